@@ -1,0 +1,596 @@
+"""The item table and the loaders that fill it: folder, manifest, HF Parquet, CIFAR, COCO, embeddings-only."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import logging
+import os
+import pickle
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from PIL import Image
+
+from leakcore import images
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("folder", "manifest", "hf-parquet", "cifar", "coco", "embeddings")
+
+ITEM_COLUMNS = {
+    "item_id": "string",
+    "dataset": "string",
+    "split": "string",
+    "role": "string",
+    "key": "string",  # the item's key in its source: relative path, index or id
+    "uri": "string",  # file path, container (Parquet / CIFAR batch) path, or URL for embeddings-only items
+    "row": "int64",  # row inside the container; -1 when `uri` is the image file itself
+    "label": "string",
+    "group": "string",
+    "timestamp": "string",
+    "caption": "string",
+    "width": "int64",
+    "height": "int64",
+    "sha256": "string",
+    "status": "string",  # ok | unreadable
+    "reason": "string",
+    "fsize": "int64",  # size and mtime of the file the bytes came from, for cheap change detection
+    "mtime_ns": "int64",
+}
+
+_EVAL_WORDS = ("test", "val", "valid", "validation", "dev", "eval", "evaluation", "benchmark")
+_TRAIN_WORDS = ("train", "training", "pretrain", "pretraining")
+
+
+class IngestError(ValueError):
+    """A source cannot be ingested as asked (wrong format, unknown split role, bad manifest)."""
+
+
+def empty_items() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in ITEM_COLUMNS.items()})
+
+
+def normalise_items(df: pd.DataFrame) -> pd.DataFrame:
+    """Give an item table exactly the canonical columns and dtypes."""
+    df = df.copy()
+    for col, dtype in ITEM_COLUMNS.items():
+        if col not in df.columns:
+            df[col] = -1 if dtype == "int64" else pd.NA
+        if dtype == "int64":
+            df[col] = pd.to_numeric(df[col], errors="coerce").fillna(-1).astype("int64")
+        else:
+            df[col] = df[col].astype("string")
+    return df[list(ITEM_COLUMNS)]
+
+
+def role_from_name(split: str, overrides: dict[str, str] | None = None) -> str:
+    """train or eval for a split name; explicit overrides (split=role, or *=role) win."""
+    overrides = overrides or {}
+    for key in (split, "*"):
+        if key in overrides:
+            role = overrides[key]
+            if role not in ("train", "eval"):
+                raise IngestError(f"role for split {split!r} must be 'train' or 'eval', got {role!r}")
+            return role
+    tokens = re.split(r"[^a-z]+", split.lower())
+    name = split.lower()
+    if any(t in _TRAIN_WORDS for t in tokens) or name.startswith("train"):
+        return "train"
+    if any(t in _EVAL_WORDS for t in tokens) or name.startswith(("val", "test", "dev", "eval")):
+        return "eval"
+    raise IngestError(
+        f"cannot tell whether split {split!r} is for training or evaluation; "
+        f"pass --role {split}=train or --role {split}=eval"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading image bytes
+# ---------------------------------------------------------------------------------------------
+def is_inside(path: Path, root: Path) -> bool:
+    """True when `path`, with symlinks resolved, lies inside `root`."""
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=4)
+def _parquet_file(path: str, mtime_ns: int) -> pq.ParquetFile:
+    return pq.ParquetFile(path)
+
+
+def _image_column(schema) -> str:
+    import pyarrow as pa
+
+    for fld in schema:
+        if pa.types.is_struct(fld.type) and fld.type.get_field_index("bytes") >= 0:
+            return fld.name
+    raise IngestError("no image column of {bytes, path} structs in this Parquet file")
+
+
+@functools.lru_cache(maxsize=16)
+def _parquet_row_group(path: str, mtime_ns: int, group: int) -> list:
+    pf = _parquet_file(path, mtime_ns)
+    col = _image_column(pf.schema_arrow)
+    table = pf.read_row_group(group, columns=[col])
+    return [(v or {}).get("bytes") for v in table.column(col).to_pylist()]
+
+
+@functools.lru_cache(maxsize=4)
+def _parquet_group_starts(path: str, mtime_ns: int) -> np.ndarray:
+    md = _parquet_file(path, mtime_ns).metadata
+    return np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)])
+
+
+@functools.lru_cache(maxsize=8)
+def _cifar_batch(path: str, mtime_ns: int) -> dict:
+    with open(path, "rb") as fh:
+        return pickle.load(fh, encoding="latin1")
+
+
+def _cifar_png(batch: dict, row: int) -> bytes:
+    arr = np.asarray(batch["data"][row], dtype=np.uint8).reshape(3, 32, 32).transpose(1, 2, 0)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def read_bytes(uri: str, row: int = -1, *, root: str | Path | None = None) -> bytes | None:
+    """The encoded bytes of one item, or None when the file is missing or outside `root`."""
+    path = Path(uri)
+    if root is not None and not is_inside(path, Path(root)):
+        return None
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    if row < 0:
+        try:
+            return path.read_bytes()
+        except OSError:
+            return None
+    if path.suffix == ".parquet":
+        starts = _parquet_group_starts(str(path), mtime)
+        group = int(np.searchsorted(starts, row, side="right") - 1)
+        return _parquet_row_group(str(path), mtime, group)[row - starts[group]]
+    return _cifar_png(_cifar_batch(str(path), mtime), row)
+
+
+def iter_bytes(uris, rows) -> Iterator[tuple[int, bytes | None]]:
+    """(position, bytes) for parallel sequences of uris and rows, reading each container once.
+
+    Items are visited in container order (by uri, then row), so a Parquet row group or CIFAR batch
+    is decoded once however many items it holds.
+    """
+    uris = np.asarray([str(u) for u in uris], dtype=object)
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.lexsort((rows, uris))
+    for pos in order:
+        yield int(pos), read_bytes(uris[pos], int(rows[pos]))
+
+
+def bounded_map(pool, fn, iterable, window: int = 256):
+    """Like Executor.map, in order, but with at most `window` items in flight (bounded memory)."""
+    from collections import deque
+
+    pending: deque = deque()
+    for item in iterable:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def iter_item_bytes(items: pd.DataFrame) -> Iterator[tuple[int, bytes | None]]:
+    """(position, bytes) for every row of an item table, in container order."""
+    return iter_bytes(items["uri"].to_numpy(), items["row"].to_numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# Records: what each layout yields before probing
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Record:
+    split: str
+    key: str
+    uri: str
+    row: int = -1
+    label: str | None = None
+    group: str | None = None
+    timestamp: str | None = None
+    caption: str | None = None
+    reason: str | None = None  # set when the loader already knows the item is bad (path outside root)
+    data: bytes | None = None  # bytes when the loader already holds them (Parquet, CIFAR)
+
+
+@dataclass
+class Source:
+    """What a loader found: the records, the dataset root, and embeddings-only extras."""
+
+    format: str
+    root: Path
+    records: list[Record]
+    splits: list[str]
+
+
+def detect_format(path: Path) -> str:
+    """Guess the layout of a source path."""
+    if path.is_dir():
+        if (path / "img_emb").is_dir() and (path / "metadata").is_dir():
+            return "embeddings"
+        if (path / "data_batch_1").exists() or ((path / "meta").exists() and (path / "train").is_file()):
+            return "cifar"
+        if list(path.glob("*.parquet")) and not any(p.is_dir() for p in path.iterdir()):
+            return "hf-parquet"
+        return "folder"
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        try:
+            _image_column(pq.read_schema(path))
+            return "hf-parquet"
+        except IngestError:
+            return "manifest"
+    if suffix == ".json":
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+        if b'"images"' in head:
+            return "coco"
+        return "manifest"
+    if suffix in (".csv", ".jsonl", ".ndjson", ".tsv"):
+        return "manifest"
+    raise IngestError(f"cannot tell the layout of {path}; pass --format, one of {', '.join(FORMATS)}")
+
+
+def _safe_file(path: Path, root: Path) -> tuple[str, str | None]:
+    """Absolute path string and a reason when the path leaves the root (directly or via a symlink)."""
+    if not is_inside(path, root):
+        return str(path), f"{images.OUTSIDE_ROOT}: {path} resolves outside {root}"
+    return str(path.absolute()), None
+
+
+def load_folder(path: Path, split: str | None = None) -> Source:
+    """ROOT/<split>/[<class>/]*.ext; with `split`, ROOT/[<class>/]*.ext is one split."""
+    root = path.resolve()
+    split_dirs = [(split, root)] if split else sorted((d.name, d) for d in root.iterdir() if d.is_dir())
+    records: list[Record] = []
+    for split_name, split_dir in split_dirs:
+        for file in sorted(split_dir.rglob("*")):
+            if file.suffix.lower() not in images.IMAGE_EXTENSIONS or file.is_dir():
+                continue
+            rel = file.relative_to(split_dir)
+            label = rel.parts[0] if len(rel.parts) > 1 else None
+            uri, reason = _safe_file(file, root)
+            key = rel.as_posix()
+            records.append(Record(split_name, key, uri, label=label, reason=reason))
+    if not records:
+        raise IngestError(f"no images ({', '.join(images.IMAGE_EXTENSIONS)}) under {root}/<split>/")
+    return Source("folder", root, records, sorted({r.split for r in records}))
+
+
+def _read_manifest(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    if suffix == ".tsv":
+        return pd.read_csv(path, dtype=str, sep="\t", keep_default_na=False)
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return pd.read_json(path, lines=suffix != ".json", dtype=False)
+    raise IngestError(f"manifest must be CSV, TSV, Parquet or JSON Lines, got {path.name}")
+
+
+def _text(value) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    text = str(value)
+    return text if text != "" else None
+
+
+def load_manifest(path: Path, root: Path | None = None, split: str | None = None) -> Source:
+    """CSV / Parquet / JSON Lines with `path`, `split` and optional label, group, timestamp, id."""
+    df = _read_manifest(path)
+    if "path" not in df.columns:
+        raise IngestError(f"manifest {path} has no 'path' column (columns: {', '.join(map(str, df.columns))})")
+    if "split" not in df.columns and not split:
+        raise IngestError(f"manifest {path} has no 'split' column; pass --split NAME")
+    root = (root or path.parent).resolve()
+    records = []
+    for rec in df.to_dict("records"):
+        rel = str(rec["path"])
+        file = Path(rel) if os.path.isabs(rel) else root / rel
+        uri, reason = _safe_file(file, root)
+        key = _text(rec.get("id")) or rel
+        records.append(
+            Record(
+                _text(rec.get("split")) or split, key, uri,
+                label=_text(rec.get("label")), group=_text(rec.get("group")),
+                timestamp=_text(rec.get("timestamp")), caption=_text(rec.get("caption")), reason=reason,
+            )
+        )
+    return Source("manifest", root, records, sorted({r.split for r in records}))
+
+
+def _hf_label_names(schema) -> dict[str, list[str]]:
+    meta = (schema.metadata or {}).get(b"huggingface")
+    if not meta:
+        return {}
+    try:
+        features = json.loads(meta).get("info", {}).get("features", {})
+    except (ValueError, AttributeError):
+        return {}
+    return {name: f["names"] for name, f in features.items() if isinstance(f, dict) and "names" in f}
+
+
+def load_hf_parquet(path: Path, split: str | None = None) -> Source:
+    """Parquet with an image column of {bytes, path} structs; split from a column, the file name or --split."""
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    records: list[Record] = []
+    for file in files:
+        pf = pq.ParquetFile(file)
+        schema = pf.schema_arrow
+        img_col = _image_column(schema)
+        names = _hf_label_names(schema)
+        cols = [c for c in schema.names if c != img_col]
+        meta = pf.read(columns=cols).to_pandas() if cols else pd.DataFrame(index=range(pf.metadata.num_rows))
+        file_split = split or re.split(r"[-_.]", file.stem)[0]
+        labels = None
+        if "label_name" in meta.columns:
+            labels = meta["label_name"].astype(str).tolist()
+        elif "label" in meta.columns:
+            raw = meta["label"].tolist()
+            lookup = names.get("label")
+            labels = [lookup[int(v)] if lookup and v is not None else _text(v) for v in raw]
+        splits = meta["split"].astype(str).tolist() if "split" in meta.columns and not split else None
+        keys = meta["index"] if "index" in meta.columns else meta["id"] if "id" in meta.columns else None
+        uri = str(file.resolve())
+        for row in range(pf.metadata.num_rows):
+            records.append(
+                Record(
+                    splits[row] if splits else file_split,
+                    str(keys.iloc[row]) if keys is not None else str(row),
+                    uri, row=row, label=labels[row] if labels else None,
+                )
+            )
+    root = (path if path.is_dir() else path.parent).resolve()
+    return Source("hf-parquet", root, records, sorted({r.split for r in records}))
+
+
+def load_cifar(path: Path) -> Source:
+    """CIFAR-10 (data_batch_1..5, test_batch) or CIFAR-100 (train, test) python batches."""
+    path = path.resolve()
+    if (path / "data_batch_1").exists():
+        meta = _cifar_batch(str(path / "batches.meta"), 0) if (path / "batches.meta").exists() else {}
+        names = meta.get("label_names")
+        layout = {"train": [path / f"data_batch_{i}" for i in range(1, 6)], "test": [path / "test_batch"]}
+        label_key = "labels"
+    else:
+        meta = _cifar_batch(str(path / "meta"), 0) if (path / "meta").exists() else {}
+        names = meta.get("fine_label_names")
+        layout = {"train": [path / "train"], "test": [path / "test"]}
+        label_key = "fine_labels"
+    records: list[Record] = []
+    for split, files in layout.items():
+        index = 0
+        for file in files:
+            if not file.exists():
+                raise IngestError(f"CIFAR folder {path} lacks {file.name}")
+            batch = _cifar_batch(str(file), file.stat().st_mtime_ns)
+            for row, lab in enumerate(batch[label_key]):
+                label = names[lab] if names else str(lab)
+                records.append(Record(split, str(index), str(file), row=row, label=label))
+                index += 1
+    return Source("cifar", path, records, list(layout))
+
+
+def load_coco(path: Path, root: Path | None = None, split: str | None = None) -> Source:
+    """COCO-style JSON: images[].file_name under an image root; one file per split."""
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    if not isinstance(data, dict) or "images" not in data:
+        raise IngestError(f"{path} is not COCO-style JSON (no 'images' list)")
+    split = split or re.sub(r"^(instances|captions|person_keypoints)_", "", path.stem)
+    if root is None:
+        candidates = [path.parent / split, path.parent.parent / split, path.parent / "images", path.parent]
+        root = next((c for c in candidates if c.is_dir()), path.parent)
+    root = root.resolve()
+    cats = {c["id"]: c.get("name", str(c["id"])) for c in data.get("categories", [])}
+    per_image: dict = {}
+    for ann in data.get("annotations", []):
+        if "category_id" in ann:
+            per_image.setdefault(ann["image_id"], set()).add(cats.get(ann["category_id"], str(ann["category_id"])))
+    records = []
+    for img in data["images"]:
+        uri, reason = _safe_file(root / img["file_name"], root)
+        labels = per_image.get(img["id"])
+        records.append(
+            Record(split, str(img["id"]), uri, label="|".join(sorted(labels)) if labels else None,
+                   timestamp=_text(img.get("date_captured")), reason=reason)
+        )
+    return Source("coco", root, records, [split])
+
+
+def load_embeddings(path: Path, split: str | None = None) -> Source:
+    """clip-retrieval layout: img_emb/img_emb_*.npy row-aligned with metadata/metadata_*.parquet."""
+    from leakcore.embed import embedding_shards
+
+    shards = embedding_shards(path)
+    split = split or "train"
+    records = []
+    index = 0
+    for npy, meta_file in shards:
+        n = np.load(npy, mmap_mode="r").shape[0]
+        meta = pd.read_parquet(meta_file) if meta_file else pd.DataFrame(index=range(n))
+        if len(meta) != n:
+            raise IngestError(f"{meta_file} has {len(meta)} rows but {npy.name} has {n} vectors")
+        for rec in meta.to_dict("records"):
+            url = _text(rec.get("url")) or _text(rec.get("image_path")) or f"{npy.name}#{index}"
+            records.append(
+                Record(split, _text(rec.get("key")) or str(index), url, row=index,
+                       caption=_text(rec.get("caption")), reason=None)
+            )
+            index += 1
+    return Source("embeddings", path.resolve(), records, [split])
+
+
+def load_source(path: Path, fmt: str, *, root: Path | None = None, split: str | None = None) -> Source:
+    """Dispatch to the loader for `fmt`."""
+    if fmt == "folder":
+        return load_folder(path, split)
+    if fmt == "manifest":
+        return load_manifest(path, root, split)
+    if fmt == "hf-parquet":
+        return load_hf_parquet(path, split)
+    if fmt == "cifar":
+        return load_cifar(path)
+    if fmt == "coco":
+        return load_coco(path, root, split)
+    if fmt == "embeddings":
+        return load_embeddings(path, split)
+    raise IngestError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Probing: sha256, size, status of every record
+# ---------------------------------------------------------------------------------------------
+def probe_bytes(data: bytes | None) -> dict:
+    """sha256, width, height, status and reason for one item's bytes."""
+    if data is None:
+        return {"sha256": None, "width": -1, "height": -1, "status": "unreadable", "reason": images.MISSING}
+    digest = hashlib.sha256(data).hexdigest()
+    result = images.decode(data, draft_size=(64, 64))
+    return {
+        "sha256": digest, "width": result.width or -1, "height": result.height or -1,
+        "status": "ok" if result.ok else "unreadable", "reason": result.reason,
+    }
+
+
+def _file_stat(uri: str) -> tuple[int, int]:
+    try:
+        st = os.stat(uri)
+        return st.st_size, st.st_mtime_ns
+    except OSError:
+        return -1, -1
+
+
+def build_items(
+    dataset: str,
+    source: Source,
+    roles: dict[str, str],
+    previous: pd.DataFrame | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+) -> pd.DataFrame:
+    """Probe every record into an item row; unchanged files (same size and mtime) reuse `previous`."""
+    prev = {}
+    if previous is not None and not previous.empty:
+        prev = {r["item_id"]: r for r in previous.to_dict("records")}
+    rows: list[dict] = []
+    todo: list[tuple[int, Record]] = []
+    for rec in source.records:
+        item_id = f"{dataset}/{rec.split}/{rec.key}"
+        fsize, mtime = _file_stat(rec.uri) if source.format != "embeddings" else (-1, -1)
+        base = {
+            "item_id": item_id, "dataset": dataset, "split": rec.split, "role": roles[rec.split],
+            "key": rec.key, "uri": rec.uri, "row": rec.row, "label": rec.label, "group": rec.group,
+            "timestamp": rec.timestamp, "caption": rec.caption, "fsize": fsize, "mtime_ns": mtime,
+        }
+        old = prev.get(item_id)
+        if rec.reason:
+            base.update(sha256=None, width=-1, height=-1, status="unreadable", reason=rec.reason)
+        elif source.format == "embeddings":
+            base.update(sha256=None, width=-1, height=-1, status="ok", reason=None)
+        elif old is not None and old["fsize"] == fsize and old["mtime_ns"] == mtime and fsize >= 0 and old["uri"] == rec.uri:
+            base.update({k: old[k] for k in ("sha256", "width", "height", "status", "reason")})
+        else:
+            todo.append((len(rows), rec))
+        rows.append(base)
+
+    total = len(todo)
+    stream = iter_bytes([r.uri for _, r in todo], [r.row for _, r in todo])
+    order: list[int] = []
+
+    def datas():
+        for pos, data in stream:
+            order.append(pos)
+            yield data
+
+    with ThreadPoolExecutor(max_workers=workers or (os.cpu_count() or 2)) as pool:
+        for done, result in enumerate(bounded_map(pool, probe_bytes, datas()), 1):
+            rows[todo[order[done - 1]][0]].update(result)
+            if progress and (done % 500 == 0 or done == total):
+                progress(done, total)
+    return normalise_items(pd.DataFrame(rows) if rows else empty_items())
+
+
+def merge_items(existing: pd.DataFrame, dataset: str, new: pd.DataFrame, splits: Iterable[str]) -> pd.DataFrame:
+    """Replace the rows of (dataset, split) for the splits a source provided; keep everything else."""
+    splits = set(splits)
+    keep = existing[~((existing["dataset"] == dataset) & existing["split"].isin(splits))]
+    return pd.concat([keep, new], ignore_index=True) if not keep.empty else new
+
+
+def summarise(items: pd.DataFrame) -> dict:
+    """Counts per split and role, labels, unreadable by reason: the end-of-ingest summary."""
+    out: dict = {"items": int(len(items)), "splits": [], "unreadable": {}}
+    for (ds, split, role), grp in items.groupby(["dataset", "split", "role"], sort=True):
+        labels = grp["label"].dropna()
+        out["splits"].append({
+            "dataset": ds, "split": split, "role": role, "items": int(len(grp)),
+            "unreadable": int((grp["status"] != "ok").sum()), "labels": int(labels.nunique()),
+            "top_labels": labels.value_counts().head(5).to_dict(),
+        })
+    bad = items[items["status"] != "ok"]
+    if not bad.empty:
+        kinds = bad["reason"].fillna("unknown").str.split(":").str[0]
+        out["unreadable"] = {str(k): int(v) for k, v in kinds.value_counts().items()}
+    return out
+
+
+def add_dataset(
+    ws,
+    name: str,
+    source_path: str | os.PathLike,
+    *,
+    fmt: str | None = None,
+    roles: dict[str, str] | None = None,
+    root: str | os.PathLike | None = None,
+    split: str | None = None,
+    encoder: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Ingest a source into the workspace as dataset `name`; idempotent; returns the summary."""
+    from leakcore.project import DatasetConfig
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", name):
+        raise IngestError(f"dataset name {name!r} must be letters, digits, '_', '-' or '.'")
+    path = Path(source_path)
+    if not path.exists():
+        raise IngestError(f"source {path} does not exist")
+    fmt = fmt or detect_format(path)
+    if fmt not in FORMATS:
+        raise IngestError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    if fmt == "embeddings" and not encoder:
+        raise IngestError("an embeddings-only source must declare the encoder that made it: pass --encoder NAME")
+    source = load_source(path, fmt, root=Path(root) if root else None, split=split)
+    split_roles = {s: role_from_name(s, roles) for s in source.splits}
+    existing = ws.items()
+    previous = existing[existing["dataset"] == name]
+    new = build_items(name, source, split_roles, previous, progress)
+    ws.write_items(merge_items(existing, name, new, source.splits))
+    ws.register_dataset(
+        DatasetConfig(name=name, format=fmt, source=str(path.resolve()), root=str(source.root),
+                      roles=split_roles, encoder=encoder)
+    )
+    return summarise(new)

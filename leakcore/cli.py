@@ -1,0 +1,226 @@
+"""`leakcore` command line: the same verbs as the dashboard, for terminals and CI."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+class _Bars:
+    """One tqdm bar per stage name, for progress callbacks of the form (stage, done, total)."""
+
+    def __init__(self):
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="img" if stage.startswith(("embed", "probe")) else "pair",
+                                          leave=True, file=sys.stderr, dynamic_ncols=True)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _parse_roles(values: list[str]) -> dict[str, str]:
+    roles = {}
+    for v in values or []:
+        if "=" not in v:
+            raise SystemExit(f"--role takes SPLIT=ROLE (e.g. test=eval, '*=train'), got {v!r}")
+        split, role = v.split("=", 1)
+        roles[split.strip()] = role.strip()
+    return roles
+
+
+def cmd_init(args) -> int:
+    from leakcore.project import Workspace
+
+    ws = Workspace.create(args.dir, encoder=args.encoder, k=args.k)
+    print(f"workspace ready at {ws.path} (encoder {ws.encoder}, k={ws.k})")
+    return 0
+
+
+def print_summary(summary: dict, out=sys.stdout) -> None:
+    print(f"{summary['items']} items", file=out)
+    for s in summary["splits"]:
+        labels = ", ".join(f"{k} {v}" for k, v in s["top_labels"].items())
+        more = f" (+{s['labels'] - len(s['top_labels'])} more)" if s["labels"] > len(s["top_labels"]) else ""
+        print(f"  {s['dataset']}/{s['split']:<12} role={s['role']:<5} items={s['items']:>7}  unreadable={s['unreadable']:>5}  "
+              f"labels={s['labels']}" + (f" [{labels}{more}]" if labels else ""), file=out)
+    if summary["unreadable"]:
+        print("unreadable by reason:", file=out)
+        for reason, n in summary["unreadable"].items():
+            print(f"  {reason}: {n}", file=out)
+    else:
+        print("unreadable: 0", file=out)
+
+
+def cmd_add(args) -> int:
+    from leakcore.catalog import add_dataset
+    from leakcore.project import Workspace
+
+    ws = Workspace.create(args.dir)
+    bars = _Bars()
+    summary = add_dataset(
+        ws, args.dataset, args.source, fmt=args.format, roles=_parse_roles(args.role), root=args.root,
+        split=args.split, encoder=args.encoder, progress=lambda d, t: bars("probe " + args.dataset, d, t),
+    )
+    bars.close()
+    print_summary(summary)
+    return 0
+
+
+def cmd_encoders(args) -> int:
+    from leakcore.encoders import list_encoders
+
+    rows = list_encoders()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        state = "available" if r["available"] else "unavailable"
+        print(f"{r['name']:<15} {r['family']:<20} dim={r['dim']:<5} size={r['input_size']:<4} "
+              f"hard={r['hard']:.4f} soft={r['soft']:.4f}  {state}")
+        if not r["available"]:
+            print(f"{'':<15} why not: {r['why_not']}")
+    return 0
+
+
+def cmd_scan(args) -> int:
+    from leakcore.project import Workspace
+    from leakcore.scan import scan
+
+    ws = Workspace.open(args.dir)
+    bars = _Bars()
+    overrides = {"input_size": args.input_size, "weights": args.weights}
+    result = scan(ws, encoder_name=args.encoder, k=args.k, progress=bars, batch_size=args.batch_size,
+                  encoder_overrides=overrides)
+    bars.close()
+    print(f"scan with {result.encoder}: {len(result.pairs_searched)} split pairs searched, "
+          f"{len(result.pairs_skipped)} unchanged, {result.seconds:.1f}s")
+    return cmd_report(argparse.Namespace(dir=args.dir, json=False, fail_above_hard=None, fail_above_soft=None,
+                                         auto_only=False, hard=None, soft=None))
+
+
+def cmd_report(args) -> int:
+    from leakcore import leakage
+    from leakcore.project import Workspace
+
+    ws = Workspace.open(args.dir)
+    hard, soft = ws.thresholds()
+    hard = args.hard if args.hard is not None else hard
+    soft = args.soft if args.soft is not None else soft
+    decisions = None
+    if not args.auto_only:
+        from leakcore import review
+
+        decisions = review.latest_decisions(ws)
+    table = leakage.rates(ws, hard, soft, decisions=decisions)
+    if args.json:
+        data = leakage.report_dict(ws, table)
+        data.update(hard_threshold=hard, soft_threshold=soft)
+        print(json.dumps(data, indent=2))
+    else:
+        print(f"encoder {ws.encoder}: hard >= {hard:.4f}, soft >= {soft:.4f}"
+              + ("" if args.auto_only else " (curator decisions applied where they exist)"))
+        if table.empty:
+            print("no results yet: run `leakcore scan`")
+        for r in table.itertuples():
+            print(f"  {r.eval_split:<24} vs {r.train_split:<26} n={r.n_eval:>7}  hard {r.hard:>6} ({100 * r.hard_rate:6.2f}%)"
+                  f"  soft {r.soft:>6} ({100 * r.soft_rate:6.2f}%)")
+    failures = leakage.exceeds(table, args.fail_above_hard, args.fail_above_soft)
+    for f in failures:
+        print(f"FAIL {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leakcore", description="Find and review data leakage in visual datasets.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="create a workspace")
+    p.add_argument("dir")
+    p.add_argument("--encoder", default="sscd-distilled")
+    p.add_argument("--k", type=int, default=10)
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("add", help="ingest a dataset (folder, manifest, hf-parquet, cifar, coco, embeddings)")
+    p.add_argument("dir")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--source", required=True)
+    p.add_argument("--format", choices=["folder", "manifest", "hf-parquet", "cifar", "coco", "embeddings"])
+    p.add_argument("--role", action="append", default=[], help="SPLIT=train|eval ('*=eval' for all splits)")
+    p.add_argument("--root", help="image root for manifests and COCO files")
+    p.add_argument("--split", help="split name for single-split sources")
+    p.add_argument("--encoder", help="embeddings-only sources: the encoder that made the vectors")
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("encoders", help="list encoders and whether they can run here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_encoders)
+
+    p = sub.add_parser("scan", help="embed and search every eval split against every training split (resumable)")
+    p.add_argument("dir")
+    p.add_argument("--encoder")
+    p.add_argument("--k", type=int)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--input-size", type=int, help="override the encoder's input size")
+    p.add_argument("--weights", help="a local weights file for the encoder")
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("report", help="hard and soft leakage rates; exit 1 above a bound (for CI)")
+    p.add_argument("dir")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--fail-above-hard", type=float, metavar="PCT")
+    p.add_argument("--fail-above-soft", type=float, metavar="PCT")
+    p.add_argument("--hard", type=float, help="use this hard threshold instead of the project's")
+    p.add_argument("--soft", type=float, help="use this soft threshold instead of the project's")
+    p.add_argument("--auto-only", action="store_true", help="ignore curator decisions")
+    p.set_defaults(func=cmd_report)
+    _add_later_commands(sub)
+    return parser
+
+
+def _add_later_commands(sub) -> None:
+    """Commands of the review, calibration, impact and export modules register here."""
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+
+
+_EXTRA_COMMANDS: list = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from leakcore.catalog import IngestError
+    from leakcore.embed import EncoderMismatch
+    from leakcore.encoders import WeightsUnavailable
+    from leakcore.project import WorkspaceError
+
+    try:
+        return int(args.func(args) or 0)
+    except (WorkspaceError, IngestError, EncoderMismatch, WeightsUnavailable, ValueError) as exc:
+        print(f"leakcore {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

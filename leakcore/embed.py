@@ -1,0 +1,189 @@
+"""Batched, cached, resumable embedding: vectors keyed by (encoder fingerprint, content sha256)."""
+from __future__ import annotations
+
+import logging
+import re
+from collections import deque
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from leakcore import catalog
+from leakcore.encoders import Encoder, get_spec
+from leakcore.project import atomic_path, write_parquet
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+class EncoderMismatch(ValueError):
+    """Embeddings-only vectors were made by another encoder or have another dimension."""
+
+
+class EmbeddingCache:
+    """Shards of vectors under embeddings/<encoder>/<fingerprint>/: shard-N.npy plus shard-N.keys.parquet.
+
+    The keys file is written last and is the shard's commit marker, so a killed run leaves no
+    half-counted shard and the next run embeds only what is missing.
+    """
+
+    def __init__(self, folder: Path, dim: int):
+        self.folder = Path(folder)
+        self.dim = dim
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._index: dict[str, tuple[int, int]] = {}
+        self._reasons: dict[str, str] = {}
+        self._shards: dict[int, np.ndarray] = {}
+        for keys_file in sorted(self.folder.glob("shard-*.keys.parquet")):
+            shard = int(re.search(r"shard-(\d+)", keys_file.name).group(1))
+            keys = pd.read_parquet(keys_file)
+            for row, (sha, reason) in enumerate(zip(keys["sha256"], keys["reason"])):
+                self._index[sha] = (shard, row)
+                if isinstance(reason, str) and reason:
+                    self._reasons[sha] = reason
+        self._next = max((s for s, _ in self._index.values()), default=-1) + 1
+
+    def __contains__(self, sha: str) -> bool:
+        return sha in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def reason(self, sha: str) -> str | None:
+        return self._reasons.get(sha)
+
+    def add(self, shas: list[str], vectors: np.ndarray, reasons: list[str | None]) -> None:
+        """Commit one shard atomically."""
+        shard = self._next
+        self._next += 1
+        with atomic_path(self.folder / f"shard-{shard:05d}.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(vectors, dtype=np.float32))
+        write_parquet(pd.DataFrame({"sha256": shas, "reason": reasons}), self.folder / f"shard-{shard:05d}.keys.parquet")
+        for row, (sha, reason) in enumerate(zip(shas, reasons)):
+            self._index[sha] = (shard, row)
+            if reason:
+                self._reasons[sha] = reason
+
+    def _shard(self, shard: int) -> np.ndarray:
+        if shard not in self._shards:
+            self._shards[shard] = np.load(self.folder / f"shard-{shard:05d}.npy", mmap_mode="r")
+        return self._shards[shard]
+
+    def get(self, shas) -> np.ndarray:
+        """(n, dim) float32 for cached shas (all must be present)."""
+        out = np.zeros((len(shas), self.dim), dtype=np.float32)
+        locs = [self._index[s] for s in shas]
+        by_shard: dict[int, list[tuple[int, int]]] = {}
+        for pos, (shard, row) in enumerate(locs):
+            by_shard.setdefault(shard, []).append((pos, row))
+        for shard, pairs in by_shard.items():
+            pos, rows = zip(*pairs)
+            out[list(pos)] = self._shard(shard)[list(rows)]
+        return out
+
+
+def embed_items(
+    ws,
+    items: pd.DataFrame,
+    encoder: Encoder,
+    *,
+    batch_size: int = 64,
+    shard_size: int = 4096,
+    workers: int = 2,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors for `items` (row-aligned) and a mask of the rows that have one.
+
+    Only images whose sha256 is not in the cache are decoded and embedded; unreadable items get no vector.
+    """
+    cache = EmbeddingCache(ws.embeddings_dir(encoder.name) / encoder.fingerprint, encoder.spec.dim)
+    ok = (items["status"] == "ok") & items["sha256"].notna()
+    todo = items[ok & ~items["sha256"].isin(list(cache._index))].drop_duplicates("sha256")
+    total = len(todo)
+    if total:
+        log.info("embedding %d new images with %s (%d cached)", total, encoder.name, len(cache))
+        positions: deque[int] = deque()
+
+        def datas() -> Iterator[bytes | None]:
+            for pos, data in catalog.iter_item_bytes(todo):
+                positions.append(pos)
+                yield data
+
+        shas = todo["sha256"].astype(str).to_numpy()
+        buf_shas: list[str] = []
+        buf_vecs: list[np.ndarray] = []
+        buf_reasons: list[str | None] = []
+        done = 0
+        for vectors, reasons in encoder.encode(datas(), batch_size=batch_size, workers=workers):
+            batch_pos = [positions.popleft() for _ in range(len(reasons))]
+            buf_shas.extend(shas[batch_pos])
+            buf_vecs.append(vectors)
+            buf_reasons.extend(reasons)
+            done += len(reasons)
+            if len(buf_shas) >= shard_size:
+                cache.add(buf_shas, np.concatenate(buf_vecs), buf_reasons)
+                buf_shas, buf_vecs, buf_reasons = [], [], []
+            if progress:
+                progress(done, total)
+        if buf_shas:
+            cache.add(buf_shas, np.concatenate(buf_vecs), buf_reasons)
+    have = ok.to_numpy().copy()
+    vectors = np.zeros((len(items), encoder.spec.dim), dtype=np.float32)
+    idx = np.flatnonzero(have)
+    if len(idx):
+        shas = items["sha256"].astype(str).to_numpy()[idx]
+        vectors[idx] = cache.get(list(shas))
+        failed = np.array([cache.reason(s) is not None for s in shas], dtype=bool)
+        have[idx[failed]] = False
+    return vectors, have
+
+
+# ---- embeddings-only sources (clip-retrieval layout) -------------------------------------------------
+def embedding_shards(path: Path) -> list[tuple[Path, Path | None]]:
+    """(img_emb_N.npy, metadata_N.parquet) pairs in shard order."""
+    path = Path(path)
+
+    def num(p: Path) -> int:
+        m = re.search(r"(\d+)", p.stem)
+        return int(m.group(1)) if m else 0
+
+    npys = sorted((path / "img_emb").glob("img_emb_*.npy"), key=num)
+    if not npys:
+        raise catalog.IngestError(f"no img_emb/img_emb_*.npy under {path}")
+    metas = {num(p): p for p in (path / "metadata").glob("metadata_*.parquet")}
+    return [(p, metas.get(num(p))) for p in npys]
+
+
+def check_embeddings_source(ds, encoder_name: str) -> int:
+    """Refuse an embeddings-only source made by another encoder or with another dimension; return its dim."""
+    if ds.encoder != encoder_name:
+        raise EncoderMismatch(
+            f"dataset {ds.name!r} holds vectors made by {ds.encoder!r}, but this scan uses {encoder_name!r}; "
+            f"scan with --encoder {ds.encoder} or re-embed that source"
+        )
+    dim = np.load(embedding_shards(Path(ds.source))[0][0], mmap_mode="r").shape[1]
+    expected = get_spec(encoder_name).dim
+    if dim != expected:
+        raise EncoderMismatch(f"dataset {ds.name!r} vectors have dimension {dim}, but {encoder_name} makes {expected}")
+    return dim
+
+
+def embeddings_blocks(ds, rows: np.ndarray, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Blocks (offset into `rows`, float32 L2-normalised vectors) from memory-mapped shards, in order."""
+    from leakcore.encoders import l2_normalise
+
+    shards = [np.load(p, mmap_mode="r") for p, _ in embedding_shards(Path(ds.source))]
+    starts = np.cumsum([0] + [s.shape[0] for s in shards])
+    rows = np.asarray(rows)
+    for off in range(0, len(rows), block_rows):
+        sel = rows[off:off + block_rows]
+        block = np.empty((len(sel), shards[0].shape[1]), dtype=np.float32)
+        shard_of = np.searchsorted(starts, sel, side="right") - 1
+        for s in np.unique(shard_of):
+            mask = shard_of == s
+            block[mask] = shards[s][sel[mask] - starts[s]]
+        yield off, l2_normalise(block)

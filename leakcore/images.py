@@ -1,0 +1,121 @@
+"""Safe decoding: bytes in, an RGB image or a named reason out; nothing here raises on bad input."""
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
+
+#: Default decompression-bomb limit (pixels). Pillow's own default is ~89 Mpx; we allow larger photos.
+DEFAULT_MAX_PIXELS = 178_956_970
+
+# Reasons an item can be unreadable; stored in items.parquet and shown to the user.
+MISSING = "missing"
+EMPTY = "empty file"
+NOT_IMAGE = "not an image"
+TRUNCATED = "truncated"
+TOO_LARGE = "too large"
+OUTSIDE_ROOT = "outside dataset root"
+UNREADABLE = "unreadable"
+NO_PIXELS = "no pixels (embeddings only)"
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Result of decoding: `image` is RGB when `reason` is None."""
+
+    image: Image.Image | None
+    reason: str | None = None
+    width: int = 0
+    height: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; alpha is composited on white."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        if mode == "I" and arr.max() <= 65535:
+            hi = 65535.0 if arr.max() > 255 else 255.0
+        arr8 = np.clip(arr * (255.0 / hi), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, mode="L").convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def decode(
+    data: bytes | None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: tuple[int, int] | None = None,
+) -> Decoded:
+    """Decode image bytes into RGB with EXIF orientation applied, or say why not.
+
+    `draft_size` lets JPEG decode at a reduced scale (never smaller than asked) when that is all
+    the caller needs; width and height are always the original's.
+    """
+    if data is None:
+        return Decoded(None, MISSING)
+    if len(data) == 0:
+        return Decoded(None, EMPTY)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width * height > max_pixels:
+                return Decoded(None, f"{TOO_LARGE}: {width}x{height} exceeds {max_pixels} pixels", width, height)
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)
+            if draft_size is not None and img.format == "JPEG":
+                img.draft("RGB", draft_size)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgb = _to_rgb(img)
+            rgb.load()
+    except UnidentifiedImageError:
+        return Decoded(None, NOT_IMAGE)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return Decoded(None, f"{TOO_LARGE}: {exc}")
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        text = str(exc)
+        if "truncated" in text.lower() or isinstance(exc, EOFError) or "broken data stream" in text.lower():
+            return Decoded(None, f"{TRUNCATED}: {text}")
+        return Decoded(None, f"{UNREADABLE}: {text}")
+    except Exception as exc:  # noqa: BLE001 - a decoder bug must not crash a scan; keep the reason
+        log.warning("unexpected decoder failure: %r", exc)
+        return Decoded(None, f"{UNREADABLE}: {type(exc).__name__}: {exc}")
+    # Orientation may have swapped the sides; report the displayed size.
+    return Decoded(rgb, None, *(_display_size(width, height, rgb)))
+
+
+def _display_size(width: int, height: int, rgb: Image.Image) -> tuple[int, int]:
+    """Original size in display orientation (draft decoding shrinks `rgb`, so use its aspect only)."""
+    swapped = (rgb.width > rgb.height) != (width > height) and width != height
+    return (height, width) if swapped else (width, height)
+
+
+def load_rgb(data: bytes | None, size: int | None = None) -> Image.Image | None:
+    """Decoded RGB or None; a convenience for UI thumbnails."""
+    result = decode(data, draft_size=(size, size) if size else None)
+    return result.image

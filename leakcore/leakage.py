@@ -1,0 +1,153 @@
+"""Degrees and rates from stored similarities and the thresholds in force (nothing is re-searched).
+
+Degree of an evaluation item against a training source = the strongest of its neighbour pairs: hard when
+similarity >= hard threshold, soft when >= soft threshold (soft includes hard, as in the paper). Curator
+decisions, when used, override the automatic degree of the pairs they cover.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+HARD, SOFT, NONE = "hard", "soft", "none"
+WITHIN = "(within split)"
+ALL_SOURCES = "(all training sources)"
+# Curator decisions as stored by leakcore.review
+DECISION_DEGREE = {"hard": HARD, "soft": SOFT, "not_leak": NONE}
+
+
+def load_pairs(ws, encoder: str | None = None) -> pd.DataFrame:
+    """Every stored neighbour row: eval_split, train_split, eval_item_id, rank, train_item_id, similarity."""
+    encoder = encoder or ws.encoder
+    root = ws.neighbors_dir(encoder)
+    frames = []
+    for meta_file in sorted(root.glob("*/*.json")) if root.exists() else []:
+        meta = json.loads(meta_file.read_text())
+        df = pd.read_parquet(meta_file.with_suffix(".parquet"))
+        df.insert(0, "train_split", meta["train_split"])
+        df.insert(0, "eval_split", meta["eval_split"])
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame({
+            "eval_split": pd.Series(dtype=str), "train_split": pd.Series(dtype=str),
+            "eval_item_id": pd.Series(dtype=str), "rank": pd.Series(dtype=np.int16),
+            "train_item_id": pd.Series(dtype=str), "similarity": pd.Series(dtype=np.float32),
+        })
+    pairs = pd.concat(frames, ignore_index=True)
+    pairs["within"] = pairs["eval_split"] == pairs["train_split"]
+    return pairs
+
+
+def degree_of(similarity, hard: float, soft: float) -> np.ndarray:
+    """'hard' / 'soft' / 'none' per similarity."""
+    s = np.asarray(similarity, dtype=np.float64)
+    return np.where(s >= hard, HARD, np.where(s >= soft, SOFT, NONE))
+
+
+def with_degrees(pairs: pd.DataFrame, hard: float, soft: float, decisions: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Pairs plus `auto_degree`, `decision` and `degree` (the decision where one exists, else automatic)."""
+    out = pairs.copy()
+    out["auto_degree"] = degree_of(out["similarity"], hard, soft)
+    out["decision"] = pd.Series(pd.NA, index=out.index, dtype="string")
+    if decisions is not None and not decisions.empty:
+        d = decisions[["eval_item_id", "train_item_id", "decision"]].drop_duplicates(["eval_item_id", "train_item_id"], keep="last")
+        out = out.drop(columns="decision").merge(d, on=["eval_item_id", "train_item_id"], how="left")
+        out["decision"] = out["decision"].astype("string")
+    reviewed = out["decision"].map(DECISION_DEGREE)
+    out["degree"] = reviewed.where(reviewed.notna(), out["auto_degree"])
+    return out
+
+
+_RANK = {NONE: 0, SOFT: 1, HARD: 2}
+
+
+def item_degrees(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per (eval item, train split): the strongest degree and the best similarity and match."""
+    if pairs.empty:
+        return pd.DataFrame(columns=["eval_split", "train_split", "eval_item_id", "degree", "similarity", "train_item_id"])
+    p = pairs.assign(_r=pairs["degree"].map(_RANK)).sort_values(["_r", "similarity"], ascending=[False, False], kind="stable")
+    best = p.drop_duplicates(["eval_split", "train_split", "eval_item_id"])
+    return best[["eval_split", "train_split", "eval_item_id", "degree", "similarity", "train_item_id"]].reset_index(drop=True)
+
+
+def eval_counts(ws) -> pd.Series:
+    """Readable items per eval split (the denominators)."""
+    items = ws.items()
+    ev = items[(items["role"] == "eval") & (items["status"] == "ok")]
+    return (ev["dataset"] + "/" + ev["split"]).value_counts()
+
+
+def rates(ws, hard: float | None = None, soft: float | None = None, *, encoder: str | None = None,
+          decisions: pd.DataFrame | None = None, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Hard and soft counts and rates per (eval split x train split), over all sources, and within split."""
+    encoder = encoder or ws.encoder
+    if hard is None or soft is None:
+        hard, soft = ws.thresholds(encoder)
+    pairs = load_pairs(ws, encoder) if pairs is None else pairs
+    degrees = item_degrees(with_degrees(pairs, hard, soft, decisions))
+    totals = eval_counts(ws)
+    rows = []
+    cross = degrees[degrees["eval_split"] != degrees["train_split"]]
+    within = degrees[degrees["eval_split"] == degrees["train_split"]]
+    for (ev, tr), grp in cross.groupby(["eval_split", "train_split"], sort=True):
+        rows.append(_row(ev, tr, grp["degree"], totals.get(ev, 0)))
+    for ev, grp in cross.groupby("eval_split", sort=True):
+        per_item = grp.assign(_r=grp["degree"].map(_RANK)).groupby("eval_item_id")["_r"].max()
+        rows.append(_row(ev, ALL_SOURCES, per_item.map({0: NONE, 1: SOFT, 2: HARD}), totals.get(ev, 0)))
+    for ev, grp in within.groupby("eval_split", sort=True):
+        rows.append(_row(ev, WITHIN, grp["degree"], totals.get(ev, 0)))
+    cols = ["eval_split", "train_split", "n_eval", "hard", "soft", "hard_rate", "soft_rate"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _row(eval_split: str, train_split: str, degrees: pd.Series, n: int) -> dict:
+    hard_n = int((degrees == HARD).sum())
+    soft_n = int(degrees.isin([HARD, SOFT]).sum())
+    return {
+        "eval_split": eval_split, "train_split": train_split, "n_eval": int(n), "hard": hard_n, "soft": soft_n,
+        "hard_rate": hard_n / n if n else 0.0, "soft_rate": soft_n / n if n else 0.0,
+    }
+
+
+def flagged_items(ws, hard: float | None = None, soft: float | None = None, *, encoder: str | None = None,
+                  decisions: pd.DataFrame | None = None, include_within: bool = False) -> pd.DataFrame:
+    """Eval items with their strongest training match over all sources (the export and impact input)."""
+    encoder = encoder or ws.encoder
+    if hard is None or soft is None:
+        hard, soft = ws.thresholds(encoder)
+    pairs = load_pairs(ws, encoder)
+    if not include_within:
+        pairs = pairs[~pairs["within"]] if "within" in pairs else pairs
+    degrees = item_degrees(with_degrees(pairs, hard, soft, decisions))
+    degrees = degrees.assign(_r=degrees["degree"].map(_RANK)).sort_values(["_r", "similarity"], ascending=False)
+    return degrees.drop_duplicates("eval_item_id").drop(columns="_r").reset_index(drop=True)
+
+
+def report_dict(ws, table: pd.DataFrame) -> dict:
+    hard, soft = ws.thresholds()
+    return {
+        "workspace": str(ws.path), "encoder": ws.encoder, "hard_threshold": hard, "soft_threshold": soft,
+        "rates": table.to_dict("records"),
+    }
+
+
+def exceeds(table: pd.DataFrame, fail_above_hard: float | None, fail_above_soft: float | None) -> list[str]:
+    """Messages for every eval split whose overall rate (percent) is above a bound."""
+    overall = table[table["train_split"] == ALL_SOURCES]
+    out = []
+    for r in overall.itertuples():
+        if fail_above_hard is not None and 100 * r.hard_rate > fail_above_hard:
+            out.append(f"{r.eval_split}: hard leakage {100 * r.hard_rate:.2f}% > {fail_above_hard}%")
+        if fail_above_soft is not None and 100 * r.soft_rate > fail_above_soft:
+            out.append(f"{r.eval_split}: soft leakage {100 * r.soft_rate:.2f}% > {fail_above_soft}%")
+    return out
+
+
+__all__ = [
+    "ALL_SOURCES", "HARD", "NONE", "SOFT", "WITHIN", "degree_of", "eval_counts", "exceeds", "flagged_items",
+    "item_degrees", "load_pairs", "rates", "report_dict", "with_degrees",
+]

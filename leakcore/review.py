@@ -1,0 +1,137 @@
+"""The curator decision store (review.sqlite): append-only history, WAL, one short connection per operation."""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DECISIONS = ("hard", "soft", "not_leak", "unsure")
+DECISION_LABELS = {"hard": "hard leak", "soft": "soft leak", "not_leak": "not a leak", "unsure": "unsure"}
+
+_MIGRATIONS = {
+    1: [
+        """CREATE TABLE IF NOT EXISTS decisions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            eval_item_id TEXT NOT NULL,
+            train_item_id TEXT NOT NULL,
+            decision TEXT NOT NULL CHECK (decision IN ('hard', 'soft', 'not_leak', 'unsure')),
+            note TEXT,
+            reviewer TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            undone_at TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS decisions_pair ON decisions (eval_item_id, train_item_id, id)",
+    ],
+}
+
+
+def _db_path(ws_or_path) -> Path:
+    return Path(getattr(ws_or_path, "review_db", ws_or_path))
+
+
+@contextlib.contextmanager
+def connect(ws_or_path) -> Iterator[sqlite3.Connection]:
+    """A short-lived connection with the schema migrated; commits on success."""
+    path = _db_path(ws_or_path)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        _migrate(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"review.sqlite has schema {version}; this leakcore reads up to {SCHEMA_VERSION}: upgrade it")
+    for v in range(version + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        for stmt in _MIGRATIONS[v]:
+            conn.execute(stmt)
+        conn.execute(f"PRAGMA user_version = {v}")
+        conn.execute("COMMIT")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def decide(ws, eval_item_id: str, train_item_id: str, decision: str, *, reviewer: str, note: str | None = None) -> int:
+    """Record a decision on one pair; a later decision supersedes, never erases. Returns its id."""
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
+    if not reviewer or not reviewer.strip():
+        raise ValueError("a decision needs a reviewer name")
+    with connect(ws) as conn:
+        cur = conn.execute(
+            "INSERT INTO decisions (eval_item_id, train_item_id, decision, note, reviewer, created_at) VALUES (?,?,?,?,?,?)",
+            (eval_item_id, train_item_id, decision, note or None, reviewer.strip(), _now()),
+        )
+        return int(cur.lastrowid)
+
+
+def decide_many(ws, pairs: list[tuple[str, str]], decision: str, *, reviewer: str, note: str | None = None) -> int:
+    """One decision for several pairs (the grid mode); returns how many were written."""
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
+    now = _now()
+    with connect(ws) as conn:
+        conn.executemany(
+            "INSERT INTO decisions (eval_item_id, train_item_id, decision, note, reviewer, created_at) VALUES (?,?,?,?,?,?)",
+            [(e, t, decision, note or None, reviewer.strip(), now) for e, t in pairs],
+        )
+    return len(pairs)
+
+
+def undo_last(ws, reviewer: str) -> dict | None:
+    """Mark `reviewer`'s most recent live decision as undone; the previous one for that pair applies again."""
+    with connect(ws) as conn:
+        row = conn.execute(
+            "SELECT id, eval_item_id, train_item_id, decision FROM decisions WHERE reviewer = ? AND undone_at IS NULL "
+            "ORDER BY id DESC LIMIT 1", (reviewer,),
+        ).fetchone()
+        if row is None:
+            return None
+        conn.execute("UPDATE decisions SET undone_at = ? WHERE id = ?", (_now(), row[0]))
+    return {"id": row[0], "eval_item_id": row[1], "train_item_id": row[2], "decision": row[3]}
+
+
+def latest_decisions(ws) -> pd.DataFrame:
+    """The decision in force per pair (latest live one) with reviewer, note and time."""
+    if not _db_path(ws).exists():
+        return pd.DataFrame(columns=["eval_item_id", "train_item_id", "decision", "note", "reviewer", "created_at"])
+    with connect(ws) as conn:
+        return pd.read_sql_query(
+            """SELECT d.eval_item_id, d.train_item_id, d.decision, d.note, d.reviewer, d.created_at
+               FROM decisions d JOIN (
+                   SELECT MAX(id) AS id FROM decisions WHERE undone_at IS NULL GROUP BY eval_item_id, train_item_id
+               ) m ON d.id = m.id ORDER BY d.id""",
+            conn,
+        )
+
+
+def history(ws, eval_item_id: str | None = None) -> pd.DataFrame:
+    """Every decision ever made (undone ones included), oldest first."""
+    if not _db_path(ws).exists():
+        return pd.DataFrame(columns=["id", "eval_item_id", "train_item_id", "decision", "note", "reviewer", "created_at", "undone_at"])
+    with connect(ws) as conn:
+        if eval_item_id is None:
+            return pd.read_sql_query("SELECT * FROM decisions ORDER BY id", conn)
+        return pd.read_sql_query("SELECT * FROM decisions WHERE eval_item_id = ? ORDER BY id", conn, params=(eval_item_id,))

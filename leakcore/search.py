@@ -1,0 +1,88 @@
+"""Exact inner-product k-NN over a collection given as blocks, merging a running top-k (faiss)."""
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Iterator
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BLOCK_BYTES = 256 << 20
+
+
+def gpu_available() -> bool:
+    return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
+
+
+_GPU_RES = None
+
+
+def _knn_block(queries: np.ndarray, block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    global _GPU_RES
+    if gpu_available():
+        if _GPU_RES is None:
+            _GPU_RES = faiss.StandardGpuResources()
+        return faiss.knn_gpu(_GPU_RES, queries, block, k, metric=faiss.METRIC_INNER_PRODUCT)
+    return faiss.knn(queries, block, k, metric=faiss.METRIC_INNER_PRODUCT)
+
+
+def iter_blocks(collection: np.ndarray, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(offset, float32 contiguous block) over an array or memmap of any float dtype."""
+    for off in range(0, collection.shape[0], block_rows):
+        yield off, np.ascontiguousarray(collection[off:off + block_rows], dtype=np.float32)
+
+
+def block_rows_for(dim: int, budget_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
+    """How many float32 rows of `dim` fit in the memory budget."""
+    return max(1024, budget_bytes // (4 * dim))
+
+
+def knn(
+    queries: np.ndarray,
+    collection: np.ndarray | Iterable[tuple[int, np.ndarray]],
+    k: int,
+    *,
+    self_index: np.ndarray | None = None,
+    budget_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (similarity, collection row) per query, best first; -1 rows where the collection is short.
+
+    `collection` is an array (searched in blocks within `budget_bytes`) or an iterator of
+    (offset, block). `self_index[i]` is query i's own row in the collection, excluded from its results
+    (within-split duplicate search).
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    nq = queries.shape[0]
+    kk = k + (1 if self_index is not None else 0)
+    if isinstance(collection, np.ndarray):
+        collection = iter_blocks(collection, block_rows_for(queries.shape[1], budget_bytes))
+    heap = faiss.ResultHeap(nq, kk, keep_max=True)
+    if nq:
+        for offset, block in collection:
+            if block.shape[0] == 0:
+                continue
+            D, I = _knn_block(queries, np.ascontiguousarray(block, dtype=np.float32), min(kk, block.shape[0]))
+            I = np.where(I >= 0, I + offset, -1)
+            if D.shape[1] < kk:
+                D = np.pad(D, ((0, 0), (0, kk - D.shape[1])), constant_values=-np.inf)
+                I = np.pad(I, ((0, 0), (0, kk - I.shape[1])), constant_values=-1)
+            heap.add_result(np.ascontiguousarray(D, dtype=np.float32), np.ascontiguousarray(I, dtype=np.int64))
+    heap.finalize()
+    D, I = heap.D, heap.I
+    if self_index is not None:
+        D, I = _drop_self(D, I, np.asarray(self_index), k)
+    D = np.where(I >= 0, D, -np.inf).astype(np.float32)
+    return D, I
+
+
+def _drop_self(D: np.ndarray, I: np.ndarray, self_index: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each query's own row; keep the first k of the rest."""
+    keep = I != self_index[:, None]
+    # Rows where self was not found: drop the last column instead.
+    no_self = keep.all(axis=1)
+    keep[no_self, -1] = False
+    D = D[keep].reshape(D.shape[0], -1)[:, :k]
+    I = I[keep].reshape(I.shape[0], -1)[:, :k]
+    return D, I

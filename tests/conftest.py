@@ -1,0 +1,148 @@
+"""Fixtures made by the tests themselves: tiny images in every layout, including corrupt ones."""
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def photo(seed: int, size=(48, 40)) -> Image.Image:
+    """A deterministic, textured RGB picture (smooth blobs plus noise), distinct per seed."""
+    rng = np.random.default_rng(seed)
+    h, w = size[1], size[0]
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.zeros((h, w, 3))
+    for c in range(3):
+        for _ in range(4):
+            cx, cy, s = rng.random(3)
+            img[..., c] += np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (0.02 + 0.1 * s))
+    img += rng.normal(0, 0.05, img.shape)
+    img = (255 * (img - img.min()) / (np.ptp(img) + 1e-9)).astype(np.uint8)
+    return Image.fromarray(img)
+
+
+def jpeg_bytes(img: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def odd_images(tmp_path) -> dict[str, Path]:
+    """One file per kind of awkward input."""
+    d = tmp_path / "odd"
+    d.mkdir()
+    base = photo(1, (64, 48))
+    files = {}
+    good = jpeg_bytes(base)
+    files["ok_jpeg"] = d / "ok.jpg"
+    files["ok_jpeg"].write_bytes(good)
+    files["truncated"] = d / "truncated.jpg"
+    files["truncated"].write_bytes(good[: len(good) // 2])
+    files["empty"] = d / "empty.jpg"
+    files["empty"].write_bytes(b"")
+    files["text"] = d / "text.jpg"
+    files["text"].write_text("this is not an image")
+    files["cmyk"] = d / "cmyk.jpg"
+    base.convert("CMYK").save(files["cmyk"], format="JPEG")
+    files["png16"] = d / "gray16.png"
+    arr16 = (np.linspace(0, 65535, 64 * 48).reshape(48, 64)).astype(np.uint16)
+    Image.fromarray(arr16).save(files["png16"])
+    files["palette_alpha"] = d / "palette.png"
+    pal = base.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    pal.info["transparency"] = 0
+    pal.save(files["palette_alpha"], transparency=0)
+    files["rgba"] = d / "rgba.png"
+    base.convert("RGBA").save(files["rgba"])
+    files["exif_rotated"] = d / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW on display
+    base.save(files["exif_rotated"], format="JPEG", exif=exif.tobytes())
+    files["gif_animated"] = d / "anim.gif"
+    frames = [photo(i, (32, 32)).convert("P") for i in range(3)]
+    frames[0].save(files["gif_animated"], save_all=True, append_images=frames[1:], duration=100, loop=0)
+    files["huge_header"] = d / "huge.png"
+    # A PNG whose IHDR claims 100000 x 100000 pixels.
+    small = png_bytes(Image.new("RGB", (1, 1)))
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    files["huge_header"].write_bytes(small[:8] + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) + small[33:])
+    files["gray"] = d / "gray.png"
+    base.convert("L").save(files["gray"])
+    return files
+
+
+def make_folder_dataset(root: Path, n_train: int = 6, n_test: int = 3, leaks=(), seed0: int = 0) -> Path:
+    """ROOT/train/<cls>/*.jpg and ROOT/test/<cls>/*.jpg; `leaks` = test indices that copy train images."""
+    for split, n, offset in (("train", n_train, seed0), ("test", n_test, seed0 + 1000)):
+        for i in range(n):
+            cls = "cat" if i % 2 == 0 else "dog"
+            path = root / split / cls / f"{split}_{i:03d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            seed = seed0 + (i if split == "test" and i in leaks else offset + i)
+            photo(seed, (64, 48)).save(path, quality=92)
+    return root
+
+
+@pytest.fixture
+def folder_dataset(tmp_path) -> Path:
+    return make_folder_dataset(tmp_path / "animals", leaks=(0, 2))
+
+
+@pytest.fixture
+def cifar_folder(tmp_path) -> Path:
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 255, size=(4, 3072), dtype=np.uint8)
+        with open(d / name, "wb") as fh:
+            pickle.dump({"data": data, "labels": [0, 1, 2, 1]}, fh)
+    with open(d / "batches.meta", "wb") as fh:
+        pickle.dump({"label_names": ["airplane", "automobile", "bird"]}, fh)
+    return d
+
+
+@pytest.fixture
+def hf_parquet(tmp_path) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = []
+    for i in range(6):
+        rows.append({"index": i % 3, "split": "train" if i < 3 else "test", "label": i % 2,
+                     "label_name": ["cat", "dog"][i % 2], "image": {"bytes": jpeg_bytes(photo(i)), "path": None}})
+    path = tmp_path / "hf.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+@pytest.fixture
+def coco_dataset(tmp_path) -> Path:
+    root = tmp_path / "coco"
+    (root / "val2017").mkdir(parents=True)
+    images, anns = [], []
+    for i in range(3):
+        name = f"{i:012d}.jpg"
+        photo(50 + i).save(root / "val2017" / name)
+        images.append({"id": 100 + i, "file_name": name, "width": 48, "height": 40})
+        anns.append({"id": 1000 + i, "image_id": 100 + i, "category_id": 1 + (i % 2), "bbox": [0, 0, 5, 5]})
+    (root / "annotations").mkdir()
+    path = root / "annotations" / "instances_val2017.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns,
+                                "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}]}))
+    return path

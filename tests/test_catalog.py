@@ -1,0 +1,177 @@
+"""Ingestion of every layout: roles, labels, ids, statuses; idempotence; path safety."""
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leakcore import catalog, images
+from leakcore.catalog import IngestError, add_dataset, role_from_name
+from leakcore.project import SCHEMA_VERSION, Workspace, WorkspaceError
+
+from conftest import jpeg_bytes, photo
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return Workspace.create(tmp_path / "ws")
+
+
+@pytest.mark.parametrize("name, role", [("train", "train"), ("val", "eval"), ("valid", "eval"), ("validation", "eval"),
+                                        ("dev", "eval"), ("test", "eval"), ("train2017", "train"), ("val2017", "eval")])
+def test_role_from_split_name(name, role):
+    assert role_from_name(name) == role
+
+
+def test_role_override_and_unknown_split():
+    assert role_from_name("extra", {"extra": "train"}) == "train"
+    assert role_from_name("test", {"*": "train"}) == "train"
+    with pytest.raises(IngestError, match="--role extra=train"):
+        role_from_name("extra")
+
+
+def test_folder_layout(ws, folder_dataset):
+    summary = add_dataset(ws, "animals", folder_dataset)
+    items = ws.items()
+    assert summary["items"] == 9 and len(items) == 9
+    assert set(items["split"]) == {"train", "test"}
+    assert set(items.loc[items["split"] == "train", "role"]) == {"train"}
+    assert set(items["label"]) == {"cat", "dog"}
+    assert items["item_id"].is_unique
+    assert "animals/test/cat/test_000.jpg" in set(items["item_id"])
+    assert (items["status"] == "ok").all() and items["sha256"].str.len().eq(64).all()
+    assert (items["width"] == 64).all()
+
+
+def test_re_add_is_idempotent_and_updates_changed_files(ws, folder_dataset):
+    add_dataset(ws, "animals", folder_dataset)
+    first = ws.items()
+    add_dataset(ws, "animals", folder_dataset)
+    pd.testing.assert_frame_equal(first, ws.items())
+    changed = folder_dataset / "test" / "cat" / "test_000.jpg"
+    changed.write_bytes(jpeg_bytes(photo(999, (30, 20))))
+    os.utime(changed, ns=(1, 1))
+    add_dataset(ws, "animals", folder_dataset)
+    after = ws.items().set_index("item_id")
+    row = after.loc["animals/test/cat/test_000.jpg"]
+    assert row["width"] == 30
+    unchanged = first.set_index("item_id").drop(index="animals/test/cat/test_000.jpg")
+    pd.testing.assert_frame_equal(unchanged, after.drop(index="animals/test/cat/test_000.jpg"))
+
+
+def test_unreadable_images_are_kept_with_reasons(ws, tmp_path, odd_images):
+    root = tmp_path / "odd_ds"
+    (root / "test").mkdir(parents=True)
+    for kind, path in odd_images.items():
+        (root / "test" / path.name).write_bytes(path.read_bytes())
+    summary = add_dataset(ws, "odd", root)
+    items = ws.items().set_index("key")
+    assert len(items) == len(odd_images)
+    assert items.loc["truncated.jpg", "reason"].startswith(images.TRUNCATED)
+    assert items.loc["empty.jpg", "reason"] == images.EMPTY
+    assert items.loc["text.jpg", "reason"] == images.NOT_IMAGE
+    assert items.loc["huge.png", "reason"].startswith(images.TOO_LARGE)
+    assert items.loc["cmyk.jpg", "status"] == "ok"
+    assert summary["unreadable"] == {images.TRUNCATED: 1, images.EMPTY: 1, images.NOT_IMAGE: 1, images.TOO_LARGE: 1}
+
+
+def test_manifest_layouts_and_path_traversal(ws, tmp_path, folder_dataset):
+    outside = tmp_path / "secret.jpg"
+    outside.write_bytes(jpeg_bytes(photo(3)))
+    (folder_dataset / "link.jpg").symlink_to(outside)
+    rows = [
+        {"path": "train/cat/train_000.jpg", "split": "train", "label": "cat", "group": "g1", "id": "a"},
+        {"path": "test/cat/test_000.jpg", "split": "test", "label": "cat", "group": "g2", "id": "b"},
+        {"path": "../secret.jpg", "split": "test", "label": "cat", "group": "g3", "id": "c"},
+        {"path": "link.jpg", "split": "test", "label": "cat", "group": "g4", "id": "d"},
+        {"path": "test/missing.jpg", "split": "test", "label": "dog", "group": "g5", "id": "e"},
+    ]
+    for suffix in ("csv", "parquet", "jsonl"):
+        manifest = folder_dataset / f"manifest.{suffix}"
+        df = pd.DataFrame(rows)
+        if suffix == "csv":
+            df.to_csv(manifest, index=False)
+        elif suffix == "parquet":
+            df.to_parquet(manifest)
+        else:
+            df.to_json(manifest, orient="records", lines=True)
+        add_dataset(ws, f"m{suffix}", manifest)
+        items = ws.items()
+        items = items[items["dataset"] == f"m{suffix}"].set_index("key")
+        assert len(items) == 5
+        assert items.loc["a", "status"] == "ok" and items.loc["a", "group"] == "g1"
+        assert items.loc["c", "reason"].startswith(images.OUTSIDE_ROOT)
+        assert items.loc["d", "reason"].startswith(images.OUTSIDE_ROOT)
+        assert items.loc["e", "reason"] == images.MISSING
+
+
+def test_manifest_without_path_column_is_refused(ws, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,split\na.jpg,train\n")
+    with pytest.raises(IngestError, match="no 'path' column"):
+        add_dataset(ws, "bad", bad, fmt="manifest")
+
+
+def test_hf_parquet_layout(ws, hf_parquet):
+    add_dataset(ws, "hf", hf_parquet)
+    items = ws.items()
+    assert len(items) == 6 and set(items["split"]) == {"train", "test"}
+    assert set(items["label"]) == {"cat", "dog"}
+    assert (items["row"] >= 0).all() and (items["status"] == "ok").all()
+    assert catalog.read_bytes(items.iloc[0]["uri"], int(items.iloc[0]["row"]))[:2] == b"\xff\xd8"
+
+
+def test_cifar_batches_layout(ws, cifar_folder):
+    summary = add_dataset(ws, "c10", cifar_folder)
+    items = ws.items()
+    assert summary["items"] == 24
+    assert (items["split"] == "train").sum() == 20 and (items["split"] == "test").sum() == 4
+    assert set(items["label"]) == {"airplane", "automobile", "bird"}
+    assert (items["width"] == 32).all() and (items["status"] == "ok").all()
+    assert sorted(items.loc[items["split"] == "train", "key"].astype(int)) == list(range(20))
+
+
+def test_coco_layout(ws, coco_dataset):
+    add_dataset(ws, "coco", coco_dataset)
+    items = ws.items()
+    assert set(items["split"]) == {"val2017"} and set(items["role"]) == {"eval"}
+    assert set(items["key"]) == {"100", "101", "102"}
+    assert (items["status"] == "ok").all()
+    assert set(items["label"]) == {"person", "dog"}
+
+
+def test_embeddings_only_layout(ws, tmp_path):
+    src = tmp_path / "laion"
+    (src / "img_emb").mkdir(parents=True)
+    (src / "metadata").mkdir()
+    for shard in range(2):
+        np.save(src / "img_emb" / f"img_emb_{shard}.npy", np.random.default_rng(shard).normal(size=(5, 64)).astype(np.float16))
+        pd.DataFrame({"url": [f"http://x/{shard}_{i}.jpg" for i in range(5)], "caption": ["c"] * 5}).to_parquet(
+            src / "metadata" / f"metadata_{shard}.parquet")
+    with pytest.raises(IngestError, match="--encoder"):
+        add_dataset(ws, "laion", src)
+    add_dataset(ws, "laion", src, encoder="phash")
+    items = ws.items()
+    assert len(items) == 10 and set(items["role"]) == {"train"}
+    assert items["uri"].str.startswith("http://x/").all() and list(items["row"]) == list(range(10))
+    assert ws.datasets["laion"].encoder == "phash"
+
+
+def test_workspace_schema_guard(tmp_path):
+    ws = Workspace.create(tmp_path / "w")
+    text = (ws.path / "project.toml").read_text().replace(f"schema_version = {SCHEMA_VERSION}", "schema_version = 99")
+    (ws.path / "project.toml").write_text(text)
+    with pytest.raises(WorkspaceError, match="newer leakcore"):
+        Workspace.open(ws.path)
+    with pytest.raises(WorkspaceError, match="not a workspace"):
+        Workspace.open(tmp_path / "nowhere")
+
+
+def test_cli_add_prints_summary(tmp_path, folder_dataset, capsys):
+    from leakcore.cli import main
+
+    assert main(["add", str(tmp_path / "w"), "--dataset", "animals", "--source", str(folder_dataset)]) == 0
+    out = capsys.readouterr().out
+    assert "9 items" in out and "animals/train" in out and "unreadable: 0" in out
+    assert main(["add", str(tmp_path / "w"), "--dataset", "x", "--source", str(tmp_path / "nope")]) == 2

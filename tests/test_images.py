@@ -1,0 +1,63 @@
+"""Safe decoding: every awkward input yields RGB or a named reason, never an exception."""
+import pytest
+
+from leakcore import images
+
+
+@pytest.mark.parametrize(
+    "kind, expect",
+    [
+        ("ok_jpeg", None), ("cmyk", None), ("png16", None), ("palette_alpha", None), ("rgba", None),
+        ("exif_rotated", None), ("gif_animated", None), ("gray", None),
+        ("truncated", images.TRUNCATED), ("empty", images.EMPTY), ("text", images.NOT_IMAGE),
+        ("huge_header", images.TOO_LARGE),
+    ],
+)
+def test_decode_gives_rgb_or_a_reason(odd_images, kind, expect):
+    result = images.decode(odd_images[kind].read_bytes())
+    if expect is None:
+        assert result.ok, result.reason
+        assert result.image.mode == "RGB"
+    else:
+        assert not result.ok
+        assert result.reason.startswith(expect), result.reason
+
+
+def test_missing_bytes_are_reported_missing():
+    assert images.decode(None).reason == images.MISSING
+
+
+def test_exif_orientation_is_applied(odd_images):
+    result = images.decode(odd_images["exif_rotated"].read_bytes())
+    assert (result.image.width, result.image.height) == (48, 64)
+    assert (result.width, result.height) == (48, 64)
+
+
+def test_sixteen_bit_keeps_its_range(odd_images):
+    img = images.decode(odd_images["png16"].read_bytes()).image
+    lo, hi = img.convert("L").getextrema()
+    assert lo < 10 and hi > 245
+
+
+def test_transparent_pixels_become_white(odd_images):
+    import numpy as np
+    from PIL import Image
+
+    img = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    out = np.asarray(images.decode(buf.getvalue()).image)
+    assert (out == 255).all()
+
+
+def test_decompression_limit_is_configurable(odd_images):
+    data = odd_images["ok_jpeg"].read_bytes()
+    assert images.decode(data, max_pixels=100).reason.startswith(images.TOO_LARGE)
+
+
+def test_draft_mode_keeps_original_size(odd_images):
+    result = images.decode(odd_images["ok_jpeg"].read_bytes(), draft_size=(8, 8))
+    assert (result.width, result.height) == (64, 48)
+    assert result.image.width <= 64
