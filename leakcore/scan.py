@@ -78,6 +78,7 @@ def scan(
     batch_size: int = 64,
     budget_bytes: int = search.DEFAULT_BLOCK_BYTES,
     encoder_overrides: dict | None = None,
+    shard_size: int = 4096,
 ) -> ScanResult:
     """Embed every readable item and search every needed pair; returns what was done."""
     t0 = time.perf_counter()
@@ -106,7 +107,7 @@ def scan(
             encoder = create_encoder(encoder_name, **(encoder_overrides or {}))
         stage = f"embed {sid}"
         vectors, have = embed.embed_items(
-            ws, grp, encoder, batch_size=batch_size,
+            ws, grp, encoder, batch_size=batch_size, shard_size=shard_size,
             progress=(lambda d, t, s=stage: progress(s, d, t)) if progress else None,
         )
         kept = grp[have]

@@ -104,6 +104,9 @@ _CLIP = EncoderSpec(
 def _build_clip(spec, device, pretrained=None, weights=None, random_weights=False, input_size=None, **_):
     import open_clip
 
+    if input_size not in (None, spec.input_size):
+        raise ValueError(f"clip-vit-b32 takes {spec.input_size} px input only (its position table is fixed), got {input_size}")
+
     if random_weights:
         model = open_clip.create_model("ViT-B-32", pretrained=None)
         wid = _random_weights_warning(spec.name)

@@ -1,0 +1,79 @@
+"""Every registered encoder builds and embeds tiny images; hashes keep cosine = 1 - 2*hamming/b."""
+import numpy as np
+import pytest
+
+from leakcore.encoders import create_encoder, encoder_names, get_spec, list_encoders
+from leakcore.encoders.hashes import bits_to_vector
+
+from conftest import jpeg_bytes, photo
+
+# Encoders whose trained weights cannot be had offline are built with RANDOM weights here, and say so.
+RANDOM_WEIGHTS = {"clip-vit-b32", "dinov2-vitb14", "resnet152"}
+
+
+@pytest.mark.parametrize("name", encoder_names())
+def test_encoder_builds_and_embeds_tiny_images(name):
+    overrides = {"random_weights": True} if name in RANDOM_WEIGHTS else {}
+    if get_spec(name).family not in ("hash", "open_clip"):  # ViT-B/32's position table fixes 224 px
+        overrides["input_size"] = 112 if name == "dinov2-vitb14" else 64
+    enc = create_encoder(name, device="cpu", **overrides)
+    if name in RANDOM_WEIGHTS:
+        assert "random" in enc.weights_id
+    datas = [jpeg_bytes(photo(i)) for i in range(3)] + [b"not an image"]
+    batches = list(enc.encode(datas, batch_size=2))
+    vecs = np.concatenate([v for v, _ in batches])
+    reasons = sum((r for _, r in batches), [])
+    assert vecs.shape == (4, enc.spec.dim) and vecs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vecs[:3], axis=1), 1.0, atol=1e-4)
+    assert reasons[:3] == [None, None, None] and reasons[3] == "not an image"
+    assert not vecs[3].any()
+    again = np.concatenate([v for v, _ in enc.encode(datas[:1])])
+    np.testing.assert_allclose(again[0], vecs[0], atol=1e-4)
+
+
+def test_unknown_encoder_lists_valid_names():
+    with pytest.raises(ValueError, match="valid encoders: .*sscd"):
+        create_encoder("nope")
+
+
+def test_list_encoders_says_why_not():
+    rows = {r["name"]: r for r in list_encoders()}
+    assert rows["phash"]["available"] and rows["sscd"]["available"]
+    clip = rows["clip-vit-b32"]
+    assert clip["hard"] == 0.98 and clip["soft"] == 0.95
+    if not clip["available"]:
+        assert "weights" in clip["why_not"]
+
+
+def test_missing_weights_fail_at_once_naming_the_file(tmp_path):
+    from leakcore.encoders import WeightsUnavailable
+
+    with pytest.raises(WeightsUnavailable, match="does not exist"):
+        create_encoder("sscd", weights=str(tmp_path / "missing.onnx"))
+    with pytest.raises(WeightsUnavailable, match="resnet152"):
+        create_encoder("resnet152", weights=str(tmp_path / "missing.pth"))
+
+
+@pytest.mark.parametrize("bits", [8, 64, 256])
+def test_hash_vectors_cosine_is_one_minus_twice_hamming(bits):
+    rng = np.random.default_rng(bits)
+    a, b = rng.integers(0, 2, size=(2, 50, bits))
+    cos = np.einsum("ij,ij->i", bits_to_vector(a), bits_to_vector(b))
+    hamming = (a != b).sum(axis=1)
+    np.testing.assert_allclose(cos, 1 - 2 * hamming / bits, atol=1e-6)
+
+
+def test_phash_of_reencoded_copy_is_near_and_of_other_image_far():
+    enc = create_encoder("phash")
+    base = photo(7, (128, 96))
+    v = np.concatenate([x for x, _ in enc.encode([jpeg_bytes(base, 95), jpeg_bytes(base, 40), jpeg_bytes(photo(8, (128, 96)))])])
+    assert v[0] @ v[1] > 0.8 > v[0] @ v[2]
+
+
+def test_exact_hash_matches_identical_pixels_only():
+    enc = create_encoder("exact")
+    from conftest import png_bytes
+
+    base = photo(3)
+    v = np.concatenate([x for x, _ in enc.encode([png_bytes(base), png_bytes(base), png_bytes(photo(4))])])
+    assert v[0] @ v[1] == pytest.approx(1.0) and abs(v[0] @ v[2]) < 0.5

@@ -1,0 +1,128 @@
+"""Scan end to end on fixture data: rates with known leaks, resume, incremental scans, report exit codes."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from leakcore import leakage
+from leakcore.catalog import add_dataset
+from leakcore.cli import main
+from leakcore.embed import EncoderMismatch
+from leakcore.project import Workspace
+from leakcore.scan import scan
+
+from conftest import make_folder_dataset, photo
+
+
+@pytest.fixture
+def ws(tmp_path, folder_dataset):
+    ws = Workspace.create(tmp_path / "ws", encoder="phash")
+    add_dataset(ws, "animals", folder_dataset)
+    return ws
+
+
+def overall(table, split):
+    return table[(table["eval_split"] == split) & (table["train_split"] == leakage.ALL_SOURCES)].iloc[0]
+
+
+def test_scan_finds_planted_copies(ws):
+    result = scan(ws)
+    assert sorted(result.pairs_searched) == [("animals/test", "animals/test"), ("animals/test", "animals/train")]
+    table = leakage.rates(ws)
+    row = overall(table, "animals/test")
+    assert (row["n_eval"], row["hard"], row["soft"]) == (3, 2, 2)
+    within = table[table["train_split"] == leakage.WITHIN].iloc[0]
+    assert within["hard"] == 0
+    flagged = leakage.flagged_items(ws)
+    hard = flagged[flagged["degree"] == "hard"].set_index("eval_item_id")
+    assert hard.loc["animals/test/cat/test_000.jpg", "train_item_id"] == "animals/train/cat/train_000.jpg"
+    assert hard["similarity"].min() == pytest.approx(1.0)
+
+
+def test_thresholds_change_degrees_without_searching(ws):
+    scan(ws)
+    files = sorted(ws.neighbors_dir("phash").glob("*/*.parquet"))
+    stamps = [f.stat().st_mtime_ns for f in files]
+    strict = leakage.rates(ws, hard=1.01, soft=1.01)
+    assert overall(strict, "animals/test")["soft"] == 0
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+    assert scan(ws).pairs_searched == []
+
+
+def test_interrupted_scan_resumes_to_identical_results(tmp_path, folder_dataset):
+    ref = Workspace.create(tmp_path / "ref", encoder="phash")
+    add_dataset(ref, "animals", folder_dataset)
+    scan(ref, batch_size=2, shard_size=2)
+
+    ws = Workspace.create(tmp_path / "ws2", encoder="phash")
+    add_dataset(ws, "animals", folder_dataset)
+    calls = {"n": 0}
+
+    def explode(stage, done, total):
+        calls["n"] += 1
+        if stage.startswith("embed") and done >= 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        scan(ws, batch_size=2, shard_size=2, progress=explode)
+    shards = list(ws.embeddings_dir("phash").glob("*/shard-*.keys.parquet"))
+    assert shards, "committed shards survive the interruption"
+    assert not list(ws.path.rglob("*.tmp"))
+    scan(ws, batch_size=2, shard_size=2)
+    pd.testing.assert_frame_equal(leakage.load_pairs(ws), leakage.load_pairs(ref))
+
+
+def test_adding_a_dataset_scans_only_new_pairs_and_finds_inter_leaks(ws, tmp_path):
+    scan(ws)
+    other = tmp_path / "bench"
+    (other / "test").mkdir(parents=True)
+    photo(4, (64, 48)).save(other / "test" / "copy_of_train_4.jpg", quality=92)  # seed 4 = animals train_004
+    photo(777, (64, 48)).save(other / "test" / "fresh.jpg", quality=92)
+    add_dataset(ws, "bench", other)
+    result = scan(ws)
+    assert ("animals/test", "animals/train") in result.pairs_skipped
+    assert sorted(result.pairs_searched) == [("bench/test", "animals/train"), ("bench/test", "bench/test")]
+    row = overall(leakage.rates(ws), "bench/test")
+    assert (row["n_eval"], row["hard"]) == (2, 1)
+
+
+def test_embeddings_only_source_is_searched_and_mismatch_refused(ws, tmp_path):
+    from leakcore.encoders import create_encoder
+
+    enc = create_encoder("phash")
+    src = tmp_path / "laion"
+    (src / "img_emb").mkdir(parents=True)
+    (src / "metadata").mkdir()
+    test_img = ws.items().query("split == 'test'").iloc[1]  # test_001: not a copy of any animals train image
+    vec = np.concatenate([v for v, _ in enc.encode([open(test_img["uri"], "rb").read()])])
+    rng = np.random.default_rng(0)
+    noise = np.sign(rng.normal(size=(20, 64))) / 8.0
+    np.save(src / "img_emb" / "img_emb_0.npy", np.vstack([noise, vec]).astype(np.float16))
+    pd.DataFrame({"url": [f"http://x/{i}" for i in range(21)], "caption": ["c"] * 21}).to_parquet(src / "metadata" / "metadata_0.parquet")
+    add_dataset(ws, "laion", src, encoder="phash")
+    scan(ws)
+    table = leakage.rates(ws)
+    laion = table[(table["eval_split"] == "animals/test") & (table["train_split"] == "laion/train")].iloc[0]
+    assert laion["hard"] == 1
+    add_dataset(ws, "laion", src, encoder="sscd")
+    with pytest.raises(EncoderMismatch, match="made by 'sscd'"):
+        scan(ws)
+
+
+def test_report_exit_codes_gate_ci(ws, capsys):
+    scan(ws)
+    assert main(["report", str(ws.path)]) == 0
+    assert main(["report", str(ws.path), "--fail-above-hard", "50"]) == 1
+    assert "hard leakage 66.67% > 50.0%" in capsys.readouterr().err
+    assert main(["report", str(ws.path), "--fail-above-hard", "70", "--fail-above-soft", "70"]) == 0
+    assert main(["report", str(ws.path), "--json"]) == 0
+    assert '"hard_rate": 0.6666' in capsys.readouterr().out
+    assert main(["report", str(ws.path.parent / "nope")]) == 2
+
+
+def test_unreadable_items_are_not_queried(ws, folder_dataset):
+    (folder_dataset / "test" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    add_dataset(ws, "animals", folder_dataset)
+    scan(ws)
+    row = overall(leakage.rates(ws), "animals/test")
+    assert row["n_eval"] == 3
+    assert "animals/test/cat/broken.jpg" not in set(leakage.load_pairs(ws)["eval_item_id"])
