@@ -36,16 +36,19 @@ def main() -> None:
     ap.add_argument("--input-size", type=int)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10"))
     ap.add_argument("--workspace")
+    ap.add_argument("--flip-queries", action="store_true")
     ap.add_argument("--show", type=int, default=12, help="how many unlisted flags to print")
     args = ap.parse_args()
     data = Path(args.data)
-    tag = f"{args.encoder}-{args.input_size or 'default'}"
+    tag = f"{args.encoder}-{args.input_size or 'default'}" + ("-flip" if args.flip_queries else "")
     ws_dir = Path(args.workspace or ROOT / ".bench" / f"cifar-{tag}")
     cli = [sys.executable, "-m", "leakcore.cli"]
     t_add = run(cli + ["add", str(ws_dir), "--dataset", "cifar10", "--source", str(data / "cifar10.parquet")])
     scan = cli + ["scan", str(ws_dir), "--encoder", args.encoder]
     if args.input_size:
         scan += ["--input-size", str(args.input_size)]
+    if args.flip_queries:
+        scan += ["--flip-queries"]
     t_scan = run(scan)
     ws = Workspace.open(ws_dir)
     hard, soft = ws.thresholds()
@@ -69,7 +72,7 @@ def main() -> None:
     for t in (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9):
         sweep.append({"threshold": t, "listed_flagged": float((listed_best >= t).mean()), "flagged": int((best >= t).sum())})
     out = {
-        "encoder": args.encoder, "input_size": args.input_size or "default", "hard": hard, "soft": soft,
+        "encoder": args.encoder, "input_size": args.input_size or "default", "flip_queries": args.flip_queries, "hard": hard, "soft": soft,
         "seconds_add": round(t_add, 1), "seconds_scan": round(t_scan, 1),
         "pairs": len(listed), "top1_recall": top1, "top10_recall": top10,
         "item_recall_at_soft": item_recall, "flagged_at_soft": int(len(flagged)), "flagged_not_listed": int(len(unlisted)),

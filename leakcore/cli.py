@@ -106,7 +106,7 @@ def cmd_scan(args) -> int:
     bars = _Bars()
     overrides = {"input_size": args.input_size, "weights": args.weights}
     result = scan(ws, encoder_name=args.encoder, k=args.k, progress=bars, batch_size=args.batch_size,
-                  encoder_overrides=overrides)
+                  encoder_overrides=overrides, flip_queries=args.flip_queries)
     bars.close()
     print(f"scan with {result.encoder}: {len(result.pairs_searched)} split pairs searched, "
           f"{len(result.pairs_skipped)} unchanged, {result.seconds:.1f}s")
@@ -179,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--input-size", type=int, help="override the encoder's input size")
     p.add_argument("--weights", help="a local weights file for the encoder")
+    p.add_argument("--flip-queries", action=argparse.BooleanOptionalAction, default=None,
+                   help="also search each evaluation image's mirror image (catches flipped copies)")
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("report", help="hard and soft leakage rates; exit 1 above a bound (for CI)")

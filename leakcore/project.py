@@ -170,8 +170,15 @@ class Workspace:
     def k(self) -> int:
         return int(self.config["settings"]["k"])
 
-    def set_settings(self, *, encoder: str | None = None, k: int | None = None) -> None:
-        """Change the encoder or k; `None` keeps the current value."""
+    @property
+    def flip_queries(self) -> bool:
+        """Also search each evaluation image's mirror image (catches flipped copies)."""
+        return bool(self.config["settings"].get("flip_queries", False))
+
+    def set_settings(self, *, encoder: str | None = None, k: int | None = None, flip_queries: bool | None = None) -> None:
+        """Change the encoder, k or query flips; `None` keeps the current value."""
+        if flip_queries is not None:
+            self.config["settings"]["flip_queries"] = bool(flip_queries)
         if encoder is not None:
             self.config["settings"]["encoder"] = encoder
         if k is not None:

@@ -62,6 +62,7 @@ class _Split:
         self.ds = ds
         self.rows = rows
         self.key = key
+        self.mirrored: np.ndarray | None = None
 
     def blocks(self, block_rows: int):
         if self.vectors is not None:
@@ -79,13 +80,15 @@ def scan(
     budget_bytes: int = search.DEFAULT_BLOCK_BYTES,
     encoder_overrides: dict | None = None,
     shard_size: int = 4096,
+    flip_queries: bool | None = None,
 ) -> ScanResult:
     """Embed every readable item and search every needed pair; returns what was done."""
     t0 = time.perf_counter()
     encoder_name = encoder_name or ws.encoder
     k = int(k or ws.k)
-    if encoder_name != ws.encoder or k != ws.k:
-        ws.set_settings(encoder=encoder_name, k=k)
+    flip_queries = ws.flip_queries if flip_queries is None else bool(flip_queries)
+    if encoder_name != ws.encoder or k != ws.k or flip_queries != ws.flip_queries:
+        ws.set_settings(encoder=encoder_name, k=k, flip_queries=flip_queries)
     items = ws.items()
     if items.empty:
         raise ValueError(f"workspace {ws.path} has no items; add a dataset first with `leakcore add`")
@@ -113,6 +116,14 @@ def scan(
         kept = grp[have]
         key = _digest(encoder.fingerprint, *kept["sha256"].astype(str))
         splits[sid] = _Split(sid, kept, vectors[have], key=key)
+        if flip_queries and grp["role"].iloc[0] == "eval":
+            stage = f"embed {sid} (mirrored)"
+            mirrored, _ = embed.embed_items(
+                ws, kept.reset_index(drop=True), encoder.mirrored(), batch_size=batch_size, shard_size=shard_size,
+                progress=(lambda d, t, s=stage: progress(s, d, t)) if progress else None,
+            )
+            splits[sid].mirrored = mirrored
+            splits[sid].key = _digest(key, "mirror")
         result.embedded_splits.append(sid)
 
     roles = items.drop_duplicates(["dataset", "split"]).set_index(["dataset", "split"])["role"]
@@ -134,6 +145,9 @@ def scan(
         self_index = np.arange(len(q.item_ids)) if eval_sid == train_sid else None
         block_rows = search.block_rows_for(encoder_dim(q), budget_bytes)
         sim, idx = search.knn(q.vectors, c.blocks(block_rows), k, self_index=self_index, budget_bytes=budget_bytes)
+        if q.mirrored is not None:
+            flipped = search.knn(q.mirrored, c.blocks(block_rows), k, self_index=self_index, budget_bytes=budget_bytes)
+            sim, idx = search.merge_results([(sim, idx), flipped], k)
         write_parquet(_pairs_table(q.item_ids, c.item_ids, sim, idx), out)
         atomic_write_text(meta_path, json.dumps({
             "key": key, "eval_split": eval_sid, "train_split": train_sid, "k": k, "encoder": encoder_name,

@@ -86,3 +86,22 @@ def _drop_self(D: np.ndarray, I: np.ndarray, self_index: np.ndarray, k: int) -> 
     D = D[keep].reshape(D.shape[0], -1)[:, :k]
     I = I[keep].reshape(I.shape[0], -1)[:, :k]
     return D, I
+
+
+def merge_results(results: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Union of several top-k lists per query (e.g. a query and its mirror image): each collection row
+    keeps its best similarity, and the k best rows are returned, best first."""
+    D = np.concatenate([d for d, _ in results], axis=1)
+    I = np.concatenate([i for _, i in results], axis=1)
+    order = np.argsort(-D, axis=1, kind="stable")
+    D, I = np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
+    # Blank later repeats of an index within a row (their similarity is never higher than the first).
+    sorted_idx = np.sort(I, axis=1)
+    has_dup = (sorted_idx[:, 1:] == sorted_idx[:, :-1]) & (sorted_idx[:, 1:] >= 0)
+    for row in np.flatnonzero(has_dup.any(axis=1)):
+        _, first = np.unique(I[row], return_index=True)
+        repeat = np.ones(I.shape[1], dtype=bool)
+        repeat[first] = False
+        D[row, repeat], I[row, repeat] = -np.inf, -1
+    order = np.argsort(-D, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)

@@ -126,3 +126,21 @@ def test_unreadable_items_are_not_queried(ws, folder_dataset):
     row = overall(leakage.rates(ws), "animals/test")
     assert row["n_eval"] == 3
     assert "animals/test/cat/broken.jpg" not in set(leakage.load_pairs(ws)["eval_item_id"])
+
+
+def test_query_flips_find_mirrored_copies(tmp_path):
+    from PIL import ImageOps
+
+    root = make_folder_dataset(tmp_path / "d", n_train=4, n_test=1)
+    src = root / "train" / "cat" / "train_000.jpg"
+    from PIL import Image
+
+    ImageOps.mirror(Image.open(src)).save(root / "test" / "cat" / "mirrored.jpg", quality=95)
+    ws = Workspace.create(tmp_path / "w", encoder="phash")
+    add_dataset(ws, "d", root)
+    scan(ws)
+    plain = leakage.flagged_items(ws).set_index("eval_item_id").loc["d/test/cat/mirrored.jpg", "similarity"]
+    scan(ws, flip_queries=True)
+    assert ws.flip_queries
+    flipped = leakage.flagged_items(ws).set_index("eval_item_id").loc["d/test/cat/mirrored.jpg"]
+    assert flipped["similarity"] >= 0.9 and flipped["similarity"] > plain + 0.3 and flipped["train_item_id"] == "d/train/cat/train_000.jpg"

@@ -57,3 +57,11 @@ def test_short_collection_pads_with_minus_one():
     q, c = data(nq=3, nc=2)
     sim, idx = search.knn(q, c, 5)
     assert (idx[:, 2:] == -1).all() and np.isneginf(sim[:, 2:]).all()
+
+
+def test_merge_results_keeps_best_similarity_per_row():
+    a = (np.array([[0.9, 0.5, 0.1]], np.float32), np.array([[3, 1, 2]]))
+    b = (np.array([[0.95, 0.4, 0.3]], np.float32), np.array([[1, 3, 7]]))
+    sim, idx = search.merge_results([a, b], 3)
+    assert idx.tolist() == [[1, 3, 7]]
+    np.testing.assert_allclose(sim, [[0.95, 0.9, 0.3]])

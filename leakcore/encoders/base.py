@@ -56,6 +56,15 @@ class Encoder:
         self.spec = spec
         self.device = device
         self.weights_id = weights_id
+        self.mirror = False  # embed the horizontal mirror image instead (query-time flips)
+
+    def mirrored(self) -> "Encoder":
+        """A shallow copy that embeds mirror images; shares the model, caches under its own fingerprint."""
+        import copy
+
+        twin = copy.copy(self)
+        twin.mirror = True
+        return twin
 
     @property
     def name(self) -> str:
@@ -65,6 +74,8 @@ class Encoder:
     def fingerprint(self) -> str:
         """Identifies encoder + weights + preprocessing: embeddings cached under it are interchangeable."""
         text = f"{self.spec.name}|{self.spec.input_size}|{self.weights_id}|{type(self).__name__}"
+        if self.mirror:
+            text += "|mirror"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     # ---- hooks -------------------------------------------------------------------------------
@@ -83,7 +94,8 @@ class Encoder:
         decoded = images.decode(data, draft_size=(size, size))
         if not decoded.ok:
             return None, decoded.reason
-        return self.prepare(decoded.image), None
+        image = decoded.image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if self.mirror else decoded.image
+        return self.prepare(image), None
 
     def encode(
         self,
