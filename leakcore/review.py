@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -135,3 +136,65 @@ def history(ws, eval_item_id: str | None = None) -> pd.DataFrame:
         if eval_item_id is None:
             return pd.read_sql_query("SELECT * FROM decisions ORDER BY id", conn)
         return pd.read_sql_query("SELECT * FROM decisions WHERE eval_item_id = ? ORDER BY id", conn, params=(eval_item_id,))
+
+
+# ---- the review queue ------------------------------------------------------------------------------
+BORDERLINE = "borderline"
+STATES = ("unreviewed", "confirmed", "rejected", "unsure")
+_STATE_OF = {"hard": "confirmed", "soft": "confirmed", "not_leak": "rejected", "unsure": "unsure"}
+SORTS = ("similarity", "closeness to a threshold")
+
+
+def build_queue(pairs: pd.DataFrame, items: pd.DataFrame, hard: float, soft: float, *, margin: float = 0.05) -> pd.DataFrame:
+    """Flagged pairs (similarity >= soft - margin) with degree, labels and label agreement; no decisions yet."""
+    from leakcore.leakage import WITHIN, degree_of
+
+    q = pairs[pairs["similarity"] >= soft - margin].copy()
+    q["degree"] = degree_of(q["similarity"], hard, soft)
+    q.loc[q["degree"] == "none", "degree"] = BORDERLINE
+    q["source"] = q["train_split"].where(~q["within"], WITHIN)
+    labels = items.set_index("item_id")["label"]
+    q["eval_label"] = q["eval_item_id"].map(labels)
+    q["train_label"] = q["train_item_id"].map(labels)
+    known = q["eval_label"].notna() & q["train_label"].notna()
+    q["label_agreement"] = "unknown"
+    q.loc[known & (q["eval_label"] == q["train_label"]), "label_agreement"] = "same"
+    q.loc[known & (q["eval_label"] != q["train_label"]), "label_agreement"] = "different"
+    q["closeness"] = np.minimum(np.abs(q["similarity"] - hard), np.abs(q["similarity"] - soft))
+    return q.reset_index(drop=True)
+
+
+def with_decisions(queue: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFrame:
+    """Queue plus `decision`, `state`, `note`, `reviewer` from the decisions in force."""
+    cols = ["eval_item_id", "train_item_id", "decision", "note", "reviewer"]
+    d = decisions[cols] if not decisions.empty else pd.DataFrame(columns=cols)
+    out = queue.merge(d, on=["eval_item_id", "train_item_id"], how="left")
+    out["state"] = out["decision"].map(_STATE_OF).fillna("unreviewed")
+    return out
+
+
+def filter_queue(
+    queue: pd.DataFrame,
+    *,
+    eval_splits=None,
+    sources=None,
+    degrees=None,
+    states=None,
+    label_agreement: str = "any",
+    sort: str = "similarity",
+) -> pd.DataFrame:
+    """Apply the review page's filters (None or empty = no filter) and order the queue."""
+    mask = np.ones(len(queue), dtype=bool)
+    for col, values in (("eval_split", eval_splits), ("source", sources), ("degree", degrees), ("state", states)):
+        if values:
+            mask &= queue[col].isin(list(values)).to_numpy()
+    if label_agreement in ("same", "different"):
+        mask &= (queue["label_agreement"] == label_agreement).to_numpy()
+    elif label_agreement != "any":
+        raise ValueError(f"label_agreement must be any, same or different, got {label_agreement!r}")
+    out = queue[mask]
+    if sort == "similarity":
+        return out.sort_values(["similarity", "eval_item_id"], ascending=[False, True], kind="stable")
+    if sort == "closeness to a threshold":
+        return out.sort_values(["closeness", "eval_item_id"], kind="stable")
+    raise ValueError(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")

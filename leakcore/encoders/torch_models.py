@@ -52,6 +52,10 @@ def _random_weights_warning(name: str) -> str:
 
 
 # ---- open_clip ViT-B/32 -------------------------------------------------------------------------
+# Hugging Face repos of the common tags (from open_clip's pretrained table), so that checking for
+# weights does not import torch.
+_CLIP_REPOS = {"openai": "timm/vit_base_patch32_clip_224.openai", "laion2b_s34b_b79k": "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"}
+
 def _clip_weights(pretrained: str | None, weights: str | None) -> tuple[str, str]:
     """(what to pass open_clip as `pretrained`, fingerprint) or WeightsUnavailable."""
     if weights:
@@ -60,13 +64,15 @@ def _clip_weights(pretrained: str | None, weights: str | None) -> tuple[str, str
             raise WeightsUnavailable(f"CLIP checkpoint {path} does not exist")
         return str(path), file_fingerprint(path)
     tag = pretrained or "openai"
-    from open_clip import pretrained as pt
+    repo = _CLIP_REPOS.get(tag)
+    if repo is None:  # other tags: ask open_clip (imports torch, so only when needed)
+        from open_clip import pretrained as pt
 
-    cfg = pt.get_pretrained_cfg("ViT-B-32", tag)
-    if not cfg:
-        valid = ", ".join(pt.list_pretrained_tags_by_model("ViT-B-32"))
-        raise WeightsUnavailable(f"unknown open_clip tag {tag!r} for ViT-B-32; valid tags: {valid}")
-    repo = (cfg.get("hf_hub") or "").rstrip("/")
+        cfg = pt.get_pretrained_cfg("ViT-B-32", tag)
+        if not cfg:
+            valid = ", ".join(pt.list_pretrained_tags_by_model("ViT-B-32"))
+            raise WeightsUnavailable(f"unknown open_clip tag {tag!r} for ViT-B-32; valid tags: {valid}")
+        repo = (cfg.get("hf_hub") or "").rstrip("/")
     if repo:
         from huggingface_hub import try_to_load_from_cache
 
@@ -127,9 +133,9 @@ def _local_file(weights: str | None, what: str, how: str) -> Path:
 
 
 def _torchvision_cached(filename_prefix: str) -> Path | None:
-    import torch
-
-    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    # torch.hub.get_dir()'s rule, without importing torch: $TORCH_HOME/hub, else $XDG_CACHE_HOME/torch/hub.
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
+    hub = Path(torch_home).expanduser() / "hub" / "checkpoints"
     found = sorted(hub.glob(f"{filename_prefix}*.pth")) if hub.exists() else []
     return found[0] if found else None
 

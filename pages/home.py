@@ -1,0 +1,24 @@
+"""Home: open or create a workspace, add data, run a scan, and see what is there."""
+import streamlit as st
+
+from ui import home
+from ui.state import init_state
+from ui.widgets import flash, sidebar_workspace
+
+init_state()
+st.title("Data leakage review")
+st.caption("Evaluation images that also sit, exactly or as near-duplicates, in training data.")
+home.open_workspace_ui()
+ws = sidebar_workspace()
+if ws is None:
+    st.info("Open a workspace above, or build the demo with `leakcore demo demo-workspace`.")
+    st.stop()
+flash()
+hard, soft = ws.thresholds()
+home.add_dataset_ui(ws)
+with st.container(border=True):
+    st.markdown("**Scan**: embed every image, search every evaluation split against every training split.")
+    home.scan_ui(ws)
+home.overview(ws, hard, soft)
+home.planted_ui(ws, hard, soft)
+st.page_link("pages/review.py", label="Review the flagged pairs →", icon=":material/rate_review:")

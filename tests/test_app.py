@@ -1,0 +1,89 @@
+"""AppTest smoke and behaviour tests of the home and review pages on a small fixture workspace."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from leakcore import review
+from leakcore.catalog import add_dataset
+from leakcore.project import Workspace
+from leakcore.scan import scan
+
+from conftest import make_folder_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    root = make_folder_dataset(tmp_path / "animals", n_train=6, n_test=4, leaks=(0, 1, 2))
+    ws = Workspace.create(tmp_path / "ws", encoder="phash")
+    add_dataset(ws, "animals", root)
+    scan(ws)
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws.path))
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    return ws
+
+
+def run(page: str) -> AppTest:
+    """Run the router (app.py) and switch to `page`, as a user clicking in the sidebar would."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["reviewer"] = "tester"
+    at.run()
+    if page not in ("pages/home.py", "app.py"):
+        at.switch_page(page).run()
+    return at
+
+
+def test_home_shows_datasets_and_rates(ws):
+    at = run("pages/home.py")
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown) + " ".join(str(m.label) for m in at.metric)
+    assert "animals/test · hard" in text
+    assert [m.value for m in at.metric if m.label == "animals/test · hard"] == ["75.0%"]
+    assert at.dataframe[0].value["items"].sum() == 10
+
+
+def test_review_decide_persists_undo_and_progress(ws):
+    at = run("pages/review.py")
+    assert not at.exception
+    assert "Reviewed 0 of 3" in at.get("progress")[0].proto.text
+    first = at.session_state["review_pos"]
+    at.button(key="decide_hard").click().run()
+    assert "Reviewed 1 of 3" in at.get("progress")[0].proto.text
+    d = review.latest_decisions(ws)
+    assert list(d["decision"]) == ["hard"] and list(d["reviewer"]) == ["tester"]
+    at.run()  # survives a rerun
+    assert "Reviewed 1 of 3" in at.get("progress")[0].proto.text
+    at.button(key="decide_not_leak").click().run()
+    assert len(review.latest_decisions(ws)) == 2
+    at.button(key="undo").click().run()
+    assert len(review.latest_decisions(ws)) == 1
+    assert "Reviewed 1 of 3" in at.get("progress")[0].proto.text
+    assert first == 0
+
+
+def test_review_filters(ws):
+    at = run("pages/review.py")
+    at.multiselect(key="f_degrees").set_value(["soft"]).run()
+    assert not at.exception
+    assert "0 match the filters" in at.get("progress")[0].proto.text
+    at.multiselect(key="f_degrees").set_value(["hard"]).run()
+    assert "3 match the filters" in at.get("progress")[0].proto.text
+    at.radio(key="f_labels").set_value("different").run()
+    assert "0 match the filters" in at.get("progress")[0].proto.text
+
+
+def test_grid_mode_decides_many(ws):
+    at = run("pages/review.py")
+    at.toggle(key="grid_mode").set_value(True).run()
+    assert not at.exception
+    at.button(key="grid_decide_soft").click().run()
+    assert not at.exception
+    assert (review.latest_decisions(ws)["decision"] == "soft").sum() >= 1
+
+
+def test_router_opens_home(ws):
+    at = run("app.py")
+    assert not at.exception
+    assert any("animals/test" in str(m.label) for m in at.metric)

@@ -1,0 +1,1 @@
+"""Streamlit-only helpers: state keys, cached loaders, shared widgets. leakcore never imports this."""

@@ -1,0 +1,114 @@
+"""Cached loaders keyed on (workspace path, file stamps): derived tables are recomputed only when files change."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from leakcore import catalog, images, leakage, review
+from leakcore.project import Workspace, WorkspaceError
+
+
+def _stamp(*paths: Path) -> tuple:
+    out = []
+    for p in paths:
+        try:
+            st_ = os.stat(p)
+            out.append((st_.st_mtime_ns, st_.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def open_workspace(path: str) -> Workspace | None:
+    """The workspace at `path`, or None with the reason shown."""
+    try:
+        return Workspace.open(path)
+    except WorkspaceError as exc:
+        st.warning(str(exc))
+        return None
+
+
+def _neighbors_stamp(ws: Workspace) -> tuple:
+    root = ws.neighbors_dir(ws.encoder)
+    return _stamp(*sorted(root.glob("*/*.json"))) if root.exists() else ()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _items(path: str, stamp: tuple) -> pd.DataFrame:
+    return Workspace.open(path).items()
+
+
+def items(ws: Workspace) -> pd.DataFrame:
+    return _items(str(ws.path), _stamp(ws.items_path))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _pairs(path: str, encoder: str, stamp: tuple) -> pd.DataFrame:
+    return leakage.load_pairs(Workspace.open(path), encoder)
+
+
+def pairs(ws: Workspace) -> pd.DataFrame:
+    return _pairs(str(ws.path), ws.encoder, _neighbors_stamp(ws))
+
+
+def decisions_stamp(ws: Workspace) -> tuple:
+    return _stamp(ws.review_db, Path(str(ws.review_db) + "-wal"))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _decisions(path: str, stamp: tuple) -> pd.DataFrame:
+    return review.latest_decisions(Workspace.open(path))
+
+
+def decisions(ws: Workspace) -> pd.DataFrame:
+    return _decisions(str(ws.path), decisions_stamp(ws))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _queue(path: str, encoder: str, hard: float, soft: float, stamp: tuple, items_stamp: tuple) -> pd.DataFrame:
+    ws = Workspace.open(path)
+    return review.build_queue(_pairs(path, encoder, stamp), _items(path, items_stamp), hard, soft)
+
+
+def queue(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
+    """The review queue with the decisions in force merged in."""
+    base = _queue(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), _stamp(ws.items_path))
+    return review.with_decisions(base, decisions(ws))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _rates(path: str, encoder: str, hard: float, soft: float, stamp: tuple, dstamp: tuple, auto_only: bool) -> pd.DataFrame:
+    ws = Workspace.open(path)
+    d = None if auto_only else review.latest_decisions(ws)
+    return leakage.rates(ws, hard, soft, encoder=encoder, decisions=d, pairs=_pairs(path, encoder, stamp))
+
+
+def rates(ws: Workspace, hard: float, soft: float, auto_only: bool = False) -> pd.DataFrame:
+    return _rates(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), decisions_stamp(ws), auto_only)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _image(uri: str, row: int, roots: tuple[str, ...], stamp: tuple):
+    """Decoded RGB image of an item, served only from inside a registered dataset root."""
+    path = Path(uri)
+    root = next((r for r in roots if catalog.is_inside(path, Path(r))), None)
+    if root is None:
+        return None, images.OUTSIDE_ROOT
+    result = images.decode(catalog.read_bytes(uri, row, root=root))
+    return result.image, result.reason
+
+
+def item_image(ws: Workspace, item: pd.Series):
+    """(PIL image or None, reason) for one item row."""
+    if ws.datasets.get(item["dataset"]) and ws.datasets[item["dataset"]].format == "embeddings":
+        return None, images.NO_PIXELS
+    roots = tuple(str(r) for r in ws.dataset_roots())
+    return _image(str(item["uri"]), int(item["row"]), roots, _stamp(Path(item["uri"])))
+
+
+def clear_decision_caches() -> None:
+    _decisions.clear()
+    _rates.clear()

@@ -1,0 +1,134 @@
+"""Home page pieces: open or create a workspace, add a dataset, run a scan with progress, show what is there."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from leakcore import catalog, leakage
+from leakcore.encoders import list_encoders
+from leakcore.project import Workspace
+from ui import data, state
+
+
+def open_workspace_ui() -> None:
+    """Path field and recent workspaces; switching clears per-workspace state."""
+    with st.expander("Open or create a workspace", expanded=not Path(st.session_state["workspace"], "project.toml").exists()):
+        recent = state.recent_workspaces()
+        path = st.text_input("Workspace folder", value=st.session_state["workspace"], key="ws_path_input")
+        c1, c2 = st.columns(2)
+        if c1.button("Open", key="ws_open", width="stretch"):
+            _switch(path, create=False)
+        if c2.button("Create here", key="ws_create", width="stretch"):
+            _switch(path, create=True)
+        if recent:
+            pick = st.selectbox("Recent", recent, index=None, key="ws_recent", placeholder="choose a recent workspace")
+            if pick and pick != st.session_state["workspace"]:
+                _switch(pick, create=False)
+
+
+def _switch(path: str, create: bool) -> None:
+    if create:
+        Workspace.create(path)
+    elif not Path(path, "project.toml").exists():
+        st.error(f"{path} is not a workspace; use 'Create here' or `leakcore init {path}`")
+        return
+    st.session_state["workspace"] = path
+    st.session_state["review_pos"] = 0
+    state.remember_workspace(path)
+    st.rerun()
+
+
+def add_dataset_ui(ws: Workspace) -> None:
+    """Form: ingest a folder, manifest, Parquet, CIFAR batches, COCO file or embeddings folder."""
+    with st.expander("Add a dataset", expanded=ws.items().empty):
+        with st.form("add_dataset"):
+            name = st.text_input("Dataset name", placeholder="e.g. cifar10")
+            source = st.text_input("Source path", placeholder="/data/my_dataset or /data/manifest.csv")
+            fmt = st.selectbox("Layout", ["detect"] + list(catalog.FORMATS))
+            roles = st.text_input("Role overrides", placeholder="test=eval, extra=train")
+            submitted = st.form_submit_button("Add dataset")
+        if submitted:
+            try:
+                parsed = dict(p.strip().split("=", 1) for p in roles.split(",") if "=" in p)
+                with st.spinner("Reading and checking every image…"):
+                    summary = catalog.add_dataset(ws, name, source, fmt=None if fmt == "detect" else fmt, roles=parsed)
+                st.success(f"Added {summary['items']} items to {name}")
+                data._items.clear()
+            except (ValueError, OSError) as exc:
+                st.error(str(exc))
+
+
+def scan_ui(ws: Workspace) -> None:
+    """Encoder choice and a scan with a progress bar (the same scan as `leakcore scan`)."""
+    from leakcore.scan import scan
+
+    available = [r["name"] for r in list_encoders() if r["available"]]
+    c1, c2, c3 = st.columns([2, 1, 1])
+    encoder = c1.selectbox("Encoder", available, index=available.index(ws.encoder) if ws.encoder in available else 0,
+                           key="scan_encoder")
+    k = c2.number_input("Neighbours (k)", 1, 100, ws.k, key="scan_k")
+    c3.write("")
+    if c3.button("Run scan", key="run_scan", type="primary", width="stretch"):
+        bar = st.progress(0.0, text="starting")
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.progress(min(done / max(total, 1), 1.0), text=f"{stage}: {done}/{total}")
+
+        try:
+            result = scan(ws, encoder_name=encoder, k=int(k), progress=progress)
+        except (ValueError, RuntimeError) as exc:
+            st.error(str(exc))
+            return
+        bar.progress(1.0, text=f"done in {result.seconds:.1f}s: {len(result.pairs_searched)} pairs searched, "
+                               f"{len(result.pairs_skipped)} unchanged")
+        st.cache_data.clear()
+
+
+def overview(ws: Workspace, hard: float, soft: float) -> None:
+    """Items per dataset/split/role, labels, unreadable items with reasons, and leakage rates."""
+    items = data.items(ws)
+    if items.empty:
+        st.info("This workspace has no datasets yet: add one above, or run `leakcore add` in a terminal.")
+        return
+    splits = ws.splits()
+    labels = items.groupby(["dataset", "split"])["label"].nunique().rename("labels").reset_index()
+    st.subheader("Datasets")
+    st.dataframe(splits.merge(labels, on=["dataset", "split"]), hide_index=True, width="stretch")
+    bad = items[items["status"] != "ok"]
+    if not bad.empty:
+        with st.expander(f"{len(bad)} unreadable item(s)", expanded=False):
+            st.dataframe(bad[["item_id", "reason", "uri"]], hide_index=True, width="stretch")
+    st.subheader("Leakage at the thresholds in force")
+    table = data.rates(ws, hard, soft)
+    if table.empty:
+        st.info("No scan results yet: run a scan.")
+        return
+    overall = table[table["train_split"] == leakage.ALL_SOURCES]
+    cols = st.columns(max(len(overall), 1))
+    for col, r in zip(cols, overall.itertuples()):
+        col.metric(f"{r.eval_split} · soft", f"{100 * r.soft_rate:.1f}%", help=f"{r.soft} of {r.n_eval} evaluation images")
+        col.metric(f"{r.eval_split} · hard", f"{100 * r.hard_rate:.1f}%", help=f"{r.hard} of {r.n_eval} evaluation images")
+    shown = table.assign(hard_rate=(100 * table["hard_rate"]).round(2), soft_rate=(100 * table["soft_rate"]).round(2))
+    st.dataframe(shown.rename(columns={"hard_rate": "hard %", "soft_rate": "soft %"}), hide_index=True, width="stretch")
+
+
+def planted_ui(ws: Workspace, hard: float, soft: float) -> None:
+    """For the demo workspace: which planted leaks the scan found at the current thresholds."""
+    from leakcore.demo import planted_truth
+
+    truth = planted_truth(ws)
+    if truth is None:
+        return
+    pairs = data.pairs(ws)
+    best = pairs.groupby(["eval_item_id", "train_item_id"])["similarity"].max().rename("similarity").reset_index()
+    found = truth.merge(best, on=["eval_item_id", "train_item_id"], how="left")
+    found["found as"] = leakage.degree_of(found["similarity"].fillna(-1), hard, soft)
+    n = int((found["found as"] != "none").sum())
+    with st.expander(f"Demo: {n} of {len(found)} planted leaks found at these thresholds"):
+        st.dataframe(found[["kind", "eval_item_id", "train_item_id", "similarity", "found as"]], hide_index=True,
+                     width="stretch")
+
+
+__all__ = ["add_dataset_ui", "open_workspace_ui", "overview", "planted_ui", "scan_ui"]

@@ -1,0 +1,81 @@
+"""Shared widgets: each draws and returns plain values; no leakage maths here."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from leakcore import review
+from leakcore.project import Workspace
+from ui import data, state
+
+
+def sidebar_workspace() -> Workspace | None:
+    """Sidebar: the open workspace, the reviewer's name, the encoder and thresholds in force."""
+    with st.sidebar:
+        st.caption("Workspace")
+        st.code(st.session_state["workspace"], language=None)
+        st.text_input("Reviewer", key="reviewer", help="Stored with every decision you make.")
+    ws = data.open_workspace(st.session_state["workspace"])
+    if ws is not None:
+        hard, soft = ws.thresholds()
+        st.sidebar.caption(f"Encoder **{ws.encoder}** · hard ≥ {hard:.3f} · soft ≥ {soft:.3f}")
+    return ws
+
+
+FIT_PX = 384  # "fit": enlarge small images to about this width so a curator can compare details
+
+
+def show_image(ws: Workspace, item: pd.Series, *, zoom="fit", caption: str | None = None, width=None) -> None:
+    """An item's image at the chosen size (small images enlarged pixel by pixel), or why it cannot be shown."""
+    img, reason = data.item_image(ws, item)
+    if img is None:
+        text = item.get("caption") if isinstance(item.get("caption"), str) else None
+        st.info(f"No image: {reason}" + (f"\n\n{item['uri']}" if item.get("uri") else "") + (f"\n\n“{text}”" if text else ""))
+        return
+    factor = max(1, FIT_PX // max(img.width, 1)) if zoom == "fit" else int(str(zoom).rstrip("×"))
+    if factor > 1:
+        img = img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
+    st.image(img, caption=caption, width=width or ("stretch" if zoom == "fit" and img.width >= FIT_PX else "content"))
+
+
+def item_facts(item: pd.Series, extra: dict | None = None) -> None:
+    """A compact fact table for one item."""
+    facts = {
+        "id": item["item_id"], "label": item["label"] if pd.notna(item["label"]) else "—",
+        "size": f"{item['width']}×{item['height']}" if item["width"] > 0 else "—",
+        "path": item["uri"] + (f" [row {item['row']}]" if item["row"] >= 0 else ""),
+    }
+    facts.update(extra or {})
+    st.dataframe(pd.DataFrame({"": list(facts), "value": [str(v) for v in facts.values()]}),
+                 hide_index=True, width="stretch")
+
+
+def queue_filters(queue: pd.DataFrame) -> dict:
+    """Sidebar filters of the review queue; returns keyword arguments for review.filter_queue."""
+    with st.sidebar:
+        st.subheader("Filter the queue")
+        st.multiselect("Evaluation split", sorted(queue["eval_split"].unique()), key="f_eval_splits",
+                       placeholder="all")
+        st.multiselect("Training source", sorted(queue["source"].unique()), key="f_sources", placeholder="all")
+        st.multiselect("Degree", ["hard", "soft", review.BORDERLINE], key="f_degrees", placeholder="all",
+                       help="borderline = within 0.05 below the soft threshold")
+        st.multiselect("Decision state", list(review.STATES), key="f_states", placeholder="all")
+        st.radio("Labels", ["any", "same", "different"], key="f_labels", horizontal=True)
+        st.radio("Order", list(review.SORTS), key="f_sort")
+    return {
+        "eval_splits": st.session_state["f_eval_splits"], "sources": st.session_state["f_sources"],
+        "degrees": st.session_state["f_degrees"], "states": st.session_state["f_states"],
+        "label_agreement": st.session_state["f_labels"], "sort": st.session_state["f_sort"],
+    }
+
+
+def flash() -> None:
+    """Show (once) the message a callback left behind."""
+    msg = st.session_state.get("flash")
+    if msg:
+        st.toast(msg)
+        st.session_state["flash"] = None
+
+
+__all__ = ["flash", "item_facts", "queue_filters", "show_image", "sidebar_workspace", "state"]
