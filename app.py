@@ -1,9 +1,28 @@
-"""Leak review dashboard: `streamlit run app.py -- --workspace DIR`. Routes to the pages in pages/."""
+"""Leak review dashboard, home page: open or create a workspace, add data, run a scan, see what is there.
+
+Run with `streamlit run app.py -- --workspace DIR`; the other pages live in pages/.
+"""
 import streamlit as st
 
-st.set_page_config(page_title="Leak review", page_icon="🔍", layout="wide")
-PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/review.py", title="Review", icon=":material/rate_review:", url_path="review"),
-]
-st.navigation(PAGES).run()
+from ui import home
+from ui.state import init_state
+from ui.widgets import flash, sidebar_workspace
+
+st.set_page_config(page_title="Leak review", page_icon=":material/policy:", layout="wide")
+init_state()
+st.title("Data leakage review")
+st.caption("Evaluation images that also sit, exactly or as near-duplicates, in training data.")
+home.open_workspace_ui()
+ws = sidebar_workspace()
+if ws is None:
+    st.info("Open a workspace above, or build the demo with `leakcore demo demo-workspace`.")
+    st.stop()
+flash()
+hard, soft = ws.thresholds()
+home.add_dataset_ui(ws)
+with st.container(border=True):
+    st.markdown("**Scan**: embed every image, search every evaluation split against every training split.")
+    home.scan_ui(ws)
+home.overview(ws, hard, soft)
+home.planted_ui(ws, hard, soft)
+st.page_link("pages/1_Review.py", label="Review the flagged pairs →", icon=":material/rate_review:")

@@ -26,17 +26,17 @@ def ws(tmp_path, monkeypatch):
 
 
 def run(page: str) -> AppTest:
-    """Run the router (app.py) and switch to `page`, as a user clicking in the sidebar would."""
+    """Run the home page (app.py) and switch to `page`, as a user clicking in the sidebar would."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["reviewer"] = "tester"
     at.run()
-    if page not in ("pages/home.py", "app.py"):
+    if page != "app.py":
         at.switch_page(page).run()
     return at
 
 
 def test_home_shows_datasets_and_rates(ws):
-    at = run("pages/home.py")
+    at = run("app.py")
     assert not at.exception
     text = " ".join(m.value for m in at.markdown) + " ".join(str(m.label) for m in at.metric)
     assert "animals/test · hard" in text
@@ -45,7 +45,7 @@ def test_home_shows_datasets_and_rates(ws):
 
 
 def test_review_decide_persists_undo_and_progress(ws):
-    at = run("pages/review.py")
+    at = run("pages/1_Review.py")
     assert not at.exception
     assert "Reviewed 0 of 3" in at.get("progress")[0].proto.text
     first = at.session_state["review_pos"]
@@ -64,7 +64,7 @@ def test_review_decide_persists_undo_and_progress(ws):
 
 
 def test_review_filters(ws):
-    at = run("pages/review.py")
+    at = run("pages/1_Review.py")
     at.multiselect(key="f_degrees").set_value(["soft"]).run()
     assert not at.exception
     assert "0 match the filters" in at.get("progress")[0].proto.text
@@ -75,15 +75,10 @@ def test_review_filters(ws):
 
 
 def test_grid_mode_decides_many(ws):
-    at = run("pages/review.py")
+    at = run("pages/1_Review.py")
     at.toggle(key="grid_mode").set_value(True).run()
     assert not at.exception
     at.button(key="grid_decide_soft").click().run()
     assert not at.exception
     assert (review.latest_decisions(ws)["decision"] == "soft").sum() >= 1
 
-
-def test_router_opens_home(ws):
-    at = run("app.py")
-    assert not at.exception
-    assert any("animals/test" in str(m.label) for m in at.metric)

@@ -13,6 +13,9 @@ from ui import data, state
 def sidebar_workspace() -> Workspace | None:
     """Sidebar: the open workspace, the reviewer's name, the encoder and thresholds in force."""
     with st.sidebar:
+        st.page_link("app.py", label="Home", icon=":material/home:")
+        st.page_link("pages/1_Review.py", label="Review", icon=":material/rate_review:")
+        st.divider()
         st.caption("Workspace")
         st.code(st.session_state["workspace"], language=None)
         st.text_input("Reviewer", key="reviewer", help="Stored with every decision you make.")

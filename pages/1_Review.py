@@ -6,6 +6,7 @@ from ui import data, review_ui
 from ui.state import init_state
 from ui.widgets import flash, queue_filters, sidebar_workspace
 
+st.set_page_config(page_title="Review · leak review", page_icon=":material/rate_review:", layout="wide")
 init_state()
 ws = sidebar_workspace()
 if ws is None:

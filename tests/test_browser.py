@@ -1,0 +1,95 @@
+"""The curator's path in a real browser: open the review page, decide by click and by key, reload, still there.
+
+Uses Debian's Chromium driven by Playwright (no browser download). Skips, saying how to enable it, when
+Chromium is not installed. Saves a screenshot to tests/artifacts/review-page.png.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from leakcore import review
+from leakcore.catalog import add_dataset
+from leakcore.project import Workspace
+from leakcore.scan import scan
+
+from conftest import make_folder_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: `apt-get install chromium` (Debian) to run the browser test"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    root = make_folder_dataset(tmp_path / "animals", n_train=6, n_test=4, leaks=(0, 1, 2))
+    ws = Workspace.create(tmp_path / "ws", encoder="phash")
+    add_dataset(ws, "animals", root)
+    scan(ws)
+    port = _free_port()
+    env = dict(os.environ, LEAKCORE_HOME=str(tmp_path / "home"), USER="browser-test")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--", "--workspace", str(ws.path)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.terminate()
+        pytest.fail("streamlit did not start within 60 s")
+    yield url, ws
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_decide_by_click_and_key_then_reload(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, ws = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url + "/Review")
+        expect(page.get_by_text("Reviewed 0 of 3 flagged pairs")).to_be_visible(timeout=60_000)
+        page.get_by_role("button", name="Hard leak").click()
+        expect(page.get_by_text("Reviewed 1 of 3 flagged pairs")).to_be_visible(timeout=30_000)
+        page.locator("h1").first.click()  # focus the page, not a text field, so the shortcut reaches the app
+        page.keyboard.press("n")
+        expect(page.get_by_text("Reviewed 2 of 3 flagged pairs")).to_be_visible(timeout=30_000)
+        page.reload()
+        expect(page.get_by_text("Reviewed 2 of 3 flagged pairs")).to_be_visible(timeout=60_000)
+        page.wait_for_timeout(1500)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "review-page.png"), full_page=True)
+        browser.close()
+    decisions = review.latest_decisions(ws)
+    assert sorted(decisions["decision"]) == ["hard", "not_leak"]
+    assert set(decisions["reviewer"]) == {"browser-test"}
