@@ -171,6 +171,18 @@ class Workspace:
         return int(self.config["settings"]["k"])
 
     @property
+    def encoder_options(self) -> dict:
+        """Overrides the encoder is built with (input_size, weights), kept so re-scans reuse the cache."""
+        return dict(self.config["settings"].get("encoder_options", {}).get(self.encoder, {}))
+
+    def set_encoder_options(self, **options) -> None:
+        """Remember non-None encoder overrides for the current encoder."""
+        opts = {k: v for k, v in options.items() if v is not None}
+        if opts:
+            self.config["settings"].setdefault("encoder_options", {})[self.encoder] = opts
+            self.save_config()
+
+    @property
     def flip_queries(self) -> bool:
         """Also search each evaluation image's mirror image (catches flipped copies)."""
         return bool(self.config["settings"].get("flip_queries", False))

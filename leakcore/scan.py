@@ -89,6 +89,8 @@ def scan(
     flip_queries = ws.flip_queries if flip_queries is None else bool(flip_queries)
     if encoder_name != ws.encoder or k != ws.k or flip_queries != ws.flip_queries:
         ws.set_settings(encoder=encoder_name, k=k, flip_queries=flip_queries)
+    ws.set_encoder_options(**(encoder_overrides or {}))
+    encoder_overrides = ws.encoder_options
     items = ws.items()
     if items.empty:
         raise ValueError(f"workspace {ws.path} has no items; add a dataset first with `leakcore add`")

@@ -1,0 +1,290 @@
+"""Threshold calibration as in the paper: non-semantic edits of real images, a robustness table, ROC curves,
+and hard/soft thresholds chosen on them (`ThresholdCalibrator`), plus a second ROC from curator decisions.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageFilter, ImageOps
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from leakcore import catalog, images, search
+from leakcore.embed import embed_items
+from leakcore.encoders import Encoder, create_encoder
+from leakcore.project import atomic_write_text, write_parquet
+
+log = logging.getLogger(__name__)
+
+REFERENCE_SIDE = 500  # crop sizes are for ~500 px photos (the paper's); smaller images get proportionally less
+
+
+# ---- the transformation suite -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Transform:
+    """One named, documented non-semantic edit. `fn(image, rng)` must be deterministic given the rng."""
+
+    name: str
+    family: str
+    description: str
+    fn: Callable[[Image.Image, np.random.Generator], Image.Image]
+
+    def __call__(self, image: Image.Image, seed: int = 0) -> Image.Image:
+        return self.fn(image.convert("RGB"), np.random.default_rng(seed)).convert("RGB")
+
+
+def _crop(pixels: int):
+    def fn(img: Image.Image, rng) -> Image.Image:
+        side = min(img.size)
+        n = max(1, round(pixels * min(1.0, side / REFERENCE_SIDE)))
+        n = min(n, (side - 8) // 2) if side > 16 else 0
+        return img.crop((n, n, img.width - n, img.height - n))
+
+    return fn
+
+
+def _downsample(target: int):
+    def fn(img: Image.Image, rng) -> Image.Image:
+        scale = target / max(img.size)
+        if scale >= 1:
+            return img
+        return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BILINEAR)
+
+    return fn
+
+
+def _noise(img: Image.Image, rng) -> Image.Image:
+    arr = np.asarray(img, dtype=np.float32) + rng.normal(0.0, 12.0, size=(img.height, img.width, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def _overlay(rgb):
+    def fn(img: Image.Image, rng) -> Image.Image:
+        return Image.blend(img, Image.new("RGB", img.size, rgb), 0.3)
+
+    return fn
+
+
+def _jpeg(quality: int):
+    def fn(img: Image.Image, rng) -> Image.Image:
+        import io
+
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=quality)
+        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+    return fn
+
+
+def transformation_suite() -> list[Transform]:
+    """The paper's four families (geometric, cropping, pixelization, colour) plus identity and JPEG copies."""
+    t = Transform
+    return [
+        t("identity", "copy", "the image as it is", lambda im, r: im),
+        t("jpeg_q75", "copy", "JPEG re-encode at quality 75", _jpeg(75)),
+        t("jpeg_q30", "copy", "JPEG re-encode at quality 30", _jpeg(30)),
+        t("hflip", "geometric", "horizontal flip", lambda im, r: ImageOps.mirror(im)),
+        t("vflip", "geometric", "vertical flip", lambda im, r: ImageOps.flip(im)),
+        t("rot90", "geometric", "rotation by 90 degrees", lambda im, r: im.transpose(Image.Transpose.ROTATE_90)),
+        t("rot180", "geometric", "rotation by 180 degrees", lambda im, r: im.transpose(Image.Transpose.ROTATE_180)),
+        t("rot270", "geometric", "rotation by 270 degrees", lambda im, r: im.transpose(Image.Transpose.ROTATE_270)),
+        t("crop20", "cropping", f"remove 20 px from each edge (scaled for images under {REFERENCE_SIDE} px)", _crop(20)),
+        t("crop50", "cropping", f"remove 50 px from each edge (scaled for images under {REFERENCE_SIDE} px)", _crop(50)),
+        t("crop100", "cropping", f"remove 100 px from each edge (scaled for images under {REFERENCE_SIDE} px)", _crop(100)),
+        t("blur", "pixelization", "Gaussian blur, radius 2", lambda im, r: im.filter(ImageFilter.GaussianBlur(2))),
+        t("noise", "pixelization", "added Gaussian noise, sigma 12 grey levels", _noise),
+        t("down128", "pixelization", "downsample so the longer side is 128 px", _downsample(128)),
+        t("down256", "pixelization", "downsample so the longer side is 256 px", _downsample(256)),
+        t("greyscale", "colour", "greyscale", lambda im, r: ImageOps.grayscale(im)),
+        t("invert", "colour", "colour inversion", lambda im, r: ImageOps.invert(im)),
+        t("red", "colour", "red overlay at 30%", _overlay((255, 0, 0))),
+        t("green", "colour", "green overlay at 30%", _overlay((0, 255, 0))),
+        t("blue", "colour", "blue overlay at 30%", _overlay((0, 0, 255))),
+    ]
+
+
+COPY_TRANSFORMS = ("identity", "jpeg_q75", "jpeg_q30")
+
+
+# ---- the estimator ------------------------------------------------------------------------------------
+class ThresholdCalibrator:
+    """Choose hard and soft thresholds from scored pairs (scikit-learn style: learned values end in `_`).
+
+    hard_: the lowest threshold that still catches every exact or re-encoded copy (`is_copy`) while no
+           negative reaches it; if some negative does, just above the strongest negative (and
+           `hard_missed_copies_` says how many copies fall below).
+    soft_: the lowest threshold whose false-positive rate over all negatives is at most `target_fpr`.
+    """
+
+    def __init__(self, target_fpr: float = 0.001):
+        self.target_fpr = target_fpr
+
+    def fit(self, scores, labels, is_copy=None) -> "ThresholdCalibrator":
+        scores = np.asarray(scores, dtype=np.float64)
+        labels = np.asarray(labels, dtype=bool)
+        if not 0 < self.target_fpr < 1:
+            raise ValueError(f"target_fpr must be in (0, 1), got {self.target_fpr}")
+        if labels.all() or not labels.any():
+            raise ValueError("calibration needs both positive and negative scores")
+        is_copy = labels if is_copy is None else (np.asarray(is_copy, dtype=bool) & labels)
+        neg = np.sort(scores[~labels])
+        max_neg = neg[-1]
+        copies = scores[is_copy]
+        min_copy = copies.min() if copies.size else max_neg
+        above = np.nextafter(max_neg, np.inf)
+        self.hard_ = float(min_copy if min_copy > max_neg else above)
+        self.hard_missed_copies_ = int((copies < self.hard_).sum())
+        # lowest t with mean(neg >= t) <= target: t just above the negative at rank ceil(n * (1 - target)).
+        allowed = int(np.floor(self.target_fpr * neg.size))
+        self.soft_ = float(np.nextafter(neg[neg.size - allowed - 1], np.inf))
+        self.soft_ = min(self.soft_, self.hard_)
+        fpr, tpr, thr = roc_curve(labels, scores)
+        self.roc_ = pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thr})
+        self.auc_ = float(roc_auc_score(labels, scores))
+        self.soft_tpr_ = float((scores[labels] >= self.soft_).mean())
+        self.hard_tpr_ = float((scores[labels] >= self.hard_).mean())
+        return self
+
+
+def roc_points(scores, labels) -> pd.DataFrame:
+    """ROC curve points (fpr, tpr, threshold) for plotting."""
+    fpr, tpr, thr = roc_curve(np.asarray(labels, bool), np.asarray(scores, float))
+    return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thr})
+
+
+# ---- the protocol ------------------------------------------------------------------------------------
+@dataclass
+class CalibrationResult:
+    encoder: str
+    collection: str
+    scores: pd.DataFrame  # one row per (query, transform): positive, hardest negative, hit
+    robustness: pd.DataFrame  # top-1 accuracy per transform and family
+    auc: pd.DataFrame  # AUC per family and overall
+    hard: float
+    soft: float
+    settings: dict = field(default_factory=dict)
+
+
+def calibrate(
+    ws,
+    collection: str,
+    *,
+    encoder_name: str | None = None,
+    queries: int = 1000,
+    target_fpr: float = 0.001,
+    seed: int = 0,
+    transforms: list[Transform] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    encoder: Encoder | None = None,
+) -> CalibrationResult:
+    """Run the robustness protocol on `collection` ("dataset/split") and choose thresholds; store the results."""
+    encoder_name = encoder_name or ws.encoder
+    if encoder is None:
+        opts = ws.encoder_options if encoder_name == ws.encoder else {}
+        encoder = create_encoder(encoder_name, **opts)
+    items = ws.items()
+    ds, _, split = collection.partition("/")
+    coll = items[(items["dataset"] == ds) & (items["split"] == split)].reset_index(drop=True)
+    if coll.empty:
+        valid = sorted((items["dataset"] + "/" + items["split"]).unique())
+        raise ValueError(f"no items in {collection!r}; valid collections: {', '.join(valid)}")
+    vectors, have = embed_items(ws, coll, encoder, progress=(lambda d, t: progress("embed collection", d, t)) if progress else None)
+    coll, vectors = coll[have].reset_index(drop=True), vectors[have]
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(coll), size=min(queries, len(coll)), replace=False))
+    transforms = transforms or transformation_suite()
+    originals = []
+    for pos in pick:
+        row = coll.iloc[pos]
+        originals.append(images.decode(catalog.read_bytes(row["uri"], int(row["row"]))).image)
+    rows = []
+    for n, tf in enumerate(transforms):
+        edited = [tf(img, seed=seed * 100_003 + int(p)) for img, p in zip(originals, pick)]
+        q = encoder.encode_images(edited)
+        sim, idx = search.knn(q, vectors, 2)
+        own = np.einsum("ij,ij->i", q, vectors[pick])
+        hardest = np.where(idx[:, 0] == pick, sim[:, 1], sim[:, 0])
+        for j, p in enumerate(pick):
+            rows.append({"query": coll.iloc[p]["item_id"], "transform": tf.name, "family": tf.family,
+                         "positive": float(own[j]), "hardest_negative": float(hardest[j]), "hit": bool(idx[j, 0] == p)})
+        if progress:
+            progress("transforms", n + 1, len(transforms))
+    scores = pd.DataFrame(rows)
+    result = _summarise(scores, encoder_name, collection, target_fpr)
+    result.settings = {"encoder": encoder_name, "fingerprint": encoder.fingerprint, "collection": collection,
+                       "queries": int(len(pick)), "collection_size": int(len(coll)), "target_fpr": target_fpr,
+                       "seed": seed, "transforms": [t.name for t in transforms],
+                       "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    save(ws, result)
+    return result
+
+
+def _summarise(scores: pd.DataFrame, encoder: str, collection: str, target_fpr: float) -> CalibrationResult:
+    per_tf = scores.groupby(["family", "transform"], sort=False)["hit"].mean().rename("top1").reset_index()
+    per_family = scores.groupby("family", sort=False)["hit"].mean().rename("top1").reset_index()
+    per_family["transform"] = "(family)"
+    robustness = pd.concat([per_tf, per_family], ignore_index=True)
+    s, y, copy = pair_scores(scores)
+    cal = ThresholdCalibrator(target_fpr).fit(s, y, copy)
+    aucs = []
+    for family, grp in scores.groupby("family", sort=False):
+        fs, fy, _ = pair_scores(grp)
+        aucs.append({"family": family, "auc": float(roc_auc_score(fy, fs))})
+    aucs.append({"family": "overall", "auc": cal.auc_})
+    return CalibrationResult(encoder, collection, scores, robustness, pd.DataFrame(aucs), cal.hard_, cal.soft_)
+
+
+def pair_scores(scores: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(similarities, is_positive, is_copy) with one positive and one hardest negative per row."""
+    s = np.concatenate([scores["positive"].to_numpy(), scores["hardest_negative"].to_numpy()])
+    y = np.concatenate([np.ones(len(scores), bool), np.zeros(len(scores), bool)])
+    copy = np.concatenate([scores["transform"].isin(COPY_TRANSFORMS).to_numpy(), np.zeros(len(scores), bool)])
+    return s, y, copy
+
+
+def save(ws, result: CalibrationResult) -> None:
+    folder = ws.calibration_dir(result.encoder)
+    write_parquet(result.scores, folder / "scores.parquet")
+    write_parquet(result.robustness, folder / "robustness.parquet")
+    atomic_write_text(folder / "thresholds.json", json.dumps({
+        "hard": result.hard, "soft": result.soft, "auc": result.auc.to_dict("records"), "settings": result.settings,
+    }, indent=2))
+
+
+def load(ws, encoder: str | None = None) -> CalibrationResult | None:
+    """The stored calibration of an encoder, or None."""
+    encoder = encoder or ws.encoder
+    folder = ws.calibration_dir(encoder)
+    if not (folder / "thresholds.json").exists():
+        return None
+    meta = json.loads((folder / "thresholds.json").read_text())
+    return CalibrationResult(encoder, meta["settings"].get("collection", ""), pd.read_parquet(folder / "scores.parquet"),
+                             pd.read_parquet(folder / "robustness.parquet"), pd.DataFrame(meta["auc"]),
+                             meta["hard"], meta["soft"], meta["settings"])
+
+
+def apply(ws, result: CalibrationResult) -> None:
+    """Make the calibrated thresholds the project's; every page and `leakcore report` use them at once."""
+    s = result.settings
+    ws.set_thresholds(result.hard, result.soft, encoder=result.encoder,
+                      source=f"calibrated on {s.get('collection')} ({s.get('queries')} queries, target FPR {s.get('target_fpr')})")
+
+
+def decision_scores(pairs: pd.DataFrame, decisions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """Similarity and label (confirmed leak = 1, rejected = 0) of decided pairs; None under 20 decisions."""
+    d = decisions[decisions["decision"].isin(["hard", "soft", "not_leak"])]
+    sims = pairs.groupby(["eval_item_id", "train_item_id"])["similarity"].max().rename("similarity").reset_index()
+    m = d.merge(sims, on=["eval_item_id", "train_item_id"], how="inner")
+    if len(m) < 20 or m["decision"].eq("not_leak").all() or m["decision"].ne("not_leak").all():
+        return None
+    return m["similarity"].to_numpy(), m["decision"].ne("not_leak").to_numpy()
+
+
+def robustness_table(result: CalibrationResult) -> pd.DataFrame:
+    """The paper's table: top-1 accuracy per transform, with family rows."""
+    return result.robustness.pivot_table(index=["family", "transform"], values="top1", sort=False).reset_index()
