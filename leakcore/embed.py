@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from leakcore import catalog
+from leakcore import catalog, search
 from leakcore.encoders import Encoder, get_spec
 from leakcore.project import atomic_path, write_parquet
 
@@ -185,5 +185,9 @@ def embeddings_blocks(ds, rows: np.ndarray, block_rows: int) -> Iterator[tuple[i
         shard_of = np.searchsorted(starts, sel, side="right") - 1
         for s in np.unique(shard_of):
             mask = shard_of == s
-            block[mask] = shards[s][sel[mask] - starts[s]]
+            local = sel[mask] - starts[s]
+            if len(local) and local[-1] - local[0] + 1 == len(local) and (np.diff(local) == 1).all():
+                block[mask] = search.read_rows(shards[s], int(local[0]), int(local[-1]) + 1)  # contiguous: bounded RSS
+            else:
+                block[mask] = shards[s][local]
         yield off, l2_normalise(block)

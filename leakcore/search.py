@@ -28,10 +28,29 @@ def _knn_block(queries: np.ndarray, block: np.ndarray, k: int) -> tuple[np.ndarr
     return faiss.knn(queries, block, k, metric=faiss.METRIC_INNER_PRODUCT)
 
 
+def read_rows(mm: np.memmap, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) of a file-backed memmap read with ordinary file reads, so that searched pages
+    do not stay mapped into the process (slicing the memmap would keep the whole file resident)."""
+    row_items = int(np.prod(mm.shape[1:]))
+    row_bytes = mm.dtype.itemsize * row_items
+    with open(mm.filename, "rb") as fh:
+        fh.seek(mm.offset + start * row_bytes)
+        buf = fh.read((stop - start) * row_bytes)
+    return np.frombuffer(buf, dtype=mm.dtype).reshape(stop - start, *mm.shape[1:])
+
+
+def _file_backed(a: np.ndarray) -> bool:
+    return isinstance(a, np.memmap) and getattr(a, "filename", None) is not None and a.base is not None \
+        and getattr(a, "offset", None) is not None and a.flags["C_CONTIGUOUS"]
+
+
 def iter_blocks(collection: np.ndarray, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
     """(offset, float32 contiguous block) over an array or memmap of any float dtype."""
+    file_backed = _file_backed(collection)
     for off in range(0, collection.shape[0], block_rows):
-        yield off, np.ascontiguousarray(collection[off:off + block_rows], dtype=np.float32)
+        stop = min(off + block_rows, collection.shape[0])
+        block = read_rows(collection, off, stop) if file_backed else collection[off:stop]
+        yield off, np.ascontiguousarray(block, dtype=np.float32)
 
 
 def block_rows_for(dim: int, budget_bytes: int = DEFAULT_BLOCK_BYTES) -> int:

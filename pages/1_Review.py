@@ -27,7 +27,7 @@ if view.empty:
     st.stop()
 pos = review_ui.position(view)
 pair = view.iloc[pos]
-items = data.items(ws).set_index("item_id", drop=False)
+items = data.items(ws)
 top = st.columns([3, 1, 1])
 top[0].markdown(
     f"Pair **{pos + 1} / {len(view)}** · similarity **{pair['similarity']:.4f}** · degree **{pair['degree']}** · "

@@ -36,12 +36,15 @@ def _neighbors_stamp(ws: Workspace) -> tuple:
     return _stamp(*sorted(root.glob("*/*.json"))) if root.exists() else ()
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+# The big read-only tables (items, the review queue) are held with cache_resource: one shared copy,
+# no pickling per rerun. Callers must never mutate them (filter_queue and friends return new frames).
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _items(path: str, stamp: tuple) -> pd.DataFrame:
-    return Workspace.open(path).items()
+    return Workspace.open(path).items().set_index("item_id", drop=False)
 
 
 def items(ws: Workspace) -> pd.DataFrame:
+    """The item table indexed by item_id (read-only)."""
     return _items(str(ws.path), _stamp(ws.items_path))
 
 
@@ -67,16 +70,21 @@ def decisions(ws: Workspace) -> pd.DataFrame:
     return _decisions(str(ws.path), decisions_stamp(ws))
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _queue(path: str, encoder: str, hard: float, soft: float, stamp: tuple, items_stamp: tuple) -> pd.DataFrame:
-    ws = Workspace.open(path)
     return review.build_queue(_pairs(path, encoder, stamp), _items(path, items_stamp), hard, soft)
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _queue_decided(path: str, encoder: str, hard: float, soft: float, stamp: tuple, items_stamp: tuple,
+                   dstamp: tuple) -> pd.DataFrame:
+    return review.with_decisions(_queue(path, encoder, hard, soft, stamp, items_stamp), _decisions(path, dstamp))
+
+
 def queue(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
-    """The review queue with the decisions in force merged in."""
-    base = _queue(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), _stamp(ws.items_path))
-    return review.with_decisions(base, decisions(ws))
+    """The review queue with the decisions in force merged in (read-only)."""
+    return _queue_decided(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), _stamp(ws.items_path),
+                          decisions_stamp(ws))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

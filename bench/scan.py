@@ -1,0 +1,131 @@
+"""Speed and memory of the detection core, as ratios measured in one run (these machines are noisy).
+
+    python bench/scan.py [--part search|embed|rescan|memmap|all] [--encoder sscd-distilled]
+
+search : our blockwise knn vs raw faiss IndexFlatIP on the same arrays (goal >= 0.9x throughput)
+embed  : our pipeline from image files vs the bare model on pre-decoded arrays (goal >= 0.85x)
+rescan : warm re-scan of CIFAR-10 with nothing changed vs the cold scan (goal <= 5%)
+memmap : peak RSS of a blockwise search over a 2,000,000 x 512 float16 memmap (goal <= 1.5 GB)
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data"
+BENCH = ROOT / ".bench"
+
+
+def _unit(n, d, seed):
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def bench_search(nq=10_000, nc=50_000, d=512, k=10) -> None:
+    import faiss
+
+    from leakcore import search
+
+    q, c = _unit(nq, d, 0), _unit(nc, d, 1)
+    search.knn(q[:100], c, k)  # warm-up
+    t0 = time.perf_counter()
+    index = faiss.IndexFlatIP(d)
+    index.add(c)
+    D, I = index.search(q, k)
+    t_faiss = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sim, idx = search.knn(q, c, k)
+    t_ours = time.perf_counter() - t0
+    assert (idx == I).mean() > 0.999
+    print(f"search {nq}x{nc}x{d} k={k}: faiss IndexFlatIP {t_faiss:.2f}s, ours (blockwise, 256 MB budget) {t_ours:.2f}s "
+          f"-> throughput ratio {t_faiss / t_ours:.2f}x (goal >= 0.9x)")
+
+
+def bench_embed(encoder_name: str, batch_size: int = 64) -> None:
+    from leakcore import images
+    from leakcore.encoders import create_encoder
+
+    files = sorted((DATA / "hymenoptera").rglob("*.jpg"))
+    datas = [f.read_bytes() for f in files]
+    enc = create_encoder(encoder_name, device="cpu")
+    size = enc.spec.input_size
+    arrays = np.stack([enc.prepare(images.decode(d, draft_size=(size, size)).image) for d in datas])
+    enc.embed_batch(arrays[:batch_size])  # warm-up
+    t0 = time.perf_counter()
+    for s in range(0, len(arrays), batch_size):
+        enc.embed_batch(arrays[s:s + batch_size])
+    t_bare = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n = sum(len(r) for _, r in enc.encode(datas, batch_size=batch_size))
+    t_ours = time.perf_counter() - t0
+    print(f"embed {len(datas)} hymenoptera JPEGs with {encoder_name} at {size}px: bare model on decoded arrays "
+          f"{len(arrays) / t_bare:.0f} img/s, ours from file bytes {n / t_ours:.0f} img/s -> ratio {t_bare / t_ours:.2f}x "
+          f"(goal >= 0.85x)")
+
+
+def bench_rescan(encoder_name: str, input_size: int | None) -> None:
+    ws = BENCH / f"rescan-{encoder_name}"
+    cli = [sys.executable, "-m", "leakcore.cli"]
+    subprocess.run(["rm", "-rf", str(ws)], check=True)
+    subprocess.run(cli + ["add", str(ws), "--dataset", "cifar10", "--source", str(DATA / "cifar10" / "cifar10.parquet")],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scan = cli + ["scan", str(ws), "--encoder", encoder_name] + (["--input-size", str(input_size)] if input_size else [])
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        subprocess.run(scan, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - t0)
+    print(f"scan CIFAR-10 (60,000 images) with {encoder_name}: cold {times[0]:.1f}s, warm re-scan {times[1]:.1f}s "
+          f"-> {100 * times[1] / times[0]:.1f}% of cold (goal <= 5%)")
+
+
+def bench_memmap(n=2_000_000, d=512, nq=1_000) -> None:
+    path = BENCH / "memmap-2M-f16.npy"
+    if not path.exists() or np.load(path, mmap_mode="r").shape != (n, d):
+        BENCH.mkdir(exist_ok=True)
+        mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, d))
+        for s in range(0, n, 100_000):
+            mm[s:s + 100_000] = _unit(min(100_000, n - s), d, s).astype(np.float16)
+        mm.flush()
+        del mm
+    code = (
+        "import numpy as np, resource, sys, time; sys.path.insert(0, %r)\n"
+        "from leakcore import search\n"
+        "c = np.load(%r, mmap_mode='r'); q = np.random.default_rng(0).normal(size=(%d, %d)).astype(np.float32)\n"
+        "q /= np.linalg.norm(q, axis=1, keepdims=True); t = time.perf_counter()\n"
+        "sim, idx = search.knn(q, c, 10)\n"
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    ) % (str(ROOT), str(path), nq, d)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    seconds, peak_kb = float(out[0]), int(out[1])
+    print(f"memmap search {n:,}x{d} float16 ({path.stat().st_size / 2**30:.2f} GiB on disk), {nq} queries: "
+          f"{seconds:.1f}s, peak RSS {peak_kb / 2**20:.2f} GiB (goal <= 1.5 GB)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--part", default="all", choices=["search", "embed", "rescan", "memmap", "all"])
+    ap.add_argument("--encoder", default="sscd-distilled")
+    ap.add_argument("--input-size", type=int, default=224)
+    args = ap.parse_args()
+    if args.part in ("search", "all"):
+        bench_search()
+    if args.part in ("embed", "all"):
+        bench_embed(args.encoder)
+    if args.part in ("memmap", "all"):
+        bench_memmap()
+    if args.part in ("rescan", "all"):
+        bench_rescan(args.encoder, args.input_size)
+    print(f"(this process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB)")
+
+
+if __name__ == "__main__":
+    main()
