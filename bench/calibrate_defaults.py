@@ -64,7 +64,8 @@ def main() -> None:
     print("\n### Calibrated thresholds\n")
     print(pd.DataFrame(thresholds).T.to_markdown())
     out = ROOT / ".bench" / f"calibration-{args.data}.json"
-    out.write_text(json.dumps({"thresholds": thresholds, "robustness": {k: v.to_dict() for k, v in tables.items()}},
+    robustness = {enc: {f"{f}/{t}": v for (f, t), v in col.items()} for enc, col in tables.items()}
+    out.write_text(json.dumps({"thresholds": thresholds, "robustness": robustness, "auc": {k: v.to_dict() for k, v in aucs.items()}},
                               indent=2, default=str))
 
 

@@ -288,3 +288,35 @@ def decision_scores(pairs: pd.DataFrame, decisions: pd.DataFrame) -> tuple[np.nd
 def robustness_table(result: CalibrationResult) -> pd.DataFrame:
     """The paper's table: top-1 accuracy per transform, with family rows."""
     return result.robustness.pivot_table(index=["family", "transform"], values="top1", sort=False).reset_index()
+
+
+def curve(scores, labels, max_points: int = 2000) -> pd.DataFrame:
+    """ROC points thinned to at most `max_points` for drawing (threshold-independent: compute once)."""
+    roc = roc_points(scores, labels)
+    if len(roc) > max_points:
+        keep = np.unique(np.linspace(0, len(roc) - 1, max_points).astype(int))
+        roc = roc.iloc[keep].reset_index(drop=True)
+    return roc
+
+
+class OperatingPoints:
+    """Sorted positive and negative scores, so (fpr, tpr) at any threshold is two binary searches."""
+
+    def __init__(self, scores, labels):
+        scores = np.asarray(scores, dtype=np.float64)
+        labels = np.asarray(labels, dtype=bool)
+        self.pos = np.sort(scores[labels])
+        self.neg = np.sort(scores[~labels])
+
+    def at(self, threshold: float) -> tuple[float, float]:
+        """(false-positive rate, true-positive rate) of `similarity >= threshold`."""
+        fpr = 1 - np.searchsorted(self.neg, threshold, side="left") / max(len(self.neg), 1)
+        tpr = 1 - np.searchsorted(self.pos, threshold, side="left") / max(len(self.pos), 1)
+        return float(fpr), float(tpr)
+
+    def histogram(self, bins: int = 80) -> pd.DataFrame:
+        """Counts of positive and negative similarities in shared bins (for the histogram, precomputed)."""
+        lo = float(min(self.pos.min(initial=1), self.neg.min(initial=1)))
+        edges = np.linspace(lo, 1.0, bins + 1)
+        return pd.DataFrame({"left": edges[:-1], "right": edges[1:],
+                             "positives": np.histogram(self.pos, edges)[0], "negatives": np.histogram(self.neg, edges)[0]})

@@ -146,6 +146,29 @@ def cmd_report(args) -> int:
     return 1 if failures else 0
 
 
+def cmd_calibrate(args) -> int:
+    from leakcore import calibrate
+    from leakcore.project import Workspace
+
+    ws = Workspace.open(args.dir)
+    bars = _Bars()
+    result = calibrate.calibrate(ws, args.collection, encoder_name=args.encoder, queries=args.queries,
+                                 target_fpr=args.target_fpr, progress=bars)
+    bars.close()
+    table = calibrate.robustness_table(result)
+    print(f"robustness of {result.encoder} on {result.collection} ({result.settings['queries']} queries): top-1 accuracy")
+    for r in table.itertuples():
+        print(f"  {r.family:<13} {r.transform:<10} {100 * r.top1:6.1f}%")
+    print("AUC (positive vs hardest negative): " + ", ".join(f"{r.family} {r.auc:.4f}" for r in result.auc.itertuples()))
+    print(f"chosen thresholds: hard >= {result.hard:.4f}, soft >= {result.soft:.4f} (target FPR {args.target_fpr})")
+    if args.apply:
+        calibrate.apply(ws, result)
+        print("applied to project.toml: pages and `leakcore report` use them now")
+    else:
+        print("not applied: re-run with --apply, or use the Thresholds page")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leakcore", description="Find and review data leakage in visual datasets.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -192,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--soft", type=float, help="use this soft threshold instead of the project's")
     p.add_argument("--auto-only", action="store_true", help="ignore curator decisions")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("calibrate", help="robustness table, ROC and thresholds from non-semantic edits of a collection")
+    p.add_argument("dir")
+    p.add_argument("--collection", required=True, metavar="DATASET/SPLIT")
+    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--encoder")
+    p.add_argument("--target-fpr", type=float, default=0.001)
+    p.add_argument("--apply", action="store_true", help="make the chosen thresholds the project's")
+    p.set_defaults(func=cmd_calibrate)
     _add_later_commands(sub)
     return parser
 

@@ -151,3 +151,29 @@ __all__ = [
     "ALL_SOURCES", "HARD", "NONE", "SOFT", "WITHIN", "degree_of", "eval_counts", "exceeds", "flagged_items",
     "item_degrees", "load_pairs", "rates", "report_dict", "with_degrees",
 ]
+
+
+def best_similarity(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per eval item: its best similarity to any training source and to its own split (threshold-free)."""
+    if pairs.empty:
+        return pd.DataFrame(columns=["eval_split", "eval_item_id", "train", "within"])
+    p = pairs.assign(kind=np.where(pairs["within"], "within", "train"))
+    best = p.groupby(["eval_split", "eval_item_id", "kind"], observed=True)["similarity"].max().unstack("kind")
+    for col in ("train", "within"):
+        if col not in best:
+            best[col] = np.nan
+    return best.reset_index()
+
+
+def counts_at(best: pd.DataFrame, hard: float, soft: float, totals: pd.Series) -> pd.DataFrame:
+    """Flagged evaluation items per split at (hard, soft), from `best_similarity` (fast: no re-grouping of pairs)."""
+    rows = []
+    for split, grp in best.groupby("eval_split", sort=True):
+        s = grp["train"].to_numpy(dtype=float)
+        n = int(totals.get(split, len(grp)))
+        rows.append({"eval_split": split, "n_eval": n, "hard": int((s >= hard).sum()), "soft": int((s >= soft).sum()),
+                     "within_soft": int((grp["within"].to_numpy(dtype=float) >= soft).sum())})
+    out = pd.DataFrame(rows, columns=["eval_split", "n_eval", "hard", "soft", "within_soft"])
+    out["hard_rate"] = out["hard"] / out["n_eval"].clip(lower=1)
+    out["soft_rate"] = out["soft"] / out["n_eval"].clip(lower=1)
+    return out

@@ -82,3 +82,22 @@ def test_grid_mode_decides_many(ws):
     assert not at.exception
     assert (review.latest_decisions(ws)["decision"] == "soft").sum() >= 1
 
+
+
+def test_thresholds_page_calibrate_slide_and_apply(ws):
+    from leakcore import calibrate
+
+    at = run("pages/2_Thresholds.py")
+    assert not at.exception
+    assert any("No calibration" in i.value for i in at.info)
+    calibrate.calibrate(ws, "animals/train", queries=6)
+    at = run("pages/2_Thresholds.py")
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 2
+    at.slider(key="th_soft").set_value(0.5).run()
+    at.slider(key="th_hard").set_value(0.99).run()
+    assert not at.exception
+    counts = at.dataframe[0].value.set_index("eval_split")
+    assert counts.loc["animals/test", "hard"] == 3
+    at.button(key="th_apply").click().run()
+    assert Workspace.open(ws.path).thresholds("phash") == (0.99, 0.5)

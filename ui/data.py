@@ -120,3 +120,56 @@ def item_image(ws: Workspace, item: pd.Series):
 def clear_decision_caches() -> None:
     _decisions.clear()
     _rates.clear()
+
+
+# ---- calibration and threshold views -------------------------------------------------------------------
+def calibration_stamp(ws: Workspace, encoder: str) -> tuple:
+    return _stamp(ws.calibration_dir(encoder) / "thresholds.json")
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _calibration_views(path: str, encoder: str, stamp: tuple):
+    """(result, OperatingPoints, ROC curves per family, histogram) of a stored calibration, or None."""
+    from leakcore import calibrate
+
+    result = calibrate.load(Workspace.open(path), encoder)
+    if result is None:
+        return None
+    s, y, _ = calibrate.pair_scores(result.scores)
+    curves = {"all edits": calibrate.curve(s, y)}
+    for family, grp in result.scores.groupby("family", sort=False):
+        fs, fy, _ = calibrate.pair_scores(grp)
+        curves[family] = calibrate.curve(fs, fy, max_points=500)
+    points = calibrate.OperatingPoints(s, y)
+    return result, points, curves, points.histogram()
+
+
+def calibration_views(ws: Workspace, encoder: str):
+    return _calibration_views(str(ws.path), encoder, calibration_stamp(ws, encoder))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _decision_views(path: str, encoder: str, stamp: tuple, dstamp: tuple):
+    from leakcore import calibrate
+
+    got = calibrate.decision_scores(_pairs(path, encoder, stamp), _decisions(path, dstamp))
+    if got is None:
+        return None
+    return calibrate.OperatingPoints(*got), calibrate.curve(*got)
+
+
+def decision_views(ws: Workspace):
+    """Operating points and ROC from curator decisions (None under 20 decided pairs)."""
+    return _decision_views(str(ws.path), ws.encoder, _neighbors_stamp(ws), decisions_stamp(ws))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _best(path: str, encoder: str, stamp: tuple, items_stamp: tuple):
+    ws = Workspace.open(path)
+    return leakage.best_similarity(_pairs(path, encoder, stamp)), leakage.eval_counts(ws)
+
+
+def flagged_counts(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
+    """Evaluation items flagged per split at these thresholds (automatic flags; fast per slider move)."""
+    best, totals = _best(str(ws.path), ws.encoder, _neighbors_stamp(ws), _stamp(ws.items_path))
+    return leakage.counts_at(best, hard, soft, totals)

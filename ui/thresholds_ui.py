@@ -1,0 +1,105 @@
+"""Thresholds page pieces: sliders, the live ROC (click moves a threshold), the score histogram."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from leakcore.project import Workspace
+
+HARD_COLOUR, SOFT_COLOUR = "#b91c1c", "#ea580c"
+
+
+def encoder_select(ws: Workspace, calibrated: list[str]) -> str:
+    options = sorted(set(calibrated) | {ws.encoder})
+    enc = st.selectbox("Encoder", options, index=options.index(ws.encoder), key="th_encoder",
+                       help="Thresholds belong to an encoder: never apply one encoder's numbers to another.")
+    if st.session_state.get("th_loaded_for") != (str(ws.path), enc):
+        hard, soft = ws.thresholds(enc)
+        st.session_state["th_hard"], st.session_state["th_soft"] = float(hard), float(soft)
+        st.session_state["th_loaded_for"] = (str(ws.path), enc)
+    return enc
+
+
+def sliders() -> tuple[float, float]:
+    """Hard and soft sliders; a pending click on the ROC is applied before they are drawn."""
+    pending = st.session_state.pop("th_pending", None)
+    if pending is not None:
+        which, value = pending
+        st.session_state[f"th_{which}"] = round(value, 4)
+        if st.session_state["th_soft"] > st.session_state["th_hard"]:
+            other = "hard" if which == "soft" else "soft"
+            st.session_state[f"th_{other}"] = st.session_state[f"th_{which}"]
+    c1, c2, c3 = st.columns([2, 2, 1])
+    c1.slider("Hard threshold", 0.0, 1.0, step=0.0005, format="%.4f", key="th_hard")
+    c2.slider("Soft threshold", 0.0, 1.0, step=0.0005, format="%.4f", key="th_soft")
+    c3.radio("A click on the curve moves", ["soft", "hard"], key="th_click_moves", horizontal=True)
+    hard, soft = st.session_state["th_hard"], st.session_state["th_soft"]
+    if soft > hard:
+        st.warning("Soft is above hard: soft leakage includes hard, so soft must be the lower threshold.")
+    return hard, soft
+
+
+def roc_chart(curves: dict, points, hard: float, soft: float, decisions=None) -> None:
+    """ROC curves per family with the hard and soft operating points; clicking a point moves a threshold."""
+    fig = go.Figure()
+    for name, roc in curves.items():
+        main = name == "all edits"
+        fig.add_trace(go.Scatter(x=roc["fpr"], y=roc["tpr"], mode="lines+markers" if main else "lines", name=name,
+                                 customdata=roc["threshold"], line={"width": 3 if main else 1.2},
+                                 marker={"size": 4, "opacity": 0.0} if main else None,
+                                 hovertemplate="threshold %{customdata:.4f}<br>FPR %{x:.4f}<br>TPR %{y:.4f}<extra></extra>"))
+    if decisions is not None:
+        d_points, d_roc = decisions
+        fig.add_trace(go.Scatter(x=d_roc["fpr"], y=d_roc["tpr"], mode="lines", name="curator decisions",
+                                 customdata=d_roc["threshold"], line={"dash": "dash", "color": "#111827"},
+                                 hovertemplate="threshold %{customdata:.4f}<br>FPR %{x:.3f}<br>TPR %{y:.3f}<extra></extra>"))
+    for label, t, colour in (("hard", hard, HARD_COLOUR), ("soft", soft, SOFT_COLOUR)):
+        fpr, tpr = points.at(t)
+        fig.add_trace(go.Scatter(x=[fpr], y=[tpr], mode="markers+text", name=f"{label} ≥ {t:.4f}",
+                                 text=[f"{label} {t:.3f}"], textposition="bottom right",
+                                 marker={"size": 13, "color": colour, "symbol": "diamond"}, hoverinfo="skip"))
+    fig.update_layout(height=430, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": -0.15},
+                      xaxis_title="false-positive rate (hardest non-matching image)", yaxis_title="true-positive rate",
+                      title="ROC of non-semantic edits (click the curve to move a threshold)")
+    fig.update_xaxes(type="log", range=[-4, 0])
+    event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="roc_chart", width="stretch")
+    picked = [p.get("customdata") for p in (event.selection.points if event else []) if p.get("customdata") is not None]
+    if picked and st.session_state.get("th_last_click") != picked[0]:
+        st.session_state["th_last_click"] = picked[0]
+        st.session_state["th_pending"] = (st.session_state["th_click_moves"], float(min(picked[0], 1.0)))
+        st.rerun()
+
+
+def histogram_chart(hist, hard: float, soft: float) -> None:
+    """Positive and hardest-negative similarities (pre-binned) with the two threshold lines."""
+    fig = go.Figure()
+    centres = (hist["left"] + hist["right"]) / 2
+    width = float(hist["right"].iloc[0] - hist["left"].iloc[0])
+    fig.add_bar(x=centres, y=hist["negatives"], width=width, name="hardest non-match", marker_color="#64748b", opacity=0.7)
+    fig.add_bar(x=centres, y=hist["positives"], width=width, name="edited copy", marker_color="#0ea5e9", opacity=0.7)
+    fig.add_vline(x=hard, line_color=HARD_COLOUR, line_width=2, annotation_text="hard")
+    fig.add_vline(x=soft, line_color=SOFT_COLOUR, line_width=2, annotation_text="soft", annotation_position="top left")
+    fig.update_layout(barmode="overlay", height=430, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      legend={"orientation": "h", "y": -0.15}, title="Similarity of edited copies vs hardest non-matches",
+                      xaxis_title="cosine similarity", yaxis_title="pairs")
+    st.plotly_chart(fig, key="hist_chart", width="stretch")
+
+
+def calibration_form(ws: Workspace, encoder: str) -> None:
+    """Run the robustness protocol from the page (the same as `leakcore calibrate`)."""
+    from leakcore import calibrate
+
+    items = ws.items()
+    collections = sorted((items["dataset"] + "/" + items["split"]).unique())
+    with st.form("calibrate"):
+        c1, c2, c3 = st.columns(3)
+        coll = c1.selectbox("Collection", collections, help="Images to edit and search; the paper used Flickr30k.")
+        n = c2.number_input("Queries", 10, 100_000, 1000)
+        fpr = c3.number_input("Target false-positive rate", 0.00001, 0.5, 0.001, format="%.5f")
+        go_ = st.form_submit_button(f"Calibrate {encoder}")
+    if go_:
+        bar = st.progress(0.0, text="starting")
+        calibrate.calibrate(ws, coll, encoder_name=encoder, queries=int(n), target_fpr=float(fpr),
+                            progress=lambda s, d, t: bar.progress(min(d / max(t, 1), 1.0), text=f"{s}: {d}/{t}"))
+        st.session_state.pop("th_loaded_for", None)
+        st.rerun()
