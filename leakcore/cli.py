@@ -115,6 +115,8 @@ def cmd_scan(args) -> int:
 
 
 def cmd_report(args) -> int:
+    import pandas as pd
+
     from leakcore import leakage
     from leakcore.project import Workspace
 
@@ -131,6 +133,9 @@ def cmd_report(args) -> int:
     if args.json:
         data = leakage.report_dict(ws, table)
         data.update(hard_threshold=hard, soft_threshold=soft)
+        mats = leakage.matrices(table)
+        data["matrices"] = {k: {r: {c: (None if pd.isna(v) else v) for c, v in row.items()} for r, row in m.to_dict("index").items()}
+                            for k, m in mats.items() if not m.empty}
         print(json.dumps(data, indent=2))
     else:
         print(f"encoder {ws.encoder}: hard >= {hard:.4f}, soft >= {soft:.4f}"
@@ -140,6 +145,12 @@ def cmd_report(args) -> int:
         for r in table.itertuples():
             print(f"  {r.eval_split:<24} vs {r.train_split:<26} n={r.n_eval:>7}  hard {r.hard:>6} ({100 * r.hard_rate:6.2f}%)"
                   f"  soft {r.soft:>6} ({100 * r.soft_rate:6.2f}%)")
+        mats = leakage.matrices(table)
+        if not mats["soft_rate"].empty:
+            for kind in ("hard", "soft"):
+                print(f"\n{kind} leakage matrix (%, rows = training sources, columns = evaluation splits; * = same dataset)")
+                shown = (100 * mats[f"{kind}_rate"]).round(2).astype(str) + mats["intra"].map(lambda x: "*" if x else "")
+                print(shown.to_string())
     failures = leakage.exceeds(table, args.fail_above_hard, args.fail_above_soft)
     for f in failures:
         print(f"FAIL {f}", file=sys.stderr)

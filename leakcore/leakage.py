@@ -177,3 +177,39 @@ def counts_at(best: pd.DataFrame, hard: float, soft: float, totals: pd.Series) -
     out["hard_rate"] = out["hard"] / out["n_eval"].clip(lower=1)
     out["soft_rate"] = out["soft"] / out["n_eval"].clip(lower=1)
     return out
+
+
+def matrices(table: pd.DataFrame, order: str = "name") -> dict[str, pd.DataFrame]:
+    """The paper's picture from a `rates` table: rows = training sources, columns = evaluation splits.
+
+    Returns hard_rate, soft_rate, hard, soft (counts) and n_eval matrices, plus `intra` (same dataset).
+    `order` is "name" or "total" (rows and columns by total soft leakage, highest first).
+    """
+    cross = table[~table["train_split"].isin([ALL_SOURCES, WITHIN])]
+    if cross.empty:
+        empty = pd.DataFrame()
+        return {k: empty for k in ("hard_rate", "soft_rate", "hard", "soft", "n_eval", "intra")}
+    out = {k: cross.pivot(index="train_split", columns="eval_split", values=k)
+           for k in ("hard_rate", "soft_rate", "hard", "soft", "n_eval")}
+    if order == "total":
+        rows = out["soft_rate"].sum(axis=1).sort_values(ascending=False).index
+        cols = out["soft_rate"].sum(axis=0).sort_values(ascending=False).index
+    elif order == "name":
+        rows, cols = sorted(out["soft_rate"].index), sorted(out["soft_rate"].columns)
+    else:
+        raise ValueError(f"order must be 'name' or 'total', got {order!r}")
+    out = {k: v.reindex(index=rows, columns=cols) for k, v in out.items()}
+    dataset = lambda s: s.split("/", 1)[0]  # noqa: E731
+    out["intra"] = pd.DataFrame([[dataset(r) == dataset(c) for c in cols] for r in rows], index=rows, columns=cols)
+    return out
+
+
+def matrix_csv(mats: dict[str, pd.DataFrame]) -> str:
+    """Long-form CSV of the matrices (one row per training source x evaluation split)."""
+    parts = []
+    for key in ("hard", "soft", "n_eval", "hard_rate", "soft_rate", "intra"):
+        parts.append(mats[key].stack().rename(key))
+    df = pd.concat(parts, axis=1)
+    df.index.names = ["training_source", "evaluation_split"]
+    df = df.reset_index()
+    return df.to_csv(index=False)

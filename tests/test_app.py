@@ -101,3 +101,13 @@ def test_thresholds_page_calibrate_slide_and_apply(ws):
     assert counts.loc["animals/test", "hard"] == 3
     at.button(key="th_apply").click().run()
     assert Workspace.open(ws.path).thresholds("phash") == (0.99, 0.5)
+
+
+def test_heatmaps_page(ws):
+    at = run("pages/3_Heatmaps.py")
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 2
+    at.radio(key="heat_order").set_value("total").run()
+    at.toggle(key="heat_decisions").set_value(False).run()
+    assert not at.exception
+    assert at.get("download_button")

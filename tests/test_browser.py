@@ -93,3 +93,24 @@ def test_decide_by_click_and_key_then_reload(server):
     decisions = review.latest_decisions(ws)
     assert sorted(decisions["decision"]) == ["hard", "not_leak"]
     assert set(decisions["reviewer"]) == {"browser-test"}
+
+
+def test_heatmap_click_drills_down_to_review(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, ws = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(url + "/Heatmaps")
+        expect(page.get_by_text("Hard leakage")).to_be_visible(timeout=60_000)
+        page.wait_for_timeout(1500)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "heatmaps-page.png"), full_page=True)
+        box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        expect(page.get_by_text("Review flagged pairs")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("3 match the filters")).to_be_visible(timeout=30_000)
+        browser.close()

@@ -16,6 +16,7 @@ def sidebar_workspace() -> Workspace | None:
         st.page_link("app.py", label="Home", icon=":material/home:")
         st.page_link("pages/1_Review.py", label="Review", icon=":material/rate_review:")
         st.page_link("pages/2_Thresholds.py", label="Thresholds", icon=":material/tune:")
+        st.page_link("pages/3_Heatmaps.py", label="Heatmaps", icon=":material/grid_on:")
         st.divider()
         st.caption("Workspace")
         st.code(st.session_state["workspace"], language=None)

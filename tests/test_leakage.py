@@ -1,0 +1,76 @@
+"""Leakage matrices on a fixture with known intra- and inter-dataset leaks; decisions override flags."""
+import pandas as pd
+import pytest
+
+from leakcore import leakage, review
+from leakcore.catalog import add_dataset
+from leakcore.project import Workspace
+from leakcore.scan import scan
+
+from conftest import make_folder_dataset, photo
+
+
+@pytest.fixture
+def ws(tmp_path):
+    a = make_folder_dataset(tmp_path / "a", n_train=6, n_test=4, leaks=(0, 1))  # a/test 0,1 copy a/train 0,1
+    b = tmp_path / "b"
+    (b / "test").mkdir(parents=True)
+    (b / "train").mkdir(parents=True)
+    photo(3, (64, 48)).save(b / "test" / "copy_a_train3.jpg", quality=92)  # inter: b/test <- a/train
+    photo(500, (64, 48)).save(b / "test" / "fresh.jpg", quality=92)
+    photo(1002, (64, 48)).save(b / "train" / "copy_a_test2.jpg", quality=92)  # inter: a/test 2 <- b/train
+    photo(501, (64, 48)).save(b / "train" / "other.jpg", quality=92)
+    ws = Workspace.create(tmp_path / "ws", encoder="phash")
+    add_dataset(ws, "a", a)
+    add_dataset(ws, "b", b)
+    scan(ws)
+    return ws
+
+
+def test_matrices_hold_known_intra_and_inter_leaks(ws):
+    table = leakage.rates(ws)
+    m = leakage.matrices(table)
+    assert list(m["hard"].index) == ["a/train", "b/train"] and list(m["hard"].columns) == ["a/test", "b/test"]
+    assert m["hard"].loc["a/train", "a/test"] == 2 and m["intra"].loc["a/train", "a/test"]
+    assert m["hard"].loc["b/train", "a/test"] == 1 and not m["intra"].loc["b/train", "a/test"]
+    assert m["hard"].loc["a/train", "b/test"] == 1
+    assert m["hard"].loc["b/train", "b/test"] == 0
+    assert m["hard_rate"].loc["a/train", "a/test"] == pytest.approx(2 / 4)
+    assert m["n_eval"].loc["a/train", "b/test"] == 2
+    overall = table[(table["train_split"] == leakage.ALL_SOURCES)].set_index("eval_split")
+    assert overall.loc["a/test", "hard"] == 3  # items 0, 1 (intra) and 2 (inter)
+    by_total = leakage.matrices(table, order="total")
+    assert by_total["soft_rate"].sum(axis=1).is_monotonic_decreasing
+    csv = leakage.matrix_csv(m)
+    assert "training_source,evaluation_split" in csv.splitlines()[0] and len(csv.splitlines()) == 5
+
+
+def test_decisions_override_flags(ws):
+    pairs = leakage.load_pairs(ws)
+    flagged = pairs[(pairs["eval_split"] == "a/test") & (pairs["train_split"] == "a/train") & (pairs["similarity"] > 0.99)]
+    e, t = flagged.iloc[0][["eval_item_id", "train_item_id"]]
+    review.decide(ws, e, t, "not_leak", reviewer="r")
+    fresh = pairs[(pairs["eval_item_id"] == "b/test/fresh.jpg") & (pairs["train_split"] == "a/train")].iloc[0]
+    review.decide(ws, fresh["eval_item_id"], fresh["train_item_id"], "soft", reviewer="r")
+    m = leakage.matrices(leakage.rates(ws, decisions=review.latest_decisions(ws)))
+    assert m["hard"].loc["a/train", "a/test"] == 1
+    assert m["soft"].loc["a/train", "b/test"] == 2 and m["hard"].loc["a/train", "b/test"] == 1
+    auto = leakage.matrices(leakage.rates(ws))
+    assert auto["hard"].loc["a/train", "a/test"] == 2
+
+
+def test_counts_at_matches_rates(ws):
+    best = leakage.best_similarity(leakage.load_pairs(ws))
+    hard, soft = ws.thresholds()
+    counts = leakage.counts_at(best, hard, soft, leakage.eval_counts(ws)).set_index("eval_split")
+    overall = leakage.rates(ws).query("train_split == @leakage.ALL_SOURCES").set_index("eval_split")
+    pd.testing.assert_series_equal(counts["hard"], overall["hard"], check_names=False, check_dtype=False)
+    pd.testing.assert_series_equal(counts["soft"], overall["soft"], check_names=False, check_dtype=False)
+
+
+def test_report_prints_the_matrices(ws, capsys):
+    from leakcore.cli import main
+
+    assert main(["report", str(ws.path)]) == 0
+    out = capsys.readouterr().out
+    assert "hard leakage matrix" in out and "50.0*" in out
