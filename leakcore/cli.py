@@ -180,6 +180,51 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_impact(args) -> int:
+    import pandas as pd
+
+    from leakcore import downstream
+    from leakcore.project import Workspace
+
+    ws = Workspace.open(args.dir)
+    evals = ws.splits().query("role == 'eval'")
+    eval_split = args.split or (f"{evals.iloc[0]['dataset']}/{evals.iloc[0]['split']}" if len(evals) == 1 else None)
+    if eval_split is None:
+        raise ValueError("several evaluation splits: pass --split DATASET/SPLIT")
+    items = downstream.eval_items(ws, eval_split)
+    items = items[items["status"] == "ok"]
+    preds = {}
+    for f in args.predictions or []:
+        preds[Path(f).stem.removesuffix("_predictions")] = downstream.load_predictions(f, items)
+    trains = ws.splits().query("role == 'train'")
+    for probe in args.probe or []:
+        k = {"knn1": 1, "knn20": 20}[probe]
+        ds = eval_split.split("/", 1)[0]
+        same = trains[trains["dataset"] == ds]
+        train_split = f"{same.iloc[0]['dataset']}/{same.iloc[0]['split']}" if len(same) else None
+        if train_split is None:
+            raise ValueError(f"the {probe} probe needs a training split of {ds}")
+        preds[f"probe-{probe}"] = downstream.knn_probe(ws, eval_split, train_split, k=k)
+    if not preds:
+        raise ValueError("nothing to measure: pass --predictions FILE... and/or --probe knn1 knn20")
+    correct = downstream.correctness(items, preds)
+    leaks = (downstream.imported_leak_sets(ws, eval_split, args.leaks) if args.leaks
+             else downstream.leak_sets(ws, eval_split, use_decisions=not args.auto_only))
+    table = downstream.impact(correct, leaks, n_random=args.random, seed=args.seed)
+    pd.set_option("display.width", 200)
+    print(f"{eval_split}: {len(preds)} model(s), leaked set from {leaks.source}: {len(leaks.hard)} hard, {len(leaks.soft)} soft")
+    print("\nmean over models:")
+    print(downstream.summary(table).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    soft = table[table["subset"] == "soft-leaked"].set_index("model")
+    if not soft.empty:
+        print("\nper model, soft-leaked subset:")
+        print(soft[["n", "accuracy", "gain", "random_low", "random_high", "p_value"]].to_string(float_format=lambda v: f"{v:.4f}"))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"\nfull table written to {args.csv}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leakcore", description="Find and review data leakage in visual datasets.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -234,6 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-fpr", type=float, default=0.001)
     p.add_argument("--apply", action="store_true", help="make the chosen thresholds the project's")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("impact", help="accuracy on full / leaked / non-leaked / random subsets of an evaluation split")
+    p.add_argument("dir")
+    p.add_argument("--predictions", nargs="+", metavar="FILE", help="CSV / Parquet / JSONL with key + predicted label, or a JSON list")
+    p.add_argument("--probe", nargs="+", choices=["knn1", "knn20"], help="built-in k-NN probes over the training embeddings")
+    p.add_argument("--split", metavar="DATASET/SPLIT")
+    p.add_argument("--leaks", metavar="CSV", help="a human-labelled list of (eval key, train key) pairs instead of our flags")
+    p.add_argument("--random", type=int, default=1000, help="random subsets per leaked set")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--auto-only", action="store_true", help="ignore curator decisions")
+    p.add_argument("--csv", help="write the full table here")
+    p.set_defaults(func=cmd_impact)
     _add_later_commands(sub)
     return parser
 
@@ -252,13 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from leakcore.catalog import IngestError
+    from leakcore.downstream import PredictionsMismatch
     from leakcore.embed import EncoderMismatch
     from leakcore.encoders import WeightsUnavailable
     from leakcore.project import WorkspaceError
 
     try:
         return int(args.func(args) or 0)
-    except (WorkspaceError, IngestError, EncoderMismatch, WeightsUnavailable, ValueError) as exc:
+    except (WorkspaceError, IngestError, EncoderMismatch, WeightsUnavailable, PredictionsMismatch, ValueError) as exc:
         print(f"leakcore {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -111,3 +111,14 @@ def test_heatmaps_page(ws):
     at.toggle(key="heat_decisions").set_value(False).run()
     assert not at.exception
     assert at.get("download_button")
+
+
+def test_impact_page_with_a_probe(ws):
+    at = run("pages/4_Impact.py")
+    assert not at.exception
+    at.multiselect(key="imp_probes").set_value(["knn1"])
+    at.number_input(key="imp_random").set_value(200)
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception, at.exception
+    assert any("leaked set from" in m.value for m in at.markdown)
+    assert at.get("download_button") and len(at.get("plotly_chart")) == 1

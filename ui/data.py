@@ -173,3 +173,30 @@ def flagged_counts(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
     """Evaluation items flagged per split at these thresholds (automatic flags; fast per slider move)."""
     best, totals = _best(str(ws.path), ws.encoder, _neighbors_stamp(ws), _stamp(ws.items_path))
     return leakage.counts_at(best, hard, soft, totals)
+
+
+@st.cache_data(show_spinner="Measuring…", max_entries=8)
+def impact(path: str, split: str, files: tuple, probes: tuple, source: str, leak_path: str | None, n_random: int,
+           stamp: tuple, dstamp: tuple) -> tuple[pd.DataFrame, dict]:
+    """The impact table for the Impact page (the same computation as `leakcore impact`)."""
+    from leakcore import downstream
+
+    ws = Workspace.open(path)
+    items = downstream.eval_items(ws, split)
+    items = items[items["status"] == "ok"]
+    preds = {Path(f).stem.removesuffix("_predictions"): downstream.load_predictions(f, items) for f in files}
+    trains = ws.splits().query("role == 'train'")
+    same = trains[trains["dataset"] == split.split("/", 1)[0]]
+    for probe in probes:
+        if same.empty:
+            raise ValueError(f"the {probe} probe needs a training split of the same dataset as {split}")
+        preds[f"probe-{probe}"] = downstream.knn_probe(ws, split, f"{same.iloc[0]['dataset']}/{same.iloc[0]['split']}",
+                                                       k=1 if probe == "knn1" else 20)
+    if not preds:
+        raise ValueError("Add at least one predictions file or a probe.")
+    if leak_path:
+        leaks = downstream.imported_leak_sets(ws, split, leak_path)
+    else:
+        leaks = downstream.leak_sets(ws, split, use_decisions=source.endswith("first"))
+    table = downstream.impact(downstream.correctness(items, preds), leaks, n_random=n_random)
+    return table, {"hard": len(leaks.hard), "soft": len(leaks.soft), "source": leaks.source, "items": len(items)}

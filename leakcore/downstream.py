@@ -1,0 +1,239 @@
+"""Downstream impact: how much of a model's measured accuracy comes from leaked evaluation images.
+
+As in the paper: accuracy on the full evaluation split, on its hard- and soft-leaked images, on its
+non-leaked images, and on random subsets the size of each leaked set (mean and 95% interval over many
+draws), with the gain of each over the full set; leaked images split by whether their training twin has
+the same label; a permutation p-value for "leaked differs from random".
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+KEY_COLUMNS = ("item_id", "key", "index", "id", "path")
+PRED_COLUMNS = ("predicted", "prediction", "pred", "predicted_label", "label")
+
+
+class PredictionsMismatch(ValueError):
+    """Predictions that do not line up with the evaluation split's items."""
+
+
+@dataclass(frozen=True)
+class LeakSets:
+    """Eval item ids per subset, plus the training twin's label agreement of each leaked item."""
+
+    hard: frozenset
+    soft: frozenset
+    same_label: frozenset  # leaked (soft) items whose matched training image has the same label
+    source: str  # "decisions + flags", "flags only", or the imported list's file name
+
+
+def eval_items(ws, eval_split: str) -> pd.DataFrame:
+    """Readable items of an evaluation split in source order (numeric keys sorted as numbers)."""
+    items = ws.items()
+    ds, _, split = eval_split.partition("/")
+    ev = items[(items["dataset"] == ds) & (items["split"] == split)]
+    if ev.empty:
+        valid = sorted((items.loc[items["role"] == "eval", "dataset"] + "/" + items.loc[items["role"] == "eval", "split"]).unique())
+        raise ValueError(f"no evaluation split {eval_split!r}; valid: {', '.join(valid)}")
+    keys = pd.to_numeric(ev["key"], errors="coerce")
+    order = np.argsort(keys.to_numpy(), kind="stable") if keys.notna().all() else np.argsort(ev["key"].to_numpy(), kind="stable")
+    return ev.iloc[order].reset_index(drop=True)
+
+
+def _class_names(labels: pd.Series) -> list[str]:
+    # Integer predictions against named labels: class i is the i-th name in sorted order (torchvision
+    # ImageFolder's convention; also CIFAR-10's own order).
+    return sorted(labels.dropna().unique())
+
+
+def load_predictions(path: str | Path, items: pd.DataFrame, *, classes: list[str] | None = None) -> pd.Series:
+    """Predicted labels (strings) indexed by item_id, from CSV / Parquet / JSON Lines or a plain JSON list."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        data = json.loads(path.read_text())
+        if not isinstance(data, list):
+            raise PredictionsMismatch(f"{path.name}: a .json predictions file must be a list of labels in item order")
+        if len(data) != len(items):
+            raise PredictionsMismatch(f"{path.name} has {len(data)} predictions but the split has {len(items)} items")
+        preds = pd.Series(data, index=items["item_id"].to_numpy())
+    else:
+        if suffix == ".csv":
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        elif suffix == ".parquet":
+            df = pd.read_parquet(path)
+        elif suffix in (".jsonl", ".ndjson"):
+            df = pd.read_json(path, lines=True, dtype=False)
+        else:
+            raise PredictionsMismatch(f"{path.name}: predictions must be .csv, .parquet, .jsonl or a .json list")
+        key_col = next((c for c in KEY_COLUMNS if c in df.columns), None)
+        pred_col = next((c for c in PRED_COLUMNS if c in df.columns and c != key_col), None)
+        if key_col is None or pred_col is None:
+            raise PredictionsMismatch(f"{path.name} needs a key column ({', '.join(KEY_COLUMNS)}) and a prediction column "
+                                      f"({', '.join(PRED_COLUMNS)}); it has {', '.join(map(str, df.columns))}")
+        lookup = {"item_id": items["item_id"], "key": items["key"], "index": items["key"], "id": items["key"],
+                  "path": items["uri"]}[key_col]
+        key_to_id = dict(zip(lookup.astype(str), items["item_id"]))
+        keys = df[key_col].astype(str)
+        if key_col == "path":
+            key_to_id.update({Path(u).name: i for u, i in zip(items["uri"], items["item_id"])})
+        missing = [k for k in keys if k not in key_to_id]
+        if missing:
+            raise PredictionsMismatch(f"{path.name}: {len(missing)} keys match no item of the split (first: {missing[:3]})")
+        preds = pd.Series(df[pred_col].to_numpy(), index=[key_to_id[k] for k in keys])
+        absent = len(set(items["item_id"]) - set(preds.index))
+        if absent:
+            raise PredictionsMismatch(f"{path.name} covers {len(preds)} items; {absent} items of the split have no prediction")
+    preds = preds.astype(object)
+    labels = items.set_index("item_id")["label"]
+    if all(isinstance(v, (int, np.integer)) or (isinstance(v, str) and v.isdigit()) for v in preds.to_numpy()) and \
+            not labels.astype(str).str.isdigit().all():
+        names = classes or _class_names(labels)
+        preds = preds.map(lambda v: names[int(v)] if 0 <= int(v) < len(names) else str(v))
+    return preds.astype(str).reindex(items["item_id"])
+
+
+def leak_sets(ws, eval_split: str, *, use_decisions: bool = True) -> LeakSets:
+    """Hard / soft leaked items of a split over all training sources; decisions first unless told otherwise."""
+    from leakcore import leakage, review
+
+    decisions = review.latest_decisions(ws) if use_decisions else None
+    flagged = leakage.flagged_items(ws, decisions=decisions)
+    flagged = flagged[flagged["eval_split"] == eval_split]
+    labels = ws.items().set_index("item_id")["label"]
+    soft = flagged[flagged["degree"].isin(["hard", "soft"])]
+    same = soft[soft["eval_item_id"].map(labels).to_numpy() == soft["train_item_id"].map(labels).to_numpy()]
+    return LeakSets(frozenset(flagged.loc[flagged["degree"] == "hard", "eval_item_id"]), frozenset(soft["eval_item_id"]),
+                    frozenset(same["eval_item_id"]), "decisions + flags" if use_decisions else "flags only")
+
+
+def imported_leak_sets(ws, eval_split: str, csv_path: str | Path, train_split: str | None = None) -> LeakSets:
+    """A human-labelled list of (eval key, train key) pairs, e.g. ciFAIR's (TestID, TrainID), as leak sets."""
+    df = pd.read_csv(csv_path)
+    eval_col = next((c for c in ("eval_key", "TestID", "eval_item_id", "test") if c in df.columns), df.columns[0])
+    train_col = next((c for c in ("train_key", "TrainID", "train_item_id", "train") if c in df.columns), df.columns[1])
+    items = ws.items()
+    ds = eval_split.split("/", 1)[0]
+    train_split = train_split or next(
+        (f"{d}/{s}" for d, s, r in items[["dataset", "split", "role"]].drop_duplicates().itertuples(index=False)
+         if d == ds and r == "train"), None)
+    def ids(split, keys):
+        d, _, s = split.partition("/")
+        sub = items[(items["dataset"] == d) & (items["split"] == s)]
+        m = dict(zip(sub["key"].astype(str), sub["item_id"]))
+        out = [m.get(str(k)) for k in keys]
+        missing = sum(o is None for o in out)
+        if missing:
+            raise PredictionsMismatch(f"{Path(csv_path).name}: {missing} keys are not in {split}")
+        return out
+    ev = ids(eval_split, df[eval_col])
+    labels = items.set_index("item_id")["label"]
+    same = set()
+    if train_split is not None:
+        tr = ids(train_split, df[train_col])
+        same = {e for e, t in zip(ev, tr) if labels.get(e) == labels.get(t)}
+    return LeakSets(frozenset(), frozenset(ev), frozenset(same), Path(csv_path).name)
+
+
+def impact(
+    correct: pd.DataFrame,
+    leaks: LeakSets,
+    *,
+    n_random: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Accuracy per model and subset, gain vs full, random-subset mean and 95% interval, permutation p-value.
+
+    `correct` is a bool DataFrame: rows = models, columns = eval item ids (all readable items of the split).
+    """
+    if n_random < 1:
+        raise ValueError("n_random must be at least 1")
+    C = correct.to_numpy(dtype=bool)
+    ids = np.asarray(correct.columns)
+    full = C.mean(axis=1)
+    rng = np.random.default_rng(seed)
+    rows = []
+    subsets = {"hard-leaked": leaks.hard, "soft-leaked": leaks.soft}
+    same = np.isin(ids, list(leaks.same_label))
+    for name, members in subsets.items():
+        mask = np.isin(ids, list(members))
+        m = int(mask.sum())
+        if m == 0:
+            continue
+        acc = C[:, mask].mean(axis=1)
+        # m-subsets drawn uniformly without replacement: the first m of a random permutation per draw.
+        draws = np.argsort(rng.random((n_random, len(ids))), axis=1)[:, :m]
+        rand = C[:, draws].mean(axis=2)  # models x draws
+        lo, hi = np.percentile(rand, [2.5, 97.5], axis=1)
+        centre = rand.mean(axis=1)
+        extreme = (np.abs(rand - centre[:, None]) >= np.abs(acc - centre)[:, None] - 1e-12).sum(axis=1)
+        p = (1 + extreme) / (1 + n_random)
+        for i, model in enumerate(correct.index):
+            rows.append({"model": model, "subset": name, "n": m, "accuracy": acc[i], "gain": acc[i] - full[i],
+                         "random_mean": centre[i], "random_low": lo[i], "random_high": hi[i], "p_value": p[i]})
+        if name == "soft-leaked":
+            for agree, sel in (("same label", mask & same), ("different label", mask & ~same)):
+                if sel.any():
+                    a = C[:, sel].mean(axis=1)
+                    for i, model in enumerate(correct.index):
+                        rows.append({"model": model, "subset": f"soft-leaked, {agree}", "n": int(sel.sum()),
+                                     "accuracy": a[i], "gain": a[i] - full[i]})
+    clean = ~np.isin(ids, list(leaks.soft | leaks.hard))
+    for name, sel in (("full", np.ones(len(ids), bool)), ("non-leaked", clean)):
+        a = C[:, sel].mean(axis=1) if sel.any() else np.full(len(correct), np.nan)
+        for i, model in enumerate(correct.index):
+            rows.append({"model": model, "subset": name, "n": int(sel.sum()), "accuracy": a[i], "gain": a[i] - full[i]})
+    out = pd.DataFrame(rows)
+    order = {s: i for i, s in enumerate(["full", "hard-leaked", "soft-leaked", "soft-leaked, same label",
+                                         "soft-leaked, different label", "non-leaked"])}
+    return out.sort_values(["model", "subset"], key=lambda c: c.map(order) if c.name == "subset" else c).reset_index(drop=True)
+
+
+def correctness(items: pd.DataFrame, predictions: dict[str, pd.Series]) -> pd.DataFrame:
+    """Bool DataFrame (models x item ids): prediction equals the item's label."""
+    labels = items.set_index("item_id")["label"].astype(str)
+    return pd.DataFrame({name: (p.reindex(labels.index).astype(str) == labels) for name, p in predictions.items()}).T
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean over models per subset: accuracy, gain, random interval (the headline table)."""
+    cols = [c for c in ("n", "accuracy", "gain", "random_mean", "random_low", "random_high", "p_value") if c in table]
+    return table.groupby("subset", sort=False)[cols].mean().reset_index()
+
+
+def knn_probe(ws, eval_split: str, train_split: str, *, k: int = 1, encoder=None) -> pd.Series:
+    """Predictions of a k-NN classifier over the training embeddings (k=1, or distance-weighted vote):
+    a model that can only remember, so its accuracy on leaked items measures memorisation directly."""
+    from leakcore import search
+    from leakcore.embed import embed_items
+    from leakcore.encoders import create_encoder
+
+    encoder = encoder or create_encoder(ws.encoder, **ws.encoder_options)
+    items = ws.items()
+    def split(sid):
+        d, _, s = sid.partition("/")
+        return items[(items["dataset"] == d) & (items["split"] == s)].reset_index(drop=True)
+    ev, tr = eval_items(ws, eval_split), split(train_split)
+    qv, qok = embed_items(ws, ev, encoder)
+    cv, cok = embed_items(ws, tr, encoder)
+    tr_labels = tr["label"].astype(str).to_numpy()[cok]
+    sim, idx = search.knn(qv, cv[cok], k)
+    if k == 1:
+        pred = tr_labels[idx[:, 0]]
+    else:
+        weights = np.exp(sim / 0.07)  # softmax-like weighting of close neighbours
+        classes, inv = np.unique(tr_labels, return_inverse=True)
+        votes = np.zeros((len(ev), len(classes)))
+        np.add.at(votes, (np.repeat(np.arange(len(ev)), k), inv[idx].ravel()), weights.ravel())
+        pred = classes[votes.argmax(axis=1)]
+    out = pd.Series(pred, index=ev["item_id"].to_numpy(), dtype=object)
+    out[~qok] = None
+    return out

@@ -1,0 +1,136 @@
+"""Downstream impact: subset maths with a known answer, interval coverage, input formats, mismatch errors."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leakcore import downstream
+from leakcore.catalog import add_dataset
+from leakcore.downstream import LeakSets, PredictionsMismatch
+from leakcore.project import Workspace
+from leakcore.scan import scan
+
+from conftest import make_folder_dataset
+
+
+def known_correct():
+    # 2 models x 10 items; items 0-3 leaked (soft), 0-1 also hard; items 0,1,2 have a same-label twin.
+    ids = [f"d/test/{i}" for i in range(10)]
+    a = [1, 1, 1, 1, 1, 0, 1, 0, 1, 0]
+    b = [1, 1, 0, 1, 0, 0, 0, 1, 1, 0]
+    return pd.DataFrame([a, b], index=["a", "b"], columns=ids).astype(bool), \
+        LeakSets(frozenset(ids[:2]), frozenset(ids[:4]), frozenset(ids[:3]), "test")
+
+
+def test_subset_maths_with_a_known_answer():
+    correct, leaks = known_correct()
+    t = downstream.impact(correct, leaks, n_random=200, seed=0).set_index(["model", "subset"])
+    assert t.loc[("a", "full"), "accuracy"] == pytest.approx(0.7)
+    assert t.loc[("a", "soft-leaked"), "accuracy"] == pytest.approx(1.0)
+    assert t.loc[("a", "soft-leaked"), "gain"] == pytest.approx(0.3)
+    assert t.loc[("a", "non-leaked"), "accuracy"] == pytest.approx(3 / 6)
+    assert t.loc[("b", "hard-leaked"), "accuracy"] == pytest.approx(1.0)
+    assert t.loc[("b", "soft-leaked"), "accuracy"] == pytest.approx(0.75)
+    assert t.loc[("b", "soft-leaked, same label"), "n"] == 3
+    assert t.loc[("b", "soft-leaked, same label"), "accuracy"] == pytest.approx(2 / 3)
+    assert t.loc[("b", "soft-leaked, different label"), "accuracy"] == pytest.approx(1.0)
+    row = t.loc[("a", "soft-leaked")]
+    assert row["random_low"] <= row["random_mean"] <= row["random_high"]
+    assert 0 < row["p_value"] <= 1
+
+
+def test_random_interval_covers_the_truth_at_the_stated_rate():
+    # Each random subset's accuracy should fall inside the 95% interval about 95% of the time.
+    rng = np.random.default_rng(1)
+    correct = pd.DataFrame(rng.random((1, 2000)) < 0.8, columns=[f"i{j}" for j in range(2000)], index=["m"])
+    leaks = LeakSets(frozenset(), frozenset(f"i{j}" for j in range(100)), frozenset(), "t")
+    t = downstream.impact(correct, leaks, n_random=2000, seed=3).set_index("subset")
+    lo, hi = t.loc["soft-leaked", ["random_low", "random_high"]]
+    fresh = np.array([correct.to_numpy()[0, rng.choice(2000, 100, replace=False)].mean() for _ in range(2000)])
+    coverage = ((fresh >= lo) & (fresh <= hi)).mean()
+    assert 0.93 <= coverage <= 0.97
+    assert t.loc["soft-leaked", "p_value"] > 0.05  # a random set is not special
+
+
+def test_leaked_set_that_is_always_right_is_significant():
+    rng = np.random.default_rng(2)
+    c = rng.random((1, 1000)) < 0.7
+    c[0, :50] = True
+    correct = pd.DataFrame(c, columns=[f"i{j}" for j in range(1000)], index=["m"])
+    t = downstream.impact(correct, LeakSets(frozenset(), frozenset(f"i{j}" for j in range(50)), frozenset(), "t"),
+                          n_random=999, seed=0).set_index("subset")
+    assert t.loc["soft-leaked", "p_value"] <= 0.002
+
+
+@pytest.fixture
+def ws(tmp_path):
+    root = make_folder_dataset(tmp_path / "d", n_train=6, n_test=4, leaks=(0, 1))
+    ws = Workspace.create(tmp_path / "w", encoder="phash")
+    add_dataset(ws, "d", root)
+    scan(ws)
+    return ws
+
+
+def test_each_prediction_format(ws, tmp_path):
+    items = downstream.eval_items(ws, "d/test")
+    labels = list(items["label"])
+    ids = list(items["item_id"])
+    (tmp_path / "list.json").write_text(json.dumps(labels))
+    pd.DataFrame({"item_id": ids, "predicted": labels}).to_csv(tmp_path / "p.csv", index=False)
+    pd.DataFrame({"key": list(items["key"]), "prediction": labels}).to_parquet(tmp_path / "p.parquet")
+    pd.DataFrame({"path": list(items["uri"]), "pred": labels}).to_json(tmp_path / "p.jsonl", orient="records", lines=True)
+    for f in ("list.json", "p.csv", "p.parquet", "p.jsonl"):
+        preds = downstream.load_predictions(tmp_path / f, items)
+        assert list(preds) == labels, f
+    (tmp_path / "ints.json").write_text(json.dumps([0 if l == "cat" else 1 for l in labels]))
+    assert list(downstream.load_predictions(tmp_path / "ints.json", items)) == labels  # classes in sorted order
+
+
+def test_mismatches_are_refused_with_what_did_not_match(ws, tmp_path):
+    items = downstream.eval_items(ws, "d/test")
+    (tmp_path / "short.json").write_text(json.dumps(["cat"]))
+    with pytest.raises(PredictionsMismatch, match="1 predictions but the split has 4 items"):
+        downstream.load_predictions(tmp_path / "short.json", items)
+    pd.DataFrame({"item_id": ["nope"], "predicted": ["cat"]}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(PredictionsMismatch, match="keys match no item"):
+        downstream.load_predictions(tmp_path / "bad.csv", items)
+    pd.DataFrame({"item_id": list(items["item_id"])[:2], "predicted": ["cat", "dog"]}).to_csv(tmp_path / "part.csv", index=False)
+    with pytest.raises(PredictionsMismatch, match="2 items of the split have no prediction"):
+        downstream.load_predictions(tmp_path / "part.csv", items)
+    pd.DataFrame({"foo": [1]}).to_csv(tmp_path / "cols.csv", index=False)
+    with pytest.raises(PredictionsMismatch, match="needs a key column"):
+        downstream.load_predictions(tmp_path / "cols.csv", items)
+
+
+def test_leak_sets_from_flags_decisions_and_an_imported_list(ws, tmp_path):
+    from leakcore import review
+
+    leaks = downstream.leak_sets(ws, "d/test")
+    assert leaks.hard == {"d/test/cat/test_000.jpg", "d/test/dog/test_001.jpg"} == leaks.soft == leaks.same_label
+    review.decide(ws, "d/test/cat/test_000.jpg", "d/train/cat/train_000.jpg", "not_leak", reviewer="r")
+    assert downstream.leak_sets(ws, "d/test").soft == {"d/test/dog/test_001.jpg"}
+    assert len(downstream.leak_sets(ws, "d/test", use_decisions=False).soft) == 2
+    pd.DataFrame({"TestID": ["cat/test_000.jpg"], "TrainID": ["dog/train_001.jpg"]}).to_csv(tmp_path / "l.csv", index=False)
+    imported = downstream.imported_leak_sets(ws, "d/test", tmp_path / "l.csv")
+    assert imported.soft == {"d/test/cat/test_000.jpg"} and not imported.same_label
+
+
+def test_knn_probe_remembers_leaked_items(ws):
+    preds = downstream.knn_probe(ws, "d/test", "d/train", k=1)
+    assert preds["d/test/cat/test_000.jpg"] == "cat" and preds["d/test/dog/test_001.jpg"] == "dog"
+    assert len(downstream.knn_probe(ws, "d/test", "d/train", k=20)) == 4
+
+
+def test_cli_impact(ws, tmp_path, capsys):
+    from leakcore.cli import main
+
+    items = downstream.eval_items(ws, "d/test")
+    (tmp_path / "m_predictions.json").write_text(json.dumps(list(items["label"])))
+    assert main(["impact", str(ws.path), "--predictions", str(tmp_path / "m_predictions.json"), "--probe", "knn1",
+                 "--random", "50", "--csv", str(tmp_path / "out.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "soft-leaked" in out and "probe-knn1" in out
+    assert set(pd.read_csv(tmp_path / "out.csv")["model"]) == {"m", "probe-knn1"}
+    (tmp_path / "bad.json").write_text("[1]")
+    assert main(["impact", str(ws.path), "--predictions", str(tmp_path / "bad.json")]) == 2

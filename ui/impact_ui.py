@@ -1,0 +1,95 @@
+"""Impact page pieces: inputs (predictions, probes, leak set) and the charts of accuracy per subset."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+
+from leakcore.project import Workspace
+
+LEAK_SOURCES = ["our flags, curator decisions first", "our flags only", "an imported list (CSV of eval key, train key)"]
+
+
+def inputs(ws: Workspace) -> dict | None:
+    """The form: evaluation split, predictions (upload or server paths), probes, leak set; None until submitted."""
+    evals = ws.splits().query("role == 'eval'")
+    splits = [f"{d}/{s}" for d, s in zip(evals["dataset"], evals["split"])]
+    with st.form("impact_form"):
+        c1, c2 = st.columns(2)
+        split = c1.selectbox("Evaluation split", splits, key="imp_split")
+        probes = c2.multiselect("Built-in probes (no outside model)", ["knn1", "knn20"], key="imp_probes",
+                                help="k-NN over the training embeddings: k=1, and a distance-weighted k=20 vote")
+        uploads = st.file_uploader("Predictions (CSV / Parquet / JSONL with a key and a predicted label, or a JSON list "
+                                   "in item order)", accept_multiple_files=True, key="imp_uploads")
+        paths = st.text_area("…or paths on the server, one per line (globs allowed)", key="imp_paths", height=68)
+        c3, c4 = st.columns([2, 1])
+        source = c3.radio("Leaked set", LEAK_SOURCES, key="imp_source")
+        leak_file = c3.file_uploader("Leak list (for an imported list)", type=["csv"], key="imp_leak_file")
+        n_random = c4.number_input("Random subsets", 100, 20_000, 1000, step=100, key="imp_random")
+        submitted = st.form_submit_button("Measure impact", type="primary")
+    if not submitted and "imp_result" not in st.session_state:
+        return None
+    if not submitted:
+        return st.session_state["imp_args"]
+    tmp = Path(tempfile.mkdtemp(prefix="leak-impact-"))
+    files = []
+    for up in uploads or []:
+        dest = tmp / up.name
+        dest.write_bytes(up.getvalue())
+        files.append(str(dest))
+    for line in (paths or "").splitlines():
+        line = line.strip()
+        if line:
+            found = sorted(str(p) for p in Path(line).parent.glob(Path(line).name)) if any(c in line for c in "*?[") else [line]
+            files.extend(found)
+    leak_path = None
+    if source == LEAK_SOURCES[2]:
+        if leak_file is None:
+            st.error("Upload the leak list CSV, or choose our flags.")
+            return None
+        leak_path = str(tmp / leak_file.name)
+        Path(leak_path).write_bytes(leak_file.getvalue())
+    args = {"split": split, "files": tuple(files), "probes": tuple(probes), "source": source, "leak_path": leak_path,
+            "n_random": int(n_random)}
+    st.session_state["imp_args"] = args
+    st.session_state.pop("imp_result", None)
+    return args
+
+
+def accuracy_chart(table: pd.DataFrame, models: list[str]) -> None:
+    """Grouped bars per model and subset; the random subsets as a bar with its 95% interval."""
+    t = table[table["model"].isin(models)]
+    fig = go.Figure()
+    colours = {"full": "#94a3b8", "hard-leaked": "#b91c1c", "soft-leaked": "#ea580c", "non-leaked": "#16a34a"}
+    for subset, colour in colours.items():
+        s = t[t["subset"] == subset]
+        if not s.empty:
+            fig.add_bar(x=s["model"], y=100 * s["accuracy"], name=f"{subset} (n={int(s['n'].iloc[0])})", marker_color=colour)
+    r = t[t["subset"] == "soft-leaked"]
+    if not r.empty:
+        fig.add_bar(x=r["model"], y=100 * r["random_mean"], name="random, same size as soft-leaked", marker_color="#cbd5e1",
+                    error_y={"type": "data", "symmetric": False, "array": 100 * (r["random_high"] - r["random_mean"]),
+                             "arrayminus": 100 * (r["random_mean"] - r["random_low"])})
+    lo = max(0.0, 100 * t["accuracy"].min() - 5) if not t.empty else 0
+    fig.update_layout(barmode="group", height=440, yaxis_title="accuracy (%)", yaxis_range=[lo, 100.5],
+                      legend={"orientation": "h", "y": -0.3}, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      title="Accuracy per subset (error bars: 95% interval of random subsets)")
+    st.plotly_chart(fig, key="imp_chart", width="stretch")
+
+
+def gains_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per model: full accuracy and the gain of each subset over it (percentage points)."""
+    wide = table.pivot(index="model", columns="subset", values="gain") * 100
+    full = table[table["subset"] == "full"].set_index("model")["accuracy"] * 100
+    wide.insert(0, "full accuracy %", full)
+    p = table[table["subset"] == "soft-leaked"].set_index("model")["p_value"]
+    if not p.empty:
+        wide["p (soft-leaked vs random)"] = p
+    return wide.round(3).reset_index()
+
+
+__all__ = ["LEAK_SOURCES", "accuracy_chart", "gains_table", "inputs"]
