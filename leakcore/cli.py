@@ -225,6 +225,24 @@ def cmd_impact(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from leakcore import export
+    from leakcore.project import Workspace
+
+    ws = Workspace.open(args.dir)
+    keep = frozenset()
+    if args.keep:
+        keep = frozenset(line.strip() for line in Path(args.keep).read_text().splitlines() if line.strip())
+    print("items each policy removes (before writing):")
+    print(export.preview(ws, [args.split], keep=keep, dedupe_within=args.dedupe_within).to_string(index=False))
+    result = export.export(ws, args.split, export.ExportPolicy(args.policy, keep, args.dedupe_within), fmt=args.format,
+                           out=args.out, links=args.links)
+    print(f"\nkept {result.kept}, removed {result.removed}; wrote:")
+    for f in result.files:
+        print(f"  {f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leakcore", description="Find and review data leakage in visual datasets.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -291,6 +309,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auto-only", action="store_true", help="ignore curator decisions")
     p.add_argument("--csv", help="write the full table here")
     p.set_defaults(func=cmd_impact)
+
+    p = sub.add_parser("export", help="write the evaluation split without its leaked images, with removed.csv and provenance")
+    p.add_argument("dir")
+    p.add_argument("--split", required=True, metavar="DATASET/SPLIT")
+    p.add_argument("--policy", default="soft", choices=["hard", "soft", "none"],
+                   help="which unreviewed automatic flags remove an item (confirmed leaks are always removed)")
+    p.add_argument("--format", default="same", choices=["same", "csv", "parquet", "jsonl"])
+    p.add_argument("--out", help="output folder (default: WORKSPACE/exports/<split>-<policy>)")
+    p.add_argument("--keep", metavar="FILE", help="item ids or keys, one per line, never removed by automatic flags")
+    p.add_argument("--dedupe-within", action="store_true", help="also remove within-split duplicates, keeping the first")
+    p.add_argument("--links", choices=["symlink", "copy"], help="also make a folder of the kept image files")
+    p.set_defaults(func=cmd_export)
     _add_later_commands(sub)
     return parser
 

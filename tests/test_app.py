@@ -122,3 +122,17 @@ def test_impact_page_with_a_probe(ws):
     assert not at.exception, at.exception
     assert any("leaked set from" in m.value for m in at.markdown)
     assert at.get("download_button") and len(at.get("plotly_chart")) == 1
+
+
+def test_export_page_previews_and_writes(ws):
+    at = run("pages/5_Export.py")
+    assert not at.exception
+    preview = at.dataframe[0].value.iloc[0]
+    assert (preview["removed at hard"], preview["removed at none"]) == (3, 0)
+    at.radio(key="exp_policy").set_value("none").run()
+    assert any("remove 0" in c.value for c in at.caption)
+    at.radio(key="exp_policy").set_value("hard").run()
+    at.button(key="exp_write").click().run()
+    assert not at.exception
+    assert (ws.exports_dir / "animals-test-hard" / "removed.csv").exists()
+    assert at.get("download_button")

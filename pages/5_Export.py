@@ -1,0 +1,55 @@
+"""Export: the evaluation split without its leaked images, with what was removed and why."""
+import io
+import zipfile
+
+import streamlit as st
+
+from leakcore import export
+from ui.state import init_state
+from ui.widgets import flash, sidebar_workspace
+
+st.set_page_config(page_title="Export · leak review", page_icon=":material/download:", layout="wide")
+init_state()
+ws = sidebar_workspace()
+if ws is None:
+    st.stop()
+st.title("Export a cleaned evaluation split")
+flash()
+splits = ws.splits().query("role == 'eval'")
+options = [f"{d}/{s}" for d, s in zip(splits["dataset"], splits["split"])]
+if not options:
+    st.info("No evaluation splits in this workspace.")
+    st.stop()
+c1, c2, c3 = st.columns([2, 2, 1])
+split = c1.selectbox("Evaluation split", options, key="exp_split")
+flags = c2.radio("Unreviewed automatic flags to remove", list(export.POLICIES), index=1, horizontal=True, key="exp_policy",
+                 help="Confirmed leaks are always removed; pairs a curator rejected never remove their image.")
+fmt = c3.selectbox("Format", list(export.FORMATS), key="exp_format", help="same: the input's own format")
+c4, c5 = st.columns([3, 1])
+keep_text = c4.text_area("Keep-list: item ids or keys never removed by automatic flags (one per line)", key="exp_keep",
+                         height=68)
+dedupe = c5.checkbox("Also remove within-split duplicates (keep the first of each group)", key="exp_dedupe")
+links = c5.selectbox("Image folder", ["none", "symlink", "copy"], key="exp_links")
+keep = frozenset(line.strip() for line in keep_text.splitlines() if line.strip())
+st.subheader("What each policy removes")
+st.dataframe(export.preview(ws, [split], keep=keep, dedupe_within=dedupe), hide_index=True, width="stretch")
+policy = export.ExportPolicy(flags, keep, dedupe)
+plan = export.plan(ws, split, policy)
+removed = plan[plan["removed"]]
+st.caption(f"With these settings: keep {len(plan) - len(removed)} of {len(plan)}, remove {len(removed)}.")
+st.dataframe(removed[["item_id", "reason", "matches", "similarity", "decision", "reviewer", "note"]], hide_index=True,
+             width="stretch", height=260)
+if st.button("Write the export into the workspace", key="exp_write", type="primary"):
+    result = export.export(ws, split, policy, fmt=fmt, links=None if links == "none" else links)
+    st.session_state["exp_last"] = [str(f) for f in result.files if f.is_file()]
+    st.session_state["flash"] = f"Wrote {len(result.files)} files to {result.folder}"
+    st.rerun()
+if st.session_state.get("exp_last"):
+    files = st.session_state["exp_last"]
+    st.success("Written:\n\n" + "\n".join(f"- `{f}`" for f in files))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in files:
+            zf.write(f, arcname=f.rsplit("/", 1)[-1])
+    st.download_button("Download these files (zip)", buf.getvalue(), f"{split.replace('/', '-')}-{flags}.zip",
+                       "application/zip", key="exp_download")

@@ -1,0 +1,117 @@
+"""Export: policy counts, every format, determinism, re-import, COCO round trip, provenance."""
+import json
+
+import pandas as pd
+import pytest
+
+from leakcore import export, review
+from leakcore.catalog import add_dataset
+from leakcore.export import ExportPolicy
+from leakcore.project import Workspace
+from leakcore.scan import scan
+
+from conftest import jpeg_bytes, make_folder_dataset, photo
+
+
+@pytest.fixture
+def ws(tmp_path):
+    root = make_folder_dataset(tmp_path / "d", n_train=6, n_test=5, leaks=(0, 1, 2))
+    # a within-split duplicate in test: a second copy of test_004
+    (root / "test" / "cat" / "test_004_dup.jpg").write_bytes((root / "test" / "cat" / "test_004.jpg").read_bytes())
+    ws = Workspace.create(tmp_path / "w", encoder="phash")
+    add_dataset(ws, "d", root)
+    scan(ws)
+    return ws
+
+
+def test_policy_counts_decisions_and_keep_list(ws):
+    pv = export.preview(ws, ["d/test"]).iloc[0]
+    assert (pv["items"], pv["removed at hard"], pv["removed at soft"], pv["removed at none"]) == (6, 3, 3, 0)
+    review.decide(ws, "d/test/cat/test_000.jpg", "d/train/cat/train_000.jpg", "not_leak", reviewer="r")
+    review.decide(ws, "d/test/cat/test_002.jpg", "d/train/cat/train_002.jpg", "hard", reviewer="r", note="same photo")
+    plan = export.plan(ws, "d/test", ExportPolicy("none")).set_index("item_id")
+    assert plan["removed"].sum() == 1 and plan.loc["d/test/cat/test_002.jpg", "reason"] == "confirmed leak"
+    plan = export.plan(ws, "d/test", ExportPolicy("soft")).set_index("item_id")
+    assert not plan.loc["d/test/cat/test_000.jpg", "removed"]  # rejected by a curator
+    assert plan.loc["d/test/dog/test_001.jpg", "removed"]
+    keep = export.plan(ws, "d/test", ExportPolicy("soft", frozenset({"dog/test_001.jpg"}))).set_index("item_id")
+    assert not keep.loc["d/test/dog/test_001.jpg", "removed"] and keep.loc["d/test/cat/test_002.jpg", "removed"]
+    dedupe = export.plan(ws, "d/test", ExportPolicy("none", dedupe_within=True)).set_index("item_id")
+    assert dedupe.loc["d/test/cat/test_004_dup.jpg", "removed"] and not dedupe.loc["d/test/cat/test_004.jpg", "removed"]
+    assert dedupe.loc["d/test/cat/test_004_dup.jpg", "reason"] == "within-split duplicate of d/test/cat/test_004.jpg"
+
+
+@pytest.mark.parametrize("fmt", ["same", "csv", "parquet", "jsonl"])
+def test_folder_export_formats_reimport_and_determinism(ws, tmp_path, fmt):
+    a = export.export(ws, "d/test", ExportPolicy("soft"), fmt=fmt, out=tmp_path / "a")
+    b = export.export(ws, "d/test", ExportPolicy("soft"), fmt=fmt, out=tmp_path / "b")
+    for fa, fb in zip(a.files, b.files):
+        assert fa.read_bytes() == fb.read_bytes(), fa.name
+    assert (a.kept, a.removed) == (3, 3)
+    removed = pd.read_csv(a.folder / "removed.csv")
+    assert set(removed["item"]) == {"d/test/cat/test_000.jpg", "d/test/dog/test_001.jpg", "d/test/cat/test_002.jpg"}
+    assert removed["matched_training_items"].str.contains("d/train/").all()
+    prov = json.loads((a.folder / "provenance.json").read_text())
+    assert prov["encoder"] == "phash" and prov["counts"]["removed"] == 3 and prov["policy"]["flags"] == "soft"
+    manifest = a.files[0]
+    ws2 = Workspace.create(tmp_path / f"re-{fmt}", encoder="phash")
+    add_dataset(ws2, "again", manifest, fmt="manifest", root=ws.datasets["d"].root)
+    kept = ws.items().set_index("item_id").loc[export.plan(ws, "d/test", ExportPolicy("soft")).query("~removed")["item_id"]]
+    again = ws2.items()
+    assert sorted(again["key"]) == sorted(kept["key"]) and sorted(again["sha256"]) == sorted(kept["sha256"])
+    assert (again["status"] == "ok").all()
+
+
+def test_export_never_touches_the_source(ws, tmp_path):
+    root = __import__("pathlib").Path(ws.datasets["d"].root)
+    before = sorted((p, p.stat().st_mtime_ns) for p in root.rglob("*"))
+    export.export(ws, "d/test", ExportPolicy("soft"), out=tmp_path / "x", links="symlink")
+    assert sorted((p, p.stat().st_mtime_ns) for p in root.rglob("*")) == before
+    links = list((tmp_path / "x" / "images").rglob("*.jpg"))
+    assert len(links) == 3 and all(p.is_symlink() for p in links)
+
+
+def test_hf_parquet_and_cifar_exports(tmp_path, hf_parquet, cifar_folder):
+    import pyarrow.parquet as pq
+
+    ws = Workspace.create(tmp_path / "w", encoder="phash")
+    add_dataset(ws, "hf", hf_parquet)
+    scan(ws)
+    res = export.export(ws, "hf/test", ExportPolicy("soft"), out=tmp_path / "hf")
+    table = pq.read_table(res.files[0])
+    assert table.num_rows == res.kept and "image" in table.column_names
+    ws2 = Workspace.create(tmp_path / "re", encoder="phash")
+    add_dataset(ws2, "hf", res.files[0])
+    assert sorted(ws2.items()["key"]) == sorted(export.plan(ws, "hf/test", ExportPolicy("soft")).query("~removed")["key"])
+    add_dataset(ws, "c10", cifar_folder)
+    scan(ws)
+    res = export.export(ws, "c10/test", ExportPolicy("soft"), out=tmp_path / "c")
+    kept = pd.read_csv(res.files[0])
+    assert list(kept.columns) == ["index", "label"] and len(kept) == res.kept
+
+
+def test_coco_round_trip_filters_annotations(tmp_path, coco_dataset):
+    ws = Workspace.create(tmp_path / "w", encoder="phash")
+    add_dataset(ws, "coco", coco_dataset)
+    train = tmp_path / "tr" / "train"
+    train.mkdir(parents=True)
+    (train / "copy.jpg").write_bytes((coco_dataset.parent.parent / "val2017" / "000000000001.jpg").read_bytes())
+    add_dataset(ws, "tr", tmp_path / "tr")
+    scan(ws)
+    res = export.export(ws, "coco/val2017", ExportPolicy("hard"), out=tmp_path / "out")
+    data = json.loads(res.files[0].read_text())
+    assert sorted(im["id"] for im in data["images"]) == [100, 102]
+    assert sorted(a["image_id"] for a in data["annotations"]) == [100, 102]
+    ws2 = Workspace.create(tmp_path / "re", encoder="phash")
+    add_dataset(ws2, "coco", res.files[0], root=coco_dataset.parent.parent / "val2017", split="val2017")
+    assert sorted(ws2.items()["key"]) == ["100", "102"]
+
+
+def test_cli_export(ws, tmp_path, capsys):
+    from leakcore.cli import main
+
+    assert main(["export", str(ws.path), "--split", "d/test", "--policy", "hard", "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    assert "removed at soft" in out and "kept 3, removed 3" in out
+    assert (ws.exports_dir / "d-test-hard" / "removed.csv").exists()
+    assert main(["export", str(ws.path), "--split", "d/nope"]) == 2
