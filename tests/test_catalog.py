@@ -173,5 +173,5 @@ def test_cli_add_prints_summary(tmp_path, folder_dataset, capsys):
 
     assert main(["add", str(tmp_path / "w"), "--dataset", "animals", "--source", str(folder_dataset)]) == 0
     out = capsys.readouterr().out
-    assert "9 items" in out and "animals/train" in out and "unreadable: 0" in out
-    assert main(["add", str(tmp_path / "w"), "--dataset", "x", "--source", str(tmp_path / "nope")]) == 2
+    assert "9 items" in out and "animals/train" in out and "unreadable: 0" in out, out
+    assert main(["add", str(tmp_path / "w"), "--dataset", "x", "--source", str(tmp_path / "nope")]) == 2, capsys.readouterr()
