@@ -81,7 +81,7 @@ def main() -> None:
 
 
 def defaults(encoders: list[str]) -> None:
-    rows = {}
+    rows, top1, aucs = {}, {}, {}
     for enc in encoders:
         got = {}
         for name, fpr in (("hymenoptera", 0.001), ("cifar10", 0.01)):
@@ -92,11 +92,21 @@ def defaults(encoders: list[str]) -> None:
             s, y, copy = calibrate.pair_scores(res.scores)
             cal = calibrate.ThresholdCalibrator(fpr).fit(s, y, copy)
             got[name] = (cal.hard_, cal.soft_, res.settings["queries"])
+            col = f"{enc} · {name}"
+            top1[col] = (100 * calibrate.robustness_table(res).set_index(["family", "transform"])["top1"]).round(1)
+            aucs[col] = res.auc.set_index("family")["auc"].round(4)
         if not got:
             continue
         rows[enc] = {f"{n} hard/soft (queries)": f"{h:.4f} / {s_:.4f} ({q})" for n, (h, s_, q) in got.items()}
         rows[enc].update(default_hard=round(max(v[0] for v in got.values()), 4),
                          default_soft=round(max(v[1] for v in got.values()), 4))
+    print("### Robustness: top-1 accuracy (%) of finding the original among the collection\n")
+    t = pd.DataFrame(top1)
+    t.index = [f"{f} / {tr}" for f, tr in t.index]
+    print(t.to_markdown())
+    print("\n### AUC (edited copy vs hardest non-matching image)\n")
+    print(pd.DataFrame(aucs).to_markdown())
+    print("\n### Defaults\n")
     print(pd.DataFrame(rows).T.to_markdown())
 
 

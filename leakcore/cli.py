@@ -243,6 +243,21 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from leakcore import demo
+
+    bars = _Bars()
+    if args.cifar10:
+        ws = demo.build_cifar_demo(args.dir, args.cifar10, progress=bars)
+    else:
+        ws = demo.build_demo(args.dir, progress=bars)
+    bars.close()
+    truth = demo.planted_truth(ws)
+    print(f"demo workspace ready at {ws.path}" + (f" ({len(truth)} planted leaks)" if truth is not None else ""))
+    return cmd_report(argparse.Namespace(dir=args.dir, json=False, fail_above_hard=None, fail_above_soft=None,
+                                         auto_only=False, hard=None, soft=None))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leakcore", description="Find and review data leakage in visual datasets.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -321,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dedupe-within", action="store_true", help="also remove within-split duplicates, keeping the first")
     p.add_argument("--links", choices=["symlink", "copy"], help="also make a folder of the kept image files")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="build (or refresh) the demo workspace with planted leaks, and scan it")
+    p.add_argument("dir")
+    p.add_argument("--cifar10", metavar="PATH|download",
+                   help="a realistic demo from a CIFAR-10 batches folder or Parquet, or 'download' (md5-checked)")
+    p.set_defaults(func=cmd_demo)
     _add_later_commands(sub)
     return parser
 

@@ -144,3 +144,20 @@ def test_query_flips_find_mirrored_copies(tmp_path):
     assert ws.flip_queries
     flipped = leakage.flagged_items(ws).set_index("eval_item_id").loc["d/test/cat/mirrored.jpg"]
     assert flipped["similarity"] >= 0.9 and flipped["similarity"] > plain + 0.3 and flipped["train_item_id"] == "d/train/cat/train_000.jpg"
+
+
+def test_demo_builds_finds_planted_leaks_and_reports(tmp_path, capsys):
+    from leakcore import demo
+
+    assert main(["demo", str(tmp_path / "demo")]) == 0
+    assert "planted leaks" in capsys.readouterr().out
+    ws = Workspace.open(tmp_path / "demo")
+    truth = demo.planted_truth(ws)
+    assert len(truth) >= 12 and truth["eval_item_id"].notna().all() and truth["train_item_id"].notna().all()
+    pairs = leakage.load_pairs(ws)
+    found = truth.merge(pairs, on=["eval_item_id", "train_item_id"])
+    assert len(found) >= len(truth) - 1  # each planted pair is among the stored neighbours
+    exact = found[found["kind"] == "exact copy"]
+    assert (exact["similarity"] > 0.999).all()
+    assert set(ws.datasets) == {"photos", "benchmark"}
+    assert (ws.items()["status"] != "ok").sum() == 1  # the truncated file, kept with its reason
