@@ -3,14 +3,9 @@ import streamlit as st
 
 from leakcore import review
 from ui import data, review_ui
-from ui.state import init_state
-from ui.widgets import flash, queue_filters, sidebar_workspace
+from ui.widgets import flash, page, queue_filters
 
-st.set_page_config(page_title="Review · leak review", page_icon=":material/rate_review:", layout="wide")
-init_state()
-ws = sidebar_workspace()
-if ws is None:
-    st.stop()
+ws = page("Review", ":material/rate_review:")
 hard, soft = ws.thresholds()
 queue = data.queue(ws, hard, soft)
 st.title("Review flagged pairs")

@@ -3,14 +3,9 @@ import streamlit as st
 
 from leakcore import calibrate
 from ui import data, thresholds_ui
-from ui.state import init_state
-from ui.widgets import flash, sidebar_workspace
+from ui.widgets import flash, page
 
-st.set_page_config(page_title="Thresholds · leak review", page_icon=":material/tune:", layout="wide")
-init_state()
-ws = sidebar_workspace()
-if ws is None:
-    st.stop()
+ws = page("Thresholds", ":material/tune:")
 st.title("Thresholds")
 calibrated = [p.parent.name for p in (ws.path / "calibration").glob("*/thresholds.json")]
 encoder = thresholds_ui.encoder_select(ws, calibrated)

@@ -3,14 +3,9 @@ import streamlit as st
 
 from leakcore import leakage
 from ui import data, heatmaps_ui
-from ui.state import init_state
-from ui.widgets import sidebar_workspace
+from ui.widgets import page
 
-st.set_page_config(page_title="Heatmaps · leak review", page_icon=":material/grid_on:", layout="wide")
-init_state()
-ws = sidebar_workspace()
-if ws is None:
-    st.stop()
+ws = page("Heatmaps", ":material/grid_on:")
 st.title("Leakage across datasets")
 hard, soft = ws.thresholds()
 c1, c2, c3 = st.columns([1, 1, 2])

@@ -3,14 +3,9 @@ import streamlit as st
 
 from leakcore import downstream
 from ui import data, impact_ui
-from ui.state import init_state
-from ui.widgets import sidebar_workspace
+from ui.widgets import page
 
-st.set_page_config(page_title="Impact · leak review", page_icon=":material/query_stats:", layout="wide")
-init_state()
-ws = sidebar_workspace()
-if ws is None:
-    st.stop()
+ws = page("Impact", ":material/query_stats:")
 st.title("Downstream impact")
 st.caption("Accuracy on the full evaluation split, its leaked and non-leaked images, and random subsets of the same "
            "size as the leaked set: how much of a score is memory?")

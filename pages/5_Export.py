@@ -5,14 +5,9 @@ import zipfile
 import streamlit as st
 
 from leakcore import export
-from ui.state import init_state
-from ui.widgets import flash, sidebar_workspace
+from ui.widgets import flash, page
 
-st.set_page_config(page_title="Export · leak review", page_icon=":material/download:", layout="wide")
-init_state()
-ws = sidebar_workspace()
-if ws is None:
-    st.stop()
+ws = page("Export", ":material/download:")
 st.title("Export a cleaned evaluation split")
 flash()
 splits = ws.splits().query("role == 'eval'")

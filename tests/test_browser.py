@@ -33,6 +33,13 @@ pytestmark = [
 ]
 
 
+def _launch(playwright):
+    """Debian's Chromium, headless, with the flags this closed network needs (no background connections)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"])
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,9 +80,7 @@ def test_decide_by_click_and_key_then_reload(server):
 
     url, ws = server
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = _launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url + "/Review")
         expect(page.get_by_text("Reviewed 0 of 3 flagged pairs")).to_be_visible(timeout=60_000)
@@ -100,9 +105,7 @@ def test_heatmap_click_drills_down_to_review(server):
 
     url, ws = server
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = _launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(url + "/Heatmaps")
         expect(page.get_by_text("Hard leakage")).to_be_visible(timeout=60_000)

@@ -33,6 +33,16 @@ def sidebar_workspace() -> Workspace | None:
 FIT_PX = 384  # "fit": enlarge small images to about this width so a curator can compare details
 
 
+def page(title: str, icon: str) -> Workspace:
+    """Every page's start: page config, state, the sidebar; stops the page when no workspace is open."""
+    st.set_page_config(page_title=f"{title} · leak review", page_icon=icon, layout="wide")
+    state.init_state()
+    ws = sidebar_workspace()
+    if ws is None:
+        st.stop()
+    return ws
+
+
 def show_image(ws: Workspace, item: pd.Series, *, zoom="fit", caption: str | None = None, width=None) -> None:
     """An item's image at the chosen size (small images enlarged pixel by pixel), or why it cannot be shown."""
     img, reason = data.item_image(ws, item)

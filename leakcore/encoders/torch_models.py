@@ -161,24 +161,23 @@ _DINO_HOW = "pass weights=PATH (timm vit_base_patch14_dinov2.lvd142m safetensors
 _RESNET_HOW = "pass weights=PATH (torchvision resnet152 .pth) or populate the torch hub cache"
 
 
-def _dino_check(weights=None, random_weights=False, **_):
-    if random_weights:
+def _local_check(cached, what: str, how: str):
+    """An availability check for weights given as a file or found in a library cache."""
+
+    def check(weights=None, random_weights=False, **_):
+        if random_weights:
+            return None
+        try:
+            _resolve_local(weights, cached(), what, how)
+        except WeightsUnavailable as exc:
+            return str(exc)
         return None
-    try:
-        _resolve_local(weights, _timm_cached("vit_base_patch14_dinov2.lvd142m"), "dinov2-vitb14", _DINO_HOW)
-    except WeightsUnavailable as exc:
-        return str(exc)
-    return None
+
+    return check
 
 
-def _resnet_check(weights=None, random_weights=False, **_):
-    if random_weights:
-        return None
-    try:
-        _resolve_local(weights, _torchvision_cached("resnet152-"), "resnet152", _RESNET_HOW)
-    except WeightsUnavailable as exc:
-        return str(exc)
-    return None
+_dino_check = _local_check(lambda: _timm_cached("vit_base_patch14_dinov2.lvd142m"), "dinov2-vitb14", _DINO_HOW)
+_resnet_check = _local_check(lambda: _torchvision_cached("resnet152-"), "resnet152", _RESNET_HOW)
 
 
 _DINO = EncoderSpec(
