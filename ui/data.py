@@ -200,3 +200,11 @@ def impact(path: str, split: str, files: tuple, probes: tuple, source: str, leak
         leaks = downstream.leak_sets(ws, split, use_decisions=source.endswith("first"))
     table = downstream.impact(downstream.correctness(items, preds), leaks, n_random=n_random)
     return table, {"hard": len(leaks.hard), "soft": len(leaks.soft), "source": leaks.source, "items": len(items)}
+
+
+@st.cache_data(show_spinner=False, ttl=300)
+def encoders() -> list[dict]:
+    """The encoder registry with availability (weights on disk can change: refreshed every 5 minutes)."""
+    from leakcore.encoders import list_encoders
+
+    return list_encoders()

@@ -7,7 +7,6 @@ import pandas as pd
 import streamlit as st
 
 from leakcore import catalog, leakage
-from leakcore.encoders import list_encoders
 from leakcore.project import Workspace
 from ui import data, state
 
@@ -64,7 +63,7 @@ def scan_ui(ws: Workspace) -> None:
     """Encoder choice and a scan with a progress bar (the same scan as `leakcore scan`)."""
     from leakcore.scan import scan
 
-    available = [r["name"] for r in list_encoders() if r["available"]]
+    available = [r["name"] for r in data.encoders() if r["available"]]
     c1, c2, c3 = st.columns([2, 1, 1])
     encoder = c1.selectbox("Encoder", available, index=available.index(ws.encoder) if ws.encoder in available else 0,
                            key="scan_encoder")
