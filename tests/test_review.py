@@ -1,0 +1,90 @@
+"""The decision store: append-only history, undo, schema guard, and two curators writing at once."""
+import multiprocessing as mp
+import sqlite3
+
+import pytest
+
+from leakcore import review
+from leakcore.project import Workspace
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return Workspace.create(tmp_path / "w")
+
+
+def test_later_decision_supersedes_and_history_keeps_all(ws):
+    review.decide(ws, "e1", "t1", "hard", reviewer="ann")
+    review.decide(ws, "e1", "t1", "not_leak", reviewer="bob", note="different shot")
+    latest = review.latest_decisions(ws)
+    assert list(latest["decision"]) == ["not_leak"] and list(latest["reviewer"]) == ["bob"]
+    assert list(latest["note"]) == ["different shot"]
+    assert list(review.history(ws)["decision"]) == ["hard", "not_leak"]
+
+
+def test_undo_restores_the_previous_decision_per_reviewer(ws):
+    review.decide(ws, "e1", "t1", "soft", reviewer="ann")
+    review.decide(ws, "e1", "t1", "hard", reviewer="ann")
+    review.decide(ws, "e2", "t2", "unsure", reviewer="bob")
+    assert review.undo_last(ws, "ann")["decision"] == "hard"
+    latest = review.latest_decisions(ws).set_index("eval_item_id")
+    assert latest.loc["e1", "decision"] == "soft" and latest.loc["e2", "decision"] == "unsure"
+    hist = review.history(ws)
+    assert len(hist) == 3 and hist["undone_at"].notna().sum() == 1  # undone, not erased
+    review.undo_last(ws, "ann")
+    assert review.undo_last(ws, "ann") is None
+
+
+def test_bad_input_is_refused(ws):
+    with pytest.raises(ValueError, match="decision must be one of"):
+        review.decide(ws, "e", "t", "maybe", reviewer="ann")
+    with pytest.raises(ValueError, match="reviewer"):
+        review.decide(ws, "e", "t", "hard", reviewer=" ")
+
+
+def test_newer_schema_is_refused(ws):
+    review.decide(ws, "e", "t", "hard", reviewer="ann")
+    with sqlite3.connect(ws.review_db) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(RuntimeError, match="schema 99"):
+        review.latest_decisions(ws)
+
+
+def _writer(path, reviewer, n):
+    ws = Workspace.open(path)
+    for i in range(n):
+        review.decide(ws, f"{reviewer}-{i}", "t", "hard", reviewer=reviewer)
+
+
+def test_two_curators_at_once_lose_nothing(ws):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(ws.path), name, 150)) for name in ("ann", "bob")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    latest = review.latest_decisions(ws)
+    assert len(latest) == 300 and set(latest["reviewer"]) == {"ann", "bob"}
+
+
+def test_queue_filters_and_orders(ws):
+    import pandas as pd
+
+    pairs = pd.DataFrame({
+        "eval_split": "d/test", "train_split": ["d/train", "d/train", "d/test"],
+        "eval_item_id": ["d/test/a", "d/test/b", "d/test/c"], "rank": 1,
+        "train_item_id": ["d/train/x", "d/train/y", "d/test/a"], "similarity": [0.99, 0.72, 0.68], "within": [False, False, True],
+    })
+    items = pd.DataFrame({"item_id": ["d/test/a", "d/test/b", "d/test/c", "d/train/x", "d/train/y"],
+                          "label": ["cat", "dog", "cat", "cat", "cat"]})
+    q = review.build_queue(pairs, items, hard=0.95, soft=0.7)
+    assert list(q["degree"]) == ["hard", "soft", "borderline"]
+    assert list(q["label_agreement"]) == ["same", "different", "same"]
+    review.decide(ws, "d/test/b", "d/train/y", "not_leak", reviewer="ann")
+    q = review.with_decisions(q, review.latest_decisions(ws))
+    assert list(q["state"]) == ["unreviewed", "rejected", "unreviewed"]
+    f = review.filter_queue(q, states=["unreviewed"], sort="closeness to a threshold")
+    assert list(f["eval_item_id"]) == ["d/test/c", "d/test/a"]
+    assert list(review.filter_queue(q, sources=["(within split)"])["eval_item_id"]) == ["d/test/c"]
+    assert review.filter_queue(q, label_agreement="different")["eval_item_id"].tolist() == ["d/test/b"]
