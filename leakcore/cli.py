@@ -198,6 +198,9 @@ def cmd_impact(args) -> int:
         preds[Path(f).stem.removesuffix("_predictions")] = downstream.load_predictions(f, items)
     trains = ws.splits().query("role == 'train'")
     for probe in args.probe or []:
+        if probe == "clip":
+            preds["probe-clip-zero-shot"] = downstream.clip_zero_shot(ws, eval_split)
+            continue
         k = {"knn1": 1, "knn20": 20}[probe]
         ds = eval_split.split("/", 1)[0]
         same = trains[trains["dataset"] == ds]
@@ -316,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("impact", help="accuracy on full / leaked / non-leaked / random subsets of an evaluation split")
     p.add_argument("dir")
     p.add_argument("--predictions", nargs="+", metavar="FILE", help="CSV / Parquet / JSONL with key + predicted label, or a JSON list")
-    p.add_argument("--probe", nargs="+", choices=["knn1", "knn20"], help="built-in k-NN probes over the training embeddings")
+    p.add_argument("--probe", nargs="+", choices=["knn1", "knn20", "clip"],
+                   help="built-in probes: k-NN over the training embeddings; zero-shot CLIP (needs CLIP weights)")
     p.add_argument("--split", metavar="DATASET/SPLIT")
     p.add_argument("--leaks", metavar="CSV", help="a human-labelled list of (eval key, train key) pairs instead of our flags")
     p.add_argument("--random", type=int, default=1000, help="random subsets per leaked set")

@@ -237,3 +237,47 @@ def knn_probe(ws, eval_split: str, train_split: str, *, k: int = 1, encoder=None
     out = pd.Series(pred, index=ev["item_id"].to_numpy(), dtype=object)
     out[~qok] = None
     return out
+
+
+def clip_zero_shot(ws, eval_split: str, *, class_names: list[str] | None = None, template: str = "a photo of a {}.",
+                   pretrained: str | None = None, weights: str | None = None, random_weights: bool = False,
+                   batch_size: int = 64) -> pd.Series:
+    """Zero-shot CLIP ViT-B/32 classification from class names (the split's labels by default).
+
+    Needs CLIP weights (an open_clip tag in the local cache, or a checkpoint); `random_weights` is for tests only.
+    """
+    import open_clip
+    import torch
+
+    from leakcore import catalog, images
+    from leakcore.encoders import default_device
+    from leakcore.encoders.torch_models import _clip_weights
+    from leakcore.encoders.base import CLIP_MEAN, CLIP_STD
+
+    source = None if random_weights else _clip_weights(pretrained, weights)[0]
+    device = default_device()
+    model = open_clip.create_model("ViT-B-32", pretrained=source).eval().to(device)
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    ev = eval_items(ws, eval_split)
+    names = class_names or _class_names(ev["label"])
+    with torch.inference_mode():
+        text = model.encode_text(tokenizer([template.format(n.replace("_", " ")) for n in names]).to(device))
+        text = torch.nn.functional.normalize(text.float(), dim=-1)
+        mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
+        preds: list[str | None] = []
+        for start in range(0, len(ev), batch_size):
+            chunk = ev.iloc[start:start + batch_size]
+            arrays, ok = [], []
+            for uri, row in zip(chunk["uri"], chunk["row"]):
+                img = images.decode(catalog.read_bytes(uri, int(row)), draft_size=(224, 224)).image
+                ok.append(img is not None)
+                if img is not None:
+                    arrays.append(np.asarray(img.resize((224, 224)), dtype=np.uint8))
+            out = iter([])
+            if arrays:
+                x = torch.from_numpy(np.stack(arrays)).to(device).permute(0, 3, 1, 2).float().div(255)
+                feats = torch.nn.functional.normalize(model.encode_image((x - mean) / std).float(), dim=-1)
+                out = iter((feats @ text.T).argmax(dim=1).cpu().numpy())
+            preds.extend(names[next(out)] if good else None for good in ok)
+    return pd.Series(preds, index=ev["item_id"].to_numpy(), dtype=object)

@@ -134,3 +134,16 @@ def test_cli_impact(ws, tmp_path, capsys):
     assert set(pd.read_csv(tmp_path / "out.csv")["model"]) == {"m", "probe-knn1"}
     (tmp_path / "bad.json").write_text("[1]")
     assert main(["impact", str(ws.path), "--predictions", str(tmp_path / "bad.json")]) == 2
+
+
+def test_clip_zero_shot_probe_builds_the_real_model_with_random_weights(ws):
+    # RANDOM weights: checks the mechanics (prompts, image batches, class names), not accuracy.
+    preds = downstream.clip_zero_shot(ws, "d/test", random_weights=True)
+    assert len(preds) == 4 and set(preds) <= {"cat", "dog"}
+
+
+def test_clip_zero_shot_without_weights_says_how_to_get_them(ws):
+    from leakcore.encoders import WeightsUnavailable
+
+    with pytest.raises(WeightsUnavailable, match="checkpoint /nonexistent/clip.pt does not exist"):
+        downstream.clip_zero_shot(ws, "d/test", weights="/nonexistent/clip.pt")

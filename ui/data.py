@@ -188,6 +188,9 @@ def impact(path: str, split: str, files: tuple, probes: tuple, source: str, leak
     trains = ws.splits().query("role == 'train'")
     same = trains[trains["dataset"] == split.split("/", 1)[0]]
     for probe in probes:
+        if probe == "clip":
+            preds["probe-clip-zero-shot"] = downstream.clip_zero_shot(ws, split)
+            continue
         if same.empty:
             raise ValueError(f"the {probe} probe needs a training split of the same dataset as {split}")
         preds[f"probe-{probe}"] = downstream.knn_probe(ws, split, f"{same.iloc[0]['dataset']}/{same.iloc[0]['split']}",

@@ -21,8 +21,9 @@ def inputs(ws: Workspace) -> dict | None:
     with st.form("impact_form"):
         c1, c2 = st.columns(2)
         split = c1.selectbox("Evaluation split", splits, key="imp_split")
-        probes = c2.multiselect("Built-in probes (no outside model)", ["knn1", "knn20"], key="imp_probes",
-                                help="k-NN over the training embeddings: k=1, and a distance-weighted k=20 vote")
+        probes = c2.multiselect("Built-in probes (no outside model)", ["knn1", "knn20", "clip"], key="imp_probes",
+                                help="k-NN over the training embeddings (k=1, and a distance-weighted k=20 vote); "
+                                     "zero-shot CLIP from the class names (needs CLIP weights)")
         uploads = st.file_uploader("Predictions (CSV / Parquet / JSONL with a key and a predicted label, or a JSON list "
                                    "in item order)", accept_multiple_files=True, key="imp_uploads")
         paths = st.text_area("…or paths on the server, one per line (globs allowed)", key="imp_paths", height=68)
