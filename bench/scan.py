@@ -36,16 +36,19 @@ def bench_search(nq=10_000, nc=50_000, d=512, k=10) -> None:
 
     q, c = _unit(nq, d, 0), _unit(nc, d, 1)
     search.knn(q[:100], c, k)  # warm-up
-    t0 = time.perf_counter()
-    index = faiss.IndexFlatIP(d)
-    index.add(c)
-    D, I = index.search(q, k)
-    t_faiss = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sim, idx = search.knn(q, c, k)
-    t_ours = time.perf_counter() - t0
+    faiss_times, our_times = [], []
+    for _ in range(3):  # alternate, median of each: one pair of timings is at the mercy of this noisy machine
+        t0 = time.perf_counter()
+        index = faiss.IndexFlatIP(d)
+        index.add(c)
+        D, I = index.search(q, k)
+        faiss_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        sim, idx = search.knn(q, c, k)
+        our_times.append(time.perf_counter() - t0)
+    t_faiss, t_ours = float(np.median(faiss_times)), float(np.median(our_times))
     assert (idx == I).mean() > 0.999
-    print(f"search {nq}x{nc}x{d} k={k}: faiss IndexFlatIP {t_faiss:.2f}s, ours (blockwise, 256 MB budget) {t_ours:.2f}s "
+    print(f"search {nq}x{nc}x{d} k={k} (median of 3): faiss IndexFlatIP {t_faiss:.2f}s, ours (blockwise, 256 MB budget) {t_ours:.2f}s "
           f"-> throughput ratio {t_faiss / t_ours:.2f}x (goal >= 0.9x)")
 
 
@@ -102,8 +105,11 @@ def bench_memmap(n=2_000_000, d=512, nq=1_000) -> None:
         "c = np.load(%r, mmap_mode='r'); q = np.random.default_rng(0).normal(size=(%d, %d)).astype(np.float32)\n"
         "q /= np.linalg.norm(q, axis=1, keepdims=True); t = time.perf_counter()\n"
         "sim, idx = search.knn(q, c, 10)\n"
-        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+        "print(time.perf_counter() - t, hwm)\n"
     ) % (str(ROOT), str(path), nq, d)
+    # Peak RSS is read from /proc/self/status (VmHWM) in the child: getrusage's ru_maxrss survives fork+exec and
+    # would report this parent's peak (it has just written the 2 GB file).
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
     seconds, peak_kb = float(out[0]), int(out[1])
     print(f"memmap search {n:,}x{d} float16 ({path.stat().st_size / 2**30:.2f} GiB on disk), {nq} queries: "
