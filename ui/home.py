@@ -128,6 +128,9 @@ def planted_ui(ws: Workspace, hard: float, soft: float) -> None:
     with st.expander(f"Demo: {n} of {len(found)} planted leaks found at these thresholds"):
         st.dataframe(found[["kind", "eval_item_id", "train_item_id", "similarity", "found as"]], hide_index=True,
                      width="stretch")
+        st.caption("Other flags in the demo come from different regions of repetitive pictures (brick, grass, a star "
+                   "field, coins, a retina): look-alikes, not leaks. Reject them in the review page to see the rates "
+                   "and heatmaps follow your decisions.")
 
 
 __all__ = ["add_dataset_ui", "open_workspace_ui", "overview", "planted_ui", "scan_ui"]
