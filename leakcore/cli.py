@@ -52,7 +52,8 @@ def cmd_init(args) -> int:
     return 0
 
 
-def print_summary(summary: dict, out=sys.stdout) -> None:
+def print_summary(summary: dict, out=None) -> None:
+    out = out or sys.stdout  # looked up per call: a default bound at import time would outlive redirections
     print(f"{summary['items']} items", file=out)
     for s in summary["splits"]:
         labels = ", ".join(f"{k} {v}" for k, v in s["top_labels"].items())

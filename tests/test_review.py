@@ -1,6 +1,7 @@
 """The decision store: append-only history, undo, schema guard, and two curators writing at once."""
-import multiprocessing as mp
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -50,20 +51,21 @@ def test_newer_schema_is_refused(ws):
         review.latest_decisions(ws)
 
 
-def _writer(path, reviewer, n):
-    ws = Workspace.open(path)
-    for i in range(n):
-        review.decide(ws, f"{reviewer}-{i}", "t", "hard", reviewer=reviewer)
+WRITER = """
+import sys
+from leakcore import review
+from leakcore.project import Workspace
+ws = Workspace.open(sys.argv[1])
+for i in range(int(sys.argv[3])):
+    review.decide(ws, f"{sys.argv[2]}-{i}", "t", "hard", reviewer=sys.argv[2])
+"""
 
 
 def test_two_curators_at_once_lose_nothing(ws):
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(ws.path), name, 150)) for name in ("ann", "bob")]
+    # Two separate processes, as two curators' app sessions would be, writing at the same time.
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(ws.path), name, "150"]) for name in ("ann", "bob")]
     for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+        assert p.wait(timeout=120) == 0
     latest = review.latest_decisions(ws)
     assert len(latest) == 300 and set(latest["reviewer"]) == {"ann", "bob"}
 
