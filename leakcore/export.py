@@ -67,12 +67,13 @@ def _within_groups(pairs: pd.DataFrame, soft: float, decisions: pd.DataFrame) ->
     return {x: find(x) for x in parent}
 
 
-def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame | None = None) -> pd.DataFrame:
+def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame | None = None,
+         pairs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every item of the split with `removed`, `reason` and its evidence (matches, similarity, decision)."""
     items = _split_items(ws, eval_split)
     hard, soft = ws.thresholds()
     decisions = review.latest_decisions(ws) if decisions is None else decisions
-    pairs = leakage.load_pairs(ws)
+    pairs = leakage.load_pairs(ws) if pairs is None else pairs
     pairs = pairs[pairs["eval_split"] == eval_split]
     cross = leakage.with_degrees(pairs[~pairs["within"]], hard, soft, decisions)
     confirmed = cross[cross["decision"].isin(["hard", "soft"])]
@@ -117,12 +118,12 @@ def preview(ws, eval_splits: list[str] | None = None, *, keep=frozenset(), dedup
     splits = ws.splits()
     eval_splits = eval_splits or [f"{d}/{s}" for d, s in zip(splits.loc[splits["role"] == "eval", "dataset"],
                                                              splits.loc[splits["role"] == "eval", "split"])]
-    decisions = review.latest_decisions(ws)
+    decisions, pairs = review.latest_decisions(ws), leakage.load_pairs(ws)
     rows = []
     for sid in eval_splits:
         row = {"eval_split": sid}
         for flags in POLICIES:
-            p = plan(ws, sid, ExportPolicy(flags, frozenset(keep), dedupe_within), decisions=decisions)
+            p = plan(ws, sid, ExportPolicy(flags, frozenset(keep), dedupe_within), decisions=decisions, pairs=pairs)
             row["items"] = len(p)
             row[f"removed at {flags}"] = int(p["removed"].sum())
         rows.append(row)

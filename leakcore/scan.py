@@ -145,7 +145,7 @@ def scan(
         if progress:
             progress(f"search {eval_sid} -> {train_sid}", 0, 1)
         self_index = np.arange(len(q.item_ids)) if eval_sid == train_sid else None
-        block_rows = search.block_rows_for(encoder_dim(q), budget_bytes)
+        block_rows = search.block_rows_for(q.vectors.shape[1], budget_bytes)
         sim, idx = search.knn(q.vectors, c.blocks(block_rows), k, self_index=self_index, budget_bytes=budget_bytes)
         if q.mirrored is not None:
             flipped = search.knn(q.mirrored, c.blocks(block_rows), k, self_index=self_index, budget_bytes=budget_bytes)
@@ -161,10 +161,6 @@ def scan(
     _drop_stale_pairs(ws, encoder_name, {pair_path(ws, encoder_name, e, t) for e, t in pairs})
     result.seconds = time.perf_counter() - t0
     return result
-
-
-def encoder_dim(split: _Split) -> int:
-    return split.vectors.shape[1]
 
 
 def _pairs_table(query_ids: np.ndarray, collection_ids: np.ndarray, sim: np.ndarray, idx: np.ndarray) -> pd.DataFrame:

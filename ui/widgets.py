@@ -94,5 +94,3 @@ def flash() -> None:
         st.toast(msg)
         st.session_state["flash"] = None
 
-
-__all__ = ["flash", "item_facts", "queue_filters", "show_image", "sidebar_workspace", "state"]
