@@ -117,3 +117,34 @@ def test_heatmap_click_drills_down_to_review(server):
         expect(page.get_by_text("Review flagged pairs")).to_be_visible(timeout=30_000)
         expect(page.get_by_text("3 match the filters")).to_be_visible(timeout=30_000)
         browser.close()
+
+
+def test_click_on_the_roc_moves_the_soft_threshold(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    from leakcore import calibrate
+
+    url, ws = server
+    calibrate.calibrate(ws, "animals/train", queries=6)
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url + "/Thresholds")
+        expect(page.get_by_text("Similarity of edited copies")).to_be_visible(timeout=60_000)
+        slider = page.locator("[data-testid='stSlider']").nth(1)
+        before = slider.inner_text()
+        box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+        clicked = False
+        for fx in (0.95, 0.9, 0.85, 0.8, 0.7, 0.5):  # find a point of a curve under the cursor, then click it
+            for i in range(1, 60):
+                x, y = box["x"] + box["width"] * fx, box["y"] + box["height"] * i / 60
+                page.mouse.move(x, y)
+                if page.locator(".hoverlayer .hovertext").count():
+                    page.mouse.click(x, y)
+                    clicked = True
+                    break
+            if clicked:
+                break
+        assert clicked, "no point of the ROC under the cursor"
+        expect(slider).not_to_have_text(before, timeout=30_000)
+        browser.close()

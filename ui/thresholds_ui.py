@@ -44,9 +44,10 @@ def roc_chart(curves: dict, points, hard: float, soft: float, decisions=None) ->
     fig = go.Figure()
     for name, roc in curves.items():
         main = name == "all edits"
-        fig.add_trace(go.Scatter(x=roc["fpr"], y=roc["tpr"], mode="lines+markers" if main else "lines", name=name,
+        # Clicks select markers, not lines: every curve carries near-invisible markers to click.
+        fig.add_trace(go.Scatter(x=roc["fpr"], y=roc["tpr"], mode="lines+markers", name=name,
                                  customdata=roc["threshold"], line={"width": 3 if main else 1.2},
-                                 marker={"size": 4, "opacity": 0.0} if main else None,
+                                 marker={"size": 9 if main else 6, "opacity": 0.01},
                                  hovertemplate="threshold %{customdata:.4f}<br>FPR %{x:.4f}<br>TPR %{y:.4f}<extra></extra>"))
     if decisions is not None:
         d_points, d_roc = decisions
