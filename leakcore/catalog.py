@@ -464,12 +464,12 @@ def load_source(path: Path, fmt: str, *, root: Path | None = None, split: str | 
 # ---------------------------------------------------------------------------------------------
 # Probing: sha256, size, status of every record
 # ---------------------------------------------------------------------------------------------
-def probe_bytes(data: bytes | None) -> dict:
+def probe_bytes(data: bytes | None, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> dict:
     """sha256, width, height, status and reason for one item's bytes."""
     if data is None:
         return {"sha256": None, "width": -1, "height": -1, "status": "unreadable", "reason": images.MISSING}
     digest = hashlib.sha256(data).hexdigest()
-    result = images.decode(data, draft_size=(64, 64))
+    result = images.decode(data, draft_size=(64, 64), max_pixels=max_pixels)
     return {
         "sha256": digest, "width": result.width or -1, "height": result.height or -1,
         "status": "ok" if result.ok else "unreadable", "reason": result.reason,
@@ -491,6 +491,7 @@ def build_items(
     previous: pd.DataFrame | None = None,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    max_pixels: int = images.DEFAULT_MAX_PIXELS,
 ) -> pd.DataFrame:
     """Probe every record into an item row; unchanged files (same size and mtime) reuse `previous`."""
     prev = {}
@@ -527,7 +528,8 @@ def build_items(
             yield data
 
     with ThreadPoolExecutor(max_workers=workers or (os.cpu_count() or 2)) as pool:
-        for done, result in enumerate(bounded_map(pool, probe_bytes, datas()), 1):
+        probe = functools.partial(probe_bytes, max_pixels=max_pixels)
+        for done, result in enumerate(bounded_map(pool, probe, datas()), 1):
             rows[todo[order[done - 1]][0]].update(result)
             if progress and (done % 500 == 0 or done == total):
                 progress(done, total)
@@ -569,8 +571,11 @@ def add_dataset(
     split: str | None = None,
     encoder: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    max_pixels: int | None = None,
 ) -> dict:
-    """Ingest a source into the workspace as dataset `name`; idempotent; returns the summary."""
+    """Ingest a source into the workspace as dataset `name`; idempotent; returns the summary.
+
+    `max_pixels` (the decompression-bomb limit) is remembered in the workspace; None keeps the current one."""
     from leakcore.project import DatasetConfig
 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", name):
@@ -587,7 +592,11 @@ def add_dataset(
     split_roles = {s: role_from_name(s, roles) for s in source.splits}
     existing = ws.items()
     previous = existing[existing["dataset"] == name]
-    new = build_items(name, source, split_roles, previous, progress)
+    if max_pixels is not None:
+        ws.config["settings"]["max_pixels"] = int(max_pixels)
+        ws.save_config()
+    limit = int(ws.config["settings"].get("max_pixels", images.DEFAULT_MAX_PIXELS))
+    new = build_items(name, source, split_roles, previous, progress, max_pixels=limit)
     ws.write_items(merge_items(existing, name, new, source.splits))
     ws.register_dataset(
         DatasetConfig(name=name, format=fmt, source=str(path.resolve()), root=str(source.root),

@@ -77,6 +77,7 @@ def cmd_add(args) -> int:
     summary = add_dataset(
         ws, args.dataset, args.source, fmt=args.format, roles=_parse_roles(args.role), root=args.root,
         split=args.split, encoder=args.encoder, progress=lambda d, t: bars("probe " + args.dataset, d, t),
+        max_pixels=args.max_pixels,
     )
     bars.close()
     print_summary(summary)
@@ -282,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="image root for manifests and COCO files")
     p.add_argument("--split", help="split name for single-split sources")
     p.add_argument("--encoder", help="embeddings-only sources: the encoder that made the vectors")
+    p.add_argument("--max-pixels", type=int, help="decompression-bomb limit in pixels (kept in the workspace)")
     p.set_defaults(func=cmd_add)
 
     p = sub.add_parser("encoders", help="list encoders and whether they can run here")

@@ -175,3 +175,13 @@ def test_cli_add_prints_summary(tmp_path, folder_dataset, capsys):
     out = capsys.readouterr().out
     assert "9 items" in out and "animals/train" in out and "unreadable: 0" in out, out
     assert main(["add", str(tmp_path / "w"), "--dataset", "x", "--source", str(tmp_path / "nope")]) == 2, capsys.readouterr()
+
+
+def test_decompression_limit_is_a_workspace_setting(ws, folder_dataset):
+    add_dataset(ws, "animals", folder_dataset, max_pixels=1000)  # the 64 x 48 fixtures have 3072 pixels
+    items = ws.items()
+    assert (items["reason"].str.startswith(images.TOO_LARGE)).all()
+    os.utime(folder_dataset / "train" / "cat" / "train_000.jpg", ns=(5, 5))
+    add_dataset(ws, "animals", folder_dataset)  # the limit is remembered
+    assert Workspace.open(ws.path).config["settings"]["max_pixels"] == 1000
+    assert ws.items().set_index("key").loc["cat/train_000.jpg", "reason"].startswith(images.TOO_LARGE)
