@@ -52,6 +52,10 @@ class EmbeddingCache:
     def __len__(self) -> int:
         return len(self._index)
 
+    def keys(self) -> set[str]:
+        """The content hashes that have a vector (or a recorded failure)."""
+        return set(self._index)
+
     def reason(self, sha: str) -> str | None:
         return self._reasons.get(sha)
 
@@ -102,7 +106,7 @@ def embed_items(
     """
     cache = EmbeddingCache(ws.embeddings_dir(encoder.name) / encoder.fingerprint, encoder.spec.dim)
     ok = (items["status"] == "ok") & items["sha256"].notna()
-    todo = items[ok & ~items["sha256"].isin(list(cache._index))].drop_duplicates("sha256")
+    todo = items[ok & ~items["sha256"].isin(cache.keys())].drop_duplicates("sha256")
     total = len(todo)
     if total:
         log.info("embedding %d new images with %s (%d cached)", total, encoder.name, len(cache))

@@ -114,8 +114,3 @@ def _display_size(width: int, height: int, rgb: Image.Image) -> tuple[int, int]:
     swapped = (rgb.width > rgb.height) != (width > height) and width != height
     return (height, width) if swapped else (width, height)
 
-
-def load_rgb(data: bytes | None, size: int | None = None) -> Image.Image | None:
-    """Decoded RGB or None; a convenience for UI thumbnails."""
-    result = decode(data, draft_size=(size, size) if size else None)
-    return result.image

@@ -13,7 +13,7 @@ args = impact_ui.inputs(ws)
 if args is None:
     st.stop()
 try:
-    table, info = data.impact(str(ws.path), **args, stamp=data._neighbors_stamp(ws), dstamp=data.decisions_stamp(ws))
+    table, info = data.impact(ws, args)
 except ValueError as exc:
     st.error(str(exc))
     st.stop()

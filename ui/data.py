@@ -175,8 +175,18 @@ def flagged_counts(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
     return leakage.counts_at(best, hard, soft, totals)
 
 
+def impact(ws: Workspace, args: dict) -> tuple[pd.DataFrame, dict]:
+    """The impact table for the Impact page's inputs, recomputed when neighbours or decisions change."""
+    return _impact(str(ws.path), **args, stamp=_neighbors_stamp(ws), dstamp=decisions_stamp(ws))
+
+
+def clear_items() -> None:
+    """Drop the cached item table (after a dataset was added)."""
+    _items.clear()
+
+
 @st.cache_data(show_spinner="Measuring…", max_entries=8)
-def impact(path: str, split: str, files: tuple, probes: tuple, source: str, leak_path: str | None, n_random: int,
+def _impact(path: str, split: str, files: tuple, probes: tuple, source: str, leak_path: str | None, n_random: int,
            stamp: tuple, dstamp: tuple) -> tuple[pd.DataFrame, dict]:
     """The impact table for the Impact page (the same computation as `leakcore impact`)."""
     from leakcore import downstream

@@ -54,7 +54,7 @@ def add_dataset_ui(ws: Workspace) -> None:
                 with st.spinner("Reading and checking every image…"):
                     summary = catalog.add_dataset(ws, name, source, fmt=None if fmt == "detect" else fmt, roles=parsed)
                 st.success(f"Added {summary['items']} items to {name}")
-                data._items.clear()  # a new dataset: drop the cached item table
+                data.clear_items()
             except (ValueError, OSError) as exc:
                 st.error(str(exc))
 
