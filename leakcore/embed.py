@@ -97,7 +97,7 @@ def embed_items(
     *,
     batch_size: int = 64,
     shard_size: int = 4096,
-    workers: int = 2,
+    workers: int | None = None,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectors for `items` (row-aligned) and a mask of the rows that have one.

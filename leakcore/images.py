@@ -90,7 +90,7 @@ def decode(
             if draft_size is not None and img.format == "JPEG":
                 img.draft("RGB", draft_size)
             img.load()
-            img = ImageOps.exif_transpose(img)
+            ImageOps.exif_transpose(img, in_place=True)  # in place: the default returns a full copy even when upright
             rgb = _to_rgb(img)
             rgb.load()
     except UnidentifiedImageError:

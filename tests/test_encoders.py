@@ -77,3 +77,35 @@ def test_exact_hash_matches_identical_pixels_only():
     base = photo(3)
     v = np.concatenate([x for x, _ in enc.encode([png_bytes(base), png_bytes(base), png_bytes(photo(4))])])
     assert v[0] @ v[1] == pytest.approx(1.0) and abs(v[0] @ v[2]) < 0.5
+
+
+def test_resize_square_matches_pillow():
+    """The torch resize stands in for Pillow's: within one grey level down, identical up (CIFAR's 32 px)."""
+    from PIL import Image
+
+    from leakcore.encoders.base import resize_square
+
+    for size, target in (((500, 333), 288), ((333, 500), 224), ((32, 32), 224), ((288, 288), 288)):
+        image = photo(size[0], size)
+        ours = resize_square(image, target)
+        pillow = np.asarray(image.resize((target, target), Image.Resampling.BILINEAR))
+        assert ours.shape == (target, target, 3) and ours.dtype == np.uint8 and ours.flags.c_contiguous
+        diff = np.abs(ours.astype(int) - pillow.astype(int))
+        assert diff.max() <= (0 if size[0] <= target else 1)
+
+
+def test_encode_keeps_order_across_workers_and_stops_when_closed():
+    enc = create_encoder("exact", device="cpu")
+    datas = [jpeg_bytes(photo(i, (40 + i % 7, 30))) for i in range(37)] + [None, b"", b"junk"]
+    one_by_one = np.concatenate([enc.encode([d], batch_size=1, workers=1).__next__()[0] for d in datas])
+    batches = list(enc.encode(datas, batch_size=4, workers=4, prefetch=3))
+    assert [len(r) for _, r in batches] == [4] * 10
+    np.testing.assert_array_equal(np.concatenate([v for v, _ in batches]), one_by_one)
+    assert [r for _, r in batches][-1][1:] == ["missing", "empty file", "not an image"]
+
+    seen = []
+    enc._prepare_bytes, real = (lambda d: (seen.append(1), real(d))[1]), enc._prepare_bytes
+    gen = enc.encode(iter(datas), batch_size=2, workers=1, prefetch=1)
+    next(gen)
+    gen.close()  # an interrupted scan: decoding runs a bounded window ahead and stops there
+    assert len(seen) <= 6
