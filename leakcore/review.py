@@ -169,23 +169,35 @@ def build_queue(pairs: pd.DataFrame, items: pd.DataFrame, hard: float, soft: flo
     return q.reset_index(drop=True)
 
 
-def with_decisions(queue: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFrame:
-    """Queue plus `decision`, `state`, `note`, `reviewer` from the decisions in force (same order)."""
-    out = queue.copy()
-    n = len(out)
-    cols = {c: np.full(n, None, dtype=object) for c in ("decision", "note", "reviewer")}
+def pair_lookup(queue: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
+    """(code per queue row, unique pair keys): built once per queue, it makes `with_decisions` a lookup of
+    the few decided pairs rather than a hash of every queued pair on each decision."""
+    codes, uniques = pd.factorize(queue["pair"])
+    uniques = pd.Index(uniques)
+    uniques.get_indexer(uniques[:1])  # build the hash table now, while the queue is being cached
+    return codes, uniques
+
+
+def with_decisions(queue: pd.DataFrame, decisions: pd.DataFrame,
+                   lookup: tuple[np.ndarray, pd.Index] | None = None) -> pd.DataFrame:
+    """Queue plus `decision`, `state`, `note`, `reviewer` from the decisions in force (same order).
+    `lookup` is `pair_lookup(queue)`, passed in when the caller keeps it between calls."""
+    codes, uniques = lookup if lookup is not None else pair_lookup(queue)
+    decision_of = np.full(len(uniques), -1, dtype=np.int64)  # row of `decisions` per unique pair
     if not decisions.empty:
-        keys = pd.Index(decisions["eval_item_id"] + "\t" + decisions["train_item_id"])  # unique: one per pair
-        pos = keys.get_indexer(out["pair"].to_numpy())
-        hit = pos >= 0
-        for c in cols:
-            cols[c][hit] = decisions[c].to_numpy()[pos[hit]]
-    for c, values in cols.items():
-        out[c] = values
-    state = np.full(n, "unreviewed", dtype=object)
-    for decision, name in _STATE_OF.items():
-        state[cols["decision"] == decision] = name
-    out["state"] = pd.Categorical(state, categories=list(STATES))
+        keys = (decisions["eval_item_id"] + "\t" + decisions["train_item_id"]).to_numpy()
+        where = uniques.get_indexer(keys)  # decision keys are unique: one in force per pair
+        found = where >= 0
+        decision_of[where[found]] = np.flatnonzero(found)
+    pos = decision_of[codes]
+    out = queue.copy(deep=False)
+    for c in ("decision", "note", "reviewer"):
+        column = decisions[c].astype("str") if len(decisions) else pd.Series([], dtype="str")
+        out[c] = column.array.take(pos, allow_fill=True)  # stays a string array: no per-row re-inference
+    state_code = {d: STATES.index(name) for d, name in _STATE_OF.items()}
+    decided = decisions["decision"].map(state_code).fillna(0).to_numpy(dtype=np.int8) if len(decisions) else np.zeros(0, np.int8)
+    state = np.where(pos >= 0, decided[np.maximum(pos, 0)] if len(decided) else 0, 0).astype(np.int8)
+    out["state"] = pd.Categorical.from_codes(state, categories=list(STATES))
     return out
 
 

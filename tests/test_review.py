@@ -90,3 +90,30 @@ def test_queue_filters_and_orders(ws):
     assert list(f["eval_item_id"]) == ["d/test/c", "d/test/a"]
     assert list(review.filter_queue(q, sources=["(within split)"])["eval_item_id"]) == ["d/test/c"]
     assert review.filter_queue(q, label_agreement="different")["eval_item_id"].tolist() == ["d/test/b"]
+
+
+def test_with_decisions_reuses_a_lookup_and_keeps_every_queued_copy(ws):
+    import pandas as pd
+
+    pairs = pd.DataFrame({  # the same pair twice (two training splits of one image file would do this)
+        "eval_split": "d/test", "train_split": "d/train", "rank": [1, 2, 1, 1],
+        "eval_item_id": ["d/test/a", "d/test/a", "d/test/b", "d/test/c"],
+        "train_item_id": ["d/train/x", "d/train/x", "d/train/y", "d/train/z"],
+        "similarity": [0.99, 0.98, 0.9, 0.8], "within": False,
+    })
+    items = pd.DataFrame({"item_id": ["d/test/a", "d/test/b", "d/test/c"], "label": ["cat"] * 3})
+    q = review.build_queue(pairs, items, hard=0.95, soft=0.7)
+    empty = review.with_decisions(q, review.latest_decisions(ws))
+    assert list(empty["state"]) == ["unreviewed"] * 4 and empty["decision"].isna().all()
+    lookup = review.pair_lookup(q)
+    review.decide(ws, "d/test/a", "d/train/x", "hard", reviewer="ann", note="same shot")
+    review.decide(ws, "d/test/c", "d/train/z", "unsure", reviewer="bob")
+    review.decide(ws, "d/test/c", "d/train/z", "not_leak", reviewer="bob")  # the latest is in force
+    review.decide(ws, "d/test/q", "d/train/q", "hard", reviewer="bob")  # not in this queue
+    a = review.with_decisions(q, review.latest_decisions(ws), lookup)
+    b = review.with_decisions(q, review.latest_decisions(ws))
+    pd.testing.assert_frame_equal(a, b)
+    assert list(a["state"]) == ["confirmed", "confirmed", "unreviewed", "rejected"]
+    assert list(a["note"].fillna("")) == ["same shot", "same shot", "", ""]
+    assert list(a["reviewer"].fillna("")) == ["ann", "ann", "", "bob"]
+    assert len(q.columns) < len(a.columns)  # the cached queue itself is untouched

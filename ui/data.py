@@ -76,9 +76,15 @@ def _queue(path: str, encoder: str, hard: float, soft: float, stamp: tuple, item
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
+def _queue_lookup(path: str, encoder: str, hard: float, soft: float, stamp: tuple, items_stamp: tuple):
+    return review.pair_lookup(_queue(path, encoder, hard, soft, stamp, items_stamp))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _queue_decided(path: str, encoder: str, hard: float, soft: float, stamp: tuple, items_stamp: tuple,
                    dstamp: tuple) -> pd.DataFrame:
-    return review.with_decisions(_queue(path, encoder, hard, soft, stamp, items_stamp), _decisions(path, dstamp))
+    return review.with_decisions(_queue(path, encoder, hard, soft, stamp, items_stamp), _decisions(path, dstamp),
+                                 _queue_lookup(path, encoder, hard, soft, stamp, items_stamp))
 
 
 def queue(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
