@@ -109,3 +109,15 @@ def test_encode_keeps_order_across_workers_and_stops_when_closed():
     next(gen)
     gen.close()  # an interrupted scan: decoding runs a bounded window ahead and stops there
     assert len(seen) <= 6
+
+
+def test_onnx_encoder_on_a_gpu_box_without_the_cuda_provider_says_it_runs_on_cpu(caplog):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    with caplog.at_level("WARNING"):
+        enc = create_encoder("sscd-distilled", device="cuda", input_size=64)
+    assert enc.device == "cpu"
+    assert "requirements-gpu.txt" in caplog.text
+    assert enc.embed_batch(np.zeros((1, 64, 64, 3), np.uint8)).shape == (1, 512)

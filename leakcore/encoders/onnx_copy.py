@@ -46,10 +46,15 @@ def _resolve(key: str, weights: str | None) -> Path:
 def _providers(device: str) -> list[str]:
     import onnxruntime as ort
 
-    have = ort.get_available_providers()
-    if device.startswith("cuda") and "CUDAExecutionProvider" in have:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+    if not device.startswith("cuda"):
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        log.warning("a GPU is present but this onnxruntime has no CUDA provider, so the ONNX encoder runs on the CPU: "
+                    "pip uninstall -y onnxruntime && pip install -r requirements-gpu.txt")
+        return ["CPUExecutionProvider"]
+    if hasattr(ort, "preload_dlls"):  # load the CUDA/cuDNN libraries from the nvidia-* wheels torch installed
+        ort.preload_dlls()
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 class OnnxCopyEncoder(Encoder):
@@ -62,6 +67,8 @@ class OnnxCopyEncoder(Encoder):
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads or os.cpu_count() or 1
             self._session = ort.InferenceSession(str(path), sess_options=opts, providers=_providers(device))
+            if "CUDAExecutionProvider" not in self._session.get_providers():
+                self.device = "cpu"  # say where it really runs (the provider may be missing or may have failed)
             self._input = self._session.get_inputs()[0].name
             self._torch = None
         else:  # a user's TorchScript export of SSCD: float NCHW, ImageNet-normalised
