@@ -53,10 +53,10 @@ def bench_search(nq=10_000, nc=50_000, d=512, k=10) -> None:
 
 
 def bench_embed(encoder_name: str, batch_size: int = 64, device: str | None = None, repeat: int = 2) -> None:
-    import os
 
     from leakcore import images
     from leakcore.encoders import create_encoder
+    from leakcore.encoders.base import usable_cores
 
     files = sorted((DATA / "hymenoptera").rglob("*.jpg"))
     datas = [f.read_bytes() for f in files] * repeat
@@ -72,7 +72,7 @@ def bench_embed(encoder_name: str, batch_size: int = 64, device: str | None = No
     def decode_only():  # the same thread pool and per-image work, no model
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        with ThreadPoolExecutor(usable_cores()) as pool:
             list(pool.map(enc._prepare_bytes, datas))
 
     def ours():
@@ -88,7 +88,7 @@ def bench_embed(encoder_name: str, batch_size: int = 64, device: str | None = No
     t = {k: float(np.median(v)) for k, v in times.items()}
     n = len(datas)
     print(f"embed {n} hymenoptera JPEGs ({len(files)} x {repeat}) with {encoder_name} at {size}px on {enc.device}, "
-          f"{os.cpu_count()} cores (median of 3): bare model on decoded arrays {n / t['bare']:.0f} img/s, "
+          f"{usable_cores()} cores (median of 3): bare model on decoded arrays {n / t['bare']:.0f} img/s, "
           f"decoding alone {n / t['decode']:.0f} img/s, ours from file bytes {n / t['ours']:.0f} img/s "
           f"-> ratio {t['bare'] / t['ours']:.2f}x (goal >= 0.85x)")
     if enc.device == "cpu":

@@ -115,7 +115,7 @@ class Encoder:
         """
         window = (prefetch + 1) * batch_size
         pending: deque[Future] = deque()
-        pool = ThreadPoolExecutor(max_workers=max(1, workers or os.cpu_count() or 2))
+        pool = ThreadPoolExecutor(max_workers=max(1, workers or usable_cores()))
         try:
             for data in datas:
                 pending.append(pool.submit(self._prepare_bytes, data))
@@ -149,6 +149,14 @@ class Encoder:
         return np.concatenate(out) if out else np.zeros((0, self.spec.dim), np.float32)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (a container's cpuset, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 2
+
+
 def resize_square(image: Image.Image, size: int) -> np.ndarray:
     """RGB image -> (size, size, 3) uint8, antialiased bilinear as Pillow's `resize` does it.
 
@@ -175,8 +183,6 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 def file_fingerprint(path) -> str:
     """Cheap identity of a weights file: name, size and the sha256 of its first and last MiB."""
-    import os
-
     h = hashlib.sha256()
     size = os.path.getsize(path)
     with open(path, "rb") as fh:

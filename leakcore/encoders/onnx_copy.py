@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
 from leakcore.encoders import register_encoder
-from leakcore.encoders.base import Encoder, EncoderSpec, WeightsUnavailable, file_fingerprint
+from leakcore.encoders.base import Encoder, EncoderSpec, WeightsUnavailable, file_fingerprint, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ class OnnxCopyEncoder(Encoder):
             import onnxruntime as ort
 
             opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads or os.cpu_count() or 1
+            opts.intra_op_num_threads = threads or usable_cores()
             self._session = ort.InferenceSession(str(path), sess_options=opts, providers=_providers(device))
             if "CUDAExecutionProvider" not in self._session.get_providers():
                 self.device = "cpu"  # say where it really runs (the provider may be missing or may have failed)
