@@ -121,3 +121,28 @@ def test_onnx_encoder_on_a_gpu_box_without_the_cuda_provider_says_it_runs_on_cpu
     assert enc.device == "cpu"
     assert "requirements-gpu.txt" in caplog.text
     assert enc.embed_batch(np.zeros((1, 64, 64, 3), np.uint8)).shape == (1, 512)
+
+
+def test_decoding_runs_while_the_model_embeds():
+    """The model's first batch waits until a later batch is being decoded: a pipeline that decoded only
+    between model calls would never get there (the wait times out and the test fails)."""
+    import threading
+
+    enc = create_encoder("exact", device="cpu")
+    datas = [jpeg_bytes(photo(i)) for i in range(12)]
+    later_batch_started = threading.Event()
+    prepare, embed = enc._prepare_bytes, enc.embed_batch
+
+    def watched_prepare(data):
+        if data is datas[8]:  # an item of the third batch
+            later_batch_started.set()
+        return prepare(data)
+
+    def waiting_embed(batch):
+        overlapped.append(later_batch_started.wait(timeout=10))
+        return embed(batch)
+
+    overlapped: list[bool] = []
+    enc._prepare_bytes, enc.embed_batch = watched_prepare, waiting_embed
+    assert sum(len(r) for _, r in enc.encode(datas, batch_size=4, workers=2, prefetch=2)) == 12
+    assert overlapped[0]
