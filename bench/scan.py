@@ -73,7 +73,7 @@ def bench_embed(encoder_name: str, batch_size: int = 64, device: str | None = No
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(usable_cores()) as pool:
-            list(pool.map(enc._prepare_bytes, datas))
+            list(pool.map(enc.prepare_bytes, datas))
 
     def ours():
         for _ in enc.encode(datas, batch_size=batch_size):

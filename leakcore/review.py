@@ -183,21 +183,18 @@ def with_decisions(queue: pd.DataFrame, decisions: pd.DataFrame,
     """Queue plus `decision`, `state`, `note`, `reviewer` from the decisions in force (same order).
     `lookup` is `pair_lookup(queue)`, passed in when the caller keeps it between calls."""
     codes, uniques = lookup if lookup is not None else pair_lookup(queue)
-    decision_of = np.full(len(uniques), -1, dtype=np.int64)  # row of `decisions` per unique pair
-    if not decisions.empty:
-        keys = (decisions["eval_item_id"] + "\t" + decisions["train_item_id"]).to_numpy()
-        where = uniques.get_indexer(keys)  # decision keys are unique: one in force per pair
-        found = where >= 0
-        decision_of[where[found]] = np.flatnonzero(found)
+    keys = (decisions["eval_item_id"] + "\t" + decisions["train_item_id"]).to_numpy()
+    where = uniques.get_indexer(keys)  # decision keys are unique: one in force per pair
+    decision_of = np.full(len(uniques), -1, dtype=np.int64)  # row of `decisions` per unique pair, -1 for none
+    decision_of[where[where >= 0]] = np.flatnonzero(where >= 0)
     pos = decision_of[codes]
     out = queue.copy(deep=False)
     for c in ("decision", "note", "reviewer"):
-        column = decisions[c].astype("str") if len(decisions) else pd.Series([], dtype="str")
-        out[c] = column.array.take(pos, allow_fill=True)  # stays a string array: no per-row re-inference
+        out[c] = decisions[c].astype("str").array.take(pos, allow_fill=True)  # a string array, no re-inference
     state_code = {d: STATES.index(name) for d, name in _STATE_OF.items()}
-    decided = decisions["decision"].map(state_code).fillna(0).to_numpy(dtype=np.int8) if len(decisions) else np.zeros(0, np.int8)
-    state = np.where(pos >= 0, decided[np.maximum(pos, 0)] if len(decided) else 0, 0).astype(np.int8)
-    out["state"] = pd.Categorical.from_codes(state, categories=list(STATES))
+    # one code per decision row plus a last "unreviewed" that position -1 picks
+    codes_of = np.append(decisions["decision"].map(state_code).fillna(0).to_numpy(dtype=np.int8), np.int8(0))
+    out["state"] = pd.Categorical.from_codes(codes_of[pos], categories=list(STATES))
     return out
 
 

@@ -104,7 +104,13 @@ def test_encode_keeps_order_across_workers_and_stops_when_closed():
     assert [r for _, r in batches][-1][1:] == ["missing", "empty file", "not an image"]
 
     seen = []
-    enc._prepare_bytes, real = (lambda d: (seen.append(1), real(d))[1]), enc._prepare_bytes
+    real = enc.prepare_bytes
+
+    def counted(data):
+        seen.append(1)
+        return real(data)
+
+    enc.prepare_bytes = counted
     gen = enc.encode(iter(datas), batch_size=2, workers=1, prefetch=1)
     next(gen)
     gen.close()  # an interrupted scan: decoding runs a bounded window ahead and stops there
@@ -131,7 +137,7 @@ def test_decoding_runs_while_the_model_embeds():
     enc = create_encoder("exact", device="cpu")
     datas = [jpeg_bytes(photo(i)) for i in range(12)]
     later_batch_started = threading.Event()
-    prepare, embed = enc._prepare_bytes, enc.embed_batch
+    prepare, embed = enc.prepare_bytes, enc.embed_batch
 
     def watched_prepare(data):
         if data is datas[8]:  # an item of the third batch
@@ -143,6 +149,6 @@ def test_decoding_runs_while_the_model_embeds():
         return embed(batch)
 
     overlapped: list[bool] = []
-    enc._prepare_bytes, enc.embed_batch = watched_prepare, waiting_embed
+    enc.prepare_bytes, enc.embed_batch = watched_prepare, waiting_embed
     assert sum(len(r) for _, r in enc.encode(datas, batch_size=4, workers=2, prefetch=2)) == 12
     assert overlapped[0]

@@ -90,7 +90,8 @@ class Encoder:
         raise NotImplementedError
 
     # ---- template ----------------------------------------------------------------------------
-    def _prepare_bytes(self, data: bytes | None) -> tuple[np.ndarray | None, str | None]:
+    def prepare_bytes(self, data: bytes | None) -> tuple[np.ndarray | None, str | None]:
+        """Image file bytes -> (model input, None) or (None, why not): the per-image work of `encode`."""
         size = self.spec.input_size
         decoded = images.decode(data, draft_size=(size, size))
         if not decoded.ok:
@@ -118,7 +119,7 @@ class Encoder:
         pool = ThreadPoolExecutor(max_workers=max(1, workers or usable_cores()))
         try:
             for data in datas:
-                pending.append(pool.submit(self._prepare_bytes, data))
+                pending.append(pool.submit(self.prepare_bytes, data))
                 if len(pending) >= window:
                     yield self._finish([pending.popleft().result() for _ in range(batch_size)])
                     if progress:
