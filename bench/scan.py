@@ -52,7 +52,8 @@ def bench_search(nq=10_000, nc=50_000, d=512, k=10) -> None:
           f"-> throughput ratio {t_faiss / t_ours:.2f}x (goal >= 0.9x)")
 
 
-def bench_embed(encoder_name: str, batch_size: int = 64, device: str | None = None, repeat: int = 2) -> None:
+def bench_embed(encoder_name: str, batch_size: int = 64, device: str | None = None, repeat: int = 2,
+                backend: str | None = None) -> None:
 
     from leakcore import images
     from leakcore.encoders import create_encoder
@@ -60,7 +61,7 @@ def bench_embed(encoder_name: str, batch_size: int = 64, device: str | None = No
 
     files = sorted((DATA / "hymenoptera").rglob("*.jpg"))
     datas = [f.read_bytes() for f in files] * repeat
-    enc = create_encoder(encoder_name, device=device)
+    enc = create_encoder(encoder_name, device=device, backend=backend)
     size = enc.spec.input_size
     arrays = np.stack([enc.prepare(images.decode(d, draft_size=(size, size)).image) for d in datas])
     enc.embed_batch(arrays[:batch_size])  # warm-up
@@ -87,7 +88,8 @@ def bench_embed(encoder_name: str, batch_size: int = 64, device: str | None = No
             times[name].append(time.perf_counter() - t0)
     t = {k: float(np.median(v)) for k, v in times.items()}
     n = len(datas)
-    print(f"embed {n} hymenoptera JPEGs ({len(files)} x {repeat}) with {encoder_name} at {size}px on {enc.device}, "
+    print(f"embed {n} hymenoptera JPEGs ({len(files)} x {repeat}) with {encoder_name} at {size}px on {enc.device} "
+          f"({getattr(enc, 'backend', type(enc).__name__)}), "
           f"{usable_cores()} cores (median of 3): bare model on decoded arrays {n / t['bare']:.0f} img/s, "
           f"decoding alone {n / t['decode']:.0f} img/s, ours from file bytes {n / t['ours']:.0f} img/s "
           f"-> ratio {t['bare'] / t['ours']:.2f}x (goal >= 0.85x)")
@@ -145,11 +147,12 @@ def main() -> None:
     ap.add_argument("--encoder", default="sscd-distilled")
     ap.add_argument("--input-size", type=int, default=224)
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when torch sees a GPU)")
+    ap.add_argument("--backend", default=None, choices=["onnxruntime", "torch"], help="for the ONNX encoders (default: auto)")
     args = ap.parse_args()
     if args.part in ("search", "all"):
         bench_search()
     if args.part in ("embed", "all"):
-        bench_embed(args.encoder, device=args.device)
+        bench_embed(args.encoder, device=args.device, backend=args.backend)
     if args.part in ("memmap", "all"):
         bench_memmap()
     if args.part in ("rescan", "all"):

@@ -118,15 +118,28 @@ def test_encode_keeps_order_across_workers_and_stops_when_closed():
 
 
 def test_onnx_encoder_on_a_gpu_box_without_the_cuda_provider_says_it_runs_on_cpu(caplog):
+    """Here torch sees no GPU either, so both GPU routes fail and the encoder says it runs on the CPU."""
     import onnxruntime as ort
+    import torch
 
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        pytest.skip("this onnxruntime has the CUDA provider")
+    if "CUDAExecutionProvider" in ort.get_available_providers() or torch.cuda.is_available():
+        pytest.skip("this machine has a GPU route")
     with caplog.at_level("WARNING"):
         enc = create_encoder("sscd-distilled", device="cuda", input_size=64)
-    assert enc.device == "cpu"
+    assert enc.device == "cpu" and enc.backend == "onnxruntime"
     assert "requirements-gpu.txt" in caplog.text
     assert enc.embed_batch(np.zeros((1, 64, 64, 3), np.uint8)).shape == (1, 512)
+
+
+def test_sscd_distilled_through_torch_equals_onnxruntime():
+    """The torch conversion (the GPU route without onnxruntime's CUDA provider) gives the same vectors."""
+    ref = create_encoder("sscd-distilled", device="cpu", input_size=96)
+    conv = create_encoder("sscd-distilled", device="cpu", input_size=96, backend="torch")
+    assert (ref.backend, conv.backend) == ("onnxruntime", "torch") and ref.fingerprint == conv.fingerprint
+    batch = np.stack([np.asarray(photo(i, (96, 96))) for i in range(3)])
+    a, b = ref.embed_batch(batch), conv.embed_batch(batch)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    assert not np.allclose(a[0], a[1], atol=1e-2)  # distinct images, distinct vectors: the comparison means something
 
 
 def test_decoding_runs_while_the_model_embeds():
@@ -152,3 +165,21 @@ def test_decoding_runs_while_the_model_embeds():
     enc.prepare_bytes, enc.embed_batch = watched_prepare, waiting_embed
     assert sum(len(r) for _, r in enc.encode(datas, batch_size=4, workers=2, prefetch=2)) == 12
     assert overlapped[0]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")  # TorchScript is deprecated in torch 2.14; users still have such exports
+def test_user_torchscript_sscd_export_gets_imagenet_normalised_nchw(tmp_path):
+    import torch
+
+    from leakcore.encoders.base import IMAGENET_MEAN, IMAGENET_STD
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 512))
+    path = tmp_path / "sscd_export.pt"
+    torch.jit.script(net.eval()).save(str(path))
+    enc = create_encoder("sscd", device="cpu", weights=str(path), input_size=32)
+    assert enc.backend == "torchscript"
+    batch = np.stack([np.asarray(photo(i, (32, 32))) for i in range(2)])
+    x = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255
+    x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        np.testing.assert_allclose(enc.embed_batch(batch), net(x).numpy(), atol=1e-5)

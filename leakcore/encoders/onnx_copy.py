@@ -42,52 +42,100 @@ def _resolve(key: str, weights: str | None) -> Path:
     return path
 
 
-def _providers(device: str) -> list[str]:
+def _onnxruntime_cuda() -> bool:
     import onnxruntime as ort
 
-    if not device.startswith("cuda"):
-        return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        log.warning("a GPU is present but this onnxruntime has no CUDA provider, so the ONNX encoder runs on the CPU: "
-                    "pip uninstall -y onnxruntime && pip install -r requirements-gpu.txt")
-        return ["CPUExecutionProvider"]
+        return False
     if hasattr(ort, "preload_dlls"):  # load the CUDA/cuDNN libraries from the nvidia-* wheels torch installed
         ort.preload_dlls()
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return True
+
+
+def torch_module_from_onnx(path: Path):
+    """The ONNX graph as a torch module (onnx2torch), so the ONNX encoders use a GPU through torch alone.
+
+    Two rewrites first, which onnx2torch 1.5 needs: Casts of stored weights are folded into the weights
+    (sscd-distilled stores fp16 weights cast to fp32), and omitted trailing inputs (Clip's max) are dropped.
+    """
+    import onnx
+    import onnx2torch
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    stored = {t.name: t for t in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        if node.op_type == "Cast" and node.input[0] in stored:
+            to = helper.tensor_dtype_to_np_dtype(next(a.i for a in node.attribute if a.name == "to"))
+            weights = numpy_helper.to_array(stored[node.input[0]]).astype(to)
+            graph.initializer.append(numpy_helper.from_array(weights, node.output[0]))
+            continue
+        while node.input and node.input[-1] == "":
+            node.input.pop()
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in nodes for name in node.input}
+    for tensor in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(tensor)
+    return onnx2torch.convert(model).eval()
 
 
 class OnnxCopyEncoder(Encoder):
-    def __init__(self, spec: EncoderSpec, device: str, path: Path, threads: int | None = None):
+    """Backends: onnxruntime (CPU, or its CUDA provider), the same graph converted to torch (a GPU without
+    onnxruntime's CUDA provider, or backend="torch"), or a user's TorchScript export."""
+
+    def __init__(self, spec: EncoderSpec, device: str, path: Path, threads: int | None = None, backend: str = "auto"):
+        if backend not in ("auto", "onnxruntime", "torch"):
+            raise ValueError(f"backend must be auto, onnxruntime or torch, not {backend!r}")
         super().__init__(spec, device, weights_id=file_fingerprint(path))
         self.path = path
-        if path.suffix == ".onnx":
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads or usable_cores()
-            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=_providers(device))
-            if "CUDAExecutionProvider" not in self._session.get_providers():
-                self.device = "cpu"  # say where it really runs (the provider may be missing or may have failed)
-            self._input = self._session.get_inputs()[0].name
-            self._torch = None
-        else:  # a user's TorchScript export of SSCD: float NCHW, ImageNet-normalised
+        if path.suffix != ".onnx":  # a user's TorchScript export of SSCD: float NCHW, ImageNet-normalised
             import torch
 
-            self._session = None
-            self._torch = torch.jit.load(str(path), map_location=device).eval()
+            self.backend = "torchscript"
+            self._module = torch.jit.load(str(path), map_location=device).eval()
+            return
+        ort_cuda = device.startswith("cuda") and _onnxruntime_cuda()
+        if backend == "torch" or (backend == "auto" and device.startswith("cuda") and not ort_cuda):
+            try:
+                self._module = torch_module_from_onnx(path).to(device)
+                self.backend = "torch"
+                return
+            except Exception as exc:  # noqa: BLE001 - onnx/onnx2torch missing or an op it cannot convert
+                if backend == "torch":
+                    raise
+                log.warning("could not run %s through torch on the GPU (%s: %s); it runs on the CPU. For "
+                            "onnxruntime's CUDA provider: pip install -r requirements-gpu.txt", path.name,
+                            type(exc).__name__, exc)
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or usable_cores()
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if ort_cuda else ["CPUExecutionProvider"]
+        self._session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        self._input = self._session.get_inputs()[0].name
+        self.backend = "onnxruntime"
+        if "CUDAExecutionProvider" not in self._session.get_providers():
+            self.device = "cpu"  # say where it really runs
 
     def embed_batch(self, batch: np.ndarray) -> np.ndarray:
-        if self._session is not None:
+        if self.backend == "onnxruntime":
             return self._session.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.uint8)})[0]
         import torch
 
-        from leakcore.encoders.base import IMAGENET_MEAN, IMAGENET_STD
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.uint8)).to(self.device, non_blocking=True)
+        if self.backend == "torchscript":
+            from leakcore.encoders.base import IMAGENET_MEAN, IMAGENET_STD
 
-        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255)
-        mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+            x = x.permute(0, 3, 1, 2).float().div_(255)
+            mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+            x = (x - mean) / std
         with torch.inference_mode():
-            return self._torch((x - mean) / std).float().cpu().numpy()
+            return self._module(x).float().cpu().numpy()
 
 
 def _register(name: str, key: str, hard: float, soft: float, description: str) -> None:
@@ -106,8 +154,8 @@ def _register(name: str, key: str, hard: float, soft: float, description: str) -
 
     @register_encoder(spec, check=check)
     def build(spec: EncoderSpec, device: str, weights: str | None = None, input_size: int | None = None,
-              threads: int | None = None, **_) -> Encoder:
-        return OnnxCopyEncoder(spec.replace(input_size=input_size), device, _resolve(key, weights), threads)
+              threads: int | None = None, backend: str = "auto", **_) -> Encoder:
+        return OnnxCopyEncoder(spec.replace(input_size=input_size), device, _resolve(key, weights), threads, backend)
 
 
 _register("sscd", "sscd", 0.8858, 0.6958, "SSCD disc_mixup (ResNet-50), int8-quantised ONNX")
