@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import logging
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -16,6 +17,7 @@ from PIL import Image
 from leakcore import images
 
 log = logging.getLogger(__name__)
+_END = object()  # marks the end of the input in `Encoder.encode`
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -106,7 +108,6 @@ class Encoder:
         batch_size: int = 64,
         workers: int | None = None,
         prefetch: int = 2,
-        progress: Callable[[int], None] | None = None,
     ) -> Iterator[tuple[np.ndarray, list[str | None]]]:
         """Yield (vectors, reasons) per batch, in input order: rows of bad images are zero with their reason set.
 
@@ -118,17 +119,11 @@ class Encoder:
         pending: deque[Future] = deque()
         pool = ThreadPoolExecutor(max_workers=max(1, workers or usable_cores()))
         try:
-            for data in datas:
-                pending.append(pool.submit(self.prepare_bytes, data))
-                if len(pending) >= window:
-                    yield self._finish([pending.popleft().result() for _ in range(batch_size)])
-                    if progress:
-                        progress(batch_size)
-            while pending:
-                batch = [pending.popleft().result() for _ in range(min(batch_size, len(pending)))]
-                yield self._finish(batch)
-                if progress:
-                    progress(len(batch))
+            for data in itertools.chain(datas, [_END]):
+                if data is not _END:
+                    pending.append(pool.submit(self.prepare_bytes, data))
+                while len(pending) >= window or (data is _END and pending):
+                    yield self._finish([pending.popleft().result() for _ in range(min(batch_size, len(pending)))])
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
