@@ -4,7 +4,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import random
 import sqlite3
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -42,11 +44,9 @@ def _db_path(ws_or_path) -> Path:
 def connect(ws_or_path) -> Iterator[sqlite3.Connection]:
     """A short-lived connection with the schema migrated; commits on success."""
     path = _db_path(ws_or_path)
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        _migrate(conn)
+        _retry_while_locked(lambda: _prepare(conn))
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -58,16 +58,49 @@ def connect(ws_or_path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+_BUSY_TIMEOUT_S = 30.0
+
+
+def _retry_while_locked(step, timeout_s: float = _BUSY_TIMEOUT_S) -> None:
+    """Run `step`, retrying while SQLite answers "locked"/"busy" without waiting on its own busy handler.
+
+    SQLite skips the busy handler where waiting could deadlock, e.g. when two processes create the file and
+    switch it to WAL at the same moment; only setup goes through here, a transaction begun IMMEDIATE waits itself.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as e:
+            if not any(w in str(e) for w in ("locked", "busy")) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
+
+
+def _prepare(conn: sqlite3.Connection) -> None:
+    """WAL (persistent, so set once per file) and the schema; safe to run again after a failed try."""
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")
+    _migrate(conn)
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"review.sqlite has schema {version}; this leakcore reads up to {SCHEMA_VERSION}: upgrade it")
-    for v in range(version + 1, SCHEMA_VERSION + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        for stmt in _MIGRATIONS[v]:
-            conn.execute(stmt)
-        conn.execute(f"PRAGMA user_version = {v}")
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated meanwhile
+        for v in range(version + 1, SCHEMA_VERSION + 1):
+            for stmt in _MIGRATIONS[v]:
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {v}")
         conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _now() -> str:

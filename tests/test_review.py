@@ -70,6 +70,26 @@ def test_two_curators_at_once_lose_nothing(ws):
     assert len(latest) == 300 and set(latest["reviewer"]) == {"ann", "bob"}
 
 
+def test_setup_retries_while_sqlite_refuses_to_wait(ws, monkeypatch):
+    # SQLite answers "database is locked" at once, without its busy handler, where waiting could deadlock
+    # (two processes switching a new file to WAL together): setup must retry, and give up on anything else.
+    real, calls = review._prepare, []
+
+    def flaky(conn):
+        calls.append(1)
+        if len(calls) < 3:
+            raise sqlite3.OperationalError("database is locked")
+        real(conn)
+
+    monkeypatch.setattr(review, "_prepare", flaky)
+    review.decide(ws, "e", "t", "hard", reviewer="ann")
+    assert len(calls) == 3 and len(review.latest_decisions(ws)) == 1
+
+    monkeypatch.setattr(review, "_prepare", lambda conn: (_ for _ in ()).throw(sqlite3.OperationalError("disk I/O error")))
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        review.decide(ws, "e", "t", "soft", reviewer="ann")
+
+
 def test_queue_filters_and_orders(ws):
     import pandas as pd
 
