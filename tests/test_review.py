@@ -53,21 +53,29 @@ def test_newer_schema_is_refused(ws):
 
 WRITER = """
 import sys
+from pathlib import Path
 from leakcore import review
 from leakcore.project import Workspace
-ws = Workspace.open(sys.argv[1])
-for i in range(int(sys.argv[3])):
-    review.decide(ws, f"{sys.argv[2]}-{i}", "t", "hard", reviewer=sys.argv[2])
+ws, name, n, gate, crowd = Workspace.open(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5])
+(gate / name).touch()
+while len(list(gate.iterdir())) < crowd:  # all start together, so they also race to create the file
+    pass
+for i in range(n):
+    review.decide(ws, f"{name}-{i}", "t", "hard", reviewer=name)
 """
 
 
-def test_two_curators_at_once_lose_nothing(ws):
-    # Two separate processes, as two curators' app sessions would be, writing at the same time.
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(ws.path), name, "150"]) for name in ("ann", "bob")]
+def test_curators_at_once_lose_nothing(ws, tmp_path):
+    # Separate processes, as curators' app sessions would be, opening a review.sqlite that does not exist yet
+    # at the same moment (where SQLite refuses at once instead of waiting) and then writing together.
+    names, gate = ["ann", "bob", "cy", "dee", "eve", "fay"], tmp_path / "gate"
+    gate.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(ws.path), name, "40", str(gate), str(len(names))])
+             for name in names]
     for p in procs:
         assert p.wait(timeout=120) == 0
     latest = review.latest_decisions(ws)
-    assert len(latest) == 300 and set(latest["reviewer"]) == {"ann", "bob"}
+    assert len(latest) == 240 and set(latest["reviewer"]) == set(names)
 
 
 def test_setup_retries_while_sqlite_refuses_to_wait(ws, monkeypatch):
