@@ -1,4 +1,5 @@
 """AppTest smoke and behaviour tests of the home and review pages on a small fixture workspace."""
+import json
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,10 @@ def test_heatmaps_page(ws):
     at = run("pages/3_Heatmaps.py")
     assert not at.exception
     assert len(at.get("plotly_chart")) == 2
+    # both maps on one colour scale from 0 to the highest soft rate, so hard and soft cells compare by colour
+    scales = {(t["zmin"], t["zmax"]) for c in at.get("plotly_chart")
+              for t in json.loads(c.proto.spec)["data"] if t["type"] == "heatmap"}
+    assert len(scales) == 1 and min(scales)[0] == 0 and min(scales)[1] >= 1
     at.radio(key="heat_order").set_value("total").run()
     at.toggle(key="heat_decisions").set_value(False).run()
     assert not at.exception

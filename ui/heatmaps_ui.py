@@ -12,9 +12,12 @@ def heatmap(mats: dict, kind: str) -> None:
     text = np.where(rate.isna(), "", (100 * rate).round(1).astype(str) + "%<br>(" + count.fillna(0).astype(int).astype(str) + ")")
     text = np.where(intra.to_numpy(), np.char.add(text.astype(str), "<br>● intra"), text)
     custom = np.dstack([count.fillna(0).to_numpy(), n.fillna(0).to_numpy(), intra.to_numpy()])
+    # One scale from 0 for both maps (soft includes hard, so its maximum is the top): plotly ignores a lone
+    # zmin and would stretch a single cell's colours around its own value.
+    top = float(np.nan_to_num(100 * mats["soft_rate"].to_numpy(dtype=float), nan=0.0).max(initial=0.0))
     fig = go.Figure(go.Heatmap(
         z=(100 * rate).to_numpy(), x=list(rate.columns), y=list(rate.index), text=text, texttemplate="%{text}",
-        customdata=custom, colorscale="Reds" if kind == "hard" else "Oranges", zmin=0,
+        customdata=custom, colorscale="Reds" if kind == "hard" else "Oranges", zmin=0, zmax=max(top, 1.0),
         colorbar={"title": "%", "thickness": 12},
         hovertemplate="training source %{y}<br>evaluation split %{x}<br>%{customdata[0]:.0f} of %{customdata[1]:.0f} "
                       "evaluation images (%{z:.2f}%)<extra></extra>",
