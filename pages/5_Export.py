@@ -23,7 +23,8 @@ fmt = c3.selectbox("Format", list(export.FORMATS), key="exp_format", help="same:
 c4, c5 = st.columns([3, 1])
 keep_text = c4.text_area("Keep-list: item ids or keys never removed by automatic flags (one per line)", key="exp_keep",
                          height=68)
-dedupe = c5.checkbox("Also remove within-split duplicates (keep the first of each group)", key="exp_dedupe")
+dedupe = c5.checkbox("Also remove within-split duplicates", key="exp_dedupe",
+                     help="Near-copies inside the evaluation split itself: keep the first of each group, remove the rest.")
 links = c5.selectbox("Image folder", ["none", "symlink", "copy"], key="exp_links")
 keep = frozenset(line.strip() for line in keep_text.splitlines() if line.strip())
 st.subheader("What each policy removes")
@@ -32,8 +33,11 @@ policy = export.ExportPolicy(flags, keep, dedupe)
 plan = export.plan(ws, split, policy)
 removed = plan[plan["removed"]]
 st.caption(f"With these settings: keep {len(plan) - len(removed)} of {len(plan)}, remove {len(removed)}.")
-st.dataframe(removed[["item_id", "reason", "matches", "similarity", "decision", "reviewer", "note"]], hide_index=True,
-             width="stretch", height=260)
+# short columns first, so the similarity is in view next to the long paths; the table is as tall as its rows (up to 10)
+st.dataframe(removed[["item_id", "reason", "similarity", "decision", "matches", "reviewer", "note"]], hide_index=True,
+             width="stretch", height=38 + 35 * min(max(len(removed), 1), 10),
+             column_config={"similarity": st.column_config.NumberColumn(format="%.4f", width="small"),
+                            "reason": st.column_config.TextColumn(width="medium")})
 if st.button("Write the export into the workspace", key="exp_write", type="primary"):
     result = export.export(ws, split, policy, fmt=fmt, links=None if links == "none" else links)
     st.session_state["exp_last"] = [str(f) for f in result.files if f.is_file()]
