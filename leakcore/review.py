@@ -61,7 +61,7 @@ def connect(ws_or_path) -> Iterator[sqlite3.Connection]:
 _BUSY_TIMEOUT_S = 30.0
 
 
-def _retry_while_locked(step, timeout_s: float = _BUSY_TIMEOUT_S) -> None:
+def _retry_while_locked(step, timeout_s: float = _BUSY_TIMEOUT_S):
     """Run `step`, retrying while SQLite answers "locked"/"busy" without waiting on its own busy handler.
 
     SQLite skips the busy handler where waiting could deadlock, e.g. when two processes create the file and
