@@ -20,12 +20,11 @@ sys.path.insert(0, str(ROOT))
 
 from leakcore import review  # noqa: E402
 from leakcore.catalog import empty_items, normalise_items  # noqa: E402
-from leakcore.project import Workspace, atomic_write_text, write_parquet  # noqa: E402
+from leakcore.project import Workspace  # noqa: E402
+from leakcore.scan import write_pair_table  # noqa: E402
 
 
 def build(path: Path, n_pairs: int = 100_000) -> Workspace:
-    import json
-
     ws = Workspace.create(path, encoder="phash")
     if (ws.neighbors_dir("phash") / "big~test").exists():
         return ws
@@ -50,9 +49,7 @@ def build(path: Path, n_pairs: int = 100_000) -> Workspace:
         "train_item_id": [f"big/train/{i}" for i in rng.integers(0, n_train, n_pairs)],
         "similarity": np.sort(rng.uniform(0.7, 1.0, n_pairs).astype(np.float32))[::-1],
     })
-    out = ws.neighbors_dir("phash") / "big~test" / "big~train.parquet"
-    write_parquet(pairs, out)
-    atomic_write_text(out.with_suffix(".json"), json.dumps({"key": "synthetic", "eval_split": "big/test", "train_split": "big/train"}))
+    write_pair_table(ws, "phash", "big/test", "big/train", pairs, key="synthetic")
     ws.set_thresholds(0.9, 0.7, encoder="phash")
     sample = pairs.sample(5000, random_state=0)
     review.decide_many(ws, list(zip(sample["eval_item_id"], sample["train_item_id"])), "hard", reviewer="bench")

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from leakcore.catalog import normalise_items  # noqa: E402
 from leakcore.project import Workspace, atomic_write_text, write_parquet  # noqa: E402
+from leakcore.scan import write_pair_table  # noqa: E402
 
 
 def build(path: Path, n_queries: int = 500_000, n_pairs: int = 1_000_000) -> Workspace:
@@ -51,9 +52,7 @@ def build(path: Path, n_queries: int = 500_000, n_pairs: int = 1_000_000) -> Wor
     pairs = pd.DataFrame({"eval_item_id": np.repeat(items["item_id"].to_numpy(), 10), "rank": np.tile(np.arange(1, 11), n_eval).astype(np.int16),
                           "train_item_id": [f"big/train/{i}" for i in rng.integers(0, 200_000, n_pairs)],
                           "similarity": rng.beta(3, 4, n_pairs).astype(np.float32)})
-    out = ws.neighbors_dir("phash") / "big~test" / "big~train.parquet"
-    write_parquet(pairs, out)
-    atomic_write_text(out.with_suffix(".json"), json.dumps({"key": "synthetic", "eval_split": "big/test", "train_split": "big/train"}))
+    write_pair_table(ws, "phash", "big/test", "big/train", pairs, key="synthetic")
     return ws
 
 

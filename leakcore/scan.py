@@ -44,6 +44,14 @@ def pair_path(ws, encoder: str, eval_split: str, train_split: str) -> Path:
     return ws.neighbors_dir(encoder) / eval_split.replace("/", "~") / (train_split.replace("/", "~") + ".parquet")
 
 
+def write_pair_table(ws, encoder: str, eval_split: str, train_split: str, table: pd.DataFrame, **meta) -> Path:
+    """Store one (evaluation split, training split) neighbour table and its sidecar, each written atomically."""
+    out = pair_path(ws, encoder, eval_split, train_split)
+    write_parquet(table, out)
+    atomic_write_text(out.with_suffix(".json"), json.dumps({**meta, "eval_split": eval_split, "train_split": train_split}))
+    return out
+
+
 def _digest(*parts) -> str:
     h = hashlib.sha256()
     for p in parts:
@@ -150,11 +158,8 @@ def scan(
         if q.mirrored is not None:
             flipped = search.knn(q.mirrored, c.blocks(block_rows), k, self_index=self_index, budget_bytes=budget_bytes)
             sim, idx = search.merge_results([(sim, idx), flipped], k)
-        write_parquet(_pairs_table(q.item_ids, c.item_ids, sim, idx), out)
-        atomic_write_text(meta_path, json.dumps({
-            "key": key, "eval_split": eval_sid, "train_split": train_sid, "k": k, "encoder": encoder_name,
-            "queries": int(len(q.item_ids)), "collection": int(len(c.item_ids)),
-        }))
+        write_pair_table(ws, encoder_name, eval_sid, train_sid, _pairs_table(q.item_ids, c.item_ids, sim, idx), key=key,
+                         k=k, encoder=encoder_name, queries=int(len(q.item_ids)), collection=int(len(c.item_ids)))
         result.pairs_searched.append((eval_sid, train_sid))
         if progress:
             progress(f"search {eval_sid} -> {train_sid}", 1, 1)
