@@ -44,7 +44,7 @@ def pair_path(ws, encoder: str, eval_split: str, train_split: str) -> Path:
     return ws.neighbors_dir(encoder) / eval_split.replace("/", "~") / (train_split.replace("/", "~") + ".parquet")
 
 
-def write_pair_table(ws, encoder: str, eval_split: str, train_split: str, table: pd.DataFrame, **meta) -> Path:
+def write_pair_table(ws, encoder: str, eval_split: str, train_split: str, table: pd.DataFrame, /, **meta) -> Path:
     """Store one (evaluation split, training split) neighbour table and its sidecar, each written atomically."""
     out = pair_path(ws, encoder, eval_split, train_split)
     write_parquet(table, out)
