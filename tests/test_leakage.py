@@ -74,3 +74,15 @@ def test_report_prints_the_matrices(ws, capsys):
     assert main(["report", str(ws.path)]) == 0
     out = capsys.readouterr().out
     assert "hard leakage matrix" in out and "50.0*" in out
+
+
+def test_report_into_a_closed_pipe_exits_quietly(ws):
+    # `leakcore report DIR | head`: the reader is gone before the report is written; no traceback, status 141
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "leakcore.cli", "report", str(ws.path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 141
+    assert proc.stderr.read() == b""
