@@ -6,7 +6,7 @@ import streamlit as st
 
 from ui import home
 from ui.state import init_state
-from ui.widgets import flash, sidebar_workspace
+from ui.widgets import flash, sidebar_workspace, user_errors
 
 st.set_page_config(page_title="Leak review", page_icon=":material/policy:", layout="wide")
 init_state()
@@ -17,12 +17,13 @@ ws = sidebar_workspace()
 if ws is None:
     st.info("Open a workspace above, or build the demo with `leakcore demo demo-workspace`.")
     st.stop()
-flash()
-hard, soft = ws.thresholds()
-home.add_dataset_ui(ws)
-with st.container(border=True):
-    st.markdown("**Scan**: embed every image, search every evaluation split against every training split.")
-    home.scan_ui(ws)
-home.overview(ws, hard, soft)
-home.planted_ui(ws, hard, soft)
-st.page_link("pages/1_Review.py", label="Review the flagged pairs →", icon=":material/rate_review:")
+with user_errors():
+    flash()
+    home.add_dataset_ui(ws)
+    with st.container(border=True):
+        st.markdown("**Scan**: embed every image, search every evaluation split against every training split.")
+        home.scan_ui(ws)
+    hard, soft = ws.thresholds()
+    home.overview(ws, hard, soft)
+    home.planted_ui(ws, hard, soft)
+    st.page_link("pages/1_Review.py", label="Review the flagged pairs →", icon=":material/rate_review:")

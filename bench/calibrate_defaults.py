@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from leakcore import calibrate  # noqa: E402
-from leakcore.catalog import add_dataset  # noqa: E402
+from leakcore.ingest import add_dataset  # noqa: E402
 from leakcore.project import Workspace  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"

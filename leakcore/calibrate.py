@@ -17,7 +17,9 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from leakcore import catalog, images, search
 from leakcore.embed import embed_items
 from leakcore.encoders import Encoder, create_encoder
-from leakcore.project import atomic_write_text, write_parquet
+from leakcore.errors import InvalidInput, LeakcoreError
+from leakcore.io import atomic_write_text, write_parquet
+from leakcore.schema import Decision, SplitId, split_items
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +130,9 @@ class ThresholdCalibrator:
         scores = np.asarray(scores, dtype=np.float64)
         labels = np.asarray(labels, dtype=bool)
         if not 0 < self.target_fpr < 1:
-            raise ValueError(f"target_fpr must be in (0, 1), got {self.target_fpr}")
+            raise InvalidInput(f"target_fpr must be in (0, 1), got {self.target_fpr}")
         if labels.all() or not labels.any():
-            raise ValueError("calibration needs both positive and negative scores")
+            raise InvalidInput("calibration needs both positive and negative scores")
         is_copy = labels if is_copy is None else (np.asarray(is_copy, dtype=bool) & labels)
         neg = np.sort(scores[~labels])
         max_neg = neg[-1]
@@ -187,12 +189,8 @@ def calibrate(
     if encoder is None:
         opts = ws.encoder_options if encoder_name == ws.encoder else {}
         encoder = create_encoder(encoder_name, **opts)
-    items = ws.items()
-    ds, _, split = collection.partition("/")
-    coll = items[(items["dataset"] == ds) & (items["split"] == split)].reset_index(drop=True)
-    if coll.empty:
-        valid = sorted((items["dataset"] + "/" + items["split"]).unique())
-        raise ValueError(f"no items in {collection!r}; valid collections: {', '.join(valid)}")
+    coll = split_items(ws.items(), collection)
+    collection = str(SplitId.parse(collection))
     vectors, have = embed_items(ws, coll, encoder, progress=(lambda d, t: progress("embed collection", d, t)) if progress else None)
     coll, vectors = coll[have].reset_index(drop=True), vectors[have]
     rng = np.random.default_rng(seed)
@@ -275,14 +273,18 @@ def apply(ws, result: CalibrationResult) -> None:
                       source=f"calibrated on {s.get('collection')} ({s.get('queries')} queries, target FPR {s.get('target_fpr')})")
 
 
+MIN_DECISIONS_FOR_ROC = 20  # fewer decided pairs (or only one kind) make no useful curve
+
+
 def decision_scores(pairs: pd.DataFrame, decisions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
     """Similarity and label (confirmed leak = 1, rejected = 0) of decided pairs; None under 20 decisions."""
-    d = decisions[decisions["decision"].isin(["hard", "soft", "not_leak"])]
+    d = decisions[decisions["decision"].isin([Decision.HARD, Decision.SOFT, Decision.NOT_LEAK])]
     sims = pairs.groupby(["eval_item_id", "train_item_id"])["similarity"].max().rename("similarity").reset_index()
     m = d.merge(sims, on=["eval_item_id", "train_item_id"], how="inner")
-    if len(m) < 20 or m["decision"].eq("not_leak").all() or m["decision"].ne("not_leak").all():
+    rejected = m["decision"].eq(Decision.NOT_LEAK)
+    if len(m) < MIN_DECISIONS_FOR_ROC or rejected.all() or (~rejected).all():
         return None
-    return m["similarity"].to_numpy(), m["decision"].ne("not_leak").to_numpy()
+    return m["similarity"].to_numpy(), (~rejected).to_numpy()
 
 
 def robustness_table(result: CalibrationResult) -> pd.DataFrame:

@@ -1,4 +1,6 @@
-"""The item table and the loaders that fill it: folder, manifest, HF Parquet, CIFAR, COCO, embeddings-only."""
+"""The item table's loaders and readers: folder, manifest, HF Parquet, CIFAR, COCO, embeddings-only records,
+image bytes out of files and containers, and the probing of every record. Which loader serves a source is
+decided by the format registry (`leakcore.formats`); adding a dataset is `leakcore.ingest`."""
 from __future__ import annotations
 
 import functools
@@ -20,55 +22,13 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from leakcore import images
+from leakcore.errors import IngestError
+from leakcore.schema import ITEM_COLUMNS, empty_items, normalise_items  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("folder", "manifest", "hf-parquet", "cifar", "coco", "embeddings")
-
-ITEM_COLUMNS = {
-    "item_id": "string",
-    "dataset": "string",
-    "split": "string",
-    "role": "string",
-    "key": "string",  # the item's key in its source: relative path, index or id
-    "uri": "string",  # file path, container (Parquet / CIFAR batch) path, or URL for embeddings-only items
-    "row": "int64",  # row inside the container; -1 when `uri` is the image file itself
-    "label": "string",
-    "group": "string",
-    "timestamp": "string",
-    "caption": "string",
-    "width": "int64",
-    "height": "int64",
-    "sha256": "string",
-    "status": "string",  # ok | unreadable
-    "reason": "string",
-    "fsize": "int64",  # size and mtime of the file the bytes came from, for cheap change detection
-    "mtime_ns": "int64",
-}
-
 _EVAL_WORDS = ("test", "val", "valid", "validation", "dev", "eval", "evaluation", "benchmark")
 _TRAIN_WORDS = ("train", "training", "pretrain", "pretraining")
-
-
-class IngestError(ValueError):
-    """A source cannot be ingested as asked (wrong format, unknown split role, bad manifest)."""
-
-
-def empty_items() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in ITEM_COLUMNS.items()})
-
-
-def normalise_items(df: pd.DataFrame) -> pd.DataFrame:
-    """Give an item table exactly the canonical columns and dtypes."""
-    df = df.copy()
-    for col, dtype in ITEM_COLUMNS.items():
-        if col not in df.columns:
-            df[col] = -1 if dtype == "int64" else pd.NA
-        if dtype == "int64":
-            df[col] = pd.to_numeric(df[col], errors="coerce").fillna(-1).astype("int64")
-        else:
-            df[col] = df[col].astype("string")
-    return df[list(ITEM_COLUMNS)]
 
 
 def role_from_name(split: str, overrides: dict[str, str] | None = None) -> str:
@@ -87,8 +47,9 @@ def role_from_name(split: str, overrides: dict[str, str] | None = None) -> str:
     if any(t in _EVAL_WORDS for t in tokens) or name.startswith(("val", "test", "dev", "eval")):
         return "eval"
     raise IngestError(
-        f"cannot tell whether split {split!r} is for training or evaluation; "
-        f"pass --role {split}=train or --role {split}=eval"
+        f"cannot tell whether split {split!r} is for training or evaluation",
+        cli=f"pass --role {split}=train or --role {split}=eval",
+        page=f"Set its role in the role overrides, e.g. {split}=train or {split}=eval",
     )
 
 
@@ -224,34 +185,6 @@ class Source:
     splits: list[str]
 
 
-def detect_format(path: Path) -> str:
-    """Guess the layout of a source path."""
-    if path.is_dir():
-        if (path / "img_emb").is_dir() and (path / "metadata").is_dir():
-            return "embeddings"
-        if (path / "data_batch_1").exists() or ((path / "meta").exists() and (path / "train").is_file()):
-            return "cifar"
-        if list(path.glob("*.parquet")) and not any(p.is_dir() for p in path.iterdir()):
-            return "hf-parquet"
-        return "folder"
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        try:
-            _image_column(pq.read_schema(path))
-            return "hf-parquet"
-        except IngestError:
-            return "manifest"
-    if suffix == ".json":
-        with open(path, "rb") as fh:
-            head = fh.read(1 << 16)
-        if b'"images"' in head:
-            return "coco"
-        return "manifest"
-    if suffix in (".csv", ".jsonl", ".ndjson", ".tsv"):
-        return "manifest"
-    raise IngestError(f"cannot tell the layout of {path}; pass --format, one of {', '.join(FORMATS)}")
-
-
 def _safe_file(path: Path, root: Path) -> tuple[str, str | None]:
     """Absolute path string and a reason when the path leaves the root (directly or via a symlink)."""
     if not is_inside(path, root):
@@ -304,7 +237,8 @@ def load_manifest(path: Path, root: Path | None = None, split: str | None = None
     if "path" not in df.columns:
         raise IngestError(f"manifest {path} has no 'path' column (columns: {', '.join(map(str, df.columns))})")
     if "split" not in df.columns and not split:
-        raise IngestError(f"manifest {path} has no 'split' column; pass --split NAME")
+        raise IngestError(f"manifest {path} has no 'split' column", cli="pass --split NAME",
+                          page="Give the split name for this single-split source")
     root = (root or path.parent).resolve()
     records = []
     for rec in df.to_dict("records"):
@@ -421,10 +355,23 @@ def load_coco(path: Path, root: Path | None = None, split: str | None = None) ->
     return Source("coco", root, records, [split])
 
 
+def embedding_shards(path: Path) -> list[tuple[Path, Path | None]]:
+    """(img_emb_N.npy, metadata_N.parquet) pairs in shard order (the clip-retrieval layout)."""
+    path = Path(path)
+
+    def num(p: Path) -> int:
+        m = re.search(r"(\d+)", p.stem)
+        return int(m.group(1)) if m else 0
+
+    npys = sorted((path / "img_emb").glob("img_emb_*.npy"), key=num)
+    if not npys:
+        raise IngestError(f"no img_emb/img_emb_*.npy under {path}")
+    metas = {num(p): p for p in (path / "metadata").glob("metadata_*.parquet")}
+    return [(p, metas.get(num(p))) for p in npys]
+
+
 def load_embeddings(path: Path, split: str | None = None) -> Source:
     """clip-retrieval layout: img_emb/img_emb_*.npy row-aligned with metadata/metadata_*.parquet."""
-    from leakcore.embed import embedding_shards
-
     shards = embedding_shards(path)
     split = split or "train"
     records = []
@@ -442,23 +389,6 @@ def load_embeddings(path: Path, split: str | None = None) -> Source:
             )
             index += 1
     return Source("embeddings", path.resolve(), records, [split])
-
-
-def load_source(path: Path, fmt: str, *, root: Path | None = None, split: str | None = None) -> Source:
-    """Dispatch to the loader for `fmt`."""
-    if fmt == "folder":
-        return load_folder(path, split)
-    if fmt == "manifest":
-        return load_manifest(path, root, split)
-    if fmt == "hf-parquet":
-        return load_hf_parquet(path, split)
-    if fmt == "cifar":
-        return load_cifar(path)
-    if fmt == "coco":
-        return load_coco(path, root, split)
-    if fmt == "embeddings":
-        return load_embeddings(path, split)
-    raise IngestError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -558,48 +488,3 @@ def summarise(items: pd.DataFrame) -> dict:
         kinds = bad["reason"].fillna("unknown").str.split(":").str[0]
         out["unreadable"] = {str(k): int(v) for k, v in kinds.value_counts().items()}
     return out
-
-
-def add_dataset(
-    ws,
-    name: str,
-    source_path: str | os.PathLike,
-    *,
-    fmt: str | None = None,
-    roles: dict[str, str] | None = None,
-    root: str | os.PathLike | None = None,
-    split: str | None = None,
-    encoder: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    max_pixels: int | None = None,
-) -> dict:
-    """Ingest a source into the workspace as dataset `name`; idempotent; returns the summary.
-
-    `max_pixels` (the decompression-bomb limit) is remembered in the workspace; None keeps the current one."""
-    from leakcore.project import DatasetConfig
-
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", name):
-        raise IngestError(f"dataset name {name!r} must be letters, digits, '_', '-' or '.'")
-    path = Path(source_path)
-    if not path.exists():
-        raise IngestError(f"source {path} does not exist")
-    fmt = fmt or detect_format(path)
-    if fmt not in FORMATS:
-        raise IngestError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
-    if fmt == "embeddings" and not encoder:
-        raise IngestError("an embeddings-only source must declare the encoder that made it: pass --encoder NAME")
-    source = load_source(path, fmt, root=Path(root) if root else None, split=split)
-    split_roles = {s: role_from_name(s, roles) for s in source.splits}
-    existing = ws.items()
-    previous = existing[existing["dataset"] == name]
-    if max_pixels is not None:
-        ws.config["settings"]["max_pixels"] = int(max_pixels)
-        ws.save_config()
-    limit = int(ws.config["settings"].get("max_pixels", images.DEFAULT_MAX_PIXELS))
-    new = build_items(name, source, split_roles, previous, progress, max_pixels=limit)
-    ws.write_items(merge_items(existing, name, new, source.splits))
-    ws.register_dataset(
-        DatasetConfig(name=name, format=fmt, source=str(path.resolve()), root=str(source.root),
-                      roles=split_roles, encoder=encoder)
-    )
-    return summarise(new)

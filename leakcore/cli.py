@@ -34,20 +34,16 @@ class _Bars:
             bar.close()
 
 
-def _parse_roles(values: list[str]) -> dict[str, str]:
-    roles = {}
-    for v in values or []:
-        if "=" not in v:
-            raise SystemExit(f"--role takes SPLIT=ROLE (e.g. test=eval, '*=train'), got {v!r}")
-        split, role = v.split("=", 1)
-        roles[split.strip()] = role.strip()
-    return roles
+def _project(path: str, *, create: bool = False):
+    from leakcore.api import Project
+
+    return Project.create(path) if create else Project.open(path)
 
 
 def cmd_init(args) -> int:
-    from leakcore.project import Workspace
+    from leakcore.api import Project
 
-    ws = Workspace.create(args.dir, encoder=args.encoder, k=args.k)
+    ws = Project.create(args.dir, encoder=args.encoder, k=args.k)
     print(f"workspace ready at {ws.path} (encoder {ws.encoder}, k={ws.k})")
     return 0
 
@@ -69,15 +65,11 @@ def print_summary(summary: dict, out=None) -> None:
 
 
 def cmd_add(args) -> int:
-    from leakcore.catalog import add_dataset
-    from leakcore.project import Workspace
-
-    ws = Workspace.create(args.dir)
+    project = _project(args.dir, create=True)
     bars = _Bars()
-    summary = add_dataset(
-        ws, args.dataset, args.source, fmt=args.format, roles=_parse_roles(args.role), root=args.root,
-        split=args.split, encoder=args.encoder, progress=lambda d, t: bars("probe " + args.dataset, d, t),
-        max_pixels=args.max_pixels,
+    summary = project.add(
+        args.dataset, args.source, fmt=args.format, roles=args.role, root=args.root, split=args.split,
+        encoder=args.encoder, progress=lambda d, t: bars("probe " + args.dataset, d, t), max_pixels=args.max_pixels,
     )
     bars.close()
     print_summary(summary)
@@ -93,55 +85,45 @@ def cmd_encoders(args) -> int:
         return 0
     for r in rows:
         state = "available" if r["available"] else "unavailable"
-        print(f"{r['name']:<15} {r['family']:<20} dim={r['dim']:<5} size={r['input_size']:<4} "
-              f"hard={r['hard']:.4f} soft={r['soft']:.4f}  {state}")
+        thresholds = (f"hard={r['hard']:.4f} soft={r['soft']:.4f}" if r["calibrated"]
+                      else "thresholds: none yet, calibrate first")
+        print(f"{r['name']:<15} {r['family']:<20} dim={r['dim']:<5} size={r['input_size']:<4} {thresholds}  {state}")
         if not r["available"]:
             print(f"{'':<15} why not: {r['why_not']}")
     return 0
 
 
 def cmd_scan(args) -> int:
-    from leakcore.project import Workspace
-    from leakcore.scan import scan
-
-    ws = Workspace.open(args.dir)
+    project = _project(args.dir)
+    options = {"input_size": args.input_size, "weights": args.weights}
+    if args.plan:
+        project.configure(encoder=args.encoder, k=args.k, flip_queries=args.flip_queries, encoder_options=options)
+        plan = project.plan_scan()
+        print(plan.describe().to_string(index=False))
+        print(f"{len(plan.todo)} of {len(plan.jobs)} jobs to do")
+        return 0
     bars = _Bars()
-    overrides = {"input_size": args.input_size, "weights": args.weights}
-    result = scan(ws, encoder_name=args.encoder, k=args.k, progress=bars, batch_size=args.batch_size,
-                  encoder_overrides=overrides, flip_queries=args.flip_queries)
+    result = project.scan(progress=bars, batch_size=args.batch_size, encoder=args.encoder, k=args.k,
+                          flip_queries=args.flip_queries, encoder_options=options)
     bars.close()
     print(f"scan with {result.encoder}: {len(result.pairs_searched)} split pairs searched, "
           f"{len(result.pairs_skipped)} unchanged, {result.seconds:.1f}s")
-    return cmd_report(argparse.Namespace(dir=args.dir, json=False, fail_above_hard=None, fail_above_soft=None,
-                                         auto_only=False, hard=None, soft=None))
+    return _report(project)
 
 
-def cmd_report(args) -> int:
-    import pandas as pd
-
+def _report(project, *, as_json: bool = False, fail_above_hard=None, fail_above_soft=None, use_decisions=True,
+            hard=None, soft=None) -> int:
     from leakcore import leakage
-    from leakcore.project import Workspace
 
-    ws = Workspace.open(args.dir)
-    hard, soft = ws.thresholds()
-    hard = args.hard if args.hard is not None else hard
-    soft = args.soft if args.soft is not None else soft
-    decisions = None
-    if not args.auto_only:
-        from leakcore import review
-
-        decisions = review.latest_decisions(ws)
-    table = leakage.rates(ws, hard, soft, decisions=decisions)
-    if args.json:
-        data = leakage.report_dict(ws, table)
-        data.update(hard_threshold=hard, soft_threshold=soft)
-        mats = leakage.matrices(table)
-        data["matrices"] = {k: {r: {c: (None if pd.isna(v) else v) for c, v in row.items()} for r, row in m.to_dict("index").items()}
-                            for k, m in mats.items() if not m.empty}
-        print(json.dumps(data, indent=2))
+    if as_json:
+        print(json.dumps(project.report(hard=hard, soft=soft, use_decisions=use_decisions), indent=2))
+        table = project.rates(hard=hard, soft=soft, use_decisions=use_decisions)
     else:
-        print(f"encoder {ws.encoder}: hard >= {hard:.4f}, soft >= {soft:.4f}"
-              + ("" if args.auto_only else " (curator decisions applied where they exist)"))
+        ci = project.check_inputs(hard=hard, soft=soft, use_decisions=False)
+        source = project.thresholds().source if hard is None and soft is None else "given here"
+        print(f"encoder {project.encoder}: hard >= {ci.hard:.4f}, soft >= {ci.soft:.4f} ({source})"
+              + (" (curator decisions applied where they exist)" if use_decisions else ""))
+        table = project.rates(hard=hard, soft=soft, use_decisions=use_decisions)
         if table.empty:
             print("no results yet: run `leakcore scan`")
         for r in table.itertuples():
@@ -153,20 +135,24 @@ def cmd_report(args) -> int:
                 print(f"\n{kind} leakage matrix (%, rows = training sources, columns = evaluation splits; * = same dataset)")
                 shown = (100 * mats[f"{kind}_rate"]).round(2).astype(str) + mats["intra"].map(lambda x: "*" if x else "")
                 print(shown.to_string())
-    failures = leakage.exceeds(table, args.fail_above_hard, args.fail_above_soft)
+    failures = leakage.exceeds(table, fail_above_hard, fail_above_soft)
     for f in failures:
         print(f"FAIL {f}", file=sys.stderr)
     return 1 if failures else 0
 
 
+def cmd_report(args) -> int:
+    return _report(_project(args.dir), as_json=args.json, fail_above_hard=args.fail_above_hard,
+                   fail_above_soft=args.fail_above_soft, use_decisions=not args.auto_only, hard=args.hard, soft=args.soft)
+
+
 def cmd_calibrate(args) -> int:
     from leakcore import calibrate
-    from leakcore.project import Workspace
 
-    ws = Workspace.open(args.dir)
+    project = _project(args.dir)
     bars = _Bars()
-    result = calibrate.calibrate(ws, args.collection, encoder_name=args.encoder, queries=args.queries,
-                                 target_fpr=args.target_fpr, progress=bars)
+    result = project.calibrate(args.collection, encoder=args.encoder, queries=args.queries, target_fpr=args.target_fpr,
+                               progress=bars, apply=args.apply)
     bars.close()
     table = calibrate.robustness_table(result)
     print(f"robustness of {result.encoder} on {result.collection} ({result.settings['queries']} queries): top-1 accuracy")
@@ -175,7 +161,6 @@ def cmd_calibrate(args) -> int:
     print("AUC (positive vs hardest negative): " + ", ".join(f"{r.family} {r.auc:.4f}" for r in result.auc.itertuples()))
     print(f"chosen thresholds: hard >= {result.hard:.4f}, soft >= {result.soft:.4f} (target FPR {args.target_fpr})")
     if args.apply:
-        calibrate.apply(ws, result)
         print("applied to project.toml: pages and `leakcore report` use them now")
     else:
         print("not applied: re-run with --apply, or use the Thresholds page")
@@ -186,38 +171,15 @@ def cmd_impact(args) -> int:
     import pandas as pd
 
     from leakcore import downstream
-    from leakcore.project import Workspace
+    from leakcore.api import ImpactRequest, LeakSource
 
-    ws = Workspace.open(args.dir)
-    evals = ws.splits().query("role == 'eval'")
-    eval_split = args.split or (f"{evals.iloc[0]['dataset']}/{evals.iloc[0]['split']}" if len(evals) == 1 else None)
-    if eval_split is None:
-        raise ValueError("several evaluation splits: pass --split DATASET/SPLIT")
-    items = downstream.eval_items(ws, eval_split)
-    items = items[items["status"] == "ok"]
-    preds = {}
-    for f in args.predictions or []:
-        preds[Path(f).stem.removesuffix("_predictions")] = downstream.load_predictions(f, items)
-    trains = ws.splits().query("role == 'train'")
-    for probe in args.probe or []:
-        if probe == "clip":
-            preds["probe-clip-zero-shot"] = downstream.clip_zero_shot(ws, eval_split)
-            continue
-        k = {"knn1": 1, "knn20": 20}[probe]
-        ds = eval_split.split("/", 1)[0]
-        same = trains[trains["dataset"] == ds]
-        train_split = f"{same.iloc[0]['dataset']}/{same.iloc[0]['split']}" if len(same) else None
-        if train_split is None:
-            raise ValueError(f"the {probe} probe needs a training split of {ds}")
-        preds[f"probe-{probe}"] = downstream.knn_probe(ws, eval_split, train_split, k=k)
-    if not preds:
-        raise ValueError("nothing to measure: pass --predictions FILE... and/or --probe knn1 knn20")
-    correct = downstream.correctness(items, preds)
-    leaks = (downstream.imported_leak_sets(ws, eval_split, args.leaks) if args.leaks
-             else downstream.leak_sets(ws, eval_split, use_decisions=not args.auto_only))
-    table = downstream.impact(correct, leaks, n_random=args.random, seed=args.seed)
+    project = _project(args.dir)
+    source = LeakSource.LIST if args.leaks else LeakSource.FLAGS if args.auto_only else LeakSource.DECISIONS
+    result = project.impact(ImpactRequest(args.split, tuple(args.predictions or ()), tuple(args.probe or ()), source,
+                                          args.leaks, args.random, args.seed))
+    table = result.table
     pd.set_option("display.width", 200)
-    print(f"{eval_split}: {len(preds)} model(s), leaked set from {leaks.source}: {len(leaks.hard)} hard, {len(leaks.soft)} soft")
+    print(f"{result.split}: {result.models} model(s), leaked set from {result.source}: {result.hard} hard, {result.soft} soft")
     print("\nmean over models:")
     print(downstream.summary(table).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     soft = table[table["subset"] == "soft-leaked"].set_index("model")
@@ -231,17 +193,11 @@ def cmd_impact(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from leakcore import export
-    from leakcore.project import Workspace
-
-    ws = Workspace.open(args.dir)
-    keep = frozenset()
-    if args.keep:
-        keep = frozenset(line.strip() for line in Path(args.keep).read_text().splitlines() if line.strip())
+    project = _project(args.dir)
+    policy = project.export_policy(args.policy, Path(args.keep).read_text() if args.keep else None, args.dedupe_within)
     print("items each policy removes (before writing):")
-    print(export.preview(ws, [args.split], keep=keep, dedupe_within=args.dedupe_within).to_string(index=False))
-    result = export.export(ws, args.split, export.ExportPolicy(args.policy, keep, args.dedupe_within), fmt=args.format,
-                           out=args.out, links=args.links)
+    print(project.export_preview([args.split], policy).to_string(index=False))
+    result = project.export(args.split, policy, fmt=args.format, out=args.out, links=args.links)
     print(f"\nkept {result.kept}, removed {result.removed}; wrote:")
     for f in result.files:
         print(f"  {f}")
@@ -259,11 +215,12 @@ def cmd_demo(args) -> int:
     bars.close()
     truth = demo.planted_truth(ws)
     print(f"demo workspace ready at {ws.path}" + (f" ({len(truth)} planted leaks)" if truth is not None else ""))
-    return cmd_report(argparse.Namespace(dir=args.dir, json=False, fail_above_hard=None, fail_above_soft=None,
-                                         auto_only=False, hard=None, soft=None))
+    return _report(ws)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from leakcore import api, export, formats
+
     parser = argparse.ArgumentParser(prog="leakcore", description="Find and review data leakage in visual datasets.")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -278,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.add_argument("--dataset", required=True)
     p.add_argument("--source", required=True)
-    p.add_argument("--format", choices=["folder", "manifest", "hf-parquet", "cifar", "coco", "embeddings"])
+    p.add_argument("--format", choices=formats.format_names())
     p.add_argument("--role", action="append", default=[], help="SPLIT=train|eval ('*=eval' for all splits)")
     p.add_argument("--root", help="image root for manifests and COCO files")
     p.add_argument("--split", help="split name for single-split sources")
@@ -299,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="a local weights file for the encoder")
     p.add_argument("--flip-queries", action=argparse.BooleanOptionalAction, default=None,
                    help="also search each evaluation image's mirror image (catches flipped copies)")
+    p.add_argument("--plan", action="store_true", help="show the scan's jobs and which are done, and run nothing")
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("report", help="hard and soft leakage rates; exit 1 above a bound (for CI)")
@@ -322,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("impact", help="accuracy on full / leaked / non-leaked / random subsets of an evaluation split")
     p.add_argument("dir")
     p.add_argument("--predictions", nargs="+", metavar="FILE", help="CSV / Parquet / JSONL with key + predicted label, or a JSON list")
-    p.add_argument("--probe", nargs="+", choices=["knn1", "knn20", "clip"],
+    p.add_argument("--probe", nargs="+", choices=list(api.PROBES),
                    help="built-in probes: k-NN over the training embeddings; zero-shot CLIP (needs CLIP weights)")
     p.add_argument("--split", metavar="DATASET/SPLIT")
     p.add_argument("--leaks", metavar="CSV", help="a human-labelled list of (eval key, train key) pairs instead of our flags")
@@ -335,9 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write the evaluation split without its leaked images, with removed.csv and provenance")
     p.add_argument("dir")
     p.add_argument("--split", required=True, metavar="DATASET/SPLIT")
-    p.add_argument("--policy", default="soft", choices=["hard", "soft", "none"],
+    p.add_argument("--policy", default="soft", choices=list(export.POLICIES),
                    help="which unreviewed automatic flags remove an item (confirmed leaks are always removed)")
-    p.add_argument("--format", default="same", choices=["same", "csv", "parquet", "jsonl"])
+    p.add_argument("--format", default="same", choices=list(export.FORMATS))
     p.add_argument("--out", help="output folder (default: WORKSPACE/exports/<split>-<policy>)")
     p.add_argument("--keep", metavar="FILE", help="item ids or keys, one per line, never removed by automatic flags")
     p.add_argument("--dedupe-within", action="store_true", help="also remove within-split duplicates, keeping the first")
@@ -366,16 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from leakcore.catalog import IngestError
-    from leakcore.downstream import PredictionsMismatch
-    from leakcore.embed import EncoderMismatch
-    from leakcore.encoders import WeightsUnavailable
-    from leakcore.project import WorkspaceError
+    from leakcore.errors import LeakcoreError
 
     try:
         return int(args.func(args) or 0)
-    except (WorkspaceError, IngestError, EncoderMismatch, WeightsUnavailable, PredictionsMismatch, ValueError) as exc:
-        print(f"leakcore {args.command}: error: {exc}", file=sys.stderr)
+    except LeakcoreError as exc:
+        print(f"leakcore {args.command}: error: {exc.for_terminal()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageEnhance, ImageOps
 
-from leakcore.catalog import add_dataset
-from leakcore.project import Workspace
+from leakcore.api import Project
+from leakcore.errors import InvalidInput, LeakcoreError
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +80,14 @@ def _planted(kind: str, img: Image.Image) -> Image.Image:
 PLANTED_KINDS = ["exact copy", "re-encoded (JPEG q=30)", "resized (50%)", "cropped (80% centre)", "flipped", "colour-shifted"]
 
 
-def build_demo(path: str | Path, *, encoder: str = "sscd-distilled", scan: bool = True, progress=None) -> Workspace:
+def build_demo(path: str | Path, *, encoder: str = "sscd-distilled", scan: bool = True, progress=None) -> Project:
     """Create (or refresh) the demo workspace at `path` and scan it."""
     path = Path(path)
-    ws = Workspace.create(path, encoder=encoder)
+    ws = Project.create(path, encoder=encoder)
     truth_path = ws.path / TRUTH_NAME
     if truth_path.exists() and ws.datasets:
         if scan:
-            from leakcore.scan import scan as run_scan
-
-            run_scan(ws, progress=progress)
+            ws.scan(progress=progress)
         return ws
     images_dir = ws.path / "images"
     photos, bench = images_dir / "photos", images_dir / "benchmark"
@@ -131,8 +129,8 @@ def build_demo(path: str | Path, *, encoder: str = "sscd-distilled", scan: bool 
             save(t, bench, "test", name, f"{name}_{i}.jpg")
     broken = bench / "test" / "clock" / "clock_truncated.jpg"
     broken.write_bytes((bench / "test" / "clock" / "clock_0.jpg").read_bytes()[:900])
-    add_dataset(ws, "photos", photos)
-    add_dataset(ws, "benchmark", bench, roles={"test": "eval"})
+    ws.add("photos", photos)
+    ws.add("benchmark", bench, roles={"test": "eval"})
     items = ws.items()
     by_rel = {}
     for r in items.itertuples():
@@ -143,9 +141,7 @@ def build_demo(path: str | Path, *, encoder: str = "sscd-distilled", scan: bool 
     truth_df["train_item_id"] = truth_df["train_item_id"].map(by_rel)
     truth_df.to_csv(truth_path, index=False)
     if scan:
-        from leakcore.scan import scan as run_scan
-
-        run_scan(ws, progress=progress)
+        ws.scan(progress=progress)
     return ws
 
 
@@ -173,20 +169,18 @@ def download_cifar10(dest: Path) -> Path:
         archive = Path(tmp) / "cifar-10-python.tar.gz"
         urllib.request.urlretrieve(CIFAR10_URL, archive)  # noqa: S310 - fixed https URL
         if _md5(archive) != CIFAR10_MD5:
-            raise ValueError(f"CIFAR-10 archive md5 mismatch (expected {CIFAR10_MD5}); not using it")
+            raise InvalidInput(f"CIFAR-10 archive md5 mismatch (expected {CIFAR10_MD5}); not using it")
         with tarfile.open(archive) as tar:
             tar.extractall(dest, filter="data")
     return folder
 
 
-def build_cifar_demo(path: str | Path, cifar_source: str, *, encoder: str = "sscd-distilled", progress=None) -> Workspace:
+def build_cifar_demo(path: str | Path, cifar_source: str, *, encoder: str = "sscd-distilled", progress=None) -> Project:
     """A realistic demo: CIFAR-10 from a batches folder, the Hugging Face Parquet, or 'download'."""
-    ws = Workspace.create(path, encoder=encoder)
+    ws = Project.create(path, encoder=encoder)
     source = download_cifar10(ws.path / "downloads") if cifar_source == "download" else Path(cifar_source)
-    add_dataset(ws, "cifar10", source)
-    from leakcore.scan import scan as run_scan
-
-    run_scan(ws, progress=progress)
+    ws.add("cifar10", source)
+    ws.scan(progress=progress)
     return ws
 
 

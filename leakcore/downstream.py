@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from leakcore import leakage, review
+from leakcore.errors import InvalidInput, LeakcoreError, PredictionsMismatch
+from leakcore.schema import SplitId, split_ids, split_items
+
 log = logging.getLogger(__name__)
 
 KEY_COLUMNS = ("item_id", "key", "index", "id", "path")
 PRED_COLUMNS = ("predicted", "prediction", "pred", "predicted_label", "label")
-
-
-class PredictionsMismatch(ValueError):
-    """Predictions that do not line up with the evaluation split's items."""
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,7 @@ class LeakSets:
 
 def eval_items(ws, eval_split: str) -> pd.DataFrame:
     """Readable items of an evaluation split in source order (numeric keys sorted as numbers)."""
-    items = ws.items()
-    ds, _, split = eval_split.partition("/")
-    ev = items[(items["dataset"] == ds) & (items["split"] == split)]
-    if ev.empty:
-        valid = sorted((items.loc[items["role"] == "eval", "dataset"] + "/" + items.loc[items["role"] == "eval", "split"]).unique())
-        raise ValueError(f"no evaluation split {eval_split!r}; valid: {', '.join(valid)}")
+    ev = split_items(ws.items(), eval_split, role="eval")
     keys = pd.to_numeric(ev["key"], errors="coerce")
     order = np.argsort(keys.to_numpy(), kind="stable") if keys.notna().all() else np.argsort(ev["key"].to_numpy(), kind="stable")
     return ev.iloc[order].reset_index(drop=True)
@@ -103,11 +98,9 @@ def load_predictions(path: str | Path, items: pd.DataFrame, *, classes: list[str
 
 def leak_sets(ws, eval_split: str, *, use_decisions: bool = True) -> LeakSets:
     """Hard / soft leaked items of a split over all training sources; decisions first unless told otherwise."""
-    from leakcore import leakage, review
-
     decisions = review.latest_decisions(ws) if use_decisions else None
     flagged = leakage.flagged_items(ws, decisions=decisions)
-    flagged = flagged[flagged["eval_split"] == eval_split]
+    flagged = flagged[flagged["eval_split"] == str(eval_split)]
     labels = ws.items().set_index("item_id")["label"]
     soft = flagged[flagged["degree"].isin(["hard", "soft"])]
     same = soft[soft["eval_item_id"].map(labels).to_numpy() == soft["train_item_id"].map(labels).to_numpy()]
@@ -121,13 +114,11 @@ def imported_leak_sets(ws, eval_split: str, csv_path: str | Path, train_split: s
     eval_col = next((c for c in ("eval_key", "TestID", "eval_item_id", "test") if c in df.columns), df.columns[0])
     train_col = next((c for c in ("train_key", "TrainID", "train_item_id", "train") if c in df.columns), df.columns[1])
     items = ws.items()
-    ds = eval_split.split("/", 1)[0]
-    train_split = train_split or next(
-        (f"{d}/{s}" for d, s, r in items[["dataset", "split", "role"]].drop_duplicates().itertuples(index=False)
-         if d == ds and r == "train"), None)
+    ds = SplitId.parse(eval_split).dataset
+    train_split = train_split or next((sid for sid in split_ids(items, "train") if sid.dataset == ds), None)
+
     def ids(split, keys):
-        d, _, s = split.partition("/")
-        sub = items[(items["dataset"] == d) & (items["split"] == s)]
+        sub = split_items(items, split)
         m = dict(zip(sub["key"].astype(str), sub["item_id"]))
         out = [m.get(str(k)) for k in keys]
         missing = sum(o is None for o in out)
@@ -155,7 +146,7 @@ def impact(
     `correct` is a bool DataFrame: rows = models, columns = eval item ids (all readable items of the split).
     """
     if n_random < 1:
-        raise ValueError("n_random must be at least 1")
+        raise InvalidInput("n_random must be at least 1")
     C = correct.to_numpy(dtype=bool)
     ids = np.asarray(correct.columns)
     full = C.mean(axis=1)
@@ -217,11 +208,7 @@ def knn_probe(ws, eval_split: str, train_split: str, *, k: int = 1, encoder=None
     from leakcore.encoders import create_encoder
 
     encoder = encoder or create_encoder(ws.encoder, **ws.encoder_options)
-    items = ws.items()
-    def split(sid):
-        d, _, s = sid.partition("/")
-        return items[(items["dataset"] == d) & (items["split"] == s)].reset_index(drop=True)
-    ev, tr = eval_items(ws, eval_split), split(train_split)
+    ev, tr = eval_items(ws, eval_split), split_items(ws.items(), train_split)
     qv, qok = embed_items(ws, ev, encoder)
     cv, cok = embed_items(ws, tr, encoder)
     tr_labels = tr["label"].astype(str).to_numpy()[cok]

@@ -1,8 +1,8 @@
 """Batched, cached, resumable embedding: vectors keyed by (encoder fingerprint, content sha256)."""
 from __future__ import annotations
 
+import hashlib
 import logging
-import re
 from collections import deque
 from pathlib import Path
 from typing import Callable, Iterator
@@ -11,40 +11,39 @@ import numpy as np
 import pandas as pd
 
 from leakcore import catalog, search
-from leakcore.encoders import Encoder, get_spec
-from leakcore.project import atomic_path, write_parquet
+from leakcore.catalog import embedding_shards
+from leakcore.encoders import Encoder, get_spec, l2_normalise
+from leakcore.errors import EncoderMismatch
+from leakcore.io import atomic_path, write_parquet
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
 
-class EncoderMismatch(ValueError):
-    """Embeddings-only vectors were made by another encoder or have another dimension."""
-
-
 class EmbeddingCache:
-    """Shards of vectors under embeddings/<encoder>/<fingerprint>/: shard-N.npy plus shard-N.keys.parquet.
+    """Shards of vectors under embeddings/<encoder>/<fingerprint>/: shard-NAME.npy plus shard-NAME.keys.parquet.
 
     The keys file is written last and is the shard's commit marker, so a killed run leaves no
-    half-counted shard and the next run embeds only what is missing.
+    half-counted shard and the next run embeds only what is missing. A new shard is named by the hash of
+    the content hashes it holds, so writers on different machines never collide: two that embedded the same
+    images write the same name with the same vectors. (Older workspaces' numbered shards still read.)
     """
 
     def __init__(self, folder: Path, dim: int):
         self.folder = Path(folder)
         self.dim = dim
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._index: dict[str, tuple[int, int]] = {}
+        self._index: dict[str, tuple[str, int]] = {}
         self._reasons: dict[str, str] = {}
-        self._shards: dict[int, np.ndarray] = {}
+        self._shards: dict[str, np.ndarray] = {}
         for keys_file in sorted(self.folder.glob("shard-*.keys.parquet")):
-            shard = int(re.search(r"shard-(\d+)", keys_file.name).group(1))
+            shard = keys_file.name.removesuffix(".keys.parquet")
             keys = pd.read_parquet(keys_file)
             for row, (sha, reason) in enumerate(zip(keys["sha256"], keys["reason"])):
-                self._index[sha] = (shard, row)
+                self._index.setdefault(sha, (shard, row))
                 if isinstance(reason, str) and reason:
                     self._reasons[sha] = reason
-        self._next = max((s for s, _ in self._index.values()), default=-1) + 1
 
     def __contains__(self, sha: str) -> bool:
         return sha in self._index
@@ -60,34 +59,38 @@ class EmbeddingCache:
         return self._reasons.get(sha)
 
     def add(self, shas: list[str], vectors: np.ndarray, reasons: list[str | None]) -> None:
-        """Commit one shard atomically."""
-        shard = self._next
-        self._next += 1
-        with atomic_path(self.folder / f"shard-{shard:05d}.npy") as tmp:
+        """Commit one shard atomically, named by its content."""
+        shard = shard_name(shas)
+        with atomic_path(self.folder / f"{shard}.npy") as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, np.asarray(vectors, dtype=np.float32))
-        write_parquet(pd.DataFrame({"sha256": shas, "reason": reasons}), self.folder / f"shard-{shard:05d}.keys.parquet")
+        write_parquet(pd.DataFrame({"sha256": shas, "reason": reasons}), self.folder / f"{shard}.keys.parquet")
         for row, (sha, reason) in enumerate(zip(shas, reasons)):
-            self._index[sha] = (shard, row)
+            self._index.setdefault(sha, (shard, row))
             if reason:
                 self._reasons[sha] = reason
 
-    def _shard(self, shard: int) -> np.ndarray:
+    def _shard(self, shard: str) -> np.ndarray:
         if shard not in self._shards:
-            self._shards[shard] = np.load(self.folder / f"shard-{shard:05d}.npy", mmap_mode="r")
+            self._shards[shard] = np.load(self.folder / f"{shard}.npy", mmap_mode="r")
         return self._shards[shard]
 
     def get(self, shas) -> np.ndarray:
         """(n, dim) float32 for cached shas (all must be present)."""
         out = np.zeros((len(shas), self.dim), dtype=np.float32)
         locs = [self._index[s] for s in shas]
-        by_shard: dict[int, list[tuple[int, int]]] = {}
+        by_shard: dict[str, list[tuple[int, int]]] = {}
         for pos, (shard, row) in enumerate(locs):
             by_shard.setdefault(shard, []).append((pos, row))
         for shard, pairs in by_shard.items():
             pos, rows = zip(*pairs)
             out[list(pos)] = self._shard(shard)[list(rows)]
         return out
+
+
+def shard_name(shas: list[str]) -> str:
+    """A shard's file stem: the hash of the content hashes it holds, in order."""
+    return "shard-" + hashlib.sha256("\n".join(shas).encode()).hexdigest()[:20]
 
 
 def embed_items(
@@ -147,28 +150,13 @@ def embed_items(
 
 
 # ---- embeddings-only sources (clip-retrieval layout) -------------------------------------------------
-def embedding_shards(path: Path) -> list[tuple[Path, Path | None]]:
-    """(img_emb_N.npy, metadata_N.parquet) pairs in shard order."""
-    path = Path(path)
-
-    def num(p: Path) -> int:
-        m = re.search(r"(\d+)", p.stem)
-        return int(m.group(1)) if m else 0
-
-    npys = sorted((path / "img_emb").glob("img_emb_*.npy"), key=num)
-    if not npys:
-        raise catalog.IngestError(f"no img_emb/img_emb_*.npy under {path}")
-    metas = {num(p): p for p in (path / "metadata").glob("metadata_*.parquet")}
-    return [(p, metas.get(num(p))) for p in npys]
-
-
 def check_embeddings_source(ds, encoder_name: str) -> int:
     """Refuse an embeddings-only source made by another encoder or with another dimension; return its dim."""
     if ds.encoder != encoder_name:
         raise EncoderMismatch(
-            f"dataset {ds.name!r} holds vectors made by {ds.encoder!r}, but this scan uses {encoder_name!r}; "
-            f"scan with --encoder {ds.encoder} or re-embed that source"
-        )
+            f"dataset {ds.name!r} holds vectors made by {ds.encoder!r}, but this scan uses {encoder_name!r}",
+            cli=f"scan with --encoder {ds.encoder}, or re-embed that source",
+            page=f"Choose the encoder {ds.encoder} for the scan, or re-embed that source")
     dim = np.load(embedding_shards(Path(ds.source))[0][0], mmap_mode="r").shape[1]
     expected = get_spec(encoder_name).dim
     if dim != expected:
@@ -178,8 +166,6 @@ def check_embeddings_source(ds, encoder_name: str) -> int:
 
 def embeddings_blocks(ds, rows: np.ndarray, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
     """Blocks (offset into `rows`, float32 L2-normalised vectors) from memory-mapped shards, in order."""
-    from leakcore.encoders import l2_normalise
-
     shards = [np.load(p, mmap_mode="r") for p, _ in embedding_shards(Path(ds.source))]
     starts = np.cumsum([0] + [s.shape[0] for s in shards])
     rows = np.asarray(rows)

@@ -16,15 +16,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
-import leakcore
-from leakcore import leakage, review
-from leakcore.project import atomic_path, atomic_write_text
+from leakcore import __version__, formats, leakage, review
+from leakcore.errors import UnknownName
+from leakcore.io import atomic_path, atomic_write_text
+from leakcore.schema import Decision, SplitId, split_items
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("hard", "soft", "none")
-FORMATS = ("same", "csv", "parquet", "jsonl")
+FORMATS = ("same",) + formats.TABLE_FORMATS
+
+
+def parse_keep_list(text: str) -> frozenset:
+    """Item ids or keys, one per line (blank lines ignored): the keep-list of the CLI file and the page's box."""
+    return frozenset(line.strip() for line in (text or "").splitlines() if line.strip())
 
 
 @dataclass(frozen=True)
@@ -35,51 +43,38 @@ class ExportPolicy:
 
     def __post_init__(self):
         if self.flags not in POLICIES:
-            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.flags!r}")
-
-
-def _split_items(ws, eval_split: str) -> pd.DataFrame:
-    items = ws.items()
-    d, _, s = eval_split.partition("/")
-    sub = items[(items["dataset"] == d) & (items["split"] == s)]
-    if sub.empty:
-        valid = sorted((items["dataset"] + "/" + items["split"]).unique())
-        raise ValueError(f"no split {eval_split!r}; valid splits: {', '.join(valid)}")
-    return sub.sort_values("item_id").reset_index(drop=True)
+            raise UnknownName(f"policy must be one of {', '.join(POLICIES)}, got {self.flags!r}")
 
 
 def _within_groups(pairs: pd.DataFrame, soft: float, decisions: pd.DataFrame) -> dict[str, str]:
-    """item -> the first item id of its within-split duplicate group (union-find over duplicate pairs)."""
+    """item -> the first item id of its within-split duplicate group (connected components of duplicate pairs)."""
     p = leakage.with_degrees(pairs, soft, soft, decisions)
     p = p[p["degree"] != leakage.NONE]
-    parent: dict[str, str] = {}
-
-    def find(x):
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in zip(p["eval_item_id"], p["train_item_id"]):
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return {x: find(x) for x in parent}
+    if p.empty:
+        return {}
+    ids, codes = np.unique(np.concatenate([p["eval_item_id"].to_numpy(str), p["train_item_id"].to_numpy(str)]),
+                           return_inverse=True)
+    a, b = codes[:len(p)], codes[len(p):]
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(ids), len(ids)))
+    _, component = connected_components(graph, directed=False)
+    first = pd.Series(ids).groupby(component).transform("min")  # ids are sorted: the smallest id heads its group
+    return dict(zip(ids, first))
 
 
 def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame | None = None,
          pairs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every item of the split with `removed`, `reason` and its evidence (matches, similarity, decision)."""
-    items = _split_items(ws, eval_split)
+    eval_split = str(SplitId.parse(eval_split))
+    items = split_items(ws.items(), eval_split)
     hard, soft = ws.thresholds()
     decisions = review.latest_decisions(ws) if decisions is None else decisions
     pairs = leakage.load_pairs(ws) if pairs is None else pairs
     pairs = pairs[pairs["eval_split"] == eval_split]
     cross = leakage.with_degrees(pairs[~pairs["within"]], hard, soft, decisions)
-    confirmed = cross[cross["decision"].isin(["hard", "soft"])]
+    confirmed = cross[cross["decision"].isin([Decision.HARD, Decision.SOFT])]
     auto_level = {"hard": [leakage.HARD], "soft": [leakage.HARD, leakage.SOFT], "none": []}[policy.flags]
-    rejected = set(cross.loc[cross["decision"] == "not_leak", "eval_item_id"])
-    auto = cross[cross["decision"].isna() | (cross["decision"] == "unsure")]
+    rejected = set(cross.loc[cross["decision"] == Decision.NOT_LEAK, "eval_item_id"])
+    auto = cross[cross["decision"].isna() | (cross["decision"] == Decision.UNSURE)]
     auto = auto[auto["auto_degree"].isin(auto_level)]
     keep = set(policy.keep)
     kept_by_list = items["item_id"].isin(keep) | items["key"].isin(keep)
@@ -94,6 +89,7 @@ def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame |
     is_confirmed = out["item_id"].isin(set(confirmed["eval_item_id"]))
     is_auto = out["item_id"].isin(set(auto["eval_item_id"])) & ~out["item_id"].isin(keep_ids)
     out["removed"] = is_confirmed | (is_auto & ~is_confirmed)
+    out["check"] = np.where(out["removed"], "similarity", "")
     out["reason"] = np.where(is_confirmed, "confirmed leak", np.where(out["removed"], "automatic " + out["degree"].fillna("") + " flag", ""))
     out.loc[is_auto & out["item_id"].isin(rejected) & ~is_confirmed, "reason"] += " (another pair was rejected)"
     if policy.dedupe_within:
@@ -103,6 +99,7 @@ def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame |
         out.loc[is_dup, "removed"] = True
         out.loc[is_dup, "reason"] = "within-split duplicate of " + dup[is_dup]
         out.loc[is_dup, "matches"] = dup[is_dup]
+        out.loc[is_dup, "check"] = "similarity (within split)"
     if not last.empty:
         info = last.groupby(level=0).last()
         out["reviewer"] = out["item_id"].map(info["reviewer"])
@@ -115,9 +112,7 @@ def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame |
 
 def preview(ws, eval_splits: list[str] | None = None, *, keep=frozenset(), dedupe_within: bool = False) -> pd.DataFrame:
     """How many items each policy removes, per evaluation split (shown before writing anything)."""
-    splits = ws.splits()
-    eval_splits = eval_splits or [f"{d}/{s}" for d, s in zip(splits.loc[splits["role"] == "eval", "dataset"],
-                                                             splits.loc[splits["role"] == "eval", "split"])]
+    eval_splits = [str(SplitId.parse(s)) for s in eval_splits] if eval_splits else [str(s) for s in ws.split_ids("eval")]
     decisions, pairs = review.latest_decisions(ws), leakage.load_pairs(ws)
     rows = []
     for sid in eval_splits:
@@ -156,16 +151,19 @@ def export(
 ) -> ExportResult:
     """Write the cleaned split, removed.csv and provenance.json into `out` (default exports/<split>-<policy>)."""
     if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise UnknownName(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if links not in (None, "symlink", "copy"):
-        raise ValueError(f"links must be symlink or copy, got {links!r}")
+        raise UnknownName(f"links must be symlink or copy, got {links!r}")
+    eval_split = str(SplitId.parse(eval_split))
     p = plan(ws, eval_split, policy)
-    ds = ws.datasets[eval_split.split("/", 1)[0]]
+    ds = ws.datasets[SplitId.parse(eval_split).dataset]
     folder = Path(out) if out else ws.exports_dir / f"{eval_split.replace('/', '-')}-{policy.flags}"
     folder.mkdir(parents=True, exist_ok=True)
     kept = p[~p["removed"]]
-    files = _write_manifest(kept, ds, folder, fmt, eval_split)
-    removed = p[p["removed"]][["item_id", "key", "uri", "label", "reason", "matches", "similarity", "degree", "decision",
+    split = SplitId.parse(eval_split).split
+    files = (formats.get_format(ds.format).write_same(kept, ds, folder, split) if fmt == "same"
+             else [formats.write_listing(kept, ds, folder, split, fmt)])
+    removed = p[p["removed"]][["item_id", "key", "uri", "label", "check", "reason", "matches", "similarity", "degree", "decision",
                                "reviewer", "note"]].rename(columns={"item_id": "item", "matches": "matched_training_items"})
     with atomic_path(folder / "removed.csv") as tmp:
         removed.sort_values("item").to_csv(tmp, index=False, float_format="%.6f")
@@ -175,7 +173,7 @@ def export(
     hard, soft = ws.thresholds()
     fingerprints = sorted(p.name for p in ws.embeddings_dir(ws.encoder).iterdir()) if ws.embeddings_dir(ws.encoder).exists() else []
     prov = {
-        "tool": "leakcore", "version": leakcore.__version__, "workspace": str(ws.path), "split": eval_split,
+        "tool": "leakcore", "version": __version__, "workspace": str(ws.path), "split": eval_split,
         "source": ds.source, "source_format": ds.format, "format": fmt, "encoder": ws.encoder,
         "encoder_options": ws.encoder_options, "weights_fingerprints": fingerprints,
         "thresholds": {"hard": hard, "soft": soft},
@@ -188,87 +186,6 @@ def export(
     atomic_write_text(folder / "provenance.json", json.dumps(prov, indent=2, sort_keys=True) + "\n")
     files.append(folder / "provenance.json")
     return ExportResult(folder, files, int(len(kept)), int(p["removed"].sum()))
-
-
-def _write_manifest(kept: pd.DataFrame, ds, folder: Path, fmt: str, eval_split: str) -> list[Path]:
-    split = eval_split.split("/", 1)[1]
-    if fmt == "same":
-        if ds.format == "coco":
-            return [_coco(kept, ds, folder)]
-        if ds.format == "hf-parquet":
-            return [_hf_parquet(kept, folder, split)]
-        if ds.format == "manifest":
-            return [_manifest_like(kept, ds, folder)]
-        if ds.format == "cifar":
-            out = folder / f"{split}-kept-indices.csv"
-            with atomic_path(out) as tmp:
-                kept.assign(index=kept["key"].astype(int)).sort_values("index")[["index", "label"]].to_csv(tmp, index=False)
-            return [out]
-        fmt = "csv"  # folder layout: a CSV listing (re-importable with `leakcore add --format manifest`)
-    table = _listing(kept, ds, split)
-    out = folder / f"{split}.{ 'jsonl' if fmt == 'jsonl' else fmt}"
-    with atomic_path(out) as tmp:
-        if fmt == "csv":
-            table.to_csv(tmp, index=False)
-        elif fmt == "parquet":
-            table.to_parquet(tmp, index=False)
-        else:
-            table.to_json(tmp, orient="records", lines=True)
-    return [out]
-
-
-def _listing(kept: pd.DataFrame, ds, split: str) -> pd.DataFrame:
-    """A generic manifest: path relative to the dataset root, split, label, id (the original key)."""
-    root = Path(ds.root)
-    rel = [os.path.relpath(u, root) if r < 0 else u for u, r in zip(kept["uri"], kept["row"])]
-    out = pd.DataFrame({"path": rel, "split": split, "label": kept["label"].to_numpy(), "id": kept["key"].to_numpy()})
-    if (kept["row"] >= 0).any():
-        out["row"] = kept["row"].to_numpy()
-    return out.sort_values("id", kind="stable").reset_index(drop=True)
-
-
-def _manifest_like(kept: pd.DataFrame, ds, folder: Path) -> Path:
-    from leakcore.catalog import _read_manifest
-
-    src = Path(ds.source)
-    df = _read_manifest(src)
-    key = df["id"].astype(str) if "id" in df.columns else df["path"].astype(str)
-    out = folder / src.name
-    keep = df[key.isin(set(kept["key"].astype(str)))]
-    with atomic_path(out) as tmp:
-        if src.suffix.lower() == ".csv":
-            keep.to_csv(tmp, index=False)
-        elif src.suffix.lower() == ".parquet":
-            keep.to_parquet(tmp, index=False)
-        else:
-            keep.to_json(tmp, orient="records", lines=True)
-    return out
-
-
-def _hf_parquet(kept: pd.DataFrame, folder: Path, split: str) -> Path:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    tables = []
-    for uri, grp in kept.groupby("uri", sort=True):
-        t = pq.read_table(uri)
-        tables.append(t.take(pa.array(np.sort(grp["row"].to_numpy()))))
-    out = folder / f"{split}.parquet"
-    with atomic_path(out) as tmp:
-        pq.write_table(pa.concat_tables(tables) if tables else pa.table({}), tmp)
-    return out
-
-
-def _coco(kept: pd.DataFrame, ds, folder: Path) -> Path:
-    src = Path(ds.source)
-    data = json.loads(src.read_text("utf-8"))
-    ids = set(kept["key"].astype(str))
-    data["images"] = [im for im in data["images"] if str(im["id"]) in ids]
-    if "annotations" in data:
-        data["annotations"] = [a for a in data["annotations"] if str(a.get("image_id")) in ids]
-    out = folder / src.name
-    atomic_write_text(out, json.dumps(data, sort_keys=True))
-    return out
 
 
 def _link_folder(kept: pd.DataFrame, ds, dest: Path, mode: str) -> Path:

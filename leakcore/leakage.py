@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+
 import numpy as np
 import pandas as pd
+
+from leakcore.errors import UnknownName
+from leakcore.schema import Decision, SplitId, split_column
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +21,7 @@ HARD, SOFT, NONE = "hard", "soft", "none"
 WITHIN = "(within split)"
 ALL_SOURCES = "(all training sources)"
 # Curator decisions as stored by leakcore.review
-DECISION_DEGREE = {"hard": HARD, "soft": SOFT, "not_leak": NONE}
+DECISION_DEGREE = {Decision.HARD.value: HARD, Decision.SOFT.value: SOFT, Decision.NOT_LEAK.value: NONE}
 
 
 def load_pairs(ws, encoder: str | None = None) -> pd.DataFrame:
@@ -36,6 +40,7 @@ def load_pairs(ws, encoder: str | None = None) -> pd.DataFrame:
             "eval_split": pd.Series(dtype=str), "train_split": pd.Series(dtype=str),
             "eval_item_id": pd.Series(dtype=str), "rank": pd.Series(dtype=np.int16),
             "train_item_id": pd.Series(dtype=str), "similarity": pd.Series(dtype=np.float32),
+            "within": pd.Series(dtype=bool),
         })
     pairs = pd.concat(frames, ignore_index=True)
     pairs["within"] = pairs["eval_split"] == pairs["train_split"]
@@ -78,7 +83,7 @@ def eval_counts(ws) -> pd.Series:
     """Readable items per eval split (the denominators)."""
     items = ws.items()
     ev = items[(items["role"] == "eval") & (items["status"] == "ok")]
-    return (ev["dataset"] + "/" + ev["split"]).value_counts()
+    return split_column(ev).value_counts()
 
 
 def rates(ws, hard: float | None = None, soft: float | None = None, *, encoder: str | None = None,
@@ -197,10 +202,10 @@ def matrices(table: pd.DataFrame, order: str = "name") -> dict[str, pd.DataFrame
     elif order == "name":
         rows, cols = sorted(out["soft_rate"].index), sorted(out["soft_rate"].columns)
     else:
-        raise ValueError(f"order must be 'name' or 'total', got {order!r}")
+        raise UnknownName(f"order must be 'name' or 'total', got {order!r}")
     out = {k: v.reindex(index=rows, columns=cols) for k, v in out.items()}
-    dataset = lambda s: s.split("/", 1)[0]  # noqa: E731
-    out["intra"] = pd.DataFrame([[dataset(r) == dataset(c) for c in cols] for r in rows], index=rows, columns=cols)
+    out["intra"] = pd.DataFrame([[SplitId.parse(r).dataset == SplitId.parse(c).dataset for c in cols] for r in rows],
+                                index=rows, columns=cols)
     return out
 
 

@@ -1,18 +1,21 @@
 """The workspace on disk: project.toml, items.parquet, artefact folders, atomic writes."""
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import tomli_w
+
+from leakcore.encoders import get_spec
+from leakcore.errors import InvalidInput, LeakcoreError, ThresholdsUncalibrated, WorkspaceError
+from leakcore.io import atomic_path, atomic_write_bytes, atomic_write_text, write_parquet  # noqa: F401  (re-exported)
+from leakcore.schema import SplitId, empty_items, normalise_items, split_ids, split_items
 
 log = logging.getLogger(__name__)
 
@@ -23,43 +26,21 @@ DEFAULT_ENCODER = "sscd-distilled"
 DEFAULT_K = 10
 
 
-class WorkspaceError(ValueError):
-    """A workspace is missing, malformed, or from a newer version of the tool."""
+class Thresholds(tuple):
+    """(hard, soft) in force, unpacking as a pair, with `source`: "project" or "encoder default"."""
 
+    def __new__(cls, hard: float, soft: float, source: str):
+        self = super().__new__(cls, (float(hard), float(soft)))
+        self.source = source
+        return self
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it over `path`, else remove it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+    @property
+    def hard(self) -> float:
+        return self[0]
 
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes so that readers see either the old file or the whole new one."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Atomically write a DataFrame as Parquet (no index)."""
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+    @property
+    def soft(self) -> float:
+        return self[1]
 
 
 @dataclass
@@ -106,8 +87,6 @@ class Workspace:
         for sub in ("embeddings", "neighbors", "calibration", "exports"):
             (ws.path / sub).mkdir(exist_ok=True)
         ws.save_config()
-        from leakcore.catalog import empty_items
-
         write_parquet(empty_items(), ws.items_path)
         return ws
 
@@ -117,7 +96,8 @@ class Workspace:
         path = Path(path)
         cfg_path = path / CONFIG_NAME
         if not cfg_path.exists():
-            raise WorkspaceError(f"{path} is not a workspace (no {CONFIG_NAME}); create one with `leakcore init {path}`")
+            raise WorkspaceError(f"{path} is not a workspace (no {CONFIG_NAME})", cli=f"create one with `leakcore init {path}`",
+                                 page="Use 'Create here' to make one")
         try:
             config = tomllib.loads(cfg_path.read_text("utf-8"))
         except tomllib.TOMLDecodeError as exc:
@@ -197,21 +177,34 @@ class Workspace:
             self.config["settings"]["k"] = int(k)
         self.save_config()
 
-    def thresholds(self, encoder: str | None = None) -> tuple[float, float]:
-        """(hard, soft) in force for `encoder`: the project's own, else the encoder's defaults."""
+    def thresholds(self, encoder: str | None = None) -> Thresholds:
+        """(hard, soft) in force for `encoder`: the project's own, else the encoder's measured defaults.
+
+        An encoder nobody calibrated has no defaults: that raises `ThresholdsUncalibrated` (calibrate first)
+        rather than borrowing another encoder's numbers."""
         encoder = encoder or self.encoder
         own = self.config["thresholds"].get(encoder)
         if own:
-            return float(own["hard"]), float(own["soft"])
-        from leakcore.encoders import get_spec
-
+            return Thresholds(float(own["hard"]), float(own["soft"]), "project")
         spec = get_spec(encoder)
-        return spec.hard_threshold, spec.soft_threshold
+        if not spec.calibrated:
+            raise ThresholdsUncalibrated(
+                f"{encoder} has no calibrated thresholds yet (nobody measured them for this encoder)",
+                cli=f"calibrate first: `leakcore calibrate {self.path} --collection DATASET/SPLIT --encoder {encoder} --apply`",
+                page="Calibrate first on the Thresholds page, then apply the suggested values")
+        return Thresholds(spec.hard_threshold, spec.soft_threshold, "encoder default")
+
+    def thresholds_or_none(self, encoder: str | None = None) -> Thresholds | None:
+        """Like `thresholds`, but None for an uncalibrated encoder (for views that can go on without them)."""
+        try:
+            return self.thresholds(encoder)
+        except ThresholdsUncalibrated:
+            return None
 
     def set_thresholds(self, hard: float, soft: float, *, encoder: str | None = None, source: str = "manual") -> None:
         """Store project thresholds for an encoder; every reader derives degrees from them."""
         if not 0.0 < soft <= hard <= 1.0 + 1e-9:
-            raise ValueError(f"thresholds must satisfy 0 < soft <= hard <= 1, got hard={hard}, soft={soft}")
+            raise InvalidInput(f"thresholds must satisfy 0 < soft <= hard <= 1, got hard={hard}, soft={soft}")
         encoder = encoder or self.encoder
         self.config["thresholds"][encoder] = {"hard": float(hard), "soft": float(soft), "source": source}
         self.save_config()
@@ -238,15 +231,11 @@ class Workspace:
         return [Path(ds.root).resolve() for ds in self.datasets.values() if ds.root]
 
     def items(self) -> pd.DataFrame:
-        from leakcore.catalog import empty_items, normalise_items
-
         if not self.items_path.exists():
             return empty_items()
         return normalise_items(pd.read_parquet(self.items_path))
 
     def write_items(self, df: pd.DataFrame) -> None:
-        from leakcore.catalog import normalise_items
-
         df = normalise_items(df).sort_values(["dataset", "split", "item_id"], kind="stable").reset_index(drop=True)
         write_parquet(df, self.items_path)
 
@@ -260,3 +249,11 @@ class Workspace:
         out["ok"] = g["status"].apply(lambda s: int((s == "ok").sum()))
         out["unreadable"] = out["items"] - out["ok"]
         return out.reset_index()
+
+    def split_ids(self, role: str | None = None) -> list[SplitId]:
+        """Every split of the workspace (of one role when given), in name order."""
+        return split_ids(self.items(), role)
+
+    def split_items(self, split: "str | SplitId", *, role: str | None = None) -> pd.DataFrame:
+        """The items of one split, else an error listing the valid ones."""
+        return split_items(self.items(), split, role=role)

@@ -13,11 +13,15 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from leakcore.errors import ReviewStoreError, UnknownName
+from leakcore.leakage import WITHIN, degree_of
+from leakcore.schema import Decision
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-DECISIONS = ("hard", "soft", "not_leak", "unsure")
-DECISION_LABELS = {"hard": "hard leak", "soft": "soft leak", "not_leak": "not a leak", "unsure": "unsure"}
+DECISIONS = tuple(d.value for d in Decision)
+DECISION_LABELS = {d.value: d.label for d in Decision}
 
 _MIGRATIONS = {
     1: [
@@ -61,6 +65,10 @@ def connect(ws_or_path) -> Iterator[sqlite3.Connection]:
 _BUSY_TIMEOUT_S = 30.0
 
 
+class ReviewerMissing(ReviewStoreError, ValueError):
+    """A decision without a reviewer's name."""
+
+
 def _retry_while_locked(step, timeout_s: float = _BUSY_TIMEOUT_S):
     """Run `step`, retrying while SQLite answers "locked"/"busy" without waiting on its own busy handler.
 
@@ -87,7 +95,8 @@ def _prepare(conn: sqlite3.Connection) -> None:
 def _migrate(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        raise RuntimeError(f"review.sqlite has schema {version}; this leakcore reads up to {SCHEMA_VERSION}: upgrade it")
+        raise ReviewStoreError(f"review.sqlite has schema {version}, but this leakcore reads up to {SCHEMA_VERSION}: "
+                               "upgrade leakcore to open it (the file is left as it is)")
     if version == SCHEMA_VERSION:
         return
     conn.execute("BEGIN IMMEDIATE")
@@ -107,12 +116,16 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _check_reviewer(reviewer: str | None) -> None:
+    if not reviewer or not reviewer.strip():
+        raise ReviewerMissing("a decision needs a reviewer name", cli="pass --reviewer NAME",
+                              page="Type your name in the Reviewer field first")
+
+
 def decide(ws, eval_item_id: str, train_item_id: str, decision: str, *, reviewer: str, note: str | None = None) -> int:
     """Record a decision on one pair; a later decision supersedes, never erases. Returns its id."""
-    if decision not in DECISIONS:
-        raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
-    if not reviewer or not reviewer.strip():
-        raise ValueError("a decision needs a reviewer name")
+    decision = Decision.parse(decision)
+    _check_reviewer(reviewer)
     with connect(ws) as conn:
         cur = conn.execute(
             "INSERT INTO decisions (eval_item_id, train_item_id, decision, note, reviewer, created_at) VALUES (?,?,?,?,?,?)",
@@ -123,8 +136,8 @@ def decide(ws, eval_item_id: str, train_item_id: str, decision: str, *, reviewer
 
 def decide_many(ws, pairs: list[tuple[str, str]], decision: str, *, reviewer: str, note: str | None = None) -> int:
     """One decision for several pairs (the grid mode); returns how many were written."""
-    if decision not in DECISIONS:
-        raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
+    decision = Decision.parse(decision)
+    _check_reviewer(reviewer)
     now = _now()
     with connect(ws) as conn:
         conn.executemany(
@@ -181,8 +194,6 @@ SORTS = ("similarity", "closeness to a threshold")
 def build_queue(pairs: pd.DataFrame, items: pd.DataFrame, hard: float, soft: float, *, margin: float = 0.05) -> pd.DataFrame:
     """Flagged pairs (similarity >= soft - margin) with degree, labels and label agreement, ordered by
     similarity (then id); filter columns are categorical so that filtering 100,000 pairs stays fast."""
-    from leakcore.leakage import WITHIN, degree_of
-
     q = pairs[pairs["similarity"] >= soft - margin].copy()
     q["degree"] = degree_of(q["similarity"], hard, soft)
     q.loc[q["degree"] == "none", "degree"] = BORDERLINE
@@ -196,7 +207,8 @@ def build_queue(pairs: pd.DataFrame, items: pd.DataFrame, hard: float, soft: flo
     q.loc[known & (q["eval_label"] != q["train_label"]), "label_agreement"] = "different"
     q["closeness"] = np.minimum(np.abs(q["similarity"] - hard), np.abs(q["similarity"] - soft))
     q["pair"] = q["eval_item_id"] + "\t" + q["train_item_id"]
-    for col in ("eval_split", "train_split", "source", "degree", "label_agreement"):
+    q["check"] = "similarity"  # the pair check; group checks queue groups, not pairs
+    for col in ("check", "eval_split", "train_split", "source", "degree", "label_agreement"):
         q[col] = q[col].astype("category")
     q = q.sort_values(["similarity", "eval_item_id"], ascending=[False, True], kind="stable")
     return q.reset_index(drop=True)
@@ -240,19 +252,21 @@ def filter_queue(
     states=None,
     label_agreement: str = "any",
     sort: str = "similarity",
+    checks=None,
 ) -> pd.DataFrame:
     """Apply the review page's filters (None or empty = no filter) and order the queue."""
     mask = np.ones(len(queue), dtype=bool)
-    for col, values in (("eval_split", eval_splits), ("source", sources), ("degree", degrees), ("state", states)):
+    for col, values in (("eval_split", eval_splits), ("source", sources), ("degree", degrees), ("state", states),
+                        ("check", checks)):
         if values:
             mask &= queue[col].isin(list(values)).to_numpy()
     if label_agreement in ("same", "different"):
         mask &= (queue["label_agreement"] == label_agreement).to_numpy()
     elif label_agreement != "any":
-        raise ValueError(f"label_agreement must be any, same or different, got {label_agreement!r}")
+        raise UnknownName(f"label_agreement must be any, same or different, got {label_agreement!r}")
     out = queue[mask]
     if sort == "similarity":  # build_queue already ordered it
         return out
     if sort == "closeness to a threshold":
         return out.iloc[np.argsort(out["closeness"].to_numpy(), kind="stable")]
-    raise ValueError(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
+    raise UnknownName(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")

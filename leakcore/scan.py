@@ -1,7 +1,11 @@
-"""ingest -> embed -> search: every (eval split x train split) pair and every eval split against itself.
+"""The scan as a plan of jobs, then a run: embed every split, search every (eval split x train split) pair and
+every eval split against itself.
 
-Each pair is stored once under neighbors/<encoder>/ with a key of its inputs; a pair whose key is
-unchanged is skipped, so an interrupted scan resumes and adding a dataset scans only the new pairs.
+`plan_scan` reads the workspace and returns explicit, plain-data jobs, each with the key that makes it
+skippable: an embedding job is done when every image's vector is in the content-addressed cache; a search
+job is done when its stored neighbour table carries the same key (the inputs' content hashes, encoder
+fingerprint and k). `run_job` runs one job; `run_scan` runs a plan's jobs in order. Nothing is changed in the
+workspace's settings here: `configure_scan` does that, visibly, before planning.
 """
 from __future__ import annotations
 
@@ -11,14 +15,17 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Union
 
 import numpy as np
 import pandas as pd
 
 from leakcore import embed, search
-from leakcore.encoders import create_encoder
-from leakcore.project import atomic_write_text, write_parquet
+from leakcore.embed import EmbeddingCache
+from leakcore.encoders import Encoder, create_encoder
+from leakcore.errors import InvalidInput, LeakcoreError
+from leakcore.io import atomic_write_text, write_parquet
+from leakcore.schema import SplitId
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +43,32 @@ class ScanResult:
 
 
 def split_id(dataset: str, split: str) -> str:
-    return f"{dataset}/{split}"
+    return str(SplitId(dataset, split))
 
 
-def pair_path(ws, encoder: str, eval_split: str, train_split: str) -> Path:
+def pair_path(ws, encoder: str, eval_split: "str | SplitId", train_split: "str | SplitId") -> Path:
     """neighbors/<encoder>/<eval ds~split>/<train ds~split>.parquet"""
-    return ws.neighbors_dir(encoder) / eval_split.replace("/", "~") / (train_split.replace("/", "~") + ".parquet")
+    return ws.neighbors_dir(encoder) / SplitId.parse(eval_split).file_name / (SplitId.parse(train_split).file_name + ".parquet")
 
 
 def write_pair_table(ws, encoder: str, eval_split: str, train_split: str, table: pd.DataFrame, /, **meta) -> Path:
     """Store one (evaluation split, training split) neighbour table and its sidecar, each written atomically."""
     out = pair_path(ws, encoder, eval_split, train_split)
     write_parquet(table, out)
-    atomic_write_text(out.with_suffix(".json"), json.dumps({**meta, "eval_split": eval_split, "train_split": train_split}))
+    atomic_write_text(out.with_suffix(".json"), json.dumps({**meta, "eval_split": str(eval_split),
+                                                            "train_split": str(train_split)}))
     return out
+
+
+def stored_key(path: Path) -> str | None:
+    """The key a stored neighbour table was made with, or None when it is missing or half-written."""
+    meta = path.with_suffix(".json")
+    if not (path.exists() and meta.exists()):
+        return None
+    try:
+        return json.loads(meta.read_text()).get("key")
+    except (OSError, ValueError):
+        return None
 
 
 def _digest(*parts) -> str:
@@ -60,22 +79,258 @@ def _digest(*parts) -> str:
     return h.hexdigest()[:24]
 
 
-class _Split:
-    """A split's searchable rows: item ids, and vectors either in memory or as memmap blocks."""
+# ---- settings ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScanSettings:
+    """What a scan runs with: encoder, its options, k and query flips."""
 
-    def __init__(self, sid: str, items: pd.DataFrame, vectors: np.ndarray | None, ds=None, rows=None, key=""):
-        self.sid = sid
-        self.item_ids = items["item_id"].astype(str).to_numpy()
-        self.vectors = vectors
-        self.ds = ds
-        self.rows = rows
-        self.key = key
-        self.mirrored: np.ndarray | None = None
+    encoder: str
+    k: int
+    flip_queries: bool = False
+    encoder_options: tuple[tuple[str, object], ...] = ()
 
-    def blocks(self, block_rows: int):
-        if self.vectors is not None:
-            return search.iter_blocks(self.vectors, block_rows)
-        return embed.embeddings_blocks(self.ds, self.rows, block_rows)
+    @property
+    def options(self) -> dict:
+        return dict(self.encoder_options)
+
+    @classmethod
+    def of(cls, ws) -> "ScanSettings":
+        return cls(ws.encoder, ws.k, ws.flip_queries, tuple(sorted(ws.encoder_options.items())))
+
+
+def configure_scan(ws, *, encoder: str | None = None, k: int | None = None, flip_queries: bool | None = None,
+                   encoder_options: dict | None = None) -> ScanSettings:
+    """Record scan settings in project.toml (None keeps a setting) and return those in force."""
+    if (encoder is not None and encoder != ws.encoder) or (k is not None and int(k) != ws.k) or \
+            (flip_queries is not None and bool(flip_queries) != ws.flip_queries):
+        ws.set_settings(encoder=encoder, k=k, flip_queries=flip_queries)
+    ws.set_encoder_options(**(encoder_options or {}))
+    return ScanSettings.of(ws)
+
+
+# ---- the plan ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SplitInput:
+    """A split as the scan sees it: its searchable items, and the key of their vectors."""
+
+    split: SplitId
+    role: str
+    key: str
+    embeddings_source: str | None = None  # an embeddings-only dataset: vectors come from its shards
+    mirror_key: str | None = None  # eval splits with query flips: the key of the mirrored vectors
+
+
+@dataclass(frozen=True)
+class EmbedJob:
+    """Embed the images of one split that the cache lacks (with the mirrored images when `mirror`)."""
+
+    split: SplitId
+    encoder: str
+    fingerprint: str
+    mirror: bool
+    todo: int  # images not in the cache when planned
+
+    @property
+    def done(self) -> bool:
+        return self.todo == 0
+
+    @property
+    def name(self) -> str:
+        return f"embed {self.split}" + (" (mirrored)" if self.mirror else "")
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """Search one evaluation split against one training split (or itself), top-k; skippable by `key`."""
+
+    eval_split: SplitId
+    train_split: SplitId
+    k: int
+    key: str
+    done: bool
+
+    @property
+    def name(self) -> str:
+        return f"search {self.eval_split} -> {self.train_split}"
+
+    @property
+    def within(self) -> bool:
+        return self.eval_split == self.train_split
+
+
+Job = Union[EmbedJob, SearchJob]
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    settings: ScanSettings
+    fingerprint: str
+    splits: tuple[SplitInput, ...]
+    jobs: tuple[Job, ...]
+
+    @property
+    def todo(self) -> list[Job]:
+        return [j for j in self.jobs if not j.done]
+
+    def split(self, sid: SplitId) -> SplitInput:
+        return next(s for s in self.splits if s.split == sid)
+
+    def describe(self) -> pd.DataFrame:
+        """One row per job: what, state and key (for `leakcore scan --plan` and the page)."""
+        return pd.DataFrame([{"job": j.name, "state": "done" if j.done else "to do",
+                              "images to embed" if isinstance(j, EmbedJob) else "key":
+                              j.todo if isinstance(j, EmbedJob) else j.key} for j in self.jobs])
+
+
+def _ok_shas(items: pd.DataFrame) -> pd.Series:
+    return items.loc[(items["status"] == "ok") & items["sha256"].notna(), "sha256"].astype(str)
+
+
+def plan_scan(ws, *, encoder: Encoder | None = None, settings: ScanSettings | None = None) -> ScanPlan:
+    """The jobs a scan of the workspace needs now, each marked done or to do; reads, never writes."""
+    settings = settings or ScanSettings.of(ws)
+    items = ws.items()
+    if items.empty:
+        raise InvalidInput(f"workspace {ws.path} has no items", cli="add a dataset first with `leakcore add`",
+                            page="Add a dataset first")
+    datasets = ws.datasets
+    fingerprint, mirror_fp = "", ""
+    cache = mirror_cache = None
+    splits: list[SplitInput] = []
+    jobs: list[Job] = []
+    for (ds_name, split_name), grp in items.groupby(["dataset", "split"], sort=True):
+        sid = SplitId(str(ds_name), str(split_name))
+        ds = datasets.get(sid.dataset)
+        role = str(grp["role"].iloc[0])
+        if ds is not None and ds.format == "embeddings":
+            embed.check_embeddings_source(ds, settings.encoder)
+            mtimes = [p.stat().st_mtime_ns for p, _ in embed.embedding_shards(Path(ds.source))]
+            splits.append(SplitInput(sid, role, _digest(settings.encoder, ds.source, len(grp), *mtimes), ds.source))
+            continue
+        if cache is None:
+            encoder = encoder or create_encoder(settings.encoder, **settings.options)
+            fingerprint, mirror_fp = encoder.fingerprint, encoder.mirrored().fingerprint
+            cache = EmbeddingCache(ws.embeddings_dir(encoder.name) / fingerprint, encoder.spec.dim)
+        shas = _ok_shas(grp)
+        key = _digest(fingerprint, *shas)
+        missing = int((~shas.drop_duplicates().isin(cache.keys())).sum())
+        jobs.append(EmbedJob(sid, settings.encoder, fingerprint, False, missing))
+        mirror_key = None
+        if settings.flip_queries and role == "eval":
+            if mirror_cache is None:
+                mirror_cache = EmbeddingCache(ws.embeddings_dir(encoder.name) / mirror_fp, encoder.spec.dim)
+            kept = shas[~shas.map(cache.reason).notna()] if len(cache) else shas
+            jobs.append(EmbedJob(sid, settings.encoder, mirror_fp, True,
+                                 int((~kept.drop_duplicates().isin(mirror_cache.keys())).sum())))
+            mirror_key = _digest(key, "mirror")
+        splits.append(SplitInput(sid, role, key, None, mirror_key))
+    evals = [s for s in splits if s.role == "eval" and s.embeddings_source is None]  # vectors-only never query
+    trains = [s for s in splits if s.role == "train"]
+    for q in evals:
+        for c in trains + [q]:
+            key = _digest(q.mirror_key or q.key, c.mirror_key or c.key, settings.k)  # only eval splits have mirrors
+            done = stored_key(pair_path(ws, settings.encoder, q.split, c.split)) == key
+            jobs.append(SearchJob(q.split, c.split, settings.k, key, done))
+    return ScanPlan(settings, fingerprint, tuple(splits), tuple(jobs))
+
+
+# ---- running jobs --------------------------------------------------------------------------------------------
+class ScanContext:
+    """What the jobs of one run share on one machine: the workspace, the built encoder, vectors per split."""
+
+    def __init__(self, ws, plan: ScanPlan, *, encoder: Encoder | None = None, batch_size: int = 64,
+                 shard_size: int = 4096, budget_bytes: int = search.DEFAULT_BLOCK_BYTES,
+                 progress: ScanProgress | None = None):
+        self.ws, self.plan = ws, plan
+        self.batch_size, self.shard_size, self.budget_bytes = batch_size, shard_size, budget_bytes
+        self.progress = progress
+        self._encoder = encoder
+        self._vectors: dict[tuple[SplitId, bool], tuple[np.ndarray, np.ndarray]] = {}
+        self._items = ws.items()
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            s = self.plan.settings
+            self._encoder = create_encoder(s.encoder, **s.options)
+        return self._encoder
+
+    def report(self, stage: str):
+        return (lambda d, t: self.progress(stage, d, t)) if self.progress else None
+
+    def vectors(self, sid: SplitId, *, mirror: bool = False, stage: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(item ids, vectors) of the split's images that have one; embeds what the cache lacks."""
+        if (sid, mirror) not in self._vectors:
+            grp = self._items[(self._items["dataset"] == sid.dataset) & (self._items["split"] == sid.split)]
+            grp = grp.reset_index(drop=True)
+            if mirror:
+                ids, _ = self.vectors(sid)
+                grp = grp.set_index("item_id").loc[ids].reset_index()
+            enc = self.encoder.mirrored() if mirror else self.encoder
+            vecs, have = embed.embed_items(self.ws, grp, enc, batch_size=self.batch_size, shard_size=self.shard_size,
+                                           progress=self.report(stage) if stage else None)
+            self._vectors[(sid, mirror)] = (grp["item_id"].astype(str).to_numpy()[have], vecs[have])
+        return self._vectors[(sid, mirror)]
+
+    def blocks(self, split: SplitInput, block_rows: int):
+        if split.embeddings_source is not None:
+            ds = self.ws.datasets[split.split.dataset]
+            grp = self._items[(self._items["dataset"] == split.split.dataset) & (self._items["split"] == split.split.split)]
+            return grp["item_id"].astype(str).to_numpy(), embed.embeddings_blocks(ds, grp["row"].to_numpy(), block_rows)
+        ids, vecs = self.vectors(split.split)
+        return ids, search.iter_blocks(vecs, block_rows)
+
+
+def run_job(ctx: ScanContext, job: Job) -> None:
+    """Run one job of the plan (embedding writes cache shards; search writes one neighbour table)."""
+    if isinstance(job, EmbedJob):
+        ctx.vectors(job.split, mirror=job.mirror, stage=job.name)
+        return
+    q = ctx.plan.split(job.eval_split)
+    c = ctx.plan.split(job.train_split)
+    if ctx.progress:
+        ctx.progress(job.name, 0, 1)
+    q_ids, q_vecs = ctx.vectors(q.split)
+    block_rows = search.block_rows_for(q_vecs.shape[1], ctx.budget_bytes)
+    c_ids, blocks = ctx.blocks(c, block_rows)
+    self_index = np.arange(len(q_ids)) if job.within else None
+    sim, idx = search.knn(q_vecs, blocks, job.k, self_index=self_index, budget_bytes=ctx.budget_bytes)
+    if q.mirror_key is not None:
+        _, mirrored = ctx.vectors(q.split, mirror=True)
+        _, blocks = ctx.blocks(c, block_rows)
+        flipped = search.knn(mirrored, blocks, job.k, self_index=self_index, budget_bytes=ctx.budget_bytes)
+        sim, idx = search.merge_results([(sim, idx), flipped], job.k)
+    write_pair_table(ctx.ws, ctx.plan.settings.encoder, str(job.eval_split), str(job.train_split),
+                     pairs_table(q_ids, c_ids, sim, idx), key=job.key, k=job.k, encoder=ctx.plan.settings.encoder,
+                     queries=int(len(q_ids)), collection=int(len(c_ids)))
+    if ctx.progress:
+        ctx.progress(job.name, 1, 1)
+
+
+def run_scan(ws, plan: ScanPlan, *, encoder: Encoder | None = None, progress: ScanProgress | None = None,
+             batch_size: int = 64, shard_size: int = 4096, budget_bytes: int = search.DEFAULT_BLOCK_BYTES) -> ScanResult:
+    """Run the plan's jobs that are not done, in order, then drop neighbour tables of splits that left."""
+    t0 = time.perf_counter()
+    ctx = ScanContext(ws, plan, encoder=encoder, batch_size=batch_size, shard_size=shard_size,
+                      budget_bytes=budget_bytes, progress=progress)
+    result = ScanResult(encoder=plan.settings.encoder)
+    for job in plan.jobs:
+        if isinstance(job, EmbedJob):
+            if not job.mirror:
+                result.embedded_splits.append(str(job.split))
+            if not job.done:
+                run_job(ctx, job)
+            continue
+        pair = (str(job.eval_split), str(job.train_split))
+        if job.done:
+            result.pairs_skipped.append(pair)
+            continue
+        run_job(ctx, job)
+        result.pairs_searched.append(pair)
+    wanted = {pair_path(ws, plan.settings.encoder, j.eval_split, j.train_split) for j in plan.jobs if isinstance(j, SearchJob)}
+    _drop_stale_pairs(ws, plan.settings.encoder, wanted)
+    result.seconds = time.perf_counter() - t0
+    return result
 
 
 def scan(
@@ -90,85 +345,21 @@ def scan(
     shard_size: int = 4096,
     flip_queries: bool | None = None,
 ) -> ScanResult:
-    """Embed every readable item and search every needed pair; returns what was done."""
-    t0 = time.perf_counter()
-    encoder_name = encoder_name or ws.encoder
-    k = int(k or ws.k)
-    flip_queries = ws.flip_queries if flip_queries is None else bool(flip_queries)
-    if encoder_name != ws.encoder or k != ws.k or flip_queries != ws.flip_queries:
-        ws.set_settings(encoder=encoder_name, k=k, flip_queries=flip_queries)
-    ws.set_encoder_options(**(encoder_overrides or {}))
-    encoder_overrides = ws.encoder_options
-    items = ws.items()
-    if items.empty:
-        raise ValueError(f"workspace {ws.path} has no items; add a dataset first with `leakcore add`")
-    datasets = ws.datasets
-    result = ScanResult(encoder=encoder_name)
-    encoder = None
-    splits: dict[str, _Split] = {}
-    for (ds_name, split_name), grp in items.groupby(["dataset", "split"], sort=True):
-        sid = split_id(ds_name, split_name)
-        ds = datasets.get(ds_name)
-        grp = grp.reset_index(drop=True)
-        if ds is not None and ds.format == "embeddings":
-            embed.check_embeddings_source(ds, encoder_name)
-            rows = grp["row"].to_numpy()
-            key = _digest(encoder_name, ds.source, len(grp), *[p.stat().st_mtime_ns for p, _ in embed.embedding_shards(Path(ds.source))])
-            splits[sid] = _Split(sid, grp, None, ds=ds, rows=rows, key=key)
-            continue
-        if encoder is None:
-            encoder = create_encoder(encoder_name, **(encoder_overrides or {}))
-        stage = f"embed {sid}"
-        vectors, have = embed.embed_items(
-            ws, grp, encoder, batch_size=batch_size, shard_size=shard_size,
-            progress=(lambda d, t, s=stage: progress(s, d, t)) if progress else None,
-        )
-        kept = grp[have]
-        key = _digest(encoder.fingerprint, *kept["sha256"].astype(str))
-        splits[sid] = _Split(sid, kept, vectors[have], key=key)
-        if flip_queries and grp["role"].iloc[0] == "eval":
-            stage = f"embed {sid} (mirrored)"
-            mirrored, _ = embed.embed_items(
-                ws, kept.reset_index(drop=True), encoder.mirrored(), batch_size=batch_size, shard_size=shard_size,
-                progress=(lambda d, t, s=stage: progress(s, d, t)) if progress else None,
-            )
-            splits[sid].mirrored = mirrored
-            splits[sid].key = _digest(key, "mirror")
-        result.embedded_splits.append(sid)
-
-    roles = items.drop_duplicates(["dataset", "split"]).set_index(["dataset", "split"])["role"]
-    evals = [split_id(d, s) for (d, s), r in roles.items() if r == "eval"]
-    trains = [split_id(d, s) for (d, s), r in roles.items() if r == "train"]
-    pairs = [(e, t) for e in evals for t in trains] + [(e, e) for e in evals]
-    for eval_sid, train_sid in pairs:
-        q, c = splits[eval_sid], splits[train_sid]
-        if q.vectors is None:
-            continue  # an embeddings-only split is never a query set
-        key = _digest(q.key, c.key, k)
-        out = pair_path(ws, encoder_name, eval_sid, train_sid)
-        meta_path = out.with_suffix(".json")
-        if out.exists() and meta_path.exists() and json.loads(meta_path.read_text()).get("key") == key:
-            result.pairs_skipped.append((eval_sid, train_sid))
-            continue
-        if progress:
-            progress(f"search {eval_sid} -> {train_sid}", 0, 1)
-        self_index = np.arange(len(q.item_ids)) if eval_sid == train_sid else None
-        block_rows = search.block_rows_for(q.vectors.shape[1], budget_bytes)
-        sim, idx = search.knn(q.vectors, c.blocks(block_rows), k, self_index=self_index, budget_bytes=budget_bytes)
-        if q.mirrored is not None:
-            flipped = search.knn(q.mirrored, c.blocks(block_rows), k, self_index=self_index, budget_bytes=budget_bytes)
-            sim, idx = search.merge_results([(sim, idx), flipped], k)
-        write_pair_table(ws, encoder_name, eval_sid, train_sid, _pairs_table(q.item_ids, c.item_ids, sim, idx), key=key,
-                         k=k, encoder=encoder_name, queries=int(len(q.item_ids)), collection=int(len(c.item_ids)))
-        result.pairs_searched.append((eval_sid, train_sid))
-        if progress:
-            progress(f"search {eval_sid} -> {train_sid}", 1, 1)
-    _drop_stale_pairs(ws, encoder_name, {pair_path(ws, encoder_name, e, t) for e, t in pairs})
-    result.seconds = time.perf_counter() - t0
-    return result
+    """Configure (settings given here are remembered), plan and run a scan: the local, in-order path."""
+    settings = configure_scan(ws, encoder=encoder_name, k=k, flip_queries=flip_queries, encoder_options=encoder_overrides)
+    encoder = create_encoder(settings.encoder, **settings.options) if _has_images(ws) else None
+    plan = plan_scan(ws, encoder=encoder, settings=settings)
+    return run_scan(ws, plan, encoder=encoder, progress=progress, batch_size=batch_size, shard_size=shard_size,
+                    budget_bytes=budget_bytes)
 
 
-def _pairs_table(query_ids: np.ndarray, collection_ids: np.ndarray, sim: np.ndarray, idx: np.ndarray) -> pd.DataFrame:
+def _has_images(ws) -> bool:
+    formats = {name: ds.format for name, ds in ws.datasets.items()}
+    return any(formats.get(d) != "embeddings" for d in ws.items()["dataset"].unique())
+
+
+def pairs_table(query_ids: np.ndarray, collection_ids: np.ndarray, sim: np.ndarray, idx: np.ndarray) -> pd.DataFrame:
+    """Top-k results as rows: eval_item_id, rank (1-based), train_item_id, similarity."""
     nq, k = idx.shape
     valid = idx >= 0
     q_rows = np.repeat(np.arange(nq), k).reshape(nq, k)[valid]

@@ -3,54 +3,54 @@ import streamlit as st
 
 from leakcore import calibrate
 from ui import data, thresholds_ui
-from ui.widgets import flash, page
+from ui.widgets import flash, page, user_errors
 
 ws = page("Thresholds", ":material/tune:")
-st.title("Thresholds")
-calibrated = [p.parent.name for p in (ws.path / "calibration").glob("*/thresholds.json")]
-encoder = thresholds_ui.encoder_select(ws, calibrated)
-flash()
-views = data.calibration_views(ws, encoder)
-hard, soft = thresholds_ui.sliders()
-if views is None:
-    st.info(f"No calibration for {encoder} in this workspace yet. Run one: it edits real images with the paper's "
-            "transformations and measures how similar the copies stay.")
-    thresholds_ui.calibration_form(ws, encoder)
-else:
-    result, points, curves, hist = views
-    s = result.settings
-    st.caption(f"Calibrated on **{s.get('collection')}** · {s.get('queries')} queries × {len(s.get('transforms', []))} "
-               f"edits · target FPR {s.get('target_fpr')} → suggested hard **{result.hard:.4f}**, soft **{result.soft:.4f}**")
-    left, right = st.columns(2)
-    with left:
-        thresholds_ui.roc_chart(curves, points, hard, soft, data.decision_views(ws) if encoder == ws.encoder else None)
-    with right:
-        thresholds_ui.histogram_chart(hist, hard, soft)
-    fpr_h, tpr_h = points.at(hard)
-    fpr_s, tpr_s = points.at(soft)
-    st.markdown(f"At **hard {hard:.4f}**: catches {100 * tpr_h:.1f}% of edited copies, {100 * fpr_h:.3f}% false positives · "
-                f"at **soft {soft:.4f}**: {100 * tpr_s:.1f}% of copies, {100 * fpr_s:.3f}% false positives")
-if encoder == ws.encoder:
-    counts = data.flagged_counts(ws, hard, soft)
-    if not counts.empty:
-        st.subheader("Flagged evaluation images at these thresholds")
-        shown = counts.assign(hard_rate=(100 * counts["hard_rate"]).round(2), soft_rate=(100 * counts["soft_rate"]).round(2))
-        st.dataframe(shown.rename(columns={"hard_rate": "hard %", "soft_rate": "soft %", "within_soft": "within-split dups"}),
-                     hide_index=True, width="stretch")
-c1, c2 = st.columns([1, 3])
-if c1.button("Apply to project", key="th_apply", type="primary", disabled=soft > hard):
-    ws.set_thresholds(hard, soft, encoder=encoder, source="set on the Thresholds page")
-    st.cache_data.clear()
-    st.session_state["flash"] = f"Thresholds for {encoder} saved: hard {hard:.4f}, soft {soft:.4f}"
-    st.rerun()
-in_force = ws.thresholds(encoder)
-c2.caption(f"In force for {encoder}: hard {in_force[0]:.4f}, soft {in_force[1]:.4f}. Every page and `leakcore report` "
-           "use the applied values at once, without re-scanning.")
-if views is not None:
-    with st.expander("Robustness table (top-1 accuracy per edit)", expanded=False):
-        st.dataframe(calibrate.robustness_table(result).assign(top1=lambda d: (100 * d["top1"]).round(1)),
-                     hide_index=True, width="stretch")
-        st.dataframe(result.auc, hide_index=True)
-    with st.expander("Run a new calibration"):
+with user_errors():
+    st.title("Thresholds")
+    calibrated = [p.parent.name for p in (ws.path / "calibration").glob("*/thresholds.json")]
+    encoder = thresholds_ui.encoder_select(ws, calibrated)
+    flash()
+    views = data.calibration_views(ws, encoder)
+    hard, soft = thresholds_ui.sliders()
+    if views is None:
+        st.info(f"No calibration for {encoder} in this workspace yet. Run one: it edits real images with the paper's "
+                "transformations and measures how similar the copies stay.")
         thresholds_ui.calibration_form(ws, encoder)
-
+    else:
+        result, points, curves, hist = views
+        s = result.settings
+        st.caption(f"Calibrated on **{s.get('collection')}** · {s.get('queries')} queries × {len(s.get('transforms', []))} "
+                   f"edits · target FPR {s.get('target_fpr')} → suggested hard **{result.hard:.4f}**, soft **{result.soft:.4f}**")
+        left, right = st.columns(2)
+        with left:
+            thresholds_ui.roc_chart(curves, points, hard, soft, data.decision_views(ws) if encoder == ws.encoder else None)
+        with right:
+            thresholds_ui.histogram_chart(hist, hard, soft)
+        fpr_h, tpr_h = points.at(hard)
+        fpr_s, tpr_s = points.at(soft)
+        st.markdown(f"At **hard {hard:.4f}**: catches {100 * tpr_h:.1f}% of edited copies, {100 * fpr_h:.3f}% false positives · "
+                    f"at **soft {soft:.4f}**: {100 * tpr_s:.1f}% of copies, {100 * fpr_s:.3f}% false positives")
+    if encoder == ws.encoder:
+        counts = data.flagged_counts(ws, hard, soft)
+        if not counts.empty:
+            st.subheader("Flagged evaluation images at these thresholds")
+            shown = counts.assign(hard_rate=(100 * counts["hard_rate"]).round(2), soft_rate=(100 * counts["soft_rate"]).round(2))
+            st.dataframe(shown.rename(columns={"hard_rate": "hard %", "soft_rate": "soft %", "within_soft": "within-split dups"}),
+                         hide_index=True, width="stretch")
+    c1, c2 = st.columns([1, 3])
+    if c1.button("Apply to project", key="th_apply", type="primary", disabled=soft > hard):
+        ws.set_thresholds(hard, soft, encoder=encoder, source="set on the Thresholds page")
+        st.cache_data.clear()
+        st.session_state["flash"] = f"Thresholds for {encoder} saved: hard {hard:.4f}, soft {soft:.4f}"
+        st.rerun()
+    in_force = ws.thresholds(encoder)
+    c2.caption(f"In force for {encoder}: hard {in_force[0]:.4f}, soft {in_force[1]:.4f}. Every page and `leakcore report` "
+               "use the applied values at once, without re-scanning.")
+    if views is not None:
+        with st.expander("Robustness table (top-1 accuracy per edit)", expanded=False):
+            st.dataframe(calibrate.robustness_table(result).assign(top1=lambda d: (100 * d["top1"]).round(1)),
+                         hide_index=True, width="stretch")
+            st.dataframe(result.auc, hide_index=True)
+        with st.expander("Run a new calibration"):
+            thresholds_ui.calibration_form(ws, encoder)

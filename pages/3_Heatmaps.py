@@ -3,31 +3,32 @@ import streamlit as st
 
 from leakcore import leakage
 from ui import data, heatmaps_ui
-from ui.widgets import page
+from ui.widgets import page, user_errors
 
 ws = page("Heatmaps", ":material/grid_on:")
-st.title("Leakage across datasets")
-hard, soft = ws.thresholds()
-c1, c2, c3 = st.columns([1, 1, 2])
-order = c1.radio("Order rows and columns", ["name", "total"], key="heat_order", horizontal=True,
-                 format_func=lambda o: "by name" if o == "name" else "by total leakage")
-use_decisions = c2.toggle("Use curator decisions", value=True, key="heat_decisions",
-                          help="On: a confirmed leak counts and a rejected pair does not. Off: automatic flags only.")
-table = data.rates(ws, hard, soft, auto_only=not use_decisions)
-mats = leakage.matrices(table, order=order)
-if mats["soft_rate"].empty:
-    st.info("No results yet: add datasets with training and evaluation splits and run a scan.")
-    st.stop()
-c3.caption(f"Share of each evaluation split (columns) found in each training source (rows) at hard ≥ {hard:.3f} and "
-           f"soft ≥ {soft:.3f}. ● marks intra-dataset cells. Click a cell to review its pairs.")
-left, right = st.columns(2)
-with left:
-    heatmaps_ui.heatmap(mats, "hard")
-with right:
-    heatmaps_ui.heatmap(mats, "soft")
-heatmaps_ui.cell_picker(mats)
-st.download_button("Download the matrices (CSV)", leakage.matrix_csv(mats), "leakage-matrices.csv", "text/csv",
-                   key="heat_csv")
-with st.expander("Per evaluation split: all sources together, and within-split duplicates"):
-    rest = table[table["train_split"].isin([leakage.ALL_SOURCES, leakage.WITHIN])]
-    st.dataframe(rest, hide_index=True, width="stretch")
+with user_errors():
+    st.title("Leakage across datasets")
+    hard, soft = ws.thresholds()
+    c1, c2, c3 = st.columns([1, 1, 2])
+    order = c1.radio("Order rows and columns", ["name", "total"], key="heat_order", horizontal=True,
+                     format_func=lambda o: "by name" if o == "name" else "by total leakage")
+    use_decisions = c2.toggle("Use curator decisions", value=True, key="heat_decisions",
+                              help="On: a confirmed leak counts and a rejected pair does not. Off: automatic flags only.")
+    table = data.rates(ws, hard, soft, auto_only=not use_decisions)
+    mats = leakage.matrices(table, order=order)
+    if mats["soft_rate"].empty:
+        st.info("No results yet: add datasets with training and evaluation splits and run a scan.")
+        st.stop()
+    c3.caption(f"Share of each evaluation split (columns) found in each training source (rows) at hard ≥ {hard:.3f} and "
+               f"soft ≥ {soft:.3f}. ● marks intra-dataset cells. Click a cell to review its pairs.")
+    left, right = st.columns(2)
+    with left:
+        heatmaps_ui.heatmap(mats, "hard")
+    with right:
+        heatmaps_ui.heatmap(mats, "soft")
+    heatmaps_ui.cell_picker(mats)
+    st.download_button("Download the matrices (CSV)", leakage.matrix_csv(mats), "leakage-matrices.csv", "text/csv",
+                       key="heat_csv")
+    with st.expander("Per evaluation split: all sources together, and within-split duplicates"):
+        rest = table[table["train_split"].isin([leakage.ALL_SOURCES, leakage.WITHIN])]
+        st.dataframe(rest, hide_index=True, width="stretch")

@@ -3,39 +3,37 @@ import streamlit as st
 
 from leakcore import downstream
 from ui import data, impact_ui
-from ui.widgets import page
+from ui.widgets import page, user_errors
 
 ws = page("Impact", ":material/query_stats:")
-st.title("Downstream impact")
-st.caption("Accuracy on the full evaluation split, its leaked and non-leaked images, and random subsets of the same "
-           "size as the leaked set: how much of a score is memory?")
-args = impact_ui.inputs(ws)
-if args is None:
-    st.stop()
-try:
-    table, info = data.impact(ws, args)
-except ValueError as exc:
-    st.error(str(exc))
-    st.stop()
-st.session_state["imp_result"] = True
-st.markdown(f"**{args['split']}**: {info['items']} readable images · leaked set from *{info['source']}*: "
-            f"{info['hard']} hard, {info['soft']} soft")
-models = sorted(table["model"].unique())
-shown = st.multiselect("Models in the chart", models, default=models[:12], key="imp_models")
-impact_ui.accuracy_chart(table, shown or models)
-c1, c2 = st.columns(2)
-with c1:
-    st.subheader("Mean over models")
-    st.dataframe(downstream.summary(table).round(4), hide_index=True, width="stretch")
-with c2:
-    st.subheader("Label agreement of leaked images")
-    agree = table[table["subset"].str.startswith("soft-leaked,")]
-    if agree.empty:
-        st.caption("No soft-leaked images, or no labels to compare.")
-    else:
-        st.dataframe(agree.groupby("subset")[["n", "accuracy", "gain"]].mean().round(4), width="stretch")
-st.subheader("Gain over the full set per model (percentage points)")
-st.dataframe(impact_ui.gains_table(table), hide_index=True, width="stretch")
-model = st.selectbox("Drill down into one model", models, key="imp_drill")
-st.dataframe(table[table["model"] == model].drop(columns="model").round(4), hide_index=True, width="stretch")
-st.download_button("Download the full table (CSV)", table.to_csv(index=False), "impact.csv", "text/csv", key="imp_csv")
+with user_errors():
+    st.title("Downstream impact")
+    st.caption("Accuracy on the full evaluation split, its leaked and non-leaked images, and random subsets of the same "
+               "size as the leaked set: how much of a score is memory?")
+    args = impact_ui.inputs(ws)
+    if args is None:
+        st.stop()
+    result = data.impact(ws, args)
+    table = result.table
+    st.session_state["imp_result"] = True
+    st.markdown(f"**{result.split}**: {result.items} readable images · leaked set from *{result.source}*: "
+                f"{result.hard} hard, {result.soft} soft")
+    models = sorted(table["model"].unique())
+    shown = st.multiselect("Models in the chart", models, default=models[:12], key="imp_models")
+    impact_ui.accuracy_chart(table, shown or models)
+    c1, c2 = st.columns(2)
+    with c1:
+        st.subheader("Mean over models")
+        st.dataframe(downstream.summary(table).round(4), hide_index=True, width="stretch")
+    with c2:
+        st.subheader("Label agreement of leaked images")
+        agree = table[table["subset"].str.startswith("soft-leaked,")]
+        if agree.empty:
+            st.caption("No soft-leaked images, or no labels to compare.")
+        else:
+            st.dataframe(agree.groupby("subset")[["n", "accuracy", "gain"]].mean().round(4), width="stretch")
+    st.subheader("Gain over the full set per model (percentage points)")
+    st.dataframe(impact_ui.gains_table(table), hide_index=True, width="stretch")
+    model = st.selectbox("Drill down into one model", models, key="imp_drill")
+    st.dataframe(table[table["model"] == model].drop(columns="model").round(4), hide_index=True, width="stretch")
+    st.download_button("Download the full table (CSV)", table.to_csv(index=False), "impact.csv", "text/csv", key="imp_csv")

@@ -6,7 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from leakcore import review
-from leakcore.catalog import add_dataset
+from leakcore.ingest import add_dataset
 from leakcore.project import Workspace
 from leakcore.scan import scan
 
@@ -141,3 +141,25 @@ def test_export_page_previews_and_writes(ws):
     assert not at.exception
     assert (ws.exports_dir / "animals-test-hard" / "removed.csv").exists()
     assert at.get("download_button")
+
+
+def test_missing_weights_are_a_message_on_the_page(ws):
+    """The clip probe without CLIP weights: a message in the page's words, no traceback, the form still there."""
+    at = run("pages/4_Impact.py")
+    at.multiselect(key="imp_probes").set_value(["clip"])
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert errors and "weights" in errors[0] and "Traceback" not in errors[0]
+    assert at.multiselect(key="imp_probes").value == ["clip"]
+
+
+def test_an_uncalibrated_encoder_asks_to_calibrate_first(ws):
+    ws.set_settings(encoder="resnet152")
+    for page in ("app.py", "pages/1_Review.py", "pages/3_Heatmaps.py"):
+        at = run(page)
+        assert not at.exception, (page, at.exception)
+        assert any("Calibrate first" in w.value for w in at.warning), page
+    at = run("pages/2_Thresholds.py")  # the page where it is done still works
+    assert not at.exception, at.exception
+    assert "not calibrated yet" in " ".join(c.value for c in at.sidebar.caption)

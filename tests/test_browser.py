@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from leakcore import review
-from leakcore.catalog import add_dataset
+from leakcore.ingest import add_dataset
 from leakcore.project import Workspace
 from leakcore.scan import scan
 

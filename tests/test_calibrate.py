@@ -5,7 +5,7 @@ import pytest
 
 from leakcore import calibrate, review
 from leakcore.calibrate import ThresholdCalibrator, transformation_suite
-from leakcore.catalog import add_dataset
+from leakcore.ingest import add_dataset
 from leakcore.project import Workspace
 
 from conftest import make_folder_dataset, photo
@@ -84,7 +84,7 @@ def test_protocol_on_a_fixture_collection(tmp_path):
     assert stored.hard == result.hard and stored.settings["queries"] == 5
     calibrate.apply(ws, stored)
     assert ws.thresholds() == (result.hard, result.soft)
-    with pytest.raises(ValueError, match="valid collections"):
+    with pytest.raises(ValueError, match="valid: d/test, d/train"):
         calibrate.calibrate(ws, "d/nope")
 
 

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from leakcore import catalog, images
-from leakcore.catalog import IngestError, add_dataset, role_from_name
+from leakcore.catalog import IngestError, role_from_name
+from leakcore.ingest import add_dataset
 from leakcore.project import SCHEMA_VERSION, Workspace, WorkspaceError
 
 from conftest import jpeg_bytes, photo
@@ -27,8 +28,11 @@ def test_role_from_split_name(name, role):
 def test_role_override_and_unknown_split():
     assert role_from_name("extra", {"extra": "train"}) == "train"
     assert role_from_name("test", {"*": "train"}) == "train"
-    with pytest.raises(IngestError, match="--role extra=train"):
+    with pytest.raises(IngestError, match="training or evaluation") as caught:
         role_from_name("extra")
+    # the terminal names the flag, the page names its control: the core message speaks neither
+    assert "--role extra=train" in caught.value.for_terminal()
+    assert "--role" not in caught.value.for_page() and "role overrides" in caught.value.for_page()
 
 
 def test_folder_layout(ws, folder_dataset):
@@ -149,8 +153,9 @@ def test_embeddings_only_layout(ws, tmp_path):
         np.save(src / "img_emb" / f"img_emb_{shard}.npy", np.random.default_rng(shard).normal(size=(5, 64)).astype(np.float16))
         pd.DataFrame({"url": [f"http://x/{shard}_{i}.jpg" for i in range(5)], "caption": ["c"] * 5}).to_parquet(
             src / "metadata" / f"metadata_{shard}.parquet")
-    with pytest.raises(IngestError, match="--encoder"):
+    with pytest.raises(IngestError, match="must declare the encoder") as caught:
         add_dataset(ws, "laion", src)
+    assert "--encoder NAME" in caught.value.for_terminal() and "--" not in caught.value.for_page()
     add_dataset(ws, "laion", src, encoder="phash")
     items = ws.items()
     assert len(items) == 10 and set(items["role"]) == {"train"}

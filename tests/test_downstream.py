@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from leakcore import downstream
-from leakcore.catalog import add_dataset
+from leakcore.ingest import add_dataset
 from leakcore.downstream import LeakSets, PredictionsMismatch
 from leakcore.project import Workspace
 from leakcore.scan import scan

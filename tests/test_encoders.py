@@ -183,3 +183,16 @@ def test_user_torchscript_sscd_export_gets_imagenet_normalised_nchw(tmp_path):
     x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     with torch.no_grad():
         np.testing.assert_allclose(enc.embed_batch(batch), net(x).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["resnet152", "dinov2-vitb14"])
+def test_a_checkpoint_of_another_model_is_refused_not_half_loaded(tmp_path, name):
+    """Strict loading: a file whose layers do not match is an error, never a model left partly random."""
+    import torch
+
+    from leakcore.encoders import WeightsUnavailable
+
+    bad = tmp_path / "other.pth"
+    torch.save({"conv.weight": torch.zeros(3)}, bad)
+    with pytest.raises(WeightsUnavailable, match="is not a .* checkpoint"):
+        create_encoder(name, weights=str(bad), device="cpu")

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from leakcore import export, review
-from leakcore.catalog import add_dataset
+from leakcore.ingest import add_dataset
 from leakcore.export import ExportPolicy
 from leakcore.project import Workspace
 from leakcore.scan import scan

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from leakcore import leakage, review
-from leakcore.catalog import add_dataset
+from leakcore.ingest import add_dataset
 from leakcore.project import Workspace
 from leakcore.scan import scan
 

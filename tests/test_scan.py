@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from leakcore import leakage
-from leakcore.catalog import add_dataset
+from leakcore.ingest import add_dataset
 from leakcore.cli import main
 from leakcore.embed import EncoderMismatch
 from leakcore.project import Workspace

@@ -8,7 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from leakcore import catalog, images, leakage, review
-from leakcore.project import Workspace, WorkspaceError
+from leakcore.api import ImpactRequest, LeakSource, Project
+from leakcore.errors import WorkspaceError
+
+Workspace = Project  # the pages hold a Project: the workspace with the product's verbs
 
 
 def _stamp(*paths: Path) -> tuple:
@@ -25,9 +28,9 @@ def _stamp(*paths: Path) -> tuple:
 def open_workspace(path: str) -> Workspace | None:
     """The workspace at `path`, or None with the reason shown."""
     try:
-        return Workspace.open(path)
+        return Project.open(path)
     except WorkspaceError as exc:
-        st.warning(str(exc))
+        st.warning(exc.for_page())
         return None
 
 
@@ -40,7 +43,7 @@ def _neighbors_stamp(ws: Workspace) -> tuple:
 # no pickling per rerun. Callers must never mutate them (filter_queue and friends return new frames).
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _items(path: str, stamp: tuple) -> pd.DataFrame:
-    return Workspace.open(path).items().set_index("item_id", drop=False)
+    return Project.open(path).items().set_index("item_id", drop=False)
 
 
 def items(ws: Workspace) -> pd.DataFrame:
@@ -50,7 +53,7 @@ def items(ws: Workspace) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _pairs(path: str, encoder: str, stamp: tuple) -> pd.DataFrame:
-    return leakage.load_pairs(Workspace.open(path), encoder)
+    return leakage.load_pairs(Project.open(path), encoder)
 
 
 def pairs(ws: Workspace) -> pd.DataFrame:
@@ -63,7 +66,7 @@ def decisions_stamp(ws: Workspace) -> tuple:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _decisions(path: str, stamp: tuple) -> pd.DataFrame:
-    return review.latest_decisions(Workspace.open(path))
+    return review.latest_decisions(Project.open(path))
 
 
 def decisions(ws: Workspace) -> pd.DataFrame:
@@ -95,7 +98,7 @@ def queue(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _rates(path: str, encoder: str, hard: float, soft: float, stamp: tuple, dstamp: tuple, auto_only: bool) -> pd.DataFrame:
-    ws = Workspace.open(path)
+    ws = Project.open(path)
     d = None if auto_only else review.latest_decisions(ws)
     return leakage.rates(ws, hard, soft, encoder=encoder, decisions=d, pairs=_pairs(path, encoder, stamp))
 
@@ -138,7 +141,7 @@ def _calibration_views(path: str, encoder: str, stamp: tuple):
     """(result, OperatingPoints, ROC curves per family, histogram) of a stored calibration, or None."""
     from leakcore import calibrate
 
-    result = calibrate.load(Workspace.open(path), encoder)
+    result = calibrate.load(Project.open(path), encoder)
     if result is None:
         return None
     s, y, _ = calibrate.pair_scores(result.scores)
@@ -171,7 +174,7 @@ def decision_views(ws: Workspace):
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _best(path: str, encoder: str, stamp: tuple, items_stamp: tuple):
-    ws = Workspace.open(path)
+    ws = Project.open(path)
     return leakage.best_similarity(_pairs(path, encoder, stamp)), leakage.eval_counts(ws)
 
 
@@ -181,9 +184,9 @@ def flagged_counts(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
     return leakage.counts_at(best, hard, soft, totals)
 
 
-def impact(ws: Workspace, args: dict) -> tuple[pd.DataFrame, dict]:
-    """The impact table for the Impact page's inputs, recomputed when neighbours or decisions change."""
-    return _impact(str(ws.path), **args, stamp=_neighbors_stamp(ws), dstamp=decisions_stamp(ws))
+def impact(ws: Workspace, request: ImpactRequest):
+    """`Project.impact` for the Impact page's request, recomputed when neighbours or decisions change."""
+    return _impact(str(ws.path), request, stamp=_neighbors_stamp(ws), dstamp=decisions_stamp(ws))
 
 
 def clear_items() -> None:
@@ -192,33 +195,8 @@ def clear_items() -> None:
 
 
 @st.cache_data(show_spinner="Measuring…", max_entries=8)
-def _impact(path: str, split: str, files: tuple, probes: tuple, source: str, leak_path: str | None, n_random: int,
-           stamp: tuple, dstamp: tuple) -> tuple[pd.DataFrame, dict]:
-    """The impact table for the Impact page (the same computation as `leakcore impact`)."""
-    from leakcore import downstream
-
-    ws = Workspace.open(path)
-    items = downstream.eval_items(ws, split)
-    items = items[items["status"] == "ok"]
-    preds = {Path(f).stem.removesuffix("_predictions"): downstream.load_predictions(f, items) for f in files}
-    trains = ws.splits().query("role == 'train'")
-    same = trains[trains["dataset"] == split.split("/", 1)[0]]
-    for probe in probes:
-        if probe == "clip":
-            preds["probe-clip-zero-shot"] = downstream.clip_zero_shot(ws, split)
-            continue
-        if same.empty:
-            raise ValueError(f"the {probe} probe needs a training split of the same dataset as {split}")
-        preds[f"probe-{probe}"] = downstream.knn_probe(ws, split, f"{same.iloc[0]['dataset']}/{same.iloc[0]['split']}",
-                                                       k=1 if probe == "knn1" else 20)
-    if not preds:
-        raise ValueError("Add at least one predictions file or a probe.")
-    if leak_path:
-        leaks = downstream.imported_leak_sets(ws, split, leak_path)
-    else:
-        leaks = downstream.leak_sets(ws, split, use_decisions=source.endswith("first"))
-    table = downstream.impact(downstream.correctness(items, preds), leaks, n_random=n_random)
-    return table, {"hard": len(leaks.hard), "soft": len(leaks.soft), "source": leaks.source, "items": len(items)}
+def _impact(path: str, request: ImpactRequest, stamp: tuple, dstamp: tuple):
+    return Project.open(path).impact(request)
 
 
 @st.cache_data(show_spinner=False, ttl=300)

@@ -6,9 +6,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from leakcore import catalog, leakage
-from leakcore.project import Workspace
+from leakcore import formats, leakage
+from leakcore.api import Project
 from ui import data, state
+from ui.widgets import user_errors
+
+Workspace = Project  # pages hold a Project: the workspace with the product's verbs
 
 
 def open_workspace_ui() -> None:
@@ -29,9 +32,9 @@ def open_workspace_ui() -> None:
 
 def _switch(path: str, create: bool) -> None:
     if create:
-        Workspace.create(path)
+        Project.create(path)
     elif not Path(path, "project.toml").exists():
-        st.error(f"{path} is not a workspace; use 'Create here' or `leakcore init {path}`")
+        st.error(f"{path} is not a workspace; use 'Create here' to make one")
         return
     st.session_state["workspace"] = path
     st.session_state["review_pos"] = 0
@@ -45,24 +48,18 @@ def add_dataset_ui(ws: Workspace) -> None:
         with st.form("add_dataset"):
             name = st.text_input("Dataset name", placeholder="e.g. cifar10")
             source = st.text_input("Source path", placeholder="/data/my_dataset or /data/manifest.csv")
-            fmt = st.selectbox("Layout", ["detect"] + list(catalog.FORMATS))
+            fmt = st.selectbox("Layout", ["detect"] + formats.format_names())
             roles = st.text_input("Role overrides", placeholder="test=eval, extra=train")
             submitted = st.form_submit_button("Add dataset")
         if submitted:
-            try:
-                parsed = dict(p.strip().split("=", 1) for p in roles.split(",") if "=" in p)
-                with st.spinner("Reading and checking every image…"):
-                    summary = catalog.add_dataset(ws, name, source, fmt=None if fmt == "detect" else fmt, roles=parsed)
+            with user_errors(stop=False), st.spinner("Reading and checking every image…"):
+                summary = ws.add(name, source, fmt=None if fmt == "detect" else fmt, roles=roles)
                 st.success(f"Added {summary['items']} items to {name}")
                 data.clear_items()
-            except (ValueError, OSError) as exc:
-                st.error(str(exc))
 
 
 def scan_ui(ws: Workspace) -> None:
     """Encoder choice and a scan with a progress bar (the same scan as `leakcore scan`)."""
-    from leakcore.scan import scan
-
     available = [r["name"] for r in data.encoders() if r["available"]]
     c1, c2, c3 = st.columns([2, 1, 1])
     encoder = c1.selectbox("Encoder", available, index=available.index(ws.encoder) if ws.encoder in available else 0,
@@ -75,10 +72,10 @@ def scan_ui(ws: Workspace) -> None:
         def progress(stage: str, done: int, total: int) -> None:
             bar.progress(min(done / max(total, 1), 1.0), text=f"{stage}: {done}/{total}")
 
-        try:
-            result = scan(ws, encoder_name=encoder, k=int(k), progress=progress)
-        except (ValueError, RuntimeError) as exc:
-            st.error(str(exc))
+        result = None
+        with user_errors(stop=False):
+            result = ws.scan(encoder=encoder, k=int(k), progress=progress)
+        if result is None:
             return
         bar.progress(1.0, text=f"done in {result.seconds:.1f}s: {len(result.pairs_searched)} pairs searched, "
                                f"{len(result.pairs_skipped)} unchanged")

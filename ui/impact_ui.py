@@ -9,26 +9,26 @@ import plotly.graph_objects as go
 import streamlit as st
 
 
-from leakcore.project import Workspace
+from leakcore.api import PROBES, ImpactRequest, LeakSource, Project
 
-LEAK_SOURCES = ["our flags, curator decisions first", "our flags only", "an imported list (CSV of eval key, train key)"]
+LEAK_SOURCE_TEXT = {LeakSource.DECISIONS: "our flags, curator decisions first", LeakSource.FLAGS: "our flags only",
+                    LeakSource.LIST: "an imported list (CSV of eval key, train key)"}
 
 
-def inputs(ws: Workspace) -> dict | None:
+def inputs(ws: Project) -> ImpactRequest | None:
     """The form: evaluation split, predictions (upload or server paths), probes, leak set; None until submitted."""
-    evals = ws.splits().query("role == 'eval'")
-    splits = [f"{d}/{s}" for d, s in zip(evals["dataset"], evals["split"])]
+    splits = [str(s) for s in ws.split_ids("eval")]
     with st.form("impact_form"):
         c1, c2 = st.columns(2)
         split = c1.selectbox("Evaluation split", splits, key="imp_split")
-        probes = c2.multiselect("Built-in probes (no outside model)", ["knn1", "knn20", "clip"], key="imp_probes",
+        probes = c2.multiselect("Built-in probes (no outside model)", list(PROBES), key="imp_probes",
                                 help="k-NN over the training embeddings (k=1, and a distance-weighted k=20 vote); "
                                      "zero-shot CLIP from the class names (needs CLIP weights)")
         uploads = st.file_uploader("Predictions (CSV / Parquet / JSONL with a key and a predicted label, or a JSON list "
                                    "in item order)", accept_multiple_files=True, key="imp_uploads")
         paths = st.text_area("…or paths on the server, one per line (globs allowed)", key="imp_paths", height=68)
         c3, c4 = st.columns([2, 1])
-        source = c3.radio("Leaked set", LEAK_SOURCES, key="imp_source")
+        source = c3.radio("Leaked set", list(LeakSource), key="imp_source", format_func=LEAK_SOURCE_TEXT.get)
         leak_file = c3.file_uploader("Leak list (for an imported list)", type=["csv"], key="imp_leak_file")
         n_random = c4.number_input("Random subsets", 100, 20_000, 1000, step=100, key="imp_random")
         submitted = st.form_submit_button("Measure impact", type="primary")
@@ -48,14 +48,13 @@ def inputs(ws: Workspace) -> dict | None:
             found = sorted(str(p) for p in Path(line).parent.glob(Path(line).name)) if any(c in line for c in "*?[") else [line]
             files.extend(found)
     leak_path = None
-    if source == LEAK_SOURCES[2]:
+    if source == LeakSource.LIST:
         if leak_file is None:
             st.error("Upload the leak list CSV, or choose our flags.")
             return None
         leak_path = str(tmp / leak_file.name)
         Path(leak_path).write_bytes(leak_file.getvalue())
-    args = {"split": split, "files": tuple(files), "probes": tuple(probes), "source": source, "leak_path": leak_path,
-            "n_random": int(n_random)}
+    args = ImpactRequest(split, tuple(files), tuple(probes), LeakSource(source), leak_path, int(n_random))
     st.session_state["imp_args"] = args
     st.session_state.pop("imp_result", None)
     return args
@@ -93,4 +92,4 @@ def gains_table(table: pd.DataFrame) -> pd.DataFrame:
     return wide.round(3).reset_index()
 
 
-__all__ = ["LEAK_SOURCES", "accuracy_chart", "gains_table", "inputs"]
+__all__ = ["LEAK_SOURCE_TEXT", "accuracy_chart", "gains_table", "inputs"]

@@ -5,22 +5,24 @@ import pandas as pd
 import streamlit as st
 
 from leakcore import review
-from leakcore.project import Workspace
+from leakcore.api import Project
 from ui import data
 from ui.widgets import item_facts, show_image
+
+Workspace = Project  # pages hold a Project: the workspace with the product's verbs
 
 DECISION_BUTTONS = [("hard", "Hard leak", "H"), ("soft", "Soft leak", "S"), ("not_leak", "Not a leak", "N"),
                     ("unsure", "Unsure", "U")]
 
 
 def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: bool) -> None:
-    ws = Workspace.open(ws_path)
+    ws = Project.open(ws_path)
     reviewer = st.session_state["reviewer"].strip() or "curator"
     note = st.session_state.get("review_note") or None
     if len(pairs) == 1:
-        review.decide(ws, *pairs[0], decision, reviewer=reviewer, note=note)
+        ws.decisions.decide(*pairs[0], decision, reviewer=reviewer, note=note)
     else:
-        review.decide_many(ws, pairs, decision, reviewer=reviewer, note=note)
+        ws.decisions.decide_many(pairs, decision, reviewer=reviewer, note=note)
     data.clear_decision_caches()
     st.session_state["review_note"] = ""
     st.session_state["flash"] = f"{review.DECISION_LABELS[decision]} · {len(pairs)} pair(s) saved"
@@ -31,7 +33,7 @@ def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: 
 
 
 def _undo(ws_path: str) -> None:
-    undone = review.undo_last(Workspace.open(ws_path), st.session_state["reviewer"].strip() or "curator")
+    undone = Project.open(ws_path).decisions.undo_last(st.session_state["reviewer"].strip() or "curator")
     data.clear_decision_caches()
     st.session_state["flash"] = "Nothing to undo" if undone is None else f"Undid {review.DECISION_LABELS[undone['decision']]}"
     if undone is not None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from leakcore.project import Workspace
+from leakcore.api import Project
+
+Workspace = Project  # pages hold a Project: the workspace with the product's verbs
 
 HARD_COLOUR, SOFT_COLOUR = "#b91c1c", "#ea580c"
 
@@ -14,7 +16,8 @@ def encoder_select(ws: Workspace, calibrated: list[str]) -> str:
     enc = st.selectbox("Encoder", options, index=options.index(ws.encoder), key="th_encoder",
                        help="Thresholds belong to an encoder: never apply one encoder's numbers to another.")
     if st.session_state.get("th_loaded_for") != (str(ws.path), enc):
-        hard, soft = ws.thresholds(enc)
+        t = ws.thresholds_or_none(enc)
+        hard, soft = (t.hard, t.soft) if t else (1.0, 1.0)  # uncalibrated: flag nothing until thresholds are chosen
         st.session_state["th_hard"], st.session_state["th_soft"] = float(hard), float(soft)
         st.session_state["th_loaded_for"] = (str(ws.path), enc)
     return enc
@@ -88,10 +91,7 @@ def histogram_chart(hist, hard: float, soft: float) -> None:
 
 def calibration_form(ws: Workspace, encoder: str) -> None:
     """Run the robustness protocol from the page (the same as `leakcore calibrate`)."""
-    from leakcore import calibrate
-
-    items = ws.items()
-    collections = sorted((items["dataset"] + "/" + items["split"]).unique())
+    collections = [str(s) for s in ws.split_ids()]
     with st.form("calibrate"):
         c1, c2, c3 = st.columns(3)
         coll = c1.selectbox("Collection", collections, help="Images to edit and search; the paper used Flickr30k.")
@@ -100,7 +100,7 @@ def calibration_form(ws: Workspace, encoder: str) -> None:
         go_ = st.form_submit_button(f"Calibrate {encoder}")
     if go_:
         bar = st.progress(0.0, text="starting")
-        calibrate.calibrate(ws, coll, encoder_name=encoder, queries=int(n), target_fpr=float(fpr),
-                            progress=lambda s, d, t: bar.progress(min(d / max(t, 1), 1.0), text=f"{s}: {d}/{t}"))
+        ws.calibrate(coll, encoder=encoder, queries=int(n), target_fpr=float(fpr),
+                     progress=lambda s, d, t: bar.progress(min(d / max(t, 1), 1.0), text=f"{s}: {d}/{t}"))
         st.session_state.pop("th_loaded_for", None)
         st.rerun()

@@ -1,13 +1,42 @@
 """Shared widgets: each draws and returns plain values; no leakage maths here."""
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import pandas as pd
 import streamlit as st
 from PIL import Image
 
 from leakcore import review
-from leakcore.project import Workspace
+from leakcore.api import Project
+from leakcore.errors import LeakcoreError, ThresholdsUncalibrated
 from ui import data, state
+
+log = logging.getLogger(__name__)
+Workspace = Project
+
+
+@contextlib.contextmanager
+def user_errors(stop: bool = True):
+    """The one way pages show what went wrong: a leakcore error (bad input, missing weights, no calibration) as a
+    message in the page's words, never a traceback; the page stops there unless `stop` is False."""
+    try:
+        yield
+    except ThresholdsUncalibrated as exc:
+        st.warning(exc.for_page(), icon=":material/tune:")
+        st.page_link("pages/2_Thresholds.py", label="Calibrate on the Thresholds page", icon=":material/tune:")
+        if stop:
+            st.stop()
+    except LeakcoreError as exc:
+        st.error(exc.for_page(), icon=":material/error:")
+        if stop:
+            st.stop()
+    except OSError as exc:  # a file vanished or is unreadable: say which, keep the page alive
+        log.warning("page error: %s", exc)
+        st.error(f"Could not read or write a file: {exc}", icon=":material/error:")
+        if stop:
+            st.stop()
 
 
 def sidebar_workspace() -> Workspace | None:
@@ -25,8 +54,9 @@ def sidebar_workspace() -> Workspace | None:
         st.text_input("Reviewer", key="reviewer", help="Stored with every decision you make.")
     ws = data.open_workspace(st.session_state["workspace"])
     if ws is not None:
-        hard, soft = ws.thresholds()
-        st.sidebar.caption(f"Encoder **{ws.encoder}** · hard ≥ {hard:.3f} · soft ≥ {soft:.3f}")
+        t = ws.thresholds_or_none()
+        st.sidebar.caption(f"Encoder **{ws.encoder}** · " + (f"hard ≥ {t.hard:.3f} · soft ≥ {t.soft:.3f}" if t else
+                                                             "thresholds: not calibrated yet"))
     return ws
 
 

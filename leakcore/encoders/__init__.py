@@ -1,35 +1,14 @@
 """Encoder registry: `register_encoder`, `create_encoder`, `list_encoders`, `get_spec` (timm/open_clip habit)."""
 from __future__ import annotations
 
+import inspect
 import logging
-from dataclasses import dataclass
-from typing import Callable
 
-from leakcore.encoders.base import Encoder, EncoderSpec, WeightsUnavailable, l2_normalise
+from leakcore.encoders.base import Encoder, EncoderSpec, l2_normalise
+from leakcore.encoders.registry import _REGISTRY, _Entry, register_encoder
+from leakcore.errors import EncoderOptionError, UnknownName, WeightsUnavailable
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Entry:
-    spec: EncoderSpec
-    build: Callable[..., Encoder]
-    check: Callable[..., str | None]  # None when it can run here, else why not
-
-
-_REGISTRY: dict[str, _Entry] = {}
-
-
-def register_encoder(spec: EncoderSpec, check: Callable[..., str | None]):
-    """Decorator registering a builder `build(spec, device, **overrides) -> Encoder` under `spec.name`."""
-
-    def wrap(build):
-        if spec.name in _REGISTRY:
-            raise ValueError(f"encoder {spec.name!r} is registered twice")
-        _REGISTRY[spec.name] = _Entry(spec, build, check)
-        return build
-
-    return wrap
 
 
 def _entry(name: str) -> _Entry:
@@ -37,7 +16,28 @@ def _entry(name: str) -> _Entry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown encoder {name!r}; valid encoders: {', '.join(sorted(_REGISTRY))}") from None
+        raise UnknownName(f"unknown encoder {name!r}; valid encoders: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def encoder_options(name: str) -> list[str]:
+    """The options `create_encoder(name, ...)` accepts (the builder's keyword parameters)."""
+    params = list(inspect.signature(_entry(name).build).parameters.values())[2:]  # after (spec, device)
+    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _strict(name: str, overrides: dict) -> dict:
+    """Overrides without `None` values; an option the encoder does not take is an error naming the valid ones."""
+    valid = encoder_options(name)
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise EncoderOptionError(f"encoder {name!r} has no option {', '.join(map(repr, unknown))}; "
+                                 f"valid options: {', '.join(valid) or 'none'}")
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def _call_check(entry: _Entry, overrides: dict) -> str | None:
+    accepted = inspect.signature(entry.check).parameters
+    return entry.check(**{k: v for k, v in overrides.items() if k in accepted})
 
 
 def get_spec(name: str) -> EncoderSpec:
@@ -51,16 +51,17 @@ def encoder_names() -> list[str]:
 
 
 def list_encoders(**overrides) -> list[dict]:
-    """Every encoder with whether it can run here now, and why not."""
+    """Every encoder with whether it can run here now, and why not (overrides apply where an encoder takes them)."""
     rows = []
     for name in encoder_names():
         entry = _REGISTRY[name]
-        why_not = entry.check(**{k: v for k, v in overrides.items() if v is not None})
+        why_not = _call_check(entry, {k: v for k, v in overrides.items() if v is not None and k in encoder_options(name)})
         rows.append({
             "name": name, "family": entry.spec.family, "dim": entry.spec.dim,
             "input_size": entry.spec.input_size, "available": why_not is None, "why_not": why_not or "",
             "weights": entry.spec.weights, "hard": entry.spec.hard_threshold, "soft": entry.spec.soft_threshold,
-            "thresholds_from": entry.spec.thresholds_from,
+            "thresholds_from": entry.spec.thresholds_from, "calibrated": entry.spec.calibrated,
+            "options": encoder_options(name),
         })
     return rows
 
@@ -76,10 +77,10 @@ def default_device() -> str:
 
 def create_encoder(name: str, device: str | None = None, **overrides) -> Encoder:
     """Build an encoder by name. Overrides (`weights`, `pretrained`, `input_size`, `random_weights`...)
-    of `None` keep the defaults; missing weights raise `WeightsUnavailable` naming what was looked for."""
+    of `None` keep the defaults; an option the encoder does not take raises `EncoderOptionError` naming the
+    valid ones; missing weights raise `WeightsUnavailable` naming what was looked for."""
     entry = _entry(name)
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    return entry.build(entry.spec, device or default_device(), **overrides)
+    return entry.build(entry.spec, device or default_device(), **_strict(name, overrides))
 
 
 _LOADED = False
@@ -95,6 +96,7 @@ def _load_families() -> None:
 
 
 __all__ = [
-    "Encoder", "EncoderSpec", "WeightsUnavailable", "create_encoder", "encoder_names", "get_spec",
+    "Encoder", "EncoderOptionError", "EncoderSpec", "WeightsUnavailable", "create_encoder", "encoder_names",
+    "encoder_options", "get_spec",
     "l2_normalise", "list_encoders", "register_encoder", "default_device",
 ]

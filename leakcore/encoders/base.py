@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from leakcore import images
+from leakcore.errors import WeightsUnavailable  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 _END = object()  # marks the end of the input in `Encoder.encode`
@@ -34,20 +35,21 @@ class EncoderSpec:
     dim: int
     input_size: int
     weights: str  # where the weights come from, in words a user can act on
-    hard_threshold: float
-    soft_threshold: float
-    thresholds_from: str  # how the default thresholds were measured
+    hard_threshold: float | None  # None: nobody measured them for this encoder; calibrate first
+    soft_threshold: float | None
+    thresholds_from: str  # how the default thresholds were measured (or why there are none)
     mean: tuple[float, float, float] | None = None  # None: the model takes uint8 pixels as they are
     std: tuple[float, float, float] | None = None
     description: str = ""
 
+    @property
+    def calibrated(self) -> bool:
+        """True when the spec carries measured default thresholds."""
+        return self.hard_threshold is not None and self.soft_threshold is not None
+
     def replace(self, **overrides) -> "EncoderSpec":
         """A copy with overrides applied; a `None` override keeps the default."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
-
-
-class WeightsUnavailable(RuntimeError):
-    """The encoder's weights are not on this machine; the message says what was looked for and how to supply it."""
 
 
 class Encoder:

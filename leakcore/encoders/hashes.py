@@ -7,7 +7,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from leakcore.encoders import register_encoder
+from leakcore.encoders.registry import register_encoder
 from leakcore.encoders.base import Encoder, EncoderSpec
 
 _HASH_THRESHOLDS_FROM = (
@@ -60,9 +60,9 @@ def _register(name: str, fn, dim: int, hard: float, soft: float, description: st
         hard_threshold=hard, soft_threshold=soft, thresholds_from=thresholds_from, description=description,
     )
 
-    @register_encoder(spec, check=lambda **_: _always())
-    def build(spec: EncoderSpec, device: str, **overrides) -> Encoder:
-        return HashEncoder(spec.replace(**{k: v for k, v in overrides.items() if k == "input_size"}), device, fn)
+    @register_encoder(spec, check=_always)
+    def build(spec: EncoderSpec, device: str, input_size: int | None = None) -> Encoder:
+        return HashEncoder(spec.replace(input_size=input_size), device, fn)
 
 
 _register("phash", _phash, 64, 0.9375, 0.6875, "64-bit DCT perceptual hash (imagehash.phash)", _HASH_THRESHOLDS_FROM)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from leakcore.encoders import register_encoder
+from leakcore.encoders.registry import register_encoder
+from leakcore.errors import EncoderOptionError
 from leakcore.encoders.base import Encoder, EncoderSpec, WeightsUnavailable, file_fingerprint, usable_cores
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class OnnxCopyEncoder(Encoder):
 
     def __init__(self, spec: EncoderSpec, device: str, path: Path, threads: int | None = None, backend: str = "auto"):
         if backend not in ("auto", "onnxruntime", "torch"):
-            raise ValueError(f"backend must be auto, onnxruntime or torch, not {backend!r}")
+            raise EncoderOptionError(f"backend must be auto, onnxruntime or torch, not {backend!r}")
         super().__init__(spec, device, weights_id=file_fingerprint(path))
         self.path = path
         if path.suffix != ".onnx":  # a user's TorchScript export of SSCD: float NCHW, ImageNet-normalised
@@ -145,7 +146,7 @@ def _register(name: str, key: str, hard: float, soft: float, description: str) -
         hard_threshold=hard, soft_threshold=soft, thresholds_from=_SSCD_THRESHOLDS_FROM, description=description,
     )
 
-    def check(weights: str | None = None, **_) -> str | None:
+    def check(weights: str | None = None) -> str | None:
         try:
             _resolve(key, weights)
         except WeightsUnavailable as exc:
@@ -154,7 +155,7 @@ def _register(name: str, key: str, hard: float, soft: float, description: str) -
 
     @register_encoder(spec, check=check)
     def build(spec: EncoderSpec, device: str, weights: str | None = None, input_size: int | None = None,
-              threads: int | None = None, backend: str = "auto", **_) -> Encoder:
+              threads: int | None = None, backend: str = "auto") -> Encoder:
         return OnnxCopyEncoder(spec.replace(input_size=input_size), device, _resolve(key, weights), threads, backend)
 
 

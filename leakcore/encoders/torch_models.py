@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from leakcore.encoders import register_encoder
+from leakcore.encoders.registry import register_encoder
+from leakcore.errors import EncoderOptionError
 from leakcore.encoders.base import (
     CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Encoder, EncoderSpec, WeightsUnavailable, file_fingerprint,
 )
@@ -15,8 +16,8 @@ from leakcore.encoders.base import (
 log = logging.getLogger(__name__)
 
 _UNCALIBRATED = (
-    "not calibrated here: no trained weights can be loaded on our development machines; run "
-    "`leakcore calibrate` with real weights before relying on these placeholder values"
+    "none: nobody has calibrated this encoder (no trained weights load on our development machines), and another "
+    "encoder's numbers do not transfer; calibrate it on your data first"
 )
 
 
@@ -87,7 +88,7 @@ def _clip_weights(pretrained: str | None, weights: str | None) -> tuple[str, str
     )
 
 
-def _check_clip(pretrained: str | None = None, weights: str | None = None, random_weights: bool = False, **_):
+def _check_clip(pretrained: str | None = None, weights: str | None = None, random_weights: bool = False):
     if random_weights:
         return None
     try:
@@ -107,11 +108,11 @@ _CLIP = EncoderSpec(
 
 
 @register_encoder(_CLIP, check=_check_clip)
-def _build_clip(spec, device, pretrained=None, weights=None, random_weights=False, input_size=None, **_):
+def _build_clip(spec, device, pretrained=None, weights=None, random_weights=False, input_size=None):
     import open_clip
 
     if input_size not in (None, spec.input_size):
-        raise ValueError(f"clip-vit-b32 takes {spec.input_size} px input only (its position table is fixed), got {input_size}")
+        raise EncoderOptionError(f"clip-vit-b32 takes {spec.input_size} px input only (its position table is fixed), got {input_size}")
 
     if random_weights:
         model = open_clip.create_model("ViT-B-32", pretrained=None)
@@ -164,7 +165,7 @@ _RESNET_HOW = "pass weights=PATH (torchvision resnet152 .pth) or populate the to
 def _local_check(cached, what: str, how: str):
     """An availability check for weights given as a file or found in a library cache."""
 
-    def check(weights=None, random_weights=False, **_):
+    def check(weights=None, random_weights=False):
         if random_weights:
             return None
         try:
@@ -182,35 +183,39 @@ _resnet_check = _local_check(lambda: _torchvision_cached("resnet152-"), "resnet1
 
 _DINO = EncoderSpec(
     name="dinov2-vitb14", family="timm", dim=768, input_size=224, weights=_DINO_HOW,
-    hard_threshold=0.98, soft_threshold=0.95, thresholds_from=_UNCALIBRATED,
+    hard_threshold=None, soft_threshold=None, thresholds_from=_UNCALIBRATED,
     mean=IMAGENET_MEAN, std=IMAGENET_STD, description="DINOv2 ViT-B/14 CLS token (timm), a comparison encoder",
 )
 _RESNET = EncoderSpec(
     name="resnet152", family="torchvision", dim=2048, input_size=224, weights=_RESNET_HOW,
-    hard_threshold=0.98, soft_threshold=0.95, thresholds_from=_UNCALIBRATED,
+    hard_threshold=None, soft_threshold=None, thresholds_from=_UNCALIBRATED,
     mean=IMAGENET_MEAN, std=IMAGENET_STD, description="ResNet-152 penultimate layer (torchvision)",
 )
 
 
 @register_encoder(_DINO, check=_dino_check)
-def _build_dino(spec, device, weights=None, random_weights=False, input_size=None, **_):
+def _build_dino(spec, device, weights=None, random_weights=False, input_size=None):
     import timm
 
     spec = spec.replace(input_size=input_size)
-    model = timm.create_model("vit_base_patch14_dinov2", pretrained=False, num_classes=0, img_size=spec.input_size)
     if random_weights:
+        model = timm.create_model("vit_base_patch14_dinov2", pretrained=False, num_classes=0, img_size=spec.input_size)
         wid = _random_weights_warning(spec.name)
     else:
         path = _resolve_local(weights, _timm_cached("vit_base_patch14_dinov2.lvd142m"), spec.name, _DINO_HOW)
-        from timm.models import load_checkpoint
-
-        load_checkpoint(model, str(path), strict=False)
+        # timm's own pretrained loader: it resamples the position table to the input size, then loads strictly,
+        # so a checkpoint of another model fails loudly instead of leaving random layers behind
+        try:
+            model = timm.create_model("vit_base_patch14_dinov2.lvd142m", pretrained=True, num_classes=0,
+                                      img_size=spec.input_size, pretrained_cfg_overlay={"file": str(path)})
+        except RuntimeError as exc:
+            raise WeightsUnavailable(f"{spec.name}: {path} is not a DINOv2 ViT-B/14 checkpoint ({str(exc).splitlines()[0]})") from exc
         wid = file_fingerprint(path)
     return TorchEncoder(spec, device, model, wid)
 
 
 @register_encoder(_RESNET, check=_resnet_check)
-def _build_resnet(spec, device, weights=None, random_weights=False, input_size=None, **_):
+def _build_resnet(spec, device, weights=None, random_weights=False, input_size=None):
     import torch
     import torchvision
 
@@ -219,7 +224,10 @@ def _build_resnet(spec, device, weights=None, random_weights=False, input_size=N
         wid = _random_weights_warning(spec.name)
     else:
         path = _resolve_local(weights, _torchvision_cached("resnet152-"), spec.name, _RESNET_HOW)
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))  # strict by default
+        except RuntimeError as exc:
+            raise WeightsUnavailable(f"{spec.name}: {path} is not a ResNet-152 checkpoint ({str(exc).splitlines()[0]})") from exc
         wid = file_fingerprint(path)
     model.fc = torch.nn.Identity()
     return TorchEncoder(spec.replace(input_size=input_size), device, model, wid)

@@ -1,0 +1,246 @@
+"""`Project`: the one facade the CLI and the pages call (cleanvision's Imagelab is the model).
+
+A Project is the workspace grown into the verbs of the product: add a dataset, plan and run a scan, read rates
+and findings of any check, calibrate thresholds, record decisions, measure the impact on accuracy, export a
+cleaned split. Every orchestration lives here once; the CLI formats what it returns for a terminal, the pages
+draw it.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from leakcore import calibrate as _calibrate
+from leakcore import checks as _checks
+from leakcore import downstream, export as _export, ingest, leakage, review
+from leakcore import scan as _scan
+from leakcore.errors import InvalidInput, LeakcoreError, UnknownName
+from leakcore.project import Workspace
+from leakcore.schema import Decision, SplitId
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+class LeakSource(enum.StrEnum):
+    """Which leaked set the impact analysis measures."""
+
+    DECISIONS = "decisions"  # curator decisions first, automatic flags elsewhere
+    FLAGS = "flags"  # automatic flags only
+    LIST = "list"  # an imported, human-labelled list (e.g. ciFAIR's)
+
+    @property
+    def label(self) -> str:
+        return {"decisions": "decisions first", "flags": "automatic flags only", "list": "an imported list"}[self.value]
+
+
+PROBES = ("knn1", "knn20", "clip")
+
+
+@dataclass(frozen=True)
+class ImpactRequest:
+    """What to measure: an evaluation split, prediction files and/or built-in probes, and the leaked set."""
+
+    split: str | None = None
+    predictions: tuple[str, ...] = ()
+    probes: tuple[str, ...] = ()
+    leak_source: LeakSource = LeakSource.DECISIONS
+    leak_list: str | None = None
+    n_random: int = 1000
+    seed: int = 0
+
+    def __post_init__(self):
+        unknown = [p for p in self.probes if p not in PROBES]
+        if unknown:
+            raise UnknownName(f"unknown probe {', '.join(unknown)}; valid probes: {', '.join(PROBES)}")
+        if LeakSource(self.leak_source) == LeakSource.LIST and not self.leak_list:
+            raise InvalidInput("an imported leak list needs its file", cli="pass --leaks CSV", page="Give the list's path")
+
+
+@dataclass(frozen=True)
+class ImpactResult:
+    split: str
+    table: pd.DataFrame
+    models: int
+    items: int
+    hard: int
+    soft: int
+    source: str
+
+
+class Decisions:
+    """The curator decision store of a project (review.sqlite): record, undo, read."""
+
+    def __init__(self, project: "Project"):
+        self._p = project
+
+    def decide(self, eval_item_id: str, train_item_id: str, decision: "Decision | str", *, reviewer: str,
+               note: str | None = None) -> int:
+        return review.decide(self._p, eval_item_id, train_item_id, Decision.parse(decision), reviewer=reviewer, note=note)
+
+    def decide_many(self, pairs: list[tuple[str, str]], decision: "Decision | str", *, reviewer: str,
+                    note: str | None = None) -> int:
+        return review.decide_many(self._p, pairs, Decision.parse(decision), reviewer=reviewer, note=note)
+
+    def undo_last(self, reviewer: str) -> dict | None:
+        """Undo `reviewer`'s own most recent decision (never another reviewer's)."""
+        return review.undo_last(self._p, reviewer)
+
+    def latest(self) -> pd.DataFrame:
+        return review.latest_decisions(self._p)
+
+    def history(self, eval_item_id: str | None = None) -> pd.DataFrame:
+        return review.history(self._p, eval_item_id)
+
+
+class Project(Workspace):
+    """A leakage project on disk, with the product's verbs. Open with `Project.open(path)` or `Project.create`."""
+
+    # ---- ingest ------------------------------------------------------------------------------------------
+    def add(self, name: str, source: str | os.PathLike, *, fmt: str | None = None,
+            roles: "dict[str, str] | list[str] | str | None" = None, root: str | os.PathLike | None = None,
+            split: str | None = None, encoder: str | None = None, progress: Callable[[int, int], None] | None = None,
+            max_pixels: int | None = None) -> dict:
+        """Ingest a dataset (layout detected unless `fmt` names one); returns the ingest summary."""
+        roles = roles if isinstance(roles, dict) else ingest.parse_roles(roles)
+        return ingest.add_dataset(self, name, source, fmt=fmt, roles=roles, root=root, split=split, encoder=encoder,
+                                  progress=progress, max_pixels=max_pixels)
+
+    # ---- scan --------------------------------------------------------------------------------------------
+    def configure(self, *, encoder: str | None = None, k: int | None = None, flip_queries: bool | None = None,
+                  encoder_options: dict | None = None) -> _scan.ScanSettings:
+        """Remember scan settings (None keeps one) and return those in force."""
+        return _scan.configure_scan(self, encoder=encoder, k=k, flip_queries=flip_queries, encoder_options=encoder_options)
+
+    def plan_scan(self) -> _scan.ScanPlan:
+        """The jobs a scan needs now, each marked done or to do (reads only)."""
+        return _scan.plan_scan(self)
+
+    def scan(self, *, progress: Progress | None = None, batch_size: int = 64, **settings) -> _scan.ScanResult:
+        """Configure with `settings` (encoder, k, flip_queries, encoder_options), plan, and run the jobs locally."""
+        s = self.configure(**settings)
+        from leakcore.encoders import create_encoder
+
+        encoder = create_encoder(s.encoder, **s.options) if _scan._has_images(self) else None
+        plan = _scan.plan_scan(self, encoder=encoder, settings=s)
+        return _scan.run_scan(self, plan, encoder=encoder, progress=progress, batch_size=batch_size)
+
+    # ---- findings and rates ------------------------------------------------------------------------------
+    def check_inputs(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True,
+                     pairs: pd.DataFrame | None = None, decisions: pd.DataFrame | None = None) -> _checks.CheckInputs:
+        """The thresholds in force (or those given) and the decisions (unless automatic only)."""
+        if hard is None or soft is None:
+            t = self.thresholds()
+            hard = t.hard if hard is None else hard
+            soft = t.soft if soft is None else soft
+        if use_decisions and decisions is None:
+            decisions = review.latest_decisions(self)
+        return _checks.CheckInputs(float(hard), float(soft), decisions if use_decisions else None, pairs, self.encoder)
+
+    def findings(self, check: str = "similarity", **inputs) -> pd.DataFrame:
+        """What one registered check flags, one row per finding with its reason."""
+        return _checks.get_check(check).findings(self, self.check_inputs(**inputs))
+
+    def rates(self, checks: "list[str] | None" = None, **inputs) -> pd.DataFrame:
+        """Counts and rates per (eval split x training source) for each check asked (default: all registered)."""
+        ci = self.check_inputs(**inputs)
+        frames = [_checks.get_check(name).rates(self, ci) for name in (checks or _checks.check_names())]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def report(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True) -> dict:
+        """Everything `leakcore report --json` prints: thresholds, rates and the matrices."""
+        table = self.rates(hard=hard, soft=soft, use_decisions=use_decisions)
+        ci = self.check_inputs(hard=hard, soft=soft, use_decisions=False)
+        data = leakage.report_dict(self, table.drop(columns="check"))
+        data.update(hard_threshold=ci.hard, soft_threshold=ci.soft, checks=_checks.list_checks())
+        data["rates"] = table.to_dict("records")
+        mats = leakage.matrices(table)
+        data["matrices"] = {k: {r: {c: (None if pd.isna(v) else v) for c, v in row.items()} for r, row in m.to_dict("index").items()}
+                            for k, m in mats.items() if not m.empty}
+        return data
+
+    # ---- thresholds --------------------------------------------------------------------------------------
+    def calibrate(self, collection: "str | SplitId", *, encoder: str | None = None, queries: int = 1000,
+                  target_fpr: float = 0.001, progress: Progress | None = None, apply: bool = False) -> _calibrate.CalibrationResult:
+        """Run the robustness protocol on a collection, store it, and make its thresholds the project's if `apply`."""
+        result = _calibrate.calibrate(self, str(SplitId.parse(collection)), encoder_name=encoder, queries=queries,
+                                      target_fpr=target_fpr, progress=progress)
+        if apply:
+            _calibrate.apply(self, result)
+        return result
+
+    def calibration(self, encoder: str | None = None) -> _calibrate.CalibrationResult | None:
+        return _calibrate.load(self, encoder)
+
+    # ---- decisions ---------------------------------------------------------------------------------------
+    @property
+    def decisions(self) -> Decisions:
+        return Decisions(self)
+
+    # ---- impact ------------------------------------------------------------------------------------------
+    def default_eval_split(self) -> str:
+        evals = self.split_ids("eval")
+        if len(evals) != 1:
+            raise InvalidInput(f"this workspace has {len(evals)} evaluation splits ({', '.join(map(str, evals)) or 'none'})",
+                                cli="pass --split DATASET/SPLIT", page="Choose the evaluation split")
+        return str(evals[0])
+
+    def impact(self, request: ImpactRequest) -> ImpactResult:
+        """Accuracy on full / leaked / non-leaked / random subsets for every model and probe asked."""
+        split = str(SplitId.parse(request.split)) if request.split else self.default_eval_split()
+        items = downstream.eval_items(self, split)
+        items = items[items["status"] == "ok"]
+        preds = {Path(f).stem.removesuffix("_predictions"): downstream.load_predictions(f, items)
+                 for f in request.predictions}
+        for probe in request.probes:
+            if probe == "clip":
+                preds["probe-clip-zero-shot"] = downstream.clip_zero_shot(self, split)
+                continue
+            dataset = SplitId.parse(split).dataset
+            train = next((t for t in self.split_ids("train") if t.dataset == dataset), None)
+            if train is None:
+                raise InvalidInput(f"the {probe} probe needs a training split of {dataset}")
+            preds[f"probe-{probe}"] = downstream.knn_probe(self, split, str(train), k=1 if probe == "knn1" else 20)
+        if not preds:
+            raise InvalidInput("nothing to measure", cli="pass --predictions FILE... and/or --probe knn1 knn20",
+                                page="Add at least one predictions file or a probe")
+        source = LeakSource(request.leak_source)
+        if source == LeakSource.LIST:
+            leaks = downstream.imported_leak_sets(self, split, request.leak_list)
+        else:
+            leaks = downstream.leak_sets(self, split, use_decisions=source == LeakSource.DECISIONS)
+        table = downstream.impact(downstream.correctness(items, preds), leaks, n_random=request.n_random,
+                                  seed=request.seed)
+        return ImpactResult(split, table, len(preds), int(len(items)), len(leaks.hard), len(leaks.soft), leaks.source)
+
+    # ---- export ------------------------------------------------------------------------------------------
+    def export_policy(self, flags: str = "soft", keep: "str | frozenset | None" = None,
+                      dedupe_within: bool = False) -> _export.ExportPolicy:
+        """A policy from the page's or the CLI's inputs (`keep` as one-per-line text or a set)."""
+        keep = _export.parse_keep_list(keep) if isinstance(keep, str) else frozenset(keep or ())
+        return _export.ExportPolicy(flags, keep, dedupe_within)
+
+    def export_preview(self, splits: "list[str] | None" = None, policy: _export.ExportPolicy | None = None) -> pd.DataFrame:
+        policy = policy or _export.ExportPolicy()
+        return _export.preview(self, splits, keep=policy.keep, dedupe_within=policy.dedupe_within)
+
+    def export_plan(self, split: str, policy: _export.ExportPolicy) -> pd.DataFrame:
+        return _export.plan(self, split, policy)
+
+    def export(self, split: str, policy: _export.ExportPolicy, *, fmt: str = "same", out: str | None = None,
+               links: str | None = None) -> _export.ExportResult:
+        return _export.export(self, split, policy, fmt=fmt, out=out, links=links)
+
+
+def open_project(path: str | os.PathLike) -> Project:
+    return Project.open(path)
+
+
+__all__ = ["Decisions", "ImpactRequest", "ImpactResult", "LeakSource", "PROBES", "Project", "open_project"]

@@ -1,0 +1,38 @@
+"""Leak checks: named plug-ins that turn the workspace into findings with a reason.
+
+A finding is one row: which check made it, the evaluation item, what it leaks to (a training item for pair
+checks, a group for group checks), a score, a degree and a reason in words. Because every finding names its
+check, the review queue, the rates, the heatmaps and the export can show and filter any check, not only visual
+pairs. `similarity` (the paper's nearest-neighbour check) is the first; group, temporal, shortcut and coverage
+checks register the same way. Implementations are imported explicitly, not found by scanning files.
+"""
+from __future__ import annotations
+
+from leakcore.checks.base import _REGISTRY, FINDING_COLUMNS, Check, CheckInputs, empty_findings, register_check
+from leakcore.errors import UnknownName
+
+def _load() -> None:
+    from leakcore.checks import similarity  # noqa: F401  (registers itself)
+
+
+def check_names() -> list[str]:
+    _load()
+    return list(_REGISTRY)
+
+
+def get_check(name: str) -> Check:
+    _load()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownName(f"unknown check {name!r}; valid checks: {', '.join(_REGISTRY)}") from None
+
+
+def list_checks() -> list[dict]:
+    """name, kind and description of every registered check."""
+    _load()
+    return [{"name": c.name, "kind": c.kind, "description": c.description} for c in _REGISTRY.values()]
+
+
+__all__ = ["Check", "CheckInputs", "FINDING_COLUMNS", "check_names", "empty_findings", "get_check", "list_checks",
+           "register_check"]

@@ -1,0 +1,126 @@
+"""The shapes every layer shares: the item table, the split id, and the curator's decision words."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import pandas as pd
+
+from leakcore.errors import UnknownName, UnknownSplit
+
+ITEM_COLUMNS = {
+    "item_id": "string",
+    "dataset": "string",
+    "split": "string",
+    "role": "string",
+    "key": "string",  # the item's key in its source: relative path, index or id
+    "uri": "string",  # file path, container (Parquet / CIFAR batch) path, or URL for embeddings-only items
+    "row": "int64",  # row inside the container; -1 when `uri` is the image file itself
+    "label": "string",
+    "group": "string",
+    "timestamp": "string",
+    "caption": "string",
+    "width": "int64",
+    "height": "int64",
+    "sha256": "string",
+    "status": "string",  # ok | unreadable
+    "reason": "string",
+    "fsize": "int64",  # size and mtime of the file the bytes came from, for cheap change detection
+    "mtime_ns": "int64",
+}
+
+
+def empty_items() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in ITEM_COLUMNS.items()})
+
+
+def normalise_items(df: pd.DataFrame) -> pd.DataFrame:
+    """Give an item table exactly the canonical columns and dtypes."""
+    df = df.copy()
+    for col, dtype in ITEM_COLUMNS.items():
+        if col not in df.columns:
+            df[col] = -1 if dtype == "int64" else pd.NA
+        if dtype == "int64":
+            df[col] = pd.to_numeric(df[col], errors="coerce").fillna(-1).astype("int64")
+        else:
+            df[col] = df[col].astype("string")
+    return df[list(ITEM_COLUMNS)]
+
+
+@dataclass(frozen=True, order=True)
+class SplitId:
+    """One split of one dataset. Written "dataset/split" where a person reads it, "dataset~split" in file names."""
+
+    dataset: str
+    split: str
+
+    @classmethod
+    def parse(cls, value: "str | SplitId") -> "SplitId":
+        if isinstance(value, SplitId):
+            return value
+        dataset, sep, split = str(value).partition("/")
+        if not sep or not dataset or not split:
+            raise UnknownSplit(f"a split is written DATASET/SPLIT (e.g. cifar10/test), got {value!r}")
+        return cls(dataset, split)
+
+    def __str__(self) -> str:
+        return f"{self.dataset}/{self.split}"
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.dataset}~{self.split}"
+
+
+def split_column(items: pd.DataFrame) -> pd.Series:
+    """The "dataset/split" id of every item row (the one place it is built from the two columns)."""
+    return items["dataset"].astype(str) + "/" + items["split"].astype(str)
+
+
+def split_ids(items: pd.DataFrame, role: str | None = None) -> list[SplitId]:
+    """The splits present in an item table, optionally only those of one role, in name order."""
+    sub = items if role is None else items[items["role"] == role]
+    pairs = sub[["dataset", "split"]].drop_duplicates().itertuples(index=False)
+    return sorted(SplitId(str(d), str(s)) for d, s in pairs)
+
+
+def split_items(items: pd.DataFrame, split: "str | SplitId", *, role: str | None = None) -> pd.DataFrame:
+    """The rows of one split (sorted by item id), else an error that lists the valid splits."""
+    sid = SplitId.parse(split)
+    mask = (items["dataset"] == sid.dataset) & (items["split"] == sid.split)
+    if role is not None:
+        mask &= items["role"] == role
+    sub = items[mask]
+    if sub.empty:
+        valid = ", ".join(str(s) for s in split_ids(items, role)) or "none yet"
+        kind = f"{role} split" if role else "split"
+        raise UnknownSplit(f"no {kind} {str(sid)!r} in this workspace; valid: {valid}")
+    return sub.sort_values("item_id").reset_index(drop=True)
+
+
+class Decision(enum.StrEnum):
+    """What a curator said about one pair (stored as these words in review.sqlite)."""
+
+    HARD = "hard"
+    SOFT = "soft"
+    NOT_LEAK = "not_leak"
+    UNSURE = "unsure"
+
+    @property
+    def label(self) -> str:
+        return {"hard": "hard leak", "soft": "soft leak", "not_leak": "not a leak", "unsure": "unsure"}[self.value]
+
+    @property
+    def confirms_leak(self) -> bool:
+        return self in (Decision.HARD, Decision.SOFT)
+
+    @classmethod
+    def parse(cls, value: "str | Decision") -> "Decision":
+        try:
+            return cls(value)
+        except ValueError:
+            raise UnknownName(
+                f"decision must be one of {', '.join(d.value for d in cls)}, got {value!r}") from None
+
+
+__all__ = ["Decision", "ITEM_COLUMNS", "SplitId", "empty_items", "normalise_items", "split_column", "split_ids",
+           "split_items"]
