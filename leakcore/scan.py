@@ -178,8 +178,8 @@ class ScanPlan:
     def describe(self) -> pd.DataFrame:
         """One row per job: what, state and key (for `leakcore scan --plan` and the page)."""
         return pd.DataFrame([{"job": j.name, "state": "done" if j.done else "to do",
-                              "images to embed" if isinstance(j, EmbedJob) else "key":
-                              j.todo if isinstance(j, EmbedJob) else j.key} for j in self.jobs])
+                              "detail": f"{j.todo} images to embed" if isinstance(j, EmbedJob) else f"key {j.key}"}
+                             for j in self.jobs])
 
 
 def _ok_shas(items: pd.DataFrame) -> pd.Series:
