@@ -18,6 +18,7 @@ import pandas as pd
 
 from leakcore import calibrate as _calibrate
 from leakcore import checks as _checks
+from leakcore import coverage as _coverage
 from leakcore import downstream, export as _export, ingest, leakage, review
 from leakcore import scan as _scan
 from leakcore.errors import InvalidInput, LeakcoreError, UnknownName
@@ -151,8 +152,9 @@ class Project(Workspace):
     def rates(self, checks: "list[str] | None" = None, **inputs) -> pd.DataFrame:
         """Counts and rates per (eval split x training source) for each check asked (default: all registered)."""
         ci = self.check_inputs(**inputs)
-        frames = [_checks.get_check(name).rates(self, ci) for name in (checks or _checks.check_names())]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        frames = [_checks.get_check(name).rates(self, ci) for name in (checks or _checks.rate_check_names())]
+        frames = [f for f in frames if not f.empty]
+        return pd.concat(frames, ignore_index=True) if frames else _checks.get_check("similarity").rates(self, ci)
 
     def report(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True) -> dict:
         """Everything `leakcore report --json` prints: thresholds, rates and the matrices."""
@@ -219,6 +221,21 @@ class Project(Workspace):
         table = downstream.impact(downstream.correctness(items, preds), leaks, n_random=request.n_random,
                                   seed=request.seed)
         return ImpactResult(split, table, len(preds), int(len(items)), len(leaks.hard), len(leaks.soft), leaks.source)
+
+    # ---- coverage -----------------------------------------------------------------------------------------
+    def coverage(self, a: "str | _coverage.ImageSet", b: "str | _coverage.ImageSet", *, k: int = _coverage.DEFAULT_K,
+                 bootstrap: int = 1000, seed: int = 0, progress: Progress | None = None) -> _coverage.CoverageResult:
+        """Improved precision / recall, density / coverage of set B against reference set A, per-image scores."""
+        a = a if isinstance(a, _coverage.ImageSet) else _coverage.ImageSet(a)
+        b = b if isinstance(b, _coverage.ImageSet) else _coverage.ImageSet(b)
+        return _coverage.audit(self, a, b, k=k, n_resamples=bootstrap, seed=seed, progress=progress)
+
+    def spectra(self, a: "str | _coverage.ImageSet", b: "str | _coverage.ImageSet", *, size: int = 128,
+                progress: Progress | None = None) -> _coverage.SpectralResult:
+        """Spectral fingerprints of two sets and per-image spectral outlier scores against A."""
+        a = a if isinstance(a, _coverage.ImageSet) else _coverage.ImageSet(a)
+        b = b if isinstance(b, _coverage.ImageSet) else _coverage.ImageSet(b)
+        return _coverage.spectral_audit(self, a, b, size=size, progress=progress)
 
     # ---- export ------------------------------------------------------------------------------------------
     def export_policy(self, flags: str = "soft", keep: "str | frozenset | None" = None,

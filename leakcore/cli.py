@@ -204,6 +204,46 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_coverage(args) -> int:
+    from leakcore.coverage import ImageSet
+
+    project = _project(args.dir)
+    a, b = ImageSet(args.a, args.a_where), ImageSet(args.b, args.b_where)
+    bars = _Bars()
+    result = project.coverage(a, b, k=args.k, bootstrap=args.bootstrap, progress=bars)
+    spectral = project.spectra(a, b, size=args.size, progress=bars) if args.spectra else None
+    bars.close()
+    if args.json:
+        data = {"a": result.a, "b": result.b, "k": result.k, "settings": result.settings,
+                "metrics": result.metrics.to_dict("records")}
+        if spectral is not None:
+            data["spectra"] = {"summary": spectral.summary, "frequencies": spectral.frequencies.tolist(),
+                               "a_mean": spectral.a_mean.tolist(), "b_mean": spectral.b_mean.tolist(),
+                               "deviation": spectral.deviation.tolist()}
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"A = {result.a} ({result.settings['a_images']} images), B = {result.b} ({result.settings['b_images']} images), "
+          f"k = {result.k}, encoder {result.settings['encoder']}")
+    for r in result.metrics.itertuples():
+        print(f"  {r.metric:<10} {r.value:6.3f}  [{r.low:.3f}, {r.high:.3f}]  {r.meaning}")
+    if args.show:
+        far = result.b_scores.sort_values("realism").head(args.show)
+        print(f"\nB images least like A (lowest realism; < 1 is outside A's manifold):")
+        for r in far.itertuples():
+            print(f"  {r.item_id:<40} realism {r.realism:5.2f}  nearest A {r.nearest_item_id} ({r.nearest_similarity:.3f})")
+        lonely = result.a_scores[~result.a_scores["covered"]]
+        print(f"\nA images no B image covers: {len(lonely)} of {len(result.a_scores)}"
+              + (f" (e.g. {', '.join(lonely['item_id'].head(args.show))})" if len(lonely) else ""))
+    if spectral is not None:
+        s = spectral.summary
+        print(f"\nspectra at {s['size']} px: B's high-frequency half deviates from A's by {s['high_band_deviation']:+.2f} "
+              f"standard deviations on average (negative: B lacks fine detail, as upsampled images do)")
+        top = spectral.b_scores.sort_values("spectral_score", ascending=False).head(args.show)
+        for r in top.itertuples():
+            print(f"  {r.item_id:<40} spectral score {r.spectral_score:5.2f}  high band {r.high_band:+.2f}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from leakcore import demo
 
@@ -301,6 +341,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dedupe-within", action="store_true", help="also remove within-split duplicates, keeping the first")
     p.add_argument("--links", choices=["symlink", "copy"], help="also make a folder of the kept image files")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("coverage", help="how set B covers reference set A: precision, recall, density, coverage, spectra")
+    p.add_argument("dir")
+    p.add_argument("--a", required=True, metavar="SET", help="the reference set: DATASET or DATASET/SPLIT")
+    p.add_argument("--b", required=True, metavar="SET", help="the set measured against A")
+    p.add_argument("--a-where", metavar="QUERY", help="narrow A with a pandas query on the item table, e.g. \"label != 'cat'\"")
+    p.add_argument("--b-where", metavar="QUERY", help="narrow B the same way")
+    p.add_argument("--k", type=int, default=5, help="neighbours that set each image's ball (default 5, as the papers)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals (0: none)")
+    p.add_argument("--spectra", action="store_true", help="also compare the sets' power spectra (decodes every image)")
+    p.add_argument("--size", type=int, default=128, help="working size of the spectra in pixels")
+    p.add_argument("--show", type=int, default=10, help="how many outliers to list")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_coverage)
 
     p = sub.add_parser("demo", help="build (or refresh) the demo workspace with planted leaks, and scan it")
     p.add_argument("dir")

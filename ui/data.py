@@ -205,3 +205,37 @@ def encoders() -> list[dict]:
     from leakcore.encoders import list_encoders
 
     return list_encoders()
+
+
+def _progress_bar(text: str):
+    bar = st.progress(0.0, text=text)
+    return bar, lambda stage, done, total: bar.progress(min(done / max(total, 1), 1.0), text=f"{stage}: {done}/{total}")
+
+
+def _session_cached(key: tuple, compute):
+    """A result kept in this browser session (it survives page switches) until its inputs' stamps change;
+    computed here with a live progress bar, which a shared cache could not show."""
+    store = st.session_state.setdefault("_results", {})
+    if key not in store:
+        for old in [k for k in store if k[0] == key[0]]:  # one result per kind at a time: they hold per-image tables
+            del store[old]
+        bar, progress = _progress_bar("starting")
+        store[key] = compute(progress)
+        bar.empty()
+    return store[key]
+
+
+def _embeddings_stamp(ws: Workspace) -> tuple:
+    emb = ws.embeddings_dir(ws.encoder)
+    return _stamp(*sorted(emb.rglob("*.keys.parquet"))) if emb.exists() else ()
+
+
+def coverage(ws: Workspace, a, b, k: int, n_boot: int):
+    """`Project.coverage`, kept while the item table and the embeddings are unchanged."""
+    key = ("coverage", str(ws.path), a, b, k, n_boot, _stamp(ws.items_path), _embeddings_stamp(ws))
+    return _session_cached(key, lambda progress: ws.coverage(a, b, k=k, bootstrap=n_boot, progress=progress))
+
+
+def spectra(ws: Workspace, a, b):
+    key = ("spectra", str(ws.path), a, b, _stamp(ws.items_path))
+    return _session_cached(key, lambda progress: ws.spectra(a, b, progress=progress))

@@ -12,7 +12,7 @@ from leakcore.checks.base import _REGISTRY, FINDING_COLUMNS, Check, CheckInputs,
 from leakcore.errors import UnknownName
 
 def _load() -> None:
-    from leakcore.checks import similarity  # noqa: F401  (registers itself)
+    from leakcore.checks import coverage, similarity  # noqa: F401  (each registers itself)
 
 
 def check_names() -> list[str]:
@@ -31,7 +31,14 @@ def get_check(name: str) -> Check:
 def list_checks() -> list[dict]:
     """name, kind and description of every registered check."""
     _load()
-    return [{"name": c.name, "kind": c.kind, "description": c.description} for c in _REGISTRY.values()]
+    return [{"name": c.name, "kind": c.kind, "description": c.description, "in_rates": c.in_rates}
+            for c in _REGISTRY.values()]
+
+
+def rate_check_names() -> list[str]:
+    """The checks whose rates every report and page shows (the others run on request)."""
+    _load()
+    return [c.name for c in _REGISTRY.values() if c.in_rates]
 
 
 __all__ = ["Check", "CheckInputs", "FINDING_COLUMNS", "check_names", "empty_findings", "get_check", "list_checks",

@@ -34,6 +34,7 @@ class Check:
     name: ClassVar[str]
     kind: ClassVar[str]  # "pairs": eval item -> training item; "groups": eval item -> a group reaching training data
     description: ClassVar[str]
+    in_rates: ClassVar[bool] = True  # False: findings on request only (an audit too costly for every page load)
 
     def findings(self, ws, inputs: CheckInputs) -> pd.DataFrame:
         """Every eval item (or pair) this check flags, with FINDING_COLUMNS."""

@@ -1,0 +1,62 @@
+"""Coverage: how one image set covers another in feature space (precision, recall, density, coverage), which
+images do not belong, and the sets' spectral fingerprints."""
+import streamlit as st
+
+from ui import coverage_ui, data
+from ui.widgets import page, user_errors
+
+ws = page("Coverage", ":material/join_inner:")
+with user_errors():
+    st.title("Coverage and contamination")
+    st.caption("A is the reference set, B is measured against it (k-NN manifolds in the embedding space, k = 5 as "
+               "in the papers). Precision: how much of B looks like A. Recall: how much of A that B reaches. "
+               "A training set that covers less of the test set (fewer modes) shows as lower recall and coverage.")
+    left, right = st.columns(2)
+    with left:
+        a = coverage_ui.set_picker(ws, "A", 0)
+    with right:
+        b = coverage_ui.set_picker(ws, "B", 1)
+    c1, c2, c3 = st.columns([1, 1, 2])
+    k = c1.number_input("k (neighbours per ball)", 1, 50, 5, key="cov_k")
+    n_boot = c2.number_input("Bootstrap resamples", 0, 5000, 1000, step=100, key="cov_boot")
+    with_spectra = c3.toggle("Also compare the power spectra (decodes every image)", key="cov_spectra_on")
+    if st.button("Measure", key="cov_run", type="primary"):
+        st.session_state["cov_request"] = (a, b, int(k), int(n_boot), bool(with_spectra))
+    request = st.session_state.get("cov_request")
+    if request is None:
+        st.info("Choose two sets and press Measure.")
+        st.stop()
+    a, b, k, n_boot, with_spectra = request
+    result = data.coverage(ws, a, b, k, n_boot)
+    st.subheader(f"B = {result.b} against A = {result.a}")
+    st.caption(f"{result.settings['a_images']} and {result.settings['b_images']} images · encoder "
+               f"{result.settings['encoder']} · intervals: 95% percentile bootstrap over images, radii held fixed")
+    coverage_ui.metrics(result)
+    coverage_ui.map_chart(result)
+    n_strip = 16
+    st.subheader("B images least like A")
+    st.caption("Lowest realism score (max over A of its ball's radius over the distance; below 1 is outside A's "
+               "manifold): in a test set, images nothing in training resembles; in a training set, images that do "
+               "not belong.")
+    far = result.b_scores.sort_values("realism").head(n_strip)
+    coverage_ui.strip(ws, list(far["item_id"]), [f"realism {r:.2f}" for r in far["realism"]], "cov_far")
+    lonely = result.a_scores[~result.a_scores["covered"]].sort_values("nearest_similarity").head(n_strip)
+    st.subheader(f"A images that no B image covers ({int((~result.a_scores['covered']).sum())} of "
+                 f"{len(result.a_scores)})")
+    coverage_ui.strip(ws, list(lonely["item_id"]), [f"nearest B {s:.3f}" for s in lonely["nearest_similarity"]],
+                      "cov_lonely")
+    with st.expander("Per-image scores (CSV)"):
+        st.download_button("B against A", result.b_scores.to_csv(index=False), "coverage-b.csv", "text/csv",
+                           key="cov_csv_b")
+        st.download_button("A against B", result.a_scores.to_csv(index=False), "coverage-a.csv", "text/csv",
+                           key="cov_csv_a")
+    if with_spectra:
+        st.subheader("Spectral fingerprint")
+        st.caption(coverage_ui.SPECTRA_NOTE)
+        spectral = data.spectra(ws, a, b)
+        coverage_ui.spectra_chart(spectral)
+        top = spectral.b_scores.sort_values("spectral_score", ascending=False).head(n_strip)
+        st.markdown(f"B's high-frequency half deviates from A's by **{spectral.summary['high_band_deviation']:+.2f} σ** "
+                    "on average (negative: less fine detail than A, as upsampled images have). Strongest outliers of B:")
+        coverage_ui.strip(ws, list(top["item_id"]), [f"score {s:.2f} · high {h:+.2f}" for s, h in
+                                                     zip(top["spectral_score"], top["high_band"])], "cov_spec")

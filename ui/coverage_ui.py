@@ -1,0 +1,81 @@
+"""Coverage page pieces: the two set pickers, the metrics with intervals, the map, the strips and the spectra."""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from leakcore.api import Project
+from leakcore.coverage import ImageSet
+from ui import data
+from ui.widgets import show_image
+
+A_COLOUR, B_COLOUR = "#2563eb", "#ea580c"
+
+
+def set_picker(ws: Project, which: str, default: int) -> ImageSet:
+    """A dataset or split, and an optional filter over the item table."""
+    options = sorted(set(ws.items()["dataset"].astype(str))) + [str(s) for s in ws.split_ids()]
+    st.selectbox(f"Set {which}", options, index=min(default, len(options) - 1), key=f"cov_{which}")
+    st.text_input(f"Filter {which} (optional)", key=f"cov_{which}_where", placeholder="label != 'cat'",
+                  help="A pandas query over the item table: columns dataset, split, role, label, uri, key, width, "
+                       "height, timestamp, group… e.g. uri.str.contains('/bees/') or timestamp >= '2024-01-01'")
+    return ImageSet(st.session_state[f"cov_{which}"], st.session_state[f"cov_{which}_where"].strip() or None)
+
+
+def metrics(result) -> None:
+    cols = st.columns(4)
+    for col, r in zip(cols, result.metrics.itertuples()):
+        col.metric(r.metric, f"{r.value:.3f}", help=f"{r.meaning}. 95% interval [{r.low:.3f}, {r.high:.3f}]")
+        col.caption(f"[{r.low:.3f}, {r.high:.3f}]")
+    st.dataframe(result.metrics, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("value", "low", "high")})
+
+
+def map_chart(result) -> None:
+    m = result.map
+    fig = go.Figure()
+    for name, colour, label in (("A", A_COLOUR, result.a), ("B", B_COLOUR, result.b)):
+        sub = m[m["set"] == name]
+        fig.add_trace(go.Scattergl(x=sub["x"], y=sub["y"], mode="markers", name=f"{name}: {label}",
+                                   marker={"size": 4, "color": colour, "opacity": 0.5}, text=sub["item_id"],
+                                   hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"},
+                      title=f"Both sets in 2-D ({m['method'].iloc[0]} of the embeddings; up to 3,000 images each)")
+    st.plotly_chart(fig, key="cov_map", width="stretch")
+
+
+def strip(ws: Project, ids: list[str], captions: list[str], key: str, per_row: int = 8) -> None:
+    """Thumbnails of items with a caption each."""
+    if not ids:
+        st.caption("None.")
+        return
+    items = data.items(ws)
+    cols = st.columns(per_row)
+    for i, (item_id, cap) in enumerate(zip(ids, captions)):
+        with cols[i % per_row]:
+            show_image(ws, items.loc[item_id], zoom="fit", caption=cap)
+
+
+def spectra_chart(result) -> None:
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=result.frequencies, y=result.a_mean, name="A: mean log power", line={"color": A_COLOUR}))
+    fig.add_trace(go.Scatter(x=result.frequencies, y=result.b_mean, name="B: mean log power", line={"color": B_COLOUR}))
+    fig.add_trace(go.Scatter(x=result.frequencies, y=result.deviation, name="B − A (in A's standard deviations)",
+                             yaxis="y2", line={"color": "#64748b", "dash": "dot"}))
+    fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"},
+                      xaxis_title="spatial frequency (cycles per image)", yaxis_title="log10 power",
+                      yaxis2={"overlaying": "y", "side": "right", "title": "deviation (σ)"},
+                      title="Azimuthally averaged power spectra")
+    st.plotly_chart(fig, key="cov_spectra", width="stretch")
+
+
+SPECTRA_NOTE = ("What the spectra can tell: images that were upsampled, heavily re-compressed or made by a generator "
+                "that leaves periodic or missing high-frequency energy differ from camera photos there, whatever they "
+                "show. What they cannot: what an image depicts, whether a set covers another, or that an image was "
+                "generated when the generator left no spectral trace. Differences in camera, resolution and "
+                "compression between two honest sources show up too: look at the images before concluding.")
+
+
+def table_of(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.round(4)
