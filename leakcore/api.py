@@ -108,11 +108,12 @@ class Project(Workspace):
     def add(self, name: str, source: str | os.PathLike, *, fmt: str | None = None,
             roles: "dict[str, str] | list[str] | str | None" = None, root: str | os.PathLike | None = None,
             split: str | None = None, encoder: str | None = None, progress: Callable[[int, int], None] | None = None,
-            max_pixels: int | None = None) -> dict:
+            max_pixels: int | None = None, group_from: str | None = None, group_level: int | None = None) -> dict:
         """Ingest a dataset (layout detected unless `fmt` names one); returns the ingest summary."""
         roles = roles if isinstance(roles, dict) else ingest.parse_roles(roles)
         return ingest.add_dataset(self, name, source, fmt=fmt, roles=roles, root=root, split=split, encoder=encoder,
-                                  progress=progress, max_pixels=max_pixels)
+                                  progress=progress, max_pixels=max_pixels, group_from=group_from,
+                                  group_level=group_level)
 
     # ---- scan --------------------------------------------------------------------------------------------
     def configure(self, *, encoder: str | None = None, k: int | None = None, flip_queries: bool | None = None,

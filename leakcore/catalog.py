@@ -23,7 +23,15 @@ from PIL import Image
 
 from leakcore import images
 from leakcore.errors import IngestError
-from leakcore.schema import ITEM_COLUMNS, empty_items, normalise_items  # noqa: F401  (re-exported)
+from leakcore.schema import ITEM_COLUMNS, empty_items, normalise_items, parse_times  # noqa: F401  (re-exported)
+
+# Column names sources use for what we call `group` and `timestamp` (first present wins)
+GROUP_COLUMNS = ("group", "group_id", "patient_id", "subject_id", "video_id", "source_id", "scene_id")
+TIME_COLUMNS = ("timestamp", "time", "datetime", "date_captured", "captured_at", "frame_time")
+
+
+def _first(rec: dict, names: tuple[str, ...]):
+    return next((rec[n] for n in names if n in rec and _text(rec[n]) is not None), None)
 
 log = logging.getLogger(__name__)
 
@@ -249,8 +257,8 @@ def load_manifest(path: Path, root: Path | None = None, split: str | None = None
         records.append(
             Record(
                 _text(rec.get("split")) or split, key, uri,
-                label=_text(rec.get("label")), group=_text(rec.get("group")),
-                timestamp=_text(rec.get("timestamp")), caption=_text(rec.get("caption")), reason=reason,
+                label=_text(rec.get("label")), group=_text(_first(rec, GROUP_COLUMNS)),
+                timestamp=_text(_first(rec, TIME_COLUMNS)), caption=_text(rec.get("caption")), reason=reason,
             )
         )
     return Source("manifest", root, records, sorted({r.split for r in records}))
@@ -288,6 +296,8 @@ def load_hf_parquet(path: Path, split: str | None = None) -> Source:
             labels = [lookup[int(v)] if lookup and v is not None else _text(v) for v in raw]
         splits = meta["split"].astype(str).tolist() if "split" in meta.columns and not split else None
         keys = meta["index"] if "index" in meta.columns else meta["id"] if "id" in meta.columns else None
+        group_col = next((c for c in GROUP_COLUMNS if c in meta.columns), None)
+        time_col = next((c for c in TIME_COLUMNS if c in meta.columns), None)
         uri = str(file.resolve())
         for row in range(pf.metadata.num_rows):
             records.append(
@@ -295,6 +305,8 @@ def load_hf_parquet(path: Path, split: str | None = None) -> Source:
                     splits[row] if splits else file_split,
                     str(keys.iloc[row]) if keys is not None else str(row),
                     uri, row=row, label=labels[row] if labels else None,
+                    group=_text(meta[group_col].iloc[row]) if group_col else None,
+                    timestamp=_text(meta[time_col].iloc[row]) if time_col else None,
                 )
             )
     root = (path if path.is_dir() else path.parent).resolve()
@@ -350,7 +362,8 @@ def load_coco(path: Path, root: Path | None = None, split: str | None = None) ->
         labels = per_image.get(img["id"])
         records.append(
             Record(split, str(img["id"]), uri, label="|".join(sorted(labels)) if labels else None,
-                   timestamp=_text(img.get("date_captured")), reason=reason)
+                   group=_text(_first(img, ("video_id",) + GROUP_COLUMNS)),
+                   timestamp=_text(_first(img, ("date_captured",) + TIME_COLUMNS)), reason=reason)
         )
     return Source("coco", root, records, [split])
 
@@ -397,12 +410,14 @@ def load_embeddings(path: Path, split: str | None = None) -> Source:
 def probe_bytes(data: bytes | None, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> dict:
     """sha256, width, height, status and reason for one item's bytes."""
     if data is None:
-        return {"sha256": None, "width": -1, "height": -1, "status": "unreadable", "reason": images.MISSING}
+        return {"sha256": None, "width": -1, "height": -1, "status": "unreadable", "reason": images.MISSING,
+                "exif_time": None, "camera": None}
     digest = hashlib.sha256(data).hexdigest()
     result = images.decode(data, draft_size=(64, 64), max_pixels=max_pixels)
     return {
         "sha256": digest, "width": result.width or -1, "height": result.height or -1,
         "status": "ok" if result.ok else "unreadable", "reason": result.reason,
+        **(images.exif_facts(data) if result.ok else {"exif_time": None, "camera": None}),
     }
 
 
@@ -443,7 +458,9 @@ def build_items(
         elif source.format == "embeddings":
             base.update(sha256=None, width=-1, height=-1, status="ok", reason=None)
         elif old is not None and old["fsize"] == fsize and old["mtime_ns"] == mtime and fsize >= 0 and old["uri"] == rec.uri:
-            base.update({k: old[k] for k in ("sha256", "width", "height", "status", "reason")})
+            base.update({k: old.get(k) for k in ("sha256", "width", "height", "status", "reason", "camera")})
+            if not rec.timestamp and old.get("timestamp"):
+                base["timestamp"] = old["timestamp"]  # an EXIF time found when the file was first probed
         else:
             todo.append((len(rows), rec))
         rows.append(base)
@@ -460,10 +477,17 @@ def build_items(
     with ThreadPoolExecutor(max_workers=workers or (os.cpu_count() or 2)) as pool:
         probe = functools.partial(probe_bytes, max_pixels=max_pixels)
         for done, result in enumerate(bounded_map(pool, probe, datas()), 1):
-            rows[todo[order[done - 1]][0]].update(result)
+            row = rows[todo[order[done - 1]][0]]
+            exif_time = result.pop("exif_time")
+            if not row["timestamp"] and exif_time:
+                row["timestamp"] = exif_time
+            row.update(result)
             if progress and (done % 500 == 0 or done == total):
                 progress(done, total)
-    return normalise_items(pd.DataFrame(rows) if rows else empty_items())
+    df = pd.DataFrame(rows) if rows else empty_items()
+    if rows:
+        df["time"], df["time_error"] = parse_times(df["timestamp"])
+    return normalise_items(df)
 
 
 def merge_items(existing: pd.DataFrame, dataset: str, new: pd.DataFrame, splits: Iterable[str]) -> pd.DataFrame:
@@ -487,4 +511,9 @@ def summarise(items: pd.DataFrame) -> dict:
     if not bad.empty:
         kinds = bad["reason"].fillna("unknown").str.split(":").str[0]
         out["unreadable"] = {str(k): int(v) for k, v in kinds.value_counts().items()}
+    out["groups"] = int(items["group"].nunique())
+    out["timed"] = int(items["time"].notna().sum())
+    bad_times = items[items["time_error"].notna()]
+    out["unparsed_times"] = {"count": int(len(bad_times)),
+                             "examples": [f"{i}: {r}" for i, r in zip(bad_times["item_id"].head(3), bad_times["time_error"].head(3))]}
     return out

@@ -56,6 +56,13 @@ def print_summary(summary: dict, out=None) -> None:
         more = f" (+{s['labels'] - len(s['top_labels'])} more)" if s["labels"] > len(s["top_labels"]) else ""
         print(f"  {s['dataset']}/{s['split']:<12} role={s['role']:<5} items={s['items']:>7}  unreadable={s['unreadable']:>5}  "
               f"labels={s['labels']}" + (f" [{labels}{more}]" if labels else ""), file=out)
+    if summary.get("groups") or summary.get("timed"):
+        print(f"groups: {summary.get('groups', 0)}; items with a time: {summary.get('timed', 0)}", file=out)
+    bad_times = summary.get("unparsed_times", {})
+    if bad_times.get("count"):
+        print(f"timestamps that could not be parsed: {bad_times['count']} (kept, without a time), e.g.", file=out)
+        for line in bad_times["examples"]:
+            print(f"  {line}", file=out)
     if summary["unreadable"]:
         print("unreadable by reason:", file=out)
         for reason, n in summary["unreadable"].items():
@@ -70,6 +77,7 @@ def cmd_add(args) -> int:
     summary = project.add(
         args.dataset, args.source, fmt=args.format, roles=args.role, root=args.root, split=args.split,
         encoder=args.encoder, progress=lambda d, t: bars("probe " + args.dataset, d, t), max_pixels=args.max_pixels,
+        group_from=args.group_from, group_level=args.group_level,
     )
     bars.close()
     print_summary(summary)
@@ -281,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="split name for single-split sources")
     p.add_argument("--encoder", help="embeddings-only sources: the encoder that made the vectors")
     p.add_argument("--max-pixels", type=int, help="decompression-bomb limit in pixels (kept in the workspace)")
+    p.add_argument("--group-from", metavar="REGEX",
+                   help="the item's group from its path, e.g. 'patient_(?P<group>\\d+)' (where the source gives none)")
+    p.add_argument("--group-level", type=int, metavar="N", help="the item's group is the N-th folder of its path (0 = first)")
     p.set_defaults(func=cmd_add)
 
     p = sub.add_parser("encoders", help="list encoders and whether they can run here")

@@ -114,3 +114,32 @@ def _display_size(width: int, height: int, rgb: Image.Image) -> tuple[int, int]:
     swapped = (rgb.width > rgb.height) != (width > height) and width != height
     return (height, width) if swapped else (width, height)
 
+
+
+_EXIF_IFD = 0x8769
+_DATETIME_ORIGINAL, _BODY_SERIAL, _MAKE, _MODEL, _DATETIME = 0x9003, 0xA431, 0x010F, 0x0110, 0x0132
+
+
+def exif_facts(data: bytes | None) -> dict:
+    """When and with which camera a photo was taken, from its EXIF (header only, no pixel decoding):
+    {"exif_time": "YYYY:MM:DD HH:MM:SS" | None, "camera": "make model #serial" | None}."""
+    out = {"exif_time": None, "camera": None}
+    if not data:
+        return out
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the header only: no pixels are read
+            with Image.open(io.BytesIO(data)) as img:
+                exif = img.getexif()
+                if not exif:
+                    return out
+                sub = exif.get_ifd(_EXIF_IFD)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError):
+        return out
+    when = sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
+    serial = sub.get(_BODY_SERIAL)
+    maker = " ".join(str(exif.get(t, "")).strip("\x00 ") for t in (_MAKE, _MODEL)).strip()
+    out["exif_time"] = str(when).strip("\x00 ") or None if when else None
+    if serial or maker:
+        out["camera"] = (maker + (f" #{str(serial).strip()}" if serial else "")).strip() or None
+    return out

@@ -41,10 +41,18 @@ def add_dataset(
     encoder: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     max_pixels: int | None = None,
+    group_from: str | None = None,
+    group_level: int | None = None,
 ) -> dict:
     """Ingest a source into the workspace as dataset `name`; idempotent; returns the summary.
 
-    `max_pixels` (the decompression-bomb limit) is remembered in the workspace; None keeps the current one."""
+    `max_pixels` (the decompression-bomb limit) is remembered in the workspace; None keeps the current one.
+    `group_from` (a regular expression with a group named `group`, or one group, searched in the item's
+    path within its split) and `group_level` (the N-th folder of that path, 0 = first) set the item's group
+    where the source gave none: a patient id in a file name, a video folder."""
+    pattern = _group_pattern(group_from)
+    if group_level is not None and group_level < 0:
+        raise IngestError(f"group level must be 0 or more (0 = the first folder under the split), got {group_level}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", name or ""):
         raise IngestError(f"dataset name {name!r} must be letters, digits, '_', '-' or '.'")
     path = Path(source_path)
@@ -64,9 +72,41 @@ def add_dataset(
         ws.save_config()
     limit = int(ws.config["settings"].get("max_pixels", images.DEFAULT_MAX_PIXELS))
     new = catalog.build_items(name, source, split_roles, previous, progress, max_pixels=limit)
+    new = _derive_groups(new, pattern, group_level)
     ws.write_items(catalog.merge_items(existing, name, new, source.splits))
     ws.register_dataset(
         DatasetConfig(name=name, format=fmt, source=str(path.resolve()), root=str(source.root),
                       roles=split_roles, encoder=encoder)
     )
     return catalog.summarise(new)
+
+
+def _group_pattern(group_from: str | None) -> "re.Pattern | None":
+    if not group_from:
+        return None
+    try:
+        pattern = re.compile(group_from)
+    except re.error as exc:
+        raise IngestError(f"group pattern {group_from!r} is not a regular expression: {exc}") from None
+    if pattern.groups == 0:
+        raise IngestError(f"group pattern {group_from!r} needs a capturing group, e.g. 'patient_(?P<group>\\d+)'")
+    return pattern
+
+
+def _derive_groups(items, pattern, level: int | None):
+    """Fill `group` from the item's key where the source gave none (explicit source values win)."""
+    if pattern is None and level is None:
+        return items
+    keys = items["key"].astype(str)
+    derived = None
+    if pattern is not None:
+        name = "group" if "group" in pattern.groupindex else 0
+        found = keys.str.extract(pattern, expand=True)
+        derived = found["group"] if name == "group" else found.iloc[:, 0]
+    if level is not None:
+        parts = keys.str.split("/")
+        by_level = parts.map(lambda p: p[level] if len(p) > level + 1 else None)  # a folder, never the file name
+        derived = by_level if derived is None else derived.fillna(by_level)
+    items = items.copy()
+    items["group"] = items["group"].fillna(derived.astype("string"))
+    return items

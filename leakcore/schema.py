@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -27,7 +28,40 @@ ITEM_COLUMNS = {
     "reason": "string",
     "fsize": "int64",  # size and mtime of the file the bytes came from, for cheap change detection
     "mtime_ns": "int64",
+    "camera": "string",  # EXIF make, model and body serial, where present
+    "time": "datetime64[ns, UTC]",  # `timestamp` (or EXIF DateTimeOriginal) parsed; NaT when none or unparseable
+    "time_error": "string",  # why `timestamp` could not be parsed (never dropped silently)
 }
+
+_EXIF_TIME = re.compile(r"^(\d{4}):(\d{2}):(\d{2})([ T].*)?$")
+
+
+def parse_times(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Timestamps as written in sources -> (UTC datetimes, reason per unparseable value).
+
+    Accepts ISO 8601 (a zone-less time is taken as UTC), epoch seconds (or milliseconds, when the number
+    is too large for seconds), and EXIF's "YYYY:MM:DD HH:MM:SS"."""
+    text = values.astype("string").str.strip()
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    errors = pd.Series(pd.NA, index=values.index, dtype="string")
+    present = text.notna() & (text != "")
+    if not present.any():
+        return out, errors
+    t = text[present]
+    numeric = pd.to_numeric(t, errors="coerce")
+    is_num = numeric.notna()
+    if is_num.any():
+        n = numeric[is_num].astype("float64")
+        unit_ms = n.abs() > 1e11  # seconds would be past the year 5000
+        out.loc[n.index[~unit_ms]] = pd.to_datetime(n[~unit_ms], unit="s", utc=True)
+        out.loc[n.index[unit_ms]] = pd.to_datetime(n[unit_ms], unit="ms", utc=True)
+    rest = t[~is_num].str.replace(_EXIF_TIME, lambda m: f"{m[1]}-{m[2]}-{m[3]}{m[4] or ''}", regex=True)
+    for idx, value in rest.items():
+        try:
+            out.loc[idx] = pd.to_datetime(value, utc=True, format="ISO8601")
+        except (ValueError, TypeError, OverflowError):
+            errors.loc[idx] = f"unparseable timestamp {value!r} (expected ISO 8601, epoch seconds or EXIF time)"
+    return out, errors
 
 
 def empty_items() -> pd.DataFrame:
@@ -37,10 +71,14 @@ def empty_items() -> pd.DataFrame:
 def normalise_items(df: pd.DataFrame) -> pd.DataFrame:
     """Give an item table exactly the canonical columns and dtypes."""
     df = df.copy()
+    if "time" not in df.columns and "timestamp" in df.columns:  # a workspace written before times were parsed
+        df["time"], df["time_error"] = parse_times(df["timestamp"])
     for col, dtype in ITEM_COLUMNS.items():
         if col not in df.columns:
-            df[col] = -1 if dtype == "int64" else pd.NA
-        if dtype == "int64":
+            df[col] = -1 if dtype == "int64" else pd.NaT if dtype.startswith("datetime") else pd.NA
+        if dtype.startswith("datetime"):
+            df[col] = pd.to_datetime(df[col], utc=True)
+        elif dtype == "int64":
             df[col] = pd.to_numeric(df[col], errors="coerce").fillna(-1).astype("int64")
         else:
             df[col] = df[col].astype("string")
