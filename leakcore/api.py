@@ -117,16 +117,17 @@ class Project(Workspace):
 
     # ---- scan --------------------------------------------------------------------------------------------
     def configure(self, *, encoder: str | None = None, k: int | None = None, flip_queries: bool | None = None,
-                  encoder_options: dict | None = None) -> _scan.ScanSettings:
+                  encoder_options: dict | None = None, grouping: bool | None = None) -> _scan.ScanSettings:
         """Remember scan settings (None keeps one) and return those in force."""
-        return _scan.configure_scan(self, encoder=encoder, k=k, flip_queries=flip_queries, encoder_options=encoder_options)
+        return _scan.configure_scan(self, encoder=encoder, k=k, flip_queries=flip_queries, encoder_options=encoder_options,
+                                    grouping=grouping)
 
     def plan_scan(self) -> _scan.ScanPlan:
         """The jobs a scan needs now, each marked done or to do (reads only)."""
         return _scan.plan_scan(self)
 
     def scan(self, *, progress: Progress | None = None, batch_size: int = 64, **settings) -> _scan.ScanResult:
-        """Configure with `settings` (encoder, k, flip_queries, encoder_options), plan, and run the jobs locally."""
+        """Configure with `settings` (encoder, k, flip_queries, encoder_options, grouping), plan, run the jobs locally."""
         s = self.configure(**settings)
         from leakcore.encoders import create_encoder
 
@@ -164,10 +165,40 @@ class Project(Workspace):
         data = leakage.report_dict(self, table.drop(columns="check"))
         data.update(hard_threshold=ci.hard, soft_threshold=ci.soft, checks=_checks.list_checks())
         data["rates"] = table.to_dict("records")
-        mats = leakage.matrices(table)
-        data["matrices"] = {k: {r: {c: (None if pd.isna(v) else v) for c, v in row.items()} for r, row in m.to_dict("index").items()}
-                            for k, m in mats.items() if not m.empty}
+        def plain(m):
+            return {r: {c: (None if pd.isna(v) else v) for c, v in row.items()} for r, row in m.to_dict("index").items()}
+
+        data["matrices"] = {k: plain(m) for k, m in leakage.matrices(table).items() if not m.empty}
+        data["matrices_by_check"] = {check: {k: plain(m) for k, m in leakage.matrices(table, check=check).items()
+                                             if not m.empty} for check in sorted(set(table["check"]))}
+        future = self.future_training()
+        if len(future):
+            data["training_after_cutoff"] = {"cutoff": self.group_settings["cutoff"], "items": int(len(future)),
+                                             "examples": future["item_id"].head(10).tolist()}
         return data
+
+    # ---- groups and time ---------------------------------------------------------------------------------
+    def groups(self, *, threshold: float | None = None, use_decisions: bool = True):
+        """Explicit, recovered and confirmed groups with their evidence (`leakcore.grouping.Groups`)."""
+        from leakcore import grouping
+
+        return grouping.recover_groups(self, threshold=threshold,
+                                       decisions=review.latest_decisions(self) if use_decisions else None)
+
+    def resplit(self, dataset: str, *, test_size: float = 0.2, stratify: str | None = "label",
+                time_cutoff: str | None = None, seed: int = 0, out: str | None = None, write: bool = True):
+        """A new train/test assignment in which no group spans splits; written (own format + manifest) if `write`."""
+        from leakcore import resplit
+
+        result = resplit.plan_resplit(self, dataset, test_size=test_size, stratify=stratify, time_cutoff=time_cutoff,
+                                      seed=seed)
+        return resplit.write_resplit(self, result, out) if write else result
+
+    def future_training(self, cutoff: str | None = None) -> pd.DataFrame:
+        """Training images dated after the cutoff (training on the future)."""
+        from leakcore.checks.temporal import future_training
+
+        return future_training(self, cutoff)
 
     # ---- thresholds --------------------------------------------------------------------------------------
     def calibrate(self, collection: "str | SplitId", *, encoder: str | None = None, queries: int = 1000,
@@ -240,14 +271,14 @@ class Project(Workspace):
 
     # ---- export ------------------------------------------------------------------------------------------
     def export_policy(self, flags: str = "soft", keep: "str | frozenset | None" = None,
-                      dedupe_within: bool = False) -> _export.ExportPolicy:
+                      dedupe_within: bool = False, groups: bool = False) -> _export.ExportPolicy:
         """A policy from the page's or the CLI's inputs (`keep` as one-per-line text or a set)."""
         keep = _export.parse_keep_list(keep) if isinstance(keep, str) else frozenset(keep or ())
-        return _export.ExportPolicy(flags, keep, dedupe_within)
+        return _export.ExportPolicy(flags, keep, dedupe_within, groups)
 
     def export_preview(self, splits: "list[str] | None" = None, policy: _export.ExportPolicy | None = None) -> pd.DataFrame:
         policy = policy or _export.ExportPolicy()
-        return _export.preview(self, splits, keep=policy.keep, dedupe_within=policy.dedupe_within)
+        return _export.preview(self, splits, keep=policy.keep, dedupe_within=policy.dedupe_within, groups=policy.groups)
 
     def export_plan(self, split: str, policy: _export.ExportPolicy) -> pd.DataFrame:
         return _export.plan(self, split, policy)

@@ -105,14 +105,15 @@ def cmd_scan(args) -> int:
     project = _project(args.dir)
     options = {"input_size": args.input_size, "weights": args.weights}
     if args.plan:
-        project.configure(encoder=args.encoder, k=args.k, flip_queries=args.flip_queries, encoder_options=options)
+        project.configure(encoder=args.encoder, k=args.k, flip_queries=args.flip_queries, encoder_options=options,
+                          grouping=args.grouping)
         plan = project.plan_scan()
         print(plan.describe().to_string(index=False))
         print(f"{len(plan.todo)} of {len(plan.jobs)} jobs to do")
         return 0
     bars = _Bars()
     result = project.scan(progress=bars, batch_size=args.batch_size, encoder=args.encoder, k=args.k,
-                          flip_queries=args.flip_queries, encoder_options=options)
+                          flip_queries=args.flip_queries, encoder_options=options, grouping=args.grouping)
     bars.close()
     print(f"scan with {result.encoder}: {len(result.pairs_searched)} split pairs searched, "
           f"{len(result.pairs_skipped)} unchanged, {result.seconds:.1f}s")
@@ -120,7 +121,7 @@ def cmd_scan(args) -> int:
 
 
 def _report(project, *, as_json: bool = False, fail_above_hard=None, fail_above_soft=None, use_decisions=True,
-            hard=None, soft=None) -> int:
+            hard=None, soft=None, fail_above_group=None, fail_above_temporal=None) -> int:
     from leakcore import leakage
 
     if as_json:
@@ -134,16 +135,27 @@ def _report(project, *, as_json: bool = False, fail_above_hard=None, fail_above_
         table = project.rates(hard=hard, soft=soft, use_decisions=use_decisions)
         if table.empty:
             print("no results yet: run `leakcore scan`")
-        for r in table.itertuples():
-            print(f"  {r.eval_split:<24} vs {r.train_split:<26} n={r.n_eval:>7}  hard {r.hard:>6} ({100 * r.hard_rate:6.2f}%)"
-                  f"  soft {r.soft:>6} ({100 * r.soft_rate:6.2f}%)")
+        words = {"similarity": ("hard", "soft"), "group": ("explicit", "any link"), "temporal": ("same group/camera", "any link")}
+        for check, part in table.groupby("check", sort=False):
+            h, s = words.get(check, ("hard", "soft"))
+            if check != "similarity":
+                print(f"\n{check} check ({h} ⊂ {s}):")
+            for r in part.itertuples():
+                print(f"  {r.eval_split:<24} vs {r.train_split:<26} n={r.n_eval:>7}  {h} {r.hard:>6} ({100 * r.hard_rate:6.2f}%)"
+                      f"  {s} {r.soft:>6} ({100 * r.soft_rate:6.2f}%)")
         mats = leakage.matrices(table)
         if not mats["soft_rate"].empty:
             for kind in ("hard", "soft"):
                 print(f"\n{kind} leakage matrix (%, rows = training sources, columns = evaluation splits; * = same dataset)")
                 shown = (100 * mats[f"{kind}_rate"]).round(2).astype(str) + mats["intra"].map(lambda x: "*" if x else "")
                 print(shown.to_string())
+        future = project.future_training()
+        if len(future):
+            print(f"\ntraining on the future: {len(future)} training images are dated after the cutoff "
+                  f"{project.group_settings['cutoff']} (e.g. {', '.join(future['item_id'].head(3))})")
     failures = leakage.exceeds(table, fail_above_hard, fail_above_soft)
+    failures += leakage.exceeds(table, None, fail_above_group, check="group")
+    failures += leakage.exceeds(table, None, fail_above_temporal, check="temporal")
     for f in failures:
         print(f"FAIL {f}", file=sys.stderr)
     return 1 if failures else 0
@@ -151,7 +163,8 @@ def _report(project, *, as_json: bool = False, fail_above_hard=None, fail_above_
 
 def cmd_report(args) -> int:
     return _report(_project(args.dir), as_json=args.json, fail_above_hard=args.fail_above_hard,
-                   fail_above_soft=args.fail_above_soft, use_decisions=not args.auto_only, hard=args.hard, soft=args.soft)
+                   fail_above_soft=args.fail_above_soft, use_decisions=not args.auto_only, hard=args.hard, soft=args.soft,
+                   fail_above_group=args.fail_above_group, fail_above_temporal=args.fail_above_temporal)
 
 
 def cmd_calibrate(args) -> int:
@@ -202,7 +215,8 @@ def cmd_impact(args) -> int:
 
 def cmd_export(args) -> int:
     project = _project(args.dir)
-    policy = project.export_policy(args.policy, Path(args.keep).read_text() if args.keep else None, args.dedupe_within)
+    policy = project.export_policy(args.policy, Path(args.keep).read_text() if args.keep else None, args.dedupe_within,
+                                   args.groups)
     print("items each policy removes (before writing):")
     print(project.export_preview([args.split], policy).to_string(index=False))
     result = project.export(args.split, policy, fmt=args.format, out=args.out, links=args.links)
@@ -249,6 +263,66 @@ def cmd_coverage(args) -> int:
         top = spectral.b_scores.sort_values("spectral_score", ascending=False).head(args.show)
         for r in top.itertuples():
             print(f"  {r.item_id:<40} spectral score {r.spectral_score:5.2f}  high band {r.high_band:+.2f}")
+    return 0
+
+
+def cmd_groups(args) -> int:
+    project = _project(args.dir)
+    if args.calibrate:
+        from leakcore import grouping
+
+        bars = _Bars()
+        cal = grouping.calibrate_group_threshold(project, args.calibrate, queries=args.queries, progress=bars)
+        bars.close()
+        print(f"same-source threshold on {args.calibrate} ({cal['sources']} images, their overlapping patches and pan "
+              f"frames): {cal['threshold']:.4f} at {100 * cal['false_positive_rate']:.2f}% false positives; "
+              f"patches linked {100 * cal['patch_recall']:.1f}%, neighbouring frames {100 * cal['frame_recall']:.1f}%")
+        if args.threshold is None:
+            args.threshold = cal["threshold"]
+    if args.threshold is not None or args.window is not None or args.cutoff is not None:
+        project.set_group_settings(threshold=args.threshold, window_s=args.window, cutoff=args.cutoff)
+    groups = project.groups(use_decisions=not args.auto_only)
+    g = groups.groups
+    leaking = g[g["leaks"]]
+    future = project.future_training()
+    if args.json:
+        print(json.dumps({"threshold": groups.threshold, "train_searched": groups.train_searched,
+                          "groups": int(len(g)), "cross_split": int(g["cross_split"].sum()),
+                          "leaking": int(len(leaking)), "sizes": g["size"].value_counts().sort_index().to_dict(),
+                          "leaking_groups": leaking.head(args.show).to_dict("records"),
+                          "training_after_cutoff": int(len(future))}, indent=2, default=str))
+        return 0
+    print(f"group threshold {groups.threshold:.4f} ({project.encoder}); training splits searched against each other: "
+          f"{'yes' if groups.train_searched else 'no (scan with --grouping to link training images too)'}")
+    print(f"{len(g)} groups of two or more images ({int(g['size'].sum()) if len(g) else 0} images); "
+          f"{int(g['cross_split'].sum())} span splits; {len(leaking)} reach from evaluation into training data")
+    sizes = g["size"].value_counts().sort_index()
+    if len(sizes):
+        print("sizes: " + ", ".join(f"{n}×{c}" for n, c in sizes.head(12).items()) + (" …" if len(sizes) > 12 else ""))
+    for r in leaking.head(args.show).itertuples():
+        print(f"  {r.group_id:<44} size {r.size:>4}  {r.splits}  (linked by {r.links})")
+    if len(future):
+        print(f"training on the future: {len(future)} training images after {project.group_settings['cutoff']}")
+    if groups.percolated:
+        print(f"warning: one group holds {int(g['size'].max())} images: at {groups.threshold:.4f} chains of look-alikes "
+              "link unrelated images. Calibrate on this data: `leakcore groups WS --calibrate DATASET/SPLIT`",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_resplit(args) -> int:
+    project = _project(args.dir)
+    result = project.resplit(args.dataset, test_size=args.test_size, stratify=None if args.stratify == "none" else args.stratify,
+                             time_cutoff=args.time_cutoff, seed=args.seed, out=args.out, write=not args.dry_run)
+    s = result.summary
+    print(f"{s['dataset']}: {s['method']}")
+    print(f"  train {s['train']}, test {s['test']} (test share {100 * s['test_share']:.1f}%, target "
+          f"{100 * s['target_test_share']:.1f}%); {s['groups']} groups, {s['multi_item_groups']} of several images "
+          f"(largest {s['largest_group']}); groups across splits: {s['cross_split_groups']}")
+    if s["label_share_by_split"]:
+        print(f"  class balance: largest gap from the overall share {100 * s['max_label_share_gap']:.1f} points")
+    for f in result.files:
+        print(f"  wrote {f}")
     return 0
 
 
@@ -308,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip-queries", action=argparse.BooleanOptionalAction, default=None,
                    help="also search each evaluation image's mirror image (catches flipped copies)")
     p.add_argument("--plan", action="store_true", help="show the scan's jobs and which are done, and run nothing")
+    p.add_argument("--grouping", action=argparse.BooleanOptionalAction, default=None,
+                   help="also search training splits against each other, so groups are recovered across all splits")
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("report", help="hard and soft leakage rates; exit 1 above a bound (for CI)")
@@ -315,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--fail-above-hard", type=float, metavar="PCT")
     p.add_argument("--fail-above-soft", type=float, metavar="PCT")
+    p.add_argument("--fail-above-group", type=float, metavar="PCT", help="bound on evaluation images whose group reaches training data")
+    p.add_argument("--fail-above-temporal", type=float, metavar="PCT", help="bound on evaluation images in a training recording")
     p.add_argument("--hard", type=float, help="use this hard threshold instead of the project's")
     p.add_argument("--soft", type=float, help="use this soft threshold instead of the project's")
     p.add_argument("--auto-only", action="store_true", help="ignore curator decisions")
@@ -351,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", metavar="FILE", help="item ids or keys, one per line, never removed by automatic flags")
     p.add_argument("--dedupe-within", action="store_true", help="also remove within-split duplicates, keeping the first")
     p.add_argument("--links", choices=["symlink", "copy"], help="also make a folder of the kept image files")
+    p.add_argument("--groups", action="store_true",
+                   help="also remove evaluation images whose group (patient, video, image) reaches training data")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("coverage", help="how set B covers reference set A: precision, recall, density, coverage, spectra")
@@ -366,6 +446,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", type=int, default=10, help="how many outliers to list")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_coverage)
+
+    p = sub.add_parser("groups", help="groups of one source across splits (explicit, recovered, confirmed); settings")
+    p.add_argument("dir")
+    p.add_argument("--threshold", type=float, help="similarity that links two images of one source (kept in the workspace)")
+    p.add_argument("--window", type=float, metavar="SECONDS", help="time window of one recording (default 60, kept)")
+    p.add_argument("--cutoff", metavar="TIME", help="training images after this time are training on the future (kept)")
+    p.add_argument("--calibrate", metavar="DATASET/SPLIT",
+                   help="measure the threshold on this collection's patches and pan frames, and keep it")
+    p.add_argument("--queries", type=int, default=200, help="images to calibrate on")
+    p.add_argument("--show", type=int, default=10)
+    p.add_argument("--auto-only", action="store_true", help="ignore curator decisions")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_groups)
+
+    p = sub.add_parser("resplit", help="a new train/test split of one dataset in which no group spans splits")
+    p.add_argument("dir")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--test-size", type=float, default=0.2)
+    p.add_argument("--stratify", default="label", choices=["label", "none"])
+    p.add_argument("--time-cutoff", metavar="TIME", help="split by time instead: groups first seen at or after TIME are test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default WORKSPACE/exports/<dataset>-resplit)")
+    p.add_argument("--dry-run", action="store_true", help="report sizes and balance, write nothing")
+    p.set_defaults(func=cmd_resplit)
 
     p = sub.add_parser("demo", help="build (or refresh) the demo workspace with planted leaks, and scan it")
     p.add_argument("dir")

@@ -40,6 +40,7 @@ class ExportPolicy:
     flags: str = "soft"  # which unreviewed automatic flags remove an item: hard, soft or none
     keep: frozenset = field(default_factory=frozenset)  # item ids or keys never removed by automatic flags
     dedupe_within: bool = False
+    groups: bool = False  # also remove evaluation items whose group (one source) reaches training data
 
     def __post_init__(self):
         if self.flags not in POLICIES:
@@ -100,6 +101,21 @@ def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame |
         out.loc[is_dup, "reason"] = "within-split duplicate of " + dup[is_dup]
         out.loc[is_dup, "matches"] = dup[is_dup]
         out.loc[is_dup, "check"] = "similarity (within split)"
+    if policy.groups:
+        from leakcore import grouping
+
+        try:
+            g = grouping.recover_groups(ws, decisions=decisions, pairs=pairs if not pairs.empty else None)
+        except Exception as exc:  # noqa: BLE001 - ThresholdsUncalibrated: explicit groups and decisions still count
+            log.info("group threshold unavailable (%s): explicit groups only", exc)
+            g = grouping.recover_groups(ws, threshold=float("inf"), decisions=decisions)
+        reach = grouping.group_reach(g)
+        reach = reach[reach["eval_split"] == eval_split].drop_duplicates("eval_item_id").set_index("eval_item_id")
+        hit = out["item_id"].isin(reach.index) & ~out["removed"] & ~out["item_id"].isin(keep_ids)
+        out.loc[hit, "removed"] = True
+        out.loc[hit, "check"] = "group"
+        out.loc[hit, "reason"] = "group reaches training data (group " + out.loc[hit, "item_id"].map(reach["group_id"]) + ")"
+        out.loc[hit, "matches"] = out.loc[hit, "item_id"].map(reach["train_split"])
     if not last.empty:
         info = last.groupby(level=0).last()
         out["reviewer"] = out["item_id"].map(info["reviewer"])
@@ -110,7 +126,8 @@ def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame |
     return out
 
 
-def preview(ws, eval_splits: list[str] | None = None, *, keep=frozenset(), dedupe_within: bool = False) -> pd.DataFrame:
+def preview(ws, eval_splits: list[str] | None = None, *, keep=frozenset(), dedupe_within: bool = False,
+            groups: bool = False) -> pd.DataFrame:
     """How many items each policy removes, per evaluation split (shown before writing anything)."""
     eval_splits = [str(SplitId.parse(s)) for s in eval_splits] if eval_splits else [str(s) for s in ws.split_ids("eval")]
     decisions, pairs = review.latest_decisions(ws), leakage.load_pairs(ws)
@@ -118,7 +135,7 @@ def preview(ws, eval_splits: list[str] | None = None, *, keep=frozenset(), dedup
     for sid in eval_splits:
         row = {"eval_split": sid}
         for flags in POLICIES:
-            p = plan(ws, sid, ExportPolicy(flags, frozenset(keep), dedupe_within), decisions=decisions, pairs=pairs)
+            p = plan(ws, sid, ExportPolicy(flags, frozenset(keep), dedupe_within, groups), decisions=decisions, pairs=pairs)
             row["items"] = len(p)
             row[f"removed at {flags}"] = int(p["removed"].sum())
         rows.append(row)
@@ -178,6 +195,7 @@ def export(
         "encoder_options": ws.encoder_options, "weights_fingerprints": fingerprints,
         "thresholds": {"hard": hard, "soft": soft},
         "policy": {"flags": policy.flags, "keep": sorted(policy.keep), "dedupe_within": policy.dedupe_within,
+                   "leaking_groups": policy.groups,
                    "confirmed_leaks": "always removed", "rejected_pairs": "never remove their item"},
         "counts": {"items": int(len(p)), "kept": int(len(kept)), "removed": int(p["removed"].sum()),
                    "by_reason": {str(k): int(v) for k, v in p.loc[p["removed"], "reason"].str.split(" of ").str[0].value_counts().sort_index().items()}},

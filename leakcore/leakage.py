@@ -140,10 +140,19 @@ def report_dict(ws, table: pd.DataFrame) -> dict:
     }
 
 
-def exceeds(table: pd.DataFrame, fail_above_hard: float | None, fail_above_soft: float | None) -> list[str]:
-    """Messages for every eval split whose overall rate (percent) is above a bound."""
+def exceeds(table: pd.DataFrame, fail_above_hard: float | None, fail_above_soft: float | None, *,
+            check: str = "similarity") -> list[str]:
+    """Messages for every eval split whose overall rate (percent) of one check is above a bound (the similarity
+    check speaks of hard and soft leakage; another check's bound is on its soft rate, i.e. every finding)."""
     overall = table[table["train_split"] == ALL_SOURCES]
+    if "check" in overall.columns:
+        overall = overall[overall["check"] == check]
     out = []
+    if check != "similarity":
+        for r in overall.itertuples():
+            if fail_above_soft is not None and 100 * r.soft_rate > fail_above_soft:
+                out.append(f"{r.eval_split}: {check} leakage {100 * r.soft_rate:.2f}% > {fail_above_soft}%")
+        return out
     for r in overall.itertuples():
         if fail_above_hard is not None and 100 * r.hard_rate > fail_above_hard:
             out.append(f"{r.eval_split}: hard leakage {100 * r.hard_rate:.2f}% > {fail_above_hard}%")
@@ -184,12 +193,14 @@ def counts_at(best: pd.DataFrame, hard: float, soft: float, totals: pd.Series) -
     return out
 
 
-def matrices(table: pd.DataFrame, order: str = "name") -> dict[str, pd.DataFrame]:
+def matrices(table: pd.DataFrame, order: str = "name", check: str = "similarity") -> dict[str, pd.DataFrame]:
     """The paper's picture from a `rates` table: rows = training sources, columns = evaluation splits.
 
-    Returns hard_rate, soft_rate, hard, soft (counts) and n_eval matrices, plus `intra` (same dataset).
-    `order` is "name" or "total" (rows and columns by total soft leakage, highest first).
+    Returns hard_rate, soft_rate, hard, soft (counts) and n_eval matrices, plus `intra` (same dataset), for one
+    check. `order` is "name" or "total" (rows and columns by total soft leakage, highest first).
     """
+    if "check" in table.columns:
+        table = table[table["check"] == check]
     cross = table[~table["train_split"].isin([ALL_SOURCES, WITHIN])]
     if cross.empty:
         empty = pd.DataFrame()

@@ -167,8 +167,31 @@ class Workspace:
         """Also search each evaluation image's mirror image (catches flipped copies)."""
         return bool(self.config["settings"].get("flip_queries", False))
 
-    def set_settings(self, *, encoder: str | None = None, k: int | None = None, flip_queries: bool | None = None) -> None:
-        """Change the encoder, k or query flips; `None` keeps the current value."""
+    @property
+    def grouping(self) -> bool:
+        """Also search training splits against each other, so that groups can be recovered across all splits."""
+        return bool(self.config["settings"].get("grouping", False))
+
+    @property
+    def group_settings(self) -> dict:
+        """Grouping and temporal settings: threshold (None: the encoder's), time window in seconds, time cutoff."""
+        g = self.config["settings"].get("groups", {})
+        return {"threshold": g.get("threshold"), "window_s": float(g.get("window_s", 60.0)), "cutoff": g.get("cutoff")}
+
+    def set_group_settings(self, *, threshold: float | None = None, window_s: float | None = None,
+                           cutoff: str | None = None) -> None:
+        """Store grouping settings (None keeps one); the cutoff is a time, e.g. 2024-01-01T00:00:00Z."""
+        g = self.config["settings"].setdefault("groups", {})
+        for key, value in (("threshold", threshold), ("window_s", window_s), ("cutoff", cutoff)):
+            if value is not None:
+                g[key] = value
+        self.save_config()
+
+    def set_settings(self, *, encoder: str | None = None, k: int | None = None, flip_queries: bool | None = None,
+                     grouping: bool | None = None) -> None:
+        """Change the encoder, k, query flips or grouping; `None` keeps the current value."""
+        if grouping is not None:
+            self.config["settings"]["grouping"] = bool(grouping)
         if flip_queries is not None:
             self.config["settings"]["flip_queries"] = bool(flip_queries)
         if encoder is not None:

@@ -19,7 +19,7 @@ from leakcore.schema import Decision
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DECISIONS = tuple(d.value for d in Decision)
 DECISION_LABELS = {d.value: d.label for d in Decision}
 
@@ -35,6 +35,23 @@ _MIGRATIONS = {
             created_at TEXT NOT NULL,
             undone_at TEXT
         )""",
+        "CREATE INDEX IF NOT EXISTS decisions_pair ON decisions (eval_item_id, train_item_id, id)",
+    ],
+    2: [  # the group decision "same_source": SQLite cannot alter a CHECK, so the table is rebuilt, rows kept
+        """CREATE TABLE decisions_v2 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            eval_item_id TEXT NOT NULL,
+            train_item_id TEXT NOT NULL,
+            decision TEXT NOT NULL CHECK (decision IN ('hard', 'soft', 'not_leak', 'unsure', 'same_source')),
+            note TEXT,
+            reviewer TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            undone_at TEXT
+        )""",
+        "INSERT INTO decisions_v2 SELECT id, eval_item_id, train_item_id, decision, note, reviewer, created_at, undone_at "
+        "FROM decisions",
+        "DROP TABLE decisions",
+        "ALTER TABLE decisions_v2 RENAME TO decisions",
         "CREATE INDEX IF NOT EXISTS decisions_pair ON decisions (eval_item_id, train_item_id, id)",
     ],
 }
@@ -187,7 +204,8 @@ def history(ws, eval_item_id: str | None = None) -> pd.DataFrame:
 # ---- the review queue ------------------------------------------------------------------------------
 BORDERLINE = "borderline"
 STATES = ("unreviewed", "confirmed", "rejected", "unsure")
-_STATE_OF = {"hard": "confirmed", "soft": "confirmed", "not_leak": "rejected", "unsure": "unsure"}
+_STATE_OF = {"hard": "confirmed", "soft": "confirmed", "not_leak": "rejected", "unsure": "unsure",
+             "same_source": "confirmed"}
 SORTS = ("similarity", "closeness to a threshold")
 
 

@@ -46,14 +46,17 @@ def split_id(dataset: str, split: str) -> str:
     return str(SplitId(dataset, split))
 
 
-def pair_path(ws, encoder: str, eval_split: "str | SplitId", train_split: "str | SplitId") -> Path:
-    """neighbors/<encoder>/<eval ds~split>/<train ds~split>.parquet"""
-    return ws.neighbors_dir(encoder) / SplitId.parse(eval_split).file_name / (SplitId.parse(train_split).file_name + ".parquet")
+def pair_path(ws, encoder: str, eval_split: "str | SplitId", train_split: "str | SplitId", kind: str = "neighbors") -> Path:
+    """neighbors/<encoder>/<eval ds~split>/<train ds~split>.parquet; kind "groups": the training-split searches
+    that only grouping reads, under groups/<encoder>/ (so rates never count a training split as evaluated)."""
+    root = ws.neighbors_dir(encoder) if kind == "neighbors" else ws.path / "groups" / encoder
+    return root / SplitId.parse(eval_split).file_name / (SplitId.parse(train_split).file_name + ".parquet")
 
 
-def write_pair_table(ws, encoder: str, eval_split: str, train_split: str, table: pd.DataFrame, /, **meta) -> Path:
-    """Store one (evaluation split, training split) neighbour table and its sidecar, each written atomically."""
-    out = pair_path(ws, encoder, eval_split, train_split)
+def write_pair_table(ws, encoder: str, eval_split: str, train_split: str, table: pd.DataFrame, /, kind: str = "neighbors",
+                     **meta) -> Path:
+    """Store one (query split, collection split) neighbour table and its sidecar, each written atomically."""
+    out = pair_path(ws, encoder, eval_split, train_split, kind)
     write_parquet(table, out)
     atomic_write_text(out.with_suffix(".json"), json.dumps({**meta, "eval_split": str(eval_split),
                                                             "train_split": str(train_split)}))
@@ -88,6 +91,7 @@ class ScanSettings:
     k: int
     flip_queries: bool = False
     encoder_options: tuple[tuple[str, object], ...] = ()
+    grouping: bool = False  # also search training splits against each other (group recovery reads them)
 
     @property
     def options(self) -> dict:
@@ -95,15 +99,16 @@ class ScanSettings:
 
     @classmethod
     def of(cls, ws) -> "ScanSettings":
-        return cls(ws.encoder, ws.k, ws.flip_queries, tuple(sorted(ws.encoder_options.items())))
+        return cls(ws.encoder, ws.k, ws.flip_queries, tuple(sorted(ws.encoder_options.items())), ws.grouping)
 
 
 def configure_scan(ws, *, encoder: str | None = None, k: int | None = None, flip_queries: bool | None = None,
-                   encoder_options: dict | None = None) -> ScanSettings:
+                   encoder_options: dict | None = None, grouping: bool | None = None) -> ScanSettings:
     """Record scan settings in project.toml (None keeps a setting) and return those in force."""
     if (encoder is not None and encoder != ws.encoder) or (k is not None and int(k) != ws.k) or \
-            (flip_queries is not None and bool(flip_queries) != ws.flip_queries):
-        ws.set_settings(encoder=encoder, k=k, flip_queries=flip_queries)
+            (flip_queries is not None and bool(flip_queries) != ws.flip_queries) or \
+            (grouping is not None and bool(grouping) != ws.grouping):
+        ws.set_settings(encoder=encoder, k=k, flip_queries=flip_queries, grouping=grouping)
     ws.set_encoder_options(**(encoder_options or {}))
     return ScanSettings.of(ws)
 
@@ -148,10 +153,11 @@ class SearchJob:
     k: int
     key: str
     done: bool
+    kind: str = "neighbors"  # "groups": a training split searched for group recovery
 
     @property
     def name(self) -> str:
-        return f"search {self.eval_split} -> {self.train_split}"
+        return f"search {self.eval_split} -> {self.train_split}" + (" (groups)" if self.kind == "groups" else "")
 
     @property
     def within(self) -> bool:
@@ -231,6 +237,13 @@ def plan_scan(ws, *, encoder: Encoder | None = None, settings: ScanSettings | No
             key = _digest(q.mirror_key or q.key, c.mirror_key or c.key, settings.k)  # only eval splits have mirrors
             done = stored_key(pair_path(ws, settings.encoder, q.split, c.split)) == key
             jobs.append(SearchJob(q.split, c.split, settings.k, key, done))
+    if settings.grouping:  # training splits against themselves and each other, each unordered pair once
+        queries = [t for t in trains if t.embeddings_source is None]
+        for i, q in enumerate(queries):
+            for c in trains[trains.index(q):]:
+                key = _digest(q.key, c.key, settings.k, "groups")
+                done = stored_key(pair_path(ws, settings.encoder, q.split, c.split, "groups")) == key
+                jobs.append(SearchJob(q.split, c.split, settings.k, key, done, "groups"))
     return ScanPlan(settings, fingerprint, tuple(splits), tuple(jobs))
 
 
@@ -295,13 +308,13 @@ def run_job(ctx: ScanContext, job: Job) -> None:
     c_ids, blocks = ctx.blocks(c, block_rows)
     self_index = np.arange(len(q_ids)) if job.within else None
     sim, idx = search.knn(q_vecs, blocks, job.k, self_index=self_index, budget_bytes=ctx.budget_bytes)
-    if q.mirror_key is not None:
+    if q.mirror_key is not None and job.kind == "neighbors":
         _, mirrored = ctx.vectors(q.split, mirror=True)
         _, blocks = ctx.blocks(c, block_rows)
         flipped = search.knn(mirrored, blocks, job.k, self_index=self_index, budget_bytes=ctx.budget_bytes)
         sim, idx = search.merge_results([(sim, idx), flipped], job.k)
     write_pair_table(ctx.ws, ctx.plan.settings.encoder, str(job.eval_split), str(job.train_split),
-                     pairs_table(q_ids, c_ids, sim, idx), key=job.key, k=job.k, encoder=ctx.plan.settings.encoder,
+                     pairs_table(q_ids, c_ids, sim, idx), kind=job.kind, key=job.key, k=job.k, encoder=ctx.plan.settings.encoder,
                      queries=int(len(q_ids)), collection=int(len(c_ids)))
     if ctx.progress:
         ctx.progress(job.name, 1, 1)
@@ -327,7 +340,8 @@ def run_scan(ws, plan: ScanPlan, *, encoder: Encoder | None = None, progress: Sc
             continue
         run_job(ctx, job)
         result.pairs_searched.append(pair)
-    wanted = {pair_path(ws, plan.settings.encoder, j.eval_split, j.train_split) for j in plan.jobs if isinstance(j, SearchJob)}
+    wanted = {pair_path(ws, plan.settings.encoder, j.eval_split, j.train_split, j.kind) for j in plan.jobs
+              if isinstance(j, SearchJob)}
     _drop_stale_pairs(ws, plan.settings.encoder, wanted)
     result.seconds = time.perf_counter() - t0
     return result
@@ -344,9 +358,11 @@ def scan(
     encoder_overrides: dict | None = None,
     shard_size: int = 4096,
     flip_queries: bool | None = None,
+    grouping: bool | None = None,
 ) -> ScanResult:
     """Configure (settings given here are remembered), plan and run a scan: the local, in-order path."""
-    settings = configure_scan(ws, encoder=encoder_name, k=k, flip_queries=flip_queries, encoder_options=encoder_overrides)
+    settings = configure_scan(ws, encoder=encoder_name, k=k, flip_queries=flip_queries, encoder_options=encoder_overrides,
+                              grouping=grouping)
     encoder = create_encoder(settings.encoder, **settings.options) if _has_images(ws) else None
     plan = plan_scan(ws, encoder=encoder, settings=settings)
     return run_scan(ws, plan, encoder=encoder, progress=progress, batch_size=batch_size, shard_size=shard_size,
@@ -374,10 +390,8 @@ def pairs_table(query_ids: np.ndarray, collection_ids: np.ndarray, sim: np.ndarr
 
 def _drop_stale_pairs(ws, encoder: str, wanted: set[Path]) -> None:
     """Remove neighbour files of splits that no longer exist (a dataset was removed)."""
-    root = ws.neighbors_dir(encoder)
-    if not root.exists():
-        return
-    for f in root.glob("*/*.parquet"):
-        if f not in wanted:
-            f.unlink()
-            f.with_suffix(".json").unlink(missing_ok=True)
+    for root in (ws.neighbors_dir(encoder), ws.path / "groups" / encoder):
+        for f in root.glob("*/*.parquet") if root.exists() else []:
+            if f not in wanted:
+                f.unlink()
+                f.with_suffix(".json").unlink(missing_ok=True)

@@ -142,10 +142,12 @@ class Decision(enum.StrEnum):
     SOFT = "soft"
     NOT_LEAK = "not_leak"
     UNSURE = "unsure"
+    SAME_SOURCE = "same_source"  # a group decision: one source, keep together (no degree of its own)
 
     @property
     def label(self) -> str:
-        return {"hard": "hard leak", "soft": "soft leak", "not_leak": "not a leak", "unsure": "unsure"}[self.value]
+        return {"hard": "hard leak", "soft": "soft leak", "not_leak": "not a leak", "unsure": "unsure",
+                "same_source": "one source: keep together"}[self.value]
 
     @property
     def confirms_leak(self) -> bool:

@@ -10,6 +10,15 @@ with user_errors():
     hard, soft = ws.thresholds()
     queue = data.queue(ws, hard, soft)
     st.title("Review flagged pairs")
+    has_groups = ws.grouping or data.items(ws)["group"].notna().any()
+    check = st.sidebar.radio("Check", ["similarity", "group"] if has_groups else ["similarity"], key="review_check",
+                             horizontal=True, help="similarity: pairs of near-duplicates; group: images of one source "
+                                                   "(patient, video, large image) across splits")
+    if check == "group":
+        flash()
+        review_ui.group_view(ws, data.items(ws), st.session_state["f_eval_splits"])
+        st.caption("Keys: K one source (keep together) · N unrelated · ← previous group · → next group")
+        st.stop()
     if queue.empty:
         st.info("Nothing flagged yet. Run a scan from the home page, or lower the soft threshold.")
         st.stop()

@@ -15,7 +15,11 @@ with user_errors():
     use_decisions = c2.toggle("Use curator decisions", value=True, key="heat_decisions",
                               help="On: a confirmed leak counts and a rejected pair does not. Off: automatic flags only.")
     table = data.rates(ws, hard, soft, auto_only=not use_decisions)
-    mats = leakage.matrices(table, order=order)
+    checks = list(dict.fromkeys(table["check"])) if not table.empty else ["similarity"]
+    check = st.radio("Check", checks, key="heat_check", horizontal=True, disabled=len(checks) < 2,
+                     help="similarity: near-duplicates; group: one source (patient, video, image) across splits; "
+                          "temporal: one recording (same group or camera within the time window)")
+    mats = leakage.matrices(table, order=order, check=check)
     if mats["soft_rate"].empty:
         st.info("No results yet: add datasets with training and evaluation splits and run a scan.")
         st.stop()
@@ -23,9 +27,9 @@ with user_errors():
                f"soft ≥ {soft:.3f}. ● marks intra-dataset cells. Click a cell to review its pairs.")
     left, right = st.columns(2)
     with left:
-        heatmaps_ui.heatmap(mats, "hard")
+        heatmaps_ui.heatmap(mats, "hard", check)
     with right:
-        heatmaps_ui.heatmap(mats, "soft")
+        heatmaps_ui.heatmap(mats, "soft", check)
     heatmaps_ui.cell_picker(mats)
     st.download_button("Download the matrices (CSV)", leakage.matrix_csv(mats), "leakage-matrices.csv", "text/csv",
                        key="heat_csv")

@@ -26,7 +26,10 @@ with user_errors():
     dedupe = c5.checkbox("Also remove within-split duplicates", key="exp_dedupe",
                          help="Near-copies inside the evaluation split itself: keep the first of each group, remove the rest.")
     links = c5.selectbox("Image folder", ["none", "symlink", "copy"], key="exp_links")
-    policy = ws.export_policy(flags, keep_text, dedupe)
+    groups = c5.checkbox("Also remove images whose group reaches training data", key="exp_groups",
+                         help="One patient, video or image across splits: explicit groups, recovered groups and "
+                              "groups a curator confirmed.")
+    policy = ws.export_policy(flags, keep_text, dedupe, groups)
     st.subheader("What each policy removes")
     st.dataframe(ws.export_preview([split], policy), hide_index=True, width="stretch")
     plan = ws.export_plan(split, policy)
@@ -51,3 +54,26 @@ with user_errors():
                 zf.write(f, arcname=f.rsplit("/", 1)[-1])
         st.download_button("Download these files (zip)", buf.getvalue(), f"{split.replace('/', '-')}-{flags}.zip",
                            "application/zip", key="exp_download")
+
+    st.divider()
+    st.subheader("A leak-aware re-split")
+    st.caption("A new train/test assignment of one dataset in which no group (explicit, recovered or confirmed) spans "
+               "the two: stratified by label, or cut at a time. Written in the dataset's own format where it has one, "
+               "plus a manifest that `leakcore add --format manifest` reads.")
+    with st.form("resplit"):
+        r1, r2, r3, r4 = st.columns(4)
+        dataset = r1.selectbox("Dataset", sorted(ws.datasets), key="rs_dataset")
+        test_size = r2.number_input("Test share", 0.05, 0.95, 0.2, step=0.05, key="rs_size")
+        stratify = r3.toggle("Stratify by label", value=True, key="rs_stratify")
+        cutoff = r4.text_input("…or split at a time", key="rs_cutoff", placeholder="2024-06-01T00:00:00Z")
+        go = st.form_submit_button("Re-split and write", type="primary")
+    if go:
+        result = ws.resplit(dataset, test_size=float(test_size), stratify="label" if stratify else None,
+                            time_cutoff=cutoff.strip() or None)
+        st.session_state["rs_last"] = result.summary | {"files": [str(f) for f in result.files]}
+    if st.session_state.get("rs_last"):
+        s = st.session_state["rs_last"]
+        st.success(f"{s['dataset']}: train {s['train']}, test {s['test']} ({100 * s['test_share']:.1f}% test, target "
+                   f"{100 * s['target_test_share']:.1f}%) · {s['groups']} groups kept whole · largest class-share gap "
+                   f"{100 * s['max_label_share_gap']:.1f} points · {s['method']}")
+        st.markdown("\n".join(f"- `{f}`" for f in s["files"]))

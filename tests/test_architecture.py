@@ -147,9 +147,9 @@ def test_split_id_and_split_items(tmp_path):
 
 
 def test_decision_enum_is_the_stored_word():
-    assert [d.value for d in Decision] == ["hard", "soft", "not_leak", "unsure"]
+    assert [d.value for d in Decision] == ["hard", "soft", "not_leak", "unsure", "same_source"]
     assert Decision("not_leak").label == "not a leak" and Decision.HARD == "hard" and Decision.SOFT.confirms_leak
-    with pytest.raises(LeakcoreError, match="decision must be one of hard, soft, not_leak, unsure"):
+    with pytest.raises(LeakcoreError, match="decision must be one of hard, soft, not_leak, unsure, same_source"):
         Decision.parse("maybe")
 
 
@@ -185,8 +185,8 @@ def test_embedding_shards_are_named_by_content(tmp_path):
 
 
 def test_check_registry_and_findings(tmp_path):
-    assert sorted(c["name"] for c in checks.list_checks()) == ["coverage", "similarity"]
-    assert checks.rate_check_names() == ["similarity"]  # coverage runs on request, not on every page load
+    assert [c["name"] for c in checks.list_checks()] == ["similarity", "group", "temporal", "coverage"]
+    assert checks.rate_check_names() == ["similarity", "group", "temporal"]  # coverage runs on request only
     with pytest.raises(UnknownName, match="valid checks: .*similarity"):
         checks.get_check("vibes")
     ws = Project.create(tmp_path / "w", encoder="phash")
@@ -199,6 +199,7 @@ def test_check_registry_and_findings(tmp_path):
     after = ws.findings("similarity")
     assert len(after) == len(found) - 1  # a rejected pair is no finding
     rates = ws.rates()
+    # no groups, no times in this workspace: only the similarity check has rates
     assert set(rates["check"]) == {"similarity"} and {"hard_rate", "soft_rate"} <= set(rates.columns)
 
 

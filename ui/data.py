@@ -97,14 +97,20 @@ def queue(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _rates(path: str, encoder: str, hard: float, soft: float, stamp: tuple, dstamp: tuple, auto_only: bool) -> pd.DataFrame:
-    ws = Project.open(path)
-    d = None if auto_only else review.latest_decisions(ws)
-    return leakage.rates(ws, hard, soft, encoder=encoder, decisions=d, pairs=_pairs(path, encoder, stamp))
+def _rates(path: str, encoder: str, hard: float, soft: float, stamp: tuple, dstamp: tuple, auto_only: bool,
+           other: tuple) -> pd.DataFrame:
+    return Project.open(path).rates(hard=hard, soft=soft, use_decisions=not auto_only, pairs=_pairs(path, encoder, stamp))
+
+
+def _groups_stamp(ws: Workspace) -> tuple:
+    root = ws.path / "groups" / ws.encoder
+    return (_stamp(ws.items_path, ws.path / "project.toml"), _stamp(*sorted(root.glob("*/*.json"))) if root.exists() else ())
 
 
 def rates(ws: Workspace, hard: float, soft: float, auto_only: bool = False) -> pd.DataFrame:
-    return _rates(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), decisions_stamp(ws), auto_only)
+    """Rates of every check with rates (similarity, and group and temporal where the workspace has them)."""
+    return _rates(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), decisions_stamp(ws), auto_only,
+                  _groups_stamp(ws))
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -129,6 +135,7 @@ def item_image(ws: Workspace, item: pd.Series):
 def clear_decision_caches() -> None:
     _decisions.clear()
     _rates.clear()
+    _groups.clear()
 
 
 # ---- calibration and threshold views -------------------------------------------------------------------
@@ -239,3 +246,19 @@ def coverage(ws: Workspace, a, b, k: int, n_boot: int):
 def spectra(ws: Workspace, a, b):
     key = ("spectra", str(ws.path), a, b, _stamp(ws.items_path))
     return _session_cached(key, lambda progress: ws.spectra(a, b, progress=progress))
+
+
+@st.cache_resource(show_spinner="Linking groups…", max_entries=4)
+def _groups(path: str, stamp: tuple, dstamp: tuple, other: tuple):
+    from leakcore.errors import ThresholdsUncalibrated
+
+    ws = Project.open(path)
+    try:
+        return ws.groups()
+    except ThresholdsUncalibrated:
+        return ws.groups(threshold=float("inf"))  # explicit groups and decisions only
+
+
+def groups(ws: Workspace):
+    """Explicit, recovered and confirmed groups (read-only), recomputed when their inputs change."""
+    return _groups(str(ws.path), _neighbors_stamp(ws), decisions_stamp(ws), _groups_stamp(ws))

@@ -6,7 +6,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 
-def heatmap(mats: dict, kind: str) -> None:
+CHECK_WORDS = {"similarity": ("Hard leakage", "Soft leakage"),
+               "group": ("Group leakage: explicit or confirmed", "Group leakage: any link"),
+               "temporal": ("Same recording: explicit group or camera", "Same recording: any link")}
+
+
+def heatmap(mats: dict, kind: str, check: str = "similarity") -> None:
     """Rows = training sources, columns = evaluation splits; percentage and count written in each cell."""
     rate, count, n, intra = mats[f"{kind}_rate"], mats[kind], mats["n_eval"], mats["intra"]
     text = np.where(rate.isna(), "", (100 * rate).round(1).astype(str) + "%<br>(" + count.fillna(0).astype(int).astype(str) + ")")
@@ -30,7 +35,8 @@ def heatmap(mats: dict, kind: str) -> None:
         customdata=custom.reshape(-1, 3), hovertemplate="training source %{y}<br>evaluation split %{x}<br>"
         "%{customdata[0]:.0f} of %{customdata[1]:.0f} evaluation images<br>click to review<extra></extra>",
     ))
-    fig.update_layout(title=f"{kind.capitalize()} leakage", height=140 + 70 * len(rate.index),
+    words = CHECK_WORDS.get(check, ("Hard leakage", "Soft leakage"))
+    fig.update_layout(title=words[0] if kind == "hard" else words[1], height=140 + 70 * len(rate.index),
                       margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis_title="evaluation split",
                       yaxis_title="training source", yaxis={"autorange": "reversed"})
     config = {"toImageButtonOptions": {"format": "svg", "filename": f"{kind}-leakage"}, "displaylogo": False}
@@ -47,6 +53,9 @@ def heatmap(mats: dict, kind: str) -> None:
 
 def drill_down(eval_split: str, train_split: str, kind: str) -> None:
     """Open the review page filtered to one (evaluation split, training source) cell."""
+    check = st.session_state.get("heat_check", "similarity")
+    st.session_state["review_check"] = "group" if check in ("group", "temporal") else "similarity"
+    st.session_state["group_pos"] = 0
     st.session_state.update({
         "f_eval_splits": [eval_split], "f_sources": [train_split],
         "f_degrees": ["hard"] if kind == "hard" else ["hard", "soft"], "f_states": [], "review_pos": 0,

@@ -116,3 +116,71 @@ def grid_mode(ws: Workspace, items: pd.DataFrame, pair: pd.Series, all_pairs: pd
     for col, (decision, label, _) in zip(bcols, DECISION_BUTTONS):
         col.button(f"{label}: {len(chosen)} selected", key=f"grid_decide_{decision}", disabled=not chosen,
                    on_click=_decide, args=(str(ws.path), chosen, decision, False), width="stretch")
+
+
+# ---- groups ----------------------------------------------------------------------------------------------------
+GROUP_BUTTONS = [("same_source", "One source: keep together", "K"), ("not_leak", "Unrelated", "N")]
+
+
+def _decide_group(ws_path: str, group_id: str, decision: str) -> None:
+    """A decision on a whole group, recorded on the pairs that link it (explicit metadata links stay)."""
+    ws = Project.open(ws_path)
+    groups = data.groups(ws)
+    ev = groups.evidence[groups.evidence["group_id"] == group_id]
+    if decision == "not_leak":
+        ev = ev[ev["kind"] != "explicit"]
+    pairs = list(zip(ev["a"].astype(str), ev["b"].astype(str)))
+    if not pairs and decision == "same_source":
+        members = sorted(groups.membership.loc[groups.membership["group_id"] == group_id, "item_id"])
+        pairs = [(members[0], m) for m in members[1:]]
+    reviewer = st.session_state["reviewer"].strip()
+    if pairs:
+        ws.decisions.decide_many(pairs, decision, reviewer=reviewer, note=st.session_state.get("review_note") or None)
+    data.clear_decision_caches()
+    label = review.DECISION_LABELS[decision] if decision != "not_leak" else "unrelated"
+    st.session_state["flash"] = f"{label} · {len(pairs)} link(s) recorded" if pairs else \
+        "Only explicit group metadata links this group: change the source's group column to split it"
+
+
+def group_view(ws: Workspace, items: pd.DataFrame, eval_splits: list[str]) -> None:
+    """One group at a time: all its members as a strip labelled by split and time, and a decision for the group."""
+    groups = data.groups(ws)
+    table = groups.groups[groups.groups["cross_split"]]
+    if eval_splits:
+        keep = groups.membership[groups.membership["split"].isin(eval_splits)]["group_id"].unique()
+        table = table[table["group_id"].isin(keep)]
+    st.caption(f"Groups link images of one source across splits: explicit group metadata, near-duplicate chains at "
+               f"similarity ≥ {groups.threshold:.3f}, and curator decisions. {len(table)} groups span splits; "
+               f"{int(table['leaks'].sum())} reach from evaluation into training data.")
+    if groups.percolated:
+        st.warning(f"One group holds {int(groups.groups['size'].max())} images: at {groups.threshold:.3f} chains of "
+                   "look-alikes link unrelated images. Calibrate the group threshold on this data "
+                   "(`leakcore groups WS --calibrate DATASET/SPLIT`).")
+    if table.empty:
+        st.success("No group spans splits.")
+        return
+    pos = max(0, min(st.session_state.get("group_pos", 0), len(table) - 1))
+    st.session_state["group_pos"] = pos
+    g = table.iloc[pos]
+    members = groups.membership[groups.membership["group_id"] == g["group_id"]].sort_values(["split", "time", "item_id"])
+    st.markdown(f"Group **{pos + 1} / {len(table)}** · **{g['size']}** images · {g['splits']} · linked by *{g['links']}*")
+    cols = st.columns([1.4, 1, 0.2, 1, 1])
+    for col, (decision, label, key) in zip(cols[:2], GROUP_BUTTONS):
+        col.button(label, key=f"group_{decision}", shortcut=key, on_click=_decide_group,
+                   args=(str(ws.path), g["group_id"], decision), width="stretch",
+                   disabled=not st.session_state["reviewer"].strip())
+    cols[3].button("Previous group", key="group_prev", shortcut="Left", width="stretch",
+                   on_click=lambda: st.session_state.update(group_pos=max(0, pos - 1)))
+    cols[4].button("Next group", key="group_next", shortcut="Right", width="stretch",
+                   on_click=lambda: st.session_state.update(group_pos=min(len(table) - 1, pos + 1)))
+    shown = members.head(24)
+    grid = st.columns(6)
+    for i, m in enumerate(shown.itertuples()):
+        with grid[i % 6]:
+            when = "" if pd.isna(m.time) else f" · {pd.Timestamp(m.time).strftime('%Y-%m-%d %H:%M:%S')}"
+            show_image(ws, items.loc[m.item_id], zoom="fit", caption=f"{m.split}{when}")
+    if len(members) > len(shown):
+        st.caption(f"… and {len(members) - len(shown)} more")
+    with st.expander("Evidence: the links that make this a group"):
+        ev = groups.evidence[groups.evidence["group_id"] == g["group_id"]]
+        st.dataframe(ev[["a", "b", "kind", "similarity"]], hide_index=True, width="stretch")

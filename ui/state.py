@@ -41,6 +41,8 @@ DEFAULTS = {
     "f_sort": "similarity",
     "zoom": "fit",
     "grid_mode": False,
+    "review_check": "similarity",
+    "group_pos": 0,
     "flash": None,
 }
 

@@ -12,7 +12,10 @@ from leakcore.checks.base import _REGISTRY, FINDING_COLUMNS, Check, CheckInputs,
 from leakcore.errors import UnknownName
 
 def _load() -> None:
-    from leakcore.checks import coverage, similarity  # noqa: F401  (each registers itself)
+    # the order they are listed and reported in
+    from leakcore.checks import similarity  # noqa: F401, I001  (each registers itself)
+    from leakcore.checks import group, temporal  # noqa: F401, I001
+    from leakcore.checks import coverage  # noqa: F401, I001
 
 
 def check_names() -> list[str]:

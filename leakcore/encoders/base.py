@@ -38,6 +38,7 @@ class EncoderSpec:
     hard_threshold: float | None  # None: nobody measured them for this encoder; calibrate first
     soft_threshold: float | None
     thresholds_from: str  # how the default thresholds were measured (or why there are none)
+    group_threshold: float | None = None  # "same source" (overlapping patches, neighbouring frames); None: not measured
     mean: tuple[float, float, float] | None = None  # None: the model takes uint8 pixels as they are
     std: tuple[float, float, float] | None = None
     description: str = ""

@@ -1,0 +1,83 @@
+"""The group check: an evaluation image whose group (one patient, one video, one image's patches) has members in
+training data. Hard: the link is explicit (the sources' group metadata) or confirmed by a curator; soft: any
+link, recovered near-duplicate chains included."""
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from leakcore import leakage
+from leakcore.checks.base import FINDING_COLUMNS, Check, CheckInputs, empty_findings, register_check
+from leakcore.errors import ThresholdsUncalibrated
+
+log = logging.getLogger(__name__)
+
+
+def groups_for(ws, inputs: CheckInputs):
+    """The workspace's groups, or None when it has neither group metadata nor grouping switched on."""
+    from leakcore.grouping import recover_groups
+
+    items = ws.items()
+    if not ws.grouping and not items["group"].notna().any():
+        return None
+    try:
+        return recover_groups(ws, decisions=inputs.decisions, pairs=inputs.pairs)
+    except ThresholdsUncalibrated:
+        log.warning("no group threshold for %s: only explicit groups and curator decisions link items", ws.encoder)
+        return recover_groups(ws, threshold=float("inf"), decisions=inputs.decisions, pairs=inputs.pairs)
+
+
+def reach_rates(name: str, ws, hard: pd.DataFrame, soft: pd.DataFrame) -> pd.DataFrame:
+    """Rates rows from (eval_split, train_split, eval_item_id) reach tables: per pair, then over all sources."""
+    totals = leakage.eval_counts(ws)
+    rows = []
+    keys = sorted(set(map(tuple, soft[["eval_split", "train_split"]].drop_duplicates().to_numpy())))
+    for ev, tr in keys:
+        h = hard[(hard["eval_split"] == ev) & (hard["train_split"] == tr)]["eval_item_id"].nunique()
+        s = soft[(soft["eval_split"] == ev) & (soft["train_split"] == tr)]["eval_item_id"].nunique()
+        rows.append((ev, tr, h, s))
+    for ev in sorted(set(soft["eval_split"])):
+        rows.append((ev, leakage.ALL_SOURCES, hard[hard["eval_split"] == ev]["eval_item_id"].nunique(),
+                     soft[soft["eval_split"] == ev]["eval_item_id"].nunique()))
+    out = pd.DataFrame([{"check": name, "eval_split": ev, "train_split": tr, "n_eval": int(totals.get(ev, 0)),
+                         "hard": int(h), "soft": int(s)} for ev, tr, h, s in rows],
+                       columns=["check", "eval_split", "train_split", "n_eval", "hard", "soft"])
+    out["hard_rate"] = out["hard"] / out["n_eval"].clip(lower=1)
+    out["soft_rate"] = out["soft"] / out["n_eval"].clip(lower=1)
+    return out
+
+
+@register_check
+class GroupCheck(Check):
+    name = "group"
+    kind = "groups"
+    description = "evaluation images whose group (explicit, recovered or confirmed) has members in training data"
+
+    def _reach(self, ws, inputs):
+        from leakcore.grouping import group_reach
+
+        groups = groups_for(ws, inputs)
+        if groups is None:
+            return None, None, None
+        return groups, group_reach(groups, strict=True), group_reach(groups)
+
+    def findings(self, ws, inputs: CheckInputs) -> pd.DataFrame:
+        groups, hard, soft = self._reach(ws, inputs)
+        if groups is None or soft.empty:
+            return empty_findings()
+        info = groups.groups.set_index("group_id")
+        strict = set(zip(hard["eval_item_id"], hard["train_split"]))
+        degree = ["hard" if (e, t) in strict else "soft" for e, t in zip(soft["eval_item_id"], soft["train_split"])]
+        reason = [f"group of {info.at[g, 'size']} across {info.at[g, 'splits']} (linked by {info.at[g, 'links']})"
+                  for g in soft["group_id"]]
+        return pd.DataFrame({"check": self.name, "eval_split": soft["eval_split"], "train_split": soft["train_split"],
+                             "eval_item_id": soft["eval_item_id"], "train_item_id": soft["group_id"],
+                             "score": 1.0, "degree": degree, "decision": pd.NA,
+                             "reason": reason}).astype(FINDING_COLUMNS)
+
+    def rates(self, ws, inputs: CheckInputs) -> pd.DataFrame:
+        groups, hard, soft = self._reach(ws, inputs)
+        if groups is None:
+            return pd.DataFrame()
+        return reach_rates(self.name, ws, hard, soft)

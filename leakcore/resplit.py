@@ -1,0 +1,148 @@
+"""A leak-aware re-split: a new train/test assignment of one dataset in which no group (explicit, recovered or
+confirmed by a curator) spans the two, stratified by label where asked (scikit-learn's StratifiedGroupKFold /
+GroupShuffleSplit) or cut at a time. Written in the dataset's own format where it has one, plus a manifest."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from leakcore import formats
+from leakcore.errors import InvalidInput
+from leakcore.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Resplit:
+    assignment: pd.DataFrame  # item_id, key, label, group_id, old_split, new_split
+    summary: dict  # sizes and class balance against the target
+    files: list[Path]
+
+
+def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> pd.Series:
+    from leakcore import grouping, review
+    from leakcore.errors import ThresholdsUncalibrated
+
+    try:
+        groups = grouping.recover_groups(ws, decisions=review.latest_decisions(ws) if use_decisions else None)
+    except ThresholdsUncalibrated:
+        groups = grouping.recover_groups(ws, threshold=float("inf"))
+    of = groups.membership.set_index("item_id")["group_id"]
+    explicit = items["dataset"].astype(str) + ":" + items["group"].astype(str)
+    g = items["item_id"].map(of)
+    g = g.fillna(explicit.where(items["group"].notna()))  # unreadable items keep their explicit group
+    return g.fillna(items["item_id"]).astype(str)
+
+
+def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | None = "label",
+                 time_cutoff: str | None = None, seed: int = 0, use_decisions: bool = True) -> Resplit:
+    """Assign every item of `dataset` to train or test so that no group spans both; report what was achieved."""
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+
+    if not 0 < test_size < 1:
+        raise InvalidInput(f"test size must be between 0 and 1, got {test_size}")
+    items = ws.items()
+    items = items[items["dataset"] == dataset].sort_values("item_id").reset_index(drop=True)
+    if items.empty:
+        raise InvalidInput(f"no dataset {dataset!r}; datasets: {', '.join(sorted(ws.datasets)) or 'none'}")
+    group = _groups_of(ws, items, use_decisions)
+    if time_cutoff:
+        cutoff = pd.Timestamp(time_cutoff)
+        cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
+        if items["time"].isna().all():
+            raise InvalidInput(f"no item of {dataset} has a time: a time split needs timestamps")
+        first = items["time"].groupby(group).transform("min")  # a group goes where its first image was taken
+        is_test = (first >= cutoff).to_numpy()
+        method = f"by time: groups first seen at or after {cutoff.isoformat()} are test"
+    else:
+        labels = items["label"].fillna("(none)").astype(str) if stratify else None
+        if stratify and stratify != "label":
+            raise InvalidInput(f"stratify by 'label' or nothing, got {stratify!r}")
+        if labels is not None and labels.nunique() > 1:
+            n_splits = max(2, int(round(1 / test_size)))
+            folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            best = None
+            for _, test_idx in folds.split(items, labels, group):
+                if best is None or abs(len(test_idx) - test_size * len(items)) < abs(len(best) - test_size * len(items)):
+                    best = test_idx
+            is_test = np.zeros(len(items), dtype=bool)
+            is_test[best] = True
+            method = f"StratifiedGroupKFold ({n_splits} folds, the fold closest to the target size)"
+        else:
+            train_idx, test_idx = next(GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
+                                       .split(items, groups=group))
+            is_test = np.zeros(len(items), dtype=bool)
+            is_test[test_idx] = True
+            method = "GroupShuffleSplit"
+    assignment = pd.DataFrame({"item_id": items["item_id"], "key": items["key"], "label": items["label"],
+                               "group_id": group, "old_split": items["split"],
+                               "new_split": np.where(is_test, "test", "train")})
+    spans = assignment.groupby("group_id")["new_split"].nunique()
+    assert (spans <= 1).all(), "a group was split"  # by construction
+    balance = (assignment.groupby("new_split")["label"].value_counts(normalize=True).unstack(fill_value=0)
+               if items["label"].notna().any() else pd.DataFrame())
+    overall = assignment["label"].value_counts(normalize=True) if items["label"].notna().any() else pd.Series(dtype=float)
+    summary = {
+        "dataset": dataset, "method": method, "items": int(len(items)), "target_test_share": test_size,
+        "test": int(is_test.sum()), "train": int((~is_test).sum()), "test_share": float(is_test.mean()),
+        "groups": int(group.nunique()), "multi_item_groups": int((group.value_counts() > 1).sum()),
+        "largest_group": int(group.value_counts().max()), "cross_split_groups": 0,
+        "label_share_overall": {str(k): round(float(v), 4) for k, v in overall.items()},
+        "label_share_by_split": {s: {str(k): round(float(v), 4) for k, v in row.items()} for s, row in balance.iterrows()},
+        "max_label_share_gap": float((balance - overall).abs().max().max()) if not balance.empty else 0.0,
+    }
+    return Resplit(assignment, summary, [])
+
+
+def write_resplit(ws, result: Resplit, out: str | Path | None = None) -> Resplit:
+    """The new splits in the dataset's own format where it has a per-row one (manifest, Hugging Face Parquet),
+    and always `manifest.csv` (path, split, label, group, timestamp, id, old_split), re-importable with
+    `leakcore add --format manifest --root ROOT`."""
+    import json
+
+    dataset = result.summary["dataset"]
+    ds = ws.datasets[dataset]
+    folder = Path(out) if out else ws.exports_dir / f"{dataset}-resplit"
+    folder.mkdir(parents=True, exist_ok=True)
+    items = ws.items().set_index("item_id").loc[result.assignment["item_id"]].reset_index()
+    items["split"] = result.assignment["new_split"].to_numpy()
+    listing = formats.listing(items, ds, "")
+    by_key = dict(zip(items["key"].astype(str), items["split"]))
+    listing["split"] = listing["id"].astype(str).map(by_key)
+    info = items.set_index(items["key"].astype(str))
+    listing["group"] = listing["id"].astype(str).map(dict(zip(result.assignment["key"].astype(str), result.assignment["group_id"])))
+    listing["timestamp"] = listing["id"].astype(str).map(info["timestamp"])
+    listing["old_split"] = listing["id"].astype(str).map(dict(zip(result.assignment["key"].astype(str), result.assignment["old_split"])))
+    files = [formats.write_table(listing, folder / "manifest.csv", "csv")]
+    if ds.format == "manifest":
+        src = Path(ds.source)
+        from leakcore.catalog import _read_manifest
+
+        df = _read_manifest(src)
+        key = df["id"].astype(str) if "id" in df.columns else df["path"].astype(str)
+        df = df.assign(split=key.map(by_key))
+        files.append(formats.write_table(df[df["split"].notna()], folder / src.name, src.suffix))
+    elif ds.format == "hf-parquet":  # the same rows and columns, the split column (if any) rewritten
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from leakcore.io import atomic_path
+
+        for split in ("train", "test"):
+            part = items[items["split"] == split]
+            tables = [pq.read_table(uri).take(pa.array(np.sort(g["row"].to_numpy()))) for uri, g in part.groupby("uri")]
+            table = pa.concat_tables(tables) if tables else pa.table({})
+            if "split" in table.column_names:
+                table = table.set_column(table.column_names.index("split"), "split", pa.array([split] * len(table)))
+            with atomic_path(folder / f"{split}.parquet") as tmp:
+                pq.write_table(table, tmp)
+            files.append(folder / f"{split}.parquet")
+    atomic_write_text(folder / "resplit.json", json.dumps(result.summary, indent=2, default=str) + "\n")
+    files.append(folder / "resplit.json")
+    result.files = files
+    return result

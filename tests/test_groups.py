@@ -1,0 +1,138 @@
+"""Group and temporal leakage: explicit and recovered groups, time windows, training on the future, the re-split."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leakcore import grouping
+from leakcore.api import Project
+from leakcore.cli import main
+from leakcore.errors import IngestError
+from leakcore.schema import Decision
+
+from conftest import photo
+
+
+def _manifest(tmp_path, rows, name="m.csv"):
+    root = tmp_path / "imgs"
+    root.mkdir(exist_ok=True)
+    for r in rows:
+        if not (root / r["path"]).exists():
+            photo(r.pop("seed"), (64, 48)).save(root / r["path"], quality=92)
+        else:
+            r.pop("seed")
+    pd.DataFrame(rows).to_csv(tmp_path / name, index=False)
+    return tmp_path / name, root
+
+
+@pytest.fixture
+def ws(tmp_path):
+    rows = [
+        # patient p1: different pictures, one id, in train and test
+        {"path": "a.jpg", "split": "train", "group": "p1", "timestamp": "2024-05-01T10:00:00Z", "seed": 1},
+        {"path": "b.jpg", "split": "test", "group": "p1", "timestamp": "2024-05-01T10:00:30Z", "seed": 2},
+        # a near-copy pair without metadata (recovered)
+        {"path": "c.jpg", "split": "train", "group": "", "timestamp": "1714557600", "seed": 3},
+        {"path": "c2.jpg", "split": "test", "group": "", "timestamp": "not a time", "seed": 3},
+        # unrelated pictures, one taken after the cutoff
+        {"path": "d.jpg", "split": "train", "group": "", "timestamp": "2024:06:01 12:00:00", "seed": 4},
+        {"path": "e.jpg", "split": "test", "group": "", "timestamp": "", "seed": 5},
+        {"path": "f.jpg", "split": "train", "group": "", "timestamp": "", "seed": 6},
+    ]
+    path, root = _manifest(tmp_path, rows)
+    ws = Project.create(tmp_path / "w", encoder="phash")
+    summary = ws.add("m", path, root=root)
+    assert summary["unparsed_times"]["count"] == 1 and "not a time" in summary["unparsed_times"]["examples"][0]
+    ws.set_group_settings(threshold=0.9)
+    ws.scan(grouping=True)
+    return ws
+
+
+def test_times_are_parsed_and_failures_kept(ws):
+    items = ws.items().set_index("key")
+    assert items.loc["a.jpg", "time"] == pd.Timestamp("2024-05-01T10:00:00Z")
+    assert items.loc["c.jpg", "time"] == pd.Timestamp("2024-05-01T10:00:00Z")  # epoch seconds
+    assert items.loc["d.jpg", "time"] == pd.Timestamp("2024-06-01T12:00:00Z")  # EXIF format
+    assert pd.isna(items.loc["c2.jpg", "time"]) and "unparseable" in items.loc["c2.jpg", "time_error"]
+    assert items.loc["c2.jpg", "status"] == "ok"  # a bad time never loses the image
+
+
+def test_explicit_and_recovered_groups(ws):
+    g = ws.groups()
+    m = g.membership.set_index("item_id")
+    assert m.loc["m/test/b.jpg", "group_id"] == m.loc["m/train/a.jpg", "group_id"]  # explicit
+    assert m.loc["m/test/c2.jpg", "group_id"] == m.loc["m/train/c.jpg", "group_id"]  # recovered (identical pixels)
+    assert m.loc["m/test/c2.jpg", "strict_group_id"] != m.loc["m/train/c.jpg", "strict_group_id"]
+    assert "m/test/e.jpg" not in m.index and g.train_searched
+    links = dict(zip(g.groups["group_id"], g.groups["links"]))
+    assert links[m.loc["m/train/a.jpg", "group_id"]] == "explicit" and "similarity" in links[m.loc["m/train/c.jpg", "group_id"]]
+    rates = ws.rates().set_index(["check", "train_split"])
+    row = rates.loc[("group", "(all training sources)")]
+    assert (row["hard"], row["soft"], row["n_eval"]) == (1, 2, 3)
+
+
+def test_curator_group_decisions_feed_the_grouping(ws):
+    g = ws.groups()
+    ev = g.evidence[g.evidence["kind"] == "similarity"]
+    ws.decisions.decide_many(list(zip(ev["a"], ev["b"])), Decision.NOT_LEAK, reviewer="r")  # "unrelated"
+    m = ws.groups().membership
+    assert "m/test/c2.jpg" not in set(m["item_id"])
+    ws.decisions.decide("m/test/e.jpg", "m/train/f.jpg", Decision.SAME_SOURCE, reviewer="r")  # "keep together"
+    m = ws.groups().membership.set_index("item_id")
+    assert m.loc["m/test/e.jpg", "strict_group_id"] == m.loc["m/train/f.jpg", "strict_group_id"]
+
+
+def test_temporal_window_and_the_future(ws, capsys):
+    found = ws.findings("temporal")
+    assert list(found["eval_item_id"]) == ["m/test/b.jpg"] and found["degree"].tolist() == ["hard"]
+    assert found["score"].iloc[0] == pytest.approx(30.0)
+    ws.set_group_settings(window_s=10)
+    assert ws.findings("temporal").empty
+    ws.set_group_settings(cutoff="2024-05-15")
+    assert list(ws.future_training()["key"]) == ["d.jpg"]
+    assert main(["report", str(ws.path), "--fail-above-group", "50"]) == 1
+    out = capsys.readouterr()
+    assert "group check" in out.out and "training on the future: 1" in out.out and "group leakage 66.67% > 50" in out.err
+
+
+def test_group_from_regex_and_level(tmp_path):
+    for split, names in (("train", ["pat01_x.png", "pat02_y.png"]), ("test", ["pat01_z.png"])):
+        for i, n in enumerate(names):
+            (tmp_path / "d" / split / "scans").mkdir(parents=True, exist_ok=True)
+            photo(i + len(split), (40, 40)).save(tmp_path / "d" / split / "scans" / n)
+    ws = Project.create(tmp_path / "w", encoder="phash")
+    ws.add("d", tmp_path / "d", group_from=r"pat(?P<group>\d+)_")
+    assert sorted(ws.items()["group"].tolist()) == ["01", "01", "02"]
+    ws.add("e", tmp_path / "d", group_level=0)
+    assert set(ws.items().query("dataset == 'e'")["group"]) == {"scans"}
+    with pytest.raises(IngestError, match="needs a capturing group"):
+        ws.add("f", tmp_path / "d", group_from=r"pat\d+")
+
+
+def test_resplit_keeps_groups_together_and_rescans_clean(ws, tmp_path):
+    result = ws.resplit("m", test_size=0.3, out=str(tmp_path / "out"))
+    a = result.assignment.set_index("item_id")
+    assert a.loc["m/train/a.jpg", "new_split"] == a.loc["m/test/b.jpg", "new_split"]
+    assert a.loc["m/train/c.jpg", "new_split"] == a.loc["m/test/c2.jpg", "new_split"]
+    assert result.summary["cross_split_groups"] == 0 and result.summary["items"] == 7
+    manifest = pd.read_csv(tmp_path / "out" / "m.csv")  # the source manifest's own rows, split rewritten
+    assert set(manifest["split"]) <= {"train", "test"} and len(manifest) == 7
+    ws2 = Project.create(tmp_path / "w2", encoder="phash")
+    ws2.add("m", tmp_path / "out" / "manifest.csv", root=ws.datasets["m"].root, roles={"*": "train", "test": "eval"})
+    ws2.set_group_settings(threshold=0.9)
+    ws2.scan(grouping=True)
+    assert not ws2.groups().groups["cross_split"].any()
+    assert main(["resplit", str(ws.path), "--dataset", "m", "--dry-run"]) == 0
+
+
+def test_calibrate_group_threshold_on_photos(tmp_path):
+    root = tmp_path / "d" / "train" / "x"
+    root.mkdir(parents=True)
+    for i in range(8):
+        photo(i, (96, 72)).save(root / f"{i}.png")
+    ws = Project.create(tmp_path / "w", encoder="phash")
+    ws.add("d", tmp_path / "d")
+    cal = grouping.calibrate_group_threshold(ws, "d/train", queries=8)
+    assert 0 < cal["threshold"] <= 1 and cal["false_positive_rate"] <= 0.001 + 1 / cal["negatives"]
+    assert cal["sources"] == 8 and 0 <= cal["patch_recall"] <= 1
