@@ -16,6 +16,7 @@ with user_errors():
                                                    "(patient, video, large image) across splits")
     if check == "group":
         flash()
+        st.caption("Groups: images of one source across splits")
         review_ui.group_view(ws, data.items(ws), st.session_state["f_eval_splits"])
         st.caption("Keys: K one source (keep together) · N unrelated · ← previous group · → next group")
         st.stop()

@@ -23,8 +23,13 @@ with user_errors():
     if mats["soft_rate"].empty:
         st.info("No results yet: add datasets with training and evaluation splits and run a scan.")
         st.stop()
-    c3.caption(f"Share of each evaluation split (columns) found in each training source (rows) at hard ≥ {hard:.3f} and "
-               f"soft ≥ {soft:.3f}. ● marks intra-dataset cells. Click a cell to review its pairs.")
+    c3.caption({"similarity": f"Share of each evaluation split (columns) found in each training source (rows) at hard ≥ "
+                              f"{hard:.3f} and soft ≥ {soft:.3f}.",
+                "group": "Share of each evaluation split (columns) whose group (patient, video, image) has members in "
+                         "each training source (rows).",
+                "temporal": "Share of each evaluation split (columns) taken within the time window of a training image "
+                            "of the same source (rows)."}.get(check, "")
+               + " ● marks intra-dataset cells. Click a cell to review it.")
     left, right = st.columns(2)
     with left:
         heatmaps_ui.heatmap(mats, "hard", check)

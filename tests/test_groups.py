@@ -136,3 +136,35 @@ def test_calibrate_group_threshold_on_photos(tmp_path):
     cal = grouping.calibrate_group_threshold(ws, "d/train", queries=8)
     assert 0 < cal["threshold"] <= 1 and cal["false_positive_rate"] <= 0.001 + 1 / cal["negatives"]
     assert cal["sources"] == 8 and 0 <= cal["patch_recall"] <= 1
+
+
+def test_pages_show_groups(ws, monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws.path))
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.session_state["reviewer"] = "tester"
+    at.run()
+    at.switch_page("pages/3_Heatmaps.py").run()
+    assert not at.exception, at.exception
+    assert at.radio(key="heat_check").options == ["similarity", "group", "temporal"]
+    at.radio(key="heat_check").set_value("group").run()
+    assert not at.exception and any("whose group" in c.value for c in at.caption)
+    at.switch_page("pages/1_Review.py").run()
+    at.radio(key="review_check").set_value("group").run()
+    assert not at.exception, at.exception
+    assert any("Group **1 / 2**" in m.value for m in at.markdown)
+    if any("linked by *explicit*" in m.value for m in at.markdown):
+        at.button(key="group_next").click().run()  # metadata cannot be overruled by a click: go to the recovered one
+    assert any("Group **2 / 2**" in m.value or "linked by *similarity*" in m.value for m in at.markdown)
+    at.button(key="group_not_leak").click().run()  # "unrelated": the recovered link is cut
+    assert not at.exception
+    assert any("Group **1 / 1**" in m.value for m in at.markdown)
+    at.switch_page("pages/5_Export.py").run()
+    at.checkbox(key="exp_groups").check().run()
+    assert not at.exception, at.exception
+    at.button[-1].click().run()  # the re-split form's submit button
+    assert not at.exception and any("groups kept whole" in s.value for s in at.success)
