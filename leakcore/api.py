@@ -171,6 +171,10 @@ class Project(Workspace):
         data["matrices"] = {k: plain(m) for k, m in leakage.matrices(table).items() if not m.empty}
         data["matrices_by_check"] = {check: {k: plain(m) for k, m in leakage.matrices(table, check=check).items()
                                              if not m.empty} for check in sorted(set(table["check"]))}
+        audits = self.shortcut_audits()
+        if audits:
+            data["shortcuts"] = {d: {"found": a["found"], "verdict": a["verdict"], "created": a["created"]}
+                                 for d, a in audits.items()}
         future = self.future_training()
         if len(future):
             data["training_after_cutoff"] = {"cutoff": self.group_settings["cutoff"], "items": int(len(future)),
@@ -268,6 +272,25 @@ class Project(Workspace):
         a = a if isinstance(a, _coverage.ImageSet) else _coverage.ImageSet(a)
         b = b if isinstance(b, _coverage.ImageSet) else _coverage.ImageSet(b)
         return _coverage.spectral_audit(self, a, b, size=size, progress=progress)
+
+    # ---- target leakage ---------------------------------------------------------------------------------
+    def shortcuts(self, dataset: str, *, train_split: str | None = None, eval_split: str | None = None,
+                  regions: bool = True, permutations: int = 100, max_items: int = 4000, region_items: int = 1000,
+                  progress: Progress | None = None):
+        """The shortcut audit (metadata and region probes) of one dataset; see `leakcore.shortcuts`."""
+        from leakcore import shortcuts
+
+        result = shortcuts.audit(self, dataset, train_split=train_split, eval_split=eval_split, regions=regions,
+                                 permutations=permutations, max_items=max_items, region_items=region_items,
+                                 progress=progress)
+        shortcuts.save(self, result)
+        return result
+
+    def shortcut_audits(self) -> dict[str, dict]:
+        """The stored shortcut audits, by dataset (what `leakcore report` and the Shortcuts page show)."""
+        from leakcore import shortcuts
+
+        return shortcuts.load(self)
 
     # ---- export ------------------------------------------------------------------------------------------
     def export_policy(self, flags: str = "soft", keep: "str | frozenset | None" = None,

@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
@@ -121,7 +123,7 @@ def cmd_scan(args) -> int:
 
 
 def _report(project, *, as_json: bool = False, fail_above_hard=None, fail_above_soft=None, use_decisions=True,
-            hard=None, soft=None, fail_above_group=None, fail_above_temporal=None) -> int:
+            hard=None, soft=None, fail_above_group=None, fail_above_temporal=None, fail_on_shortcut=False) -> int:
     from leakcore import leakage
 
     if as_json:
@@ -149,6 +151,8 @@ def _report(project, *, as_json: bool = False, fail_above_hard=None, fail_above_
                 print(f"\n{kind} leakage matrix (%, rows = training sources, columns = evaluation splits; * = same dataset)")
                 shown = (100 * mats[f"{kind}_rate"]).round(2).astype(str) + mats["intra"].map(lambda x: "*" if x else "")
                 print(shown.to_string())
+        for dataset, a in project.shortcut_audits().items():
+            print(f"\nshortcut audit of {dataset} ({a['created']}): " + "; ".join(a["verdict"]))
         future = project.future_training()
         if len(future):
             print(f"\ntraining on the future: {len(future)} training images are dated after the cutoff "
@@ -156,6 +160,13 @@ def _report(project, *, as_json: bool = False, fail_above_hard=None, fail_above_
     failures = leakage.exceeds(table, fail_above_hard, fail_above_soft)
     failures += leakage.exceeds(table, None, fail_above_group, check="group")
     failures += leakage.exceeds(table, None, fail_above_temporal, check="temporal")
+    if fail_on_shortcut:
+        for dataset, a in project.shortcut_audits().items():
+            f = a["found"]
+            if f["metadata"] or f["marker"]:
+                failures.append(f"{dataset}: shortcut audit found " + " and ".join(
+                    x for x in ("a metadata shortcut" if f["metadata"] else "", f"a {f['marker']} marker" if f["marker"] else "") if x)
+                    + (" that the benchmark rewards" if f["transfers"] else ""))
     for f in failures:
         print(f"FAIL {f}", file=sys.stderr)
     return 1 if failures else 0
@@ -164,7 +175,8 @@ def _report(project, *, as_json: bool = False, fail_above_hard=None, fail_above_
 def cmd_report(args) -> int:
     return _report(_project(args.dir), as_json=args.json, fail_above_hard=args.fail_above_hard,
                    fail_above_soft=args.fail_above_soft, use_decisions=not args.auto_only, hard=args.hard, soft=args.soft,
-                   fail_above_group=args.fail_above_group, fail_above_temporal=args.fail_above_temporal)
+                   fail_above_group=args.fail_above_group, fail_above_temporal=args.fail_above_temporal,
+                   fail_on_shortcut=args.fail_on_shortcut)
 
 
 def cmd_calibrate(args) -> int:
@@ -326,6 +338,32 @@ def cmd_resplit(args) -> int:
     return 0
 
 
+def cmd_shortcuts(args) -> int:
+    project = _project(args.dir)
+    datasets = [args.dataset] if args.dataset else sorted(project.datasets)
+    bars = _Bars()
+    results = {d: project.shortcuts(d, regions=not args.no_regions, permutations=args.permutations, progress=bars)
+               for d in datasets}
+    bars.close()
+    if args.json:
+        print(json.dumps(project.shortcut_audits(), indent=2, default=str))
+        return 0
+    for dataset, a in results.items():
+        m = a.metadata
+        print(f"{dataset} (fit on {a.train_split}" + (f", scored on {a.eval_split})" if a.eval_split else ")"))
+        for line in a.verdict:
+            print("  " + line)
+        print(f"  metadata probe: balanced accuracy {m.balanced_accuracy:.3f}, chance {m.chance:.3f}, p {m.p_value:.3f}; "
+              "features by importance: " + ", ".join(f"{r.family} {r.importance:+.3f}" for r in m.importance.head(4).itertuples()))
+        if a.regions is not None:
+            print("  region probe (balanced accuracy): " + ", ".join(
+                f"{r.region} {r.balanced_accuracy:.3f}" for r in a.regions.regions.itertuples()))
+            for cls, grid in a.regions.occlusion.items():
+                r, c = np.unravel_index(int(np.argmax(grid)), grid.shape)
+                print(f"  {cls}: masking cell (row {r}, column {c}) lowers its class score most ({grid.max():+.3f})")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from leakcore import demo
 
@@ -393,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-above-soft", type=float, metavar="PCT")
     p.add_argument("--fail-above-group", type=float, metavar="PCT", help="bound on evaluation images whose group reaches training data")
     p.add_argument("--fail-above-temporal", type=float, metavar="PCT", help="bound on evaluation images in a training recording")
+    p.add_argument("--fail-on-shortcut", action="store_true", help="exit 1 when a stored shortcut audit found one")
     p.add_argument("--hard", type=float, help="use this hard threshold instead of the project's")
     p.add_argument("--soft", type=float, help="use this soft threshold instead of the project's")
     p.add_argument("--auto-only", action="store_true", help="ignore curator decisions")
@@ -470,6 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default WORKSPACE/exports/<dataset>-resplit)")
     p.add_argument("--dry-run", action="store_true", help="report sizes and balance, write nothing")
     p.set_defaults(func=cmd_resplit)
+
+    p = sub.add_parser("shortcuts", help="target leakage: what gives the label away besides the content")
+    p.add_argument("dir")
+    p.add_argument("--dataset", help="one dataset (default: every dataset)")
+    p.add_argument("--no-regions", action="store_true", help="the metadata probe only (no embedding of regions)")
+    p.add_argument("--permutations", type=int, default=100, help="permutations for the p-value")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_shortcuts)
 
     p = sub.add_parser("demo", help="build (or refresh) the demo workspace with planted leaks, and scan it")
     p.add_argument("dir")

@@ -185,7 +185,7 @@ def test_embedding_shards_are_named_by_content(tmp_path):
 
 
 def test_check_registry_and_findings(tmp_path):
-    assert [c["name"] for c in checks.list_checks()] == ["similarity", "group", "temporal", "coverage"]
+    assert [c["name"] for c in checks.list_checks()] == ["similarity", "group", "temporal", "shortcut", "coverage"]
     assert checks.rate_check_names() == ["similarity", "group", "temporal"]  # coverage runs on request only
     with pytest.raises(UnknownName, match="valid checks: .*similarity"):
         checks.get_check("vibes")

@@ -262,3 +262,21 @@ def _groups(path: str, stamp: tuple, dstamp: tuple, other: tuple):
 def groups(ws: Workspace):
     """Explicit, recovered and confirmed groups (read-only), recomputed when their inputs change."""
     return _groups(str(ws.path), _neighbors_stamp(ws), decisions_stamp(ws), _groups_stamp(ws))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _shortcut_audits(path: str, stamp: tuple) -> dict:
+    return Project.open(path).shortcut_audits()
+
+
+def shortcut_audits(ws: Workspace) -> dict:
+    root = ws.path / "shortcuts"
+    return _shortcut_audits(str(ws.path), _stamp(*sorted(root.glob("*.json"))) if root.exists() else ())
+
+
+def run_shortcuts(ws: Workspace, dataset: str, regions: bool) -> None:
+    """Run the shortcut audit with a live progress bar; the result is stored in the workspace."""
+    bar, progress = _progress_bar("starting")
+    ws.shortcuts(dataset, regions=regions, progress=progress)
+    bar.empty()
+    _shortcut_audits.clear()

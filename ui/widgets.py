@@ -49,6 +49,7 @@ def sidebar_workspace() -> Workspace | None:
         st.page_link("pages/4_Impact.py", label="Impact", icon=":material/query_stats:")
         st.page_link("pages/5_Export.py", label="Export", icon=":material/download:")
         st.page_link("pages/6_Coverage.py", label="Coverage", icon=":material/join_inner:")
+        st.page_link("pages/7_Shortcuts.py", label="Shortcuts", icon=":material/visibility_off:")
         st.divider()
         st.caption("Workspace")
         st.code(st.session_state["workspace"], language=None)

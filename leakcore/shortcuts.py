@@ -1,0 +1,480 @@
+"""Target leakage: a shortcut audit that finds what gives the label away other than the content.
+
+Two probes, each a cross-validated scikit-learn classifier whose balanced accuracy is set against chance with
+a permutation test (`permutation_test_score`):
+- the metadata probe reads only what carries no content: size, aspect, file size, format, colour mode, the JPEG
+  quality estimated from the quantisation tables, EXIF camera / software / date, the uniformity and colour of
+  the border, and tokens of the path other than the class folder. Permutation importance, summed per family of
+  columns, says which carry the label.
+- the region probe embeds each image with its centre masked (border only) and each corner alone with the
+  workspace's encoder; a logistic-regression probe per region says how well that region alone predicts the
+  label, against the whole image. A corner that predicts the label far better than the rest of the border is a
+  marker. An occlusion map per class (the mean drop of the whole-image probe's class score when each cell of a
+  grid is masked) shows where it sits.
+Fit on the training split and scored on the evaluation split, a shortcut that transfers inflates the
+benchmark; one that does not is only a quirk of the training data.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from leakcore import catalog, images
+from leakcore.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+
+# libjpeg's standard luminance quantisation table (quality 50), for the quality estimate
+_STD_LUMA = np.array([16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+                      14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113,
+                      92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.float64)
+REGIONS = ("whole", "border", "top-left", "top-right", "bottom-left", "bottom-right")
+
+
+def jpeg_quality(img: Image.Image) -> float:
+    """The IJG quality (1-100) whose scaled standard table is closest to the image's luminance table; NaN if none."""
+    tables = getattr(img, "quantization", None)
+    if not tables or 0 not in tables:
+        return float("nan")
+    q = np.asarray(tables[0], dtype=np.float64)[:64]
+    best, best_err = float("nan"), np.inf
+    for quality in range(1, 101):
+        scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+        table = np.clip(np.floor((_STD_LUMA * scale + 50) / 100), 1, 255)
+        err = np.abs(np.sort(table) - np.sort(q)).mean()  # sorted: robust to zig-zag vs natural order
+        if err < best_err:
+            best, best_err = float(quality), err
+    return best
+
+
+def _border_stats(rgb: Image.Image) -> dict:
+    """How uniform the outer 4% frame is, and its colour (a burnt-in border or frame gives labels away)."""
+    a = np.asarray(rgb.resize((64, 64)), dtype=np.float32)
+    b = np.concatenate([a[:3].reshape(-1, 3), a[-3:].reshape(-1, 3), a[:, :3].reshape(-1, 3), a[:, -3:].reshape(-1, 3)])
+    return {"border_std": float(b.std(axis=0).mean()), "border_r": float(b[:, 0].mean()),
+            "border_g": float(b[:, 1].mean()), "border_b": float(b[:, 2].mean())}
+
+
+def item_metadata(data: bytes | None) -> dict:
+    """Content-free facts of one image file."""
+    out = {"width": np.nan, "height": np.nan, "aspect": np.nan, "file_kb": np.nan, "format": "unreadable",
+           "mode": "unreadable", "jpeg_quality": np.nan, "camera": "", "software": "", "has_date": 0.0,
+           "border_std": np.nan, "border_r": np.nan, "border_g": np.nan, "border_b": np.nan}
+    if not data:
+        return out
+    out["file_kb"] = len(data) / 1024
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            out.update(width=float(img.width), height=float(img.height), aspect=img.width / max(img.height, 1),
+                       format=img.format or "?", mode=img.mode, jpeg_quality=jpeg_quality(img))
+            exif = img.getexif()
+            out["software"] = str(exif.get(0x0131, "")).strip("\x00 ")
+            out["has_date"] = float(bool(exif.get(0x0132)) or bool(exif.get_ifd(0x8769).get(0x9003)))
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return out
+    facts = images.exif_facts(data)
+    out["camera"] = facts["camera"] or ""
+    decoded = images.decode(data, draft_size=(64, 64))
+    if decoded.ok:
+        out.update(_border_stats(decoded.image))
+    return out
+
+
+def metadata_table(items: pd.DataFrame, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """One row of content-free facts per item (row-aligned with `items`), plus the path tokens."""
+    rows = [None] * len(items)
+    for n, (pos, data) in enumerate(catalog.iter_item_bytes(items), 1):
+        rows[pos] = item_metadata(data)
+        if progress and (n % 200 == 0 or n == len(items)):
+            progress(n, len(items))
+    df = pd.DataFrame(rows, index=items.index)
+    labels = items["label"].astype(str).str.lower()
+    keys = items["key"].astype(str).str.lower()
+    # the path inside the split, without the class folder itself and without tokens equal to a class name
+    names = set(labels.unique())
+    df["path_tokens"] = [" ".join(t for t in re.split(r"[^a-z0-9]+", k) if t and t not in names and t not in
+                                  ("jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"))
+                         for k in keys]
+    return df
+
+
+def _encode(meta: pd.DataFrame, fit_on: pd.DataFrame | None = None):
+    """Numeric matrix and the family of each column (one-hots and tokens grouped), via scikit-learn encoders."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.preprocessing import OneHotEncoder
+
+    fit_on = meta if fit_on is None else fit_on
+    numeric = ["width", "height", "aspect", "file_kb", "jpeg_quality", "has_date", "border_std", "border_r",
+               "border_g", "border_b"]
+    cats = ["format", "mode", "camera", "software"]
+    onehot = OneHotEncoder(handle_unknown="ignore", min_frequency=2, sparse_output=False).fit(fit_on[cats].astype(str))
+    X = [meta[numeric].to_numpy(dtype=np.float64), onehot.transform(meta[cats].astype(str))]
+    families = list(numeric) + [name.split("_", 1)[0] for name in onehot.get_feature_names_out(cats)]
+    try:
+        vec = CountVectorizer(binary=True, min_df=2, max_features=50, token_pattern=r"[a-z0-9]+").fit(fit_on["path_tokens"])
+        X.append(vec.transform(meta["path_tokens"]).toarray())
+        families += ["path tokens"] * len(vec.vocabulary_)
+    except ValueError:  # no token occurs twice
+        pass
+    return np.hstack(X), families
+
+
+@dataclass
+class ProbeResult:
+    name: str
+    balanced_accuracy: float
+    chance: float
+    p_value: float
+    n: int
+    classes: int
+    importance: pd.DataFrame = field(default_factory=pd.DataFrame)  # family, importance (drop in balanced accuracy)
+    transfer: dict = field(default_factory=dict)  # fit on train, score on eval
+
+
+def _classifier(n: int):
+    """Gradient-boosted trees (scikit-learn), with leaves small enough for a small dataset to split at all."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_iter=50, learning_rate=0.15, min_samples_leaf=max(2, min(20, n // 20)),
+                                          random_state=0)
+
+
+def metadata_probe(meta: pd.DataFrame, labels: pd.Series, *, permutations: int = 100, max_items: int = 2000,
+                   seed: int = 0) -> ProbeResult:
+    """Cross-validated balanced accuracy of predicting the label from metadata alone, its permutation p-value,
+    and permutation importance per family of features."""
+    from sklearn.inspection import permutation_importance
+    from sklearn.model_selection import StratifiedKFold, permutation_test_score, train_test_split
+
+    y = labels.astype(str).to_numpy()
+    if len(set(y)) < 2:
+        raise InvalidInput("a shortcut audit needs at least two labels")
+    rng = np.random.default_rng(seed)
+    idx = np.arange(len(y)) if len(y) <= max_items else np.sort(rng.choice(len(y), max_items, replace=False))
+    X, families = _encode(meta.iloc[idx])
+    y = y[idx]
+    cv = StratifiedKFold(n_splits=min(5, int(pd.Series(y).value_counts().min())), shuffle=True, random_state=seed)
+    if len(y) * len(set(y)) > 20_000 and permutations > 30:  # many classes and rows: each fit costs seconds
+        log.info("metadata probe: %d permutations instead of %d (p-values down to 0.03)", 30, permutations)
+        permutations = 30
+    score, perm_scores, p = permutation_test_score(_classifier(len(y)), X, y, cv=cv, scoring="balanced_accuracy",
+                                                   n_permutations=permutations, random_state=seed)
+    Xa, Xb, ya, yb = train_test_split(X, y, test_size=0.3, stratify=y, random_state=seed)
+    model = _classifier(len(ya)).fit(Xa, ya)
+    imp = permutation_importance(model, Xb, yb, scoring="balanced_accuracy", n_repeats=5, random_state=seed)
+    importance = (pd.DataFrame({"family": families, "importance": imp.importances_mean})
+                  .groupby("family", sort=False)["importance"].sum().sort_values(ascending=False).reset_index())
+    result = ProbeResult("metadata", float(score), float(np.mean(perm_scores)), float(p), len(y), len(set(y)), importance)
+    result.transfer = {}
+    result.permutations = permutations
+    return result
+
+
+def metadata_transfer(meta_train: pd.DataFrame, y_train: pd.Series, meta_eval: pd.DataFrame, y_eval: pd.Series) -> dict:
+    """Fit the metadata probe on the training split, score it on the evaluation split."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    Xt, _ = _encode(meta_train)
+    Xe, _ = _encode(meta_eval, fit_on=meta_train)
+    model = _classifier(len(Xt)).fit(Xt, y_train.astype(str))
+    pred = model.predict(Xe)
+    chance = 1 / max(y_train.nunique(), 1)
+    return {"balanced_accuracy": float(balanced_accuracy_score(y_eval.astype(str), pred)), "chance": chance,
+            "n_eval": int(len(y_eval))}
+
+
+# ---- the region probe ----------------------------------------------------------------------------------------------
+def region_images(img: Image.Image, corner: float = 0.25) -> dict[str, Image.Image]:
+    """The whole image, its border only (centre masked with the image's mean colour), and each corner alone."""
+    w, h = img.size
+    cw, ch = max(1, int(w * corner)), max(1, int(h * corner))
+    mean = tuple(int(v) for v in np.asarray(img, dtype=np.float32).reshape(-1, 3).mean(axis=0))
+    border = img.copy()
+    border.paste(Image.new("RGB", (w - 2 * cw, h - 2 * ch), mean), (cw, ch))
+    return {"whole": img, "border": border, "top-left": img.crop((0, 0, cw, ch)), "top-right": img.crop((w - cw, 0, w, ch)),
+            "bottom-left": img.crop((0, h - ch, cw, h)), "bottom-right": img.crop((w - cw, h - ch, w, h))}
+
+
+def occluded(img: Image.Image, grid: int = 4) -> list[Image.Image]:
+    """The image with each cell of a grid x grid raster masked in turn (row-major)."""
+    w, h = img.size
+    mean = tuple(int(v) for v in np.asarray(img, dtype=np.float32).reshape(-1, 3).mean(axis=0))
+    out = []
+    for r in range(grid):
+        for c in range(grid):
+            x0, y0, x1, y1 = w * c // grid, h * r // grid, w * (c + 1) // grid, h * (r + 1) // grid
+            m = img.copy()
+            m.paste(Image.new("RGB", (max(1, x1 - x0), max(1, y1 - y0)), mean), (x0, y0))
+            out.append(m)
+    return out
+
+
+def _load(items: pd.DataFrame) -> list[Image.Image | None]:
+    out = [None] * len(items)
+    for pos, data in catalog.iter_item_bytes(items):
+        d = images.decode(data)
+        out[pos] = d.image if d.ok else None
+    return out
+
+
+def _probe_scores(X: np.ndarray, y: np.ndarray, seed: int) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    cv = StratifiedKFold(n_splits=min(5, int(pd.Series(y).value_counts().min())), shuffle=True, random_state=seed)
+    return float(cross_val_score(LogisticRegression(max_iter=2000, C=1.0), X, y, cv=cv, scoring="balanced_accuracy").mean())
+
+
+@dataclass
+class RegionResult:
+    regions: pd.DataFrame  # region, balanced_accuracy, chance
+    occlusion: dict[str, np.ndarray]  # class -> grid x grid mean drop of its class score
+    carriers: pd.DataFrame  # item_id, label, drop at the strongest cell of its class
+    marker: str | None  # the region that predicts the label far better than the rest, if any
+    transfer: dict = field(default_factory=dict)
+
+
+def region_probe(ws, items: pd.DataFrame, *, encoder=None, max_items: int = 1000, occlusion_items: int = 40,
+                 grid: int = 4, seed: int = 0, eval_items: pd.DataFrame | None = None,
+                 progress: Progress | None = None) -> RegionResult:
+    """How well each region alone predicts the label (cross-validated linear probes on embeddings of the region),
+    an occlusion map per class, and the images that carry the strongest cell most."""
+    from sklearn.linear_model import LogisticRegression
+
+    from leakcore.encoders import create_encoder
+
+    encoder = encoder or create_encoder(ws.encoder, **ws.encoder_options)
+    rng = np.random.default_rng(seed)
+    items = items[(items["status"] == "ok") & items["label"].notna()]
+    if len(items) > max_items:
+        items = items.iloc[np.sort(rng.choice(len(items), max_items, replace=False))]
+    items = items.reset_index(drop=True)
+    pics = _load(items)
+    keep = [i for i, p in enumerate(pics) if p is not None]
+    items, pics = items.iloc[keep].reset_index(drop=True), [pics[i] for i in keep]
+    y = items["label"].astype(str).to_numpy()
+    embedded: dict[str, np.ndarray] = {}
+    for n, region in enumerate(REGIONS):
+        embedded[region] = encoder.encode_images([region_images(p)[region] for p in pics])
+        if progress:
+            progress("regions", n + 1, len(REGIONS))
+    chance = 1 / len(set(y))
+    rows = [{"region": r, "balanced_accuracy": _probe_scores(embedded[r], y, seed), "chance": chance} for r in REGIONS]
+    table = pd.DataFrame(rows)
+    acc = table.set_index("region")["balanced_accuracy"]
+    corners = acc[["top-left", "top-right", "bottom-left", "bottom-right"]]
+    best = corners.idxmax()
+    others = corners.drop(best).mean()
+    marker = best if (corners[best] - others > 0.15 and corners[best] > chance + 0.2) else None
+    # occlusion: one probe on all regions together (whole, border, corners: a marker is seen where it is large),
+    # its class score with each cell of the grid masked in turn; only the regions a mask changes are re-embedded
+    joint = np.hstack([embedded[r] for r in REGIONS])
+    probe = LogisticRegression(max_iter=3000).fit(joint, y)
+    classes = list(probe.classes_)
+    occl: dict[str, np.ndarray] = {}
+    carriers = []
+    for ci, cls in enumerate(classes):
+        members = np.flatnonzero(y == cls)
+        if len(members) > occlusion_items:
+            members = np.sort(rng.choice(members, occlusion_items, replace=False))
+        base = probe.predict_proba(joint[members])[:, ci]
+        drops = np.zeros((len(members), grid * grid))
+        for j, m in enumerate(members):
+            original = region_images(pics[m])
+            rows = []
+            for masked in occluded(pics[m], grid):
+                parts = region_images(masked)
+                changed = [r for r in REGIONS if not np.array_equal(np.asarray(parts[r]), np.asarray(original[r]))]
+                vec = {r: embedded[r][m] for r in REGIONS}
+                if changed:
+                    for r, v in zip(changed, encoder.encode_images([parts[r] for r in changed])):
+                        vec[r] = v
+                rows.append(np.concatenate([vec[r] for r in REGIONS]))
+            drops[j] = base[j] - probe.predict_proba(np.vstack(rows))[:, ci]
+        occl[cls] = drops.mean(axis=0).reshape(grid, grid)
+        cell = int(np.argmax(occl[cls]))
+        for j, m in enumerate(members):
+            carriers.append({"item_id": items["item_id"].iloc[m], "label": cls, "cell": cell, "drop": float(drops[j, cell])})
+        if progress:
+            progress("occlusion", ci + 1, len(classes))
+    result = RegionResult(table, occl, pd.DataFrame(carriers).sort_values("drop", ascending=False).reset_index(drop=True),
+                          marker)
+    if eval_items is not None and marker is not None:
+        ev = eval_items[(eval_items["status"] == "ok") & eval_items["label"].notna()].reset_index(drop=True)
+        ev_pics = _load(ev)
+        ok = [i for i, p in enumerate(ev_pics) if p is not None]
+        from sklearn.metrics import balanced_accuracy_score
+
+        model = LogisticRegression(max_iter=2000).fit(embedded[marker], y)
+        ev_vecs = encoder.encode_images([region_images(ev_pics[i])[marker] for i in ok])
+        pred = model.predict(ev_vecs)
+        result.transfer = {"region": marker, "balanced_accuracy": float(balanced_accuracy_score(
+            ev["label"].astype(str).to_numpy()[ok], pred)), "chance": chance, "n_eval": len(ok)}
+    return result
+
+
+# ---- the audit ------------------------------------------------------------------------------------------------
+@dataclass
+class ShortcutAudit:
+    dataset: str
+    train_split: str
+    eval_split: str | None
+    metadata: ProbeResult
+    regions: RegionResult | None
+    examples: pd.DataFrame  # per class, the items most typical of the strongest metadata family
+    seconds: dict = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> list[str]:
+        """What the audit found, in sentences."""
+        out = []
+        m = self.metadata
+        if m.p_value <= 0.05 and m.balanced_accuracy > m.chance + 0.1:
+            top = m.importance.iloc[0]["family"] if not m.importance.empty else "?"
+            line = (f"metadata predicts the label: balanced accuracy {m.balanced_accuracy:.3f} vs chance {m.chance:.3f} "
+                    f"(p = {m.p_value:.3f}); mostly through {top}")
+            if m.transfer:
+                t = m.transfer
+                line += ("; it transfers to the evaluation split " if t["balanced_accuracy"] > t["chance"] + 0.1 else
+                         "; it does not transfer to the evaluation split ") + f"({t['balanced_accuracy']:.3f}): " + \
+                        ("the benchmark rewards it" if t["balanced_accuracy"] > t["chance"] + 0.1 else "a quirk of training")
+            out.append(line)
+        else:
+            out.append(f"no metadata shortcut: balanced accuracy {m.balanced_accuracy:.3f} vs chance {m.chance:.3f} "
+                       f"(p = {m.p_value:.3f})")
+        if self.regions is not None:
+            if self.regions.marker:
+                acc = self.regions.regions.set_index("region")["balanced_accuracy"]
+                line = (f"a marker in the {self.regions.marker} corner: that corner alone predicts the label at "
+                        f"{acc[self.regions.marker]:.3f}, the other corners at "
+                        f"{acc.drop(['whole', 'border', self.regions.marker]).mean():.3f}")
+                t = self.regions.transfer
+                if t:
+                    line += (f"; on the evaluation split the corner alone scores {t['balanced_accuracy']:.3f} "
+                             + ("(the benchmark rewards it)" if t["balanced_accuracy"] > t["chance"] + 0.1 else
+                                "(it does not transfer)"))
+                out.append(line)
+            else:
+                out.append("no corner predicts the label much better than the others")
+        return out
+
+
+def audit(ws, dataset: str, *, train_split: str | None = None, eval_split: str | None = None, regions: bool = True,
+          permutations: int = 100, max_items: int = 4000, region_items: int = 1000, progress: Progress | None = None,
+          seed: int = 0) -> ShortcutAudit:
+    """Both probes on a dataset's training split (and their transfer to its evaluation split)."""
+    import time
+
+    from leakcore.schema import split_items
+
+    splits = {s.split: s for s in ws.split_ids() if s.dataset == dataset}
+    if not splits:
+        raise InvalidInput(f"no dataset {dataset!r}; datasets: {', '.join(sorted(ws.datasets))}")
+    items = ws.items()
+    roles = items[items["dataset"] == dataset].drop_duplicates("split").set_index("split")["role"]
+    train_split = train_split or next((s for s, r in roles.items() if r == "train"), None)
+    eval_split = eval_split or next((s for s, r in roles.items() if r == "eval"), None)
+    if train_split is None:
+        raise InvalidInput(f"{dataset} has no training split to audit")
+    tr = split_items(items, f"{dataset}/{train_split}")
+    tr = tr[(tr["status"] == "ok") & tr["label"].notna()].reset_index(drop=True)
+    if tr["label"].nunique() < 2:
+        raise InvalidInput(f"{dataset}/{train_split} needs at least two labels for a shortcut audit")
+    seconds = {}
+    t0 = time.perf_counter()
+    if len(tr) > max_items:
+        tr = tr.iloc[np.sort(np.random.default_rng(seed).choice(len(tr), max_items, replace=False))].reset_index(drop=True)
+    meta = metadata_table(tr, progress=(lambda d, t: progress("metadata", d, t)) if progress else None)
+    probe = metadata_probe(meta, tr["label"], permutations=permutations, max_items=max_items, seed=seed)
+    ev = None
+    if eval_split is not None:
+        ev = split_items(items, f"{dataset}/{eval_split}")
+        ev = ev[(ev["status"] == "ok") & ev["label"].notna()].reset_index(drop=True)
+        if len(ev) > max_items:
+            ev = ev.iloc[np.sort(np.random.default_rng(seed).choice(len(ev), max_items, replace=False))].reset_index(drop=True)
+        if len(ev):
+            probe.transfer = metadata_transfer(meta, tr["label"], metadata_table(ev), ev["label"])
+    seconds["metadata"] = round(time.perf_counter() - t0, 1)
+    examples = pd.DataFrame()
+    if not probe.importance.empty:
+        fam = probe.importance.iloc[0]["family"]
+        col = fam if fam in meta.columns else None
+        if col is not None:
+            frame = tr[["item_id", "label"]].assign(value=pd.to_numeric(meta[col], errors="coerce").to_numpy())
+            overall = frame["value"].mean()
+            parts = []
+            for _, g in frame.groupby("label", sort=True):  # per class, its most typical values of that feature
+                parts.append(g.sort_values("value", ascending=bool(g["value"].mean() < overall)).head(6))
+            examples = pd.concat(parts, ignore_index=True).assign(feature=col)
+    reg = None
+    if regions:
+        t0 = time.perf_counter()
+        reg = region_probe(ws, tr, max_items=region_items, seed=seed, eval_items=ev, progress=progress)
+        seconds["regions"] = round(time.perf_counter() - t0, 1)
+    return ShortcutAudit(dataset, train_split, eval_split, probe, reg, examples, seconds)
+
+
+__all__ = ["ProbeResult", "REGIONS", "RegionResult", "ShortcutAudit", "audit", "item_metadata", "jpeg_quality",
+           "metadata_probe", "metadata_table", "occluded", "region_images", "region_probe"]
+
+
+# ---- stored results -------------------------------------------------------------------------------------------
+def _path(ws, dataset: str):
+    return ws.path / "shortcuts" / f"{dataset}.json"
+
+
+def save(ws, result: ShortcutAudit) -> None:
+    """Keep the audit in the workspace (shortcuts/<dataset>.json): the report and the page read it back."""
+    import datetime as dt
+    import json
+
+    from leakcore.io import atomic_write_text
+
+    m = result.metadata
+    data = {
+        "dataset": result.dataset, "train_split": result.train_split, "eval_split": result.eval_split,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "seconds": result.seconds,
+        "metadata": {"balanced_accuracy": m.balanced_accuracy, "chance": m.chance, "p_value": m.p_value, "n": m.n,
+                     "classes": m.classes, "importance": m.importance.to_dict("records"), "transfer": m.transfer},
+        "examples": result.examples.to_dict("records"),
+        "regions": None if result.regions is None else {
+            "table": result.regions.regions.to_dict("records"), "marker": result.regions.marker,
+            "transfer": result.regions.transfer,
+            "occlusion": {k: v.tolist() for k, v in result.regions.occlusion.items()},
+            "carriers": result.regions.carriers.head(200).to_dict("records")},
+        "verdict": result.verdict, "found": found(result),
+    }
+    atomic_write_text(_path(ws, result.dataset), json.dumps(data, indent=2, default=float) + "\n")
+
+
+def found(result: ShortcutAudit) -> dict:
+    """{"metadata": bool, "marker": region or None, "transfers": bool}: what a gate checks."""
+    m = result.metadata
+    meta = bool(m.p_value <= 0.05 and m.balanced_accuracy > m.chance + 0.1)
+    marker = result.regions.marker if result.regions is not None else None
+    transfers = bool((meta and m.transfer and m.transfer["balanced_accuracy"] > m.transfer["chance"] + 0.1) or
+                     (marker and result.regions.transfer and
+                      result.regions.transfer["balanced_accuracy"] > result.regions.transfer["chance"] + 0.1))
+    return {"metadata": meta, "marker": marker, "transfers": transfers}
+
+
+def load(ws, dataset: str | None = None) -> dict[str, dict]:
+    """Stored audits by dataset (all, or one)."""
+    import json
+
+    root = ws.path / "shortcuts"
+    files = [_path(ws, dataset)] if dataset else sorted(root.glob("*.json")) if root.exists() else []
+    out = {}
+    for f in files:
+        if f.exists():
+            data = json.loads(f.read_text())
+            out[data["dataset"]] = data
+    return out

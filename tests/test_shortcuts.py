@@ -1,0 +1,94 @@
+"""Target leakage: the shortcut audit finds a planted JPEG-quality shortcut and a planted corner marker, not a
+shortcut where there is none; the CLI verb, the report gate and the page."""
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from leakcore import shortcuts
+from leakcore.api import Project
+from leakcore.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _scene(rng, size=64) -> Image.Image:
+    """A smooth random scene, so that JPEG quality and small marks are what differ."""
+    small = rng.integers(0, 255, size=(6, 6, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC)
+
+
+def _dataset(root: Path, plant: str | None, n: int = 24, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", n), ("test", n // 2)):
+        for label in ("a", "b"):
+            d = root / split / label
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                img = _scene(rng)
+                quality = 90
+                if plant == "marker" and label == "a":
+                    img.paste(Image.new("RGB", (16, 16), (255, 255, 255)), (0, 0))
+                    img.paste(Image.new("RGB", (8, 8), (0, 0, 0)), (4, 4))
+                if plant == "jpeg" and label == "b":
+                    quality = 25
+                img.save(d / f"{i}.jpg", quality=quality)
+    return root
+
+
+def test_jpeg_quality_is_estimated_from_the_tables():
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    for q in (30, 75, 95):
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=q)
+        assert abs(shortcuts.jpeg_quality(Image.open(io.BytesIO(buf.getvalue()))) - q) <= 2
+    assert np.isnan(shortcuts.jpeg_quality(img))  # not a JPEG
+
+
+def test_regions_and_occlusion_shapes():
+    img = Image.new("RGB", (40, 20), (10, 20, 30))
+    parts = shortcuts.region_images(img)
+    assert list(parts) == list(shortcuts.REGIONS) and parts["top-left"].size == (10, 5)
+    masked = shortcuts.occluded(img, 4)
+    assert len(masked) == 16 and masked[0].size == img.size
+
+
+@pytest.mark.parametrize("plant", [None, "jpeg", "marker"])
+def test_the_audit_finds_what_was_planted(tmp_path, plant):
+    ws = Project.create(tmp_path / "w", encoder="phash")
+    ws.add("d", _dataset(tmp_path / "d", plant))
+    a = ws.shortcuts("d", permutations=30, regions=plant != "jpeg")
+    f = shortcuts.found(a)
+    if plant is None:
+        assert not f["metadata"] and f["marker"] is None and a.metadata.p_value > 0.05
+    elif plant == "jpeg":
+        assert f["metadata"] and a.metadata.importance.iloc[0]["family"] in ("jpeg_quality", "file_kb")
+        assert f["transfers"] and a.metadata.transfer["balanced_accuracy"] > 0.9
+    else:
+        assert f["marker"] == "top-left" and f["transfers"]
+        assert int(np.argmax(a.regions.occlusion["a"])) == 0  # the top-left cell, where the mark is
+        assert (ws.findings("shortcut")["check"] == "shortcut").all() and len(ws.findings("shortcut"))
+
+
+def test_cli_report_gate_and_page(tmp_path, monkeypatch, capsys):
+    ws = Project.create(tmp_path / "w", encoder="phash")
+    ws.add("d", _dataset(tmp_path / "d", "jpeg"))
+    assert main(["shortcuts", str(ws.path), "--no-regions", "--permutations", "20"]) == 0
+    assert "metadata predicts the label" in capsys.readouterr().out
+    assert main(["report", str(ws.path), "--fail-on-shortcut"]) == 1
+    captured = capsys.readouterr()
+    assert "shortcut audit of d" in captured.out and "metadata shortcut that the benchmark rewards" in captured.err
+    stored = json.loads((ws.path / "shortcuts" / "d.json").read_text())
+    assert stored["found"]["metadata"] is True
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws.path))
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/7_Shortcuts.py").run()
+    assert not at.exception, at.exception
+    assert any("metadata predicts the label" in e.value for e in at.error)
+    assert [m.label for m in at.metric][:3] == ["Balanced accuracy from metadata", "Chance (label permutations)", "p-value"]

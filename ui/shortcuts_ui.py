@@ -1,0 +1,74 @@
+"""Shortcuts page pieces: the verdict, the probes' tables, the occlusion maps and the image strips."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from leakcore.api import Project
+from ui import data
+from ui.widgets import show_image
+
+
+def verdict(audit: dict) -> None:
+    f = audit["found"]
+    box = st.error if f["transfers"] else st.warning if (f["metadata"] or f["marker"]) else st.success
+    box("\n\n".join(audit["verdict"]))
+    st.caption(f"Fit on {audit['dataset']}/{audit['train_split']}"
+               + (f", scored on {audit['dataset']}/{audit['eval_split']}" if audit["eval_split"] else "")
+               + f" · run {audit['created']} · {audit['seconds']}")
+
+
+def metadata(audit: dict) -> None:
+    m = audit["metadata"]
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Balanced accuracy from metadata", f"{m['balanced_accuracy']:.3f}", help="cross-validated, 5 folds")
+    c2.metric("Chance (label permutations)", f"{m['chance']:.3f}")
+    c3.metric("p-value", f"{m['p_value']:.3f}", help="share of label permutations scoring at least as well")
+    if m.get("transfer"):
+        t = m["transfer"]
+        st.caption(f"Fit on training, scored on evaluation: {t['balanced_accuracy']:.3f} (chance {t['chance']:.3f}, "
+                   f"{t['n_eval']} images)")
+    imp = pd.DataFrame(m["importance"])
+    if not imp.empty:
+        fig = go.Figure(go.Bar(x=imp["importance"], y=imp["family"], orientation="h", marker_color="#b91c1c"))
+        fig.update_layout(height=60 + 22 * len(imp), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                          title="Which features carry the label (drop in balanced accuracy when shuffled)",
+                          yaxis={"autorange": "reversed"})
+        st.plotly_chart(fig, key="sc_importance", width="stretch")
+
+
+def regions(audit: dict) -> None:
+    r = audit.get("regions")
+    if not r:
+        st.caption("The region probe was not run.")
+        return
+    table = pd.DataFrame(r["table"])
+    st.dataframe(table.assign(balanced_accuracy=table["balanced_accuracy"].round(3), chance=table["chance"].round(3)),
+                 hide_index=True, width="stretch")
+    occ = r["occlusion"]
+    classes = list(occ)
+    fig = make_subplots(rows=1, cols=len(classes), subplot_titles=classes)
+    top = max(float(np.max(np.abs(v))) for v in occ.values()) or 1.0
+    for i, cls in enumerate(classes, 1):
+        fig.add_trace(go.Heatmap(z=np.array(occ[cls]), zmin=-top, zmax=top, colorscale="RdBu_r", showscale=i == 1,
+                                 hovertemplate="row %{y}, column %{x}: %{z:.3f}<extra></extra>"), row=1, col=i)
+        fig.update_yaxes(autorange="reversed", showticklabels=False, row=1, col=i)
+        fig.update_xaxes(showticklabels=False, row=1, col=i)
+    fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title="Occlusion: how much each class's score drops when a cell is masked (red: the label sits there)")
+    st.plotly_chart(fig, key="sc_occlusion", width="stretch")
+
+
+def strip(ws: Project, ids: list[str], captions: list[str], per_row: int = 8) -> None:
+    if not ids:
+        st.caption("None.")
+        return
+    items = data.items(ws)
+    cols = st.columns(per_row)
+    for i, (item_id, cap) in enumerate(zip(ids, captions)):
+        if item_id in items.index:
+            with cols[i % per_row]:
+                show_image(ws, items.loc[item_id], caption=cap)
