@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +21,7 @@ from leakcore import checks as _checks
 from leakcore import coverage as _coverage
 from leakcore import downstream, export as _export, ingest, leakage, review
 from leakcore import scan as _scan
-from leakcore.errors import InvalidInput, LeakcoreError, UnknownName
+from leakcore.errors import InvalidInput, UnknownName
 from leakcore.project import Workspace
 from leakcore.schema import Decision, SplitId
 

@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from leakcore import catalog, images, search
 from leakcore.embed import embed_items
 from leakcore.encoders import Encoder, create_encoder
-from leakcore.errors import InvalidInput, LeakcoreError
+from leakcore.errors import InvalidInput
 from leakcore.io import atomic_write_text, write_parquet
 from leakcore.schema import Decision, SplitId, split_items
 

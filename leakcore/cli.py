@@ -262,7 +262,7 @@ def cmd_coverage(args) -> int:
         print(f"  {r.metric:<10} {r.value:6.3f}  [{r.low:.3f}, {r.high:.3f}]  {r.meaning}")
     if args.show:
         far = result.b_scores.sort_values("realism").head(args.show)
-        print(f"\nB images least like A (lowest realism; < 1 is outside A's manifold):")
+        print("\nB images least like A (lowest realism; < 1 is outside A's manifold):")
         for r in far.itertuples():
             print(f"  {r.item_id:<40} realism {r.realism:5.2f}  nearest A {r.nearest_item_id} ({r.nearest_similarity:.3f})")
         lonely = result.a_scores[~result.a_scores["covered"]]

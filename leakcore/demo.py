@@ -18,7 +18,7 @@ import pandas as pd
 from PIL import Image, ImageEnhance, ImageOps
 
 from leakcore.api import Project
-from leakcore.errors import InvalidInput, LeakcoreError
+from leakcore.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from leakcore import leakage, review
-from leakcore.errors import InvalidInput, LeakcoreError, PredictionsMismatch
+from leakcore.errors import InvalidInput, PredictionsMismatch
 from leakcore.schema import SplitId, split_ids, split_items
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ curator called unrelated (not a leak) are cut. Each group keeps its evidence: wh
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 
@@ -43,19 +42,7 @@ def group_threshold(ws) -> float:
 
 def load_group_pairs(ws, encoder: str | None = None) -> pd.DataFrame:
     """The training-split searches made for grouping (groups/<encoder>/), shaped like `leakage.load_pairs`."""
-    root = ws.path / "groups" / (encoder or ws.encoder)
-    frames = []
-    for meta_file in sorted(root.glob("*/*.json")) if root.exists() else []:
-        meta = json.loads(meta_file.read_text())
-        df = pd.read_parquet(meta_file.with_suffix(".parquet"))
-        df.insert(0, "train_split", meta["train_split"])
-        df.insert(0, "eval_split", meta["eval_split"])
-        frames.append(df)
-    if not frames:
-        return leakage.load_pairs(ws, encoder).iloc[0:0]
-    out = pd.concat(frames, ignore_index=True)
-    out["within"] = out["eval_split"] == out["train_split"]
-    return out
+    return leakage.load_pair_tables(ws.path / "groups" / (encoder or ws.encoder))
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,11 @@ DECISION_DEGREE = {Decision.HARD.value: HARD, Decision.SOFT.value: SOFT, Decisio
 
 def load_pairs(ws, encoder: str | None = None) -> pd.DataFrame:
     """Every stored neighbour row: eval_split, train_split, eval_item_id, rank, train_item_id, similarity."""
-    encoder = encoder or ws.encoder
-    root = ws.neighbors_dir(encoder)
+    return load_pair_tables(ws.neighbors_dir(encoder or ws.encoder))
+
+
+def load_pair_tables(root) -> pd.DataFrame:
+    """The neighbour tables stored under one folder (<query split>/<collection split>.parquet + sidecars)."""
     frames = []
     for meta_file in sorted(root.glob("*/*.json")) if root.exists() else []:
         meta = json.loads(meta_file.read_text())

@@ -13,7 +13,7 @@ import pandas as pd
 import tomli_w
 
 from leakcore.encoders import get_spec
-from leakcore.errors import InvalidInput, LeakcoreError, ThresholdsUncalibrated, WorkspaceError
+from leakcore.errors import InvalidInput, ThresholdsUncalibrated, WorkspaceError
 from leakcore.io import atomic_path, atomic_write_bytes, atomic_write_text, write_parquet  # noqa: F401  (re-exported)
 from leakcore.schema import SplitId, empty_items, normalise_items, split_ids, split_items
 

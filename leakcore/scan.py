@@ -23,7 +23,7 @@ import pandas as pd
 from leakcore import embed, search
 from leakcore.embed import EmbeddingCache
 from leakcore.encoders import Encoder, create_encoder
-from leakcore.errors import InvalidInput, LeakcoreError
+from leakcore.errors import InvalidInput
 from leakcore.io import atomic_write_text, write_parquet
 from leakcore.schema import SplitId
 

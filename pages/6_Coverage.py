@@ -3,7 +3,7 @@ images do not belong, and the sets' spectral fingerprints."""
 import streamlit as st
 
 from ui import coverage_ui, data
-from ui.widgets import page, user_errors
+from ui.widgets import image_strip, page, user_errors
 
 ws = page("Coverage", ":material/join_inner:")
 with user_errors():
@@ -39,11 +39,11 @@ with user_errors():
                "manifold): in a test set, images nothing in training resembles; in a training set, images that do "
                "not belong.")
     far = result.b_scores.sort_values("realism").head(n_strip)
-    coverage_ui.strip(ws, list(far["item_id"]), [f"realism {r:.2f}" for r in far["realism"]], "cov_far")
+    image_strip(ws, list(far["item_id"]), [f"realism {r:.2f}" for r in far["realism"]])
     lonely = result.a_scores[~result.a_scores["covered"]].sort_values("nearest_similarity").head(n_strip)
     st.subheader(f"A images that no B image covers ({int((~result.a_scores['covered']).sum())} of "
                  f"{len(result.a_scores)})")
-    coverage_ui.strip(ws, list(lonely["item_id"]), [f"nearest B {s:.3f}" for s in lonely["nearest_similarity"]],
+    image_strip(ws, list(lonely["item_id"]), [f"nearest B {s:.3f}" for s in lonely["nearest_similarity"]],
                       "cov_lonely")
     with st.expander("Per-image scores (CSV)"):
         st.download_button("B against A", result.b_scores.to_csv(index=False), "coverage-b.csv", "text/csv",
@@ -58,5 +58,5 @@ with user_errors():
         top = spectral.b_scores.sort_values("spectral_score", ascending=False).head(n_strip)
         st.markdown(f"B's high-frequency half deviates from A's by **{spectral.summary['high_band_deviation']:+.2f} σ** "
                     "on average (negative: less fine detail than A, as upsampled images have). Strongest outliers of B:")
-        coverage_ui.strip(ws, list(top["item_id"]), [f"score {s:.2f} · high {h:+.2f}" for s, h in
-                                                     zip(top["spectral_score"], top["high_band"])], "cov_spec")
+        image_strip(ws, list(top["item_id"]), [f"score {s:.2f} · high {h:+.2f}" for s, h in
+                                                     zip(top["spectral_score"], top["high_band"])])

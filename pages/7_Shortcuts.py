@@ -2,7 +2,7 @@
 import streamlit as st
 
 from ui import data, shortcuts_ui
-from ui.widgets import page, user_errors
+from ui.widgets import image_strip, page, user_errors
 
 ws = page("Shortcuts", ":material/visibility_off:")
 with user_errors():
@@ -26,11 +26,11 @@ with user_errors():
     if audit["examples"]:
         ex = audit["examples"]
         st.markdown(f"Typical images of each class for **{ex[0]['feature']}**")
-        shortcuts_ui.strip(ws, [e["item_id"] for e in ex], [f"{e['label']} · {e['value']:.3g}" for e in ex], per_row=6)
+        image_strip(ws, [e["item_id"] for e in ex], [f"{e['label']} · {e['value']:.3g}" for e in ex], per_row=6)
     st.subheader("Region probe")
     shortcuts_ui.regions(audit)
     r = audit.get("regions") or {}
     if r.get("carriers"):
         st.markdown("Images whose class score drops most when their class's strongest cell is masked")
         top = r["carriers"][:16]
-        shortcuts_ui.strip(ws, [c["item_id"] for c in top], [f"{c['label']} · −{c['drop']:.2f}" for c in top])
+        image_strip(ws, [c["item_id"] for c in top], [f"{c['label']} · −{c['drop']:.2f}" for c in top])

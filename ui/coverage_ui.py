@@ -7,8 +7,6 @@ import streamlit as st
 
 from leakcore.api import Project
 from leakcore.coverage import ImageSet
-from ui import data
-from ui.widgets import show_image
 
 A_COLOUR, B_COLOUR = "#2563eb", "#ea580c"
 
@@ -45,18 +43,6 @@ def map_chart(result) -> None:
     st.plotly_chart(fig, key="cov_map", width="stretch")
 
 
-def strip(ws: Project, ids: list[str], captions: list[str], key: str, per_row: int = 8) -> None:
-    """Thumbnails of items with a caption each."""
-    if not ids:
-        st.caption("None.")
-        return
-    items = data.items(ws)
-    cols = st.columns(per_row)
-    for i, (item_id, cap) in enumerate(zip(ids, captions)):
-        with cols[i % per_row]:
-            show_image(ws, items.loc[item_id], zoom="fit", caption=cap)
-
-
 def spectra_chart(result) -> None:
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=result.frequencies, y=result.a_mean, name="A: mean log power", line={"color": A_COLOUR}))
@@ -75,7 +61,3 @@ SPECTRA_NOTE = ("What the spectra can tell: images that were upsampled, heavily 
                 "show. What they cannot: what an image depicts, whether a set covers another, or that an image was "
                 "generated when the generator left no spectral trace. Differences in camera, resolution and "
                 "compression between two honest sources show up too: look at the images before concluding.")
-
-
-def table_of(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.round(4)

@@ -8,8 +8,6 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from leakcore.api import Project
-from ui import data
-from ui.widgets import show_image
 
 
 def verdict(audit: dict) -> None:
@@ -62,13 +60,3 @@ def regions(audit: dict) -> None:
     st.plotly_chart(fig, key="sc_occlusion", width="stretch")
 
 
-def strip(ws: Project, ids: list[str], captions: list[str], per_row: int = 8) -> None:
-    if not ids:
-        st.caption("None.")
-        return
-    items = data.items(ws)
-    cols = st.columns(per_row)
-    for i, (item_id, cap) in enumerate(zip(ids, captions)):
-        if item_id in items.index:
-            with cols[i % per_row]:
-                show_image(ws, items.loc[item_id], caption=cap)

@@ -88,6 +88,19 @@ def show_image(ws: Workspace, item: pd.Series, *, zoom="fit", caption: str | Non
     st.image(img, caption=caption, width=width or ("stretch" if zoom == "fit" and img.width >= FIT_PX else "content"))
 
 
+def image_strip(ws: Workspace, ids: list[str], captions: list[str], per_row: int = 8) -> None:
+    """Thumbnails of items, each with a caption, in rows (the coverage, shortcut and group strips)."""
+    if not ids:
+        st.caption("None.")
+        return
+    items = data.items(ws)
+    cols = st.columns(per_row)
+    for i, (item_id, cap) in enumerate(zip(ids, captions)):
+        if item_id in items.index:
+            with cols[i % per_row]:
+                show_image(ws, items.loc[item_id], zoom="fit", caption=cap)
+
+
 def item_facts(item: pd.Series, extra: dict | None = None) -> None:
     """A compact fact table for one item."""
     facts = {
