@@ -84,6 +84,10 @@ def test_decide_by_click_and_key_then_reload(server):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url + "/Review")
         expect(page.get_by_text("Reviewed 0 of 3 flagged pairs")).to_be_visible(timeout=60_000)
+        expect(page.get_by_role("button", name="Hard leak")).to_be_disabled()  # no anonymous decisions
+        page.get_by_role("textbox", name="Reviewer").fill("browser-test")
+        page.get_by_role("textbox", name="Reviewer").press("Enter")
+        expect(page.get_by_role("button", name="Hard leak")).to_be_enabled(timeout=30_000)
         page.get_by_role("button", name="Hard leak").click()
         expect(page.get_by_text("Reviewed 1 of 3 flagged pairs")).to_be_visible(timeout=30_000)
         page.locator("h1").first.click()  # focus the page, not a text field, so the shortcut reaches the app
@@ -148,3 +152,45 @@ def test_click_on_the_roc_moves_the_soft_threshold(server):
         assert clicked, "no point of the ROC under the cursor"
         expect(slider).not_to_have_text(before, timeout=30_000)
         browser.close()
+
+
+def test_a_page_switch_keeps_the_reviewer_filters_and_thresholds(server):
+    """Through the sidebar to another page and back: the Reviewer, the filters and the thresholds are as they were
+    (Streamlit forgets widgets a page does not draw), and undo never undoes another reviewer's decision."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, ws = server
+    first = review.build_queue(__import__("leakcore.leakage", fromlist=["x"]).load_pairs(ws),
+                               ws.items().set_index("item_id"), *ws.thresholds()).iloc[0]
+    review.decide(ws, first["eval_item_id"], first["train_item_id"], "unsure", reviewer="someone-else")
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url + "/Thresholds")
+        expect(page.get_by_text("Flagged evaluation images")).to_be_visible(timeout=60_000)
+        sliders = page.locator("[data-testid='stSlider'] input[type='range']")
+
+        def values():
+            return sliders.nth(0).get_attribute("value"), sliders.nth(1).get_attribute("value")
+
+        hard_before, soft_before = values()
+        assert float(hard_before) == 0.9375 and float(soft_before) == 0.6875  # phash's defaults
+        page.get_by_role("textbox", name="Reviewer").fill("alice")
+        page.get_by_role("textbox", name="Reviewer").press("Enter")
+        page.wait_for_timeout(1000)
+        page.get_by_role("link", name="Review").click()
+        expect(page.get_by_text("flagged pairs")).to_be_visible(timeout=30_000)
+        assert page.get_by_role("textbox", name="Reviewer").input_value() == "alice"
+        page.get_by_role("link", name="Thresholds").click()
+        expect(page.get_by_text("Flagged evaluation images")).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(1500)
+        assert values() == (hard_before, soft_before)  # it showed 0.0000 / 0.0000 before the fix
+        assert page.get_by_role("textbox", name="Reviewer").input_value() == "alice"
+        page.get_by_role("link", name="Review").click()
+        expect(page.get_by_role("button", name="Undo")).to_be_enabled(timeout=30_000)
+        page.locator("h1").first.click()
+        page.keyboard.press("z")  # alice has decided nothing: someone-else's decision must stay
+        page.wait_for_timeout(2000)
+        browser.close()
+    d = review.latest_decisions(ws)
+    assert list(d["reviewer"]) == ["someone-else"] and list(d["decision"]) == ["unsure"]

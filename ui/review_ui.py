@@ -15,9 +15,19 @@ DECISION_BUTTONS = [("hard", "Hard leak", "H"), ("soft", "Soft leak", "S"), ("no
                     ("unsure", "Unsure", "U")]
 
 
+def _reviewer() -> str | None:
+    """This session's reviewer, or None (with a message) when the field is empty: no decision is anonymous."""
+    name = (st.session_state.get("reviewer") or "").strip()
+    if not name:
+        st.session_state["flash"] = "Type your name in the Reviewer field first: every decision records who made it"
+    return name or None
+
+
 def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: bool) -> None:
     ws = Project.open(ws_path)
-    reviewer = st.session_state["reviewer"].strip() or "curator"
+    reviewer = _reviewer()
+    if reviewer is None:
+        return
     note = st.session_state.get("review_note") or None
     if len(pairs) == 1:
         ws.decisions.decide(*pairs[0], decision, reviewer=reviewer, note=note)
@@ -33,7 +43,10 @@ def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: 
 
 
 def _undo(ws_path: str) -> None:
-    undone = Project.open(ws_path).decisions.undo_last(st.session_state["reviewer"].strip() or "curator")
+    reviewer = _reviewer()
+    if reviewer is None:
+        return
+    undone = Project.open(ws_path).decisions.undo_last(reviewer)  # only this reviewer's own last decision
     data.clear_decision_caches()
     st.session_state["flash"] = "Nothing to undo" if undone is None else f"Undid {review.DECISION_LABELS[undone['decision']]}"
     if undone is not None:
@@ -62,12 +75,16 @@ def decision_bar(ws: Workspace, pair: pd.Series, size: int) -> None:
     """Decision buttons (keys H S N U), previous / next (← →), undo (Z) and a note."""
     cols = st.columns([1, 1, 1, 1, 0.2, 1, 1, 1])
     args = (str(ws.path), [(pair["eval_item_id"], pair["train_item_id"])])
+    anonymous = not (st.session_state.get("reviewer") or "").strip()
     for col, (decision, label, key) in zip(cols[:4], DECISION_BUTTONS):
         col.button(f"{label}", key=f"decide_{decision}", shortcut=key, on_click=_decide, args=(*args, decision, True),
-                   type="primary" if decision == "hard" else "secondary", width="stretch")
+                   type="primary" if decision == "hard" else "secondary", width="stretch", disabled=anonymous)
     cols[5].button("Previous", key="prev", shortcut="Left", on_click=_move, args=(-1, size), width="stretch")
     cols[6].button("Next", key="next", shortcut="Right", on_click=_move, args=(1, size), width="stretch")
-    cols[7].button("Undo", key="undo", shortcut="Z", on_click=_undo, args=(str(ws.path),), width="stretch")
+    cols[7].button("Undo", key="undo", shortcut="Z", on_click=_undo, args=(str(ws.path),), width="stretch",
+                   disabled=anonymous)
+    if anonymous:
+        st.warning("Type your name in the Reviewer field (sidebar) to decide: every decision records who made it.")
     st.text_input("Note (optional, saved with the next decision)", key="review_note")
 
 
@@ -133,7 +150,9 @@ def _decide_group(ws_path: str, group_id: str, decision: str) -> None:
     if not pairs and decision == "same_source":
         members = sorted(groups.membership.loc[groups.membership["group_id"] == group_id, "item_id"])
         pairs = [(members[0], m) for m in members[1:]]
-    reviewer = st.session_state["reviewer"].strip()
+    reviewer = _reviewer()
+    if reviewer is None:
+        return
     if pairs:
         ws.decisions.decide_many(pairs, decision, reviewer=reviewer, note=st.session_state.get("review_note") or None)
     data.clear_decision_caches()

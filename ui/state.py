@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -19,13 +18,6 @@ def default_workspace() -> str:
     parser.add_argument("--workspace")
     args, _ = parser.parse_known_args(sys.argv[1:])
     return args.workspace or os.environ.get("LEAKCORE_WORKSPACE") or "demo-workspace"
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "curator"
 
 
 DEFAULTS = {
@@ -47,14 +39,24 @@ DEFAULTS = {
 }
 
 
+# Widget keys whose values must survive a page switch. Streamlit forgets the state of a widget that a run does
+# not draw (another page is open); writing the value back at the start of every run makes it the session's own,
+# which Streamlit keeps (its documented way to keep widget state across pages).
+PERSISTENT = ("reviewer", "f_eval_splits", "f_sources", "f_degrees", "f_states", "f_labels", "f_sort", "zoom",
+              "grid_mode", "review_check", "th_hard", "th_soft", "th_click_moves", "heat_order", "heat_check")
+
+
 def init_state() -> None:
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
             st.session_state[key] = list(value) if isinstance(value, list) else value
+    for key in PERSISTENT:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
     if st.session_state["workspace"] is None:
         st.session_state["workspace"] = default_workspace()
     if st.session_state["reviewer"] is None:
-        st.session_state["reviewer"] = _user()
+        st.session_state["reviewer"] = ""  # no default: on a shared server every session would be the same "user"
 
 
 def recent_workspaces() -> list[str]:

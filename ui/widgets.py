@@ -53,7 +53,8 @@ def sidebar_workspace() -> Workspace | None:
         st.divider()
         st.caption("Workspace")
         st.code(st.session_state["workspace"], language=None)
-        st.text_input("Reviewer", key="reviewer", help="Stored with every decision you make.")
+        st.text_input("Reviewer", key="reviewer", placeholder="your name (needed to decide)",
+                      help="Stored with every decision you make; undo only ever undoes your own last decision.")
     ws = data.open_workspace(st.session_state["workspace"])
     if ws is not None:
         t = ws.thresholds_or_none()
