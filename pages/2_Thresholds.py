@@ -12,6 +12,14 @@ with user_errors():
     encoder = thresholds_ui.encoder_select(ws, calibrated)
     flash()
     views = data.calibration_views(ws, encoder)
+    defaults = data.encoder_defaults(encoder)
+    b1, b2, _ = st.columns([1, 1, 3])
+    b1.button("Reset to the encoder's defaults", key="th_reset", disabled=defaults is None,
+              on_click=thresholds_ui.set_thresholds, args=defaults or (1.0, 1.0),
+              help="The thresholds measured for this encoder" if defaults else "This encoder has no measured defaults")
+    b2.button("Use suggested", key="th_suggested", disabled=views is None,
+              on_click=thresholds_ui.set_thresholds, args=(views[0].hard, views[0].soft) if views else (1.0, 1.0),
+              help="The thresholds the calibration below suggests")
     hard, soft = thresholds_ui.sliders()
     if views is None:
         st.info(f"No calibration for {encoder} in this workspace yet. Run one: it edits real images with the paper's "
@@ -24,7 +32,11 @@ with user_errors():
                    f"edits · target FPR {s.get('target_fpr')} → suggested hard **{result.hard:.4f}**, soft **{result.soft:.4f}**")
         left, right = st.columns(2)
         with left:
-            thresholds_ui.roc_chart(curves, points, hard, soft, data.decision_views(ws) if encoder == ws.encoder else None)
+            decided = data.decision_views(ws) if encoder == ws.encoder else None
+        thresholds_ui.roc_chart(curves, points, hard, soft, decided)
+        if decided is None:
+            st.caption(f"The curators' ROC (dashed) appears once at least 20 pairs are decided, some confirmed and some "
+                       f"rejected; {data.decided_pairs(ws)} are decided now.")
         with right:
             thresholds_ui.histogram_chart(hist, hard, soft)
         fpr_h, tpr_h = points.at(hard)

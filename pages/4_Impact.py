@@ -13,7 +13,13 @@ with user_errors():
     args = impact_ui.inputs(ws)
     if args is None:
         st.stop()
-    result = data.impact(ws, args)
+    result = None
+    with user_errors(stop=False):  # an error is shown above the last results, never instead of them
+        result = data.impact(ws, args)
+        st.session_state["imp_last"] = result
+    result = result or st.session_state.get("imp_last")
+    if result is None:
+        st.stop()
     table = result.table
     st.session_state["imp_result"] = True
     st.markdown(f"**{result.split}**: {result.items} readable images · leaked set from *{result.source}*: "

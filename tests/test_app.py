@@ -144,14 +144,19 @@ def test_export_page_previews_and_writes(ws):
 
 
 def test_missing_weights_are_a_message_on_the_page(ws):
-    """The clip probe without CLIP weights: a message in the page's words, no traceback, the form still there."""
+    """Work that needs weights this machine lacks: a message in the page's words, never a traceback; and the
+    Impact page does not offer the CLIP probe at all without CLIP weights."""
     at = run("pages/4_Impact.py")
-    at.multiselect(key="imp_probes").set_value(["clip"])
-    at.button[0].click().run()
+    assert "clip" not in at.multiselect(key="imp_probes").options
+    ws.set_settings(encoder="clip-vit-b32")
+    ws.set_thresholds(0.98, 0.95)
+    at = run("pages/6_Coverage.py")
+    at.selectbox(key="cov_A").set_value("animals/train")
+    at.selectbox(key="cov_B").set_value("animals/test")
+    at.button(key="cov_run").click().run()
     assert not at.exception, at.exception
     errors = [e.value for e in at.error]
     assert errors and "weights" in errors[0] and "Traceback" not in errors[0]
-    assert at.multiselect(key="imp_probes").value == ["clip"]
 
 
 def test_an_uncalibrated_encoder_asks_to_calibrate_first(ws):
@@ -163,3 +168,15 @@ def test_an_uncalibrated_encoder_asks_to_calibrate_first(ws):
     at = run("pages/2_Thresholds.py")  # the page where it is done still works
     assert not at.exception, at.exception
     assert "not calibrated yet" in " ".join(c.value for c in at.sidebar.caption)
+
+
+def test_thresholds_exact_entry_and_reset(ws):
+    at = run("pages/2_Thresholds.py")
+    assert not at.exception, at.exception
+    at.number_input(key="th_soft_n").set_value(0.7171).run()
+    assert at.slider(key="th_soft").value == pytest.approx(0.7171)  # a 0.0005 step could not hold it
+    at.slider(key="th_hard").set_value(0.95).run()
+    assert at.number_input(key="th_hard_n").value == pytest.approx(0.95)
+    at.button(key="th_reset").click().run()
+    assert (at.slider(key="th_hard").value, at.slider(key="th_soft").value) == (0.9375, 0.6875)  # phash's defaults
+    assert any("20 pairs are decided" in c.value for c in at.caption) or not at.get("plotly_chart")

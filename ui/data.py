@@ -280,3 +280,14 @@ def run_shortcuts(ws: Workspace, dataset: str, regions: bool) -> None:
     ws.shortcuts(dataset, regions=regions, progress=progress)
     bar.empty()
     _shortcut_audits.clear()
+
+
+def encoder_defaults(name: str) -> tuple[float, float] | None:
+    """The encoder's measured (hard, soft), or None when nobody calibrated it."""
+    row = next((r for r in encoders() if r["name"] == name), None)
+    return (row["hard"], row["soft"]) if row and row.get("calibrated") else None
+
+
+def decided_pairs(ws: Workspace) -> int:
+    d = decisions(ws)
+    return int(d["decision"].isin(["hard", "soft", "not_leak"]).sum())

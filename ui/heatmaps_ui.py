@@ -54,6 +54,7 @@ def heatmap(mats: dict, kind: str, check: str = "similarity") -> None:
 def drill_down(eval_split: str, train_split: str, kind: str) -> None:
     """Open the review page filtered to one (evaluation split, training source) cell."""
     check = st.session_state.get("heat_check", "similarity")
+    st.session_state["heat_last_click"] = None  # back on this page, the same cell opens again
     st.session_state["review_check"] = "group" if check in ("group", "temporal") else "similarity"
     st.session_state["group_pos"] = 0
     st.session_state.update({

@@ -101,11 +101,14 @@ def overview(ws: Workspace, hard: float, soft: float) -> None:
     if table.empty:
         st.info("No scan results yet: run a scan.")
         return
-    overall = table[table["train_split"] == leakage.ALL_SOURCES]
+    overall = table[(table["train_split"] == leakage.ALL_SOURCES) & (table["check"] == "similarity")]
     cols = st.columns(max(len(overall), 1))
     for col, r in zip(cols, overall.itertuples()):
         col.metric(f"{r.eval_split} · soft", f"{100 * r.soft_rate:.1f}%", help=f"{r.soft} of {r.n_eval} evaluation images")
+        col.caption(f"{r.soft:,} of {r.n_eval:,} images")
         col.metric(f"{r.eval_split} · hard", f"{100 * r.hard_rate:.1f}%", help=f"{r.hard} of {r.n_eval} evaluation images")
+        col.caption(f"{r.hard:,} of {r.n_eval:,} images")
+    st.caption("Soft includes hard: every hard leak is also counted as soft (as in the paper).")
     shown = table.assign(hard_rate=(100 * table["hard_rate"]).round(2), soft_rate=(100 * table["soft_rate"]).round(2))
     st.dataframe(shown.rename(columns={"hard_rate": "hard %", "soft_rate": "soft %"}), hide_index=True, width="stretch")
 
@@ -123,8 +126,8 @@ def planted_ui(ws: Workspace, hard: float, soft: float) -> None:
     found["found as"] = leakage.degree_of(found["similarity"].fillna(-1), hard, soft)
     n = int((found["found as"] != "none").sum())
     with st.expander(f"Demo: {n} of {len(found)} planted leaks found at these thresholds"):
-        st.dataframe(found[["kind", "eval_item_id", "train_item_id", "similarity", "found as"]], hide_index=True,
-                     width="stretch")
+        st.dataframe(found[["kind", "found as", "similarity", "eval_item_id", "train_item_id"]], hide_index=True,
+                     width="stretch", column_config={"similarity": st.column_config.NumberColumn(format="%.4f")})
         st.caption("Other flags in the demo come from different regions of repetitive pictures (brick, grass, a star "
                    "field, coins, a retina): look-alikes, not leaks. Reject them in the review page to see the rates "
                    "and heatmaps follow your decisions.")

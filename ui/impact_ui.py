@@ -21,9 +21,14 @@ def inputs(ws: Project) -> ImpactRequest | None:
     with st.form("impact_form"):
         c1, c2 = st.columns(2)
         split = c1.selectbox("Evaluation split", splits, key="imp_split")
-        probes = c2.multiselect("Built-in probes (no outside model)", list(PROBES), key="imp_probes",
-                                help="k-NN over the training embeddings (k=1, and a distance-weighted k=20 vote); "
-                                     "zero-shot CLIP from the class names (needs CLIP weights)")
+        from ui.data import encoders
+
+        clip_ok = any(r["name"] == "clip-vit-b32" and r["available"] for r in encoders())
+        probes = c2.multiselect("Built-in probes (no outside model)", [p for p in PROBES if p != "clip" or clip_ok],
+                                key="imp_probes",
+                                help="k-NN over the training embeddings (k=1, and a distance-weighted k=20 vote)"
+                                     + ("; zero-shot CLIP from the class names" if clip_ok else
+                                        "; zero-shot CLIP is not offered: no CLIP weights on this machine"))
         uploads = st.file_uploader("Predictions (CSV / Parquet / JSONL with a key and a predicted label, or a JSON list "
                                    "in item order)", accept_multiple_files=True, key="imp_uploads")
         paths = st.text_area("…or paths on the server, one per line (globs allowed)", key="imp_paths", height=68)

@@ -18,9 +18,19 @@ def encoder_select(ws: Workspace, calibrated: list[str]) -> str:
     if st.session_state.get("th_loaded_for") != (str(ws.path), enc):
         t = ws.thresholds_or_none(enc)
         hard, soft = (t.hard, t.soft) if t else (1.0, 1.0)  # uncalibrated: flag nothing until thresholds are chosen
-        st.session_state["th_hard"], st.session_state["th_soft"] = float(hard), float(soft)
+        set_thresholds(hard, soft)
         st.session_state["th_loaded_for"] = (str(ws.path), enc)
     return enc
+
+
+def set_thresholds(hard: float, soft: float) -> None:
+    """Both widgets of each threshold (slider and number box) at once; use in callbacks, before they are drawn."""
+    for which, value in (("hard", hard), ("soft", soft)):
+        st.session_state[f"th_{which}"] = st.session_state[f"th_{which}_n"] = round(float(value), 4)
+
+
+def _sync(src: str, dst: str) -> None:
+    st.session_state[dst] = st.session_state[src]
 
 
 def sliders() -> tuple[float, float]:
@@ -28,13 +38,24 @@ def sliders() -> tuple[float, float]:
     pending = st.session_state.pop("th_pending", None)
     if pending is not None:
         which, value = pending
-        st.session_state[f"th_{which}"] = round(value, 4)
-        if st.session_state["th_soft"] > st.session_state["th_hard"]:
-            other = "hard" if which == "soft" else "soft"
-            st.session_state[f"th_{other}"] = st.session_state[f"th_{which}"]
-    c1, c2, c3 = st.columns([2, 2, 1])
-    c1.slider("Hard threshold", 0.0, 1.0, step=0.0005, format="%.4f", key="th_hard")
-    c2.slider("Soft threshold", 0.0, 1.0, step=0.0005, format="%.4f", key="th_soft")
+        hard = value if which == "hard" else st.session_state["th_hard"]
+        soft = value if which == "soft" else st.session_state["th_soft"]
+        if soft > hard:  # never move the other threshold behind the curator's back
+            st.warning(f"Not moved: soft {soft:.4f} would be above hard {hard:.4f} (soft leakage includes hard). "
+                       "Move the other one first.")
+        else:
+            set_thresholds(hard, soft)
+    for which in ("hard", "soft"):
+        st.session_state.setdefault(f"th_{which}_n", st.session_state[f"th_{which}"])
+    c1, c1n, c2, c2n, c3 = st.columns([2, 0.8, 2, 0.8, 1.2])
+    c1.slider("Hard threshold", 0.0, 1.0, step=0.0001, format="%.4f", key="th_hard", on_change=_sync,
+              args=("th_hard", "th_hard_n"))
+    c1n.number_input("exact hard", 0.0, 1.0, step=0.0001, format="%.4f", key="th_hard_n", on_change=_sync,
+                     args=("th_hard_n", "th_hard"), help="Type the exact value")
+    c2.slider("Soft threshold", 0.0, 1.0, step=0.0001, format="%.4f", key="th_soft", on_change=_sync,
+              args=("th_soft", "th_soft_n"))
+    c2n.number_input("exact soft", 0.0, 1.0, step=0.0001, format="%.4f", key="th_soft_n", on_change=_sync,
+                     args=("th_soft_n", "th_soft"), help="Type the exact value")
     c3.radio("A click on the curve moves", ["soft", "hard"], key="th_click_moves", horizontal=True)
     hard, soft = st.session_state["th_hard"], st.session_state["th_soft"]
     if soft > hard:
