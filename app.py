@@ -6,9 +6,9 @@ import streamlit as st
 
 from ui import home
 from ui.state import init_state
-from ui.widgets import flash, sidebar_workspace, user_errors
+from ui.widgets import ICON, flash, sidebar_workspace, user_errors
 
-st.set_page_config(page_title="Leak review", page_icon=":material/policy:", layout="wide")
+st.set_page_config(page_title="Leak review", page_icon=str(ICON), layout="wide")
 init_state()
 st.title("Data leakage review")
 st.caption("Evaluation images that also sit, exactly or as near-duplicates, in training data.")

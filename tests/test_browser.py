@@ -194,3 +194,21 @@ def test_a_page_switch_keeps_the_reviewer_filters_and_thresholds(server):
         browser.close()
     d = review.latest_decisions(ws)
     assert list(d["reviewer"]) == ["someone-else"] and list(d["decision"]) == ["unsure"]
+
+
+def test_no_request_leaves_the_machine(server):
+    """Every page, as a browser loads it: nothing is fetched from outside (a ":material/…:" favicon was)."""
+    from playwright.sync_api import sync_playwright
+
+    url, ws = server
+    outside = []
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page()
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(
+            (url, url.replace("http", "ws"), "data:", "blob:")) else None)
+        for path in ("", "/Review", "/Thresholds", "/Heatmaps", "/Impact", "/Export", "/Coverage", "/Shortcuts"):
+            page.goto(url + path)
+            page.wait_for_timeout(2500)
+        browser.close()
+    assert outside == []

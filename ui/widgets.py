@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -66,9 +67,12 @@ def sidebar_workspace() -> Workspace | None:
 FIT_PX = 384  # "fit": enlarge small images to about this width so a curator can compare details
 
 
-def page(title: str, icon: str) -> Workspace:
+ICON = Path(__file__).resolve().parents[1] / "assets" / "icon.png"  # local: a ":material/…:" favicon is fetched from the web
+
+
+def page(title: str, icon: str | None = None) -> Workspace:
     """Every page's start: page config, state, the sidebar; stops the page when no workspace is open."""
-    st.set_page_config(page_title=f"{title} · leak review", page_icon=icon, layout="wide")
+    st.set_page_config(page_title=f"{title} · leak review", page_icon=str(ICON), layout="wide")
     state.init_state()
     ws = sidebar_workspace()
     if ws is None:
