@@ -71,7 +71,7 @@ def test_review_filters(ws):
     assert "0 match the filters" in at.get("progress")[0].proto.text
     at.multiselect(key="f_degrees").set_value(["hard"]).run()
     assert "3 match the filters" in at.get("progress")[0].proto.text
-    at.radio(key="f_labels").set_value("different").run()
+    at.button_group(key="f_labels").set_value("different").run()
     assert "0 match the filters" in at.get("progress")[0].proto.text
 
 

@@ -212,3 +212,21 @@ def test_no_request_leaves_the_machine(server):
             page.wait_for_timeout(2500)
         browser.close()
     assert outside == []
+
+
+def test_arrows_move_the_pair_after_a_click_in_the_sidebar(server):
+    """After a click on a sidebar filter, ← and → still move between pairs (a focused radio group took them)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, ws = server
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url + "/Review")
+        expect(page.get_by_text("Pair 1 / 3")).to_be_visible(timeout=60_000)
+        page.get_by_text("closeness to a threshold", exact=True).click()
+        page.wait_for_timeout(1500)
+        page.keyboard.press("ArrowRight")
+        expect(page.get_by_text("Pair 2 / 3")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("3 match the filters")).to_be_visible()
+        browser.close()

@@ -6,6 +6,7 @@ import streamlit as st
 
 from leakcore import review
 from leakcore.api import Project
+from leakcore.leakage import WITHIN
 from ui import data
 from ui.widgets import item_facts, show_image
 
@@ -98,7 +99,8 @@ def pair_view(ws: Workspace, items: pd.DataFrame, pair: pd.Series, all_pairs: pd
         show_image(ws, ev, zoom=zoom)
         item_facts(ev)
     with right:
-        st.markdown(f"**Training neighbour** · `{pair['source']}` · rank {int(pair['rank'])}")
+        heading = "Neighbour in the same split" if pair["source"] == WITHIN else f"Training neighbour · `{pair['source']}`"
+        st.markdown(f"**{heading}** · rank {int(pair['rank'])}")
         show_image(ws, tr, zoom=zoom)
         item_facts(tr)
     others = all_pairs[(all_pairs["eval_item_id"] == pair["eval_item_id"]) & (all_pairs["train_item_id"] != pair["train_item_id"])]
@@ -129,10 +131,31 @@ def grid_mode(ws: Workspace, items: pd.DataFrame, pair: pd.Series, all_pairs: pd
                 label = f"{o['similarity']:.3f} · {o['degree']} · {o['state']}"
                 if st.checkbox(label, key=f"grid_{o['eval_item_id']}_{o['train_item_id']}", value=o["state"] == "unreviewed"):
                     chosen.append((o["eval_item_id"], o["train_item_id"]))
-    bcols = st.columns(4)
-    for col, (decision, label, _) in zip(bcols, DECISION_BUTTONS):
-        col.button(f"{label}: {len(chosen)} selected", key=f"grid_decide_{decision}", disabled=not chosen,
-                   on_click=_decide, args=(str(ws.path), chosen, decision, False), width="stretch")
+    bcols = st.columns([1, 1, 1, 1, 0.2, 1, 1])
+    anonymous = not (st.session_state.get("reviewer") or "").strip()
+    for col, (decision, label, key) in zip(bcols, DECISION_BUTTONS):
+        col.button(f"{label}: {len(chosen)} selected", key=f"grid_decide_{decision}", disabled=not chosen or anonymous,
+                   shortcut=f"Shift+{key}", on_click=_decide_grid, args=(str(ws.path), chosen, decision), width="stretch")
+    queries = list(dict.fromkeys(all_pairs["eval_item_id"]))
+    at = queries.index(pair["eval_item_id"]) if pair["eval_item_id"] in queries else 0
+    bcols[5].button("Previous image", key="grid_prev", shortcut="Left", width="stretch",
+                    on_click=_jump_to_query, args=(all_pairs, queries[max(0, at - 1)]))
+    bcols[6].button("Next image", key="grid_next", shortcut="Right", width="stretch",
+                    on_click=_jump_to_query, args=(all_pairs, queries[min(len(queries) - 1, at + 1)]))
+    st.caption("Keys: Shift+H / S / N / U decide the ticked neighbours · ← → previous / next evaluation image")
+
+
+def _decide_grid(ws_path: str, chosen: list[tuple[str, str]], decision: str) -> None:
+    """Decide the ticked neighbours, then untick them (a decided pair is not chosen for the next decision)."""
+    _decide(ws_path, chosen, decision, False)
+    for e, t in chosen:
+        st.session_state.pop(f"grid_{e}_{t}", None)
+
+
+def _jump_to_query(all_pairs: pd.DataFrame, eval_item_id: str) -> None:
+    """Show the first queued pair of another evaluation image (grid mode's previous / next)."""
+    row = all_pairs[all_pairs["eval_item_id"] == eval_item_id].iloc[0]
+    st.session_state["review_current"] = (row["eval_item_id"], row["train_item_id"])
 
 
 # ---- groups ----------------------------------------------------------------------------------------------------

@@ -128,13 +128,38 @@ def queue_filters(queue: pd.DataFrame) -> dict:
         st.multiselect("Degree", ["hard", "soft", review.BORDERLINE], key="f_degrees", placeholder="all",
                        help="borderline = within 0.05 below the soft threshold")
         st.multiselect("Decision state", list(review.STATES), key="f_states", placeholder="all")
-        st.radio("Labels", ["any", "same", "different"], key="f_labels", horizontal=True)
-        st.radio("Order", list(review.SORTS), key="f_sort")
+        # buttons, not radios: a focused radio group takes ← and →, which belong to the pair navigation
+        st.segmented_control("Labels", ["any", "same", "different"], key="f_labels", selection_mode="single")
+        st.segmented_control("Order", list(review.SORTS), key="f_sort", selection_mode="single")
+    release_sidebar_focus()
     return {
         "eval_splits": st.session_state["f_eval_splits"], "sources": st.session_state["f_sources"],
         "degrees": st.session_state["f_degrees"], "states": st.session_state["f_states"],
-        "label_agreement": st.session_state["f_labels"], "sort": st.session_state["f_sort"],
+        "label_agreement": st.session_state["f_labels"] or "any", "sort": st.session_state["f_sort"] or "similarity",
     }
+
+
+_RELEASE_FOCUS = """<script>
+// A sidebar choice (a radio or a segmented control) keeps the keyboard focus, and then takes ← and → for itself:
+// hand the focus back to the page after the click, so the arrows move between pairs again.
+const doc = window.parent.document;
+if (!doc.__leakReleaseFocus) {
+  doc.__leakReleaseFocus = true;
+  doc.addEventListener("click", (e) => {
+    const t = e.target;
+    if (t.closest && t.closest('[data-testid="stSidebar"]') && t.closest('[role="radio"], [role="radiogroup"]')) {
+      setTimeout(() => { if (doc.activeElement) doc.activeElement.blur(); }, 0);
+    }
+  }, true);
+}
+</script>"""
+
+
+def release_sidebar_focus() -> None:
+    """Keep ← and → for the page after a click on a sidebar choice (see _RELEASE_FOCUS)."""
+    import streamlit.components.v1 as components
+
+    components.html(_RELEASE_FOCUS, height=0)
 
 
 def flash() -> None:
