@@ -118,13 +118,21 @@ def imported_leak_sets(ws, eval_split: str, csv_path: str | Path, train_split: s
     train_split = train_split or next((sid for sid in split_ids(items, "train") if sid.dataset == ds), None)
 
     def ids(split, keys):
+        """Item ids for a list's keys: as written, relative to the split (a "test/x.jpg" key of a split "test"
+        loses its prefix), or full item ids ("dataset/split/key"); the error says which forms were tried."""
+        sid = SplitId.parse(split)
         sub = split_items(items, split)
         m = dict(zip(sub["key"].astype(str), sub["item_id"]))
-        out = [m.get(str(k)) for k in keys]
-        missing = sum(o is None for o in out)
+        m.update({str(i): i for i in sub["item_id"]})
+        prefix = f"{sid.split}/"
+        out = [m.get(str(k)) or (m.get(str(k)[len(prefix):]) if str(k).startswith(prefix) else None) for k in keys]
+        missing = [str(k) for k, o in zip(keys, out) if o is None]
         if missing:
-            raise PredictionsMismatch(f"{Path(csv_path).name}: {missing} keys are not in {split}")
+            raise PredictionsMismatch(
+                f"{Path(csv_path).name}: {len(missing)} keys are not in {split} (e.g. {missing[0]!r}); tried each key "
+                f"as written, without a leading '{prefix}', and as an item id '{sid}/KEY'")
         return out
+
     ev = ids(eval_split, df[eval_col])
     labels = items.set_index("item_id")["label"]
     same = set()

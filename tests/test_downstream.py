@@ -114,6 +114,14 @@ def test_leak_sets_from_flags_decisions_and_an_imported_list(ws, tmp_path):
     pd.DataFrame({"TestID": ["cat/test_000.jpg"], "TrainID": ["dog/train_001.jpg"]}).to_csv(tmp_path / "l.csv", index=False)
     imported = downstream.imported_leak_sets(ws, "d/test", tmp_path / "l.csv")
     assert imported.soft == {"d/test/cat/test_000.jpg"} and not imported.same_label
+    # keys relative to the dataset root (with the split prefix) or full item ids read as well
+    pd.DataFrame({"TestID": ["test/cat/test_000.jpg", "d/test/dog/test_001.jpg"],
+                  "TrainID": ["train/cat/train_000.jpg", "d/train/dog/train_001.jpg"]}).to_csv(tmp_path / "p.csv", index=False)
+    assert downstream.imported_leak_sets(ws, "d/test", tmp_path / "p.csv").soft == {
+        "d/test/cat/test_000.jpg", "d/test/dog/test_001.jpg"}
+    pd.DataFrame({"TestID": ["val/cat/x.jpg"], "TrainID": ["train/cat/train_000.jpg"]}).to_csv(tmp_path / "n.csv", index=False)
+    with pytest.raises(PredictionsMismatch, match="tried each key as written, without a leading 'test/'"):
+        downstream.imported_leak_sets(ws, "d/test", tmp_path / "n.csv")
 
 
 def test_knn_probe_remembers_leaked_items(ws):
