@@ -180,3 +180,11 @@ def test_thresholds_exact_entry_and_reset(ws):
     at.button(key="th_reset").click().run()
     assert (at.slider(key="th_hard").value, at.slider(key="th_soft").value) == (0.9375, 0.6875)  # phash's defaults
     assert any("20 pairs are decided" in c.value for c in at.caption) or not at.get("plotly_chart")
+
+
+def test_review_compare_views(ws):
+    at = run("pages/1_Review.py")
+    for mode in ("overlay", "difference", "flicker", "side by side"):
+        at.button_group(key="compare_mode").set_value(mode).run()
+        assert not at.exception, (mode, at.exception)
+    assert len(at.get("imgs")) + len(at.get("image")) >= 1 and at.button_group(key="compare_mode").value == "side by side"

@@ -89,10 +89,48 @@ def decision_bar(ws: Workspace, pair: pd.Series, size: int) -> None:
     st.text_input("Note (optional, saved with the next decision)", key="review_note")
 
 
+COMPARE_MODES = ["side by side", "overlay", "difference", "flicker"]
+
+
+def _comparison(a, b, mode: str, side: int = 512):
+    """Both images at one size, blended (overlay), as their absolute difference (amplified), or as a two-frame
+    animation (flicker, PNG-free: an animated GIF the browser plays by itself)."""
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageChops
+
+    scale = side / max(a.width, a.height, 1)
+    size = (max(1, round(a.width * scale)), max(1, round(a.height * scale)))
+    resample = Image.Resampling.NEAREST if max(a.size) < 128 else Image.Resampling.LANCZOS
+    a2, b2 = a.convert("RGB").resize(size, resample), b.convert("RGB").resize(size, resample)
+    if mode == "overlay":
+        return Image.blend(a2, b2, 0.5)
+    if mode == "difference":
+        diff = np.asarray(ImageChops.difference(a2, b2), dtype=np.float32)
+        return Image.fromarray(np.clip(diff * 4, 0, 255).astype(np.uint8))  # x4: small differences show
+    buf = io.BytesIO()
+    a2.save(buf, format="GIF", save_all=True, append_images=[b2], duration=600, loop=0)
+    return buf.getvalue()
+
+
 def pair_view(ws: Workspace, items: pd.DataFrame, pair: pd.Series, all_pairs: pd.DataFrame) -> None:
-    """The evaluation image and its training neighbour side by side, with what a curator needs to judge."""
+    """The evaluation image and its training neighbour side by side (or overlaid, as a difference, flickering),
+    with what a curator needs to judge."""
     ev, tr = items.loc[pair["eval_item_id"]], items.loc[pair["train_item_id"]]
     zoom = st.session_state["zoom"]
+    mode = st.segmented_control("Compare", COMPARE_MODES, key="compare_mode", selection_mode="single") or COMPARE_MODES[0]
+    if mode != COMPARE_MODES[0]:
+        a, _ = data.item_image(ws, ev)
+        b, _ = data.item_image(ws, tr)
+        if a is not None and b is not None:
+            c1, c2 = st.columns([2, 1])
+            c1.image(_comparison(a, b, mode), caption={"overlay": "both at 50%", "difference": "|evaluation − training| × 4",
+                                                       "flicker": "evaluation ↔ training, 0.6 s each"}[mode])
+            with c2:
+                item_facts(ev)
+                item_facts(tr)
+            return
     left, right = st.columns(2, gap="large")
     with left:
         st.markdown(f"**Evaluation** · `{pair['eval_split']}`")

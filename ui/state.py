@@ -43,7 +43,7 @@ DEFAULTS = {
 # not draw (another page is open); writing the value back at the start of every run makes it the session's own,
 # which Streamlit keeps (its documented way to keep widget state across pages).
 PERSISTENT = ("reviewer", "f_eval_splits", "f_sources", "f_degrees", "f_states", "f_labels", "f_sort", "zoom",
-              "grid_mode", "review_check", "th_hard", "th_soft", "th_hard_n", "th_soft_n", "th_click_moves", "heat_order",
+              "grid_mode", "review_check", "compare_mode", "th_hard", "th_soft", "th_hard_n", "th_soft_n", "th_click_moves", "heat_order",
               "heat_check")
 
 
