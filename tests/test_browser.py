@@ -168,10 +168,13 @@ def test_a_page_switch_keeps_the_reviewer_filters_and_thresholds(server):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url + "/Thresholds")
         expect(page.get_by_text("Flagged evaluation images")).to_be_visible(timeout=60_000)
-        sliders = page.locator("[data-testid='stSlider'] input[type='range']")
+        hard_slider = page.locator("input[type='range'][aria-label='Hard threshold']")
+        soft_slider = page.locator("input[type='range'][aria-label='Soft threshold']")
 
         def values():
-            return sliders.nth(0).get_attribute("value"), sliders.nth(1).get_attribute("value")
+            expect(hard_slider).to_have_count(1, timeout=30_000)  # the page may still be drawing
+            expect(soft_slider).to_have_count(1, timeout=30_000)
+            return hard_slider.get_attribute("value"), soft_slider.get_attribute("value")
 
         hard_before, soft_before = values()
         assert float(hard_before) == 0.9375 and float(soft_before) == 0.6875  # phash's defaults
