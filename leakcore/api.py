@@ -126,14 +126,12 @@ class Project(Workspace):
         """The jobs a scan needs now, each marked done or to do (reads only)."""
         return _scan.plan_scan(self)
 
-    def scan(self, *, progress: Progress | None = None, batch_size: int = 64, **settings) -> _scan.ScanResult:
-        """Configure with `settings` (encoder, k, flip_queries, encoder_options, grouping), plan, run the jobs locally."""
-        s = self.configure(**settings)
-        from leakcore.encoders import create_encoder
-
-        encoder = create_encoder(s.encoder, **s.options) if _scan._has_images(self) else None
-        plan = _scan.plan_scan(self, encoder=encoder, settings=s)
-        return _scan.run_scan(self, plan, encoder=encoder, progress=progress, batch_size=batch_size)
+    def scan(self, *, progress: Progress | None = None, batch_size: int = 64, encoder: str | None = None,
+             k: int | None = None, flip_queries: bool | None = None, encoder_options: dict | None = None,
+             grouping: bool | None = None) -> _scan.ScanResult:
+        """Configure (None keeps a setting), plan, and run the jobs locally."""
+        return _scan.scan(self, encoder_name=encoder, k=k, flip_queries=flip_queries, encoder_overrides=encoder_options,
+                          grouping=grouping, progress=progress, batch_size=batch_size)
 
     # ---- findings and rates ------------------------------------------------------------------------------
     def check_inputs(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True,

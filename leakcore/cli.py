@@ -127,8 +127,11 @@ def _report(project, *, as_json: bool = False, fail_above_hard=None, fail_above_
     from leakcore import leakage
 
     if as_json:
-        print(json.dumps(project.report(hard=hard, soft=soft, use_decisions=use_decisions), indent=2))
-        table = project.rates(hard=hard, soft=soft, use_decisions=use_decisions)
+        import pandas as pd
+
+        data = project.report(hard=hard, soft=soft, use_decisions=use_decisions)
+        print(json.dumps(data, indent=2))
+        table = pd.DataFrame(data["rates"])
     else:
         ci = project.check_inputs(hard=hard, soft=soft, use_decisions=False)
         source = project.thresholds().source if hard is None and soft is None else "given here"

@@ -104,11 +104,7 @@ def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame |
     if policy.groups:
         from leakcore import grouping
 
-        try:
-            g = grouping.recover_groups(ws, decisions=decisions, pairs=pairs if not pairs.empty else None)
-        except Exception as exc:  # noqa: BLE001 - ThresholdsUncalibrated: explicit groups and decisions still count
-            log.info("group threshold unavailable (%s): explicit groups only", exc)
-            g = grouping.recover_groups(ws, threshold=float("inf"), decisions=decisions)
+        g = grouping.groups_in_force(ws, decisions=decisions, pairs=pairs if not pairs.empty else None)
         reach = grouping.group_reach(g)
         reach = reach[reach["eval_split"] == eval_split].drop_duplicates("eval_item_id").set_index("eval_item_id")
         hit = out["item_id"].isin(reach.index) & ~out["removed"] & ~out["item_id"].isin(keep_ids)

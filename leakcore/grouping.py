@@ -134,6 +134,16 @@ def recover_groups(ws, *, threshold: float | None = None, decisions: pd.DataFram
                   ev, threshold, not train_pairs.empty, len(ids))
 
 
+def groups_in_force(ws, *, decisions: pd.DataFrame | None = None, pairs: pd.DataFrame | None = None) -> Groups:
+    """`recover_groups` at the threshold in force; without one (an uncalibrated encoder), explicit groups and
+    curator decisions alone link items, and the log says so."""
+    try:
+        return recover_groups(ws, decisions=decisions, pairs=pairs)
+    except ThresholdsUncalibrated:
+        log.warning("no group threshold for %s: only explicit groups and curator decisions link items", ws.encoder)
+        return recover_groups(ws, threshold=float("inf"), decisions=decisions, pairs=pairs)
+
+
 def group_reach(groups: Groups, *, strict: bool = False) -> pd.DataFrame:
     """Per (evaluation item, training split) its group reaches: eval_split, train_split, eval_item_id, group_id."""
     col = "strict_group_id" if strict else "group_id"
@@ -144,7 +154,7 @@ def group_reach(groups: Groups, *, strict: bool = False) -> pd.DataFrame:
                                  col: "group_id"})[["eval_split", "train_split", "eval_item_id", "group_id"]]
 
 
-__all__ = ["Groups", "group_reach", "group_threshold", "load_group_pairs", "recover_groups"]
+__all__ = ["Groups", "group_reach", "group_threshold", "groups_in_force", "load_group_pairs", "recover_groups"]
 
 
 # ---- calibrating the "same source" threshold ----------------------------------------------------------------

@@ -26,12 +26,8 @@ class Resplit:
 
 def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> pd.Series:
     from leakcore import grouping, review
-    from leakcore.errors import ThresholdsUncalibrated
 
-    try:
-        groups = grouping.recover_groups(ws, decisions=review.latest_decisions(ws) if use_decisions else None)
-    except ThresholdsUncalibrated:
-        groups = grouping.recover_groups(ws, threshold=float("inf"))
+    groups = grouping.groups_in_force(ws, decisions=review.latest_decisions(ws) if use_decisions else None)
     of = groups.membership.set_index("item_id")["group_id"]
     explicit = items["dataset"].astype(str) + ":" + items["group"].astype(str)
     g = items["item_id"].map(of)

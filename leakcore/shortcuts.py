@@ -137,6 +137,7 @@ class ProbeResult:
     classes: int
     importance: pd.DataFrame = field(default_factory=pd.DataFrame)  # family, importance (drop in balanced accuracy)
     transfer: dict = field(default_factory=dict)  # fit on train, score on eval
+    permutations: int = 0
 
 
 def _classifier(n: int):
@@ -172,10 +173,8 @@ def metadata_probe(meta: pd.DataFrame, labels: pd.Series, *, permutations: int =
     imp = permutation_importance(model, Xb, yb, scoring="balanced_accuracy", n_repeats=5, random_state=seed)
     importance = (pd.DataFrame({"family": families, "importance": imp.importances_mean})
                   .groupby("family", sort=False)["importance"].sum().sort_values(ascending=False).reset_index())
-    result = ProbeResult("metadata", float(score), float(np.mean(perm_scores)), float(p), len(y), len(set(y)), importance)
-    result.transfer = {}
-    result.permutations = permutations
-    return result
+    return ProbeResult("metadata", float(score), float(np.mean(perm_scores)), float(p), len(y), len(set(y)), importance,
+                       permutations=permutations)
 
 
 def metadata_transfer(meta_train: pd.DataFrame, y_train: pd.Series, meta_eval: pd.DataFrame, y_eval: pd.Series) -> dict:

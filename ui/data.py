@@ -250,13 +250,10 @@ def spectra(ws: Workspace, a, b):
 
 @st.cache_resource(show_spinner="Linking groups…", max_entries=4)
 def _groups(path: str, stamp: tuple, dstamp: tuple, other: tuple):
-    from leakcore.errors import ThresholdsUncalibrated
+    from leakcore import grouping
 
     ws = Project.open(path)
-    try:
-        return ws.groups()
-    except ThresholdsUncalibrated:
-        return ws.groups(threshold=float("inf"))  # explicit groups and decisions only
+    return grouping.groups_in_force(ws, decisions=review.latest_decisions(ws))
 
 
 def groups(ws: Workspace):

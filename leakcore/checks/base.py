@@ -1,7 +1,7 @@
 """What a check is (the base class and the findings table) and the registry checks enter; see `leakcore.checks`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import pandas as pd
@@ -26,6 +26,7 @@ class CheckInputs:
     decisions: pd.DataFrame | None = None
     pairs: pd.DataFrame | None = None
     encoder: str | None = None
+    memo: dict = field(default_factory=dict, compare=False, repr=False)  # what several checks derive alike
 
 
 class Check:

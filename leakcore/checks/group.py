@@ -9,23 +9,19 @@ import pandas as pd
 
 from leakcore import leakage
 from leakcore.checks.base import FINDING_COLUMNS, Check, CheckInputs, empty_findings, register_check
-from leakcore.errors import ThresholdsUncalibrated
 
 log = logging.getLogger(__name__)
 
 
 def groups_for(ws, inputs: CheckInputs):
-    """The workspace's groups, or None when it has neither group metadata nor grouping switched on."""
-    from leakcore.grouping import recover_groups
+    """The workspace's groups, or None when it has neither group metadata nor grouping switched on; computed once
+    per set of inputs (the group and the temporal check both read them)."""
+    from leakcore.grouping import groups_in_force
 
-    items = ws.items()
-    if not ws.grouping and not items["group"].notna().any():
-        return None
-    try:
-        return recover_groups(ws, decisions=inputs.decisions, pairs=inputs.pairs)
-    except ThresholdsUncalibrated:
-        log.warning("no group threshold for %s: only explicit groups and curator decisions link items", ws.encoder)
-        return recover_groups(ws, threshold=float("inf"), decisions=inputs.decisions, pairs=inputs.pairs)
+    if "groups" not in inputs.memo:
+        wanted = ws.grouping or ws.items()["group"].notna().any()
+        inputs.memo["groups"] = groups_in_force(ws, decisions=inputs.decisions, pairs=inputs.pairs) if wanted else None
+    return inputs.memo["groups"]
 
 
 def reach_rates(name: str, ws, hard: pd.DataFrame, soft: pd.DataFrame) -> pd.DataFrame:
