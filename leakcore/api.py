@@ -19,7 +19,7 @@ import pandas as pd
 from leakcore import calibrate as _calibrate
 from leakcore import checks as _checks
 from leakcore import coverage as _coverage
-from leakcore import downstream, export as _export, ingest, leakage, review
+from leakcore import downstream, export as _export, fused as _fused, ingest, leakage, review
 from leakcore import scan as _scan
 from leakcore.errors import InvalidInput, UnknownName
 from leakcore.project import Workspace
@@ -117,10 +117,11 @@ class Project(Workspace):
 
     # ---- scan --------------------------------------------------------------------------------------------
     def configure(self, *, encoder: str | None = None, k: int | None = None, flip_queries: bool | None = None,
-                  encoder_options: dict | None = None, grouping: bool | None = None) -> _scan.ScanSettings:
+                  encoder_options: dict | None = None, grouping: bool | None = None,
+                  verify: bool | None = None) -> _scan.ScanSettings:
         """Remember scan settings (None keeps one) and return those in force."""
         return _scan.configure_scan(self, encoder=encoder, k=k, flip_queries=flip_queries, encoder_options=encoder_options,
-                                    grouping=grouping)
+                                    grouping=grouping, verify=verify)
 
     def plan_scan(self) -> _scan.ScanPlan:
         """The jobs a scan needs now, each marked done or to do (reads only)."""
@@ -128,10 +129,21 @@ class Project(Workspace):
 
     def scan(self, *, progress: Progress | None = None, batch_size: int = 64, encoder: str | None = None,
              k: int | None = None, flip_queries: bool | None = None, encoder_options: dict | None = None,
-             grouping: bool | None = None) -> _scan.ScanResult:
-        """Configure (None keeps a setting), plan, and run the jobs locally."""
-        return _scan.scan(self, encoder_name=encoder, k=k, flip_queries=flip_queries, encoder_overrides=encoder_options,
-                          grouping=grouping, progress=progress, batch_size=batch_size)
+             grouping: bool | None = None, verify: bool | None = None, ray: str | None = None,
+             workers: int | None = None) -> _scan.ScanResult:
+        """Configure (None keeps a setting), plan, and run the jobs: here, or on a Ray cluster when `ray` is an
+        address ("local": a Ray started on this machine); the stored results are the same."""
+        if ray is None:
+            return _scan.scan(self, encoder_name=encoder, k=k, flip_queries=flip_queries,
+                              encoder_overrides=encoder_options, grouping=grouping, verify=verify, progress=progress,
+                              batch_size=batch_size)
+        from leakcore import distributed
+
+        settings = _scan.configure_scan(self, encoder=encoder, k=k, flip_queries=flip_queries,
+                                        encoder_options=encoder_options, grouping=grouping, verify=verify)
+        plan = _scan.plan_scan(self, settings=settings)
+        return distributed.run_scan_ray(self, plan, address=None if ray == "local" else ray, workers=workers,
+                                        progress=progress, batch_size=batch_size)
 
     # ---- findings and rates ------------------------------------------------------------------------------
     def check_inputs(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True,
@@ -214,6 +226,30 @@ class Project(Workspace):
 
     def calibration(self, encoder: str | None = None) -> _calibrate.CalibrationResult | None:
         return _calibrate.load(self, encoder)
+
+    # ---- verification and the fused score ------------------------------------------------------------------
+    def verify(self, *, refit: bool = False, queries: int = 200, progress: Progress | None = None,
+               should_stop=None) -> "_fused.FusedModel":
+        """Fit the fused score when there is none (or `refit`: e.g. after enough decisions), then verify every
+        stored candidate pair (evidence is cached by the two images' content; an interrupted run resumes)."""
+        from leakcore import verify as _verify
+
+        fm = None if refit else _fused.load(self)
+        fm = fm or _fused.fit(self, queries=queries, progress=progress)
+        pairs = leakage.load_pairs(self, raw=True)  # cross-split and within-split pairs alike
+        _verify.compute_evidence(self, _fused.candidates(pairs, fm.candidate), progress=progress,
+                                 should_stop=should_stop)
+        return fm
+
+    def fused_model(self) -> "_fused.FusedModel | None":
+        return _fused.load(self)
+
+    def use_score(self, score: str) -> None:
+        """Score pairs by "similarity" (the embedding's) or "fused" (needs a fitted model) everywhere."""
+        if score == "fused" and _fused.load(self) is None:
+            raise InvalidInput("the fused score has no fitted model yet", cli=f"run `leakcore verify {self.path}` first",
+                               page="Verify the candidate pairs first")
+        self.set_score(score)
 
     # ---- decisions ---------------------------------------------------------------------------------------
     @property

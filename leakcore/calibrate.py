@@ -113,6 +113,74 @@ def transformation_suite() -> list[Transform]:
 COPY_TRANSFORMS = ("identity", "jpeg_q75", "jpeg_q30")
 
 
+def _translate(fraction: float):
+    """Shift the content by `fraction` of the size (right and down), the uncovered edge repeating its border
+    row and column, as a copy re-framed by a few pixels looks."""
+    def fn(img: Image.Image, rng) -> Image.Image:
+        arr = np.asarray(img)
+        dy, dx = max(1, round(fraction * img.height)), max(1, round(fraction * img.width))
+        arr = np.pad(arr, ((dy, 0), (dx, 0), (0, 0)), mode="edge")[: img.height, : img.width]
+        return Image.fromarray(arr)
+
+    return fn
+
+
+def _recrop(keep: float):
+    """Crop a window of `keep` of each side at a random place and scale it back to the original size."""
+    def fn(img: Image.Image, rng) -> Image.Image:
+        w, h = max(1, round(img.width * keep)), max(1, round(img.height * keep))
+        x, y = int(rng.integers(0, img.width - w + 1)), int(rng.integers(0, img.height - h + 1))
+        return img.crop((x, y, x + w, y + h)).resize(img.size, Image.Resampling.BICUBIC)
+
+    return fn
+
+
+def _text(img: Image.Image, rng) -> Image.Image:
+    """A caption in white with a dark outline across the lower part of the image."""
+    from PIL import ImageDraw, ImageFont
+
+    out = img.copy()
+    size = max(6, img.height // 7)
+    font = ImageFont.load_default(size=size)
+    words = "".join(rng.choice(list("ABCDEFGHKLMNPRSTUVWXYZ0123456789"), size=10))
+    ImageDraw.Draw(out).text((img.width // 20, img.height - 2 * size), words, fill="white", font=font,
+                             stroke_width=max(1, size // 8), stroke_fill="black")
+    return out
+
+
+def _logo(img: Image.Image, rng) -> Image.Image:
+    """A semi-opaque logo (a ring and a bar) in a random corner, a fifth of the shorter side."""
+    from PIL import ImageDraw
+
+    side = max(6, min(img.size) // 5)
+    mark = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+    d = ImageDraw.Draw(mark)
+    d.ellipse((0, 0, side - 1, side - 1), outline=(255, 255, 255, 200), width=max(1, side // 6))
+    d.rectangle((side // 4, side // 2 - side // 10, 3 * side // 4, side // 2 + side // 10), fill=(255, 40, 40, 200))
+    corner = int(rng.integers(4))
+    x = 2 if corner % 2 == 0 else img.width - side - 2
+    y = 2 if corner < 2 else img.height - side - 2
+    out = img.convert("RGBA")
+    out.alpha_composite(mark, (max(0, x), max(0, y)))
+    return out.convert("RGB")
+
+
+def extended_suite() -> list[Transform]:
+    """The paper's suite plus the edits it lacks, which copies on the web carry: translations, re-crops with
+    re-scaling, text and logo overlays, and re-compression at low quality (the verification stage's training
+    and measurement set)."""
+    t = Transform
+    return transformation_suite() + [
+        t("jpeg_q10", "compression", "JPEG re-encode at quality 10", _jpeg(10)),
+        t("shift8", "translation", "content shifted by 8% right and down, border repeated", _translate(0.08)),
+        t("shift15", "translation", "content shifted by 15% right and down, border repeated", _translate(0.15)),
+        t("recrop85", "recrop", "85% window at a random place, scaled back to full size", _recrop(0.85)),
+        t("recrop70", "recrop", "70% window at a random place, scaled back to full size", _recrop(0.70)),
+        t("text", "overlay", "a ten-character caption across the lower part", _text),
+        t("logo", "overlay", "a semi-opaque logo in a corner, a fifth of the shorter side", _logo),
+    ]
+
+
 # ---- the estimator ------------------------------------------------------------------------------------
 class ThresholdCalibrator:
     """Choose hard and soft thresholds from scored pairs (scikit-learn style: learned values end in `_`).

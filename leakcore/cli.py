@@ -108,14 +108,15 @@ def cmd_scan(args) -> int:
     options = {"input_size": args.input_size, "weights": args.weights}
     if args.plan:
         project.configure(encoder=args.encoder, k=args.k, flip_queries=args.flip_queries, encoder_options=options,
-                          grouping=args.grouping)
+                          grouping=args.grouping, verify=args.verify)
         plan = project.plan_scan()
         print(plan.describe().to_string(index=False))
         print(f"{len(plan.todo)} of {len(plan.jobs)} jobs to do")
         return 0
     bars = _Bars()
     result = project.scan(progress=bars, batch_size=args.batch_size, encoder=args.encoder, k=args.k,
-                          flip_queries=args.flip_queries, encoder_options=options, grouping=args.grouping)
+                          flip_queries=args.flip_queries, encoder_options=options, grouping=args.grouping,
+                          verify=args.verify, ray=args.ray, workers=args.workers)
     bars.close()
     print(f"scan with {result.encoder}: {len(result.pairs_searched)} split pairs searched, "
           f"{len(result.pairs_skipped)} unchanged, {result.seconds:.1f}s")
@@ -281,6 +282,41 @@ def cmd_coverage(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    project = _project(args.dir)
+    if args.use is None or args.use == "fused":
+        bars = _Bars()
+        fm = project.verify(refit=args.refit, queries=args.queries, progress=bars)
+        bars.close()
+    if args.use is not None:
+        project.use_score(args.use)
+    fm = project.fused_model()
+    if fm is None:
+        print("no fused model yet: run `leakcore verify DIR`")
+        return 0
+    m = fm.meta
+    print(f"fused score ({fm.encoder}): fitted on {m['suite_pairs']} suite pairs from {m['queries']} training images"
+          f" + {m['decisions_used']} curator decisions; AUC {m['auc']:.4f} (raw similarity {m['raw_auc']:.4f})")
+    print(f"candidate pairs: raw similarity >= {fm.candidate:.4f}; fused thresholds hard {fm.hard:.4f}, soft {fm.soft:.4f}")
+    import pandas as pd
+
+    from leakcore import leakage
+
+    pairs = leakage.load_pairs(project, raw=True)
+    from leakcore import fused
+
+    scored = fused.with_fused(project, pairs[~pairs["within"]], fm)
+    raw = project.thresholds(score="similarity")
+    rows = []
+    for ev, grp in scored.groupby("eval_split", sort=True):
+        rows.append({"eval split": ev, "verified pairs": int(grp["verified"].sum()),
+                     "flagged (raw soft)": int(grp.loc[grp["raw_similarity"] >= raw.soft, "eval_item_id"].nunique()),
+                     "flagged (fused soft)": int(grp.loc[grp["fused"] >= fm.soft, "eval_item_id"].nunique())})
+    print(pd.DataFrame(rows).to_string(index=False))
+    print(f"pairs are scored by: {project.score}" + ("" if project.score == "fused" else " (use the fused score: --use fused)"))
+    return 0
+
+
 def cmd_groups(args) -> int:
     project = _project(args.dir)
     if args.calibrate:
@@ -423,6 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip-queries", action=argparse.BooleanOptionalAction, default=None,
                    help="also search each evaluation image's mirror image (catches flipped copies)")
     p.add_argument("--plan", action="store_true", help="show the scan's jobs and which are done, and run nothing")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the jobs on a Ray cluster (ADDRESS: auto, host:6379 or ray://host:10001); "
+                        "alone: a local Ray on this machine. The workspace must be on a file system all nodes see")
+    p.add_argument("--workers", type=int, help="embedding actors on the cluster (default: one per CPU, or per GPU)")
+    p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
+                   help="check candidate pairs on their pixels and fit the fused score (kept; see `leakcore verify`)")
     p.add_argument("--grouping", action=argparse.BooleanOptionalAction, default=None,
                    help="also search training splits against each other, so groups are recovered across all splits")
     p.set_defaults(func=cmd_scan)
@@ -488,6 +530,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", type=int, default=10, help="how many outliers to list")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_coverage)
+
+    p = sub.add_parser("verify", help="check candidate pairs on their pixels; fit and use the fused leak score")
+    p.add_argument("dir")
+    p.add_argument("--refit", action="store_true", help="fit the fused score again (curator decisions join it)")
+    p.add_argument("--queries", type=int, default=200, help="training images the fitting suite edits")
+    p.add_argument("--use", choices=["fused", "similarity"], help="score pairs by this everywhere (kept)")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("groups", help="groups of one source across splits (explicit, recovered, confirmed); settings")
     p.add_argument("dir")

@@ -85,7 +85,7 @@ def recover_groups(ws, *, threshold: float | None = None, decisions: pd.DataFram
         e = pd.DataFrame({"a": first.to_numpy(), "b": explicit["item_id"].astype(str).to_numpy(), "kind": "explicit",
                           "similarity": np.nan})
         edges.append(e[e["a"] != e["b"]])
-    stored = leakage.load_pairs(ws) if pairs is None else pairs
+    stored = leakage.load_pairs(ws, raw=True) if pairs is None else pairs  # the group threshold is on the raw one
     train_pairs = load_group_pairs(ws)
     all_pairs = pd.concat([stored, train_pairs], ignore_index=True)[["eval_item_id", "train_item_id", "similarity"]]
     all_pairs = all_pairs[all_pairs["eval_item_id"] != all_pairs["train_item_id"]]

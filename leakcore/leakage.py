@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -24,9 +25,28 @@ ALL_SOURCES = "(all training sources)"
 DECISION_DEGREE = {Decision.HARD.value: HARD, Decision.SOFT.value: SOFT, Decision.NOT_LEAK.value: NONE}
 
 
-def load_pairs(ws, encoder: str | None = None) -> pd.DataFrame:
-    """Every stored neighbour row: eval_split, train_split, eval_item_id, rank, train_item_id, similarity."""
-    return load_pair_tables(ws.neighbors_dir(encoder or ws.encoder))
+# Scores other than the raw similarity (name -> fn(ws, pairs, encoder) -> pairs whose `similarity` is that score,
+# with the raw one kept in `raw_similarity`). `leakcore.fused` registers "fused"; the facade imports it.
+SCORE_PROVIDERS: dict[str, Callable[..., pd.DataFrame]] = {}
+
+
+def register_score(name: str, fn: Callable[..., pd.DataFrame]) -> None:
+    SCORE_PROVIDERS[name] = fn
+
+
+def load_pairs(ws, encoder: str | None = None, *, raw: bool = False) -> pd.DataFrame:
+    """Every stored neighbour row: eval_split, train_split, eval_item_id, rank, train_item_id, similarity.
+
+    `similarity` is the score the workspace uses (`ws.score`): the raw embedding similarity, or the fused
+    score (then `raw_similarity` holds the raw one); `raw=True` always gives the raw similarity."""
+    encoder = encoder or ws.encoder
+    pairs = load_pair_tables(ws.neighbors_dir(encoder))
+    if raw or ws.score == "similarity":
+        return pairs
+    if ws.score not in SCORE_PROVIDERS:
+        raise UnknownName(f"the workspace scores pairs by {ws.score!r}, which no loaded module provides",
+                          cli="use the leakcore command or leakcore.Project, which load every score")
+    return SCORE_PROVIDERS[ws.score](ws, pairs, encoder)
 
 
 def load_pair_tables(root) -> pd.DataFrame:

@@ -24,6 +24,7 @@ CONFIG_NAME = "project.toml"
 ITEMS_NAME = "items.parquet"
 DEFAULT_ENCODER = "sscd-distilled"
 DEFAULT_K = 10
+SCORES = ("similarity", "fused")  # what pairs are scored by (see leakcore.fused)
 
 
 class Thresholds(tuple):
@@ -187,9 +188,16 @@ class Workspace:
                 g[key] = value
         self.save_config()
 
+    @property
+    def verification(self) -> bool:
+        """Check candidate pairs on their pixels after the search (the verification stage, leakcore.verify)."""
+        return bool(self.config["settings"].get("verify", False))
+
     def set_settings(self, *, encoder: str | None = None, k: int | None = None, flip_queries: bool | None = None,
-                     grouping: bool | None = None) -> None:
-        """Change the encoder, k, query flips or grouping; `None` keeps the current value."""
+                     grouping: bool | None = None, verify: bool | None = None) -> None:
+        """Change the encoder, k, query flips, grouping or verification; `None` keeps the current value."""
+        if verify is not None:
+            self.config["settings"]["verify"] = bool(verify)
         if grouping is not None:
             self.config["settings"]["grouping"] = bool(grouping)
         if flip_queries is not None:
@@ -200,15 +208,36 @@ class Workspace:
             self.config["settings"]["k"] = int(k)
         self.save_config()
 
-    def thresholds(self, encoder: str | None = None) -> Thresholds:
+    @property
+    def score(self) -> str:
+        """What pairs are scored by: "similarity" (the embedding's) or "fused" (with pixel verification)."""
+        return str(self.config["settings"].get("score", "similarity"))
+
+    def set_score(self, score: str) -> None:
+        if score not in SCORES:
+            raise InvalidInput(f"score must be one of {', '.join(SCORES)}, got {score!r}")
+        self.config["settings"]["score"] = score
+        self.save_config()
+
+    def _threshold_key(self, encoder: str, score: str | None) -> str:
+        score = score or self.score
+        return encoder if score == "similarity" else f"{encoder}+{score}"
+
+    def thresholds(self, encoder: str | None = None, *, score: str | None = None) -> Thresholds:
         """(hard, soft) in force for `encoder`: the project's own, else the encoder's measured defaults.
 
         An encoder nobody calibrated has no defaults: that raises `ThresholdsUncalibrated` (calibrate first)
         rather than borrowing another encoder's numbers."""
         encoder = encoder or self.encoder
-        own = self.config["thresholds"].get(encoder)
+        own = self.config["thresholds"].get(self._threshold_key(encoder, score))
         if own:
-            return Thresholds(float(own["hard"]), float(own["soft"]), "project")
+            return Thresholds(float(own["hard"]), float(own["soft"]), "project" if own.get("source") != "fused model"
+                              else "fused model")
+        if (score or self.score) != "similarity":
+            raise ThresholdsUncalibrated(
+                f"the {score or self.score} score of {encoder} has no thresholds yet (no fitted model)",
+                cli=f"fit it first: `leakcore verify {self.path} --fit`",
+                page="Fit the fused score first (Thresholds page, Fused score)")
         spec = get_spec(encoder)
         if not spec.calibrated:
             raise ThresholdsUncalibrated(
@@ -217,19 +246,22 @@ class Workspace:
                 page="Calibrate first on the Thresholds page, then apply the suggested values")
         return Thresholds(spec.hard_threshold, spec.soft_threshold, "encoder default")
 
-    def thresholds_or_none(self, encoder: str | None = None) -> Thresholds | None:
+    def thresholds_or_none(self, encoder: str | None = None, *, score: str | None = None) -> Thresholds | None:
         """Like `thresholds`, but None for an uncalibrated encoder (for views that can go on without them)."""
         try:
-            return self.thresholds(encoder)
+            return self.thresholds(encoder, score=score)
         except ThresholdsUncalibrated:
             return None
 
-    def set_thresholds(self, hard: float, soft: float, *, encoder: str | None = None, source: str = "manual") -> None:
-        """Store project thresholds for an encoder; every reader derives degrees from them."""
+    def set_thresholds(self, hard: float, soft: float, *, encoder: str | None = None, source: str = "manual",
+                       score: str | None = None) -> None:
+        """Store project thresholds for an encoder and score (default: the one in use); every reader derives
+        degrees from them."""
         if not 0.0 < soft <= hard <= 1.0 + 1e-9:
             raise InvalidInput(f"thresholds must satisfy 0 < soft <= hard <= 1, got hard={hard}, soft={soft}")
         encoder = encoder or self.encoder
-        self.config["thresholds"][encoder] = {"hard": float(hard), "soft": float(soft), "source": source}
+        self.config["thresholds"][self._threshold_key(encoder, score)] = {"hard": float(hard), "soft": float(soft),
+                                                                          "source": source}
         self.save_config()
 
     # ---- datasets and items ---------------------------------------------------------------

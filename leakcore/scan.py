@@ -39,6 +39,7 @@ class ScanResult:
     pairs_searched: list[tuple[str, str]] = field(default_factory=list)
     pairs_skipped: list[tuple[str, str]] = field(default_factory=list)
     embedded_splits: list[str] = field(default_factory=list)
+    verified: list[str] = field(default_factory=list)  # fit and verification jobs run
     seconds: float = 0.0
 
 
@@ -92,6 +93,7 @@ class ScanSettings:
     flip_queries: bool = False
     encoder_options: tuple[tuple[str, object], ...] = ()
     grouping: bool = False  # also search training splits against each other (group recovery reads them)
+    verify: bool = False  # check candidate pairs on their pixels (leakcore.verify) and fit the fused score
 
     @property
     def options(self) -> dict:
@@ -99,16 +101,19 @@ class ScanSettings:
 
     @classmethod
     def of(cls, ws) -> "ScanSettings":
-        return cls(ws.encoder, ws.k, ws.flip_queries, tuple(sorted(ws.encoder_options.items())), ws.grouping)
+        return cls(ws.encoder, ws.k, ws.flip_queries, tuple(sorted(ws.encoder_options.items())), ws.grouping,
+                   ws.verification)
 
 
 def configure_scan(ws, *, encoder: str | None = None, k: int | None = None, flip_queries: bool | None = None,
-                   encoder_options: dict | None = None, grouping: bool | None = None) -> ScanSettings:
+                   encoder_options: dict | None = None, grouping: bool | None = None,
+                   verify: bool | None = None) -> ScanSettings:
     """Record scan settings in project.toml (None keeps a setting) and return those in force."""
     if (encoder is not None and encoder != ws.encoder) or (k is not None and int(k) != ws.k) or \
             (flip_queries is not None and bool(flip_queries) != ws.flip_queries) or \
-            (grouping is not None and bool(grouping) != ws.grouping):
-        ws.set_settings(encoder=encoder, k=k, flip_queries=flip_queries, grouping=grouping)
+            (grouping is not None and bool(grouping) != ws.grouping) or \
+            (verify is not None and bool(verify) != ws.verification):
+        ws.set_settings(encoder=encoder, k=k, flip_queries=flip_queries, grouping=grouping, verify=verify)
     ws.set_encoder_options(**(encoder_options or {}))
     return ScanSettings.of(ws)
 
@@ -164,7 +169,32 @@ class SearchJob:
         return self.eval_split == self.train_split
 
 
-Job = Union[EmbedJob, SearchJob]
+@dataclass(frozen=True)
+class FitJob:
+    """Fit the fused score (leakcore.fused) on the extended suite; done when a model is stored."""
+
+    encoder: str
+    done: bool
+
+    @property
+    def name(self) -> str:
+        return "fit fused score"
+
+
+@dataclass(frozen=True)
+class VerifyJob:
+    """Verify the candidate pairs of one stored neighbour table; done when every candidate has evidence."""
+
+    eval_split: SplitId
+    train_split: SplitId
+    done: bool
+
+    @property
+    def name(self) -> str:
+        return f"verify {self.eval_split} -> {self.train_split}"
+
+
+Job = Union[EmbedJob, SearchJob, FitJob, VerifyJob]
 
 
 @dataclass(frozen=True)
@@ -183,8 +213,12 @@ class ScanPlan:
 
     def describe(self) -> pd.DataFrame:
         """One row per job: what, state and key (for `leakcore scan --plan` and the page)."""
-        return pd.DataFrame([{"job": j.name, "state": "done" if j.done else "to do",
-                              "detail": f"{j.todo} images to embed" if isinstance(j, EmbedJob) else f"key {j.key}"}
+        def detail(j: Job) -> str:
+            if isinstance(j, EmbedJob):
+                return f"{j.todo} images to embed"
+            return f"key {j.key}" if isinstance(j, SearchJob) else ""
+
+        return pd.DataFrame([{"job": j.name, "state": "done" if j.done else "to do", "detail": detail(j)}
                              for j in self.jobs])
 
 
@@ -244,7 +278,29 @@ def plan_scan(ws, *, encoder: Encoder | None = None, settings: ScanSettings | No
                 key = _digest(q.key, c.key, settings.k, "groups")
                 done = stored_key(pair_path(ws, settings.encoder, q.split, c.split, "groups")) == key
                 jobs.append(SearchJob(q.split, c.split, settings.k, key, done, "groups"))
+    if settings.verify:
+        jobs += _verify_jobs(ws, settings, [j for j in jobs if isinstance(j, SearchJob) and j.kind == "neighbors"])
     return ScanPlan(settings, fingerprint, tuple(splits), tuple(jobs))
+
+
+def _verify_jobs(ws, settings: ScanSettings, searches: list[SearchJob]) -> list[Job]:
+    """The fit (when no model is stored) and one verification per eval x train table; a table is done when
+    its search is done and every candidate pair in it has evidence."""
+    from leakcore import fused, leakage, verify
+
+    model = fused.load(ws, settings.encoder)
+    jobs: list[Job] = [FitJob(settings.encoder, model is not None)]
+    store = verify.EvidenceStore(ws) if model is not None else None
+    items = ws.items().drop_duplicates("item_id").set_index("item_id")["sha256"] if model is not None else None
+    for s in searches:
+        done = False
+        path = pair_path(ws, settings.encoder, s.eval_split, s.train_split)
+        if s.done and model is not None and path.exists():
+            table = fused.candidates(pd.read_parquet(path), model.candidate)
+            done = not store.missing(items.reindex(table["eval_item_id"]).to_numpy(),
+                                     items.reindex(table["train_item_id"]).to_numpy()).any()
+        jobs.append(VerifyJob(s.eval_split, s.train_split, done))
+    return jobs
 
 
 # ---- running jobs --------------------------------------------------------------------------------------------
@@ -285,6 +341,16 @@ class ScanContext:
             self._vectors[(sid, mirror)] = (grp["item_id"].astype(str).to_numpy()[have], vecs[have])
         return self._vectors[(sid, mirror)]
 
+    def embed(self, job: EmbedJob) -> None:
+        """Fill the cache for one embedding job (here: in this process; a cluster context fans it out)."""
+        self.vectors(job.split, mirror=job.mirror, stage=job.name)
+
+    def knn(self, queries: np.ndarray, split: SplitInput, k: int, self_index: np.ndarray | None):
+        """Exact top-k of `queries` in a collection split, block by block within the memory budget."""
+        block_rows = search.block_rows_for(queries.shape[1], self.budget_bytes)
+        _, blocks = self.blocks(split, block_rows)
+        return search.knn(queries, blocks, k, self_index=self_index, budget_bytes=self.budget_bytes)
+
     def blocks(self, split: SplitInput, block_rows: int):
         if split.embeddings_source is not None:
             ds = self.ws.datasets[split.split.dataset]
@@ -295,24 +361,34 @@ class ScanContext:
 
 
 def run_job(ctx: ScanContext, job: Job) -> None:
-    """Run one job of the plan (embedding writes cache shards; search writes one neighbour table)."""
+    """Run one job of the plan (embedding writes cache shards; search writes one neighbour table; the fit
+    stores the fused model; verification stores evidence for the candidate pairs of one table)."""
+    if isinstance(job, FitJob):
+        from leakcore import fused
+
+        fused.fit(ctx.ws, encoder_name=job.encoder, progress=ctx.progress)
+        return
+    if isinstance(job, VerifyJob):
+        from leakcore import fused, verify
+
+        model = fused.load(ctx.ws, ctx.plan.settings.encoder)
+        table = pd.read_parquet(pair_path(ctx.ws, ctx.plan.settings.encoder, job.eval_split, job.train_split))
+        verify.compute_evidence(ctx.ws, fused.candidates(table, model.candidate), progress=ctx.report(job.name))
+        return
     if isinstance(job, EmbedJob):
-        ctx.vectors(job.split, mirror=job.mirror, stage=job.name)
+        ctx.embed(job)
         return
     q = ctx.plan.split(job.eval_split)
     c = ctx.plan.split(job.train_split)
     if ctx.progress:
         ctx.progress(job.name, 0, 1)
     q_ids, q_vecs = ctx.vectors(q.split)
-    block_rows = search.block_rows_for(q_vecs.shape[1], ctx.budget_bytes)
-    c_ids, blocks = ctx.blocks(c, block_rows)
+    c_ids, _ = ctx.blocks(c, 1)
     self_index = np.arange(len(q_ids)) if job.within else None
-    sim, idx = search.knn(q_vecs, blocks, job.k, self_index=self_index, budget_bytes=ctx.budget_bytes)
+    sim, idx = ctx.knn(q_vecs, c, job.k, self_index)
     if q.mirror_key is not None and job.kind == "neighbors":
         _, mirrored = ctx.vectors(q.split, mirror=True)
-        _, blocks = ctx.blocks(c, block_rows)
-        flipped = search.knn(mirrored, blocks, job.k, self_index=self_index, budget_bytes=ctx.budget_bytes)
-        sim, idx = search.merge_results([(sim, idx), flipped], job.k)
+        sim, idx = search.merge_results([(sim, idx), ctx.knn(mirrored, c, job.k, self_index)], job.k)
     write_pair_table(ctx.ws, ctx.plan.settings.encoder, str(job.eval_split), str(job.train_split),
                      pairs_table(q_ids, c_ids, sim, idx), kind=job.kind, key=job.key, k=job.k, encoder=ctx.plan.settings.encoder,
                      queries=int(len(q_ids)), collection=int(len(c_ids)))
@@ -321,11 +397,13 @@ def run_job(ctx: ScanContext, job: Job) -> None:
 
 
 def run_scan(ws, plan: ScanPlan, *, encoder: Encoder | None = None, progress: ScanProgress | None = None,
-             batch_size: int = 64, shard_size: int = 4096, budget_bytes: int = search.DEFAULT_BLOCK_BYTES) -> ScanResult:
-    """Run the plan's jobs that are not done, in order, then drop neighbour tables of splits that left."""
+             batch_size: int = 64, shard_size: int = 4096, budget_bytes: int = search.DEFAULT_BLOCK_BYTES,
+             context: ScanContext | None = None) -> ScanResult:
+    """Run the plan's jobs that are not done, in order, then drop neighbour tables of splits that left.
+    `context` runs them elsewhere (leakcore.distributed.RayContext: on a Ray cluster)."""
     t0 = time.perf_counter()
-    ctx = ScanContext(ws, plan, encoder=encoder, batch_size=batch_size, shard_size=shard_size,
-                      budget_bytes=budget_bytes, progress=progress)
+    ctx = context or ScanContext(ws, plan, encoder=encoder, batch_size=batch_size, shard_size=shard_size,
+                                 budget_bytes=budget_bytes, progress=progress)
     result = ScanResult(encoder=plan.settings.encoder)
     for job in plan.jobs:
         if isinstance(job, EmbedJob):
@@ -333,6 +411,11 @@ def run_scan(ws, plan: ScanPlan, *, encoder: Encoder | None = None, progress: Sc
                 result.embedded_splits.append(str(job.split))
             if not job.done:
                 run_job(ctx, job)
+            continue
+        if isinstance(job, (FitJob, VerifyJob)):
+            if not job.done:
+                run_job(ctx, job)
+                result.verified.append(job.name)
             continue
         pair = (str(job.eval_split), str(job.train_split))
         if job.done:
@@ -359,10 +442,11 @@ def scan(
     shard_size: int = 4096,
     flip_queries: bool | None = None,
     grouping: bool | None = None,
+    verify: bool | None = None,
 ) -> ScanResult:
     """Configure (settings given here are remembered), plan and run a scan: the local, in-order path."""
     settings = configure_scan(ws, encoder=encoder_name, k=k, flip_queries=flip_queries, encoder_options=encoder_overrides,
-                              grouping=grouping)
+                              grouping=grouping, verify=verify)
     encoder = create_encoder(settings.encoder, **settings.options) if _has_images(ws) else None
     plan = plan_scan(ws, encoder=encoder, settings=settings)
     return run_scan(ws, plan, encoder=encoder, progress=progress, batch_size=batch_size, shard_size=shard_size,

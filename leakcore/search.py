@@ -77,17 +77,32 @@ def knn(
     kk = k + (1 if self_index is not None else 0)
     if isinstance(collection, np.ndarray):
         collection = iter_blocks(collection, block_rows_for(queries.shape[1], budget_bytes))
+    results = (block_result(queries, block, offset, kk) for offset, block in collection) if nq else iter(())
+    return merge_blocks(results, nq, k, self_index=self_index)
+
+
+def block_result(queries: np.ndarray, block: np.ndarray, offset: int, kk: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Top-kk of the queries in one collection block, rows numbered from `offset`, padded to kk columns (None for
+    an empty block). A cluster's search tasks compute exactly this, so their merge is the local one."""
+    if block.shape[0] == 0:
+        return None
+    D, I = _knn_block(np.ascontiguousarray(queries, dtype=np.float32), np.ascontiguousarray(block, dtype=np.float32),
+                      min(kk, block.shape[0]))
+    I = np.where(I >= 0, I + offset, -1)
+    if D.shape[1] < kk:
+        D = np.pad(D, ((0, 0), (0, kk - D.shape[1])), constant_values=-np.inf)
+        I = np.pad(I, ((0, 0), (0, kk - I.shape[1])), constant_values=-1)
+    return np.ascontiguousarray(D, dtype=np.float32), np.ascontiguousarray(I, dtype=np.int64)
+
+
+def merge_blocks(results: Iterable[tuple[np.ndarray, np.ndarray] | None], nq: int, k: int, *,
+                 self_index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Merge per-block top-kk results, fed in collection order, into the top-k (faiss ResultHeap)."""
+    kk = k + (1 if self_index is not None else 0)
     heap = faiss.ResultHeap(nq, kk, keep_max=True)
-    if nq:
-        for offset, block in collection:
-            if block.shape[0] == 0:
-                continue
-            D, I = _knn_block(queries, np.ascontiguousarray(block, dtype=np.float32), min(kk, block.shape[0]))
-            I = np.where(I >= 0, I + offset, -1)
-            if D.shape[1] < kk:
-                D = np.pad(D, ((0, 0), (0, kk - D.shape[1])), constant_values=-np.inf)
-                I = np.pad(I, ((0, 0), (0, kk - I.shape[1])), constant_values=-1)
-            heap.add_result(np.ascontiguousarray(D, dtype=np.float32), np.ascontiguousarray(I, dtype=np.int64))
+    for r in results:
+        if r is not None:
+            heap.add_result(*r)
     heap.finalize()
     D, I = heap.D, heap.I
     if self_index is not None:

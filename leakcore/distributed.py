@@ -1,0 +1,205 @@
+"""The scan on a Ray cluster: the same plan, the same jobs, the same stored results.
+
+What runs where:
+- the driver (the machine that runs `leakcore scan --ray`) plans, merges and writes: it reads the plan, tracks
+  progress, merges each query block's per-block top-k in collection order (the local merge, so the neighbours
+  are the local ones, tie for tie), and writes every neighbour table;
+- embedding runs in an actor pool, one encoder per actor (a GPU per actor when the cluster has GPUs); an actor
+  embeds a chunk of images and commits it to the workspace's content-addressed cache as one shard, so a
+  chunk is done or not, never half;
+- search runs as tasks over (query block x collection block): a task gets its query block from the object
+  store and reads its collection block itself: from the object store for image splits, from the
+  memory-mapped shards for precomputed (clip-retrieval) embeddings, so no worker holds a collection.
+
+Storage: the workspace must be on a file system every node sees at the same path (NFS, a cluster's shared
+disk, or one machine). That is the one mode supported: actors write cache shards straight into it, and a
+re-run skips what is there, on any node. Query vectors and image-split collections travel through Ray's
+object store.
+
+Faults: a killed actor is restarted and its chunk retried (`max_restarts`, `max_task_retries`); a killed task
+is retried (`max_retries`); a stopped driver leaves committed shards and tables, and the next run's plan skips
+them, as the local scan does.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from leakcore import embed, search
+from leakcore.errors import InvalidInput
+from leakcore.scan import EmbedJob, ScanContext, ScanPlan, ScanResult, SplitInput, run_scan
+from leakcore.schema import SplitId
+
+log = logging.getLogger(__name__)
+
+QUERY_BLOCK = 4096  # faiss's own query block: tasks split queries where faiss would, so sums are identical
+CHUNK = 1024  # images per embedding call (one cache shard each)
+CRASH_ENV = "LEAKCORE_TEST_CRASH_ONCE"  # tests: a path; the first actor call or task that finds it absent dies
+
+
+def _crash_once() -> None:
+    marker = os.environ.get(CRASH_ENV)
+    if marker and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)  # a real death: Ray sees the process go
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None):
+    """Join a running cluster (`address`: "auto", "ray://host:10001" or "host:6379") or start a local one."""
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - ray is in requirements.txt
+        raise InvalidInput("the Ray scan needs the ray package", cli="pip install -r requirements.txt") from exc
+    if not ray.is_initialized():
+        env = {"env_vars": {CRASH_ENV: os.environ[CRASH_ENV]}} if CRASH_ENV in os.environ else None
+        if address in (None, "", "local"):
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, runtime_env=env,
+                     ignore_reinit_error=True)
+        else:
+            ray.init(address=address, log_to_driver=False, runtime_env=env, ignore_reinit_error=True)
+    return ray
+
+
+def query_blocks(nq: int, block: int = QUERY_BLOCK) -> list[tuple[int, int]]:
+    """[start, stop) blocks of `block` queries; a last block under 20 (faiss's BLAS threshold) joins the one
+    before, so each block takes the same faiss path as the whole query set."""
+    starts = list(range(0, nq, block))
+    out = [(s, min(s + block, nq)) for s in starts]
+    if len(out) > 1 and out[-1][1] - out[-1][0] < 20:
+        out[-2] = (out[-2][0], out[-1][1])
+        out.pop()
+    return out
+
+
+def _remote_defs(ray, gpu: bool):
+    @ray.remote(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0, max_restarts=3, max_task_retries=3)
+    class EmbedWorker:
+        """One encoder per actor; embeds chunks of a split into the workspace's cache."""
+
+        def __init__(self, ws_path: str, encoder: str, options: dict):
+            from leakcore.encoders import create_encoder
+            from leakcore.project import Workspace
+
+            self.ws = Workspace.open(ws_path)
+            self.encoder = create_encoder(encoder, **options)
+            self.mirrored = self.encoder.mirrored()
+
+        def embed(self, records: list[dict], mirror: bool, batch_size: int) -> int:
+            _crash_once()
+            items = pd.DataFrame.from_records(records)
+            enc = self.mirrored if mirror else self.encoder
+            embed.embed_items(self.ws, items, enc, batch_size=batch_size, shard_size=max(1, len(items)), workers=1)
+            return len(items)
+
+    @ray.remote(max_retries=3)
+    def search_array(queries: np.ndarray, collection: np.ndarray, start: int, stop: int, kk: int):
+        _crash_once()
+        return search.block_result(queries, collection[start:stop], start, kk)
+
+    @ray.remote(max_retries=3)
+    def search_shards(queries: np.ndarray, ds, rows: np.ndarray, start: int, stop: int, kk: int):
+        _crash_once()
+        _, block = next(embed.embeddings_blocks(ds, rows[start:stop], stop - start))
+        return search.block_result(queries, block, start, kk)
+
+    return EmbedWorker, search_array, search_shards
+
+
+class RayContext(ScanContext):
+    """A scan context whose embedding and search jobs run on a Ray cluster."""
+
+    def __init__(self, ws, plan: ScanPlan, *, address: str | None = None, workers: int | None = None,
+                 chunk: int = CHUNK, query_block: int = QUERY_BLOCK, num_cpus: int | None = None, **kw):
+        super().__init__(ws, plan, **kw)
+        self.ray = connect(address, num_cpus=num_cpus)
+        resources = self.ray.cluster_resources()
+        self.gpu = resources.get("GPU", 0) >= 1
+        self.workers = workers or max(1, int(resources.get("GPU" if self.gpu else "CPU", 1)))
+        self.chunk, self.query_block = chunk, query_block
+        self.EmbedWorker, self.search_array, self.search_shards = _remote_defs(self.ray, self.gpu)
+        self._actors = None
+        self._collections: dict[SplitId, object] = {}
+
+    # ---- embedding: chunks over an actor pool -----------------------------------------------------------------
+    def actors(self):
+        if self._actors is None:
+            s = self.plan.settings
+            self._actors = [self.EmbedWorker.remote(str(self.ws.path), s.encoder, s.options)
+                            for _ in range(self.workers)]
+        return self._actors
+
+    def embed(self, job: EmbedJob) -> None:
+        from ray.util import ActorPool
+
+        if not job.done:
+            grp = self._items[(self._items["dataset"] == job.split.dataset) & (self._items["split"] == job.split.split)]
+            ok = grp[(grp["status"] == "ok") & grp["sha256"].notna()].drop_duplicates("sha256")
+            cache = embed.EmbeddingCache(self.ws.embeddings_dir(job.encoder) / job.fingerprint, 1)
+            todo = ok[~ok["sha256"].isin(cache.keys())]
+            cols = ["item_id", "uri", "row", "status", "sha256"]
+            chunks = [todo.iloc[i:i + self.chunk][cols].to_dict("records") for i in range(0, len(todo), self.chunk)]
+            pool = ActorPool(self.actors())
+            done = 0
+            for n in pool.map_unordered(lambda a, c: a.embed.remote(c, job.mirror, self.batch_size), chunks):
+                done += n
+                if self.progress:
+                    self.progress(job.name, done, len(todo))
+        super().embed(job)  # reads the vectors back from the cache (and embeds nothing: all are there)
+
+    # ---- search: tasks over (query block x collection block) --------------------------------------------------
+    def knn(self, queries: np.ndarray, split: SplitInput, k: int, self_index: np.ndarray | None):
+        self._release_actors()  # the plan embeds first; actors holding every CPU would starve the search tasks
+        kk = k + (1 if self_index is not None else 0)
+        block_rows = search.block_rows_for(queries.shape[1], self.budget_bytes)
+        if split.embeddings_source is not None:
+            ds = self.ws.datasets[split.split.dataset]
+            grp = self._items[(self._items["dataset"] == split.split.dataset) & (self._items["split"] == split.split.split)]
+            rows = self.ray.put(grp["row"].to_numpy())
+            n, submit = len(grp), (lambda q, a, b: self.search_shards.remote(q, ds, rows, a, b, kk))
+        else:
+            if split.split not in self._collections:  # one collection in the object store at a time
+                self._collections = {split.split: self.ray.put(np.ascontiguousarray(self.vectors(split.split)[1]))}
+            ref = self._collections[split.split]
+            n = len(self.vectors(split.split)[0])
+            submit = lambda q, a, b: self.search_array.remote(q, ref, a, b, kk)  # noqa: E731
+        c_blocks = [(a, min(a + block_rows, n)) for a in range(0, n, block_rows)]
+        parts = []
+        for qs, qe in query_blocks(len(queries), self.query_block):
+            qref = self.ray.put(np.ascontiguousarray(queries[qs:qe], dtype=np.float32))
+            parts.append(((qs, qe), [submit(qref, a, b) for a, b in c_blocks]))
+        D, I = [], []
+        for (qs, qe), refs in parts:
+            results = self.ray.get(refs)  # in collection order: the local merge sees the same sequence
+            d, i = search.merge_blocks(results, qe - qs, k,
+                                       self_index=None if self_index is None else self_index[qs:qe])
+            D.append(d), I.append(i)
+        if not D:
+            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+        return np.concatenate(D), np.concatenate(I)
+
+    def _release_actors(self) -> None:
+        for a in self._actors or []:
+            self.ray.kill(a)
+        self._actors = None
+
+    def close(self) -> None:
+        self._release_actors()
+        self._collections = {}
+
+
+def run_scan_ray(ws, plan: ScanPlan, *, address: str | None = None, workers: int | None = None,
+                 progress=None, batch_size: int = 64, budget_bytes: int = search.DEFAULT_BLOCK_BYTES,
+                 chunk: int = CHUNK, num_cpus: int | None = None) -> ScanResult:
+    """Run a plan's jobs on a Ray cluster (a local one when `address` is None) and store what the local scan
+    stores. The fit and verification jobs, if any, run on the driver."""
+    ctx = RayContext(ws, plan, address=address, workers=workers, chunk=chunk, num_cpus=num_cpus,
+                     batch_size=batch_size, budget_bytes=budget_bytes, progress=progress)
+    try:
+        return run_scan(ws, plan, context=ctx)
+    finally:
+        ctx.close()
+

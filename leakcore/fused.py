@@ -1,0 +1,322 @@
+"""The fused leak score: the embedding similarity and the verification evidence combined by a calibrated
+scikit-learn model into the probability that two images are one photograph.
+
+Fitting set: the extended transformation suite on the workspace's own training images. Positives are an
+edited copy against its original; negatives are the same edited copy against the most similar *other*
+training images: the nearest with another label (where the workspace has labels: never the same photograph)
+and the nearest look-alike with the same label (the hard case: same kind of scene). Both must stay below the
+raw soft threshold against the original, and a look-alike that aligns nearly pixel for pixel (NCC >= 0.9 and
+SSIM >= 0.8) is left out: it is more likely an in-collection twin than a negative. Label noise remains where
+a twin aligns worse than that; the eye-judged samples in bench/verify measure what it costs. Curator decisions join the fitting set once there are enough of them
+(`MIN_DECISIONS` with both kinds), weighted above the synthetic pairs, since they are the real distribution.
+
+The model is a logistic regression on standardised features inside `CalibratedClassifierCV` (sigmoid),
+chosen over gradient boosting because every score decomposes into per-feature contributions, which the
+Review page shows ("which features decided"). Thresholds on the fused score are chosen on the fitting set by
+the same rule as the raw ones (`calibrate.ThresholdCalibrator`). The fused score is stored *beside* the raw
+similarity: neighbour tables are never rewritten; `leakage.load_pairs` adds `raw_similarity` and puts the
+fused score in `similarity` when the workspace's score is "fused".
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from leakcore import leakage, search, verify
+from leakcore.errors import InvalidInput
+from leakcore.io import atomic_path, atomic_write_text, write_parquet
+
+log = logging.getLogger(__name__)
+
+MIN_DECISIONS = 30  # decided pairs (with at least MIN_EACH of each kind) before decisions join the fit
+MIN_EACH = 5
+DECISION_WEIGHT = 5  # one curator decision counts as this many synthetic pairs (its row is repeated)
+CANDIDATE_FPR = 0.05  # candidate threshold: the raw similarity that 5% of the fitting negatives reach
+TWIN_NCC, TWIN_SSIM = 0.9, 0.8  # a same-label "negative" aligning this well is dropped from the fitting set
+
+
+def model_dir(ws, encoder: str):
+    return ws.path / "verify" / encoder
+
+
+@dataclass
+class FusedModel:
+    encoder: str
+    model: object  # a fitted CalibratedClassifierCV
+    hard: float
+    soft: float
+    candidate: float  # pairs at or above this raw similarity are verified
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.meta.get("key", "")
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """P(same photograph) per row with the FEATURES columns; 0 where a pair has no evidence."""
+        x = frame[list(verify.FEATURES)].to_numpy(dtype=np.float64)
+        ok = ~np.isnan(x).any(axis=1)
+        out = np.zeros(len(frame))
+        if ok.any():
+            out[ok] = self.model.predict_proba(x[ok])[:, 1]
+        return out
+
+    def contributions(self, row: pd.Series | dict) -> pd.DataFrame:
+        """Per feature: its value and its contribution to the log-odds (mean over the calibrated folds)."""
+        x = np.array([float(row[f]) for f in verify.FEATURES])
+        contrib = []
+        for cc in self.model.calibrated_classifiers_:
+            pipe = cc.estimator
+            scaler, lr = pipe.named_steps["standardscaler"], pipe.named_steps["logisticregression"]
+            contrib.append(lr.coef_[0] * (x - scaler.mean_) / scaler.scale_)
+        c = np.mean(contrib, axis=0)
+        return pd.DataFrame({"feature": verify.FEATURES, "value": x, "contribution": c}).sort_values(
+            "contribution", key=np.abs, ascending=False, ignore_index=True)
+
+
+# ---- the fitting set -------------------------------------------------------------------------------------------
+def suite_pairs(ws, *, encoder=None, queries: int = 200, seed: int = 0, transforms=None,
+                progress: Callable[[str, int, int], None] | None = None) -> pd.DataFrame:
+    """Scored pairs of the extended suite on the workspace's training images: one positive and one hardest
+    negative per (query, transform), with the raw similarity and the verification evidence."""
+    from leakcore.calibrate import extended_suite
+    from leakcore.embed import embed_items
+    from leakcore.encoders import create_encoder
+
+    encoder = encoder or create_encoder(ws.encoder, **ws.encoder_options)
+    coll = pd.concat([ws.split_items(s) for s in ws.split_ids("train")], ignore_index=True)
+    coll = coll[(coll["status"] == "ok") & coll["sha256"].notna()].drop_duplicates("sha256").reset_index(drop=True)
+    if len(coll) < 20:
+        raise InvalidInput("fitting the fused score needs at least 20 readable training images",
+                           cli="add a training split with images first", page="Add a training split with images first")
+    report = (lambda stage: (lambda d, t: progress(stage, d, t))) if progress else (lambda stage: None)
+    vectors, have = embed_items(ws, coll, encoder, progress=report("embed collection"))
+    coll, vectors = coll[have].reset_index(drop=True), vectors[have]
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(coll), size=min(queries, len(coll)), replace=False))
+    originals = verify.load_images(coll.iloc[pick])
+    labels = coll["label"].astype("string") if "label" in coll and coll["label"].notna().any() else None
+    soft = ws.thresholds_or_none(encoder.name)
+    soft = soft.soft if soft is not None else 1.0
+    transforms = [t for t in (transforms or extended_suite()) if t.name != "invert"]
+    mirrored = encoder.mirrored() if ws.flip_queries else None
+    own_sim = vectors[pick] @ vectors.T  # originals against the collection (to keep in-collection twins out)
+    rows, eval_imgs, train_idx = [], [], []
+    for n, tf in enumerate(transforms):
+        edited = [tf(img, seed=seed * 100_003 + int(p)) if img is not None else None for img, p in zip(originals, pick)]
+        keep = [j for j, e in enumerate(edited) if e is not None]
+        q = encoder.encode_images([edited[j] for j in keep])
+        sim, idx = search.knn(q, vectors, 20)
+        if mirrored is not None:
+            sim, idx = search.merge_results([(sim, idx), search.knn(mirrored.encode_images([edited[j] for j in keep]),
+                                                                   vectors, 20)], 20)
+        for r, j in enumerate(keep):
+            p = int(pick[j])
+            own = float(max(q[r] @ vectors[p], sim[r][idx[r] == p].max() if (idx[r] == p).any() else -1.0))
+            other, alike = None, None  # hardest with another label; hardest with the same label (or any)
+            for s, i in zip(sim[r], idx[r]):
+                if i < 0 or i == p or own_sim[j, i] >= soft:
+                    continue
+                same = labels is None or labels.iloc[i] == labels.iloc[p]
+                if same and alike is None:
+                    alike = (float(s), int(i))
+                if labels is not None and not same and other is None:
+                    other = (float(s), int(i))
+            base = {"query": coll.at[p, "item_id"], "transform": tf.name, "family": tf.family}
+            rows.append({**base, "train_item_id": coll.at[p, "item_id"], "label": 1, "similarity": own,
+                         "is_copy": tf.family == "copy", "negative": ""})
+            eval_imgs.append(edited[j]); train_idx.append(p)
+            for kind, neg in (("other label", other), ("look-alike", alike)):
+                if neg is not None:
+                    rows.append({**base, "train_item_id": coll.at[neg[1], "item_id"], "label": 0, "similarity": neg[0],
+                                 "is_copy": False, "negative": kind})
+                    eval_imgs.append(edited[j]); train_idx.append(neg[1])
+        if progress:
+            progress("edit and search", n + 1, len(transforms))
+    frame = pd.DataFrame(rows)
+    train_imgs: list = [None] * len(train_idx)
+    uniq = sorted(set(train_idx))
+    loaded = dict(zip(uniq, verify.load_images(coll.iloc[uniq])))
+    train_imgs = [loaded[i] for i in train_idx]
+    evs = []
+    step = 512
+    for start in range(0, len(frame), step):
+        evs.append(verify.evidence(eval_imgs[start:start + step], train_imgs[start:start + step]))
+        if progress:
+            progress("verify fitting pairs", min(start + step, len(frame)), len(frame))
+    frame = pd.concat([frame, pd.concat(evs, ignore_index=True)], axis=1)
+    # a look-alike that aligns nearly pixel for pixel is more likely an in-collection twin than a negative
+    twin = (frame["negative"] == "look-alike") & (frame["ncc"] >= TWIN_NCC) & (frame["ssim"] >= TWIN_SSIM)
+    return frame[~twin].reset_index(drop=True)
+
+
+def decision_pairs(ws, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Curator-decided pairs with their raw similarity, evidence and label (leak = 1, not a leak = 0)."""
+    from leakcore import review
+    from leakcore.schema import Decision
+
+    d = review.latest_decisions(ws)
+    if d.empty:
+        return pd.DataFrame()
+    positive = {Decision.HARD.value, Decision.SOFT.value}  # same_source is a group link, not one photograph
+    d = d[d["decision"].isin(positive | {Decision.NOT_LEAK.value})]
+    pairs = leakage.load_pairs(ws, raw=True) if pairs is None else pairs
+    p = pairs[["eval_item_id", "train_item_id", "similarity"]].drop_duplicates(["eval_item_id", "train_item_id"])
+    d = d.merge(p, on=["eval_item_id", "train_item_id"], how="inner")
+    if d.empty:
+        return d
+    verify.compute_evidence(ws, d)
+    d = verify.evidence_for(ws, d)
+    d["label"] = d["decision"].isin(positive).astype(int)
+    return d
+
+
+# ---- fitting ---------------------------------------------------------------------------------------------------
+def _estimator():
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return CalibratedClassifierCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0)),
+                                  method="sigmoid", cv=5)
+
+
+def fit(ws, *, encoder_name: str | None = None, queries: int = 200, seed: int = 0, use_decisions: bool = True,
+        progress: Callable[[str, int, int], None] | None = None, suite: pd.DataFrame | None = None) -> FusedModel:
+    """Fit the fused score on the suite (reused when stored) plus enough curator decisions; store it and its
+    thresholds (under the workspace's thresholds for "<encoder>+fused")."""
+    from leakcore.calibrate import ThresholdCalibrator
+
+    encoder_name = encoder_name or ws.encoder
+    folder = model_dir(ws, encoder_name)
+    suite_file, suite_meta = folder / "suite.parquet", folder / "suite.json"
+    wanted = {"queries": queries, "seed": seed, "version": verify.VERSION}
+    if suite is None and suite_file.exists() and suite_meta.exists() and json.loads(suite_meta.read_text()) == wanted:
+        suite = pd.read_parquet(suite_file)  # the suite is the slow part; decisions change, it does not
+    if suite is None:
+        suite = suite_pairs(ws, queries=queries, seed=seed, progress=progress)
+        write_parquet(suite, suite_file)
+        atomic_write_text(suite_meta, json.dumps(wanted))
+    x = suite[list(verify.FEATURES)].to_numpy(np.float64)
+    y = suite["label"].to_numpy(int)
+    decided = pd.DataFrame()
+    if use_decisions:
+        decided = decision_pairs(ws)
+        counts = decided["label"].value_counts() if not decided.empty else pd.Series(dtype=int)
+        if len(decided) >= MIN_DECISIONS and counts.get(0, 0) >= MIN_EACH and counts.get(1, 0) >= MIN_EACH:
+            decided = decided.dropna(subset=list(verify.FEATURES))
+            # repeated rows, not sample weights: the pipeline inside the calibration does not route weights
+            x = np.vstack([x] + [decided[list(verify.FEATURES)].to_numpy(np.float64)] * DECISION_WEIGHT)
+            y = np.concatenate([y] + [decided["label"].to_numpy(int)] * DECISION_WEIGHT)
+        else:
+            decided = pd.DataFrame()
+    model = _estimator().fit(x, y)
+    fused = model.predict_proba(suite[list(verify.FEATURES)].to_numpy(np.float64))[:, 1]
+    # thresholds on the negatives that are certainly negatives: another label where there are labels (a
+    # look-alike may be an unrecognised twin; it teaches the model but does not set the false-positive rate)
+    clean = (suite["label"] == 1) | (suite["negative"] == "other label") if (suite["negative"] == "other label").any() \
+        else np.ones(len(suite), bool)
+    cal = ThresholdCalibrator(0.001).fit(fused[clean], suite["label"].to_numpy(bool)[clean],
+                                         suite["is_copy"].to_numpy(bool)[clean])
+    neg_raw = suite.loc[clean & (suite["label"] == 0), "similarity"].to_numpy()
+    raw = ws.thresholds_or_none(encoder_name)
+    candidate = float(np.quantile(neg_raw, 1 - CANDIDATE_FPR)) if len(neg_raw) else 0.5
+    if raw is not None:
+        candidate = min(candidate, raw.soft)
+    per_family = (suite.assign(fused=fused)[clean].groupby(["family", "label"])["fused"]
+                  .apply(lambda s: float((s >= cal.soft_).mean())).unstack("label"))
+    meta = {
+        "encoder": encoder_name, "version": verify.VERSION, "queries": int(suite["query"].nunique()),
+        "suite_pairs": int(len(suite)), "decisions_used": int(len(decided)), "seed": seed,
+        "auc": cal.auc_, "raw_auc": float(_auc(suite["label"], suite["similarity"])),
+        "soft_tpr": cal.soft_tpr_, "hard_tpr": cal.hard_tpr_,
+        "flagged_by_family": {str(k): float(v) for k, v in per_family.get(1, pd.Series(dtype=float)).items()},
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    meta["key"] = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+    fm = FusedModel(encoder_name, model, float(cal.hard_), float(cal.soft_), candidate, meta)
+    save(ws, fm)
+    return fm
+
+
+def _auc(labels, scores) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return roc_auc_score(np.asarray(labels), np.asarray(scores))
+
+
+def save(ws, fm: FusedModel) -> None:
+    import joblib
+
+    folder = model_dir(ws, fm.encoder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "model.joblib") as tmp:
+        joblib.dump(fm.model, tmp)
+    atomic_write_text(folder / "model.json", json.dumps(
+        {"hard": fm.hard, "soft": fm.soft, "candidate": fm.candidate, "meta": fm.meta}, indent=2))
+    ws.set_thresholds(fm.hard, max(fm.soft, 1e-6), encoder=fm.encoder, score="fused", source="fused model")
+
+
+_CACHE: dict = {}
+
+
+def load(ws, encoder: str | None = None) -> FusedModel | None:
+    """The stored fused model of an encoder, or None (cached per file time)."""
+    import joblib
+
+    encoder = encoder or ws.encoder
+    folder = model_dir(ws, encoder)
+    meta_file, model_file = folder / "model.json", folder / "model.joblib"
+    if not (meta_file.exists() and model_file.exists()):
+        return None
+    stamp = (str(folder), meta_file.stat().st_mtime_ns, model_file.stat().st_mtime_ns)
+    if stamp not in _CACHE:
+        meta = json.loads(meta_file.read_text())
+        _CACHE[stamp] = FusedModel(encoder, joblib.load(model_file), meta["hard"], meta["soft"], meta["candidate"],
+                                   meta["meta"])
+    return _CACHE[stamp]
+
+
+def candidates(pairs: pd.DataFrame, candidate: float, max_rank: int | None = None) -> pd.DataFrame:
+    """The stored pairs the verification stage checks: raw similarity at or above the candidate threshold."""
+    keep = pairs["similarity"] >= candidate
+    if max_rank is not None:
+        keep &= pairs["rank"] <= max_rank
+    return pairs[keep]
+
+
+def with_fused(ws, pairs: pd.DataFrame, fm: FusedModel) -> pd.DataFrame:
+    """`pairs` plus raw_similarity, fused and verified; `similarity` becomes the fused score."""
+    if pairs.empty:
+        return pairs.assign(raw_similarity=pairs["similarity"], fused=pairs["similarity"], verified=False)
+    ev = verify.evidence_for(ws, pairs)
+    verified = ev["ncc"].notna().to_numpy()
+    fused = fm.predict(ev.assign(similarity=pairs["similarity"].to_numpy()))
+    out = pairs.copy()
+    out["raw_similarity"] = out["similarity"]
+    out["fused"] = np.where(verified, fused, 0.0).astype(np.float32)
+    out["verified"] = verified
+    out["similarity"] = out["fused"]
+    return out
+
+
+def _provide(ws, pairs: pd.DataFrame, encoder: str) -> pd.DataFrame:
+    fm = load(ws, encoder)
+    if fm is None:
+        from leakcore.errors import ThresholdsUncalibrated
+
+        raise ThresholdsUncalibrated(f"the workspace scores pairs by the fused score, but {encoder} has no fitted model",
+                                     cli=f"fit it: `leakcore verify {ws.path} --fit`, or go back: `--score similarity`",
+                                     page="Fit the fused score first, or switch back to the raw similarity")
+    return with_fused(ws, pairs, fm)
+
+
+leakage.register_score("fused", _provide)

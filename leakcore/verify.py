@@ -1,0 +1,385 @@
+"""The second stage: check candidate pairs on their pixels.
+
+An embedding says "these look alike"; it cannot say "this is the same photograph" in the band where shifted,
+re-cropped or recoloured copies score like look-alikes. For every candidate pair this module measures
+evidence that the two images are one photograph:
+
+- alignment: the eval image is transformed (the 8 flips and quarter turns; scales and small rotations for the
+  unturned and mirrored image) and, for every transform, every translation up to a quarter of the image is
+  scored at once by masked normalised cross-correlation (Padfield 2012, "Masked object registration in the
+  Fourier domain"), computed with FFTs over batches of pairs in torch. Luminance and gradient magnitude are
+  both correlated; the best transform and shift by their mean is the alignment.
+- on the aligned overlap: NCC of luminance and of gradients, SSIM (scikit-image), and the overlap fraction;
+- for photos large enough: ORB features matched and verified with RANSAC (OpenCV, a partial affine model),
+  so crops, overlays and watermarks still match: inlier count and ratio.
+
+Why not a library for the alignment: scikit-image's masked `phase_cross_correlation` does one pair and one
+transform per call and returns the peak only; here a candidate pair needs ~16 transforms x all shifts, for
+tens of thousands of pairs, so the same formulas are written once over batched FFTs (no per-pixel loops).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+VERSION = 2  # evidence of another version is kept apart (verify/evidence-v<VERSION>)
+WORK_SIZE = 32  # working resolution of the alignment (longer side, pixels)
+MAX_SHIFT = 0.25  # translations searched, as a fraction of the working size
+MIN_OVERLAP = 0.5  # an alignment must overlap at least this fraction of the smaller image
+ORB_MIN_SIDE = 96  # both images at least this large (shorter side) for local features
+ORB_SIDE = 320  # local features are found at this longer side
+FLAT_STD = 4.0 / 255  # overlaps flatter than this (std of luminance) count as flat: NCC is damped there
+FLAT_GRAD_STD = 1.0 / 255  # the same for gradient magnitudes, which are smaller
+
+# (dihedral element, scale, angle in degrees); dihedral k: quarter turns k % 4, mirrored when k >= 4
+SCALES = (0.8, 0.9, 1.0, 1.12, 1.25)
+ANGLES = (-6.0, 6.0)
+
+
+@dataclass(frozen=True)
+class Variant:
+    dihedral: int
+    scale: float = 1.0
+    angle: float = 0.0
+
+    @property
+    def label(self) -> str:
+        turn, mirror = self.dihedral % 4, self.dihedral >= 4
+        parts = (["mirrored"] if mirror else []) + ([f"turned {90 * turn} degrees"] if turn else [])
+        if self.scale != 1.0:
+            parts.append(f"scaled x{self.scale:g}")
+        if self.angle:
+            parts.append(f"rotated {self.angle:+g} degrees")
+        return ", ".join(parts) or "as is"
+
+
+def variants() -> tuple[Variant, ...]:
+    out = [Variant(d, s) for d in (0, 4) for s in SCALES]
+    out += [Variant(d, 1.0, a) for d in (0, 4) for a in ANGLES]
+    out += [Variant(d) for d in (1, 2, 3, 5, 6, 7)]
+    return tuple(out)
+
+
+VARIANTS = variants()
+FEATURES = ("similarity", "ncc", "ncc_grad", "ssim", "overlap", "orb_inliers", "orb_ratio", "orb_used")
+EVIDENCE = FEATURES[1:]
+
+
+# ---- images onto a working canvas ----------------------------------------------------------------------------
+def canvas(img: Image.Image, size: int = WORK_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """(luminance in [0, 1], validity mask), size x size: the image fitted by its longer side and centred."""
+    g = img.convert("L")
+    scale = size / max(g.size)
+    w, h = max(1, round(g.width * scale)), max(1, round(g.height * scale))
+    g = g.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    lum = np.zeros((size, size), np.float32)
+    mask = np.zeros((size, size), np.float32)
+    y0, x0 = (size - h) // 2, (size - w) // 2
+    lum[y0:y0 + h, x0:x0 + w] = np.asarray(g, np.float32) / 255.0
+    mask[y0:y0 + h, x0:x0 + w] = 1.0
+    return lum, mask
+
+
+def _dihedral_matrix(k: int) -> torch.Tensor:
+    c, s = [(1, 0), (0, 1), (-1, 0), (0, -1)][k % 4]
+    rot = torch.tensor([[c, -s], [s, c]], dtype=torch.float32)
+    if k >= 4:
+        rot = rot @ torch.tensor([[-1.0, 0.0], [0.0, 1.0]])
+    return rot
+
+
+def _thetas(vs: tuple[Variant, ...]) -> torch.Tensor:
+    """affine_grid matrices (output -> input sampling) of each variant."""
+    out = []
+    for v in vs:
+        a = math.radians(v.angle)
+        rot = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=torch.float32)
+        forward = v.scale * rot @ _dihedral_matrix(v.dihedral)
+        out.append(torch.cat([torch.linalg.inv(forward), torch.zeros(2, 1)], dim=1))
+    return torch.stack(out)
+
+
+def transformed(lum: torch.Tensor, mask: torch.Tensor, vs: tuple[Variant, ...] = VARIANTS) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P, S, S) images and masks -> (P, V, S, S) of each variant."""
+    p, s, _ = lum.shape
+    theta = _thetas(vs).repeat(p, 1, 1)
+    x = torch.stack([lum, mask], 1).repeat_interleave(len(vs), 0)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    m = (y[:, 1] > 0.999).float()
+    return (y[:, 0] * m).reshape(p, len(vs), s, s), m.reshape(p, len(vs), s, s)
+
+
+def gradient(lum: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient magnitude (central differences) and the mask eroded by one pixel, over the last two dimensions."""
+    gx = torch.zeros_like(lum)
+    gy = torch.zeros_like(lum)
+    gx[..., :, 1:-1] = (lum[..., :, 2:] - lum[..., :, :-2]) / 2
+    gy[..., 1:-1, :] = (lum[..., 2:, :] - lum[..., :-2, :]) / 2
+    m = torch.zeros_like(mask)
+    m[..., 1:-1, 1:-1] = (mask[..., 1:-1, 1:-1] * mask[..., :-2, 1:-1] * mask[..., 2:, 1:-1]
+                          * mask[..., 1:-1, :-2] * mask[..., 1:-1, 2:])
+    return torch.sqrt(gx * gx + gy * gy) * m, m
+
+
+# ---- masked normalised cross-correlation over all shifts -----------------------------------------------------
+def _corr(fx: torch.Tensor, fy: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.fft.irfft2(torch.conj(fx) * fy, s=(n, n))
+
+
+def masked_ncc(a: torch.Tensor, ma: torch.Tensor, b: torch.Tensor, mb: torch.Tensor, max_shift: int,
+               flat_std: float = FLAT_STD) -> tuple[torch.Tensor, torch.Tensor]:
+    """NCC of a (P, V, S, S) against b (P, 1, S, S) over their masks for every shift within `max_shift`.
+
+    Returns (ncc, overlap count), each (P, V, 2m+1, 2m+1), index [m + dy, m + dx] for b shifted by (dy, dx)
+    relative to a. Flat overlaps are damped (their variance is floored at flat_std**2 per pixel)."""
+    s = a.shape[-1]
+    n = s + max_shift  # zero padding: shifts up to max_shift never wrap around
+    rf = lambda x: torch.fft.rfft2(x, s=(n, n))  # noqa: E731
+    fa, fa2, fma = rf(a * ma), rf(a * a * ma), rf(ma)
+    fb, fb2, fmb = rf(b * mb), rf(b * b * mb), rf(mb)
+    cnt = _corr(fma, fmb, n)
+    sa, sb = _corr(fa, fmb, n), _corr(fma, fb, n)
+    sab, saa, sbb = _corr(fa, fb, n), _corr(fa2, fmb, n), _corr(fma, fb2, n)
+    idx = torch.cat([torch.arange(n - max_shift, n), torch.arange(0, max_shift + 1)])
+    pick = lambda x: x[..., idx, :][..., idx]  # noqa: E731
+    cnt, sa, sb, sab, saa, sbb = map(pick, (cnt, sa, sb, sab, saa, sbb))
+    cnt = cnt.round().clamp(min=0)
+    safe = cnt.clamp(min=1)
+    floor = safe * flat_std ** 2
+    va = (saa - sa * sa / safe).clamp(min=0)
+    vb = (sbb - sb * sb / safe).clamp(min=0)
+    num = sab - sa * sb / safe
+    ncc = num / torch.sqrt(torch.maximum(va, floor) * torch.maximum(vb, floor))
+    return ncc.clamp(-1, 1), cnt
+
+
+@dataclass
+class Alignment:
+    """The best transform of the eval image onto the training image and the evidence on their overlap."""
+
+    variant: int
+    dy: int
+    dx: int
+    ncc: float
+    ncc_grad: float
+    overlap: float
+
+
+def align(lum_a: np.ndarray, mask_a: np.ndarray, lum_b: np.ndarray, mask_b: np.ndarray,
+          vs: tuple[Variant, ...] = VARIANTS) -> list[Alignment]:
+    """Align each eval canvas (P, S, S) onto its training canvas: best variant and shift by mean NCC of
+    luminance and gradients, over shifts whose overlap is at least MIN_OVERLAP of the smaller image."""
+    la, ma = torch.from_numpy(np.ascontiguousarray(lum_a)), torch.from_numpy(np.ascontiguousarray(mask_a))
+    lb, mb = torch.from_numpy(np.ascontiguousarray(lum_b)), torch.from_numpy(np.ascontiguousarray(mask_b))
+    s = la.shape[-1]
+    m = max(1, int(round(MAX_SHIFT * s)))
+    ta, tma = transformed(la, ma, vs)
+    ga, gma = gradient(ta, tma)
+    gb, gmb = gradient(lb, mb)
+    with torch.no_grad():
+        ncc, cnt = masked_ncc(ta, tma, lb[:, None], mb[:, None], m)
+        nccg, _ = masked_ncc(ga, gma, gb[:, None], gmb[:, None], m, FLAT_GRAD_STD)
+    smaller = torch.minimum(tma.sum((-2, -1)), mb.sum((-2, -1))[:, None]).clamp(min=1)  # (P, V)
+    frac = cnt / smaller[..., None, None]
+    score = torch.where(frac >= MIN_OVERLAP, (ncc + nccg) / 2, torch.full_like(ncc, -2.0))
+    p = score.shape[0]
+    flat = score.reshape(p, -1)
+    best = flat.argmax(1)
+    w = 2 * m + 1
+    v, rest = best // (w * w), best % (w * w)
+    dy, dx = rest // w - m, rest % w - m
+    get = lambda x: x.reshape(p, -1).gather(1, best[:, None])[:, 0]  # noqa: E731
+    n1, n2, fr = get(ncc), get(nccg), get(frac)
+    ok = get(score) > -2
+    return [Alignment(int(v[i]), int(dy[i]), int(dx[i]), float(n1[i]) if ok[i] else 0.0,
+                      float(n2[i]) if ok[i] else 0.0, float(fr[i]) if ok[i] else 0.0) for i in range(p)]
+
+
+def aligned_pair(lum_a: np.ndarray, mask_a: np.ndarray, al: Alignment, vs: tuple[Variant, ...] = VARIANTS
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The eval canvas moved onto the training canvas by an alignment: (luminance, mask) in training coordinates."""
+    ta, tma = transformed(torch.from_numpy(lum_a[None]), torch.from_numpy(mask_a[None]), (vs[al.variant],))
+    a, m = ta[0, 0].numpy(), tma[0, 0].numpy()
+    return _shift(a, al.dy, al.dx), _shift(m, al.dy, al.dx)
+
+
+def _shift(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """out[q] = x[q - (dy, dx)], zero outside."""
+    out = np.zeros_like(x)
+    h, w = x.shape
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[yd, xd] = x[ys, xs]
+    return out
+
+
+def overlap_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Mean SSIM (scikit-image, 7 x 7 windows) over windows that lie wholly inside the overlap."""
+    from skimage.metrics import structural_similarity
+
+    _, smap = structural_similarity(a, b, data_range=1.0, win_size=7, full=True)
+    inside = -torch.nn.functional.max_pool2d(-torch.from_numpy(mask)[None, None], 7, 1, 3)[0, 0].numpy() > 0.5
+    return float(smap[inside].mean()) if inside.any() else 0.0
+
+
+def orb_match(img_a: Image.Image, img_b: Image.Image) -> tuple[int, float]:
+    """(RANSAC inliers, inlier ratio) of ORB matches under a partial affine model (rotation, scale, shift),
+    trying the eval image as is and mirrored; (0, 0) when too few features."""
+    import cv2
+
+    def gray(img: Image.Image) -> np.ndarray:
+        g = img.convert("L")
+        scale = min(1.0, ORB_SIDE / max(g.size))
+        if scale < 1:
+            g = g.resize((max(1, round(g.width * scale)), max(1, round(g.height * scale))), Image.Resampling.BILINEAR)
+        return np.asarray(g)
+
+    orb = cv2.ORB_create(nfeatures=500, fastThreshold=10)
+    kb, db = orb.detectAndCompute(gray(img_b), None)
+    if db is None or len(kb) < 8:
+        return 0, 0.0
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+    best = (0, 0.0)
+    ga = gray(img_a)
+    for arr in (ga, np.ascontiguousarray(ga[:, ::-1])):
+        ka, da = orb.detectAndCompute(arr, None)
+        if da is None or len(ka) < 8:
+            continue
+        matches = matcher.match(da, db)
+        if len(matches) < 8:
+            continue
+        src = np.float32([ka[m.queryIdx].pt for m in matches])
+        dst = np.float32([kb[m.trainIdx].pt for m in matches])
+        _, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0,
+                                             maxIters=2000, confidence=0.99)
+        n = int(inl.sum()) if inl is not None else 0
+        if n > best[0]:
+            best = (n, n / len(matches))
+    return best
+
+
+def evidence(eval_images: list[Image.Image], train_images: list[Image.Image], *, batch: int = 32) -> "pd.DataFrame":
+    """Per pair: ncc, ncc_grad, ssim, overlap, orb_inliers (log1p), orb_ratio, orb_used, and the alignment
+    (variant, dy, dx in working pixels). Images that could not be read are passed as None (no evidence)."""
+    import pandas as pd
+
+    rows: list[dict] = []
+    for start in range(0, len(eval_images), batch):
+        ea, tb = eval_images[start:start + batch], train_images[start:start + batch]
+        ok = [i for i, (a, b) in enumerate(zip(ea, tb)) if a is not None and b is not None]
+        out = [dict(_NO_EVIDENCE) for _ in ea]
+        if ok:
+            ca = [canvas(ea[i]) for i in ok]
+            cb = [canvas(tb[i]) for i in ok]
+            la, ma = np.stack([c[0] for c in ca]), np.stack([c[1] for c in ca])
+            lb, mb = np.stack([c[0] for c in cb]), np.stack([c[1] for c in cb])
+            for j, (i, al) in enumerate(zip(ok, align(la, ma, lb, mb))):
+                a, m = aligned_pair(la[j], ma[j], al)
+                m = m * mb[j]
+                ssim = overlap_ssim(a * m, lb[j] * m, m) if al.overlap > 0 else 0.0
+                use_orb = min(ea[i].size) >= ORB_MIN_SIDE and min(tb[i].size) >= ORB_MIN_SIDE
+                inl, ratio = orb_match(ea[i], tb[i]) if use_orb else (0, 0.0)
+                out[i] = {"ncc": al.ncc, "ncc_grad": al.ncc_grad, "ssim": ssim, "overlap": al.overlap,
+                          "orb_inliers": float(np.log1p(inl)), "orb_ratio": ratio, "orb_used": float(use_orb),
+                          "variant": al.variant, "dy": al.dy, "dx": al.dx}
+        rows.extend(out)
+    cols = list(EVIDENCE) + ["variant", "dy", "dx"]
+    return pd.DataFrame(rows, columns=cols).astype({"variant": np.int16, "dy": np.int16, "dx": np.int16})
+
+
+_NO_EVIDENCE = {"ncc": 0.0, "ncc_grad": 0.0, "ssim": 0.0, "overlap": 0.0, "orb_inliers": 0.0, "orb_ratio": 0.0,
+                "orb_used": 0.0, "variant": -1, "dy": 0, "dx": 0}
+
+
+# ---- the evidence store: keyed by the two images' content, so every encoder and every re-scan shares it ------
+def _pair_hash(shas_a, shas_b) -> str:
+    import hashlib
+
+    h = hashlib.sha256(f"v{VERSION}".encode())
+    for a, b in zip(shas_a, shas_b):
+        h.update(f"{a}:{b}\n".encode())
+    return h.hexdigest()[:24]
+
+
+class EvidenceStore:
+    """verify/evidence-v<VERSION>/part-<hash>.parquet: one row per (eval sha256, train sha256) with the evidence.
+
+    A part is written atomically when its chunk of pairs is done and named by the pairs it holds, so an
+    interrupted verification loses at most one chunk and a re-run computes only the pairs no part holds."""
+
+    def __init__(self, ws):
+        self.folder = ws.path / "verify" / f"evidence-v{VERSION}"
+        self._frame = None
+
+    def frame(self) -> "pd.DataFrame":
+        import pandas as pd
+
+        if self._frame is None:
+            parts = sorted(self.folder.glob("part-*.parquet")) if self.folder.exists() else []
+            frames = [pd.read_parquet(p) for p in parts]
+            cols = ["sha_a", "sha_b", *EVIDENCE, "variant", "dy", "dx"]
+            self._frame = (pd.concat(frames, ignore_index=True).drop_duplicates(["sha_a", "sha_b"])
+                           if frames else pd.DataFrame(columns=cols))
+        return self._frame
+
+    def missing(self, shas_a, shas_b) -> np.ndarray:
+        have = set(zip(self.frame()["sha_a"], self.frame()["sha_b"]))
+        return np.array([(a, b) not in have for a, b in zip(shas_a, shas_b)], dtype=bool)
+
+    def add(self, ev: "pd.DataFrame") -> None:
+        from leakcore.io import write_parquet
+
+        write_parquet(ev.reset_index(drop=True), self.folder / f"part-{_pair_hash(ev['sha_a'], ev['sha_b'])}.parquet")
+        self._frame = None
+
+
+def load_images(items: "pd.DataFrame") -> list:
+    """PIL images (or None when unreadable) for item rows, in order."""
+    from leakcore import catalog, images
+
+    out: list = [None] * len(items)
+    for pos, data in catalog.iter_item_bytes(items.reset_index(drop=True)):
+        if data is not None:
+            dec = images.decode(data)
+            out[pos] = dec.image if dec.ok else None
+    return out
+
+
+def compute_evidence(ws, pairs: "pd.DataFrame", *, chunk: int = 1024, progress=None,
+                     should_stop=None) -> int:
+    """Evidence for every (eval_item_id, train_item_id) pair the store lacks; returns how many were computed."""
+    import pandas as pd
+
+    items = ws.items().drop_duplicates("item_id").set_index("item_id")
+    p = pairs[["eval_item_id", "train_item_id"]].drop_duplicates()
+    p = p.assign(sha_a=items["sha256"].reindex(p["eval_item_id"]).to_numpy(),
+                 sha_b=items["sha256"].reindex(p["train_item_id"]).to_numpy()).dropna(subset=["sha_a", "sha_b"])
+    p = p.drop_duplicates(["sha_a", "sha_b"]).sort_values(["sha_a", "sha_b"]).reset_index(drop=True)
+    store = EvidenceStore(ws)
+    todo = p[store.missing(p["sha_a"], p["sha_b"])].reset_index(drop=True)
+    for start in range(0, len(todo), chunk):
+        if should_stop is not None and should_stop():
+            break
+        part = todo.iloc[start:start + chunk]
+        ea = load_images(items.loc[part["eval_item_id"]].reset_index())
+        tb = load_images(items.loc[part["train_item_id"]].reset_index())
+        ev = evidence(ea, tb)
+        store.add(pd.concat([part[["sha_a", "sha_b"]].reset_index(drop=True), ev], axis=1))
+        if progress:
+            progress("verify pairs", min(start + chunk, len(todo)), len(todo))
+    return len(todo)
+
+
+def evidence_for(ws, pairs: "pd.DataFrame") -> "pd.DataFrame":
+    """`pairs` with the stored evidence columns joined (NaN where a pair was not verified)."""
+    items = ws.items().drop_duplicates("item_id").set_index("item_id")["sha256"]
+    out = pairs.assign(sha_a=items.reindex(pairs["eval_item_id"]).to_numpy(),
+                       sha_b=items.reindex(pairs["train_item_id"]).to_numpy())
+    ev = EvidenceStore(ws).frame()
+    return out.merge(ev, on=["sha_a", "sha_b"], how="left").drop(columns=["sha_a", "sha_b"])

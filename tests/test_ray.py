@@ -1,0 +1,74 @@
+"""The scan on a local Ray cluster: the same neighbours as the local scan, through a killed actor and a killed
+task, and after a stopped driver."""
+import os
+
+import pandas as pd
+import pytest
+
+from leakcore import distributed, leakage, search
+from leakcore.api import Project
+
+from conftest import make_folder_dataset
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A local Ray with 2 CPUs whose workers are told to die once: the first embedding call or search task
+    that runs creates the marker file and exits its process."""
+    marker = tmp_path_factory.mktemp("crash") / "crashed"
+    os.environ[distributed.CRASH_ENV] = str(marker)
+    distributed.connect(num_cpus=2)
+    yield marker
+    del os.environ[distributed.CRASH_ENV]
+    ray.shutdown()
+
+
+def _workspace(tmp_path, name):
+    root = tmp_path / "data"
+    if not root.exists():
+        make_folder_dataset(root, n_train=40, n_test=12, leaks=(0, 3, 5))
+    p = Project.create(tmp_path / name, encoder="phash")
+    p.add("toy", root)
+    p.configure(flip_queries=True)
+    return p
+
+
+def _tables(p):
+    pairs = leakage.load_pairs(p, raw=True)
+    return pairs.sort_values(["eval_split", "train_split", "eval_item_id", "rank"]).reset_index(drop=True)
+
+
+def test_query_blocks_follow_faiss_and_never_leave_a_tiny_last_block():
+    assert distributed.query_blocks(10) == [(0, 10)]
+    assert distributed.query_blocks(8200, 4096) == [(0, 4096), (4096, 8200)]
+    assert distributed.query_blocks(8192 + 5, 4096) == [(0, 4096), (4096, 8197)]
+
+
+def test_ray_scan_gives_the_local_neighbours_through_killed_workers_and_a_stopped_driver(tmp_path, cluster,
+                                                                                         monkeypatch):
+    # tiny blocks so that there are many tasks (the local scan searches in the same blocks: phash scores tie
+    # often, and ties keep the order in which blocks are merged)
+    monkeypatch.setattr(search, "block_rows_for", lambda dim, budget=0: 7)
+    local = _workspace(tmp_path, "local")
+    local.scan()
+    expected = _tables(local)
+    assert len(expected)
+
+    remote = _workspace(tmp_path, "remote")
+    plan = remote.plan_scan()
+    stopped = {"n": 0}
+
+    def stop_after_first_search(stage, done, total):
+        if stage.startswith("search") and done == 1:
+            stopped["n"] += 1
+            raise KeyboardInterrupt  # the driver stops after one stored table
+
+    with pytest.raises(KeyboardInterrupt):
+        distributed.run_scan_ray(remote, plan, workers=2, chunk=5, progress=stop_after_first_search)
+    assert 0 < len(remote.plan_scan().todo) < len(plan.todo)  # embeddings and one table were kept
+    result = distributed.run_scan_ray(remote, remote.plan_scan(), workers=2, chunk=5)
+    assert cluster.exists()  # a worker died and Ray retried its work
+    assert result.pairs_searched and remote.plan_scan().todo == []
+    pd.testing.assert_frame_equal(_tables(remote), expected)

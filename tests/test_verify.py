@@ -1,0 +1,172 @@
+"""The verification stage and the fused score: alignment, the masked NCC against a direct computation, the
+evidence store's resumability, and the fused score used by rates (on a small phash workspace)."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageOps
+
+from leakcore import fused, leakage, verify
+from leakcore.api import Project
+from leakcore.calibrate import extended_suite
+from leakcore.errors import ThresholdsUncalibrated
+
+from conftest import make_folder_dataset, photo
+
+
+def _canvas(img):
+    lum, mask = verify.canvas(img)
+    return lum[None], mask[None]
+
+
+def _align(a, b):
+    la, ma = _canvas(a)
+    lb, mb = _canvas(b)
+    return verify.align(la, ma, lb, mb)[0]
+
+
+def test_masked_ncc_matches_a_direct_computation():
+    rng = np.random.default_rng(0)
+    a = torch.from_numpy(rng.random((1, 1, 12, 12)).astype(np.float32))
+    b = torch.from_numpy(rng.random((1, 1, 12, 12)).astype(np.float32))
+    ma = torch.ones_like(a)
+    ma[..., :2, :] = 0  # a masked band, as a rotated or letterboxed image has
+    mb = torch.ones_like(b)
+    ncc, cnt = verify.masked_ncc(a, ma, b, mb, 3)
+    A, MA, B, MB = (t[0, 0].numpy().astype(np.float64) for t in (a, ma, b, mb))
+    for dy, dx in ((0, 0), (2, -1), (-3, 3), (1, 2)):
+        xs, ys = [], []
+        for y in range(12):
+            for x in range(12):
+                y2, x2 = y + dy, x + dx
+                if 0 <= y2 < 12 and 0 <= x2 < 12 and MA[y, x] and MB[y2, x2]:
+                    xs.append(A[y, x]), ys.append(B[y2, x2])
+        direct = np.corrcoef(xs, ys)[0, 1]
+        assert cnt[0, 0, 3 + dy, 3 + dx] == len(xs)
+        assert ncc[0, 0, 3 + dy, 3 + dx].item() == pytest.approx(direct, abs=1e-4)
+
+
+def test_alignment_finds_shifts_flips_turns_and_rescaled_crops():
+    big = photo(3, (80, 80))
+    train = big.crop((16, 16, 64, 64))
+    shifted = big.crop((12, 20, 60, 68))
+    al = _align(shifted, train)
+    assert al.ncc > 0.97 and verify.VARIANTS[al.variant].dihedral == 0
+    # eval pixel p shows big[20 + y, 12 + x] = train pixel p + (4, -4), times the working scale 32/48
+    assert (al.dy, al.dx) in {(3, -3), (3, -2), (2, -3), (2, -2)}
+    for edit, dihedral in ((ImageOps.mirror, 4), (lambda im: im.transpose(Image.Transpose.ROTATE_90), 1),
+                           (lambda im: im.transpose(Image.Transpose.ROTATE_180), 2)):
+        al = _align(edit(train), train)
+        assert al.ncc > 0.97, edit
+        assert verify.VARIANTS[al.variant].dihedral % 4 == dihedral % 4 or dihedral == 4
+    recrop = train.crop((4, 4, 44, 44)).resize((48, 48), Image.Resampling.BICUBIC)
+    assert _align(recrop, train).ncc > 0.9
+    other = _align(photo(99, (48, 48)), train)  # smooth blobs: luminance alone correlates; gradients do not
+    assert (other.ncc + other.ncc_grad) / 2 < 0.6
+
+
+def test_evidence_separates_edited_copies_from_other_images_and_keeps_unreadable_pairs():
+    originals = [photo(s, (64, 48)) for s in range(6)]
+    suite = {t.name: t for t in extended_suite()}
+    edits = [suite[n](im, seed=1) for n, im in zip(["shift8", "recrop85", "text", "logo", "jpeg_q10", "hflip"], originals)]
+    same = verify.evidence(edits, originals)
+    different = verify.evidence(edits, originals[1:] + originals[:1])
+    both = lambda e: (e["ncc"] + e["ncc_grad"]) / 2  # noqa: E731
+    # each copy above the same edit against another image (smooth synthetic blobs correlate a little anywhere)
+    assert (both(same) > both(different) + 0.05).all() and (same["ssim"] > different["ssim"]).all()
+    assert same["ncc"].min() > 0.85
+    none = verify.evidence([None, edits[0]], [originals[0], originals[0]])
+    assert none.loc[0, "ncc"] == 0 and none.loc[0, "variant"] == -1 and none.loc[1, "ncc"] > 0.8
+
+
+def _scene(seed: int, size=(640, 480)) -> Image.Image:
+    """A picture with corners (random boxes and ellipses), as photos have and smooth blobs do not."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 255, 3)))
+    d = ImageDraw.Draw(img)
+    for _ in range(80):
+        x0, y0 = rng.integers(0, size[0]), rng.integers(0, size[1])
+        x1, y1 = x0 + rng.integers(10, 120), y0 + rng.integers(10, 120)
+        box = (int(x0), int(y0), int(x1), int(y1))
+        fill = tuple(int(v) for v in rng.integers(0, 255, 3))
+        (d.rectangle if rng.random() < 0.5 else d.ellipse)(box, fill=fill)
+    return img
+
+
+def test_orb_matches_a_watermarked_crop_of_a_photo():
+    big = _scene(5)
+    crop = big.crop((60, 40, 560, 420))
+    ImageDraw.Draw(crop).text((20, 300), "WATERMARK", fill="white")
+    inl_same, _ = verify.orb_match(crop, big)
+    inl_other, _ = verify.orb_match(crop, _scene(6))
+    assert inl_same >= 20 and inl_same > 3 * max(inl_other, 1)
+
+
+@pytest.fixture
+def scanned(tmp_path):
+    root = make_folder_dataset(tmp_path / "data", n_train=24, n_test=8, leaks=(0, 1, 2))
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    project.add("toy", root)
+    project.scan()
+    return project
+
+
+def test_evidence_is_cached_by_content_and_an_interrupted_run_resumes_identically(scanned):
+    pairs = leakage.load_pairs(scanned, raw=True)
+    stops = iter([False, True])
+    first = verify.compute_evidence(scanned, pairs, chunk=5, should_stop=lambda: next(stops, True))
+    store = verify.EvidenceStore(scanned)
+    partial = len(store.frame())
+    assert 0 < partial < first
+    left = verify.compute_evidence(scanned, pairs, chunk=5)
+    assert left == first - partial
+    assert verify.compute_evidence(scanned, pairs) == 0
+    whole = verify.EvidenceStore(scanned).frame().sort_values(["sha_a", "sha_b"]).reset_index(drop=True)
+    again_ws = scanned.path / "verify"
+    import shutil
+    shutil.rmtree(again_ws)
+    verify.compute_evidence(scanned, pairs)
+    fresh = verify.EvidenceStore(scanned).frame().sort_values(["sha_a", "sha_b"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(whole, fresh)
+
+
+def test_the_fused_score_is_fitted_stored_and_used_by_rates_beside_the_raw_similarity(scanned):
+    with pytest.raises(Exception):
+        scanned.use_score("fused")  # no model yet
+    fm = scanned.verify(queries=12)
+    assert 0 < fm.soft <= fm.hard <= 1 and fm.meta["auc"] > fm.meta["raw_auc"] - 0.05
+    assert set(fm.contributions(dict.fromkeys(verify.FEATURES, 0.5))["feature"]) == set(verify.FEATURES)
+    raw_rates = scanned.rates(["similarity"])
+    scanned.use_score("fused")
+    assert scanned.thresholds() == (fm.hard, fm.soft)
+    pairs = leakage.load_pairs(scanned)
+    assert {"raw_similarity", "fused", "verified"} <= set(pairs.columns)
+    assert (pairs["similarity"] == pairs["fused"]).all()
+    assert pairs.loc[pairs["verified"], "fused"].between(0, 1).all()
+    flagged = pairs[(~pairs["within"]) & (pairs["fused"] >= fm.soft)]
+    leaked = {f"toy/test/{c}/test_{i:03d}.jpg" for i, c in ((0, "cat"), (1, "dog"), (2, "cat"))}
+    assert leaked <= set(flagged["eval_item_id"])  # the three copies are flagged by the fused score
+    fused_rates = scanned.rates(["similarity"])
+    assert len(fused_rates) == len(raw_rates)
+    scanned.use_score("similarity")
+    assert "raw_similarity" not in leakage.load_pairs(scanned).columns
+    with pytest.raises(ThresholdsUncalibrated):
+        scanned.thresholds(score="fused", encoder="sscd")
+
+
+def test_scan_with_verification_plans_fit_and_verify_jobs_and_skips_them_when_done(scanned):
+    plan = scanned.configure(verify=True) and scanned.plan_scan()
+    names = [j.name for j in plan.todo]
+    assert "fit fused score" in names and any(n.startswith("verify ") for n in names)
+    import leakcore.fused as f
+    f_fit = f.fit
+
+    def small_fit(ws, **kw):
+        return f_fit(ws, **{**kw, "queries": 12})
+
+    f.fit = small_fit
+    try:
+        scanned.scan()
+    finally:
+        f.fit = f_fit
+    assert scanned.plan_scan().todo == []
