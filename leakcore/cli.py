@@ -286,7 +286,7 @@ def cmd_verify(args) -> int:
     project = _project(args.dir)
     if args.use is None or args.use == "fused":
         bars = _Bars()
-        fm = project.verify(refit=args.refit, queries=args.queries, progress=bars)
+        project.verify(refit=args.refit, queries=args.queries, progress=bars)
         bars.close()
     if args.use is not None:
         project.use_score(args.use)

@@ -161,10 +161,10 @@ class RayContext(ScanContext):
             rows = self.ray.put(grp["row"].to_numpy())
             n, submit = len(grp), (lambda q, a, b: self.search_shards.remote(q, ds, rows, a, b, kk))
         else:
+            ids, vecs = self.vectors(split.split)
             if split.split not in self._collections:  # one collection in the object store at a time
-                self._collections = {split.split: self.ray.put(np.ascontiguousarray(self.vectors(split.split)[1]))}
-            ref = self._collections[split.split]
-            n = len(self.vectors(split.split)[0])
+                self._collections = {split.split: self.ray.put(np.ascontiguousarray(vecs))}
+            ref, n = self._collections[split.split], len(ids)
             submit = lambda q, a, b: self.search_array.remote(q, ref, a, b, kk)  # noqa: E731
         c_blocks = [(a, min(a + block_rows, n)) for a in range(0, n, block_rows)]
         parts = []

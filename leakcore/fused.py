@@ -141,7 +141,6 @@ def suite_pairs(ws, *, encoder=None, queries: int = 200, seed: int = 0, transfor
         if progress:
             progress("edit and search", n + 1, len(transforms))
     frame = pd.DataFrame(rows)
-    train_imgs: list = [None] * len(train_idx)
     uniq = sorted(set(train_idx))
     loaded = dict(zip(uniq, verify.load_images(coll.iloc[uniq])))
     train_imgs = [loaded[i] for i in train_idx]

@@ -291,7 +291,7 @@ def _verify_jobs(ws, settings: ScanSettings, searches: list[SearchJob]) -> list[
     model = fused.load(ws, settings.encoder)
     jobs: list[Job] = [FitJob(settings.encoder, model is not None)]
     store = verify.EvidenceStore(ws) if model is not None else None
-    items = ws.items().drop_duplicates("item_id").set_index("item_id")["sha256"] if model is not None else None
+    items = verify.item_shas(ws) if model is not None else None
     for s in searches:
         done = False
         path = pair_path(ws, settings.encoder, s.eval_split, s.train_split)

@@ -307,6 +307,14 @@ def _pair_hash(shas_a, shas_b) -> str:
     return h.hexdigest()[:24]
 
 
+_FRAMES: dict = {}  # folder -> (part files, their rows)
+
+
+def item_shas(ws) -> "pd.Series":
+    """sha256 by item id."""
+    return ws.items().drop_duplicates("item_id").set_index("item_id")["sha256"]
+
+
 class EvidenceStore:
     """verify/evidence-v<VERSION>/part-<hash>.parquet: one row per (eval sha256, train sha256) with the evidence.
 
@@ -315,18 +323,18 @@ class EvidenceStore:
 
     def __init__(self, ws):
         self.folder = ws.path / "verify" / f"evidence-v{VERSION}"
-        self._frame = None
 
     def frame(self) -> "pd.DataFrame":
+        """Every stored row; read once per set of parts (every load of the pairs with the fused score asks)."""
         import pandas as pd
 
-        if self._frame is None:
-            parts = sorted(self.folder.glob("part-*.parquet")) if self.folder.exists() else []
+        parts = tuple(sorted(self.folder.glob("part-*.parquet"))) if self.folder.exists() else ()
+        if _FRAMES.get(self.folder, (None,))[0] != parts:
             frames = [pd.read_parquet(p) for p in parts]
             cols = ["sha_a", "sha_b", *EVIDENCE, "variant", "dy", "dx"]
-            self._frame = (pd.concat(frames, ignore_index=True).drop_duplicates(["sha_a", "sha_b"])
-                           if frames else pd.DataFrame(columns=cols))
-        return self._frame
+            _FRAMES[self.folder] = (parts, pd.concat(frames, ignore_index=True).drop_duplicates(["sha_a", "sha_b"])
+                                    if frames else pd.DataFrame(columns=cols))
+        return _FRAMES[self.folder][1]
 
     def missing(self, shas_a, shas_b) -> np.ndarray:
         have = set(zip(self.frame()["sha_a"], self.frame()["sha_b"]))
@@ -336,7 +344,6 @@ class EvidenceStore:
         from leakcore.io import write_parquet
 
         write_parquet(ev.reset_index(drop=True), self.folder / f"part-{_pair_hash(ev['sha_a'], ev['sha_b'])}.parquet")
-        self._frame = None
 
 
 def load_images(items: "pd.DataFrame") -> list:
@@ -357,9 +364,10 @@ def compute_evidence(ws, pairs: "pd.DataFrame", *, chunk: int = 1024, progress=N
     import pandas as pd
 
     items = ws.items().drop_duplicates("item_id").set_index("item_id")
+    shas = items["sha256"]
     p = pairs[["eval_item_id", "train_item_id"]].drop_duplicates()
-    p = p.assign(sha_a=items["sha256"].reindex(p["eval_item_id"]).to_numpy(),
-                 sha_b=items["sha256"].reindex(p["train_item_id"]).to_numpy()).dropna(subset=["sha_a", "sha_b"])
+    p = p.assign(sha_a=shas.reindex(p["eval_item_id"]).to_numpy(),
+                 sha_b=shas.reindex(p["train_item_id"]).to_numpy()).dropna(subset=["sha_a", "sha_b"])
     p = p.drop_duplicates(["sha_a", "sha_b"]).sort_values(["sha_a", "sha_b"]).reset_index(drop=True)
     store = EvidenceStore(ws)
     todo = p[store.missing(p["sha_a"], p["sha_b"])].reset_index(drop=True)
@@ -378,7 +386,7 @@ def compute_evidence(ws, pairs: "pd.DataFrame", *, chunk: int = 1024, progress=N
 
 def evidence_for(ws, pairs: "pd.DataFrame") -> "pd.DataFrame":
     """`pairs` with the stored evidence columns joined (NaN where a pair was not verified)."""
-    items = ws.items().drop_duplicates("item_id").set_index("item_id")["sha256"]
+    items = item_shas(ws)
     out = pairs.assign(sha_a=items.reindex(pairs["eval_item_id"]).to_numpy(),
                        sha_b=items.reindex(pairs["train_item_id"]).to_numpy())
     ev = EvidenceStore(ws).frame()

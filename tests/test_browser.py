@@ -40,6 +40,17 @@ def _launch(playwright):
         "--disable-sync", "--no-first-run"])
 
 
+def _open(playwright, address: str, ready: str):
+    """A browser and a page at `address`, once the page shows the text `ready`."""
+    from playwright.sync_api import expect
+
+    browser = _launch(playwright)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(address)
+    expect(page.get_by_text(ready)).to_be_visible(timeout=60_000)
+    return browser, page
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -80,10 +91,7 @@ def test_decide_by_click_and_key_then_reload(server):
 
     url, ws = server
     with sync_playwright() as p:
-        browser = _launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url + "/Review")
-        expect(page.get_by_text("Reviewed 0 of 3 flagged pairs")).to_be_visible(timeout=60_000)
+        browser, page = _open(p, url + "/Review", "Reviewed 0 of 3 flagged pairs")
         expect(page.get_by_role("button", name="Hard leak")).to_be_disabled()  # no anonymous decisions
         page.get_by_role("textbox", name="Reviewer").fill("browser-test")
         page.get_by_role("textbox", name="Reviewer").press("Enter")
@@ -131,10 +139,7 @@ def test_click_on_the_roc_moves_the_soft_threshold(server):
     url, ws = server
     calibrate.calibrate(ws, "animals/train", queries=6)
     with sync_playwright() as p:
-        browser = _launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url + "/Thresholds")
-        expect(page.get_by_text("Similarity of edited copies")).to_be_visible(timeout=60_000)
+        browser, page = _open(p, url + "/Thresholds", "Similarity of edited copies")
         slider = page.locator("[data-testid='stSlider']").nth(1)
         before = slider.inner_text()
         box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
@@ -164,10 +169,7 @@ def test_a_page_switch_keeps_the_reviewer_filters_and_thresholds(server):
                                ws.items().set_index("item_id"), *ws.thresholds()).iloc[0]
     review.decide(ws, first["eval_item_id"], first["train_item_id"], "unsure", reviewer="someone-else")
     with sync_playwright() as p:
-        browser = _launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url + "/Thresholds")
-        expect(page.get_by_text("Flagged evaluation images")).to_be_visible(timeout=60_000)
+        browser, page = _open(p, url + "/Thresholds", "Flagged evaluation images")
         hard_slider = page.locator("input[type='range'][aria-label='Hard threshold']")
         soft_slider = page.locator("input[type='range'][aria-label='Soft threshold']")
 
@@ -223,10 +225,7 @@ def test_arrows_move_the_pair_after_a_click_in_the_sidebar(server):
 
     url, ws = server
     with sync_playwright() as p:
-        browser = _launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url + "/Review")
-        expect(page.get_by_text("Pair 1 / 3")).to_be_visible(timeout=60_000)
+        browser, page = _open(p, url + "/Review", "Pair 1 / 3")
         page.get_by_text("closeness to a threshold", exact=True).click()
         page.wait_for_timeout(1500)
         page.keyboard.press("ArrowRight")
