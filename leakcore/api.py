@@ -76,6 +76,18 @@ class ImpactResult:
     source: str
 
 
+@dataclass
+class PairEvidence:
+    """`Project.explain_pair`: the alignment (verify.Explanation), the stored evidence row (None when the pair
+    was not verified), the raw similarity, and the fused score with per-feature contributions (None without)."""
+
+    explanation: object
+    stored: "pd.Series | None"
+    similarity: float | None
+    fused: float | None
+    contributions: "pd.DataFrame | None"
+
+
 class Decisions:
     """The curator decision store of a project (review.sqlite): record, undo, read."""
 
@@ -241,6 +253,34 @@ class Project(Workspace):
                                  should_stop=should_stop)
         return fm
 
+    def explain_pair(self, eval_item_id: str, train_item_id: str, *, similarity: float | None = None) -> PairEvidence:
+        """The second stage's view of one pair: its alignment and aligned canvases (computed now, so any pair can
+        be shown), the stored evidence, and the fused model's score with each feature's share (when fitted)."""
+        from leakcore import verify
+
+        items = self.items().drop_duplicates("item_id").set_index("item_id")
+        missing = [i for i in (eval_item_id, train_item_id) if i not in items.index]
+        if missing:
+            raise UnknownName(f"no item {missing[0]!r} in this workspace")
+        a, b = verify.load_images(items.loc[[eval_item_id, train_item_id]].reset_index())
+        if a is None or b is None:
+            raise InvalidInput("one of the two images cannot be read, so there is nothing to align")
+        pair = pd.DataFrame({"eval_item_id": [eval_item_id], "train_item_id": [train_item_id]})
+        stored = verify.evidence_for(self, pair).iloc[0]
+        verified = bool(pd.notna(stored["ncc"]))
+        fm = self.fused_model()
+        if similarity is None:  # the raw similarity of the stored pair (pass it when you have it: this reads tables)
+            raw = leakage.load_pairs(self, raw=True)
+            hit = raw[(raw["eval_item_id"] == eval_item_id) & (raw["train_item_id"] == train_item_id)]
+            similarity = float(hit["similarity"].max()) if len(hit) else None
+        fused = contributions = None
+        if fm is not None and verified and similarity is not None:
+            row = stored.copy()
+            row["similarity"] = similarity
+            fused = float(fm.predict(row.to_frame().T)[0])
+            contributions = fm.contributions(row)
+        return PairEvidence(verify.explain(a, b), stored if verified else None, similarity, fused, contributions)
+
     def fused_model(self) -> "_fused.FusedModel | None":
         return _fused.load(self)
 
@@ -349,4 +389,5 @@ def open_project(path: str | os.PathLike) -> Project:
     return Project.open(path)
 
 
-__all__ = ["Decisions", "ImpactRequest", "ImpactResult", "LeakSource", "PROBES", "Project", "open_project"]
+__all__ = ["Decisions", "ImpactRequest", "ImpactResult", "LeakSource", "PROBES", "PairEvidence", "Project",
+           "open_project"]

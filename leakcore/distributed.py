@@ -109,6 +109,26 @@ def _remote_defs(ray, gpu: bool):
     return EmbedWorker, search_array, search_shards
 
 
+def search_blocks(ray, queries: np.ndarray, n: int, submit, k: int, *, block_rows: int,
+                  query_block: int = QUERY_BLOCK, self_index: np.ndarray | None = None):
+    """Exact top-k of `queries` over a collection of `n` rows on the cluster. `submit(query_ref, start, stop)`
+    starts the task that searches rows [start, stop) (`search_array` or `search_shards`); every query block's
+    results are merged in collection order by the local merge, so the neighbours are the local scan's."""
+    c_blocks = [(a, min(a + block_rows, n)) for a in range(0, n, block_rows)]
+    parts = []
+    for qs, qe in query_blocks(len(queries), query_block):
+        qref = ray.put(np.ascontiguousarray(queries[qs:qe], dtype=np.float32))
+        parts.append(((qs, qe), [submit(qref, a, b) for a, b in c_blocks]))
+    D, I = [], []
+    for (qs, qe), refs in parts:
+        results = ray.get(refs)  # in collection order: the local merge sees the same sequence
+        d, i = search.merge_blocks(results, qe - qs, k, self_index=None if self_index is None else self_index[qs:qe])
+        D.append(d), I.append(i)
+    if not D:
+        return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+    return np.concatenate(D), np.concatenate(I)
+
+
 class RayContext(ScanContext):
     """A scan context whose embedding and search jobs run on a Ray cluster."""
 
@@ -166,20 +186,8 @@ class RayContext(ScanContext):
                 self._collections = {split.split: self.ray.put(np.ascontiguousarray(vecs))}
             ref, n = self._collections[split.split], len(ids)
             submit = lambda q, a, b: self.search_array.remote(q, ref, a, b, kk)  # noqa: E731
-        c_blocks = [(a, min(a + block_rows, n)) for a in range(0, n, block_rows)]
-        parts = []
-        for qs, qe in query_blocks(len(queries), self.query_block):
-            qref = self.ray.put(np.ascontiguousarray(queries[qs:qe], dtype=np.float32))
-            parts.append(((qs, qe), [submit(qref, a, b) for a, b in c_blocks]))
-        D, I = [], []
-        for (qs, qe), refs in parts:
-            results = self.ray.get(refs)  # in collection order: the local merge sees the same sequence
-            d, i = search.merge_blocks(results, qe - qs, k,
-                                       self_index=None if self_index is None else self_index[qs:qe])
-            D.append(d), I.append(i)
-        if not D:
-            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
-        return np.concatenate(D), np.concatenate(I)
+        return search_blocks(self.ray, queries, n, submit, k, block_rows=block_rows,
+                             query_block=self.query_block, self_index=self_index)
 
     def _release_actors(self) -> None:
         for a in self._actors or []:

@@ -7,6 +7,7 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Iterator
 
+import faiss
 import numpy as np
 import pandas as pd
 
@@ -180,4 +181,5 @@ def embeddings_blocks(ds, rows: np.ndarray, block_rows: int) -> Iterator[tuple[i
                 block[mask] = search.read_rows(shards[s], int(local[0]), int(local[-1]) + 1)  # contiguous: bounded RSS
             else:
                 block[mask] = shards[s][local]
-        yield off, l2_normalise(block)
+        faiss.normalize_L2(block)  # in place, in C++: numpy's norm took 8x longer than reading the block
+        yield off, block

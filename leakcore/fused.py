@@ -284,6 +284,22 @@ def load(ws, encoder: str | None = None) -> FusedModel | None:
     return _CACHE[stamp]
 
 
+def fitting_scores(ws, encoder: str | None = None) -> pd.DataFrame | None:
+    """The fitting set's pairs the thresholds were chosen on (edited copies and clean negatives), each with its
+    fused score and raw similarity: what the Thresholds page draws the fused ROC from (None without a model)."""
+    encoder = encoder or ws.encoder
+    fm = load(ws, encoder)
+    suite_file = model_dir(ws, encoder) / "suite.parquet"
+    if fm is None or not suite_file.exists():
+        return None
+    suite = pd.read_parquet(suite_file)
+    has_labels = (suite["negative"] == "other label").any()
+    clean = (suite["label"] == 1) | (suite["negative"] == "other label") if has_labels else np.ones(len(suite), bool)
+    suite = suite[clean].reset_index(drop=True)
+    return pd.DataFrame({"fused": fm.predict(suite), "similarity": suite["similarity"], "label": suite["label"] == 1,
+                         "is_copy": suite["is_copy"].astype(bool), "family": suite["family"]})
+
+
 def candidates(pairs: pd.DataFrame, candidate: float, max_rank: int | None = None) -> pd.DataFrame:
     """The stored pairs the verification stage checks: raw similarity at or above the candidate threshold."""
     keep = pairs["similarity"] >= candidate

@@ -206,7 +206,8 @@ BORDERLINE = "borderline"
 STATES = ("unreviewed", "confirmed", "rejected", "unsure")
 _STATE_OF = {"hard": "confirmed", "soft": "confirmed", "not_leak": "rejected", "unsure": "unsure",
              "same_source": "confirmed"}
-SORTS = ("similarity", "closeness to a threshold")
+SORTS = ("similarity", "closeness to a threshold", "model uncertainty")
+UNCERTAINTY_SORT = SORTS[2]  # only with the fused score: P(same photograph) nearest 0.5 first
 
 
 def build_queue(pairs: pd.DataFrame, items: pd.DataFrame, hard: float, soft: float, *, margin: float = 0.05) -> pd.DataFrame:
@@ -224,6 +225,8 @@ def build_queue(pairs: pd.DataFrame, items: pd.DataFrame, hard: float, soft: flo
     q.loc[known & (q["eval_label"] == q["train_label"]), "label_agreement"] = "same"
     q.loc[known & (q["eval_label"] != q["train_label"]), "label_agreement"] = "different"
     q["closeness"] = np.minimum(np.abs(q["similarity"] - hard), np.abs(q["similarity"] - soft))
+    # the fused model's uncertainty (|P(same) - 0.5|, smallest first teaches it most); NaN with the raw score
+    q["uncertainty"] = np.abs(q["fused"] - 0.5) if "fused" in q.columns else np.nan
     q["pair"] = q["eval_item_id"] + "\t" + q["train_item_id"]
     q["check"] = "similarity"  # the pair check; group checks queue groups, not pairs
     for col in ("check", "eval_split", "train_split", "source", "degree", "label_agreement"):
@@ -287,4 +290,10 @@ def filter_queue(
         return out
     if sort == "closeness to a threshold":
         return out.iloc[np.argsort(out["closeness"].to_numpy(), kind="stable")]
+    if sort == UNCERTAINTY_SORT:
+        if "uncertainty" not in out.columns or not out["uncertainty"].notna().any():
+            raise UnknownName("ordering by the model's uncertainty needs the fused score",
+                              cli="fit it with `leakcore verify WS --use fused`",
+                              page="Fit the fused score (leakcore verify) to order by its uncertainty")
+        return out.iloc[np.argsort(out["uncertainty"].to_numpy(), kind="stable")]
     raise UnknownName(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")

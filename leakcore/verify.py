@@ -293,6 +293,30 @@ def evidence(eval_images: list[Image.Image], train_images: list[Image.Image], *,
     return pd.DataFrame(rows, columns=cols).astype({"variant": np.int16, "dy": np.int16, "dx": np.int16})
 
 
+@dataclass
+class Explanation:
+    """What the second stage saw for one pair, for a curator: the alignment it found and both images on the
+    working canvas in the training image's coordinates (the eval image moved by that alignment)."""
+
+    alignment: Alignment
+    transform: str  # the variant in words ("mirrored, scaled x1.12")
+    train: np.ndarray  # training luminance (S, S)
+    aligned: np.ndarray  # the eval luminance moved onto it (S, S)
+    overlap_mask: np.ndarray  # where both have pixels (S, S)
+    ssim: float
+
+
+def explain(eval_image: Image.Image, train_image: Image.Image) -> Explanation:
+    """The alignment and aligned canvases of one pair (the same computation as `evidence`, kept for display)."""
+    la, ma = canvas(eval_image)
+    lb, mb = canvas(train_image)
+    al = align(la[None], ma[None], lb[None], mb[None])[0]
+    a, m = aligned_pair(la, ma, al)
+    m = m * mb
+    ssim = overlap_ssim(a * m, lb * m, m) if al.overlap > 0 else 0.0
+    return Explanation(al, VARIANTS[al.variant].label, lb, a, m, ssim)
+
+
 _NO_EVIDENCE = {"ncc": 0.0, "ncc_grad": 0.0, "ssim": 0.0, "overlap": 0.0, "orb_inliers": 0.0, "orb_ratio": 0.0,
                 "orb_used": 0.0, "variant": -1, "dy": 0, "dx": 0}
 

@@ -23,6 +23,7 @@ with user_errors():
     if queue.empty:
         st.info("Nothing flagged yet. Run a scan from the home page, or lower the soft threshold.")
         st.stop()
+    review_ui.open_linked_pair(queue)
     filters = queue_filters(queue)
     view = review.filter_queue(queue, **filters)
     decided = int((queue["state"] != "unreviewed").sum())
@@ -33,6 +34,7 @@ with user_errors():
         st.stop()
     pos = review_ui.position(view)
     pair = view.iloc[pos]
+    review_ui.show_in_url(pair)
     items = data.items(ws)
     top = st.columns([3, 1, 1])
     top[0].markdown(

@@ -9,22 +9,43 @@ ws = page("Thresholds", ":material/tune:")
 with user_errors():
     st.title("Thresholds")
     calibrated = [p.parent.name for p in (ws.path / "calibration").glob("*/thresholds.json")]
-    encoder = thresholds_ui.encoder_select(ws, calibrated)
+    encoder, score = thresholds_ui.encoder_select(ws, calibrated)
     flash()
-    views = data.calibration_views(ws, encoder)
-    defaults = data.encoder_defaults(encoder)
+    fused = score == "fused"
+    views = data.fused_views(ws, encoder) if fused else data.calibration_views(ws, encoder)
+    defaults = None if fused else data.encoder_defaults(encoder)
     b1, b2, _ = st.columns([1, 1, 3])
     b1.button("Reset to the encoder's defaults", key="th_reset", disabled=defaults is None,
               on_click=thresholds_ui.set_thresholds, args=defaults or (1.0, 1.0),
-              help="The thresholds measured for this encoder" if defaults else "This encoder has no measured defaults")
+              help="The thresholds measured for this encoder" if defaults else
+              "The fused score has no encoder defaults: use the suggested ones" if fused else
+              "This encoder has no measured defaults")
     b2.button("Use suggested", key="th_suggested", disabled=views is None,
               on_click=thresholds_ui.set_thresholds, args=(views[0].hard, views[0].soft) if views else (1.0, 1.0),
-              help="The thresholds the calibration below suggests")
+              help="The thresholds the fused model's fit suggests" if fused else
+              "The thresholds the calibration below suggests")
     hard, soft = thresholds_ui.sliders()
     if views is None:
         st.info(f"No calibration for {encoder} in this workspace yet. Run one: it edits real images with the paper's "
                 "transformations and measures how similar the copies stay.")
         thresholds_ui.calibration_form(ws, encoder)
+    elif fused:
+        model, points, curves, hist = views
+        m = model.meta
+        st.caption(f"**Fused score** P(same photograph), fitted on {m.get('suite_pairs')} pairs of the extended suite "
+                   f"({m.get('queries')} training images edited; negatives: the nearest image with another label, "
+                   f"thresholds chosen on those) and {m.get('decisions_used', 0)} curator decisions · AUC "
+                   f"{m.get('auc', float('nan')):.3f} vs {m.get('raw_auc', float('nan')):.3f} for the raw similarity "
+                   f"(dashed) · suggested hard **{model.hard:.4f}**, soft **{model.soft:.4f}**")
+        left, right = st.columns(2)
+        with left:
+            thresholds_ui.roc_chart(curves, points, hard, soft, None)
+        with right:
+            thresholds_ui.histogram_chart(hist, hard, soft, fused=True)
+        fpr_h, tpr_h = points.at(hard)
+        fpr_s, tpr_s = points.at(soft)
+        st.markdown(f"At **hard {hard:.4f}**: catches {100 * tpr_h:.1f}% of edited copies, {100 * fpr_h:.3f}% false positives · "
+                    f"at **soft {soft:.4f}**: {100 * tpr_s:.1f}% of copies, {100 * fpr_s:.3f}% false positives")
     else:
         result, points, curves, hist = views
         s = result.settings
@@ -43,7 +64,15 @@ with user_errors():
         fpr_s, tpr_s = points.at(soft)
         st.markdown(f"At **hard {hard:.4f}**: catches {100 * tpr_h:.1f}% of edited copies, {100 * fpr_h:.3f}% false positives · "
                     f"at **soft {soft:.4f}**: {100 * tpr_s:.1f}% of copies, {100 * fpr_s:.3f}% false positives")
-    if encoder == ws.encoder:
+    if encoder == ws.encoder and score != ws.score:
+        st.info(f"The project scores pairs by the **{ws.score}** score; these {score} thresholds apply once you "
+                f"use the {score} score (`leakcore verify WS --use {score}`, or the button below).")
+        if st.button(f"Use the {score} score for this project", key="th_use_score"):
+            ws.use_score(score)
+            st.cache_data.clear()
+            st.session_state["flash"] = f"Every page and report now use the {score} score"
+            st.rerun()
+    elif encoder == ws.encoder:
         counts = data.flagged_counts(ws, hard, soft)
         if not counts.empty:
             st.subheader("Flagged evaluation images at these thresholds")
@@ -52,14 +81,15 @@ with user_errors():
                          hide_index=True, width="stretch")
     c1, c2 = st.columns([1, 3])
     if c1.button("Apply to project", key="th_apply", type="primary", disabled=soft > hard):
-        ws.set_thresholds(hard, soft, encoder=encoder, source="set on the Thresholds page")
+        ws.set_thresholds(hard, soft, encoder=encoder, score=score, source="set on the Thresholds page")
         st.cache_data.clear()
-        st.session_state["flash"] = f"Thresholds for {encoder} saved: hard {hard:.4f}, soft {soft:.4f}"
+        st.session_state["flash"] = f"Thresholds for {encoder} ({score}) saved: hard {hard:.4f}, soft {soft:.4f}"
         st.rerun()
-    in_force = ws.thresholds(encoder)
-    c2.caption(f"In force for {encoder}: hard {in_force[0]:.4f}, soft {in_force[1]:.4f}. Every page and `leakcore report` "
-               "use the applied values at once, without re-scanning.")
-    if views is not None:
+    in_force = ws.thresholds_or_none(encoder, score=score)
+    if in_force is not None:
+        c2.caption(f"In force for {encoder} ({score}): hard {in_force[0]:.4f}, soft {in_force[1]:.4f}. Every page and "
+                   "`leakcore report` use the applied values at once, without re-scanning.")
+    if views is not None and not fused:
         with st.expander("Robustness table (top-1 accuracy per edit)", expanded=False):
             st.dataframe(calibrate.robustness_table(result).assign(top1=lambda d: (100 * d["top1"]).round(1)),
                          hide_index=True, width="stretch")

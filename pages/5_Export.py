@@ -5,7 +5,25 @@ import zipfile
 import streamlit as st
 
 from leakcore import export
+from ui import data
+from ui.review_ui import pair_url
 from ui.widgets import flash, page, user_errors
+
+PAGE = 50
+
+
+def removed_rows(ws, removed):
+    """The removed list with the evaluation image, its best training match and a link to the pair in Review."""
+    items = data.items(ws)
+    first = removed["matches"].fillna("").str.split(";").str[0]
+    match_ok = first.isin(items.index) & (removed["check"] == "similarity")
+    out = removed[["item_id", "check", "reason", "similarity", "decision", "reviewer", "note", "matches"]].copy()
+    text = ["check", "reason", "decision", "reviewer", "note", "matches"]
+    out[text] = out[text].astype("string").fillna("")  # an empty cell, not "None"
+    out.insert(0, "image", [data.thumbnail(ws, items.loc[i]) if i in items.index else None for i in removed["item_id"]])
+    out.insert(1, "match", [data.thumbnail(ws, items.loc[m]) if ok else None for m, ok in zip(first, match_ok)])
+    out.insert(2, "review", [pair_url(i, m) if ok else None for i, m, ok in zip(removed["item_id"], first, match_ok)])
+    return out
 
 ws = page("Export", ":material/download:")
 with user_errors():
@@ -35,11 +53,21 @@ with user_errors():
     plan = ws.export_plan(split, policy)
     removed = plan[plan["removed"]]
     st.caption(f"With these settings: keep {len(plan) - len(removed)} of {len(plan)}, remove {len(removed)}.")
-    # short columns first, so the similarity is in view next to the long paths; the table is as tall as its rows (up to 10)
-    st.dataframe(removed[["item_id", "check", "reason", "similarity", "decision", "matches", "reviewer", "note"]], hide_index=True,
-                 width="stretch", height=38 + 35 * min(max(len(removed), 1), 10),
-                 column_config={"similarity": st.column_config.NumberColumn(format="%.4f", width="small"),
-                                "reason": st.column_config.TextColumn(width="medium")})
+    # short columns first, so the similarity is in view next to the long paths; thumbnails of both images and a link
+    # that opens the pair on the Review page, a page of 50 at a time (thumbnails are made for the rows shown)
+    if len(removed):
+        pages = (len(removed) + PAGE - 1) // PAGE
+        n = st.number_input(f"Page of the removed list (of {pages}, {PAGE} rows each)", 1, pages, key="exp_page") \
+            if pages > 1 else 1
+        shown = removed.iloc[(n - 1) * PAGE:n * PAGE]
+        st.dataframe(removed_rows(ws, shown), hide_index=True, width="stretch", height=38 + 70 * min(len(shown), 8),
+                     row_height=64,
+                     column_config={"image": st.column_config.ImageColumn("evaluation", width="small"),
+                                    "match": st.column_config.ImageColumn("training match", width="small"),
+                                    "review": st.column_config.LinkColumn("review", display_text="open pair",
+                                                                          width="small"),
+                                    "similarity": st.column_config.NumberColumn(format="%.4f", width="small"),
+                                    "reason": st.column_config.TextColumn(width="medium")})
     if st.button("Write the export into the workspace", key="exp_write", type="primary"):
         result = ws.export(split, policy, fmt=fmt, links=None if links == "none" else links)
         st.session_state["exp_last"] = [str(f) for f in result.files if f.is_file()]

@@ -188,3 +188,48 @@ def test_review_compare_views(ws):
         at.button_group(key="compare_mode").set_value(mode).run()
         assert not at.exception, (mode, at.exception)
     assert len(at.get("imgs")) + len(at.get("image")) >= 1 and at.button_group(key="compare_mode").value == "side by side"
+
+
+def test_home_scan_runs_on_a_ray_cluster_from_the_page(ws):
+    """The Home page's switch sends the same scan to Ray (a local one here) and stores the same neighbours."""
+    ray = pytest.importorskip("ray")
+    from leakcore import leakage
+
+    before = leakage.load_pairs(ws, raw=True).sort_values(["eval_item_id", "rank"]).reset_index(drop=True)
+    for p in (ws.path / "neighbors").rglob("*.parquet"):
+        p.unlink()  # the tables go; the embeddings stay cached
+    at = run("app.py")
+    at.radio(key="scan_where").set_value("a Ray cluster").run()
+    assert at.text_input(key="scan_ray_address").value == "local"
+    at.number_input(key="scan_workers").set_value(1).run()
+    try:
+        at.button(key="run_scan").click().run()
+    finally:
+        ray.shutdown()
+    assert not at.exception and not at.error
+    assert "done in" in at.get("progress")[0].proto.text
+    after = leakage.load_pairs(ws, raw=True).sort_values(["eval_item_id", "rank"]).reset_index(drop=True)
+    assert len(after) and after[["eval_item_id", "train_item_id", "similarity"]].equals(
+        before[["eval_item_id", "train_item_id", "similarity"]])
+
+
+def test_a_link_opens_its_pair_whatever_the_filters_and_the_url_follows_the_pair(ws):
+    from leakcore import leakage
+
+    pairs = leakage.load_pairs(ws).sort_values("similarity")
+    hard, soft = ws.thresholds()
+    target = pairs[pairs["similarity"] >= soft].iloc[0]
+    review.decide(ws, target["eval_item_id"], target["train_item_id"], "not_leak", reviewer="ann")  # hidden by default
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["reviewer"] = "tester"
+    at.run()
+    at.switch_page("pages/1_Review.py")
+    at.query_params["eval"], at.query_params["train"] = target["eval_item_id"], target["train_item_id"]
+    at.run()
+    assert not at.exception
+    assert at.session_state["f_states"] == []  # widened so that the linked (rejected) pair is in view
+    pair_line = " ".join(m.value for m in at.markdown if m.value.startswith("Pair **"))
+    assert "state **rejected**" in pair_line
+    at.button(key="prev").click().run()  # the least similar flagged pair is the last one: step back
+    shown = (at.query_params["eval"], at.query_params["train"])
+    assert shown != (target["eval_item_id"], target["train_item_id"]) and shown[0].startswith("animals/test/")

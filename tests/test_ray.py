@@ -2,6 +2,7 @@
 task, and after a stopped driver."""
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -25,14 +26,40 @@ def cluster(tmp_path_factory):
     ray.shutdown()
 
 
-def _workspace(tmp_path, name):
+def _workspace(tmp_path, name, precomputed=False):
     root = tmp_path / "data"
     if not root.exists():
         make_folder_dataset(root, n_train=40, n_test=12, leaks=(0, 3, 5))
     p = Project.create(tmp_path / name, encoder="phash")
     p.add("toy", root)
+    if precomputed:
+        p.add("web", _precomputed(tmp_path, root), encoder="phash")
     p.configure(flip_queries=True)
     return p
+
+
+def _precomputed(tmp_path, root):
+    """A clip-retrieval folder of three shards (17 rows each, float16): phash vectors of four test images
+    among sign noise, so that the search across shards and blocks finds them and ties abound."""
+    from leakcore.encoders import create_encoder
+
+    src = tmp_path / "web"
+    if src.exists():
+        return src
+    (src / "img_emb").mkdir(parents=True)
+    (src / "metadata").mkdir()
+    enc = create_encoder("phash")
+    tests = sorted((root / "test").rglob("*.jpg"))[:4]
+    copies = np.concatenate([v for v, _ in enc.encode([f.read_bytes() for f in tests])])
+    rng = np.random.default_rng(0)
+    rows = np.sign(rng.normal(size=(51, 64))) / 8.0
+    rows[[3, 20, 34, 50]] = copies
+    for shard in range(3):
+        part = slice(17 * shard, 17 * (shard + 1))
+        np.save(src / "img_emb" / f"img_emb_{shard}.npy", rows[part].astype(np.float16))
+        pd.DataFrame({"url": [f"http://x/{i}" for i in range(51)][part]}).to_parquet(
+            src / "metadata" / f"metadata_{shard}.parquet")
+    return src
 
 
 def _tables(p):
@@ -71,4 +98,17 @@ def test_ray_scan_gives_the_local_neighbours_through_killed_workers_and_a_stoppe
     result = distributed.run_scan_ray(remote, remote.plan_scan(), workers=2, chunk=5)
     assert cluster.exists()  # a worker died and Ray retried its work
     assert result.pairs_searched and remote.plan_scan().todo == []
+    pd.testing.assert_frame_equal(_tables(remote), expected)
+
+
+def test_ray_search_over_precomputed_shards_gives_the_local_neighbours(tmp_path, cluster, monkeypatch):
+    monkeypatch.setattr(search, "block_rows_for", lambda dim, budget=0: 7)  # blocks that straddle the shards
+    local = _workspace(tmp_path, "local", precomputed=True)
+    local.scan()
+    expected = _tables(local)
+    web = expected[expected["train_split"] == "web/train"]
+    assert len(web) and (web.groupby("eval_item_id")["similarity"].max() > 0.99).sum() == 4  # the planted rows
+
+    remote = _workspace(tmp_path, "remote", precomputed=True)
+    distributed.run_scan_ray(remote, remote.plan_scan(), workers=2, chunk=5)
     pd.testing.assert_frame_equal(_tables(remote), expected)

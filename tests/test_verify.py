@@ -1,15 +1,17 @@
 """The verification stage and the fused score: alignment, the masked NCC against a direct computation, the
 evidence store's resumability, and the fused score used by rates (on a small phash workspace)."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from PIL import Image, ImageDraw, ImageOps
 
-from leakcore import fused, leakage, verify
+from leakcore import fused, leakage, review, verify
 from leakcore.api import Project
 from leakcore.calibrate import extended_suite
-from leakcore.errors import ThresholdsUncalibrated
+from leakcore.errors import ThresholdsUncalibrated, UnknownName
 
 from conftest import make_folder_dataset, photo
 
@@ -148,6 +150,22 @@ def test_the_fused_score_is_fitted_stored_and_used_by_rates_beside_the_raw_simil
     assert leaked <= set(flagged["eval_item_id"])  # the three copies are flagged by the fused score
     fused_rates = scanned.rates(["similarity"])
     assert len(fused_rates) == len(raw_rates)
+
+    # what the Review page shows of a pair: the alignment, the stored evidence, each feature's share
+    top = flagged.sort_values("fused", ascending=False).iloc[0]
+    e = scanned.explain_pair(top["eval_item_id"], top["train_item_id"])
+    assert e.explanation.alignment.ncc > 0.9 and e.stored is not None
+    assert e.fused == pytest.approx(float(top["fused"]), abs=1e-4)
+    assert set(e.contributions["feature"]) == set(verify.FEATURES)
+    assert e.contributions["contribution"].abs().is_monotonic_decreasing
+    # the review queue orders by the model's uncertainty (P nearest 0.5 first); the raw score cannot
+    q = review.build_queue(pairs, scanned.items(), fm.hard, fm.soft)
+    u = review.filter_queue(q, sort=review.UNCERTAINTY_SORT)
+    assert len(u) == len(q) and (np.diff(np.abs(u["fused"].to_numpy() - 0.5)) >= 0).all()
+    raw_q = review.build_queue(leakage.load_pairs(scanned, raw=True), scanned.items(), 0.9, 0.7)
+    with pytest.raises(UnknownName, match="fused score"):
+        review.filter_queue(raw_q, sort=review.UNCERTAINTY_SORT)
+    _review_page_shows_the_evidence(scanned, top)
     scanned.use_score("similarity")
     assert "raw_similarity" not in leakage.load_pairs(scanned).columns
     with pytest.raises(ThresholdsUncalibrated):
@@ -170,3 +188,35 @@ def test_scan_with_verification_plans_fit_and_verify_jobs_and_skips_them_when_do
     finally:
         f.fit = f_fit
     assert scanned.plan_scan().todo == []
+
+
+def _review_page_shows_the_evidence(project, pair):
+    """The Review page in its "aligned" mode on a workspace scored by the fused score, and its Order choice."""
+    import os
+
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["LEAKCORE_WORKSPACE"] = str(project.path)
+    try:
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+        at.session_state["reviewer"] = "tester"
+        at.run()
+        at.switch_page("pages/1_Review.py").run()
+        assert review.UNCERTAINTY_SORT in at.button_group(key="f_sort").options
+        at.button_group(key="f_sort").set_value(review.UNCERTAINTY_SORT).run()
+        at.button_group(key="compare_mode").set_value("aligned").run()
+        assert not at.exception and not at.warning
+        text = " ".join(m.value for m in at.markdown)
+        assert "Best alignment" in text and "Fused score" in text
+        assert len(at.dataframe) >= 2  # the evidence and the features' shares
+        # the Thresholds page opens on the fused score: its ROC, its thresholds, the raw ROC beside it
+        at.switch_page("pages/2_Thresholds.py").run()
+        assert not at.exception and at.button_group(key="th_score").value == "fused"
+        fm = fused.load(project)
+        assert (at.session_state["th_hard"], at.session_state["th_soft"]) == (round(fm.hard, 4), round(fm.soft, 4))
+        assert "Fused score" in " ".join(c.value for c in at.caption)
+        at.button_group(key="th_score").set_value("similarity").run()  # the raw score's page, not applied yet
+        assert not at.exception and at.session_state["th_loaded_for"][2] == "similarity"
+        assert any("scores pairs by the **fused** score" in i.value for i in at.info)
+    finally:
+        del os.environ["LEAKCORE_WORKSPACE"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from leakcore import catalog, images, leakage, review
 from leakcore.api import ImpactRequest, LeakSource, Project
@@ -35,8 +36,29 @@ def open_workspace(path: str) -> Workspace | None:
 
 
 def _neighbors_stamp(ws: Workspace) -> tuple:
+    """The stored tables, and with the fused score also the score's model and the evidence parts: whatever
+    `leakage.load_pairs` reads (a refit or a verification run from the terminal shows on the next rerun)."""
     root = ws.neighbors_dir(ws.encoder)
-    return _stamp(*sorted(root.glob("*/*.json"))) if root.exists() else ()
+    tables = _stamp(*sorted(root.glob("*/*.json"))) if root.exists() else ()
+    return tables if ws.score == "similarity" else tables + (ws.score,) + _verify_stamp(ws)
+
+
+def _verify_stamp(ws: Workspace) -> tuple:
+    from leakcore import fused, verify
+
+    parts = verify.EvidenceStore(ws).folder
+    return (_stamp(fused.model_dir(ws, ws.encoder) / "model.json"),
+            tuple(p.name for p in sorted(parts.glob("part-*.parquet"))) if parts.exists() else ())
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _explain(path: str, eval_item_id: str, train_item_id: str, similarity: float | None, stamp: tuple):
+    return Project.open(path).explain_pair(eval_item_id, train_item_id, similarity=similarity)
+
+
+def explain_pair(ws: Workspace, eval_item_id: str, train_item_id: str, similarity: float | None):
+    """The second stage's view of one pair (cached per pair and per model / evidence)."""
+    return _explain(str(ws.path), eval_item_id, train_item_id, similarity, _verify_stamp(ws))
 
 
 # The big read-only tables (items, the review queue) are held with cache_resource: one shared copy,
@@ -132,6 +154,32 @@ def item_image(ws: Workspace, item: pd.Series):
     return _image(str(item["uri"]), int(item["row"]), roots, _stamp(Path(item["uri"])))
 
 
+@st.cache_data(show_spinner=False, max_entries=4096)
+def _thumbnail(uri: str, row: int, roots: tuple[str, ...], stamp: tuple, side: int) -> str | None:
+    import base64
+    import io
+
+    img, _ = _image(uri, row, roots, stamp)
+    if img is None:
+        return None
+    img = img.convert("RGB")
+    img.thumbnail((side, side), Image.Resampling.NEAREST if max(img.size) <= side else Image.Resampling.LANCZOS)
+    if max(img.size) < side:  # small images (CIFAR) enlarged pixel by pixel
+        f = max(1, side // max(img.size))
+        img = img.resize((img.width * f, img.height * f), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def thumbnail(ws: Workspace, item: pd.Series, side: int = 96) -> str | None:
+    """A small image of an item as a data URI (for image columns of tables), or None when it has no pixels."""
+    if ws.datasets.get(item["dataset"]) and ws.datasets[item["dataset"]].format == "embeddings":
+        return None
+    roots = tuple(str(r) for r in ws.dataset_roots())
+    return _thumbnail(str(item["uri"]), int(item["row"]), roots, _stamp(Path(item["uri"])), side)
+
+
 def clear_decision_caches() -> None:
     _decisions.clear()
     _rates.clear()
@@ -158,6 +206,36 @@ def _calibration_views(path: str, encoder: str, stamp: tuple):
         curves[family] = calibrate.curve(fs, fy, max_points=500)
     points = calibrate.OperatingPoints(s, y)
     return result, points, curves, points.histogram()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _fused_views(path: str, encoder: str, stamp: tuple):
+    """(model, OperatingPoints, ROC curves, histogram) of the fused score on its fitting pairs, or None; the raw
+    similarity's ROC on the same pairs rides along as "raw similarity (same pairs)"."""
+    from leakcore import calibrate, fused
+
+    ws = Project.open(path)
+    scores = fused.fitting_scores(ws, encoder)
+    if scores is None:
+        return None
+    y = scores["label"].to_numpy()
+    curves = {"all edits": calibrate.curve(scores["fused"].to_numpy(), y),
+              RAW_ON_FUSED: calibrate.curve(scores["similarity"].to_numpy(), y)}
+    negatives = scores[~scores["label"]]
+    for family, grp in scores[scores["label"]].groupby("family", sort=False):
+        both = pd.concat([grp, negatives])
+        curves[family] = calibrate.curve(both["fused"].to_numpy(), both["label"].to_numpy(), max_points=500)
+    points = calibrate.OperatingPoints(scores["fused"].to_numpy(), y)
+    return fused.load(ws, encoder), points, curves, points.histogram()
+
+
+RAW_ON_FUSED = "raw similarity (same pairs)"
+
+
+def fused_views(ws: Workspace, encoder: str):
+    from leakcore import fused
+
+    return _fused_views(str(ws.path), encoder, _stamp(fused.model_dir(ws, encoder) / "model.json"))
 
 
 def calibration_views(ws: Workspace, encoder: str):

@@ -38,6 +38,7 @@ def _switch(path: str, create: bool) -> None:
         return
     st.session_state["workspace"] = path
     st.session_state["review_pos"] = 0
+    st.session_state.pop("scan_verify", None)  # the next workspace's own setting
     state.remember_workspace(path)
     st.rerun()
 
@@ -65,16 +66,32 @@ def scan_ui(ws: Workspace) -> None:
     encoder = c1.selectbox("Encoder", available, index=available.index(ws.encoder) if ws.encoder in available else 0,
                            key="scan_encoder")
     k = c2.number_input("Neighbours (k)", 1, 100, ws.k, key="scan_k")
+    c4, c5, c6 = st.columns([2, 1, 1])
+    where = c4.radio("Run on", ["this machine", "a Ray cluster"], horizontal=True, key="scan_where",
+                     help="A Ray cluster runs the embedding in an actor pool and the search as tasks; the stored "
+                          "neighbours are the same as this machine's. The workspace must be on a file system every "
+                          "node sees at the same path.")
+    address, workers = None, None
+    if where == "a Ray cluster":
+        address = c5.text_input("Ray address", key="scan_ray_address",
+                                help="local: start a Ray on this machine; auto: the cluster this machine belongs to; "
+                                     "or host:6379 / ray://host:10001").strip() or "local"
+        workers = int(c6.number_input("Workers", 0, 4096, key="scan_workers",
+                                      help="0: one per GPU of the cluster, or one per CPU when it has none")) or None
+    st.session_state.setdefault("scan_verify", ws.verification)  # the workspace's setting until the curator changes it
+    verify = st.checkbox("Verify candidate pairs on their pixels (second stage; fits the fused score once)",
+                         key="scan_verify", help="Alignment over flips, turns, scales and shifts, NCC, SSIM and ORB "
+                                                 "for every pair above the candidate threshold (`leakcore scan --verify`).")
     c3.write("")
     if c3.button("Run scan", key="run_scan", type="primary", width="stretch"):
-        bar = st.progress(0.0, text="starting")
+        bar = st.progress(0.0, text="starting" if address is None else f"connecting to Ray ({address})")
 
         def progress(stage: str, done: int, total: int) -> None:
             bar.progress(min(done / max(total, 1), 1.0), text=f"{stage}: {done}/{total}")
 
         result = None
         with user_errors(stop=False):
-            result = ws.scan(encoder=encoder, k=int(k), progress=progress)
+            result = ws.scan(encoder=encoder, k=int(k), progress=progress, verify=verify, ray=address, workers=workers)
         if result is None:
             return
         bar.progress(1.0, text=f"done in {result.seconds:.1f}s: {len(result.pairs_searched)} pairs searched, "

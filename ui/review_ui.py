@@ -59,8 +59,40 @@ def _move(step: int, size: int) -> None:
     st.session_state["review_current"] = None
 
 
+def pair_url(eval_item_id: str, train_item_id: str) -> str:
+    """A link that opens one pair on the Review page (relative to the app, so it works behind any host)."""
+    from urllib.parse import urlencode
+
+    return "./Review?" + urlencode({"eval": eval_item_id, "train": train_item_id})
+
+
+def open_linked_pair(queue: pd.DataFrame) -> None:
+    """A URL with ?eval=…&train=… opens that pair: once per link, with the filters widened when they hide it."""
+    link = (st.query_params.get("eval"), st.query_params.get("train"))
+    if None in link or st.session_state.get("review_link") == link:
+        return
+    st.session_state["review_link"] = link
+    hit = (queue["eval_item_id"].to_numpy() == link[0]) & (queue["train_item_id"].to_numpy() == link[1])
+    if not hit.any():
+        st.session_state["flash"] = "The linked pair is not flagged at the thresholds in force"
+        return
+    st.session_state["review_current"] = link
+    for key in ("f_eval_splits", "f_sources", "f_degrees", "f_states"):
+        st.session_state[key] = []  # "all": a link must open its pair whatever the filters were
+    st.session_state["f_labels"] = "any"
+    st.session_state["grid_mode"] = False
+
+
+def show_in_url(pair: pd.Series) -> None:
+    """Keep the address bar on the pair shown, so it can be copied, bookmarked or sent to another curator."""
+    link = (pair["eval_item_id"], pair["train_item_id"])
+    if (st.query_params.get("eval"), st.query_params.get("train")) != link:
+        st.query_params.from_dict({"eval": link[0], "train": link[1]})
+        st.session_state["review_link"] = link  # our own write, not a link to open
+
+
 def position(view: pd.DataFrame) -> int:
-    """Index of the pair to show: the one just undone if asked for, else the remembered position."""
+    """Index of the pair to show: the one just undone (or linked) if asked for, else the remembered position."""
     current = st.session_state.get("review_current")
     if current is not None:
         hit = (view["eval_item_id"].to_numpy() == current[0]) & (view["train_item_id"].to_numpy() == current[1])
@@ -89,7 +121,7 @@ def decision_bar(ws: Workspace, pair: pd.Series, size: int) -> None:
     st.text_input("Note (optional, saved with the next decision)", key="review_note")
 
 
-COMPARE_MODES = ["side by side", "overlay", "difference", "flicker"]
+COMPARE_MODES = ["side by side", "overlay", "difference", "flicker", "aligned"]
 
 
 def _comparison(a, b, mode: str, side: int = 512):
@@ -114,12 +146,77 @@ def _comparison(a, b, mode: str, side: int = 512):
     return buf.getvalue()
 
 
+def _aligned_images(x, side: int = 256):
+    """(overlay, difference) of an Explanation at `side` px: overlay red = evaluation moved onto the training
+    image, cyan = training image, so where they agree it is grey and where they differ it is coloured;
+    outside the overlap both are dimmed."""
+    import numpy as np
+    from PIL import Image
+
+    m = x.overlap_mask[..., None]
+    rgb = np.stack([x.aligned, x.train, x.train], -1)
+    rgb = rgb * (0.35 + 0.65 * m)
+    diff = np.clip(np.abs(x.aligned - x.train) * 4 * x.overlap_mask, 0, 1)
+    up = lambda a: Image.fromarray((a * 255).astype(np.uint8)).resize((side, side), Image.Resampling.NEAREST)  # noqa: E731
+    return up(rgb), up(diff)
+
+
+def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) -> None:
+    """The alignment the second stage found, the aligned overlay and difference, and which features decided."""
+    from leakcore.errors import LeakcoreError
+
+    raw = pair["raw_similarity"] if "raw_similarity" in pair.index else pair["similarity"]
+    try:
+        e = data.explain_pair(ws, pair["eval_item_id"], pair["train_item_id"], float(raw))
+    except LeakcoreError as exc:
+        st.warning(exc.for_page())
+        return
+    x = e.explanation
+    overlay, diff = _aligned_images(x)
+    c1, c2, c3 = st.columns([1, 1, 1.2])
+    c1.image(overlay, caption="aligned: red = evaluation, cyan = training, grey = agree")
+    c2.image(diff, caption="|aligned evaluation − training| × 4 on the overlap")
+    with c3:
+        al = x.alignment
+        st.markdown(f"**Best alignment**: {x.transform}, shifted by ({al.dx:+d}, {al.dy:+d}) px at "
+                    f"{x.train.shape[0]} px")
+        facts = {"raw similarity": f"{raw:.4f}", "NCC (luminance)": f"{al.ncc:.3f}",
+                 "NCC (gradients)": f"{al.ncc_grad:.3f}", "SSIM on the overlap": f"{x.ssim:.3f}",
+                 "overlap": f"{100 * al.overlap:.0f}% of the smaller image"}
+        if e.stored is not None and e.stored["orb_used"]:
+            import math
+
+            facts["ORB + RANSAC inliers"] = f"{round(math.expm1(e.stored['orb_inliers']))} ({100 * e.stored['orb_ratio']:.0f}%)"
+        st.dataframe(pd.DataFrame({"evidence": list(facts), "value": list(facts.values())}), hide_index=True,
+                     width="stretch")
+        if e.fused is not None:
+            st.markdown(f"**Fused score** P(same photograph) = **{e.fused:.3f}**")
+            contrib = e.contributions.assign(value=e.contributions["value"].round(3),
+                                             contribution=e.contributions["contribution"].round(2))
+            st.dataframe(contrib.rename(columns={"contribution": "log-odds share"}), hide_index=True, width="stretch")
+            st.caption("Log-odds share: how far each feature moved this pair from an average pair of the fitting "
+                       "set (positive: towards the same photograph).")
+        elif e.stored is None:
+            st.caption("This pair was not verified (below the candidate threshold, or no verification run): the "
+                       "alignment is computed now for display; run `leakcore verify` for the fused score.")
+        else:
+            st.caption("No fused model is fitted for this encoder: `leakcore verify WS` fits one.")
+    item_facts(ev)
+    item_facts(tr)
+
+
 def pair_view(ws: Workspace, items: pd.DataFrame, pair: pd.Series, all_pairs: pd.DataFrame) -> None:
     """The evaluation image and its training neighbour side by side (or overlaid, as a difference, flickering),
     with what a curator needs to judge."""
     ev, tr = items.loc[pair["eval_item_id"]], items.loc[pair["train_item_id"]]
     zoom = st.session_state["zoom"]
-    mode = st.segmented_control("Compare", COMPARE_MODES, key="compare_mode", selection_mode="single") or COMPARE_MODES[0]
+    mode = st.segmented_control("Compare", COMPARE_MODES, key="compare_mode", selection_mode="single",
+                                help="aligned: the second stage's view: the evaluation image moved by the flip, turn, "
+                                     "scale and shift that fit the training image best, and what decided the fused "
+                                     "score") or COMPARE_MODES[0]
+    if mode == "aligned":
+        evidence_view(ws, ev, tr, pair)
+        return
     if mode != COMPARE_MODES[0]:
         a, _ = data.item_image(ws, ev)
         b, _ = data.item_image(ws, tr)

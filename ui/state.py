@@ -36,6 +36,9 @@ DEFAULTS = {
     "review_check": "similarity",
     "group_pos": 0,
     "flash": None,
+    "scan_where": "this machine",
+    "scan_ray_address": "local",
+    "scan_workers": 0,
 }
 
 
@@ -44,7 +47,7 @@ DEFAULTS = {
 # which Streamlit keeps (its documented way to keep widget state across pages).
 PERSISTENT = ("reviewer", "f_eval_splits", "f_sources", "f_degrees", "f_states", "f_labels", "f_sort", "zoom",
               "grid_mode", "review_check", "compare_mode", "th_hard", "th_soft", "th_hard_n", "th_soft_n", "th_click_moves", "heat_order",
-              "heat_check")
+              "heat_check", "th_score", "scan_where", "scan_ray_address", "scan_workers", "scan_verify")
 
 
 def init_state() -> None:

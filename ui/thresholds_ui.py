@@ -11,16 +11,29 @@ Workspace = Project  # pages hold a Project: the workspace with the product's ve
 HARD_COLOUR, SOFT_COLOUR = "#b91c1c", "#ea580c"
 
 
-def encoder_select(ws: Workspace, calibrated: list[str]) -> str:
+def encoder_select(ws: Workspace, calibrated: list[str]) -> tuple[str, str]:
+    """(encoder, score) whose thresholds the page shows; the score is asked only when the encoder has a fused
+    model. The sliders load that pair's thresholds in force whenever the choice changes."""
+    from leakcore import fused
+
     options = sorted(set(calibrated) | {ws.encoder})
-    enc = st.selectbox("Encoder", options, index=options.index(ws.encoder), key="th_encoder",
+    c1, c2 = st.columns([2, 1])
+    enc = c1.selectbox("Encoder", options, index=options.index(ws.encoder), key="th_encoder",
                        help="Thresholds belong to an encoder: never apply one encoder's numbers to another.")
-    if st.session_state.get("th_loaded_for") != (str(ws.path), enc):
-        t = ws.thresholds_or_none(enc)
+    score = "similarity"
+    if fused.load(ws, enc) is not None:
+        if st.session_state.get("th_score_for") != str(ws.path):  # a workspace opens on the score it uses
+            st.session_state["th_score"] = ws.score if enc == ws.encoder else "similarity"
+            st.session_state["th_score_for"] = str(ws.path)
+        score = c2.segmented_control("Score", ["similarity", "fused"], key="th_score", selection_mode="single",
+                                     help="similarity: the embedding's cosine similarity; fused: P(same photograph) "
+                                          "from the similarity and the pixel evidence (leakcore verify)") or "similarity"
+    if st.session_state.get("th_loaded_for") != (str(ws.path), enc, score):
+        t = ws.thresholds_or_none(enc, score=score)
         hard, soft = (t.hard, t.soft) if t else (1.0, 1.0)  # uncalibrated: flag nothing until thresholds are chosen
         set_thresholds(hard, soft)
-        st.session_state["th_loaded_for"] = (str(ws.path), enc)
-    return enc
+        st.session_state["th_loaded_for"] = (str(ws.path), enc, score)
+    return enc, score
 
 
 def set_thresholds(hard: float, soft: float) -> None:
@@ -66,8 +79,14 @@ def sliders() -> tuple[float, float]:
 def roc_chart(curves: dict, points, hard: float, soft: float, decisions=None) -> None:
     """ROC curves per family with the hard and soft operating points; clicking a point moves a threshold."""
     fig = go.Figure()
+    from ui.data import RAW_ON_FUSED
+
     for name, roc in curves.items():
         main = name == "all edits"
+        if name == RAW_ON_FUSED:  # another scale: drawn for comparison, not clickable (no thresholds attached)
+            fig.add_trace(go.Scatter(x=roc["fpr"], y=roc["tpr"], mode="lines", name=name, hoverinfo="skip",
+                                     line={"dash": "dot", "color": "#6b7280", "width": 2}))
+            continue
         # Clicks select markers, not lines: every curve carries near-invisible markers to click.
         fig.add_trace(go.Scatter(x=roc["fpr"], y=roc["tpr"], mode="lines+markers", name=name,
                                  customdata=roc["threshold"], line={"width": 3 if main else 1.2},
@@ -95,8 +114,8 @@ def roc_chart(curves: dict, points, hard: float, soft: float, decisions=None) ->
         st.rerun()
 
 
-def histogram_chart(hist, hard: float, soft: float) -> None:
-    """Positive and hardest-negative similarities (pre-binned) with the two threshold lines."""
+def histogram_chart(hist, hard: float, soft: float, fused: bool = False) -> None:
+    """Positive and hardest-negative scores (pre-binned) with the two threshold lines."""
     fig = go.Figure()
     centres = (hist["left"] + hist["right"]) / 2
     width = float(hist["right"].iloc[0] - hist["left"].iloc[0])
@@ -105,8 +124,9 @@ def histogram_chart(hist, hard: float, soft: float) -> None:
     fig.add_vline(x=hard, line_color=HARD_COLOUR, line_width=2, annotation_text="hard")
     fig.add_vline(x=soft, line_color=SOFT_COLOUR, line_width=2, annotation_text="soft", annotation_position="top left")
     fig.update_layout(barmode="overlay", height=430, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      legend={"orientation": "h", "y": -0.15}, title="Similarity of edited copies vs hardest non-matches",
-                      xaxis_title="cosine similarity", yaxis_title="pairs")
+                      legend={"orientation": "h", "y": -0.15},
+                      title=("Fused score" if fused else "Similarity") + " of edited copies vs hardest non-matches",
+                      xaxis_title="P(same photograph)" if fused else "cosine similarity", yaxis_title="pairs")
     st.plotly_chart(fig, key="hist_chart", width="stretch")
 
 

@@ -130,7 +130,14 @@ def queue_filters(queue: pd.DataFrame) -> dict:
         st.multiselect("Decision state", list(review.STATES), key="f_states", placeholder="all")
         # buttons, not radios: a focused radio group takes ← and →, which belong to the pair navigation
         st.segmented_control("Labels", ["any", "same", "different"], key="f_labels", selection_mode="single")
-        st.segmented_control("Order", list(review.SORTS), key="f_sort", selection_mode="single")
+        sorts = list(review.SORTS)
+        if not queue["uncertainty"].notna().any():  # the raw score has no model to be uncertain
+            sorts.remove(review.UNCERTAINTY_SORT)
+            if st.session_state["f_sort"] == review.UNCERTAINTY_SORT:
+                st.session_state["f_sort"] = "similarity"
+        st.segmented_control("Order", sorts, key="f_sort", selection_mode="single",
+                             help="model uncertainty (fused score only): pairs whose P(same photograph) is nearest "
+                                  "0.5 first, so that each decision teaches the next refit the most")
     release_sidebar_focus()
     return {
         "eval_splits": st.session_state["f_eval_splits"], "sources": st.session_state["f_sources"],
