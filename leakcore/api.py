@@ -228,10 +228,12 @@ class Project(Workspace):
 
     # ---- thresholds --------------------------------------------------------------------------------------
     def calibrate(self, collection: "str | SplitId", *, encoder: str | None = None, queries: int = 1000,
-                  target_fpr: float = 0.001, progress: Progress | None = None, apply: bool = False) -> _calibrate.CalibrationResult:
-        """Run the robustness protocol on a collection, store it, and make its thresholds the project's if `apply`."""
+                  target_fpr: float = 0.001, progress: Progress | None = None, apply: bool = False,
+                  should_stop: Callable[[], bool] | None = None) -> _calibrate.CalibrationResult:
+        """Run the robustness protocol on a collection, store it, and make its thresholds the project's if `apply`.
+        `should_stop()` is asked between steps: a stopped run stores nothing (CalibrationStopped)."""
         result = _calibrate.calibrate(self, str(SplitId.parse(collection)), encoder_name=encoder, queries=queries,
-                                      target_fpr=target_fpr, progress=progress)
+                                      target_fpr=target_fpr, progress=progress, should_stop=should_stop)
         if apply:
             _calibrate.apply(self, result)
         return result

@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from leakcore import catalog, images, search
 from leakcore.embed import embed_items
 from leakcore.encoders import Encoder, create_encoder
-from leakcore.errors import InvalidInput
+from leakcore.errors import CalibrationStopped, InvalidInput
 from leakcore.io import atomic_write_text, write_parquet
 from leakcore.schema import Decision, SplitId, split_items
 
@@ -251,8 +251,14 @@ def calibrate(
     transforms: list[Transform] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     encoder: Encoder | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> CalibrationResult:
-    """Run the robustness protocol on `collection` ("dataset/split") and choose thresholds; store the results."""
+    """Run the robustness protocol on `collection` ("dataset/split") and choose thresholds; store the results.
+
+    The hardest negative of a query is the most similar other image of the collection, except the query's own
+    near-duplicates there (most photo collections hold some): they would be "negatives" that are the same
+    photograph, and push the thresholds up. `should_stop()` is asked between steps; a stopped run stores nothing
+    and raises CalibrationStopped."""
     encoder_name = encoder_name or ws.encoder
     if encoder is None:
         opts = ws.encoder_options if encoder_name == ws.encoder else {}
@@ -268,13 +274,24 @@ def calibrate(
     for pos in pick:
         row = coll.iloc[pos]
         originals.append(images.decode(catalog.read_bytes(row["uri"], int(row["row"]))).image)
+    twins = collection_twins(coll, vectors, pick, originals, should_stop=should_stop,
+                             progress=(lambda d, t: progress("find the collection's own near-duplicates", d, t))
+                             if progress else None)
+    excluded = [np.array(sorted(twins.get(int(p), ())), dtype=np.int64) for p in pick]
+    k = 2 + max((len(e) for e in excluded), default=0)
     rows = []
     for n, tf in enumerate(transforms):
+        if should_stop is not None and should_stop():
+            raise CalibrationStopped("the calibration was stopped; nothing was stored")
         edited = [tf(img, seed=seed * 100_003 + int(p)) for img, p in zip(originals, pick)]
         q = encoder.encode_images(edited)
-        sim, idx = search.knn(q, vectors, 2)
+        sim, idx = search.knn(q, vectors, min(k, len(vectors)))
         own = np.einsum("ij,ij->i", q, vectors[pick])
-        hardest = np.where(idx[:, 0] == pick, sim[:, 1], sim[:, 0])
+        hardest = np.full(len(pick), -1.0)
+        for j, p in enumerate(pick):  # the best neighbour that is neither the query nor one of its twins
+            ok = (idx[j] != p) & ~np.isin(idx[j], excluded[j]) & (idx[j] >= 0)
+            if ok.any():
+                hardest[j] = sim[j][ok][0]
         for j, p in enumerate(pick):
             rows.append({"query": coll.iloc[p]["item_id"], "transform": tf.name, "family": tf.family,
                          "positive": float(own[j]), "hardest_negative": float(hardest[j]), "hit": bool(idx[j, 0] == p)})
@@ -285,9 +302,45 @@ def calibrate(
     result.settings = {"encoder": encoder_name, "fingerprint": encoder.fingerprint, "collection": collection,
                        "queries": int(len(pick)), "collection_size": int(len(coll)), "target_fpr": target_fpr,
                        "seed": seed, "transforms": [t.name for t in transforms],
+                       "negatives": "the most similar other image of the collection, leaving out the query's own "
+                                    "near-duplicates in it (the same photograph on its pixels)",
+                       "twins_excluded": int(sum(len(e) for e in excluded)),
+                       "queries_with_twins": int(sum(len(e) > 0 for e in excluded)),
                        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     save(ws, result)
     return result
+
+
+TWIN_CANDIDATES = 4  # neighbours of each query's original checked on their pixels for being its twin
+TWIN_QUANTILE = 0.9  # ...when their similarity is in the top 10% of the queries' nearest-neighbour similarities
+
+
+def collection_twins(coll: pd.DataFrame, vectors: np.ndarray, pick: np.ndarray, originals: list,
+                     *, progress=None, should_stop=None) -> dict[int, set[int]]:
+    """{query row: rows of the collection that are the same photograph}: each query's nearest neighbours whose
+    similarity is in the top tail are checked on their pixels (the verification stage's alignment, NCC and
+    SSIM); those that align as the same photograph are twins, not negatives."""
+    from leakcore import verify
+    from leakcore.fused import TWIN_NCC, TWIN_SSIM
+
+    if len(vectors) < 3 or len(pick) == 0:
+        return {}
+    sim, idx = search.knn(vectors[pick], vectors, min(TWIN_CANDIDATES + 1, len(vectors)), self_index=pick)
+    cut = float(np.quantile(sim[:, 0], TWIN_QUANTILE))
+    cand = [(j, int(i)) for j in range(len(pick)) for s_, i in zip(sim[j], idx[j]) if i >= 0 and s_ >= cut]
+    twins: dict[int, set[int]] = {}
+    for start in range(0, len(cand), 256):
+        if should_stop is not None and should_stop():
+            raise CalibrationStopped("the calibration was stopped; nothing was stored")
+        part = cand[start:start + 256]
+        others = verify.load_images(coll.iloc[[i for _, i in part]])
+        ev = verify.evidence([originals[j] for j, _ in part], others)
+        for (j, i), ncc, ssim in zip(part, ev["ncc"], ev["ssim"]):
+            if ncc >= TWIN_NCC and ssim >= TWIN_SSIM:
+                twins.setdefault(int(pick[j]), set()).add(i)
+        if progress:
+            progress(min(start + 256, len(cand)), len(cand))
+    return twins
 
 
 def _summarise(scores: pd.DataFrame, encoder: str, collection: str, target_fpr: float) -> CalibrationResult:

@@ -63,12 +63,16 @@ class ReviewStoreError(LeakcoreError, RuntimeError):
     """review.sqlite cannot be used by this version (newer schema)."""
 
 
+class CalibrationStopped(LeakcoreError):
+    """The curator stopped a calibration; nothing was stored."""
+
+
 class UnknownName(LeakcoreError, ValueError):
     """A registry (checks, formats, leak sources) was asked for a name it does not hold."""
 
 
 __all__ = [
-    "EncoderMismatch", "EncoderOptionError", "IngestError", "InvalidInput", "LeakcoreError", "PredictionsMismatch",
+    "CalibrationStopped", "EncoderMismatch", "EncoderOptionError", "IngestError", "InvalidInput", "LeakcoreError", "PredictionsMismatch",
     "ReviewStoreError", "ThresholdsUncalibrated", "UnknownName", "UnknownSplit", "WeightsUnavailable",
     "WorkspaceError",
 ]

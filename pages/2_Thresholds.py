@@ -50,7 +50,12 @@ with user_errors():
         result, points, curves, hist = views
         s = result.settings
         st.caption(f"Calibrated on **{s.get('collection')}** · {s.get('queries')} queries × {len(s.get('transforms', []))} "
-                   f"edits · target FPR {s.get('target_fpr')} → suggested hard **{result.hard:.4f}**, soft **{result.soft:.4f}**")
+                   f"edits · target FPR {s.get('target_fpr')} → suggested hard **{result.hard:.4f}**, soft **{result.soft:.4f}**"
+                   + (f" · negatives: the most similar other image, leaving out {s['twins_excluded']} near-duplicates "
+                      f"of {s['queries_with_twins']} queries found in the collection itself (same photograph on their "
+                      "pixels)" if "twins_excluded" in s else
+                      " · negatives: the most similar other image (this calibration predates leaving out the "
+                      "collection's own near-duplicates: run it again)"))
         left, right = st.columns(2)
         with left:
             decided = data.decision_views(ws) if encoder == ws.encoder else None
@@ -94,5 +99,5 @@ with user_errors():
             st.dataframe(calibrate.robustness_table(result).assign(top1=lambda d: (100 * d["top1"]).round(1)),
                          hide_index=True, width="stretch")
             st.dataframe(result.auc, hide_index=True)
-        with st.expander("Run a new calibration"):
+        with st.expander("Run a new calibration", expanded="cal_job" in st.session_state):
             thresholds_ui.calibration_form(ws, encoder)

@@ -30,16 +30,18 @@ with user_errors():
     c1, c2 = st.columns(2)
     with c1:
         st.subheader("Mean over models")
-        st.dataframe(downstream.summary(table).round(4), hide_index=True, width="stretch")
+        impact_ui.show_percent_table(downstream.summary(table))
     with c2:
         st.subheader("Label agreement of leaked images")
         agree = table[table["subset"].str.startswith("soft-leaked,")]
         if agree.empty:
             st.caption("No soft-leaked images, or no labels to compare.")
         else:
-            st.dataframe(agree.groupby("subset")[["n", "accuracy", "gain"]].mean().round(4), width="stretch")
+            impact_ui.show_percent_table(agree.groupby("subset")[["n", "accuracy", "gain"]].mean().reset_index())
     st.subheader("Gain over the full set per model (percentage points)")
-    st.dataframe(impact_ui.gains_table(table), hide_index=True, width="stretch")
+    gains = impact_ui.gains_table(table)
+    st.dataframe(gains.style.format({c: "{:.4f}" if c.startswith("p ") else "{:.2f}" for c in gains.columns if c != "model"},
+                                    na_rep=""), hide_index=True, width="stretch")
     model = st.selectbox("Drill down into one model", models, key="imp_drill")
-    st.dataframe(table[table["model"] == model].drop(columns="model").round(4), hide_index=True, width="stretch")
+    impact_ui.show_percent_table(table[table["model"] == model].drop(columns="model"))
     st.download_button("Download the full table (CSV)", table.to_csv(index=False), "impact.csv", "text/csv", key="imp_csv")

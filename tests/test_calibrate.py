@@ -99,3 +99,27 @@ def test_decision_roc_needs_twenty_decisions(tmp_path):
         review.decide(ws, f"e{i}", f"t{i}", "soft", reviewer="r")
     s, y = calibrate.decision_scores(pairs, review.latest_decisions(ws))
     assert len(s) == 30 and y.sum() == 20
+
+
+def test_the_collections_own_near_duplicates_are_not_negatives_and_a_stop_stores_nothing(tmp_path):
+    """A collection holding a second copy of a photo (re-encoded) must not use that copy as the photo's "hardest
+    non-match": it would put a same-photograph pair among the negatives (here at 0.9375, as high as the copies)."""
+    from PIL import Image
+
+    from leakcore.errors import CalibrationStopped
+
+    root = make_folder_dataset(tmp_path / "d", n_train=12, n_test=1)
+    twin_of = root / "train" / "cat" / "train_000.jpg"
+    img = Image.open(twin_of).convert("RGB")
+    img.save(root / "train" / "cat" / "train_000_copy.jpg", quality=70)
+    ws = Workspace.create(tmp_path / "w", encoder="phash")
+    add_dataset(ws, "d", root)
+    items = ws.items().set_index("item_id")
+    with pytest.raises(CalibrationStopped):
+        calibrate.calibrate(ws, "d/train", queries=13, transforms=SUITE[:2], should_stop=lambda: True)
+    assert calibrate.load(ws) is None  # a stopped run stores nothing
+    result = calibrate.calibrate(ws, "d/train", queries=13, transforms=SUITE[:2])
+    assert result.settings["twins_excluded"] >= 2 and result.settings["queries_with_twins"] >= 2  # both ways
+    ident = result.scores[result.scores["transform"] == "identity"].set_index("query")
+    for q in ("d/train/cat/train_000.jpg", "d/train/cat/train_000_copy.jpg"):
+        assert q in items.index and ident.loc[q, "hardest_negative"] < 0.75  # the twin (0.9375) is not its negative

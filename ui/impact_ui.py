@@ -86,6 +86,30 @@ def accuracy_chart(table: pd.DataFrame, models: list[str]) -> None:
     st.plotly_chart(fig, key="imp_chart", width="stretch")
 
 
+PERCENT = {"accuracy": "accuracy %", "gain": "gain (points)", "random_mean": "random mean %",
+           "random_low": "random 2.5% %", "random_high": "random 97.5% %"}
+
+
+def show_percent_table(frame: pd.DataFrame) -> None:
+    """A table of fractions shown as percentages (accuracy %) and percentage points (gain) with two decimals,
+    p-values with four, and empty cells empty (never "None" or "nan")."""
+    out = frame.copy()
+    formats = {}
+    for col, label in PERCENT.items():
+        if col in out.columns:
+            out[col] = 100 * out[col].astype(float)
+            formats[label] = "{:.2f}"
+    out = out.rename(columns={**PERCENT, "p_value": "p (vs random)", "n": "images"})
+    if "p (vs random)" in out.columns:
+        formats["p (vs random)"] = "{:.4f}"
+    if "images" in out.columns:
+        formats["images"] = "{:,.0f}"
+    for col in out.columns:
+        if col not in formats and out[col].dtype.kind == "f":
+            formats[col] = "{:.2f}"
+    st.dataframe(out.style.format(formats, na_rep=""), hide_index=True, width="stretch")
+
+
 def gains_table(table: pd.DataFrame) -> pd.DataFrame:
     """One row per model: full accuracy and the gain of each subset over it (percentage points)."""
     wide = table.pivot(index="model", columns="subset", values="gain") * 100
@@ -97,4 +121,4 @@ def gains_table(table: pd.DataFrame) -> pd.DataFrame:
     return wide.round(3).reset_index()
 
 
-__all__ = ["LEAK_SOURCE_TEXT", "accuracy_chart", "gains_table", "inputs"]
+__all__ = ["LEAK_SOURCE_TEXT", "accuracy_chart", "gains_table", "inputs", "show_percent_table"]

@@ -130,8 +130,45 @@ def histogram_chart(hist, hard: float, soft: float, fused: bool = False) -> None
     st.plotly_chart(fig, key="hist_chart", width="stretch")
 
 
+class CalibrationJob:
+    """A calibration running in a thread of the server, so the page stays usable: progress and the outcome are
+    plain attributes the page reads (the thread never touches Streamlit), `stop` asks it to end."""
+
+    def __init__(self, path: str, encoder: str, collection: str, queries: int, target_fpr: float):
+        import threading
+
+        self.encoder, self.collection = encoder, collection
+        self.stage, self.done, self.total = "starting", 0, 1
+        self.error: str | None = None
+        self.finished = False
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(path, queries, target_fpr), daemon=True)
+        self.thread.start()
+
+    def _run(self, path: str, queries: int, target_fpr: float) -> None:
+        from leakcore.errors import LeakcoreError
+
+        try:
+            Project.open(path).calibrate(self.collection, encoder=self.encoder, queries=queries, target_fpr=target_fpr,
+                                         progress=self._progress, should_stop=self.stop.is_set)
+        except LeakcoreError as exc:
+            self.error = exc.for_page()
+        except Exception as exc:  # noqa: BLE001 - shown as a message on the page, never a traceback
+            self.error = f"The calibration failed: {exc}"
+        finally:
+            self.finished = True
+
+    def _progress(self, stage: str, done: int, total: int) -> None:
+        self.stage, self.done, self.total = stage, done, total
+
+
 def calibration_form(ws: Workspace, encoder: str) -> None:
-    """Run the robustness protocol from the page (the same as `leakcore calibrate`)."""
+    """Run the robustness protocol from the page (the same as `leakcore calibrate`) in the background, with live
+    progress and a Stop button; the rest of the page stays usable meanwhile."""
+    job: CalibrationJob | None = st.session_state.get("cal_job")
+    if job is not None:
+        calibration_progress()
+        return
     collections = [str(s) for s in ws.split_ids()]
     with st.form("calibrate"):
         c1, c2, c3 = st.columns(3)
@@ -139,9 +176,29 @@ def calibration_form(ws: Workspace, encoder: str) -> None:
         n = c2.number_input("Queries", 10, 100_000, 1000)
         fpr = c3.number_input("Target false-positive rate", 0.00001, 0.5, 0.001, format="%.5f")
         go_ = st.form_submit_button(f"Calibrate {encoder}")
+    st.caption("Negatives: for each edited query, the most similar other image of the collection, leaving out the "
+               "query's own near-duplicates there (images that align with it as the same photograph on their pixels).")
     if go_:
-        bar = st.progress(0.0, text="starting")
-        ws.calibrate(coll, encoder=encoder, queries=int(n), target_fpr=float(fpr),
-                     progress=lambda s, d, t: bar.progress(min(d / max(t, 1), 1.0), text=f"{s}: {d}/{t}"))
-        st.session_state.pop("th_loaded_for", None)
+        st.session_state["cal_job"] = CalibrationJob(str(ws.path), encoder, coll, int(n), float(fpr))
         st.rerun()
+
+
+@st.fragment(run_every=0.5)
+def calibration_progress() -> None:
+    """The running calibration's bar and Stop button, redrawn twice a second without rerunning the page."""
+    job: CalibrationJob | None = st.session_state.get("cal_job")
+    if job is None:
+        return
+    if job.finished:
+        st.session_state.pop("cal_job", None)
+        st.session_state.pop("th_loaded_for", None)
+        if job.error:
+            st.session_state["flash"] = job.error
+        else:
+            st.session_state["flash"] = f"Calibration of {job.encoder} on {job.collection} done: suggested thresholds below"
+        st.rerun(scope="app")
+    c1, c2 = st.columns([4, 1])
+    c1.progress(min(job.done / max(job.total, 1), 1.0),
+                text=f"Calibrating {job.encoder} on {job.collection} · {job.stage}: {job.done}/{job.total}"
+                     + (" · stopping…" if job.stop.is_set() else ""))
+    c2.button("Stop", key="cal_stop", on_click=job.stop.set, disabled=job.stop.is_set(), width="stretch")
