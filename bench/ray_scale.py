@@ -215,19 +215,21 @@ def synthetic_queries(src: Path, rows: int, nq: int, dim: int) -> tuple[np.ndarr
     return q / np.linalg.norm(q, axis=1, keepdims=True), planted
 
 
-def model_terms(src: Path, queries: np.ndarray, block_rows: int) -> dict:
-    """Per-block costs on one core of the driver: read (warm page cache), convert + normalise, search."""
+def model_terms(src: Path, queries: np.ndarray, block_rows: int, reps: int = 5) -> dict:
+    """Per-block costs on one core of the driver, median over `reps` blocks from different shards, in the cache
+    state the next run will find: read, convert + normalise, search."""
     import faiss
 
     from leakcore import search
     from leakcore.embed import embedding_shards
 
     faiss.omp_set_num_threads(1)
-    mm = np.load(embedding_shards(src)[0][0], mmap_mode="r")
-    measured = min(block_rows, mm.shape[0] // 3)  # a small collection's shard may hold fewer than 3 blocks
+    shards = [np.load(p, mmap_mode="r") for p, _ in embedding_shards(src)]
+    measured = min(block_rows, shards[0].shape[0] // 3)  # a small collection's shard may hold fewer than 3 blocks
     reads, converts, searches = [], [], []
-    for rep in range(3):
-        start = rep * measured
+    for rep in range(reps):
+        mm = shards[(rep * 3) % len(shards)]
+        start = (rep % 3) * measured
         t0 = time.perf_counter()
         raw = search.read_rows(mm, start, start + measured)
         t1 = time.perf_counter()
@@ -266,13 +268,17 @@ def bench_synthetic(rows: int, nq: int, gpu_tflops: float) -> dict:
     block_rows = search.block_rows_for(dim)
     terms = model_terms(src, queries, block_rows)
     print(f"  one block ({block_rows:,} rows) on one core: read {terms['read_s']:.2f} s "
-          f"({terms['R_bytes_per_s'] / 1e9:.2f} GB/s, warm page cache), float16 -> float32 + normalise "
+          f"({terms['R_bytes_per_s'] / 1e9:.2f} GB/s, from the disk or the page cache as this run finds them), float16 -> float32 + normalise "
           f"{terms['convert_s']:.2f} s, search {terms['search_s']:.2f} s ({terms['F_flops'] / 1e9:.1f} GFLOP/s)", flush=True)
     ds = SimpleNamespace(source=str(src))
     all_rows = np.arange(rows)
-    out = {"rows": rows, "queries": nq, "dim": dim, "terms": terms, "runs": {}}
+    out = {"rows": rows, "queries": nq, "dim": dim, "terms": terms, "terms_before": {}, "runs": {}}
     results = {}
     for workers in (1, 2):
+        terms = model_terms(src, queries, block_rows)  # in the cache state this run finds
+        out["terms_before"][workers] = terms
+        print(f"  model terms now: read {terms['R_bytes_per_s'] / 1e9:.2f} GB/s, convert "
+              f"{terms['convert_rows_per_s'] / 1e6:.2f} M rows/s, search {terms['F_flops'] / 1e9:.0f} GFLOP/s", flush=True)
         cluster = start_cluster(workers)
         import ray
 
@@ -323,7 +329,7 @@ def bench_synthetic(rows: int, nq: int, gpu_tflops: float) -> dict:
         print(f"  {n:.0e} vectors ({n * dim * 2 / 1e9:.0f} GB float16): " + ", ".join(line))
     out["predictions_gpu_s"] = preds
     print(f"  on CPU workers like these (measured {terms['F_flops'] / 1e9:.0f} GFLOP/s each): " + "; ".join(
-        f"{n:.0e} vectors on {w} workers {predict(terms, n, nq, dim, w) / 3600:.1f} h"
+        f"{n:.0e} vectors on {w} workers {predict(terms, n, nq, dim, w) / 60:.1f} min"
         for n in (10**8, 4 * 10**8) for w in (16, 64)))
     out["gpu_tflops_assumed"] = gpu_tflops
     return out

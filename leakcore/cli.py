@@ -23,7 +23,8 @@ class _Bars:
     def __call__(self, stage: str, done: int, total: int) -> None:
         bar = self.bars.get(stage)
         if bar is None:
-            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="img" if stage.startswith(("embed", "probe")) else "pair",
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="img" if stage.startswith(("embed", "probe")) else
+                                                   "task" if stage.startswith("blocks") else "pair",
                                           leave=True, file=sys.stderr, dynamic_ncols=True)
         bar.total = total
         bar.n = done

@@ -110,15 +110,22 @@ def _remote_defs(ray, gpu: bool):
 
 
 def search_blocks(ray, queries: np.ndarray, n: int, submit, k: int, *, block_rows: int,
-                  query_block: int = QUERY_BLOCK, self_index: np.ndarray | None = None):
+                  query_block: int = QUERY_BLOCK, self_index: np.ndarray | None = None, progress=None):
     """Exact top-k of `queries` over a collection of `n` rows on the cluster. `submit(query_ref, start, stop)`
     starts the task that searches rows [start, stop) (`search_array` or `search_shards`); every query block's
-    results are merged in collection order by the local merge, so the neighbours are the local scan's."""
+    results are merged in collection order by the local merge, so the neighbours are the local scan's.
+    `progress(done, total)` counts finished tasks (a web-scale search is hours of one table)."""
     c_blocks = [(a, min(a + block_rows, n)) for a in range(0, n, block_rows)]
     parts = []
     for qs, qe in query_blocks(len(queries), query_block):
         qref = ray.put(np.ascontiguousarray(queries[qs:qe], dtype=np.float32))
         parts.append(((qs, qe), [submit(qref, a, b) for a, b in c_blocks]))
+    if progress is not None:
+        pending = [r for _, refs in parts for r in refs]
+        total = len(pending)
+        while pending:
+            _, pending = ray.wait(pending, num_returns=1)
+            progress(total - len(pending), total)
     D, I = [], []
     for (qs, qe), refs in parts:
         results = ray.get(refs)  # in collection order: the local merge sees the same sequence
@@ -171,7 +178,8 @@ class RayContext(ScanContext):
         super().embed(job)  # reads the vectors back from the cache (and embeds nothing: all are there)
 
     # ---- search: tasks over (query block x collection block) --------------------------------------------------
-    def knn(self, queries: np.ndarray, split: SplitInput, k: int, self_index: np.ndarray | None):
+    def knn(self, queries: np.ndarray, split: SplitInput, k: int, self_index: np.ndarray | None,
+            stage: str | None = None):
         self._release_actors()  # the plan embeds first; actors holding every CPU would starve the search tasks
         kk = k + (1 if self_index is not None else 0)
         block_rows = search.block_rows_for(queries.shape[1], self.budget_bytes)
@@ -186,8 +194,9 @@ class RayContext(ScanContext):
                 self._collections = {split.split: self.ray.put(np.ascontiguousarray(vecs))}
             ref, n = self._collections[split.split], len(ids)
             submit = lambda q, a, b: self.search_array.remote(q, ref, a, b, kk)  # noqa: E731
+        report = self.report(f"blocks of {stage}") if stage else None  # not "search …": that is the table's own
         return search_blocks(self.ray, queries, n, submit, k, block_rows=block_rows,
-                             query_block=self.query_block, self_index=self_index)
+                             query_block=self.query_block, self_index=self_index, progress=report)
 
     def _release_actors(self) -> None:
         for a in self._actors or []:

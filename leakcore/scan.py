@@ -345,8 +345,10 @@ class ScanContext:
         """Fill the cache for one embedding job (here: in this process; a cluster context fans it out)."""
         self.vectors(job.split, mirror=job.mirror, stage=job.name)
 
-    def knn(self, queries: np.ndarray, split: SplitInput, k: int, self_index: np.ndarray | None):
-        """Exact top-k of `queries` in a collection split, block by block within the memory budget."""
+    def knn(self, queries: np.ndarray, split: SplitInput, k: int, self_index: np.ndarray | None,
+            stage: str | None = None):
+        """Exact top-k of `queries` in a collection split, block by block within the memory budget (`stage`: the
+        job's name, for a context that reports progress inside one search)."""
         block_rows = search.block_rows_for(queries.shape[1], self.budget_bytes)
         _, blocks = self.blocks(split, block_rows)
         return search.knn(queries, blocks, k, self_index=self_index, budget_bytes=self.budget_bytes)
@@ -385,10 +387,11 @@ def run_job(ctx: ScanContext, job: Job) -> None:
     q_ids, q_vecs = ctx.vectors(q.split)
     c_ids, _ = ctx.blocks(c, 1)
     self_index = np.arange(len(q_ids)) if job.within else None
-    sim, idx = ctx.knn(q_vecs, c, job.k, self_index)
+    sim, idx = ctx.knn(q_vecs, c, job.k, self_index, stage=job.name)
     if q.mirror_key is not None and job.kind == "neighbors":
         _, mirrored = ctx.vectors(q.split, mirror=True)
-        sim, idx = search.merge_results([(sim, idx), ctx.knn(mirrored, c, job.k, self_index)], job.k)
+        sim, idx = search.merge_results([(sim, idx), ctx.knn(mirrored, c, job.k, self_index,
+                                                             stage=f"{job.name} (mirrored)")], job.k)
     write_pair_table(ctx.ws, ctx.plan.settings.encoder, str(job.eval_split), str(job.train_split),
                      pairs_table(q_ids, c_ids, sim, idx), kind=job.kind, key=job.key, k=job.k, encoder=ctx.plan.settings.encoder,
                      queries=int(len(q_ids)), collection=int(len(c_ids)))

@@ -110,5 +110,8 @@ def test_ray_search_over_precomputed_shards_gives_the_local_neighbours(tmp_path,
     assert len(web) and (web.groupby("eval_item_id")["similarity"].max() > 0.99).sum() == 4  # the planted rows
 
     remote = _workspace(tmp_path, "remote", precomputed=True)
-    distributed.run_scan_ray(remote, remote.plan_scan(), workers=2, chunk=5)
+    seen = []
+    distributed.run_scan_ray(remote, remote.plan_scan(), workers=2, chunk=5, progress=lambda *a: seen.append(a))
     pd.testing.assert_frame_equal(_tables(remote), expected)
+    blocks = [(d, t) for s, d, t in seen if s == "blocks of search toy/test -> web/train"]
+    assert blocks and blocks[-1] == (8, 8)  # the driver reports every finished task (51 rows in blocks of 7)
