@@ -127,7 +127,8 @@ def serve(ws: Path):
     raise SystemExit("streamlit did not start")
 
 
-SETTLED = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+SETTLED = ("() => !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"], "
+           "[data-testid=\"stStatusWidgetRunningManIcon\"]')")
 PAIR_SHOWN = """(prev) => {
   const line = [...document.querySelectorAll('[data-testid="stMarkdownContainer"]')]
       .map(e => e.innerText).find(t => t.startsWith('Pair '));
