@@ -211,8 +211,8 @@ def measure(url: str, repeats: int) -> dict:
         for i in range(min(repeats, 12)):
             choice = ["same", "different", "any"][i % 3]
             before = page.evaluate(f"() => [...document.querySelectorAll(\"{progress}\")].map(x => x.innerText).join('|')")
-            flt.append(_timed(page, lambda: page.locator("[data-testid='stSidebar']").get_by_role(
-                "button", name=choice, exact=True).click(), TEXT_CHANGED, [progress, before]))
+            flt.append(_timed(page, lambda: page.locator("[data-testid='stSidebar']").get_by_text(
+                choice, exact=True).click(), TEXT_CHANGED, [progress, before]))
         results["filter"] = _summary("Review: a Labels filter", flt, "<= 300")
         page.screenshot(path=str(OUT / "Review-after.png"))
         page.close()

@@ -321,7 +321,6 @@ def collection_twins(coll: pd.DataFrame, vectors: np.ndarray, pick: np.ndarray, 
     similarity is in the top tail are checked on their pixels (the verification stage's alignment, NCC and
     SSIM); those that align as the same photograph are twins, not negatives."""
     from leakcore import verify
-    from leakcore.fused import TWIN_NCC, TWIN_SSIM
 
     if len(vectors) < 3 or len(pick) == 0:
         return {}
@@ -336,7 +335,7 @@ def collection_twins(coll: pd.DataFrame, vectors: np.ndarray, pick: np.ndarray, 
         others = verify.load_images(coll.iloc[[i for _, i in part]])
         ev = verify.evidence([originals[j] for j, _ in part], others)
         for (j, i), ncc, ssim in zip(part, ev["ncc"], ev["ssim"]):
-            if ncc >= TWIN_NCC and ssim >= TWIN_SSIM:
+            if ncc >= verify.TWIN_NCC and ssim >= verify.TWIN_SSIM:
                 twins.setdefault(int(pick[j]), set()).add(i)
         if progress:
             progress(min(start + 256, len(cand)), len(cand))

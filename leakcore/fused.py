@@ -39,7 +39,6 @@ MIN_DECISIONS = 30  # decided pairs (with at least MIN_EACH of each kind) before
 MIN_EACH = 5
 DECISION_WEIGHT = 5  # one curator decision counts as this many synthetic pairs (its row is repeated)
 CANDIDATE_FPR = 0.05  # candidate threshold: the raw similarity that 5% of the fitting negatives reach
-TWIN_NCC, TWIN_SSIM = 0.9, 0.8  # a same-label "negative" aligning this well is dropped from the fitting set
 
 
 def model_dir(ws, encoder: str):
@@ -152,7 +151,7 @@ def suite_pairs(ws, *, encoder=None, queries: int = 200, seed: int = 0, transfor
             progress("verify fitting pairs", min(start + step, len(frame)), len(frame))
     frame = pd.concat([frame, pd.concat(evs, ignore_index=True)], axis=1)
     # a look-alike that aligns nearly pixel for pixel is more likely an in-collection twin than a negative
-    twin = (frame["negative"] == "look-alike") & (frame["ncc"] >= TWIN_NCC) & (frame["ssim"] >= TWIN_SSIM)
+    twin = (frame["negative"] == "look-alike") & (frame["ncc"] >= verify.TWIN_NCC) & (frame["ssim"] >= verify.TWIN_SSIM)
     return frame[~twin].reset_index(drop=True)
 
 

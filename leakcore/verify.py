@@ -39,6 +39,7 @@ FLAT_GRAD_STD = 1.0 / 255  # the same for gradient magnitudes, which are smaller
 # (dihedral element, scale, angle in degrees); dihedral k: quarter turns k % 4, mirrored when k >= 4
 SCALES = (0.8, 0.9, 1.0, 1.12, 1.25)
 ANGLES = (-6.0, 6.0)
+TWIN_NCC, TWIN_SSIM = 0.9, 0.8  # two images aligning at least this well are one photograph (a "negative" like this is left out)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,6 @@
 """Review: flagged pairs side by side; decide with a click or a key; decisions go to review.sqlite."""
 import streamlit as st
 
-from leakcore import review
 from ui import data, review_ui
 from ui.widgets import flash, page, queue_filters, user_errors
 
@@ -25,29 +24,4 @@ with user_errors():
         st.stop()
     review_ui.open_linked_pair(queue)
     filters = queue_filters(queue)
-    view = review.filter_queue(queue, **filters)
-    decided = int((queue["state"] != "unreviewed").sum())
-    st.progress(decided / len(queue), text=f"Reviewed {decided} of {len(queue)} flagged pairs · {len(view)} match the filters")
-    flash()
-    if view.empty:
-        st.success("No pairs match these filters. Widen them in the sidebar to see more.")
-        st.stop()
-    pos = review_ui.position(view)
-    pair = view.iloc[pos]
-    review_ui.show_in_url(pair)
-    items = data.items(ws)
-    top = st.columns([3, 1, 1])
-    top[0].markdown(
-        f"Pair **{pos + 1} / {len(view)}** · similarity **{pair['similarity']:.4f}** · degree **{pair['degree']}** · "
-        f"labels **{pair['label_agreement']}** · state **{pair['state']}**"
-        + (f" ({review.DECISION_LABELS[pair['decision']]} by {pair['reviewer']})" if pair["state"] != "unreviewed" else "")
-    )
-    top[1].toggle("Grid mode", key="grid_mode", help="Decide all neighbours of this evaluation image at once")
-    top[2].select_slider("Image size", options=["fit", "1×", "2×", "4×", "8×"], key="zoom",
-                         help="fit: as large as the column; small images are enlarged pixel by pixel")
-    if st.session_state["grid_mode"]:
-        review_ui.grid_mode(ws, items, pair, queue)
-    else:
-        review_ui.decision_bar(ws, pair, len(view))
-        review_ui.pair_view(ws, items, pair, queue)
-    st.caption("Keys: H hard leak · S soft leak · N not a leak · U unsure · ← previous · → next · Z undo")
+    review_ui.review_panel(ws, hard, soft, filters)

@@ -8,7 +8,7 @@ from leakcore import review
 from leakcore.api import Project
 from leakcore.leakage import WITHIN
 from ui import data
-from ui.widgets import item_facts, show_image
+from ui.widgets import flash, item_facts, show_image, user_errors
 
 Workspace = Project  # pages hold a Project: the workspace with the product's verbs
 
@@ -102,6 +102,41 @@ def position(view: pd.DataFrame) -> int:
     pos = min(st.session_state["review_pos"], max(len(view) - 1, 0))
     st.session_state["review_pos"] = pos
     return pos
+
+
+@st.fragment
+def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None:
+    """The pair on show, its decisions and views: a fragment, so that a key press or a decision reruns only this
+    part (the sidebar and the page around it stay as they are)."""
+    with user_errors():
+        queue = data.queue(ws, hard, soft)  # cached; a decision refreshes it through the decisions' stamp
+        view = review.filter_queue(queue, **filters)
+        decided = int((queue["state"] != "unreviewed").sum())
+        st.progress(decided / len(queue), text=f"Reviewed {decided} of {len(queue)} flagged pairs · {len(view)} match "
+                                                "the filters")
+        flash()
+        if view.empty:
+            st.success("No pairs match these filters. Widen them in the sidebar to see more.")
+            return
+        pos = position(view)
+        pair = view.iloc[pos]
+        show_in_url(pair)
+        items = data.items(ws)
+        top = st.columns([3, 1, 1])
+        top[0].markdown(
+            f"Pair **{pos + 1} / {len(view)}** · similarity **{pair['similarity']:.4f}** · degree **{pair['degree']}** · "
+            f"labels **{pair['label_agreement']}** · state **{pair['state']}**"
+            + (f" ({review.DECISION_LABELS[pair['decision']]} by {pair['reviewer']})" if pair["state"] != "unreviewed"
+               else ""))
+        top[1].toggle("Grid mode", key="grid_mode", help="Decide all neighbours of this evaluation image at once")
+        top[2].select_slider("Image size", options=["fit", "1×", "2×", "4×", "8×"], key="zoom",
+                             help="fit: as large as the column; small images are enlarged pixel by pixel")
+        if st.session_state["grid_mode"]:
+            grid_mode(ws, items, pair, queue)
+        else:
+            decision_bar(ws, pair, len(view))
+            pair_view(ws, items, pair, queue)
+        st.caption("Keys: H hard leak · S soft leak · N not a leak · U unsure · ← previous · → next · Z undo")
 
 
 def decision_bar(ws: Workspace, pair: pd.Series, size: int) -> None:

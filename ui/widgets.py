@@ -114,8 +114,10 @@ def item_facts(item: pd.Series, extra: dict | None = None) -> None:
         "path": item["uri"] + (f" [row {item['row']}]" if item["row"] >= 0 else ""),
     }
     facts.update(extra or {})
-    st.dataframe(pd.DataFrame({"": list(facts), "value": [str(v) for v in facts.values()]}),
-                 hide_index=True, width="stretch")
+    # markdown, not a data grid: two grids per pair cost the browser more than the rest of the page, and a grid
+    # cuts long paths off where text wraps them
+    st.markdown("  \n".join(f"**{k}** `{str(v).replace('`', '')}`" if k in ("id", "path") else f"**{k}** {v}"
+                              for k, v in facts.items()))
 
 
 def queue_filters(queue: pd.DataFrame) -> dict:
