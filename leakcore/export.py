@@ -62,6 +62,19 @@ def _within_groups(pairs: pd.DataFrame, soft: float, decisions: pd.DataFrame) ->
     return dict(zip(ids, first))
 
 
+def _joined_matches(evidence: pd.DataFrame) -> pd.Series:
+    """{eval item: its training matches joined by ";", most similar first, each once}: a sort and one split of the
+    arrays (a per-group lambda in pandas took seconds on 100,000 pairs)."""
+    ev = evidence.drop_duplicates(["eval_item_id", "train_item_id"])  # already most similar first
+    ids = ev["eval_item_id"].to_numpy(dtype=object)
+    train = ev["train_item_id"].to_numpy(dtype=object)
+    order = np.argsort(ids, kind="stable")  # stable: the similarity order survives within an item
+    ids, train = ids[order], train[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], int)
+    return pd.Series([";".join(g) for g in np.split(train, starts[1:])] if len(ids) else [],
+                     index=pd.Index(ids[starts], name="eval_item_id"), dtype=object)
+
+
 def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame | None = None,
          pairs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every item of the split with `removed`, `reason` and its evidence (matches, similarity, decision)."""
@@ -81,9 +94,9 @@ def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame |
     kept_by_list = items["item_id"].isin(keep) | items["key"].isin(keep)
     keep_ids = set(items.loc[kept_by_list, "item_id"])
     evidence = pd.concat([confirmed, auto]).sort_values("similarity", ascending=False)
-    ev = evidence.groupby("eval_item_id").agg(
-        matches=("train_item_id", lambda s: ";".join(dict.fromkeys(s))), similarity=("similarity", "max"),
-        degree=("degree", "first"), decision=("decision", "first"))
+    ev = evidence.groupby("eval_item_id").agg(similarity=("similarity", "max"), degree=("degree", "first"),
+                                               decision=("decision", "first"))
+    ev["matches"] = _joined_matches(evidence).reindex(ev.index)
     last = decisions.set_index(decisions["eval_item_id"]) if not decisions.empty else pd.DataFrame()
     out = items[["item_id", "key", "uri", "row", "label", "split", "dataset"]].copy()
     out = out.merge(ev, left_on="item_id", right_index=True, how="left")

@@ -59,10 +59,10 @@ with user_errors():
         left, right = st.columns(2)
         with left:
             decided = data.decision_views(ws) if encoder == ws.encoder else None
-        thresholds_ui.roc_chart(curves, points, hard, soft, decided)
-        if decided is None:
-            st.caption(f"The curators' ROC (dashed) appears once at least 20 pairs are decided, some confirmed and some "
-                       f"rejected; {data.decided_pairs(ws)} are decided now.")
+            thresholds_ui.roc_chart(curves, points, hard, soft, decided)
+            if decided is None:
+                st.caption(f"The curators' ROC (dashed) appears once at least 20 pairs are decided, some confirmed "
+                           f"and some rejected; {data.decided_pairs(ws)} are decided now.")
         with right:
             thresholds_ui.histogram_chart(hist, hard, soft)
         fpr_h, tpr_h = points.at(hard)

@@ -29,7 +29,7 @@ ws = page("Export", ":material/download:")
 with user_errors():
     st.title("Export a cleaned evaluation split")
     flash()
-    options = [str(s) for s in ws.split_ids("eval")]
+    options = data.split_names(ws, "eval")
     if not options:
         st.info("No evaluation splits in this workspace.")
         st.stop()
@@ -49,8 +49,8 @@ with user_errors():
                               "groups a curator confirmed.")
     policy = ws.export_policy(flags, keep_text, dedupe, groups)
     st.subheader("What each policy removes")
-    st.dataframe(ws.export_preview([split], policy), hide_index=True, width="stretch")
-    plan = ws.export_plan(split, policy)
+    preview, plan = data.export_views(ws, split, policy)
+    st.dataframe(preview, hide_index=True, width="stretch")
     removed = plan[plan["removed"]]
     st.caption(f"With these settings: keep {len(plan) - len(removed)} of {len(plan)}, remove {len(removed)}.")
     # short columns first, so the similarity is in view next to the long paths; thumbnails of both images and a link

@@ -94,7 +94,7 @@ def test_thresholds_page_calibrate_slide_and_apply(ws):
     calibrate.calibrate(ws, "animals/train", queries=6)
     at = run("pages/2_Thresholds.py")
     assert not at.exception
-    assert len(at.get("plotly_chart")) == 2
+    assert len(at.get("vega_lite_chart")) == 2  # the ROC and the histogram
     at.slider(key="th_soft").set_value(0.5).run()
     at.slider(key="th_hard").set_value(0.99).run()
     assert not at.exception
@@ -179,7 +179,7 @@ def test_thresholds_exact_entry_and_reset(ws):
     assert at.number_input(key="th_hard_n").value == pytest.approx(0.95)
     at.button(key="th_reset").click().run()
     assert (at.slider(key="th_hard").value, at.slider(key="th_soft").value) == (0.9375, 0.6875)  # phash's defaults
-    assert any("20 pairs are decided" in c.value for c in at.caption) or not at.get("plotly_chart")
+    assert any("20 pairs are decided" in c.value for c in at.caption) or not at.get("vega_lite_chart")
 
 
 def test_review_compare_views(ws):

@@ -7,13 +7,14 @@ import streamlit as st
 
 from leakcore.api import Project
 from leakcore.coverage import ImageSet
+from ui import data
 
 A_COLOUR, B_COLOUR = "#2563eb", "#ea580c"
 
 
 def set_picker(ws: Project, which: str, default: int) -> ImageSet:
     """A dataset or split, and an optional filter over the item table."""
-    options = sorted(set(ws.items()["dataset"].astype(str))) + [str(s) for s in ws.split_ids()]
+    options = data.dataset_names(ws) + data.split_names(ws)
     st.selectbox(f"Set {which}", options, index=min(default, len(options) - 1), key=f"cov_{which}")
     st.text_input(f"Filter {which} (optional)", key=f"cov_{which}_where", placeholder="label != 'cat'",
                   help="A pandas query over the item table: columns dataset, split, role, label, uri, key, width, "

@@ -73,6 +73,22 @@ def items(ws: Workspace) -> pd.DataFrame:
     return _items(str(ws.path), _stamp(ws.items_path))
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _split_names(path: str, role: str | None, stamp: tuple) -> list[str]:
+    from leakcore.schema import split_ids
+
+    return [str(s) for s in split_ids(_items(path, stamp), role)]
+
+
+def split_names(ws: Workspace, role: str | None = None) -> list[str]:
+    """The workspace's splits ("dataset/split"), of one role when given, from the cached item table."""
+    return _split_names(str(ws.path), role, _stamp(ws.items_path))
+
+
+def dataset_names(ws: Workspace) -> list[str]:
+    return sorted({s.split("/", 1)[0] for s in split_names(ws)})
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def _pairs(path: str, encoder: str, stamp: tuple) -> pd.DataFrame:
     return leakage.load_pairs(Project.open(path), encoder)
@@ -133,6 +149,19 @@ def rates(ws: Workspace, hard: float, soft: float, auto_only: bool = False) -> p
     """Rates of every check with rates (similarity, and group and temporal where the workspace has them)."""
     return _rates(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), decisions_stamp(ws), auto_only,
                   _groups_stamp(ws))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _export_views(path: str, split: str, policy, stamp: tuple, dstamp: tuple, other: tuple):
+    ws = Project.open(path)
+    return ws.export_preview([split], policy), ws.export_plan(split, policy)
+
+
+def export_views(ws: Workspace, split: str, policy) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(what each policy removes, the plan under `policy`) for the Export page, recomputed only when the pairs,
+    the decisions, the thresholds, the groups or the policy change (a page switch or a page of the removed list
+    does not)."""
+    return _export_views(str(ws.path), split, policy, _neighbors_stamp(ws), decisions_stamp(ws), _groups_stamp(ws))
 
 
 @st.cache_data(show_spinner=False, max_entries=512)

@@ -45,7 +45,7 @@ def _switch(path: str, create: bool) -> None:
 
 def add_dataset_ui(ws: Workspace) -> None:
     """Form: ingest a folder, manifest, Parquet, CIFAR batches, COCO file or embeddings folder."""
-    with st.expander("Add a dataset", expanded=ws.items().empty):
+    with st.expander("Add a dataset", expanded=not data.split_names(ws)):
         with st.form("add_dataset"):
             name = st.text_input("Dataset name", placeholder="e.g. cifar10")
             source = st.text_input("Source path", placeholder="/data/my_dataset or /data/manifest.csv")

@@ -10,6 +10,7 @@ import streamlit as st
 
 
 from leakcore.api import PROBES, ImpactRequest, LeakSource, Project
+from ui import data
 
 LEAK_SOURCE_TEXT = {LeakSource.DECISIONS: "our flags, curator decisions first", LeakSource.FLAGS: "our flags only",
                     LeakSource.LIST: "an imported list (CSV of eval key, train key)"}
@@ -17,7 +18,7 @@ LEAK_SOURCE_TEXT = {LeakSource.DECISIONS: "our flags, curator decisions first", 
 
 def inputs(ws: Project) -> ImpactRequest | None:
     """The form: evaluation split, predictions (upload or server paths), probes, leak set; None until submitted."""
-    splits = [str(s) for s in ws.split_ids("eval")]
+    splits = data.split_names(ws, "eval")
     with st.form("impact_form"):
         c1, c2 = st.columns(2)
         split = c1.selectbox("Evaluation split", splits, key="imp_split")

@@ -1,10 +1,12 @@
 """Thresholds page pieces: sliders, the live ROC (click moves a threshold), the score histogram."""
 from __future__ import annotations
 
-import plotly.graph_objects as go
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 from leakcore.api import Project
+from ui import data
 
 Workspace = Project  # pages hold a Project: the workspace with the product's verbs
 
@@ -76,58 +78,156 @@ def sliders() -> tuple[float, float]:
     return hard, soft
 
 
-def roc_chart(curves: dict, points, hard: float, soft: float, decisions=None) -> None:
-    """ROC curves per family with the hard and soft operating points; clicking a point moves a threshold."""
-    fig = go.Figure()
-    from ui.data import RAW_ON_FUSED
+CLICK_POINTS = 400  # clickable points on the main ROC (a quarter of that on each family's curve)
+FAMILY_COLOURS = ["#16a34a", "#9333ea", "#d97706", "#0891b2", "#db2777", "#65a30d", "#7c3aed", "#0d9488"]
+MIN_FPR = 1e-4  # the ROC's log axis starts here; a false-positive rate of 0 is drawn on it
 
-    for name, roc in curves.items():
+# Both charts are Vega-Lite specs whose curves sit in named datasets and whose thresholds are the chart's own
+# (top-level) data: a slider step changes only that small table, so Streamlit keeps the chart and the browser
+# swaps the table in place (Plotly charts were rebuilt from scratch on every step: about 0.2 s each).
+
+
+def _thin(roc, n: int):
+    """At most `n` points of a curve, spread evenly along it (always keeping both ends)."""
+    if len(roc) <= n:
+        return roc
+    return roc.iloc[np.unique(np.linspace(0, len(roc) - 1, n).astype(int))]
+
+
+def _curve_tables(curves: dict, decisions) -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[str]]:
+    """(lines, clickable points, curve names, their colours) for the ROC chart."""
+    key = (id(curves), id(decisions))
+    if key in _TABLES and _TABLES[key][0] is curves and _TABLES[key][1] is decisions:
+        return _TABLES[key][2]
+    lines, dots, names, colours = [], [], [], []
+    drawn = list(curves.items()) + ([("curator decisions", decisions[1])] if decisions is not None else [])
+    for i, (name, roc) in enumerate(drawn):
         main = name == "all edits"
-        if name == RAW_ON_FUSED:  # another scale: drawn for comparison, not clickable (no thresholds attached)
-            fig.add_trace(go.Scatter(x=roc["fpr"], y=roc["tpr"], mode="lines", name=name, hoverinfo="skip",
-                                     line={"dash": "dot", "color": "#6b7280", "width": 2}))
-            continue
-        # Clicks select markers, not lines: every curve carries near-invisible markers to click.
-        fig.add_trace(go.Scatter(x=roc["fpr"], y=roc["tpr"], mode="lines+markers", name=name,
-                                 customdata=roc["threshold"], line={"width": 3 if main else 1.2},
-                                 marker={"size": 9 if main else 6, "opacity": 0.01},
-                                 hovertemplate="threshold %{customdata:.4f}<br>FPR %{x:.4f}<br>TPR %{y:.4f}<extra></extra>"))
-    if decisions is not None:
-        d_points, d_roc = decisions
-        fig.add_trace(go.Scatter(x=d_roc["fpr"], y=d_roc["tpr"], mode="lines", name="curator decisions",
-                                 customdata=d_roc["threshold"], line={"dash": "dash", "color": "#111827"},
-                                 hovertemplate="threshold %{customdata:.4f}<br>FPR %{x:.3f}<br>TPR %{y:.3f}<extra></extra>"))
-    for label, t, colour in (("hard", hard, HARD_COLOUR), ("soft", soft, SOFT_COLOUR)):
+        style = "dotted" if name == data.RAW_ON_FUSED else "dashed" if name == "curator decisions" else "solid"
+        frame = pd.DataFrame({"curve": name, "fpr": np.maximum(roc["fpr"].to_numpy(), MIN_FPR),
+                              "tpr": roc["tpr"].to_numpy(), "threshold": roc["threshold"].to_numpy(),
+                              "width": 3.0 if main else 1.5, "style": style})
+        lines.append(frame.assign(order=np.arange(len(frame))))
+        if name != data.RAW_ON_FUSED:  # another scale: drawn for comparison, no thresholds to click
+            dots.append(_thin(frame, CLICK_POINTS if main else CLICK_POINTS // 4))
+        names.append(name)
+        colours.append("#2563eb" if main else "#6b7280" if name == data.RAW_ON_FUSED else "#111827"
+                       if name == "curator decisions" else FAMILY_COLOURS[i % len(FAMILY_COLOURS)])
+    out = (pd.concat(lines, ignore_index=True), pd.concat(dots, ignore_index=True)[["curve", "fpr", "tpr", "threshold"]],
+           names, colours)
+    if len(_TABLES) >= 8:
+        _TABLES.pop(next(iter(_TABLES)))
+    _TABLES[key] = (curves, decisions, out)  # the cached views are shared and never change: reuse their tables
+    return out
+
+
+_TABLES: dict = {}  # (id(curves), id(decisions)) -> (curves, decisions, tables); holding both keeps the ids valid
+
+
+def _threshold_colour() -> dict:
+    """Hard and soft in their colours, without a colour scale (a scale would be shared with the curves')."""
+    return {"condition": {"test": "datum.label === 'hard'", "value": HARD_COLOUR}, "value": SOFT_COLOUR}
+
+
+def roc_chart(curves: dict, points, hard: float, soft: float, decisions=None) -> None:
+    """ROC curves per family with the hard and soft operating points; a click near a curve moves a threshold to
+    that point's threshold."""
+    lines, dots, names, colours = _curve_tables(curves, decisions)
+    ops = []
+    for label, t in (("hard", hard), ("soft", soft)):
         fpr, tpr = points.at(t)
-        fig.add_trace(go.Scatter(x=[fpr], y=[tpr], mode="markers+text", name=f"{label} ≥ {t:.4f}",
-                                 text=[f"{label} {t:.3f}"], textposition="bottom right",
-                                 marker={"size": 13, "color": colour, "symbol": "diamond"}, hoverinfo="skip"))
-    fig.update_layout(height=430, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": -0.15},
-                      xaxis_title="false-positive rate (hardest non-matching image)", yaxis_title="true-positive rate",
-                      title="ROC of non-semantic edits (click the curve to move a threshold)")
-    fig.update_xaxes(type="log", range=[-4, 0])
-    event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="roc_chart", width="stretch")
-    picked = [p.get("customdata") for p in (event.selection.points if event else []) if p.get("customdata") is not None]
+        ops.append({"label": label, "fpr": max(fpr, MIN_FPR), "tpr": tpr, "text": f"{label} {t:.4f}"})
+    x = {"field": "fpr", "type": "quantitative", "title": "false-positive rate (hardest non-matching image)",
+         "scale": {"type": "log", "domain": [MIN_FPR, 1]}, "axis": {"format": "~g"}}
+    y = {"field": "tpr", "type": "quantitative", "title": "true-positive rate", "scale": {"domain": [0, 1.02]}}
+    tip = [{"field": "curve"}, {"field": "threshold", "format": ".4f"}, {"field": "fpr", "title": "FPR", "format": ".4f"},
+           {"field": "tpr", "title": "TPR", "format": ".4f"}]
+    spec = {
+        "title": {"text": "ROC of non-semantic edits", "subtitle": "click near a curve to move the threshold chosen above"},
+        "height": 400,
+        "datasets": {"roc_lines": lines, "roc_points": dots},
+        "layer": [
+            {"data": {"name": "roc_lines"}, "mark": {"type": "line", "clip": True},
+             "encoding": {"x": x, "y": y, "order": {"field": "order"},
+                          "color": {"field": "curve", "type": "nominal", "scale": {"domain": names, "range": colours},
+                                    "legend": {"orient": "bottom", "columns": 3, "title": None}},
+                          "strokeWidth": {"field": "width", "type": "quantitative", "scale": None},
+                          "strokeDash": {"field": "style", "type": "nominal", "legend": None,
+                                         "scale": {"domain": ["solid", "dashed", "dotted"],
+                                                   "range": [[1, 0], [6, 4], [2, 3]]}}}},
+            {"data": {"name": "roc_points"}, "mark": {"type": "circle", "size": 60, "opacity": 0.01, "clip": True},
+             "params": [{"name": "pick", "select": {"type": "point", "on": "click", "nearest": True,
+                                                    "fields": ["curve", "threshold"]}}],
+             "encoding": {"x": x, "y": y, "tooltip": tip, "color": {"value": "#111827"}}},
+            {"mark": {"type": "point", "shape": "diamond", "filled": True, "size": 170, "opacity": 1},
+             "encoding": {"x": x, "y": y, "color": _threshold_colour()}},
+            *({"transform": [{"filter": f"datum.label === '{label}'"}],
+               "mark": {"type": "text", "align": "left", "dx": 9, "dy": dy, "fontWeight": "bold",
+                        "color": HARD_COLOUR if label == "hard" else SOFT_COLOUR},
+               "encoding": {"x": x, "y": y, "text": {"field": "text"}}} for label, dy in (("hard", 14), ("soft", -14))),
+        ],
+    }
+    # the pick is handled in a callback, before the page reruns: the sliders above are drawn with the new value
+    # in the same run (one round trip per click)
+    st.vega_lite_chart(pd.DataFrame(ops), spec, on_select=_on_pick, selection_mode="pick", key="roc_chart",
+                       width="stretch")
+
+
+def _on_pick() -> None:
+    """A click on the ROC: the picked point's threshold becomes pending for the threshold the radio names (the
+    sliders apply it, or say why not)."""
+    picked = [p.get("threshold") for p in _selected(st.session_state.get("roc_chart"), "pick")
+              if p.get("threshold") is not None]
     if picked and st.session_state.get("th_last_click") != picked[0]:
         st.session_state["th_last_click"] = picked[0]
-        st.session_state["th_pending"] = (st.session_state["th_click_moves"], float(min(picked[0], 1.0)))
-        st.rerun()
+        st.session_state["th_pending"] = (st.session_state.get("th_click_moves", "soft"), float(min(picked[0], 1.0)))
+
+
+def _selected(event, name: str) -> list[dict]:
+    """The points a chart's selection parameter holds (Streamlit returns them per parameter)."""
+    if not event:
+        return []
+    selection = event["selection"] if isinstance(event, dict) else event.selection
+    got = selection.get(name) if hasattr(selection, "get") else getattr(selection, name, None)
+    if isinstance(got, dict):  # some versions give {field: [values]}
+        keys = list(got)
+        return [dict(zip(keys, values)) for values in zip(*(got[k] if isinstance(got[k], list) else [got[k]]
+                                                              for k in keys))]
+    return list(got or [])
 
 
 def histogram_chart(hist, hard: float, soft: float, fused: bool = False) -> None:
     """Positive and hardest-negative scores (pre-binned) with the two threshold lines."""
-    fig = go.Figure()
-    centres = (hist["left"] + hist["right"]) / 2
-    width = float(hist["right"].iloc[0] - hist["left"].iloc[0])
-    fig.add_bar(x=centres, y=hist["negatives"], width=width, name="hardest non-match", marker_color="#64748b", opacity=0.7)
-    fig.add_bar(x=centres, y=hist["positives"], width=width, name="edited copy", marker_color="#0ea5e9", opacity=0.7)
-    fig.add_vline(x=hard, line_color=HARD_COLOUR, line_width=2, annotation_text="hard")
-    fig.add_vline(x=soft, line_color=SOFT_COLOUR, line_width=2, annotation_text="soft", annotation_position="top left")
-    fig.update_layout(barmode="overlay", height=430, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      legend={"orientation": "h", "y": -0.15},
-                      title=("Fused score" if fused else "Similarity") + " of edited copies vs hardest non-matches",
-                      xaxis_title="P(same photograph)" if fused else "cosine similarity", yaxis_title="pairs")
-    st.plotly_chart(fig, key="hist_chart", width="stretch")
+    # one named table per histogram: with a single named table, Streamlit 1.67 takes it for the chart's own data
+    # and overwrites it with the thresholds on the next rerun (the bars vanished)
+    tables = {f"bins_{kind}": hist[["left", "right"]].assign(pairs=hist[kind], kind=name)
+              for kind, name in (("negatives", "hardest non-match"), ("positives", "edited copy"))}
+    ops = pd.DataFrame({"label": ["hard", "soft"], "threshold": [hard, soft]})
+    x_title = "P(same photograph)" if fused else "cosine similarity"
+    bars = {"mark": {"type": "rect", "opacity": 0.7},
+            "encoding": {"x": {"field": "left", "type": "quantitative", "title": x_title},
+                         "x2": {"field": "right"}, "y": {"field": "pairs", "type": "quantitative", "stack": None},
+                         "y2": {"datum": 0},
+                         "color": {"field": "kind", "type": "nominal", "legend": {"orient": "bottom", "title": None},
+                                   "scale": {"domain": ["hardest non-match", "edited copy"],
+                                             "range": ["#64748b", "#0ea5e9"]}},
+                         "tooltip": [{"field": "kind"}, {"field": "left", "format": ".3f", "title": "from"},
+                                     {"field": "right", "format": ".3f", "title": "to"}, {"field": "pairs"}]}}
+    spec = {
+        "title": {"text": ("Fused score" if fused else "Similarity") + " of edited copies vs hardest non-matches",
+                  "subtitle": "the lines are the thresholds in the sliders"}, "height": 400,
+        "datasets": tables,
+        "layer": [
+            *({"data": {"name": name}, **bars} for name in tables),
+            {"mark": {"type": "rule", "strokeWidth": 2},
+             "encoding": {"x": {"field": "threshold", "type": "quantitative"},
+                          "color": _threshold_colour()}},
+            {"mark": {"type": "text", "baseline": "top", "dx": 4, "align": "left", "y": 2},
+             "encoding": {"x": {"field": "threshold", "type": "quantitative"}, "text": {"field": "label"},
+                          "color": _threshold_colour()}},
+        ],
+    }
+    st.vega_lite_chart(ops, spec, key="hist_chart", width="stretch")
 
 
 class CalibrationJob:
@@ -169,7 +269,7 @@ def calibration_form(ws: Workspace, encoder: str) -> None:
     if job is not None:
         calibration_progress()
         return
-    collections = [str(s) for s in ws.split_ids()]
+    collections = data.split_names(ws)
     with st.form("calibrate"):
         c1, c2, c3 = st.columns(3)
         coll = c1.selectbox("Collection", collections, help="Images to edit and search; the paper used Flickr30k.")
