@@ -222,3 +222,57 @@ def test_arrows_move_the_pair_after_a_click_in_the_sidebar(server):
         expect(page.get_by_text("Pair 2 / 3")).to_be_visible(timeout=30_000)
         expect(page.get_by_text("3 match the filters")).to_be_visible()
         browser.close()
+
+
+def test_grid_mode_keys_move_between_images_and_decide_the_ticked(server):
+    """Grid mode: → and ← go to the next and previous evaluation image, Shift+N decides the ticked neighbours
+    and the grid moves on to the next undecided image."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, ws = server
+    with sync_playwright() as p:
+        browser, page = _open(p, url + "/Review", "Reviewed 0 of 3 flagged pairs")
+        page.get_by_role("textbox", name="Reviewer").fill("grid-test")
+        page.get_by_role("textbox", name="Reviewer").press("Enter")
+        expect(page.get_by_role("button", name="Hard leak")).to_be_enabled(timeout=30_000)
+        page.get_by_text("Grid mode").click()
+        expect(page.get_by_role("button", name="Next image")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Pair 1 / 3")).to_be_visible()
+        page.locator("h1").first.click()  # the page has the focus, not the toggle
+        page.keyboard.press("ArrowRight")
+        expect(page.get_by_text("Pair 2 / 3")).to_be_visible(timeout=30_000)
+        expect(page.get_by_role("button", name="Previous image")).to_be_enabled(timeout=30_000)  # redrawn
+        page.keyboard.press("ArrowLeft")
+        expect(page.get_by_text("Pair 1 / 3")).to_be_visible(timeout=30_000)
+        ticked = page.locator("[data-testid='stMain']").get_by_role("checkbox")  # the Grid mode toggle is a switch
+        expect(ticked.first).to_be_checked()
+        page.keyboard.press("Shift+N")
+        expect(page.get_by_text("Reviewed 1 of 3 flagged pairs")).to_be_visible(timeout=30_000)
+        # the decided pair left the queue of unreviewed pairs: the grid shows the next image, its neighbour ticked
+        expect(page.get_by_text("Pair 1 / 2")).to_be_visible(timeout=30_000)
+        expect(ticked.first).to_be_checked()
+        browser.close()
+    decisions = review.latest_decisions(ws)
+    assert list(decisions["decision"]) == ["not_leak"] and list(decisions["reviewer"]) == ["grid-test"]
+
+
+def test_impact_shows_errors_as_messages_and_offers_only_what_runs(server):
+    """Impact: no CLIP probe without CLIP weights, and a predictions path that does not exist is a message on
+    the page (no traceback), with the form still there to correct it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, ws = server
+    with sync_playwright() as p:
+        browser, page = _open(p, url + "/Impact", "Measure impact")
+        page.get_by_text("Built-in probes").first.click()
+        page.locator("[data-testid='stMultiSelect'] input").first.click()
+        options = page.locator("[role='option']").all_inner_texts()
+        assert options and not any("clip" in o for o in options), options
+        page.keyboard.press("Escape")
+        page.get_by_role("textbox", name="…or paths on the server").fill(str(ws.path / "no-such-predictions.csv"))
+        page.get_by_role("button", name="Measure impact").click()
+        expect(page.locator("[data-testid='stAlertContentError']").first).to_be_visible(timeout=60_000)
+        text = page.locator("[data-testid='stMain']").inner_text()
+        assert "Traceback" not in text and "no-such-predictions" in text
+        expect(page.get_by_role("button", name="Measure impact")).to_be_visible()
+        browser.close()

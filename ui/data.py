@@ -134,6 +134,35 @@ def queue(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
                           decisions_stamp(ws))
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _review_view(path: str, encoder: str, hard: float, soft: float, stamp: tuple, items_stamp: tuple, dstamp: tuple,
+                 filters: tuple) -> tuple[pd.DataFrame, int]:
+    q = _queue_decided(path, encoder, hard, soft, stamp, items_stamp, dstamp)
+    return review.filter_queue(q, **{k: list(v) if isinstance(v, tuple) else v for k, v in filters}), \
+        int((q["state"] != "unreviewed").sum())
+
+
+def review_view(ws: Workspace, hard: float, soft: float, filters: dict) -> tuple[pd.DataFrame, int]:
+    """(the queue filtered and ordered as the sidebar asks, how many pairs of the whole queue are decided), kept
+    until the filters, the thresholds or the decisions change: a key press that only moves on reuses it."""
+    frozen = tuple(sorted((k, tuple(v) if isinstance(v, (list, set, tuple)) else v) for k, v in filters.items()))
+    return _review_view(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), _stamp(ws.items_path),
+                        decisions_stamp(ws), frozen)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _rows_by_eval(path: str, encoder: str, hard: float, soft: float, stamp: tuple, items_stamp: tuple) -> dict:
+    q = _queue(path, encoder, hard, soft, stamp, items_stamp)
+    return q.groupby("eval_item_id", sort=False, observed=True).indices
+
+
+def neighbours_of(ws: Workspace, hard: float, soft: float, queue: pd.DataFrame, eval_item_id: str) -> pd.DataFrame:
+    """The queue's rows of one evaluation image (`queue` is `queue(ws, hard, soft)`: the same rows in the same
+    order), found through an index instead of a scan of every pair."""
+    rows = _rows_by_eval(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), _stamp(ws.items_path))
+    return queue.iloc[rows.get(eval_item_id, [])]
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def _rates(path: str, encoder: str, hard: float, soft: float, stamp: tuple, dstamp: tuple, auto_only: bool,
            other: tuple) -> pd.DataFrame:
@@ -181,6 +210,40 @@ def item_image(ws: Workspace, item: pd.Series):
         return None, images.NO_PIXELS
     roots = tuple(str(r) for r in ws.dataset_roots())
     return _image(str(item["uri"]), int(item["row"]), roots, _stamp(Path(item["uri"])))
+
+
+INLINE_BYTES = 600_000  # images up to this size travel inside the page's message (no second request)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _display(uri: str, row: int, roots: tuple[str, ...], stamp: tuple, factor: int):
+    """(data URI or PIL image, width in pixels, reason) of an item enlarged `factor` times pixel by pixel."""
+    import base64
+    import io
+
+    img, reason = _image(uri, row, roots, stamp)
+    if img is None:
+        return None, 0, reason
+    if factor > 1:
+        img = img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    small = factor > 1 or max(img.size) <= 256  # enlarged or small: lossless, every pixel as it is
+    rgb = img if img.mode in ("RGB", "L") else img.convert("RGB")
+    rgb.save(buf, format="PNG" if small else "JPEG", **({"optimize": False} if small else {"quality": 92}))
+    if buf.tell() > INLINE_BYTES:
+        return img, img.width, None  # large: served as a media file by Streamlit
+    mime = "image/png" if small else "image/jpeg"
+    return f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode(), img.width, None
+
+
+def display_image(ws: Workspace, item: pd.Series, factor: int):
+    """(image to show, its width, reason when there is none): a data URI for all but large images, so the picture
+    arrives with the page's message instead of in a request of its own after it (the review loop's next pair is
+    on screen one round trip sooner)."""
+    if ws.datasets.get(item["dataset"]) and ws.datasets[item["dataset"]].format == "embeddings":
+        return None, 0, images.NO_PIXELS
+    roots = tuple(str(r) for r in ws.dataset_roots())
+    return _display(str(item["uri"]), int(item["row"]), roots, _stamp(Path(item["uri"])), int(factor))
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)

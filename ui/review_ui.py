@@ -1,6 +1,7 @@
 """The review page's pieces: the pair view, decision buttons with shortcuts, the grid mode."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -110,8 +111,7 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
     part (the sidebar and the page around it stay as they are)."""
     with user_errors():
         queue = data.queue(ws, hard, soft)  # cached; a decision refreshes it through the decisions' stamp
-        view = review.filter_queue(queue, **filters)
-        decided = int((queue["state"] != "unreviewed").sum())
+        view, decided = data.review_view(ws, hard, soft, filters)
         st.progress(decided / len(queue), text=f"Reviewed {decided} of {len(queue)} flagged pairs · {len(view)} match "
                                                 "the filters")
         flash()
@@ -131,12 +131,42 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         top[1].toggle("Grid mode", key="grid_mode", help="Decide all neighbours of this evaluation image at once")
         top[2].select_slider("Image size", options=["fit", "1×", "2×", "4×", "8×"], key="zoom",
                              help="fit: as large as the column; small images are enlarged pixel by pixel")
+        group = data.neighbours_of(ws, hard, soft, queue, pair["eval_item_id"])
         if st.session_state["grid_mode"]:
-            grid_mode(ws, items, pair, queue)
+            grid_mode(ws, items, pair, group, view)
         else:
             decision_bar(ws, pair, len(view))
-            pair_view(ws, items, pair, queue)
+            pair_view(ws, items, pair, group)
         st.caption("Keys: H hard leak · S soft leak · N not a leak · U unsure · ← previous · → next · Z undo")
+        if not st.session_state["grid_mode"]:
+            next_strip(ws, items, view, pos)
+
+
+STRIP = 8  # pairs shown ahead in the strip
+
+
+def next_strip(ws: Workspace, items: pd.DataFrame, view: pd.DataFrame, pos: int) -> None:
+    """The next pairs of the queue as small thumbnails (evaluation above, training below), each a link to that
+    pair: one HTML block, so the strip costs the loop one element, not sixteen images."""
+    import html
+
+    ahead = view.iloc[pos + 1:pos + 1 + STRIP]
+    if ahead.empty:
+        return
+    cells = []
+    for _, o in ahead.iterrows():
+        thumbs = [data.thumbnail(ws, items.loc[i], side=56) if i in items.index else None
+                  for i in (o["eval_item_id"], o["train_item_id"])]
+        imgs = "".join(f'<img src="{t}" style="width:56px;height:56px;object-fit:contain;display:block;'
+                       f'image-rendering:pixelated;background:#f1f5f9;margin-bottom:2px" alt="">' if t else
+                       '<div style="width:56px;height:56px;background:#e2e8f0;margin-bottom:2px"></div>' for t in thumbs)
+        tip = html.escape(f"{o['eval_item_id']} ↔ {o['train_item_id']}", quote=True)
+        cells.append(f'<a href="{html.escape(pair_url(o["eval_item_id"], o["train_item_id"]), quote=True)}" '
+                     f'target="_self" title="{tip}" style="text-decoration:none;color:inherit;text-align:center">'
+                     f'{imgs}<span style="font-size:0.75rem">{o["similarity"]:.3f}</span></a>')
+    st.caption(f"Next {len(ahead)} pairs (click one to open it)")
+    st.markdown('<div style="display:flex;gap:10px;flex-wrap:wrap">' + "".join(cells) + "</div>",
+                unsafe_allow_html=True)
 
 
 def decision_bar(ws: Workspace, pair: pd.Series, size: int) -> None:
@@ -240,7 +270,7 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
     item_facts(tr)
 
 
-def pair_view(ws: Workspace, items: pd.DataFrame, pair: pd.Series, all_pairs: pd.DataFrame) -> None:
+def pair_view(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.DataFrame) -> None:
     """The evaluation image and its training neighbour side by side (or overlaid, as a difference, flickering),
     with what a curator needs to judge."""
     ev, tr = items.loc[pair["eval_item_id"]], items.loc[pair["train_item_id"]]
@@ -273,7 +303,7 @@ def pair_view(ws: Workspace, items: pd.DataFrame, pair: pd.Series, all_pairs: pd
         st.markdown(f"**{heading}** · rank {int(pair['rank'])}")
         show_image(ws, tr, zoom=zoom)
         item_facts(tr)
-    others = all_pairs[(all_pairs["eval_item_id"] == pair["eval_item_id"]) & (all_pairs["train_item_id"] != pair["train_item_id"])]
+    others = group[group["train_item_id"] != pair["train_item_id"]]
     if not others.empty:
         st.caption(f"Other neighbours of this evaluation image ({len(others)})")
         cols = st.columns(8)
@@ -283,9 +313,10 @@ def pair_view(ws: Workspace, items: pd.DataFrame, pair: pd.Series, all_pairs: pd
                            caption=f"{o['similarity']:.3f} · {o['train_split']}", width=128)
 
 
-def grid_mode(ws: Workspace, items: pd.DataFrame, pair: pd.Series, all_pairs: pd.DataFrame) -> None:
-    """All flagged neighbours of one evaluation image; decide the selected ones at once."""
-    group = all_pairs[all_pairs["eval_item_id"] == pair["eval_item_id"]].sort_values("similarity", ascending=False)
+def grid_mode(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.DataFrame, view: pd.DataFrame) -> None:
+    """All flagged neighbours of one evaluation image; decide the selected ones at once. ← → move to the previous
+    or next evaluation image of the filtered queue."""
+    group = group.sort_values("similarity", ascending=False)
     ev = items.loc[pair["eval_item_id"]]
     c0, c1 = st.columns([1, 3])
     with c0:
@@ -306,12 +337,16 @@ def grid_mode(ws: Workspace, items: pd.DataFrame, pair: pd.Series, all_pairs: pd
     for col, (decision, label, key) in zip(bcols, DECISION_BUTTONS):
         col.button(f"{label}: {len(chosen)} selected", key=f"grid_decide_{decision}", disabled=not chosen or anonymous,
                    shortcut=f"Shift+{key}", on_click=_decide_grid, args=(str(ws.path), chosen, decision), width="stretch")
-    queries = list(dict.fromkeys(all_pairs["eval_item_id"]))
-    at = queries.index(pair["eval_item_id"]) if pair["eval_item_id"] in queries else 0
-    bcols[5].button("Previous image", key="grid_prev", shortcut="Left", width="stretch",
-                    on_click=_jump_to_query, args=(all_pairs, queries[max(0, at - 1)]))
-    bcols[6].button("Next image", key="grid_next", shortcut="Right", width="stretch",
-                    on_click=_jump_to_query, args=(all_pairs, queries[min(len(queries) - 1, at + 1)]))
+    ids = view["eval_item_id"].to_numpy()
+    pos = min(st.session_state.get("review_pos", 0), len(ids) - 1)
+    other = ids != pair["eval_item_id"]
+    before, after = np.flatnonzero(other[:pos]), np.flatnonzero(other[pos + 1:]) + pos + 1
+    target = lambda rows: (view["eval_item_id"].iat[rows[0]], view["train_item_id"].iat[rows[0]]) if len(rows) else None  # noqa: E731
+    prev_pair, next_pair = target(before[::-1]), target(after)
+    bcols[5].button("Previous image", key="grid_prev", shortcut="Left", width="stretch", disabled=prev_pair is None,
+                    on_click=_jump_to_pair, args=(prev_pair,))
+    bcols[6].button("Next image", key="grid_next", shortcut="Right", width="stretch", disabled=next_pair is None,
+                    on_click=_jump_to_pair, args=(next_pair,))
     st.caption("Keys: Shift+H / S / N / U decide the ticked neighbours · ← → previous / next evaluation image")
 
 
@@ -322,10 +357,10 @@ def _decide_grid(ws_path: str, chosen: list[tuple[str, str]], decision: str) -> 
         st.session_state.pop(f"grid_{e}_{t}", None)
 
 
-def _jump_to_query(all_pairs: pd.DataFrame, eval_item_id: str) -> None:
-    """Show the first queued pair of another evaluation image (grid mode's previous / next)."""
-    row = all_pairs[all_pairs["eval_item_id"] == eval_item_id].iloc[0]
-    st.session_state["review_current"] = (row["eval_item_id"], row["train_item_id"])
+def _jump_to_pair(pair: tuple[str, str] | None) -> None:
+    """Show another pair of the queue (grid mode's previous / next evaluation image)."""
+    if pair is not None:
+        st.session_state["review_current"] = pair
 
 
 # ---- groups ----------------------------------------------------------------------------------------------------

@@ -82,15 +82,20 @@ def page(title: str, icon: str | None = None) -> Workspace:
 
 def show_image(ws: Workspace, item: pd.Series, *, zoom="fit", caption: str | None = None, width=None) -> None:
     """An item's image at the chosen size (small images enlarged pixel by pixel), or why it cannot be shown."""
-    img, reason = data.item_image(ws, item)
-    if img is None:
+    factor = 1 if zoom == "fit" else int(str(zoom).rstrip("×"))
+    if zoom == "fit":
+        w = int(item.get("width") or 0) if pd.notna(item.get("width")) else 0
+        if w <= 0:  # size unknown in the table: ask the decoded image
+            img, _ = data.item_image(ws, item)
+            w = img.width if img is not None else 0
+        factor = max(1, FIT_PX // max(w, 1))
+    shown, shown_width, reason = data.display_image(ws, item, factor)
+    if shown is None:
         text = item.get("caption") if isinstance(item.get("caption"), str) else None
         st.info(f"No image: {reason}" + (f"\n\n{item['uri']}" if item.get("uri") else "") + (f"\n\n“{text}”" if text else ""))
         return
-    factor = max(1, FIT_PX // max(img.width, 1)) if zoom == "fit" else int(str(zoom).rstrip("×"))
-    if factor > 1:
-        img = img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
-    st.image(img, caption=caption, width=width or ("stretch" if zoom == "fit" and img.width >= FIT_PX else "content"))
+    st.image(shown, caption=caption, width=width or ("stretch" if zoom == "fit" and shown_width >= FIT_PX else
+                                                     shown_width if isinstance(shown, str) else "content"))
 
 
 def image_strip(ws: Workspace, ids: list[str], captions: list[str], per_row: int = 8) -> None:
