@@ -79,7 +79,8 @@ def sliders() -> tuple[float, float]:
 
 
 CLICK_POINTS = 400  # clickable points on the main ROC (a quarter of that on each family's curve)
-FAMILY_COLOURS = ["#16a34a", "#9333ea", "#d97706", "#0891b2", "#db2777", "#65a30d", "#7c3aed", "#0d9488"]
+FAMILY_COLOURS = ["#16a34a", "#9333ea", "#d97706", "#0891b2", "#db2777", "#65a30d", "#7c3aed", "#0d9488", "#dc2626",
+                  "#a16207", "#4f46e5", "#be185d"]  # twelve: the extended suite has ten families
 MIN_FPR = 1e-4  # the ROC's log axis starts here; a false-positive rate of 0 is drawn on it
 
 # Both charts are Vega-Lite specs whose curves sit in named datasets and whose thresholds are the chart's own

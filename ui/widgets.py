@@ -171,9 +171,7 @@ if (!doc.__leakReleaseFocus) {
 
 def release_sidebar_focus() -> None:
     """Keep ← and → for the page after a click on a sidebar choice (see _RELEASE_FOCUS)."""
-    import streamlit.components.v1 as components
-
-    components.html(_RELEASE_FOCUS, height=0)
+    st.html(_RELEASE_FOCUS, unsafe_allow_javascript=True)  # our own fixed script, in the page itself
 
 
 def flash() -> None:
