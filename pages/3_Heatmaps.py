@@ -36,8 +36,13 @@ with user_errors():
     with right:
         heatmaps_ui.heatmap(mats, "soft", check)
     heatmaps_ui.cell_picker(mats)
-    st.download_button("Download the matrices (CSV)", leakage.matrix_csv(mats), "leakage-matrices.csv", "text/csv",
+    d1, d2, _ = st.columns([1, 1, 2])
+    d1.download_button("Download the matrices (CSV)", leakage.matrix_csv(mats), "leakage-matrices.csv", "text/csv",
                        key="heat_csv")
+    d2.download_button("Download the maps (HTML, SVG export)", lambda: heatmaps_ui.plotly_html(mats, check),
+                       "leakage-maps.html", "text/html", key="heat_html",
+                       help="Both maps as one page that opens offline; its camera button saves each map as SVG. "
+                            "Each map's menu here saves a PNG.")
     with st.expander("Per evaluation split: all sources together, and within-split duplicates"):
         rest = table[table["train_split"].isin([leakage.ALL_SOURCES, leakage.WITHIN])]
         st.dataframe(rest, hide_index=True, width="stretch")

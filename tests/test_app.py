@@ -107,11 +107,18 @@ def test_thresholds_page_calibrate_slide_and_apply(ws):
 def test_heatmaps_page(ws):
     at = run("pages/3_Heatmaps.py")
     assert not at.exception
-    assert len(at.get("plotly_chart")) == 2
+    assert len(at.get("vega_lite_chart")) == 2
     # both maps on one colour scale from 0 to the highest soft rate, so hard and soft cells compare by colour
-    scales = {(t["zmin"], t["zmax"]) for c in at.get("plotly_chart")
-              for t in json.loads(c.proto.spec)["data"] if t["type"] == "heatmap"}
+    scales = {tuple(json.loads(c.proto.spec)["layer"][0]["encoding"]["color"]["scale"]["domain"])
+              for c in at.get("vega_lite_chart")}
     assert len(scales) == 1 and min(scales)[0] == 0 and min(scales)[1] >= 1
+    from leakcore import leakage
+    from leakcore.api import Project
+    from ui import heatmaps_ui
+
+    mats = leakage.matrices(Project.open(ws.path).rates(hard=0.9, soft=0.5))
+    page = heatmaps_ui.plotly_html(mats, "similarity")  # the download: offline, with SVG export
+    assert "<html>" in page[:100] and '"format": "svg"' in page and 'src="http' not in page  # no script from outside
     at.radio(key="heat_order").set_value("total").run()
     at.toggle(key="heat_decisions").set_value(False).run()
     assert not at.exception
