@@ -1,6 +1,7 @@
 """Cached loaders keyed on (workspace path, file stamps): derived tables are recomputed only when files change."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -246,8 +247,8 @@ def display_image(ws: Workspace, item: pd.Series, factor: int):
     return _display(str(item["uri"]), int(item["row"]), roots, _stamp(Path(item["uri"])), int(factor))
 
 
-@st.cache_data(show_spinner=False, max_entries=4096)
-def _thumbnail(uri: str, row: int, roots: tuple[str, ...], stamp: tuple, side: int) -> str | None:
+@functools.lru_cache(maxsize=8192)  # a plain LRU: the review strip asks for 16 per key press, st.cache_data's
+def _thumbnail(uri: str, row: int, roots: tuple[str, ...], stamp: tuple, side: int) -> str | None:  # hashing cost 1 ms each
     import base64
     import io
 
@@ -262,6 +263,21 @@ def _thumbnail(uri: str, row: int, roots: tuple[str, ...], stamp: tuple, side: i
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def thumbnails(ws: Workspace, ids: list[str], side: int = 56) -> list[str | None]:
+    """Thumbnails (data URIs) of several items (the review strip's pairs), the workspace read once for all."""
+    table = items(ws)
+    roots = tuple(str(r) for r in ws.dataset_roots())
+    no_pixels = {name for name, d in ws.datasets.items() if d.format == "embeddings"}
+    out = []
+    for i in ids:
+        if i not in table.index or table.at[i, "dataset"] in no_pixels:
+            out.append(None)
+            continue
+        uri, row = str(table.at[i, "uri"]), int(table.at[i, "row"])
+        out.append(_thumbnail(uri, row, roots, _stamp(Path(uri)), side))
+    return out
 
 
 def thumbnail(ws: Workspace, item: pd.Series, side: int = 96) -> str | None:

@@ -154,9 +154,13 @@ def next_strip(ws: Workspace, items: pd.DataFrame, view: pd.DataFrame, pos: int)
     if ahead.empty:
         return
     cells = []
-    for _, o in ahead.iterrows():
-        thumbs = [data.thumbnail(ws, items.loc[i], side=56) if i in items.index else None
-                  for i in (o["eval_item_id"], o["train_item_id"])]
+    # thumbnails for a block of 2 x STRIP pairs at a time, so the next STRIP - 1 key presses find theirs cached
+    start = (pos // STRIP) * STRIP + 1
+    block = view.iloc[start:start + 2 * STRIP]
+    pictures = data.thumbnails(ws, [i for pair in zip(block["eval_item_id"], block["train_item_id"]) for i in pair],
+                               side=56)
+    for k, (_, o) in enumerate(ahead.iterrows(), start=pos + 1 - start):
+        thumbs = pictures[2 * k:2 * k + 2]
         imgs = "".join(f'<img src="{t}" style="width:56px;height:56px;object-fit:contain;display:block;'
                        f'image-rendering:pixelated;background:#f1f5f9;margin-bottom:2px" alt="">' if t else
                        '<div style="width:56px;height:56px;background:#e2e8f0;margin-bottom:2px"></div>' for t in thumbs)
