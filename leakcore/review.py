@@ -264,7 +264,7 @@ def with_decisions(queue: pd.DataFrame, decisions: pd.DataFrame,
     return out
 
 
-def filter_queue(
+def filter_rows(
     queue: pd.DataFrame,
     *,
     eval_splits=None,
@@ -274,8 +274,9 @@ def filter_queue(
     label_agreement: str = "any",
     sort: str = "similarity",
     checks=None,
-) -> pd.DataFrame:
-    """Apply the review page's filters (None or empty = no filter) and order the queue."""
+) -> np.ndarray:
+    """Positions of the queue's rows that pass the review page's filters (None or empty = no filter), in the
+    order asked for: the queue itself is not copied (`filter_queue` takes the rows)."""
     mask = np.ones(len(queue), dtype=bool)
     for col, values in (("eval_split", eval_splits), ("source", sources), ("degree", degrees), ("state", states),
                         ("check", checks)):
@@ -285,15 +286,20 @@ def filter_queue(
         mask &= (queue["label_agreement"] == label_agreement).to_numpy()
     elif label_agreement != "any":
         raise UnknownName(f"label_agreement must be any, same or different, got {label_agreement!r}")
-    out = queue[mask]
+    rows = np.flatnonzero(mask)
     if sort == "similarity":  # build_queue already ordered it
-        return out
+        return rows
     if sort == "closeness to a threshold":
-        return out.iloc[np.argsort(out["closeness"].to_numpy(), kind="stable")]
+        return rows[np.argsort(queue["closeness"].to_numpy()[rows], kind="stable")]
     if sort == UNCERTAINTY_SORT:
-        if "uncertainty" not in out.columns or not out["uncertainty"].notna().any():
+        if "uncertainty" not in queue.columns or not queue["uncertainty"].iloc[rows].notna().any():
             raise UnknownName("ordering by the model's uncertainty needs the fused score",
                               cli="fit it with `leakcore verify WS --use fused`",
                               page="Fit the fused score (leakcore verify) to order by its uncertainty")
-        return out.iloc[np.argsort(out["uncertainty"].to_numpy(), kind="stable")]
+        return rows[np.argsort(queue["uncertainty"].to_numpy()[rows], kind="stable")]
     raise UnknownName(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
+
+
+def filter_queue(queue: pd.DataFrame, **filters) -> pd.DataFrame:
+    """Apply the review page's filters (see `filter_rows`) and order the queue."""
+    return queue.iloc[filter_rows(queue, **filters)]

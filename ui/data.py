@@ -135,15 +135,42 @@ def queue(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
                           decisions_stamp(ws))
 
 
+class QueueView:
+    """The filtered, ordered queue as positions into the cached queue: a decision (which changes the filtered set)
+    costs a mask and a sort, not a copy of every column of 100,000 rows. Rows are taken when shown."""
+
+    def __init__(self, queue: pd.DataFrame, rows):
+        self.queue, self.rows, self._columns = queue, rows, {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def empty(self) -> bool:
+        return len(self.rows) == 0
+
+    def row(self, i: int) -> pd.Series:
+        return self.queue.iloc[int(self.rows[i])]
+
+    def rows_between(self, start: int, stop: int) -> pd.DataFrame:
+        return self.queue.iloc[self.rows[start:stop]]
+
+    def column(self, name: str):
+        """One column of the view as a numpy array (kept: the view is cached and never changes)."""
+        if name not in self._columns:
+            self._columns[name] = self.queue[name].to_numpy()[self.rows]
+        return self._columns[name]
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _review_view(path: str, encoder: str, hard: float, soft: float, stamp: tuple, items_stamp: tuple, dstamp: tuple,
-                 filters: tuple) -> tuple[pd.DataFrame, int]:
+                 filters: tuple) -> tuple[QueueView, int]:
     q = _queue_decided(path, encoder, hard, soft, stamp, items_stamp, dstamp)
-    return review.filter_queue(q, **{k: list(v) if isinstance(v, tuple) else v for k, v in filters}), \
-        int((q["state"] != "unreviewed").sum())
+    rows = review.filter_rows(q, **{k: list(v) if isinstance(v, tuple) else v for k, v in filters})
+    return QueueView(q, rows), int((q["state"] != "unreviewed").sum())
 
 
-def review_view(ws: Workspace, hard: float, soft: float, filters: dict) -> tuple[pd.DataFrame, int]:
+def review_view(ws: Workspace, hard: float, soft: float, filters: dict) -> tuple[QueueView, int]:
     """(the queue filtered and ordered as the sidebar asks, how many pairs of the whole queue are decided), kept
     until the filters, the thresholds or the decisions change: a key press that only moves on reuses it."""
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, (list, set, tuple)) else v) for k, v in filters.items()))

@@ -92,11 +92,11 @@ def show_in_url(pair: pd.Series) -> None:
         st.session_state["review_link"] = link  # our own write, not a link to open
 
 
-def position(view: pd.DataFrame) -> int:
+def position(view) -> int:
     """Index of the pair to show: the one just undone (or linked) if asked for, else the remembered position."""
     current = st.session_state.get("review_current")
     if current is not None:
-        hit = (view["eval_item_id"].to_numpy() == current[0]) & (view["train_item_id"].to_numpy() == current[1])
+        hit = (view.column("eval_item_id") == current[0]) & (view.column("train_item_id") == current[1])
         if hit.any():
             st.session_state["review_pos"] = int(hit.argmax())
         st.session_state["review_current"] = None
@@ -119,7 +119,7 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
             st.success("No pairs match these filters. Widen them in the sidebar to see more.")
             return
         pos = position(view)
-        pair = view.iloc[pos]
+        pair = view.row(pos)
         show_in_url(pair)
         items = data.items(ws)
         top = st.columns([3, 1, 1])
@@ -145,18 +145,18 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
 STRIP = 8  # pairs shown ahead in the strip
 
 
-def next_strip(ws: Workspace, items: pd.DataFrame, view: pd.DataFrame, pos: int) -> None:
+def next_strip(ws: Workspace, items: pd.DataFrame, view, pos: int) -> None:
     """The next pairs of the queue as small thumbnails (evaluation above, training below), each a link to that
     pair: one HTML block, so the strip costs the loop one element, not sixteen images."""
     import html
 
-    ahead = view.iloc[pos + 1:pos + 1 + STRIP]
+    ahead = view.rows_between(pos + 1, pos + 1 + STRIP)
     if ahead.empty:
         return
     cells = []
     # thumbnails for a block of 2 x STRIP pairs at a time, so the next STRIP - 1 key presses find theirs cached
     start = (pos // STRIP) * STRIP + 1
-    block = view.iloc[start:start + 2 * STRIP]
+    block = view.rows_between(start, start + 2 * STRIP)
     pictures = data.thumbnails(ws, [i for pair in zip(block["eval_item_id"], block["train_item_id"]) for i in pair],
                                side=56)
     for k, (_, o) in enumerate(ahead.iterrows(), start=pos + 1 - start):
@@ -317,7 +317,7 @@ def pair_view(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.Dat
                            caption=f"{o['similarity']:.3f} · {o['train_split']}", width=128)
 
 
-def grid_mode(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.DataFrame, view: pd.DataFrame) -> None:
+def grid_mode(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.DataFrame, view) -> None:
     """All flagged neighbours of one evaluation image; decide the selected ones at once. ← → move to the previous
     or next evaluation image of the filtered queue."""
     group = group.sort_values("similarity", ascending=False)
@@ -341,11 +341,11 @@ def grid_mode(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.Dat
     for col, (decision, label, key) in zip(bcols, DECISION_BUTTONS):
         col.button(f"{label}: {len(chosen)} selected", key=f"grid_decide_{decision}", disabled=not chosen or anonymous,
                    shortcut=f"Shift+{key}", on_click=_decide_grid, args=(str(ws.path), chosen, decision), width="stretch")
-    ids = view["eval_item_id"].to_numpy()
+    ids = view.column("eval_item_id")
     pos = min(st.session_state.get("review_pos", 0), len(ids) - 1)
     other = ids != pair["eval_item_id"]
     before, after = np.flatnonzero(other[:pos]), np.flatnonzero(other[pos + 1:]) + pos + 1
-    target = lambda rows: (view["eval_item_id"].iat[rows[0]], view["train_item_id"].iat[rows[0]]) if len(rows) else None  # noqa: E731
+    target = lambda rows: (ids[rows[0]], view.column("train_item_id")[rows[0]]) if len(rows) else None  # noqa: E731
     prev_pair, next_pair = target(before[::-1]), target(after)
     bcols[5].button("Previous image", key="grid_prev", shortcut="Left", width="stretch", disabled=prev_pair is None,
                     on_click=_jump_to_pair, args=(prev_pair,))
