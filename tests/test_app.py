@@ -85,6 +85,25 @@ def test_grid_mode_decides_many(ws):
 
 
 
+def test_zoom_past_the_column_pans_one_window_over_both_images(ws):
+    at = run("pages/1_Review.py")
+    assert not at.get("slider") or not any(s.key == "pan_x" for s in at.slider)  # fit: nothing to pan
+    at.select_slider(key="zoom").set_value("8×").run()  # 64 px images at 8x: 512 px, inside the window
+    assert not any(s.key == "pan_x" for s in at.slider)
+    from ui import widgets
+
+    widgets.PAN_PX = 256  # a narrower window: now the zoomed images do not fit
+    try:
+        at.run()
+        assert {"pan_x", "pan_y"} <= {s.key for s in at.slider}
+        at.slider(key="pan_x").set_value(100).run()
+        captions = [c for img in at.get("image") for c in [str(img.proto)] if "window at x" in c]
+        assert len(captions) == 2 and all("x 32–64" in c for c in captions), captions  # right edge, both images
+    finally:
+        widgets.PAN_PX = 560
+    assert not at.exception
+
+
 def test_thresholds_page_calibrate_slide_and_apply(ws):
     from leakcore import calibrate
 

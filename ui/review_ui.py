@@ -9,7 +9,7 @@ from leakcore import review
 from leakcore.api import Project
 from leakcore.leakage import WITHIN
 from ui import data
-from ui.widgets import flash, item_facts, show_image, user_errors
+from ui.widgets import flash, item_facts, needs_pan, show_image, user_errors
 
 Workspace = Project  # pages hold a Project: the workspace with the product's verbs
 
@@ -297,15 +297,22 @@ def pair_view(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.Dat
                 item_facts(ev)
                 item_facts(tr)
             return
+    pan = None
+    if needs_pan(ev, zoom) or needs_pan(tr, zoom):  # zoomed past the column: one window, moved over both images
+        p1, p2 = st.columns(2)
+        p1.slider("Pan across (%)", 0, 100, key="pan_x", help="Where the zoomed window sits, left to right, in both "
+                                                                "images at once")
+        p2.slider("Pan down (%)", 0, 100, key="pan_y", help="Where the zoomed window sits, top to bottom")
+        pan = (st.session_state["pan_x"] / 100, st.session_state["pan_y"] / 100)
     left, right = st.columns(2, gap="large")
     with left:
         st.markdown(f"**Evaluation** · `{pair['eval_split']}`")
-        show_image(ws, ev, zoom=zoom)
+        show_image(ws, ev, zoom=zoom, pan=pan)
         item_facts(ev)
     with right:
         heading = "Neighbour in the same split" if pair["source"] == WITHIN else f"Training neighbour · `{pair['source']}`"
         st.markdown(f"**{heading}** · rank {int(pair['rank'])}")
-        show_image(ws, tr, zoom=zoom)
+        show_image(ws, tr, zoom=zoom, pan=pan)
         item_facts(tr)
     others = group[group["train_item_id"] != pair["train_item_id"]]
     if not others.empty:

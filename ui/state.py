@@ -32,6 +32,8 @@ DEFAULTS = {
     "f_labels": "any",
     "f_sort": "similarity",
     "zoom": "fit",
+    "pan_x": 50,
+    "pan_y": 50,
     "grid_mode": False,
     "review_check": "similarity",
     "group_pos": 0,
@@ -45,8 +47,8 @@ DEFAULTS = {
 # Widget keys whose values must survive a page switch. Streamlit forgets the state of a widget that a run does
 # not draw (another page is open); writing the value back at the start of every run makes it the session's own,
 # which Streamlit keeps (its documented way to keep widget state across pages).
-PERSISTENT = ("reviewer", "f_eval_splits", "f_sources", "f_degrees", "f_states", "f_labels", "f_sort", "zoom",
-              "grid_mode", "review_check", "compare_mode", "th_hard", "th_soft", "th_hard_n", "th_soft_n", "th_click_moves", "heat_order",
+PERSISTENT = ("reviewer", "f_eval_splits", "f_sources", "f_degrees", "f_states", "f_labels", "f_sort", "zoom", "pan_x",
+              "pan_y", "grid_mode", "review_check", "compare_mode", "th_hard", "th_soft", "th_hard_n", "th_soft_n", "th_click_moves", "heat_order",
               "heat_check", "th_score", "scan_where", "scan_ray_address", "scan_workers", "scan_verify")
 
 

@@ -80,9 +80,36 @@ def page(title: str, icon: str | None = None) -> Workspace:
     return ws
 
 
-def show_image(ws: Workspace, item: pd.Series, *, zoom="fit", caption: str | None = None, width=None) -> None:
-    """An item's image at the chosen size (small images enlarged pixel by pixel), or why it cannot be shown."""
+PAN_PX = 560  # a zoomed image wider than this is shown as a window of this width, moved by the pan sliders
+
+
+def needs_pan(item: pd.Series, zoom) -> bool:
+    """Whether this item at this zoom is wider or taller than the window (so the pan sliders mean something)."""
+    if zoom == "fit":
+        return False
+    factor = int(str(zoom).rstrip("×"))
+    size = max(int(item.get("width") or 0), int(item.get("height") or 0)) if pd.notna(item.get("width")) else 0
+    return size * factor > PAN_PX
+
+
+def show_image(ws: Workspace, item: pd.Series, *, zoom="fit", caption: str | None = None, width=None,
+               pan: tuple[float, float] | None = None) -> None:
+    """An item's image at the chosen size (small images enlarged pixel by pixel), or why it cannot be shown. With
+    `pan` (the window's centre, 0-1 across and down) a zoomed image larger than PAN_PX shows only that window,
+    so both images of a pair can be compared detail by detail at the same place."""
     factor = 1 if zoom == "fit" else int(str(zoom).rstrip("×"))
+    if pan is not None and needs_pan(item, zoom):
+        img, reason = data.item_image(ws, item)
+        if img is not None:
+            side = max(1, PAN_PX // factor)  # source pixels in the window
+            cx, cy = pan[0] * img.width, pan[1] * img.height
+            left = int(min(max(cx - side / 2, 0), max(img.width - side, 0)))
+            top = int(min(max(cy - side / 2, 0), max(img.height - side, 0)))
+            crop = img.crop((left, top, min(left + side, img.width), min(top + side, img.height)))
+            crop = crop.resize((crop.width * factor, crop.height * factor), Image.Resampling.NEAREST)
+            st.image(crop, caption=caption or f"{factor}× · window at x {left}–{left + crop.width // factor}, "
+                                              f"y {top}–{top + crop.height // factor} of {img.width}×{img.height}")
+            return
     if zoom == "fit":
         w = int(item.get("width") or 0) if pd.notna(item.get("width")) else 0
         if w <= 0:  # size unknown in the table: ask the decoded image
