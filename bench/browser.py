@@ -52,10 +52,8 @@ PAGES = {"": "Data leakage review", "Review": "Review flagged pairs", "Threshold
 def build(path: Path, n_pairs: int) -> Path:
     from PIL import Image
 
-    from leakcore import review
     from leakcore.catalog import empty_items, normalise_items
     from leakcore.project import DatasetConfig, Workspace, atomic_write_text, write_parquet
-    from leakcore.scan import write_pair_table
 
     if (path / "done.json").exists():
         return path
@@ -81,16 +79,10 @@ def build(path: Path, n_pairs: int) -> Path:
             "status": "ok"}))
     ws.write_items(normalise_items(pd.concat(rows + [empty_items()])))
     ws.register_dataset(DatasetConfig("big", "folder", str(img_dir), str(img_dir), {"test": "eval", "train": "train"}))
-    pairs = pd.DataFrame({
-        "eval_item_id": np.repeat([f"big/test/{i}" for i in range(n_eval)], 2),
-        "rank": np.tile([1, 2], n_eval).astype(np.int16),
-        "train_item_id": [f"big/train/{i}" for i in rng.integers(0, n_train, n_pairs)],
-        "similarity": np.sort(rng.uniform(0.7, 1.0, n_pairs).astype(np.float32))[::-1],
-    })
-    write_pair_table(ws, "phash", "big/test", "big/train", pairs, key="synthetic")
-    ws.set_thresholds(0.9, 0.7, encoder="phash")
-    sample = pairs.sample(5000, random_state=0)
-    review.decide_many(ws, list(zip(sample["eval_item_id"], sample["train_item_id"])), "hard", reviewer="bench")
+    sys.path.insert(0, str(ROOT / "bench"))
+    from review import flagged_pairs  # the same queue as bench/review.py
+
+    flagged_pairs(ws, n_eval, n_train, rng)
     # a calibration: 100,000 edited queries, one positive and one hardest negative each
     n_q = 100_000
     folder = ws.calibration_dir("phash")

@@ -43,6 +43,14 @@ def build(path: Path, n_pairs: int = 100_000) -> Workspace:
     ws.write_items(normalise_items(pd.concat(rows + [empty_items()])))
     ws.register_dataset(__import__("leakcore.project", fromlist=["DatasetConfig"]).DatasetConfig(
         "big", "folder", str(img.parent), str(img.parent), {"test": "eval", "train": "train"}))
+    flagged_pairs(ws, n_eval, n_train, rng)
+    return ws
+
+
+def flagged_pairs(ws, n_eval: int, n_train: int, rng) -> pd.DataFrame:
+    """Two flagged neighbours per evaluation item (similarity 0.7-1.0, hard 0.9, soft 0.7) and "hard" decisions on
+    5,000 of them: the review queue both review benches time (bench/review.py, bench/browser.py)."""
+    n_pairs = 2 * n_eval
     pairs = pd.DataFrame({
         "eval_item_id": np.repeat([f"big/test/{i}" for i in range(n_eval)], 2),
         "rank": np.tile([1, 2], n_eval).astype(np.int16),
@@ -51,9 +59,9 @@ def build(path: Path, n_pairs: int = 100_000) -> Workspace:
     })
     write_pair_table(ws, "phash", "big/test", "big/train", pairs, key="synthetic")
     ws.set_thresholds(0.9, 0.7, encoder="phash")
-    sample = pairs.sample(5000, random_state=0)
+    sample = pairs.sample(min(5000, len(pairs) // 4), random_state=0)
     review.decide_many(ws, list(zip(sample["eval_item_id"], sample["train_item_id"])), "hard", reviewer="bench")
-    return ws
+    return pairs
 
 
 def main() -> None:
