@@ -66,7 +66,9 @@ with user_errors():
                                     "match": st.column_config.ImageColumn("training match", width="small"),
                                     "review": st.column_config.LinkColumn("review", display_text="open pair",
                                                                           width="small"),
-                                    "similarity": st.column_config.NumberColumn(format="%.4f", width="small"),
+                                    "similarity": st.column_config.NumberColumn(
+                                        "fused score" if ws.score == "fused" else "similarity", format="%.4f",
+                                        width="small"),
                                     "reason": st.column_config.TextColumn(width="medium")})
     if st.button("Write the export into the workspace", key="exp_write", type="primary"):
         result = ws.export(split, policy, fmt=fmt, links=None if links == "none" else links)

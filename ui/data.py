@@ -274,8 +274,10 @@ def display_image(ws: Workspace, item: pd.Series, factor: int):
     return _display(str(item["uri"]), int(item["row"]), roots, _stamp(Path(item["uri"])), int(factor))
 
 
-@functools.lru_cache(maxsize=8192)  # a plain LRU: the review strip asks for 16 per key press, st.cache_data's
-def _thumbnail(uri: str, row: int, roots: tuple[str, ...], stamp: tuple, side: int) -> str | None:  # hashing cost 1 ms each
+# a plain LRU, not st.cache_data: the review strip asks for 16 thumbnails per key press, and st.cache_data's
+# hashing of the arguments cost about 1 ms each
+@functools.lru_cache(maxsize=8192)
+def _thumbnail(uri: str, row: int, roots: tuple[str, ...], stamp: tuple, side: int) -> str | None:
     import base64
     import io
 

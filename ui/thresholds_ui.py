@@ -184,17 +184,9 @@ def _on_pick() -> None:
         st.session_state["th_pending"] = (st.session_state.get("th_click_moves", "soft"), float(min(picked[0], 1.0)))
 
 
-def _selected(event, name: str) -> list[dict]:
-    """The points a chart's selection parameter holds (Streamlit returns them per parameter)."""
-    if not event:
-        return []
-    selection = event["selection"] if isinstance(event, dict) else event.selection
-    got = selection.get(name) if hasattr(selection, "get") else getattr(selection, name, None)
-    if isinstance(got, dict):  # some versions give {field: [values]}
-        keys = list(got)
-        return [dict(zip(keys, values)) for values in zip(*(got[k] if isinstance(got[k], list) else [got[k]]
-                                                              for k in keys))]
-    return list(got or [])
+def _selected(state, name: str) -> list[dict]:
+    """The points a chart's selection parameter holds, from the chart's state (one dict of fields per point)."""
+    return list(state["selection"].get(name) or []) if state else []
 
 
 def histogram_chart(hist, hard: float, soft: float, fused: bool = False) -> None:
