@@ -277,3 +277,24 @@ def test_impact_shows_errors_as_messages_and_offers_only_what_runs(server):
         assert "Traceback" not in text and "no-such-predictions" in text
         expect(page.get_by_role("button", name="Measure impact")).to_be_visible()
         browser.close()
+
+
+def test_a_calibration_runs_in_the_background_and_the_page_shows_its_result(server):
+    """Thresholds without a calibration: the form starts one in the background (the page keeps working, a bar
+    reports it), and when it ends the page shows the ROC and the suggested thresholds without a reload."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, ws = server
+    with sync_playwright() as p:
+        browser, page = _open(p, url + "/Thresholds", "No calibration for phash")
+        page.get_by_role("combobox", name="Collection").click()
+        page.get_by_role("option", name="animals/train").click()
+        queries = page.get_by_role("spinbutton", name="Queries")
+        queries.fill("10")  # the form's least
+        queries.press("Tab")
+        page.get_by_role("button", name="Calibrate phash").click()
+        expect(page.get_by_text("ROC of non-semantic edits")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("suggested hard").first).to_be_visible()
+        assert page.locator("[data-testid='stException']").count() == 0
+        browser.close()
+    assert (ws.calibration_dir("phash") / "thresholds.json").exists()
