@@ -298,3 +298,30 @@ def test_a_calibration_runs_in_the_background_and_the_page_shows_its_result(serv
         assert page.locator("[data-testid='stException']").count() == 0
         browser.close()
     assert (ws.calibration_dir("phash") / "thresholds.json").exists()
+
+
+def test_the_reviewer_name_survives_a_reload_in_this_browser_only(server):
+    """The Reviewer typed once is there again after a reload and in a new tab (a cookie of this browser), and a
+    different browser starts without a name (no decision is made in someone else's name)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, ws = server
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        page.goto(url + "/Review")
+        expect(page.get_by_text("Reviewed 0 of 3 flagged pairs")).to_be_visible(timeout=60_000)
+        box = page.get_by_role("textbox", name="Reviewer")
+        box.fill("Ana <b>O'Neil</b>")
+        box.press("Enter")
+        expect(page.get_by_role("button", name="Hard leak")).to_be_enabled(timeout=30_000)
+        page.reload()
+        expect(page.get_by_role("textbox", name="Reviewer")).to_have_value("Ana <b>O'Neil</b>", timeout=60_000)
+        tab = page.context.new_page()
+        tab.goto(url + "/Thresholds")
+        expect(tab.get_by_role("textbox", name="Reviewer")).to_have_value("Ana <b>O'Neil</b>", timeout=60_000)
+        other = browser.new_context().new_page()  # another browser profile: another curator
+        other.goto(url + "/Review")
+        expect(other.get_by_text("Reviewed 0 of 3 flagged pairs")).to_be_visible(timeout=60_000)
+        expect(other.get_by_role("textbox", name="Reviewer")).to_have_value("")
+        browser.close()

@@ -62,7 +62,35 @@ def init_state() -> None:
     if st.session_state["workspace"] is None:
         st.session_state["workspace"] = default_workspace()
     if st.session_state["reviewer"] is None:
-        st.session_state["reviewer"] = ""  # no default: on a shared server every session would be the same "user"
+        # no default name (on a shared server every session would be the same "user"), but the name this browser
+        # typed before, kept in a cookie of its own: a reload or a new tab keeps who is reviewing
+        st.session_state["reviewer"] = st.session_state["_reviewer_cookie"] = reviewer_from_cookie()
+
+
+REVIEWER_COOKIE = "leakcore_reviewer"
+
+
+def reviewer_from_cookie() -> str:
+    from urllib.parse import unquote
+
+    try:
+        return unquote(st.context.cookies.get(REVIEWER_COOKIE, "") or "")[:100]
+    except Exception:  # noqa: BLE001 - no browser context (tests, bare mode): no remembered name
+        return ""
+
+
+def remember_reviewer() -> None:
+    """Write the Reviewer name into this browser's cookie (a year, this site only) when it changed."""
+    import json as _json
+    from urllib.parse import quote
+
+    name = (st.session_state.get("reviewer") or "").strip()
+    if st.session_state.get("_reviewer_cookie") == name:
+        return
+    st.session_state["_reviewer_cookie"] = name
+    value = _json.dumps(quote(name))  # percent-encoded, then a JS string literal: nothing the name holds can escape
+    st.html(f"<script>document.cookie = '{REVIEWER_COOKIE}=' + {value} + '; path=/; max-age=31536000; "
+            "samesite=strict';</script>", unsafe_allow_javascript=True)
 
 
 def recent_workspaces() -> list[str]:

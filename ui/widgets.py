@@ -55,7 +55,9 @@ def sidebar_workspace() -> Workspace | None:
         st.caption("Workspace")
         st.code(st.session_state["workspace"], language=None)
         st.text_input("Reviewer", key="reviewer", placeholder="your name (needed to decide)",
-                      help="Stored with every decision you make; undo only ever undoes your own last decision.")
+                      help="Stored with every decision you make; undo only ever undoes your own last decision. "
+                           "Remembered by this browser.")
+        state.remember_reviewer()
     ws = data.open_workspace(st.session_state["workspace"])
     if ws is not None:
         t = ws.thresholds_or_none()
