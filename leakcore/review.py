@@ -7,6 +7,7 @@ import logging
 import random
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -177,18 +178,46 @@ def undo_last(ws, reviewer: str) -> dict | None:
     return {"id": row[0], "eval_item_id": row[1], "train_item_id": row[2], "decision": row[3]}
 
 
+_DECISION_COLUMNS = ["eval_item_id", "train_item_id", "decision", "note", "reviewer", "created_at"]
+_IN_FORCE = """SELECT d.eval_item_id, d.train_item_id, d.decision, d.note, d.reviewer, d.created_at
+               FROM decisions d JOIN (
+                   SELECT MAX(id) AS id FROM decisions WHERE undone_at IS NULL AND id > ?
+                   GROUP BY eval_item_id, train_item_id
+               ) m ON d.id = m.id ORDER BY d.id"""
+
+
 def latest_decisions(ws) -> pd.DataFrame:
     """The decision in force per pair (latest live one) with reviewer, note and time."""
     if not _db_path(ws).exists():
-        return pd.DataFrame(columns=["eval_item_id", "train_item_id", "decision", "note", "reviewer", "created_at"])
+        return pd.DataFrame(columns=_DECISION_COLUMNS)
     with connect(ws) as conn:
-        return pd.read_sql_query(
-            """SELECT d.eval_item_id, d.train_item_id, d.decision, d.note, d.reviewer, d.created_at
-               FROM decisions d JOIN (
-                   SELECT MAX(id) AS id FROM decisions WHERE undone_at IS NULL GROUP BY eval_item_id, train_item_id
-               ) m ON d.id = m.id ORDER BY d.id""",
-            conn,
-        )
+        return pd.read_sql_query(_IN_FORCE, conn, params=(0,))
+
+
+@dataclass(frozen=True)
+class DecisionsChange:
+    """What a reader that saw the store up to decision `after` has to apply: `decisions` are the latest live
+    decision per pair among the newer ones; `last_id` and `undone` (how many decisions were ever undone) say where
+    the store stands, so the next read asks only for what came after. An undo changes decisions made before
+    `after`, so a reader whose `undone` differs must read everything again."""
+
+    decisions: pd.DataFrame
+    last_id: int
+    undone: int
+
+
+def decisions_after(ws, after: int = 0) -> DecisionsChange:
+    """The decisions in force made after decision id `after` (all of them for 0) and the store's position, read in
+    one transaction. A review page that applies them to the queue it holds pays for the new decisions only, not
+    for every decision ever made (SQLite's row fetch alone is about 2 ms per 1,000 decisions)."""
+    if not _db_path(ws).exists():
+        return DecisionsChange(pd.DataFrame(columns=_DECISION_COLUMNS), 0, 0)
+    with connect(ws) as conn:
+        last, undone = conn.execute(
+            "SELECT COALESCE(MAX(id), 0), COUNT(undone_at) FROM decisions").fetchone()
+        frame = pd.read_sql_query(_IN_FORCE, conn, params=(int(after),)) if last > after else \
+            pd.DataFrame(columns=_DECISION_COLUMNS)
+    return DecisionsChange(frame, int(last), int(undone))
 
 
 def history(ws, eval_item_id: str | None = None) -> pd.DataFrame:
@@ -245,21 +274,35 @@ def pair_lookup(queue: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
 
 
 def with_decisions(queue: pd.DataFrame, decisions: pd.DataFrame,
-                   lookup: tuple[np.ndarray, pd.Index] | None = None) -> pd.DataFrame:
+                   lookup: tuple[np.ndarray, pd.Index] | None = None, *, over: pd.DataFrame | None = None
+                   ) -> pd.DataFrame:
     """Queue plus `decision`, `state`, `note`, `reviewer` from the decisions in force (same order).
-    `lookup` is `pair_lookup(queue)`, passed in when the caller keeps it between calls."""
+    `lookup` is `pair_lookup(queue)`, passed in when the caller keeps it between calls. With `over` (an earlier
+    result of this function for the same queue), `decisions` are only the newer ones (`decisions_after`): the
+    pairs they name change, every other row keeps what `over` says, and `over` itself is left as it is."""
     codes, uniques = lookup if lookup is not None else pair_lookup(queue)
     keys = (decisions["eval_item_id"] + "\t" + decisions["train_item_id"]).to_numpy()
     where = uniques.get_indexer(keys)  # decision keys are unique: one in force per pair
     decision_of = np.full(len(uniques), -1, dtype=np.int64)  # row of `decisions` per unique pair, -1 for none
     decision_of[where[where >= 0]] = np.flatnonzero(where >= 0)
     pos = decision_of[codes]
-    out = queue.copy(deep=False)
-    for c in ("decision", "note", "reviewer"):
-        out[c] = decisions[c].astype("str").array.take(pos, allow_fill=True)  # a string array, no re-inference
     state_code = {d: STATES.index(name) for d, name in _STATE_OF.items()}
     # one code per decision row plus a last "unreviewed" that position -1 picks
     codes_of = np.append(decisions["decision"].map(state_code).fillna(0).to_numpy(dtype=np.int8), np.int8(0))
+    if over is not None:
+        rows = np.flatnonzero(pos >= 0)
+        out = over.copy(deep=False)
+        for c in ("decision", "note", "reviewer"):
+            column = over[c].array.copy()
+            column[rows] = decisions[c].astype("str").array.take(pos[rows])
+            out[c] = column
+        state = over["state"].cat.codes.to_numpy().copy()
+        state[rows] = codes_of[pos[rows]]
+        out["state"] = pd.Categorical.from_codes(state, categories=list(STATES))
+        return out
+    out = queue.copy(deep=False)
+    for c in ("decision", "note", "reviewer"):
+        out[c] = decisions[c].astype("str").array.take(pos, allow_fill=True)  # a string array, no re-inference
     out["state"] = pd.Categorical.from_codes(codes_of[pos], categories=list(STATES))
     return out
 

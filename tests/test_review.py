@@ -145,3 +145,37 @@ def test_with_decisions_reuses_a_lookup_and_keeps_every_queued_copy(ws):
     assert list(a["note"].fillna("")) == ["same shot", "same shot", "", ""]
     assert list(a["reviewer"].fillna("")) == ["ann", "ann", "", "bob"]
     assert len(q.columns) < len(a.columns)  # the cached queue itself is untouched
+
+
+def test_applying_only_the_newer_decisions_gives_what_reading_them_all_gives(ws):
+    """The review page keeps the decided queue and applies `decisions_after` its last read; after every step of a
+    session (decisions, a second decision on a pair, a pair outside the queue) it equals the full read, and an undo
+    tells the reader to read everything again."""
+    import pandas as pd
+
+    pairs = pd.DataFrame({
+        "eval_split": "d/test", "train_split": "d/train", "rank": 1,
+        "eval_item_id": [f"d/test/{i}" for i in range(6)], "train_item_id": [f"d/train/{i}" for i in range(6)],
+        "similarity": [0.99, 0.95, 0.9, 0.85, 0.8, 0.75], "within": False,
+    })
+    items = pd.DataFrame({"item_id": pairs["eval_item_id"], "label": "cat"})
+    q = review.build_queue(pairs, items, hard=0.95, soft=0.7)
+    lookup = review.pair_lookup(q)
+    change = review.decisions_after(ws, 0)
+    held, last, undone = review.with_decisions(q, change.decisions, lookup), change.last_id, change.undone
+    steps = [("0", "hard", "ann", "same shot"), ("3", "unsure", "bob", None), ("3", "not_leak", "bob", "moved"),
+             ("q", "hard", "ann", None), ("5", "soft", "ann", None)]
+    for i, decision, reviewer, note in steps:
+        review.decide(ws, f"d/test/{i}", f"d/train/{i}", decision, reviewer=reviewer, note=note)
+        change = review.decisions_after(ws, last)
+        assert change.undone == undone and len(change.decisions) == 1  # only the new decision is read
+        before = held
+        held, last = review.with_decisions(q, change.decisions, lookup, over=held), change.last_id
+        pd.testing.assert_frame_equal(held, review.with_decisions(q, review.latest_decisions(ws), lookup))
+    assert list(before["state"]) != list(held["state"])  # the frame held before is not changed
+    assert list(held["state"]) == ["confirmed", "unreviewed", "unreviewed", "rejected", "unreviewed", "confirmed"]
+    assert list(held["note"].fillna("")) == ["same shot", "", "", "moved", "", ""]
+    review.undo_last(ws, "bob")
+    change = review.decisions_after(ws, last)
+    assert change.undone == undone + 1 and change.decisions.empty  # an undo: the reader must start again
+    assert review.decisions_after(ws, 0).decisions.equals(review.latest_decisions(ws))
