@@ -1,6 +1,6 @@
 """The verification stage on CIFAR-10 against ciFAIR's list, and the samples to judge by eye.
 
-    python bench/verify_cifair.py [--workspace .bench/cifar10-224] [--refit]
+    python bench/verify_cifair.py [--workspace .bench/cifar10-224] [--refit] [--decisions-from judged-*.csv]
 
 Needs the workspace `bench/cifair.py --input-size 224 --flip-queries` scans (the fused model is fitted in it
 when missing). Prints: verification pairs per second, listed test images flagged at the raw and the fused soft
@@ -47,6 +47,30 @@ def sheet(ws, df: pd.DataFrame, out: Path, label, cols: int = 5, scale: int = 3)
     s.save(out)
 
 
+JUDGE = "judged-by-eye"
+
+
+def record_judgments(ws, files: list[str]) -> set[tuple[str, str]]:
+    """Write the eye judgments of earlier samples as decisions of one reviewer (once: a re-run adds nothing) and
+    return every pair that reviewer decided."""
+    from leakcore import review
+
+    judged = pd.concat([pd.read_csv(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+    have = review.latest_decisions(ws)
+    have = have[have["reviewer"] == JUDGE]
+    seen = set(zip(have["eval_item_id"], have["train_item_id"]))
+    if not judged.empty:
+        judged = judged[judged["same_photo"].isin(["yes", "no"])].drop_duplicates(["eval_item_id", "train_item_id"])
+        for verdict, decision in (("yes", "soft"), ("no", "not_leak")):
+            new = [(e, t) for e, t in zip(judged.loc[judged["same_photo"] == verdict, "eval_item_id"],
+                                          judged.loc[judged["same_photo"] == verdict, "train_item_id"])
+                   if (e, t) not in seen]
+            if new:
+                review.decide_many(ws, new, decision, reviewer=JUDGE, note="bench: judged on a contact sheet")
+                seen |= set(new)
+    return seen
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workspace", default=str(ROOT / ".bench" / "cifar10-224"))
@@ -54,10 +78,14 @@ def main() -> None:
     ap.add_argument("--refit", action="store_true")
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--out", default=str(ROOT / "bench" / "verify"))
+    ap.add_argument("--decisions-from", nargs="*", default=[],
+                    help="judged-*.csv files (same_photo yes / no) recorded as curator decisions before the fit, "
+                         "as a curator's session would; the samples then leave these pairs out")
     args = ap.parse_args()
     ws = Workspace.open(args.workspace)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    decided = record_judgments(ws, args.decisions_from)
     t0 = time.perf_counter()
     fm = fused.load(ws) if not args.refit else None
     fm = fm or fused.fit(ws)
@@ -87,15 +115,17 @@ def main() -> None:
         "flags_raw": int(len(flag_r)), "flags_fused": int(len(flag_f)),
         "flags_fused_unlisted": int((~flag_f.index.isin(ids)).sum()),
         "listed_missed_by_fused": [int(i) for i in ids if i not in flag_f.index],
+        "judged_decisions": len(decided),
         "model": fm.meta,
     }
     print(json.dumps(result, indent=2))
     (out / "cifair.json").write_text(json.dumps(result, indent=2))
     rng = np.random.default_rng(0)
     lab = lambda r: f"r{r.raw_similarity:.2f} f{r.fused:.2f}"  # noqa: E731
-    unlisted_flags = flag_f[~flag_f.index.isin(ids)].reset_index()
+    fresh = lambda f: f[[(e, t) not in decided for e, t in zip(f["eval_item_id"], f["train_item_id"])]]  # noqa: E731
+    unlisted_flags = fresh(flag_f[~flag_f.index.isin(ids)]).reset_index()
     a = unlisted_flags.iloc[np.sort(rng.choice(len(unlisted_flags), min(args.n, len(unlisted_flags)), replace=False))]
-    below = best_f[(best_f["fused"] < fm.soft) & (best_f["verified"]) & ~best_f.index.isin(ids)]
+    below = fresh(best_f[(best_f["fused"] < fm.soft) & (best_f["verified"]) & ~best_f.index.isin(ids)])
     below = below.sort_values("raw_similarity", ascending=False).drop_duplicates().reset_index()
     b = below.iloc[np.sort(rng.choice(len(below), min(args.n, len(below)), replace=False))]
     for name, df in (("flags", a), ("below", b)):

@@ -13,7 +13,9 @@ a twin aligns worse than that; the eye-judged samples in bench/verify measure wh
 The model is a logistic regression on standardised features inside `CalibratedClassifierCV` (sigmoid),
 chosen over gradient boosting because every score decomposes into per-feature contributions, which the
 Review page shows ("which features decided"). Thresholds on the fused score are chosen on the fitting set by
-the same rule as the raw ones (`calibrate.ThresholdCalibrator`). The fused score is stored *beside* the raw
+the same rule as the raw ones (`calibrate.ThresholdCalibrator`); once decisions join the fit, soft is raised
+where needed so that `DECIDED_PRECISION` of the decided pairs above it are leaks (the suite's negatives are
+edited other images, far fewer and easier than a real collection's look-alikes). The fused score is stored *beside* the raw
 similarity: neighbour tables are never rewritten; `leakage.load_pairs` adds `raw_similarity` and puts the
 fused score in `similarity` when the workspace's score is "fused".
 """
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 MIN_DECISIONS = 30  # decided pairs (with at least MIN_EACH of each kind) before decisions join the fit
 MIN_EACH = 5
 DECISION_WEIGHT = 5  # one curator decision counts as this many synthetic pairs (its row is repeated)
+DECIDED_PRECISION = 0.95  # with decisions, soft is raised until this share of the decided pairs above it are leaks
 CANDIDATE_FPR = 0.05  # candidate threshold: the raw similarity that 5% of the fitting negatives reach
 
 
@@ -229,20 +232,44 @@ def fit(ws, *, encoder_name: str | None = None, queries: int = 200, seed: int = 
     candidate = float(np.quantile(neg_raw, 1 - CANDIDATE_FPR)) if len(neg_raw) else 0.5
     if raw is not None:
         candidate = min(candidate, raw.soft)
+    hard, soft, rule = float(cal.hard_), float(cal.soft_), "suite"
+    if not decided.empty:
+        # the suite's negatives are other images edited the same way: on real data the look-alikes are many more,
+        # and the curator's decisions are the only sample of them; soft moves up to where they say it should be
+        raised = soft_from_decisions(model.predict_proba(decided[list(verify.FEATURES)].to_numpy(np.float64))[:, 1],
+                                     decided["label"].to_numpy(int))
+        if raised is not None and raised > soft:
+            soft, rule = raised, f"decisions: >= {DECIDED_PRECISION:.0%} of the decided pairs above soft are leaks"
+            hard = max(hard, soft)
     per_family = (suite.assign(fused=fused)[clean].groupby(["family", "label"])["fused"]
-                  .apply(lambda s: float((s >= cal.soft_).mean())).unstack("label"))
+                  .apply(lambda s: float((s >= soft).mean())).unstack("label"))
     meta = {
         "encoder": encoder_name, "version": verify.VERSION, "queries": int(suite["query"].nunique()),
         "suite_pairs": int(len(suite)), "decisions_used": int(len(decided)), "seed": seed,
         "auc": cal.auc_, "raw_auc": float(_auc(suite["label"], suite["similarity"])),
-        "soft_tpr": cal.soft_tpr_, "hard_tpr": cal.hard_tpr_,
+        "soft_tpr": cal.soft_tpr_, "hard_tpr": cal.hard_tpr_, "threshold_rule": rule,
+        "suite_soft": float(cal.soft_), "suite_hard": float(cal.hard_),
         "flagged_by_family": {str(k): float(v) for k, v in per_family.get(1, pd.Series(dtype=float)).items()},
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     meta["key"] = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
-    fm = FusedModel(encoder_name, model, float(cal.hard_), float(cal.soft_), candidate, meta)
+    fm = FusedModel(encoder_name, model, hard, soft, candidate, meta)
     save(ws, fm)
     return fm
+
+
+def soft_from_decisions(scores: np.ndarray, labels: np.ndarray, precision: float = DECIDED_PRECISION) -> float | None:
+    """The lowest fused score at which at least `precision` of the decided pairs scoring that much or more are
+    leaks (and at least MIN_EACH of them are), or None when no score gets there."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    above = np.cumsum(y) / np.arange(1, len(y) + 1)  # precision of the top i + 1
+    ok = np.flatnonzero((above >= precision) & (np.cumsum(y) >= MIN_EACH) & (y == 1))  # end on a leak
+    if not len(ok):
+        return None
+    last = ok[-1]
+    # between two scores: halfway to the next lower decided pair, so that the pair at `last` stays above
+    return float(s[last] if last + 1 == len(s) else (s[last] + s[last + 1]) / 2)
 
 
 def _auc(labels, scores) -> float:

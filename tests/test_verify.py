@@ -81,6 +81,23 @@ def test_evidence_separates_edited_copies_from_other_images_and_keeps_unreadable
     assert none.loc[0, "ncc"] == 0 and none.loc[0, "variant"] == -1 and none.loc[1, "ncc"] > 0.8
 
 
+def test_fine_detail_tells_a_copy_from_a_scene_with_the_same_layout():
+    """Two pictures with the same large blobs and different fine texture align as well as a copy on luminance;
+    their detail NCC is near 0 and a copy's (recompressed, shifted) near 1, and the difference is larger."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:32, 0:32] / 32
+    layout = 0.5 + 0.3 * np.sin(3 * xx) * np.cos(2 * yy)  # the scene's layout: large, smooth
+    texture = lambda seed: 0.06 * np.random.default_rng(seed).standard_normal((32, 32))  # noqa: E731
+    a = np.clip(layout + texture(1), 0, 1).astype(np.float32)
+    copy = np.clip(a + 0.01 * rng.standard_normal((32, 32)), 0, 1).astype(np.float32)
+    other = np.clip(layout + texture(2), 0, 1).astype(np.float32)
+    mask = np.ones((32, 32), np.float32)
+    d_copy, diff_copy = verify.detail_and_difference(copy, a, mask)
+    d_other, diff_other = verify.detail_and_difference(other, a, mask)
+    assert d_copy > 0.9 and abs(d_other) < 0.3 and diff_other > 3 * diff_copy
+    assert verify.detail_and_difference(a, a, np.zeros_like(mask)) == (0.0, 1.0)  # no overlap: nothing to say
+
+
 def _scene(seed: int, size=(640, 480)) -> Image.Image:
     """A picture with corners (random boxes and ellipses), as photos have and smooth blobs do not."""
     rng = np.random.default_rng(seed)
@@ -220,3 +237,14 @@ def _review_page_shows_the_evidence(project, pair):
         assert any("scores pairs by the **fused** score" in i.value for i in at.info)
     finally:
         del os.environ["LEAKCORE_WORKSPACE"]
+
+
+def test_decisions_raise_the_fused_soft_threshold_to_where_the_flags_they_saw_are_leaks():
+    scores = np.array([0.99, 0.97, 0.95, 0.93, 0.9, 0.88, 0.85, 0.8, 0.7, 0.6, 0.55])
+    labels = np.array([1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 0])
+    # the top 7 are all leaks; with the 8th (a look-alike) the share is 7/8 < 95%: soft between 0.85 and 0.8
+    assert fused.soft_from_decisions(scores, labels) == pytest.approx(0.825)
+    assert fused.soft_from_decisions(scores, labels, precision=0.8) == pytest.approx(0.65)  # 8 of 10 above 0.6
+    assert fused.soft_from_decisions(scores[::-1], labels[::-1]) == pytest.approx(0.825)  # order does not matter
+    assert fused.soft_from_decisions(scores, 1 - labels) is None  # no score where the leaks are 95%
+    assert fused.soft_from_decisions(scores[:3], labels[:3]) is None  # fewer than MIN_EACH leaks: no say

@@ -251,6 +251,8 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
                     f"{x.train.shape[0]} px")
         facts = {"raw similarity": f"{raw:.4f}", "NCC (luminance)": f"{al.ncc:.3f}",
                  "NCC (gradients)": f"{al.ncc_grad:.3f}", "SSIM on the overlap": f"{x.ssim:.3f}",
+                 "NCC (fine detail)": f"{x.ncc_detail:.3f}",
+                 "median |difference|": f"{255 * x.abs_diff:.1f} grey levels",
                  "overlap": f"{100 * al.overlap:.0f}% of the smaller image"}
         if e.stored is not None and e.stored["orb_used"]:
             import math
