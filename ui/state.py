@@ -74,9 +74,11 @@ def reviewer_from_cookie() -> str:
     from urllib.parse import unquote
 
     try:
-        return unquote(st.context.cookies.get(REVIEWER_COOKIE, "") or "")[:100]
-    except Exception:  # noqa: BLE001 - no browser context (tests, bare mode): no remembered name
+        value = st.context.cookies.get(REVIEWER_COOKIE, "")
+    except Exception:  # noqa: BLE001 - no browser context (bare mode): no remembered name
         return ""
+    # only a string is a name: outside a browser (AppTest) the cookies are a stand-in object, not a mapping of str
+    return unquote(value)[:100] if isinstance(value, str) else ""
 
 
 def remember_reviewer() -> None:
