@@ -255,6 +255,14 @@ def detail_and_difference(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tup
     return float((x * y).sum() / np.sqrt(max((x * x).sum(), floor) * max((y * y).sum(), floor))), diff
 
 
+def _on_overlap(a: np.ndarray, b: np.ndarray, mask: np.ndarray, al: Alignment) -> tuple[float, float, float]:
+    """(SSIM, detail NCC, median difference) of an aligned pair on its overlap: what `evidence` stores and
+    `explain` shows, computed in one place."""
+    if al.overlap <= 0:
+        return 0.0, 0.0, 1.0
+    return (overlap_ssim(a * mask, b * mask, mask), *detail_and_difference(a, b, mask))
+
+
 def orb_match(img_a: Image.Image, img_b: Image.Image) -> tuple[int, float]:
     """(RANSAC inliers, inlier ratio) of ORB matches under a partial affine model (rotation, scale, shift),
     trying the eval image as is and mirrored; (0, 0) when too few features."""
@@ -309,8 +317,7 @@ def evidence(eval_images: list[Image.Image], train_images: list[Image.Image], *,
             for j, (i, al) in enumerate(zip(ok, align(la, ma, lb, mb))):
                 a, m = aligned_pair(la[j], ma[j], al)
                 m = m * mb[j]
-                ssim = overlap_ssim(a * m, lb[j] * m, m) if al.overlap > 0 else 0.0
-                detail, diff = detail_and_difference(a, lb[j], m) if al.overlap > 0 else (0.0, 1.0)
+                ssim, detail, diff = _on_overlap(a, lb[j], m, al)
                 use_orb = min(ea[i].size) >= ORB_MIN_SIDE and min(tb[i].size) >= ORB_MIN_SIDE
                 inl, ratio = orb_match(ea[i], tb[i]) if use_orb else (0, 0.0)
                 out[i] = {"ncc": al.ncc, "ncc_grad": al.ncc_grad, "ssim": ssim, "overlap": al.overlap,
@@ -332,8 +339,8 @@ class Explanation:
     aligned: np.ndarray  # the eval luminance moved onto it (S, S)
     overlap_mask: np.ndarray  # where both have pixels (S, S)
     ssim: float
-    ncc_detail: float = 0.0
-    abs_diff: float = 1.0
+    ncc_detail: float
+    abs_diff: float
 
 
 def explain(eval_image: Image.Image, train_image: Image.Image) -> Explanation:
@@ -343,8 +350,7 @@ def explain(eval_image: Image.Image, train_image: Image.Image) -> Explanation:
     al = align(la[None], ma[None], lb[None], mb[None])[0]
     a, m = aligned_pair(la, ma, al)
     m = m * mb
-    ssim = overlap_ssim(a * m, lb * m, m) if al.overlap > 0 else 0.0
-    detail, diff = detail_and_difference(a, lb, m) if al.overlap > 0 else (0.0, 1.0)
+    ssim, detail, diff = _on_overlap(a, lb, m, al)
     return Explanation(al, VARIANTS[al.variant].label, lb, a, m, ssim, detail, diff)
 
 
