@@ -501,8 +501,7 @@ def spectra(ws: Workspace, a, b):
 def _groups(path: str, stamp: tuple, dstamp: tuple, other: tuple):
     from leakcore import grouping
 
-    ws = Project.open(path)
-    return grouping.groups_in_force(ws, decisions=review.latest_decisions(ws))
+    return grouping.groups_in_force(Project.open(path), decisions=_decisions(path, dstamp))  # the cached read
 
 
 def groups(ws: Workspace):
