@@ -140,10 +140,11 @@ class Encoder:
         return out, reasons
 
     def encode_images(self, pil_images: Sequence[Image.Image], batch_size: int = 64) -> np.ndarray:
-        """Embed already-decoded RGB images (calibration transforms); (n, dim) float32."""
+        """Embed already-decoded RGB images (calibration transforms), mirrored by a mirrored twin; (n, dim) float32."""
         out = []
+        flip = (lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)) if self.mirror else (lambda im: im)
         for start in range(0, len(pil_images), batch_size):
-            chunk = [self.prepare(im.convert("RGB")) for im in pil_images[start:start + batch_size]]
+            chunk = [self.prepare(flip(im.convert("RGB"))) for im in pil_images[start:start + batch_size]]
             out.append(l2_normalise(np.asarray(self.embed_batch(np.stack(chunk)), dtype=np.float32)))
         return np.concatenate(out) if out else np.zeros((0, self.spec.dim), np.float32)
 
