@@ -251,8 +251,8 @@ class Project(Workspace):
         fm = None if refit else _fused.load(self)
         fm = fm or _fused.fit(self, queries=queries, progress=progress)
         pairs = leakage.load_pairs(self, raw=True)  # cross-split and within-split pairs alike
-        _verify.compute_evidence(self, _fused.candidates(pairs, fm.candidate), progress=progress,
-                                 should_stop=should_stop)
+        _fused.verify_pairs(self, _fused.candidates(pairs, fm.candidate), fm, progress=progress,
+                            should_stop=should_stop)
         return fm
 
     def explain_pair(self, eval_item_id: str, train_item_id: str, *, similarity: float | None = None) -> PairEvidence:
@@ -279,6 +279,12 @@ class Project(Workspace):
         if fm is not None and verified and similarity is not None:
             row = stored.copy()
             row["similarity"] = similarity
+            if fm.second:  # the second model's similarity: cached for verified pairs, else computed now
+                second = _fused.SecondOpinion.of_model(self, fm)
+                row[_fused.SECOND_FEATURE] = float(second.similarity(pair)[0])
+                if pd.isna(row[_fused.SECOND_FEATURE]):
+                    tv = second.encoders()[0].encode_images([b])
+                    row[_fused.SECOND_FEATURE] = float(second.of_images([a], tv)[0])
             fused = float(fm.predict(row.to_frame().T)[0])
             contributions = fm.contributions(row)
         return PairEvidence(verify.explain(a, b), stored if verified else None, similarity, fused, contributions)

@@ -10,6 +10,14 @@ SSIM >= 0.8) is left out: it is more likely an in-collection twin than a negativ
 a twin aligns worse than that; the eye-judged samples in bench/verify measure what it costs. Curator decisions join the fitting set once there are enough of them
 (`MIN_DECISIONS` with both kinds), weighted above the synthetic pairs, since they are the real distribution.
 
+A second copy-detection model's similarity joins the features (`SecondOpinion`: the other SSCD model at a
+small input size): on the pairs judged by eye on CIFAR-10 it separates same shots from look-alikes better than
+the workspace's encoder does in the band where the two are mixed, and the two err on different pairs.
+
+With `DECISIONS_ALONE` decided pairs or more, the model is fitted on the decisions alone: on CIFAR-10 the
+suite's easy negatives pulled a fit on suite plus decisions away from the real look-alikes (cross-validated
+AUC on the decided pairs 0.936 with the suite, 0.958 without).
+
 The model is a logistic regression on standardised features inside `CalibratedClassifierCV` (sigmoid),
 chosen over gradient boosting because every score decomposes into per-feature contributions, which the
 Review page shows ("which features decided"). Thresholds on the fused score are chosen on the fitting set by
@@ -42,6 +50,10 @@ MIN_EACH = 5
 DECISION_WEIGHT = 5  # one curator decision counts as this many synthetic pairs (its row is repeated)
 DECIDED_PRECISION = 0.95  # with decisions, soft is raised until this share of the decided pairs above it are leaks
 CANDIDATE_FPR = 0.05  # candidate threshold: the raw similarity that 5% of the fitting negatives reach
+DECISIONS_ALONE = 200  # with this many decided pairs (and MIN_ALONE of each kind) the fit uses them alone
+MIN_ALONE = 30
+SECOND_INPUT_SIZE = 160  # the second model's input size: on CIFAR-10 it separated best at 160 and is 2x cheaper than 224
+SECOND_FEATURE = "similarity_2"
 
 
 def model_dir(ws, encoder: str):
@@ -61,9 +73,18 @@ class FusedModel:
     def key(self) -> str:
         return self.meta.get("key", "")
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        return tuple(self.meta.get("features", verify.FEATURES))
+
+    @property
+    def second(self) -> str | None:
+        """The second model's encoder name, when the fit had one."""
+        return self.meta.get("second_encoder")
+
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        """P(same photograph) per row with the FEATURES columns; 0 where a pair has no evidence."""
-        x = frame[list(verify.FEATURES)].to_numpy(dtype=np.float64)
+        """P(same photograph) per row with the model's feature columns; 0 where a pair has no evidence."""
+        x = frame[list(self.features)].to_numpy(dtype=np.float64)
         ok = ~np.isnan(x).any(axis=1)
         out = np.zeros(len(frame))
         if ok.any():
@@ -72,15 +93,119 @@ class FusedModel:
 
     def contributions(self, row: pd.Series | dict) -> pd.DataFrame:
         """Per feature: its value and its contribution to the log-odds (mean over the calibrated folds)."""
-        x = np.array([float(row[f]) for f in verify.FEATURES])
+        x = np.array([float(row[f]) for f in self.features])
         contrib = []
         for cc in self.model.calibrated_classifiers_:
             pipe = cc.estimator
             scaler, lr = pipe.named_steps["standardscaler"], pipe.named_steps["logisticregression"]
             contrib.append(lr.coef_[0] * (x - scaler.mean_) / scaler.scale_)
         c = np.mean(contrib, axis=0)
-        return pd.DataFrame({"feature": verify.FEATURES, "value": x, "contribution": c}).sort_values(
+        return pd.DataFrame({"feature": self.features, "value": x, "contribution": c}).sort_values(
             "contribution", key=np.abs, ascending=False, ignore_index=True)
+
+
+# ---- a second model's opinion ----------------------------------------------------------------------------------
+def second_encoder_name(primary: str) -> str:
+    """The other SSCD model: the distilled student asks its ResNet-50 teacher, every other encoder the student."""
+    return "sscd" if primary == "sscd-distilled" else "sscd-distilled"
+
+
+_SECOND: dict = {}
+
+
+class SecondOpinion:
+    """The cosine similarity of a pair by a second copy-detection model, at SECOND_INPUT_SIZE, with the eval image
+    also mirrored when the workspace searches mirrored queries (the higher of the two counts). Vectors of stored
+    items go to the workspace's embedding cache (resumable, shared with any scan by that model); edited images
+    of the fitting suite are embedded in memory."""
+
+    def __init__(self, ws, name: str, stored: list[tuple[str, str, int]] | None = None):
+        self.ws, self.name = ws, name
+        self._stored = stored  # (encoder name, fingerprint, dim) of each cache, from a fitted model's meta
+
+    @classmethod
+    def of_model(cls, ws, fm: "FusedModel") -> "SecondOpinion":
+        """The second model of a fitted fused model: its caches are read without building the encoder."""
+        stored = fm.meta.get("second_caches")
+        return cls(ws, fm.second, [tuple(c) for c in stored] if stored else None)
+
+    def caches(self) -> list[tuple[str, str, int]]:
+        return self._stored or [(e.name, e.fingerprint, e.spec.dim) for e in self.encoders()]
+
+    @classmethod
+    def for_workspace(cls, ws, primary: str) -> "SecondOpinion | None":
+        """The second model for a workspace's encoder, or None when its weights are not here (the fused score
+        then goes without it)."""
+        from leakcore.errors import LeakcoreError
+
+        name = second_encoder_name(primary)
+        try:
+            cls(ws, name).encoders()
+        except (LeakcoreError, ImportError, OSError) as exc:
+            log.warning("the fused score goes without a second model: %s", exc)
+            return None
+        return cls(ws, name)
+
+    def encoders(self) -> list:
+        """[as is] or [as is, mirrored] (built once per process)."""
+        from leakcore.encoders import create_encoder
+
+        if self.name not in _SECOND:
+            _SECOND[self.name] = create_encoder(self.name, input_size=SECOND_INPUT_SIZE)
+        enc = _SECOND[self.name]
+        return [enc, enc.mirrored()] if self.ws.flip_queries else [enc]
+
+    def embed(self, pairs: pd.DataFrame, progress: Callable[[str, int, int], None] | None = None) -> None:
+        """Embed (into the cache) the images of `pairs` the cache lacks: training images as they are, eval
+        images as they are and mirrored."""
+        from leakcore.embed import embed_items
+
+        items = self.ws.items().drop_duplicates("item_id").set_index("item_id")
+        ev = items.loc[pairs["eval_item_id"].unique()].reset_index()
+        tr = items.loc[pairs["train_item_id"].unique()].reset_index()
+        for n, enc in enumerate(self.encoders()):
+            for what, frame in (("train", tr), ("eval", ev)):
+                if n and what == "train":
+                    continue
+                report = (lambda d, t, s=f"second model: {what} images": progress(s, d, t)) if progress else None
+                embed_items(self.ws, frame, enc, progress=report)
+
+    def vectors(self, items: pd.DataFrame, mirrored: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, have) of stored items, embedding into the cache what it lacks."""
+        from leakcore.embed import embed_items
+
+        encs = self.encoders()
+        return embed_items(self.ws, items, encs[-1] if mirrored else encs[0])
+
+    def similarity(self, pairs: pd.DataFrame) -> np.ndarray:
+        """Per pair, the second model's similarity from the cache; NaN where a vector is missing."""
+        from leakcore.embed import EmbeddingCache
+
+        shas = verify.item_shas(self.ws)
+        a = pd.Series(shas.reindex(pairs["eval_item_id"]).to_numpy())
+        b = pd.Series(shas.reindex(pairs["train_item_id"]).to_numpy())
+        caches = [EmbeddingCache(self.ws.embeddings_dir(n) / fp, dim) for n, fp, dim in self.caches()]
+        have = b.isin(caches[0].keys()).to_numpy().copy()
+        for c in caches:
+            have &= a.isin(c.keys()).to_numpy()
+        out = np.full(len(pairs), np.nan)
+        if have.any():
+            vb = caches[0].get(list(b[have]))
+            out[have] = np.max([(c.get(list(a[have])) * vb).sum(1) for c in caches], axis=0)
+        return out
+
+    def of_images(self, eval_images: list, train_vectors: np.ndarray) -> np.ndarray:
+        """The same for eval images in memory (the fitting suite's edits, one pair explained) against vectors."""
+        return np.max([(e.encode_images(eval_images) * train_vectors).sum(1) for e in self.encoders()], axis=0)
+
+
+def verify_pairs(ws, pairs: pd.DataFrame, fm: "FusedModel", *, progress=None, should_stop=None) -> int:
+    """The second stage for stored pairs: the pixel evidence (verify.compute_evidence) and, when the model has
+    one, the second model's vectors. Both are cached; an interrupted run resumes. Returns pairs verified now."""
+    n = verify.compute_evidence(ws, pairs, progress=progress, should_stop=should_stop)
+    if fm.second and not (should_stop is not None and should_stop()):
+        SecondOpinion.of_model(ws, fm).embed(pairs, progress=progress)
+    return n
 
 
 # ---- the fitting set -------------------------------------------------------------------------------------------
@@ -153,12 +278,27 @@ def suite_pairs(ws, *, encoder=None, queries: int = 200, seed: int = 0, transfor
         if progress:
             progress("verify fitting pairs", min(start + step, len(frame)), len(frame))
     frame = pd.concat([frame, pd.concat(evs, ignore_index=True)], axis=1)
+    second = SecondOpinion.for_workspace(ws, encoder.name)
+    if second is not None:
+        if progress:
+            progress("second model", 0, 1)
+        tv, _ = second.vectors(coll.iloc[uniq].reset_index(drop=True))
+        row_of = {i: n for n, i in enumerate(uniq)}
+        edits = {id(im): im for im in eval_imgs}  # one edited copy is paired with its original and its negatives
+        order = {k: n for n, k in enumerate(edits)}
+        encs = second.encoders()
+        ev_vecs = [e.encode_images(list(edits.values())) for e in encs]
+        at = np.array([order[id(im)] for im in eval_imgs])
+        tb = tv[[row_of[i] for i in train_idx]]
+        frame[SECOND_FEATURE] = np.max([(v[at] * tb).sum(1) for v in ev_vecs], axis=0)
+        if progress:
+            progress("second model", 1, 1)
     # a look-alike that aligns nearly pixel for pixel is more likely an in-collection twin than a negative
     twin = (frame["negative"] == "look-alike") & (frame["ncc"] >= verify.TWIN_NCC) & (frame["ssim"] >= verify.TWIN_SSIM)
     return frame[~twin].reset_index(drop=True)
 
 
-def decision_pairs(ws, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+def decision_pairs(ws, pairs: pd.DataFrame | None = None, second: SecondOpinion | None = None) -> pd.DataFrame:
     """Curator-decided pairs with their raw similarity, evidence and label (leak = 1, not a leak = 0)."""
     from leakcore import review
     from leakcore.schema import Decision
@@ -175,52 +315,67 @@ def decision_pairs(ws, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
         return d
     verify.compute_evidence(ws, d)
     d = verify.evidence_for(ws, d)
+    if second is not None:
+        second.embed(d)
+        d[SECOND_FEATURE] = second.similarity(d)
     d["label"] = d["decision"].isin(positive).astype(int)
     return d
 
 
 # ---- fitting ---------------------------------------------------------------------------------------------------
-def _estimator():
+def _estimator(cv: int = 5):
+    """The calibrated model (sigmoid calibration over `cv` folds)."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     return CalibratedClassifierCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0)),
-                                  method="sigmoid", cv=5)
+                                  method="sigmoid", cv=cv)
+
+
+def _folds(y: np.ndarray) -> int:
+    """Five folds, fewer when the rarer class is too small for five (a small workspace's decisions)."""
+    return int(max(2, min(5, np.bincount(np.asarray(y, int), minlength=2).min() // 2)))
 
 
 def fit(ws, *, encoder_name: str | None = None, queries: int = 200, seed: int = 0, use_decisions: bool = True,
         progress: Callable[[str, int, int], None] | None = None, suite: pd.DataFrame | None = None) -> FusedModel:
-    """Fit the fused score on the suite (reused when stored) plus enough curator decisions; store it and its
-    thresholds (under the workspace's thresholds for "<encoder>+fused")."""
+    """Fit the fused score on the suite (reused when stored) plus enough curator decisions, or on the decisions
+    alone once there are DECISIONS_ALONE; store it and its thresholds (the workspace's thresholds for "fused")."""
     from leakcore.calibrate import ThresholdCalibrator
 
     encoder_name = encoder_name or ws.encoder
     folder = model_dir(ws, encoder_name)
     suite_file, suite_meta = folder / "suite.parquet", folder / "suite.json"
-    wanted = {"queries": queries, "seed": seed, "version": verify.VERSION}
+    second = SecondOpinion.for_workspace(ws, encoder_name)
+    wanted = {"queries": queries, "seed": seed, "version": verify.VERSION,
+              "second": f"{second.name}@{SECOND_INPUT_SIZE}" if second else None}
     if suite is None and suite_file.exists() and suite_meta.exists() and json.loads(suite_meta.read_text()) == wanted:
         suite = pd.read_parquet(suite_file)  # the suite is the slow part; decisions change, it does not
     if suite is None:
         suite = suite_pairs(ws, queries=queries, seed=seed, progress=progress)
         write_parquet(suite, suite_file)
         atomic_write_text(suite_meta, json.dumps(wanted))
-    x = suite[list(verify.FEATURES)].to_numpy(np.float64)
+    features = list(verify.FEATURES) + ([SECOND_FEATURE] if second and SECOND_FEATURE in suite else [])
+    x = suite[features].to_numpy(np.float64)
     y = suite["label"].to_numpy(int)
-    decided = pd.DataFrame()
+    decided, alone = pd.DataFrame(), False
     if use_decisions:
-        decided = decision_pairs(ws)
+        decided = decision_pairs(ws, second=second)
         counts = decided["label"].value_counts() if not decided.empty else pd.Series(dtype=int)
         if len(decided) >= MIN_DECISIONS and counts.get(0, 0) >= MIN_EACH and counts.get(1, 0) >= MIN_EACH:
-            decided = decided.dropna(subset=list(verify.FEATURES))
-            # repeated rows, not sample weights: the pipeline inside the calibration does not route weights
-            x = np.vstack([x] + [decided[list(verify.FEATURES)].to_numpy(np.float64)] * DECISION_WEIGHT)
-            y = np.concatenate([y] + [decided["label"].to_numpy(int)] * DECISION_WEIGHT)
+            decided = decided.dropna(subset=features)
+            xd, yd = decided[features].to_numpy(np.float64), decided["label"].to_numpy(int)
+            alone = bool(len(decided) >= DECISIONS_ALONE and min(counts.get(0, 0), counts.get(1, 0)) >= MIN_ALONE)
+            if alone:  # the real distribution, enough of it: the suite's easy negatives would only pull the fit away
+                x, y = xd, yd
+            else:  # repeated rows, not sample weights: the pipeline inside the calibration does not route weights
+                x, y = np.vstack([x] + [xd] * DECISION_WEIGHT), np.concatenate([y] + [yd] * DECISION_WEIGHT)
         else:
             decided = pd.DataFrame()
-    model = _estimator().fit(x, y)
-    fused = model.predict_proba(suite[list(verify.FEATURES)].to_numpy(np.float64))[:, 1]
+    model = _estimator(_folds(y)).fit(x, y)
+    fused = model.predict_proba(suite[features].to_numpy(np.float64))[:, 1]
     # thresholds on the negatives that are certainly negatives: another label where there are labels (a
     # look-alike may be an unrecognised twin; it teaches the model but does not set the false-positive rate)
     clean = (suite["label"] == 1) | (suite["negative"] == "other label") if (suite["negative"] == "other label").any() \
@@ -233,20 +388,33 @@ def fit(ws, *, encoder_name: str | None = None, queries: int = 200, seed: int = 
     if raw is not None:
         candidate = min(candidate, raw.soft)
     hard, soft, rule = float(cal.hard_), float(cal.soft_), "suite"
-    if not decided.empty:
+    rule_text = f"decisions: >= {DECIDED_PRECISION:.0%} of the decided pairs above soft are leaks"
+    if alone:
+        # fitted on the decisions: judged on them out of fold, not on the scores they were fitted to
+        from sklearn.model_selection import cross_val_predict
+
+        held = cross_val_predict(_estimator(_folds(y)), x, y, cv=_folds(y), method="predict_proba")[:, 1]
+        chosen = soft_from_decisions(held, y)
+        if chosen is not None:
+            soft, rule = chosen, rule_text + " (out of fold; the model is fitted on the decisions alone)"
+            hard = max(hard, soft)
+    elif not decided.empty:
         # the suite's negatives are other images edited the same way: on real data the look-alikes are many more,
         # and the curator's decisions are the only sample of them; soft moves up to where they say it should be
-        raised = soft_from_decisions(model.predict_proba(decided[list(verify.FEATURES)].to_numpy(np.float64))[:, 1],
+        raised = soft_from_decisions(model.predict_proba(decided[features].to_numpy(np.float64))[:, 1],
                                      decided["label"].to_numpy(int))
         if raised is not None and raised > soft:
-            soft, rule = raised, f"decisions: >= {DECIDED_PRECISION:.0%} of the decided pairs above soft are leaks"
+            soft, rule = raised, rule_text
             hard = max(hard, soft)
     per_family = (suite.assign(fused=fused)[clean].groupby(["family", "label"])["fused"]
                   .apply(lambda s: float((s >= soft).mean())).unstack("label"))
     meta = {
         "encoder": encoder_name, "version": verify.VERSION, "queries": int(suite["query"].nunique()),
-        "suite_pairs": int(len(suite)), "decisions_used": int(len(decided)), "seed": seed,
-        "auc": cal.auc_, "raw_auc": float(_auc(suite["label"], suite["similarity"])),
+        "features": features, "second_encoder": second.name if SECOND_FEATURE in features else None,
+        "second_input_size": SECOND_INPUT_SIZE if SECOND_FEATURE in features else None,
+        "second_caches": second.caches() if SECOND_FEATURE in features else None,
+        "suite_pairs": int(len(suite)), "decisions_used": int(len(decided)), "fitted_on_decisions_alone": alone,
+        "seed": seed, "auc": cal.auc_, "raw_auc": float(_auc(suite["label"], suite["similarity"])),
         "soft_tpr": cal.soft_tpr_, "hard_tpr": cal.hard_tpr_, "threshold_rule": rule,
         "suite_soft": float(cal.soft_), "suite_hard": float(cal.hard_),
         "flagged_by_family": {str(k): float(v) for k, v in per_family.get(1, pd.Series(dtype=float)).items()},
@@ -339,7 +507,10 @@ def with_fused(ws, pairs: pd.DataFrame, fm: FusedModel) -> pd.DataFrame:
     if pairs.empty:
         return pairs.assign(raw_similarity=pairs["similarity"], fused=pairs["similarity"], verified=False)
     ev = verify.evidence_for(ws, pairs)
-    verified = ev["ncc"].notna().to_numpy()
+    verified = ev["ncc"].notna().to_numpy().copy()
+    if fm.second:
+        ev[SECOND_FEATURE] = SecondOpinion.of_model(ws, fm).similarity(pairs)
+        verified &= ev[SECOND_FEATURE].notna().to_numpy()
     fused = fm.predict(ev.assign(similarity=pairs["similarity"].to_numpy()))
     out = pairs.copy()
     out["raw_similarity"] = out["similarity"]

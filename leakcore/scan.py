@@ -299,6 +299,8 @@ def _verify_jobs(ws, settings: ScanSettings, searches: list[SearchJob]) -> list[
             table = fused.candidates(pd.read_parquet(path), model.candidate)
             done = not store.missing(items.reindex(table["eval_item_id"]).to_numpy(),
                                      items.reindex(table["train_item_id"]).to_numpy()).any()
+            if done and model.second:
+                done = not np.isnan(fused.SecondOpinion.of_model(ws, model).similarity(table)).any()
         jobs.append(VerifyJob(s.eval_split, s.train_split, done))
     return jobs
 
@@ -375,7 +377,7 @@ def run_job(ctx: ScanContext, job: Job) -> None:
 
         model = fused.load(ctx.ws, ctx.plan.settings.encoder)
         table = pd.read_parquet(pair_path(ctx.ws, ctx.plan.settings.encoder, job.eval_split, job.train_split))
-        verify.compute_evidence(ctx.ws, fused.candidates(table, model.candidate), progress=ctx.report(job.name))
+        fused.verify_pairs(ctx.ws, fused.candidates(table, model.candidate), model, progress=ctx.report(job.name))
         return
     if isinstance(job, EmbedJob):
         ctx.embed(job)

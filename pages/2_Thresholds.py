@@ -32,11 +32,7 @@ with user_errors():
     elif fused:
         model, points, curves, hist = views
         m = model.meta
-        st.caption(f"**Fused score** P(same photograph), fitted on {m.get('suite_pairs')} pairs of the extended suite "
-                   f"({m.get('queries')} training images edited; negatives: the nearest image with another label, "
-                   f"thresholds chosen on those) and {m.get('decisions_used', 0)} curator decisions · AUC "
-                   f"{m.get('auc', float('nan')):.3f} vs {m.get('raw_auc', float('nan')):.3f} for the raw similarity "
-                   f"(dashed) · suggested hard **{model.hard:.4f}**, soft **{model.soft:.4f}**")
+        st.caption(thresholds_ui.fused_model_caption(model))
         left, right = st.columns(2)
         with left:
             thresholds_ui.roc_chart(curves, points, hard, soft, None)

@@ -154,7 +154,7 @@ def test_the_fused_score_is_fitted_stored_and_used_by_rates_beside_the_raw_simil
         scanned.use_score("fused")  # no model yet
     fm = scanned.verify(queries=12)
     assert 0 < fm.soft <= fm.hard <= 1 and fm.meta["auc"] > fm.meta["raw_auc"] - 0.05
-    assert set(fm.contributions(dict.fromkeys(verify.FEATURES, 0.5))["feature"]) == set(verify.FEATURES)
+    assert set(fm.contributions(dict.fromkeys(fm.features, 0.5))["feature"]) == set(fm.features)
     raw_rates = scanned.rates(["similarity"])
     scanned.use_score("fused")
     assert scanned.thresholds() == (fm.hard, fm.soft)
@@ -173,7 +173,7 @@ def test_the_fused_score_is_fitted_stored_and_used_by_rates_beside_the_raw_simil
     e = scanned.explain_pair(top["eval_item_id"], top["train_item_id"])
     assert e.explanation.alignment.ncc > 0.9 and e.stored is not None
     assert e.fused == pytest.approx(float(top["fused"]), abs=1e-4)
-    assert set(e.contributions["feature"]) == set(verify.FEATURES)
+    assert set(e.contributions["feature"]) == set(fm.features)
     assert e.contributions["contribution"].abs().is_monotonic_decreasing
     # the review queue orders by the model's uncertainty (P nearest 0.5 first); the raw score cannot
     q = review.build_queue(pairs, scanned.items(), fm.hard, fm.soft)
@@ -248,3 +248,39 @@ def test_decisions_raise_the_fused_soft_threshold_to_where_the_flags_they_saw_ar
     assert fused.soft_from_decisions(scores[::-1], labels[::-1]) == pytest.approx(0.825)  # order does not matter
     assert fused.soft_from_decisions(scores, 1 - labels) is None  # no score where the leaks are 95%
     assert fused.soft_from_decisions(scores[:3], labels[:3]) is None  # fewer than MIN_EACH leaks: no say
+
+
+def test_a_second_model_and_enough_decisions_alone_make_the_fused_score(scanned, monkeypatch):
+    """The other SSCD model's similarity is a feature, read from the embedding cache (the same as embedding the
+    two images now); with enough decisions the model is fitted on them alone and soft is chosen out of fold."""
+    fm = scanned.verify(queries=12)
+    if fm.second is None:
+        pytest.skip("no second copy-detection model installed here")
+    assert fm.second == fused.second_encoder_name("phash") and fused.SECOND_FEATURE in fm.features
+    pairs = fused.with_fused(scanned, leakage.load_pairs(scanned, raw=True), fm)
+    top = pairs[pairs["verified"]].sort_values("fused", ascending=False).iloc[0]
+    cached = fused.SecondOpinion.of_model(scanned, fm).similarity(top.to_frame().T)[0]
+    items = scanned.items().drop_duplicates("item_id").set_index("item_id")
+    a, b = verify.load_images(items.loc[[top["eval_item_id"], top["train_item_id"]]].reset_index())
+    from leakcore.encoders import create_encoder
+
+    enc = create_encoder(fm.second, input_size=fused.SECOND_INPUT_SIZE)
+    assert cached == pytest.approx(float(enc.encode_images([a])[0] @ enc.encode_images([b])[0]), abs=1e-4)
+    assert scanned.explain_pair(top["eval_item_id"], top["train_item_id"]).fused == pytest.approx(top["fused"], abs=1e-4)
+
+    cross = pairs[~pairs["within"]].sort_values("raw_similarity", ascending=False)
+    leaks, others = cross.drop_duplicates("eval_item_id").head(6), cross.iloc[-10:]
+    reviewer = "judge"
+    review.decide_many(scanned, list(zip(leaks["eval_item_id"], leaks["train_item_id"])), "soft", reviewer=reviewer)
+    review.decide_many(scanned, list(zip(others["eval_item_id"], others["train_item_id"])), "not_leak",
+                       reviewer=reviewer)
+    for name, value in (("MIN_DECISIONS", 12), ("MIN_EACH", 5), ("DECISIONS_ALONE", 12), ("MIN_ALONE", 5)):
+        monkeypatch.setattr(fused, name, value)
+    alone = fused.fit(scanned, queries=12)
+    assert alone.meta["fitted_on_decisions_alone"] and alone.meta["decisions_used"] == 16
+    assert "out of fold" in alone.meta["threshold_rule"] or alone.meta["threshold_rule"] == "suite"
+    fitted_rows = alone.model.calibrated_classifiers_[0].estimator.named_steps["standardscaler"].n_samples_seen_
+    assert fitted_rows < 16  # a fold of the decisions, not the suite's hundreds of pairs
+    monkeypatch.setattr(fused, "DECISIONS_ALONE", 100)
+    mixed = fused.fit(scanned, queries=12)
+    assert not mixed.meta["fitted_on_decisions_alone"] and mixed.meta["decisions_used"] == 16

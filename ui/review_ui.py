@@ -262,7 +262,10 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
                      width="stretch")
         if e.fused is not None:
             st.markdown(f"**Fused score** P(same photograph) = **{e.fused:.3f}**")
-            contrib = e.contributions.assign(value=e.contributions["value"].round(3),
+            contrib = e.contributions.assign(feature=e.contributions["feature"].replace(
+                                                 {"similarity": "similarity (this encoder)",
+                                                  "similarity_2": "similarity (second model)"}),
+                                             value=e.contributions["value"].round(3),
                                              contribution=e.contributions["contribution"].round(2))
             st.dataframe(contrib.rename(columns={"contribution": "log-odds share"}), hide_index=True, width="stretch")
             st.caption("Log-odds share: how far each feature moved this pair from an average pair of the fitting "

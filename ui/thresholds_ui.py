@@ -295,3 +295,19 @@ def calibration_progress() -> None:
                 text=f"Calibrating {job.encoder} on {job.collection} · {job.stage}: {job.done}/{job.total}"
                      + (" · stopping…" if job.stop.is_set() else ""))
     c2.button("Stop", key="cal_stop", on_click=job.stop.set, disabled=job.stop.is_set(), width="stretch")
+
+
+def fused_model_caption(model) -> str:
+    """What the fused model was fitted on, in a sentence (the Thresholds page's caption)."""
+    m = model.meta
+    second = f" and {m['second_encoder']}'s similarity at {m.get('second_input_size')} px" if m.get("second_encoder") else ""
+    suite = (f"{m.get('suite_pairs')} pairs of the extended suite ({m.get('queries')} training images edited; negatives: "
+             f"the nearest image with another label)")
+    if m.get("fitted_on_decisions_alone"):
+        fitted = (f"fitted on {m.get('decisions_used', 0)} curator decisions alone (soft: where 95% of the decided pairs "
+                  f"above it are leaks, judged out of fold); the curves are its scores on {suite}")
+    else:
+        fitted = f"fitted on {suite} and {m.get('decisions_used', 0)} curator decisions"
+    return (f"**Fused score** P(same photograph) from the embedding similarity{second} and the pixel evidence, "
+            f"{fitted} · AUC {m.get('auc', float('nan')):.3f} vs {m.get('raw_auc', float('nan')):.3f} for the raw "
+            f"similarity (dashed) · suggested hard **{model.hard:.4f}**, soft **{model.soft:.4f}**")
