@@ -138,13 +138,13 @@ class SecondOpinion:
         then goes without it)."""
         from leakcore.errors import LeakcoreError
 
-        name = second_encoder_name(primary)
+        opinion = cls(ws, second_encoder_name(primary))
         try:
-            cls(ws, name).encoders()
+            opinion.encoders()
         except (LeakcoreError, ImportError, OSError) as exc:
             log.warning("the fused score goes without a second model: %s", exc)
             return None
-        return cls(ws, name)
+        return opinion
 
     def encoders(self) -> list:
         """[as is] or [as is, mirrored] (built once per process)."""
@@ -157,37 +157,33 @@ class SecondOpinion:
 
     def embed(self, pairs: pd.DataFrame, progress: Callable[[str, int, int], None] | None = None) -> None:
         """Embed (into the cache) the images of `pairs` the cache lacks: training images as they are, eval
-        images as they are and mirrored."""
+        images as they are and, with mirrored queries, mirrored."""
         from leakcore.embed import embed_items
 
         items = self.ws.items().drop_duplicates("item_id").set_index("item_id")
         ev = items.loc[pairs["eval_item_id"].unique()].reset_index()
         tr = items.loc[pairs["train_item_id"].unique()].reset_index()
-        for n, enc in enumerate(self.encoders()):
-            for what, frame in (("train", tr), ("eval", ev)):
-                if n and what == "train":
-                    continue
-                report = (lambda d, t, s=f"second model: {what} images": progress(s, d, t)) if progress else None
-                embed_items(self.ws, frame, enc, progress=report)
+        encs = self.encoders()
+        for what, frame, enc in [("train", tr, encs[0])] + [("eval", ev, e) for e in encs]:
+            report = (lambda d, t, s=f"second model: {what} images": progress(s, d, t)) if progress else None
+            embed_items(self.ws, frame, enc, progress=report)
 
-    def vectors(self, items: pd.DataFrame, mirrored: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(vectors, have) of stored items, embedding into the cache what it lacks."""
+    def vectors(self, items: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, have) of stored items as they are, embedding into the cache what it lacks."""
         from leakcore.embed import embed_items
 
-        encs = self.encoders()
-        return embed_items(self.ws, items, encs[-1] if mirrored else encs[0])
+        return embed_items(self.ws, items, self.encoders()[0])
 
     def similarity(self, pairs: pd.DataFrame) -> np.ndarray:
         """Per pair, the second model's similarity from the cache; NaN where a vector is missing."""
-        from leakcore.embed import EmbeddingCache
-
         shas = verify.item_shas(self.ws)
         a = pd.Series(shas.reindex(pairs["eval_item_id"]).to_numpy())
         b = pd.Series(shas.reindex(pairs["train_item_id"]).to_numpy())
-        caches = [EmbeddingCache(self.ws.embeddings_dir(n) / fp, dim) for n, fp, dim in self.caches()]
-        have = b.isin(caches[0].keys()).to_numpy().copy()
-        for c in caches:
-            have &= a.isin(c.keys()).to_numpy()
+        caches = [_read_cache(self.ws.embeddings_dir(n) / fp, dim) for n, fp, dim in self.caches()]
+        have = b.isin(caches[0][1]).to_numpy().copy()
+        for _, keys in caches:
+            have &= a.isin(keys).to_numpy()
+        caches = [c for c, _ in caches]
         out = np.full(len(pairs), np.nan)
         if have.any():
             vb = caches[0].get(list(b[have]))
@@ -197,6 +193,21 @@ class SecondOpinion:
     def of_images(self, eval_images: list, train_vectors: np.ndarray) -> np.ndarray:
         """The same for eval images in memory (the fitting suite's edits, one pair explained) against vectors."""
         return np.max([(e.encode_images(eval_images) * train_vectors).sum(1) for e in self.encoders()], axis=0)
+
+
+_CACHES: dict = {}  # folder -> (its shard key files, (EmbeddingCache, its keys))
+
+
+def _read_cache(folder, dim: int):
+    """(EmbeddingCache, its keys) of a folder, read again only when its shards change: every load of the pairs
+    with the fused score asks (the same rule as verify.EvidenceStore.frame)."""
+    from leakcore.embed import EmbeddingCache
+
+    shards = tuple(sorted(folder.glob("shard-*.keys.parquet"))) if folder.exists() else ()
+    if _CACHES.get(folder, (None,))[0] != shards:
+        cache = EmbeddingCache(folder, dim)
+        _CACHES[folder] = (shards, (cache, cache.keys()))
+    return _CACHES[folder][1]
 
 
 def verify_pairs(ws, pairs: pd.DataFrame, fm: "FusedModel", *, progress=None, should_stop=None) -> int:
