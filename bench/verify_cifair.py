@@ -92,7 +92,7 @@ def main() -> None:
     t_fit = time.perf_counter() - t0
     raw = leakage.load_pairs(ws, raw=True)
     cross = raw[(raw["eval_split"] == "cifar10/test") & (raw["train_split"] == "cifar10/train")]
-    cand = fused.candidates(cross, fm.candidate)
+    cand = fused.candidates(cross, fm)
     t0 = time.perf_counter()
     n_new = verify.compute_evidence(ws, cand)
     t_verify = time.perf_counter() - t0

@@ -251,7 +251,7 @@ class Project(Workspace):
         fm = None if refit else _fused.load(self)
         fm = fm or _fused.fit(self, queries=queries, progress=progress)
         pairs = leakage.load_pairs(self, raw=True)  # cross-split and within-split pairs alike
-        _fused.verify_pairs(self, _fused.candidates(pairs, fm.candidate), fm, progress=progress,
+        _fused.verify_pairs(self, _fused.candidates(pairs, fm), fm, progress=progress,
                             should_stop=should_stop)
         return fm
 
@@ -283,7 +283,7 @@ class Project(Workspace):
                 second = _fused.SecondOpinion.of_model(self, fm)
                 row[_fused.SECOND_FEATURE] = float(second.similarity(pair)[0])
                 if pd.isna(row[_fused.SECOND_FEATURE]):
-                    tv = second.encoders()[0].encode_images([b])
+                    tv = second.encoder().encode_images([b])
                     row[_fused.SECOND_FEATURE] = float(second.of_images([a], tv)[0])
             fused = float(fm.predict(row.to_frame().T)[0])
             contributions = fm.contributions(row)

@@ -296,7 +296,7 @@ def _verify_jobs(ws, settings: ScanSettings, searches: list[SearchJob]) -> list[
         done = False
         path = pair_path(ws, settings.encoder, s.eval_split, s.train_split)
         if s.done and model is not None and path.exists():
-            table = fused.candidates(pd.read_parquet(path), model.candidate)
+            table = fused.candidates(pd.read_parquet(path), model)
             done = not store.missing(items.reindex(table["eval_item_id"]).to_numpy(),
                                      items.reindex(table["train_item_id"]).to_numpy()).any()
             if done and model.second:
@@ -377,7 +377,7 @@ def run_job(ctx: ScanContext, job: Job) -> None:
 
         model = fused.load(ctx.ws, ctx.plan.settings.encoder)
         table = pd.read_parquet(pair_path(ctx.ws, ctx.plan.settings.encoder, job.eval_split, job.train_split))
-        fused.verify_pairs(ctx.ws, fused.candidates(table, model.candidate), model, progress=ctx.report(job.name))
+        fused.verify_pairs(ctx.ws, fused.candidates(table, model), model, progress=ctx.progress)
         return
     if isinstance(job, EmbedJob):
         ctx.embed(job)

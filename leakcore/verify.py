@@ -182,6 +182,12 @@ def align(lum_a: np.ndarray, mask_a: np.ndarray, lum_b: np.ndarray, mask_b: np.n
           vs: tuple[Variant, ...] = VARIANTS) -> list[Alignment]:
     """Align each eval canvas (P, S, S) onto its training canvas: best variant and shift by mean NCC of
     luminance and gradients, over shifts whose overlap is at least MIN_OVERLAP of the smaller image."""
+    return _align(lum_a, mask_a, lum_b, mask_b, vs)[0]
+
+
+def _align(lum_a, mask_a, lum_b, mask_b, vs=VARIANTS) -> tuple[list[Alignment], np.ndarray, np.ndarray]:
+    """`align`, plus each eval canvas moved by its alignment onto the training canvas ((P, S, S) luminance and
+    mask, in training coordinates): the variants are transformed here once, not again per pair."""
     la, ma = torch.from_numpy(np.ascontiguousarray(lum_a)), torch.from_numpy(np.ascontiguousarray(mask_a))
     lb, mb = torch.from_numpy(np.ascontiguousarray(lum_b)), torch.from_numpy(np.ascontiguousarray(mask_b))
     s = la.shape[-1]
@@ -204,8 +210,13 @@ def align(lum_a: np.ndarray, mask_a: np.ndarray, lum_b: np.ndarray, mask_b: np.n
     get = lambda x: x.reshape(p, -1).gather(1, best[:, None])[:, 0]  # noqa: E731
     n1, n2, fr = get(ncc), get(nccg), get(frac)
     ok = get(score) > -2
-    return [Alignment(int(v[i]), int(dy[i]), int(dx[i]), float(n1[i]) if ok[i] else 0.0,
-                      float(n2[i]) if ok[i] else 0.0, float(fr[i]) if ok[i] else 0.0) for i in range(p)]
+    als = [Alignment(int(v[i]), int(dy[i]), int(dx[i]), float(n1[i]) if ok[i] else 0.0,
+                     float(n2[i]) if ok[i] else 0.0, float(fr[i]) if ok[i] else 0.0) for i in range(p)]
+    rows = torch.arange(p)
+    chosen, chosen_mask = ta[rows, v].numpy(), tma[rows, v].numpy()
+    moved = np.stack([_shift(chosen[i], al.dy, al.dx) for i, al in enumerate(als)]) if p else chosen
+    moved_mask = np.stack([_shift(chosen_mask[i], al.dy, al.dx) for i, al in enumerate(als)]) if p else chosen_mask
+    return als, moved, moved_mask
 
 
 def aligned_pair(lum_a: np.ndarray, mask_a: np.ndarray, al: Alignment, vs: tuple[Variant, ...] = VARIANTS
@@ -314,10 +325,9 @@ def evidence(eval_images: list[Image.Image], train_images: list[Image.Image], *,
             cb = [canvas(tb[i]) for i in ok]
             la, ma = np.stack([c[0] for c in ca]), np.stack([c[1] for c in ca])
             lb, mb = np.stack([c[0] for c in cb]), np.stack([c[1] for c in cb])
-            for j, (i, al) in enumerate(zip(ok, align(la, ma, lb, mb))):
-                a, m = aligned_pair(la[j], ma[j], al)
-                m = m * mb[j]
-                ssim, detail, diff = _on_overlap(a, lb[j], m, al)
+            als, moved, moved_mask = _align(la, ma, lb, mb)
+            for j, (i, al) in enumerate(zip(ok, als)):
+                ssim, detail, diff = _on_overlap(moved[j], lb[j], moved_mask[j] * mb[j], al)
                 use_orb = min(ea[i].size) >= ORB_MIN_SIDE and min(tb[i].size) >= ORB_MIN_SIDE
                 inl, ratio = orb_match(ea[i], tb[i]) if use_orb else (0, 0.0)
                 out[i] = {"ncc": al.ncc, "ncc_grad": al.ncc_grad, "ssim": ssim, "overlap": al.overlap,
@@ -436,9 +446,9 @@ def compute_evidence(ws, pairs: "pd.DataFrame", *, chunk: int = 1024, progress=N
         if should_stop is not None and should_stop():
             break
         part = todo.iloc[start:start + chunk]
-        ea = load_images(items.loc[part["eval_item_id"]].reset_index())
-        tb = load_images(items.loc[part["train_item_id"]].reset_index())
-        ev = evidence(ea, tb)
+        ids = pd.unique(pd.concat([part["eval_item_id"], part["train_item_id"]]))  # each image decoded once
+        loaded = dict(zip(ids, load_images(items.loc[ids].reset_index())))
+        ev = evidence([loaded[i] for i in part["eval_item_id"]], [loaded[i] for i in part["train_item_id"]])
         store.add(pd.concat([part[["sha_a", "sha_b"]].reset_index(drop=True), ev], axis=1))
         if progress:
             progress("verify pairs", min(start + chunk, len(todo)), len(todo))

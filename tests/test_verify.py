@@ -200,10 +200,12 @@ def test_scan_with_verification_plans_fit_and_verify_jobs_and_skips_them_when_do
         return f_fit(ws, **{**kw, "queries": 12})
 
     f.fit = small_fit
+    stages = set()
     try:
-        scanned.scan()
+        scanned.scan(progress=lambda stage, done, total: stages.add(stage))  # as the CLI's bars and the page report
     finally:
         f.fit = f_fit
+    assert "verify pairs" in stages and ("second model" in stages or fused.load(scanned).second is None)
     assert scanned.plan_scan().todo == []
 
 
@@ -248,6 +250,18 @@ def test_decisions_raise_the_fused_soft_threshold_to_where_the_flags_they_saw_ar
     assert fused.soft_from_decisions(scores[::-1], labels[::-1]) == pytest.approx(0.825)  # order does not matter
     assert fused.soft_from_decisions(scores, 1 - labels) is None  # no score where the leaks are 95%
     assert fused.soft_from_decisions(scores[:3], labels[:3]) is None  # fewer than MIN_EACH leaks: no say
+
+
+def test_candidates_are_each_images_nearest_few_and_beyond_them_the_raw_flags():
+    pairs = pd.DataFrame({"eval_item_id": ["e"] * 6 + ["f"] * 2, "rank": [1, 2, 3, 4, 5, 6, 1, 2],
+                          "train_item_id": list("abcdefgh"),
+                          "similarity": [0.9, 0.88, 0.87, 0.86, 0.6, 0.4, 0.58, 0.57]})
+    meta = {"candidate_rank": 3, "verify_beyond_rank_above": 0.7}
+    fm = fused.FusedModel("phash", None, hard=0.9, soft=0.8, candidate=0.55, meta=meta)
+    # e's nearest three, then its fourth copy (raw flags it) but not its fifth (below raw soft, past the third)
+    assert list(fused.candidates(pairs, fm)["train_item_id"]) == list("abcdgh")
+    old = fused.FusedModel("phash", None, hard=0.9, soft=0.8, candidate=0.55, meta={})  # fitted before the limit
+    assert list(fused.candidates(pairs, old)["train_item_id"]) == list("abcdegh")
 
 
 def test_a_second_model_and_enough_decisions_alone_make_the_fused_score(scanned, monkeypatch):
