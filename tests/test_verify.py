@@ -293,6 +293,7 @@ def test_a_second_model_and_enough_decisions_alone_make_the_fused_score(scanned,
     alone = fused.fit(scanned, queries=12)
     assert alone.meta["fitted_on_decisions_alone"] and alone.meta["decisions_used"] == 16
     assert "out of fold" in alone.meta["threshold_rule"] or alone.meta["threshold_rule"] == "suite"
+    assert alone.hard >= alone.soft
     fitted_rows = alone.model.calibrated_classifiers_[0].estimator.named_steps["standardscaler"].n_samples_seen_
     assert fitted_rows < 16  # a fold of the decisions, not the suite's hundreds of pairs
     monkeypatch.setattr(fused, "DECISIONS_ALONE", 100)

@@ -305,7 +305,7 @@ def fused_model_caption(model) -> str:
              f"the nearest image with another label)")
     if m.get("fitted_on_decisions_alone"):
         fitted = (f"fitted on {m.get('decisions_used', 0)} curator decisions alone (soft: where 95% of the decided pairs "
-                  f"above it are leaks, judged out of fold); the curves are its scores on {suite}")
+                  f"above it are leaks, hard: where 99% are, judged out of fold); the curves are its scores on {suite}")
     else:
         fitted = f"fitted on {suite} and {m.get('decisions_used', 0)} curator decisions"
     return (f"**Fused score** P(same photograph) from the embedding similarity{second} and the pixel evidence, "
