@@ -212,19 +212,10 @@ def _align(lum_a, mask_a, lum_b, mask_b, vs=VARIANTS) -> tuple[list[Alignment], 
     ok = get(score) > -2
     als = [Alignment(int(v[i]), int(dy[i]), int(dx[i]), float(n1[i]) if ok[i] else 0.0,
                      float(n2[i]) if ok[i] else 0.0, float(fr[i]) if ok[i] else 0.0) for i in range(p)]
-    rows = torch.arange(p)
-    chosen, chosen_mask = ta[rows, v].numpy(), tma[rows, v].numpy()
-    moved = np.stack([_shift(chosen[i], al.dy, al.dx) for i, al in enumerate(als)]) if p else chosen
-    moved_mask = np.stack([_shift(chosen_mask[i], al.dy, al.dx) for i, al in enumerate(als)]) if p else chosen_mask
-    return als, moved, moved_mask
-
-
-def aligned_pair(lum_a: np.ndarray, mask_a: np.ndarray, al: Alignment, vs: tuple[Variant, ...] = VARIANTS
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """The eval canvas moved onto the training canvas by an alignment: (luminance, mask) in training coordinates."""
-    ta, tma = transformed(torch.from_numpy(lum_a[None]), torch.from_numpy(mask_a[None]), (vs[al.variant],))
-    a, m = ta[0, 0].numpy(), tma[0, 0].numpy()
-    return _shift(a, al.dy, al.dx), _shift(m, al.dy, al.dx)
+    chosen, chosen_mask = ta[torch.arange(p), v].numpy(), tma[torch.arange(p), v].numpy()
+    for i, al in enumerate(als):  # shifted in place of the chosen canvases (copies out of the torch tensors)
+        chosen[i], chosen_mask[i] = _shift(chosen[i], al.dy, al.dx), _shift(chosen_mask[i], al.dy, al.dx)
+    return als, chosen, chosen_mask
 
 
 def _shift(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -357,9 +348,8 @@ def explain(eval_image: Image.Image, train_image: Image.Image) -> Explanation:
     """The alignment and aligned canvases of one pair (the same computation as `evidence`, kept for display)."""
     la, ma = canvas(eval_image)
     lb, mb = canvas(train_image)
-    al = align(la[None], ma[None], lb[None], mb[None])[0]
-    a, m = aligned_pair(la, ma, al)
-    m = m * mb
+    (al,), moved, moved_mask = _align(la[None], ma[None], lb[None], mb[None])
+    a, m = moved[0], moved_mask[0] * mb
     ssim, detail, diff = _on_overlap(a, lb, m, al)
     return Explanation(al, VARIANTS[al.variant].label, lb, a, m, ssim, detail, diff)
 
