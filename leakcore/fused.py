@@ -123,21 +123,22 @@ class SecondOpinion:
     cache (resumable, shared with any scan by that model); edited images of the fitting suite are embedded in
     memory."""
 
-    def __init__(self, ws, name: str, stored: list[tuple[str, str, int]] | None = None):
+    def __init__(self, ws, name: str, stored: tuple[str, str, int] | None = None):
         self.ws, self.name = ws, name
-        self._stored = stored  # (encoder name, fingerprint, dim) of each cache, from a fitted model's meta
+        self._stored = stored  # (encoder name, fingerprint, dim) of its cache, from a fitted model's meta
 
     @classmethod
     def of_model(cls, ws, fm: "FusedModel") -> "SecondOpinion":
-        """The second model of a fitted fused model: its caches are read without building the encoder."""
-        stored = fm.meta.get("second_caches")
-        return cls(ws, fm.second, [tuple(c) for c in stored] if stored else None)
+        """The second model of a fitted fused model: its cache is read without building the encoder."""
+        stored = fm.meta.get("second_caches")  # a list of one (load() refuses the older models that had two)
+        return cls(ws, fm.second, tuple(stored[0]) if stored else None)
 
-    def caches(self) -> list[tuple[str, str, int]]:
+    def cache(self) -> tuple[str, str, int]:
+        """(encoder name, fingerprint, dim) of the embedding cache its vectors are in."""
         if self._stored:
             return self._stored
         enc = self.encoder()
-        return [(enc.name, enc.fingerprint, enc.spec.dim)]
+        return enc.name, enc.fingerprint, enc.spec.dim
 
     @classmethod
     def for_workspace(cls, ws, primary: str) -> "SecondOpinion | None":
@@ -175,20 +176,16 @@ class SecondOpinion:
         return embed_items(self.ws, items, self.encoder(), progress=progress)
 
     def similarity(self, pairs: pd.DataFrame) -> np.ndarray:
-        """Per pair, the second model's similarity from the cache; NaN where a vector is missing. (A model fitted
-        before SECOND_INPUT_SIZE 128 also lists a mirrored cache of eval images: the higher of the two counts.)"""
+        """Per pair, the second model's similarity from the cache; NaN where a vector is missing."""
         shas = verify.item_shas(self.ws)
         a = pd.Series(shas.reindex(pairs["eval_item_id"]).to_numpy())
         b = pd.Series(shas.reindex(pairs["train_item_id"]).to_numpy())
-        caches = [_read_cache(self.ws.embeddings_dir(n) / fp, dim) for n, fp, dim in self.caches()]
-        have = b.isin(caches[0][1]).to_numpy().copy()
-        for _, keys in caches:
-            have &= a.isin(keys).to_numpy()
-        caches = [c for c, _ in caches]
+        name, fingerprint, dim = self.cache()
+        cache, keys = _read_cache(self.ws.embeddings_dir(name) / fingerprint, dim)
+        have = (a.isin(keys) & b.isin(keys)).to_numpy()
         out = np.full(len(pairs), np.nan)
         if have.any():
-            vb = caches[0].get(list(b[have]))
-            out[have] = np.max([(c.get(list(a[have])) * vb).sum(1) for c in caches], axis=0)
+            out[have] = (cache.get(list(a[have])) * cache.get(list(b[have]))).sum(1)
         return out
 
     def of_images(self, eval_images: list, train_vectors: np.ndarray) -> np.ndarray:
@@ -426,7 +423,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int = 200, seed: int = 
         "encoder": encoder_name, "version": verify.VERSION, "queries": int(suite["query"].nunique()),
         "features": features, "second_encoder": second.name if SECOND_FEATURE in features else None,
         "second_input_size": SECOND_INPUT_SIZE if SECOND_FEATURE in features else None,
-        "second_caches": second.caches() if SECOND_FEATURE in features else None,
+        "second_caches": [second.cache()] if SECOND_FEATURE in features else None,
         "candidate_rank": CANDIDATE_RANK, "verify_beyond_rank_above": raw.soft if raw is not None else None,
         "suite_pairs": int(len(suite)), "decisions_used": int(len(decided)), "fitted_on_decisions_alone": alone,
         "seed": seed, "auc": cal.auc_, "raw_auc": float(_auc(suite["label"], suite["similarity"])),
@@ -477,8 +474,18 @@ def save(ws, fm: FusedModel) -> None:
 _CACHE: dict = {}
 
 
+def outdated(meta: dict) -> str | None:
+    """Why a stored model cannot be used by this version (its second model's vectors are not the ones this
+    version embeds), or None."""
+    size, caches = meta.get("second_input_size"), meta.get("second_caches") or []
+    if meta.get("second_encoder") and (size != SECOND_INPUT_SIZE or len(caches) != 1):
+        return f"its second model ran at {size} px" + (" with mirrored images" if len(caches) > 1 else "")
+    return None
+
+
 def load(ws, encoder: str | None = None) -> FusedModel | None:
-    """The stored fused model of an encoder, or None (cached per file time)."""
+    """The stored fused model of an encoder, or None (cached per file time). A model fitted by an older version
+    that this one cannot score counts as none (logged): a scan with verification fits it again."""
     import joblib
 
     encoder = encoder or ws.encoder
@@ -489,8 +496,12 @@ def load(ws, encoder: str | None = None) -> FusedModel | None:
     stamp = (str(folder), meta_file.stat().st_mtime_ns, model_file.stat().st_mtime_ns)
     if stamp not in _CACHE:
         meta = json.loads(meta_file.read_text())
-        _CACHE[stamp] = FusedModel(encoder, joblib.load(model_file), meta["hard"], meta["soft"], meta["candidate"],
-                                   meta["meta"])
+        why = outdated(meta["meta"])
+        if why:
+            log.warning("the fused model of %s in %s was fitted by an older version (%s): fit it again", encoder,
+                        ws.path, why)
+        _CACHE[stamp] = None if why else FusedModel(encoder, joblib.load(model_file), meta["hard"], meta["soft"],
+                                                    meta["candidate"], meta["meta"])
     return _CACHE[stamp]
 
 

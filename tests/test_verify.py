@@ -252,6 +252,22 @@ def test_decisions_raise_the_fused_soft_threshold_to_where_the_flags_they_saw_ar
     assert fused.soft_from_decisions(scores[:3], labels[:3]) is None  # fewer than MIN_EACH leaks: no say
 
 
+def test_a_model_fitted_by_an_older_version_is_fitted_again_by_the_next_scan(scanned):
+    """A model whose second model ran at another size (or mirrored) cannot be scored by this version: it counts
+    as none, and a scan with verification plans the fit again instead of verifying for ever."""
+    import json
+
+    scanned.configure(verify=True)
+    fm = scanned.verify(queries=12)
+    meta_file = fused.model_dir(scanned, fm.encoder) / "model.json"
+    stored = json.loads(meta_file.read_text())
+    stored["meta"].update(second_encoder="sscd", second_input_size=160,
+                          second_caches=[["sscd", "a", 512], ["sscd", "b", 512]])
+    meta_file.write_text(json.dumps(stored))
+    assert fused.load(scanned) is None
+    assert "fit fused score" in [j.name for j in scanned.plan_scan().todo]
+
+
 def test_candidates_are_each_images_nearest_few_and_beyond_them_the_raw_flags():
     pairs = pd.DataFrame({"eval_item_id": ["e"] * 6 + ["f"] * 2, "rank": [1, 2, 3, 4, 5, 6, 1, 2],
                           "train_item_id": list("abcdefgh"),
