@@ -22,10 +22,11 @@ The model is a logistic regression on standardised features inside `CalibratedCl
 chosen over gradient boosting because every score decomposes into per-feature contributions, which the
 Review page shows ("which features decided"). Thresholds on the fused score are chosen on the fitting set by
 the same rule as the raw ones (`calibrate.ThresholdCalibrator`); once decisions join the fit, soft is raised
-where needed so that `DECIDED_PRECISION` of the decided pairs above it are leaks (the suite's negatives are
-edited other images, far fewer and easier than a real collection's look-alikes). The fused score is stored *beside* the raw
-similarity: neighbour tables are never rewritten; `leakage.load_pairs` adds `raw_similarity` and puts the
-fused score in `similarity` when the workspace's score is "fused".
+where needed so that `DECIDED_PRECISION` of the decided pairs above it are leaks, judged on out-of-fold
+scores (the suite's negatives are edited other images, far fewer and easier than a real collection's
+look-alikes); fitted on the decisions alone, hard comes from them too (`DECIDED_HARD_PRECISION`). The fused
+score is stored *beside* the raw similarity: neighbour tables are never rewritten; `leakage.load_pairs` adds
+`raw_similarity` and puts the fused score in `similarity` when the workspace's score is "fused".
 """
 from __future__ import annotations
 
@@ -411,11 +412,17 @@ def fit(ws, *, encoder_name: str | None = None, queries: int = 200, seed: int = 
             rule += f"; hard where {DECIDED_HARD_PRECISION:.0%} are"
     elif not decided.empty:
         # the suite's negatives are other images edited the same way: on real data the look-alikes are many more,
-        # and the curator's decisions are the only sample of them; soft moves up to where they say it should be
-        raised = soft_from_decisions(model.predict_proba(decided[features].to_numpy(np.float64))[:, 1],
-                                     decided["label"].to_numpy(int))
+        # and the curator's decisions are the only sample of them; soft moves up to where they say it should be,
+        # judged out of fold too (every copy of a decided row held out with it)
+        from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+
+        n_suite, n_decided = len(suite), len(decided)
+        groups = np.concatenate([np.arange(n_suite)] + [n_suite + np.arange(n_decided)] * DECISION_WEIGHT)
+        cv = StratifiedGroupKFold(_folds(decided["label"].to_numpy(int)), shuffle=True, random_state=seed)
+        held = cross_val_predict(_estimator(_folds(y)), x, y, groups=groups, cv=cv, method="predict_proba")[:, 1]
+        raised = soft_from_decisions(held[n_suite:n_suite + n_decided], decided["label"].to_numpy(int))
         if raised is not None and raised > soft:
-            soft, rule = raised, rule_text
+            soft, rule = raised, rule_text + " (out of fold)"
             hard = max(hard, soft)
     per_family = (suite.assign(fused=fused)[clean].groupby(["family", "label"])["fused"]
                   .apply(lambda s: float((s >= soft).mean())).unstack("label"))

@@ -313,5 +313,11 @@ def test_a_second_model_and_enough_decisions_alone_make_the_fused_score(scanned,
     fitted_rows = alone.model.calibrated_classifiers_[0].estimator.named_steps["standardscaler"].n_samples_seen_
     assert fitted_rows < 16  # a fold of the decisions, not the suite's hundreds of pairs
     monkeypatch.setattr(fused, "DECISIONS_ALONE", 100)
+    seen = []  # the decided pairs' scores that soft is raised on: held out, not the ones the model was fitted to
+    monkeypatch.setattr(fused, "soft_from_decisions", lambda scores, labels, **kw: seen.append(scores) or 0.999)
     mixed = fused.fit(scanned, queries=12)
     assert not mixed.meta["fitted_on_decisions_alone"] and mixed.meta["decisions_used"] == 16
+    assert mixed.soft == 0.999 and mixed.meta["threshold_rule"].endswith("(out of fold)")
+    decided = fused.decision_pairs(scanned, second=fused.SecondOpinion.of_model(scanned, mixed))
+    in_sample = mixed.predict(decided)
+    assert len(seen[0]) == len(in_sample) == 16 and not np.allclose(np.sort(seen[0]), np.sort(in_sample))
