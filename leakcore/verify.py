@@ -371,9 +371,18 @@ def _pair_hash(shas_a, shas_b) -> str:
 _FRAMES: dict = {}  # folder -> (part files, their rows)
 
 
+_SHAS: dict = {}  # items file -> ((its mtime, size), sha256 by item id)
+
+
 def item_shas(ws) -> "pd.Series":
-    """sha256 by item id."""
-    return ws.items().drop_duplicates("item_id").set_index("item_id")["sha256"]
+    """sha256 by item id, read again only when the item table changes (written atomically, so its time moves):
+    every load of the pairs with the fused score asks, for the evidence and for the second model."""
+    path = ws.items_path
+    stat = path.stat() if path.exists() else None
+    stamp = (stat.st_mtime_ns, stat.st_size) if stat else None
+    if stamp is None or _SHAS.get(path, (None,))[0] != stamp:
+        _SHAS[path] = (stamp, ws.items().drop_duplicates("item_id").set_index("item_id")["sha256"])
+    return _SHAS[path][1]
 
 
 class EvidenceStore:

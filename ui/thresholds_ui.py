@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from leakcore import fused
 from leakcore.api import Project
 from ui import data
 
@@ -16,8 +17,6 @@ HARD_COLOUR, SOFT_COLOUR = "#b91c1c", "#ea580c"
 def encoder_select(ws: Workspace, calibrated: list[str]) -> tuple[str, str]:
     """(encoder, score) whose thresholds the page shows; the score is asked only when the encoder has a fused
     model. The sliders load that pair's thresholds in force whenever the choice changes."""
-    from leakcore import fused
-
     options = sorted(set(calibrated) | {ws.encoder})
     c1, c2 = st.columns([2, 1])
     enc = c1.selectbox("Encoder", options, index=options.index(ws.encoder), key="th_encoder",
@@ -304,8 +303,9 @@ def fused_model_caption(model) -> str:
     suite = (f"{m.get('suite_pairs')} pairs of the extended suite ({m.get('queries')} training images edited; negatives: "
              f"the nearest image with another label)")
     if m.get("fitted_on_decisions_alone"):
-        fitted = (f"fitted on {m.get('decisions_used', 0)} curator decisions alone (soft: where 95% of the decided pairs "
-                  f"above it are leaks, hard: where 99% are, judged out of fold); the curves are its scores on {suite}")
+        fitted = (f"fitted on {m.get('decisions_used', 0)} curator decisions alone (soft: where "
+                  f"{fused.DECIDED_PRECISION:.0%} of the decided pairs above it are leaks, hard: where "
+                  f"{fused.DECIDED_HARD_PRECISION:.0%} are, judged out of fold); the curves are its scores on {suite}")
     else:
         fitted = f"fitted on {suite} and {m.get('decisions_used', 0)} curator decisions"
     return (f"**Fused score** P(same photograph) from the embedding similarity{second} and the pixel evidence, "
