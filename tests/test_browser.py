@@ -192,6 +192,31 @@ def test_a_page_switch_keeps_the_reviewer_filters_and_thresholds(server):
     assert list(d["reviewer"]) == ["someone-else"] and list(d["decision"]) == ["unsure"]
 
 
+def test_a_click_in_the_review_panel_then_a_page_switch_keeps_both_pages(server):
+    """The Review panel is a fragment: a click in it reruns only the fragment, and a fragment run forgets the
+    widgets it did not draw. Switching pages after such a click lost the Thresholds sliders (a KeyError on the
+    page) and the Compare mode itself."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = server
+    with sync_playwright() as p:
+        browser, page = _open(p, url + "/Thresholds", "Flagged evaluation images")
+        page.get_by_role("link", name="Review").click()
+        expect(page.get_by_text("Review flagged pairs")).to_be_visible(timeout=30_000)
+        overlay = page.locator("[data-testid='stButtonGroup'] button", has_text="overlay")
+        overlay.click()  # a fragment run
+        expect(overlay).to_have_attribute("aria-checked", "true", timeout=10_000)
+        page.get_by_role("link", name="Thresholds").click()
+        expect(page.get_by_text("Flagged evaluation images")).to_be_visible(timeout=30_000)
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.get_by_role("link", name="Review").click()
+        expect(page.get_by_text("Review flagged pairs")).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(1500)
+        assert overlay.get_attribute("aria-checked") == "true"  # still the curator's choice
+        page.screenshot(path=str(ARTIFACTS / "review-after-page-switch.png"))
+        browser.close()
+
+
 def test_no_request_leaves_the_machine(server):
     """Every page, as a browser loads it: nothing is fetched from outside (a ":material/…:" favicon was)."""
     from playwright.sync_api import sync_playwright

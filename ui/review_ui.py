@@ -8,7 +8,7 @@ import streamlit as st
 from leakcore import review
 from leakcore.api import Project
 from leakcore.leakage import WITHIN
-from ui import data
+from ui import data, state
 from ui.widgets import flash, item_facts, needs_pan, show_image, user_errors
 
 Workspace = Project  # pages hold a Project: the workspace with the product's verbs
@@ -109,6 +109,7 @@ def position(view) -> int:
 def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None:
     """The pair on show, its decisions and views: a fragment, so that a key press or a decision reruns only this
     part (the sidebar and the page around it stay as they are)."""
+    state.keep_widget_state()
     with user_errors():
         queue = data.queue(ws, hard, soft)  # cached; a decision refreshes it through the decisions' stamp
         view, decided = data.review_view(ws, hard, soft, filters)

@@ -52,13 +52,26 @@ PERSISTENT = ("reviewer", "f_eval_splits", "f_sources", "f_degrees", "f_states",
               "heat_check", "th_score", "scan_where", "scan_ray_address", "scan_workers", "scan_verify")
 
 
+def keep_widget_state() -> None:
+    """Write the PERSISTENT widget values back as the session's own. Every full run does it (init_state), and so
+    does the Review page's fragment at its start: a fragment run ends by forgetting the state of widgets it did not
+    draw, so a reviewer who clicked in the fragment and then switched pages lost the Thresholds sliders (a KeyError
+    on the page) and the fragment's own Compare mode. A widget this run has drawn already is kept by Streamlit."""
+    from streamlit.errors import StreamlitWidgetAlreadyInstantiatedError
+
+    for key in PERSISTENT:
+        if key in st.session_state:
+            try:
+                st.session_state[key] = st.session_state[key]
+            except StreamlitWidgetAlreadyInstantiatedError:  # drawn in this run (a full run reaching the fragment)
+                pass
+
+
 def init_state() -> None:
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
             st.session_state[key] = list(value) if isinstance(value, list) else value
-    for key in PERSISTENT:
-        if key in st.session_state:
-            st.session_state[key] = st.session_state[key]
+    keep_widget_state()
     if st.session_state["workspace"] is None:
         st.session_state["workspace"] = default_workspace()
     if st.session_state["reviewer"] is None:
