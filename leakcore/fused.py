@@ -482,8 +482,10 @@ _CACHE: dict = {}
 
 
 def outdated(meta: dict) -> str | None:
-    """Why a stored model cannot be used by this version (its second model's vectors are not the ones this
-    version embeds), or None."""
+    """Why a stored model cannot be used by this version (its evidence or its second model's vectors are not the
+    ones this version computes), or None."""
+    if meta.get("version") != verify.VERSION:
+        return f"its pixel evidence is of version {meta.get('version')}, this one computes version {verify.VERSION}"
     size, caches = meta.get("second_input_size"), meta.get("second_caches") or []
     if meta.get("second_encoder") and (size != SECOND_INPUT_SIZE or len(caches) != 1):
         return f"its second model ran at {size} px" + (" with mirrored images" if len(caches) > 1 else "")

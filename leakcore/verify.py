@@ -9,6 +9,12 @@ evidence that the two images are one photograph:
   scored at once by masked normalised cross-correlation (Padfield 2012, "Masked object registration in the
   Fourier domain"), computed with FFTs over batches of pairs in torch. Luminance and gradient magnitude are
   both correlated; the best transform and shift by their mean is the alignment.
+- refinement: the coarse alignment is a grid (whole pixels, five scales, two angles); a re-cropped CIFAR-10
+  copy is zoomed by 1.4 or moved by half a pixel. OpenCV's ECC (`findTransformECC`, Evangelidis and Psarakis
+  2008) then fits an affine map from the aligned eval canvas onto the training canvas on their overlap, with a
+  few iterations only (more let two look-alikes warp towards each other), and the NCC, detail NCC, difference
+  and overlap are measured again on the refined overlap. On the 1,052 CIFAR-10 pairs judged by eye this lifted
+  the recall at 95% precision of the fused model from 0.83 to 0.91 (10 x 10-fold out of fold).
 - on the aligned overlap: NCC of luminance and of gradients, SSIM (scikit-image), the overlap fraction, the
   NCC of the fine detail (luminance minus its Gaussian blur, scipy) away from the overlap's edge, and the median
   absolute luminance difference. At 32 px two look-alike scenes align their large blobs about as well as two
@@ -31,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-VERSION = 3  # evidence of another version is kept apart (verify/evidence-v<VERSION>)
+VERSION = 4  # evidence of another version is kept apart (verify/evidence-v<VERSION>)
 WORK_SIZE = 32  # working resolution of the alignment (longer side, pixels)
 MAX_SHIFT = 0.25  # translations searched, as a fraction of the working size
 MIN_OVERLAP = 0.5  # an alignment must overlap at least this fraction of the smaller image
@@ -39,6 +45,10 @@ ORB_MIN_SIDE = 96  # both images at least this large (shorter side) for local fe
 ORB_SIDE = 320  # local features are found at this longer side
 FLAT_STD = 4.0 / 255  # overlaps flatter than this (std of luminance) count as flat: NCC is damped there
 FLAT_GRAD_STD = 1.0 / 255  # the same for gradient magnitudes, which are smaller
+REFINE_SIZE = 48  # the refinement runs on the canvases upsampled to this: ECC wants smooth gradients (48 and 64 px
+# separated the judged CIFAR-10 pairs alike, 32 px less well, 96 px no better and slower)
+REFINE_ITERATIONS = 15  # at most; 30 and 60 separated the judged pairs worse (look-alikes warp further) and cost more
+REFINE_EPS = 1e-3
 
 # (dihedral element, scale, angle in degrees); dihedral k: quarter turns k % 4, mirrored when k >= 4
 SCALES = (0.8, 0.9, 1.0, 1.12, 1.25)
@@ -72,7 +82,11 @@ def variants() -> tuple[Variant, ...]:
 
 VARIANTS = variants()
 FEATURES = ("similarity", "ncc", "ncc_grad", "ssim", "overlap", "orb_inliers", "orb_ratio", "orb_used", "ncc_detail",
-            "abs_diff")
+            "abs_diff", "ncc_refined", "detail_refined", "diff_refined", "overlap_refined")
+REFINED = FEATURES[-4:]
+_NO_REFINED = {"ncc_refined": 0.0, "detail_refined": 0.0, "diff_refined": 1.0, "overlap_refined": 0.0}
+_NO_EVIDENCE = {"ncc": 0.0, "ncc_grad": 0.0, "ssim": 0.0, "overlap": 0.0, "orb_inliers": 0.0, "orb_ratio": 0.0,
+                "orb_used": 0.0, "ncc_detail": 0.0, "abs_diff": 1.0, **_NO_REFINED, "variant": -1, "dy": 0, "dx": 0}
 DETAIL_SIGMA = 1.0  # the fine detail: luminance minus its Gaussian blur at this sigma (working pixels)
 EVIDENCE = FEATURES[1:]
 
@@ -265,6 +279,40 @@ def _on_overlap(a: np.ndarray, b: np.ndarray, mask: np.ndarray, al: Alignment) -
     return (overlap_ssim(a * mask, b * mask, mask), *detail_and_difference(a, b, mask))
 
 
+def refine(train: np.ndarray, moved: np.ndarray, mask: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Refine an alignment: the eval canvas `moved` (already aligned onto `train` by `_align`, `mask` their
+    overlap) warped by the affine map that ECC fits from the identity at REFINE_SIZE. Returns the evidence on the
+    refined overlap (`REFINED`: NCC at REFINE_SIZE; detail NCC, median difference and the overlap's share of the
+    canvas at working size) and the warped canvas and mask at working size. Where ECC does not converge the
+    identity stands (the evidence is then that of the coarse alignment, resampled)."""
+    import cv2
+
+    s = train.shape[0]
+    up = lambda x, how: cv2.resize(x, (REFINE_SIZE, REFINE_SIZE), interpolation=how)  # noqa: E731
+    t, a = up(train, cv2.INTER_LINEAR), up(moved, cv2.INTER_LINEAR)
+    m = up(mask, cv2.INTER_NEAREST) > 0.5
+    warp = np.eye(2, 3, dtype=np.float32)
+    try:
+        _, warp = cv2.findTransformECC(t, a, warp, cv2.MOTION_AFFINE,
+                                       (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, REFINE_ITERATIONS, REFINE_EPS),
+                                       m.astype(np.uint8), 3)
+    except cv2.error:  # no convergence (a flat or tiny overlap): keep the coarse alignment
+        pass
+    flags = cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP
+    wa = cv2.warpAffine(a, warp, (REFINE_SIZE, REFINE_SIZE), flags=flags)
+    wm = (cv2.warpAffine(m.astype(np.float32), warp, (REFINE_SIZE, REFINE_SIZE), flags=flags) > 0.999).astype(np.float32)
+    inside = wm > 0.5
+    if inside.sum() < 16:
+        return dict(_NO_REFINED), np.zeros_like(moved), np.zeros_like(mask)
+    x, y = wa[inside] - wa[inside].mean(), t[inside] - t[inside].mean()
+    ncc = float((x * y).sum() / np.sqrt(max(float((x * x).sum()), 1e-9) * max(float((y * y).sum()), 1e-9)))
+    down = lambda x: cv2.resize(x, (s, s), interpolation=cv2.INTER_AREA)  # noqa: E731
+    wa, wm = down(wa), (down(wm) > 0.999).astype(np.float32)
+    detail, diff = detail_and_difference(wa, train, wm)
+    out = {"ncc_refined": ncc, "detail_refined": detail, "diff_refined": diff, "overlap_refined": float(inside.mean())}
+    return out, wa * wm, wm
+
+
 def orb_match(img_a: Image.Image, img_b: Image.Image) -> tuple[int, float]:
     """(RANSAC inliers, inlier ratio) of ORB matches under a partial affine model (rotation, scale, shift),
     trying the eval image as is and mirrored; (0, 0) when too few features."""
@@ -302,8 +350,8 @@ def orb_match(img_a: Image.Image, img_b: Image.Image) -> tuple[int, float]:
 
 
 def evidence(eval_images: list[Image.Image], train_images: list[Image.Image], *, batch: int = 32) -> "pd.DataFrame":
-    """Per pair: ncc, ncc_grad, ssim, overlap, orb_inliers (log1p), orb_ratio, orb_used, ncc_detail, abs_diff and the alignment
-    (variant, dy, dx in working pixels). Images that could not be read are passed as None (no evidence)."""
+    """Per pair: ncc, ncc_grad, ssim, overlap, orb_inliers (log1p), orb_ratio, orb_used, ncc_detail, abs_diff, the
+    evidence after refinement (`REFINED`) and the coarse alignment (variant, dy, dx in working pixels). Images that could not be read are passed as None (no evidence)."""
     import pandas as pd
 
     rows: list[dict] = []
@@ -319,11 +367,13 @@ def evidence(eval_images: list[Image.Image], train_images: list[Image.Image], *,
             als, moved, moved_mask = _align(la, ma, lb, mb)
             for j, (i, al) in enumerate(zip(ok, als)):
                 ssim, detail, diff = _on_overlap(moved[j], lb[j], moved_mask[j] * mb[j], al)
+                refined = refine(lb[j], moved[j], moved_mask[j] * mb[j])[0] if al.overlap > 0 else dict(_NO_REFINED)
                 use_orb = min(ea[i].size) >= ORB_MIN_SIDE and min(tb[i].size) >= ORB_MIN_SIDE
                 inl, ratio = orb_match(ea[i], tb[i]) if use_orb else (0, 0.0)
                 out[i] = {"ncc": al.ncc, "ncc_grad": al.ncc_grad, "ssim": ssim, "overlap": al.overlap,
                           "orb_inliers": float(np.log1p(inl)), "orb_ratio": ratio, "orb_used": float(use_orb),
-                          "ncc_detail": detail, "abs_diff": diff, "variant": al.variant, "dy": al.dy, "dx": al.dx}
+                          "ncc_detail": detail, "abs_diff": diff, **refined, "variant": al.variant, "dy": al.dy,
+                          "dx": al.dx}
         rows.extend(out)
     cols = list(EVIDENCE) + ["variant", "dy", "dx"]
     return pd.DataFrame(rows, columns=cols).astype({"variant": np.int16, "dy": np.int16, "dx": np.int16})
@@ -337,11 +387,14 @@ class Explanation:
     alignment: Alignment
     transform: str  # the variant in words ("mirrored, scaled x1.12")
     train: np.ndarray  # training luminance (S, S)
-    aligned: np.ndarray  # the eval luminance moved onto it (S, S)
+    aligned: np.ndarray  # the eval luminance moved onto it by the coarse alignment (S, S)
     overlap_mask: np.ndarray  # where both have pixels (S, S)
     ssim: float
     ncc_detail: float
     abs_diff: float
+    refined: dict  # the evidence after refinement (`REFINED`)
+    refined_aligned: np.ndarray  # the eval luminance after refinement (S, S), zero outside refined_mask
+    refined_mask: np.ndarray
 
 
 def explain(eval_image: Image.Image, train_image: Image.Image) -> Explanation:
@@ -351,11 +404,9 @@ def explain(eval_image: Image.Image, train_image: Image.Image) -> Explanation:
     (al,), moved, moved_mask = _align(la[None], ma[None], lb[None], mb[None])
     a, m = moved[0], moved_mask[0] * mb
     ssim, detail, diff = _on_overlap(a, lb, m, al)
-    return Explanation(al, VARIANTS[al.variant].label, lb, a, m, ssim, detail, diff)
+    refined, ra, rm = refine(lb, a, m) if al.overlap > 0 else (dict(_NO_REFINED), np.zeros_like(a), np.zeros_like(m))
+    return Explanation(al, VARIANTS[al.variant].label, lb, a, m, ssim, detail, diff, refined, ra, rm)
 
-
-_NO_EVIDENCE = {"ncc": 0.0, "ncc_grad": 0.0, "ssim": 0.0, "overlap": 0.0, "orb_inliers": 0.0, "orb_ratio": 0.0,
-                "orb_used": 0.0, "ncc_detail": 0.0, "abs_diff": 1.0, "variant": -1, "dy": 0, "dx": 0}
 
 
 # ---- the evidence store: keyed by the two images' content, so every encoder and every re-scan shares it ------

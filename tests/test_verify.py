@@ -121,6 +121,24 @@ def test_orb_matches_a_watermarked_crop_of_a_photo():
     assert inl_same >= 20 and inl_same > 3 * max(inl_other, 1)
 
 
+def test_refinement_takes_up_a_zoom_the_coarse_grid_leaves_over():
+    """A re-crop zoomed by 1.4 or 1.5 (past the grid's largest scale, 1.25) aligns coarsely at NCC 0.65-0.8 and
+    its fine detail does not line up; ECC's affine refinement brings both up, and another scene stays low."""
+    scene = _scene(5, (256, 256)).resize((64, 64), Image.Resampling.LANCZOS)
+    train = scene.resize((32, 32), Image.Resampling.LANCZOS)
+    other = verify.evidence([_scene(6, (256, 256)).resize((32, 32), Image.Resampling.LANCZOS)], [train]).iloc[0]
+    for zoom in (1.4, 1.5):
+        w = 64 / zoom
+        o = (64 - w) / 2 + 3
+        copy = scene.crop((o, o - 2, o + w, o - 2 + w)).resize((32, 32), Image.Resampling.LANCZOS)
+        ev = verify.evidence([copy], [train]).iloc[0]
+        assert ev["ncc"] < 0.85 and ev["ncc_refined"] > 0.9 and ev["detail_refined"] > ev["ncc_detail"] + 0.2
+        assert ev["detail_refined"] > 0.7 > other["ncc_refined"] and other["detail_refined"] < 0.4
+        x = verify.explain(copy, train)  # what the Review page shows is the same computation
+        assert x.refined["ncc_refined"] == pytest.approx(ev["ncc_refined"], abs=1e-5)
+        assert x.refined_mask.sum() > 0 and (x.refined_aligned[x.refined_mask == 0] == 0).all()
+
+
 @pytest.fixture
 def scanned(tmp_path):
     root = make_folder_dataset(tmp_path / "data", n_train=24, n_test=8, leaks=(0, 1, 2))
@@ -253,8 +271,9 @@ def test_decisions_raise_the_fused_soft_threshold_to_where_the_flags_they_saw_ar
 
 
 def test_a_model_fitted_by_an_older_version_is_fitted_again_by_the_next_scan(scanned):
-    """A model whose second model ran at another size (or mirrored) cannot be scored by this version: it counts
-    as none, and a scan with verification plans the fit again instead of verifying for ever."""
+    """A model whose second model ran at another size (or mirrored), or fitted on evidence of an older version,
+    cannot be scored by this version: it counts as none, and a scan with verification plans the fit again
+    instead of verifying for ever."""
     import json
 
     scanned.configure(verify=True)
@@ -266,6 +285,11 @@ def test_a_model_fitted_by_an_older_version_is_fitted_again_by_the_next_scan(sca
     meta_file.write_text(json.dumps(stored))
     assert fused.load(scanned) is None
     assert "fit fused score" in [j.name for j in scanned.plan_scan().todo]
+    fm = scanned.verify(queries=12)  # fitted again; then one fitted on evidence of an older version
+    stored = json.loads(meta_file.read_text())
+    stored["meta"]["version"] = verify.VERSION - 1
+    meta_file.write_text(json.dumps(stored))
+    assert fused.load(scanned) is None and "version" in fused.outdated(stored["meta"])
 
 
 def test_candidates_are_each_images_nearest_few_and_beyond_them_the_raw_flags():

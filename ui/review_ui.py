@@ -217,16 +217,15 @@ def _comparison(a, b, mode: str, side: int = 512):
 
 
 def _aligned_images(x, side: int = 256):
-    """(overlay, difference) of an Explanation at `side` px: overlay red = evaluation moved onto the training
-    image, cyan = training image, so where they agree it is grey and where they differ it is coloured;
-    outside the overlap both are dimmed."""
+    """(overlay, difference) of an Explanation at `side` px, after refinement: overlay red = evaluation moved
+    onto the training image, cyan = training image, so where they agree it is grey and where they differ it is
+    coloured; outside the overlap both are dimmed."""
     import numpy as np
     from PIL import Image
 
-    m = x.overlap_mask[..., None]
-    rgb = np.stack([x.aligned, x.train, x.train], -1)
-    rgb = rgb * (0.35 + 0.65 * m)
-    diff = np.clip(np.abs(x.aligned - x.train) * 4 * x.overlap_mask, 0, 1)
+    aligned, mask = x.refined_aligned, x.refined_mask
+    rgb = np.stack([aligned, x.train, x.train], -1) * (0.35 + 0.65 * mask[..., None])
+    diff = np.clip(np.abs(aligned - x.train) * 4 * mask, 0, 1)
     up = lambda a: Image.fromarray((a * 255).astype(np.uint8)).resize((side, side), Image.Resampling.NEAREST)  # noqa: E731
     return up(rgb), up(diff)
 
@@ -249,12 +248,15 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
     with c3:
         al = x.alignment
         st.markdown(f"**Best alignment**: {x.transform}, shifted by ({al.dx:+d}, {al.dy:+d}) px at "
-                    f"{x.train.shape[0]} px")
+                    f"{x.train.shape[0]} px, then refined by an affine warp (ECC)")
         facts = {"raw similarity": f"{raw:.4f}", "NCC (luminance)": f"{al.ncc:.3f}",
                  "NCC (gradients)": f"{al.ncc_grad:.3f}", "SSIM on the overlap": f"{x.ssim:.3f}",
                  "NCC (fine detail)": f"{x.ncc_detail:.3f}",
                  "median |difference|": f"{255 * x.abs_diff:.1f} grey levels",
-                 "overlap": f"{100 * al.overlap:.0f}% of the smaller image"}
+                 "overlap": f"{100 * al.overlap:.0f}% of the smaller image",
+                 "NCC after refinement": f"{x.refined['ncc_refined']:.3f}",
+                 "NCC (fine detail) after refinement": f"{x.refined['detail_refined']:.3f}",
+                 "median |difference| after refinement": f"{255 * x.refined['diff_refined']:.1f} grey levels"}
         if e.stored is not None and e.stored["orb_used"]:
             import math
 
