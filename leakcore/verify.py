@@ -284,7 +284,8 @@ def refine(train: np.ndarray, moved: np.ndarray, mask: np.ndarray) -> tuple[dict
     overlap) warped by the affine map that ECC fits from the identity at REFINE_SIZE. Returns the evidence on the
     refined overlap (`REFINED`: NCC at REFINE_SIZE; detail NCC, median difference and the overlap's share of the
     canvas at working size) and the warped canvas and mask at working size. Where ECC does not converge the
-    identity stands (the evidence is then that of the coarse alignment, resampled)."""
+    identity stands (the evidence is then that of the coarse alignment, resampled). Callers skip pairs with no
+    coarse alignment (overlap 0): they get no refined evidence either."""
     import cv2
 
     s = train.shape[0]
@@ -351,7 +352,8 @@ def orb_match(img_a: Image.Image, img_b: Image.Image) -> tuple[int, float]:
 
 def evidence(eval_images: list[Image.Image], train_images: list[Image.Image], *, batch: int = 32) -> "pd.DataFrame":
     """Per pair: ncc, ncc_grad, ssim, overlap, orb_inliers (log1p), orb_ratio, orb_used, ncc_detail, abs_diff, the
-    evidence after refinement (`REFINED`) and the coarse alignment (variant, dy, dx in working pixels). Images that could not be read are passed as None (no evidence)."""
+    evidence after refinement (`REFINED`) and the coarse alignment (variant, dy, dx in working pixels). Images
+    that could not be read are passed as None (no evidence)."""
     import pandas as pd
 
     rows: list[dict] = []
