@@ -132,6 +132,9 @@ def main() -> None:
     below = fresh(best_f[(best_f["fused"] < fm.soft) & (best_f["verified"]) & ~best_f.index.isin(ids)])
     below = below.sort_values("raw_similarity", ascending=False).drop_duplicates().reset_index()
     b = below.iloc[np.sort(rng.choice(len(below), min(args.n, len(below)), replace=False))]
+    # what each sample is drawn from: bench/verify_frontier.py weighs the judged samples by these
+    result["sample_pools"] = {"flags": int(len(unlisted_flags)), "below": int(len(below))}
+    (out / "cifair.json").write_text(json.dumps(result, indent=2))
     for name, df in (("flags", a), ("below", b)):
         df = df.reset_index(drop=True)
         sheet(ws, df, out / f"sample-{name}.png", lab)
