@@ -259,3 +259,17 @@ def test_a_link_opens_its_pair_whatever_the_filters_and_the_url_follows_the_pair
     at.button(key="prev").click().run()  # the least similar flagged pair is the last one: step back
     shown = (at.query_params["eval"], at.query_params["train"])
     assert shown != (target["eval_item_id"], target["train_item_id"]) and shown[0].startswith("animals/test/")
+
+
+def test_the_fused_caption_says_how_its_soft_threshold_was_chosen():
+    from types import SimpleNamespace
+
+    from ui import thresholds_ui
+
+    meta = {"suite_pairs": 800, "queries": 200, "auc": 0.99, "raw_auc": 0.9, "decisions_used": 0}
+    suite = SimpleNamespace(meta={**meta, "threshold_rule": "suite"}, hard=0.9, soft=0.035)
+    decided = SimpleNamespace(meta={**meta, "threshold_rule": "decisions: >= 95% (out of fold)", "decisions_used": 300},
+                              hard=0.9, soft=0.7)
+    assert "0.1% of the suite's negatives score higher" in thresholds_ui.fused_model_caption(suite)
+    assert "negatives score higher" not in thresholds_ui.fused_model_caption(decided)
+    assert "soft **0.0350**" in thresholds_ui.fused_model_caption(suite)

@@ -308,6 +308,9 @@ def fused_model_caption(model) -> str:
                   f"{fused.DECIDED_HARD_PRECISION:.0%} are, judged out of fold); the curves are its scores on {suite}")
     else:
         fitted = f"fitted on {suite} and {m.get('decisions_used', 0)} curator decisions"
+        if m.get("threshold_rule", "suite") == "suite":  # soft is the suite's false-positive point, a probability
+            fitted += (" (soft: where 0.1% of the suite's negatives score higher; the model is so sure of those "
+                       "negatives that this can be a small probability: read it as a rank, not as a chance)")
     return (f"**Fused score** P(same photograph) from the embedding similarity{second} and the pixel evidence, "
             f"{fitted} · AUC {m.get('auc', float('nan')):.3f} vs {m.get('raw_auc', float('nan')):.3f} for the raw "
             f"similarity (dashed) · suggested hard **{model.hard:.4f}**, soft **{model.soft:.4f}**")
