@@ -199,14 +199,15 @@ _CACHES: dict = {}  # folder -> (its shard key files, (EmbeddingCache, its keys)
 
 def _read_cache(folder, dim: int):
     """(EmbeddingCache, its keys) of a folder, read again only when its shards change: every load of the pairs
-    with the fused score asks (the same rule as verify.EvidenceStore.frame)."""
+    with the fused score asks."""
     from leakcore.embed import EmbeddingCache
+    from leakcore.io import read_while_unchanged
 
-    shards = tuple(sorted(folder.glob("shard-*.keys.parquet"))) if folder.exists() else ()
-    if _CACHES.get(folder, (None,))[0] != shards:
+    def read(_shards):
         cache = EmbeddingCache(folder, dim)
-        _CACHES[folder] = (shards, (cache, cache.keys()))
-    return _CACHES[folder][1]
+        return cache, cache.keys()
+
+    return read_while_unchanged(_CACHES, folder, "shard-*.keys.parquet", read)
 
 
 def verify_pairs(ws, pairs: pd.DataFrame, fm: "FusedModel", *, progress=None, should_stop=None) -> int:

@@ -5,9 +5,11 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import pandas as pd
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -43,3 +45,12 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Atomically write a DataFrame as Parquet (no index)."""
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
+
+
+def read_while_unchanged(memo: dict, folder: Path, pattern: str, read: Callable[[tuple[Path, ...]], T]) -> T:
+    """`read(files)` of the files in `folder` matching `pattern`, memoised in `memo` until that set of files
+    changes. Stores write whole new files atomically and never rewrite one, so a new name is the only change."""
+    files = tuple(sorted(folder.glob(pattern))) if folder.exists() else ()
+    if memo.get(folder, (None,))[0] != files:
+        memo[folder] = (files, read(files))
+    return memo[folder][1]

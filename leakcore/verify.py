@@ -451,13 +451,15 @@ class EvidenceStore:
         """Every stored row; read once per set of parts (every load of the pairs with the fused score asks)."""
         import pandas as pd
 
-        parts = tuple(sorted(self.folder.glob("part-*.parquet"))) if self.folder.exists() else ()
-        if _FRAMES.get(self.folder, (None,))[0] != parts:
+        from leakcore.io import read_while_unchanged
+
+        def read(parts):
             frames = [pd.read_parquet(p) for p in parts]
-            cols = ["sha_a", "sha_b", *EVIDENCE, "variant", "dy", "dx"]
-            _FRAMES[self.folder] = (parts, pd.concat(frames, ignore_index=True).drop_duplicates(["sha_a", "sha_b"])
-                                    if frames else pd.DataFrame(columns=cols))
-        return _FRAMES[self.folder][1]
+            if not frames:
+                return pd.DataFrame(columns=["sha_a", "sha_b", *EVIDENCE, "variant", "dy", "dx"])
+            return pd.concat(frames, ignore_index=True).drop_duplicates(["sha_a", "sha_b"])
+
+        return read_while_unchanged(_FRAMES, self.folder, "part-*.parquet", read)
 
     def missing(self, shas_a, shas_b) -> np.ndarray:
         have = set(zip(self.frame()["sha_a"], self.frame()["sha_b"]))
