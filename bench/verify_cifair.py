@@ -122,8 +122,6 @@ def main() -> None:
         "judged_decisions": len(decided),
         "model": fm.meta,
     }
-    print(json.dumps(result, indent=2))
-    (out / "cifair.json").write_text(json.dumps(result, indent=2))
     rng = np.random.default_rng(0)
     lab = lambda r: f"r{r.raw_similarity:.2f} f{r.fused:.2f}"  # noqa: E731
     fresh = lambda f: f[[(e, t) not in decided for e, t in zip(f["eval_item_id"], f["train_item_id"])]]  # noqa: E731
@@ -134,6 +132,7 @@ def main() -> None:
     b = below.iloc[np.sort(rng.choice(len(below), min(args.n, len(below)), replace=False))]
     # what each sample is drawn from: bench/verify_frontier.py weighs the judged samples by these
     result["sample_pools"] = {"flags": int(len(unlisted_flags)), "below": int(len(below))}
+    print(json.dumps(result, indent=2))
     (out / "cifair.json").write_text(json.dumps(result, indent=2))
     for name, df in (("flags", a), ("below", b)):
         df = df.reset_index(drop=True)
