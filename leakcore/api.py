@@ -16,13 +16,15 @@ from typing import Callable
 
 import pandas as pd
 
+from leakcore import access as _access
 from leakcore import calibrate as _calibrate
 from leakcore import checks as _checks
 from leakcore import coverage as _coverage
 from leakcore import downstream, export as _export, fused as _fused, ingest, leakage, review
 from leakcore import scan as _scan
 from leakcore.errors import InvalidInput, UnknownName
-from leakcore.project import Workspace
+from leakcore.access import Action
+from leakcore.project import DEFAULT_ENCODER, DEFAULT_K, Workspace
 from leakcore.schema import Decision, SplitId
 
 log = logging.getLogger(__name__)
@@ -94,16 +96,29 @@ class Decisions:
     def __init__(self, project: "Project"):
         self._p = project
 
+    def _may_decide(self, reviewer: str | None) -> None:
+        """With roles: the reviewer must be the acting user (nobody decides in another's name) and a curator or lead."""
+        if _access.load_roles(self._p.path) is None:
+            return
+        actor = self._p.acting_user
+        if actor and reviewer and _access.normalise_user(actor) != _access.normalise_user(reviewer):
+            raise _access.AccessDenied(f"{actor} cannot record decisions in the name of {reviewer}",
+                                       cli="pass your own name with --reviewer", page="Decide as yourself")
+        _access.require(self._p.path, reviewer or actor, Action.DECIDE)
+
     def decide(self, eval_item_id: str, train_item_id: str, decision: "Decision | str", *, reviewer: str,
                note: str | None = None) -> int:
+        self._may_decide(reviewer)
         return review.decide(self._p, eval_item_id, train_item_id, Decision.parse(decision), reviewer=reviewer, note=note)
 
     def decide_many(self, pairs: list[tuple[str, str]], decision: "Decision | str", *, reviewer: str,
                     note: str | None = None) -> int:
+        self._may_decide(reviewer)
         return review.decide_many(self._p, pairs, Decision.parse(decision), reviewer=reviewer, note=note)
 
     def undo_last(self, reviewer: str) -> dict | None:
         """Undo `reviewer`'s own most recent decision (never another reviewer's)."""
+        self._may_decide(reviewer)
         return review.undo_last(self._p, reviewer)
 
     def latest(self) -> pd.DataFrame:
@@ -114,7 +129,103 @@ class Decisions:
 
 
 class Project(Workspace):
-    """A leakage project on disk, with the product's verbs. Open with `Project.open(path)` or `Project.create`."""
+    """A leakage project on disk, with the product's verbs. Open with `Project.open(path)` or `Project.create`.
+
+    `actor` names who acts (None: `leakcore.access.current_user()`); with a roles file in the workspace every verb
+    that changes it checks the actor's role and refuses with `AccessDenied`, and every change that alters later
+    exports is appended to the audit log (`leakcore.access`)."""
+
+    actor: str | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, actor: str | None = None) -> "Project":
+        """Open a workspace (under the server's allowed roots, when it lists any) as `actor`."""
+        _access.check_path(path, "workspace")
+        project = super().open(path)
+        project.actor = actor.strip() if actor else None
+        return project
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER, k: int = DEFAULT_K,
+               actor: str | None = None) -> "Project":
+        """Create a workspace (or open the one at `path`) as `actor`, under the allowed roots."""
+        _access.check_path(path, "workspace")
+        project = super().create(path, encoder=encoder, k=k)
+        project.actor = actor.strip() if actor else None
+        return project
+
+    # ---- access ------------------------------------------------------------------------------------------
+    @property
+    def acting_user(self) -> str | None:
+        return _access.current_user(self.actor)
+
+    def role(self, user: str | None = None) -> _access.Role:
+        """The role of `user` (default: the acting user) here; lead for everyone without a roles file."""
+        return _access.role_of(self.path, user or self.acting_user)
+
+    def roles(self) -> "_access.Roles | None":
+        return _access.load_roles(self.path)
+
+    def set_roles(self, roles: "_access.Roles | dict") -> "_access.Roles":
+        """Write the roles file (a lead only, or anyone while there is none); audited."""
+        roles = roles if isinstance(roles, _access.Roles) else _access.Roles.from_dict(roles)
+        return _access.save_roles(self.path, roles, actor=self.acting_user)
+
+    @property
+    def audit_log(self) -> _access.AuditLog:
+        return _access.AuditLog(self.path)
+
+    def _require(self, action: Action) -> tuple[str, str]:
+        """(who, role) when the acting user may do `action`, else AccessDenied."""
+        user = self.acting_user
+        role = _access.require(self.path, user, action)
+        return user or f"{_access.os_user()} (no session)", role.value
+
+    def _audit(self, who: tuple[str, str], action: str, **entry) -> None:
+        self.audit_log.append(who[0], action, role=who[1], **entry)
+
+    # ---- settings (checked and audited here; the workspace stores them) ------------------------------------
+    def _settings_now(self) -> dict:
+        s = self.config["settings"]
+        return {"encoder": self.encoder, "k": self.k, "flip_queries": self.flip_queries, "grouping": self.grouping,
+                "verify": self.verification, "encoder_options": dict(s.get("encoder_options", {}))}
+
+    def set_settings(self, **settings) -> None:
+        who = self._require(Action.SCAN)
+        before = self._settings_now()
+        super().set_settings(**settings)
+        if self._settings_now() != before:
+            self._audit(who, "settings", before=before, after=self._settings_now())
+
+    def set_encoder_options(self, **options) -> None:
+        who = self._require(Action.SCAN)
+        before = self._settings_now()
+        super().set_encoder_options(**options)
+        if self._settings_now() != before:
+            self._audit(who, "settings", before=before, after=self._settings_now())
+
+    def set_group_settings(self, **settings) -> None:
+        who = self._require(Action.THRESHOLDS)
+        before = self.group_settings
+        super().set_group_settings(**settings)
+        self._audit(who, "group settings", before=before, after=self.group_settings)
+
+    def set_score(self, score: str) -> None:
+        who = self._require(Action.THRESHOLDS)
+        before = self.score
+        super().set_score(score)
+        self._audit(who, "score", before=before, after=self.score)
+
+    def set_thresholds(self, hard: float, soft: float, *, encoder: str | None = None, source: str = "manual",
+                       score: str | None = None) -> None:
+        """Store thresholds (a lead's change), audited with the values before and after."""
+        who = self._require(Action.THRESHOLDS)
+        encoder, score = encoder or self.encoder, score or self.score
+        old = self.thresholds_or_none(encoder, score=score)
+        super().set_thresholds(hard, soft, encoder=encoder, source=source, score=score)
+        self._audit(who, "thresholds", target=f"{encoder} ({score})",
+                    before=None if old is None else {"hard": old.hard, "soft": old.soft, "source": old.source},
+                    after={"hard": float(hard), "soft": float(soft), "source": source})
 
     # ---- ingest ------------------------------------------------------------------------------------------
     def add(self, name: str, source: str | os.PathLike, *, fmt: str | None = None,
@@ -122,16 +233,23 @@ class Project(Workspace):
             split: str | None = None, encoder: str | None = None, progress: Callable[[int, int], None] | None = None,
             max_pixels: int | None = None, group_from: str | None = None, group_level: int | None = None) -> dict:
         """Ingest a dataset (layout detected unless `fmt` names one); returns the ingest summary."""
+        who = self._require(Action.ADD)
+        _access.check_path(source, "dataset source")
+        if root is not None:
+            _access.check_path(root, "dataset root")
         roles = roles if isinstance(roles, dict) else ingest.parse_roles(roles)
-        return ingest.add_dataset(self, name, source, fmt=fmt, roles=roles, root=root, split=split, encoder=encoder,
-                                  progress=progress, max_pixels=max_pixels, group_from=group_from,
-                                  group_level=group_level)
+        summary = ingest.add_dataset(self, name, source, fmt=fmt, roles=roles, root=root, split=split,
+                                     encoder=encoder, progress=progress, max_pixels=max_pixels, group_from=group_from,
+                                     group_level=group_level)
+        self._audit(who, "add dataset", target=name, after={"source": str(source), "items": summary.get("items")})
+        return summary
 
     # ---- scan --------------------------------------------------------------------------------------------
     def configure(self, *, encoder: str | None = None, k: int | None = None, flip_queries: bool | None = None,
                   encoder_options: dict | None = None, grouping: bool | None = None,
                   verify: bool | None = None) -> _scan.ScanSettings:
         """Remember scan settings (None keeps one) and return those in force."""
+        self._require(Action.SCAN)
         return _scan.configure_scan(self, encoder=encoder, k=k, flip_queries=flip_queries, encoder_options=encoder_options,
                                     grouping=grouping, verify=verify)
 
@@ -145,6 +263,8 @@ class Project(Workspace):
              workers: int | None = None) -> _scan.ScanResult:
         """Configure (None keeps a setting), plan, and run the jobs: here, or on a Ray cluster when `ray` is an
         address ("local": a Ray started on this machine); the stored results are the same."""
+        who = self._require(Action.SCAN)
+        self._audit(who, "scan", after={"encoder": encoder or self.encoder, "k": k or self.k, "ray": ray})
         if ray is None:
             return _scan.scan(self, encoder_name=encoder, k=k, flip_queries=flip_queries,
                               encoder_overrides=encoder_options, grouping=grouping, verify=verify, progress=progress,
@@ -203,6 +323,17 @@ class Project(Workspace):
                                              "examples": future["item_id"].head(10).tolist()}
         return data
 
+    def report_document(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True,
+                        top: int | None = None, impact: ImpactRequest | None = None):
+        """The whole leakage report as one data structure (`.data`: what `report --json` prints; `report()`'s keys
+        and summary, verdicts, findings, impact when `impact` asks, thresholds, provenance) that draws itself as one
+        self-contained HTML page (`.html()`, `.write_html(path)`); see `leakcore.report`."""
+        from leakcore import report as _report
+
+        return _report.build(self, hard=hard, soft=soft, use_decisions=use_decisions,
+                             top=_report.DEFAULT_TOP if top is None else top,
+                             impact=None if impact is None else self.impact(impact))
+
     # ---- groups and time ---------------------------------------------------------------------------------
     def groups(self, *, threshold: float | None = None, use_decisions: bool = True):
         """Explicit, recovered and confirmed groups with their evidence (`leakcore.grouping.Groups`)."""
@@ -216,9 +347,17 @@ class Project(Workspace):
         """A new train/test assignment in which no group spans splits; written (own format + manifest) if `write`."""
         from leakcore import resplit
 
+        who = self._require(Action.RESPLIT) if write else None
         result = resplit.plan_resplit(self, dataset, test_size=test_size, stratify=stratify, time_cutoff=time_cutoff,
                                       seed=seed)
-        return resplit.write_resplit(self, result, out) if write else result
+        if not write:
+            return result
+        written = resplit.write_resplit(self, result, out)
+        self._audit(who, "re-split", target=dataset,
+                    after={**{k: v for k, v in written.summary.items() if not isinstance(v, (list, dict))},
+                           "files": [str(f) for f in written.files]},
+                    details={"test_size": test_size, "stratify": stratify, "time_cutoff": time_cutoff, "seed": seed})
+        return written
 
     def future_training(self, cutoff: str | None = None) -> pd.DataFrame:
         """Training images dated after the cutoff (training on the future)."""
@@ -232,10 +371,14 @@ class Project(Workspace):
                   should_stop: Callable[[], bool] | None = None) -> _calibrate.CalibrationResult:
         """Run the robustness protocol on a collection, store it, and make its thresholds the project's if `apply`.
         `should_stop()` is asked between steps: a stopped run stores nothing (CalibrationStopped)."""
+        who = self._require(Action.CALIBRATE)
         result = _calibrate.calibrate(self, str(SplitId.parse(collection)), encoder_name=encoder, queries=queries,
                                       target_fpr=target_fpr, progress=progress, should_stop=should_stop)
+        self._audit(who, "calibration", target=f"{result.encoder} on {collection}",
+                    after={"suggested_hard": float(result.hard), "suggested_soft": float(result.soft)},
+                    details={"queries": queries, "target_fpr": target_fpr, "applied": apply})
         if apply:
-            _calibrate.apply(self, result)
+            _calibrate.apply(self, result)  # set_thresholds audits the change itself
         return result
 
     def calibration(self, encoder: str | None = None) -> _calibrate.CalibrationResult | None:
@@ -248,11 +391,13 @@ class Project(Workspace):
         stored candidate pair (evidence is cached by the two images' content; an interrupted run resumes)."""
         from leakcore import verify as _verify
 
+        who = self._require(Action.CALIBRATE)
         fm = None if refit else _fused.load(self)
         fm = fm or _fused.fit(self, queries=queries, progress=progress)
         pairs = leakage.load_pairs(self, raw=True)  # cross-split and within-split pairs alike
         _fused.verify_pairs(self, _fused.candidates(pairs, fm), fm, progress=progress,
                             should_stop=should_stop)
+        self._audit(who, "verification", target=self.encoder, after={"refit": refit, "hard": fm.hard, "soft": fm.soft})
         return fm
 
     def explain_pair(self, eval_item_id: str, train_item_id: str, *, similarity: float | None = None) -> PairEvidence:
@@ -362,6 +507,7 @@ class Project(Workspace):
         """The shortcut audit (metadata and region probes) of one dataset; see `leakcore.shortcuts`."""
         from leakcore import shortcuts
 
+        self._require(Action.ANALYSE)
         result = shortcuts.audit(self, dataset, train_split=train_split, eval_split=eval_split, regions=regions,
                                  permutations=permutations, max_items=max_items, region_items=region_items,
                                  progress=progress)
@@ -390,7 +536,36 @@ class Project(Workspace):
 
     def export(self, split: str, policy: _export.ExportPolicy, *, fmt: str = "same", out: str | None = None,
                links: str | None = None) -> _export.ExportResult:
-        return _export.export(self, split, policy, fmt=fmt, out=out, links=links)
+        """Write the cleaned split (a lead's act); its provenance names the decisions, thresholds and people."""
+        who = self._require(Action.EXPORT)
+        if out is not None:
+            _access.check_path(out, "export folder")
+        result = _export.export(self, split, policy, fmt=fmt, out=out, links=links,
+                                provenance={"people": self._people(split, who[0])})
+        self._audit(who, "export", target=str(split),
+                    after={"folder": str(result.folder), "kept": result.kept, "removed": result.removed},
+                    details={"flags": policy.flags, "keep": len(policy.keep), "dedupe_within": policy.dedupe_within,
+                             "groups": policy.groups, "format": fmt})
+        return result
+
+    def _people(self, split: str, exported_by: str) -> dict:
+        """Who shaped an export: who exported it, who decided its pairs (how many, in force), who set its thresholds."""
+        ids = set(self.split_items(split)["item_id"].astype(str))
+        decided = review.latest_decisions(self)
+        decided = decided[decided["eval_item_id"].astype(str).isin(ids)]
+        key = self._threshold_key(self.encoder, None)
+        score = key.split("+", 1)[1] if "+" in key else "similarity"
+        set_by = self.audit_log.last("thresholds", target=f"{self.encoder} ({score})")
+        return {
+            "exported_by": exported_by,
+            "decisions_in_force": int(len(decided)),
+            "decisions_by_reviewer": {str(k): int(v) for k, v in decided["reviewer"].value_counts().sort_index().items()},
+            "decisions_by_word": {str(k): int(v) for k, v in decided["decision"].value_counts().sort_index().items()},
+            "last_decision_at": None if decided.empty else str(decided["created_at"].max()),
+            "thresholds_set_by": None if set_by is None else {k: set_by[k] for k in ("user", "time", "after")},
+            "roles": None if self.roles() is None else self.roles().to_dict(),
+            "audit_entries": len(self.audit_log.entries()),
+        }
 
 
 def open_project(path: str | os.PathLike) -> Project:

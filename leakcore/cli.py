@@ -125,14 +125,16 @@ def cmd_scan(args) -> int:
 
 
 def _report(project, *, as_json: bool = False, fail_above_hard=None, fail_above_soft=None, use_decisions=True,
-            hard=None, soft=None, fail_above_group=None, fail_above_temporal=None, fail_on_shortcut=False) -> int:
+            hard=None, soft=None, fail_above_group=None, fail_above_temporal=None, fail_on_shortcut=False,
+            document=None) -> int:
     from leakcore import leakage
 
     if as_json:
         import pandas as pd
 
-        data = project.report(hard=hard, soft=soft, use_decisions=use_decisions)
-        print(json.dumps(data, indent=2))
+        document = document or project.report_document(hard=hard, soft=soft, use_decisions=use_decisions)
+        data = document.data
+        print(document.to_json())
         table = pd.DataFrame(data["rates"])
     else:
         ci = project.check_inputs(hard=hard, soft=soft, use_decisions=False)
@@ -178,7 +180,31 @@ def _report(project, *, as_json: bool = False, fail_above_hard=None, fail_above_
 
 
 def cmd_report(args) -> int:
-    return _report(_project(args.dir), as_json=args.json, fail_above_hard=args.fail_above_hard,
+    project = _project(args.dir)
+    document = None
+    if args.json or args.html:  # one data structure for both: the JSON printed and the page written agree
+        import time
+
+        from leakcore.api import ImpactRequest, LeakSource
+
+        impact = None
+        if args.predictions or args.probe:
+            source = LeakSource.LIST if args.leaks else LeakSource.FLAGS if args.auto_only else LeakSource.DECISIONS
+            impact = ImpactRequest(args.impact_split, tuple(args.predictions or ()), tuple(args.probe or ()), source,
+                                   args.leaks)
+        t0 = time.perf_counter()
+        document = project.report_document(hard=args.hard, soft=args.soft, use_decisions=not args.auto_only,
+                                           top=args.top, impact=impact)
+        if args.html:
+            size = document.write_html(args.html)
+            print(f"wrote {args.html}: {size / 2**20:.2f} MB, self-contained, in {time.perf_counter() - t0:.1f} s",
+                  file=sys.stderr if args.json else sys.stdout)
+    elif args.predictions or args.probe:
+        from leakcore.errors import InvalidInput
+
+        raise InvalidInput("predictions and probes add the impact table to the full report",
+                           cli="add --html FILE and/or --json")
+    return _report(project, as_json=args.json, document=document, fail_above_hard=args.fail_above_hard,
                    fail_above_soft=args.fail_above_soft, use_decisions=not args.auto_only, hard=args.hard, soft=args.soft,
                    fail_above_group=args.fail_above_group, fail_above_temporal=args.fail_above_temporal,
                    fail_on_shortcut=args.fail_on_shortcut)
@@ -418,11 +444,52 @@ def cmd_demo(args) -> int:
     return _report(ws)
 
 
+def cmd_roles(args) -> int:
+    from leakcore.access import Roles
+
+    project = _project(args.dir)
+    if args.set or args.remove or args.default:
+        roles = project.roles() or Roles()
+        users = dict(roles.users)
+        for pair in args.set or []:
+            user, _, role = pair.rpartition("=")
+            users[user] = role
+        for user in args.remove or []:
+            users.pop(user.strip().lower(), None)
+        project.set_roles({"default": args.default or roles.default.value, "users": users})
+    roles = project.roles()
+    if roles is None:
+        print(f"no roles file in {project.path}: everyone acts as a lead (`--set YOU=lead` writes one)")
+        return 0
+    print(f"default role: {roles.default.value}")
+    for user, role in sorted(roles.users.items()):
+        print(f"  {user:<40} {role.value}")
+    print(f"you ({project.acting_user}): {project.role().value}")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    project = _project(args.dir)
+    log = project.audit_log
+    count = log.verify()
+    rows = log.entries()[-args.last:] if args.last else log.entries()
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    for e in rows:
+        change = "" if e["before"] is None and e["after"] is None else f"  {e['before']} -> {e['after']}"
+        print(f"{e['time']}  {e['user']} ({e['role']})  {e['action']}" + (f" {e['target']}" if e["target"] else "") + change)
+    print(f"{count} entries, chain intact")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from leakcore import api, export, formats
 
     parser = argparse.ArgumentParser(prog="leakcore", description="Find and review data leakage in visual datasets.")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--reviewer", metavar="NAME",
+                        help="act as NAME (default: the operating-system user); a workspace's roles.toml gives the role")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("init", help="create a workspace")
@@ -481,6 +548,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hard", type=float, help="use this hard threshold instead of the project's")
     p.add_argument("--soft", type=float, help="use this soft threshold instead of the project's")
     p.add_argument("--auto-only", action="store_true", help="ignore curator decisions")
+    p.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page (thumbnails, "
+                                                  "heatmaps, calibration, provenance; opens without a network)")
+    p.add_argument("--top", type=int, metavar="N", help="strongest findings shown per check (default 60)")
+    p.add_argument("--predictions", nargs="+", metavar="FILE", help="add the accuracy impact table (as `leakcore impact`)")
+    p.add_argument("--probe", nargs="+", choices=list(api.PROBES), help="built-in probes for the impact table")
+    p.add_argument("--leaks", metavar="CSV", help="impact: a human-labelled list of (eval key, train key) pairs")
+    p.add_argument("--impact-split", metavar="DATASET/SPLIT", help="impact: the evaluation split (when there are several)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("calibrate", help="robustness table, ROC and thresholds from non-semantic edits of a collection")
     p.add_argument("dir")
@@ -571,6 +645,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_shortcuts)
 
+    p = sub.add_parser("roles", help="who may do what in a workspace (viewer, curator, lead); a lead edits them")
+    p.add_argument("dir")
+    p.add_argument("--set", action="append", metavar="USER=ROLE", help="give USER a role (repeatable)")
+    p.add_argument("--remove", action="append", metavar="USER", help="take USER off the list (repeatable)")
+    p.add_argument("--default", choices=["viewer", "curator", "lead"], help="the role of everyone not listed")
+    p.set_defaults(func=cmd_roles)
+
+    p = sub.add_parser("audit", help="the audit log: every threshold change, calibration, export, re-split, role change")
+    p.add_argument("dir")
+    p.add_argument("--last", type=int, default=0, metavar="N", help="only the last N entries")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit)
+
     p = sub.add_parser("demo", help="build (or refresh) the demo workspace with planted leaks, and scan it")
     p.add_argument("dir")
     p.add_argument("--cifar10", metavar="PATH|download",
@@ -595,8 +682,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from leakcore.errors import LeakcoreError
 
+    from leakcore.access import acting_as
+
     try:
-        return int(args.func(args) or 0)
+        with acting_as(args.reviewer):
+            return int(args.func(args) or 0)
     except LeakcoreError as exc:
         print(f"leakcore {args.command}: error: {exc.for_terminal()}", file=sys.stderr)
         return 2

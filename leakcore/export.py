@@ -174,8 +174,10 @@ def export(
     fmt: str = "same",
     out: str | os.PathLike | None = None,
     links: str | None = None,
+    provenance: dict | None = None,
 ) -> ExportResult:
-    """Write the cleaned split, removed.csv and provenance.json into `out` (default exports/<split>-<policy>)."""
+    """Write the cleaned split, removed.csv and provenance.json into `out` (default exports/<split>-<policy>);
+    `provenance` adds to the sidecar (the facade's people: who exported, decided and set the thresholds)."""
     if fmt not in FORMATS:
         raise UnknownName(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if links not in (None, "symlink", "copy"):
@@ -209,6 +211,7 @@ def export(
         "counts": {"items": int(len(p)), "kept": int(len(kept)), "removed": int(p["removed"].sum()),
                    "by_reason": {str(k): int(v) for k, v in p.loc[p["removed"], "reason"].str.split(" of ").str[0].value_counts().sort_index().items()}},
         "inputs_as_of": _inputs_time(ws),
+        **(provenance or {}),
     }
     atomic_write_text(folder / "provenance.json", json.dumps(prov, indent=2, sort_keys=True) + "\n")
     files.append(folder / "provenance.json")

@@ -1,0 +1,251 @@
+"""Roles, the audit log and the allowed roots, as a team and an attacker meet them through the facade.
+
+viewer reads, curator decides, lead also sets thresholds, calibrates, exports, re-splits and edits roles; a workspace
+without roles.toml lets everyone act as a lead (one person on their machine, as before).
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+
+import pytest
+
+from leakcore import access, review
+from leakcore.access import AccessDenied, AuditLog, PathNotAllowed, Role, Roles
+from leakcore.api import Project
+from leakcore.cli import main
+from leakcore.errors import InvalidInput, LeakcoreError, WorkspaceError
+
+from conftest import make_folder_dataset
+
+LEAD, CURATOR, VIEWER = "lea@example.org", "cory@example.org", "vic@example.org"
+
+
+@pytest.fixture(autouse=True)
+def _no_identity_source(monkeypatch):
+    """Whatever an earlier test in this process installed (the app installs one): these tests name the actor."""
+    monkeypatch.setattr(access, "_identity_source", None)
+    monkeypatch.setattr(access, "_roots_override", None)
+    monkeypatch.delenv(access.ROOTS_ENV, raising=False)
+
+
+@pytest.fixture
+def team(tmp_path):
+    """A scanned workspace (phash) with a lead, a curator and a viewer; returns (path, pairs)."""
+    root = make_folder_dataset(tmp_path / "animals", n_train=6, n_test=4, leaks=(0, 1, 2))
+    ws = Project.create(tmp_path / "ws", encoder="phash", actor=LEAD)
+    ws.add("animals", root)
+    ws.scan()
+    ws.set_roles(Roles({LEAD: Role.LEAD, CURATOR: Role.CURATOR, VIEWER: Role.VIEWER}))
+    pairs = ws.findings()[["eval_item_id", "train_item_id"]].drop_duplicates().values.tolist()
+    assert len(pairs) >= 3
+    return ws.path, [tuple(p) for p in pairs]
+
+
+def test_without_a_roles_file_everyone_acts_as_a_lead(tmp_path):
+    ws = Project.create(tmp_path / "w", encoder="phash", actor="anyone")
+    assert ws.roles() is None and ws.role() == Role.LEAD
+    ws.set_thresholds(0.99, 0.9)
+    ws.decisions.decide("a", "b", "hard", reviewer="someone else")  # no roles: names are labels, as before
+    assert AuditLog(ws.path).entries()[-1]["user"] == "anyone"
+
+
+@pytest.mark.parametrize("verb", ["decide", "undo", "thresholds", "export", "calibrate", "resplit", "add", "scan",
+                                  "roles", "score"])
+def test_a_viewer_changes_nothing(team, verb, tmp_path):
+    path, pairs = team
+    ws = Project.open(path, actor=VIEWER)
+    before = review.latest_decisions(ws)
+    config = (path / "project.toml").read_text()
+    calls = {
+        "decide": lambda: ws.decisions.decide(*pairs[0], "hard", reviewer=VIEWER),
+        "undo": lambda: ws.decisions.undo_last(VIEWER),
+        "thresholds": lambda: ws.set_thresholds(0.5, 0.4),
+        "export": lambda: ws.export("animals/test", ws.export_policy("soft")),
+        "calibrate": lambda: ws.calibrate("animals/train", queries=4),
+        "resplit": lambda: ws.resplit("animals"),
+        "add": lambda: ws.add("more", make_folder_dataset(tmp_path / "more")),
+        "scan": lambda: ws.scan(),
+        "roles": lambda: ws.set_roles(Roles({VIEWER: Role.LEAD})),
+        "score": lambda: ws.set_score("similarity"),
+    }
+    with pytest.raises(AccessDenied, match=f"{VIEWER} is a viewer") as err:
+        calls[verb]()
+    assert isinstance(err.value, LeakcoreError) and "Team page" in err.value.for_page()
+    assert review.latest_decisions(ws).equals(before)
+    assert (path / "project.toml").read_text() == config
+    assert not (path / "exports" / "animals-test-soft").exists()
+    assert ws.role() == Role.VIEWER and len(ws.findings()) and len(ws.rates())  # reading is fine
+
+
+def test_a_curator_decides_but_does_not_export_or_move_thresholds(team):
+    path, pairs = team
+    ws = Project.open(path, actor=CURATOR)
+    ws.decisions.decide(*pairs[0], "hard", reviewer=CURATOR)
+    ws.decisions.decide_many(pairs[1:3], "not_leak", reviewer=CURATOR)
+    assert ws.decisions.undo_last(CURATOR)["decision"] == "not_leak"
+    assert set(review.latest_decisions(ws)["reviewer"]) == {CURATOR}
+    for forbidden in (lambda: ws.export("animals/test", ws.export_policy("soft")), lambda: ws.set_thresholds(0.9, 0.8),
+                      lambda: ws.resplit("animals")):
+        with pytest.raises(AccessDenied, match="needs the lead role"):
+            forbidden()
+
+
+def test_nobody_decides_in_another_name(team):
+    path, pairs = team
+    ws = Project.open(path, actor=CURATOR)
+    with pytest.raises(AccessDenied, match="in the name of"):
+        ws.decisions.decide(*pairs[0], "hard", reviewer=LEAD)
+    with pytest.raises(AccessDenied, match="in the name of"):
+        ws.decisions.undo_last(LEAD)
+    # the web layer's identity source names the signed-in user: a forged reviewer name is refused the same way
+    access.set_identity_source(lambda: VIEWER)
+    with pytest.raises(AccessDenied, match="in the name of"):
+        Project.open(path).decisions.decide(*pairs[0], "hard", reviewer=CURATOR)
+    access.set_identity_source(lambda: None)  # a thread outside any session: nobody is named
+    with pytest.raises(AccessDenied, match="nobody is named"):
+        Project.open(path).set_thresholds(0.9, 0.8)
+    assert review.latest_decisions(ws).empty
+
+
+def _stub_resplit(monkeypatch):
+    """The re-split's own work is tested in test_groups; here only who may write one and what the log keeps."""
+    from types import SimpleNamespace
+
+    from leakcore import resplit
+
+    monkeypatch.setattr(resplit, "plan_resplit", lambda ws, dataset, **kw: SimpleNamespace(dataset=dataset))
+    monkeypatch.setattr(resplit, "write_resplit", lambda ws, result, out: SimpleNamespace(
+        summary={"dataset": result.dataset, "train": 7, "test": 3}, files=[ws.path / "resplit.csv"]))
+
+
+def test_a_lead_sets_thresholds_exports_and_the_audit_and_sidecar_say_who(team, monkeypatch):
+    path, pairs = team
+    _stub_resplit(monkeypatch)
+    Project.open(path, actor=CURATOR).decisions.decide(*pairs[0], "hard", reviewer=CURATOR)
+    Project.open(path, actor="Lea@Example.org ").decisions.decide(*pairs[1], "not_leak", reviewer="lea@example.org")
+    ws = Project.open(path, actor=LEAD)
+    old = ws.thresholds()
+    ws.set_thresholds(0.97, 0.91, source="test")
+    result = ws.export("animals/test", ws.export_policy("soft"))
+    ws.resplit("animals")
+
+    log = AuditLog(path)
+    actions = [e["action"] for e in log.entries()]
+    assert actions[-3:] == ["thresholds", "export", "re-split"] and "roles" in actions and "add dataset" in actions
+    th = log.last("thresholds")
+    assert th["user"] == LEAD and th["role"] == "lead"
+    assert th["before"] == {"hard": old.hard, "soft": old.soft, "source": old.source}
+    assert th["after"] == {"hard": 0.97, "soft": 0.91, "source": "test"}
+    assert log.last("export")["after"]["removed"] == result.removed
+    assert log.last("re-split")["after"] == {"dataset": "animals", "train": 7, "test": 3,
+                                             "files": [str(path / "resplit.csv")]}
+    assert log.verify() == len(actions)
+
+    prov = json.loads((result.folder / "provenance.json").read_text())
+    people = prov["people"]
+    assert people["exported_by"] == LEAD
+    assert people["decisions_by_reviewer"] == {CURATOR: 1, "lea@example.org": 1}
+    assert people["decisions_in_force"] == 2
+    assert people["thresholds_set_by"]["user"] == LEAD and people["thresholds_set_by"]["after"]["hard"] == 0.97
+    assert prov["thresholds"] == {"hard": 0.97, "soft": 0.91}
+    assert people["roles"]["users"][VIEWER] == "viewer"
+
+    table = log.table()
+    assert list(table.columns[:4]) == ["time", "user", "role", "action"] and table.iloc[0]["action"] == "re-split"
+
+
+def test_the_audit_log_is_append_only_and_a_rewrite_is_detected(team):
+    path, _ = team
+    log = AuditLog(path)
+    n = log.verify()
+    Project.open(path, actor=LEAD).set_thresholds(0.99, 0.95)
+    lines = log.path.read_bytes().splitlines(keepends=True)
+    assert len(lines) == n + 1 and log.verify() == n + 1
+    # the API has no way to change or remove an entry; a hand edit breaks the chain
+    log.path.write_bytes(b"".join(lines[:1] + lines[2:]))
+    with pytest.raises(WorkspaceError, match="does not follow"):
+        log.verify()
+    edited = lines[-1].replace(LEAD.encode(), b"mallory@example.org")
+    log.path.write_bytes(b"".join(lines[:-2] + [edited]))
+    with pytest.raises(WorkspaceError, match="does not follow"):
+        log.verify()
+
+
+def test_roles_are_edited_by_a_lead_only_and_never_lose_the_last_lead(team):
+    path, _ = team
+    with pytest.raises(AccessDenied):
+        Project.open(path, actor=CURATOR).set_roles({"users": {CURATOR: "lead"}})
+    lead = Project.open(path, actor=LEAD)
+    with pytest.raises(InvalidInput, match="at least one lead"):
+        lead.set_roles({"users": {CURATOR: "curator"}})
+    with pytest.raises(InvalidInput, match="no longer be a lead"):
+        lead.set_roles({"users": {LEAD: "curator", CURATOR: "lead"}})
+    with pytest.raises(InvalidInput, match="role must be one of"):
+        lead.set_roles({"users": {LEAD: "lead", VIEWER: "admin"}})
+    lead.set_roles({"default": "viewer", "users": {LEAD: "lead", CURATOR: "lead", VIEWER: "curator"}})
+    entry = AuditLog(path).last("roles")
+    assert entry["before"]["users"][VIEWER] == "viewer" and entry["after"]["users"][VIEWER] == "curator"
+    assert Project.open(path, actor=VIEWER).role() == Role.CURATOR
+    assert Project.open(path, actor="stranger@example.org").role() == Role.VIEWER  # not listed: the default
+
+
+def test_a_broken_roles_file_opens_nothing_to_everyone(team):
+    path, pairs = team
+    (path / "roles.toml").write_text("users = [unclosed")
+    with pytest.raises(WorkspaceError, match="not valid TOML"):
+        Project.open(path, actor=VIEWER).set_thresholds(0.5, 0.4)
+
+
+def test_paths_outside_the_allowed_roots_are_refused(team, tmp_path, monkeypatch):
+    path, _ = team
+    outside = make_folder_dataset(tmp_path / "outside")
+    monkeypatch.setenv(access.ROOTS_ENV, str(path))
+    with pytest.raises(PathNotAllowed, match="outside the folders this server allows"):
+        Project.open(tmp_path / "elsewhere")
+    with pytest.raises(PathNotAllowed):
+        Project.create(tmp_path / "new-ws")
+    ws = Project.open(path, actor=LEAD)
+    with pytest.raises(PathNotAllowed, match="dataset source"):
+        ws.add("outside", outside)
+    (path / "link").symlink_to(outside)  # a link inside a root that points out of it is outside
+    with pytest.raises(PathNotAllowed):
+        ws.add("linked", path / "link")
+    with pytest.raises(PathNotAllowed):
+        ws.export("animals/test", ws.export_policy("soft"), out=str(tmp_path / "loot"))
+    assert not (tmp_path / "new-ws").exists()
+
+
+def test_the_cli_acts_as_the_os_user_or_reviewer(team, capsys, monkeypatch):
+    path, _ = team
+    monkeypatch.setattr(access, "os_user", lambda: "vic@example.org")
+    assert main(["export", str(path), "--split", "animals/test"]) != 0
+    assert "vic@example.org is a viewer" in capsys.readouterr().err
+    assert main(["--reviewer", LEAD, "export", str(path), "--split", "animals/test"]) == 0
+    assert AuditLog(path).last("export")["user"] == LEAD
+    assert access._identity_source is None  # the CLI leaves nothing behind in this process
+
+
+def _decide_as(args):
+    path, reviewer, pairs = args
+    ws = Project.open(path, actor=reviewer)
+    for i, pair in enumerate(pairs):
+        ws.decisions.decide(*pair, "hard" if i % 2 else "not_leak", reviewer=reviewer, note=f"{reviewer}:{i}")
+    return len(pairs)
+
+
+def test_four_curators_in_four_processes_lose_and_misattribute_nothing(tmp_path):
+    """4 curators x 100 decisions at once on one workspace (the facade from 4 processes)."""
+    ws = Project.create(tmp_path / "ws", encoder="phash", actor=LEAD)
+    curators = [f"c{i}@example.org" for i in range(4)]
+    ws.set_roles(Roles({LEAD: Role.LEAD, **{c: Role.CURATOR for c in curators}}))
+    jobs = [(str(ws.path), c, [(f"e{c}{j}", f"t{j}") for j in range(100)]) for c in curators]
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        assert pool.map(_decide_as, jobs) == [100] * 4
+    history = review.history(ws)
+    assert len(history) == 400
+    for c in curators:
+        mine = history[history["reviewer"] == c]
+        assert len(mine) == 100 and mine["eval_item_id"].str.startswith(f"e{c}").all()
+        assert all(n.startswith(c + ":") for n in mine["note"])
