@@ -1,0 +1,125 @@
+"""The README stays a page for users: short, opening with the two commands, naming only real CLI verbs and
+flags; and no relative link in the README or docs/ points at a file that is not there."""
+from __future__ import annotations
+
+import argparse
+import re
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from leakcore.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+MAX_LINES = 250
+
+FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
+INLINE = re.compile(r"`([^`\n]+)`")
+# `leakcore VERB`, also as .venv/bin/leakcore VERB; not leakcore.cli or leakcore/ (module and folder names)
+VERB = re.compile(r"(?<![\w.-])leakcore[ \t]+([a-z][a-z0-9-]*)")
+FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+HTML_SRC = re.compile(r"""<(?:img|a)\b[^>]*?\b(?:src|href)=["']([^"']+)["']""", re.I)
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    """The CLI's verbs and their parsers, from the parser itself (no process spawned)."""
+    parser = build_parser()
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert actions, "leakcore's parser has no subcommands"
+    return dict(actions[0].choices)
+
+
+def code_text(markdown: str) -> list[str]:
+    """The lines of every fenced code block and every inline code span: where commands are written."""
+    lines = [ln for block in FENCE.findall(markdown) for ln in block.splitlines()]
+    prose = FENCE.sub("", markdown)
+    return lines + INLINE.findall(prose)
+
+
+def commands(markdown: str) -> list[tuple[str, list[str]]]:
+    """Each `leakcore VERB ...` written in code, with the flags written after it (before a `#` comment or the
+    next `leakcore`)."""
+    found = []
+    for line in code_text(markdown):
+        for m in VERB.finditer(line):
+            rest = line[m.end():]
+            nxt = VERB.search(rest)
+            rest = rest[: nxt.start()] if nxt else rest
+            rest = rest.split("#", 1)[0]
+            found.append((m.group(1), FLAG.findall(rest)))
+    return found
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = heading.strip().lower()
+    text = "".join(c for c in text if c in " -_" or unicodedata.category(c)[0] in "LN")
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    text = FENCE.sub("", path.read_text(encoding="utf-8"))
+    return {slug(h) for h in re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", text, re.M)}
+
+
+def relative_links(path: Path) -> list[str]:
+    text = FENCE.sub("", path.read_text(encoding="utf-8"))
+    text = INLINE.sub("", text)
+    targets = LINK.findall(text) + HTML_SRC.findall(text)
+    return [t for t in targets if not re.match(r"^[a-z][a-z0-9+.-]*:", t, re.I)]
+
+
+def test_readme_is_short():
+    n = len(README.read_text(encoding="utf-8").splitlines())
+    assert n <= MAX_LINES, f"README.md has {n} lines; keep it under {MAX_LINES} and move studies to docs/"
+
+
+def test_readme_opens_with_the_two_commands():
+    text = README.read_text(encoding="utf-8")
+    blocks = FENCE.findall(text)
+    assert blocks, "README.md has no code block"
+    cmds = [ln.split("#", 1)[0].strip() for ln in blocks[0].splitlines()]
+    assert [c for c in cmds if c] == ["make demo", "make test"], f"first code block runs {cmds}"
+    before = text[: text.index("```")]
+    assert not re.search(r"^##\s", before, re.M), "the two commands come before any section"
+
+
+def test_readme_shows_the_cli():
+    assert len({verb for verb, _ in commands(README.read_text(encoding="utf-8"))}) >= 10, \
+        "the README's command-line section was not found"
+
+
+@pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_only_real_subcommands_and_flags(path):
+    verbs = subcommands()
+    for verb, flags in commands(path.read_text(encoding="utf-8")):
+        assert verb in verbs, f"{path.name} names `leakcore {verb}`, not a subcommand (they are: {sorted(verbs)})"
+        options = set(verbs[verb]._option_string_actions)
+        for flag in flags:
+            assert flag in options, f"{path.name} gives `leakcore {verb} {flag}`, which `leakcore {verb} --help` lacks"
+
+
+@pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_relative_links_point_at_files(path):
+    for target in relative_links(path):
+        file_part, _, anchor = target.partition("#")
+        dest = (path.parent / file_part).resolve() if file_part else path
+        assert dest.exists(), f"{path.name} links to {target}, which does not exist"
+        if anchor and dest.suffix == ".md":
+            assert anchor in anchors(dest), f"{path.name} links to {target}: no such heading in {dest.name}"
+
+
+def test_the_checks_see_what_they_check(tmp_path):
+    """The parsers above find verbs, flags and links in text made to hold them (so a pass means something)."""
+    md = ("# T\n\n## Foo bar: baz\n\n```bash\nleakcore scan WS --plan  # then leakcore report WS --json\n```\n"
+          "Run `.venv/bin/leakcore add WS --dataset D` and see [x](docs/a.md#b) ![y](assets/c.png) "
+          "<img src=\"d.png\"> [web](https://e.org) and `[not](a link)`; leakcore.cli is a module.\n")
+    assert commands(md) == [("scan", ["--plan"]), ("report", ["--json"]), ("add", ["--dataset"])]
+    path = tmp_path / "probe.md"
+    path.write_text(md, encoding="utf-8")
+    assert relative_links(path) == ["docs/a.md#b", "assets/c.png", "d.png"]
+    assert anchors(path) == {"t", "foo-bar-baz"}
