@@ -4,15 +4,17 @@ Run with `streamlit run app.py -- --workspace DIR`; the other pages live in page
 """
 import streamlit as st
 
-from ui import home
-from ui.state import init_state
+from ui import access_ui, home
+from ui.state import default_workspace, init_state
 from ui.widgets import ICON, flash, sidebar_workspace, user_errors
 
 st.set_page_config(page_title="Leak review", page_icon=str(ICON), layout="wide")
 init_state()
+access_ui.gate(default_workspace())
 st.title("Data leakage review")
 st.caption("Evaluation images that also sit, exactly or as near-duplicates, in training data.")
-home.open_workspace_ui()
+with user_errors(stop=False):  # a folder outside the server's allowed roots is refused with the reason
+    home.open_workspace_ui()
 ws = sidebar_workspace()
 if ws is None:
     st.info("Open a workspace above, or build the demo with `leakcore demo demo-workspace`.")

@@ -12,7 +12,7 @@ from PIL import Image
 from leakcore import review
 from leakcore.api import Project
 from leakcore.errors import LeakcoreError, ThresholdsUncalibrated
-from ui import data, state
+from ui import access_ui, data, state
 
 log = logging.getLogger(__name__)
 Workspace = Project
@@ -41,7 +41,7 @@ def user_errors(stop: bool = True):
 
 
 def sidebar_workspace() -> Workspace | None:
-    """Sidebar: the open workspace, the reviewer's name, the encoder and thresholds in force."""
+    """Sidebar: the open workspace, who is reviewing (signed in, or a typed name), the encoder and thresholds."""
     with st.sidebar:
         st.page_link("app.py", label="Home", icon=":material/home:")
         st.page_link("pages/1_Review.py", label="Review", icon=":material/rate_review:")
@@ -51,13 +51,11 @@ def sidebar_workspace() -> Workspace | None:
         st.page_link("pages/5_Export.py", label="Export", icon=":material/download:")
         st.page_link("pages/6_Coverage.py", label="Coverage", icon=":material/join_inner:")
         st.page_link("pages/7_Shortcuts.py", label="Shortcuts", icon=":material/visibility_off:")
+        st.page_link("pages/8_Team.py", label="Team", icon=":material/group:")
         st.divider()
         st.caption("Workspace")
         st.code(st.session_state["workspace"], language=None)
-        st.text_input("Reviewer", key="reviewer", placeholder="your name (needed to decide)",
-                      help="Stored with every decision you make; undo only ever undoes your own last decision. "
-                           "Remembered by this browser.")
-        state.remember_reviewer()
+        access_ui.identity_sidebar(st.session_state["workspace"])
     ws = data.open_workspace(st.session_state["workspace"])
     if ws is not None:
         t = ws.thresholds_or_none()
@@ -76,6 +74,7 @@ def page(title: str, icon: str | None = None) -> Workspace:
     """Every page's start: page config, state, the sidebar; stops the page when no workspace is open."""
     st.set_page_config(page_title=f"{title} · leak review", page_icon=str(ICON), layout="wide")
     state.init_state()
+    access_ui.gate(state.default_workspace())
     ws = sidebar_workspace()
     if ws is None:
         st.stop()

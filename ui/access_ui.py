@@ -1,0 +1,239 @@
+"""Who is using the dashboard: optional sign-in (Streamlit's OpenID Connect), the acting user the core checks
+roles for, the folders a web user may open, and the refusal to serve a network without sign-in unless asked.
+
+Sign-in is on when .streamlit/secrets.toml (or a file named by the `secrets.files` option) has an [auth] section
+(see .streamlit/secrets.toml.example and docs/deploy.md); then the reviewer is the identity provider's user (its
+e-mail, else its subject), never a typed name. Off, the app behaves as it did: a typed Reviewer name on localhost.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+
+import streamlit as st
+
+from leakcore import access
+
+log = logging.getLogger(__name__)
+
+OPEN_FLAG = "--serve-without-sign-in"
+OPEN_ENV = "LEAKCORE_SERVE_WITHOUT_SIGN_IN"
+
+
+def sign_in_configured() -> bool:
+    """An [auth] section in the server's secrets: every page asks who you are."""
+    try:
+        return bool(st.secrets.load_if_toml_exists() and "auth" in st.secrets)
+    except Exception:  # noqa: BLE001 - an unreadable secrets file reads as no sign-in; Streamlit logs why
+        return False
+
+
+def _operator_settings() -> dict:
+    """[leakcore] in the secrets: roots (folders a web user may open) and serve_without_sign_in."""
+    try:
+        if st.secrets.load_if_toml_exists() and "leakcore" in st.secrets:
+            return dict(st.secrets["leakcore"])
+    except Exception:  # noqa: BLE001 - as above
+        pass
+    return {}
+
+
+def signed_in_user() -> str | None:
+    """The signed-in user's e-mail (else the provider's subject), normalised; None when nobody is signed in."""
+    try:
+        if not st.user.is_logged_in:
+            return None
+        who = st.user.get("email") or st.user.get("sub")
+    except Exception:  # noqa: BLE001 - no session (a thread of its own): nobody
+        return None
+    return access.normalise_user(str(who)) or None
+
+
+def session_identity() -> str | None:
+    """The core's identity source: the user of the session whose script is running; None outside any session
+    (a background thread), so that a workspace with roles refuses to change for nobody."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return None
+    if sign_in_configured():
+        return signed_in_user()
+    return (st.session_state.get("reviewer") or "").strip() or access.os_user()
+
+
+def _bind_address() -> str:
+    return str(st.get_option("server.address") or "")
+
+
+def _serving() -> bool:
+    """A real server runs this script (AppTest runs it with a stand-in runtime and listens nowhere)."""
+    from streamlit.runtime import Runtime
+
+    return Runtime.exists() and type(Runtime.instance()) is Runtime
+
+
+def loopback_only() -> bool:
+    """Whether the server listens on loopback only (an unset address listens on every interface)."""
+    if not _serving():
+        return True
+    address = _bind_address().strip("[]")
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # unset, 0.0.0.0 spelt as a name, or a host name: reachable from the network
+        return False
+
+
+def open_serving_allowed() -> bool:
+    """The operator's explicit choice to serve a network without sign-in: `-- --serve-without-sign-in`,
+    $LEAKCORE_SERVE_WITHOUT_SIGN_IN=1, or serve_without_sign_in = true under [leakcore] in the secrets."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(OPEN_FLAG, action="store_true")
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return bool(args.serve_without_sign_in or os.environ.get(OPEN_ENV, "") in ("1", "true", "yes")
+                or _operator_settings().get("serve_without_sign_in") is True)
+
+
+def allowed_roots(start_workspace: str) -> list[str] | None:
+    """$LEAKCORE_ROOTS, else roots under [leakcore] in the secrets; with sign-in on and none listed, only the
+    workspace the server was started with. None (anywhere) without sign-in and without a list, as before."""
+    env = os.environ.get(access.ROOTS_ENV, "").strip()
+    if env:
+        return [p for p in env.split(os.pathsep) if p.strip()]
+    listed = _operator_settings().get("roots")
+    if listed:
+        return [str(p) for p in ([listed] if isinstance(listed, str) else listed)]
+    return [start_workspace] if sign_in_configured() else None
+
+
+def gate(start_workspace: str) -> str | None:
+    """Every page's first step after the session state: install the identity source and the allowed roots, stop
+    the page for a visitor who has not signed in (sign-in on) or for a network server without sign-in that the
+    operator did not allow, warn on every page when it did. Returns the signed-in user (None: sign-in off)."""
+    access.set_identity_source(session_identity)
+    access.set_allowed_roots(allowed_roots(start_workspace))
+    if sign_in_configured():
+        user = signed_in_user()
+        if user is None:
+            sign_in_page()
+            st.stop()
+        st.session_state["reviewer"] = user  # the Review page's reviewer: the provider's user, never typed
+        return user
+    if not loopback_only():
+        where = _bind_address() or "every network interface"
+        if not open_serving_allowed():
+            st.error(f"This server listens on {where} and has no sign-in: anyone who reaches it could decide in any "
+                     "name, move thresholds and export. Configure sign-in ([auth] in .streamlit/secrets.toml, see "
+                     f"docs/deploy.md), listen on 127.0.0.1, or start it with `-- {OPEN_FLAG}` to accept that.",
+                     icon=":material/lock:")
+            st.stop()
+        st.warning(f"Served on {where} without sign-in: anyone who can reach this server can decide in any name, "
+                   "move thresholds and export. Configure sign-in for a team (docs/deploy.md).",
+                   icon=":material/warning:")
+    return None
+
+
+def sign_in_page() -> None:
+    st.title("Data leakage review")
+    st.markdown("Sign in to review: every decision, threshold and export is recorded in your name.")
+    if st.button("Sign in", key="sign_in", type="primary", icon=":material/login:"):
+        st.login()
+
+
+def identity_sidebar(ws_path: str | None) -> None:
+    """Sidebar: the signed-in user, their role and a sign-out button; or, without sign-in, the typed Reviewer box."""
+    from ui import state
+
+    user = signed_in_user() if sign_in_configured() else None
+    role = None
+    if ws_path:
+        try:
+            role = access.role_of(ws_path, user or st.session_state.get("reviewer") or access.os_user())
+            has_roles = access.load_roles(ws_path) is not None
+        except Exception as exc:  # noqa: BLE001 - a broken roles file is reported, not a crash of the sidebar
+            st.caption(f"Roles: {exc}")
+            has_roles = False
+    if user is not None:
+        st.caption("Signed in as")
+        st.text(user)  # text, never markup: an identity is shown as it is
+        if role is not None and has_roles:
+            st.caption(f"Role here: **{role.value}**")
+        if st.button("Sign out", key="sign_out", icon=":material/logout:"):
+            st.logout()
+        return
+    st.text_input("Reviewer", key="reviewer", placeholder="your name (needed to decide)",
+                  help="Stored with every decision you make; undo only ever undoes your own last decision. "
+                       "Remembered by this browser.")
+    state.remember_reviewer()
+    if role is not None and has_roles:
+        st.caption(f"Role here: **{role.value}** (without sign-in a typed name is not proof of who you are)")
+
+
+# ---- the Team page ------------------------------------------------------------------------------------------------
+def roles_editor(ws) -> None:
+    """The roles of this workspace: a lead edits them (saved through the facade, which checks and audits), everyone
+    else reads them."""
+    import pandas as pd
+
+    me = ws.acting_user
+    roles = ws.roles()
+    role = ws.role()
+    st.subheader("Roles")
+    st.caption("viewer: reads everything · curator: also decides pairs · lead: also thresholds, calibration, export, "
+               "re-split, adding data, scans and these roles. Kept in roles.toml in the workspace.")
+    if roles is None:
+        st.info("This workspace has no roles file: everyone who reaches the dashboard acts as a lead. Start one to "
+                "give roles; you become its lead and everyone not listed a viewer.")
+        if st.button(f"Start a roles file with {me} as lead", key="team_start", disabled=not me):
+            ws.set_roles(access.template_roles(me))
+            st.session_state["flash"] = "Roles file written"
+            st.rerun()
+        return
+    st.markdown(f"You are **{role.value}** here.")
+    table = pd.DataFrame({"user": list(roles.users), "role": [r.value for r in roles.users.values()]})
+    if role != access.Role.LEAD:
+        st.dataframe(table, hide_index=True, width="content")
+        st.caption(f"Everyone else: {roles.default.value}. Only a lead changes roles.")
+        return
+    choices = [r.value for r in access.Role]
+    edited = st.data_editor(table, key="team_roles", num_rows="dynamic", hide_index=True, width="content",
+                            column_config={"user": st.column_config.TextColumn("user (sign-in e-mail or login)",
+                                                                               required=True),
+                                           "role": st.column_config.SelectboxColumn("role", options=choices,
+                                                                                    required=True)})
+    default = st.selectbox("Everyone not listed", choices, index=choices.index(roles.default.value),
+                           key="team_default")
+    if st.button("Save roles", key="team_save", type="primary"):
+        rows = edited.dropna(how="all")
+        users = {str(u): str(r) for u, r in zip(rows["user"], rows["role"]) if str(u).strip()}
+        ws.set_roles({"default": default, "users": users})
+        st.session_state["flash"] = "Roles saved (and written to the audit log)"
+        st.rerun()
+
+
+def audit_view(ws) -> None:
+    """The audit log, newest first, every cell as text; whether its chain of hashes is intact."""
+    from leakcore.errors import WorkspaceError
+
+    st.subheader("Audit log")
+    log_ = ws.audit_log
+    try:
+        n = log_.verify()
+        st.caption(f"{n} entries, newest first. Each entry carries the hash of the one before it: none was changed "
+                   "or removed since it was written." if n else "Nothing recorded yet: threshold changes, "
+                   "calibrations, exports, re-splits and role changes appear here.")
+    except WorkspaceError as exc:
+        st.error(exc.for_page(), icon=":material/gpp_bad:")
+    table = log_.table()
+    if table.empty:
+        return
+    actions = sorted(table["action"].dropna().unique())
+    chosen = st.multiselect("Actions", actions, key="team_actions", placeholder="all")
+    if chosen:
+        table = table[table["action"].isin(chosen)]
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.TextColumn(c, width="medium") for c in ("before", "after", "details")})
