@@ -335,11 +335,12 @@ class Project(Workspace):
                              impact=None if impact is None else self.impact(impact))
 
     # ---- groups and time ---------------------------------------------------------------------------------
-    def groups(self, *, threshold: float | None = None, use_decisions: bool = True):
-        """Explicit, recovered and confirmed groups with their evidence (`leakcore.grouping.Groups`)."""
+    def groups(self, *, threshold: float | None = None, use_decisions: bool = True, progress=None):
+        """Explicit, geometry-verified and confirmed groups with their evidence and the percolation guard
+        (`leakcore.grouping.Groups`); candidate links not yet measured are measured (and kept) with `progress`."""
         from leakcore import grouping
 
-        return grouping.recover_groups(self, threshold=threshold,
+        return grouping.recover_groups(self, threshold=threshold, progress=progress,
                                        decisions=review.latest_decisions(self) if use_decisions else None)
 
     def resplit(self, dataset: str, *, test_size: float = 0.2, stratify: str | None = "label",

@@ -359,19 +359,27 @@ def cmd_groups(args) -> int:
             args.threshold = cal["threshold"]
     if args.threshold is not None or args.window is not None or args.cutoff is not None:
         project.set_group_settings(threshold=args.threshold, window_s=args.window, cutoff=args.cutoff)
-    groups = project.groups(use_decisions=not args.auto_only)
+    bars = _Bars()
+    groups = project.groups(use_decisions=not args.auto_only, progress=bars)
+    bars.close()
     g = groups.groups
+    cand = groups.candidates
     leaking = g[g["leaks"]]
     future = project.future_training()
     if args.json:
         print(json.dumps({"threshold": groups.threshold, "train_searched": groups.train_searched,
+                          "candidate_links": int(len(cand)), "verified_links": int(cand["edge"].sum()),
+                          "guard": groups.guard,
                           "groups": int(len(g)), "cross_split": int(g["cross_split"].sum()),
                           "leaking": int(len(leaking)), "sizes": g["size"].value_counts().sort_index().to_dict(),
                           "leaking_groups": leaking.head(args.show).to_dict("records"),
                           "training_after_cutoff": int(len(future))}, indent=2, default=str))
         return 0
-    print(f"group threshold {groups.threshold:.4f} ({project.encoder}); training splits searched against each other: "
-          f"{'yes' if groups.train_searched else 'no (scan with --grouping to link training images too)'}")
+    print(f"candidate links at similarity >= {groups.threshold:.4f} ({project.encoder}); training splits searched "
+          f"against each other: {'yes' if groups.train_searched else 'no (scan with --grouping to link training images too)'}")
+    reasons = cand.loc[~cand["edge"], "reason"].value_counts()
+    print(f"{int(cand['edge'].sum())} of {len(cand)} candidate links share a region (the pixels agree) and link images; "
+          + (", ".join(f"{n} {r}" for r, n in reasons.head(4).items()) if len(reasons) else "none rejected"))
     print(f"{len(g)} groups of two or more images ({int(g['size'].sum()) if len(g) else 0} images); "
           f"{int(g['cross_split'].sum())} span splits; {len(leaking)} reach from evaluation into training data")
     sizes = g["size"].value_counts().sort_index()
@@ -381,10 +389,8 @@ def cmd_groups(args) -> int:
         print(f"  {r.group_id:<44} size {r.size:>4}  {r.splits}  (linked by {r.links})")
     if len(future):
         print(f"training on the future: {len(future)} training images after {project.group_settings['cutoff']}")
-    if groups.percolated:
-        print(f"warning: one group holds {int(g['size'].max())} images: at {groups.threshold:.4f} chains of look-alikes "
-              "link unrelated images. Calibrate on this data: `leakcore groups WS --calibrate DATASET/SPLIT`",
-              file=sys.stderr)
+    if groups.guard:
+        print(f"warning: {groups.guard}", file=sys.stderr)
     return 0
 
 
@@ -615,7 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("groups", help="groups of one source across splits (explicit, recovered, confirmed); settings")
     p.add_argument("dir")
-    p.add_argument("--threshold", type=float, help="similarity that links two images of one source (kept in the workspace)")
+    p.add_argument("--threshold", type=float,
+                   help="similarity at which a link is a candidate, verified on its pixels (kept in the workspace)")
     p.add_argument("--window", type=float, metavar="SECONDS", help="time window of one recording (default 60, kept)")
     p.add_argument("--cutoff", metavar="TIME", help="training images after this time are training on the future (kept)")
     p.add_argument("--calibrate", metavar="DATASET/SPLIT",

@@ -1,11 +1,16 @@
 """Groups of images that come from one source (one patient, one video, one large image cut into patches), across
-all splits: explicit groups from the sources' metadata, united with groups recovered from the near-duplicate
-graph at a "same source" threshold and with curator decisions.
+all splits: explicit groups from the sources' metadata, united with links whose pixels agree and with curator
+decisions.
 
-Recovered groups are the connected components (scipy) of a graph whose nodes are items and whose edges are:
-explicit group membership, stored neighbour pairs (eval x train, eval x eval and, when grouping is on,
-train x train) at or above the group threshold, and pairs a curator confirmed (hard, soft, one source); pairs a
-curator called unrelated (not a leak) are cut. Each group keeps its evidence: which edges link it.
+A stored neighbour pair (eval x train, eval x eval and, when grouping is on, train x train) at or above a loose
+candidate threshold is only a candidate: it becomes an edge when the two images share a region. ORB features
+(OpenCV) are found once per image at a working size of 512 px, matched with Lowe's ratio test, and verified by
+RANSAC under one similarity transform (rotation, scale, shift); enough inliers spread over both images make an
+edge (patches of one photo, frames of one shoot). Identical contents link as they are; images too small for local
+features are aligned by the verification stage instead. What each pair measured is kept per pair of contents
+(sha256) in the workspace, so a rerun measures nothing. Explicit ids and curator decisions (hard, soft, one
+source) are edges as they are; pairs a curator called unrelated are cut. Groups are the connected components
+(scipy) of these edges only, so look-alikes that merely score alike cannot chain. Each group keeps its evidence.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.sparse import coo_matrix
+from PIL import Image
 from scipy.sparse.csgraph import connected_components
 
 from leakcore import leakage
@@ -25,10 +31,13 @@ from leakcore.schema import Decision, split_column
 log = logging.getLogger(__name__)
 
 LINKING = (Decision.HARD.value, Decision.SOFT.value, Decision.SAME_SOURCE.value)
+CANDIDATE_SHARE = 0.6  # default candidate threshold = this x the encoder's same-source similarity (sscd-distilled:
+# 0.31; on hymenoptera patches and frames of one photo were linked down to 0.32, other photos up to 0.51)
 
 
 def group_threshold(ws) -> float:
-    """The "same source" similarity threshold in force: the project's, else the encoder's measured default."""
+    """The candidate threshold in force: the project's, else a loose share (CANDIDATE_SHARE) of the encoder's measured
+    "same source" similarity. A candidate links nothing until its pixels agree, so it is set for recall."""
     own = ws.group_settings["threshold"]
     if own is not None:
         return float(own)
@@ -37,7 +46,7 @@ def group_threshold(ws) -> float:
         raise ThresholdsUncalibrated(
             f"{ws.encoder} has no measured group threshold", cli="set one with `leakcore groups WS --threshold T`",
             page="Set a group threshold on the Groups settings")
-    return float(spec.group_threshold)
+    return round(CANDIDATE_SHARE * float(spec.group_threshold), 4)
 
 
 def load_group_pairs(ws, encoder: str | None = None) -> pd.DataFrame:
@@ -45,23 +54,260 @@ def load_group_pairs(ws, encoder: str | None = None) -> pd.DataFrame:
     return leakage.load_pair_tables(ws.path / "groups" / (encoder or ws.encoder))
 
 
+# ---- geometry: a candidate link is an edge only when the two images share a region -----------------------------
+GEOMETRY_VERSION = 1  # measurements of another version are kept apart (groups/geometry-v<VERSION>)
+WORK_SIDE = 512  # local features are found with the longer side at this size
+MIN_SIDE = 64  # shorter side (at the working size) below which local features are not tried: the pair is aligned
+N_FEATURES = 500  # ORB keypoints per image
+RATIO = 0.8  # Lowe's ratio test on the two nearest descriptors
+RANSAC_PX = 5.0  # reprojection error (working pixels) of an inlier
+MIN_INLIERS = 12  # RANSAC inliers (at distinct places) under one similarity transform: two images share a region
+DISTINCT_PX = 4.0  # inliers closer than this (working pixels) count once
+MIN_SPREAD = 0.005  # the inliers' convex hull covers at least this share of each image (a shared logo is smaller)
+MAX_SCALE = 4.0  # the transform's scale stays within [1/MAX_SCALE, MAX_SCALE]
+MAX_CANDIDATES = 8  # candidate links tried per image, most similar first
+CHUNK = 512  # pairs measured (and written) at once: an interrupted run loses at most one chunk
+GEOMETRY_COLUMNS = ("sha_a", "sha_b", "method", "inliers", "matches", "spread", "scale", "ncc", "reason")
+
+
+@dataclass(frozen=True)
+class Features:
+    """ORB keypoints (working pixels), their descriptors and the working size of one image."""
+
+    points: np.ndarray  # (N, 2) float32
+    descriptors: np.ndarray | None  # (N, 32) uint8
+    size: tuple[int, int]  # (width, height) at the working size
+
+
+def local_features(img) -> Features:
+    """ORB features of an image whose longer side is brought to WORK_SIDE (found once per image, matched per pair)."""
+    import cv2
+
+    g = img.convert("L")
+    scale = WORK_SIDE / max(g.size)
+    if abs(scale - 1) > 1e-3:
+        g = g.resize((max(1, round(g.width * scale)), max(1, round(g.height * scale))), Image.Resampling.BILINEAR,
+                     reducing_gap=2.0 if scale < 1 else None)
+    arr = np.asarray(g)
+    if min(arr.shape) < MIN_SIDE:
+        return Features(np.zeros((0, 2), np.float32), None, (arr.shape[1], arr.shape[0]))
+    orb = cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=10)
+    kps, desc = orb.detectAndCompute(arr, None)
+    pts = np.float32([k.pt for k in kps]).reshape(-1, 2)
+    return Features(pts, desc, (arr.shape[1], arr.shape[0]))
+
+
+def _hull_share(points: np.ndarray, size: tuple[int, int]) -> float:
+    import cv2
+
+    if len(points) < 3:
+        return 0.0
+    return float(cv2.contourArea(cv2.convexHull(points.astype(np.float32)))) / float(size[0] * size[1])
+
+
+def match_features(fa: Features, fb: Features) -> dict:
+    """Inliers (at distinct places) of the ratio-tested ORB matches under one similarity transform (rotation, scale,
+    shift: RANSAC), the share of each image their convex hull covers (the smaller), and the transform's scale."""
+    import cv2
+
+    out = {"method": "orb", "inliers": 0, "matches": 0, "spread": 0.0, "scale": 0.0, "ncc": np.nan, "reason": ""}
+    if fa.descriptors is None or fb.descriptors is None or len(fa.points) < 8 or len(fb.points) < 8:
+        return {**out, "reason": "too few local features"}
+    knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(fa.descriptors, fb.descriptors, k=2)
+    good = {}
+    for m in knn:  # ratio-tested, then one match per keypoint of b (the closest)
+        if len(m) == 2 and m[0].distance < RATIO * m[1].distance and \
+                (m[0].trainIdx not in good or m[0].distance < good[m[0].trainIdx].distance):
+            good[m[0].trainIdx] = m[0]
+    good = list(good.values())
+    out["matches"] = len(good)
+    if len(good) < 4:
+        return {**out, "reason": "too few matches"}
+    src = fa.points[[m.queryIdx for m in good]]
+    dst = fb.points[[m.trainIdx for m in good]]
+    model, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX,
+                                             maxIters=2000, confidence=0.995)
+    if model is None or inl is None:
+        return {**out, "reason": "no consistent transform"}
+    keep = inl.ravel().astype(bool)
+    distinct = lambda p: len(np.unique(np.round(p / DISTINCT_PX), axis=0))  # noqa: E731 (ORB finds one spot at several scales)
+    out["inliers"] = int(min(distinct(src[keep]), distinct(dst[keep])))
+    out["scale"] = float(np.hypot(model[0, 0], model[1, 0]))
+    out["spread"] = min(_hull_share(src[keep], fa.size), _hull_share(dst[keep], fb.size))
+    return out
+
+
+def geometry_edge(m: pd.DataFrame) -> np.ndarray:
+    """Whether each measured pair shares a region: identical content, enough RANSAC inliers spread over both
+    images under a plausible scale, or (images too small for local features) an alignment as good as a copy's."""
+    from leakcore import verify
+
+    m = m.reset_index(drop=True)
+    orb = (m["method"] == "orb") & (m["inliers"] >= MIN_INLIERS) & (m["spread"] >= MIN_SPREAD) & \
+        (m["scale"] >= 1 / MAX_SCALE) & (m["scale"] <= MAX_SCALE)
+    aligned = (m["method"] == "aligned") & (m["ncc"].fillna(0) >= verify.TWIN_NCC)
+    return (orb | aligned | (m["method"] == "identical")).to_numpy(dtype=bool)
+
+
+def _geometry_hash(shas_a, shas_b) -> str:
+    import hashlib
+
+    h = hashlib.sha256(f"g{GEOMETRY_VERSION}".encode())
+    for a, b in zip(shas_a, shas_b):
+        h.update(f"{a}:{b}\n".encode())
+    return h.hexdigest()[:24]
+
+
+_GEOMETRY_FRAMES: dict = {}  # folder -> (part files, their rows)
+
+
+class GeometryStore:
+    """groups/geometry-v<VERSION>/part-<hash>.parquet: one row per unordered pair of contents (sha_a < sha_b) with
+    what the local features measured. Parts are written atomically and never rewritten, so a rerun is free and an
+    interrupted run loses at most one chunk."""
+
+    def __init__(self, ws):
+        self.folder = ws.path / "groups" / f"geometry-v{GEOMETRY_VERSION}"
+
+    def frame(self) -> pd.DataFrame:
+        from leakcore.io import read_while_unchanged
+
+        def read(parts):
+            frames = [pd.read_parquet(p) for p in parts]
+            if not frames:
+                return pd.DataFrame({c: pd.Series(dtype=object if c in ("sha_a", "sha_b", "method", "reason")
+                                                  else float) for c in GEOMETRY_COLUMNS})
+            return pd.concat(frames, ignore_index=True).drop_duplicates(["sha_a", "sha_b"])
+
+        return read_while_unchanged(_GEOMETRY_FRAMES, self.folder, "part-*.parquet", read)
+
+    def add(self, rows: pd.DataFrame) -> None:
+        from leakcore.io import write_parquet
+
+        rows = rows[list(GEOMETRY_COLUMNS)].reset_index(drop=True)
+        write_parquet(rows, self.folder / f"part-{_geometry_hash(rows['sha_a'], rows['sha_b'])}.parquet")
+
+
+def _decode_for_geometry(items: pd.DataFrame) -> list:
+    """(image or None, reason) per item row, decoded at about the working size (JPEG draft)."""
+    from leakcore import catalog, images
+
+    out: list = [(None, images.MISSING)] * len(items)
+    for pos, data in catalog.iter_item_bytes(items.reset_index(drop=True)):
+        dec = images.decode(data, draft_size=(WORK_SIDE, WORK_SIDE))
+        out[pos] = (dec.image, None) if dec.ok else (None, dec.reason)
+    return out
+
+
+def measure_geometry(ws, pairs: pd.DataFrame, *, progress=None) -> int:
+    """Measure every (sha_a, sha_b, id_a, id_b) pair the geometry store lacks; returns how many were measured.
+    Unreadable images are skipped with their reason (kept, so they are not tried again)."""
+    from leakcore import verify
+
+    store = GeometryStore(ws)
+    have = store.frame()
+    done = set(zip(have["sha_a"], have["sha_b"]))
+    todo = pairs[np.array([(a, b) not in done for a, b in zip(pairs["sha_a"], pairs["sha_b"])], dtype=bool)]
+    todo = todo.drop_duplicates(["sha_a", "sha_b"]).sort_values(["sha_a", "sha_b"]).reset_index(drop=True)
+    if todo.empty:
+        return 0
+    items = ws.items().drop_duplicates("item_id").set_index("item_id")
+    log.info("measuring the geometry of %d candidate group links", len(todo))
+    for start in range(0, len(todo), CHUNK):
+        part = todo.iloc[start:start + CHUNK]
+        ids = pd.unique(pd.concat([part["id_a"], part["id_b"]]))
+        decoded = dict(zip(ids, _decode_for_geometry(items.loc[ids].reset_index())))
+        feats = {i: local_features(img) for i, (img, _) in decoded.items() if img is not None}
+        rows, small = [], []
+        for r in part.itertuples(index=False):
+            (ia, why_a), (ib, why_b) = decoded[r.id_a], decoded[r.id_b]
+            base = {"sha_a": r.sha_a, "sha_b": r.sha_b}
+            if ia is None or ib is None:
+                rows.append({**base, "method": "skipped", "inliers": 0, "matches": 0, "spread": 0.0, "scale": 0.0,
+                             "ncc": np.nan, "reason": f"unreadable: {why_a or why_b}"})
+            elif feats[r.id_a].descriptors is None or feats[r.id_b].descriptors is None:
+                small.append(len(rows))
+                rows.append({**base, "method": "aligned", "inliers": 0, "matches": 0, "spread": 0.0, "scale": 0.0,
+                             "ncc": np.nan, "reason": "too small for local features: aligned instead"})
+            else:
+                rows.append({**base, **match_features(feats[r.id_a], feats[r.id_b])})
+        if small:  # the verification stage's alignment on the whole image (copies of tiny images)
+            sub = [part.iloc[i] for i in small]
+            ev = verify.evidence([decoded[s.id_a][0] for s in sub], [decoded[s.id_b][0] for s in sub])
+            for i, ncc in zip(small, ev["ncc"]):
+                rows[i]["ncc"] = float(ncc)
+        store.add(pd.DataFrame(rows, columns=list(GEOMETRY_COLUMNS)))
+        if progress:
+            progress("verify group links", min(start + CHUNK, len(todo)), len(todo))
+    return len(todo)
+
+
+def candidate_links(ws, items: pd.DataFrame, pairs: pd.DataFrame, threshold: float,
+                    max_per_image: int = MAX_CANDIDATES) -> pd.DataFrame:
+    """Unordered pairs of stored neighbours at or above the (loose) candidate threshold, at most `max_per_image`
+    per image (most similar first): a, b (item ids, a < b), similarity, sha_a, sha_b, id_a, id_b (the ids in sha
+    order, for the store)."""
+    p = pairs[(pairs["similarity"] >= threshold) & (pairs["eval_item_id"] != pairs["train_item_id"])]
+    a = np.minimum(p["eval_item_id"].astype(str).to_numpy(), p["train_item_id"].astype(str).to_numpy())
+    b = np.maximum(p["eval_item_id"].astype(str).to_numpy(), p["train_item_id"].astype(str).to_numpy())
+    c = pd.DataFrame({"a": a, "b": b, "similarity": p["similarity"].to_numpy(np.float64)})
+    c = c.sort_values("similarity", ascending=False).drop_duplicates(["a", "b"])
+    ok = set(items["item_id"].astype(str))
+    c = c[c["a"].isin(ok) & c["b"].isin(ok)]
+    if max_per_image and len(c):
+        rank_a = c.groupby("a").cumcount()
+        rank_b = c.groupby("b").cumcount()
+        c = c[(rank_a < max_per_image) | (rank_b < max_per_image)]
+    sha = items.drop_duplicates("item_id").set_index("item_id")["sha256"].astype(str)
+    sa, sb = sha.reindex(c["a"]).to_numpy(), sha.reindex(c["b"]).to_numpy()
+    swap = sa > sb
+    c = c.assign(sha_a=np.where(swap, sb, sa), sha_b=np.where(swap, sa, sb),
+                 id_a=np.where(swap, c["b"], c["a"]), id_b=np.where(swap, c["a"], c["b"]))
+    return c.reset_index(drop=True)
+
+
+def verified_candidates(ws, candidates: pd.DataFrame, *, progress=None) -> pd.DataFrame:
+    """The candidates with their geometry (measured now where the store lacks it) and `edge` (bool)."""
+    same = candidates["sha_a"] == candidates["sha_b"]
+    measure_geometry(ws, candidates[~same], progress=progress)
+    m = GeometryStore(ws).frame()
+    out = candidates.merge(m, on=["sha_a", "sha_b"], how="left")
+    out.loc[same.to_numpy(), ["method", "inliers", "matches", "spread", "scale", "reason"]] = \
+        ["identical", 0, 0, 1.0, 1.0, "identical content"]
+    out["edge"] = geometry_edge(out) if len(out) else np.zeros(0, bool)
+    out.loc[~out["edge"] & (out["reason"].fillna("") == ""), "reason"] = "no shared region"
+    return out
+
+
 @dataclass(frozen=True)
 class Groups:
     """membership: item_id, group_id (the smallest member id), strict_group_id (explicit and curator links only),
-    split, role; groups: one row per group of two or more; evidence: the edges that link each group."""
+    split, role; groups: one row per group of two or more, with `links` (the evidence that links it, in words);
+    evidence: the edges that link each group (a, b, kind, similarity, inliers); candidates: every candidate link
+    with its geometry, `edge` and, where rejected, the reason."""
 
     membership: pd.DataFrame
     groups: pd.DataFrame
     evidence: pd.DataFrame
-    threshold: float
+    threshold: float  # the candidate threshold: similarity at which a link is tried on its pixels
     train_searched: bool  # whether train x train pairs were available (grouping on when scanned)
     items: int = 0  # readable items of the workspace (grouped or not)
+    candidates: pd.DataFrame | None = None
 
     @property
     def percolated(self) -> bool:
-        """One group holds over 5% of the images: the threshold chains look-alikes (calibrate on this data)."""
+        """One group holds over 5% of the images: links chain unrelated images (look at its evidence)."""
         n = self.items
         return bool(len(self.groups)) and int(self.groups["size"].max()) > max(50, 0.05 * max(n, 1))
+
+    @property
+    def guard(self) -> str | None:
+        """The percolation guard in words (None when no group is that large), for the CLI and the pages alike."""
+        if not self.percolated:
+            return None
+        big = self.groups.sort_values("size", ascending=False).iloc[0]
+        return (f"one group holds {int(big['size'])} of {self.items} images (linked by {big['links']}): a chain may "
+                "link unrelated images; look at its evidence and cut wrong links (Unrelated)")
 
 
 def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -69,41 +315,62 @@ def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return connected_components(graph, directed=False)[1]
 
 
+EDGE_KINDS = {"orb": "geometry", "aligned": "aligned", "identical": "identical"}
+
+
+def _links_in_words(ev: pd.DataFrame) -> str:
+    """The kinds of evidence of one group's edges, with the inlier range of the geometric ones."""
+    words = []
+    for kind in sorted(set(ev["kind"])):
+        if kind == "geometry":
+            inl = ev.loc[ev["kind"] == kind, "inliers"]
+            lo, hi = int(inl.min()), int(inl.max())
+            words.append(f"geometry ({lo} inliers)" if lo == hi else f"geometry ({lo}-{hi} inliers)")
+        else:
+            words.append(kind)
+    return ", ".join(words)
+
+
 def recover_groups(ws, *, threshold: float | None = None, decisions: pd.DataFrame | None = None,
-                   pairs: pd.DataFrame | None = None) -> Groups:
-    """Explicit groups, united with near-duplicate components at the group threshold and curator decisions."""
+                   pairs: pd.DataFrame | None = None, progress=None) -> Groups:
+    """Explicit groups, united with candidate links (stored neighbours at or above the candidate threshold) whose
+    pixels share a region (geometry, measured once per pair of contents and kept) and with curator decisions.
+    Similarity alone never links two images, so look-alikes cannot chain."""
     threshold = group_threshold(ws) if threshold is None else float(threshold)
     items = ws.items()
     items = items[items["status"] == "ok"].reset_index(drop=True)
     ids = items["item_id"].astype(str).to_numpy()
     index = pd.Index(ids)
-    edges = []  # (a, b, kind, similarity)
+    columns = ["a", "b", "kind", "similarity", "inliers"]
+    edges = []
     explicit = items[items["group"].notna()]
     if not explicit.empty:
         key = explicit["dataset"].astype(str) + "\x00" + explicit["group"].astype(str)
         first = explicit.groupby(key)["item_id"].transform("min").astype(str)
         e = pd.DataFrame({"a": first.to_numpy(), "b": explicit["item_id"].astype(str).to_numpy(), "kind": "explicit",
-                          "similarity": np.nan})
+                          "similarity": np.nan, "inliers": np.nan})
         edges.append(e[e["a"] != e["b"]])
-    stored = leakage.load_pairs(ws, raw=True) if pairs is None else pairs  # the group threshold is on the raw one
+    stored = leakage.load_pairs(ws, raw=True) if pairs is None else pairs  # candidates are on the raw similarity
     train_pairs = load_group_pairs(ws)
     all_pairs = pd.concat([stored, train_pairs], ignore_index=True)[["eval_item_id", "train_item_id", "similarity"]]
-    all_pairs = all_pairs[all_pairs["eval_item_id"] != all_pairs["train_item_id"]]
-    cut, confirm = set(), pd.DataFrame(columns=["a", "b", "kind", "similarity"])
+    cut = set()
     if decisions is not None and not decisions.empty:
-        keyed = decisions["eval_item_id"] + "\t" + decisions["train_item_id"]
-        cut = set(keyed[decisions["decision"] == Decision.NOT_LEAK.value])
+        unrelated = decisions[decisions["decision"] == Decision.NOT_LEAK.value]
+        cut = set(zip(unrelated["eval_item_id"], unrelated["train_item_id"]))
+        cut |= {(b, a) for a, b in cut}
         conf = decisions[decisions["decision"].isin(LINKING)]
-        confirm = pd.DataFrame({"a": conf["eval_item_id"], "b": conf["train_item_id"], "kind": "curator",
-                                "similarity": np.nan})
-    near = all_pairs[all_pairs["similarity"] >= threshold]
-    if cut:
-        near = near[~(near["eval_item_id"] + "\t" + near["train_item_id"]).isin(cut)]
-    edges.append(pd.DataFrame({"a": near["eval_item_id"], "b": near["train_item_id"], "kind": "similarity",
-                               "similarity": near["similarity"]}))
-    edges.append(confirm)
-    ev = pd.concat([e for e in edges if not e.empty], ignore_index=True) if any(not e.empty for e in edges) else \
-        pd.DataFrame(columns=["a", "b", "kind", "similarity"])
+        edges.append(pd.DataFrame({"a": conf["eval_item_id"], "b": conf["train_item_id"], "kind": "curator",
+                                   "similarity": np.nan, "inliers": np.nan}))
+    candidates = candidate_links(ws, items, all_pairs, threshold) if np.isfinite(threshold) else \
+        candidate_links(ws, items, all_pairs.iloc[:0], 0.0)
+    if cut and len(candidates):
+        candidates = candidates[np.array([(a, b) not in cut for a, b in zip(candidates["a"], candidates["b"])], bool)]
+    checked = verified_candidates(ws, candidates.reset_index(drop=True), progress=progress)
+    linked = checked[checked["edge"]]
+    edges.append(pd.DataFrame({"a": linked["a"], "b": linked["b"], "kind": linked["method"].map(EDGE_KINDS),
+                               "similarity": linked["similarity"], "inliers": linked["inliers"].astype(float)}))
+    edges = [e for e in edges if not e.empty]
+    ev = pd.concat(edges, ignore_index=True)[columns] if edges else pd.DataFrame(columns=columns)
     ai, bi = index.get_indexer(ev["a"].astype(str)), index.get_indexer(ev["b"].astype(str))
     known = (ai >= 0) & (bi >= 0)
     ev, ai, bi = ev[known].reset_index(drop=True), ai[known], bi[known]
@@ -126,22 +393,24 @@ def recover_groups(ws, *, threshold: float | None = None, decisions: pd.DataFram
         "n_splits": g["split"].nunique(), "n_eval": g["role"].agg(lambda r: int((r == "eval").sum())),
         "n_train": g["role"].agg(lambda r: int((r == "train").sum())),
     }).reset_index()
-    kinds = ev.groupby("group_id")["kind"].agg(lambda k: ", ".join(sorted(set(k))))
+    kinds = ev.groupby("group_id")[["kind", "inliers"]].apply(_links_in_words) if len(ev) else pd.Series(dtype=str)
     groups["links"] = groups["group_id"].map(kinds).fillna("")
     groups["cross_split"] = groups["n_splits"] > 1
     groups["leaks"] = (groups["n_eval"] > 0) & (groups["n_train"] > 0)
+    checked["group_id"] = pd.Series(label, index=ids).reindex(checked["a"]).to_numpy() if len(checked) else []
     return Groups(membership, groups.sort_values(["leaks", "size"], ascending=False).reset_index(drop=True),
-                  ev, threshold, not train_pairs.empty, len(ids))
+                  ev, threshold, not train_pairs.empty, len(ids), checked)
 
 
-def groups_in_force(ws, *, decisions: pd.DataFrame | None = None, pairs: pd.DataFrame | None = None) -> Groups:
-    """`recover_groups` at the threshold in force; without one (an uncalibrated encoder), explicit groups and
-    curator decisions alone link items, and the log says so."""
+def groups_in_force(ws, *, decisions: pd.DataFrame | None = None, pairs: pd.DataFrame | None = None,
+                    progress=None) -> Groups:
+    """`recover_groups` at the candidate threshold in force; without one (an uncalibrated encoder), explicit groups
+    and curator decisions alone link items, and the log says so."""
     try:
-        return recover_groups(ws, decisions=decisions, pairs=pairs)
+        return recover_groups(ws, decisions=decisions, pairs=pairs, progress=progress)
     except ThresholdsUncalibrated:
         log.warning("no group threshold for %s: only explicit groups and curator decisions link items", ws.encoder)
-        return recover_groups(ws, threshold=float("inf"), decisions=decisions, pairs=pairs)
+        return recover_groups(ws, threshold=float("inf"), decisions=decisions, pairs=pairs, progress=progress)
 
 
 def group_reach(groups: Groups, *, strict: bool = False) -> pd.DataFrame:
@@ -154,7 +423,9 @@ def group_reach(groups: Groups, *, strict: bool = False) -> pd.DataFrame:
                                  col: "group_id"})[["eval_split", "train_split", "eval_item_id", "group_id"]]
 
 
-__all__ = ["Groups", "group_reach", "group_threshold", "groups_in_force", "load_group_pairs", "recover_groups"]
+__all__ = ["GeometryStore", "Groups", "candidate_links", "group_reach", "group_threshold", "groups_in_force",
+           "load_group_pairs", "local_features", "match_features", "measure_geometry", "recover_groups",
+           "verified_candidates"]
 
 
 # ---- calibrating the "same source" threshold ----------------------------------------------------------------

@@ -66,7 +66,7 @@ def test_explicit_and_recovered_groups(ws):
     assert m.loc["m/test/c2.jpg", "strict_group_id"] != m.loc["m/train/c.jpg", "strict_group_id"]
     assert "m/test/e.jpg" not in m.index and g.train_searched
     links = dict(zip(g.groups["group_id"], g.groups["links"]))
-    assert links[m.loc["m/train/a.jpg", "group_id"]] == "explicit" and "similarity" in links[m.loc["m/train/c.jpg", "group_id"]]
+    assert links[m.loc["m/train/a.jpg", "group_id"]] == "explicit" and links[m.loc["m/train/c.jpg", "group_id"]] == "identical"
     rates = ws.rates().set_index(["check", "train_split"])
     row = rates.loc[("group", "(all training sources)")]
     assert (row["hard"], row["soft"], row["n_eval"]) == (1, 2, 3)
@@ -74,7 +74,7 @@ def test_explicit_and_recovered_groups(ws):
 
 def test_curator_group_decisions_feed_the_grouping(ws):
     g = ws.groups()
-    ev = g.evidence[g.evidence["kind"] == "similarity"]
+    ev = g.evidence[g.evidence["kind"] == "identical"]
     ws.decisions.decide_many(list(zip(ev["a"], ev["b"])), Decision.NOT_LEAK, reviewer="r")  # "unrelated"
     m = ws.groups().membership
     assert "m/test/c2.jpg" not in set(m["item_id"])
@@ -159,7 +159,7 @@ def test_pages_show_groups(ws, monkeypatch, tmp_path):
     assert any("Group **1 / 2**" in m.value for m in at.markdown)
     if any("linked by *explicit*" in m.value for m in at.markdown):
         at.button(key="group_next").click().run()  # metadata cannot be overruled by a click: go to the recovered one
-    assert any("Group **2 / 2**" in m.value or "linked by *similarity*" in m.value for m in at.markdown)
+    assert any("Group **2 / 2**" in m.value or "linked by *identical*" in m.value for m in at.markdown)
     at.button(key="group_not_leak").click().run()  # "unrelated": the recovered link is cut
     assert not at.exception
     assert any("Group **1 / 1**" in m.value for m in at.markdown)
