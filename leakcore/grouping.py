@@ -67,6 +67,7 @@ MIN_SPREAD = 0.005  # the inliers' convex hull covers at least this share of eac
 MAX_SCALE = 4.0  # the transform's scale stays within [1/MAX_SCALE, MAX_SCALE]
 MAX_CANDIDATES = 8  # candidate links tried per image, most similar first
 CHUNK = 512  # pairs measured (and written) at once: an interrupted run loses at most one chunk
+FEATURE_MEMO = 4096  # images whose local features are kept in memory during one run
 GEOMETRY_COLUMNS = ("sha_a", "sha_b", "method", "inliers", "matches", "spread", "scale", "ncc", "reason")
 
 
@@ -199,46 +200,50 @@ def _decode_for_geometry(items: pd.DataFrame) -> list:
     return out
 
 
-def measure_geometry(ws, pairs: pd.DataFrame, *, progress=None) -> int:
-    """Measure every (sha_a, sha_b, id_a, id_b) pair the geometry store lacks; returns how many were measured.
-    Unreadable images are skipped with their reason (kept, so they are not tried again)."""
+def measure_geometry(ws, pairs: pd.DataFrame, *, features: dict | None = None) -> int:
+    """Measure every (sha_a, sha_b, id_a, id_b) pair the geometry store lacks, CHUNK pairs per stored part; returns
+    how many were measured. `features` (item id -> Features) is a memo the caller may keep across calls. Unreadable
+    images are skipped with their reason (kept, so they are not tried again)."""
     from leakcore import verify
 
     store = GeometryStore(ws)
     have = store.frame()
     done = set(zip(have["sha_a"], have["sha_b"]))
     todo = pairs[np.array([(a, b) not in done for a, b in zip(pairs["sha_a"], pairs["sha_b"])], dtype=bool)]
-    todo = todo.drop_duplicates(["sha_a", "sha_b"]).sort_values(["sha_a", "sha_b"]).reset_index(drop=True)
+    todo = todo.drop_duplicates(["sha_a", "sha_b"]).reset_index(drop=True)
     if todo.empty:
         return 0
+    features = {} if features is None else features
     items = ws.items().drop_duplicates("item_id").set_index("item_id")
-    log.info("measuring the geometry of %d candidate group links", len(todo))
     for start in range(0, len(todo), CHUNK):
         part = todo.iloc[start:start + CHUNK]
         ids = pd.unique(pd.concat([part["id_a"], part["id_b"]]))
         decoded = dict(zip(ids, _decode_for_geometry(items.loc[ids].reset_index())))
-        feats = {i: local_features(img) for i, (img, _) in decoded.items() if img is not None}
+        for i, (img, _) in decoded.items():
+            if img is not None and i not in features:
+                features[i] = local_features(img)
+        while len(features) > FEATURE_MEMO:  # oldest first (dicts keep insertion order)
+            features.pop(next(iter(features)))
         rows, small = [], []
         for r in part.itertuples(index=False):
             (ia, why_a), (ib, why_b) = decoded[r.id_a], decoded[r.id_b]
             base = {"sha_a": r.sha_a, "sha_b": r.sha_b}
+            fa, fb = features.get(r.id_a), features.get(r.id_b)
             if ia is None or ib is None:
                 rows.append({**base, "method": "skipped", "inliers": 0, "matches": 0, "spread": 0.0, "scale": 0.0,
                              "ncc": np.nan, "reason": f"unreadable: {why_a or why_b}"})
-            elif feats[r.id_a].descriptors is None or feats[r.id_b].descriptors is None:
+            elif fa is None or fb is None or fa.descriptors is None or fb.descriptors is None:
                 small.append(len(rows))
                 rows.append({**base, "method": "aligned", "inliers": 0, "matches": 0, "spread": 0.0, "scale": 0.0,
                              "ncc": np.nan, "reason": "too small for local features: aligned instead"})
             else:
-                rows.append({**base, **match_features(feats[r.id_a], feats[r.id_b])})
+                rows.append({**base, **match_features(fa, fb)})
         if small:  # the verification stage's alignment on the whole image (copies of tiny images)
             sub = [part.iloc[i] for i in small]
             ev = verify.evidence([decoded[s.id_a][0] for s in sub], [decoded[s.id_b][0] for s in sub])
             for i, ncc in zip(small, ev["ncc"]):
                 rows[i]["ncc"] = float(ncc)
         store.add(pd.DataFrame(rows, columns=list(GEOMETRY_COLUMNS)))
-        if progress:
-            progress("verify group links", min(start + CHUNK, len(todo)), len(todo))
     return len(todo)
 
 
@@ -266,14 +271,79 @@ def candidate_links(ws, items: pd.DataFrame, pairs: pd.DataFrame, threshold: flo
     return c.reset_index(drop=True)
 
 
-def verified_candidates(ws, candidates: pd.DataFrame, *, progress=None) -> pd.DataFrame:
-    """The candidates with their geometry (measured now where the store lacks it) and `edge` (bool)."""
-    same = candidates["sha_a"] == candidates["sha_b"]
-    measure_geometry(ws, candidates[~same], progress=progress)
-    m = GeometryStore(ws).frame()
-    out = candidates.merge(m, on=["sha_a", "sha_b"], how="left")
-    out.loc[same.to_numpy(), ["method", "inliers", "matches", "spread", "scale", "reason"]] = \
-        ["identical", 0, 0, 1.0, 1.0, "identical content"]
+class _Links:
+    """Union-find over item ids: which candidates would add nothing because their images are already linked."""
+
+    def __init__(self):
+        self.parent: dict = {}
+
+    def find(self, x):
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a, b) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def verified_candidates(ws, candidates: pd.DataFrame, *, linked: pd.DataFrame | None = None,
+                        progress=None) -> pd.DataFrame:
+    """The candidates with their geometry and `edge` (bool). Pairs the store lacks are measured now, most similar
+    first, skipping a pair whose images are already linked (by `linked`: a, b edges such as explicit ids and
+    curator decisions, by identical content, or by pairs verified before): it cannot change a group, so it is left
+    unmeasured (reason "already linked") until a cut makes it matter."""
+    c = candidates.sort_values("similarity", ascending=False).reset_index(drop=True)
+    same = (c["sha_a"] == c["sha_b"]).to_numpy()
+    links = _Links()
+    if linked is not None:
+        for a, b in zip(linked["a"].astype(str), linked["b"].astype(str)):
+            links.union(a, b)
+    for a, b in zip(c.loc[same, "a"], c.loc[same, "b"]):
+        links.union(a, b)
+
+    def looked_up():
+        m = GeometryStore(ws).frame()
+        out = c.merge(m, on=["sha_a", "sha_b"], how="left")
+        out.loc[same, ["method", "inliers", "matches", "spread", "scale", "reason"]] = \
+            ["identical", 0, 0, 1.0, 1.0, "identical content"]
+        return out
+
+    out = looked_up()
+    measured = out["method"].notna().to_numpy()
+    edge = geometry_edge(out) if len(out) else np.zeros(0, bool)
+    for a, b in zip(out.loc[edge, "a"], out.loc[edge, "b"]):
+        links.union(a, b)
+    pending = [i for i in np.flatnonzero(~measured) if links.find(out.at[i, "a"]) != links.find(out.at[i, "b"])]
+    total, features = len(pending), {}
+    while pending:
+        still, pick, trial = [], [], _Links()
+        trial.parent = dict(links.parent)
+        for i in pending:
+            a, b = out.at[i, "a"], out.at[i, "b"]
+            if links.find(a) == links.find(b):
+                continue  # already linked: nothing to measure
+            still.append(i)
+            if len(pick) < CHUNK and trial.find(a) != trial.find(b):
+                pick.append(i)
+                trial.union(a, b)  # as if it holds: its parallel pairs wait for the result
+        if not pick:
+            break
+        measure_geometry(ws, out.loc[pick], features=features)
+        fresh = looked_up().loc[pick]
+        for col in GEOMETRY_COLUMNS[2:]:
+            out.loc[pick, col] = fresh[col].to_numpy()
+        for i in np.asarray(pick)[geometry_edge(fresh)]:
+            links.union(out.at[i, "a"], out.at[i, "b"])
+        picked = set(pick)
+        pending = [i for i in still if i not in picked]
+        if progress:
+            progress("verify group links", total - len(pending), total)
+    if progress and total:
+        progress("verify group links", total, total)
+    unmeasured = out["method"].isna()
+    out.loc[unmeasured, ["method", "reason"]] = ["unmeasured", "already linked"]
     out["edge"] = geometry_edge(out) if len(out) else np.zeros(0, bool)
     out.loc[~out["edge"] & (out["reason"].fillna("") == ""), "reason"] = "no shared region"
     return out
@@ -365,7 +435,8 @@ def recover_groups(ws, *, threshold: float | None = None, decisions: pd.DataFram
         candidate_links(ws, items, all_pairs.iloc[:0], 0.0)
     if cut and len(candidates):
         candidates = candidates[np.array([(a, b) not in cut for a, b in zip(candidates["a"], candidates["b"])], bool)]
-    checked = verified_candidates(ws, candidates.reset_index(drop=True), progress=progress)
+    strong = pd.concat([e[["a", "b"]] for e in edges if not e.empty] or [pd.DataFrame(columns=["a", "b"])])
+    checked = verified_candidates(ws, candidates.reset_index(drop=True), linked=strong, progress=progress)
     linked = checked[checked["edge"]]
     edges.append(pd.DataFrame({"a": linked["a"], "b": linked["b"], "kind": linked["method"].map(EDGE_KINDS),
                                "similarity": linked["similarity"], "inliers": linked["inliers"].astype(float)}))

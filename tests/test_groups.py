@@ -1,5 +1,6 @@
 """Group and temporal leakage: explicit and recovered groups, time windows, training on the future, the re-split."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -168,3 +169,101 @@ def test_pages_show_groups(ws, monkeypatch, tmp_path):
     assert not at.exception, at.exception
     at.button[-1].click().run()  # the re-split form's submit button
     assert not at.exception and any("groups kept whole" in s.value for s in at.success)
+
+
+# ---- group links verified by geometry ---------------------------------------------------------------------------
+def _textured(base_seed: int, texture_seed: int, size=(360, 270)) -> "Image.Image":
+    """Smooth blobs (the look, which a perceptual hash sees) under a fine random block texture (the pixels local
+    features see): one base with different textures looks alike to the encoder but shares no region."""
+    from PIL import Image
+
+    w, h = size
+    base = np.asarray(photo(base_seed, size), np.float32)
+    rng = np.random.default_rng(texture_seed)
+    blocks = rng.random((h // 4 + 1, w // 4 + 1)).repeat(4, 0).repeat(4, 1)[:h, :w, None]
+    return Image.fromarray(np.clip(0.75 * base + 0.25 * 255 * blocks, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture
+def geo_ws(tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    rows = []
+
+    def put(img, name, split, group=""):
+        img.save(root / name, quality=95)
+        rows.append({"path": name, "split": split, "group": group})
+
+    for i, split in enumerate(["train", "test", "train", "test"]):  # a look-alike chain: one look, four textures
+        put(_textured(7, 100 + i), f"alike{i}.jpg", split)
+    for j, (part, split) in enumerate(zip(grouping.overlapping_patches(_textured(8, 200)),
+                                          ["train", "test", "train", "test"])):
+        put(part, f"patch{j}.jpg", split)
+    put(_textured(9, 300), "subject_a.jpg", "train", "s1")  # one subject's different photos under an explicit id
+    put(_textured(10, 301), "subject_b.jpg", "test", "s1")
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    ws = Project.create(tmp_path / "w", encoder="phash")
+    ws.add("m", tmp_path / "m.csv", root=root)
+    ws.set_group_settings(threshold=-1.0)  # every stored neighbour is a candidate: the pixels alone decide
+    ws.scan(grouping=True)
+    return ws
+
+
+def test_lookalikes_are_candidates_but_never_chain(geo_ws):
+    g = geo_ws.groups()
+    cand = g.candidates
+    alike = cand[cand["a"].str.contains("alike") & cand["b"].str.contains("alike")]
+    assert len(alike) >= 3 and alike["similarity"].min() >= 0.5  # the encoder calls them alike...
+    assert not alike["edge"].any() and alike["reason"].isin(["no shared region", "too few matches"]).all()  # ...not the pixels
+    assert not g.membership["item_id"].str.contains("alike").any()
+    assert not any("alike" in i for i in grouping.group_reach(g)["eval_item_id"])
+
+
+def test_patches_of_one_image_are_linked_with_their_evidence(geo_ws):
+    g = geo_ws.groups()
+    m = g.membership.set_index("item_id")
+    patches = [i for i in m.index if "patch" in i]
+    assert len(patches) == 4 and m.loc[patches, "group_id"].nunique() == 1
+    assert m.loc[patches, "strict_group_id"].nunique() == 4  # a recovered link, not metadata: the soft degree
+    links = g.groups.set_index("group_id").loc[m.loc[patches[0], "group_id"], "links"]
+    assert links.startswith("geometry (") and "inliers" in links
+    ev = g.evidence[g.evidence["group_id"] == m.loc[patches[0], "group_id"]]
+    assert set(ev["kind"]) == {"geometry"} and (ev["inliers"] >= grouping.MIN_INLIERS).all() and len(ev) >= 3
+    found = geo_ws.findings("group")
+    assert set(found.loc[found["eval_item_id"].str.contains("patch"), "degree"]) == {"soft"}
+    assert "geometry" in found["reason"].str.cat()
+
+
+def test_explicit_ids_still_link(geo_ws):
+    g = geo_ws.groups()
+    m = g.membership.set_index("item_id")
+    assert m.loc["m/train/subject_a.jpg", "strict_group_id"] == m.loc["m/test/subject_b.jpg", "strict_group_id"]
+    assert g.groups.set_index("group_id").loc[m.loc["m/train/subject_a.jpg", "group_id"], "links"] == "explicit"
+
+
+def test_geometry_is_cached_per_pair_and_reports_progress(geo_ws, monkeypatch):
+    seen = []
+    first = geo_ws.groups(progress=lambda stage, done, total: seen.append((stage, done, total)))
+    assert seen and seen[-1][0] == "verify group links" and seen[-1][1] == seen[-1][2] > 0
+    parts = list((geo_ws.path / "groups" / f"geometry-v{grouping.GEOMETRY_VERSION}").glob("part-*.parquet"))
+    assert parts and not list(parts[0].parent.glob("*.tmp"))
+
+    def boom(*a, **k):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(grouping, "match_features", boom)
+    monkeypatch.setattr(grouping, "local_features", boom)
+    seen.clear()
+    again = geo_ws.groups(progress=lambda *a: seen.append(a))
+    assert not seen
+    assert again.membership.equals(first.membership)
+    assert main(["groups", str(geo_ws.path)]) == 0
+
+
+def test_unreadable_images_are_skipped_with_a_reason(geo_ws):
+    items = geo_ws.items().set_index("item_id")
+    Path(items.loc["m/test/patch1.jpg", "uri"]).write_bytes(b"not an image any more")
+    g = geo_ws.groups()
+    bad = g.candidates[(g.candidates["a"] == "m/test/patch1.jpg") | (g.candidates["b"] == "m/test/patch1.jpg")]
+    measured = bad[bad["method"] != "unmeasured"]
+    assert len(measured) and measured["reason"].str.startswith("unreadable").all() and not measured["edge"].any()
