@@ -161,7 +161,8 @@ def identity_sidebar(ws_path: str | None) -> None:
         st.caption("Signed in as")
         st.text(user)  # text, never markup: an identity is shown as it is
         if role is not None and has_roles:
-            st.caption(f"Role here: **{role.value}**")
+            st.caption(f"Role here: **{role.value}**" + (" (reads everything; deciding needs the curator role)"
+                                                        if role == access.Role.VIEWER else ""))
         if st.button("Sign out", key="sign_out", icon=":material/logout:"):
             st.logout()
         return
@@ -231,6 +232,9 @@ def audit_view(ws) -> None:
     table = log_.table()
     if table.empty:
         return
+    latest = table.head(5)
+    st.text("\n".join(f"{r.time[:19].replace('T', ' ')}  {r.user} ({r.role})  {r.action}" + (f" {r.target}" if r.target else "")
+                       for r in latest.itertuples()))  # the newest at a glance, as text
     actions = sorted(table["action"].dropna().unique())
     chosen = st.multiselect("Actions", actions, key="team_actions", placeholder="all")
     if chosen:

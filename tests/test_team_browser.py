@@ -1,0 +1,368 @@
+"""A team on one server, in a real browser, with a real identity provider, all on loopback.
+
+A local OpenID Connect provider (the `oidc-provider-mock` package) runs on 127.0.0.1; the dashboard runs with sign-in
+configured through a temporary secrets file (`--secrets.files`, so the repository's .streamlit/config.toml still
+applies). A lead, a curator and a viewer sign in from their own browser contexts (cookies kept apart). The workspace
+holds hostile input: files and labels named like markup and SQL, a 100,000-character caption, a 60,000 x 60,000 PNG
+(a decompression bomb), a symlink out of the dataset root; the test listens for JavaScript dialogs on every page.
+
+Skips without Chromium, Playwright or oidc-provider-mock. Screenshots go to tests/artifacts/team-*.png.
+"""
+from __future__ import annotations
+
+import csv
+import re
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+import zlib
+from pathlib import Path
+
+import pytest
+
+from leakcore import review
+from leakcore.access import AuditLog, Role, Roles
+from leakcore.api import Project
+
+from conftest import jpeg_bytes, photo
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: `apt-get install chromium` (Debian) to run the browser test"),
+]
+pytest.importorskip("playwright")
+pytest.importorskip("oidc_provider_mock", reason="pip install oidc-provider-mock (requirements.txt) for the sign-in test")
+pytest.importorskip("authlib", reason="pip install Authlib (requirements.txt): Streamlit's sign-in needs it")
+
+LEAD, CURATOR, VIEWER = "lea@example.org", "cora@example.org", "vic@example.org"
+XSS = "<img src=x onerror=alert(1)>"
+SQL = '"; DROP TABLE decisions; --'
+LONG_CAPTION = "caption " + "x" * 99_992  # 100,000 characters
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, proc: subprocess.Popen, what: str, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"{what} did not start within {timeout:.0f} s")
+
+
+def bomb_png(path: Path, side: int = 60_000) -> None:
+    """A valid 1-bit PNG of side x side pixels, all black: ~0.5 MB on disk, 3.6 gigapixels decoded."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\0" * (1 + side // 8)  # filter byte + packed bits
+    z = zlib.compressobj(9)
+    parts = [z.compress(row * 1000) for _ in range(side // 1000)]
+    parts.append(z.flush())
+    with open(path, "wb") as fh:
+        fh.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)))
+        fh.write(chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
+
+
+def hostile_workspace(tmp: Path) -> Path:
+    """A manifest dataset whose test split copies training images under hostile names, labels and captions."""
+    data = tmp / "data"
+    outside = tmp / "outside"
+    for d in (data / "train", data / "test", outside):
+        d.mkdir(parents=True)
+    rows = []
+    for i in range(8):
+        (data / "train" / f"t{i}.jpg").write_bytes(jpeg_bytes(photo(i, size=(64, 48))))
+        rows.append({"path": f"train/t{i}.jpg", "split": "train", "label": ["cat", "dog", SQL, XSS][i % 4],
+                     "caption": ""})
+    hostile = [(f"{XSS}.jpg", XSS, LONG_CAPTION, 0), (f"{SQL}.jpg", SQL, SQL, 1), ("plain2.jpg", "cat", "", 2),
+               ("plain3.jpg", "dog", "", 3)]
+    for name, label, caption, source in hostile:
+        shutil.copy(data / "train" / f"t{source}.jpg", data / "test" / name)
+        rows.append({"path": f"test/{name}", "split": "test", "label": label, "caption": caption})
+    for i in range(4):  # not leaks
+        (data / "test" / f"new{i}.jpg").write_bytes(jpeg_bytes(photo(500 + i, size=(64, 48))))
+        rows.append({"path": f"test/new{i}.jpg", "split": "test", "label": "cat", "caption": ""})
+    bomb_png(data / "test" / "bomb.png")
+    rows.append({"path": "test/bomb.png", "split": "test", "label": "cat", "caption": "a decompression bomb"})
+    shutil.copy(data / "train" / "t4.jpg", outside / "secret.jpg")
+    (data / "test" / "escape.jpg").symlink_to(outside / "secret.jpg")
+    rows.append({"path": "test/escape.jpg", "split": "test", "label": "cat", "caption": "a link out of the root"})
+    with open(data / "manifest.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["path", "split", "label", "caption"])
+        w.writeheader()
+        w.writerows(rows)
+    ws = Project.create(tmp / "ws", encoder="phash", actor=LEAD)
+    ws.add("team", data / "manifest.csv", roles={"train": "train", "test": "eval"})
+    ws.scan()
+    ws.set_roles(Roles({LEAD: Role.LEAD, CURATOR: Role.CURATOR, VIEWER: Role.VIEWER}))
+    return ws.path
+
+
+@pytest.fixture(scope="module")
+def team_server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("team")
+    ws_path = hostile_workspace(tmp)
+    oidc_port, port = _free_port(), _free_port()
+    procs = []
+    env = dict(os.environ, LEAKCORE_HOME=str(tmp / "home"), LEAKCORE_ROOTS=os.pathsep.join([str(ws_path), str(tmp / "data")]))
+    try:
+        oidc = subprocess.Popen([sys.executable, "-m", "oidc_provider_mock", "--port", str(oidc_port), "--host", "127.0.0.1"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(oidc)
+        issuer = f"http://127.0.0.1:{oidc_port}"
+        _wait_for(issuer + "/.well-known/openid-configuration", oidc, "the OpenID Connect provider")
+        secrets = tmp / "secrets" / "secrets.toml"
+        secrets.parent.mkdir()
+        secrets.write_text(
+            "[auth]\n"
+            f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+            'cookie_secret = "a-test-cookie-secret-of-enough-length-0123456789"\n'
+            'client_id = "leakcore-test"\n'
+            'client_secret = "leakcore-test-secret"\n'
+            f'server_metadata_url = "{issuer}/.well-known/openid-configuration"\n')
+        app = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--secrets.files", str(secrets),
+             "--", "--workspace", str(ws_path)],
+            cwd=ROOT, env=env, stdout=open(tmp / "streamlit.log", "wb"), stderr=subprocess.STDOUT)
+        procs.append(app)
+        url = f"http://127.0.0.1:{port}"
+        _wait_for(url + "/_stcore/health", app, "streamlit")
+        yield url, ws_path, tmp
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def _launch(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"])
+
+
+class Visitor:
+    """One person's browser context: signs in at the provider, opens pages, records dialogs and page errors."""
+
+    def __init__(self, browser, url: str):
+        self.url = url
+        self.context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        self.page = self.context.new_page()
+        self.dialogs: list[str] = []
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+
+    def sign_in(self, user: str) -> None:
+        from playwright.sync_api import expect
+
+        page = self.page
+        page.goto(self.url)
+        page.get_by_role("button", name="Sign in").click(timeout=60_000)
+        page.locator('input[name="sub"]').fill(user)  # the provider's own form: who am I
+        page.get_by_role("button", name="Authorize").click()
+        expect(page.get_by_text("Signed in as")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text(user, exact=True)).to_be_visible()
+
+    def open(self, path: str, ready: str):
+        from playwright.sync_api import expect
+
+        self.page.goto(self.url + path)
+        expect(self.page.get_by_text(ready).first).to_be_visible(timeout=60_000)
+        self.page.wait_for_timeout(800)
+        return self.page
+
+    def no_crash(self) -> None:
+        assert self.page.locator('[data-testid="stException"]').count() == 0, self.page.inner_text("body")[:2000]
+
+    def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"team-{name}.png"), full_page=True)
+
+
+def _run_check_after(page, button: str, expect_text: str):
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name=button).first.click()
+    expect(page.get_by_text(expect_text).first).to_be_visible(timeout=60_000)
+
+
+def test_curator_decides_viewer_cannot_lead_applies_and_exports_then_signs_out(team_server):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, ws_path, tmp = team_server
+    with sync_playwright() as p:
+        browser = _launch(p)
+        # a curator signs in and decides
+        cora = Visitor(browser, url)
+        cora.sign_in(CURATOR)
+        page = cora.open("/Review", "flagged pairs")
+        expect(page.get_by_text("Role here: curator")).to_be_visible()
+        page.get_by_role("button", name="Hard leak").click()
+        expect(page.get_by_text("Reviewed 1 of").first).to_be_visible(timeout=60_000)
+        cora.no_crash()
+        cora.shot("curator-review")
+        decided = review.latest_decisions(Project.open(ws_path))
+        assert list(decided["reviewer"]) == [CURATOR]
+
+        # a viewer signs in and can neither decide nor export
+        vic = Visitor(browser, url)
+        vic.sign_in(VIEWER)
+        page = vic.open("/Review", "flagged pairs")
+        page.get_by_role("button", name="Not a leak").click()
+        expect(page.get_by_text(f"{VIEWER} is a viewer").first).to_be_visible(timeout=60_000)
+        vic.shot("viewer-refused-decide")
+        page = vic.open("/Export", "Export a cleaned evaluation split")
+        page.get_by_role("button", name="Write the export into the workspace").click()
+        expect(page.get_by_text(f"{VIEWER} is a viewer").first).to_be_visible(timeout=60_000)
+        vic.shot("viewer-refused-export")
+        page = vic.open("/Thresholds", "Thresholds")
+        page.get_by_role("button", name="Apply to project").click()
+        expect(page.get_by_text(f"{VIEWER} is a viewer").first).to_be_visible(timeout=60_000)
+        assert len(review.history(Project.open(ws_path))) == 1
+        assert not (ws_path / "exports" / "team-test-soft").exists()
+
+        # a lead applies thresholds and exports; the audit page and the sidecar show it
+        lea = Visitor(browser, url)
+        lea.sign_in(LEAD)
+        page = lea.open("/Thresholds", "Thresholds")
+        page.get_by_role("button", name="Apply to project").click()
+        expect(page.get_by_text("Thresholds for phash").first).to_be_visible(timeout=60_000)
+        page = lea.open("/Export", "Export a cleaned evaluation split")
+        page.get_by_role("button", name="Write the export into the workspace").click()
+        expect(page.get_by_text("Written:").first).to_be_visible(timeout=60_000)
+        lea.no_crash()
+        page = lea.open("/Team", "Audit log")
+        expect(page.get_by_text("You are lead here.")).to_be_visible()
+        lea.shot("audit")
+        shown = page.inner_text("body")
+        assert re.search(rf"{re.escape(LEAD)} \(lead\)\s+export team/test", shown), shown
+        assert re.search(rf"{re.escape(LEAD)} \(lead\)\s+thresholds phash", shown), shown
+        log = AuditLog(ws_path)
+        assert log.last("thresholds")["user"] == LEAD and log.last("export")["user"] == LEAD
+        assert log.verify() == len(log.entries())
+        prov = json.loads((ws_path / "exports" / "team-test-soft" / "provenance.json").read_text())
+        assert prov["people"]["exported_by"] == LEAD
+        assert prov["people"]["decisions_by_reviewer"] == {CURATOR: 1}
+        assert prov["people"]["thresholds_set_by"]["user"] == LEAD
+
+        # signing out ends the session: the next visit asks to sign in again
+        page = lea.open("/", "Signed in as")
+        page.get_by_role("button", name="Sign out").click()
+        # Streamlit ends the session at the provider too (RP-initiated logout): the provider asks to confirm
+        page.get_by_role("button", name="End session").click(timeout=60_000)
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+        page.goto(url + "/Review")
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+        assert page.get_by_text("Signed in as").count() == 0
+        lea.shot("signed-out")
+        for v in (cora, vic, lea):
+            assert v.dialogs == []
+        browser.close()
+
+
+def test_forged_identities_are_not_believed(team_server):
+    """A viewer who sets the old Reviewer cookie to the lead's name, and a stranger who writes Streamlit's identity
+    cookie by hand, are still who the provider said (or nobody): nothing is decided in another's name."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, ws_path, _ = team_server
+    before = len(review.history(Project.open(ws_path)))
+    with sync_playwright() as p:
+        browser = _launch(p)
+        vic = Visitor(browser, url)
+        vic.sign_in(VIEWER)
+        vic.context.add_cookies([{"name": "leakcore_reviewer", "value": LEAD, "url": url}])
+        page = vic.open("/Review", "flagged pairs")
+        expect(page.get_by_text(VIEWER, exact=True)).to_be_visible()
+        assert page.get_by_role("textbox", name="Reviewer").count() == 0  # no name box to type another name into
+        page.get_by_role("button", name="Hard leak").click()
+        expect(page.get_by_text(f"{VIEWER} is a viewer").first).to_be_visible(timeout=60_000)
+
+        stranger = Visitor(browser, url)
+        forged = json.dumps({"email": LEAD, "sub": LEAD, "is_logged_in": True})
+        for name in ("_streamlit_user", "_streamlit_user.0"):
+            stranger.context.add_cookies([{"name": name, "value": forged, "url": url}])
+        stranger.page.goto(url + "/Review")
+        expect(stranger.page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+        assert stranger.page.get_by_text("flagged pairs").count() == 0
+        assert vic.dialogs == stranger.dialogs == []
+        browser.close()
+    assert len(review.history(Project.open(ws_path))) == before
+
+
+def test_hostile_input_is_text_or_refused_with_a_reason(team_server):
+    """Markup and SQL in names and labels, a 100,000-character caption, a decompression bomb, a symlink out of the
+    root, a traversal in a pair URL and in media URLs: shown as text or refused, no script runs, nothing crashes."""
+    from urllib.parse import quote
+
+    from playwright.sync_api import expect, sync_playwright
+
+    url, ws_path, _ = team_server
+    items = Project.open(ws_path).items().set_index("item_id")
+    bomb = items.loc["team/test/test/bomb.png"]
+    assert bomb["status"] == "unreadable" and "decompression bomb" in bomb["reason"]
+    escape = items.loc["team/test/test/escape.jpg"]
+    assert escape["status"] == "unreadable" and "outside" in escape["reason"]
+    assert len(items.loc[f"team/test/test/{XSS}.jpg", "caption"]) == 100_000
+    with sync_playwright() as p:
+        browser = _launch(p)
+        cora = Visitor(browser, url)
+        cora.sign_in(CURATOR)
+        page = cora.page
+        pages = ["/", "/Heatmaps", "/Export", "/Team", "/Thresholds"]
+        for path in pages:
+            cora.open(path, "Signed in as")
+            page.wait_for_timeout(1500)
+            cora.no_crash()
+        cora.open("/", "Signed in as")
+        cora.shot("hostile-home")
+        for name, train in ((f"{XSS}.jpg", "t0.jpg"), (f"{SQL}.jpg", "t1.jpg")):
+            query = f"?eval={quote('team/test/test/' + name)}&train={quote('team/train/train/' + train)}"
+            cora.open("/Review" + query, "flagged pairs")
+            page.wait_for_timeout(1500)
+            body = page.inner_text("body")
+            assert name in body  # the path, shown as text
+            cora.no_crash()
+            cora.shot("hostile-review-" + ("xss" if name.startswith("<") else "sql"))
+        page.get_by_role("button", name="Hard leak").click()  # a decision on the SQL-named pair is just a row
+        expect(page.get_by_text("Hard leak · 1 pair(s) saved").first).to_be_visible(timeout=60_000)
+        decided = review.latest_decisions(Project.open(ws_path))
+        assert f"team/test/test/{SQL}.jpg" in set(decided["eval_item_id"])
+
+        cora.open("/Review?eval=../../etc/passwd&train=../../../etc/shadow", "flagged pairs")
+        page.wait_for_timeout(1500)
+        cora.no_crash()
+        assert "root:" not in page.inner_text("body")
+        cora.shot("hostile-traversal")
+        # nothing on the page may have become markup: no injected image, no handler attribute
+        assert page.locator('img[src="x"], [onerror]').count() == 0
+        for probe in ("/media/..%2f..%2f..%2fetc%2fpasswd", "/app/static/..%2f..%2f..%2fetc%2fpasswd",
+                      "/_stcore/..%2f..%2fetc/passwd", "/media/" + quote(str(ws_path.parent / "outside" / "secret.jpg"))):
+            response = page.request.get(url + probe)
+            assert b"root:" not in response.body() and b"JFIF" not in response.body(), probe
+        assert cora.dialogs == []
+        browser.close()
