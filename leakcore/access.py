@@ -223,7 +223,7 @@ def save_roles(ws_path: str | os.PathLike, roles: Roles, *, actor: str | None) -
     """Write the roles file as `actor` (a lead, or anyone while there is no file yet) and audit the change. A
     file without a lead, or one that would take the lead role from the actor, is refused: someone must be able
     to change it again."""
-    require(ws_path, actor, Action.ROLES)
+    role = require(ws_path, actor, Action.ROLES)
     if not roles.leads():
         raise InvalidInput("the roles file needs at least one lead (who else could change it?)")
     if roles.role_of(actor) != Role.LEAD:
@@ -234,7 +234,7 @@ def save_roles(ws_path: str | os.PathLike, roles: Roles, *, actor: str | None) -
             "# of everyone not listed. Identities are the sign-in e-mail (or login name on the command line).\n"
             + tomli_w.dumps(roles.to_dict()))
     atomic_write_text(roles_path(ws_path), text)
-    AuditLog(ws_path).append(actor, "roles", before=None if before is None else before.to_dict(),
+    AuditLog(ws_path).append(actor, "roles", role=role.value, before=None if before is None else before.to_dict(),
                              after=roles.to_dict())
     return roles
 
