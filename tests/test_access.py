@@ -6,6 +6,7 @@ without roles.toml lets everyone act as a lead (one person on their machine, as 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import multiprocessing
 import os
 
@@ -249,3 +250,52 @@ def test_four_curators_in_four_processes_lose_and_misattribute_nothing(tmp_path)
         mine = history[history["reviewer"] == c]
         assert len(mine) == 100 and mine["eval_item_id"].str.startswith(f"e{c}").all()
         assert all(n.startswith(c + ":") for n in mine["note"])
+
+
+# ---- the dashboard's gate (AppTest: no browser, no provider) ------------------------------------------------------
+def _app(team_path, monkeypatch, page: str | None = None, *, secrets: dict | None = None):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(team_path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    for key, value in (secrets or {}).items():
+        at.secrets[key] = value
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def test_a_network_server_without_sign_in_refuses_unless_the_operator_allows_it(team, monkeypatch, tmp_path):
+    from ui import access_ui
+
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(access_ui, "_serving", lambda: True)
+    monkeypatch.setattr(access_ui, "_bind_address", lambda: "0.0.0.0")
+    at = _app(team[0], monkeypatch)
+    assert not at.exception
+    assert any("has no sign-in" in e.value for e in at.error) and not at.button  # nothing else is drawn
+    monkeypatch.setenv(access_ui.OPEN_ENV, "1")
+    for page in (None, "pages/1_Review.py", "pages/8_Team.py"):
+        at = _app(team[0], monkeypatch, page)
+        assert not at.exception
+        assert any("without sign-in" in w.value for w in at.warning), page
+    monkeypatch.setattr(access_ui, "_bind_address", lambda: "127.0.0.1")
+    assert access_ui.loopback_only()
+    monkeypatch.setattr(access_ui, "_bind_address", lambda: "::1")
+    assert access_ui.loopback_only()
+    monkeypatch.setattr(access_ui, "_bind_address", lambda: "")  # unset: every interface
+    assert not access_ui.loopback_only()
+
+
+def test_with_sign_in_configured_a_visitor_sees_only_the_sign_in_button(team, monkeypatch, tmp_path):
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    auth = {"redirect_uri": "http://localhost:8599/oauth2callback", "cookie_secret": "x" * 32, "client_id": "c",
+            "client_secret": "s", "server_metadata_url": "http://127.0.0.1:1/.well-known/openid-configuration"}
+    for page in (None, "pages/1_Review.py", "pages/5_Export.py", "pages/8_Team.py"):
+        at = _app(team[0], monkeypatch, page, secrets={"auth": auth})
+        assert not at.exception
+        assert [b.label for b in at.button] == ["Sign in"], page
+        assert not at.dataframe and not at.text_input  # no data, no Reviewer box
+    # with sign-in on and no roots listed, only the workspace the server was started with opens
+    assert access.allowed_roots() == [team[0].resolve()]
