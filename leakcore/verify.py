@@ -30,7 +30,7 @@ tens of thousands of pairs, so the same formulas are written once over batched F
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -397,6 +397,8 @@ class Explanation:
     refined: dict  # the evidence after refinement (`REFINED`)
     refined_aligned: np.ndarray  # the eval luminance after refinement (S, S), zero outside refined_mask
     refined_mask: np.ndarray
+    # the refinement's affine map (2 x 3, output -> input, in REFINE_SIZE pixels); the identity when none
+    refine_warp: np.ndarray = field(default_factory=lambda: np.eye(2, 3, dtype=np.float32))
 
 
 def explain(eval_image: Image.Image, train_image: Image.Image) -> Explanation:
@@ -407,7 +409,88 @@ def explain(eval_image: Image.Image, train_image: Image.Image) -> Explanation:
     a, m = moved[0], moved_mask[0] * mb
     ssim, detail, diff = _on_overlap(a, lb, m, al)
     refined, ra, rm = refine(lb, a, m) if al.overlap > 0 else (dict(_NO_REFINED), np.zeros_like(a), np.zeros_like(m))
-    return Explanation(al, VARIANTS[al.variant].label, lb, a, m, ssim, detail, diff, refined, ra, rm)
+    warp = refine_warp(lb, a, m) if al.overlap > 0 and rm.any() else np.eye(2, 3, dtype=np.float32)
+    return Explanation(al, VARIANTS[al.variant].label, lb, a, m, ssim, detail, diff, refined, ra, rm, warp)
+
+
+def refine_warp(train: np.ndarray, moved: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The affine map `refine` fits (ECC from the identity at REFINE_SIZE, the same settings), for display: 2 x 3,
+    from refined output pixels to `moved`'s pixels at REFINE_SIZE; the identity where ECC does not converge."""
+    import cv2
+
+    up = lambda x, how: cv2.resize(x, (REFINE_SIZE, REFINE_SIZE), interpolation=how)  # noqa: E731
+    t, a = up(train, cv2.INTER_LINEAR), up(moved, cv2.INTER_LINEAR)
+    m = up(mask, cv2.INTER_NEAREST) > 0.5
+    warp = np.eye(2, 3, dtype=np.float32)
+    try:
+        _, warp = cv2.findTransformECC(t, a, warp, cv2.MOTION_AFFINE,
+                                       (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, REFINE_ITERATIONS, REFINE_EPS),
+                                       m.astype(np.uint8), 3)
+    except cv2.error:
+        pass
+    return warp
+
+
+# ---- the alignment at display resolution: the transform found on the working canvas, applied to the photos ------
+def _fit_matrix(width: int, height: int, side: int) -> np.ndarray:
+    """3 x 3: a pixel of the side x side canvas -> the pixel of the width x height image that `canvas` puts there
+    (fitted by its longer side, centred; pixel centres at +0.5, as resizing does)."""
+    scale = side / max(width, height)
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    x0, y0 = (side - w) // 2, (side - h) // 2
+    sx, sy = width / w, height / h
+    return np.array([[sx, 0, (0.5 - x0) * sx - 0.5], [0, sy, (0.5 - y0) * sy - 0.5], [0, 0, 1]], dtype=np.float64)
+
+
+def _regrid(n_from: int, n_to: int) -> np.ndarray:
+    """3 x 3: a pixel of an n_from grid -> the same place on an n_to grid over the same square."""
+    r = n_to / n_from
+    return np.array([[r, 0, 0.5 * r - 0.5], [0, r, 0.5 * r - 0.5], [0, 0, 1]], dtype=np.float64)
+
+
+def display_transform(x: Explanation, eval_size: tuple[int, int], train_size: tuple[int, int], side: int) -> np.ndarray:
+    """3 x 3: a pixel of the training image's side x side display canvas -> the pixel of the evaluation image
+    (full resolution) that the alignment puts there: the canvas fits, the variant (flip, turn, scale), the shift
+    and the refinement's affine map, all found at WORK_SIZE, chained and scaled to the photos' own pixels."""
+    s = x.train.shape[0]
+    theta = _thetas((VARIANTS[x.alignment.variant],))[0].double().numpy()  # output -> input, normalised coordinates
+    norm = np.array([[2 / s, 0, 1 / s - 1], [0, 2 / s, 1 / s - 1], [0, 0, 1]], dtype=np.float64)
+    variant = np.linalg.inv(norm) @ np.vstack([theta, [0, 0, 1]]) @ norm
+    shift = np.array([[1, 0, -x.alignment.dx], [0, 1, -x.alignment.dy], [0, 0, 1]], dtype=np.float64)
+    warp = np.vstack([np.asarray(x.refine_warp, dtype=np.float64), [0, 0, 1]])
+    refined = _regrid(REFINE_SIZE, s) @ warp @ _regrid(s, REFINE_SIZE)
+    train_to_work = np.linalg.inv(_fit_matrix(*train_size, s)) @ _fit_matrix(*train_size, side)
+    return _fit_matrix(*eval_size, s) @ variant @ shift @ refined @ train_to_work
+
+
+def _warp_rgb(img: np.ndarray, to_image: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """(side x side x 3 image, validity mask) sampled from `img` through `to_image` (output pixel -> image pixel),
+    the image first shrunk by area averaging when the map shrinks it (no aliasing on large photos)."""
+    import cv2
+
+    shrink = float(np.sqrt(abs(np.linalg.det(to_image[:2, :2]))))
+    if shrink > 1.5:
+        h, w = img.shape[:2]
+        small = (max(1, round(w / shrink)), max(1, round(h / shrink)))
+        img = cv2.resize(img, small, interpolation=cv2.INTER_AREA)
+        to_image = np.array([[small[0] / w, 0, 0.5 * small[0] / w - 0.5], [0, small[1] / h, 0.5 * small[1] / h - 0.5],
+                             [0, 0, 1]]) @ to_image
+    flags = cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP
+    out = cv2.warpAffine(img, to_image[:2].astype(np.float32), (side, side), flags=flags)
+    ones = np.ones(img.shape[:2], np.float32)
+    valid = cv2.warpAffine(ones, to_image[:2].astype(np.float32), (side, side), flags=flags) > 0.999
+    return out, valid
+
+
+def aligned_at(x: Explanation, eval_image: Image.Image, train_image: Image.Image, side: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(evaluation image moved onto the training image, training image, where both have pixels) at side x side
+    from the full-resolution photos: what the alignment found at WORK_SIZE matched, as a curator can see it."""
+    a = np.asarray(eval_image.convert("RGB"))
+    b = np.asarray(train_image.convert("RGB"))
+    moved, valid_a = _warp_rgb(a, display_transform(x, eval_image.size, train_image.size, side), side)
+    train, valid_b = _warp_rgb(b, _fit_matrix(*train_image.size, side), side)
+    return moved, train, valid_a & valid_b
 
 
 

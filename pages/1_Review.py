@@ -22,6 +22,6 @@ with user_errors():
     if queue.empty:
         st.info("Nothing flagged yet. Run a scan from the home page, or lower the soft threshold.")
         st.stop()
-    review_ui.open_linked_pair(queue)
+    review_ui.restore_from_url(queue)  # a reload, a bookmark or a link: the queue and pair it names
     filters = queue_filters(queue)
     review_ui.review_panel(ws, hard, soft, filters)

@@ -8,8 +8,8 @@ import streamlit as st
 from leakcore import review
 from leakcore.api import Project
 from leakcore.leakage import WITHIN
-from ui import data, state
-from ui.widgets import flash, item_facts, needs_pan, show_image, user_errors
+from ui import data, display, state
+from ui.widgets import FIT_PX, flash, item_facts, needs_pan, show_image, user_errors
 
 Workspace = Project  # pages hold a Project: the workspace with the product's verbs
 
@@ -60,36 +60,118 @@ def _move(step: int, size: int) -> None:
     st.session_state["review_current"] = None
 
 
-def pair_url(eval_item_id: str, train_item_id: str) -> str:
-    """A link that opens one pair on the Review page (relative to the app, so it works behind any host)."""
+def pair_url(eval_item_id: str, train_item_id: str, queue_params: dict | None = None) -> str:
+    """A link that opens one pair on the Review page (relative to the app, so it works behind any host); with
+    `queue_params` (see `url_params`) it opens it in that queue, else in the whole queue."""
     from urllib.parse import urlencode
 
-    return "./Review?" + urlencode({"eval": eval_item_id, "train": train_item_id})
+    params = {k: v for k, v in (queue_params or {}).items() if k not in ("eval", "train", "pos")}
+    return "./Review?" + urlencode({"eval": eval_item_id, "train": train_item_id, **params}, doseq=True)
 
 
-def open_linked_pair(queue: pd.DataFrame) -> None:
-    """A URL with ?eval=…&train=… opens that pair: once per link, with the filters widened when they hide it."""
-    link = (st.query_params.get("eval"), st.query_params.get("train"))
-    if None in link or st.session_state.get("review_link") == link:
+# ---- the queue in the address bar: a reload, a bookmark or a link opens the same queue at the same pair ----------
+URL_LISTS = {"split": "f_eval_splits", "source": "f_sources", "degree": "f_degrees", "state": "f_states"}
+URL_CHOICES = {"labels": "f_labels", "sort": "f_sort", "compare": "compare_mode"}
+URL_KEYS = ("eval", "train", "pos", *URL_LISTS, *URL_CHOICES)
+ALL = "all"  # a list filter with nothing chosen (every value); never a split id, which always holds a "/"
+
+
+def url_options(queue: pd.DataFrame) -> dict[str, list[str]]:
+    """The values each filter of the address bar may take on this queue (what the sidebar offers)."""
+    sorts = [s for s in review.SORTS if s != review.UNCERTAINTY_SORT or queue["uncertainty"].notna().any()]
+    return {"split": sorted(queue["eval_split"].unique()), "source": sorted(queue["source"].unique()),
+            "degree": ["hard", "soft", review.BORDERLINE], "state": list(review.STATES),
+            "labels": ["any", "same", "different"], "sort": sorts, "compare": COMPARE_MODES}
+
+
+def _url_now() -> dict[str, list[str]]:
+    """Our keys of the address bar as lists of strings (other keys are not ours to read)."""
+    return {k: [str(v) for v in st.query_params.get_all(k)] for k in URL_KEYS if st.query_params.get_all(k)}
+
+
+def parse_url(params: dict[str, list[str]], options: dict[str, list[str]]) -> tuple[dict, list[str]]:
+    """(session-state values to set, what was ignored and why) from the address bar's values. The values come
+    from outside (a bookmark, a link someone sent): only what the sidebar offers is taken, the rest is named."""
+    state: dict = {}
+    ignored: list[str] = []
+    for key, target in URL_LISTS.items():
+        values = params.get(key)
+        if not values:
+            continue
+        if values == [ALL]:
+            state[target] = []
+            continue
+        good = [v for v in dict.fromkeys(values) if v in options[key]]
+        ignored += [f"{key}={v}" for v in values if v not in options[key]]
+        if good:
+            state[target] = good
+    for key, target in URL_CHOICES.items():
+        values = params.get(key)
+        if values:
+            if values[-1] in options[key]:
+                state[target] = values[-1]
+            else:
+                ignored.append(f"{key}={values[-1]}")
+    pos = (params.get("pos") or [None])[-1]
+    if pos is not None:
+        if pos.isdigit() and 0 < int(pos) <= 10_000_000:
+            state["review_pos"] = int(pos) - 1
+        else:
+            ignored.append(f"pos={pos}")
+    link = (params.get("eval") or [None])[-1], (params.get("train") or [None])[-1]
+    if None not in link:
+        state["review_current"] = link
+    return state, [i[:80] for i in ignored]
+
+
+def restore_from_url(queue: pd.DataFrame) -> None:
+    """A reload, a bookmark or a link: put the queue the address bar names (filters, order, position, pair) into
+    the session before the sidebar draws its filters. Our own writes (`show_in_url`) are recognised and skipped.
+    A bare pair link (?eval=…&train=…, no filters) opens its pair in the whole queue."""
+    params = _url_now()
+    if not params or st.session_state.get("review_url") == params:
         return
-    st.session_state["review_link"] = link
-    hit = (queue["eval_item_id"].to_numpy() == link[0]) & (queue["train_item_id"].to_numpy() == link[1])
-    if not hit.any():
-        st.session_state["flash"] = "The linked pair is not flagged at the thresholds in force"
-        return
-    st.session_state["review_current"] = link
-    for key in ("f_eval_splits", "f_sources", "f_degrees", "f_states"):
-        st.session_state[key] = []  # "all": a link must open its pair whatever the filters were
-    st.session_state["f_labels"] = "any"
-    st.session_state["grid_mode"] = False
+    st.session_state["review_url"] = params
+    values, ignored = parse_url(params, url_options(queue))
+    link = values.get("review_current")
+    notes = []
+    if link is not None:
+        hit = (queue["eval_item_id"].to_numpy() == link[0]) & (queue["train_item_id"].to_numpy() == link[1])
+        if not hit.any():
+            notes.append("the linked pair is not flagged at the thresholds in force")
+            values.pop("review_current")
+        elif not any(k in params for k in (*URL_LISTS, "labels")):  # a bare pair link: the whole queue
+            values.update({target: [] for target in URL_LISTS.values()})
+            values.update(f_labels="any", grid_mode=False)
+    for key, value in values.items():
+        st.session_state[key] = value
+    st.session_state["review_link_pending"] = "review_current" in values
+    if ignored:
+        notes.append("ignored in the link: " + ", ".join(ignored[:6]) + (" …" if len(ignored) > 6 else "")
+                     + " (not among the choices here)")
+    if notes:
+        st.session_state["flash"] = "; ".join(notes).capitalize()
 
 
-def show_in_url(pair: pd.Series) -> None:
-    """Keep the address bar on the pair shown, so it can be copied, bookmarked or sent to another curator."""
-    link = (pair["eval_item_id"], pair["train_item_id"])
-    if (st.query_params.get("eval"), st.query_params.get("train")) != link:
-        st.query_params.from_dict({"eval": link[0], "train": link[1]})
-        st.session_state["review_link"] = link  # our own write, not a link to open
+def url_params(pair: pd.Series | None, pos: int) -> dict[str, list[str]]:
+    """The address bar for the queue on show: filters, order, compare mode, position and pair."""
+    ss = st.session_state
+    out = {} if pair is None else {"eval": [str(pair["eval_item_id"])], "train": [str(pair["train_item_id"])],
+                                   "pos": [str(pos + 1)]}
+    for key, target in URL_LISTS.items():
+        out[key] = [str(v) for v in ss.get(target) or []] or [ALL]
+    for key, target in URL_CHOICES.items():
+        if ss.get(target):
+            out[key] = [str(ss[target])]
+    return out
+
+
+def show_in_url(pair: pd.Series | None, pos: int = 0) -> None:
+    """Keep the address bar on the queue and the pair shown, so it can be reloaded, bookmarked or sent."""
+    params = url_params(pair, pos)
+    if _url_now() != params:
+        st.query_params.from_dict(params)
+    st.session_state["review_url"] = params  # our own write, not a link to open
 
 
 def position(view) -> int:
@@ -99,7 +181,11 @@ def position(view) -> int:
         hit = (view.column("eval_item_id") == current[0]) & (view.column("train_item_id") == current[1])
         if hit.any():
             st.session_state["review_pos"] = int(hit.argmax())
+        elif st.session_state.get("review_link_pending"):
+            st.session_state["flash"] = ("The linked pair is not in this queue now (decided since, or filtered "
+                                         f"out): showing pair {min(st.session_state['review_pos'], len(view) - 1) + 1}")
         st.session_state["review_current"] = None
+    st.session_state["review_link_pending"] = False
     pos = min(st.session_state["review_pos"], max(len(view) - 1, 0))
     st.session_state["review_pos"] = pos
     return pos
@@ -117,11 +203,12 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
                                                 "the filters")
         flash()
         if view.empty:
+            show_in_url(None)
             st.success("No pairs match these filters. Widen them in the sidebar to see more.")
             return
         pos = position(view)
         pair = view.row(pos)
-        show_in_url(pair)
+        show_in_url(pair, pos)
         items = data.items(ws)
         top = st.columns([3, 1, 1])
         top[0].markdown(
@@ -141,6 +228,23 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         st.caption("Keys: H hard leak · S soft leak · N not a leak · U unsure · ← previous · → next · Z undo")
         if not st.session_state["grid_mode"]:
             next_strip(ws, items, view, pos)
+        pictures_ahead(ws, items, view, pos)
+
+
+AHEAD = 3  # pairs whose pictures are made before the key press that shows them
+
+
+def pictures_ahead(ws: Workspace, items: pd.DataFrame, view, pos: int) -> None:
+    """Make the next AHEAD pairs' pictures (and the strip's next thumbnails) in the background: → and a decision
+    then find them cached instead of decoding two photos while the curator waits."""
+    pairs = view.rows_between(pos + 1, pos + 1 + AHEAD)
+    ids = [i for i in dict.fromkeys(np.ravel(pairs[["eval_item_id", "train_item_id"]].to_numpy()))
+           if pd.notna(items.at[i, "width"]) and items.at[i, "width"] >= FIT_PX]  # show_image: a display-sized JPEG
+    strip = view.rows_between(pos + 1 + STRIP, pos + 1 + STRIP + AHEAD)
+    strip_ids = list(np.ravel(strip[["eval_item_id", "train_item_id"]].to_numpy()))
+    todo = [(s, display.PAIR_PX) for s in display.sources(ws, items, ids)]
+    todo += [(s, display.STRIP_PX) for s in display.sources(ws, items, strip_ids)]
+    display.ahead(todo)
 
 
 STRIP = 8  # pairs shown ahead in the strip
@@ -155,18 +259,15 @@ def next_strip(ws: Workspace, items: pd.DataFrame, view, pos: int) -> None:
     if ahead.empty:
         return
     cells = []
-    # thumbnails for a block of 2 x STRIP pairs at a time, so the next STRIP - 1 key presses find theirs cached
-    start = (pos // STRIP) * STRIP + 1
-    block = view.rows_between(start, start + 2 * STRIP)
-    pictures = data.thumbnails(ws, [i for pair in zip(block["eval_item_id"], block["train_item_id"]) for i in pair],
-                               side=56)
-    for k, (_, o) in enumerate(ahead.iterrows(), start=pos + 1 - start):
-        thumbs = pictures[2 * k:2 * k + 2]
+    srcs = display.sources(ws, items, [i for pair in zip(ahead["eval_item_id"], ahead["train_item_id"]) for i in pair])
+    for k, (_, o) in enumerate(ahead.iterrows()):
+        thumbs = [display.picture(s, display.STRIP_PX)[0] for s in srcs[2 * k:2 * k + 2]]
         imgs = "".join(f'<img src="{t}" style="width:56px;height:56px;object-fit:contain;display:block;'
                        f'image-rendering:pixelated;background:#f1f5f9;margin-bottom:2px" alt="">' if t else
                        '<div style="width:56px;height:56px;background:#e2e8f0;margin-bottom:2px"></div>' for t in thumbs)
         tip = html.escape(f"{o['eval_item_id']} ↔ {o['train_item_id']}", quote=True)
-        cells.append(f'<a href="{html.escape(pair_url(o["eval_item_id"], o["train_item_id"]), quote=True)}" '
+        link = pair_url(o["eval_item_id"], o["train_item_id"], st.session_state.get("review_url"))
+        cells.append(f'<a href="{html.escape(link, quote=True)}" '
                      f'target="_self" title="{tip}" style="text-decoration:none;color:inherit;text-align:center">'
                      f'{imgs}<span style="font-size:0.75rem">{o["similarity"]:.3f}</span></a>')
     st.caption(f"Next {len(ahead)} pairs (click one to open it)")
@@ -174,14 +275,22 @@ def next_strip(ws: Workspace, items: pd.DataFrame, view, pos: int) -> None:
                 unsafe_allow_html=True)
 
 
+def suggestion(degree: str) -> str:
+    """The decision the detector suggests for a pair of this degree (drawn as the primary button): hard above the
+    hard threshold, soft between the thresholds, not a leak for a borderline pair (below soft)."""
+    return {"hard": "hard", "soft": "soft"}.get(degree, "not_leak")
+
+
 def decision_bar(ws: Workspace, pair: pd.Series, size: int) -> None:
     """Decision buttons (keys H S N U), previous / next (← →), undo (Z) and a note."""
     cols = st.columns([1, 1, 1, 1, 0.2, 1, 1, 1])
     args = (str(ws.path), [(pair["eval_item_id"], pair["train_item_id"])])
     anonymous = not (st.session_state.get("reviewer") or "").strip()
+    suggested = suggestion(pair["degree"])
     for col, (decision, label, key) in zip(cols[:4], DECISION_BUTTONS):
         col.button(f"{label}", key=f"decide_{decision}", shortcut=key, on_click=_decide, args=(*args, decision, True),
-                   type="primary" if decision == "hard" else "secondary", width="stretch", disabled=anonymous)
+                   type="primary" if decision == suggested else "secondary", width="stretch", disabled=anonymous,
+                   help=f"Suggested for this pair: its degree is {pair['degree']}" if decision == suggested else None)
     cols[5].button("Previous", key="prev", shortcut="Left", on_click=_move, args=(-1, size), width="stretch")
     cols[6].button("Next", key="next", shortcut="Right", on_click=_move, args=(1, size), width="stretch")
     cols[7].button("Undo", key="undo", shortcut="Z", on_click=_undo, args=(str(ws.path),), width="stretch",
@@ -216,22 +325,32 @@ def _comparison(a, b, mode: str, side: int = 512):
     return buf.getvalue()
 
 
-def _aligned_images(x, side: int = 256):
-    """(overlay, difference) of an Explanation at `side` px, after refinement: overlay red = evaluation moved
-    onto the training image, cyan = training image, so where they agree it is grey and where they differ it is
-    coloured; outside the overlap both are dimmed."""
+ALIGNED_PX = 448  # the aligned view's images, drawn at their native size (two to a row at 1400 px)
+
+
+def _aligned_images(x, eval_image, train_image, side: int = ALIGNED_PX):
+    """(evaluation moved onto the training image, training image, overlay, difference) at `side` px from the
+    full-resolution photos, by the alignment found at the working size (verify.aligned_at). Overlay: red =
+    evaluation, cyan = training, so where they agree it is grey and where they differ it is coloured; outside the
+    overlap everything is dimmed."""
     import numpy as np
     from PIL import Image
 
-    aligned, mask = x.refined_aligned, x.refined_mask
-    rgb = np.stack([aligned, x.train, x.train], -1) * (0.35 + 0.65 * mask[..., None])
-    diff = np.clip(np.abs(aligned - x.train) * 4 * mask, 0, 1)
-    up = lambda a: Image.fromarray((a * 255).astype(np.uint8)).resize((side, side), Image.Resampling.NEAREST)  # noqa: E731
-    return up(rgb), up(diff)
+    from leakcore import verify
+
+    moved, train, both = verify.aligned_at(x, eval_image, train_image, side)
+    dim = (0.35 + 0.65 * both[..., None]).astype(np.float32)
+    lum = lambda a: a.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
+    la, lb = lum(moved), lum(train)
+    overlay = np.stack([la, lb, lb], -1) * dim
+    diff = np.clip(np.abs(moved.astype(np.float32) - train.astype(np.float32)) * 4, 0, 255) * both[..., None]
+    img = lambda a: Image.fromarray(np.asarray(a).clip(0, 255).astype(np.uint8))  # noqa: E731
+    return img(moved * dim), img(train * dim), img(overlay), img(diff)
 
 
 def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) -> None:
-    """The alignment the second stage found, the aligned overlay and difference, and which features decided."""
+    """The alignment the second stage found, applied to the photos at display resolution: both images in the
+    training image's frame, their overlay and difference, and which features decided."""
     from leakcore.errors import LeakcoreError
 
     raw = pair["raw_similarity"] if "raw_similarity" in pair.index else pair["similarity"]
@@ -241,10 +360,18 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
         st.warning(exc.for_page())
         return
     x = e.explanation
-    overlay, diff = _aligned_images(x)
-    c1, c2, c3 = st.columns([1, 1, 1.2])
-    c1.image(overlay, caption="aligned: red = evaluation, cyan = training, grey = agree")
-    c2.image(diff, caption="|aligned evaluation − training| × 4 on the overlap")
+    a, why_a = data.item_image(ws, ev)
+    b, why_b = data.item_image(ws, tr)
+    if a is None or b is None:
+        st.warning(f"No image to align: {why_a or why_b}")
+        return
+    moved, train, overlay, diff = _aligned_images(x, a, b)
+    c1, c2 = st.columns(2)
+    c1.image(moved, width="content", caption=f"evaluation, moved by the alignment ({x.transform}, then refined)")
+    c2.image(train, width="content", caption="training image, same frame")
+    c1.image(overlay, width="content", caption="overlay: red = evaluation, cyan = training, grey = agree")
+    c2.image(diff, width="content", caption="|aligned evaluation − training| × 4 on the overlap")
+    c3, c4 = st.columns([1, 1])
     with c3:
         al = x.alignment
         st.markdown(f"**Best alignment**: {x.transform}, shifted by ({al.dx:+d}, {al.dy:+d}) px at "
@@ -278,8 +405,9 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
                        "alignment is computed now for display; run `leakcore verify` for the fused score.")
         else:
             st.caption("No fused model is fitted for this encoder: `leakcore verify WS` fits one.")
-    item_facts(ev)
-    item_facts(tr)
+    with c4:
+        item_facts(ev)
+        item_facts(tr)
 
 
 def pair_view(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.DataFrame) -> None:

@@ -25,6 +25,8 @@ DEFAULTS = {
     "reviewer": None,
     "review_pos": 0,
     "review_current": None,  # (eval_item_id, train_item_id) being shown
+    "review_url": None,  # the Review queue's address-bar parameters last written or read (review_ui.show_in_url)
+    "review_link_pending": False,  # a pair named by the address bar is still to be found in the queue
     "f_eval_splits": [],
     "f_sources": [],
     "f_degrees": ["hard", "soft"],

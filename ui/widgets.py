@@ -117,7 +117,14 @@ def show_image(ws: Workspace, item: pd.Series, *, zoom="fit", caption: str | Non
             img, _ = data.item_image(ws, item)
             w = img.width if img is not None else 0
         factor = max(1, FIT_PX // max(w, 1))
-    shown, shown_width, reason = data.display_image(ws, item, factor)
+    if factor == 1 and (zoom == "fit" or isinstance(width, int)):
+        # a photo at most as large as it is drawn: a display-sized JPEG, cached per item, never the original file
+        from ui import display
+
+        shown, shown_width, reason = display.picture(display.source(ws, item),
+                                                     width if isinstance(width, int) else display.PAIR_PX)
+    else:
+        shown, shown_width, reason = data.display_image(ws, item, factor)
     if shown is None:
         text = item.get("caption") if isinstance(item.get("caption"), str) else None
         st.info(f"No image: {reason}" + (f"\n\n{item['uri']}" if item.get("uri") else "") + (f"\n\n“{text}”" if text else ""))
@@ -184,8 +191,11 @@ def queue_filters(queue: pd.DataFrame) -> dict:
 _RELEASE_FOCUS = """<script>
 // A sidebar choice (a radio or a segmented control) keeps the keyboard focus, and then takes ← and → for itself:
 // hand the focus back to the page after the click, so the arrows move between pairs again.
-const doc = window.parent.document;
-if (!doc.__leakReleaseFocus) {
+// In a function of its own: Streamlit may run this script again in the same document (a page switch and back),
+// and a second top-level `const` of the same name is a SyntaxError in the console.
+(() => {
+  const doc = window.parent.document;
+  if (doc.__leakReleaseFocus) return;
   doc.__leakReleaseFocus = true;
   doc.addEventListener("click", (e) => {
     const t = e.target;
@@ -193,7 +203,7 @@ if (!doc.__leakReleaseFocus) {
       setTimeout(() => { if (doc.activeElement) doc.activeElement.blur(); }, 0);
     }
   }, true);
-}
+})();
 </script>"""
 
 

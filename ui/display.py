@@ -1,0 +1,143 @@
+"""Display-sized pictures for the review loop: a photo is sent as a JPEG of the size it is drawn at, never as its
+original file, cached per item in memory and in the workspace (cache/display/<sha256>-<side>.jpg, written
+atomically), and the next pairs' pictures are made ahead in a background thread, so a key press finds them ready."""
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import logging
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from leakcore import catalog, images
+from leakcore.io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+PAIR_PX = 576  # the pair view's pictures: the longer side, a little over a column's width at 1400-1600 px
+STRIP_PX = 56  # the strip of next pairs
+QUALITY = 85
+_SHA = re.compile(r"[0-9a-f]{64}")
+_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leak-display")  # disk writes and pictures ahead
+
+
+class Source:
+    """What one item's picture is made from: its file (or Parquet row) inside a registered dataset root, and the
+    cache file its content hash names (None when the table has no real hash: then memory only)."""
+
+    __slots__ = ("uri", "row", "root", "stamp", "cache")
+
+    def __init__(self, uri: str, row: int, root: str | None, stamp: tuple, cache: Path | None):
+        self.uri, self.row, self.root, self.stamp, self.cache = uri, row, root, stamp, cache
+
+    def key(self, side: int) -> tuple:
+        return (self.uri, self.row, self.stamp, side)
+
+
+@functools.lru_cache(maxsize=64)
+def _roots(datasets: tuple) -> tuple[tuple[str, ...], frozenset]:
+    """(resolved dataset roots, names of datasets without pixels) of a workspace's dataset table."""
+    roots = tuple(str(Path(root).resolve()) for _, root, _ in datasets if root)
+    return roots, frozenset(name for name, _, fmt in datasets if fmt == "embeddings")
+
+
+@functools.lru_cache(maxsize=65536)
+def _root_of(uri: str, roots: tuple[str, ...]) -> str | None:
+    return next((r for r in roots if catalog.is_inside(Path(uri), Path(r))), None)
+
+
+COLUMNS = ["dataset", "uri", "row", "sha256"]
+
+
+def _workspace(ws) -> tuple[tuple[str, ...], frozenset, Path]:
+    roots, no_pixels = _roots(tuple((n, d.root, d.format) for n, d in ws.datasets.items()))
+    return roots, no_pixels, ws.path / "cache" / "display"
+
+
+def _source(where: tuple, dataset, uri, row, sha) -> Source | None:
+    roots, no_pixels, cache = where
+    if dataset in no_pixels:
+        return None
+    uri, sha = str(uri), str(sha or "")
+    try:
+        st_ = os.stat(uri)
+        stamp = (st_.st_mtime_ns, st_.st_size)
+    except OSError:
+        stamp = None
+    return Source(uri, int(row), _root_of(uri, roots), stamp, cache / sha[:2] / sha if _SHA.fullmatch(sha) else None)
+
+
+def sources(ws, items: pd.DataFrame, ids) -> list[Source | None]:
+    """Each item's picture source (None when it has no pixels: an embeddings-only dataset), `items` indexed by
+    item_id; one look-up in the table for all of them."""
+    where = _workspace(ws)
+    return [_source(where, *row) for row in items.loc[list(ids), COLUMNS].itertuples(index=False)]
+
+
+def source(ws, item: pd.Series) -> Source | None:
+    """One item's picture source (see `sources`)."""
+    return _source(_workspace(ws), item["dataset"], item["uri"], item["row"], item.get("sha256"))
+
+
+def _encode(img: Image.Image, side: int) -> tuple[bytes, int]:
+    """(JPEG bytes, width) of the image fitted into side x side (never enlarged)."""
+    img = img if img.mode == "RGB" else img.convert("RGB")
+    if max(img.size) > side:
+        img = img.copy()
+        img.thumbnail((side, side), Image.Resampling.LANCZOS if max(img.size) < 3 * side else Image.Resampling.BILINEAR,
+                      reducing_gap=2.0)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=QUALITY)
+    return buf.getvalue(), img.width
+
+
+@functools.lru_cache(maxsize=1024)
+def _picture(key: tuple, root: str | None, cache: Path | None) -> tuple[str | None, int, str | None]:
+    """(JPEG data URI, its width, reason when there is none) of one item at `side` (key[-1]) px, longer side."""
+    uri, row, _, side = key
+    path = cache.with_name(f"{cache.name}-{side}.jpg") if cache is not None else None
+    if path is not None:
+        try:
+            data = path.read_bytes()
+            with Image.open(io.BytesIO(data)) as probe:
+                width = probe.width
+            return "data:image/jpeg;base64," + base64.b64encode(data).decode(), width, None
+        except (OSError, Image.UnidentifiedImageError):
+            pass  # not made yet (or unreadable): make it
+    if root is None:
+        return None, 0, images.OUTSIDE_ROOT
+    decoded = images.decode(catalog.read_bytes(uri, row, root=root), draft_size=(side, side))
+    if decoded.image is None:
+        return None, 0, decoded.reason
+    data, width = _encode(decoded.image, side)
+    if path is not None:
+        _WRITER.submit(_write, path, data)
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode(), width, None
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        if not path.exists():
+            atomic_write_bytes(path, data)
+    except OSError as exc:  # a read-only workspace: the memory cache still serves
+        log.info("display cache not written: %s", exc)
+
+
+def picture(src: Source | None, side: int) -> tuple[str | None, int, str | None]:
+    """(data URI of a JPEG whose longer side is at most `side`, its width, reason when there is none)."""
+    if src is None:
+        return None, 0, images.NO_PIXELS
+    return _picture(src.key(side), src.root, src.cache)
+
+
+def ahead(sources: list[tuple[Source | None, int]]) -> None:
+    """Make these pictures in the background (the next pairs), so the key press that shows them finds them."""
+    todo = [(s, side) for s, side in sources if s is not None]
+    if todo:
+        _WRITER.submit(lambda: [picture(s, side) for s, side in todo])
