@@ -5,7 +5,9 @@ Chromium is not installed. Saves a screenshot to tests/artifacts/review-page.png
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,7 +23,7 @@ from leakcore.ingest import add_dataset
 from leakcore.project import Workspace
 from leakcore.scan import scan
 
-from conftest import make_folder_dataset
+from conftest import make_folder_dataset, photo
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -57,17 +59,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
-    root = make_folder_dataset(tmp_path / "animals", n_train=6, n_test=4, leaks=(0, 1, 2))
-    ws = Workspace.create(tmp_path / "ws", encoder="phash")
-    add_dataset(ws, "animals", root)
-    scan(ws)
+@contextlib.contextmanager
+def _serve(ws_path: Path, home: Path):
+    """`streamlit run app.py` on a free local port for the workspace at `ws_path`; yields its address."""
     port = _free_port()
-    env = dict(os.environ, LEAKCORE_HOME=str(tmp_path / "home"), USER="browser-test")
+    env = dict(os.environ, LEAKCORE_HOME=str(home), USER="browser-test")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--", "--workspace", str(ws.path)],
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--", "--workspace", str(ws_path)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
@@ -81,9 +80,21 @@ def server(tmp_path):
     else:
         proc.terminate()
         pytest.fail("streamlit did not start within 60 s")
-    yield url, ws
-    proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture
+def server(tmp_path):
+    root = make_folder_dataset(tmp_path / "animals", n_train=6, n_test=4, leaks=(0, 1, 2))
+    ws = Workspace.create(tmp_path / "ws", encoder="phash")
+    add_dataset(ws, "animals", root)
+    scan(ws)
+    with _serve(ws.path, tmp_path / "home") as url:
+        yield url, ws
 
 
 def test_decide_by_click_and_key_then_reload(server):
@@ -350,3 +361,114 @@ def test_the_reviewer_name_survives_a_reload_in_this_browser_only(server):
         expect(other.get_by_text("Reviewed 0 of 3 flagged pairs")).to_be_visible(timeout=60_000)
         expect(other.get_by_role("textbox", name="Reviewer")).to_have_value("")
         browser.close()
+
+
+def _pair_line(page) -> str:
+    return page.locator("[data-testid='stMarkdownContainer']", has_text="similarity").filter(
+        has_text="Pair ").first.inner_text()
+
+
+def test_a_reload_a_link_and_a_bad_link_open_the_review_queue_they_name(server):
+    """The queue's filters, order and pair live in the address bar: a reload (and the same link in another
+    browser) opens the same queue at the same pair; values a link cannot mean are ignored with a word, no crash."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, ws = server
+    with sync_playwright() as p:
+        browser, page = _open(p, url + "/Review", "Pair 1 / 3")
+        sidebar = page.locator("[data-testid='stSidebar']")
+        sidebar.get_by_text("closeness to a threshold", exact=True).click()
+        page.wait_for_timeout(1000)
+        sidebar.get_by_text("same", exact=True).click()
+        page.wait_for_timeout(1000)
+        page.locator("h1").first.click()
+        page.keyboard.press("ArrowRight")
+        expect(page.get_by_text("Pair 2 / 3")).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(1000)
+        line, link = _pair_line(page), page.url
+        assert "sort=closeness" in link and "labels=same" in link and "pos=2" in link, link
+        suggested = "Hard leak" if "degree hard" in line else "Soft leak" if "degree soft" in line else "Not a leak"
+        for name in ("Hard leak", "Soft leak", "Not a leak"):  # the suggestion for this pair is the primary button
+            expect(page.get_by_role("button", name=re.compile(f"^{name}"))).to_have_attribute(
+                "data-testid", "stBaseButton-primary" if name == suggested else "stBaseButton-secondary")
+
+        page.reload()
+        expect(page.get_by_text("Pair 2 / 3")).to_be_visible(timeout=60_000)
+        assert _pair_line(page) == line
+        checked = lambda text: sidebar.locator("[data-testid='stButtonGroup'] button", has_text=text)  # noqa: E731
+        expect(checked("closeness to a threshold")).to_have_attribute("aria-checked", "true")
+        expect(checked("same")).to_have_attribute("aria-checked", "true")
+
+        colleague = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        colleague.goto(link)
+        expect(colleague.get_by_text("Pair 2 / 3")).to_be_visible(timeout=60_000)
+        assert _pair_line(colleague) == line
+
+        page.goto(url + "/Review?degree=bogus&sort=nope&pos=abc&split=no%2Fsuch&labels=%3Cb%3E")
+        expect(page.get_by_text("Pair 1 / 3")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Ignored in the link").first).to_be_visible(timeout=10_000)
+        assert page.locator("[data-testid='stException']").count() == 0
+        browser.close()
+
+
+def test_review_to_thresholds_and_back_leaves_no_console_error(server):
+    """Switching pages runs the Review page's injected script again in the same document: it must not declare
+    a top-level name twice ("Identifier 'doc' has already been declared")."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = server
+    errors = []
+    with sync_playwright() as p:
+        browser, page = _open(p, url + "/Review", "Pair 1 / 3")
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        for _ in range(2):
+            page.get_by_role("link", name="Thresholds").click()
+            expect(page.get_by_text("Flagged evaluation images")).to_be_visible(timeout=30_000)
+            page.wait_for_timeout(1000)
+            page.get_by_role("link", name="Review").click()
+            expect(page.get_by_text("Pair 1 / 3")).to_be_visible(timeout=30_000)
+            page.wait_for_timeout(1000)
+        browser.close()
+    assert errors == []
+
+
+def test_the_aligned_view_shows_the_photos_at_display_resolution(tmp_path):
+    """The aligned view draws the photos moved by the alignment at its own display size (the picture's native
+    width is the width on screen, at least 256 px), with detail finer than the 32 px working grid."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageOps
+    from playwright.sync_api import expect, sync_playwright
+
+    root = tmp_path / "photos"
+    for split, names in (("train", ("a", "b", "c")), ("test", ("a_mirrored", "d"))):
+        (root / split / "x").mkdir(parents=True)
+    for seed, name in enumerate(("a", "b", "c")):
+        photo(seed, (400, 300)).save(root / "train" / "x" / f"{name}.jpg", quality=92)
+    ImageOps.mirror(photo(0, (400, 300))).save(root / "test" / "x" / "a_mirrored.jpg", quality=92)
+    photo(7, (400, 300)).save(root / "test" / "x" / "d.jpg", quality=92)
+    ws = Workspace.create(tmp_path / "ws", encoder="phash")
+    add_dataset(ws, "photos", root)
+    scan(ws, flip_queries=True)
+    with _serve(ws.path, tmp_path / "home") as url, sync_playwright() as p:
+        browser, page = _open(p, url + "/Review?compare=aligned", "Pair 1 /")
+        moved = page.locator("[data-testid='stImage']", has_text="moved by the alignment").locator("img")
+        expect(moved).to_be_visible(timeout=60_000)
+        page.wait_for_function("(e) => e.complete && e.naturalWidth > 0", arg=moved.element_handle(), timeout=30_000)
+        natural, shown = moved.evaluate("(e) => [e.naturalWidth, e.getBoundingClientRect().width]")
+        assert natural >= 256 and abs(shown - natural) <= 1, (natural, shown)
+        src = moved.get_attribute("src")
+        data = (base64.b64decode(src.split(",", 1)[1]) if src.startswith("data:") else
+                page.request.get(src if src.startswith("http") else url + src).body())
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "review-aligned.png"), full_page=True)
+        browser.close()
+    img = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.float32)
+    blocky = np.asarray(Image.fromarray(img.astype(np.uint8)).resize((32, 32), Image.Resampling.BOX)
+                        .resize(img.shape[::-1], Image.Resampling.NEAREST), dtype=np.float32)
+    inside = img > 0  # the photo, not the dark border of the square frame
+    # an enlarged 32 px grid equals its own 14 x 14 blocks (0 here); the photo moved at 448 px does not
+    assert np.abs(img - blocky)[inside].mean() > 1.0
