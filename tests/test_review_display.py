@@ -1,0 +1,96 @@
+"""The Review page's pictures: the aligned view at display resolution, and display-sized JPEGs cached per item."""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from leakcore import verify
+from leakcore.ingest import add_dataset
+from leakcore.project import Workspace
+
+from conftest import photo
+
+
+def _ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    x, y = a[mask].astype(np.float64), b[mask].astype(np.float64)
+    x, y = x - x.mean(), y - y.mean()
+    return float((x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum()))
+
+
+@pytest.mark.parametrize("edit", ["identity", "mirrored", "cropped and enlarged", "turned 90 degrees"])
+def test_aligned_at_moves_the_full_photo_onto_the_training_photo(edit):
+    """The alignment found on the 32 px canvas, scaled to the photos' own pixels: the moved evaluation photo
+    agrees with the training photo at 320 px, and better than with the alignment's shift off by one working
+    pixel (the transform is chained the right way round)."""
+    train = photo(3, (400, 300))
+    ev = {"identity": train, "mirrored": ImageOps.mirror(train),
+          "cropped and enlarged": train.crop((30, 20, 390, 290)).resize((720, 540)),
+          "turned 90 degrees": train.rotate(90, expand=True)}[edit]
+    x = verify.explain(ev, train)
+    moved, shown_train, both = verify.aligned_at(x, ev, train, 320)
+    assert moved.shape == shown_train.shape == (320, 320, 3) and both.shape == (320, 320)
+    assert both.mean() > 0.4  # most of the training photo's frame (300/400 of it holds pixels)
+    lum = lambda a: a.astype(np.float32).mean(-1)  # noqa: E731
+    fit = _ncc(lum(moved), lum(shown_train), both)
+    assert fit > 0.9, fit
+    off = dataclasses.replace(x, alignment=dataclasses.replace(x.alignment, dx=x.alignment.dx + 2))
+    moved_off, _, both_off = verify.aligned_at(off, ev, train, 320)
+    assert fit > _ncc(lum(moved_off), lum(shown_train), both & both_off)
+
+
+def test_display_transform_of_the_identity_is_the_fit_of_the_training_photo():
+    train = photo(1, (400, 300))
+    x = verify.explain(train, train)
+    m = verify.display_transform(x, train.size, train.size, 448)
+    np.testing.assert_allclose(m, verify._fit_matrix(400, 300, 448), atol=0.05)
+
+
+@pytest.fixture
+def photo_ws(tmp_path):
+    root = tmp_path / "photos"
+    for split in ("train", "test"):
+        (root / split / "x").mkdir(parents=True)
+    photo(0, (900, 600)).save(root / "train" / "x" / "big.jpg", quality=95)
+    photo(1, (300, 200)).save(root / "test" / "x" / "small.jpg", quality=95)
+    ws = Workspace.create(tmp_path / "ws", encoder="phash")
+    add_dataset(ws, "photos", root)
+    return ws
+
+
+def test_a_photo_is_sent_as_a_display_sized_jpeg_cached_in_the_workspace(photo_ws):
+    from ui import display
+
+    items = photo_ws.items().set_index("item_id", drop=False)
+    big, small = (items[items["uri"].str.endswith(n)].index[0] for n in ("big.jpg", "small.jpg"))
+    src_big, src_small = display.sources(photo_ws, items, [big, small])
+    uri, width, reason = display.picture(src_big, 576)
+    assert reason is None and uri.startswith("data:image/jpeg;base64,")
+    img = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert img.size == (576, 384) == (width, 384)  # fitted into 576 x 576, never the 900 px original
+    display._WRITER.submit(lambda: None).result()  # the cache file is written in the background
+    sha = items.at[big, "sha256"]
+    cached = photo_ws.path / "cache" / "display" / sha[:2] / f"{sha}-576.jpg"
+    assert cached.exists() and not list(cached.parent.glob("*.tmp"))
+    display._picture.cache_clear()
+    assert display.picture(src_big, 576)[0] == uri  # read back from the workspace, same bytes
+    assert display.picture(src_small, 576)[1] == 300  # smaller than the box: never enlarged
+
+
+def test_pictures_without_a_content_hash_stay_in_memory_and_outside_the_roots_are_refused(photo_ws, tmp_path):
+    from ui import display
+
+    items = photo_ws.items().set_index("item_id", drop=False)
+    item_id = items.index[0]
+    items.loc[item_id, "sha256"] = "x"  # a table without real hashes (the synthetic benchmark's)
+    src = display.sources(photo_ws, items, [item_id])[0]
+    assert src.cache is None and display.picture(src, 128)[0].startswith("data:image/jpeg")
+    outside = tmp_path / "elsewhere.jpg"
+    photo(5, (500, 400)).save(outside)
+    items.loc[item_id, "uri"] = str(outside)
+    uri, _, reason = display.picture(display.sources(photo_ws, items, [item_id])[0], 128)
+    assert uri is None and reason
