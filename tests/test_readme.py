@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import unicodedata
 from pathlib import Path
 
@@ -17,40 +18,58 @@ DOCS = sorted((ROOT / "docs").glob("*.md"))
 MAX_LINES = 250
 
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
-INLINE = re.compile(r"`([^`\n]+)`")
-# `leakcore VERB`, also as .venv/bin/leakcore VERB; not leakcore.cli or leakcore/ (module and folder names)
-VERB = re.compile(r"(?<![\w.-])leakcore[ \t]+([a-z][a-z0-9-]*)")
-FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
+INLINE = re.compile(r"`([^`]+)`")  # a span may wrap onto the next line
+WORD = re.compile(r"[a-z][a-z0-9-]*")
+FLAG = re.compile(r"^\[?(--[a-z][a-z0-9-]*)")
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 HTML_SRC = re.compile(r"""<(?:img|a)\b[^>]*?\b(?:src|href)=["']([^"']+)["']""", re.I)
 
 
-def subcommands() -> dict[str, argparse.ArgumentParser]:
-    """The CLI's verbs and their parsers, from the parser itself (no process spawned)."""
+def cli() -> tuple[dict[str, argparse.ArgumentParser], dict[str, int]]:
+    """The CLI's verbs with their parsers, and its global options with how many values each takes; read from
+    the parser itself (no process spawned)."""
     parser = build_parser()
-    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    assert actions, "leakcore's parser has no subcommands"
-    return dict(actions[0].choices)
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert subs, "leakcore's parser has no subcommands"
+    globals_ = {opt: (0 if a.nargs == 0 else 1) for a in parser._actions for opt in a.option_strings}
+    return dict(subs[0].choices), globals_
 
 
 def code_text(markdown: str) -> list[str]:
-    """The lines of every fenced code block and every inline code span: where commands are written."""
-    lines = [ln for block in FENCE.findall(markdown) for ln in block.splitlines()]
+    """The lines of every fenced code block (continued lines joined) and every inline code span: where
+    commands are written."""
+    lines = [ln for block in FENCE.findall(markdown) for ln in block.replace("\\\n", " ").splitlines()]
     prose = FENCE.sub("", markdown)
-    return lines + INLINE.findall(prose)
+    return lines + [span.replace("\n", " ") for span in INLINE.findall(prose)]
 
 
-def commands(markdown: str) -> list[tuple[str, list[str]]]:
-    """Each `leakcore VERB ...` written in code, with the flags written after it (before a `#` comment or the
-    next `leakcore`)."""
+def commands(markdown: str, global_options: dict[str, int] | None = None) -> list[tuple[str, list[str]]]:
+    """Each `leakcore [GLOBAL OPTIONS] VERB ...` written in code (also as .../bin/leakcore), with the long flags
+    written after the verb, up to a `#` comment or the next command. `leakcore` as an option's value
+    (`useradd --home ... leakcore`), as part of a word (`leakcore.cli`, `Description=leakcore`) or before a
+    placeholder (`leakcore <verb>`) is not a command."""
+    global_options = {"-v": 0, "--verbose": 0, "--reviewer": 1} if global_options is None else global_options
     found = []
     for line in code_text(markdown):
-        for m in VERB.finditer(line):
-            rest = line[m.end():]
-            nxt = VERB.search(rest)
-            rest = rest[: nxt.start()] if nxt else rest
-            rest = rest.split("#", 1)[0]
-            found.append((m.group(1), FLAG.findall(rest)))
+        try:
+            tokens = shlex.split(line, comments=True)
+        except ValueError:  # an unbalanced quote in prose set as code
+            tokens = line.split("#", 1)[0].split()
+        starts = [i for i, t in enumerate(tokens)
+                  if (t == "leakcore" or t.endswith("/leakcore")) and not (i and tokens[i - 1].startswith("-"))]
+        for n, i in enumerate(starts):
+            end = starts[n + 1] if n + 1 < len(starts) else len(tokens)
+            j = i + 1
+            while j < end and tokens[j] in global_options:
+                j += 1 + global_options[tokens[j]]
+            if j >= end:
+                continue
+            verb = tokens[j]
+            if verb.startswith("-"):
+                found.append((verb, []))  # an option the parser does not know, where the verb should be
+            elif WORD.fullmatch(verb):
+                flags = [m.group(1) for t in tokens[j + 1:end] if (m := FLAG.match(t))]
+                found.append((verb, flags))
     return found
 
 
@@ -89,14 +108,15 @@ def test_readme_opens_with_the_two_commands():
 
 
 def test_readme_shows_the_cli():
-    assert len({verb for verb, _ in commands(README.read_text(encoding="utf-8"))}) >= 10, \
+    _, global_options = cli()
+    assert len({verb for verb, _ in commands(README.read_text(encoding="utf-8"), global_options)}) >= 10, \
         "the README's command-line section was not found"
 
 
 @pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_only_real_subcommands_and_flags(path):
-    verbs = subcommands()
-    for verb, flags in commands(path.read_text(encoding="utf-8")):
+    verbs, global_options = cli()
+    for verb, flags in commands(path.read_text(encoding="utf-8"), global_options):
         assert verb in verbs, f"{path.name} names `leakcore {verb}`, not a subcommand (they are: {sorted(verbs)})"
         options = set(verbs[verb]._option_string_actions)
         for flag in flags:
@@ -115,10 +135,17 @@ def test_relative_links_point_at_files(path):
 
 def test_the_checks_see_what_they_check(tmp_path):
     """The parsers above find verbs, flags and links in text made to hold them (so a pass means something)."""
-    md = ("# T\n\n## Foo bar: baz\n\n```bash\nleakcore scan WS --plan  # then leakcore report WS --json\n```\n"
-          "Run `.venv/bin/leakcore add WS --dataset D` and see [x](docs/a.md#b) ![y](assets/c.png) "
-          "<img src=\"d.png\"> [web](https://e.org) and `[not](a link)`; leakcore.cli is a module.\n")
-    assert commands(md) == [("scan", ["--plan"]), ("report", ["--json"]), ("add", ["--dataset"])]
+    md = ("# T\n\n## Foo bar: baz\n\n```bash\nleakcore scan WS --plan  # then leakcore report WS --json\n"
+          "sudo -u leakcore /opt/x/.venv/bin/leakcore --reviewer a@b.org \\\n    roles WS --set a@b.org=lead\n"
+          "install -o leakcore -g leakcore -m 700 /srv/leakcore\nDescription=leakcore leak review\n"
+          "leakcore --bogus scan WS\nleakcore coverage WS --b-where \"label != 'cat'\" [--spectra]\n```\n"
+          "Run `.venv/bin/leakcore add WS --dataset D` and `leakcore <verb> --help`, see [x](docs/a.md#b) "
+          "![y](assets/c.png) <img src=\"d.png\"> [web](https://e.org) and `[not](a link)`; leakcore.cli is a "
+          "module.\n")
+    assert commands(md) == [("scan", ["--plan"]), ("roles", ["--set"]), ("--bogus", []),
+                            ("coverage", ["--b-where", "--spectra"]), ("add", ["--dataset"])]
+    verbs, global_options = cli()
+    assert {"scan", "report", "export"} <= set(verbs) and global_options.get("--reviewer") == 1
     path = tmp_path / "probe.md"
     path.write_text(md, encoding="utf-8")
     assert relative_links(path) == ["docs/a.md#b", "assets/c.png", "d.png"]
