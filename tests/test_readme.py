@@ -94,7 +94,7 @@ def relative_links(path: Path) -> list[str]:
 
 def test_readme_is_short():
     n = len(README.read_text(encoding="utf-8").splitlines())
-    assert n <= MAX_LINES, f"README.md has {n} lines; keep it under {MAX_LINES} and move studies to docs/"
+    assert n <= MAX_LINES, f"README.md has {n} lines; keep it to {MAX_LINES} at most and move studies to docs/"
 
 
 def test_readme_opens_with_the_two_commands():
