@@ -48,9 +48,19 @@ def frames_of(img: Image.Image, rng, n: int = 6, width: float = 0.7, height: flo
     return out
 
 
-def build(photos: list[Path], dest: Path, sizes: tuple[int, int, int, int], seed: int = 0) -> pd.DataFrame:
-    """Write the benchmark's images and manifest; return the truth (path, split, kind, source)."""
+def build(photos: list[Path], dest: Path, sizes: tuple[int, int, int, int], seed: int = 0,
+          max_side: int | None = None) -> pd.DataFrame:
+    """Write the benchmark's images and manifest; return the truth (path, split, kind, source). With `max_side`,
+    every photo is first brought down to that longer side (small, soft photos like cats_and_dogs')."""
     rng = np.random.default_rng(seed)
+
+    class _Open:  # Image.open, shrunk to max_side
+        @staticmethod
+        def open(f):
+            img = Image.open(f).convert("RGB")
+            if max_side and max(img.size) > max_side:
+                img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            return img
     shutil.rmtree(dest, ignore_errors=True)
     (dest / "img").mkdir(parents=True)
     n_patch, n_subj, n_frame, n_single = sizes
@@ -74,7 +84,7 @@ def build(photos: list[Path], dest: Path, sizes: tuple[int, int, int, int], seed
         img.convert("RGB").save(dest / name, quality=92)
 
     for i, f in enumerate(patch_src):
-        parts = grouping.overlapping_patches(Image.open(f).convert("RGB"))
+        parts = grouping.overlapping_patches(_Open.open(f))
         splits = rng.permutation(["train", "train", "test", "test"])
         for j, (part, split) in enumerate(zip(parts, splits)):
             name = f"img/patches_{i:03d}_{j}.jpg"
@@ -82,7 +92,7 @@ def build(photos: list[Path], dest: Path, sizes: tuple[int, int, int, int], seed
             rows.append({"path": name, "split": split, "group": "", "timestamp": "", "kind": "patches",
                          "source": f"patches_{i:03d}", "photo": str(f)})
     for i, f in enumerate(frame_src):
-        parts = frames_of(Image.open(f).convert("RGB"), rng)
+        parts = frames_of(_Open.open(f), rng)
         splits = rng.permutation(["train"] * 3 + ["test"] * 3)
         for j, (part, split) in enumerate(zip(parts, splits)):
             name = f"img/frames_{i:03d}_{j}.jpg"
@@ -93,12 +103,12 @@ def build(photos: list[Path], dest: Path, sizes: tuple[int, int, int, int], seed
     for i, pool in enumerate(subjects):
         for j, (f, split) in enumerate(zip(pool, ["train", "train", "test"])):
             name = f"img/subject_{i:03d}_{j}.jpg"
-            save(Image.open(f), name)
+            save(_Open.open(f), name)
             rows.append({"path": name, "split": split, "group": f"subject_{i:03d}", "timestamp": "",
                          "kind": "subjects", "source": f"subject_{i:03d}", "photo": str(f)})
     for i, f in enumerate(singles):
         name = f"img/single_{i:03d}.jpg"
-        save(Image.open(f), name)
+        save(_Open.open(f), name)
         rows.append({"path": name, "split": "train" if rng.random() < 0.6 else "test", "group": "", "timestamp": "",
                      "kind": "unrelated", "source": f"single_{i:03d}", "photo": str(f)})
     truth = pd.DataFrame(rows)
@@ -182,16 +192,20 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, help="candidate threshold (default: the encoder's group threshold)")
     ap.add_argument("--keep", action="store_true", help="keep the built workspace (reuse the scan)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-side", type=int, help="shrink every photo to this longer side first (small, soft photos)")
+    ap.add_argument("--tag", help="name of the results (default: the collection, with -small<N> / -seed<S>)")
     args = ap.parse_args()
     data, results = Path(args.data), Path(args.results)
-    out = Path(args.out) / args.collection
+    tag = args.tag or (args.collection + (f"-small{args.max_side}" if args.max_side else "")
+                       + (f"-seed{args.seed}" if args.seed else ""))
+    out = Path(args.out) / tag
     results.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed + 1)
 
     ws_path = out / "ws"
     if not (args.keep and ws_path.exists()):
         photos = sorted((data / args.collection).rglob("*.jpg"))
-        truth = build(photos, out / "benchmark", SIZES[args.collection], seed=args.seed)
+        truth = build(photos, out / "benchmark", SIZES[args.collection], seed=args.seed, max_side=args.max_side)
         shutil.rmtree(ws_path, ignore_errors=True)
         ws = Project.create(ws_path)
         ws.add("bench", out / "benchmark" / "manifest.csv", roles={"train": "train", "test": "eval"})
@@ -204,11 +218,11 @@ def main() -> None:
     if args.threshold is not None:
         ws.set_group_settings(threshold=args.threshold)
     truth["item_id"] = "bench/" + truth["split"] + "/" + truth["path"]
-    report = {"collection": args.collection, "encoder": ws.encoder, "images": int(len(truth)),
+    report = {"collection": args.collection, "max_side": args.max_side, "seed": args.seed, "encoder": ws.encoder, "images": int(len(truth)),
               "sizes": dict(zip(("patches", "subjects", "frames", "unrelated"), SIZES[args.collection])),
               "scan_seconds": round(scan_s, 1), "settings": {
                   "candidate_threshold": grouping.group_threshold(ws), "work_side": grouping.WORK_SIDE,
-                  "min_inliers": grouping.MIN_INLIERS, "min_spread": grouping.MIN_SPREAD,
+                  "min_inliers": grouping.MIN_INLIERS, "min_spread": grouping.MIN_SPREAD, "min_ncc": grouping.MIN_NCC,
                   "ratio": grouping.RATIO, "ransac_px": grouping.RANSAC_PX, "max_candidates": grouping.MAX_CANDIDATES}}
 
     shutil.rmtree(ws.path / "groups" / f"geometry-v{grouping.GEOMETRY_VERSION}", ignore_errors=True)
@@ -244,16 +258,15 @@ def main() -> None:
 
     # contact sheets: a sample of verified edges, of rejected candidates (most similar first), and every
     # unrelated photo that landed in a group, with its group
-    tag = args.collection
     ver = cand[cand["edge"]]
     ver = ver.iloc[rng.permutation(len(ver))[:16]]
-    sheet(ws, [([r.a, r.b], f"{r.method} sim {r.similarity:.2f} inl {r.inliers:.0f} spread {r.spread:.2f}\n"
+    sheet(ws, [([r.a, r.b], f"{r.method} sim {r.similarity:.2f} inl {r.inliers:.0f} ncc {r.ncc:.2f}\n"
                 f"{src.get(r.a, '?')} | {src.get(r.b, '?')}") for r in ver.itertuples()], results / f"{tag}-verified.png")
     rej = cand[~cand["edge"] & ~cand["method"].isin(["unmeasured"])].sort_values("similarity", ascending=False)
     top = rej.head(10)
     rest = rej.iloc[10:]
     rej = pd.concat([top, rest.iloc[rng.permutation(len(rest))[:10]]])
-    sheet(ws, [([r.a, r.b], f"sim {r.similarity:.2f} inl {r.inliers:.0f} spread {r.spread:.2f}: {r.reason}\n"
+    sheet(ws, [([r.a, r.b], f"sim {r.similarity:.2f} inl {r.inliers:.0f} ncc {r.ncc:.2f}: {r.reason}\n"
                 f"{src.get(r.a, '?')} | {src.get(r.b, '?')}") for r in rej.itertuples()], results / f"{tag}-rejected.png")
     landed = []
     members = g.membership

@@ -55,33 +55,39 @@ def load_group_pairs(ws, encoder: str | None = None) -> pd.DataFrame:
 
 
 # ---- geometry: a candidate link is an edge only when the two images share a region -----------------------------
-GEOMETRY_VERSION = 1  # measurements of another version are kept apart (groups/geometry-v<VERSION>)
+GEOMETRY_VERSION = 2  # measurements of another version are kept apart (groups/geometry-v<VERSION>)
 WORK_SIDE = 512  # local features are found with the longer side at this size
 MIN_SIDE = 64  # shorter side (at the working size) below which local features are not tried: the pair is aligned
 N_FEATURES = 500  # ORB keypoints per image
 RATIO = 0.8  # Lowe's ratio test on the two nearest descriptors
 RANSAC_PX = 5.0  # reprojection error (working pixels) of an inlier
-MIN_INLIERS = 12  # RANSAC inliers (at distinct places) under one similarity transform: two images share a region
+MIN_INLIERS = 8  # RANSAC inliers (at distinct places) under one similarity transform (hymenoptera: other photos <= 4)
+MIN_NCC = 0.7  # NCC of the two images' luminance on the overlap that transform gives (hymenoptera: crops of one photo
+# >= 0.96 for 99% of pairs, other photos <= 0.29); leaves room for motion and exposure between frames of one shoot
 DISTINCT_PX = 4.0  # inliers closer than this (working pixels) count once
 MIN_SPREAD = 0.005  # the inliers' convex hull covers at least this share of each image (a shared logo is smaller)
 MAX_SCALE = 4.0  # the transform's scale stays within [1/MAX_SCALE, MAX_SCALE]
 MAX_CANDIDATES = 8  # candidate links tried per image, most similar first
 CHUNK = 512  # pairs measured (and written) at once: an interrupted run loses at most one chunk
 FEATURE_MEMO = 4096  # images whose local features are kept in memory during one run
-GEOMETRY_COLUMNS = ("sha_a", "sha_b", "method", "inliers", "matches", "spread", "scale", "ncc", "reason")
+GEOMETRY_COLUMNS = ("sha_a", "sha_b", "method", "inliers", "matches", "spread", "scale", "ncc", "overlap", "reason")
+CHECK_SIDE = 192  # the alignment found by RANSAC is checked on luminance at this longer side
 
 
 @dataclass(frozen=True)
 class Features:
-    """ORB keypoints (working pixels), their descriptors and the working size of one image."""
+    """ORB keypoints (working pixels), their descriptors, the working size of one image and a small copy of its
+    luminance (CHECK_SIDE, the same scale for every image) on which an alignment is checked."""
 
     points: np.ndarray  # (N, 2) float32
     descriptors: np.ndarray | None  # (N, 32) uint8
     size: tuple[int, int]  # (width, height) at the working size
+    small: np.ndarray | None = None  # float32 luminance with the longer side CHECK_SIDE
 
 
 def local_features(img) -> Features:
-    """ORB features of an image whose longer side is brought to WORK_SIDE (found once per image, matched per pair)."""
+    """ORB features of an image whose longer side is brought to WORK_SIDE (found once per image, matched per pair).
+    The edge threshold is small: the region two overlapping crops share lies along their borders."""
     import cv2
 
     g = img.convert("L")
@@ -92,10 +98,34 @@ def local_features(img) -> Features:
     arr = np.asarray(g)
     if min(arr.shape) < MIN_SIDE:
         return Features(np.zeros((0, 2), np.float32), None, (arr.shape[1], arr.shape[0]))
-    orb = cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=10)
+    orb = cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=5, edgeThreshold=15, patchSize=31)
     kps, desc = orb.detectAndCompute(arr, None)
     pts = np.float32([k.pt for k in kps]).reshape(-1, 2)
-    return Features(pts, desc, (arr.shape[1], arr.shape[0]))
+    f = CHECK_SIDE / WORK_SIDE
+    small = cv2.resize(arr, (max(1, round(arr.shape[1] * f)), max(1, round(arr.shape[0] * f))),
+                       interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    return Features(pts, desc, (arr.shape[1], arr.shape[0]), small)
+
+
+def overlap_ncc(fa: Features, fb: Features, model: np.ndarray) -> tuple[float, float]:
+    """(NCC, share of b covered) of a's small luminance moved onto b's by the fitted transform, on their overlap
+    (eroded by two pixels): two crops of one photo agree pixel for pixel, two look-alikes aligned on their eyes
+    do not."""
+    import cv2
+
+    m = model.astype(np.float64).copy()
+    m[:, 2] *= CHECK_SIDE / WORK_SIDE  # the same linear part, the shift at the small scale
+    h, w = fb.small.shape
+    moved = cv2.warpAffine(fa.small, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    inside = cv2.warpAffine(np.ones_like(fa.small), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+    inside = cv2.erode(inside, np.ones((5, 5), np.uint8)) > 0.5
+    share = float(inside.mean())
+    if inside.sum() < 64:
+        return 0.0, share
+    x, y = moved[inside], fb.small[inside]
+    x, y = x - x.mean(), y - y.mean()
+    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return (float((x * y).sum() / den) if den > 1e-9 else 0.0), share
 
 
 def _hull_share(points: np.ndarray, size: tuple[int, int]) -> float:
@@ -111,7 +141,8 @@ def match_features(fa: Features, fb: Features) -> dict:
     shift: RANSAC), the share of each image their convex hull covers (the smaller), and the transform's scale."""
     import cv2
 
-    out = {"method": "orb", "inliers": 0, "matches": 0, "spread": 0.0, "scale": 0.0, "ncc": np.nan, "reason": ""}
+    out = {"method": "orb", "inliers": 0, "matches": 0, "spread": 0.0, "scale": 0.0, "ncc": np.nan, "overlap": 0.0,
+           "reason": ""}
     if fa.descriptors is None or fb.descriptors is None or len(fa.points) < 8 or len(fb.points) < 8:
         return {**out, "reason": "too few local features"}
     knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(fa.descriptors, fb.descriptors, k=2)
@@ -135,17 +166,20 @@ def match_features(fa: Features, fb: Features) -> dict:
     out["inliers"] = int(min(distinct(src[keep]), distinct(dst[keep])))
     out["scale"] = float(np.hypot(model[0, 0], model[1, 0]))
     out["spread"] = min(_hull_share(src[keep], fa.size), _hull_share(dst[keep], fb.size))
+    if fa.small is not None and fb.small is not None:
+        out["ncc"], out["overlap"] = overlap_ncc(fa, fb, model)
     return out
 
 
 def geometry_edge(m: pd.DataFrame) -> np.ndarray:
-    """Whether each measured pair shares a region: identical content, enough RANSAC inliers spread over both
-    images under a plausible scale, or (images too small for local features) an alignment as good as a copy's."""
+    """Whether each measured pair shares a region: identical content; enough RANSAC inliers spread over both images
+    under a plausible scale, whose alignment the pixels confirm (NCC on the overlap); or (images too small for local
+    features) an alignment as good as a copy's."""
     from leakcore import verify
 
     m = m.reset_index(drop=True)
     orb = (m["method"] == "orb") & (m["inliers"] >= MIN_INLIERS) & (m["spread"] >= MIN_SPREAD) & \
-        (m["scale"] >= 1 / MAX_SCALE) & (m["scale"] <= MAX_SCALE)
+        (m["scale"] >= 1 / MAX_SCALE) & (m["scale"] <= MAX_SCALE) & (m["ncc"].fillna(0) >= MIN_NCC)
     aligned = (m["method"] == "aligned") & (m["ncc"].fillna(0) >= verify.TWIN_NCC)
     return (orb | aligned | (m["method"] == "identical")).to_numpy(dtype=bool)
 
@@ -231,11 +265,11 @@ def measure_geometry(ws, pairs: pd.DataFrame, *, features: dict | None = None) -
             fa, fb = features.get(r.id_a), features.get(r.id_b)
             if ia is None or ib is None:
                 rows.append({**base, "method": "skipped", "inliers": 0, "matches": 0, "spread": 0.0, "scale": 0.0,
-                             "ncc": np.nan, "reason": f"unreadable: {why_a or why_b}"})
+                             "ncc": np.nan, "overlap": 0.0, "reason": f"unreadable: {why_a or why_b}"})
             elif fa is None or fb is None or fa.descriptors is None or fb.descriptors is None:
                 small.append(len(rows))
                 rows.append({**base, "method": "aligned", "inliers": 0, "matches": 0, "spread": 0.0, "scale": 0.0,
-                             "ncc": np.nan, "reason": "too small for local features: aligned instead"})
+                             "ncc": np.nan, "overlap": 0.0, "reason": "too small for local features: aligned instead"})
             else:
                 rows.append({**base, **match_features(fa, fb)})
         if small:  # the verification stage's alignment on the whole image (copies of tiny images)
@@ -306,8 +340,8 @@ def verified_candidates(ws, candidates: pd.DataFrame, *, linked: pd.DataFrame | 
     def looked_up():
         m = GeometryStore(ws).frame()
         out = c.merge(m, on=["sha_a", "sha_b"], how="left")
-        out.loc[same, ["method", "inliers", "matches", "spread", "scale", "reason"]] = \
-            ["identical", 0, 0, 1.0, 1.0, "identical content"]
+        out.loc[same, ["method", "inliers", "matches", "spread", "scale", "overlap", "reason"]] = \
+            ["identical", 0, 0, 1.0, 1.0, 1.0, "identical content"]
         return out
 
     out = looked_up()
@@ -345,6 +379,9 @@ def verified_candidates(ws, candidates: pd.DataFrame, *, linked: pd.DataFrame | 
     unmeasured = out["method"].isna()
     out.loc[unmeasured, ["method", "reason"]] = ["unmeasured", "already linked"]
     out["edge"] = geometry_edge(out) if len(out) else np.zeros(0, bool)
+    differ = ~out["edge"] & (out["reason"].fillna("") == "") & (out["inliers"] >= MIN_INLIERS) & \
+        (out["ncc"].fillna(0) < MIN_NCC)
+    out.loc[differ, "reason"] = "aligned, but the pixels differ"
     out.loc[~out["edge"] & (out["reason"].fillna("") == ""), "reason"] = "no shared region"
     return out
 
