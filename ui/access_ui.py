@@ -233,7 +233,7 @@ def audit_view(ws) -> None:
     if table.empty:
         return
     latest = table.head(5)
-    st.text("\n".join(f"{r.time[:19].replace('T', ' ')}  {r.user} ({r.role})  {r.action}" + (f" {r.target}" if r.target else "")
+    st.text("\n".join(f"{r.time[:19].replace('T', ' ')}  {r.user} ({r.role})  {r.action}" + (f" {r.target}" if isinstance(r.target, str) else "")
                        for r in latest.itertuples()))  # the newest at a glance, as text
     actions = sorted(table["action"].dropna().unique())
     chosen = st.multiselect("Actions", actions, key="team_actions", placeholder="all")
