@@ -65,7 +65,7 @@ MIN_INLIERS = 8  # RANSAC inliers (at distinct places) under one similarity tran
 MIN_NCC = 0.7  # NCC of the two images' luminance on the overlap that transform gives (hymenoptera: crops of one photo
 # >= 0.96 for 99% of pairs, other photos <= 0.29); leaves room for motion and exposure between frames of one shoot
 DISTINCT_PX = 4.0  # inliers closer than this (working pixels) count once
-MIN_SPREAD = 0.005  # the inliers' convex hull covers at least this share of each image (a shared logo is smaller)
+MIN_SPREAD = 0.001  # the inliers' convex hull covers at least this share of each image (else a degenerate fit)
 MAX_SCALE = 4.0  # the transform's scale stays within [1/MAX_SCALE, MAX_SCALE]
 MAX_CANDIDATES = 8  # candidate links tried per image, most similar first
 CHUNK = 512  # pairs measured (and written) at once: an interrupted run loses at most one chunk

@@ -1,6 +1,7 @@
 """The group check: an evaluation image whose group (one patient, one video, one image's patches) has members in
 training data. Hard: the link is explicit (the sources' group metadata) or confirmed by a curator; soft: any
-link, recovered near-duplicate chains included."""
+link, recovered links included (candidate neighbours whose pixels share a region, see `leakcore.grouping`). The
+reason names the evidence that links the group."""
 from __future__ import annotations
 
 import logging
@@ -48,7 +49,7 @@ def reach_rates(name: str, ws, hard: pd.DataFrame, soft: pd.DataFrame) -> pd.Dat
 class GroupCheck(Check):
     name = "group"
     kind = "groups"
-    description = "evaluation images whose group (explicit, recovered or confirmed) has members in training data"
+    description = "evaluation images whose group (explicit, verified by geometry or confirmed) has members in training data"
 
     def _reach(self, ws, inputs):
         from leakcore.grouping import group_reach
