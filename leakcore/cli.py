@@ -354,9 +354,10 @@ def cmd_groups(args) -> int:
         bars.close()
         print(f"same-source threshold on {args.calibrate} ({cal['sources']} images, their overlapping patches and pan "
               f"frames): {cal['threshold']:.4f} at {100 * cal['false_positive_rate']:.2f}% false positives; "
-              f"patches linked {100 * cal['patch_recall']:.1f}%, neighbouring frames {100 * cal['frame_recall']:.1f}%")
+              f"patches linked {100 * cal['patch_recall']:.1f}%, neighbouring frames {100 * cal['frame_recall']:.1f}%; "
+              f"candidate links from {cal['candidate_threshold']:.4f} (99.5% of the links; the pixels decide)")
         if args.threshold is None:
-            args.threshold = cal["threshold"]
+            args.threshold = cal["candidate_threshold"]
     if args.threshold is not None or args.window is not None or args.cutoff is not None:
         project.set_group_settings(threshold=args.threshold, window_s=args.window, cutoff=args.cutoff)
     bars = _Bars()

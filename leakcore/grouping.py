@@ -557,7 +557,8 @@ def calibrate_group_threshold(ws, collection: str, *, queries: int = 100, target
                               encoder=None, progress=None) -> dict:
     """The similarity above which two images are one source: overlapping patches and neighbouring pan frames of
     `queries` images of a collection are the positives; each derived image's most similar image of another
-    source is its negative. The threshold keeps the false-positive rate at most `target_fpr`."""
+    source is its negative. The threshold keeps the false-positive rate at most `target_fpr`; the candidate
+    threshold (what grouping uses: the pixels decide) is lower where needed, so that 99.5% of the links reach it."""
     from leakcore import catalog, images
     from leakcore.encoders import create_encoder
     from leakcore.schema import split_items
@@ -597,7 +598,9 @@ def calibrate_group_threshold(ws, collection: str, *, queries: int = 100, target
     positives, pos_kind = np.asarray(positives), np.asarray(pos_kind)
     allowed = int(np.floor(target_fpr * len(negatives)))
     threshold = float(np.sort(negatives)[::-1][allowed] + 1e-6) if len(negatives) > allowed else float(negatives.min())
-    return {"threshold": threshold, "encoder": encoder.name, "collection": collection, "sources": int(len(pick)),
+    candidate = min(threshold, float(np.quantile(positives, 0.005))) if len(positives) else threshold
+    return {"threshold": threshold, "candidate_threshold": round(candidate, 4), "encoder": encoder.name,
+            "collection": collection, "sources": int(len(pick)),
             "negatives": int(len(negatives)), "target_fpr": target_fpr,
             "false_positive_rate": float((negatives >= threshold).mean()),
             "patch_recall": float((positives[pos_kind == "patch"] >= threshold).mean()),
