@@ -37,12 +37,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-VERSION = 4  # evidence of another version is kept apart (verify/evidence-v<VERSION>)
+VERSION = 5  # evidence of another version is kept apart (verify/evidence-v<VERSION>); 5: ORB at 256 px, 300 features
 WORK_SIZE = 32  # working resolution of the alignment (longer side, pixels)
 MAX_SHIFT = 0.25  # translations searched, as a fraction of the working size
 MIN_OVERLAP = 0.5  # an alignment must overlap at least this fraction of the smaller image
 ORB_MIN_SIDE = 96  # both images at least this large (shorter side) for local features
-ORB_SIDE = 320  # local features are found at this longer side
+ORB_SIDE = 256  # local features are found at this longer side
+ORB_FEATURES = 300  # at most this many per image: matching 500 cost 19 ms a pair on photos, 300 cost 5 ms
 FLAT_STD = 4.0 / 255  # overlaps flatter than this (std of luminance) count as flat: NCC is damped there
 FLAT_GRAD_STD = 1.0 / 255  # the same for gradient magnitudes, which are smaller
 REFINE_SIZE = 48  # the refinement runs on the canvases upsampled to this: ECC wants smooth gradients (48 and 64 px
@@ -314,34 +315,46 @@ def refine(train: np.ndarray, moved: np.ndarray, mask: np.ndarray) -> tuple[dict
     return out, wa * wm, wm
 
 
-def orb_match(img_a: Image.Image, img_b: Image.Image) -> tuple[int, float]:
-    """(RANSAC inliers, inlier ratio) of ORB matches under a partial affine model (rotation, scale, shift),
-    trying the eval image as is and mirrored; (0, 0) when too few features."""
+def _orb_gray(img: Image.Image) -> np.ndarray:
+    g = img.convert("L")
+    scale = min(1.0, ORB_SIDE / max(g.size))
+    if scale < 1:
+        g = g.resize((max(1, round(g.width * scale)), max(1, round(g.height * scale))), Image.Resampling.BILINEAR)
+    return np.asarray(g)
+
+
+def orb_features(img: Image.Image, mirrored: bool = False) -> list:
+    """ORB (keypoint positions, descriptors) of an image at ORB_SIDE, and of its mirror too when asked (None where
+    too few): found once per image, however many pairs it is in."""
     import cv2
 
-    def gray(img: Image.Image) -> np.ndarray:
-        g = img.convert("L")
-        scale = min(1.0, ORB_SIDE / max(g.size))
-        if scale < 1:
-            g = g.resize((max(1, round(g.width * scale)), max(1, round(g.height * scale))), Image.Resampling.BILINEAR)
-        return np.asarray(g)
+    orb = cv2.ORB_create(nfeatures=ORB_FEATURES, fastThreshold=10)
+    g = _orb_gray(img)
+    out = []
+    for arr in ((g, np.ascontiguousarray(g[:, ::-1])) if mirrored else (g,)):
+        kp, des = orb.detectAndCompute(arr, None)
+        out.append((np.float32([k.pt for k in kp]), des) if des is not None and len(kp) >= 8 else None)
+    return out
 
-    orb = cv2.ORB_create(nfeatures=500, fastThreshold=10)
-    kb, db = orb.detectAndCompute(gray(img_b), None)
-    if db is None or len(kb) < 8:
+
+def orb_pair(eval_features: list, train_features: list) -> tuple[int, float]:
+    """(RANSAC inliers, inlier ratio) of ORB matches under a partial affine model (rotation, scale, shift), the
+    eval image as is and mirrored (`orb_features(.., mirrored=True)`) against the training image's features."""
+    import cv2
+
+    tb = train_features[0]
+    if tb is None:
         return 0, 0.0
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
     best = (0, 0.0)
-    ga = gray(img_a)
-    for arr in (ga, np.ascontiguousarray(ga[:, ::-1])):
-        ka, da = orb.detectAndCompute(arr, None)
-        if da is None or len(ka) < 8:
+    for ta in eval_features:
+        if ta is None:
             continue
-        matches = matcher.match(da, db)
+        matches = matcher.match(ta[1], tb[1])
         if len(matches) < 8:
             continue
-        src = np.float32([ka[m.queryIdx].pt for m in matches])
-        dst = np.float32([kb[m.trainIdx].pt for m in matches])
+        src = ta[0][[m.queryIdx for m in matches]]
+        dst = tb[0][[m.trainIdx for m in matches]]
         _, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0,
                                              maxIters=2000, confidence=0.99)
         n = int(inl.sum()) if inl is not None else 0
@@ -350,33 +363,74 @@ def orb_match(img_a: Image.Image, img_b: Image.Image) -> tuple[int, float]:
     return best
 
 
-def evidence(eval_images: list[Image.Image], train_images: list[Image.Image], *, batch: int = 32) -> "pd.DataFrame":
+def orb_match(img_a: Image.Image, img_b: Image.Image) -> tuple[int, float]:
+    """(RANSAC inliers, inlier ratio) of ORB matches under a partial affine model (rotation, scale, shift),
+    trying the eval image as is and mirrored; (0, 0) when too few features."""
+    return orb_pair(orb_features(img_a, mirrored=True), orb_features(img_b))
+
+
+class _OneThread:
+    """Torch and OpenCV on one thread while evidence is computed: the FFTs and matches are small, and on a busy
+    machine (two cores shared with an embedding scan) torch's thread pool made the alignment 8x slower
+    (88 against 11 ms per pair)."""
+
+    def __enter__(self):
+        import cv2
+
+        self.torch, self.cv2 = torch.get_num_threads(), cv2.getNumThreads()
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
+
+    def __exit__(self, *exc):
+        import cv2
+
+        torch.set_num_threads(self.torch)
+        cv2.setNumThreads(self.cv2)
+
+
+def evidence(eval_images: list[Image.Image], train_images: list[Image.Image], *, batch: int = 64) -> "pd.DataFrame":
     """Per pair: ncc, ncc_grad, ssim, overlap, orb_inliers (log1p), orb_ratio, orb_used, ncc_detail, abs_diff, the
     evidence after refinement (`REFINED`) and the coarse alignment (variant, dy, dx in working pixels). Images
-    that could not be read are passed as None (no evidence)."""
+    that could not be read are passed as None (no evidence). An image in several pairs (the same object) has its
+    canvas and local features computed once."""
     import pandas as pd
 
+    canvases: dict = {}
+    orbs: dict = {}
+
+    def canvas_of(img):
+        if id(img) not in canvases:
+            canvases[id(img)] = canvas(img)
+        return canvases[id(img)]
+
+    def orb_of(img, mirrored):
+        key = (id(img), mirrored)
+        if key not in orbs:
+            orbs[key] = orb_features(img, mirrored)
+        return orbs[key]
+
     rows: list[dict] = []
-    for start in range(0, len(eval_images), batch):
-        ea, tb = eval_images[start:start + batch], train_images[start:start + batch]
-        ok = [i for i, (a, b) in enumerate(zip(ea, tb)) if a is not None and b is not None]
-        out = [dict(_NO_EVIDENCE) for _ in ea]
-        if ok:
-            ca = [canvas(ea[i]) for i in ok]
-            cb = [canvas(tb[i]) for i in ok]
-            la, ma = np.stack([c[0] for c in ca]), np.stack([c[1] for c in ca])
-            lb, mb = np.stack([c[0] for c in cb]), np.stack([c[1] for c in cb])
-            als, moved, moved_mask = _align(la, ma, lb, mb)
-            for j, (i, al) in enumerate(zip(ok, als)):
-                ssim, detail, diff = _on_overlap(moved[j], lb[j], moved_mask[j] * mb[j], al)
-                refined = refine(lb[j], moved[j], moved_mask[j] * mb[j])[0] if al.overlap > 0 else dict(_NO_REFINED)
-                use_orb = min(ea[i].size) >= ORB_MIN_SIDE and min(tb[i].size) >= ORB_MIN_SIDE
-                inl, ratio = orb_match(ea[i], tb[i]) if use_orb else (0, 0.0)
-                out[i] = {"ncc": al.ncc, "ncc_grad": al.ncc_grad, "ssim": ssim, "overlap": al.overlap,
-                          "orb_inliers": float(np.log1p(inl)), "orb_ratio": ratio, "orb_used": float(use_orb),
-                          "ncc_detail": detail, "abs_diff": diff, **refined, "variant": al.variant, "dy": al.dy,
-                          "dx": al.dx}
-        rows.extend(out)
+    with _OneThread():
+        for start in range(0, len(eval_images), batch):
+            ea, tb = eval_images[start:start + batch], train_images[start:start + batch]
+            ok = [i for i, (a, b) in enumerate(zip(ea, tb)) if a is not None and b is not None]
+            out = [dict(_NO_EVIDENCE) for _ in ea]
+            if ok:
+                ca = [canvas_of(ea[i]) for i in ok]
+                cb = [canvas_of(tb[i]) for i in ok]
+                la, ma = np.stack([c[0] for c in ca]), np.stack([c[1] for c in ca])
+                lb, mb = np.stack([c[0] for c in cb]), np.stack([c[1] for c in cb])
+                als, moved, moved_mask = _align(la, ma, lb, mb)
+                for j, (i, al) in enumerate(zip(ok, als)):
+                    ssim, detail, diff = _on_overlap(moved[j], lb[j], moved_mask[j] * mb[j], al)
+                    refined = refine(lb[j], moved[j], moved_mask[j] * mb[j])[0] if al.overlap > 0 else dict(_NO_REFINED)
+                    use_orb = min(ea[i].size) >= ORB_MIN_SIDE and min(tb[i].size) >= ORB_MIN_SIDE
+                    inl, ratio = orb_pair(orb_of(ea[i], True), orb_of(tb[i], False)) if use_orb else (0, 0.0)
+                    out[i] = {"ncc": al.ncc, "ncc_grad": al.ncc_grad, "ssim": ssim, "overlap": al.overlap,
+                              "orb_inliers": float(np.log1p(inl)), "orb_ratio": ratio, "orb_used": float(use_orb),
+                              "ncc_detail": detail, "abs_diff": diff, **refined, "variant": al.variant, "dy": al.dy,
+                              "dx": al.dx}
+            rows.extend(out)
     cols = list(EVIDENCE) + ["variant", "dy", "dx"]
     return pd.DataFrame(rows, columns=cols).astype({"variant": np.int16, "dy": np.int16, "dx": np.int16})
 
