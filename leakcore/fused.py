@@ -39,6 +39,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from leakcore import leakage, search, verify
 from leakcore.errors import InvalidInput
@@ -59,6 +60,17 @@ SECOND_INPUT_SIZE = 128  # the second model's input size: on the pairs judged on
 CANDIDATE_RANK = 3  # each eval image's nearest three above the candidate threshold are verified, and beyond them the
 # pairs the raw score flags: on CIFAR-10, 2 of 43 decided pairs past the third were leaks and no flag changed
 SECOND_FEATURE = "similarity_2"
+# the fitting set (issue #32: on photos the fit on 200 queries x 26 edits x 3 pairs cost 19x the scan)
+TRANSFORMS_PER_QUERY = 6  # each query image gets this many of the suite's edits (every edit used alike)
+QUERIES_PER, MIN_QUERIES, MAX_QUERIES = 24, 12, 64  # one query per 24 training images, within these bounds
+LOOKALIKES_PER, MIN_LOOKALIKE_IMAGES, MAX_LOOKALIKE_IMAGES = 5, 40, 160  # training images whose nearest are negatives
+LOOKALIKE_RANK = 2  # each such image's nearest two other training images
+TWIN_ORB_INLIERS, TWIN_ORB_RATIO = 25, 0.25  # this many local features under one map: one photograph
+FITTING_SET = 2  # the fitting set's layout (a stored suite of another layout is built again)
+MIN_LOOKALIKES = 20  # the collection's look-alike pairs it takes to set soft on them
+LOOKALIKE_PRECISION = 0.95  # soft: where this share of the pairs above it are leaks (out of fold)
+LEAK_SHARE = 0.1  # ... with one candidate pair in ten taken to be a leak
+SOFT_FLOOR = 0.5  # with look-alikes to judge by, soft is never below this: a flag is more likely a leak than not
 
 
 def model_dir(ws, encoder: str):
@@ -220,23 +232,42 @@ def verify_pairs(ws, pairs: pd.DataFrame, fm: "FusedModel", *, progress=None, sh
 
 
 # ---- the fitting set -------------------------------------------------------------------------------------------
-def suite_pairs(ws, *, encoder=None, queries: int = 200, seed: int = 0, transforms=None,
-                progress: Callable[[str, int, int], None] | None = None) -> pd.DataFrame:
-    """Scored pairs of the extended suite on the workspace's training images: one positive and one hardest
-    negative per (query, transform), with the raw similarity and the verification evidence."""
-    from leakcore.calibrate import extended_suite
-    from leakcore.embed import embed_items
-    from leakcore.encoders import create_encoder
+def fitting_size(n_collection: int) -> tuple[int, int]:
+    """(queries of the suite, look-alike pairs of the collection) for a collection of n training images: the fit
+    grows with the collection, as the scan does, so that it stays a fraction of the scan's cost."""
+    queries = int(np.clip(n_collection // QUERIES_PER, MIN_QUERIES, MAX_QUERIES))
+    lookalikes = int(np.clip(n_collection // LOOKALIKES_PER, MIN_LOOKALIKE_IMAGES, MAX_LOOKALIKE_IMAGES))
+    return queries, lookalikes
 
-    encoder = encoder or create_encoder(ws.encoder, **ws.encoder_options)
+
+def _collection(ws, encoder):
+    """The deduplicated readable training images and their vectors (from the scan's cache)."""
+    from leakcore.embed import embed_items
+
     coll = pd.concat([ws.split_items(s) for s in ws.split_ids("train")], ignore_index=True)
     coll = coll[(coll["status"] == "ok") & coll["sha256"].notna()].drop_duplicates("sha256").reset_index(drop=True)
     if len(coll) < 20:
         raise InvalidInput("fitting the fused score needs at least 20 readable training images",
                            cli="add a training split with images first", page="Add a training split with images first")
+    vectors, have = embed_items(ws, coll, encoder)
+    return coll[have].reset_index(drop=True), vectors[have]
+
+
+def suite_pairs(ws, *, encoder=None, queries: int | None = None, seed: int = 0, transforms=None,
+                per_query: int | None = TRANSFORMS_PER_QUERY, lookalikes: int | None = None,
+                progress: Callable[[str, int, int], None] | None = None) -> pd.DataFrame:
+    """The fitting set: scored pairs of the extended suite on the workspace's training images (each query image
+    edited by `per_query` of the suite's edits, every edit used alike; one positive and the hardest negative per
+    edit), plus the collection's own look-alikes (`lookalike_pairs`), with the raw similarity and the
+    verification evidence. `queries` and `lookalikes` default to `fitting_size` of the collection."""
+    from leakcore.calibrate import extended_suite
+    from leakcore.encoders import create_encoder
+
+    encoder = encoder or create_encoder(ws.encoder, **ws.encoder_options)
+    coll, vectors = _collection(ws, encoder)
+    auto_q, auto_l = fitting_size(len(coll))
+    queries, lookalikes = queries or auto_q, auto_l if lookalikes is None else lookalikes
     report = (lambda stage: (lambda d, t: progress(stage, d, t))) if progress else (lambda stage: None)
-    vectors, have = embed_items(ws, coll, encoder, progress=report("embed collection"))
-    coll, vectors = coll[have].reset_index(drop=True), vectors[have]
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(coll), size=min(queries, len(coll)), replace=False))
     originals = verify.load_images(coll.iloc[pick])
@@ -244,38 +275,46 @@ def suite_pairs(ws, *, encoder=None, queries: int = 200, seed: int = 0, transfor
     soft = ws.thresholds_or_none(encoder.name)
     soft = soft.soft if soft is not None else 1.0
     transforms = [t for t in (transforms or extended_suite()) if t.name != "invert"]
+    per_query = min(per_query or len(transforms), len(transforms))
+    # which edits each query gets: every edit equally often, a random subset per query
+    order = np.concatenate([rng.permutation(len(transforms)) for _ in range(-(-len(pick) * per_query // len(transforms)))])
+    assigned = {t: [] for t in range(len(transforms))}
+    for j in range(len(pick)):
+        for t in order[j * per_query:(j + 1) * per_query]:
+            assigned[int(t)].append(j)
     mirrored = encoder.mirrored() if ws.flip_queries else None
     own_sim = vectors[pick] @ vectors.T  # originals against the collection (to keep in-collection twins out)
     rows, eval_imgs, train_idx = [], [], []
     for n, tf in enumerate(transforms):
-        edited = [tf(img, seed=seed * 100_003 + int(p)) if img is not None else None for img, p in zip(originals, pick)]
-        keep = [j for j, e in enumerate(edited) if e is not None]
+        chosen = assigned[n]
+        edited = {j: tf(originals[j], seed=seed * 100_003 + int(pick[j])) for j in chosen if originals[j] is not None}
+        keep = [j for j in chosen if edited.get(j) is not None]
+        if not keep:
+            continue
         q = encoder.encode_images([edited[j] for j in keep])
         sim, idx = search.knn(q, vectors, 20)
-        if mirrored is not None:
+        if mirrored is not None and tf.family == "geometric":  # a mirrored query helps only where the edit turns or
+            # flips (on the other edits the scan's mirrored query scores lower than the unmirrored one)
             sim, idx = search.merge_results([(sim, idx), search.knn(mirrored.encode_images([edited[j] for j in keep]),
                                                                    vectors, 20)], 20)
         for r, j in enumerate(keep):
             p = int(pick[j])
             own = float(max(q[r] @ vectors[p], sim[r][idx[r] == p].max() if (idx[r] == p).any() else -1.0))
-            other, alike = None, None  # hardest with another label; hardest with the same label (or any)
-            for s, i in zip(sim[r], idx[r]):
+            hardest = None  # the most similar other image that is not an in-collection twin of the original
+            for s_, i in zip(sim[r], idx[r]):
                 if i < 0 or i == p or own_sim[j, i] >= soft:
                     continue
-                same = labels is None or labels.iloc[i] == labels.iloc[p]
-                if same and alike is None:
-                    alike = (float(s), int(i))
-                if labels is not None and not same and other is None:
-                    other = (float(s), int(i))
+                kind = "other label" if labels is not None and labels.iloc[i] != labels.iloc[p] else "look-alike"
+                hardest = (float(s_), int(i), kind)
+                break
             base = {"query": coll.at[p, "item_id"], "transform": tf.name, "family": tf.family}
             rows.append({**base, "train_item_id": coll.at[p, "item_id"], "label": 1, "similarity": own,
                          "is_copy": tf.family == "copy", "negative": ""})
             eval_imgs.append(edited[j]); train_idx.append(p)
-            for kind, neg in (("other label", other), ("look-alike", alike)):
-                if neg is not None:
-                    rows.append({**base, "train_item_id": coll.at[neg[1], "item_id"], "label": 0, "similarity": neg[0],
-                                 "is_copy": False, "negative": kind})
-                    eval_imgs.append(edited[j]); train_idx.append(neg[1])
+            if hardest is not None:
+                rows.append({**base, "train_item_id": coll.at[hardest[1], "item_id"], "label": 0,
+                             "similarity": hardest[0], "is_copy": False, "negative": hardest[2]})
+                eval_imgs.append(edited[j]); train_idx.append(hardest[1])
         if progress:
             progress("edit and search", n + 1, len(transforms))
     frame = pd.DataFrame(rows)
@@ -283,7 +322,7 @@ def suite_pairs(ws, *, encoder=None, queries: int = 200, seed: int = 0, transfor
     loaded = dict(zip(uniq, verify.load_images(coll.iloc[uniq])))
     train_imgs = [loaded[i] for i in train_idx]
     evs = []
-    step = 512
+    step = 256
     for start in range(0, len(frame), step):
         evs.append(verify.evidence(eval_imgs[start:start + step], train_imgs[start:start + step]))
         if progress:
@@ -295,16 +334,68 @@ def suite_pairs(ws, *, encoder=None, queries: int = 200, seed: int = 0, transfor
             progress("second model", 0, 1)
         tv, _ = second.vectors(coll.iloc[uniq].reset_index(drop=True))
         row_of = {i: n for n, i in enumerate(uniq)}
-        edits = {id(im): im for im in eval_imgs}  # one edited copy is paired with its original and its negatives
-        order = {k: n for n, k in enumerate(edits)}
+        edits = {id(im): im for im in eval_imgs}  # one edited copy is paired with its original and its negative
+        at_edit = {k: n for n, k in enumerate(edits)}
         ev_vecs = second.encoder().encode_images(list(edits.values()))
-        at = np.array([order[id(im)] for im in eval_imgs])
+        at = np.array([at_edit[id(im)] for im in eval_imgs])
         frame[SECOND_FEATURE] = (ev_vecs[at] * tv[[row_of[i] for i in train_idx]]).sum(1)
         if progress:
             progress("second model", 1, 1)
     # a look-alike that aligns nearly pixel for pixel is more likely an in-collection twin than a negative
-    twin = (frame["negative"] == "look-alike") & (frame["ncc"] >= verify.TWIN_NCC) & (frame["ssim"] >= verify.TWIN_SSIM)
-    return frame[~twin].reset_index(drop=True)
+    twin = (frame["negative"] == "look-alike") & _pixels_agree(frame)
+    frame = frame[~twin].reset_index(drop=True)
+    if lookalikes:
+        alike = lookalike_pairs(ws, coll, vectors, n_images=lookalikes, seed=seed, second=second, progress=progress)
+        frame = pd.concat([frame, alike], ignore_index=True)
+    return frame
+
+
+def _pixels_agree(ev: pd.DataFrame) -> pd.Series:
+    """Pairs whose pixels say "one photograph" (verified copies): aligned nearly pixel for pixel, or many local
+    features matched under one geometric map."""
+    aligned = (ev["ncc"] >= verify.TWIN_NCC) & (ev["ssim"] >= verify.TWIN_SSIM)
+    matched = (ev["orb_inliers"] >= np.log1p(TWIN_ORB_INLIERS)) & (ev["orb_ratio"] >= TWIN_ORB_RATIO)
+    return aligned | matched
+
+
+def lookalike_pairs(ws, coll: pd.DataFrame, vectors: np.ndarray, *, n_images: int, seed: int = 0,
+                    second: "SecondOpinion | None" = None, progress=None) -> pd.DataFrame:
+    """Negatives from the collection itself: for n_images training images drawn at random, their LOOKALIKE_RANK
+    nearest other training images, which are real look-alikes of the user's data (another label's nearest, and
+    the same label's nearest where the pixels do not say they are one photograph: verified copies and twins are
+    left out). Their evidence goes through the evidence store (computed once, cached), the second model's vectors
+    through its cache."""
+    rng = np.random.default_rng(seed + 1)
+    pick = np.sort(rng.choice(len(coll), size=min(n_images, len(coll)), replace=False))
+    sim = vectors[pick] @ vectors.T
+    sim[np.arange(len(pick)), pick] = -np.inf
+    rank = min(LOOKALIKE_RANK, len(coll) - 1)
+    nearest = np.argsort(-sim, axis=1)[:, :rank]
+    labels = coll["label"].astype("string") if "label" in coll and coll["label"].notna().any() else None
+    rows = []
+    seen = set()
+    for r, p in enumerate(pick):
+        for i in nearest[r]:
+            key = tuple(sorted((int(p), int(i))))
+            if key in seen:  # a pair drawn from both ends once
+                continue
+            seen.add(key)
+            other = labels is not None and labels.iloc[int(i)] != labels.iloc[int(p)]
+            rows.append({"query": coll.at[int(p), "item_id"], "transform": "", "family": "collection",
+                         "eval_item_id": coll.at[int(p), "item_id"], "train_item_id": coll.at[int(i), "item_id"],
+                         "label": 0, "similarity": float(sim[r, i]), "is_copy": False,
+                         "negative": "collection, other label" if other else "collection"})
+    pairs = pd.DataFrame(rows)
+    if pairs.empty:
+        return pairs
+    verify.compute_evidence(ws, pairs, progress=progress)
+    ev = verify.evidence_for(ws, pairs[["eval_item_id", "train_item_id"]])
+    pairs = pd.concat([pairs.reset_index(drop=True), ev.drop(columns=["eval_item_id", "train_item_id"])], axis=1)
+    if second is not None:
+        second.embed(pairs, progress=progress)
+        pairs[SECOND_FEATURE] = second.similarity(pairs)
+    twin = _pixels_agree(pairs) & (pairs["negative"] == "collection")  # the same label's verified copies
+    return pairs[~twin].drop(columns=["eval_item_id"]).reset_index(drop=True)
 
 
 def decision_pairs(ws, pairs: pd.DataFrame | None = None, second: SecondOpinion | None = None) -> pd.DataFrame:
@@ -348,7 +439,7 @@ def _folds(y: np.ndarray) -> int:
     return int(max(2, min(5, np.bincount(np.asarray(y, int), minlength=2).min() // 2)))
 
 
-def fit(ws, *, encoder_name: str | None = None, queries: int = 200, seed: int = 0, use_decisions: bool = True,
+def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed: int = 0, use_decisions: bool = True,
         progress: Callable[[str, int, int], None] | None = None, suite: pd.DataFrame | None = None) -> FusedModel:
     """Fit the fused score on the suite (reused when stored) plus enough curator decisions, or on the decisions
     alone once there are DECISIONS_ALONE; store it and its thresholds (the workspace's thresholds for "fused")."""
@@ -358,7 +449,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int = 200, seed: int = 
     folder = model_dir(ws, encoder_name)
     suite_file, suite_meta = folder / "suite.parquet", folder / "suite.json"
     second = SecondOpinion.for_workspace(ws, encoder_name)
-    wanted = {"queries": queries, "seed": seed, "version": verify.VERSION,
+    wanted = {"queries": queries, "seed": seed, "version": verify.VERSION, "fitting_set": FITTING_SET,
               "second": f"{second.name}@{SECOND_INPUT_SIZE}" if second else None}
     if suite is None and suite_file.exists() and suite_meta.exists() and json.loads(suite_meta.read_text()) == wanted:
         suite = pd.read_parquet(suite_file)  # the suite is the slow part; decisions change, it does not
@@ -383,26 +474,46 @@ def fit(ws, *, encoder_name: str | None = None, queries: int = 200, seed: int = 
                 x, y = np.vstack([x] + [xd] * DECISION_WEIGHT), np.concatenate([y] + [yd] * DECISION_WEIGHT)
         else:
             decided = pd.DataFrame()
-    model = _estimator(_folds(y)).fit(x, y)
+    with threadpool_limits(1):  # small fits: BLAS threads on a busy machine made them 20x slower (3.3 s vs 0.14 s)
+        model = _estimator(_folds(y)).fit(x, y)
     fused = model.predict_proba(suite[features].to_numpy(np.float64))[:, 1]
-    # thresholds on the negatives that are certainly negatives: another label where there are labels (a
-    # look-alike may be an unrecognised twin; it teaches the model but does not set the false-positive rate)
-    clean = (suite["label"] == 1) | (suite["negative"] == "other label") if (suite["negative"] == "other label").any() \
-        else np.ones(len(suite), bool)
+    # the suite's thresholds on the negatives that are certainly negatives: another label where there are labels
+    # (a look-alike may be an unrecognised twin; it teaches the model but does not set the false-positive rate)
+    clean = _clean(suite)
     cal = ThresholdCalibrator(0.001).fit(fused[clean], suite["label"].to_numpy(bool)[clean],
                                          suite["is_copy"].to_numpy(bool)[clean])
-    neg_raw = suite.loc[clean & (suite["label"] == 0), "similarity"].to_numpy()
+    neg_raw = suite.loc[clean & (suite["label"] == 0) & ~collection_rows(suite), "similarity"].to_numpy()
     raw = ws.thresholds_or_none(encoder_name)
     candidate = float(np.quantile(neg_raw, 1 - CANDIDATE_FPR)) if len(neg_raw) else 0.5
     if raw is not None:
         candidate = min(candidate, raw.soft)
     hard, soft, rule = float(cal.hard_), float(cal.soft_), "suite"
+    collection = suite["family"] == "collection"
+    lookalike_soft = None
+    if not alone and int(collection.sum()) >= MIN_LOOKALIKES:
+        # the collection's own look-alikes set soft: out of fold (every pair of one query image held out together),
+        # where LOOKALIKE_PRECISION of the pairs above it are leaks with one candidate pair in 1 / LEAK_SHARE a leak
+        held = _out_of_fold(suite[features].to_numpy(np.float64), suite["label"].to_numpy(int),
+                            suite["query"].astype(str).to_numpy(), seed)
+        real = (suite["label"] == 1) | collection
+        lookalike_soft = soft_from_lookalikes(held[real.to_numpy()], suite.loc[real, "label"].to_numpy(int))
+        if lookalike_soft is not None:
+            soft = max(lookalike_soft, SOFT_FLOOR)
+            rule = (f"look-alikes: >= {LOOKALIKE_PRECISION:.0%} of pairs above soft are leaks, out of fold, against "
+                    f"{int(collection.sum())} pairs of the collection's own nearest neighbours (a leak taken as one "
+                    f"candidate pair in {round(1 / LEAK_SHARE)}; soft at least {SOFT_FLOOR})")
+        else:
+            soft = max(soft, SOFT_FLOOR)
+            rule = (f"look-alikes: no fused score has {LOOKALIKE_PRECISION:.0%} leaks above it among the collection's "
+                    f"look-alikes; soft at the floor {SOFT_FLOOR} or the suite's, whichever is higher")
+        hard = max(hard, soft)
     rule_text = f"decisions: >= {DECIDED_PRECISION:.0%} of the decided pairs above soft are leaks"
     if alone:
         # fitted on the decisions: judged on them out of fold, not on the scores they were fitted to
         from sklearn.model_selection import cross_val_predict
 
-        held = cross_val_predict(_estimator(_folds(y)), x, y, cv=_folds(y), method="predict_proba")[:, 1]
+        with threadpool_limits(1):
+            held = cross_val_predict(_estimator(_folds(y)), x, y, cv=_folds(y), method="predict_proba")[:, 1]
         chosen = soft_from_decisions(held, y)
         if chosen is not None:
             soft, rule = chosen, rule_text + " (out of fold; the model is fitted on the decisions alone)"
@@ -420,7 +531,8 @@ def fit(ws, *, encoder_name: str | None = None, queries: int = 200, seed: int = 
         n_suite, n_decided = len(suite), len(decided)
         groups = np.concatenate([np.arange(n_suite)] + [n_suite + np.arange(n_decided)] * DECISION_WEIGHT)
         cv = StratifiedGroupKFold(_folds(decided["label"].to_numpy(int)), shuffle=True, random_state=seed)
-        held = cross_val_predict(_estimator(_folds(y)), x, y, groups=groups, cv=cv, method="predict_proba")[:, 1]
+        with threadpool_limits(1):
+            held = cross_val_predict(_estimator(_folds(y)), x, y, groups=groups, cv=cv, method="predict_proba")[:, 1]
         raised = soft_from_decisions(held[n_suite:n_suite + n_decided], decided["label"].to_numpy(int))
         if raised is not None and raised > soft:
             soft, rule = raised, rule_text + " (out of fold)"
@@ -436,7 +548,8 @@ def fit(ws, *, encoder_name: str | None = None, queries: int = 200, seed: int = 
         "suite_pairs": int(len(suite)), "decisions_used": int(len(decided)), "fitted_on_decisions_alone": alone,
         "seed": seed, "auc": cal.auc_, "raw_auc": float(_auc(suite["label"], suite["similarity"])),
         "soft_tpr": cal.soft_tpr_, "hard_tpr": cal.hard_tpr_, "threshold_rule": rule,
-        "suite_soft": float(cal.soft_), "suite_hard": float(cal.hard_),
+        "suite_soft": float(cal.soft_), "suite_hard": float(cal.hard_), "lookalike_pairs": int(collection.sum()),
+        "lookalike_soft": lookalike_soft, "leak_share": LEAK_SHARE,
         "flagged_by_family": {str(k): float(v) for k, v in per_family.get(1, pd.Series(dtype=float)).items()},
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -444,6 +557,53 @@ def fit(ws, *, encoder_name: str | None = None, queries: int = 200, seed: int = 
     fm = FusedModel(encoder_name, model, hard, soft, candidate, meta)
     save(ws, fm)
     return fm
+
+
+def collection_rows(suite: pd.DataFrame) -> np.ndarray:
+    """The fitting set's rows from the collection's own look-alikes (not the suite's edits)."""
+    return (suite["family"] == "collection").to_numpy()
+
+
+def _clean(suite: pd.DataFrame) -> np.ndarray:
+    """Rows whose label is certain: the edited copies, and negatives with another label (where there are labels)
+    or from the collection; every row where there are no labels."""
+    neg = suite["negative"].astype(str)
+    if not (neg == "other label").any():
+        return np.ones(len(suite), bool)
+    return ((suite["label"] == 1) | (neg == "other label") | neg.str.startswith("collection")).to_numpy()
+
+
+def _out_of_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Each row's fused score from a model fitted without its group (a query image's edits and negatives)."""
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+
+    folds = _folds(y)
+    cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+    with threadpool_limits(1):
+        return cross_val_predict(_estimator(folds), x, y, groups=groups, cv=cv, method="predict_proba")[:, 1]
+
+
+def soft_from_lookalikes(scores: np.ndarray, labels: np.ndarray, *, leak_share: float | None = None,
+                         precision: float | None = None) -> float | None:
+    """The lowest fused score at which at least `precision` of the pairs scoring that much or more are leaks, with
+    the leaks (label 1) weighted to `leak_share` of all pairs and the look-alikes to the rest (the fitting set's
+    own balance is arbitrary: so many edits per query, so many neighbours per image); None where no score gets
+    there. Like `soft_from_decisions`, it ends on a leak and sits halfway to the next lower pair."""
+    leak_share = LEAK_SHARE if leak_share is None else leak_share
+    precision = LOOKALIKE_PRECISION if precision is None else precision
+    scores, labels = np.asarray(scores, float), np.asarray(labels, int)
+    n_pos, n_neg = int(labels.sum()), int((labels == 0).sum())
+    if n_pos < MIN_EACH or n_neg == 0:
+        return None
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    w = np.where(y == 1, leak_share / n_pos, (1 - leak_share) / n_neg)
+    above = np.cumsum(w * y) / np.cumsum(w)
+    ok = np.flatnonzero((above >= precision) & (np.cumsum(y) >= MIN_EACH) & (y == 1))
+    if not len(ok):
+        return None
+    last = ok[-1]
+    return float(s[last] if last + 1 == len(s) else (s[last] + s[last + 1]) / 2)
 
 
 def soft_from_decisions(scores: np.ndarray, labels: np.ndarray, precision: float = DECIDED_PRECISION) -> float | None:
@@ -524,9 +684,7 @@ def fitting_scores(ws, encoder: str | None = None) -> pd.DataFrame | None:
     if fm is None or not suite_file.exists():
         return None
     suite = pd.read_parquet(suite_file)
-    has_labels = (suite["negative"] == "other label").any()
-    clean = (suite["label"] == 1) | (suite["negative"] == "other label") if has_labels else np.ones(len(suite), bool)
-    suite = suite[clean].reset_index(drop=True)
+    suite = suite[_clean(suite)].reset_index(drop=True)
     return pd.DataFrame({"fused": fm.predict(suite), "similarity": suite["similarity"], "label": suite["label"] == 1,
                          "is_copy": suite["is_copy"].astype(bool), "family": suite["family"]})
 

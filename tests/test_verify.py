@@ -223,7 +223,10 @@ def test_scan_with_verification_plans_fit_and_verify_jobs_and_skips_them_when_do
         scanned.scan(progress=lambda stage, done, total: stages.add(stage))  # as the CLI's bars and the page report
     finally:
         f.fit = f_fit
-    assert "verify pairs" in stages and ("second model" in stages or fused.load(scanned).second is None)
+    second = fused.SecondOpinion.for_workspace(scanned, "phash")  # None where its weights are not installed
+    assert "verify pairs" in stages
+    assert ("second model" in stages) == (second is not None)
+    assert (fused.load(scanned).second is None) == (second is None)
     assert scanned.plan_scan().todo == []
 
 
@@ -330,10 +333,20 @@ def test_a_second_model_and_enough_decisions_alone_make_the_fused_score(scanned,
                        reviewer=reviewer)
     for name, value in (("MIN_DECISIONS", 12), ("MIN_EACH", 5), ("DECISIONS_ALONE", 12), ("MIN_ALONE", 5)):
         monkeypatch.setattr(fused, name, value)
+    rule = fused.soft_from_decisions
+    asked = []  # soft and hard come from the rule on the decisions' out-of-fold scores (forced to known values)
+    monkeypatch.setattr(fused, "soft_from_decisions",
+                        lambda scores, labels, precision=fused.DECIDED_PRECISION:
+                        asked.append((len(scores), precision)) or (0.61 if precision == fused.DECIDED_PRECISION else 0.93))
     alone = fused.fit(scanned, queries=12)
     assert alone.meta["fitted_on_decisions_alone"] and alone.meta["decisions_used"] == 16
-    assert "out of fold" in alone.meta["threshold_rule"] or alone.meta["threshold_rule"] == "suite"
-    assert alone.hard >= alone.soft
+    assert asked == [(16, fused.DECIDED_PRECISION), (16, fused.DECIDED_HARD_PRECISION)]
+    assert (alone.soft, alone.hard) == (0.61, 0.93)
+    assert alone.meta["threshold_rule"].startswith("decisions:") and "out of fold" in alone.meta["threshold_rule"]
+    monkeypatch.setattr(fused, "soft_from_decisions", lambda *a, **kw: None)  # no score gets there: the suite's stay
+    suite_only = fused.fit(scanned, queries=12)
+    assert suite_only.meta["threshold_rule"] == "suite" and suite_only.hard >= suite_only.soft
+    monkeypatch.setattr(fused, "soft_from_decisions", rule)
     fitted_rows = alone.model.calibrated_classifiers_[0].estimator.named_steps["standardscaler"].n_samples_seen_
     assert fitted_rows < 16  # a fold of the decisions, not the suite's hundreds of pairs
     monkeypatch.setattr(fused, "DECISIONS_ALONE", 100)
@@ -345,3 +358,93 @@ def test_a_second_model_and_enough_decisions_alone_make_the_fused_score(scanned,
     decided = fused.decision_pairs(scanned, second=fused.SecondOpinion.of_model(scanned, mixed))
     in_sample = mixed.predict(decided)
     assert len(seen[0]) == len(in_sample) == 16 and not np.allclose(np.sort(seen[0]), np.sort(in_sample))
+
+
+def _weighted_precision(scores, labels, threshold, leak_share):
+    above = scores >= threshold
+    pos, neg = labels == 1, labels == 0
+    tp = leak_share * (above & pos).sum() / pos.sum()
+    fp = (1 - leak_share) * (above & neg).sum() / neg.sum()
+    return tp / (tp + fp)
+
+
+def test_soft_from_lookalikes_is_where_95_percent_of_pairs_above_are_leaks_out_of_fold():
+    """A synthetic fitting set: edited copies and real look-alikes whose features overlap. Soft is chosen on the
+    out-of-fold scores so that, with leaks weighted to LEAK_SHARE of the pairs, >= 95% of the pairs above it are
+    leaks, and it is the lowest such leak score (one leak lower breaks the rule)."""
+    rng = np.random.default_rng(0)
+    n_pos, n_neg = 300, 600
+    x = np.vstack([rng.normal(1.5, 1.0, (n_pos, 4)), rng.normal(0.0, 1.0, (n_neg, 4))])
+    y = np.r_[np.ones(n_pos, int), np.zeros(n_neg, int)]
+    groups = np.r_[np.arange(n_pos) // 6, 1000 + np.arange(n_neg) // 2].astype(str)  # a query's edits held out together
+    held = fused._out_of_fold(x, y, groups)
+    in_sample = fused._estimator(5).fit(x, y).predict_proba(x)[:, 1]
+    assert not np.allclose(held, in_sample)  # scores of models that did not see the pair
+    soft = fused.soft_from_lookalikes(held, y)
+    assert soft is not None and 0 < soft < 1
+    assert _weighted_precision(held, y, soft, fused.LEAK_SHARE) >= fused.LOOKALIKE_PRECISION
+    lower = np.sort(held[(y == 1) & (held < soft)])[::-1]
+    assert len(lower) and _weighted_precision(held, y, lower[0], fused.LEAK_SHARE) < fused.LOOKALIKE_PRECISION
+    # more leaks among the candidates: a lower soft; fewer: a higher one
+    assert fused.soft_from_lookalikes(held, y, leak_share=0.5) < soft < fused.soft_from_lookalikes(held, y, leak_share=0.02)
+    assert fused.soft_from_lookalikes(held[y == 1], y[y == 1]) is None  # no look-alikes: no say
+
+
+def test_the_fit_sets_soft_on_the_collections_own_look_alikes_never_below_the_floor(scanned, monkeypatch):
+    """Look-alike negatives come from the collection itself (nearest neighbours of training images, verified copies
+    left out); soft is set on them out of fold, and a rule that asks for less than SOFT_FLOOR gets the floor."""
+    monkeypatch.setattr(fused, "MIN_LOOKALIKES", 5)
+    rule = fused.soft_from_lookalikes
+    seen = []
+    monkeypatch.setattr(fused, "soft_from_lookalikes", lambda s, y, **kw: seen.append((s, y)) or rule(s, y, **kw))
+    fm = fused.fit(scanned, queries=12)
+    suite = pd.read_parquet(fused.model_dir(scanned, "phash") / "suite.parquet")
+    alike = suite[suite["family"] == "collection"]
+    assert fm.meta["lookalike_pairs"] == len(alike) >= 5 and (alike["label"] == 0).all()
+    assert (alike["train_item_id"] != alike["query"]).all()
+    assert not fused._pixels_agree(alike[alike["negative"] == "collection"]).any()  # verified copies are left out
+    (scores, labels), = seen
+    assert len(scores) == int((suite["label"] == 1).sum()) + len(alike) and labels.sum() == (suite["label"] == 1).sum()
+    assert fm.soft >= fused.SOFT_FLOOR and fm.hard >= fm.soft and fm.meta["threshold_rule"].startswith("look-alikes")
+    if fm.meta["lookalike_soft"] is not None and fm.meta["lookalike_soft"] >= fused.SOFT_FLOOR:
+        assert _weighted_precision(scores, labels, fm.soft, fused.LEAK_SHARE) >= fused.LOOKALIKE_PRECISION
+    # a rule that would put soft at the suite's kind of value (0.008) is overruled by the floor
+    monkeypatch.setattr(fused, "soft_from_lookalikes", lambda s, y, **kw: 0.008)
+    low = fused.fit(scanned, queries=12)
+    assert low.soft == fused.SOFT_FLOOR and low.meta["lookalike_soft"] == 0.008
+    monkeypatch.setattr(fused, "soft_from_lookalikes", lambda s, y, **kw: None)  # no score gets there
+    none = fused.fit(scanned, queries=12)
+    assert none.soft >= fused.SOFT_FLOOR and "no fused score" in none.meta["threshold_rule"]
+    monkeypatch.setattr(fused, "MIN_LOOKALIKES", 10_000)  # without enough look-alikes the suite's rule stays
+    assert fused.fit(scanned, queries=12).meta["threshold_rule"] == "suite"
+
+
+def test_a_second_scan_computes_no_evidence_again(scanned, monkeypatch):
+    """Evidence is computed once per pair and cached: a second scan computes none, and a refit (the model gone)
+    reuses the stored fitting set and the collection's look-alike pairs from the evidence store."""
+    computed = []
+    real = verify.evidence
+
+    def spy(eval_images, train_images, **kw):
+        computed.append(len(eval_images))
+        return real(eval_images, train_images, **kw)
+
+    monkeypatch.setattr(verify, "evidence", spy)
+    scanned.configure(verify=True)
+    scanned.scan()
+    first = sum(computed)
+    assert first > 0 and fused.load(scanned) is not None
+    computed.clear()
+    scanned.scan()
+    assert computed == []
+    folder = fused.model_dir(scanned, "phash")
+    (folder / "model.json").unlink()
+    assert "fit fused score" in [j.name for j in scanned.plan_scan().todo]
+    scanned.scan()  # fitted again on the stored fitting set
+    assert computed == [] and fused.load(scanned) is not None
+    (folder / "suite.parquet").unlink()  # the suite's edits are made again; the collection's pairs are not
+    (folder / "model.json").unlink()
+    scanned.scan()
+    suite = pd.read_parquet(folder / "suite.parquet")
+    edits = int((suite["label"] == 1).sum())  # one positive and at most one negative per edit (twins dropped after)
+    assert int((suite["family"] != "collection").sum()) <= sum(computed) <= 2 * edits
