@@ -210,6 +210,19 @@ def build_cats_and_dogs(path: Path, encoder: str = "sscd-distilled", n_planted: 
 
 
 # ---- the server and the browser -------------------------------------------------------------------------------------
+SERVER_PID: dict[str, int] = {}  # address -> the server's process id (its CPU time per key press)
+
+
+def server_cpu_ms(url: str) -> float:
+    """CPU time the server process has used so far (all its threads), in ms; 0 when unknown. On a shared, loaded
+    machine this is the steadier figure: the wall-clock times also hold the waits for a free core."""
+    try:
+        fields = Path(f"/proc/{SERVER_PID[url]}/stat").read_text().rsplit(")", 1)[1].split()
+        return 1000 * (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (KeyError, OSError, IndexError, ValueError):
+        return 0.0
+
+
 APP_ROOT = ROOT  # the checkout whose app is served (--app: another one, for before / after figures in one run)
 
 
@@ -222,6 +235,7 @@ def serve(ws: Path):
                              "--server.address", "127.0.0.1", "--server.headless", "true", "--", "--workspace", str(ws)],
                             cwd=APP_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
+    SERVER_PID[url] = proc.pid
     for _ in range(120):
         try:
             if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
@@ -306,6 +320,15 @@ def _summary(name: str, values: list[tuple[float, float]], goal: str) -> dict:
     return out
 
 
+def _cpu_per_press(result: dict, url: str, since: float, presses: int) -> float:
+    """Record the server's CPU ms per key press since `since`; return the CPU time now."""
+    now = server_cpu_ms(url)
+    if now and since:
+        result["server_cpu_ms_per_press"] = (now - since) / presses
+        print(f"  {'':38s} server CPU {result['server_cpu_ms_per_press']:.0f} ms per press", flush=True)
+    return now
+
+
 def measure(url: str, repeats: int, parts: set[str]) -> dict:
     from playwright.sync_api import expect, sync_playwright
 
@@ -355,18 +378,22 @@ def measure(url: str, repeats: int, parts: set[str]) -> dict:
             expect(page.get_by_role("button", name="Hard leak")).to_be_enabled(timeout=30_000)
             page.wait_for_function(SETTLED, polling="raf", timeout=30_000)
             page.locator("h1").first.click()
+            cpu = server_cpu_ms(url)
             nxt = [_timed_key(page, "ArrowRight", PAIR_SHOWN, page.evaluate(PAIR_LINE)) for _ in range(repeats)]
             results["next"] = _summary("Review → next pair", nxt, "p50 <= 150, p95 <= 300")
+            cpu = _cpu_per_press(results["next"], url, cpu, repeats)
             dec = []
             for _ in range(repeats):
                 page.locator("h1").first.click()
                 dec.append(_timed_key(page, "n", PAIR_SHOWN, page.evaluate(PAIR_LINE)))
             results["decide"] = _summary("Review N: decide and advance", dec, "p50 <= 150, p95 <= 300")
+            cpu = _cpu_per_press(results["decide"], url, cpu, repeats)
             und = []
             for _ in range(repeats):  # each undo brings back the pair decided before (this reviewer's own)
                 page.locator("h1").first.click()
                 und.append(_timed_key(page, "z", PAIR_SHOWN, page.evaluate(PAIR_LINE)))
             results["undo"] = _summary("Review Z: undo", und, "p50 <= 150, p95 <= 300")
+            _cpu_per_press(results["undo"], url, cpu, repeats)
             progress = "[data-testid='stProgress']"
             flt = []
             unchanged = 0

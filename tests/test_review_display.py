@@ -91,6 +91,7 @@ def test_pictures_without_a_content_hash_stay_in_memory_and_outside_the_roots_ar
     assert src.cache is None and display.picture(src, 128)[0].startswith("data:image/jpeg")
     outside = tmp_path / "elsewhere.jpg"
     photo(5, (500, 400)).save(outside)
+    items = items.copy()  # tables are read-only once looked up (display.facts keeps one lookup per table)
     items.loc[item_id, "uri"] = str(outside)
     uri, _, reason = display.picture(display.sources(photo_ws, items, [item_id])[0], 128)
     assert uri is None and reason

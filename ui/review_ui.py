@@ -237,13 +237,13 @@ AHEAD = 3  # pairs whose pictures are made before the key press that shows them
 def pictures_ahead(ws: Workspace, items: pd.DataFrame, view, pos: int) -> None:
     """Make the next AHEAD pairs' pictures (and the strip's next thumbnails) in the background: → and a decision
     then find them cached instead of decoding two photos while the curator waits."""
-    pairs = view.rows_between(pos + 1, pos + 1 + AHEAD)
-    ids = [i for i in dict.fromkeys(np.ravel(pairs[["eval_item_id", "train_item_id"]].to_numpy()))
-           if pd.notna(items.at[i, "width"]) and items.at[i, "width"] >= FIT_PX]  # show_image: a display-sized JPEG
-    strip = view.rows_between(pos + 1 + STRIP, pos + 1 + STRIP + AHEAD)
-    strip_ids = list(np.ravel(strip[["eval_item_id", "train_item_id"]].to_numpy()))
+    ev, tr = view.column("eval_item_id"), view.column("train_item_id")
+    rows = display.facts(items)
+    ahead = lambda a, b: [i for pair in zip(ev[a:b], tr[a:b]) for i in pair]  # noqa: E731
+    ids = [i for i in dict.fromkeys(ahead(pos + 1, pos + 1 + AHEAD))
+           if pd.notna(rows[i][4]) and rows[i][4] >= FIT_PX]  # as show_image draws them ("fit": a display-sized JPEG)
     todo = [(s, display.PAIR_PX) for s in display.sources(ws, items, ids)]
-    todo += [(s, display.STRIP_PX) for s in display.sources(ws, items, strip_ids)]
+    todo += [(s, display.STRIP_PX) for s in display.sources(ws, items, ahead(pos + 1 + STRIP, pos + 1 + STRIP + AHEAD))]
     display.ahead(todo)
 
 
@@ -255,21 +255,23 @@ def next_strip(ws: Workspace, items: pd.DataFrame, view, pos: int) -> None:
     pair: one HTML block, so the strip costs the loop one element, not sixteen images."""
     import html
 
-    ahead = view.rows_between(pos + 1, pos + 1 + STRIP)
-    if ahead.empty:
+    window = slice(pos + 1, pos + 1 + STRIP)
+    ahead = list(zip(view.column("eval_item_id")[window], view.column("train_item_id")[window],
+                     view.column("similarity")[window]))
+    if not ahead:
         return
     cells = []
-    srcs = display.sources(ws, items, [i for pair in zip(ahead["eval_item_id"], ahead["train_item_id"]) for i in pair])
-    for k, (_, o) in enumerate(ahead.iterrows()):
+    srcs = display.sources(ws, items, [i for e, t, _ in ahead for i in (e, t)])
+    for k, (e, t, similarity) in enumerate(ahead):
         thumbs = [display.picture(s, display.STRIP_PX)[0] for s in srcs[2 * k:2 * k + 2]]
-        imgs = "".join(f'<img src="{t}" style="width:56px;height:56px;object-fit:contain;display:block;'
-                       f'image-rendering:pixelated;background:#f1f5f9;margin-bottom:2px" alt="">' if t else
-                       '<div style="width:56px;height:56px;background:#e2e8f0;margin-bottom:2px"></div>' for t in thumbs)
-        tip = html.escape(f"{o['eval_item_id']} ↔ {o['train_item_id']}", quote=True)
-        link = pair_url(o["eval_item_id"], o["train_item_id"], st.session_state.get("review_url"))
+        imgs = "".join(f'<img src="{u}" style="width:56px;height:56px;object-fit:contain;display:block;'
+                       f'image-rendering:pixelated;background:#f1f5f9;margin-bottom:2px" alt="">' if u else
+                       '<div style="width:56px;height:56px;background:#e2e8f0;margin-bottom:2px"></div>' for u in thumbs)
+        tip = html.escape(f"{e} ↔ {t}", quote=True)
+        link = pair_url(e, t, st.session_state.get("review_url"))
         cells.append(f'<a href="{html.escape(link, quote=True)}" '
                      f'target="_self" title="{tip}" style="text-decoration:none;color:inherit;text-align:center">'
-                     f'{imgs}<span style="font-size:0.75rem">{o["similarity"]:.3f}</span></a>')
+                     f'{imgs}<span style="font-size:0.75rem">{similarity:.3f}</span></a>')
     st.caption(f"Next {len(ahead)} pairs (click one to open it)")
     st.markdown('<div style="display:flex;gap:10px;flex-wrap:wrap">' + "".join(cells) + "</div>",
                 unsafe_allow_html=True)
