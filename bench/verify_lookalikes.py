@@ -216,7 +216,7 @@ def sheets(ws_dir: Path, pairs: pd.DataFrame, out: Path, per: int = 12, cell: in
 
 def measure(args) -> None:
     out = Path(args.out)
-    ws_dir = out / "ws-with"
+    ws_dir = Path(args.workspace) if args.workspace else out / "ws-with"
     best, fm = best_pairs(ws_dir)
     planted = pd.read_csv(out / "planted.csv")
     best["eval_file"] = best["eval_item_id"].str.rsplit("/", n=1).str[1]
@@ -274,6 +274,7 @@ def main() -> None:
     c.add_argument("--quiet", action="store_true")
     m = sub.add_parser("measure")
     m.add_argument("out")
+    m.add_argument("--workspace", help="the workspace scanned with verification (default OUT/ws-with)")
     m.add_argument("--sheets")
     m.add_argument("--missed", action="store_true", help="also sheets of the missed planted copies (under missed/)")
     m.add_argument("--judged")

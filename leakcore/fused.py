@@ -70,7 +70,8 @@ FITTING_SET = 2  # the fitting set's layout (a stored suite of another layout is
 MIN_LOOKALIKES = 20  # the collection's look-alike pairs it takes to set soft on them
 LOOKALIKE_PRECISION = 0.95  # soft: where this share of the pairs above it are leaks (out of fold)
 LEAK_SHARE = 0.1  # ... with one candidate pair in ten taken to be a leak
-SOFT_FLOOR = 0.5  # with look-alikes to judge by, soft is never below this: a flag is more likely a leak than not
+SOFT_FLOOR = 0.1  # with look-alikes to judge by, soft is never below this (the suite's 0.1% false-positive point was
+# 0.008 on photos); on hymenoptera the look-alikes put it at 0.24, and a floor of 0.5 lost 7 of 120 planted copies
 
 
 def model_dir(ws, encoder: str):
@@ -130,6 +131,20 @@ def second_encoder_name(primary: str) -> str:
 _SECOND: dict = {}
 
 
+def small_images(ws) -> bool:
+    """Whether the training images are too small for local features (median longer side under
+    verify.ORB_MIN_SIDE, as CIFAR-10's): there the second model stands in for them. On photos ORB's matches carry
+    that evidence, and the second model (ResNet-50 at 128 px) cost about as much per image as the scan's own
+    embedding: on 3,200 pet photos 73 s of a 187 s scan."""
+    items = ws.items()
+    train = items[(items["role"] == "train") & (items["status"] == "ok")]
+    if train.empty or "width" not in train:
+        return True
+    side = np.maximum(train["width"].to_numpy(float), train["height"].to_numpy(float))
+    side = side[~np.isnan(side)]
+    return not len(side) or float(np.median(side)) < verify.ORB_MIN_SIDE
+
+
 class SecondOpinion:
     """The cosine similarity of a pair by a second copy-detection model at SECOND_INPUT_SIZE, the images as they
     are (the pixel alignment covers mirrors and turns). Vectors of stored items go to the workspace's embedding
@@ -155,10 +170,12 @@ class SecondOpinion:
 
     @classmethod
     def for_workspace(cls, ws, primary: str) -> "SecondOpinion | None":
-        """The second model for a workspace's encoder, or None when its weights are not here (the fused score
-        then goes without it)."""
+        """The second model for a workspace's encoder, or None when its weights are not here or the training
+        images are photos (the fused score then goes without it)."""
         from leakcore.errors import LeakcoreError
 
+        if not small_images(ws):
+            return None
         opinion = cls(ws, second_encoder_name(primary))
         try:
             opinion.encoder()
