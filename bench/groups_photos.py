@@ -13,7 +13,8 @@ Scans it with grouping on (sscd-distilled), recovers the groups (candidate links
 test images of patches / subjects / frames whose group reaches a training image of their own source, unrelated
 test photos whose group reaches training, groups mixing sources, and the same figures for the cosine-only
 components at the encoder's group threshold (the old rule). Writes results and contact sheets (verified edges,
-rejected candidates, unrelated photos in a group, missed test images) to bench/groups/photos/.
+rejected candidates, unrelated photos in a group, missed test images, and unrelated photos that a cosine-only rule
+at the candidate threshold would chain) to bench/groups/photos/.
 """
 from __future__ import annotations
 
@@ -164,7 +165,7 @@ def _thumb(ws, items, item_id: str, cell: int) -> Image.Image:
     return img
 
 
-def sheet(ws, rows: list[tuple[list[str], str]], out: Path, cell: int = 120, per_row: int = 2) -> None:
+def sheet(ws, rows: list[tuple[list[str], str]], out: Path, cell: int = 100, per_row: int = 2) -> None:
     """One line per entry: its images side by side and a caption under them; `per_row` entries per sheet row."""
     if not rows:
         return
@@ -180,7 +181,7 @@ def sheet(ws, rows: list[tuple[list[str], str]], out: Path, cell: int = 120, per
             canvas.paste(_thumb(ws, items, item_id, cell), (x0 + i * cell, y0))
         for j, line in enumerate(caption.split("\n")[:2]):
             draw.text((x0 + 2, y0 + cell + 2 + 12 * j), line[: width // 6], fill="black")
-    canvas.save(out, optimize=True)
+    canvas.quantize(colors=96, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)  # small files
 
 
 def main() -> None:
@@ -267,6 +268,8 @@ def main() -> None:
 
     # contact sheets: a sample of verified edges, of rejected candidates (most similar first), and every
     # unrelated photo that landed in a group, with its group
+    for old_sheet in results.glob(f"{tag}-*.png"):
+        old_sheet.unlink()
     ver = cand[cand["edge"]]
     ver = ver.iloc[rng.permutation(len(ver))[:16]]
     sheet(ws, [([r.a, r.b], f"{r.method} sim {r.similarity:.2f} inl {r.inliers:.0f} ncc {r.ncc:.2f}\n"
@@ -286,6 +289,18 @@ def main() -> None:
         landed.append((ids, f"{item_id.split('/')[-1]} in group of {len(members[members['group_id'] == gid])}: "
                             f"{', '.join(sorted(set(ev['kind'])))}\n{' '.join(src.get(i, '?') for i in ids)}"))
     sheet(ws, landed, results / f"{tag}-unrelated-in-groups.png", per_row=1)
+    t = truth.assign(group_id=truth["item_id"].map(comp))
+    mixed = t.groupby("group_id")["source"].nunique()
+    sheet(ws, [(list(t.loc[t["group_id"] == gid, "item_id"])[:6],
+                "group mixing sources: " + " ".join(t.loc[t["group_id"] == gid, "source"].head(6)))
+               for gid in mixed[mixed > 1].index[:8]], results / f"{tag}-mixed.png", per_row=1)
+    chained = []  # what the geometry prevents: unrelated test photos in a cosine-only component at the candidate threshold
+    loose_comp = cosine_components(ws, list(ws.items()["item_id"]), loose)
+    for item_id in report["cosine_only_at_candidate_threshold"]["unrelated"]["examples"][:8]:
+        others = [m for m in loose_comp.index[loose_comp == loose_comp[item_id]] if m != item_id]
+        chained.append(([item_id] + others[:5], f"{item_id.split('/')[-1]} in a cosine-only component of {len(others) + 1} "
+                                                f"at {loose:.2f}\n{' '.join(src.get(i, '?') for i in [item_id] + others[:5])}"))
+    sheet(ws, chained, results / f"{tag}-cosine-only-chains.png", per_row=1, cell=90)
     missed = []
     for kind in ("patches", "frames", "subjects"):
         for item_id in report["verified"][kind]["missed"][:6]:
