@@ -207,6 +207,7 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
             st.success("No pairs match these filters. Widen them in the sidebar to see more.")
             return
         pos = position(view)
+        flash()  # what position() had to say about a linked pair
         pair = view.row(pos)
         show_in_url(pair, pos)
         items = data.items(ws)
