@@ -378,9 +378,11 @@ def cmd_groups(args) -> int:
         return 0
     print(f"candidate links at similarity >= {groups.threshold:.4f} ({project.encoder}); training splits searched "
           f"against each other: {'yes' if groups.train_searched else 'no (scan with --grouping to link training images too)'}")
-    reasons = cand.loc[~cand["edge"], "reason"].value_counts()
+    skipped = cand["method"] == "unmeasured"
+    reasons = cand.loc[~cand["edge"] & ~skipped, "reason"].value_counts()
     print(f"{int(cand['edge'].sum())} of {len(cand)} candidate links share a region (the pixels agree) and link images; "
-          + (", ".join(f"{n} {r}" for r, n in reasons.head(4).items()) if len(reasons) else "none rejected"))
+          f"{int(skipped.sum())} not measured (their images are linked already); rejected: "
+          + (", ".join(f"{n} {r}" for r, n in reasons.head(4).items()) if len(reasons) else "none"))
     print(f"{len(g)} groups of two or more images ({int(g['size'].sum()) if len(g) else 0} images); "
           f"{int(g['cross_split'].sum())} span splits; {len(leaking)} reach from evaluation into training data")
     sizes = g["size"].value_counts().sort_index()
