@@ -128,6 +128,12 @@ def overview(ws: Workspace, hard: float, soft: float) -> None:
     st.caption("Soft includes hard: every hard leak is also counted as soft (as in the paper).")
     shown = table.assign(hard_rate=(100 * table["hard_rate"]).round(2), soft_rate=(100 * table["soft_rate"]).round(2))
     st.dataframe(shown.rename(columns={"hard_rate": "hard %", "soft_rate": "soft %"}), hide_index=True, width="stretch")
+    st.download_button(  # built when clicked (a callable), by the same facade method as `leakcore report --html`
+        "Download the leakage report (one HTML page)", data=lambda: ws.report_document(hard=hard, soft=soft).html(),
+        file_name=f"leakage-report-{ws.path.name}.html", mime="text/html", key="report_html", on_click="ignore",
+        icon=":material/download:",
+        help="Summary, heatmaps, the strongest findings with thumbnails, thresholds and their calibration, "
+             "provenance: one self-contained file that opens in any browser without a network, and prints to PDF.")
 
 
 def planted_ui(ws: Workspace, hard: float, soft: float) -> None:

@@ -1,0 +1,262 @@
+"""The self-contained leakage report: one data structure printed as JSON and drawn as one HTML page that fetches
+nothing; findings with thumbnails, verdicts with curators' decisions, calibration, impact, provenance; bounded."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from leakcore import report
+from leakcore.api import ImpactRequest, Project
+from leakcore.cli import main
+from leakcore.downstream import eval_items
+
+from conftest import make_folder_dataset, photo
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+@pytest.fixture
+def ws(tmp_path) -> Project:
+    """animals/test 0, 1, 2 copy animals/train 0, 1, 2 (of 4 test images); zoo/test holds a copy of train 3."""
+    root = make_folder_dataset(tmp_path / "animals", n_train=8, n_test=4, leaks=(0, 1, 2))
+    zoo = tmp_path / "zoo"
+    (zoo / "test").mkdir(parents=True)
+    photo(3, (64, 48)).save(zoo / "test" / "copy_of_train3.jpg", quality=80)
+    photo(777, (64, 48)).save(zoo / "test" / "fresh.jpg", quality=92)
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    project.add("animals", root)
+    project.add("zoo", zoo, roles={"test": "eval"})
+    project.scan()
+    return project
+
+
+def _flagged(project: Project) -> list[tuple[str, str]]:
+    f = project.findings("similarity")
+    f = f[f["eval_split"] != f["train_split"]].sort_values("score", ascending=False).drop_duplicates("eval_item_id")
+    return list(zip(f["eval_item_id"], f["train_item_id"]))
+
+
+def _outside_references(page: str) -> list[str]:
+    """Every src / href / url() / @import in the page that is not a data URI or an anchor in the page."""
+    refs = re.findall(r"""(?:src|href|xlink:href|action|poster)\s*=\s*["']?([^"'\s>]+)""", page, flags=re.I)
+    refs += re.findall(r"""url\(\s*["']?([^"')]+)""", page, flags=re.I)
+    refs += re.findall(r"""@import\s+["']?([^"';]+)""", page, flags=re.I)
+    return [r for r in refs if not r.startswith(("data:", "#"))]
+
+
+def test_html_and_json_come_from_one_structure(ws, tmp_path, capsys):
+    out = tmp_path / "report.html"
+    assert main(["report", str(ws.path), "--json", "--html", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    page = out.read_text("utf-8")
+    assert report.embedded_data(page) == printed  # the page carries exactly what --json printed
+    legacy = ws.report()  # every key `report --json` printed before stays, with the same values
+    assert {k: printed[k] for k in legacy} == json.loads(json.dumps(report.plain(legacy)))
+    for key in ("verdicts", "findings", "calibration", "provenance", "datasets", "checked", "generated"):
+        assert key in printed
+    overall = {r["eval_split"]: r for r in printed["rates"]
+               if r["check"] == "similarity" and r["train_split"] == "(all training sources)"}
+    assert overall["animals/test"]["hard"] == 3 and overall["zoo/test"]["soft"] == 1
+    verdicts = {v["eval_split"]: v for v in printed["verdicts"]}
+    assert verdicts["animals/test"]["verdict"] == "leaks" and verdicts["animals/test"]["checks"]["similarity"]["hard"] == 3
+    assert "75.00%" in page and "50.00%" in page  # the rates as the page writes them: animals 3 of 4, zoo 1 of 2
+
+
+def test_findings_are_shown_with_embedded_thumbnails_and_nothing_outside(ws, tmp_path):
+    page = ws.report_document().html()
+    flagged = _flagged(ws)
+    assert len(flagged) == 4
+    for eval_id, train_id in flagged:
+        assert eval_id in page and train_id in page
+    thumbs = re.findall(r'<img src="(data:image/(?:webp|jpeg);base64,[A-Za-z0-9+/=]+)"', page)
+    assert len(thumbs) >= 2 * len(flagged)
+    assert _outside_references(page) == []
+    assert "http://" not in page and "https://" not in page  # no CDN script, font or stylesheet; inline SVG needs no xmlns
+    assert "<link" not in page.lower() and "<iframe" not in page.lower()
+    assert page.count("<svg") >= 2  # the similarity heatmaps, hard and soft, inline
+    assert "@media print" in page and 'class="data sortable"' in page and "input type=search" in page
+
+
+def test_decisions_reach_the_verdict_the_rows_and_the_provenance(ws):
+    (e1, t1), (e2, t2), (e3, t3), _ = _flagged(ws)
+    ws.decisions.decide(e1, t1, "hard", reviewer="ana")
+    ws.decisions.decide(e2, t2, "not_leak", reviewer="ben")
+    ws.decisions.decide(e3, t3, "unsure", reviewer="ana")
+    doc = ws.report_document()
+    d = doc.data
+    counts = {v["eval_split"]: v["decisions"] for v in d["verdicts"]}
+    total = {k: sum(c[k] for c in counts.values()) for k in ("confirmed", "rejected", "unsure")}
+    assert total == {"confirmed": 1, "rejected": 1, "unsure": 1}
+    rows = {r["eval_item_id"]: r for r in d["findings"]["similarity"]["strongest"]}
+    assert rows[e1]["decision"] == "hard" and rows[e1]["reviewer"] == "ana"
+    assert e2 not in rows  # rejected: no longer a finding (decisions first)
+    prov = d["provenance"]["decisions"]
+    assert prov["in_force"] == 3 and prov["reviewers"] == {"ana": 2, "ben": 1}
+    page = doc.html()
+    assert "hard leak" in page and "(ana)" in page and "ana (2)" in page
+    auto = ws.report_document(use_decisions=False).data
+    assert {r["eval_item_id"] for r in auto["findings"]["similarity"]["strongest"]} >= {e1, e2, e3}
+
+
+def test_top_bounds_the_findings_and_counts_the_rest(ws):
+    d = ws.report_document(top=1).data["findings"]["similarity"]
+    assert len(d["strongest"]) == 1
+    assert len(d["strongest"]) + len(d["weakest"]) + d["not_shown"] == d["items"] == 4
+    scores = [r["score"] for r in d["strongest"] + d["weakest"]]
+    assert scores == sorted(scores, reverse=True)  # strongest first, the weakest last
+    page = ws.report_document(top=1).html()
+    assert "1 strongest shown" in page
+    data = report.build(ws, top=1, weakest=0).data["findings"]["similarity"]
+    assert data["weakest"] == [] and data["not_shown"] == 3
+
+
+def test_thumbnail_budget_leaves_pictures_out_not_findings(ws):
+    doc = ws.report_document()
+    small = doc.html(budget=1)
+    assert "data:image/" not in small and small.count("no picture") >= 8
+    for eval_id, _ in _flagged(ws):
+        assert eval_id in small
+
+
+def test_calibration_and_impact_sections(ws, tmp_path):
+    ws.calibrate("animals/train", queries=8)
+    items = eval_items(ws, "animals/test")
+    preds = tmp_path / "m_predictions.json"
+    preds.write_text(json.dumps(list(items["label"])))
+    doc = ws.report_document(impact=ImpactRequest("animals/test", (str(preds),), n_random=50))
+    cal = doc.data["calibration"]["calibration"]
+    assert cal["collection"] == "animals/train" and cal["robustness"] and cal["roc"]["all edits"]["fpr"]
+    assert set(cal["operating_points"]) >= {"hard", "soft"}
+    imp = doc.data["impact"]
+    assert imp["split"] == "animals/test" and imp["models"] == 1
+    assert {r["subset"] for r in imp["summary"]} >= {"full", "soft-leaked", "non-leaked"}
+    page = doc.html()
+    assert "Robustness: top-1 accuracy" in page and "ROC of the edits" in page and "Mean over models" in page
+    assert page.count("<polyline") >= 2
+    assert not re.search(r'=[^"\s>]+/>', page)  # `a=b/>` would swallow the slash: the SVG's next elements vanish
+    assert _outside_references(page) == []
+
+
+def test_cli_report_impact_options_and_errors(ws, tmp_path, capsys):
+    items = eval_items(ws, "animals/test")
+    preds = tmp_path / "m_predictions.json"
+    preds.write_text(json.dumps(list(items["label"])))
+    out = tmp_path / "r.html"
+    assert main(["report", str(ws.path), "--html", str(out), "--predictions", str(preds),
+                 "--impact-split", "animals/test", "--top", "2"]) == 0
+    said = capsys.readouterr().out
+    assert f"wrote {out}" in said and "self-contained" in said and "hard >=" in said  # the terminal report too
+    data = report.embedded_data(out.read_text())
+    assert data["impact"]["models"] == 1 and data["settings"]["top"] == 2
+    assert out.stat().st_mode & 0o644 == 0o644
+    assert main(["report", str(ws.path), "--predictions", str(preds)]) == 2
+    assert "add --html FILE and/or --json" in capsys.readouterr().err
+    assert main(["report", str(ws.path), "--html", str(out), "--fail-above-hard", "10"]) == 1  # the gate still holds
+
+
+def test_embeddings_only_and_unreadable_items_have_no_picture(tmp_path):
+    root = make_folder_dataset(tmp_path / "a", n_train=4, n_test=2, leaks=(0,))
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    project.add("a", root)
+    project.scan()
+    train = project.items().query("split == 'train'")
+    Path(train.iloc[0]["uri"]).unlink()  # gone since the scan: the report still lists the finding
+    page = project.report_document().html()
+    assert "no picture" in page
+    assert report.embedded_data(page)["findings"]["similarity"]["items"] == 1
+
+
+def test_groups_are_strips_and_temporal_findings_pairs(tmp_path):
+    import pandas as pd
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    rows = [("a.jpg", "train", "p1", "2024-05-01T10:00:00Z", 1), ("a2.jpg", "train", "p1", "2024-05-01T10:00:10Z", 7),
+            ("b.jpg", "test", "p1", "2024-05-01T10:00:30Z", 2), ("d.jpg", "train", "", "", 4),
+            ("e.jpg", "test", "", "", 5)]
+    for path, *_, seed in rows:
+        photo(seed, (64, 48)).save(root / path, quality=92)
+    pd.DataFrame([r[:4] for r in rows], columns=["path", "split", "group", "timestamp"]).to_csv(tmp_path / "m.csv",
+                                                                                            index=False)
+    project = Project.create(tmp_path / "w", encoder="phash")
+    project.add("m", tmp_path / "m.csv", root=root)
+    project.scan()
+    doc = project.report_document()
+    g = doc.data["findings"]["group"]
+    assert g["groups"] == 1 and g["items"] == 1
+    strip = g["strongest"][0]
+    assert strip["degree"] == "hard" and strip["size"] == 3 and [m["role"] for m in strip["members"]] == [
+        "eval", "train", "train"]  # evaluation members first
+    t = doc.data["findings"]["temporal"]
+    assert t["items"] == 1 and t["strongest"][0]["eval_item_id"].endswith("b.jpg") and t["strongest"][0]["score"] == 20
+    verdict = doc.data["verdicts"][0]
+    assert verdict["checks"]["group"]["hard"] == 1 and verdict["checks"]["temporal"]["soft"] == 1
+    page = doc.html()
+    assert page.count('class="th eval') >= 2 and "members (evaluation first)" in page and "seconds apart" in page
+    assert "belong to a group" in page
+
+
+def test_home_page_offers_the_report_built_when_clicked(ws, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws.path))
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    buttons = [b for b in at.get("download_button") if "leakage report" in b.proto.label]
+    assert len(buttons) == 1
+    assert buttons[0].proto.deferred_file_id and buttons[0].proto.ignore_rerun  # made on click, no rerun
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: `apt-get install chromium` (Debian) to run the browser test")
+def test_opens_offline_in_chromium_sorts_filters_and_prints(ws, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    ws.calibrate("animals/train", queries=8)
+    out = tmp_path / "report.html"
+    ws.report_document().write_html(out)
+    url = out.as_uri()
+    requests, failed = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        context = browser.new_context(viewport={"width": 1300, "height": 900}, offline=True)
+        page = context.new_page()
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("requestfailed", lambda r: failed.append(r.url))
+        context.route("**/*", lambda route: route.continue_() if route.request.url == url else route.abort())
+        page.goto(url)
+        page.wait_for_load_state("load")
+        assert [r for r in requests if r != url] == [] and failed == []
+        sizes = page.eval_on_selector_all("figure.th img", "imgs => imgs.map(i => i.complete && i.naturalWidth)")
+        assert sizes and all(sizes)  # every embedded thumbnail decoded
+        for selector, least in (("svg.chart > polyline", 6), ("svg.heatmap > g > rect", 4)):  # ROC curves, cells
+            widths = page.eval_on_selector_all(selector, "els => els.map(e => e.getBBox().width)")
+            assert len(widths) >= least and all(w > 0 for w in widths), selector  # drawn, not swallowed
+        assert page.eval_on_selector_all("svg.chart > text", "ts => ts.length") >= 10  # axes and legend
+        first = "#t-find-similarity tbody tr:first-child td:nth-child(3)"
+        top = float(page.text_content(first))
+        page.click("#t-find-similarity th:nth-child(3)")  # ascending
+        assert float(page.text_content(first)) <= top
+        page.click("#t-find-similarity th:nth-child(3)")  # descending
+        assert float(page.text_content(first)) == top
+        page.fill("input.filter[data-table=t-rates]", "zoo/test within")
+        visible = page.eval_on_selector_all("#t-rates tbody tr", "rs => rs.filter(r => r.style.display !== 'none').length")
+        assert visible == 1
+        page.fill("input.filter[data-table=t-rates]", "")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "report-page.png"), full_page=False)
+        page.emulate_media(media="print")
+        assert not page.is_visible("input.filter[data-table=t-rates]")
+        pdf = page.pdf(path=str(tmp_path / "report.pdf"), format="A4", print_background=True)
+        browser.close()
+    assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page[^s]", pdf)) >= 3
+    assert [r for r in requests if r != url] == []
