@@ -162,7 +162,8 @@ def match_features(fa: Features, fb: Features) -> dict:
     if model is None or inl is None:
         return {**out, "reason": "no consistent transform"}
     keep = inl.ravel().astype(bool)
-    distinct = lambda p: len(np.unique(np.round(p / DISTINCT_PX), axis=0))  # noqa: E731 (ORB finds one spot at several scales)
+    # ORB finds one spot at several scales: inliers count once per place
+    distinct = lambda p: len(np.unique(np.round(p / DISTINCT_PX), axis=0))  # noqa: E731
     out["inliers"] = int(min(distinct(src[keep]), distinct(dst[keep])))
     out["scale"] = float(np.hypot(model[0, 0], model[1, 0]))
     out["spread"] = min(_hull_share(src[keep], fa.size), _hull_share(dst[keep], fb.size))
