@@ -459,6 +459,8 @@ def recover_groups(ws, *, threshold: float | None = None, decisions: pd.DataFram
                           "similarity": np.nan, "inliers": np.nan})
         edges.append(e[e["a"] != e["b"]])
     stored = leakage.load_pairs(ws, raw=True) if pairs is None else pairs  # candidates are on the raw similarity
+    if "raw_similarity" in stored.columns:  # pairs scored by the fused score keep the raw one apart
+        stored = stored.assign(similarity=stored["raw_similarity"])
     train_pairs = load_group_pairs(ws)
     all_pairs = pd.concat([stored, train_pairs], ignore_index=True)[["eval_item_id", "train_item_id", "similarity"]]
     cut = set()

@@ -268,3 +268,22 @@ def test_unreadable_images_are_skipped_with_a_reason(geo_ws):
     bad = g.candidates[(g.candidates["a"] == "m/test/patch1.jpg") | (g.candidates["b"] == "m/test/patch1.jpg")]
     measured = bad[bad["method"] != "unmeasured"]
     assert len(measured) and measured["reason"].str.startswith("unreadable").all() and not measured["edge"].any()
+
+
+def test_the_percolation_guard_is_worded_once():
+    members = pd.DataFrame({"item_id": [f"i{k}" for k in range(60)], "group_id": "i0"})
+    big = pd.DataFrame({"group_id": ["i0"], "size": [60], "links": ["geometry (9-80 inliers)"]})
+    g = grouping.Groups(members, big, pd.DataFrame(), 0.3, True, items=100)
+    assert g.percolated and "60 of 100 images" in g.guard and "geometry (9-80 inliers)" in g.guard
+    small = grouping.Groups(members.head(2), big.assign(size=2), pd.DataFrame(), 0.3, True, items=100)
+    assert not small.percolated and small.guard is None
+
+
+def test_candidates_are_taken_on_the_raw_similarity(geo_ws):
+    from leakcore import leakage
+
+    geo_ws.set_group_settings(threshold=0.2)
+    pairs = leakage.load_pairs(geo_ws, raw=True)
+    fused = pairs.assign(raw_similarity=pairs["similarity"], similarity=-1.0)  # as the fused score hands them
+    a, b = grouping.recover_groups(geo_ws, pairs=fused), grouping.recover_groups(geo_ws)
+    assert len(a.candidates) == len(b.candidates) > 0 and a.membership.equals(b.membership)
