@@ -284,9 +284,9 @@ def measure_geometry(ws, pairs: pd.DataFrame, *, features: dict | None = None) -
 
 def candidate_links(ws, items: pd.DataFrame, pairs: pd.DataFrame, threshold: float,
                     max_per_image: int = MAX_CANDIDATES) -> pd.DataFrame:
-    """Unordered pairs of stored neighbours at or above the (loose) candidate threshold, at most `max_per_image`
-    per image (most similar first): a, b (item ids, a < b), similarity, sha_a, sha_b, id_a, id_b (the ids in sha
-    order, for the store)."""
+    """Unordered pairs of stored neighbours at or above the (loose) candidate threshold, each image keeping its
+    `max_per_image` most similar (a pair stays when one of its images keeps it): a, b (item ids, a < b),
+    similarity, sha_a, sha_b, id_a, id_b (the ids in sha order, for the store)."""
     p = pairs[(pairs["similarity"] >= threshold) & (pairs["eval_item_id"] != pairs["train_item_id"])]
     a = np.minimum(p["eval_item_id"].astype(str).to_numpy(), p["train_item_id"].astype(str).to_numpy())
     b = np.maximum(p["eval_item_id"].astype(str).to_numpy(), p["train_item_id"].astype(str).to_numpy())
@@ -294,10 +294,12 @@ def candidate_links(ws, items: pd.DataFrame, pairs: pd.DataFrame, threshold: flo
     c = c.sort_values("similarity", ascending=False).drop_duplicates(["a", "b"])
     ok = set(items["item_id"].astype(str))
     c = c[c["a"].isin(ok) & c["b"].isin(ok)]
-    if max_per_image and len(c):
-        rank_a = c.groupby("a").cumcount()
-        rank_b = c.groupby("b").cumcount()
-        c = c[(rank_a < max_per_image) | (rank_b < max_per_image)]
+    if max_per_image and len(c):  # each image keeps its most similar candidates; a pair stays if one image keeps it
+        c = c.reset_index(drop=True)
+        ends = pd.DataFrame({"pair": np.tile(np.arange(len(c)), 2), "image": np.concatenate([c["a"], c["b"]]),
+                             "similarity": np.tile(c["similarity"].to_numpy(), 2)})
+        ends["rank"] = ends.sort_values("similarity", ascending=False, kind="stable").groupby("image").cumcount()
+        c = c[ends.groupby("pair")["rank"].min().sort_index().to_numpy() < max_per_image]
     sha = items.drop_duplicates("item_id").set_index("item_id")["sha256"].astype(str)
     sa, sb = sha.reindex(c["a"]).to_numpy(), sha.reindex(c["b"]).to_numpy()
     swap = sa > sb

@@ -287,3 +287,16 @@ def test_candidates_are_taken_on_the_raw_similarity(geo_ws):
     fused = pairs.assign(raw_similarity=pairs["similarity"], similarity=-1.0)  # as the fused score hands them
     a, b = grouping.recover_groups(geo_ws, pairs=fused), grouping.recover_groups(geo_ws)
     assert len(a.candidates) == len(b.candidates) > 0 and a.membership.equals(b.membership)
+
+
+def test_candidates_per_image_are_capped():
+    items = pd.DataFrame({"item_id": [f"i{k:02d}" for k in range(12)], "sha256": [f"s{k:02d}" for k in range(12)]})
+    pairs = pd.DataFrame({"eval_item_id": "i00", "train_item_id": [f"i{k:02d}" for k in range(1, 12)],
+                          "similarity": np.linspace(0.9, 0.4, 11)})
+    c = grouping.candidate_links(None, items, pairs, 0.3, max_per_image=4)
+    assert len(c) == 11  # i00 keeps its 4 best, but every other image keeps its only candidate
+    pairs = pd.concat([pairs, pairs.assign(eval_item_id="i01").query("train_item_id != 'i01'")])
+    c = grouping.candidate_links(None, items, pairs, 0.3, max_per_image=1)
+    kept = set(zip(c["a"], c["b"]))
+    assert ("i00", "i01") in kept and len(c) == 11  # i00 keeps i01; i02..i11 each keep one link, not two
+    assert pd.concat([c["a"], c["b"]]).value_counts().drop(["i00", "i01"]).eq(1).all()
