@@ -473,11 +473,21 @@ def first_review_load(url: str) -> dict:
     return out
 
 
+def _demo(path: Path) -> Path:
+    from leakcore.demo import build_demo
+
+    if not (path / "done.json").exists():
+        build_demo(path)
+        (path / "done.json").write_text("{}")
+    return path
+
+
 WORKSPACES = {  # name -> (builder, what it is)
     "synthetic": (lambda pairs: build(ROOT / ".bench" / f"browser-{pairs // 1000}k", pairs),
                   "{pairs:,} flagged pairs of 32 px synthetic images"),
     "photos": (lambda pairs: build_photos(ROOT / ".bench" / "browser-photos"),
                "real photos: a cats_and_dogs sample with planted near-duplicates (100-500 KB) and a CIFAR-10 sample"),
+    "demo": (lambda pairs: _demo(ROOT / ".bench" / "browser-demo"), "the demo workspace (`leakcore demo`)"),
     "cats-and-dogs": (lambda pairs: build_cats_and_dogs(ROOT / ".bench" / "browser-cats-and-dogs"),
                       "all 3,000 cats_and_dogs photos and 150 planted near-duplicates"),
 }
