@@ -531,7 +531,9 @@ def _warp_rgb(img: np.ndarray, to_image: np.ndarray, side: int) -> tuple[np.ndar
         to_image = np.array([[small[0] / w, 0, 0.5 * small[0] / w - 0.5], [0, small[1] / h, 0.5 * small[1] / h - 0.5],
                              [0, 0, 1]]) @ to_image
     flags = cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP
-    out = cv2.warpAffine(img, to_image[:2].astype(np.float32), (side, side), flags=flags)
+    # a small image (CIFAR's 32 px) enlarged many times: its pixels as they are, as the rest of Review shows them
+    pixels = cv2.INTER_NEAREST + cv2.WARP_INVERSE_MAP if shrink < 0.25 else flags
+    out = cv2.warpAffine(img, to_image[:2].astype(np.float32), (side, side), flags=pixels)
     ones = np.ones(img.shape[:2], np.float32)
     valid = cv2.warpAffine(ones, to_image[:2].astype(np.float32), (side, side), flags=flags) > 0.999
     return out, valid

@@ -1,4 +1,5 @@
-"""The Review page's pictures: the aligned view at display resolution, and display-sized JPEGs cached per item."""
+"""The Review page's pieces that need no browser: the aligned view at display resolution, display-sized JPEGs
+cached per item, and the queue read back from the address bar."""
 from __future__ import annotations
 
 import base64
@@ -95,3 +96,46 @@ def test_pictures_without_a_content_hash_stay_in_memory_and_outside_the_roots_ar
     items.loc[item_id, "uri"] = str(outside)
     uri, _, reason = display.picture(display.sources(photo_ws, items, [item_id])[0], 128)
     assert uri is None and reason
+
+
+def test_aligned_at_shows_a_small_image_enlarged_pixel_by_pixel():
+    a = photo(2, (32, 32))
+    x = verify.explain(ImageOps.mirror(a), a)
+    moved, train, both = verify.aligned_at(x, ImageOps.mirror(a), a, 448)
+    assert x.transform == "mirrored" and both.mean() > 0.9
+    assert np.array_equal(moved[both], train[both])  # the same 32 px, each shown as a 14 x 14 block
+
+
+OPTIONS = {"split": ["photos/test", "cifar/test"], "source": ["photos/train"], "degree": ["hard", "soft", "borderline"],
+           "state": ["unreviewed", "confirmed", "rejected", "unsure"], "labels": ["any", "same", "different"],
+           "sort": ["similarity", "closeness to a threshold"], "compare": ["side by side", "aligned"]}
+
+
+def test_the_address_bar_gives_back_the_queue_it_names():
+    from ui.review_ui import parse_url
+
+    state, ignored = parse_url({"split": ["photos/test"], "degree": ["soft", "hard"], "state": ["all"],
+                                "labels": ["same"], "sort": ["closeness to a threshold"], "compare": ["aligned"],
+                                "pos": ["16"], "eval": ["photos/test/a.jpg"], "train": ["photos/train/a.jpg"]}, OPTIONS)
+    assert ignored == []
+    assert state == {"f_eval_splits": ["photos/test"], "f_degrees": ["soft", "hard"], "f_states": [],
+                     "f_labels": "same", "f_sort": "closeness to a threshold", "compare_mode": "aligned",
+                     "review_pos": 15, "review_current": ("photos/test/a.jpg", "photos/train/a.jpg")}
+
+
+@pytest.mark.parametrize("params, kept", [
+    ({"degree": ["bogus", "hard"]}, {"f_degrees": ["hard"]}),
+    ({"degree": ["<script>"]}, {}),  # nothing valid: the filter keeps what it was
+    ({"sort": ["model uncertainty"]}, {}),  # not offered on this queue (no fused score)
+    ({"pos": ["-3"]}, {}), ({"pos": ["abc"]}, {}), ({"pos": ["99999999999"]}, {}),
+    ({"split": ["photos/test", "photos/test"]}, {"f_eval_splits": ["photos/test"]}),
+    ({"eval": ["photos/test/a.jpg"]}, {}),  # half a pair names no pair
+])
+def test_values_a_link_cannot_mean_are_ignored_and_named(params, kept):
+    from ui.review_ui import parse_url
+
+    state, ignored = parse_url(params, OPTIONS)
+    assert state == kept
+    bad = {f"{k}={v}" for k, vs in params.items() for v in vs
+           if k in ("degree", "sort", "pos") and not (k == "degree" and v == "hard")}
+    assert set(ignored) == bad
