@@ -57,7 +57,7 @@ def load_group_pairs(ws, encoder: str | None = None) -> pd.DataFrame:
 # ---- geometry: a candidate link is an edge only when the two images share a region -----------------------------
 GEOMETRY_VERSION = 2  # measurements of another version are kept apart (groups/geometry-v<VERSION>)
 WORK_SIDE = 512  # local features are found with the longer side at this size
-MIN_SIDE = 64  # shorter side (at the working size) below which local features are not tried: the pair is aligned
+MIN_SIDE = 64  # shorter side (decoded pixels) below which local features are not tried: the pair is aligned instead
 N_FEATURES = 500  # ORB keypoints per image
 RATIO = 0.8  # Lowe's ratio test on the two nearest descriptors
 RANSAC_PX = 5.0  # reprojection error (working pixels) of an inlier
@@ -90,14 +90,14 @@ def local_features(img) -> Features:
     The edge threshold is small: the region two overlapping crops share lies along their borders."""
     import cv2
 
+    if min(img.size) < MIN_SIDE:  # ORB on a blown-up thumbnail finds blur: such pairs are aligned instead
+        return Features(np.zeros((0, 2), np.float32), None, img.size)
     g = img.convert("L")
     scale = WORK_SIDE / max(g.size)
     if abs(scale - 1) > 1e-3:
         g = g.resize((max(1, round(g.width * scale)), max(1, round(g.height * scale))), Image.Resampling.BILINEAR,
                      reducing_gap=2.0 if scale < 1 else None)
     arr = np.asarray(g)
-    if min(arr.shape) < MIN_SIDE:
-        return Features(np.zeros((0, 2), np.float32), None, (arr.shape[1], arr.shape[0]))
     orb = cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=5, edgeThreshold=15, patchSize=31)
     kps, desc = orb.detectAndCompute(arr, None)
     pts = np.float32([k.pt for k in kps]).reshape(-1, 2)
@@ -238,7 +238,9 @@ def _decode_for_geometry(items: pd.DataFrame) -> list:
 def measure_geometry(ws, pairs: pd.DataFrame, *, features: dict | None = None) -> int:
     """Measure every (sha_a, sha_b, id_a, id_b) pair the geometry store lacks, CHUNK pairs per stored part; returns
     how many were measured. `features` (item id -> Features) is a memo the caller may keep across calls. Unreadable
-    images are skipped with their reason (kept, so they are not tried again)."""
+    images are skipped with their reason (kept, so they are not tried again). Images too small for local features
+    are aligned by the verification stage, only where the pair's similarity reaches the encoder's soft threshold
+    (a copy's): aligning every look-alike pair of a 32 px collection would cost minutes."""
     from leakcore import verify
 
     store = GeometryStore(ws)
@@ -250,6 +252,8 @@ def measure_geometry(ws, pairs: pd.DataFrame, *, features: dict | None = None) -
         return 0
     features = {} if features is None else features
     items = ws.items().drop_duplicates("item_id").set_index("item_id")
+    soft = get_spec(ws.encoder).soft_threshold  # tiny images are aligned only when they score like a copy
+    align_from = -np.inf if soft is None else float(soft)
     for start in range(0, len(todo), CHUNK):
         part = todo.iloc[start:start + CHUNK]
         ids = pd.unique(pd.concat([part["id_a"], part["id_b"]]))
@@ -267,6 +271,11 @@ def measure_geometry(ws, pairs: pd.DataFrame, *, features: dict | None = None) -
             if ia is None or ib is None:
                 rows.append({**base, "method": "skipped", "inliers": 0, "matches": 0, "spread": 0.0, "scale": 0.0,
                              "ncc": np.nan, "overlap": 0.0, "reason": f"unreadable: {why_a or why_b}"})
+            elif (fa is None or fb is None or fa.descriptors is None or fb.descriptors is None) and \
+                    getattr(r, "similarity", np.inf) < align_from:
+                rows.append({**base, "method": "skipped", "inliers": 0, "matches": 0, "spread": 0.0, "scale": 0.0,
+                             "ncc": np.nan, "overlap": 0.0,
+                             "reason": "too small for local features, and less similar than a copy: not aligned"})
             elif fa is None or fb is None or fa.descriptors is None or fb.descriptors is None:
                 small.append(len(rows))
                 rows.append({**base, "method": "aligned", "inliers": 0, "matches": 0, "spread": 0.0, "scale": 0.0,

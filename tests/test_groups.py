@@ -300,3 +300,25 @@ def test_candidates_per_image_are_capped():
     kept = set(zip(c["a"], c["b"]))
     assert ("i00", "i01") in kept and len(c) == 11  # i00 keeps i01; i02..i11 each keep one link, not two
     assert pd.concat([c["a"], c["b"]]).value_counts().drop(["i00", "i01"]).eq(1).all()
+
+
+def test_tiny_images_are_aligned_only_when_they_score_like_a_copy(tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    tiny = photo(21, (40, 30))
+    tiny.save(root / "a.jpg", quality=95)
+    tiny.save(root / "a2.jpg", quality=70)  # a recompressed copy: other bytes, the same picture
+    photo(22, (40, 30)).save(root / "b.jpg", quality=95)
+    pd.DataFrame({"path": ["a.jpg", "a2.jpg", "b.jpg"], "split": ["train", "test", "test"]}).to_csv(
+        tmp_path / "m.csv", index=False)
+    ws = Project.create(tmp_path / "w", encoder="phash")
+    ws.add("m", tmp_path / "m.csv", root=root)
+    ws.set_group_settings(threshold=-1.0)
+    ws.scan(grouping=True)
+    g = ws.groups()
+    c = g.candidates.set_index(["a", "b"])
+    copy = c.loc[("m/test/a2.jpg", "m/train/a.jpg")]
+    assert copy["method"] == "aligned" and copy["edge"] and copy["ncc"] >= 0.9
+    other = c.loc[("m/test/b.jpg", "m/train/a.jpg")]
+    assert not other["edge"] and ("not aligned" in other["reason"] or other["method"] == "aligned")
+    assert "aligned" in g.groups["links"].str.cat()
