@@ -13,7 +13,8 @@ of each side), a resize-and-recompress chain (half size at quality 18, then qual
 (warm or teal-orange curves, saturation, vignette), and a crop with grading and recompression together.
 
 `cost` scans two empty workspaces on that folder through the CLI (sscd-distilled, mirrored queries), one without
-and one with `--verify`, timed in one run; the ratio is the goal (<= 1.5x on photos).
+and one with `--verify`, timed in one run; the ratio is the goal (<= 1.5x on photos). Wall time and the scans'
+CPU time are both reported: on 2 cores shared with other jobs the wall time of one scan varied 2x between runs.
 
 `measure` reads the workspace scanned with verification: per eval image its best fused score against the
 training split; flagged at the fused soft threshold. Prints planted recall and the non-planted flags, writes
@@ -151,10 +152,18 @@ def build(args) -> None:
 
 
 # ---- cost ------------------------------------------------------------------------------------------------------
+def _child_cpu() -> float:
+    """User plus system CPU seconds of the finished child processes (wall time on 2 shared cores is noisy)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def cost(args) -> None:
     out = Path(args.out)
     cli = [sys.executable, "-m", "leakcore.cli"]
-    seconds = {}
+    seconds, cpu = {}, {}
     for mode in ("without", "with"):
         ws_dir = out / f"ws-{mode}"
         shutil.rmtree(ws_dir, ignore_errors=True)
@@ -162,12 +171,14 @@ def cost(args) -> None:
                        stdout=subprocess.DEVNULL)
         scan = cli + ["scan", str(ws_dir), "--encoder", "sscd-distilled", "--flip-queries",
                       "--verify" if mode == "with" else "--no-verify"]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _child_cpu()
         subprocess.run(scan, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL if args.quiet else None)
-        seconds[mode] = time.perf_counter() - t0
-        print(f"scan {mode} verification: {seconds[mode]:.1f} s", flush=True)
+        seconds[mode], cpu[mode] = time.perf_counter() - t0, _child_cpu() - c0
+        print(f"scan {mode} verification: {seconds[mode]:.1f} s ({cpu[mode]:.1f} s of CPU)", flush=True)
     result = {"seconds_without": round(seconds["without"], 1), "seconds_with": round(seconds["with"], 1),
-              "ratio": round(seconds["with"] / seconds["without"], 3)}
+              "ratio": round(seconds["with"] / seconds["without"], 3),
+              "cpu_without": round(cpu["without"], 1), "cpu_with": round(cpu["with"], 1),
+              "cpu_ratio": round(cpu["with"] / cpu["without"], 3), "load_average": os.getloadavg()[0]}
     print(json.dumps(result))
     (out / "cost.json").write_text(json.dumps(result, indent=1))
 
