@@ -146,11 +146,12 @@ def restore_from_url(queue: pd.DataFrame) -> None:
     for key, value in values.items():
         st.session_state[key] = value
     st.session_state["review_link_pending"] = "review_current" in values
-    if ignored:
-        notes.append("ignored in the link: " + ", ".join(ignored[:6]) + (" …" if len(ignored) > 6 else "")
-                     + " (not among the choices here)")
+    if ignored:  # as code: a link's text is never markdown (no link or emphasis someone else wrote)
+        notes.append("ignored in the link: " + ", ".join(f"`{i.replace('`', chr(39))}`" for i in ignored[:6])
+                     + (" …" if len(ignored) > 6 else "") + " (not among the choices here)")
     if notes:
-        st.session_state["flash"] = "; ".join(notes).capitalize()
+        text = "; ".join(notes)
+        st.session_state["flash"] = text[0].upper() + text[1:]
 
 
 def url_params(pair: pd.Series | None, pos: int) -> dict[str, list[str]]:
