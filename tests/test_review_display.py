@@ -139,3 +139,20 @@ def test_values_a_link_cannot_mean_are_ignored_and_named(params, kept):
     bad = {f"{k}={v}" for k, vs in params.items() for v in vs
            if k in ("degree", "sort", "pos") and not (k == "degree" and v == "hard")}
     assert set(ignored) == bad
+
+
+def test_refine_warp_is_the_map_refine_applies():
+    """The aligned view chains the refinement's map; it must be the one `refine` fits (same settings): warping the
+    coarse canvas with it gives refine's canvas exactly."""
+    import cv2
+
+    train = photo(4, (400, 300))
+    ev = train.crop((30, 20, 390, 290)).resize((720, 540))
+    x = verify.explain(ev, train)
+    size, s = verify.REFINE_SIZE, x.train.shape[0]
+    up = cv2.resize(x.aligned, (size, size), interpolation=cv2.INTER_LINEAR)
+    warped = cv2.warpAffine(up, x.refine_warp, (size, size), flags=cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP)
+    down = cv2.resize(warped, (s, s), interpolation=cv2.INTER_AREA)
+    inside = x.refined_mask > 0.5
+    assert inside.sum() > 100 and not np.allclose(x.refine_warp, np.eye(2, 3))
+    np.testing.assert_allclose(down[inside], x.refined_aligned[inside], atol=1e-5)
