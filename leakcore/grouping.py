@@ -57,7 +57,7 @@ def load_group_pairs(ws, encoder: str | None = None) -> pd.DataFrame:
 # ---- geometry: a candidate link is an edge only when the two images share a region -----------------------------
 GEOMETRY_VERSION = 2  # measurements of another version are kept apart (groups/geometry-v<VERSION>)
 WORK_SIDE = 512  # local features are found with the longer side at this size
-MIN_SIDE = 64  # shorter side (decoded pixels) below which local features are not tried: the pair is aligned instead
+MIN_SIDE = 40  # shorter side (decoded pixels) below which local features are not tried (CIFAR: 32 px): aligned instead
 N_FEATURES = 500  # ORB keypoints per image
 RATIO = 0.8  # Lowe's ratio test on the two nearest descriptors
 RANSAC_PX = 5.0  # reprojection error (working pixels) of an inlier

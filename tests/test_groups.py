@@ -305,10 +305,10 @@ def test_candidates_per_image_are_capped():
 def test_tiny_images_are_aligned_only_when_they_score_like_a_copy(tmp_path):
     root = tmp_path / "imgs"
     root.mkdir()
-    tiny = photo(21, (40, 30))
+    tiny = photo(21, (36, 28))
     tiny.save(root / "a.jpg", quality=95)
     tiny.save(root / "a2.jpg", quality=70)  # a recompressed copy: other bytes, the same picture
-    photo(22, (40, 30)).save(root / "b.jpg", quality=95)
+    photo(22, (36, 28)).save(root / "b.jpg", quality=95)
     pd.DataFrame({"path": ["a.jpg", "a2.jpg", "b.jpg"], "split": ["train", "test", "test"]}).to_csv(
         tmp_path / "m.csv", index=False)
     ws = Project.create(tmp_path / "w", encoder="phash")
