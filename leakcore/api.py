@@ -515,6 +515,13 @@ class Project(Workspace):
         shortcuts.save(self, result)
         return result
 
+    def auditable_datasets(self) -> list[str]:
+        """Datasets a shortcut audit can run on: those with a training split that carries at least two labels."""
+        items = self.items()
+        train = items[(items["role"] == "train") & (items["status"] == "ok") & items["label"].notna()]
+        counts = train.groupby("dataset")["label"].nunique()
+        return sorted(str(d) for d, n in counts.items() if n >= 2)
+
     def shortcut_audits(self) -> dict[str, dict]:
         """The stored shortcut audits, by dataset (what `leakcore report` and the Shortcuts page show)."""
         from leakcore import shortcuts

@@ -415,7 +415,16 @@ def cmd_resplit(args) -> int:
 
 def cmd_shortcuts(args) -> int:
     project = _project(args.dir)
-    datasets = [args.dataset] if args.dataset else sorted(project.datasets)
+    if args.dataset:
+        datasets = [args.dataset]
+    else:
+        datasets = project.auditable_datasets()
+        for skipped in sorted(set(project.datasets) - set(datasets)):
+            print(f"{skipped}: skipped (no training split with two or more labels to audit)", file=sys.stderr)
+        if not datasets:
+            from leakcore.errors import InvalidInput
+
+            raise InvalidInput("no dataset has a training split with two or more labels: add one, or name a dataset")
     bars = _Bars()
     results = {d: project.shortcuts(d, regions=not args.no_regions, permutations=args.permutations, progress=bars)
                for d in datasets}
@@ -436,6 +445,7 @@ def cmd_shortcuts(args) -> int:
             for cls, grid in a.regions.occlusion.items():
                 r, c = np.unravel_index(int(np.argmax(grid)), grid.shape)
                 print(f"  {cls}: masking cell (row {r}, column {c}) lowers its class score most ({grid.max():+.3f})")
+        print(f"  took: {project.shortcut_audits()[dataset].get('timing', '')}")
     return 0
 
 

@@ -14,7 +14,7 @@ with user_errors():
     fused = score == "fused"
     views = data.fused_views(ws, encoder) if fused else data.calibration_views(ws, encoder)
     defaults = None if fused else data.encoder_defaults(encoder)
-    b1, b2, _ = st.columns([1, 1, 3])
+    b1, b2, _ = st.columns([1.4, 1, 2])
     b1.button("Reset to the encoder's defaults", key="th_reset", disabled=defaults is None,
               on_click=thresholds_ui.set_thresholds, args=defaults or (1.0, 1.0),
               help="The thresholds measured for this encoder" if defaults else
@@ -74,12 +74,7 @@ with user_errors():
             st.session_state["flash"] = f"Every page and report now use the {score} score"
             st.rerun()
     elif encoder == ws.encoder:
-        counts = data.flagged_counts(ws, hard, soft)
-        if not counts.empty:
-            st.subheader("Flagged evaluation images at these thresholds")
-            shown = counts.assign(hard_rate=(100 * counts["hard_rate"]).round(2), soft_rate=(100 * counts["soft_rate"]).round(2))
-            st.dataframe(shown.rename(columns={"hard_rate": "hard %", "soft_rate": "soft %", "within_soft": "within-split dups"}),
-                         hide_index=True, width="stretch")
+        thresholds_ui.flagged_table(ws, hard, soft)
     c1, c2 = st.columns([1, 3])
     if c1.button("Apply to project", key="th_apply", type="primary", disabled=soft > hard):
         ws.set_thresholds(hard, soft, encoder=encoder, score=score, source="set on the Thresholds page")

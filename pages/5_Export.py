@@ -38,7 +38,7 @@ with user_errors():
     flags = c2.radio("Unreviewed automatic flags to remove", list(export.POLICIES), index=1, horizontal=True, key="exp_policy",
                      help="Confirmed leaks are always removed; pairs a curator rejected never remove their image.")
     fmt = c3.selectbox("Format", list(export.FORMATS), key="exp_format", help="same: the input's own format")
-    c4, c5 = st.columns([3, 1])
+    c4, c5 = st.columns([2, 2])
     keep_text = c4.text_area("Keep-list: item ids or keys never removed by automatic flags (one per line)", key="exp_keep",
                              height=68)
     dedupe = c5.checkbox("Also remove within-split duplicates", key="exp_dedupe",

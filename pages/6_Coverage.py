@@ -43,8 +43,7 @@ with user_errors():
     lonely = result.a_scores[~result.a_scores["covered"]].sort_values("nearest_similarity").head(n_strip)
     st.subheader(f"A images that no B image covers ({int((~result.a_scores['covered']).sum())} of "
                  f"{len(result.a_scores)})")
-    image_strip(ws, list(lonely["item_id"]), [f"nearest B {s:.3f}" for s in lonely["nearest_similarity"]],
-                      "cov_lonely")
+    image_strip(ws, list(lonely["item_id"]), [f"nearest B {s:.3f}" for s in lonely["nearest_similarity"]])
     with st.expander("Per-image scores (CSV)"):
         st.download_button("B against A", result.b_scores.to_csv(index=False), "coverage-b.csv", "text/csv",
                            key="cov_csv_b")

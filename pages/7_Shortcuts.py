@@ -10,15 +10,24 @@ with user_errors():
     st.caption("A model can learn the label from something that is not the content: a marker in a corner, one class "
                "saved at another JPEG quality or resolution, a camera, a word in the file name. Two probes look for "
                "it: one reads only the files' metadata, one reads image regions (the border, each corner).")
+    auditable = ws.auditable_datasets()
+    if not auditable:
+        st.info("No dataset has a training split with two or more labels, which the audit fits its probes on. Add a "
+                "labelled training split on the Home page first.")
+        st.stop()
+    others = sorted(set(ws.datasets) - set(auditable))
     c1, c2, c3 = st.columns([2, 1, 1])
-    dataset = c1.selectbox("Dataset", sorted(ws.datasets), key="sc_dataset")
+    dataset = c1.selectbox("Dataset", auditable, key="sc_dataset",
+                           help="Datasets with a labelled training split" + (
+                               f" (not {', '.join(others)}: no labelled training split)" if others else ""))
     with_regions = c2.toggle("Region probe (embeds regions)", value=True, key="sc_regions")
     c3.write("")
     if c3.button("Run the audit", key="sc_run", type="primary", width="stretch"):
         data.run_shortcuts(ws, dataset, with_regions)
     audit = data.shortcut_audits(ws).get(dataset)
     if audit is None:
-        st.info("No audit of this dataset yet: run one (about a minute for a few thousand images on 2 cores).")
+        st.info("No audit of this dataset yet: press Run the audit. A progress bar shows each stage (about half a "
+                "minute for the demo on 2 idle cores; the region probe embeds each image six times).")
         st.stop()
     shortcuts_ui.verdict(audit)
     st.subheader("Metadata probe")
@@ -26,7 +35,7 @@ with user_errors():
     if audit["examples"]:
         ex = audit["examples"]
         st.markdown(f"Typical images of each class for **{ex[0]['feature']}**")
-        image_strip(ws, [e["item_id"] for e in ex], [f"{e['label']} · {e['value']:.3g}" for e in ex], per_row=6)
+        image_strip(ws, [e["item_id"] for e in ex], [f"{e['label']} · {e['value']:.3g}" for e in ex])
     st.subheader("Region probe")
     shortcuts_ui.regions(audit)
     r = audit.get("regions") or {}

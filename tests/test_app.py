@@ -117,8 +117,8 @@ def test_thresholds_page_calibrate_slide_and_apply(ws):
     at.slider(key="th_soft").set_value(0.5).run()
     at.slider(key="th_hard").set_value(0.99).run()
     assert not at.exception
-    counts = at.dataframe[0].value.set_index("eval_split")
-    assert counts.loc["animals/test", "hard"] == 3
+    counts = at.dataframe[0].value.set_index("evaluation split")
+    assert counts.loc["animals/test", "hard"] == 3 and counts.loc["animals/test", "hard, scores only"] == 3
     at.button(key="th_apply").click().run()
     assert Workspace.open(ws.path).thresholds("phash") == (0.99, 0.5)
 

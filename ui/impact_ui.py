@@ -19,9 +19,19 @@ LEAK_SOURCE_TEXT = {LeakSource.DECISIONS: "our flags, curator decisions first", 
 def inputs(ws: Project) -> ImpactRequest | None:
     """The form: evaluation split, predictions (upload or server paths), probes, leak set; None until submitted."""
     splits = data.split_names(ws, "eval")
+    trained = {s.split("/", 1)[0] for s in data.split_names(ws, "train")}
+    # the default is a split whose dataset has a training split, so the default probes can run on it
+    splits = sorted(splits, key=lambda s: s.split("/", 1)[0] not in trained)
+    if st.session_state.get("imp_split") not in splits:
+        st.session_state["imp_split"] = splits[0] if splits else None
+    if "imp_probes" not in st.session_state:
+        st.session_state["imp_probes"] = ["knn1"] if splits and splits[0].split("/", 1)[0] in trained else []
     with st.form("impact_form"):
         c1, c2 = st.columns(2)
-        split = c1.selectbox("Evaluation split", splits, key="imp_split")
+        split = c1.selectbox("Evaluation split", splits, key="imp_split",
+                             help="The k-NN probes need a training split of the same dataset" + (
+                                 f" (these have none: {', '.join(s for s in splits if s.split('/', 1)[0] not in trained)})"
+                                 if any(s.split("/", 1)[0] not in trained for s in splits) else ""))
         from ui.data import encoders
 
         clip_ok = any(r["name"] == "clip-vit-b32" and r["available"] for r in encoders())

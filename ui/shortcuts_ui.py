@@ -16,7 +16,7 @@ def verdict(audit: dict) -> None:
     box("\n\n".join(audit["verdict"]))
     st.caption(f"Fit on {audit['dataset']}/{audit['train_split']}"
                + (f", scored on {audit['dataset']}/{audit['eval_split']}" if audit["eval_split"] else "")
-               + f" · run {audit['created']} · {audit['seconds']}")
+               + f" · run {audit['created']} · {audit.get('timing') or 'time not recorded'}")
 
 
 def metadata(audit: dict) -> None:

@@ -133,17 +133,30 @@ def show_image(ws: Workspace, item: pd.Series, *, zoom="fit", caption: str | Non
                                                      shown_width if isinstance(shown, str) else "content"))
 
 
-def image_strip(ws: Workspace, ids: list[str], captions: list[str], per_row: int = 8) -> None:
-    """Thumbnails of items, each with a caption, in rows (the coverage, shortcut and group strips)."""
+def image_strip(ws: Workspace, ids: list[str], captions: list[str], side: int = 128) -> None:
+    """Thumbnails of items, each with its caption under it, as one wrapping HTML block of fixed-size cells (the
+    coverage, shortcut and group strips): no cell can overlap another or run off the page, and a missing or
+    unreadable item keeps its cell with the reason, so captions never shift."""
+    import html
+
     if not ids:
         st.caption("None.")
         return
-    items = data.items(ws)
-    cols = st.columns(per_row)
-    for i, (item_id, cap) in enumerate(zip(ids, captions)):
-        if item_id in items.index:
-            with cols[i % per_row]:
-                show_image(ws, items.loc[item_id], zoom="fit", caption=cap)
+    if len(captions) != len(ids):
+        raise ValueError(f"image_strip: {len(ids)} items but {len(captions)} captions")
+    pictures = data.thumbnails(ws, list(ids), side=side)
+    cells = []
+    for item_id, caption, picture in zip(ids, captions, pictures):
+        tip = html.escape(str(item_id), quote=True)
+        body = (f'<img src="{picture}" alt="{tip}" style="width:{side}px;height:{side}px;object-fit:contain;'
+                f'display:block;background:#f1f5f9">' if picture else
+                f'<div style="width:{side}px;height:{side}px;background:#e2e8f0;display:flex;align-items:center;'
+                f'justify-content:center;font-size:0.7rem;color:#475569">no image</div>')
+        cells.append(f'<figure title="{tip}" style="margin:0;width:{side}px">{body}<figcaption style="font-size:0.75rem;'
+                     f'line-height:1.2;overflow-wrap:anywhere;margin-top:2px">{html.escape(str(caption))}</figcaption>'
+                     f'</figure>')
+    st.markdown('<div class="leak-strip" style="display:flex;flex-wrap:wrap;gap:10px">' + "".join(cells) + "</div>",
+                unsafe_allow_html=True)
 
 
 def item_facts(item: pd.Series, extra: dict | None = None) -> None:
