@@ -1,18 +1,23 @@
 """The fused leak score: the embedding similarity and the verification evidence combined by a calibrated
 scikit-learn model into the probability that two images are one photograph.
 
-Fitting set: the extended transformation suite on the workspace's own training images. Positives are an
-edited copy against its original; negatives are the same edited copy against the most similar *other*
-training images: the nearest with another label (where the workspace has labels: never the same photograph)
-and the nearest look-alike with the same label (the hard case: same kind of scene). Both must stay below the
-raw soft threshold against the original, and a look-alike that aligns nearly pixel for pixel (NCC >= 0.9 and
-SSIM >= 0.8) is left out: it is more likely an in-collection twin than a negative. Label noise remains where
-a twin aligns worse than that; the eye-judged samples in bench/verify measure what it costs. Curator decisions join the fitting set once there are enough of them
-(`MIN_DECISIONS` with both kinds), weighted above the synthetic pairs, since they are the real distribution.
+Fitting set: the extended transformation suite on the workspace's own training images, and the collection's own
+look-alikes. Suite positives are an edited copy against its original (each query image gets a few of the suite's
+edits); its negative is the same edited copy against the most similar *other* training image that is not an
+in-collection twin of the original (below the raw soft threshold against it; a same-label one that aligns nearly
+pixel for pixel or matches many local features is left out). The collection's look-alikes (`lookalike_pairs`)
+are the nearest other training images of training images drawn at random: real look-alikes of the user's data,
+another label's nearest or the same label's nearest whose pixels do not say "one photograph". Soft is set on them
+(`soft_from_lookalikes`): where, out of fold, 95% of the pairs above it are leaks, never below SOFT_FLOOR (on
+photos the suite's 0.1% false-positive point was 0.008). Curator decisions join the fitting set once there are
+enough of them (`MIN_DECISIONS` with both kinds), weighted above the synthetic pairs, since they are the real
+distribution.
 
 A second copy-detection model's similarity joins the features (`SecondOpinion`: the other SSCD model at a
 small input size): on the pairs judged by eye on CIFAR-10 it separates same shots from look-alikes better than
-the workspace's encoder does in the band where the two are mixed, and the two err on different pairs.
+the workspace's encoder does in the band where the two are mixed, and the two err on different pairs. It is used
+only where the training images are too small for local features (`small_images`); on photos ORB carries that
+evidence, and the second model cost about as much per image as the scan's own embedding.
 
 With `DECISIONS_ALONE` decided pairs or more, the model is fitted on the decisions alone: on CIFAR-10 the
 suite's easy negatives pulled a fit on suite plus decisions away from the real look-alikes (cross-validated
@@ -20,8 +25,8 @@ AUC on the decided pairs 0.936 with the suite, 0.958 without).
 
 The model is a logistic regression on standardised features inside `CalibratedClassifierCV` (sigmoid),
 chosen over gradient boosting because every score decomposes into per-feature contributions, which the
-Review page shows ("which features decided"). Thresholds on the fused score are chosen on the fitting set by
-the same rule as the raw ones (`calibrate.ThresholdCalibrator`); once decisions join the fit, soft is raised
+Review page shows ("which features decided"). Hard is chosen on the suite by the same rule as the raw thresholds
+(`calibrate.ThresholdCalibrator`), soft on the collection's look-alikes (above); once decisions join the fit, soft is raised
 where needed so that `DECIDED_PRECISION` of the decided pairs above it are leaks, judged on out-of-fold
 scores (the suite's negatives are edited other images, far fewer and easier than a real collection's
 look-alikes); fitted on the decisions alone, hard comes from them too (`DECIDED_HARD_PRECISION`). The fused
@@ -284,7 +289,6 @@ def suite_pairs(ws, *, encoder=None, queries: int | None = None, seed: int = 0, 
     coll, vectors = _collection(ws, encoder)
     auto_q, auto_l = fitting_size(len(coll))
     queries, lookalikes = queries or auto_q, auto_l if lookalikes is None else lookalikes
-    report = (lambda stage: (lambda d, t: progress(stage, d, t))) if progress else (lambda stage: None)
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(coll), size=min(queries, len(coll)), replace=False))
     originals = verify.load_images(coll.iloc[pick])
