@@ -80,7 +80,8 @@ def _planted(kind: str, img: Image.Image) -> Image.Image:
 PLANTED_KINDS = ["exact copy", "re-encoded (JPEG q=30)", "resized (50%)", "cropped (80% centre)", "flipped", "colour-shifted"]
 
 
-def build_demo(path: str | Path, *, encoder: str = "sscd-distilled", scan: bool = True, progress=None) -> Project:
+def build_demo(path: str | Path, *, encoder: str = "sscd-distilled", scan: bool = True, calibrate: bool = True,
+               progress=None) -> Project:
     """Create (or refresh) the demo workspace at `path` and scan it."""
     path = Path(path)
     ws = Project.create(path, encoder=encoder)
@@ -88,6 +89,8 @@ def build_demo(path: str | Path, *, encoder: str = "sscd-distilled", scan: bool 
     if truth_path.exists() and ws.datasets:
         if scan:
             ws.scan(progress=progress)
+        if calibrate and ws.calibration() is None:
+            ws.calibrate("photos/train", queries=DEMO_CALIBRATION_QUERIES, progress=progress)
         return ws
     images_dir = ws.path / "images"
     photos, bench = images_dir / "photos", images_dir / "benchmark"
@@ -142,7 +145,12 @@ def build_demo(path: str | Path, *, encoder: str = "sscd-distilled", scan: bool 
     truth_df.to_csv(truth_path, index=False)
     if scan:
         ws.scan(progress=progress)
+    if calibrate:  # the Thresholds page opens with its ROC; the encoder's own thresholds stay in force
+        ws.calibrate("photos/train", queries=DEMO_CALIBRATION_QUERIES, progress=progress)
     return ws
+
+
+DEMO_CALIBRATION_QUERIES = 88  # every training photo of the demo
 
 
 def planted_truth(ws) -> pd.DataFrame | None:

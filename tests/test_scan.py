@@ -154,6 +154,7 @@ def test_demo_builds_finds_planted_leaks_and_reports(tmp_path, capsys):
     ws = Workspace.open(tmp_path / "demo")
     truth = demo.planted_truth(ws)
     assert len(truth) >= 12 and truth["eval_item_id"].notna().all() and truth["train_item_id"].notna().all()
+    assert (ws.calibration_dir(ws.encoder) / "thresholds.json").exists()  # the Thresholds page opens with its ROC
     pairs = leakage.load_pairs(ws)
     found = truth.merge(pairs, on=["eval_item_id", "train_item_id"])
     assert len(found) >= len(truth) - 1  # each planted pair is among the stored neighbours
