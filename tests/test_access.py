@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-import multiprocessing
 import os
 
 import pytest
@@ -228,22 +227,35 @@ def test_the_cli_acts_as_the_os_user_or_reviewer(team, capsys, monkeypatch):
     assert access._identity_source is None  # the CLI leaves nothing behind in this process
 
 
-def _decide_as(args):
-    path, reviewer, pairs = args
-    ws = Project.open(path, actor=reviewer)
-    for i, pair in enumerate(pairs):
-        ws.decisions.decide(*pair, "hard" if i % 2 else "not_leak", reviewer=reviewer, note=f"{reviewer}:{i}")
-    return len(pairs)
+_CURATOR_PROCESS = """
+import sys, time
+from pathlib import Path
+from leakcore.api import Project
+path, reviewer, n, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+ws = Project.open(path, actor=reviewer)
+while not go.exists():  # start together, once every process has imported leakcore
+    time.sleep(0.01)
+for i in range(n):
+    ws.decisions.decide(f"e{reviewer}{i}", f"t{i}", "hard" if i % 2 else "not_leak", reviewer=reviewer,
+                        note=f"{reviewer}:{i}")
+"""
 
 
 def test_four_curators_in_four_processes_lose_and_misattribute_nothing(tmp_path):
-    """4 curators x 100 decisions at once on one workspace (the facade from 4 processes)."""
+    """4 curators x 100 decisions at once on one workspace (the facade from 4 processes of their own)."""
+    import subprocess
+    import sys
+    import time
+
     ws = Project.create(tmp_path / "ws", encoder="phash", actor=LEAD)
     curators = [f"c{i}@example.org" for i in range(4)]
     ws.set_roles(Roles({LEAD: Role.LEAD, **{c: Role.CURATOR for c in curators}}))
-    jobs = [(str(ws.path), c, [(f"e{c}{j}", f"t{j}") for j in range(100)]) for c in curators]
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        assert pool.map(_decide_as, jobs) == [100] * 4
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _CURATOR_PROCESS, str(ws.path), c, "100", str(go)])
+             for c in curators]
+    time.sleep(5)
+    go.touch()
+    assert [p.wait(timeout=300) for p in procs] == [0] * 4
     history = review.history(ws)
     assert len(history) == 400
     for c in curators:
@@ -299,3 +311,13 @@ def test_with_sign_in_configured_a_visitor_sees_only_the_sign_in_button(team, mo
         assert not at.dataframe and not at.text_input  # no data, no Reviewer box
     # with sign-in on and no roots listed, only the workspace the server was started with opens
     assert access.allowed_roots() == [team[0].resolve()]
+
+
+def test_a_page_can_ask_before_the_core_refuses(team):
+    from ui import access_ui
+
+    access.set_identity_source(lambda: VIEWER)
+    assert "is a viewer" in access_ui.refusal(str(team[0]))
+    assert "needs the lead role" in access_ui.refusal(str(team[0]), access.Action.EXPORT)
+    access.set_identity_source(lambda: CURATOR)
+    assert access_ui.refusal(str(team[0])) is None

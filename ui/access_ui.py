@@ -16,6 +16,7 @@ import sys
 import streamlit as st
 
 from leakcore import access
+from leakcore.errors import LeakcoreError
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,16 @@ def gate(start_workspace: str) -> str | None:
         st.warning(f"Served on {where} without sign-in: anyone who can reach this server can decide in any name, "
                    "move thresholds and export. Configure sign-in for a team (docs/deploy.md).",
                    icon=":material/warning:")
+    return None
+
+
+def refusal(ws_path: str, action: "access.Action" = access.Action.DECIDE) -> str | None:
+    """Why this session's user may not do `action` in the workspace (for a page to disable its buttons and say
+    so before the core refuses), or None when they may."""
+    try:
+        access.require(ws_path, access.current_user(), action)
+    except LeakcoreError as exc:
+        return exc.for_page()
     return None
 
 
