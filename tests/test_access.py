@@ -321,3 +321,23 @@ def test_a_page_can_ask_before_the_core_refuses(team):
     assert "needs the lead role" in access_ui.refusal(str(team[0]), access.Action.EXPORT)
     access.set_identity_source(lambda: CURATOR)
     assert access_ui.refusal(str(team[0])) is None
+
+
+def test_the_team_page_starts_a_roles_file_and_shows_the_log(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    ws = Project.create(tmp_path / "ws", encoder="phash", actor="tester")
+    ws.set_thresholds(0.99, 0.9)
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws.path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.session_state["reviewer"] = "tester"
+    at.run()
+    at.switch_page("pages/8_Team.py").run()
+    assert not at.exception
+    at.button(key="team_start").click().run()
+    assert not at.exception
+    assert ws.roles() == Roles({"tester": Role.LEAD}) and ws.role("someone") == Role.VIEWER
+    assert any("You are **lead** here." in m.value for m in at.markdown)
+    log_text = " ".join(t.value for t in at.text)
+    assert "tester (lead)  roles" in log_text and "thresholds phash (similarity)" in log_text
