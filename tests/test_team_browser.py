@@ -380,6 +380,20 @@ def test_hostile_input_is_text_or_refused_with_a_reason(team_server):
                       "/_stcore/..%2f..%2fetc/passwd", "/media/" + quote(str(ws_path.parent / "outside" / "secret.jpg"))):
             response = page.request.get(url + probe)
             assert b"root:" not in response.body() and b"JFIF" not in response.body(), probe
+        # a workspace outside the operator's roots is neither created nor opened
+        elsewhere = ws_path.parent / "elsewhere-ws"
+        other = Project.create(ws_path.parent / "other-ws", encoder="phash").path  # a real workspace, outside them
+        page = cora.open("/", "Signed in as")
+        page.get_by_text("Open or create a workspace").click()
+        for key, target in (("ws_create", elsewhere), ("ws_open", other)):
+            page.get_by_label("Workspace folder").fill(str(target))
+            page.get_by_label("Workspace folder").press("Enter")
+            page.wait_for_timeout(500)
+            page.locator(f".st-key-{key} button").click()
+            expect(page.get_by_text("outside the folders this server allows").first).to_be_visible(timeout=60_000)
+            cora.no_crash()
+        cora.shot("outside-roots")
+        assert not elsewhere.exists()
         assert cora.dialogs == []
         browser.close()
 
