@@ -264,18 +264,20 @@ class Project(Workspace):
         """Configure (None keeps a setting), plan, and run the jobs: here, or on a Ray cluster when `ray` is an
         address ("local": a Ray started on this machine); the stored results are the same."""
         who = self._require(Action.SCAN)
-        self._audit(who, "scan", after={"encoder": encoder or self.encoder, "k": k or self.k, "ray": ray})
         if ray is None:
-            return _scan.scan(self, encoder_name=encoder, k=k, flip_queries=flip_queries,
-                              encoder_overrides=encoder_options, grouping=grouping, verify=verify, progress=progress,
-                              batch_size=batch_size)
-        from leakcore import distributed
+            result = _scan.scan(self, encoder_name=encoder, k=k, flip_queries=flip_queries,
+                                encoder_overrides=encoder_options, grouping=grouping, verify=verify, progress=progress,
+                                batch_size=batch_size)
+        else:
+            from leakcore import distributed
 
-        settings = _scan.configure_scan(self, encoder=encoder, k=k, flip_queries=flip_queries,
-                                        encoder_options=encoder_options, grouping=grouping, verify=verify)
-        plan = _scan.plan_scan(self, settings=settings)
-        return distributed.run_scan_ray(self, plan, address=None if ray == "local" else ray, workers=workers,
-                                        progress=progress, batch_size=batch_size)
+            settings = _scan.configure_scan(self, encoder=encoder, k=k, flip_queries=flip_queries,
+                                            encoder_options=encoder_options, grouping=grouping, verify=verify)
+            plan = _scan.plan_scan(self, settings=settings)
+            result = distributed.run_scan_ray(self, plan, address=None if ray == "local" else ray, workers=workers,
+                                              progress=progress, batch_size=batch_size)
+        self._audit(who, "scan", after={"encoder": self.encoder, "k": self.k, "ray": ray})  # once it has finished
+        return result
 
     # ---- findings and rates ------------------------------------------------------------------------------
     def check_inputs(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True,
