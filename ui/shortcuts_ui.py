@@ -12,8 +12,14 @@ from leakcore.api import Project
 
 def verdict(audit: dict) -> None:
     f = audit["found"]
-    box = st.error if f["transfers"] else st.warning if (f["metadata"] or f["marker"]) else st.success
-    box("\n\n".join(audit["verdict"]))
+    # a finding is a warning (red is kept for what went wrong), its severity said in words and by the icon
+    text = "\n\n".join(audit["verdict"])
+    if f["transfers"]:
+        st.warning("**A shortcut the benchmark rewards.** " + text, icon=":material/report:")
+    elif f["metadata"] or f["marker"]:
+        st.warning(text, icon=":material/warning:")
+    else:
+        st.success(text, icon=":material/check_circle:")
     st.caption(f"Fit on {audit['dataset']}/{audit['train_split']}"
                + (f", scored on {audit['dataset']}/{audit['eval_split']}" if audit["eval_split"] else "")
                + f" · run {audit['created']} · {audit.get('timing') or 'time not recorded'}")

@@ -1,0 +1,163 @@
+"""Every page as a curator meets it, in a real browser: the demo workspace and a workspace of real photos, each page
+opened with its default choices and its main action run (Measure, Run the audit, Write the export, a key press),
+then a switch to another page and back, and a reload. Fails on a traceback, an error box, a console error or a
+request that leaves the machine; keeps a screenshot of every page in tests/artifacts/pages/.
+
+The real-photo workspace is a sample of ../shared/data/hymenoptera built by the test; it is skipped where that
+folder is absent (a user's clone), and runs in CI, which has it.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from leakcore.api import Project
+
+from test_browser import CHROMIUM, _launch, _serve
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "pages"
+HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: `apt-get install chromium` (Debian) to run the browser test"),
+]
+
+# page path, text the page shows once drawn, its main action (a button's name or a key), text that shows it ran
+PAGES = [
+    ("", "Leakage at the thresholds in force", None, None),
+    ("/Review", "flagged pairs", "key:ArrowRight", "Pair 2 /"),
+    ("/Thresholds", "Flagged evaluation images at these thresholds", "slider", "Flagged evaluation images"),
+    ("/Heatmaps", "Hard leakage", None, None),
+    ("/Impact", "Measure impact", "Measure impact", "Mean over models"),
+    ("/Export", "What each policy removes", "Write the export into the workspace", "Written:"),
+    ("/Coverage", "Measure", "Measure", "B images least like A"),
+    ("/Shortcuts", "Run the audit", "Run the audit", "Metadata probe"),
+]
+
+
+def _photo_workspace(root: Path) -> Project:
+    """Real photos: 24 ants and 24 bees of hymenoptera's train split, 12 + 12 of val, one val photo also copied
+    into train re-encoded and one cropped (leaks a curator would find)."""
+    from PIL import Image
+
+    src = root / "photos"
+    for split, n in (("train", 24), ("val", 12)):
+        for cls in ("ants", "bees"):
+            files = sorted((HYMENOPTERA / split / cls).glob("*.jpg"))[:n]
+            dest = src / split / cls
+            dest.mkdir(parents=True, exist_ok=True)
+            for f in files:
+                shutil.copy(f, dest / f.name)
+    bee = Image.open(sorted((src / "val" / "bees").glob("*.jpg"))[0]).convert("RGB")
+    bee.save(src / "train" / "bees" / "leaked_copy.jpg", quality=60)
+    ant = Image.open(sorted((src / "val" / "ants").glob("*.jpg"))[0]).convert("RGB")
+    w, h = ant.size
+    ant.crop((w // 10, h // 10, w - w // 10, h - h // 10)).save(src / "train" / "ants" / "leaked_crop.jpg", quality=85)
+    ws = Project.create(root / "ws", encoder="sscd-distilled")
+    ws.add("hymenoptera", src)
+    ws.scan()
+    return ws
+
+
+@pytest.fixture(scope="module")
+def demo_ws(tmp_path_factory):
+    from leakcore.demo import build_demo
+
+    return build_demo(tmp_path_factory.mktemp("pages") / "demo")
+
+
+@pytest.fixture(scope="module")
+def photo_ws(tmp_path_factory):
+    if not HYMENOPTERA.is_dir():
+        pytest.skip(f"no real photos at {HYMENOPTERA} (a clone without ../shared)")
+    return _photo_workspace(tmp_path_factory.mktemp("pages-photos"))
+
+
+def _problems(page) -> list[str]:
+    """Tracebacks and error boxes on the page now."""
+    found = []
+    for selector, what in (("[data-testid='stException']", "traceback"), ("[data-testid='stAlertContentError']", "error")):
+        loc = page.locator(selector)
+        for i in range(loc.count()):
+            found.append(f"{what}: {loc.nth(i).inner_text()[:300]}")
+    return found
+
+
+def _settle(page, ms: int = 800) -> None:
+    """Wait until the app has stopped running (the status widget gone), then a little more for drawing."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=240_000)
+    page.wait_for_timeout(ms)
+
+
+def _walk(url: str, name: str) -> list[str]:
+    """Open every page, run its main action, switch away and back, reload; return everything that went wrong."""
+    from playwright.sync_api import expect, sync_playwright
+
+    problems: list[str] = []
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        # a page opened by its own address makes Streamlit ask for <page>/_stcore/host-config and /health, which
+        # answer 404 (Streamlit's own behaviour); every other failed response, and every other console error, counts
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text[:300]}") if m.type == "error" and
+                not m.text.startswith("Failed to load resource") else None)
+        page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 and not
+                r.url.endswith(("/_stcore/host-config", "/_stcore/health")) else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("request", lambda r: problems.append(f"outside request: {r.url}") if not r.url.startswith(
+            (url, url.replace("http", "ws"), "data:", "blob:")) else None)
+        for path, ready, action, done in PAGES:
+            label = path.strip("/") or "Home"
+            page.goto(url + path)
+            try:
+                expect(page.get_by_text(ready).first).to_be_visible(timeout=120_000)
+                _settle(page)
+                if action and action.startswith("key:"):
+                    page.locator("h1").first.click()
+                    page.keyboard.press(action.split(":", 1)[1])
+                elif action == "slider":
+                    thumb = page.get_by_role("slider").nth(1)  # the soft slider
+                    thumb.focus()
+                    for _ in range(3):
+                        page.keyboard.press("ArrowLeft")
+                        page.wait_for_timeout(150)
+                elif action:
+                    page.get_by_role("button", name=action, exact=True).first.click()
+                if done:
+                    expect(page.get_by_text(done).first).to_be_visible(timeout=240_000)
+                _settle(page, 1200)
+            except AssertionError as exc:  # a page that never showed its text: kept as a problem, with its picture
+                problems.append(f"{label}: {str(exc).splitlines()[0]}")
+            problems += [f"{label}: {p}" for p in _problems(page)]
+            page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
+        # switch pages through the sidebar and come back, then reload: still no error anywhere
+        for target, ready in (("Thresholds", "Thresholds"), ("Review", "flagged pairs"), ("Home", "Leakage at")):
+            page.locator("[data-testid='stSidebar']").get_by_role("link", name=target, exact=True).click()
+            try:
+                expect(page.get_by_text(ready).first).to_be_visible(timeout=60_000)
+            except AssertionError as exc:
+                problems.append(f"switch to {target}: {str(exc).splitlines()[0]}")
+            _settle(page)
+            problems += [f"after switching to {target}: {p}" for p in _problems(page)]
+        page.reload()
+        _settle(page)
+        problems += [f"after a reload: {p}" for p in _problems(page)]
+        browser.close()
+    return problems
+
+
+def test_every_page_on_the_demo(demo_ws, tmp_path):
+    with _serve(demo_ws.path, tmp_path / "home") as url:
+        problems = _walk(url, "demo")
+    assert problems == [], "\n".join(problems)
+
+
+def test_every_page_on_real_photos(photo_ws, tmp_path):
+    with _serve(photo_ws.path, tmp_path / "home") as url:
+        problems = _walk(url, "photos")
+    assert problems == [], "\n".join(problems)
