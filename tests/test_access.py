@@ -341,3 +341,24 @@ def test_the_team_page_starts_a_roles_file_and_shows_the_log(tmp_path, monkeypat
     assert any("You are **lead** here." in m.value for m in at.markdown)
     log_text = " ".join(t.value for t in at.text)
     assert "tester (lead)  roles" in log_text and "thresholds phash (similarity)" in log_text
+
+
+def test_a_viewer_on_the_review_page_sees_why_the_decisions_are_off(team, monkeypatch, tmp_path):
+    """No traceback from a refused callback: the page asks first, turns the decision buttons off and says why."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(team[0]))
+    monkeypatch.setenv("USER", VIEWER)
+    monkeypatch.setenv("LOGNAME", VIEWER)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.session_state["reviewer"] = VIEWER
+    at.run()
+    at.switch_page("pages/1_Review.py").run()
+    assert not at.exception
+    assert at.button(key="decide_hard").disabled and at.button(key="undo").disabled
+    assert any("viewer" in w.value for w in at.warning)
+    access.set_identity_source(lambda: CURATOR)
+    at.session_state["reviewer"] = CURATOR
+    at.run()
+    assert not at.exception and not at.button(key="decide_hard").disabled

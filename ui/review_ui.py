@@ -7,6 +7,7 @@ import streamlit as st
 
 from leakcore import review
 from leakcore.api import Project
+from leakcore.errors import LeakcoreError
 from leakcore.leakage import WITHIN
 from ui import data, display, state
 from ui.widgets import FIT_PX, flash, item_facts, needs_pan, show_image, user_errors
@@ -31,10 +32,14 @@ def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: 
     if reviewer is None:
         return
     note = st.session_state.get("review_note") or None
-    if len(pairs) == 1:
-        ws.decisions.decide(*pairs[0], decision, reviewer=reviewer, note=note)
-    else:
-        ws.decisions.decide_many(pairs, decision, reviewer=reviewer, note=note)
+    try:
+        if len(pairs) == 1:
+            ws.decisions.decide(*pairs[0], decision, reviewer=reviewer, note=note)
+        else:
+            ws.decisions.decide_many(pairs, decision, reviewer=reviewer, note=note)
+    except LeakcoreError as exc:  # a role that may not decide: said on the page, not a traceback from a callback
+        st.session_state["flash"] = f"Not saved: {exc.for_page()}"
+        return
     data.clear_decision_caches()
     st.session_state["review_note"] = ""
     st.session_state["flash"] = f"{review.DECISION_LABELS[decision]} · {len(pairs)} pair(s) saved"
@@ -48,7 +53,11 @@ def _undo(ws_path: str) -> None:
     reviewer = _reviewer()
     if reviewer is None:
         return
-    undone = Project.open(ws_path).decisions.undo_last(reviewer)  # only this reviewer's own last decision
+    try:
+        undone = Project.open(ws_path).decisions.undo_last(reviewer)  # only this reviewer's own last decision
+    except LeakcoreError as exc:
+        st.session_state["flash"] = f"Not undone: {exc.for_page()}"
+        return
     data.clear_decision_caches()
     st.session_state["flash"] = "Nothing to undo" if undone is None else f"Undid {review.DECISION_LABELS[undone['decision']]}"
     if undone is not None:
@@ -289,7 +298,10 @@ def decision_bar(ws: Workspace, pair: pd.Series, size: int) -> None:
     """Decision buttons (keys H S N U), previous / next (← →), undo (Z) and a note."""
     cols = st.columns([1, 1, 1, 1, 0.2, 1, 1, 1])
     args = (str(ws.path), [(pair["eval_item_id"], pair["train_item_id"])])
-    anonymous = not (st.session_state.get("reviewer") or "").strip()
+    from ui.access_ui import refusal
+
+    refused = refusal(str(ws.path))  # a role that may not decide: the buttons are off and the page says why
+    anonymous = refused is not None or not (st.session_state.get("reviewer") or "").strip()
     suggested = suggestion(pair["degree"])
     for col, (decision, label, key) in zip(cols[:4], DECISION_BUTTONS):
         col.button(f"{label}", key=f"decide_{decision}", shortcut=key, on_click=_decide, args=(*args, decision, True),
@@ -299,7 +311,9 @@ def decision_bar(ws: Workspace, pair: pd.Series, size: int) -> None:
     cols[6].button("Next", key="next", shortcut="Right", on_click=_move, args=(1, size), width="stretch")
     cols[7].button("Undo", key="undo", shortcut="Z", on_click=_undo, args=(str(ws.path),), width="stretch",
                    disabled=anonymous)
-    if anonymous:
+    if refused is not None:
+        st.warning(refused, icon=":material/lock:")
+    elif anonymous:
         st.warning("Type your name in the Reviewer field (sidebar) to decide: every decision records who made it.")
     st.text_input("Note (optional, saved with the next decision)", key="review_note")
 

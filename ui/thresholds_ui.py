@@ -263,6 +263,8 @@ class CalibrationJob:
         self.error: str | None = None
         self.finished = False
         self.stop = threading.Event()
+        # the page's user, taken now: the thread has no session, so it cannot ask who is signed in
+        self.actor = Project.open(path).acting_user
         self.thread = threading.Thread(target=self._run, args=(path, queries, target_fpr), daemon=True)
         self.thread.start()
 
@@ -270,7 +272,7 @@ class CalibrationJob:
         from leakcore.errors import LeakcoreError
 
         try:
-            Project.open(path).calibrate(self.collection, encoder=self.encoder, queries=queries, target_fpr=target_fpr,
+            Project.open(path, actor=self.actor).calibrate(self.collection, encoder=self.encoder, queries=queries, target_fpr=target_fpr,
                                          progress=self._progress, should_stop=self.stop.is_set)
         except LeakcoreError as exc:
             self.error = exc.for_page()
