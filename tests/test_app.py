@@ -273,3 +273,46 @@ def test_the_fused_caption_says_how_its_soft_threshold_was_chosen():
     assert "0.1% of the suite's negatives score higher" in thresholds_ui.fused_model_caption(suite)
     assert "negatives score higher" not in thresholds_ui.fused_model_caption(decided)
     assert "soft **0.0350**" in thresholds_ui.fused_model_caption(suite)
+
+
+def _vega_counts(chart) -> dict:
+    """{(train_split, eval_split): count} from a heatmap chart's data (Arrow, as the page sends it)."""
+    import pyarrow as pa
+
+    cells = pa.ipc.open_stream(chart.proto.data.data).read_pandas()
+    return {(r.train_split, r.eval_split): int(r.count) for r in cells.itertuples()}
+
+
+def test_the_pages_agree_on_the_counts_with_decisions_applied(ws):
+    """One number per concept: of 4 test images 3 are flagged hard; after a curator rejects one, Home, Thresholds,
+    Heatmaps and Export count 2 hard / 2 soft with decisions applied, Thresholds also shows the scores-only 3, and
+    Review's queue still lists all 3 flagged pairs (1 reviewed)."""
+    from leakcore.api import Project
+
+    project = Project.open(ws.path)
+    hard_t, soft_t = project.thresholds()
+    flagged = project.findings()
+    assert (flagged["degree"] == "hard").sum() == 3
+    pair = flagged.iloc[0]
+    project.decisions.decide(pair["eval_item_id"], pair["train_item_id"], "not_leak", reviewer="tester")
+    at = run("app.py")
+    home = {m.label: m.value for m in at.metric}
+    assert home["animals/test · hard"] == "50.0%" and home["animals/test · soft"] == "50.0%"  # 2 of 4
+    assert any("Counts apply the curators' 1 decisions" in c.value for c in at.caption)
+    at.switch_page("pages/2_Thresholds.py").run()
+    at.slider(key="th_hard").set_value(round(hard_t, 3)).run()
+    at.slider(key="th_soft").set_value(round(soft_t, 3)).run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "evaluation split" in d.value.columns).set_index("evaluation split")
+    assert (table.loc["animals/test", "hard"], table.loc["animals/test", "soft"]) == (2, 2)
+    assert (table.loc["animals/test", "hard, scores only"], table.loc["animals/test", "soft, scores only"]) == (3, 3)
+    at.switch_page("pages/3_Heatmaps.py").run()
+    hard_map, soft_map = (_vega_counts(c) for c in at.get("vega_lite_chart"))
+    assert hard_map[("animals/train", "animals/test")] == 2 and soft_map[("animals/train", "animals/test")] == 2
+    at.switch_page("pages/5_Export.py").run()
+    preview = at.dataframe[0].value.iloc[0]
+    assert (preview["removed at hard"], preview["removed at soft"]) == (2, 2)
+    at.switch_page("pages/1_Review.py").run()
+    assert not at.exception
+    progress = [p.proto.text for p in at.get("progress")]
+    assert any("Reviewed 1 of 3 flagged pairs · 2 match" in t for t in progress), progress
