@@ -562,13 +562,12 @@ def group_view(ws: Workspace, items: pd.DataFrame, eval_splits: list[str]) -> No
     if eval_splits:
         keep = groups.membership[groups.membership["split"].isin(eval_splits)]["group_id"].unique()
         table = table[table["group_id"].isin(keep)]
-    st.caption(f"Groups link images of one source across splits: explicit group metadata, near-duplicate chains at "
-               f"similarity ≥ {groups.threshold:.3f}, and curator decisions. {len(table)} groups span splits; "
+    st.caption(f"Groups link images of one source across splits: explicit group metadata, curator decisions, and "
+               f"candidate pairs (similarity ≥ {groups.threshold:.3f}) whose pixels agree (a region matched by local "
+               f"features and a geometric fit), so look-alikes do not chain. {len(table)} groups span splits; "
                f"{int(table['leaks'].sum())} reach from evaluation into training data.")
-    if groups.percolated:
-        st.warning(f"One group holds {int(groups.groups['size'].max())} images: at {groups.threshold:.3f} chains of "
-                   "look-alikes link unrelated images. Calibrate the group threshold on this data "
-                   "(`leakcore groups WS --calibrate DATASET/SPLIT`).")
+    if groups.guard:
+        st.warning(groups.guard[0].upper() + groups.guard[1:] + ".", icon=":material/warning:")
     if table.empty:
         st.success("No group spans splits.")
         return
