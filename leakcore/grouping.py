@@ -185,15 +185,6 @@ def geometry_edge(m: pd.DataFrame) -> np.ndarray:
     return (orb | aligned | (m["method"] == "identical")).to_numpy(dtype=bool)
 
 
-def _geometry_hash(shas_a, shas_b) -> str:
-    import hashlib
-
-    h = hashlib.sha256(f"g{GEOMETRY_VERSION}".encode())
-    for a, b in zip(shas_a, shas_b):
-        h.update(f"{a}:{b}\n".encode())
-    return h.hexdigest()[:24]
-
-
 _GEOMETRY_FRAMES: dict = {}  # folder -> (part files, their rows)
 
 
@@ -218,10 +209,12 @@ class GeometryStore:
         return read_while_unchanged(_GEOMETRY_FRAMES, self.folder, "part-*.parquet", read)
 
     def add(self, rows: pd.DataFrame) -> None:
+        from leakcore import verify
         from leakcore.io import write_parquet
 
         rows = rows[list(GEOMETRY_COLUMNS)].reset_index(drop=True)
-        write_parquet(rows, self.folder / f"part-{_geometry_hash(rows['sha_a'], rows['sha_b'])}.parquet")
+        name = verify.content_pair_hash(rows["sha_a"], rows["sha_b"], f"g{GEOMETRY_VERSION}")
+        write_parquet(rows, self.folder / f"part-{name}.parquet")
 
 
 def _decode_for_geometry(items: pd.DataFrame) -> list:

@@ -291,16 +291,7 @@ def refine(train: np.ndarray, moved: np.ndarray, mask: np.ndarray) -> tuple[dict
     import cv2
 
     s = train.shape[0]
-    up = lambda x, how: cv2.resize(x, (REFINE_SIZE, REFINE_SIZE), interpolation=how)  # noqa: E731
-    t, a = up(train, cv2.INTER_LINEAR), up(moved, cv2.INTER_LINEAR)
-    m = up(mask, cv2.INTER_NEAREST) > 0.5
-    warp = np.eye(2, 3, dtype=np.float32)
-    try:
-        _, warp = cv2.findTransformECC(t, a, warp, cv2.MOTION_AFFINE,
-                                       (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, REFINE_ITERATIONS, REFINE_EPS),
-                                       m.astype(np.uint8), 3)
-    except cv2.error:  # no convergence (a flat or tiny overlap): keep the coarse alignment
-        pass
+    t, a, m, warp = _ecc(train, moved, mask)
     flags = cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP
     wa = cv2.warpAffine(a, warp, (REFINE_SIZE, REFINE_SIZE), flags=flags)
     wm = (cv2.warpAffine(m.astype(np.float32), warp, (REFINE_SIZE, REFINE_SIZE), flags=flags) > 0.999).astype(np.float32)
@@ -468,9 +459,9 @@ def explain(eval_image: Image.Image, train_image: Image.Image) -> Explanation:
     return Explanation(al, VARIANTS[al.variant].label, lb, a, m, ssim, detail, diff, refined, ra, rm, warp)
 
 
-def refine_warp(train: np.ndarray, moved: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The affine map `refine` fits (ECC from the identity at REFINE_SIZE, the same settings), for display: 2 x 3,
-    from refined output pixels to `moved`'s pixels at REFINE_SIZE; the identity where ECC does not converge."""
+def _ecc(train: np.ndarray, moved: np.ndarray, mask: np.ndarray):
+    """(train, moved, mask at REFINE_SIZE, the affine map ECC fits from the identity): the one fit `refine` measures
+    on and `refine_warp` shows; the identity where ECC does not converge (a flat or tiny overlap)."""
     import cv2
 
     up = lambda x, how: cv2.resize(x, (REFINE_SIZE, REFINE_SIZE), interpolation=how)  # noqa: E731
@@ -483,7 +474,13 @@ def refine_warp(train: np.ndarray, moved: np.ndarray, mask: np.ndarray) -> np.nd
                                        m.astype(np.uint8), 3)
     except cv2.error:
         pass
-    return warp
+    return t, a, m, warp
+
+
+def refine_warp(train: np.ndarray, moved: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The affine map `refine` fits, for display: 2 x 3, from refined output pixels to `moved`'s pixels at
+    REFINE_SIZE; the identity where ECC does not converge."""
+    return _ecc(train, moved, mask)[3]
 
 
 # ---- the alignment at display resolution: the transform found on the working canvas, applied to the photos ------
@@ -552,10 +549,11 @@ def aligned_at(x: Explanation, eval_image: Image.Image, train_image: Image.Image
 
 
 # ---- the evidence store: keyed by the two images' content, so every encoder and every re-scan shares it ------
-def _pair_hash(shas_a, shas_b) -> str:
+def content_pair_hash(shas_a, shas_b, salt: str | None = None) -> str:
+    """A short name for a set of (content, content) pairs and the version that measured them (a store's part file)."""
     import hashlib
 
-    h = hashlib.sha256(f"v{VERSION}".encode())
+    h = hashlib.sha256((salt or f"v{VERSION}").encode())
     for a, b in zip(shas_a, shas_b):
         h.update(f"{a}:{b}\n".encode())
     return h.hexdigest()[:24]
@@ -608,7 +606,7 @@ class EvidenceStore:
     def add(self, ev: "pd.DataFrame") -> None:
         from leakcore.io import write_parquet
 
-        write_parquet(ev.reset_index(drop=True), self.folder / f"part-{_pair_hash(ev['sha_a'], ev['sha_b'])}.parquet")
+        write_parquet(ev.reset_index(drop=True), self.folder / f"part-{content_pair_hash(ev['sha_a'], ev['sha_b'])}.parquet")
 
 
 def load_images(items: "pd.DataFrame") -> list:

@@ -15,7 +15,6 @@ import re
 import json
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -34,12 +33,7 @@ from conftest import jpeg_bytes, photo
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: `apt-get install chromium` (Debian) to run the browser test"),
-]
+from test_browser import CHROMIUM, _free_port, _launch, pytestmark  # noqa: E402,F401  the browser and its flags
 pytest.importorskip("playwright")
 pytest.importorskip("oidc_provider_mock", reason="pip install oidc-provider-mock (requirements.txt) for the sign-in test")
 pytest.importorskip("authlib", reason="pip install Authlib (requirements.txt): Streamlit's sign-in needs it")
@@ -50,12 +44,6 @@ SQL = '"; DROP TABLE decisions; --'
 LONG_CAPTION = "caption " + "x" * 99_992  # 100,000 characters
 CURATORS = [f"curator{i}@example.org" for i in range(4)]
 DECISIONS_EACH = int(os.environ.get("LEAKCORE_TEAM_DECISIONS", "100"))  # per curator in the concurrent test
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for(url: str, proc: subprocess.Popen, what: str, timeout: float = 90) -> None:
@@ -170,12 +158,6 @@ def team_server(tmp_path_factory):
             except subprocess.TimeoutExpired:
                 p.kill()
         log.close()
-
-
-def _launch(playwright):
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
-        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"])
 
 
 class Visitor:
