@@ -90,5 +90,8 @@ def test_cli_report_gate_and_page(tmp_path, monkeypatch, capsys):
     at.run()
     at.switch_page("pages/7_Shortcuts.py").run()
     assert not at.exception, at.exception
-    assert any("metadata predicts the label" in e.value for e in at.error)
+    # a finding, said as a warning with its severity in words (an error box is kept for what went wrong)
+    assert not at.error
+    assert any("A shortcut the benchmark rewards" in w.value and "metadata predicts the label" in w.value
+               for w in at.warning)
     assert [m.label for m in at.metric][:3] == ["Balanced accuracy from metadata", "Chance (label permutations)", "p-value"]
