@@ -36,7 +36,7 @@ with user_errors():
     with right:
         heatmaps_ui.heatmap(mats, "soft", check)
     heatmaps_ui.cell_picker(mats)
-    d1, d2, _ = st.columns([1, 1, 2])
+    d1, d2, _ = st.columns([1, 1.3, 1.2])
     d1.download_button("Download the matrices (CSV)", leakage.matrix_csv(mats), "leakage-matrices.csv", "text/csv",
                        key="heat_csv")
     d2.download_button("Download the maps (HTML, SVG export)", lambda: heatmaps_ui.plotly_html(mats, check),

@@ -60,10 +60,11 @@ with user_errors():
         n = st.number_input(f"Page of the removed list (of {pages}, {PAGE} rows each)", 1, pages, key="exp_page") \
             if pages > 1 else 1
         shown = removed.iloc[(n - 1) * PAGE:n * PAGE]
-        st.dataframe(removed_rows(ws, shown), hide_index=True, width="stretch", height=38 + 70 * min(len(shown), 8),
+        st.dataframe(removed_rows(ws, shown), hide_index=True, width="stretch", height=36 + 64 * min(len(shown), 8),
                      row_height=64,
                      column_config={"image": st.column_config.ImageColumn("evaluation", width="small"),
-                                    "match": st.column_config.ImageColumn("training match", width="small"),
+                                    "match": st.column_config.ImageColumn("match", width="small",
+                                                                          help="its training match"),
                                     "review": st.column_config.LinkColumn("review", display_text="open pair",
                                                                           width="small"),
                                     "similarity": st.column_config.NumberColumn(

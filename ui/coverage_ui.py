@@ -12,10 +12,24 @@ from ui import data
 A_COLOUR, B_COLOUR = "#2563eb", "#ea580c"
 
 
+def default_sets(ws: Project) -> tuple[str, str]:
+    """(A, B) a page opens on: a training split and an evaluation split of the same dataset (how well training covers
+    what the model is tested on), else the first two choices; never a set against a part of itself."""
+    options = data.dataset_names(ws) + data.split_names(ws)
+    train, evals = data.split_names(ws, "train"), data.split_names(ws, "eval")
+    for a in train:
+        same = [b for b in evals if b.split("/", 1)[0] == a.split("/", 1)[0]]
+        if same:
+            return a, same[0]
+    if train and evals:
+        return train[0], evals[0]
+    return options[0], options[min(1, len(options) - 1)]
+
+
 def set_picker(ws: Project, which: str, default: int) -> ImageSet:
     """A dataset or split, and an optional filter over the item table."""
     options = data.dataset_names(ws) + data.split_names(ws)
-    st.selectbox(f"Set {which}", options, index=min(default, len(options) - 1), key=f"cov_{which}")
+    st.selectbox(f"Set {which}", options, index=options.index(default_sets(ws)[default]), key=f"cov_{which}")
     st.text_input(f"Filter {which} (optional)", key=f"cov_{which}_where", placeholder="label != 'cat'",
                   help="A pandas query over the item table: columns dataset, split, role, label, uri, key, width, "
                        "height, timestamp, group… e.g. uri.str.contains('/bees/') or timestamp >= '2024-01-01'")

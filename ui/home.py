@@ -125,8 +125,8 @@ def overview(ws: Workspace, hard: float, soft: float) -> None:
         col.caption(f"{r.soft:,} of {r.n_eval:,} images")
         col.metric(f"{r.eval_split} · hard", f"{100 * r.hard_rate:.1f}%", help=f"{r.hard} of {r.n_eval} evaluation images")
         col.caption(f"{r.hard:,} of {r.n_eval:,} images")
-    st.caption(f"Soft includes hard: every hard leak is also counted as soft (as in the paper). Counts apply the "
-               f"curators' {data.decided_pairs(ws)} decisions (a confirmed leak counts whatever its score, a rejected "
+    st.caption(f"Soft includes hard: every hard leak is also counted as soft (as in the paper). Counts apply "
+               f"curator decisions ({data.decided_pairs(ws)} so far: a confirmed leak counts whatever its score, a rejected "
                "pair does not), as Review, Heatmaps and Export do; the Thresholds page shows the scores-only counts "
                "beside them.")
     shown = table.assign(hard_rate=(100 * table["hard_rate"]).round(2), soft_rate=(100 * table["soft_rate"]).round(2))
