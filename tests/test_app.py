@@ -316,3 +316,20 @@ def test_the_pages_agree_on_the_counts_with_decisions_applied(ws):
     assert not at.exception
     progress = [p.proto.text for p in at.get("progress")]
     assert any("Reviewed 1 of 3 flagged pairs · 2 match" in t for t in progress), progress
+
+
+def test_a_suggestion_far_from_the_encoder_defaults_is_said(monkeypatch):
+    """A calibration on 245 look-alike cat photos suggested soft 0.36 (the encoder's is 0.717): the page says so
+    before a curator applies it; a suggestion near the defaults is not remarked on."""
+    from types import SimpleNamespace
+
+    from ui import thresholds_ui
+
+    said = []
+    monkeypatch.setattr(thresholds_ui.st, "warning", lambda text, **_: said.append(text))
+    far = SimpleNamespace(hard=0.7908, soft=0.3604, settings={"queries": 245, "collection": "cats/train"})
+    thresholds_ui.suggestion_check(far, (0.8775, 0.7171))
+    assert len(said) == 1 and "suggests soft 0.360 against the encoder's 0.717" in said[0] and "hard 0.791" not in said[0]
+    thresholds_ui.suggestion_check(SimpleNamespace(hard=0.88, soft=0.70, settings={}), (0.8775, 0.7171))
+    thresholds_ui.suggestion_check(far, None)  # an encoder nobody calibrated: nothing to compare with
+    assert len(said) == 1

@@ -89,6 +89,22 @@ MIN_FPR = 1e-4  # the ROC's log axis starts here; a false-positive rate of 0 is 
 # swaps the table in place (Plotly charts were rebuilt from scratch on every step: about 0.2 s each).
 
 
+def suggestion_check(result, defaults: tuple[float, float] | None) -> None:
+    """Say so when a calibration's suggestion sits far from the encoder's measured thresholds: a small collection of
+    look-alikes (one breed on one sofa) or of tiles of a few photographs moves the hardest negatives, and with them
+    the suggestion, far from what the encoder's defaults were measured on."""
+    if defaults is None:
+        return
+    far = [(name, got, want) for name, got, want in (("hard", result.hard, defaults[0]), ("soft", result.soft, defaults[1]))
+           if abs(got - want) > 0.1]
+    if far:
+        words = "; ".join(f"{n} {g:.3f} against the encoder's {w:.3f}" for n, g, w in far)
+        st.warning(f"This calibration suggests {words}, measured on {result.settings.get('queries')} queries of "
+                   f"{result.settings.get('collection')}. Before *Use suggested*, look at what it would flag on Review: "
+                   "a lower soft flags other photographs of the same kind of thing, a higher one misses edited copies.",
+                   icon=":material/warning:")
+
+
 def flagged_table(ws: Workspace, hard: float, soft: float) -> None:
     """Flagged evaluation images per split at these thresholds, from the scores alone and with the curators'
     decisions applied (the count Home, Review, Heatmaps and Export show), side by side and named so."""
