@@ -236,8 +236,8 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         else:
             decision_bar(ws, pair, len(view))
             pair_view(ws, items, pair, group)
-        st.caption("Keys: H hard leak · S soft leak · N not a leak · U unsure · ← previous · → next · Z undo")
-        if not st.session_state["grid_mode"]:
+        if not st.session_state["grid_mode"]:  # grid mode says its own keys (Shift+H / S / N / U)
+            st.caption("Keys: H hard leak · S soft leak · N not a leak · U unsure · ← previous · → next · Z undo")
             next_strip(ws, items, view, pos)
         pictures_ahead(ws, items, view, pos)
 
@@ -495,23 +495,32 @@ def grid_mode(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.Dat
         for i, (_, o) in enumerate(group.iterrows()):
             with cols[i % 4]:
                 show_image(ws, items.loc[o["train_item_id"]], width=200)
-                label = f"{o['similarity']:.3f} · {o['degree']} · {o['state']}"
-                if st.checkbox(label, key=f"grid_{o['eval_item_id']}_{o['train_item_id']}", value=o["state"] == "unreviewed"):
+                # the label short enough for a quarter of the page; the state in a caption under it, whole
+                if st.checkbox(f"{o['similarity']:.3f} · {o['degree']}", key=f"grid_{o['eval_item_id']}_{o['train_item_id']}",
+                               value=o["state"] == "unreviewed"):
                     chosen.append((o["eval_item_id"], o["train_item_id"]))
-    bcols = st.columns([1, 1, 1, 1, 0.2, 1, 1])
-    anonymous = not (st.session_state.get("reviewer") or "").strip()
+                st.caption(o["state"])
+    from ui.access_ui import refusal
+
+    refused = refusal(str(ws.path))
+    anonymous = refused is not None or not (st.session_state.get("reviewer") or "").strip()
+    st.caption(f"{len(chosen)} of {len(group)} neighbours ticked")
+    bcols = st.columns(4)  # a row of their own: each button has room for its words and its key
     for col, (decision, label, key) in zip(bcols, DECISION_BUTTONS):
-        col.button(f"{label}: {len(chosen)} selected", key=f"grid_decide_{decision}", disabled=not chosen or anonymous,
+        col.button(label, key=f"grid_decide_{decision}", disabled=not chosen or anonymous,
                    shortcut=f"Shift+{key}", on_click=_decide_grid, args=(str(ws.path), chosen, decision), width="stretch")
+    if refused is not None:
+        st.warning(refused, icon=":material/lock:")
+    bcols = st.columns([1, 1, 2])
     ids = view.column("eval_item_id")
     pos = min(st.session_state.get("review_pos", 0), len(ids) - 1)
     other = ids != pair["eval_item_id"]
     before, after = np.flatnonzero(other[:pos]), np.flatnonzero(other[pos + 1:]) + pos + 1
     target = lambda rows: (ids[rows[0]], view.column("train_item_id")[rows[0]]) if len(rows) else None  # noqa: E731
     prev_pair, next_pair = target(before[::-1]), target(after)
-    bcols[5].button("Previous image", key="grid_prev", shortcut="Left", width="stretch", disabled=prev_pair is None,
+    bcols[0].button("Previous image", key="grid_prev", shortcut="Left", width="stretch", disabled=prev_pair is None,
                     on_click=_jump_to_pair, args=(prev_pair,))
-    bcols[6].button("Next image", key="grid_next", shortcut="Right", width="stretch", disabled=next_pair is None,
+    bcols[1].button("Next image", key="grid_next", shortcut="Right", width="stretch", disabled=next_pair is None,
                     on_click=_jump_to_pair, args=(next_pair,))
     st.caption("Keys: Shift+H / S / N / U decide the ticked neighbours · ← → previous / next evaluation image")
 
