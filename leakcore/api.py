@@ -45,6 +45,7 @@ class LeakSource(enum.StrEnum):
 
 
 PROBES = ("knn1", "knn20", "clip")
+ALL_SOURCES = leakage.ALL_SOURCES  # the `train_split` of a rates row over every training source together
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,12 @@ class PairEvidence:
     similarity: float | None
     fused: float | None
     contributions: "pd.DataFrame | None"
+
+    def aligned_views(self, eval_image, train_image, side: int):
+        """The alignment applied to the two photos at `side` px: moved, training, overlay, difference (PIL images)."""
+        from leakcore import verify
+
+        return verify.aligned_views(self.explanation, eval_image, train_image, side)
 
 
 class Decisions:
@@ -582,5 +589,5 @@ def open_project(path: str | os.PathLike) -> Project:
     return Project.open(path)
 
 
-__all__ = ["Decisions", "ImpactRequest", "ImpactResult", "LeakSource", "PROBES", "PairEvidence", "Project",
+__all__ = ["ALL_SOURCES", "Decisions", "ImpactRequest", "ImpactResult", "LeakSource", "PROBES", "PairEvidence", "Project",
            "open_project"]

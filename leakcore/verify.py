@@ -549,6 +549,21 @@ def aligned_at(x: Explanation, eval_image: Image.Image, train_image: Image.Image
 
 
 # ---- the evidence store: keyed by the two images' content, so every encoder and every re-scan shares it ------
+
+def aligned_views(x: Explanation, eval_image: Image.Image, train_image: Image.Image, side: int):
+    """(evaluation moved onto the training image, training image, overlay, difference) as pictures of `side` px
+    from the full-resolution photos, by the alignment found at the working size (`aligned_at`). Overlay: red =
+    evaluation, cyan = training, so where they agree it is grey and where they differ it is coloured; outside the
+    overlap everything is dimmed."""
+    moved, train, both = aligned_at(x, eval_image, train_image, side)
+    dim = (0.35 + 0.65 * both[..., None]).astype(np.float32)
+    lum = lambda a: a.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
+    la, lb = lum(moved), lum(train)
+    overlay = np.stack([la, lb, lb], -1) * dim
+    diff = np.clip(np.abs(moved.astype(np.float32) - train.astype(np.float32)) * 4, 0, 255) * both[..., None]
+    img = lambda a: Image.fromarray(np.asarray(a).clip(0, 255).astype(np.uint8))  # noqa: E731
+    return img(moved * dim), img(train * dim), img(overlay), img(diff)
+
 def content_pair_hash(shas_a, shas_b, salt: str | None = None) -> str:
     """A short name for a set of (content, content) pairs and the version that measured them (a store's part file)."""
     import hashlib

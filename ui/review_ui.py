@@ -348,26 +348,6 @@ def _comparison(a, b, mode: str, side: int = 512):
 ALIGNED_PX = 448  # the aligned view's images, drawn at their native size (two to a row at 1400 px)
 
 
-def _aligned_images(x, eval_image, train_image, side: int = ALIGNED_PX):
-    """(evaluation moved onto the training image, training image, overlay, difference) at `side` px from the
-    full-resolution photos, by the alignment found at the working size (verify.aligned_at). Overlay: red =
-    evaluation, cyan = training, so where they agree it is grey and where they differ it is coloured; outside the
-    overlap everything is dimmed."""
-    import numpy as np
-    from PIL import Image
-
-    from leakcore import verify
-
-    moved, train, both = verify.aligned_at(x, eval_image, train_image, side)
-    dim = (0.35 + 0.65 * both[..., None]).astype(np.float32)
-    lum = lambda a: a.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
-    la, lb = lum(moved), lum(train)
-    overlay = np.stack([la, lb, lb], -1) * dim
-    diff = np.clip(np.abs(moved.astype(np.float32) - train.astype(np.float32)) * 4, 0, 255) * both[..., None]
-    img = lambda a: Image.fromarray(np.asarray(a).clip(0, 255).astype(np.uint8))  # noqa: E731
-    return img(moved * dim), img(train * dim), img(overlay), img(diff)
-
-
 def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) -> None:
     """The alignment the second stage found, applied to the photos at display resolution: both images in the
     training image's frame, their overlay and difference, and which features decided."""
@@ -385,7 +365,7 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
     if a is None or b is None:
         st.warning(f"No image to align: {why_a or why_b}")
         return
-    moved, train, overlay, diff = _aligned_images(x, a, b)
+    moved, train, overlay, diff = e.aligned_views(a, b, ALIGNED_PX)
     c1, c2 = st.columns(2)
     jpeg = {"width": "content", "output_format": "JPEG"}  # a fifth of the PNG's bytes at 448 px
     c1.image(moved, caption=f"evaluation, moved by the alignment ({x.transform}, then refined)", **jpeg)

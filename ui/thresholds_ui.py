@@ -108,13 +108,13 @@ def suggestion_check(result, defaults: tuple[float, float] | None) -> None:
 def flagged_table(ws: Workspace, hard: float, soft: float) -> None:
     """Flagged evaluation images per split at these thresholds, from the scores alone and with the curators'
     decisions applied (the count Home, Review, Heatmaps and Export show), side by side and named so."""
-    from leakcore import leakage
+    from leakcore.api import ALL_SOURCES
 
     auto = data.flagged_counts(ws, hard, soft)
     if auto.empty:
         return
     rates = data.rates(ws, hard, soft)
-    decided = rates[(rates["train_split"] == leakage.ALL_SOURCES) & (rates["check"] == "similarity")]
+    decided = rates[(rates["train_split"] == ALL_SOURCES) & (rates["check"] == "similarity")]
     table = auto.merge(decided[["eval_split", "hard", "soft"]].rename(columns={"hard": "hard_dec", "soft": "soft_dec"}),
                        on="eval_split", how="left")
     shown = pd.DataFrame({
