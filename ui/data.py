@@ -163,6 +163,17 @@ def _queue_decided(path: str, encoder: str, hard: float, soft: float, stamp: tup
         _queue_lookup(path, encoder, hard, soft, stamp, items_stamp), dstamp)
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _borderline_count(path: str, encoder: str, hard: float, soft: float, stamp: tuple, items_stamp: tuple) -> int:
+    degrees = _queue(path, encoder, hard, soft, stamp, items_stamp)["degree"].to_numpy()
+    return int((degrees == review.BORDERLINE).sum())
+
+
+def borderline_count(ws: Workspace, hard: float, soft: float) -> int:
+    """Pairs of the queue just below soft (in it, not flagged): counted once per queue, not per key press."""
+    return _borderline_count(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), _stamp(ws.items_path))
+
+
 def queue(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
     """The review queue with the decisions in force merged in (read-only)."""
     return _queue_decided(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), _stamp(ws.items_path),

@@ -209,7 +209,7 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
     with user_errors():
         queue = data.queue(ws, hard, soft)  # cached; a decision refreshes it through the decisions' stamp
         view, decided = data.review_view(ws, hard, soft, filters)
-        border = int((queue["degree"].to_numpy() == review.BORDERLINE).sum())  # below soft: in the queue, not flagged
+        border = data.borderline_count(ws, hard, soft)  # below soft: in the queue, not flagged
         what = (f"{len(queue)} flagged pairs" if not border else
                 f"{len(queue)} pairs ({len(queue) - border} flagged, {border} borderline just below soft)")
         st.progress(decided / len(queue), text=f"Reviewed {decided} of {what} · {len(view)} match the filters")
