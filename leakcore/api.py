@@ -584,6 +584,42 @@ class Project(Workspace):
             "audit_entries": len(self.audit_log.entries()),
         }
 
+    # ---- what the registered checks say of themselves (pages and the CLI iterate these; none names a check) ----
+    @staticmethod
+    def check_names() -> list[str]:
+        """The checks every rates table holds (what the CI gate can bound), in registry order."""
+        return _checks.rate_check_names()
+
+    @staticmethod
+    def check_words(check: str) -> "_checks.Words":
+        """How a check's degrees, score and rates read (`leakcore.checks.Words`)."""
+        return _checks.get_check(check).words
+
+    @staticmethod
+    def reviewable_checks() -> list[dict]:
+        """The checks the Review page shows one by one: name, how ("pairs" or "groups"), and what it says."""
+        return [{"name": c.name, "review": c.review, "words": c.words.review or c.description}
+                for c in _checks.reviewable_checks()]
+
+    @staticmethod
+    def exportable_checks() -> list[dict]:
+        """The checks whose findings an export can remove: name, whether by default, and what it says."""
+        return [{"name": c.name, "default": c.export_default, "description": c.description}
+                for c in _checks.exportable_checks()]
+
+    @staticmethod
+    def parse_bounds(specs) -> dict:
+        """`CHECK=PCT` / `CHECK:hard=PCT` -> the CI gate's bounds (`leakcore.checks.parse_bounds`)."""
+        return _checks.parse_bounds(specs)
+
+    def gate(self, table: pd.DataFrame, bounds: dict) -> list[str]:
+        """Every bound a rates table (`rates`) breaks, in words; empty when the gate passes."""
+        return _checks.gate(table, bounds)
+
+    def review_queue(self, hard: float, soft: float, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The Review page's queue: the pairs of every check reviewed as pairs (`review.review_queue`)."""
+        return review.review_queue(self, hard, soft, pairs=pairs)
+
 
 def open_project(path: str | os.PathLike) -> Project:
     return Project.open(path)

@@ -124,9 +124,9 @@ def cmd_scan(args) -> int:
     return _report(project)
 
 
-def _report(project, *, as_json: bool = False, fail_above_hard=None, fail_above_soft=None, use_decisions=True,
-            hard=None, soft=None, fail_above_group=None, fail_above_temporal=None, fail_on_shortcut=False,
-            document=None) -> int:
+def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_decisions=True, hard=None, soft=None,
+            fail_on_shortcut=False, document=None) -> int:
+    """Print the rates (or the JSON report) and apply the CI gate: `bounds` is {check: {degree: percent}}."""
     from leakcore import leakage
 
     if as_json:
@@ -144,11 +144,11 @@ def _report(project, *, as_json: bool = False, fail_above_hard=None, fail_above_
         table = project.rates(hard=hard, soft=soft, use_decisions=use_decisions)
         if table.empty:
             print("no results yet: run `leakcore scan`")
-        words = {"similarity": ("hard", "soft"), "group": ("explicit", "any link"), "temporal": ("same group/camera", "any link")}
-        for check, part in table.groupby("check", sort=False):
-            h, s = words.get(check, ("hard", "soft"))
-            if check != "similarity":
-                print(f"\n{check} check ({h} ⊂ {s}):")
+        h, s = "hard", "soft"
+        for i, (check, part) in enumerate(table.groupby("check", sort=False)):
+            if i:  # the headline check first, as before; each other one under its own words
+                w = project.check_words(check)
+                print(f"\n{check} check (hard: {w.hard_title.lower()} ⊂ soft: {w.soft_title.lower()}):")
             for r in part.itertuples():
                 print(f"  {r.eval_split:<24} vs {r.train_split:<26} n={r.n_eval:>7}  {h} {r.hard:>6} ({100 * r.hard_rate:6.2f}%)"
                       f"  {s} {r.soft:>6} ({100 * r.soft_rate:6.2f}%)")
@@ -164,9 +164,7 @@ def _report(project, *, as_json: bool = False, fail_above_hard=None, fail_above_
         if len(future):
             print(f"\ntraining on the future: {len(future)} training images are dated after the cutoff "
                   f"{project.group_settings['cutoff']} (e.g. {', '.join(future['item_id'].head(3))})")
-    failures = leakage.exceeds(table, fail_above_hard, fail_above_soft)
-    failures += leakage.exceeds(table, None, fail_above_group, check="group")
-    failures += leakage.exceeds(table, None, fail_above_temporal, check="temporal")
+    failures = project.gate(table, bounds or {})
     if fail_on_shortcut:
         for dataset, a in project.shortcut_audits().items():
             f = a["found"]
@@ -204,10 +202,19 @@ def cmd_report(args) -> int:
 
         raise InvalidInput("predictions and probes add the impact table to the full report",
                            cli="add --html FILE and/or --json")
-    return _report(project, as_json=args.json, document=document, fail_above_hard=args.fail_above_hard,
-                   fail_above_soft=args.fail_above_soft, use_decisions=not args.auto_only, hard=args.hard, soft=args.soft,
-                   fail_above_group=args.fail_above_group, fail_above_temporal=args.fail_above_temporal,
+    return _report(project, as_json=args.json, document=document, bounds=_bounds(project, args),
+                   use_decisions=not args.auto_only, hard=args.hard, soft=args.soft,
                    fail_on_shortcut=args.fail_on_shortcut)
+
+
+def _bounds(project, args) -> dict:
+    """`--fail-above CHECK[:hard]=PCT`, with the older per-check flags as aliases of it."""
+    specs = list(args.fail_above or ())
+    for flag, spec in (("fail_above_hard", "similarity:hard"), ("fail_above_soft", "similarity"),
+                       ("fail_above_group", "group"), ("fail_above_temporal", "temporal")):
+        if getattr(args, flag) is not None:
+            specs.append(f"{spec}={getattr(args, flag)}")
+    return project.parse_bounds(specs)
 
 
 def cmd_calibrate(args) -> int:
@@ -559,10 +566,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="hard and soft leakage rates; exit 1 above a bound (for CI)")
     p.add_argument("dir")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--fail-above-hard", type=float, metavar="PCT")
-    p.add_argument("--fail-above-soft", type=float, metavar="PCT")
-    p.add_argument("--fail-above-group", type=float, metavar="PCT", help="bound on evaluation images whose group reaches training data")
-    p.add_argument("--fail-above-temporal", type=float, metavar="PCT", help="bound on evaluation images in a training recording")
+    p.add_argument("--fail-above", action="append", metavar="CHECK=PCT",
+                   help="exit 1 when an evaluation split's rate of a check is above PCT percent (every finding; "
+                        "CHECK:hard=PCT bounds the hard ones); repeat for several checks, e.g. --fail-above "
+                        f"similarity=1 --fail-above label_conflict=0. Checks: {', '.join(api.Project.check_names())}")
+    p.add_argument("--fail-above-hard", type=float, metavar="PCT", help="= --fail-above similarity:hard=PCT")
+    p.add_argument("--fail-above-soft", type=float, metavar="PCT", help="= --fail-above similarity=PCT")
+    p.add_argument("--fail-above-group", type=float, metavar="PCT", help="= --fail-above group=PCT")
+    p.add_argument("--fail-above-temporal", type=float, metavar="PCT", help="= --fail-above temporal=PCT")
     p.add_argument("--fail-on-shortcut", action="store_true", help="exit 1 when a stored shortcut audit found one")
     p.add_argument("--hard", type=float, help="use this hard threshold instead of the project's")
     p.add_argument("--soft", type=float, help="use this soft threshold instead of the project's")

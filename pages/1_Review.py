@@ -10,10 +10,18 @@ with user_errors():
     queue = data.queue(ws, hard, soft)
     st.title("Review flagged pairs")
     has_groups = ws.grouping or data.items(ws)["group"].notna().any()
-    check = st.sidebar.radio("Check", ["similarity", "group"] if has_groups else ["similarity"], key="review_check",
-                             horizontal=True, help="similarity: pairs of near-duplicates; group: images of one source "
-                                                   "(patient, video, large image) across splits")
-    if check == "group":
+    # every check reviewed one by one: as pairs (the queue holds each pair check's rows) or as groups
+    # (the first pair check is always offered, so that an empty queue still has a page; the others when they queue)
+    pair_checks = [c for c in ws.reviewable_checks() if c["review"] == "pairs"]
+    shown = [c for c in ws.reviewable_checks()
+             if (c["review"] == "groups" and has_groups)
+             or (c["review"] == "pairs" and (c is pair_checks[0] or (queue["check"] == c["name"]).any()))]
+    how = {c["name"]: c["review"] for c in shown}
+    if st.session_state.get("review_check") not in how:
+        st.session_state["review_check"] = shown[0]["name"]
+    check = st.sidebar.radio("Check", list(how), key="review_check", horizontal=True,
+                             help="; ".join(f"{c['name']}: {c['words']}" for c in shown))
+    if how[check] == "groups":
         flash()
         st.caption("Groups: images of one source across splits")
         review_ui.group_view(ws, data.items(ws), st.session_state["f_eval_splits"])
@@ -23,5 +31,5 @@ with user_errors():
         st.info("Nothing flagged yet. Run a scan from the home page, or lower the soft threshold.")
         st.stop()
     review_ui.restore_from_url(queue)  # a reload, a bookmark or a link: the queue and pair it names
-    filters = queue_filters(queue)
+    filters = {**queue_filters(queue), "checks": [check]}
     review_ui.review_panel(ws, hard, soft, filters)

@@ -15,20 +15,15 @@ with user_errors():
     use_decisions = c2.toggle("Use curator decisions", value=True, key="heat_decisions",
                               help="On: a confirmed leak counts and a rejected pair does not. Off: automatic flags only.")
     table = data.rates(ws, hard, soft, auto_only=not use_decisions)
-    checks = list(dict.fromkeys(table["check"])) if not table.empty else ["similarity"]
+    checks = list(dict.fromkeys(table["check"])) if not table.empty else ws.check_names()[:1]
     check = st.radio("Check", checks, key="heat_check", horizontal=True, disabled=len(checks) < 2,
-                     help="similarity: near-duplicates; group: one source (patient, video, image) across splits; "
-                          "temporal: one recording (same group or camera within the time window)")
+                     help="; ".join(f"{c}: {ws.check_words(c).review or ws.check_words(c).verdict}" for c in checks))
     mats = leakage.matrices(table, order=order, check=check)
     if mats["soft_rate"].empty:
-        st.info("No results yet: add datasets with training and evaluation splits and run a scan.")
+        st.info("No results yet: add datasets with training and evaluation splits and run a scan."
+                if table.empty else f"No {check} findings between an evaluation split and a training source.")
         st.stop()
-    c3.caption({"similarity": f"Share of each evaluation split (columns) found in each training source (rows) at hard ≥ "
-                              f"{hard:.3f} and soft ≥ {soft:.3f}.",
-                "group": "Share of each evaluation split (columns) whose group (patient, video, image) has members in "
-                         "each training source (rows).",
-                "temporal": "Share of each evaluation split (columns) taken within the time window of a training image "
-                            "of the same source (rows)."}.get(check, "")
+    c3.caption(ws.check_words(check).caption.format(hard=hard, soft=soft)
                + " ● marks intra-dataset cells. Click a cell to review it.")
     left, right = st.columns(2)
     with left:

@@ -5,15 +5,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-
-CHECK_WORDS = {"similarity": ("Hard leakage", "Soft leakage"),
-               "group": ("Group leakage: explicit or confirmed", "Group leakage: any link"),
-               "temporal": ("Same recording: explicit group or camera", "Same recording: any link")}
+from leakcore.api import Project
 
 
 def _title(kind: str, check: str) -> str:
-    words = CHECK_WORDS.get(check, ("Hard leakage", "Soft leakage"))
-    return words[0] if kind == "hard" else words[1]
+    words = Project.check_words(check)  # each check names its own maps
+    return words.hard_title if kind == "hard" else words.soft_title
 
 
 def _cells(mats: dict, kind: str) -> pd.DataFrame:
@@ -96,9 +93,12 @@ def plotly_html(mats: dict, check: str) -> str:
 
 def drill_down(eval_split: str, train_split: str, kind: str) -> None:
     """Open the review page filtered to one (evaluation split, training source) cell."""
-    check = st.session_state.get("heat_check", "similarity")
+    reviewable = {c["name"]: c["review"] for c in Project.reviewable_checks()}
+    check = st.session_state.get("heat_check") or next(iter(reviewable))
     st.session_state["heat_last_click"] = None  # back on this page, the same cell opens again
-    st.session_state["review_check"] = "group" if check in ("group", "temporal") else "similarity"
+    # the cell's own check where the Review page shows it; else its groups, else the first reviewable check
+    st.session_state["review_check"] = (check if check in reviewable else
+                                        next((c for c, how in reviewable.items() if how == "groups"), next(iter(reviewable))))
     st.session_state["group_pos"] = 0
     st.session_state.update({
         "f_eval_splits": [eval_split], "f_sources": [train_split],

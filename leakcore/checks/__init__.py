@@ -8,8 +8,9 @@ checks register the same way. Implementations are imported explicitly, not found
 """
 from __future__ import annotations
 
-from leakcore.checks.base import _REGISTRY, FINDING_COLUMNS, Check, CheckInputs, empty_findings, register_check
-from leakcore.errors import UnknownName
+from leakcore.checks.base import (_REGISTRY, FINDING_COLUMNS, REMOVAL_COLUMNS, Check, CheckInputs, Words,
+                                  empty_findings, empty_removals, register_check)
+from leakcore.errors import InvalidInput, UnknownName
 
 def _load() -> None:
     # the order they are listed and reported in
@@ -44,5 +45,52 @@ def rate_check_names() -> list[str]:
     return [c.name for c in _REGISTRY.values() if c.in_rates]
 
 
-__all__ = ["Check", "CheckInputs", "FINDING_COLUMNS", "check_names", "empty_findings", "get_check", "list_checks",
-           "register_check"]
+def reviewable_checks() -> list[Check]:
+    """The checks whose findings the Review page shows one by one (as pairs or as groups), in registry order."""
+    _load()
+    return [c for c in _REGISTRY.values() if c.review]
+
+
+def exportable_checks() -> list[Check]:
+    """The checks whose findings an export can remove; `export_default` ones do unless asked not to."""
+    _load()
+    return [c for c in _REGISTRY.values() if c.exportable]
+
+
+def parse_bounds(specs) -> dict[str, dict[str, float]]:
+    """`CHECK=PCT` or `CHECK:hard=PCT` (soft, every finding, when no degree is named) -> {check: {degree: pct}};
+    the CI gate's `--fail-above`. Unknown checks and degrees are refused with the valid ones named."""
+    _load()
+    out: dict[str, dict[str, float]] = {}
+    for spec in specs or ():
+        name, eq, pct = str(spec).partition("=")
+        name, _, degree = name.strip().partition(":")
+        degree = degree.strip() or "soft"
+        if not eq or not name:
+            raise InvalidInput(f"a bound reads CHECK=PCT or CHECK:hard=PCT, got {spec!r}",
+                               cli="e.g. --fail-above similarity=1 --fail-above group:hard=0.5")
+        if not get_check(name).in_rates:
+            raise InvalidInput(f"the {name} check has no rates a bound could apply to; checks with rates: "
+                               f"{', '.join(rate_check_names())}", cli="for a stored shortcut audit use --fail-on-shortcut")
+        if degree not in ("hard", "soft"):
+            raise UnknownName(f"a bound's degree is hard or soft, got {degree!r} in {spec!r}")
+        try:
+            value = float(pct)
+        except ValueError:
+            raise InvalidInput(f"a bound is a percentage, got {pct!r} in {spec!r}") from None
+        out.setdefault(name, {})[degree] = value
+    return out
+
+
+def gate(table, bounds: dict[str, dict[str, float]]) -> list[str]:
+    """Every bound broken by a rates table (`Project.rates`), in words; empty when the gate passes."""
+    _load()
+    out: list[str] = []
+    for name, by_degree in bounds.items():
+        out += get_check(name).gate(table, by_degree)
+    return out
+
+
+__all__ = ["Check", "CheckInputs", "FINDING_COLUMNS", "REMOVAL_COLUMNS", "Words", "check_names", "empty_findings",
+           "empty_removals", "exportable_checks", "gate", "get_check", "list_checks", "parse_bounds", "register_check",
+           "reviewable_checks"]

@@ -15,6 +15,7 @@ class CoverageCheck(Check):
     kind = "sets"
     description = "evaluation images outside their dataset's training manifold (k-NN balls, k = 5)"
     in_rates = False
+    exportable = False  # not a leak: an export keeps these images
 
     def findings(self, ws, inputs: CheckInputs) -> pd.DataFrame:
         from leakcore.coverage import ImageSet, audit

@@ -9,7 +9,8 @@ import logging
 import pandas as pd
 
 from leakcore import leakage
-from leakcore.checks.base import FINDING_COLUMNS, Check, CheckInputs, empty_findings, register_check
+from leakcore.checks.base import (FINDING_COLUMNS, REMOVAL_COLUMNS, Check, CheckInputs, Words, empty_findings,
+                                  empty_removals, register_check)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,13 @@ class GroupCheck(Check):
     name = "group"
     kind = "groups"
     description = "evaluation images whose group (explicit, verified by geometry or confirmed) has members in training data"
+    words = Words(hard="explicit or confirmed group link", soft="its group reaches training data (any link)", score="",
+                  hard_title="Group leakage: explicit or confirmed", soft_title="Group leakage: any link",
+                  caption="Share of each evaluation split (columns) whose group (patient, video, image) has members "
+                          "in each training source (rows).",
+                  verdict="belong to a group (patient, video, source image) with members in training",
+                  review="images of one source (patient, video, large image) across splits")
+    review = "groups"
 
     def _reach(self, ws, inputs):
         from leakcore.grouping import group_reach
@@ -78,3 +86,18 @@ class GroupCheck(Check):
         if groups is None:
             return pd.DataFrame()
         return reach_rates(self.name, ws, hard, soft)
+
+    def removals(self, ws, eval_split: str, inputs: CheckInputs, policy) -> pd.DataFrame:
+        """Every evaluation item whose group reaches training data, by any link (a group is one source: the
+        policy's level of automatic similarity flags does not apply to it)."""
+        from leakcore.grouping import group_reach
+
+        groups = groups_for(ws, inputs)
+        if groups is None:
+            return empty_removals()
+        reach = group_reach(groups)
+        reach = reach[reach["eval_split"] == eval_split].drop_duplicates("eval_item_id")
+        return pd.DataFrame({"item_id": reach["eval_item_id"].to_numpy(), "check": self.name,
+                             "reason": [f"group reaches training data (group {g})" for g in reach["group_id"]],
+                             "matches": reach["train_split"].to_numpy(), "similarity": float("nan"), "degree": None,
+                             "decision": None, "confirmed": False}, columns=REMOVAL_COLUMNS)

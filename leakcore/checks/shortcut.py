@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from leakcore.checks.base import FINDING_COLUMNS, Check, CheckInputs, empty_findings, register_check
+from leakcore.checks.base import FINDING_COLUMNS, Check, CheckInputs, Words, empty_findings, register_check
 
 
 @register_check
@@ -13,6 +13,8 @@ class ShortcutCheck(Check):
     kind = "sets"
     description = "images that carry a label-revealing marker (region probe and occlusion of the shortcut audit)"
     in_rates = False
+    exportable = False  # a marker is fixed by cleaning the images, not by dropping the evaluation items
+    words = Words(hard="", soft="", score="class-score drop when masked", strong="high")
 
     def findings(self, ws, inputs: CheckInputs) -> pd.DataFrame:
         from leakcore import shortcuts

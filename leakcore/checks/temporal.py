@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from leakcore.checks.base import FINDING_COLUMNS, Check, CheckInputs, empty_findings, register_check
+from leakcore.checks.base import FINDING_COLUMNS, Check, CheckInputs, Words, empty_findings, register_check
 from leakcore.checks.group import groups_for, reach_rates
 
 
@@ -66,6 +66,12 @@ class TemporalCheck(Check):
     name = "temporal"
     kind = "pairs"
     description = "evaluation images within the time window of a training image of the same group or camera"
+    words = Words(hard="same group or camera, explicit", soft="same recording (any link)", score="seconds apart",
+                  strong="low", hard_title="Same recording: explicit group or camera",
+                  soft_title="Same recording: any link",
+                  caption="Share of each evaluation split (columns) taken within the time window of a training image "
+                          "of the same source (rows).",
+                  verdict="were taken within the time window of a training image of the same source")
 
     def findings(self, ws, inputs: CheckInputs) -> pd.DataFrame:
         got = temporal_pairs(ws, inputs)
