@@ -115,7 +115,8 @@ def decisions(ws: Workspace) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _queue(path: str, encoder: str, hard: float, soft: float, stamp: tuple, items_stamp: tuple) -> pd.DataFrame:
-    return review.build_queue(_pairs(path, encoder, stamp), _items(path, items_stamp), hard, soft)
+    # every check reviewed as pairs adds its rows (each names its check); the pairs are the cached ones
+    return Project.open(path).review_queue(hard, soft, pairs=_pairs(path, encoder, stamp))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
