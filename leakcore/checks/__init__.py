@@ -16,6 +16,7 @@ def _load() -> None:
     # the order they are listed and reported in
     from leakcore.checks import similarity  # noqa: F401, I001  (each registers itself)
     from leakcore.checks import group, temporal  # noqa: F401, I001
+    from leakcore.checks import label_conflict  # noqa: F401, I001
     from leakcore.checks import shortcut, coverage  # noqa: F401, I001
 
 
