@@ -107,3 +107,63 @@ def test_an_export_refuses_a_check_it_cannot_remove_by():
         ExportPolicy("soft", checks=frozenset({"coverage"}))
     assert "similarity" in ExportPolicy().selected and "group" in ExportPolicy(groups=True).selected
     assert [c.name for c in checks.exportable_checks()][0] == "similarity"
+
+
+@pytest.fixture(scope="module")
+def conflicted(tmp_path_factory):
+    """A folder dataset with one picture under two labels across splits (test cat = training dog, same bytes),
+    two within the test split, and two within training."""
+    tmp = tmp_path_factory.mktemp("conflicts")
+    root = make_folder_dataset(tmp / "d", n_train=6, n_test=5)
+    (root / "test" / "cat" / "across.jpg").write_bytes((root / "train" / "dog" / "train_001.jpg").read_bytes())
+    (root / "test" / "dog" / "within.jpg").write_bytes((root / "test" / "cat" / "test_002.jpg").read_bytes())
+    (root / "train" / "cat" / "twin.jpg").write_bytes((root / "train" / "dog" / "train_003.jpg").read_bytes())
+    p = Project.create(tmp / "w", encoder="phash")
+    p.add("d", root)
+    p.scan()
+    return p
+
+
+def test_label_conflicts_appear_in_rates_heatmaps_review_export_and_the_gate(conflicted):
+    p = conflicted
+    f = p.findings("label_conflict").set_index(["eval_item_id", "train_item_id"])
+    assert f.loc[("d/test/cat/across.jpg", "d/train/dog/train_001.jpg"), "degree"] == "hard"
+    # within a split both images carry the conflict; two training images are found by their bytes
+    assert ("d/test/dog/within.jpg", "d/test/cat/test_002.jpg") in f.index
+    assert ("d/test/cat/test_002.jpg", "d/test/dog/within.jpg") in f.index
+    assert {("d/train/cat/twin.jpg", "d/train/dog/train_003.jpg"),
+            ("d/train/dog/train_003.jpg", "d/train/cat/twin.jpg")} & set(f.index)
+    assert "labelled 'cat' here, 'dog' in d/train" in f.loc[("d/test/cat/across.jpg", "d/train/dog/train_001.jpg"), "reason"]
+    # a copy under the same label is a leak, not a conflict
+    assert not any(e == "d/test/cat/test_000.jpg" for e, _ in f.index)
+    table = p.rates()
+    lc = table[table["check"] == "label_conflict"].set_index("train_split")
+    assert lc.loc[leakage.ALL_SOURCES, "soft"] == 3 and lc.loc["d/train", "soft"] == 1  # across + both within
+    assert leakage.matrices(table, check="label_conflict")["hard"].loc["d/train", "d/test"] == 1
+    q = p.review_queue(*p.thresholds())
+    assert ("d/test/cat/across.jpg", "d/train/dog/train_001.jpg") in set(
+        zip(q.loc[q["check"] == "label_conflict", "eval_item_id"], q.loc[q["check"] == "label_conflict", "train_item_id"]))
+    plan = export.plan(p, "d/test", ExportPolicy("soft", checks=frozenset({"label_conflict"}))).set_index("item_id")
+    assert set(plan.index[plan["removed"]]) == {"d/test/cat/across.jpg", "d/test/dog/within.jpg", "d/test/cat/test_002.jpg"}
+    assert set(plan.loc[plan["removed"], "check"]) == {"label_conflict"}
+    assert main(["report", str(p.path), "--fail-above", "label_conflict=0"]) == 1
+    assert main(["report", str(p.path), "--fail-above", "label_conflict=50"]) == 0
+
+
+def test_a_confirmed_near_duplicate_under_another_label_is_a_conflict_and_a_rejected_one_is_not(conflicted, tmp_path):
+    import shutil
+
+    p = Project.open(shutil.copytree(conflicted.path, tmp_path / "w"))
+    pairs = leakage.load_pairs(p)
+    labels = p.items().set_index("item_id")["label"]
+    hard, soft = p.thresholds()
+    below = pairs[(pairs["similarity"] < soft) & ~pairs["within"]
+                  & (pairs["eval_item_id"].map(labels) != pairs["train_item_id"].map(labels))].iloc[0]
+    key = (below["eval_item_id"], below["train_item_id"])
+    assert key not in set(p.findings("label_conflict").set_index(["eval_item_id", "train_item_id"]).index)
+    p.decisions.decide(*key, "hard", reviewer="r")
+    f = p.findings("label_conflict").set_index(["eval_item_id", "train_item_id"])
+    assert f.loc[key, "degree"] == "hard" and "confirmed near-duplicate" in f.loc[key, "reason"]
+    p.decisions.decide("d/test/cat/across.jpg", "d/train/dog/train_001.jpg", "not_leak", reviewer="r")
+    f = p.findings("label_conflict").set_index(["eval_item_id", "train_item_id"])
+    assert ("d/test/cat/across.jpg", "d/train/dog/train_001.jpg") not in f.index
