@@ -539,14 +539,17 @@ class Project(Workspace):
 
     # ---- export ------------------------------------------------------------------------------------------
     def export_policy(self, flags: str = "soft", keep: "str | frozenset | None" = None,
-                      dedupe_within: bool = False, groups: bool = False) -> _export.ExportPolicy:
-        """A policy from the page's or the CLI's inputs (`keep` as one-per-line text or a set)."""
+                      dedupe_within: bool = False, groups: bool = False, also=()) -> _export.ExportPolicy:
+        """A policy from the page's or the CLI's inputs (`keep` as one-per-line text or a set; `also`: checks
+        whose findings remove items besides the default ones, `exportable_checks`)."""
         keep = _export.parse_keep_list(keep) if isinstance(keep, str) else frozenset(keep or ())
-        return _export.ExportPolicy(flags, keep, dedupe_within, groups)
+        chosen = {c["name"] for c in self.exportable_checks() if c["default"]} | set(also or ())
+        return _export.ExportPolicy(flags, keep, dedupe_within, groups, frozenset(chosen))
 
     def export_preview(self, splits: "list[str] | None" = None, policy: _export.ExportPolicy | None = None) -> pd.DataFrame:
         policy = policy or _export.ExportPolicy()
-        return _export.preview(self, splits, keep=policy.keep, dedupe_within=policy.dedupe_within, groups=policy.groups)
+        return _export.preview(self, splits, keep=policy.keep, dedupe_within=policy.dedupe_within, groups=policy.groups,
+                               checks=policy.checks)
 
     def export_plan(self, split: str, policy: _export.ExportPolicy) -> pd.DataFrame:
         return _export.plan(self, split, policy)

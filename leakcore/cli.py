@@ -266,7 +266,7 @@ def cmd_impact(args) -> int:
 def cmd_export(args) -> int:
     project = _project(args.dir)
     policy = project.export_policy(args.policy, Path(args.keep).read_text() if args.keep else None, args.dedupe_within,
-                                   args.groups)
+                                   args.groups, also=args.also_remove or ())
     print("items each policy removes (before writing):")
     print(project.export_preview([args.split], policy).to_string(index=False))
     result = project.export(args.split, policy, fmt=args.format, out=args.out, links=args.links)
@@ -618,8 +618,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", metavar="FILE", help="item ids or keys, one per line, never removed by automatic flags")
     p.add_argument("--dedupe-within", action="store_true", help="also remove within-split duplicates, keeping the first")
     p.add_argument("--links", choices=["symlink", "copy"], help="also make a folder of the kept image files")
-    p.add_argument("--groups", action="store_true",
-                   help="also remove evaluation images whose group (patient, video, image) reaches training data")
+    p.add_argument("--also-remove", action="append", metavar="CHECK",
+                   choices=[c["name"] for c in api.Project.exportable_checks() if not c["default"]],
+                   help="also remove the evaluation images another check flags (repeatable): "
+                        + "; ".join(f"{c['name']}: {c['description']}" for c in api.Project.exportable_checks()
+                                    if not c["default"]))
+    p.add_argument("--groups", action="store_true", help="= --also-remove group")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("coverage", help="how set B covers reference set A: precision, recall, density, coverage, spectra")
@@ -694,17 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cifar10", metavar="PATH|download",
                    help="a realistic demo from a CIFAR-10 batches folder or Parquet, or 'download' (md5-checked)")
     p.set_defaults(func=cmd_demo)
-    _add_later_commands(sub)
     return parser
-
-
-def _add_later_commands(sub) -> None:
-    """Commands of the review, calibration, impact and export modules register here."""
-    for register in _EXTRA_COMMANDS:
-        register(sub)
-
-
-_EXTRA_COMMANDS: list = []
 
 
 def main(argv: list[str] | None = None) -> int:

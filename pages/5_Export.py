@@ -4,7 +4,7 @@ import zipfile
 
 import streamlit as st
 
-from leakcore import export
+from leakcore import api
 from ui import data
 from ui.review_ui import pair_url
 from ui.widgets import flash, page, user_errors
@@ -16,7 +16,8 @@ def removed_rows(ws, removed):
     """The removed list with the evaluation image, its best training match and a link to the pair in Review."""
     items = data.items(ws)
     first = removed["matches"].fillna("").str.split(";").str[0]
-    match_ok = first.isin(items.index) & (removed["check"] == "similarity")
+    pair_checks = [c["name"] for c in ws.reviewable_checks() if c["review"] == "pairs"]  # reviewed as pairs
+    match_ok = first.isin(items.index) & removed["check"].isin(pair_checks)
     out = removed[["item_id", "check", "reason", "similarity", "decision", "reviewer", "note", "matches"]].copy()
     text = ["check", "reason", "decision", "reviewer", "note", "matches"]
     out[text] = out[text].astype("string").fillna("")  # an empty cell, not "None"
@@ -35,19 +36,20 @@ with user_errors():
         st.stop()
     c1, c2, c3 = st.columns([2, 2, 1])
     split = c1.selectbox("Evaluation split", options, key="exp_split")
-    flags = c2.radio("Unreviewed automatic flags to remove", list(export.POLICIES), index=1, horizontal=True, key="exp_policy",
+    flags = c2.radio("Unreviewed automatic flags to remove", list(api.EXPORT_POLICIES), index=1, horizontal=True, key="exp_policy",
                      help="Confirmed leaks are always removed; pairs a curator rejected never remove their image.")
-    fmt = c3.selectbox("Format", list(export.FORMATS), key="exp_format", help="same: the input's own format")
+    fmt = c3.selectbox("Format", list(api.EXPORT_FORMATS), key="exp_format", help="same: the input's own format")
     c4, c5 = st.columns([2, 2])
     keep_text = c4.text_area("Keep-list: item ids or keys never removed by automatic flags (one per line)", key="exp_keep",
                              height=68)
     dedupe = c5.checkbox("Also remove within-split duplicates", key="exp_dedupe",
                          help="Near-copies inside the evaluation split itself: keep the first of each group, remove the rest.")
     links = c5.selectbox("Image folder", ["none", "symlink", "copy"], key="exp_links")
-    groups = c5.checkbox("Also remove images whose group reaches training data", key="exp_groups",
-                         help="One patient, video or image across splits: explicit groups, recovered groups and "
-                              "groups a curator confirmed.")
-    policy = ws.export_policy(flags, keep_text, dedupe, groups)
+    others = [c for c in ws.exportable_checks() if not c["default"]]
+    also = c5.multiselect("Also remove images flagged by", [c["name"] for c in others], key="exp_also",
+                          placeholder="no other check",
+                          help="; ".join(f"{c['name']}: {c['description']}" for c in others))
+    policy = ws.export_policy(flags, keep_text, dedupe, also=also)
     st.subheader("What each policy removes")
     preview, plan = data.export_views(ws, split, policy)
     st.dataframe(preview, hide_index=True, width="stretch")

@@ -166,7 +166,7 @@ def test_pages_show_groups(ws, monkeypatch, tmp_path):
     assert not at.exception
     assert any("Group **1 / 1**" in m.value for m in at.markdown)
     at.switch_page("pages/5_Export.py").run()
-    at.checkbox(key="exp_groups").check().run()
+    at.multiselect(key="exp_also").set_value(["group"]).run()
     assert not at.exception, at.exception
     at.button[-1].click().run()  # the re-split form's submit button
     assert not at.exception and any("groups kept whole" in s.value for s in at.success)
