@@ -23,7 +23,6 @@ them, as the local scan does.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,15 +37,6 @@ log = logging.getLogger(__name__)
 
 QUERY_BLOCK = 4096  # faiss's own query block: tasks split queries where faiss would, so sums are identical
 CHUNK = 1024  # images per embedding call (one cache shard each)
-CRASH_ENV = "LEAKCORE_TEST_CRASH_ONCE"  # tests: a path; the first actor call or task that finds it absent dies
-
-
-def _crash_once() -> None:
-    marker = os.environ.get(CRASH_ENV)
-    if marker and not os.path.exists(marker):
-        open(marker, "w").close()
-        os._exit(1)  # a real death: Ray sees the process go
-
 
 def connect(address: str | None = None, *, num_cpus: int | None = None):
     """Join a running cluster (`address`: "auto", "ray://host:10001" or "host:6379") or start a local one."""
@@ -55,12 +45,10 @@ def connect(address: str | None = None, *, num_cpus: int | None = None):
     except ImportError as exc:  # pragma: no cover - ray is in requirements.txt
         raise InvalidInput("the Ray scan needs the ray package", cli="pip install -r requirements.txt") from exc
     if not ray.is_initialized():
-        env = {"env_vars": {CRASH_ENV: os.environ[CRASH_ENV]}} if CRASH_ENV in os.environ else None
         if address in (None, "", "local"):
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, runtime_env=env,
-                     ignore_reinit_error=True)
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
         else:
-            ray.init(address=address, log_to_driver=False, runtime_env=env, ignore_reinit_error=True)
+            ray.init(address=address, log_to_driver=False, ignore_reinit_error=True)
     return ray
 
 
@@ -89,7 +77,6 @@ def _remote_defs(ray, gpu: bool):
             self.mirrored = self.encoder.mirrored()
 
         def embed(self, records: list[dict], mirror: bool, batch_size: int) -> int:
-            _crash_once()
             items = pd.DataFrame.from_records(records)
             enc = self.mirrored if mirror else self.encoder
             embed.embed_items(self.ws, items, enc, batch_size=batch_size, shard_size=max(1, len(items)), workers=1)
@@ -97,12 +84,10 @@ def _remote_defs(ray, gpu: bool):
 
     @ray.remote(max_retries=3)
     def search_array(queries: np.ndarray, collection: np.ndarray, start: int, stop: int, kk: int):
-        _crash_once()
         return search.block_result(queries, collection[start:stop], start, kk)
 
     @ray.remote(max_retries=3)
     def search_shards(queries: np.ndarray, ds, rows: np.ndarray, start: int, stop: int, kk: int):
-        _crash_once()
         _, block = next(embed.embeddings_blocks(ds, rows[start:stop], stop - start))
         return search.block_result(queries, block, start, kk)
 

@@ -14,15 +14,35 @@ from conftest import make_folder_dataset
 ray = pytest.importorskip("ray")
 
 
+def _dying_once(marker: str):
+    """A worker process setup hook: the first embedding call or search block that any worker runs creates the
+    marker file and kills its process (a real death: Ray sees the process go and retries the work)."""
+
+    def install():
+        from leakcore import embed, search
+
+        def dies_once(fn):
+            def call(*args, **kwargs):
+                if not os.path.exists(marker):
+                    open(marker, "w").close()
+                    os._exit(1)
+                return fn(*args, **kwargs)
+            return call
+
+        embed.embed_items = dies_once(embed.embed_items)
+        search.block_result = dies_once(search.block_result)
+
+    return install
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A local Ray with 2 CPUs whose workers are told to die once: the first embedding call or search task
-    that runs creates the marker file and exits its process."""
+    """A local Ray with 2 CPUs whose workers die once (`_dying_once`); `distributed.connect` joins it."""
     marker = tmp_path_factory.mktemp("crash") / "crashed"
-    os.environ[distributed.CRASH_ENV] = str(marker)
-    distributed.connect(num_cpus=2)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": _dying_once(str(marker))})
+    assert distributed.connect() is ray
     yield marker
-    del os.environ[distributed.CRASH_ENV]
     ray.shutdown()
 
 
