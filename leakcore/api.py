@@ -22,7 +22,7 @@ from leakcore import checks as _checks
 from leakcore import coverage as _coverage
 from leakcore import downstream, export as _export, fused as _fused, ingest, leakage, review
 from leakcore import scan as _scan
-from leakcore.errors import InvalidInput, UnknownName
+from leakcore.errors import InvalidInput, LeakcoreError, UnknownName
 from leakcore.access import Action
 from leakcore.project import DEFAULT_ENCODER, DEFAULT_K, Workspace
 from leakcore.schema import Decision, SplitId
@@ -77,6 +77,10 @@ class ImpactResult:
     hard: int
     soft: int
     source: str
+
+    def summary(self) -> pd.DataFrame:
+        """Mean over models per subset: accuracy, gain, random interval (the headline table)."""
+        return downstream.summary(self.table)
 
 
 @dataclass
@@ -133,6 +137,333 @@ class Decisions:
 
     def history(self, eval_item_id: str | None = None) -> pd.DataFrame:
         return review.history(self._p, eval_item_id)
+
+    @staticmethod
+    def group_links(groups, group_id: str, decision: "Decision | str") -> list[tuple[str, str]]:
+        """The pairs a decision on a whole group records: the links that make it a group (a group's explicit
+        metadata links stay when it is called unrelated: the source's group column says so); a group linked only
+        by metadata and kept together gets its first member linked to each other member."""
+        decision = Decision.parse(decision)
+        ev = groups.evidence[groups.evidence["group_id"] == group_id]
+        if decision == Decision.NOT_LEAK:
+            ev = ev[ev["kind"] != "explicit"]
+        pairs = list(zip(ev["a"].astype(str), ev["b"].astype(str)))
+        if not pairs and decision == Decision.SAME_SOURCE:
+            members = sorted(groups.membership.loc[groups.membership["group_id"] == group_id, "item_id"])
+            pairs = [(members[0], m) for m in members[1:]]
+        return pairs
+
+    def decide_group(self, group_id: str, decision: "Decision | str", *, reviewer: str, note: str | None = None,
+                     groups=None) -> int:
+        """Record a decision on a whole group (`group_links`); returns how many links were recorded (0: only
+        explicit metadata links the group). `groups`: the groups in force, when the caller holds them."""
+        groups = self._p.groups(in_force=True) if groups is None else groups
+        pairs = self.group_links(groups, group_id, decision)
+        if pairs:
+            self.decide_many(pairs, decision, reviewer=reviewer, note=note)
+        return len(pairs)
+
+
+# ---- what the pages show, named once: ui/ and pages/ import these from the facade, never from the modules ----
+from leakcore.access import ROOTS_ENV, AccessDenied, Role  # noqa: E402  (re-exported for the pages)
+from leakcore.coverage import ImageSet  # noqa: E402
+from leakcore.export import FORMATS as EXPORT_FORMATS, POLICIES as EXPORT_POLICIES  # noqa: E402
+from leakcore.fused import DECIDED_HARD_PRECISION, DECIDED_PRECISION  # noqa: E402
+from leakcore.images import NO_PIXELS, OUTSIDE_ROOT  # noqa: E402
+from leakcore.leakage import WITHIN  # noqa: E402
+from leakcore.review import BORDERLINE, DECISION_LABELS, SORTS, STATES, UNCERTAINTY_SORT  # noqa: E402
+
+
+def format_names() -> list[str]:
+    """The dataset layouts `Project.add` reads (`fmt`), in detection order."""
+    from leakcore import formats
+
+    return formats.format_names()
+
+
+def list_encoders() -> list[dict]:
+    """The encoder registry with availability here (`leakcore.encoders.list_encoders`)."""
+    from leakcore.encoders import list_encoders as _list
+
+    return _list()
+
+
+def degree_of(similarity, hard: float, soft: float):
+    """"hard", "soft" or "none" for each score at these thresholds."""
+    return leakage.degree_of(similarity, hard, soft)
+
+
+def matrices(table: pd.DataFrame, order: str = "name", check: str = "similarity") -> dict[str, pd.DataFrame]:
+    """The train-source x evaluation-split matrices of a rates table (`Project.rates`), per degree and rate."""
+    return leakage.matrices(table, order=order, check=check)
+
+
+def matrix_csv(mats: dict[str, pd.DataFrame]) -> str:
+    """The matrices as one CSV text (the Heatmaps page's download)."""
+    return leakage.matrix_csv(mats)
+
+
+DEMO_TRUTH = "demo_truth.csv"  # written by leakcore.demo (which sits above the facade: it builds a Project)
+
+
+def planted_truth(project: "Project") -> "pd.DataFrame | None":
+    """The demo workspace's planted pairs (kind, eval_item_id, train_item_id), or None for any other workspace."""
+    path = project.workspace.path / DEMO_TRUTH
+    return pd.read_csv(path) if path.exists() else None
+
+
+def configure_access(identity_source: Callable[[], "str | None"] | None, roots: "list[str] | None") -> None:
+    """Install, for this process, who the signed-in user is and the folders users may open (the dashboard's
+    first step on every page; `leakcore.access`)."""
+    _access.set_identity_source(identity_source)
+    _access.set_allowed_roots(roots)
+
+
+def os_user() -> str:
+    """The operating system's user name (who acts when nobody signed in)."""
+    return _access.os_user()
+
+
+def normalise_user(user: str | None) -> str:
+    """A user name as roles and decisions compare it (trimmed, case-folded e-mail)."""
+    return _access.normalise_user(user)
+
+
+class Team:
+    """Who acts and what they may do in a project: roles, the acting user, refusals, the audit log."""
+
+    def __init__(self, project: "Project"):
+        self._p = project
+
+    @property
+    def acting_user(self) -> str | None:
+        return _access.current_user(self._p.actor)
+
+    def role(self, user: str | None = None) -> Role:
+        """The role of `user` (default: the acting user) here; lead for everyone without a roles file."""
+        return _access.role_of(self._p.path, user or self.acting_user)
+
+    def roles(self) -> "_access.Roles | None":
+        return _access.load_roles(self._p.path)
+
+    def set_roles(self, roles: "_access.Roles | dict") -> "_access.Roles":
+        """Write the roles file (a lead only, or anyone while there is none); audited."""
+        roles = roles if isinstance(roles, _access.Roles) else _access.Roles.from_dict(roles)
+        return _access.save_roles(self._p.path, roles, actor=self.acting_user)
+
+    def start_roles(self, lead: str) -> "_access.Roles":
+        """A first roles file: `lead` leads, everyone else views."""
+        return self.set_roles(_access.template_roles(lead))
+
+    def refusal(self, action: "Action | str", user: str | None = None) -> str | None:
+        """Why `user` (default: the acting user) may not do `action` here, in a page's words; None when they may."""
+        try:
+            _access.require(self._p.path, user or self.acting_user, Action(action))
+        except LeakcoreError as exc:  # a refusal, or a roles file that cannot be read
+            return exc.for_page()
+        return None
+
+    @property
+    def audit_log(self) -> _access.AuditLog:
+        return _access.AuditLog(self._p.path)
+
+    def require(self, action: Action) -> tuple[str, str]:
+        """(who, role) when the acting user may do `action`, else AccessDenied."""
+        user = self.acting_user
+        role = _access.require(self._p.path, user, action)
+        return user or f"{_access.os_user()} (no session)", role.value
+
+    def audit(self, who: tuple[str, str], action: str, **entry) -> None:
+        self.audit_log.append(who[0], action, role=who[1], **entry)
+
+
+class Images:
+    """Reading an item's pixels for display, only from inside a registered dataset root."""
+
+    NO_PIXELS = NO_PIXELS
+    OUTSIDE_ROOT = OUTSIDE_ROOT
+
+    def __init__(self, project: "Project"):
+        self._p = project
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        """The folders pictures may be read from (every dataset's root)."""
+        return tuple(str(r) for r in self._p.workspace.dataset_roots())
+
+    @property
+    def without_pixels(self) -> frozenset[str]:
+        """Datasets that hold vectors only (nothing to show)."""
+        return frozenset(n for n, d in self._p.workspace.datasets.items() if d.format == "embeddings")
+
+    @staticmethod
+    def root_of(uri: str, roots: "tuple[str, ...]") -> str | None:
+        """The root among `roots` that holds `uri`, or None (then it must not be served)."""
+        from leakcore import catalog
+
+        return next((r for r in roots if catalog.is_inside(Path(uri), Path(r))), None)
+
+    @staticmethod
+    def read(uri: str, row: int, root: str | None, draft_size: "tuple[int, int] | None" = None):
+        """(PIL image or None, reason) of one item's file or Parquet row, decoded safely (EXIF, modes, limits)."""
+        from leakcore import catalog, images
+
+        if root is None:
+            return None, OUTSIDE_ROOT
+        kwargs = {"draft_size": draft_size} if draft_size else {}
+        result = images.decode(catalog.read_bytes(uri, row, root=root), **kwargs)
+        return result.image, result.reason
+
+    @staticmethod
+    def save(path: "str | os.PathLike", data: bytes) -> None:
+        """Write a derived picture (a display cache file) atomically."""
+        from leakcore.io import atomic_write_bytes
+
+        atomic_write_bytes(Path(path), data)
+
+
+class Review:
+    """What the Review page and `leakcore review` work from: the queue of every check reviewed as pairs, its
+    decisions merged in, filters, one pair's evidence, and which links a group decision records."""
+
+    BORDERLINE, STATES, SORTS, UNCERTAINTY_SORT, DECISION_LABELS = (BORDERLINE, STATES, SORTS, UNCERTAINTY_SORT,
+                                                                   DECISION_LABELS)
+
+    def __init__(self, project: "Project"):
+        self._p = project
+
+    def queue(self, hard: float, soft: float, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The queue of pairs (`review.review_queue`), built without decisions."""
+        return review.review_queue(self._p.workspace, hard, soft, pairs=pairs)
+
+    def decisions_after(self, after: int = 0):
+        """The decisions in force made after decision id `after` (`review.DecisionsChange`)."""
+        return review.decisions_after(self._p.workspace, after)
+
+    @staticmethod
+    def lookup(queue: pd.DataFrame):
+        """A queue's pair index, built once per queue (`review.pair_lookup`)."""
+        return review.pair_lookup(queue)
+
+    @staticmethod
+    def with_decisions(queue: pd.DataFrame, decisions: pd.DataFrame, lookup=None, *, over=None) -> pd.DataFrame:
+        return review.with_decisions(queue, decisions, lookup, over=over)
+
+    @staticmethod
+    def filter_rows(queue: pd.DataFrame, **filters):
+        """Positions of the rows the filters keep, in the order asked (`review.filter_rows`)."""
+        return review.filter_rows(queue, **filters)
+
+    def evidence(self, eval_item_id: str, train_item_id: str, *, similarity: float | None = None) -> PairEvidence:
+        """The second stage's view of one pair: its alignment and aligned canvases (computed now, so any pair can
+        be shown), the stored evidence, and the fused model's score with each feature's share (when fitted)."""
+        from leakcore import verify
+
+        ws = self._p.workspace
+        items = ws.items().drop_duplicates("item_id").set_index("item_id")
+        missing = [i for i in (eval_item_id, train_item_id) if i not in items.index]
+        if missing:
+            raise UnknownName(f"no item {missing[0]!r} in this workspace")
+        a, b = verify.load_images(items.loc[[eval_item_id, train_item_id]].reset_index())
+        if a is None or b is None:
+            raise InvalidInput("one of the two images cannot be read, so there is nothing to align")
+        pair = pd.DataFrame({"eval_item_id": [eval_item_id], "train_item_id": [train_item_id]})
+        stored = verify.evidence_for(ws, pair).iloc[0]
+        verified = bool(pd.notna(stored["ncc"]))
+        fm = _fused.load(ws)
+        if similarity is None:  # the raw similarity of the stored pair (pass it when you have it: this reads tables)
+            raw = leakage.load_pairs(ws, raw=True)
+            hit = raw[(raw["eval_item_id"] == eval_item_id) & (raw["train_item_id"] == train_item_id)]
+            similarity = float(hit["similarity"].max()) if len(hit) else None
+        fused = contributions = None
+        if fm is not None and verified and similarity is not None:
+            row = stored.copy()
+            row["similarity"] = similarity
+            if fm.second:  # the second model's similarity: cached for verified pairs, else computed now
+                second = _fused.SecondOpinion.of_model(ws, fm)
+                row[_fused.SECOND_FEATURE] = float(second.similarity(pair)[0])
+                if pd.isna(row[_fused.SECOND_FEATURE]):
+                    tv = second.encoder().encode_images([b])
+                    row[_fused.SECOND_FEATURE] = float(second.of_images([a], tv)[0])
+            fused = float(fm.predict(row.to_frame().T)[0])
+            contributions = fm.contributions(row)
+        return PairEvidence(verify.explain(a, b), stored if verified else None, similarity, fused, contributions)
+
+
+class Scores:
+    """The scored pairs and what the Thresholds page draws of them: calibrations, the fused model, curves."""
+
+    def __init__(self, project: "Project"):
+        self._p = project
+
+    def pairs(self, encoder: str | None = None, *, raw: bool = False) -> pd.DataFrame:
+        """The stored neighbour pairs scored by the score in force (`leakage.load_pairs`)."""
+        return leakage.load_pairs(self._p.workspace, encoder, raw=raw)
+
+    def calibration(self, encoder: str | None = None) -> "_calibrate.CalibrationResult | None":
+        return _calibrate.load(self._p.workspace, encoder)
+
+    def calibrated_encoders(self) -> list[str]:
+        """Encoders with a stored calibration in this workspace."""
+        root = self._p.workspace.calibration_dir("x").parent
+        return sorted(p.parent.name for p in root.glob("*/thresholds.json"))
+
+    def fused_model(self, encoder: str | None = None) -> "_fused.FusedModel | None":
+        return _fused.load(self._p.workspace, encoder)
+
+    def calibration_views(self, encoder: str):
+        """(result, OperatingPoints, ROC curves per edit family, histogram) of the stored calibration, or None."""
+        result = _calibrate.load(self._p.workspace, encoder)
+        if result is None:
+            return None
+        s, y, _ = _calibrate.pair_scores(result.scores)
+        curves = {"all edits": _calibrate.curve(s, y)}
+        for family, grp in result.scores.groupby("family", sort=False):
+            fs, fy, _ = _calibrate.pair_scores(grp)
+            curves[family] = _calibrate.curve(fs, fy, max_points=500)
+        points = _calibrate.OperatingPoints(s, y)
+        return result, points, curves, points.histogram()
+
+    RAW_ON_FUSED = "raw similarity (same pairs)"
+
+    def fused_views(self, encoder: str):
+        """(model, OperatingPoints, ROC curves, histogram) of the fused score on its fitting pairs, or None; the raw
+        similarity's ROC on the same pairs rides along as `RAW_ON_FUSED`."""
+        ws = self._p.workspace
+        scores = _fused.fitting_scores(ws, encoder)
+        if scores is None:
+            return None
+        y = scores["label"].to_numpy()
+        curves = {"all edits": _calibrate.curve(scores["fused"].to_numpy(), y),
+                  self.RAW_ON_FUSED: _calibrate.curve(scores["similarity"].to_numpy(), y)}
+        negatives = scores[~scores["label"]]
+        for family, grp in scores[scores["label"]].groupby("family", sort=False):
+            both = pd.concat([grp, negatives])
+            curves[family] = _calibrate.curve(both["fused"].to_numpy(), both["label"].to_numpy(), max_points=500)
+        points = _calibrate.OperatingPoints(scores["fused"].to_numpy(), y)
+        return _fused.load(ws, encoder), points, curves, points.histogram()
+
+    @staticmethod
+    def decision_views(pairs: pd.DataFrame, decisions: pd.DataFrame):
+        """(OperatingPoints, ROC) from curator decisions; None under `MIN_DECISIONS_FOR_ROC` decided pairs."""
+        got = _calibrate.decision_scores(pairs, decisions)
+        if got is None:
+            return None
+        return _calibrate.OperatingPoints(*got), _calibrate.curve(*got)
+
+    def best(self, pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+        """(best score per evaluation item, evaluation items per split): what `counts_at` needs."""
+        return leakage.best_similarity(pairs), leakage.eval_counts(self._p.workspace)
+
+    @staticmethod
+    def counts_at(best: pd.DataFrame, hard: float, soft: float, totals: pd.Series) -> pd.DataFrame:
+        """Evaluation items flagged per split at these thresholds (automatic flags)."""
+        return leakage.counts_at(best, hard, soft, totals)
+
+    @staticmethod
+    def robustness_table(result) -> pd.DataFrame:
+        """Top-1 accuracy per edit of a calibration."""
+        return _calibrate.robustness_table(result)
 
 
 class Project(Workspace):
@@ -344,13 +675,20 @@ class Project(Workspace):
                              impact=None if impact is None else self.impact(impact))
 
     # ---- groups and time ---------------------------------------------------------------------------------
-    def groups(self, *, threshold: float | None = None, use_decisions: bool = True, progress=None):
+    def groups(self, *, threshold: float | None = None, use_decisions: bool = True, progress=None,
+               in_force: bool = False, decisions: pd.DataFrame | None = None):
         """Explicit, geometry-verified and confirmed groups with their evidence and the percolation guard
-        (`leakcore.grouping.Groups`); candidate links not yet measured are measured (and kept) with `progress`."""
+        (`leakcore.grouping.Groups`); candidate links not yet measured are measured (and kept) with `progress`.
+        `in_force`: at the candidate threshold in force, and without one (an uncalibrated encoder) from explicit
+        groups and decisions alone instead of an error. `decisions`: those in force, when the caller holds them."""
         from leakcore import grouping
 
-        return grouping.recover_groups(self, threshold=threshold, progress=progress,
-                                       decisions=review.latest_decisions(self) if use_decisions else None)
+        if use_decisions and decisions is None:
+            decisions = review.latest_decisions(self.workspace)
+        decisions = decisions if use_decisions else None
+        if in_force and threshold is None:
+            return grouping.groups_in_force(self.workspace, decisions=decisions, progress=progress)
+        return grouping.recover_groups(self.workspace, threshold=threshold, progress=progress, decisions=decisions)
 
     def resplit(self, dataset: str, *, test_size: float = 0.2, stratify: str | None = "label",
                 time_cutoff: str | None = None, seed: int = 0, out: str | None = None, write: bool = True):
@@ -454,10 +792,31 @@ class Project(Workspace):
                                page="Verify the candidate pairs first")
         self.set_score(score)
 
-    # ---- decisions ---------------------------------------------------------------------------------------
+    # ---- components ----------------------------------------------------------------------------------------
+    @property
+    def workspace(self) -> Workspace:
+        """The workspace on disk (paths, items, stored settings)."""
+        return self
+
     @property
     def decisions(self) -> Decisions:
         return Decisions(self)
+
+    @property
+    def review(self) -> Review:
+        return Review(self)
+
+    @property
+    def team(self) -> Team:
+        return Team(self)
+
+    @property
+    def images(self) -> Images:
+        return Images(self)
+
+    @property
+    def scores(self) -> Scores:
+        return Scores(self)
 
     # ---- impact ------------------------------------------------------------------------------------------
     def default_eval_split(self) -> str:
@@ -586,6 +945,7 @@ class Project(Workspace):
             "roles": None if self.roles() is None else self.roles().to_dict(),
             "audit_entries": len(self.audit_log.entries()),
         }
+
 
     # ---- what the registered checks say of themselves (pages and the CLI iterate these; none names a check) ----
     @staticmethod

@@ -1,14 +1,13 @@
 """Thresholds: a live ROC of non-semantic edits, the score histogram, flagged counts, and 'apply to project'."""
 import streamlit as st
 
-from leakcore import calibrate
 from ui import data, thresholds_ui
 from ui.widgets import flash, page, user_errors
 
 ws = page("Thresholds", ":material/tune:")
 with user_errors():
     st.title("Thresholds")
-    calibrated = [p.parent.name for p in (ws.path / "calibration").glob("*/thresholds.json")]
+    calibrated = ws.scores.calibrated_encoders()
     encoder, score = thresholds_ui.encoder_select(ws, calibrated)
     flash()
     fused = score == "fused"
@@ -88,7 +87,7 @@ with user_errors():
                    "`leakcore report` use the applied values at once, without re-scanning.")
     if views is not None and not fused:
         with st.expander("Robustness table (top-1 accuracy per edit)", expanded=False):
-            st.dataframe(calibrate.robustness_table(result).assign(top1=lambda d: (100 * d["top1"]).round(1)),
+            st.dataframe(ws.scores.robustness_table(result).assign(top1=lambda d: (100 * d["top1"]).round(1)),
                          hide_index=True, width="stretch")
             st.dataframe(result.auc, hide_index=True)
         with st.expander("Run a new calibration", expanded="cal_job" in st.session_state):

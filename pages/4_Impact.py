@@ -1,7 +1,6 @@
 """Impact: how leakage inflates measured accuracy, per model and subset, with random-subset intervals."""
 import streamlit as st
 
-from leakcore import downstream
 from ui import data, impact_ui
 from ui.widgets import page, user_errors
 
@@ -30,7 +29,7 @@ with user_errors():
     c1, c2 = st.columns(2)
     with c1:
         st.subheader("Mean over models")
-        impact_ui.show_percent_table(downstream.summary(table))
+        impact_ui.show_percent_table(result.summary())
     with c2:
         st.subheader("Label agreement of leaked images")
         agree = table[table["subset"].str.startswith("soft-leaked,")]

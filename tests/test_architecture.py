@@ -65,6 +65,45 @@ def test_every_module_imports_alone_and_the_core_never_imports_streamlit():
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+FACADE = {"leakcore.api", "leakcore.errors", "leakcore.schema"}  # all the dashboard may import of leakcore
+DASHBOARD = [PACKAGE.parent / "app.py", *sorted((PACKAGE.parent / "ui").glob("*.py")),
+             *sorted((PACKAGE.parent / "pages").glob("*.py"))]
+
+
+def _leakcore_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every leakcore import in a file, at the top or deferred, `from leakcore import x` as
+    leakcore.x."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "leakcore"]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "leakcore":
+            if node.module == "leakcore":
+                out += [(node.lineno, f"leakcore.{a.name}") for a in node.names]
+            else:
+                out.append((node.lineno, node.module))
+    return out
+
+
+def test_dashboard_imports_only_the_facade():
+    """app.py, ui/ and pages/ reach leakcore through leakcore.api (errors and schema types aside): every
+    orchestration is the facade's, so the CLI can do what a page does."""
+    assert len(DASHBOARD) > 10
+    offenders = [f"{p.relative_to(PACKAGE.parent)}:{line} imports {m}" for p in DASHBOARD
+                 for line, m in _leakcore_imports(p) if m not in FACADE]
+    assert offenders == [], "\n".join(offenders)
+    from leakcore import api, demo
+
+    assert api.DEMO_TRUTH == demo.TRUTH_NAME  # the demo's planted pairs, read by the facade for the Home page
+
+
+def test_the_dashboard_import_rule_catches_deferred_and_aliased_imports(tmp_path):
+    bad = tmp_path / "page.py"
+    bad.write_text("import leakcore.api\nfrom leakcore import api, errors\n"
+                   "def f():\n    from leakcore import review as r\n    import leakcore.leakage\n")
+    assert [m for _, m in _leakcore_imports(bad) if m not in FACADE] == ["leakcore.review", "leakcore.leakage"]
+
+
 def test_unknown_encoder_option_is_an_error_naming_the_valid_ones():
     with pytest.raises(EncoderOptionError, match=r"no option 'inptu_size'.*valid options: weights, input_size"):
         create_encoder("sscd-distilled", inptu_size=3)

@@ -15,7 +15,7 @@ import sys
 
 import streamlit as st
 
-from leakcore import access
+from leakcore import api
 from leakcore.errors import LeakcoreError
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def signed_in_user() -> str | None:
         who = st.user.get("email") or st.user.get("sub")
     except Exception:  # noqa: BLE001 - no session (a thread of its own): nobody
         return None
-    return access.normalise_user(str(who)) or None
+    return api.normalise_user(str(who)) or None
 
 
 def session_identity() -> str | None:
@@ -62,7 +62,7 @@ def session_identity() -> str | None:
         return None
     if sign_in_configured():
         return signed_in_user()
-    return (st.session_state.get("reviewer") or "").strip() or access.os_user()
+    return (st.session_state.get("reviewer") or "").strip() or api.os_user()
 
 
 def _bind_address() -> str:
@@ -102,7 +102,7 @@ def open_serving_allowed() -> bool:
 def allowed_roots(start_workspace: str) -> list[str] | None:
     """$LEAKCORE_ROOTS, else roots under [leakcore] in the secrets; with sign-in on and none listed, only the
     workspace the server was started with. None (anywhere) without sign-in and without a list, as before."""
-    env = os.environ.get(access.ROOTS_ENV, "").strip()
+    env = os.environ.get(api.ROOTS_ENV, "").strip()
     if env:
         return [p for p in env.split(os.pathsep) if p.strip()]
     listed = _operator_settings().get("roots")
@@ -115,8 +115,7 @@ def gate(start_workspace: str) -> str | None:
     """Every page's first step after the session state: install the identity source and the allowed roots, stop
     the page for a visitor who has not signed in (sign-in on) or for a network server without sign-in that the
     operator did not allow, warn on every page when it did. Returns the signed-in user (None: sign-in off)."""
-    access.set_identity_source(session_identity)
-    access.set_allowed_roots(allowed_roots(start_workspace))
+    api.configure_access(session_identity, allowed_roots(start_workspace))
     if sign_in_configured():
         user = signed_in_user()
         if user is None:
@@ -138,14 +137,13 @@ def gate(start_workspace: str) -> str | None:
     return None
 
 
-def refusal(ws_path: str, action: "access.Action" = access.Action.DECIDE) -> str | None:
+def refusal(ws_path: str, action: "api.Action" = api.Action.DECIDE) -> str | None:
     """Why this session's user may not do `action` in the workspace (for a page to disable its buttons and say
     so before the core refuses), or None when they may."""
     try:
-        access.require(ws_path, access.current_user(), action)
+        return api.Project.open(ws_path).team.refusal(action)
     except LeakcoreError as exc:
         return exc.for_page()
-    return None
 
 
 def sign_in_page() -> None:
@@ -163,8 +161,9 @@ def identity_sidebar(ws_path: str | None) -> None:
     role = None
     if ws_path:
         try:
-            role = access.role_of(ws_path, user or st.session_state.get("reviewer") or access.os_user())
-            has_roles = access.load_roles(ws_path) is not None
+            team = api.Project.open(ws_path).team
+            role = team.role(user or st.session_state.get("reviewer") or api.os_user())
+            has_roles = team.roles() is not None
         except Exception as exc:  # noqa: BLE001 - a broken roles file is reported, not a crash of the sidebar
             st.caption(f"Roles: {exc}")
             has_roles = False
@@ -173,7 +172,7 @@ def identity_sidebar(ws_path: str | None) -> None:
         st.text(user)  # text, never markup: an identity is shown as it is
         if role is not None and has_roles:
             st.caption(f"Role here: **{role.value}**" + (" (reads everything; deciding needs the curator role)"
-                                                        if role == access.Role.VIEWER else ""))
+                                                        if role == api.Role.VIEWER else ""))
         if st.button("Sign out", key="sign_out", icon=":material/logout:"):
             st.logout()
         return
@@ -191,9 +190,9 @@ def roles_editor(ws) -> None:
     else reads them."""
     import pandas as pd
 
-    me = ws.acting_user
-    roles = ws.roles()
-    role = ws.role()
+    me = ws.team.acting_user
+    roles = ws.team.roles()
+    role = ws.team.role()
     st.subheader("Roles")
     st.caption("viewer: reads everything · curator: also decides pairs · lead: also thresholds, calibration, export, "
                "re-split, adding data, scans and these roles. Kept in roles.toml in the workspace.")
@@ -201,17 +200,17 @@ def roles_editor(ws) -> None:
         st.info("This workspace has no roles file: everyone who reaches the dashboard acts as a lead. Start one to "
                 "give roles; you become its lead and everyone not listed a viewer.")
         if st.button(f"Start a roles file with {me} as lead", key="team_start", disabled=not me):
-            ws.set_roles(access.template_roles(me))
+            ws.team.start_roles(me)
             st.session_state["flash"] = "Roles file written"
             st.rerun()
         return
     st.markdown(f"You are **{role.value}** here.")
     table = pd.DataFrame({"user": list(roles.users), "role": [r.value for r in roles.users.values()]})
-    if role != access.Role.LEAD:
+    if role != api.Role.LEAD:
         st.dataframe(table, hide_index=True, width="content")
         st.caption(f"Everyone else: {roles.default.value}. Only a lead changes roles.")
         return
-    choices = [r.value for r in access.Role]
+    choices = [r.value for r in api.Role]
     edited = st.data_editor(table, key="team_roles", num_rows="dynamic", hide_index=True, width="content",
                             column_config={"user": st.column_config.TextColumn("user (sign-in e-mail or login)",
                                                                                required=True),
@@ -222,7 +221,7 @@ def roles_editor(ws) -> None:
     if st.button("Save roles", key="team_save", type="primary"):
         rows = edited.dropna(how="all")
         users = {str(u): str(r) for u, r in zip(rows["user"], rows["role"]) if str(u).strip()}
-        ws.set_roles({"default": default, "users": users})
+        ws.team.set_roles({"default": default, "users": users})
         st.session_state["flash"] = "Roles saved (and written to the audit log)"
         st.rerun()
 
@@ -232,7 +231,7 @@ def audit_view(ws) -> None:
     from leakcore.errors import WorkspaceError
 
     st.subheader("Audit log")
-    log_ = ws.audit_log
+    log_ = ws.team.audit_log
     try:
         n = log_.verify()
         st.caption(f"{n} entries, newest first. Each entry carries the hash of the one before it: none was changed "

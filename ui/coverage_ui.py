@@ -5,8 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from leakcore.api import Project
-from leakcore.coverage import ImageSet
+from leakcore.api import ImageSet, Project
 from ui import data
 
 A_COLOUR, B_COLOUR = "#2563eb", "#ea580c"

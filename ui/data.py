@@ -10,8 +10,8 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from leakcore import catalog, images, leakage, review
-from leakcore.api import ImpactRequest, LeakSource, Project
+from leakcore import api
+from leakcore.api import ImpactRequest, Images, LeakSource, Project, Review, Scores
 from leakcore.errors import WorkspaceError
 
 Workspace = Project  # the pages hold a Project: the workspace with the product's verbs
@@ -55,7 +55,7 @@ def _verify_stamp(ws: Workspace) -> tuple:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _explain(path: str, eval_item_id: str, train_item_id: str, similarity: float | None, stamp: tuple):
-    return Project.open(path).explain_pair(eval_item_id, train_item_id, similarity=similarity)
+    return Project.open(path).review.evidence(eval_item_id, train_item_id, similarity=similarity)
 
 
 def explain_pair(ws: Workspace, eval_item_id: str, train_item_id: str, similarity: float | None):
@@ -93,7 +93,7 @@ def dataset_names(ws: Workspace) -> list[str]:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _pairs(path: str, encoder: str, stamp: tuple) -> pd.DataFrame:
-    return leakage.load_pairs(Project.open(path), encoder)
+    return Project.open(path).scores.pairs(encoder)
 
 
 def pairs(ws: Workspace) -> pd.DataFrame:
@@ -106,7 +106,7 @@ def decisions_stamp(ws: Workspace) -> tuple:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _decisions(path: str, stamp: tuple) -> pd.DataFrame:
-    return review.latest_decisions(Project.open(path))
+    return Project.open(path).decisions.latest()
 
 
 def decisions(ws: Workspace) -> pd.DataFrame:
@@ -116,12 +116,12 @@ def decisions(ws: Workspace) -> pd.DataFrame:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _queue(path: str, encoder: str, hard: float, soft: float, stamp: tuple, items_stamp: tuple) -> pd.DataFrame:
     # every check reviewed as pairs adds its rows (each names its check); the pairs are the cached ones
-    return Project.open(path).review_queue(hard, soft, pairs=_pairs(path, encoder, stamp))
+    return Project.open(path).review.queue(hard, soft, pairs=_pairs(path, encoder, stamp))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _queue_lookup(path: str, encoder: str, hard: float, soft: float, stamp: tuple, items_stamp: tuple):
-    return review.pair_lookup(_queue(path, encoder, hard, soft, stamp, items_stamp))
+    return Review.lookup(_queue(path, encoder, hard, soft, stamp, items_stamp))
 
 
 class _DecidedQueue:
@@ -141,13 +141,13 @@ class _DecidedQueue:
         with self.lock:
             if self.frame is None or self.dstamp != dstamp:
                 fresh = self.frame is None
-                change = review.decisions_after(Project.open(path), 0 if fresh else self.last_id)
+                change = Project.open(path).review.decisions_after(0 if fresh else self.last_id)
                 if not fresh and (change.undone != self.undone or change.last_id < self.last_id):
-                    fresh, change = True, review.decisions_after(Project.open(path), 0)
+                    fresh, change = True, Project.open(path).review.decisions_after(0)
                 if fresh:
-                    self.frame = review.with_decisions(queue, change.decisions, lookup)
+                    self.frame = Review.with_decisions(queue, change.decisions, lookup)
                 elif len(change.decisions):
-                    self.frame = review.with_decisions(queue, change.decisions, lookup, over=self.frame)
+                    self.frame = Review.with_decisions(queue, change.decisions, lookup, over=self.frame)
                 self.dstamp, self.last_id, self.undone = dstamp, change.last_id, change.undone
             return self.frame
 
@@ -167,7 +167,7 @@ def _queue_decided(path: str, encoder: str, hard: float, soft: float, stamp: tup
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _borderline_count(path: str, encoder: str, hard: float, soft: float, stamp: tuple, items_stamp: tuple) -> int:
     degrees = _queue(path, encoder, hard, soft, stamp, items_stamp)["degree"].to_numpy()
-    return int((degrees == review.BORDERLINE).sum())
+    return int((degrees == Review.BORDERLINE).sum())
 
 
 def borderline_count(ws: Workspace, hard: float, soft: float) -> int:
@@ -212,7 +212,7 @@ class QueueView:
 def _review_view(path: str, encoder: str, hard: float, soft: float, stamp: tuple, items_stamp: tuple, dstamp: tuple,
                  filters: tuple) -> tuple[QueueView, int]:
     q = _queue_decided(path, encoder, hard, soft, stamp, items_stamp, dstamp)
-    rows = review.filter_rows(q, **{k: list(v) if isinstance(v, tuple) else v for k, v in filters})
+    rows = Review.filter_rows(q, **{k: list(v) if isinstance(v, tuple) else v for k, v in filters})
     return QueueView(q, rows), int((q["state"] != "unreviewed").sum())
 
 
@@ -270,18 +270,13 @@ def export_views(ws: Workspace, split: str, policy) -> tuple[pd.DataFrame, pd.Da
 @st.cache_data(show_spinner=False, max_entries=512)
 def _image(uri: str, row: int, roots: tuple[str, ...], stamp: tuple):
     """Decoded RGB image of an item, served only from inside a registered dataset root."""
-    path = Path(uri)
-    root = next((r for r in roots if catalog.is_inside(path, Path(r))), None)
-    if root is None:
-        return None, images.OUTSIDE_ROOT
-    result = images.decode(catalog.read_bytes(uri, row, root=root))
-    return result.image, result.reason
+    return Images.read(uri, row, Images.root_of(uri, roots))
 
 
 def item_image(ws: Workspace, item: pd.Series):
     """(PIL image or None, reason) for one item row."""
     if ws.datasets.get(item["dataset"]) and ws.datasets[item["dataset"]].format == "embeddings":
-        return None, images.NO_PIXELS
+        return None, Images.NO_PIXELS
     roots = tuple(str(r) for r in ws.dataset_roots())
     return _image(str(item["uri"]), int(item["row"]), roots, _stamp(Path(item["uri"])))
 
@@ -315,7 +310,7 @@ def display_image(ws: Workspace, item: pd.Series, factor: int):
     arrives with the page's message instead of in a request of its own after it (the review loop's next pair is
     on screen one round trip sooner)."""
     if ws.datasets.get(item["dataset"]) and ws.datasets[item["dataset"]].format == "embeddings":
-        return None, 0, images.NO_PIXELS
+        return None, 0, Images.NO_PIXELS
     roots = tuple(str(r) for r in ws.dataset_roots())
     return _display(str(item["uri"]), int(item["row"]), roots, _stamp(Path(item["uri"])), int(factor))
 
@@ -377,42 +372,17 @@ def calibration_stamp(ws: Workspace, encoder: str) -> tuple:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _calibration_views(path: str, encoder: str, stamp: tuple):
     """(result, OperatingPoints, ROC curves per family, histogram) of a stored calibration, or None."""
-    from leakcore import calibrate
-
-    result = calibrate.load(Project.open(path), encoder)
-    if result is None:
-        return None
-    s, y, _ = calibrate.pair_scores(result.scores)
-    curves = {"all edits": calibrate.curve(s, y)}
-    for family, grp in result.scores.groupby("family", sort=False):
-        fs, fy, _ = calibrate.pair_scores(grp)
-        curves[family] = calibrate.curve(fs, fy, max_points=500)
-    points = calibrate.OperatingPoints(s, y)
-    return result, points, curves, points.histogram()
+    return Project.open(path).scores.calibration_views(encoder)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _fused_views(path: str, encoder: str, stamp: tuple):
     """(model, OperatingPoints, ROC curves, histogram) of the fused score on its fitting pairs, or None; the raw
     similarity's ROC on the same pairs rides along as "raw similarity (same pairs)"."""
-    from leakcore import calibrate, fused
-
-    ws = Project.open(path)
-    scores = fused.fitting_scores(ws, encoder)
-    if scores is None:
-        return None
-    y = scores["label"].to_numpy()
-    curves = {"all edits": calibrate.curve(scores["fused"].to_numpy(), y),
-              RAW_ON_FUSED: calibrate.curve(scores["similarity"].to_numpy(), y)}
-    negatives = scores[~scores["label"]]
-    for family, grp in scores[scores["label"]].groupby("family", sort=False):
-        both = pd.concat([grp, negatives])
-        curves[family] = calibrate.curve(both["fused"].to_numpy(), both["label"].to_numpy(), max_points=500)
-    points = calibrate.OperatingPoints(scores["fused"].to_numpy(), y)
-    return fused.load(ws, encoder), points, curves, points.histogram()
+    return Project.open(path).scores.fused_views(encoder)
 
 
-RAW_ON_FUSED = "raw similarity (same pairs)"
+RAW_ON_FUSED = Scores.RAW_ON_FUSED
 
 
 def fused_views(ws: Workspace, encoder: str):
@@ -427,12 +397,7 @@ def calibration_views(ws: Workspace, encoder: str):
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _decision_views(path: str, encoder: str, stamp: tuple, dstamp: tuple):
-    from leakcore import calibrate
-
-    got = calibrate.decision_scores(_pairs(path, encoder, stamp), _decisions(path, dstamp))
-    if got is None:
-        return None
-    return calibrate.OperatingPoints(*got), calibrate.curve(*got)
+    return Scores.decision_views(_pairs(path, encoder, stamp), _decisions(path, dstamp))
 
 
 def decision_views(ws: Workspace):
@@ -442,14 +407,13 @@ def decision_views(ws: Workspace):
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _best(path: str, encoder: str, stamp: tuple, items_stamp: tuple):
-    ws = Project.open(path)
-    return leakage.best_similarity(_pairs(path, encoder, stamp)), leakage.eval_counts(ws)
+    return Project.open(path).scores.best(_pairs(path, encoder, stamp))
 
 
 def flagged_counts(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
     """Evaluation items flagged per split at these thresholds (automatic flags; fast per slider move)."""
     best, totals = _best(str(ws.path), ws.encoder, _neighbors_stamp(ws), _stamp(ws.items_path))
-    return leakage.counts_at(best, hard, soft, totals)
+    return Scores.counts_at(best, hard, soft, totals)
 
 
 def impact(ws: Workspace, request: ImpactRequest):
@@ -470,9 +434,7 @@ def _impact(path: str, request: ImpactRequest, stamp: tuple, dstamp: tuple):
 @st.cache_data(show_spinner=False, ttl=300)
 def encoders() -> list[dict]:
     """The encoder registry with availability (weights on disk can change: refreshed every 5 minutes)."""
-    from leakcore.encoders import list_encoders
-
-    return list_encoders()
+    return api.list_encoders()
 
 
 def _progress_bar(text: str):
@@ -511,9 +473,7 @@ def spectra(ws: Workspace, a, b):
 
 @st.cache_resource(show_spinner="Linking groups…", max_entries=4)
 def _groups(path: str, stamp: tuple, dstamp: tuple, other: tuple):
-    from leakcore import grouping
-
-    return grouping.groups_in_force(Project.open(path), decisions=_decisions(path, dstamp))  # the cached read
+    return Project.open(path).groups(in_force=True, decisions=_decisions(path, dstamp))  # the cached read
 
 
 def groups(ws: Workspace):

@@ -15,8 +15,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from leakcore import catalog, images
-from leakcore.io import atomic_write_bytes
+from leakcore.api import Images
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ def _roots(datasets: tuple) -> tuple[tuple[str, ...], frozenset]:
 
 @functools.lru_cache(maxsize=65536)
 def _root_of(uri: str, roots: tuple[str, ...]) -> str | None:
-    return next((r for r in roots if catalog.is_inside(Path(uri), Path(r))), None)
+    return Images.root_of(uri, roots)
 
 
 COLUMNS = ["dataset", "uri", "row", "sha256", "width"]
@@ -122,12 +121,10 @@ def _picture(key: tuple, root: str | None, cache: Path | None) -> tuple[str | No
             return "data:image/jpeg;base64," + base64.b64encode(data).decode(), width, None
         except (OSError, Image.UnidentifiedImageError):
             pass  # not made yet (or unreadable): make it
-    if root is None:
-        return None, 0, images.OUTSIDE_ROOT
-    decoded = images.decode(catalog.read_bytes(uri, row, root=root), draft_size=(side, side))
-    if decoded.image is None:
-        return None, 0, decoded.reason
-    data, width = _encode(decoded.image, side)
+    image, reason = Images.read(uri, row, root, draft_size=(side, side))
+    if image is None:
+        return None, 0, reason
+    data, width = _encode(image, side)
     if path is not None:
         _WRITER.submit(_write, path, data)
     return "data:image/jpeg;base64," + base64.b64encode(data).decode(), width, None
@@ -136,7 +133,7 @@ def _picture(key: tuple, root: str | None, cache: Path | None) -> tuple[str | No
 def _write(path: Path, data: bytes) -> None:
     try:
         if not path.exists():
-            atomic_write_bytes(path, data)
+            Images.save(path, data)
     except OSError as exc:  # a read-only workspace: the memory cache still serves
         log.info("display cache not written: %s", exc)
 
@@ -144,7 +141,7 @@ def _write(path: Path, data: bytes) -> None:
 def picture(src: Source | None, side: int) -> tuple[str | None, int, str | None]:
     """(data URI of a JPEG whose longer side is at most `side`, its width, reason when there is none)."""
     if src is None:
-        return None, 0, images.NO_PIXELS
+        return None, 0, Images.NO_PIXELS
     return _picture(src.key(side), src.root, src.cache)
 
 

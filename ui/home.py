@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from leakcore import formats, leakage
+from leakcore import api
 from leakcore.api import Project
 from ui import data, state
 from ui.widgets import user_errors
@@ -49,7 +49,7 @@ def add_dataset_ui(ws: Workspace) -> None:
         with st.form("add_dataset"):
             name = st.text_input("Dataset name", placeholder="e.g. cifar10")
             source = st.text_input("Source path", placeholder="/data/my_dataset or /data/manifest.csv")
-            fmt = st.selectbox("Layout", ["detect"] + formats.format_names())
+            fmt = st.selectbox("Layout", ["detect"] + api.format_names())
             roles = st.text_input("Role overrides", placeholder="test=eval, extra=train")
             submitted = st.form_submit_button("Add dataset")
         if submitted:
@@ -118,7 +118,7 @@ def overview(ws: Workspace, hard: float, soft: float) -> None:
     if table.empty:
         st.info("No scan results yet: run a scan.")
         return
-    overall = table[(table["train_split"] == leakage.ALL_SOURCES) & (table["check"] == "similarity")]
+    overall = table[(table["train_split"] == api.ALL_SOURCES) & (table["check"] == "similarity")]
     cols = st.columns(max(len(overall), 1))
     for col, r in zip(cols, overall.itertuples()):
         col.metric(f"{r.eval_split} · soft", f"{100 * r.soft_rate:.1f}%", help=f"{r.soft} of {r.n_eval} evaluation images")
@@ -141,15 +141,13 @@ def overview(ws: Workspace, hard: float, soft: float) -> None:
 
 def planted_ui(ws: Workspace, hard: float, soft: float) -> None:
     """For the demo workspace: which planted leaks the scan found at the current thresholds."""
-    from leakcore.demo import planted_truth
-
-    truth = planted_truth(ws)
+    truth = api.planted_truth(ws)
     if truth is None:
         return
     pairs = data.pairs(ws)
     best = pairs.groupby(["eval_item_id", "train_item_id"])["similarity"].max().rename("similarity").reset_index()
     found = truth.merge(best, on=["eval_item_id", "train_item_id"], how="left")
-    found["found as"] = leakage.degree_of(found["similarity"].fillna(-1), hard, soft)
+    found["found as"] = api.degree_of(found["similarity"].fillna(-1), hard, soft)
     n = int((found["found as"] != "none").sum())
     with st.expander(f"Demo: {n} of {len(found)} planted leaks found at these thresholds"):
         st.dataframe(found[["kind", "found as", "similarity", "eval_item_id", "train_item_id"]], hide_index=True,

@@ -5,10 +5,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from leakcore import review
+from leakcore import api
 from leakcore.api import Project
 from leakcore.errors import LeakcoreError
-from leakcore.leakage import WITHIN
 from ui import data, display, state
 from ui.widgets import FIT_PX, flash, item_facts, needs_pan, show_image, user_errors
 
@@ -42,7 +41,7 @@ def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: 
         return
     data.clear_decision_caches()
     st.session_state["review_note"] = ""
-    st.session_state["flash"] = f"{review.DECISION_LABELS[decision]} · {len(pairs)} pair(s) saved"
+    st.session_state["flash"] = f"{api.DECISION_LABELS[decision]} · {len(pairs)} pair(s) saved"
     if advance:
         # The decided pair usually leaves an 'unreviewed' queue; otherwise step past it.
         if "unreviewed" not in st.session_state["f_states"]:
@@ -59,7 +58,7 @@ def _undo(ws_path: str) -> None:
         st.session_state["flash"] = f"Not undone: {exc.for_page()}"
         return
     data.clear_decision_caches()
-    st.session_state["flash"] = "Nothing to undo" if undone is None else f"Undid {review.DECISION_LABELS[undone['decision']]}"
+    st.session_state["flash"] = "Nothing to undo" if undone is None else f"Undid {api.DECISION_LABELS[undone['decision']]}"
     if undone is not None:
         st.session_state["review_current"] = (undone["eval_item_id"], undone["train_item_id"])
 
@@ -87,9 +86,9 @@ ALL = "all"  # a list filter with nothing chosen (every value); never a split id
 
 def url_options(queue: pd.DataFrame) -> dict[str, list[str]]:
     """The values each filter of the address bar may take on this queue (what the sidebar offers)."""
-    sorts = [s for s in review.SORTS if s != review.UNCERTAINTY_SORT or queue["uncertainty"].notna().any()]
+    sorts = [s for s in api.SORTS if s != api.UNCERTAINTY_SORT or queue["uncertainty"].notna().any()]
     return {"split": sorted(queue["eval_split"].unique()), "source": sorted(queue["source"].unique()),
-            "degree": ["hard", "soft", review.BORDERLINE], "state": list(review.STATES),
+            "degree": ["hard", "soft", api.BORDERLINE], "state": list(api.STATES),
             "labels": ["any", "same", "different"], "sort": sorts, "compare": COMPARE_MODES}
 
 
@@ -227,7 +226,7 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         top[0].markdown(
             f"Pair **{pos + 1} / {len(view)}** · similarity **{pair['similarity']:.4f}** · degree **{pair['degree']}** · "
             f"labels **{pair['label_agreement']}** · state **{pair['state']}**"
-            + (f" ({review.DECISION_LABELS[pair['decision']]} by {pair['reviewer']})" if pair["state"] != "unreviewed"
+            + (f" ({api.DECISION_LABELS[pair['decision']]} by {pair['reviewer']})" if pair["state"] != "unreviewed"
                else ""))
         top[1].toggle("Grid mode", key="grid_mode", help="Decide all neighbours of this evaluation image at once")
         top[2].select_slider("Image size", options=["fit", "1×", "2×", "4×", "8×"], key="zoom",
@@ -447,7 +446,7 @@ def pair_view(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.Dat
         show_image(ws, ev, zoom=zoom, pan=pan)
         item_facts(ev)
     with right:
-        heading = "Neighbour in the same split" if pair["source"] == WITHIN else f"Training neighbour · `{pair['source']}`"
+        heading = "Neighbour in the same split" if pair["source"] == api.WITHIN else f"Training neighbour · `{pair['source']}`"
         st.markdown(f"**{heading}** · rank {int(pair['rank'])}")
         show_image(ws, tr, zoom=zoom, pan=pan)
         item_facts(tr)
@@ -527,22 +526,18 @@ GROUP_BUTTONS = [("same_source", "One source: keep together", "K"), ("not_leak",
 def _decide_group(ws_path: str, group_id: str, decision: str) -> None:
     """A decision on a whole group, recorded on the pairs that link it (explicit metadata links stay)."""
     ws = Project.open(ws_path)
-    groups = data.groups(ws)
-    ev = groups.evidence[groups.evidence["group_id"] == group_id]
-    if decision == "not_leak":
-        ev = ev[ev["kind"] != "explicit"]
-    pairs = list(zip(ev["a"].astype(str), ev["b"].astype(str)))
-    if not pairs and decision == "same_source":
-        members = sorted(groups.membership.loc[groups.membership["group_id"] == group_id, "item_id"])
-        pairs = [(members[0], m) for m in members[1:]]
     reviewer = _reviewer()
     if reviewer is None:
         return
-    if pairs:
-        ws.decisions.decide_many(pairs, decision, reviewer=reviewer, note=st.session_state.get("review_note") or None)
+    try:
+        n = ws.decisions.decide_group(group_id, decision, reviewer=reviewer,
+                                      note=st.session_state.get("review_note") or None, groups=data.groups(ws))
+    except LeakcoreError as exc:
+        st.session_state["flash"] = f"Not saved: {exc.for_page()}"
+        return
     data.clear_decision_caches()
-    label = review.DECISION_LABELS[decision] if decision != "not_leak" else "unrelated"
-    st.session_state["flash"] = f"{label} · {len(pairs)} link(s) recorded" if pairs else \
+    label = api.DECISION_LABELS[decision] if decision != "not_leak" else "unrelated"
+    st.session_state["flash"] = f"{label} · {n} link(s) recorded" if n else \
         "Only explicit group metadata links this group: change the source's group column to split it"
 
 

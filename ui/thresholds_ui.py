@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from leakcore import fused
+from leakcore import api
 from leakcore.api import Project
 from ui import data
 
@@ -22,7 +22,7 @@ def encoder_select(ws: Workspace, calibrated: list[str]) -> tuple[str, str]:
     enc = c1.selectbox("Encoder", options, index=options.index(ws.encoder), key="th_encoder",
                        help="Thresholds belong to an encoder: never apply one encoder's numbers to another.")
     score = "similarity"
-    if fused.load(ws, enc) is not None:
+    if ws.scores.fused_model(enc) is not None:
         if st.session_state.get("th_score_for") != str(ws.path):  # a workspace opens on the score it uses
             st.session_state["th_score"] = ws.score if enc == ws.encoder else "similarity"
             st.session_state["th_score_for"] = str(ws.path)
@@ -108,13 +108,11 @@ def suggestion_check(result, defaults: tuple[float, float] | None) -> None:
 def flagged_table(ws: Workspace, hard: float, soft: float) -> None:
     """Flagged evaluation images per split at these thresholds, from the scores alone and with the curators'
     decisions applied (the count Home, Review, Heatmaps and Export show), side by side and named so."""
-    from leakcore.api import ALL_SOURCES
-
     auto = data.flagged_counts(ws, hard, soft)
     if auto.empty:
         return
     rates = data.rates(ws, hard, soft)
-    decided = rates[(rates["train_split"] == ALL_SOURCES) & (rates["check"] == "similarity")]
+    decided = rates[(rates["train_split"] == api.ALL_SOURCES) & (rates["check"] == "similarity")]
     table = auto.merge(decided[["eval_split", "hard", "soft"]].rename(columns={"hard": "hard_dec", "soft": "soft_dec"}),
                        on="eval_split", how="left")
     shown = pd.DataFrame({
@@ -351,8 +349,8 @@ def fused_model_caption(model) -> str:
              f"the nearest image with another label)")
     if m.get("fitted_on_decisions_alone"):
         fitted = (f"fitted on {m.get('decisions_used', 0)} curator decisions alone (soft: where "
-                  f"{fused.DECIDED_PRECISION:.0%} of the decided pairs above it are leaks, hard: where "
-                  f"{fused.DECIDED_HARD_PRECISION:.0%} are, judged out of fold); the curves are its scores on {suite}")
+                  f"{api.DECIDED_PRECISION:.0%} of the decided pairs above it are leaks, hard: where "
+                  f"{api.DECIDED_HARD_PRECISION:.0%} are, judged out of fold); the curves are its scores on {suite}")
     else:
         fitted = f"fitted on {suite} and {m.get('decisions_used', 0)} curator decisions"
         if m.get("threshold_rule", "suite") == "suite":  # soft is the suite's false-positive point, a probability

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from leakcore import review
+from leakcore import api
 from leakcore.api import Project
 from leakcore.errors import LeakcoreError, ThresholdsUncalibrated
 from ui import access_ui, data, state
@@ -180,15 +180,15 @@ def queue_filters(queue: pd.DataFrame) -> dict:
         st.multiselect("Evaluation split", sorted(queue["eval_split"].unique()), key="f_eval_splits",
                        placeholder="all")
         st.multiselect("Training source", sorted(queue["source"].unique()), key="f_sources", placeholder="all")
-        st.multiselect("Degree", ["hard", "soft", review.BORDERLINE], key="f_degrees", placeholder="all",
+        st.multiselect("Degree", ["hard", "soft", api.BORDERLINE], key="f_degrees", placeholder="all",
                        help="borderline = within 0.05 below the soft threshold")
-        st.multiselect("Decision state", list(review.STATES), key="f_states", placeholder="all")
+        st.multiselect("Decision state", list(api.STATES), key="f_states", placeholder="all")
         # buttons, not radios: a focused radio group takes ← and →, which belong to the pair navigation
         st.segmented_control("Labels", ["any", "same", "different"], key="f_labels", selection_mode="single")
-        sorts = list(review.SORTS)
+        sorts = list(api.SORTS)
         if not queue["uncertainty"].notna().any():  # the raw score has no model to be uncertain
-            sorts.remove(review.UNCERTAINTY_SORT)
-            if st.session_state["f_sort"] == review.UNCERTAINTY_SORT:
+            sorts.remove(api.UNCERTAINTY_SORT)
+            if st.session_state["f_sort"] == api.UNCERTAINTY_SORT:
                 st.session_state["f_sort"] = "similarity"
         st.segmented_control("Order", sorts, key="f_sort", selection_mode="single",
                              help="model uncertainty (fused score only): pairs whose P(same photograph) is nearest "
