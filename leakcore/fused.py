@@ -70,7 +70,9 @@ TRANSFORMS_PER_QUERY = 6  # each query image gets this many of the suite's edits
 QUERIES_PER, MIN_QUERIES, MAX_QUERIES = 24, 12, 64  # one query per 24 training images, within these bounds
 LOOKALIKES_PER, MIN_LOOKALIKE_IMAGES, MAX_LOOKALIKE_IMAGES = 5, 40, 160  # training images whose nearest are negatives
 LOOKALIKE_RANK = 2  # each such image's nearest two other training images
-TWIN_ORB_INLIERS, TWIN_ORB_RATIO = 25, 0.25  # this many local features under one map: one photograph
+TWIN_ORB_INLIERS, TWIN_ORB_RATIO = 25, 0.5  # this many local features under one map, this share of the matches that
+# pass the ratio test: one photograph. Such a pair's fused score is at least hard (`decided_by_matches`): on
+# hymenoptera every planted strong crop but one has >= 31 inliers at a ratio >= 0.74, no look-alike more than 11
 FITTING_SET = 2  # the fitting set's layout (a stored suite of another layout is built again)
 MIN_LOOKALIKES = 20  # the collection's look-alike pairs it takes to set soft on them
 LOOKALIKE_PRECISION = 0.95  # soft: where this share of the pairs above it are leaks (out of fold)
@@ -112,7 +114,7 @@ class FusedModel:
         out = np.zeros(len(frame))
         if ok.any():
             out[ok] = self.model.predict_proba(x[ok])[:, 1]
-        return out
+        return floor_matched(frame, out, self.hard, self.meta.get("decisive_matches"))
 
     def contributions(self, row: pd.Series | dict) -> pd.DataFrame:
         """Per feature: its value and its contribution to the log-odds (mean over the calibrated folds)."""
@@ -371,12 +373,30 @@ def suite_pairs(ws, *, encoder=None, queries: int | None = None, seed: int = 0, 
     return frame
 
 
+def decided_by_matches(ev: pd.DataFrame, rule=(TWIN_ORB_INLIERS, TWIN_ORB_RATIO)) -> np.ndarray:
+    """Pairs whose local features decide on their own: at least `rule` = (inliers, ratio) ORB matches under one
+    geometric map. A strong crop keeps a quarter of the photo, so the whole-image evidence the model weighs most
+    (the embedding, the alignment) looks like a look-alike's, while its matches are as many as a copy's."""
+    inliers, ratio = rule
+    if "orb_inliers" not in ev or "orb_ratio" not in ev:
+        return np.zeros(len(ev), bool)
+    return ((ev["orb_inliers"].to_numpy(float) >= np.log1p(inliers))
+            & (ev["orb_ratio"].to_numpy(float) >= ratio)).astype(bool)
+
+
+def floor_matched(ev: pd.DataFrame, scores: np.ndarray, hard: float, rule=None) -> np.ndarray:
+    """`scores` raised to at least `hard` where the local matches decide (`decided_by_matches` by a model's
+    (inliers, ratio) rule); unchanged where the model has no rule (fitted before it)."""
+    if rule is None:
+        return scores
+    return np.where(decided_by_matches(ev, tuple(rule)), np.maximum(scores, hard), scores)
+
+
 def _pixels_agree(ev: pd.DataFrame) -> pd.Series:
     """Pairs whose pixels say "one photograph" (verified copies): aligned nearly pixel for pixel, or many local
     features matched under one geometric map."""
     aligned = (ev["ncc"] >= verify.TWIN_NCC) & (ev["ssim"] >= verify.TWIN_SSIM)
-    matched = (ev["orb_inliers"] >= np.log1p(TWIN_ORB_INLIERS)) & (ev["orb_ratio"] >= TWIN_ORB_RATIO)
-    return aligned | matched
+    return aligned | pd.Series(decided_by_matches(ev), index=ev.index)
 
 
 def lookalike_pairs(ws, coll: pd.DataFrame, vectors: np.ndarray, *, n_images: int, seed: int = 0,
@@ -510,14 +530,16 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         candidate = min(candidate, raw.soft)
     hard, soft, rule = float(cal.hard_), float(cal.soft_), "suite"
     collection = suite["family"] == "collection"
-    lookalike_soft = None
+    lookalike_soft, matched_lookalikes = None, None
     if not alone and int(collection.sum()) >= MIN_LOOKALIKES:
         # the collection's own look-alikes set soft: out of fold (every pair of one query image held out together),
         # where LOOKALIKE_PRECISION of the pairs above it are leaks with one candidate pair in 1 / LEAK_SHARE a leak
         held = _out_of_fold(suite[features].to_numpy(np.float64), suite["label"].to_numpy(int),
                             suite["query"].astype(str).to_numpy(), seed)
-        real = (suite["label"] == 1) | collection
-        lookalike_soft = soft_from_lookalikes(held[real.to_numpy()], suite.loc[real, "label"].to_numpy(int))
+        # a look-alike the local matches decide is flagged whatever soft is: it does not move soft (it is counted)
+        matched_lookalikes = collection.to_numpy() & decided_by_matches(suite)
+        real = ((suite["label"] == 1) | collection).to_numpy() & ~matched_lookalikes
+        lookalike_soft = soft_from_lookalikes(held[real], suite.loc[real, "label"].to_numpy(int))
         if lookalike_soft is not None:
             soft = max(lookalike_soft, SOFT_FLOOR)
             rule = (f"look-alikes: >= {LOOKALIKE_PRECISION:.0%} of pairs above soft are leaks, out of fold, against "
@@ -558,7 +580,8 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         if raised is not None and raised > soft:
             soft, rule = raised, rule_text + " (out of fold)"
             hard = max(hard, soft)
-    per_family = (suite.assign(fused=fused)[clean].groupby(["family", "label"])["fused"]
+    floored = floor_matched(suite, fused, hard, (TWIN_ORB_INLIERS, TWIN_ORB_RATIO))
+    per_family = (suite.assign(fused=floored)[clean].groupby(["family", "label"])["fused"]
                   .apply(lambda s: float((s >= soft).mean())).unstack("label"))
     meta = {
         "encoder": encoder_name, "version": verify.VERSION, "queries": int(suite["query"].nunique()),
@@ -571,6 +594,8 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         "soft_tpr": cal.soft_tpr_, "hard_tpr": cal.hard_tpr_, "threshold_rule": rule,
         "suite_soft": float(cal.soft_), "suite_hard": float(cal.hard_), "lookalike_pairs": int(collection.sum()),
         "lookalike_soft": lookalike_soft, "leak_share": LEAK_SHARE,
+        "decisive_matches": [TWIN_ORB_INLIERS, TWIN_ORB_RATIO],
+        "lookalikes_decided_by_matches": int(matched_lookalikes.sum()) if matched_lookalikes is not None else None,
         "flagged_by_family": {str(k): float(v) for k, v in per_family.get(1, pd.Series(dtype=float)).items()},
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -37,14 +37,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-VERSION = 6  # evidence of another version is kept apart (verify/evidence-v<VERSION>); 6: ORB at 512 px, 400 features
+VERSION = 7  # evidence of another version is kept apart (verify/evidence-v<VERSION>); 6: ORB at 512 px, 400 features;
+# 7: 1,000 features on the training image, matches kept by the ratio test, the mirror matched only where aligned
 WORK_SIZE = 32  # working resolution of the alignment (longer side, pixels)
 MAX_SHIFT = 0.25  # translations searched, as a fraction of the working size
 MIN_OVERLAP = 0.5  # an alignment must overlap at least this fraction of the smaller image
 ORB_MIN_SIDE = 96  # both images at least this large (shorter side) for local features
 ORB_SIDE = 512  # local features are found at this longer side: a crop keeping a quarter of a photo matched its
 # original with >= 15 inliers in 18 of 20 planted hymenoptera crops at 512 px (400 features), 12 of 20 at 256 px (300)
-ORB_FEATURES = 400  # at most this many per image: matching 500 cost 19 ms a pair on photos, 300 cost 5 ms
+ORB_FEATURES = 400  # at most this many on the eval image: matching 500 cost 19 ms a pair on photos, 300 cost 5 ms
+ORB_TRAIN_FEATURES = 1000  # ... and on the training image: a strong crop (45-60% of each side) holds only a
+# quarter of the original's features; with 400 on both sides 5 of 20 planted hymenoptera crops had <= 20 inliers,
+# with 1,000 on the training side 19 of 20 had >= 31 (look-alikes at most 11)
+ORB_RATIO_TEST = 0.8  # a match is kept where its distance is under this share of the second nearest (Lowe 2004): on
+# those pairs as discriminating as cross-checking, at half its cost against 1,000 features
 FLAT_STD = 4.0 / 255  # overlaps flatter than this (std of luminance) count as flat: NCC is damped there
 FLAT_GRAD_STD = 1.0 / 255  # the same for gradient magnitudes, which are smaller
 REFINE_SIZE = 48  # the refinement runs on the canvases upsampled to this: ECC wants smooth gradients (48 and 64 px
@@ -315,34 +321,40 @@ def _orb_gray(img: Image.Image) -> np.ndarray:
     return np.asarray(g)
 
 
-def orb_features(img: Image.Image, mirrored: bool = False) -> list:
-    """ORB (keypoint positions, descriptors) of an image at ORB_SIDE, and of its mirror too when asked (None where
-    too few): found once per image, however many pairs it is in."""
+def _orb(gray: np.ndarray, n_features: int):
+    """(keypoint positions, descriptors) of one grey image, or None where too few."""
     import cv2
 
-    orb = cv2.ORB_create(nfeatures=ORB_FEATURES, fastThreshold=10)
+    kp, des = cv2.ORB_create(nfeatures=n_features, fastThreshold=10).detectAndCompute(gray, None)
+    return (np.float32([k.pt for k in kp]), des) if des is not None and len(kp) >= 8 else None
+
+
+def orb_features(img: Image.Image, mirrored: bool = False, n_features: int = ORB_FEATURES, *,
+                 as_is: bool = True) -> list:
+    """ORB (keypoint positions, descriptors) of an image at ORB_SIDE, of its mirror too when asked (only the
+    mirror's with `as_is=False`), None where too few: found once per image, however many pairs it is in. An eval
+    image gets ORB_FEATURES, a training image ORB_TRAIN_FEATURES (`n_features`)."""
     g = _orb_gray(img)
-    out = []
-    for arr in ((g, np.ascontiguousarray(g[:, ::-1])) if mirrored else (g,)):
-        kp, des = orb.detectAndCompute(arr, None)
-        out.append((np.float32([k.pt for k in kp]), des) if des is not None and len(kp) >= 8 else None)
-    return out
+    views = ((g,) if as_is else ()) + ((np.ascontiguousarray(g[:, ::-1]),) if mirrored else ())
+    return [_orb(v, n_features) for v in views]
 
 
 def orb_pair(eval_features: list, train_features: list) -> tuple[int, float]:
     """(RANSAC inliers, inlier ratio) of ORB matches under a partial affine model (rotation, scale, shift), the
-    eval image as is and mirrored (`orb_features(.., mirrored=True)`) against the training image's features."""
+    eval image's views (as is, mirrored: `orb_features(.., mirrored=True)`) against the training image's features.
+    A match is kept where it passes the ratio test (ORB_RATIO_TEST); the ratio is inliers over kept matches."""
     import cv2
 
     tb = train_features[0]
     if tb is None:
         return 0, 0.0
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
     best = (0, 0.0)
     for ta in eval_features:
         if ta is None:
             continue
-        matches = matcher.match(ta[1], tb[1])
+        matches = [m[0] for m in matcher.knnMatch(ta[1], tb[1], k=2)
+                   if len(m) == 2 and m[0].distance < ORB_RATIO_TEST * m[1].distance]
         if len(matches) < 8:
             continue
         src = ta[0][[m.queryIdx for m in matches]]
@@ -358,7 +370,7 @@ def orb_pair(eval_features: list, train_features: list) -> tuple[int, float]:
 def orb_match(img_a: Image.Image, img_b: Image.Image) -> tuple[int, float]:
     """(RANSAC inliers, inlier ratio) of ORB matches under a partial affine model (rotation, scale, shift),
     trying the eval image as is and mirrored; (0, 0) when too few features."""
-    return orb_pair(orb_features(img_a, mirrored=True), orb_features(img_b))
+    return orb_pair(orb_features(img_a, mirrored=True), orb_features(img_b, n_features=ORB_TRAIN_FEATURES))
 
 
 class _OneThread:
@@ -395,10 +407,10 @@ def evidence(eval_images: list[Image.Image], train_images: list[Image.Image], *,
             canvases[id(img)] = canvas(img)
         return canvases[id(img)]
 
-    def orb_of(img, mirrored):
-        key = (id(img), mirrored)
+    def orb_of(img, mirrored, n_features=ORB_FEATURES):
+        key = (id(img), mirrored, n_features)
         if key not in orbs:
-            orbs[key] = orb_features(img, mirrored)
+            orbs[key] = orb_features(img, mirrored, n_features, as_is=not mirrored)[0]
         return orbs[key]
 
     rows: list[dict] = []
@@ -417,7 +429,13 @@ def evidence(eval_images: list[Image.Image], train_images: list[Image.Image], *,
                     ssim, detail, diff = _on_overlap(moved[j], lb[j], moved_mask[j] * mb[j], al)
                     refined = refine(lb[j], moved[j], moved_mask[j] * mb[j])[0] if al.overlap > 0 else dict(_NO_REFINED)
                     use_orb = min(ea[i].size) >= ORB_MIN_SIDE and min(tb[i].size) >= ORB_MIN_SIDE
-                    inl, ratio = orb_pair(orb_of(ea[i], True), orb_of(tb[i], False)) if use_orb else (0, 0.0)
+                    # the eval image's mirror is matched only where the alignment mirrored it (a crop too strong
+                    # to align is matched as is): on photos the mirror's features were a third of the ORB work
+                    inl, ratio = 0, 0.0
+                    if use_orb:
+                        mirrored = VARIANTS[al.variant].dihedral >= 4
+                        views = [orb_of(ea[i], False)] + ([orb_of(ea[i], True)] if mirrored else [])
+                        inl, ratio = orb_pair(views, [orb_of(tb[i], False, ORB_TRAIN_FEATURES)])
                     out[i] = {"ncc": al.ncc, "ncc_grad": al.ncc_grad, "ssim": ssim, "overlap": al.overlap,
                               "orb_inliers": float(np.log1p(inl)), "orb_ratio": ratio, "orb_used": float(use_orb),
                               "ncc_detail": detail, "abs_diff": diff, **refined, "variant": al.variant, "dy": al.dy,

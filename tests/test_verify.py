@@ -448,3 +448,31 @@ def test_a_second_scan_computes_no_evidence_again(scanned, monkeypatch):
     suite = pd.read_parquet(folder / "suite.parquet")
     edits = int((suite["label"] == 1).sum())  # one positive and at most one negative per edit (twins dropped after)
     assert int((suite["family"] != "collection").sum()) <= sum(computed) <= 2 * edits
+
+
+def test_a_strong_crop_is_decided_by_its_local_matches():
+    """A crop keeping a quarter of a photo (half of each side, at its own size) matches its original with many
+    local features under one map; another scene does not, and neither does the crop against it."""
+    big = _scene(5)
+    crop = big.crop((200, 150, 520, 390))
+    ev = verify.evidence([crop, crop], [big, _scene(6)])
+    assert np.expm1(ev.loc[0, "orb_inliers"]) >= 2 * fused.TWIN_ORB_INLIERS
+    assert list(fused.decided_by_matches(ev)) == [True, False]
+
+
+class _Unsure:
+    """A stand-in for the fitted model: every pair at 0.05."""
+
+    def predict_proba(self, x):
+        return np.column_stack([np.full(len(x), 0.95), np.full(len(x), 0.05)])
+
+
+def test_decisive_local_matches_floor_the_fused_score_at_hard():
+    rows = pd.DataFrame({f: [0.5, 0.5, 0.5] for f in verify.FEATURES})
+    rows["orb_inliers"] = np.log1p([fused.TWIN_ORB_INLIERS, fused.TWIN_ORB_INLIERS - 1, 200])
+    rows["orb_ratio"] = [fused.TWIN_ORB_RATIO, 0.9, fused.TWIN_ORB_RATIO - 0.01]
+    meta = {"decisive_matches": [fused.TWIN_ORB_INLIERS, fused.TWIN_ORB_RATIO]}
+    fm = fused.FusedModel("phash", _Unsure(), hard=0.9, soft=0.3, candidate=0.5, meta=meta)
+    assert list(fm.predict(rows)) == pytest.approx([0.9, 0.05, 0.05])  # both at least, or the model decides
+    before = fused.FusedModel("phash", _Unsure(), hard=0.9, soft=0.3, candidate=0.5, meta={})  # fitted before the rule
+    assert list(before.predict(rows)) == pytest.approx([0.05] * 3)
