@@ -73,11 +73,6 @@ def is_inside(path: Path, root: Path) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=4)
-def _parquet_file(path: str, mtime_ns: int) -> pq.ParquetFile:
-    return pq.ParquetFile(path)
-
-
 def _image_column(schema) -> str:
     import pyarrow as pa
 
@@ -87,22 +82,7 @@ def _image_column(schema) -> str:
     raise IngestError("no image column of {bytes, path} structs in this Parquet file")
 
 
-@functools.lru_cache(maxsize=16)
-def _parquet_row_group(path: str, mtime_ns: int, group: int) -> list:
-    pf = _parquet_file(path, mtime_ns)
-    col = _image_column(pf.schema_arrow)
-    table = pf.read_row_group(group, columns=[col])
-    return [(v or {}).get("bytes") for v in table.column(col).to_pylist()]
-
-
-@functools.lru_cache(maxsize=4)
-def _parquet_group_starts(path: str, mtime_ns: int) -> np.ndarray:
-    md = _parquet_file(path, mtime_ns).metadata
-    return np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)])
-
-
-@functools.lru_cache(maxsize=8)
-def _cifar_batch(path: str, mtime_ns: int) -> dict:
+def _cifar_batch(path: str, mtime_ns: int = 0) -> dict:
     with open(path, "rb") as fh:
         return pickle.load(fh, encoding="latin1")
 
@@ -114,38 +94,77 @@ def _cifar_png(batch: dict, row: int) -> bytes:
     return buf.getvalue()
 
 
-def read_bytes(uri: str, row: int = -1, *, root: str | Path | None = None) -> bytes | None:
-    """The encoded bytes of one item, or None when the file is missing or outside `root`."""
-    path = Path(uri)
-    if root is not None and not is_inside(path, Path(root)):
-        return None
-    try:
-        mtime = path.stat().st_mtime_ns
-    except OSError:
-        return None
-    if row < 0:
+class SourceReader:
+    """Reads items' bytes out of dataset files, keeping the last few containers it opened (Parquet files, their
+    row groups, CIFAR batches), keyed on the file's modification time. One lives on each workspace
+    (`Workspace.sources`); a loop over items without a workspace makes its own."""
+
+    def __init__(self) -> None:
+        self._parquet_file = functools.lru_cache(maxsize=4)(self._open_parquet)
+        self._row_group = functools.lru_cache(maxsize=16)(self._read_row_group)
+        self._group_starts = functools.lru_cache(maxsize=4)(self._read_group_starts)
+        self._cifar = functools.lru_cache(maxsize=8)(_cifar_batch)
+
+    @staticmethod
+    def _open_parquet(path: str, mtime_ns: int) -> pq.ParquetFile:
+        return pq.ParquetFile(path)
+
+    def _read_row_group(self, path: str, mtime_ns: int, group: int) -> list:
+        pf = self._parquet_file(path, mtime_ns)
+        col = _image_column(pf.schema_arrow)
+        table = pf.read_row_group(group, columns=[col])
+        return [(v or {}).get("bytes") for v in table.column(col).to_pylist()]
+
+    def _read_group_starts(self, path: str, mtime_ns: int) -> np.ndarray:
+        md = self._parquet_file(path, mtime_ns).metadata
+        return np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)])
+
+    def read(self, uri: str, row: int = -1, *, root: str | Path | None = None) -> bytes | None:
+        """The encoded bytes of one item, or None when the file is missing or outside `root`."""
+        path = Path(uri)
+        if root is not None and not is_inside(path, Path(root)):
+            return None
         try:
-            return path.read_bytes()
+            mtime = path.stat().st_mtime_ns
         except OSError:
             return None
-    if path.suffix == ".parquet":
-        starts = _parquet_group_starts(str(path), mtime)
-        group = int(np.searchsorted(starts, row, side="right") - 1)
-        return _parquet_row_group(str(path), mtime, group)[row - starts[group]]
-    return _cifar_png(_cifar_batch(str(path), mtime), row)
+        if row < 0:
+            try:
+                return path.read_bytes()
+            except OSError:
+                return None
+        if path.suffix == ".parquet":
+            starts = self._group_starts(str(path), mtime)
+            group = int(np.searchsorted(starts, row, side="right") - 1)
+            return self._row_group(str(path), mtime, group)[row - starts[group]]
+        return _cifar_png(self._cifar(str(path), mtime), row)
 
 
-def iter_bytes(uris, rows) -> Iterator[tuple[int, bytes | None]]:
+# Callers that pass no reader share this one: the probing of a new source (no workspace yet), and loops that
+# have not been given the workspace's yet (leakcore/calibrate.py, downstream.py and fused.py read items one by one;
+# passing `reader=ws.sources` there lets this go).
+_FALLBACK_READER = SourceReader()
+
+
+def read_bytes(uri: str, row: int = -1, *, root: str | Path | None = None,
+               reader: SourceReader | None = None) -> bytes | None:
+    """The encoded bytes of one item, or None when the file is missing or outside `root`; `reader`: the
+    workspace's (`ws.sources`), which keeps the containers it opened."""
+    return (reader or _FALLBACK_READER).read(uri, row, root=root)
+
+
+def iter_bytes(uris, rows, *, reader: SourceReader | None = None) -> Iterator[tuple[int, bytes | None]]:
     """(position, bytes) for parallel sequences of uris and rows, reading each container once.
 
     Items are visited in container order (by uri, then row), so a Parquet row group or CIFAR batch
     is decoded once however many items it holds.
     """
+    reader = reader or _FALLBACK_READER
     uris = np.asarray([str(u) for u in uris], dtype=object)
     rows = np.asarray(rows, dtype=np.int64)
     order = np.lexsort((rows, uris))
     for pos in order:
-        yield int(pos), read_bytes(uris[pos], int(rows[pos]))
+        yield int(pos), reader.read(uris[pos], int(rows[pos]))
 
 
 def bounded_map(pool, fn, iterable, window: int = 256):
@@ -161,9 +180,9 @@ def bounded_map(pool, fn, iterable, window: int = 256):
         yield pending.popleft().result()
 
 
-def iter_item_bytes(items: pd.DataFrame) -> Iterator[tuple[int, bytes | None]]:
+def iter_item_bytes(items: pd.DataFrame, *, reader: SourceReader | None = None) -> Iterator[tuple[int, bytes | None]]:
     """(position, bytes) for every row of an item table, in container order."""
-    return iter_bytes(items["uri"].to_numpy(), items["row"].to_numpy())
+    return iter_bytes(items["uri"].to_numpy(), items["row"].to_numpy(), reader=reader)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,7 +351,7 @@ def load_cifar(path: Path) -> Source:
         for file in files:
             if not file.exists():
                 raise IngestError(f"CIFAR folder {path} lacks {file.name}")
-            batch = _cifar_batch(str(file), file.stat().st_mtime_ns)
+            batch = _cifar_batch(str(file))
             for row, lab in enumerate(batch[label_key]):
                 label = names[lab] if names else str(lab)
                 records.append(Record(split, str(index), str(file), row=row, label=label))

@@ -108,7 +108,7 @@ def embed_items(
 
     Only images whose sha256 is not in the cache are decoded and embedded; unreadable items get no vector.
     """
-    cache = EmbeddingCache(ws.embeddings_dir(encoder.name) / encoder.fingerprint, encoder.spec.dim)
+    cache = EmbeddingCache(ws.paths.embeddings(encoder.name, encoder.fingerprint), encoder.spec.dim)
     ok = (items["status"] == "ok") & items["sha256"].notna()
     todo = items[ok & ~items["sha256"].isin(cache.keys())].drop_duplicates("sha256")
     total = len(todo)
@@ -117,7 +117,7 @@ def embed_items(
         positions: deque[int] = deque()
 
         def datas() -> Iterator[bytes | None]:
-            for pos, data in catalog.iter_item_bytes(todo):
+            for pos, data in catalog.iter_item_bytes(todo, reader=ws.sources):
                 positions.append(pos)
                 yield data
 

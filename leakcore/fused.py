@@ -82,7 +82,8 @@ SOFT_FLOOR = 0.1  # with look-alikes to judge by, soft is never below this (the 
 
 
 def model_dir(ws, encoder: str):
-    return ws.path / "verify" / encoder
+    """verify/<encoder>/: where the fused score of an encoder is stored (the workspace's layout says)."""
+    return ws.paths.fused(encoder)
 
 
 @dataclass
@@ -133,9 +134,6 @@ class FusedModel:
 def second_encoder_name(primary: str) -> str:
     """The other SSCD model: the distilled student asks its ResNet-50 teacher, every other encoder the student."""
     return "sscd" if primary == "sscd-distilled" else "sscd-distilled"
-
-
-_SECOND: dict = {}
 
 
 def small_images(ws) -> bool:
@@ -192,12 +190,11 @@ class SecondOpinion:
         return opinion
 
     def encoder(self):
-        """The second model (built once per process)."""
+        """The second model (built once per workspace object)."""
         from leakcore.encoders import create_encoder
 
-        if self.name not in _SECOND:
-            _SECOND[self.name] = create_encoder(self.name, input_size=SECOND_INPUT_SIZE)
-        return _SECOND[self.name]
+        return self.ws.cache("second model", self.name,
+                             lambda: create_encoder(self.name, input_size=SECOND_INPUT_SIZE), entries=2)
 
     def embed(self, pairs: pd.DataFrame, progress: Callable[[str, int, int], None] | None = None) -> None:
         """Embed (into the cache) the images of `pairs` the cache lacks."""
@@ -218,7 +215,7 @@ class SecondOpinion:
         a = pd.Series(shas.reindex(pairs["eval_item_id"]).to_numpy())
         b = pd.Series(shas.reindex(pairs["train_item_id"]).to_numpy())
         name, fingerprint, dim = self.cache()
-        cache, keys = _read_cache(self.ws.embeddings_dir(name) / fingerprint, dim)
+        cache, keys = _read_cache(self.ws, name, fingerprint, dim)
         have = (a.isin(keys) & b.isin(keys)).to_numpy()
         out = np.full(len(pairs), np.nan)
         if have.any():
@@ -230,20 +227,16 @@ class SecondOpinion:
         return (self.encoder().encode_images(eval_images) * train_vectors).sum(1)
 
 
-_CACHES: dict = {}  # folder -> (its shard key files, (EmbeddingCache, its keys))
-
-
-def _read_cache(folder, dim: int):
-    """(EmbeddingCache, its keys) of a folder, read again only when its shards change: every load of the pairs
-    with the fused score asks."""
+def _read_cache(ws, encoder: str, fingerprint: str, dim: int):
+    """(EmbeddingCache, its keys) of one encoder build's vectors, read again only when its shards change: every
+    load of the pairs with the fused score asks."""
     from leakcore.embed import EmbeddingCache
-    from leakcore.io import read_while_unchanged
 
-    def read(_shards):
-        cache = EmbeddingCache(folder, dim)
+    def read():
+        cache = EmbeddingCache(ws.paths.embeddings(encoder, fingerprint), dim)
         return cache, cache.keys()
 
-    return read_while_unchanged(_CACHES, folder, "shard-*.keys.parquet", read)
+    return ws.cache(f"embedding cache {encoder}/{fingerprint}", ws.stamp("embeddings", encoder, fingerprint), read)
 
 
 def verify_pairs(ws, pairs: pd.DataFrame, fm: "FusedModel", *, progress=None, should_stop=None) -> int:
@@ -487,8 +480,8 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
     from leakcore.calibrate import ThresholdCalibrator
 
     encoder_name = encoder_name or ws.encoder
-    folder = model_dir(ws, encoder_name)
-    suite_file, suite_meta = folder / "suite.parquet", folder / "suite.json"
+    suite_file, suite_meta = ws.paths.fused_file(encoder_name, "suite.parquet"), ws.paths.fused_file(encoder_name,
+                                                                                                        "suite.json")
     second = SecondOpinion.for_workspace(ws, encoder_name)
     wanted = {"queries": queries, "seed": seed, "version": verify.VERSION, "fitting_set": FITTING_SET,
               "second": f"{second.name}@{SECOND_INPUT_SIZE}" if second else None}
@@ -676,16 +669,12 @@ def _auc(labels, scores) -> float:
 def save(ws, fm: FusedModel) -> None:
     import joblib
 
-    folder = model_dir(ws, fm.encoder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "model.joblib") as tmp:
+    ws.paths.fused(fm.encoder).mkdir(parents=True, exist_ok=True)
+    with atomic_path(ws.paths.fused_file(fm.encoder, "model.joblib")) as tmp:
         joblib.dump(fm.model, tmp)
-    atomic_write_text(folder / "model.json", json.dumps(
+    atomic_write_text(ws.paths.fused_file(fm.encoder, "model.json"), json.dumps(
         {"hard": fm.hard, "soft": fm.soft, "candidate": fm.candidate, "meta": fm.meta}, indent=2))
     ws.set_thresholds(fm.hard, max(fm.soft, 1e-6), encoder=fm.encoder, score="fused", source="fused model")
-
-
-_CACHE: dict = {}
 
 
 def outdated(meta: dict) -> str | None:
@@ -700,25 +689,27 @@ def outdated(meta: dict) -> str | None:
 
 
 def load(ws, encoder: str | None = None) -> FusedModel | None:
-    """The stored fused model of an encoder, or None (cached per file time). A model fitted by an older version
-    that this one cannot score counts as none (logged): a scan with verification fits it again."""
+    """The stored fused model of an encoder, or None (kept on the workspace per version of its files). A model
+    fitted by an older version that this one cannot score counts as none (logged): a scan with verification fits it
+    again."""
     import joblib
 
     encoder = encoder or ws.encoder
-    folder = model_dir(ws, encoder)
-    meta_file, model_file = folder / "model.json", folder / "model.joblib"
-    if not (meta_file.exists() and model_file.exists()):
+    meta_file, model_file = ws.paths.fused_file(encoder, "model.json"), ws.paths.fused_file(encoder, "model.joblib")
+    stamp = ws.stamp("fused", encoder)
+    if None in stamp:  # either file missing
         return None
-    stamp = (str(folder), meta_file.stat().st_mtime_ns, model_file.stat().st_mtime_ns)
-    if stamp not in _CACHE:
+
+    def read() -> FusedModel | None:
         meta = json.loads(meta_file.read_text())
         why = outdated(meta["meta"])
         if why:
             log.warning("the fused model of %s in %s was fitted by an older version (%s): fit it again", encoder,
                         ws.path, why)
-        _CACHE[stamp] = None if why else FusedModel(encoder, joblib.load(model_file), meta["hard"], meta["soft"],
-                                                    meta["candidate"], meta["meta"])
-    return _CACHE[stamp]
+            return None
+        return FusedModel(encoder, joblib.load(model_file), meta["hard"], meta["soft"], meta["candidate"], meta["meta"])
+
+    return ws.cache(f"fused model {encoder}", stamp, read)
 
 
 def fitting_scores(ws, encoder: str | None = None) -> pd.DataFrame | None:
@@ -726,7 +717,7 @@ def fitting_scores(ws, encoder: str | None = None) -> pd.DataFrame | None:
     fused score and raw similarity: what the Thresholds page draws the fused ROC from (None without a model)."""
     encoder = encoder or ws.encoder
     fm = load(ws, encoder)
-    suite_file = model_dir(ws, encoder) / "suite.parquet"
+    suite_file = ws.paths.fused_file(encoder, "suite.parquet")
     if fm is None or not suite_file.exists():
         return None
     suite = pd.read_parquet(suite_file)

@@ -51,7 +51,7 @@ def group_threshold(ws) -> float:
 
 def load_group_pairs(ws, encoder: str | None = None) -> pd.DataFrame:
     """The training-split searches made for grouping (groups/<encoder>/), shaped like `leakage.load_pairs`."""
-    return leakage.load_pair_tables(ws.path / "groups" / (encoder or ws.encoder))
+    return leakage.load_pair_tables(ws.paths.group_pairs(encoder or ws.encoder))
 
 
 # ---- geometry: a candidate link is an edge only when the two images share a region -----------------------------
@@ -185,28 +185,26 @@ def geometry_edge(m: pd.DataFrame) -> np.ndarray:
     return (orb | aligned | (m["method"] == "identical")).to_numpy(dtype=bool)
 
 
-_GEOMETRY_FRAMES: dict = {}  # folder -> (part files, their rows)
-
-
 class GeometryStore:
     """groups/geometry-v<VERSION>/part-<hash>.parquet: one row per unordered pair of contents (sha_a < sha_b) with
     what the local features measured. Parts are written atomically and never rewritten, so a rerun is free and an
     interrupted run loses at most one chunk."""
 
     def __init__(self, ws):
-        self.folder = ws.path / "groups" / f"geometry-v{GEOMETRY_VERSION}"
+        self.ws = ws
+        self.folder = ws.paths.geometry(GEOMETRY_VERSION)
 
     def frame(self) -> pd.DataFrame:
-        from leakcore.io import read_while_unchanged
+        stamp = self.ws.stamp("geometry")  # parts are written whole and never rewritten: a new one is a new stamp
 
-        def read(parts):
-            frames = [pd.read_parquet(p) for p in parts]
+        def read():
+            frames = [pd.read_parquet(p[0]) for p in stamp if p is not None]
             if not frames:
                 return pd.DataFrame({c: pd.Series(dtype=object if c in ("sha_a", "sha_b", "method", "reason")
                                                   else float) for c in GEOMETRY_COLUMNS})
             return pd.concat(frames, ignore_index=True).drop_duplicates(["sha_a", "sha_b"])
 
-        return read_while_unchanged(_GEOMETRY_FRAMES, self.folder, "part-*.parquet", read)
+        return self.ws.cache("geometry", stamp, read)
 
     def add(self, rows: pd.DataFrame) -> None:
         from leakcore import verify
@@ -217,12 +215,12 @@ class GeometryStore:
         write_parquet(rows, self.folder / f"part-{name}.parquet")
 
 
-def _decode_for_geometry(items: pd.DataFrame) -> list:
+def _decode_for_geometry(items: pd.DataFrame, reader=None) -> list:
     """(image or None, reason) per item row, decoded at about the working size (JPEG draft)."""
     from leakcore import catalog, images
 
     out: list = [(None, images.MISSING)] * len(items)
-    for pos, data in catalog.iter_item_bytes(items.reset_index(drop=True)):
+    for pos, data in catalog.iter_item_bytes(items.reset_index(drop=True), reader=reader):
         dec = images.decode(data, draft_size=(WORK_SIDE, WORK_SIDE))
         out[pos] = (dec.image, None) if dec.ok else (None, dec.reason)
     return out
@@ -250,7 +248,7 @@ def measure_geometry(ws, pairs: pd.DataFrame, *, features: dict | None = None) -
     for start in range(0, len(todo), CHUNK):
         part = todo.iloc[start:start + CHUNK]
         ids = pd.unique(pd.concat([part["id_a"], part["id_b"]]))
-        decoded = dict(zip(ids, _decode_for_geometry(items.loc[ids].reset_index())))
+        decoded = dict(zip(ids, _decode_for_geometry(items.loc[ids].reset_index(), ws.sources)))
         for i, (img, _) in decoded.items():
             if img is not None and i not in features:
                 features[i] = local_features(img)
@@ -578,7 +576,7 @@ def calibrate_group_threshold(ws, collection: str, *, queries: int = 100, target
     derived, source, kind = [], [], []
     for n, pos in enumerate(pick):
         row = coll.iloc[pos]
-        img = images.decode(catalog.read_bytes(row["uri"], int(row["row"]))).image
+        img = images.decode(catalog.read_bytes(row["uri"], int(row["row"]), reader=ws.sources)).image
         if img is None:
             continue
         for part, name in ((overlapping_patches(img), "patch"), (pan_frames(img), "frame")):

@@ -5,11 +5,10 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Iterator
 
 import pandas as pd
 
-T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -47,10 +46,15 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
         df.to_parquet(tmp, index=False)
 
 
-def read_while_unchanged(memo: dict, folder: Path, pattern: str, read: Callable[[tuple[Path, ...]], T]) -> T:
-    """`read(files)` of the files in `folder` matching `pattern`, memoised in `memo` until that set of files
-    changes. Stores write whole new files atomically and never rewrite one, so a new name is the only change."""
-    files = tuple(sorted(folder.glob(pattern))) if folder.exists() else ()
-    if memo.get(folder, (None,))[0] != files:
-        memo[folder] = (files, read(files))
-    return memo[folder][1]
+def file_stamp(*paths: str | os.PathLike) -> tuple:
+    """(path, mtime_ns, size, inode) of each file, None for a missing one: a version that moves with every atomic
+    write (the renamed file is a new inode even where two writes fall within one tick of the file clock)."""
+    out = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            out.append(None)
+            continue
+        out.append((str(p), st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(out)

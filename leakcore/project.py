@@ -4,20 +4,23 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import threading
 import tomllib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import pandas as pd
 import tomli_w
 
 from leakcore.encoders import get_spec
 from leakcore.errors import InvalidInput, ThresholdsUncalibrated, WorkspaceError
-from leakcore.io import atomic_path, atomic_write_bytes, atomic_write_text, write_parquet  # noqa: F401  (re-exported)
+from leakcore.io import atomic_path, atomic_write_bytes, atomic_write_text, file_stamp, write_parquet  # noqa: F401
 from leakcore.schema import SplitId, empty_items, normalise_items, split_ids, split_items
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 CONFIG_NAME = "project.toml"
@@ -62,12 +65,151 @@ class DatasetConfig:
         return data
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where every artefact of a workspace lives: the one place that joins paths under the workspace folder."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def items(self) -> Path:
+        return self.root / ITEMS_NAME
+
+    @property
+    def review_db(self) -> Path:
+        return self.root / "review.sqlite"
+
+    @property
+    def review_wal(self) -> Path:
+        return self.root / "review.sqlite-wal"
+
+    def embeddings(self, encoder: str, fingerprint: str | None = None) -> Path:
+        """embeddings/<encoder>/[<fingerprint>/]: the vector cache of an encoder (of one build of it)."""
+        folder = self.root / "embeddings" / encoder
+        return folder / fingerprint if fingerprint else folder
+
+    def neighbors(self, encoder: str) -> Path:
+        return self.root / "neighbors" / encoder
+
+    @property
+    def calibrations(self) -> Path:
+        return self.root / "calibration"
+
+    def calibration(self, encoder: str) -> Path:
+        return self.calibrations / encoder
+
+    def calibration_thresholds(self, encoder: str) -> Path:
+        return self.calibration(encoder) / "thresholds.json"
+
+    def group_pairs(self, encoder: str) -> Path:
+        """groups/<encoder>/: the training-split searches only grouping reads."""
+        return self.root / "groups" / encoder
+
+    def geometry(self, version: int) -> Path:
+        """groups/geometry-v<version>/: what local features measured on candidate links."""
+        return self.root / "groups" / f"geometry-v{version}"
+
+    def evidence(self, version: int) -> Path:
+        """verify/evidence-v<version>/: the verification stage's pixel evidence."""
+        return self.root / "verify" / f"evidence-v{version}"
+
+    def fused(self, encoder: str) -> Path:
+        """verify/<encoder>/: the fused score's model and its fitting suite."""
+        return self.root / "verify" / encoder
+
+    def fused_file(self, encoder: str, name: str) -> Path:
+        """One file of the fused score: model.joblib, model.json, suite.parquet or suite.json."""
+        if name not in FUSED_FILES:
+            raise ValueError(f"fused score files are {', '.join(FUSED_FILES)}, got {name!r}")
+        return self.fused(encoder) / name
+
+    @property
+    def shortcuts(self) -> Path:
+        return self.root / "shortcuts"
+
+    def shortcut_audit(self, dataset: str) -> Path:
+        return self.shortcuts / f"{dataset}.json"
+
+    @property
+    def exports(self) -> Path:
+        return self.root / "exports"
+
+    @property
+    def display_cache(self) -> Path:
+        """cache/display/: pictures made for the review loop."""
+        return self.root / "cache" / "display"
+
+    @property
+    def downloads(self) -> Path:
+        return self.root / "downloads"
+
+    @property
+    def images(self) -> Path:
+        """images/: pictures a workspace holds itself (the demo's)."""
+        return self.root / "images"
+
+    def file(self, name: str) -> Path:
+        """A file of its own at the top of the workspace (the demo's truth table)."""
+        if "/" in name or "\\" in name or name in ("", ".", ".."):
+            raise ValueError(f"a top-level file name has no folder in it, got {name!r}")
+        return self.root / name
+
+
+FUSED_FILES = ("model.joblib", "model.json", "suite.parquet", "suite.json")
+
+
+class Caches:
+    """What is derived from a workspace's artefacts and kept in memory: per name, a few keys (usually the
+    artefact's `stamp`, so that a new version replaces the old), the least recently used dropped first."""
+
+    def __init__(self) -> None:
+        self._named: dict[str, OrderedDict] = {}
+        self._lock = threading.RLock()
+
+    def get(self, name: str, key, compute: Callable[[], T], *, entries: int = 1) -> T:
+        """The value kept under (`name`, `key`), else `compute()` kept there (computed outside the lock: two
+        threads may both compute it once)."""
+        with self._lock:
+            memo = self._named.setdefault(name, OrderedDict())
+            if key in memo:
+                memo.move_to_end(key)
+                return memo[key]
+        value = compute()
+        with self._lock:
+            memo = self._named.setdefault(name, OrderedDict())
+            memo[key] = value
+            memo.move_to_end(key)
+            while len(memo) > max(1, entries):
+                memo.popitem(last=False)
+        return value
+
+    def clear(self, *names: str) -> None:
+        """Forget what is kept (under these names, or all)."""
+        with self._lock:
+            for name in names or list(self._named):
+                self._named.pop(name, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(m) for m in self._named.values())
+
+
 class Workspace:
-    """A folder holding one leakage project; see DESIGN.md for the layout."""
+    """A folder holding one leakage project; see DESIGN.md for the layout.
+
+    It owns where artefacts live (`paths`), their versions (`stamp`) and what is derived from them and kept in
+    memory (`cache`, held in `caches`): they live as long as this object, or longer where the dashboard hands
+    every object it opens on one folder the same `Caches` (keys are versions, so sharing them is safe)."""
 
     def __init__(self, path: str | os.PathLike, config: dict[str, Any]):
         self.path = Path(path).resolve()
+        self.paths = Layout(self.path)
         self.config = config
+        self.caches = Caches()
 
     # ---- creation and loading -------------------------------------------------------------
     @classmethod
@@ -85,8 +227,8 @@ class Workspace:
             "datasets": {},
         }
         ws = cls(path, config)
-        for sub in ("embeddings", "neighbors", "calibration", "exports"):
-            (ws.path / sub).mkdir(exist_ok=True)
+        for folder in (ws.paths.embeddings(""), ws.paths.neighbors(""), ws.paths.calibrations, ws.paths.exports):
+            folder.mkdir(exist_ok=True)
         ws.save_config()
         write_parquet(empty_items(), ws.items_path)
         return ws
@@ -118,29 +260,56 @@ class Workspace:
         return cls(path, config)
 
     def save_config(self) -> None:
-        atomic_write_text(self.path / CONFIG_NAME, tomli_w.dumps(self.config))
+        atomic_write_text(self.paths.config, tomli_w.dumps(self.config))
 
     # ---- paths --------------------------------------------------------------------------------
     @property
     def items_path(self) -> Path:
-        return self.path / ITEMS_NAME
+        return self.paths.items
 
     @property
     def review_db(self) -> Path:
-        return self.path / "review.sqlite"
+        return self.paths.review_db
 
     def embeddings_dir(self, encoder: str) -> Path:
-        return self.path / "embeddings" / encoder
+        return self.paths.embeddings(encoder)
 
     def neighbors_dir(self, encoder: str) -> Path:
-        return self.path / "neighbors" / encoder
+        return self.paths.neighbors(encoder)
 
     def calibration_dir(self, encoder: str) -> Path:
-        return self.path / "calibration" / encoder
+        return self.paths.calibration(encoder)
 
     @property
     def exports_dir(self) -> Path:
-        return self.path / "exports"
+        return self.paths.exports
+
+    # ---- versions and the caches keyed on them -------------------------------------------------------
+    def stamp(self, artefact: str, *args) -> tuple:
+        """The version of one artefact: (name, mtime_ns, size) of each of its files, read from the disk on each
+        call, so a write by this process or another (the CLI beside the dashboard) shows at once. Artefacts:
+        config, items, review, neighbors [encoder], groups [encoder], embeddings [encoder [fingerprint]],
+        evidence, geometry, fused [encoder], calibration [encoder], shortcuts, source <file> (a dataset's file)."""
+        if artefact not in STAMPS:
+            raise ValueError(f"unknown artefact {artefact!r}; artefacts are {', '.join(sorted(STAMPS))}")
+        return STAMPS[artefact](self, *args)
+
+    def cache(self, name: str, key, compute: Callable[[], T], *, entries: int = 1) -> T:
+        """`compute()` kept under (`name`, `key`) in this workspace's `caches`; `key` is usually a `stamp`, so a
+        new version replaces the old. At most `entries` keys per name (the least recently used go)."""
+        return self.caches.get(name, key, compute, entries=entries)
+
+    @property
+    def sources(self):
+        """The reader of this workspace's dataset files (`catalog.SourceReader`), which keeps the containers
+        (Parquet row groups, CIFAR batches) it opened."""
+        from leakcore.catalog import SourceReader
+
+        return self.cache("source reader", None, SourceReader)
+
+    def clear_caches(self, *names: str) -> None:
+        """Forget what `cache` holds (under these names, or all)."""
+        self.caches.clear(*names)
 
     # ---- settings -------------------------------------------------------------------------
     @property
@@ -194,8 +363,11 @@ class Workspace:
         return bool(self.config["settings"].get("verify", False))
 
     def set_settings(self, *, encoder: str | None = None, k: int | None = None, flip_queries: bool | None = None,
-                     grouping: bool | None = None, verify: bool | None = None) -> None:
-        """Change the encoder, k, query flips, grouping or verification; `None` keeps the current value."""
+                     grouping: bool | None = None, verify: bool | None = None, max_pixels: int | None = None) -> None:
+        """Change the encoder, k, query flips, grouping, verification or the decoder's pixel limit; `None` keeps
+        the current value."""
+        if max_pixels is not None:
+            self.config["settings"]["max_pixels"] = int(max_pixels)
         if verify is not None:
             self.config["settings"]["verify"] = bool(verify)
         if grouping is not None:
@@ -207,6 +379,12 @@ class Workspace:
         if k is not None:
             self.config["settings"]["k"] = int(k)
         self.save_config()
+
+    @property
+    def max_pixels(self) -> int | None:
+        """The largest image (in pixels) ingest decodes; None: the decoder's default."""
+        value = self.config["settings"].get("max_pixels")
+        return None if value is None else int(value)
 
     @property
     def score(self) -> str:
@@ -286,13 +464,21 @@ class Workspace:
         return [Path(ds.root).resolve() for ds in self.datasets.values() if ds.root]
 
     def items(self) -> pd.DataFrame:
-        if not self.items_path.exists():
-            return empty_items()
-        return normalise_items(pd.read_parquet(self.items_path))
+        """The item table: read once per version of items.parquet; each caller gets its own copy to change."""
+        return self._items().copy(deep=False)  # copy on write: a caller's change never reaches the cache
+
+    def _items(self) -> pd.DataFrame:
+        """The cached item table itself (never change it: `items()` hands out copies)."""
+        def read() -> pd.DataFrame:
+            if not self.paths.items.exists():
+                return empty_items()
+            return normalise_items(pd.read_parquet(self.paths.items))
+
+        return self.cache("items", self.stamp("items"), read)
 
     def write_items(self, df: pd.DataFrame) -> None:
         df = normalise_items(df).sort_values(["dataset", "split", "item_id"], kind="stable").reset_index(drop=True)
-        write_parquet(df, self.items_path)
+        write_parquet(df, self.paths.items)
 
     def splits(self) -> pd.DataFrame:
         """One row per (dataset, split): role and item counts."""
@@ -307,8 +493,52 @@ class Workspace:
 
     def split_ids(self, role: str | None = None) -> list[SplitId]:
         """Every split of the workspace (of one role when given), in name order."""
-        return split_ids(self.items(), role)
+        return split_ids(self._items(), role)
 
     def split_items(self, split: "str | SplitId", *, role: str | None = None) -> pd.DataFrame:
         """The items of one split, else an error listing the valid ones."""
-        return split_items(self.items(), split, role=role)
+        return split_items(self._items(), split, role=role)
+
+
+def _glob_stamp(folder: Path, pattern: str, recursive: bool = False) -> tuple:
+    if not folder.exists():
+        return ()
+    return file_stamp(*sorted(folder.rglob(pattern) if recursive else folder.glob(pattern)))
+
+
+def _stamp_embeddings(ws: Workspace, encoder: str | None = None, fingerprint: str | None = None) -> tuple:
+    folder = ws.paths.embeddings(encoder or ws.encoder, fingerprint)
+    return _glob_stamp(folder, "*.keys.parquet", recursive=True)
+
+
+def _stamp_evidence(ws: Workspace) -> tuple:
+    from leakcore.verify import VERSION
+
+    return _glob_stamp(ws.paths.evidence(VERSION), "part-*.parquet")
+
+
+def _stamp_geometry(ws: Workspace) -> tuple:
+    from leakcore.grouping import GEOMETRY_VERSION
+
+    return _glob_stamp(ws.paths.geometry(GEOMETRY_VERSION), "part-*.parquet")
+
+
+def _stamp_fused(ws: Workspace, encoder: str | None = None) -> tuple:
+    encoder = encoder or ws.encoder
+    return file_stamp(ws.paths.fused_file(encoder, "model.json"), ws.paths.fused_file(encoder, "model.joblib"))
+
+
+STAMPS: dict[str, Callable[..., tuple]] = {  # artefact -> its stamp (a table of the workspace's own, never grown)
+    "config": lambda ws: file_stamp(ws.paths.config),
+    "items": lambda ws: file_stamp(ws.paths.items),
+    "review": lambda ws: file_stamp(ws.paths.review_db, ws.paths.review_wal),
+    "neighbors": lambda ws, encoder=None: _glob_stamp(ws.paths.neighbors(encoder or ws.encoder), "*/*.json"),
+    "groups": lambda ws, encoder=None: _glob_stamp(ws.paths.group_pairs(encoder or ws.encoder), "*/*.json"),
+    "embeddings": _stamp_embeddings,
+    "evidence": _stamp_evidence,
+    "geometry": _stamp_geometry,
+    "fused": _stamp_fused,
+    "calibration": lambda ws, encoder=None: file_stamp(ws.paths.calibration_thresholds(encoder or ws.encoder)),
+    "shortcuts": lambda ws: _glob_stamp(ws.paths.shortcuts, "*.json"),
+    "source": lambda ws, uri: file_stamp(Path(uri)),
+}

@@ -50,7 +50,7 @@ def split_id(dataset: str, split: str) -> str:
 def pair_path(ws, encoder: str, eval_split: "str | SplitId", train_split: "str | SplitId", kind: str = "neighbors") -> Path:
     """neighbors/<encoder>/<eval ds~split>/<train ds~split>.parquet; kind "groups": the training-split searches
     that only grouping reads, under groups/<encoder>/ (so rates never count a training split as evaluated)."""
-    root = ws.neighbors_dir(encoder) if kind == "neighbors" else ws.path / "groups" / encoder
+    root = ws.paths.neighbors(encoder) if kind == "neighbors" else ws.paths.group_pairs(encoder)
     return root / SplitId.parse(eval_split).file_name / (SplitId.parse(train_split).file_name + ".parquet")
 
 
@@ -250,7 +250,7 @@ def plan_scan(ws, *, encoder: Encoder | None = None, settings: ScanSettings | No
         if cache is None:
             encoder = encoder or create_encoder(settings.encoder, **settings.options)
             fingerprint, mirror_fp = encoder.fingerprint, encoder.mirrored().fingerprint
-            cache = EmbeddingCache(ws.embeddings_dir(encoder.name) / fingerprint, encoder.spec.dim)
+            cache = EmbeddingCache(ws.paths.embeddings(encoder.name, fingerprint), encoder.spec.dim)
         shas = _ok_shas(grp)
         key = _digest(fingerprint, *shas)
         missing = int((~shas.drop_duplicates().isin(cache.keys())).sum())
@@ -258,7 +258,7 @@ def plan_scan(ws, *, encoder: Encoder | None = None, settings: ScanSettings | No
         mirror_key = None
         if settings.flip_queries and role == "eval":
             if mirror_cache is None:
-                mirror_cache = EmbeddingCache(ws.embeddings_dir(encoder.name) / mirror_fp, encoder.spec.dim)
+                mirror_cache = EmbeddingCache(ws.paths.embeddings(encoder.name, mirror_fp), encoder.spec.dim)
             kept = shas[~shas.map(cache.reason).notna()] if len(cache) else shas
             jobs.append(EmbedJob(sid, settings.encoder, mirror_fp, True,
                                  int((~kept.drop_duplicates().isin(mirror_cache.keys())).sum())))
@@ -479,7 +479,7 @@ def pairs_table(query_ids: np.ndarray, collection_ids: np.ndarray, sim: np.ndarr
 
 def _drop_stale_pairs(ws, encoder: str, wanted: set[Path]) -> None:
     """Remove neighbour files of splits that no longer exist (a dataset was removed)."""
-    for root in (ws.neighbors_dir(encoder), ws.path / "groups" / encoder):
+    for root in (ws.paths.neighbors(encoder), ws.paths.group_pairs(encoder)):
         for f in root.glob("*/*.parquet") if root.exists() else []:
             if f not in wanted:
                 f.unlink()

@@ -592,21 +592,11 @@ def content_pair_hash(shas_a, shas_b, salt: str | None = None) -> str:
     return h.hexdigest()[:24]
 
 
-_FRAMES: dict = {}  # folder -> (part files, their rows)
-
-
-_SHAS: dict = {}  # items file -> ((its mtime, size), sha256 by item id)
-
-
 def item_shas(ws) -> "pd.Series":
-    """sha256 by item id, read again only when the item table changes (written atomically, so its time moves):
-    every load of the pairs with the fused score asks, for the evidence and for the second model."""
-    path = ws.items_path
-    stat = path.stat() if path.exists() else None
-    stamp = (stat.st_mtime_ns, stat.st_size) if stat else None
-    if stamp is None or _SHAS.get(path, (None,))[0] != stamp:
-        _SHAS[path] = (stamp, ws.items().drop_duplicates("item_id").set_index("item_id")["sha256"])
-    return _SHAS[path][1]
+    """sha256 by item id, made again only when the item table changes (kept on the workspace): every load of
+    the pairs with the fused score asks, for the evidence and for the second model."""
+    return ws.cache("item shas", ws.stamp("items"),
+                    lambda: ws.items().drop_duplicates("item_id").set_index("item_id")["sha256"])
 
 
 class EvidenceStore:
@@ -616,21 +606,22 @@ class EvidenceStore:
     interrupted verification loses at most one chunk and a re-run computes only the pairs no part holds."""
 
     def __init__(self, ws):
-        self.folder = ws.path / "verify" / f"evidence-v{VERSION}"
+        self.ws = ws
+        self.folder = ws.paths.evidence(VERSION)
 
     def frame(self) -> "pd.DataFrame":
         """Every stored row; read once per set of parts (every load of the pairs with the fused score asks)."""
         import pandas as pd
 
-        from leakcore.io import read_while_unchanged
+        stamp = self.ws.stamp("evidence")  # parts are written whole and never rewritten: a new one is a new stamp
 
-        def read(parts):
-            frames = [pd.read_parquet(p) for p in parts]
+        def read():
+            frames = [pd.read_parquet(p[0]) for p in stamp if p is not None]
             if not frames:
                 return pd.DataFrame(columns=["sha_a", "sha_b", *EVIDENCE, "variant", "dy", "dx"])
             return pd.concat(frames, ignore_index=True).drop_duplicates(["sha_a", "sha_b"])
 
-        return read_while_unchanged(_FRAMES, self.folder, "part-*.parquet", read)
+        return self.ws.cache("evidence", stamp, read)
 
     def missing(self, shas_a, shas_b) -> np.ndarray:
         have = set(zip(self.frame()["sha_a"], self.frame()["sha_b"]))
@@ -642,12 +633,12 @@ class EvidenceStore:
         write_parquet(ev.reset_index(drop=True), self.folder / f"part-{content_pair_hash(ev['sha_a'], ev['sha_b'])}.parquet")
 
 
-def load_images(items: "pd.DataFrame") -> list:
-    """PIL images (or None when unreadable) for item rows, in order."""
+def load_images(items: "pd.DataFrame", reader=None) -> list:
+    """PIL images (or None when unreadable) for item rows, in order (`reader`: the workspace's `sources`)."""
     from leakcore import catalog, images
 
     out: list = [None] * len(items)
-    for pos, data in catalog.iter_item_bytes(items.reset_index(drop=True)):
+    for pos, data in catalog.iter_item_bytes(items.reset_index(drop=True), reader=reader):
         if data is not None:
             dec = images.decode(data)
             out[pos] = dec.image if dec.ok else None
@@ -672,7 +663,7 @@ def compute_evidence(ws, pairs: "pd.DataFrame", *, chunk: int = 1024, progress=N
             break
         part = todo.iloc[start:start + chunk]
         ids = pd.unique(pd.concat([part["eval_item_id"], part["train_item_id"]]))  # each image decoded once
-        loaded = dict(zip(ids, load_images(items.loc[ids].reset_index())))
+        loaded = dict(zip(ids, load_images(items.loc[ids].reset_index(), ws.sources)))
         ev = evidence([loaded[i] for i in part["eval_item_id"]], [loaded[i] for i in part["train_item_id"]])
         store.add(pd.concat([part[["sha_a", "sha_b"]].reset_index(drop=True), ev], axis=1))
         if progress:
