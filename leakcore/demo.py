@@ -123,6 +123,10 @@ def build_demo(path: str | Path, *, encoder: str = "sscd-distilled", scan: bool 
             shifted = _tiles(src, shift=0.3)[0]
             eval_id = save(shifted, photos, "test", name, f"{name}_overlap.jpg")
             truth.append({"eval_item_id": eval_id, "train_item_id": train_ids[0], "kind": "overlapping patch (70%)"})
+        if s_i == 2:  # a copy filed under another label: a leak and a label conflict at once
+            eval_id = save(train_tiles[2], bench, "test", "rocket", f"{name}_filed_as_rocket.jpg", quality=92)
+            truth.append({"eval_item_id": eval_id, "train_item_id": train_ids[2],
+                          "kind": "inter-dataset, copy under another label (label conflict)"})
         if s_i in (1, 3, 5, 7):  # a second dataset that shares images with the first (inter-dataset)
             kind = "re-encoded (JPEG q=30)" if s_i % 4 == 1 else "resized (50%)"
             eval_id = save(_planted(kind, train_tiles[1]), bench, "test", name, f"{name}_shared.jpg", quality=85)
