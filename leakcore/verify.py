@@ -37,8 +37,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-VERSION = 7  # evidence of another version is kept apart (verify/evidence-v<VERSION>); 6: ORB at 512 px, 400 features;
-# 7: 1,000 features on the training image, matches kept by the ratio test, the mirror matched only where aligned
+VERSION = 8  # evidence of another version is kept apart (verify/evidence-v<VERSION>); 6: ORB at 512 px, 400 features;
+# 7: 1,000 features on the training image, matches kept by the ratio test, the mirror matched only where aligned;
+# 8: FAST threshold 20 (ORB_FAST_THRESHOLD)
 WORK_SIZE = 32  # working resolution of the alignment (longer side, pixels)
 MAX_SHIFT = 0.25  # translations searched, as a fraction of the working size
 MIN_OVERLAP = 0.5  # an alignment must overlap at least this fraction of the smaller image
@@ -49,6 +50,8 @@ ORB_FEATURES = 400  # at most this many on the eval image: matching 500 cost 19 
 ORB_TRAIN_FEATURES = 1000  # ... and on the training image: a strong crop (45-60% of each side) holds only a
 # quarter of the original's features; with 400 on both sides 5 of 20 planted hymenoptera crops had <= 20 inliers,
 # with 1,000 on the training side 19 of 20 had >= 31 (look-alikes at most 11)
+ORB_FAST_THRESHOLD = 20  # corners weaker than this are not features: on hymenoptera 10 found the same matches
+# (planted crops >= 34 inliers, look-alikes <= 11 at 20) at 1.25x the cost
 ORB_RATIO_TEST = 0.8  # a match is kept where its distance is under this share of the second nearest (Lowe 2004): on
 # those pairs as discriminating as cross-checking, at half its cost against 1,000 features
 FLAT_STD = 4.0 / 255  # overlaps flatter than this (std of luminance) count as flat: NCC is damped there
@@ -325,7 +328,7 @@ def _orb(gray: np.ndarray, n_features: int):
     """(keypoint positions, descriptors) of one grey image, or None where too few."""
     import cv2
 
-    kp, des = cv2.ORB_create(nfeatures=n_features, fastThreshold=10).detectAndCompute(gray, None)
+    kp, des = cv2.ORB_create(nfeatures=n_features, fastThreshold=ORB_FAST_THRESHOLD).detectAndCompute(gray, None)
     return (np.float32([k.pt for k in kp]), des) if des is not None and len(kp) >= 8 else None
 
 
