@@ -34,7 +34,7 @@ with user_errors():
         st.caption(thresholds_ui.fused_model_caption(model))
         left, right = st.columns(2)
         with left:
-            thresholds_ui.roc_chart(curves, points, hard, soft, None)
+            thresholds_ui.roc_chart(ws, curves, points, hard, soft, None)
         with right:
             thresholds_ui.histogram_chart(hist, hard, soft, fused=True)
         fpr_h, tpr_h = points.at(hard)
@@ -55,7 +55,7 @@ with user_errors():
         left, right = st.columns(2)
         with left:
             decided = data.decision_views(ws) if encoder == ws.encoder else None
-            thresholds_ui.roc_chart(curves, points, hard, soft, decided)
+            thresholds_ui.roc_chart(ws, curves, points, hard, soft, decided)
             if decided is None:
                 st.caption(f"The curators' ROC (dashed) appears once at least 20 pairs are decided, some confirmed "
                            f"and some rejected; {data.decided_pairs(ws)} are decided now.")

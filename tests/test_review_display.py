@@ -77,7 +77,7 @@ def test_a_photo_is_sent_as_a_display_sized_jpeg_cached_in_the_workspace(photo_w
     sha = items.at[big, "sha256"]
     cached = photo_ws.path / "cache" / "display" / sha[:2] / f"{sha}-576.jpg"
     assert cached.exists() and not list(cached.parent.glob("*.tmp"))
-    display._picture.cache_clear()
+    photo_ws.clear_caches("pictures")  # the memory cache lives on the workspace
     assert display.picture(src_big, 576)[0] == uri  # read back from the workspace, same bytes
     assert display.picture(src_small, 576)[1] == 300  # smaller than the box: never enlarged
 

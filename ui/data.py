@@ -1,10 +1,7 @@
 """Cached loaders keyed on (workspace path, file stamps): derived tables are recomputed only when files change."""
 from __future__ import annotations
 
-import functools
-import os
 import threading
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -17,40 +14,34 @@ from leakcore.errors import WorkspaceError
 Workspace = Project  # the pages hold a Project: the workspace with the product's verbs
 
 
-def _stamp(*paths: Path) -> tuple:
-    out = []
-    for p in paths:
-        try:
-            st_ = os.stat(p)
-            out.append((st_.st_mtime_ns, st_.st_size))
-        except OSError:
-            out.append(None)
-    return tuple(out)
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _caches(path: str, _first):
+    """The in-memory caches of the workspace at `path` (the first Project's), shared by every Project opened on it
+    afterwards: their keys are the artefacts' versions, so a Project opened later never reads a stale entry."""
+    return _first
 
 
 def open_workspace(path: str) -> Workspace | None:
-    """The workspace at `path`, or None with the reason shown."""
+    """The workspace at `path` (its settings read afresh, its caches kept across reruns), or None with the
+    reason shown."""
     try:
-        return Project.open(path)
+        ws = Project.open(path)
     except WorkspaceError as exc:
         st.warning(exc.for_page())
         return None
+    ws.caches = _caches(str(ws.path), ws.caches)
+    return ws
 
 
 def _neighbors_stamp(ws: Workspace) -> tuple:
     """The stored tables, and with the fused score also the score's model and the evidence parts: whatever
     `leakage.load_pairs` reads (a refit or a verification run from the terminal shows on the next rerun)."""
-    root = ws.neighbors_dir(ws.encoder)
-    tables = _stamp(*sorted(root.glob("*/*.json"))) if root.exists() else ()
+    tables = ws.stamp("neighbors")
     return tables if ws.score == "similarity" else tables + (ws.score,) + _verify_stamp(ws)
 
 
 def _verify_stamp(ws: Workspace) -> tuple:
-    from leakcore import fused, verify
-
-    parts = verify.EvidenceStore(ws).folder
-    return (_stamp(fused.model_dir(ws, ws.encoder) / "model.json"),
-            tuple(p.name for p in sorted(parts.glob("part-*.parquet"))) if parts.exists() else ())
+    return ws.stamp("fused"), ws.stamp("evidence")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -72,7 +63,7 @@ def _items(path: str, stamp: tuple) -> pd.DataFrame:
 
 def items(ws: Workspace) -> pd.DataFrame:
     """The item table indexed by item_id (read-only)."""
-    return _items(str(ws.path), _stamp(ws.items_path))
+    return _items(str(ws.path), ws.stamp("items"))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -84,7 +75,7 @@ def _split_names(path: str, role: str | None, stamp: tuple) -> list[str]:
 
 def split_names(ws: Workspace, role: str | None = None) -> list[str]:
     """The workspace's splits ("dataset/split"), of one role when given, from the cached item table."""
-    return _split_names(str(ws.path), role, _stamp(ws.items_path))
+    return _split_names(str(ws.path), role, ws.stamp("items"))
 
 
 def dataset_names(ws: Workspace) -> list[str]:
@@ -101,7 +92,7 @@ def pairs(ws: Workspace) -> pd.DataFrame:
 
 
 def decisions_stamp(ws: Workspace) -> tuple:
-    return _stamp(ws.review_db, Path(str(ws.review_db) + "-wal"))
+    return ws.stamp("review")
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -172,12 +163,12 @@ def _borderline_count(path: str, encoder: str, hard: float, soft: float, stamp: 
 
 def borderline_count(ws: Workspace, hard: float, soft: float) -> int:
     """Pairs of the queue just below soft (in it, not flagged): counted once per queue, not per key press."""
-    return _borderline_count(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), _stamp(ws.items_path))
+    return _borderline_count(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), ws.stamp("items"))
 
 
 def queue(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
     """The review queue with the decisions in force merged in (read-only)."""
-    return _queue_decided(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), _stamp(ws.items_path),
+    return _queue_decided(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), ws.stamp("items"),
                           decisions_stamp(ws))
 
 
@@ -220,7 +211,7 @@ def review_view(ws: Workspace, hard: float, soft: float, filters: dict) -> tuple
     """(the queue filtered and ordered as the sidebar asks, how many pairs of the whole queue are decided), kept
     until the filters, the thresholds or the decisions change: a key press that only moves on reuses it."""
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, (list, set, tuple)) else v) for k, v in filters.items()))
-    return _review_view(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), _stamp(ws.items_path),
+    return _review_view(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), ws.stamp("items"),
                         decisions_stamp(ws), frozen)
 
 
@@ -233,7 +224,7 @@ def _rows_by_eval(path: str, encoder: str, hard: float, soft: float, stamp: tupl
 def neighbours_of(ws: Workspace, hard: float, soft: float, queue: pd.DataFrame, eval_item_id: str) -> pd.DataFrame:
     """The queue's rows of one evaluation image (`queue` is `queue(ws, hard, soft)`: the same rows in the same
     order), found through an index instead of a scan of every pair."""
-    rows = _rows_by_eval(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), _stamp(ws.items_path))
+    rows = _rows_by_eval(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), ws.stamp("items"))
     return queue.iloc[rows.get(eval_item_id, [])]
 
 
@@ -244,8 +235,7 @@ def _rates(path: str, encoder: str, hard: float, soft: float, stamp: tuple, dsta
 
 
 def _groups_stamp(ws: Workspace) -> tuple:
-    root = ws.path / "groups" / ws.encoder
-    return (_stamp(ws.items_path, ws.path / "project.toml"), _stamp(*sorted(root.glob("*/*.json"))) if root.exists() else ())
+    return ws.stamp("items"), ws.stamp("config"), ws.stamp("groups")
 
 
 def rates(ws: Workspace, hard: float, soft: float, auto_only: bool = False) -> pd.DataFrame:
@@ -278,7 +268,7 @@ def item_image(ws: Workspace, item: pd.Series):
     if ws.datasets.get(item["dataset"]) and ws.datasets[item["dataset"]].format == "embeddings":
         return None, Images.NO_PIXELS
     roots = tuple(str(r) for r in ws.dataset_roots())
-    return _image(str(item["uri"]), int(item["row"]), roots, _stamp(Path(item["uri"])))
+    return _image(str(item["uri"]), int(item["row"]), roots, ws.stamp("source", item["uri"]))
 
 
 INLINE_BYTES = 600_000  # images up to this size travel inside the page's message (no second request)
@@ -312,13 +302,17 @@ def display_image(ws: Workspace, item: pd.Series, factor: int):
     if ws.datasets.get(item["dataset"]) and ws.datasets[item["dataset"]].format == "embeddings":
         return None, 0, Images.NO_PIXELS
     roots = tuple(str(r) for r in ws.dataset_roots())
-    return _display(str(item["uri"]), int(item["row"]), roots, _stamp(Path(item["uri"])), int(factor))
+    return _display(str(item["uri"]), int(item["row"]), roots, ws.stamp("source", item["uri"]), int(factor))
 
 
-# a plain LRU, not st.cache_data: the review strip asks for 16 thumbnails per key press, and st.cache_data's
-# hashing of the arguments cost about 1 ms each
-@functools.lru_cache(maxsize=8192)
-def _thumbnail(uri: str, row: int, roots: tuple[str, ...], stamp: tuple, side: int) -> str | None:
+def _thumbnail(ws: Workspace, uri: str, row: int, roots: tuple[str, ...], stamp: tuple, side: int) -> str | None:
+    """Kept in the workspace's caches, not st.cache_data: the review strip asks for 16 thumbnails per key press,
+    and st.cache_data's hashing of the arguments cost about 1 ms each."""
+    return ws.cache("thumbnails", (uri, row, roots, stamp, side),
+                    lambda: _make_thumbnail(uri, row, roots, stamp, side), entries=8192)
+
+
+def _make_thumbnail(uri: str, row: int, roots: tuple[str, ...], stamp: tuple, side: int) -> str | None:
     import base64
     import io
 
@@ -346,7 +340,7 @@ def thumbnails(ws: Workspace, ids: list[str], side: int = 56) -> list[str | None
             out.append(None)
             continue
         uri, row = str(table.at[i, "uri"]), int(table.at[i, "row"])
-        out.append(_thumbnail(uri, row, roots, _stamp(Path(uri)), side))
+        out.append(_thumbnail(ws, uri, row, roots, ws.stamp("source", uri), side))
     return out
 
 
@@ -355,7 +349,7 @@ def thumbnail(ws: Workspace, item: pd.Series, side: int = 96) -> str | None:
     if ws.datasets.get(item["dataset"]) and ws.datasets[item["dataset"]].format == "embeddings":
         return None
     roots = tuple(str(r) for r in ws.dataset_roots())
-    return _thumbnail(str(item["uri"]), int(item["row"]), roots, _stamp(Path(item["uri"])), side)
+    return _thumbnail(ws, str(item["uri"]), int(item["row"]), roots, ws.stamp("source", item["uri"]), side)
 
 
 def clear_decision_caches() -> None:
@@ -366,7 +360,7 @@ def clear_decision_caches() -> None:
 
 # ---- calibration and threshold views -------------------------------------------------------------------
 def calibration_stamp(ws: Workspace, encoder: str) -> tuple:
-    return _stamp(ws.calibration_dir(encoder) / "thresholds.json")
+    return ws.stamp("calibration", encoder)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -386,9 +380,7 @@ RAW_ON_FUSED = Scores.RAW_ON_FUSED
 
 
 def fused_views(ws: Workspace, encoder: str):
-    from leakcore import fused
-
-    return _fused_views(str(ws.path), encoder, _stamp(fused.model_dir(ws, encoder) / "model.json"))
+    return _fused_views(str(ws.path), encoder, ws.stamp("fused", encoder))
 
 
 def calibration_views(ws: Workspace, encoder: str):
@@ -412,7 +404,7 @@ def _best(path: str, encoder: str, stamp: tuple, items_stamp: tuple):
 
 def flagged_counts(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
     """Evaluation items flagged per split at these thresholds (automatic flags; fast per slider move)."""
-    best, totals = _best(str(ws.path), ws.encoder, _neighbors_stamp(ws), _stamp(ws.items_path))
+    best, totals = _best(str(ws.path), ws.encoder, _neighbors_stamp(ws), ws.stamp("items"))
     return Scores.counts_at(best, hard, soft, totals)
 
 
@@ -456,18 +448,17 @@ def _session_cached(key: tuple, compute):
 
 
 def _embeddings_stamp(ws: Workspace) -> tuple:
-    emb = ws.embeddings_dir(ws.encoder)
-    return _stamp(*sorted(emb.rglob("*.keys.parquet"))) if emb.exists() else ()
+    return ws.stamp("embeddings")
 
 
 def coverage(ws: Workspace, a, b, k: int, n_boot: int):
     """`Project.coverage`, kept while the item table and the embeddings are unchanged."""
-    key = ("coverage", str(ws.path), a, b, k, n_boot, _stamp(ws.items_path), _embeddings_stamp(ws))
+    key = ("coverage", str(ws.path), a, b, k, n_boot, ws.stamp("items"), _embeddings_stamp(ws))
     return _session_cached(key, lambda progress: ws.coverage(a, b, k=k, bootstrap=n_boot, progress=progress))
 
 
 def spectra(ws: Workspace, a, b):
-    key = ("spectra", str(ws.path), a, b, _stamp(ws.items_path))
+    key = ("spectra", str(ws.path), a, b, ws.stamp("items"))
     return _session_cached(key, lambda progress: ws.spectra(a, b, progress=progress))
 
 
@@ -487,8 +478,7 @@ def _shortcut_audits(path: str, stamp: tuple) -> dict:
 
 
 def shortcut_audits(ws: Workspace) -> dict:
-    root = ws.path / "shortcuts"
-    return _shortcut_audits(str(ws.path), _stamp(*sorted(root.glob("*.json"))) if root.exists() else ())
+    return _shortcut_audits(str(ws.path), ws.stamp("shortcuts"))
 
 
 def run_shortcuts(ws: Workspace, dataset: str, regions: bool) -> None:

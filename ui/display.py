@@ -1,13 +1,12 @@
 """Display-sized pictures for the review loop: a photo is sent as a JPEG of the size it is drawn at, never as its
-original file, cached per item in memory and in the workspace (cache/display/<sha256>-<side>.jpg, written
-atomically), and the next pairs' pictures are made ahead in a background thread, so a key press finds them ready."""
+original file, cached per item in the workspace's memory (`ws.cache`) and on its disk
+(cache/display/<sha256>-<side>.jpg, written atomically), and the next pairs' pictures are made ahead in a background
+thread, so a key press finds them ready."""
 from __future__ import annotations
 
 import base64
-import functools
 import io
 import logging
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,61 +26,57 @@ _WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leak-display")  
 
 
 class Source:
-    """What one item's picture is made from: its file (or Parquet row) inside a registered dataset root, and the
-    cache file its content hash names (None when the table has no real hash: then memory only)."""
+    """What one item's picture is made from: its file (or Parquet row) inside a registered dataset root, the
+    cache file its content hash names (None when the table has no real hash: then memory only), and the workspace
+    whose caches keep the picture."""
 
-    __slots__ = ("uri", "row", "root", "stamp", "cache")
+    __slots__ = ("uri", "row", "root", "stamp", "cache", "ws")
 
-    def __init__(self, uri: str, row: int, root: str | None, stamp: tuple, cache: Path | None):
-        self.uri, self.row, self.root, self.stamp, self.cache = uri, row, root, stamp, cache
+    def __init__(self, uri: str, row: int, root: str | None, stamp: tuple, cache: Path | None, ws=None):
+        self.uri, self.row, self.root, self.stamp, self.cache, self.ws = uri, row, root, stamp, cache, ws
 
     def key(self, side: int) -> tuple:
         return (self.uri, self.row, self.stamp, side)
 
 
-@functools.lru_cache(maxsize=64)
 def _roots(datasets: tuple) -> tuple[tuple[str, ...], frozenset]:
     """(resolved dataset roots, names of datasets without pixels) of a workspace's dataset table."""
     roots = tuple(str(Path(root).resolve()) for _, root, _ in datasets if root)
     return roots, frozenset(name for name, _, fmt in datasets if fmt == "embeddings")
 
 
-@functools.lru_cache(maxsize=65536)
-def _root_of(uri: str, roots: tuple[str, ...]) -> str | None:
-    return Images.root_of(uri, roots)
+def _root_of(ws, uri: str, roots: tuple[str, ...]) -> str | None:
+    return ws.cache("display root of", (uri, roots), lambda: Images.root_of(uri, roots), entries=65536)
 
 
 COLUMNS = ["dataset", "uri", "row", "sha256", "width"]
-_TABLES: list = []  # [(items table, item_id -> its COLUMNS)]: the last few tables seen (each cached, never mutated)
+_FACTS = "_leakcore_display_facts"  # the attribute a table's lookup is kept in: it lives and dies with the table
 
 
 def facts(items: pd.DataFrame) -> dict:
     """item_id -> (dataset, uri, row, sha256, width) of a (cached, read-only) item table indexed by item_id, built
-    once per table: a key press looks up a dozen items, and pandas' .loc costs about 1 ms a call."""
-    for table, rows in _TABLES:
-        if table is items:
-            return rows
-    rows = dict(zip(items.index, zip(*(items[c].to_numpy() for c in COLUMNS))))
-    _TABLES[:] = [(items, rows)] + _TABLES[:3]
+    once per table and kept on it (a copy of the table starts without): a key press looks up a dozen items, and
+    pandas' .loc costs about 1 ms a call."""
+    rows = items.__dict__.get(_FACTS)
+    if rows is None:
+        rows = dict(zip(items.index, zip(*(items[c].to_numpy() for c in COLUMNS))))
+        object.__setattr__(items, _FACTS, rows)  # past pandas' own __setattr__, which would take it for a column
     return rows
 
 
-def _workspace(ws) -> tuple[tuple[str, ...], frozenset, Path]:
-    roots, no_pixels = _roots(tuple((n, d.root, d.format) for n, d in ws.datasets.items()))
-    return roots, no_pixels, ws.path / "cache" / "display"
+def _workspace(ws) -> tuple[tuple[str, ...], frozenset, Path, object]:
+    datasets = tuple((n, d.root, d.format) for n, d in ws.datasets.items())
+    roots, no_pixels = ws.cache("display roots", datasets, lambda: _roots(datasets), entries=4)
+    return roots, no_pixels, ws.paths.display_cache, ws
 
 
 def _source(where: tuple, dataset, uri, row, sha, *_) -> Source | None:
-    roots, no_pixels, cache = where
+    roots, no_pixels, cache, ws = where
     if dataset in no_pixels:
         return None
     uri, sha = str(uri), str(sha or "")
-    try:
-        st_ = os.stat(uri)
-        stamp = (st_.st_mtime_ns, st_.st_size)
-    except OSError:
-        stamp = None
-    return Source(uri, int(row), _root_of(uri, roots), stamp, cache / sha[:2] / sha if _SHA.fullmatch(sha) else None)
+    return Source(uri, int(row), _root_of(ws, uri, roots), ws.stamp("source", uri),
+                  cache / sha[:2] / sha if _SHA.fullmatch(sha) else None, ws)
 
 
 def sources(ws, items: pd.DataFrame, ids) -> list[Source | None]:
@@ -108,7 +103,6 @@ def _encode(img: Image.Image, side: int) -> tuple[bytes, int]:
     return buf.getvalue(), img.width
 
 
-@functools.lru_cache(maxsize=1024)
 def _picture(key: tuple, root: str | None, cache: Path | None) -> tuple[str | None, int, str | None]:
     """(JPEG data URI, its width, reason when there is none) of one item at `side` (key[-1]) px, longer side."""
     uri, row, _, side = key
@@ -142,7 +136,10 @@ def picture(src: Source | None, side: int) -> tuple[str | None, int, str | None]
     """(data URI of a JPEG whose longer side is at most `side`, its width, reason when there is none)."""
     if src is None:
         return None, 0, Images.NO_PIXELS
-    return _picture(src.key(side), src.root, src.cache)
+    key = src.key(side)
+    if src.ws is None:
+        return _picture(key, src.root, src.cache)
+    return src.ws.cache("pictures", key, lambda: _picture(key, src.root, src.cache), entries=1024)
 
 
 def ahead(sources: list[tuple[Source | None, int]]) -> None:
