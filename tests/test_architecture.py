@@ -247,3 +247,142 @@ def test_impact_request_names_its_choices(tmp_path):
         ImpactRequest(probes=("svm",))
     with pytest.raises(LeakcoreError, match="needs its file"):
         ImpactRequest(leak_source=LeakSource.LIST)
+
+
+# ---- storage: the workspace owns where artefacts live and what is kept in memory --------------------------------
+ROOT = PACKAGE.parent
+WS_NAMES = {"ws", "workspace", "project", "self"}  # what holds a workspace in our code (`self` inside Project)
+# paths still built outside the workspace, in files whose owners have not moved them yet: this list only shrinks
+PATHS_LEFT = {"leakcore/api.py": 1, "leakcore/demo.py": 4, "leakcore/export.py": 1, "leakcore/shortcuts.py": 2}
+
+
+def _holds_workspace(node: ast.AST) -> bool:
+    """`ws`, `project`, `self._p.workspace` ... : an expression naming a workspace."""
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+    return name in WS_NAMES or name == "workspace"
+
+
+def _workspace_path(node: ast.AST) -> bool:
+    """`ws.path`, also as `Path(ws.path)` or `str(ws.path)`."""
+    if isinstance(node, ast.Call) and _name_of(node.func) in ("Path", "str") and len(node.args) == 1:
+        node = node.args[0]
+    return isinstance(node, ast.Attribute) and node.attr == "path" and _holds_workspace(node.value)
+
+
+def workspace_paths_built(path: Path) -> list[int]:
+    """Lines of a file that join a path under a workspace's folder (`ws.path / ...`, `Path(ws.path, ...)`,
+    `os.path.join(ws.path, ...)`, `ws.path.joinpath(...)`)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and _workspace_path(node.left):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Call):
+            f = node.func
+            joins = (isinstance(f, ast.Name) and f.id == "Path") or (isinstance(f, ast.Attribute) and f.attr == "join")
+            if joins and any(_workspace_path(a) for a in node.args[:1]) and len(node.args) > 1:
+                lines.append(node.lineno)
+            elif isinstance(f, ast.Attribute) and f.attr == "joinpath" and _workspace_path(f.value):
+                lines.append(node.lineno)
+    return lines
+
+
+def _dashboard_and_core() -> list[Path]:
+    return sorted([*PACKAGE.rglob("*.py"), *(ROOT / "ui").rglob("*.py"), *(ROOT / "pages").rglob("*.py"), ROOT / "app.py"])
+
+
+def test_only_the_workspace_builds_paths_under_its_folder(tmp_path):
+    """Every artefact's path comes from `Workspace.paths` (leakcore/project.py): a module that joins its own path
+    under `ws.path` fails here (storage has one owner)."""
+    found = {}
+    for path in _dashboard_and_core():
+        rel = path.relative_to(ROOT).as_posix()
+        if rel != "leakcore/project.py" and (lines := workspace_paths_built(path)):
+            found[rel] = lines
+    grown = {f: lines for f, lines in found.items() if len(lines) > PATHS_LEFT.get(f, 0)}
+    assert not grown, f"paths built outside the workspace (ask ws.paths instead): {grown}"
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f(ws, p):\n    a = ws.path / 'groups'\n    b = Path(p.workspace.path, 'x')\n"
+                   "    c = os.path.join(self.path, 'y')\n    d = Path(ws.path) / 'z'\n    return ws.paths.items, ws.path\n")
+    assert workspace_paths_built(bad) == [2, 3, 4, 5]  # the rule catches each way of joining, not a plain use
+
+
+CACHE_HOLDERS = {"dict", "list", "set", "OrderedDict", "defaultdict", "deque", "WeakKeyDictionary",
+                 "WeakValueDictionary", "Caches", "SourceReader"}
+MUTATORS = {"append", "extend", "insert", "update", "setdefault", "pop", "popitem", "clear", "add", "remove",
+            "discard", "move_to_end", "appendleft"}
+REGISTRIES = {"_REGISTRY", "SCORE_PROVIDERS"}  # a registry is filled once by its plug-ins: not a cache
+# left, with the reason: callers that pass no reader (calibrate, downstream, fused's suite, coverage, report,
+# shortcuts, a new source's probing) share one; passing `reader=ws.sources` there lets it go
+CACHES_LEFT = {("leakcore/catalog.py", "_FALLBACK_READER")}
+
+
+def _name_of(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return None
+
+
+def module_global_caches(path: Path) -> set[str]:
+    """Module-level caches of a file: a dict, list or set (literal or built) that starts empty (it is there to be
+    filled at run time) or that the module changes, an object that holds a cache (`Caches`, `SourceReader`) made at
+    import, and a module-level function under `functools.lru_cache` / `functools.cache` (or wrapped by one)."""
+    tree = ast.parse(path.read_text())
+    containers, out = {}, set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        value = getattr(node, "value", None)
+        for t in targets:
+            if not isinstance(t, ast.Name) or value is None:
+                continue
+            if isinstance(value, (ast.Dict, ast.List, ast.Set)):
+                containers[t.id] = value
+                if not (value.keys if isinstance(value, ast.Dict) else value.elts):
+                    out.add(t.id)
+            elif isinstance(value, ast.Call):
+                called = _name_of(value.func)
+                if called in ("Caches", "SourceReader"):
+                    out.add(t.id)
+                elif called in CACHE_HOLDERS:
+                    containers[t.id] = value
+                    if not value.args and not value.keywords:
+                        out.add(t.id)
+                elif isinstance(value.func, ast.Call) and _name_of(value.func.func) in ("lru_cache", "cache"):
+                    out.add(t.id)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for d in node.decorator_list:
+                if _name_of(d.func if isinstance(d, ast.Call) else d) in ("lru_cache", "cache"):
+                    out.add(node.name)
+    for node in ast.walk(tree):  # which of the module's containers are changed at run time
+        target = None
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.Delete)):
+            for t in getattr(node, "targets", None) or [getattr(node, "target", None)]:
+                if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name):
+                    target = t.value.id
+                elif isinstance(node, ast.AugAssign) and isinstance(t, ast.Name):
+                    target = t.id
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MUTATORS:
+            target = _name_of(node.func.value) if isinstance(node.func.value, ast.Name) else None
+        elif isinstance(node, ast.Global):
+            out |= {n for n in node.names if n in containers}
+        if target in containers:
+            out.add(target)
+    return out - REGISTRIES
+
+
+def test_no_module_global_caches_in_the_core_or_the_dashboard(tmp_path):
+    """What is derived from a workspace's files is kept on the workspace (`ws.cache`, keyed on `ws.stamp`), never in
+    a module global that outlives it and keeps its own staleness rule (Streamlit's own caches aside: they are keyed
+    on the workspace's stamps)."""
+    found = {(path.relative_to(ROOT).as_posix(), name)
+             for path in sorted([*PACKAGE.rglob("*.py"), *(ROOT / "ui").rglob("*.py")])
+             for name in module_global_caches(path)}
+    assert found - CACHES_LEFT == set(), f"module-global caches (keep them on the workspace: ws.cache): {found - CACHES_LEFT}"
+    bad = tmp_path / "bad.py"
+    bad.write_text("import functools\n_MEMO = {}\n_SEEN: list = []\n_FIXED = {'a': 1}\n_REGISTRY = {}\n"
+                   "_HANDED: dict = dict()\n_TOLD = {'a': 1}\nread_into(_HANDED)\n_TOLD.update(b=2)\n"
+                   "_READER = SourceReader()\nlookup = functools.lru_cache(8)(len)\n"
+                   "@functools.lru_cache(maxsize=4)\ndef f(x):\n    _MEMO[x] = 1\n    _SEEN.append(x)\n"
+                   "    _REGISTRY[x] = x\n    return _FIXED[x]\n\n@functools.cache\ndef g():\n    pass\n")
+    assert module_global_caches(bad) == {"_MEMO", "_SEEN", "_HANDED", "_TOLD", "_READER", "lookup", "f", "g"}
