@@ -24,7 +24,7 @@ from leakcore import downstream, export as _export, fused as _fused, ingest, lea
 from leakcore import scan as _scan
 from leakcore.errors import InvalidInput, LeakcoreError, UnknownName
 from leakcore.access import Action
-from leakcore.project import DEFAULT_ENCODER, DEFAULT_K, Workspace
+from leakcore.project import DEFAULT_ENCODER, DEFAULT_K, Thresholds, Workspace
 from leakcore.schema import Decision, SplitId
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class LeakSource(enum.StrEnum):
         return {"decisions": "decisions first", "flags": "automatic flags only", "list": "an imported list"}[self.value]
 
 
-PROBES = ("knn1", "knn20", "clip")
+PROBES = downstream.PROBES
 ALL_SOURCES = leakage.ALL_SOURCES  # the `train_split` of a rates row over every training source together
 
 
@@ -109,9 +109,10 @@ class Decisions:
 
     def _may_decide(self, reviewer: str | None) -> None:
         """With roles: the reviewer must be the acting user (nobody decides in another's name) and a curator or lead."""
-        if _access.load_roles(self._p.path) is None:
+        team = self._p.team
+        if team.roles() is None:
             return
-        actor = self._p.acting_user
+        actor = team.acting_user
         if actor and reviewer and _access.normalise_user(actor) != _access.normalise_user(reviewer):
             raise _access.AccessDenied(f"{actor} cannot record decisions in the name of {reviewer}",
                                        cli="pass your own name with --reviewer", page="Decide as yourself")
@@ -120,23 +121,23 @@ class Decisions:
     def decide(self, eval_item_id: str, train_item_id: str, decision: "Decision | str", *, reviewer: str,
                note: str | None = None) -> int:
         self._may_decide(reviewer)
-        return review.decide(self._p, eval_item_id, train_item_id, Decision.parse(decision), reviewer=reviewer, note=note)
+        return review.decide(self._p.workspace, eval_item_id, train_item_id, Decision.parse(decision), reviewer=reviewer, note=note)
 
     def decide_many(self, pairs: list[tuple[str, str]], decision: "Decision | str", *, reviewer: str,
                     note: str | None = None) -> int:
         self._may_decide(reviewer)
-        return review.decide_many(self._p, pairs, Decision.parse(decision), reviewer=reviewer, note=note)
+        return review.decide_many(self._p.workspace, pairs, Decision.parse(decision), reviewer=reviewer, note=note)
 
     def undo_last(self, reviewer: str) -> dict | None:
         """Undo `reviewer`'s own most recent decision (never another reviewer's)."""
         self._may_decide(reviewer)
-        return review.undo_last(self._p, reviewer)
+        return review.undo_last(self._p.workspace, reviewer)
 
     def latest(self) -> pd.DataFrame:
-        return review.latest_decisions(self._p)
+        return review.latest_decisions(self._p.workspace)
 
     def history(self, eval_item_id: str | None = None) -> pd.DataFrame:
-        return review.history(self._p, eval_item_id)
+        return review.history(self._p.workspace, eval_item_id)
 
     @staticmethod
     def group_links(groups, group_id: str, decision: "Decision | str") -> list[tuple[str, str]]:
@@ -165,7 +166,7 @@ class Decisions:
 
 
 # ---- what the pages show, named once: ui/ and pages/ import these from the facade, never from the modules ----
-from leakcore.access import ROOTS_ENV, AccessDenied, Role  # noqa: E402  (re-exported for the pages)
+from leakcore.access import ROOTS_ENV, AccessDenied, Role, Roles  # noqa: E402  (re-exported for the pages)
 from leakcore.coverage import ImageSet  # noqa: E402
 from leakcore.export import FORMATS as EXPORT_FORMATS, POLICIES as EXPORT_POLICIES  # noqa: E402
 from leakcore.fused import DECIDED_HARD_PRECISION, DECIDED_PRECISION  # noqa: E402
@@ -217,6 +218,11 @@ def configure_access(identity_source: Callable[[], "str | None"] | None, roots: 
     first step on every page; `leakcore.access`)."""
     _access.set_identity_source(identity_source)
     _access.set_allowed_roots(roots)
+
+
+def acting_as(user: str | None):
+    """A context in which projects opened without an actor act as `user` (the CLI's --reviewer); None: unchanged."""
+    return _access.acting_as(user)
 
 
 def os_user() -> str:
@@ -465,105 +471,321 @@ class Scores:
         """Top-1 accuracy per edit of a calibration."""
         return _calibrate.robustness_table(result)
 
+    def verification_table(self, fm: "_fused.FusedModel") -> pd.DataFrame:
+        """Per evaluation split: verified pairs, and images flagged at the raw score's soft threshold and at the
+        fused score's (what `leakcore verify` prints after a run)."""
+        ws = self._p.workspace
+        pairs = leakage.load_pairs(ws, raw=True)
+        scored = _fused.with_fused(ws, pairs[~pairs["within"]], fm)
+        raw = ws.thresholds(score="similarity")
+        rows = []
+        for ev, grp in scored.groupby("eval_split", sort=True):
+            rows.append({"eval split": ev, "verified pairs": int(grp["verified"].sum()),
+                         "flagged (raw soft)": int(grp.loc[grp["raw_similarity"] >= raw.soft, "eval_item_id"].nunique()),
+                         "flagged (fused soft)": int(grp.loc[grp["fused"] >= fm.soft, "eval_item_id"].nunique())})
+        return pd.DataFrame(rows)
 
-class Project(Workspace):
-    """A leakage project on disk, with the product's verbs. Open with `Project.open(path)` or `Project.create`.
 
-    `actor` names who acts (None: `leakcore.access.current_user()`); with a roles file in the workspace every verb
-    that changes it checks the actor's role and refuses with `AccessDenied`, and every change that alters later
-    exports is appended to the audit log (`leakcore.access`)."""
+@dataclass(frozen=True)
+class Settings:
+    """The project's settings in force, one frozen value (`Project.settings`); change them with
+    `Project.configure(**changes)`, which checks the acting user's role, validates, stores and audits."""
 
-    actor: str | None = None
+    encoder: str
+    k: int
+    flip_queries: bool
+    grouping: bool
+    verify: bool
+    score: str
+    encoder_options: dict
+    thresholds: "Thresholds | None"  # (hard, soft) in force for `encoder` and `score`; None: not calibrated yet
+    group_threshold: float | None
+    group_window_s: float
+    group_cutoff: str | None
+    max_pixels: int | None
+
+    @classmethod
+    def of(cls, ws: Workspace) -> "Settings":
+        g = ws.group_settings
+        return cls(ws.encoder, ws.k, ws.flip_queries, ws.grouping, ws.verification, ws.score, ws.encoder_options,
+                   ws.thresholds_or_none(), g["threshold"], g["window_s"], g["cutoff"], ws.max_pixels)
+
+
+SCAN_SETTINGS = ("encoder", "k", "flip_queries", "grouping", "verify", "encoder_options")
+REVIEW_SETTINGS = ("score", "thresholds", "group_threshold", "group_window_s", "group_cutoff")
+
+
+class Exports:
+    """Cleaned evaluation splits: the policy, what each policy removes, the plan, and the written export."""
+
+    def __init__(self, project: "Project"):
+        self._p = project
+
+    @staticmethod
+    def policy(flags: str = "soft", keep: "str | frozenset | None" = None, dedupe_within: bool = False,
+               groups: bool = False, also=()) -> _export.ExportPolicy:
+        """A policy from the page's or the CLI's inputs (`keep` as one-per-line text or a set; `also`: checks
+        whose findings remove items besides the default ones, `Project.exportable_checks`)."""
+        keep = _export.parse_keep_list(keep) if isinstance(keep, str) else frozenset(keep or ())
+        chosen = {c.name for c in _checks.exportable_checks() if c.export_default} | set(also or ())
+        return _export.ExportPolicy(flags, keep, dedupe_within, groups, frozenset(chosen))
+
+    def preview(self, splits: "list[str] | None" = None, policy: _export.ExportPolicy | None = None) -> pd.DataFrame:
+        """What each policy would remove from each evaluation split."""
+        policy = policy or _export.ExportPolicy()
+        return _export.preview(self._p.workspace, splits, keep=policy.keep, dedupe_within=policy.dedupe_within,
+                               groups=policy.groups, checks=policy.checks)
+
+    def plan(self, split: str, policy: _export.ExportPolicy) -> pd.DataFrame:
+        """Every item of `split`, kept or removed under `policy`, with the reason."""
+        return _export.plan(self._p.workspace, split, policy)
+
+    def write(self, split: str, policy: _export.ExportPolicy, *, fmt: str = "same", out: str | None = None,
+              links: str | None = None) -> _export.ExportResult:
+        """Write the cleaned split (a lead's act); its provenance names the decisions, thresholds and people."""
+        team = self._p.team
+        who = team.require(Action.EXPORT)
+        if out is not None:
+            _access.check_path(out, "export folder")
+        result = _export.export(self._p.workspace, split, policy, fmt=fmt, out=out, links=links,
+                                provenance={"people": self._people(split, who[0])})
+        team.audit(who, "export", target=str(split),
+                   after={"folder": str(result.folder), "kept": result.kept, "removed": result.removed},
+                   details={"flags": policy.flags, "keep": len(policy.keep), "dedupe_within": policy.dedupe_within,
+                            "groups": policy.groups, "format": fmt})
+        return result
+
+    def _people(self, split: str, exported_by: str) -> dict:
+        """Who shaped an export: who exported it, who decided its pairs (how many, in force), who set its thresholds."""
+        ws, team = self._p.workspace, self._p.team
+        ids = set(ws.split_items(split)["item_id"].astype(str))
+        decided = review.latest_decisions(ws)
+        decided = decided[decided["eval_item_id"].astype(str).isin(ids)]
+        set_by = team.audit_log.last("thresholds", target=f"{ws.encoder} ({ws.score})")
+        roles = team.roles()
+        return {
+            "exported_by": exported_by,
+            "decisions_in_force": int(len(decided)),
+            "decisions_by_reviewer": {str(k): int(v) for k, v in decided["reviewer"].value_counts().sort_index().items()},
+            "decisions_by_word": {str(k): int(v) for k, v in decided["decision"].value_counts().sort_index().items()},
+            "last_decision_at": None if decided.empty else str(decided["created_at"].max()),
+            "thresholds_set_by": None if set_by is None else {k: set_by[k] for k in ("user", "time", "after")},
+            "roles": None if roles is None else roles.to_dict(),
+            "audit_entries": len(team.audit_log.entries()),
+        }
+
+
+class Audits:
+    """Audits beyond near-duplicates: coverage and spectra of two image sets, shortcut probes, training dated
+    after the cutoff."""
+
+    def __init__(self, project: "Project"):
+        self._p = project
+
+    def coverage(self, a: "str | ImageSet", b: "str | ImageSet", *, k: int = _coverage.DEFAULT_K,
+                 bootstrap: int = 1000, seed: int = 0, progress: Progress | None = None) -> _coverage.CoverageResult:
+        """Improved precision / recall, density / coverage of set B against reference set A, per-image scores."""
+        a = a if isinstance(a, ImageSet) else ImageSet(a)
+        b = b if isinstance(b, ImageSet) else ImageSet(b)
+        return _coverage.audit(self._p.workspace, a, b, k=k, n_resamples=bootstrap, seed=seed, progress=progress)
+
+    def spectra(self, a: "str | ImageSet", b: "str | ImageSet", *, size: int = 128,
+                progress: Progress | None = None) -> _coverage.SpectralResult:
+        """Spectral fingerprints of two sets and per-image spectral outlier scores against A."""
+        a = a if isinstance(a, ImageSet) else ImageSet(a)
+        b = b if isinstance(b, ImageSet) else ImageSet(b)
+        return _coverage.spectral_audit(self._p.workspace, a, b, size=size, progress=progress)
+
+    def shortcuts(self, dataset: str, *, train_split: str | None = None, eval_split: str | None = None,
+                  regions: bool = True, permutations: int = 100, max_items: int = 4000, region_items: int = 1000,
+                  progress: Progress | None = None):
+        """The shortcut audit (metadata and region probes) of one dataset, stored; see `leakcore.shortcuts`."""
+        from leakcore import shortcuts
+
+        self._p.team.require(Action.ANALYSE)
+        ws = self._p.workspace
+        result = shortcuts.audit(ws, dataset, train_split=train_split, eval_split=eval_split, regions=regions,
+                                 permutations=permutations, max_items=max_items, region_items=region_items,
+                                 progress=progress)
+        shortcuts.save(ws, result)
+        return result
+
+    def shortcut_datasets(self) -> list[str]:
+        """Datasets a shortcut audit can run on: those with a training split that carries at least two labels."""
+        items = self._p.workspace.items()
+        train = items[(items["role"] == "train") & (items["status"] == "ok") & items["label"].notna()]
+        counts = train.groupby("dataset")["label"].nunique()
+        return sorted(str(d) for d, n in counts.items() if n >= 2)
+
+    def shortcut_results(self) -> dict[str, dict]:
+        """The stored shortcut audits, by dataset (what `leakcore report` and the Shortcuts page show)."""
+        from leakcore import shortcuts
+
+        return shortcuts.load(self._p.workspace)
+
+    def future_training(self, cutoff: str | None = None) -> pd.DataFrame:
+        """Training images dated after the cutoff (training on the future)."""
+        from leakcore.checks.temporal import future_training
+
+        return future_training(self._p.workspace, cutoff)
+
+
+class Project:
+    """A leakage project: the product's verbs over a `Workspace` it holds. Open with `Project.open(path)` or
+    `Project.create`.
+
+    Components: `workspace` (storage), `settings` (frozen; `configure` changes them), `decisions`, `review`,
+    `team` (roles, audit log), `scores`, `exports`, `audits`, `images`. `actor` names who acts (None:
+    `leakcore.access.current_user()`); with a roles file in the workspace every verb that changes it checks the
+    actor's role and refuses with `AccessDenied`, and every change that alters later exports is appended to the
+    audit log (`leakcore.access`).
+
+    Reads of the workspace (`project.encoder`, `project.items()`, its paths) are passed through to it while the
+    modules above the facade (`leakcore.report`, `leakcore.demo`) move onto `project.workspace`; its setters are
+    not: settings change through `configure` only."""
+
+    def __init__(self, workspace: Workspace, *, actor: str | None = None):
+        self.workspace = workspace
+        self.actor = actor.strip() if actor else None
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, actor: str | None = None) -> "Project":
         """Open a workspace (under the server's allowed roots, when it lists any) as `actor`."""
         _access.check_path(path, "workspace")
-        project = super().open(path)
-        project.actor = actor.strip() if actor else None
-        return project
+        return cls(Workspace.open(path), actor=actor)
 
     @classmethod
     def create(cls, path: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER, k: int = DEFAULT_K,
                actor: str | None = None) -> "Project":
         """Create a workspace (or open the one at `path`) as `actor`, under the allowed roots."""
         _access.check_path(path, "workspace")
-        project = super().create(path, encoder=encoder, k=k)
-        project.actor = actor.strip() if actor else None
-        return project
-
-    # ---- access ------------------------------------------------------------------------------------------
-    @property
-    def acting_user(self) -> str | None:
-        return _access.current_user(self.actor)
-
-    def role(self, user: str | None = None) -> _access.Role:
-        """The role of `user` (default: the acting user) here; lead for everyone without a roles file."""
-        return _access.role_of(self.path, user or self.acting_user)
-
-    def roles(self) -> "_access.Roles | None":
-        return _access.load_roles(self.path)
-
-    def set_roles(self, roles: "_access.Roles | dict") -> "_access.Roles":
-        """Write the roles file (a lead only, or anyone while there is none); audited."""
-        roles = roles if isinstance(roles, _access.Roles) else _access.Roles.from_dict(roles)
-        return _access.save_roles(self.path, roles, actor=self.acting_user)
+        return cls(Workspace.create(path, encoder=encoder, k=k), actor=actor)
 
     @property
-    def audit_log(self) -> _access.AuditLog:
-        return _access.AuditLog(self.path)
+    def path(self) -> Path:
+        return self.workspace.path
 
-    def _require(self, action: Action) -> tuple[str, str]:
-        """(who, role) when the acting user may do `action`, else AccessDenied."""
-        user = self.acting_user
-        role = _access.require(self.path, user, action)
-        return user or f"{_access.os_user()} (no session)", role.value
+    _SETTERS = frozenset({"set_settings", "set_encoder_options", "set_group_settings", "set_score", "set_thresholds"})
 
-    def _audit(self, who: tuple[str, str], action: str, **entry) -> None:
-        self.audit_log.append(who[0], action, role=who[1], **entry)
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name == "workspace":
+            raise AttributeError(name)
+        if name in Project._SETTERS:
+            raise AttributeError(f"Project has no {name}: change settings with project.configure(...)")
+        return getattr(self.workspace, name)
+
+    # ---- components ----------------------------------------------------------------------------------------
+    @property
+    def decisions(self) -> Decisions:
+        return Decisions(self)
+
+    @property
+    def review(self) -> Review:
+        return Review(self)
+
+    @property
+    def team(self) -> Team:
+        return Team(self)
+
+    @property
+    def images(self) -> Images:
+        return Images(self)
+
+    @property
+    def scores(self) -> Scores:
+        return Scores(self)
+
+    @property
+    def exports(self) -> Exports:
+        return Exports(self)
+
+    @property
+    def audits(self) -> Audits:
+        return Audits(self)
 
     # ---- settings (checked and audited here; the workspace stores them) ------------------------------------
-    def _settings_now(self) -> dict:
-        s = self.config["settings"]
-        return {"encoder": self.encoder, "k": self.k, "flip_queries": self.flip_queries, "grouping": self.grouping,
-                "verify": self.verification, "encoder_options": dict(s.get("encoder_options", {}))}
+    @property
+    def settings(self) -> Settings:
+        return Settings.of(self.workspace)
 
-    def set_settings(self, **settings) -> None:
-        who = self._require(Action.SCAN)
-        before = self._settings_now()
-        super().set_settings(**settings)
-        if self._settings_now() != before:
-            self._audit(who, "settings", before=before, after=self._settings_now())
+    def thresholds(self, encoder: str | None = None, *, score: str | None = None, required: bool = True):
+        """(hard, soft) in force for `encoder` and `score` (default: those in use), with `.source`. An encoder
+        nobody calibrated raises `ThresholdsUncalibrated` (calibrate first), or gives None when not `required`."""
+        if required:
+            return self.workspace.thresholds(encoder, score=score)
+        return self.workspace.thresholds_or_none(encoder, score=score)
 
-    def set_encoder_options(self, **options) -> None:
-        who = self._require(Action.SCAN)
-        before = self._settings_now()
-        super().set_encoder_options(**options)
-        if self._settings_now() != before:
-            self._audit(who, "settings", before=before, after=self._settings_now())
+    def _snapshot(self) -> dict:
+        ws = self.workspace
+        s = ws.config["settings"]
+        return {"settings": {"encoder": ws.encoder, "k": ws.k, "flip_queries": ws.flip_queries,
+                             "grouping": ws.grouping, "verify": ws.verification,
+                             "encoder_options": {k: dict(v) for k, v in s.get("encoder_options", {}).items()}},
+                "groups": ws.group_settings, "score": ws.score,
+                "thresholds": {k: dict(v) for k, v in ws.config["thresholds"].items()}}
 
-    def set_group_settings(self, **settings) -> None:
-        who = self._require(Action.THRESHOLDS)
-        before = self.group_settings
-        super().set_group_settings(**settings)
-        self._audit(who, "group settings", before=before, after=self.group_settings)
+    def _audit_changes(self, who: tuple[str, str], before: dict, *, groups_always: bool = False) -> None:
+        """Append an audit entry for each kind of setting that changed since `before` (a `_snapshot`)."""
+        after, team = self._snapshot(), self.team
+        if after["settings"] != before["settings"]:
+            team.audit(who, "settings", before=before["settings"], after=after["settings"])
+        if groups_always or after["groups"] != before["groups"]:
+            team.audit(who, "group settings", before=before["groups"], after=after["groups"])
+        if after["score"] != before["score"]:
+            team.audit(who, "score", before=before["score"], after=after["score"])
+        for key, new in after["thresholds"].items():
+            old = before["thresholds"].get(key)
+            if new != old:
+                encoder, _, score = key.partition("+")
+                score = score or "similarity"
+                if old is not None:  # what was in force before, as `thresholds()` named it
+                    old = {"hard": old["hard"], "soft": old["soft"],
+                           "source": "fused model" if old.get("source") == "fused model" else "project"}
+                elif score == "similarity":  # the encoder's measured defaults, when it has some
+                    from leakcore.encoders import get_spec
 
-    def set_score(self, score: str) -> None:
-        who = self._require(Action.THRESHOLDS)
-        before = self.score
-        super().set_score(score)
-        self._audit(who, "score", before=before, after=self.score)
+                    spec = get_spec(encoder)
+                    old = {"hard": spec.hard_threshold, "soft": spec.soft_threshold,
+                           "source": "encoder default"} if spec.calibrated else None
+                team.audit(who, "thresholds", target=f"{encoder} ({score})", before=old,
+                           after={"hard": float(new["hard"]), "soft": float(new["soft"]), "source": new.get("source")})
 
-    def set_thresholds(self, hard: float, soft: float, *, encoder: str | None = None, source: str = "manual",
-                       score: str | None = None) -> None:
-        """Store thresholds (a lead's change), audited with the values before and after."""
-        who = self._require(Action.THRESHOLDS)
-        encoder, score = encoder or self.encoder, score or self.score
-        old = self.thresholds_or_none(encoder, score=score)
-        super().set_thresholds(hard, soft, encoder=encoder, source=source, score=score)
-        self._audit(who, "thresholds", target=f"{encoder} ({score})",
-                    before=None if old is None else {"hard": old.hard, "soft": old.soft, "source": old.source},
-                    after={"hard": float(hard), "soft": float(soft), "source": source})
+    def configure(self, *, encoder: str | None = None, k: int | None = None, flip_queries: bool | None = None,
+                  grouping: bool | None = None, verify: bool | None = None, encoder_options: dict | None = None,
+                  score: str | None = None, thresholds: "tuple[float, float] | None" = None,
+                  thresholds_for: "tuple[str | None, str | None]" = (None, None), source: str = "manual",
+                  group_threshold: float | None = None, group_window_s: float | None = None,
+                  group_cutoff: str | None = None) -> Settings:
+        """Change settings (None keeps one) and return those in force. Scan settings (encoder, k, flip_queries,
+        grouping, verify, encoder_options) need the scan right; the score, thresholds (`(hard, soft)`, for
+        `thresholds_for=(encoder, score)`, default those in use, stored with `source`) and the group settings
+        need the thresholds right. Every change is validated, stored and audited with its values before and after."""
+        ws = self.workspace
+        scan_change = any(v is not None for v in (encoder, k, flip_queries, grouping, verify, encoder_options))
+        group_change = any(v is not None for v in (group_threshold, group_window_s, group_cutoff))
+        review_change = score is not None or thresholds is not None or group_change
+        who = self.team.require(Action.SCAN) if scan_change else None
+        if review_change:
+            who = self.team.require(Action.THRESHOLDS)
+        if who is None:
+            return self.settings
+        if score is not None and score == "fused" and _fused.load(ws) is None:
+            raise InvalidInput("the fused score has no fitted model yet", cli=f"run `leakcore verify {ws.path}` first",
+                               page="Verify the candidate pairs first")
+        before = self._snapshot()
+        if scan_change:
+            _scan.configure_scan(ws, encoder=encoder, k=k, flip_queries=flip_queries, encoder_options=encoder_options,
+                                 grouping=grouping, verify=verify)
+        if score is not None:
+            ws.set_score(score)
+        if thresholds is not None:
+            hard, soft = thresholds
+            t_encoder, t_score = thresholds_for
+            ws.set_thresholds(hard, soft, encoder=t_encoder, score=t_score, source=source)
+        if group_change:
+            ws.set_group_settings(threshold=group_threshold, window_s=group_window_s, cutoff=group_cutoff)
+        self._audit_changes(who, before, groups_always=group_change)
+        return self.settings
 
     # ---- ingest ------------------------------------------------------------------------------------------
     def add(self, name: str, source: str | os.PathLike, *, fmt: str | None = None,
@@ -571,29 +793,21 @@ class Project(Workspace):
             split: str | None = None, encoder: str | None = None, progress: Callable[[int, int], None] | None = None,
             max_pixels: int | None = None, group_from: str | None = None, group_level: int | None = None) -> dict:
         """Ingest a dataset (layout detected unless `fmt` names one); returns the ingest summary."""
-        who = self._require(Action.ADD)
+        who = self.team.require(Action.ADD)
         _access.check_path(source, "dataset source")
         if root is not None:
             _access.check_path(root, "dataset root")
         roles = roles if isinstance(roles, dict) else ingest.parse_roles(roles)
-        summary = ingest.add_dataset(self, name, source, fmt=fmt, roles=roles, root=root, split=split,
+        summary = ingest.add_dataset(self.workspace, name, source, fmt=fmt, roles=roles, root=root, split=split,
                                      encoder=encoder, progress=progress, max_pixels=max_pixels, group_from=group_from,
                                      group_level=group_level)
-        self._audit(who, "add dataset", target=name, after={"source": str(source), "items": summary.get("items")})
+        self.team.audit(who, "add dataset", target=name, after={"source": str(source), "items": summary.get("items")})
         return summary
 
     # ---- scan --------------------------------------------------------------------------------------------
-    def configure(self, *, encoder: str | None = None, k: int | None = None, flip_queries: bool | None = None,
-                  encoder_options: dict | None = None, grouping: bool | None = None,
-                  verify: bool | None = None) -> _scan.ScanSettings:
-        """Remember scan settings (None keeps one) and return those in force."""
-        self._require(Action.SCAN)
-        return _scan.configure_scan(self, encoder=encoder, k=k, flip_queries=flip_queries, encoder_options=encoder_options,
-                                    grouping=grouping, verify=verify)
-
     def plan_scan(self) -> _scan.ScanPlan:
         """The jobs a scan needs now, each marked done or to do (reads only)."""
-        return _scan.plan_scan(self)
+        return _scan.plan_scan(self.workspace)
 
     def scan(self, *, progress: Progress | None = None, batch_size: int = 64, encoder: str | None = None,
              k: int | None = None, flip_queries: bool | None = None, encoder_options: dict | None = None,
@@ -601,50 +815,55 @@ class Project(Workspace):
              workers: int | None = None) -> _scan.ScanResult:
         """Configure (None keeps a setting), plan, and run the jobs: here, or on a Ray cluster when `ray` is an
         address ("local": a Ray started on this machine); the stored results are the same."""
-        who = self._require(Action.SCAN)
+        who = self.team.require(Action.SCAN)
+        ws = self.workspace
+        before = self._snapshot()
         if ray is None:
-            result = _scan.scan(self, encoder_name=encoder, k=k, flip_queries=flip_queries,
+            result = _scan.scan(ws, encoder_name=encoder, k=k, flip_queries=flip_queries,
                                 encoder_overrides=encoder_options, grouping=grouping, verify=verify, progress=progress,
                                 batch_size=batch_size)
         else:
             from leakcore import distributed
 
-            settings = _scan.configure_scan(self, encoder=encoder, k=k, flip_queries=flip_queries,
+            settings = _scan.configure_scan(ws, encoder=encoder, k=k, flip_queries=flip_queries,
                                             encoder_options=encoder_options, grouping=grouping, verify=verify)
-            plan = _scan.plan_scan(self, settings=settings)
-            result = distributed.run_scan_ray(self, plan, address=None if ray == "local" else ray, workers=workers,
+            plan = _scan.plan_scan(ws, settings=settings)
+            result = distributed.run_scan_ray(ws, plan, address=None if ray == "local" else ray, workers=workers,
                                               progress=progress, batch_size=batch_size)
-        self._audit(who, "scan", after={"encoder": self.encoder, "k": self.k, "ray": ray})  # once it has finished
+        self._audit_changes(who, before)
+        self.team.audit(who, "scan", after={"encoder": ws.encoder, "k": ws.k, "ray": ray})  # once it has finished
         return result
 
     # ---- findings and rates ------------------------------------------------------------------------------
     def check_inputs(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True,
                      pairs: pd.DataFrame | None = None, decisions: pd.DataFrame | None = None) -> _checks.CheckInputs:
         """The thresholds in force (or those given) and the decisions (unless automatic only)."""
+        ws = self.workspace
         if hard is None or soft is None:
-            t = self.thresholds()
+            t = ws.thresholds()
             hard = t.hard if hard is None else hard
             soft = t.soft if soft is None else soft
         if use_decisions and decisions is None:
-            decisions = review.latest_decisions(self)
-        return _checks.CheckInputs(float(hard), float(soft), decisions if use_decisions else None, pairs, self.encoder)
+            decisions = review.latest_decisions(ws)
+        return _checks.CheckInputs(float(hard), float(soft), decisions if use_decisions else None, pairs, ws.encoder)
 
     def findings(self, check: str = "similarity", **inputs) -> pd.DataFrame:
         """What one registered check flags, one row per finding with its reason."""
-        return _checks.get_check(check).findings(self, self.check_inputs(**inputs))
+        return _checks.get_check(check).findings(self.workspace, self.check_inputs(**inputs))
 
     def rates(self, checks: "list[str] | None" = None, **inputs) -> pd.DataFrame:
         """Counts and rates per (eval split x training source) for each check asked (default: all registered)."""
         ci = self.check_inputs(**inputs)
-        frames = [_checks.get_check(name).rates(self, ci) for name in (checks or _checks.rate_check_names())]
+        ws = self.workspace
+        frames = [_checks.get_check(name).rates(ws, ci) for name in (checks or _checks.rate_check_names())]
         frames = [f for f in frames if not f.empty]
-        return pd.concat(frames, ignore_index=True) if frames else _checks.get_check("similarity").rates(self, ci)
+        return pd.concat(frames, ignore_index=True) if frames else _checks.get_check("similarity").rates(ws, ci)
 
     def report(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True) -> dict:
         """Everything `leakcore report --json` prints: thresholds, rates and the matrices."""
         table = self.rates(hard=hard, soft=soft, use_decisions=use_decisions)
         ci = self.check_inputs(hard=hard, soft=soft, use_decisions=False)
-        data = leakage.report_dict(self, table.drop(columns="check"))
+        data = leakage.report_dict(self.workspace, table.drop(columns="check"))
         data.update(hard_threshold=ci.hard, soft_threshold=ci.soft, checks=_checks.list_checks())
         data["rates"] = table.to_dict("records")
         def plain(m):
@@ -653,14 +872,14 @@ class Project(Workspace):
         data["matrices"] = {k: plain(m) for k, m in leakage.matrices(table).items() if not m.empty}
         data["matrices_by_check"] = {check: {k: plain(m) for k, m in leakage.matrices(table, check=check).items()
                                              if not m.empty} for check in sorted(set(table["check"]))}
-        audits = self.shortcut_audits()
+        audits = self.audits.shortcut_results()
         if audits:
             data["shortcuts"] = {d: {"found": a["found"], "verdict": a["verdict"], "created": a["created"]}
                                  for d, a in audits.items()}
-        future = self.future_training()
+        future = self.audits.future_training()
         if len(future):
-            data["training_after_cutoff"] = {"cutoff": self.group_settings["cutoff"], "items": int(len(future)),
-                                             "examples": future["item_id"].head(10).tolist()}
+            data["training_after_cutoff"] = {"cutoff": self.workspace.group_settings["cutoff"],
+                                             "items": int(len(future)), "examples": future["item_id"].head(10).tolist()}
         return data
 
     def report_document(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True,
@@ -695,23 +914,29 @@ class Project(Workspace):
         """A new train/test assignment in which no group spans splits; written (own format + manifest) if `write`."""
         from leakcore import resplit
 
-        who = self._require(Action.RESPLIT) if write else None
-        result = resplit.plan_resplit(self, dataset, test_size=test_size, stratify=stratify, time_cutoff=time_cutoff,
+        who = self.team.require(Action.RESPLIT) if write else None
+        ws = self.workspace
+        result = resplit.plan_resplit(ws, dataset, test_size=test_size, stratify=stratify, time_cutoff=time_cutoff,
                                       seed=seed)
         if not write:
             return result
-        written = resplit.write_resplit(self, result, out)
-        self._audit(who, "re-split", target=dataset,
-                    after={**{k: v for k, v in written.summary.items() if not isinstance(v, (list, dict))},
-                           "files": [str(f) for f in written.files]},
-                    details={"test_size": test_size, "stratify": stratify, "time_cutoff": time_cutoff, "seed": seed})
+        written = resplit.write_resplit(ws, result, out)
+        self.team.audit(who, "re-split", target=dataset,
+                        after={**{k: v for k, v in written.summary.items() if not isinstance(v, (list, dict))},
+                               "files": [str(f) for f in written.files]},
+                        details={"test_size": test_size, "stratify": stratify, "time_cutoff": time_cutoff, "seed": seed})
         return written
 
-    def future_training(self, cutoff: str | None = None) -> pd.DataFrame:
-        """Training images dated after the cutoff (training on the future)."""
-        from leakcore.checks.temporal import future_training
+    def calibrate_groups(self, collection: "str | SplitId", *, queries: int = 100, progress: Progress | None = None,
+                         apply: bool = False) -> dict:
+        """Measure the same-source threshold on a collection (its images' overlapping patches and pan frames) and,
+        if `apply`, make its candidate threshold the group threshold (`leakcore.grouping.calibrate_group_threshold`)."""
+        from leakcore import grouping
 
-        return future_training(self, cutoff)
+        cal = grouping.calibrate_group_threshold(self.workspace, str(collection), queries=queries, progress=progress)
+        if apply:
+            self.configure(group_threshold=cal["candidate_threshold"])
+        return cal
 
     # ---- thresholds --------------------------------------------------------------------------------------
     def calibrate(self, collection: "str | SplitId", *, encoder: str | None = None, queries: int = 1000,
@@ -719,232 +944,66 @@ class Project(Workspace):
                   should_stop: Callable[[], bool] | None = None) -> _calibrate.CalibrationResult:
         """Run the robustness protocol on a collection, store it, and make its thresholds the project's if `apply`.
         `should_stop()` is asked between steps: a stopped run stores nothing (CalibrationStopped)."""
-        who = self._require(Action.CALIBRATE)
-        result = _calibrate.calibrate(self, str(SplitId.parse(collection)), encoder_name=encoder, queries=queries,
-                                      target_fpr=target_fpr, progress=progress, should_stop=should_stop)
-        self._audit(who, "calibration", target=f"{result.encoder} on {collection}",
-                    after={"suggested_hard": float(result.hard), "suggested_soft": float(result.soft)},
-                    details={"queries": queries, "target_fpr": target_fpr, "applied": apply})
+        team = self.team
+        who = team.require(Action.CALIBRATE)
+        result = _calibrate.calibrate(self.workspace, str(SplitId.parse(collection)), encoder_name=encoder,
+                                      queries=queries, target_fpr=target_fpr, progress=progress,
+                                      should_stop=should_stop)
+        team.audit(who, "calibration", target=f"{result.encoder} on {collection}",
+                   after={"suggested_hard": float(result.hard), "suggested_soft": float(result.soft)},
+                   details={"queries": queries, "target_fpr": target_fpr, "applied": apply})
         if apply:
-            _calibrate.apply(self, result)  # set_thresholds audits the change itself
+            team.require(Action.THRESHOLDS)
+            before = self._snapshot()
+            _calibrate.apply(self.workspace, result)
+            self._audit_changes(who, before)
         return result
 
     def calibration(self, encoder: str | None = None) -> _calibrate.CalibrationResult | None:
-        return _calibrate.load(self, encoder)
+        """The stored calibration of `encoder` (default: the one in use), or None."""
+        return self.scores.calibration(encoder)
 
     # ---- verification and the fused score ------------------------------------------------------------------
     def verify(self, *, refit: bool = False, queries: int = 200, progress: Progress | None = None,
                should_stop=None) -> "_fused.FusedModel":
         """Fit the fused score when there is none (or `refit`: e.g. after enough decisions), then verify every
         stored candidate pair (evidence is cached by the two images' content; an interrupted run resumes)."""
-        from leakcore import verify as _verify
-
-        who = self._require(Action.CALIBRATE)
-        fm = None if refit else _fused.load(self)
-        fm = fm or _fused.fit(self, queries=queries, progress=progress)
-        pairs = leakage.load_pairs(self, raw=True)  # cross-split and within-split pairs alike
-        _fused.verify_pairs(self, _fused.candidates(pairs, fm), fm, progress=progress,
-                            should_stop=should_stop)
-        self._audit(who, "verification", target=self.encoder, after={"refit": refit, "hard": fm.hard, "soft": fm.soft})
+        who = self.team.require(Action.CALIBRATE)
+        ws = self.workspace
+        before = self._snapshot()
+        fm = None if refit else _fused.load(ws)
+        fm = fm or _fused.fit(ws, queries=queries, progress=progress)
+        self._audit_changes(who, before)  # a fit stores the fused score's thresholds
+        pairs = leakage.load_pairs(ws, raw=True)  # cross-split and within-split pairs alike
+        _fused.verify_pairs(ws, _fused.candidates(pairs, fm), fm, progress=progress, should_stop=should_stop)
+        self.team.audit(who, "verification", target=ws.encoder, after={"refit": refit, "hard": fm.hard, "soft": fm.soft})
         return fm
 
-    def explain_pair(self, eval_item_id: str, train_item_id: str, *, similarity: float | None = None) -> PairEvidence:
-        """The second stage's view of one pair: its alignment and aligned canvases (computed now, so any pair can
-        be shown), the stored evidence, and the fused model's score with each feature's share (when fitted)."""
-        from leakcore import verify
-
-        items = self.items().drop_duplicates("item_id").set_index("item_id")
-        missing = [i for i in (eval_item_id, train_item_id) if i not in items.index]
-        if missing:
-            raise UnknownName(f"no item {missing[0]!r} in this workspace")
-        a, b = verify.load_images(items.loc[[eval_item_id, train_item_id]].reset_index())
-        if a is None or b is None:
-            raise InvalidInput("one of the two images cannot be read, so there is nothing to align")
-        pair = pd.DataFrame({"eval_item_id": [eval_item_id], "train_item_id": [train_item_id]})
-        stored = verify.evidence_for(self, pair).iloc[0]
-        verified = bool(pd.notna(stored["ncc"]))
-        fm = self.fused_model()
-        if similarity is None:  # the raw similarity of the stored pair (pass it when you have it: this reads tables)
-            raw = leakage.load_pairs(self, raw=True)
-            hit = raw[(raw["eval_item_id"] == eval_item_id) & (raw["train_item_id"] == train_item_id)]
-            similarity = float(hit["similarity"].max()) if len(hit) else None
-        fused = contributions = None
-        if fm is not None and verified and similarity is not None:
-            row = stored.copy()
-            row["similarity"] = similarity
-            if fm.second:  # the second model's similarity: cached for verified pairs, else computed now
-                second = _fused.SecondOpinion.of_model(self, fm)
-                row[_fused.SECOND_FEATURE] = float(second.similarity(pair)[0])
-                if pd.isna(row[_fused.SECOND_FEATURE]):
-                    tv = second.encoder().encode_images([b])
-                    row[_fused.SECOND_FEATURE] = float(second.of_images([a], tv)[0])
-            fused = float(fm.predict(row.to_frame().T)[0])
-            contributions = fm.contributions(row)
-        return PairEvidence(verify.explain(a, b), stored if verified else None, similarity, fused, contributions)
-
     def fused_model(self) -> "_fused.FusedModel | None":
-        return _fused.load(self)
-
-    def use_score(self, score: str) -> None:
-        """Score pairs by "similarity" (the embedding's) or "fused" (needs a fitted model) everywhere."""
-        if score == "fused" and _fused.load(self) is None:
-            raise InvalidInput("the fused score has no fitted model yet", cli=f"run `leakcore verify {self.path}` first",
-                               page="Verify the candidate pairs first")
-        self.set_score(score)
-
-    # ---- components ----------------------------------------------------------------------------------------
-    @property
-    def workspace(self) -> Workspace:
-        """The workspace on disk (paths, items, stored settings)."""
-        return self
-
-    @property
-    def decisions(self) -> Decisions:
-        return Decisions(self)
-
-    @property
-    def review(self) -> Review:
-        return Review(self)
-
-    @property
-    def team(self) -> Team:
-        return Team(self)
-
-    @property
-    def images(self) -> Images:
-        return Images(self)
-
-    @property
-    def scores(self) -> Scores:
-        return Scores(self)
+        """The fused score's fitted model for the encoder in use, or None."""
+        return self.scores.fused_model()
 
     # ---- impact ------------------------------------------------------------------------------------------
-    def default_eval_split(self) -> str:
-        evals = self.split_ids("eval")
-        if len(evals) != 1:
-            raise InvalidInput(f"this workspace has {len(evals)} evaluation splits ({', '.join(map(str, evals)) or 'none'})",
-                                cli="pass --split DATASET/SPLIT", page="Choose the evaluation split")
-        return str(evals[0])
-
     def impact(self, request: ImpactRequest) -> ImpactResult:
         """Accuracy on full / leaked / non-leaked / random subsets for every model and probe asked."""
-        split = str(SplitId.parse(request.split)) if request.split else self.default_eval_split()
-        items = downstream.eval_items(self, split)
+        ws = self.workspace
+        split = str(SplitId.parse(request.split)) if request.split else downstream.default_eval_split(ws)
+        items = downstream.eval_items(ws, split)
         items = items[items["status"] == "ok"]
         preds = {Path(f).stem.removesuffix("_predictions"): downstream.load_predictions(f, items)
                  for f in request.predictions}
-        for probe in request.probes:
-            if probe == "clip":
-                preds["probe-clip-zero-shot"] = downstream.clip_zero_shot(self, split)
-                continue
-            dataset = SplitId.parse(split).dataset
-            train = next((t for t in self.split_ids("train") if t.dataset == dataset), None)
-            if train is None:
-                raise InvalidInput(f"the {probe} probe needs a training split of {dataset}")
-            preds[f"probe-{probe}"] = downstream.knn_probe(self, split, str(train), k=1 if probe == "knn1" else 20)
+        preds.update(downstream.probe_predictions(ws, split, request.probes))
         if not preds:
             raise InvalidInput("nothing to measure", cli="pass --predictions FILE... and/or --probe knn1 knn20",
                                 page="Add at least one predictions file or a probe")
         source = LeakSource(request.leak_source)
         if source == LeakSource.LIST:
-            leaks = downstream.imported_leak_sets(self, split, request.leak_list)
+            leaks = downstream.imported_leak_sets(ws, split, request.leak_list)
         else:
-            leaks = downstream.leak_sets(self, split, use_decisions=source == LeakSource.DECISIONS)
+            leaks = downstream.leak_sets(ws, split, use_decisions=source == LeakSource.DECISIONS)
         table = downstream.impact(downstream.correctness(items, preds), leaks, n_random=request.n_random,
                                   seed=request.seed)
         return ImpactResult(split, table, len(preds), int(len(items)), len(leaks.hard), len(leaks.soft), leaks.source)
-
-    # ---- coverage -----------------------------------------------------------------------------------------
-    def coverage(self, a: "str | _coverage.ImageSet", b: "str | _coverage.ImageSet", *, k: int = _coverage.DEFAULT_K,
-                 bootstrap: int = 1000, seed: int = 0, progress: Progress | None = None) -> _coverage.CoverageResult:
-        """Improved precision / recall, density / coverage of set B against reference set A, per-image scores."""
-        a = a if isinstance(a, _coverage.ImageSet) else _coverage.ImageSet(a)
-        b = b if isinstance(b, _coverage.ImageSet) else _coverage.ImageSet(b)
-        return _coverage.audit(self, a, b, k=k, n_resamples=bootstrap, seed=seed, progress=progress)
-
-    def spectra(self, a: "str | _coverage.ImageSet", b: "str | _coverage.ImageSet", *, size: int = 128,
-                progress: Progress | None = None) -> _coverage.SpectralResult:
-        """Spectral fingerprints of two sets and per-image spectral outlier scores against A."""
-        a = a if isinstance(a, _coverage.ImageSet) else _coverage.ImageSet(a)
-        b = b if isinstance(b, _coverage.ImageSet) else _coverage.ImageSet(b)
-        return _coverage.spectral_audit(self, a, b, size=size, progress=progress)
-
-    # ---- target leakage ---------------------------------------------------------------------------------
-    def shortcuts(self, dataset: str, *, train_split: str | None = None, eval_split: str | None = None,
-                  regions: bool = True, permutations: int = 100, max_items: int = 4000, region_items: int = 1000,
-                  progress: Progress | None = None):
-        """The shortcut audit (metadata and region probes) of one dataset; see `leakcore.shortcuts`."""
-        from leakcore import shortcuts
-
-        self._require(Action.ANALYSE)
-        result = shortcuts.audit(self, dataset, train_split=train_split, eval_split=eval_split, regions=regions,
-                                 permutations=permutations, max_items=max_items, region_items=region_items,
-                                 progress=progress)
-        shortcuts.save(self, result)
-        return result
-
-    def auditable_datasets(self) -> list[str]:
-        """Datasets a shortcut audit can run on: those with a training split that carries at least two labels."""
-        items = self.items()
-        train = items[(items["role"] == "train") & (items["status"] == "ok") & items["label"].notna()]
-        counts = train.groupby("dataset")["label"].nunique()
-        return sorted(str(d) for d, n in counts.items() if n >= 2)
-
-    def shortcut_audits(self) -> dict[str, dict]:
-        """The stored shortcut audits, by dataset (what `leakcore report` and the Shortcuts page show)."""
-        from leakcore import shortcuts
-
-        return shortcuts.load(self)
-
-    # ---- export ------------------------------------------------------------------------------------------
-    def export_policy(self, flags: str = "soft", keep: "str | frozenset | None" = None,
-                      dedupe_within: bool = False, groups: bool = False, also=()) -> _export.ExportPolicy:
-        """A policy from the page's or the CLI's inputs (`keep` as one-per-line text or a set; `also`: checks
-        whose findings remove items besides the default ones, `exportable_checks`)."""
-        keep = _export.parse_keep_list(keep) if isinstance(keep, str) else frozenset(keep or ())
-        chosen = {c["name"] for c in self.exportable_checks() if c["default"]} | set(also or ())
-        return _export.ExportPolicy(flags, keep, dedupe_within, groups, frozenset(chosen))
-
-    def export_preview(self, splits: "list[str] | None" = None, policy: _export.ExportPolicy | None = None) -> pd.DataFrame:
-        policy = policy or _export.ExportPolicy()
-        return _export.preview(self, splits, keep=policy.keep, dedupe_within=policy.dedupe_within, groups=policy.groups,
-                               checks=policy.checks)
-
-    def export_plan(self, split: str, policy: _export.ExportPolicy) -> pd.DataFrame:
-        return _export.plan(self, split, policy)
-
-    def export(self, split: str, policy: _export.ExportPolicy, *, fmt: str = "same", out: str | None = None,
-               links: str | None = None) -> _export.ExportResult:
-        """Write the cleaned split (a lead's act); its provenance names the decisions, thresholds and people."""
-        who = self._require(Action.EXPORT)
-        if out is not None:
-            _access.check_path(out, "export folder")
-        result = _export.export(self, split, policy, fmt=fmt, out=out, links=links,
-                                provenance={"people": self._people(split, who[0])})
-        self._audit(who, "export", target=str(split),
-                    after={"folder": str(result.folder), "kept": result.kept, "removed": result.removed},
-                    details={"flags": policy.flags, "keep": len(policy.keep), "dedupe_within": policy.dedupe_within,
-                             "groups": policy.groups, "format": fmt})
-        return result
-
-    def _people(self, split: str, exported_by: str) -> dict:
-        """Who shaped an export: who exported it, who decided its pairs (how many, in force), who set its thresholds."""
-        ids = set(self.split_items(split)["item_id"].astype(str))
-        decided = review.latest_decisions(self)
-        decided = decided[decided["eval_item_id"].astype(str).isin(ids)]
-        key = self._threshold_key(self.encoder, None)
-        score = key.split("+", 1)[1] if "+" in key else "similarity"
-        set_by = self.audit_log.last("thresholds", target=f"{self.encoder} ({score})")
-        return {
-            "exported_by": exported_by,
-            "decisions_in_force": int(len(decided)),
-            "decisions_by_reviewer": {str(k): int(v) for k, v in decided["reviewer"].value_counts().sort_index().items()},
-            "decisions_by_word": {str(k): int(v) for k, v in decided["decision"].value_counts().sort_index().items()},
-            "last_decision_at": None if decided.empty else str(decided["created_at"].max()),
-            "thresholds_set_by": None if set_by is None else {k: set_by[k] for k in ("user", "time", "after")},
-            "roles": None if self.roles() is None else self.roles().to_dict(),
-            "audit_entries": len(self.audit_log.entries()),
-        }
 
 
     # ---- what the registered checks say of themselves (pages and the CLI iterate these; none names a check) ----
@@ -988,5 +1047,9 @@ def open_project(path: str | os.PathLike) -> Project:
     return Project.open(path)
 
 
-__all__ = ["ALL_SOURCES", "Decisions", "ImpactRequest", "ImpactResult", "LeakSource", "PROBES", "PairEvidence", "Project",
-           "open_project"]
+__all__ = ["ALL_SOURCES", "AccessDenied", "Action", "Audits", "acting_as", "BORDERLINE", "DECIDED_HARD_PRECISION", "DECIDED_PRECISION",
+           "DECISION_LABELS", "DEMO_TRUTH", "Decisions", "EXPORT_FORMATS", "EXPORT_POLICIES", "Exports", "ImageSet", "Images",
+           "ImpactRequest", "ImpactResult", "LeakSource", "NO_PIXELS", "OUTSIDE_ROOT", "PROBES", "PairEvidence", "Project",
+           "ROOTS_ENV", "Review", "Role", "Roles", "SORTS", "STATES", "Scores", "Settings", "Team", "UNCERTAINTY_SORT", "WITHIN",
+           "configure_access", "degree_of", "format_names", "list_encoders", "matrices", "matrix_csv", "normalise_user",
+           "open_project", "os_user", "planted_truth"]

@@ -88,7 +88,7 @@ def cmd_add(args) -> int:
 
 
 def cmd_encoders(args) -> int:
-    from leakcore.encoders import list_encoders
+    from leakcore.api import list_encoders
 
     rows = list_encoders()
     if args.json:
@@ -158,15 +158,15 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
                 print(f"\n{kind} leakage matrix (%, rows = training sources, columns = evaluation splits; * = same dataset)")
                 shown = (100 * mats[f"{kind}_rate"]).round(2).astype(str) + mats["intra"].map(lambda x: "*" if x else "")
                 print(shown.to_string())
-        for dataset, a in project.shortcut_audits().items():
+        for dataset, a in project.audits.shortcut_results().items():
             print(f"\nshortcut audit of {dataset} ({a['created']}): " + "; ".join(a["verdict"]))
-        future = project.future_training()
+        future = project.audits.future_training()
         if len(future):
             print(f"\ntraining on the future: {len(future)} training images are dated after the cutoff "
                   f"{project.group_settings['cutoff']} (e.g. {', '.join(future['item_id'].head(3))})")
     failures = project.gate(table, bounds or {})
     if fail_on_shortcut:
-        for dataset, a in project.shortcut_audits().items():
+        for dataset, a in project.audits.shortcut_results().items():
             f = a["found"]
             if f["metadata"] or f["marker"]:
                 failures.append(f"{dataset}: shortcut audit found " + " and ".join(
@@ -218,14 +218,12 @@ def _bounds(project, args) -> dict:
 
 
 def cmd_calibrate(args) -> int:
-    from leakcore import calibrate
-
     project = _project(args.dir)
     bars = _Bars()
     result = project.calibrate(args.collection, encoder=args.encoder, queries=args.queries, target_fpr=args.target_fpr,
                                progress=bars, apply=args.apply)
     bars.close()
-    table = calibrate.robustness_table(result)
+    table = project.scores.robustness_table(result)
     print(f"robustness of {result.encoder} on {result.collection} ({result.settings['queries']} queries): top-1 accuracy")
     for r in table.itertuples():
         print(f"  {r.family:<13} {r.transform:<10} {100 * r.top1:6.1f}%")
@@ -241,7 +239,6 @@ def cmd_calibrate(args) -> int:
 def cmd_impact(args) -> int:
     import pandas as pd
 
-    from leakcore import downstream
     from leakcore.api import ImpactRequest, LeakSource
 
     project = _project(args.dir)
@@ -252,7 +249,7 @@ def cmd_impact(args) -> int:
     pd.set_option("display.width", 200)
     print(f"{result.split}: {result.models} model(s), leaked set from {result.source}: {result.hard} hard, {result.soft} soft")
     print("\nmean over models:")
-    print(downstream.summary(table).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     soft = table[table["subset"] == "soft-leaked"].set_index("model")
     if not soft.empty:
         print("\nper model, soft-leaked subset:")
@@ -265,11 +262,11 @@ def cmd_impact(args) -> int:
 
 def cmd_export(args) -> int:
     project = _project(args.dir)
-    policy = project.export_policy(args.policy, Path(args.keep).read_text() if args.keep else None, args.dedupe_within,
-                                   args.groups, also=args.also_remove or ())
+    policy = project.exports.policy(args.policy, Path(args.keep).read_text() if args.keep else None,
+                                    args.dedupe_within, args.groups, also=args.also_remove or ())
     print("items each policy removes (before writing):")
-    print(project.export_preview([args.split], policy).to_string(index=False))
-    result = project.export(args.split, policy, fmt=args.format, out=args.out, links=args.links)
+    print(project.exports.preview([args.split], policy).to_string(index=False))
+    result = project.exports.write(args.split, policy, fmt=args.format, out=args.out, links=args.links)
     print(f"\nkept {result.kept}, removed {result.removed}; wrote:")
     for f in result.files:
         print(f"  {f}")
@@ -277,13 +274,13 @@ def cmd_export(args) -> int:
 
 
 def cmd_coverage(args) -> int:
-    from leakcore.coverage import ImageSet
+    from leakcore.api import ImageSet
 
     project = _project(args.dir)
     a, b = ImageSet(args.a, args.a_where), ImageSet(args.b, args.b_where)
     bars = _Bars()
-    result = project.coverage(a, b, k=args.k, bootstrap=args.bootstrap, progress=bars)
-    spectral = project.spectra(a, b, size=args.size, progress=bars) if args.spectra else None
+    result = project.audits.coverage(a, b, k=args.k, bootstrap=args.bootstrap, progress=bars)
+    spectral = project.audits.spectra(a, b, size=args.size, progress=bars) if args.spectra else None
     bars.close()
     if args.json:
         data = {"a": result.a, "b": result.b, "k": result.k, "settings": result.settings,
@@ -323,8 +320,8 @@ def cmd_verify(args) -> int:
         project.verify(refit=args.refit, queries=args.queries, progress=bars)
         bars.close()
     if args.use is not None:
-        project.use_score(args.use)
-    fm = project.fused_model()
+        project.configure(score=args.use)
+    fm = project.scores.fused_model()
     if fm is None:
         print("no fused model yet: run `leakcore verify DIR`")
         return 0
@@ -332,32 +329,17 @@ def cmd_verify(args) -> int:
     print(f"fused score ({fm.encoder}): fitted on {m['suite_pairs']} suite pairs from {m['queries']} training images"
           f" + {m['decisions_used']} curator decisions; AUC {m['auc']:.4f} (raw similarity {m['raw_auc']:.4f})")
     print(f"candidate pairs: raw similarity >= {fm.candidate:.4f}; fused thresholds hard {fm.hard:.4f}, soft {fm.soft:.4f}")
-    import pandas as pd
-
-    from leakcore import leakage
-
-    pairs = leakage.load_pairs(project, raw=True)
-    from leakcore import fused
-
-    scored = fused.with_fused(project, pairs[~pairs["within"]], fm)
-    raw = project.thresholds(score="similarity")
-    rows = []
-    for ev, grp in scored.groupby("eval_split", sort=True):
-        rows.append({"eval split": ev, "verified pairs": int(grp["verified"].sum()),
-                     "flagged (raw soft)": int(grp.loc[grp["raw_similarity"] >= raw.soft, "eval_item_id"].nunique()),
-                     "flagged (fused soft)": int(grp.loc[grp["fused"] >= fm.soft, "eval_item_id"].nunique())})
-    print(pd.DataFrame(rows).to_string(index=False))
-    print(f"pairs are scored by: {project.score}" + ("" if project.score == "fused" else " (use the fused score: --use fused)"))
+    print(project.scores.verification_table(fm).to_string(index=False))
+    score = project.settings.score
+    print(f"pairs are scored by: {score}" + ("" if score == "fused" else " (use the fused score: --use fused)"))
     return 0
 
 
 def cmd_groups(args) -> int:
     project = _project(args.dir)
     if args.calibrate:
-        from leakcore import grouping
-
         bars = _Bars()
-        cal = grouping.calibrate_group_threshold(project, args.calibrate, queries=args.queries, progress=bars)
+        cal = project.calibrate_groups(args.calibrate, queries=args.queries, progress=bars)
         bars.close()
         print(f"same-source threshold on {args.calibrate} ({cal['sources']} images, their overlapping patches and pan "
               f"frames): {cal['threshold']:.4f} at {100 * cal['false_positive_rate']:.2f}% false positives; "
@@ -366,14 +348,14 @@ def cmd_groups(args) -> int:
         if args.threshold is None:
             args.threshold = cal["candidate_threshold"]
     if args.threshold is not None or args.window is not None or args.cutoff is not None:
-        project.set_group_settings(threshold=args.threshold, window_s=args.window, cutoff=args.cutoff)
+        project.configure(group_threshold=args.threshold, group_window_s=args.window, group_cutoff=args.cutoff)
     bars = _Bars()
     groups = project.groups(use_decisions=not args.auto_only, progress=bars)
     bars.close()
     g = groups.groups
     cand = groups.candidates
     leaking = g[g["leaks"]]
-    future = project.future_training()
+    future = project.audits.future_training()
     if args.json:
         print(json.dumps({"threshold": groups.threshold, "train_searched": groups.train_searched,
                           "candidate_links": int(len(cand)), "verified_links": int(cand["edge"].sum()),
@@ -383,7 +365,7 @@ def cmd_groups(args) -> int:
                           "leaking_groups": leaking.head(args.show).to_dict("records"),
                           "training_after_cutoff": int(len(future))}, indent=2, default=str))
         return 0
-    print(f"candidate links at similarity >= {groups.threshold:.4f} ({project.encoder}); training splits searched "
+    print(f"candidate links at similarity >= {groups.threshold:.4f} ({project.settings.encoder}); training splits searched "
           f"against each other: {'yes' if groups.train_searched else 'no (scan with --grouping to link training images too)'}")
     skipped = cand["method"] == "unmeasured"
     reasons = cand.loc[~cand["edge"] & ~skipped, "reason"].value_counts()
@@ -398,7 +380,7 @@ def cmd_groups(args) -> int:
     for r in leaking.head(args.show).itertuples():
         print(f"  {r.group_id:<44} size {r.size:>4}  {r.splits}  (linked by {r.links})")
     if len(future):
-        print(f"training on the future: {len(future)} training images after {project.group_settings['cutoff']}")
+        print(f"training on the future: {len(future)} training images after {project.settings.group_cutoff}")
     if groups.guard:
         print(f"warning: {groups.guard}", file=sys.stderr)
     return 0
@@ -425,19 +407,19 @@ def cmd_shortcuts(args) -> int:
     if args.dataset:
         datasets = [args.dataset]
     else:
-        datasets = project.auditable_datasets()
-        for skipped in sorted(set(project.datasets) - set(datasets)):
+        datasets = project.audits.shortcut_datasets()
+        for skipped in sorted(set(project.workspace.datasets) - set(datasets)):
             print(f"{skipped}: skipped (no training split with two or more labels to audit)", file=sys.stderr)
         if not datasets:
             from leakcore.errors import InvalidInput
 
             raise InvalidInput("no dataset has a training split with two or more labels: add one, or name a dataset")
     bars = _Bars()
-    results = {d: project.shortcuts(d, regions=not args.no_regions, permutations=args.permutations, progress=bars)
+    results = {d: project.audits.shortcuts(d, regions=not args.no_regions, permutations=args.permutations, progress=bars)
                for d in datasets}
     bars.close()
     if args.json:
-        print(json.dumps(project.shortcut_audits(), indent=2, default=str))
+        print(json.dumps(project.audits.shortcut_results(), indent=2, default=str))
         return 0
     for dataset, a in results.items():
         m = a.metadata
@@ -452,7 +434,7 @@ def cmd_shortcuts(args) -> int:
             for cls, grid in a.regions.occlusion.items():
                 r, c = np.unravel_index(int(np.argmax(grid)), grid.shape)
                 print(f"  {cls}: masking cell (row {r}, column {c}) lowers its class score most ({grid.max():+.3f})")
-        print(f"  took: {project.shortcut_audits()[dataset].get('timing', '')}")
+        print(f"  took: {project.audits.shortcut_results()[dataset].get('timing', '')}")
     return 0
 
 
@@ -471,32 +453,33 @@ def cmd_demo(args) -> int:
 
 
 def cmd_roles(args) -> int:
-    from leakcore.access import Roles
+    from leakcore.api import Roles
 
     project = _project(args.dir)
+    team = project.team
     if args.set or args.remove or args.default:
-        roles = project.roles() or Roles()
+        roles = team.roles() or Roles()
         users = dict(roles.users)
         for pair in args.set or []:
             user, _, role = pair.rpartition("=")
             users[user] = role
         for user in args.remove or []:
             users.pop(user.strip().lower(), None)
-        project.set_roles({"default": args.default or roles.default.value, "users": users})
-    roles = project.roles()
+        team.set_roles({"default": args.default or roles.default.value, "users": users})
+    roles = team.roles()
     if roles is None:
         print(f"no roles file in {project.path}: everyone acts as a lead (`--set YOU=lead` writes one)")
         return 0
     print(f"default role: {roles.default.value}")
     for user, role in sorted(roles.users.items()):
         print(f"  {user:<40} {role.value}")
-    print(f"you ({project.acting_user}): {project.role().value}")
+    print(f"you ({team.acting_user}): {team.role().value}")
     return 0
 
 
 def cmd_audit(args) -> int:
     project = _project(args.dir)
-    log = project.audit_log
+    log = project.team.audit_log
     count = log.verify()
     rows = log.entries()[-args.last:] if args.last else log.entries()
     if args.json:
@@ -510,7 +493,7 @@ def cmd_audit(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from leakcore import api, export, formats
+    from leakcore import api
 
     parser = argparse.ArgumentParser(prog="leakcore", description="Find and review data leakage in visual datasets.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -528,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.add_argument("--dataset", required=True)
     p.add_argument("--source", required=True)
-    p.add_argument("--format", choices=formats.format_names())
+    p.add_argument("--format", choices=api.format_names())
     p.add_argument("--role", action="append", default=[], help="SPLIT=train|eval ('*=eval' for all splits)")
     p.add_argument("--root", help="image root for manifests and COCO files")
     p.add_argument("--split", help="split name for single-split sources")
@@ -611,9 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write the evaluation split without its leaked images, with removed.csv and provenance")
     p.add_argument("dir")
     p.add_argument("--split", required=True, metavar="DATASET/SPLIT")
-    p.add_argument("--policy", default="soft", choices=list(export.POLICIES),
+    p.add_argument("--policy", default="soft", choices=list(api.EXPORT_POLICIES),
                    help="which unreviewed automatic flags remove an item (confirmed leaks are always removed)")
-    p.add_argument("--format", default="same", choices=list(export.FORMATS))
+    p.add_argument("--format", default="same", choices=list(api.EXPORT_FORMATS))
     p.add_argument("--out", help="output folder (default: WORKSPACE/exports/<split>-<policy>)")
     p.add_argument("--keep", metavar="FILE", help="item ids or keys, one per line, never removed by automatic flags")
     p.add_argument("--dedupe-within", action="store_true", help="also remove within-split duplicates, keeping the first")
@@ -707,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from leakcore.errors import LeakcoreError
 
-    from leakcore.access import acting_as
+    from leakcore.api import acting_as
 
     try:
         with acting_as(args.reviewer):

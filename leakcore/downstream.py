@@ -276,3 +276,33 @@ def clip_zero_shot(ws, eval_split: str, *, class_names: list[str] | None = None,
                 out = iter((feats @ text.T).argmax(dim=1).cpu().numpy())
             preds.extend(names[next(out)] if good else None for good in ok)
     return pd.Series(preds, index=ev["item_id"].to_numpy(), dtype=object)
+
+
+PROBES = ("knn1", "knn20", "clip")  # built-in models an impact request may ask for
+
+
+def probe_predictions(ws, eval_split: str, probes) -> dict[str, pd.Series]:
+    """Predictions of the built-in probes on `eval_split`, by model name: `knn1` / `knn20` (nearest training
+    neighbours in the dataset's own training split) and `clip` (zero-shot)."""
+    out = {}
+    for probe in probes:
+        if probe not in PROBES:
+            raise InvalidInput(f"unknown probe {probe}; valid probes: {', '.join(PROBES)}")
+        if probe == "clip":
+            out["probe-clip-zero-shot"] = clip_zero_shot(ws, eval_split)
+            continue
+        dataset = SplitId.parse(eval_split).dataset
+        train = next((t for t in split_ids(ws.items(), "train") if t.dataset == dataset), None)
+        if train is None:
+            raise InvalidInput(f"the {probe} probe needs a training split of {dataset}")
+        out[f"probe-{probe}"] = knn_probe(ws, eval_split, str(train), k=1 if probe == "knn1" else 20)
+    return out
+
+
+def default_eval_split(ws) -> str:
+    """The workspace's one evaluation split; an error naming them when there are several (or none)."""
+    evals = split_ids(ws.items(), "eval")
+    if len(evals) != 1:
+        raise InvalidInput(f"this workspace has {len(evals)} evaluation splits ({', '.join(map(str, evals)) or 'none'})",
+                           cli="pass --split DATASET/SPLIT", page="Choose the evaluation split")
+    return str(evals[0])

@@ -68,9 +68,8 @@ def add_dataset(
     existing = ws.items()
     previous = existing[existing["dataset"] == name]
     if max_pixels is not None:
-        ws.config["settings"]["max_pixels"] = int(max_pixels)
-        ws.save_config()
-    limit = int(ws.config["settings"].get("max_pixels", images.DEFAULT_MAX_PIXELS))
+        ws.set_settings(max_pixels=max_pixels)
+    limit = ws.max_pixels or images.DEFAULT_MAX_PIXELS
     new = catalog.build_items(name, source, split_roles, previous, progress, max_pixels=limit)
     new = _derive_groups(new, pattern, group_level)
     ws.write_items(catalog.merge_items(existing, name, new, source.splits))

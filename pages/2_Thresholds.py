@@ -69,7 +69,7 @@ with user_errors():
         st.info(f"The project scores pairs by the **{ws.score}** score; these {score} thresholds apply once you "
                 f"use the {score} score (`leakcore verify WS --use {score}`, or the button below).")
         if st.button(f"Use the {score} score for this project", key="th_use_score"):
-            ws.use_score(score)
+            ws.configure(score=score)
             st.cache_data.clear()
             st.session_state["flash"] = f"Every page and report now use the {score} score"
             st.rerun()
@@ -77,7 +77,7 @@ with user_errors():
         thresholds_ui.flagged_table(ws, hard, soft)
     c1, c2 = st.columns([1, 3])
     if c1.button("Apply to project", key="th_apply", type="primary", disabled=soft > hard):
-        ws.set_thresholds(hard, soft, encoder=encoder, score=score, source="set on the Thresholds page")
+        ws.configure(thresholds=(hard, soft), thresholds_for=(encoder, score), source="set on the Thresholds page")
         st.cache_data.clear()
         st.session_state["flash"] = f"Thresholds for {encoder} ({score}) saved: hard {hard:.4f}, soft {soft:.4f}"
         st.rerun()

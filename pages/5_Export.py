@@ -49,7 +49,7 @@ with user_errors():
     also = c5.multiselect("Also remove images flagged by", [c["name"] for c in others], key="exp_also",
                           placeholder="no other check",
                           help="; ".join(f"{c['name']}: {c['description']}" for c in others))
-    policy = ws.export_policy(flags, keep_text, dedupe, also=also)
+    policy = ws.exports.policy(flags, keep_text, dedupe, also=also)
     st.subheader("What each policy removes")
     preview, plan = data.export_views(ws, split, policy)
     st.dataframe(preview, hide_index=True, width="stretch")
@@ -74,7 +74,7 @@ with user_errors():
                                         width="small"),
                                     "reason": st.column_config.TextColumn(width="medium")})
     if st.button("Write the export into the workspace", key="exp_write", type="primary"):
-        result = ws.export(split, policy, fmt=fmt, links=None if links == "none" else links)
+        result = ws.exports.write(split, policy, fmt=fmt, links=None if links == "none" else links)
         st.session_state["exp_last"] = [str(f) for f in result.files if f.is_file()]
         st.session_state["flash"] = f"Wrote {len(result.files)} files to {result.folder}"
         st.rerun()

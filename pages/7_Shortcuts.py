@@ -10,7 +10,7 @@ with user_errors():
     st.caption("A model can learn the label from something that is not the content: a marker in a corner, one class "
                "saved at another JPEG quality or resolution, a camera, a word in the file name. Two probes look for "
                "it: one reads only the files' metadata, one reads image regions (the border, each corner).")
-    auditable = ws.auditable_datasets()
+    auditable = ws.audits.shortcut_datasets()
     if not auditable:
         st.info("No dataset has a training split with two or more labels, which the audit fits its probes on. Add a "
                 "labelled training split on the Home page first.")

@@ -37,7 +37,7 @@ def team(tmp_path):
     ws = Project.create(tmp_path / "ws", encoder="phash", actor=LEAD)
     ws.add("animals", root)
     ws.scan()
-    ws.set_roles(Roles({LEAD: Role.LEAD, CURATOR: Role.CURATOR, VIEWER: Role.VIEWER}))
+    ws.team.set_roles(Roles({LEAD: Role.LEAD, CURATOR: Role.CURATOR, VIEWER: Role.VIEWER}))
     pairs = ws.findings()[["eval_item_id", "train_item_id"]].drop_duplicates().values.tolist()
     assert len(pairs) >= 3
     return ws.path, [tuple(p) for p in pairs]
@@ -45,8 +45,8 @@ def team(tmp_path):
 
 def test_without_a_roles_file_everyone_acts_as_a_lead(tmp_path):
     ws = Project.create(tmp_path / "w", encoder="phash", actor="anyone")
-    assert ws.roles() is None and ws.role() == Role.LEAD
-    ws.set_thresholds(0.99, 0.9)
+    assert ws.team.roles() is None and ws.team.role() == Role.LEAD
+    ws.configure(thresholds=(0.99, 0.9))
     ws.decisions.decide("a", "b", "hard", reviewer="someone else")  # no roles: names are labels, as before
     assert AuditLog(ws.path).entries()[-1]["user"] == "anyone"
 
@@ -61,14 +61,14 @@ def test_a_viewer_changes_nothing(team, verb, tmp_path):
     calls = {
         "decide": lambda: ws.decisions.decide(*pairs[0], "hard", reviewer=VIEWER),
         "undo": lambda: ws.decisions.undo_last(VIEWER),
-        "thresholds": lambda: ws.set_thresholds(0.5, 0.4),
-        "export": lambda: ws.export("animals/test", ws.export_policy("soft")),
+        "thresholds": lambda: ws.configure(thresholds=(0.5, 0.4)),
+        "export": lambda: ws.exports.write("animals/test", ws.exports.policy("soft")),
         "calibrate": lambda: ws.calibrate("animals/train", queries=4),
         "resplit": lambda: ws.resplit("animals"),
         "add": lambda: ws.add("more", make_folder_dataset(tmp_path / "more")),
         "scan": lambda: ws.scan(),
-        "roles": lambda: ws.set_roles(Roles({VIEWER: Role.LEAD})),
-        "score": lambda: ws.set_score("similarity"),
+        "roles": lambda: ws.team.set_roles(Roles({VIEWER: Role.LEAD})),
+        "score": lambda: ws.configure(score="similarity"),
     }
     with pytest.raises(AccessDenied, match=f"{VIEWER} is a viewer") as err:
         calls[verb]()
@@ -76,7 +76,7 @@ def test_a_viewer_changes_nothing(team, verb, tmp_path):
     assert review.latest_decisions(ws).equals(before)
     assert (path / "project.toml").read_text() == config
     assert not (path / "exports" / "animals-test-soft").exists()
-    assert ws.role() == Role.VIEWER and len(ws.findings()) and len(ws.rates())  # reading is fine
+    assert ws.team.role() == Role.VIEWER and len(ws.findings()) and len(ws.rates())  # reading is fine
 
 
 def test_a_curator_decides_but_does_not_export_or_move_thresholds(team):
@@ -86,7 +86,7 @@ def test_a_curator_decides_but_does_not_export_or_move_thresholds(team):
     ws.decisions.decide_many(pairs[1:3], "not_leak", reviewer=CURATOR)
     assert ws.decisions.undo_last(CURATOR)["decision"] == "not_leak"
     assert set(review.latest_decisions(ws)["reviewer"]) == {CURATOR}
-    for forbidden in (lambda: ws.export("animals/test", ws.export_policy("soft")), lambda: ws.set_thresholds(0.9, 0.8),
+    for forbidden in (lambda: ws.exports.write("animals/test", ws.exports.policy("soft")), lambda: ws.configure(thresholds=(0.9, 0.8)),
                       lambda: ws.resplit("animals")):
         with pytest.raises(AccessDenied, match="needs the lead role"):
             forbidden()
@@ -105,7 +105,7 @@ def test_nobody_decides_in_another_name(team):
         Project.open(path).decisions.decide(*pairs[0], "hard", reviewer=CURATOR)
     access.set_identity_source(lambda: None)  # a thread outside any session: nobody is named
     with pytest.raises(AccessDenied, match="nobody is named"):
-        Project.open(path).set_thresholds(0.9, 0.8)
+        Project.open(path).configure(thresholds=(0.9, 0.8))
     assert review.latest_decisions(ws).empty
 
 
@@ -127,8 +127,8 @@ def test_a_lead_sets_thresholds_exports_and_the_audit_and_sidecar_say_who(team, 
     Project.open(path, actor="Lea@Example.org ").decisions.decide(*pairs[1], "not_leak", reviewer="lea@example.org")
     ws = Project.open(path, actor=LEAD)
     old = ws.thresholds()
-    ws.set_thresholds(0.97, 0.91, source="test")
-    result = ws.export("animals/test", ws.export_policy("soft"))
+    ws.configure(thresholds=(0.97, 0.91), source="test")
+    result = ws.exports.write("animals/test", ws.exports.policy("soft"))
     ws.resplit("animals")
 
     log = AuditLog(path)
@@ -160,7 +160,7 @@ def test_the_audit_log_is_append_only_and_a_rewrite_is_detected(team):
     path, _ = team
     log = AuditLog(path)
     n = log.verify()
-    Project.open(path, actor=LEAD).set_thresholds(0.99, 0.95)
+    Project.open(path, actor=LEAD).configure(thresholds=(0.99, 0.95))
     lines = log.path.read_bytes().splitlines(keepends=True)
     assert len(lines) == n + 1 and log.verify() == n + 1
     # the API has no way to change or remove an entry; a hand edit breaks the chain
@@ -176,26 +176,26 @@ def test_the_audit_log_is_append_only_and_a_rewrite_is_detected(team):
 def test_roles_are_edited_by_a_lead_only_and_never_lose_the_last_lead(team):
     path, _ = team
     with pytest.raises(AccessDenied):
-        Project.open(path, actor=CURATOR).set_roles({"users": {CURATOR: "lead"}})
+        Project.open(path, actor=CURATOR).team.set_roles({"users": {CURATOR: "lead"}})
     lead = Project.open(path, actor=LEAD)
     with pytest.raises(InvalidInput, match="at least one lead"):
-        lead.set_roles({"users": {CURATOR: "curator"}})
+        lead.team.set_roles({"users": {CURATOR: "curator"}})
     with pytest.raises(InvalidInput, match="no longer be a lead"):
-        lead.set_roles({"users": {LEAD: "curator", CURATOR: "lead"}})
+        lead.team.set_roles({"users": {LEAD: "curator", CURATOR: "lead"}})
     with pytest.raises(InvalidInput, match="role must be one of"):
-        lead.set_roles({"users": {LEAD: "lead", VIEWER: "admin"}})
-    lead.set_roles({"default": "viewer", "users": {LEAD: "lead", CURATOR: "lead", VIEWER: "curator"}})
+        lead.team.set_roles({"users": {LEAD: "lead", VIEWER: "admin"}})
+    lead.team.set_roles({"default": "viewer", "users": {LEAD: "lead", CURATOR: "lead", VIEWER: "curator"}})
     entry = AuditLog(path).last("roles")
     assert entry["before"]["users"][VIEWER] == "viewer" and entry["after"]["users"][VIEWER] == "curator"
-    assert Project.open(path, actor=VIEWER).role() == Role.CURATOR
-    assert Project.open(path, actor="stranger@example.org").role() == Role.VIEWER  # not listed: the default
+    assert Project.open(path, actor=VIEWER).team.role() == Role.CURATOR
+    assert Project.open(path, actor="stranger@example.org").team.role() == Role.VIEWER  # not listed: the default
 
 
 def test_a_broken_roles_file_opens_nothing_to_everyone(team):
     path, pairs = team
     (path / "roles.toml").write_text("users = [unclosed")
     with pytest.raises(WorkspaceError, match="not valid TOML"):
-        Project.open(path, actor=VIEWER).set_thresholds(0.5, 0.4)
+        Project.open(path, actor=VIEWER).configure(thresholds=(0.5, 0.4))
 
 
 def test_paths_outside_the_allowed_roots_are_refused(team, tmp_path, monkeypatch):
@@ -213,7 +213,7 @@ def test_paths_outside_the_allowed_roots_are_refused(team, tmp_path, monkeypatch
     with pytest.raises(PathNotAllowed):
         ws.add("linked", path / "link")
     with pytest.raises(PathNotAllowed):
-        ws.export("animals/test", ws.export_policy("soft"), out=str(tmp_path / "loot"))
+        ws.exports.write("animals/test", ws.exports.policy("soft"), out=str(tmp_path / "loot"))
     assert not (tmp_path / "new-ws").exists()
 
 
@@ -249,7 +249,7 @@ def test_four_curators_in_four_processes_lose_and_misattribute_nothing(tmp_path)
 
     ws = Project.create(tmp_path / "ws", encoder="phash", actor=LEAD)
     curators = [f"c{i}@example.org" for i in range(4)]
-    ws.set_roles(Roles({LEAD: Role.LEAD, **{c: Role.CURATOR for c in curators}}))
+    ws.team.set_roles(Roles({LEAD: Role.LEAD, **{c: Role.CURATOR for c in curators}}))
     go = tmp_path / "go"
     procs = [subprocess.Popen([sys.executable, "-c", _CURATOR_PROCESS, str(ws.path), c, "100", str(go)])
              for c in curators]
@@ -326,7 +326,7 @@ def test_a_page_can_ask_before_the_core_refuses(team):
 def test_the_team_page_starts_a_roles_file_and_shows_the_log(tmp_path, monkeypatch):
     monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
     ws = Project.create(tmp_path / "ws", encoder="phash", actor="tester")
-    ws.set_thresholds(0.99, 0.9)
+    ws.configure(thresholds=(0.99, 0.9))
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws.path))
@@ -337,7 +337,7 @@ def test_the_team_page_starts_a_roles_file_and_shows_the_log(tmp_path, monkeypat
     assert not at.exception
     at.button(key="team_start").click().run()
     assert not at.exception
-    assert ws.roles() == Roles({"tester": Role.LEAD}) and ws.role("someone") == Role.VIEWER
+    assert ws.team.roles() == Roles({"tester": Role.LEAD}) and ws.team.role("someone") == Role.VIEWER
     assert any("You are **lead** here." in m.value for m in at.markdown)
     log_text = " ".join(t.value for t in at.text)
     assert "tester (lead)  roles" in log_text and "thresholds phash (similarity)" in log_text

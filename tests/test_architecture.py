@@ -122,7 +122,7 @@ def test_uncalibrated_encoders_carry_no_borrowed_thresholds(tmp_path, capsys):
     with pytest.raises(ThresholdsUncalibrated, match="no calibrated thresholds"):
         ws.thresholds()
     assert ws.thresholds_or_none() is None
-    ws.set_thresholds(0.9, 0.8)
+    ws.configure(thresholds=(0.9, 0.8))
     assert tuple(ws.thresholds()) == (0.9, 0.8) and ws.thresholds().source == "project"
     ws.config["thresholds"].clear()
     ws.save_config()
@@ -156,7 +156,7 @@ def test_manifest_exports_in_its_own_format_and_reimports(tmp_path, suffix):
     ws = Project.create(tmp_path / "w", encoder="phash")
     ws.add("m", src, root=root)
     assert formats.detect_format(src) == "manifest"
-    result = ws.export("m/test", ws.export_policy("none"))
+    result = ws.exports.write("m/test", ws.exports.policy("none"))
     out = result.folder / src.name
     assert out in result.files
     back = catalog._read_manifest(out)  # read as its suffix says: a JSON Lines file under .tsv would fail here

@@ -94,7 +94,7 @@ def test_sets_and_filters(ws):
 
 
 def test_audit_and_its_check(ws):
-    result = ws.coverage("d/train", "d/test", k=3, bootstrap=0)
+    result = ws.audits.coverage("d/train", "d/test", k=3, bootstrap=0)
     assert result.settings["a_images"] == 14 and len(result.b_scores) == 8
     leaked = result.b_scores.set_index("item_id").loc[[f"d/test/cat/test_000.jpg", "d/test/dog/test_001.jpg"]]
     assert (leaked["nearest_similarity"] > 0.99).all() and leaked["inside_other"].all()  # copies sit inside
@@ -104,7 +104,7 @@ def test_audit_and_its_check(ws):
     assert set(found["eval_item_id"]) <= set(result.b_scores["item_id"]) and (found["check"] == "coverage").all()
     assert len(found) >= 0 and found["reason"].str.contains("outside the training manifold").all()
     assert "coverage" not in set(ws.rates()["check"])
-    spectral = ws.spectra("d/train", "d/test", size=32)
+    spectral = ws.audits.spectra("d/train", "d/test", size=32)
     assert len(spectral.frequencies) == 16 and len(spectral.b_scores) == 8
     assert outside.shape[1] == result.b_scores.shape[1]
 

@@ -45,7 +45,7 @@ def ws(tmp_path):
     ws = Project.create(tmp_path / "w", encoder="phash")
     summary = ws.add("m", path, root=root)
     assert summary["unparsed_times"]["count"] == 1 and "not a time" in summary["unparsed_times"]["examples"][0]
-    ws.set_group_settings(threshold=0.9)
+    ws.configure(group_threshold=0.9)
     ws.scan(grouping=True)
     return ws
 
@@ -88,10 +88,10 @@ def test_temporal_window_and_the_future(ws, capsys):
     found = ws.findings("temporal")
     assert list(found["eval_item_id"]) == ["m/test/b.jpg"] and found["degree"].tolist() == ["hard"]
     assert found["score"].iloc[0] == pytest.approx(30.0)
-    ws.set_group_settings(window_s=10)
+    ws.configure(group_window_s=10)
     assert ws.findings("temporal").empty
-    ws.set_group_settings(cutoff="2024-05-15")
-    assert list(ws.future_training()["key"]) == ["d.jpg"]
+    ws.configure(group_cutoff="2024-05-15")
+    assert list(ws.audits.future_training()["key"]) == ["d.jpg"]
     assert main(["report", str(ws.path), "--fail-above-group", "50"]) == 1
     out = capsys.readouterr()
     assert "group check" in out.out and "training on the future: 1" in out.out and "group leakage 66.67% > 50" in out.err
@@ -121,7 +121,7 @@ def test_resplit_keeps_groups_together_and_rescans_clean(ws, tmp_path):
     assert set(manifest["split"]) <= {"train", "test"} and len(manifest) == 7
     ws2 = Project.create(tmp_path / "w2", encoder="phash")
     ws2.add("m", tmp_path / "out" / "manifest.csv", root=ws.datasets["m"].root, roles={"*": "train", "test": "eval"})
-    ws2.set_group_settings(threshold=0.9)
+    ws2.configure(group_threshold=0.9)
     ws2.scan(grouping=True)
     assert not ws2.groups().groups["cross_split"].any()
     assert main(["resplit", str(ws.path), "--dataset", "m", "--dry-run"]) == 0
@@ -205,7 +205,7 @@ def geo_ws(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
     ws = Project.create(tmp_path / "w", encoder="phash")
     ws.add("m", tmp_path / "m.csv", root=root)
-    ws.set_group_settings(threshold=-1.0)  # every stored neighbour is a candidate: the pixels alone decide
+    ws.configure(group_threshold=-1.0)  # every stored neighbour is a candidate: the pixels alone decide
     ws.scan(grouping=True)
     return ws
 
@@ -282,7 +282,7 @@ def test_the_percolation_guard_is_worded_once():
 def test_candidates_are_taken_on_the_raw_similarity(geo_ws):
     from leakcore import leakage
 
-    geo_ws.set_group_settings(threshold=0.2)
+    geo_ws.configure(group_threshold=0.2)
     pairs = leakage.load_pairs(geo_ws, raw=True)
     fused = pairs.assign(raw_similarity=pairs["similarity"], similarity=-1.0)  # as the fused score hands them
     a, b = grouping.recover_groups(geo_ws, pairs=fused), grouping.recover_groups(geo_ws)
@@ -313,7 +313,7 @@ def test_tiny_images_are_aligned_only_when_they_score_like_a_copy(tmp_path):
         tmp_path / "m.csv", index=False)
     ws = Project.create(tmp_path / "w", encoder="phash")
     ws.add("m", tmp_path / "m.csv", root=root)
-    ws.set_group_settings(threshold=-1.0)
+    ws.configure(group_threshold=-1.0)
     ws.scan(grouping=True)
     g = ws.groups()
     c = g.candidates.set_index(["a", "b"])

@@ -61,7 +61,7 @@ def test_regions_and_occlusion_shapes():
 def test_the_audit_finds_what_was_planted(tmp_path, plant):
     ws = Project.create(tmp_path / "w", encoder="phash")
     ws.add("d", _dataset(tmp_path / "d", plant))
-    a = ws.shortcuts("d", permutations=30, regions=plant != "jpeg")
+    a = ws.audits.shortcuts("d", permutations=30, regions=plant != "jpeg")
     f = shortcuts.found(a)
     if plant is None:
         assert not f["metadata"] and f["marker"] is None and a.metadata.p_value > 0.05

@@ -113,7 +113,7 @@ def hostile_workspace(tmp: Path) -> Path:
         (tmp / "bulk" / "test" / "img" / f"b{i:04d}.jpg").write_bytes(picture)
     ws.add("bulk", tmp / "bulk")
     ws.scan()
-    ws.set_roles(Roles({LEAD: Role.LEAD, CURATOR: Role.CURATOR, VIEWER: Role.VIEWER,
+    ws.team.set_roles(Roles({LEAD: Role.LEAD, CURATOR: Role.CURATOR, VIEWER: Role.VIEWER,
                         **{c: Role.CURATOR for c in CURATORS}}))
     return ws.path
 

@@ -169,12 +169,12 @@ def test_evidence_is_cached_by_content_and_an_interrupted_run_resumes_identicall
 
 def test_the_fused_score_is_fitted_stored_and_used_by_rates_beside_the_raw_similarity(scanned):
     with pytest.raises(Exception):
-        scanned.use_score("fused")  # no model yet
+        scanned.configure(score="fused")  # no model yet
     fm = scanned.verify(queries=12)
     assert 0 < fm.soft <= fm.hard <= 1 and fm.meta["auc"] > fm.meta["raw_auc"] - 0.05
     assert set(fm.contributions(dict.fromkeys(fm.features, 0.5))["feature"]) == set(fm.features)
     raw_rates = scanned.rates(["similarity"])
-    scanned.use_score("fused")
+    scanned.configure(score="fused")
     assert scanned.thresholds() == (fm.hard, fm.soft)
     pairs = leakage.load_pairs(scanned)
     assert {"raw_similarity", "fused", "verified"} <= set(pairs.columns)
@@ -188,7 +188,7 @@ def test_the_fused_score_is_fitted_stored_and_used_by_rates_beside_the_raw_simil
 
     # what the Review page shows of a pair: the alignment, the stored evidence, each feature's share
     top = flagged.sort_values("fused", ascending=False).iloc[0]
-    e = scanned.explain_pair(top["eval_item_id"], top["train_item_id"])
+    e = scanned.review.evidence(top["eval_item_id"], top["train_item_id"])
     assert e.explanation.alignment.ncc > 0.9 and e.stored is not None
     assert e.fused == pytest.approx(float(top["fused"]), abs=1e-4)
     assert set(e.contributions["feature"]) == set(fm.features)
@@ -201,7 +201,7 @@ def test_the_fused_score_is_fitted_stored_and_used_by_rates_beside_the_raw_simil
     with pytest.raises(UnknownName, match="fused score"):
         review.filter_queue(raw_q, sort=review.UNCERTAINTY_SORT)
     _review_page_shows_the_evidence(scanned, top)
-    scanned.use_score("similarity")
+    scanned.configure(score="similarity")
     assert "raw_similarity" not in leakage.load_pairs(scanned).columns
     with pytest.raises(ThresholdsUncalibrated):
         scanned.thresholds(score="fused", encoder="sscd")
@@ -323,7 +323,7 @@ def test_a_second_model_and_enough_decisions_alone_make_the_fused_score(scanned,
 
     enc = create_encoder(fm.second, input_size=fused.SECOND_INPUT_SIZE)
     assert cached == pytest.approx(float(enc.encode_images([a])[0] @ enc.encode_images([b])[0]), abs=1e-4)
-    assert scanned.explain_pair(top["eval_item_id"], top["train_item_id"]).fused == pytest.approx(top["fused"], abs=1e-4)
+    assert scanned.review.evidence(top["eval_item_id"], top["train_item_id"]).fused == pytest.approx(top["fused"], abs=1e-4)
 
     cross = pairs[~pairs["within"]].sort_values("raw_similarity", ascending=False)
     leaks, others = cross.drop_duplicates("eval_item_id").head(6), cross.iloc[-10:]
@@ -338,13 +338,13 @@ def test_a_second_model_and_enough_decisions_alone_make_the_fused_score(scanned,
     monkeypatch.setattr(fused, "soft_from_decisions",
                         lambda scores, labels, precision=fused.DECIDED_PRECISION:
                         asked.append((len(scores), precision)) or (0.61 if precision == fused.DECIDED_PRECISION else 0.93))
-    alone = fused.fit(scanned, queries=12)
+    alone = fused.fit(scanned.workspace, queries=12)
     assert alone.meta["fitted_on_decisions_alone"] and alone.meta["decisions_used"] == 16
     assert asked == [(16, fused.DECIDED_PRECISION), (16, fused.DECIDED_HARD_PRECISION)]
     assert (alone.soft, alone.hard) == (0.61, 0.93)
     assert alone.meta["threshold_rule"].startswith("decisions:") and "out of fold" in alone.meta["threshold_rule"]
     monkeypatch.setattr(fused, "soft_from_decisions", lambda *a, **kw: None)  # no score gets there: the suite's stay
-    suite_only = fused.fit(scanned, queries=12)
+    suite_only = fused.fit(scanned.workspace, queries=12)
     assert suite_only.meta["threshold_rule"] == "suite" and suite_only.hard >= suite_only.soft
     monkeypatch.setattr(fused, "soft_from_decisions", rule)
     fitted_rows = alone.model.calibrated_classifiers_[0].estimator.named_steps["standardscaler"].n_samples_seen_
@@ -352,7 +352,7 @@ def test_a_second_model_and_enough_decisions_alone_make_the_fused_score(scanned,
     monkeypatch.setattr(fused, "DECISIONS_ALONE", 100)
     seen = []  # the decided pairs' scores that soft is raised on: held out, not the ones the model was fitted to
     monkeypatch.setattr(fused, "soft_from_decisions", lambda scores, labels, **kw: seen.append(scores) or 0.999)
-    mixed = fused.fit(scanned, queries=12)
+    mixed = fused.fit(scanned.workspace, queries=12)
     assert not mixed.meta["fitted_on_decisions_alone"] and mixed.meta["decisions_used"] == 16
     assert mixed.soft == 0.999 and mixed.meta["threshold_rule"].endswith("(out of fold)")
     decided = fused.decision_pairs(scanned, second=fused.SecondOpinion.of_model(scanned, mixed))
@@ -397,7 +397,7 @@ def test_the_fit_sets_soft_on_the_collections_own_look_alikes_never_below_the_fl
     rule = fused.soft_from_lookalikes
     seen = []
     monkeypatch.setattr(fused, "soft_from_lookalikes", lambda s, y, **kw: seen.append((s, y)) or rule(s, y, **kw))
-    fm = fused.fit(scanned, queries=12)
+    fm = fused.fit(scanned.workspace, queries=12)
     suite = pd.read_parquet(fused.model_dir(scanned, "phash") / "suite.parquet")
     alike = suite[suite["family"] == "collection"]
     assert fm.meta["lookalike_pairs"] == len(alike) >= 5 and (alike["label"] == 0).all()
@@ -410,13 +410,13 @@ def test_the_fit_sets_soft_on_the_collections_own_look_alikes_never_below_the_fl
         assert _weighted_precision(scores, labels, fm.soft, fused.LEAK_SHARE) >= fused.LOOKALIKE_PRECISION
     # a rule that would put soft at the suite's kind of value (0.008) is overruled by the floor
     monkeypatch.setattr(fused, "soft_from_lookalikes", lambda s, y, **kw: 0.008)
-    low = fused.fit(scanned, queries=12)
+    low = fused.fit(scanned.workspace, queries=12)
     assert low.soft == fused.SOFT_FLOOR and low.meta["lookalike_soft"] == 0.008
     monkeypatch.setattr(fused, "soft_from_lookalikes", lambda s, y, **kw: None)  # no score gets there
-    none = fused.fit(scanned, queries=12)
+    none = fused.fit(scanned.workspace, queries=12)
     assert none.soft >= fused.SOFT_FLOOR and "no fused score" in none.meta["threshold_rule"]
     monkeypatch.setattr(fused, "MIN_LOOKALIKES", 10_000)  # without enough look-alikes the suite's rule stays
-    assert fused.fit(scanned, queries=12).meta["threshold_rule"] == "suite"
+    assert fused.fit(scanned.workspace, queries=12).meta["threshold_rule"] == "suite"
 
 
 def test_a_second_scan_computes_no_evidence_again(scanned, monkeypatch):

@@ -247,7 +247,7 @@ def rates(ws: Workspace, hard: float, soft: float, auto_only: bool = False) -> p
 @st.cache_data(show_spinner=False, max_entries=8)
 def _export_views(path: str, split: str, policy, stamp: tuple, dstamp: tuple, other: tuple):
     ws = Project.open(path)
-    return ws.export_preview([split], policy), ws.export_plan(split, policy)
+    return ws.exports.preview([split], policy), ws.exports.plan(split, policy)
 
 
 def export_views(ws: Workspace, split: str, policy) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -452,14 +452,14 @@ def _embeddings_stamp(ws: Workspace) -> tuple:
 
 
 def coverage(ws: Workspace, a, b, k: int, n_boot: int):
-    """`Project.coverage`, kept while the item table and the embeddings are unchanged."""
+    """`Project.audits.coverage`, kept while the item table and the embeddings are unchanged."""
     key = ("coverage", str(ws.path), a, b, k, n_boot, ws.stamp("items"), _embeddings_stamp(ws))
-    return _session_cached(key, lambda progress: ws.coverage(a, b, k=k, bootstrap=n_boot, progress=progress))
+    return _session_cached(key, lambda progress: ws.audits.coverage(a, b, k=k, bootstrap=n_boot, progress=progress))
 
 
 def spectra(ws: Workspace, a, b):
     key = ("spectra", str(ws.path), a, b, ws.stamp("items"))
-    return _session_cached(key, lambda progress: ws.spectra(a, b, progress=progress))
+    return _session_cached(key, lambda progress: ws.audits.spectra(a, b, progress=progress))
 
 
 @st.cache_resource(show_spinner="Linking groups…", max_entries=4)
@@ -474,7 +474,7 @@ def groups(ws: Workspace):
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _shortcut_audits(path: str, stamp: tuple) -> dict:
-    return Project.open(path).shortcut_audits()
+    return Project.open(path).audits.shortcut_results()
 
 
 def shortcut_audits(ws: Workspace) -> dict:
@@ -484,7 +484,7 @@ def shortcut_audits(ws: Workspace) -> dict:
 def run_shortcuts(ws: Workspace, dataset: str, regions: bool) -> None:
     """Run the shortcut audit with a live progress bar; the result is stored in the workspace."""
     bar, progress = _progress_bar("starting")
-    ws.shortcuts(dataset, regions=regions, progress=progress)
+    ws.audits.shortcuts(dataset, regions=regions, progress=progress)
     bar.empty()
     _shortcut_audits.clear()
 

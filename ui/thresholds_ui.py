@@ -277,7 +277,7 @@ class CalibrationJob:
         self.finished = False
         self.stop = threading.Event()
         # the page's user, taken now: the thread has no session, so it cannot ask who is signed in
-        self.actor = Project.open(path).acting_user
+        self.actor = Project.open(path).team.acting_user
         self.thread = threading.Thread(target=self._run, args=(path, queries, target_fpr), daemon=True)
         self.thread.start()
 
