@@ -30,8 +30,9 @@ Review page shows ("which features decided"). Hard is chosen on the suite by the
 where needed so that `DECIDED_PRECISION` of the decided pairs above it are leaks, judged on out-of-fold
 scores (the suite's negatives are edited other images, far fewer and easier than a real collection's
 look-alikes); fitted on the decisions alone, hard comes from them too (`DECIDED_HARD_PRECISION`). The fused
-score is stored *beside* the raw similarity: neighbour tables are never rewritten; `leakage.load_pairs` adds
-`raw_similarity` and puts the fused score in `similarity` when the workspace's score is "fused".
+score is stored *beside* the raw similarity: neighbour tables are never rewritten; it is one of the scores of
+`leakcore.scores` (`FusedScore`), and `leakage.load_pairs` adds its `fused` column beside `similarity` (always the
+raw cosine) when the workspace's score is "fused".
 """
 from __future__ import annotations
 
@@ -39,7 +40,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -48,6 +48,9 @@ from threadpoolctl import threadpool_limits
 
 from leakcore import leakage, search, verify
 from leakcore.errors import InvalidInput
+from leakcore.scores.fused import (  # noqa: F401  (the fitted model and scoring pairs with it live there)
+    SECOND_FEATURE, SECOND_INPUT_SIZE, TWIN_ORB_INLIERS, TWIN_ORB_RATIO, FusedModel, SecondOpinion, _estimator,
+    _folds, decided_by_matches, floor_matched, load, outdated, second_encoder_name, small_images, with_fused)
 from leakcore.io import atomic_path, atomic_write_text, write_parquet
 
 log = logging.getLogger(__name__)
@@ -60,183 +63,27 @@ DECIDED_HARD_PRECISION = 0.99  # fitted on the decisions alone, hard is where th
 CANDIDATE_FPR = 0.05  # candidate threshold: the raw similarity that 5% of the fitting negatives reach
 DECISIONS_ALONE = 200  # with this many decided pairs (and MIN_ALONE of each kind) the fit uses them alone
 MIN_ALONE = 30
-SECOND_INPUT_SIZE = 128  # the second model's input size: on the pairs judged on CIFAR-10, 128, 160 and the mirrored
-# eval image too all separate alike within noise (out-of-fold AUC 0.969-0.970), and 128 unmirrored costs 40% of that
 CANDIDATE_RANK = 3  # each eval image's nearest three above the candidate threshold are verified, and beyond them the
 # pairs the raw score flags: on CIFAR-10, 2 of 43 decided pairs past the third were leaks and no flag changed
-SECOND_FEATURE = "similarity_2"
 # the fitting set (issue #32: on photos the fit on 200 queries x 26 edits x 3 pairs cost 19x the scan)
 TRANSFORMS_PER_QUERY = 6  # each query image gets this many of the suite's edits (every edit used alike)
 QUERIES_PER, MIN_QUERIES, MAX_QUERIES = 24, 12, 64  # one query per 24 training images, within these bounds
 LOOKALIKES_PER, MIN_LOOKALIKE_IMAGES, MAX_LOOKALIKE_IMAGES = 5, 40, 160  # training images whose nearest are negatives
 LOOKALIKE_RANK = 2  # each such image's nearest two other training images
-TWIN_ORB_INLIERS, TWIN_ORB_RATIO = 25, 0.5  # this many local features under one map, this share of the matches that
-# pass the ratio test: one photograph. Such a pair's fused score is at least hard (`decided_by_matches`): on
-# hymenoptera every planted strong crop but one has >= 31 inliers at a ratio >= 0.74, no look-alike more than 11
 FITTING_SET = 2  # the fitting set's layout (a stored suite of another layout is built again)
 MIN_LOOKALIKES = 20  # the collection's look-alike pairs it takes to set soft on them
 LOOKALIKE_PRECISION = 0.95  # soft: where this share of the pairs above it are leaks (out of fold)
 LEAK_SHARE = 0.1  # ... with one candidate pair in ten taken to be a leak
 SOFT_FLOOR = 0.1  # with look-alikes to judge by, soft is never below this (the suite's 0.1% false-positive point was
-# 0.008 on photos); on hymenoptera the look-alikes put it at 0.24, and a floor of 0.5 lost 7 of 120 planted copies
+# 0.008 on photos) ...
+SOFT_FLOOR_MATCHED = 0.5  # ... and on photos, where local matches decide strong edits (`decided_by_matches`), never
+# below even odds: on hymenoptera 119 of 120 planted copies are decided by their matches, so any soft from 0.2 to
+# 0.5 finds the same copies, while at the look-alike rule's 0.12-0.16 other photos of the same kind of animal pass
 
 
 def model_dir(ws, encoder: str):
     """verify/<encoder>/: where the fused score of an encoder is stored (the workspace's layout says)."""
     return ws.paths.fused(encoder)
-
-
-@dataclass
-class FusedModel:
-    encoder: str
-    model: object  # a fitted CalibratedClassifierCV
-    hard: float
-    soft: float
-    candidate: float  # pairs at or above this raw similarity are verified
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return self.meta.get("key", "")
-
-    @property
-    def features(self) -> tuple[str, ...]:
-        return tuple(self.meta.get("features", verify.FEATURES))
-
-    @property
-    def second(self) -> str | None:
-        """The second model's encoder name, when the fit had one."""
-        return self.meta.get("second_encoder")
-
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        """P(same photograph) per row with the model's feature columns; 0 where a pair has no evidence."""
-        x = frame[list(self.features)].to_numpy(dtype=np.float64)
-        ok = ~np.isnan(x).any(axis=1)
-        out = np.zeros(len(frame))
-        if ok.any():
-            out[ok] = self.model.predict_proba(x[ok])[:, 1]
-        return floor_matched(frame, out, self.hard, self.meta.get("decisive_matches"))
-
-    def contributions(self, row: pd.Series | dict) -> pd.DataFrame:
-        """Per feature: its value and its contribution to the log-odds (mean over the calibrated folds)."""
-        x = np.array([float(row[f]) for f in self.features])
-        contrib = []
-        for cc in self.model.calibrated_classifiers_:
-            pipe = cc.estimator
-            scaler, lr = pipe.named_steps["standardscaler"], pipe.named_steps["logisticregression"]
-            contrib.append(lr.coef_[0] * (x - scaler.mean_) / scaler.scale_)
-        c = np.mean(contrib, axis=0)
-        return pd.DataFrame({"feature": self.features, "value": x, "contribution": c}).sort_values(
-            "contribution", key=np.abs, ascending=False, ignore_index=True)
-
-
-# ---- a second model's opinion ----------------------------------------------------------------------------------
-def second_encoder_name(primary: str) -> str:
-    """The other SSCD model: the distilled student asks its ResNet-50 teacher, every other encoder the student."""
-    return "sscd" if primary == "sscd-distilled" else "sscd-distilled"
-
-
-def small_images(ws) -> bool:
-    """Whether the training images are too small for local features (median longer side under
-    verify.ORB_MIN_SIDE, as CIFAR-10's): there the second model stands in for them. On photos ORB's matches carry
-    that evidence, and the second model (ResNet-50 at 128 px) cost about as much per image as the scan's own
-    embedding: on 3,200 pet photos 73 s of a 187 s scan."""
-    items = ws.items()
-    train = items[(items["role"] == "train") & (items["status"] == "ok")]
-    if train.empty or "width" not in train:
-        return True
-    side = np.maximum(train["width"].to_numpy(float), train["height"].to_numpy(float))
-    side = side[~np.isnan(side)]
-    return not len(side) or float(np.median(side)) < verify.ORB_MIN_SIDE
-
-
-class SecondOpinion:
-    """The cosine similarity of a pair by a second copy-detection model at SECOND_INPUT_SIZE, the images as they
-    are (the pixel alignment covers mirrors and turns). Vectors of stored items go to the workspace's embedding
-    cache (resumable, shared with any scan by that model); edited images of the fitting suite are embedded in
-    memory."""
-
-    def __init__(self, ws, name: str, stored: tuple[str, str, int] | None = None):
-        self.ws, self.name = ws, name
-        self._stored = stored  # (encoder name, fingerprint, dim) of its cache, from a fitted model's meta
-
-    @classmethod
-    def of_model(cls, ws, fm: "FusedModel") -> "SecondOpinion":
-        """The second model of a fitted fused model: its cache is read without building the encoder."""
-        stored = fm.meta.get("second_caches")  # a list of one (load() refuses the older models that had two)
-        return cls(ws, fm.second, tuple(stored[0]) if stored else None)
-
-    def cache(self) -> tuple[str, str, int]:
-        """(encoder name, fingerprint, dim) of the embedding cache its vectors are in."""
-        if self._stored:
-            return self._stored
-        enc = self.encoder()
-        return enc.name, enc.fingerprint, enc.spec.dim
-
-    @classmethod
-    def for_workspace(cls, ws, primary: str) -> "SecondOpinion | None":
-        """The second model for a workspace's encoder, or None when its weights are not here or the training
-        images are photos (the fused score then goes without it)."""
-        from leakcore.errors import LeakcoreError
-
-        if not small_images(ws):
-            return None
-        opinion = cls(ws, second_encoder_name(primary))
-        try:
-            opinion.encoder()
-        except (LeakcoreError, ImportError, OSError) as exc:
-            log.warning("the fused score goes without a second model: %s", exc)
-            return None
-        return opinion
-
-    def encoder(self):
-        """The second model (built once per workspace object)."""
-        from leakcore.encoders import create_encoder
-
-        return self.ws.cache("second model", self.name,
-                             lambda: create_encoder(self.name, input_size=SECOND_INPUT_SIZE), entries=2)
-
-    def embed(self, pairs: pd.DataFrame, progress: Callable[[str, int, int], None] | None = None) -> None:
-        """Embed (into the cache) the images of `pairs` the cache lacks."""
-        items = self.ws.items().drop_duplicates("item_id").set_index("item_id")
-        ids = pd.unique(pd.concat([pairs["eval_item_id"], pairs["train_item_id"]]))
-        report = (lambda d, t: progress("second model", d, t)) if progress else None
-        self.vectors(items.loc[ids].reset_index(), progress=report)
-
-    def vectors(self, items: pd.DataFrame, progress=None) -> tuple[np.ndarray, np.ndarray]:
-        """(vectors, have) of stored items, embedding into the cache what it lacks."""
-        from leakcore.embed import embed_items
-
-        return embed_items(self.ws, items, self.encoder(), progress=progress)
-
-    def similarity(self, pairs: pd.DataFrame) -> np.ndarray:
-        """Per pair, the second model's similarity from the cache; NaN where a vector is missing."""
-        shas = verify.item_shas(self.ws)
-        a = pd.Series(shas.reindex(pairs["eval_item_id"]).to_numpy())
-        b = pd.Series(shas.reindex(pairs["train_item_id"]).to_numpy())
-        name, fingerprint, dim = self.cache()
-        cache, keys = _read_cache(self.ws, name, fingerprint, dim)
-        have = (a.isin(keys) & b.isin(keys)).to_numpy()
-        out = np.full(len(pairs), np.nan)
-        if have.any():
-            out[have] = (cache.get(list(a[have])) * cache.get(list(b[have]))).sum(1)
-        return out
-
-    def of_images(self, eval_images: list, train_vectors: np.ndarray) -> np.ndarray:
-        """The same for eval images in memory (the fitting suite's edits, one pair explained) against vectors."""
-        return (self.encoder().encode_images(eval_images) * train_vectors).sum(1)
-
-
-def _read_cache(ws, encoder: str, fingerprint: str, dim: int):
-    """(EmbeddingCache, its keys) of one encoder build's vectors, read again only when its shards change: every
-    load of the pairs with the fused score asks."""
-    from leakcore.embed import EmbeddingCache
-
-    def read():
-        cache = EmbeddingCache(ws.paths.embeddings(encoder, fingerprint), dim)
-        return cache, cache.keys()
-
-    return ws.cache(f"embedding cache {encoder}/{fingerprint}", ws.stamp("embeddings", encoder, fingerprint), read)
 
 
 def verify_pairs(ws, pairs: pd.DataFrame, fm: "FusedModel", *, progress=None, should_stop=None) -> int:
@@ -366,25 +213,6 @@ def suite_pairs(ws, *, encoder=None, queries: int | None = None, seed: int = 0, 
     return frame
 
 
-def decided_by_matches(ev: pd.DataFrame, rule=(TWIN_ORB_INLIERS, TWIN_ORB_RATIO)) -> np.ndarray:
-    """Pairs whose local features decide on their own: at least `rule` = (inliers, ratio) ORB matches under one
-    geometric map. A strong crop keeps a quarter of the photo, so the whole-image evidence the model weighs most
-    (the embedding, the alignment) looks like a look-alike's, while its matches are as many as a copy's."""
-    inliers, ratio = rule
-    if "orb_inliers" not in ev or "orb_ratio" not in ev:
-        return np.zeros(len(ev), bool)
-    return ((ev["orb_inliers"].to_numpy(float) >= np.log1p(inliers))
-            & (ev["orb_ratio"].to_numpy(float) >= ratio)).astype(bool)
-
-
-def floor_matched(ev: pd.DataFrame, scores: np.ndarray, hard: float, rule=None) -> np.ndarray:
-    """`scores` raised to at least `hard` where the local matches decide (`decided_by_matches` by a model's
-    (inliers, ratio) rule); unchanged where the model has no rule (fitted before it)."""
-    if rule is None:
-        return scores
-    return np.where(decided_by_matches(ev, tuple(rule)), np.maximum(scores, hard), scores)
-
-
 def _pixels_agree(ev: pd.DataFrame) -> pd.Series:
     """Pairs whose pixels say "one photograph" (verified copies): aligned nearly pixel for pixel, or many local
     features matched under one geometric map."""
@@ -457,22 +285,6 @@ def decision_pairs(ws, pairs: pd.DataFrame | None = None, second: SecondOpinion 
 
 
 # ---- fitting ---------------------------------------------------------------------------------------------------
-def _estimator(cv: int = 5):
-    """The calibrated model (sigmoid calibration over `cv` folds)."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return CalibratedClassifierCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0)),
-                                  method="sigmoid", cv=cv)
-
-
-def _folds(y: np.ndarray) -> int:
-    """Five folds, fewer when the rarer class is too small for five (a small workspace's decisions)."""
-    return int(max(2, min(5, np.bincount(np.asarray(y, int), minlength=2).min() // 2)))
-
-
 def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed: int = 0, use_decisions: bool = True,
         progress: Callable[[str, int, int], None] | None = None, suite: pd.DataFrame | None = None) -> FusedModel:
     """Fit the fused score on the suite (reused when stored) plus enough curator decisions, or on the decisions
@@ -509,7 +321,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         else:
             decided = pd.DataFrame()
     with threadpool_limits(1):  # small fits: BLAS threads on a busy machine made them 20x slower (3.3 s vs 0.14 s)
-        model = _estimator(_folds(y)).fit(x, y)
+        model = FusedModel(encoder_name, features=tuple(features)).fit(x, y)
     fused = model.predict_proba(suite[features].to_numpy(np.float64))[:, 1]
     # the suite's thresholds on the negatives that are certainly negatives: another label where there are labels
     # (a look-alike may be an unrecognised twin; it teaches the model but does not set the false-positive rate)
@@ -533,15 +345,16 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         matched_lookalikes = collection.to_numpy() & decided_by_matches(suite)
         real = ((suite["label"] == 1) | collection).to_numpy() & ~matched_lookalikes
         lookalike_soft = soft_from_lookalikes(held[real], suite.loc[real, "label"].to_numpy(int))
+        floor = SOFT_FLOOR if small_images(ws) else SOFT_FLOOR_MATCHED
         if lookalike_soft is not None:
-            soft = max(lookalike_soft, SOFT_FLOOR)
+            soft = max(lookalike_soft, floor)
             rule = (f"look-alikes: >= {LOOKALIKE_PRECISION:.0%} of pairs above soft are leaks, out of fold, against "
                     f"{int(collection.sum())} pairs of the collection's own nearest neighbours (a leak taken as one "
-                    f"candidate pair in {round(1 / LEAK_SHARE)}; soft at least {SOFT_FLOOR})")
+                    f"candidate pair in {round(1 / LEAK_SHARE)}; soft at least {floor})")
         else:
-            soft = max(soft, SOFT_FLOOR)
+            soft = max(soft, floor)
             rule = (f"look-alikes: no fused score has {LOOKALIKE_PRECISION:.0%} leaks above it among the collection's "
-                    f"look-alikes; soft at the floor {SOFT_FLOOR} or the suite's, whichever is higher")
+                    f"look-alikes; soft at the floor {floor} or the suite's, whichever is higher")
         hard = max(hard, soft)
     rule_text = f"decisions: >= {DECIDED_PRECISION:.0%} of the decided pairs above soft are leaks"
     if alone:
@@ -593,7 +406,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     meta["key"] = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
-    fm = FusedModel(encoder_name, model, hard, soft, candidate, meta)
+    fm = model.set_thresholds(hard, soft, candidate, meta)
     save(ws, fm)
     return fm
 
@@ -671,45 +484,9 @@ def save(ws, fm: FusedModel) -> None:
 
     ws.paths.fused(fm.encoder).mkdir(parents=True, exist_ok=True)
     with atomic_path(ws.paths.fused_file(fm.encoder, "model.joblib")) as tmp:
-        joblib.dump(fm.model, tmp)
-    atomic_write_text(ws.paths.fused_file(fm.encoder, "model.json"), json.dumps(
-        {"hard": fm.hard, "soft": fm.soft, "candidate": fm.candidate, "meta": fm.meta}, indent=2))
+        joblib.dump(fm.model_, tmp)
+    atomic_write_text(ws.paths.fused_file(fm.encoder, "model.json"), json.dumps(fm.to_stored(), indent=2))
     ws.set_thresholds(fm.hard, max(fm.soft, 1e-6), encoder=fm.encoder, score="fused", source="fused model")
-
-
-def outdated(meta: dict) -> str | None:
-    """Why a stored model cannot be used by this version (its evidence or its second model's vectors are not the
-    ones this version computes), or None."""
-    if meta.get("version") != verify.VERSION:
-        return f"its pixel evidence is of version {meta.get('version')}, this one computes version {verify.VERSION}"
-    size, caches = meta.get("second_input_size"), meta.get("second_caches") or []
-    if meta.get("second_encoder") and (size != SECOND_INPUT_SIZE or len(caches) != 1):
-        return f"its second model ran at {size} px" + (" with mirrored images" if len(caches) > 1 else "")
-    return None
-
-
-def load(ws, encoder: str | None = None) -> FusedModel | None:
-    """The stored fused model of an encoder, or None (kept on the workspace per version of its files). A model
-    fitted by an older version that this one cannot score counts as none (logged): a scan with verification fits it
-    again."""
-    import joblib
-
-    encoder = encoder or ws.encoder
-    meta_file, model_file = ws.paths.fused_file(encoder, "model.json"), ws.paths.fused_file(encoder, "model.joblib")
-    stamp = ws.stamp("fused", encoder)
-    if None in stamp:  # either file missing
-        return None
-
-    def read() -> FusedModel | None:
-        meta = json.loads(meta_file.read_text())
-        why = outdated(meta["meta"])
-        if why:
-            log.warning("the fused model of %s in %s was fitted by an older version (%s): fit it again", encoder,
-                        ws.path, why)
-            return None
-        return FusedModel(encoder, joblib.load(model_file), meta["hard"], meta["soft"], meta["candidate"], meta["meta"])
-
-    return ws.cache(f"fused model {encoder}", stamp, read)
 
 
 def fitting_scores(ws, encoder: str | None = None) -> pd.DataFrame | None:
@@ -736,35 +513,3 @@ def candidates(pairs: pd.DataFrame, fm: FusedModel) -> pd.DataFrame:
     if rank is not None and "rank" in pairs:
         keep &= (pairs["rank"] <= rank) | (pairs["similarity"] >= (beyond if beyond is not None else fm.candidate))
     return pairs[keep]
-
-
-def with_fused(ws, pairs: pd.DataFrame, fm: FusedModel) -> pd.DataFrame:
-    """`pairs` plus raw_similarity, fused and verified; `similarity` becomes the fused score."""
-    if pairs.empty:
-        return pairs.assign(raw_similarity=pairs["similarity"], fused=pairs["similarity"], verified=False)
-    ev = verify.evidence_for(ws, pairs)
-    verified = ev["ncc"].notna().to_numpy().copy()
-    if fm.second:
-        ev[SECOND_FEATURE] = SecondOpinion.of_model(ws, fm).similarity(pairs)
-        verified &= ev[SECOND_FEATURE].notna().to_numpy()
-    fused = fm.predict(ev.assign(similarity=pairs["similarity"].to_numpy()))
-    out = pairs.copy()
-    out["raw_similarity"] = out["similarity"]
-    out["fused"] = np.where(verified, fused, 0.0).astype(np.float32)
-    out["verified"] = verified
-    out["similarity"] = out["fused"]
-    return out
-
-
-def _provide(ws, pairs: pd.DataFrame, encoder: str) -> pd.DataFrame:
-    fm = load(ws, encoder)
-    if fm is None:
-        from leakcore.errors import ThresholdsUncalibrated
-
-        raise ThresholdsUncalibrated(f"the workspace scores pairs by the fused score, but {encoder} has no fitted model",
-                                     cli=f"fit it: `leakcore verify {ws.path} --fit`, or go back: `--score similarity`",
-                                     page="Fit the fused score first, or switch back to the raw similarity")
-    return with_fused(ws, pairs, fm)
-
-
-leakage.register_score("fused", _provide)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from leakcore import scores
 from leakcore.errors import UnknownName
 from leakcore.schema import Decision, SplitId, split_column
 
@@ -25,28 +25,13 @@ ALL_SOURCES = "(all training sources)"
 DECISION_DEGREE = {Decision.HARD.value: HARD, Decision.SOFT.value: SOFT, Decision.NOT_LEAK.value: NONE}
 
 
-# Scores other than the raw similarity (name -> fn(ws, pairs, encoder) -> pairs whose `similarity` is that score,
-# with the raw one kept in `raw_similarity`). `leakcore.fused` registers "fused"; the facade imports it.
-SCORE_PROVIDERS: dict[str, Callable[..., pd.DataFrame]] = {}
-
-
-def register_score(name: str, fn: Callable[..., pd.DataFrame]) -> None:
-    SCORE_PROVIDERS[name] = fn
-
-
 def load_pairs(ws, encoder: str | None = None, *, raw: bool = False) -> pd.DataFrame:
-    """Every stored neighbour row: eval_split, train_split, eval_item_id, rank, train_item_id, similarity.
-
-    `similarity` is the score the workspace uses (`ws.score`): the raw embedding similarity, or the fused
-    score (then `raw_similarity` holds the raw one); `raw=True` always gives the raw similarity."""
+    """Every stored neighbour row: eval_split, train_split, eval_item_id, rank, train_item_id, within, similarity
+    (always the raw cosine) and `score`, the score in force (`ws.score`, named in `attrs["score"]`; the fused score
+    adds its own `fused` and `verified` columns). `raw=True` scores by the raw similarity whatever the setting."""
     encoder = encoder or ws.encoder
     pairs = load_pair_tables(ws.neighbors_dir(encoder))
-    if raw or ws.score == "similarity":
-        return pairs
-    if ws.score not in SCORE_PROVIDERS:
-        raise UnknownName(f"the workspace scores pairs by {ws.score!r}, which no loaded module provides",
-                          cli="use the leakcore command or leakcore.Project, which load every score")
-    return SCORE_PROVIDERS[ws.score](ws, pairs, encoder)
+    return scores.scored(ws, pairs, encoder, scores.RAW if raw else ws.score)
 
 
 def load_pair_tables(root) -> pd.DataFrame:
@@ -77,9 +62,10 @@ def degree_of(similarity, hard: float, soft: float) -> np.ndarray:
 
 
 def with_degrees(pairs: pd.DataFrame, hard: float, soft: float, decisions: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Pairs plus `auto_degree`, `decision` and `degree` (the decision where one exists, else automatic)."""
+    """Pairs plus `auto_degree` (of the score in force), `decision` and `degree` (the decision where one exists,
+    else automatic)."""
     out = pairs.copy()
-    out["auto_degree"] = degree_of(out["similarity"], hard, soft)
+    out["auto_degree"] = degree_of(scores.in_force(out), hard, soft)
     out["decision"] = pd.Series(pd.NA, index=out.index, dtype="string")
     if decisions is not None and not decisions.empty:
         d = decisions[["eval_item_id", "train_item_id", "decision"]].drop_duplicates(["eval_item_id", "train_item_id"], keep="last")
@@ -94,12 +80,15 @@ _RANK = {NONE: 0, SOFT: 1, HARD: 2}
 
 
 def item_degrees(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Per (eval item, train split): the strongest degree and the best similarity and match."""
+    """Per (eval item, train split): the strongest degree and the best match by the score in force (`score`), with
+    its raw `similarity`."""
+    cols = ["eval_split", "train_split", "eval_item_id", "degree", scores.SCORE, "similarity", "train_item_id"]
     if pairs.empty:
-        return pd.DataFrame(columns=["eval_split", "train_split", "eval_item_id", "degree", "similarity", "train_item_id"])
-    p = pairs.assign(_r=pairs["degree"].map(_RANK)).sort_values(["_r", "similarity"], ascending=[False, False], kind="stable")
+        return pd.DataFrame(columns=cols)
+    p = pairs.assign(_r=pairs["degree"].map(_RANK), **{scores.SCORE: scores.in_force(pairs)})
+    p = p.sort_values(["_r", scores.SCORE], ascending=[False, False], kind="stable")
     best = p.drop_duplicates(["eval_split", "train_split", "eval_item_id"])
-    return best[["eval_split", "train_split", "eval_item_id", "degree", "similarity", "train_item_id"]].reset_index(drop=True)
+    return best[cols].reset_index(drop=True)
 
 
 def eval_counts(ws) -> pd.Series:
@@ -151,7 +140,7 @@ def flagged_items(ws, hard: float | None = None, soft: float | None = None, *, e
     if not include_within:
         pairs = pairs[~pairs["within"]] if "within" in pairs else pairs
     degrees = item_degrees(with_degrees(pairs, hard, soft, decisions))
-    degrees = degrees.assign(_r=degrees["degree"].map(_RANK)).sort_values(["_r", "similarity"], ascending=False)
+    degrees = degrees.assign(_r=degrees["degree"].map(_RANK)).sort_values(["_r", scores.SCORE], ascending=False)
     return degrees.drop_duplicates("eval_item_id").drop(columns="_r").reset_index(drop=True)
 
 
@@ -191,11 +180,11 @@ __all__ = [
 
 
 def best_similarity(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Per eval item: its best similarity to any training source and to its own split (threshold-free)."""
+    """Per eval item: its best score in force to any training source and to its own split (threshold-free)."""
     if pairs.empty:
         return pd.DataFrame(columns=["eval_split", "eval_item_id", "train", "within"])
-    p = pairs.assign(kind=np.where(pairs["within"], "within", "train"))
-    best = p.groupby(["eval_split", "eval_item_id", "kind"], observed=True)["similarity"].max().unstack("kind")
+    p = pairs.assign(kind=np.where(pairs["within"], "within", "train"), **{scores.SCORE: scores.in_force(pairs)})
+    best = p.groupby(["eval_split", "eval_item_id", "kind"], observed=True)[scores.SCORE].max().unstack("kind")
     for col in ("train", "within"):
         if col not in best:
             best[col] = np.nan

@@ -2,9 +2,10 @@
 import pandas as pd
 import pytest
 
-from leakcore import leakage, review
+from leakcore import leakage, review, scores
 from leakcore.ingest import add_dataset
 from leakcore.project import Workspace
+from leakcore.scores.raw import RawSimilarity
 from leakcore.scan import scan
 
 from conftest import make_folder_dataset, photo
@@ -86,3 +87,78 @@ def test_report_into_a_closed_pipe_exits_quietly(ws):
     proc.stdout.close()
     assert proc.wait(timeout=120) == 141
     assert proc.stderr.read() == b""
+
+
+class _OneMinus(scores.Score):
+    """A stand-in for the fused score (no model to fit): 1 - similarity, so that it disagrees with the raw one."""
+
+    name = "fused"
+    column = "fused"
+    description = "1 - similarity"
+
+    def add(self, ws, pairs, encoder):
+        return pairs.assign(fused=(1 - pairs["similarity"]).astype("float32"))
+
+
+def test_each_score_keeps_its_own_column_and_every_threshold_reads_the_one_in_force(ws, monkeypatch):
+    from leakcore import checks
+    from leakcore.export import ExportPolicy
+
+    monkeypatch.setattr(scores, "_load", lambda: {"similarity": RawSimilarity(), "fused": _OneMinus()})
+    raw = leakage.load_pairs(ws)
+    assert raw.attrs["score"] == "similarity" and (raw["score"] == raw["similarity"]).all() and "fused" not in raw
+    ws.set_score("fused")
+    hard, soft = 0.9, 0.5
+    ws.set_thresholds(hard, soft, score="fused")
+    pairs = leakage.load_pairs(ws)
+    assert pairs.attrs["score"] == "fused" and "raw_similarity" not in pairs
+    pd.testing.assert_series_equal(pairs["similarity"], raw["similarity"])  # always the raw cosine
+    assert (pairs["score"] == pairs["fused"]).all() and not (pairs["fused"] == pairs["similarity"]).all()
+    assert leakage.load_pairs(ws, raw=True).attrs["score"] == "similarity"
+
+    def expected(p):
+        return set(p.loc[p["fused"] >= soft, "eval_item_id"])
+
+    degrees = leakage.with_degrees(pairs, hard, soft)
+    assert (degrees["auto_degree"] == leakage.degree_of(pairs["fused"], hard, soft)).all()
+    cross = pairs[~pairs["within"]]
+    overall = leakage.rates(ws).query("train_split == @leakage.ALL_SOURCES").set_index("eval_split")
+    assert overall["soft"].sum() == len(expected(cross)) > 0
+    best = leakage.best_similarity(pairs).set_index("eval_item_id")["train"].dropna()
+    assert best.to_dict() == pytest.approx(cross.groupby("eval_item_id")["fused"].max().to_dict())
+    flagged = leakage.flagged_items(ws)
+    assert set(flagged.loc[flagged["degree"] != leakage.NONE, "eval_item_id"]) == expected(cross)
+
+    check = checks.get_check("similarity")
+    inputs = checks.CheckInputs(hard, soft)
+    found = check.findings(ws, inputs)
+    assert set(found["eval_item_id"]) == expected(pairs) and (found["score"] >= soft).all()
+    q = check.review_rows(ws, inputs)  # the queue's terms: the score in force, the raw one beside it
+    assert (q["similarity"] == q["fused"]).all() and (q["raw_similarity"] == 1 - q["fused"]).all()
+    assert set(q.loc[q["degree"] != review.BORDERLINE, "eval_item_id"]) == expected(pairs)
+    gone = check.removals(ws, "a/test", inputs, ExportPolicy("soft"))
+    a = cross[cross["eval_split"] == "a/test"]
+    assert set(gone["item_id"]) == expected(a)
+    best_a = a.groupby("eval_item_id")["fused"].max()
+    assert gone.set_index("item_id")["similarity"].to_dict() == pytest.approx(best_a[list(gone["item_id"])].to_dict())
+
+
+def test_load_pairs_finds_every_score_whatever_was_imported_first(ws):
+    """A fresh interpreter that imports only leakcore.leakage: the fused score is found (here it has no model,
+    so the error says to fit one, not that no module provides it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ws.set_score("fused")
+    code = ("import sys\nfrom leakcore import leakage\nfrom leakcore.errors import ThresholdsUncalibrated\n"
+            "from leakcore.project import Workspace\n"
+            "try:\n    leakage.load_pairs(Workspace.open(sys.argv[1]))\n"
+            "except ThresholdsUncalibrated as exc:\n    print('uncalibrated:', exc)\n"
+            "print('api imported' if 'leakcore.api' in sys.modules else 'api not imported')\n")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code, str(ws.path)], capture_output=True, text=True, cwd=root,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "uncalibrated: the workspace scores pairs by the fused score" in out.stdout
+    assert "api not imported" in out.stdout

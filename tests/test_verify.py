@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageOps
 from leakcore import fused, leakage, review, verify
 from leakcore.api import Project
 from leakcore.calibrate import extended_suite
-from leakcore.errors import ThresholdsUncalibrated, UnknownName
+from leakcore.errors import InvalidInput, ThresholdsUncalibrated, UnknownName
 
 from conftest import make_folder_dataset, photo
 
@@ -177,8 +177,11 @@ def test_the_fused_score_is_fitted_stored_and_used_by_rates_beside_the_raw_simil
     scanned.configure(score="fused")
     assert scanned.thresholds() == (fm.hard, fm.soft)
     pairs = leakage.load_pairs(scanned)
-    assert {"raw_similarity", "fused", "verified"} <= set(pairs.columns)
-    assert (pairs["similarity"] == pairs["fused"]).all()
+    # each score keeps its own column: similarity is the raw cosine, fused the model's, score the one in force
+    assert {"fused", "verified", "score"} <= set(pairs.columns) and "raw_similarity" not in pairs.columns
+    assert pairs.attrs["score"] == "fused" and (pairs["score"] == pairs["fused"]).all()
+    pd.testing.assert_series_equal(pairs["similarity"], leakage.load_pairs(scanned, raw=True)["similarity"])
+    _load_pairs_needs_no_other_import(scanned, pairs)
     assert pairs.loc[pairs["verified"], "fused"].between(0, 1).all()
     flagged = pairs[(~pairs["within"]) & (pairs["fused"] >= fm.soft)]
     leaked = {f"toy/test/{c}/test_{i:03d}.jpg" for i, c in ((0, "cat"), (1, "dog"), (2, "cat"))}
@@ -194,17 +197,40 @@ def test_the_fused_score_is_fitted_stored_and_used_by_rates_beside_the_raw_simil
     assert set(e.contributions["feature"]) == set(fm.features)
     assert e.contributions["contribution"].abs().is_monotonic_decreasing
     # the review queue orders by the model's uncertainty (P nearest 0.5 first); the raw score cannot
-    q = review.build_queue(pairs, scanned.items(), fm.hard, fm.soft)
-    u = review.filter_queue(q, sort=review.UNCERTAINTY_SORT)
-    assert len(u) == len(q) and (np.diff(np.abs(u["fused"].to_numpy() - 0.5)) >= 0).all()
+    q = review.review_queue(scanned, fm.hard, fm.soft)
+    s = q[q["check"] == "similarity"]  # the queue thresholds, orders and shows the score in force
+    assert len(s) and (s["similarity"] == s["fused"]).all() and (s["raw_similarity"] != s["fused"]).any()
+    queued = s.loc[s["degree"] != review.BORDERLINE]
+    assert set(zip(queued["eval_item_id"], queued["train_item_id"])) == set(
+        zip(*pairs.loc[pairs["fused"] >= fm.soft, ["eval_item_id", "train_item_id"]].to_numpy().T))
+    u = review.filter_queue(s, sort=review.UNCERTAINTY_SORT)
+    assert len(u) == len(s) and (np.diff(np.abs(u["fused"].to_numpy() - 0.5)) >= 0).all()
     raw_q = review.build_queue(leakage.load_pairs(scanned, raw=True), scanned.items(), 0.9, 0.7)
     with pytest.raises(UnknownName, match="fused score"):
         review.filter_queue(raw_q, sort=review.UNCERTAINTY_SORT)
     _review_page_shows_the_evidence(scanned, top)
     scanned.configure(score="similarity")
-    assert "raw_similarity" not in leakage.load_pairs(scanned).columns
+    assert not {"raw_similarity", "fused"} & set(leakage.load_pairs(scanned).columns)
     with pytest.raises(ThresholdsUncalibrated):
         scanned.thresholds(score="fused", encoder="sscd")
+
+
+def _load_pairs_needs_no_other_import(project, pairs):
+    """A fresh interpreter that imports only leakcore.leakage gets the same pairs from a workspace scored by the
+    fused score (no import of the facade or of leakcore.fused first)."""
+    import subprocess
+    import sys
+
+    out = project.path / "pairs-alone.parquet"
+    code = ("import sys\nfrom leakcore import leakage\nfrom leakcore.project import Workspace\n"
+            "assert 'leakcore.fused' not in sys.modules and 'leakcore.api' not in sys.modules\n"
+            "leakage.load_pairs(Workspace.open(sys.argv[1])).to_parquet(sys.argv[2])\n")
+    done = subprocess.run([sys.executable, "-c", code, str(project.path), str(out)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert done.returncode == 0, done.stderr
+    alone = pd.read_parquet(out)
+    assert alone.attrs["score"] == "fused"
+    pd.testing.assert_frame_equal(alone, pairs, check_like=True)
 
 
 def test_scan_with_verification_plans_fit_and_verify_jobs_and_skips_them_when_done(scanned):
@@ -295,15 +321,44 @@ def test_a_model_fitted_by_an_older_version_is_fitted_again_by_the_next_scan(sca
     assert fused.load(scanned) is None and "version" in fused.outdated(stored["meta"])
 
 
+def test_the_fused_model_is_a_scikit_learn_estimator_and_reads_models_stored_before_it(scanned):
+    import json
+
+    from sklearn.base import clone
+
+    fm = scanned.verify(queries=12)
+    assert fm.get_params() == {"encoder": "phash", "features": fm.features, "cv": None}
+    twin = clone(fm)  # the parameters only: nothing learned comes along
+    assert not hasattr(twin, "model_") and not hasattr(twin, "soft_") and twin.set_params(cv=3) is twin
+    suite = pd.read_parquet(fused.model_dir(scanned, "phash") / "suite.parquet")
+    x, y = suite[list(fm.features)], suite["label"].to_numpy(int)
+    assert twin.fit(x, y) is twin and twin.n_features_in_ == len(fm.features) and list(twin.classes_) == [0, 1]
+    p = twin.predict_proba(x)
+    assert p.shape == (len(x), 2) and np.allclose(p.sum(axis=1), 1)
+    assert fm.hard_ >= fm.soft_ > 0 and fm.meta_["auc"] > 0.5
+    # model.json says its format; one written before there was a format (its parameters in meta) loads the same
+    meta_file = fused.model_dir(scanned, "phash") / "model.json"
+    stored = json.loads(meta_file.read_text())
+    assert stored["format"] == 2 and stored["params"]["features"] == list(fm.features)
+    meta_file.write_text(json.dumps({k: stored[k] for k in ("hard", "soft", "candidate", "meta")}))
+    before = fused.load(scanned)
+    assert before.get_params() == fm.get_params() and (before.hard_, before.soft_) == (fm.hard_, fm.soft_)
+    np.testing.assert_allclose(before.predict(suite), fm.predict(suite))
+    meta_file.write_text(json.dumps({**stored, "format": 99}))  # a newer layout than this version reads
+    with pytest.raises(InvalidInput, match="newer than this version reads") as refused:
+        fused.load(scanned)
+    assert "leakcore verify DIR --refit" in refused.value.for_terminal()
+
+
 def test_candidates_are_each_images_nearest_few_and_beyond_them_the_raw_flags():
     pairs = pd.DataFrame({"eval_item_id": ["e"] * 6 + ["f"] * 2, "rank": [1, 2, 3, 4, 5, 6, 1, 2],
                           "train_item_id": list("abcdefgh"),
                           "similarity": [0.9, 0.88, 0.87, 0.86, 0.6, 0.4, 0.58, 0.57]})
     meta = {"candidate_rank": 3, "verify_beyond_rank_above": 0.7}
-    fm = fused.FusedModel("phash", None, hard=0.9, soft=0.8, candidate=0.55, meta=meta)
+    fm = fused.FusedModel("phash").set_thresholds(0.9, 0.8, 0.55, meta)
     # e's nearest three, then its fourth copy (raw flags it) but not its fifth (below raw soft, past the third)
     assert list(fused.candidates(pairs, fm)["train_item_id"]) == list("abcdgh")
-    old = fused.FusedModel("phash", None, hard=0.9, soft=0.8, candidate=0.55, meta={})  # fitted before the limit
+    old = fused.FusedModel("phash").set_thresholds(0.9, 0.8, 0.55, {})  # fitted before the limit
     assert list(fused.candidates(pairs, old)["train_item_id"]) == list("abcdegh")
 
 
@@ -325,7 +380,7 @@ def test_a_second_model_and_enough_decisions_alone_make_the_fused_score(scanned,
     assert cached == pytest.approx(float(enc.encode_images([a])[0] @ enc.encode_images([b])[0]), abs=1e-4)
     assert scanned.review.evidence(top["eval_item_id"], top["train_item_id"]).fused == pytest.approx(top["fused"], abs=1e-4)
 
-    cross = pairs[~pairs["within"]].sort_values("raw_similarity", ascending=False)
+    cross = pairs[~pairs["within"]].sort_values("similarity", ascending=False)
     leaks, others = cross.drop_duplicates("eval_item_id").head(6), cross.iloc[-10:]
     reviewer = "judge"
     review.decide_many(scanned, list(zip(leaks["eval_item_id"], leaks["train_item_id"])), "soft", reviewer=reviewer)
@@ -347,7 +402,7 @@ def test_a_second_model_and_enough_decisions_alone_make_the_fused_score(scanned,
     suite_only = fused.fit(scanned.workspace, queries=12)
     assert suite_only.meta["threshold_rule"] == "suite" and suite_only.hard >= suite_only.soft
     monkeypatch.setattr(fused, "soft_from_decisions", rule)
-    fitted_rows = alone.model.calibrated_classifiers_[0].estimator.named_steps["standardscaler"].n_samples_seen_
+    fitted_rows = alone.model_.calibrated_classifiers_[0].estimator.named_steps["standardscaler"].n_samples_seen_
     assert fitted_rows < 16  # a fold of the decisions, not the suite's hundreds of pairs
     monkeypatch.setattr(fused, "DECISIONS_ALONE", 100)
     seen = []  # the decided pairs' scores that soft is raised on: held out, not the ones the model was fitted to
@@ -472,7 +527,9 @@ def test_decisive_local_matches_floor_the_fused_score_at_hard():
     rows["orb_inliers"] = np.log1p([fused.TWIN_ORB_INLIERS, fused.TWIN_ORB_INLIERS - 1, 200])
     rows["orb_ratio"] = [fused.TWIN_ORB_RATIO, 0.9, fused.TWIN_ORB_RATIO - 0.01]
     meta = {"decisive_matches": [fused.TWIN_ORB_INLIERS, fused.TWIN_ORB_RATIO]}
-    fm = fused.FusedModel("phash", _Unsure(), hard=0.9, soft=0.3, candidate=0.5, meta=meta)
+    fm = fused.FusedModel("phash").set_thresholds(0.9, 0.3, 0.5, meta)
+    fm.model_ = _Unsure()
     assert list(fm.predict(rows)) == pytest.approx([0.9, 0.05, 0.05])  # both at least, or the model decides
-    before = fused.FusedModel("phash", _Unsure(), hard=0.9, soft=0.3, candidate=0.5, meta={})  # fitted before the rule
+    before = fused.FusedModel("phash").set_thresholds(0.9, 0.3, 0.5, {})  # fitted before the rule
+    before.model_ = _Unsure()
     assert list(before.predict(rows)) == pytest.approx([0.05] * 3)

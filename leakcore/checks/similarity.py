@@ -1,11 +1,15 @@
 """The similarity check (the paper's): an evaluation image whose nearest training neighbour is at least as
-similar as the soft threshold leaks; at the hard threshold it is (almost) the same picture."""
+similar as the soft threshold leaks; at the hard threshold it is (almost) the same picture.
+
+The check is configured with a score (`leakcore.scores`: the raw similarity or the fused score, the workspace's
+`score` setting): its thresholds, degrees, findings, review rows and removals read the score in force (the pairs'
+`score` column), never `similarity` (always the raw cosine) blindly."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from leakcore import leakage
+from leakcore import leakage, scores
 from leakcore.checks.base import FINDING_COLUMNS, REMOVAL_COLUMNS, Check, CheckInputs, Words, register_check
 
 
@@ -22,20 +26,25 @@ class SimilarityCheck(Check):
     review = "pairs"
     export_default = True
 
+    def score(self, ws) -> scores.Score:
+        """The score this check runs on in a workspace (its `score` setting)."""
+        return scores.get_score(ws.score)
+
     def _pairs(self, ws, inputs: CheckInputs) -> pd.DataFrame:
+        """The pairs scored by the score in force (a caller's table, when it holds one, is scored already)."""
         return leakage.load_pairs(ws, inputs.encoder) if inputs.pairs is None else inputs.pairs
 
     def findings(self, ws, inputs: CheckInputs) -> pd.DataFrame:
         p = leakage.with_degrees(self._pairs(ws, inputs), inputs.hard, inputs.soft, inputs.decisions)
         p = p[p["degree"] != leakage.NONE]
-        sim = p["similarity"].to_numpy(dtype=np.float64)
-        auto = np.where(sim >= inputs.hard, f"hard {inputs.hard:.4f}", f"soft {inputs.soft:.4f}")
+        value = scores.in_force(p).to_numpy(dtype=np.float64)
+        auto = np.where(value >= inputs.hard, f"hard {inputs.hard:.4f}", f"soft {inputs.soft:.4f}")
         decision = p["decision"].astype(object).where(p["decision"].notna(), None).to_numpy()
         reason = [f"curator: {d} (similarity {s:.4f})" if d is not None else f"similarity {s:.4f} ≥ {a}"
-                  for s, a, d in zip(sim, auto, decision)]
+                  for s, a, d in zip(value, auto, decision)]
         out = pd.DataFrame({
             "check": self.name, "eval_split": p["eval_split"], "train_split": p["train_split"],
-            "eval_item_id": p["eval_item_id"], "train_item_id": p["train_item_id"], "score": p["similarity"],
+            "eval_item_id": p["eval_item_id"], "train_item_id": p["train_item_id"], "score": value,
             "degree": p["degree"], "decision": p["decision"], "reason": reason,
         })
         return out.astype(FINDING_COLUMNS).reset_index(drop=True)
@@ -52,7 +61,9 @@ class SimilarityCheck(Check):
     def review_rows(self, ws, inputs: CheckInputs) -> pd.DataFrame:
         from leakcore.review import build_queue
 
-        return build_queue(self._pairs(ws, inputs), ws.items(), inputs.hard, inputs.soft)
+        pairs = self._pairs(ws, inputs)
+        in_force = pairs.attrs.get(scores.SCORE) or self.score(ws).name
+        return build_queue(_as_queue_input(pairs, in_force), ws.items(), inputs.hard, inputs.soft)
 
     def removals(self, ws, eval_split: str, inputs: CheckInputs, policy) -> pd.DataFrame:
         """Confirmed pairs always remove their evaluation item, automatic flags at the policy's level, and with
@@ -64,8 +75,11 @@ class SimilarityCheck(Check):
         rejected = set(cross.loc[cross["decision"] == "not_leak", "eval_item_id"])
         level = {"hard": [leakage.HARD], "soft": [leakage.HARD, leakage.SOFT], "none": []}[policy.flags]
         auto = cross[(cross["decision"].isna() | (cross["decision"] == "unsure")) & cross["auto_degree"].isin(level)]
-        evidence = pd.concat([confirmed, auto]).sort_values("similarity", ascending=False, kind="stable")
-        ev = evidence.groupby("eval_item_id", sort=True).agg(similarity=("similarity", "max"),
+        evidence = pd.concat([confirmed, auto])
+        evidence = evidence.assign(_score=scores.in_force(evidence)).sort_values("_score", ascending=False,
+                                                                                kind="stable")
+        # an export records the score in force of its evidence (the Export page calls it "fused score" then)
+        ev = evidence.groupby("eval_item_id", sort=True).agg(similarity=("_score", "max"),
                                                              degree=("degree", "first"), decision=("decision", "first"))
         ev["matches"] = _joined_matches(evidence).reindex(ev.index)
         is_confirmed = ev.index.isin(set(confirmed["eval_item_id"]))
@@ -85,6 +99,15 @@ class SimilarityCheck(Check):
                     "reason": [f"within-split duplicate of {h}" for h in dup.values()], "matches": list(dup.values()),
                     "similarity": np.nan, "degree": None, "decision": None, "confirmed": False})], ignore_index=True)
         return out
+
+
+def _as_queue_input(pairs: pd.DataFrame, in_force: str) -> pd.DataFrame:
+    """Pairs in the review queue's terms (`review.build_queue` thresholds, orders and shows `similarity`): the
+    score in force (named `in_force`) as `similarity`, and the raw cosine as `raw_similarity` where they differ
+    (the Review page explains a pair from the raw one)."""
+    if scores.SCORE not in pairs.columns or in_force == scores.RAW:
+        return pairs
+    return pairs.assign(raw_similarity=pairs["similarity"], similarity=pairs[scores.SCORE])
 
 
 def _within_groups(pairs: pd.DataFrame, soft: float, decisions: pd.DataFrame | None) -> dict[str, str]:

@@ -1,0 +1,46 @@
+"""What pairs are scored by: a strategy the similarity check is configured with (the workspace's `score` setting).
+
+A score takes the stored neighbour pairs (whose `similarity` is always the raw cosine of the embeddings) and adds
+its own column; `scored` then names the one in force: a `score` column holding its values, and
+`pairs.attrs["score"]` holding its name. Thresholds, degrees, rates, the review queue and exports read `score`;
+`similarity` stays the raw cosine everywhere. Implementations are one file each (`raw`, `fused`), listed in `_load`
+and imported there, explicitly: nothing registers itself when imported, so any import order finds every score.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from leakcore.errors import UnknownName
+from leakcore.scores.base import RAW, SCORE, Score, in_force
+
+
+def _load() -> dict[str, Score]:
+    """Every score, by name, in the order they are offered."""
+    from leakcore.scores.fused import FusedScore
+    from leakcore.scores.raw import RawSimilarity
+
+    return {s.name: s for s in (RawSimilarity(), FusedScore())}
+
+
+def score_names() -> list[str]:
+    return list(_load())
+
+
+def get_score(name: str) -> Score:
+    scores = _load()
+    try:
+        return scores[name]
+    except KeyError:
+        raise UnknownName(f"unknown score {name!r}; valid scores: {', '.join(scores)}") from None
+
+
+def scored(ws, pairs: pd.DataFrame, encoder: str, name: str) -> pd.DataFrame:
+    """`pairs` scored by the score `name`: its column added, and `score` (and `attrs["score"]`) naming it in force."""
+    score = get_score(name)
+    out = score.add(ws, pairs, encoder).copy(deep=False)  # the caller's table is left as it was
+    out[SCORE] = out[score.column]
+    out.attrs[SCORE] = score.name
+    return out
+
+
+__all__ = ["RAW", "SCORE", "Score", "get_score", "in_force", "score_names", "scored"]

@@ -1,0 +1,27 @@
+"""What a score is (the base class) and the column that names the score in force; see `leakcore.scores`."""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pandas as pd
+
+SCORE = "score"  # the column of a pairs table that holds the score in force
+RAW = "similarity"  # the raw score's name (and column): the cosine similarity of the embeddings
+
+
+class Score:
+    """One way of scoring pairs. Subclasses set `name`, `column` and `description` and implement `add`."""
+
+    name: ClassVar[str]
+    column: ClassVar[str]  # the column `add` fills (and keeps beside the raw `similarity`)
+    description: ClassVar[str]
+
+    def add(self, ws, pairs: pd.DataFrame, encoder: str) -> pd.DataFrame:
+        """`pairs` with this score's column (and any evidence it keeps, e.g. `verified`)."""
+        raise NotImplementedError
+
+
+def in_force(pairs: pd.DataFrame) -> pd.Series:
+    """The score in force of a pairs table: its `score` column; `similarity` for a table made without one (a
+    table built by hand or by grouping, which holds the raw similarity only)."""
+    return pairs[SCORE] if SCORE in pairs.columns else pairs["similarity"]

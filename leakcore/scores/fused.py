@@ -1,0 +1,373 @@
+"""The fused score as a score strategy (`FusedScore`) and what scoring pairs with it needs: the fitted model
+(`FusedModel`, a scikit-learn estimator), loading it (`load`), the second copy-detection model's opinion
+(`SecondOpinion`) and the rule by which verified local matches decide. Fitting it, the fitting set and the choice
+of its thresholds are `leakcore.fused`'s; this module imports neither that nor the leakage tables, so that reading
+pairs (`leakage.load_pairs`) reaches it without a cycle.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from threadpoolctl import threadpool_limits
+
+from leakcore import verify
+from leakcore.scores.base import Score
+
+log = logging.getLogger(__name__)
+
+MODEL_FORMAT = 2  # model.json's layout: 2 adds "format" and "params" (1, unmarked: the parameters in "meta")
+SECOND_INPUT_SIZE = 128  # the second model's input size: on the pairs judged on CIFAR-10, 128, 160 and the mirrored
+# eval image too all separate alike within noise (out-of-fold AUC 0.969-0.970), and 128 unmirrored costs 40% of that
+SECOND_FEATURE = "similarity_2"
+TWIN_ORB_INLIERS, TWIN_ORB_RATIO = 25, 0.5  # this many local features under one map, this share of the matches that
+# pass the ratio test: one photograph. Such a pair's fused score is at least hard (`decided_by_matches`): on
+# hymenoptera every planted strong crop but one has >= 31 inliers at a ratio >= 0.74, no look-alike more than 11
+
+
+class FusedModel(BaseEstimator):
+    """P(same photograph) of a pair from its features (the raw similarity and the pixel evidence): a logistic
+    regression on standardised features inside `CalibratedClassifierCV` (sigmoid calibration), and the thresholds
+    chosen for it. A scikit-learn estimator:
+
+    - parameters, set in `__init__` only (`get_params` / `set_params`): `encoder` (whose similarity it reads),
+      `features` (the columns it reads, in order) and `cv` (calibration folds; None: five, fewer when the rarer
+      class is too small for five);
+    - learned by `fit(X, y)`: `model_` (the fitted `CalibratedClassifierCV`), `classes_`, `n_features_in_`;
+    - chosen after the fit on held-out pairs (`leakcore.fused.fit`) and set by `set_thresholds`: `hard_`, `soft_`,
+      `candidate_` (pairs at or above this raw similarity are verified) and `meta_`, how it was fitted (AUCs, the
+      threshold rule, the second model and its cache, the decisive-matches rule: what `model.json` and the report
+      show).
+
+    `predict` gives P(same photograph) per pair (a score, as a regressor's `predict` does; 0 where a pair has no
+    evidence, at least `hard_` where its local matches decide); `predict_proba` the two-column form."""
+
+    def __init__(self, encoder: str | None = None, features: tuple[str, ...] = verify.FEATURES, cv: int | None = None):
+        self.encoder = encoder
+        self.features = features
+        self.cv = cv
+
+    def _matrix(self, X) -> np.ndarray:
+        if isinstance(X, pd.DataFrame):
+            return X[list(self.features)].to_numpy(dtype=np.float64)
+        return np.asarray(X, dtype=np.float64)
+
+    def fit(self, X, y) -> "FusedModel":
+        """Fit the calibrated model on X (a frame with the `features` columns, or their matrix) and y (1: one
+        photograph, 0: not); returns self."""
+        x, y = self._matrix(X), np.asarray(y, dtype=int)
+        with threadpool_limits(1):  # small fits: BLAS threads on a busy machine made them 20x slower
+            self.model_ = _estimator(self.cv or _folds(y)).fit(x, y)
+        self.classes_ = self.model_.classes_
+        self.n_features_in_ = x.shape[1]
+        return self
+
+    def set_thresholds(self, hard: float, soft: float, candidate: float, meta: dict | None = None) -> "FusedModel":
+        """Set the thresholds chosen for the fitted model (and how it was fitted); returns self."""
+        self.hard_, self.soft_, self.candidate_ = float(hard), float(soft), float(candidate)
+        self.meta_ = dict(meta or {})
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """[P(not), P(same photograph)] per row; a row with a missing feature (no evidence) is [1, 0]."""
+        x = self._matrix(X)
+        ok = ~np.isnan(x).any(axis=1)
+        out = np.tile([1.0, 0.0], (len(x), 1))
+        if ok.any():
+            out[ok] = self.model_.predict_proba(x[ok])
+        return out
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """P(same photograph) per row with the model's feature columns; 0 where a pair has no evidence."""
+        x = frame[list(self.features)].to_numpy(dtype=np.float64)
+        ok = ~np.isnan(x).any(axis=1)
+        out = np.zeros(len(frame))
+        if ok.any():
+            out[ok] = self.model_.predict_proba(x[ok])[:, 1]
+        return floor_matched(frame, out, self.hard_, self.meta_.get("decisive_matches"))
+
+    def contributions(self, row: pd.Series | dict) -> pd.DataFrame:
+        """Per feature: its value and its contribution to the log-odds (mean over the calibrated folds)."""
+        x = np.array([float(row[f]) for f in self.features])
+        contrib = []
+        for cc in self.model_.calibrated_classifiers_:
+            pipe = cc.estimator
+            scaler, lr = pipe.named_steps["standardscaler"], pipe.named_steps["logisticregression"]
+            contrib.append(lr.coef_[0] * (x - scaler.mean_) / scaler.scale_)
+        c = np.mean(contrib, axis=0)
+        return pd.DataFrame({"feature": self.features, "value": x, "contribution": c}).sort_values(
+            "contribution", key=np.abs, ascending=False, ignore_index=True)
+
+    # ---- stored form (model.json beside model.joblib, which holds `model_`) -------------------------------------
+    def to_stored(self) -> dict:
+        """What model.json holds: its format, the parameters, the thresholds and `meta_`."""
+        params = {**self.get_params(), "features": list(self.features)}
+        return {"format": MODEL_FORMAT, "params": params, "hard": self.hard_, "soft": self.soft_,
+                "candidate": self.candidate_, "meta": self.meta_}
+
+    @classmethod
+    def from_stored(cls, encoder: str, stored: dict, model) -> "FusedModel":
+        """The model of a model.json (`to_stored`) and its fitted `CalibratedClassifierCV`. A model.json written
+        before it had a format (its parameters in `meta`) is read the same way."""
+        fmt = stored.get("format", 1)
+        if fmt > MODEL_FORMAT:
+            from leakcore.errors import InvalidInput
+
+            raise InvalidInput(f"the fused model of {encoder} was stored in format {fmt}, newer than this version "
+                               f"reads ({MODEL_FORMAT})", cli="upgrade leakcore, or fit it again: `leakcore verify DIR "
+                                                                 "--refit`")
+        params = stored.get("params") or {"encoder": encoder, "features": stored["meta"].get("features", verify.FEATURES)}
+        fm = cls(**{**params, "features": tuple(params["features"])})
+        fm.model_, fm.classes_, fm.n_features_in_ = model, model.classes_, len(fm.features)
+        return fm.set_thresholds(stored["hard"], stored["soft"], stored["candidate"], stored["meta"])
+
+    # ---- read-only names of the fitted model, for callers ------------------------------------------------------
+    @property
+    def hard(self) -> float:
+        return self.hard_
+
+    @property
+    def soft(self) -> float:
+        return self.soft_
+
+    @property
+    def candidate(self) -> float:
+        return self.candidate_
+
+    @property
+    def meta(self) -> dict:
+        return self.meta_
+
+    @property
+    def model(self):
+        return self.model_
+
+    @property
+    def key(self) -> str:
+        return self.meta_.get("key", "")
+
+    @property
+    def second(self) -> str | None:
+        """The second model's encoder name, when the fit had one."""
+        return self.meta_.get("second_encoder")
+
+
+# ---- a second model's opinion ----------------------------------------------------------------------------------
+def second_encoder_name(primary: str) -> str:
+    """The other SSCD model: the distilled student asks its ResNet-50 teacher, every other encoder the student."""
+    return "sscd" if primary == "sscd-distilled" else "sscd-distilled"
+
+
+def small_images(ws) -> bool:
+    """Whether the training images are too small for local features (median longer side under
+    verify.ORB_MIN_SIDE, as CIFAR-10's): there the second model stands in for them. On photos ORB's matches carry
+    that evidence, and the second model (ResNet-50 at 128 px) cost about as much per image as the scan's own
+    embedding: on 3,200 pet photos 73 s of a 187 s scan."""
+    items = ws.items()
+    train = items[(items["role"] == "train") & (items["status"] == "ok")]
+    if train.empty or "width" not in train:
+        return True
+    side = np.maximum(train["width"].to_numpy(float), train["height"].to_numpy(float))
+    side = side[~np.isnan(side)]
+    return not len(side) or float(np.median(side)) < verify.ORB_MIN_SIDE
+
+
+class SecondOpinion:
+    """The cosine similarity of a pair by a second copy-detection model at SECOND_INPUT_SIZE, the images as they
+    are (the pixel alignment covers mirrors and turns). Vectors of stored items go to the workspace's embedding
+    cache (resumable, shared with any scan by that model); edited images of the fitting suite are embedded in
+    memory."""
+
+    def __init__(self, ws, name: str, stored: tuple[str, str, int] | None = None):
+        self.ws, self.name = ws, name
+        self._stored = stored  # (encoder name, fingerprint, dim) of its cache, from a fitted model's meta
+
+    @classmethod
+    def of_model(cls, ws, fm: "FusedModel") -> "SecondOpinion":
+        """The second model of a fitted fused model: its cache is read without building the encoder."""
+        stored = fm.meta.get("second_caches")  # a list of one (load() refuses the older models that had two)
+        return cls(ws, fm.second, tuple(stored[0]) if stored else None)
+
+    def cache(self) -> tuple[str, str, int]:
+        """(encoder name, fingerprint, dim) of the embedding cache its vectors are in."""
+        if self._stored:
+            return self._stored
+        enc = self.encoder()
+        return enc.name, enc.fingerprint, enc.spec.dim
+
+    @classmethod
+    def for_workspace(cls, ws, primary: str) -> "SecondOpinion | None":
+        """The second model for a workspace's encoder, or None when its weights are not here or the training
+        images are photos (the fused score then goes without it)."""
+        from leakcore.errors import LeakcoreError
+
+        if not small_images(ws):
+            return None
+        opinion = cls(ws, second_encoder_name(primary))
+        try:
+            opinion.encoder()
+        except (LeakcoreError, ImportError, OSError) as exc:
+            log.warning("the fused score goes without a second model: %s", exc)
+            return None
+        return opinion
+
+    def encoder(self):
+        """The second model (built once per workspace object)."""
+        from leakcore.encoders import create_encoder
+
+        return self.ws.cache("second model", self.name,
+                             lambda: create_encoder(self.name, input_size=SECOND_INPUT_SIZE), entries=2)
+
+    def embed(self, pairs: pd.DataFrame, progress: Callable[[str, int, int], None] | None = None) -> None:
+        """Embed (into the cache) the images of `pairs` the cache lacks."""
+        items = self.ws.items().drop_duplicates("item_id").set_index("item_id")
+        ids = pd.unique(pd.concat([pairs["eval_item_id"], pairs["train_item_id"]]))
+        report = (lambda d, t: progress("second model", d, t)) if progress else None
+        self.vectors(items.loc[ids].reset_index(), progress=report)
+
+    def vectors(self, items: pd.DataFrame, progress=None) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, have) of stored items, embedding into the cache what it lacks."""
+        from leakcore.embed import embed_items
+
+        return embed_items(self.ws, items, self.encoder(), progress=progress)
+
+    def similarity(self, pairs: pd.DataFrame) -> np.ndarray:
+        """Per pair, the second model's similarity from the cache; NaN where a vector is missing."""
+        shas = verify.item_shas(self.ws)
+        a = pd.Series(shas.reindex(pairs["eval_item_id"]).to_numpy())
+        b = pd.Series(shas.reindex(pairs["train_item_id"]).to_numpy())
+        name, fingerprint, dim = self.cache()
+        cache, keys = _read_cache(self.ws, name, fingerprint, dim)
+        have = (a.isin(keys) & b.isin(keys)).to_numpy()
+        out = np.full(len(pairs), np.nan)
+        if have.any():
+            out[have] = (cache.get(list(a[have])) * cache.get(list(b[have]))).sum(1)
+        return out
+
+    def of_images(self, eval_images: list, train_vectors: np.ndarray) -> np.ndarray:
+        """The same for eval images in memory (the fitting suite's edits, one pair explained) against vectors."""
+        return (self.encoder().encode_images(eval_images) * train_vectors).sum(1)
+
+
+def _read_cache(ws, encoder: str, fingerprint: str, dim: int):
+    """(EmbeddingCache, its keys) of one encoder build's vectors, read again only when its shards change: every
+    load of the pairs with the fused score asks."""
+    from leakcore.embed import EmbeddingCache
+
+    def read():
+        cache = EmbeddingCache(ws.paths.embeddings(encoder, fingerprint), dim)
+        return cache, cache.keys()
+
+    return ws.cache(f"embedding cache {encoder}/{fingerprint}", ws.stamp("embeddings", encoder, fingerprint), read)
+
+
+def decided_by_matches(ev: pd.DataFrame, rule=(TWIN_ORB_INLIERS, TWIN_ORB_RATIO)) -> np.ndarray:
+    """Pairs whose local features decide on their own: at least `rule` = (inliers, ratio) ORB matches under one
+    geometric map. A strong crop keeps a quarter of the photo, so the whole-image evidence the model weighs most
+    (the embedding, the alignment) looks like a look-alike's, while its matches are as many as a copy's."""
+    inliers, ratio = rule
+    if "orb_inliers" not in ev or "orb_ratio" not in ev:
+        return np.zeros(len(ev), bool)
+    return ((ev["orb_inliers"].to_numpy(float) >= np.log1p(inliers))
+            & (ev["orb_ratio"].to_numpy(float) >= ratio)).astype(bool)
+
+
+def floor_matched(ev: pd.DataFrame, scores: np.ndarray, hard: float, rule=None) -> np.ndarray:
+    """`scores` raised to at least `hard` where the local matches decide (`decided_by_matches` by a model's
+    (inliers, ratio) rule); unchanged where the model has no rule (fitted before it)."""
+    if rule is None:
+        return scores
+    return np.where(decided_by_matches(ev, tuple(rule)), np.maximum(scores, hard), scores)
+
+
+def _estimator(cv: int = 5):
+    """The calibrated model (sigmoid calibration over `cv` folds)."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return CalibratedClassifierCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0)),
+                                  method="sigmoid", cv=cv)
+
+
+def _folds(y: np.ndarray) -> int:
+    """Five folds, fewer when the rarer class is too small for five (a small workspace's decisions)."""
+    return int(max(2, min(5, np.bincount(np.asarray(y, int), minlength=2).min() // 2)))
+
+
+def outdated(meta: dict) -> str | None:
+    """Why a stored model cannot be used by this version (its evidence or its second model's vectors are not the
+    ones this version computes), or None."""
+    if meta.get("version") != verify.VERSION:
+        return f"its pixel evidence is of version {meta.get('version')}, this one computes version {verify.VERSION}"
+    size, caches = meta.get("second_input_size"), meta.get("second_caches") or []
+    if meta.get("second_encoder") and (size != SECOND_INPUT_SIZE or len(caches) != 1):
+        return f"its second model ran at {size} px" + (" with mirrored images" if len(caches) > 1 else "")
+    return None
+
+
+def load(ws, encoder: str | None = None) -> FusedModel | None:
+    """The stored fused model of an encoder, or None (kept on the workspace per version of its files). A model
+    fitted by an older version that this one cannot score counts as none (logged): a scan with verification fits it
+    again."""
+    import joblib
+
+    encoder = encoder or ws.encoder
+    meta_file, model_file = ws.paths.fused_file(encoder, "model.json"), ws.paths.fused_file(encoder, "model.joblib")
+    stamp = ws.stamp("fused", encoder)
+    if None in stamp:  # either file missing
+        return None
+
+    def read() -> FusedModel | None:
+        meta = json.loads(meta_file.read_text())
+        why = outdated(meta["meta"])
+        if why:
+            log.warning("the fused model of %s in %s was fitted by an older version (%s): fit it again", encoder,
+                        ws.path, why)
+            return None
+        return FusedModel.from_stored(encoder, meta, joblib.load(model_file))
+
+    return ws.cache(f"fused model {encoder}", stamp, read)
+
+
+def with_fused(ws, pairs: pd.DataFrame, fm: FusedModel) -> pd.DataFrame:
+    """`pairs` plus `fused` (P(same photograph); 0 where a pair is not verified) and `verified`; `similarity` stays
+    the raw cosine. (`raw_similarity`, a copy of it, is still added for callers written when `similarity` held the
+    fused score; read `similarity`.)"""
+    if pairs.empty:
+        return pairs.assign(raw_similarity=pairs["similarity"], fused=pairs["similarity"], verified=False)
+    ev = verify.evidence_for(ws, pairs)
+    verified = ev["ncc"].notna().to_numpy().copy()
+    if fm.second:
+        ev[SECOND_FEATURE] = SecondOpinion.of_model(ws, fm).similarity(pairs)
+        verified &= ev[SECOND_FEATURE].notna().to_numpy()
+    fused = fm.predict(ev.assign(similarity=pairs["similarity"].to_numpy()))
+    out = pairs.copy()
+    out["raw_similarity"] = out["similarity"]
+    out["fused"] = np.where(verified, fused, 0.0).astype(np.float32)
+    out["verified"] = verified
+    return out
+
+
+class FusedScore(Score):
+    """The fused score as a strategy of `leakcore.scores` (listed there; nothing registers on import)."""
+
+    name = "fused"
+    column = "fused"
+    description = "P(same photograph) from the similarity and the pixel evidence (leakcore verify)"
+
+    def add(self, ws, pairs: pd.DataFrame, encoder: str) -> pd.DataFrame:
+        fm = load(ws, encoder)
+        if fm is None:
+            from leakcore.errors import ThresholdsUncalibrated
+
+            raise ThresholdsUncalibrated(
+                f"the workspace scores pairs by the fused score, but {encoder} has no fitted model",
+                cli=f"fit it: `leakcore verify {ws.path} --fit`, or go back: `--score similarity`",
+                page="Fit the fused score first, or switch back to the raw similarity")
+        return with_fused(ws, pairs, fm).drop(columns="raw_similarity")

@@ -1,0 +1,15 @@
+"""The raw score: the cosine similarity of the two images' embeddings, as the scan stored it (the paper's)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from leakcore.scores.base import RAW, Score
+
+
+class RawSimilarity(Score):
+    name = RAW
+    column = RAW
+    description = "the cosine similarity of the two images' embeddings (the paper's score)"
+
+    def add(self, ws, pairs: pd.DataFrame, encoder: str) -> pd.DataFrame:
+        return pairs
