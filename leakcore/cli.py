@@ -452,6 +452,27 @@ def cmd_demo(args) -> int:
     return _report(ws)
 
 
+def cmd_decide(args) -> int:
+    """A curator decision from the terminal: on one pair, or on a whole group (the links the Review page's group
+    buttons record)."""
+    from leakcore.errors import InvalidInput
+
+    project = _project(args.dir)
+    reviewer = project.team.acting_user
+    if args.group:
+        if args.pair:
+            raise InvalidInput("decide a pair or a group, not both", cli="pass EVAL_ID TRAIN_ID, or --group GROUP_ID")
+        n = project.decisions.decide_group(args.group, args.decision, reviewer=reviewer, note=args.note)
+        print(f"{args.decision} on group {args.group}: {n} link(s) recorded by {reviewer}" if n else
+              f"group {args.group}: only explicit group metadata links it; change the source's group column to split it")
+        return 0
+    if len(args.pair) != 2:
+        raise InvalidInput("a pair is two item ids", cli="pass EVAL_ID TRAIN_ID, or --group GROUP_ID")
+    project.decisions.decide(*args.pair, args.decision, reviewer=reviewer, note=args.note)
+    print(f"{args.decision} on {args.pair[0]} / {args.pair[1]} recorded by {reviewer}")
+    return 0
+
+
 def cmd_roles(args) -> int:
     from leakcore.api import Roles
 
@@ -662,6 +683,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--permutations", type=int, default=100, help="permutations for the p-value")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_shortcuts)
+
+    p = sub.add_parser("decide", help="record a curator decision on a pair, or on a whole group (--group)")
+    p.add_argument("dir")
+    p.add_argument("pair", nargs="*", metavar="ITEM_ID", help="the evaluation item and the training item")
+    p.add_argument("--group", metavar="GROUP_ID", help="decide every link of this group (see `leakcore groups`)")
+    p.add_argument("--decision", required=True, choices=list(api.DECISION_LABELS))
+    p.add_argument("--note")
+    p.set_defaults(func=cmd_decide)
 
     p = sub.add_parser("roles", help="who may do what in a workspace (viewer, curator, lead); a lead edits them")
     p.add_argument("dir")

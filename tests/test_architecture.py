@@ -386,3 +386,25 @@ def test_no_module_global_caches_in_the_core_or_the_dashboard(tmp_path):
                    "@functools.lru_cache(maxsize=4)\ndef f(x):\n    _MEMO[x] = 1\n    _SEEN.append(x)\n"
                    "    _REGISTRY[x] = x\n    return _FIXED[x]\n\n@functools.cache\ndef g():\n    pass\n")
     assert module_global_caches(bad) == {"_MEMO", "_SEEN", "_HANDED", "_TOLD", "_READER", "lookup", "f", "g"}
+
+
+def test_a_group_decision_is_made_in_the_core_and_the_cli_can_make_it(tmp_path, capsys):
+    """The links a decision on a whole group records are the facade's (`decisions.decide_group`), so the terminal
+    records the same ones as the Review page's group buttons."""
+    for split, names in (("train", ["pat01_x.png", "pat02_y.png"]), ("test", ["pat01_z.png", "pat03_w.png"])):
+        (tmp_path / "d" / split / "scans").mkdir(parents=True, exist_ok=True)
+        for i, n in enumerate(names):
+            photo(10 * i + len(split), (40, 40)).save(tmp_path / "d" / split / "scans" / n)
+    ws = Project.create(tmp_path / "w", encoder="phash")
+    ws.add("d", tmp_path / "d", group_from=r"pat(?P<group>\d+)_")
+    ws.scan()
+    groups = ws.groups(in_force=True)
+    gid = groups.membership.loc[groups.membership["item_id"] == "d/test/scans/pat01_z.png", "group_id"].iloc[0]
+    assert ws.decisions.group_links(groups, gid, "not_leak") == []  # explicit metadata links stay
+    assert main(["--reviewer", "ann", "decide", str(ws.path), "--group", gid, "--decision", "same_source"]) == 0
+    assert "1 link(s) recorded by ann" in capsys.readouterr().out
+    decided = ws.decisions.latest()
+    assert set(decided["decision"]) == {"same_source"} and set(decided["reviewer"]) == {"ann"}
+    assert {*decided["eval_item_id"], *decided["train_item_id"]} == set(
+        groups.membership.loc[groups.membership["group_id"] == gid, "item_id"])
+    assert main(["decide", str(ws.path), "d/test/scans/pat03_w.png", "--decision", "hard"]) == 2  # one id is no pair
