@@ -1038,10 +1038,6 @@ class Project:
         """Every bound a rates table (`rates`) breaks, in words; empty when the gate passes."""
         return _checks.gate(table, bounds)
 
-    def review_queue(self, hard: float, soft: float, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
-        """The Review page's queue: the pairs of every check reviewed as pairs (`review.review_queue`)."""
-        return review.review_queue(self, hard, soft, pairs=pairs)
-
 
 def open_project(path: str | os.PathLike) -> Project:
     return Project.open(path)
