@@ -12,7 +12,8 @@ unlisted test images whose best candidate pair the fused score does not flag) an
 the fused score does not flag, shown with its listed training image). With `--estimate` it reads the judgments
 (`judged-flags.csv`: leak / unsure / not; `judged-below.csv` and `judged-missed.csv`: same / unsure / not) and
 writes `results.json`: the share of flags that are leaks and of same photographs left below soft, each sample
-weighted by its pool.
+weighted by its pool. It also sheets the fit's own look-alike pairs with the highest out-of-fold fused scores
+(`lookalikes-top-p0.png`), the pairs the soft threshold was set against.
 """
 from __future__ import annotations
 
@@ -140,6 +141,30 @@ def measure(ws, fm, listed: pd.DataFrame, out: Path, n: int, seed: int) -> dict:
     return fig
 
 
+def lookalikes(ws, fm, out: Path, n: int = 20) -> dict:
+    """The collection's look-alike pairs the soft threshold was set against, by out-of-fold fused score (as the fit
+    scores them): a sheet of the top `n` to judge whether they are look-alikes or in-collection twins."""
+    suite = pd.read_parquet(ws.paths.fused_file(fm.meta["encoder"], "suite.parquet"))
+    suite["held"] = fused._out_of_fold(suite[fm.meta["features"]].to_numpy(np.float64), suite["label"].to_numpy(int),
+                                       suite["query"].astype(str).to_numpy(), fm.meta.get("seed", 0))
+    col = suite[suite["family"] == "collection"].sort_values("held", ascending=False)
+    copies = suite[suite["label"] == 1]
+    top = col.head(n).rename(columns={"query": "eval_item_id", "similarity": "similarity"}).reset_index(drop=True)
+    top = top.assign(n=top.index, fused=top["held"])
+    sheets(ws, top, out / "lookalikes-top", lambda r: f"r{r.similarity:.2f} oof{r.held:.2f}")
+    top[["n", "eval_item_id", "train_item_id", "similarity", "held"]].to_csv(out / "lookalikes-top.csv", index=False)
+    # the soft threshold the fit's rule gives with the top k look-alikes left out (as if they were known twins)
+    real = (suite["label"] == 1) | (suite["family"] == "collection")
+    soft_without = {}
+    for k in (0, 2, 4, 6, 8, 10, 12, 16, 20):
+        keep = real & ~suite.index.isin(col.index[:k])
+        soft_without[k] = fused.soft_from_lookalikes(suite.loc[keep, "held"].to_numpy(),
+                                                     suite.loc[keep, "label"].to_numpy(int))
+    return {"soft_without_top_k": soft_without, "lookalikes": int(len(col)), "held_quantiles": col["held"].quantile([0.5, 0.9, 0.95, 0.98, 0.99]).to_dict(),
+            "lookalikes_at_soft": int((col["held"] >= fm.soft).sum()),
+            "copies_at_soft_out_of_fold": float((copies["held"] >= fm.soft).mean())}
+
+
 def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
     """95% interval of a share k / n."""
     p = k / n
@@ -227,6 +252,7 @@ def main() -> None:
     if fm is None:
         raise SystemExit(f"{args.workspace} has no fitted fused model: run `leakcore verify {args.workspace}` first")
     fig = measure(ws, fm, pd.read_csv(Path(args.data) / "duplicates_cifar10.csv"), out, args.n, args.seed)
+    fig["lookalikes_out_of_fold"] = lookalikes(ws, fm, out)
     (out / "figures.json").write_text(json.dumps(fig, indent=2, default=str))
     print(json.dumps({k: v for k, v in fig.items() if k != "model"}, indent=2, default=str))
 
