@@ -1,10 +1,13 @@
 """Fixtures made by the tests themselves: tiny images in every layout, including corrupt ones."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import pickle
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -146,3 +149,59 @@ def coco_dataset(tmp_path) -> Path:
     path.write_text(json.dumps({"images": images, "annotations": anns,
                                 "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}]}))
     return path
+
+
+# ---- workspaces built once per session ------------------------------------------------------------------------
+# A scan (or the demo) is the costly part of many tests. Each is built once here; a test that only reads uses the
+# built one, a test that writes gets its own copy (`copy_workspace`), so tests stay independent of order.
+# The copies' items still point at the images under the session's folder: no test changes a dataset's images.
+
+
+def copy_workspace(src: Path, dest: Path) -> Path:
+    """A private copy of the workspace folder `src` at `dest` (the images it reads stay where they are)."""
+    shutil.copytree(src, dest)
+    return dest
+
+
+def make_scanned_workspace(root: Path) -> Path:
+    """ROOT/animals (6 training images, 4 test images of which 3 copy training ones) in a phash workspace at
+    ROOT/ws, scanned; returns the workspace's path."""
+    from leakcore.ingest import add_dataset
+    from leakcore.project import Workspace
+    from leakcore.scan import scan
+
+    data = make_folder_dataset(root / "animals", n_train=6, n_test=4, leaks=(0, 1, 2))
+    ws = Workspace.create(root / "ws", encoder="phash")
+    add_dataset(ws, "animals", data)
+    scan(ws)
+    return ws.path
+
+
+@pytest.fixture(scope="session")
+def scanned_workspace_built(tmp_path_factory) -> Path:
+    """The scanned animals workspace, built once; never written to (copy it with `copy_workspace`)."""
+    return make_scanned_workspace(tmp_path_factory.mktemp("scanned"))
+
+
+@pytest.fixture(scope="session")
+def calibrated_workspace_built(tmp_path_factory, scanned_workspace_built) -> Path:
+    """The scanned animals workspace with a phash calibration on animals/train (6 queries), built once."""
+    from leakcore import calibrate
+    from leakcore.project import Workspace
+
+    path = copy_workspace(scanned_workspace_built, tmp_path_factory.mktemp("calibrated") / "ws")
+    calibrate.calibrate(Workspace.open(path), "animals/train", queries=6)
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_built(tmp_path_factory) -> SimpleNamespace:
+    """`leakcore demo DIR` run once: the CLI's exit code and what it printed, and the workspace's path.
+    Never written to: a test that writes works on a copy."""
+    from leakcore.cli import main
+
+    path = tmp_path_factory.mktemp("demo") / "demo"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["demo", str(path)])
+    return SimpleNamespace(path=path, rc=rc, out=out.getvalue())

@@ -6,24 +6,31 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from leakcore import review
-from leakcore.ingest import add_dataset
 from leakcore.project import Workspace
-from leakcore.scan import scan
 
-from conftest import make_folder_dataset
+from conftest import copy_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def ws(tmp_path, monkeypatch):
-    root = make_folder_dataset(tmp_path / "animals", n_train=6, n_test=4, leaks=(0, 1, 2))
-    ws = Workspace.create(tmp_path / "ws", encoder="phash")
-    add_dataset(ws, "animals", root)
-    scan(ws)
+def _own_copy(built: Path, tmp_path, monkeypatch) -> Workspace:
+    """This test's own copy of a workspace built once per session, opened by the pages through the environment."""
+    ws = Workspace.open(copy_workspace(built, tmp_path / "ws"))
     monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws.path))
     monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
     return ws
+
+
+@pytest.fixture
+def ws(scanned_workspace_built, tmp_path, monkeypatch):
+    """6 training and 4 test images of animals, 3 of the test images copies, scanned with phash (no calibration)."""
+    return _own_copy(scanned_workspace_built, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def calibrated_ws(calibrated_workspace_built, tmp_path, monkeypatch):
+    """The same workspace with a phash calibration on animals/train (6 queries)."""
+    return _own_copy(calibrated_workspace_built, tmp_path, monkeypatch)
 
 
 def run(page: str) -> AppTest:
@@ -87,7 +94,7 @@ def test_grid_mode_decides_many(ws):
 
 def test_zoom_past_the_column_pans_one_window_over_both_images(ws):
     at = run("pages/1_Review.py")
-    assert not at.get("slider") or not any(s.key == "pan_x" for s in at.slider)  # fit: nothing to pan
+    assert not any(s.key == "pan_x" for s in at.slider)  # fit: nothing to pan
     at.select_slider(key="zoom").set_value("8×").run()  # 64 px images at 8x: 512 px, inside the window
     assert not any(s.key == "pan_x" for s in at.slider)
     from ui import widgets
@@ -196,24 +203,32 @@ def test_an_uncalibrated_encoder_asks_to_calibrate_first(ws):
     assert "not calibrated yet" in " ".join(c.value for c in at.sidebar.caption)
 
 
-def test_thresholds_exact_entry_and_reset(ws):
+def test_thresholds_exact_entry_and_reset(calibrated_ws):
     at = run("pages/2_Thresholds.py")
     assert not at.exception, at.exception
+    assert len(at.get("vega_lite_chart")) == 2  # calibrated: the ROC and the histogram, so the caption below is drawn
     at.number_input(key="th_soft_n").set_value(0.7171).run()
     assert at.slider(key="th_soft").value == pytest.approx(0.7171)  # a 0.0005 step could not hold it
     at.slider(key="th_hard").set_value(0.95).run()
     assert at.number_input(key="th_hard_n").value == pytest.approx(0.95)
     at.button(key="th_reset").click().run()
     assert (at.slider(key="th_hard").value, at.slider(key="th_soft").value) == (0.9375, 0.6875)  # phash's defaults
-    assert any("20 pairs are decided" in c.value for c in at.caption) or not at.get("vega_lite_chart")
+    # no decisions yet: the curators' ROC is not drawn, and the caption says when it will be
+    assert any("at least 20 pairs are decided" in c.value and "0 are decided now" in c.value for c in at.caption)
 
 
 def test_review_compare_views(ws):
     at = run("pages/1_Review.py")
-    for mode in ("overlay", "difference", "flicker", "side by side"):
+    # each comparison is one picture made of both images, with its caption; side by side is the two images
+    for mode, caption in (("overlay", "both at 50%"), ("difference", "|evaluation − training| × 4"),
+                          ("flicker", "evaluation ↔ training, 0.6 s each")):
         at.button_group(key="compare_mode").set_value(mode).run()
         assert not at.exception, (mode, at.exception)
-    assert len(at.get("imgs")) + len(at.get("image")) >= 1 and at.button_group(key="compare_mode").value == "side by side"
+        shown = [str(i.proto) for i in at.get("image")]
+        assert len(shown) == 1 and f'caption: "{caption}"' in shown[0], (mode, [s[:200] for s in shown])
+    at.button_group(key="compare_mode").set_value("side by side").run()
+    assert not at.exception, at.exception
+    assert len(at.get("image")) == 2 and at.button_group(key="compare_mode").value == "side by side"
 
 
 def test_home_scan_runs_on_a_ray_cluster_from_the_page(ws):
