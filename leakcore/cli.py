@@ -47,7 +47,8 @@ def cmd_init(args) -> int:
     from leakcore.api import Project
 
     ws = Project.create(args.dir, encoder=args.encoder, k=args.k)
-    print(f"workspace ready at {ws.path} (encoder {ws.encoder}, k={ws.k})")
+    settings = ws.settings
+    print(f"workspace ready at {ws.path} (encoder {settings.encoder}, k={settings.k})")
     return 0
 
 

@@ -9,7 +9,7 @@ with user_errors():
     hard, soft = ws.thresholds()
     queue = data.queue(ws, hard, soft)
     st.title("Review flagged pairs")
-    has_groups = ws.grouping or data.items(ws)["group"].notna().any()
+    has_groups = ws.settings.grouping or data.items(ws)["group"].notna().any()
     # every check reviewed one by one: as pairs (the queue holds each pair check's rows) or as groups
     # (the first pair check is always offered, so that an empty queue still has a page; the others when they queue)
     pair_checks = [c for c in ws.reviewable_checks() if c["review"] == "pairs"]

@@ -54,7 +54,7 @@ with user_errors():
         thresholds_ui.suggestion_check(result, defaults)
         left, right = st.columns(2)
         with left:
-            decided = data.decision_views(ws) if encoder == ws.encoder else None
+            decided = data.decision_views(ws) if encoder == ws.settings.encoder else None
             thresholds_ui.roc_chart(ws, curves, points, hard, soft, decided)
             if decided is None:
                 st.caption(f"The curators' ROC (dashed) appears once at least 20 pairs are decided, some confirmed "
@@ -65,15 +65,15 @@ with user_errors():
         fpr_s, tpr_s = points.at(soft)
         st.markdown(f"At **hard {hard:.4f}**: catches {100 * tpr_h:.1f}% of edited copies, {100 * fpr_h:.3f}% false positives · "
                     f"at **soft {soft:.4f}**: {100 * tpr_s:.1f}% of copies, {100 * fpr_s:.3f}% false positives")
-    if encoder == ws.encoder and score != ws.score:
-        st.info(f"The project scores pairs by the **{ws.score}** score; these {score} thresholds apply once you "
+    if encoder == ws.settings.encoder and score != ws.settings.score:
+        st.info(f"The project scores pairs by the **{ws.settings.score}** score; these {score} thresholds apply once you "
                 f"use the {score} score (`leakcore verify WS --use {score}`, or the button below).")
         if st.button(f"Use the {score} score for this project", key="th_use_score"):
             ws.configure(score=score)
             st.cache_data.clear()
             st.session_state["flash"] = f"Every page and report now use the {score} score"
             st.rerun()
-    elif encoder == ws.encoder:
+    elif encoder == ws.settings.encoder:
         thresholds_ui.flagged_table(ws, hard, soft)
     c1, c2 = st.columns([1, 3])
     if c1.button("Apply to project", key="th_apply", type="primary", disabled=soft > hard):
@@ -81,7 +81,7 @@ with user_errors():
         st.cache_data.clear()
         st.session_state["flash"] = f"Thresholds for {encoder} ({score}) saved: hard {hard:.4f}, soft {soft:.4f}"
         st.rerun()
-    in_force = ws.thresholds_or_none(encoder, score=score)
+    in_force = ws.thresholds(encoder, score=score, required=False)
     if in_force is not None:
         c2.caption(f"In force for {encoder} ({score}): hard {in_force[0]:.4f}, soft {in_force[1]:.4f}. Every page and "
                    "`leakcore report` use the applied values at once, without re-scanning.")

@@ -70,7 +70,7 @@ with user_errors():
                                     "review": st.column_config.LinkColumn("review", display_text="open pair",
                                                                           width="small"),
                                     "similarity": st.column_config.NumberColumn(
-                                        "fused score" if ws.score == "fused" else "similarity", format="%.4f",
+                                        "fused score" if ws.settings.score == "fused" else "similarity", format="%.4f",
                                         width="small"),
                                     "reason": st.column_config.TextColumn(width="medium")})
     if st.button("Write the export into the workspace", key="exp_write", type="primary"):
@@ -95,7 +95,7 @@ with user_errors():
                "plus a manifest that `leakcore add --format manifest` reads.")
     with st.form("resplit"):
         r1, r2, r3, r4 = st.columns(4)
-        dataset = r1.selectbox("Dataset", sorted(ws.datasets), key="rs_dataset")
+        dataset = r1.selectbox("Dataset", sorted(ws.workspace.datasets), key="rs_dataset")
         test_size = r2.number_input("Test share", 0.05, 0.95, 0.2, step=0.05, key="rs_size")
         stratify = r3.toggle("Stratify by label", value=True, key="rs_stratify")
         cutoff = r4.text_input("…or split at a time", key="rs_cutoff", placeholder="2024-06-01T00:00:00Z")

@@ -15,7 +15,7 @@ with user_errors():
         st.info("No dataset has a training split with two or more labels, which the audit fits its probes on. Add a "
                 "labelled training split on the Home page first.")
         st.stop()
-    others = sorted(set(ws.datasets) - set(auditable))
+    others = sorted(set(ws.workspace.datasets) - set(auditable))
     c1, c2, c3 = st.columns([2, 1, 1])
     dataset = c1.selectbox("Dataset", auditable, key="sc_dataset",
                            help="Datasets with a labelled training split" + (

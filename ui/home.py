@@ -62,10 +62,11 @@ def add_dataset_ui(ws: Workspace) -> None:
 def scan_ui(ws: Workspace) -> None:
     """Encoder choice and a scan with a progress bar (the same scan as `leakcore scan`)."""
     available = [r["name"] for r in data.encoders() if r["available"]]
+    settings = ws.settings
     c1, c2, c3 = st.columns([2, 1, 1])
-    encoder = c1.selectbox("Encoder", available, index=available.index(ws.encoder) if ws.encoder in available else 0,
-                           key="scan_encoder")
-    k = c2.number_input("Neighbours (k)", 1, 100, ws.k, key="scan_k")
+    encoder = c1.selectbox("Encoder", available, key="scan_encoder",
+                           index=available.index(settings.encoder) if settings.encoder in available else 0)
+    k = c2.number_input("Neighbours (k)", 1, 100, settings.k, key="scan_k")
     c4, c5, c6 = st.columns([2, 1, 1])
     where = c4.radio("Run on", ["this machine", "a Ray cluster"], horizontal=True, key="scan_where",
                      help="A Ray cluster runs the embedding in an actor pool and the search as tasks; the stored "
@@ -78,7 +79,7 @@ def scan_ui(ws: Workspace) -> None:
                                      "or host:6379 / ray://host:10001").strip() or "local"
         workers = int(c6.number_input("Workers", 0, 4096, key="scan_workers",
                                       help="0: one per GPU of the cluster, or one per CPU when it has none")) or None
-    st.session_state.setdefault("scan_verify", ws.verification)  # the workspace's setting until the curator changes it
+    st.session_state.setdefault("scan_verify", settings.verify)  # the workspace's setting until the curator changes it
     verify = st.checkbox("Verify candidate pairs on their pixels (second stage; fits the fused score once)",
                          key="scan_verify", help="Alignment over flips, turns, scales and shifts, NCC, SSIM and ORB "
                                                  "for every pair above the candidate threshold (`leakcore scan --verify`).")
@@ -105,7 +106,7 @@ def overview(ws: Workspace, hard: float, soft: float) -> None:
     if items.empty:
         st.info("This workspace has no datasets yet: add one above, or run `leakcore add` in a terminal.")
         return
-    splits = ws.splits()
+    splits = ws.workspace.splits()
     labels = items.groupby(["dataset", "split"])["label"].nunique().rename("labels").reset_index()
     st.subheader("Datasets")
     st.dataframe(splits.merge(labels, on=["dataset", "split"]), hide_index=True, width="stretch")

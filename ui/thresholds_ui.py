@@ -17,20 +17,20 @@ HARD_COLOUR, SOFT_COLOUR = "#b91c1c", "#ea580c"
 def encoder_select(ws: Workspace, calibrated: list[str]) -> tuple[str, str]:
     """(encoder, score) whose thresholds the page shows; the score is asked only when the encoder has a fused
     model. The sliders load that pair's thresholds in force whenever the choice changes."""
-    options = sorted(set(calibrated) | {ws.encoder})
+    options = sorted(set(calibrated) | {ws.settings.encoder})
     c1, c2 = st.columns([2, 1])
-    enc = c1.selectbox("Encoder", options, index=options.index(ws.encoder), key="th_encoder",
+    enc = c1.selectbox("Encoder", options, index=options.index(ws.settings.encoder), key="th_encoder",
                        help="Thresholds belong to an encoder: never apply one encoder's numbers to another.")
     score = "similarity"
     if ws.scores.fused_model(enc) is not None:
         if st.session_state.get("th_score_for") != str(ws.path):  # a workspace opens on the score it uses
-            st.session_state["th_score"] = ws.score if enc == ws.encoder else "similarity"
+            st.session_state["th_score"] = ws.settings.score if enc == ws.settings.encoder else "similarity"
             st.session_state["th_score_for"] = str(ws.path)
         score = c2.segmented_control("Score", ["similarity", "fused"], key="th_score", selection_mode="single",
                                      help="similarity: the embedding's cosine similarity; fused: P(same photograph) "
                                           "from the similarity and the pixel evidence (leakcore verify)") or "similarity"
     if st.session_state.get("th_loaded_for") != (str(ws.path), enc, score):
-        t = ws.thresholds_or_none(enc, score=score)
+        t = ws.thresholds(enc, score=score, required=False)
         hard, soft = (t.hard, t.soft) if t else (1.0, 1.0)  # uncalibrated: flag nothing until thresholds are chosen
         set_thresholds(hard, soft)
         st.session_state["th_loaded_for"] = (str(ws.path), enc, score)
