@@ -197,6 +197,12 @@ class Caches:
         with self._lock:
             return sum(len(m) for m in self._named.values())
 
+    def __getstate__(self) -> dict:
+        return {}  # a copy (in another process) starts empty: what is kept is this process's memory
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
 
 class Workspace:
     """A folder holding one leakage project; see DESIGN.md for the layout.

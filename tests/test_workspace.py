@@ -117,3 +117,11 @@ def test_the_workspace_reader_keeps_the_containers_it_opened(ws, cifar_folder, m
     assert first and reader.read(str(batch), 1) and reader.read(str(batch), 0) == first
     assert len(loads) == 1  # one batch decoded once for every row of it
     assert ws.sources is ws.sources  # one reader per workspace
+
+
+def test_a_copied_workspace_starts_with_empty_caches(ws):
+    import pickle
+
+    ws.items()
+    copy = pickle.loads(pickle.dumps(ws))  # e.g. sent to another process: memory does not travel
+    assert len(ws.caches) and not len(copy.caches) and len(copy.items()) == len(ws.items())
