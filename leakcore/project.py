@@ -292,8 +292,9 @@ class Workspace:
 
     # ---- versions and the caches keyed on them -------------------------------------------------------
     def stamp(self, artefact: str, *args) -> tuple:
-        """The version of one artefact: (name, mtime_ns, size) of each of its files, read from the disk on each
-        call, so a write by this process or another (the CLI beside the dashboard) shows at once. Artefacts:
+        """The version of one artefact: (path, mtime_ns, size, inode) of each of its files, read from the disk on
+        each call (a few stat calls), so a write by this process or another (the CLI beside the dashboard) shows at
+        once. Artefacts:
         config, items, review, neighbors [encoder], groups [encoder], embeddings [encoder [fingerprint]],
         evidence, geometry, fused [encoder], calibration [encoder], shortcuts, source <file> (a dataset's file)."""
         if artefact not in STAMPS:
