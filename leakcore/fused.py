@@ -345,7 +345,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         matched_lookalikes = collection.to_numpy() & decided_by_matches(suite)
         real = ((suite["label"] == 1) | collection).to_numpy() & ~matched_lookalikes
         lookalike_soft = soft_from_lookalikes(held[real], suite.loc[real, "label"].to_numpy(int))
-        floor = SOFT_FLOOR if small_images(ws) else SOFT_FLOOR_MATCHED
+        floor = soft_floor(ws)
         if lookalike_soft is not None:
             soft = max(lookalike_soft, floor)
             rule = (f"look-alikes: >= {LOOKALIKE_PRECISION:.0%} of pairs above soft are leaks, out of fold, against "
@@ -409,6 +409,12 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
     fm = model.set_thresholds(hard, soft, candidate, meta)
     save(ws, fm)
     return fm
+
+
+def soft_floor(ws) -> float:
+    """The lowest soft the look-alike rule may set: even odds (SOFT_FLOOR_MATCHED) on photos, where local matches
+    decide the strong edits on their own; SOFT_FLOOR where the images are too small for them (`small_images`)."""
+    return SOFT_FLOOR if small_images(ws) else SOFT_FLOOR_MATCHED
 
 
 def collection_rows(suite: pd.DataFrame) -> np.ndarray:
@@ -486,7 +492,7 @@ def save(ws, fm: FusedModel) -> None:
     with atomic_path(ws.paths.fused_file(fm.encoder, "model.joblib")) as tmp:
         joblib.dump(fm.model_, tmp)
     atomic_write_text(ws.paths.fused_file(fm.encoder, "model.json"), json.dumps(fm.to_stored(), indent=2))
-    ws.set_thresholds(fm.hard, max(fm.soft, 1e-6), encoder=fm.encoder, score="fused", source="fused model")
+    ws.set_thresholds(fm.hard_, max(fm.soft_, 1e-6), encoder=fm.encoder, score="fused", source="fused model")
 
 
 def fitting_scores(ws, encoder: str | None = None) -> pd.DataFrame | None:
@@ -508,8 +514,8 @@ def candidates(pairs: pd.DataFrame, fm: FusedModel) -> pd.DataFrame:
     each eval image's CANDIDATE_RANK nearest or at least the raw soft threshold of the fit (an image with many
     copies keeps all of them; every rank when the fit had no raw thresholds). A model fitted before the rank
     limit checks every rank."""
-    keep = pairs["similarity"] >= fm.candidate
-    rank, beyond = fm.meta.get("candidate_rank"), fm.meta.get("verify_beyond_rank_above")
+    keep = pairs["similarity"] >= fm.candidate_
+    rank, beyond = fm.meta_.get("candidate_rank"), fm.meta_.get("verify_beyond_rank_above")
     if rank is not None and "rank" in pairs:
-        keep &= (pairs["rank"] <= rank) | (pairs["similarity"] >= (beyond if beyond is not None else fm.candidate))
+        keep &= (pairs["rank"] <= rank) | (pairs["similarity"] >= (beyond if beyond is not None else fm.candidate_))
     return pairs[keep]

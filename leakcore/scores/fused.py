@@ -189,7 +189,7 @@ class SecondOpinion:
     @classmethod
     def of_model(cls, ws, fm: "FusedModel") -> "SecondOpinion":
         """The second model of a fitted fused model: its cache is read without building the encoder."""
-        stored = fm.meta.get("second_caches")  # a list of one (load() refuses the older models that had two)
+        stored = fm.meta_.get("second_caches")  # a list of one (load() refuses the older models that had two)
         return cls(ws, fm.second, tuple(stored[0]) if stored else None)
 
     def cache(self) -> tuple[str, str, int]:
