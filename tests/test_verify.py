@@ -533,3 +533,19 @@ def test_decisive_local_matches_floor_the_fused_score_at_hard():
     before = fused.FusedModel("phash").set_thresholds(0.9, 0.3, 0.5, {})  # fitted before the rule
     before.model_ = _Unsure()
     assert list(before.predict(rows)) == pytest.approx([0.05] * 3)
+
+
+class _Items:
+    """A stand-in workspace with training images of one size."""
+
+    def __init__(self, side):
+        self.side = side
+
+    def items(self):
+        return pd.DataFrame({"role": ["train"] * 3, "status": ["ok"] * 3, "width": [self.side] * 3,
+                             "height": [self.side * 3 // 4] * 3})
+
+
+def test_soft_is_at_least_even_odds_where_local_matches_decide():
+    assert fused.soft_floor(_Items(500)) == fused.SOFT_FLOOR_MATCHED == 0.5  # photos: matches decide strong edits
+    assert fused.soft_floor(_Items(32)) == fused.SOFT_FLOOR < 0.5  # CIFAR-sized: no local features, the low floor
