@@ -209,7 +209,7 @@ DEMO_TRUTH = "demo_truth.csv"  # written by leakcore.demo (which sits above the 
 
 def planted_truth(project: "Project") -> "pd.DataFrame | None":
     """The demo workspace's planted pairs (kind, eval_item_id, train_item_id), or None for any other workspace."""
-    path = project.workspace.path / DEMO_TRUTH
+    path = project.workspace.paths.file(DEMO_TRUTH)
     return pd.read_csv(path) if path.exists() else None
 
 
@@ -411,7 +411,7 @@ class Scores:
 
     def calibrated_encoders(self) -> list[str]:
         """Encoders with a stored calibration in this workspace."""
-        root = self._p.workspace.calibration_dir("x").parent
+        root = self._p.workspace.paths.calibrations
         return sorted(p.parent.name for p in root.glob("*/thresholds.json"))
 
     def fused_model(self, encoder: str | None = None) -> "_fused.FusedModel | None":
@@ -769,6 +769,17 @@ class Project:
             who = self.team.require(Action.THRESHOLDS)
         if who is None:
             return self.settings
+        if encoder is not None:
+            from leakcore.encoders import get_spec
+
+            get_spec(encoder)  # an unknown name raises, listing the valid ones
+        if thresholds is not None and not 0.0 < float(thresholds[1]) <= float(thresholds[0]) <= 1.0 + 1e-9:
+            raise InvalidInput(f"thresholds must satisfy 0 < soft <= hard <= 1, got hard={thresholds[0]}, "
+                               f"soft={thresholds[1]}")  # checked before anything is stored
+        if k is not None and int(k) < 1:
+            raise InvalidInput(f"k must be at least 1, got {k}")
+        if group_window_s is not None and float(group_window_s) < 0:
+            raise InvalidInput(f"the group time window must be >= 0 seconds, got {group_window_s}")
         if score is not None and score == "fused" and _fused.load(ws) is None:
             raise InvalidInput("the fused score has no fitted model yet", cli=f"run `leakcore verify {ws.path}` first",
                                page="Verify the candidate pairs first")

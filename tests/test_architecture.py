@@ -408,3 +408,39 @@ def test_a_group_decision_is_made_in_the_core_and_the_cli_can_make_it(tmp_path, 
     assert {*decided["eval_item_id"], *decided["train_item_id"]} == set(
         groups.membership.loc[groups.membership["group_id"] == gid, "item_id"])
     assert main(["decide", str(ws.path), "d/test/scans/pat03_w.png", "--decision", "hard"]) == 2  # one id is no pair
+
+
+def test_settings_are_one_frozen_value_changed_only_through_configure(tmp_path):
+    """`Project` holds its workspace (composition) and has one way to change settings: `configure` checks the
+    role, validates, stores and writes one audit entry per kind of change with the values before and after."""
+    import dataclasses
+
+    from leakcore.api import Settings
+    from leakcore.project import Workspace
+
+    ws = Project.create(tmp_path / "w", encoder="phash")
+    assert isinstance(ws.workspace, Workspace) and not isinstance(ws, Workspace)
+    before = ws.settings
+    assert isinstance(before, Settings) and (before.encoder, before.k, before.score) == ("phash", 10, "similarity")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        before.k = 3
+    with pytest.raises(AttributeError, match="configure"):
+        ws.set_thresholds(0.9, 0.8)
+    after = ws.configure(k=5, flip_queries=True, thresholds=(0.97, 0.9), group_window_s=30)
+    assert (after.k, after.flip_queries, tuple(after.thresholds), after.group_window_s) == (5, True, (0.97, 0.9), 30)
+    assert Project.open(ws.path).settings == after  # stored
+    entries = {e["action"]: e for e in ws.team.audit_log.entries()}
+    assert set(entries) == {"settings", "thresholds", "group settings"}
+    assert entries["settings"]["before"]["k"] == 10 and entries["settings"]["after"]["k"] == 5
+    t = entries["thresholds"]
+    assert t["target"] == "phash (similarity)" and t["before"]["source"] == "encoder default"
+    assert (t["after"]["hard"], t["after"]["soft"]) == (0.97, 0.9)
+    for bad, match in (({"encoder": "nope"}, "valid encoders"), ({"k": 0}, "at least 1"),
+                       ({"thresholds": (0.5, 0.9)}, "soft <= hard"), ({"score": "fused"}, "no fitted model")):
+        with pytest.raises(LeakcoreError, match=match):
+            ws.configure(**bad)
+    with pytest.raises(LeakcoreError, match="soft <= hard"):
+        ws.configure(k=7, thresholds=(0.5, 0.9))  # nothing of a refused change is stored
+    with pytest.raises(TypeError):
+        ws.configure(hardness=0.9)  # an unknown setting is no setting
+    assert Project.open(ws.path).settings == after and len(ws.team.audit_log.entries()) == 3
