@@ -67,7 +67,7 @@ def test_index(item_ids: pd.Series) -> pd.Series:
     return item_ids.str.rsplit("/", n=1).str[1].astype(int)
 
 
-def measure(ws, fm, listed: pd.DataFrame, out: Path, n: int, seed: int) -> dict:
+def measure(ws, fm, listed: pd.DataFrame, out: Path, n: int, seed: int, band=None) -> dict:
     raw = leakage.load_pairs(ws, raw=True)
     cross = raw[(raw["eval_split"] == "cifar10/test") & (raw["train_split"] == "cifar10/train")]
     cand = fused.candidates(cross, fm)
@@ -130,13 +130,20 @@ def measure(ws, fm, listed: pd.DataFrame, out: Path, n: int, seed: int) -> dict:
                                                     - len(unlisted_flags))}
     fig["listed_missed_by_fused"] = missed
     samples = {"flags": a, "below": b, "missed": c}
+    below[["test", "image_fused"]].to_csv(out / "below-pool.csv", index=False)
+    if band:  # more of the below pool in one band of fused scores, the band a lower soft would move through
+        lo, hi, k = band
+        rest = below[(below["image_fused"] >= lo) & (below["image_fused"] < hi) & ~below["test"].isin(b["test"])]
+        samples["band"] = rest.iloc[np.sort(np.random.default_rng(seed + 1).choice(len(rest), min(int(k), len(rest)),
+                                                                                 replace=False))]
+        fig["band"] = {"low": lo, "high": hi, "pool": int(((below["image_fused"] >= lo) & (below["image_fused"] < hi)).sum())}
     for name, df in samples.items():
         df = df.reset_index(drop=True)
         df = df.assign(n=df.index)
         label = lab if name != "missed" else (lambda r: f"r{r.similarity:.2f} f{r.fused:.2f} J{r.Judgment}")
         fig[f"sheets_{name}"] = sheets(ws, df, out / f"sample-{name}", label)
         cols = ["n", "eval_item_id", "train_item_id", "similarity", "fused"] + (
-            ["Judgment", "image_fused"] if name == "missed" else ["image_fused"] if name == "below" else [])
+            ["Judgment", "image_fused"] if name == "missed" else ["image_fused"] if name in ("below", "band") else [])
         df[cols].to_csv(out / f"sample-{name}.csv", index=False)
     return fig
 
@@ -192,6 +199,29 @@ def estimate(out: Path, fig: dict) -> dict:
     # a lower soft threshold t: the below pool's images at t or more, judged by the sample's images in that band
     be = be.merge(pd.read_csv(out / "sample-below.csv")[["n", "image_fused"]], on="n")
     mi = mi.merge(pd.read_csv(out / "sample-missed.csv")[["n", "image_fused"]], on="n")
+    pool = pd.read_csv(out / "below-pool.csv")
+    judged = be[["image_fused", "judgment"]]
+    if "band" in fig and (out / "judged-band.csv").exists():
+        bd = pd.read_csv(out / "judged-band.csv").merge(pd.read_csv(out / "sample-band.csv")[["n", "image_fused"]],
+                                                        on="n", suffixes=("_x", ""))
+        judged = pd.concat([judged, bd[["image_fused", "judgment"]]], ignore_index=True)
+        lo, hi = fig["band"]["low"], fig["band"]["high"]
+    else:
+        lo = hi = None
+
+    def expected(kind: str, t: float, above: bool) -> float:
+        """Expected images judged `kind` among the below pool's images at (or under) fused t: each stratum
+        (inside the band, outside it) judged by its own sampled images on the same side of t."""
+        total = 0.0
+        strata = [(-1.0, 2.0)] if lo is None else [(lo, hi), (-1.0, lo), (hi, 2.0)]
+        for a_, b_ in strata:
+            side = (lambda f: f >= t) if above else (lambda f: f < t)
+            n_pool = int((side(pool["image_fused"]) & (pool["image_fused"] >= a_) & (pool["image_fused"] < b_)).sum())
+            j_ = judged[side(judged["image_fused"]) & (judged["image_fused"] >= a_) & (judged["image_fused"] < b_)]
+            if n_pool and len(j_):
+                total += n_pool * float((j_["judgment"] == kind).mean())
+        return total
+
     sweep = []
     for row in fig["sweep"]:
         t = row["threshold"]
@@ -205,8 +235,15 @@ def estimate(out: Path, fig: dict) -> dict:
         m_same = mi[mi["judgment"] == "same"]
         below_t = (m_same["image_fused"] < t).sum() + rest_same * (pools["below_unlisted"] - added)
         above_t = same_above + (m_same["image_fused"] >= t).sum() + band_same * added
-        sweep.append({**row, "sample_in_band": int(len(band)), "flags_that_are_leaks": leaks / row["flags"],
-                      "same_photographs_below": float(below_t / (below_t + above_t))})
+        entry = {**row, "sample_in_band": int(len(band)), "flags_that_are_leaks": leaks / row["flags"],
+                 "same_photographs_below": float(below_t / (below_t + above_t))}
+        if lo is not None:  # post-stratified with the band sample
+            leaks_s = leaks - band_leak * added + expected("same", t, True) + expected("unsure", t, True)
+            below_s = (m_same["image_fused"] < t).sum() + expected("same", t, False)
+            above_s = same_above + (m_same["image_fused"] >= t).sum() + expected("same", t, True)
+            entry.update({"with_band_flags_that_are_leaks": leaks_s / row["flags"],
+                          "with_band_same_photographs_below": float(below_s / (below_s + above_s))})
+        sweep.append(entry)
     # 95% intervals from the samples' binomial error alone (the listed and missed counts are exact)
     lo, hi = wilson(cf.get("leak", 0) + cf.get("unsure", 0), len(fl))
     flags_ci = [(listed_flagged + x * pools["flags_unlisted"]) / fig["flags_fused"] for x in (lo, hi)]
@@ -231,6 +268,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "verify" / "cifar-default"))
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--band", nargs=3, type=float, metavar=("LOW", "HIGH", "N"),
+                    help="also sample N more unlisted images below soft with a best fused score in [LOW, HIGH)")
     ap.add_argument("--estimate", action="store_true", help="read the judged-*.csv and write results.json")
     args = ap.parse_args()
     out = Path(args.out)
@@ -251,7 +290,7 @@ def main() -> None:
     fm = fused.load(ws)
     if fm is None:
         raise SystemExit(f"{args.workspace} has no fitted fused model: run `leakcore verify {args.workspace}` first")
-    fig = measure(ws, fm, pd.read_csv(Path(args.data) / "duplicates_cifar10.csv"), out, args.n, args.seed)
+    fig = measure(ws, fm, pd.read_csv(Path(args.data) / "duplicates_cifar10.csv"), out, args.n, args.seed, args.band)
     fig["lookalikes_out_of_fold"] = lookalikes(ws, fm, out)
     (out / "figures.json").write_text(json.dumps(fig, indent=2, default=str))
     print(json.dumps({k: v for k, v in fig.items() if k != "model"}, indent=2, default=str))
