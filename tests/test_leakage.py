@@ -104,7 +104,7 @@ def test_each_score_keeps_its_own_column_and_every_threshold_reads_the_one_in_fo
     from leakcore import checks
     from leakcore.export import ExportPolicy
 
-    monkeypatch.setattr(scores, "_load", lambda: {"similarity": RawSimilarity(), "fused": _OneMinus()})
+    monkeypatch.setattr(scores, "_load", lambda: {"similarity": RawSimilarity, "fused": _OneMinus})
     raw = leakage.load_pairs(ws)
     assert raw.attrs["score"] == "similarity" and (raw["score"] == raw["similarity"]).all() and "fused" not in raw
     ws.set_score("fused")

@@ -8,18 +8,29 @@ and imported there, explicitly: nothing registers itself when imported, so any i
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import pandas as pd
 
 from leakcore.errors import UnknownName
 from leakcore.scores.base import RAW, SCORE, Score, in_force
 
 
-def _load() -> dict[str, Score]:
-    """Every score, by name, in the order they are offered."""
-    from leakcore.scores.fused import FusedScore
+def _raw() -> Score:
     from leakcore.scores.raw import RawSimilarity
 
-    return {s.name: s for s in (RawSimilarity(), FusedScore())}
+    return RawSimilarity()
+
+
+def _fused() -> Score:
+    from leakcore.scores.fused import FusedScore  # the model's module (scikit-learn, the evidence): seconds to import
+
+    return FusedScore()
+
+
+def _load() -> dict[str, Callable[[], Score]]:
+    """Every score by name, in the order they are offered; each is imported when it is asked for."""
+    return {RAW: _raw, "fused": _fused}
 
 
 def score_names() -> list[str]:
@@ -28,10 +39,11 @@ def score_names() -> list[str]:
 
 def get_score(name: str) -> Score:
     scores = _load()
-    try:
-        return scores[name]
-    except KeyError:
-        raise UnknownName(f"unknown score {name!r}; valid scores: {', '.join(scores)}") from None
+    if name not in scores:
+        raise UnknownName(f"unknown score {name!r}; valid scores: {', '.join(scores)}")
+    score = scores[name]()
+    assert score.name == name, (score.name, name)
+    return score
 
 
 def scored(ws, pairs: pd.DataFrame, encoder: str, name: str) -> pd.DataFrame:
