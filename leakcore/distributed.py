@@ -23,7 +23,6 @@ them, as the local scan does.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd

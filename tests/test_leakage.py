@@ -94,7 +94,6 @@ class _OneMinus(scores.Score):
 
     name = "fused"
     column = "fused"
-    description = "1 - similarity"
 
     def add(self, ws, pairs, encoder):
         return pairs.assign(fused=(1 - pairs["similarity"]).astype("float32"))

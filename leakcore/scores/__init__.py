@@ -33,10 +33,6 @@ def _load() -> dict[str, Callable[[], Score]]:
     return {RAW: _raw, "fused": _fused}
 
 
-def score_names() -> list[str]:
-    return list(_load())
-
-
 def get_score(name: str) -> Score:
     scores = _load()
     if name not in scores:
@@ -55,4 +51,4 @@ def scored(ws, pairs: pd.DataFrame, encoder: str, name: str) -> pd.DataFrame:
     return out
 
 
-__all__ = ["RAW", "SCORE", "Score", "get_score", "in_force", "score_names", "scored"]
+__all__ = ["RAW", "SCORE", "Score", "get_score", "in_force", "scored"]

@@ -10,11 +10,10 @@ RAW = "similarity"  # the raw score's name (and column): the cosine similarity o
 
 
 class Score:
-    """One way of scoring pairs. Subclasses set `name`, `column` and `description` and implement `add`."""
+    """One way of scoring pairs. Subclasses set `name` and `column` and implement `add`."""
 
     name: ClassVar[str]
     column: ClassVar[str]  # the column `add` fills (and keeps beside the raw `similarity`)
-    description: ClassVar[str]
 
     def add(self, ws, pairs: pd.DataFrame, encoder: str) -> pd.DataFrame:
         """`pairs` with this score's column (and any evidence it keeps, e.g. `verified`)."""

@@ -359,7 +359,6 @@ class FusedScore(Score):
 
     name = "fused"
     column = "fused"
-    description = "P(same photograph) from the similarity and the pixel evidence (leakcore verify)"
 
     def add(self, ws, pairs: pd.DataFrame, encoder: str) -> pd.DataFrame:
         fm = load(ws, encoder)

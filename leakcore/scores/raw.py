@@ -9,7 +9,6 @@ from leakcore.scores.base import RAW, Score
 class RawSimilarity(Score):
     name = RAW
     column = RAW
-    description = "the cosine similarity of the two images' embeddings (the paper's score)"
 
     def add(self, ws, pairs: pd.DataFrame, encoder: str) -> pd.DataFrame:
         return pairs
