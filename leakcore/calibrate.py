@@ -20,6 +20,7 @@ from leakcore.encoders import Encoder, create_encoder
 from leakcore.errors import CalibrationStopped, InvalidInput
 from leakcore.io import atomic_write_text, write_parquet
 from leakcore.schema import Decision, SplitId, split_items
+from leakcore.scores import in_force
 
 log = logging.getLogger(__name__)
 
@@ -397,9 +398,11 @@ MIN_DECISIONS_FOR_ROC = 20  # fewer decided pairs (or only one kind) make no use
 
 
 def decision_scores(pairs: pd.DataFrame, decisions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
-    """Similarity and label (confirmed leak = 1, rejected = 0) of decided pairs; None under 20 decisions."""
+    """The score in force (`scores.in_force`: the fused score where pairs are scored by it) and the label (confirmed
+    leak = 1, rejected = 0) of decided pairs; None under 20 decisions."""
     d = decisions[decisions["decision"].isin([Decision.HARD, Decision.SOFT, Decision.NOT_LEAK])]
-    sims = pairs.groupby(["eval_item_id", "train_item_id"])["similarity"].max().rename("similarity").reset_index()
+    sims = (pairs.assign(similarity=in_force(pairs)).groupby(["eval_item_id", "train_item_id"])["similarity"].max()
+            .reset_index())
     m = d.merge(sims, on=["eval_item_id", "train_item_id"], how="inner")
     rejected = m["decision"].eq(Decision.NOT_LEAK)
     if len(m) < MIN_DECISIONS_FOR_ROC or rejected.all() or (~rejected).all():

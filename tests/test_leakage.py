@@ -161,3 +161,16 @@ def test_load_pairs_finds_every_score_whatever_was_imported_first(ws):
     assert out.returncode == 0, out.stderr
     assert "uncalibrated: the workspace scores pairs by the fused score" in out.stdout
     assert "api not imported" in out.stdout
+
+
+def test_the_decisions_roc_reads_the_score_in_force():
+    from leakcore import calibrate
+
+    n = calibrate.MIN_DECISIONS_FOR_ROC
+    pairs = pd.DataFrame({"eval_item_id": [f"e{i}" for i in range(n)], "train_item_id": [f"t{i}" for i in range(n)],
+                          "similarity": [0.5] * n, "score": [i / n for i in range(n)]})
+    decisions = pairs[["eval_item_id", "train_item_id"]].assign(decision=["hard"] * (n // 2) + ["not_leak"] * (n - n // 2))
+    s, y = calibrate.decision_scores(pairs, decisions)
+    assert sorted(s) == sorted(pairs["score"]) and y.sum() == n // 2
+    s, _ = calibrate.decision_scores(pairs.drop(columns="score"), decisions)  # a table with the raw score only
+    assert (s == 0.5).all()
