@@ -3,7 +3,7 @@ not contain, beside the collection's natural look-alikes, and what `scan --verif
 
     python bench/verify_lookalikes.py build   --data ../shared/data/hymenoptera --out .bench/lookalikes-hym [--planted 120]
     python bench/verify_lookalikes.py cost    .bench/lookalikes-hym          # scan and scan --verify, from empty
-    python bench/verify_lookalikes.py measure .bench/lookalikes-hym --sheets bench/verify/photos2/hymenoptera
+    python bench/verify_lookalikes.py measure .bench/lookalikes-hym --sheets bench/verify/photos3/hymenoptera
 
 `build` writes a folder dataset under OUT/data: `train/` is the collection's training photos (copies), `val/` its
 evaluation photos (copies: the natural look-alikes) plus planted copies of training photos, named
