@@ -23,7 +23,7 @@ from leakcore.ingest import add_dataset
 from leakcore.project import Workspace
 from leakcore.scan import scan
 
-from conftest import make_folder_dataset, photo
+from conftest import copy_workspace, photo
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -42,15 +42,57 @@ def _launch(playwright):
         "--disable-sync", "--no-first-run"])
 
 
-def _open(playwright, address: str, ready: str):
-    """A browser and a page at `address`, once the page shows the text `ready`."""
+class _Browser:
+    """A test's share of the module's Chromium: like a browser of its own, each `new_page()` and `new_context()` is a
+    context of its own (cookies and storage kept apart); `close()`, or the end of a `with` block, closes them all."""
+
+    def __init__(self, chromium):
+        self._chromium, self._contexts = chromium, []
+
+    def new_context(self, **options):
+        context = self._chromium.new_context(**options)
+        self._contexts.append(context)
+        return context
+
+    def new_page(self, **options):
+        return self.new_context(**options).new_page()
+
+    def close(self) -> None:
+        while self._contexts:
+            self._contexts.pop().close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """One Chromium for this module's tests (a launch per test cost a second or more each)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = _launch(p)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser(chromium):
+    with _Browser(chromium) as b:
+        yield b
+
+
+def _open(browser: _Browser, address: str, ready: str):
+    """A page in a context of its own at `address`, once the page shows the text `ready`."""
     from playwright.sync_api import expect
 
-    browser = _launch(playwright)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(address)
     expect(page.get_by_text(ready)).to_be_visible(timeout=60_000)
-    return browser, page
+    return page
 
 
 def _free_port() -> int:
@@ -88,21 +130,30 @@ def _serve(ws_path: Path, home: Path):
 
 
 @pytest.fixture
-def server(tmp_path):
-    root = make_folder_dataset(tmp_path / "animals", n_train=6, n_test=4, leaks=(0, 1, 2))
-    ws = Workspace.create(tmp_path / "ws", encoder="phash")
-    add_dataset(ws, "animals", root)
-    scan(ws)
+def server(scanned_workspace_built, tmp_path):
+    """A dashboard of its own on a copy of the scanned animals workspace (6 training, 4 test images, 3 of them
+    copies; phash, no calibration): for a test that writes (decisions, a calibration)."""
+    ws = Workspace.open(copy_workspace(scanned_workspace_built, tmp_path / "ws"))
     with _serve(ws.path, tmp_path / "home") as url:
         yield url, ws
 
 
-def test_decide_by_click_and_key_then_reload(server):
-    from playwright.sync_api import expect, sync_playwright
+@pytest.fixture(scope="module")
+def shared_server(calibrated_workspace_built, tmp_path_factory):
+    """One dashboard for the tests that write nothing (no decision, no calibration, no export): a copy of the same
+    workspace with a phash calibration. Each test opens its own browser context, so its own session."""
+    tmp = tmp_path_factory.mktemp("shared-server")
+    ws = Workspace.open(copy_workspace(calibrated_workspace_built, tmp / "ws"))
+    with _serve(ws.path, tmp / "home") as url:
+        yield url, ws
+
+
+def test_decide_by_click_and_key_then_reload(server, browser):
+    from playwright.sync_api import expect
 
     url, ws = server
-    with sync_playwright() as p:
-        browser, page = _open(p, url + "/Review", "Reviewed 0 of 3 flagged pairs")
+    with browser:
+        page = _open(browser, url + "/Review", "Reviewed 0 of 3 flagged pairs")
         expect(page.get_by_role("button", name="Hard leak")).to_be_disabled()  # no anonymous decisions
         page.get_by_role("textbox", name="Reviewer").fill("browser-test")
         page.get_by_role("textbox", name="Reviewer").press("Enter")
@@ -123,12 +174,11 @@ def test_decide_by_click_and_key_then_reload(server):
     assert set(decisions["reviewer"]) == {"browser-test"}
 
 
-def test_heatmap_click_drills_down_to_review(server):
-    from playwright.sync_api import expect, sync_playwright
+def test_heatmap_click_drills_down_to_review(shared_server, browser):
+    from playwright.sync_api import expect
 
-    url, ws = server
-    with sync_playwright() as p:
-        browser = _launch(p)
+    url, ws = shared_server
+    with browser:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(url + "/Heatmaps")
         expect(page.get_by_text("Hard leakage")).to_be_visible(timeout=60_000)
@@ -143,15 +193,12 @@ def test_heatmap_click_drills_down_to_review(server):
         browser.close()
 
 
-def test_click_on_the_roc_moves_the_soft_threshold(server):
-    from playwright.sync_api import expect, sync_playwright
+def test_click_on_the_roc_moves_the_soft_threshold(shared_server, browser):
+    from playwright.sync_api import expect
 
-    from leakcore import calibrate
-
-    url, ws = server
-    calibrate.calibrate(ws, "animals/train", queries=6)
-    with sync_playwright() as p:
-        browser, page = _open(p, url + "/Thresholds", "Similarity of edited copies")
+    url, ws = shared_server  # calibrated on animals/train with 6 queries
+    with browser:
+        page = _open(browser, url + "/Thresholds", "Similarity of edited copies")
         slider = page.locator("[data-testid='stSlider']").nth(1)
         before = slider.inner_text()
         # a click anywhere in the plot picks the nearest point of a curve (Vega-Lite's nearest selection)
@@ -161,17 +208,17 @@ def test_click_on_the_roc_moves_the_soft_threshold(server):
         browser.close()
 
 
-def test_a_page_switch_keeps_the_reviewer_filters_and_thresholds(server):
+def test_a_page_switch_keeps_the_reviewer_filters_and_thresholds(server, browser):
     """Through the sidebar to another page and back: the Reviewer, the filters and the thresholds are as they were
     (Streamlit forgets widgets a page does not draw), and undo never undoes another reviewer's decision."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, ws = server
     first = review.build_queue(__import__("leakcore.leakage", fromlist=["x"]).load_pairs(ws),
                                ws.items().set_index("item_id"), *ws.thresholds()).iloc[0]
     review.decide(ws, first["eval_item_id"], first["train_item_id"], "unsure", reviewer="someone-else")
-    with sync_playwright() as p:
-        browser, page = _open(p, url + "/Thresholds", "Flagged evaluation images")
+    with browser:
+        page = _open(browser, url + "/Thresholds", "Flagged evaluation images")
         hard_slider = page.locator("input[type='range'][aria-label='Hard threshold']")
         soft_slider = page.locator("input[type='range'][aria-label='Soft threshold']")
 
@@ -204,15 +251,15 @@ def test_a_page_switch_keeps_the_reviewer_filters_and_thresholds(server):
     assert list(d["reviewer"]) == ["someone-else"] and list(d["decision"]) == ["unsure"]
 
 
-def test_a_click_in_the_review_panel_then_a_page_switch_keeps_both_pages(server):
+def test_a_click_in_the_review_panel_then_a_page_switch_keeps_both_pages(shared_server, browser):
     """The Review panel is a fragment: a click in it reruns only the fragment, and a fragment run forgets the
     widgets it did not draw. Switching pages after such a click lost the Thresholds sliders (a KeyError on the
     page) and the Compare mode itself."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    url, _ = server
-    with sync_playwright() as p:
-        browser, page = _open(p, url + "/Thresholds", "Flagged evaluation images")
+    url, _ = shared_server
+    with browser:
+        page = _open(browser, url + "/Thresholds", "Flagged evaluation images")
         page.get_by_role("link", name="Review").click()
         expect(page.get_by_text("Review flagged pairs")).to_be_visible(timeout=30_000)
         overlay = page.locator("[data-testid='stButtonGroup'] button", has_text="overlay")
@@ -229,31 +276,32 @@ def test_a_click_in_the_review_panel_then_a_page_switch_keeps_both_pages(server)
         browser.close()
 
 
-def test_no_request_leaves_the_machine(server):
+def test_no_request_leaves_the_machine(shared_server, browser):
     """Every page, as a browser loads it: nothing is fetched from outside (a ":material/…:" favicon was)."""
-    from playwright.sync_api import sync_playwright
-
-    url, ws = server
+    url, ws = shared_server
     outside = []
-    with sync_playwright() as p:
-        browser = _launch(p)
+    with browser:
         page = browser.new_page()
         page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(
             (url, url.replace("http", "ws"), "data:", "blob:")) else None)
         for path in ("", "/Review", "/Thresholds", "/Heatmaps", "/Impact", "/Export", "/Coverage", "/Shortcuts"):
             page.goto(url + path)
-            page.wait_for_timeout(2500)
+            # the page's script has run (Streamlit's status widget gone) and nothing more is being fetched
+            page.wait_for_timeout(300)
+            page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+            page.wait_for_load_state("networkidle")
+            page.wait_for_timeout(500)
         browser.close()
     assert outside == []
 
 
-def test_arrows_move_the_pair_after_a_click_in_the_sidebar(server):
+def test_arrows_move_the_pair_after_a_click_in_the_sidebar(shared_server, browser):
     """After a click on a sidebar filter, ← and → still move between pairs (a focused radio group took them)."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    url, ws = server
-    with sync_playwright() as p:
-        browser, page = _open(p, url + "/Review", "Pair 1 / 3")
+    url, ws = shared_server
+    with browser:
+        page = _open(browser, url + "/Review", "Pair 1 / 3")
         page.get_by_text("closeness to a threshold", exact=True).click()
         page.wait_for_timeout(1500)
         page.keyboard.press("ArrowRight")
@@ -262,14 +310,14 @@ def test_arrows_move_the_pair_after_a_click_in_the_sidebar(server):
         browser.close()
 
 
-def test_grid_mode_keys_move_between_images_and_decide_the_ticked(server):
+def test_grid_mode_keys_move_between_images_and_decide_the_ticked(server, browser):
     """Grid mode: → and ← go to the next and previous evaluation image, Shift+N decides the ticked neighbours
     and the grid moves on to the next undecided image."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, ws = server
-    with sync_playwright() as p:
-        browser, page = _open(p, url + "/Review", "Reviewed 0 of 3 flagged pairs")
+    with browser:
+        page = _open(browser, url + "/Review", "Reviewed 0 of 3 flagged pairs")
         page.get_by_role("textbox", name="Reviewer").fill("grid-test")
         page.get_by_role("textbox", name="Reviewer").press("Enter")
         expect(page.get_by_role("button", name="Hard leak")).to_be_enabled(timeout=30_000)
@@ -294,14 +342,14 @@ def test_grid_mode_keys_move_between_images_and_decide_the_ticked(server):
     assert list(decisions["decision"]) == ["not_leak"] and list(decisions["reviewer"]) == ["grid-test"]
 
 
-def test_impact_shows_errors_as_messages_and_offers_only_what_runs(server):
+def test_impact_shows_errors_as_messages_and_offers_only_what_runs(shared_server, browser):
     """Impact: no CLIP probe without CLIP weights, and a predictions path that does not exist is a message on
     the page (no traceback), with the form still there to correct it."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    url, ws = server
-    with sync_playwright() as p:
-        browser, page = _open(p, url + "/Impact", "Measure impact")
+    url, ws = shared_server
+    with browser:
+        page = _open(browser, url + "/Impact", "Measure impact")
         page.get_by_text("Built-in probes").first.click()
         page.locator("[data-testid='stMultiSelect'] input").first.click()
         options = page.locator("[role='option']").all_inner_texts()
@@ -316,14 +364,14 @@ def test_impact_shows_errors_as_messages_and_offers_only_what_runs(server):
         browser.close()
 
 
-def test_a_calibration_runs_in_the_background_and_the_page_shows_its_result(server):
+def test_a_calibration_runs_in_the_background_and_the_page_shows_its_result(server, browser):
     """Thresholds without a calibration: the form starts one in the background (the page keeps working, a bar
     reports it), and when it ends the page shows the ROC and the suggested thresholds without a reload."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, ws = server
-    with sync_playwright() as p:
-        browser, page = _open(p, url + "/Thresholds", "No calibration for phash")
+    with browser:
+        page = _open(browser, url + "/Thresholds", "No calibration for phash")
         page.get_by_role("combobox", name="Collection").click()
         page.get_by_role("option", name="animals/train").click()
         queries = page.get_by_role("spinbutton", name="Queries")
@@ -337,14 +385,13 @@ def test_a_calibration_runs_in_the_background_and_the_page_shows_its_result(serv
     assert (ws.calibration_dir("phash") / "thresholds.json").exists()
 
 
-def test_the_reviewer_name_survives_a_reload_in_this_browser_only(server):
+def test_the_reviewer_name_survives_a_reload_in_this_browser_only(shared_server, browser):
     """The Reviewer typed once is there again after a reload and in a new tab (a cookie of this browser), and a
     different browser starts without a name (no decision is made in someone else's name)."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    url, ws = server
-    with sync_playwright() as p:
-        browser = _launch(p)
+    url, ws = shared_server
+    with browser:
         page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         page.goto(url + "/Review")
         expect(page.get_by_text("Reviewed 0 of 3 flagged pairs")).to_be_visible(timeout=60_000)
@@ -369,14 +416,14 @@ def _pair_line(page) -> str:
         has_text="Pair ").first.inner_text()
 
 
-def test_a_reload_a_link_and_a_bad_link_open_the_review_queue_they_name(server):
+def test_a_reload_a_link_and_a_bad_link_open_the_review_queue_they_name(shared_server, browser):
     """The queue's filters, order and pair live in the address bar: a reload (and the same link in another
     browser) opens the same queue at the same pair; values a link cannot mean are ignored with a word, no crash."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    url, ws = server
-    with sync_playwright() as p:
-        browser, page = _open(p, url + "/Review", "Pair 1 / 3")
+    url, ws = shared_server
+    with browser:
+        page = _open(browser, url + "/Review", "Pair 1 / 3")
         sidebar = page.locator("[data-testid='stSidebar']")
         sidebar.get_by_text("closeness to a threshold", exact=True).click()
         page.wait_for_timeout(1000)
@@ -412,15 +459,15 @@ def test_a_reload_a_link_and_a_bad_link_open_the_review_queue_they_name(server):
         browser.close()
 
 
-def test_review_to_thresholds_and_back_leaves_no_console_error(server):
+def test_review_to_thresholds_and_back_leaves_no_console_error(shared_server, browser):
     """Switching pages runs the Review page's injected script again in the same document: it must not declare
     a top-level name twice ("Identifier 'doc' has already been declared")."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    url, _ = server
+    url, _ = shared_server
     errors = []
-    with sync_playwright() as p:
-        browser, page = _open(p, url + "/Review", "Pair 1 / 3")
+    with browser:
+        page = _open(browser, url + "/Review", "Pair 1 / 3")
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         for _ in range(2):
@@ -434,7 +481,7 @@ def test_review_to_thresholds_and_back_leaves_no_console_error(server):
     assert errors == []
 
 
-def test_the_aligned_view_shows_the_photos_at_display_resolution(tmp_path):
+def test_the_aligned_view_shows_the_photos_at_display_resolution(tmp_path, browser):
     """The aligned view draws the photos moved by the alignment at its own display size (the picture's native
     width is the width on screen, at least 256 px), with detail finer than the 32 px working grid."""
     import base64
@@ -442,7 +489,7 @@ def test_the_aligned_view_shows_the_photos_at_display_resolution(tmp_path):
 
     import numpy as np
     from PIL import Image, ImageOps
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     root = tmp_path / "photos"
     for split, names in (("train", ("a", "b", "c")), ("test", ("a_mirrored", "d"))):
@@ -454,8 +501,8 @@ def test_the_aligned_view_shows_the_photos_at_display_resolution(tmp_path):
     ws = Workspace.create(tmp_path / "ws", encoder="phash")
     add_dataset(ws, "photos", root)
     scan(ws, flip_queries=True)
-    with _serve(ws.path, tmp_path / "home") as url, sync_playwright() as p:
-        browser, page = _open(p, url + "/Review?compare=aligned", "Pair 1 /")
+    with _serve(ws.path, tmp_path / "home") as url, browser:
+        page = _open(browser, url + "/Review?compare=aligned", "Pair 1 /")
         moved = page.locator("[data-testid='stImage']", has_text="moved by the alignment").locator("img")
         expect(moved).to_be_visible(timeout=60_000)
         page.wait_for_function("(e) => e.complete && e.naturalWidth > 0", arg=moved.element_handle(), timeout=30_000)

@@ -63,10 +63,11 @@ def _photo_workspace(root: Path) -> Project:
 
 
 @pytest.fixture(scope="module")
-def demo_ws(tmp_path_factory):
-    from leakcore.demo import build_demo
+def demo_ws(demo_built, tmp_path_factory):
+    """A copy of the session's demo workspace (built once by `leakcore demo`): the walk writes into it."""
+    from conftest import copy_workspace
 
-    return build_demo(tmp_path_factory.mktemp("pages") / "demo")
+    return Project.open(copy_workspace(demo_built.path, tmp_path_factory.mktemp("pages") / "demo"))
 
 
 @pytest.fixture(scope="module")

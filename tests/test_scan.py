@@ -146,12 +146,13 @@ def test_query_flips_find_mirrored_copies(tmp_path):
     assert flipped["similarity"] >= 0.9 and flipped["similarity"] > plain + 0.3 and flipped["train_item_id"] == "d/train/cat/train_000.jpg"
 
 
-def test_demo_builds_finds_planted_leaks_and_reports(tmp_path, capsys):
+def test_demo_builds_finds_planted_leaks_and_reports(demo_built):
+    """`leakcore demo DIR` (run once per session by the demo_built fixture, which the page walk shares)."""
     from leakcore import demo
 
-    assert main(["demo", str(tmp_path / "demo")]) == 0
-    assert "planted leaks" in capsys.readouterr().out
-    ws = Workspace.open(tmp_path / "demo")
+    assert demo_built.rc == 0
+    assert "planted leaks" in demo_built.out
+    ws = Workspace.open(demo_built.path)
     truth = demo.planted_truth(ws)
     assert len(truth) >= 12 and truth["eval_item_id"].notna().all() and truth["train_item_id"].notna().all()
     assert (ws.calibration_dir(ws.encoder) / "thresholds.json").exists()  # the Thresholds page opens with its ROC
