@@ -665,13 +665,16 @@ class Project:
     def path(self) -> Path:
         return self.workspace.path
 
-    _SETTERS = frozenset({"set_settings", "set_encoder_options", "set_group_settings", "set_score", "set_thresholds"})
+    # the workspace's writes are not passed through: they would bypass the role checks and the audit log
+    _WRITES = frozenset({"set_settings", "set_encoder_options", "set_group_settings", "set_score", "set_thresholds",
+                         "save_config", "write_items", "register_dataset"})
 
     def __getattr__(self, name: str):
         if name.startswith("_") or name == "workspace":
             raise AttributeError(name)
-        if name in Project._SETTERS:
-            raise AttributeError(f"Project has no {name}: change settings with project.configure(...)")
+        if name in Project._WRITES:
+            raise AttributeError(f"Project has no {name}: change settings with project.configure(...), data with "
+                                 "project.add(...)")
         return getattr(self.workspace, name)
 
     # ---- components ----------------------------------------------------------------------------------------

@@ -121,11 +121,11 @@ def test_uncalibrated_encoders_carry_no_borrowed_thresholds(tmp_path, capsys):
     ws = Project.create(tmp_path / "w", encoder="dinov2-vitb14")
     with pytest.raises(ThresholdsUncalibrated, match="no calibrated thresholds"):
         ws.thresholds()
-    assert ws.thresholds_or_none() is None
+    assert ws.thresholds(required=False) is None
     ws.configure(thresholds=(0.9, 0.8))
     assert tuple(ws.thresholds()) == (0.9, 0.8) and ws.thresholds().source == "project"
-    ws.config["thresholds"].clear()
-    ws.save_config()
+    ws.workspace.config["thresholds"].clear()
+    ws.workspace.save_config()
     assert main(["report", str(ws.path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "calibrate first: `leakcore calibrate" in err and "Traceback" not in err
