@@ -75,7 +75,7 @@ def main() -> None:
 
     def run(name, a, b):
         t0 = time.perf_counter()
-        r = ws.coverage(a, b, bootstrap=args.bootstrap)
+        r = ws.audits.coverage(a, b, bootstrap=args.bootstrap)
         secs = time.perf_counter() - t0
         m = r.metrics.set_index("metric")
         report[name] = {"a": str(a), "b": str(b), "seconds": round(secs, 1), **r.settings,
@@ -102,7 +102,7 @@ def main() -> None:
     degraded = degraded_photos(data / "hymenoptera", mixed_root)
     ws.add("degraded", mixed_root, roles={"mixed": "eval"})
     t0 = time.perf_counter()
-    spec = ws.spectra(ImageSet("hymenoptera"), ImageSet("degraded"))
+    spec = ws.audits.spectra(ImageSet("hymenoptera"), ImageSet("degraded"))
     secs = time.perf_counter() - t0
     b = spec.b_scores.assign(degraded=[i.split("/", 2)[2] in degraded for i in spec.b_scores["item_id"]])
     from sklearn.metrics import roc_auc_score

@@ -142,7 +142,7 @@ def main() -> None:
     shutil.rmtree(ws_path, ignore_errors=True)
     ws = Project.create(ws_path)
     ws.add("bench", out / "benchmark" / "manifest.csv", roles={"train": "train", "test": "eval"})
-    ws.set_group_settings(threshold=cal["threshold"], window_s=60)
+    ws.configure(group_threshold=cal["threshold"], group_window_s=60)
     t0 = time.perf_counter()
     ws.scan(grouping=True)
     report["scan_seconds"] = round(time.perf_counter() - t0, 1)
@@ -170,7 +170,7 @@ def main() -> None:
     shutil.rmtree(ws2_path, ignore_errors=True)
     ws2 = Project.create(ws2_path)
     ws2.add("bench", out / "resplit" / "manifest.csv", root=out / "benchmark", roles={"train": "train", "test": "eval"})
-    ws2.set_group_settings(threshold=cal["threshold"])
+    ws2.configure(group_threshold=cal["threshold"])
     ws2.scan(grouping=True)
     g2 = ws2.groups().groups
     report["after_resplit"] = {"groups": int(len(g2)), "cross_split": int(g2["cross_split"].sum()),

@@ -222,7 +222,7 @@ def main() -> None:
         truth = pd.read_csv(out / "benchmark" / "truth.csv", keep_default_na=False)
         ws, scan_s = Project.open(ws_path), float("nan")
     if args.threshold is not None:
-        ws.set_group_settings(threshold=args.threshold)
+        ws.configure(group_threshold=args.threshold)
     truth["item_id"] = "bench/" + truth["split"] + "/" + truth["path"]
     report = {"collection": args.collection, "max_side": args.max_side, "seed": args.seed, "excluded": args.exclude,
               "encoder": ws.encoder, "images": int(len(truth)),

@@ -56,7 +56,7 @@ def curate(project: Project) -> None:
         for r in weakest.iloc[3:4].itertuples():
             project.decisions.decide(r.eval_item_id, r.train_item_id, "unsure", reviewer="ben")
     if not list(project.exports_dir.glob("*/provenance.json")):
-        project.export("photos/test", project.export_policy("soft"), fmt="csv")
+        project.exports.write("photos/test", project.exports.policy("soft"), fmt="csv")
 
 
 def measure(project: Project, args) -> tuple[dict, str, str]:

@@ -70,7 +70,7 @@ def main() -> None:
         ws = Project.create(ws_path)
         ws.add("photos", out / kind)
         t0 = time.perf_counter()
-        a = ws.shortcuts("photos")
+        a = ws.audits.shortcuts("photos")
         secs = time.perf_counter() - t0
         m = a.metadata
         report[kind] = {
@@ -95,7 +95,7 @@ def main() -> None:
     if args.cifar:
         ws = Project.open(args.cifar)
         t0 = time.perf_counter()
-        a = ws.shortcuts("cifar10", region_items=1000)
+        a = ws.audits.shortcuts("cifar10", region_items=1000)
         secs = time.perf_counter() - t0
         m = a.metadata
         report["cifar10"] = {"seconds": round(secs, 1), "timings": a.seconds,

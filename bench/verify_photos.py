@@ -38,7 +38,7 @@ def main() -> None:
         p.configure(flip_queries=True)
     p.scan()
     t0 = time.perf_counter()
-    fm = fused.fit(p, queries=args.queries, seed=0)
+    fm = fused.fit(p.workspace, queries=args.queries, seed=0)
     t_fit = time.perf_counter() - t0
     held = fused.suite_pairs(p, queries=args.queries, seed=1)
     held["fused"] = fm.predict(held)
