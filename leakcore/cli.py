@@ -128,7 +128,7 @@ def cmd_scan(args) -> int:
 def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_decisions=True, hard=None, soft=None,
             fail_on_shortcut=False, document=None) -> int:
     """Print the rates (or the JSON report) and apply the CI gate: `bounds` is {check: {degree: percent}}."""
-    from leakcore import leakage
+    from leakcore.api import matrices
 
     if as_json:
         import pandas as pd
@@ -153,7 +153,7 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
             for r in part.itertuples():
                 print(f"  {r.eval_split:<24} vs {r.train_split:<26} n={r.n_eval:>7}  {h} {r.hard:>6} ({100 * r.hard_rate:6.2f}%)"
                       f"  {s} {r.soft:>6} ({100 * r.soft_rate:6.2f}%)")
-        mats = leakage.matrices(table)
+        mats = matrices(table)
         if not mats["soft_rate"].empty:
             for kind in ("hard", "soft"):
                 print(f"\n{kind} leakage matrix (%, rows = training sources, columns = evaluation splits; * = same dataset)")

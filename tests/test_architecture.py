@@ -97,6 +97,14 @@ def test_dashboard_imports_only_the_facade():
     assert api.DEMO_TRUTH == demo.TRUTH_NAME  # the demo's planted pairs, read by the facade for the Home page
 
 
+def test_the_cli_orchestrates_nothing_itself():
+    """leakcore/cli.py formats what the facade returns: it imports leakcore.api (and errors, schema), and the demo
+    builder, which sits above the facade."""
+    offenders = [f"leakcore/cli.py:{line} imports {m}" for line, m in _leakcore_imports(PACKAGE / "cli.py")
+                 if m not in FACADE | {"leakcore.demo"}]
+    assert offenders == [], "\n".join(offenders)
+
+
 def test_the_dashboard_import_rule_catches_deferred_and_aliased_imports(tmp_path):
     bad = tmp_path / "page.py"
     bad.write_text("import leakcore.api\nfrom leakcore import api, errors\n"
