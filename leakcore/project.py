@@ -314,6 +314,11 @@ class Workspace:
 
         return self.cache("source reader", None, SourceReader)
 
+    def use_caches(self, caches: Caches) -> None:
+        """Keep what `cache` derives in `caches` from now on: the dashboard hands every object it opens on one
+        folder the same (keys are versions, so an object opened later never reads a stale entry)."""
+        self.caches = caches
+
     def clear_caches(self, *names: str) -> None:
         """Forget what `cache` holds (under these names, or all)."""
         self.caches.clear(*names)

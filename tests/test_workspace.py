@@ -125,3 +125,12 @@ def test_a_copied_workspace_starts_with_empty_caches(ws):
     ws.items()
     copy = pickle.loads(pickle.dumps(ws))  # e.g. sent to another process: memory does not travel
     assert len(ws.caches) and not len(copy.caches) and len(copy.items()) == len(ws.items())
+
+
+def test_the_dashboard_keeps_one_workspace_cache_across_reruns(ws):
+    from ui import data
+
+    first, again = data.open_workspace(str(ws.path)), data.open_workspace(str(ws.path))  # two reruns of a page
+    assert first is not again and first.workspace.caches is again.workspace.caches
+    kept = first.cache("pictures", "key", object)
+    assert again.cache("pictures", "key", object) is kept

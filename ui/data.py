@@ -29,7 +29,7 @@ def open_workspace(path: str) -> Workspace | None:
     except WorkspaceError as exc:
         st.warning(exc.for_page())
         return None
-    ws.caches = _caches(str(ws.path), ws.caches)
+    ws.use_caches(_caches(str(ws.path), ws.caches))
     return ws
 
 
