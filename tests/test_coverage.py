@@ -99,14 +99,37 @@ def test_audit_and_its_check(ws):
     leaked = result.b_scores.set_index("item_id").loc[[f"d/test/cat/test_000.jpg", "d/test/dog/test_001.jpg"]]
     assert (leaked["nearest_similarity"] > 0.99).all() and leaked["inside_other"].all()  # copies sit inside
     assert set(result.map["set"]) == {"A", "B"} and result.map["item_id"].str.startswith("d/").all()
-    found = ws.findings("coverage")
-    outside = result.b_scores[~result.b_scores["inside_other"]]
+    found = ws.findings("coverage")  # every test image sits inside here: see the next test for findings
     assert set(found["eval_item_id"]) <= set(result.b_scores["item_id"]) and (found["check"] == "coverage").all()
-    assert len(found) >= 0 and found["reason"].str.contains("outside the training manifold").all()
     assert "coverage" not in set(ws.rates()["check"])
     spectral = ws.audits.spectra("d/train", "d/test", size=32)
     assert len(spectral.frequencies) == 16 and len(spectral.b_scores) == 8
-    assert outside.shape[1] == result.b_scores.shape[1]
+
+
+def test_the_check_records_the_evaluation_images_outside_the_training_manifold(tmp_path):
+    """A tight training manifold (one picture per class at eight JPEG qualities): a test copy of it sits inside, six
+    other pictures sit outside, and the coverage check records exactly those six, each with its reason."""
+    from conftest import photo
+
+    root = tmp_path / "d"
+    for i in range(8):
+        for cls, seed in (("cat", 1), ("dog", 2)):
+            (root / "train" / cls).mkdir(parents=True, exist_ok=True)
+            photo(seed, (64, 48)).save(root / "train" / cls / f"t{i}.jpg", quality=60 + 5 * i)
+    (root / "test" / "cat").mkdir(parents=True)
+    photo(1, (64, 48)).save(root / "test" / "cat" / "same.jpg", quality=90)
+    new = [f"d/test/cat/new{seed}.jpg" for seed in range(3, 9)]
+    for seed in range(3, 9):
+        photo(seed, (64, 48)).save(root / "test" / "cat" / f"new{seed}.jpg", quality=90)
+    ws = Project.create(tmp_path / "w", encoder="phash")
+    ws.add("d", root)
+    result = ws.audits.coverage("d/train", "d/test", bootstrap=0)  # k = 5, as the check
+    outside = result.b_scores[~result.b_scores["inside_other"]]
+    assert sorted(outside["item_id"]) == new
+    found = ws.findings("coverage")
+    assert sorted(found["eval_item_id"]) == new and (found["check"] == "coverage").all()
+    assert found["reason"].str.contains("outside the training manifold").all() and (found["degree"] == "outside").all()
+    assert "coverage" not in set(ws.rates()["check"])  # not a leak: no rate
 
 
 def test_cli_coverage_json(ws, capsys):
