@@ -246,9 +246,26 @@ def test_a_page_switch_keeps_the_reviewer_filters_and_thresholds(server, browser
         page.locator("h1").first.click()
         page.keyboard.press("z")  # alice has decided nothing: someone-else's decision must stay
         page.wait_for_timeout(2000)
+        # the keys do work here: alice's own decision by key is undone by key, and someone-else's still stays
+        page.keyboard.press("n")
+        _until(lambda: "alice" in set(review.latest_decisions(ws)["reviewer"]), "alice's decision by key")
+        page.wait_for_timeout(1000)
+        page.locator("h1").first.click()
+        page.keyboard.press("z")
+        _until(lambda: "alice" not in set(review.latest_decisions(ws)["reviewer"]), "alice's decision undone by key")
+        page.wait_for_timeout(1000)
         browser.close()
     d = review.latest_decisions(ws)
     assert list(d["reviewer"]) == ["someone-else"] and list(d["decision"]) == ["unsure"]
+
+
+def _until(condition, what: str, timeout: float = 30) -> None:
+    """Wait until `condition()` holds (a decision written by the server), or fail naming `what`."""
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            pytest.fail(f"{what}: not seen within {timeout:.0f} s")
+        time.sleep(0.25)
 
 
 def test_a_click_in_the_review_panel_then_a_page_switch_keeps_both_pages(shared_server, browser):
