@@ -160,6 +160,13 @@ def team_server(tmp_path_factory):
         log.close()
 
 
+def _settle(page, ms: int = 500) -> None:
+    """Until the app has stopped running (Streamlit's status widget gone), then `ms` more for drawing."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    page.wait_for_timeout(ms)
+
+
 class Visitor:
     """One person's browser context: signs in at the provider, opens pages, records dialogs and page errors."""
 
@@ -186,7 +193,7 @@ class Visitor:
 
         self.page.goto(self.url + path)
         expect(self.page.get_by_text(ready).first).to_be_visible(timeout=60_000)
-        self.page.wait_for_timeout(800)
+        _settle(self.page)
         return self.page
 
     def no_crash(self) -> None:
@@ -335,15 +342,13 @@ def test_hostile_input_is_text_or_refused_with_a_reason(team_server):
         page = cora.page
         pages = ["/", "/Heatmaps", "/Export", "/Team", "/Thresholds"]
         for path in pages:
-            cora.open(path, "Signed in as")
-            page.wait_for_timeout(1500)
+            cora.open(path, "Signed in as")  # and drawn to the end
             cora.no_crash()
         cora.open("/", "Signed in as")
         cora.shot("hostile-home")
         for name, train in ((f"{XSS}.jpg", "t0.jpg"), (f"{SQL}.jpg", "t1.jpg")):
             query = f"?eval={quote('team/test/test/' + name)}&train={quote('team/train/train/' + train)}"
             cora.open("/Review" + query, "flagged pairs")
-            page.wait_for_timeout(1500)
             body = page.inner_text("body")
             assert name in body  # the path, shown as text
             cora.no_crash()
@@ -354,7 +359,6 @@ def test_hostile_input_is_text_or_refused_with_a_reason(team_server):
         assert f"team/test/test/{SQL}.jpg" in set(decided["eval_item_id"])
 
         cora.open("/Review?eval=../../etc/passwd&train=../../../etc/shadow", "flagged pairs")
-        page.wait_for_timeout(1500)
         cora.no_crash()
         assert "root:" not in page.inner_text("body")
         cora.shot("hostile-traversal")
