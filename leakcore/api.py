@@ -339,8 +339,8 @@ class Review:
         self._p = project
 
     def queue(self, hard: float, soft: float, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
-        """The queue of pairs (`review.review_queue`), built without decisions."""
-        return review.review_queue(self._p.workspace, hard, soft, pairs=pairs)
+        """The queue of pairs (`checks.review_queue`), built without decisions."""
+        return _checks.review_queue(self._p.workspace, hard, soft, pairs=pairs)
 
     def decisions_after(self, after: int = 0):
         """The decisions in force made after decision id `after` (`review.DecisionsChange`)."""

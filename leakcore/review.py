@@ -236,13 +236,15 @@ STATES = ("unreviewed", "confirmed", "rejected", "unsure")
 _STATE_OF = {"hard": "confirmed", "soft": "confirmed", "not_leak": "rejected", "unsure": "unsure",
              "same_source": "confirmed"}
 SORTS = ("similarity", "closeness to a threshold", "model uncertainty")
-_CATEGORICAL = ("check", "eval_split", "train_split", "source", "degree", "label_agreement")  # filter columns
+CATEGORICAL = ("check", "eval_split", "train_split", "source", "degree", "label_agreement")  # filter columns
 UNCERTAINTY_SORT = SORTS[2]  # only with the fused score: P(same photograph) nearest 0.5 first
 
 
-def build_queue(pairs: pd.DataFrame, items: pd.DataFrame, hard: float, soft: float, *, margin: float = 0.05) -> pd.DataFrame:
+def build_queue(pairs: pd.DataFrame, items: pd.DataFrame, hard: float, soft: float, *, margin: float = 0.05,
+                check: str = "") -> pd.DataFrame:
     """Flagged pairs (similarity >= soft - margin) with degree, labels and label agreement, ordered by
-    similarity (then id); filter columns are categorical so that filtering 100,000 pairs stays fast."""
+    similarity (then id), each row naming the `check` that queues it (`Check.review_rows` passes its name);
+    filter columns are categorical so that filtering 100,000 pairs stays fast."""
     q = pairs[pairs["similarity"] >= soft - margin].copy()
     q["degree"] = degree_of(q["similarity"], hard, soft)
     q.loc[q["degree"] == "none", "degree"] = BORDERLINE
@@ -258,32 +260,11 @@ def build_queue(pairs: pd.DataFrame, items: pd.DataFrame, hard: float, soft: flo
     # the fused model's uncertainty (|P(same) - 0.5|, smallest first teaches it most); NaN with the raw score
     q["uncertainty"] = np.abs(q["fused"] - 0.5) if "fused" in q.columns else np.nan
     q["pair"] = q["eval_item_id"] + "\t" + q["train_item_id"]
-    q["check"] = "similarity"  # the pair check; group checks queue groups, not pairs
-    for col in _CATEGORICAL:
+    q["check"] = check
+    for col in CATEGORICAL:
         q[col] = q[col].astype("category")
     q = q.sort_values(["similarity", "eval_item_id"], ascending=[False, True], kind="stable")
     return q.reset_index(drop=True)
-
-
-def review_queue(ws, hard: float, soft: float, *, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The Review page's queue of pairs: every check reviewed as pairs (`Check.review == "pairs"`) adds its rows
-    (`Check.review_rows`), in registry order, each row naming its check; built without decisions (they are merged
-    in by `with_decisions`, so one decision shows on every row of its pair, whichever check queued it)."""
-    from leakcore import checks, leakage
-
-    pairs = leakage.load_pairs(ws) if pairs is None else pairs
-    inputs = checks.CheckInputs(hard, soft, pairs=pairs)
-    frames = [c.review_rows(ws, inputs) for c in checks.reviewable_checks() if c.review == "pairs"]
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        return build_queue(pairs.iloc[0:0], ws.items(), hard, soft)
-    if len(frames) == 1:
-        return frames[0]
-    q = pd.concat([f.astype({c: "object" for c in _CATEGORICAL}) for f in frames], ignore_index=True)
-    for col in _CATEGORICAL:
-        q[col] = q[col].astype("category")
-    return q
-
 
 
 def pair_lookup(queue: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:

@@ -232,8 +232,9 @@ def test_embedding_shards_are_named_by_content(tmp_path):
 
 
 def test_check_registry_and_findings(tmp_path):
-    assert [c["name"] for c in checks.list_checks()] == ["similarity", "group", "temporal", "shortcut", "coverage"]
-    assert checks.rate_check_names() == ["similarity", "group", "temporal"]  # coverage runs on request only
+    assert [c["name"] for c in checks.list_checks()] == ["similarity", "group", "temporal", "label_conflict", "shortcut",
+                                                        "coverage"]
+    assert checks.rate_check_names() == ["similarity", "group", "temporal", "label_conflict"]  # coverage: on request
     with pytest.raises(UnknownName, match="valid checks: .*similarity"):
         checks.get_check("vibes")
     ws = Project.create(tmp_path / "w", encoder="phash")
@@ -246,8 +247,8 @@ def test_check_registry_and_findings(tmp_path):
     after = ws.findings("similarity")
     assert len(after) == len(found) - 1  # a rejected pair is no finding
     rates = ws.rates()
-    # no groups, no times in this workspace: only the similarity check has rates
-    assert set(rates["check"]) == {"similarity"} and {"hard_rate", "soft_rate"} <= set(rates.columns)
+    # no groups, no times in this workspace: the similarity check has rates, and labels give label conflicts some
+    assert set(rates["check"]) == {"similarity", "label_conflict"} and {"hard_rate", "soft_rate"} <= set(rates.columns)
 
 
 def test_impact_request_names_its_choices(tmp_path):

@@ -40,8 +40,7 @@ class ToyCheck(Check):
         f = self.findings(ws, inputs)
         pairs = f[["eval_split", "train_split", "eval_item_id", "train_item_id"]].assign(
             similarity=f["score"].astype(float), within=False, rank=0)
-        q = review.build_queue(pairs, ws.items(), inputs.hard, inputs.soft, margin=1.0)
-        q["check"] = pd.Categorical([self.name] * len(q))
+        q = review.build_queue(pairs, ws.items(), inputs.hard, inputs.soft, margin=1.0, check=self.name)
         return q
 
 
@@ -67,7 +66,7 @@ def test_a_registered_check_reaches_every_view_without_being_named(project, toy)
     mats = leakage.matrices(table, check="toy")
     assert mats["soft"].loc["d/train", "d/test"] == 2 and mats["hard"].loc["d/train", "d/test"] == 1
     assert "toy" in [c["name"] for c in project.reviewable_checks()]
-    q = project.review_queue(*project.thresholds())
+    q = project.review.queue(*project.thresholds())
     assert set(q.loc[q["check"] == "toy", "eval_item_id"]) == {"d/test/dog/test_001.jpg", "d/test/dog/test_003.jpg"}
     assert (q["check"] != "toy").any()  # the near-duplicate check's rows are still there
     # an export removes its findings when asked, at the policy's level, with the check's reason
@@ -140,7 +139,7 @@ def test_label_conflicts_appear_in_rates_heatmaps_review_export_and_the_gate(con
     lc = table[table["check"] == "label_conflict"].set_index("train_split")
     assert lc.loc[leakage.ALL_SOURCES, "soft"] == 3 and lc.loc["d/train", "soft"] == 1  # across + both within
     assert leakage.matrices(table, check="label_conflict")["hard"].loc["d/train", "d/test"] == 1
-    q = p.review_queue(*p.thresholds())
+    q = p.review.queue(*p.thresholds())
     assert ("d/test/cat/across.jpg", "d/train/dog/train_001.jpg") in set(
         zip(q.loc[q["check"] == "label_conflict", "eval_item_id"], q.loc[q["check"] == "label_conflict", "train_item_id"]))
     plan = export.plan(p, "d/test", ExportPolicy("soft", checks=frozenset({"label_conflict"}))).set_index("item_id")

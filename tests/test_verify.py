@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageOps
 
-from leakcore import fused, leakage, review, verify
+from leakcore import checks, fused, leakage, review, verify
 from leakcore.api import Project
 from leakcore.calibrate import extended_suite
 from leakcore.errors import InvalidInput, ThresholdsUncalibrated, UnknownName
@@ -197,7 +197,7 @@ def test_the_fused_score_is_fitted_stored_and_used_by_rates_beside_the_raw_simil
     assert set(e.contributions["feature"]) == set(fm.features)
     assert e.contributions["contribution"].abs().is_monotonic_decreasing
     # the review queue orders by the model's uncertainty (P nearest 0.5 first); the raw score cannot
-    q = review.review_queue(scanned, fm.hard, fm.soft)
+    q = checks.review_queue(scanned, fm.hard, fm.soft)
     s = q[q["check"] == "similarity"]  # the queue thresholds, orders and shows the score in force
     assert len(s) and (s["similarity"] == s["fused"]).all() and (s["raw_similarity"] != s["fused"]).any()
     queued = s.loc[s["degree"] != review.BORDERLINE]

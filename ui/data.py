@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image
@@ -155,17 +156,6 @@ def _queue_decided(path: str, encoder: str, hard: float, soft: float, stamp: tup
         _queue_lookup(path, encoder, hard, soft, stamp, items_stamp), dstamp)
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _borderline_count(path: str, encoder: str, hard: float, soft: float, stamp: tuple, items_stamp: tuple) -> int:
-    degrees = _queue(path, encoder, hard, soft, stamp, items_stamp)["degree"].to_numpy()
-    return int((degrees == Review.BORDERLINE).sum())
-
-
-def borderline_count(ws: Workspace, hard: float, soft: float) -> int:
-    """Pairs of the queue just below soft (in it, not flagged): counted once per queue, not per key press."""
-    return _borderline_count(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), ws.stamp("items"))
-
-
 def queue(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
     """The review queue with the decisions in force merged in (read-only)."""
     return _queue_decided(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), ws.stamp("items"),
@@ -201,14 +191,20 @@ class QueueView:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _review_view(path: str, encoder: str, hard: float, soft: float, stamp: tuple, items_stamp: tuple, dstamp: tuple,
-                 filters: tuple) -> tuple[QueueView, int]:
+                 filters: tuple) -> tuple[QueueView, dict]:
     q = _queue_decided(path, encoder, hard, soft, stamp, items_stamp, dstamp)
-    rows = Review.filter_rows(q, **{k: list(v) if isinstance(v, tuple) else v for k, v in filters})
-    return QueueView(q, rows), int((q["state"] != "unreviewed").sum())
+    asked = {k: list(v) if isinstance(v, tuple) else v for k, v in filters}
+    rows = Review.filter_rows(q, **asked)
+    # the progress is over the checks on show: a pair two checks queue (a copy under another label) counts once
+    mine = q["check"].isin(asked["checks"]).to_numpy() if asked.get("checks") else np.ones(len(q), bool)
+    return QueueView(q, rows), {"decided": int(((q["state"] != "unreviewed").to_numpy() & mine).sum()),
+                                "total": int(mine.sum()),
+                                "borderline": int(((q["degree"] == Review.BORDERLINE).to_numpy() & mine).sum())}
 
 
-def review_view(ws: Workspace, hard: float, soft: float, filters: dict) -> tuple[QueueView, int]:
-    """(the queue filtered and ordered as the sidebar asks, how many pairs of the whole queue are decided), kept
+def review_view(ws: Workspace, hard: float, soft: float, filters: dict) -> tuple[QueueView, dict]:
+    """(the queue filtered and ordered as the sidebar asks, the counts of the checks on show: pairs, decided,
+    borderline), kept
     until the filters, the thresholds or the decisions change: a key press that only moves on reuses it."""
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, (list, set, tuple)) else v) for k, v in filters.items()))
     return _review_view(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), ws.stamp("items"),

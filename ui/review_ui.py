@@ -207,11 +207,11 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
     state.keep_widget_state()
     with user_errors():
         queue = data.queue(ws, hard, soft)  # cached; a decision refreshes it through the decisions' stamp
-        view, decided = data.review_view(ws, hard, soft, filters)
-        border = data.borderline_count(ws, hard, soft)  # below soft: in the queue, not flagged
-        what = (f"{len(queue)} flagged pairs" if not border else
-                f"{len(queue)} pairs ({len(queue) - border} flagged, {border} borderline just below soft)")
-        st.progress(decided / len(queue), text=f"Reviewed {decided} of {what} · {len(view)} match the filters")
+        view, counts = data.review_view(ws, hard, soft, filters)  # counts of the check on show
+        decided, total, border = counts["decided"], max(counts["total"], 1), counts["borderline"]
+        what = (f"{counts['total']} flagged pairs" if not border else
+                f"{counts['total']} pairs ({counts['total'] - border} flagged, {border} borderline just below soft)")
+        st.progress(decided / total, text=f"Reviewed {decided} of {what} · {len(view)} match the filters")
         flash()
         if view.empty:
             show_in_url(None)
@@ -232,6 +232,7 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         top[2].select_slider("Image size", options=["fit", "1×", "2×", "4×", "8×"], key="zoom",
                              help="fit: as large as the column; small images are enlarged pixel by pixel")
         group = data.neighbours_of(ws, hard, soft, queue, pair["eval_item_id"])
+        group = group[group["check"] == pair["check"]]  # one row per pair: the check on show
         if st.session_state["grid_mode"]:
             grid_mode(ws, items, pair, group, view)
         else:

@@ -52,6 +52,30 @@ def reviewable_checks() -> list[Check]:
     return [c for c in _REGISTRY.values() if c.review]
 
 
+def review_queue(ws, hard: float, soft: float, *, pairs=None):
+    """The Review page's queue of pairs: every check reviewed as pairs (`Check.review == "pairs"`) adds its rows
+    (`Check.review_rows`), in registry order, each row naming its check; built without decisions (they are merged
+    in by `review.with_decisions`, so one decision shows on every row of its pair, whichever check queued it)."""
+    import pandas as pd
+
+    from leakcore import leakage
+    from leakcore.review import CATEGORICAL, build_queue
+
+    _load()
+    pairs = leakage.load_pairs(ws) if pairs is None else pairs
+    inputs = CheckInputs(hard, soft, pairs=pairs)
+    frames = [c.review_rows(ws, inputs) for c in _REGISTRY.values() if c.review == "pairs"]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return build_queue(pairs.iloc[0:0], ws.items(), hard, soft)
+    if len(frames) == 1:
+        return frames[0]
+    q = pd.concat([f.astype({c: "object" for c in CATEGORICAL}) for f in frames], ignore_index=True)
+    for col in CATEGORICAL:
+        q[col] = q[col].astype("category")
+    return q
+
+
 def exportable_checks() -> list[Check]:
     """The checks whose findings an export can remove; `export_default` ones do unless asked not to."""
     _load()
@@ -94,4 +118,4 @@ def gate(table, bounds: dict[str, dict[str, float]]) -> list[str]:
 
 __all__ = ["Check", "CheckInputs", "FINDING_COLUMNS", "REMOVAL_COLUMNS", "Words", "check_names", "empty_findings",
            "empty_removals", "exportable_checks", "gate", "get_check", "list_checks", "parse_bounds", "register_check",
-           "reviewable_checks"]
+           "review_queue", "reviewable_checks"]

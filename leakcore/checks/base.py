@@ -114,7 +114,7 @@ class Check:
 
     def review_rows(self, ws, inputs: CheckInputs) -> pd.DataFrame:
         """For a check reviewed as pairs: its findings as rows of the review queue (eval_item_id, train_item_id,
-        eval_split, train_split, similarity, degree, within, ...); see `leakcore.review.review_queue`."""
+        eval_split, train_split, similarity, degree, within, ...); see `leakcore.checks.review_queue`."""
         return pd.DataFrame()
 
     def gate(self, table: pd.DataFrame, bounds: dict[str, float]) -> list[str]:

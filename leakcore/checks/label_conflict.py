@@ -16,21 +16,28 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from leakcore import leakage
+from leakcore import leakage, scores
 from leakcore.checks.base import FINDING_COLUMNS, Check, CheckInputs, Words, empty_findings, register_check
 
 _PAIR = ["eval_split", "train_split", "eval_item_id", "train_item_id"]
 
 
 def _identical(items: pd.DataFrame) -> pd.DataFrame:
-    """Pairs of readable items with the same content hash and different labels (each pair once, `a` < `b`)."""
+    """Pairs of readable items with the same content hash and different labels: within each hash, every item is
+    paired with the first item (by id) of each other label, so a file copied a thousand times under one label
+    makes a thousand pairs, not a million."""
     ok = items[(items["status"] == "ok") & items["sha256"].notna() & items["label"].notna()]
-    ok = ok[ok["sha256"].duplicated(keep=False)]
+    ok = ok[ok["sha256"].duplicated(keep=False)][["item_id", "sha256", "label"]]
     if ok.empty:
         return pd.DataFrame(columns=["a", "b"])
-    m = ok[["item_id", "sha256"]].merge(ok[["item_id", "sha256"]], on="sha256", suffixes=("_a", "_b"))
-    m = m[m["item_id_a"] < m["item_id_b"]]
-    return pd.DataFrame({"a": m["item_id_a"].to_numpy(), "b": m["item_id_b"].to_numpy()})
+    mixed = ok.groupby("sha256")["label"].transform("nunique") > 1
+    ok = ok[mixed].sort_values("item_id")
+    heads = ok.drop_duplicates(["sha256", "label"])  # the first item of each label of each picture
+    m = ok.merge(heads, on="sha256", suffixes=("_a", "_b"))
+    m = m[m["label_a"] != m["label_b"]]
+    a, b = m["item_id_a"].to_numpy(), m["item_id_b"].to_numpy()
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    return pd.DataFrame({"a": lo, "b": hi}).drop_duplicates().reset_index(drop=True)
 
 
 def conflict_pairs(ws, inputs: CheckInputs) -> pd.DataFrame:
@@ -45,6 +52,7 @@ def conflict_pairs(ws, inputs: CheckInputs) -> pd.DataFrame:
     split = pd.Series(split_column(items).to_numpy(), index=items["item_id"])
     pairs = leakage.load_pairs(ws, inputs.encoder) if inputs.pairs is None else inputs.pairs
     p = leakage.with_degrees(pairs, inputs.hard, inputs.soft, inputs.decisions)
+    p = p.assign(similarity=scores.in_force(p))  # the score in force (raw or fused), as the similarity check reads
     p = p.assign(eval_label=p["eval_item_id"].map(label), train_label=p["train_item_id"].map(label))
     p = p[p["eval_label"].notna() & p["train_label"].notna() & (p["eval_label"] != p["train_label"])]
     confirmed = p["decision"].isin(["hard", "soft"])
@@ -143,8 +151,7 @@ class LabelConflictCheck(Check):
         if c.empty:
             return pd.DataFrame()
         pairs = c[_PAIR + ["similarity", "within"]].assign(rank=np.int16(0))
-        q = build_queue(pairs, ws.items(), inputs.hard, inputs.soft, margin=np.inf)
+        q = build_queue(pairs, ws.items(), inputs.hard, inputs.soft, margin=np.inf, check=self.name)
         degree = c.set_index(["eval_item_id", "train_item_id"])["degree"]
         q["degree"] = pd.Categorical([degree[(e, t)] for e, t in zip(q["eval_item_id"], q["train_item_id"])])
-        q["check"] = pd.Categorical([self.name] * len(q))
         return q

@@ -63,7 +63,7 @@ class SimilarityCheck(Check):
 
         pairs = self._pairs(ws, inputs)
         in_force = pairs.attrs.get(scores.SCORE) or self.score(ws).name
-        return build_queue(_as_queue_input(pairs, in_force), ws.items(), inputs.hard, inputs.soft)
+        return build_queue(_as_queue_input(pairs, in_force), ws.items(), inputs.hard, inputs.soft, check=self.name)
 
     def removals(self, ws, eval_split: str, inputs: CheckInputs, policy) -> pd.DataFrame:
         """Confirmed pairs always remove their evaluation item, automatic flags at the policy's level, and with
