@@ -85,14 +85,14 @@ def build_demo(path: str | Path, *, encoder: str = "sscd-distilled", scan: bool 
     """Create (or refresh) the demo workspace at `path` and scan it."""
     path = Path(path)
     ws = Project.create(path, encoder=encoder)
-    truth_path = ws.path / TRUTH_NAME
+    truth_path = ws.paths.file(TRUTH_NAME)
     if truth_path.exists() and ws.datasets:
         if scan:
             ws.scan(progress=progress)
         if calibrate and ws.calibration() is None:
             ws.calibrate("photos/train", queries=DEMO_CALIBRATION_QUERIES, progress=progress)
         return ws
-    images_dir = ws.path / "images"
+    images_dir = ws.paths.images
     photos, bench = images_dir / "photos", images_dir / "benchmark"
     for d in (photos, bench):
         shutil.rmtree(d, ignore_errors=True)
@@ -159,7 +159,7 @@ DEMO_CALIBRATION_QUERIES = 88  # every training photo of the demo
 
 def planted_truth(ws) -> pd.DataFrame | None:
     """The demo's planted pairs, or None for a workspace that is not a demo."""
-    p = Path(ws.path) / TRUTH_NAME
+    p = ws.paths.file(TRUTH_NAME)
     return pd.read_csv(p) if p.exists() else None
 
 
@@ -190,7 +190,7 @@ def download_cifar10(dest: Path) -> Path:
 def build_cifar_demo(path: str | Path, cifar_source: str, *, encoder: str = "sscd-distilled", progress=None) -> Project:
     """A realistic demo: CIFAR-10 from a batches folder, the Hugging Face Parquet, or 'download'."""
     ws = Project.create(path, encoder=encoder)
-    source = download_cifar10(ws.path / "downloads") if cifar_source == "download" else Path(cifar_source)
+    source = download_cifar10(ws.paths.downloads) if cifar_source == "download" else Path(cifar_source)
     ws.add("cifar10", source)
     ws.scan(progress=progress)
     return ws

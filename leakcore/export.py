@@ -120,7 +120,7 @@ class ExportResult:
 
 def _inputs_time(ws) -> str:
     """The newest input's modification time: a timestamp that is the same for the same inputs."""
-    paths = [ws.items_path, ws.path / "project.toml", ws.review_db, *ws.neighbors_dir(ws.encoder).glob("*/*.parquet")]
+    paths = [ws.items_path, ws.paths.config, ws.review_db, *ws.neighbors_dir(ws.encoder).glob("*/*.parquet")]
     newest = max((p.stat().st_mtime for p in paths if p.exists()), default=0)
     return pd.Timestamp(newest, unit="s", tz="UTC").isoformat(timespec="seconds")
 

@@ -464,7 +464,7 @@ __all__ = ["ProbeResult", "REGIONS", "RegionResult", "ShortcutAudit", "audit", "
 
 # ---- stored results -------------------------------------------------------------------------------------------
 def _path(ws, dataset: str):
-    return ws.path / "shortcuts" / f"{dataset}.json"
+    return ws.paths.shortcut_audit(dataset)
 
 
 def save(ws, result: ShortcutAudit) -> None:
@@ -517,7 +517,7 @@ def load(ws, dataset: str | None = None) -> dict[str, dict]:
     """Stored audits by dataset (all, or one)."""
     import json
 
-    root = ws.path / "shortcuts"
+    root = ws.paths.shortcuts
     files = [_path(ws, dataset)] if dataset else sorted(root.glob("*.json")) if root.exists() else []
     out = {}
     for f in files:
