@@ -426,7 +426,7 @@ class Workspace:
         if (score or self.score) != "similarity":
             raise ThresholdsUncalibrated(
                 f"the {score or self.score} score of {encoder} has no thresholds yet (no fitted model)",
-                cli=f"fit it first: `leakcore verify {self.path} --fit`",
+                cli=f"fit it first: `leakcore verify {self.path} --refit`",
                 page="Fit the fused score first (Thresholds page, Fused score)")
         spec = get_spec(encoder)
         if not spec.calibrated:

@@ -367,6 +367,6 @@ class FusedScore(Score):
 
             raise ThresholdsUncalibrated(
                 f"the workspace scores pairs by the fused score, but {encoder} has no fitted model",
-                cli=f"fit it: `leakcore verify {ws.path} --fit`, or go back: `--score similarity`",
+                cli=f"fit it: `leakcore verify {ws.path} --refit`, or go back: `leakcore verify {ws.path} --use similarity`",
                 page="Fit the fused score first, or switch back to the raw similarity")
         return with_fused(ws, pairs, fm).drop(columns="raw_similarity")
