@@ -25,7 +25,7 @@ with user_errors():
     with st.container(border=True):
         st.markdown("**Scan**: embed every image, search every evaluation split against every training split.")
         home.scan_ui(ws)
-    hard, soft = ws.thresholds()
+    hard, soft = ws.scores.thresholds()
     home.overview(ws, hard, soft)
     home.planted_ui(ws, hard, soft)
     st.page_link("pages/1_Review.py", label="Review the flagged pairs →", icon=":material/rate_review:")

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def sheet(ws, ids, captions, out: Path, cell: int = 96, cols: int = 8) -> None:
     """Thumbnails with captions in one PNG, to look at what the numbers point to."""
-    items = ws.items().set_index("item_id")
+    items = ws.workspace.items().set_index("item_id")
     rows = (len(ids) + cols - 1) // cols
     canvas = Image.new("RGB", (cols * cell, rows * (cell + 14)), "white")
     draw = ImageDraw.Draw(canvas)
@@ -70,7 +70,7 @@ def main() -> None:
     ws = Project.open(args.workspace)
     data, out = Path(args.data), Path(args.out)
     report = {}
-    if "hymenoptera" not in ws.datasets:
+    if "hymenoptera" not in ws.workspace.datasets:
         ws.add("hymenoptera", data / "hymenoptera")
 
     def run(name, a, b):

@@ -102,7 +102,7 @@ def measure(ws, truth: pd.DataFrame) -> dict:
 
 
 def sheet(ws, ids: list[str], out: Path, cell: int = 110) -> None:
-    items = ws.items().set_index("item_id")
+    items = ws.workspace.items().set_index("item_id")
     canvas = Image.new("RGB", (len(ids) * cell, cell + 14), "white")
     draw = ImageDraw.Draw(canvas)
     for i, item_id in enumerate(ids):
@@ -126,10 +126,10 @@ def main() -> None:
     report = {}
 
     cal_ws = Project.create(out / "calibration-ws")
-    if "hymenoptera" not in cal_ws.datasets:
+    if "hymenoptera" not in cal_ws.workspace.datasets:
         cal_ws.add("hymenoptera", data / "hymenoptera")
     t0 = time.perf_counter()
-    cal = grouping.calibrate_group_threshold(cal_ws, "hymenoptera/train", queries=244)
+    cal = grouping.calibrate_group_threshold(cal_ws.workspace, "hymenoptera/train", queries=244)
     cal["seconds"] = round(time.perf_counter() - t0, 1)
     report["calibration"] = cal
     print(f"calibration on hymenoptera/train: threshold {cal['threshold']:.4f} (FPR {cal['false_positive_rate']:.4f} of "
@@ -148,7 +148,7 @@ def main() -> None:
     report["scan_seconds"] = round(time.perf_counter() - t0, 1)
     report["benchmark"] = measure(ws, truth)
     print(json.dumps(report["benchmark"], indent=2))
-    rates = ws.rates()
+    rates = ws.checks.rates()
     report["rates"] = rates[rates["train_split"] == "(all training sources)"].to_dict("records")
     print(rates.to_string(index=False))
     g = ws.groups().groups
@@ -174,7 +174,7 @@ def main() -> None:
     ws2.scan(grouping=True)
     g2 = ws2.groups().groups
     report["after_resplit"] = {"groups": int(len(g2)), "cross_split": int(g2["cross_split"].sum()),
-                               "group_rate": ws2.rates().query("check == 'group'").to_dict("records")}
+                               "group_rate": ws2.checks.rates().query("check == 'group'").to_dict("records")}
     print(f"after the re-split: {len(g2)} groups, {int(g2['cross_split'].sum())} across splits")
 
     if args.cifar:
@@ -184,7 +184,7 @@ def main() -> None:
         scan_s = time.perf_counter() - t0
         report["cifar10"] = {"scan_with_train_x_train_seconds": round(scan_s, 1)}
         t0 = time.perf_counter()
-        ccal = grouping.calibrate_group_threshold(cws, "cifar10/test", queries=1000)
+        ccal = grouping.calibrate_group_threshold(cws.workspace, "cifar10/test", queries=1000)
         report["cifar10"]["calibration"] = {**ccal, "seconds": round(time.perf_counter() - t0, 1)}
         for name, thr in (("photo_threshold", cal["threshold"]), ("cifar_threshold", ccal["threshold"])):
             t0 = time.perf_counter()

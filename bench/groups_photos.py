@@ -225,10 +225,10 @@ def main() -> None:
         ws.configure(group_threshold=args.threshold)
     truth["item_id"] = "bench/" + truth["split"] + "/" + truth["path"]
     report = {"collection": args.collection, "max_side": args.max_side, "seed": args.seed, "excluded": args.exclude,
-              "encoder": ws.encoder, "images": int(len(truth)),
+              "encoder": ws.workspace.encoder, "images": int(len(truth)),
               "sizes": dict(zip(("patches", "subjects", "frames", "unrelated"), SIZES[args.collection])),
               "scan_seconds": round(scan_s, 1), "settings": {
-                  "candidate_threshold": grouping.group_threshold(ws), "work_side": grouping.WORK_SIDE,
+                  "candidate_threshold": grouping.group_threshold(ws.workspace), "work_side": grouping.WORK_SIDE,
                   "min_inliers": grouping.MIN_INLIERS, "min_spread": grouping.MIN_SPREAD, "min_ncc": grouping.MIN_NCC,
                   "ratio": grouping.RATIO, "ransac_px": grouping.RANSAC_PX, "max_candidates": grouping.MAX_CANDIDATES}}
 
@@ -250,11 +250,11 @@ def main() -> None:
                                 ["identical", "unmeasured"]), ["a", "b"]].to_numpy().ravel())))}
     comp = g.membership.set_index("item_id")["group_id"]
     report["verified"] = measure(truth, comp)
-    old = get_spec(ws.encoder).group_threshold
-    report["cosine_only"] = {"threshold": old, **measure(truth, cosine_components(ws, list(ws.items()["item_id"]), old))}
-    loose = grouping.group_threshold(ws)
+    old = get_spec(ws.workspace.encoder).group_threshold
+    report["cosine_only"] = {"threshold": old, **measure(truth, cosine_components(ws.workspace, list(ws.workspace.items()["item_id"]), old))}
+    loose = grouping.group_threshold(ws.workspace)
     report["cosine_only_at_candidate_threshold"] = {
-        "threshold": loose, **measure(truth, cosine_components(ws, list(ws.items()["item_id"]), loose))}
+        "threshold": loose, **measure(truth, cosine_components(ws.workspace, list(ws.workspace.items()["item_id"]), loose))}
     report["guard"] = g.guard
     src = truth.set_index("item_id")["source"]
     for name in ("verified", "cosine_only", "cosine_only_at_candidate_threshold"):
@@ -272,13 +272,13 @@ def main() -> None:
         old_sheet.unlink()
     ver = cand[cand["edge"]]
     ver = ver.iloc[rng.permutation(len(ver))[:16]]
-    sheet(ws, [([r.a, r.b], f"{r.method} sim {r.similarity:.2f} inl {r.inliers:.0f} ncc {r.ncc:.2f}\n"
+    sheet(ws.workspace, [([r.a, r.b], f"{r.method} sim {r.similarity:.2f} inl {r.inliers:.0f} ncc {r.ncc:.2f}\n"
                 f"{src.get(r.a, '?')} | {src.get(r.b, '?')}") for r in ver.itertuples()], results / f"{tag}-verified.png")
     rej = cand[~cand["edge"] & ~cand["method"].isin(["unmeasured"])].sort_values("similarity", ascending=False)
     top = rej.head(10)
     rest = rej.iloc[10:]
     rej = pd.concat([top, rest.iloc[rng.permutation(len(rest))[:10]]])
-    sheet(ws, [([r.a, r.b], f"sim {r.similarity:.2f} inl {r.inliers:.0f} ncc {r.ncc:.2f}: {r.reason}\n"
+    sheet(ws.workspace, [([r.a, r.b], f"sim {r.similarity:.2f} inl {r.inliers:.0f} ncc {r.ncc:.2f}: {r.reason}\n"
                 f"{src.get(r.a, '?')} | {src.get(r.b, '?')}") for r in rej.itertuples()], results / f"{tag}-rejected.png")
     landed = []
     members = g.membership
@@ -288,25 +288,25 @@ def main() -> None:
         ev = g.evidence[g.evidence["group_id"] == gid]
         landed.append((ids, f"{item_id.split('/')[-1]} in group of {len(members[members['group_id'] == gid])}: "
                             f"{', '.join(sorted(set(ev['kind'])))}\n{' '.join(src.get(i, '?') for i in ids)}"))
-    sheet(ws, landed, results / f"{tag}-unrelated-in-groups.png", per_row=1)
+    sheet(ws.workspace, landed, results / f"{tag}-unrelated-in-groups.png", per_row=1)
     t = truth.assign(group_id=truth["item_id"].map(comp))
     mixed = t.groupby("group_id")["source"].nunique()
-    sheet(ws, [(list(t.loc[t["group_id"] == gid, "item_id"])[:6],
+    sheet(ws.workspace, [(list(t.loc[t["group_id"] == gid, "item_id"])[:6],
                 "group mixing sources: " + " ".join(t.loc[t["group_id"] == gid, "source"].head(6)))
                for gid in mixed[mixed > 1].index[:8]], results / f"{tag}-mixed.png", per_row=1)
     chained = []  # what the geometry prevents: unrelated test photos in a cosine-only component at the candidate threshold
-    loose_comp = cosine_components(ws, list(ws.items()["item_id"]), loose)
+    loose_comp = cosine_components(ws.workspace, list(ws.workspace.items()["item_id"]), loose)
     for item_id in report["cosine_only_at_candidate_threshold"]["unrelated"]["examples"][:8]:
         others = [m for m in loose_comp.index[loose_comp == loose_comp[item_id]] if m != item_id]
         chained.append(([item_id] + others[:5], f"{item_id.split('/')[-1]} in a cosine-only component of {len(others) + 1} "
                                                 f"at {loose:.2f}\n{' '.join(src.get(i, '?') for i in [item_id] + others[:5])}"))
-    sheet(ws, chained, results / f"{tag}-cosine-only-chains.png", per_row=1, cell=90)
+    sheet(ws.workspace, chained, results / f"{tag}-cosine-only-chains.png", per_row=1, cell=90)
     missed = []
     for kind in ("patches", "frames", "subjects"):
         for item_id in report["verified"][kind]["missed"][:6]:
             same = truth[(truth["source"] == src[item_id]) & (truth["split"] == "train")]["item_id"].tolist()
             missed.append(([item_id] + same[:3], f"missed {kind}: {item_id.split('/')[-1]} (first) vs its training"))
-    sheet(ws, missed, results / f"{tag}-missed.png", per_row=1)
+    sheet(ws.workspace, missed, results / f"{tag}-missed.png", per_row=1)
     for key in ("verified", "cosine_only", "cosine_only_at_candidate_threshold"):
         for kind in ("patches", "subjects", "frames"):
             report[key][kind]["missed"] = report[key][kind]["missed"][:20]

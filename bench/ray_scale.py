@@ -118,7 +118,7 @@ def cifar_subset(n_train: int) -> Path:
 
 
 def cifar_run(source: Path, mode: str, nodes: int = 0) -> tuple[float, pd.DataFrame, Path]:
-    from leakcore import distributed, leakage
+    from leakcore import distributed
     from leakcore.api import Project
 
     ws_dir = BENCH / "ray-scale" / mode
@@ -129,14 +129,14 @@ def cifar_run(source: Path, mode: str, nodes: int = 0) -> tuple[float, pd.DataFr
     try:
         t0 = time.perf_counter()
         if cluster:
-            distributed.run_scan_ray(p, p.plan_scan(), address=cluster.address, workers=nodes)
+            distributed.run_scan_ray(p.workspace, p.scan(plan_only=True), address=cluster.address, workers=nodes)
         else:
             p.scan()
         seconds = time.perf_counter() - t0
     finally:
         if cluster:
             stop_cluster(cluster)
-    pairs = leakage.load_pairs(p, raw=True)
+    pairs = p.scores.pairs(raw=True)
     pairs = pairs.sort_values(["eval_split", "train_split", "eval_item_id", "rank"]).reset_index(drop=True)
     return seconds, pairs, ws_dir
 
@@ -147,7 +147,6 @@ MODES = {"local": 0, "ray-1-worker": 1, "ray-2-workers": 2}
 def bench_cifar(n_train: int, modes: list[str]) -> dict:
     """Runs `modes`; a mode not run is read back from the last run's workspace and timings (so that one mode can
     be measured again after a change that only touches it)."""
-    from leakcore import leakage
     from leakcore.api import Project
 
     source = cifar_subset(n_train)
@@ -159,7 +158,7 @@ def bench_cifar(n_train: int, modes: list[str]) -> dict:
             seconds, pairs, _ = cifar_run(source, mode, nodes)
         else:
             p = Project.open(BENCH / "ray-scale" / mode)
-            pairs = leakage.load_pairs(p, raw=True).sort_values(
+            pairs = p.scores.pairs(raw=True).sort_values(
                 ["eval_split", "train_split", "eval_item_id", "rank"]).reset_index(drop=True)
             seconds = previous[mode]
         runs[mode] = (seconds, pairs)

@@ -39,15 +39,15 @@ def curate(project: Project) -> None:
     """A calibration, decisions and an export on the demo workspace (idempotent enough to run twice)."""
     from leakcore.demo import planted_truth
 
-    if project.calibration() is None:
+    if project.scores.calibration() is None:
         project.calibrate("photos/train", queries=60)
-    truth = planted_truth(project)
+    truth = planted_truth(project.workspace)
     if truth is not None and project.decisions.latest().empty:
         for r in truth.itertuples():  # copies, re-encodings and resizes are the same picture; the rest near-duplicates
             degree = "hard" if any(w in r.kind for w in ("exact", "JPEG", "resized")) else "soft"
             project.decisions.decide(r.eval_item_id, r.train_item_id, degree, reviewer="ana", note=r.kind)
         planted = set(zip(truth["eval_item_id"], truth["train_item_id"]))
-        f = project.findings("similarity")
+        f = project.checks.findings("similarity")
         f = f[[ev != tr and (e, t) not in planted
                for ev, tr, e, t in zip(f["eval_split"], f["train_split"], f["eval_item_id"], f["train_item_id"])]]
         weakest = f.sort_values("score").drop_duplicates("eval_item_id")
@@ -55,7 +55,7 @@ def curate(project: Project) -> None:
             project.decisions.decide(r.eval_item_id, r.train_item_id, "not_leak", reviewer="ben", note="look-alike")
         for r in weakest.iloc[3:4].itertuples():
             project.decisions.decide(r.eval_item_id, r.train_item_id, "unsure", reviewer="ben")
-    if not list(project.exports_dir.glob("*/provenance.json")):
+    if not list(project.workspace.exports_dir.glob("*/provenance.json")):
         project.exports.write("photos/test", project.exports.policy("soft"), fmt="csv")
 
 
@@ -81,7 +81,7 @@ def measure(project: Project, args) -> tuple[dict, str, str]:
     thumbs = re.findall(r'src="(data:image/[^"]+)"', page)
     d = doc.data
     out = {
-        "workspace": str(project.path), "items": int(len(project.items())),
+        "workspace": str(project.path), "items": int(len(project.workspace.items())),
         "flagged_soft": {v["eval_split"]: v["checks"].get("similarity", {}).get("soft") for v in d["verdicts"]},
         "seconds_impact": round(t_impact, 2), "seconds_data": round(best["data"], 2),
         "seconds_html": round(best["html"], 2), "seconds_total": round(t_impact + best["data"] + best["html"], 2),

@@ -33,17 +33,17 @@ def main() -> None:
     args = ap.parse_args()
     ws_dir = Path(args.workspace)
     p = Project.open(ws_dir) if (ws_dir / "project.toml").exists() else Project.create(ws_dir, encoder="sscd-distilled")
-    if "hymenoptera" not in p.datasets:
+    if "hymenoptera" not in p.workspace.datasets:
         p.add("hymenoptera", args.data)
         p.configure(flip_queries=True)
     p.scan()
     t0 = time.perf_counter()
     fm = fused.fit(p.workspace, queries=args.queries, seed=0)
     t_fit = time.perf_counter() - t0
-    held = fused.suite_pairs(p, queries=args.queries, seed=1)
+    held = fused.suite_pairs(p.workspace, queries=args.queries, seed=1)
     held["fused"] = fm.predict(held)
-    raw_soft = p.thresholds(score="similarity").soft
-    cal = calibrate.calibrate(p, "hymenoptera/train", queries=10_000, transforms=calibrate.extended_suite(), seed=1)
+    raw_soft = p.scores.thresholds(score="similarity").soft
+    cal = calibrate.calibrate(p.workspace, "hymenoptera/train", queries=10_000, transforms=calibrate.extended_suite(), seed=1)
     rob = cal.robustness[~cal.robustness["transform"].isin(["(family)", "invert"])]  # the goal leaves inversion out
     top1 = rob.groupby("family")["top1"].mean()  # every transform has the same queries
     pos = held[held["label"] == 1]

@@ -46,6 +46,7 @@ class LeakSource(enum.StrEnum):
 
 PROBES = downstream.PROBES
 ALL_SOURCES = leakage.ALL_SOURCES  # the `train_split` of a rates row over every training source together
+CALIBRATION_KINDS = ("thresholds", "groups")  # what `Project.calibrate(kind=...)` measures
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class ImpactResult:
 
 @dataclass
 class PairEvidence:
-    """`Project.explain_pair`: the alignment (verify.Explanation), the stored evidence row (None when the pair
+    """`Review.evidence`: the alignment (verify.Explanation), the stored evidence row (None when the pair
     was not verified), the raw similarity, and the fused score with per-feature contributions (None without)."""
 
     explanation: object
@@ -195,7 +196,7 @@ def degree_of(similarity, hard: float, soft: float):
 
 
 def matrices(table: pd.DataFrame, order: str = "name", check: str = "similarity") -> dict[str, pd.DataFrame]:
-    """The train-source x evaluation-split matrices of a rates table (`Project.rates`), per degree and rate."""
+    """The train-source x evaluation-split matrices of a rates table (`Project.checks.rates`), per degree and rate."""
     return leakage.matrices(table, order=order, check=check)
 
 
@@ -407,6 +408,7 @@ class Scores:
         return leakage.load_pairs(self._p.workspace, encoder, raw=raw)
 
     def calibration(self, encoder: str | None = None) -> "_calibrate.CalibrationResult | None":
+        """The stored calibration of `encoder` (default: the one in use), or None."""
         return _calibrate.load(self._p.workspace, encoder)
 
     def calibrated_encoders(self) -> list[str]:
@@ -415,7 +417,15 @@ class Scores:
         return sorted(p.parent.name for p in root.glob("*/thresholds.json"))
 
     def fused_model(self, encoder: str | None = None) -> "_fused.FusedModel | None":
+        """The fused score's fitted model for `encoder` (default: the one in use), or None."""
         return _fused.load(self._p.workspace, encoder)
+
+    def thresholds(self, encoder: str | None = None, *, score: str | None = None, required: bool = True):
+        """(hard, soft) in force for `encoder` and `score` (default: those in use), with `.source`. An encoder
+        nobody calibrated raises `ThresholdsUncalibrated` (calibrate first), or gives None when not `required`."""
+        if required:
+            return self._p.workspace.thresholds(encoder, score=score)
+        return self._p.workspace.thresholds_or_none(encoder, score=score)
 
     def calibration_views(self, encoder: str):
         """(result, OperatingPoints, ROC curves per edit family, histogram) of the stored calibration, or None."""
@@ -525,7 +535,7 @@ class Exports:
     def policy(flags: str = "soft", keep: "str | frozenset | None" = None, dedupe_within: bool = False,
                groups: bool = False, also=()) -> _export.ExportPolicy:
         """A policy from the page's or the CLI's inputs (`keep` as one-per-line text or a set; `also`: checks
-        whose findings remove items besides the default ones, `Project.exportable_checks`)."""
+        whose findings remove items besides the default ones, `Project.checks.exportable`)."""
         keep = _export.parse_keep_list(keep) if isinstance(keep, str) else frozenset(keep or ())
         chosen = {c.name for c in _checks.exportable_checks() if c.export_default} | set(also or ())
         return _export.ExportPolicy(flags, keep, dedupe_within, groups, frozenset(chosen))
@@ -630,19 +640,84 @@ class Audits:
         return future_training(self._p.workspace, cutoff)
 
 
+class Checks:
+    """The registered checks as the facade shows them: the inputs they read, what each flags, rates per split, how
+    each reads, which the Review and Export pages offer, and the CI gate (pages and the CLI iterate these; none
+    names a check)."""
+
+    def __init__(self, project: "Project"):
+        self._p = project
+
+    def inputs(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True,
+               pairs: pd.DataFrame | None = None, decisions: pd.DataFrame | None = None) -> _checks.CheckInputs:
+        """The thresholds in force (or those given) and the decisions (unless automatic only)."""
+        ws = self._p.workspace
+        if hard is None or soft is None:
+            t = ws.thresholds()
+            hard = t.hard if hard is None else hard
+            soft = t.soft if soft is None else soft
+        if use_decisions and decisions is None:
+            decisions = review.latest_decisions(ws)
+        return _checks.CheckInputs(float(hard), float(soft), decisions if use_decisions else None, pairs, ws.encoder)
+
+    def findings(self, check: str = "similarity", **inputs) -> pd.DataFrame:
+        """What one registered check flags, one row per finding with its reason (`inputs`: those `inputs` takes)."""
+        return _checks.get_check(check).findings(self._p.workspace, self.inputs(**inputs))
+
+    def rates(self, checks: "list[str] | None" = None, **inputs) -> pd.DataFrame:
+        """Counts and rates per (eval split x training source) for each check asked (default: all registered)."""
+        ci = self.inputs(**inputs)
+        ws = self._p.workspace
+        frames = [_checks.get_check(name).rates(ws, ci) for name in (checks or _checks.rate_check_names())]
+        frames = [f for f in frames if not f.empty]
+        return pd.concat(frames, ignore_index=True) if frames else _checks.get_check("similarity").rates(ws, ci)
+
+    @staticmethod
+    def names() -> list[str]:
+        """The checks every rates table holds (what the CI gate can bound), in registry order."""
+        return _checks.rate_check_names()
+
+    @staticmethod
+    def words(check: str) -> "_checks.Words":
+        """How a check's degrees, score and rates read (`leakcore.checks.Words`)."""
+        return _checks.get_check(check).words
+
+    @staticmethod
+    def reviewable() -> list[dict]:
+        """The checks the Review page shows one by one: name, how ("pairs" or "groups"), and what it says."""
+        return [{"name": c.name, "review": c.review, "words": c.words.review or c.description}
+                for c in _checks.reviewable_checks()]
+
+    @staticmethod
+    def exportable() -> list[dict]:
+        """The checks whose findings an export can remove: name, whether by default, and what it says."""
+        return [{"name": c.name, "default": c.export_default, "description": c.description}
+                for c in _checks.exportable_checks()]
+
+    @staticmethod
+    def parse_bounds(specs) -> dict:
+        """`CHECK=PCT` / `CHECK:hard=PCT` -> the CI gate's bounds (`leakcore.checks.parse_bounds`)."""
+        return _checks.parse_bounds(specs)
+
+    @staticmethod
+    def gate(table: pd.DataFrame, bounds: dict) -> list[str]:
+        """Every bound a rates table (`rates`) breaks, in words; empty when the gate passes."""
+        return _checks.gate(table, bounds)
+
+
 class Project:
     """A leakage project: the product's verbs over a `Workspace` it holds. Open with `Project.open(path)` or
     `Project.create`.
 
-    Components: `workspace` (storage), `settings` (frozen; `configure` changes them), `decisions`, `review`,
-    `team` (roles, audit log), `scores`, `exports`, `audits`, `images`. `actor` names who acts (None:
+    Verbs: `configure`, `add`, `scan` (`plan_only=True`: the plan), `calibrate` (thresholds, or `kind="groups"`),
+    `verify`, `groups`, `resplit`, `impact`, `report`, `report_document`. Components: `workspace` (storage: its
+    reads, e.g. `project.workspace.items()`), `settings` (frozen; `configure` changes them), `checks` (inputs,
+    findings, rates, words, the CI gate), `decisions`, `review`, `team` (roles, audit log), `scores` (pairs,
+    thresholds, calibrations, the fused model), `exports`, `audits`, `images`. `actor` names who acts (None:
     `leakcore.access.current_user()`); with a roles file in the workspace every verb that changes it checks the
     actor's role and refuses with `AccessDenied`, and every change that alters later exports is appended to the
-    audit log (`leakcore.access`).
-
-    Reads of the workspace (`project.encoder`, `project.items()`, its paths) are passed through to it while the
-    modules above the facade (`leakcore.report`, `leakcore.demo`) move onto `project.workspace`; its setters are
-    not: settings change through `configure` only."""
+    audit log (`leakcore.access`). The workspace's setters are not for callers: settings change through
+    `configure` only, data through `add`."""
 
     def __init__(self, workspace: Workspace, *, actor: str | None = None):
         self.workspace = workspace
@@ -664,18 +739,6 @@ class Project:
     @property
     def path(self) -> Path:
         return self.workspace.path
-
-    # the workspace's writes are not passed through: they would bypass the role checks and the audit log
-    _WRITES = frozenset({"set_settings", "set_encoder_options", "set_group_settings", "set_score", "set_thresholds",
-                         "save_config", "write_items", "register_dataset"})
-
-    def __getattr__(self, name: str):
-        if name.startswith("_") or name == "workspace":
-            raise AttributeError(name)
-        if name in Project._WRITES:
-            raise AttributeError(f"Project has no {name}: change settings with project.configure(...), data with "
-                                 "project.add(...)")
-        return getattr(self.workspace, name)
 
     # ---- components ----------------------------------------------------------------------------------------
     @property
@@ -706,17 +769,14 @@ class Project:
     def audits(self) -> Audits:
         return Audits(self)
 
+    @property
+    def checks(self) -> Checks:
+        return Checks(self)
+
     # ---- settings (checked and audited here; the workspace stores them) ------------------------------------
     @property
     def settings(self) -> Settings:
         return Settings.of(self.workspace)
-
-    def thresholds(self, encoder: str | None = None, *, score: str | None = None, required: bool = True):
-        """(hard, soft) in force for `encoder` and `score` (default: those in use), with `.source`. An encoder
-        nobody calibrated raises `ThresholdsUncalibrated` (calibrate first), or gives None when not `required`."""
-        if required:
-            return self.workspace.thresholds(encoder, score=score)
-        return self.workspace.thresholds_or_none(encoder, score=score)
 
     def _snapshot(self) -> dict:
         ws = self.workspace
@@ -741,7 +801,7 @@ class Project:
             if new != old:
                 encoder, _, score = key.partition("+")
                 score = score or "similarity"
-                if old is not None:  # what was in force before, as `thresholds()` named it
+                if old is not None:  # what was in force before, as `scores.thresholds()` named it
                     old = {"hard": old["hard"], "soft": old["soft"],
                            "source": "fused model" if old.get("source") == "fused model" else "project"}
                 elif score == "similarity":  # the encoder's measured defaults, when it has some
@@ -819,16 +879,18 @@ class Project:
         return summary
 
     # ---- scan --------------------------------------------------------------------------------------------
-    def plan_scan(self) -> _scan.ScanPlan:
-        """The jobs a scan needs now, each marked done or to do (reads only)."""
-        return _scan.plan_scan(self.workspace)
-
     def scan(self, *, progress: Progress | None = None, batch_size: int = 64, encoder: str | None = None,
              k: int | None = None, flip_queries: bool | None = None, encoder_options: dict | None = None,
              grouping: bool | None = None, verify: bool | None = None, ray: str | None = None,
-             workers: int | None = None) -> _scan.ScanResult:
+             workers: int | None = None, plan_only: bool = False) -> "_scan.ScanResult | _scan.ScanPlan":
         """Configure (None keeps a setting), plan, and run the jobs: here, or on a Ray cluster when `ray` is an
-        address ("local": a Ray started on this machine); the stored results are the same."""
+        address ("local": a Ray started on this machine); the stored results are the same. `plan_only`: configure
+        (through `configure`, when a setting is given), then return the plan, each job marked done or to do, and
+        run nothing (with no setting given it only reads)."""
+        if plan_only:
+            self.configure(encoder=encoder, k=k, flip_queries=flip_queries, encoder_options=encoder_options,
+                           grouping=grouping, verify=verify)
+            return _scan.plan_scan(self.workspace)
         who = self.team.require(Action.SCAN)
         ws = self.workspace
         before = self._snapshot()
@@ -848,35 +910,10 @@ class Project:
         self.team.audit(who, "scan", after={"encoder": ws.encoder, "k": ws.k, "ray": ray})  # once it has finished
         return result
 
-    # ---- findings and rates ------------------------------------------------------------------------------
-    def check_inputs(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True,
-                     pairs: pd.DataFrame | None = None, decisions: pd.DataFrame | None = None) -> _checks.CheckInputs:
-        """The thresholds in force (or those given) and the decisions (unless automatic only)."""
-        ws = self.workspace
-        if hard is None or soft is None:
-            t = ws.thresholds()
-            hard = t.hard if hard is None else hard
-            soft = t.soft if soft is None else soft
-        if use_decisions and decisions is None:
-            decisions = review.latest_decisions(ws)
-        return _checks.CheckInputs(float(hard), float(soft), decisions if use_decisions else None, pairs, ws.encoder)
-
-    def findings(self, check: str = "similarity", **inputs) -> pd.DataFrame:
-        """What one registered check flags, one row per finding with its reason."""
-        return _checks.get_check(check).findings(self.workspace, self.check_inputs(**inputs))
-
-    def rates(self, checks: "list[str] | None" = None, **inputs) -> pd.DataFrame:
-        """Counts and rates per (eval split x training source) for each check asked (default: all registered)."""
-        ci = self.check_inputs(**inputs)
-        ws = self.workspace
-        frames = [_checks.get_check(name).rates(ws, ci) for name in (checks or _checks.rate_check_names())]
-        frames = [f for f in frames if not f.empty]
-        return pd.concat(frames, ignore_index=True) if frames else _checks.get_check("similarity").rates(ws, ci)
-
     def report(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True) -> dict:
         """Everything `leakcore report --json` prints: thresholds, rates and the matrices."""
-        table = self.rates(hard=hard, soft=soft, use_decisions=use_decisions)
-        ci = self.check_inputs(hard=hard, soft=soft, use_decisions=False)
+        table = self.checks.rates(hard=hard, soft=soft, use_decisions=use_decisions)
+        ci = self.checks.inputs(hard=hard, soft=soft, use_decisions=False)
         data = leakage.report_dict(self.workspace, table.drop(columns="check"))
         data.update(hard_threshold=ci.hard, soft_threshold=ci.soft, checks=_checks.list_checks())
         data["rates"] = table.to_dict("records")
@@ -941,23 +978,23 @@ class Project:
                         details={"test_size": test_size, "stratify": stratify, "time_cutoff": time_cutoff, "seed": seed})
         return written
 
-    def calibrate_groups(self, collection: "str | SplitId", *, queries: int = 100, progress: Progress | None = None,
-                         apply: bool = False) -> dict:
-        """Measure the same-source threshold on a collection (its images' overlapping patches and pan frames) and,
-        if `apply`, make its candidate threshold the group threshold (`leakcore.grouping.calibrate_group_threshold`)."""
-        from leakcore import grouping
-
-        cal = grouping.calibrate_group_threshold(self.workspace, str(collection), queries=queries, progress=progress)
-        if apply:
-            self.configure(group_threshold=cal["candidate_threshold"])
-        return cal
-
     # ---- thresholds --------------------------------------------------------------------------------------
-    def calibrate(self, collection: "str | SplitId", *, encoder: str | None = None, queries: int = 1000,
-                  target_fpr: float = 0.001, progress: Progress | None = None, apply: bool = False,
-                  should_stop: Callable[[], bool] | None = None) -> _calibrate.CalibrationResult:
-        """Run the robustness protocol on a collection, store it, and make its thresholds the project's if `apply`.
-        `should_stop()` is asked between steps: a stopped run stores nothing (CalibrationStopped)."""
+    def calibrate(self, collection: "str | SplitId", *, kind: str = "thresholds", encoder: str | None = None,
+                  queries: int | None = None, target_fpr: float = 0.001, progress: Progress | None = None,
+                  apply: bool = False, should_stop: Callable[[], bool] | None = None):
+        """`kind="thresholds"`: run the robustness protocol on a collection (`queries` default 1000), store it, and
+        make its thresholds the project's if `apply` (a `CalibrationResult`); `should_stop()` is asked between
+        steps: a stopped run stores nothing (CalibrationStopped).
+        `kind="groups"`: measure the same-source threshold on a collection (its images' overlapping patches and
+        pan frames, `queries` default 100) and, if `apply`, make its candidate threshold the group threshold (the
+        dict of `leakcore.grouping.calibrate_group_threshold`; `encoder`, `target_fpr` and `should_stop` are the
+        thresholds' only)."""
+        if kind not in CALIBRATION_KINDS:
+            raise UnknownName(f"unknown calibration kind {kind!r}; valid kinds: {', '.join(CALIBRATION_KINDS)}")
+        if kind == "groups":
+            return self._calibrate_groups(collection, queries=100 if queries is None else queries,
+                                          progress=progress, apply=apply)
+        queries = 1000 if queries is None else queries
         team = self.team
         who = team.require(Action.CALIBRATE)
         result = _calibrate.calibrate(self.workspace, str(SplitId.parse(collection)), encoder_name=encoder,
@@ -973,9 +1010,14 @@ class Project:
             self._audit_changes(who, before)
         return result
 
-    def calibration(self, encoder: str | None = None) -> _calibrate.CalibrationResult | None:
-        """The stored calibration of `encoder` (default: the one in use), or None."""
-        return self.scores.calibration(encoder)
+    def _calibrate_groups(self, collection: "str | SplitId", *, queries: int, progress: Progress | None,
+                          apply: bool) -> dict:
+        from leakcore import grouping
+
+        cal = grouping.calibrate_group_threshold(self.workspace, str(collection), queries=queries, progress=progress)
+        if apply:
+            self.configure(group_threshold=cal["candidate_threshold"])
+        return cal
 
     # ---- verification and the fused score ------------------------------------------------------------------
     def verify(self, *, refit: bool = False, queries: int = 200, progress: Progress | None = None,
@@ -992,10 +1034,6 @@ class Project:
         _fused.verify_pairs(ws, _fused.candidates(pairs, fm), fm, progress=progress, should_stop=should_stop)
         self.team.audit(who, "verification", target=ws.encoder, after={"refit": refit, "hard": fm.hard, "soft": fm.soft})
         return fm
-
-    def fused_model(self) -> "_fused.FusedModel | None":
-        """The fused score's fitted model for the encoder in use, or None."""
-        return self.scores.fused_model()
 
     # ---- impact ------------------------------------------------------------------------------------------
     def impact(self, request: ImpactRequest) -> ImpactResult:
@@ -1020,44 +1058,11 @@ class Project:
         return ImpactResult(split, table, len(preds), int(len(items)), len(leaks.hard), len(leaks.soft), leaks.source)
 
 
-    # ---- what the registered checks say of themselves (pages and the CLI iterate these; none names a check) ----
-    @staticmethod
-    def check_names() -> list[str]:
-        """The checks every rates table holds (what the CI gate can bound), in registry order."""
-        return _checks.rate_check_names()
-
-    @staticmethod
-    def check_words(check: str) -> "_checks.Words":
-        """How a check's degrees, score and rates read (`leakcore.checks.Words`)."""
-        return _checks.get_check(check).words
-
-    @staticmethod
-    def reviewable_checks() -> list[dict]:
-        """The checks the Review page shows one by one: name, how ("pairs" or "groups"), and what it says."""
-        return [{"name": c.name, "review": c.review, "words": c.words.review or c.description}
-                for c in _checks.reviewable_checks()]
-
-    @staticmethod
-    def exportable_checks() -> list[dict]:
-        """The checks whose findings an export can remove: name, whether by default, and what it says."""
-        return [{"name": c.name, "default": c.export_default, "description": c.description}
-                for c in _checks.exportable_checks()]
-
-    @staticmethod
-    def parse_bounds(specs) -> dict:
-        """`CHECK=PCT` / `CHECK:hard=PCT` -> the CI gate's bounds (`leakcore.checks.parse_bounds`)."""
-        return _checks.parse_bounds(specs)
-
-    def gate(self, table: pd.DataFrame, bounds: dict) -> list[str]:
-        """Every bound a rates table (`rates`) breaks, in words; empty when the gate passes."""
-        return _checks.gate(table, bounds)
-
-
 def open_project(path: str | os.PathLike) -> Project:
     return Project.open(path)
 
 
-__all__ = ["ALL_SOURCES", "AccessDenied", "Action", "Audits", "acting_as", "BORDERLINE", "DECIDED_HARD_PRECISION", "DECIDED_PRECISION",
+__all__ = ["ALL_SOURCES", "AccessDenied", "Action", "Audits", "acting_as", "BORDERLINE", "Checks", "DECIDED_HARD_PRECISION", "DECIDED_PRECISION",
            "DECISION_LABELS", "DEMO_TRUTH", "Decisions", "EXPORT_FORMATS", "EXPORT_POLICIES", "Exports", "ImageSet", "Images",
            "ImpactRequest", "ImpactResult", "LeakSource", "NO_PIXELS", "OUTSIDE_ROOT", "PROBES", "PairEvidence", "Project",
            "ROOTS_ENV", "Review", "Role", "Roles", "SORTS", "STATES", "Scores", "Settings", "Team", "UNCERTAINTY_SORT", "WITHIN",

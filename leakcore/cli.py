@@ -109,9 +109,8 @@ def cmd_scan(args) -> int:
     project = _project(args.dir)
     options = {"input_size": args.input_size, "weights": args.weights}
     if args.plan:
-        project.configure(encoder=args.encoder, k=args.k, flip_queries=args.flip_queries, encoder_options=options,
-                          grouping=args.grouping, verify=args.verify)
-        plan = project.plan_scan()
+        plan = project.scan(encoder=args.encoder, k=args.k, flip_queries=args.flip_queries, encoder_options=options,
+                            grouping=args.grouping, verify=args.verify, plan_only=True)
         print(plan.describe().to_string(index=False))
         print(f"{len(plan.todo)} of {len(plan.jobs)} jobs to do")
         return 0
@@ -138,17 +137,17 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
         print(document.to_json())
         table = pd.DataFrame(data["rates"])
     else:
-        ci = project.check_inputs(hard=hard, soft=soft, use_decisions=False)
-        source = project.thresholds().source if hard is None and soft is None else "given here"
-        print(f"encoder {project.encoder}: hard >= {ci.hard:.4f}, soft >= {ci.soft:.4f} ({source})"
+        ci = project.checks.inputs(hard=hard, soft=soft, use_decisions=False)
+        source = project.scores.thresholds().source if hard is None and soft is None else "given here"
+        print(f"encoder {project.workspace.encoder}: hard >= {ci.hard:.4f}, soft >= {ci.soft:.4f} ({source})"
               + (" (curator decisions applied where they exist)" if use_decisions else ""))
-        table = project.rates(hard=hard, soft=soft, use_decisions=use_decisions)
+        table = project.checks.rates(hard=hard, soft=soft, use_decisions=use_decisions)
         if table.empty:
             print("no results yet: run `leakcore scan`")
         h, s = "hard", "soft"
         for i, (check, part) in enumerate(table.groupby("check", sort=False)):
             if i:  # the headline check first, as before; each other one under its own words
-                w = project.check_words(check)
+                w = project.checks.words(check)
                 print(f"\n{check} check (hard: {w.hard_title.lower()} ⊂ soft: {w.soft_title.lower()}):")
             for r in part.itertuples():
                 print(f"  {r.eval_split:<24} vs {r.train_split:<26} n={r.n_eval:>7}  {h} {r.hard:>6} ({100 * r.hard_rate:6.2f}%)"
@@ -164,8 +163,8 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
         future = project.audits.future_training()
         if len(future):
             print(f"\ntraining on the future: {len(future)} training images are dated after the cutoff "
-                  f"{project.group_settings['cutoff']} (e.g. {', '.join(future['item_id'].head(3))})")
-    failures = project.gate(table, bounds or {})
+                  f"{project.workspace.group_settings['cutoff']} (e.g. {', '.join(future['item_id'].head(3))})")
+    failures = project.checks.gate(table, bounds or {})
     if fail_on_shortcut:
         for dataset, a in project.audits.shortcut_results().items():
             f = a["found"]
@@ -215,7 +214,7 @@ def _bounds(project, args) -> dict:
                        ("fail_above_group", "group"), ("fail_above_temporal", "temporal")):
         if getattr(args, flag) is not None:
             specs.append(f"{spec}={getattr(args, flag)}")
-    return project.parse_bounds(specs)
+    return project.checks.parse_bounds(specs)
 
 
 def cmd_calibrate(args) -> int:
@@ -340,7 +339,7 @@ def cmd_groups(args) -> int:
     project = _project(args.dir)
     if args.calibrate:
         bars = _Bars()
-        cal = project.calibrate_groups(args.calibrate, queries=args.queries, progress=bars)
+        cal = project.calibrate(args.calibrate, kind="groups", queries=args.queries, progress=bars)
         bars.close()
         print(f"same-source threshold on {args.calibrate} ({cal['sources']} images, their overlapping patches and pan "
               f"frames): {cal['threshold']:.4f} at {100 * cal['false_positive_rate']:.2f}% false positives; "
@@ -444,13 +443,13 @@ def cmd_demo(args) -> int:
 
     bars = _Bars()
     if args.cifar10:
-        ws = demo.build_cifar_demo(args.dir, args.cifar10, progress=bars)
+        project = demo.build_cifar_demo(args.dir, args.cifar10, progress=bars)
     else:
-        ws = demo.build_demo(args.dir, progress=bars)
+        project = demo.build_demo(args.dir, progress=bars)
     bars.close()
-    truth = demo.planted_truth(ws)
-    print(f"demo workspace ready at {ws.path}" + (f" ({len(truth)} planted leaks)" if truth is not None else ""))
-    return _report(ws)
+    truth = demo.planted_truth(project.workspace)
+    print(f"demo workspace ready at {project.path}" + (f" ({len(truth)} planted leaks)" if truth is not None else ""))
+    return _report(project)
 
 
 def cmd_decide(args) -> int:
@@ -574,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-above", action="append", metavar="CHECK=PCT",
                    help="exit 1 when an evaluation split's rate of a check is above PCT percent (every finding; "
                         "CHECK:hard=PCT bounds the hard ones); repeat for several checks, e.g. --fail-above "
-                        f"similarity=1 --fail-above label_conflict=0. Checks: {', '.join(api.Project.check_names())}")
+                        f"similarity=1 --fail-above label_conflict=0. Checks: {', '.join(api.Checks.names())}")
     p.add_argument("--fail-above-hard", type=float, metavar="PCT", help="= --fail-above similarity:hard=PCT")
     p.add_argument("--fail-above-soft", type=float, metavar="PCT", help="= --fail-above similarity=PCT")
     p.add_argument("--fail-above-group", type=float, metavar="PCT", help="= --fail-above group=PCT")
@@ -624,9 +623,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dedupe-within", action="store_true", help="also remove within-split duplicates, keeping the first")
     p.add_argument("--links", choices=["symlink", "copy"], help="also make a folder of the kept image files")
     p.add_argument("--also-remove", action="append", metavar="CHECK",
-                   choices=[c["name"] for c in api.Project.exportable_checks() if not c["default"]],
+                   choices=[c["name"] for c in api.Checks.exportable() if not c["default"]],
                    help="also remove the evaluation images another check flags (repeatable): "
-                        + "; ".join(f"{c['name']}: {c['description']}" for c in api.Project.exportable_checks()
+                        + "; ".join(f"{c['name']}: {c['description']}" for c in api.Checks.exportable()
                                     if not c["default"]))
     p.add_argument("--groups", action="store_true", help="= --also-remove group")
     p.set_defaults(func=cmd_export)

@@ -84,15 +84,15 @@ def build_demo(path: str | Path, *, encoder: str = "sscd-distilled", scan: bool 
                progress=None) -> Project:
     """Create (or refresh) the demo workspace at `path` and scan it."""
     path = Path(path)
-    ws = Project.create(path, encoder=encoder)
-    truth_path = ws.paths.file(TRUTH_NAME)
-    if truth_path.exists() and ws.datasets:
+    project = Project.create(path, encoder=encoder)
+    truth_path = project.workspace.paths.file(TRUTH_NAME)
+    if truth_path.exists() and project.workspace.datasets:
         if scan:
-            ws.scan(progress=progress)
-        if calibrate and ws.calibration() is None:
-            ws.calibrate("photos/train", queries=DEMO_CALIBRATION_QUERIES, progress=progress)
-        return ws
-    images_dir = ws.paths.images
+            project.scan(progress=progress)
+        if calibrate and project.scores.calibration() is None:
+            project.calibrate("photos/train", queries=DEMO_CALIBRATION_QUERIES, progress=progress)
+        return project
+    images_dir = project.workspace.paths.images
     photos, bench = images_dir / "photos", images_dir / "benchmark"
     for d in (photos, bench):
         shutil.rmtree(d, ignore_errors=True)
@@ -136,9 +136,9 @@ def build_demo(path: str | Path, *, encoder: str = "sscd-distilled", scan: bool 
             save(t, bench, "test", name, f"{name}_{i}.jpg")
     broken = bench / "test" / "clock" / "clock_truncated.jpg"
     broken.write_bytes((bench / "test" / "clock" / "clock_0.jpg").read_bytes()[:900])
-    ws.add("photos", photos)
-    ws.add("benchmark", bench, roles={"test": "eval"})
-    items = ws.items()
+    project.add("photos", photos)
+    project.add("benchmark", bench, roles={"test": "eval"})
+    items = project.workspace.items()
     by_rel = {}
     for r in items.itertuples():
         rel = Path(r.uri).relative_to(images_dir).as_posix()
@@ -148,10 +148,10 @@ def build_demo(path: str | Path, *, encoder: str = "sscd-distilled", scan: bool 
     truth_df["train_item_id"] = truth_df["train_item_id"].map(by_rel)
     truth_df.to_csv(truth_path, index=False)
     if scan:
-        ws.scan(progress=progress)
+        project.scan(progress=progress)
     if calibrate:  # the Thresholds page opens with its ROC; the encoder's own thresholds stay in force
-        ws.calibrate("photos/train", queries=DEMO_CALIBRATION_QUERIES, progress=progress)
-    return ws
+        project.calibrate("photos/train", queries=DEMO_CALIBRATION_QUERIES, progress=progress)
+    return project
 
 
 DEMO_CALIBRATION_QUERIES = 88  # every training photo of the demo
@@ -189,11 +189,11 @@ def download_cifar10(dest: Path) -> Path:
 
 def build_cifar_demo(path: str | Path, cifar_source: str, *, encoder: str = "sscd-distilled", progress=None) -> Project:
     """A realistic demo: CIFAR-10 from a batches folder, the Hugging Face Parquet, or 'download'."""
-    ws = Project.create(path, encoder=encoder)
-    source = download_cifar10(ws.paths.downloads) if cifar_source == "download" else Path(cifar_source)
-    ws.add("cifar10", source)
-    ws.scan(progress=progress)
-    return ws
+    project = Project.create(path, encoder=encoder)
+    source = download_cifar10(project.workspace.paths.downloads) if cifar_source == "download" else Path(cifar_source)
+    project.add("cifar10", source)
+    project.scan(progress=progress)
+    return project
 
 
 __all__ = ["build_demo", "build_cifar_demo", "planted_truth", "PLANTED_KINDS"]

@@ -184,7 +184,7 @@ def suite_pairs(ws, *, encoder=None, queries: int | None = None, seed: int = 0, 
             progress("edit and search", n + 1, len(transforms))
     frame = pd.DataFrame(rows)
     uniq = sorted(set(train_idx))
-    loaded = dict(zip(uniq, verify.load_images(coll.iloc[uniq])))
+    loaded = dict(zip(uniq, verify.image_inputs(ws, coll.iloc[uniq])))  # kept for the verification's evidence
     train_imgs = [loaded[i] for i in train_idx]
     evs = []
     step = 256

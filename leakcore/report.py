@@ -106,13 +106,14 @@ def build(project, *, hard: float | None = None, soft: float | None = None, use_
         from leakcore.errors import InvalidInput
 
         raise InvalidInput(f"top must be at least 1, got {top}")
+    ws = project.workspace
     data = plain(project.report(hard=hard, soft=soft, use_decisions=use_decisions))
-    ci = project.check_inputs(hard=hard, soft=soft, use_decisions=use_decisions)
-    table = project.items()  # read once here (the facade's own calls read it again)
+    ci = project.checks.inputs(hard=hard, soft=soft, use_decisions=use_decisions)
+    table = ws.items()  # read once here (the facade's own calls read it again)
     items = table.drop_duplicates("item_id").set_index("item_id")
     decisions = project.decisions.latest() if use_decisions else None
     all_decisions = project.decisions.latest()
-    in_force = project.thresholds_or_none()
+    in_force = project.scores.thresholds(required=False)
     same = in_force is not None and all(given is None or abs(given - now) < 1e-12
                                         for given, now in ((hard, in_force.hard), (soft, in_force.soft)))
     data.update({
@@ -120,8 +121,8 @@ def build(project, *, hard: float | None = None, soft: float | None = None, use_
         "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "settings": {"use_decisions": use_decisions, "top": int(top), "weakest": int(weakest),
                      "thresholds_source": in_force.source if same else "given for this report",
-                     "score": project.score},
-        "datasets": _datasets(project, table),
+                     "score": ws.score},
+        "datasets": _datasets(ws, table),
     })
     findings = _findings(project, ci, items, decisions, top, weakest, data)
     data["checked"] = _checked(data, findings)
@@ -133,10 +134,10 @@ def build(project, *, hard: float | None = None, soft: float | None = None, use_
     return LeakageReport(plain(data), project)
 
 
-def _datasets(project, table: pd.DataFrame) -> list[dict]:
+def _datasets(ws, table: pd.DataFrame) -> list[dict]:
     """Each dataset with its splits: role, items, readable and unreadable ones, labels."""
     out = []
-    for name, ds in project.datasets.items():
+    for name, ds in ws.datasets.items():
         mine = table[table["dataset"] == name]
         splits = [{"split": str(split), "role": str(role), "items": int(len(g)),
                    "readable": int((g["status"] == "ok").sum()), "unreadable": int((g["status"] != "ok").sum()),
@@ -169,7 +170,7 @@ def _findings(project, ci, items, decisions, top: int, weakest: int, data: dict)
     out = {}
     for name in names:
         check = _checks.get_check(name)
-        f = check.findings(project, ci)
+        f = check.findings(project.workspace, ci)
         section = {"check": name, "kind": check.kind, "description": check.description,
                    "score_name": _words(name)["score"], "findings": int(len(f))}
         if check.kind == "groups":
@@ -211,7 +212,7 @@ def _group_section(project, ci, f: pd.DataFrame, items, top: int) -> dict:
     """Groups that reach training data, strongest first (explicit or confirmed links, then evaluation members)."""
     from leakcore.checks.group import groups_for  # the groups the check read (memoised on the inputs)
 
-    groups = groups_for(project, ci)
+    groups = groups_for(project.workspace, ci)
     if groups is None or f.empty:
         return {"items": int(f["eval_item_id"].nunique()) if len(f) else 0, "groups": 0, "strongest": [],
                 "not_shown": 0, "by_degree": {}}
@@ -386,11 +387,12 @@ def _thresholds(project, ci, decisions) -> dict:
     histogram, robustness and AUC tables), the fused model, and an ROC from curator decisions."""
     from leakcore.encoders import get_spec
 
-    spec = get_spec(project.encoder)
-    out = {"hard": ci.hard, "soft": ci.soft, "score": project.score,
+    ws = project.workspace
+    spec = get_spec(ws.encoder)
+    out = {"hard": ci.hard, "soft": ci.soft, "score": ws.score,
            "encoder_default": {"hard": spec.hard_threshold, "soft": spec.soft_threshold, "from": spec.thresholds_from},
            "calibration": None, "fused": None, "decisions_roc": None}
-    cal = project.calibration()
+    cal = project.scores.calibration()
     if cal is not None:
         s, y, _ = _calibrate.pair_scores(cal.scores)
         points = _calibrate.OperatingPoints(s, y)
@@ -400,7 +402,7 @@ def _thresholds(project, ci, decisions) -> dict:
             curves[str(family)] = _curve(fs, fy, 120)
         ops = {}
         # the thresholds in force sit on this ROC only when pairs are scored by the similarity it was measured on
-        in_force = (("hard", ci.hard), ("soft", ci.soft)) if project.score == "similarity" else ()
+        in_force = (("hard", ci.hard), ("soft", ci.soft)) if ws.score == "similarity" else ()
         for name, t in in_force + (("calibrated hard", cal.hard), ("calibrated soft", cal.soft)):
             fpr, tpr = points.at(t)
             ops[name] = {"threshold": float(t), "fpr": fpr, "tpr": tpr}
@@ -413,15 +415,15 @@ def _thresholds(project, ci, decisions) -> dict:
             "auc": _records(cal.auc), "robustness": _records(_calibrate.robustness_table(cal)),
             "roc": curves, "operating_points": ops, "histogram": _records(hist, 5),
         }
-    fm = project.fused_model()
+    fm = project.scores.fused_model()
     if fm is not None:
         m = fm.meta
-        out["fused"] = {"in_use": project.score == "fused", "hard": fm.hard, "soft": fm.soft,
+        out["fused"] = {"in_use": ws.score == "fused", "hard": fm.hard, "soft": fm.soft,
                         "candidate": fm.candidate, **{k: m.get(k) for k in (
                             "auc", "raw_auc", "suite_pairs", "decisions_used", "queries", "threshold_rule",
                             "features", "second_encoder", "created")}}
     if decisions is not None and len(decisions):
-        got = _calibrate.decision_scores(leakage.load_pairs(project), decisions)
+        got = _calibrate.decision_scores(project.scores.pairs(), decisions)
         if got is not None:
             s, y = got
             points = _calibrate.OperatingPoints(s, y)
@@ -450,15 +452,16 @@ def _provenance(project, decisions: pd.DataFrame) -> dict:
     from leakcore import export as _export
     from leakcore.encoders import get_spec
 
-    spec = get_spec(project.encoder)
-    emb = project.embeddings_dir(project.encoder)
+    ws = project.workspace
+    spec = get_spec(ws.encoder)
+    emb = ws.embeddings_dir(ws.encoder)
     fingerprints = sorted(p.name for p in emb.iterdir() if p.is_dir()) if emb.exists() else []
     history = project.decisions.history()
-    in_force = project.thresholds_or_none()
+    in_force = project.scores.thresholds(required=False)
     hard, soft = (in_force.hard, in_force.soft) if in_force is not None else (None, None)
-    inputs_as_of = _export._inputs_time(project)
+    inputs_as_of = _export._inputs_time(ws)
     exports = []
-    for f in sorted(project.exports_dir.glob("*/provenance.json")) if project.exports_dir.exists() else []:
+    for f in sorted(ws.exports_dir.glob("*/provenance.json")) if ws.exports_dir.exists() else []:
         try:
             p = json.loads(f.read_text())
         except (OSError, json.JSONDecodeError):
@@ -467,17 +470,17 @@ def _provenance(project, decisions: pd.DataFrame) -> dict:
         exports.append({"folder": f.parent.name, "split": p.get("split"), "policy": p.get("policy", {}).get("flags"),
                         "kept": p.get("counts", {}).get("kept"), "removed": p.get("counts", {}).get("removed"),
                         "inputs_as_of": p.get("inputs_as_of"), "thresholds": t,
-                        "current": bool(p.get("inputs_as_of") == inputs_as_of and p.get("encoder") == project.encoder
+                        "current": bool(p.get("inputs_as_of") == inputs_as_of and p.get("encoder") == ws.encoder
                                         and t.get("hard") == hard and t.get("soft") == soft)})
     live = decisions if decisions is not None else pd.DataFrame(columns=["decision", "reviewer"])
     return plain({
-        "workspace": str(project.path), "created": project.config.get("created"),
-        "encoder": {"name": project.encoder, "family": spec.family, "dim": spec.dim,
-                    "input_size": project.encoder_options.get("input_size", spec.input_size), "weights": spec.weights,
-                    "options": project.encoder_options, "weights_fingerprints": fingerprints},
-        "scan": {"k": project.k, "flip_queries": project.flip_queries, "grouping": project.grouping,
-                 "verification": project.verification, "score": project.score,
-                 "group_settings": project.group_settings},
+        "workspace": str(ws.path), "created": ws.config.get("created"),
+        "encoder": {"name": ws.encoder, "family": spec.family, "dim": spec.dim,
+                    "input_size": ws.encoder_options.get("input_size", spec.input_size), "weights": spec.weights,
+                    "options": ws.encoder_options, "weights_fingerprints": fingerprints},
+        "scan": {"k": ws.k, "flip_queries": ws.flip_queries, "grouping": ws.grouping,
+                 "verification": ws.verification, "score": ws.score,
+                 "group_settings": ws.group_settings},
         "versions": _versions(),
         "decisions": {"in_force": int(len(live)), "made": int(len(history)),
                       "undone": int(history["undone_at"].notna().sum()) if len(history) else 0,
@@ -524,8 +527,8 @@ def thumbnails(project, item_ids: list[str], *, side: int = THUMB_SIDE,
     ids = list(dict.fromkeys(i for i in item_ids if i))
     if not ids:
         return {}
-    items = project.items().drop_duplicates("item_id").set_index("item_id")
-    no_pixels = {n for n, d in project.datasets.items() if d.format == "embeddings"}
+    items = project.workspace.items().drop_duplicates("item_id").set_index("item_id")
+    no_pixels = project.images.without_pixels
     have = items.reindex(pd.Index(ids, dtype=object))
     have = have[(have["status"] == "ok") & ~have["dataset"].isin(no_pixels)]
     made: dict[str, Thumbnail] = {}

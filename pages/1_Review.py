@@ -6,14 +6,14 @@ from ui.widgets import flash, page, queue_filters, user_errors
 
 ws = page("Review", ":material/rate_review:")
 with user_errors():
-    hard, soft = ws.thresholds()
+    hard, soft = ws.scores.thresholds()
     queue = data.queue(ws, hard, soft)
     st.title("Review flagged pairs")
     has_groups = ws.settings.grouping or data.items(ws)["group"].notna().any()
     # every check reviewed one by one: as pairs (the queue holds each pair check's rows) or as groups
     # (the first pair check is always offered, so that an empty queue still has a page; the others when they queue)
-    pair_checks = [c for c in ws.reviewable_checks() if c["review"] == "pairs"]
-    shown = [c for c in ws.reviewable_checks()
+    pair_checks = [c for c in ws.checks.reviewable() if c["review"] == "pairs"]
+    shown = [c for c in ws.checks.reviewable()
              if (c["review"] == "groups" and has_groups)
              or (c["review"] == "pairs" and (c is pair_checks[0] or (queue["check"] == c["name"]).any()))]
     how = {c["name"]: c["review"] for c in shown}

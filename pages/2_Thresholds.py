@@ -81,7 +81,7 @@ with user_errors():
         st.cache_data.clear()
         st.session_state["flash"] = f"Thresholds for {encoder} ({score}) saved: hard {hard:.4f}, soft {soft:.4f}"
         st.rerun()
-    in_force = ws.thresholds(encoder, score=score, required=False)
+    in_force = ws.scores.thresholds(encoder, score=score, required=False)
     if in_force is not None:
         c2.caption(f"In force for {encoder} ({score}): hard {in_force[0]:.4f}, soft {in_force[1]:.4f}. Every page and "
                    "`leakcore report` use the applied values at once, without re-scanning.")

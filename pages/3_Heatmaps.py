@@ -8,22 +8,22 @@ from ui.widgets import page, user_errors
 ws = page("Heatmaps", ":material/grid_on:")
 with user_errors():
     st.title("Leakage across datasets")
-    hard, soft = ws.thresholds()
+    hard, soft = ws.scores.thresholds()
     c1, c2, c3 = st.columns([1, 1, 2])
     order = c1.radio("Order rows and columns", ["name", "total"], key="heat_order", horizontal=True,
                      format_func=lambda o: "by name" if o == "name" else "by total leakage")
     use_decisions = c2.toggle("Use curator decisions", value=True, key="heat_decisions",
                               help="On: a confirmed leak counts and a rejected pair does not. Off: automatic flags only.")
     table = data.rates(ws, hard, soft, auto_only=not use_decisions)
-    checks = list(dict.fromkeys(table["check"])) if not table.empty else ws.check_names()[:1]
+    checks = list(dict.fromkeys(table["check"])) if not table.empty else ws.checks.names()[:1]
     check = st.radio("Check", checks, key="heat_check", horizontal=True, disabled=len(checks) < 2,
-                     help="; ".join(f"{c}: {ws.check_words(c).review or ws.check_words(c).verdict}" for c in checks))
+                     help="; ".join(f"{c}: {ws.checks.words(c).review or ws.checks.words(c).verdict}" for c in checks))
     mats = api.matrices(table, order=order, check=check)
     if mats["soft_rate"].empty:
         st.info("No results yet: add datasets with training and evaluation splits and run a scan."
                 if table.empty else f"No {check} findings between an evaluation split and a training source.")
         st.stop()
-    c3.caption(ws.check_words(check).caption.format(hard=hard, soft=soft)
+    c3.caption(ws.checks.words(check).caption.format(hard=hard, soft=soft)
                + " ● marks intra-dataset cells. Click a cell to review it.")
     left, right = st.columns(2)
     with left:

@@ -16,7 +16,7 @@ def removed_rows(ws, removed):
     """The removed list with the evaluation image, its best training match and a link to the pair in Review."""
     items = data.items(ws)
     first = removed["matches"].fillna("").str.split(";").str[0]
-    pair_checks = [c["name"] for c in ws.reviewable_checks() if c["review"] == "pairs"]  # reviewed as pairs
+    pair_checks = [c["name"] for c in ws.checks.reviewable() if c["review"] == "pairs"]  # reviewed as pairs
     match_ok = first.isin(items.index) & removed["check"].isin(pair_checks)
     out = removed[["item_id", "check", "reason", "similarity", "decision", "reviewer", "note", "matches"]].copy()
     text = ["check", "reason", "decision", "reviewer", "note", "matches"]
@@ -45,7 +45,7 @@ with user_errors():
     dedupe = c5.checkbox("Also remove within-split duplicates", key="exp_dedupe",
                          help="Near-copies inside the evaluation split itself: keep the first of each group, remove the rest.")
     links = c5.selectbox("Image folder", ["none", "symlink", "copy"], key="exp_links")
-    others = [c for c in ws.exportable_checks() if not c["default"]]
+    others = [c for c in ws.checks.exportable() if not c["default"]]
     also = c5.multiselect("Also remove images flagged by", [c["name"] for c in others], key="exp_also",
                           placeholder="no other check",
                           help="; ".join(f"{c['name']}: {c['description']}" for c in others))

@@ -38,7 +38,7 @@ def team(tmp_path):
     ws.add("animals", root)
     ws.scan()
     ws.team.set_roles(Roles({LEAD: Role.LEAD, CURATOR: Role.CURATOR, VIEWER: Role.VIEWER}))
-    pairs = ws.findings()[["eval_item_id", "train_item_id"]].drop_duplicates().values.tolist()
+    pairs = ws.checks.findings()[["eval_item_id", "train_item_id"]].drop_duplicates().values.tolist()
     assert len(pairs) >= 3
     return ws.path, [tuple(p) for p in pairs]
 
@@ -56,7 +56,7 @@ def test_without_a_roles_file_everyone_acts_as_a_lead(tmp_path):
 def test_a_viewer_changes_nothing(team, verb, tmp_path):
     path, pairs = team
     ws = Project.open(path, actor=VIEWER)
-    before = review.latest_decisions(ws)
+    before = review.latest_decisions(ws.workspace)
     config = (path / "project.toml").read_text()
     calls = {
         "decide": lambda: ws.decisions.decide(*pairs[0], "hard", reviewer=VIEWER),
@@ -73,10 +73,10 @@ def test_a_viewer_changes_nothing(team, verb, tmp_path):
     with pytest.raises(AccessDenied, match=f"{VIEWER} is a viewer") as err:
         calls[verb]()
     assert isinstance(err.value, LeakcoreError) and "Team page" in err.value.for_page()
-    assert review.latest_decisions(ws).equals(before)
+    assert review.latest_decisions(ws.workspace).equals(before)
     assert (path / "project.toml").read_text() == config
     assert not (path / "exports" / "animals-test-soft").exists()
-    assert ws.team.role() == Role.VIEWER and len(ws.findings()) and len(ws.rates())  # reading is fine
+    assert ws.team.role() == Role.VIEWER and len(ws.checks.findings()) and len(ws.checks.rates())  # reading is fine
 
 
 def test_a_curator_decides_but_does_not_export_or_move_thresholds(team):
@@ -85,7 +85,7 @@ def test_a_curator_decides_but_does_not_export_or_move_thresholds(team):
     ws.decisions.decide(*pairs[0], "hard", reviewer=CURATOR)
     ws.decisions.decide_many(pairs[1:3], "not_leak", reviewer=CURATOR)
     assert ws.decisions.undo_last(CURATOR)["decision"] == "not_leak"
-    assert set(review.latest_decisions(ws)["reviewer"]) == {CURATOR}
+    assert set(review.latest_decisions(ws.workspace)["reviewer"]) == {CURATOR}
     for forbidden in (lambda: ws.exports.write("animals/test", ws.exports.policy("soft")), lambda: ws.configure(thresholds=(0.9, 0.8)),
                       lambda: ws.resplit("animals")):
         with pytest.raises(AccessDenied, match="needs the lead role"):
@@ -106,7 +106,7 @@ def test_nobody_decides_in_another_name(team):
     access.set_identity_source(lambda: None)  # a thread outside any session: nobody is named
     with pytest.raises(AccessDenied, match="nobody is named"):
         Project.open(path).configure(thresholds=(0.9, 0.8))
-    assert review.latest_decisions(ws).empty
+    assert review.latest_decisions(ws.workspace).empty
 
 
 def _stub_resplit(monkeypatch):
@@ -126,7 +126,7 @@ def test_a_lead_sets_thresholds_exports_and_the_audit_and_sidecar_say_who(team, 
     Project.open(path, actor=CURATOR).decisions.decide(*pairs[0], "hard", reviewer=CURATOR)
     Project.open(path, actor="Lea@Example.org ").decisions.decide(*pairs[1], "not_leak", reviewer="lea@example.org")
     ws = Project.open(path, actor=LEAD)
-    old = ws.thresholds()
+    old = ws.scores.thresholds()
     ws.configure(thresholds=(0.97, 0.91), source="test")
     result = ws.exports.write("animals/test", ws.exports.policy("soft"))
     ws.resplit("animals")
@@ -256,7 +256,7 @@ def test_four_curators_in_four_processes_lose_and_misattribute_nothing(tmp_path)
     time.sleep(5)
     go.touch()
     assert [p.wait(timeout=300) for p in procs] == [0] * 4
-    history = review.history(ws)
+    history = review.history(ws.workspace)
     assert len(history) == 400
     for c in curators:
         mine = history[history["reviewer"] == c]

@@ -142,7 +142,7 @@ def test_heatmaps_page(ws):
     from leakcore.api import Project
     from ui import heatmaps_ui
 
-    mats = leakage.matrices(Project.open(ws.path).rates(hard=0.9, soft=0.5))
+    mats = leakage.matrices(Project.open(ws.path).checks.rates(hard=0.9, soft=0.5))
     page = heatmaps_ui.plotly_html(mats, "similarity")  # the download: offline, with SVG export
     assert "<html>" in page[:100] and '"format": "svg"' in page and 'src="http' not in page  # no script from outside
     at.radio(key="heat_order").set_value("total").run()
@@ -305,8 +305,8 @@ def test_the_pages_agree_on_the_counts_with_decisions_applied(ws):
     from leakcore.api import Project
 
     project = Project.open(ws.path)
-    hard_t, soft_t = project.thresholds()
-    flagged = project.findings()
+    hard_t, soft_t = project.scores.thresholds()
+    flagged = project.checks.findings()
     assert (flagged["degree"] == "hard").sum() == 3
     pair = flagged.iloc[0]
     project.decisions.decide(pair["eval_item_id"], pair["train_item_id"], "not_leak", reviewer="tester")

@@ -128,10 +128,10 @@ def test_uncalibrated_encoders_carry_no_borrowed_thresholds(tmp_path, capsys):
         assert not spec.calibrated and spec.hard_threshold is None and "calibrate" in spec.thresholds_from
     ws = Project.create(tmp_path / "w", encoder="dinov2-vitb14")
     with pytest.raises(ThresholdsUncalibrated, match="no calibrated thresholds"):
-        ws.thresholds()
-    assert ws.thresholds(required=False) is None
+        ws.scores.thresholds()
+    assert ws.scores.thresholds(required=False) is None
     ws.configure(thresholds=(0.9, 0.8))
-    assert tuple(ws.thresholds()) == (0.9, 0.8) and ws.thresholds().source == "project"
+    assert tuple(ws.scores.thresholds()) == (0.9, 0.8) and ws.scores.thresholds().source == "project"
     ws.workspace.config["thresholds"].clear()
     ws.workspace.save_config()
     assert main(["report", str(ws.path)]) == 2
@@ -143,7 +143,7 @@ def test_uncalibrated_encoders_carry_no_borrowed_thresholds(tmp_path, capsys):
 
 def test_review_schema_error_reaches_the_terminal_as_one_line(tmp_path, capsys):
     ws = Project.create(tmp_path / "w", encoder="phash")
-    with sqlite3.connect(ws.review_db) as conn:
+    with sqlite3.connect(ws.workspace.review_db) as conn:
         conn.execute("PRAGMA user_version = 99")
     assert main(["report", str(ws.path)]) == 2
     err = capsys.readouterr().err.strip()
@@ -171,7 +171,7 @@ def test_manifest_exports_in_its_own_format_and_reimports(tmp_path, suffix):
     assert list(back.columns) == list(df.columns) and sorted(back["id"]) == ["k0", "k1", "k2"]
     ws2 = Project.create(tmp_path / "w2", encoder="phash")
     ws2.add("m", out, root=root)
-    assert sorted(ws2.items()["key"]) == ["k0", "k1", "k2"]
+    assert sorted(ws2.workspace.items()["key"]) == ["k0", "k1", "k2"]
 
 
 def test_format_registry_is_the_one_list():
@@ -187,10 +187,10 @@ def test_split_id_and_split_items(tmp_path):
         SplitId.parse("test")
     ws = Project.create(tmp_path / "w", encoder="phash")
     ws.add("d", make_folder_dataset(tmp_path / "d", n_train=3, n_test=2))
-    assert [str(s) for s in ws.split_ids()] == ["d/test", "d/train"]
-    assert len(ws.split_items("d/test")) == 2
+    assert [str(s) for s in ws.workspace.split_ids()] == ["d/test", "d/train"]
+    assert len(ws.workspace.split_items("d/test")) == 2
     with pytest.raises(UnknownSplit, match="no eval split 'd/train'.*valid: d/test"):
-        ws.split_items("d/train", role="eval")
+        ws.workspace.split_items("d/train", role="eval")
 
 
 def test_decision_enum_is_the_stored_word():
@@ -203,19 +203,19 @@ def test_decision_enum_is_the_stored_word():
 def test_scan_plans_jobs_then_runs_them(tmp_path):
     ws = Project.create(tmp_path / "w", encoder="phash")
     ws.add("d", make_folder_dataset(tmp_path / "d", n_train=4, n_test=3, leaks=(0,)))
-    plan = ws.plan_scan()
+    plan = ws.scan(plan_only=True)
     names = [j.name for j in plan.jobs]
     assert names == ["embed d/test", "embed d/train", "search d/test -> d/train", "search d/test -> d/test"]
     assert all(not j.done for j in plan.jobs)
     assert not list((ws.path / "neighbors").rglob("*.parquet")) and not list((ws.path / "embeddings").rglob("*.npy"))
     result = ws.scan()
     assert result.pairs_searched == [("d/test", "d/train"), ("d/test", "d/test")]
-    again = ws.plan_scan()
+    again = ws.scan(plan_only=True)
     assert all(j.done for j in again.jobs) and again.todo == []
     assert isinstance(again.jobs[0], EmbedJob) and isinstance(again.jobs[-1], SearchJob)
     photo(99).save(tmp_path / "d" / "test" / "cat" / "new.jpg")  # one new evaluation image
     ws.add("d", tmp_path / "d")
-    todo = [j.name for j in ws.plan_scan().todo]
+    todo = [j.name for j in ws.scan(plan_only=True).todo]
     assert todo == ["embed d/test", "search d/test -> d/train", "search d/test -> d/test"]
 
 
@@ -240,13 +240,13 @@ def test_check_registry_and_findings(tmp_path):
     ws = Project.create(tmp_path / "w", encoder="phash")
     ws.add("d", make_folder_dataset(tmp_path / "d", n_train=5, n_test=3, leaks=(0, 1)))
     ws.scan()
-    found = ws.findings("similarity")
+    found = ws.checks.findings("similarity")
     assert set(found["check"]) == {"similarity"} and found["reason"].str.contains("≥").all()
     pair = found.iloc[0]
     ws.decisions.decide(pair["eval_item_id"], pair["train_item_id"], Decision.NOT_LEAK, reviewer="a")
-    after = ws.findings("similarity")
+    after = ws.checks.findings("similarity")
     assert len(after) == len(found) - 1  # a rejected pair is no finding
-    rates = ws.rates()
+    rates = ws.checks.rates()
     # no groups, no times in this workspace: the similarity check has rates, and labels give label conflicts some
     assert set(rates["check"]) == {"similarity", "label_conflict"} and {"hard_rate", "soft_rate"} <= set(rates.columns)
 
@@ -433,7 +433,7 @@ def test_settings_are_one_frozen_value_changed_only_through_configure(tmp_path):
     assert isinstance(before, Settings) and (before.encoder, before.k, before.score) == ("phash", 10, "similarity")
     with pytest.raises(dataclasses.FrozenInstanceError):
         before.k = 3
-    with pytest.raises(AttributeError, match="configure"):
+    with pytest.raises(AttributeError):  # the workspace's setters are the workspace's: settings go through configure
         ws.set_thresholds(0.9, 0.8)
     after = ws.configure(k=5, flip_queries=True, thresholds=(0.97, 0.9), group_window_s=30)
     assert (after.k, after.flip_queries, tuple(after.thresholds), after.group_window_s) == (5, True, (0.97, 0.9), 30)
@@ -453,3 +453,26 @@ def test_settings_are_one_frozen_value_changed_only_through_configure(tmp_path):
     with pytest.raises(TypeError):
         ws.configure(hardness=0.9)  # an unknown setting is no setting
     assert Project.open(ws.path).settings == after and len(ws.team.audit_log.entries()) == 3
+
+
+COMPONENTS = {"workspace", "settings", "checks", "decisions", "review", "team", "images", "scores", "exports",
+              "audits"}
+
+
+def test_the_facade_is_about_a_dozen_verbs_over_its_components(tmp_path):
+    """`Project` is composed (issue #29; cleanvision's Imagelab has about eight verbs): at most 13 verbs besides
+    its components, `path` and `actor`, and no `__getattr__` passing the workspace through: a read of the
+    workspace says so (`project.workspace.items()`)."""
+    import types
+
+    members = {n: v for n, v in vars(Project).items() if not n.startswith("_")
+               and isinstance(v, (types.FunctionType, property, classmethod, staticmethod))}
+    assert COMPONENTS - {"workspace"} <= set(members), "a component went missing"
+    verbs = sorted(set(members) - COMPONENTS - {"path", "actor"})
+    assert len(verbs) <= 13, f"Project has {len(verbs)} verbs (at most 13): {', '.join(verbs)}"
+    assert not hasattr(Project, "__getattr__") and Project.__getattribute__ is object.__getattribute__
+    project = Project.create(tmp_path / "w", encoder="phash")
+    for name in ("encoder", "items", "plan_scan", "rates", "findings", "thresholds", "calibration"):
+        with pytest.raises(AttributeError):
+            getattr(project, name)
+    assert project.workspace.encoder == "phash" and project.checks.names()[0] == "similarity"

@@ -3,7 +3,7 @@ without any of them naming it."""
 import pandas as pd
 import pytest
 
-from leakcore import checks, export, leakage, review
+from leakcore import checks, leakage, review
 from leakcore.api import Project
 from leakcore.checks.base import FINDING_COLUMNS, Check, CheckInputs, Words, _REGISTRY
 from leakcore.cli import main
@@ -61,40 +61,40 @@ def toy(monkeypatch):
 
 
 def test_a_registered_check_reaches_every_view_without_being_named(project, toy):
-    table = project.rates()
+    table = project.checks.rates()
     assert set(table.loc[table["check"] == "toy", "soft"]) == {2}
     mats = leakage.matrices(table, check="toy")
     assert mats["soft"].loc["d/train", "d/test"] == 2 and mats["hard"].loc["d/train", "d/test"] == 1
-    assert "toy" in [c["name"] for c in project.reviewable_checks()]
-    q = project.review.queue(*project.thresholds())
+    assert "toy" in [c["name"] for c in project.checks.reviewable()]
+    q = project.review.queue(*project.scores.thresholds())
     assert set(q.loc[q["check"] == "toy", "eval_item_id"]) == {"d/test/dog/test_001.jpg", "d/test/dog/test_003.jpg"}
     assert (q["check"] != "toy").any()  # the near-duplicate check's rows are still there
     # an export removes its findings when asked, at the policy's level, with the check's reason
-    soft = export.plan(project, "d/test", ExportPolicy("soft", checks=frozenset({"toy"}))).set_index("item_id")
+    soft = project.exports.plan("d/test", ExportPolicy("soft", checks=frozenset({"toy"}))).set_index("item_id")
     assert set(soft.index[soft["removed"]]) == {"d/test/dog/test_001.jpg", "d/test/dog/test_003.jpg"}
     assert soft.loc["d/test/dog/test_003.jpg", "check"] == "toy"
     assert soft.loc["d/test/dog/test_003.jpg", "reason"] == "toy reason two"
-    hard = export.plan(project, "d/test", ExportPolicy("hard", checks=frozenset({"toy"}))).set_index("item_id")
+    hard = project.exports.plan("d/test", ExportPolicy("hard", checks=frozenset({"toy"}))).set_index("item_id")
     assert set(hard.index[hard["removed"]]) == {"d/test/dog/test_001.jpg"}
     # and the default export does not (the check did not ask to be a default)
-    default = export.plan(project, "d/test", ExportPolicy("soft")).set_index("item_id")
+    default = project.exports.plan("d/test", ExportPolicy("soft")).set_index("item_id")
     assert not default.loc["d/test/dog/test_003.jpg", "removed"]
     # the gate: 2 of 5 = 40% > 30; hard 20% is not > 30
-    bounds = project.parse_bounds(["toy=30", "toy:hard=30"])
-    assert project.gate(table, bounds) == ["d/test: toy leakage 40.00% > 30.0%"]
+    bounds = project.checks.parse_bounds(["toy=30", "toy:hard=30"])
+    assert project.checks.gate(table, bounds) == ["d/test: toy leakage 40.00% > 30.0%"]
     assert main(["report", str(project.path), "--fail-above", "toy=30"]) == 1
     assert main(["report", str(project.path), "--fail-above", "toy=50"]) == 0
 
 
 def test_the_gate_refuses_what_it_cannot_bound(project):
     with pytest.raises(Exception, match="valid checks"):
-        project.parse_bounds(["nosuch=1"])
+        project.checks.parse_bounds(["nosuch=1"])
     with pytest.raises(Exception, match="CHECK=PCT"):
-        project.parse_bounds(["similarity"])
+        project.checks.parse_bounds(["similarity"])
     with pytest.raises(Exception, match="percentage"):
-        project.parse_bounds(["similarity=lots"])
+        project.checks.parse_bounds(["similarity=lots"])
     with pytest.raises(Exception, match="no rates"):
-        project.parse_bounds(["coverage=1"])
+        project.checks.parse_bounds(["coverage=1"])
     # the old flags are aliases of the generic one
     assert main(["report", str(project.path), "--fail-above-soft", "10"]) == 1  # test_000 is a copy: 20%
     assert main(["report", str(project.path), "--fail-above", "similarity=10"]) == 1
@@ -125,7 +125,7 @@ def conflicted(tmp_path_factory):
 
 def test_label_conflicts_appear_in_rates_heatmaps_review_export_and_the_gate(conflicted):
     p = conflicted
-    f = p.findings("label_conflict").set_index(["eval_item_id", "train_item_id"])
+    f = p.checks.findings("label_conflict").set_index(["eval_item_id", "train_item_id"])
     assert f.loc[("d/test/cat/across.jpg", "d/train/dog/train_001.jpg"), "degree"] == "hard"
     # within a split both images carry the conflict; two training images are found by their bytes
     assert ("d/test/dog/within.jpg", "d/test/cat/test_002.jpg") in f.index
@@ -135,14 +135,14 @@ def test_label_conflicts_appear_in_rates_heatmaps_review_export_and_the_gate(con
     assert "labelled 'cat' here, 'dog' in d/train" in f.loc[("d/test/cat/across.jpg", "d/train/dog/train_001.jpg"), "reason"]
     # a copy under the same label is a leak, not a conflict
     assert not any(e == "d/test/cat/test_000.jpg" for e, _ in f.index)
-    table = p.rates()
+    table = p.checks.rates()
     lc = table[table["check"] == "label_conflict"].set_index("train_split")
     assert lc.loc[leakage.ALL_SOURCES, "soft"] == 3 and lc.loc["d/train", "soft"] == 1  # across + both within
     assert leakage.matrices(table, check="label_conflict")["hard"].loc["d/train", "d/test"] == 1
-    q = p.review.queue(*p.thresholds())
+    q = p.review.queue(*p.scores.thresholds())
     assert ("d/test/cat/across.jpg", "d/train/dog/train_001.jpg") in set(
         zip(q.loc[q["check"] == "label_conflict", "eval_item_id"], q.loc[q["check"] == "label_conflict", "train_item_id"]))
-    plan = export.plan(p, "d/test", ExportPolicy("soft", checks=frozenset({"label_conflict"}))).set_index("item_id")
+    plan = p.exports.plan("d/test", ExportPolicy("soft", checks=frozenset({"label_conflict"}))).set_index("item_id")
     assert set(plan.index[plan["removed"]]) == {"d/test/cat/across.jpg", "d/test/dog/within.jpg", "d/test/cat/test_002.jpg"}
     assert set(plan.loc[plan["removed"], "check"]) == {"label_conflict"}
     assert main(["report", str(p.path), "--fail-above", "label_conflict=0"]) == 1
@@ -153,16 +153,16 @@ def test_a_confirmed_near_duplicate_under_another_label_is_a_conflict_and_a_reje
     import shutil
 
     p = Project.open(shutil.copytree(conflicted.path, tmp_path / "w"))
-    pairs = leakage.load_pairs(p)
-    labels = p.items().set_index("item_id")["label"]
-    hard, soft = p.thresholds()
+    pairs = leakage.load_pairs(p.workspace)
+    labels = p.workspace.items().set_index("item_id")["label"]
+    hard, soft = p.scores.thresholds()
     below = pairs[(pairs["similarity"] < soft) & ~pairs["within"]
                   & (pairs["eval_item_id"].map(labels) != pairs["train_item_id"].map(labels))].iloc[0]
     key = (below["eval_item_id"], below["train_item_id"])
-    assert key not in set(p.findings("label_conflict").set_index(["eval_item_id", "train_item_id"]).index)
+    assert key not in set(p.checks.findings("label_conflict").set_index(["eval_item_id", "train_item_id"]).index)
     p.decisions.decide(*key, "hard", reviewer="r")
-    f = p.findings("label_conflict").set_index(["eval_item_id", "train_item_id"])
+    f = p.checks.findings("label_conflict").set_index(["eval_item_id", "train_item_id"])
     assert f.loc[key, "degree"] == "hard" and "confirmed near-duplicate" in f.loc[key, "reason"]
     p.decisions.decide("d/test/cat/across.jpg", "d/train/dog/train_001.jpg", "not_leak", reviewer="r")
-    f = p.findings("label_conflict").set_index(["eval_item_id", "train_item_id"])
+    f = p.checks.findings("label_conflict").set_index(["eval_item_id", "train_item_id"])
     assert ("d/test/cat/across.jpg", "d/train/dog/train_001.jpg") not in f.index

@@ -83,7 +83,7 @@ def ws(tmp_path):
 
 
 def test_sets_and_filters(ws):
-    items = ws.items()
+    items = ws.workspace.items()
     assert len(ImageSet("d").select(items)) == 22 and len(ImageSet("d/test").select(items)) == 8
     assert set(ImageSet("d", "label == 'cat'").select(items)["label"]) == {"cat"}
     assert len(ImageSet("d", "uri.str.contains('/train/')").select(items)) == 14
@@ -99,9 +99,9 @@ def test_audit_and_its_check(ws):
     leaked = result.b_scores.set_index("item_id").loc[[f"d/test/cat/test_000.jpg", "d/test/dog/test_001.jpg"]]
     assert (leaked["nearest_similarity"] > 0.99).all() and leaked["inside_other"].all()  # copies sit inside
     assert set(result.map["set"]) == {"A", "B"} and result.map["item_id"].str.startswith("d/").all()
-    found = ws.findings("coverage")  # every test image sits inside here: see the next test for findings
+    found = ws.checks.findings("coverage")  # every test image sits inside here: see the next test for findings
     assert set(found["eval_item_id"]) <= set(result.b_scores["item_id"]) and (found["check"] == "coverage").all()
-    assert "coverage" not in set(ws.rates()["check"])
+    assert "coverage" not in set(ws.checks.rates()["check"])
     spectral = ws.audits.spectra("d/train", "d/test", size=32)
     assert len(spectral.frequencies) == 16 and len(spectral.b_scores) == 8
 
@@ -126,10 +126,10 @@ def test_the_check_records_the_evaluation_images_outside_the_training_manifold(t
     result = ws.audits.coverage("d/train", "d/test", bootstrap=0)  # k = 5, as the check
     outside = result.b_scores[~result.b_scores["inside_other"]]
     assert sorted(outside["item_id"]) == new
-    found = ws.findings("coverage")
+    found = ws.checks.findings("coverage")
     assert sorted(found["eval_item_id"]) == new and (found["check"] == "coverage").all()
     assert found["reason"].str.contains("outside the training manifold").all() and (found["degree"] == "outside").all()
-    assert "coverage" not in set(ws.rates()["check"])  # not a leak: no rate
+    assert "coverage" not in set(ws.checks.rates()["check"])  # not a leak: no rate
 
 
 def test_cli_coverage_json(ws, capsys):

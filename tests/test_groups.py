@@ -9,7 +9,7 @@ import pytest
 from leakcore import grouping
 from leakcore.api import Project
 from leakcore.cli import main
-from leakcore.errors import IngestError
+from leakcore.errors import IngestError, UnknownName
 from leakcore.schema import Decision
 
 from conftest import photo
@@ -51,7 +51,7 @@ def ws(tmp_path):
 
 
 def test_times_are_parsed_and_failures_kept(ws):
-    items = ws.items().set_index("key")
+    items = ws.workspace.items().set_index("key")
     assert items.loc["a.jpg", "time"] == pd.Timestamp("2024-05-01T10:00:00Z")
     assert items.loc["c.jpg", "time"] == pd.Timestamp("2024-05-01T10:00:00Z")  # epoch seconds
     assert items.loc["d.jpg", "time"] == pd.Timestamp("2024-06-01T12:00:00Z")  # EXIF format
@@ -68,7 +68,7 @@ def test_explicit_and_recovered_groups(ws):
     assert "m/test/e.jpg" not in m.index and g.train_searched
     links = dict(zip(g.groups["group_id"], g.groups["links"]))
     assert links[m.loc["m/train/a.jpg", "group_id"]] == "explicit" and links[m.loc["m/train/c.jpg", "group_id"]] == "identical"
-    rates = ws.rates().set_index(["check", "train_split"])
+    rates = ws.checks.rates().set_index(["check", "train_split"])
     row = rates.loc[("group", "(all training sources)")]
     assert (row["hard"], row["soft"], row["n_eval"]) == (1, 2, 3)
 
@@ -85,11 +85,11 @@ def test_curator_group_decisions_feed_the_grouping(ws):
 
 
 def test_temporal_window_and_the_future(ws, capsys):
-    found = ws.findings("temporal")
+    found = ws.checks.findings("temporal")
     assert list(found["eval_item_id"]) == ["m/test/b.jpg"] and found["degree"].tolist() == ["hard"]
     assert found["score"].iloc[0] == pytest.approx(30.0)
     ws.configure(group_window_s=10)
-    assert ws.findings("temporal").empty
+    assert ws.checks.findings("temporal").empty
     ws.configure(group_cutoff="2024-05-15")
     assert list(ws.audits.future_training()["key"]) == ["d.jpg"]
     assert main(["report", str(ws.path), "--fail-above-group", "50"]) == 1
@@ -104,9 +104,9 @@ def test_group_from_regex_and_level(tmp_path):
             photo(i + len(split), (40, 40)).save(tmp_path / "d" / split / "scans" / n)
     ws = Project.create(tmp_path / "w", encoder="phash")
     ws.add("d", tmp_path / "d", group_from=r"pat(?P<group>\d+)_")
-    assert sorted(ws.items()["group"].tolist()) == ["01", "01", "02"]
+    assert sorted(ws.workspace.items()["group"].tolist()) == ["01", "01", "02"]
     ws.add("e", tmp_path / "d", group_level=0)
-    assert set(ws.items().query("dataset == 'e'")["group"]) == {"scans"}
+    assert set(ws.workspace.items().query("dataset == 'e'")["group"]) == {"scans"}
     with pytest.raises(IngestError, match="needs a capturing group"):
         ws.add("f", tmp_path / "d", group_from=r"pat\d+")
 
@@ -120,7 +120,7 @@ def test_resplit_keeps_groups_together_and_rescans_clean(ws, tmp_path):
     manifest = pd.read_csv(tmp_path / "out" / "m.csv")  # the source manifest's own rows, split rewritten
     assert set(manifest["split"]) <= {"train", "test"} and len(manifest) == 7
     ws2 = Project.create(tmp_path / "w2", encoder="phash")
-    ws2.add("m", tmp_path / "out" / "manifest.csv", root=ws.datasets["m"].root, roles={"*": "train", "test": "eval"})
+    ws2.add("m", tmp_path / "out" / "manifest.csv", root=ws.workspace.datasets["m"].root, roles={"*": "train", "test": "eval"})
     ws2.configure(group_threshold=0.9)
     ws2.scan(grouping=True)
     assert not ws2.groups().groups["cross_split"].any()
@@ -134,10 +134,13 @@ def test_calibrate_group_threshold_on_photos(tmp_path):
         photo(i, (96, 72)).save(root / f"{i}.png")
     ws = Project.create(tmp_path / "w", encoder="phash")
     ws.add("d", tmp_path / "d")
-    cal = grouping.calibrate_group_threshold(ws, "d/train", queries=8)
+    cal = ws.calibrate("d/train", kind="groups", queries=8, apply=True)  # grouping.calibrate_group_threshold
     assert 0 < cal["threshold"] <= 1 and cal["false_positive_rate"] <= 0.001 + 1 / cal["negatives"]
     assert cal["sources"] == 8 and 0 <= cal["patch_recall"] <= 1
     assert cal["candidate_threshold"] <= cal["threshold"]  # looser: the pixels decide
+    assert ws.settings.group_threshold == cal["candidate_threshold"]  # applied
+    with pytest.raises(UnknownName, match="valid kinds: thresholds, groups"):
+        ws.calibrate("d/train", kind="pairs")
 
 
 def test_pages_show_groups(ws, monkeypatch, tmp_path):
@@ -230,7 +233,7 @@ def test_patches_of_one_image_are_linked_with_their_evidence(geo_ws):
     assert links.startswith("geometry (") and "inliers" in links
     ev = g.evidence[g.evidence["group_id"] == m.loc[patches[0], "group_id"]]
     assert set(ev["kind"]) == {"geometry"} and (ev["inliers"] >= grouping.MIN_INLIERS).all() and len(ev) >= 3
-    found = geo_ws.findings("group")
+    found = geo_ws.checks.findings("group")
     assert set(found.loc[found["eval_item_id"].str.contains("patch"), "degree"]) == {"soft"}
     assert "geometry" in found["reason"].str.cat()
 
@@ -262,7 +265,7 @@ def test_geometry_is_cached_per_pair_and_reports_progress(geo_ws, monkeypatch):
 
 
 def test_unreadable_images_are_skipped_with_a_reason(geo_ws):
-    items = geo_ws.items().set_index("item_id")
+    items = geo_ws.workspace.items().set_index("item_id")
     Path(items.loc["m/test/patch1.jpg", "uri"]).write_bytes(b"not an image any more")
     g = geo_ws.groups()
     bad = g.candidates[(g.candidates["a"] == "m/test/patch1.jpg") | (g.candidates["b"] == "m/test/patch1.jpg")]
@@ -283,9 +286,9 @@ def test_candidates_are_taken_on_the_raw_similarity(geo_ws):
     from leakcore import leakage
 
     geo_ws.configure(group_threshold=0.2)
-    pairs = leakage.load_pairs(geo_ws, raw=True)
+    pairs = leakage.load_pairs(geo_ws.workspace, raw=True)
     fused = pairs.assign(raw_similarity=pairs["similarity"], similarity=-1.0)  # as the fused score hands them
-    a, b = grouping.recover_groups(geo_ws, pairs=fused), grouping.recover_groups(geo_ws)
+    a, b = grouping.recover_groups(geo_ws.workspace, pairs=fused), grouping.recover_groups(geo_ws.workspace)
     assert len(a.candidates) == len(b.candidates) > 0 and a.membership.equals(b.membership)
 
 

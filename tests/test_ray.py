@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leakcore import distributed, leakage, search
+from leakcore import distributed, search
 from leakcore.api import Project
 
 from conftest import make_folder_dataset
@@ -83,7 +83,7 @@ def _precomputed(tmp_path, root):
 
 
 def _tables(p):
-    pairs = leakage.load_pairs(p, raw=True)
+    pairs = p.scores.pairs(raw=True)
     return pairs.sort_values(["eval_split", "train_split", "eval_item_id", "rank"]).reset_index(drop=True)
 
 
@@ -104,7 +104,7 @@ def test_ray_scan_gives_the_local_neighbours_through_killed_workers_and_a_stoppe
     assert len(expected)
 
     remote = _workspace(tmp_path, "remote")
-    plan = remote.plan_scan()
+    plan = remote.scan(plan_only=True)
     stopped = {"n": 0}
 
     def stop_after_first_search(stage, done, total):
@@ -113,11 +113,11 @@ def test_ray_scan_gives_the_local_neighbours_through_killed_workers_and_a_stoppe
             raise KeyboardInterrupt  # the driver stops after one stored table
 
     with pytest.raises(KeyboardInterrupt):
-        distributed.run_scan_ray(remote, plan, workers=2, chunk=5, progress=stop_after_first_search)
-    assert 0 < len(remote.plan_scan().todo) < len(plan.todo)  # embeddings and one table were kept
-    result = distributed.run_scan_ray(remote, remote.plan_scan(), workers=2, chunk=5)
+        distributed.run_scan_ray(remote.workspace, plan, workers=2, chunk=5, progress=stop_after_first_search)
+    assert 0 < len(remote.scan(plan_only=True).todo) < len(plan.todo)  # embeddings and one table were kept
+    result = distributed.run_scan_ray(remote.workspace, remote.scan(plan_only=True), workers=2, chunk=5)
     assert cluster.exists()  # a worker died and Ray retried its work
-    assert result.pairs_searched and remote.plan_scan().todo == []
+    assert result.pairs_searched and remote.scan(plan_only=True).todo == []
     pd.testing.assert_frame_equal(_tables(remote), expected)
 
 
@@ -131,7 +131,7 @@ def test_ray_search_over_precomputed_shards_gives_the_local_neighbours(tmp_path,
 
     remote = _workspace(tmp_path, "remote", precomputed=True)
     seen = []
-    distributed.run_scan_ray(remote, remote.plan_scan(), workers=2, chunk=5, progress=lambda *a: seen.append(a))
+    distributed.run_scan_ray(remote.workspace, remote.scan(plan_only=True), workers=2, chunk=5, progress=lambda *a: seen.append(a))
     pd.testing.assert_frame_equal(_tables(remote), expected)
     blocks = [(d, t) for s, d, t in seen if s == "blocks of search toy/test -> web/train"]
     assert blocks and blocks[-1] == (8, 8)  # the driver reports every finished task (51 rows in blocks of 7)

@@ -36,7 +36,7 @@ def ws(tmp_path) -> Project:
 
 
 def _flagged(project: Project) -> list[tuple[str, str]]:
-    f = project.findings("similarity")
+    f = project.checks.findings("similarity")
     f = f[f["eval_split"] != f["train_split"]].sort_values("score", ascending=False).drop_duplicates("eval_item_id")
     return list(zip(f["eval_item_id"], f["train_item_id"]))
 
@@ -125,7 +125,7 @@ def test_thumbnail_budget_leaves_pictures_out_not_findings(ws):
 
 def test_calibration_and_impact_sections(ws, tmp_path):
     ws.calibrate("animals/train", queries=8)
-    items = eval_items(ws, "animals/test")
+    items = eval_items(ws.workspace, "animals/test")
     preds = tmp_path / "m_predictions.json"
     preds.write_text(json.dumps(list(items["label"])))
     doc = ws.report_document(impact=ImpactRequest("animals/test", (str(preds),), n_random=50))
@@ -143,7 +143,7 @@ def test_calibration_and_impact_sections(ws, tmp_path):
 
 
 def test_cli_report_impact_options_and_errors(ws, tmp_path, capsys):
-    items = eval_items(ws, "animals/test")
+    items = eval_items(ws.workspace, "animals/test")
     preds = tmp_path / "m_predictions.json"
     preds.write_text(json.dumps(list(items["label"])))
     out = tmp_path / "r.html"
@@ -164,7 +164,7 @@ def test_embeddings_only_and_unreadable_items_have_no_picture(tmp_path):
     project = Project.create(tmp_path / "ws", encoder="phash")
     project.add("a", root)
     project.scan()
-    train = project.items().query("split == 'train'")
+    train = project.workspace.items().query("split == 'train'")
     Path(train.iloc[0]["uri"]).unlink()  # gone since the scan: the report still lists the finding
     page = project.report_document().html()
     assert "no picture" in page

@@ -165,7 +165,7 @@ def test_demo_builds_finds_planted_leaks_and_reports(demo_built):
     assert (ws.items()["status"] != "ok").sum() == 1  # the truncated file, kept with its reason
     from leakcore.api import Project
 
-    conflicts = Project.open(ws.path).findings("label_conflict")
+    conflicts = Project.open(ws.path).checks.findings("label_conflict")
     planted = truth[truth["kind"].str.contains("label conflict")].iloc[0]
     hit = conflicts[(conflicts["eval_item_id"] == planted["eval_item_id"])
                     & (conflicts["train_item_id"] == planted["train_item_id"])]

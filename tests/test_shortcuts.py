@@ -71,7 +71,7 @@ def test_the_audit_finds_what_was_planted(tmp_path, plant):
     else:
         assert f["marker"] == "top-left" and f["transfers"]
         assert int(np.argmax(a.regions.occlusion["a"])) == 0  # the top-left cell, where the mark is
-        assert (ws.findings("shortcut")["check"] == "shortcut").all() and len(ws.findings("shortcut"))
+        assert (ws.checks.findings("shortcut")["check"] == "shortcut").all() and len(ws.checks.findings("shortcut"))
 
 
 def test_cli_report_gate_and_page(tmp_path, monkeypatch, capsys):

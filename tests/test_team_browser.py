@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 
-from leakcore import review
 from leakcore.access import AuditLog, Role, Roles
 from leakcore.api import Project
 
@@ -226,7 +225,7 @@ def test_curator_decides_viewer_cannot_lead_applies_and_exports_then_signs_out(t
         expect(page.get_by_text("Reviewed 1 of").first).to_be_visible(timeout=60_000)
         cora.no_crash()
         cora.shot("curator-review")
-        decided = review.latest_decisions(Project.open(ws_path))
+        decided = Project.open(ws_path).decisions.latest()
         assert list(decided["reviewer"]) == [CURATOR]
 
         # a viewer signs in and can neither decide nor export
@@ -245,7 +244,7 @@ def test_curator_decides_viewer_cannot_lead_applies_and_exports_then_signs_out(t
         page = vic.open("/Thresholds", "Thresholds")
         page.get_by_role("button", name="Apply to project").click()
         expect(page.get_by_text(f"{VIEWER} is a viewer").first).to_be_visible(timeout=60_000)
-        assert len(review.history(Project.open(ws_path))) == 1
+        assert len(Project.open(ws_path).decisions.history()) == 1
         assert not (ws_path / "exports" / "team-test-soft").exists()
 
         # a lead applies thresholds and exports; the audit page and the sidecar show it
@@ -297,7 +296,7 @@ def test_forged_identities_are_not_believed(team_server):
     from playwright.sync_api import expect, sync_playwright
 
     url, ws_path, _ = team_server
-    before = len(review.history(Project.open(ws_path)))
+    before = len(Project.open(ws_path).decisions.history())
     with sync_playwright() as p:
         browser = _launch(p)
         vic = Visitor(browser, url)
@@ -318,7 +317,7 @@ def test_forged_identities_are_not_believed(team_server):
         assert stranger.page.get_by_text("flagged pairs").count() == 0
         assert vic.dialogs == stranger.dialogs == []
         browser.close()
-    assert len(review.history(Project.open(ws_path))) == before
+    assert len(Project.open(ws_path).decisions.history()) == before
 
 
 def test_hostile_input_is_text_or_refused_with_a_reason(team_server):
@@ -329,7 +328,7 @@ def test_hostile_input_is_text_or_refused_with_a_reason(team_server):
     from playwright.sync_api import expect, sync_playwright
 
     url, ws_path, _ = team_server
-    items = Project.open(ws_path).items().set_index("item_id")
+    items = Project.open(ws_path).workspace.items().set_index("item_id")
     bomb = items.loc["team/test/test/bomb.png"]
     assert bomb["status"] == "unreadable" and "decompression bomb" in bomb["reason"]
     escape = items.loc["team/test/test/escape.jpg"]
@@ -355,7 +354,7 @@ def test_hostile_input_is_text_or_refused_with_a_reason(team_server):
             cora.shot("hostile-review-" + ("xss" if name.startswith("<") else "sql"))
         page.get_by_role("button", name="Hard leak").click()  # a decision on the SQL-named pair is just a row
         expect(page.get_by_text("Hard leak · 1 pair(s) saved").first).to_be_visible(timeout=60_000)
-        decided = review.latest_decisions(Project.open(ws_path))
+        decided = Project.open(ws_path).decisions.latest()
         assert f"team/test/test/{SQL}.jpg" in set(decided["eval_item_id"])
 
         cora.open("/Review?eval=../../etc/passwd&train=../../../etc/shadow", "flagged pairs")
@@ -451,7 +450,7 @@ def test_a_viewer_s_hand_made_requests_are_refused_by_the_core(team_server):
     from streamlit.proto.WidgetStates_pb2 import WidgetState
 
     url, ws_path, _ = team_server
-    before = len(review.history(Project.open(ws_path)))
+    before = len(Project.open(ws_path).decisions.history())
     exports = sorted((ws_path / "exports").glob("*"))
     with sync_playwright() as p:
         browser = _launch(p)
@@ -474,7 +473,7 @@ def test_a_viewer_s_hand_made_requests_are_refused_by_the_core(team_server):
         assert f"{VIEWER} is a viewer" in answer, answer
     finally:
         client.close()
-    assert len(review.history(Project.open(ws_path))) == before
+    assert len(Project.open(ws_path).decisions.history()) == before
     assert sorted((ws_path / "exports").glob("*")) == exports
 
 
@@ -499,7 +498,7 @@ def test_four_curators_decide_at_once_and_nothing_is_lost_or_misattributed(team_
         browser.close()
     from urllib.parse import urlencode
 
-    flagged = Project.open(ws_path).findings()
+    flagged = Project.open(ws_path).checks.findings()
     bulk = sorted({(e, t) for e, t in zip(flagged["eval_item_id"], flagged["train_item_id"]) if e.startswith("bulk/")})
     assert len(bulk) >= len(CURATORS) * DECISIONS_EACH
     assigned = {c: bulk[k * DECISIONS_EACH:(k + 1) * DECISIONS_EACH] + [bulk[-1]] for k, c in enumerate(CURATORS)}
@@ -540,7 +539,7 @@ def test_four_curators_decide_at_once_and_nothing_is_lost_or_misattributed(team_
         t.join()
     elapsed = time.time() - t0
     assert not errors, errors
-    history = review.history(Project.open(ws_path))
+    history = Project.open(ws_path).decisions.history()
     for curator in CURATORS:
         mine = history[history["reviewer"] == curator]
         recorded = sorted(zip(mine["eval_item_id"], mine["train_item_id"], mine["decision"]))

@@ -149,21 +149,21 @@ def scanned(tmp_path):
 
 
 def test_evidence_is_cached_by_content_and_an_interrupted_run_resumes_identically(scanned):
-    pairs = leakage.load_pairs(scanned, raw=True)
+    pairs = leakage.load_pairs(scanned.workspace, raw=True)
     stops = iter([False, True])
-    first = verify.compute_evidence(scanned, pairs, chunk=5, should_stop=lambda: next(stops, True))
-    store = verify.EvidenceStore(scanned)
+    first = verify.compute_evidence(scanned.workspace, pairs, chunk=5, should_stop=lambda: next(stops, True))
+    store = verify.EvidenceStore(scanned.workspace)
     partial = len(store.frame())
     assert 0 < partial < first
-    left = verify.compute_evidence(scanned, pairs, chunk=5)
+    left = verify.compute_evidence(scanned.workspace, pairs, chunk=5)
     assert left == first - partial
-    assert verify.compute_evidence(scanned, pairs) == 0
-    whole = verify.EvidenceStore(scanned).frame().sort_values(["sha_a", "sha_b"]).reset_index(drop=True)
+    assert verify.compute_evidence(scanned.workspace, pairs) == 0
+    whole = verify.EvidenceStore(scanned.workspace).frame().sort_values(["sha_a", "sha_b"]).reset_index(drop=True)
     again_ws = scanned.path / "verify"
     import shutil
     shutil.rmtree(again_ws)
-    verify.compute_evidence(scanned, pairs)
-    fresh = verify.EvidenceStore(scanned).frame().sort_values(["sha_a", "sha_b"]).reset_index(drop=True)
+    verify.compute_evidence(scanned.workspace, pairs)
+    fresh = verify.EvidenceStore(scanned.workspace).frame().sort_values(["sha_a", "sha_b"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(whole, fresh)
 
 
@@ -173,20 +173,20 @@ def test_the_fused_score_is_fitted_stored_and_used_by_rates_beside_the_raw_simil
     fm = scanned.verify(queries=12)
     assert 0 < fm.soft <= fm.hard <= 1 and fm.meta["auc"] > fm.meta["raw_auc"] - 0.05
     assert set(fm.contributions(dict.fromkeys(fm.features, 0.5))["feature"]) == set(fm.features)
-    raw_rates = scanned.rates(["similarity"])
+    raw_rates = scanned.checks.rates(["similarity"])
     scanned.configure(score="fused")
-    assert scanned.thresholds() == (fm.hard, fm.soft)
-    pairs = leakage.load_pairs(scanned)
+    assert scanned.scores.thresholds() == (fm.hard, fm.soft)
+    pairs = leakage.load_pairs(scanned.workspace)
     # each score keeps its own column: similarity is the raw cosine, fused the model's, score the one in force
     assert {"fused", "verified", "score"} <= set(pairs.columns) and "raw_similarity" not in pairs.columns
     assert pairs.attrs["score"] == "fused" and (pairs["score"] == pairs["fused"]).all()
-    pd.testing.assert_series_equal(pairs["similarity"], leakage.load_pairs(scanned, raw=True)["similarity"])
+    pd.testing.assert_series_equal(pairs["similarity"], leakage.load_pairs(scanned.workspace, raw=True)["similarity"])
     _load_pairs_needs_no_other_import(scanned, pairs)
     assert pairs.loc[pairs["verified"], "fused"].between(0, 1).all()
     flagged = pairs[(~pairs["within"]) & (pairs["fused"] >= fm.soft)]
     leaked = {f"toy/test/{c}/test_{i:03d}.jpg" for i, c in ((0, "cat"), (1, "dog"), (2, "cat"))}
     assert leaked <= set(flagged["eval_item_id"])  # the three copies are flagged by the fused score
-    fused_rates = scanned.rates(["similarity"])
+    fused_rates = scanned.checks.rates(["similarity"])
     assert len(fused_rates) == len(raw_rates)
 
     # what the Review page shows of a pair: the alignment, the stored evidence, each feature's share
@@ -197,7 +197,7 @@ def test_the_fused_score_is_fitted_stored_and_used_by_rates_beside_the_raw_simil
     assert set(e.contributions["feature"]) == set(fm.features)
     assert e.contributions["contribution"].abs().is_monotonic_decreasing
     # the review queue orders by the model's uncertainty (P nearest 0.5 first); the raw score cannot
-    q = checks.review_queue(scanned, fm.hard, fm.soft)
+    q = checks.review_queue(scanned.workspace, fm.hard, fm.soft)
     s = q[q["check"] == "similarity"]  # the queue thresholds, orders and shows the score in force
     assert len(s) and (s["similarity"] == s["fused"]).all() and (s["raw_similarity"] != s["fused"]).any()
     queued = s.loc[s["degree"] != review.BORDERLINE]
@@ -205,14 +205,14 @@ def test_the_fused_score_is_fitted_stored_and_used_by_rates_beside_the_raw_simil
         zip(*pairs.loc[pairs["fused"] >= fm.soft, ["eval_item_id", "train_item_id"]].to_numpy().T))
     u = review.filter_queue(s, sort=review.UNCERTAINTY_SORT)
     assert len(u) == len(s) and (np.diff(np.abs(u["fused"].to_numpy() - 0.5)) >= 0).all()
-    raw_q = review.build_queue(leakage.load_pairs(scanned, raw=True), scanned.items(), 0.9, 0.7)
+    raw_q = review.build_queue(leakage.load_pairs(scanned.workspace, raw=True), scanned.workspace.items(), 0.9, 0.7)
     with pytest.raises(UnknownName, match="fused score"):
         review.filter_queue(raw_q, sort=review.UNCERTAINTY_SORT)
     _review_page_shows_the_evidence(scanned, top)
     scanned.configure(score="similarity")
-    assert not {"raw_similarity", "fused"} & set(leakage.load_pairs(scanned).columns)
+    assert not {"raw_similarity", "fused"} & set(leakage.load_pairs(scanned.workspace).columns)
     with pytest.raises(ThresholdsUncalibrated):
-        scanned.thresholds(score="fused", encoder="sscd")
+        scanned.scores.thresholds(score="fused", encoder="sscd")
 
 
 def _load_pairs_needs_no_other_import(project, pairs):
@@ -234,7 +234,7 @@ def _load_pairs_needs_no_other_import(project, pairs):
 
 
 def test_scan_with_verification_plans_fit_and_verify_jobs_and_skips_them_when_done(scanned):
-    plan = scanned.configure(verify=True) and scanned.plan_scan()
+    plan = scanned.configure(verify=True) and scanned.scan(plan_only=True)
     names = [j.name for j in plan.todo]
     assert "fit fused score" in names and any(n.startswith("verify ") for n in names)
     import leakcore.fused as f
@@ -249,11 +249,11 @@ def test_scan_with_verification_plans_fit_and_verify_jobs_and_skips_them_when_do
         scanned.scan(progress=lambda stage, done, total: stages.add(stage))  # as the CLI's bars and the page report
     finally:
         f.fit = f_fit
-    second = fused.SecondOpinion.for_workspace(scanned, "phash")  # None where its weights are not installed
+    second = fused.SecondOpinion.for_workspace(scanned.workspace, "phash")  # None where its weights are not installed
     assert "verify pairs" in stages
     assert ("second model" in stages) == (second is not None)
-    assert (fused.load(scanned).second is None) == (second is None)
-    assert scanned.plan_scan().todo == []
+    assert (fused.load(scanned.workspace).second is None) == (second is None)
+    assert scanned.scan(plan_only=True).todo == []
 
 
 def _review_page_shows_the_evidence(project, pair):
@@ -278,7 +278,7 @@ def _review_page_shows_the_evidence(project, pair):
         # the Thresholds page opens on the fused score: its ROC, its thresholds, the raw ROC beside it
         at.switch_page("pages/2_Thresholds.py").run()
         assert not at.exception and at.button_group(key="th_score").value == "fused"
-        fm = fused.load(project)
+        fm = fused.load(project.workspace)
         assert (at.session_state["th_hard"], at.session_state["th_soft"]) == (round(fm.hard, 4), round(fm.soft, 4))
         assert "Fused score" in " ".join(c.value for c in at.caption)
         at.button_group(key="th_score").set_value("similarity").run()  # the raw score's page, not applied yet
@@ -307,18 +307,18 @@ def test_a_model_fitted_by_an_older_version_is_fitted_again_by_the_next_scan(sca
 
     scanned.configure(verify=True)
     fm = scanned.verify(queries=12)
-    meta_file = fused.model_dir(scanned, fm.encoder) / "model.json"
+    meta_file = fused.model_dir(scanned.workspace, fm.encoder) / "model.json"
     stored = json.loads(meta_file.read_text())
     stored["meta"].update(second_encoder="sscd", second_input_size=160,
                           second_caches=[["sscd", "a", 512], ["sscd", "b", 512]])
     meta_file.write_text(json.dumps(stored))
-    assert fused.load(scanned) is None
-    assert "fit fused score" in [j.name for j in scanned.plan_scan().todo]
+    assert fused.load(scanned.workspace) is None
+    assert "fit fused score" in [j.name for j in scanned.scan(plan_only=True).todo]
     fm = scanned.verify(queries=12)  # fitted again; then one fitted on evidence of an older version
     stored = json.loads(meta_file.read_text())
     stored["meta"]["version"] = verify.VERSION - 1
     meta_file.write_text(json.dumps(stored))
-    assert fused.load(scanned) is None and "version" in fused.outdated(stored["meta"])
+    assert fused.load(scanned.workspace) is None and "version" in fused.outdated(stored["meta"])
 
 
 def test_the_fused_model_is_a_scikit_learn_estimator_and_reads_models_stored_before_it(scanned):
@@ -330,23 +330,23 @@ def test_the_fused_model_is_a_scikit_learn_estimator_and_reads_models_stored_bef
     assert fm.get_params() == {"encoder": "phash", "features": fm.features, "cv": None}
     twin = clone(fm)  # the parameters only: nothing learned comes along
     assert not hasattr(twin, "model_") and not hasattr(twin, "soft_") and twin.set_params(cv=3) is twin
-    suite = pd.read_parquet(fused.model_dir(scanned, "phash") / "suite.parquet")
+    suite = pd.read_parquet(fused.model_dir(scanned.workspace, "phash") / "suite.parquet")
     x, y = suite[list(fm.features)], suite["label"].to_numpy(int)
     assert twin.fit(x, y) is twin and twin.n_features_in_ == len(fm.features) and list(twin.classes_) == [0, 1]
     p = twin.predict_proba(x)
     assert p.shape == (len(x), 2) and np.allclose(p.sum(axis=1), 1)
     assert fm.hard_ >= fm.soft_ > 0 and fm.meta_["auc"] > 0.5
     # model.json says its format; one written before there was a format (its parameters in meta) loads the same
-    meta_file = fused.model_dir(scanned, "phash") / "model.json"
+    meta_file = fused.model_dir(scanned.workspace, "phash") / "model.json"
     stored = json.loads(meta_file.read_text())
     assert stored["format"] == 2 and stored["params"]["features"] == list(fm.features)
     meta_file.write_text(json.dumps({k: stored[k] for k in ("hard", "soft", "candidate", "meta")}))
-    before = fused.load(scanned)
+    before = fused.load(scanned.workspace)
     assert before.get_params() == fm.get_params() and (before.hard_, before.soft_) == (fm.hard_, fm.soft_)
     np.testing.assert_allclose(before.predict(suite), fm.predict(suite))
     meta_file.write_text(json.dumps({**stored, "format": 99}))  # a newer layout than this version reads
     with pytest.raises(InvalidInput, match="newer than this version reads") as refused:
-        fused.load(scanned)
+        fused.load(scanned.workspace)
     assert "leakcore verify DIR --refit" in refused.value.for_terminal()
 
 
@@ -369,10 +369,10 @@ def test_a_second_model_and_enough_decisions_alone_make_the_fused_score(scanned,
     if fm.second is None:
         pytest.skip("no second copy-detection model installed here")
     assert fm.second == fused.second_encoder_name("phash") and fused.SECOND_FEATURE in fm.features
-    pairs = fused.with_fused(scanned, leakage.load_pairs(scanned, raw=True), fm)
+    pairs = fused.with_fused(scanned.workspace, leakage.load_pairs(scanned.workspace, raw=True), fm)
     top = pairs[pairs["verified"]].sort_values("fused", ascending=False).iloc[0]
-    cached = fused.SecondOpinion.of_model(scanned, fm).similarity(top.to_frame().T)[0]
-    items = scanned.items().drop_duplicates("item_id").set_index("item_id")
+    cached = fused.SecondOpinion.of_model(scanned.workspace, fm).similarity(top.to_frame().T)[0]
+    items = scanned.workspace.items().drop_duplicates("item_id").set_index("item_id")
     a, b = verify.load_images(items.loc[[top["eval_item_id"], top["train_item_id"]]].reset_index())
     from leakcore.encoders import create_encoder
 
@@ -383,8 +383,8 @@ def test_a_second_model_and_enough_decisions_alone_make_the_fused_score(scanned,
     cross = pairs[~pairs["within"]].sort_values("similarity", ascending=False)
     leaks, others = cross.drop_duplicates("eval_item_id").head(6), cross.iloc[-10:]
     reviewer = "judge"
-    review.decide_many(scanned, list(zip(leaks["eval_item_id"], leaks["train_item_id"])), "soft", reviewer=reviewer)
-    review.decide_many(scanned, list(zip(others["eval_item_id"], others["train_item_id"])), "not_leak",
+    review.decide_many(scanned.workspace, list(zip(leaks["eval_item_id"], leaks["train_item_id"])), "soft", reviewer=reviewer)
+    review.decide_many(scanned.workspace, list(zip(others["eval_item_id"], others["train_item_id"])), "not_leak",
                        reviewer=reviewer)
     for name, value in (("MIN_DECISIONS", 12), ("MIN_EACH", 5), ("DECISIONS_ALONE", 12), ("MIN_ALONE", 5)):
         monkeypatch.setattr(fused, name, value)
@@ -410,7 +410,7 @@ def test_a_second_model_and_enough_decisions_alone_make_the_fused_score(scanned,
     mixed = fused.fit(scanned.workspace, queries=12)
     assert not mixed.meta["fitted_on_decisions_alone"] and mixed.meta["decisions_used"] == 16
     assert mixed.soft == 0.999 and mixed.meta["threshold_rule"].endswith("(out of fold)")
-    decided = fused.decision_pairs(scanned, second=fused.SecondOpinion.of_model(scanned, mixed))
+    decided = fused.decision_pairs(scanned.workspace, second=fused.SecondOpinion.of_model(scanned.workspace, mixed))
     in_sample = mixed.predict(decided)
     assert len(seen[0]) == len(in_sample) == 16 and not np.allclose(np.sort(seen[0]), np.sort(in_sample))
 
@@ -453,7 +453,7 @@ def test_the_fit_sets_soft_on_the_collections_own_look_alikes_never_below_the_fl
     seen = []
     monkeypatch.setattr(fused, "soft_from_lookalikes", lambda s, y, **kw: seen.append((s, y)) or rule(s, y, **kw))
     fm = fused.fit(scanned.workspace, queries=12)
-    suite = pd.read_parquet(fused.model_dir(scanned, "phash") / "suite.parquet")
+    suite = pd.read_parquet(fused.model_dir(scanned.workspace, "phash") / "suite.parquet")
     alike = suite[suite["family"] == "collection"]
     assert fm.meta["lookalike_pairs"] == len(alike) >= 5 and (alike["label"] == 0).all()
     assert (alike["train_item_id"] != alike["query"]).all()
@@ -488,15 +488,15 @@ def test_a_second_scan_computes_no_evidence_again(scanned, monkeypatch):
     scanned.configure(verify=True)
     scanned.scan()
     first = sum(computed)
-    assert first > 0 and fused.load(scanned) is not None
+    assert first > 0 and fused.load(scanned.workspace) is not None
     computed.clear()
     scanned.scan()
     assert computed == []
-    folder = fused.model_dir(scanned, "phash")
+    folder = fused.model_dir(scanned.workspace, "phash")
     (folder / "model.json").unlink()
-    assert "fit fused score" in [j.name for j in scanned.plan_scan().todo]
+    assert "fit fused score" in [j.name for j in scanned.scan(plan_only=True).todo]
     scanned.scan()  # fitted again on the stored fitting set
-    assert computed == [] and fused.load(scanned) is not None
+    assert computed == [] and fused.load(scanned.workspace) is not None
     (folder / "suite.parquet").unlink()  # the suite's edits are made again; the collection's pairs are not
     (folder / "model.json").unlink()
     scanned.scan()

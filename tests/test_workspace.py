@@ -132,5 +132,5 @@ def test_the_dashboard_keeps_one_workspace_cache_across_reruns(ws):
 
     first, again = data.open_workspace(str(ws.path)), data.open_workspace(str(ws.path))  # two reruns of a page
     assert first is not again and first.workspace.caches is again.workspace.caches
-    kept = first.cache("pictures", "key", object)
-    assert again.cache("pictures", "key", object) is kept
+    kept = first.workspace.cache("pictures", "key", object)
+    assert again.workspace.cache("pictures", "key", object) is kept

@@ -12,7 +12,7 @@ from leakcore import api
 from leakcore.api import ImpactRequest, Images, LeakSource, Project, Review, Scores
 from leakcore.errors import WorkspaceError
 
-Workspace = Project  # the pages hold a Project: the workspace with the product's verbs
+Workspace = Project  # the pages hold a Project: the product's verbs; its storage is `ws.workspace`
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -30,19 +30,19 @@ def open_workspace(path: str) -> Workspace | None:
     except WorkspaceError as exc:
         st.warning(exc.for_page())
         return None
-    ws.use_caches(_caches(str(ws.path), ws.caches))
+    ws.workspace.use_caches(_caches(str(ws.path), ws.workspace.caches))
     return ws
 
 
 def _neighbors_stamp(ws: Workspace) -> tuple:
     """The stored tables, and with the fused score also the score's model and the evidence parts: whatever
     `leakage.load_pairs` reads (a refit or a verification run from the terminal shows on the next rerun)."""
-    tables = ws.stamp("neighbors")
-    return tables if ws.score == "similarity" else tables + (ws.score,) + _verify_stamp(ws)
+    tables = ws.workspace.stamp("neighbors")
+    return tables if ws.workspace.score == "similarity" else tables + (ws.workspace.score,) + _verify_stamp(ws)
 
 
 def _verify_stamp(ws: Workspace) -> tuple:
-    return ws.stamp("fused"), ws.stamp("evidence")
+    return ws.workspace.stamp("fused"), ws.workspace.stamp("evidence")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -59,12 +59,12 @@ def explain_pair(ws: Workspace, eval_item_id: str, train_item_id: str, similarit
 # no pickling per rerun. Callers must never mutate them (filter_queue and friends return new frames).
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _items(path: str, stamp: tuple) -> pd.DataFrame:
-    return Project.open(path).items().set_index("item_id", drop=False)
+    return Project.open(path).workspace.items().set_index("item_id", drop=False)
 
 
 def items(ws: Workspace) -> pd.DataFrame:
     """The item table indexed by item_id (read-only)."""
-    return _items(str(ws.path), ws.stamp("items"))
+    return _items(str(ws.path), ws.workspace.stamp("items"))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -76,7 +76,7 @@ def _split_names(path: str, role: str | None, stamp: tuple) -> list[str]:
 
 def split_names(ws: Workspace, role: str | None = None) -> list[str]:
     """The workspace's splits ("dataset/split"), of one role when given, from the cached item table."""
-    return _split_names(str(ws.path), role, ws.stamp("items"))
+    return _split_names(str(ws.path), role, ws.workspace.stamp("items"))
 
 
 def dataset_names(ws: Workspace) -> list[str]:
@@ -89,11 +89,11 @@ def _pairs(path: str, encoder: str, stamp: tuple) -> pd.DataFrame:
 
 
 def pairs(ws: Workspace) -> pd.DataFrame:
-    return _pairs(str(ws.path), ws.encoder, _neighbors_stamp(ws))
+    return _pairs(str(ws.path), ws.workspace.encoder, _neighbors_stamp(ws))
 
 
 def decisions_stamp(ws: Workspace) -> tuple:
-    return ws.stamp("review")
+    return ws.workspace.stamp("review")
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -158,7 +158,7 @@ def _queue_decided(path: str, encoder: str, hard: float, soft: float, stamp: tup
 
 def queue(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
     """The review queue with the decisions in force merged in (read-only)."""
-    return _queue_decided(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), ws.stamp("items"),
+    return _queue_decided(str(ws.path), ws.workspace.encoder, hard, soft, _neighbors_stamp(ws), ws.workspace.stamp("items"),
                           decisions_stamp(ws))
 
 
@@ -207,7 +207,7 @@ def review_view(ws: Workspace, hard: float, soft: float, filters: dict) -> tuple
     borderline), kept
     until the filters, the thresholds or the decisions change: a key press that only moves on reuses it."""
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, (list, set, tuple)) else v) for k, v in filters.items()))
-    return _review_view(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), ws.stamp("items"),
+    return _review_view(str(ws.path), ws.workspace.encoder, hard, soft, _neighbors_stamp(ws), ws.workspace.stamp("items"),
                         decisions_stamp(ws), frozen)
 
 
@@ -220,23 +220,24 @@ def _rows_by_eval(path: str, encoder: str, hard: float, soft: float, stamp: tupl
 def neighbours_of(ws: Workspace, hard: float, soft: float, queue: pd.DataFrame, eval_item_id: str) -> pd.DataFrame:
     """The queue's rows of one evaluation image (`queue` is `queue(ws, hard, soft)`: the same rows in the same
     order), found through an index instead of a scan of every pair."""
-    rows = _rows_by_eval(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), ws.stamp("items"))
+    rows = _rows_by_eval(str(ws.path), ws.workspace.encoder, hard, soft, _neighbors_stamp(ws), ws.workspace.stamp("items"))
     return queue.iloc[rows.get(eval_item_id, [])]
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _rates(path: str, encoder: str, hard: float, soft: float, stamp: tuple, dstamp: tuple, auto_only: bool,
            other: tuple) -> pd.DataFrame:
-    return Project.open(path).rates(hard=hard, soft=soft, use_decisions=not auto_only, pairs=_pairs(path, encoder, stamp))
+    return Project.open(path).checks.rates(hard=hard, soft=soft, use_decisions=not auto_only,
+                                          pairs=_pairs(path, encoder, stamp))
 
 
 def _groups_stamp(ws: Workspace) -> tuple:
-    return ws.stamp("items"), ws.stamp("config"), ws.stamp("groups")
+    return ws.workspace.stamp("items"), ws.workspace.stamp("config"), ws.workspace.stamp("groups")
 
 
 def rates(ws: Workspace, hard: float, soft: float, auto_only: bool = False) -> pd.DataFrame:
     """Rates of every check with rates (similarity, and group and temporal where the workspace has them)."""
-    return _rates(str(ws.path), ws.encoder, hard, soft, _neighbors_stamp(ws), decisions_stamp(ws), auto_only,
+    return _rates(str(ws.path), ws.workspace.encoder, hard, soft, _neighbors_stamp(ws), decisions_stamp(ws), auto_only,
                   _groups_stamp(ws))
 
 
@@ -261,10 +262,10 @@ def _image(uri: str, row: int, roots: tuple[str, ...], stamp: tuple):
 
 def item_image(ws: Workspace, item: pd.Series):
     """(PIL image or None, reason) for one item row."""
-    if ws.datasets.get(item["dataset"]) and ws.datasets[item["dataset"]].format == "embeddings":
+    if ws.workspace.datasets.get(item["dataset"]) and ws.workspace.datasets[item["dataset"]].format == "embeddings":
         return None, Images.NO_PIXELS
-    roots = tuple(str(r) for r in ws.dataset_roots())
-    return _image(str(item["uri"]), int(item["row"]), roots, ws.stamp("source", item["uri"]))
+    roots = tuple(str(r) for r in ws.workspace.dataset_roots())
+    return _image(str(item["uri"]), int(item["row"]), roots, ws.workspace.stamp("source", item["uri"]))
 
 
 INLINE_BYTES = 600_000  # images up to this size travel inside the page's message (no second request)
@@ -295,16 +296,16 @@ def display_image(ws: Workspace, item: pd.Series, factor: int):
     """(image to show, its width, reason when there is none): a data URI for all but large images, so the picture
     arrives with the page's message instead of in a request of its own after it (the review loop's next pair is
     on screen one round trip sooner)."""
-    if ws.datasets.get(item["dataset"]) and ws.datasets[item["dataset"]].format == "embeddings":
+    if ws.workspace.datasets.get(item["dataset"]) and ws.workspace.datasets[item["dataset"]].format == "embeddings":
         return None, 0, Images.NO_PIXELS
-    roots = tuple(str(r) for r in ws.dataset_roots())
-    return _display(str(item["uri"]), int(item["row"]), roots, ws.stamp("source", item["uri"]), int(factor))
+    roots = tuple(str(r) for r in ws.workspace.dataset_roots())
+    return _display(str(item["uri"]), int(item["row"]), roots, ws.workspace.stamp("source", item["uri"]), int(factor))
 
 
 def _thumbnail(ws: Workspace, uri: str, row: int, roots: tuple[str, ...], stamp: tuple, side: int) -> str | None:
     """Kept in the workspace's caches, not st.cache_data: the review strip asks for 16 thumbnails per key press,
     and st.cache_data's hashing of the arguments cost about 1 ms each."""
-    return ws.cache("thumbnails", (uri, row, roots, stamp, side),
+    return ws.workspace.cache("thumbnails", (uri, row, roots, stamp, side),
                     lambda: _make_thumbnail(uri, row, roots, stamp, side), entries=8192)
 
 
@@ -328,24 +329,24 @@ def _make_thumbnail(uri: str, row: int, roots: tuple[str, ...], stamp: tuple, si
 def thumbnails(ws: Workspace, ids: list[str], side: int = 56) -> list[str | None]:
     """Thumbnails (data URIs) of several items (the review strip's pairs), the workspace read once for all."""
     table = items(ws)
-    roots = tuple(str(r) for r in ws.dataset_roots())
-    no_pixels = {name for name, d in ws.datasets.items() if d.format == "embeddings"}
+    roots = tuple(str(r) for r in ws.workspace.dataset_roots())
+    no_pixels = {name for name, d in ws.workspace.datasets.items() if d.format == "embeddings"}
     out = []
     for i in ids:
         if i not in table.index or table.at[i, "dataset"] in no_pixels:
             out.append(None)
             continue
         uri, row = str(table.at[i, "uri"]), int(table.at[i, "row"])
-        out.append(_thumbnail(ws, uri, row, roots, ws.stamp("source", uri), side))
+        out.append(_thumbnail(ws, uri, row, roots, ws.workspace.stamp("source", uri), side))
     return out
 
 
 def thumbnail(ws: Workspace, item: pd.Series, side: int = 96) -> str | None:
     """A small image of an item as a data URI (for image columns of tables), or None when it has no pixels."""
-    if ws.datasets.get(item["dataset"]) and ws.datasets[item["dataset"]].format == "embeddings":
+    if ws.workspace.datasets.get(item["dataset"]) and ws.workspace.datasets[item["dataset"]].format == "embeddings":
         return None
-    roots = tuple(str(r) for r in ws.dataset_roots())
-    return _thumbnail(ws, str(item["uri"]), int(item["row"]), roots, ws.stamp("source", item["uri"]), side)
+    roots = tuple(str(r) for r in ws.workspace.dataset_roots())
+    return _thumbnail(ws, str(item["uri"]), int(item["row"]), roots, ws.workspace.stamp("source", item["uri"]), side)
 
 
 def clear_decision_caches() -> None:
@@ -356,7 +357,7 @@ def clear_decision_caches() -> None:
 
 # ---- calibration and threshold views -------------------------------------------------------------------
 def calibration_stamp(ws: Workspace, encoder: str) -> tuple:
-    return ws.stamp("calibration", encoder)
+    return ws.workspace.stamp("calibration", encoder)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -376,7 +377,7 @@ RAW_ON_FUSED = Scores.RAW_ON_FUSED
 
 
 def fused_views(ws: Workspace, encoder: str):
-    return _fused_views(str(ws.path), encoder, ws.stamp("fused", encoder))
+    return _fused_views(str(ws.path), encoder, ws.workspace.stamp("fused", encoder))
 
 
 def calibration_views(ws: Workspace, encoder: str):
@@ -390,7 +391,7 @@ def _decision_views(path: str, encoder: str, stamp: tuple, dstamp: tuple):
 
 def decision_views(ws: Workspace):
     """Operating points and ROC from curator decisions (None under 20 decided pairs)."""
-    return _decision_views(str(ws.path), ws.encoder, _neighbors_stamp(ws), decisions_stamp(ws))
+    return _decision_views(str(ws.path), ws.workspace.encoder, _neighbors_stamp(ws), decisions_stamp(ws))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -400,7 +401,7 @@ def _best(path: str, encoder: str, stamp: tuple, items_stamp: tuple):
 
 def flagged_counts(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
     """Evaluation items flagged per split at these thresholds (automatic flags; fast per slider move)."""
-    best, totals = _best(str(ws.path), ws.encoder, _neighbors_stamp(ws), ws.stamp("items"))
+    best, totals = _best(str(ws.path), ws.workspace.encoder, _neighbors_stamp(ws), ws.workspace.stamp("items"))
     return Scores.counts_at(best, hard, soft, totals)
 
 
@@ -444,17 +445,17 @@ def _session_cached(key: tuple, compute):
 
 
 def _embeddings_stamp(ws: Workspace) -> tuple:
-    return ws.stamp("embeddings")
+    return ws.workspace.stamp("embeddings")
 
 
 def coverage(ws: Workspace, a, b, k: int, n_boot: int):
     """`Project.audits.coverage`, kept while the item table and the embeddings are unchanged."""
-    key = ("coverage", str(ws.path), a, b, k, n_boot, ws.stamp("items"), _embeddings_stamp(ws))
+    key = ("coverage", str(ws.path), a, b, k, n_boot, ws.workspace.stamp("items"), _embeddings_stamp(ws))
     return _session_cached(key, lambda progress: ws.audits.coverage(a, b, k=k, bootstrap=n_boot, progress=progress))
 
 
 def spectra(ws: Workspace, a, b):
-    key = ("spectra", str(ws.path), a, b, ws.stamp("items"))
+    key = ("spectra", str(ws.path), a, b, ws.workspace.stamp("items"))
     return _session_cached(key, lambda progress: ws.audits.spectra(a, b, progress=progress))
 
 
@@ -474,7 +475,7 @@ def _shortcut_audits(path: str, stamp: tuple) -> dict:
 
 
 def shortcut_audits(ws: Workspace) -> dict:
-    return _shortcut_audits(str(ws.path), ws.stamp("shortcuts"))
+    return _shortcut_audits(str(ws.path), ws.workspace.stamp("shortcuts"))
 
 
 def run_shortcuts(ws: Workspace, dataset: str, regions: bool) -> None:

@@ -1,5 +1,5 @@
 """Display-sized pictures for the review loop: a photo is sent as a JPEG of the size it is drawn at, never as its
-original file, cached per item in the workspace's memory (`ws.cache`) and on its disk
+original file, cached per item in the workspace's memory (`ws.workspace.cache`) and on its disk
 (cache/display/<sha256>-<side>.jpg, written atomically), and the next pairs' pictures are made ahead in a background
 thread, so a key press finds them ready."""
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _roots(datasets: tuple) -> tuple[tuple[str, ...], frozenset]:
 
 
 def _root_of(ws, uri: str, roots: tuple[str, ...]) -> str | None:
-    return ws.cache("display root of", (uri, roots), lambda: Images.root_of(uri, roots), entries=65536)
+    return ws.workspace.cache("display root of", (uri, roots), lambda: Images.root_of(uri, roots), entries=65536)
 
 
 COLUMNS = ["dataset", "uri", "row", "sha256", "width"]
@@ -65,9 +65,9 @@ def facts(items: pd.DataFrame) -> dict:
 
 
 def _workspace(ws) -> tuple[tuple[str, ...], frozenset, Path, object]:
-    datasets = tuple((n, d.root, d.format) for n, d in ws.datasets.items())
-    roots, no_pixels = ws.cache("display roots", datasets, lambda: _roots(datasets), entries=4)
-    return roots, no_pixels, ws.paths.display_cache, ws
+    datasets = tuple((n, d.root, d.format) for n, d in ws.workspace.datasets.items())
+    roots, no_pixels = ws.workspace.cache("display roots", datasets, lambda: _roots(datasets), entries=4)
+    return roots, no_pixels, ws.workspace.paths.display_cache, ws
 
 
 def _source(where: tuple, dataset, uri, row, sha, *_) -> Source | None:
@@ -75,7 +75,7 @@ def _source(where: tuple, dataset, uri, row, sha, *_) -> Source | None:
     if dataset in no_pixels:
         return None
     uri, sha = str(uri), str(sha or "")
-    return Source(uri, int(row), _root_of(ws, uri, roots), ws.stamp("source", uri),
+    return Source(uri, int(row), _root_of(ws, uri, roots), ws.workspace.stamp("source", uri),
                   cache / sha[:2] / sha if _SHA.fullmatch(sha) else None, ws)
 
 
@@ -139,7 +139,7 @@ def picture(src: Source | None, side: int) -> tuple[str | None, int, str | None]
     key = src.key(side)
     if src.ws is None:
         return _picture(key, src.root, src.cache)
-    return src.ws.cache("pictures", key, lambda: _picture(key, src.root, src.cache), entries=1024)
+    return src.ws.workspace.cache("pictures", key, lambda: _picture(key, src.root, src.cache), entries=1024)
 
 
 def ahead(sources: list[tuple[Source | None, int]]) -> None:

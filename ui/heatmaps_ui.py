@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from leakcore.api import Project
+from leakcore.api import Checks
 
 
 def _title(kind: str, check: str) -> str:
-    words = Project.check_words(check)  # each check names its own maps
+    words = Checks.words(check)  # each check names its own maps
     return words.hard_title if kind == "hard" else words.soft_title
 
 
@@ -93,7 +93,7 @@ def plotly_html(mats: dict, check: str) -> str:
 
 def drill_down(eval_split: str, train_split: str, kind: str) -> None:
     """Open the review page filtered to one (evaluation split, training source) cell."""
-    reviewable = {c["name"]: c["review"] for c in Project.reviewable_checks()}
+    reviewable = {c["name"]: c["review"] for c in Checks.reviewable()}
     check = st.session_state.get("heat_check") or next(iter(reviewable))
     st.session_state["heat_last_click"] = None  # back on this page, the same cell opens again
     # the cell's own check where the Review page shows it; else its groups, else the first reviewable check

@@ -30,7 +30,7 @@ def encoder_select(ws: Workspace, calibrated: list[str]) -> tuple[str, str]:
                                      help="similarity: the embedding's cosine similarity; fused: P(same photograph) "
                                           "from the similarity and the pixel evidence (leakcore verify)") or "similarity"
     if st.session_state.get("th_loaded_for") != (str(ws.path), enc, score):
-        t = ws.thresholds(enc, score=score, required=False)
+        t = ws.scores.thresholds(enc, score=score, required=False)
         hard, soft = (t.hard, t.soft) if t else (1.0, 1.0)  # uncalibrated: flag nothing until thresholds are chosen
         set_thresholds(hard, soft)
         st.session_state["th_loaded_for"] = (str(ws.path), enc, score)
@@ -144,7 +144,7 @@ def _curve_tables(ws: Workspace, curves: dict, decisions) -> tuple[pd.DataFrame,
     def make():
         return curves, decisions, _make_curve_tables(curves, decisions)
 
-    return ws.cache("roc tables", (id(curves), id(decisions)), make, entries=8)[2]
+    return ws.workspace.cache("roc tables", (id(curves), id(decisions)), make, entries=8)[2]
 
 
 def _make_curve_tables(curves: dict, decisions) -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[str]]:

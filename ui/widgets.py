@@ -58,7 +58,7 @@ def sidebar_workspace() -> Workspace | None:
         access_ui.identity_sidebar(st.session_state["workspace"])
     ws = data.open_workspace(st.session_state["workspace"])
     if ws is not None:
-        t = ws.thresholds(required=False)
+        t = ws.scores.thresholds(required=False)
         st.sidebar.caption(f"Encoder **{ws.settings.encoder}** · " + (f"hard ≥ {t.hard:.3f} · soft ≥ {t.soft:.3f}" if t else
                                                              "thresholds: not calibrated yet"))
     return ws

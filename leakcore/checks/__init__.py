@@ -108,7 +108,7 @@ def parse_bounds(specs) -> dict[str, dict[str, float]]:
 
 
 def gate(table, bounds: dict[str, dict[str, float]]) -> list[str]:
-    """Every bound broken by a rates table (`Project.rates`), in words; empty when the gate passes."""
+    """Every bound broken by a rates table (`Project.checks.rates`), in words; empty when the gate passes."""
     _load()
     out: list[str] = []
     for name, by_degree in bounds.items():
