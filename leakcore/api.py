@@ -311,14 +311,15 @@ class Images:
         return next((r for r in roots if catalog.is_inside(Path(uri), Path(r))), None)
 
     @staticmethod
-    def read(uri: str, row: int, root: str | None, draft_size: "tuple[int, int] | None" = None):
-        """(PIL image or None, reason) of one item's file or Parquet row, decoded safely (EXIF, modes, limits)."""
+    def read(uri: str, row: int, root: str | None, draft_size: "tuple[int, int] | None" = None, *, reader=None):
+        """(PIL image or None, reason) of one item's file or Parquet row, decoded safely (EXIF, modes, limits);
+        `reader`: the workspace's (`project.workspace.sources`), which keeps the containers it opened."""
         from leakcore import catalog, images
 
         if root is None:
             return None, OUTSIDE_ROOT
         kwargs = {"draft_size": draft_size} if draft_size else {}
-        result = images.decode(catalog.read_bytes(uri, row, root=root), **kwargs)
+        result = images.decode(catalog.read_bytes(uri, row, root=root, reader=reader), **kwargs)
         return result.image, result.reason
 
     @staticmethod

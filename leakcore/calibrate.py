@@ -274,7 +274,7 @@ def calibrate(
     originals = []
     for pos in pick:
         row = coll.iloc[pos]
-        originals.append(images.decode(catalog.read_bytes(row["uri"], int(row["row"]))).image)
+        originals.append(images.decode(catalog.read_bytes(row["uri"], int(row["row"]), reader=ws.sources)).image)
     twins = collection_twins(coll, vectors, pick, originals, should_stop=should_stop,
                              progress=(lambda d, t: progress("find the collection's own near-duplicates", d, t))
                              if progress else None)

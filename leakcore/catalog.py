@@ -140,17 +140,12 @@ class SourceReader:
         return _cifar_png(self._cifar(str(path), mtime), row)
 
 
-# Callers that pass no reader share this one: the probing of a new source (no workspace yet), and loops that
-# have not been given the workspace's yet (leakcore/calibrate.py, downstream.py and fused.py read items one by one;
-# passing `reader=ws.sources` there lets this go).
-_FALLBACK_READER = SourceReader()
-
-
 def read_bytes(uri: str, row: int = -1, *, root: str | Path | None = None,
                reader: SourceReader | None = None) -> bytes | None:
     """The encoded bytes of one item, or None when the file is missing or outside `root`; `reader`: the
-    workspace's (`ws.sources`), which keeps the containers it opened."""
-    return (reader or _FALLBACK_READER).read(uri, row, root=root)
+    workspace's (`ws.sources`), which keeps the containers it opened; without one a container is opened for this
+    read alone."""
+    return (reader or SourceReader()).read(uri, row, root=root)
 
 
 def iter_bytes(uris, rows, *, reader: SourceReader | None = None) -> Iterator[tuple[int, bytes | None]]:
@@ -159,7 +154,7 @@ def iter_bytes(uris, rows, *, reader: SourceReader | None = None) -> Iterator[tu
     Items are visited in container order (by uri, then row), so a Parquet row group or CIFAR batch
     is decoded once however many items it holds.
     """
-    reader = reader or _FALLBACK_READER
+    reader = reader or SourceReader()  # one per pass: each container is opened once, in container order
     uris = np.asarray([str(u) for u in uris], dtype=object)
     rows = np.asarray(rows, dtype=np.int64)
     order = np.lexsort((rows, uris))

@@ -265,7 +265,7 @@ def clip_zero_shot(ws, eval_split: str, *, class_names: list[str] | None = None,
             chunk = ev.iloc[start:start + batch_size]
             arrays, ok = [], []
             for uri, row in zip(chunk["uri"], chunk["row"]):
-                img = images.decode(catalog.read_bytes(uri, int(row)), draft_size=(224, 224)).image
+                img = images.decode(catalog.read_bytes(uri, int(row), reader=ws.sources), draft_size=(224, 224)).image
                 ok.append(img is not None)
                 if img is not None:
                     arrays.append(np.asarray(img.resize((224, 224)), dtype=np.uint8))

@@ -322,7 +322,7 @@ MUTATORS = {"append", "extend", "insert", "update", "setdefault", "pop", "popite
 REGISTRIES = {"_REGISTRY", "SCORE_PROVIDERS"}  # a registry is filled once by its plug-ins: not a cache
 # left, with the reason: callers that pass no reader (calibrate, downstream, fused's suite, coverage, report,
 # shortcuts, a new source's probing) share one; passing `reader=ws.sources` there lets it go
-CACHES_LEFT = {("leakcore/catalog.py", "_FALLBACK_READER")}
+CACHES_LEFT: set = set()
 
 
 def _name_of(node: ast.AST) -> str | None:

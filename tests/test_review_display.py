@@ -12,6 +12,7 @@ from PIL import Image, ImageOps
 
 from leakcore import verify
 from leakcore.ingest import add_dataset
+from leakcore.api import Project
 from leakcore.project import Workspace
 
 from conftest import photo
@@ -68,7 +69,7 @@ def test_a_photo_is_sent_as_a_display_sized_jpeg_cached_in_the_workspace(photo_w
 
     items = photo_ws.items().set_index("item_id", drop=False)
     big, small = (items[items["uri"].str.endswith(n)].index[0] for n in ("big.jpg", "small.jpg"))
-    src_big, src_small = display.sources(photo_ws, items, [big, small])
+    src_big, src_small = display.sources(Project(photo_ws), items, [big, small])
     uri, width, reason = display.picture(src_big, 576)
     assert reason is None and uri.startswith("data:image/jpeg;base64,")
     img = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
@@ -88,13 +89,13 @@ def test_pictures_without_a_content_hash_stay_in_memory_and_outside_the_roots_ar
     items = photo_ws.items().set_index("item_id", drop=False)
     item_id = items.index[0]
     items.loc[item_id, "sha256"] = "x"  # a table without real hashes (the synthetic benchmark's)
-    src = display.sources(photo_ws, items, [item_id])[0]
+    src = display.sources(Project(photo_ws), items, [item_id])[0]
     assert src.cache is None and display.picture(src, 128)[0].startswith("data:image/jpeg")
     outside = tmp_path / "elsewhere.jpg"
     photo(5, (500, 400)).save(outside)
     items = items.copy()  # tables are read-only once looked up (display.facts keeps one lookup per table)
     items.loc[item_id, "uri"] = str(outside)
-    uri, _, reason = display.picture(display.sources(photo_ws, items, [item_id])[0], 128)
+    uri, _, reason = display.picture(display.sources(Project(photo_ws), items, [item_id])[0], 128)
     assert uri is None and reason
 
 

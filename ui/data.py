@@ -255,9 +255,10 @@ def export_views(ws: Workspace, split: str, policy) -> tuple[pd.DataFrame, pd.Da
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _image(uri: str, row: int, roots: tuple[str, ...], stamp: tuple):
-    """Decoded RGB image of an item, served only from inside a registered dataset root."""
-    return Images.read(uri, row, Images.root_of(uri, roots))
+def _image(uri: str, row: int, roots: tuple[str, ...], stamp: tuple, _reader=None):
+    """Decoded RGB image of an item, served only from inside a registered dataset root (`_reader`, not part of the
+    key: the workspace's, which keeps the containers it opened)."""
+    return Images.read(uri, row, Images.root_of(uri, roots), reader=_reader)
 
 
 def item_image(ws: Workspace, item: pd.Series):
@@ -265,19 +266,20 @@ def item_image(ws: Workspace, item: pd.Series):
     if ws.workspace.datasets.get(item["dataset"]) and ws.workspace.datasets[item["dataset"]].format == "embeddings":
         return None, Images.NO_PIXELS
     roots = tuple(str(r) for r in ws.workspace.dataset_roots())
-    return _image(str(item["uri"]), int(item["row"]), roots, ws.workspace.stamp("source", item["uri"]))
+    return _image(str(item["uri"]), int(item["row"]), roots, ws.workspace.stamp("source", item["uri"]),
+                  ws.workspace.sources)
 
 
 INLINE_BYTES = 600_000  # images up to this size travel inside the page's message (no second request)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _display(uri: str, row: int, roots: tuple[str, ...], stamp: tuple, factor: int):
+def _display(uri: str, row: int, roots: tuple[str, ...], stamp: tuple, factor: int, _reader=None):
     """(data URI or PIL image, width in pixels, reason) of an item enlarged `factor` times pixel by pixel."""
     import base64
     import io
 
-    img, reason = _image(uri, row, roots, stamp)
+    img, reason = _image(uri, row, roots, stamp, _reader)
     if img is None:
         return None, 0, reason
     if factor > 1:
@@ -299,21 +301,22 @@ def display_image(ws: Workspace, item: pd.Series, factor: int):
     if ws.workspace.datasets.get(item["dataset"]) and ws.workspace.datasets[item["dataset"]].format == "embeddings":
         return None, 0, Images.NO_PIXELS
     roots = tuple(str(r) for r in ws.workspace.dataset_roots())
-    return _display(str(item["uri"]), int(item["row"]), roots, ws.workspace.stamp("source", item["uri"]), int(factor))
+    return _display(str(item["uri"]), int(item["row"]), roots, ws.workspace.stamp("source", item["uri"]), int(factor),
+                    ws.workspace.sources)
 
 
 def _thumbnail(ws: Workspace, uri: str, row: int, roots: tuple[str, ...], stamp: tuple, side: int) -> str | None:
     """Kept in the workspace's caches, not st.cache_data: the review strip asks for 16 thumbnails per key press,
     and st.cache_data's hashing of the arguments cost about 1 ms each."""
     return ws.workspace.cache("thumbnails", (uri, row, roots, stamp, side),
-                    lambda: _make_thumbnail(uri, row, roots, stamp, side), entries=8192)
+                    lambda: _make_thumbnail(uri, row, roots, stamp, side, ws.workspace.sources), entries=8192)
 
 
-def _make_thumbnail(uri: str, row: int, roots: tuple[str, ...], stamp: tuple, side: int) -> str | None:
+def _make_thumbnail(uri: str, row: int, roots: tuple[str, ...], stamp: tuple, side: int, reader=None) -> str | None:
     import base64
     import io
 
-    img, _ = _image(uri, row, roots, stamp)
+    img, _ = _image(uri, row, roots, stamp, reader)
     if img is None:
         return None
     img = img.convert("RGB")

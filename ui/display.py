@@ -103,7 +103,7 @@ def _encode(img: Image.Image, side: int) -> tuple[bytes, int]:
     return buf.getvalue(), img.width
 
 
-def _picture(key: tuple, root: str | None, cache: Path | None) -> tuple[str | None, int, str | None]:
+def _picture(key: tuple, root: str | None, cache: Path | None, reader=None) -> tuple[str | None, int, str | None]:
     """(JPEG data URI, its width, reason when there is none) of one item at `side` (key[-1]) px, longer side."""
     uri, row, _, side = key
     path = cache.with_name(f"{cache.name}-{side}.jpg") if cache is not None else None
@@ -115,7 +115,7 @@ def _picture(key: tuple, root: str | None, cache: Path | None) -> tuple[str | No
             return "data:image/jpeg;base64," + base64.b64encode(data).decode(), width, None
         except (OSError, Image.UnidentifiedImageError):
             pass  # not made yet (or unreadable): make it
-    image, reason = Images.read(uri, row, root, draft_size=(side, side))
+    image, reason = Images.read(uri, row, root, draft_size=(side, side), reader=reader)
     if image is None:
         return None, 0, reason
     data, width = _encode(image, side)
@@ -139,7 +139,8 @@ def picture(src: Source | None, side: int) -> tuple[str | None, int, str | None]
     key = src.key(side)
     if src.ws is None:
         return _picture(key, src.root, src.cache)
-    return src.ws.workspace.cache("pictures", key, lambda: _picture(key, src.root, src.cache), entries=1024)
+    return src.ws.workspace.cache("pictures", key, lambda: _picture(key, src.root, src.cache, src.ws.workspace.sources),
+                                  entries=1024)
 
 
 def ahead(sources: list[tuple[Source | None, int]]) -> None:
