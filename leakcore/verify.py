@@ -167,15 +167,18 @@ def _corr(fx: torch.Tensor, fy: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def masked_ncc(a: torch.Tensor, ma: torch.Tensor, b: torch.Tensor, mb: torch.Tensor, max_shift: int,
-               flat_std: float = FLAT_STD) -> tuple[torch.Tensor, torch.Tensor]:
+               flat_std: float = FLAT_STD, rows_a: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """NCC of a (P, V, S, S) against b (P, 1, S, S) over their masks for every shift within `max_shift`.
 
     Returns (ncc, overlap count), each (P, V, 2m+1, 2m+1), index [m + dy, m + dx] for b shifted by (dy, dx)
-    relative to a. Flat overlaps are damped (their variance is floored at flat_std**2 per pixel)."""
+    relative to a. Flat overlaps are damped (their variance is floored at flat_std**2 per pixel). With `rows_a`
+    (P,), a holds each eval image once (U, V, S, S) and pair i is a[rows_a[i]] against b[i]."""
     s = a.shape[-1]
     n = s + max_shift  # zero padding: shifts up to max_shift never wrap around
     rf = lambda x: torch.fft.rfft2(x, s=(n, n))  # noqa: E731
     fa, fa2, fma = rf(a * ma), rf(a * a * ma), rf(ma)
+    if rows_a is not None:
+        fa, fa2, fma = fa[rows_a], fa2[rows_a], fma[rows_a]
     fb, fb2, fmb = rf(b * mb), rf(b * b * mb), rf(mb)
     cnt = _corr(fma, fmb, n)
     sa, sb = _corr(fa, fmb, n), _corr(fma, fb, n)
@@ -212,20 +215,23 @@ def align(lum_a: np.ndarray, mask_a: np.ndarray, lum_b: np.ndarray, mask_b: np.n
     return _align(lum_a, mask_a, lum_b, mask_b, vs)[0]
 
 
-def _align(lum_a, mask_a, lum_b, mask_b, vs=VARIANTS) -> tuple[list[Alignment], np.ndarray, np.ndarray]:
+def _align(lum_a, mask_a, lum_b, mask_b, vs=VARIANTS, rows_a=None) -> tuple[list[Alignment], np.ndarray, np.ndarray]:
     """`align`, plus each eval canvas moved by its alignment onto the training canvas ((P, S, S) luminance and
-    mask, in training coordinates): the variants are transformed here once, not again per pair."""
+    mask, in training coordinates): the variants are transformed here once, not again per pair. With `rows_a`
+    (P,), the eval canvases are each image once (U, S, S) and pair i's is row rows_a[i]: an eval image's variants
+    and their transforms are computed once however many pairs it is in (the same numbers)."""
     la, ma = torch.from_numpy(np.ascontiguousarray(lum_a)), torch.from_numpy(np.ascontiguousarray(mask_a))
     lb, mb = torch.from_numpy(np.ascontiguousarray(lum_b)), torch.from_numpy(np.ascontiguousarray(mask_b))
+    rows = torch.arange(len(la)) if rows_a is None else torch.as_tensor(np.asarray(rows_a), dtype=torch.long)
     s = la.shape[-1]
     m = max(1, int(round(MAX_SHIFT * s)))
     ta, tma = transformed(la, ma, vs)
     ga, gma = gradient(ta, tma)
     gb, gmb = gradient(lb, mb)
     with torch.no_grad():
-        ncc, cnt = masked_ncc(ta, tma, lb[:, None], mb[:, None], m)
-        nccg, _ = masked_ncc(ga, gma, gb[:, None], gmb[:, None], m, FLAT_GRAD_STD)
-    smaller = torch.minimum(tma.sum((-2, -1)), mb.sum((-2, -1))[:, None]).clamp(min=1)  # (P, V)
+        ncc, cnt = masked_ncc(ta, tma, lb[:, None], mb[:, None], m, rows_a=rows)
+        nccg, _ = masked_ncc(ga, gma, gb[:, None], gmb[:, None], m, FLAT_GRAD_STD, rows_a=rows)
+    smaller = torch.minimum(tma.sum((-2, -1))[rows], mb.sum((-2, -1))[:, None]).clamp(min=1)  # (P, V)
     frac = cnt / smaller[..., None, None]
     score = torch.where(frac >= MIN_OVERLAP, (ncc + nccg) / 2, torch.full_like(ncc, -2.0))
     p = score.shape[0]
@@ -239,7 +245,7 @@ def _align(lum_a, mask_a, lum_b, mask_b, vs=VARIANTS) -> tuple[list[Alignment], 
     ok = get(score) > -2
     als = [Alignment(int(v[i]), int(dy[i]), int(dx[i]), float(n1[i]) if ok[i] else 0.0,
                      float(n2[i]) if ok[i] else 0.0, float(fr[i]) if ok[i] else 0.0) for i in range(p)]
-    chosen, chosen_mask = ta[torch.arange(p), v].numpy(), tma[torch.arange(p), v].numpy()
+    chosen, chosen_mask = ta[rows, v].numpy(), tma[rows, v].numpy()
     for i, al in enumerate(als):  # shifted in place of the chosen canvases (copies out of the torch tensors)
         chosen[i], chosen_mask[i] = _shift(chosen[i], al.dy, al.dx), _shift(chosen_mask[i], al.dy, al.dx)
     return als, chosen, chosen_mask
@@ -428,30 +434,34 @@ class ImageInputs:
 
     def __init__(self, image: Image.Image, load: Callable[[], Image.Image | None] | None = None):
         self._image, self._load = image, load
+        self._gray: Image.Image | None = None
         self.size = image.size
         self._canvas: tuple[np.ndarray, np.ndarray] | None = None
         self._orb: dict = {}
 
-    def image(self) -> Image.Image:
-        if self._image is None:
-            self._image = self._load()
-        return self._image
+    def gray(self) -> Image.Image:
+        """The image in luminance, which the canvas and the features both start from (converted once)."""
+        if self._gray is None:
+            if self._image is None:
+                self._image = self._load()
+            self._gray = self._image.convert("L")
+        return self._gray
 
     def canvas(self) -> tuple[np.ndarray, np.ndarray]:
         if self._canvas is None:
-            self._canvas = canvas(self.image())
+            self._canvas = canvas(self.gray())
         return self._canvas
 
     def orb(self, mirrored: bool = False, n_features: int = ORB_FEATURES):
         key = (mirrored, n_features)
         if key not in self._orb:
-            self._orb[key] = orb_features(self.image(), mirrored, n_features, as_is=not mirrored)[0]
+            self._orb[key] = orb_features(self.gray(), mirrored, n_features, as_is=not mirrored)[0]
         return self._orb[key]
 
     def release(self) -> None:
         """Let the decoded image go where it can be loaded again (its parts stay)."""
         if self._load is not None:
-            self._image = None
+            self._image = self._gray = None
 
 
 INPUTS_KEPT = 2048  # images whose evidence inputs a workspace keeps (at most ~80 KB each: canvas, 1,000 + 2 x 400
@@ -486,10 +496,18 @@ def image_inputs(ws, items: "pd.DataFrame") -> list:
     shas = rows["sha256"].tolist()
     first = {sha: n for n, sha in reversed(list(enumerate(shas)))}
     new = sorted(n for sha, n in first.items() if sha not in kept)
+    uris, places = rows["uri"].to_numpy(), rows["row"].to_numpy()
     for n, img in zip(new, load_images(rows.iloc[new], ws.sources)):
-        one = rows.iloc[[n]]
-        kept[shas[n]] = None if img is None else ImageInputs(img, lambda one=one: load_images(one, ws.sources)[0])
+        again = lambda uri=str(uris[n]), row=int(places[n]): _decode(ws.sources.read(uri, row))  # noqa: E731
+        kept[shas[n]] = None if img is None else ImageInputs(img, again)
     return [kept[sha] for sha in shas]
+
+
+def _decode(data: bytes | None) -> Image.Image | None:
+    from leakcore import images
+
+    dec = images.decode(data) if data is not None else None
+    return dec.image if dec is not None and dec.ok else None
 
 
 def evidence(eval_images: list, train_images: list, *, batch: int = 64) -> "pd.DataFrame":
@@ -516,11 +534,15 @@ def evidence(eval_images: list, train_images: list, *, batch: int = 64) -> "pd.D
             ok = [i for i, (a, b) in enumerate(zip(ea, tb)) if a is not None and b is not None]
             out = [dict(_NO_EVIDENCE) for _ in ea]
             if ok:
-                ca = [ea[i].canvas() for i in ok]
+                once: dict = {}  # each eval image once (its variants are transformed once), in order
+                for i in ok:
+                    once.setdefault(id(ea[i]), ea[i])
+                row_of = {key: n for n, key in enumerate(once)}
+                ca = [img.canvas() for img in once.values()]
                 cb = [tb[i].canvas() for i in ok]
                 la, ma = np.stack([c[0] for c in ca]), np.stack([c[1] for c in ca])
                 lb, mb = np.stack([c[0] for c in cb]), np.stack([c[1] for c in cb])
-                als, moved, moved_mask = _align(la, ma, lb, mb)
+                als, moved, moved_mask = _align(la, ma, lb, mb, rows_a=[row_of[id(ea[i])] for i in ok])
                 for j, (i, al) in enumerate(zip(ok, als)):
                     ssim, detail, diff = _on_overlap(moved[j], lb[j], moved_mask[j] * mb[j], al)
                     refined = refine(lb[j], moved[j], moved_mask[j] * mb[j])[0] if al.overlap > 0 else dict(_NO_REFINED)
@@ -734,13 +756,11 @@ class EvidenceStore:
 
 def load_images(items: "pd.DataFrame", reader=None) -> list:
     """PIL images (or None when unreadable) for item rows, in order (`reader`: the workspace's `sources`)."""
-    from leakcore import catalog, images
+    from leakcore import catalog
 
     out: list = [None] * len(items)
     for pos, data in catalog.iter_item_bytes(items.reset_index(drop=True), reader=reader):
-        if data is not None:
-            dec = images.decode(data)
-            out[pos] = dec.image if dec.ok else None
+        out[pos] = _decode(data)
     return out
 
 

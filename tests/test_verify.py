@@ -121,6 +121,45 @@ def test_orb_matches_a_watermarked_crop_of_a_photo():
     assert inl_same >= 20 and inl_same > 3 * max(inl_other, 1)
 
 
+def test_ratio_matches_are_opencvs_brute_force_matches():
+    """The Hamming matcher keeps the same matches as OpenCV's `knnMatch(k=2)` and the ratio test, equal distances
+    included (the nearest is the first of equals), on real ORB features and on descriptors full of ties."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    real = verify.orb_features(_scene(5))[0][1], verify.orb_features(_scene(5).rotate(8), n_features=1000)[0][1]
+    few_bits = rng.integers(0, 2, (300, 32)).astype(np.uint8), rng.integers(0, 2, (500, 32)).astype(np.uint8)
+    for a, b in (real, few_bits, (few_bits[0], few_bits[1][:2])):
+        want = [(m[0].queryIdx, m[0].trainIdx) for m in cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a, b, k=2)
+                if len(m) == 2 and m[0].distance < verify.ORB_RATIO_TEST * m[1].distance]
+        query, train = verify._ratio_matches(verify._words(a), verify._words(b))
+        assert list(zip(query.tolist(), train.tolist())) == want
+
+
+def test_an_images_inputs_are_kept_across_evidence_calls_and_give_the_same_evidence():
+    """Evidence from kept `ImageInputs` equals evidence from the images; the decoded image is let go after a call
+    and decoded again only for a part not made yet; an eval image repeated in one batch (aligned once) gives the
+    same rows as alone."""
+    crop = _scene(5).crop((100, 80, 540, 400))
+    imgs = [ImageOps.mirror(crop), crop, _scene(6), _scene(5)]
+    loads = []
+
+    def kept(img):
+        return verify.ImageInputs(img, lambda: loads.append(1) or img)
+
+    inputs = [kept(im) for im in imgs]
+    eval_at, train_at = [0, 0, 1, 2], [3, 2, 3, 3]
+    want = verify.evidence([imgs[i] for i in eval_at], [imgs[j] for j in train_at])
+    one_by_one = pd.concat([verify.evidence([imgs[i]], [imgs[j]]) for i, j in zip(eval_at, train_at)], ignore_index=True)
+    pd.testing.assert_frame_equal(want, one_by_one)
+    first = verify.evidence([inputs[i] for i in eval_at[2:]], [inputs[j] for j in train_at[2:]])
+    pd.testing.assert_frame_equal(first, want.iloc[2:].reset_index(drop=True))
+    assert loads == [] and [x._image is None for x in inputs] == [False, True, True, True]  # let go after the call
+    again = verify.evidence([inputs[i] for i in eval_at], [inputs[j] for j in train_at])
+    pd.testing.assert_frame_equal(again, want)
+    assert len(loads) == 1  # the other scene, an eval image before, decoded again for its training-side features
+
+
 def test_refinement_takes_up_a_zoom_the_coarse_grid_leaves_over():
     """A re-crop zoomed by 1.4 or 1.5 (past the grid's largest scale, 1.25) aligns coarsely at NCC 0.65-0.8 and
     its fine detail does not line up; ECC's affine refinement brings both up, and another scene stays low."""
