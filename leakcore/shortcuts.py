@@ -311,17 +311,22 @@ def region_probe(ws, items: pd.DataFrame, *, encoder=None, max_items: int = 1000
         base = probe.predict_proba(joint[members])[:, ci]
         drops = np.zeros((len(members), grid * grid))
         for j, m in enumerate(members):
+            # every masked region of one image is embedded in one call (a call per mask paid the encoder's per-call
+            # overhead sixteen times per image)
             original = region_images(pics[m])
-            rows = []
+            rows, todo, where = [], [], []
             for masked in occluded(pics[m], grid):
                 parts = region_images(masked)
-                changed = [r for r in REGIONS if not np.array_equal(np.asarray(parts[r]), np.asarray(original[r]))]
-                vec = {r: embedded[r][m] for r in REGIONS}
-                if changed:
-                    for r, v in zip(changed, encoder.encode_images([parts[r] for r in changed])):
-                        vec[r] = v
-                rows.append(np.concatenate([vec[r] for r in REGIONS]))
-            drops[j] = base[j] - probe.predict_proba(np.vstack(rows))[:, ci]
+                for r in REGIONS:
+                    if not np.array_equal(np.asarray(parts[r]), np.asarray(original[r])):
+                        todo.append(parts[r])
+                        where.append((len(rows), r))
+                rows.append({r: embedded[r][m] for r in REGIONS})
+            if todo:
+                for (row, r), v in zip(where, encoder.encode_images(todo)):
+                    rows[row][r] = v
+            drops[j] = base[j] - probe.predict_proba(np.vstack([np.concatenate([v[r] for r in REGIONS])
+                                                                 for v in rows]))[:, ci]
         occl[cls] = drops.mean(axis=0).reshape(grid, grid)
         cell = int(np.argmax(occl[cls]))
         for j, m in enumerate(members):

@@ -234,7 +234,7 @@ def test_a_page_switch_keeps_the_reviewer_filters_and_thresholds(server, browser
         page.get_by_role("textbox", name="Reviewer").press("Enter")
         page.wait_for_timeout(1000)
         page.get_by_role("link", name="Review").click()
-        expect(page.get_by_text("flagged pairs")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("flagged pairs").first).to_be_visible(timeout=30_000)
         assert page.get_by_role("textbox", name="Reviewer").input_value() == "alice"
         page.get_by_role("link", name="Thresholds").click()
         expect(page.get_by_text("Flagged evaluation images")).to_be_visible(timeout=30_000)
