@@ -23,4 +23,4 @@ demo: setup
 	$(BIN)/streamlit run app.py --server.address localhost --server.port $(PORT) -- --workspace $(DEMO)
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile

@@ -3,12 +3,11 @@ opened with its default choices and its main action run (Measure, Run the audit,
 then a switch to another page and back, and a reload. Fails on a traceback, an error box, a console error or a
 request that leaves the machine; keeps a screenshot of every page in tests/artifacts/pages/.
 
-The real-photo workspace is a sample of ../shared/data/hymenoptera built by the test; it is skipped where that
-folder is absent (a user's clone), and runs in CI, which has it.
+The walk on real photos is in test_pages_photos_browser.py (its own file, so that pytest-xdist can run the two
+walks at once).
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from leakcore.api import Project
 from test_browser import CHROMIUM, _launch, _serve
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "pages"
-HYMENOPTERA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera"
 
 pytestmark = [
     pytest.mark.browser,
@@ -38,43 +36,12 @@ PAGES = [
 ]
 
 
-def _photo_workspace(root: Path) -> Project:
-    """Real photos: 24 ants and 24 bees of hymenoptera's train split, 12 + 12 of val, one val photo also copied
-    into train re-encoded and one cropped (leaks a curator would find)."""
-    from PIL import Image
-
-    src = root / "photos"
-    for split, n in (("train", 24), ("val", 12)):
-        for cls in ("ants", "bees"):
-            files = sorted((HYMENOPTERA / split / cls).glob("*.jpg"))[:n]
-            dest = src / split / cls
-            dest.mkdir(parents=True, exist_ok=True)
-            for f in files:
-                shutil.copy(f, dest / f.name)
-    bee = Image.open(sorted((src / "val" / "bees").glob("*.jpg"))[0]).convert("RGB")
-    bee.save(src / "train" / "bees" / "leaked_copy.jpg", quality=60)
-    ant = Image.open(sorted((src / "val" / "ants").glob("*.jpg"))[0]).convert("RGB")
-    w, h = ant.size
-    ant.crop((w // 10, h // 10, w - w // 10, h - h // 10)).save(src / "train" / "ants" / "leaked_crop.jpg", quality=85)
-    ws = Project.create(root / "ws", encoder="sscd-distilled")
-    ws.add("hymenoptera", src)
-    ws.scan()
-    return ws
-
-
 @pytest.fixture(scope="module")
 def demo_ws(demo_built, tmp_path_factory):
     """A copy of the session's demo workspace (built once by `leakcore demo`): the walk writes into it."""
     from conftest import copy_workspace
 
     return Project.open(copy_workspace(demo_built.path, tmp_path_factory.mktemp("pages") / "demo"))
-
-
-@pytest.fixture(scope="module")
-def photo_ws(tmp_path_factory):
-    if not HYMENOPTERA.is_dir():
-        pytest.skip(f"no real photos at {HYMENOPTERA} (a clone without ../shared)")
-    return _photo_workspace(tmp_path_factory.mktemp("pages-photos"))
 
 
 def _problems(page) -> list[str]:
@@ -196,10 +163,4 @@ def _walk(url: str, name: str) -> list[str]:
 def test_every_page_on_the_demo(demo_ws, tmp_path):
     with _serve(demo_ws.path, tmp_path / "home") as url:
         problems = _walk(url, "demo")
-    assert problems == [], "\n".join(problems)
-
-
-def test_every_page_on_real_photos(photo_ws, tmp_path):
-    with _serve(photo_ws.path, tmp_path / "home") as url:
-        problems = _walk(url, "photos")
     assert problems == [], "\n".join(problems)
