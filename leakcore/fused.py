@@ -67,11 +67,15 @@ MIN_ALONE = 30
 CANDIDATE_RANK = 3  # each eval image's nearest three above the candidate threshold are verified, and beyond them the
 # pairs the raw score flags: on CIFAR-10, 2 of 43 decided pairs past the third were leaks and no flag changed
 # the fitting set (issue #32: on photos the fit on 200 queries x 26 edits x 3 pairs cost 19x the scan)
-TRANSFORMS_PER_QUERY = 6  # each query image gets this many of the suite's edits (every edit used alike)
-QUERIES_PER, MIN_QUERIES, MAX_QUERIES = 24, 12, 64  # one query per 24 training images, within these bounds
-LOOKALIKES_PER, MIN_LOOKALIKE_IMAGES, MAX_LOOKALIKE_IMAGES = 5, 40, 160  # training images whose nearest are negatives
+TRANSFORMS_PER_QUERY = 4  # each query image gets this many of the suite's edits (every edit used alike: twice with
+# MIN_QUERIES); on hymenoptera 4 instead of 6 found the same planted copies and flagged no other photo (issue #32)
+QUERIES_PER, MIN_QUERIES, MAX_QUERIES = 24, 12, 64  # one query per 24 training images, within these bounds (8 queries
+# on hymenoptera left 48 suite negatives and raised the candidate threshold past a planted crop's raw similarity)
+LOOKALIKES_PER, MIN_LOOKALIKE_IMAGES, MAX_LOOKALIKE_IMAGES = 10, 24, 160  # training images whose nearest are negatives
+# (one per 10 training images: on hymenoptera 45 look-alike pairs instead of 87 set the same soft, at its floor)
 LOOKALIKE_RANK = 2  # each such image's nearest two other training images
-FITTING_SET = 2  # the fitting set's layout (a stored suite of another layout is built again)
+FITTING_SET = 3  # the fitting set's layout (a stored suite of another layout is built again); 3: 4 edits a query,
+# one look-alike image per 10 training images
 MIN_LOOKALIKES = 20  # the collection's look-alike pairs it takes to set soft on them
 LOOKALIKE_PRECISION = 0.95  # soft: where this share of the pairs above it are leaks (out of fold)
 LEAK_SHARE = 0.1  # ... with one candidate pair in ten taken to be a leak
@@ -151,18 +155,24 @@ def suite_pairs(ws, *, encoder=None, queries: int | None = None, seed: int = 0, 
     own_sim = vectors[pick] @ vectors.T  # originals against the collection (to keep in-collection twins out)
     rows, eval_imgs, train_idx = [], [], []
     pools = ThreadpoolController()  # the thread pools, found once (threadpool_limits looks for them at each call: 12 ms)
+    made = []  # (edit, query rows, their edited copies): every copy is made first and embedded in one call (per
+    # view) below; embedded per edit, a call's overhead was most of the cost of its two copies (the same vectors)
     for n, tf in enumerate(transforms):
-        chosen = assigned[n]
-        edited = {j: tf(originals[j], seed=seed * 100_003 + int(pick[j])) for j in chosen if originals[j] is not None}
-        keep = [j for j in chosen if edited.get(j) is not None]
-        if not keep:
-            continue
-        q = encoder.encode_images([edited[j] for j in keep])
+        edited = {j: tf(originals[j], seed=seed * 100_003 + int(pick[j])) for j in assigned[n] if originals[j] is not None}
+        keep = [j for j in assigned[n] if edited.get(j) is not None]
+        if keep:
+            made.append((n, keep, [edited[j] for j in keep]))
+    # a mirrored query helps only where the edit turns or flips (on the other edits the scan's mirrored query scores
+    # lower than the unmirrored one)
+    turned = [m for m in made if mirrored is not None and transforms[m[0]].family == "geometric"]
+    embedded = _in_parts(encoder.encode_images([im for m in made for im in m[2]]), [len(m[1]) for m in made])
+    flipped = dict(zip([m[0] for m in turned], _in_parts(
+        mirrored.encode_images([im for m in turned for im in m[2]]) if turned else None, [len(m[1]) for m in turned])))
+    for (n, keep, copies), q in zip(made, embedded):
+        tf, edited = transforms[n], dict(zip(keep, copies))
         sim, idx = _few_knn(q, vectors, 20, pools)
-        if mirrored is not None and tf.family == "geometric":  # a mirrored query helps only where the edit turns or
-            # flips (on the other edits the scan's mirrored query scores lower than the unmirrored one)
-            sim, idx = search.merge_results([(sim, idx), _few_knn(mirrored.encode_images([edited[j] for j in keep]),
-                                                                  vectors, 20, pools)], 20)
+        if n in flipped:
+            sim, idx = search.merge_results([(sim, idx), _few_knn(flipped[n], vectors, 20, pools)], 20)
         for r, j in enumerate(keep):
             p = int(pick[j])
             own = float(max(q[r] @ vectors[p], sim[r][idx[r] == p].max() if (idx[r] == p).any() else -1.0))
@@ -214,6 +224,11 @@ def suite_pairs(ws, *, encoder=None, queries: int | None = None, seed: int = 0, 
         alike = lookalike_pairs(ws, coll, vectors, n_images=lookalikes, seed=seed, second=second, progress=progress)
         frame = pd.concat([frame, alike], ignore_index=True)
     return frame
+
+
+def _in_parts(rows: np.ndarray | None, sizes: list[int]) -> list[np.ndarray]:
+    """`rows` cut into consecutive parts of these sizes."""
+    return np.split(rows, np.cumsum(sizes)[:-1]) if sizes else []
 
 
 def _few_knn(queries: np.ndarray, vectors: np.ndarray, k: int, pools: ThreadpoolController):
@@ -296,9 +311,12 @@ def decision_pairs(ws, pairs: pd.DataFrame | None = None, second: SecondOpinion 
 
 # ---- fitting ---------------------------------------------------------------------------------------------------
 def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed: int = 0, use_decisions: bool = True,
-        progress: Callable[[str, int, int], None] | None = None, suite: pd.DataFrame | None = None) -> FusedModel:
+        progress: Callable[[str, int, int], None] | None = None, suite: pd.DataFrame | None = None,
+        encoder=None) -> FusedModel:
     """Fit the fused score on the suite (reused when stored) plus enough curator decisions, or on the decisions
-    alone once there are DECISIONS_ALONE; store it and its thresholds (the workspace's thresholds for "fused")."""
+    alone once there are DECISIONS_ALONE; store it and its thresholds (the workspace's thresholds for "fused").
+    `encoder`: the workspace's encoder already built (a scan's), else the suite builds one (about 2 s of CPU for
+    an ONNX model)."""
     from leakcore.calibrate import ThresholdCalibrator
 
     encoder_name = encoder_name or ws.encoder
@@ -310,7 +328,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
     if suite is None and suite_file.exists() and suite_meta.exists() and json.loads(suite_meta.read_text()) == wanted:
         suite = pd.read_parquet(suite_file)  # the suite is the slow part; decisions change, it does not
     if suite is None:
-        suite = suite_pairs(ws, queries=queries, seed=seed, progress=progress)
+        suite = suite_pairs(ws, encoder=encoder, queries=queries, seed=seed, progress=progress)
         write_parquet(suite, suite_file)
         atomic_write_text(suite_meta, json.dumps(wanted))
     features = list(verify.FEATURES) + ([SECOND_FEATURE] if second and SECOND_FEATURE in suite else [])

@@ -370,7 +370,7 @@ def run_job(ctx: ScanContext, job: Job) -> None:
     if isinstance(job, FitJob):
         from leakcore import fused
 
-        fused.fit(ctx.ws, encoder_name=job.encoder, progress=ctx.progress)
+        fused.fit(ctx.ws, encoder_name=job.encoder, progress=ctx.progress, encoder=ctx.encoder)  # the scan's encoder
         return
     if isinstance(job, VerifyJob):
         from leakcore import fused, verify
