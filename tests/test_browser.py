@@ -287,8 +287,8 @@ def test_a_click_in_the_review_panel_then_a_page_switch_keeps_both_pages(shared_
         assert page.locator("[data-testid='stException']").count() == 0
         page.get_by_role("link", name="Review").click()
         expect(page.get_by_text("Review flagged pairs")).to_be_visible(timeout=30_000)
-        page.wait_for_timeout(1500)
-        assert overlay.get_attribute("aria-checked") == "true"  # still the curator's choice
+        page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+        expect(overlay).to_have_attribute("aria-checked", "true", timeout=10_000)  # still the curator's choice
         page.screenshot(path=str(ARTIFACTS / "review-after-page-switch.png"))
         browser.close()
 
