@@ -119,14 +119,27 @@ class Decisions:
                                        cli="pass your own name with --reviewer", page="Decide as yourself")
         _access.require(self._p.path, reviewer or actor, Action.DECIDE)
 
+    def _known(self, pairs) -> None:
+        """Refuse ids that are not the workspace's items: decisions are append-only, a typo would stay for good."""
+        ws = self._p.workspace
+        ids = ws.cache("item ids", ws.stamp("items"), lambda: frozenset(ws.items()["item_id"]))
+        unknown = [i for pair in pairs for i in pair if i not in ids]
+        if unknown:
+            raise InvalidInput(f"no item {unknown[0]!r} in this workspace" +
+                               (f" (and {len(unknown) - 1} more unknown ids)" if len(unknown) > 1 else ""),
+                               cli="item ids read DATASET/SPLIT/PATH as `leakcore report` and removed.csv show them",
+                               page="Pick the pair on the Review page")
+
     def decide(self, eval_item_id: str, train_item_id: str, decision: "Decision | str", *, reviewer: str,
                note: str | None = None) -> int:
         self._may_decide(reviewer)
+        self._known([(eval_item_id, train_item_id)])
         return review.decide(self._p.workspace, eval_item_id, train_item_id, Decision.parse(decision), reviewer=reviewer, note=note)
 
     def decide_many(self, pairs: list[tuple[str, str]], decision: "Decision | str", *, reviewer: str,
                     note: str | None = None) -> int:
         self._may_decide(reviewer)
+        self._known(pairs)
         return review.decide_many(self._p.workspace, pairs, Decision.parse(decision), reviewer=reviewer, note=note)
 
     def undo_last(self, reviewer: str) -> dict | None:

@@ -165,6 +165,14 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
             print(f"\ntraining on the future: {len(future)} training images are dated after the cutoff "
                   f"{project.workspace.group_settings['cutoff']} (e.g. {', '.join(future['item_id'].head(3))})")
     failures = project.checks.gate(table, bounds or {})
+    if not table.empty:
+        for check in bounds or {}:
+            if not (table["check"] == check).any():
+                print(f"note: the {check} check has no rates in this workspace (nothing it found to bound)",
+                      file=sys.stderr)
+    if fail_on_shortcut and not project.audits.shortcut_results():
+        print("note: no shortcut audit is stored, so --fail-on-shortcut has nothing to check "
+              "(run `leakcore shortcuts WS` first)", file=sys.stderr)
     if fail_on_shortcut:
         for dataset, a in project.audits.shortcut_results().items():
             f = a["found"]

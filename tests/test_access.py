@@ -43,12 +43,32 @@ def team(tmp_path):
     return ws.path, [tuple(p) for p in pairs]
 
 
+def _with_items(project: Project, ids) -> Project:
+    """A workspace whose item table holds `ids` (decisions are refused on ids that are not its items)."""
+    import pandas as pd
+
+    project.workspace.write_items(pd.DataFrame({"item_id": list(ids), "dataset": "d", "split": "s", "status": "ok"}))
+    return project
+
+
 def test_without_a_roles_file_everyone_acts_as_a_lead(tmp_path):
-    ws = Project.create(tmp_path / "w", encoder="phash", actor="anyone")
+    ws = _with_items(Project.create(tmp_path / "w", encoder="phash", actor="anyone"), ["a", "b"])
     assert ws.team.roles() is None and ws.team.role() == Role.LEAD
     ws.configure(thresholds=(0.99, 0.9))
     ws.decisions.decide("a", "b", "hard", reviewer="someone else")  # no roles: names are labels, as before
     assert AuditLog(ws.path).entries()[-1]["user"] == "anyone"
+
+
+def test_a_decision_on_an_id_that_is_no_item_is_refused(tmp_path, capsys):
+    """Decisions are append-only: a typo in an id (from the terminal) is refused, not recorded for good."""
+    ws = _with_items(Project.create(tmp_path / "w", encoder="phash"), ["d/test/a.jpg", "d/train/b.jpg"])
+    with pytest.raises(InvalidInput, match="no item 'd/train/typo.jpg'"):
+        ws.decisions.decide("d/test/a.jpg", "d/train/typo.jpg", "hard", reviewer="ann")
+    assert main(["decide", str(ws.path), "d/test/nope.jpg", "d/train/b.jpg", "--decision", "hard"]) == 2
+    assert "no item 'd/test/nope.jpg'" in capsys.readouterr().err
+    assert review.latest_decisions(ws.workspace).empty
+    ws.decisions.decide("d/test/a.jpg", "d/train/b.jpg", "hard", reviewer="ann")
+    assert len(review.latest_decisions(ws.workspace)) == 1
 
 
 @pytest.mark.parametrize("verb", ["decide", "undo", "thresholds", "export", "calibrate", "resplit", "add", "scan",
@@ -247,8 +267,9 @@ def test_four_curators_in_four_processes_lose_and_misattribute_nothing(tmp_path)
     import sys
     import time
 
-    ws = Project.create(tmp_path / "ws", encoder="phash", actor=LEAD)
     curators = [f"c{i}@example.org" for i in range(4)]
+    ws = _with_items(Project.create(tmp_path / "ws", encoder="phash", actor=LEAD),
+                     [f"e{c}{i}" for c in curators for i in range(100)] + [f"t{i}" for i in range(100)])
     ws.team.set_roles(Roles({LEAD: Role.LEAD, **{c: Role.CURATOR for c in curators}}))
     go = tmp_path / "go"
     procs = [subprocess.Popen([sys.executable, "-c", _CURATOR_PROCESS, str(ws.path), c, "100", str(go)])

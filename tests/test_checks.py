@@ -95,6 +95,10 @@ def test_the_gate_refuses_what_it_cannot_bound(project):
         project.checks.parse_bounds(["similarity=lots"])
     with pytest.raises(Exception, match="no rates"):
         project.checks.parse_bounds(["coverage=1"])
+    # a workspace nothing has measured yet fails any bound instead of passing it
+    empty = Project.create(project.path.parent / "never-scanned", encoder="phash")
+    assert main(["report", str(empty.path), "--fail-above", "similarity=100"]) == 1
+    assert project.checks.gate(empty.checks.rates(), {"similarity": {"soft": 100.0}})[0].startswith("nothing measured")
     # the old flags are aliases of the generic one
     assert main(["report", str(project.path), "--fail-above-soft", "10"]) == 1  # test_000 is a copy: 20%
     assert main(["report", str(project.path), "--fail-above", "similarity=10"]) == 1

@@ -111,6 +111,8 @@ def gate(table, bounds: dict[str, dict[str, float]]) -> list[str]:
     """Every bound broken by a rates table (`Project.checks.rates`), in words; empty when the gate passes."""
     _load()
     out: list[str] = []
+    if bounds and table.empty:  # not scanned: a gate with nothing measured must not pass
+        return ["nothing measured: the workspace has no rates yet (run `leakcore scan` first)"]
     for name, by_degree in bounds.items():
         out += get_check(name).gate(table, by_degree)
     return out
