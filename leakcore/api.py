@@ -121,9 +121,14 @@ class Decisions:
 
     def _known(self, pairs) -> None:
         """Refuse ids that are not the workspace's items: decisions are append-only, a typo would stay for good."""
-        ws = self._p.workspace
-        ids = ws.cache("item ids", ws.stamp("items"), lambda: frozenset(ws.items()["item_id"]))
-        unknown = [i for pair in pairs for i in pair if i not in ids]
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        asked = list(dict.fromkeys(str(i) for pair in pairs for i in pair))
+        known = pa.array(self._p.workspace.items()["item_id"].array)  # pandas' isin on Arrow strings loops in Python
+        known = known.combine_chunks() if isinstance(known, pa.ChunkedArray) else known
+        found = pc.is_in(pa.array(asked, type=known.type), value_set=known).to_pylist()
+        unknown = [i for i, ok in zip(asked, found) if not ok]
         if unknown:
             raise InvalidInput(f"no item {unknown[0]!r} in this workspace" +
                                (f" (and {len(unknown) - 1} more unknown ids)" if len(unknown) > 1 else ""),

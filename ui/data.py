@@ -182,6 +182,12 @@ class QueueView:
     def rows_between(self, start: int, stop: int) -> pd.DataFrame:
         return self.queue.iloc[self.rows[start:stop]]
 
+    def cells(self, name: str, window: slice):
+        """One column's values at the view's positions in `window` (a few rows: no whole column converted)."""
+        if name in self._columns:
+            return self._columns[name][window]
+        return self.queue[name].iloc[self.rows[window]].to_numpy()
+
     def column(self, name: str):
         """One column of the view as a numpy array (kept: the view is cached and never changes)."""
         if name not in self._columns:

@@ -26,7 +26,9 @@ def _reviewer() -> str | None:
 
 
 def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: bool) -> None:
-    ws = Project.open(ws_path)
+    ws = data.open_workspace(ws_path)  # with the caches the page's reruns share (the item table among them)
+    if ws is None:
+        return
     reviewer = _reviewer()
     if reviewer is None:
         return
@@ -250,9 +252,9 @@ AHEAD = 3  # pairs whose pictures are made before the key press that shows them
 def pictures_ahead(ws: Workspace, items: pd.DataFrame, view, pos: int) -> None:
     """Make the next AHEAD pairs' pictures (and the strip's next thumbnails) in the background: → and a decision
     then find them cached instead of decoding two photos while the curator waits."""
-    ev, tr = view.column("eval_item_id"), view.column("train_item_id")
     rows = display.facts(items)
-    ahead = lambda a, b: [i for pair in zip(ev[a:b], tr[a:b]) for i in pair]  # noqa: E731
+    ahead = lambda a, b: [i for pair in zip(view.cells("eval_item_id", slice(a, b)),  # noqa: E731
+                                            view.cells("train_item_id", slice(a, b))) for i in pair]
     ids = [i for i in dict.fromkeys(ahead(pos + 1, pos + 1 + AHEAD))
            if pd.notna(rows[i][4]) and rows[i][4] >= FIT_PX]  # as show_image draws them ("fit": a display-sized JPEG)
     todo = [(s, display.PAIR_PX) for s in display.sources(ws, items, ids)]
@@ -269,8 +271,8 @@ def next_strip(ws: Workspace, items: pd.DataFrame, view, pos: int) -> None:
     import html
 
     window = slice(pos + 1, pos + 1 + STRIP)
-    ahead = list(zip(view.column("eval_item_id")[window], view.column("train_item_id")[window],
-                     view.column("similarity")[window]))
+    ahead = list(zip(view.cells("eval_item_id", window), view.cells("train_item_id", window),
+                     view.cells("similarity", window)))
     if not ahead:
         return
     cells = []
