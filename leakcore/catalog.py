@@ -488,6 +488,8 @@ def build_items(
             order.append(pos)
             yield data
 
+    if progress and total:
+        progress(0, total)  # the stage starts now: its first reported images are timed from here
     with ThreadPoolExecutor(max_workers=workers or (os.cpu_count() or 2)) as pool:
         probe = functools.partial(probe_bytes, max_pixels=max_pixels)
         for done, result in enumerate(bounded_map(pool, probe, datas()), 1):

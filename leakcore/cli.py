@@ -14,27 +14,61 @@ from tqdm import tqdm
 log = logging.getLogger(__name__)
 
 
-class _Bars:
-    """One tqdm bar per stage name, for progress callbacks of the form (stage, done, total)."""
+# what one step of a stage is, by the stage's first word(s): the unit its bar counts and its rate is in
+_UNITS = (("probe", "img"), ("embed", "img"), ("search", "img"), ("spectra", "img"), ("derive", "img"),
+          ("metadata", "img"), ("second model", "img"), ("blocks of", "task"), ("verify", "pair"),
+          ("find the collection's", "pair"), ("transforms", "edit"), ("edit and search", "edit"),
+          ("regions", "region"), ("occlusion", "class"), ("permutations", "permutation"))
 
-    def __init__(self):
+
+def _unit(stage: str) -> str:
+    return next((unit for prefix, unit in _UNITS if stage.startswith(prefix)), "step")
+
+
+class _Bars:
+    """One tqdm bar per running stage, for progress callbacks of the form (stage, done, total).
+
+    A stage's bar counts its own unit (images, pairs, edits) and is printed once: it closes when the stage reports
+    done == total, and a later stage of the same name opens a new one. A stage whose first report comes after its
+    first step (a batch already embedded) is timed from the previous report, so its rate is not that of an instant.
+    A single-step stage shows no rate: one step per its duration says nothing."""
+
+    def __init__(self, file=None):
+        import time
+
+        self._clock = time.perf_counter
+        self.file = file or sys.stderr  # looked up per instance: a default bound at import would outlive redirections
         self.bars: dict[str, tqdm] = {}
+        self.last = self._clock()  # when anything last reported: where a late-reporting stage's work began
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        now = self._clock()
         bar = self.bars.get(stage)
+        if bar is not None and bar.total != total:  # the same name for another piece of work: a bar of its own
+            self._close(stage)
+            bar = None
         if bar is None:
-            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="img" if stage.startswith(("embed", "probe")) else
-                                                   "task" if stage.startswith("blocks") else "pair",
-                                          leave=True, file=sys.stderr, dynamic_ncols=True)
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-        if done >= total:
+            fmt = "{desc}: {n_fmt}/{total_fmt} {unit} [{elapsed}]" if total <= 1 else None
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit=_unit(stage), leave=True, file=self.file,
+                                          dynamic_ncols=True, bar_format=fmt, smoothing=0)  # rate: the average
+            if done:
+                bar.start_t -= now - self.last  # its first steps ran since the previous report
+                bar.last_print_t = bar.start_t
+        self.last = now
+        if done >= total:  # closing prints the final line: an update first would print it twice in a log
+            bar.n = done
+            self._close(stage)
+        elif done > bar.n:
+            bar.update(done - bar.n)
+
+    def _close(self, stage: str) -> None:
+        bar = self.bars.pop(stage, None)
+        if bar is not None:
             bar.close()
 
     def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
+        for stage in list(self.bars):
+            self._close(stage)
 
 
 def _project(path: str, *, create: bool = False):

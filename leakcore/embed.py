@@ -114,6 +114,8 @@ def embed_items(
     total = len(todo)
     if total:
         log.info("embedding %d new images with %s (%d cached)", total, encoder.name, len(cache))
+        if progress:
+            progress(0, total)  # the stage starts now: its first batch is timed with the rest
         positions: deque[int] = deque()
 
         def datas() -> Iterator[bytes | None]:

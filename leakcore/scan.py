@@ -384,13 +384,17 @@ def run_job(ctx: ScanContext, job: Job) -> None:
         return
     q = ctx.plan.split(job.eval_split)
     c = ctx.plan.split(job.train_split)
-    if ctx.progress:
-        ctx.progress(job.name, 0, 1)
     q_ids, q_vecs = ctx.vectors(q.split)
     c_ids, _ = ctx.blocks(c, 1)
+    mirror = q.mirror_key is not None and job.kind == "neighbors"
+    total = len(q_ids) * (2 if mirror else 1)  # the bar counts evaluation images searched (twice: mirrored too)
+    if ctx.progress:
+        ctx.progress(job.name, 0, total)
     self_index = np.arange(len(q_ids)) if job.within else None
     sim, idx = ctx.knn(q_vecs, c, job.k, self_index, stage=job.name)
-    if q.mirror_key is not None and job.kind == "neighbors":
+    if mirror:
+        if ctx.progress:
+            ctx.progress(job.name, len(q_ids), total)
         _, mirrored = ctx.vectors(q.split, mirror=True)
         sim, idx = search.merge_results([(sim, idx), ctx.knn(mirrored, c, job.k, self_index,
                                                              stage=f"{job.name} (mirrored)")], job.k)
@@ -398,7 +402,7 @@ def run_job(ctx: ScanContext, job: Job) -> None:
                      pairs_table(q_ids, c_ids, sim, idx), kind=job.kind, key=job.key, k=job.k, encoder=ctx.plan.settings.encoder,
                      queries=int(len(q_ids)), collection=int(len(c_ids)))
     if ctx.progress:
-        ctx.progress(job.name, 1, 1)
+        ctx.progress(job.name, total, total)  # reported once the table is stored
 
 
 def run_scan(ws, plan: ScanPlan, *, encoder: Encoder | None = None, progress: ScanProgress | None = None,

@@ -170,3 +170,37 @@ def test_demo_builds_finds_planted_leaks_and_reports(demo_built):
     hit = conflicts[(conflicts["eval_item_id"] == planted["eval_item_id"])
                     & (conflicts["train_item_id"] == planted["train_item_id"])]
     assert list(hit["degree"]) == ["hard"]
+
+
+def test_scan_progress_counts_images_and_the_cli_bars_print_each_stage_once_at_its_real_rate(ws):
+    """Every stage of a scan counts images (a search its evaluation images, not one step per table); the CLI's bar
+    of a stage whose first report comes after its first batch is timed from the report before, prints its last line
+    once, and a later stage of the same name gets a bar of its own."""
+    import io
+    import re
+
+    from leakcore.cli import _Bars
+
+    seen = []
+    scan(ws, progress=lambda stage, done, total: seen.append((stage, done, total)))
+    searched = [(d, t) for s, d, t in seen if s == "search animals/test -> animals/train"]
+    embedded = [(d, t) for s, d, t in seen if s == "embed animals/test"]
+    assert searched[0] == (0, embedded[-1][1]) and searched[-1] == (embedded[-1][1],) * 2 and embedded[0][0] == 0
+
+    out = io.StringIO()
+    bars = _Bars(file=out)
+    now = [100.0]
+    bars._clock = lambda: now[0]
+    bars.last = 98.0  # the stage's first batch ran for the 2 s before its first (and only) report
+    bars("embed a/test", 64, 64)
+    bars("measure", 0, 1)
+    bars("measure", 1, 1)
+    for total in (10, 5):
+        bars("verify pairs", 0, total)
+        bars("verify pairs", total, total)
+    bars.close()
+    lines = [line.strip() for line in out.getvalue().replace("\r", "\n").splitlines() if line.strip()]
+    final = [line for line in lines if "64/64" in line]
+    assert len(final) == 1 and float(re.search(r"([\d.]+)img/s", final[0]).group(1)) < 100, lines  # not 1e6 img/s
+    assert not any("/s" in line for line in lines if line.startswith("measure")), lines  # one step: no rate
+    assert sum("10/10" in line for line in lines) == 1 and sum("5/5" in line for line in lines) == 1, lines
