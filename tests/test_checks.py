@@ -87,8 +87,10 @@ def test_a_registered_check_reaches_every_view_without_being_named(project, toy)
 
 
 def test_the_gate_refuses_what_it_cannot_bound(project):
-    with pytest.raises(Exception, match="valid checks"):
+    with pytest.raises(Exception, match="checks a bound applies to: similarity") as unknown:
         project.checks.parse_bounds(["nosuch=1"])
+    named = str(unknown.value).rpartition(": ")[2].split(", ")  # only checks with rates: the others cannot be bounded
+    assert "coverage" not in named and "shortcut" not in named and set(named) == set(project.checks.names())
     with pytest.raises(Exception, match="CHECK=PCT"):
         project.checks.parse_bounds(["similarity"])
     with pytest.raises(Exception, match="percentage"):

@@ -94,6 +94,9 @@ def parse_bounds(specs) -> dict[str, dict[str, float]]:
         if not eq or not name:
             raise InvalidInput(f"a bound reads CHECK=PCT or CHECK:hard=PCT, got {spec!r}",
                                cli="e.g. --fail-above similarity=1 --fail-above group:hard=0.5")
+        if name not in _REGISTRY:  # only the checks a bound can apply to are worth naming here
+            raise UnknownName(f"unknown check {name!r} in {spec!r}; checks a bound applies to: "
+                              f"{', '.join(rate_check_names())}")
         if not get_check(name).in_rates:
             raise InvalidInput(f"the {name} check has no rates a bound could apply to; checks with rates: "
                                f"{', '.join(rate_check_names())}", cli="for a stored shortcut audit use --fail-on-shortcut")
