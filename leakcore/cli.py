@@ -565,13 +565,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("init", help="create a workspace")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--encoder", default="sscd-distilled")
     p.add_argument("--k", type=int, default=10)
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("add", help="ingest a dataset (folder, manifest, hf-parquet, cifar, coco, embeddings)")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--dataset", required=True)
     p.add_argument("--source", required=True)
     p.add_argument("--format", choices=api.format_names())
@@ -590,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_encoders)
 
     p = sub.add_parser("scan", help="embed and search every eval split against every training split (resumable)")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--encoder")
     p.add_argument("--k", type=int)
     p.add_argument("--batch-size", type=int, default=64)
@@ -610,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("report", help="hard and soft leakage rates; exit 1 above a bound (for CI)")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--json", action="store_true")
     p.add_argument("--fail-above", action="append", metavar="CHECK=PCT",
                    help="exit 1 when an evaluation split's rate of a check is above PCT percent (every finding; "
@@ -633,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--impact-split", metavar="DATASET/SPLIT", help="impact: the evaluation split (when there are several)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("calibrate", help="robustness table, ROC and thresholds from non-semantic edits of a collection")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--collection", required=True, metavar="DATASET/SPLIT")
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--encoder")
@@ -642,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("impact", help="accuracy on full / leaked / non-leaked / random subsets of an evaluation split")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--predictions", nargs="+", metavar="FILE", help="CSV / Parquet / JSONL with key + predicted label, or a JSON list")
     p.add_argument("--probe", nargs="+", choices=list(api.PROBES),
                    help="built-in probes: k-NN over the training embeddings; zero-shot CLIP (needs CLIP weights)")
@@ -655,7 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_impact)
 
     p = sub.add_parser("export", help="write the evaluation split without its leaked images, with removed.csv and provenance")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--split", required=True, metavar="DATASET/SPLIT")
     p.add_argument("--policy", default="soft", choices=list(api.EXPORT_POLICIES),
                    help="which unreviewed automatic flags remove an item (confirmed leaks are always removed)")
@@ -673,7 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("coverage", help="how set B covers reference set A: precision, recall, density, coverage, spectra")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--a", required=True, metavar="SET", help="the reference set: DATASET or DATASET/SPLIT")
     p.add_argument("--b", required=True, metavar="SET", help="the set measured against A")
     p.add_argument("--a-where", metavar="QUERY", help="narrow A with a pandas query on the item table, e.g. \"label != 'cat'\"")
@@ -687,14 +687,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_coverage)
 
     p = sub.add_parser("verify", help="check candidate pairs on their pixels; fit and use the fused leak score")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--refit", action="store_true", help="fit the fused score again (curator decisions join it)")
     p.add_argument("--queries", type=int, default=200, help="training images the fitting suite edits")
     p.add_argument("--use", choices=["fused", "similarity"], help="score pairs by this everywhere (kept)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("groups", help="groups of one source across splits (explicit, recovered, confirmed); settings")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--threshold", type=float,
                    help="similarity at which a link is a candidate, verified on its pixels (kept in the workspace)")
     p.add_argument("--window", type=float, metavar="SECONDS", help="time window of one recording (default 60, kept)")
@@ -708,7 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_groups)
 
     p = sub.add_parser("resplit", help="a new train/test split of one dataset in which no group spans splits")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--dataset", required=True)
     p.add_argument("--test-size", type=float, default=0.2)
     p.add_argument("--stratify", default="label", choices=["label", "none"])
@@ -719,7 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_resplit)
 
     p = sub.add_parser("shortcuts", help="target leakage: what gives the label away besides the content")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--dataset", help="one dataset (default: every dataset)")
     p.add_argument("--no-regions", action="store_true", help="the metadata probe only (no embedding of regions)")
     p.add_argument("--permutations", type=int, default=100, help="permutations for the p-value")
@@ -727,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_shortcuts)
 
     p = sub.add_parser("decide", help="record a curator decision on a pair, or on a whole group (--group)")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("pair", nargs="*", metavar="ITEM_ID", help="the evaluation item and the training item")
     p.add_argument("--group", metavar="GROUP_ID", help="decide every link of this group (see `leakcore groups`)")
     p.add_argument("--decision", required=True, choices=list(api.DECISION_LABELS))
@@ -735,20 +735,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_decide)
 
     p = sub.add_parser("roles", help="who may do what in a workspace (viewer, curator, lead); a lead edits them")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--set", action="append", metavar="USER=ROLE", help="give USER a role (repeatable)")
     p.add_argument("--remove", action="append", metavar="USER", help="take USER off the list (repeatable)")
     p.add_argument("--default", choices=["viewer", "curator", "lead"], help="the role of everyone not listed")
     p.set_defaults(func=cmd_roles)
 
     p = sub.add_parser("audit", help="the audit log: every threshold change, calibration, export, re-split, role change")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--last", type=int, default=0, metavar="N", help="only the last N entries")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("demo", help="build (or refresh) the demo workspace with planted leaks, and scan it")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--cifar10", metavar="PATH|download",
                    help="a realistic demo from a CIFAR-10 batches folder or Parquet, or 'download' (md5-checked)")
     p.set_defaults(func=cmd_demo)

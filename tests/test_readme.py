@@ -123,6 +123,16 @@ def test_only_real_subcommands_and_flags(path):
             assert flag in options, f"{path.name} gives `leakcore {verb} {flag}`, which `leakcore {verb} --help` lacks"
 
 
+def test_the_help_names_the_workspace_as_the_readme_does():
+    """`leakcore VERB WS` in the README: `leakcore VERB --help` calls that argument WS too."""
+    verbs, _ = cli()
+    written = set(re.findall(r"leakcore (\w+) WS\b", README.read_text(encoding="utf-8")))
+    assert len(written) >= 10, written
+    for verb in sorted(written):
+        usage = verbs[verb].format_usage()
+        assert re.search(r" WS\b", usage), f"`leakcore {verb} --help` names the workspace otherwise: {usage}"
+
+
 @pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_relative_links_point_at_files(path):
     for target in relative_links(path):
