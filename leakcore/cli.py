@@ -178,14 +178,18 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
         table = project.checks.rates(hard=hard, soft=soft, use_decisions=use_decisions)
         if table.empty:
             print("no results yet: run `leakcore scan`")
-        h, s = "hard", "soft"
         for i, (check, part) in enumerate(table.groupby("check", sort=False)):
-            if i:  # the headline check first, as before; each other one under its own words
+            if i:  # the headline check first, as before; each other one in its own words, its numbers in a sentence
                 w = project.checks.words(check)
-                print(f"\n{check} check (hard: {w.hard_title.lower()} ⊂ soft: {w.soft_title.lower()}):")
+                print(f"\n{w.title or check}: evaluation images that {w.verdict or 'it flags'}\n"
+                      f"  hard: {w.hard}; soft (hard included): {w.soft}")
+                for r in part.itertuples():
+                    print(f"  {r.eval_split:<24} vs {r.train_split:<26} {r.soft:>6} of {r.n_eval:>7} images "
+                          f"({100 * r.soft_rate:.2f}%): hard {r.hard} ({100 * r.hard_rate:.2f}%), soft {r.soft}")
+                continue
             for r in part.itertuples():
-                print(f"  {r.eval_split:<24} vs {r.train_split:<26} n={r.n_eval:>7}  {h} {r.hard:>6} ({100 * r.hard_rate:6.2f}%)"
-                      f"  {s} {r.soft:>6} ({100 * r.soft_rate:6.2f}%)")
+                print(f"  {r.eval_split:<24} vs {r.train_split:<26} n={r.n_eval:>7}  hard {r.hard:>6} ({100 * r.hard_rate:6.2f}%)"
+                      f"  soft {r.soft:>6} ({100 * r.soft_rate:6.2f}%)")
         mats = matrices(table)
         if not mats["soft_rate"].empty:
             for kind in ("hard", "soft"):

@@ -18,7 +18,7 @@ class ToyCheck(Check):
     name = "toy"
     kind = "pairs"
     description = "a check made up for this test"
-    words = Words(hard="toy-hard", soft="toy-soft", hard_title="Toy: hard", soft_title="Toy: any",
+    words = Words(title="Toy findings", hard="toy-hard", soft="toy-soft", hard_title="Toy: hard", soft_title="Toy: any",
                   caption="toy share", verdict="are toys", review="toy pairs")
     review = "pairs"
 
@@ -84,6 +84,15 @@ def test_a_registered_check_reaches_every_view_without_being_named(project, toy)
     assert project.checks.gate(table, bounds) == ["d/test: toy leakage 40.00% > 30.0%"]
     assert main(["report", str(project.path), "--fail-above", "toy=30"]) == 1
     assert main(["report", str(project.path), "--fail-above", "toy=50"]) == 0
+
+
+def test_the_report_gives_each_check_in_its_own_words_with_its_numbers(project, toy, capsys):
+    assert main(["report", str(project.path)]) == 0
+    out = capsys.readouterr().out
+    n = int(leakage.eval_counts(project.workspace)["d/test"])
+    assert "Toy findings: evaluation images that are toys\n  hard: toy-hard; soft (hard included): toy-soft" in out, out
+    assert f"2 of {n:>7} images ({200 / n:.2f}%): hard 1 ({100 / n:.2f}%), soft 2" in out, out
+    assert "toy check" not in out and "⊂" not in out  # not the registry's name and a set symbol
 
 
 def test_the_gate_refuses_what_it_cannot_bound(project):

@@ -94,7 +94,7 @@ def test_temporal_window_and_the_future(ws, capsys):
     assert list(ws.audits.future_training()["key"]) == ["d.jpg"]
     assert main(["report", str(ws.path), "--fail-above-group", "50"]) == 1
     out = capsys.readouterr()
-    assert "group check" in out.out and "training on the future: 1" in out.out and "group leakage 66.67% > 50" in out.err
+    assert "Group leakage: evaluation images that belong to a group" in out.out and "training on the future: 1" in out.out and "group leakage 66.67% > 50" in out.err
 
 
 def test_group_from_regex_and_level(tmp_path):

@@ -50,8 +50,10 @@ class Words:
     its score is ("" when it has none) and `strong`: whether a high or a low score is the stronger finding;
     `hard_title`/`soft_title`: the heatmaps' titles; `caption`: what a rate of this check is a share of (a
     heatmap's caption; "{hard}" and "{soft}" are the thresholds in force); `verdict`: what the images an
-    evaluation split's verdict counts did (after "N (P%)"); `review`: what the Review page's choice says."""
+    evaluation split's verdict counts did (after "N (P%)"); `review`: what the Review page's choice says;
+    `title`: what the check finds, as a heading ("Label conflicts"; the check's name when empty)."""
 
+    title: str = ""
     hard: str = "hard"
     soft: str = "soft"
     score: str = "score"

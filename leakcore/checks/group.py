@@ -51,7 +51,7 @@ class GroupCheck(Check):
     name = "group"
     kind = "groups"
     description = "evaluation images whose group (explicit, verified by geometry or confirmed) has members in training data"
-    words = Words(hard="explicit or confirmed group link", soft="its group reaches training data (any link)", score="",
+    words = Words(title="Group leakage", hard="explicit or confirmed group link", soft="its group reaches training data (any link)", score="",
                   hard_title="Group leakage: explicit or confirmed", soft_title="Group leakage: any link",
                   caption="Share of each evaluation split (columns) whose group (patient, video, image) has members "
                           "in each training source (rows).",

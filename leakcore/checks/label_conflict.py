@@ -98,7 +98,7 @@ class LabelConflictCheck(Check):
     name = "label_conflict"
     kind = "pairs"
     description = "the same picture, or a confirmed near-duplicate, carrying different labels (across and within splits)"
-    words = Words(hard="the same picture under another label", soft="a near-duplicate under another label (unconfirmed)",
+    words = Words(title="Label conflicts", hard="the same picture under another label", soft="a near-duplicate under another label (unconfirmed)",
                   score="similarity", strong="high", hard_title="Label conflicts: the same picture or confirmed",
                   soft_title="Label conflicts: any near-duplicate",
                   caption="Share of each evaluation split (columns) that is the same picture as an image of each "

@@ -18,7 +18,7 @@ class SimilarityCheck(Check):
     name = "similarity"
     kind = "pairs"
     description = "nearest training neighbours at or above the soft threshold (hard: near-identical)"
-    words = Words(hard="the same picture", soft="a near-duplicate in training", score="similarity", strong="high",
+    words = Words(title="Near-duplicates in training", hard="the same picture", soft="a near-duplicate in training", score="similarity", strong="high",
                   hard_title="Hard leakage", soft_title="Soft leakage",
                   caption="Share of each evaluation split (columns) found in each training source (rows) at hard ≥ "
                           "{hard:.3f} and soft ≥ {soft:.3f}.",

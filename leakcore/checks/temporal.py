@@ -66,7 +66,7 @@ class TemporalCheck(Check):
     name = "temporal"
     kind = "pairs"
     description = "evaluation images within the time window of a training image of the same group or camera"
-    words = Words(hard="same group or camera, explicit", soft="same recording (any link)", score="seconds apart",
+    words = Words(title="Same recording", hard="same group or camera, explicit", soft="same recording (any link)", score="seconds apart",
                   strong="low", hard_title="Same recording: explicit group or camera",
                   soft_title="Same recording: any link",
                   caption="Share of each evaluation split (columns) taken within the time window of a training image "
