@@ -39,7 +39,8 @@ def build(path: Path, n_pairs: int = 100_000) -> Workspace:
         rows.append(pd.DataFrame({
             "item_id": [f"big/{split}/{i}" for i in range(n)], "dataset": "big", "split": split, "role": role,
             "key": [str(i) for i in range(n)], "uri": str(img), "row": -1, "label": rng.integers(0, 10, n).astype(str),
-            "width": 32, "height": 32, "sha256": "x", "status": "ok"}))
+            "width": 32, "height": 32,
+            "sha256": [f"{split}-{i}" for i in range(n)], "status": "ok"}))  # a picture each (one hash: all identical)
     ws.write_items(normalise_items(pd.concat(rows + [empty_items()])))
     ws.register_dataset(__import__("leakcore.project", fromlist=["DatasetConfig"]).DatasetConfig(
         "big", "folder", str(img.parent), str(img.parent), {"test": "eval", "train": "train"}))

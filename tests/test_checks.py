@@ -164,6 +164,26 @@ def test_label_conflicts_appear_in_rates_heatmaps_review_export_and_the_gate(con
     assert main(["report", str(p.path), "--fail-above", "label_conflict=50"]) == 0
 
 
+def test_an_undecided_near_duplicate_under_another_label_is_a_conflict(tmp_path):
+    """Not identical bytes and nobody has decided: the scan's score alone makes it a conflict (an undecided pair's
+    missing decision once dropped it, so only decided or byte-identical conflicts were found)."""
+    from PIL import Image
+
+    root = make_folder_dataset(tmp_path / "d", n_train=6, n_test=5)
+    Image.open(root / "train" / "dog" / "train_003.jpg").save(root / "test" / "cat" / "near.jpg", quality=55)
+    p = Project.create(tmp_path / "w", encoder="phash")
+    p.add("d", root)
+    p.scan()
+    assert p.decisions.latest().empty
+    f = p.checks.findings("label_conflict").set_index(["eval_item_id", "train_item_id"])
+    key = ("d/test/cat/near.jpg", "d/train/dog/train_003.jpg")
+    assert key in f.index and "labelled 'cat' here, 'dog' in d/train" in f.loc[key, "reason"]
+    assert "identical bytes" not in f.loc[key, "reason"]
+    q = p.review.queue(*p.scores.thresholds())
+    assert key in set(zip(q.loc[q["check"] == "label_conflict", "eval_item_id"],
+                          q.loc[q["check"] == "label_conflict", "train_item_id"]))
+
+
 def test_a_confirmed_near_duplicate_under_another_label_is_a_conflict_and_a_rejected_one_is_not(conflicted, tmp_path):
     import shutil
 

@@ -73,6 +73,10 @@ def review_queue(ws, hard: float, soft: float, *, pairs=None):
     q = pd.concat([f.astype({c: "object" for c in CATEGORICAL}) for f in frames], ignore_index=True)
     for col in CATEGORICAL:
         q[col] = q[col].astype("category")
+    for col in q.columns:  # one chunk per Arrow column: taking a few rows of a chunked one costs ~2 ms a column
+        arrow = getattr(q[col].array, "_pa_array", None)
+        if arrow is not None and arrow.num_chunks > 1:
+            q[col] = pd.Series(pd.array(arrow.combine_chunks(), dtype=q[col].dtype), index=q.index)
     return q
 
 

@@ -22,6 +22,11 @@ from leakcore.checks.base import FINDING_COLUMNS, Check, CheckInputs, Words, emp
 _PAIR = ["eval_split", "train_split", "eval_item_id", "train_item_id"]
 
 
+def _keys(a, b) -> pd.Index:
+    """One string per (a, b) pair of ids, to compare pairs as a whole with vectorised set operations."""
+    return pd.Index(pd.Series(a, dtype="str").to_numpy(dtype=object) + "\t" + pd.Series(b, dtype="str").to_numpy(dtype=object))
+
+
 def _identical(items: pd.DataFrame) -> pd.DataFrame:
     """Pairs of readable items with the same content hash and different labels: within each hash, every item is
     paired with the first item (by id) of each other label, so a file copied a thousand times under one label
@@ -56,7 +61,8 @@ def conflict_pairs(ws, inputs: CheckInputs) -> pd.DataFrame:
     p = p.assign(eval_label=p["eval_item_id"].map(label), train_label=p["train_item_id"].map(label))
     p = p[p["eval_label"].notna() & p["train_label"].notna() & (p["eval_label"] != p["train_label"])]
     confirmed = p["decision"].isin(["hard", "soft"])
-    p = p[(p["degree"] != leakage.NONE) & (p["decision"] != "not_leak")]
+    # an undecided pair's decision is missing (NA): `!=` on it is NA, which a mask reads as False
+    p = p[(p["degree"] != leakage.NONE) & ~p["decision"].eq("not_leak").fillna(False).to_numpy(dtype=bool)]
     confirmed = confirmed.reindex(p.index)
     p = p.assign(degree=np.where(confirmed | (p["auto_degree"] == leakage.HARD), "hard", "soft"),
                  how=np.where(confirmed, "confirmed near-duplicate", np.where(p["auto_degree"] == leakage.HARD,
@@ -76,13 +82,13 @@ def conflict_pairs(ws, inputs: CheckInputs) -> pd.DataFrame:
                                eval_label=bytes_["eval_item_id"].map(label).to_numpy(),
                                train_label=bytes_["train_item_id"].map(label).to_numpy(), how="identical bytes",
                                within=bytes_["eval_split"] == bytes_["train_split"])
-        keys = set(zip(found["eval_item_id"], found["train_item_id"])) | set(zip(found["train_item_id"],
-                                                                                 found["eval_item_id"]))
+        known = [_keys(found["eval_item_id"], found["train_item_id"]), _keys(found["train_item_id"], found["eval_item_id"])]
         d = inputs.decisions
         if d is not None and not d.empty:  # a curator who rejected the pair has the last word, bytes or not
             no = d[d["decision"] == "not_leak"]
-            keys |= set(zip(no["eval_item_id"], no["train_item_id"])) | set(zip(no["train_item_id"], no["eval_item_id"]))
-        bytes_ = bytes_[[(a, b) not in keys for a, b in zip(bytes_["eval_item_id"], bytes_["train_item_id"])]]
+            known += [_keys(no["eval_item_id"], no["train_item_id"]), _keys(no["train_item_id"], no["eval_item_id"])]
+        seen = pd.Index(np.concatenate(known)) if known else pd.Index([])
+        bytes_ = bytes_[~_keys(bytes_["eval_item_id"], bytes_["train_item_id"]).isin(seen)]
         found = pd.concat([found, bytes_[found.columns]], ignore_index=True)
     # within an evaluation split both images carry the conflict: add the other side where the scan has one only
     within = found[found["within"] & found["eval_item_id"].map(role).eq("eval").to_numpy()]
@@ -152,6 +158,7 @@ class LabelConflictCheck(Check):
             return pd.DataFrame()
         pairs = c[_PAIR + ["similarity", "within"]].assign(rank=np.int16(0))
         q = build_queue(pairs, ws.items(), inputs.hard, inputs.soft, margin=np.inf, check=self.name)
-        degree = c.set_index(["eval_item_id", "train_item_id"])["degree"]
-        q["degree"] = pd.Categorical([degree[(e, t)] for e, t in zip(q["eval_item_id"], q["train_item_id"])])
+        # the conflict's own degree for each queued row (pairs are unique in `c`)
+        at = _keys(c["eval_item_id"], c["train_item_id"]).get_indexer(_keys(q["eval_item_id"], q["train_item_id"]))
+        q["degree"] = pd.Categorical(c["degree"].to_numpy()[at])
         return q
