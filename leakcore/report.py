@@ -777,10 +777,12 @@ def roc_svg(curves: dict, points: dict, title: str, *, width: int = 560, height:
 
 
 def histogram_svg(hist: list[dict], marks: dict, title: str, *, width: int = 560, height: int = 220) -> str:
-    """Positives (edited copies) and hardest negatives per similarity bin, with the thresholds drawn."""
+    """Positives (edited copies) and hardest negatives per similarity bin, with the thresholds drawn. The legend
+    sits above the plot, where no threshold's label can fall on it; the labels stack, so close thresholds keep
+    theirs apart."""
     if not hist:
         return ""
-    ml, mr, mt, mb = 52, 16, 14, 40
+    ml, mr, mt, mb = 52, 16, 26, 40
     lo, hi = hist[0]["left"], hist[-1]["right"]
     top = max(max(h["positives"], h["negatives"]) for h in hist) or 1
 
@@ -805,16 +807,16 @@ def histogram_svg(hist: list[dict], marks: dict, title: str, *, width: int = 560
         out.append(f'<text x="{px(s):.1f}" y="{height - mb + 16}" text-anchor=middle class=axis>{s:.2f}</text>')
     out.append(f'<text x="{(ml + width - mr) / 2:.0f}" y="{height - 6}" text-anchor=middle class=axis>similarity '
                f'(bar height: square root of the count)</text>')
-    for label, t in marks.items():
+    for row, (label, t) in enumerate(marks.items()):
         colour = "#b2182b" if "hard" in label else "#d95f0e"
         x = px(t)
         out.append(f'<line x1="{x:.1f}" y1="{mt}" x2="{x:.1f}" y2="{height - mb}" stroke="{colour}" stroke-width=2 '
-                   f'stroke-dasharray="4 3"/><text x="{x - 4:.1f}" y="{mt + 12}" text-anchor=end class=mark '
-                   f'fill="{colour}">{_e(label)}</text>')
-    out.append(f'<rect x="{ml + 8}" y="{mt + 6}" width="10" height="10" fill="#4e79a7" fill-opacity="0.6"/>'
-               f'<text x="{ml + 22}" y="{mt + 15}" class=legend>edited copies</text>'
-               f'<rect x="{ml + 110}" y="{mt + 6}" width="10" height="10" fill="#9aa3b2" fill-opacity="0.6"/>'
-               f'<text x="{ml + 124}" y="{mt + 15}" class=legend>hardest other image</text></svg>')
+                   f'stroke-dasharray="4 3"/><text x="{x - 4:.1f}" y="{mt + 13 + 14 * row}" text-anchor=end class=mark '
+                   f'fill="{colour}" stroke="#fff" stroke-width=3 paint-order=stroke>{_e(label)}</text>')
+    out.append(f'<rect x="{ml}" y="{mt - 17}" width="10" height="10" fill="#4e79a7" fill-opacity="0.6"/>'
+               f'<text x="{ml + 14}" y="{mt - 8}" class=legend>edited copies</text>'
+               f'<rect x="{ml + 102}" y="{mt - 17}" width="10" height="10" fill="#9aa3b2" fill-opacity="0.6"/>'
+               f'<text x="{ml + 116}" y="{mt - 8}" class=legend>hardest other image</text></svg>')
     return "".join(out)
 
 

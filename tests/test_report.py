@@ -260,3 +260,16 @@ def test_opens_offline_in_chromium_sorts_filters_and_prints(ws, tmp_path):
         browser.close()
     assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page[^s]", pdf)) >= 3
     assert [r for r in requests if r != url] == []
+
+
+def test_the_histogram_legend_sits_above_the_plot_where_no_threshold_label_falls_on_it():
+    """A soft threshold under the legend's old place (left of the middle) once put its label on the legend."""
+    edges = [0.45 + 0.01 * i for i in range(56)]
+    hist = [{"left": a, "right": b, "positives": 3, "negatives": 5} for a, b in zip(edges, edges[1:])]
+    svg = report.histogram_svg(hist, {"soft 0.717": 0.7171, "hard 0.730": 0.73}, "similarity")
+    plot_top = float(re.search(r'<rect x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="[\d.]+" fill="#fbfbfc"', svg).group(1))
+    legend = [float(y) for y in re.findall(r'<text x="[\d.]+" y="([\d.]+)" class=legend>', svg)]
+    marks = [float(y) for y in re.findall(r'<text x="[\d.]+" y="([\d.]+)" text-anchor=end class=mark', svg)]
+    assert len(legend) == 2 and len(marks) == 2
+    assert max(legend) < plot_top < min(marks)  # the legend's row is above the plot, the labels inside it
+    assert abs(marks[0] - marks[1]) >= 12  # close thresholds: their labels on rows of their own
