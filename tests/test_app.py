@@ -203,6 +203,26 @@ def test_an_uncalibrated_encoder_asks_to_calibrate_first(ws):
     assert "not calibrated yet" in " ".join(c.value for c in at.sidebar.caption)
 
 
+def test_thresholds_charts_take_no_scale_extent_from_the_data_the_browser_inserts_later(calibrated_ws):
+    """A chart's own data (Streamlit's `data`) reaches Vega after the chart is built: a scale whose extent came from
+    it starts empty and the browser logs "Infinite extent for field …". Every field drawn from it sits on a scale
+    with a given domain, or shares one with a layer of inlined data that does."""
+    at = run("pages/2_Thresholds.py")
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 2
+    for chart in charts:
+        spec = json.loads(chart.proto.spec)
+        layers = spec.get("layer", [spec])
+        given = {ch for layer in layers for ch, enc in layer.get("encoding", {}).items()
+                 if isinstance(enc, dict) and "domain" in (enc.get("scale") or {})}
+        for layer in layers:
+            if "data" in layer:
+                continue  # a named, inlined table: there when the chart is built
+            for ch, enc in layer.get("encoding", {}).items():
+                if ch in ("x", "y") and isinstance(enc, dict) and enc.get("type") == "quantitative":
+                    assert ch in given, (spec["title"], ch, enc["field"])
+
+
 def test_thresholds_exact_entry_and_reset(calibrated_ws):
     at = run("pages/2_Thresholds.py")
     assert not at.exception, at.exception

@@ -238,8 +238,12 @@ def histogram_chart(hist, hard: float, soft: float, fused: bool = False) -> None
               for kind, name in (("negatives", "hardest non-match"), ("positives", "edited copy"))}
     ops = pd.DataFrame({"label": ["hard", "soft"], "threshold": [hard, soft]})
     x_title = "P(same photograph)" if fused else "cosine similarity"
+    # the x domain is given: the browser inserts the thresholds (the chart's own data) after it builds the chart,
+    # and a domain taken from them is first an empty one (Vega: "Infinite extent for field threshold")
+    domain = [float(min(hist["left"].min(), hard, soft)), float(max(hist["right"].max(), hard, soft))]
     bars = {"mark": {"type": "rect", "opacity": 0.7},
-            "encoding": {"x": {"field": "left", "type": "quantitative", "title": x_title},
+            "encoding": {"x": {"field": "left", "type": "quantitative", "title": x_title,
+                               "scale": {"domain": domain}},
                          "x2": {"field": "right"}, "y": {"field": "pairs", "type": "quantitative", "stack": None},
                          "y2": {"datum": 0},
                          "color": {"field": "kind", "type": "nominal", "legend": {"orient": "bottom", "title": None},
