@@ -13,16 +13,23 @@ with user_errors():
     fused = score == "fused"
     views = data.fused_views(ws, encoder) if fused else data.calibration_views(ws, encoder)
     defaults = None if fused else data.encoder_defaults(encoder)
-    b1, b2, _ = st.columns([1.4, 1, 2])
+    in_force = ws.scores.thresholds(encoder, score=score, required=False)
+    suggested = (views[0].hard, views[0].soft) if views else None
+    suggestion_in_force = thresholds_ui.same_thresholds(suggested, in_force)
+    b1, b2, b3 = st.columns([1.4, 1, 2])
     b1.button("Reset to the encoder's defaults", key="th_reset", disabled=defaults is None,
               on_click=thresholds_ui.set_thresholds, args=defaults or (1.0, 1.0),
               help="The thresholds measured for this encoder" if defaults else
               "The fused score has no encoder defaults: use the suggested ones" if fused else
               "This encoder has no measured defaults")
-    b2.button("Use suggested", key="th_suggested", disabled=views is None,
-              on_click=thresholds_ui.set_thresholds, args=(views[0].hard, views[0].soft) if views else (1.0, 1.0),
-              help="The thresholds the fused model's fit suggests" if fused else
+    b2.button("Use suggested", key="th_suggested",
+              disabled=views is None or (suggestion_in_force and thresholds_ui.sliders_hold(suggested)),
+              on_click=thresholds_ui.set_thresholds, args=suggested or (1.0, 1.0),
+              help="The suggested thresholds are in force already" if suggestion_in_force else
+              "The thresholds the fused model's fit suggests" if fused else
               "The thresholds the calibration below suggests")
+    if suggestion_in_force:
+        b3.caption(f"The suggested thresholds (hard {suggested[0]:.4f}, soft {suggested[1]:.4f}) are the ones in force.")
     hard, soft = thresholds_ui.sliders()
     if views is None:
         st.info(f"No calibration for {encoder} in this workspace yet. Run one: it edits real images with the paper's "
@@ -81,7 +88,6 @@ with user_errors():
         st.cache_data.clear()
         st.session_state["flash"] = f"Thresholds for {encoder} ({score}) saved: hard {hard:.4f}, soft {soft:.4f}"
         st.rerun()
-    in_force = ws.scores.thresholds(encoder, score=score, required=False)
     if in_force is not None:
         c2.caption(f"In force for {encoder} ({score}): hard {in_force[0]:.4f}, soft {in_force[1]:.4f}. Every page and "
                    "`leakcore report` use the applied values at once, without re-scanning.")

@@ -223,6 +223,23 @@ def test_thresholds_charts_take_no_scale_extent_from_the_data_the_browser_insert
                     assert ch in given, (spec["title"], ch, enc["field"])
 
 
+def test_use_suggested_is_not_offered_once_the_suggestion_is_in_force(calibrated_ws):
+    from leakcore.cli import main
+
+    at = run("pages/2_Thresholds.py")
+    assert not at.button(key="th_suggested").disabled  # suggested: not the encoder's defaults in force
+    assert main(["calibrate", str(calibrated_ws.path), "--collection", "animals/train", "--queries", "6",
+                 "--apply"]) == 0
+    at = run("pages/2_Thresholds.py")
+    assert not at.exception, at.exception
+    assert at.button(key="th_suggested").disabled
+    assert any("are the ones in force" in c.value for c in at.caption), [c.value for c in at.caption]
+    at.slider(key="th_soft").set_value(0.5).run()  # moved away: the button brings the sliders back to them
+    assert not at.button(key="th_suggested").disabled
+    at.button(key="th_suggested").click().run()
+    assert at.button(key="th_suggested").disabled and at.slider(key="th_soft").value != 0.5
+
+
 def test_thresholds_exact_entry_and_reset(calibrated_ws):
     at = run("pages/2_Thresholds.py")
     assert not at.exception, at.exception

@@ -43,6 +43,16 @@ def set_thresholds(hard: float, soft: float) -> None:
         st.session_state[f"th_{which}"] = st.session_state[f"th_{which}_n"] = round(float(value), 4)
 
 
+def same_thresholds(a, b) -> bool:
+    """Whether two (hard, soft) pairs are the same to the 4 decimals the page shows and sets (None: never)."""
+    return a is not None and b is not None and all(round(float(x), 4) == round(float(y), 4) for x, y in zip(a, b))
+
+
+def sliders_hold(pair) -> bool:
+    """Whether the sliders show this (hard, soft) pair now (read before they are drawn)."""
+    return same_thresholds(pair, (st.session_state.get("th_hard"), st.session_state.get("th_soft")))
+
+
 def _sync(src: str, dst: str) -> None:
     st.session_state[dst] = st.session_state[src]
 
