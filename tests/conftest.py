@@ -151,10 +151,29 @@ def coco_dataset(tmp_path) -> Path:
     return path
 
 
-# ---- workspaces built once per session ------------------------------------------------------------------------
+# ---- workspaces built once per run (shared by pytest-xdist's workers) -----------------------------------------
 # A scan (or the demo) is the costly part of many tests. Each is built once here; a test that only reads uses the
 # built one, a test that writes gets its own copy (`copy_workspace`), so tests stay independent of order.
 # The copies' items still point at the images under the session's folder: no test changes a dataset's images.
+
+
+def built_once(tmp_path_factory, name: str, build):
+    """`build(folder)` run once per test run, even across pytest-xdist's workers: the first worker to ask builds it
+    under a lock in the run's shared temporary folder, the others wait and reuse it (each worker building its own
+    copy cost a CPU each time: the demo is half a minute). Returns what `build` returned, kept as JSON."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if base.name.startswith("popen-gw"):  # a worker of pytest-xdist: the run's folder is the parent
+        base = base.parent
+    root, done = base / f"built-{name}", base / f"built-{name}.json"
+    with FileLock(str(base / f"built-{name}.lock")):
+        if not done.exists():
+            if root.exists():  # a build that failed half-way in another worker: start again
+                shutil.rmtree(root)
+            root.mkdir()
+            done.write_text(json.dumps(build(root)))
+    return json.loads(done.read_text())
 
 
 def copy_workspace(src: Path, dest: Path) -> Path:
@@ -180,7 +199,7 @@ def make_scanned_workspace(root: Path) -> Path:
 @pytest.fixture(scope="session")
 def scanned_workspace_built(tmp_path_factory) -> Path:
     """The scanned animals workspace, built once; never written to (copy it with `copy_workspace`)."""
-    return make_scanned_workspace(tmp_path_factory.mktemp("scanned"))
+    return Path(built_once(tmp_path_factory, "scanned", lambda root: str(make_scanned_workspace(root))))
 
 
 @pytest.fixture(scope="session")
@@ -189,9 +208,12 @@ def calibrated_workspace_built(tmp_path_factory, scanned_workspace_built) -> Pat
     from leakcore import calibrate
     from leakcore.project import Workspace
 
-    path = copy_workspace(scanned_workspace_built, tmp_path_factory.mktemp("calibrated") / "ws")
-    calibrate.calibrate(Workspace.open(path), "animals/train", queries=6)
-    return path
+    def build(root: Path) -> str:
+        path = copy_workspace(scanned_workspace_built, root / "ws")
+        calibrate.calibrate(Workspace.open(path), "animals/train", queries=6)
+        return str(path)
+
+    return Path(built_once(tmp_path_factory, "calibrated", build))
 
 
 @pytest.fixture(scope="session")
@@ -200,8 +222,12 @@ def demo_built(tmp_path_factory) -> SimpleNamespace:
     Never written to: a test that writes works on a copy."""
     from leakcore.cli import main
 
-    path = tmp_path_factory.mktemp("demo") / "demo"
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc = main(["demo", str(path)])
-    return SimpleNamespace(path=path, rc=rc, out=out.getvalue())
+    def build(root: Path) -> dict:
+        path = root / "demo"
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            rc = main(["demo", str(path)])
+        return {"path": str(path), "rc": rc, "out": out.getvalue()}
+
+    built = built_once(tmp_path_factory, "demo", build)
+    return SimpleNamespace(path=Path(built["path"]), rc=built["rc"], out=built["out"])
