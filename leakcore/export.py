@@ -63,7 +63,8 @@ def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame |
          pairs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every item of the split with `removed`, `check`, `reason` and its evidence (matches, similarity, decision):
     each check the policy selects names the items it removes (`Check.removals`), in registry order; an item is
-    removed by the first check that names it; a keep-list overrides every removal a curator did not confirm."""
+    removed by the first check that names it (`check`, `reason`, the evidence), and `checks` and `reasons` name
+    every check that would have ("; " between them); a keep-list overrides every removal a curator did not confirm."""
     eval_split = str(SplitId.parse(eval_split))
     items = split_items(ws.items(), eval_split)
     hard, soft = ws.thresholds()
@@ -75,11 +76,14 @@ def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame |
     frames = [checks.get_check(name).removals(ws, eval_split, inputs, policy) for name in policy.selected]
     removals = pd.concat([checks.empty_removals(), *[f for f in frames if not f.empty]], ignore_index=True)
     removals = removals[removals["confirmed"].astype(bool) | ~removals["item_id"].isin(keep_ids)]
-    removals = removals.drop_duplicates("item_id").set_index("item_id")
+    every = removals.groupby("item_id", sort=False).agg(
+        checks=("check", lambda s: "; ".join(dict.fromkeys(s.astype(str)))),
+        reasons=("reason", lambda s: "; ".join(dict.fromkeys(s.astype(str)))))
+    removals = removals.drop_duplicates("item_id").set_index("item_id").join(every)
     out = items[["item_id", "key", "uri", "row", "label", "split", "dataset"]].copy()
     hit = out["item_id"].isin(removals.index)
     out["removed"] = hit
-    for col in ("check", "reason"):
+    for col in ("check", "reason", "checks", "reasons"):
         out[col] = out["item_id"].map(removals[col]).astype(object).where(hit, "")
     for col in ("matches", "similarity", "degree", "decision"):
         out[col] = out["item_id"].map(removals[col])
@@ -150,8 +154,11 @@ def export(
     split = SplitId.parse(eval_split).split
     files = (formats.get_format(ds.format).write_same(kept, ds, folder, split) if fmt == "same"
              else [formats.write_listing(kept, ds, folder, split, fmt)])
-    removed = p[p["removed"]][["item_id", "key", "uri", "label", "check", "reason", "matches", "similarity", "degree", "decision",
-                               "reviewer", "note"]].rename(columns={"item_id": "item", "matches": "matched_training_items"})
+    # one row per removed image, naming every check that flags it (a spreadsheet filters "check contains …"); the
+    # evidence columns are those of the first check
+    removed = p[p["removed"]][["item_id", "key", "uri", "label", "checks", "reasons", "matches", "similarity", "degree",
+                               "decision", "reviewer", "note"]].rename(
+        columns={"item_id": "item", "checks": "check", "reasons": "reason", "matches": "matched_training_items"})
     with atomic_path(folder / "removed.csv") as tmp:
         removed.sort_values("item").to_csv(tmp, index=False, float_format="%.6f")
     files.append(folder / "removed.csv")

@@ -18,7 +18,8 @@ def removed_rows(ws, removed):
     first = removed["matches"].fillna("").str.split(";").str[0]
     pair_checks = [c["name"] for c in ws.checks.reviewable() if c["review"] == "pairs"]  # reviewed as pairs
     match_ok = first.isin(items.index) & removed["check"].isin(pair_checks)
-    out = removed[["item_id", "check", "reason", "similarity", "decision", "reviewer", "note", "matches"]].copy()
+    out = removed[["item_id", "checks", "reasons", "similarity", "decision", "reviewer", "note", "matches"]].rename(
+        columns={"checks": "check", "reasons": "reason"})  # every check that flags the image, as removed.csv
     text = ["check", "reason", "decision", "reviewer", "note", "matches"]
     out[text] = out[text].astype("string").fillna("")  # an empty cell, not "None"
     out.insert(0, "image", [data.thumbnail(ws, items.loc[i]) if i in items.index else None for i in removed["item_id"]])

@@ -164,6 +164,20 @@ def test_label_conflicts_appear_in_rates_heatmaps_review_export_and_the_gate(con
     assert main(["report", str(p.path), "--fail-above", "label_conflict=50"]) == 0
 
 
+def test_removed_csv_names_every_check_that_flags_an_image(conflicted, tmp_path):
+    """One row per removed image; an image two checks flag (a copy of a training image under another label) names
+    both, with both reasons, so a curator sees it was also a label conflict."""
+    out = tmp_path / "export"
+    assert main(["export", str(conflicted.path), "--split", "d/test", "--also-remove", "label_conflict",
+                 "--out", str(out)]) == 0
+    removed = pd.read_csv(out / "removed.csv").set_index("item")
+    assert removed.index.is_unique
+    across = removed.loc["d/test/cat/across.jpg"]
+    assert across["check"] == "similarity; label_conflict", across["check"]
+    assert across["reason"].startswith("automatic hard flag; ") and "labelled 'cat' here, 'dog' in d/train" in across["reason"]
+    assert removed.loc["d/test/dog/within.jpg", "check"] == "label_conflict"  # flagged by one check: named once
+
+
 def test_an_undecided_near_duplicate_under_another_label_is_a_conflict(tmp_path):
     """Not identical bytes and nobody has decided: the scan's score alone makes it a conflict (an undecided pair's
     missing decision once dropped it, so only decided or byte-identical conflicts were found)."""
