@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import ClassVar
 
@@ -231,6 +232,23 @@ class Folder(SourceFormat):
 
     def load(self, path, *, root=None, split=None):
         return catalog.load_folder(path, split)
+
+    def write_same(self, kept, ds, folder, split):
+        """The kept images copied into FOLDER/<split>/[<class>/]: the source's own tree (its keys are the paths under
+        the split), re-importable as a folder dataset. Built aside, then renamed over an earlier export's tree."""
+        dest = folder / split
+        tmp = folder / f".{split}.partial"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        for key, uri in zip(kept["key"].astype(str), kept["uri"].astype(str)):
+            target = tmp / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(uri, target)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+        return [dest]
 
 
 __all__ = ["SourceFormat", "TABLE_FORMATS", "detect_format", "format_names", "get_format", "listing", "load_source",

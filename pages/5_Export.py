@@ -76,7 +76,7 @@ with user_errors():
                                     "reason": st.column_config.TextColumn(width="medium")})
     if st.button("Write the export into the workspace", key="exp_write", type="primary"):
         result = ws.exports.write(split, policy, fmt=fmt, links=None if links == "none" else links)
-        st.session_state["exp_last"] = [str(f) for f in result.files if f.is_file()]
+        st.session_state["exp_last"] = [str(f) + ("/" if f.is_dir() else "") for f in result.files]  # a tree: its folder
         st.session_state["flash"] = f"Wrote {len(result.files)} files to {result.folder}"
         st.rerun()
     if st.session_state.get("exp_last"):
@@ -85,7 +85,8 @@ with user_errors():
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w") as zf:
             for f in files:
-                zf.write(f, arcname=f.rsplit("/", 1)[-1])
+                if not f.endswith("/"):  # the files, not the image folders (the workspace holds those)
+                    zf.write(f, arcname=f.rsplit("/", 1)[-1])
         st.download_button("Download these files (zip)", buf.getvalue(), f"{split.replace('/', '-')}-{flags}.zip",
                            "application/zip", key="exp_download")
 

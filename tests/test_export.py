@@ -46,16 +46,25 @@ def test_folder_export_formats_reimport_and_determinism(ws, tmp_path, fmt):
     a = export.export(ws, "d/test", ExportPolicy("soft"), fmt=fmt, out=tmp_path / "a")
     b = export.export(ws, "d/test", ExportPolicy("soft"), fmt=fmt, out=tmp_path / "b")
     for fa, fb in zip(a.files, b.files):
-        assert fa.read_bytes() == fb.read_bytes(), fa.name
+        if fa.is_dir():  # "same" for a folder tree: the tree of kept images
+            assert [(f.relative_to(fa), f.read_bytes()) for f in sorted(fa.rglob("*.jpg"))] == \
+                [(f.relative_to(fb), f.read_bytes()) for f in sorted(fb.rglob("*.jpg"))]
+        else:
+            assert fa.read_bytes() == fb.read_bytes(), fa.name
     assert (a.kept, a.removed) == (3, 3)
     removed = pd.read_csv(a.folder / "removed.csv")
     assert set(removed["item"]) == {"d/test/cat/test_000.jpg", "d/test/dog/test_001.jpg", "d/test/cat/test_002.jpg"}
     assert removed["matched_training_items"].str.contains("d/train/").all()
     prov = json.loads((a.folder / "provenance.json").read_text())
     assert prov["encoder"] == "phash" and prov["counts"]["removed"] == 3 and prov["policy"]["flags"] == "soft"
-    manifest = a.files[0]
     ws2 = Workspace.create(tmp_path / f"re-{fmt}", encoder="phash")
-    add_dataset(ws2, "again", manifest, fmt="manifest", root=ws.datasets["d"].root)
+    if fmt == "same":  # the input's own layout, as README promises: ROOT/<split>/<class>/*.jpg, and no listing
+        assert a.files[0] == a.folder / "test" and a.files[0].is_dir()
+        assert sorted(f.name for f in a.folder.iterdir() if f.is_file()) == ["provenance.json", "removed.csv"]
+        add_dataset(ws2, "again", a.folder, fmt="folder")
+        assert set(ws2.items()["split"]) == {"test"} and set(ws2.items()["label"]) == {"cat", "dog"}
+    else:
+        add_dataset(ws2, "again", a.files[0], fmt="manifest", root=ws.datasets["d"].root)
     kept = ws.items().set_index("item_id").loc[export.plan(ws, "d/test", ExportPolicy("soft")).query("~removed")["item_id"]]
     again = ws2.items()
     assert sorted(again["key"]) == sorted(kept["key"]) and sorted(again["sha256"]) == sorted(kept["sha256"])
