@@ -58,7 +58,7 @@ with user_errors():
                       "pixels)" if "twins_excluded" in s else
                       " · negatives: the most similar other image (this calibration predates leaving out the "
                       "collection's own near-duplicates: run it again)"))
-        thresholds_ui.suggestion_check(result, defaults)
+        thresholds_ui.suggestion_check(result, defaults, in_force=suggestion_in_force)
         left, right = st.columns(2)
         with left:
             decided = data.decision_views(ws) if encoder == ws.settings.encoder else None

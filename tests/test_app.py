@@ -385,3 +385,6 @@ def test_a_suggestion_far_from_the_encoder_defaults_is_said(monkeypatch):
     thresholds_ui.suggestion_check(SimpleNamespace(hard=0.88, soft=0.70, settings={}), (0.8775, 0.7171))
     thresholds_ui.suggestion_check(far, None)  # an encoder nobody calibrated: nothing to compare with
     assert len(said) == 1
+    # applied already (`leakcore calibrate --apply`): the warning no longer asks to look before applying
+    thresholds_ui.suggestion_check(far, (0.8775, 0.7171), in_force=True)
+    assert len(said) == 2 and "Use suggested" not in said[1] and "The thresholds in force are this calibration's" in said[1]

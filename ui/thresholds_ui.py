@@ -99,7 +99,7 @@ MIN_FPR = 1e-4  # the ROC's log axis starts here; a false-positive rate of 0 is 
 # swaps the table in place (Plotly charts were rebuilt from scratch on every step: about 0.2 s each).
 
 
-def suggestion_check(result, defaults: tuple[float, float] | None) -> None:
+def suggestion_check(result, defaults: tuple[float, float] | None, in_force: bool = False) -> None:
     """Say so when a calibration's suggestion sits far from the encoder's measured thresholds: a small collection of
     look-alikes (one breed on one sofa) or of tiles of a few photographs moves the hardest negatives, and with them
     the suggestion, far from what the encoder's defaults were measured on."""
@@ -109,10 +109,14 @@ def suggestion_check(result, defaults: tuple[float, float] | None) -> None:
            if abs(got - want) > 0.1]
     if far:
         words = "; ".join(f"{n} {g:.3f} against the encoder's {w:.3f}" for n, g, w in far)
-        st.warning(f"This calibration suggests {words}, measured on {result.settings.get('queries')} queries of "
-                   f"{result.settings.get('collection')}. Before *Use suggested*, look at what it would flag on Review: "
-                   "a lower soft flags other photographs of the same kind of thing, a higher one misses edited copies.",
-                   icon=":material/warning:")
+        measured = f"measured on {result.settings.get('queries')} queries of {result.settings.get('collection')}"
+        risk = "a lower soft flags other photographs of the same kind of thing, a higher one misses edited copies."
+        if in_force:  # applied already (the page or `leakcore calibrate --apply`): nothing is left to decide before
+            st.warning(f"The thresholds in force are this calibration's: {words}, {measured}. Look at what they flag "
+                       f"on Review: {risk}", icon=":material/warning:")
+        else:
+            st.warning(f"This calibration suggests {words}, {measured}. Before *Use suggested*, look at what it would "
+                       f"flag on Review: {risk}", icon=":material/warning:")
 
 
 def flagged_table(ws: Workspace, hard: float, soft: float) -> None:
