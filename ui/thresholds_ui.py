@@ -274,9 +274,13 @@ def histogram_chart(hist, hard: float, soft: float, fused: bool = False) -> None
             {"mark": {"type": "rule", "strokeWidth": 2},
              "encoding": {"x": {"field": "threshold", "type": "quantitative"},
                           "color": _threshold_colour()}},
-            {"mark": {"type": "text", "baseline": "top", "dx": 4, "align": "left", "y": 2},
-             "encoding": {"x": {"field": "threshold", "type": "quantitative"}, "text": {"field": "label"},
-                          "color": _threshold_colour()}},
+            # soft's label left of its line, hard's right of its own: soft <= hard, so two close thresholds'
+            # labels sit apart instead of on top of each other
+            *({"transform": [{"filter": {"field": "label", "equal": label}}],
+               "mark": {"type": "text", "baseline": "top", "dx": dx, "align": align, "y": 2},
+               "encoding": {"x": {"field": "threshold", "type": "quantitative"}, "text": {"field": "label"},
+                            "color": _threshold_colour()}} for label, dx, align in (("soft", -4, "right"),
+                                                                                    ("hard", 4, "left"))),
         ],
     }
     st.vega_lite_chart(ops, spec, key="hist_chart", width="stretch")
