@@ -253,7 +253,8 @@ from pathlib import Path
 from leakcore.api import Project
 path, reviewer, n, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 ws = Project.open(path, actor=reviewer)
-while not go.exists():  # start together, once every process has imported leakcore
+(go.parent / ("ready-" + reviewer)).touch()  # leakcore imported, the workspace open
+while not go.exists():  # start together, once every process is ready
     time.sleep(0.01)
 for i in range(n):
     ws.decisions.decide(f"e{reviewer}{i}", f"t{i}", "hard" if i % 2 else "not_leak", reviewer=reviewer,
@@ -274,7 +275,11 @@ def test_four_curators_in_four_processes_lose_and_misattribute_nothing(tmp_path)
     go = tmp_path / "go"
     procs = [subprocess.Popen([sys.executable, "-c", _CURATOR_PROCESS, str(ws.path), c, "100", str(go)])
              for c in curators]
-    time.sleep(5)
+    # wait until every process is ready (a fixed 5 s sleep was too long on an idle machine, too short on a busy one)
+    deadline = time.time() + 120
+    while not all((tmp_path / f"ready-{c}").exists() for c in curators):
+        assert time.time() < deadline and all(p.poll() is None for p in procs), "a curator's process did not start"
+        time.sleep(0.05)
     go.touch()
     assert [p.wait(timeout=300) for p in procs] == [0] * 4
     history = review.history(ws.workspace)
