@@ -145,10 +145,9 @@ def test_heatmap_click_drills_down_to_review(shared_server, browser):
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(url + "/Heatmaps")
         expect(page.get_by_text("Hard leakage")).to_be_visible(timeout=60_000)
-        page.wait_for_timeout(1500)
+        page.wait_for_selector(".vega-embed svg.marks g.mark-rect path", timeout=30_000)  # the heatmap drawn
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "heatmaps-page.png"), full_page=True)
-        page.wait_for_selector(".vega-embed svg.marks g.mark-rect path", timeout=30_000)
         cell = page.locator(".vega-embed svg.marks g.mark-rect path").first.bounding_box()
         page.mouse.click(cell["x"] + cell["width"] / 2, cell["y"] + cell["height"] / 2)
         expect(page.get_by_text("Review flagged pairs")).to_be_visible(timeout=30_000)
