@@ -22,5 +22,7 @@ demo: setup
 	$(BIN)/leakcore demo $(DEMO)
 	$(BIN)/streamlit run app.py --server.address localhost --server.port $(PORT) -- --workspace $(DEMO)
 
+# 4 workers even on 2 cores: the browser tests mostly wait (a server starting, a page drawing), and another worker
+# uses the CPU meanwhile; one file per worker at a time, the longest first (FIRST in tests/conftest.py)
 test: setup
-	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
+	$(BIN)/python -m pytest -n 4 --dist loadfile --no-loadscope-reorder
