@@ -670,7 +670,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--links", choices=["symlink", "copy"], help="also make a folder of the kept image files")
     p.add_argument("--also-remove", action="append", metavar="CHECK",
                    choices=[c["name"] for c in api.Checks.exportable() if not c["default"]],
-                   help="also remove the evaluation images another check flags (repeatable): "
+                   help="also remove the evaluation images another check flags, at --policy's level as the "
+                        "similarity flags are (hard, soft; with none only the findings a curator confirmed) "
+                        "(repeatable): "
                         + "; ".join(f"{c['name']}: {c['description']}" for c in api.Checks.exportable()
                                     if not c["default"]))
     p.add_argument("--groups", action="store_true", help="= --also-remove group")

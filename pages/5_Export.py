@@ -49,7 +49,9 @@ with user_errors():
     others = [c for c in ws.checks.exportable() if not c["default"]]
     also = c5.multiselect("Also remove images flagged by", [c["name"] for c in others], key="exp_also",
                           placeholder="no other check",
-                          help="; ".join(f"{c['name']}: {c['description']}" for c in others))
+                          help="At the level chosen for unreviewed automatic flags, as the similarity flags "
+                               "are (with none, only findings a curator confirmed). "
+                               + "; ".join(f"{c['name']}: {c['description']}" for c in others))
     policy = ws.exports.policy(flags, keep_text, dedupe, also=also)
     st.subheader("What each policy removes")
     preview, plan = data.export_views(ws, split, policy)

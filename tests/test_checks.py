@@ -193,6 +193,17 @@ def test_an_undecided_near_duplicate_under_another_label_is_a_conflict(tmp_path)
     key = ("d/test/cat/near.jpg", "d/train/dog/train_003.jpg")
     assert key in f.index and "labelled 'cat' here, 'dog' in d/train" in f.loc[key, "reason"]
     assert "identical bytes" not in f.loc[key, "reason"]
+    # the same bytes are said to be so even where the scan's neighbours found the pair and a curator confirmed it
+    across = ("d/test/cat/across.jpg", "d/train/dog/train_001.jpg")
+    (root / "test" / "cat" / "across.jpg").write_bytes((root / "train" / "dog" / "train_001.jpg").read_bytes())
+    p.add("d", root)
+    p.scan()
+    p.decisions.decide(*across, "hard", reviewer="r")
+    f = p.checks.findings("label_conflict").set_index(["eval_item_id", "train_item_id"])
+    assert "(identical bytes" in f.loc[across, "reason"] and f.loc[across, "degree"] == "hard"
+    q = p.review.queue(*p.scores.thresholds())
+    ranks = q.set_index(["check", "eval_item_id", "train_item_id"])["rank"]
+    assert ranks[("label_conflict", *key)] == ranks[("similarity", *key)] >= 1  # the scan's rank, under either check
     q = p.review.queue(*p.scores.thresholds())
     assert key in set(zip(q.loc[q["check"] == "label_conflict", "eval_item_id"],
                           q.loc[q["check"] == "label_conflict", "train_item_id"]))

@@ -66,8 +66,14 @@ def conflict_pairs(ws, inputs: CheckInputs) -> pd.DataFrame:
     confirmed = confirmed.reindex(p.index)
     p = p.assign(degree=np.where(confirmed | (p["auto_degree"] == leakage.HARD), "hard", "soft"),
                  how=np.where(confirmed, "confirmed near-duplicate", np.where(p["auto_degree"] == leakage.HARD,
-                                                                             "the same picture", "near-duplicate")))
-    found = p[_PAIR + ["similarity", "degree", "decision", "eval_label", "train_label", "how", "within"]]
+                                                                             "scored as the same picture",
+                                                                             "near-duplicate, unconfirmed")))
+    # a neighbour pair whose two files are the same bytes says so, whatever its score or decision says
+    sha = info["sha256"]
+    same_bytes = (p["eval_item_id"].map(sha) == p["train_item_id"].map(sha)).fillna(False).to_numpy(dtype=bool)
+    p = p.assign(how=np.where(same_bytes, "identical bytes", p["how"]),
+                 degree=np.where(same_bytes, "hard", p["degree"]))
+    found = p[_PAIR + ["similarity", "degree", "decision", "eval_label", "train_label", "how", "within", "rank"]]
     same = _identical(items)
     if not same.empty:
         # an evaluation image first, as the neighbour pairs are; two training images in id order
@@ -81,6 +87,7 @@ def conflict_pairs(ws, inputs: CheckInputs) -> pd.DataFrame:
         bytes_ = bytes_.assign(similarity=1.0, degree="hard", decision=pd.NA,
                                eval_label=bytes_["eval_item_id"].map(label).to_numpy(),
                                train_label=bytes_["train_item_id"].map(label).to_numpy(), how="identical bytes",
+                               rank=np.int16(0),  # not among the scan's neighbours: no rank
                                within=bytes_["eval_split"] == bytes_["train_split"])
         known = [_keys(found["eval_item_id"], found["train_item_id"]), _keys(found["train_item_id"], found["eval_item_id"])]
         d = inputs.decisions
@@ -156,7 +163,7 @@ class LabelConflictCheck(Check):
         c = conflict_pairs(ws, inputs)
         if c.empty:
             return pd.DataFrame()
-        pairs = c[_PAIR + ["similarity", "within"]].assign(rank=np.int16(0))
+        pairs = c[_PAIR + ["similarity", "within", "rank"]].astype({"rank": np.int16})  # the scan's rank; 0: none
         q = build_queue(pairs, ws.items(), inputs.hard, inputs.soft, margin=np.inf, check=self.name)
         # the conflict's own degree for each queued row (pairs are unique in `c`)
         at = _keys(c["eval_item_id"], c["train_item_id"]).get_indexer(_keys(q["eval_item_id"], q["train_item_id"]))
