@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -120,6 +121,16 @@ _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL, _BODY_SERIAL, _MAKE, _MODEL, _DATETIME = 0x9003, 0xA431, 0x010F, 0x0110, 0x0132
 
 
+_UNSET_EXIF_TIME = re.compile(r"[0: ]*")  # "0000:00:00 00:00:00" or blanks: a camera whose clock was never set
+
+
+def _exif_time(value) -> str | None:
+    """An EXIF date as written, or None where the camera wrote none (empty, all zeros or blanks); any other text is
+    kept, so that a real unparseable date is still reported."""
+    text = str(value).strip("\x00 ") if value else ""
+    return None if _UNSET_EXIF_TIME.fullmatch(text) else text
+
+
 def exif_facts(data: bytes | None) -> dict:
     """When and with which camera a photo was taken, from its EXIF (header only, no pixel decoding):
     {"exif_time": "YYYY:MM:DD HH:MM:SS" | None, "camera": "make model #serial" | None}."""
@@ -136,10 +147,10 @@ def exif_facts(data: bytes | None) -> dict:
                 sub = exif.get_ifd(_EXIF_IFD)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError):
         return out
-    when = sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
+    when = _exif_time(sub.get(_DATETIME_ORIGINAL)) or _exif_time(exif.get(_DATETIME))
     serial = sub.get(_BODY_SERIAL)
     maker = " ".join(str(exif.get(t, "")).strip("\x00 ") for t in (_MAKE, _MODEL)).strip()
-    out["exif_time"] = str(when).strip("\x00 ") or None if when else None
+    out["exif_time"] = when
     if serial or maker:
         out["camera"] = (maker + (f" #{str(serial).strip()}" if serial else "")).strip() or None
     return out

@@ -325,3 +325,24 @@ def test_tiny_images_are_aligned_only_when_they_score_like_a_copy(tmp_path):
     other = c.loc[("m/test/b.jpg", "m/train/a.jpg")]
     assert not other["edge"] and ("not aligned" in other["reason"] or other["method"] == "aligned")
     assert "aligned" in g.groups["links"].str.cat()
+
+
+def test_an_all_zero_exif_date_is_no_date_and_a_bad_one_is_still_said(tmp_path, capsys):
+    """Cameras whose clock was never set write "0000:00:00 00:00:00": no time, and nothing to warn about."""
+    from PIL import Image
+
+    for split, name, when in [("train", "unset.jpg", "0000:00:00 00:00:00"), ("train", "bad.jpg", "yesterday"),
+                              ("test", "real.jpg", "2024:06:01 12:00:00")]:
+        (tmp_path / "data" / split).mkdir(parents=True, exist_ok=True)
+        exif = Image.Exif()
+        exif.get_ifd(0x8769)[0x9003] = when  # DateTimeOriginal
+        photo(len(name), (64, 48)).save(tmp_path / "data" / split / name, exif=exif)
+    main(["init", str(tmp_path / "w"), "--encoder", "phash"])
+    capsys.readouterr()
+    main(["add", str(tmp_path / "w"), "--dataset", "d", "--source", str(tmp_path / "data"), "--format", "folder"])
+    out = capsys.readouterr()
+    said = out.out + out.err
+    assert "could not be parsed: 1 " in said and "yesterday" in said and "0000" not in said
+    items = Project.open(tmp_path / "w").workspace.items().set_index("key")
+    assert pd.isna(items.loc["unset.jpg", "time"]) and pd.isna(items.loc["unset.jpg", "time_error"])
+    assert items.loc["real.jpg", "time"] == pd.Timestamp("2024-06-01T12:00:00Z")
