@@ -50,6 +50,8 @@ def test_home_shows_datasets_and_rates(ws):
     assert "animals/test · hard" in text
     assert [m.value for m in at.metric if m.label == "animals/test · hard"] == ["75.0%"]
     assert at.dataframe[0].value["items"].sum() == 10
+    # every other check's overall line in its own words (the copies keep their labels: no label conflict)
+    assert "**Label conflicts** · animals/test: 0 of 4 images (0.0%), hard 0" in text
 
 
 def test_review_decide_persists_undo_and_progress(ws):

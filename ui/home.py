@@ -130,6 +130,12 @@ def overview(ws: Workspace, hard: float, soft: float) -> None:
                f"curator decisions ({data.decided_pairs(ws)} so far: a confirmed leak counts whatever its score, a rejected "
                "pair does not), as Review, Heatmaps and Export do; the Thresholds page shows the scores-only counts "
                "beside them.")
+    others = table[(table["train_split"] == api.ALL_SOURCES) & (table["check"] != "similarity")]
+    for check, rows in others.groupby("check", sort=False, observed=True):
+        # every other check's overall line, in its own words (label conflicts, groups, recordings)
+        st.markdown(f"**{ws.checks.words(check).title}** · " + " · ".join(
+            f"{r.eval_split}: {r.soft:,} of {r.n_eval:,} images ({100 * r.soft_rate:.1f}%), hard {r.hard:,}"
+            for r in rows.itertuples()))
     shown = table.assign(hard_rate=(100 * table["hard_rate"]).round(2), soft_rate=(100 * table["soft_rate"]).round(2))
     st.dataframe(shown.rename(columns={"hard_rate": "hard %", "soft_rate": "soft %"}), hide_index=True, width="stretch")
     st.download_button(  # built when clicked (a callable), by the same facade method as `leakcore report --html`
