@@ -576,10 +576,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("add", help="ingest a dataset (folder, manifest, hf-parquet, cifar, coco, embeddings)")
     p.add_argument("dir", metavar="WS", help="the workspace folder")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--source", required=True)
-    p.add_argument("--format", choices=api.format_names())
-    p.add_argument("--role", action="append", default=[], help="SPLIT=train|eval ('*=eval' for all splits)")
+    p.add_argument("--dataset", required=True, metavar="NAME",
+                   help="the dataset's name in the workspace (letters, digits, _ - .; items are NAME/SPLIT/...); "
+                        "adding again under a name replaces the splits the source provides")
+    p.add_argument("--source", required=True, metavar="PATH",
+                   help="the folder or file to read: an image folder tree ROOT/<split>/[<class>/]*.jpg, a manifest "
+                        "(CSV, TSV, Parquet, JSON, JSON Lines), Hugging Face Parquet, COCO JSON, CIFAR batches, "
+                        "or clip-retrieval embeddings")
+    p.add_argument("--format", choices=api.format_names(),
+                   help="the source's layout (default: detected from --source, the first of these that matches)")
+    p.add_argument("--role", action="append", default=[], metavar="SPLIT=ROLE",
+                   help="a split's role, train or eval (default: from its name: train, val, test ...); "
+                        "repeatable, one split each; '*=eval' for every split")
     p.add_argument("--root", help="image root for manifests and COCO files")
     p.add_argument("--split", help="split name for single-split sources")
     p.add_argument("--encoder", help="embeddings-only sources: the encoder that made the vectors")

@@ -133,6 +133,15 @@ def test_the_help_names_the_workspace_as_the_readme_does():
         assert re.search(r" WS\b", usage), f"`leakcore {verb} --help` names the workspace otherwise: {usage}"
 
 
+def test_every_option_of_add_says_what_it_takes():
+    """A new user reads `leakcore add --help` first: no option without a line, and a repeatable one says so."""
+    verbs, _ = cli()
+    options = {a.option_strings[-1]: a for a in verbs["add"]._actions if a.option_strings and a.dest != "help"}
+    assert {"--dataset", "--source", "--format", "--role"} <= set(options)
+    assert [o for o, a in options.items() if not a.help] == []
+    assert [o for o, a in options.items() if isinstance(a, argparse._AppendAction) and "repeatable" not in a.help] == []
+
+
 @pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_relative_links_point_at_files(path):
     for target in relative_links(path):
