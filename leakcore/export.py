@@ -121,6 +121,19 @@ class ExportResult:
     kept: int
     removed: int
 
+    def written(self) -> str:
+        """What was written, as a user counts it: a folder by its images, a file by its name ("150 images in val/
+        and removed.csv, provenance.json"); `files` holds a folder tree as one path."""
+        folders, names = [], []
+        for f in self.files:
+            name = f.relative_to(self.folder).as_posix() if f.is_relative_to(self.folder) else str(f)
+            if f.is_dir():
+                n = sum(1 for p in f.rglob("*") if not p.is_dir())
+                folders.append(f"{n} image{'s' if n != 1 else ''} in {name}/")
+            else:
+                names.append(name)
+        return " and ".join(x for x in (", ".join(folders), ", ".join(names)) if x)
+
 
 def _inputs_time(ws) -> str:
     """The newest input's modification time: a timestamp that is the same for the same inputs."""

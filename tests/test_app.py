@@ -175,6 +175,9 @@ def test_export_page_previews_and_writes(ws):
     at.button(key="exp_write").click().run()
     assert not at.exception
     assert (ws.exports_dir / "animals-test-hard" / "removed.csv").exists()
+    # the folder dataset's own layout: a tree of the one kept image (its folder counted by its images) and two files
+    assert [t.value for t in at.toast] == [f"Wrote 1 image in test/ and removed.csv, provenance.json to "
+                                           f"{ws.exports_dir / 'animals-test-hard'}"]
     assert at.get("download_button")
 
 
