@@ -17,11 +17,13 @@ with user_errors():
              if (c["review"] == "groups" and has_groups)
              or (c["review"] == "pairs" and (c is pair_checks[0] or (queue["check"] == c["name"]).any()))]
     how = {c["name"]: c["review"] for c in shown}
+    review_ui.restore_from_url(queue, list(how))  # a reload, a bookmark or a link: the check, queue and pair it names
     if st.session_state.get("review_check") not in how:
         st.session_state["review_check"] = shown[0]["name"]
     check = st.sidebar.radio("Check", list(how), key="review_check", horizontal=True,
                              help="; ".join(f"{c['name']}: {c['words']}" for c in shown))
     if how[check] == "groups":
+        review_ui.show_in_url(None)  # the check on show, so that a reload stays on it
         flash()
         st.caption("Groups: images of one source across splits")
         review_ui.group_view(ws, data.items(ws), st.session_state["f_eval_splits"])
@@ -30,6 +32,5 @@ with user_errors():
     if queue.empty:
         st.info("Nothing flagged yet. Run a scan from the home page, or lower the soft threshold.")
         st.stop()
-    review_ui.restore_from_url(queue)  # a reload, a bookmark or a link: the queue and pair it names
     filters = {**queue_filters(queue), "checks": [check]}
     review_ui.review_panel(ws, hard, soft, filters)

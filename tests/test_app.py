@@ -318,6 +318,36 @@ def test_a_link_opens_its_pair_whatever_the_filters_and_the_url_follows_the_pair
     assert shown != (target["eval_item_id"], target["train_item_id"]) and shown[0].startswith("animals/test/")
 
 
+def test_the_check_on_show_survives_a_reload_and_one_not_offered_is_named(ws):
+    """The Review page keeps its Check in the address bar as it keeps its filters: a reload stays on it."""
+    items = ws.items()
+    relabelled = items["item_id"] == "animals/test/cat/test_000.jpg"  # a copy of a training cat: a label conflict
+    assert relabelled.sum() == 1
+    items.loc[relabelled, "label"] = "dog"
+    ws.write_items(items)
+
+    def reload(params: dict) -> AppTest:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+        at.session_state["reviewer"] = "tester"
+        at.run()
+        at.switch_page("pages/1_Review.py")
+        for key, value in params.items():
+            at.query_params[key] = value
+        return at.run()
+
+    at = run("pages/1_Review.py")
+    assert at.radio(key="review_check").options == ["similarity", "label_conflict"]
+    at.radio(key="review_check").set_value("label_conflict").run()
+    assert not at.exception and at.query_params["check"] == "label_conflict"
+    again = reload(dict(at.query_params))
+    assert not again.exception
+    assert again.radio(key="review_check").value == "label_conflict"
+    assert again.query_params["check"] == "label_conflict"
+    odd = reload({**dict(at.query_params), "check": "bogus"})
+    assert odd.radio(key="review_check").value == "similarity"
+    assert any("`check=bogus`" in t.value for t in odd.toast)
+
+
 def test_the_fused_caption_says_how_its_soft_threshold_was_chosen():
     from types import SimpleNamespace
 

@@ -107,7 +107,7 @@ def test_aligned_at_shows_a_small_image_enlarged_pixel_by_pixel():
     assert np.array_equal(moved[both], train[both])  # the same 32 px, each shown as a 14 x 14 block
 
 
-OPTIONS = {"split": ["photos/test", "cifar/test"], "source": ["photos/train"], "degree": ["hard", "soft", "borderline"],
+OPTIONS = {"check": ["similarity", "label_conflict"], "split": ["photos/test", "cifar/test"], "source": ["photos/train"], "degree": ["hard", "soft", "borderline"],
            "state": ["unreviewed", "confirmed", "rejected", "unsure"], "labels": ["any", "same", "different"],
            "sort": ["similarity", "closeness to a threshold"], "compare": ["side by side", "aligned"]}
 
@@ -115,11 +115,13 @@ OPTIONS = {"split": ["photos/test", "cifar/test"], "source": ["photos/train"], "
 def test_the_address_bar_gives_back_the_queue_it_names():
     from ui.review_ui import parse_url
 
-    state, ignored = parse_url({"split": ["photos/test"], "degree": ["soft", "hard"], "state": ["all"],
+    state, ignored = parse_url({"check": ["label_conflict"], "split": ["photos/test"], "degree": ["soft", "hard"],
+                                "state": ["all"],
                                 "labels": ["same"], "sort": ["closeness to a threshold"], "compare": ["aligned"],
                                 "pos": ["16"], "eval": ["photos/test/a.jpg"], "train": ["photos/train/a.jpg"]}, OPTIONS)
     assert ignored == []
-    assert state == {"f_eval_splits": ["photos/test"], "f_degrees": ["soft", "hard"], "f_states": [],
+    assert state == {"review_check": "label_conflict", "f_eval_splits": ["photos/test"], "f_degrees": ["soft", "hard"],
+                     "f_states": [],
                      "f_labels": "same", "f_sort": "closeness to a threshold", "compare_mode": "aligned",
                      "review_pos": 15, "review_current": ("photos/test/a.jpg", "photos/train/a.jpg")}
 
@@ -128,6 +130,7 @@ def test_the_address_bar_gives_back_the_queue_it_names():
     ({"degree": ["bogus", "hard"]}, {"f_degrees": ["hard"]}),
     ({"degree": ["<script>"]}, {}),  # nothing valid: the filter keeps what it was
     ({"sort": ["model uncertainty"]}, {}),  # not offered on this queue (no fused score)
+    ({"check": ["groups"]}, {}),  # a check the page does not offer here
     ({"pos": ["-3"]}, {}), ({"pos": ["abc"]}, {}), ({"pos": ["99999999999"]}, {}),
     ({"split": ["photos/test", "photos/test"]}, {"f_eval_splits": ["photos/test"]}),
     ({"eval": ["photos/test/a.jpg"]}, {}),  # half a pair names no pair
@@ -138,7 +141,7 @@ def test_values_a_link_cannot_mean_are_ignored_and_named(params, kept):
     state, ignored = parse_url(params, OPTIONS)
     assert state == kept
     bad = {f"{k}={v}" for k, vs in params.items() for v in vs
-           if k in ("degree", "sort", "pos") and not (k == "degree" and v == "hard")}
+           if k in ("check", "degree", "sort", "pos") and not (k == "degree" and v == "hard")}
     assert set(ignored) == bad
 
 

@@ -81,15 +81,20 @@ def pair_url(eval_item_id: str, train_item_id: str, queue_params: dict | None = 
 
 # ---- the queue in the address bar: a reload, a bookmark or a link opens the same queue at the same pair ----------
 URL_LISTS = {"split": "f_eval_splits", "source": "f_sources", "degree": "f_degrees", "state": "f_states"}
-URL_CHOICES = {"labels": "f_labels", "sort": "f_sort", "compare": "compare_mode"}
+URL_CHOICES = {"check": "review_check", "labels": "f_labels", "sort": "f_sort", "compare": "compare_mode"}
 URL_KEYS = ("eval", "train", "pos", *URL_LISTS, *URL_CHOICES)
 ALL = "all"  # a list filter with nothing chosen (every value); never a split id, which always holds a "/"
 
 
-def url_options(queue: pd.DataFrame) -> dict[str, list[str]]:
-    """The values each filter of the address bar may take on this queue (what the sidebar offers)."""
-    sorts = [s for s in api.SORTS if s != api.UNCERTAINTY_SORT or queue["uncertainty"].notna().any()]
-    return {"split": sorted(queue["eval_split"].unique()), "source": sorted(queue["source"].unique()),
+def url_options(queue: pd.DataFrame, checks: list[str]) -> dict[str, list[str]]:
+    """The values each filter of the address bar may take on this queue (what the sidebar offers); `checks`: the
+    checks the page offers."""
+    def values(column: str) -> list:
+        return sorted(queue[column].unique()) if column in queue else []  # an empty queue may have no columns
+
+    sorts = [s for s in api.SORTS if s != api.UNCERTAINTY_SORT
+             or ("uncertainty" in queue and queue["uncertainty"].notna().any())]
+    return {"check": list(checks), "split": values("eval_split"), "source": values("source"),
             "degree": ["hard", "soft", api.BORDERLINE], "state": list(api.STATES),
             "labels": ["any", "same", "different"], "sort": sorts, "compare": COMPARE_MODES}
 
@@ -134,18 +139,21 @@ def parse_url(params: dict[str, list[str]], options: dict[str, list[str]]) -> tu
     return state, [i[:80] for i in ignored]
 
 
-def restore_from_url(queue: pd.DataFrame) -> None:
-    """A reload, a bookmark or a link: put the queue the address bar names (filters, order, position, pair) into
-    the session before the sidebar draws its filters. Our own writes (`show_in_url`) are recognised and skipped.
+def restore_from_url(queue: pd.DataFrame, checks: list[str]) -> None:
+    """A reload, a bookmark or a link: put the queue the address bar names (check, filters, order, position, pair)
+    into the session before the sidebar draws its check and filters (`checks`: those it offers). Our own writes (`show_in_url`) are recognised and skipped.
     A bare pair link (?eval=…&train=…, no filters) opens its pair in the whole queue."""
     params = _url_now()
     if not params or st.session_state.get("review_url") == params:
         return
     st.session_state["review_url"] = params
-    values, ignored = parse_url(params, url_options(queue))
+    values, ignored = parse_url(params, url_options(queue, checks))
     link = values.get("review_current")
     notes = []
-    if link is not None:
+    if link is not None and queue.empty:
+        notes.append("the linked pair is not flagged at the thresholds in force")
+        values.pop("review_current")
+    elif link is not None:
         hit = (queue["eval_item_id"].to_numpy() == link[0]) & (queue["train_item_id"].to_numpy() == link[1])
         if not hit.any():
             notes.append("the linked pair is not flagged at the thresholds in force")
@@ -165,7 +173,7 @@ def restore_from_url(queue: pd.DataFrame) -> None:
 
 
 def url_params(pair: pd.Series | None, pos: int) -> dict[str, list[str]]:
-    """The address bar for the queue on show: filters, order, compare mode, position and pair."""
+    """The address bar for the queue on show: check, filters, order, compare mode, position and pair."""
     ss = st.session_state
     out = {} if pair is None else {"eval": [str(pair["eval_item_id"])], "train": [str(pair["train_item_id"])],
                                    "pos": [str(pos + 1)]}
