@@ -458,7 +458,8 @@ def pair_view(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.Dat
         item_facts(ev)
     with right:
         heading = "Neighbour in the same split" if pair["source"] == api.WITHIN else f"Training neighbour · `{pair['source']}`"
-        st.markdown(f"**{heading}** · rank {int(pair['rank'])}")
+        rank = int(pair["rank"])  # 0: found by its bytes, not among the scan's neighbours
+        st.markdown(f"**{heading}** · " + (f"rank {rank}" if rank > 0 else "found by identical bytes"))
         show_image(ws, tr, zoom=zoom, pan=pan)
         item_facts(tr)
     others = group[group["train_item_id"] != pair["train_item_id"]]
