@@ -166,6 +166,6 @@ class LabelConflictCheck(Check):
         pairs = c[_PAIR + ["similarity", "within", "rank"]].astype({"rank": np.int16})  # the scan's rank; 0: none
         q = build_queue(pairs, ws.items(), inputs.hard, inputs.soft, margin=np.inf, check=self.name)
         # the conflict's own degree for each queued row (pairs are unique in `c`)
-        at = _keys(c["eval_item_id"], c["train_item_id"]).get_indexer(_keys(q["eval_item_id"], q["train_item_id"]))
+        at = _keys(c["eval_item_id"], c["train_item_id"]).get_indexer(q["pair"])  # build_queue made the same keys
         q["degree"] = pd.Categorical(c["degree"].to_numpy()[at])
         return q
