@@ -95,3 +95,19 @@ def test_cli_report_gate_and_page(tmp_path, monkeypatch, capsys):
     assert any("A shortcut the benchmark rewards" in w.value and "metadata predicts the label" in w.value
                for w in at.warning)
     assert [m.label for m in at.metric][:3] == ["Balanced accuracy from metadata", "Chance (label permutations)", "p-value"]
+
+
+def test_the_permutation_test_stops_once_the_verdict_is_settled():
+    # Besag and Clifford: ten shuffled labellings as good as the real one make p clearly large
+    assert shortcuts.settled(10, 14) and not shortcuts.settled(9, 14)
+    # the one-sided 95% Clopper-Pearson bound falls below 0.05 after 59 worse labellings in a row, later with one
+    assert not shortcuts.settled(0, 58) and shortcuts.settled(0, 59)
+    assert not shortcuts.settled(1, 80) and shortcuts.settled(1, 93)
+    # a clear signal stops there, and its p-value says how many were tried
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b"], 30)
+    X = np.c_[(y == "a").astype(float) + rng.normal(0, 0.1, len(y)), rng.normal(size=len(y))]
+    from sklearn.model_selection import StratifiedKFold
+
+    score, p, scores = shortcuts.permutation_test(shortcuts._classifier(len(y)), X, y, StratifiedKFold(3), permutations=100, seed=0)
+    assert score > 0.9 and len(scores) == 59 and p == 1 / 60
