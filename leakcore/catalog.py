@@ -11,6 +11,7 @@ import logging
 import os
 import pickle
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,7 @@ class SourceReader:
         self._row_group = functools.lru_cache(maxsize=16)(self._read_row_group)
         self._group_starts = functools.lru_cache(maxsize=4)(self._read_group_starts)
         self._cifar = functools.lru_cache(maxsize=8)(_cifar_batch)
+        self._lock = threading.Lock()  # one container read at a time: the verification's evidence reads from threads
 
     @staticmethod
     def _open_parquet(path: str, mtime_ns: int) -> pq.ParquetFile:
@@ -133,11 +135,13 @@ class SourceReader:
                 return path.read_bytes()
             except OSError:
                 return None
-        if path.suffix == ".parquet":
-            starts = self._group_starts(str(path), mtime)
-            group = int(np.searchsorted(starts, row, side="right") - 1)
-            return self._row_group(str(path), mtime, group)[row - starts[group]]
-        return _cifar_png(self._cifar(str(path), mtime), row)
+        with self._lock:
+            if path.suffix == ".parquet":
+                starts = self._group_starts(str(path), mtime)
+                group = int(np.searchsorted(starts, row, side="right") - 1)
+                return self._row_group(str(path), mtime, group)[row - starts[group]]
+            batch = self._cifar(str(path), mtime)
+        return _cifar_png(batch, row)
 
 
 def read_bytes(uri: str, row: int = -1, *, root: str | Path | None = None,

@@ -30,7 +30,9 @@ tens of thousands of pairs, so the same formulas are written once over batched F
 from __future__ import annotations
 
 import math
+import os
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -527,43 +529,68 @@ def evidence(eval_images: list, train_images: list, *, batch: int = 64) -> "pd.D
         return wrapped[id(img)]
 
     eval_images, train_images = [inputs(i) for i in eval_images], [inputs(i) for i in train_images]
-    rows: list[dict] = []
+    starts = range(0, len(eval_images), batch)
     with _OneThread():
-        for start in range(0, len(eval_images), batch):
-            ea, tb = eval_images[start:start + batch], train_images[start:start + batch]
-            ok = [i for i, (a, b) in enumerate(zip(ea, tb)) if a is not None and b is not None]
-            out = [dict(_NO_EVIDENCE) for _ in ea]
-            if ok:
-                once: dict = {}  # each eval image once (its variants are transformed once), in order
-                for i in ok:
-                    once.setdefault(id(ea[i]), ea[i])
-                row_of = {key: n for n, key in enumerate(once)}
-                ca = [img.canvas() for img in once.values()]
-                cb = [tb[i].canvas() for i in ok]
-                la, ma = np.stack([c[0] for c in ca]), np.stack([c[1] for c in ca])
-                lb, mb = np.stack([c[0] for c in cb]), np.stack([c[1] for c in cb])
-                als, moved, moved_mask = _align(la, ma, lb, mb, rows_a=[row_of[id(ea[i])] for i in ok])
-                for j, (i, al) in enumerate(zip(ok, als)):
-                    ssim, detail, diff = _on_overlap(moved[j], lb[j], moved_mask[j] * mb[j], al)
-                    refined = refine(lb[j], moved[j], moved_mask[j] * mb[j])[0] if al.overlap > 0 else dict(_NO_REFINED)
-                    use_orb = min(ea[i].size) >= ORB_MIN_SIDE and min(tb[i].size) >= ORB_MIN_SIDE
-                    # the eval image's mirror is matched only where the alignment mirrored it (a crop too strong
-                    # to align is matched as is): on photos the mirror's features were a third of the ORB work
-                    inl, ratio = 0, 0.0
-                    if use_orb:
-                        mirrored = VARIANTS[al.variant].dihedral >= 4
-                        views = [ea[i].orb()] + ([ea[i].orb(mirrored=True)] if mirrored else [])
-                        inl, ratio = orb_pair(views, [tb[i].orb(n_features=ORB_TRAIN_FEATURES)])
-                    out[i] = {"ncc": al.ncc, "ncc_grad": al.ncc_grad, "ssim": ssim, "overlap": al.overlap,
-                              "orb_inliers": float(np.log1p(inl)), "orb_ratio": ratio, "orb_used": float(use_orb),
-                              "ncc_detail": detail, "abs_diff": diff, **refined, "variant": al.variant, "dy": al.dy,
-                              "dx": al.dx}
-            rows.extend(out)
+        # batches on a thread each, as many at once as there are cores: the FFTs, ORB and the matching release
+        # Python's lock, and each pair's evidence is its own (the same numbers in any order)
+        workers = min(len(starts), _cores())
+        if workers > 1:
+            with ThreadPoolExecutor(workers, initializer=_one_thread) as pool:
+                parts = list(pool.map(lambda s: _evidence_batch(eval_images[s:s + batch], train_images[s:s + batch]),
+                                      starts))
+        else:
+            parts = [_evidence_batch(eval_images[s:s + batch], train_images[s:s + batch]) for s in starts]
+    rows = [row for part in parts for row in part]
     for img in (*eval_images, *train_images):
         if img is not None:
             img.release()
     cols = list(EVIDENCE) + ["variant", "dy", "dx"]
     return pd.DataFrame(rows, columns=cols).astype({"variant": np.int16, "dy": np.int16, "dx": np.int16})
+
+
+def _one_thread() -> None:
+    """A worker thread's torch and OpenCV on one thread too (OpenMP's setting is each thread's own)."""
+    import cv2
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _evidence_batch(ea: list, tb: list) -> list[dict]:
+    """`evidence` of one batch of pairs (`ImageInputs` or None each)."""
+    ok = [i for i, (a, b) in enumerate(zip(ea, tb)) if a is not None and b is not None]
+    out = [dict(_NO_EVIDENCE) for _ in ea]
+    if not ok:
+        return out
+    once: dict = {}  # each eval image once (its variants are transformed once), in order
+    for i in ok:
+        once.setdefault(id(ea[i]), ea[i])
+    row_of = {key: n for n, key in enumerate(once)}
+    ca = [img.canvas() for img in once.values()]
+    cb = [tb[i].canvas() for i in ok]
+    la, ma = np.stack([c[0] for c in ca]), np.stack([c[1] for c in ca])
+    lb, mb = np.stack([c[0] for c in cb]), np.stack([c[1] for c in cb])
+    als, moved, moved_mask = _align(la, ma, lb, mb, rows_a=[row_of[id(ea[i])] for i in ok])
+    for j, (i, al) in enumerate(zip(ok, als)):
+        ssim, detail, diff = _on_overlap(moved[j], lb[j], moved_mask[j] * mb[j], al)
+        refined = refine(lb[j], moved[j], moved_mask[j] * mb[j])[0] if al.overlap > 0 else dict(_NO_REFINED)
+        use_orb = min(ea[i].size) >= ORB_MIN_SIDE and min(tb[i].size) >= ORB_MIN_SIDE
+        # the eval image's mirror is matched only where the alignment mirrored it (a crop too strong to align is
+        # matched as is): on photos the mirror's features were a third of the ORB work
+        inl, ratio = 0, 0.0
+        if use_orb:
+            mirrored = VARIANTS[al.variant].dihedral >= 4
+            views = [ea[i].orb()] + ([ea[i].orb(mirrored=True)] if mirrored else [])
+            inl, ratio = orb_pair(views, [tb[i].orb(n_features=ORB_TRAIN_FEATURES)])
+        out[i] = {"ncc": al.ncc, "ncc_grad": al.ncc_grad, "ssim": ssim, "overlap": al.overlap,
+                  "orb_inliers": float(np.log1p(inl)), "orb_ratio": ratio, "orb_used": float(use_orb),
+                  "ncc_detail": detail, "abs_diff": diff, **refined, "variant": al.variant, "dy": al.dy, "dx": al.dx}
+    return out
 
 
 @dataclass
@@ -761,6 +788,13 @@ def load_images(items: "pd.DataFrame", reader=None) -> list:
     out: list = [None] * len(items)
     for pos, data in catalog.iter_item_bytes(items.reset_index(drop=True), reader=reader):
         out[pos] = _decode(data)
+    return out
+
+    def decode(job):  # Pillow lets go of Python's lock while it decodes: the images are decoded a core each
+        out[job[0]] = _decode(job[1])
+
+    with ThreadPoolExecutor(_cores()) as pool:
+        list(pool.map(decode, read))
     return out
 
 
