@@ -195,25 +195,6 @@ def test_a_click_in_the_review_panel_then_a_page_switch_keeps_both_pages(shared_
         browser.close()
 
 
-def test_no_request_leaves_the_machine(shared_server, browser):
-    """Every page, as a browser loads it: nothing is fetched from outside (a ":material/…:" favicon was)."""
-    url, ws = shared_server
-    outside = []
-    with browser:
-        page = browser.new_page()
-        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(
-            (url, url.replace("http", "ws"), "data:", "blob:")) else None)
-        for path in ("", "/Review", "/Thresholds", "/Heatmaps", "/Impact", "/Export", "/Coverage", "/Shortcuts"):
-            page.goto(url + path)
-            # the page's script has run (Streamlit's status widget gone) and nothing more is being fetched
-            page.wait_for_timeout(300)
-            page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
-            page.wait_for_load_state("networkidle")
-            page.wait_for_timeout(500)
-        browser.close()
-    assert outside == []
-
-
 def test_arrows_move_the_pair_after_a_click_in_the_sidebar(shared_server, browser):
     """After a click on a sidebar filter, ← and → still move between pairs (a focused radio group took them)."""
     from playwright.sync_api import expect

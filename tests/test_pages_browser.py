@@ -1,7 +1,8 @@
 """Every page as a curator meets it, in a real browser: the demo workspace and a workspace of real photos, each page
 opened with its default choices and its main action run (Measure, Run the audit, Write the export, a key press),
 then a switch to another page and back, and a reload. Fails on a traceback, an error box, a console error or a
-request that leaves the machine; keeps a screenshot of every page in tests/artifacts/pages/.
+request that leaves the machine (every request of every page and action is watched: a ":material/…:" favicon once
+was fetched from outside); keeps a screenshot of every page in tests/artifacts/pages/.
 
 The walk on real photos is in test_pages_photos_browser.py (its own file, so that pytest-xdist can run the two
 walks at once).
