@@ -736,7 +736,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--dataset", help="one dataset (default: every dataset)")
     p.add_argument("--no-regions", action="store_true", help="the metadata probe only (no embedding of regions)")
-    p.add_argument("--permutations", type=int, default=100, help="permutations for the p-value")
+    p.add_argument("--permutations", type=int, default=100,
+                   help="at most this many label permutations for the p-value (it stops once the verdict is settled)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_shortcuts)
 
