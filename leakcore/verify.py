@@ -557,8 +557,11 @@ def _one_thread() -> None:
 
 
 def _cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """The cores this process may run on, at most OMP_NUM_THREADS where that is set (Ray sets it for its workers;
+    a user pins it to leave cores free)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    pinned = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cores, int(pinned))) if pinned.isdigit() else cores
 
 
 def _evidence_batch(ea: list, tb: list) -> list[dict]:

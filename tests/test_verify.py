@@ -588,3 +588,18 @@ class _Items:
 def test_soft_is_at_least_even_odds_where_local_matches_decide():
     assert fused.soft_floor(_Items(500)) == fused.SOFT_FLOOR_MATCHED == 0.5  # photos: matches decide strong edits
     assert fused.soft_floor(_Items(32)) == fused.SOFT_FLOOR < 0.5  # CIFAR-sized: no local features, the low floor
+
+
+def test_evidence_on_a_thread_per_core_is_the_same_as_on_one(monkeypatch):
+    """The evidence's batches run on a thread per core: the same numbers, in the same order, as on one thread."""
+    from conftest import photo
+
+    originals = [photo(s, (160, 128)) for s in range(12)]
+    edited = [im.crop((10, 8, 150, 120)).rotate(3 * (i % 3)) for i, im in enumerate(originals)]
+    evals, trains = edited + edited[:6], originals + originals[6:]  # copies, then other photos
+    monkeypatch.setattr(verify, "_cores", lambda: 1)
+    one = verify.evidence(evals, trains, batch=4)
+    monkeypatch.setattr(verify, "_cores", lambda: 3)
+    many = verify.evidence(evals, trains, batch=4)
+    pd.testing.assert_frame_equal(one, many)
+    assert (one["ncc"].iloc[:12] > one["ncc"].iloc[12:].max()).all()  # the copies align, the others do not
