@@ -289,10 +289,13 @@ class RegionResult:
 
 
 def region_probe(ws, items: pd.DataFrame, *, encoder=None, max_items: int = 1000, occlusion_items: int = 16,
-                 grid: int = 4, seed: int = 0, eval_items: pd.DataFrame | None = None,
+                 occlusion_total: int = 64, grid: int = 4, seed: int = 0, eval_items: pd.DataFrame | None = None,
                  progress: Progress | None = None) -> RegionResult:
     """How well each region alone predicts the label (cross-validated linear probes on embeddings of the region),
-    an occlusion map per class, and the images that carry the strongest cell most."""
+    an occlusion map per class, and the images that carry the strongest cell most. Each map averages up to
+    `occlusion_items` images of its class and about `occlusion_total` in all (at least 2 a class): an occluded image
+    costs about 32 embeddings (every cell masked in turn, each changed region embedded again), so with many classes
+    the maps would otherwise cost more than the probes: a 100-class dataset occluded 1,600 images."""
     from sklearn.linear_model import LogisticRegression
 
     from leakcore.encoders import create_encoder
@@ -327,10 +330,11 @@ def region_probe(ws, items: pd.DataFrame, *, encoder=None, max_items: int = 1000
     classes = list(probe.classes_)
     occl: dict[str, np.ndarray] = {}
     carriers = []
+    per_class = min(occlusion_items, max(2, occlusion_total // len(classes)))
     for ci, cls in enumerate(classes):
         members = np.flatnonzero(y == cls)
-        if len(members) > occlusion_items:
-            members = np.sort(rng.choice(members, occlusion_items, replace=False))
+        if len(members) > per_class:
+            members = np.sort(rng.choice(members, per_class, replace=False))
         base = probe.predict_proba(joint[members])[:, ci]
         drops = np.zeros((len(members), grid * grid))
         for j, m in enumerate(members):

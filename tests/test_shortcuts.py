@@ -111,3 +111,21 @@ def test_the_permutation_test_stops_once_the_verdict_is_settled():
 
     score, p, scores = shortcuts.permutation_test(shortcuts._classifier(len(y)), X, y, StratifiedKFold(3), permutations=100, seed=0)
     assert score > 0.9 and len(scores) == 59 and p == 1 / 60
+
+
+def test_the_occlusion_maps_average_a_bounded_number_of_images(tmp_path):
+    """Up to `occlusion_items` images a class and about `occlusion_total` in all, at least 2 a class."""
+    rng = np.random.default_rng(1)
+    for label in "abcdef":
+        d = tmp_path / "d" / "train" / label
+        d.mkdir(parents=True)
+        for i in range(5):
+            _scene(rng).save(d / f"{i}.jpg", quality=90)
+    ws = Project.create(tmp_path / "w", encoder="phash")
+    ws.add("d", tmp_path / "d")
+    items = ws.workspace.items()
+    r = shortcuts.region_probe(ws.workspace, items, occlusion_items=4, occlusion_total=12)
+    assert r.carriers.groupby("label").size().to_dict() == dict.fromkeys("abcdef", 2)
+    r = shortcuts.region_probe(ws.workspace, items, occlusion_items=4, occlusion_total=100)
+    assert r.carriers.groupby("label").size().to_dict() == dict.fromkeys("abcdef", 4)
+    assert set(r.occlusion) == set("abcdef")
