@@ -9,6 +9,8 @@ from plotly.subplots import make_subplots
 
 from leakcore.api import Project
 
+OCCLUSION_COLUMNS = 5  # occlusion maps a row on the page
+
 
 def verdict(audit: dict) -> None:
     f = audit["found"]
@@ -56,14 +58,19 @@ def regions(audit: dict) -> None:
                  hide_index=True, width="stretch")
     occ = r["occlusion"]
     classes = list(occ)
-    fig = make_subplots(rows=1, cols=len(classes), subplot_titles=classes)
+    # at most OCCLUSION_COLUMNS maps a row, so that each stays square enough to read and its class name fits above it
+    cols = min(len(classes), OCCLUSION_COLUMNS)
+    rows = -(-len(classes) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=classes, vertical_spacing=min(0.3 / rows, 0.12))
     top = max(float(np.max(np.abs(v))) for v in occ.values()) or 1.0
-    for i, cls in enumerate(classes, 1):
-        fig.add_trace(go.Heatmap(z=np.array(occ[cls]), zmin=-top, zmax=top, colorscale="RdBu_r", showscale=i == 1,
-                                 hovertemplate="row %{y}, column %{x}: %{z:.3f}<extra></extra>"), row=1, col=i)
-        fig.update_yaxes(autorange="reversed", showticklabels=False, row=1, col=i)
-        fig.update_xaxes(showticklabels=False, row=1, col=i)
-    fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    for i, cls in enumerate(classes):
+        at = {"row": i // cols + 1, "col": i % cols + 1}
+        fig.add_trace(go.Heatmap(z=np.array(occ[cls]), zmin=-top, zmax=top, colorscale="RdBu_r", showscale=i == 0,
+                                 hovertemplate=f"{cls}: row %{{y}}, column %{{x}}: %{{z:.3f}}<extra></extra>"), **at)
+        fig.update_yaxes(autorange="reversed", showticklabels=False, **at)
+        fig.update_xaxes(showticklabels=False, **at)
+    fig.update_annotations(font_size=12)  # the class names above the maps
+    fig.update_layout(height=60 + 200 * rows, margin={"l": 10, "r": 10, "t": 60, "b": 10},
                       title="Occlusion: how much each class's score drops when a cell is masked (red: the label sits there)")
     st.plotly_chart(fig, key="sc_occlusion", width="stretch")
 
