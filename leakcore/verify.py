@@ -416,8 +416,7 @@ class _OneThread:
         import cv2
 
         self.torch, self.cv2 = torch.get_num_threads(), cv2.getNumThreads()
-        torch.set_num_threads(1)
-        cv2.setNumThreads(1)
+        _one_thread()
 
     def __exit__(self, *exc):
         import cv2
@@ -549,7 +548,8 @@ def evidence(eval_images: list, train_images: list, *, batch: int = 64) -> "pd.D
 
 
 def _one_thread() -> None:
-    """A worker thread's torch and OpenCV on one thread too (OpenMP's setting is each thread's own)."""
+    """Torch and OpenCV on one thread, in this thread (OpenMP's setting is each thread's own, so the evidence's
+    worker threads set it too)."""
     import cv2
 
     torch.set_num_threads(1)
@@ -791,13 +791,6 @@ def load_images(items: "pd.DataFrame", reader=None) -> list:
     out: list = [None] * len(items)
     for pos, data in catalog.iter_item_bytes(items.reset_index(drop=True), reader=reader):
         out[pos] = _decode(data)
-    return out
-
-    def decode(job):  # Pillow lets go of Python's lock while it decodes: the images are decoded a core each
-        out[job[0]] = _decode(job[1])
-
-    with ThreadPoolExecutor(_cores()) as pool:
-        list(pool.map(decode, read))
     return out
 
 

@@ -1,7 +1,7 @@
 """Heatmaps: every evaluation split against every training source, hard and soft, with drill-down to review."""
 import streamlit as st
 
-from leakcore import api
+from leakcore.api import ALL_SOURCES, WITHIN, matrices, matrix_csv
 from ui import data, heatmaps_ui
 from ui.widgets import page, user_errors
 
@@ -18,7 +18,7 @@ with user_errors():
     checks = list(dict.fromkeys(table["check"])) if not table.empty else ws.checks.names()[:1]
     check = st.radio("Check", checks, key="heat_check", horizontal=True, disabled=len(checks) < 2,
                      help="; ".join(f"{c}: {ws.checks.words(c).review or ws.checks.words(c).verdict}" for c in checks))
-    mats = api.matrices(table, order=order, check=check)
+    mats = matrices(table, order=order, check=check)
     if mats["soft_rate"].empty:
         st.info("No results yet: add datasets with training and evaluation splits and run a scan."
                 if table.empty else f"No {check} findings between an evaluation split and a training source.")
@@ -32,12 +32,12 @@ with user_errors():
         heatmaps_ui.heatmap(mats, "soft", check)
     heatmaps_ui.cell_picker(mats)
     d1, d2, _ = st.columns([1, 1.3, 1.2])
-    d1.download_button("Download the matrices (CSV)", api.matrix_csv(mats), "leakage-matrices.csv", "text/csv",
+    d1.download_button("Download the matrices (CSV)", matrix_csv(mats), "leakage-matrices.csv", "text/csv",
                        key="heat_csv")
     d2.download_button("Download the maps (HTML, SVG export)", lambda: heatmaps_ui.plotly_html(mats, check),
                        "leakage-maps.html", "text/html", key="heat_html",
                        help="Both maps as one page that opens offline; its camera button saves each map as SVG. "
                             "Each map's menu here saves a PNG.")
     with st.expander("Per evaluation split: all sources together, and within-split duplicates"):
-        rest = table[table["train_split"].isin([api.ALL_SOURCES, api.WITHIN])]
+        rest = table[table["train_split"].isin([ALL_SOURCES, WITHIN])]
         st.dataframe(rest, hide_index=True, width="stretch")

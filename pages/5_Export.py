@@ -4,7 +4,7 @@ import zipfile
 
 import streamlit as st
 
-from leakcore import api
+from leakcore.api import EXPORT_FORMATS, EXPORT_POLICIES
 from ui import data
 from ui.review_ui import pair_url
 from ui.widgets import flash, page, user_errors
@@ -37,9 +37,9 @@ with user_errors():
         st.stop()
     c1, c2, c3 = st.columns([2, 2, 1])
     split = c1.selectbox("Evaluation split", options, key="exp_split")
-    flags = c2.radio("Unreviewed automatic flags to remove", list(api.EXPORT_POLICIES), index=1, horizontal=True, key="exp_policy",
+    flags = c2.radio("Unreviewed automatic flags to remove", list(EXPORT_POLICIES), index=1, horizontal=True, key="exp_policy",
                      help="Confirmed leaks are always removed; pairs a curator rejected never remove their image.")
-    fmt = c3.selectbox("Format", list(api.EXPORT_FORMATS), key="exp_format", help="same: the input's own format")
+    fmt = c3.selectbox("Format", list(EXPORT_FORMATS), key="exp_format", help="same: the input's own format")
     c4, c5 = st.columns([2, 2])
     keep_text = c4.text_area("Keep-list: item ids or keys never removed by automatic flags (one per line)", key="exp_keep",
                              height=68)

@@ -15,7 +15,7 @@ import sys
 
 import streamlit as st
 
-from leakcore import api
+from leakcore.api import ROOTS_ENV, Action, Project, Role, configure_access, normalise_user, os_user
 from leakcore.errors import LeakcoreError
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def signed_in_user() -> str | None:
         who = st.user.get("email") or st.user.get("sub")
     except Exception:  # noqa: BLE001 - no session (a thread of its own): nobody
         return None
-    return api.normalise_user(str(who)) or None
+    return normalise_user(str(who)) or None
 
 
 def session_identity() -> str | None:
@@ -62,7 +62,7 @@ def session_identity() -> str | None:
         return None
     if sign_in_configured():
         return signed_in_user()
-    return (st.session_state.get("reviewer") or "").strip() or api.os_user()
+    return (st.session_state.get("reviewer") or "").strip() or os_user()
 
 
 def _bind_address() -> str:
@@ -102,7 +102,7 @@ def open_serving_allowed() -> bool:
 def allowed_roots(start_workspace: str) -> list[str] | None:
     """$LEAKCORE_ROOTS, else roots under [leakcore] in the secrets; with sign-in on and none listed, only the
     workspace the server was started with. None (anywhere) without sign-in and without a list, as before."""
-    env = os.environ.get(api.ROOTS_ENV, "").strip()
+    env = os.environ.get(ROOTS_ENV, "").strip()
     if env:
         return [p for p in env.split(os.pathsep) if p.strip()]
     listed = _operator_settings().get("roots")
@@ -115,7 +115,7 @@ def gate(start_workspace: str) -> str | None:
     """Every page's first step after the session state: install the identity source and the allowed roots, stop
     the page for a visitor who has not signed in (sign-in on) or for a network server without sign-in that the
     operator did not allow, warn on every page when it did. Returns the signed-in user (None: sign-in off)."""
-    api.configure_access(session_identity, allowed_roots(start_workspace))
+    configure_access(session_identity, allowed_roots(start_workspace))
     if sign_in_configured():
         user = signed_in_user()
         if user is None:
@@ -137,11 +137,11 @@ def gate(start_workspace: str) -> str | None:
     return None
 
 
-def refusal(ws_path: str, action: "api.Action" = api.Action.DECIDE) -> str | None:
+def refusal(ws_path: str, action: "Action" = Action.DECIDE) -> str | None:
     """Why this session's user may not do `action` in the workspace (for a page to disable its buttons and say
     so before the core refuses), or None when they may."""
     try:
-        return api.Project.open(ws_path).team.refusal(action)
+        return Project.open(ws_path).team.refusal(action)
     except LeakcoreError as exc:
         return exc.for_page()
 
@@ -161,8 +161,8 @@ def identity_sidebar(ws_path: str | None) -> None:
     role = None
     if ws_path:
         try:
-            team = api.Project.open(ws_path).team
-            role = team.role(user or st.session_state.get("reviewer") or api.os_user())
+            team = Project.open(ws_path).team
+            role = team.role(user or st.session_state.get("reviewer") or os_user())
             has_roles = team.roles() is not None
         except Exception as exc:  # noqa: BLE001 - a broken roles file is reported, not a crash of the sidebar
             st.caption(f"Roles: {exc}")
@@ -172,7 +172,7 @@ def identity_sidebar(ws_path: str | None) -> None:
         st.text(user)  # text, never markup: an identity is shown as it is
         if role is not None and has_roles:
             st.caption(f"Role here: **{role.value}**" + (" (reads everything; deciding needs the curator role)"
-                                                        if role == api.Role.VIEWER else ""))
+                                                        if role == Role.VIEWER else ""))
         if st.button("Sign out", key="sign_out", icon=":material/logout:"):
             st.logout()
         return
@@ -206,11 +206,11 @@ def roles_editor(ws) -> None:
         return
     st.markdown(f"You are **{role.value}** here.")
     table = pd.DataFrame({"user": list(roles.users), "role": [r.value for r in roles.users.values()]})
-    if role != api.Role.LEAD:
+    if role != Role.LEAD:
         st.dataframe(table, hide_index=True, width="content")
         st.caption(f"Everyone else: {roles.default.value}. Only a lead changes roles.")
         return
-    choices = [r.value for r in api.Role]
+    choices = [r.value for r in Role]
     edited = st.data_editor(table, key="team_roles", num_rows="dynamic", hide_index=True, width="content",
                             column_config={"user": st.column_config.TextColumn("user (sign-in e-mail or login)",
                                                                                required=True),

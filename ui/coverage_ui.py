@@ -1,7 +1,6 @@
 """Coverage page pieces: the two set pickers, the metrics with intervals, the map, the strips and the spectra."""
 from __future__ import annotations
 
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 

@@ -8,8 +8,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from leakcore import api
-from leakcore.api import ImpactRequest, Images, LeakSource, Project, Review, Scores
+from leakcore.api import Images, ImpactRequest, Project, Review, Scores, list_encoders
 from leakcore.errors import WorkspaceError
 
 Workspace = Project  # the pages hold a Project: the product's verbs; its storage is `ws.workspace`
@@ -432,7 +431,7 @@ def _impact(path: str, request: ImpactRequest, stamp: tuple, dstamp: tuple):
 @st.cache_data(show_spinner=False, ttl=300)
 def encoders() -> list[dict]:
     """The encoder registry with availability (weights on disk can change: refreshed every 5 minutes)."""
-    return api.list_encoders()
+    return list_encoders()
 
 
 def _progress_bar(text: str):

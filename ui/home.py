@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
-from leakcore import api
-from leakcore.api import Project
+from leakcore.api import ALL_SOURCES, Project, degree_of, format_names, planted_truth
 from ui import data, state
 from ui.widgets import user_errors
 
@@ -49,7 +47,7 @@ def add_dataset_ui(ws: Workspace) -> None:
         with st.form("add_dataset"):
             name = st.text_input("Dataset name", placeholder="e.g. cifar10")
             source = st.text_input("Source path", placeholder="/data/my_dataset or /data/manifest.csv")
-            fmt = st.selectbox("Layout", ["detect"] + api.format_names())
+            fmt = st.selectbox("Layout", ["detect"] + format_names())
             roles = st.text_input("Role overrides", placeholder="test=eval, extra=train")
             submitted = st.form_submit_button("Add dataset")
         if submitted:
@@ -119,7 +117,7 @@ def overview(ws: Workspace, hard: float, soft: float) -> None:
     if table.empty:
         st.info("No scan results yet: run a scan.")
         return
-    overall = table[(table["train_split"] == api.ALL_SOURCES) & (table["check"] == "similarity")]
+    overall = table[(table["train_split"] == ALL_SOURCES) & (table["check"] == "similarity")]
     cols = st.columns(max(len(overall), 1))
     for col, r in zip(cols, overall.itertuples()):
         col.metric(f"{r.eval_split} · soft", f"{100 * r.soft_rate:.1f}%", help=f"{r.soft} of {r.n_eval} evaluation images")
@@ -130,7 +128,7 @@ def overview(ws: Workspace, hard: float, soft: float) -> None:
                f"curator decisions ({data.decided_pairs(ws)} so far: a confirmed leak counts whatever its score, a rejected "
                "pair does not), as Review, Heatmaps and Export do; the Thresholds page shows the scores-only counts "
                "beside them.")
-    others = table[(table["train_split"] == api.ALL_SOURCES) & (table["check"] != "similarity")]
+    others = table[(table["train_split"] == ALL_SOURCES) & (table["check"] != "similarity")]
     for check, rows in others.groupby("check", sort=False, observed=True):
         # every other check's overall line, in its own words (label conflicts, groups, recordings)
         st.markdown(f"**{ws.checks.words(check).title}** · " + " · ".join(
@@ -148,13 +146,13 @@ def overview(ws: Workspace, hard: float, soft: float) -> None:
 
 def planted_ui(ws: Workspace, hard: float, soft: float) -> None:
     """For the demo workspace: which planted leaks the scan found at the current thresholds."""
-    truth = api.planted_truth(ws)
+    truth = planted_truth(ws)
     if truth is None:
         return
     pairs = data.pairs(ws)
     best = pairs.groupby(["eval_item_id", "train_item_id"])["similarity"].max().rename("similarity").reset_index()
     found = truth.merge(best, on=["eval_item_id", "train_item_id"], how="left")
-    found["found as"] = api.degree_of(found["similarity"].fillna(-1), hard, soft)
+    found["found as"] = degree_of(found["similarity"].fillna(-1), hard, soft)
     n = int((found["found as"] != "none").sum())
     with st.expander(f"Demo: {n} of {len(found)} planted leaks found at these thresholds"):
         st.dataframe(found[["kind", "found as", "similarity", "eval_item_id", "train_item_id"]], hide_index=True,

@@ -5,8 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from leakcore import api
-from leakcore.api import Project
+from leakcore.api import BORDERLINE, DECISION_LABELS, SORTS, STATES, UNCERTAINTY_SORT, WITHIN, Project
 from leakcore.errors import LeakcoreError
 from ui import data, display, state
 from ui.widgets import FIT_PX, flash, item_facts, needs_pan, show_image, user_errors
@@ -43,7 +42,7 @@ def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: 
         return
     data.clear_decision_caches()
     st.session_state["review_note"] = ""
-    st.session_state["flash"] = f"{api.DECISION_LABELS[decision]} · {len(pairs)} pair(s) saved"
+    st.session_state["flash"] = f"{DECISION_LABELS[decision]} · {len(pairs)} pair(s) saved"
     if advance:
         # The decided pair usually leaves an 'unreviewed' queue; otherwise step past it.
         if "unreviewed" not in st.session_state["f_states"]:
@@ -60,7 +59,7 @@ def _undo(ws_path: str) -> None:
         st.session_state["flash"] = f"Not undone: {exc.for_page()}"
         return
     data.clear_decision_caches()
-    st.session_state["flash"] = "Nothing to undo" if undone is None else f"Undid {api.DECISION_LABELS[undone['decision']]}"
+    st.session_state["flash"] = "Nothing to undo" if undone is None else f"Undid {DECISION_LABELS[undone['decision']]}"
     if undone is not None:
         st.session_state["review_current"] = (undone["eval_item_id"], undone["train_item_id"])
 
@@ -92,10 +91,10 @@ def url_options(queue: pd.DataFrame, checks: list[str]) -> dict[str, list[str]]:
     def values(column: str) -> list:
         return sorted(queue[column].unique()) if column in queue else []  # an empty queue may have no columns
 
-    sorts = [s for s in api.SORTS if s != api.UNCERTAINTY_SORT
+    sorts = [s for s in SORTS if s != UNCERTAINTY_SORT
              or ("uncertainty" in queue and queue["uncertainty"].notna().any())]
     return {"check": list(checks), "split": values("eval_split"), "source": values("source"),
-            "degree": ["hard", "soft", api.BORDERLINE], "state": list(api.STATES),
+            "degree": ["hard", "soft", BORDERLINE], "state": list(STATES),
             "labels": ["any", "same", "different"], "sort": sorts, "compare": COMPARE_MODES}
 
 
@@ -236,7 +235,7 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         top[0].markdown(
             f"Pair **{pos + 1} / {len(view)}** · similarity **{pair['similarity']:.4f}** · degree **{pair['degree']}** · "
             f"labels **{pair['label_agreement']}** · state **{pair['state']}**"
-            + (f" ({api.DECISION_LABELS[pair['decision']]} by {pair['reviewer']})" if pair["state"] != "unreviewed"
+            + (f" ({DECISION_LABELS[pair['decision']]} by {pair['reviewer']})" if pair["state"] != "unreviewed"
                else ""))
         top[1].toggle("Grid mode", key="grid_mode", help="Decide all neighbours of this evaluation image at once")
         top[2].select_slider("Image size", options=["fit", "1×", "2×", "4×", "8×"], key="zoom",
@@ -457,7 +456,7 @@ def pair_view(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.Dat
         show_image(ws, ev, zoom=zoom, pan=pan)
         item_facts(ev)
     with right:
-        heading = "Neighbour in the same split" if pair["source"] == api.WITHIN else f"Training neighbour · `{pair['source']}`"
+        heading = "Neighbour in the same split" if pair["source"] == WITHIN else f"Training neighbour · `{pair['source']}`"
         rank = int(pair["rank"])  # 0: found by its bytes, not among the scan's neighbours
         st.markdown(f"**{heading}** · " + (f"rank {rank}" if rank > 0 else "found by identical bytes"))
         show_image(ws, tr, zoom=zoom, pan=pan)
@@ -548,7 +547,7 @@ def _decide_group(ws_path: str, group_id: str, decision: str) -> None:
         st.session_state["flash"] = f"Not saved: {exc.for_page()}"
         return
     data.clear_decision_caches()
-    label = api.DECISION_LABELS[decision] if decision != "not_leak" else "unrelated"
+    label = DECISION_LABELS[decision] if decision != "not_leak" else "unrelated"
     st.session_state["flash"] = f"{label} · {n} link(s) recorded" if n else \
         "Only explicit group metadata links this group: change the source's group column to split it"
 

@@ -7,8 +7,6 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from leakcore.api import Project
-
 OCCLUSION_COLUMNS = 5  # occlusion maps a row on the page
 
 

@@ -5,8 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from leakcore import api
-from leakcore.api import Project
+from leakcore.api import ALL_SOURCES, DECIDED_HARD_PRECISION, DECIDED_PRECISION, Project
 from ui import data
 
 Workspace = Project  # pages hold a Project: the workspace with the product's verbs
@@ -126,7 +125,7 @@ def flagged_table(ws: Workspace, hard: float, soft: float) -> None:
     if auto.empty:
         return
     rates = data.rates(ws, hard, soft)
-    decided = rates[(rates["train_split"] == api.ALL_SOURCES) & (rates["check"] == "similarity")]
+    decided = rates[(rates["train_split"] == ALL_SOURCES) & (rates["check"] == "similarity")]
     table = auto.merge(decided[["eval_split", "hard", "soft"]].rename(columns={"hard": "hard_dec", "soft": "soft_dec"}),
                        on="eval_split", how="left")
     shown = pd.DataFrame({
@@ -370,8 +369,8 @@ def fused_model_caption(model) -> str:
              f"the nearest image with another label)")
     if m.get("fitted_on_decisions_alone"):
         fitted = (f"fitted on {m.get('decisions_used', 0)} curator decisions alone (soft: where "
-                  f"{api.DECIDED_PRECISION:.0%} of the decided pairs above it are leaks, hard: where "
-                  f"{api.DECIDED_HARD_PRECISION:.0%} are, judged out of fold); the curves are its scores on {suite}")
+                  f"{DECIDED_PRECISION:.0%} of the decided pairs above it are leaks, hard: where "
+                  f"{DECIDED_HARD_PRECISION:.0%} are, judged out of fold); the curves are its scores on {suite}")
     else:
         fitted = f"fitted on {suite} and {m.get('decisions_used', 0)} curator decisions"
         if m.get("threshold_rule", "suite") == "suite":  # soft is the suite's false-positive point, a probability

@@ -9,8 +9,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from leakcore import api
-from leakcore.api import Project
+from leakcore.api import BORDERLINE, SORTS, STATES, UNCERTAINTY_SORT, Project
 from leakcore.errors import LeakcoreError, ThresholdsUncalibrated
 from ui import access_ui, data, state
 
@@ -180,15 +179,15 @@ def queue_filters(queue: pd.DataFrame) -> dict:
         st.multiselect("Evaluation split", sorted(queue["eval_split"].unique()), key="f_eval_splits",
                        placeholder="all")
         st.multiselect("Training source", sorted(queue["source"].unique()), key="f_sources", placeholder="all")
-        st.multiselect("Degree", ["hard", "soft", api.BORDERLINE], key="f_degrees", placeholder="all",
+        st.multiselect("Degree", ["hard", "soft", BORDERLINE], key="f_degrees", placeholder="all",
                        help="borderline = within 0.05 below the soft threshold")
-        st.multiselect("Decision state", list(api.STATES), key="f_states", placeholder="all")
+        st.multiselect("Decision state", list(STATES), key="f_states", placeholder="all")
         # buttons, not radios: a focused radio group takes ← and →, which belong to the pair navigation
         st.segmented_control("Labels", ["any", "same", "different"], key="f_labels", selection_mode="single")
-        sorts = list(api.SORTS)
+        sorts = list(SORTS)
         if not queue["uncertainty"].notna().any():  # the raw score has no model to be uncertain
-            sorts.remove(api.UNCERTAINTY_SORT)
-            if st.session_state["f_sort"] == api.UNCERTAINTY_SORT:
+            sorts.remove(UNCERTAINTY_SORT)
+            if st.session_state["f_sort"] == UNCERTAINTY_SORT:
                 st.session_state["f_sort"] = "similarity"
         st.segmented_control("Order", sorts, key="f_sort", selection_mode="single",
                              help="model uncertainty (fused score only): pairs whose P(same photograph) is nearest "
