@@ -34,12 +34,13 @@ import os
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
+
+if TYPE_CHECKING:  # torch is imported where it is used: the dashboard and the CLI open without it (3 s)
+    import torch
 
 VERSION = 8  # evidence of another version is kept apart (verify/evidence-v<VERSION>); 6: ORB at 512 px, 400 features;
 # 7: 1,000 features on the training image, matches kept by the ratio test, the mirror matched only where aligned;
@@ -122,6 +123,7 @@ def canvas(img: Image.Image, size: int = WORK_SIZE) -> tuple[np.ndarray, np.ndar
 
 
 def _dihedral_matrix(k: int) -> torch.Tensor:
+    import torch
     c, s = [(1, 0), (0, 1), (-1, 0), (0, -1)][k % 4]
     rot = torch.tensor([[c, -s], [s, c]], dtype=torch.float32)
     if k >= 4:
@@ -131,6 +133,7 @@ def _dihedral_matrix(k: int) -> torch.Tensor:
 
 def _thetas(vs: tuple[Variant, ...]) -> torch.Tensor:
     """affine_grid matrices (output -> input sampling) of each variant."""
+    import torch
     out = []
     for v in vs:
         a = math.radians(v.angle)
@@ -142,17 +145,19 @@ def _thetas(vs: tuple[Variant, ...]) -> torch.Tensor:
 
 def transformed(lum: torch.Tensor, mask: torch.Tensor, vs: tuple[Variant, ...] = VARIANTS) -> tuple[torch.Tensor, torch.Tensor]:
     """(P, S, S) images and masks -> (P, V, S, S) of each variant."""
+    import torch
     p, s, _ = lum.shape
     theta = _thetas(vs).repeat(p, 1, 1)
     x = torch.stack([lum, mask], 1).repeat_interleave(len(vs), 0)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    y = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     m = (y[:, 1] > 0.999).float()
     return (y[:, 0] * m).reshape(p, len(vs), s, s), m.reshape(p, len(vs), s, s)
 
 
 def gradient(lum: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient magnitude (central differences) and the mask eroded by one pixel, over the last two dimensions."""
+    import torch
     gx = torch.zeros_like(lum)
     gy = torch.zeros_like(lum)
     gx[..., :, 1:-1] = (lum[..., :, 2:] - lum[..., :, :-2]) / 2
@@ -165,6 +170,7 @@ def gradient(lum: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch
 
 # ---- masked normalised cross-correlation over all shifts -----------------------------------------------------
 def _corr(fx: torch.Tensor, fy: torch.Tensor, n: int) -> torch.Tensor:
+    import torch
     return torch.fft.irfft2(torch.conj(fx) * fy, s=(n, n))
 
 
@@ -175,6 +181,7 @@ def masked_ncc(a: torch.Tensor, ma: torch.Tensor, b: torch.Tensor, mb: torch.Ten
     Returns (ncc, overlap count), each (P, V, 2m+1, 2m+1), index [m + dy, m + dx] for b shifted by (dy, dx)
     relative to a. Flat overlaps are damped (their variance is floored at flat_std**2 per pixel). With `rows_a`
     (P,), a holds each eval image once (U, V, S, S) and pair i is a[rows_a[i]] against b[i]."""
+    import torch
     s = a.shape[-1]
     n = s + max_shift  # zero padding: shifts up to max_shift never wrap around
     rf = lambda x: torch.fft.rfft2(x, s=(n, n))  # noqa: E731
@@ -222,6 +229,7 @@ def _align(lum_a, mask_a, lum_b, mask_b, vs=VARIANTS, rows_a=None) -> tuple[list
     mask, in training coordinates): the variants are transformed here once, not again per pair. With `rows_a`
     (P,), the eval canvases are each image once (U, S, S) and pair i's is row rows_a[i]: an eval image's variants
     and their transforms are computed once however many pairs it is in (the same numbers)."""
+    import torch
     la, ma = torch.from_numpy(np.ascontiguousarray(lum_a)), torch.from_numpy(np.ascontiguousarray(mask_a))
     lb, mb = torch.from_numpy(np.ascontiguousarray(lum_b)), torch.from_numpy(np.ascontiguousarray(mask_b))
     rows = torch.arange(len(la)) if rows_a is None else torch.as_tensor(np.asarray(rows_a), dtype=torch.long)
@@ -265,6 +273,7 @@ def _shift(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 def overlap_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     """Mean SSIM (scikit-image, 7 x 7 windows) over windows that lie wholly inside the overlap."""
+    import torch
     from skimage.metrics import structural_similarity
 
     _, smap = structural_similarity(a, b, data_range=1.0, win_size=7, full=True)
@@ -414,12 +423,14 @@ class _OneThread:
 
     def __enter__(self):
         import cv2
+        import torch
 
         self.torch, self.cv2 = torch.get_num_threads(), cv2.getNumThreads()
         _one_thread()
 
     def __exit__(self, *exc):
         import cv2
+        import torch
 
         torch.set_num_threads(self.torch)
         cv2.setNumThreads(self.cv2)
@@ -551,6 +562,7 @@ def _one_thread() -> None:
     """Torch and OpenCV on one thread, in this thread (OpenMP's setting is each thread's own, so the evidence's
     worker threads set it too)."""
     import cv2
+    import torch
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)

@@ -65,6 +65,14 @@ def test_every_module_imports_alone_and_the_core_never_imports_streamlit():
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+def test_the_facade_opens_without_torch():
+    """The dashboard and the CLI import the facade at start; torch is imported where an embedding or an alignment
+    needs it (about 3 s of every server's and every command's start on 2 cores)."""
+    code = "import sys, leakcore.api, leakcore.cli\nassert 'torch' not in sys.modules, 'the facade imported torch'\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 FACADE = {"leakcore.api", "leakcore.errors", "leakcore.schema"}  # all the dashboard may import of leakcore
 DASHBOARD = [PACKAGE.parent / "app.py", *sorted((PACKAGE.parent / "ui").glob("*.py")),
              *sorted((PACKAGE.parent / "pages").glob("*.py"))]
