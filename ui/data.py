@@ -292,7 +292,7 @@ def _display(uri: str, row: int, roots: tuple[str, ...], stamp: tuple, factor: i
     buf = io.BytesIO()
     small = factor > 1 or max(img.size) <= 256  # enlarged or small: lossless, every pixel as it is
     rgb = img if img.mode in ("RGB", "L") else img.convert("RGB")
-    rgb.save(buf, format="PNG" if small else "JPEG", **({"optimize": False} if small else {"quality": 92}))
+    rgb.save(buf, format="PNG" if small else "JPEG", **({"compress_level": 1} if small else {"quality": 92}))
     if buf.tell() > INLINE_BYTES:
         return img, img.width, None  # large: served as a media file by Streamlit
     mime = "image/png" if small else "image/jpeg"
