@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
@@ -20,17 +20,30 @@ from leakcore import access as _access
 from leakcore import calibrate as _calibrate
 from leakcore import checks as _checks
 from leakcore import coverage as _coverage
-from leakcore import downstream, export as _export, fused as _fused, ingest, leakage, review
+from leakcore import downstream, export as _export, ingest, leakage, review
 from leakcore import scan as _scan
 from leakcore.errors import InvalidInput, LeakcoreError, UnknownName
 from leakcore.access import Action
 from leakcore.project import DEFAULT_ENCODER, DEFAULT_K, Thresholds, Workspace
 from leakcore.schema import Decision, SplitId
 
+if TYPE_CHECKING:
+    from leakcore import fused as _fused
+
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 
+
+
+def _stored_model(ws, encoder: str | None = None):
+    """The fused score's stored model of `encoder`, or None; a workspace without one never imports the fused
+    score's module (it brings scikit-learn: about a second of every server's and every command's start)."""
+    if None in ws.stamp("fused", encoder or ws.encoder):
+        return None
+    from leakcore import fused
+
+    return fused.load(ws, encoder)
 
 class LeakSource(enum.StrEnum):
     """Which leaked set the impact analysis measures."""
@@ -188,7 +201,7 @@ class Decisions:
 from leakcore.access import ROOTS_ENV, AccessDenied, Role, Roles  # noqa: E402  (re-exported for the pages)
 from leakcore.coverage import ImageSet  # noqa: E402
 from leakcore.export import FORMATS as EXPORT_FORMATS, POLICIES as EXPORT_POLICIES  # noqa: E402
-from leakcore.fused import DECIDED_HARD_PRECISION, DECIDED_PRECISION  # noqa: E402
+from leakcore.scores.base import DECIDED_HARD_PRECISION, DECIDED_PRECISION  # noqa: E402
 from leakcore.images import NO_PIXELS, OUTSIDE_ROOT  # noqa: E402
 from leakcore.leakage import WITHIN  # noqa: E402
 from leakcore.review import BORDERLINE, DECISION_LABELS, SORTS, STATES, UNCERTAINTY_SORT  # noqa: E402
@@ -396,7 +409,7 @@ class Review:
         pair = pd.DataFrame({"eval_item_id": [eval_item_id], "train_item_id": [train_item_id]})
         stored = verify.evidence_for(ws, pair).iloc[0]
         verified = bool(pd.notna(stored["ncc"]))
-        fm = _fused.load(ws)
+        fm = _stored_model(ws)
         if similarity is None:  # the raw similarity of the stored pair (pass it when you have it: this reads tables)
             raw = leakage.load_pairs(ws, raw=True)
             hit = raw[(raw["eval_item_id"] == eval_item_id) & (raw["train_item_id"] == train_item_id)]
@@ -406,6 +419,8 @@ class Review:
             row = stored.copy()
             row["similarity"] = similarity
             if fm.second:  # the second model's similarity: cached for verified pairs, else computed now
+                from leakcore import fused as _fused
+
                 second = _fused.SecondOpinion.of_model(ws, fm)
                 row[_fused.SECOND_FEATURE] = float(second.similarity(pair)[0])
                 if pd.isna(row[_fused.SECOND_FEATURE]):
@@ -437,7 +452,7 @@ class Scores:
 
     def fused_model(self, encoder: str | None = None) -> "_fused.FusedModel | None":
         """The fused score's fitted model for `encoder` (default: the one in use), or None."""
-        return _fused.load(self._p.workspace, encoder)
+        return _stored_model(self._p.workspace, encoder)
 
     def thresholds(self, encoder: str | None = None, *, score: str | None = None, required: bool = True):
         """(hard, soft) in force for `encoder` and `score` (default: those in use), with `.source`. An encoder
@@ -465,6 +480,11 @@ class Scores:
         """(model, OperatingPoints, ROC curves, histogram) of the fused score on its fitting pairs, or None; the raw
         similarity's ROC on the same pairs rides along as `RAW_ON_FUSED`."""
         ws = self._p.workspace
+        fm = _stored_model(ws, encoder)
+        if fm is None:
+            return None
+        from leakcore import fused as _fused
+
         scores = _fused.fitting_scores(ws, encoder)
         if scores is None:
             return None
@@ -476,7 +496,7 @@ class Scores:
             both = pd.concat([grp, negatives])
             curves[family] = _calibrate.curve(both["fused"].to_numpy(), both["label"].to_numpy(), max_points=500)
         points = _calibrate.OperatingPoints(scores["fused"].to_numpy(), y)
-        return _fused.load(ws, encoder), points, curves, points.histogram()
+        return fm, points, curves, points.histogram()
 
     @staticmethod
     def decision_views(pairs: pd.DataFrame, decisions: pd.DataFrame):
@@ -503,6 +523,8 @@ class Scores:
     def verification_table(self, fm: "_fused.FusedModel") -> pd.DataFrame:
         """Per evaluation split: verified pairs, and images flagged at the raw score's soft threshold and at the
         fused score's (what `leakcore verify` prints after a run)."""
+        from leakcore import fused as _fused
+
         ws = self._p.workspace
         pairs = leakage.load_pairs(ws, raw=True)
         scored = _fused.with_fused(ws, pairs[~pairs["within"]], fm)
@@ -862,7 +884,7 @@ class Project:
             raise InvalidInput(f"k must be at least 1, got {k}")
         if group_window_s is not None and float(group_window_s) < 0:
             raise InvalidInput(f"the group time window must be >= 0 seconds, got {group_window_s}")
-        if score is not None and score == "fused" and _fused.load(ws) is None:
+        if score is not None and score == "fused" and _stored_model(ws) is None:
             raise InvalidInput("the fused score has no fitted model yet", cli=f"run `leakcore verify {ws.path}` first",
                                page="Verify the candidate pairs first")
         before = self._snapshot()
@@ -1043,6 +1065,8 @@ class Project:
                should_stop=None) -> "_fused.FusedModel":
         """Fit the fused score when there is none (or `refit`: e.g. after enough decisions), then verify every
         stored candidate pair (evidence is cached by the two images' content; an interrupted run resumes)."""
+        from leakcore import fused as _fused
+
         who = self.team.require(Action.CALIBRATE)
         ws = self.workspace
         before = self._snapshot()

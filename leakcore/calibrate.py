@@ -12,7 +12,6 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageFilter, ImageOps
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from leakcore import catalog, images, search
 from leakcore.embed import embed_items
@@ -214,6 +213,8 @@ class ThresholdCalibrator:
         allowed = int(np.floor(self.target_fpr * neg.size))
         self.soft_ = float(np.nextafter(neg[neg.size - allowed - 1], np.inf))
         self.soft_ = min(self.soft_, self.hard_)
+        from sklearn.metrics import roc_auc_score, roc_curve
+
         fpr, tpr, thr = roc_curve(labels, scores)
         self.roc_ = pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thr})
         self.auc_ = float(roc_auc_score(labels, scores))
@@ -224,6 +225,8 @@ class ThresholdCalibrator:
 
 def roc_points(scores, labels) -> pd.DataFrame:
     """ROC curve points (fpr, tpr, threshold) for plotting."""
+    from sklearn.metrics import roc_curve
+
     fpr, tpr, thr = roc_curve(np.asarray(labels, bool), np.asarray(scores, float))
     return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thr})
 
@@ -348,6 +351,8 @@ def _summarise(scores: pd.DataFrame, encoder: str, collection: str, target_fpr: 
     per_family = scores.groupby("family", sort=False)["hit"].mean().rename("top1").reset_index()
     per_family["transform"] = "(family)"
     robustness = pd.concat([per_tf, per_family], ignore_index=True)
+    from sklearn.metrics import roc_auc_score
+
     s, y, copy = pair_scores(scores)
     cal = ThresholdCalibrator(target_fpr).fit(s, y, copy)
     aucs = []

@@ -53,14 +53,13 @@ from leakcore.scores.fused import (  # noqa: F401  (the fitted model and scoring
     SECOND_FEATURE, SECOND_INPUT_SIZE, TWIN_ORB_INLIERS, TWIN_ORB_RATIO, FusedModel, SecondOpinion, _estimator,
     _folds, decided_by_matches, floor_matched, load, outdated, second_encoder_name, small_images, with_fused)
 from leakcore.io import atomic_path, atomic_write_text, write_parquet
+from leakcore.scores.base import DECIDED_HARD_PRECISION, DECIDED_PRECISION
 
 log = logging.getLogger(__name__)
 
 MIN_DECISIONS = 30  # decided pairs (with at least MIN_EACH of each kind) before decisions join the fit
 MIN_EACH = 5
 DECISION_WEIGHT = 5  # one curator decision counts as this many synthetic pairs (its row is repeated)
-DECIDED_PRECISION = 0.95  # with decisions, soft is raised until this share of the decided pairs above it are leaks
-DECIDED_HARD_PRECISION = 0.99  # fitted on the decisions alone, hard is where this share of those above it are leaks
 CANDIDATE_FPR = 0.05  # candidate threshold: the raw similarity that 5% of the fitting negatives reach
 DECISIONS_ALONE = 200  # with this many decided pairs (and MIN_ALONE of each kind) the fit uses them alone
 MIN_ALONE = 30

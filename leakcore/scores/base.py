@@ -7,6 +7,9 @@ import pandas as pd
 
 SCORE = "score"  # the column of a pairs table that holds the score in force
 RAW = "similarity"  # the raw score's name (and column): the cosine similarity of the embeddings
+DECIDED_PRECISION = 0.95  # fused score, with decisions: soft is raised until this share of the decided pairs above it
+# are leaks; fitted on the decisions alone, hard is where DECIDED_HARD_PRECISION of those above it are (leakcore.fused)
+DECIDED_HARD_PRECISION = 0.99
 
 
 class Score:
