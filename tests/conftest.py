@@ -241,7 +241,7 @@ def demo_built(tmp_path_factory) -> SimpleNamespace:
 # file). Files not named keep their collection order after these.
 FIRST = ["test_pages_browser.py", "test_team_browser.py", "test_browser.py", "test_pages_photos_browser.py",
          "test_search.py", "test_images.py", "test_catalog.py", "test_workspace.py",
-         "test_team_at_once_browser.py", "test_browser_writes.py", "test_shortcuts.py", "test_app.py", "test_verify.py",
+         "test_browser_writes.py", "test_shortcuts.py", "test_app.py", "test_verify.py",
          "test_access.py", "test_ray.py", "test_scan.py"]
 
 

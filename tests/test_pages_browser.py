@@ -1,8 +1,8 @@
 """Every page as a curator meets it, in a real browser: the demo workspace and a workspace of real photos, each page
 opened with its default choices and its main action run (Measure, Run the audit, Write the export, a key press),
-then a switch to another page and back, and a reload. Fails on a traceback, an error box, a console error or a
-request that leaves the machine (every request of every page and action is watched: a ":material/…:" favicon once
-was fetched from outside); keeps a screenshot of every page in tests/artifacts/pages/.
+then switches through the sidebar (Review twice in one document) and a reload. Fails on a traceback, an error box,
+a console error or a request that leaves the machine (every request of every page and action is watched: a
+":material/…:" favicon once was fetched from outside); keeps a screenshot of every page in tests/artifacts/pages/.
 
 The walk on real photos is in test_pages_photos_browser.py (its own file, so that pytest-xdist can run the two
 walks at once).
@@ -58,7 +58,7 @@ def _problems(page) -> list[str]:
 def _settle(page, ms: int = 800) -> None:
     """Wait until the app has stopped running (the status widget gone), then a little more for drawing."""
     page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=240_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", polling=250, timeout=240_000)
     page.wait_for_timeout(ms)
 
 
@@ -148,8 +148,11 @@ def _walk(url: str, name: str) -> list[str]:
                 problems.append(f"{label}: {str(exc).splitlines()[0]}")
             check(tab, label)
             tab.close()
-        # switch pages through the sidebar and come back, then reload: still no error anywhere
-        for target, ready in (("Thresholds", "Thresholds"), ("Review", "flagged pairs"), ("Home", "Leakage at")):
+        # switch pages through the sidebar and come back, then reload: still no error anywhere. Review twice in one
+        # document: its injected script runs again there and must not declare a top-level name twice ("Identifier
+        # 'doc' has already been declared" was a console error)
+        for target, ready in (("Thresholds", "Thresholds"), ("Review", "flagged pairs"), ("Thresholds", "Thresholds"),
+                              ("Review", "flagged pairs"), ("Home", "Leakage at")):
             page.locator("[data-testid='stSidebar']").get_by_role("link", name=target, exact=True).click()
             try:
                 expect(page.get_by_text(ready).first).to_be_visible(timeout=60_000)
