@@ -24,7 +24,7 @@ from PIL import Image
 
 from leakcore import images
 from leakcore.errors import IngestError
-from leakcore.schema import ITEM_COLUMNS, empty_items, normalise_items, parse_times  # noqa: F401  (re-exported)
+from leakcore.schema import empty_items, normalise_items, parse_times  # noqa: F401  (re-exported)
 
 # Column names sources use for what we call `group` and `timestamp` (first present wins)
 GROUP_COLUMNS = ("group", "group_id", "patient_id", "subject_id", "video_id", "source_id", "scene_id")

@@ -13,7 +13,7 @@ import pandas as pd
 
 from leakcore import catalog, search
 from leakcore.catalog import embedding_shards
-from leakcore.encoders import Encoder, get_spec, l2_normalise
+from leakcore.encoders import Encoder, get_spec
 from leakcore.errors import EncoderMismatch
 from leakcore.io import atomic_path, write_parquet
 

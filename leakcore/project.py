@@ -16,7 +16,7 @@ import tomli_w
 
 from leakcore.encoders import get_spec
 from leakcore.errors import InvalidInput, ThresholdsUncalibrated, WorkspaceError
-from leakcore.io import atomic_path, atomic_write_bytes, atomic_write_text, file_stamp, write_parquet  # noqa: F401
+from leakcore.io import atomic_write_text, file_stamp, write_parquet  # noqa: F401
 from leakcore.schema import SplitId, empty_items, normalise_items, split_ids, split_items
 
 log = logging.getLogger(__name__)

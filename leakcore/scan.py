@@ -286,7 +286,7 @@ def plan_scan(ws, *, encoder: Encoder | None = None, settings: ScanSettings | No
 def _verify_jobs(ws, settings: ScanSettings, searches: list[SearchJob]) -> list[Job]:
     """The fit (when no model is stored) and one verification per eval x train table; a table is done when
     its search is done and every candidate pair in it has evidence."""
-    from leakcore import fused, leakage, verify
+    from leakcore import fused, verify
 
     model = fused.load(ws, settings.encoder)
     jobs: list[Job] = [FitJob(settings.encoder, model is not None)]
@@ -373,7 +373,7 @@ def run_job(ctx: ScanContext, job: Job) -> None:
         fused.fit(ctx.ws, encoder_name=job.encoder, progress=ctx.progress, encoder=ctx.encoder)  # the scan's encoder
         return
     if isinstance(job, VerifyJob):
-        from leakcore import fused, verify
+        from leakcore import fused
 
         model = fused.load(ctx.ws, ctx.plan.settings.encoder)
         table = pd.read_parquet(pair_path(ctx.ws, ctx.plan.settings.encoder, job.eval_split, job.train_split))

@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image
 
 if TYPE_CHECKING:  # torch is imported where it is used: the dashboard and the CLI open without it (3 s)
+    import pandas as pd
     import torch
 
 VERSION = 8  # evidence of another version is kept apart (verify/evidence-v<VERSION>); 6: ORB at 512 px, 400 features;
