@@ -31,6 +31,8 @@ with user_errors():
     if suggestion_in_force:
         b3.caption(f"The suggested thresholds (hard {suggested[0]:.4f}, soft {suggested[1]:.4f}) are the ones in force.")
     hard, soft = thresholds_ui.sliders()
+    if thresholds_ui.same_thresholds((hard, soft), in_force):
+        hard, soft = in_force.hard, in_force.soft  # shown to 4 decimals; counted at the exact values in force
     if views is None:
         st.info(f"No calibration for {encoder} in this workspace yet. Run one: it edits real images with the paper's "
                 "transformations and measures how similar the copies stay.")

@@ -119,6 +119,7 @@ def test_thresholds_page_calibrate_slide_and_apply(ws):
     at = run("pages/2_Thresholds.py")
     assert not at.exception
     assert any("No calibration" in i.value for i in at.info)
+    assert at.selectbox[-1].label == "Collection" and at.selectbox[-1].value == "animals/train"  # training first
     calibrate.calibrate(ws, "animals/train", queries=6)
     at = run("pages/2_Thresholds.py")
     assert not at.exception
@@ -257,6 +258,19 @@ def test_thresholds_exact_entry_and_reset(calibrated_ws):
     assert (at.slider(key="th_hard").value, at.slider(key="th_soft").value) == (0.9375, 0.6875)  # phash's defaults
     # no decisions yet: the curators' ROC is not drawn, and the caption says when it will be
     assert any("at least 20 pairs are decided" in c.value and "0 are decided now" in c.value for c in at.caption)
+
+
+def test_the_thresholds_page_counts_at_the_exact_thresholds_in_force(calibrated_ws):
+    """The sliders show 4 decimals; what the page counts is counted at the exact values in force, as the CLI and
+    every other page count it (test_003's best score is 0.1875: under soft 0.18753, above its rounding 0.1875)."""
+    from leakcore.api import Project
+
+    Project.open(calibrated_ws.path).configure(thresholds=(0.99, 0.18753))
+    at = run("pages/2_Thresholds.py")
+    assert not at.exception, at.exception
+    assert at.slider(key="th_soft").value == pytest.approx(0.1875)
+    counts = at.dataframe[0].value.set_index("evaluation split")
+    assert counts.loc["animals/test", "soft, scores only"] == 3  # the three copies, not test_003 at 0.1875
 
 
 def test_review_compare_views(ws):

@@ -232,8 +232,12 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         show_in_url(pair, pos)
         items = data.items(ws)
         top = st.columns([3, 1, 1])
+        if ws.settings.score != "similarity" and pd.notna(pair.get("raw_similarity")):  # ordered by the score in force
+            score = f"{ws.settings.score} score **{pair['similarity']:.4f}** (similarity {pair['raw_similarity']:.4f})"
+        else:
+            score = f"similarity **{pair['similarity']:.4f}**"
         top[0].markdown(
-            f"Pair **{pos + 1} / {len(view)}** · similarity **{pair['similarity']:.4f}** · degree **{pair['degree']}** · "
+            f"Pair **{pos + 1} / {len(view)}** · {score} · degree **{pair['degree']}** · "
             f"labels **{pair['label_agreement']}** · state **{pair['state']}**"
             + (f" ({DECISION_LABELS[pair['decision']]} by {pair['reviewer']})" if pair["state"] != "unreviewed"
                else ""))

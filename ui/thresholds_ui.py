@@ -326,8 +326,9 @@ def calibration_form(ws: Workspace, encoder: str) -> None:
     if job is not None:
         calibration_progress()
         return
-    collections = data.split_names(ws)
-    with st.form("calibrate"):
+    training = data.split_names(ws, "train")  # a training collection first: the README's and the demo's choice
+    collections = training + [s for s in data.split_names(ws) if s not in training]
+    with st.form("calibrate", enter_to_submit=False):  # a calibration takes minutes: only the button starts one
         c1, c2, c3 = st.columns(3)
         coll = c1.selectbox("Collection", collections, help="Images to edit and search; the paper used Flickr30k.")
         n = c2.number_input("Queries", 10, 100_000, 1000)
