@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 
 
-
 def _stored_model(ws, encoder: str | None = None):
     """The fused score's stored model of `encoder`, or None; a workspace without one never imports the fused
     score's module (it brings scikit-learn: about a second of every server's and every command's start)."""
@@ -44,6 +43,7 @@ def _stored_model(ws, encoder: str | None = None):
     from leakcore import fused
 
     return fused.load(ws, encoder)
+
 
 class LeakSource(enum.StrEnum):
     """Which leaked set the impact analysis measures."""
