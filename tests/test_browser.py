@@ -291,8 +291,8 @@ def test_a_reload_a_link_and_a_bad_link_open_the_review_queue_they_name(shared_s
         expect(page.get_by_text("Pair 2 / 3")).to_be_visible(timeout=60_000)
         assert _pair_line(page) == line
         checked = lambda text: sidebar.locator("[data-testid='stButtonGroup'] button", has_text=text)  # noqa: E731
-        expect(checked("closeness to a threshold")).to_have_attribute("aria-checked", "true", timeout=30_000)
-        expect(checked("same")).to_have_attribute("aria-checked", "true", timeout=30_000)
+        expect(checked("closeness to a threshold")).to_have_attribute("aria-checked", "true")
+        expect(checked("same")).to_have_attribute("aria-checked", "true")
 
         colleague = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         colleague.goto(link)
