@@ -300,7 +300,8 @@ def test_a_reload_a_link_and_a_bad_link_open_the_review_queue_they_name(shared_s
         assert _pair_line(colleague) == line
 
         page.goto(url + "/Review?degree=bogus&sort=nope&pos=abc&split=no%2Fsuch&labels=%3Cb%3E")
+        # the notice is a toast that goes after 4 s: looked for first, so a slow page cannot hide it behind the wait
+        expect(page.get_by_text("Ignored in the link").first).to_be_visible(timeout=60_000)
         expect(page.get_by_text("Pair 1 / 3")).to_be_visible(timeout=60_000)
-        expect(page.get_by_text("Ignored in the link").first).to_be_visible(timeout=10_000)
         assert page.locator("[data-testid='stException']").count() == 0
         browser.close()
