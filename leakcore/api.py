@@ -1061,10 +1061,11 @@ class Project:
         return cal
 
     # ---- verification and the fused score ------------------------------------------------------------------
-    def verify(self, *, refit: bool = False, queries: int = 200, progress: Progress | None = None,
+    def verify(self, *, refit: bool = False, queries: int | None = None, progress: Progress | None = None,
                should_stop=None) -> "_fused.FusedModel":
         """Fit the fused score when there is none (or `refit`: e.g. after enough decisions), then verify every
-        stored candidate pair (evidence is cached by the two images' content; an interrupted run resumes)."""
+        stored candidate pair (evidence is cached by the two images' content; an interrupted run resumes). `queries`:
+        training images the fitting suite edits (default: as `scan --verify` does, `fused.fitting_size`)."""
         from leakcore import fused as _fused
 
         who = self.team.require(Action.CALIBRATE)

@@ -703,7 +703,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check candidate pairs on their pixels; fit and use the fused leak score")
     p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--refit", action="store_true", help="fit the fused score again (curator decisions join it)")
-    p.add_argument("--queries", type=int, default=200, help="training images the fitting suite edits")
+    p.add_argument("--queries", type=int, help="training images the fitting suite edits (default: one per 24, "
+                   "12 to 64, as scan --verify)")
     p.add_argument("--use", choices=["fused", "similarity"], help="score pairs by this everywhere (kept)")
     p.set_defaults(func=cmd_verify)
 
