@@ -508,12 +508,15 @@ def image_inputs(ws, items: "pd.DataFrame") -> list:
     rows = items.reset_index(drop=True)
     shas = rows["sha256"].tolist()
     first = {sha: n for n, sha in reversed(list(enumerate(shas)))}
-    new = sorted(n for sha, n in first.items() if sha not in kept)
+    # this call's images are held here: with more distinct images than the workspace keeps (a chunk of CIFAR-10's
+    # pairs holds up to 2,048), the last ones kept let the first ones go before the list below was made
+    found = {sha: kept[sha] for sha in first if sha in kept}
+    new = sorted(n for sha, n in first.items() if sha not in found)
     uris, places = rows["uri"].to_numpy(), rows["row"].to_numpy()
     for n, img in zip(new, load_images(rows.iloc[new], ws.sources)):
         again = lambda uri=str(uris[n]), row=int(places[n]): _decode(ws.sources.read(uri, row))  # noqa: E731
-        kept[shas[n]] = None if img is None else ImageInputs(img, again)
-    return [kept[sha] for sha in shas]
+        found[shas[n]] = kept[shas[n]] = None if img is None else ImageInputs(img, again)
+    return [found[sha] for sha in shas]
 
 
 def _decode(data: bytes | None) -> Image.Image | None:

@@ -206,6 +206,29 @@ def test_evidence_is_cached_by_content_and_an_interrupted_run_resumes_identicall
     pd.testing.assert_frame_equal(whole, fresh)
 
 
+def test_a_chunk_with_more_images_than_the_workspace_keeps_is_verified_in_full(scanned, monkeypatch):
+    """A chunk of pairs can hold more distinct images than the workspace keeps inputs for (2 x 1,024 on CIFAR-10,
+    against INPUTS_KEPT 2,048): every pair still gets its evidence, the same as with room for all (a chunk once
+    let its own first images go and failed with a KeyError)."""
+    pairs = leakage.load_pairs(scanned.workspace, raw=True)
+    items = scanned.workspace.items().drop_duplicates("item_id").set_index("item_id")
+    ids = pd.unique(pd.concat([pairs["eval_item_id"], pairs["train_item_id"]]))
+    assert len(ids) > 6
+    monkeypatch.setattr(verify, "INPUTS_KEPT", 3)
+    kept = verify.image_inputs(scanned.workspace, items.loc[ids].reset_index())
+    assert len(kept) == len(ids) and all(k is not None for k in kept)
+    assert verify.compute_evidence(scanned.workspace, pairs) > 0
+    small = verify.EvidenceStore(scanned.workspace).frame().sort_values(["sha_a", "sha_b"]).reset_index(drop=True)
+    import shutil
+
+    shutil.rmtree(scanned.path / "verify")
+    monkeypatch.setattr(verify, "INPUTS_KEPT", 2048)
+    fresh = Project.open(scanned.path).workspace  # its own kept inputs, with room for all
+    verify.compute_evidence(fresh, pairs)
+    whole = verify.EvidenceStore(fresh).frame().sort_values(["sha_a", "sha_b"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(small, whole)
+
+
 def test_the_fused_score_is_fitted_stored_and_used_by_rates_beside_the_raw_similarity(scanned):
     with pytest.raises(Exception):
         scanned.configure(score="fused")  # no model yet
