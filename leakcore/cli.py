@@ -793,6 +793,24 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush does not fail again
         return 141
+    except Exception as exc:  # a bug: one line in the terminal, the traceback kept in a file (printed with --verbose)
+        if args.verbose:
+            raise
+        print(f"leakcore {args.command}: internal error (a bug in leakcore): {type(exc).__name__}: {exc}\n"
+              f"  the traceback is in {_traceback_file()} (or run the command again with --verbose to see it)",
+              file=sys.stderr)
+        return 70  # EX_SOFTWARE (sysexits.h)
+
+
+def _traceback_file() -> str:
+    """The exception being handled, with its traceback, written to a new file in the temporary folder; its path."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="leakcore-error-", suffix=".txt")
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write(" ".join(sys.argv) + "\n\n" + traceback.format_exc())
+    return path
 
 
 if __name__ == "__main__":

@@ -119,6 +119,28 @@ def test_report_exit_codes_gate_ci(ws, capsys):
     assert main(["report", str(ws.path.parent / "nope")]) == 2
 
 
+def test_a_bug_is_one_line_in_the_terminal_and_its_traceback_a_file(ws, capsys, monkeypatch, tmp_path):
+    """An unexpected exception (a bug, not bad input) ends the command with exit code 70 and one readable line naming
+    it and the file that holds its traceback; --verbose raises it as it is."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
+    scan(ws)
+
+    def broken(*args, **kwargs):
+        raise KeyError("0b40f36b")
+
+    monkeypatch.setattr("leakcore.cli._project", broken)
+    assert main(["report", str(ws.path)]) == 70
+    err = capsys.readouterr().err
+    assert "leakcore report: internal error (a bug in leakcore): KeyError: '0b40f36b'" in err
+    assert "Traceback" not in err
+    saved = list(tmp_path.glob("leakcore-error-*.txt"))
+    assert len(saved) == 1 and "Traceback (most recent call last)" in saved[0].read_text()
+    assert str(saved[0]) in err
+    with pytest.raises(KeyError):
+        main(["--verbose", "report", str(ws.path)])
+
+
 def test_unreadable_items_are_not_queried(ws, folder_dataset):
     (folder_dataset / "test" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
     add_dataset(ws, "animals", folder_dataset)
