@@ -343,10 +343,17 @@ def with_fused(ws, pairs: pd.DataFrame, fm: FusedModel) -> pd.DataFrame:
         return pairs.assign(raw_similarity=pairs["similarity"], fused=pairs["similarity"], verified=False)
     ev = verify.evidence_for(ws, pairs)
     verified = ev["ncc"].notna().to_numpy().copy()
+    # the second model and the model read the verified pairs only (the rest score 0): on CIFAR-10, 5,242 of the
+    # 200,000 stored pairs, and the second model's similarity of them all was most of a load of the pairs (1.1 s)
     if fm.second:
-        ev[SECOND_FEATURE] = SecondOpinion.of_model(ws, fm).similarity(pairs)
-        verified &= ev[SECOND_FEATURE].notna().to_numpy()
-    fused = fm.predict(ev.assign(similarity=pairs["similarity"].to_numpy()))
+        second = np.full(len(pairs), np.nan)
+        if verified.any():
+            second[verified] = SecondOpinion.of_model(ws, fm).similarity(pairs[verified])
+        ev[SECOND_FEATURE] = second
+        verified &= ~np.isnan(second)
+    fused = np.zeros(len(pairs))
+    if verified.any():
+        fused[verified] = fm.predict(ev[verified].assign(similarity=pairs["similarity"].to_numpy()[verified]))
     out = pairs.copy()
     out["raw_similarity"] = out["similarity"]
     out["fused"] = np.where(verified, fused, 0.0).astype(np.float32)
