@@ -55,11 +55,20 @@ def _problems(page) -> list[str]:
     return found
 
 
+# true once Streamlit's running indicator has been gone for `quiet` ms since `window.__settleFrom` (set just before):
+# the indicator shows up a few hundred milliseconds after a navigation or a key press (about 350 ms on a
+# 60,000-image workspace), so a wait that looked for it once after 300 ms could return while the run went on
+_QUIET = """quiet => {
+    const now = performance.now();
+    if (document.querySelector('[data-testid="stStatusWidget"]')) window.__settleFrom = now;
+    return now - window.__settleFrom >= quiet;
+}"""
+
+
 def _settle(page, ms: int = 800) -> None:
-    """Wait until the app has stopped running (the status widget gone), then a little more for drawing."""
-    page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", polling=250, timeout=240_000)
-    page.wait_for_timeout(ms)
+    """Wait until the app has been idle (no status widget) for `ms`, counted from now and from its last run."""
+    page.evaluate("() => { window.__settleFrom = performance.now(); }")
+    page.wait_for_function(_QUIET, arg=ms, polling=100, timeout=240_000)
 
 
 # a page whose main action takes long (the shortcut audit: about a minute on the demo) is opened and started first,
