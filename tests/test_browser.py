@@ -40,6 +40,22 @@ def _launch(playwright):
         "--disable-sync", "--no-first-run"])
 
 
+# true once Streamlit's running indicator has been gone for `quiet` ms since `window.__settleFrom` (set just before):
+# the indicator shows up a few hundred milliseconds after a navigation or a key press (about 350 ms on a
+# 60,000-image workspace), so a wait that looked for it once after 300 ms could return while the run went on
+_QUIET = """quiet => {
+    const now = performance.now();
+    if (document.querySelector('[data-testid="stStatusWidget"]')) window.__settleFrom = now;
+    return now - window.__settleFrom >= quiet;
+}"""
+
+
+def _settle(page, ms: int = 800) -> None:
+    """Wait until the app has been idle (no status widget) for `ms`, counted from now and from its last run."""
+    page.evaluate("() => { window.__settleFrom = performance.now(); }")
+    page.wait_for_function(_QUIET, arg=ms, polling=100, timeout=240_000)
+
+
 class _Browser:
     """A test's share of the module's Chromium: like a browser of its own, each `new_page()` and `new_context()` is a
     context of its own (cookies and storage kept apart); `close()`, or the end of a `with` block, closes them all."""
@@ -189,7 +205,7 @@ def test_a_click_in_the_review_panel_then_a_page_switch_keeps_both_pages(shared_
         assert page.locator("[data-testid='stException']").count() == 0
         page.get_by_role("link", name="Review").click()
         expect(page.get_by_text("Review flagged pairs")).to_be_visible(timeout=30_000)
-        page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", polling=250, timeout=60_000)
+        _settle(page, 500)
         expect(overlay).to_have_attribute("aria-checked", "true", timeout=10_000)  # still the curator's choice
         page.screenshot(path=str(ARTIFACTS / "review-after-page-switch.png"))
         browser.close()

@@ -15,7 +15,7 @@ import pytest
 
 from leakcore.api import Project
 
-from test_browser import CHROMIUM, _launch, _serve
+from test_browser import CHROMIUM, _launch, _serve, _settle
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "pages"
 
@@ -53,22 +53,6 @@ def _problems(page) -> list[str]:
         for i in range(loc.count()):
             found.append(f"{what}: {loc.nth(i).inner_text()[:300]}")
     return found
-
-
-# true once Streamlit's running indicator has been gone for `quiet` ms since `window.__settleFrom` (set just before):
-# the indicator shows up a few hundred milliseconds after a navigation or a key press (about 350 ms on a
-# 60,000-image workspace), so a wait that looked for it once after 300 ms could return while the run went on
-_QUIET = """quiet => {
-    const now = performance.now();
-    if (document.querySelector('[data-testid="stStatusWidget"]')) window.__settleFrom = now;
-    return now - window.__settleFrom >= quiet;
-}"""
-
-
-def _settle(page, ms: int = 800) -> None:
-    """Wait until the app has been idle (no status widget) for `ms`, counted from now and from its last run."""
-    page.evaluate("() => { window.__settleFrom = performance.now(); }")
-    page.wait_for_function(_QUIET, arg=ms, polling=100, timeout=240_000)
 
 
 # a page whose main action takes long (the shortcut audit: about a minute on the demo) is opened and started first,

@@ -32,7 +32,7 @@ from conftest import jpeg_bytes, photo
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-from test_browser import CHROMIUM, _free_port, _launch, pytestmark  # noqa: E402,F401  the browser and its flags
+from test_browser import CHROMIUM, _free_port, _launch, _settle, pytestmark  # noqa: E402,F401  the browser and its flags
 pytest.importorskip("playwright")
 pytest.importorskip("oidc_provider_mock", reason="pip install oidc-provider-mock (requirements.txt) for the sign-in test")
 pytest.importorskip("authlib", reason="pip install Authlib (requirements.txt): Streamlit's sign-in needs it")
@@ -161,13 +161,6 @@ def team_server(tmp_path_factory):
         log.close()
 
 
-def _settle(page, ms: int = 500) -> None:
-    """Until the app has stopped running (Streamlit's status widget gone), then `ms` more for drawing."""
-    page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", polling=250, timeout=120_000)
-    page.wait_for_timeout(ms)
-
-
 class Visitor:
     """One person's browser context: signs in at the provider, opens pages, records dialogs and page errors."""
 
@@ -194,7 +187,7 @@ class Visitor:
 
         self.page.goto(self.url + path)
         expect(self.page.get_by_text(ready).first).to_be_visible(timeout=60_000)
-        _settle(self.page)
+        _settle(self.page, 500)
         return self.page
 
     def no_crash(self) -> None:

@@ -356,7 +356,7 @@ def with_fused(ws, pairs: pd.DataFrame, fm: FusedModel) -> pd.DataFrame:
         fused[verified] = fm.predict(ev[verified].assign(similarity=pairs["similarity"].to_numpy()[verified]))
     out = pairs.copy()
     out["raw_similarity"] = out["similarity"]
-    out["fused"] = np.where(verified, fused, 0.0).astype(np.float32)
+    out["fused"] = fused.astype(np.float32)
     out["verified"] = verified
     return out
 
