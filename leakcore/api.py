@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -67,19 +69,50 @@ class ImpactRequest:
     """What to measure: an evaluation split, prediction files and/or built-in probes, and the leaked set."""
 
     split: str | None = None
-    predictions: tuple[str, ...] = ()
+    predictions: tuple[str, ...] = ()  # paths on this machine; a glob (`*`, `?`, `[`) stands for the files it matches
     probes: tuple[str, ...] = ()
     leak_source: LeakSource = LeakSource.DECISIONS
     leak_list: str | None = None
     n_random: int = 1000
     seed: int = 0
+    uploads: tuple[tuple[str, bytes], ...] = ()  # (file name, content): predictions a web user sent
+    leak_upload: tuple[str, bytes] | None = None  # the imported list, sent rather than named
 
     def __post_init__(self):
         unknown = [p for p in self.probes if p not in PROBES]
         if unknown:
             raise UnknownName(f"unknown probe {', '.join(unknown)}; valid probes: {', '.join(PROBES)}")
-        if LeakSource(self.leak_source) == LeakSource.LIST and not self.leak_list:
-            raise InvalidInput("an imported leak list needs its file", cli="pass --leaks CSV", page="Give the list's path")
+        if LeakSource(self.leak_source) == LeakSource.LIST and not (self.leak_list or self.leak_upload):
+            raise InvalidInput("an imported leak list needs its file", cli="pass --leaks CSV",
+                               page="Upload the leak list CSV, or choose another leaked set")
+
+
+def _prediction_files(patterns) -> list[Path]:
+    """The files the request names, each inside the server's allowed roots (a glob is expanded only in an allowed
+    folder, so a web user can neither read nor list files elsewhere)."""
+    files = []
+    for pattern in patterns:
+        pattern = str(pattern).strip()
+        if not pattern:
+            continue
+        path = Path(pattern).expanduser()
+        if any(c in path.name for c in "*?["):
+            _access.check_path(path.parent, "predictions folder")
+            found = sorted(p for p in path.parent.glob(path.name) if p.is_file())
+            if not found:
+                raise InvalidInput(f"no file matches {pattern}", page="Check the pattern", cli="check the pattern")
+        else:
+            found = [path]
+        for f in found:
+            _access.check_path(f, "predictions file")
+        files.extend(found)
+    return files
+
+
+def _safe_name(name: str, default: str) -> str:
+    """A sent file's name as a plain name in one folder: no directories, no odd characters (the browser says it)."""
+    name = re.sub(r"[^\w.+-]", "_", Path(str(name).replace("\\", "/")).name).lstrip(".")
+    return name[:120] or default
 
 
 @dataclass(frozen=True)
@@ -1086,17 +1119,29 @@ class Project:
         split = str(SplitId.parse(request.split)) if request.split else downstream.default_eval_split(ws)
         items = downstream.eval_items(ws, split)
         items = items[items["status"] == "ok"]
-        preds = {Path(f).stem.removesuffix("_predictions"): downstream.load_predictions(f, items)
-                 for f in request.predictions}
-        preds.update(downstream.probe_predictions(ws, split, request.probes))
-        if not preds:
-            raise InvalidInput("nothing to measure", cli="pass --predictions FILE... and/or --probe knn1 knn20",
-                                page="Add at least one predictions file or a probe")
         source = LeakSource(request.leak_source)
-        if source == LeakSource.LIST:
-            leaks = downstream.imported_leak_sets(ws, split, request.leak_list)
-        else:
-            leaks = downstream.leak_sets(ws, split, use_decisions=source == LeakSource.DECISIONS)
+        files = _prediction_files(request.predictions)
+        if source == LeakSource.LIST and request.leak_upload is None:
+            _access.check_path(request.leak_list, "leak list")
+        with tempfile.TemporaryDirectory(prefix="leakcore-impact-") as tmp:
+            for i, (name, content) in enumerate(request.uploads):  # written under a clean name, gone afterwards
+                dest = Path(tmp) / str(i) / _safe_name(name, f"predictions-{i}.csv")
+                dest.parent.mkdir()
+                dest.write_bytes(content)
+                files.append(dest)
+            preds = {f.stem.removesuffix("_predictions"): downstream.load_predictions(f, items) for f in files}
+            preds.update(downstream.probe_predictions(ws, split, request.probes))
+            if not preds:
+                raise InvalidInput("nothing to measure", cli="pass --predictions FILE... and/or --probe knn1 knn20",
+                                   page="Add at least one predictions file or a probe")
+            if source == LeakSource.LIST:
+                leak_list = request.leak_list
+                if request.leak_upload is not None:
+                    leak_list = Path(tmp) / "leaks.csv"
+                    leak_list.write_bytes(request.leak_upload[1])
+                leaks = downstream.imported_leak_sets(ws, split, leak_list)
+            else:
+                leaks = downstream.leak_sets(ws, split, use_decisions=source == LeakSource.DECISIONS)
         table = downstream.impact(downstream.correctness(items, preds), leaks, n_random=request.n_random,
                                   seed=request.seed)
         return ImpactResult(split, table, len(preds), int(len(items)), len(leaks.hard), len(leaks.soft), leaks.source)

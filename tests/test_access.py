@@ -6,6 +6,7 @@ without roles.toml lets everyone act as a lead (one person on their machine, as 
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 import os
 
@@ -235,6 +236,37 @@ def test_paths_outside_the_allowed_roots_are_refused(team, tmp_path, monkeypatch
     with pytest.raises(PathNotAllowed):
         ws.exports.write("animals/test", ws.exports.policy("soft"), out=str(tmp_path / "loot"))
     assert not (tmp_path / "new-ws").exists()
+
+
+def test_predictions_a_web_user_names_or_sends_stay_inside_the_roots(team, tmp_path, monkeypatch):
+    """The Impact page's typed paths and globs are read only inside the roots; a sent file's name cannot place it."""
+    import pandas as pd
+
+    from leakcore.api import ImpactRequest, LeakSource
+
+    path, _ = team
+    ws = Project.open(path, actor=VIEWER)
+    items = ws.workspace.items()
+    items = items[items["item_id"].str.startswith("animals/test/")]
+    csv = pd.DataFrame({"item_id": items["item_id"], "predicted": items["label"]}).to_csv(index=False).encode()
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "m_predictions.csv").write_bytes(csv)
+    monkeypatch.setenv(access.ROOTS_ENV, str(path))
+    for typed in (str(secret / "m_predictions.csv"), str(secret / "*.csv"), str(secret / "*.nothing")):
+        with pytest.raises(PathNotAllowed, match="outside the folders this server allows"):
+            ws.impact(ImpactRequest("animals/test", (typed,), n_random=10))
+    with pytest.raises(PathNotAllowed, match="leak list"):
+        ws.impact(ImpactRequest("animals/test", probes=("knn1",), leak_source=LeakSource.LIST,
+                                leak_list=str(secret / "m_predictions.csv"), n_random=10))
+    (path / "preds").mkdir()
+    (path / "preds" / "inside_predictions.csv").write_bytes(csv)
+    sent = ("../../" + secret.name + "/evil_predictions.csv", csv)  # a browser may send any name
+    result = ws.impact(ImpactRequest("animals/test", (str(path / "preds" / "*.csv"),), n_random=10, uploads=(sent,)))
+    assert set(result.table["model"]) == {"inside", "evil"}
+    assert result.table.groupby("model")["accuracy"].max().eq(1.0).all()
+    assert sorted(p.name for p in secret.iterdir()) == ["m_predictions.csv"]  # nothing written beside it
+    assert not list(Path(tempfile.gettempdir()).glob("leakcore-impact-*"))  # nor left behind
 
 
 def test_the_cli_acts_as_the_os_user_or_reviewer(team, capsys, monkeypatch):

@@ -245,6 +245,18 @@ def test_impact_shows_errors_as_messages_and_offers_only_what_runs(shared_server
         text = page.locator("[data-testid='stMain']").inner_text()
         assert "Traceback" not in text and "no-such-predictions" in text
         expect(page.get_by_role("button", name="Measure impact")).to_be_visible()
+        # a sent predictions file (whatever name the browser gives it) is measured under its own name
+        items = ws.items()
+        items = items[items["split"] == "test"]
+        csv = "item_id,predicted\n" + "".join(f"{i},{l}\n" for i, l in zip(items["item_id"], items["label"]))
+        page.get_by_role("textbox", name="…or paths on the server").fill("")
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(
+            files=[{"name": "sent_predictions.csv", "mimeType": "text/csv", "buffer": csv.encode()}])
+        expect(page.get_by_text("sent_predictions.csv")).to_be_visible(timeout=30_000)
+        page.get_by_role("button", name="Measure impact").click()
+        expect(page.get_by_text("Drill down into one model")).to_be_visible(timeout=60_000)
+        expect(page.locator("[data-testid='stMultiSelect']").last).to_contain_text("sent")  # "Models in the chart"
+        assert "Traceback" not in page.locator("[data-testid='stMain']").inner_text()
         browser.close()
 
 

@@ -1,8 +1,6 @@
 """Impact page pieces: inputs (predictions, probes, leak set) and the charts of accuracy per subset."""
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -52,25 +50,15 @@ def inputs(ws: Project) -> ImpactRequest | None:
         return None
     if not submitted:
         return st.session_state["imp_args"]
-    tmp = Path(tempfile.mkdtemp(prefix="leak-impact-"))
-    files = []
-    for up in uploads or []:
-        dest = tmp / up.name
-        dest.write_bytes(up.getvalue())
-        files.append(str(dest))
-    for line in (paths or "").splitlines():
-        line = line.strip()
-        if line:
-            found = sorted(str(p) for p in Path(line).parent.glob(Path(line).name)) if any(c in line for c in "*?[") else [line]
-            files.extend(found)
-    leak_path = None
-    if source == LeakSource.LIST:
-        if leak_file is None:
-            st.error("Upload the leak list CSV, or choose our flags.")
-            return None
-        leak_path = str(tmp / leak_file.name)
-        Path(leak_path).write_bytes(leak_file.getvalue())
-    args = ImpactRequest(split, tuple(files), tuple(probes), LeakSource(source), leak_path, int(n_random))
+    if source == LeakSource.LIST and leak_file is None:
+        st.error("Upload the leak list CSV, or choose our flags.")
+        return None
+    # sent files travel as bytes (the facade writes them under clean names and removes them); typed paths and
+    # globs are resolved by the facade, inside the folders the server allows
+    args = ImpactRequest(split, tuple(line.strip() for line in (paths or "").splitlines() if line.strip()),
+                         tuple(probes), LeakSource(source), None, int(n_random),
+                         uploads=tuple((up.name, up.getvalue()) for up in uploads or []),
+                         leak_upload=(leak_file.name, leak_file.getvalue()) if source == LeakSource.LIST else None)
     st.session_state["imp_args"] = args
     st.session_state.pop("imp_result", None)
     return args
