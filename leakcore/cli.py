@@ -690,7 +690,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--a", required=True, metavar="SET", help="the reference set: DATASET or DATASET/SPLIT")
     p.add_argument("--b", required=True, metavar="SET", help="the set measured against A")
-    p.add_argument("--a-where", metavar="QUERY", help="narrow A with a pandas query on the item table, e.g. \"label != 'cat'\"")
+    p.add_argument("--a-where", metavar="QUERY", help="narrow A: columns of the item table compared with values (and / or / not, in, .str.contains ...), e.g. \"label != 'cat'\"")
     p.add_argument("--b-where", metavar="QUERY", help="narrow B the same way")
     p.add_argument("--k", type=int, default=5, help="neighbours that set each image's ball (default 5, as the papers)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals (0: none)")

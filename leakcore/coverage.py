@@ -21,6 +21,7 @@ was generated when the generator left no spectral trace.
 """
 from __future__ import annotations
 
+import ast
 import logging
 from dataclasses import dataclass, field
 from typing import Callable
@@ -38,11 +39,55 @@ Progress = Callable[[str, int, int], None]
 DEFAULT_K = 5
 
 
+# ---- filters a user types ------------------------------------------------------------------------------------
+FILTER_METHODS = {"str": ("contains", "startswith", "endswith", "match", "fullmatch", "lower", "upper", "len"),
+                  "": ("isna", "notna", "isin", "between")}
+_FILTER_NODES = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.Invert, ast.USub, ast.BinOp,
+                 ast.BitAnd, ast.BitOr, ast.Compare, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In,
+                 ast.NotIn, ast.Name, ast.Load, ast.Constant, ast.List, ast.Tuple, ast.Call, ast.Attribute, ast.keyword)
+
+
+def check_filter(where: str, columns) -> None:
+    """Refuse a filter that is more than comparisons of columns with constants (and, or, not, in, a few string and
+    missing-value methods): pandas' query runs any Python it is given (a web user's filter reached `os.system`
+    through a column's `__class__`), so only this small grammar, checked on Python's own parse, reaches it."""
+    hint = ("a filter compares columns with constants: label != 'cat', label in ['cat', 'dog'], "
+            "uri.str.contains('/bees/'), timestamp >= '2024-01-01', joined by and / or / not")
+    try:
+        tree = ast.parse(where.strip(), mode="eval")
+    except SyntaxError:
+        raise InvalidInput(f"cannot read the filter {where!r}; {hint}") from None
+    columns = {str(c) for c in columns}
+    for node in ast.walk(tree):
+        if not isinstance(node, _FILTER_NODES):
+            raise InvalidInput(f"the filter {where!r} uses {type(node).__name__}, which a filter may not; {hint}")
+        if isinstance(node, ast.Name) and node.id not in columns:
+            raise InvalidInput(f"the filter {where!r} names {node.id!r}, not a column; columns: {', '.join(sorted(columns))}")
+        if isinstance(node, ast.Constant) and not isinstance(node.value, (str, int, float, bool, type(None))):
+            raise InvalidInput(f"the filter {where!r} holds a constant of an unsupported kind; {hint}")
+        if isinstance(node, ast.Attribute) and not _allowed_attribute(node):
+            raise InvalidInput(f"the filter {where!r} uses .{node.attr}, which a filter may not; {hint}")
+        if isinstance(node, ast.Call):
+            f = node.func
+            if not isinstance(f, ast.Attribute) or not _allowed_attribute(f) or f.attr == "str" or not all(
+                    isinstance(a, (ast.Constant, ast.List, ast.Tuple)) for a in [*node.args, *(k.value for k in node.keywords)]):
+                raise InvalidInput(f"the filter {where!r} calls something a filter may not; {hint}")
+
+
+def _allowed_attribute(node: ast.Attribute) -> bool:
+    """`col.str`, `col.str.METHOD`, `col.METHOD` for the methods of FILTER_METHODS, and nothing else."""
+    base = node.value
+    if isinstance(base, ast.Name):
+        return node.attr == "str" or node.attr in FILTER_METHODS[""]
+    return (isinstance(base, ast.Attribute) and base.attr == "str" and isinstance(base.value, ast.Name)
+            and node.attr in FILTER_METHODS["str"])
+
+
 # ---- which images are a set ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ImageSet:
     """A set of workspace images: a dataset ("cifar10") or a split ("cifar10/test"), optionally narrowed by a
-    pandas query over the item table (e.g. "label not in ['cat', 'dog']", "uri.str.contains('/bees/')",
+    filter over the item table in the grammar of `check_filter` (e.g. "label not in ['cat', 'dog']", "uri.str.contains('/bees/')",
     "timestamp >= '2024-01-01'")."""
 
     source: str
@@ -63,6 +108,7 @@ class ImageSet:
             valid = sorted(set(items["dataset"].astype(str)) | set(split_column(items)))
             raise InvalidInput(f"no readable images in {self.source!r}; valid sets: {', '.join(valid)}")
         if self.where:
+            check_filter(self.where, items.columns)
             try:
                 sub = sub.query(self.where, engine="python")
             except Exception as exc:  # noqa: BLE001 - pandas raises many kinds for a bad expression

@@ -29,8 +29,9 @@ def set_picker(ws: Project, which: str, default: int) -> ImageSet:
     options = data.dataset_names(ws) + data.split_names(ws)
     st.selectbox(f"Set {which}", options, index=options.index(default_sets(ws)[default]), key=f"cov_{which}")
     st.text_input(f"Filter {which} (optional)", key=f"cov_{which}_where", placeholder="label != 'cat'",
-                  help="A pandas query over the item table: columns dataset, split, role, label, uri, key, width, "
-                       "height, timestamp, group… e.g. uri.str.contains('/bees/') or timestamp >= '2024-01-01'")
+                  help="Compare columns of the item table (dataset, split, role, label, uri, key, width, height, "
+                       "timestamp, group…) with values, joined by and / or / not: label in ['cat', 'dog'], "
+                       "uri.str.contains('/bees/'), timestamp >= '2024-01-01'. Nothing else runs.")
     return ImageSet(st.session_state[f"cov_{which}"], st.session_state[f"cov_{which}_where"].strip() or None)
 
 
