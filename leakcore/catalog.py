@@ -83,9 +83,24 @@ def _image_column(schema) -> str:
     raise IngestError("no image column of {bytes, path} structs in this Parquet file")
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """CIFAR's python batches are pickles of dicts, lists, bytes and numpy arrays; a pickle can also name any other
+    callable and run it as it loads, so a batch may name only what numpy needs to rebuild an array."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("numpy.core.numeric", "_frombuffer"),
+               ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise IngestError(f"this CIFAR batch names {module}.{name}; a batch holds only arrays, lists and labels")
+        return super().find_class(module, name)
+
+
 def _cifar_batch(path: str, mtime_ns: int = 0) -> dict:
     with open(path, "rb") as fh:
-        return pickle.load(fh, encoding="latin1")
+        return _ArraysOnly(fh, encoding="latin1").load()
 
 
 def _cifar_png(batch: dict, row: int) -> bytes:

@@ -136,6 +136,28 @@ def test_cifar_batches_layout(ws, cifar_folder):
     assert sorted(items.loc[items["split"] == "train", "key"].astype(int)) == list(range(20))
 
 
+def test_a_cifar_batch_that_names_code_is_refused_not_run(ws, cifar_folder, tmp_path):
+    """A CIFAR batch is a pickle, which can name any callable to run as it loads: only numpy's array rebuilding is
+    let through, in every pickle protocol (a real batch, written by Python 2, uses protocol 2)."""
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    for protocol in (2, 5):
+        with open(cifar_folder / "test_batch", "wb") as fh:
+            pickle.dump({"data": np.zeros((4, 3072), np.uint8), "labels": [0, 1, 2, 1]}, fh, protocol=protocol)
+        catalog._cifar_batch(str(cifar_folder / "test_batch"))
+    with open(cifar_folder / "test_batch", "wb") as fh:
+        pickle.dump({"data": Payload(), "labels": [0]}, fh, protocol=2)
+    with pytest.raises(IngestError, match="names posix.system"):
+        add_dataset(ws, "c", cifar_folder)
+    assert not marker.exists()
+
+
 def test_coco_layout(ws, coco_dataset):
     add_dataset(ws, "coco", coco_dataset)
     items = ws.items()
