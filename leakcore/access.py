@@ -371,6 +371,22 @@ def check_path(path: str | os.PathLike, what: str) -> None:
                              cli=f"list its folder in ${ROOTS_ENV}", page="Ask the server's operator to list its folder")
 
 
+RAY_ENV = "LEAKCORE_RAY_ADDRESSES"  # the Ray clusters a server's scans may use besides "local" and "auto"
+
+
+def check_ray_address(address: str | None) -> None:
+    """Where a server lists its roots (a shared server), a scan runs on this machine's Ray ("local", "auto") or on
+    a cluster its operator lists in $LEAKCORE_RAY_ADDRESSES: a Ray client exchanges pickles with the address it is
+    given, so an address typed on a page could make the server run whatever a host out there sends back."""
+    if address in (None, "local", "auto") or allowed_roots() is None:
+        return
+    listed = set(os.environ.get(RAY_ENV, "").replace(",", " ").split())  # addresses hold ":", so commas or spaces
+    if address.strip() not in listed:
+        raise PathNotAllowed(f"Ray address {address!r} is not one this server's operator lists "
+                             f"({', '.join(sorted(listed)) or 'none besides local and auto'})",
+                             cli=f"list it in ${RAY_ENV}", page="Use local or auto, or ask the server's operator to list the cluster")
+
+
 __all__ = ["AccessDenied", "Action", "AuditLog", "acting_as", "PathNotAllowed", "Role", "Roles", "allowed_roots", "allows",
-           "check_path", "current_user", "load_roles", "needed_role", "normalise_user", "os_user", "path_allowed",
+           "check_path", "check_ray_address", "current_user", "load_roles", "needed_role", "normalise_user", "os_user", "path_allowed",
            "require", "role_of", "save_roles", "set_allowed_roots", "set_identity_source", "template_roles"]

@@ -966,6 +966,7 @@ class Project:
                            grouping=grouping, verify=verify)
             return _scan.plan_scan(self.workspace)
         who = self.team.require(Action.SCAN)
+        _access.check_ray_address(ray)
         ws = self.workspace
         before = self._snapshot()
         if ray is None:

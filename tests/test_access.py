@@ -238,6 +238,24 @@ def test_paths_outside_the_allowed_roots_are_refused(team, tmp_path, monkeypatch
     assert not (tmp_path / "new-ws").exists()
 
 
+def test_a_shared_server_scans_only_on_the_ray_clusters_its_operator_lists(team, monkeypatch):
+    path, _ = team
+    ws = Project.open(path, actor=LEAD)
+    monkeypatch.setenv(access.ROOTS_ENV, str(path))
+    monkeypatch.delenv(access.RAY_ENV, raising=False)
+    for address in ("ray://203.0.113.9:10001", "203.0.113.9:6379"):
+        with pytest.raises(PathNotAllowed, match="not one this server's operator lists"):
+            ws.scan(ray=address)
+    monkeypatch.setenv(access.RAY_ENV, "ray://head.internal:10001")
+    access.check_ray_address("ray://head.internal:10001")  # listed: allowed
+    with pytest.raises(PathNotAllowed):
+        access.check_ray_address("ray://head.internal:10002")
+    for address in (None, "local", "auto"):
+        access.check_ray_address(address)
+    monkeypatch.delenv(access.ROOTS_ENV)
+    access.check_ray_address("ray://203.0.113.9:10001")  # one person's machine, no roots: their own choice
+
+
 def test_predictions_a_web_user_names_or_sends_stay_inside_the_roots(team, tmp_path, monkeypatch):
     """The Impact page's typed paths and globs are read only inside the roots; a sent file's name cannot place it."""
     import pandas as pd
