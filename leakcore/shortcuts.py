@@ -168,31 +168,50 @@ def settled(reached: int, tried: int, alpha: float = ALPHA, enough: int = 10) ->
 
 
 def permutation_test(model, X: np.ndarray, y: np.ndarray, cv, *, permutations: int, seed: int,
-                     progress: Callable[[int, int], None] | None = None, enough: int = 10) -> tuple[float, float, np.ndarray]:
+                     progress: Callable[[int, int], None] | None = None, enough: int = 10,
+                     n_jobs: int | None = None) -> tuple[float, float, np.ndarray]:
     """(cross-validated balanced accuracy, p-value, the shuffled labellings' scores): scikit-learn's
-    `permutation_test_score`, run one labelling at a time so that it reports progress and stops early once the
-    verdict is settled (`settled`): p = enough / tried when `enough` shuffled labellings reached the real score
-    (Besag and Clifford, 1991), else (reached + 1) / (tried + 1)."""
+    `permutation_test_score`, run a batch of labellings at a time (one per core, through joblib) so that it reports
+    progress and stops early once the verdict is settled (`settled`): p = enough / tried when `enough` shuffled
+    labellings reached the real score (Besag and Clifford, 1991), else (reached + 1) / (tried + 1). The labellings
+    are drawn in one sequence and the verdict read in that order, so the result is the same on any number of cores
+    (a batch's labellings past the stopping point are computed and dropped)."""
+    from joblib import Parallel, delayed
     from sklearn.base import clone
     from sklearn.model_selection import cross_val_score
 
-    score = float(cross_val_score(clone(model), X, y, cv=cv, scoring="balanced_accuracy").mean())
+    def one(labels):
+        return float(cross_val_score(clone(model), X, labels, cv=cv, scoring="balanced_accuracy").mean())
+
+    n_jobs = _permutation_jobs() if n_jobs is None else max(1, n_jobs)
+    score = one(y)
     rng = np.random.default_rng(seed)
+    labellings = [rng.permutation(y) for _ in range(permutations)]
     scores: list[float] = []
     reached = 0
-    for i in range(permutations):
-        scores.append(float(cross_val_score(clone(model), X, rng.permutation(y), cv=cv,
-                                            scoring="balanced_accuracy").mean()))
-        reached += scores[-1] >= score
-        if progress:
-            progress(i + 1, permutations)
-        if reached >= enough:
-            return score, reached / len(scores), np.array(scores)
-        if settled(reached, len(scores), enough=enough):
-            if progress:
-                progress(permutations, permutations)
-            break
+    with Parallel(n_jobs=n_jobs, prefer="processes") as parallel:
+        for first in range(0, permutations, n_jobs):
+            batch = labellings[first:first + n_jobs]
+            done = [one(batch[0])] if n_jobs == 1 else parallel(delayed(one)(b) for b in batch)
+            for value in done:
+                scores.append(value)
+                reached += value >= score
+                if progress:
+                    progress(len(scores), permutations)
+                if reached >= enough:
+                    return score, reached / len(scores), np.array(scores)
+                if settled(reached, len(scores), enough=enough):
+                    if progress:
+                        progress(permutations, permutations)
+                    return score, (reached + 1) / (len(scores) + 1), np.array(scores)
     return score, (reached + 1) / (len(scores) + 1), np.array(scores)
+
+
+def _permutation_jobs() -> int:
+    """Processes for the permutation test: the cores this process may use (at most 16; `verify._cores`)."""
+    from leakcore.verify import _cores
+
+    return min(16, _cores())
 
 
 def metadata_probe(meta: pd.DataFrame, labels: pd.Series, *, permutations: int = 100, max_items: int = 2000,

@@ -113,8 +113,14 @@ def test_the_permutation_test_stops_once_the_verdict_is_settled():
     # any classifier: what is tested is when the test stops (one tree fits in 2 ms, the audit's forest in 50: 19 s
     # of the suite's time for the same check)
     model = DecisionTreeClassifier(random_state=0)
-    score, p, scores = shortcuts.permutation_test(model, X, y, StratifiedKFold(3), permutations=100, seed=0)
+    score, p, scores = shortcuts.permutation_test(model, X, y, StratifiedKFold(3), permutations=100, seed=0, n_jobs=1)
     assert score > 0.9 and len(scores) == 59 and p == 1 / 60
+    # on several cores, a batch at a time, the same labellings give the same verdict, stopping at the same one
+    noise = np.c_[rng.normal(size=len(y)), rng.normal(size=len(y))]  # no signal: stops at ten as good
+    for X_ in (X, noise):
+        alone = shortcuts.permutation_test(model, X_, y, StratifiedKFold(3), permutations=100, seed=1, n_jobs=1)
+        batched = shortcuts.permutation_test(model, X_, y, StratifiedKFold(3), permutations=100, seed=1, n_jobs=3)
+        assert alone[:2] == batched[:2] and np.array_equal(alone[2], batched[2])
 
 
 def test_the_occlusion_maps_average_a_bounded_number_of_images(tmp_path):
