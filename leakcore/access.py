@@ -363,7 +363,10 @@ def path_allowed(path: str | os.PathLike, roots: list[Path] | None = None) -> bo
 
 
 def check_path(path: str | os.PathLike, what: str) -> None:
-    """PathNotAllowed unless `path` (symlinks resolved) lies under an allowed root."""
+    """PathNotAllowed unless `path` (symlinks resolved) lies under an allowed root; no path holds a NUL."""
+    if "\x00" in str(path):
+        raise PathNotAllowed(f"{what} {str(path)!r} holds a NUL character, which no path can",
+                             cli="check the path", page="Check the path")
     roots = allowed_roots()
     if roots is not None and not path_allowed(path, roots):
         raise PathNotAllowed(f"{what} {path} is outside the folders this server allows "

@@ -98,7 +98,11 @@ def _prediction_files(patterns) -> list[Path]:
         path = Path(pattern).expanduser()
         if any(c in path.name for c in "*?["):
             _access.check_path(path.parent, "predictions folder")
-            found = sorted(p for p in path.parent.glob(path.name) if p.is_file())
+            try:
+                found = sorted(p for p in path.parent.glob(path.name) if p.is_file())
+            except ValueError as exc:  # e.g. "'**' can only be an entire path component"
+                raise InvalidInput(f"cannot read the pattern {pattern[:200]!r}: {exc}", page="Check the pattern",
+                                   cli="check the pattern") from None
             if not found:
                 raise InvalidInput(f"no file matches {pattern}", page="Check the pattern", cli="check the pattern")
         else:
@@ -802,6 +806,15 @@ class Project:
         """Open a workspace (under the server's allowed roots, when it lists any) as `actor`."""
         _access.check_path(path, "workspace")
         return cls(Workspace.open(path), actor=actor)
+
+    @staticmethod
+    def openable(path: str | os.PathLike) -> bool:
+        """Whether `path` is a workspace this server may open (under its allowed roots): for lists of workspaces."""
+        try:
+            _access.check_path(path, "workspace")
+        except LeakcoreError:
+            return False
+        return (Path(path) / "project.toml").is_file()
 
     @classmethod
     def create(cls, path: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER, k: int = DEFAULT_K,

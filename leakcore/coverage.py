@@ -47,6 +47,15 @@ _FILTER_NODES = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.N
                  ast.NotIn, ast.Name, ast.Load, ast.Constant, ast.List, ast.Tuple, ast.Call, ast.Attribute, ast.keyword)
 
 
+FILTER_KEYWORDS = ("case", "na", "regex", "inclusive")  # no `flags`: with flags pandas leaves RE2 (linear time) for
+# Python's backtracking `re`, and `uri.str.contains('^(.+)+Z', flags=2)` held a server's only thread for minutes
+
+
+def _shown(where: str) -> str:
+    """A filter as code in a message: never markup, whatever it holds."""
+    return "`" + where.replace("`", "'").replace("\n", " ")[:300] + "`"
+
+
 def check_filter(where: str, columns) -> None:
     """Refuse a filter that is more than comparisons of columns with constants (and, or, not, in, a few string and
     missing-value methods): pandas' query runs any Python it is given (a web user's filter reached `os.system`
@@ -56,22 +65,26 @@ def check_filter(where: str, columns) -> None:
     try:
         tree = ast.parse(where.strip(), mode="eval")
     except SyntaxError:
-        raise InvalidInput(f"cannot read the filter {where!r}; {hint}") from None
+        raise InvalidInput(f"cannot read the filter {_shown(where)}; {hint}") from None
     columns = {str(c) for c in columns}
     for node in ast.walk(tree):
         if not isinstance(node, _FILTER_NODES):
-            raise InvalidInput(f"the filter {where!r} uses {type(node).__name__}, which a filter may not; {hint}")
+            raise InvalidInput(f"the filter {_shown(where)} uses {type(node).__name__}, which a filter may not; {hint}")
         if isinstance(node, ast.Name) and node.id not in columns:
-            raise InvalidInput(f"the filter {where!r} names {node.id!r}, not a column; columns: {', '.join(sorted(columns))}")
+            raise InvalidInput(f"the filter {_shown(where)} names {_shown(node.id)}, not a column; columns: "
+                               f"{', '.join(sorted(columns))}")
         if isinstance(node, ast.Constant) and not isinstance(node.value, (str, int, float, bool, type(None))):
-            raise InvalidInput(f"the filter {where!r} holds a constant of an unsupported kind; {hint}")
+            raise InvalidInput(f"the filter {_shown(where)} holds a constant of an unsupported kind; {hint}")
         if isinstance(node, ast.Attribute) and not _allowed_attribute(node):
-            raise InvalidInput(f"the filter {where!r} uses .{node.attr}, which a filter may not; {hint}")
+            raise InvalidInput(f"the filter {_shown(where)} uses {_shown('.' + node.attr)}, which a filter may not; {hint}")
+        if isinstance(node, ast.keyword) and node.arg not in FILTER_KEYWORDS:
+            raise InvalidInput(f"the filter {_shown(where)} passes {_shown(str(node.arg))}; a filter's methods take only "
+                               f"{', '.join(FILTER_KEYWORDS)}")
         if isinstance(node, ast.Call):
             f = node.func
             if not isinstance(f, ast.Attribute) or not _allowed_attribute(f) or f.attr == "str" or not all(
                     isinstance(a, (ast.Constant, ast.List, ast.Tuple)) for a in [*node.args, *(k.value for k in node.keywords)]):
-                raise InvalidInput(f"the filter {where!r} calls something a filter may not; {hint}")
+                raise InvalidInput(f"the filter {_shown(where)} calls something a filter may not; {hint}")
 
 
 def _allowed_attribute(node: ast.Attribute) -> bool:
@@ -112,10 +125,10 @@ class ImageSet:
             try:
                 sub = sub.query(self.where, engine="python")
             except Exception as exc:  # noqa: BLE001 - pandas raises many kinds for a bad expression
-                raise InvalidInput(f"cannot apply the filter {self.where!r}: {type(exc).__name__}: {exc}. Columns: "
+                raise InvalidInput(f"cannot apply the filter {_shown(self.where)}: {type(exc).__name__}: {exc}. Columns: "
                                    f"{', '.join(items.columns)}") from None
             if sub.empty:
-                raise InvalidInput(f"the filter {self.where!r} leaves no image of {self.source}")
+                raise InvalidInput(f"the filter {_shown(self.where)} leaves no image of {self.source}")
         return sub.sort_values("item_id").reset_index(drop=True)
 
 

@@ -53,6 +53,16 @@ def load_predictions(path: str | Path, items: pd.DataFrame, *, classes: list[str
     """Predicted labels (strings) indexed by item_id, from CSV / Parquet / JSON Lines or a plain JSON list."""
     path = Path(path)
     suffix = path.suffix.lower()
+    try:
+        return _load_predictions(path, suffix, items, classes)
+    except (ValueError, UnicodeError, OSError) as exc:  # undecodable bytes, not the format its name says, unreadable
+        if isinstance(exc, PredictionsMismatch):
+            raise
+        raise PredictionsMismatch(f"{path.name}: cannot read it as {suffix or 'predictions'}: "
+                                  f"{type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _load_predictions(path: Path, suffix: str, items: pd.DataFrame, classes) -> pd.Series:
     if suffix == ".json":
         data = json.loads(path.read_text())
         if not isinstance(data, list):
@@ -110,7 +120,12 @@ def leak_sets(ws, eval_split: str, *, use_decisions: bool = True) -> LeakSets:
 
 def imported_leak_sets(ws, eval_split: str, csv_path: str | Path, train_split: str | None = None) -> LeakSets:
     """A human-labelled list of (eval key, train key) pairs, e.g. ciFAIR's (TestID, TrainID), as leak sets."""
-    df = pd.read_csv(csv_path)
+    try:
+        df = pd.read_csv(csv_path)
+    except (ValueError, UnicodeError) as exc:  # undecodable bytes, not a CSV
+        raise PredictionsMismatch(f"cannot read the leak list as CSV: {type(exc).__name__}: {str(exc)[:200]}") from None
+    if len(df.columns) < 2:
+        raise PredictionsMismatch("a leak list needs two columns: the evaluation key and the training key")
     eval_col = next((c for c in ("eval_key", "TestID", "eval_item_id", "test") if c in df.columns), df.columns[0])
     train_col = next((c for c in ("train_key", "TrainID", "train_item_id", "train") if c in df.columns), df.columns[1])
     items = ws.items()

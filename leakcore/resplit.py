@@ -30,9 +30,10 @@ def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> pd.Series:
     groups = grouping.groups_in_force(ws, decisions=review.latest_decisions(ws) if use_decisions else None)
     of = groups.membership.set_index("item_id")["group_id"]
     explicit = items["dataset"].astype(str) + ":" + items["group"].astype(str)
-    g = items["item_id"].map(of)
-    g = g.fillna(explicit.where(items["group"].notna()))  # unreadable items keep their explicit group
-    return g.fillna(items["item_id"]).astype(str)
+    g = items["item_id"].map(of).astype(object)  # object: with no group in force the map is all-missing numbers,
+    # which refused the item ids as a fill (a re-split of a workspace without groups crashed)
+    g = g.fillna(explicit.where(items["group"].notna()).astype(object))  # unreadable items keep their explicit group
+    return g.fillna(items["item_id"].astype(object)).astype(str)
 
 
 def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | None = "label",
@@ -48,7 +49,11 @@ def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | No
         raise InvalidInput(f"no dataset {dataset!r}; datasets: {', '.join(sorted(ws.datasets)) or 'none'}")
     group = _groups_of(ws, items, use_decisions)
     if time_cutoff:
-        cutoff = pd.Timestamp(time_cutoff)
+        try:
+            cutoff = pd.Timestamp(time_cutoff)
+        except (ValueError, OverflowError):  # pandas' DateParseError and OutOfBoundsDatetime are ValueErrors
+            raise InvalidInput(f"cannot read the time {str(time_cutoff)[:80]!r}", cli="give an ISO time, e.g. 2024-06-01T00:00:00Z",
+                               page="Give an ISO time, e.g. 2024-06-01T00:00:00Z") from None
         cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
         if items["time"].isna().all():
             raise InvalidInput(f"no item of {dataset} has a time: a time split needs timestamps")

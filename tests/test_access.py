@@ -285,6 +285,36 @@ def test_predictions_a_web_user_names_or_sends_stay_inside_the_roots(team, tmp_p
     assert result.table.groupby("model")["accuracy"].max().eq(1.0).all()
     assert sorted(p.name for p in secret.iterdir()) == ["m_predictions.csv"]  # nothing written beside it
     assert not list(Path(tempfile.gettempdir()).glob("leakcore-impact-*"))  # nor left behind
+    # what a browser may send or a user type reads as a reason, never a traceback
+    from leakcore.errors import LeakcoreError
+
+    for request in (ImpactRequest("animals/test", (str(path / "***x"),), n_random=10),
+                    ImpactRequest("animals/test", (str(path / "a\x00b.csv"),), n_random=10),
+                    ImpactRequest("animals/test", uploads=(("u.csv", b"\xff\xfe\x00\x81bad"),), n_random=10),
+                    ImpactRequest("animals/test", probes=("knn1",), leak_source=LeakSource.LIST,
+                                  leak_upload=("l.csv", b"\xff\xfe\x00\x81bad"), n_random=10)):
+        with pytest.raises(LeakcoreError):
+            ws.impact(request)
+    assert Project.open(path, actor=LEAD).resplit("animals", write=False) is not None  # no group in force: it crashed
+    for typed in ("../../etc/passwd", "2024-06-01T00:00:00Z'; import os", "9" * 400):
+        with pytest.raises(InvalidInput, match="cannot read the time"):
+            Project.open(path, actor=LEAD).resplit("animals", time_cutoff=typed, write=False)
+
+
+def test_the_server_s_recent_workspaces_are_those_it_may_open(team, tmp_path, monkeypatch):
+    """The recent list is the server's, seen by every user: a workspace outside the roots is not offered, and a
+    path with a NUL is refused as a path, not a traceback."""
+    path, _ = team
+    other = Project.create(tmp_path / "other-ws", encoder="phash").path
+    assert Project.openable(path) and Project.openable(other)
+    monkeypatch.setenv(access.ROOTS_ENV, str(path))
+    assert Project.openable(path) and not Project.openable(other) and not Project.openable(tmp_path / "nothing")
+    for bad in (str(path) + "/sub\x00/x", "\x00"):
+        with pytest.raises(PathNotAllowed, match="NUL"):
+            Project.open(bad)
+    monkeypatch.delenv(access.ROOTS_ENV)
+    with pytest.raises(PathNotAllowed, match="NUL"):  # on one person's machine too
+        Project.create(str(tmp_path / "a\x00b"))
 
 
 def test_the_cli_acts_as_the_os_user_or_reviewer(team, capsys, monkeypatch):

@@ -84,6 +84,21 @@ def test_review_filters(ws):
     assert "0 match the filters" in at.get("progress")[0].proto.text
 
 
+def test_a_reviewer_s_name_is_text_on_the_review_page(ws):
+    """A name is shown to everyone who opens the pair: as code, never an image someone else's browser fetches."""
+    name = "![x](http://example.com/x.png) **B** http://example.com/y"
+    from leakcore.api import Project
+
+    pairs = Project.open(ws.path).checks.findings()[["eval_item_id", "train_item_id"]].drop_duplicates()
+    for e, t in pairs.itertuples(index=False):
+        review.decide(ws, e, t, "hard", reviewer=name)
+    at = run("pages/1_Review.py")
+    at.multiselect(key="f_states").set_value(["confirmed"]).run()
+    assert not at.exception
+    header = next(m.value for m in at.markdown if "state **confirmed**" in m.value)
+    assert "by `![x](http://example.com/x.png) **B** http://example.com/y`" in header, header
+
+
 def test_grid_mode_decides_many(ws):
     at = run("pages/1_Review.py")
     at.toggle(key="grid_mode").set_value(True).run()

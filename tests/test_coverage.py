@@ -89,7 +89,7 @@ def test_sets_and_filters(ws):
     assert len(ImageSet("d", "uri.str.contains('/train/')").select(items)) == 14
     with pytest.raises(InvalidInput, match="valid sets: d, d/test, d/train"):
         ImageSet("e").select(items)
-    with pytest.raises(InvalidInput, match="names 'colour', not a column; columns: .*item_id"):
+    with pytest.raises(InvalidInput, match="names `colour`, not a column; columns: .*item_id"):
         ImageSet("d", "colour == 'red'").select(items)
     assert len(ImageSet("d", "label in ['cat'] and not uri.str.endswith('.png') or label.isna()").select(items)) == 11
 
@@ -101,7 +101,8 @@ def test_a_filter_runs_no_code(ws, tmp_path):
     for where in (f"label.__class__.__init__.__globals__['sys'].modules['os'].system('touch {marker}') == 0",
                   f"@pd.io.common.os.system('touch {marker}') == 0", "label.str.startswith('a').__class__ == 0",
                   f"label == __import__('os').system('touch {marker}')", "label.str.cat(label) == 'x'",
-                  "label[0] == 'c'", "(lambda: 1)() == 1", "label.str.lower().str.contains('c')"):
+                  "label[0] == 'c'", "(lambda: 1)() == 1", "label.str.lower().str.contains('c')",
+                  "uri.str.contains('^(.+)+Z', flags=2)"):  # Python's backtracking re: minutes on one path
         with pytest.raises(InvalidInput, match="filter"):
             ImageSet("d", where).select(items)
     assert not marker.exists()

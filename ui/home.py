@@ -29,11 +29,14 @@ def open_workspace_ui() -> None:
 
 
 def _switch(path: str, create: bool) -> None:
-    if create:
-        Project.create(path)
-    elif not Path(path, "project.toml").exists():
-        st.error(f"{path} is not a workspace; use 'Create here' to make one")
-        return
+    """Open (or create) through the facade first: a folder outside the server's roots is refused before anything
+    is looked up there or remembered in the recent list every user of the server sees."""
+    project = None
+    with user_errors(stop=False):
+        project = Project.create(path) if create else Project.open(path)
+    if project is None:
+        return  # refused, with the reason shown
+    path = str(project.path)
     st.session_state["workspace"] = path
     st.session_state["review_pos"] = 0
     st.session_state.pop("scan_verify", None)  # the next workspace's own setting

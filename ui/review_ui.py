@@ -239,8 +239,8 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         top[0].markdown(
             f"Pair **{pos + 1} / {len(view)}** · {score} · degree **{pair['degree']}** · "
             f"labels **{pair['label_agreement']}** · state **{pair['state']}**"
-            + (f" ({DECISION_LABELS[pair['decision']]} by {pair['reviewer']})" if pair["state"] != "unreviewed"
-               else ""))
+            + (f" ({DECISION_LABELS[pair['decision']]} by {display.literal(pair['reviewer'])})"
+               if pair["state"] != "unreviewed" else ""))
         top[1].toggle("Grid mode", key="grid_mode", help="Decide all neighbours of this evaluation image at once")
         top[2].select_slider("Image size", options=["fit", "1×", "2×", "4×", "8×"], key="zoom",
                              help="fit: as large as the column; small images are enlarged pixel by pixel")

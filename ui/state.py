@@ -112,7 +112,10 @@ def remember_reviewer() -> None:
 
 def recent_workspaces() -> list[str]:
     try:
-        return [p for p in json.loads(RECENT_FILE.read_text()) if Path(p, "project.toml").exists()]
+        from leakcore.api import Project
+
+        # the file is the server's, shared by its users: only workspaces this server may open are offered
+        return [p for p in json.loads(RECENT_FILE.read_text()) if isinstance(p, str) and Project.openable(p)]
     except (OSError, ValueError):
         return []
 
