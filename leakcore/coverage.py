@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from leakcore import catalog, images, search
-from leakcore.errors import InvalidInput
+from leakcore.errors import InvalidInput, as_code
 from leakcore.schema import SplitId, split_column
 
 log = logging.getLogger(__name__)
@@ -51,11 +51,6 @@ FILTER_KEYWORDS = ("case", "na", "regex", "inclusive")  # no `flags`: with flags
 # Python's backtracking `re`, and `uri.str.contains('^(.+)+Z', flags=2)` held a server's only thread for minutes
 
 
-def _shown(where: str) -> str:
-    """A filter as code in a message: never markup, whatever it holds."""
-    return "`" + where.replace("`", "'").replace("\n", " ")[:300] + "`"
-
-
 def check_filter(where: str, columns) -> None:
     """Refuse a filter that is more than comparisons of columns with constants (and, or, not, in, a few string and
     missing-value methods): pandas' query runs any Python it is given (a web user's filter reached `os.system`
@@ -65,26 +60,26 @@ def check_filter(where: str, columns) -> None:
     try:
         tree = ast.parse(where.strip(), mode="eval")
     except SyntaxError:
-        raise InvalidInput(f"cannot read the filter {_shown(where)}; {hint}") from None
+        raise InvalidInput(f"cannot read the filter {as_code(where)}; {hint}") from None
     columns = {str(c) for c in columns}
     for node in ast.walk(tree):
         if not isinstance(node, _FILTER_NODES):
-            raise InvalidInput(f"the filter {_shown(where)} uses {type(node).__name__}, which a filter may not; {hint}")
+            raise InvalidInput(f"the filter {as_code(where)} uses {type(node).__name__}, which a filter may not; {hint}")
         if isinstance(node, ast.Name) and node.id not in columns:
-            raise InvalidInput(f"the filter {_shown(where)} names {_shown(node.id)}, not a column; columns: "
+            raise InvalidInput(f"the filter {as_code(where)} names {as_code(node.id)}, not a column; columns: "
                                f"{', '.join(sorted(columns))}")
         if isinstance(node, ast.Constant) and not isinstance(node.value, (str, int, float, bool, type(None))):
-            raise InvalidInput(f"the filter {_shown(where)} holds a constant of an unsupported kind; {hint}")
+            raise InvalidInput(f"the filter {as_code(where)} holds a constant of an unsupported kind; {hint}")
         if isinstance(node, ast.Attribute) and not _allowed_attribute(node):
-            raise InvalidInput(f"the filter {_shown(where)} uses {_shown('.' + node.attr)}, which a filter may not; {hint}")
+            raise InvalidInput(f"the filter {as_code(where)} uses {as_code('.' + node.attr)}, which a filter may not; {hint}")
         if isinstance(node, ast.keyword) and node.arg not in FILTER_KEYWORDS:
-            raise InvalidInput(f"the filter {_shown(where)} passes {_shown(str(node.arg))}; a filter's methods take only "
+            raise InvalidInput(f"the filter {as_code(where)} passes {as_code(str(node.arg))}; a filter's methods take only "
                                f"{', '.join(FILTER_KEYWORDS)}")
         if isinstance(node, ast.Call):
             f = node.func
             if not isinstance(f, ast.Attribute) or not _allowed_attribute(f) or f.attr == "str" or not all(
                     isinstance(a, (ast.Constant, ast.List, ast.Tuple)) for a in [*node.args, *(k.value for k in node.keywords)]):
-                raise InvalidInput(f"the filter {_shown(where)} calls something a filter may not; {hint}")
+                raise InvalidInput(f"the filter {as_code(where)} calls something a filter may not; {hint}")
 
 
 def _allowed_attribute(node: ast.Attribute) -> bool:
@@ -125,10 +120,10 @@ class ImageSet:
             try:
                 sub = sub.query(self.where, engine="python")
             except Exception as exc:  # noqa: BLE001 - pandas raises many kinds for a bad expression
-                raise InvalidInput(f"cannot apply the filter {_shown(self.where)}: {type(exc).__name__}: {exc}. Columns: "
+                raise InvalidInput(f"cannot apply the filter {as_code(self.where)}: {type(exc).__name__}: {exc}. Columns: "
                                    f"{', '.join(items.columns)}") from None
             if sub.empty:
-                raise InvalidInput(f"the filter {_shown(self.where)} leaves no image of {self.source}")
+                raise InvalidInput(f"the filter {as_code(self.where)} leaves no image of {self.source}")
         return sub.sort_values("item_id").reset_index(drop=True)
 
 

@@ -7,6 +7,12 @@ the core never speaks CLI flags inside a web form.
 from __future__ import annotations
 
 
+def as_code(text, limit: int = 300) -> str:
+    """Someone's text (a typed filter, a reviewer's name, a link's value) as a markdown code span, for a message or a
+    page: never a link, an image or emphasis, whatever it holds."""
+    return "`" + str(text).replace("`", "'").replace("\n", " ")[:limit] + "`"
+
+
 class LeakcoreError(Exception):
     """Base of every error leakcore raises for bad input, missing data or an unusable setup."""
 

@@ -39,12 +39,6 @@ class Source:
         return (self.uri, self.row, self.stamp, side)
 
 
-def literal(text) -> str:
-    """Someone's text (a reviewer's name, a label) inside markdown as a code span: never a link, an image or emphasis
-    (a name like ![x](http://host/x.png) made every other viewer's browser fetch from that host)."""
-    return "`" + str(text).replace("`", "'").replace("\n", " ")[:200] + "`"
-
-
 def _roots(datasets: tuple) -> tuple[tuple[str, ...], frozenset]:
     """(resolved dataset roots, names of datasets without pixels) of a workspace's dataset table."""
     roots = tuple(str(Path(root).resolve()) for _, root, _ in datasets if root)

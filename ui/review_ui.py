@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from leakcore.api import BORDERLINE, DECISION_LABELS, SORTS, STATES, UNCERTAINTY_SORT, WITHIN, Project
-from leakcore.errors import LeakcoreError
+from leakcore.errors import LeakcoreError, as_code
 from ui import data, display, state
 from ui.widgets import FIT_PX, flash, item_facts, needs_pan, show_image, user_errors
 
@@ -164,7 +164,7 @@ def restore_from_url(queue: pd.DataFrame, checks: list[str]) -> None:
         st.session_state[key] = value
     st.session_state["review_link_pending"] = "review_current" in values
     if ignored:  # as code: a link's text is never markdown (no link or emphasis someone else wrote)
-        notes.append("ignored in the link: " + ", ".join(f"`{i.replace('`', chr(39))}`" for i in ignored[:6])
+        notes.append("ignored in the link: " + ", ".join(as_code(i) for i in ignored[:6])
                      + (" …" if len(ignored) > 6 else "") + " (not among the choices here)")
     if notes:
         text = "; ".join(notes)
@@ -239,7 +239,7 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         top[0].markdown(
             f"Pair **{pos + 1} / {len(view)}** · {score} · degree **{pair['degree']}** · "
             f"labels **{pair['label_agreement']}** · state **{pair['state']}**"
-            + (f" ({DECISION_LABELS[pair['decision']]} by {display.literal(pair['reviewer'])})"
+            + (f" ({DECISION_LABELS[pair['decision']]} by {as_code(pair['reviewer'], 200)})"
                if pair["state"] != "unreviewed" else ""))
         top[1].toggle("Grid mode", key="grid_mode", help="Decide all neighbours of this evaluation image at once")
         top[2].select_slider("Image size", options=["fit", "1×", "2×", "4×", "8×"], key="zoom",
