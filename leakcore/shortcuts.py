@@ -192,8 +192,7 @@ def permutation_test(model, X: np.ndarray, y: np.ndarray, cv, *, permutations: i
     with Parallel(n_jobs=n_jobs, prefer="processes") as parallel:
         for first in range(0, permutations, n_jobs):
             batch = labellings[first:first + n_jobs]
-            done = [one(batch[0])] if n_jobs == 1 else parallel(delayed(one)(b) for b in batch)
-            for value in done:
+            for value in parallel(delayed(one)(b) for b in batch):  # one process: joblib runs it here
                 scores.append(value)
                 reached += value >= score
                 if progress:
