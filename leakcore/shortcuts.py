@@ -262,7 +262,8 @@ def region_images(img: Image.Image, corner: float = 0.25) -> dict[str, Image.Ima
     cw, ch = max(1, int(w * corner)), max(1, int(h * corner))
     mean = tuple(int(v) for v in np.asarray(img, dtype=np.float32).reshape(-1, 3).mean(axis=0))
     border = img.copy()
-    border.paste(Image.new("RGB", (w - 2 * cw, h - 2 * ch), mean), (cw, ch))
+    if w > 2 * cw and h > 2 * ch:  # an image of a pixel or two has no centre to mask
+        border.paste(Image.new("RGB", (w - 2 * cw, h - 2 * ch), mean), (cw, ch))
     return {"whole": img, "border": border, "top-left": img.crop((0, 0, cw, ch)), "top-right": img.crop((w - cw, 0, w, ch)),
             "bottom-left": img.crop((0, h - ch, cw, h)), "bottom-right": img.crop((w - cw, h - ch, w, h))}
 
@@ -306,6 +307,25 @@ class RegionResult:
     transfer: dict = field(default_factory=dict)
 
 
+REGION_MIN_SIDE = 96  # the smallest side a region is embedded at (a corner of a CIFAR-10 image is 8 px)
+
+
+def region_encoders(encoder, sizes: list[tuple[int, int]], corner: float = 0.25) -> dict:
+    """The encoder for each region of images of these (width, height) sizes: at the region's own pixel size (its
+    median longer side, rounded up to a multiple of 32, at least `REGION_MIN_SIDE`, at most the encoder's input
+    size) where the model takes any size, so that a corner of a 160 px image is embedded at 96 px, not blown up to
+    288 (a ninth of the pixels; the probe compares embeddings of one region with each other only); else the encoder
+    as it is. The whole image and the border have the image's size, a corner `corner` of each side
+    (`region_images`)."""
+    out = {}
+    for r in REGIONS:
+        share = 1.0 if r in ("whole", "border") else corner
+        sides = [max(max(1, int(w * share)), max(1, int(h * share))) for w, h in sizes] or [encoder.spec.input_size]
+        side = int(min(encoder.spec.input_size, max(REGION_MIN_SIDE, 32 * int(np.ceil(np.median(sides) / 32)))))
+        out[r] = encoder.at_size(side)
+    return out
+
+
 def region_probe(ws, items: pd.DataFrame, *, encoder=None, max_items: int = 1000, occlusion_items: int = 16,
                  occlusion_total: int = 64, grid: int = 4, seed: int = 0, eval_items: pd.DataFrame | None = None,
                  progress: Progress | None = None) -> RegionResult:
@@ -328,9 +348,10 @@ def region_probe(ws, items: pd.DataFrame, *, encoder=None, max_items: int = 1000
     keep = [i for i, p in enumerate(pics) if p is not None]
     items, pics = items.iloc[keep].reset_index(drop=True), [pics[i] for i in keep]
     y = items["label"].astype(str).to_numpy()
+    encoders = region_encoders(encoder, [p.size for p in pics])
     embedded: dict[str, np.ndarray] = {}
     for n, region in enumerate(REGIONS):
-        embedded[region] = encoder.encode_images([region_images(p)[region] for p in pics])
+        embedded[region] = encoders[region].encode_images([region_images(p)[region] for p in pics])
         if progress:
             progress("regions", n + 1, len(REGIONS))
     chance = 1 / len(set(y))
@@ -356,8 +377,8 @@ def region_probe(ws, items: pd.DataFrame, *, encoder=None, max_items: int = 1000
         base = probe.predict_proba(joint[members])[:, ci]
         drops = np.zeros((len(members), grid * grid))
         for j, m in enumerate(members):
-            # every masked region of one image is embedded in one call (a call per mask paid the encoder's per-call
-            # overhead sixteen times per image)
+            # every masked region of one image is embedded in one call per embedding size (a call per mask paid
+            # the encoder's per-call overhead sixteen times per image)
             original = region_images(pics[m])
             rows, todo, where = [], [], []
             for masked in occluded(pics[m], grid):
@@ -367,9 +388,12 @@ def region_probe(ws, items: pd.DataFrame, *, encoder=None, max_items: int = 1000
                         todo.append(parts[r])
                         where.append((len(rows), r))
                 rows.append({r: embedded[r][m] for r in REGIONS})
-            if todo:
-                for (row, r), v in zip(where, encoder.encode_images(todo)):
-                    rows[row][r] = v
+            for side in sorted({e.spec.input_size for e in encoders.values()}):
+                at = [k for k, (_, r) in enumerate(where) if encoders[r].spec.input_size == side]
+                if at:
+                    same = encoders[where[at[0]][1]]
+                    for k, v in zip(at, same.encode_images([todo[k] for k in at])):
+                        rows[where[k][0]][where[k][1]] = v
             drops[j] = base[j] - probe.predict_proba(np.vstack([np.concatenate([v[r] for r in REGIONS])
                                                                  for v in rows]))[:, ci]
         occl[cls] = drops.mean(axis=0).reshape(grid, grid)
@@ -387,7 +411,7 @@ def region_probe(ws, items: pd.DataFrame, *, encoder=None, max_items: int = 1000
         from sklearn.metrics import balanced_accuracy_score
 
         model = LogisticRegression(max_iter=2000).fit(embedded[marker], y)
-        ev_vecs = encoder.encode_images([region_images(ev_pics[i])[marker] for i in ok])
+        ev_vecs = encoders[marker].encode_images([region_images(ev_pics[i])[marker] for i in ok])
         pred = model.predict(ev_vecs)
         result.transfer = {"region": marker, "balanced_accuracy": float(balanced_accuracy_score(
             ev["label"].astype(str).to_numpy()[ok], pred)), "chance": chance, "n_eval": len(ok)}

@@ -26,9 +26,9 @@ with user_errors():
         data.run_shortcuts(ws, dataset, with_regions)
     audit = data.shortcut_audits(ws).get(dataset)
     if audit is None:
-        st.info("No audit of this dataset yet: press Run the audit. A progress bar shows each stage (about a minute "
-                "for the demo on 2 cores, a few minutes for a few thousand photos; the region probe embeds each image six "
-                "times).")
+        st.info("No audit of this dataset yet: press Run the audit. A progress bar shows each stage (about half a "
+                "minute for the demo on 2 cores, a minute or two for a few thousand photos; the region probe embeds each "
+                "image six times).")
         st.stop()
     shortcuts_ui.verdict(audit)
     st.subheader("Metadata probe")

@@ -140,6 +140,11 @@ def test_sscd_distilled_through_torch_equals_onnxruntime():
     a, b = ref.embed_batch(batch), conv.embed_batch(batch)
     np.testing.assert_allclose(a, b, atol=1e-4)
     assert not np.allclose(a[0], a[1], atol=1e-2)  # distinct images, distinct vectors: the comparison means something
+    # onnxruntime's graph takes any size (the shortcut audit embeds a corner near its own size): at 64 px it embeds
+    # 64 px inputs with the same model
+    small = ref.at_size(64)
+    assert ref.any_size and small.spec.input_size == 64 and small._session is ref._session
+    assert small.encode_images([photo(0, (40, 30))]).shape == (1, 512)
 
 
 def test_decoding_runs_while_the_model_embeds():

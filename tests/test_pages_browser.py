@@ -55,7 +55,7 @@ def _problems(page) -> list[str]:
     return found
 
 
-# a page whose main action takes long (the shortcut audit: about a minute on the demo) is opened and started first,
+# a page whose main action takes long (the shortcut audit: about half a minute on the demo) is opened and started first,
 # in a tab of its own (a session of its own), and checked last: the server computes it while the walk goes through
 # the other pages in the first tab
 SLOW = ("/Shortcuts",)

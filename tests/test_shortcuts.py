@@ -22,18 +22,19 @@ def _scene(rng, size=64) -> Image.Image:
     return Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC)
 
 
-def _dataset(root: Path, plant: str | None, n: int = 24, seed: int = 0) -> Path:
+def _dataset(root: Path, plant: str | None, n: int = 24, seed: int = 0, size: int = 64) -> Path:
     rng = np.random.default_rng(seed)
     for split, count in (("train", n), ("test", n // 2)):
         for label in ("a", "b"):
             d = root / split / label
             d.mkdir(parents=True, exist_ok=True)
             for i in range(count):
-                img = _scene(rng)
+                img = _scene(rng, size)
                 quality = 90
                 if plant == "marker" and label == "a":
-                    img.paste(Image.new("RGB", (16, 16), (255, 255, 255)), (0, 0))
-                    img.paste(Image.new("RGB", (8, 8), (0, 0, 0)), (4, 4))
+                    m = size // 4  # 16 px on a 64 px scene
+                    img.paste(Image.new("RGB", (m, m), (255, 255, 255)), (0, 0))
+                    img.paste(Image.new("RGB", (m // 2, m // 2), (0, 0, 0)), (m // 4, m // 4))
                 if plant == "jpeg" and label == "b":
                     quality = 25
                 img.save(d / f"{i}.jpg", quality=quality)
@@ -55,6 +56,9 @@ def test_regions_and_occlusion_shapes():
     assert list(parts) == list(shortcuts.REGIONS) and parts["top-left"].size == (10, 5)
     masked = shortcuts.occluded(img, 4)
     assert len(masked) == 16 and masked[0].size == img.size
+    for side in ((1, 1), (2, 7), (3, 3)):  # an image of a pixel or two has no centre to mask, and no error
+        tiny = shortcuts.region_images(Image.new("RGB", side, (9, 9, 9)))
+        assert tiny["border"].size == side and tiny["top-left"].size[0] >= 1
 
 
 @pytest.mark.parametrize("plant", [None, "jpeg", "marker"])
@@ -139,3 +143,45 @@ def test_the_occlusion_maps_average_a_bounded_number_of_images(tmp_path):
     r = shortcuts.region_probe(ws.workspace, items, occlusion_items=4, occlusion_total=100)
     assert r.carriers.groupby("label").size().to_dict() == dict.fromkeys("abcdef", 4)
     assert set(r.occlusion) == set("abcdef")
+
+
+class _AnySize:
+    """A model that takes any input size (as sscd-distilled's graph does): each image's 4 x 4 grid of mean colours.
+    Records the side and size of every batch it embeds."""
+
+    def __new__(cls):
+        from leakcore.encoders.base import Encoder, EncoderSpec
+
+        class AnySize(Encoder):
+            any_size = True
+            sides: list[int] = []
+
+            def embed_batch(self, batch):
+                n, h, w, _ = batch.shape
+                AnySize.sides.append((h, n))
+                return batch.reshape(n, 4, h // 4, 4, w // 4, 3).mean(axis=(2, 4)).reshape(n, -1) + 1.0
+
+        return AnySize(EncoderSpec("any-size", "test", 48, 224, "none", None, None, "not measured"))
+
+
+def test_regions_are_embedded_near_their_own_size_and_still_found(tmp_path):
+    """On a model that takes any size, a 192 px image's 48 px corners are embedded at REGION_MIN_SIDE and the whole
+    image at 192, not blown up to the model's 224 (on the demo a ninth of the pixels); the marker is found and
+    located the same way."""
+    ws = Project.create(tmp_path / "w", encoder="phash")
+    ws.add("d", _dataset(tmp_path / "d", "marker", size=192))
+    items = ws.workspace.items()
+    train = items[items["split"] == "train"]
+    encoder = _AnySize()
+    r = shortcuts.region_probe(ws.workspace, train, encoder=encoder, occlusion_items=4)
+    sides = type(encoder).sides
+    assert {side for side, _ in sides} == {192, shortcuts.REGION_MIN_SIDE}
+    # each occluded image: its 4 masked corners in one call at 96 px, its 16 masked wholes and 16 borders (the
+    # centre is filled with the image's mean colour, which every mask moves) in one at 192
+    occluding = sides[-2 * len(r.carriers):]
+    assert occluding == [(shortcuts.REGION_MIN_SIDE, 4), (192, 32)] * len(r.carriers)
+    assert r.marker == "top-left" and int(np.argmax(r.occlusion["a"])) == 0
+    assert encoder.at_size(96).spec.input_size == 96 and encoder.spec.input_size == 224  # a copy; the model shared
+    from leakcore.encoders import create_encoder
+
+    assert create_encoder("phash").at_size(96).spec.input_size != 96  # a fixed-size model stays as it is

@@ -58,6 +58,7 @@ class Encoder:
     (and may override `prepare` when they need something other than a square uint8 resize)."""
 
     spec: EncoderSpec
+    any_size = False  # whether the model takes inputs of any size (`at_size`); a subclass that does says so
 
     def __init__(self, spec: EncoderSpec, device: str = "cpu", weights_id: str = ""):
         self.spec = spec
@@ -71,6 +72,17 @@ class Encoder:
 
         twin = copy.copy(self)
         twin.mirror = True
+        return twin
+
+    def at_size(self, side: int) -> "Encoder":
+        """A shallow copy that embeds at `side` x `side` pixels instead of the spec's input size, where the model
+        takes any input size (`any_size`, a convolutional network); else this encoder. Shares the model."""
+        import copy
+
+        if not self.any_size or side == self.spec.input_size:
+            return self
+        twin = copy.copy(self)
+        twin.spec = self.spec.replace(input_size=int(side))
         return twin
 
     @property

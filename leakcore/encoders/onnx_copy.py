@@ -119,6 +119,8 @@ class OnnxCopyEncoder(Encoder):
         self._session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         self._input = self._session.get_inputs()[0].name
         self.backend = "onnxruntime"
+        # a graph whose height and width are symbolic (batch, height, width, 3) takes any input size
+        self.any_size = all(isinstance(d, str) for d in self._session.get_inputs()[0].shape[1:3])
         if "CUDAExecutionProvider" not in self._session.get_providers():
             self.device = "cpu"  # say where it really runs
 
