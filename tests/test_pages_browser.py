@@ -81,6 +81,10 @@ def _walk(url: str, name: str) -> list[str]:
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         page.on("request", lambda r: problems.append(f"outside request: {r.url}") if not r.url.startswith(
             (url, url.replace("http", "ws"), "data:", "blob:")) else None)
+        # a code block (st.code, a fenced block) loads Streamlit's syntax highlighter: about 0.7 s of the browser's
+        # main thread on a page's first load, once for a workspace path in the sidebar of every page
+        page.on("request", lambda r: problems.append(f"loads the code highlighter: {r.url}") if
+                "SyntaxHighlighter" in r.url else None)
         return page
 
     def start(page, path: str, ready: str, action: str | None) -> None:

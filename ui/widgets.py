@@ -10,7 +10,7 @@ import streamlit as st
 from PIL import Image
 
 from leakcore.api import BORDERLINE, SORTS, STATES, UNCERTAINTY_SORT, Project
-from leakcore.errors import LeakcoreError, ThresholdsUncalibrated
+from leakcore.errors import LeakcoreError, ThresholdsUncalibrated, as_code
 from ui import access_ui, data, state
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,9 @@ def sidebar_workspace() -> Workspace | None:
         st.page_link("pages/8_Team.py", label="Team", icon=":material/group:")
         st.divider()
         st.caption("Workspace")
-        st.code(st.session_state["workspace"], language=None)
+        # a code span, not st.code: a code block loads the browser's syntax highlighter on every page (about 0.7 s
+        # of the page's own CPU on a cold load, bench/browser.py)
+        st.markdown(as_code(st.session_state["workspace"], limit=1000))
         access_ui.identity_sidebar(st.session_state["workspace"])
     ws = data.open_workspace(st.session_state["workspace"])
     if ws is not None:
