@@ -76,6 +76,22 @@ def test_the_facade_opens_without_torch_or_scikit_learn():
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+def test_an_encoder_on_a_machine_without_a_gpu_imports_torch_only_to_embed():
+    """Without a GPU's device files the device is the CPU, known without torch: the Impact page's k-NN probe reads
+    stored embeddings through an encoder and never embedded anything (2.8 s for torch's import on the demo against
+    0.2 s for the probe). Where a GPU's files are, torch decides."""
+    code = ("import os, sys\n"
+            "import leakcore.encoders as encoders\n"
+            "if sys.platform.startswith('linux') and not any(map(os.path.exists, encoders._GPU_MARKS)):\n"
+            "    enc = encoders.create_encoder('sscd-distilled')\n"
+            "    assert enc.device == 'cpu' and 'torch' not in sys.modules, 'torch imported to choose the device'\n"
+            "encoders._GPU_MARKS = (encoders.__file__,)  # a machine that shows a GPU's driver\n"
+            "encoders.default_device()\n"
+            "assert 'torch' in sys.modules, 'a GPU driver is there and torch was not asked'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 FACADE = {"leakcore.api", "leakcore.errors", "leakcore.schema"}  # all the dashboard may import of leakcore
 DASHBOARD = [PACKAGE.parent / "app.py", *sorted((PACKAGE.parent / "ui").glob("*.py")),
              *sorted((PACKAGE.parent / "pages").glob("*.py"))]

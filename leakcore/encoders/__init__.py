@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import sys
 
 from leakcore.encoders.base import Encoder, EncoderSpec, l2_normalise
 from leakcore.encoders.registry import _REGISTRY, _Entry, register_encoder
@@ -66,8 +68,17 @@ def list_encoders(**overrides) -> list[dict]:
     return rows
 
 
+# what a Linux machine shows when a GPU torch could use is there: NVIDIA's driver (also inside a container given the
+# GPU), WSL2's GPU device, AMD's ROCm device
+_GPU_MARKS = ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/dxg", "/dev/kfd")
+
+
 def default_device() -> str:
-    """cuda when torch sees a GPU, else cpu."""
+    """cuda when torch sees a GPU, else cpu. On Linux with none of a GPU's device files torch cannot see one: cpu,
+    without importing torch (2-5 s; a page that reads stored embeddings, as the Impact page's k-NN probe does, never
+    needs it)."""
+    if "torch" not in sys.modules and sys.platform.startswith("linux") and not any(map(os.path.exists, _GPU_MARKS)):
+        return "cpu"
     try:
         import torch
     except ImportError:
