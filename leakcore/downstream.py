@@ -55,9 +55,9 @@ def load_predictions(path: str | Path, items: pd.DataFrame, *, classes: list[str
     suffix = path.suffix.lower()
     try:
         return _load_predictions(path, suffix, items, classes)
+    except PredictionsMismatch:
+        raise
     except (ValueError, UnicodeError, OSError) as exc:  # undecodable bytes, not the format its name says, unreadable
-        if isinstance(exc, PredictionsMismatch):
-            raise
         raise PredictionsMismatch(f"{path.name}: cannot read it as {suffix or 'predictions'}: "
                                   f"{type(exc).__name__}: {str(exc)[:200]}") from None
 

@@ -256,10 +256,15 @@ def metadata_transfer(meta_train: pd.DataFrame, y_train: pd.Series, meta_eval: p
 
 
 # ---- the region probe ----------------------------------------------------------------------------------------------
+def _corner_size(w: int, h: int, corner: float) -> tuple[int, int]:
+    """The (width, height) of a corner region, and of the border's ring, of a w x h image."""
+    return max(1, int(w * corner)), max(1, int(h * corner))
+
+
 def region_images(img: Image.Image, corner: float = 0.25) -> dict[str, Image.Image]:
     """The whole image, its border only (centre masked with the image's mean colour), and each corner alone."""
     w, h = img.size
-    cw, ch = max(1, int(w * corner)), max(1, int(h * corner))
+    cw, ch = _corner_size(w, h, corner)
     mean = tuple(int(v) for v in np.asarray(img, dtype=np.float32).reshape(-1, 3).mean(axis=0))
     border = img.copy()
     if w > 2 * cw and h > 2 * ch:  # an image of a pixel or two has no centre to mask
@@ -319,8 +324,8 @@ def region_encoders(encoder, sizes: list[tuple[int, int]], corner: float = 0.25)
     (`region_images`)."""
     out = {}
     for r in REGIONS:
-        share = 1.0 if r in ("whole", "border") else corner
-        sides = [max(max(1, int(w * share)), max(1, int(h * share))) for w, h in sizes] or [encoder.spec.input_size]
+        sides = [max(size if r in ("whole", "border") else _corner_size(*size, corner)) for size in sizes] or [
+            encoder.spec.input_size]
         side = int(min(encoder.spec.input_size, max(REGION_MIN_SIDE, 32 * int(np.ceil(np.median(sides) / 32)))))
         out[r] = encoder.at_size(side)
     return out

@@ -53,8 +53,8 @@ def sidebar_workspace() -> Workspace | None:
         st.page_link("pages/8_Team.py", label="Team", icon=":material/group:")
         st.divider()
         st.caption("Workspace")
-        # a code span, not st.code: a code block loads the browser's syntax highlighter on every page (about 0.7 s
-        # of the page's own CPU on a cold load, bench/browser.py)
+        # a code span, not st.code: a code block loads the browser's syntax highlighter on every page (0.74 s of
+        # the browser's main thread on a first load of the demo's Home, a Chrome DevTools profile; docs/performance.md)
         st.markdown(as_code(st.session_state["workspace"], limit=1000))
         access_ui.identity_sidebar(st.session_state["workspace"])
     ws = data.open_workspace(st.session_state["workspace"])
