@@ -32,7 +32,8 @@ from conftest import jpeg_bytes, photo
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-from test_browser import CHROMIUM, _free_port, _launch, _settle, pytestmark  # noqa: E402,F401  the browser and its flags
+from test_browser import CHROMIUM, _free_port, _settle, browser, chromium, pytestmark  # noqa: E402,F401  the browser, its flags
+# and the fixtures that share one Chromium among this module's tests (each visitor still gets a context of its own)
 pytest.importorskip("playwright")
 pytest.importorskip("oidc_provider_mock", reason="pip install oidc-provider-mock (requirements.txt) for the sign-in test")
 pytest.importorskip("authlib", reason="pip install Authlib (requirements.txt): Streamlit's sign-in needs it")
@@ -161,6 +162,11 @@ def team_server(tmp_path_factory):
         log.close()
 
 
+# each page's title (its first heading), which shows that a page reached through the sidebar has started
+TITLES = {"Home": "Data leakage review", "Review": "Review flagged pairs", "Thresholds": "Thresholds",
+          "Heatmaps": "Leakage across datasets", "Export": "Export a cleaned evaluation split", "Team": "Team"}
+
+
 class Visitor:
     """One person's browser context: signs in at the provider, opens pages, records dialogs and page errors."""
 
@@ -183,9 +189,18 @@ class Visitor:
         expect(page.get_by_text(user, exact=True)).to_be_visible()
 
     def open(self, path: str, ready: str):
+        """The page at `path`: through the sidebar's link, as a person moves, where the visitor is on the app
+        already and `path` names no pair (a new document per page cost the browser a second or two of CPU each);
+        by its address otherwise."""
         from playwright.sync_api import expect
 
-        self.page.goto(self.url + path)
+        name = {"": "Home", "/": "Home"}.get(path, path.strip("/"))
+        link = self.page.locator("[data-testid='stSidebar']").get_by_role("link", name=name, exact=True)
+        if "?" not in path and name in TITLES and self.page.url.startswith(self.url) and link.count() == 1:
+            link.click()  # the new page has started once its title is up (`ready` may be in the sidebar too)
+            expect(self.page.locator("h1").first).to_contain_text(TITLES[name], timeout=60_000)
+        else:
+            self.page.goto(self.url + path)
         expect(self.page.get_by_text(ready).first).to_be_visible(timeout=60_000)
         _settle(self.page, 500)
         return self.page
@@ -205,12 +220,11 @@ def _run_check_after(page, button: str, expect_text: str):
     expect(page.get_by_text(expect_text).first).to_be_visible(timeout=60_000)
 
 
-def test_curator_decides_viewer_cannot_lead_applies_and_exports_then_signs_out(team_server):
-    from playwright.sync_api import expect, sync_playwright
+def test_curator_decides_viewer_cannot_lead_applies_and_exports_then_signs_out(team_server, browser):
+    from playwright.sync_api import expect
 
     url, ws_path, tmp = team_server
-    with sync_playwright() as p:
-        browser = _launch(p)
+    with browser:
         # a curator signs in and decides
         cora = Visitor(browser, url)
         cora.sign_in(CURATOR)
@@ -285,15 +299,14 @@ def test_curator_decides_viewer_cannot_lead_applies_and_exports_then_signs_out(t
         browser.close()
 
 
-def test_forged_identities_are_not_believed(team_server):
+def test_forged_identities_are_not_believed(team_server, browser):
     """A viewer who sets the old Reviewer cookie to the lead's name, and a stranger who writes Streamlit's identity
     cookie by hand, are still who the provider said (or nobody): nothing is decided in another's name."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, ws_path, _ = team_server
     before = len(Project.open(ws_path).decisions.history())
-    with sync_playwright() as p:
-        browser = _launch(p)
+    with browser:
         vic = Visitor(browser, url)
         vic.sign_in(VIEWER)
         vic.context.add_cookies([{"name": "leakcore_reviewer", "value": LEAD, "url": url}])
@@ -315,12 +328,12 @@ def test_forged_identities_are_not_believed(team_server):
     assert len(Project.open(ws_path).decisions.history()) == before
 
 
-def test_hostile_input_is_text_or_refused_with_a_reason(team_server):
+def test_hostile_input_is_text_or_refused_with_a_reason(team_server, browser):
     """Markup and SQL in names and labels, a 100,000-character caption, a decompression bomb, a symlink out of the
     root, a traversal in a pair URL and in media URLs: shown as text or refused, no script runs, nothing crashes."""
     from urllib.parse import quote
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, ws_path, _ = team_server
     items = Project.open(ws_path).workspace.items().set_index("item_id")
@@ -329,8 +342,7 @@ def test_hostile_input_is_text_or_refused_with_a_reason(team_server):
     escape = items.loc["team/test/test/escape.jpg"]
     assert escape["status"] == "unreadable" and "outside" in escape["reason"]
     assert len(items.loc[f"team/test/test/{XSS}.jpg", "caption"]) == 100_000
-    with sync_playwright() as p:
-        browser = _launch(p)
+    with browser:
         cora = Visitor(browser, url)
         cora.sign_in(CURATOR)
         page = cora.page
@@ -438,17 +450,15 @@ class HandMadeClient:
         self._connection.__exit__(None, None, None)
 
 
-def test_a_viewer_s_hand_made_requests_are_refused_by_the_core(team_server):
+def test_a_viewer_s_hand_made_requests_are_refused_by_the_core(team_server, browser):
     """The viewer's own signed-in cookies, and messages the page would never send: a click on a decision and on
     the export, a forged trusted-user header. The core refuses them: no decision, no export."""
-    from playwright.sync_api import sync_playwright
     from streamlit.proto.WidgetStates_pb2 import WidgetState
 
     url, ws_path, _ = team_server
     before = len(Project.open(ws_path).decisions.history())
     exports = sorted((ws_path / "exports").glob("*"))
-    with sync_playwright() as p:
-        browser = _launch(p)
+    with browser:
         vic = Visitor(browser, url)
         vic.sign_in(VIEWER)
         vic.open("/Review", "flagged pairs")
@@ -472,20 +482,18 @@ def test_a_viewer_s_hand_made_requests_are_refused_by_the_core(team_server):
     assert sorted((ws_path / "exports").glob("*")) == exports
 
 
-def test_four_curators_decide_at_once_and_nothing_is_lost_or_misattributed(team_server):
+def test_four_curators_decide_at_once_and_nothing_is_lost_or_misattributed(team_server, browser):
     """4 curators sign in (Chromium, the provider), then decide DECISIONS_EACH pairs each at the same time on one
     workspace, each from a thread of its own speaking the browser's protocol with their own session cookies (four
     Chromium pages clicking 400 times would measure the 2-core test machine, not the server). Every click is one
     decision, in its curator's name, on the pair that curator was shown."""
     import threading
 
-    from playwright.sync_api import sync_playwright
     from streamlit.proto.WidgetStates_pb2 import WidgetState
 
     url, ws_path, _ = team_server
     jars = {}
-    with sync_playwright() as p:
-        browser = _launch(p)
+    with browser:
         for curator in CURATORS:
             v = Visitor(browser, url)
             v.sign_in(curator)
