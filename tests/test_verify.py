@@ -132,7 +132,7 @@ def test_ratio_matches_are_opencvs_brute_force_matches():
     for a, b in (real, few_bits, (few_bits[0], few_bits[1][:2])):
         want = [(m[0].queryIdx, m[0].trainIdx) for m in cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a, b, k=2)
                 if len(m) == 2 and m[0].distance < verify.ORB_RATIO_TEST * m[1].distance]
-        query, train = verify._ratio_matches(verify._words(a), verify._words(b))
+        query, train = verify._ratio_matches(a, b)
         assert list(zip(query.tolist(), train.tolist())) == want
 
 
