@@ -858,9 +858,18 @@ def compute_evidence(ws, pairs: "pd.DataFrame", *, chunk: int = 1024, progress=N
 
 
 def evidence_for(ws, pairs: "pd.DataFrame") -> "pd.DataFrame":
-    """`pairs` with the stored evidence columns joined (NaN where a pair was not verified)."""
+    """`pairs` with the stored evidence columns joined (NaN where a pair was not verified). A pair not verified in
+    its own direction takes the evidence of the reverse pair where that was verified: a pair within one split
+    found from both ends is verified once (`fused.candidates`)."""
     items = item_shas(ws)
     out = pairs.assign(sha_a=items.reindex(pairs["eval_item_id"]).to_numpy(),
                        sha_b=items.reindex(pairs["train_item_id"]).to_numpy())
     ev = EvidenceStore(ws).frame()
-    return out.merge(ev, on=["sha_a", "sha_b"], how="left").drop(columns=["sha_a", "sha_b"])
+    joined = out.merge(ev, on=["sha_a", "sha_b"], how="left")
+    cols = [c for c in ev.columns if c not in ("sha_a", "sha_b")]
+    missing = joined["ncc"].isna().to_numpy() if "ncc" in joined else np.zeros(len(joined), bool)
+    if missing.any() and len(ev):
+        reverse = out.loc[missing, ["sha_a", "sha_b"]].merge(
+            ev.rename(columns={"sha_a": "sha_b", "sha_b": "sha_a"}), on=["sha_a", "sha_b"], how="left")
+        joined.loc[missing, cols] = reverse[cols].to_numpy()
+    return joined.drop(columns=["sha_a", "sha_b"])
