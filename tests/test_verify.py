@@ -424,6 +424,36 @@ def test_candidates_are_each_images_nearest_few_and_beyond_them_the_raw_flags():
     assert list(fused.candidates(pairs, old)["train_item_id"]) == list("abcdegh")
 
 
+def test_a_pair_within_a_split_found_from_both_ends_is_verified_once_and_read_both_ways(scanned):
+    """b among a's nearest and a among b's (a pair within one split) is one candidate, from the lower item id's
+    end; the other direction reads the evidence stored for it, and a pair verified neither way reads none."""
+    pairs = pd.DataFrame({"eval_item_id": ["a", "b", "a", "c"], "train_item_id": ["b", "a", "c", "d"],
+                          "rank": [1, 1, 2, 1], "similarity": [0.9, 0.9, 0.8, 0.7]})
+    fm = fused.FusedModel("phash").set_thresholds(0.95, 0.9, 0.5, {"candidate_rank": 3})
+    listed = fused.candidates(pairs, fm)
+    assert list(zip(listed["eval_item_id"], listed["train_item_id"])) == [("a", "b"), ("a", "c"), ("c", "d")]
+
+    ws = scanned.workspace
+    stored = leakage.load_pairs(ws, raw=True)
+    one = stored.iloc[[0]][["eval_item_id", "train_item_id"]]
+    assert verify.compute_evidence(ws, one) == 1
+    back = one.rename(columns={"eval_item_id": "train_item_id", "train_item_id": "eval_item_id"})
+    other = stored[(stored["eval_item_id"] != one["eval_item_id"].iloc[0])
+                   & (stored["train_item_id"] != one["train_item_id"].iloc[0])].iloc[[0]]
+    got = verify.evidence_for(ws, pd.concat([one, back[one.columns], other[one.columns]], ignore_index=True))
+    cols = list(verify.EVIDENCE)
+    assert got[cols].iloc[0].notna().all()
+    pd.testing.assert_series_equal(got[cols].iloc[0], got[cols].iloc[1], check_names=False)
+    assert got[cols].iloc[2].isna().all()
+
+
+def test_evidence_batches_are_shared_evenly_by_the_cores():
+    assert verify._batch_size(74, 64, 2) == 37  # two batches of 37, not 64 and 10
+    assert verify._batch_size(186, 64, 2) == 47  # four of at most 47
+    assert verify._batch_size(186, 64, 1) == 62  # one core: the fewest batches of at most 64
+    assert verify._batch_size(3, 64, 4) == 1 and verify._batch_size(0, 64, 2) == 1
+
+
 def test_a_second_model_and_enough_decisions_alone_make_the_fused_score(scanned, monkeypatch):
     """The other SSCD model's similarity is a feature, read from the embedding cache (the same as embedding the
     two images now); with enough decisions the model is fitted on them alone and soft is chosen out of fold."""
