@@ -121,6 +121,33 @@ def test_orb_matches_a_watermarked_crop_of_a_photo():
     assert inl_same >= 20 and inl_same > 3 * max(inl_other, 1)
 
 
+def test_a_large_jpeg_is_read_at_the_scale_the_evidence_needs_and_still_matches_its_crop():
+    """The evidence reads a JPEG no larger than it needs (both sides at least ORB_SIDE, by the decoder's DCT
+    scaling): a 2,400 x 1,800 photo is read at 1,200 x 900; a photo already small, or a PNG, as it is. A strong crop
+    of the large photo still matches it by local features, and not another photo."""
+    import io
+
+    def jpeg(img):
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=92)
+        return buf.getvalue()
+
+    big = _scene(5, (640, 480)).resize((2400, 1800), Image.Resampling.LANCZOS)
+    assert verify._decode(jpeg(big), verify.ORB_SIDE).size == (1200, 900)
+    assert verify._decode(jpeg(big)).size == (2400, 1800)
+    small = _scene(6, (900, 700))
+    assert verify._decode(jpeg(small), verify.ORB_SIDE).size == (900, 700)
+    png = io.BytesIO()
+    big.save(png, "PNG")
+    assert verify._decode(png.getvalue(), verify.ORB_SIDE).size == (2400, 1800)
+    crop = big.crop((300, 200, 1500, 1100))
+    ImageDraw.Draw(crop).text((40, 800), "WATERMARK", fill="white")
+    read = [verify._decode(jpeg(x), verify.ORB_SIDE) for x in (crop, big, _scene(7, (2400, 1800)))]
+    ev = verify.evidence([read[0], read[0]], [read[1], read[2]])
+    same, other = np.expm1(ev["orb_inliers"]).round()  # 101 and 11 (99 and 11 read at full size)
+    assert same >= 50 and same > 3 * other
+
+
 def test_ratio_matches_are_opencvs_brute_force_matches():
     """The Hamming matcher keeps the same matches as OpenCV's `knnMatch(k=2)` and the ratio test, equal distances
     included (the nearest is the first of equals), on real ORB features and on descriptors full of ties."""
