@@ -3,6 +3,7 @@ not contain, beside the collection's natural look-alikes, and what `scan --verif
 
     python bench/verify_lookalikes.py build   --data ../shared/data/hymenoptera --out .bench/lookalikes-hym [--planted 120]
     python bench/verify_lookalikes.py cost    .bench/lookalikes-hym          # scan and scan --verify, from empty
+    python bench/verify_lookalikes.py enlarge .bench/lookalikes-hym .bench/lookalikes-hym-4k   # at a camera's size
     python bench/verify_lookalikes.py measure .bench/lookalikes-hym --sheets bench/verify/photos3/hymenoptera
 
 `build` writes a folder dataset under OUT/data: `train/` is the collection's training photos (copies), `val/` its
@@ -152,6 +153,26 @@ def build(args) -> None:
     print(f"{len(trains)} training photos, {len(evals)} eval photos, {len(rows)} planted copies -> {root}")
 
 
+def enlarge(args) -> None:
+    """OUT/data: SRC/data's photos at a camera's size (each resized so its longer side is --side px, Lanczos, JPEG
+    quality 90), planted.csv copied: the same set as far as the evidence goes, at the decoding cost of camera photos
+    (what `cost` then measures)."""
+    src, out = Path(args.src) / "data", Path(args.out)
+    root = out / "data"
+    if root.exists():
+        shutil.rmtree(root)
+    files = sorted(p for p in src.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    for p in files:
+        img = ImageOps.exif_transpose(Image.open(p)).convert("RGB")
+        scale = args.side / max(img.size)
+        dst = root / p.relative_to(src)  # the same name (planted.csv names the files), JPEG whatever the suffix
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS).save(
+            dst, "JPEG", quality=90)
+    shutil.copyfile(Path(args.src) / "planted.csv", out / "planted.csv")
+    print(f"{len(files)} photos at {args.side} px on the longer side -> {root}")
+
+
 # ---- cost ------------------------------------------------------------------------------------------------------
 def _child_cpu() -> float:
     """User plus system CPU seconds of the finished child processes (wall time on 2 shared cores is noisy)."""
@@ -291,6 +312,10 @@ def main() -> None:
     b.add_argument("--out", required=True)
     b.add_argument("--planted", type=int, default=120)
     b.add_argument("--seed", type=int, default=0)
+    e = sub.add_parser("enlarge")
+    e.add_argument("src")
+    e.add_argument("out")
+    e.add_argument("--side", type=int, default=4000)
     c = sub.add_parser("cost")
     c.add_argument("out")
     c.add_argument("--quiet", action="store_true")
@@ -304,7 +329,7 @@ def main() -> None:
     m.add_argument("--judged")
     m.add_argument("--save")
     args = ap.parse_args()
-    {"build": build, "cost": cost, "measure": measure}[args.cmd](args)
+    {"build": build, "enlarge": enlarge, "cost": cost, "measure": measure}[args.cmd](args)
 
 
 if __name__ == "__main__":

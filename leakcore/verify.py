@@ -46,8 +46,9 @@ if TYPE_CHECKING:  # torch is imported where it is used: the dashboard and the C
 VERSION = 9  # evidence of another version is kept apart (verify/evidence-v<VERSION>); 6: ORB at 512 px, 400 features;
 # 7: 1,000 features on the training image, matches kept by the ratio test, the mirror matched only where aligned;
 # 8: FAST threshold 20 (ORB_FAST_THRESHOLD); 9: a JPEG decoded at the smallest scale that keeps both sides at least
-# ORB_SIDE (`image_inputs`), not at full size: the same evidence where the shorter side is under 1,024 px (every
-# benchmark set here), and a 4,000 x 3,000 photo read in 34 ms instead of 110 ms
+# ORB_SIDE (`image_inputs`, and the fit's originals before they are edited), not at full size: the same evidence
+# where the shorter side is under 1,024 px (every benchmark set here), and a 4,000 x 3,000 photo read in 34 ms
+# instead of 110 ms
 WORK_SIZE = 32  # working resolution of the alignment (longer side, pixels)
 MAX_SHIFT = 0.25  # translations searched, as a fraction of the working size
 MIN_OVERLAP = 0.5  # an alignment must overlap at least this fraction of the smaller image
