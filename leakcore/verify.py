@@ -819,10 +819,9 @@ class EvidenceStore:
 
 def load_images(items: "pd.DataFrame", reader=None, *, side: int | None = None) -> list:
     """PIL images (or None when unreadable) for item rows, in order (`reader`: the workspace's `sources`; `side`: a
-    large JPEG at a reduced scale keeping both sides at least this, as `_decode`). The
-    images are decoded on a thread per core (Pillow lets go of Python's lock while it decodes), a few files read
-    ahead of them: decoded in turn, the verification's 350 hymenoptera photos held a core for 0.5 s with the other
-    idle."""
+    large JPEG at a reduced scale keeping both sides at least this, as `_decode`). The images are decoded on a thread
+    per core (Pillow lets go of Python's lock while it decodes), a few files read ahead of them: decoded in turn, the
+    verification's 350 hymenoptera photos held a core for 0.5 s with the other idle."""
     from leakcore import catalog
 
     out: list = [None] * len(items)
