@@ -402,8 +402,9 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
             import math
 
             facts["ORB + RANSAC inliers"] = f"{round(math.expm1(e.stored['orb_inliers']))} ({100 * e.stored['orb_ratio']:.0f}%)"
+        # every row shown (a table of ten rows with a scrollbar of its own hid the last evidence)
         st.dataframe(pd.DataFrame({"evidence": list(facts), "value": list(facts.values())}), hide_index=True,
-                     width="stretch")
+                     width="stretch", height="content")
         if e.fused is not None:
             st.markdown(f"**Fused score** P(same photograph) = **{e.fused:.3f}**")
             contrib = e.contributions.assign(feature=e.contributions["feature"].replace(
@@ -411,7 +412,8 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
                                                   "similarity_2": "similarity (second model)"}),
                                              value=e.contributions["value"].round(3),
                                              contribution=e.contributions["contribution"].round(2))
-            st.dataframe(contrib.rename(columns={"contribution": "log-odds share"}), hide_index=True, width="stretch")
+            st.dataframe(contrib.rename(columns={"contribution": "log-odds share"}), hide_index=True, width="stretch",
+                         height="content")
             st.caption("Log-odds share: how far each feature moved this pair from an average pair of the fitting "
                        "set (positive: towards the same photograph).")
         elif e.stored is None:
