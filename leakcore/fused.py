@@ -415,7 +415,8 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         if raised is not None and raised > soft:
             soft, rule = raised, rule_text + " (out of fold)"
             hard = max(hard, soft)
-    floored = floor_matched(suite, fused, hard, (TWIN_ORB_INLIERS, TWIN_ORB_RATIO))
+    pixels = None if small_images(ws) else [verify.TWIN_NCC, verify.TWIN_SSIM]
+    floored = floor_matched(suite, fused, hard, (TWIN_ORB_INLIERS, TWIN_ORB_RATIO), pixels)
     per_family = (suite.assign(fused=floored)[clean].groupby(["family", "label"])["fused"]
                   .apply(lambda s: float((s >= soft).mean())).unstack("label"))
     meta = {
@@ -429,7 +430,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         "soft_tpr": cal.soft_tpr_, "hard_tpr": cal.hard_tpr_, "threshold_rule": rule,
         "suite_soft": float(cal.soft_), "suite_hard": float(cal.hard_), "lookalike_pairs": int(collection.sum()),
         "lookalike_soft": lookalike_soft, "leak_share": LEAK_SHARE,
-        "decisive_matches": [TWIN_ORB_INLIERS, TWIN_ORB_RATIO],
+        "decisive_matches": [TWIN_ORB_INLIERS, TWIN_ORB_RATIO], "decisive_pixels": pixels,
         "lookalikes_decided_by_matches": int(matched_lookalikes.sum()) if matched_lookalikes is not None else None,
         "flagged_by_family": {str(k): float(v) for k, v in per_family.get(1, pd.Series(dtype=float)).items()},
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -43,22 +43,25 @@ if TYPE_CHECKING:  # torch is imported where it is used: the dashboard and the C
     import pandas as pd
     import torch
 
-VERSION = 9  # evidence of another version is kept apart (verify/evidence-v<VERSION>); 6: ORB at 512 px, 400 features;
+VERSION = 10  # evidence of another version is kept apart (verify/evidence-v<VERSION>); 6: ORB at 512 px, 400 features;
 # 7: 1,000 features on the training image, matches kept by the ratio test, the mirror matched only where aligned;
 # 8: FAST threshold 20 (ORB_FAST_THRESHOLD); 9: a JPEG decoded at the smallest scale that keeps both sides at least
 # ORB_SIDE (`image_inputs`, and the fit's originals before they are edited), not at full size: the same evidence
 # where the shorter side is under 1,024 px (every benchmark set here), and a 4,000 x 3,000 photo read in 34 ms
-# instead of 110 ms
+# instead of 110 ms; 10: ORB detects on the image with its border reflected outwards (`_orb`: it finds no feature
+# within its patch of a border, so a crop a few hundred pixels wide kept too few), from 64 px (ORB_MIN_SIDE)
 WORK_SIZE = 32  # working resolution of the alignment (longer side, pixels)
 MAX_SHIFT = 0.25  # translations searched, as a fraction of the working size
 MIN_OVERLAP = 0.5  # an alignment must overlap at least this fraction of the smaller image
-ORB_MIN_SIDE = 96  # both images at least this large (shorter side) for local features
-ORB_SIDE = 512  # local features are found at this longer side: a crop keeping a quarter of a photo matched its
+ORB_MIN_SIDE = 64  # both images at least this large (shorter side) for local features: twice ORB's patch
+ORB_SIDE = 512  # local features are found at this longer side at most: a crop keeping a quarter of a photo matched its
 # original with >= 15 inliers in 18 of 20 planted hymenoptera crops at 512 px (400 features), 12 of 20 at 256 px (300)
 ORB_FEATURES = 400  # at most this many on the eval image: matching 500 cost 19 ms a pair on photos, 300 cost 5 ms
 ORB_TRAIN_FEATURES = 1000  # ... and on the training image: a strong crop (45-60% of each side) holds only a
 # quarter of the original's features; with 400 on both sides 5 of 20 planted hymenoptera crops had <= 20 inliers,
 # with 1,000 on the training side 19 of 20 had >= 31 (look-alikes at most 11)
+ORB_DISTINCT_PX = 4.0  # inliers closer than this (pixels at ORB_SIDE) are one place (as `grouping.DISTINCT_PX`)
+ORB_PAD = 31  # ORB's patch (and edge threshold): the margin reflected around an image before detection
 ORB_FAST_THRESHOLD = 20  # corners weaker than this are not features: on hymenoptera 10 found the same matches
 # (planted crops >= 34 inliers, look-alikes <= 11 at 20) at 1.25x the cost
 ORB_RATIO_TEST = 0.8  # a match is kept where its distance is under this share of the second nearest (Lowe 2004): on
@@ -349,11 +352,19 @@ def _orb_gray(img: Image.Image) -> np.ndarray:
 
 
 def _orb(gray: np.ndarray, n_features: int):
-    """(keypoint positions, descriptors) of one grey image, or None where too few."""
+    """(keypoint positions, descriptors) of one grey image, or None where too few. The image is detected on with
+    its border reflected ORB_PAD pixels outwards and the features found in that margin dropped: ORB finds none within
+    its patch of a border, which on a crop a few hundred pixels wide is most of the picture."""
     import cv2
 
-    kp, des = cv2.ORB_create(nfeatures=n_features, fastThreshold=ORB_FAST_THRESHOLD).detectAndCompute(gray, None)
-    return (np.float32([k.pt for k in kp]), des) if des is not None and len(kp) >= 8 else None
+    h, w = gray.shape
+    padded = cv2.copyMakeBorder(gray, ORB_PAD, ORB_PAD, ORB_PAD, ORB_PAD, cv2.BORDER_REFLECT_101)
+    kp, des = cv2.ORB_create(nfeatures=n_features, fastThreshold=ORB_FAST_THRESHOLD).detectAndCompute(padded, None)
+    if des is None:
+        return None
+    pts = np.float32([k.pt for k in kp]) - ORB_PAD
+    inside = (pts[:, 0] >= 0) & (pts[:, 1] >= 0) & (pts[:, 0] < w) & (pts[:, 1] < h)
+    return (pts[inside], des[inside]) if int(inside.sum()) >= 8 else None
 
 
 def orb_features(img: Image.Image, mirrored: bool = False, n_features: int = ORB_FEATURES, *,
@@ -369,7 +380,8 @@ def orb_features(img: Image.Image, mirrored: bool = False, n_features: int = ORB
 def orb_pair(eval_features: list, train_features: list) -> tuple[int, float]:
     """(RANSAC inliers, inlier ratio) of ORB matches under a partial affine model (rotation, scale, shift), the
     eval image's views (as is, mirrored: `orb_features(.., mirrored=True)`) against the training image's features.
-    A match is kept where it passes the ratio test (ORB_RATIO_TEST); the ratio is inliers over kept matches."""
+    A match is kept where it passes the ratio test (ORB_RATIO_TEST); inliers are counted at distinct places
+    (`_places`, the fewer of the two images'), the ratio is all inliers over kept matches."""
     import cv2
 
     tb = train_features[0]
@@ -385,10 +397,17 @@ def orb_pair(eval_features: list, train_features: list) -> tuple[int, float]:
         src, dst = ta[0][query], tb[0][train]
         _, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0,
                                              maxIters=2000, confidence=0.99)
-        n = int(inl.sum()) if inl is not None else 0
+        keep = inl.ravel().astype(bool) if inl is not None else np.zeros(len(query), bool)
+        # ORB finds one spot at several scales (an eye, a corner): inliers count once per place, in both images
+        n = min(_places(src[keep]), _places(dst[keep]))
         if n > best[0]:
-            best = (n, n / len(query))
+            best = (n, int(keep.sum()) / len(query))
     return best
+
+
+def _places(points: np.ndarray) -> int:
+    """The distinct places among keypoint positions: those closer than ORB_DISTINCT_PX count once."""
+    return len(np.unique(np.round(points / ORB_DISTINCT_PX), axis=0)) if len(points) else 0
 
 
 def _ratio_matches(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -144,8 +144,8 @@ def test_a_large_jpeg_is_read_at_the_scale_the_evidence_needs_and_still_matches_
     ImageDraw.Draw(crop).text((40, 800), "WATERMARK", fill="white")
     read = [verify._decode(jpeg(x), verify.ORB_SIDE) for x in (crop, big, _scene(7, (2400, 1800)))]
     ev = verify.evidence([read[0], read[0]], [read[1], read[2]])
-    same, other = np.expm1(ev["orb_inliers"]).round()  # 101 and 11 (99 and 11 read at full size)
-    assert same >= 50 and same > 3 * other
+    same, other = np.expm1(ev["orb_inliers"]).round()  # 38 and 1 places (the same read at full size)
+    assert same >= fused.TWIN_ORB_INLIERS and same > 10 * other
 
 
 def test_ratio_matches_are_opencvs_brute_force_matches():
@@ -580,6 +580,7 @@ def test_the_fit_sets_soft_on_the_collections_own_look_alikes_never_below_the_fl
     (scores, labels), = seen
     assert len(scores) == int((suite["label"] == 1).sum()) + len(alike) and labels.sum() == (suite["label"] == 1).sum()
     assert fm.soft >= fused.SOFT_FLOOR and fm.hard >= fm.soft and fm.meta["threshold_rule"].startswith("look-alikes")
+    assert fused.small_images(scanned.workspace) and fm.meta["decisive_pixels"] is None  # 64 x 48 px: no such rule
     if fm.meta["lookalike_soft"] is not None and fm.meta["lookalike_soft"] >= fused.SOFT_FLOOR:
         assert _weighted_precision(scores, labels, fm.soft, fused.LEAK_SHARE) >= fused.LOOKALIKE_PRECISION
     # a rule that would put soft at the suite's kind of value (0.008) is overruled by the floor
@@ -624,6 +625,33 @@ def test_a_second_scan_computes_no_evidence_again(scanned, monkeypatch):
     assert int((suite["family"] != "collection").sum()) <= sum(computed) <= 2 * edits
 
 
+def test_a_crop_of_a_small_photo_keeps_local_features_up_to_its_border():
+    """ORB finds no feature within its patch (31 px) of a border; on a 150 x 110 px crop that is most of the picture
+    (8, 13 and 0 inliers with its 320 x 240 px original before the border was reflected outwards)."""
+    for seed in (5, 8, 11):
+        small = _scene(seed, (320, 240))
+        crop = small.crop((90, 70, 240, 180))
+        points = verify.orb_features(crop)[0][0]
+        assert (points.min(axis=0) < verify.ORB_PAD).all()  # features near the border, inside the image
+        assert (points >= 0).all() and (points < crop.size).all()
+        inliers, ratio = verify.orb_match(crop, small)
+        assert inliers >= 15 and ratio >= 0.8
+        assert verify.orb_match(crop, _scene(seed + 1, (320, 240)))[0] <= 2
+
+
+def test_local_matches_at_one_place_count_once():
+    """ORB finds one spot (an eye, a corner) at several scales: thirty matches piled on one place under one map are
+    one inlier, the same thirty spread over the picture are thirty."""
+    rng = np.random.default_rng(0)
+    des = rng.integers(0, 256, (30, 32), dtype=np.uint8)
+    jitter = rng.uniform(-1, 1, (30, 2)).astype(np.float32)
+    spot = np.float32([100, 80]) + jitter
+    assert verify.orb_pair([(spot, des)], [(spot + 40, des)])[0] <= 1
+    spread = rng.uniform(0, 400, (30, 2)).astype(np.float32)
+    inliers, ratio = verify.orb_pair([(spread, des)], [(spread + 40, des)])
+    assert inliers == 30 and ratio == 1.0
+
+
 def test_a_strong_crop_is_decided_by_its_local_matches():
     """A crop keeping a quarter of a photo (half of each side, at its own size) matches its original with many
     local features under one map; another scene does not, and neither does the crop against it."""
@@ -652,6 +680,21 @@ def test_decisive_local_matches_floor_the_fused_score_at_hard():
     before = fused.FusedModel("phash").set_thresholds(0.9, 0.3, 0.5, {})  # fitted before the rule
     before.model_ = _Unsure()
     assert list(before.predict(rows)) == pytest.approx([0.05] * 3)
+
+
+def test_a_pair_aligned_pixel_for_pixel_is_floored_at_hard_on_photos_only(monkeypatch):
+    """On photos a pair whose overlap aligns as a twin's (verify.TWIN_NCC, verify.TWIN_SSIM) is at least hard, as
+    one decided by its local matches (a copy too small for them scored 0.40 by the model). The fit stores that rule
+    only for photos (`test_the_fit_sets_soft_on_the_collections_own_look_alikes_never_below_the_floor`: none on
+    64 x 48 px images)."""
+    rows = pd.DataFrame({f: [0.0, 0.0, 0.0] for f in verify.FEATURES})
+    rows["ncc"] = [verify.TWIN_NCC, verify.TWIN_NCC - 0.01, 0.99]
+    rows["ssim"] = [verify.TWIN_SSIM, 0.99, verify.TWIN_SSIM - 0.01]
+    fm = fused.FusedModel("phash").set_thresholds(0.9, 0.3, 0.5, {"decisive_pixels": [verify.TWIN_NCC,
+                                                                                       verify.TWIN_SSIM]})
+    fm.model_ = _Unsure()
+    assert list(fm.predict(rows)) == pytest.approx([0.9, 0.05, 0.05])
+    assert fused.floor_matched(rows, np.full(3, 0.05), 0.9) == pytest.approx([0.05] * 3)  # no rule, no floor
 
 
 class _Items:

@@ -25,8 +25,14 @@ SECOND_INPUT_SIZE = 128  # the second model's input size: on the pairs judged on
 # eval image too all separate alike within noise (out-of-fold AUC 0.969-0.970), and 128 unmirrored costs 40% of that
 SECOND_FEATURE = "similarity_2"
 TWIN_ORB_INLIERS, TWIN_ORB_RATIO = 25, 0.5  # this many local features under one map, this share of the matches that
-# pass the ratio test: one photograph. Such a pair's fused score is at least hard (`decided_by_matches`): on
-# hymenoptera every planted strong crop but one has >= 31 inliers at a ratio >= 0.74, no look-alike more than 11
+# pass the ratio test: one photograph. Such a pair's fused score is at least hard (`decided_by_matches`). Inliers
+# count at distinct places (`verify.orb_pair`): cats_and_dogs' look-alikes reach 16 (two cats' eyes), two different
+# photos under one banner's text 21, hymenoptera's look-alikes 3.
+# A pair aligned nearly pixel for pixel (verify.TWIN_NCC, verify.TWIN_SSIM) is one photograph too, on photos: there
+# every such pair of hymenoptera (67) and cats_and_dogs (120) is a planted copy, and no look-alike reaches SSIM 0.76.
+# A copy too small for local features (a 60 px photo halved and recompressed) scored 0.40 by the model, which has
+# few such pairs to learn from. Not on images too small for local features (`small_images`, CIFAR-10's 32 px),
+# where aligned twins were not judged by this rule
 
 
 class FusedModel(BaseEstimator):
@@ -88,7 +94,8 @@ class FusedModel(BaseEstimator):
         out = np.zeros(len(frame))
         if ok.any():
             out[ok] = self.model_.predict_proba(x[ok])[:, 1]
-        return floor_matched(frame, out, self.hard_, self.meta_.get("decisive_matches"))
+        return floor_matched(frame, out, self.hard_, self.meta_.get("decisive_matches"),
+                             self.meta_.get("decisive_pixels"))
 
     def contributions(self, row: pd.Series | dict) -> pd.DataFrame:
         """Per feature: its value and its contribution to the log-odds (mean over the calibrated folds)."""
@@ -163,15 +170,15 @@ def second_encoder_name(primary: str) -> str:
 
 
 def small_images(ws) -> bool:
-    """Whether the training images are too small for local features (median longer side under
-    verify.ORB_MIN_SIDE, as CIFAR-10's): there the second model stands in for them. On photos ORB's matches carry
+    """Whether the training images are too small for local features (median shorter side under
+    verify.ORB_MIN_SIDE, under which a pair gets none, as CIFAR-10's): there the second model stands in for them. On photos ORB's matches carry
     that evidence, and the second model (ResNet-50 at 128 px) cost about as much per image as the scan's own
     embedding: on 3,200 pet photos 73 s of a 187 s scan."""
     items = ws.items()
     train = items[(items["role"] == "train") & (items["status"] == "ok")]
     if train.empty or "width" not in train:
         return True
-    side = np.maximum(train["width"].to_numpy(float), train["height"].to_numpy(float))
+    side = np.minimum(train["width"].to_numpy(float), train["height"].to_numpy(float))
     side = side[~np.isnan(side)]
     return not len(side) or float(np.median(side)) < verify.ORB_MIN_SIDE
 
@@ -276,12 +283,23 @@ def decided_by_matches(ev: pd.DataFrame, rule=(TWIN_ORB_INLIERS, TWIN_ORB_RATIO)
             & (ev["orb_ratio"].to_numpy(float) >= ratio)).astype(bool)
 
 
-def floor_matched(ev: pd.DataFrame, scores: np.ndarray, hard: float, rule=None) -> np.ndarray:
+def decided_by_pixels(ev: pd.DataFrame, rule) -> np.ndarray:
+    """Pairs aligned nearly pixel for pixel: NCC and SSIM on their overlap at least `rule` = (ncc, ssim)."""
+    if "ncc" not in ev or "ssim" not in ev:
+        return np.zeros(len(ev), bool)
+    return (ev["ncc"].to_numpy(float) >= rule[0]) & (ev["ssim"].to_numpy(float) >= rule[1])
+
+
+def floor_matched(ev: pd.DataFrame, scores: np.ndarray, hard: float, rule=None, pixels=None) -> np.ndarray:
     """`scores` raised to at least `hard` where the local matches decide (`decided_by_matches` by a model's
-    (inliers, ratio) rule); unchanged where the model has no rule (fitted before it)."""
-    if rule is None:
-        return scores
-    return np.where(decided_by_matches(ev, tuple(rule)), np.maximum(scores, hard), scores)
+    (inliers, ratio) rule) or, with `pixels` = (ncc, ssim), where the pixels align (`decided_by_pixels`);
+    unchanged where the model has neither rule (fitted before them)."""
+    decided = np.zeros(len(ev), bool)
+    if rule is not None:
+        decided |= decided_by_matches(ev, tuple(rule))
+    if pixels is not None:
+        decided |= decided_by_pixels(ev, tuple(pixels))
+    return np.where(decided, np.maximum(scores, hard), scores)
 
 
 def _estimator(cv: int = 5):
