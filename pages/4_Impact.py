@@ -23,6 +23,9 @@ with user_errors():
     st.session_state["imp_result"] = True
     st.markdown(f"**{result.split}**: {result.items} readable images · leaked set from *{result.source}*: "
                 f"{result.hard} hard, {result.soft} soft")
+    if not (result.hard or result.soft):
+        st.info(f"No image of {result.split} is leaked at the thresholds in force, so no measured accuracy here is "
+                "inflated by leakage: the tables show the full split's accuracy only.")
     models = sorted(table["model"].unique())
     shown = st.multiselect("Models in the chart", models, default=models[:12], key="imp_models")
     impact_ui.accuracy_chart(table, shown or models)

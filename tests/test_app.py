@@ -180,6 +180,29 @@ def test_impact_page_with_a_probe(ws):
     assert at.get("download_button") and len(at.get("plotly_chart")) == 1
 
 
+def test_impact_page_on_a_split_with_no_leak_says_so(tmp_path, monkeypatch):
+    """Clean data is the usual case: the probe runs, the page says nothing is leaked, and no table breaks (a split
+    with no leaked image has no p-value column: "KeyError: 'p_value'" was the page's answer)."""
+    from conftest import make_folder_dataset
+    from leakcore.ingest import add_dataset
+    from leakcore.scan import scan
+
+    ws = Workspace.create(tmp_path / "ws", encoder="phash")
+    add_dataset(ws, "animals", make_folder_dataset(tmp_path / "animals", n_train=6, n_test=4, leaks=()))
+    scan(ws)
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws.path))
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    at = run("pages/4_Impact.py")
+    at.multiselect(key="imp_probes").set_value(["knn1"])
+    at.number_input(key="imp_random").set_value(200)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert any("0 hard, 0 soft" in m.value for m in at.markdown)
+    assert any("No image of animals/test is leaked" in i.value for i in at.info)
+    assert "p (soft-leaked vs random)" not in at.dataframe[-2].value.columns
+
+
 def test_export_page_previews_and_writes(ws):
     at = run("pages/5_Export.py")
     assert not at.exception

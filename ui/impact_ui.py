@@ -114,9 +114,10 @@ def gains_table(table: pd.DataFrame) -> pd.DataFrame:
     wide = table.pivot(index="model", columns="subset", values="gain") * 100
     full = table[table["subset"] == "full"].set_index("model")["accuracy"] * 100
     wide.insert(0, "full accuracy %", full)
-    p = table[table["subset"] == "soft-leaked"].set_index("model")["p_value"]
-    if not p.empty:
-        wide["p (soft-leaked vs random)"] = p
+    if "p_value" in table:  # a split with no leaked image has no leaked subset, so no p-value
+        p = table[table["subset"] == "soft-leaked"].set_index("model")["p_value"]
+        if not p.empty:
+            wide["p (soft-leaked vs random)"] = p
     return wide.round(3).reset_index()
 
 
