@@ -17,7 +17,8 @@ with user_errors():
              if (c["review"] == "groups" and has_groups)
              or (c["review"] == "pairs" and (c is pair_checks[0] or (queue["check"] == c["name"]).any()))]
     how = {c["name"]: c["review"] for c in shown}
-    review_ui.restore_from_url(queue, list(how))  # a reload, a bookmark or a link: the check, queue and pair it names
+    splits = review_ui.split_choices(queue, data.items(ws))
+    review_ui.restore_from_url(queue, list(how), splits)  # a reload, a bookmark or a link: the check, queue and pair
     if st.session_state.get("review_check") not in how:
         st.session_state["review_check"] = shown[0]["name"]
     check = st.sidebar.radio("Check", list(how), key="review_check", horizontal=True,
@@ -32,5 +33,5 @@ with user_errors():
     if queue.empty:
         st.info("Nothing flagged yet. Run a scan from the home page, or lower the soft threshold.")
         st.stop()
-    filters = {**queue_filters(queue), "checks": [check]}
+    filters = {**queue_filters(queue, splits), "checks": [check]}
     review_ui.review_panel(ws, hard, soft, filters)

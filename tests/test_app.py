@@ -203,6 +203,26 @@ def test_impact_page_on_a_split_with_no_leak_says_so(tmp_path, monkeypatch):
     assert "p (soft-leaked vs random)" not in at.dataframe[-2].value.columns
 
 
+def test_a_heatmap_cell_with_no_flagged_pair_opens_review_on_that_split_only(ws):
+    """"Review this cell" on a clean split opens the Review page filtered to it, showing no pair, not every split's
+    pairs (its filter offered only the splits with flagged pairs, so the cell's split fell away to "all")."""
+    from conftest import make_folder_dataset
+    from leakcore.ingest import add_dataset
+    from leakcore.scan import scan
+
+    add_dataset(ws, "clean", make_folder_dataset(ws.path.parent / "clean", n_train=4, n_test=2, seed0=500))
+    scan(ws)
+    at = run("pages/3_Heatmaps.py")
+    at.selectbox(key="heat_pick_train").set_value("clean/train")
+    at.selectbox(key="heat_pick_eval").set_value("clean/test").run()
+    at.button(key="heat_pick_go").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["f_eval_splits"] == ["clean/test"] and at.session_state["f_sources"] == ["clean/train"]
+    assert at.multiselect(key="f_eval_splits").value == ["clean/test"]
+    assert any("0 match the filters" in p.proto.text for p in at.get("progress"))
+    assert any("No pairs match these filters" in m.value for m in at.success)
+
+
 def test_export_page_previews_and_writes(ws):
     at = run("pages/5_Export.py")
     assert not at.exception

@@ -85,15 +85,24 @@ URL_KEYS = ("eval", "train", "pos", *URL_LISTS, *URL_CHOICES)
 ALL = "all"  # a list filter with nothing chosen (every value); never a split id, which always holds a "/"
 
 
-def url_options(queue: pd.DataFrame, checks: list[str]) -> dict[str, list[str]]:
-    """The values each filter of the address bar may take on this queue (what the sidebar offers); `checks`: the
-    checks the page offers."""
-    def values(column: str) -> list:
-        return sorted(queue[column].unique()) if column in queue else []  # an empty queue may have no columns
+def split_choices(queue: pd.DataFrame, items: pd.DataFrame) -> dict[str, list[str]]:
+    """The evaluation splits and training sources the filters offer: every one of the workspace, flagged or not (a
+    heatmap cell with no flagged pair opens the Review page on that split, showing none, not every split's pairs),
+    and any the queue names."""
+    def values(column: str) -> set:
+        return set(queue[column].unique()) if column in queue else set()  # an empty queue may have no columns
 
+    ids = items["dataset"].astype(str) + "/" + items["split"].astype(str)
+    return {"split": sorted(set(ids[items["role"] != "train"]) | values("eval_split")),
+            "source": sorted(set(ids) | values("source"))}
+
+
+def url_options(queue: pd.DataFrame, checks: list[str], splits: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The values each filter of the address bar may take on this queue (what the sidebar offers); `checks`: the
+    checks the page offers; `splits`: the splits and sources it offers (`split_choices`)."""
     sorts = [s for s in SORTS if s != UNCERTAINTY_SORT
              or ("uncertainty" in queue and queue["uncertainty"].notna().any())]
-    return {"check": list(checks), "split": values("eval_split"), "source": values("source"),
+    return {"check": list(checks), "split": splits["split"], "source": splits["source"],
             "degree": ["hard", "soft", BORDERLINE], "state": list(STATES),
             "labels": ["any", "same", "different"], "sort": sorts, "compare": COMPARE_MODES}
 
@@ -138,15 +147,15 @@ def parse_url(params: dict[str, list[str]], options: dict[str, list[str]]) -> tu
     return state, [i[:80] for i in ignored]
 
 
-def restore_from_url(queue: pd.DataFrame, checks: list[str]) -> None:
+def restore_from_url(queue: pd.DataFrame, checks: list[str], splits: dict[str, list[str]]) -> None:
     """A reload, a bookmark or a link: put the queue the address bar names (check, filters, order, position, pair)
-    into the session before the sidebar draws its check and filters (`checks`: those it offers). Our own writes (`show_in_url`) are recognised and skipped.
+    into the session before the sidebar draws its check and filters (`checks`, `splits`: what it offers). Our own writes (`show_in_url`) are recognised and skipped.
     A bare pair link (?eval=…&train=…, no filters) opens its pair in the whole queue."""
     params = _url_now()
     if not params or st.session_state.get("review_url") == params:
         return
     st.session_state["review_url"] = params
-    values, ignored = parse_url(params, url_options(queue, checks))
+    values, ignored = parse_url(params, url_options(queue, checks, splits))
     link = values.get("review_current")
     notes = []
     if link is not None and queue.empty:

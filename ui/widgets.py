@@ -174,13 +174,13 @@ def item_facts(item: pd.Series, extra: dict | None = None) -> None:
                               for k, v in facts.items()))
 
 
-def queue_filters(queue: pd.DataFrame) -> dict:
-    """Sidebar filters of the review queue; returns keyword arguments for review.filter_queue."""
+def queue_filters(queue: pd.DataFrame, splits: dict[str, list[str]]) -> dict:
+    """Sidebar filters of the review queue (`splits`: the evaluation splits and training sources offered,
+    `review_ui.split_choices`); returns keyword arguments for review.filter_queue."""
     with st.sidebar:
         st.subheader("Filter the queue")
-        st.multiselect("Evaluation split", sorted(queue["eval_split"].unique()), key="f_eval_splits",
-                       placeholder="all")
-        st.multiselect("Training source", sorted(queue["source"].unique()), key="f_sources", placeholder="all")
+        st.multiselect("Evaluation split", splits["split"], key="f_eval_splits", placeholder="all")
+        st.multiselect("Training source", splits["source"], key="f_sources", placeholder="all")
         st.multiselect("Degree", ["hard", "soft", BORDERLINE], key="f_degrees", placeholder="all",
                        help="borderline = within 0.05 below the soft threshold")
         st.multiselect("Decision state", list(STATES), key="f_states", placeholder="all")
