@@ -155,6 +155,13 @@ def cmd_scan(args) -> int:
     bars.close()
     print(f"scan with {result.encoder}: {len(result.pairs_searched)} split pairs searched, "
           f"{len(result.pairs_skipped)} unchanged, {result.seconds:.1f}s")
+    fm = project.scores.fused_model() if project.settings.verify else None
+    if fm is not None:  # say what verification did and whether the rates below use it
+        fused = project.settings.score == "fused"
+        print(f"verification: candidate pairs (raw similarity >= {fm.candidate:.4f}) checked on their pixels; fused "
+              f"score hard {fm.hard:.4f}, soft {fm.soft:.4f} (`leakcore verify {args.dir}` for its table); the rates "
+              + ("below use it" if fused else f"below use the raw similarity (`leakcore verify {args.dir} --use fused` "
+                                               "flags by the fused score)"))
     return _report(project)
 
 
@@ -570,8 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="create a workspace")
     p.add_argument("dir", metavar="WS", help="the workspace folder")
-    p.add_argument("--encoder", default="sscd-distilled")
-    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--encoder", default="sscd-distilled", help="the embedding model (`leakcore encoders` lists them)")
+    p.add_argument("--k", type=int, default=10, help="nearest training images kept per evaluation image")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("add", help="ingest a dataset (folder, manifest, hf-parquet, cifar, coco, embeddings)")
@@ -603,9 +610,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("scan", help="embed and search every eval split against every training split (resumable)")
     p.add_argument("dir", metavar="WS", help="the workspace folder")
-    p.add_argument("--encoder")
-    p.add_argument("--k", type=int)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--encoder", help="the embedding model (default: the workspace's; `leakcore encoders` lists them)")
+    p.add_argument("--k", type=int, help="nearest training images kept per evaluation image (default: the workspace's)")
+    p.add_argument("--batch-size", type=int, default=64, help="images embedded at a time")
     p.add_argument("--input-size", type=int, help="override the encoder's input size")
     p.add_argument("--weights", help="a local weights file for the encoder")
     p.add_argument("--flip-queries", action=argparse.BooleanOptionalAction, default=None,
@@ -658,7 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", nargs="+", metavar="FILE", help="CSV / Parquet / JSONL with key + predicted label, or a JSON list")
     p.add_argument("--probe", nargs="+", choices=list(api.PROBES),
                    help="built-in probes: k-NN over the training embeddings; zero-shot CLIP (needs CLIP weights)")
-    p.add_argument("--split", metavar="DATASET/SPLIT")
+    p.add_argument("--split", metavar="DATASET/SPLIT", help="the evaluation split (needed where there are several)")
     p.add_argument("--leaks", metavar="CSV", help="a human-labelled list of (eval key, train key) pairs instead of our flags")
     p.add_argument("--random", type=int, default=1000, help="random subsets per leaked set")
     p.add_argument("--seed", type=int, default=0)

@@ -726,3 +726,22 @@ def test_evidence_on_a_thread_per_core_is_the_same_as_on_one(monkeypatch):
     many = verify.evidence(evals, trains, batch=4)
     pd.testing.assert_frame_equal(one, many)
     assert (one["ncc"].iloc[:12] > one["ncc"].iloc[12:].max()).all()  # the copies align, the others do not
+
+
+def test_scan_with_verification_says_what_it_did_and_which_score_the_rates_use(tmp_path, capsys):
+    """`scan --verify` printed the same table as a plain scan: a new user could not tell that verification ran, nor
+    that the rates still use the raw similarity until `verify --use fused`."""
+    from leakcore.cli import main
+
+    root = make_folder_dataset(tmp_path / "data", n_train=24, n_test=4, leaks=(0, 1))
+    Project.create(tmp_path / "ws", encoder="phash").add("toy", root)
+    assert main(["scan", str(tmp_path / "ws"), "--verify"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("verification:"))
+    assert "checked on their pixels" in line and "use the raw similarity" in line and "--use fused" in line
+    assert main(["verify", str(tmp_path / "ws"), "--use", "fused"]) == 0
+    capsys.readouterr()
+    assert main(["scan", str(tmp_path / "ws")]) == 0  # verification stays on (a workspace setting)
+    assert "the rates below use it" in capsys.readouterr().out
+    assert main(["scan", str(tmp_path / "ws"), "--no-verify"]) == 0
+    assert "verification:" not in capsys.readouterr().out
