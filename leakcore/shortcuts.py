@@ -450,8 +450,15 @@ class ShortcutAudit:
                         ("the benchmark rewards it" if t["balanced_accuracy"] > t["chance"] + 0.1 else "a quirk of training")
             out.append(line)
         else:
-            out.append(f"no metadata shortcut: balanced accuracy {m.balanced_accuracy:.3f} vs chance {m.chance:.3f} "
-                       f"(p = {m.p_value:.3f})")
+            why = (f"p = {m.p_value:.3f}, above {ALPHA}" if m.p_value > ALPHA else
+                   f"p = {m.p_value:.3f}, but less than 0.1 over chance")
+            line = (f"no metadata shortcut on training: balanced accuracy {m.balanced_accuracy:.3f} vs chance "
+                    f"{m.chance:.3f} ({why})")
+            t = m.transfer
+            if t and t["balanced_accuracy"] > t["chance"] + 0.1:  # not settled on training, yet it scores on eval
+                line += (f"; but fit on training it scores {t['balanced_accuracy']:.3f} on the evaluation split "
+                         f"(chance {t['chance']:.3f}): worth a look")
+            out.append(line)
         if self.regions is not None:
             if self.regions.marker:
                 acc = self.regions.regions.set_index("region")["balanced_accuracy"]

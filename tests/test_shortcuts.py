@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -185,3 +186,18 @@ def test_regions_are_embedded_near_their_own_size_and_still_found(tmp_path):
     from leakcore.encoders import create_encoder
 
     assert create_encoder("phash").at_size(96).spec.input_size != 96  # a fixed-size model stays as it is
+
+
+def test_a_verdict_of_no_shortcut_says_why_and_names_a_probe_that_scores_on_evaluation():
+    """"no metadata shortcut ... (p = 0.050)" beside "scored on evaluation: 0.680" read as a contradiction to a new
+    user: the verdict says which bar was missed, and that the probe fit on training scores on the evaluation split."""
+    def verdict(p, acc, transfer):
+        m = shortcuts.ProbeResult("metadata", acc, 0.5, p, 200, 2, transfer=transfer)
+        return shortcuts.ShortcutAudit("d", "train", "val", m, None, pd.DataFrame()).verdict[0]
+
+    line = verdict(0.0505, 0.579, {"balanced_accuracy": 0.68, "chance": 0.5, "n_eval": 100})
+    assert line.startswith("no metadata shortcut on training") and "p = 0.051, above 0.05" in line
+    assert "scores 0.680 on the evaluation split" in line and "worth a look" in line
+    line = verdict(0.01, 0.55, {"balanced_accuracy": 0.52, "chance": 0.5, "n_eval": 100})
+    assert "less than 0.1 over chance" in line and "worth a look" not in line
+    assert verdict(0.01, 0.8, {}).startswith("metadata predicts the label")

@@ -37,13 +37,20 @@ def metadata(audit: dict) -> None:
         t = m["transfer"]
         st.caption(f"Fit on training, scored on evaluation: {t['balanced_accuracy']:.3f} (chance {t['chance']:.3f}, "
                    f"{t['n_eval']} images)")
-    imp = pd.DataFrame(m["importance"])
+    imp, left = pd.DataFrame(m["importance"]), []
+    if not imp.empty:
+        # shuffling a family that carries nothing moves the score by chance, down or up: only the drops are drawn
+        left = imp[imp["importance"] <= 0]["family"].tolist()
+        imp = imp[imp["importance"] > 0]
     if not imp.empty:
         fig = go.Figure(go.Bar(x=imp["importance"], y=imp["family"], orientation="h", marker_color="#b91c1c"))
         fig.update_layout(height=60 + 22 * len(imp), margin={"l": 10, "r": 10, "t": 30, "b": 10},
                           title="Which features carry the label (drop in balanced accuracy when shuffled)",
                           yaxis={"autorange": "reversed"})
         st.plotly_chart(fig, key="sc_importance", width="stretch")
+    if left:
+        st.caption("Shuffling these changed nothing or raised the score by chance, so they carry no label: "
+                   + ", ".join(str(f) for f in left))
 
 
 def regions(audit: dict) -> None:
