@@ -320,7 +320,8 @@ def cmd_export(args) -> int:
     print("items each policy removes (before writing):")
     print(project.exports.preview([args.split], policy).to_string(index=False))
     result = project.exports.write(args.split, policy, fmt=args.format, out=args.out, links=args.links)
-    print(f"\nkept {result.kept}, removed {result.removed}; wrote:")
+    print(f"\nkept {result.kept}, removed {result.removed}; wrote"
+          + (f" over the export of {result.replaced} in that folder:" if result.replaced else ":"))
     for f in result.files:
         print(f"  {f}")
     return 0

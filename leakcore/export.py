@@ -120,6 +120,7 @@ class ExportResult:
     files: list[Path]
     kept: int
     removed: int
+    replaced: str | None = None  # when the folder held an export before this one: that export's time (UTC)
 
     def written(self) -> str:
         """What was written, as a user counts it: a folder by its images, a file by its name ("150 images in val/
@@ -162,6 +163,9 @@ def export(
     p = plan(ws, eval_split, policy)
     ds = ws.datasets[SplitId.parse(eval_split).dataset]
     folder = Path(out) if out else ws.exports_dir / f"{eval_split.replace('/', '-')}-{policy.flags}"
+    earlier = folder / "provenance.json"  # an export is written over the last one of its split and policy: say so
+    replaced = (pd.Timestamp(earlier.stat().st_mtime, unit="s", tz="UTC").isoformat(timespec="seconds")
+                if earlier.exists() else None)
     folder.mkdir(parents=True, exist_ok=True)
     kept = p[~p["removed"]]
     split = SplitId.parse(eval_split).split
@@ -194,7 +198,7 @@ def export(
     }
     atomic_write_text(folder / "provenance.json", json.dumps(prov, indent=2, sort_keys=True) + "\n")
     files.append(folder / "provenance.json")
-    return ExportResult(folder, files, int(len(kept)), int(p["removed"].sum()))
+    return ExportResult(folder, files, int(len(kept)), int(p["removed"].sum()), replaced)
 
 
 def _link_folder(kept: pd.DataFrame, ds, dest: Path, mode: str) -> Path:

@@ -237,6 +237,8 @@ def test_export_page_previews_and_writes(ws):
     # the folder dataset's own layout: a tree of the one kept image (its folder counted by its images) and two files
     assert [t.value for t in at.toast] == [f"Wrote 1 image in test/ and removed.csv, provenance.json to "
                                            f"{ws.exports_dir / 'animals-test-hard'}"]
+    at.button(key="exp_write").click().run()  # the same split and policy again: written over the first, and said so
+    assert len(at.toast) == 1 and ", over the export of 20" in at.toast[0].value
     assert at.get("download_button")
 
 
