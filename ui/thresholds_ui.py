@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from leakcore.api import ALL_SOURCES, DECIDED_HARD_PRECISION, DECIDED_PRECISION, Project
-from ui import data
+from ui import data, state
 
 Workspace = Project  # pages hold a Project: the workspace with the product's verbs
 
@@ -343,7 +343,10 @@ def calibration_form(ws: Workspace, encoder: str) -> None:
 
 @st.fragment(run_every=0.5)
 def calibration_progress() -> None:
-    """The running calibration's bar and Stop button, redrawn twice a second without rerunning the page."""
+    """The running calibration's bar and Stop button, redrawn twice a second without rerunning the page. Each run
+    first keeps the other widgets' values (`state.keep_widget_state`): a fragment run forgets the widgets it does not
+    draw, and the Reviewer name typed in the sidebar was gone on the next page after a calibration."""
+    state.keep_widget_state()
     job: CalibrationJob | None = st.session_state.get("cal_job")
     if job is None:
         return
