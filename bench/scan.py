@@ -53,15 +53,18 @@ def bench_search(nq=10_000, nc=50_000, d=512, k=10) -> None:
 
 
 def bench_embed(encoder_name: str, batch_size: int = 64, device: str | None = None, repeat: int = 2,
-                backend: str | None = None) -> None:
+                backend: str | None = None, data: Path | None = None, random_weights: bool = False) -> None:
 
     from leakcore import images
     from leakcore.encoders import create_encoder
     from leakcore.encoders.base import usable_cores
 
-    files = sorted((DATA / "hymenoptera").rglob("*.jpg"))
+    files = sorted((data or DATA / "hymenoptera").rglob("*.jpg"))
     datas = [f.read_bytes() for f in files] * repeat
-    enc = create_encoder(encoder_name, device=device, backend=backend)
+    options = {"backend": backend} if backend else {}
+    if random_weights:  # throughput only: a model whose weights are not on this machine (CLIP, DINOv2)
+        options["random_weights"] = True
+    enc = create_encoder(encoder_name, device=device, **options)
     size = enc.spec.input_size
     arrays = np.stack([enc.prepare(images.decode(d, draft_size=(size, size)).image) for d in datas])
     enc.embed_batch(arrays[:batch_size])  # warm-up
@@ -88,7 +91,8 @@ def bench_embed(encoder_name: str, batch_size: int = 64, device: str | None = No
             times[name].append(time.perf_counter() - t0)
     t = {k: float(np.median(v)) for k, v in times.items()}
     n = len(datas)
-    print(f"embed {n} hymenoptera JPEGs ({len(files)} x {repeat}) with {encoder_name} at {size}px on {enc.device} "
+    print(f"embed {n} hymenoptera JPEGs ({len(files)} x {repeat}) with {encoder_name}"
+          f"{' (random weights)' if random_weights else ''} at {size}px, batches of {batch_size}, on {enc.device} "
           f"({getattr(enc, 'backend', type(enc).__name__)}), "
           f"{usable_cores()} cores (median of 3): bare model on decoded arrays {n / t['bare']:.0f} img/s, "
           f"decoding alone {n / t['decode']:.0f} img/s, ours from file bytes {n / t['ours']:.0f} img/s "
@@ -148,11 +152,16 @@ def main() -> None:
     ap.add_argument("--input-size", type=int, default=224)
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when torch sees a GPU)")
     ap.add_argument("--backend", default=None, choices=["onnxruntime", "torch"], help="for the ONNX encoders (default: auto)")
+    ap.add_argument("--batch-size", type=int, default=64, help="embed: images a batch")
+    ap.add_argument("--repeat", type=int, default=2, help="embed: times the photos are embedded over")
+    ap.add_argument("--data", type=Path, help="embed: a folder of JPEGs (default: ../shared/data/hymenoptera)")
+    ap.add_argument("--random-weights", action="store_true", help="embed: the model with random weights (throughput)")
     args = ap.parse_args()
     if args.part in ("search", "all"):
         bench_search()
     if args.part in ("embed", "all"):
-        bench_embed(args.encoder, device=args.device, backend=args.backend)
+        bench_embed(args.encoder, batch_size=args.batch_size, device=args.device, repeat=args.repeat,
+                    backend=args.backend, data=args.data, random_weights=args.random_weights)
     if args.part in ("memmap", "all"):
         bench_memmap()
     if args.part in ("rescan", "all"):
