@@ -220,7 +220,10 @@ def correctness(items: pd.DataFrame, predictions: dict[str, pd.Series]) -> pd.Da
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean over models per subset: accuracy, gain, random interval (the headline table)."""
     cols = [c for c in ("n", "accuracy", "gain", "random_mean", "random_low", "random_high", "p_value") if c in table]
-    return table.groupby("subset", sort=False)[cols].mean().reset_index()
+    out = table.groupby("subset", sort=False)[cols].mean().reset_index()
+    if "n" in out:  # a count, the same for every model: printed as one ("153", not "153.0000")
+        out["n"] = out["n"].round().astype(int)
+    return out
 
 
 def knn_probe(ws, eval_split: str, train_split: str, *, k: int = 1, encoder=None) -> pd.Series:
@@ -306,12 +309,33 @@ def probe_predictions(ws, eval_split: str, probes) -> dict[str, pd.Series]:
         if probe == "clip":
             out["probe-clip-zero-shot"] = clip_zero_shot(ws, eval_split)
             continue
-        dataset = SplitId.parse(eval_split).dataset
-        train = next((t for t in split_ids(ws.items(), "train") if t.dataset == dataset), None)
-        if train is None:
-            raise InvalidInput(f"the {probe} probe needs a training split of {dataset}")
-        out[f"probe-{probe}"] = knn_probe(ws, eval_split, str(train), k=1 if probe == "knn1" else 20)
+        train, name = _probe_training_split(ws, eval_split, probe), f"probe-{probe}"
+        if train.dataset != SplitId.parse(eval_split).dataset:  # another dataset's: named with the model
+            name += f" ({train})"
+        out[name] = knn_probe(ws, eval_split, str(train), k=1 if probe == "knn1" else 20)
     return out
+
+
+def _probe_training_split(ws, eval_split: str, probe: str) -> SplitId:
+    """The training split a k-NN probe remembers: the evaluation split's own dataset's; where that dataset has none
+    (a test set kept apart from its training data), the workspace's one training split whose labels cover the
+    evaluation split's; else an error saying what to do."""
+    items = ws.items()
+    dataset = SplitId.parse(eval_split).dataset
+    trains = split_ids(items, "train")
+    own = next((t for t in trains if t.dataset == dataset), None)
+    if own is not None:
+        return own
+    wanted = set(eval_items(ws, eval_split)["label"].dropna().astype(str))
+    covering = [t for t in trains if wanted and wanted <= set(
+        items[(items["dataset"] == t.dataset) & (items["split"] == t.split)]["label"].dropna().astype(str))]
+    if len(covering) == 1:
+        return covering[0]
+    why = ("no training split of the workspace has all its labels" if not covering else
+           f"{len(covering)} training splits of other datasets have its labels ({', '.join(map(str, covering))})")
+    raise InvalidInput(f"the {probe} probe remembers a training split, and {dataset} has none; {why}",
+                       cli="measure it with your model's own predictions (--predictions FILE)",
+                       page="Measure it with your model's own predictions (upload them)")
 
 
 def default_eval_split(ws) -> str:

@@ -139,6 +139,7 @@ def test_cli_impact(ws, tmp_path, capsys):
                  "--random", "50", "--csv", str(tmp_path / "out.csv")]) == 0
     out = capsys.readouterr().out
     assert "soft-leaked" in out and "probe-knn1" in out
+    assert next(x for x in out.splitlines() if x.split()[:1] == ["full"]).split()[1] == "4"  # a count, not 4.0000
     assert set(pd.read_csv(tmp_path / "out.csv")["model"]) == {"m", "probe-knn1"}
     (tmp_path / "bad.json").write_text("[1]")
     assert main(["impact", str(ws.path), "--predictions", str(tmp_path / "bad.json")]) == 2
@@ -155,3 +156,24 @@ def test_clip_zero_shot_without_weights_says_how_to_get_them(ws):
 
     with pytest.raises(WeightsUnavailable, match="checkpoint /nonexistent/clip.pt does not exist"):
         downstream.clip_zero_shot(ws, "d/test", weights="/nonexistent/clip.pt")
+
+
+def test_a_knn_probe_on_a_test_set_without_a_training_split_remembers_the_one_that_covers_its_labels(ws, tmp_path):
+    """A test set kept apart from its training data (a dataset of one split) was refused ("the knn1 probe needs a
+    training split of planted") with no word on what to do: the probe remembers the workspace's one training split
+    that has all its labels, named with the model; where several have them, the error says what to do instead."""
+    import shutil
+
+    from leakcore.errors import InvalidInput
+
+    root = make_folder_dataset(tmp_path / "p", n_train=2, n_test=4, leaks=(0, 1))
+    shutil.rmtree(root / "train")
+    add_dataset(ws, "planted", root)
+    scan(ws)
+    preds = downstream.probe_predictions(ws, "planted/test", ["knn1"])
+    assert list(preds) == ["probe-knn1 (d/train)"] and len(preds["probe-knn1 (d/train)"]) == 4
+    assert list(downstream.probe_predictions(ws, "d/test", ["knn1"])) == ["probe-knn1"]  # its own: no name added
+    add_dataset(ws, "other", make_folder_dataset(tmp_path / "o", n_train=4, n_test=1, seed0=700))
+    with pytest.raises(InvalidInput, match="2 training splits of other datasets have its labels") as err:
+        downstream.probe_predictions(ws, "planted/test", ["knn1"])
+    assert "--predictions" in err.value.for_terminal() and "upload" in err.value.for_page()
