@@ -20,7 +20,6 @@ import io
 import json
 import logging
 import math
-import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -579,8 +578,7 @@ class LeakageReport:
     def write_html(self, path, **kwargs) -> int:
         """Write the page atomically; returns its size in bytes."""
         body = self.html(**kwargs).encode("utf-8")
-        atomic_write_bytes(Path(path), body)
-        os.chmod(path, 0o644)  # a page to hand on (the atomic write's temporary file is private)
+        atomic_write_bytes(Path(path), body)  # readable as a plain write's would be: a page to hand on
         return len(body)
 
 

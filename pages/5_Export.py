@@ -79,12 +79,13 @@ with user_errors():
     if st.button("Write the export into the workspace", key="exp_write", type="primary"):
         result = ws.exports.write(split, policy, fmt=fmt, links=None if links == "none" else links)
         st.session_state["exp_last"] = [str(f) + ("/" if f.is_dir() else "") for f in result.files]  # a tree: its folder
-        st.session_state["flash"] = (f"Wrote {result.written()} to {result.folder}"
-                                     + (f", over the export of {result.replaced} there" if result.replaced else ""))
+        over = f", over the export of {result.replaced} there" if result.replaced else ""
+        st.session_state["exp_over"] = over
+        st.session_state["flash"] = f"Wrote {result.written()} to {result.folder}{over}"
         st.rerun()
     if st.session_state.get("exp_last"):
         files = st.session_state["exp_last"]
-        st.success("Written:\n\n" + "\n".join(f"- `{f}`" for f in files))
+        st.success(f"Written{st.session_state.get('exp_over', '')}:\n\n" + "\n".join(f"- `{f}`" for f in files))
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w") as zf:
             for f in files:

@@ -239,6 +239,7 @@ def test_export_page_previews_and_writes(ws):
                                            f"{ws.exports_dir / 'animals-test-hard'}"]
     at.button(key="exp_write").click().run()  # the same split and policy again: written over the first, and said so
     assert len(at.toast) == 1 and ", over the export of 20" in at.toast[0].value
+    assert any(", over the export of 20" in m.value for m in at.success)  # in the box that stays, too
     assert at.get("download_button")
 
 

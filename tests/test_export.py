@@ -124,3 +124,24 @@ def test_cli_export(ws, tmp_path, capsys):
     assert "removed at soft" in out and "kept 3, removed 3" in out
     assert (ws.exports_dir / "d-test-hard" / "removed.csv").exists()
     assert main(["export", str(ws.path), "--split", "d/nope"]) == 2
+
+
+def test_an_export_is_readable_as_a_plain_write_would_be(ws, tmp_path):
+    """Atomic writes go through a private temporary file (0600): an export handed to colleagues, and every file the
+    workspace writes, now gets the permissions a plain write gives (the umask's), or keeps an existing file's."""
+    import os
+
+    from leakcore.io import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        res = export.export(ws, "d/test", ExportPolicy("soft"), fmt="csv", out=tmp_path / "out")
+        assert {(p.name, p.stat().st_mode & 0o777) for p in res.files if p.is_file()} == {
+            (p.name, 0o644) for p in res.files if p.is_file()} and len(res.files) == 3
+        kept = tmp_path / "kept.txt"
+        kept.write_text("a")
+        kept.chmod(0o640)
+        atomic_write_text(kept, "b")
+        assert kept.read_text() == "b" and kept.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
