@@ -472,7 +472,13 @@ class ShortcutAudit:
                                 "(it does not transfer)"))
                 out.append(line)
             else:
-                out.append("no corner predicts the label much better than the others")
+                acc = self.regions.regions.set_index("region")["balanced_accuracy"]
+                corners = acc.drop([r for r in ("whole", "border") if r in acc.index])
+                seen = (f" (corners {corners.min():.3f}-{corners.max():.3f}"
+                        + (f", the border alone {acc['border']:.3f}" if "border" in acc.index else "")
+                        + (f", the whole image {acc['whole']:.3f}" if "whole" in acc.index else "")
+                        + ": what the picture itself shows, not a marker)") if len(corners) else ""
+                out.append("no corner predicts the label much better than the others" + seen)
         return out
 
 

@@ -201,3 +201,10 @@ def test_a_verdict_of_no_shortcut_says_why_and_names_a_probe_that_scores_on_eval
     line = verdict(0.01, 0.55, {"balanced_accuracy": 0.52, "chance": 0.5, "n_eval": 100})
     assert "less than 0.1 over chance" in line and "worth a look" not in line
     assert verdict(0.01, 0.8, {}).startswith("metadata predicts the label")
+    table = pd.DataFrame({"region": ["whole", "border", "top-left", "top-right", "bottom-left", "bottom-right"],
+                          "balanced_accuracy": [0.81, 0.758, 0.63, 0.67, 0.64, 0.65], "chance": 0.5})
+    m = shortcuts.ProbeResult("metadata", 0.5, 0.5, 0.5, 200, 2)
+    r = shortcuts.RegionResult(table, {}, pd.DataFrame(), None)
+    line = shortcuts.ShortcutAudit("d", "train", "val", m, r, pd.DataFrame()).verdict[1]
+    assert line == ("no corner predicts the label much better than the others (corners 0.630-0.670, the border "
+                    "alone 0.758, the whole image 0.810: what the picture itself shows, not a marker)")
