@@ -457,7 +457,7 @@ class ShortcutAudit:
             t = m.transfer
             if t and t["balanced_accuracy"] > t["chance"] + 0.1:  # not settled on training, yet it scores on eval
                 line += (f"; but fit on training it scores {t['balanced_accuracy']:.3f} on the evaluation split "
-                         f"(chance {t['chance']:.3f}): worth a look")
+                         f"(chance {t['chance']:.3f}, {t.get('n_eval', '?')} images): worth a look")
             out.append(line)
         if self.regions is not None:
             if self.regions.marker:

@@ -197,7 +197,7 @@ def test_a_verdict_of_no_shortcut_says_why_and_names_a_probe_that_scores_on_eval
 
     line = verdict(0.0505, 0.579, {"balanced_accuracy": 0.68, "chance": 0.5, "n_eval": 100})
     assert line.startswith("no metadata shortcut on training") and "p = 0.051, above 0.05" in line
-    assert "scores 0.680 on the evaluation split" in line and "worth a look" in line
+    assert "scores 0.680 on the evaluation split (chance 0.500, 100 images): worth a look" in line
     line = verdict(0.01, 0.55, {"balanced_accuracy": 0.52, "chance": 0.5, "n_eval": 100})
     assert "less than 0.1 over chance" in line and "worth a look" not in line
     assert verdict(0.01, 0.8, {}).startswith("metadata predicts the label")
