@@ -141,6 +141,8 @@ def match_features(fa: Features, fb: Features) -> dict:
     shift: RANSAC), the share of each image their convex hull covers (the smaller), and the transform's scale."""
     import cv2
 
+    from leakcore import verify
+
     out = {"method": "orb", "inliers": 0, "matches": 0, "spread": 0.0, "scale": 0.0, "ncc": np.nan, "overlap": 0.0,
            "reason": ""}
     if fa.descriptors is None or fb.descriptors is None or len(fa.points) < 8 or len(fb.points) < 8:
@@ -163,8 +165,7 @@ def match_features(fa: Features, fb: Features) -> dict:
         return {**out, "reason": "no consistent transform"}
     keep = inl.ravel().astype(bool)
     # ORB finds one spot at several scales: inliers count once per place
-    distinct = lambda p: len(np.unique(np.round(p / DISTINCT_PX), axis=0))  # noqa: E731
-    out["inliers"] = int(min(distinct(src[keep]), distinct(dst[keep])))
+    out["inliers"] = min(verify.distinct_places(src[keep], DISTINCT_PX), verify.distinct_places(dst[keep], DISTINCT_PX))
     out["scale"] = float(np.hypot(model[0, 0], model[1, 0]))
     out["spread"] = min(_hull_share(src[keep], fa.size), _hull_share(dst[keep], fb.size))
     if fa.small is not None and fb.small is not None:

@@ -381,7 +381,7 @@ def orb_pair(eval_features: list, train_features: list) -> tuple[int, float]:
     """(RANSAC inliers, inlier ratio) of ORB matches under a partial affine model (rotation, scale, shift), the
     eval image's views (as is, mirrored: `orb_features(.., mirrored=True)`) against the training image's features.
     A match is kept where it passes the ratio test (ORB_RATIO_TEST); inliers are counted at distinct places
-    (`_places`, the fewer of the two images'), the ratio is all inliers over kept matches."""
+    (`distinct_places`, the fewer of the two images'), the ratio is all inliers over kept matches."""
     import cv2
 
     tb = train_features[0]
@@ -399,15 +399,16 @@ def orb_pair(eval_features: list, train_features: list) -> tuple[int, float]:
                                              maxIters=2000, confidence=0.99)
         keep = inl.ravel().astype(bool) if inl is not None else np.zeros(len(query), bool)
         # ORB finds one spot at several scales (an eye, a corner): inliers count once per place, in both images
-        n = min(_places(src[keep]), _places(dst[keep]))
+        n = min(distinct_places(src[keep], ORB_DISTINCT_PX), distinct_places(dst[keep], ORB_DISTINCT_PX))
         if n > best[0]:
             best = (n, int(keep.sum()) / len(query))
     return best
 
 
-def _places(points: np.ndarray) -> int:
-    """The distinct places among keypoint positions: those closer than ORB_DISTINCT_PX count once."""
-    return len(np.unique(np.round(points / ORB_DISTINCT_PX), axis=0)) if len(points) else 0
+def distinct_places(points: np.ndarray, px: float = 4.0) -> int:
+    """The distinct places among keypoint positions (n, 2): those closer than `px` count once (ORB finds one spot
+    at several scales). Shared with `grouping.match_features`."""
+    return len(np.unique(np.round(points / px), axis=0)) if len(points) else 0
 
 
 def _ratio_matches(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ with user_errors():
              if (c["review"] == "groups" and has_groups)
              or (c["review"] == "pairs" and (c is pair_checks[0] or (queue["check"] == c["name"]).any()))]
     how = {c["name"]: c["review"] for c in shown}
-    splits = review_ui.split_choices(queue, data.items(ws))
+    splits = review_ui.split_choices(ws, queue)
     review_ui.restore_from_url(queue, list(how), splits)  # a reload, a bookmark or a link: the check, queue and pair
     if st.session_state.get("review_check") not in how:
         st.session_state["review_check"] = shown[0]["name"]

@@ -85,16 +85,15 @@ URL_KEYS = ("eval", "train", "pos", *URL_LISTS, *URL_CHOICES)
 ALL = "all"  # a list filter with nothing chosen (every value); never a split id, which always holds a "/"
 
 
-def split_choices(queue: pd.DataFrame, items: pd.DataFrame) -> dict[str, list[str]]:
+def split_choices(ws: Project, queue: pd.DataFrame) -> dict[str, list[str]]:
     """The evaluation splits and training sources the filters offer: every one of the workspace, flagged or not (a
     heatmap cell with no flagged pair opens the Review page on that split, showing none, not every split's pairs),
     and any the queue names."""
     def values(column: str) -> set:
         return set(queue[column].unique()) if column in queue else set()  # an empty queue may have no columns
 
-    ids = items["dataset"].astype(str) + "/" + items["split"].astype(str)
-    return {"split": sorted(set(ids[items["role"] != "train"]) | values("eval_split")),
-            "source": sorted(set(ids) | values("source"))}
+    return {"split": sorted(set(data.split_names(ws, "eval")) | values("eval_split")),
+            "source": sorted(set(data.split_names(ws)) | values("source"))}
 
 
 def url_options(queue: pd.DataFrame, checks: list[str], splits: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -218,11 +217,10 @@ def position(view) -> int:
     return pos
 
 
-@st.fragment
+@state.fragment
 def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None:
     """The pair on show, its decisions and views: a fragment, so that a key press or a decision reruns only this
     part (the sidebar and the page around it stay as they are)."""
-    state.keep_widget_state()
     with user_errors():
         queue = data.queue(ws, hard, soft)  # cached; a decision refreshes it through the decisions' stamp
         view, counts = data.review_view(ws, hard, soft, filters)  # counts of the check on show

@@ -69,6 +69,23 @@ def keep_widget_state() -> None:
                 pass
 
 
+def fragment(func=None, *, run_every: float | None = None):
+    """`st.fragment` whose every run first keeps the page's widget state (`keep_widget_state`): a fragment run
+    forgets the widgets it did not draw, and during a calibration (its bar redrawn twice a second) the Reviewer name
+    typed in the sidebar was gone on the next page. Every fragment of the dashboard is made with this."""
+    import functools
+
+    def make(f):
+        @functools.wraps(f)
+        def run(*args, **kwargs):
+            keep_widget_state()
+            return f(*args, **kwargs)
+
+        return st.fragment(run, run_every=run_every)
+
+    return make(func) if func is not None else make
+
+
 def init_state() -> None:
     for key, value in DEFAULTS.items():
         if key not in st.session_state:

@@ -341,12 +341,10 @@ def calibration_form(ws: Workspace, encoder: str) -> None:
         st.rerun()
 
 
-@st.fragment(run_every=0.5)
+@state.fragment(run_every=0.5)
 def calibration_progress() -> None:
-    """The running calibration's bar and Stop button, redrawn twice a second without rerunning the page. Each run
-    first keeps the other widgets' values (`state.keep_widget_state`): a fragment run forgets the widgets it does not
-    draw, and the Reviewer name typed in the sidebar was gone on the next page after a calibration."""
-    state.keep_widget_state()
+    """The running calibration's bar and Stop button, redrawn twice a second without rerunning the page (a
+    `state.fragment`: the other widgets' values are kept)."""
     job: CalibrationJob | None = st.session_state.get("cal_job")
     if job is None:
         return
