@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from leakcore import images
+import leakcore.encoders.device_decode as device_decode
 from leakcore.errors import WeightsUnavailable  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,17 @@ class Encoder:
 
     spec: EncoderSpec
     any_size = False  # whether the model takes inputs of any size (`at_size`); a subclass that does says so
+    #: how `prepare` resizes ("bilinear" or "bicubic", antialiased as Pillow does it), so that JPEGs can be
+    #: decoded and resized on the GPU the same way (`device_decode`); None: only `prepare` can make the input
+    resample: str | None = "bilinear"
 
     def __init__(self, spec: EncoderSpec, device: str = "cpu", weights_id: str = ""):
         self.spec = spec
         self.device = device
         self.weights_id = weights_id
         self.mirror = False  # embed the horizontal mirror image instead (query-time flips)
+        self.device_decoding: bool | None = None  # None: decode JPEGs on the GPU where it can (`decodes_on_device`)
+        self.device_decode_threads = 2  # threads that decode batches on the GPU, each on a stream of its own
 
     def mirrored(self) -> "Encoder":
         """A shallow copy that embeds mirror images; shares the model, caches under its own fingerprint."""
@@ -103,8 +109,16 @@ class Encoder:
         return resize_square(image, self.spec.input_size)
 
     def embed_batch(self, batch: np.ndarray) -> np.ndarray:
-        """(n, ...) stacked `prepare` outputs -> (n, dim) float32, L2-normalised."""
+        """(n, ...) stacked `prepare` outputs -> (n, dim) float32, L2-normalised. Where JPEGs are decoded on the
+        GPU (`decodes_on_device`) the batch is a (n, size, size, 3) uint8 tensor already on the encoder's device."""
         raise NotImplementedError
+
+    def decodes_on_device(self) -> bool:
+        """Whether `encode` decodes JPEGs on the encoder's GPU: where nvJPEG is there and `prepare` is a plain
+        resize; `device_decoding` set to True or False decides instead (tests, benchmarks)."""
+        if self.device_decoding is not None:
+            return self.device_decoding
+        return self.resample is not None and device_decode.available(self.device)
 
     # ---- template ----------------------------------------------------------------------------
     def prepare_bytes(self, data: bytes | None) -> tuple[np.ndarray | None, str | None]:
@@ -129,11 +143,18 @@ class Encoder:
         Every image is decoded in a pool of `workers` threads (default: one per core; Pillow and torch release
         the GIL) while up to `prefetch` batches ahead wait, so the model never waits on decoding it could
         have had, and the decoders never idle while the model runs. Closing the generator cancels the rest.
+
+        On a GPU (`decodes_on_device`) one more thread reads each JPEG's header, and decodes and resizes the
+        next batches' JPEGs on the GPU, on a stream of its own, while the model embeds this one; the workers
+        decode only what the GPU does not take.
         """
-        window = (prefetch + 1) * batch_size
-        pending: deque[Future] = deque()
         pool = ThreadPoolExecutor(max_workers=max(1, workers or usable_cores()))
         try:
+            if self.decodes_on_device():
+                yield from self._encode_on_device(iter(datas), batch_size, prefetch, pool)
+                return
+            window = (prefetch + 1) * batch_size
+            pending: deque[Future] = deque()
             for data in itertools.chain(datas, [_END]):
                 if data is not _END:
                     pending.append(pool.submit(self.prepare_bytes, data))
@@ -141,6 +162,63 @@ class Encoder:
                     yield self._finish([pending.popleft().result() for _ in range(min(batch_size, len(pending)))])
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    # ---- decoding on the GPU (`device_decode`) ---------------------------------------------------------
+    def _encode_on_device(self, datas: Iterator[bytes | None], batch_size: int, prefetch: int,
+                          pool: ThreadPoolExecutor) -> Iterator[tuple[np.ndarray, list[str | None]]]:
+        assembled: deque[Future] = deque()
+        assembler = ThreadPoolExecutor(max_workers=max(1, self.device_decode_threads))
+        streams = device_decode.ThreadStreams(self.device)
+        try:
+            while chunk := list(itertools.islice(datas, batch_size)):
+                assembled.append(assembler.submit(self._assemble, chunk, streams, pool))
+                if len(assembled) > max(prefetch, self.device_decode_threads):
+                    yield self._embed_assembled(*assembled.popleft().result())
+            while assembled:
+                yield self._embed_assembled(*assembled.popleft().result())
+        finally:
+            assembler.shutdown(wait=True, cancel_futures=True)
+
+    def _assemble(self, chunk: list[bytes | None], streams, pool: ThreadPoolExecutor):
+        """One batch on the device: (inputs of the good rows, their positions, every row's reason).
+
+        The JPEGs the GPU takes are decoded there; the rest by `prepare_bytes` in the pool, meanwhile."""
+        stream = streams.get()
+        jobs = {i: job for i, data in enumerate(chunk) if (job := device_decode.triage(data)) is not None}
+        on_cpu = {i: pool.submit(self.prepare_bytes, data) for i, data in enumerate(chunk) if i not in jobs}
+        decoded = None
+        if jobs:
+            try:
+                with device_decode.on_stream(stream):
+                    decoded = device_decode.decode_resized(list(jobs.values()), self.device, self.spec.input_size,
+                                                           self.resample, self.mirror)
+            except Exception as exc:  # noqa: BLE001 - nvJPEG refused one: the batch goes the CPU's way
+                log.info("the GPU could not decode a batch of %d JPEGs (%s: %s); decoding them on the CPU",
+                         len(jobs), type(exc).__name__, exc)
+                on_cpu.update({i: pool.submit(self.prepare_bytes, chunk[i]) for i in jobs})
+                jobs = {}
+        prepared = {i: future.result() for i, future in on_cpu.items()}
+        reasons = [None if i in jobs else prepared[i][1] for i in range(len(chunk))]
+        good = [i for i in range(len(chunk)) if reasons[i] is None]
+        cpu_good = [i for i in good if i not in jobs]
+        if not cpu_good:
+            return decoded, good, reasons
+        import torch
+
+        row = {i: r for r, i in enumerate(good)}
+        with device_decode.on_stream(stream):
+            batch = torch.empty((len(good), *prepared[cpu_good[0]][0].shape), dtype=torch.uint8, device=self.device)
+            if jobs:
+                batch[[row[i] for i in jobs]] = decoded
+            batch[[row[i] for i in cpu_good]] = device_decode.to_device([prepared[i][0] for i in cpu_good],
+                                                                       self.device)
+        return batch, good, reasons
+
+    def _embed_assembled(self, batch, good: list[int], reasons: list[str | None]) -> tuple[np.ndarray, list[str | None]]:
+        out = np.zeros((len(reasons), self.spec.dim), dtype=np.float32)
+        if good:
+            out[good] = l2_normalise(np.asarray(self.embed_batch(batch), dtype=np.float32))
+        return out, reasons
 
     def _finish(self, prepared: list[tuple[np.ndarray | None, str | None]]) -> tuple[np.ndarray, list[str | None]]:
         reasons = [r for _, r in prepared]

@@ -26,6 +26,8 @@ def bits_to_vector(bits: np.ndarray) -> np.ndarray:
 class HashEncoder(Encoder):
     """`prepare` computes the hash bits in worker threads; `embed_batch` only maps bits to vectors."""
 
+    resample = None  # `prepare` hashes; there is nothing to decode on a GPU for
+
     def __init__(self, spec: EncoderSpec, device: str, fn):
         super().__init__(spec, "cpu", weights_id="no-weights")
         self._fn = fn

@@ -125,11 +125,14 @@ class OnnxCopyEncoder(Encoder):
             self.device = "cpu"  # say where it really runs
 
     def embed_batch(self, batch: np.ndarray) -> np.ndarray:
-        if self.backend == "onnxruntime":
-            return self._session.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.uint8)})[0]
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.uint8)).to(self.device, non_blocking=True)
+        if self.backend == "onnxruntime":
+            if torch.is_tensor(batch):  # decoded on the GPU (`device_decode`)
+                batch = batch.cpu().numpy()
+            return self._session.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.uint8)})[0]
+        x = batch if torch.is_tensor(batch) else torch.from_numpy(np.ascontiguousarray(batch, dtype=np.uint8))
+        x = x.to(self.device, non_blocking=True)
         if self.backend == "torchscript":
             from leakcore.encoders.base import IMAGENET_MEAN, IMAGENET_STD
 

@@ -24,6 +24,8 @@ _UNCALIBRATED = (
 class TorchEncoder(Encoder):
     """A torch module mapping normalised NCHW floats to features; half precision on CUDA."""
 
+    resample = "bicubic"  # as `prepare`
+
     def __init__(self, spec: EncoderSpec, device: str, module, weights_id: str):
         super().__init__(spec, device, weights_id=weights_id)
         import torch
@@ -42,7 +44,8 @@ class TorchEncoder(Encoder):
     def embed_batch(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True).permute(0, 3, 1, 2).to(self._dtype).div_(255)
+        x = batch if torch.is_tensor(batch) else torch.from_numpy(batch)  # a tensor: decoded on the GPU already
+        x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2).to(self._dtype).div_(255)
         with torch.inference_mode():
             return self.module((x - self._mean) / self._std).float().cpu().numpy()
 
