@@ -50,8 +50,9 @@ from threadpoolctl import ThreadpoolController, threadpool_limits
 from leakcore import leakage, search, verify
 from leakcore.errors import InvalidInput
 from leakcore.scores.fused import (  # noqa: F401  (the fitted model and scoring pairs with it live there)
-    SECOND_FEATURE, SECOND_INPUT_SIZE, TWIN_ORB_INLIERS, TWIN_ORB_RATIO, FusedModel, SecondOpinion, _estimator,
-    _folds, decided_by_matches, floor_matched, load, outdated, second_encoder_name, small_images, with_fused)
+    SECOND_FEATURE, SECOND_INPUT_SIZE, TWIN_CROP_DETAIL, TWIN_CROP_NCC, TWIN_ORB_INLIERS, TWIN_ORB_RATIO, FusedModel,
+    SecondOpinion, _estimator, _folds, decided_by_crop, decided_by_matches, floor_matched, load, outdated,
+    second_encoder_name, small_images, with_fused)
 from leakcore.io import atomic_path, atomic_write_text, write_parquet
 from leakcore.scores.base import DECIDED_HARD_PRECISION, DECIDED_PRECISION
 
@@ -243,7 +244,7 @@ def _pixels_agree(ev: pd.DataFrame) -> pd.Series:
     """Pairs whose pixels say "one photograph" (verified copies): aligned nearly pixel for pixel, or many local
     features matched under one geometric map."""
     aligned = (ev["ncc"] >= verify.TWIN_NCC) & (ev["ssim"] >= verify.TWIN_SSIM)
-    return aligned | pd.Series(decided_by_matches(ev), index=ev.index)
+    return aligned | pd.Series(decided_by_matches(ev) | decided_by_crop(ev), index=ev.index)
 
 
 def lookalike_pairs(ws, coll: pd.DataFrame, vectors: np.ndarray, *, n_images: int, seed: int = 0,
@@ -370,8 +371,9 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         # where LOOKALIKE_PRECISION of the pairs above it are leaks with one candidate pair in 1 / LEAK_SHARE a leak
         held = _out_of_fold(suite[features].to_numpy(np.float64), suite["label"].to_numpy(int),
                             suite["query"].astype(str).to_numpy(), seed)
-        # a look-alike the local matches decide is flagged whatever soft is: it does not move soft (it is counted)
-        matched_lookalikes = collection.to_numpy() & decided_by_matches(suite)
+        # a look-alike the local matches (or a crop search) decide is flagged whatever soft is: it does not move soft
+        # (it is counted)
+        matched_lookalikes = collection.to_numpy() & (decided_by_matches(suite) | decided_by_crop(suite))
         real = ((suite["label"] == 1) | collection).to_numpy() & ~matched_lookalikes
         lookalike_soft = soft_from_lookalikes(held[real], suite.loc[real, "label"].to_numpy(int))
         floor = soft_floor(ws)
@@ -416,7 +418,8 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
             soft, rule = raised, rule_text + " (out of fold)"
             hard = max(hard, soft)
     pixels = None if small_images(ws) else [verify.TWIN_NCC, verify.TWIN_SSIM]
-    floored = floor_matched(suite, fused, hard, (TWIN_ORB_INLIERS, TWIN_ORB_RATIO), pixels)
+    crop = None if small_images(ws) else [TWIN_CROP_NCC, TWIN_CROP_DETAIL]
+    floored = floor_matched(suite, fused, hard, (TWIN_ORB_INLIERS, TWIN_ORB_RATIO), pixels, crop)
     per_family = (suite.assign(fused=floored)[clean].groupby(["family", "label"])["fused"]
                   .apply(lambda s: float((s >= soft).mean())).unstack("label"))
     meta = {
@@ -430,7 +433,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         "soft_tpr": cal.soft_tpr_, "hard_tpr": cal.hard_tpr_, "threshold_rule": rule,
         "suite_soft": float(cal.soft_), "suite_hard": float(cal.hard_), "lookalike_pairs": int(collection.sum()),
         "lookalike_soft": lookalike_soft, "leak_share": LEAK_SHARE,
-        "decisive_matches": [TWIN_ORB_INLIERS, TWIN_ORB_RATIO], "decisive_pixels": pixels,
+        "decisive_matches": [TWIN_ORB_INLIERS, TWIN_ORB_RATIO], "decisive_pixels": pixels, "decisive_crop": crop,
         "lookalikes_decided_by_matches": int(matched_lookalikes.sum()) if matched_lookalikes is not None else None,
         "flagged_by_family": {str(k): float(v) for k, v in per_family.get(1, pd.Series(dtype=float)).items()},
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

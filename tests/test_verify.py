@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from leakcore import checks, fused, leakage, review, verify
 from leakcore.api import Project
@@ -581,6 +581,7 @@ def test_the_fit_sets_soft_on_the_collections_own_look_alikes_never_below_the_fl
     assert len(scores) == int((suite["label"] == 1).sum()) + len(alike) and labels.sum() == (suite["label"] == 1).sum()
     assert fm.soft >= fused.SOFT_FLOOR and fm.hard >= fm.soft and fm.meta["threshold_rule"].startswith("look-alikes")
     assert fused.small_images(scanned.workspace) and fm.meta["decisive_pixels"] is None  # 64 x 48 px: no such rule
+    assert fm.meta["decisive_crop"] is None  # nor a crop rule
     if fm.meta["lookalike_soft"] is not None and fm.meta["lookalike_soft"] >= fused.SOFT_FLOOR:
         assert _weighted_precision(scores, labels, fm.soft, fused.LEAK_SHARE) >= fused.LOOKALIKE_PRECISION
     # a rule that would put soft at the suite's kind of value (0.008) is overruled by the floor
@@ -695,6 +696,49 @@ def test_a_pair_aligned_pixel_for_pixel_is_floored_at_hard_on_photos_only(monkey
     fm.model_ = _Unsure()
     assert list(fm.predict(rows)) == pytest.approx([0.9, 0.05, 0.05])
     assert fused.floor_matched(rows, np.full(3, 0.05), 0.9) == pytest.approx([0.05] * 3)  # no rule, no floor
+
+
+def _fur(seed: int, size=(400, 300)) -> Image.Image:
+    """A coat of fur: fine grain with soft light and no corners strong enough for ORB's FAST test."""
+    rng = np.random.default_rng(seed)
+    grain = np.asarray(Image.fromarray(rng.integers(0, 256, (size[1], size[0]), dtype=np.uint8)).filter(
+        ImageFilter.GaussianBlur(2.5)), float)
+    yy, xx = np.mgrid[0:size[1], 0:size[0]] / max(size)
+    light = 90 + 40 * np.sin(3 * xx + rng.uniform(0, 6)) * np.cos(2 * yy + rng.uniform(0, 6))
+    grey = np.clip(light + 0.8 * (grain - grain.mean()), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.stack([grey, (grey * 0.9).astype(np.uint8), (grey * 0.75).astype(np.uint8)], -1))
+
+
+def test_a_strong_crop_with_few_corners_is_found_as_a_crop_either_way_round():
+    """A crop of half of each side of a coat of fur has too few corners for local features and is too small for the
+    alignment's scales; the crop search finds it in its original (and the original around it) at NCC and detail
+    NCC above `decided_by_crop`'s rule (0.96-0.98 and 0.88 here), and not in another coat (at most 0.57 and 0)."""
+    for seed in (1, 3, 4):
+        original = _fur(seed)
+        crop = original.crop((130, 60, 330, 210))
+        assert verify.orb_match(crop, original)[0] < fused.TWIN_ORB_INLIERS  # the local matches do not decide
+        ev = verify.evidence([crop, original, crop], [original, crop, _fur(seed + 10)])
+        assert fused.decided_by_crop(ev).tolist() == [True, True, False], ev[["crop_ncc", "crop_detail"]]
+        assert ev["crop_ncc"].iloc[2] < 0.9 and ev["crop_detail"].iloc[2] < 0.3
+
+
+def test_no_crop_search_on_cifar_sized_images():
+    """At 32 px a crop is a blur: no crop search (its evidence stays 0, and the fit stores no crop rule there)."""
+    tiny = _fur(4, (32, 32))
+    ev = verify.evidence([tiny.crop((4, 4, 28, 28))], [tiny])
+    assert ev["crop_ncc"].iloc[0] == 0.0 and ev["crop_detail"].iloc[0] == 0.0
+
+
+def test_a_pair_found_as_a_crop_is_floored_at_hard_where_the_model_has_the_rule():
+    rows = pd.DataFrame({f: [0.0, 0.0, 0.0] for f in verify.FEATURES})
+    rows["crop_ncc"] = [fused.TWIN_CROP_NCC, fused.TWIN_CROP_NCC - 0.01, 0.99]
+    rows["crop_detail"] = [fused.TWIN_CROP_DETAIL, 0.99, fused.TWIN_CROP_DETAIL - 0.01]
+    fm = fused.FusedModel("phash").set_thresholds(0.9, 0.3, 0.5, {"decisive_crop": [fused.TWIN_CROP_NCC,
+                                                                                    fused.TWIN_CROP_DETAIL]})
+    fm.model_ = _Unsure()
+    assert list(fm.predict(rows)) == pytest.approx([0.9, 0.05, 0.05])
+    fm.meta_ = {}  # a model fitted before the rule (or on CIFAR-sized images)
+    assert list(fm.predict(rows)) == pytest.approx([0.05] * 3)
 
 
 class _Items:

@@ -409,6 +409,10 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
             import math
 
             facts["ORB + RANSAC inliers"] = f"{round(math.expm1(e.stored['orb_inliers']))} ({100 * e.stored['orb_ratio']:.0f}%)"
+        if e.stored is not None and float(e.stored.get("crop_ncc", 0.0) or 0.0) > 0:
+            # one image found inside the other (verify.crop_search): a strong crop with too few corners for ORB
+            facts["found as a crop: NCC; fine detail NCC"] = (f"{e.stored['crop_ncc']:.3f}; "
+                                                             f"{e.stored['crop_detail']:.3f}")
         # every row shown (a table of ten rows with a scrollbar of its own hid the last evidence)
         st.dataframe(pd.DataFrame({"evidence": list(facts), "value": list(facts.values())}), hide_index=True,
                      width="stretch", height="content")
