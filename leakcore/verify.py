@@ -437,7 +437,8 @@ def crop_search(query: CropViews, target: CropViews) -> tuple[float, float]:
     different photos do not share (0 where not refined).
 
     A strong crop of a photo (a fur, a flank, a leaf: 45-60% of each side) has too few corners for local features
-    and is too small for the alignment's scales (0.8-1.25); here it is found at NCC 0.92-0.99."""
+    and is too small for the alignment's scales (0.8-1.25); here such crops were found at NCC 0.97-1.00 (the planted
+    copies of bench/verify_crops.py)."""
     import cv2
 
     coarse = max(((_place(query.scaled(f * max(target.half.shape)), target.half)[0], f) for f in CROP_FRACTIONS),
@@ -586,7 +587,7 @@ class ImageInputs:
         return self._orb[key]
 
     def crop_views(self) -> "CropViews":
-        """The crop search's views of the image (about 80 KB)."""
+        """The crop search's views of the image (about 80 KB with its scaled copies)."""
         if "crop" not in self._orb:
             self._orb["crop"] = CropViews(self.gray())
         return self._orb["crop"]
