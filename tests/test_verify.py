@@ -729,6 +729,17 @@ def test_no_crop_search_on_cifar_sized_images():
     assert ev["crop_ncc"].iloc[0] == 0.0 and ev["crop_detail"].iloc[0] == 0.0
 
 
+def test_a_score_floored_at_hard_is_stored_at_or_above_hard():
+    """Fused scores are stored as float32, and a pair floored at hard (float64) must not round below it: a hard
+    of 0.9900670346514342 rounded to nearest is 3e-8 under it, and every decided copy then counted as soft."""
+    from leakcore.scores.fused import _float32_up
+
+    for hard in (0.9900670346514342, 0.95, 1 / 3, 0.7171):
+        stored = _float32_up(np.array([hard, hard - 1e-3, 0.0]))
+        assert stored.dtype == np.float32 and stored[0] >= hard and stored[1] < hard
+        assert leakage.degree_of(stored, hard, hard / 2).tolist() == ["hard", "soft", "none"]
+
+
 def test_a_pair_found_as_a_crop_is_floored_at_hard_where_the_model_has_the_rule():
     rows = pd.DataFrame({f: [0.0, 0.0, 0.0] for f in verify.FEATURES})
     rows["crop_ncc"] = [fused.TWIN_CROP_NCC, fused.TWIN_CROP_NCC - 0.01, 0.99]

@@ -390,8 +390,17 @@ def with_fused(ws, pairs: pd.DataFrame, fm: FusedModel) -> pd.DataFrame:
         fused[verified] = fm.predict(ev[verified].assign(similarity=pairs["similarity"].to_numpy()[verified]))
     out = pairs.copy()
     out["raw_similarity"] = out["similarity"]
-    out["fused"] = fused.astype(np.float32)
+    out["fused"] = _float32_up(fused)
     out["verified"] = verified
+    return out
+
+
+def _float32_up(x: np.ndarray) -> np.ndarray:
+    """`x` as float32, rounded up where float32 falls below it: a pair floored at hard (float64) stays at or above
+    hard when stored (rounded to nearest, 0.9900670 fell 3e-8 under it, and such pairs counted as soft)."""
+    out = x.astype(np.float32)
+    low = out < x
+    out[low] = np.nextafter(out[low], np.float32(np.inf))
     return out
 
 
