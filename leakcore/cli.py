@@ -153,15 +153,18 @@ def cmd_scan(args) -> int:
                           flip_queries=args.flip_queries, encoder_options=options, grouping=args.grouping,
                           verify=args.verify, ray=args.ray, workers=args.workers)
     bars.close()
-    print(f"scan with {result.encoder}: {len(result.pairs_searched)} split pairs searched, "
-          f"{len(result.pairs_skipped)} unchanged, {result.seconds:.1f}s")
     fm = project.scores.fused_model() if project.settings.verify else None
+    print(f"scan with {result.encoder}: {len(result.pairs_searched)} split pairs searched, "
+          f"{len(result.pairs_skipped)} unchanged, {result.seconds:.1f}s" + (" (verification included)" if fm else ""))
     if fm is not None:  # say what verification did and whether the rates below use it
-        fused = project.settings.score == "fused"
-        print(f"verification: candidate pairs (raw similarity >= {fm.candidate:.4f}) checked on their pixels; fused "
-              f"score hard {fm.hard:.4f}, soft {fm.soft:.4f} (`leakcore verify {args.dir}` for its table); the rates "
-              + ("below use it" if fused else f"below use the raw similarity (`leakcore verify {args.dir} --use fused` "
-                                               "flags by the fused score)"))
+        print(f"verification: candidate pairs (raw similarity >= {fm.candidate:.4f}) checked on their pixels; "
+              f"fused score hard {fm.hard:.4f}, soft {fm.soft:.4f}")
+        print(project.scores.verification_table(fm).to_string(index=False))
+        if project.settings.score == "fused":
+            print("the rates below use the fused score")
+        else:
+            print(f"the rates below use the raw similarity; to flag by the fused score: "
+                  f"leakcore verify {args.dir} --use fused")
     return _report(project)
 
 

@@ -92,10 +92,12 @@ def model_dir(ws, encoder: str):
     return ws.paths.fused(encoder)
 
 
-def verify_pairs(ws, pairs: pd.DataFrame, fm: "FusedModel", *, progress=None, should_stop=None) -> int:
-    """The second stage for stored pairs: the pixel evidence (verify.compute_evidence) and, when the model has
-    one, the second model's vectors. Both are cached; an interrupted run resumes. Returns pairs verified now."""
-    n = verify.compute_evidence(ws, pairs, progress=progress, should_stop=should_stop)
+def verify_pairs(ws, pairs: pd.DataFrame, fm: "FusedModel", *, progress=None, should_stop=None,
+                 stage: str = "verify pairs") -> int:
+    """The second stage for stored pairs: the pixel evidence (verify.compute_evidence, reported as `stage`) and,
+    when the model has one, the second model's vectors. Both are cached; an interrupted run resumes. Returns pairs
+    verified now."""
+    n = verify.compute_evidence(ws, pairs, progress=progress, should_stop=should_stop, stage=stage)
     if fm.second and not (should_stop is not None and should_stop()):
         SecondOpinion.of_model(ws, fm).embed(pairs, progress=progress)
     return n
@@ -277,7 +279,7 @@ def lookalike_pairs(ws, coll: pd.DataFrame, vectors: np.ndarray, *, n_images: in
     pairs = pd.DataFrame(rows)
     if pairs.empty:
         return pairs
-    verify.compute_evidence(ws, pairs, progress=progress)
+    verify.compute_evidence(ws, pairs, progress=progress, stage="verify look-alike pairs (fitting set)")
     ev = verify.evidence_for(ws, pairs[["eval_item_id", "train_item_id"]])
     pairs = pd.concat([pairs.reset_index(drop=True), ev.drop(columns=["eval_item_id", "train_item_id"])], axis=1)
     if second is not None:

@@ -377,7 +377,8 @@ def run_job(ctx: ScanContext, job: Job) -> None:
 
         model = fused.load(ctx.ws, ctx.plan.settings.encoder)
         table = pd.read_parquet(pair_path(ctx.ws, ctx.plan.settings.encoder, job.eval_split, job.train_split))
-        fused.verify_pairs(ctx.ws, fused.candidates(table, model), model, progress=ctx.progress)
+        fused.verify_pairs(ctx.ws, fused.candidates(table, model), model, progress=ctx.progress,
+                           stage=f"verify pairs {job.eval_split} -> {job.train_split}")
         return
     if isinstance(job, EmbedJob):
         ctx.embed(job)

@@ -963,8 +963,9 @@ def load_images(items: "pd.DataFrame", reader=None, *, side: int | None = None) 
 
 
 def compute_evidence(ws, pairs: "pd.DataFrame", *, chunk: int = 1024, progress=None,
-                     should_stop=None) -> int:
-    """Evidence for every (eval_item_id, train_item_id) pair the store lacks; returns how many were computed."""
+                     should_stop=None, stage: str = "verify pairs") -> int:
+    """Evidence for every (eval_item_id, train_item_id) pair the store lacks; returns how many were computed.
+    `progress(stage, done, total)` is told as chunks finish."""
     import pandas as pd
 
     items = ws.items().drop_duplicates("item_id").set_index("item_id")
@@ -984,7 +985,7 @@ def compute_evidence(ws, pairs: "pd.DataFrame", *, chunk: int = 1024, progress=N
         ev = evidence([loaded[i] for i in part["eval_item_id"]], [loaded[i] for i in part["train_item_id"]])
         store.add(pd.concat([part[["sha_a", "sha_b"]].reset_index(drop=True), ev], axis=1))
         if progress:
-            progress("verify pairs", min(start + chunk, len(todo)), len(todo))
+            progress(stage, min(start + chunk, len(todo)), len(todo))
     return len(todo)
 
 

@@ -339,7 +339,7 @@ def test_scan_with_verification_plans_fit_and_verify_jobs_and_skips_them_when_do
     finally:
         f.fit = f_fit
     second = fused.SecondOpinion.for_workspace(scanned.workspace, "phash")  # None where its weights are not installed
-    assert "verify pairs" in stages
+    assert any(stage.startswith("verify pairs ") and " -> " in stage for stage in stages)  # which table, by name
     assert ("second model" in stages) == (second is not None)
     assert (fused.load(scanned.workspace).second is None) == (second is None)
     assert scanned.scan(plan_only=True).todo == []
@@ -792,11 +792,14 @@ def test_scan_with_verification_says_what_it_did_and_which_score_the_rates_use(t
     Project.create(tmp_path / "ws", encoder="phash").add("toy", root)
     assert main(["scan", str(tmp_path / "ws"), "--verify"]) == 0
     out = capsys.readouterr().out
+    assert "(verification included)" in out.splitlines()[0]
     line = next(x for x in out.splitlines() if x.startswith("verification:"))
-    assert "checked on their pixels" in line and "use the raw similarity" in line and "--use fused" in line
+    assert "checked on their pixels" in line
+    assert "flagged (raw soft)" in out and "flagged (fused soft)" in out  # what the fused score would change
+    assert "the rates below use the raw similarity" in out and "--use fused" in out
     assert main(["verify", str(tmp_path / "ws"), "--use", "fused"]) == 0
     capsys.readouterr()
     assert main(["scan", str(tmp_path / "ws")]) == 0  # verification stays on (a workspace setting)
-    assert "the rates below use it" in capsys.readouterr().out
+    assert "the rates below use the fused score" in capsys.readouterr().out
     assert main(["scan", str(tmp_path / "ws"), "--no-verify"]) == 0
     assert "verification:" not in capsys.readouterr().out
