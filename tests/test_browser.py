@@ -219,7 +219,7 @@ def test_arrows_move_the_pair_after_a_click_in_the_sidebar(shared_server, browse
     with browser:
         page = _open(browser, url + "/Review", "Pair 1 / 3")
         page.get_by_text("closeness to a threshold", exact=True).click()
-        page.wait_for_timeout(1500)
+        _settle(page)  # the rerun the click starts is over (a fixed 1.5 s was too short on 2 loaded cores)
         page.keyboard.press("ArrowRight")
         expect(page.get_by_text("Pair 2 / 3")).to_be_visible(timeout=30_000)
         expect(page.get_by_text("3 match the filters")).to_be_visible()
