@@ -4,7 +4,8 @@
 
 For every candidate pair the local matches decide (`scores.fused.decided_by_matches`), the eval image is warped
 onto the training image by the RANSAC map of its matches, and the NCC of luminance is taken on the overlap away
-from the inliers (24 px at ORB_SIDE). Prints the pairs that are not one photograph by the truth, and the lowest
+from the inliers (24 px at ORB_SIDE), and the share of textured 32 px tiles of the overlap whose NCC is at least 0.7.
+Prints the pairs that are not one photograph by the truth, and the lowest
 values among those that are. Figures: docs/verification.md, "Two different photos under the same overlay".
 """
 import sys
@@ -49,12 +50,29 @@ for d in ["hym","hym3","hym5","hym6","cats","cats2","cats4","cats6"]:
             if m.sum() < 200: return np.nan
             x, y = warped[m] - warped[m].mean(), gb[m] - gb[m].mean()
             return float((x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum() + 1e-9))
+        # the share of textured 32 px tiles of the overlap whose NCC under the map is at least 0.7
+        agree = tiles = 0
+        for y0 in range(0, gb.shape[0] - 31, 32):
+            for x0 in range(0, gb.shape[1] - 31, 32):
+                if not valid[y0:y0 + 32, x0:x0 + 32].all():
+                    continue
+                u, v = warped[y0:y0 + 32, x0:x0 + 32], gb[y0:y0 + 32, x0:x0 + 32]
+                if u.std() < 8 or v.std() < 8:
+                    continue
+                tiles += 1
+                uu, vv = u - u.mean(), v - v.mean()
+                agree += float((uu * vv).sum() / np.sqrt((uu * uu).sum() * (vv * vv).sum())) >= 0.7
+        share = agree / tiles if tiles else np.nan
         ea_f = a.rsplit("/", 1)[1]; tb_f = b.rsplit("/", 1)[1]
         same = src.get(ea_f) == tb_f or src.get(tb_f) == ea_f or (ea_f in src and src.get(ea_f) == src.get(tb_f))
-        rows.append((d, ea_f, tb_f, same, ncc(valid), ncc(away), float(away.sum() / max(1, valid.sum()))))
-df = pd.DataFrame(rows, columns=["draw", "e", "t", "same", "ncc_overlap", "ncc_away", "away_share"])
+        rows.append((d, ea_f, tb_f, same, ncc(valid), ncc(away), float(away.sum() / max(1, valid.sum())), share, tiles))
+df = pd.DataFrame(rows, columns=["draw", "e", "t", "same", "ncc_overlap", "ncc_away", "away_share", "tiles_agree",
+                                 "tiles"])
 print(len(df), "pairs;", int((~df.same).sum()), "not the same photo")
 print(df[~df.same].to_string())
 s = df[df.same]
 print("same: ncc_away pct0.5/1/5", np.nanpercentile(s.ncc_away, [0.5, 1, 5]).round(3), "min", round(float(np.nanmin(s.ncc_away)), 3), "nan", int(s.ncc_away.isna().sum()))
 print(s.sort_values("ncc_away").head(8).to_string())
+print("same: tiles_agree pct0.5/1/5", np.nanpercentile(s.tiles_agree, [0.5, 1, 5]).round(3), "min",
+      round(float(np.nanmin(s.tiles_agree)), 3), "nan", int(s.tiles_agree.isna().sum()))
+print(s.sort_values("tiles_agree").head(10).to_string())
