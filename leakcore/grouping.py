@@ -113,6 +113,8 @@ def overlap_ncc(fa: Features, fb: Features, model: np.ndarray) -> tuple[float, f
     do not."""
     import cv2
 
+    from leakcore import verify
+
     m = model.astype(np.float64).copy()
     m[:, 2] *= CHECK_SIDE / WORK_SIDE  # the same linear part, the shift at the small scale
     h, w = fb.small.shape
@@ -122,10 +124,7 @@ def overlap_ncc(fa: Features, fb: Features, model: np.ndarray) -> tuple[float, f
     share = float(inside.mean())
     if inside.sum() < 64:
         return 0.0, share
-    x, y = moved[inside], fb.small[inside]
-    x, y = x - x.mean(), y - y.mean()
-    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
-    return (float((x * y).sum() / den) if den > 1e-9 else 0.0), share
+    return verify.ncc(moved[inside], fb.small[inside]), share
 
 
 def _hull_share(points: np.ndarray, size: tuple[int, int]) -> float:

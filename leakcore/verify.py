@@ -453,7 +453,7 @@ def crop_search(query: CropViews, target: CropViews) -> tuple[float, float]:
     if crop is None:
         return 0.0, 0.0
     detail = [x - cv2.GaussianBlur(x, (0, 0), CROP_DETAIL_SIGMA) for x in (crop / 255.0, place / 255.0)]
-    return float(top), _ncc(*detail)
+    return float(top), ncc(*detail)
 
 
 def _place(crop: np.ndarray | None, target: np.ndarray) -> tuple[float, np.ndarray | None, np.ndarray | None]:
@@ -466,10 +466,12 @@ def _place(crop: np.ndarray | None, target: np.ndarray) -> tuple[float, np.ndarr
     return float(top), crop, target[y:y + crop.shape[0], x:x + crop.shape[1]]
 
 
-def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+def ncc(a: np.ndarray, b: np.ndarray) -> float:
+    """The normalised cross-correlation of two arrays of one shape; 0 where either is flat. Shared with
+    `grouping.overlap_ncc`."""
     a, b = a - a.mean(), b - b.mean()
     norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / norm) if norm > 0 else 0.0
+    return float((a * b).sum() / norm) if norm > 1e-9 else 0.0
 
 
 def orb_pair(eval_features: list, train_features: list) -> tuple[int, float]:

@@ -683,17 +683,23 @@ def test_decisive_local_matches_floor_the_fused_score_at_hard():
     assert list(before.predict(rows)) == pytest.approx([0.05] * 3)
 
 
+def _at_a_two_part_rule(key: str, columns: tuple[str, str], rule: tuple[float, float]):
+    """Three pairs scored 0.05 by the model: at both parts of a decisive rule, just under its first part, just
+    under its second; and a model (hard 0.9) whose meta holds that rule under `key`."""
+    rows = pd.DataFrame({f: [0.0, 0.0, 0.0] for f in verify.FEATURES})
+    rows[columns[0]] = [rule[0], rule[0] - 0.01, 0.99]
+    rows[columns[1]] = [rule[1], 0.99, rule[1] - 0.01]
+    fm = fused.FusedModel("phash").set_thresholds(0.9, 0.3, 0.5, {key: list(rule)})
+    fm.model_ = _Unsure()
+    return rows, fm
+
+
 def test_a_pair_aligned_pixel_for_pixel_is_floored_at_hard_on_photos_only(monkeypatch):
     """On photos a pair whose overlap aligns as a twin's (verify.TWIN_NCC, verify.TWIN_SSIM) is at least hard, as
     one decided by its local matches (a copy too small for them scored 0.40 by the model). The fit stores that rule
     only for photos (`test_the_fit_sets_soft_on_the_collections_own_look_alikes_never_below_the_floor`: none on
     64 x 48 px images)."""
-    rows = pd.DataFrame({f: [0.0, 0.0, 0.0] for f in verify.FEATURES})
-    rows["ncc"] = [verify.TWIN_NCC, verify.TWIN_NCC - 0.01, 0.99]
-    rows["ssim"] = [verify.TWIN_SSIM, 0.99, verify.TWIN_SSIM - 0.01]
-    fm = fused.FusedModel("phash").set_thresholds(0.9, 0.3, 0.5, {"decisive_pixels": [verify.TWIN_NCC,
-                                                                                       verify.TWIN_SSIM]})
-    fm.model_ = _Unsure()
+    rows, fm = _at_a_two_part_rule("decisive_pixels", ("ncc", "ssim"), (verify.TWIN_NCC, verify.TWIN_SSIM))
     assert list(fm.predict(rows)) == pytest.approx([0.9, 0.05, 0.05])
     assert fused.floor_matched(rows, np.full(3, 0.05), 0.9) == pytest.approx([0.05] * 3)  # no rule, no floor
 
@@ -741,12 +747,7 @@ def test_a_score_floored_at_hard_is_stored_at_or_above_hard():
 
 
 def test_a_pair_found_as_a_crop_is_floored_at_hard_where_the_model_has_the_rule():
-    rows = pd.DataFrame({f: [0.0, 0.0, 0.0] for f in verify.FEATURES})
-    rows["crop_ncc"] = [fused.TWIN_CROP_NCC, fused.TWIN_CROP_NCC - 0.01, 0.99]
-    rows["crop_detail"] = [fused.TWIN_CROP_DETAIL, 0.99, fused.TWIN_CROP_DETAIL - 0.01]
-    fm = fused.FusedModel("phash").set_thresholds(0.9, 0.3, 0.5, {"decisive_crop": [fused.TWIN_CROP_NCC,
-                                                                                    fused.TWIN_CROP_DETAIL]})
-    fm.model_ = _Unsure()
+    rows, fm = _at_a_two_part_rule("decisive_crop", verify.CROP, (fused.TWIN_CROP_NCC, fused.TWIN_CROP_DETAIL))
     assert list(fm.predict(rows)) == pytest.approx([0.9, 0.05, 0.05])
     fm.meta_ = {}  # a model fitted before the rule (or on CIFAR-sized images)
     assert list(fm.predict(rows)) == pytest.approx([0.05] * 3)
