@@ -53,8 +53,9 @@ from leakcore.scores.fused import (  # noqa: F401  (the fitted model and scoring
     SECOND_FEATURE, SECOND_INPUT_SIZE, TWIN_CROP_DETAIL, TWIN_CROP_NCC, TWIN_ORB_INLIERS, TWIN_ORB_RATIO, FusedModel,
     SecondOpinion, _estimator, _folds, decided_by_crop, decided_by_matches, floor_matched, load, outdated,
     second_encoder_name, small_images, with_fused)
-from leakcore.io import atomic_path, atomic_write_text, write_parquet
+from leakcore.io import atomic_write_text, write_parquet
 from leakcore.scores.base import DECIDED_HARD_PRECISION, DECIDED_PRECISION
+from leakcore.scores.logistic import grouped_folds, held_out_proba, stratified_folds
 
 log = logging.getLogger(__name__)
 
@@ -392,10 +393,8 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
     rule_text = f"decisions: >= {DECIDED_PRECISION:.0%} of the decided pairs above soft are leaks"
     if alone:
         # fitted on the decisions: judged on them out of fold, not on the scores they were fitted to
-        from sklearn.model_selection import cross_val_predict
-
         with threadpool_limits(1):
-            held = cross_val_predict(_estimator(_folds(y)), x, y, cv=_folds(y), method="predict_proba")[:, 1]
+            held = held_out_proba(x, y, stratified_folds(y, _folds(y)), _folds(y))
         chosen = soft_from_decisions(held, y)
         if chosen is not None:
             soft, rule = chosen, rule_text + " (out of fold; the model is fitted on the decisions alone)"
@@ -408,13 +407,11 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         # the suite's negatives are other images edited the same way: on real data the look-alikes are many more,
         # and the curator's decisions are the only sample of them; soft moves up to where they say it should be,
         # judged out of fold too (every copy of a decided row held out with it)
-        from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
-
         n_suite, n_decided = len(suite), len(decided)
         groups = np.concatenate([np.arange(n_suite)] + [n_suite + np.arange(n_decided)] * DECISION_WEIGHT)
-        cv = StratifiedGroupKFold(_folds(decided["label"].to_numpy(int)), shuffle=True, random_state=seed)
+        test = grouped_folds(y, groups, _folds(decided["label"].to_numpy(int)), seed)
         with threadpool_limits(1):
-            held = cross_val_predict(_estimator(_folds(y)), x, y, groups=groups, cv=cv, method="predict_proba")[:, 1]
+            held = held_out_proba(x, y, test, _folds(y))
         raised = soft_from_decisions(held[n_suite:n_suite + n_decided], decided["label"].to_numpy(int))
         if raised is not None and raised > soft:
             soft, rule = raised, rule_text + " (out of fold)"
@@ -468,12 +465,8 @@ def _clean(suite: pd.DataFrame) -> np.ndarray:
 
 def _out_of_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -> np.ndarray:
     """Each row's fused score from a model fitted without its group (a query image's edits and negatives)."""
-    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
-
-    folds = _folds(y)
-    cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
     with threadpool_limits(1):
-        return cross_val_predict(_estimator(folds), x, y, groups=groups, cv=cv, method="predict_proba")[:, 1]
+        return held_out_proba(x, y, grouped_folds(y, groups, _folds(y), seed), _folds(y))
 
 
 def soft_from_lookalikes(scores: np.ndarray, labels: np.ndarray, *, leak_share: float | None = None,
@@ -515,17 +508,13 @@ def soft_from_decisions(scores: np.ndarray, labels: np.ndarray, precision: float
 
 
 def _auc(labels, scores) -> float:
-    from sklearn.metrics import roc_auc_score
+    from leakcore.calibrate import roc_auc
 
-    return roc_auc_score(np.asarray(labels), np.asarray(scores))
+    return roc_auc(np.asarray(labels, bool), np.asarray(scores, float))
 
 
 def save(ws, fm: FusedModel) -> None:
-    import joblib
-
     ws.paths.fused(fm.encoder).mkdir(parents=True, exist_ok=True)
-    with atomic_path(ws.paths.fused_file(fm.encoder, "model.joblib")) as tmp:
-        joblib.dump(fm.model_, tmp)
     atomic_write_text(ws.paths.fused_file(fm.encoder, "model.json"), json.dumps(fm.to_stored(), indent=2))
     ws.set_thresholds(fm.hard_, max(fm.soft_, 1e-6), encoder=fm.encoder, score="fused", source="fused model")
 

@@ -122,7 +122,7 @@ class Layout:
         return self.root / "verify" / encoder
 
     def fused_file(self, encoder: str, name: str) -> Path:
-        """One file of the fused score: model.joblib, model.json, suite.parquet or suite.json."""
+        """One file of the fused score: model.json, suite.parquet or suite.json."""
         if name not in FUSED_FILES:
             raise ValueError(f"fused score files are {', '.join(FUSED_FILES)}, got {name!r}")
         return self.fused(encoder) / name
@@ -159,7 +159,7 @@ class Layout:
         return self.root / name
 
 
-FUSED_FILES = ("model.joblib", "model.json", "suite.parquet", "suite.json")
+FUSED_FILES = ("model.json", "suite.parquet", "suite.json")
 
 
 class Caches:
@@ -537,7 +537,7 @@ def _stamp_geometry(ws: Workspace) -> tuple:
 
 def _stamp_fused(ws: Workspace, encoder: str | None = None) -> tuple:
     encoder = encoder or ws.encoder
-    return file_stamp(ws.paths.fused_file(encoder, "model.json"), ws.paths.fused_file(encoder, "model.joblib"))
+    return file_stamp(ws.paths.fused_file(encoder, "model.json"))
 
 
 STAMPS: dict[str, Callable[..., tuple]] = {  # artefact -> its stamp (a table of the workspace's own, never grown)

@@ -410,7 +410,7 @@ def test_a_model_fitted_by_an_older_version_is_fitted_again_by_the_next_scan(sca
     assert fused.load(scanned.workspace) is None and "version" in fused.outdated(stored["meta"])
 
 
-def test_the_fused_model_is_a_scikit_learn_estimator_and_reads_models_stored_before_it(scanned):
+def test_the_fused_model_is_an_estimator_stored_as_numbers_and_refuses_a_pickle_or_a_newer_layout(scanned, caplog):
     import json
 
     from sklearn.base import clone
@@ -419,20 +419,31 @@ def test_the_fused_model_is_a_scikit_learn_estimator_and_reads_models_stored_bef
     assert fm.get_params() == {"encoder": "phash", "features": fm.features, "cv": None}
     twin = clone(fm)  # the parameters only: nothing learned comes along
     assert not hasattr(twin, "model_") and not hasattr(twin, "soft_") and twin.set_params(cv=3) is twin
+    with pytest.raises(ValueError, match="no parameter"):
+        twin.set_params(folds=3)
     suite = pd.read_parquet(fused.model_dir(scanned.workspace, "phash") / "suite.parquet")
     x, y = suite[list(fm.features)], suite["label"].to_numpy(int)
     assert twin.fit(x, y) is twin and twin.n_features_in_ == len(fm.features) and list(twin.classes_) == [0, 1]
     p = twin.predict_proba(x)
-    assert p.shape == (len(x), 2) and np.allclose(p.sum(axis=1), 1)
+    assert p.shape == (len(x), 2) and np.allclose(p.sum(axis=1), 1) and len(twin.model_.members_) == 3
     assert fm.hard_ >= fm.soft_ > 0 and fm.meta_["auc"] > 0.5
-    # model.json says its format; one written before there was a format (its parameters in meta) loads the same
-    meta_file = fused.model_dir(scanned.workspace, "phash") / "model.json"
+    # model.json holds the fitted numbers: nothing beside it is unpickled (a file a writer of the workspace planted
+    # where older versions kept the model is never opened)
+    folder = fused.model_dir(scanned.workspace, "phash")
+    meta_file = folder / "model.json"
     stored = json.loads(meta_file.read_text())
-    assert stored["format"] == 2 and stored["params"]["features"] == list(fm.features)
-    meta_file.write_text(json.dumps({k: stored[k] for k in ("hard", "soft", "candidate", "meta")}))
-    before = fused.load(scanned.workspace)
-    assert before.get_params() == fm.get_params() and (before.hard_, before.soft_) == (fm.hard_, fm.soft_)
-    np.testing.assert_allclose(before.predict(suite), fm.predict(suite))
+    assert stored["format"] == 3 and stored["params"]["features"] == list(fm.features) and stored["model"]["members"]
+    assert sorted(p.name for p in folder.iterdir()) == ["model.json", "suite.json", "suite.parquet"]
+    (folder / "model.joblib").write_bytes(b"not a pickle: opening it would fail")
+    meta_file.write_text(json.dumps(stored))  # a new stamp: read again
+    again = fused.load(scanned.workspace)
+    np.testing.assert_allclose(again.predict(suite), fm.predict(suite))
+    # a model stored by an older version (its numbers in model.joblib, format 2 or none) is fitted again
+    meta_file.write_text(json.dumps({k: stored[k] for k in ("format", "params", "hard", "soft", "candidate", "meta")}
+                                    | {"format": 2}))
+    with caplog.at_level("WARNING"):
+        assert fused.load(scanned.workspace) is None
+    assert "pickle" in caplog.text and "fit it again" in caplog.text
     meta_file.write_text(json.dumps({**stored, "format": 99}))  # a newer layout than this version reads
     with pytest.raises(InvalidInput, match="newer than this version reads") as refused:
         fused.load(scanned.workspace)
@@ -521,7 +532,7 @@ def test_a_second_model_and_enough_decisions_alone_make_the_fused_score(scanned,
     suite_only = fused.fit(scanned.workspace, queries=12)
     assert suite_only.meta["threshold_rule"] == "suite" and suite_only.hard >= suite_only.soft
     monkeypatch.setattr(fused, "soft_from_decisions", rule)
-    fitted_rows = alone.model_.calibrated_classifiers_[0].estimator.named_steps["standardscaler"].n_samples_seen_
+    fitted_rows = alone.model_.members_[0]["rows"]
     assert fitted_rows < 16  # a fold of the decisions, not the suite's hundreds of pairs
     monkeypatch.setattr(fused, "DECISIONS_ALONE", 100)
     seen = []  # the decided pairs' scores that soft is raised on: held out, not the ones the model was fitted to

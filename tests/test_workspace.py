@@ -27,7 +27,7 @@ def test_the_layout_places_every_artefact_inside_the_workspace(tmp_path):
              lay.shortcut_audit("d"), lay.exports, lay.display_cache, lay.downloads, lay.images, lay.file("t.csv")]
     assert all(p.is_relative_to(tmp_path) and p != tmp_path for p in paths)
     assert len(set(paths)) == len(paths)  # no two artefacts share a path
-    with pytest.raises(ValueError, match="model.joblib, model.json, suite.parquet, suite.json"):
+    with pytest.raises(ValueError, match="model.json, suite.parquet, suite.json"):
         lay.fused_file("e", "notes.txt")
     with pytest.raises(ValueError, match="no folder"):
         lay.file("../elsewhere.csv")
@@ -40,7 +40,7 @@ def test_a_stamp_moves_with_every_atomic_write_and_names_the_valid_artefacts(ws)
     config = ws.stamp("config")
     ws.set_settings(k=ws.k)
     assert ws.stamp("config") != config
-    assert ws.stamp("fused") == (None, None) and ws.stamp("evidence") == () and ws.stamp("neighbors") == ()
+    assert ws.stamp("fused") == (None,) and ws.stamp("evidence") == () and ws.stamp("neighbors") == ()
     with pytest.raises(ValueError, match="artefacts are calibration, config, embeddings"):
         ws.stamp("thumbnails")
 

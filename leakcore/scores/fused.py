@@ -1,5 +1,5 @@
 """The fused score as a score strategy (`FusedScore`) and what scoring pairs with it needs: the fitted model
-(`FusedModel`, a scikit-learn estimator), loading it (`load`), the second copy-detection model's opinion
+(`FusedModel`, an estimator in scikit-learn's manner), loading it (`load`), the second copy-detection model's opinion
 (`SecondOpinion`) and the rule by which verified local matches decide. Fitting it, the fitting set and the choice
 of its thresholds are `leakcore.fused`'s; this module imports neither that nor the leakage tables, so that reading
 pairs (`leakage.load_pairs`) reaches it without a cycle.
@@ -12,15 +12,16 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
 
 from leakcore import verify
 from leakcore.scores.base import Score
+from leakcore.scores.logistic import CalibratedLogistic
 
 log = logging.getLogger(__name__)
 
-MODEL_FORMAT = 2  # model.json's layout: 2 adds "format" and "params" (1, unmarked: the parameters in "meta")
+MODEL_FORMAT = 3  # model.json's layout: 2 adds "format" and "params" (1, unmarked: the parameters in "meta"); 3 holds
+# the fitted numbers ("model"), where 1 and 2 kept them in a pickle beside it (model.joblib), which is no longer read
 SECOND_INPUT_SIZE = 128  # the second model's input size: on the pairs judged on CIFAR-10, 128, 160 and the mirrored
 # eval image too all separate alike within noise (out-of-fold AUC 0.969-0.970), and 128 unmirrored costs 40% of that
 SECOND_FEATURE = "similarity_2"
@@ -39,15 +40,16 @@ TWIN_CROP_NCC, TWIN_CROP_DETAIL = 0.95, 0.6  # one image found in the other as a
 # 0.74-0.97; no other of the 3,221 candidate pairs reached NCC 0.92, nor detail 0.29 (photos only, as above)
 
 
-class FusedModel(BaseEstimator):
+class FusedModel:
     """P(same photograph) of a pair from its features (the raw similarity and the pixel evidence): a logistic
-    regression on standardised features inside `CalibratedClassifierCV` (sigmoid calibration), and the thresholds
-    chosen for it. A scikit-learn estimator:
+    regression on standardised features calibrated by a sigmoid over held-out folds (`logistic.CalibratedLogistic`,
+    scikit-learn's `CalibratedClassifierCV` in numpy), and the thresholds chosen for it. An estimator in
+    scikit-learn's manner (`sklearn.base.clone` copies its parameters):
 
     - parameters, set in `__init__` only (`get_params` / `set_params`): `encoder` (whose similarity it reads),
       `features` (the columns it reads, in order) and `cv` (calibration folds; None: five, fewer when the rarer
       class is too small for five);
-    - learned by `fit(X, y)`: `model_` (the fitted `CalibratedClassifierCV`), `classes_`, `n_features_in_`;
+    - learned by `fit(X, y)`: `model_` (the fitted `CalibratedLogistic`), `classes_`, `n_features_in_`;
     - chosen after the fit on held-out pairs (`leakcore.fused.fit`) and set by `set_thresholds`: `hard_`, `soft_`,
       `candidate_` (pairs at or above this raw similarity are verified) and `meta_`, how it was fitted (AUCs, the
       threshold rule, the second model and its cache, the decisive-matches rule: what `model.json` and the report
@@ -60,6 +62,16 @@ class FusedModel(BaseEstimator):
         self.encoder = encoder
         self.features = features
         self.cv = cv
+
+    def get_params(self, deep: bool = False) -> dict:
+        return {"encoder": self.encoder, "features": self.features, "cv": self.cv}
+
+    def set_params(self, **params) -> "FusedModel":
+        for name, value in params.items():
+            if name not in self.get_params():
+                raise ValueError(f"FusedModel has no parameter {name!r}")
+            setattr(self, name, value)
+        return self
 
     def _matrix(self, X) -> np.ndarray:
         if isinstance(X, pd.DataFrame):
@@ -104,26 +116,20 @@ class FusedModel(BaseEstimator):
     def contributions(self, row: pd.Series | dict) -> pd.DataFrame:
         """Per feature: its value and its contribution to the log-odds (mean over the calibrated folds)."""
         x = np.array([float(row[f]) for f in self.features])
-        contrib = []
-        for cc in self.model_.calibrated_classifiers_:
-            pipe = cc.estimator
-            scaler, lr = pipe.named_steps["standardscaler"], pipe.named_steps["logisticregression"]
-            contrib.append(lr.coef_[0] * (x - scaler.mean_) / scaler.scale_)
-        c = np.mean(contrib, axis=0)
+        c = self.model_.contributions(x)
         return pd.DataFrame({"feature": self.features, "value": x, "contribution": c}).sort_values(
             "contribution", key=np.abs, ascending=False, ignore_index=True)
 
-    # ---- stored form (model.json beside model.joblib, which holds `model_`) -------------------------------------
+    # ---- stored form (model.json) --------------------------------------------------------------------------------
     def to_stored(self) -> dict:
-        """What model.json holds: its format, the parameters, the thresholds and `meta_`."""
+        """What model.json holds: its format, the parameters, the thresholds, `meta_` and the fitted numbers."""
         params = {**self.get_params(), "features": list(self.features)}
         return {"format": MODEL_FORMAT, "params": params, "hard": self.hard_, "soft": self.soft_,
-                "candidate": self.candidate_, "meta": self.meta_}
+                "candidate": self.candidate_, "meta": self.meta_, "model": self.model_.to_json()}
 
     @classmethod
-    def from_stored(cls, encoder: str, stored: dict, model) -> "FusedModel":
-        """The model of a model.json (`to_stored`) and its fitted `CalibratedClassifierCV`. A model.json written
-        before it had a format (its parameters in `meta`) is read the same way."""
+    def from_stored(cls, encoder: str, stored: dict) -> "FusedModel":
+        """The model of a model.json (`to_stored`)."""
         fmt = stored.get("format", 1)
         if fmt > MODEL_FORMAT:
             from leakcore.errors import InvalidInput
@@ -131,8 +137,9 @@ class FusedModel(BaseEstimator):
             raise InvalidInput(f"the fused model of {encoder} was stored in format {fmt}, newer than this version "
                                f"reads ({MODEL_FORMAT})", cli="upgrade leakcore, or fit it again: `leakcore verify DIR "
                                                                  "--refit`")
-        params = stored.get("params") or {"encoder": encoder, "features": stored["meta"].get("features", verify.FEATURES)}
+        params = stored["params"]
         fm = cls(**{**params, "features": tuple(params["features"])})
+        model = CalibratedLogistic.from_json(stored["model"])
         fm.model_, fm.classes_, fm.n_features_in_ = model, model.classes_, len(fm.features)
         return fm.set_thresholds(stored["hard"], stored["soft"], stored["candidate"], stored["meta"])
 
@@ -318,15 +325,9 @@ def floor_matched(ev: pd.DataFrame, scores: np.ndarray, hard: float, rule=None, 
     return np.where(decided, np.maximum(scores, hard), scores)
 
 
-def _estimator(cv: int = 5):
+def _estimator(cv: int = 5) -> CalibratedLogistic:
     """The calibrated model (sigmoid calibration over `cv` folds)."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return CalibratedClassifierCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0)),
-                                  method="sigmoid", cv=cv)
+    return CalibratedLogistic(cv)
 
 
 def _folds(y: np.ndarray) -> int:
@@ -349,22 +350,22 @@ def load(ws, encoder: str | None = None) -> FusedModel | None:
     """The stored fused model of an encoder, or None (kept on the workspace per version of its files). A model
     fitted by an older version that this one cannot score counts as none (logged): a scan with verification fits it
     again."""
-    import joblib
-
     encoder = encoder or ws.encoder
-    meta_file, model_file = ws.paths.fused_file(encoder, "model.json"), ws.paths.fused_file(encoder, "model.joblib")
+    meta_file = ws.paths.fused_file(encoder, "model.json")
     stamp = ws.stamp("fused", encoder)
-    if None in stamp:  # either file missing
+    if None in stamp:  # no model
         return None
 
     def read() -> FusedModel | None:
         meta = json.loads(meta_file.read_text())
         why = outdated(meta["meta"])
+        if why is None and meta.get("format", 1) < MODEL_FORMAT:
+            why = "its fitted numbers are in a pickle (model.joblib), which this version does not load"
         if why:
             log.warning("the fused model of %s in %s was fitted by an older version (%s): fit it again", encoder,
                         ws.path, why)
             return None
-        return FusedModel.from_stored(encoder, meta, joblib.load(model_file))
+        return FusedModel.from_stored(encoder, meta)
 
     return ws.cache(f"fused model {encoder}", stamp, read)
 
