@@ -815,3 +815,21 @@ def test_scan_with_verification_says_what_it_did_and_which_score_the_rates_use(t
     assert "the rates below use the fused score" in capsys.readouterr().out
     assert main(["scan", str(tmp_path / "ws"), "--no-verify"]) == 0
     assert "verification:" not in capsys.readouterr().out
+
+
+def test_the_overlaps_ssim_is_scikit_images_over_windows_wholly_inside():
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(0)
+    for n in (32, 64, 128):
+        a = rng.random((n, n)).astype(np.float32)
+        b = (0.7 * a + 0.3 * rng.random((n, n))).astype(np.float32)
+        mask = np.zeros((n, n), np.float32)
+        mask[n // 5:, : 3 * n // 4] = 1
+        _, smap = structural_similarity(a * mask, b * mask, data_range=1.0, win_size=7, full=True)
+        inside = np.zeros_like(mask, bool)
+        inside[n // 5 + 3:, : 3 * n // 4 - 3] = True  # 3 px from the overlap's edges; the canvas's edges are none
+        assert verify.overlap_ssim(a * mask, b * mask, mask) == pytest.approx(float(smap[inside].mean()), abs=1e-6)
+    same = rng.random((64, 64)).astype(np.float32)
+    assert verify.overlap_ssim(same, same, np.ones_like(same)) == pytest.approx(1.0, abs=1e-6)
+    assert verify.overlap_ssim(same, same, np.zeros_like(same)) == 0.0
