@@ -151,7 +151,7 @@ def measure(ws, fm, listed: pd.DataFrame, out: Path, n: int, seed: int, band=Non
 def lookalikes(ws, fm, out: Path, n: int = 20) -> dict:
     """The collection's look-alike pairs the soft threshold was set against, by out-of-fold fused score (as the fit
     scores them): a sheet of the top `n` to judge whether they are look-alikes or in-collection twins."""
-    suite = pd.read_parquet(ws.paths.fused_file(fm.meta["encoder"], "suite.parquet"))
+    suite = fused.fitted_rows(pd.read_parquet(ws.paths.fused_file(fm.meta["encoder"], "suite.parquet")))
     suite["held"] = fused._out_of_fold(suite[fm.meta["features"]].to_numpy(np.float64), suite["label"].to_numpy(int),
                                        suite["query"].astype(str).to_numpy(), fm.meta.get("seed", 0))
     col = suite[suite["family"] == "collection"].sort_values("held", ascending=False)

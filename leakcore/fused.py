@@ -72,11 +72,15 @@ TRANSFORMS_PER_QUERY = 4  # each query image gets this many of the suite's edits
 # MIN_QUERIES); on hymenoptera 4 instead of 6 found the same planted copies and flagged no other photo (issue #32)
 QUERIES_PER, MIN_QUERIES, MAX_QUERIES = 24, 12, 64  # one query per 24 training images, within these bounds (8 queries
 # on hymenoptera left 48 suite negatives and raised the candidate threshold past a planted crop's raw similarity)
-LOOKALIKES_PER, MIN_LOOKALIKE_IMAGES, MAX_LOOKALIKE_IMAGES = 10, 24, 160  # training images whose nearest are negatives
-# (one per 10 training images: on hymenoptera 45 look-alike pairs instead of 87 set the same soft, at its floor)
+EVIDENCE_EVERY = 2  # the pixel evidence of every second query's pairs is computed and fitted on; every query's hardest
+# negative sets the candidate threshold (its raw similarity costs an embedding, its evidence two images' ORB and a
+# crop search: on cats_and_dogs the 821 fitting pairs' evidence was 10 s of a 47 s scan)
+LOOKALIKES_PER, MIN_LOOKALIKE_IMAGES, MAX_LOOKALIKE_IMAGES = 20, 24, 80  # training images whose nearest are negatives
+# (one per 20 training images: on hymenoptera 45 look-alike pairs instead of 87 set the same soft, at its floor, and
+# on cats_and_dogs 158 instead of 309 the same soft, at its floor)
 LOOKALIKE_RANK = 2  # each such image's nearest two other training images
-FITTING_SET = 3  # the fitting set's layout (a stored suite of another layout is built again); 3: 4 edits a query,
-# one look-alike image per 10 training images
+FITTING_SET = 4  # the fitting set's layout (a stored suite of another layout is built again); 3: 4 edits a query,
+# one look-alike image per 10 training images; 4: evidence of every second query's pairs, one look-alike image per 20
 MIN_LOOKALIKES = 20  # the collection's look-alike pairs it takes to set soft on them
 LOOKALIKE_PRECISION = 0.95  # soft: where this share of the pairs above it are leaks (out of fold)
 LEAK_SHARE = 0.1  # ... with one candidate pair in ten taken to be a leak
@@ -188,16 +192,23 @@ def suite_pairs(ws, *, encoder=None, queries: int | None = None, seed: int = 0, 
                 kind = "other label" if labels is not None and labels.iloc[i] != labels.iloc[p] else "look-alike"
                 hardest = (float(s_), int(i), kind)
                 break
-            base = {"query": coll.at[p, "item_id"], "transform": tf.name, "family": tf.family}
-            rows.append({**base, "train_item_id": coll.at[p, "item_id"], "label": 1, "similarity": own,
-                         "is_copy": tf.family == "copy", "negative": ""})
-            eval_imgs.append(edited[j]); train_idx.append(p)
+            base = {"query": coll.at[p, "item_id"], "transform": tf.name, "family": tf.family,
+                    "fitted": j % EVIDENCE_EVERY == 0}
+            if base["fitted"]:
+                rows.append({**base, "train_item_id": coll.at[p, "item_id"], "label": 1, "similarity": own,
+                             "is_copy": tf.family == "copy", "negative": ""})
+                eval_imgs.append(edited[j]); train_idx.append(p)
             if hardest is not None:
                 rows.append({**base, "train_item_id": coll.at[hardest[1], "item_id"], "label": 0,
                              "similarity": hardest[0], "is_copy": False, "negative": hardest[2]})
-                eval_imgs.append(edited[j]); train_idx.append(hardest[1])
+                eval_imgs.append(edited[j] if base["fitted"] else None); train_idx.append(hardest[1])
         if progress:
             progress("edit and search", n + 1, len(transforms))
+    # the rows of the queries not fitted on keep their raw similarity only (`fitted` False): they set the candidate
+    # threshold with the rest, and their evidence is not computed
+    keep = [n for n, r in enumerate(rows) if r["fitted"]]
+    raw_only = pd.DataFrame([r for r in rows if not r["fitted"]])
+    rows, eval_imgs, train_idx = [rows[n] for n in keep], [eval_imgs[n] for n in keep], [train_idx[n] for n in keep]
     frame = pd.DataFrame(rows)
     uniq = sorted(set(train_idx))
     loaded = dict(zip(uniq, verify.image_inputs(ws, coll.iloc[uniq])))  # kept for the verification's evidence
@@ -224,7 +235,7 @@ def suite_pairs(ws, *, encoder=None, queries: int | None = None, seed: int = 0, 
             progress("second model", 1, 1)
     # a look-alike that aligns nearly pixel for pixel is more likely an in-collection twin than a negative
     twin = (frame["negative"] == "look-alike") & _pixels_agree(frame)
-    frame = frame[~twin].reset_index(drop=True)
+    frame = pd.concat([frame[~twin], raw_only], ignore_index=True)
     if lookalikes:
         alike = lookalike_pairs(ws, coll, vectors, n_images=lookalikes, seed=seed, second=second, progress=progress)
         frame = pd.concat([frame, alike], ignore_index=True)
@@ -273,7 +284,7 @@ def lookalike_pairs(ws, coll: pd.DataFrame, vectors: np.ndarray, *, n_images: in
                 continue
             seen.add(key)
             other = labels is not None and labels.iloc[int(i)] != labels.iloc[int(p)]
-            rows.append({"query": coll.at[int(p), "item_id"], "transform": "", "family": "collection",
+            rows.append({"query": coll.at[int(p), "item_id"], "transform": "", "family": "collection", "fitted": True,
                          "eval_item_id": coll.at[int(p), "item_id"], "train_item_id": coll.at[int(i), "item_id"],
                          "label": 0, "similarity": float(sim[r, i]), "is_copy": False,
                          "negative": "collection, other label" if other else "collection"})
@@ -336,6 +347,9 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         suite = suite_pairs(ws, encoder=encoder, queries=queries, seed=seed, progress=progress)
         write_parquet(suite, suite_file)
         atomic_write_text(suite_meta, json.dumps(wanted))
+    # every query's hardest negative sets the candidate threshold; the rows with evidence are the fitting set
+    neg_raw = suite.loc[_clean(suite) & (suite["label"] == 0) & ~collection_rows(suite), "similarity"].to_numpy()
+    suite = fitted_rows(suite)
     features = list(verify.FEATURES) + ([SECOND_FEATURE] if second and SECOND_FEATURE in suite else [])
     x = suite[features].to_numpy(np.float64)
     y = suite["label"].to_numpy(int)
@@ -361,7 +375,6 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
     clean = _clean(suite)
     cal = ThresholdCalibrator(0.001).fit(fused[clean], suite["label"].to_numpy(bool)[clean],
                                          suite["is_copy"].to_numpy(bool)[clean])
-    neg_raw = suite.loc[clean & (suite["label"] == 0) & ~collection_rows(suite), "similarity"].to_numpy()
     raw = ws.thresholds_or_none(encoder_name)
     candidate = float(np.quantile(neg_raw, 1 - CANDIDATE_FPR)) if len(neg_raw) else 0.5
     if raw is not None:
@@ -449,6 +462,14 @@ def soft_floor(ws) -> float:
     return SOFT_FLOOR if small_images(ws) else SOFT_FLOOR_MATCHED
 
 
+def fitted_rows(suite: pd.DataFrame) -> pd.DataFrame:
+    """The fitting set's rows with evidence (a query not fitted on keeps only its hardest negative's raw similarity,
+    for the candidate threshold; `EVIDENCE_EVERY`)."""
+    if "fitted" not in suite:
+        return suite
+    return suite[suite["fitted"].fillna(True).astype(bool)].reset_index(drop=True)
+
+
 def collection_rows(suite: pd.DataFrame) -> np.ndarray:
     """The fitting set's rows from the collection's own look-alikes (not the suite's edits)."""
     return (suite["family"] == "collection").to_numpy()
@@ -527,7 +548,7 @@ def fitting_scores(ws, encoder: str | None = None) -> pd.DataFrame | None:
     suite_file = ws.paths.fused_file(encoder, "suite.parquet")
     if fm is None or not suite_file.exists():
         return None
-    suite = pd.read_parquet(suite_file)
+    suite = fitted_rows(pd.read_parquet(suite_file))
     suite = suite[_clean(suite)].reset_index(drop=True)
     return pd.DataFrame({"fused": fm.predict(suite), "similarity": suite["similarity"], "label": suite["label"] == 1,
                          "is_copy": suite["is_copy"].astype(bool), "family": suite["family"]})

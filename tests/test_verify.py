@@ -421,7 +421,7 @@ def test_the_fused_model_is_an_estimator_stored_as_numbers_and_refuses_a_pickle_
     assert not hasattr(twin, "model_") and not hasattr(twin, "soft_") and twin.set_params(cv=3) is twin
     with pytest.raises(ValueError, match="no parameter"):
         twin.set_params(folds=3)
-    suite = pd.read_parquet(fused.model_dir(scanned.workspace, "phash") / "suite.parquet")
+    suite = fused.fitted_rows(pd.read_parquet(fused.model_dir(scanned.workspace, "phash") / "suite.parquet"))
     x, y = suite[list(fm.features)], suite["label"].to_numpy(int)
     assert twin.fit(x, y) is twin and twin.n_features_in_ == len(fm.features) and list(twin.classes_) == [0, 1]
     p = twin.predict_proba(x)
@@ -448,6 +448,22 @@ def test_the_fused_model_is_an_estimator_stored_as_numbers_and_refuses_a_pickle_
     with pytest.raises(InvalidInput, match="newer than this version reads") as refused:
         fused.load(scanned.workspace)
     assert "leakcore verify DIR --refit" in refused.value.for_terminal()
+
+
+def test_every_second_querys_pairs_are_fitted_on_and_every_querys_hardest_negative_sets_the_candidate_threshold(
+        scanned):
+    fm = scanned.verify(queries=12)
+    stored = pd.read_parquet(fused.model_dir(scanned.workspace, "phash") / "suite.parquet")
+    suite = stored[stored["family"] != "collection"]
+    fitted, raw_only = suite[suite["fitted"]], suite[~suite["fitted"]]
+    assert fitted["query"].nunique() == 6 and raw_only["query"].nunique() == 6  # 12 queries, every second fitted
+    assert fitted["ncc"].notna().all() and raw_only["ncc"].isna().all() and (raw_only["label"] == 0).all()
+    assert set(fitted["label"]) == {0, 1} and fm.meta["suite_pairs"] == len(fused.fitted_rows(stored))
+    negatives = suite.loc[fused._clean(suite) & (suite["label"] == 0).to_numpy(), "similarity"].to_numpy()
+    assert len(negatives) > len(fitted[fitted["label"] == 0])
+    raw = scanned.workspace.thresholds_or_none("phash")
+    expected = float(np.quantile(negatives, 1 - fused.CANDIDATE_FPR))
+    assert fm.candidate == pytest.approx(min(expected, raw.soft) if raw is not None else expected)
 
 
 def test_candidates_are_each_images_nearest_few_and_beyond_them_the_raw_flags():
@@ -583,7 +599,7 @@ def test_the_fit_sets_soft_on_the_collections_own_look_alikes_never_below_the_fl
     seen = []
     monkeypatch.setattr(fused, "soft_from_lookalikes", lambda s, y, **kw: seen.append((s, y)) or rule(s, y, **kw))
     fm = fused.fit(scanned.workspace, queries=12)
-    suite = pd.read_parquet(fused.model_dir(scanned.workspace, "phash") / "suite.parquet")
+    suite = fused.fitted_rows(pd.read_parquet(fused.model_dir(scanned.workspace, "phash") / "suite.parquet"))
     alike = suite[suite["family"] == "collection"]
     assert fm.meta["lookalike_pairs"] == len(alike) >= 5 and (alike["label"] == 0).all()
     assert (alike["train_item_id"] != alike["query"]).all()
@@ -632,7 +648,7 @@ def test_a_second_scan_computes_no_evidence_again(scanned, monkeypatch):
     (folder / "suite.parquet").unlink()  # the suite's edits are made again; the collection's pairs are not
     (folder / "model.json").unlink()
     scanned.scan()
-    suite = pd.read_parquet(folder / "suite.parquet")
+    suite = fused.fitted_rows(pd.read_parquet(folder / "suite.parquet"))
     edits = int((suite["label"] == 1).sum())  # one positive and at most one negative per edit (twins dropped after)
     assert int((suite["family"] != "collection").sum()) <= sum(computed) <= 2 * edits
 
