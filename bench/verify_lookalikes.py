@@ -257,6 +257,28 @@ def sheets(ws_dir: Path, pairs: pd.DataFrame, out: Path, per: int = 12, cell: in
     return paths
 
 
+def within_flags(ws_dir: Path, fm, planted: pd.DataFrame) -> pd.DataFrame:
+    """The pairs within the evaluation split that the fused score flags, each with a verdict from the planted list:
+    "one photograph" (a planted copy and its source's other copy), "not one photograph" (copies of two different
+    photos), or "natural" (a pair with a collection photo in it: judge by eye)."""
+    from leakcore import fused, leakage
+    from leakcore.project import Workspace
+
+    ws = Workspace.open(ws_dir)
+    pairs = leakage.load_pairs(ws, raw=True)
+    scored = fused.with_fused(ws, pairs[pairs["within"]], fm)
+    flagged = scored[scored["fused"] >= fm.soft].copy()
+    ends = np.sort(flagged[["eval_item_id", "train_item_id"]].to_numpy(str), axis=1)
+    flagged = flagged[~pd.DataFrame(ends).duplicated().to_numpy()]  # a pair found from both ends counts once
+    src = dict(zip(planted["eval_file"], planted["train_file"]))
+    a = flagged["eval_item_id"].str.rsplit("/", n=1).str[1]
+    b = flagged["train_item_id"].str.rsplit("/", n=1).str[1]
+    both = a.isin(src.keys()) & b.isin(src.keys())
+    same = both & (a.map(src) == b.map(src))
+    flagged["verdict"] = np.where(same, "one photograph", np.where(both, "not one photograph", "natural"))
+    return flagged
+
+
 def measure(args) -> None:
     out = Path(args.out)
     ws_dir = Path(args.workspace) if args.workspace else out / "ws-with"
@@ -279,6 +301,11 @@ def measure(args) -> None:
     print(f"soft {fm.soft:.4f} ({result['rule']}); planted {result['planted_found']}/{result['planted']} "
           f"({100 * result['planted_recall']:.1f}%), by edit {result['by_edit']}")
     print(f"non-planted flags: {len(flags)} of {int((~is_planted).sum())} non-planted eval images")
+    # pairs within the evaluation split flagged: two planted copies of one photo are one photograph; two planted
+    # copies of different photos (the same banner on two photos) are not; pairs with a natural photo are judged by eye
+    within = within_flags(ws_dir, fm, planted)
+    result["within_flags"] = {k: int(v) for k, v in within["verdict"].value_counts().items()}
+    print(f"flagged pairs within the evaluation split: {result['within_flags'] or 'none'}")
     if len(missed):
         print("missed planted:\n" + missed[["eval_file", "train_file", "train_file_source", "fused",
                                             "raw_similarity"]].to_string(index=False))

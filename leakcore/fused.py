@@ -50,9 +50,9 @@ from threadpoolctl import ThreadpoolController, threadpool_limits
 from leakcore import leakage, search, verify
 from leakcore.errors import InvalidInput
 from leakcore.scores.fused import (  # noqa: F401  (the fitted model and scoring pairs with it live there)
-    SECOND_FEATURE, SECOND_INPUT_SIZE, TWIN_CROP_DETAIL, TWIN_CROP_NCC, TWIN_ORB_INLIERS, TWIN_ORB_RATIO, FusedModel,
-    SecondOpinion, _estimator, _folds, decided_by_crop, decided_by_matches, floor_matched, load, outdated,
-    second_encoder_name, small_images, with_fused)
+    MATCH_RULE, SECOND_FEATURE, SECOND_INPUT_SIZE, TWIN_CROP_DETAIL, TWIN_CROP_NCC, TWIN_ORB_INLIERS, TWIN_ORB_RATIO,
+    TWIN_TILES_AGREE, FusedModel, SecondOpinion, _estimator, _folds, decided_by_crop, decided_by_matches,
+    floor_matched, load, outdated, second_encoder_name, small_images, with_fused)
 from leakcore.io import atomic_write_text, write_parquet
 from leakcore.scores.base import DECIDED_HARD_PRECISION, DECIDED_PRECISION
 from leakcore.scores.logistic import grouped_folds, held_out_proba, stratified_folds
@@ -431,7 +431,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
             hard = max(hard, soft)
     pixels = None if small_images(ws) else [verify.TWIN_NCC, verify.TWIN_SSIM]
     crop = None if small_images(ws) else [TWIN_CROP_NCC, TWIN_CROP_DETAIL]
-    floored = floor_matched(suite, fused, hard, (TWIN_ORB_INLIERS, TWIN_ORB_RATIO), pixels, crop)
+    floored = floor_matched(suite, fused, hard, MATCH_RULE, pixels, crop)
     per_family = (suite.assign(fused=floored)[clean].groupby(["family", "label"])["fused"]
                   .apply(lambda s: float((s >= soft).mean())).unstack("label"))
     meta = {
@@ -445,7 +445,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         "soft_tpr": cal.soft_tpr_, "hard_tpr": cal.hard_tpr_, "threshold_rule": rule,
         "suite_soft": float(cal.soft_), "suite_hard": float(cal.hard_), "lookalike_pairs": int(collection.sum()),
         "lookalike_soft": lookalike_soft, "leak_share": LEAK_SHARE,
-        "decisive_matches": [TWIN_ORB_INLIERS, TWIN_ORB_RATIO], "decisive_pixels": pixels, "decisive_crop": crop,
+        "decisive_matches": list(MATCH_RULE), "decisive_pixels": pixels, "decisive_crop": crop,
         "lookalikes_decided_by_matches": int(matched_lookalikes.sum()) if matched_lookalikes is not None else None,
         "flagged_by_family": {str(k): float(v) for k, v in per_family.get(1, pd.Series(dtype=float)).items()},
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

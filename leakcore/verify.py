@@ -43,14 +43,15 @@ if TYPE_CHECKING:  # torch is imported where it is used: the dashboard and the C
     import pandas as pd
     import torch
 
-VERSION = 11  # evidence of another version is kept apart (verify/evidence-v<VERSION>); 6: ORB at 512 px, 400 features;
+VERSION = 12  # evidence of another version is kept apart (verify/evidence-v<VERSION>); 6: ORB at 512 px, 400 features;
 # 7: 1,000 features on the training image, matches kept by the ratio test, the mirror matched only where aligned;
 # 8: FAST threshold 20 (ORB_FAST_THRESHOLD); 9: a JPEG decoded at the smallest scale that keeps both sides at least
 # ORB_SIDE (`image_inputs`, and the fit's originals before they are edited), not at full size: the same evidence
 # where the shorter side is under 1,024 px (every benchmark set here), and a 4,000 x 3,000 photo read in 34 ms
 # instead of 110 ms; 10: ORB detects on the image with its border reflected outwards (`_orb`: it finds no feature
 # within its patch of a border, so a crop a few hundred pixels wide kept too few), from 64 px (ORB_MIN_SIDE);
-# 11: the crop search (`crop_search`: crop_ncc, crop_detail)
+# 11: the crop search (`crop_search`: crop_ncc, crop_detail); 12: the share of textured tiles that agree under the
+# local matches' map (`away_agreement`: tiles_agree, tiles_textured)
 WORK_SIZE = 32  # working resolution of the alignment (longer side, pixels)
 MAX_SHIFT = 0.25  # translations searched, as a fraction of the working size
 MIN_OVERLAP = 0.5  # an alignment must overlap at least this fraction of the smaller image
@@ -111,11 +112,20 @@ REFINED = FEATURES[-4:]
 _NO_REFINED = {"ncc_refined": 0.0, "detail_refined": 0.0, "diff_refined": 1.0, "overlap_refined": 0.0}
 _NO_EVIDENCE = {"ncc": 0.0, "ncc_grad": 0.0, "ssim": 0.0, "overlap": 0.0, "orb_inliers": 0.0, "orb_ratio": 0.0,
                 "orb_used": 0.0, "ncc_detail": 0.0, "abs_diff": 1.0, **_NO_REFINED, "crop_ncc": 0.0, "crop_detail": 0.0,
-                "variant": -1, "dy": 0, "dx": 0}
+                "tiles_agree": float("nan"), "tiles_textured": 0.0, "variant": -1, "dy": 0, "dx": 0}
 DETAIL_SIGMA = 1.0  # the fine detail: luminance minus its Gaussian blur at this sigma (working pixels)
 CROP = ("crop_ncc", "crop_detail")  # one image of a pair found inside the other as a crop (`crop_search`):
 # evidence that decides a pair (`scores.fused.decided_by_crop`), not features of the model
-EVIDENCE = FEATURES[1:] + CROP
+AWAY = ("tiles_agree", "tiles_textured")  # where the local matches are many, the share of the overlap's textured
+# tiles that agree under their map (`away_agreement`): what tells a copy from two photos under one banner or
+# watermark (`scores.fused.decided_by_matches`)
+EVIDENCE = FEATURES[1:] + CROP + AWAY
+AWAY_FROM_INLIERS = 20  # the tiles are compared where the matches have this many inliers (the matches decide from 25,
+# `scores.fused.TWIN_ORB_INLIERS`)
+AWAY_TILE = 32  # tile side (pixels at ORB_SIDE)
+AWAY_TEXTURE = 8.0  # a tile is textured where the luminance of both sides varies this much (std, grey levels)
+AWAY_TILE_NCC = 0.5  # ... and agrees where its NCC is at least this (0.7 failed heavily recompressed copies: 0.42)
+AWAY_MIN_TILES = 8  # fewer textured tiles than this: nothing to tell (NaN)
 CROP_SIDE = 128  # the longer side (pixels) of the image searched in (`crop_search`: each of a pair, in turn)
 CROP_QUERY_SIDE = 256  # ... and of the image searched for, before it is scaled onto the other
 CROP_MIN_SIDE = 24  # a crop this small (shorter side) is searched for, in an image at least ORB_MIN_SIDE: a planted
@@ -486,32 +496,89 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / norm) if norm > 1e-9 else 0.0
 
 
+@dataclass
+class OrbMatch:
+    """The local matches of a pair under their best map: inliers at distinct places, the share of the kept matches
+    that are inliers, which of the eval image's views matched (0 as is, 1 mirrored), the map (2 x 3, eval view ->
+    training image, ORB_SIDE pixels) and the inliers' places in the training image."""
+
+    inliers: int = 0
+    ratio: float = 0.0
+    view: int = 0
+    transform: np.ndarray | None = None
+    points: np.ndarray | None = None
+
+
 def orb_pair(eval_features: list, train_features: list) -> tuple[int, float]:
     """(RANSAC inliers, inlier ratio) of ORB matches under a partial affine model (rotation, scale, shift), the
-    eval image's views (as is, mirrored: `orb_features(.., mirrored=True)`) against the training image's features.
-    A match is kept where it passes the ratio test (ORB_RATIO_TEST); inliers are counted at distinct places
-    (`distinct_places`, the fewer of the two images'), the ratio is all inliers over kept matches."""
+    eval image's views (as is, mirrored: `orb_features(.., mirrored=True)`) against the training image's features
+    (`orb_map` with the map left out)."""
+    m = orb_map(eval_features, train_features)
+    return m.inliers, m.ratio
+
+
+def orb_map(eval_features: list, train_features: list) -> OrbMatch:
+    """The best of the eval image's views against the training image's features. A match is kept where it passes
+    the ratio test (ORB_RATIO_TEST); inliers are counted at distinct places (`distinct_places`, the fewer of the two
+    images'), the ratio is all inliers over kept matches."""
     import cv2
 
     tb = train_features[0]
     if tb is None:
-        return 0, 0.0
-    best = (0, 0.0)
-    for ta in eval_features:
+        return OrbMatch()
+    best = OrbMatch()
+    for view, ta in enumerate(eval_features):
         if ta is None:
             continue
         query, train = _ratio_matches(ta[1], tb[1])
         if len(query) < 8:
             continue
         src, dst = ta[0][query], tb[0][train]
-        _, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0,
-                                             maxIters=2000, confidence=0.99)
+        fit, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0,
+                                               maxIters=2000, confidence=0.99)
         keep = inl.ravel().astype(bool) if inl is not None else np.zeros(len(query), bool)
         # ORB finds one spot at several scales (an eye, a corner): inliers count once per place, in both images
         n = min(distinct_places(src[keep], ORB_DISTINCT_PX), distinct_places(dst[keep], ORB_DISTINCT_PX))
-        if n > best[0]:
-            best = (n, int(keep.sum()) / len(query))
+        if n > best.inliers:
+            best = OrbMatch(n, int(keep.sum()) / len(query), view, fit, dst[keep])
     return best
+
+
+def away_agreement(eval_gray: np.ndarray, train_gray: np.ndarray, match: OrbMatch) -> tuple[float, float]:
+    """(share of the textured tiles that agree, textured tiles) of the eval image moved onto the training image by
+    the local matches' map: the overlap cut into AWAY_TILE px tiles (at ORB_SIDE), a tile textured where both sides'
+    luminance varies (std at least AWAY_TEXTURE grey levels), agreeing where its NCC is at least AWAY_TILE_NCC;
+    (NaN, tiles) with fewer than AWAY_MIN_TILES textured tiles. Both images are grey at ORB_SIDE, the eval image in
+    the view that matched. A copy's photo agrees over most of the overlap, as its matches do (a bannered copy's
+    banner is the part that does not); two photos under one banner or watermark match on the overlay alone and agree
+    there only. On 188 pairs of two different photos under one overlay that the matches decide by two parts, at
+    most 0.55 of the tiles agree; on 290 copies under six edits, at least 0.64 (bench/verify_overlay_pairs.py)."""
+    import cv2
+
+    if match.transform is None:
+        return float("nan"), 0.0
+    a = np.ascontiguousarray(eval_gray, np.float32)
+    b = np.ascontiguousarray(train_gray, np.float32)
+    h, w = b.shape
+    moved = cv2.warpAffine(a, match.transform, (w, h), flags=cv2.INTER_LINEAR)
+    inside = cv2.warpAffine(np.ones_like(a), match.transform, (w, h), flags=cv2.INTER_NEAREST, borderValue=0) > 0
+    t = AWAY_TILE
+    rows, cols = h // t, w // t
+    if not rows or not cols:
+        return float("nan"), 0.0
+
+    def tiled(x):  # (rows, cols, t * t)
+        return x[:rows * t, :cols * t].reshape(rows, t, cols, t).swapaxes(1, 2).reshape(rows, cols, t * t)
+
+    u, v, full = tiled(moved), tiled(b), tiled(inside).all(axis=2)
+    u, v = u - u.mean(axis=2, keepdims=True), v - v.mean(axis=2, keepdims=True)
+    su, sv = np.sqrt((u * u).mean(axis=2)), np.sqrt((v * v).mean(axis=2))
+    textured = full & (su >= AWAY_TEXTURE) & (sv >= AWAY_TEXTURE)
+    n = int(textured.sum())
+    if n < AWAY_MIN_TILES:
+        return float("nan"), float(n)
+    corr = (u * v).mean(axis=2)[textured] / (su[textured] * sv[textured])
+    return float((corr >= AWAY_TILE_NCC).mean()), float(n)
 
 
 def distinct_places(points: np.ndarray, px: float = 4.0) -> int:
@@ -753,11 +820,16 @@ def _evidence_batch(ea: list, tb: list) -> list[dict]:
         use_orb = min(ea[i].size) >= ORB_MIN_SIDE and min(tb[i].size) >= ORB_MIN_SIDE
         # the eval image's mirror is matched only where the alignment mirrored it (a crop too strong to align is
         # matched as is): on photos the mirror's features were a third of the ORB work
-        inl, ratio = 0, 0.0
+        inl, ratio, away = 0, 0.0, (float("nan"), 0.0)
         if use_orb:
             mirrored = VARIANTS[al.variant].dihedral >= 4
             views = [ea[i].orb()] + ([ea[i].orb(mirrored=True)] if mirrored else [])
-            inl, ratio = orb_pair(views, [tb[i].orb(n_features=ORB_TRAIN_FEATURES)])
+            match = orb_map(views, [tb[i].orb(n_features=ORB_TRAIN_FEATURES)])
+            inl, ratio = match.inliers, match.ratio
+            if inl >= AWAY_FROM_INLIERS:
+                ga = _orb_gray(ea[i].gray())
+                away = away_agreement(np.ascontiguousarray(ga[:, ::-1]) if match.view == 1 else ga,
+                                      _orb_gray(tb[i].gray()), match)
         crop_ncc, crop_detail = 0.0, 0.0
         sides = sorted((min(ea[i].size), min(tb[i].size)))
         if sides[0] >= CROP_MIN_SIDE and sides[1] >= ORB_MIN_SIDE:  # not on CIFAR-10's 32 px. Either way round: the
@@ -767,7 +839,7 @@ def _evidence_batch(ea: list, tb: list) -> list[dict]:
         out[i] = {"ncc": al.ncc, "ncc_grad": al.ncc_grad, "ssim": ssim, "overlap": al.overlap,
                   "orb_inliers": float(np.log1p(inl)), "orb_ratio": ratio, "orb_used": float(use_orb),
                   "ncc_detail": detail, "abs_diff": diff, **refined, "crop_ncc": crop_ncc, "crop_detail": crop_detail,
-                  "variant": al.variant, "dy": al.dy, "dx": al.dx}
+                  "tiles_agree": away[0], "tiles_textured": away[1], "variant": al.variant, "dy": al.dy, "dx": al.dx}
     return out
 
 

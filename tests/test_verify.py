@@ -184,7 +184,9 @@ def test_an_images_inputs_are_kept_across_evidence_calls_and_give_the_same_evide
     assert loads == [] and [x._image is None for x in inputs] == [False, True, True, True]  # let go after the call
     again = verify.evidence([inputs[i] for i in eval_at], [inputs[j] for j in train_at])
     pd.testing.assert_frame_equal(again, want)
-    assert len(loads) == 1  # the other scene, an eval image before, decoded again for its training-side features
+    # decoded again: the other scene, an eval image before, for its training-side features, and the crop and the
+    # scene it was cut from, for the tiles under their many matches' map (`verify.away_agreement`)
+    assert len(loads) == 3 and (want["tiles_textured"] > 0).sum() == 2
 
 
 def test_refinement_takes_up_a_zoom_the_coarse_grid_leaves_over():
@@ -496,7 +498,7 @@ def test_a_pair_within_a_split_found_from_both_ends_is_verified_once_and_read_bo
                    & (stored["train_item_id"] != one["train_item_id"].iloc[0])].iloc[[0]]
     got = verify.evidence_for(ws, pd.concat([one, back[one.columns], other[one.columns]], ignore_index=True))
     cols = list(verify.EVIDENCE)
-    assert got[cols].iloc[0].notna().all()
+    assert got[list(verify.FEATURES[1:] + verify.CROP)].iloc[0].notna().all()  # AWAY: only where matches are many
     pd.testing.assert_series_equal(got[cols].iloc[0], got[cols].iloc[1], check_names=False)
     assert got[cols].iloc[2].isna().all()
 
@@ -849,3 +851,31 @@ def test_the_overlaps_ssim_is_scikit_images_over_windows_wholly_inside():
     same = rng.random((64, 64)).astype(np.float32)
     assert verify.overlap_ssim(same, same, np.ones_like(same)) == pytest.approx(1.0, abs=1e-6)
     assert verify.overlap_ssim(same, same, np.zeros_like(same)) == 0.0
+
+
+def _bannered(img: Image.Image) -> Image.Image:
+    """A bold two-line banner across the top and the bottom, as memes carry."""
+    from PIL import ImageFont
+
+    out = img.copy()
+    d = ImageDraw.Draw(out)
+    size = out.height // 9
+    font = ImageFont.load_default(size=size)
+    for line, y in (("WHEN YOU SEE IT", size // 3), ("BEST FRIENDS", out.height - size - size // 2)):
+        d.text((out.width // 12, y), line, fill=(255, 230, 0), font=font, stroke_width=size // 6, stroke_fill="black")
+    return out
+
+
+def test_two_photos_under_one_banner_are_not_decided_by_their_matches_and_a_bannered_copy_is():
+    """The banner's letters match under one map as a copy's photo does; under that map the rest of the two photos
+    disagrees, while a copy's photo agrees (the share of textured tiles that agree, `verify.away_agreement`)."""
+    one, other = _scene(5), _scene(6)
+    ev = verify.evidence([_bannered(one), _bannered(one)], [_bannered(other), one])
+    by_matches = fused.decided_by_matches(ev, fused.MATCH_RULE[:2])
+    assert list(by_matches) == [True, True]  # by inliers and ratio alone, both pairs are one photograph
+    assert ev.loc[0, "tiles_agree"] < fused.TWIN_TILES_AGREE <= ev.loc[1, "tiles_agree"]
+    assert ev.loc[0, "tiles_textured"] >= verify.AWAY_MIN_TILES
+    assert list(fused.decided_by_matches(ev)) == [False, True]
+    # a model stored before the rule keeps deciding by two parts; a pair with too few textured tiles is not judged
+    assert list(fused.decided_by_matches(ev, [fused.TWIN_ORB_INLIERS, fused.TWIN_ORB_RATIO])) == [True, True]
+    assert fused.decided_by_matches(ev.assign(tiles_agree=np.nan)).all()

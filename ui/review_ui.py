@@ -409,6 +409,13 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
             import math
 
             facts["ORB + RANSAC inliers"] = f"{round(math.expm1(e.stored['orb_inliers']))} ({100 * e.stored['orb_ratio']:.0f}%)"
+        if e.stored is not None and float(e.stored.get("tiles_textured", 0.0) or 0.0) > 0:
+            # where the matches are many: how much of the photo agrees under their map (an overlay's letters alone do
+            # not make two photos one, verify.away_agreement)
+            agree = e.stored["tiles_agree"]
+            facts["textured tiles agreeing under the matches' map"] = (
+                f"{100 * agree:.0f}% of {e.stored['tiles_textured']:.0f}" if agree == agree else
+                f"too few to tell ({e.stored['tiles_textured']:.0f})")
         if e.stored is not None and float(e.stored.get("crop_ncc", 0.0) or 0.0) > 0:
             # one image found inside the other (verify.crop_search): a strong crop with too few corners for ORB
             facts["found as a crop: NCC; fine detail NCC"] = (f"{e.stored['crop_ncc']:.3f}; "
