@@ -151,6 +151,36 @@ class PairEvidence:
 
         return verify.aligned_views(self.explanation, eval_image, train_image, side)
 
+    def crop_view(self, eval_image, train_image, side: int):
+        """Where the pair was decided as a crop (`scores.fused.decided_by_crop`, photos): (the image the other was
+        found in, with the place outlined; the other; a caption), at most `side` px; None otherwise. The aligned views
+        show the whole-image alignment, which cannot place a strong crop."""
+        from PIL import ImageDraw
+
+        from leakcore import verify
+        from leakcore.scores.fused import TWIN_CROP_DETAIL, TWIN_CROP_NCC
+
+        stored = self.stored
+        if stored is None or not (float(stored.get("crop_ncc", 0.0) or 0.0) >= TWIN_CROP_NCC
+                                  and float(stored.get("crop_detail", 0.0) or 0.0) >= TWIN_CROP_DETAIL):
+            return None
+        found = verify.find_crop(eval_image, train_image)
+        if found is None:
+            return None
+        outer, inner = (train_image, eval_image) if found.inside == "eval" else (eval_image, train_image)
+        outer = outer.convert("RGB").copy()
+        outer.thumbnail((side, side))
+        inner = inner.convert("RGB").copy()
+        inner.thumbnail((side, side))
+        x, y, w, h = found.box
+        W, H = outer.size
+        ImageDraw.Draw(outer).rectangle((x * W, y * H, (x + w) * W, (y + h) * H), outline=(255, 40, 40),
+                                        width=max(2, W // 150))
+        names = ("evaluation", "training") if found.inside == "eval" else ("training", "evaluation")
+        caption = (f"the {names[0]} image found inside the {names[1]} image, outlined: {100 * w:.0f}% x "
+                   f"{100 * h:.0f}% of its sides (NCC {found.ncc:.3f}; fine detail {found.detail:.3f})")
+        return outer, inner, caption
+
 
 class Decisions:
     """The curator decision store of a project (review.sqlite): record, undo, read."""

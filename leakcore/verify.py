@@ -452,11 +452,17 @@ class CropViews:
 
 
 def crop_search(query: CropViews, target: CropViews) -> tuple[float, float]:
-    """(NCC, detail NCC) of one image (`query`) found as a crop of another (`target`): scaled so that its longer
+    """(NCC, detail NCC) of `locate_crop`."""
+    return locate_crop(query, target)[:2]
+
+
+def locate_crop(query: CropViews, target: CropViews) -> tuple[float, float, tuple[float, float, float, float] | None]:
+    """(NCC, detail NCC, place) of one image (`query`) found as a crop of another (`target`): scaled so that its longer
     side is each of CROP_FRACTIONS of the other's, and slid over it (OpenCV's normalised cross-correlation) at half
     size, then at full size around the best fraction (CROP_REFINE) where that found a place (CROP_COARSE_MIN); the
     best place's NCC, and there the NCC of the fine detail (luminance minus its blur), which smooth regions of two
-    different photos do not share (0 where not refined).
+    different photos do not share (0 where not refined); the place is (x, y, width, height) as fractions of the
+    target's sides (None where not refined).
 
     A strong crop of a photo (a fur, a flank, a leaf: 45-60% of each side) has too few corners for local features
     and is too small for the alignment's scales (0.8-1.25); here such crops were found at NCC 0.97-1.00 (the planted
@@ -466,26 +472,49 @@ def crop_search(query: CropViews, target: CropViews) -> tuple[float, float]:
     coarse = max(((_place(query.scaled(f * max(target.half.shape)), target.half)[0], f) for f in CROP_FRACTIONS),
                  default=(-1.0, None))
     if coarse[1] is None or coarse[0] <= -1.0:
-        return 0.0, 0.0
+        return 0.0, 0.0, None
     if coarse[0] < CROP_COARSE_MIN:  # no crop here: the half-size NCC is returned as it is
-        return coarse[0], 0.0
+        return coarse[0], 0.0, None
     side = max(target.target.shape)
-    top, crop, place = max((_place(query.scaled(coarse[1] * r * side), target.target) for r in CROP_REFINE),
-                           key=lambda t: t[0])
+    top, crop, place, at = max((_place(query.scaled(coarse[1] * r * side), target.target) for r in CROP_REFINE),
+                               key=lambda t: t[0])
     if crop is None:
-        return 0.0, 0.0
+        return 0.0, 0.0, None
     detail = [x - cv2.GaussianBlur(x, (0, 0), CROP_DETAIL_SIGMA) for x in (crop / 255.0, place / 255.0)]
-    return float(top), ncc(*detail)
+    h, w = target.target.shape
+    box = (at[0] / w, at[1] / h, crop.shape[1] / w, crop.shape[0] / h)
+    return float(top), ncc(*detail), box
 
 
-def _place(crop: np.ndarray | None, target: np.ndarray) -> tuple[float, np.ndarray | None, np.ndarray | None]:
-    """(best NCC, the crop, the target's patch there); (-1, None, None) where there is no crop or it does not fit."""
+def _place(crop: np.ndarray | None, target: np.ndarray):
+    """(best NCC, the crop, the target's patch there, its (x, y)); (-1, None, None, None) where there is no crop or it
+    does not fit."""
     import cv2
 
     if crop is None or crop.shape[0] > target.shape[0] or crop.shape[1] > target.shape[1]:
-        return -1.0, None, None
+        return -1.0, None, None, None
     _, top, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(target, crop, cv2.TM_CCOEFF_NORMED))
-    return float(top), crop, target[y:y + crop.shape[0], x:x + crop.shape[1]]
+    return float(top), crop, target[y:y + crop.shape[0], x:x + crop.shape[1]], (x, y)
+
+
+@dataclass
+class CropFound:
+    """Where one image of a pair was found inside the other (`find_crop`): `inside` is "eval" (the evaluation image
+    found in the training image) or "train", `box` (x, y, width, height) as fractions of the other image's sides."""
+
+    inside: str
+    box: tuple[float, float, float, float]
+    ncc: float
+    detail: float
+
+
+def find_crop(eval_image: Image.Image, train_image: Image.Image) -> CropFound | None:
+    """The crop search of `evidence` for display, both ways round: the better place, or None where neither image
+    was refined as a crop of the other."""
+    a, b = CropViews(eval_image.convert("L")), CropViews(train_image.convert("L"))
+    found = [("eval", *locate_crop(a, b)), ("train", *locate_crop(b, a))]
+    inside, top, detail, box = max(found, key=lambda f: (f[3] is not None, f[1]))
+    return CropFound(inside, box, top, detail) if box is not None else None
 
 
 def ncc(a: np.ndarray, b: np.ndarray) -> float:

@@ -879,3 +879,23 @@ def test_two_photos_under_one_banner_are_not_decided_by_their_matches_and_a_bann
     # a model stored before the rule keeps deciding by two parts; a pair with too few textured tiles is not judged
     assert list(fused.decided_by_matches(ev, [fused.TWIN_ORB_INLIERS, fused.TWIN_ORB_RATIO])) == [True, True]
     assert fused.decided_by_matches(ev.assign(tiles_agree=np.nan)).all()
+
+
+def test_a_crop_is_located_in_its_photo_either_way_round_and_outlined_for_the_review_page():
+    from leakcore.api import PairEvidence
+
+    photo = _scene(5)
+    crop = photo.crop((200, 120, 520, 360))  # half of each side
+    found = verify.find_crop(crop, photo)
+    assert found.inside == "eval" and found.ncc > 0.95
+    np.testing.assert_allclose(found.box, (200 / 640, 120 / 480, 0.5, 0.5), atol=0.03)
+    assert verify.find_crop(photo, crop).inside == "train"
+    assert verify.find_crop(_scene(6), photo) is None or verify.find_crop(_scene(6), photo).ncc < 0.9
+    stored = pd.Series({"crop_ncc": found.ncc, "crop_detail": found.detail})
+    outer, inner, caption = PairEvidence(None, stored, 0.3, 0.99, None).crop_view(crop, photo, 320)
+    assert outer.size == (320, 240) and inner.size == (320, 240) and "evaluation image found inside" in caption
+    edge = np.asarray(outer)[59:62, 110:250].reshape(-1, 3)  # the outline's top edge (y 60, x 100-260), in red
+    assert ((edge[:, 0] > 200) & (edge[:, 1] < 80)).mean() > 0.3
+    undecided = pd.Series({"crop_ncc": 0.9, "crop_detail": 0.9})
+    assert PairEvidence(None, undecided, 0.3, 0.5, None).crop_view(crop, photo, 320) is None
+    assert PairEvidence(None, None, 0.3, None, None).crop_view(crop, photo, 320) is None

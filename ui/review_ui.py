@@ -392,6 +392,13 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
     c2.image(train, caption="training image, same frame", **jpeg)
     c1.image(overlay, caption="overlay: red = evaluation, cyan = training, grey = agree", **jpeg)
     c2.image(diff, caption="|aligned evaluation − training| × 4 on the overlap", **jpeg)
+    crop = e.crop_view(a, b, ALIGNED_PX)
+    if crop is not None:  # decided as a crop: the whole-image alignment above cannot place it, the crop search did
+        outer, inner, caption = crop
+        st.markdown(f"**Found as a crop**: {caption}")
+        c5, c6 = st.columns(2)
+        c5.image(outer, caption="where it was found", **jpeg)
+        c6.image(inner, caption="the crop", **jpeg)
     c3, c4 = st.columns([1, 1])
     with c3:
         al = x.alignment
