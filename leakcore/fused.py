@@ -434,6 +434,10 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
     floored = floor_matched(suite, fused, hard, MATCH_RULE, pixels, crop)
     per_family = (suite.assign(fused=floored)[clean].groupby(["family", "label"])["fused"]
                   .apply(lambda s: float((s >= soft).mean())).unstack("label"))
+    positive = clean & (suite["label"] == 1).to_numpy()
+    # the shares of edited copies caught at soft and hard by the score the pairs get (decided pairs floored at hard)
+    soft_tpr = float((floored[positive] >= soft).mean()) if positive.any() else None
+    hard_tpr = float((floored[positive] >= hard).mean()) if positive.any() else None
     meta = {
         "encoder": encoder_name, "version": verify.VERSION, "queries": int(suite["query"].nunique()),
         "features": features, "second_encoder": second.name if SECOND_FEATURE in features else None,
@@ -442,12 +446,13 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         "candidate_rank": CANDIDATE_RANK, "verify_beyond_rank_above": raw.soft if raw is not None else None,
         "suite_pairs": int(len(suite)), "decisions_used": int(len(decided)), "fitted_on_decisions_alone": alone,
         "seed": seed, "auc": cal.auc_, "raw_auc": float(_auc(suite["label"], suite["similarity"])),
-        "soft_tpr": cal.soft_tpr_, "hard_tpr": cal.hard_tpr_, "threshold_rule": rule,
+        "soft_tpr": soft_tpr, "hard_tpr": hard_tpr, "threshold_rule": rule,
         "suite_soft": float(cal.soft_), "suite_hard": float(cal.hard_), "lookalike_pairs": int(collection.sum()),
         "lookalike_soft": lookalike_soft, "leak_share": LEAK_SHARE,
         "decisive_matches": list(MATCH_RULE), "decisive_pixels": pixels, "decisive_crop": crop,
         "lookalikes_decided_by_matches": int(matched_lookalikes.sum()) if matched_lookalikes is not None else None,
-        "flagged_by_family": {str(k): float(v) for k, v in per_family.get(1, pd.Series(dtype=float)).items()},
+        "flagged_by_family": {str(k): float(v) for k, v in per_family.get(1, pd.Series(dtype=float)).items()
+                              if v == v},  # a family with no copies (the collection's look-alikes) has no rate
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     meta["key"] = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
@@ -536,8 +541,20 @@ def _auc(labels, scores) -> float:
 
 def save(ws, fm: FusedModel) -> None:
     ws.paths.fused(fm.encoder).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(ws.paths.fused_file(fm.encoder, "model.json"), json.dumps(fm.to_stored(), indent=2))
+    atomic_write_text(ws.paths.fused_file(fm.encoder, "model.json"), json.dumps(_strict(fm.to_stored()), indent=2,
+                                                                                allow_nan=False))
     ws.set_thresholds(fm.hard_, max(fm.soft_, 1e-6), encoder=fm.encoder, score="fused", source="fused model")
+
+
+def _strict(value):
+    """`value` with NaN and infinities as None: model.json is strict JSON, which jq and browsers read too."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def fitting_scores(ws, encoder: str | None = None) -> pd.DataFrame | None:

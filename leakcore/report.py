@@ -32,6 +32,7 @@ from leakcore import __version__, catalog, images, leakage
 from leakcore import calibrate as _calibrate
 from leakcore import checks as _checks
 from leakcore.io import atomic_write_bytes
+from leakcore.scores import RAW
 from leakcore.schema import Decision, SplitId
 
 log = logging.getLogger(__name__)
@@ -170,8 +171,11 @@ def _findings(project, ci, items, decisions, top: int, weakest: int, data: dict)
     for name in names:
         check = _checks.get_check(name)
         f = check.findings(project.workspace, ci)
+        score_name = _words(name)["score"]
+        if score_name == "similarity" and getattr(project.workspace, "score", RAW) != RAW:  # its pairs' score in force
+            score_name = f"{project.workspace.score} score"
         section = {"check": name, "kind": check.kind, "description": check.description,
-                   "score_name": _words(name)["score"], "findings": int(len(f))}
+                   "score_name": score_name, "findings": int(len(f))}
         if check.kind == "groups":
             section.update(_group_section(project, ci, f, items, top))
         else:

@@ -263,7 +263,9 @@ def build_queue(pairs: pd.DataFrame, items: pd.DataFrame, hard: float, soft: flo
     q["check"] = check
     for col in CATEGORICAL:
         q[col] = q[col].astype("category")
-    q = q.sort_values(["similarity", "eval_item_id"], ascending=[False, True], kind="stable")
+    # ties (the fused score floors every pair its evidence decides at hard) in the raw similarity's order
+    order = ["similarity"] + (["raw_similarity"] if "raw_similarity" in q.columns else []) + ["eval_item_id"]
+    q = q.sort_values(order, ascending=[False] * (len(order) - 1) + [True], kind="stable")
     return q.reset_index(drop=True)
 
 

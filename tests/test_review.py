@@ -179,3 +179,19 @@ def test_applying_only_the_newer_decisions_gives_what_reading_them_all_gives(ws)
     change = review.decisions_after(ws, last)
     assert change.undone == undone + 1 and change.decisions.empty  # an undo: the reader must start again
     assert review.decisions_after(ws, 0).decisions.equals(review.latest_decisions(ws))
+
+
+def test_pairs_tied_on_the_fused_score_are_queued_by_their_raw_similarity():
+    """The fused score floors every pair its evidence decides at hard, so many pairs tie there: the queue orders
+    them by the raw similarity, strongest first, not by item id."""
+    import pandas as pd
+
+    pairs = pd.DataFrame({
+        "eval_split": "d/test", "train_split": "d/train", "rank": 1, "within": False,
+        "eval_item_id": ["d/test/a", "d/test/b", "d/test/c", "d/test/d"],
+        "train_item_id": ["d/train/w", "d/train/x", "d/train/y", "d/train/z"],
+        "similarity": [0.891, 0.891, 0.95, 0.891], "raw_similarity": [0.52, 0.97, 0.9, 0.64],
+    })
+    items = pd.DataFrame({"item_id": pd.concat([pairs["eval_item_id"], pairs["train_item_id"]]), "label": "cat"})
+    q = review.build_queue(pairs, items, hard=0.891, soft=0.5)
+    assert list(q["eval_item_id"]) == ["d/test/c", "d/test/b", "d/test/d", "d/test/a"]

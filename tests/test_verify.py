@@ -279,6 +279,8 @@ def test_the_fused_score_is_fitted_stored_and_used_by_rates_beside_the_raw_simil
     assert leaked <= set(flagged["eval_item_id"])  # the three copies are flagged by the fused score
     fused_rates = scanned.checks.rates(["similarity"])
     assert len(fused_rates) == len(raw_rates)
+    found = scanned.checks.findings("similarity")
+    assert len(found) and found["reason"].str.startswith("fused score ").all()  # the score the findings were flagged by, by name
 
     # what the Review page shows of a pair: the alignment, the stored evidence, each feature's share
     top = flagged.sort_values("fused", ascending=False).iloc[0]
@@ -433,8 +435,14 @@ def test_the_fused_model_is_an_estimator_stored_as_numbers_and_refuses_a_pickle_
     # where older versions kept the model is never opened)
     folder = fused.model_dir(scanned.workspace, "phash")
     meta_file = folder / "model.json"
-    stored = json.loads(meta_file.read_text())
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    stored = json.loads(meta_file.read_text(), parse_constant=refuse)  # no NaN: jq and browsers read it too
     assert stored["format"] == 3 and stored["params"]["features"] == list(fm.features) and stored["model"]["members"]
+    scored = fused.fitting_scores(scanned.workspace)  # what the Thresholds page reads: the floored scores
+    copies = scored[scored["label"]]
+    assert fm.meta_["hard_tpr"] == pytest.approx(float((copies["fused"] >= fm.hard_).mean()))
     assert sorted(p.name for p in folder.iterdir()) == ["model.json", "suite.json", "suite.parquet"]
     (folder / "model.joblib").write_bytes(b"not a pickle: opening it would fail")
     meta_file.write_text(json.dumps(stored))  # a new stamp: read again

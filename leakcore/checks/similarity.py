@@ -35,12 +35,15 @@ class SimilarityCheck(Check):
         return leakage.load_pairs(ws, inputs.encoder) if inputs.pairs is None else inputs.pairs
 
     def findings(self, ws, inputs: CheckInputs) -> pd.DataFrame:
-        p = leakage.with_degrees(self._pairs(ws, inputs), inputs.hard, inputs.soft, inputs.decisions)
+        pairs = self._pairs(ws, inputs)
+        in_force = pairs.attrs.get(scores.SCORE) or self.score(ws).name
+        word = "similarity" if in_force == scores.RAW else f"{in_force} score"  # "fused score 0.9904 ≥ hard 0.9714"
+        p = leakage.with_degrees(pairs, inputs.hard, inputs.soft, inputs.decisions)
         p = p[p["degree"] != leakage.NONE]
         value = scores.in_force(p).to_numpy(dtype=np.float64)
         auto = np.where(value >= inputs.hard, f"hard {inputs.hard:.4f}", f"soft {inputs.soft:.4f}")
         decision = p["decision"].astype(object).where(p["decision"].notna(), None).to_numpy()
-        reason = [f"curator: {d} (similarity {s:.4f})" if d is not None else f"similarity {s:.4f} ≥ {a}"
+        reason = [f"curator: {d} ({word} {s:.4f})" if d is not None else f"{word} {s:.4f} ≥ {a}"
                   for s, a, d in zip(value, auto, decision)]
         out = pd.DataFrame({
             "check": self.name, "eval_split": p["eval_split"], "train_split": p["train_split"],
