@@ -33,10 +33,23 @@ def test_the_calibrated_logistic_regression_is_scikit_learns(n, separation, seed
     for f, (_, test) in enumerate(StratifiedKFold(5).split(x, y)):
         folds[test] = f
     np.testing.assert_array_equal(logistic.stratified_folds(y, 5), folds)
-    ours = logistic.CalibratedLogistic(5).fit(x, y).predict_proba(x)
-    sk = CalibratedClassifierCV(make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)),
-                                method="sigmoid", cv=5).fit(x, y).predict_proba(x)
-    assert np.abs(ours - sk).max() < 2e-3  # scikit-learn stops its two optimisers at looser tolerances
+    for pooled in (True, False):  # scikit-learn's ensemble=False (the fused score's) and ensemble=True
+        ours = logistic.CalibratedLogistic(5, pooled=pooled).fit(x, y).predict_proba(x)
+        sk = CalibratedClassifierCV(make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)),
+                                    method="sigmoid", cv=5, ensemble=not pooled).fit(x, y).predict_proba(x)
+        assert np.abs(ours - sk).max() < 2e-3  # scikit-learn stops its two optimisers at looser tolerances
+
+
+def test_the_pooled_calibration_caps_a_certain_copy_higher_than_the_folds_do():
+    """Platt's targets cap P at (n + 1) / (n + 2) for the n positives a sigmoid is fitted on: pooled over the folds,
+    the 24 positives of a small fitting set cap it at 25 / 26, one fold's five at 6 / 7."""
+    x, y = _data(96, 30.0, 3)
+    y[:] = 0
+    y[:24] = 1
+    x[:24, 0] += 10  # perfectly separable, as edited copies and look-alikes are on photos
+    pooled = logistic.CalibratedLogistic(5).fit(x, y).predict_proba(x[:24])[:, 1]
+    folds = logistic.CalibratedLogistic(5, pooled=False).fit(x, y).predict_proba(x[:24])[:, 1]
+    assert np.median(pooled) > 0.95 and np.median(folds) < 0.87
 
 
 def test_grouped_folds_keep_each_group_together_and_spread_the_positives():
