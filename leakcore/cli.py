@@ -383,7 +383,8 @@ def cmd_verify(args) -> int:
         print("no fused model yet: run `leakcore verify DIR`")
         return 0
     m = fm.meta
-    print(f"fused score ({fm.encoder}): fitted on {m['suite_pairs']} suite pairs from {m['queries']} training images"
+    alike = f", {m['lookalike_pairs']} of them the collection's look-alikes" if m.get("lookalike_pairs") else ""
+    print(f"fused score ({fm.encoder}): fitted on {m['suite_pairs']} pairs ({m['queries']} training images edited{alike})"
           f" + {m['decisions_used']} curator decisions; AUC {m['auc']:.4f} (raw similarity {m['raw_auc']:.4f})")
     print(f"candidate pairs: raw similarity >= {fm.candidate:.4f}; fused thresholds hard {fm.hard:.4f}, soft {fm.soft:.4f}")
     print(project.scores.verification_table(fm).to_string(index=False))

@@ -439,7 +439,9 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
     soft_tpr = float((floored[positive] >= soft).mean()) if positive.any() else None
     hard_tpr = float((floored[positive] >= hard).mean()) if positive.any() else None
     meta = {
-        "encoder": encoder_name, "version": verify.VERSION, "queries": int(suite["query"].nunique()),
+        # the training images edited (the look-alike pairs' images are not)
+        "encoder": encoder_name, "version": verify.VERSION,
+        "queries": int(suite.loc[~collection.to_numpy(), "query"].nunique()),
         "features": features, "second_encoder": second.name if SECOND_FEATURE in features else None,
         "second_input_size": SECOND_INPUT_SIZE if SECOND_FEATURE in features else None,
         "second_caches": [second.cache()] if SECOND_FEATURE in features else None,

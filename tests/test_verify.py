@@ -467,6 +467,7 @@ def test_every_second_querys_pairs_are_fitted_on_and_every_querys_hardest_negati
     suite = stored[stored["family"] != "collection"]
     fitted, raw_only = suite[suite["fitted"]], suite[~suite["fitted"]]
     assert fitted["query"].nunique() == 6 and raw_only["query"].nunique() == 6  # 12 queries, every second fitted
+    assert fm.meta["queries"] == 6  # the training images edited for the fit (the look-alikes' are not edited)
     assert fitted["ncc"].notna().all() and raw_only["ncc"].isna().all() and (raw_only["label"] == 0).all()
     assert set(fitted["label"]) == {0, 1} and fm.meta["suite_pairs"] == len(fused.fitted_rows(stored))
     negatives = suite.loc[fused._clean(suite) & (suite["label"] == 0).to_numpy(), "similarity"].to_numpy()
