@@ -628,7 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "alone: a local Ray on this machine. The workspace must be on a file system all nodes see")
     p.add_argument("--workers", type=int, help="embedding actors on the cluster (default: one per CPU, or per GPU)")
     p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
-                   help="check candidate pairs on their pixels and fit the fused score (kept; see `leakcore verify`)")
+                   help="check candidate pairs on their pixels and fit the fused score; remembered for later scans "
+                        "of the workspace (--no-verify turns it off). The flags switch to the fused score with "
+                        "`leakcore verify WS --use fused`")
     p.add_argument("--grouping", action=argparse.BooleanOptionalAction, default=None,
                    help="also search training splits against each other, so groups are recovered across all splits")
     p.set_defaults(func=cmd_scan)
