@@ -367,8 +367,10 @@ def fused_model_caption(model) -> str:
     """What the fused model was fitted on, in a sentence (the Thresholds page's caption)."""
     m = model.meta
     second = f" and {m['second_encoder']}'s similarity at {m.get('second_input_size')} px" if m.get("second_encoder") else ""
-    suite = (f"{m.get('suite_pairs')} pairs of the extended suite ({m.get('queries')} training images edited; negatives: "
-             f"the nearest image with another label)")
+    alike = int(m.get("lookalike_pairs") or 0)
+    suite = (f"{m.get('suite_pairs')} pairs: {int(m.get('suite_pairs') or 0) - alike} of the extended suite "
+             f"({m.get('queries')} training images edited; negatives: each copy's nearest other image)"
+             + (f" and {alike} of the collection's own look-alikes (training images' nearest neighbours)" if alike else ""))
     if m.get("fitted_on_decisions_alone"):
         fitted = (f"fitted on {m.get('decisions_used', 0)} curator decisions alone (soft: where "
                   f"{DECIDED_PRECISION:.0%} of the decided pairs above it are leaks, hard: where "
