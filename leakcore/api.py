@@ -158,11 +158,10 @@ class PairEvidence:
         from PIL import ImageDraw
 
         from leakcore import verify
-        from leakcore.scores.fused import TWIN_CROP_DETAIL, TWIN_CROP_NCC
+        from leakcore.scores.fused import TWIN_CROP_DETAIL, TWIN_CROP_NCC, decided_by_crop
 
         stored = self.stored
-        if stored is None or not (float(stored.get("crop_ncc", 0.0) or 0.0) >= TWIN_CROP_NCC
-                                  and float(stored.get("crop_detail", 0.0) or 0.0) >= TWIN_CROP_DETAIL):
+        if stored is None or not decided_by_crop(stored.to_frame().T, (TWIN_CROP_NCC, TWIN_CROP_DETAIL))[0]:
             return None
         found = verify.find_crop(eval_image, train_image)
         if found is None:

@@ -333,7 +333,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
     alone once there are DECISIONS_ALONE; store it and its thresholds (the workspace's thresholds for "fused").
     `encoder`: the workspace's encoder already built (a scan's), else the suite builds one (about 2 s of CPU for
     an ONNX model)."""
-    from leakcore.calibrate import ThresholdCalibrator
+    from leakcore.calibrate import ThresholdCalibrator, roc_auc
 
     encoder_name = encoder_name or ws.encoder
     suite_file, suite_meta = ws.paths.fused_file(encoder_name, "suite.parquet"), ws.paths.fused_file(encoder_name,
@@ -447,7 +447,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         "second_caches": [second.cache()] if SECOND_FEATURE in features else None,
         "candidate_rank": CANDIDATE_RANK, "verify_beyond_rank_above": raw.soft if raw is not None else None,
         "suite_pairs": int(len(suite)), "decisions_used": int(len(decided)), "fitted_on_decisions_alone": alone,
-        "seed": seed, "auc": cal.auc_, "raw_auc": float(_auc(suite["label"], suite["similarity"])),
+        "seed": seed, "auc": cal.auc_, "raw_auc": roc_auc(suite["label"], suite["similarity"]),
         "soft_tpr": soft_tpr, "hard_tpr": hard_tpr, "threshold_rule": rule,
         "suite_soft": float(cal.soft_), "suite_hard": float(cal.hard_), "lookalike_pairs": int(collection.sum()),
         "lookalike_soft": lookalike_soft, "leak_share": LEAK_SHARE,
@@ -533,12 +533,6 @@ def soft_from_decisions(scores: np.ndarray, labels: np.ndarray, precision: float
     last = ok[-1]
     # between two scores: halfway to the next lower decided pair, so that the pair at `last` stays above
     return float(s[last] if last + 1 == len(s) else (s[last] + s[last + 1]) / 2)
-
-
-def _auc(labels, scores) -> float:
-    from leakcore.calibrate import roc_auc
-
-    return roc_auc(np.asarray(labels, bool), np.asarray(scores, float))
 
 
 def save(ws, fm: FusedModel) -> None:

@@ -31,8 +31,8 @@ from PIL import Image, features
 from leakcore import __version__, catalog, images, leakage
 from leakcore import calibrate as _calibrate
 from leakcore import checks as _checks
+from leakcore import scores as _scores
 from leakcore.io import atomic_write_bytes
-from leakcore.scores import RAW
 from leakcore.schema import Decision, SplitId
 
 log = logging.getLogger(__name__)
@@ -172,8 +172,8 @@ def _findings(project, ci, items, decisions, top: int, weakest: int, data: dict)
         check = _checks.get_check(name)
         f = check.findings(project.workspace, ci)
         score_name = _words(name)["score"]
-        if score_name == "similarity" and getattr(project.workspace, "score", RAW) != RAW:  # its pairs' score in force
-            score_name = f"{project.workspace.score} score"
+        if score_name == "similarity":  # the pairs' score in force
+            score_name = _scores.label(project.workspace.score)
         section = {"check": name, "kind": check.kind, "description": check.description,
                    "score_name": score_name, "findings": int(len(f))}
         if check.kind == "groups":

@@ -421,7 +421,7 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
             # not make two photos one, verify.away_agreement)
             agree = e.stored["tiles_agree"]
             facts["textured tiles agreeing under the matches' map"] = (
-                f"{100 * agree:.0f}% of {e.stored['tiles_textured']:.0f}" if agree == agree else
+                f"{100 * agree:.0f}% of {e.stored['tiles_textured']:.0f}" if pd.notna(agree) else
                 f"too few to tell ({e.stored['tiles_textured']:.0f})")
         if e.stored is not None and float(e.stored.get("crop_ncc", 0.0) or 0.0) > 0:
             # one image found inside the other (verify.crop_search): a strong crop with too few corners for ORB

@@ -37,7 +37,7 @@ class SimilarityCheck(Check):
     def findings(self, ws, inputs: CheckInputs) -> pd.DataFrame:
         pairs = self._pairs(ws, inputs)
         in_force = pairs.attrs.get(scores.SCORE) or self.score(ws).name
-        word = "similarity" if in_force == scores.RAW else f"{in_force} score"  # "fused score 0.9904 ≥ hard 0.9714"
+        word = scores.label(in_force)  # "fused score 0.9904 ≥ hard 0.9714"
         p = leakage.with_degrees(pairs, inputs.hard, inputs.soft, inputs.decisions)
         p = p[p["degree"] != leakage.NONE]
         value = scores.in_force(p).to_numpy(dtype=np.float64)

@@ -42,6 +42,11 @@ def get_score(name: str) -> Score:
     return score
 
 
+def label(name: str) -> str:
+    """How a score reads in findings and reports: "similarity" for the raw cosine, "fused score" for the fused one."""
+    return "similarity" if name == RAW else f"{name} score"
+
+
 def scored(ws, pairs: pd.DataFrame, encoder: str, name: str) -> pd.DataFrame:
     """`pairs` scored by the score `name`: its column added, and `score` (and `attrs["score"]`) naming it in force."""
     score = get_score(name)
@@ -51,4 +56,4 @@ def scored(ws, pairs: pd.DataFrame, encoder: str, name: str) -> pd.DataFrame:
     return out
 
 
-__all__ = ["RAW", "SCORE", "Score", "get_score", "in_force", "scored"]
+__all__ = ["RAW", "SCORE", "Score", "get_score", "in_force", "label", "scored"]
