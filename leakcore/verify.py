@@ -412,7 +412,11 @@ def orb_features(img: Image.Image, mirrored: bool = False, n_features: int = ORB
     """ORB (keypoint positions, descriptors) of an image at ORB_SIDE, of its mirror too when asked (only the
     mirror's with `as_is=False`), None where too few: found once per image, however many pairs it is in. An eval
     image gets ORB_FEATURES, a training image ORB_TRAIN_FEATURES (`n_features`)."""
-    g = _orb_gray(img)
+    return _orb_views(_orb_gray(img), mirrored, n_features, as_is)
+
+
+def _orb_views(g: np.ndarray, mirrored: bool, n_features: int, as_is: bool) -> list:
+    """`orb_features` of an image already grey at ORB_SIDE."""
     views = ((g,) if as_is else ()) + ((np.ascontiguousarray(g[:, ::-1]),) if mirrored else ())
     return [_orb(v, n_features) for v in views]
 
@@ -679,6 +683,7 @@ class ImageInputs:
         self._gray: Image.Image | None = None
         self.size = image.size
         self._canvas: tuple[np.ndarray, np.ndarray] | None = None
+        self._orb_side: np.ndarray | None = None
         self._orb: dict = {}
 
     def gray(self) -> Image.Image:
@@ -694,10 +699,17 @@ class ImageInputs:
             self._canvas = canvas(self.gray())
         return self._canvas
 
+    def orb_gray(self) -> np.ndarray:
+        """The luminance at ORB_SIDE that the local features and the tiles under their map read (kept until
+        `release`)."""
+        if self._orb_side is None:
+            self._orb_side = _orb_gray(self.gray())
+        return self._orb_side
+
     def orb(self, mirrored: bool = False, n_features: int = ORB_FEATURES):
         key = (mirrored, n_features)
         if key not in self._orb:
-            self._orb[key] = orb_features(self.gray(), mirrored, n_features, as_is=not mirrored)[0]
+            self._orb[key] = _orb_views(self.orb_gray(), mirrored, n_features, as_is=not mirrored)[0]
         return self._orb[key]
 
     def crop_views(self) -> "CropViews":
@@ -709,7 +721,7 @@ class ImageInputs:
     def release(self) -> None:
         """Let the decoded image go where it can be loaded again (its parts stay)."""
         if self._load is not None:
-            self._image = self._gray = None
+            self._image = self._gray = self._orb_side = None
 
 
 INPUTS_KEPT = 2048  # images whose evidence inputs a workspace keeps (at most ~160 KB each: canvas, 1,000 + 2 x 400
@@ -860,9 +872,9 @@ def _evidence_batch(ea: list, tb: list) -> list[dict]:
             match = orb_map(views, [tb[i].orb(n_features=ORB_TRAIN_FEATURES)])
             inl, ratio = match.inliers, match.ratio
             if inl >= AWAY_FROM_INLIERS:
-                ga = _orb_gray(ea[i].gray())
+                ga = ea[i].orb_gray()
                 away = away_agreement(np.ascontiguousarray(ga[:, ::-1]) if match.view == 1 else ga,
-                                      _orb_gray(tb[i].gray()), match)
+                                      tb[i].orb_gray(), match)
         crop_ncc, crop_detail = 0.0, 0.0
         sides = sorted((min(ea[i].size), min(tb[i].size)))
         if sides[0] >= CROP_MIN_SIDE and sides[1] >= ORB_MIN_SIDE:  # not on CIFAR-10's 32 px. Either way round: the
