@@ -41,6 +41,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -139,6 +140,7 @@ def suite_pairs(ws, *, encoder=None, queries: int | None = None, seed: int = 0, 
     verification evidence. `queries` and `lookalikes` default to `fitting_size` of the collection."""
     from leakcore.calibrate import extended_suite
     from leakcore.encoders import create_encoder
+    from leakcore.encoders.base import usable_cores
 
     encoder = encoder or create_encoder(ws.encoder, **ws.encoder_options)
     coll, vectors = _collection(ws, encoder)
@@ -166,11 +168,16 @@ def suite_pairs(ws, *, encoder=None, queries: int | None = None, seed: int = 0, 
     pools = ThreadpoolController()  # the thread pools, found once (threadpool_limits looks for them at each call: 12 ms)
     made = []  # (edit, query rows, their edited copies): every copy is made first and embedded in one call (per
     # view) below; embedded per edit, a call's overhead was most of the cost of its two copies (the same vectors)
-    for n, tf in enumerate(transforms):
-        edited = {j: tf(originals[j], seed=seed * 100_003 + int(pick[j])) for j in assigned[n] if originals[j] is not None}
-        keep = [j for j in assigned[n] if edited.get(j) is not None]
+    # the edits on a thread per core (Pillow lets go of Python's lock while it draws and filters; each edit draws
+    # from its own seed, so the copies are the same in any order)
+    tasks = [(n, j) for n in range(len(transforms)) for j in assigned[n] if originals[j] is not None]
+    with ThreadPoolExecutor(usable_cores()) as pool:
+        copies = dict(zip(tasks, pool.map(
+            lambda t: transforms[t[0]](originals[t[1]], seed=seed * 100_003 + int(pick[t[1]])), tasks)))
+    for n in range(len(transforms)):
+        keep = [j for j in assigned[n] if copies.get((n, j)) is not None]
         if keep:
-            made.append((n, keep, [edited[j] for j in keep]))
+            made.append((n, keep, [copies[(n, j)] for j in keep]))
     # a mirrored query helps only where the edit turns or flips (on the other edits the scan's mirrored query scores
     # lower than the unmirrored one)
     turned = [m for m in made if mirrored is not None and transforms[m[0]].family == "geometric"]

@@ -48,6 +48,21 @@ def test_masked_ncc_matches_a_direct_computation():
         assert ncc[0, 0, 3 + dy, 3 + dx].item() == pytest.approx(direct, abs=1e-4)
 
 
+def test_the_correlation_at_the_searched_shifts_is_the_inverse_fft_at_them():
+    """`_corr` evaluates the inverse transform at the searched shifts only, as matrix products: the same values as
+    the inverse FFTs over every shift, picked at those shifts (float32 rounding apart), at the working canvas's size
+    (40: 32 px and 8 px of shift) and at an odd size."""
+    rng = np.random.default_rng(3)
+    for side, shift in ((32, 8), (13, 4)):
+        n = side + shift
+        idx = torch.cat([torch.arange(n - shift, n), torch.arange(0, shift + 1)])
+        x, y = (torch.fft.rfft2(torch.from_numpy(rng.random((2, 5, side, side)).astype(np.float32)), s=(n, n))
+                for _ in range(2))
+        full = torch.fft.irfft(torch.fft.ifft(torch.conj(x) * y, n=n, dim=-2), n=n, dim=-1)
+        expected = full.index_select(-2, idx).index_select(-1, idx)
+        assert torch.allclose(verify._corr(x, y, n, idx), expected, rtol=1e-4, atol=1e-3 * float(expected.abs().max()))
+
+
 def test_alignment_finds_shifts_flips_turns_and_rescaled_crops():
     big = photo(3, (80, 80))
     train = big.crop((16, 16, 64, 64))
@@ -764,6 +779,26 @@ def test_a_strong_crop_with_few_corners_is_found_as_a_crop_either_way_round():
         ev = verify.evidence([crop, original, crop], [original, crop, _fur(seed + 10)])
         assert fused.decided_by_crop(ev).tolist() == [True, True, False], ev[["crop_ncc", "crop_detail"]]
         assert ev["crop_ncc"].iloc[2] < 0.9 and ev["crop_detail"].iloc[2] < 0.3
+
+
+def test_no_crop_search_where_the_local_matches_decide_and_the_flags_stay_the_same():
+    """A pair the local matches decide is not searched for a crop (its crop evidence is NaN, it is decided all the
+    same); a pair they do not decide is, and the crop search still decides a fur crop (evidence version 13)."""
+    big = _scene(5)
+    crop = big.crop((200, 150, 520, 390))
+    original = _fur(1)
+    fur = original.crop((130, 60, 330, 210))
+    ev = verify.evidence([crop, fur, crop], [big, original, _scene(6)])
+    assert fused.decided_by_matches(ev).tolist() == [True, False, False]
+    assert np.isnan(ev.loc[0, "crop_ncc"]) and np.isnan(ev.loc[0, "crop_detail"])
+    assert not ev.loc[1:, ["crop_ncc", "crop_detail"]].isna().any().any()
+    assert fused.decided_by_crop(ev).tolist() == [False, True, False]
+    rows = ev.assign(similarity=0.5)
+    fm = fused.FusedModel("phash").set_thresholds(0.9, 0.3, 0.5, {"decisive_matches": list(fused.MATCH_RULE),
+                                                                   "decisive_crop": [fused.TWIN_CROP_NCC,
+                                                                                     fused.TWIN_CROP_DETAIL]})
+    fm.model_ = _Unsure()
+    assert list(fm.predict(rows)) == pytest.approx([0.9, 0.9, 0.05])
 
 
 def test_no_crop_search_on_cifar_sized_images():
