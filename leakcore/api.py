@@ -152,19 +152,25 @@ class PairEvidence:
         return verify.aligned_views(self.explanation, eval_image, train_image, side)
 
     def crop_view(self, eval_image, train_image, side: int):
-        """Where the pair was decided as a crop (`scores.fused.decided_by_crop`, photos): (the image the other was
-        found in, with the place outlined; the other; a caption), at most `side` px; None otherwise. The aligned views
-        show the whole-image alignment, which cannot place a strong crop."""
+        """Where one image of the pair is found inside the other by the crop rule (`scores.fused.decided_by_crop`,
+        photos): (the image the other was found in, with the place outlined; the other; a caption), at most `side`
+        px; None otherwise. The aligned views show the whole-image alignment, which cannot place a strong crop. A pair
+        its local matches decided has no stored crop search (evidence version 13: NaN), so it is searched here."""
+        import math
+
         from PIL import ImageDraw
 
         from leakcore import verify
         from leakcore.scores.fused import TWIN_CROP_DETAIL, TWIN_CROP_NCC, decided_by_crop
 
-        stored = self.stored
-        if stored is None or not decided_by_crop(stored.to_frame().T, (TWIN_CROP_NCC, TWIN_CROP_DETAIL))[0]:
+        stored, rule = self.stored, (TWIN_CROP_NCC, TWIN_CROP_DETAIL)
+        if stored is None:
+            return None
+        searched = not math.isnan(float(stored.get("crop_ncc", 0.0)))
+        if searched and not decided_by_crop(stored.to_frame().T, rule)[0]:
             return None
         found = verify.find_crop(eval_image, train_image)
-        if found is None:
+        if found is None or not (found.ncc >= rule[0] and found.detail >= rule[1]):
             return None
         outer, inner = (train_image, eval_image) if found.inside == "eval" else (eval_image, train_image)
         outer = outer.convert("RGB").copy()

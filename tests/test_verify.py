@@ -943,3 +943,8 @@ def test_a_crop_is_located_in_its_photo_either_way_round_and_outlined_for_the_re
     undecided = pd.Series({"crop_ncc": 0.9, "crop_detail": 0.9})
     assert PairEvidence(None, undecided, 0.3, 0.5, None).crop_view(crop, photo, 320) is None
     assert PairEvidence(None, None, 0.3, None, None).crop_view(crop, photo, 320) is None
+    # a pair its local matches decided has no stored crop search (NaN): the page searches, and outlines a crop only
+    not_searched = pd.Series({"crop_ncc": float("nan"), "crop_detail": float("nan")})
+    assert "evaluation image found inside" in PairEvidence(None, not_searched, 0.3, 0.99, None).crop_view(
+        crop, photo, 320)[2]
+    assert PairEvidence(None, not_searched, 0.3, 0.99, None).crop_view(photo, photo, 320) is None
