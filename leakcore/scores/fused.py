@@ -15,6 +15,9 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from leakcore import verify
+from leakcore.verify import (  # noqa: F401  (the thresholds of the rules by which evidence decides a pair on its
+    # own live with the evidence, which reads them too: no crop search where the local matches decide)
+    MATCH_RULE, TWIN_CROP_DETAIL, TWIN_CROP_NCC, TWIN_ORB_INLIERS, TWIN_ORB_RATIO, TWIN_TILES_AGREE)
 from leakcore.scores.base import Score
 from leakcore.scores.logistic import CalibratedLogistic
 
@@ -25,26 +28,6 @@ MODEL_FORMAT = 3  # model.json's layout: 2 adds "format" and "params" (1, unmark
 SECOND_INPUT_SIZE = 128  # the second model's input size: on the pairs judged on CIFAR-10, 128, 160 and the mirrored
 # eval image too all separate alike within noise (out-of-fold AUC 0.969-0.970), and 128 unmirrored costs 40% of that
 SECOND_FEATURE = "similarity_2"
-TWIN_ORB_INLIERS, TWIN_ORB_RATIO = 25, 0.5  # this many local features under one map, this share of the matches that
-# pass the ratio test: one photograph. Such a pair's fused score is at least hard (`decided_by_matches`). Inliers
-# count at distinct places (`verify.orb_pair`): cats_and_dogs' look-alikes reach 16 (two cats' eyes), two different
-# photos under one banner's text 21, hymenoptera's look-alikes 3.
-# A pair aligned nearly pixel for pixel (verify.TWIN_NCC, verify.TWIN_SSIM) is one photograph too, on photos: there
-# every such pair of hymenoptera (67) and cats_and_dogs (120) is a planted copy, and no look-alike reaches SSIM 0.76.
-# A copy too small for local features (a 60 px photo halved and recompressed) scored 0.40 by the model, which has
-# few such pairs to learn from. Not on images too small for local features (`small_images`, CIFAR-10's 32 px),
-# where aligned twins were not judged by this rule
-TWIN_TILES_AGREE = 0.6  # the local matches decide only where at least this share of the overlap's textured tiles
-# agree under their map (`verify.away_agreement`, evidence version 12; a model fitted before it keeps the two-part
-# rule), or where there are too few textured tiles to tell. Set on seed 11 of bench/verify_overlay_pairs.py (94 pairs
-# of two photos under one banner or watermark that the matches decided by two parts: at most 0.553; 290 copies under
-# six edits: at least 0.635) and confirmed on seeds 12 and 13 (132 of 135 such pairs no longer decided, 573 of 574
-# copies still decided; the misses are photos with little texture outside the banner)
-MATCH_RULE = (TWIN_ORB_INLIERS, TWIN_ORB_RATIO, TWIN_TILES_AGREE)
-TWIN_CROP_NCC, TWIN_CROP_DETAIL = 0.95, 0.6  # one image found in the other as a crop (`verify.crop_search`) at
-# least this well, with its fine detail agreeing at least this well: one photograph (`decided_by_crop`). Over eight
-# draws of planted copies the 17 strong crops no other evidence decided were found at NCC 0.97-1.00 and detail
-# 0.74-0.97; no other of the 3,221 candidate pairs reached NCC 0.92, nor detail 0.29 (photos only, as above)
 
 
 class FusedModel:
