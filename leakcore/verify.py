@@ -968,6 +968,9 @@ class Explanation:
     refined_mask: np.ndarray
     # the refinement's affine map (2 x 3, output -> input, in REFINE_SIZE pixels); the identity when none
     refine_warp: np.ndarray = field(default_factory=lambda: np.eye(2, 3, dtype=np.float32))
+    # whether the pictures show the refinement (`display_transform`): not where it lowered the overlap's NCC (ECC
+    # can turn and shrink a copy that the coarse alignment already placed, as a bannered copy "as is")
+    refine_shown: bool = True
 
 
 def explain(eval_image: Image.Image, train_image: Image.Image) -> Explanation:
@@ -979,7 +982,8 @@ def explain(eval_image: Image.Image, train_image: Image.Image) -> Explanation:
     ssim, detail, diff = _on_overlap(a, lb, m, al)
     refined, ra, rm = refine(lb, a, m) if al.overlap > 0 else (dict(_NO_REFINED), np.zeros_like(a), np.zeros_like(m))
     warp = refine_warp(lb, a, m) if al.overlap > 0 and rm.any() else np.eye(2, 3, dtype=np.float32)
-    return Explanation(al, VARIANTS[al.variant].label, lb, a, m, ssim, detail, diff, refined, ra, rm, warp)
+    shown = bool(refined["ncc_refined"] >= al.ncc)  # the pictures show the alignment that fits better
+    return Explanation(al, VARIANTS[al.variant].label, lb, a, m, ssim, detail, diff, refined, ra, rm, warp, shown)
 
 
 def _ecc(train: np.ndarray, moved: np.ndarray, mask: np.ndarray):
@@ -1032,7 +1036,8 @@ def display_transform(x: Explanation, eval_size: tuple[int, int], train_size: tu
     norm = np.array([[2 / s, 0, 1 / s - 1], [0, 2 / s, 1 / s - 1], [0, 0, 1]], dtype=np.float64)
     variant = np.linalg.inv(norm) @ np.vstack([theta, [0, 0, 1]]) @ norm
     shift = np.array([[1, 0, -x.alignment.dx], [0, 1, -x.alignment.dy], [0, 0, 1]], dtype=np.float64)
-    warp = np.vstack([np.asarray(x.refine_warp, dtype=np.float64), [0, 0, 1]])
+    shown = x.refine_warp if x.refine_shown else np.eye(2, 3)  # a refinement that fitted worse is left out
+    warp = np.vstack([np.asarray(shown, dtype=np.float64), [0, 0, 1]])
     refined = _regrid(REFINE_SIZE, s) @ warp @ _regrid(s, REFINE_SIZE)
     train_to_work = np.linalg.inv(_fit_matrix(*train_size, s)) @ _fit_matrix(*train_size, side)
     return _fit_matrix(*eval_size, s) @ variant @ shift @ refined @ train_to_work

@@ -223,6 +223,31 @@ def test_refinement_takes_up_a_zoom_the_coarse_grid_leaves_over():
         assert x.refined_mask.sum() > 0 and (x.refined_aligned[x.refined_mask == 0] == 0).all()
 
 
+def test_the_aligned_view_leaves_out_a_refinement_that_fits_worse():
+    """A bannered copy sits "as is"; ECC's affine refinement can turn and shrink it and lower the overlap's NCC (a new
+    user saw banner copies skewed on the Review page). The pictures then show the coarse alignment (the identity
+    warp), while both measurements stay in the evidence; a zoom the refinement takes up is still shown refined."""
+    import dataclasses
+
+    from PIL import ImageDraw, ImageFont
+
+    photo = _scene(7)
+    copy = photo.copy()
+    draw, font = ImageDraw.Draw(copy), ImageFont.load_default(size=photo.height // 9)
+    for line, y in (("WHEN YOU SEE IT", 18), ("BEST FRIENDS", photo.height - 80)):
+        draw.text((photo.width // 12, y), line, fill=(255, 230, 0), font=font, stroke_width=8, stroke_fill="black")
+    x = verify.explain(copy, photo)
+    assert x.transform == "as is" and x.refined["ncc_refined"] < x.alignment.ncc
+    assert not x.refine_shown and not np.allclose(x.refine_warp, np.eye(2, 3))
+    coarse = dataclasses.replace(x, refine_warp=np.eye(2, 3, dtype=np.float32), refine_shown=True)
+    np.testing.assert_allclose(verify.display_transform(x, copy.size, photo.size, 320),
+                               verify.display_transform(coarse, copy.size, photo.size, 320))
+    scene = _scene(5, (256, 256)).resize((64, 64), Image.Resampling.LANCZOS)
+    zoomed = scene.crop((14.1, 12.1, 59.9, 57.9)).resize((32, 32), Image.Resampling.LANCZOS)  # 1.4x, off centre
+    z = verify.explain(zoomed, scene.resize((32, 32), Image.Resampling.LANCZOS))
+    assert z.refine_shown and not np.allclose(z.refine_warp, np.eye(2, 3))
+
+
 @pytest.fixture
 def scanned(tmp_path):
     root = make_folder_dataset(tmp_path / "data", n_train=24, n_test=8, leaks=(0, 1, 2))

@@ -388,7 +388,8 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
     moved, train, overlay, diff = e.aligned_views(a, b, ALIGNED_PX)
     c1, c2 = st.columns(2)
     jpeg = {"width": "content", "output_format": "JPEG"}  # a fifth of the PNG's bytes at 448 px
-    c1.image(moved, caption=f"evaluation, moved by the alignment ({x.transform}, then refined)", **jpeg)
+    refined = "then refined" if x.refine_shown else "the refinement not shown: it fitted worse"
+    c1.image(moved, caption=f"evaluation, moved by the alignment ({x.transform}, {refined})", **jpeg)
     c2.image(train, caption="training image, same frame", **jpeg)
     c1.image(overlay, caption="overlay: red = evaluation, cyan = training, grey = agree", **jpeg)
     c2.image(diff, caption="|aligned evaluation − training| × 4 on the overlap", **jpeg)
@@ -403,7 +404,9 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
     with c3:
         al = x.alignment
         st.markdown(f"**Best alignment**: {x.transform}, shifted by ({al.dx:+d}, {al.dy:+d}) px at "
-                    f"{x.train.shape[0]} px, then refined by an affine warp (ECC)")
+                    f"{x.train.shape[0]} px, then refined by an affine warp (ECC)"
+                    + ("" if x.refine_shown else "; the pictures leave the warp out, which lowered the NCC "
+                       f"from {al.ncc:.3f} to {x.refined['ncc_refined']:.3f}"))
         facts = {"raw similarity": f"{raw:.4f}", "NCC (luminance)": f"{al.ncc:.3f}",
                  "NCC (gradients)": f"{al.ncc_grad:.3f}", "SSIM on the overlap": f"{x.ssim:.3f}",
                  "NCC (fine detail)": f"{x.ncc_detail:.3f}",
