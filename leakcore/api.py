@@ -161,16 +161,15 @@ class PairEvidence:
         from PIL import ImageDraw
 
         from leakcore import verify
-        from leakcore.scores.fused import TWIN_CROP_DETAIL, TWIN_CROP_NCC, decided_by_crop
 
-        stored, rule = self.stored, (TWIN_CROP_NCC, TWIN_CROP_DETAIL)
+        stored = self.stored
         if stored is None:
             return None
-        searched = not math.isnan(float(stored.get("crop_ncc", 0.0)))
-        if searched and not decided_by_crop(stored.to_frame().T, rule)[0]:
+        ncc = float(stored.get("crop_ncc", 0.0))
+        if not math.isnan(ncc) and not verify.crop_decides(ncc, float(stored.get("crop_detail", 0.0))):
             return None
         found = verify.find_crop(eval_image, train_image)
-        if found is None or not (found.ncc >= rule[0] and found.detail >= rule[1]):
+        if found is None or not verify.crop_decides(found.ncc, found.detail):
             return None
         outer, inner = (train_image, eval_image) if found.inside == "eval" else (eval_image, train_image)
         outer = outer.convert("RGB").copy()

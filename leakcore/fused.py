@@ -54,7 +54,7 @@ from leakcore.scores.fused import (  # noqa: F401  (the fitted model and scoring
     MATCH_RULE, SECOND_FEATURE, SECOND_INPUT_SIZE, TWIN_CROP_DETAIL, TWIN_CROP_NCC, TWIN_ORB_INLIERS, TWIN_ORB_RATIO,
     TWIN_TILES_AGREE, FusedModel, SecondOpinion, _estimator, _folds, decided_by_crop, decided_by_matches,
     floor_matched, load, outdated, second_encoder_name, small_images, with_fused)
-from leakcore.io import atomic_write_text, write_parquet
+from leakcore.io import atomic_write_text, plain, write_parquet
 from leakcore.scores.base import DECIDED_HARD_PRECISION, DECIDED_PRECISION
 from leakcore.scores.logistic import grouped_folds, held_out_proba, stratified_folds
 
@@ -544,20 +544,9 @@ def soft_from_decisions(scores: np.ndarray, labels: np.ndarray, precision: float
 
 def save(ws, fm: FusedModel) -> None:
     ws.paths.fused(fm.encoder).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(ws.paths.fused_file(fm.encoder, "model.json"), json.dumps(_strict(fm.to_stored()), indent=2,
+    atomic_write_text(ws.paths.fused_file(fm.encoder, "model.json"), json.dumps(plain(fm.to_stored()), indent=2,
                                                                                 allow_nan=False))
     ws.set_thresholds(fm.hard_, max(fm.soft_, 1e-6), encoder=fm.encoder, score="fused", source="fused model")
-
-
-def _strict(value):
-    """`value` with NaN and infinities as None: model.json is strict JSON, which jq and browsers read too."""
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def fitting_scores(ws, encoder: str | None = None) -> pd.DataFrame | None:

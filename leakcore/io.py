@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 
 
@@ -79,3 +82,26 @@ def file_stamp(*paths: str | os.PathLike) -> tuple:
             continue
         out.append((str(p), st.st_mtime_ns, st.st_size, st.st_ino))
     return tuple(out)
+
+
+def plain(value):
+    """JSON-able plain values (strict JSON: `json.dumps(.., allow_nan=False)` accepts them): numpy scalars to Python, NaN and infinities to None, times to ISO strings."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [plain(v) for v in value.tolist()]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (pd.Timestamp, dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -32,7 +32,7 @@ from leakcore import __version__, catalog, images, leakage
 from leakcore import calibrate as _calibrate
 from leakcore import checks as _checks
 from leakcore import scores as _scores
-from leakcore.io import atomic_write_bytes
+from leakcore.io import atomic_write_bytes, plain
 from leakcore.schema import Decision, SplitId
 
 log = logging.getLogger(__name__)
@@ -65,29 +65,6 @@ def _primary() -> str:
 
 
 # ---- the data structure ---------------------------------------------------------------------------------------
-def plain(value):
-    """JSON-able plain values: numpy scalars to Python, NaN and infinities to None, times to ISO strings."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [plain(v) for v in value.tolist()]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if not math.isfinite(float(value)) else float(value)
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (pd.Timestamp, dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def _records(df: pd.DataFrame, digits: int | None = 6) -> list[dict]:
     if df is None or df.empty:
         return []

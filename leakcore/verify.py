@@ -57,7 +57,7 @@ VERSION = 13  # evidence of another version is kept apart (verify/evidence-v<VER
 # 11: the crop search (`crop_search`: crop_ncc, crop_detail); 12: the share of textured tiles that agree under the
 # local matches' map (`away_agreement`: tiles_agree, tiles_textured); 13: no crop search where the local matches
 # decide a pair (crop_ncc, crop_detail NaN: `_matches_decide`), and the second way round only where the first does
-# not decide it (`_crop_either_way`)
+# not decide it (`crop_either_way`)
 WORK_SIZE = 32  # working resolution of the alignment (longer side, pixels)
 MAX_SHIFT = 0.25  # translations searched, as a fraction of the working size
 MIN_OVERLAP = 0.5  # an alignment must overlap at least this fraction of the smaller image
@@ -503,11 +503,6 @@ class CropViews:
         return self._scaled[key]
 
 
-def crop_search(query: CropViews, target: CropViews) -> tuple[float, float]:
-    """(NCC, detail NCC) of `locate_crop`."""
-    return locate_crop(query, target)[:2]
-
-
 def locate_crop(query: CropViews, target: CropViews) -> tuple[float, float, tuple[float, float, float, float] | None]:
     """(NCC, detail NCC, place) of one image (`query`) found as a crop of another (`target`): scaled so that its longer
     side is each of CROP_FRACTIONS of the other's, and slid over it (OpenCV's normalised cross-correlation) at half
@@ -551,22 +546,37 @@ def _place(crop: np.ndarray | None, target: np.ndarray):
 
 @dataclass
 class CropFound:
-    """Where one image of a pair was found inside the other (`find_crop`): `inside` is "eval" (the evaluation image
-    found in the training image) or "train", `box` (x, y, width, height) as fractions of the other image's sides."""
+    """One image of a pair searched for inside the other (`crop_either_way`): `inside` is "eval" (the evaluation image
+    searched for in the training image) or "train"; `ncc` and `detail` as `locate_crop`'s; `box` (x, y, width,
+    height) as fractions of the other image's sides, None where the search found no place to refine."""
 
     inside: str
-    box: tuple[float, float, float, float]
     ncc: float
     detail: float
+    box: tuple[float, float, float, float] | None
+
+
+def crop_decides(ncc_: float, detail: float) -> bool:
+    """Whether a crop search's place decides its pair by the crop rule (TWIN_CROP_NCC, TWIN_CROP_DETAIL: what
+    `scores.fused.decided_by_crop` reads from stored evidence)."""
+    return ncc_ >= TWIN_CROP_NCC and detail >= TWIN_CROP_DETAIL
+
+
+def crop_either_way(eval_views: CropViews, train_views: CropViews) -> CropFound:
+    """`locate_crop` either way round (the eval image a crop of the training image, or the training image a crop of
+    the eval image): the first way where it decides the pair (`crop_decides`; the second is then not searched),
+    else the better by (NCC, detail NCC). What `evidence` stores and the Review page outlines (`find_crop`)."""
+    first = CropFound("eval", *locate_crop(eval_views, train_views))
+    if crop_decides(first.ncc, first.detail):
+        return first
+    return max(first, CropFound("train", *locate_crop(train_views, eval_views)), key=lambda f: (f.ncc, f.detail))
 
 
 def find_crop(eval_image: Image.Image, train_image: Image.Image) -> CropFound | None:
-    """The crop search of `evidence` for display, both ways round: the better place, or None where neither image
-    was refined as a crop of the other."""
-    a, b = CropViews(eval_image.convert("L")), CropViews(train_image.convert("L"))
-    found = [("eval", *locate_crop(a, b)), ("train", *locate_crop(b, a))]
-    inside, top, detail, box = max(found, key=lambda f: (f[3] is not None, f[1]))
-    return CropFound(inside, box, top, detail) if box is not None else None
+    """The crop search of `evidence` for display (`crop_either_way`), or None where neither image was refined as a
+    crop of the other."""
+    found = crop_either_way(CropViews(eval_image.convert("L")), CropViews(train_image.convert("L")))
+    return found if found.box is not None else None
 
 
 def ncc(a: np.ndarray, b: np.ndarray) -> float:
@@ -580,14 +590,13 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
 @dataclass
 class OrbMatch:
     """The local matches of a pair under their best map: inliers at distinct places, the share of the kept matches
-    that are inliers, which of the eval image's views matched (0 as is, 1 mirrored), the map (2 x 3, eval view ->
-    training image, ORB_SIDE pixels) and the inliers' places in the training image."""
+    that are inliers, which of the eval image's views matched (0 as is, 1 mirrored) and the map (2 x 3, eval view ->
+    training image, ORB_SIDE pixels)."""
 
     inliers: int = 0
     ratio: float = 0.0
     view: int = 0
     transform: np.ndarray | None = None
-    points: np.ndarray | None = None
 
 
 def orb_pair(eval_features: list, train_features: list) -> tuple[int, float]:
@@ -621,7 +630,7 @@ def orb_map(eval_features: list, train_features: list) -> OrbMatch:
         # ORB finds one spot at several scales (an eye, a corner): inliers count once per place, in both images
         n = min(distinct_places(src[keep], ORB_DISTINCT_PX), distinct_places(dst[keep], ORB_DISTINCT_PX))
         if n > best.inliers:
-            best = OrbMatch(n, int(keep.sum()) / len(query), view, fit, dst[keep])
+            best = OrbMatch(n, int(keep.sum()) / len(query), view, fit)
     return best
 
 
@@ -924,7 +933,8 @@ def _evidence_batch(ea: list, tb: list) -> list[dict]:
         if _matches_decide(inl, ratio, away[0]):
             crop_ncc, crop_detail = float("nan"), float("nan")  # not searched: the local matches decide the pair
         elif sides[0] >= CROP_MIN_SIDE and sides[1] >= ORB_MIN_SIDE:  # not on CIFAR-10's 32 px
-            crop_ncc, crop_detail = _crop_either_way(ea[i], tb[i])
+            found = crop_either_way(ea[i].crop_views(), tb[i].crop_views())
+            crop_ncc, crop_detail = found.ncc, found.detail
         out[i] = {"ncc": al.ncc, "ncc_grad": al.ncc_grad, "ssim": ssim, "overlap": al.overlap,
                   "orb_inliers": float(np.log1p(inl)), "orb_ratio": ratio, "orb_used": float(use_orb),
                   "ncc_detail": detail, "abs_diff": diff, **refined, "crop_ncc": crop_ncc, "crop_detail": crop_detail,
@@ -938,16 +948,6 @@ def _matches_decide(inliers: int, ratio: float, tiles_agree: float) -> bool:
     hymenoptera half of the candidate pairs, each a planted copy whose crop search refines at full size)."""
     return (inliers >= MATCH_RULE[0] and ratio >= MATCH_RULE[1]
             and (math.isnan(tiles_agree) or tiles_agree >= MATCH_RULE[2]))
-
-
-def _crop_either_way(a: "ImageInputs", b: "ImageInputs") -> tuple[float, float]:
-    """`crop_search` either way round (the eval image a crop of the training image, or the training image a crop
-    of the eval image): the better, or the first where it decides the pair by the crop rule (TWIN_CROP_NCC,
-    TWIN_CROP_DETAIL: `scores.fused.decided_by_crop`; the Review page's `find_crop` searches both ways again)."""
-    first = crop_search(a.crop_views(), b.crop_views())
-    if first[0] >= TWIN_CROP_NCC and first[1] >= TWIN_CROP_DETAIL:
-        return first
-    return max(first, crop_search(b.crop_views(), a.crop_views()))
 
 
 @dataclass
