@@ -1,7 +1,7 @@
 """The judged CIFAR-10 samples of bench/verify/cifar-default, scored by another fused model: the frontier of a
 model fitted since, without judging again.
 
-    python bench/verify_cifar_rescore.py WS [--out FILE.json]
+    python bench/verify_cifar_rescore.py WS [--judged bench/verify/cifar-224-fit] [--out FILE.json]
 
 WS is a CIFAR-10 workspace with a fitted fused model and its evidence (`leakcore verify WS`). The samples were
 drawn from pools defined by the model of that round (random unlisted fused flags, random unlisted test images
@@ -12,6 +12,8 @@ count as leaks (judgment 1 as the same photograph, 2 as very similar) and are sc
 For each threshold: test images flagged (listed, and unlisted images of the pools), listed flagged, the share of
 flags that are leaks ("unsure" counts as a leak) and the share of same photographs left below. An unlisted image is
 judged by its sampled pair only: where WS's model flags it through another training image, that flag is not seen.
+`--judged` names another round's folder (bench/verify_cifar_default.py's layout: its flags and below samples, no band
+sample).
 """
 from __future__ import annotations
 
@@ -36,22 +38,26 @@ DATA = ROOT.parent / "shared" / "data" / "cifar10"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("workspace")
+    ap.add_argument("--judged", default=str(JUDGED), help="the judged round's folder (default: %(default)s)")
     ap.add_argument("--out")
     args = ap.parse_args()
+    judged = Path(args.judged)
     ws = Workspace.open(args.workspace)
     fm = fused.load(ws)
     pairs = leakage.load_pairs(ws, raw=True)
     scored = fused.with_fused(ws, pairs[~pairs["within"]], fm)
     score = scored.set_index(["eval_item_id", "train_item_id"])["fused"]
     best = scored.groupby("eval_item_id")["fused"].max()
-    results = json.loads((JUDGED / "results.json").read_text())
-    flags, below, band = (pd.read_csv(JUDGED / f"judged-{s}.csv") for s in ("flags", "below", "band"))
+    results = json.loads((judged / "results.json").read_text())
+    flags, below = (pd.read_csv(judged / f"judged-{s}.csv") for s in ("flags", "below"))
+    band = pd.read_csv(judged / "judged-band.csv") if (judged / "judged-band.csv").exists() else below.iloc[:0]
     for df in (flags, below, band):
         df["s"] = [score.get((e, t), 0.0) for e, t in zip(df["eval_item_id"], df["train_item_id"])]
     pools = results["pools"]
-    lo, hi, band_pool = results["band"]["low"], results["band"]["high"], results["band"]["pool"]
+    lo, hi, band_pool = ((results["band"]["low"], results["band"]["high"], results["band"]["pool"]) if "band" in results
+                         else (0.0, 0.0, 0))
     in_band = (below["fused"] >= lo) & (below["fused"] < hi)
-    w_band = band_pool / (len(band) + int(in_band.sum()))
+    w_band = band_pool / max(1, len(band) + int(in_band.sum()))
     w_rest = (pools["below_unlisted"] - band_pool) / int((~in_band).sum())
     unlisted = pd.concat([
         pd.DataFrame({"s": flags["s"], "w": pools["flags_unlisted"] / len(flags),

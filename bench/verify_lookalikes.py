@@ -15,7 +15,8 @@ of each side), a resize-and-recompress chain (half size at quality 18, then qual
 
 `cost` scans two empty workspaces on that folder through the CLI (sscd-distilled, mirrored queries), one without
 and one with `--verify`, `--repeat` times (3), alternating which goes first; the ratio of the medians is the goal
-(<= 1.5x on photos). Wall time and the scans' CPU time are both reported: on 2 cores shared with other jobs the wall
+(<= 1.5x on photos). `--defaults` scans with the workspace's defaults instead (sscd-distilled at its own input size,
+no mirrored queries), as a user's first `leakcore scan` does; it writes cost-defaults.json. Wall time and the scans' CPU time are both reported: on 2 cores shared with other jobs the wall
 time of one scan varied 2x between runs, and one run's ratio between 1.4x and 2.3x.
 
 `measure` reads the workspace scanned with verification: per eval image its best fused score against the
@@ -193,8 +194,9 @@ def cost(args) -> None:
             shutil.rmtree(ws_dir, ignore_errors=True)
             subprocess.run(cli + ["add", str(ws_dir), "--dataset", "photos", "--source", str(out / "data")],
                            check=True, stdout=subprocess.DEVNULL)
-            scan = cli + ["scan", str(ws_dir), "--encoder", "sscd-distilled", "--flip-queries",
-                          "--verify" if mode == "with" else "--no-verify"]
+            scan = cli + ["scan", str(ws_dir)] + ([] if args.defaults else ["--encoder", "sscd-distilled",
+                                                                              "--flip-queries"])
+            scan += ["--verify" if mode == "with" else "--no-verify"]
             t0, c0 = time.perf_counter(), _child_cpu()
             subprocess.run(scan, check=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL if args.quiet else None)
@@ -210,9 +212,9 @@ def cost(args) -> None:
               "cpu_ratio": round(med_cpu["with"] / med_cpu["without"], 3),
               "runs_seconds": {k: [round(x, 1) for x in v] for k, v in seconds.items()},
               "runs_cpu": {k: [round(x, 1) for x in v] for k, v in cpu.items()},
-              "load_average": os.getloadavg()[0]}
+              "load_average": os.getloadavg()[0], "defaults": bool(args.defaults)}
     print(json.dumps(result))
-    (out / "cost.json").write_text(json.dumps(result, indent=1))
+    (out / ("cost-defaults.json" if args.defaults else "cost.json")).write_text(json.dumps(result, indent=1))
 
 
 # ---- measure ---------------------------------------------------------------------------------------------------
@@ -346,6 +348,8 @@ def main() -> None:
     c = sub.add_parser("cost")
     c.add_argument("out")
     c.add_argument("--quiet", action="store_true")
+    c.add_argument("--defaults", action="store_true", help="scan with the workspace's defaults (no --encoder, no "
+                   "--flip-queries), as a first `leakcore scan` does")
     c.add_argument("--repeat", type=int, default=3, help="runs of each scan, alternating which goes first; the "
                    "medians are reported (one run's ratio moved between 1.4x and 2.3x on this machine)")
     m = sub.add_parser("measure")
