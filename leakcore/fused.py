@@ -79,9 +79,18 @@ EVIDENCE_EVERY = 2  # the pixel evidence of every second query's pairs is comput
 LOOKALIKES_PER, MIN_LOOKALIKE_IMAGES, MAX_LOOKALIKE_IMAGES = 20, 24, 80  # training images whose nearest are negatives
 # (one per 20 training images: on hymenoptera 45 look-alike pairs instead of 87 set the same soft, at its floor, and
 # on cats_and_dogs 158 instead of 309 the same soft, at its floor)
+PHOTO_FITTED_QUERIES, PHOTO_LOOKALIKE_IMAGES = 16, 40  # on photos (local features computed, `small_images` not), the
+# evidence of at most this many queries' pairs (every third or fourth query then; the rest still set the candidate
+# threshold), and at most this many look-alike images: there a pair's evidence costs twice what it does on 32 px
+# images, and soft sits at its floor of even odds. On cats_and_dogs 208 fitting pairs instead of 414 flag the same
+# planted copies on four draws, with no other photo, and `scan --verify` took 1.43x the scan instead of 1.50x.
+# Halving the queries themselves lowered the candidate threshold from 0.325 to 0.30, and its 288 more candidate pairs
+# cost what the fit saved. On CIFAR-10 (judged samples rescored) these limits moved soft from 0.645 to 0.79: flags
+# that are leaks 99%, but listed images flagged 85% instead of 92%, so they do not apply to small images
 LOOKALIKE_RANK = 2  # each such image's nearest two other training images
-FITTING_SET = 4  # the fitting set's layout (a stored suite of another layout is built again); 3: 4 edits a query,
-# one look-alike image per 10 training images; 4: evidence of every second query's pairs, one look-alike image per 20
+FITTING_SET = 5  # the fitting set's layout (a stored suite of another layout is built again); 3: 4 edits a query,
+# one look-alike image per 10 training images; 4: evidence of every second query's pairs, one look-alike image per 20;
+# 5: on photos within PHOTO_FITTED_QUERIES and PHOTO_LOOKALIKE_IMAGES
 MIN_LOOKALIKES = 20  # the collection's look-alike pairs it takes to set soft on them
 LOOKALIKE_PRECISION = 0.95  # soft: where this share of the pairs above it are leaks (out of fold)
 LEAK_SHARE = 0.1  # ... with one candidate pair in ten taken to be a leak
@@ -110,12 +119,19 @@ def verify_pairs(ws, pairs: pd.DataFrame, fm: "FusedModel", *, progress=None, sh
 
 
 # ---- the fitting set -------------------------------------------------------------------------------------------
-def fitting_size(n_collection: int) -> tuple[int, int]:
-    """(queries of the suite, look-alike pairs of the collection) for a collection of n training images: the fit
-    grows with the collection, as the scan does, so that it stays a fraction of the scan's cost."""
+def fitting_size(n_collection: int, photos: bool = False) -> tuple[int, int]:
+    """(queries of the suite, look-alike images of the collection) for a collection of n training images: the fit
+    grows with the collection, as the scan does, so that it stays a fraction of the scan's cost (on `photos` within
+    PHOTO_LOOKALIKE_IMAGES)."""
     queries = int(np.clip(n_collection // QUERIES_PER, MIN_QUERIES, MAX_QUERIES))
     lookalikes = int(np.clip(n_collection // LOOKALIKES_PER, MIN_LOOKALIKE_IMAGES, MAX_LOOKALIKE_IMAGES))
-    return queries, lookalikes
+    return queries, min(lookalikes, PHOTO_LOOKALIKE_IMAGES) if photos else lookalikes
+
+
+def evidence_every(n_queries: int, photos: bool = False) -> int:
+    """The suite's pairs get evidence for every this-many-th query (EVIDENCE_EVERY; on `photos` for at most
+    PHOTO_FITTED_QUERIES queries)."""
+    return max(EVIDENCE_EVERY, -(-n_queries // PHOTO_FITTED_QUERIES)) if photos else EVIDENCE_EVERY
 
 
 def _collection(ws, encoder):
@@ -144,10 +160,12 @@ def suite_pairs(ws, *, encoder=None, queries: int | None = None, seed: int = 0, 
 
     encoder = encoder or create_encoder(ws.encoder, **ws.encoder_options)
     coll, vectors = _collection(ws, encoder)
-    auto_q, auto_l = fitting_size(len(coll))
+    photos = not small_images(ws)
+    auto_q, auto_l = fitting_size(len(coll), photos)
     queries, lookalikes = queries or auto_q, auto_l if lookalikes is None else lookalikes
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(coll), size=min(queries, len(coll)), replace=False))
+    every = evidence_every(len(pick), photos)
     # read as the evidence reads them (a large JPEG at the scale keeping both sides at least ORB_SIDE): edited and
     # embedded at 4,000 px, camera photos made the fit 20 s of a 43 s scan of 517 photos
     originals = verify.load_images(coll.iloc[pick], side=verify.ORB_SIDE)
@@ -200,7 +218,7 @@ def suite_pairs(ws, *, encoder=None, queries: int | None = None, seed: int = 0, 
                 hardest = (float(s_), int(i), kind)
                 break
             base = {"query": coll.at[p, "item_id"], "transform": tf.name, "family": tf.family,
-                    "fitted": j % EVIDENCE_EVERY == 0}
+                    "fitted": j % every == 0}
             if base["fitted"]:
                 rows.append({**base, "train_item_id": coll.at[p, "item_id"], "label": 1, "similarity": own,
                              "is_copy": tf.family == "copy", "negative": ""})
@@ -347,7 +365,8 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
                                                                                                         "suite.json")
     second = SecondOpinion.for_workspace(ws, encoder_name)
     wanted = {"queries": queries, "seed": seed, "version": verify.VERSION, "fitting_set": FITTING_SET,
-              "second": f"{second.name}@{SECOND_INPUT_SIZE}" if second else None}
+              "second": f"{second.name}@{SECOND_INPUT_SIZE}" if second else None,
+              "photos": not small_images(ws)}  # the layout of the fitting set depends on it (`fitting_size`)
     if suite is None and suite_file.exists() and suite_meta.exists() and json.loads(suite_meta.read_text()) == wanted:
         suite = pd.read_parquet(suite_file)  # the suite is the slow part; decisions change, it does not
     if suite is None:
@@ -478,7 +497,7 @@ def soft_floor(ws) -> float:
 
 def fitted_rows(suite: pd.DataFrame) -> pd.DataFrame:
     """The fitting set's rows with evidence (a query not fitted on keeps only its hardest negative's raw similarity,
-    for the candidate threshold; `EVIDENCE_EVERY`)."""
+    for the candidate threshold; `evidence_every`)."""
     if "fitted" not in suite:
         return suite
     return suite[suite["fitted"].fillna(True).astype(bool)].reset_index(drop=True)

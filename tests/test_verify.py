@@ -501,6 +501,30 @@ def test_the_fused_model_is_an_estimator_stored_as_numbers_and_refuses_a_pickle_
     assert "leakcore verify DIR --refit" in refused.value.for_terminal()
 
 
+def test_on_photos_the_fit_has_evidence_for_a_few_queries_while_every_query_sets_the_candidate_threshold(
+        scanned, monkeypatch):
+    """On photos (images large enough for local features) the fitting suite computes evidence for at most
+    PHOTO_FITTED_QUERIES queries and PHOTO_LOOKALIKE_IMAGES look-alike images; every query's hardest negative still
+    sets the candidate threshold. On small images every second query is fitted, as before."""
+    fitted_queries = {}
+    for photos in (False, True):
+        monkeypatch.setattr(fused, "small_images", lambda ws, photos=photos: not photos)
+        monkeypatch.setattr(fused, "PHOTO_FITTED_QUERIES", 4)
+        monkeypatch.setattr(fused, "PHOTO_LOOKALIKE_IMAGES", 5)
+        fm = scanned.verify(refit=True, queries=12)
+        stored = pd.read_parquet(fused.model_dir(scanned.workspace, "phash") / "suite.parquet")
+        suite, alike = stored[stored["family"] != "collection"], stored[stored["family"] == "collection"]
+        fitted_queries[photos] = suite.loc[suite["fitted"], "query"].nunique()
+        assert suite["query"].nunique() == 12  # every query's hardest negative is kept (raw similarity only if unfitted)
+        negatives = suite.loc[fused._clean(suite) & (suite["label"] == 0).to_numpy(), "similarity"].to_numpy()
+        raw = scanned.workspace.thresholds_or_none("phash")
+        expected = float(np.quantile(negatives, 1 - fused.CANDIDATE_FPR))
+        assert fm.candidate == pytest.approx(min(expected, raw.soft) if raw is not None else expected)
+        assert alike["query"].nunique() <= (5 if photos else fused.MIN_LOOKALIKE_IMAGES)
+        assert photos or alike["query"].nunique() > 5
+    assert fitted_queries == {False: 6, True: 4}  # 12 queries: every second; on photos every third (0, 3, 6, 9)
+
+
 def test_every_second_querys_pairs_are_fitted_on_and_every_querys_hardest_negative_sets_the_candidate_threshold(
         scanned):
     fm = scanned.verify(queries=12)
