@@ -501,6 +501,22 @@ def test_the_fused_model_is_an_estimator_stored_as_numbers_and_refuses_a_pickle_
     assert "leakcore verify DIR --refit" in refused.value.for_terminal()
 
 
+def test_stored_evidence_under_the_candidate_threshold_is_not_scored(scanned):
+    """Evidence stored for a pair under the model's candidate threshold (verified under an earlier model with a lower
+    one, or for a curator's decision) does not score it: the fused flags are those a scan from empty would give."""
+    fm = scanned.verify(queries=12)
+    pairs = leakage.load_pairs(scanned.workspace, raw=True)
+    ws = scanned.workspace
+    scored = fused.with_fused(ws, pairs, fm)
+    pair = scored[scored["verified"]].sort_values("similarity").iloc[[0]]  # the least similar pair verified
+    assert fused.with_fused(ws, pairs.loc[pair.index], fm)["verified"].all()
+    sim = float(pair["similarity"].iloc[0])
+    fm.set_thresholds(fm.hard, fm.soft, np.nextafter(sim, 1.0), fm.meta)  # a model whose candidates start above it
+    again = fused.with_fused(ws, pairs.loc[pair.index], fm)
+    assert not again["verified"].any() and (again["fused"] == 0).all()
+    assert verify.evidence_for(ws, pairs.loc[pair.index])["ncc"].notna().all()  # the evidence is still stored
+
+
 def test_on_photos_the_fit_has_evidence_for_a_few_queries_while_every_query_sets_the_candidate_threshold(
         scanned, monkeypatch):
     """On photos (images large enough for local features) the fitting suite computes evidence for at most

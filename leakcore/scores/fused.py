@@ -367,13 +367,15 @@ def load(ws, encoder: str | None = None) -> FusedModel | None:
 
 
 def with_fused(ws, pairs: pd.DataFrame, fm: FusedModel) -> pd.DataFrame:
-    """`pairs` plus `fused` (P(same photograph); 0 where a pair is not verified) and `verified`; `similarity` stays
-    the raw cosine. (`raw_similarity`, a copy of it, is still added for callers written when `similarity` held the
-    fused score; read `similarity`.)"""
+    """`pairs` plus `fused` (P(same photograph); 0 where a pair is not verified, or under the candidate threshold)
+    and `verified`; `similarity` stays the raw cosine. (`raw_similarity`, a copy of it, is still added for callers
+    written when `similarity` held the fused score; read `similarity`.)"""
     if pairs.empty:
         return pairs.assign(raw_similarity=pairs["similarity"], fused=pairs["similarity"], verified=False)
     ev = verify.evidence_for(ws, pairs)
-    verified = ev["ncc"].notna().to_numpy().copy()
+    # a pair under the model's candidate threshold is not its to score, even where evidence for it is stored (from
+    # an earlier model with a lower threshold, or a curator's decision): the flags are those a scan from empty gives
+    verified = ev["ncc"].notna().to_numpy() & (pairs["similarity"].to_numpy(float) >= fm.candidate_)
     # the second model and the model read the verified pairs only (the rest score 0): on CIFAR-10, 5,242 of the
     # 200,000 stored pairs, and the second model's similarity of them all was most of a load of the pairs (1.1 s)
     if fm.second:
