@@ -382,12 +382,11 @@ def cmd_verify(args) -> int:
     if fm is None:
         print("no fused model yet: run `leakcore verify DIR`")
         return 0
-    m = fm.meta
-    alike = int(m.get("lookalike_pairs") or 0)
-    print(f"fused score ({fm.encoder}): fitted on {m['suite_pairs']} pairs ({m['suite_pairs'] - alike} of "
-          f"{m['queries']} training images edited and their nearest other images"
-          + (f", {alike} of the collection's look-alikes" if alike else "") + f") + {m['decisions_used']} curator "
-          f"decisions; AUC on them {m['auc']:.4f} (raw similarity {m['raw_auc']:.4f})")
+    m, n = fm.meta, fm.fitting_counts()
+    print(f"fused score ({fm.encoder}): fitted on {n['pairs']} pairs ({n['suite']} of {n['queries']} training images "
+          f"edited and their nearest other images"
+          + (f", {n['lookalikes']} of the collection's look-alikes" if n["lookalikes"] else "")
+          + f") + {n['decisions']} curator decisions; AUC on them {m['auc']:.4f} (raw similarity {m['raw_auc']:.4f})")
     print(f"candidate pairs: raw similarity >= {fm.candidate:.4f}; fused thresholds hard {fm.hard:.4f}, soft {fm.soft:.4f}")
     print(project.scores.verification_table(fm).to_string(index=False))
     score = project.settings.score

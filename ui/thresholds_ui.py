@@ -367,16 +367,17 @@ def fused_model_caption(model) -> str:
     """What the fused model was fitted on, in a sentence (the Thresholds page's caption)."""
     m = model.meta
     second = f" and {m['second_encoder']}'s similarity at {m.get('second_input_size')} px" if m.get("second_encoder") else ""
-    alike = int(m.get("lookalike_pairs") or 0)
-    suite = (f"{m.get('suite_pairs')} pairs: {int(m.get('suite_pairs') or 0) - alike} of the extended suite "
-             f"({m.get('queries')} training images edited; negatives: each copy's nearest other image)"
-             + (f" and {alike} of the collection's own look-alikes (training images' nearest neighbours)" if alike else ""))
+    n = model.fitting_counts()
+    suite = (f"{n['pairs']} pairs: {n['suite']} of the extended suite "
+             f"({n['queries']} training images edited; negatives: each copy's nearest other image)"
+             + (f" and {n['lookalikes']} of the collection's own look-alikes (training images' nearest neighbours)"
+                if n["lookalikes"] else ""))
     if m.get("fitted_on_decisions_alone"):
-        fitted = (f"fitted on {m.get('decisions_used', 0)} curator decisions alone (soft: where "
+        fitted = (f"fitted on {n['decisions']} curator decisions alone (soft: where "
                   f"{DECIDED_PRECISION:.0%} of the decided pairs above it are leaks, hard: where "
                   f"{DECIDED_HARD_PRECISION:.0%} are, judged out of fold); the curves are its scores on {suite}")
     else:
-        fitted = f"fitted on {suite} and {m.get('decisions_used', 0)} curator decisions"
+        fitted = f"fitted on {suite} and {n['decisions']} curator decisions"
         if m.get("threshold_rule", "suite") == "suite":  # soft is the suite's false-positive point, a probability
             fitted += (" (soft: where 0.1% of the suite's negatives score higher; the model is so sure of those "
                        "negatives that this can be a small probability: read it as a rank, not as a chance)")

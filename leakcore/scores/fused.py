@@ -158,6 +158,15 @@ class FusedModel:
     def key(self) -> str:
         return self.meta_.get("key", "")
 
+    def fitting_counts(self) -> dict:
+        """What the model was fitted on, counted once for every reader (the CLI's line, the Thresholds page's
+        caption): `pairs` in all, of them `suite` pairs of the `queries` training images edited and `lookalikes`
+        pairs of the collection's own nearest neighbours, plus `decisions` curator decisions."""
+        m = self.meta_
+        pairs, alike = int(m.get("suite_pairs") or 0), int(m.get("lookalike_pairs") or 0)
+        return {"pairs": pairs, "suite": pairs - alike, "queries": int(m.get("queries") or 0), "lookalikes": alike,
+                "decisions": int(m.get("decisions_used") or 0)}
+
     @property
     def second(self) -> str | None:
         """The second model's encoder name, when the fit had one."""
