@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: the dashboard and the C
     import pandas as pd
     import torch
 
-VERSION = 13  # evidence of another version is kept apart (verify/evidence-v<VERSION>); 6: ORB at 512 px, 400 features;
+VERSION = 14  # evidence of another version is kept apart (verify/evidence-v<VERSION>); 6: ORB at 512 px, 400 features;
 # 7: 1,000 features on the training image, matches kept by the ratio test, the mirror matched only where aligned;
 # 8: FAST threshold 20 (ORB_FAST_THRESHOLD); 9: a JPEG decoded at the smallest scale that keeps both sides at least
 # ORB_SIDE (`image_inputs`, and the fit's originals before they are edited), not at full size: the same evidence
@@ -57,7 +57,8 @@ VERSION = 13  # evidence of another version is kept apart (verify/evidence-v<VER
 # 11: the crop search (`crop_search`: crop_ncc, crop_detail); 12: the share of textured tiles that agree under the
 # local matches' map (`away_agreement`: tiles_agree, tiles_textured); 13: no crop search where the local matches
 # decide a pair (crop_ncc, crop_detail NaN: `_matches_decide`), and the second way round only where the first does
-# not decide it (`crop_either_way`)
+# not decide it (`crop_either_way`); 14: no tiles agree where the matches' map puts less than half of the smaller
+# image inside the other (`away_agreement`, AWAY_MIN_COVER)
 WORK_SIZE = 32  # working resolution of the alignment (longer side, pixels)
 MAX_SHIFT = 0.25  # translations searched, as a fraction of the working size
 MIN_OVERLAP = 0.5  # an alignment must overlap at least this fraction of the smaller image
@@ -154,6 +155,10 @@ AWAY_TILE = 32  # tile side (pixels at ORB_SIDE)
 AWAY_TEXTURE = 8.0  # a tile is textured where the luminance of both sides varies this much (std, grey levels)
 AWAY_TILE_NCC = 0.5  # ... and agrees where its NCC is at least this (0.7 failed heavily recompressed copies: 0.42)
 AWAY_MIN_TILES = 8  # fewer textured tiles than this: nothing to tell (NaN)
+AWAY_MIN_COVER = 0.5  # under the matches' map the smaller image lies at least this much inside the other, else the
+# tiles agree nowhere (0): a copy, a strong crop included, lies wholly inside its photo; one banner line matched to
+# the same words at the other edge of another photo maps the two a banner's height apart (a new user's pair: an ant
+# and a bee under "LOOK AT THIS", 31 inliers, the overlap a sixth of each, 70% of its textured tiles the banner's)
 CROP_SIDE = 128  # the longer side (pixels) of the image searched in (`crop_search`: each of a pair, in turn)
 CROP_QUERY_SIDE = 256  # ... and of the image searched for, before it is scaled onto the other
 CROP_MIN_SIDE = 24  # a crop this small (shorter side) is searched for, in an image at least ORB_MIN_SIDE: a planted
@@ -638,7 +643,8 @@ def away_agreement(eval_gray: np.ndarray, train_gray: np.ndarray, match: OrbMatc
     """(share of the textured tiles that agree, textured tiles) of the eval image moved onto the training image by
     the local matches' map: the overlap cut into AWAY_TILE px tiles (at ORB_SIDE), a tile textured where both sides'
     luminance varies (std at least AWAY_TEXTURE grey levels), agreeing where its NCC is at least AWAY_TILE_NCC;
-    (NaN, tiles) with fewer than AWAY_MIN_TILES textured tiles. Both images are grey at ORB_SIDE, the eval image in
+    (NaN, tiles) with fewer than AWAY_MIN_TILES textured tiles; (0, 0) where the map puts less than AWAY_MIN_COVER
+    of the smaller image inside the other. Both images are grey at ORB_SIDE, the eval image in
     the view that matched. A copy's photo agrees over most of the overlap, as its matches do (a bannered copy's
     banner is the part that does not); two photos under one banner or watermark match on the overlay alone and agree
     there only. On the draw the rule was set on (seed 11 of bench/verify_overlay_pairs.py), at most 0.553 of the tiles
@@ -660,6 +666,10 @@ def away_agreement(eval_gray: np.ndarray, train_gray: np.ndarray, match: OrbMatc
     def tiled(x):  # (rows, cols, t * t)
         return x[:rows * t, :cols * t].reshape(rows, t, cols, t).swapaxes(1, 2).reshape(rows, cols, t * t)
 
+    # the share of the smaller image inside the other under the map (the eval view's area scaled by the map)
+    smaller = min(abs(float(np.linalg.det(match.transform[:, :2]))) * a.size, float(b.size))
+    if float(inside.sum()) < AWAY_MIN_COVER * smaller:
+        return 0.0, 0.0
     u, v, full = tiled(moved), tiled(b), tiled(inside).all(axis=2)
     u, v = u - u.mean(axis=2, keepdims=True), v - v.mean(axis=2, keepdims=True)
     su, sv = np.sqrt((u * u).mean(axis=2)), np.sqrt((v * v).mean(axis=2))

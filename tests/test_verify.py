@@ -991,6 +991,32 @@ def test_two_photos_under_one_banner_are_not_decided_by_their_matches_and_a_bann
     assert fused.decided_by_matches(ev.assign(tiles_agree=np.nan)).all()
 
 
+def test_one_banner_line_at_the_other_edge_of_another_photo_is_not_decided_by_the_matches():
+    """The same words at the bottom of one photo and the top of another match under a map that puts the two a
+    banner's height apart: there the overlap is mostly the banner, so its tiles agreed, and two smooth photos were
+    decided as one (a new user's ant and bee). Under AWAY_MIN_COVER no tiles agree where the map puts less than half
+    of the smaller image inside the other; a bannered copy, and a crop, lie wholly inside theirs."""
+    from PIL import ImageFilter, ImageFont
+
+    def line(img, text, top):
+        out = img.copy()
+        size = out.height // 9
+        y = size // 3 if top else out.height - size - size // 2
+        ImageDraw.Draw(out).text((out.width // 12, y), text, fill=(255, 230, 0), font=ImageFont.load_default(size=size),
+                                 stroke_width=size // 6, stroke_fill="black")
+        return out
+
+    smooth_a, smooth_b = (_scene(n).filter(ImageFilter.GaussianBlur(12)) for n in (5, 6))
+    ant = line(line(smooth_a, "SO CUTE!!", True), "LOOK AT THIS", False)
+    bee = line(line(smooth_b, "LOOK AT THIS", True), "MONDAY MOOD", False)
+    photo = _scene(7)
+    crop = photo.crop((100, 80, 420, 320))
+    ev = verify.evidence([ant, line(photo, "LOOK AT THIS", False), crop], [bee, photo, photo])
+    assert list(fused.decided_by_matches(ev, fused.MATCH_RULE[:2])) == [True, True, True]  # by inliers and ratio
+    assert ev.loc[0, "tiles_agree"] == 0.0
+    assert list(fused.decided_by_matches(ev)) == [False, True, True]
+
+
 def test_a_crop_is_located_in_its_photo_either_way_round_and_outlined_for_the_review_page():
     from leakcore.api import PairEvidence
 
