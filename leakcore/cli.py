@@ -383,9 +383,9 @@ def cmd_verify(args) -> int:
         print("no fused model yet: run `leakcore verify DIR`")
         return 0
     m, n = fm.meta, fm.fitting_counts()
-    print(f"fused score ({fm.encoder}): fitted on {n['pairs']} pairs ({n['suite']} of {n['queries']} training images "
-          f"edited and their nearest other images"
-          + (f", {n['lookalikes']} of the collection's look-alikes" if n["lookalikes"] else "")
+    print(f"fused score ({fm.encoder}): fitted on {n['pairs']} pairs ({n['suite']} of edited copies of {n['queries']} "
+          f"training images, each against its original and its nearest other image"
+          + (f"; {n['lookalikes']} of the collection's look-alikes" if n["lookalikes"] else "")
           + f") + {n['decisions']} curator decisions; AUC on them {m['auc']:.4f} (raw similarity {m['raw_auc']:.4f})")
     print(f"candidate pairs: raw similarity >= {fm.candidate:.4f}; fused thresholds hard {fm.hard:.4f}, soft {fm.soft:.4f}")
     print(project.scores.verification_table(fm).to_string(index=False))

@@ -424,17 +424,21 @@ def test_the_check_on_show_survives_a_reload_and_one_not_offered_is_named(ws):
 
 
 def test_the_fused_caption_says_how_its_soft_threshold_was_chosen():
-    from types import SimpleNamespace
-
+    from leakcore.scores.fused import FusedModel
     from ui import thresholds_ui
 
-    meta = {"suite_pairs": 800, "queries": 200, "auc": 0.99, "raw_auc": 0.9, "decisions_used": 0}
-    suite = SimpleNamespace(meta={**meta, "threshold_rule": "suite"}, hard=0.9, soft=0.035)
-    decided = SimpleNamespace(meta={**meta, "threshold_rule": "decisions: >= 95% (out of fold)", "decisions_used": 300},
-                              hard=0.9, soft=0.7)
+    meta = {"suite_pairs": 800, "queries": 200, "auc": 0.99, "raw_auc": 0.9, "decisions_used": 0,
+            "lookalike_pairs": 150}
+    suite = FusedModel("e").set_thresholds(0.9, 0.035, 0.5, {**meta, "threshold_rule": "suite"})
+    decided = FusedModel("e").set_thresholds(0.9, 0.7, 0.5, {**meta, "threshold_rule": "decisions: >= 95% (out of fold)",
+                                                             "decisions_used": 300})
     assert "0.1% of the suite's negatives score higher" in thresholds_ui.fused_model_caption(suite)
     assert "negatives score higher" not in thresholds_ui.fused_model_caption(decided)
     assert "soft **0.0350**" in thresholds_ui.fused_model_caption(suite)
+    # what it was fitted on, counted once (`FusedModel.fitting_counts`): 650 suite pairs and 150 look-alike pairs
+    assert "800 pairs: 650 of the extended suite (200 training images" in thresholds_ui.fused_model_caption(suite)
+    assert "150 of the collection's own look-alikes" in thresholds_ui.fused_model_caption(suite)
+    assert "300 curator decisions" in thresholds_ui.fused_model_caption(decided)
 
 
 def _vega_counts(chart) -> dict:

@@ -164,6 +164,25 @@ def test_label_conflicts_appear_in_rates_heatmaps_review_export_and_the_gate(con
     assert main(["report", str(p.path), "--fail-above", "label_conflict=50"]) == 0
 
 
+def test_with_the_fused_score_in_force_the_conflict_queue_carries_the_raw_similarity_beside_it(tmp_path):
+    """The Review page heads a conflict pair with the score in force and the raw similarity, and explains it from the
+    raw one: a new user saw "similarity 0.9845" (the fused score) and "raw similarity nan"."""
+    root = make_folder_dataset(tmp_path / "d", n_train=24, n_test=6)
+    (root / "test" / "cat" / "across.jpg").write_bytes((root / "train" / "dog" / "train_001.jpg").read_bytes())
+    p = Project.create(tmp_path / "w", encoder="phash")
+    p.add("d", root)
+    p.scan()
+    p.verify(queries=12)
+    p.configure(score="fused")
+    q = p.review.queue(*p.scores.thresholds())
+    lc = q[q["check"] == "label_conflict"]
+    assert len(lc) and lc["raw_similarity"].notna().all()
+    raw = leakage.load_pairs(p.workspace, raw=True).set_index(["eval_item_id", "train_item_id"])["similarity"]
+    for e, t, r in zip(lc["eval_item_id"], lc["train_item_id"], lc["raw_similarity"]):
+        if (e, t) in raw.index:  # a pair of the scan's (not found by its bytes alone)
+            assert r == pytest.approx(float(raw.loc[(e, t)].max()))
+
+
 def test_removed_csv_names_every_check_that_flags_an_image(conflicted, tmp_path):
     """One row per removed image; an image two checks flag (a copy of a training image under another label) names
     both, with both reasons, so a curator sees it was also a label conflict."""

@@ -202,14 +202,15 @@ def _review_view(path: str, encoder: str, hard: float, soft: float, stamp: tuple
     rows = Review.filter_rows(q, **asked)
     # the progress is over the checks on show: a pair two checks queue (a copy under another label) counts once
     mine = q["check"].isin(asked["checks"]).to_numpy() if asked.get("checks") else np.ones(len(q), bool)
+    within = q["within"].fillna(False).to_numpy(dtype=bool) if "within" in q.columns else np.zeros(len(q), bool)
     return QueueView(q, rows), {"decided": int(((q["state"] != "unreviewed").to_numpy() & mine).sum()),
-                                "total": int(mine.sum()),
+                                "total": int(mine.sum()), "within": int((within & mine).sum()),
                                 "borderline": int(((q["degree"] == Review.BORDERLINE).to_numpy() & mine).sum())}
 
 
 def review_view(ws: Workspace, hard: float, soft: float, filters: dict) -> tuple[QueueView, dict]:
     """(the queue filtered and ordered as the sidebar asks, the counts of the checks on show: pairs, decided,
-    borderline), kept
+    within one split, borderline), kept
     until the filters, the thresholds or the decisions change: a key press that only moves on reuses it."""
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, (list, set, tuple)) else v) for k, v in filters.items()))
     return _review_view(str(ws.path), ws.workspace.encoder, hard, soft, _neighbors_stamp(ws), ws.workspace.stamp("items"),

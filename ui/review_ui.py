@@ -227,6 +227,8 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         decided, total, border = counts["decided"], max(counts["total"], 1), counts["borderline"]
         what = (f"{counts['total']} flagged pairs" if not border else
                 f"{counts['total']} pairs ({counts['total'] - border} flagged, {border} borderline just below soft)")
+        if counts.get("within"):  # the Home page counts evaluation images against training; these pairs are not
+            what += f"; {counts['within']} of them within one split"
         st.progress(decided / total, text=f"Reviewed {decided} of {what} · {len(view)} match the filters")
         flash()
         if view.empty:

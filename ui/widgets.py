@@ -60,8 +60,9 @@ def sidebar_workspace() -> Workspace | None:
     ws = data.open_workspace(st.session_state["workspace"])
     if ws is not None:
         t = ws.scores.thresholds(required=False)
-        st.sidebar.caption(f"Encoder **{ws.settings.encoder}** · " + (f"hard ≥ {t.hard:.3f} · soft ≥ {t.soft:.3f}" if t else
-                                                             "thresholds: not calibrated yet"))
+        score = "fused score" if ws.settings.score == "fused" else "raw similarity"  # which score the flags use
+        st.sidebar.caption(f"Encoder **{ws.settings.encoder}** · " + (f"{score} hard ≥ {t.hard:.3f} · soft ≥ {t.soft:.3f}"
+                                                                       if t else "thresholds: not calibrated yet"))
     return ws
 
 

@@ -57,7 +57,9 @@ def conflict_pairs(ws, inputs: CheckInputs) -> pd.DataFrame:
     split = pd.Series(split_column(items).to_numpy(), index=items["item_id"])
     pairs = leakage.load_pairs(ws, inputs.encoder) if inputs.pairs is None else inputs.pairs
     p = leakage.with_degrees(pairs, inputs.hard, inputs.soft, inputs.decisions)
-    p = p.assign(similarity=scores.in_force(p))  # the score in force (raw or fused), as the similarity check reads
+    if scores.SCORE in p.columns:  # the score in force (raw or fused) as `similarity`, as the similarity check reads
+        # it, and the raw cosine beside it (the Review page shows both, and explains a pair from the raw one)
+        p = p.assign(raw_similarity=p["similarity"], similarity=p[scores.SCORE])
     p = p.assign(eval_label=p["eval_item_id"].map(label), train_label=p["train_item_id"].map(label))
     p = p[p["eval_label"].notna() & p["train_label"].notna() & (p["eval_label"] != p["train_label"])]
     confirmed = p["decision"].isin(["hard", "soft"])
@@ -73,7 +75,8 @@ def conflict_pairs(ws, inputs: CheckInputs) -> pd.DataFrame:
     same_bytes = (p["eval_item_id"].map(sha) == p["train_item_id"].map(sha)).fillna(False).to_numpy(dtype=bool)
     p = p.assign(how=np.where(same_bytes, "identical bytes", p["how"]),
                  degree=np.where(same_bytes, "hard", p["degree"]))
-    found = p[_PAIR + ["similarity", "degree", "decision", "eval_label", "train_label", "how", "within", "rank"]]
+    found = p[_PAIR + ["similarity", "degree", "decision", "eval_label", "train_label", "how", "within", "rank"]
+              + (["raw_similarity"] if "raw_similarity" in p.columns else [])]
     same = _identical(items)
     if not same.empty:
         # an evaluation image first, as the neighbour pairs are; two training images in id order
@@ -84,7 +87,7 @@ def conflict_pairs(ws, inputs: CheckInputs) -> pd.DataFrame:
         bytes_ = pd.DataFrame({"eval_item_id": first, "train_item_id": second})
         bytes_["eval_split"] = bytes_["eval_item_id"].map(split).to_numpy()
         bytes_["train_split"] = bytes_["train_item_id"].map(split).to_numpy()
-        bytes_ = bytes_.assign(similarity=1.0, degree="hard", decision=pd.NA,
+        bytes_ = bytes_.assign(similarity=1.0, raw_similarity=1.0, degree="hard", decision=pd.NA,
                                eval_label=bytes_["eval_item_id"].map(label).to_numpy(),
                                train_label=bytes_["train_item_id"].map(label).to_numpy(), how="identical bytes",
                                rank=np.int16(0),  # not among the scan's neighbours: no rank
@@ -163,7 +166,8 @@ class LabelConflictCheck(Check):
         c = conflict_pairs(ws, inputs)
         if c.empty:
             return pd.DataFrame()
-        pairs = c[_PAIR + ["similarity", "within", "rank"]].astype({"rank": np.int16})  # the scan's rank; 0: none
+        pairs = c[_PAIR + ["similarity", "within", "rank"] + (["raw_similarity"] if "raw_similarity" in c else [])]
+        pairs = pairs.astype({"rank": np.int16})  # the scan's rank; 0: none
         q = build_queue(pairs, ws.items(), inputs.hard, inputs.soft, margin=np.inf, check=self.name)
         # the conflict's own degree for each queued row (pairs are unique in `c`)
         at = _keys(c["eval_item_id"], c["train_item_id"]).get_indexer(q["pair"])  # build_queue made the same keys
