@@ -243,6 +243,8 @@ def audit_view(ws) -> None:
     if table.empty:
         return
     latest = table.head(5)
+    if len(table) > len(latest):  # the caption counts every entry; the table below holds them all
+        st.caption(f"The newest {len(latest)} at a glance; all {len(table)} in the table below.")
     st.text("\n".join(f"{r.time[:19].replace('T', ' ')}  {r.user} ({r.role})  {r.action}" + (f" {r.target}" if isinstance(r.target, str) else "")
                        for r in latest.itertuples()))  # the newest at a glance, as text
     actions = sorted(table["action"].dropna().unique())
