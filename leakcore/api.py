@@ -145,20 +145,19 @@ class PairEvidence:
     fused: float | None
     contributions: "pd.DataFrame | None"
 
-    def aligned_views(self, eval_image, train_image, side: int):
-        """The alignment applied to the two photos at `side` px: moved, training, overlay, difference (PIL images)."""
+    def aligned_views(self, eval_image, train_image, side: int, crop=None):
+        """The alignment applied to the two photos at `side` px: moved, training, overlay, difference (PIL images);
+        with `crop` (`crop_found`), the crop search's place instead: it places a crop at 128-256 px, where the
+        whole-image alignment works at 32-48 px and, on a strong crop, showed a misregistered "scaled x0.8"."""
         from leakcore import verify
 
-        return verify.aligned_views(self.explanation, eval_image, train_image, side)
+        return verify.aligned_views(self.explanation, eval_image, train_image, side, crop)
 
-    def crop_view(self, eval_image, train_image, side: int):
-        """Where one image of the pair is found inside the other by the crop rule (`scores.fused.decided_by_crop`,
-        photos): (the image the other was found in, with the place outlined; the other; a caption), at most `side`
-        px; None otherwise. The aligned views show the whole-image alignment, which cannot place a strong crop. A pair
-        its local matches decided has no stored crop search (evidence version 13: NaN), so it is searched here."""
+    def crop_found(self, eval_image, train_image):
+        """Where one image of the pair lies inside the other by the crop rule (`scores.fused.decided_by_crop`,
+        photos): the `verify.CropFound`, or None where the rule does not decide the pair. A pair its local matches
+        decided has no stored crop search (evidence version 13: NaN), so it is searched here."""
         import math
-
-        from PIL import ImageDraw
 
         from leakcore import verify
 
@@ -169,7 +168,16 @@ class PairEvidence:
         if not math.isnan(ncc) and not verify.crop_decides(ncc, float(stored.get("crop_detail", 0.0))):
             return None
         found = verify.find_crop(eval_image, train_image)
-        if found is None or not verify.crop_decides(found.ncc, found.detail):
+        return found if found is not None and verify.crop_decides(found.ncc, found.detail) else None
+
+    def crop_view(self, eval_image, train_image, side: int, found=None):
+        """Where one image of the pair is found inside the other by the crop rule (`crop_found`, or `found` when
+        given): (the image the other was found in, with the place outlined; the other; a caption), at most `side`
+        px; None otherwise."""
+        from PIL import ImageDraw
+
+        found = found if found is not None else self.crop_found(eval_image, train_image)
+        if found is None:
             return None
         outer, inner = (train_image, eval_image) if found.inside == "eval" else (eval_image, train_image)
         outer = outer.convert("RGB").copy()

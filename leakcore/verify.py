@@ -1074,13 +1074,33 @@ def _warp_rgb(img: np.ndarray, to_image: np.ndarray, side: int) -> tuple[np.ndar
     return out, valid
 
 
-def aligned_at(x: Explanation, eval_image: Image.Image, train_image: Image.Image, side: int
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def crop_transform(found: "CropFound", eval_size: tuple[int, int], train_size: tuple[int, int], side: int
+                   ) -> np.ndarray:
+    """3 x 3: a pixel of the training image's side x side display canvas -> the pixel of the evaluation image that
+    the crop search's place (`CropFound.box`, a share of the outer image's sides) puts there: the evaluation image
+    scaled into its box in the training image, or the training image's box in the evaluation image scaled to the
+    whole training image (pixel centres at +0.5, as `_fit_matrix`)."""
+    (we, he), (wt, ht) = eval_size, train_size
+    x, y, w, h = found.box
+    if found.inside == "eval":  # training pixel centre U -> (U - x Wt) We / (w Wt) in the evaluation image
+        sx, sy = we / (w * wt), he / (h * ht)
+        m = [[sx, 0, (0.5 - x * wt) * sx - 0.5], [0, sy, (0.5 - y * ht) * sy - 0.5]]
+    else:  # the training image is the evaluation image's box: U -> x We + U w We / Wt
+        sx, sy = w * we / wt, h * he / ht
+        m = [[sx, 0, 0.5 * sx + x * we - 0.5], [0, sy, 0.5 * sy + y * he - 0.5]]
+    return np.vstack([np.array(m, dtype=np.float64), [0, 0, 1]]) @ _fit_matrix(wt, ht, side)
+
+
+def aligned_at(x: Explanation, eval_image: Image.Image, train_image: Image.Image, side: int,
+               crop: "CropFound | None" = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(evaluation image moved onto the training image, training image, where both have pixels) at side x side
-    from the full-resolution photos: what the alignment found at WORK_SIZE matched, as a curator can see it."""
+    from the full-resolution photos: what the alignment found at WORK_SIZE matched, as a curator can see it; with
+    `crop`, where the crop search placed one image inside the other instead (`crop_transform`)."""
     a = np.asarray(eval_image.convert("RGB"))
     b = np.asarray(train_image.convert("RGB"))
-    moved, valid_a = _warp_rgb(a, display_transform(x, eval_image.size, train_image.size, side), side)
+    to_eval = (crop_transform(crop, eval_image.size, train_image.size, side) if crop is not None
+               else display_transform(x, eval_image.size, train_image.size, side))
+    moved, valid_a = _warp_rgb(a, to_eval, side)
     train, valid_b = _warp_rgb(b, _fit_matrix(*train_image.size, side), side)
     return moved, train, valid_a & valid_b
 
@@ -1088,12 +1108,13 @@ def aligned_at(x: Explanation, eval_image: Image.Image, train_image: Image.Image
 
 # ---- the evidence store: keyed by the two images' content, so every encoder and every re-scan shares it ------
 
-def aligned_views(x: Explanation, eval_image: Image.Image, train_image: Image.Image, side: int):
+def aligned_views(x: Explanation, eval_image: Image.Image, train_image: Image.Image, side: int,
+                  crop: "CropFound | None" = None):
     """(evaluation moved onto the training image, training image, overlay, difference) as pictures of `side` px
-    from the full-resolution photos, by the alignment found at the working size (`aligned_at`). Overlay: red =
-    evaluation, cyan = training, so where they agree it is grey and where they differ it is coloured; outside the
-    overlap everything is dimmed."""
-    moved, train, both = aligned_at(x, eval_image, train_image, side)
+    from the full-resolution photos, by the alignment found at the working size, or by the crop search's place
+    (`aligned_at`). Overlay: red = evaluation, cyan = training, so where they agree it is grey and where they differ
+    it is coloured; outside the overlap everything is dimmed."""
+    moved, train, both = aligned_at(x, eval_image, train_image, side, crop)
     dim = (0.35 + 0.65 * both[..., None]).astype(np.float32)
     lum = lambda a: a.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
     la, lb = lum(moved), lum(train)

@@ -1017,6 +1017,26 @@ def test_one_banner_line_at_the_other_edge_of_another_photo_is_not_decided_by_th
     assert list(fused.decided_by_matches(ev)) == [False, True, True]
 
 
+def test_a_strong_crop_is_shown_where_the_crop_search_placed_it_either_way_round():
+    """The aligned view of a pair decided as a crop shows it where the crop search found it, not where the
+    whole-image alignment put it (a new user saw a misregistered 'scaled x0.8' view over a right outline)."""
+    from leakcore.api import PairEvidence
+
+    photo = _scene(5)
+    crop = photo.crop((200, 120, 520, 360))  # half of each side
+    for eval_image, train_image in ((crop, photo), (photo, crop)):
+        found = verify.find_crop(eval_image, train_image)
+        moved, train, both = verify.aligned_at(None, eval_image, train_image, 320, found)
+        assert both.mean() > (0.17 if found.inside == "eval" else 0.7)  # its box (a quarter of the photo), or all of it
+        lum = lambda a: a.astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # noqa: E731
+        assert verify.ncc(lum(moved)[both], lum(train)[both]) > 0.95
+        e = PairEvidence(verify.explain(eval_image, train_image),
+                         pd.Series({"crop_ncc": found.ncc, "crop_detail": found.detail}), 0.3, 0.99, None)
+        views = e.aligned_views(eval_image, train_image, 320, crop=e.crop_found(eval_image, train_image))
+        assert [v.size for v in views] == [(320, 320)] * 4
+    assert PairEvidence(verify.explain(photo, photo), None, 1.0, 1.0, None).crop_found(photo, photo) is None
+
+
 def test_a_crop_is_located_in_its_photo_either_way_round_and_outlined_for_the_review_page():
     from leakcore.api import PairEvidence
 

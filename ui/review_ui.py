@@ -387,16 +387,21 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
     if a is None or b is None:
         st.warning(f"No image to align: {why_a or why_b}")
         return
-    moved, train, overlay, diff = e.aligned_views(a, b, ALIGNED_PX)
+    found = e.crop_found(a, b)  # decided as a crop: shown where the crop search placed it (at 128-256 px, where
+    # the whole-image alignment works at 32-48 px and misplaced strong crops)
+    by_crop = found is not None
+    moved, train, overlay, diff = e.aligned_views(a, b, ALIGNED_PX, crop=found)
     c1, c2 = st.columns(2)
     jpeg = {"width": "content", "output_format": "JPEG"}  # a fifth of the PNG's bytes at 448 px
     refined = "then refined" if x.refine_shown else "the refinement not shown: it fitted worse"
-    c1.image(moved, caption=f"evaluation, moved by the alignment ({x.transform}, {refined})", **jpeg)
+    how = (f"placed where the crop search found it (NCC {found.ncc:.3f})" if by_crop
+           else f"moved by the alignment ({x.transform}, {refined})")
+    c1.image(moved, caption=f"evaluation, {how}", **jpeg)
     c2.image(train, caption="training image, same frame", **jpeg)
     c1.image(overlay, caption="overlay: red = evaluation, cyan = training, grey = agree", **jpeg)
     c2.image(diff, caption="|aligned evaluation − training| × 4 on the overlap", **jpeg)
-    crop = e.crop_view(a, b, ALIGNED_PX)
-    if crop is not None:  # decided as a crop: the whole-image alignment above cannot place it, the crop search did
+    crop = e.crop_view(a, b, ALIGNED_PX, found) if found is not None else None
+    if crop is not None:  # decided as a crop: the whole-image alignment cannot place it, the crop search did
         outer, inner, caption = crop
         st.markdown(f"**Found as a crop**: {caption}")
         c5, c6 = st.columns(2)
@@ -408,7 +413,8 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
         st.markdown(f"**Best alignment**: {x.transform}, shifted by ({al.dx:+d}, {al.dy:+d}) px at "
                     f"{x.train.shape[0]} px, then refined by an affine warp (ECC)"
                     + ("" if x.refine_shown else "; the pictures leave the warp out, which lowered the NCC "
-                       f"from {al.ncc:.3f} to {x.refined['ncc_refined']:.3f}"))
+                       f"from {al.ncc:.3f} to {x.refined['ncc_refined']:.3f}")
+                    + ("; the pictures show the crop search's place instead" if by_crop else ""))
         facts = {"raw similarity": f"{raw:.4f}", "NCC (luminance)": f"{al.ncc:.3f}",
                  "NCC (gradients)": f"{al.ncc_grad:.3f}", "SSIM on the overlap": f"{x.ssim:.3f}",
                  "NCC (fine detail)": f"{x.ncc_detail:.3f}",
