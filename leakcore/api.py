@@ -145,13 +145,31 @@ class PairEvidence:
     fused: float | None
     contributions: "pd.DataFrame | None"
 
-    def aligned_views(self, eval_image, train_image, side: int, crop=None):
+    def aligned_views(self, eval_image, train_image, side: int, crop=None, matches=None):
         """The alignment applied to the two photos at `side` px: moved, training, overlay, difference (PIL images);
-        with `crop` (`crop_found`), the crop search's place instead: it places a crop at 128-256 px, where the
-        whole-image alignment works at 32-48 px and, on a strong crop, showed a misregistered "scaled x0.8"."""
+        with `crop` (`crop_found`), the crop search's place instead, and with `matches` (`matches_found`), the local
+        matches' map. Both place a pair at 128-512 px, where the whole-image alignment works at 32-48 px: on a strong
+        crop it showed a misregistered "scaled x0.8", and a banner pulled it off the photo."""
         from leakcore import verify
 
-        return verify.aligned_views(self.explanation, eval_image, train_image, side, crop)
+        return verify.aligned_views(self.explanation, eval_image, train_image, side, crop, matches)
+
+    def matches_found(self, eval_image, train_image):
+        """The local matches (`verify.OrbMatch`, with their map) where their map registers the pair: the fused
+        score's match rule (`scores.fused.decided_by_matches` on the stored evidence) from AWAY_FROM_INLIERS inliers,
+        where the tiles under the map are compared (a bannered copy with 22 inliers at ratio 0.96, 79% of its tiles
+        agreeing, was pulled off the photo by the 32 px alignment); else None."""
+        from leakcore import verify
+        from leakcore.scores.fused import MATCH_RULE, decided_by_matches
+
+        if self.stored is None:
+            return None
+        row = pd.DataFrame([{c: pd.to_numeric(self.stored.get(c), errors="coerce")
+                             for c in ("orb_inliers", "orb_ratio", "tiles_agree")}])
+        if not bool(decided_by_matches(row, (verify.AWAY_FROM_INLIERS, *MATCH_RULE[1:]))[0]):
+            return None
+        match = verify.find_matches(eval_image, train_image)
+        return match if match.transform is not None else None
 
     def crop_found(self, eval_image, train_image):
         """Where one image of the pair lies inside the other by the crop rule (`scores.fused.decided_by_crop`,

@@ -1091,15 +1091,53 @@ def crop_transform(found: "CropFound", eval_size: tuple[int, int], train_size: t
     return np.vstack([np.array(m, dtype=np.float64), [0, 0, 1]]) @ _fit_matrix(wt, ht, side)
 
 
+def find_matches(eval_image: Image.Image, train_image: Image.Image) -> OrbMatch:
+    """The local matches of a pair for display, as `evidence` finds them (the evaluation image as it is and
+    mirrored, against the training image's features), with their map."""
+    ea, tb = ImageInputs(eval_image), ImageInputs(train_image)
+    if min(ea.size) < ORB_MIN_SIDE or min(tb.size) < ORB_MIN_SIDE:
+        return OrbMatch()
+    return orb_map([ea.orb(), ea.orb(mirrored=True)], [tb.orb(n_features=ORB_TRAIN_FEATURES)])
+
+
+def _scaled(k: tuple[float, float]) -> np.ndarray:
+    """3 x 3: a pixel of an image -> the same place in that image scaled by (kx, ky) (pixel centres at +0.5)."""
+    kx, ky = k
+    return np.array([[kx, 0, 0.5 * kx - 0.5], [0, ky, 0.5 * ky - 0.5], [0, 0, 1]], dtype=np.float64)
+
+
+def matches_transform(match: OrbMatch, eval_size: tuple[int, int], train_size: tuple[int, int], side: int
+                      ) -> np.ndarray:
+    """3 x 3: a pixel of the training image's side x side display canvas -> the pixel of the evaluation image that
+    the local matches' map (`OrbMatch.transform`, the evaluation view at ORB_SIDE -> the training image at ORB_SIDE)
+    puts there, through the mirror where the mirrored view matched."""
+    def orb_size(size):  # as `_orb_gray` resizes
+        scale = min(1.0, ORB_SIDE / max(size))
+        return (max(1, round(size[0] * scale)), max(1, round(size[1] * scale))) if scale < 1 else tuple(size)
+
+    (we, he), (wt, ht) = eval_size, train_size
+    (oe_w, oe_h), (ot_w, ot_h) = orb_size(eval_size), orb_size(train_size)
+    to_orb_train = np.linalg.inv(_scaled((wt / ot_w, ht / ot_h)))
+    back = np.linalg.inv(np.vstack([np.asarray(match.transform, dtype=np.float64), [0, 0, 1]]))
+    mirror = np.array([[-1, 0, oe_w - 1], [0, 1, 0], [0, 0, 1]], dtype=np.float64) if match.view == 1 else np.eye(3)
+    return _scaled((we / oe_w, he / oe_h)) @ mirror @ back @ to_orb_train @ _fit_matrix(wt, ht, side)
+
+
 def aligned_at(x: Explanation, eval_image: Image.Image, train_image: Image.Image, side: int,
-               crop: "CropFound | None" = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               crop: "CropFound | None" = None, matches: OrbMatch | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(evaluation image moved onto the training image, training image, where both have pixels) at side x side
     from the full-resolution photos: what the alignment found at WORK_SIZE matched, as a curator can see it; with
-    `crop`, where the crop search placed one image inside the other instead (`crop_transform`)."""
+    `crop`, where the crop search placed one image inside the other instead (`crop_transform`), and with `matches`,
+    where the local matches' map puts it (`matches_transform`)."""
     a = np.asarray(eval_image.convert("RGB"))
     b = np.asarray(train_image.convert("RGB"))
-    to_eval = (crop_transform(crop, eval_image.size, train_image.size, side) if crop is not None
-               else display_transform(x, eval_image.size, train_image.size, side))
+    if crop is not None:
+        to_eval = crop_transform(crop, eval_image.size, train_image.size, side)
+    elif matches is not None and matches.transform is not None:
+        to_eval = matches_transform(matches, eval_image.size, train_image.size, side)
+    else:
+        to_eval = display_transform(x, eval_image.size, train_image.size, side)
     moved, valid_a = _warp_rgb(a, to_eval, side)
     train, valid_b = _warp_rgb(b, _fit_matrix(*train_image.size, side), side)
     return moved, train, valid_a & valid_b
@@ -1109,12 +1147,12 @@ def aligned_at(x: Explanation, eval_image: Image.Image, train_image: Image.Image
 # ---- the evidence store: keyed by the two images' content, so every encoder and every re-scan shares it ------
 
 def aligned_views(x: Explanation, eval_image: Image.Image, train_image: Image.Image, side: int,
-                  crop: "CropFound | None" = None):
+                  crop: "CropFound | None" = None, matches: OrbMatch | None = None):
     """(evaluation moved onto the training image, training image, overlay, difference) as pictures of `side` px
-    from the full-resolution photos, by the alignment found at the working size, or by the crop search's place
-    (`aligned_at`). Overlay: red = evaluation, cyan = training, so where they agree it is grey and where they differ
+    from the full-resolution photos, by the alignment found at the working size, or by the crop search's place or the
+    local matches' map (`aligned_at`). Overlay: red = evaluation, cyan = training, so where they agree it is grey and where they differ
     it is coloured; outside the overlap everything is dimmed."""
-    moved, train, both = aligned_at(x, eval_image, train_image, side, crop)
+    moved, train, both = aligned_at(x, eval_image, train_image, side, crop, matches)
     dim = (0.35 + 0.65 * both[..., None]).astype(np.float32)
     lum = lambda a: a.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
     la, lb = lum(moved), lum(train)

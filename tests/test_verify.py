@@ -1037,6 +1037,28 @@ def test_a_strong_crop_is_shown_where_the_crop_search_placed_it_either_way_round
     assert PairEvidence(verify.explain(photo, photo), None, 1.0, 1.0, None).crop_found(photo, photo) is None
 
 
+def test_a_pair_its_local_matches_decide_is_shown_by_their_map():
+    """The aligned view of a pair the local matches decide (a bannered, mirrored or rescaled copy) places it by the
+    matches' map at up to 512 px, as the evidence found it, not by the 32 px alignment a banner pulls off the photo
+    (a new user saw four of five bannered copies misaligned)."""
+    from leakcore.api import PairEvidence
+
+    photo = _scene(5)
+    lum = lambda a: a.astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # noqa: E731
+    for copy in (ImageOps.mirror(photo), photo.resize((480, 360)), _bannered(photo)):
+        match = verify.find_matches(copy, photo)
+        moved, train, both = verify.aligned_at(None, copy, photo, 320, matches=match)
+        middle = both.copy()
+        middle[:110], middle[210:] = False, False  # away from the banner's lines
+        assert both.mean() > 0.7 and verify.ncc(lum(moved)[middle], lum(train)[middle]) > 0.98
+        stored = verify.evidence([copy], [photo]).iloc[0]
+        e = PairEvidence(verify.explain(copy, photo), stored, 0.5, 0.99, None)
+        assert e.matches_found(copy, photo) is not None
+    assert PairEvidence(None, None, 0.5, None, None).matches_found(photo, photo) is None
+    undecided = pd.Series({"orb_inliers": np.log1p(5), "orb_ratio": 0.1, "tiles_agree": np.nan})
+    assert PairEvidence(None, undecided, 0.5, 0.2, None).matches_found(photo, _scene(6)) is None
+
+
 def test_a_crop_is_located_in_its_photo_either_way_round_and_outlined_for_the_review_page():
     from leakcore.api import PairEvidence
 

@@ -387,15 +387,19 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
     if a is None or b is None:
         st.warning(f"No image to align: {why_a or why_b}")
         return
-    found = e.crop_found(a, b)  # decided as a crop: shown where the crop search placed it (at 128-256 px, where
-    # the whole-image alignment works at 32-48 px and misplaced strong crops)
-    by_crop = found is not None
-    moved, train, overlay, diff = e.aligned_views(a, b, ALIGNED_PX, crop=found)
+    # decided as a crop, or registered by the local matches: shown where the crop search or the matches' map place it
+    # (at 128-512 px, where the whole-image alignment works at 32-48 px, misplaced strong crops and was pulled by
+    # banners)
+    found = e.crop_found(a, b)
+    matches = e.matches_found(a, b) if found is None else None
+    by_crop, by_matches = found is not None, matches is not None
+    moved, train, overlay, diff = e.aligned_views(a, b, ALIGNED_PX, crop=found, matches=matches)
     c1, c2 = st.columns(2)
     jpeg = {"width": "content", "output_format": "JPEG"}  # a fifth of the PNG's bytes at 448 px
     refined = "then refined" if x.refine_shown else "the refinement not shown: it fitted worse"
-    how = (f"placed where the crop search found it (NCC {found.ncc:.3f})" if by_crop
-           else f"moved by the alignment ({x.transform}, {refined})")
+    how = (f"placed where the crop search found it (NCC {found.ncc:.3f})" if by_crop else
+           f"placed by its {matches.inliers} local matches' map" + (", mirrored" if matches.view == 1 else "")
+           if by_matches else f"moved by the alignment ({x.transform}, {refined})")
     c1.image(moved, caption=f"evaluation, {how}", **jpeg)
     c2.image(train, caption="training image, same frame", **jpeg)
     c1.image(overlay, caption="overlay: red = evaluation, cyan = training, grey = agree", **jpeg)
@@ -410,11 +414,13 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
     c3, c4 = st.columns([1, 1])
     with c3:
         al = x.alignment
-        st.markdown(f"**Best alignment**: {x.transform}, shifted by ({al.dx:+d}, {al.dy:+d}) px at "
+        placed = ("the crop search's place" if by_crop else "the local matches' map" if by_matches else None)
+        st.markdown((f"**The pictures show {placed}.** " if placed else "")
+                    + f"**Best alignment{' of the whole image, which the features below measure' if placed else ''}**: "
+                    f"{x.transform}, shifted by ({al.dx:+d}, {al.dy:+d}) px at "
                     f"{x.train.shape[0]} px, then refined by an affine warp (ECC)"
-                    + ("" if x.refine_shown else "; the pictures leave the warp out, which lowered the NCC "
-                       f"from {al.ncc:.3f} to {x.refined['ncc_refined']:.3f}")
-                    + ("; the pictures show the crop search's place instead" if by_crop else ""))
+                    + ("" if x.refine_shown or placed else "; the pictures leave the warp out, which lowered the NCC "
+                       f"from {al.ncc:.3f} to {x.refined['ncc_refined']:.3f}"))
         facts = {"raw similarity": f"{raw:.4f}", "NCC (luminance)": f"{al.ncc:.3f}",
                  "NCC (gradients)": f"{al.ncc_grad:.3f}", "SSIM on the overlap": f"{x.ssim:.3f}",
                  "NCC (fine detail)": f"{x.ncc_detail:.3f}",
