@@ -205,12 +205,13 @@ def _review_view(path: str, encoder: str, hard: float, soft: float, stamp: tuple
     within = q["within"].fillna(False).to_numpy(dtype=bool) if "within" in q.columns else np.zeros(len(q), bool)
     return QueueView(q, rows), {"decided": int(((q["state"] != "unreviewed").to_numpy() & mine).sum()),
                                 "total": int(mine.sum()), "within": int((within & mine).sum()),
+                                "images": int(q.loc[mine & ~within, "eval_item_id"].nunique()),
                                 "borderline": int(((q["degree"] == Review.BORDERLINE).to_numpy() & mine).sum())}
 
 
 def review_view(ws: Workspace, hard: float, soft: float, filters: dict) -> tuple[QueueView, dict]:
     """(the queue filtered and ordered as the sidebar asks, the counts of the checks on show: pairs, decided,
-    within one split, borderline), kept
+    within one split, evaluation images they flag against training, borderline), kept
     until the filters, the thresholds or the decisions change: a key press that only moves on reuses it."""
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, (list, set, tuple)) else v) for k, v in filters.items()))
     return _review_view(str(ws.path), ws.workspace.encoder, hard, soft, _neighbors_stamp(ws), ws.workspace.stamp("items"),

@@ -227,7 +227,11 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         decided, total, border = counts["decided"], max(counts["total"], 1), counts["borderline"]
         what = (f"{counts['total']} flagged pairs" if not border else
                 f"{counts['total']} pairs ({counts['total'] - border} flagged, {border} borderline just below soft)")
-        if counts.get("within"):  # the Home page counts evaluation images against training; these pairs are not
+        # the Home page counts evaluation images against training: an image can have several pairs, and a pair
+        # within one split is not among them
+        if counts.get("images") and counts["images"] != counts["total"] - counts.get("within", 0):
+            what += f" on {counts['images']} evaluation images"
+        if counts.get("within"):
             what += f"; {counts['within']} of them within one split"
         st.progress(decided / total, text=f"Reviewed {decided} of {what} · {len(view)} match the filters")
         flash()
