@@ -70,7 +70,7 @@ def sliders() -> tuple[float, float]:
             set_thresholds(hard, soft)
     for which in ("hard", "soft"):
         st.session_state.setdefault(f"th_{which}_n", st.session_state[f"th_{which}"])
-    c1, c1n, c2, c2n, c3 = st.columns([2, 0.8, 2, 0.8, 1.2])
+    c1, c1n, c2, c2n, c3 = st.columns([2, 1.1, 2, 1.1, 1.2])  # the exact boxes hold "0.9957" beside their steppers
     # the sliders step by 0.001 (an arrow key moves a threshold by an amount that changes what is flagged); the
     # number boxes beside them take exact values to 0.0001
     c1.slider("Hard threshold", 0.0, 1.0, step=0.001, format="%.4f", key="th_hard", on_change=_sync,
