@@ -57,9 +57,8 @@ def conflict_pairs(ws, inputs: CheckInputs) -> pd.DataFrame:
     split = pd.Series(split_column(items).to_numpy(), index=items["item_id"])
     pairs = leakage.load_pairs(ws, inputs.encoder) if inputs.pairs is None else inputs.pairs
     p = leakage.with_degrees(pairs, inputs.hard, inputs.soft, inputs.decisions)
-    if scores.SCORE in p.columns:  # the score in force (raw or fused) as `similarity`, as the similarity check reads
-        # it, and the raw cosine beside it (the Review page shows both, and explains a pair from the raw one)
-        p = p.assign(raw_similarity=p["similarity"], similarity=p[scores.SCORE])
+    # the score in force (raw or fused) as `similarity`, as the similarity check reads it, the raw cosine beside it
+    p = scores.as_similarity(p, pairs.attrs.get(scores.SCORE) or ws.score)
     p = p.assign(eval_label=p["eval_item_id"].map(label), train_label=p["train_item_id"].map(label))
     p = p[p["eval_label"].notna() & p["train_label"].notna() & (p["eval_label"] != p["train_label"])]
     confirmed = p["decision"].isin(["hard", "soft"])

@@ -66,7 +66,7 @@ class SimilarityCheck(Check):
 
         pairs = self._pairs(ws, inputs)
         in_force = pairs.attrs.get(scores.SCORE) or self.score(ws).name
-        return build_queue(_as_queue_input(pairs, in_force), ws.items(), inputs.hard, inputs.soft, check=self.name)
+        return build_queue(scores.as_similarity(pairs, in_force), ws.items(), inputs.hard, inputs.soft, check=self.name)
 
     def removals(self, ws, eval_split: str, inputs: CheckInputs, policy) -> pd.DataFrame:
         """Confirmed pairs always remove their evaluation item, automatic flags at the policy's level, and with
@@ -102,15 +102,6 @@ class SimilarityCheck(Check):
                     "reason": [f"within-split duplicate of {h}" for h in dup.values()], "matches": list(dup.values()),
                     "similarity": np.nan, "degree": None, "decision": None, "confirmed": False})], ignore_index=True)
         return out
-
-
-def _as_queue_input(pairs: pd.DataFrame, in_force: str) -> pd.DataFrame:
-    """Pairs in the review queue's terms (`review.build_queue` thresholds, orders and shows `similarity`): the
-    score in force (named `in_force`) as `similarity`, and the raw cosine as `raw_similarity` where they differ
-    (the Review page explains a pair from the raw one)."""
-    if scores.SCORE not in pairs.columns or in_force == scores.RAW:
-        return pairs
-    return pairs.assign(raw_similarity=pairs["similarity"], similarity=pairs[scores.SCORE])
 
 
 def _within_groups(pairs: pd.DataFrame, soft: float, decisions: pd.DataFrame | None) -> dict[str, str]:

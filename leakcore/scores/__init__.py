@@ -13,7 +13,7 @@ from typing import Callable
 import pandas as pd
 
 from leakcore.errors import UnknownName
-from leakcore.scores.base import RAW, SCORE, Score, in_force
+from leakcore.scores.base import RAW, SCORE, Score, as_similarity, in_force
 
 
 def _raw() -> Score:
@@ -56,4 +56,4 @@ def scored(ws, pairs: pd.DataFrame, encoder: str, name: str) -> pd.DataFrame:
     return out
 
 
-__all__ = ["RAW", "SCORE", "Score", "get_score", "in_force", "label", "scored"]
+__all__ = ["RAW", "SCORE", "Score", "as_similarity", "get_score", "in_force", "label", "scored"]

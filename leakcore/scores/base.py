@@ -27,3 +27,12 @@ def in_force(pairs: pd.DataFrame) -> pd.Series:
     """The score in force of a pairs table: its `score` column; `similarity` for a table made without one (a
     table built by hand or by grouping, which holds the raw similarity only)."""
     return pairs[SCORE] if SCORE in pairs.columns else pairs["similarity"]
+
+
+def as_similarity(pairs: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Pairs in the review queue's terms (`review.build_queue` thresholds, orders and shows `similarity`): the
+    score in force (named `name`) as `similarity`, and the raw cosine as `raw_similarity` where they differ
+    (the Review page shows both, and explains a pair from the raw one)."""
+    if SCORE not in pairs.columns or name == RAW:
+        return pairs
+    return pairs.assign(raw_similarity=pairs["similarity"], similarity=pairs[SCORE])
