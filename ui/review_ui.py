@@ -229,10 +229,10 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
                 f"{counts['total']} pairs ({counts['total'] - border} flagged, {border} borderline just below soft)")
         # the Home page counts evaluation images against training: an image can have several pairs, and a pair
         # within one split is not among them
-        if counts.get("images") and counts["images"] != counts["total"] - counts.get("within", 0):
-            what += f" on {counts['images']} evaluation images"
-        if counts.get("within"):
-            what += f"; {counts['within']} of them within one split"
+        within, across = counts.get("within", 0), counts["total"] - counts.get("within", 0)
+        if within or (counts.get("images") and counts["images"] != across):
+            what += (f"; {across} against training on {counts.get('images', 0)} evaluation images"
+                     + (f", {within} within one split" if within else ""))
         st.progress(decided / total, text=f"Reviewed {decided} of {what} · {len(view)} match the filters")
         flash()
         if view.empty:
