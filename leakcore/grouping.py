@@ -100,7 +100,7 @@ def local_features(img) -> Features:
     arr = np.asarray(g)
     orb = cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=5, edgeThreshold=15, patchSize=31)
     kps, desc = orb.detectAndCompute(arr, None)
-    pts = np.float32([k.pt for k in kps]).reshape(-1, 2)
+    pts = cv2.KeyPoint_convert(kps).reshape(-1, 2) if kps else np.zeros((0, 2), np.float32)
     f = CHECK_SIDE / WORK_SIDE
     small = cv2.resize(arr, (max(1, round(arr.shape[1] * f)), max(1, round(arr.shape[0] * f))),
                        interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0

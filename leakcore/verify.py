@@ -386,22 +386,29 @@ def overlap_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 
 def detail_and_difference(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     """(NCC of the fine detail, median absolute luminance difference) of two aligned canvases on their overlap.
-    The detail is each image minus its Gaussian blur (scipy), compared two pixels inside the overlap's edge where
-    the blur does not mix in the zeros outside; (0, 1) when the overlap is too small to say."""
-    from scipy import ndimage
+    The detail is each image minus its Gaussian blur, compared two pixels inside the overlap's edge where the blur
+    does not mix in the zeros outside; (0, 1) when the overlap is too small to say. The erosion and the blur are
+    OpenCV's with scipy.ndimage's defaults (a cross, zeros outside; a kernel to 4 sigma, reflected borders): the
+    same values within 2e-7, in a fifth of the time (this runs twice a pair, holding Python's lock between calls)."""
+    import cv2
 
     inside = mask > 0.5
     if inside.sum() < 16:
         return 0.0, 1.0
     diff = float(np.median(np.abs(a - b)[inside]))
-    core = ndimage.binary_erosion(inside, iterations=2)
+    core = cv2.erode(inside.astype(np.uint8), _CROSS, iterations=2, borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
     if core.sum() < 16:
         return 0.0, diff
-    x = (a * mask - ndimage.gaussian_filter(a * mask, DETAIL_SIGMA))[core]
-    y = (b * mask - ndimage.gaussian_filter(b * mask, DETAIL_SIGMA))[core]
+    k = 2 * int(4 * DETAIL_SIGMA + 0.5) + 1  # scipy's kernel: out to 4 sigma
+    blur = lambda x: cv2.GaussianBlur(x, (k, k), DETAIL_SIGMA, borderType=cv2.BORDER_REFLECT)  # noqa: E731
+    am, bm = np.asarray(a * mask, np.float32), np.asarray(b * mask, np.float32)
+    x, y = (am - blur(am))[core], (bm - blur(bm))[core]
     x, y = x - x.mean(), y - y.mean()
     floor = core.sum() * (FLAT_STD / 4) ** 2  # flat detail (an empty sky) correlates with nothing
     return float((x * y).sum() / np.sqrt(max((x * x).sum(), floor) * max((y * y).sum(), floor))), diff
+
+
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)  # scipy.ndimage's default structuring element
 
 
 def _on_overlap(a: np.ndarray, b: np.ndarray, mask: np.ndarray, al: Alignment) -> tuple[float, float, float]:
@@ -458,7 +465,7 @@ def _orb(gray: np.ndarray, n_features: int):
                              fastThreshold=ORB_FAST_THRESHOLD).detectAndCompute(padded, None)
     if des is None:
         return None
-    pts = np.float32([k.pt for k in kp]) - ORB_PAD
+    pts = cv2.KeyPoint_convert(kp) - ORB_PAD  # the same as [k.pt for k in kp], without a Python loop over 1,000
     inside = (pts[:, 0] >= 0) & (pts[:, 1] >= 0) & (pts[:, 0] < w) & (pts[:, 1] < h)
     return (pts[inside], des[inside]) if int(inside.sum()) >= 8 else None
 
@@ -691,7 +698,12 @@ def away_agreement(eval_gray: np.ndarray, train_gray: np.ndarray, match: OrbMatc
 def distinct_places(points: np.ndarray, px: float = 4.0) -> int:
     """The distinct places among keypoint positions (n, 2): those closer than `px` count once (ORB finds one spot
     at several scales). Shared with `grouping.match_features`."""
-    return len(np.unique(np.round(points / px), axis=0)) if len(points) else 0
+    if not len(points):
+        return 0
+    q = np.round(points / px).astype(np.int64)
+    q -= q.min(axis=0)
+    # each row as one integer: np.unique(axis=0) sorts rows as structured values, at a tenth of the speed
+    return len(np.unique(q[:, 0] * (int(q[:, 1].max()) + 1) + q[:, 1]))
 
 
 def _ratio_matches(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
