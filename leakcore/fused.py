@@ -247,9 +247,9 @@ def suite_pairs(ws, *, encoder=None, queries: int | None = None, seed: int = 0, 
     evs = []
     step = 256
     for start in range(0, len(frame), step):
-        evs.append(verify.evidence(eval_imgs[start:start + step], train_imgs[start:start + step]))
-        if progress:
-            progress("verify fitting pairs", min(start + step, len(frame)), len(frame))
+        told = None if progress is None else (
+            lambda done, start=start: progress("verify fitting pairs", start + done, len(frame)))
+        evs.append(verify.evidence(eval_imgs[start:start + step], train_imgs[start:start + step], progress=told))
     frame = pd.concat([frame, pd.concat(evs, ignore_index=True)], axis=1)
     second = SecondOpinion.for_workspace(ws, encoder.name)
     if second is not None:

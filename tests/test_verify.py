@@ -1086,3 +1086,16 @@ def test_a_crop_is_located_in_its_photo_either_way_round_and_outlined_for_the_re
     assert "evaluation image found inside" in PairEvidence(None, not_searched, 0.3, 0.99, None).crop_view(
         crop, photo, 320)[2]
     assert PairEvidence(None, not_searched, 0.3, 0.99, None).crop_view(photo, photo, 320) is None
+
+
+def test_evidence_tells_its_progress_as_batches_finish_and_gives_the_same_numbers():
+    """A call of many pairs on photos takes seconds: it says how many pairs are done as each batch finishes (on the
+    calling thread), and the evidence is the same as in one batch."""
+    scenes = [_scene(s, (200, 150)) for s in range(3)]
+    eval_images = [scenes[0], scenes[0].resize((180, 135)), scenes[1], scenes[2], scenes[1], scenes[0]]
+    train_images = [scenes[0], scenes[0], scenes[1], scenes[0], scenes[2], scenes[2]]
+    told = []
+    ev = verify.evidence(eval_images, train_images, batch=2, progress=told.append)
+    assert len(told) >= 3 and told == sorted(told) and told[-1] == len(eval_images)
+    whole = verify.evidence(eval_images, train_images, batch=64)
+    pd.testing.assert_frame_equal(ev, whole)
