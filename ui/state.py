@@ -86,7 +86,20 @@ def fragment(func=None, *, run_every: float | None = None):
     return make(func) if func is not None else make
 
 
+@st.cache_resource(show_spinner=False)
+def _warmed_up():
+    """Once per server process: the pixel evidence's imports on a thread of their own (`api.warm_up`)."""
+    import threading
+
+    from leakcore import api
+
+    thread = threading.Thread(target=api.warm_up, name="leakcore-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def init_state() -> None:
+    _warmed_up()
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
             st.session_state[key] = list(value) if isinstance(value, list) else value
