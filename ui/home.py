@@ -80,10 +80,16 @@ def scan_ui(ws: Workspace) -> None:
                                      "or host:6379 / ray://host:10001").strip() or "local"
         workers = int(c6.number_input("Workers", 0, 4096, key="scan_workers",
                                       help="0: one per GPU of the cluster, or one per CPU when it has none")) or None
-    st.session_state.setdefault("scan_verify", settings.verify)  # the workspace's setting until the curator changes it
-    verify = st.checkbox("Verify candidate pairs on their pixels (second stage; fits the fused score once)",
+    # the workspace's settings until the curator changes them
+    st.session_state.setdefault("scan_verify", settings.verify)
+    st.session_state.setdefault("scan_flip", settings.flip_queries)
+    v1, v2 = st.columns([2, 1])
+    verify = v1.checkbox("Verify candidate pairs on their pixels (second stage; fits the fused score once)",
                          key="scan_verify", help="Alignment over flips, turns, scales and shifts, NCC, SSIM and ORB "
                                                  "for every pair above the candidate threshold (`leakcore scan --verify`).")
+    flip = v2.checkbox("Mirrored queries", key="scan_flip",
+                       help="Also search each evaluation image's mirror image, which catches flipped copies "
+                            "(`leakcore scan --flip-queries`); every evaluation image is embedded twice.")
     c3.write("")
     if c3.button("Run scan", key="run_scan", type="primary", width="stretch"):
         bar = st.progress(0.0, text="starting" if address is None else f"connecting to Ray ({address})")
@@ -93,7 +99,8 @@ def scan_ui(ws: Workspace) -> None:
 
         result = None
         with user_errors(stop=False):
-            result = ws.scan(encoder=encoder, k=int(k), progress=progress, verify=verify, ray=address, workers=workers)
+            result = ws.scan(encoder=encoder, k=int(k), flip_queries=flip, progress=progress, verify=verify,
+                             ray=address, workers=workers)
         if result is None:
             return
         bar.progress(1.0, text=f"done in {result.seconds:.1f}s: {len(result.pairs_searched)} pairs searched, "

@@ -310,7 +310,7 @@ def next_strip(ws: Workspace, items: pd.DataFrame, view, pos: int) -> None:
         link = pair_url(e, t, st.session_state.get("review_url"))
         cells.append(f'<a href="{html.escape(link, quote=True)}" '
                      f'target="_self" title="{tip}" style="text-decoration:none;color:inherit;text-align:center">'
-                     f'{imgs}<span style="font-size:0.75rem">{similarity:.3f}</span></a>')
+                     f'{imgs}<span style="font-size:0.75rem">{similarity:.4f}</span></a>')
     st.caption(f"Next {len(ahead)} pairs (click one to open it)")
     st.markdown('<div style="display:flex;gap:10px;flex-wrap:wrap">' + "".join(cells) + "</div>",
                 unsafe_allow_html=True)
@@ -452,7 +452,7 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
         st.dataframe(pd.DataFrame({"evidence": list(facts), "value": list(facts.values())}), hide_index=True,
                      width="stretch", height="content")
         if e.fused is not None:
-            st.markdown(f"**Fused score** P(same photograph) = **{e.fused:.3f}**")
+            st.markdown(f"**Fused score** P(same photograph) = **{e.fused:.4f}**")
             contrib = e.contributions.assign(feature=e.contributions["feature"].replace(
                                                  {"similarity": "similarity (this encoder)",
                                                   "similarity_2": "similarity (second model)"}),
@@ -520,7 +520,7 @@ def pair_view(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.Dat
         for col, (_, o) in zip(cols, others.sort_values("similarity", ascending=False).head(8).iterrows()):
             with col:
                 show_image(ws, items.loc[o["train_item_id"]], zoom="4×" if ev["width"] <= 64 else "1×",
-                           caption=f"{o['similarity']:.3f} · {o['train_split']}", width=128)
+                           caption=f"{o['similarity']:.4f} · {o['train_split']}", width=128)
 
 
 def grid_mode(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.DataFrame, view) -> None:
@@ -540,7 +540,7 @@ def grid_mode(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.Dat
             with cols[i % 4]:
                 show_image(ws, items.loc[o["train_item_id"]], width=200)
                 # the label short enough for a quarter of the page; the state in a caption under it, whole
-                if st.checkbox(f"{o['similarity']:.3f} · {o['degree']}", key=f"grid_{o['eval_item_id']}_{o['train_item_id']}",
+                if st.checkbox(f"{o['similarity']:.4f} · {o['degree']}", key=f"grid_{o['eval_item_id']}_{o['train_item_id']}",
                                value=o["state"] == "unreviewed"):
                     chosen.append((o["eval_item_id"], o["train_item_id"]))
                 st.caption(o["state"])

@@ -86,14 +86,20 @@ def fragment(func=None, *, run_every: float | None = None):
     return make(func) if func is not None else make
 
 
+WARM_UP_AFTER_S = 3.0  # the warm-up starts this long after the first page view began: importing torch holds Python's
+# lock for much of its 1.2 s, and started at once it held the first Review page in its skeleton in Chromium
+
+
 @st.cache_resource(show_spinner=False)
 def _warmed_up():
-    """Once per server process: the pixel evidence's imports on a thread of their own (`api.warm_up`)."""
+    """Once per server process: the pixel evidence's imports on a thread of their own (`api.warm_up`), after the
+    first page has been drawn."""
     import threading
 
     from leakcore import api
 
-    thread = threading.Thread(target=api.warm_up, name="leakcore-warm-up", daemon=True)
+    thread = threading.Timer(WARM_UP_AFTER_S, api.warm_up)
+    thread.name, thread.daemon = "leakcore-warm-up", True
     thread.start()
     return thread
 

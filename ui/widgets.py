@@ -61,7 +61,7 @@ def sidebar_workspace() -> Workspace | None:
     if ws is not None:
         t = ws.scores.thresholds(required=False)
         score = "fused score" if ws.settings.score == "fused" else "raw similarity"  # which score the flags use
-        st.sidebar.caption(f"Encoder **{ws.settings.encoder}** · " + (f"{score} hard ≥ {t.hard:.3f} · soft ≥ {t.soft:.3f}"
+        st.sidebar.caption(f"Encoder **{ws.settings.encoder}** · " + (f"{score} hard ≥ {t.hard:.4f} · soft ≥ {t.soft:.4f}"
                                                                        if t else "thresholds: not calibrated yet"))
     return ws
 

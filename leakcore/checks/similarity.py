@@ -21,7 +21,7 @@ class SimilarityCheck(Check):
     words = Words(title="Near-duplicates in training", hard="the same picture", soft="a near-duplicate in training", score="similarity", strong="high",
                   hard_title="Hard leakage", soft_title="Soft leakage",
                   caption="Share of each evaluation split (columns) found in each training source (rows) at hard ≥ "
-                          "{hard:.3f} and soft ≥ {soft:.3f}.",
+                          "{hard:.4f} and soft ≥ {soft:.4f}.",
                   verdict="have a near-duplicate in training", review="pairs of near-duplicates")
     review = "pairs"
     export_default = True
