@@ -274,6 +274,8 @@ def test_the_reviewer_name_survives_a_reload_in_this_browser_only(shared_server,
         box.fill("Ana <b>O'Neil</b>")
         box.press("Enter")
         expect(page.get_by_role("button", name="Hard leak")).to_be_enabled(timeout=30_000)
+        page.keyboard.press("ArrowRight")  # Enter gave the keys back to the page (a new user found them dead)
+        expect(page.get_by_text("Pair 2 / 3")).to_be_visible(timeout=30_000)
         page.reload()
         expect(page.get_by_role("textbox", name="Reviewer")).to_have_value("Ana <b>O'Neil</b>", timeout=60_000)
         tab = page.context.new_page()

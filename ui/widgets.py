@@ -205,7 +205,8 @@ def queue_filters(queue: pd.DataFrame, splits: dict[str, list[str]]) -> dict:
 
 _RELEASE_FOCUS = """<script>
 // A sidebar choice (a radio or a segmented control) keeps the keyboard focus, and then takes ← and → for itself:
-// hand the focus back to the page after the click, so the arrows move between pairs again.
+// hand the focus back to the page after the click, so the arrows move between pairs again; the same after Enter in
+// a sidebar text box.
 // In a function of its own: Streamlit may run this script again in the same document (a page switch and back),
 // and a second top-level `const` of the same name is a SyntaxError in the console.
 (() => {
@@ -216,6 +217,15 @@ _RELEASE_FOCUS = """<script>
     const t = e.target;
     if (t.closest && t.closest('[data-testid="stSidebar"]') && t.closest('[role="radio"], [role="radiogroup"]')) {
       setTimeout(() => { if (doc.activeElement) doc.activeElement.blur(); }, 0);
+    }
+  }, true);
+  // Enter in a sidebar text box (the Reviewer's name) commits it and gives the keys back to the page: a new user
+  // typed a name, pressed Enter, and found H and the arrows did nothing (H would have typed into the name)
+  doc.addEventListener("keydown", (e) => {
+    const t = e.target;
+    if (e.key === "Enter" && t.tagName === "INPUT" && t.type === "text" && t.closest
+        && t.closest('[data-testid="stSidebar"]')) {
+      setTimeout(() => t.blur(), 0);
     }
   }, true);
 })();
