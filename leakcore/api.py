@@ -145,6 +145,14 @@ class PairEvidence:
     fused: float | None
     contributions: "pd.DataFrame | None"
 
+    @staticmethod
+    def warm_up() -> None:
+        """Import what the pixel evidence runs on (torch for the alignment, OpenCV for the local features) ahead of
+        need: the dashboard calls this on a thread after its first page view, so that the first pair a curator
+        shows aligned does not wait for torch's import (1.2 s of the 2.0 s that view took after a server start)."""
+        import cv2  # noqa: F401
+        import torch  # noqa: F401
+
     def aligned_views(self, eval_image, train_image, side: int, crop=None, matches=None):
         """The alignment applied to the two photos at `side` px: moved, training, overlay, difference (PIL images);
         with `crop` (`crop_found`), the crop search's place instead, and with `matches` (`matches_found`), the local
@@ -309,14 +317,6 @@ def format_names() -> list[str]:
     from leakcore import formats
 
     return formats.format_names()
-
-
-def warm_up() -> None:
-    """Import what the pixel evidence runs on (torch for the alignment, OpenCV for the local features) ahead of
-    need: the dashboard calls this on a thread when its server starts, so that the first pair a curator shows
-    aligned does not wait for torch's import (1.2 s of the 2.0 s that view took after a server start)."""
-    import cv2  # noqa: F401
-    import torch  # noqa: F401
 
 
 def list_encoders() -> list[dict]:
@@ -659,6 +659,13 @@ class Settings:
     group_window_s: float
     group_cutoff: str | None
     max_pixels: int | None
+
+    @property
+    def score_words(self) -> str:
+        """The score the flags use, as the sidebar and the CLI's report name it: "raw similarity" or "fused score"."""
+        from leakcore import scores
+
+        return "raw similarity" if self.score == scores.RAW else scores.label(self.score)
 
     @classmethod
     def of(cls, ws: Workspace) -> "Settings":
@@ -1238,4 +1245,4 @@ __all__ = ["ALL_SOURCES", "AccessDenied", "Action", "Audits", "acting_as", "BORD
            "ImpactRequest", "ImpactResult", "LeakSource", "NO_PIXELS", "OUTSIDE_ROOT", "PROBES", "PairEvidence", "Project",
            "ROOTS_ENV", "Review", "Role", "Roles", "SORTS", "STATES", "Scores", "Settings", "Team", "UNCERTAINTY_SORT", "WITHIN",
            "configure_access", "degree_of", "format_names", "list_encoders", "matrices", "matrix_csv", "normalise_user",
-           "open_project", "os_user", "planted_truth", "warm_up"]
+           "open_project", "os_user", "planted_truth"]

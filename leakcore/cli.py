@@ -183,8 +183,7 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
     else:
         ci = project.checks.inputs(hard=hard, soft=soft, use_decisions=False)
         source = project.scores.thresholds().source if hard is None and soft is None else "given here"
-        score = "fused score" if project.settings.score == "fused" else "raw similarity"  # the score flags use
-        print(f"encoder {project.workspace.encoder}, {score}: hard >= {ci.hard:.4f}, soft >= {ci.soft:.4f} ({source})"
+        print(f"encoder {project.workspace.encoder}, {project.settings.score_words}: hard >= {ci.hard:.4f}, soft >= {ci.soft:.4f} ({source})"
               + (" (curator decisions applied where they exist)" if use_decisions else "")
               + "; the soft counts include the hard ones")
         table = project.checks.rates(hard=hard, soft=soft, use_decisions=use_decisions)

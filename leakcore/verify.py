@@ -446,12 +446,16 @@ def refine(train: np.ndarray, moved: np.ndarray, mask: np.ndarray) -> tuple[dict
     return out, wa * wm, wm
 
 
+def _orb_size(size: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) of an image as the local features read it: its longer side at most ORB_SIDE."""
+    scale = min(1.0, ORB_SIDE / max(size))
+    return (max(1, round(size[0] * scale)), max(1, round(size[1] * scale))) if scale < 1 else tuple(size)
+
+
 def _orb_gray(img: Image.Image) -> np.ndarray:
     g = img.convert("L")
-    scale = min(1.0, ORB_SIDE / max(g.size))
-    if scale < 1:
-        g = g.resize((max(1, round(g.width * scale)), max(1, round(g.height * scale))), Image.Resampling.BILINEAR)
-    return np.asarray(g)
+    size = _orb_size(g.size)
+    return np.asarray(g.resize(size, Image.Resampling.BILINEAR) if size != g.size else g)
 
 
 def _orb(gray: np.ndarray, n_features: int):
@@ -889,11 +893,13 @@ def evidence(eval_images: list, train_images: list, *, batch: int = 64,
         workers = min(len(starts), cores)
         one = lambda s: _evidence_batch(eval_images[s:s + size], train_images[s:s + size])  # noqa: E731
         parts: list = []
+        done = 0
         with ThreadPoolExecutor(workers, initializer=_one_thread) if workers > 1 else nullcontext() as pool:
             for part in (pool.map(one, starts) if pool is not None else map(one, starts)):  # in order, as they finish
                 parts.append(part)
+                done += len(part)
                 if progress is not None:
-                    progress(sum(len(p) for p in parts))
+                    progress(done)
     rows = [row for part in parts for row in part]
     for img in (*eval_images, *train_images):
         if img is not None:
@@ -1135,12 +1141,8 @@ def matches_transform(match: OrbMatch, eval_size: tuple[int, int], train_size: t
     """3 x 3: a pixel of the training image's side x side display canvas -> the pixel of the evaluation image that
     the local matches' map (`OrbMatch.transform`, the evaluation view at ORB_SIDE -> the training image at ORB_SIDE)
     puts there, through the mirror where the mirrored view matched."""
-    def orb_size(size):  # as `_orb_gray` resizes
-        scale = min(1.0, ORB_SIDE / max(size))
-        return (max(1, round(size[0] * scale)), max(1, round(size[1] * scale))) if scale < 1 else tuple(size)
-
     (we, he), (wt, ht) = eval_size, train_size
-    (oe_w, oe_h), (ot_w, ot_h) = orb_size(eval_size), orb_size(train_size)
+    (oe_w, oe_h), (ot_w, ot_h) = _orb_size(eval_size), _orb_size(train_size)
     to_orb_train = np.linalg.inv(_scaled((wt / ot_w, ht / ot_h)))
     back = np.linalg.inv(np.vstack([np.asarray(match.transform, dtype=np.float64), [0, 0, 1]]))
     mirror = np.array([[-1, 0, oe_w - 1], [0, 1, 0], [0, 0, 1]], dtype=np.float64) if match.view == 1 else np.eye(3)
@@ -1276,8 +1278,8 @@ def compute_evidence(ws, pairs: "pd.DataFrame", *, chunk: int = 1024, progress=N
         told = (lambda done, start=start: progress(stage, start + done, len(todo))) if progress else None
         ev = evidence([loaded[i] for i in part["eval_item_id"]], [loaded[i] for i in part["train_item_id"]],
                       progress=told)
-        store.add(pd.concat([part[["sha_a", "sha_b"]].reset_index(drop=True), ev], axis=1))  # its last report: the
-        # chunk done (reported again, a finished stage's bar would open anew)
+        # `evidence` reported the chunk done: a second report would open a finished stage's bar anew
+        store.add(pd.concat([part[["sha_a", "sha_b"]].reset_index(drop=True), ev], axis=1))
     return len(todo)
 
 

@@ -54,12 +54,12 @@ def test_home_shows_datasets_and_rates(ws):
     assert "**Label conflicts** · animals/test: 0 of 4 images (0.0%), hard 0" in text
     # the pixel evidence's imports start on a thread of their own once per server, after the first page is drawn (the
     # first aligned view took 2.0 s after a server start, 1.2 s of it importing torch; 0.4 s with this, in Chromium)
-    from leakcore import api
+    from leakcore.api import PairEvidence
     from ui.state import WARM_UP_AFTER_S, _warmed_up
 
     warm = _warmed_up()
     assert warm.name == "leakcore-warm-up" and warm.daemon and _warmed_up() is warm
-    assert warm.function is api.warm_up and warm.interval == WARM_UP_AFTER_S
+    assert warm.function is PairEvidence.warm_up and warm.interval == WARM_UP_AFTER_S
 
 
 def test_review_decide_persists_undo_and_progress(ws):

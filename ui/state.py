@@ -92,13 +92,13 @@ WARM_UP_AFTER_S = 3.0  # the warm-up starts this long after the first page view 
 
 @st.cache_resource(show_spinner=False)
 def _warmed_up():
-    """Once per server process: the pixel evidence's imports on a thread of their own (`api.warm_up`), after the
-    first page has been drawn."""
+    """Once per server process: the pixel evidence's imports on a thread of their own (`PairEvidence.warm_up`),
+    after the first page has been drawn."""
     import threading
 
-    from leakcore import api
+    from leakcore.api import PairEvidence
 
-    thread = threading.Timer(WARM_UP_AFTER_S, api.warm_up)
+    thread = threading.Timer(WARM_UP_AFTER_S, PairEvidence.warm_up)
     thread.name, thread.daemon = "leakcore-warm-up", True
     thread.start()
     return thread

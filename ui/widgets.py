@@ -60,8 +60,7 @@ def sidebar_workspace() -> Workspace | None:
     ws = data.open_workspace(st.session_state["workspace"])
     if ws is not None:
         t = ws.scores.thresholds(required=False)
-        score = "fused score" if ws.settings.score == "fused" else "raw similarity"  # which score the flags use
-        st.sidebar.caption(f"Encoder **{ws.settings.encoder}** · " + (f"{score} hard ≥ {t.hard:.4f} · soft ≥ {t.soft:.4f}"
+        st.sidebar.caption(f"Encoder **{ws.settings.encoder}** · " + (f"{ws.settings.score_words} hard ≥ {t.hard:.4f} · soft ≥ {t.soft:.4f}"
                                                                        if t else "thresholds: not calibrated yet"))
     return ws
 
