@@ -68,9 +68,7 @@ def items(ws: Workspace) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _split_names(path: str, role: str | None, stamp: tuple) -> list[str]:
-    from leakcore.schema import split_ids
-
-    return [str(s) for s in split_ids(_items(path, stamp), role)]
+    return [str(s) for s in Project.open(path).workspace.split_ids(role)]
 
 
 def split_names(ws: Workspace, role: str | None = None) -> list[str]:
