@@ -1069,6 +1069,8 @@ class Project:
             plan = _scan.plan_scan(ws, settings=settings)
             result = distributed.run_scan_ray(ws, plan, address=None if ray == "local" else ray, workers=workers,
                                               progress=progress, batch_size=batch_size)
+        if ws.verification and ws.photos() and not ws.score_chosen and _stored_model(ws) is not None:
+            ws.set_score("fused")  # on photos the flags follow the verified score unless a score was chosen
         self._audit_changes(who, before)
         self.team.audit(who, "scan", after={"encoder": ws.encoder, "k": ws.k, "ray": ray})  # once it has finished
         return result

@@ -630,9 +630,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "alone: a local Ray on this machine. The workspace must be on a file system all nodes see")
     p.add_argument("--workers", type=int, help="embedding actors on the cluster (default: one per CPU, or per GPU)")
     p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
-                   help="check candidate pairs on their pixels and fit the fused score; remembered for later scans "
-                        "of the workspace (--no-verify turns it off). The flags switch to the fused score with "
-                        "`leakcore verify WS --use fused`")
+                   help="check candidate pairs on their pixels and fit the fused score (default: on for photos, "
+                        "off for images under 64 px, such as CIFAR-10's); remembered for later scans of the workspace. "
+                        "On photos the flags then use the fused score, unless a score was chosen (`leakcore verify WS "
+                        "--use similarity`); on small images with `leakcore verify WS --use fused`")
     p.add_argument("--grouping", action=argparse.BooleanOptionalAction, default=None,
                    help="also search training splits against each other, so groups are recovered across all splits")
     p.set_defaults(func=cmd_scan)

@@ -50,6 +50,7 @@ from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from leakcore import leakage, search, verify
 from leakcore.errors import InvalidInput
+from leakcore.project import MIN_FIT_IMAGES
 from leakcore.scores.fused import (  # noqa: F401  (the fitted model and scoring pairs with it live there)
     MATCH_RULE, SECOND_FEATURE, SECOND_INPUT_SIZE, TWIN_CROP_DETAIL, TWIN_CROP_NCC, TWIN_ORB_INLIERS, TWIN_ORB_RATIO,
     TWIN_TILES_AGREE, FusedModel, SecondOpinion, _estimator, _folds, decided_by_crop, decided_by_matches,
@@ -140,8 +141,8 @@ def _collection(ws, encoder):
 
     coll = pd.concat([ws.split_items(s) for s in ws.split_ids("train")], ignore_index=True)
     coll = coll[(coll["status"] == "ok") & coll["sha256"].notna()].drop_duplicates("sha256").reset_index(drop=True)
-    if len(coll) < 20:
-        raise InvalidInput("fitting the fused score needs at least 20 readable training images",
+    if len(coll) < MIN_FIT_IMAGES:
+        raise InvalidInput(f"fitting the fused score needs at least {MIN_FIT_IMAGES} readable training images",
                            cli="add a training split with images first", page="Add a training split with images first")
     vectors, have = embed_items(ws, coll, encoder)
     return coll[have].reset_index(drop=True), vectors[have]

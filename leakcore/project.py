@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+import numpy as np
 import pandas as pd
 import tomli_w
 
@@ -28,6 +29,8 @@ ITEMS_NAME = "items.parquet"
 DEFAULT_ENCODER = "sscd-distilled"
 DEFAULT_K = 10
 SCORES = ("similarity", "fused")  # what pairs are scored by (see leakcore.fused)
+MIN_FIT_IMAGES = 20  # readable training images the fused score's fit needs (leakcore.fused; fewer: no verification
+# by default, and `scan --verify` says so)
 
 
 class Thresholds(tuple):
@@ -371,8 +374,40 @@ class Workspace:
 
     @property
     def verification(self) -> bool:
-        """Check candidate pairs on their pixels after the search (the verification stage, leakcore.verify)."""
-        return bool(self.config["settings"].get("verify", False))
+        """Check candidate pairs on their pixels after the search (the verification stage, leakcore.verify): as
+        set (`scan --verify` / `--no-verify`, the Home page's box), else on for photos and off for small images
+        (`photos`). On photos it finds planted copies that the raw similarity misses and flags no look-alike
+        (docs/verification.md); on 32 px images the fused score misses more leaks than the raw one
+        (docs/verification-cifar-default.md), so there it is opt-in."""
+        chosen = self.config["settings"].get("verify")
+        return bool(chosen) if chosen is not None else self.photos() and self._training_shape()[1] >= MIN_FIT_IMAGES
+
+    @property
+    def verification_chosen(self) -> bool:
+        """Whether verification was set for this workspace (else it follows `photos`)."""
+        return self.config["settings"].get("verify") is not None
+
+    def photos(self) -> bool:
+        """Whether the training images are large enough for local features (median shorter side at least
+        verify.ORB_MIN_SIDE, as photos are and CIFAR-10's 32 px images are not); False before any are read."""
+        from leakcore.verify import ORB_MIN_SIDE
+
+        side = self._training_shape()[0]
+        return side is not None and side >= ORB_MIN_SIDE
+
+    def _training_shape(self) -> tuple[float | None, int]:
+        """(median shorter side, count) of the readable training images, read once per version of the items."""
+        def read() -> tuple[float | None, int]:
+            items = self._items()
+            if items.empty or "width" not in items:
+                return None, 0
+            train = items[(items["role"] == "train") & (items["status"] == "ok")]
+            side = np.minimum(train["width"].to_numpy(float), train["height"].to_numpy(float))
+            side = side[~np.isnan(side)]
+            count = int(train["sha256"].nunique()) if "sha256" in train else len(train)  # as the fit counts them
+            return (float(np.median(side)) if len(side) else None), count
+
+        return self.cache("training shape", self.stamp("items"), read)
 
     def set_settings(self, *, encoder: str | None = None, k: int | None = None, flip_queries: bool | None = None,
                      grouping: bool | None = None, verify: bool | None = None, max_pixels: int | None = None) -> None:
@@ -402,6 +437,11 @@ class Workspace:
     def score(self) -> str:
         """What pairs are scored by: "similarity" (the embedding's) or "fused" (with pixel verification)."""
         return str(self.config["settings"].get("score", "similarity"))
+
+    @property
+    def score_chosen(self) -> bool:
+        """Whether the score was set (`verify --use`, the Thresholds page), not left at its default."""
+        return self.config["settings"].get("score") is not None
 
     def set_score(self, score: str) -> None:
         if score not in SCORES:

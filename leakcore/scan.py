@@ -112,7 +112,7 @@ def configure_scan(ws, *, encoder: str | None = None, k: int | None = None, flip
     if (encoder is not None and encoder != ws.encoder) or (k is not None and int(k) != ws.k) or \
             (flip_queries is not None and bool(flip_queries) != ws.flip_queries) or \
             (grouping is not None and bool(grouping) != ws.grouping) or \
-            (verify is not None and bool(verify) != ws.verification):
+            (verify is not None and (bool(verify) != ws.verification or not ws.verification_chosen)):
         ws.set_settings(encoder=encoder, k=k, flip_queries=flip_queries, grouping=grouping, verify=verify)
     ws.set_encoder_options(**(encoder_options or {}))
     return ScanSettings.of(ws)

@@ -12,6 +12,7 @@ from leakcore import checks, fused, leakage, review, verify
 from leakcore.api import Project
 from leakcore.calibrate import extended_suite
 from leakcore.errors import InvalidInput, ThresholdsUncalibrated, UnknownName
+from leakcore.project import Workspace
 
 from conftest import make_folder_dataset, photo
 
@@ -896,20 +897,22 @@ def test_a_pair_found_as_a_crop_is_floored_at_hard_where_the_model_has_the_rule(
     assert list(fm.predict(rows)) == pytest.approx([0.05] * 3)
 
 
-class _Items:
-    """A stand-in workspace with training images of one size."""
+def _workspace_of_size(root: Path, width: int) -> Workspace:
+    """A workspace whose three training images are `width` px wide (and 3/4 as high)."""
+    folder = root / "data" / "train" / "x"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        photo(i, (width, width * 3 // 4)).save(folder / f"{i}.png")
+    project = Project.create(root / "ws", encoder="phash")
+    project.add("toy", root / "data")
+    return project.workspace
 
-    def __init__(self, side):
-        self.side = side
 
-    def items(self):
-        return pd.DataFrame({"role": ["train"] * 3, "status": ["ok"] * 3, "width": [self.side] * 3,
-                             "height": [self.side * 3 // 4] * 3})
-
-
-def test_soft_is_at_least_even_odds_where_local_matches_decide():
-    assert fused.soft_floor(_Items(500)) == fused.SOFT_FLOOR_MATCHED == 0.5  # photos: matches decide strong edits
-    assert fused.soft_floor(_Items(32)) == fused.SOFT_FLOOR < 0.5  # CIFAR-sized: no local features, the low floor
+def test_soft_is_at_least_even_odds_where_local_matches_decide(tmp_path):
+    big, small = _workspace_of_size(tmp_path / "big", 500), _workspace_of_size(tmp_path / "small", 32)
+    assert big.photos() and not small.photos()
+    assert fused.soft_floor(big) == fused.SOFT_FLOOR_MATCHED == 0.5  # photos: matches decide strong edits
+    assert fused.soft_floor(small) == fused.SOFT_FLOOR < 0.5  # CIFAR-sized: no local features, the low floor
 
 
 def test_evidence_on_a_thread_per_core_is_the_same_as_on_one(monkeypatch):
@@ -947,6 +950,49 @@ def test_scan_with_verification_says_what_it_did_and_which_score_the_rates_use(t
     assert "the rates below use the fused score" in capsys.readouterr().out
     assert main(["scan", str(tmp_path / "ws"), "--no-verify"]) == 0
     assert "verification:" not in capsys.readouterr().out
+
+
+def _photo_folder(root: Path, n_train: int, n_test: int = 4, leaks=(0, 1)) -> Path:
+    """ROOT/train/x/*.jpg and ROOT/test/x/*.jpg at 96 x 80 px (photos: local features are computed)."""
+    for split, n, offset in (("train", n_train, 0), ("test", n_test, 1000)):
+        (root / split / "x").mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            photo(i if split == "test" and i in leaks else offset + i, (96, 80)).save(
+                root / split / "x" / f"{split}_{i:03d}.jpg", quality=92)
+    return root
+
+
+def test_a_scan_verifies_photos_by_default_and_flags_by_the_fused_score_unless_told_otherwise(tmp_path, capsys):
+    """Verification is the default where it was measured to help (issue #32): on photos (median shorter side at least
+    64 px, and the 20 training images the fit needs) a plain `leakcore scan` fits the fused score and the flags use it;
+    on small images (CIFAR-10's 32 px; here 64 x 48) it stays opt-in and the raw similarity flags. A choice
+    (`--no-verify`, `verify --use similarity`) is kept by later scans."""
+    from leakcore.cli import main
+
+    Project.create(tmp_path / "ws", encoder="phash").add("toy", _photo_folder(tmp_path / "photos", 22))
+    assert main(["scan", str(tmp_path / "ws")]) == 0
+    out = capsys.readouterr().out
+    assert "(verification included)" in out.splitlines()[0] and "the rates below use the fused score" in out
+    ws = Workspace.open(tmp_path / "ws")
+    assert ws.photos() and ws.verification and not ws.verification_chosen and ws.score == "fused"
+    assert main(["verify", str(tmp_path / "ws"), "--use", "similarity"]) == 0
+    assert main(["scan", str(tmp_path / "ws")]) == 0  # the chosen score stays
+    assert "the rates below use the raw similarity" in capsys.readouterr().out
+    assert main(["scan", str(tmp_path / "ws"), "--no-verify"]) == 0
+    assert "verification:" not in capsys.readouterr().out
+    assert main(["scan", str(tmp_path / "ws")]) == 0  # and so does the choice not to verify
+    assert "verification:" not in capsys.readouterr().out
+    assert Workspace.open(tmp_path / "ws").verification_chosen
+
+    small = make_folder_dataset(tmp_path / "small", n_train=24, n_test=4, leaks=(0, 1))
+    few = _photo_folder(tmp_path / "few", 12)
+    for name, root in (("small", small), ("few", few)):
+        Project.create(tmp_path / name / "ws", encoder="phash").add("toy", root)
+        assert main(["scan", str(tmp_path / name / "ws")]) == 0
+        out = capsys.readouterr().out
+        assert "verification:" not in out and "similarity: hard" in out, name
+        ws = Workspace.open(tmp_path / name / "ws")
+        assert not ws.verification and ws.score == "similarity" and not ws.score_chosen, name
 
 
 def test_the_overlaps_ssim_is_scikit_images_over_windows_wholly_inside():

@@ -80,13 +80,19 @@ def scan_ui(ws: Workspace) -> None:
                                      "or host:6379 / ray://host:10001").strip() or "local"
         workers = int(c6.number_input("Workers", 0, 4096, key="scan_workers",
                                       help="0: one per GPU of the cluster, or one per CPU when it has none")) or None
-    # the workspace's settings until the curator changes them
-    st.session_state.setdefault("scan_verify", settings.verify)
+    # the workspace's settings until the curator changes them; verification follows the workspace (on for photos,
+    # off for small images, once images are added) until the box is clicked, and only a click is stored as a choice
+    if not st.session_state.get("scan_verify_chosen"):
+        st.session_state["scan_verify"] = settings.verify
     st.session_state.setdefault("scan_flip", settings.flip_queries)
     v1, v2 = st.columns([2, 1])
-    verify = v1.checkbox("Verify candidate pairs on their pixels (second stage; fits the fused score once)",
-                         key="scan_verify", help="Alignment over flips, turns, scales and shifts, NCC, SSIM and ORB "
-                                                 "for every pair above the candidate threshold (`leakcore scan --verify`).")
+    verify = v1.checkbox("Verify candidate pairs on their pixels (second stage; on by default for photos)",
+                         key="scan_verify", on_change=lambda: st.session_state.update(scan_verify_chosen=True),
+                         help="Alignment over flips, turns, scales and shifts, NCC, SSIM, local features and a crop "
+                              "search for every pair above the candidate threshold, and a fused score fitted on the "
+                              "workspace's training images. On by default where the training images' median shorter "
+                              "side is at least 64 px (`leakcore scan --verify` / `--no-verify`); on photos the flags "
+                              "then use the fused score.")
     flip = v2.checkbox("Mirrored queries", key="scan_flip",
                        help="Also search each evaluation image's mirror image, which catches flipped copies "
                             "(`leakcore scan --flip-queries`); every evaluation image is embedded twice.")
@@ -99,7 +105,8 @@ def scan_ui(ws: Workspace) -> None:
 
         result = None
         with user_errors(stop=False):
-            result = ws.scan(encoder=encoder, k=int(k), flip_queries=flip, progress=progress, verify=verify,
+            result = ws.scan(encoder=encoder, k=int(k), flip_queries=flip, progress=progress,
+                             verify=verify if st.session_state.get("scan_verify_chosen") else None,
                              ray=address, workers=workers)
         if result is None:
             return

@@ -180,17 +180,11 @@ def second_encoder_name(primary: str) -> str:
 
 
 def small_images(ws) -> bool:
-    """Whether the training images are too small for local features (median shorter side under
-    verify.ORB_MIN_SIDE, under which a pair gets none, as CIFAR-10's): there the second model stands in for them.
-    On photos ORB's matches carry that evidence, and the second model (ResNet-50 at 128 px) cost about as much per
-    image as the scan's own embedding: on 3,200 pet photos 73 s of a 187 s scan."""
-    items = ws.items()
-    train = items[(items["role"] == "train") & (items["status"] == "ok")]
-    if train.empty or "width" not in train:
-        return True
-    side = np.minimum(train["width"].to_numpy(float), train["height"].to_numpy(float))
-    side = side[~np.isnan(side)]
-    return not len(side) or float(np.median(side)) < verify.ORB_MIN_SIDE
+    """Whether the training images are too small for local features (`Workspace.photos` not: median shorter side
+    under verify.ORB_MIN_SIDE, under which a pair gets none, as CIFAR-10's): there the second model stands in for
+    them. On photos ORB's matches carry that evidence, and the second model (ResNet-50 at 128 px) cost about as much
+    per image as the scan's own embedding: on 3,200 pet photos 73 s of a 187 s scan."""
+    return not ws.photos()
 
 
 class SecondOpinion:
