@@ -53,7 +53,7 @@ from leakcore.errors import InvalidInput
 from leakcore.project import MIN_FIT_IMAGES
 from leakcore.scores.fused import (  # noqa: F401  (the fitted model and scoring pairs with it live there)
     MATCH_RULE, SECOND_FEATURE, SECOND_INPUT_SIZE, TWIN_CROP_DETAIL, TWIN_CROP_NCC, TWIN_ORB_INLIERS, TWIN_ORB_RATIO,
-    TWIN_TILES_AGREE, FusedModel, SecondOpinion, _estimator, _folds, decided_by_crop, decided_by_matches,
+    TWIN_TILES_AGREE, FusedModel, SecondOpinion, _estimator, _folds, decided_by_crop, decided_by_matches, decided_by_pixels,
     floor_matched, load, outdated, second_encoder_name, small_images, with_fused)
 from leakcore.io import atomic_write_text, plain, write_parquet
 from leakcore.scores.base import DECIDED_HARD_PRECISION, DECIDED_PRECISION
@@ -266,7 +266,7 @@ def suite_pairs(ws, *, encoder=None, queries: int | None = None, seed: int = 0, 
         if progress:
             progress("second model", 1, 1)
     # a look-alike that aligns nearly pixel for pixel is more likely an in-collection twin than a negative
-    twin = (frame["negative"] == "look-alike") & _pixels_agree(frame)
+    twin = (frame["negative"] == "look-alike") & _pixels_agree(frame, ws)
     frame = pd.concat([frame[~twin], raw_only], ignore_index=True)
     if lookalikes:
         alike = lookalike_pairs(ws, coll, vectors, n_images=lookalikes, seed=seed, second=second, progress=progress)
@@ -286,11 +286,17 @@ def _few_knn(queries: np.ndarray, vectors: np.ndarray, k: int, pools: Threadpool
         return search.knn(queries, vectors, k)
 
 
-def _pixels_agree(ev: pd.DataFrame) -> pd.Series:
-    """Pairs whose pixels say "one photograph" (verified copies): aligned nearly pixel for pixel, or many local
-    features matched under one geometric map."""
-    aligned = (ev["ncc"] >= verify.TWIN_NCC) & (ev["ssim"] >= verify.TWIN_SSIM)
-    return aligned | pd.Series(decided_by_matches(ev) | decided_by_crop(ev), index=ev.index)
+def pixel_rule(ws) -> list[float] | None:
+    """The pixel rule a model of this workspace floors at hard (`decided_by_pixels`): on photos aligned at the canvas
+    and agreeing at four times it; none on small images."""
+    return None if small_images(ws) else [verify.TWIN_NCC, verify.TWIN_SSIM, verify.TWIN_CROP_AGREES]
+
+
+def _pixels_agree(ev: pd.DataFrame, ws) -> pd.Series:
+    """Pairs whose pixels say "one photograph" (verified copies): aligned nearly pixel for pixel (on photos by the
+    pixel rule's three parts), or many local features matched under one geometric map, or found as a crop."""
+    aligned = decided_by_pixels(ev, pixel_rule(ws) or (verify.TWIN_NCC, verify.TWIN_SSIM))
+    return pd.Series(aligned | decided_by_matches(ev) | decided_by_crop(ev), index=ev.index)
 
 
 def lookalike_pairs(ws, coll: pd.DataFrame, vectors: np.ndarray, *, n_images: int, seed: int = 0,
@@ -329,7 +335,7 @@ def lookalike_pairs(ws, coll: pd.DataFrame, vectors: np.ndarray, *, n_images: in
     if second is not None:
         second.embed(pairs, progress=progress)
         pairs[SECOND_FEATURE] = second.similarity(pairs)
-    twin = _pixels_agree(pairs) & (pairs["negative"] == "collection")  # the same label's verified copies
+    twin = _pixels_agree(pairs, ws) & (pairs["negative"] == "collection")  # the same label's verified copies
     return pairs[~twin].drop(columns=["eval_item_id"]).reset_index(drop=True)
 
 
@@ -462,7 +468,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         if raised is not None and raised > soft:
             soft, rule = raised, rule_text + " (out of fold)"
             hard = max(hard, soft)
-    pixels = None if small_images(ws) else [verify.TWIN_NCC, verify.TWIN_SSIM]
+    pixels = pixel_rule(ws)
     crop = None if small_images(ws) else [TWIN_CROP_NCC, TWIN_CROP_DETAIL]
     floored = floor_matched(suite, fused, hard, MATCH_RULE, pixels, crop)
     per_family = (suite.assign(fused=floored)[clean].groupby(["family", "label"])["fused"]

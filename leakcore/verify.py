@@ -104,6 +104,12 @@ TWIN_ORB_INLIERS, TWIN_ORB_RATIO = 25, 0.5  # this many local features under one
 # A copy too small for local features (a 60 px photo halved and recompressed) scored 0.40 by the model, which has
 # few such pairs to learn from. Not on images too small for local features (`small_images`, CIFAR-10's 32 px),
 # where aligned twins were not judged by this rule
+TWIN_CROP_AGREES = 0.9  # ... and on photos the pixels must agree at four times the canvas too: the crop search's NCC at
+# CROP_SIDE (128 px) at least this, where it ran (a model fitted before keeps the two-part rule). On smooth pictures
+# another part, mirrored or turned, aligns that well at 32 px: in the demo, tiles of a clock's grey background, a
+# horse's white one, a retina's rim and a colour wheel (crop NCC -0.11 to 0.88), decided as one photograph against 17
+# planted leaks (0.97-1.00); on the eight draws of planted photos five of the six copies the rule alone decided had
+# 0.96-0.98, and the bannered one 0.79 (its model score, 0.88, flags it). Held out: bench/verify_smooth_tiles.py
 TWIN_TILES_AGREE = 0.6  # the local matches decide only where at least this share of the overlap's textured tiles
 # agree under their map (`away_agreement`, evidence version 12; a model fitted before it keeps the two-part
 # rule), or where there are too few textured tiles to tell. Set on seed 11 of bench/verify_overlay_pairs.py (94 pairs

@@ -696,7 +696,7 @@ def test_the_fit_sets_soft_on_the_collections_own_look_alikes_never_below_the_fl
     alike = suite[suite["family"] == "collection"]
     assert fm.meta["lookalike_pairs"] == len(alike) >= 5 and (alike["label"] == 0).all()
     assert (alike["train_item_id"] != alike["query"]).all()
-    assert not fused._pixels_agree(alike[alike["negative"] == "collection"]).any()  # verified copies are left out
+    assert not fused._pixels_agree(alike[alike["negative"] == "collection"], scanned.workspace).any()  # copies left out
     (scores, labels), = seen
     assert len(scores) == int((suite["label"] == 1).sum()) + len(alike) and labels.sum() == (suite["label"] == 1).sum()
     assert fm.soft >= fused.SOFT_FLOOR and fm.hard >= fm.soft and fm.meta["threshold_rule"].startswith("look-alikes")
@@ -826,6 +826,23 @@ def test_a_pair_aligned_pixel_for_pixel_is_floored_at_hard_on_photos_only(monkey
     rows, fm = _at_a_two_part_rule("decisive_pixels", ("ncc", "ssim"), (verify.TWIN_NCC, verify.TWIN_SSIM))
     assert list(fm.predict(rows)) == pytest.approx([0.9, 0.05, 0.05])
     assert fused.floor_matched(rows, np.full(3, 0.05), 0.9) == pytest.approx([0.05] * 3)  # no rule, no floor
+
+
+def test_on_photos_the_pixel_rule_holds_only_where_the_pixels_agree_at_four_times_the_canvas_too(tmp_path):
+    """Smooth pictures align at 32 px with other parts of themselves (the demo's tiles of a clock's grey background, a
+    horse's white one, a retina's rim: NCC >= 0.9, SSIM >= 0.8, floored at hard as one photograph). On photos the
+    pixel rule's third part asks the crop search's NCC at 128 px for verify.TWIN_CROP_AGREES too, where the search
+    ran (NaN: the local matches decided the pair and it was not run); a model fitted with the two-part rule is fitted
+    again."""
+    rows, fm = _at_a_two_part_rule("decisive_pixels", ("ncc", "ssim"), (verify.TWIN_NCC, verify.TWIN_SSIM))
+    aligned = pd.concat([rows.iloc[[0]]] * 3, ignore_index=True)
+    aligned["crop_ncc"] = [verify.TWIN_CROP_AGREES, verify.TWIN_CROP_AGREES - 0.01, np.nan]
+    fm.meta_["decisive_pixels"] = [verify.TWIN_NCC, verify.TWIN_SSIM, verify.TWIN_CROP_AGREES]
+    assert list(fm.predict(aligned)) == pytest.approx([0.9, 0.05, 0.9])
+    assert fused.outdated({"version": verify.VERSION, "decisive_pixels": [verify.TWIN_NCC, verify.TWIN_SSIM]})
+    assert fused.outdated({"version": verify.VERSION, "decisive_pixels": fm.meta_["decisive_pixels"]}) is None
+    big, small = _workspace_of_size(tmp_path / "big", 500), _workspace_of_size(tmp_path / "small", 32)
+    assert fused.pixel_rule(big) == fm.meta_["decisive_pixels"] and fused.pixel_rule(small) is None
 
 
 def _fur(seed: int, size=(400, 300)) -> Image.Image:

@@ -294,10 +294,16 @@ def decided_by_matches(ev: pd.DataFrame, rule=MATCH_RULE) -> np.ndarray:
 
 
 def decided_by_pixels(ev: pd.DataFrame, rule) -> np.ndarray:
-    """Pairs aligned nearly pixel for pixel: NCC and SSIM on their overlap at least `rule` = (ncc, ssim)."""
+    """Pairs aligned nearly pixel for pixel: NCC and SSIM on their overlap at least `rule` = (ncc, ssim), and with
+    the rule's third part the crop search's NCC at four times the canvas at least that too, where the search ran
+    (verify.TWIN_CROP_AGREES: smooth pictures align at 32 px with other parts of themselves)."""
     if "ncc" not in ev or "ssim" not in ev:
         return np.zeros(len(ev), bool)
-    return (ev["ncc"].to_numpy(float) >= rule[0]) & (ev["ssim"].to_numpy(float) >= rule[1])
+    decided = (ev["ncc"].to_numpy(float) >= rule[0]) & (ev["ssim"].to_numpy(float) >= rule[1])
+    if len(rule) > 2 and "crop_ncc" in ev:
+        crop = ev["crop_ncc"].to_numpy(float)
+        decided &= np.isnan(crop) | (crop >= rule[2])
+    return decided
 
 
 def decided_by_crop(ev: pd.DataFrame, rule=(TWIN_CROP_NCC, TWIN_CROP_DETAIL)) -> np.ndarray:
@@ -339,6 +345,8 @@ def outdated(meta: dict) -> str | None:
     ones this version computes), or None."""
     if meta.get("version") != verify.VERSION:
         return f"its pixel evidence is of version {meta.get('version')}, this one computes version {verify.VERSION}"
+    if meta.get("decisive_pixels") is not None and len(meta["decisive_pixels"]) < 3:
+        return "its pixel rule does not check the pixels at four times the canvas (verify.TWIN_CROP_AGREES)"
     size, caches = meta.get("second_input_size"), meta.get("second_caches") or []
     if meta.get("second_encoder") and (size != SECOND_INPUT_SIZE or len(caches) != 1):
         return f"its second model ran at {size} px" + (" with mirrored images" if len(caches) > 1 else "")
