@@ -110,6 +110,17 @@ def make_folder_dataset(root: Path, n_train: int = 6, n_test: int = 3, leaks=(),
     return root
 
 
+def make_photo_folder(root: Path, n_train: int, n_test: int = 4, leaks=(0, 1)) -> Path:
+    """ROOT/train/x/*.jpg and ROOT/test/x/*.jpg at 96 x 80 px: photos, for which a scan verifies by default (local
+    features are computed); `leaks` = test indices that copy training images."""
+    for split, n, offset in (("train", n_train, 0), ("test", n_test, 1000)):
+        (root / split / "x").mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            photo(i if split == "test" and i in leaks else offset + i, (96, 80)).save(
+                root / split / "x" / f"{split}_{i:03d}.jpg", quality=92)
+    return root
+
+
 @pytest.fixture
 def folder_dataset(tmp_path) -> Path:
     return make_folder_dataset(tmp_path / "animals", leaks=(0, 2))

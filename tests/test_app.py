@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from leakcore import review
 from leakcore.project import Workspace
 
-from conftest import copy_workspace
+from conftest import copy_workspace, make_photo_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -389,6 +389,30 @@ def test_home_scan_can_search_mirrored_queries(ws):
     assert not at.exception and not at.error
     assert "done in" in at.get("progress")[0].proto.text
     assert Workspace.open(ws.path).flip_queries is True
+
+
+def test_home_scan_verifies_photos_by_default_and_the_box_follows_the_workspace_until_clicked(tmp_path, monkeypatch):
+    """On photos a scan verifies by default: the Home page's box is unchecked while the workspace is empty, checked
+    once photos are added, and the scan it runs verifies and puts the fused score in force without storing a choice;
+    a click is a choice, kept by the workspace."""
+    from leakcore.api import Project
+
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(project.path))
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    at = run("app.py")
+    assert at.checkbox(key="scan_verify").value is False  # nothing to verify yet
+    project.add("toy", make_photo_folder(tmp_path / "photos", 22))
+    at.run()
+    assert at.checkbox(key="scan_verify").value is True  # photos: the workspace's default, not a choice
+    at.button(key="run_scan").click().run()
+    assert not at.exception and not at.error
+    ws = Workspace.open(project.path)
+    assert ws.verification and not ws.verification_chosen and ws.score == "fused"
+    at.checkbox(key="scan_verify").uncheck().run()
+    at.button(key="run_scan").click().run()
+    ws = Workspace.open(project.path)
+    assert ws.verification_chosen and not ws.verification
 
 
 def test_a_link_opens_its_pair_whatever_the_filters_and_the_url_follows_the_pair(ws):

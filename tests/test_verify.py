@@ -14,7 +14,7 @@ from leakcore.calibrate import extended_suite
 from leakcore.errors import InvalidInput, ThresholdsUncalibrated, UnknownName
 from leakcore.project import Workspace
 
-from conftest import make_folder_dataset, photo
+from conftest import make_folder_dataset, make_photo_folder, photo
 
 
 def _canvas(img):
@@ -969,16 +969,6 @@ def test_scan_with_verification_says_what_it_did_and_which_score_the_rates_use(t
     assert "verification:" not in capsys.readouterr().out
 
 
-def _photo_folder(root: Path, n_train: int, n_test: int = 4, leaks=(0, 1)) -> Path:
-    """ROOT/train/x/*.jpg and ROOT/test/x/*.jpg at 96 x 80 px (photos: local features are computed)."""
-    for split, n, offset in (("train", n_train, 0), ("test", n_test, 1000)):
-        (root / split / "x").mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            photo(i if split == "test" and i in leaks else offset + i, (96, 80)).save(
-                root / split / "x" / f"{split}_{i:03d}.jpg", quality=92)
-    return root
-
-
 def test_a_scan_verifies_photos_by_default_and_flags_by_the_fused_score_unless_told_otherwise(tmp_path, capsys):
     """Verification is the default where it was measured to help (issue #32): on photos (median shorter side at least
     64 px, and the 20 training images the fit needs) a plain `leakcore scan` fits the fused score and the flags use it;
@@ -986,7 +976,7 @@ def test_a_scan_verifies_photos_by_default_and_flags_by_the_fused_score_unless_t
     (`--no-verify`, `verify --use similarity`) is kept by later scans."""
     from leakcore.cli import main
 
-    Project.create(tmp_path / "ws", encoder="phash").add("toy", _photo_folder(tmp_path / "photos", 22))
+    Project.create(tmp_path / "ws", encoder="phash").add("toy", make_photo_folder(tmp_path / "photos", 22))
     assert main(["scan", str(tmp_path / "ws")]) == 0
     out = capsys.readouterr().out
     assert "(verification included)" in out.splitlines()[0] and "the rates below use the fused score" in out
@@ -1002,7 +992,7 @@ def test_a_scan_verifies_photos_by_default_and_flags_by_the_fused_score_unless_t
     assert Workspace.open(tmp_path / "ws").verification_chosen
 
     small = make_folder_dataset(tmp_path / "small", n_train=24, n_test=4, leaks=(0, 1))
-    few = _photo_folder(tmp_path / "few", 12)
+    few = make_photo_folder(tmp_path / "few", 12)
     for name, root in (("small", small), ("few", few)):
         Project.create(tmp_path / name / "ws", encoder="phash").add("toy", root)
         assert main(["scan", str(tmp_path / name / "ws")]) == 0

@@ -40,6 +40,7 @@ def _switch(path: str, create: bool) -> None:
     st.session_state["workspace"] = path
     st.session_state["review_pos"] = 0
     st.session_state.pop("scan_verify", None)  # the next workspace's own setting
+    st.session_state.pop("scan_verify_chosen", None)
     state.remember_workspace(path)
     st.rerun()
 
