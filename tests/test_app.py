@@ -373,7 +373,7 @@ def test_home_scan_runs_on_a_ray_cluster_from_the_page(ws):
     finally:
         ray.shutdown()
     assert not at.exception and not at.error
-    assert "done in" in at.get("progress")[0].proto.text
+    assert "Scan done in" in at.success[0].value
     after = leakage.load_pairs(ws, raw=True).sort_values(["eval_item_id", "rank"]).reset_index(drop=True)
     assert len(after) and after[["eval_item_id", "train_item_id", "similarity"]].equals(
         before[["eval_item_id", "train_item_id", "similarity"]])
@@ -387,7 +387,7 @@ def test_home_scan_can_search_mirrored_queries(ws):
     at.checkbox(key="scan_flip").check().run()
     at.button(key="run_scan").click().run()
     assert not at.exception and not at.error
-    assert "done in" in at.get("progress")[0].proto.text
+    assert "Scan done in" in at.success[0].value
     assert Workspace.open(ws.path).flip_queries is True
 
 
@@ -409,10 +409,36 @@ def test_home_scan_verifies_photos_by_default_and_the_box_follows_the_workspace_
     assert not at.exception and not at.error
     ws = Workspace.open(project.path)
     assert ws.verification and not ws.verification_chosen and ws.score == "fused"
+    done = at.success[0].value  # said as the CLI says it, and the sidebar follows the score now in force
+    assert "Verification checked" in done and "by the fused score" in done and "the flags use the fused score" in done
+    assert any("fused score" in c.value for c in at.sidebar.caption)
     at.checkbox(key="scan_verify").uncheck().run()
     at.button(key="run_scan").click().run()
     ws = Workspace.open(project.path)
     assert ws.verification_chosen and not ws.verification
+
+
+def test_the_address_bar_keeps_the_workspace_opened_on_home_and_refuses_one_the_server_does_not_open(ws, tmp_path):
+    """A new user opened a workspace on Home, reloaded, and was back in the server's own workspace without a word: the
+    address bar now names the workspace opened on Home (a reload opens it again), and one the server does not open
+    (not a workspace, outside its roots) is refused with the reason, the server's own opened instead."""
+    from leakcore.api import Project
+
+    other = Project.create(tmp_path / "other", encoder="phash")
+    at = run("app.py")
+    at.text_input(key="ws_path_input").set_value(str(other.path)).run()
+    at.button(key="ws_open").click().run()
+    assert at.session_state["workspace"] == str(other.path) and at.query_params["ws"] in (str(other.path), [str(other.path)])
+    again = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)  # a reload: a new session, the same address
+    again.query_params["ws"] = str(other.path)
+    again.run()
+    assert not again.exception and again.session_state["workspace"] == str(other.path)
+    bad = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    bad.query_params["ws"] = str(tmp_path / "not-a-workspace")
+    bad.run()
+    assert not bad.exception and bad.session_state["workspace"] == str(ws.path)
+    assert any("does not open" in w.value for w in bad.sidebar.warning)
+    assert "ws" not in bad.query_params  # the server's own workspace is not named
 
 
 def test_a_link_opens_its_pair_whatever_the_filters_and_the_url_follows_the_pair(ws):

@@ -41,6 +41,7 @@ def _switch(path: str, create: bool) -> None:
     st.session_state["review_pos"] = 0
     st.session_state.pop("scan_verify", None)  # the next workspace's own setting
     st.session_state.pop("scan_verify_chosen", None)
+    st.session_state.pop("scan_done", None)
     state.remember_workspace(path)
     st.rerun()
 
@@ -111,9 +112,27 @@ def scan_ui(ws: Workspace) -> None:
                              ray=address, workers=workers)
         if result is None:
             return
-        bar.progress(1.0, text=f"done in {result.seconds:.1f}s: {len(result.pairs_searched)} pairs searched, "
-                               f"{len(result.pairs_skipped)} unchanged")
+        st.session_state["scan_done"] = _scan_summary(ws, result)
         st.cache_data.clear()
+        st.rerun()  # the sidebar and the counts below follow what the scan changed (the score in force with them)
+    if st.session_state.get("scan_done"):
+        st.success(st.session_state["scan_done"])
+
+
+def _scan_summary(ws: Workspace, result) -> str:
+    """What a scan from the page did, in the CLI's terms: time, split pairs searched, and what verification changed."""
+    text = (f"Scan done in {result.seconds:.1f}s: {len(result.pairs_searched)} pairs of splits searched, "
+            f"{len(result.pairs_skipped)} unchanged.")
+    fm = ws.scores.fused_model() if ws.settings.verify else None
+    if fm is None:
+        return text
+    table = ws.scores.verification_table(fm)
+    counts = "; ".join(f"{r['eval split']}: {r['flagged (fused soft)']} by the fused score, {r['flagged (raw soft)']} by the "
+                       f"raw similarity" for r in table.to_dict("records"))
+    using = ("the flags use the fused score" if ws.settings.score == "fused"
+             else "the flags use the raw similarity (the Thresholds page switches to the fused score)")
+    return f"{text} Verification checked {int(table['verified pairs'].sum())} candidate pairs on their pixels. " \
+           f"Images flagged: {counts}; {using}."
 
 
 def overview(ws: Workspace, hard: float, soft: float) -> None:

@@ -111,11 +111,45 @@ def init_state() -> None:
             st.session_state[key] = list(value) if isinstance(value, list) else value
     keep_widget_state()
     if st.session_state["workspace"] is None:
-        st.session_state["workspace"] = default_workspace()
+        st.session_state["workspace"] = workspace_from_url() or default_workspace()
+    keep_workspace_in_url()
     if st.session_state["reviewer"] is None:
         # no default name (on a shared server every session would be the same "user"), but the name this browser
         # typed before, kept in a cookie of its own: a reload or a new tab keeps who is reviewing
         st.session_state["reviewer"] = st.session_state["_reviewer_cookie"] = reviewer_from_cookie()
+
+
+WORKSPACE_PARAM = "ws"  # the address bar names the workspace opened on Home (not the server's own): a reload keeps it
+
+
+def workspace_from_url() -> str | None:
+    """The workspace the address bar names, where this server opens it (the facade refuses a folder outside the
+    server's roots, or one that is not a workspace); else None, with the reason kept for the sidebar."""
+    from leakcore.api import Project
+    from leakcore.errors import LeakcoreError
+
+    named = st.query_params.get(WORKSPACE_PARAM)
+    if not named:
+        return None
+    try:
+        return str(Project.open(str(named)[:4096]).path)
+    except (LeakcoreError, OSError, ValueError) as exc:
+        reason = exc.for_page() if isinstance(exc, LeakcoreError) else str(exc)
+        st.session_state["workspace_refused"] = f"The address named a workspace this server does not open: {reason}"
+        return None
+
+
+def keep_workspace_in_url() -> None:
+    """Name the open workspace in the address bar when it is not the server's own, so that a reload, a bookmark or a
+    new tab opens it again (a page switch or the Review page's own parameters keep it)."""
+    current, default = st.session_state["workspace"], default_workspace()
+    same = Path(current).expanduser().resolve() == Path(default).expanduser().resolve()
+    want = None if same else str(current)
+    if st.query_params.get(WORKSPACE_PARAM) != want:
+        if want is None:
+            del st.query_params[WORKSPACE_PARAM]
+        else:
+            st.query_params[WORKSPACE_PARAM] = want
 
 
 REVIEWER_COOKIE = "leakcore_reviewer"

@@ -52,6 +52,8 @@ def sidebar_workspace() -> Workspace | None:
         st.page_link("pages/7_Shortcuts.py", label="Shortcuts", icon=":material/visibility_off:")
         st.page_link("pages/8_Team.py", label="Team", icon=":material/group:")
         st.divider()
+        if st.session_state.get("workspace_refused"):
+            st.warning(st.session_state.pop("workspace_refused"))
         st.caption("Workspace")
         # a code span, not st.code: a code block loads the browser's syntax highlighter on every page (0.74 s of
         # the browser's main thread on a first load of the demo's Home, a Chrome DevTools profile; docs/performance.md)
