@@ -176,6 +176,12 @@ def export(
     removed = p[p["removed"]][["item_id", "key", "uri", "label", "checks", "reasons", "matches", "similarity", "degree",
                                "decision", "reviewer", "note"]].rename(
         columns={"item_id": "item", "checks": "check", "reasons": "reason", "matches": "matched_training_items"})
+    if ws.score != "similarity":  # the score in force is named as such, beside the raw cosine of the same pair
+        pairs = leakage.load_pairs(ws)
+        best = pairs.sort_values("score", ascending=False, kind="stable").drop_duplicates("eval_item_id")
+        at = removed.columns.get_loc("similarity")
+        removed = removed.rename(columns={"similarity": f"{ws.score}_score"})
+        removed.insert(at + 1, "raw_similarity", removed["item"].map(best.set_index("eval_item_id")["similarity"]))
     with atomic_path(folder / "removed.csv") as tmp:
         removed.sort_values("item").to_csv(tmp, index=False, float_format="%.6f")
     files.append(folder / "removed.csv")
@@ -187,7 +193,7 @@ def export(
         "tool": "leakcore", "version": __version__, "workspace": str(ws.path), "split": eval_split,
         "source": ds.source, "source_format": ds.format, "format": fmt, "encoder": ws.encoder,
         "encoder_options": ws.encoder_options, "weights_fingerprints": fingerprints,
-        "thresholds": {"hard": hard, "soft": soft},
+        "thresholds": {"hard": hard, "soft": soft}, "score": ws.score,
         "policy": {"flags": policy.flags, "keep": sorted(policy.keep), "dedupe_within": policy.dedupe_within,
                    "leaking_groups": "group" in policy.selected, "checks": policy.selected,
                    "confirmed_leaks": "always removed", "rejected_pairs": "never remove their item"},

@@ -263,7 +263,7 @@ def build_queue(pairs: pd.DataFrame, items: pd.DataFrame, hard: float, soft: flo
     q["check"] = check
     for col in CATEGORICAL:
         q[col] = q[col].astype("category")
-    # ties (the fused score floors every pair its evidence decides at hard) in the raw similarity's order
+    # ties in the raw similarity's order (equal scores: an exact copy's, or two decided pairs the model scores alike)
     order = ["similarity"] + (["raw_similarity"] if "raw_similarity" in q.columns else []) + ["eval_item_id"]
     q = q.sort_values(order, ascending=[False] * (len(order) - 1) + [True], kind="stable")
     return q.reset_index(drop=True)

@@ -1,5 +1,6 @@
 """The verification stage and the fused score: alignment, the masked NCC against a direct computation, the
 evidence store's resumability, and the fused score used by rates (on a small phash workspace)."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -794,6 +795,19 @@ class _Unsure:
         return np.column_stack([np.full(len(x), 0.95), np.full(len(x), 0.05)])
 
 
+DECIDED = 0.9 + (1 - 0.9) * 0.05  # a decided pair of _Unsure's (0.05) under hard 0.9: hard + (1 - hard) x its score
+
+
+def test_decided_pairs_score_between_hard_and_one_in_the_models_order():
+    """Raised to hard itself, every planted copy of a photo set tied at one value (a new user could not sort or
+    triage 60 flags at 0.9841): a decided pair scores hard + (1 - hard) x its model score, at least hard and at least
+    its own score, in the model's order; an undecided pair keeps its score."""
+    ev = pd.DataFrame({"orb_inliers": np.log1p([200, 200, 200, 0]), "orb_ratio": [1.0, 1.0, 1.0, 0.0]})
+    out = fused.floor_matched(ev, np.array([0.2, 0.8, 0.95, 0.6]), 0.9, (fused.TWIN_ORB_INLIERS, fused.TWIN_ORB_RATIO))
+    assert out == pytest.approx([0.92, 0.98, 0.995, 0.6])
+    assert (out[:3] >= np.maximum([0.2, 0.8, 0.95], 0.9)).all() and list(np.argsort(out[:3])) == [0, 1, 2]
+
+
 def test_decisive_local_matches_floor_the_fused_score_at_hard():
     rows = pd.DataFrame({f: [0.5, 0.5, 0.5] for f in verify.FEATURES})
     rows["orb_inliers"] = np.log1p([fused.TWIN_ORB_INLIERS, fused.TWIN_ORB_INLIERS - 1, 200])
@@ -801,7 +815,7 @@ def test_decisive_local_matches_floor_the_fused_score_at_hard():
     meta = {"decisive_matches": [fused.TWIN_ORB_INLIERS, fused.TWIN_ORB_RATIO]}
     fm = fused.FusedModel("phash").set_thresholds(0.9, 0.3, 0.5, meta)
     fm.model_ = _Unsure()
-    assert list(fm.predict(rows)) == pytest.approx([0.9, 0.05, 0.05])  # both at least, or the model decides
+    assert list(fm.predict(rows)) == pytest.approx([DECIDED, 0.05, 0.05])  # both at least, or the model decides
     before = fused.FusedModel("phash").set_thresholds(0.9, 0.3, 0.5, {})  # fitted before the rule
     before.model_ = _Unsure()
     assert list(before.predict(rows)) == pytest.approx([0.05] * 3)
@@ -824,7 +838,7 @@ def test_a_pair_aligned_pixel_for_pixel_is_floored_at_hard_on_photos_only(monkey
     only for photos (`test_the_fit_sets_soft_on_the_collections_own_look_alikes_never_below_the_floor`: none on
     64 x 48 px images)."""
     rows, fm = _at_a_two_part_rule("decisive_pixels", ("ncc", "ssim"), (verify.TWIN_NCC, verify.TWIN_SSIM))
-    assert list(fm.predict(rows)) == pytest.approx([0.9, 0.05, 0.05])
+    assert list(fm.predict(rows)) == pytest.approx([DECIDED, 0.05, 0.05])
     assert fused.floor_matched(rows, np.full(3, 0.05), 0.9) == pytest.approx([0.05] * 3)  # no rule, no floor
 
 
@@ -838,7 +852,7 @@ def test_on_photos_the_pixel_rule_holds_only_where_the_pixels_agree_at_four_time
     aligned = pd.concat([rows.iloc[[0]]] * 3, ignore_index=True)
     aligned["crop_ncc"] = [verify.TWIN_CROP_AGREES, verify.TWIN_CROP_AGREES - 0.01, np.nan]
     fm.meta_["decisive_pixels"] = [verify.TWIN_NCC, verify.TWIN_SSIM, verify.TWIN_CROP_AGREES]
-    assert list(fm.predict(aligned)) == pytest.approx([0.9, 0.05, 0.9])
+    assert list(fm.predict(aligned)) == pytest.approx([DECIDED, 0.05, DECIDED])
     assert fused.outdated({"version": verify.VERSION, "decisive_pixels": [verify.TWIN_NCC, verify.TWIN_SSIM]})
     assert fused.outdated({"version": verify.VERSION, "decisive_pixels": fm.meta_["decisive_pixels"]}) is None
     big, small = _workspace_of_size(tmp_path / "big", 500), _workspace_of_size(tmp_path / "small", 32)
@@ -886,7 +900,7 @@ def test_no_crop_search_where_the_local_matches_decide_and_the_flags_stay_the_sa
                                                                    "decisive_crop": [fused.TWIN_CROP_NCC,
                                                                                      fused.TWIN_CROP_DETAIL]})
     fm.model_ = _Unsure()
-    assert list(fm.predict(rows)) == pytest.approx([0.9, 0.9, 0.05])
+    assert list(fm.predict(rows)) == pytest.approx([DECIDED, DECIDED, 0.05])
 
 
 def test_no_crop_search_on_cifar_sized_images():
@@ -909,7 +923,7 @@ def test_a_score_floored_at_hard_is_stored_at_or_above_hard():
 
 def test_a_pair_found_as_a_crop_is_floored_at_hard_where_the_model_has_the_rule():
     rows, fm = _at_a_two_part_rule("decisive_crop", verify.CROP, (fused.TWIN_CROP_NCC, fused.TWIN_CROP_DETAIL))
-    assert list(fm.predict(rows)) == pytest.approx([0.9, 0.05, 0.05])
+    assert list(fm.predict(rows)) == pytest.approx([DECIDED, 0.05, 0.05])
     fm.meta_ = {}  # a model fitted before the rule (or on CIFAR-sized images)
     assert list(fm.predict(rows)) == pytest.approx([0.05] * 3)
 
@@ -982,6 +996,12 @@ def test_a_scan_verifies_photos_by_default_and_flags_by_the_fused_score_unless_t
     assert "(verification included)" in out.splitlines()[0] and "the rates below use the fused score" in out
     ws = Workspace.open(tmp_path / "ws")
     assert ws.photos() and ws.verification and not ws.verification_chosen and ws.score == "fused"
+    assert main(["export", str(tmp_path / "ws"), "--split", "toy/test", "--policy", "soft"]) == 0
+    capsys.readouterr()
+    removed = pd.read_csv(ws.exports_dir / "toy-test-soft" / "removed.csv")  # the score named, the raw cosine beside it
+    assert len(removed) and {"fused_score", "raw_similarity"} <= set(removed.columns) and "similarity" not in removed
+    assert removed["raw_similarity"].notna().all() and (removed["fused_score"] >= ws.thresholds().soft).all()
+    assert json.loads((ws.exports_dir / "toy-test-soft" / "provenance.json").read_text())["score"] == "fused"
     assert main(["verify", str(tmp_path / "ws"), "--use", "similarity"]) == 0
     assert main(["scan", str(tmp_path / "ws")]) == 0  # the chosen score stays
     assert "the rates below use the raw similarity" in capsys.readouterr().out

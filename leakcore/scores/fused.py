@@ -316,10 +316,13 @@ def decided_by_crop(ev: pd.DataFrame, rule=(TWIN_CROP_NCC, TWIN_CROP_DETAIL)) ->
 
 
 def floor_matched(ev: pd.DataFrame, scores: np.ndarray, hard: float, rule=None, pixels=None, crop=None) -> np.ndarray:
-    """`scores` raised to at least `hard` where the local matches decide (`decided_by_matches` by a model's
+    """`scores` raised into [hard, 1] where the local matches decide (`decided_by_matches` by a model's
     (inliers, ratio) rule), with `pixels` = (ncc, ssim) where the pixels align (`decided_by_pixels`), and with
     `crop` = (ncc, detail) where one image is a crop of the other (`decided_by_crop`); unchanged where the model
-    has none of these rules (fitted before them)."""
+    has none of these rules (fitted before them). A decided pair scores hard + (1 - hard) x its model score: at least
+    hard and at least its own score, so no flag at any threshold up to hard changes, and decided pairs keep the
+    model's order among themselves (raised to hard itself, every planted copy of a photo set tied at one value, and a
+    curator could not sort them: a new user's trial)."""
     decided = np.zeros(len(ev), bool)
     if rule is not None:
         decided |= decided_by_matches(ev, tuple(rule))
@@ -327,7 +330,7 @@ def floor_matched(ev: pd.DataFrame, scores: np.ndarray, hard: float, rule=None, 
         decided |= decided_by_pixels(ev, tuple(pixels))
     if crop is not None:
         decided |= decided_by_crop(ev, tuple(crop))
-    return np.where(decided, np.maximum(scores, hard), scores)
+    return np.where(decided, hard + (1.0 - hard) * np.clip(scores, 0.0, 1.0), scores)
 
 
 def _estimator(cv: int = 5) -> CalibratedLogistic:
