@@ -37,6 +37,14 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 
 
+def _fused_on_photos(ws) -> None:
+    """On photos a verified workspace flags by the fused score unless a score was chosen (`verify --use`, the
+    Thresholds page): there it finds the planted copies the raw similarity misses and no look-alike
+    (docs/verification.md); on small images the raw similarity stays (docs/verification-cifar-default.md)."""
+    if ws.photos() and not ws.score_chosen and _stored_model(ws) is not None:
+        ws.set_score("fused")
+
+
 def _stored_model(ws, encoder: str | None = None):
     """The fused score's stored model of `encoder`, or None; a workspace without one never imports the fused
     score's module (it brings scikit-learn: about a second of every server's and every command's start)."""
@@ -1069,8 +1077,8 @@ class Project:
             plan = _scan.plan_scan(ws, settings=settings)
             result = distributed.run_scan_ray(ws, plan, address=None if ray == "local" else ray, workers=workers,
                                               progress=progress, batch_size=batch_size)
-        if ws.verification and ws.photos() and not ws.score_chosen and _stored_model(ws) is not None:
-            ws.set_score("fused")  # on photos the flags follow the verified score unless a score was chosen
+        if ws.verification:
+            _fused_on_photos(ws)
         self._audit_changes(who, before)
         self.team.audit(who, "scan", after={"encoder": ws.encoder, "k": ws.k, "ray": ray})  # once it has finished
         return result
@@ -1197,7 +1205,8 @@ class Project:
         before = self._snapshot()
         fm = None if refit else _fused.load(ws)
         fm = fm or _fused.fit(ws, queries=queries, progress=progress)
-        self._audit_changes(who, before)  # a fit stores the fused score's thresholds
+        _fused_on_photos(ws)
+        self._audit_changes(who, before)  # a fit stores the fused score's thresholds (and it may be put in force)
         pairs = leakage.load_pairs(ws, raw=True)  # cross-split and within-split pairs alike
         _fused.verify_pairs(ws, _fused.candidates(pairs, fm), fm, progress=progress, should_stop=should_stop)
         self.team.audit(who, "verification", target=ws.encoder, after={"refit": refit, "hard": fm.hard, "soft": fm.soft})

@@ -53,8 +53,8 @@ from leakcore.errors import InvalidInput
 from leakcore.project import MIN_FIT_IMAGES
 from leakcore.scores.fused import (  # noqa: F401  (the fitted model and scoring pairs with it live there)
     MATCH_RULE, SECOND_FEATURE, SECOND_INPUT_SIZE, TWIN_CROP_DETAIL, TWIN_CROP_NCC, TWIN_ORB_INLIERS, TWIN_ORB_RATIO,
-    TWIN_TILES_AGREE, FusedModel, SecondOpinion, _estimator, _folds, decided_by_crop, decided_by_matches, decided_by_pixels,
-    floor_matched, load, outdated, second_encoder_name, small_images, with_fused)
+    TWIN_TILES_AGREE, FusedModel, SecondOpinion, _estimator, _folds, decided_by_crop, decided_by_matches,
+    decided_by_pixels, floor_matched, load, outdated, second_encoder_name, small_images, with_fused)
 from leakcore.io import atomic_write_text, plain, write_parquet
 from leakcore.scores.base import DECIDED_HARD_PRECISION, DECIDED_PRECISION
 from leakcore.scores.logistic import grouped_folds, held_out_proba, stratified_folds
