@@ -405,6 +405,8 @@ def test_home_scan_verifies_photos_by_default_and_the_box_follows_the_workspace_
     project.add("toy", make_photo_folder(tmp_path / "photos", 22))
     at.run()
     assert at.checkbox(key="scan_verify").value is True  # photos: the workspace's default, not a choice
+    assert any("No scan results yet" in i.value for i in at.info)  # not "0 of 4" label conflicts before a scan
+    assert not any("Label conflicts" in m.value for m in at.markdown)
     at.button(key="run_scan").click().run()
     assert not at.exception and not at.error
     ws = Workspace.open(project.path)

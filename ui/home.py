@@ -151,8 +151,8 @@ def overview(ws: Workspace, hard: float, soft: float) -> None:
             st.dataframe(bad[["item_id", "reason", "uri"]], hide_index=True, width="stretch")
     st.subheader("Leakage at the thresholds in force")
     table = data.rates(ws, hard, soft)
-    if table.empty:
-        st.info("No scan results yet: run a scan.")
+    if table.empty or not (table["check"] == "similarity").any():  # other checks read the scan's pairs too: before
+        st.info("No scan results yet: run a scan.")  # a scan they would say "0 of N" as if they had looked
         return
     overall = table[(table["train_split"] == ALL_SOURCES) & (table["check"] == "similarity")]
     cols = st.columns(max(len(overall), 1))
