@@ -38,6 +38,7 @@ DEFAULTS = {
     "pan_y": 50,
     "grid_mode": False,
     "review_check": "similarity",
+    "compare_mode": "side by side",  # shown selected (a new user saw side by side with no mode selected)
     "group_pos": 0,
     "flash": None,
     "scan_where": "this machine",
