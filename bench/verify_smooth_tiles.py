@@ -2,7 +2,7 @@
 
     python bench/verify_smooth_tiles.py build .bench/smooth-tiles            # the images and the answer key
     leakcore add .bench/smooth-tiles/ws --dataset tiles --source .bench/smooth-tiles/data && leakcore scan .bench/smooth-tiles/ws
-    python bench/verify_smooth_tiles.py measure .bench/smooth-tiles [--sheet sheet.png]
+    python bench/verify_smooth_tiles.py measure .bench/smooth-tiles [--sheets DIR]
 
 The demo (`leakcore demo`) cuts 26 pictures into 3 x 3 tiles: six of each picture's tiles train, the other three
 test, and planted copies of a training tile test too. Its smooth pictures (a clock's grey background, a horse's white
@@ -18,7 +18,6 @@ every other flagged test image (another tile of the same picture is not a leak: 
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
@@ -97,7 +96,7 @@ def build(out: Path) -> None:
     print(f"{len(sources)} pictures, {len(truth)} planted copies, tiles of {TILE} px -> {data}")
 
 
-def measure(out: Path, sheet: str | None) -> None:
+def measure(out: Path, sheets: str | None) -> None:
     from leakcore import leakage
     from leakcore.api import Project
 
@@ -119,21 +118,12 @@ def measure(out: Path, sheet: str | None) -> None:
         print("missed:", ", ".join(f"{r.eval_file} ({r.kind})" for r in missed.itertuples()))
     for r in other.itertuples():
         print(f"  other flag: {r.e} ~ {r.t} score {r.score:.4f} raw {r.similarity:.4f}")
-    if sheet and len(other):
-        items = ws.items().drop_duplicates("item_id").set_index("item_id")
-        side = 200
-        img = Image.new("RGB", (2 * (2 * side + 30), -(-len(other) // 2) * (side + 30)), "white")
-        draw = ImageDraw.Draw(img)
-        for n, r in enumerate(other.itertuples()):
-            x, y = (n % 2) * (2 * side + 30), (n // 2) * (side + 30)
-            for k, iid in enumerate((r.eval_item_id, r.train_item_id)):
-                row = items.loc[iid]
-                pic = Image.open(io.BytesIO(ws.sources.read(row.uri, int(row.row)))).convert("RGB").resize((side, side))
-                img.paste(pic, (x + k * (side + 4), y + 20))
-            draw.text((x + 2, y + 4), f"{n}: {r.e} | {r.t} {r.score:.3f}", fill="black")
-        img.save(sheet)
-        print("sheet:", sheet)
+    if sheets and len(other):  # the pairs, side by side, as the planted-photo bench draws them
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from verify_lookalikes import sheets as draw
 
+        print("sheets:", *draw(out / "ws", other.assign(fused=other["score"], raw_similarity=other["similarity"]),
+                               Path(sheets)))
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -142,12 +132,12 @@ def main() -> None:
     b.add_argument("out")
     m = sub.add_parser("measure")
     m.add_argument("out")
-    m.add_argument("--sheet")
+    m.add_argument("--sheets", help="a folder for contact sheets of the other flags")
     args = ap.parse_args()
     if args.cmd == "build":
         build(Path(args.out))
     else:
-        measure(Path(args.out), args.sheet)
+        measure(Path(args.out), args.sheets)
 
 
 if __name__ == "__main__":

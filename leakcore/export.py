@@ -160,7 +160,8 @@ def export(
     if links not in (None, "symlink", "copy"):
         raise UnknownName(f"links must be symlink or copy, got {links!r}")
     eval_split = str(SplitId.parse(eval_split))
-    p = plan(ws, eval_split, policy)
+    pairs = leakage.load_pairs(ws)  # read once: the plan's and removed.csv's
+    p = plan(ws, eval_split, policy, pairs=pairs)
     ds = ws.datasets[SplitId.parse(eval_split).dataset]
     folder = Path(out) if out else ws.exports_dir / f"{eval_split.replace('/', '-')}-{policy.flags}"
     earlier = folder / "provenance.json"  # an export is written over the last one of its split and policy: say so
@@ -177,7 +178,6 @@ def export(
                                "decision", "reviewer", "note"]].rename(
         columns={"item_id": "item", "checks": "check", "reasons": "reason", "matches": "matched_training_items"})
     if ws.score != "similarity":  # the score in force is named as such, beside the raw cosine of the same pair
-        pairs = leakage.load_pairs(ws)
         best = pairs.sort_values("score", ascending=False, kind="stable").drop_duplicates("eval_item_id")
         at = removed.columns.get_loc("similarity")
         removed = removed.rename(columns={"similarity": f"{ws.score}_score"})

@@ -196,8 +196,8 @@ def show_in_url(pair: pd.Series | None, pos: int = 0) -> None:
     """Keep the address bar on the queue and the pair shown, so it can be reloaded, bookmarked or sent."""
     params = url_params(pair, pos)
     if _url_now() != params:
-        kept = {state.WORKSPACE_PARAM: st.query_params.get_all(state.WORKSPACE_PARAM)}  # the workspace stays named
-        st.query_params.from_dict({**params, **{k: v for k, v in kept.items() if v}})
+        named = st.query_params.get_all(state.WORKSPACE_PARAM)  # the workspace stays named
+        st.query_params.from_dict({**params, state.WORKSPACE_PARAM: named} if named else params)
     st.session_state["review_url"] = params  # our own write, not a link to open
 
 
