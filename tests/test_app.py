@@ -67,7 +67,9 @@ def test_review_decide_persists_undo_and_progress(ws):
     assert not at.exception
     assert "Reviewed 0 of 3" in at.get("progress")[0].proto.text
     first = at.session_state["review_pos"]
+    assert at.button(key="undo").disabled  # nothing of this reviewer's to undo yet
     at.button(key="decide_hard").click().run()
+    assert not at.button(key="undo").disabled
     assert "Reviewed 1 of 3" in at.get("progress")[0].proto.text
     d = review.latest_decisions(ws)
     assert list(d["decision"]) == ["hard"] and list(d["reviewer"]) == ["tester"]

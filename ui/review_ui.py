@@ -338,8 +338,11 @@ def decision_bar(ws: Workspace, pair: pd.Series, size: int) -> None:
                    help=f"Suggested for this pair: its degree is {pair['degree']}" if decision == suggested else None)
     cols[5].button("Previous", key="prev", shortcut="Left", on_click=_move, args=(-1, size), width="stretch")
     cols[6].button("Next", key="next", shortcut="Right", on_click=_move, args=(1, size), width="stretch")
+    reviewer = (st.session_state.get("reviewer") or "").strip()
+    mine = not anonymous and bool((data.decisions(ws)["reviewer"] == reviewer).any())  # a decision of theirs in force
     cols[7].button("Undo", key="undo", shortcut="Z", on_click=_undo, args=(str(ws.path),), width="stretch",
-                   disabled=anonymous)
+                   disabled=not mine, help=None if mine else "Nothing of yours to undo: undo takes back your own last "
+                   "decision")
     if refused is not None:
         st.warning(refused, icon=":material/lock:")
     elif anonymous:
