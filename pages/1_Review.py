@@ -12,10 +12,11 @@ with user_errors():
     has_groups = ws.settings.grouping or data.items(ws)["group"].notna().any()
     # every check reviewed one by one: as pairs (the queue holds each pair check's rows) or as groups
     # (the first pair check is always offered, so that an empty queue still has a page; the others when they queue)
-    pair_checks = [c for c in ws.checks.reviewable() if c["review"] == "pairs"]
-    shown = [c for c in ws.checks.reviewable()
+    checks = ws.checks.reviewable()  # a new list of new dicts at each call: compared by name below
+    first_pairs = next(c["name"] for c in checks if c["review"] == "pairs")
+    shown = [c for c in checks
              if (c["review"] == "groups" and has_groups)
-             or (c["review"] == "pairs" and (c is pair_checks[0] or (queue["check"] == c["name"]).any()))]
+             or (c["review"] == "pairs" and (c["name"] == first_pairs or (queue["check"] == c["name"]).any()))]
     how = {c["name"]: c["review"] for c in shown}
     splits = review_ui.split_choices(ws, queue)
     review_ui.restore_from_url(queue, list(how), splits)  # a reload, a bookmark or a link: the check, queue and pair

@@ -83,6 +83,18 @@ def test_review_decide_persists_undo_and_progress(ws):
     assert first == 0
 
 
+def test_the_review_page_of_a_workspace_with_nothing_flagged_says_so(ws):
+    """A clean dataset flags nothing: the page says so (a new user's cats_and_dogs scan met an IndexError here, on
+    every link to the page), and it still offers its checks."""
+    import shutil
+
+    shutil.rmtree(ws.paths.neighbors(ws.encoder))  # no pair at all, as a scan that finds nothing near soft leaves
+    at = run("pages/1_Review.py")
+    assert not at.exception
+    assert any("Nothing flagged yet" in i.value for i in at.info)
+    assert "similarity" in at.sidebar.radio(key="review_check").options
+
+
 def test_review_filters(ws):
     at = run("pages/1_Review.py")
     at.multiselect(key="f_degrees").set_value(["soft"]).run()
