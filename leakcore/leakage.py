@@ -61,14 +61,39 @@ def degree_of(similarity, hard: float, soft: float) -> np.ndarray:
     return np.where(s >= hard, HARD, np.where(s >= soft, SOFT, NONE))
 
 
+def one_way(pairs: pd.DataFrame) -> np.ndarray:
+    """Rows to keep so that a pair within one split found from both ends (b among a's nearest, a among b's) is
+    listed once, from the end with the lower item id (`fused.candidates` verifies it from that end too). Only such
+    a pair has its other way in the tables: a training split is never searched as an evaluation split."""
+    if "within" in pairs and not pairs["within"].to_numpy(dtype=bool).any():
+        return np.ones(len(pairs), bool)
+    forward = pd.MultiIndex.from_arrays([pairs["eval_item_id"], pairs["train_item_id"]])
+    backward = pd.MultiIndex.from_arrays([pairs["train_item_id"], pairs["eval_item_id"]])
+    later = (pairs["eval_item_id"].astype(str) > pairs["train_item_id"].astype(str)).to_numpy()
+    return ~(backward.isin(forward) & later)
+
+
+def both_ways(decisions: pd.DataFrame) -> pd.DataFrame:
+    """The decisions with each one also said of its pair the other way round (b, a), the later decision winning
+    where both ways were decided: a pair within one split is one pair, whichever end it was decided from (a pair
+    across splits has no other way in the tables, so its mirror matches nothing)."""
+    if decisions.empty:
+        return decisions
+    d = decisions.reset_index(drop=True)
+    swapped = d.rename(columns={"eval_item_id": "train_item_id", "train_item_id": "eval_item_id"})
+    both = pd.concat([d.assign(_at=np.arange(len(d))), swapped.assign(_at=np.arange(len(d)))], ignore_index=True)
+    both = both.sort_values("_at", kind="stable")
+    return both.drop_duplicates(["eval_item_id", "train_item_id"], keep="last").drop(columns="_at").reset_index(drop=True)
+
+
 def with_degrees(pairs: pd.DataFrame, hard: float, soft: float, decisions: pd.DataFrame | None = None) -> pd.DataFrame:
     """Pairs plus `auto_degree` (of the score in force), `decision` and `degree` (the decision where one exists,
-    else automatic)."""
+    else automatic; a pair within a split takes the decision made from either end, `both_ways`)."""
     out = pairs.copy()
     out["auto_degree"] = degree_of(scores.in_force(out), hard, soft)
     out["decision"] = pd.Series(pd.NA, index=out.index, dtype="string")
     if decisions is not None and not decisions.empty:
-        d = decisions[["eval_item_id", "train_item_id", "decision"]].drop_duplicates(["eval_item_id", "train_item_id"], keep="last")
+        d = both_ways(decisions[["eval_item_id", "train_item_id", "decision"]])
         out = out.drop(columns="decision").merge(d, on=["eval_item_id", "train_item_id"], how="left")
         out["decision"] = out["decision"].astype("string")
     reviewed = out["decision"].map(DECISION_DEGREE)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from leakcore.errors import ReviewStoreError, UnknownName
-from leakcore.leakage import WITHIN, degree_of
+from leakcore.leakage import WITHIN, both_ways, degree_of, one_way
 from leakcore.schema import Decision
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,8 @@ def build_queue(pairs: pd.DataFrame, items: pd.DataFrame, hard: float, soft: flo
     """Flagged pairs (similarity >= soft - margin) with degree, labels and label agreement, ordered by
     similarity (then id), each row naming the `check` that queues it (`Check.review_rows` passes its name);
     filter columns are categorical so that filtering 100,000 pairs stays fast."""
-    q = pairs[pairs["similarity"] >= soft - margin].copy()
+    q = pairs[pairs["similarity"] >= soft - margin]
+    q = q[one_way(q)].copy()  # a pair within a split once, not once from each end
     q["degree"] = degree_of(q["similarity"], hard, soft)
     q.loc[q["degree"] == "none", "degree"] = BORDERLINE
     q["source"] = q["train_split"].where(~q["within"], WITHIN)
@@ -286,6 +287,7 @@ def with_decisions(queue: pd.DataFrame, decisions: pd.DataFrame,
     result of this function for the same queue), `decisions` are only the newer ones (`decisions_after`): the
     pairs they name change, every other row keeps what `over` says, and `over` itself is left as it is."""
     codes, uniques = lookup if lookup is not None else pair_lookup(queue)
+    decisions = both_ways(decisions)  # a pair within a split is queued from one end; decided from either
     keys = (decisions["eval_item_id"] + "\t" + decisions["train_item_id"]).to_numpy()
     where = uniques.get_indexer(keys)  # decision keys are unique: one in force per pair
     decision_of = np.full(len(uniques), -1, dtype=np.int64)  # row of `decisions` per unique pair, -1 for none

@@ -34,6 +34,11 @@ def test_policy_counts_decisions_and_keep_list(ws):
     plan = export.plan(ws, "d/test", ExportPolicy("soft")).set_index("item_id")
     assert not plan.loc["d/test/cat/test_000.jpg", "removed"]  # rejected by a curator
     assert plan.loc["d/test/dog/test_001.jpg", "removed"]
+    assert plan.loc["d/test/cat/test_002.jpg", "reviewer"] == "r"  # removed by r's decision
+    review.decide(ws, "d/test/dog/test_001.jpg", "d/train/cat/train_000.jpg", "not_leak", reviewer="q")  # another pair
+    plan = export.plan(ws, "d/test", ExportPolicy("soft")).set_index("item_id")
+    auto = plan.loc["d/test/dog/test_001.jpg"]
+    assert auto["removed"] and pd.isna(auto["decision"]) and pd.isna(auto["reviewer"])  # no reviewer removed it
     keep = export.plan(ws, "d/test", ExportPolicy("soft", frozenset({"dog/test_001.jpg"}))).set_index("item_id")
     assert not keep.loc["d/test/dog/test_001.jpg", "removed"] and keep.loc["d/test/cat/test_002.jpg", "removed"]
     dedupe = export.plan(ws, "d/test", ExportPolicy("none", dedupe_within=True)).set_index("item_id")

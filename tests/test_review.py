@@ -195,3 +195,29 @@ def test_pairs_tied_on_the_fused_score_are_queued_by_their_raw_similarity():
     items = pd.DataFrame({"item_id": pd.concat([pairs["eval_item_id"], pairs["train_item_id"]]), "label": "cat"})
     q = review.build_queue(pairs, items, hard=0.891, soft=0.5)
     assert list(q["eval_item_id"]) == ["d/test/c", "d/test/b", "d/test/d", "d/test/a"]
+
+
+def test_a_pair_within_a_split_is_queued_once_and_decided_from_either_end(ws):
+    """b among a's nearest and a among b's are one pair: the queue lists it once (a new user decided "not a leak"
+    on one way and "unsure" on the other), a decision made from the other end applies to it, and the rates count
+    that decision for both images."""
+    import pandas as pd
+
+    from leakcore import leakage
+
+    pairs = pd.DataFrame({
+        "eval_split": "d/test", "train_split": ["d/test", "d/test", "d/train"], "rank": 1,
+        "eval_item_id": ["d/test/a", "d/test/b", "d/test/b"], "train_item_id": ["d/test/b", "d/test/a", "d/train/x"],
+        "similarity": [0.9, 0.9, 0.8], "within": [True, True, False],
+    })
+    items = pd.DataFrame({"item_id": ["d/test/a", "d/test/b", "d/train/x"], "label": "cat"})
+    q = review.build_queue(pairs, items, hard=0.95, soft=0.7)
+    assert list(zip(q["eval_item_id"], q["train_item_id"])) == [("d/test/a", "d/test/b"), ("d/test/b", "d/train/x")]
+    review.decide(ws, "d/test/b", "d/test/a", "not_leak", reviewer="ann")  # from the other end (an older queue)
+    decided = review.with_decisions(q, review.latest_decisions(ws))
+    assert list(decided["state"]) == ["rejected", "unreviewed"]
+    both = leakage.with_degrees(pairs, 0.95, 0.7, review.latest_decisions(ws))
+    assert list(both["degree"]) == ["none", "none", "soft"] and list(both["auto_degree"]) == ["soft"] * 3
+    review.decide(ws, "d/test/a", "d/test/b", "hard", reviewer="bob")  # later, this way round: it wins both ways
+    assert list(review.with_decisions(q, review.latest_decisions(ws))["state"]) == ["confirmed", "unreviewed"]
+    assert list(leakage.with_degrees(pairs, 0.95, 0.7, review.latest_decisions(ws))["degree"]) == ["hard"] * 2 + ["soft"]
