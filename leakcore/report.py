@@ -1159,6 +1159,10 @@ def _thresholds_html(data: dict) -> str:
         out.append(_table("t-auc", ["family", "AUC (edited copy vs hardest other image)"],
                           [[r["family"], (_fmt_num(r["auc"]), r["auc"])] for r in cal["auc"]], numeric={1},
                           filter_box=False))
+    elif c.get("fused") and c["fused"]["in_use"]:  # the thresholds in force are the fused model's, not the encoder's
+        out.append("<p class=note>The thresholds in force are the fused score's, chosen by its fit on this workspace's "
+                   "own images (below). The raw similarity has no calibration stored here: its thresholds would be the "
+                   "encoder's defaults (<code>leakcore calibrate WS --collection DATASET/SPLIT</code> measures them).</p>")
     else:
         out.append("<p class=note>No calibration is stored in this workspace: the thresholds are the encoder's "
                    "defaults (or set by hand). <code>leakcore calibrate WS --collection DATASET/SPLIT</code> measures "
@@ -1171,7 +1175,7 @@ def _thresholds_html(data: dict) -> str:
                                        f"similarity ≥ {f['candidate']:.4f}"),
                         ("fitted on", f"{f.get('suite_pairs')} suite pairs from {f.get('queries')} images + "
                                       f"{f.get('decisions_used')} curator decisions"),
-                        ("AUC", f"{_fmt_num(f.get('auc'))} (raw similarity {_fmt_num(f.get('raw_auc'))})"),
+                        ("AUC", f"{_fmt_num(f.get('auc'))} out of fold (raw similarity {_fmt_num(f.get('raw_auc'))})"),
                         ("threshold rule", f.get("threshold_rule")),
                         ("features", ", ".join(f.get("features") or [])), ("made", f.get("created"))]))
     dr = c.get("decisions_roc")

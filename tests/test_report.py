@@ -273,3 +273,20 @@ def test_the_histogram_legend_sits_above_the_plot_where_no_threshold_label_falls
     assert len(legend) == 2 and len(marks) == 2
     assert max(legend) < plot_top < min(marks)  # the legend's row is above the plot, the labels inside it
     assert abs(marks[0] - marks[1]) >= 12  # close thresholds: their labels on rows of their own
+
+
+def test_with_the_fused_score_in_force_the_report_does_not_call_its_thresholds_the_encoder_s_defaults():
+    """A new user read "No calibration is stored ...: the thresholds are the encoder's defaults" beside the fused
+    model's thresholds in force."""
+    from leakcore import report
+
+    fused = {"in_use": True, "hard": 0.9958, "soft": 0.5, "candidate": 0.3, "suite_pairs": 207, "queries": 16,
+             "decisions_used": 0, "auc": 1.0, "raw_auc": 1.0, "threshold_rule": "look-alikes", "features": ["ncc"],
+             "created": "2026-12-05"}
+    data = {"settings": {"thresholds_source": "fused model"},
+            "calibration": {"hard": 0.9958, "soft": 0.5, "score": "fused", "calibration": None, "fused": fused,
+                            "encoder_default": {"hard": 0.9, "soft": 0.6, "from": "the suite"}}}
+    page = report._thresholds_html(data)
+    assert "No calibration is stored" not in page and "The thresholds in force are the fused score's" in page
+    data["calibration"]["fused"] = {**fused, "in_use": False}
+    assert "No calibration is stored in this workspace: the thresholds are the encoder's" in report._thresholds_html(data)
