@@ -68,8 +68,14 @@ def test_review_decide_persists_undo_and_progress(ws):
     assert "Reviewed 0 of 3" in at.get("progress")[0].proto.text
     first = at.session_state["review_pos"]
     assert at.button(key="undo").disabled  # nothing of this reviewer's to undo yet
+    assert {at.button(key=f"decide_{d}").proto.type for d in ("hard", "soft", "not_leak", "unsure")} == {"secondary"}
+    states = at.sidebar.multiselect(key="f_states").value
     at.button(key="decide_hard").click().run()
     assert not at.button(key="undo").disabled
+    at.sidebar.multiselect(key="f_states").set_value(["confirmed"]).run()  # the decided pair: its decision drawn filled
+    assert [d for d in ("hard", "soft", "not_leak", "unsure")
+            if at.button(key=f"decide_{d}").proto.type == "primary"] == ["hard"]
+    at.sidebar.multiselect(key="f_states").set_value(states).run()
     assert "Reviewed 1 of 3" in at.get("progress")[0].proto.text
     d = review.latest_decisions(ws)
     assert list(d["decision"]) == ["hard"] and list(d["reviewer"]) == ["tester"]

@@ -318,7 +318,7 @@ def next_strip(ws: Workspace, items: pd.DataFrame, view, pos: int) -> None:
 
 
 def suggestion(degree: str) -> str:
-    """The decision the detector suggests for a pair of this degree (drawn as the primary button): hard above the
+    """The decision the detector suggests for a pair of this degree (said in its button's tooltip): hard above the
     hard threshold, soft between the thresholds, not a leak for a borderline pair (below soft)."""
     return {"hard": "hard", "soft": "soft"}.get(degree, "not_leak")
 
@@ -332,10 +332,14 @@ def decision_bar(ws: Workspace, pair: pd.Series, size: int) -> None:
     refused = refusal(str(ws.path))  # a role that may not decide: the buttons are off and the page says why
     anonymous = refused is not None or not (st.session_state.get("reviewer") or "").strip()
     suggested = suggestion(pair["degree"])
+    in_force = pair.get("decision")  # only the pair's decision in force is drawn filled: two new users took a filled
+    # suggestion for a decision already made (the suggestion is the degree the line above names, and the tooltip's)
     for col, (decision, label, key) in zip(cols[:4], DECISION_BUTTONS):
         col.button(f"{label}", key=f"decide_{decision}", shortcut=key, on_click=_decide, args=(*args, decision, True),
-                   type="primary" if decision == suggested else "secondary", width="stretch", disabled=anonymous,
-                   help=f"Suggested for this pair: its degree is {pair['degree']}" if decision == suggested else None)
+                   type="primary" if decision == in_force else "secondary", width="stretch", disabled=anonymous,
+                   help=" · ".join(([f"Suggested for this pair: its degree is {pair['degree']}"]
+                                    if decision == suggested else [])
+                                   + (["the decision in force"] if decision == in_force else [])) or None)
     cols[5].button("Previous", key="prev", shortcut="Left", on_click=_move, args=(-1, size), width="stretch")
     cols[6].button("Next", key="next", shortcut="Right", on_click=_move, args=(1, size), width="stretch")
     reviewer = (st.session_state.get("reviewer") or "").strip()
