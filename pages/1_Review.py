@@ -32,7 +32,7 @@ with user_errors():
         st.caption("Keys: K one source (keep together) · N unrelated · ← previous group · → next group")
         st.stop()
     if queue.empty:
-        st.info("Nothing flagged yet. Run a scan from the home page, or lower the soft threshold.")
+        review_ui.nothing_flagged(ws, soft)
         st.stop()
     filters = {**queue_filters(queue, splits), "checks": [check]}
     review_ui.review_panel(ws, hard, soft, filters)

@@ -94,11 +94,23 @@ def test_the_review_page_of_a_workspace_with_nothing_flagged_says_so(ws):
     every link to the page), and it still offers its checks."""
     import shutil
 
-    shutil.rmtree(ws.paths.neighbors(ws.encoder))  # no pair at all, as a scan that finds nothing near soft leaves
+    import pandas as pd
+
+    tables = sorted(ws.paths.neighbors(ws.encoder).rglob("*.parquet"))
+    for path in tables:  # every pair far below soft (0.6875), as on a clean dataset
+        table = pd.read_parquet(path)
+        table[table["similarity"] < 0.5].to_parquet(path)
     at = run("pages/1_Review.py")
     assert not at.exception
-    assert any("Nothing flagged yet" in i.value for i in at.info)
+    assert any("Nothing is flagged or borderline" in i.value for i in at.info)
     assert "similarity" in at.sidebar.radio(key="review_check").options
+    closest = at.dataframe[0].value  # the near misses, closest first, one row per evaluation image
+    assert len(closest) == closest["evaluation item"].nunique() > 0
+    assert closest["similarity"].is_monotonic_decreasing and closest["similarity"].max() < 0.5
+    assert closest["evaluation image"].str.startswith("data:image/").all()
+    shutil.rmtree(ws.paths.neighbors(ws.encoder))  # before a scan: no pair at all
+    at = run("pages/1_Review.py")
+    assert not at.exception and any("no scan results" in i.value for i in at.info)
 
 
 def test_review_filters(ws):

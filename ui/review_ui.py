@@ -317,6 +317,41 @@ def next_strip(ws: Workspace, items: pd.DataFrame, view, pos: int) -> None:
                 unsafe_allow_html=True)
 
 
+CLOSEST_SHOWN = 20  # evaluation images shown, closest first, where nothing is flagged
+
+
+def nothing_flagged(ws: Workspace, soft: float) -> None:
+    """An empty queue: before a scan, say so; after one, show the evaluation images that came closest to soft, each
+    with its nearest training image, so that a curator can see what was not flagged (a new user's scan of 3,000 pet
+    photos flagged nothing, and the only way to look at the near misses was to read the neighbour tables)."""
+    pairs = data.pairs(ws)
+    if pairs.empty:
+        st.info("Nothing flagged yet: no scan results. Run a scan from the home page.")
+        return
+    by = "score" if "score" in pairs else "similarity"  # the score in force (`similarity` is the raw similarity)
+    best = pairs.sort_values([by, "similarity"], ascending=False, kind="stable", na_position="last")
+    best = best.drop_duplicates("eval_item_id").head(CLOSEST_SHOWN)
+    score = ws.settings.score
+    st.info(f"Nothing is flagged or borderline: no pair scores near soft ({soft:.4f}, {score}). Below are the "
+            f"{len(best)} evaluation images that came closest, each beside its nearest training image: look at them "
+            f"to see what was not flagged, or lower soft on the Thresholds page to review them as pairs.")
+    table = pd.DataFrame({
+        "evaluation image": data.thumbnails(ws, best["eval_item_id"].tolist(), side=96),
+        "nearest training image": data.thumbnails(ws, best["train_item_id"].tolist(), side=96),
+        score: best[by].to_numpy()})
+    if score != "similarity":
+        table["raw similarity"] = best["similarity"].to_numpy()
+    table["evaluation item"] = best["eval_item_id"].to_numpy()
+    table["training item"] = best["train_item_id"].to_numpy()
+    table["searched in"] = best["train_split"].astype(str).to_numpy()
+    config = {"evaluation image": st.column_config.ImageColumn(width="medium"),
+              "nearest training image": st.column_config.ImageColumn(width="medium"),
+              score: st.column_config.NumberColumn(format="%.4f"),
+              "raw similarity": st.column_config.NumberColumn(format="%.4f")}
+    st.dataframe(table, column_config=config, hide_index=True, row_height=100, width="stretch",
+                 height=100 * len(table) + 40)  # every row at once: no scrolling inside the table
+
+
 def suggestion(degree: str) -> str:
     """The decision the detector suggests for a pair of this degree (said in its button's tooltip): hard above the
     hard threshold, soft between the thresholds, not a leak for a borderline pair (below soft)."""
