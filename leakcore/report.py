@@ -157,8 +157,25 @@ def _findings(project, ci, items, decisions, top: int, weakest: int, data: dict)
             section.update(_group_section(project, ci, f, items, top))
         else:
             section.update(_pair_section(name, f, items, reviewers, top, weakest))
+            if name == "similarity":
+                section["closest"] = _closest(project, f, items, reviewers)
         out[name] = section
     return out
+
+
+def _rows(part: pd.DataFrame, items, reviewers: dict, matches: pd.Series) -> list[dict]:
+    """Pair findings (or near misses) as plain rows."""
+    part = part.reset_index(drop=True)
+    train_ids = part["train_item_id"].fillna("").astype(str).tolist()
+    return plain([{
+        "eval_item_id": r.eval_item_id, "eval_split": r.eval_split, "eval_label": el,
+        "train_item_id": t or None, "train_split": r.train_split or None, "train_label": tl if t else None,
+        "score": None if pd.isna(r.score) else round(float(r.score), 6), "degree": r.degree,
+        "decision": None if pd.isna(r.decision) else r.decision,
+        "reviewer": reviewers.get((r.eval_item_id, t)), "reason": r.reason,
+        "matches": int(matches.get(r.eval_item_id, 1)),
+    } for r, el, tl, t in zip(part.itertuples(), _labels(items, part["eval_item_id"]), _labels(items, train_ids),
+                              train_ids)])
 
 
 def _pair_section(name: str, f: pd.DataFrame, items, reviewers: dict, top: int, weakest: int) -> dict:
@@ -168,24 +185,28 @@ def _pair_section(name: str, f: pd.DataFrame, items, reviewers: dict, top: int, 
     best = cross.drop_duplicates("eval_item_id")  # one row per evaluation image: its strongest finding
     shown = best.head(top)
     weak = best.iloc[len(shown):].tail(weakest) if len(best) > top else best.iloc[0:0]
-
-    def rows(part: pd.DataFrame) -> list[dict]:
-        part = part.reset_index(drop=True)
-        train_ids = part["train_item_id"].fillna("").astype(str).tolist()
-        return plain([{
-            "eval_item_id": r.eval_item_id, "eval_split": r.eval_split, "eval_label": el,
-            "train_item_id": t or None, "train_split": r.train_split or None, "train_label": tl if t else None,
-            "score": None if pd.isna(r.score) else round(float(r.score), 6), "degree": r.degree,
-            "decision": None if pd.isna(r.decision) else r.decision,
-            "reviewer": reviewers.get((r.eval_item_id, t)), "reason": r.reason,
-            "matches": int(matches.get(r.eval_item_id, 1)),
-        } for r, el, tl, t in zip(part.itertuples(), _labels(items, part["eval_item_id"]), _labels(items, train_ids),
-                                  train_ids)])
-
     by_degree = best["degree"].value_counts().to_dict()
     return {"items": int(len(best)), "by_degree": plain(by_degree), "within_split_pairs": int(within.sum()),
             "within_split_items": int(f.loc[within, "eval_item_id"].nunique()),
-            "strongest": rows(shown), "weakest": rows(weak), "not_shown": int(len(best) - len(shown) - len(weak))}
+            "strongest": _rows(shown, items, reviewers, matches), "weakest": _rows(weak, items, reviewers, matches),
+            "not_shown": int(len(best) - len(shown) - len(weak))}
+
+
+CLOSEST = 12  # evaluation images not flagged that the report shows, closest to soft first
+
+
+def _closest(project, f: pd.DataFrame, items, reviewers: dict, n: int = CLOSEST) -> list[dict]:
+    """The evaluation images that are not flagged, by their nearest training image's score in force, highest first:
+    what a curator looks at to see what was not flagged (a clean dataset's report showed nothing at all)."""
+    pairs = project.scores.pairs()
+    if pairs.empty:
+        return []
+    pairs = pairs[~pairs["within"].astype(bool) & ~pairs["eval_item_id"].isin(set(f["eval_item_id"]))]
+    by = "score" if "score" in pairs else "similarity"
+    best = pairs.sort_values([by, "similarity"], ascending=False, kind="stable", na_position="last")
+    best = best.drop_duplicates("eval_item_id").head(n)
+    best = best.assign(score=best[by], degree="none", decision=pd.NA, reason="below soft")
+    return _rows(best, items, reviewers, pd.Series(dtype=int))
 
 
 def _group_section(project, ci, f: pd.DataFrame, items, top: int) -> dict:
@@ -530,7 +551,7 @@ def shown_items(data: dict) -> list[str]:
     """Item ids whose pictures the page shows, most important first (strongest findings of each check first)."""
     ids: list[str] = []
     sections = list(data.get("findings", {}).values())
-    for key in ("strongest", "weakest"):
+    for key in ("strongest", "weakest", "closest"):
         for s in sections:
             for r in s.get(key, []):
                 if "members" in r:
@@ -1065,8 +1086,8 @@ def _findings_html(data: dict, thumbs: dict) -> str:
                    + (f'. {s["within_split_pairs"]:,} pairs inside an evaluation split ({s["within_split_items"]:,} '
                       'images) are counted in the rates, not listed here' if s.get("within_split_pairs") else "")
                    + ".</p>")
-        cols = ["#", "evaluation image · training match", w["score"] or "score", "degree", "decision", "labels",
-                "ids and reason"]
+        cols = ["#", "evaluation image · training match", s.get("score_name") or w["score"] or "score", "degree",
+                "decision", "labels", "ids and reason"]
         if s["strongest"]:
             out.append(_table(f"t-find-{name}", cols, _pair_rows(s["strongest"], thumbs), numeric={0, 2},
                               cls="findings"))
@@ -1074,6 +1095,13 @@ def _findings_html(data: dict, thumbs: dict) -> str:
             out.append(f"<h3>{_e(name)}: the weakest flags</h3>")
             out.append(_table(f"t-weak-{name}", cols,
                               _pair_rows(s["weakest"], thumbs, rank0=s["items"] - len(s["weakest"])), numeric={0, 2},
+                              cls="findings"))
+        if s.get("closest"):
+            out.append(f"<h3>{_e(name)}: the closest not flagged</h3>")
+            out.append(f'<p class=note>The {len(s["closest"]):,} evaluation images that are not flagged with the '
+                       'highest score, each beside its nearest training image: what was not flagged, nearest the '
+                       'threshold first.</p>')
+            out.append(_table(f"t-closest-{name}", cols, _pair_rows(s["closest"], thumbs), numeric={0, 2},
                               cls="findings"))
     out.append("</section>")
     return "".join(out)

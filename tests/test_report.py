@@ -290,3 +290,22 @@ def test_with_the_fused_score_in_force_the_report_does_not_call_its_thresholds_t
     assert "No calibration is stored" not in page and "The thresholds in force are the fused score's" in page
     data["calibration"]["fused"] = {**fused, "in_use": False}
     assert "No calibration is stored in this workspace: the thresholds are the encoder's" in report._thresholds_html(data)
+
+
+def test_the_report_shows_the_closest_evaluation_images_that_are_not_flagged(ws):
+    """What was not flagged, nearest the threshold first, with pictures: on a clean dataset the report showed nothing
+    at all to look at (a new user read the neighbour tables by hand)."""
+    doc = ws.report_document(top=2)
+    section = doc.data["findings"]["similarity"]
+    flagged = {e for e, _ in _flagged(ws)}
+    closest = section["closest"]
+    assert closest and not {r["eval_item_id"] for r in closest} & flagged
+    assert len({r["eval_item_id"] for r in closest}) == len(closest)  # one row per evaluation image
+    assert [r["score"] for r in closest] == sorted((r["score"] for r in closest), reverse=True)
+    assert all(r["train_split"] != r["eval_split"] and r["reason"] == "below soft" for r in closest)
+    _, soft = ws.scores.thresholds()
+    assert max(r["score"] for r in closest) < soft
+    page = doc.html()
+    assert "the closest not flagged" in page
+    assert "t-closest-similarity" in page
+    assert closest[0]["eval_item_id"] in page and "data:image/" in page
