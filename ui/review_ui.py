@@ -8,7 +8,7 @@ import streamlit as st
 from leakcore.api import BORDERLINE, DECISION_LABELS, SORTS, STATES, UNCERTAINTY_SORT, WITHIN, Project
 from leakcore.errors import LeakcoreError, as_code
 from ui import data, display, state
-from ui.widgets import FIT_PX, flash, item_facts, needs_pan, show_image, user_errors
+from ui.widgets import FIT_PX, flash, image_strip, item_facts, needs_pan, show_image, user_errors
 
 Workspace = Project  # pages hold a Project: the workspace with the product's verbs
 
@@ -559,11 +559,10 @@ def pair_view(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.Dat
     others = group[group["train_item_id"] != pair["train_item_id"]]
     if not others.empty:
         st.caption(f"Other neighbours of this evaluation image ({len(others)})")
-        cols = st.columns(8)
-        for col, (_, o) in zip(cols, others.sort_values("similarity", ascending=False).head(8).iterrows()):
-            with col:
-                show_image(ws, items.loc[o["train_item_id"]], zoom="4×" if ev["width"] <= 64 else "1×",
-                           caption=f"{o['similarity']:.4f} · {o['train_split']}", width=128)
+        shown = others.sort_values("similarity", ascending=False).head(8)  # cells of a fixed size: no caption can
+        # run into the next one (in eight columns, 128 px pictures and long split names overlapped at 1,400 px)
+        image_strip(ws, shown["train_item_id"].tolist(),
+                    [f"{o.similarity:.4f} · {o.train_split}" for o in shown.itertuples()], side=112)
 
 
 def grid_mode(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.DataFrame, view) -> None:
