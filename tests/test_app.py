@@ -169,6 +169,8 @@ def test_zoom_past_the_column_pans_one_window_over_both_images(ws):
 
 
 def test_thresholds_page_calibrate_slide_and_apply(ws):
+    import pyarrow as pa
+
     from leakcore import calibrate
 
     at = run("pages/2_Thresholds.py")
@@ -178,7 +180,13 @@ def test_thresholds_page_calibrate_slide_and_apply(ws):
     calibrate.calibrate(ws, "animals/train", queries=6)
     at = run("pages/2_Thresholds.py")
     assert not at.exception
-    assert len(at.get("vega_lite_chart")) == 2  # the ROC and the histogram
+    charts = at.get("vega_lite_chart")  # the ROC, the histogram, and this workspace's own images by their best score
+    assert len(charts) == 3
+    assert "Your evaluation images" in json.loads(charts[2].proto.spec)["title"]["text"]
+    tables = {d.name: pa.ipc.open_stream(d.data.data).read_pandas() for d in charts[2].proto.datasets}
+    assert tables["own_bins"]["images"].sum() == 4  # animals/test's 4 images, each once
+    assert list(tables["own_thresholds"]["threshold"]) == [at.slider(key="th_hard").value,
+                                                          at.slider(key="th_soft").value]
     at.slider(key="th_soft").set_value(0.5).run()
     at.slider(key="th_hard").set_value(0.99).run()
     assert not at.exception
@@ -316,7 +324,7 @@ def test_thresholds_charts_take_no_scale_extent_from_the_data_the_browser_insert
     with a given domain, or shares one with a layer of inlined data that does."""
     at = run("pages/2_Thresholds.py")
     charts = at.get("vega_lite_chart")
-    assert len(charts) == 2
+    assert len(charts) == 3
     for chart in charts:
         spec = json.loads(chart.proto.spec)
         layers = spec.get("layer", [spec])
@@ -350,7 +358,7 @@ def test_use_suggested_is_not_offered_once_the_suggestion_is_in_force(calibrated
 def test_thresholds_exact_entry_and_reset(calibrated_ws):
     at = run("pages/2_Thresholds.py")
     assert not at.exception, at.exception
-    assert len(at.get("vega_lite_chart")) == 2  # calibrated: the ROC and the histogram, so the caption below is drawn
+    assert len(at.get("vega_lite_chart")) == 3  # calibrated: the ROC, the histogram (so the caption below is drawn), own
     at.number_input(key="th_soft_n").set_value(0.7171).run()
     assert at.slider(key="th_soft").value == pytest.approx(0.7171)  # a 0.0005 step could not hold it
     at.slider(key="th_hard").set_value(0.95).run()

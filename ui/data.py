@@ -407,6 +407,11 @@ def _best(path: str, encoder: str, stamp: tuple, items_stamp: tuple):
     return Project.open(path).scores.best(_pairs(path, encoder, stamp))
 
 
+def best_scores(ws: Workspace) -> pd.DataFrame:
+    """Per evaluation item, its highest score in force against any training source (`train`) and its own split."""
+    return _best(str(ws.path), ws.workspace.encoder, _neighbors_stamp(ws), ws.workspace.stamp("items"))[0]
+
+
 def flagged_counts(ws: Workspace, hard: float, soft: float) -> pd.DataFrame:
     """Evaluation items flagged per split at these thresholds (automatic flags; fast per slider move)."""
     best, totals = _best(str(ws.path), ws.workspace.encoder, _neighbors_stamp(ws), ws.workspace.stamp("items"))
