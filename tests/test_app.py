@@ -182,11 +182,11 @@ def test_thresholds_page_calibrate_slide_and_apply(ws):
     assert not at.exception
     charts = at.get("vega_lite_chart")  # the ROC, the histogram, and this workspace's own images by their best score
     assert len(charts) == 3
-    assert "Your evaluation images" in json.loads(charts[2].proto.spec)["title"]["text"]
-    tables = {d.name: pa.ipc.open_stream(d.data.data).read_pandas() for d in charts[2].proto.datasets}
-    assert tables["own_bins"]["images"].sum() == 4  # animals/test's 4 images, each once
-    assert list(tables["own_thresholds"]["threshold"]) == [at.slider(key="th_hard").value,
-                                                          at.slider(key="th_soft").value]
+    own = json.loads(charts[2].proto.spec)
+    assert "Your evaluation images" in own["title"]["text"]
+    assert sum(row["images"] for row in own["layer"][0]["data"]["values"]) == 4  # animals/test's 4 images, once each
+    lines = pa.ipc.open_stream(charts[2].proto.data.data).read_pandas()  # the chart's own data: the thresholds
+    assert list(lines["threshold"]) == [at.slider(key="th_hard").value, at.slider(key="th_soft").value]
     at.slider(key="th_soft").set_value(0.5).run()
     at.slider(key="th_hard").set_value(0.99).run()
     assert not at.exception
@@ -503,6 +503,37 @@ def test_a_link_opens_its_pair_whatever_the_filters_and_the_url_follows_the_pair
     at.button(key="prev").click().run()  # the least similar flagged pair is the last one: step back
     shown = (at.query_params["eval"], at.query_params["train"])
     assert shown != (target["eval_item_id"], target["train_item_id"]) and shown[0].startswith("animals/test/")
+
+
+def test_a_link_to_a_within_split_pair_from_its_other_end_opens_it(tmp_path, monkeypatch):
+    """The queue lists a pair within one split from one end (b among a's nearest and a among b's are one pair): a
+    link or bookmark made from the other end opens that pair, not another one with a notice."""
+    from conftest import make_folder_dataset
+
+    from leakcore.api import WITHIN, Project
+
+    root = make_folder_dataset(tmp_path / "d", n_train=6, n_test=4, leaks=(0,))
+    first = sorted((root / "test").rglob("*.jpg"))[0]
+    (first.parent / f"{first.stem}_again.jpg").write_bytes(first.read_bytes())  # a duplicate within the test split
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    project.add("d", root)
+    project.scan()
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(project.path))
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    hard, soft = project.scores.thresholds()
+    queue = project.review.queue(hard, soft)
+    within = queue[queue["source"] == WITHIN]
+    assert len(within) and not (queue["eval_item_id"] + queue["train_item_id"]).duplicated().any()
+    pair = within.iloc[0]
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["reviewer"] = "tester"
+    at.run()
+    at.switch_page("pages/1_Review.py")
+    at.query_params["eval"], at.query_params["train"] = pair["train_item_id"], pair["eval_item_id"]  # the other end
+    at.run()
+    assert not at.exception
+    assert (at.query_params["eval"], at.query_params["train"]) == (pair["eval_item_id"], pair["train_item_id"])
+    assert not any("not flagged" in str(t.value) for t in at.toast)
 
 
 def test_the_check_on_show_survives_a_reload_and_one_not_offered_is_named(ws):

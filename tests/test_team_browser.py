@@ -501,7 +501,10 @@ def test_four_curators_decide_at_once_and_nothing_is_lost_or_misattributed(team_
         browser.close()
     from urllib.parse import urlencode
 
+    from leakcore import leakage
+
     flagged = Project.open(ws_path).checks.findings()
+    flagged = flagged[leakage.one_way(flagged)]  # the queue lists a pair within a split from one end only
     bulk = sorted({(e, t) for e, t in zip(flagged["eval_item_id"], flagged["train_item_id"]) if e.startswith("bulk/")})
     assert len(bulk) >= len(CURATORS) * DECISIONS_EACH
     assigned = {c: bulk[k * DECISIONS_EACH:(k + 1) * DECISIONS_EACH] + [bulk[-1]] for k, c in enumerate(CURATORS)}

@@ -161,7 +161,12 @@ def restore_from_url(queue: pd.DataFrame, checks: list[str], splits: dict[str, l
         notes.append("the linked pair is not flagged at the thresholds in force")
         values.pop("review_current")
     elif link is not None:
-        hit = (queue["eval_item_id"].to_numpy() == link[0]) & (queue["train_item_id"].to_numpy() == link[1])
+        evals, trains = queue["eval_item_id"].to_numpy(), queue["train_item_id"].to_numpy()
+        hit = (evals == link[0]) & (trains == link[1])
+        if not hit.any() and ((evals == link[1]) & (trains == link[0]) & (queue["source"] == WITHIN).to_numpy()).any():
+            # a pair within one split is queued from one end: a link made from the other end opens it
+            link = values["review_current"] = (link[1], link[0])
+            hit = np.ones(1, bool)
         if not hit.any():
             notes.append("the linked pair is not flagged at the thresholds in force")
             values.pop("review_current")

@@ -162,10 +162,10 @@ def own_scores_chart(best: pd.DataFrame, hard: float, soft: float, score: str, b
         "title": {"text": f"Your evaluation images by their highest {'fused score' if score != 'similarity' else 'similarity'}",
                   "subtitle": f"{len(s):,} images, each by its nearest training image; counts on a log scale; the lines "
                               "are the thresholds in the sliders"}, "height": 260,
-        # two named tables: with one, Streamlit takes it for the chart's own data and the thresholds had none
-        "datasets": {"own_bins": table, "own_thresholds": ops},
         "layer": [
-            {"data": {"name": "own_bins"}, "mark": {"type": "rect", "opacity": 0.8, "color": "#64748b"},
+            # the bins inlined (at most `bins` rows): a single named table Streamlit takes for the chart's own data,
+            # and the thresholds then had none; the chart's own data are the thresholds, as in `histogram_chart`
+            {"data": {"values": table.to_dict("records")}, "mark": {"type": "rect", "opacity": 0.8, "color": "#64748b"},
              "encoding": {"x": {"field": "left", "type": "quantitative", "title": x_title,
                                 "scale": {"domain": [lo, max(1.0, float(s.max()))]}},
                           "x2": {"field": "right"},
@@ -175,7 +175,7 @@ def own_scores_chart(best: pd.DataFrame, hard: float, soft: float, score: str, b
                           "y2": {"datum": 0},
                           "tooltip": [{"field": "left", "format": ".3f", "title": "from"},
                                       {"field": "right", "format": ".3f", "title": "to"}, {"field": "images"}]}},
-            {"data": {"name": "own_thresholds"}, "mark": {"type": "rule", "strokeWidth": 2},
+            {"mark": {"type": "rule", "strokeWidth": 2},
              "encoding": {"x": {"field": "threshold", "type": "quantitative"}, "color": _threshold_colour(),
                           "tooltip": [{"field": "label"}, {"field": "threshold", "format": ".4f"}]}},
         ],
