@@ -421,8 +421,8 @@ def _thresholds(project, ci, decisions) -> dict:
         m = fm.meta
         out["fused"] = {"in_use": ws.score == "fused", "hard": fm.hard, "soft": fm.soft,
                         "candidate": fm.candidate, **{k: m.get(k) for k in (
-                            "auc", "raw_auc", "suite_pairs", "decisions_used", "queries", "threshold_rule",
-                            "features", "second_encoder", "created")}}
+                            "auc", "auc_in_sample", "raw_auc", "suite_pairs", "decisions_used", "queries",
+                            "threshold_rule", "features", "second_encoder", "created")}}
     if decisions is not None and len(decisions):
         got = _calibrate.decision_scores(project.scores.pairs(), decisions)
         if got is not None:
@@ -1203,7 +1203,9 @@ def _thresholds_html(data: dict) -> str:
                                        f"similarity ≥ {f['candidate']:.4f}"),
                         ("fitted on", f"{f.get('suite_pairs')} suite pairs from {f.get('queries')} images + "
                                       f"{f.get('decisions_used')} curator decisions"),
-                        ("AUC", f"{_fmt_num(f.get('auc'))} out of fold (raw similarity {_fmt_num(f.get('raw_auc'))})"),
+                        ("AUC", f"{_fmt_num(f.get('auc'))}"
+                                + (" out of fold" if f.get("auc_in_sample") is not None else "")  # fitted since then
+                                + f" (raw similarity {_fmt_num(f.get('raw_auc'))})"),
                         ("threshold rule", f.get("threshold_rule")),
                         ("features", ", ".join(f.get("features") or [])), ("made", f.get("created"))]))
     dr = c.get("decisions_roc")
