@@ -417,8 +417,9 @@ def fused_model_caption(model) -> str:
                   f"{DECIDED_PRECISION:.0%} of the decided pairs above it are leaks, hard: where "
                   f"{DECIDED_HARD_PRECISION:.0%} are, judged out of fold); the curves are its scores on {suite}")
     else:
-        fitted = (f"fitted on {suite} and {n['decisions']} curator decisions; the curves and the AUC are out of fold "
-                  f"(each edited training image's pairs scored by a model fitted without them)")
+        fitted = (f"fitted on {suite} and {n['decisions']} curator decisions; the curves"
+                  + (" and the AUC" if m.get("auc_in_sample") is not None else "")  # a model fitted before: in sample
+                  + " are out of fold (each edited training image's pairs scored by a model fitted without them)")
         if m.get("threshold_rule", "suite") == "suite":  # soft is the suite's false-positive point, a probability
             fitted += (" (soft: where 0.1% of the suite's negatives score higher; the model is so sure of those "
                        "negatives that this can be a small probability: read it as a rank, not as a chance)")
