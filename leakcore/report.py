@@ -186,8 +186,10 @@ def _pair_section(name: str, f: pd.DataFrame, items, reviewers: dict, top: int, 
     shown = best.head(top)
     weak = best.iloc[len(shown):].tail(weakest) if len(best) > top else best.iloc[0:0]
     by_degree = best["degree"].value_counts().to_dict()
-    return {"items": int(len(best)), "by_degree": plain(by_degree), "within_split_pairs": int(within.sum()),
+    pairs_within = int(leakage.one_way(f[within]).sum())  # a pair found from both ends is one pair (as Review lists it)
+    return {"items": int(len(best)), "by_degree": plain(by_degree), "within_split_pairs": pairs_within,
             "within_split_items": int(f.loc[within, "eval_item_id"].nunique()),
+            "findings": int((~within).sum()) + pairs_within,
             "strongest": _rows(shown, items, reviewers, matches), "weakest": _rows(weak, items, reviewers, matches),
             "not_shown": int(len(best) - len(shown) - len(weak))}
 

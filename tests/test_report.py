@@ -309,3 +309,15 @@ def test_the_report_shows_the_closest_evaluation_images_that_are_not_flagged(ws)
     assert "the closest not flagged" in page
     assert "t-closest-similarity" in page
     assert closest[0]["eval_item_id"] in page and "data:image/" in page
+
+
+def test_a_pair_within_a_split_found_from_both_ends_counts_once():
+    """Review lists such a pair once; the report said "12 pairs inside an evaluation split" for 6."""
+    import pandas as pd
+
+    f = pd.DataFrame({"eval_split": ["d/test"] * 3, "train_split": ["d/test", "d/test", "d/train"],
+                      "eval_item_id": ["a", "b", "b"], "train_item_id": ["b", "a", "x"], "score": [0.99, 0.99, 0.9],
+                      "degree": ["hard", "hard", "soft"], "decision": [pd.NA] * 3, "reason": ["r"] * 3})
+    items = pd.DataFrame({"label": ["cat"] * 3}, index=pd.Index(["a", "b", "x"], name="item_id"))
+    section = report._pair_section("similarity", f, items, {}, top=10, weakest=0)
+    assert section["within_split_pairs"] == 1 and section["within_split_items"] == 2 and section["findings"] == 2
