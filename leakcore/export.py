@@ -91,7 +91,8 @@ def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame |
         # who decided, where a decision removed the item (an automatic removal names no reviewer, even where the
         # item has a decision on another pair; a new user read a curator's name beside an empty decision)
         info = decisions.set_index(decisions["eval_item_id"]).groupby(level=0).last()
-        decided = out["decision"].notna() & (out["decision"].astype(str) != "")
+        decided = (out["decision"].notna() & (out["decision"].astype(str) != "")) | \
+            out["item_id"].map(removals["confirmed"]).fillna(False).astype(bool)
         out["reviewer"] = out["item_id"].map(info["reviewer"]).where(decided | ~hit)
         out["note"] = out["item_id"].map(info["note"]).where(decided | ~hit)
     else:

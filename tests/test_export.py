@@ -44,6 +44,15 @@ def test_policy_counts_decisions_and_keep_list(ws):
     dedupe = export.plan(ws, "d/test", ExportPolicy("none", dedupe_within=True)).set_index("item_id")
     assert dedupe.loc["d/test/cat/test_004_dup.jpg", "removed"] and not dedupe.loc["d/test/cat/test_004.jpg", "removed"]
     assert dedupe.loc["d/test/cat/test_004_dup.jpg", "reason"] == "within-split duplicate of d/test/cat/test_004.jpg"
+    plain = export.plan(ws, "d/test", ExportPolicy("none")).set_index("item_id")
+    assert not plain.loc[["d/test/cat/test_004.jpg", "d/test/cat/test_004_dup.jpg"], "removed"].any()
+    review.decide(ws, "d/test/cat/test_004_dup.jpg", "d/test/cat/test_004.jpg", "hard", reviewer="r")
+    confirmed = export.plan(ws, "d/test", ExportPolicy("none")).set_index("item_id")  # confirmed: one copy goes
+    assert confirmed.loc["d/test/cat/test_004_dup.jpg", "removed"] and not confirmed.loc["d/test/cat/test_004.jpg", "removed"]
+    assert confirmed.loc["d/test/cat/test_004_dup.jpg", "reason"] == "confirmed within-split duplicate of d/test/cat/test_004.jpg"
+    assert confirmed.loc["d/test/cat/test_004_dup.jpg", "reviewer"] == "r"
+    keep = export.plan(ws, "d/test", ExportPolicy("none", frozenset({"cat/test_004_dup.jpg"}))).set_index("item_id")
+    assert keep.loc["d/test/cat/test_004_dup.jpg", "removed"]  # a keep-list does not override a curator's confirmation
 
 
 @pytest.mark.parametrize("fmt", ["same", "csv", "parquet", "jsonl"])

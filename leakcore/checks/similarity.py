@@ -70,7 +70,9 @@ class SimilarityCheck(Check):
 
     def removals(self, ws, eval_split: str, inputs: CheckInputs, policy) -> pd.DataFrame:
         """Confirmed pairs always remove their evaluation item, automatic flags at the policy's level, and with
-        `dedupe_within` every within-split duplicate but the first (by item id) of its group."""
+        `dedupe_within` every within-split duplicate but the first (by item id) of its group; a duplicate within the
+        split that a curator confirmed is always removed but the first of its group (README: "confirmed leaks are
+        always removed"; a new user's six confirmed duplicates stayed in without the option)."""
         pairs = self._pairs(ws, inputs)
         pairs = pairs[pairs["eval_split"] == eval_split]
         cross = leakage.with_degrees(pairs[~pairs["within"]], inputs.hard, inputs.soft, inputs.decisions)
@@ -93,24 +95,31 @@ class SimilarityCheck(Check):
                             "matches": ev["matches"].to_numpy(), "similarity": ev["similarity"].to_numpy(),
                             "degree": ev["degree"].to_numpy(), "decision": ev["decision"].to_numpy(),
                             "confirmed": is_confirmed}, columns=REMOVAL_COLUMNS)
-        if policy.dedupe_within:
-            heads = _within_groups(pairs[pairs["within"]], inputs.soft, inputs.decisions)
+        within = pairs[pairs["within"]]
+        for confirmed_only in (True, False) if policy.dedupe_within else (True,):
+            heads = _within_groups(within, inputs.soft, inputs.decisions, confirmed_only=confirmed_only)
             dup = {i: h for i, h in heads.items() if i != h and i not in set(out["item_id"])}
             if dup:
+                what = "confirmed within-split duplicate" if confirmed_only else "within-split duplicate"
                 out = pd.concat([out, pd.DataFrame({
                     "item_id": list(dup), "check": f"{self.name} (within split)",
-                    "reason": [f"within-split duplicate of {h}" for h in dup.values()], "matches": list(dup.values()),
-                    "similarity": np.nan, "degree": None, "decision": None, "confirmed": False})], ignore_index=True)
+                    "reason": [f"{what} of {h}" for h in dup.values()], "matches": list(dup.values()),
+                    "similarity": np.nan, "degree": None, "decision": None, "confirmed": confirmed_only})],
+                    ignore_index=True)
         return out
 
 
-def _within_groups(pairs: pd.DataFrame, soft: float, decisions: pd.DataFrame | None) -> dict[str, str]:
-    """item -> the first item id of its within-split duplicate group (connected components of duplicate pairs)."""
+def _within_groups(pairs: pd.DataFrame, soft: float, decisions: pd.DataFrame | None, *,
+                   confirmed_only: bool = False) -> dict[str, str]:
+    """item -> the first item id of its within-split duplicate group (connected components of duplicate pairs;
+    `confirmed_only`: of the pairs a curator confirmed as leaks)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
+    if confirmed_only and (decisions is None or decisions.empty):
+        return {}
     p = leakage.with_degrees(pairs, soft, soft, decisions)
-    p = p[p["degree"] != leakage.NONE]
+    p = p[p["decision"].isin(["hard", "soft"])] if confirmed_only else p[p["degree"] != leakage.NONE]
     if p.empty:
         return {}
     ids, codes = np.unique(np.concatenate([p["eval_item_id"].to_numpy(str), p["train_item_id"].to_numpy(str)]),
