@@ -43,7 +43,10 @@ with user_errors():
         st.caption(thresholds_ui.fused_model_caption(model))
         left, right = st.columns(2)
         with left:
-            thresholds_ui.roc_chart(ws, curves, points, hard, soft, None)
+            decided, why = thresholds_ui.decided_roc(ws, encoder, score)
+            thresholds_ui.roc_chart(ws, curves, points, hard, soft, decided)
+            if why:
+                st.caption(why)
         with right:
             thresholds_ui.histogram_chart(hist, hard, soft, fused=True)
         fpr_h, tpr_h = points.at(hard)
@@ -63,11 +66,10 @@ with user_errors():
         thresholds_ui.suggestion_check(result, defaults, in_force=suggestion_in_force)
         left, right = st.columns(2)
         with left:
-            decided = data.decision_views(ws) if encoder == ws.settings.encoder else None
+            decided, why = thresholds_ui.decided_roc(ws, encoder, score)
             thresholds_ui.roc_chart(ws, curves, points, hard, soft, decided)
-            if decided is None:
-                st.caption(f"The curators' ROC (dashed) appears once at least 20 pairs are decided, some confirmed "
-                           f"and some rejected; {data.decided_pairs(ws)} are decided now.")
+            if why:
+                st.caption(why)
         with right:
             thresholds_ui.histogram_chart(hist, hard, soft)
         fpr_h, tpr_h = points.at(hard)
@@ -90,7 +92,10 @@ with user_errors():
         st.cache_data.clear()
         st.session_state["flash"] = f"Thresholds for {encoder} ({score}) saved: hard {hard:.4f}, soft {soft:.4f}"
         st.rerun()
-    if in_force is not None:
+    if in_force is not None and (encoder, score) != (ws.settings.encoder, ws.settings.score):
+        c2.caption(f"Stored for {encoder} ({score}): hard {in_force[0]:.4f}, soft {in_force[1]:.4f}; not in use while "
+                   f"the project scores pairs by {ws.settings.encoder} ({ws.settings.score}).")
+    elif in_force is not None:
         c2.caption(f"In force for {encoder} ({score}): hard {in_force[0]:.4f}, soft {in_force[1]:.4f}. Every page and "
                    "`leakcore report` use the applied values at once, without re-scanning.")
     if views is not None and not fused:

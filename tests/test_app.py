@@ -454,6 +454,11 @@ def test_home_scan_verifies_photos_by_default_and_the_box_follows_the_workspace_
     done = at.success[0].value  # said as the CLI says it, and the sidebar follows the score now in force
     assert "Verification checked" in done and "by the fused score" in done and "the flags use the fused score" in done
     assert any("fused score" in c.value for c in at.sidebar.caption)
+    at.switch_page("pages/2_Thresholds.py").run()  # opens on the fused score; the similarity's stored thresholds are
+    assert not at.exception and at.segmented_control(key="th_score").value == "fused"  # then said to be not in use
+    at.segmented_control(key="th_score").set_value("similarity").run()
+    assert not at.exception and any("not in use while the project scores pairs by" in c.value for c in at.caption)
+    at.switch_page("app.py").run()
     at.checkbox(key="scan_verify").uncheck().run()
     at.button(key="run_scan").click().run()
     ws = Workspace.open(project.path)

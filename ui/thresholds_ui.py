@@ -283,6 +283,19 @@ def _selected(state, name: str) -> list[dict]:
     return list(state["selection"].get(name) or []) if state else []
 
 
+def decided_roc(ws: Workspace, encoder: str, score: str) -> tuple:
+    """(the curators' ROC for the chart of (encoder, score) or None, a caption saying why not or None): it is drawn
+    from the pairs' scores in force, so only on the chart of the score the project uses (it was drawn on the
+    similarity chart from fused scores, and never on the fused one)."""
+    if (encoder, score) != (ws.settings.encoder, ws.settings.score):
+        return None, None
+    decided = data.decision_views(ws)
+    why = None if decided is not None else (
+        f"The curators' ROC (dashed) appears once at least 20 pairs are decided, some confirmed and some rejected; "
+        f"{data.decided_pairs(ws)} are decided now.")
+    return decided, why
+
+
 def histogram_chart(hist, hard: float, soft: float, fused: bool = False) -> None:
     """Positive and hardest-negative scores (pre-binned) with the two threshold lines."""
     # one named table per histogram: with a single named table, Streamlit 1.67 takes it for the chart's own data
