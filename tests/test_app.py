@@ -458,6 +458,8 @@ def test_home_scan_verifies_photos_by_default_and_the_box_follows_the_workspace_
     assert not at.exception and at.segmented_control(key="th_score").value == "fused"  # then said to be not in use
     at.segmented_control(key="th_score").set_value("similarity").run()
     assert not at.exception and any("not in use while the project scores pairs by" in c.value for c in at.caption)
+    at.switch_page("pages/1_Review.py").run()  # the queue is ordered by the fused score, and the control says so
+    assert not at.exception and "fused score" in [str(o) for o in at.segmented_control(key="f_sort").options]
     at.switch_page("app.py").run()
     at.checkbox(key="scan_verify").uncheck().run()
     at.button(key="run_scan").click().run()

@@ -193,7 +193,9 @@ def queue_filters(queue: pd.DataFrame, splits: dict[str, list[str]]) -> dict:
             sorts.remove(UNCERTAINTY_SORT)
             if st.session_state["f_sort"] == UNCERTAINTY_SORT:
                 st.session_state["f_sort"] = "similarity"
+        fused = queue["uncertainty"].notna().any()  # the queue is ordered by the score in force: say which
         st.segmented_control("Order", sorts, key="f_sort", selection_mode="single",
+                             format_func=lambda s: "fused score" if fused and s == "similarity" else s,
                              help="model uncertainty (fused score only): pairs whose P(same photograph) is nearest "
                                   "0.5 first, so that each decision teaches the next refit the most")
     release_sidebar_focus()
