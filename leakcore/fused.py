@@ -414,7 +414,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
     clean = _clean(suite)
     cal = ThresholdCalibrator(0.001).fit(fused[clean], suite["label"].to_numpy(bool)[clean],
                                          suite["is_copy"].to_numpy(bool)[clean])
-    raw = ws.thresholds_or_none(encoder_name)
+    raw = ws.thresholds_or_none(encoder_name, score="similarity")  # the raw similarity's, whatever score is in force
     candidate = float(np.quantile(neg_raw, 1 - CANDIDATE_FPR)) if len(neg_raw) else 0.5
     if raw is not None:
         candidate = min(candidate, raw.soft)
@@ -476,7 +476,8 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
     oof = fused if alone else (suite_held if suite_held is not None else
                                _out_of_fold(suite[features].to_numpy(np.float64), suite["label"].to_numpy(int),
                                             suite["query"].astype(str).to_numpy(), seed))
-    floored = floor_matched(suite, oof, hard, MATCH_RULE, pixels, crop)
+    raw_hard = float(raw.hard) if raw is not None else None  # hard: the same picture by the raw similarity too
+    floored = floor_matched(suite, oof, hard, MATCH_RULE, pixels, crop, soft=soft, raw_hard=raw_hard)
     per_family = (suite.assign(fused=floored)[clean].groupby(["family", "label"])["fused"]
                   .apply(lambda s: float((s >= soft).mean())).unstack("label"))
     positive = clean & (suite["label"] == 1).to_numpy()
@@ -498,6 +499,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
         "suite_soft": float(cal.soft_), "suite_hard": float(cal.hard_), "lookalike_pairs": int(collection.sum()),
         "lookalike_soft": lookalike_soft, "leak_share": LEAK_SHARE,
         "decisive_matches": list(MATCH_RULE), "decisive_pixels": pixels, "decisive_crop": crop,
+        "hard_needs_raw": raw_hard,
         "lookalikes_decided_by_matches": int(matched_lookalikes.sum()) if matched_lookalikes is not None else None,
         "flagged_by_family": {str(k): float(v) for k, v in per_family.get(1, pd.Series(dtype=float)).items()
                               if v == v},  # a family with no copies (the collection's look-alikes) has no rate
@@ -617,7 +619,7 @@ def held_out_scores(fm: FusedModel, suite: pd.DataFrame) -> np.ndarray:
         out[ok] = _out_of_fold(x[ok], suite["label"].to_numpy(int)[ok], suite["query"].astype(str).to_numpy()[ok],
                                int(fm.meta_.get("seed", 0)))
     return floor_matched(suite, out, fm.hard_, fm.meta_.get("decisive_matches"), fm.meta_.get("decisive_pixels"),
-                         fm.meta_.get("decisive_crop"))
+                         fm.meta_.get("decisive_crop"), soft=fm.soft_, raw_hard=fm.meta_.get("hard_needs_raw"))
 
 
 def candidates(pairs: pd.DataFrame, fm: FusedModel) -> pd.DataFrame:

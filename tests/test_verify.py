@@ -854,7 +854,10 @@ def test_on_photos_the_pixel_rule_holds_only_where_the_pixels_agree_at_four_time
     fm.meta_["decisive_pixels"] = [verify.TWIN_NCC, verify.TWIN_SSIM, verify.TWIN_CROP_AGREES]
     assert list(fm.predict(aligned)) == pytest.approx([DECIDED, 0.05, DECIDED])
     assert fused.outdated({"version": verify.VERSION, "decisive_pixels": [verify.TWIN_NCC, verify.TWIN_SSIM]})
-    assert fused.outdated({"version": verify.VERSION, "decisive_pixels": fm.meta_["decisive_pixels"]}) is None
+    assert fused.outdated({"version": verify.VERSION, "decisive_pixels": fm.meta_["decisive_pixels"],
+                           "hard_needs_raw": 0.9}) is None
+    assert "raw similarity's hard" in fused.outdated({"version": verify.VERSION,  # fitted before hard asked for it
+                                                     "decisive_pixels": fm.meta_["decisive_pixels"]})
     big, small = _workspace_of_size(tmp_path / "big", 500), _workspace_of_size(tmp_path / "small", 32)
     assert fused.pixel_rule(big) == fm.meta_["decisive_pixels"] and fused.pixel_rule(small) is None
 
@@ -1172,3 +1175,21 @@ def test_evidence_tells_its_progress_as_batches_finish_and_gives_the_same_number
     assert len(told) >= 3 and told == sorted(told) and told[-1] == len(eval_images)
     whole = verify.evidence(eval_images, train_images, batch=64)
     pd.testing.assert_frame_equal(ev, whole)
+
+
+def test_hard_under_the_fused_score_is_the_same_picture_by_the_raw_similarity_too():
+    """On photos every planted copy was decided by its evidence and so scored hard: a 50% crop as much as a re-encoded
+    copy (a new user's trial: hard = soft = 20). With the raw similarity's hard, a flagged pair reaches hard only
+    where the raw similarity says the same picture too; the others score in [soft, hard), in the model's order, and
+    no pair changes sides of soft."""
+    rows = pd.DataFrame({"similarity": [0.97, 0.55, 0.60, 0.58, 0.30], "orb_inliers": np.log1p([60, 60, 60, 0, 0]),
+                         "orb_ratio": [0.9, 0.9, 0.9, 0.0, 0.0], "orb_used": 1.0, "tiles_agree": 0.9})
+    model = np.array([0.99, 0.99, 0.40, 0.7, 0.2])  # a re-encoded copy, a crop, a flip, an undecided pair, a look-alike
+    rule = (fused.TWIN_ORB_INLIERS, fused.TWIN_ORB_RATIO)
+    before = fused.floor_matched(rows, model, 0.95, rule)
+    after = fused.floor_matched(rows, model, 0.95, rule, soft=0.5, raw_hard=0.9)
+    assert before[:3] == pytest.approx([0.95 + 0.05 * 0.99, 0.95 + 0.05 * 0.99, 0.95 + 0.05 * 0.4])  # all hard
+    assert after[0] == pytest.approx(before[0]) and after[0] >= 0.95  # the same picture: hard
+    assert 0.5 <= after[2] < after[1] < 0.95 and 0.5 <= after[3] < 0.95  # the rest soft, in the model's order
+    assert after[4] == pytest.approx(0.2)  # below soft stays where it was
+    assert list(after >= 0.5) == list(before >= 0.5)  # the same flags at soft

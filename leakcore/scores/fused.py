@@ -101,7 +101,8 @@ class FusedModel:
         if ok.any():
             out[ok] = self.model_.predict_proba(x[ok])[:, 1]
         return floor_matched(frame, out, self.hard_, self.meta_.get("decisive_matches"),
-                             self.meta_.get("decisive_pixels"), self.meta_.get("decisive_crop"))
+                             self.meta_.get("decisive_pixels"), self.meta_.get("decisive_crop"), soft=self.soft_,
+                             raw_hard=self.meta_.get("hard_needs_raw"))
 
     def contributions(self, row: pd.Series | dict) -> pd.DataFrame:
         """Per feature: its value and its contribution to the log-odds (mean over the calibrated folds)."""
@@ -315,14 +316,22 @@ def decided_by_crop(ev: pd.DataFrame, rule=(TWIN_CROP_NCC, TWIN_CROP_DETAIL)) ->
     return ((ev["crop_ncc"].to_numpy(float) >= rule[0]) & (ev["crop_detail"].to_numpy(float) >= rule[1])).astype(bool)
 
 
-def floor_matched(ev: pd.DataFrame, scores: np.ndarray, hard: float, rule=None, pixels=None, crop=None) -> np.ndarray:
+def floor_matched(ev: pd.DataFrame, scores: np.ndarray, hard: float, rule=None, pixels=None, crop=None, *,
+                  soft: float | None = None, raw_hard: float | None = None) -> np.ndarray:
     """`scores` raised into [hard, 1] where the local matches decide (`decided_by_matches` by a model's
     (inliers, ratio) rule), with `pixels` = (ncc, ssim) where the pixels align (`decided_by_pixels`), and with
     `crop` = (ncc, detail) where one image is a crop of the other (`decided_by_crop`); unchanged where the model
     has none of these rules (fitted before them). A decided pair scores hard + (1 - hard) x its model score: at least
     hard and at least its own score, so no flag at any threshold up to hard changes, and decided pairs keep the
     model's order among themselves (raised to hard itself, every planted copy of a photo set tied at one value, and a
-    curator could not sort them: a new user's trial)."""
+    curator could not sort them: a new user's trial).
+
+    With `raw_hard` (and `soft`), hard means the same picture as the raw similarity says it, as the README defines
+    it: a pair reaches hard only where its raw similarity is at least the encoder's raw hard threshold (an exact or
+    re-encoded copy). Every other pair at or above soft, decided or not, scores soft + (hard - soft) x its score, in
+    [soft, hard): still flagged, as a soft leak (a crop, a flip, a banner, a colour change), in the model's order. On
+    photos every planted copy was decided and so hard, a 50% crop as much as a re-encoded copy (a new user's trial).
+    No pair changes sides of soft."""
     decided = np.zeros(len(ev), bool)
     if rule is not None:
         decided |= decided_by_matches(ev, tuple(rule))
@@ -330,7 +339,13 @@ def floor_matched(ev: pd.DataFrame, scores: np.ndarray, hard: float, rule=None, 
         decided |= decided_by_pixels(ev, tuple(pixels))
     if crop is not None:
         decided |= decided_by_crop(ev, tuple(crop))
-    return np.where(decided, hard + (1.0 - hard) * np.clip(scores, 0.0, 1.0), scores)
+    scores = np.asarray(scores, dtype=float)
+    lifted = np.where(decided, hard + (1.0 - hard) * np.clip(scores, 0.0, 1.0), scores)
+    if raw_hard is None or soft is None:
+        return lifted
+    same = ev["similarity"].to_numpy(dtype=float) >= raw_hard
+    banded = soft + (hard - soft) * np.clip(scores, 0.0, 1.0)
+    return np.where(same, lifted, np.where(decided | (scores >= soft), banded, scores))
 
 
 def _estimator(cv: int = 5) -> CalibratedLogistic:
@@ -350,6 +365,8 @@ def outdated(meta: dict) -> str | None:
         return f"its pixel evidence is of version {meta.get('version')}, this one computes version {verify.VERSION}"
     if meta.get("decisive_pixels") is not None and len(meta["decisive_pixels"]) < 3:
         return "its pixel rule does not check the pixels at four times the canvas (verify.TWIN_CROP_AGREES)"
+    if "hard_needs_raw" not in meta:
+        return "its hard threshold does not ask for the raw similarity's hard (the same picture)"
     size, caches = meta.get("second_input_size"), meta.get("second_caches") or []
     if meta.get("second_encoder") and (size != SECOND_INPUT_SIZE or len(caches) != 1):
         return f"its second model ran at {size} px" + (" with mirrored images" if len(caches) > 1 else "")
