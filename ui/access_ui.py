@@ -251,5 +251,7 @@ def audit_view(ws) -> None:
     chosen = st.multiselect("Actions", actions, key="team_actions", placeholder="all")
     if chosen:
         table = table[table["action"].isin(chosen)]
+    # an entry without a value there (a first setting has nothing before it) shows an empty cell, not NaN or None
+    table = table.astype(object).where(table.notna(), "").replace({"None": "", "nan": ""})
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: st.column_config.TextColumn(c, width="medium") for c in ("before", "after", "details")})
