@@ -113,6 +113,23 @@ def test_the_review_page_of_a_workspace_with_nothing_flagged_says_so(ws):
     assert not at.exception and any("no scan results" in i.value for i in at.info)
 
 
+def test_once_the_queue_is_reviewed_the_page_shows_what_was_not_flagged(ws):
+    """With every pair decided the default queue (unreviewed pairs) is empty: the page says the queue is done and
+    shows the evaluation images not in it that came closest (a new user found only "No pairs match")."""
+    from leakcore.api import Project
+
+    project = Project.open(ws.path)
+    hard, soft = project.scores.thresholds()
+    queued = project.review.queue(hard, soft)
+    for e, t in zip(queued["eval_item_id"], queued["train_item_id"]):
+        review.decide(ws, e, t, "hard", reviewer="ann")
+    at = run("pages/1_Review.py")
+    assert not at.exception
+    assert any(f"All {len(queued)} pairs in the queue are reviewed" in s.value for s in at.success)
+    closest = at.dataframe[0].value
+    assert len(closest) and not set(closest["evaluation item"]) & set(queued["eval_item_id"])
+
+
 def test_review_filters(ws):
     at = run("pages/1_Review.py")
     at.multiselect(key="f_degrees").set_value(["soft"]).run()

@@ -243,6 +243,11 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         flash()
         if view.empty:
             show_in_url(None)
+            if counts["total"] and decided >= counts["total"]:  # the queue is done: what was not flagged is left
+                st.success(f"All {counts['total']} pairs in the queue are reviewed. Below, the evaluation images that "
+                           f"are not in it and came closest to soft, each beside its nearest training image.")
+                closest_table(ws, set(queue["eval_item_id"].astype(str)))
+                return
             st.success("No pairs match these filters. Widen them in the sidebar to see more.")
             return
         pos = position(view)
@@ -322,7 +327,7 @@ def next_strip(ws: Workspace, items: pd.DataFrame, view, pos: int) -> None:
                 unsafe_allow_html=True)
 
 
-CLOSEST_SHOWN = 20  # evaluation images shown, closest first, where nothing is flagged
+CLOSEST_SHOWN = 20  # evaluation images shown, closest first, where nothing is flagged or all of the queue is reviewed
 
 
 def nothing_flagged(ws: Workspace, soft: float) -> None:
@@ -333,13 +338,24 @@ def nothing_flagged(ws: Workspace, soft: float) -> None:
     if pairs.empty:
         st.info("Nothing flagged yet: no scan results. Run a scan from the home page.")
         return
+    st.info(f"Nothing is flagged or borderline: no pair scores near soft ({soft:.4f}, {ws.settings.score}). Below "
+            f"are the evaluation images that came closest, each beside its nearest training image: look at them to "
+            f"see what was not flagged, or lower soft on the Thresholds page to review them as pairs.")
+    closest_table(ws, set())
+
+
+def closest_table(ws: Workspace, leave_out: set) -> None:
+    """The CLOSEST_SHOWN evaluation images (not in `leave_out`) whose nearest training image scores highest, each
+    beside it, with the score in force and the raw similarity: what was not flagged, nearest the threshold first."""
+    pairs = data.pairs(ws)
+    # against training only (a duplicate inside the split is the queue's, and "nearest training image" says so)
+    pairs = pairs[~pairs["within"].astype(bool) & ~pairs["eval_item_id"].astype(str).isin(leave_out)]
+    if pairs.empty:
+        return
     by = "score" if "score" in pairs else "similarity"  # the score in force (`similarity` is the raw similarity)
     best = pairs.sort_values([by, "similarity"], ascending=False, kind="stable", na_position="last")
     best = best.drop_duplicates("eval_item_id").head(CLOSEST_SHOWN)
     score = ws.settings.score
-    st.info(f"Nothing is flagged or borderline: no pair scores near soft ({soft:.4f}, {score}). Below are the "
-            f"{len(best)} evaluation images that came closest, each beside its nearest training image: look at them "
-            f"to see what was not flagged, or lower soft on the Thresholds page to review them as pairs.")
     table = pd.DataFrame({
         "evaluation image": data.thumbnails(ws, best["eval_item_id"].tolist(), side=96),
         "nearest training image": data.thumbnails(ws, best["train_item_id"].tolist(), side=96),
@@ -348,7 +364,7 @@ def nothing_flagged(ws: Workspace, soft: float) -> None:
         table["raw similarity"] = best["similarity"].to_numpy()
     table["evaluation item"] = best["eval_item_id"].to_numpy()
     table["training item"] = best["train_item_id"].to_numpy()
-    table["searched in"] = best["train_split"].astype(str).to_numpy()
+    table["training split"] = best["train_split"].astype(str).to_numpy()
     config = {"evaluation image": st.column_config.ImageColumn(width="medium"),
               "nearest training image": st.column_config.ImageColumn(width="medium"),
               score: st.column_config.NumberColumn(format="%.4f"),
