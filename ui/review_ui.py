@@ -261,7 +261,7 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         else:
             score = f"similarity **{pair['similarity']:.4f}**"
         top[0].markdown(
-            f"Pair **{pos + 1} / {len(view)}** · {score} · degree **{pair['degree']}** · "
+            f"Pair **{pos + 1} / {len(view)}** · {score} · degree by the score **{pair['degree']}** · "
             f"labels **{pair['label_agreement']}** · state **{pair['state']}**"
             + (f" ({DECISION_LABELS[pair['decision']]} by {as_code(pair['reviewer'], 200)})"
                if pair["state"] != "unreviewed" else ""))
