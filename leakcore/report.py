@@ -852,6 +852,7 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:v
 table.data{border-collapse:collapse;width:100%;font-size:13px}
 table.data caption{text-align:left;color:var(--muted);font-size:12px;padding:2px 0}
 table.data th{background:#eef0f4;text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);cursor:pointer;user-select:none;white-space:nowrap}
+table.wrapheads th{white-space:normal;vertical-align:bottom}
 table.data th::after{content:" \\2195";color:#a3aab8;font-size:11px}
 table.data th[data-dir=asc]::after{content:" \\25B2";color:var(--ink)}
 table.data th[data-dir=desc]::after{content:" \\25BC";color:var(--ink)}
@@ -968,7 +969,7 @@ def _summary_html(data: dict) -> str:
         rows.append(r)
     numeric = set(range(1, len(cols) - 5)) | {len(cols) - 6, len(cols) - 4, len(cols) - 3, len(cols) - 2}
     out.append("<h3>Verdict per evaluation split</h3>")
-    out.append(_table("t-verdicts", cols, rows, numeric=numeric, filter_box=False,
+    out.append(_table("t-verdicts", cols, rows, numeric=numeric, filter_box=False, cls="wrapheads",
                       caption="rates over all training sources; hard ⊂ soft; confirmed: evaluation images a curator "
                               "confirmed as leaking to training"))
     out.append("<h3>Datasets and splits</h3>")

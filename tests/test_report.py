@@ -242,6 +242,8 @@ def test_opens_offline_in_chromium_sorts_filters_and_prints(ws, tmp_path):
             widths = page.eval_on_selector_all(selector, "els => els.map(e => e.getBBox().width)")
             assert len(widths) >= least and all(w > 0 for w in widths), selector  # drawn, not swallowed
         assert page.eval_on_selector_all("svg.chart > text", "ts => ts.length") >= 10  # axes and legend
+        # the verdict table fits the page, its headers wrapped (at 1,400 px a new user had to scroll it sideways)
+        assert page.eval_on_selector("#t-verdicts", "t => t.scrollWidth <= t.parentElement.clientWidth")
         first = "#t-find-similarity tbody tr:first-child td:nth-child(3)"
         top = float(page.text_content(first))
         page.click("#t-find-similarity th:nth-child(3)")  # ascending
