@@ -497,6 +497,14 @@ def test_the_fused_model_is_an_estimator_stored_as_numbers_and_refuses_a_pickle_
     with caplog.at_level("WARNING"):
         assert fused.load(scanned.workspace) is None
     assert "pickle" in caplog.text and "fit it again" in caplog.text
+    from leakcore import leakage
+    from leakcore.errors import ThresholdsUncalibrated
+
+    scanned.workspace.set_score("fused")  # the pages and the report say why, and that a scan fits it again
+    with pytest.raises(ThresholdsUncalibrated, match="fitted by an older version") as older:
+        leakage.load_pairs(scanned.workspace)
+    assert "leakcore scan" in older.value.for_terminal()
+    scanned.workspace.set_score("similarity")
     meta_file.write_text(json.dumps({**stored, "format": 99}))  # a newer layout than this version reads
     with pytest.raises(InvalidInput, match="newer than this version reads") as refused:
         fused.load(scanned.workspace)

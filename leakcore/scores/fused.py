@@ -100,9 +100,13 @@ class FusedModel:
         out = np.zeros(len(frame))
         if ok.any():
             out[ok] = self.model_.predict_proba(x[ok])[:, 1]
-        return floor_matched(frame, out, self.hard_, self.meta_.get("decisive_matches"),
-                             self.meta_.get("decisive_pixels"), self.meta_.get("decisive_crop"), soft=self.soft_,
-                             raw_hard=self.meta_.get("hard_needs_raw"))
+        return self.floor(frame, out)
+
+    def floor(self, frame: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
+        """`scores` of `frame`'s pairs with this model's decisive rules applied (`floor_matched`)."""
+        m = self.meta_
+        return floor_matched(frame, scores, self.hard_, m.get("decisive_matches"), m.get("decisive_pixels"),
+                             m.get("decisive_crop"), soft=self.soft_, raw_hard=m.get("hard_needs_raw"))
 
     def contributions(self, row: pd.Series | dict) -> pd.DataFrame:
         """Per feature: its value and its contribution to the log-odds (mean over the calibrated folds)."""
@@ -445,6 +449,13 @@ class FusedScore(Score):
         if fm is None:
             from leakcore.errors import ThresholdsUncalibrated
 
+            if ws.paths.fused_file(encoder, "model.json").exists():  # stored, but fitted by an older version
+                raise ThresholdsUncalibrated(
+                    f"the fused score's model of {encoder} was fitted by an older version of leakcore and must be "
+                    f"fitted again",
+                    cli=f"a scan fits it again: `leakcore scan {ws.path}` (or `leakcore verify {ws.path} --refit`)",
+                    page="Run a scan from the Home page: it fits the model again (a few seconds), or switch back to "
+                         "the raw similarity")
             raise ThresholdsUncalibrated(
                 f"the workspace scores pairs by the fused score, but {encoder} has no fitted model",
                 cli=f"fit it: `leakcore verify {ws.path} --refit`, or go back: `leakcore verify {ws.path} --use similarity`",
