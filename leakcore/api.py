@@ -624,6 +624,11 @@ class Scores:
         return leakage.best_similarity(pairs), leakage.eval_counts(self._p.workspace)
 
     @staticmethod
+    def closest(pairs: pd.DataFrame, leave_out: set, n: int) -> pd.DataFrame:
+        """The `n` evaluation images not in `leave_out` nearest the threshold from below (`leakage.closest`)."""
+        return leakage.closest(pairs, leave_out, n)
+
+    @staticmethod
     def counts_at(best: pd.DataFrame, hard: float, soft: float, totals: pd.Series) -> pd.DataFrame:
         """Evaluation items flagged per split at these thresholds (automatic flags)."""
         return leakage.counts_at(best, hard, soft, totals)

@@ -424,8 +424,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
     if not alone and int(collection.sum()) >= MIN_LOOKALIKES:
         # the collection's own look-alikes set soft: out of fold (every pair of one query image held out together),
         # where LOOKALIKE_PRECISION of the pairs above it are leaks with one candidate pair in 1 / LEAK_SHARE a leak
-        held = suite_held = _out_of_fold(suite[features].to_numpy(np.float64), suite["label"].to_numpy(int),
-                                         suite["query"].astype(str).to_numpy(), seed)
+        held = suite_held = _suite_out_of_fold(suite, features, seed)
         # a look-alike the local matches (or a crop search) decide is flagged whatever soft is: it does not move soft
         # (it is counted)
         matched_lookalikes = collection.to_numpy() & (decided_by_matches(suite) | decided_by_crop(suite))
@@ -473,9 +472,7 @@ def fit(ws, *, encoder_name: str | None = None, queries: int | None = None, seed
     # what the model says of the fitting pairs it was not fitted on: each query image's edits and negatives scored
     # by a model fitted without them (fitted on the decisions alone, the model never saw these pairs). In sample a
     # small fitting set is told apart perfectly (AUC 1.000 on hymenoptera), which says nothing
-    oof = fused if alone else (suite_held if suite_held is not None else
-                               _out_of_fold(suite[features].to_numpy(np.float64), suite["label"].to_numpy(int),
-                                            suite["query"].astype(str).to_numpy(), seed))
+    oof = fused if alone else suite_held if suite_held is not None else _suite_out_of_fold(suite, features, seed)
     raw_hard = float(raw.hard) if raw is not None else None  # hard: the same picture by the raw similarity too
     floored = floor_matched(suite, oof, hard, MATCH_RULE, pixels, crop, soft=soft, raw_hard=raw_hard)
     per_family = (suite.assign(fused=floored)[clean].groupby(["family", "label"])["fused"]
@@ -537,6 +534,18 @@ def _clean(suite: pd.DataFrame) -> np.ndarray:
     if not (neg == "other label").any():
         return np.ones(len(suite), bool)
     return ((suite["label"] == 1) | (neg == "other label") | neg.str.startswith("collection")).to_numpy()
+
+
+def _suite_out_of_fold(suite: pd.DataFrame, features: list[str], seed: int) -> np.ndarray:
+    """`_out_of_fold` over the fitting pairs, a query image's pairs held out together (0 for a row missing a
+    feature)."""
+    x = suite[features].to_numpy(np.float64)
+    ok = ~np.isnan(x).any(axis=1)
+    out = np.zeros(len(suite))
+    if ok.any():
+        out[ok] = _out_of_fold(x[ok], suite["label"].to_numpy(int)[ok], suite["query"].astype(str).to_numpy()[ok],
+                               seed)
+    return out
 
 
 def _out_of_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -612,14 +621,7 @@ def held_out_scores(fm: FusedModel, suite: pd.DataFrame) -> np.ndarray:
     model floors decided pairs."""
     if fm.meta_.get("fitted_on_decisions_alone"):
         return fm.predict(suite)
-    x = suite[list(fm.features)].to_numpy(np.float64)
-    ok = ~np.isnan(x).any(axis=1)
-    out = np.zeros(len(suite))
-    if ok.any():
-        out[ok] = _out_of_fold(x[ok], suite["label"].to_numpy(int)[ok], suite["query"].astype(str).to_numpy()[ok],
-                               int(fm.meta_.get("seed", 0)))
-    return floor_matched(suite, out, fm.hard_, fm.meta_.get("decisive_matches"), fm.meta_.get("decisive_pixels"),
-                         fm.meta_.get("decisive_crop"), soft=fm.soft_, raw_hard=fm.meta_.get("hard_needs_raw"))
+    return fm.floor(suite, _suite_out_of_fold(suite, list(fm.features), int(fm.meta_.get("seed", 0))))
 
 
 def candidates(pairs: pd.DataFrame, fm: FusedModel) -> pd.DataFrame:

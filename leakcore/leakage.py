@@ -81,9 +81,20 @@ def both_ways(decisions: pd.DataFrame) -> pd.DataFrame:
         return decisions
     d = decisions.reset_index(drop=True)
     swapped = d.rename(columns={"eval_item_id": "train_item_id", "train_item_id": "eval_item_id"})
-    both = pd.concat([d.assign(_at=np.arange(len(d))), swapped.assign(_at=np.arange(len(d)))], ignore_index=True)
-    both = both.sort_values("_at", kind="stable")
-    return both.drop_duplicates(["eval_item_id", "train_item_id"], keep="last").drop(columns="_at").reset_index(drop=True)
+    both = pd.concat([d, swapped]).sort_index(kind="stable")  # each decision, then its mirror, in the order made
+    return both.drop_duplicates(["eval_item_id", "train_item_id"], keep="last").reset_index(drop=True)
+
+
+def closest(pairs: pd.DataFrame, leave_out: set, n: int) -> pd.DataFrame:
+    """The `n` evaluation images not in `leave_out` whose nearest training image scores highest by the score in
+    force (the raw similarity breaking ties), one row each: what was not flagged, nearest the threshold first (the
+    Review page's near misses and the report's). Pairs within a split are left out: they are the queue's."""
+    if pairs.empty:
+        return pairs
+    p = pairs[~pairs["within"].to_numpy(dtype=bool) & ~pairs["eval_item_id"].astype(str).isin(leave_out)]
+    p = p.assign(score=scores.in_force(p))
+    best = p.sort_values(["score", "similarity"], ascending=False, kind="stable", na_position="last")
+    return best.drop_duplicates("eval_item_id").head(n)
 
 
 def with_degrees(pairs: pd.DataFrame, hard: float, soft: float, decisions: pd.DataFrame | None = None) -> pd.DataFrame:

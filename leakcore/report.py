@@ -200,14 +200,10 @@ CLOSEST = 12  # evaluation images not flagged that the report shows, closest to 
 def _closest(project, f: pd.DataFrame, items, reviewers: dict, n: int = CLOSEST) -> list[dict]:
     """The evaluation images that are not flagged, by their nearest training image's score in force, highest first:
     what a curator looks at to see what was not flagged (a clean dataset's report showed nothing at all)."""
-    pairs = project.scores.pairs()
-    if pairs.empty:
+    best = leakage.closest(project.scores.pairs(), set(f["eval_item_id"].astype(str)), n)
+    if best.empty:
         return []
-    pairs = pairs[~pairs["within"].astype(bool) & ~pairs["eval_item_id"].isin(set(f["eval_item_id"]))]
-    by = "score" if "score" in pairs else "similarity"
-    best = pairs.sort_values([by, "similarity"], ascending=False, kind="stable", na_position="last")
-    best = best.drop_duplicates("eval_item_id").head(n)
-    best = best.assign(score=best[by], degree="none", decision=pd.NA, reason="below soft")
+    best = best.assign(degree="none", decision=pd.NA, reason="below soft")
     return _rows(best, items, reviewers, pd.Series(dtype=int))
 
 

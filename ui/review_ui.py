@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from leakcore.api import BORDERLINE, DECISION_LABELS, SORTS, STATES, UNCERTAINTY_SORT, WITHIN, Project
+from leakcore.api import BORDERLINE, DECISION_LABELS, SORTS, STATES, UNCERTAINTY_SORT, WITHIN, Project, Scores
 from leakcore.errors import LeakcoreError, as_code
 from ui import data, display, state
 from ui.widgets import FIT_PX, flash, image_strip, item_facts, needs_pan, show_image, user_errors
@@ -162,12 +162,11 @@ def restore_from_url(queue: pd.DataFrame, checks: list[str], splits: dict[str, l
         values.pop("review_current")
     elif link is not None:
         evals, trains = queue["eval_item_id"].to_numpy(), queue["train_item_id"].to_numpy()
-        hit = (evals == link[0]) & (trains == link[1])
-        if not hit.any() and ((evals == link[1]) & (trains == link[0]) & (queue["source"] == WITHIN).to_numpy()).any():
+        found = bool(((evals == link[0]) & (trains == link[1])).any())
+        if not found and ((evals == link[1]) & (trains == link[0]) & (queue["source"] == WITHIN).to_numpy()).any():
             # a pair within one split is queued from one end: a link made from the other end opens it
-            link = values["review_current"] = (link[1], link[0])
-            hit = np.ones(1, bool)
-        if not hit.any():
+            values["review_current"], found = (link[1], link[0]), True
+        if not found:
             notes.append("the linked pair is not flagged at the thresholds in force")
             values.pop("review_current")
         elif not any(k in params for k in (*URL_LISTS, "labels")):  # a bare pair link: the whole queue
@@ -347,19 +346,14 @@ def nothing_flagged(ws: Workspace, soft: float) -> None:
 def closest_table(ws: Workspace, leave_out: set) -> None:
     """The CLOSEST_SHOWN evaluation images (not in `leave_out`) whose nearest training image scores highest, each
     beside it, with the score in force and the raw similarity: what was not flagged, nearest the threshold first."""
-    pairs = data.pairs(ws)
-    # against training only (a duplicate inside the split is the queue's, and "nearest training image" says so)
-    pairs = pairs[~pairs["within"].astype(bool) & ~pairs["eval_item_id"].astype(str).isin(leave_out)]
-    if pairs.empty:
+    best = Scores.closest(data.pairs(ws), leave_out, CLOSEST_SHOWN)  # against training only: `score` in force
+    if best.empty:
         return
-    by = "score" if "score" in pairs else "similarity"  # the score in force (`similarity` is the raw similarity)
-    best = pairs.sort_values([by, "similarity"], ascending=False, kind="stable", na_position="last")
-    best = best.drop_duplicates("eval_item_id").head(CLOSEST_SHOWN)
     score = ws.settings.score
     table = pd.DataFrame({
         "evaluation image": data.thumbnails(ws, best["eval_item_id"].tolist(), side=96),
         "nearest training image": data.thumbnails(ws, best["train_item_id"].tolist(), side=96),
-        score: best[by].to_numpy()})
+        score: best["score"].to_numpy()})
     if score != "similarity":
         table["raw similarity"] = best["similarity"].to_numpy()
     table["evaluation item"] = best["eval_item_id"].to_numpy()

@@ -152,14 +152,16 @@ def own_scores_chart(best: pd.DataFrame, hard: float, soft: float, score: str, b
     s = s[~np.isnan(s)]
     if not len(s):
         return
-    lo = float(min(s.min(), soft, 0.0)) if score != "similarity" else float(min(s.min(), soft))  # P from 0
-    counts, edges = np.histogram(s, bins=bins, range=(lo, max(1.0, float(s.max()))))
+    fused = score != "similarity"
+    lo = float(min(s.min(), soft, 0.0 if fused else soft))  # a probability from 0
+    hi = max(1.0, float(s.max()))
+    counts, edges = np.histogram(s, bins=bins, range=(lo, hi))
     table = pd.DataFrame({"left": edges[:-1], "right": edges[1:], "images": counts})
     table = table[table["images"] > 0]
     ops = pd.DataFrame({"label": ["hard", "soft"], "threshold": [hard, soft]})
-    x_title = "P(same photograph)" if score != "similarity" else "cosine similarity"
+    x_title = "P(same photograph)" if fused else "cosine similarity"
     spec = {
-        "title": {"text": f"Your evaluation images by their highest {'fused score' if score != 'similarity' else 'similarity'}",
+        "title": {"text": f"Your evaluation images by their highest {'fused score' if fused else 'similarity'}",
                   "subtitle": f"{len(s):,} images, each by its nearest training image; counts on a log scale; the lines "
                               "are the thresholds in the sliders"}, "height": 260,
         "layer": [
@@ -167,11 +169,11 @@ def own_scores_chart(best: pd.DataFrame, hard: float, soft: float, score: str, b
             # and the thresholds then had none; the chart's own data are the thresholds, as in `histogram_chart`
             {"data": {"values": table.to_dict("records")}, "mark": {"type": "rect", "opacity": 0.8, "color": "#64748b"},
              "encoding": {"x": {"field": "left", "type": "quantitative", "title": x_title,
-                                "scale": {"domain": [lo, max(1.0, float(s.max()))]}},
+                                "scale": {"domain": [lo, hi]}},
                           "x2": {"field": "right"},
                           "y": {"field": "images", "type": "quantitative", "scale": {"type": "symlog"},
                                 "title": "evaluation images",
-                                "axis": {"values": [0] + [10 ** k for k in range(len(str(int(counts.max()))))]}},
+                                "axis": {"values": [0] + [10 ** k for k in range(int(np.log10(counts.max())) + 1)]}},
                           "y2": {"datum": 0},
                           "tooltip": [{"field": "left", "format": ".3f", "title": "from"},
                                       {"field": "right", "format": ".3f", "title": "to"}, {"field": "images"}]}},

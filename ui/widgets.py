@@ -189,11 +189,11 @@ def queue_filters(queue: pd.DataFrame, splits: dict[str, list[str]]) -> dict:
         # buttons, not radios: a focused radio group takes ← and →, which belong to the pair navigation
         st.segmented_control("Labels", ["any", "same", "different"], key="f_labels", selection_mode="single")
         sorts = list(SORTS)
-        if not queue["uncertainty"].notna().any():  # the raw score has no model to be uncertain
+        fused = bool(queue["uncertainty"].notna().any())  # only a model is uncertain; the order names its score
+        if not fused:
             sorts.remove(UNCERTAINTY_SORT)
             if st.session_state["f_sort"] == UNCERTAINTY_SORT:
                 st.session_state["f_sort"] = "similarity"
-        fused = queue["uncertainty"].notna().any()  # the queue is ordered by the score in force: say which
         st.segmented_control("Order", sorts, key="f_sort", selection_mode="single",
                              format_func=lambda s: "fused score" if fused and s == "similarity" else s,
                              help="model uncertainty (fused score only): pairs whose P(same photograph) is nearest "

@@ -98,7 +98,8 @@ class SimilarityCheck(Check):
         within = pairs[pairs["within"]]
         for confirmed_only in (True, False) if policy.dedupe_within else (True,):
             heads = _within_groups(within, inputs.soft, inputs.decisions, confirmed_only=confirmed_only)
-            dup = {i: h for i, h in heads.items() if i != h and i not in set(out["item_id"])}
+            removed = set(out["item_id"])  # once, not once per item of the groups
+            dup = {i: h for i, h in heads.items() if i != h and i not in removed}
             if dup:
                 what = "confirmed within-split duplicate" if confirmed_only else "within-split duplicate"
                 out = pd.concat([out, pd.DataFrame({
