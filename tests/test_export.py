@@ -159,3 +159,12 @@ def test_an_export_is_readable_as_a_plain_write_would_be(ws, tmp_path):
         assert kept.read_text() == "b" and kept.stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+def test_an_item_named_by_several_checks_lists_each_once_in_the_order_they_named_it():
+    removals = pd.DataFrame({"item_id": ["a", "b", "a", "a", "c", "b"],
+                             "check": ["similarity", "group", "group", "similarity", "group", "group"],
+                             "reason": ["hard flag", "group g1", "group g1", "soft flag", "group g2", "group g1"]})
+    assert export._every(removals, "check").to_dict() == {"a": "similarity; group", "b": "group", "c": "group"}
+    assert export._every(removals, "reason").to_dict() == {"a": "hard flag; group g1; soft flag", "b": "group g1",
+                                                           "c": "group g2"}
