@@ -278,6 +278,10 @@ class Decisions:
         self._may_decide(reviewer)
         return review.undo_last(self._p.workspace, reviewer)
 
+    def undoable(self, reviewer: str) -> bool:
+        """Whether `reviewer` has a decision of their own that `undo_last` would take back."""
+        return bool(reviewer) and review.undoable(self._p.workspace, reviewer)
+
     def latest(self) -> pd.DataFrame:
         return review.latest_decisions(self._p.workspace)
 
@@ -488,9 +492,10 @@ class Review:
         """The queue of pairs (`checks.review_queue`), built without decisions."""
         return _checks.review_queue(self._p.workspace, hard, soft, pairs=pairs)
 
-    def decisions_after(self, after: int = 0):
-        """The decisions in force made after decision id `after` (`review.DecisionsChange`)."""
-        return review.decisions_after(self._p.workspace, after)
+    def decisions_after(self, after: int = 0, undone: int | None = None):
+        """The decisions in force made after decision id `after`, and the pairs undos touched where the store's
+        count of undos is no longer `undone` (`review.DecisionsChange`)."""
+        return review.decisions_after(self._p.workspace, after, undone)
 
     @staticmethod
     def lookup(queue: pd.DataFrame):

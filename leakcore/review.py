@@ -165,13 +165,23 @@ def decide_many(ws, pairs: list[tuple[str, str]], decision: str, *, reviewer: st
     return len(pairs)
 
 
+_LAST_OF = ("SELECT id, eval_item_id, train_item_id, decision FROM decisions WHERE reviewer = ? AND undone_at IS NULL "
+            "ORDER BY id DESC LIMIT 1")
+
+
+def undoable(ws, reviewer: str) -> bool:
+    """Whether `undo_last` has a decision of `reviewer`'s to take back (one short read: the Review page asks on
+    every key press, where reading every decision in force cost 39 ms on a store of 5,000)."""
+    if not _db_path(ws).exists():
+        return False
+    with connect(ws) as conn:
+        return conn.execute(_LAST_OF, (reviewer,)).fetchone() is not None
+
+
 def undo_last(ws, reviewer: str) -> dict | None:
     """Mark `reviewer`'s most recent live decision as undone; the previous one for that pair applies again."""
     with connect(ws) as conn:
-        row = conn.execute(
-            "SELECT id, eval_item_id, train_item_id, decision FROM decisions WHERE reviewer = ? AND undone_at IS NULL "
-            "ORDER BY id DESC LIMIT 1", (reviewer,),
-        ).fetchone()
+        row = conn.execute(_LAST_OF, (reviewer,)).fetchone()
         if row is None:
             return None
         conn.execute("UPDATE decisions SET undone_at = ? WHERE id = ?", (_now(), row[0]))
@@ -197,27 +207,52 @@ def latest_decisions(ws) -> pd.DataFrame:
 @dataclass(frozen=True)
 class DecisionsChange:
     """What a reader that saw the store up to decision `after` has to apply: `decisions` are the latest live
-    decision per pair among the newer ones; `last_id` and `undone` (how many decisions were ever undone) say where
-    the store stands, so the next read asks only for what came after. An undo changes decisions made before
-    `after`, so a reader whose `undone` differs must read everything again."""
+    decision per pair among the newer ones, and, where undos happened since the reader's count of them, the pair
+    each undo touched with the decision in force on it now (none: every column but the pair's empty, state
+    unreviewed); `last_id` and `undone` (how many decisions were ever undone) say where the store stands, so the
+    next read asks only for what came after."""
 
     decisions: pd.DataFrame
     last_id: int
     undone: int
 
 
-def decisions_after(ws, after: int = 0) -> DecisionsChange:
+# every pair an undo touched, both ways round (a pair within a split is decided from either end, `both_ways`), with
+# its live decision now; a way round without one comes first (id -1), so that the other way's decision wins
+_UNDONE_IN_FORCE = """WITH touched(a, b) AS (
+                          SELECT eval_item_id, train_item_id FROM decisions WHERE undone_at IS NOT NULL
+                          UNION SELECT train_item_id, eval_item_id FROM decisions WHERE undone_at IS NOT NULL)
+                      SELECT t.a AS eval_item_id, t.b AS train_item_id, d.decision, d.note, d.reviewer, d.created_at,
+                             COALESCE(d.id, -1) AS id
+                      FROM touched t LEFT JOIN decisions d ON d.id = (
+                          SELECT MAX(id) FROM decisions
+                          WHERE eval_item_id = t.a AND train_item_id = t.b AND undone_at IS NULL)"""
+
+
+def decisions_after(ws, after: int = 0, undone: int | None = None) -> DecisionsChange:
     """The decisions in force made after decision id `after` (all of them for 0) and the store's position, read in
     one transaction. A review page that applies them to the queue it holds pays for the new decisions only, not
-    for every decision ever made (SQLite's row fetch alone is about 2 ms per 1,000 decisions)."""
+    for every decision ever made (SQLite's row fetch alone is about 2 ms per 1,000 decisions). With `undone` (the
+    reader's count of undos), an undo since is read as the pairs undos touched, not as every decision again (on a
+    store of 5,000 decisions and a queue of 190,000 pairs an undo cost 34 ms of reading and a rebuild of the
+    queue's decisions)."""
     if not _db_path(ws).exists():
         return DecisionsChange(pd.DataFrame(columns=_DECISION_COLUMNS), 0, 0)
     with connect(ws) as conn:
-        last, undone = conn.execute(
+        last, count = conn.execute(
             "SELECT COALESCE(MAX(id), 0), COUNT(undone_at) FROM decisions").fetchone()
-        frame = pd.read_sql_query(_IN_FORCE, conn, params=(int(after),)) if last > after else \
-            pd.DataFrame(columns=_DECISION_COLUMNS)
-    return DecisionsChange(frame, int(last), int(undone))
+        if after and undone is not None and count != undone:
+            newer = pd.read_sql_query(_IN_FORCE.replace("SELECT d.eval_item_id", "SELECT d.id, d.eval_item_id", 1),
+                                      conn, params=(int(after),))
+            touched = pd.read_sql_query(_UNDONE_IN_FORCE, conn)
+            both = pd.concat([touched, newer], ignore_index=True).sort_values("id", kind="stable")
+            frame = both.drop_duplicates(["eval_item_id", "train_item_id"], keep="last")[_DECISION_COLUMNS]
+            frame = frame.reset_index(drop=True)
+        elif last > after:
+            frame = pd.read_sql_query(_IN_FORCE, conn, params=(int(after),))
+        else:
+            frame = pd.DataFrame(columns=_DECISION_COLUMNS)
+    return DecisionsChange(frame, int(last), int(count))
 
 
 def history(ws, eval_item_id: str | None = None) -> pd.DataFrame:

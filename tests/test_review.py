@@ -149,8 +149,7 @@ def test_with_decisions_reuses_a_lookup_and_keeps_every_queued_copy(ws):
 
 def test_applying_only_the_newer_decisions_gives_what_reading_them_all_gives(ws):
     """The review page keeps the decided queue and applies `decisions_after` its last read; after every step of a
-    session (decisions, a second decision on a pair, a pair outside the queue) it equals the full read, and an undo
-    tells the reader to read everything again."""
+    session (decisions, a second decision on a pair, a pair outside the queue, undos) it equals the full read."""
     import pandas as pd
 
     pairs = pd.DataFrame({
@@ -175,10 +174,42 @@ def test_applying_only_the_newer_decisions_gives_what_reading_them_all_gives(ws)
     assert list(before["state"]) != list(held["state"])  # the frame held before is not changed
     assert list(held["state"]) == ["confirmed", "unreviewed", "unreviewed", "rejected", "unreviewed", "confirmed"]
     assert list(held["note"].fillna("")) == ["same shot", "", "", "moved", "", ""]
-    review.undo_last(ws, "bob")
-    change = review.decisions_after(ws, last)
-    assert change.undone == undone + 1 and change.decisions.empty  # an undo: the reader must start again
+    # undos: bob's second decision on 3 (his first applies again), then ann's only one on 5 (unreviewed again)
+    for reviewer, expected in (("bob", "unsure"), ("ann", None)):
+        review.undo_last(ws, reviewer)
+        change = review.decisions_after(ws, last, undone)
+        assert change.undone == undone + 1  # the pairs the undos touched are read, not every decision
+        held, last, undone = review.with_decisions(q, change.decisions, lookup, over=held), change.last_id, change.undone
+        pd.testing.assert_frame_equal(held, review.with_decisions(q, review.latest_decisions(ws), lookup))
+    assert list(held["state"]) == ["confirmed", "unreviewed", "unreviewed", "unsure", "unreviewed", "unreviewed"]
+    review.decide(ws, "d/test/4", "d/train/4", "hard", reviewer="bob")  # a decision after an undo: only it is new
+    change = review.decisions_after(ws, last, undone)
+    assert len(change.decisions) == 1
     assert review.decisions_after(ws, 0).decisions.equals(review.latest_decisions(ws))
+
+
+def test_an_undo_within_a_split_leaves_the_decision_made_from_the_other_end(ws):
+    """A pair within a split decided from both ends, then the later one undone: the reader that applies only the
+    pairs undos touched shows the earlier decision from the other end, as a full read does."""
+    import pandas as pd
+
+    pairs = pd.DataFrame({"eval_split": "d/test", "train_split": "d/test", "rank": 1, "within": True,
+                          "eval_item_id": ["d/test/a", "d/test/b"], "train_item_id": ["d/test/b", "d/test/a"],
+                          "similarity": [0.99, 0.99]})
+    items = pd.DataFrame({"item_id": ["d/test/a", "d/test/b"], "label": "cat"})
+    q = review.build_queue(pairs, items, hard=0.95, soft=0.7)
+    assert len(q) == 1  # queued once
+    lookup = review.pair_lookup(q)
+    review.decide(ws, "d/test/a", "d/test/b", "not_leak", reviewer="ann")
+    review.decide(ws, "d/test/b", "d/test/a", "hard", reviewer="bob")
+    change = review.decisions_after(ws, 0)
+    held = review.with_decisions(q, change.decisions, lookup)
+    assert list(held["state"]) == ["confirmed"]
+    review.undo_last(ws, "bob")
+    change = review.decisions_after(ws, change.last_id, change.undone)
+    held = review.with_decisions(q, change.decisions, lookup, over=held)
+    pd.testing.assert_frame_equal(held, review.with_decisions(q, review.latest_decisions(ws), lookup))
+    assert list(held["state"]) == ["rejected"]
 
 
 def test_pairs_tied_on_the_fused_score_are_queued_by_their_raw_similarity():

@@ -117,7 +117,8 @@ class _DecidedQueue:
     """The queue with the decisions in force, brought up to date by applying only the decisions made since it was
     last read: a decision costs a read of that decision and a copy of four columns, not a read of every decision
     ever made (a store of 50,000 decisions takes about 0.1 s to read). An undo, which changes an older decision,
-    reads everything again. Each state is a new frame: views built on an older one keep what they showed."""
+    reads the pairs undos touched (`decisions_after`). Each state is a new frame: views built on an older one keep
+    what they showed."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -130,8 +131,9 @@ class _DecidedQueue:
         with self.lock:
             if self.frame is None or self.dstamp != dstamp:
                 fresh = self.frame is None
-                change = Project.open(path).review.decisions_after(0 if fresh else self.last_id)
-                if not fresh and (change.undone != self.undone or change.last_id < self.last_id):
+                change = Project.open(path).review.decisions_after(0 if fresh else self.last_id,
+                                                                   None if fresh else self.undone)
+                if not fresh and change.last_id < self.last_id:  # the store was replaced: read it all again
                     fresh, change = True, Project.open(path).review.decisions_after(0)
                 if fresh:
                     self.frame = Review.with_decisions(queue, change.decisions, lookup)

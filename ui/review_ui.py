@@ -393,7 +393,7 @@ def decision_bar(ws: Workspace, pair: pd.Series, size: int) -> None:
     cols[5].button("Previous", key="prev", shortcut="Left", on_click=_move, args=(-1, size), width="stretch")
     cols[6].button("Next", key="next", shortcut="Right", on_click=_move, args=(1, size), width="stretch")
     reviewer = (st.session_state.get("reviewer") or "").strip()
-    mine = not anonymous and bool((data.decisions(ws)["reviewer"] == reviewer).any())  # a decision of theirs in force
+    mine = not anonymous and ws.decisions.undoable(reviewer)  # a decision of theirs that Undo would take back
     cols[7].button("Undo", key="undo", shortcut="Z", on_click=_undo, args=(str(ws.path),), width="stretch",
                    disabled=not mine, help=None if mine else "Nothing of yours to undo: undo takes back your own last "
                    "decision")
