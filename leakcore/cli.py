@@ -455,6 +455,7 @@ def cmd_resplit(args) -> int:
     print(f"  train {s['train']}, test {s['test']} (test share {100 * s['test_share']:.1f}%, target "
           f"{100 * s['target_test_share']:.1f}%); {s['groups']} groups, {s['multi_item_groups']} of several images "
           f"(largest {s['largest_group']}); groups across splits: {s['cross_split_groups']}")
+    print(f"  flagged pairs kept on one side that no group linked: {s.get('flagged_pairs_joined', 0)}")
     if s["label_share_by_split"]:
         print(f"  class balance: largest gap from the overall share {100 * s['max_label_share_gap']:.1f} points")
     for f in result.files:
@@ -739,7 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_groups)
 
-    p = sub.add_parser("resplit", help="a new train/test split of one dataset in which no group spans splits")
+    p = sub.add_parser("resplit", help="a new train/test split of one dataset in which no group and no flagged pair spans splits")
     p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--dataset", required=True)
     p.add_argument("--test-size", type=float, default=0.2)

@@ -1,5 +1,5 @@
 """A leak-aware re-split: a new train/test assignment of one dataset in which no group (explicit, recovered or
-confirmed by a curator) spans the two, stratified by label where asked (scikit-learn's StratifiedGroupKFold /
+confirmed by a curator) and no flagged pair spans the two, stratified by label where asked (scikit-learn's StratifiedGroupKFold /
 GroupShuffleSplit) or cut at a time. Written in the dataset's own format where it has one, plus a manifest."""
 from __future__ import annotations
 
@@ -24,16 +24,50 @@ class Resplit:
     files: list[Path]
 
 
-def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> pd.Series:
-    from leakcore import grouping, review
+# a pair's images stay on one side where it is flagged (hard or soft by the score in force, or so decided), or where a
+# curator called it unsure (one who could not tell does not want the pair split) or one source
+TOGETHER_DEGREES, TOGETHER_DECISIONS = ("hard", "soft"), ("unsure", "same_source")
 
-    groups = grouping.groups_in_force(ws, decisions=review.latest_decisions(ws) if use_decisions else None)
+
+def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series, int]:
+    """Per item its group for the re-split, and how many flagged pairs joined two of the groups in force: those
+    groups (explicit, recovered, confirmed) united with every pair the similarity check flags that a curator did not
+    call unrelated. The groups alone let flagged copies fall on both sides: a new user's re-split of cats_and_dogs
+    put 4 of 30 planted copies (text banners, flips) in test and their originals in train, since a group link asks
+    its own local matches, which a mirror or a banner defeats, while the scan had flagged all 30."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from leakcore import grouping, leakage, review
+
+    decisions = review.latest_decisions(ws) if use_decisions else None
+    groups = grouping.groups_in_force(ws, decisions=decisions)
     of = groups.membership.set_index("item_id")["group_id"]
     explicit = items["dataset"].astype(str) + ":" + items["group"].astype(str)
     g = items["item_id"].map(of).astype(object)  # object: with no group in force the map is all-missing numbers,
     # which refused the item ids as a fill (a re-split of a workspace without groups crashed)
     g = g.fillna(explicit.where(items["group"].notna()).astype(object))  # unreadable items keep their explicit group
-    return g.fillna(items["item_id"].astype(object)).astype(str)
+    g = g.fillna(items["item_id"].astype(object)).astype(str)
+    pairs = leakage.load_pairs(ws)
+    if pairs.empty:
+        return g, 0
+    hard, soft = ws.thresholds()
+    p = leakage.with_degrees(pairs, hard, soft, decisions if decisions is not None and not decisions.empty else None)
+    p = p[p["degree"].isin(TOGETHER_DEGREES) | p["decision"].isin(TOGETHER_DECISIONS).fillna(False).to_numpy(bool)]
+    group_of = pd.Series(g.to_numpy(), index=items["item_id"].astype(str))
+    a = group_of.reindex(p["eval_item_id"].astype(str)).to_numpy()
+    b = group_of.reindex(p["train_item_id"].astype(str)).to_numpy()
+    joins = pd.notna(a) & pd.notna(b)  # both images in this dataset ...
+    joins[joins] = a[joins] != b[joins]  # ... and in two groups
+    if not joins.any():
+        return g, 0
+    labels = pd.Index(pd.unique(np.concatenate([g.to_numpy(), a[joins], b[joins]]).astype(str)))
+    ai, bi = labels.get_indexer(a[joins].astype(str)), labels.get_indexer(b[joins].astype(str))
+    n = len(labels)
+    comp = connected_components(coo_matrix((np.ones(len(ai), np.int8), (ai, bi)), shape=(n, n)), directed=False)[1]
+    name = pd.Series(labels).groupby(comp).transform("min").to_numpy()  # the smallest label names a component
+    joined = {tuple(sorted(pair)) for pair in zip(p["eval_item_id"].astype(str)[joins], p["train_item_id"].astype(str)[joins])}
+    return pd.Series(name[labels.get_indexer(g.to_numpy())], index=g.index).astype(str), len(joined)
 
 
 def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | None = "label",
@@ -47,7 +81,7 @@ def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | No
     items = items[items["dataset"] == dataset].sort_values("item_id").reset_index(drop=True)
     if items.empty:
         raise InvalidInput(f"no dataset {dataset!r}; datasets: {', '.join(sorted(ws.datasets)) or 'none'}")
-    group = _groups_of(ws, items, use_decisions)
+    group, flagged_links = _groups_of(ws, items, use_decisions)
     if time_cutoff:
         try:
             cutoff = pd.Timestamp(time_cutoff)
@@ -93,6 +127,7 @@ def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | No
         "test": int(is_test.sum()), "train": int((~is_test).sum()), "test_share": float(is_test.mean()),
         "groups": int(group.nunique()), "multi_item_groups": int((group.value_counts() > 1).sum()),
         "largest_group": int(group.value_counts().max()), "cross_split_groups": 0,
+        "flagged_pairs_joined": flagged_links,
         "label_share_overall": {str(k): round(float(v), 4) for k, v in overall.items()},
         "label_share_by_split": {s: {str(k): round(float(v), 4) for k, v in row.items()} for s, row in balance.iterrows()},
         "max_label_share_gap": float((balance - overall).abs().max().max()) if not balance.empty else 0.0,

@@ -96,9 +96,10 @@ with user_errors():
 
     st.divider()
     st.subheader("A leak-aware re-split")
-    st.caption("A new train/test assignment of one dataset in which no group (explicit, recovered or confirmed) spans "
-               "the two: stratified by label, or cut at a time. Written in the dataset's own format where it has one, "
-               "plus a manifest that `leakcore add --format manifest` reads.")
+    st.caption("A new train/test assignment of one dataset in which no group (explicit, recovered or confirmed) and no "
+               "flagged pair a curator did not call unrelated spans the two: stratified by label, or cut at a time. "
+               "Written as a manifest that `leakcore add --format manifest` reads (the images stay where they are), "
+               "and also in the dataset's own format where it came from a manifest or Hugging Face Parquet.")
     with st.form("resplit"):
         r1, r2, r3, r4 = st.columns(4)
         dataset = r1.selectbox("Dataset", sorted(ws.workspace.datasets), key="rs_dataset")
@@ -113,6 +114,7 @@ with user_errors():
     if st.session_state.get("rs_last"):
         s = st.session_state["rs_last"]
         st.success(f"{s['dataset']}: train {s['train']}, test {s['test']} ({100 * s['test_share']:.1f}% test, target "
-                   f"{100 * s['target_test_share']:.1f}%) · {s['groups']} groups kept whole · largest class-share gap "
+                   f"{100 * s['target_test_share']:.1f}%) · {s['groups']} groups kept whole, "
+                   f"{s.get('flagged_pairs_joined', 0)} flagged pairs among them that no group linked · largest class-share gap "
                    f"{100 * s['max_label_share_gap']:.1f} points · {s['method']}")
         st.markdown("\n".join(f"- `{f}`" for f in s["files"]))

@@ -127,6 +127,26 @@ def test_resplit_keeps_groups_together_and_rescans_clean(ws, tmp_path):
     assert main(["resplit", str(ws.path), "--dataset", "m", "--dry-run"]) == 0
 
 
+def test_a_flagged_pair_no_group_links_stays_on_one_side_of_the_re_split(ws, monkeypatch, tmp_path):
+    """A re-split keeps every flagged pair on one side, not only the groups: a group link asks its own local
+    matches (a mirror or a banner defeats them), and a new user's re-split put 4 of 30 flagged copies on the other
+    side of their originals. A pair a curator calls unrelated may be split."""
+    from leakcore import resplit
+
+    no_groups = grouping.recover_groups(ws.workspace, threshold=float("inf"))  # explicit groups only: c-c2 unlinked
+    monkeypatch.setattr(grouping, "groups_in_force", lambda *a, **k: no_groups)
+    seeds = range(12)
+    together = [resplit.plan_resplit(ws.workspace, "m", test_size=0.3, seed=s) for s in seeds]
+    for r in together:
+        a = r.assignment.set_index("item_id")["new_split"]
+        assert a["m/train/c.jpg"] == a["m/test/c2.jpg"] and r.summary["flagged_pairs_joined"] == 1
+    ws.decisions.decide("m/test/c2.jpg", "m/train/c.jpg", "not_leak", reviewer="ann")
+    apart = [resplit.plan_resplit(ws.workspace, "m", test_size=0.3, seed=s) for s in seeds]
+    assert all(r.summary["flagged_pairs_joined"] == 0 for r in apart)
+    assert any(r.assignment.set_index("item_id")["new_split"]["m/train/c.jpg"]
+               != r.assignment.set_index("item_id")["new_split"]["m/test/c2.jpg"] for r in apart)
+
+
 def test_calibrate_group_threshold_on_photos(tmp_path):
     root = tmp_path / "d" / "train" / "x"
     root.mkdir(parents=True)
