@@ -186,11 +186,14 @@ def _pair_section(name: str, f: pd.DataFrame, items, reviewers: dict, top: int, 
     shown = best.head(top)
     weak = best.iloc[len(shown):].tail(weakest) if len(best) > top else best.iloc[0:0]
     by_degree = best["degree"].value_counts().to_dict()
-    pairs_within = int(leakage.one_way(f[within]).sum())  # a pair found from both ends is one pair (as Review lists it)
-    return {"items": int(len(best)), "by_degree": plain(by_degree), "within_split_pairs": pairs_within,
+    inside = _order(f[within][np.asarray(leakage.one_way(f[within]))], name)  # a pair found from both ends is one pair
+    # (as Review lists it); listed with their pictures too: a new user's team lead read "3 pairs inside the split"
+    # and never saw them
+    return {"items": int(len(best)), "by_degree": plain(by_degree), "within_split_pairs": int(len(inside)),
             "within_split_items": int(f.loc[within, "eval_item_id"].nunique()),
-            "findings": int((~within).sum()) + pairs_within,
+            "findings": int((~within).sum()) + int(len(inside)),
             "strongest": _rows(shown, items, reviewers, matches), "weakest": _rows(weak, items, reviewers, matches),
+            "within": _rows(inside.head(top), items, reviewers, pd.Series(dtype=int)),
             "not_shown": int(len(best) - len(shown) - len(weak))}
 
 
@@ -349,6 +352,13 @@ def _verdict_words(row: dict) -> list[str]:
             out.append(f"{c['soft']:,} ({_pct(c['soft_rate'])}) {w['verdict']}; {c['hard']:,} hard ({w['hard']})")
     if row["within_split"]:
         out.append(f"{row['within_split']:,} have a near-duplicate inside the split itself")
+    if any(x["soft"] for x in row["checks"].values()) or row["within_split"]:
+        # what to do next, in the commands the README gives (a reader of the report may never open the app)
+        split, dataset = row["eval_split"], str(row["eval_split"]).split("/")[0]
+        out.append(f"next: review the flags (the Review page), then write a cleaned copy of the split "
+                   f"(`leakcore export WS --split {split} --policy soft"
+                   + (" --dedupe-within" if row["within_split"] else "")
+                   + f"`, or the Export page) or a leak-free re-split (`leakcore resplit WS --dataset {dataset}`)")
     s = row["shortcut"]
     if s is not None and s["found"]:
         out.append(f"the shortcut audit found {s['what']}" + (" that the benchmark rewards" if s["transfers"] else ""))
@@ -549,7 +559,7 @@ def shown_items(data: dict) -> list[str]:
     """Item ids whose pictures the page shows, most important first (strongest findings of each check first)."""
     ids: list[str] = []
     sections = list(data.get("findings", {}).values())
-    for key in ("strongest", "weakest", "closest"):
+    for key in ("strongest", "weakest", "within", "closest"):
         for s in sections:
             for r in s.get(key, []):
                 if "members" in r:
@@ -866,6 +876,7 @@ figure.th img.px{image-rendering:pixelated}
 figure.th figcaption{font-size:11px;color:var(--muted);white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 figure.th .noimg{width:100px;height:100px;display:flex;align-items:center;justify-content:center;background:#eef0f4;color:var(--muted);font-size:11px;border-radius:3px}
 figure.th.eval img{border:2px solid var(--soft)}figure.th.train img{border:2px solid #4e79a7}
+table.findings figure.th{width:132px}table.findings figure.th img,table.findings figure.th .noimg{width:128px;height:128px}
 .pair{white-space:nowrap}
 .strip{display:flex;flex-wrap:wrap;gap:2px}
 .reason{font-size:12px;color:var(--muted);max-width:380px}
@@ -1083,7 +1094,7 @@ def _findings_html(data: dict, thumbs: dict) -> str:
                    + (f', then the {len(s["weakest"]):,} weakest' if s["weakest"] else "")
                    + (f'; {s["not_shown"]:,} in between not shown' if s["not_shown"] else "")
                    + (f'. {s["within_split_pairs"]:,} pairs inside an evaluation split ({s["within_split_items"]:,} '
-                      'images) are counted in the rates, not listed here' if s.get("within_split_pairs") else "")
+                      'images) are listed after them' if s.get("within_split_pairs") else "")
                    + ".</p>")
         cols = ["#", "evaluation image · training match", s.get("score_name") or w["score"] or "score", "degree",
                 "decision", "labels", "ids and reason"]
@@ -1094,6 +1105,16 @@ def _findings_html(data: dict, thumbs: dict) -> str:
             out.append(f"<h3>{_e(name)}: the weakest flags</h3>")
             out.append(_table(f"t-weak-{name}", cols,
                               _pair_rows(s["weakest"], thumbs, rank0=s["items"] - len(s["weakest"])), numeric={0, 2},
+                              cls="findings"))
+        if s.get("within"):
+            more = s["within_split_pairs"] - len(s["within"])
+            out.append(f"<h3>{_e(name)}: pairs inside an evaluation split</h3>")
+            out.append(f'<p class=note>Near-duplicates within one evaluation split ({s["within_split_pairs"]:,} pairs'
+                       + (f", the {len(s['within']):,} strongest shown" if more > 0 else "") + '): not leaks to '
+                       'training, but each copy counts twice in a test score. An export removes all but the first '
+                       'copy of each with <code>--dedupe-within</code> (the Export page\'s "Also remove within-split '
+                       'duplicates"), and those a curator confirmed always.</p>')
+            out.append(_table(f"t-within-{name}", cols, _pair_rows(s["within"], thumbs), numeric={0, 2},
                               cls="findings"))
         if s.get("closest"):
             out.append(f"<h3>{_e(name)}: the closest not flagged</h3>")

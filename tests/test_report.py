@@ -323,3 +323,25 @@ def test_a_pair_within_a_split_found_from_both_ends_counts_once():
     items = pd.DataFrame({"label": ["cat"] * 3}, index=pd.Index(["a", "b", "x"], name="item_id"))
     section = report._pair_section("similarity", f, items, {}, top=10, weakest=0)
     assert section["within_split_pairs"] == 1 and section["within_split_items"] == 2 and section["findings"] == 2
+    assert [(r["eval_item_id"], r["train_item_id"]) for r in section["within"]] == [("a", "b")]  # listed once
+
+
+def test_pairs_inside_a_split_are_shown_with_their_pictures_and_the_report_says_what_to_do(tmp_path):
+    """A team lead read "3 pairs inside the split are counted in the rates, not listed here" and never saw them, and
+    found no next step in the report."""
+    root = make_folder_dataset(tmp_path / "d", n_train=6, n_test=4, leaks=(0,))
+    (root / "test" / "dog" / "test_003_again.jpg").write_bytes((root / "test" / "dog" / "test_003.jpg").read_bytes())
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    project.add("d", root)
+    project.scan()
+    rep = project.report_document()
+    section = rep.data["findings"]["similarity"]
+    inside = {tuple(sorted((r["eval_item_id"], r["train_item_id"]))) for r in section["within"]}
+    assert inside == {("d/test/dog/test_003.jpg", "d/test/dog/test_003_again.jpg")}
+    page = rep.html()
+    assert "pairs inside an evaluation split</h3>" in page and "t-within-similarity" in page
+    for item in inside.pop():
+        assert f'alt="{item}"' in page  # its picture
+    words = " ".join(rep.data["verdicts"][0]["words"])
+    assert "leakcore export WS --split d/test --policy soft --dedupe-within" in words
+    assert "leakcore resplit WS --dataset d" in words
