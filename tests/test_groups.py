@@ -366,3 +366,11 @@ def test_an_all_zero_exif_date_is_no_date_and_a_bad_one_is_still_said(tmp_path, 
     items = Project.open(tmp_path / "w").workspace.items().set_index("key")
     assert pd.isna(items.loc["unset.jpg", "time"]) and pd.isna(items.loc["unset.jpg", "time_error"])
     assert items.loc["real.jpg", "time"] == pd.Timestamp("2024-06-01T12:00:00Z")
+
+
+def test_matches_in_one_small_area_link_only_where_the_pixels_agree_as_a_copy_s():
+    """Two look-alike cats aligned on their faces (12-14 inliers within 1% of the image, NCC 0.73-0.84) were linked
+    into one group; patches of one photo with inliers that close check at NCC 0.975 and above."""
+    m = pd.DataFrame({"method": "orb", "inliers": [13.0, 13.0, 13.0, 40.0], "spread": [0.01, 0.01, 0.2, 0.0005],
+                      "scale": 1.0, "ncc": [0.82, 0.98, 0.82, 0.99]})
+    assert grouping.geometry_edge(m).tolist() == [False, True, True, False]
