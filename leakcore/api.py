@@ -317,7 +317,7 @@ class Decisions:
 # ---- what the pages show, named once: ui/ and pages/ import these from the facade, never from the modules ----
 from leakcore.access import ROOTS_ENV, AccessDenied, Role, Roles  # noqa: E402  (re-exported for the pages)
 from leakcore.coverage import ImageSet  # noqa: E402
-from leakcore.export import FORMATS as EXPORT_FORMATS, POLICIES as EXPORT_POLICIES  # noqa: E402
+from leakcore.export import FORMATS as EXPORT_FORMATS, POLICIES as EXPORT_POLICIES, WITHIN_KEPT  # noqa: E402
 from leakcore.scores.base import DECIDED_HARD_PRECISION, DECIDED_PRECISION  # noqa: E402
 from leakcore.images import NO_PIXELS, OUTSIDE_ROOT  # noqa: E402
 from leakcore.leakage import WITHIN  # noqa: E402
@@ -1262,7 +1262,7 @@ def open_project(path: str | os.PathLike) -> Project:
 
 
 __all__ = ["ALL_SOURCES", "AccessDenied", "Action", "Audits", "acting_as", "BORDERLINE", "Checks", "DECIDED_HARD_PRECISION", "DECIDED_PRECISION",
-           "DECISION_LABELS", "DEMO_TRUTH", "Decisions", "EXPORT_FORMATS", "EXPORT_POLICIES", "Exports", "ImageSet", "Images",
+           "DECISION_LABELS", "DEMO_TRUTH", "Decisions", "EXPORT_FORMATS", "EXPORT_POLICIES", "WITHIN_KEPT", "Exports", "ImageSet", "Images",
            "ImpactRequest", "ImpactResult", "LeakSource", "NO_PIXELS", "OUTSIDE_ROOT", "PROBES", "PairEvidence", "Project",
            "ROOTS_ENV", "Review", "Role", "Roles", "SORTS", "STATES", "Scores", "Settings", "Team", "UNCERTAINTY_SORT", "WITHIN",
            "configure_access", "degree_of", "format_names", "list_encoders", "matrices", "matrix_csv", "normalise_user",

@@ -321,13 +321,20 @@ def cmd_export(args) -> int:
     project = _project(args.dir)
     policy = project.exports.policy(args.policy, Path(args.keep).read_text() if args.keep else None,
                                     args.dedupe_within, args.groups, also=args.also_remove or ())
+    from leakcore.api import WITHIN_KEPT
+
     print("items each policy removes (before writing):")
-    print(project.exports.preview([args.split], policy).to_string(index=False))
+    preview = project.exports.preview([args.split], policy)
+    print(preview.to_string(index=False))
     result = project.exports.write(args.split, policy, fmt=args.format, out=args.out, links=args.links)
     print(f"\nkept {result.kept}, removed {result.removed}; wrote"
           + (f" over the export of {result.replaced} in that folder:" if result.replaced else ":"))
     for f in result.files:
         print(f"  {f}")
+    kept = int(preview[WITHIN_KEPT].iloc[0]) if WITHIN_KEPT in preview and len(preview) else 0
+    if kept:
+        print(f"note: near-duplicates of another image inside {args.split}, kept: {kept} (--dedupe-within keeps one "
+              "of each; each copy counts twice in a test score)")
     return 0
 
 

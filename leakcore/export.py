@@ -109,6 +109,9 @@ def _every(removals: pd.DataFrame, col: str) -> pd.Series:
     return pd.concat([once, named.loc[more].groupby("item_id", sort=False)[col].agg("; ".join)])
 
 
+WITHIN_KEPT = "within-split duplicates kept"  # preview's column: copies that --dedupe-within would remove at soft
+
+
 def preview(ws, eval_splits: list[str] | None = None, *, keep=frozenset(), dedupe_within: bool = False,
             groups: bool = False, checks: frozenset | None = None) -> pd.DataFrame:
     """How many items each policy removes, per evaluation split (shown before writing anything)."""
@@ -122,6 +125,12 @@ def preview(ws, eval_splits: list[str] | None = None, *, keep=frozenset(), dedup
                      pairs=pairs)
             row["items"] = len(p)
             row[f"removed at {flags}"] = int(p["removed"].sum())
+            if flags == "soft" and not dedupe_within:
+                # what keeping duplicates inside the split leaves in (a new user's cleaned split kept both copies of
+                # three exact duplicates: the option is off by default, and nothing said so)
+                d = plan(ws, sid, ExportPolicy(flags, frozenset(keep), True, groups, checks), decisions=decisions,
+                         pairs=pairs)
+                row[WITHIN_KEPT] = int(d["removed"].sum() - p["removed"].sum())
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -4,7 +4,7 @@ import zipfile
 
 import streamlit as st
 
-from leakcore.api import EXPORT_FORMATS, EXPORT_POLICIES
+from leakcore.api import EXPORT_FORMATS, EXPORT_POLICIES, WITHIN_KEPT
 from ui import data
 from ui.review_ui import pair_url
 from ui.widgets import flash, page, user_errors
@@ -56,6 +56,11 @@ with user_errors():
     st.subheader("What each policy removes")
     preview, plan = data.export_views(ws, split, policy)
     st.dataframe(preview, hide_index=True, width="stretch")
+    kept = int(preview[WITHIN_KEPT].iloc[0]) if WITHIN_KEPT in preview and len(preview) else 0
+    if kept and not dedupe:
+        st.info(f"Near-duplicates of another image inside {split} that stay in: {kept}. Each copy counts twice in a "
+                "test score; tick *Also remove within-split duplicates* to keep one of each.",
+                icon=":material/content_copy:")
     removed = plan[plan["removed"]]
     st.caption(f"With these settings: keep {len(plan) - len(removed)} of {len(plan)}, remove {len(removed)}.")
     # short columns first, so the similarity is in view next to the long paths; thumbnails of both images and a link

@@ -168,3 +168,14 @@ def test_an_item_named_by_several_checks_lists_each_once_in_the_order_they_named
     assert export._every(removals, "check").to_dict() == {"a": "similarity; group", "b": "group", "c": "group"}
     assert export._every(removals, "reason").to_dict() == {"a": "hard flag; group g1; soft flag", "b": "group g1",
                                                            "c": "group g2"}
+
+
+def test_the_preview_says_how_many_duplicates_inside_the_split_stay_without_dedupe(ws, capsys, tmp_path):
+    """A new user's cleaned split kept both copies of three exact duplicates, and nothing said so."""
+    from leakcore.cli import main
+
+    pv = export.preview(ws, ["d/test"]).iloc[0]
+    assert pv[export.WITHIN_KEPT] == 1  # test_004 and its copy: one of the two would go
+    assert export.WITHIN_KEPT not in export.preview(ws, ["d/test"], dedupe_within=True).columns
+    assert main(["export", str(ws.path), "--split", "d/test", "--out", str(tmp_path / "out")]) == 0
+    assert "near-duplicates of another image inside d/test, kept: 1" in capsys.readouterr().out
