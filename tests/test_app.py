@@ -83,6 +83,9 @@ def test_review_decide_persists_undo_and_progress(ws):
     assert "Reviewed 1 of 3" in at.get("progress")[0].proto.text
     at.button(key="decide_not_leak").click().run()
     assert len(review.latest_decisions(ws)) == 2
+    # the pair is hard by the score: a slip of the key is said, with the way back (a new user's N stood unnoticed)
+    assert [t.proto.body for t in at.toast] == ["not a leak · 1 pair(s) saved · the score calls this pair hard (the "
+                                                "same picture): Z undoes it"]
     at.button(key="undo").click().run()
     assert len(review.latest_decisions(ws)) == 1
     assert "Reviewed 1 of 3" in at.get("progress")[0].proto.text

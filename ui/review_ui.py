@@ -24,7 +24,7 @@ def _reviewer() -> str | None:
     return name or None
 
 
-def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: bool) -> None:
+def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: bool, degree: str = "") -> None:
     ws = data.open_workspace(ws_path)  # with the caches the page's reruns share (the item table among them)
     if ws is None:
         return
@@ -43,6 +43,8 @@ def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: 
     data.clear_decision_caches()
     st.session_state["review_note"] = ""
     st.session_state["flash"] = f"{DECISION_LABELS[decision]} · {len(pairs)} pair(s) saved"
+    if decision == "not_leak" and degree == "hard":  # a slip of the key on a pair the score calls the same picture
+        st.session_state["flash"] += " · the score calls this pair hard (the same picture): Z undoes it"
     if advance:
         # The decided pair usually leaves an 'unreviewed' queue; otherwise step past it.
         if "unreviewed" not in st.session_state["f_states"]:
@@ -385,7 +387,8 @@ def decision_bar(ws: Workspace, pair: pd.Series, size: int) -> None:
     in_force = pair.get("decision")  # only the pair's decision in force is drawn filled: two new users took a filled
     # suggestion for a decision already made (the suggestion is the degree the line above names, and the tooltip's)
     for col, (decision, label, key) in zip(cols[:4], DECISION_BUTTONS):
-        col.button(f"{label}", key=f"decide_{decision}", shortcut=key, on_click=_decide, args=(*args, decision, True),
+        col.button(f"{label}", key=f"decide_{decision}", shortcut=key, on_click=_decide,
+                   args=(*args, decision, True, str(pair.get("degree", ""))),
                    type="primary" if decision == in_force else "secondary", width="stretch", disabled=anonymous,
                    help=" · ".join(([f"Suggested for this pair: its degree is {pair['degree']}"]
                                     if decision == suggested else [])
