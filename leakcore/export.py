@@ -130,7 +130,9 @@ def preview(ws, eval_splits: list[str] | None = None, *, keep=frozenset(), dedup
                 # three exact duplicates: the option is off by default, and nothing said so)
                 d = plan(ws, sid, ExportPolicy(flags, frozenset(keep), True, groups, checks), decisions=decisions,
                          pairs=pairs)
-                row[WITHIN_KEPT] = int(d["removed"].sum() - p["removed"].sum())
+                within = int(d["removed"].sum() - p["removed"].sum())
+        if not dedupe_within:
+            row[WITHIN_KEPT] = within  # last: after the policies' counts
         rows.append(row)
     return pd.DataFrame(rows)
 
