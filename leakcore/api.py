@@ -1144,8 +1144,10 @@ class Project:
         return grouping.recover_groups(self.workspace, threshold=threshold, progress=progress, decisions=decisions)
 
     def resplit(self, dataset: str, *, test_size: float = 0.2, stratify: str | None = "label",
-                time_cutoff: str | None = None, seed: int = 0, out: str | None = None, write: bool = True):
-        """A new train/test assignment in which no group spans splits; written (own format + manifest) if `write`."""
+                time_cutoff: str | None = None, seed: int = 0, out: str | None = None, write: bool = True,
+                links: str | None = None):
+        """A new train/test assignment in which no group and no flagged pair spans splits; written (own format +
+        manifest, and with `links` "symlink" or "copy" the image files in folders per new split) if `write`."""
         from leakcore import resplit
 
         who = self.team.require(Action.RESPLIT) if write else None
@@ -1154,11 +1156,12 @@ class Project:
                                       seed=seed)
         if not write:
             return result
-        written = resplit.write_resplit(ws, result, out)
+        written = resplit.write_resplit(ws, result, out, links=links)
         self.team.audit(who, "re-split", target=dataset,
                         after={**{k: v for k, v in written.summary.items() if not isinstance(v, (list, dict))},
                                "files": [str(f) for f in written.files]},
-                        details={"test_size": test_size, "stratify": stratify, "time_cutoff": time_cutoff, "seed": seed})
+                        details={"test_size": test_size, "stratify": stratify, "time_cutoff": time_cutoff, "seed": seed,
+                                 "links": links})
         return written
 
     # ---- thresholds --------------------------------------------------------------------------------------

@@ -456,7 +456,8 @@ def cmd_groups(args) -> int:
 def cmd_resplit(args) -> int:
     project = _project(args.dir)
     result = project.resplit(args.dataset, test_size=args.test_size, stratify=None if args.stratify == "none" else args.stratify,
-                             time_cutoff=args.time_cutoff, seed=args.seed, out=args.out, write=not args.dry_run)
+                             time_cutoff=args.time_cutoff, seed=args.seed, out=args.out, write=not args.dry_run,
+                             links=args.links)
     s = result.summary
     print(f"{s['dataset']}: {s['method']}")
     print(f"  train {s['train']}, test {s['test']} (test share {100 * s['test_share']:.1f}%, target "
@@ -755,6 +756,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-cutoff", metavar="TIME", help="split by time instead: groups first seen at or after TIME are test")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder (default WORKSPACE/exports/<dataset>-resplit)")
+    p.add_argument("--links", choices=["symlink", "copy"],
+                   help="also the image files, in images/<train|test>/ (a folder dataset's own layout)")
     p.add_argument("--dry-run", action="store_true", help="report sizes and balance, write nothing")
     p.set_defaults(func=cmd_resplit)
 

@@ -135,11 +135,16 @@ def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | No
     return Resplit(assignment, summary, [])
 
 
-def write_resplit(ws, result: Resplit, out: str | Path | None = None) -> Resplit:
+def write_resplit(ws, result: Resplit, out: str | Path | None = None, links: str | None = None) -> Resplit:
     """The new splits in the dataset's own format where it has a per-row one (manifest, Hugging Face Parquet),
     and always `manifest.csv` (path, split, label, group, timestamp, id, old_split), re-importable with
-    `leakcore add --format manifest --root ROOT`."""
+    `leakcore add --format manifest --root ROOT`. With `links` ("symlink" or "copy"), the image files too, as
+    `images/<new split>/<path under the old split's folder>` (a folder dataset's own layout: a new user's re-split of
+    one wrote only the manifest)."""
     import json
+
+    if links not in (None, "symlink", "copy"):
+        raise InvalidInput(f"links must be symlink or copy, got {links!r}")
 
     dataset = result.summary["dataset"]
     ds = ws.datasets[dataset]
@@ -148,12 +153,14 @@ def write_resplit(ws, result: Resplit, out: str | Path | None = None) -> Resplit
     items = ws.items().set_index("item_id").loc[result.assignment["item_id"]].reset_index()
     items["split"] = result.assignment["new_split"].to_numpy()
     listing = formats.listing(items, ds, "")
-    by_key = dict(zip(items["key"].astype(str), items["split"]))
-    listing["split"] = listing["id"].astype(str).map(by_key)
-    info = items.set_index(items["key"].astype(str))
-    listing["group"] = listing["id"].astype(str).map(dict(zip(result.assignment["key"].astype(str), result.assignment["group_id"])))
-    listing["timestamp"] = listing["id"].astype(str).map(info["timestamp"])
-    listing["old_split"] = listing["id"].astype(str).map(dict(zip(result.assignment["key"].astype(str), result.assignment["old_split"])))
+    # the listing is ordered by key (stably); its rows are matched to the items by that order, not by key: a folder
+    # dataset's key is the path under its split's folder, which two splits may share (train/cat/1.jpg, val/cat/1.jpg)
+    order = np.argsort(items["key"].astype(str).to_numpy(), kind="stable")
+    listing["split"] = items["split"].to_numpy()[order]
+    listing["group"] = result.assignment["group_id"].to_numpy()[order]
+    listing["timestamp"] = items["timestamp"].to_numpy()[order]
+    listing["old_split"] = result.assignment["old_split"].to_numpy()[order]
+    by_key = dict(zip(items["key"].astype(str), items["split"]))  # a manifest's own rows, by their unique ids
     files = [formats.write_table(listing, folder / "manifest.csv", "csv")]
     if ds.format == "manifest":
         src = Path(ds.source)
@@ -178,7 +185,38 @@ def write_resplit(ws, result: Resplit, out: str | Path | None = None) -> Resplit
             with atomic_path(folder / f"{split}.parquet") as tmp:
                 pq.write_table(table, tmp)
             files.append(folder / f"{split}.parquet")
+    if links:
+        files.append(_split_folders(items, ds, folder / "images", links))
     atomic_write_text(folder / "resplit.json", json.dumps(result.summary, indent=2, default=str) + "\n")
     files.append(folder / "resplit.json")
     result.files = files
     return result
+
+
+def _split_folders(items: pd.DataFrame, ds, dest: Path, mode: str) -> Path:
+    """`dest/<new split>/<path under the item's old split folder>`, symlinks or copies of each file (rows inside
+    containers have no file of their own). Two files that would land on one path (train/cats/1.jpg and
+    val/cats/1.jpg both in test) keep their old split in the file name: `cats/val-1.jpg`."""
+    import os
+    import shutil
+
+    root = Path(ds.root)
+    if dest.exists():
+        shutil.rmtree(dest)
+    taken: set[Path] = set()
+    for uri, row, split, old in zip(items["uri"], items["row"], items["split"], items["key"].astype(str)):
+        if row >= 0:
+            continue
+        rel = Path(os.path.relpath(uri, root))
+        first, *rest = rel.parts
+        inner = Path(*rest) if rest else rel  # the path under the old split's folder
+        target = dest / str(split) / inner
+        if target in taken:
+            target = target.with_name(f"{first}-{target.name}")
+        taken.add(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if mode == "symlink":
+            target.symlink_to(Path(uri).resolve())
+        else:
+            shutil.copy2(uri, target)
+    return dest

@@ -103,18 +103,21 @@ with user_errors():
     st.subheader("A leak-aware re-split")
     st.caption("A new train/test assignment of one dataset in which no group (explicit, recovered or confirmed) and no "
                "flagged pair a curator did not call unrelated spans the two: stratified by label, or cut at a time. "
-               "Written as a manifest that `leakcore add --format manifest` reads (the images stay where they are), "
-               "and also in the dataset's own format where it came from a manifest or Hugging Face Parquet.")
+               "Written as a manifest that `leakcore add --format manifest` reads, in the dataset's own format where "
+               "it came from a manifest or Hugging Face Parquet, and with image folders per new split (links or copies).")
     with st.form("resplit"):
-        r1, r2, r3, r4 = st.columns(4)
+        r1, r2, r3, r4, r5 = st.columns([1.2, 1, 1, 1.4, 1])
         dataset = r1.selectbox("Dataset", sorted(ws.workspace.datasets), key="rs_dataset")
         test_size = r2.number_input("Test share", 0.05, 0.95, 0.2, step=0.05, key="rs_size")
         stratify = r3.toggle("Stratify by label", value=True, key="rs_stratify")
         cutoff = r4.text_input("…or split at a time", key="rs_cutoff", placeholder="2024-06-01T00:00:00Z")
+        rs_links = r5.selectbox("Image folders", ["symlink", "copy", "none"], key="rs_links",
+                                help="images/train and images/test beside the manifest: links to the files, or "
+                                     "copies of them (a folder dataset's own layout)")
         go = st.form_submit_button("Re-split and write", type="primary")
     if go:
         result = ws.resplit(dataset, test_size=float(test_size), stratify="label" if stratify else None,
-                            time_cutoff=cutoff.strip() or None)
+                            time_cutoff=cutoff.strip() or None, links=None if rs_links == "none" else rs_links)
         st.session_state["rs_last"] = result.summary | {"files": [str(f) for f in result.files]}
     if st.session_state.get("rs_last"):
         s = st.session_state["rs_last"]

@@ -147,6 +147,28 @@ def test_a_flagged_pair_no_group_links_stays_on_one_side_of_the_re_split(ws, mon
                != r.assignment.set_index("item_id")["new_split"]["m/test/c2.jpg"] for r in apart)
 
 
+def test_a_re_split_of_a_folder_dataset_writes_its_images_in_folders_per_new_split(tmp_path):
+    """A folder dataset's own layout is folders: a new user's re-split wrote only the manifest."""
+    from conftest import make_folder_dataset
+
+    root = make_folder_dataset(tmp_path / "d", n_train=6, n_test=4, leaks=(0,))
+    (root / "test" / "cat" / "train_000.jpg").write_bytes((root / "test" / "cat" / "test_000.jpg").read_bytes())
+    project = Project.create(tmp_path / "w", encoder="phash")
+    project.add("d", root)
+    project.scan()
+    result = project.resplit("d", test_size=0.3, out=str(tmp_path / "out"), links="copy")
+    folder = tmp_path / "out" / "images"
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.jpg"))
+    assert len(files) == 11 and {f.split("/")[0] for f in files} == {"train", "test"}
+    a = result.assignment
+    for key, split, old in zip(a["key"], a["new_split"], a["old_split"]):  # under its new split, in its class folder
+        folder_name, name = key.rsplit("/", 1)
+        assert f"{split}/{key}" in files or f"{split}/{folder_name}/{old}-{name}" in files  # two train_000.jpg
+    assert len(pd.read_csv(tmp_path / "out" / "manifest.csv")) == 11
+    assert main(["resplit", str(project.path), "--dataset", "d", "--out", str(tmp_path / "o2"), "--links", "symlink"]) == 0
+    assert all(p.is_symlink() for p in (tmp_path / "o2" / "images").rglob("*.jpg"))
+
+
 def test_calibrate_group_threshold_on_photos(tmp_path):
     root = tmp_path / "d" / "train" / "x"
     root.mkdir(parents=True)
