@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import platform
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -937,6 +938,9 @@ def _kv(pairs: list[tuple[str, object]]) -> str:
                                      for k, v in pairs if v not in (None, "")) + "</dl>"
 
 
+_CODE = re.compile(r"`([^`<>]+)`")  # a command in a verdict's words, drawn as code (escaped first)
+
+
 def _summary_html(data: dict) -> str:
     s = data["settings"]
     out = ['<section id=summary><h2>Summary</h2>',
@@ -948,7 +952,7 @@ def _summary_html(data: dict) -> str:
            '<div class=cards>']
     for v in data["verdicts"]:
         sim = v["checks"].get(_primary(), {})
-        lines = "".join(f"<li>{_e(w)}</li>" for w in v["words"])
+        lines = "".join("<li>" + _CODE.sub(r"<code>\1</code>", _e(w)) + "</li>" for w in v["words"])  # `x`: code
         out.append(f'<div class="card {v["verdict"]}"><h3><span>{_e(v["eval_split"])} '
                    f'<small class=muted>{v["n_eval"]:,} images</small></span>'
                    f'<span class="verdict {v["verdict"]}">{_e(v["verdict"])}</span></h3>'
