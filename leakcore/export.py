@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pandas as pd
 
 from leakcore import __version__, checks, formats, leakage, review
 from leakcore.errors import UnknownName
-from leakcore.io import atomic_path, atomic_write_text
+from leakcore.io import atomic_path, atomic_write_text, link_files
 from leakcore.schema import SplitId, split_items
 
 log = logging.getLogger(__name__)
@@ -231,17 +230,8 @@ def export(
 
 
 def _link_folder(kept: pd.DataFrame, ds, dest: Path, mode: str) -> Path:
-    """A folder of symlinks (or copies) of the kept files, in their original layout."""
+    """A folder of symlinks (or copies) of the kept files, in their original layout (rows inside containers have no
+    file of their own)."""
     root = Path(ds.root)
-    if dest.exists():
-        shutil.rmtree(dest)
-    for uri, row in zip(kept["uri"], kept["row"]):
-        if row >= 0:
-            continue  # rows inside containers have no file of their own
-        target = dest / os.path.relpath(uri, root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if mode == "symlink":
-            target.symlink_to(Path(uri).resolve())
-        else:
-            shutil.copy2(uri, target)
-    return dest
+    return link_files(((uri, os.path.relpath(uri, root)) for uri, row in zip(kept["uri"], kept["row"]) if row < 0),
+                      dest, mode)

@@ -70,6 +70,23 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
         df.to_parquet(tmp, index=False)
 
 
+def link_files(files, dest: Path, mode: str) -> Path:
+    """A folder `dest` (made anew) of symlinks to (mode "symlink") or copies of files, given as (source path, path
+    under `dest`) pairs: an export's kept images, a re-split's folders."""
+    import shutil
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    for source, rel in files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if mode == "symlink":
+            target.symlink_to(Path(source).resolve())
+        else:
+            shutil.copy2(source, target)
+    return dest
+
+
 def file_stamp(*paths: str | os.PathLike) -> tuple:
     """(path, mtime_ns, size, inode) of each file, None for a missing one: a version that moves with every atomic
     write (the renamed file is a new inode even where two writes fall within one tick of the file clock)."""

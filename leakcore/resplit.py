@@ -198,25 +198,19 @@ def _split_folders(items: pd.DataFrame, ds, dest: Path, mode: str) -> Path:
     containers have no file of their own). Two files that would land on one path (train/cats/1.jpg and
     val/cats/1.jpg both in test) keep their old split in the file name: `cats/val-1.jpg`."""
     import os
-    import shutil
+
+    from leakcore.io import link_files
 
     root = Path(ds.root)
-    if dest.exists():
-        shutil.rmtree(dest)
-    taken: set[Path] = set()
-    for uri, row, split, old in zip(items["uri"], items["row"], items["split"], items["key"].astype(str)):
+    files, taken = [], set()
+    for uri, row, split in zip(items["uri"], items["row"], items["split"]):
         if row >= 0:
             continue
         rel = Path(os.path.relpath(uri, root))
         first, *rest = rel.parts
-        inner = Path(*rest) if rest else rel  # the path under the old split's folder
-        target = dest / str(split) / inner
+        target = Path(str(split)) / (Path(*rest) if rest else rel)  # the path under the old split's folder
         if target in taken:
             target = target.with_name(f"{first}-{target.name}")
         taken.add(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if mode == "symlink":
-            target.symlink_to(Path(uri).resolve())
-        else:
-            shutil.copy2(uri, target)
-    return dest
+        files.append((uri, target))
+    return link_files(files, dest, mode)
