@@ -118,7 +118,7 @@ def preview(ws, eval_splits: list[str] | None = None, *, keep=frozenset(), dedup
     decisions, pairs = review.latest_decisions(ws), leakage.load_pairs(ws)
     rows = []
     for sid in eval_splits:
-        row = {"eval_split": sid}
+        row, within = {"eval_split": sid}, 0
         for flags in POLICIES:
             p = plan(ws, sid, ExportPolicy(flags, frozenset(keep), dedupe_within, groups, checks), decisions=decisions,
                      pairs=pairs)

@@ -1,6 +1,7 @@
 """A leak-aware re-split: a new train/test assignment of one dataset in which no group (explicit, recovered or
-confirmed by a curator) and no flagged pair spans the two, stratified by label where asked (scikit-learn's StratifiedGroupKFold /
-GroupShuffleSplit) or cut at a time. Written in the dataset's own format where it has one, plus a manifest."""
+confirmed by a curator) and no flagged pair spans the two, stratified by label where asked (scikit-learn's
+StratifiedGroupKFold / GroupShuffleSplit) or cut at a time. Written in the dataset's own format where it has one, plus
+a manifest."""
 from __future__ import annotations
 
 import logging
@@ -66,7 +67,8 @@ def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series,
     n = len(labels)
     comp = connected_components(coo_matrix((np.ones(len(ai), np.int8), (ai, bi)), shape=(n, n)), directed=False)[1]
     name = pd.Series(labels).groupby(comp).transform("min").to_numpy()  # the smallest label names a component
-    joined = {tuple(sorted(pair)) for pair in zip(p["eval_item_id"].astype(str)[joins], p["train_item_id"].astype(str)[joins])}
+    joined = {tuple(sorted(pair)) for pair in zip(p["eval_item_id"].astype(str)[joins],
+                                                   p["train_item_id"].astype(str)[joins])}
     return pd.Series(name[labels.get_indexer(g.to_numpy())], index=g.index).astype(str), len(joined)
 
 

@@ -189,11 +189,12 @@ def undo_last(ws, reviewer: str) -> dict | None:
 
 
 _DECISION_COLUMNS = ["eval_item_id", "train_item_id", "decision", "note", "reviewer", "created_at"]
-_IN_FORCE = """SELECT d.eval_item_id, d.train_item_id, d.decision, d.note, d.reviewer, d.created_at
+_IN_FORCE_OF = """SELECT {extra}d.eval_item_id, d.train_item_id, d.decision, d.note, d.reviewer, d.created_at
                FROM decisions d JOIN (
                    SELECT MAX(id) AS id FROM decisions WHERE undone_at IS NULL AND id > ?
                    GROUP BY eval_item_id, train_item_id
                ) m ON d.id = m.id ORDER BY d.id"""
+_IN_FORCE = _IN_FORCE_OF.format(extra="")
 
 
 def latest_decisions(ws) -> pd.DataFrame:
@@ -242,8 +243,7 @@ def decisions_after(ws, after: int = 0, undone: int | None = None) -> DecisionsC
         last, count = conn.execute(
             "SELECT COALESCE(MAX(id), 0), COUNT(undone_at) FROM decisions").fetchone()
         if after and undone is not None and count != undone:
-            newer = pd.read_sql_query(_IN_FORCE.replace("SELECT d.eval_item_id", "SELECT d.id, d.eval_item_id", 1),
-                                      conn, params=(int(after),))
+            newer = pd.read_sql_query(_IN_FORCE_OF.format(extra="d.id, "), conn, params=(int(after),))
             touched = pd.read_sql_query(_UNDONE_IN_FORCE, conn)
             both = pd.concat([touched, newer], ignore_index=True).sort_values("id", kind="stable")
             frame = both.drop_duplicates(["eval_item_id", "train_item_id"], keep="last")[_DECISION_COLUMNS]
