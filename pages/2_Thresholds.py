@@ -39,20 +39,8 @@ with user_errors():
         thresholds_ui.calibration_form(ws, encoder)
     elif fused:
         model, points, curves, hist = views
-        m = model.meta
         st.caption(thresholds_ui.fused_model_caption(model))
-        left, right = st.columns(2)
-        with left:
-            decided, why = thresholds_ui.decided_roc(ws, encoder, score)
-            thresholds_ui.roc_chart(ws, curves, points, hard, soft, decided)
-            if why:
-                st.caption(why)
-        with right:
-            thresholds_ui.histogram_chart(hist, hard, soft, fused=True)
-        fpr_h, tpr_h = points.at(hard)
-        fpr_s, tpr_s = points.at(soft)
-        st.markdown(f"At **hard {hard:.4f}**: catches {100 * tpr_h:.1f}% of edited copies, {100 * fpr_h:.3f}% false positives · "
-                    f"at **soft {soft:.4f}**: {100 * tpr_s:.1f}% of copies, {100 * fpr_s:.3f}% false positives")
+        thresholds_ui.charts(ws, encoder, score, points, curves, hist, hard, soft)
     else:
         result, points, curves, hist = views
         s = result.settings
@@ -64,18 +52,7 @@ with user_errors():
                       " · negatives: the most similar other image (this calibration predates leaving out the "
                       "collection's own near-duplicates: run it again)"))
         thresholds_ui.suggestion_check(result, defaults, in_force=suggestion_in_force)
-        left, right = st.columns(2)
-        with left:
-            decided, why = thresholds_ui.decided_roc(ws, encoder, score)
-            thresholds_ui.roc_chart(ws, curves, points, hard, soft, decided)
-            if why:
-                st.caption(why)
-        with right:
-            thresholds_ui.histogram_chart(hist, hard, soft)
-        fpr_h, tpr_h = points.at(hard)
-        fpr_s, tpr_s = points.at(soft)
-        st.markdown(f"At **hard {hard:.4f}**: catches {100 * tpr_h:.1f}% of edited copies, {100 * fpr_h:.3f}% false positives · "
-                    f"at **soft {soft:.4f}**: {100 * tpr_s:.1f}% of copies, {100 * fpr_s:.3f}% false positives")
+        thresholds_ui.charts(ws, encoder, score, points, curves, hist, hard, soft)
     if encoder == ws.settings.encoder and score != ws.settings.score:
         st.info(f"The project scores pairs by the **{ws.settings.score}** score; these {score} thresholds apply once you "
                 f"use the {score} score (`leakcore verify WS --use {score}`, or the button below).")

@@ -298,6 +298,22 @@ def decided_roc(ws: Workspace, encoder: str, score: str) -> tuple:
     return decided, why
 
 
+def charts(ws: Workspace, encoder: str, score: str, points, curves: dict, hist, hard: float, soft: float) -> None:
+    """The ROC (with the curators' own where drawn) beside the score histogram, and the rates at both thresholds."""
+    left, right = st.columns(2)
+    with left:
+        decided, why = decided_roc(ws, encoder, score)
+        roc_chart(ws, curves, points, hard, soft, decided)
+        if why:
+            st.caption(why)
+    with right:
+        histogram_chart(hist, hard, soft, fused=score == "fused")
+    fpr_h, tpr_h = points.at(hard)
+    fpr_s, tpr_s = points.at(soft)
+    st.markdown(f"At **hard {hard:.4f}**: catches {100 * tpr_h:.1f}% of edited copies, {100 * fpr_h:.3f}% false positives · "
+                f"at **soft {soft:.4f}**: {100 * tpr_s:.1f}% of copies, {100 * fpr_s:.3f}% false positives")
+
+
 def histogram_chart(hist, hard: float, soft: float, fused: bool = False) -> None:
     """Positive and hardest-negative scores (pre-binned) with the two threshold lines."""
     # one named table per histogram: with a single named table, Streamlit 1.67 takes it for the chart's own data
