@@ -98,9 +98,10 @@ def main() -> None:
     ev = verify.evidence([images[k][0] for k in frame["key"]], [images[k][1] for k in frame["key"]])
     frame = pd.concat([frame, ev], axis=1)
     frame["two_part"] = decided_by_matches(frame, MATCH_RULE[:2])
+    frame["three_part"] = decided_by_matches(frame, MATCH_RULE[:3])
     frame["decided"] = decided_by_matches(frame, MATCH_RULE)
     summary = frame.groupby(["set", "kind"]).agg(pairs=("key", "size"), two_part=("two_part", "sum"),
-                                                 decided=("decided", "sum"))
+                                                 three_part=("three_part", "sum"), decided=("decided", "sum"))
     print(summary.to_string())
     over = frame[(frame["kind"] == "overlay") & frame["two_part"]]
     print(f"overlay pairs the matches decide by two parts: {len(over)}, tiles agreeing at most "

@@ -116,7 +116,10 @@ TWIN_TILES_AGREE = 0.6  # the local matches decide only where at least this shar
 # of two photos under one banner or watermark that the matches decided by two parts: at most 0.553; 290 copies under
 # six edits: at least 0.635) and confirmed on seeds 12 and 13 (132 of 135 such pairs no longer decided, 573 of 574
 # copies still decided; the misses are photos with little texture outside the banner)
-MATCH_RULE = (TWIN_ORB_INLIERS, TWIN_ORB_RATIO, TWIN_TILES_AGREE)
+TWIN_TILES_FROM = 20  # ... and from this many inliers (AWAY_FROM_INLIERS) where the tiles are there to tell and agree
+# (not NaN): two bannered copies of a new user's draws had 22 inliers (a sunflower under a red band, 74% of its 161
+# textured tiles agreeing) and fell under soft by the model; the look-alikes of the eight draws reach 16 inliers
+MATCH_RULE = (TWIN_ORB_INLIERS, TWIN_ORB_RATIO, TWIN_TILES_AGREE, TWIN_TILES_FROM)
 TWIN_CROP_NCC, TWIN_CROP_DETAIL = 0.95, 0.6  # one image found in the other as a crop (`crop_search`) at
 # least this well, with its fine detail agreeing at least this well: one photograph (`decided_by_crop`). Over eight
 # draws of planted copies the 17 strong crops no other evidence decided were found at NCC 0.97-1.00 and detail

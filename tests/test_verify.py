@@ -1079,6 +1079,17 @@ def test_two_photos_under_one_banner_are_not_decided_by_their_matches_and_a_bann
     assert fused.decided_by_matches(ev.assign(tiles_agree=np.nan)).all()
 
 
+def test_from_twenty_inliers_the_matches_decide_where_the_tiles_are_there_and_agree():
+    """A new user's bannered sunflower had 22 inliers at ratio 0.77 and 74% of its 161 textured tiles agreeing, and
+    fell under soft by the model: from TWIN_TILES_FROM inliers the matches decide where the tiles tell (not NaN) and
+    agree; two photos under one banner disagree there, and a model fitted before keeps its three-part rule."""
+    ev = pd.DataFrame({"orb_inliers": np.log1p([22, 22, 22, 19, 30]), "orb_ratio": [0.77, 0.77, 0.77, 0.9, 0.6],
+                       "tiles_agree": [0.74, np.nan, 0.5, 0.9, np.nan]})
+    assert list(fused.decided_by_matches(ev)) == [True, False, False, False, True]
+    assert list(fused.decided_by_matches(ev, fused.MATCH_RULE[:3])) == [False, False, False, False, True]
+    assert verify.TWIN_TILES_FROM >= verify.AWAY_FROM_INLIERS  # the tiles are measured from there
+
+
 def test_one_banner_line_at_the_other_edge_of_another_photo_is_not_decided_by_the_matches():
     """The same words at the bottom of one photo and the top of another match under a map that puts the two a
     banner's height apart: there the overlap is mostly the banner, so its tiles agreed, and two smooth photos were

@@ -284,17 +284,20 @@ def _read_cache(ws, encoder: str, fingerprint: str, dim: int):
 def decided_by_matches(ev: pd.DataFrame, rule=MATCH_RULE) -> np.ndarray:
     """Pairs whose local features decide on their own: at least `rule`'s (inliers, ratio) ORB matches under one
     geometric map, and, with the rule's third part, at least that share of the overlap's textured tiles agreeing
-    under the same map (or too few of them to tell). A strong crop keeps a quarter of the photo,
+    under the same map (or too few of them to tell); with a fourth part, from that many inliers where the tiles are
+    there to tell and agree. A strong crop keeps a quarter of the photo,
     so the whole-image evidence the model weighs most (the embedding, the alignment) looks like a look-alike's,
     while its matches are as many as a copy's; two photos under one banner match as many times, on the banner."""
     inliers, ratio = rule[:2]
     if "orb_inliers" not in ev or "orb_ratio" not in ev:
         return np.zeros(len(ev), bool)
-    decided = ((ev["orb_inliers"].to_numpy(float) >= np.log1p(inliers))
-               & (ev["orb_ratio"].to_numpy(float) >= ratio))
+    found, share = ev["orb_inliers"].to_numpy(float), ev["orb_ratio"].to_numpy(float)
+    decided = (found >= np.log1p(inliers)) & (share >= ratio)
     if len(rule) > 2 and "tiles_agree" in ev:
         agree = ev["tiles_agree"].to_numpy(float)
         decided &= np.isnan(agree) | (agree >= rule[2])
+        if len(rule) > 3:  # fewer inliers, from rule[3], where the tiles are there to tell and agree
+            decided |= (found >= np.log1p(rule[3])) & (share >= ratio) & ~np.isnan(agree) & (agree >= rule[2])
     return decided.astype(bool)
 
 
