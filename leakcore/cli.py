@@ -463,7 +463,11 @@ def cmd_resplit(args) -> int:
     print(f"  train {s['train']}, test {s['test']} (test share {100 * s['test_share']:.1f}%, target "
           f"{100 * s['target_test_share']:.1f}%); {s['groups']} groups, {s['multi_item_groups']} of several images "
           f"(largest {s['largest_group']}); groups across splits: {s['cross_split_groups']}")
-    print(f"  flagged pairs kept on one side that no group linked: {s.get('flagged_pairs_joined', 0)}")
+    print(f"  kept on one side besides the groups: flagged pairs {s.get('flagged_pairs_joined', 0)}, exact copies "
+          f"(the same bytes) {s.get('identical_joined', 0)}")
+    if not s.get("train_searched", True):
+        print(f"  note: training images were not compared with one another (`leakcore scan {args.dir} --grouping` "
+              "does): near-duplicates inside training may fall on both sides; exact copies are kept together")
     if s["label_share_by_split"]:
         print(f"  class balance: largest gap from the overall share {100 * s['max_label_share_gap']:.1f} points")
     for f in result.files:

@@ -30,12 +30,14 @@ class Resplit:
 TOGETHER_DEGREES, TOGETHER_DECISIONS = ("hard", "soft"), ("unsure", "same_source")
 
 
-def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series, int]:
-    """Per item its group for the re-split, and how many flagged pairs joined two of the groups in force: those
-    groups (explicit, recovered, confirmed) united with every pair the similarity check flags that a curator did not
-    call unrelated. The groups alone let flagged copies fall on both sides: a new user's re-split of cats_and_dogs
-    put 4 of 30 planted copies (text banners, flips) in test and their originals in train, since a group link asks
-    its own local matches, which a mirror or a banner defeats, while the scan had flagged all 30."""
+def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series, dict]:
+    """Per item its group for the re-split, and what joined the groups in force: those groups (explicit, recovered,
+    confirmed) united with every pair the similarity check flags that a curator did not call unrelated, and with
+    every other item of the same content (the same bytes: a scan compares training images with one another only
+    with `--grouping`, and a new user's exact copy inside train fell on the other side of its original). The groups
+    alone let flagged copies fall on both sides too: a new user's re-split of cats_and_dogs put 4 of 30 planted
+    copies (text banners, flips) in test and their originals in train, since a group link asks its own local
+    matches, which a mirror or a banner defeats, while the scan had flagged all 30."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -49,27 +51,39 @@ def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series,
     # which refused the item ids as a fill (a re-split of a workspace without groups crashed)
     g = g.fillna(explicit.where(items["group"].notna()).astype(object))  # unreadable items keep their explicit group
     g = g.fillna(items["item_id"].astype(object)).astype(str)
+    info = {"flagged_pairs_joined": 0, "identical_joined": 0, "train_searched": bool(groups.train_searched)}
+    ids = items["item_id"].astype(str)
+    links = {}  # what joins two items: flagged pairs, then items of one content (the first of each content to the rest)
     pairs = leakage.load_pairs(ws)
-    if pairs.empty:
-        return g, 0
-    hard, soft = ws.thresholds()
-    p = leakage.with_degrees(pairs, hard, soft, decisions if decisions is not None and not decisions.empty else None)
-    p = p[p["degree"].isin(TOGETHER_DEGREES) | p["decision"].isin(TOGETHER_DECISIONS).fillna(False).to_numpy(bool)]
-    group_of = pd.Series(g.to_numpy(), index=items["item_id"].astype(str))
-    a = group_of.reindex(p["eval_item_id"].astype(str)).to_numpy()
-    b = group_of.reindex(p["train_item_id"].astype(str)).to_numpy()
-    joins = pd.notna(a) & pd.notna(b)  # both images in this dataset ...
-    joins[joins] = a[joins] != b[joins]  # ... and in two groups
-    if not joins.any():
-        return g, 0
-    labels = pd.Index(pd.unique(np.concatenate([g.to_numpy(), a[joins], b[joins]]).astype(str)))
-    ai, bi = labels.get_indexer(a[joins].astype(str)), labels.get_indexer(b[joins].astype(str))
+    if not pairs.empty:
+        hard, soft = ws.thresholds()
+        p = leakage.with_degrees(pairs, hard, soft, decisions if decisions is not None and not decisions.empty
+                                 else None)
+        p = p[p["degree"].isin(TOGETHER_DEGREES) | p["decision"].isin(TOGETHER_DECISIONS).fillna(False).to_numpy(bool)]
+        links["flagged_pairs_joined"] = (p["eval_item_id"].astype(str).to_numpy(),
+                                         p["train_item_id"].astype(str).to_numpy())
+    if "sha256" in items:
+        sha = items["sha256"].where(items["sha256"].notna() & (items["sha256"].astype(str) != ""))
+        first = ids.groupby(sha).transform("first")
+        links["identical_joined"] = (first[sha.notna()].to_numpy(), ids[sha.notna()].to_numpy())
+    group_of = pd.Series(g.to_numpy(), index=ids.to_numpy())
+    ends = []
+    for name, (a_ids, b_ids) in links.items():
+        a, b = group_of.reindex(a_ids).to_numpy(), group_of.reindex(b_ids).to_numpy()
+        joins = pd.notna(a) & pd.notna(b)  # both images in this dataset ...
+        joins[joins] = a[joins] != b[joins]  # ... and in two groups
+        info[name] = len({tuple(sorted(pair)) for pair in zip(a_ids[joins], b_ids[joins])})
+        ends.append((a[joins].astype(str), b[joins].astype(str)))
+    a = np.concatenate([e[0] for e in ends]) if ends else np.zeros(0, str)
+    b = np.concatenate([e[1] for e in ends]) if ends else np.zeros(0, str)
+    if not len(a):
+        return g, info
+    labels = pd.Index(pd.unique(np.concatenate([g.to_numpy(), a, b]).astype(str)))
+    ai, bi = labels.get_indexer(a), labels.get_indexer(b)
     n = len(labels)
     comp = connected_components(coo_matrix((np.ones(len(ai), np.int8), (ai, bi)), shape=(n, n)), directed=False)[1]
     name = pd.Series(labels).groupby(comp).transform("min").to_numpy()  # the smallest label names a component
-    joined = {tuple(sorted(pair)) for pair in zip(p["eval_item_id"].astype(str)[joins],
-                                                   p["train_item_id"].astype(str)[joins])}
-    return pd.Series(name[labels.get_indexer(g.to_numpy())], index=g.index).astype(str), len(joined)
+    return pd.Series(name[labels.get_indexer(g.to_numpy())], index=g.index).astype(str), info
 
 
 def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | None = "label",
@@ -83,7 +97,7 @@ def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | No
     items = items[items["dataset"] == dataset].sort_values("item_id").reset_index(drop=True)
     if items.empty:
         raise InvalidInput(f"no dataset {dataset!r}; datasets: {', '.join(sorted(ws.datasets)) or 'none'}")
-    group, flagged_links = _groups_of(ws, items, use_decisions)
+    group, joined = _groups_of(ws, items, use_decisions)
     if time_cutoff:
         try:
             cutoff = pd.Timestamp(time_cutoff)
@@ -129,7 +143,7 @@ def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | No
         "test": int(is_test.sum()), "train": int((~is_test).sum()), "test_share": float(is_test.mean()),
         "groups": int(group.nunique()), "multi_item_groups": int((group.value_counts() > 1).sum()),
         "largest_group": int(group.value_counts().max()), "cross_split_groups": 0,
-        "flagged_pairs_joined": flagged_links,
+        **joined,
         "label_share_overall": {str(k): round(float(v), 4) for k, v in overall.items()},
         "label_share_by_split": {s: {str(k): round(float(v), 4) for k, v in row.items()} for s, row in balance.iterrows()},
         "max_label_share_gap": float((balance - overall).abs().max().max()) if not balance.empty else 0.0,

@@ -122,7 +122,12 @@ with user_errors():
     if st.session_state.get("rs_last"):
         s = st.session_state["rs_last"]
         st.success(f"{s['dataset']}: train {s['train']}, test {s['test']} ({100 * s['test_share']:.1f}% test, target "
-                   f"{100 * s['target_test_share']:.1f}%) · {s['groups']} groups kept whole, "
-                   f"{s.get('flagged_pairs_joined', 0)} flagged pairs among them that no group linked · largest class-share gap "
+                   f"{100 * s['target_test_share']:.1f}%) · {s['groups']} groups kept whole (with "
+                   f"{s.get('flagged_pairs_joined', 0)} flagged pairs and {s.get('identical_joined', 0)} exact copies "
+                   "that no group linked) · largest class-share gap "
                    f"{100 * s['max_label_share_gap']:.1f} points · {s['method']}")
+        if not s.get("train_searched", True):
+            st.warning("Training images were not compared with one another (`leakcore scan WORKSPACE --grouping` "
+                       "does): near-duplicates inside training may fall on both sides of this split; exact copies are "
+                       "kept together.", icon=":material/warning:")
         st.markdown("\n".join(f"- `{f}`" for f in s["files"]))

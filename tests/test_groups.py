@@ -135,6 +135,9 @@ def test_a_flagged_pair_no_group_links_stays_on_one_side_of_the_re_split(ws, mon
 
     no_groups = grouping.recover_groups(ws.workspace, threshold=float("inf"))  # explicit groups only: c-c2 unlinked
     monkeypatch.setattr(grouping, "groups_in_force", lambda *a, **k: no_groups)
+    items = ws.workspace.items()  # c2 is c's bytes here; as a near-copy it has a content of its own
+    items.loc[items["item_id"] == "m/test/c2.jpg", "sha256"] = "0" * 64
+    monkeypatch.setattr(ws.workspace, "items", lambda: items.copy())
     seeds = range(12)
     together = [resplit.plan_resplit(ws.workspace, "m", test_size=0.3, seed=s) for s in seeds]
     for r in together:
@@ -145,6 +148,28 @@ def test_a_flagged_pair_no_group_links_stays_on_one_side_of_the_re_split(ws, mon
     assert all(r.summary["flagged_pairs_joined"] == 0 for r in apart)
     assert any(r.assignment.set_index("item_id")["new_split"]["m/train/c.jpg"]
                != r.assignment.set_index("item_id")["new_split"]["m/test/c2.jpg"] for r in apart)
+
+
+def test_exact_copies_inside_training_stay_on_one_side_of_the_re_split(tmp_path, capsys):
+    """A scan compares training images with one another only with --grouping: a new user's exact copy inside train
+    went to test while its original stayed in train. Items of one content are kept together, and the CLI says that
+    near-duplicates inside training were not looked for."""
+    from conftest import make_folder_dataset
+
+    root = make_folder_dataset(tmp_path / "d", n_train=10, n_test=4)
+    for i in range(4):  # copies of training photos inside train, under other names
+        (root / "train" / "cat" / f"copy_{i}.jpg").write_bytes((root / "train" / "cat" / f"train_00{2 * i}.jpg").read_bytes())
+    project = Project.create(tmp_path / "w", encoder="phash")
+    project.add("d", root)
+    project.scan()
+    for seed in range(6):
+        r = project.resplit("d", test_size=0.3, seed=seed, write=False)
+        a = r.assignment.set_index("key")["new_split"]
+        assert all(a[f"cat/copy_{i}.jpg"] == a[f"cat/train_00{2 * i}.jpg"] for i in range(4))
+        assert r.summary["identical_joined"] == 4 and r.summary["train_searched"] is False
+    assert main(["resplit", str(project.path), "--dataset", "d", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "exact copies (the same bytes) 4" in out and "training images were not compared with one another" in out
 
 
 def test_a_re_split_of_a_folder_dataset_writes_its_images_in_folders_per_new_split(tmp_path):
