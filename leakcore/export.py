@@ -87,7 +87,8 @@ def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame |
     if not decisions.empty:
         # who decided, where a decision removed the item (an automatic removal names no reviewer, even where the
         # item has a decision on another pair; a new user read a curator's name beside an empty decision)
-        info = decisions.set_index(decisions["eval_item_id"]).groupby(level=0).last()
+        mirrored = leakage.both_ways(decisions)  # a duplicate within the split decided from its other end names it too
+        info = mirrored.set_index(mirrored["eval_item_id"]).groupby(level=0).last()
         decided = (out["decision"].notna() & (out["decision"].astype(str) != "")) | \
             out["item_id"].map(removals["confirmed"]).fillna(False).astype(bool)
         out["reviewer"] = out["item_id"].map(info["reviewer"]).where(decided | ~hit)

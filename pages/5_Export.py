@@ -17,7 +17,8 @@ def removed_rows(ws, removed):
     items = data.items(ws)
     first = removed["matches"].fillna("").str.split(";").str[0]
     pair_checks = [c["name"] for c in ws.checks.reviewable() if c["review"] == "pairs"]  # reviewed as pairs
-    match_ok = first.isin(items.index) & removed["check"].isin(pair_checks)
+    base = removed["check"].astype(str).str.replace(" (within split)", "", regex=False)  # a duplicate's pair too
+    match_ok = first.isin(items.index) & base.isin(pair_checks)
     out = removed[["item_id", "checks", "reasons", "similarity", "decision", "reviewer", "note", "matches"]].rename(
         columns={"checks": "check", "reasons": "reason"})  # every check that flags the image, as removed.csv
     text = ["check", "reason", "decision", "reviewer", "note", "matches"]

@@ -179,3 +179,14 @@ def test_the_preview_says_how_many_duplicates_inside_the_split_stay_without_dedu
     assert export.WITHIN_KEPT not in export.preview(ws, ["d/test"], dedupe_within=True).columns
     assert main(["export", str(ws.path), "--split", "d/test", "--out", str(tmp_path / "out")]) == 0
     assert "near-duplicates of another image inside d/test, kept: 1" in capsys.readouterr().out
+
+
+def test_a_within_split_duplicate_removed_shows_its_score_decision_and_reviewer(ws):
+    """The Export page showed "None" for a confirmed within-split duplicate's score and no reviewer: its decision was
+    made from the pair's other end."""
+    # decided from the end whose image stays (the removed copy is the pair's training end there)
+    review.decide(ws, "d/test/cat/test_004.jpg", "d/test/cat/test_004_dup.jpg", "hard", reviewer="ann")
+    p = export.plan(ws, "d/test", ExportPolicy("soft"))
+    row = p[p["check"] == "similarity (within split)"].iloc[0]
+    assert row["item_id"] == "d/test/cat/test_004_dup.jpg"  # the first copy by id stays
+    assert row["similarity"] > 0.9 and row["decision"] == "hard" and row["reviewer"] == "ann"

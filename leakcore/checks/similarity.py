@@ -102,12 +102,25 @@ class SimilarityCheck(Check):
             dup = {i: h for i, h in heads.items() if i != h and i not in removed}
             if dup:
                 what = "confirmed within-split duplicate" if confirmed_only else "within-split duplicate"
+                best = _strongest_within(within, inputs).reindex(list(dup))
                 out = pd.concat([out, pd.DataFrame({
                     "item_id": list(dup), "check": f"{self.name} (within split)",
                     "reason": [f"{what} of {h}" for h in dup.values()], "matches": list(dup.values()),
-                    "similarity": np.nan, "degree": None, "decision": None, "confirmed": confirmed_only})],
+                    "similarity": best["score"].to_numpy(), "degree": best["degree"].to_numpy(),
+                    "decision": best["decision"].to_numpy(), "confirmed": confirmed_only})],
                     ignore_index=True)
         return out
+
+
+def _strongest_within(within: pd.DataFrame, inputs: CheckInputs) -> pd.DataFrame:
+    """Per item of a within-split pair (either end), its strongest such pair's score in force, degree and decision
+    in force: what the Export page and removed.csv show beside a within-split duplicate (they showed nothing)."""
+    w = leakage.with_degrees(within, inputs.hard, inputs.soft, inputs.decisions)
+    score = scores.in_force(w).to_numpy(float)
+    ends = pd.DataFrame({"item_id": np.concatenate([w["eval_item_id"].to_numpy(str), w["train_item_id"].to_numpy(str)]),
+                         "score": np.tile(score, 2), "degree": np.tile(w["degree"].to_numpy(object), 2),
+                         "decision": np.tile(w["decision"].to_numpy(object), 2)})
+    return ends.sort_values("score", ascending=False, kind="stable").drop_duplicates("item_id").set_index("item_id")
 
 
 def _within_groups(pairs: pd.DataFrame, soft: float, decisions: pd.DataFrame | None, *,
