@@ -352,7 +352,8 @@ def _verdict_words(row: dict) -> list[str]:
             w = _words(check)
             out.append(f"{c['soft']:,} ({_pct(c['soft_rate'])}) {w['verdict']}; {c['hard']:,} hard ({w['hard']})")
     if row["within_split"]:
-        out.append(f"{row['within_split']:,} have a near-duplicate inside the split itself")
+        out.append(f"{row['within_split']:,} images have a near-duplicate inside the split itself (both copies of each "
+                   "pair counted)")
     if any(x["soft"] for x in row["checks"].values()) or row["within_split"]:
         # what to do next, in the commands the README gives (a reader of the report may never open the app)
         split, dataset = row["eval_split"], str(row["eval_split"]).split("/")[0]
@@ -482,6 +483,15 @@ def _provenance(project, decisions: pd.DataFrame) -> dict:
                         "inputs_as_of": p.get("inputs_as_of"), "thresholds": t,
                         "current": bool(p.get("inputs_as_of") == inputs_as_of and p.get("encoder") == ws.encoder
                                         and t.get("hard") == hard and t.get("soft") == soft)})
+    resplits = []  # leak-aware re-splits written (`leakcore resplit`): the exports a reader asks about too
+    for f in sorted(ws.exports_dir.glob("*/resplit.json")) if ws.exports_dir.exists() else []:
+        try:
+            r = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        resplits.append({"folder": f.parent.name, "dataset": r.get("dataset"), "train": r.get("train"),
+                         "test": r.get("test"), "method": r.get("method"), "written_at": r.get("written_at"),
+                         "current": r.get("inputs_as_of") == inputs_as_of if r.get("inputs_as_of") else None})
     live = decisions if decisions is not None else pd.DataFrame(columns=["decision", "reviewer"])
     return plain({
         "workspace": str(ws.path), "created": ws.config.get("created"),
@@ -498,7 +508,7 @@ def _provenance(project, decisions: pd.DataFrame) -> dict:
                       "reviewers": {str(k): int(v) for k, v in live["reviewer"].value_counts().items()},
                       "first": history["created_at"].min() if len(history) else None,
                       "last": history["created_at"].max() if len(history) else None},
-        "exports": exports, "inputs_as_of": inputs_as_of,
+        "exports": exports, "resplits": resplits, "inputs_as_of": inputs_as_of,
     })
 
 
@@ -1118,8 +1128,8 @@ def _findings_html(data: dict, thumbs: dict) -> str:
                        'training, but each copy counts twice in a test score. An export removes all but the first '
                        'copy of each with <code>--dedupe-within</code> (the Export page\'s "Also remove within-split '
                        'duplicates"), and those a curator confirmed always.</p>')
-            out.append(_table(f"t-within-{name}", cols, _pair_rows(s["within"], thumbs), numeric={0, 2},
-                              cls="findings"))
+            out.append(_table(f"t-within-{name}", ["#", "evaluation image · its duplicate in the split"] + cols[2:],
+                              _pair_rows(s["within"], thumbs), numeric={0, 2}, cls="findings"))
         if s.get("closest"):
             out.append(f"<h3>{_e(name)}: the closest not flagged</h3>")
             out.append(f'<p class=note>The {len(s["closest"]):,} evaluation images that are not flagged with the '
@@ -1272,6 +1282,13 @@ def _provenance_html(data: dict) -> str:
                                         "describes these results"], rows, numeric={3, 4}))
     else:
         out.append("<p class=note>No export has been written from this workspace yet.</p>")
+    if p.get("resplits"):
+        out.append("<h3>Re-splits of this workspace</h3>")
+        rows = [[x["folder"], x["dataset"], (_fmt_int(x["train"]), x["train"] or 0), (_fmt_int(x["test"]), x["test"] or 0),
+                 x["method"], x["written_at"] or "",
+                 {True: "yes", False: "no: made from other inputs", None: ""}[x["current"]]] for x in p["resplits"]]
+        out.append(_table("t-resplits", ["folder", "dataset", "train", "test", "method", "written",
+                                         "describes these results"], rows, numeric={2, 3}))
     out.append("<p class=note>The whole report as data is embedded in this page "
                "(<code>script#leakcore-report</code>, the same as <code>leakcore report WS --json</code>).</p></section>")
     return "".join(out)

@@ -4,6 +4,7 @@ StratifiedGroupKFold / GroupShuffleSplit) or cut at a time. Written in the datas
 a manifest."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,7 +204,11 @@ def write_resplit(ws, result: Resplit, out: str | Path | None = None, links: str
             files.append(folder / f"{split}.parquet")
     if links:
         files.append(_split_folders(items, ds, folder / "images", links))
-    atomic_write_text(folder / "resplit.json", json.dumps(result.summary, indent=2, default=str) + "\n")
+    from leakcore.export import _inputs_time
+
+    written = {**result.summary, "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               "inputs_as_of": _inputs_time(ws), "links": links}  # what the report's provenance lists
+    atomic_write_text(folder / "resplit.json", json.dumps(written, indent=2, default=str) + "\n")
     files.append(folder / "resplit.json")
     result.files = files
     return result

@@ -345,3 +345,13 @@ def test_pairs_inside_a_split_are_shown_with_their_pictures_and_the_report_says_
     words = " ".join(rep.data["verdicts"][0]["words"])
     assert "leakcore export WS --split d/test --policy soft --dedupe-within" in words
     assert "leakcore resplit WS --dataset d" in words
+
+
+def test_the_report_lists_the_re_splits_written_from_the_workspace(ws, tmp_path):
+    """A re-split was in the audit log but not among the report's exports."""
+    ws.resplit("animals", test_size=0.3)
+    doc = ws.report_document()
+    rs = doc.data["provenance"]["resplits"]
+    assert [(r["folder"], r["dataset"], r["current"]) for r in rs] == [("animals-resplit", "animals", True)]
+    assert rs[0]["train"] + rs[0]["test"] == 12 and rs[0]["written_at"]
+    assert "Re-splits of this workspace" in doc.html()
