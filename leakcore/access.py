@@ -306,7 +306,9 @@ class AuditLog:
             return pd.DataFrame(columns=cols)
         df = pd.DataFrame(rows).reindex(columns=cols)
         for c in ("before", "after", "details"):
-            df[c] = [None if v is None else json.dumps(v, sort_keys=True, ensure_ascii=False) for v in df[c]]
+            # an entry without the key has NaN here (the frame fills it), not None: json would write "NaN"
+            df[c] = [None if v is None or (isinstance(v, float) and v != v) else
+                     json.dumps(v, sort_keys=True, ensure_ascii=False) for v in df[c]]
         return df.iloc[::-1].reset_index(drop=True)
 
     def verify(self) -> int:

@@ -194,6 +194,17 @@ def test_the_audit_log_is_append_only_and_a_rewrite_is_detected(team):
         log.verify()
 
 
+def test_an_audit_entry_without_a_before_shows_none_not_the_text_nan(team):
+    """An entry that has no `before` key (a scan, an export) read as the text "NaN" on the Team page."""
+    path, _ = team
+    log = AuditLog(path)
+    log.append(LEAD, "score", before="similarity", after="fused", role="lead")  # text: the column reads as text
+    log.append(LEAD, "export", target="d/test", role="lead")  # no before, no after
+    table = log.table()
+    assert table["before"].map(lambda v: v is None or v != v).iloc[0]
+    assert "NaN" not in set(table["before"].dropna()) | set(table["after"].dropna())
+
+
 def test_roles_are_edited_by_a_lead_only_and_never_lose_the_last_lead(team):
     path, _ = team
     with pytest.raises(AccessDenied):
