@@ -246,6 +246,16 @@ def test_impact_page_with_a_probe(ws):
     assert not at.exception, at.exception
     assert any("leaked set from" in m.value for m in at.markdown)
     assert at.get("download_button") and len(at.get("plotly_chart")) == 1
+    # a subset without a random interval shows empty cells (the browser drew "None"), the gains one rounding only
+    drill = at.dataframe[-1].value
+    assert not drill.isna().any().any() and (drill["random mean %"] == "").any()
+    import pandas as pd
+
+    from ui.impact_ui import gains_table
+
+    table = pd.DataFrame({"model": "m", "subset": ["full", "soft-leaked"], "accuracy": [0.812155, 1.0],
+                          "gain": [0.0, 0.187845]})
+    assert gains_table(table).loc[0, "soft-leaked"] == pytest.approx(18.7845)  # 18.79 once rounded to 3 decimals first
 
 
 def test_impact_page_on_a_split_with_no_leak_says_so(tmp_path, monkeypatch):

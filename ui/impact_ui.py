@@ -106,7 +106,11 @@ def show_percent_table(frame: pd.DataFrame) -> None:
     for col in out.columns:
         if col not in formats and out[col].dtype.kind == "f":
             formats[col] = "{:.2f}"
-    st.dataframe(out.style.format(formats, na_rep=""), hide_index=True, width="stretch")
+    # as text, right-aligned: the browser drew a missing number as "None" whatever the Styler's na_rep said
+    for col, fmt in formats.items():
+        out[col] = [fmt.format(v) if pd.notna(v) else "" for v in out[col]]
+    st.dataframe(out, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.TextColumn(c, alignment="right") for c in formats})
 
 
 def gains_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -118,7 +122,7 @@ def gains_table(table: pd.DataFrame) -> pd.DataFrame:
         p = table[table["subset"] == "soft-leaked"].set_index("model")["p_value"]
         if not p.empty:
             wide["p (soft-leaked vs random)"] = p
-    return wide.round(3).reset_index()
+    return wide.reset_index()  # rounded where shown, once: rounded here to 3 decimals first, 18.7845 read 18.79
 
 
 __all__ = ["LEAK_SOURCE_TEXT", "accuracy_chart", "gains_table", "inputs", "show_percent_table"]
