@@ -193,8 +193,11 @@ def export(
     folder.mkdir(parents=True, exist_ok=True)
     kept = p[~p["removed"]]
     split = SplitId.parse(eval_split).split
-    files = (formats.get_format(ds.format).write_same(kept, ds, folder, split) if fmt == "same"
+    layout = formats.get_format(ds.format)
+    files = (layout.write_same(kept, ds, folder, split) if fmt == "same"
              else [formats.write_listing(kept, ds, folder, split, fmt)])
+    if links == "copy" and fmt == "same" and layout.writes_images:
+        links = None  # the split's own tree is a copy of the images already: a new user got two (val/, images/val/)
     # one row per removed image, naming every check that flags it (a spreadsheet filters "check contains …"); the
     # evidence columns are those of the first check
     removed = p[p["removed"]][["item_id", "key", "uri", "label", "checks", "reasons", "matches", "similarity", "degree",

@@ -30,6 +30,7 @@ class SourceFormat:
 
     name: ClassVar[str]
     description: ClassVar[str]
+    writes_images: ClassVar[bool] = False  # whether `write_same` writes the image files themselves (a folder tree)
 
     def detect(self, path: Path) -> bool:
         raise NotImplementedError
@@ -226,6 +227,7 @@ class Manifest(SourceFormat):
 class Folder(SourceFormat):
     name = "folder"
     description = "a folder tree ROOT/<split>/[<class>/]*.jpg"
+    writes_images = True
 
     def detect(self, path):
         return path.is_dir()

@@ -113,8 +113,8 @@ with user_errors():
         stratify = r3.toggle("Stratify by label", value=True, key="rs_stratify")
         cutoff = r4.text_input("…or split at a time", key="rs_cutoff", placeholder="2024-06-01T00:00:00Z")
         rs_links = r5.selectbox("Image folders", ["symlink", "copy", "none"], key="rs_links",
-                                help="images/train and images/test beside the manifest: links to the files, or "
-                                     "copies of them (a folder dataset's own layout)")
+                                help="images/train and images/test beside the manifest: links to the files (on "
+                                     "this machine), or copies of them (to zip and ship)")
         go = st.form_submit_button("Re-split and write", type="primary")
     if go:
         result = ws.resplit(dataset, test_size=float(test_size), stratify="label" if stratify else None,

@@ -92,6 +92,9 @@ def test_export_never_touches_the_source(ws, tmp_path):
     assert sorted((p, p.stat().st_mtime_ns) for p in root.rglob("*")) == before
     links = list((tmp_path / "x" / "images").rglob("*.jpg"))
     assert len(links) == 3 and all(p.is_symlink() for p in links)
+    # copies of a folder dataset's images are its own tree already, written once (a new user got val/ and images/val/)
+    export.export(ws, "d/test", ExportPolicy("soft"), out=tmp_path / "y", links="copy")
+    assert len(list((tmp_path / "y" / "test").rglob("*.jpg"))) == 3 and not (tmp_path / "y" / "images").exists()
 
 
 def test_hf_parquet_and_cifar_exports(tmp_path, hf_parquet, cifar_folder):
