@@ -177,6 +177,10 @@ def write_resplit(ws, result: Resplit, out: str | Path | None = None, links: str
     listing["group"] = result.assignment["group_id"].to_numpy()[order]
     listing["timestamp"] = items["timestamp"].to_numpy()[order]
     listing["old_split"] = result.assignment["old_split"].to_numpy()[order]
+    targets = _split_targets(items, ds) if links else None
+    if targets is not None:  # where each file is now, under the re-split's folder
+        listing["new_path"] = np.array([None if t is None else f"images/{t.as_posix()}" for t in targets],
+                                       dtype=object)[order]
     by_key = dict(zip(items["key"].astype(str), items["split"]))  # a manifest's own rows, by their unique ids
     files = [formats.write_table(listing, folder / "manifest.csv", "csv")]
     if ds.format == "manifest":
@@ -202,8 +206,11 @@ def write_resplit(ws, result: Resplit, out: str | Path | None = None, links: str
             with atomic_path(folder / f"{split}.parquet") as tmp:
                 pq.write_table(table, tmp)
             files.append(folder / f"{split}.parquet")
-    if links:
-        files.append(_split_folders(items, ds, folder / "images", links))
+    if targets is not None:
+        from leakcore.io import link_files
+
+        files.append(link_files([(u, t) for u, t in zip(items["uri"], targets) if t is not None], folder / "images",
+                                links))
     from leakcore.export import _inputs_time
 
     written = {**result.summary, "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -214,24 +221,23 @@ def write_resplit(ws, result: Resplit, out: str | Path | None = None, links: str
     return result
 
 
-def _split_folders(items: pd.DataFrame, ds, dest: Path, mode: str) -> Path:
-    """`dest/<new split>/<path under the item's old split folder>`, symlinks or copies of each file (rows inside
-    containers have no file of their own). Two files that would land on one path (train/cats/1.jpg and
-    val/cats/1.jpg both in test) keep their old split in the file name: `cats/val-1.jpg`."""
+def _split_targets(items: pd.DataFrame, ds) -> list[Path | None]:
+    """Per item its path under the re-split's image folder, `<new split>/<path under the old split's folder>` (None
+    for rows inside containers, which have no file of their own). Two files that would land on one path
+    (train/cats/1.jpg and val/cats/1.jpg both in test) keep their old split in the file name: `cats/val-1.jpg`."""
     import os
 
-    from leakcore.io import link_files
-
     root = Path(ds.root)
-    files, taken = [], set()
+    out, taken = [], set()
     for uri, row, split in zip(items["uri"], items["row"], items["split"]):
         if row >= 0:
+            out.append(None)
             continue
         rel = Path(os.path.relpath(uri, root))
         first, *rest = rel.parts
-        target = Path(str(split)) / (Path(*rest) if rest else rel)  # the path under the old split's folder
+        target = Path(str(split)) / (Path(*rest) if rest else rel)
         if target in taken:
             target = target.with_name(f"{first}-{target.name}")
         taken.add(target)
-        files.append((uri, target))
-    return link_files(files, dest, mode)
+        out.append(target)
+    return out

@@ -189,7 +189,8 @@ def test_a_re_split_of_a_folder_dataset_writes_its_images_in_folders_per_new_spl
     for key, split, old in zip(a["key"], a["new_split"], a["old_split"]):  # under its new split, in its class folder
         folder_name, name = key.rsplit("/", 1)
         assert f"{split}/{key}" in files or f"{split}/{folder_name}/{old}-{name}" in files  # two train_000.jpg
-    assert len(pd.read_csv(tmp_path / "out" / "manifest.csv")) == 11
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
+    assert len(manifest) == 11 and all((tmp_path / "out" / p).is_file() for p in manifest["new_path"])
     assert main(["resplit", str(project.path), "--dataset", "d", "--out", str(tmp_path / "o2"), "--links", "symlink"]) == 0
     assert all(p.is_symlink() for p in (tmp_path / "o2" / "images").rglob("*.jpg"))
 
