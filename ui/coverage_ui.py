@@ -28,7 +28,9 @@ def set_picker(ws: Project, which: str, default: int) -> ImageSet:
     """A dataset or split, and an optional filter over the item table."""
     options = data.dataset_names(ws) + data.split_names(ws)
     st.selectbox(f"Set {which}", options, index=options.index(default_sets(ws)[default]), key=f"cov_{which}")
-    st.text_input(f"Filter {which} (optional)", key=f"cov_{which}_where", placeholder="label != 'cat'",
+    labels = data.items(ws)["label"].dropna()  # the example names one of this workspace's labels (it said 'cat')
+    example = str(labels.iloc[0]).replace("'", "")[:40] if len(labels) else "cat"
+    st.text_input(f"Filter {which} (optional)", key=f"cov_{which}_where", placeholder=f"label != '{example}'",
                   help="Compare columns of the item table (dataset, split, role, label, uri, key, width, height, "
                        "timestamp, group…) with values, joined by and / or / not: label in ['cat', 'dog'], "
                        "uri.str.contains('/bees/'), timestamp >= '2024-01-01'. Nothing else runs.")
