@@ -117,7 +117,7 @@ TWIN_TILES_AGREE = 0.6  # the local matches decide only where at least this shar
 # six edits: at least 0.635) and confirmed on seeds 12 and 13 (132 of 135 such pairs no longer decided, 573 of 574
 # copies still decided; the misses are photos with little texture outside the banner)
 TWIN_TILES_FROM = 20  # ... and from this many inliers (AWAY_FROM_INLIERS) where the tiles are there to tell and agree
-# (not NaN): two bannered copies of a new user's draws had 22 inliers (a sunflower under a red band, 74% of its 161
+# (not NaN): a bannered copy in a new user's draw had 22 inliers (a sunflower under a red band, 74% of its 161
 # textured tiles agreeing) and fell under soft by the model; the look-alikes of the eight draws reach 16 inliers
 MATCH_RULE = (TWIN_ORB_INLIERS, TWIN_ORB_RATIO, TWIN_TILES_AGREE, TWIN_TILES_FROM)
 TWIN_CROP_NCC, TWIN_CROP_DETAIL = 0.95, 0.6  # one image found in the other as a crop (`crop_search`) at
