@@ -13,10 +13,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from leakcore import __version__, checks, formats, leakage, review
 from leakcore.errors import UnknownName
+from leakcore.images import OUTSIDE_ROOT
 from leakcore.io import atomic_path, atomic_write_text, link_files
 from leakcore.schema import SplitId, split_items
 
@@ -73,6 +75,7 @@ def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame |
     keep = set(policy.keep)
     keep_ids = set(items.loc[items["item_id"].isin(keep) | items["key"].isin(keep), "item_id"])
     frames = [checks.get_check(name).removals(ws, eval_split, inputs, policy) for name in policy.selected]
+    frames.append(_unchecked(items))
     removals = pd.concat([checks.empty_removals(), *[f for f in frames if not f.empty]], ignore_index=True)
     removals = removals[removals["confirmed"].astype(bool) | ~removals["item_id"].isin(keep_ids)]
     every = pd.DataFrame({"checks": _every(removals, "check"), "reasons": _every(removals, "reason")})
@@ -97,6 +100,23 @@ def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame |
         out["reviewer"] = None
         out["note"] = None
     return out
+
+
+UNCHECKED = "unreadable"  # the removal check of items no check could read: a cleaned split holds only what was checked
+
+
+def _unchecked(items: pd.DataFrame) -> pd.DataFrame:
+    """The split's items no check could read (truncated, empty, not an image, outside the dataset's root), removed
+    with their reason: a new user's cleaned split kept them unchecked, two of them leaks (a truncated copy that
+    other decoders read, and a link to a training photo), the link copied from outside the root. A keep-list keeps
+    one all the same, but never a file outside its dataset's root (an export copies only what lies inside)."""
+    bad = items[items["status"].astype(str) != "ok"]
+    reason = bad["reason"].fillna("unreadable").astype(str)
+    return pd.DataFrame({"item_id": bad["item_id"].to_numpy(), "check": UNCHECKED,
+                         "reason": ("not checked: " + reason).to_numpy(), "matches": None, "similarity": np.nan,
+                         "degree": None, "decision": None,
+                         "confirmed": reason.str.startswith(OUTSIDE_ROOT).to_numpy()},  # no keep-list keeps it
+                        columns=checks.REMOVAL_COLUMNS)
 
 
 def _every(removals: pd.DataFrame, col: str) -> pd.Series:

@@ -121,8 +121,15 @@ def _datasets(ws, table: pd.DataFrame) -> list[dict]:
                    "readable": int((g["status"] == "ok").sum()), "unreadable": int((g["status"] != "ok").sum()),
                    "labels": int(g["label"].nunique())}
                   for (split, role), g in mine.groupby(["split", "role"], sort=True)]
-        out.append({"name": name, "format": ds.format, "source": ds.source, "splits": splits})
+        bad = mine[mine["status"] != "ok"].sort_values("item_id")
+        out.append({"name": name, "format": ds.format, "source": ds.source, "splits": splits,
+                    # which files no check could read, and why (a count alone sent a reader to the app)
+                    "unreadable": [{"item_id": str(r.item_id), "reason": str(r.reason) if pd.notna(r.reason) else ""}
+                                   for r in bad.head(UNREADABLE_LISTED).itertuples()]})
     return out
+
+
+UNREADABLE_LISTED = 200  # unreadable files the report names per dataset (the rest are counted)
 
 
 def _labels(items: pd.DataFrame, ids) -> list:
@@ -999,6 +1006,15 @@ def _summary_html(data: dict) -> str:
               Raw(f'<span class=ids>{_e(d["source"])}</span>')] for d in data["datasets"] for sp in d["splits"]]
     out.append(_table("t-datasets", ["dataset", "split", "role", "items", "unreadable", "labels", "layout", "source"],
                       drows, numeric={3, 4, 5}))
+    bad = [(d["name"], u) for d in data["datasets"] for u in d.get("unreadable", [])]
+    if bad:
+        total = sum(sp["unreadable"] for d in data["datasets"] for sp in d["splits"])
+        out.append("<h3>Files no check could read</h3>")
+        out.append(f'<p class=note>{total:,} files were not checked for leakage (an export leaves them out of a '
+                   f'cleaned split, with the reason in removed.csv)' + (f"; the first {len(bad):,} are named"
+                                                                         if total > len(bad) else "") + ".</p>")
+        out.append(_table("t-unreadable", ["file", "why"],
+                          [[Raw(f'<span class=ids>{_e(u["item_id"])}</span>'), u["reason"]] for _, u in bad]))
     out.append("<h3>What was checked</h3>")
     out.append(_table("t-checked", ["check", "kind", "what it finds", "in this report"],
                       [[c["name"], c["kind"], c["description"], c["state"]] for c in data["checked"]],

@@ -193,3 +193,32 @@ def test_a_within_split_duplicate_removed_shows_its_score_decision_and_reviewer(
     row = p[p["check"] == "similarity (within split)"].iloc[0]
     assert row["item_id"] == "d/test/cat/test_004_dup.jpg"  # the first copy by id stays
     assert row["similarity"] > 0.9 and row["decision"] == "hard" and row["reviewer"] == "ann"
+
+
+def test_files_no_check_could_read_are_removed_with_their_reason_and_none_from_outside_the_root(tmp_path):
+    """A new user's cleaned split kept a truncated copy of a training photo, an empty file and a link to a photo
+    outside the dataset's folder (copied from there): unchecked, two of them leaks."""
+    from leakcore.cli import main
+
+    root = make_folder_dataset(tmp_path / "d", n_train=6, n_test=3)
+    data = (root / "test" / "cat" / "test_000.jpg").read_bytes()
+    (root / "test" / "cat" / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (root / "test" / "cat" / "empty.jpg").write_bytes(b"")
+    outside = tmp_path / "elsewhere.jpg"
+    photo(9, (64, 48)).save(outside)
+    (root / "test" / "cat" / "link.jpg").symlink_to(outside)
+    ws = Workspace.create(tmp_path / "w", encoder="phash")
+    add_dataset(ws, "d", root)
+    scan(ws)
+    p = export.plan(ws, "d/test", ExportPolicy("soft")).set_index("key")
+    for key in ("cat/cut.jpg", "cat/empty.jpg", "cat/link.jpg"):
+        assert p.loc[key, "removed"] and p.loc[key, "check"] == "unreadable" and p.loc[key, "reason"].startswith(
+            "not checked: ")
+    kept = export.plan(ws, "d/test", ExportPolicy("soft", keep=frozenset({"cat/cut.jpg", "cat/link.jpg"})))
+    kept = kept.set_index("key")
+    assert not kept.loc["cat/cut.jpg", "removed"] and kept.loc["cat/link.jpg", "removed"]  # never from outside
+    assert main(["export", str(ws.path), "--split", "d/test", "--out", str(tmp_path / "out")]) == 0
+    written = {p.name for p in (tmp_path / "out" / "test").rglob("*.jpg")}
+    assert not written & {"cut.jpg", "empty.jpg", "link.jpg"}
+    removed = pd.read_csv(tmp_path / "out" / "removed.csv")
+    assert (removed["check"] == "unreadable").sum() == 3

@@ -355,3 +355,18 @@ def test_the_report_lists_the_re_splits_written_from_the_workspace(ws, tmp_path)
     assert [(r["folder"], r["dataset"], r["current"]) for r in rs] == [("animals-resplit", "animals", True)]
     assert rs[0]["train"] + rs[0]["test"] == 12 and rs[0]["written_at"]
     assert "Re-splits of this workspace" in doc.html()
+
+
+def test_the_report_names_the_files_no_check_could_read_and_why(tmp_path):
+    """A reader saw only a count of unreadable files, and no way to find them without the app."""
+    root = make_folder_dataset(tmp_path / "a", n_train=4, n_test=2)
+    (root / "test" / "cat" / "empty.jpg").write_bytes(b"")
+    (root / "test" / "cat" / "notes.jpg").write_text("not a picture")
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    project.add("a", root)
+    project.scan()
+    doc = project.report_document()
+    named = {u["item_id"]: u["reason"] for d in doc.data["datasets"] for u in d["unreadable"]}
+    assert set(named) == {"a/test/cat/empty.jpg", "a/test/cat/notes.jpg"} and all(named.values())
+    page = doc.html()
+    assert "Files no check could read" in page and "a/test/cat/notes.jpg" in page
