@@ -223,14 +223,15 @@ def write_resplit(ws, result: Resplit, out: str | Path | None = None, links: str
 
 def _split_targets(items: pd.DataFrame, ds) -> list[Path | None]:
     """Per item its path under the re-split's image folder, `<new split>/<path under the old split's folder>` (None
-    for rows inside containers, which have no file of their own). Two files that would land on one path
+    for rows inside containers, which have no file of their own, and for files no check could read: a copy would
+    follow a link out of the dataset's folder). Two files that would land on one path
     (train/cats/1.jpg and val/cats/1.jpg both in test) keep their old split in the file name: `cats/val-1.jpg`."""
     import os
 
     root = Path(ds.root)
     out, taken = [], set()
-    for uri, row, split in zip(items["uri"], items["row"], items["split"]):
-        if row >= 0:
+    for uri, row, split, status in zip(items["uri"], items["row"], items["split"], items["status"].astype(str)):
+        if row >= 0 or status != "ok":  # no file of its own, or one no check read (never one outside the root)
             out.append(None)
             continue
         rel = Path(os.path.relpath(uri, root))

@@ -178,6 +178,9 @@ def test_a_re_split_of_a_folder_dataset_writes_its_images_in_folders_per_new_spl
 
     root = make_folder_dataset(tmp_path / "d", n_train=6, n_test=4, leaks=(0,))
     (root / "test" / "cat" / "train_000.jpg").write_bytes((root / "test" / "cat" / "test_000.jpg").read_bytes())
+    outside = tmp_path / "elsewhere.jpg"  # a link out of the folder: never copied into the re-split
+    outside.write_bytes((root / "train" / "cat" / "train_002.jpg").read_bytes())
+    (root / "train" / "cat" / "link.jpg").symlink_to(outside)
     project = Project.create(tmp_path / "w", encoder="phash")
     project.add("d", root)
     project.scan()
@@ -185,12 +188,14 @@ def test_a_re_split_of_a_folder_dataset_writes_its_images_in_folders_per_new_spl
     folder = tmp_path / "out" / "images"
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.jpg"))
     assert len(files) == 11 and {f.split("/")[0] for f in files} == {"train", "test"}
-    a = result.assignment
+    assert not any(f.endswith("link.jpg") for f in files)
+    a = result.assignment[result.assignment["key"] != "cat/link.jpg"]
     for key, split, old in zip(a["key"], a["new_split"], a["old_split"]):  # under its new split, in its class folder
         folder_name, name = key.rsplit("/", 1)
         assert f"{split}/{key}" in files or f"{split}/{folder_name}/{old}-{name}" in files  # two train_000.jpg
     manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
-    assert len(manifest) == 11 and all((tmp_path / "out" / p).is_file() for p in manifest["new_path"])
+    assert len(manifest) == 12 and manifest["new_path"].isna().sum() == 1
+    assert all((tmp_path / "out" / p).is_file() for p in manifest["new_path"].dropna())
     assert main(["resplit", str(project.path), "--dataset", "d", "--out", str(tmp_path / "o2"), "--links", "symlink"]) == 0
     assert all(p.is_symlink() for p in (tmp_path / "o2" / "images").rglob("*.jpg"))
 
