@@ -13,7 +13,7 @@ import pickle
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -224,6 +224,7 @@ class Source:
     root: Path
     records: list[Record]
     splits: list[str]
+    skipped: dict = field(default_factory=dict)  # files left out as not images by their name: count per kind
 
 
 def _safe_file(path: Path, root: Path) -> tuple[str, str | None]:
@@ -233,14 +234,22 @@ def _safe_file(path: Path, root: Path) -> tuple[str, str | None]:
     return str(path.absolute()), None
 
 
+SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini"}  # named as they are among the skipped files
+
+
 def load_folder(path: Path, split: str | None = None) -> Source:
     """ROOT/<split>/[<class>/]*.ext; with `split`, ROOT/[<class>/]*.ext is one split."""
     root = path.resolve()
     split_dirs = [(split, root)] if split else sorted((d.name, d) for d in root.iterdir() if d.is_dir())
     records: list[Record] = []
+    skipped: dict[str, int] = {}  # said at the end of `add` (a new user's .DS_Store and Thumbs.db went unmentioned)
     for split_name, split_dir in split_dirs:
         for file in sorted(split_dir.rglob("*")):
-            if file.suffix.lower() not in images.IMAGE_EXTENSIONS or file.is_dir():
+            if file.is_dir():
+                continue
+            if file.suffix.lower() not in images.IMAGE_EXTENSIONS:
+                kind = file.name if file.name.lower() in SYSTEM_FILES or not file.suffix else file.suffix.lower()
+                skipped[kind] = skipped.get(kind, 0) + 1
                 continue
             rel = file.relative_to(split_dir)
             label = rel.parts[0] if len(rel.parts) > 1 else None
@@ -249,7 +258,7 @@ def load_folder(path: Path, split: str | None = None) -> Source:
             records.append(Record(split_name, key, uri, label=label, reason=reason))
     if not records:
         raise IngestError(f"no images ({', '.join(images.IMAGE_EXTENSIONS)}) under {root}/<split>/")
-    return Source("folder", root, records, sorted({r.split for r in records}))
+    return Source("folder", root, records, sorted({r.split for r in records}), skipped)
 
 
 def _read_manifest(path: Path) -> pd.DataFrame:

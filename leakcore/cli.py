@@ -101,6 +101,10 @@ def print_summary(summary: dict, out=None) -> None:
         print(f"timestamps that could not be parsed: {bad_times['count']} (kept, without a time), e.g.", file=out)
         for line in bad_times["examples"]:
             print(f"  {line}", file=out)
+    skipped = summary.get("skipped") or {}
+    if skipped:
+        print(f"skipped as not images by their name: {sum(skipped.values())} ("
+              + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items(), key=lambda kv: -kv[1])[:6]) + ")", file=out)
     if summary["unreadable"]:
         print("unreadable by reason:", file=out)
         for reason, n in summary["unreadable"].items():

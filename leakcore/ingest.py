@@ -77,7 +77,7 @@ def add_dataset(
         DatasetConfig(name=name, format=fmt, source=str(path.resolve()), root=str(source.root),
                       roles=split_roles, encoder=encoder)
     )
-    return catalog.summarise(new)
+    return {**catalog.summarise(new), "skipped": dict(source.skipped)}
 
 
 def _group_pattern(group_from: str | None) -> "re.Pattern | None":

@@ -80,6 +80,21 @@ def test_unreadable_images_are_kept_with_reasons(ws, tmp_path, odd_images):
     assert summary["unreadable"] == {images.TRUNCATED: 1, images.EMPTY: 1, images.NOT_IMAGE: 1, images.TOO_LARGE: 1}
 
 
+def test_files_that_are_not_images_by_name_are_counted_as_skipped(ws, tmp_path, capsys):
+    """A new user's .DS_Store and Thumbs.db files went unmentioned: `add` now says what it left out."""
+    from leakcore.cli import print_summary
+
+    root = tmp_path / "ds"
+    (root / "train" / "x").mkdir(parents=True)
+    photo(1, (64, 48)).save(root / "train" / "x" / "a.jpg")
+    for name in (".DS_Store", "Thumbs.db", "notes.txt", "more.txt"):
+        (root / "train" / "x" / name).write_text("-")
+    summary = add_dataset(ws, "ds", root)
+    assert summary["skipped"] == {".DS_Store": 1, "Thumbs.db": 1, ".txt": 2}
+    print_summary(summary)
+    assert "skipped as not images by their name: 4 (.txt 2, " in capsys.readouterr().out
+
+
 def test_manifest_layouts_and_path_traversal(ws, tmp_path, folder_dataset):
     outside = tmp_path / "secret.jpg"
     outside.write_bytes(jpeg_bytes(photo(3)))

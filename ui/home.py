@@ -58,7 +58,11 @@ def add_dataset_ui(ws: Workspace) -> None:
         if submitted:
             with user_errors(stop=False), st.spinner("Reading and checking every image…"):
                 summary = ws.add(name, source, fmt=None if fmt == "detect" else fmt, roles=roles)
-                st.success(f"Added {summary['items']} items to {name}")
+                skipped = summary.get("skipped") or {}
+                st.success(f"Added {summary['items']} items to {name}" + (
+                    f"; skipped {sum(skipped.values())} files that are not images by their name ("
+                    + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items(), key=lambda kv: -kv[1])[:6]) + ")"
+                    if skipped else ""))
                 data.clear_items()
 
 
