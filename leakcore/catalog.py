@@ -541,6 +541,10 @@ def merge_items(existing: pd.DataFrame, dataset: str, new: pd.DataFrame, splits:
     return pd.concat([keep, new], ignore_index=True) if not keep.empty else new
 
 
+TINY_SIDE = 24  # images with a shorter side under this many pixels are read but too small to judge (CIFAR-10's 32 px
+# are not): the summary counts them
+
+
 def summarise(items: pd.DataFrame) -> dict:
     """Counts per split and role, labels, unreadable by reason: the end-of-ingest summary."""
     out: dict = {"items": int(len(items)), "splits": [], "unreadable": {}}
@@ -555,6 +559,10 @@ def summarise(items: pd.DataFrame) -> dict:
     if not bad.empty:
         kinds = bad["reason"].fillna("unknown").str.split(":").str[0]
         out["unreadable"] = {str(k): int(v) for k, v in kinds.value_counts().items()}
+    ok = items[items["status"] == "ok"]
+    small = ok[np.minimum(ok["width"].fillna(0), ok["height"].fillna(0)) < TINY_SIDE] if len(ok) else ok
+    out["tiny"], out["tiny_side"] = int(len(small)), TINY_SIDE  # read, but too small to tell copies apart (a new
+    # user's 16 x 12 copy of a training photo was missed, and nothing said why)
     out["groups"] = int(items["group"].nunique())
     out["timed"] = int(items["time"].notna().sum())
     bad_times = items[items["time_error"].notna()]

@@ -101,6 +101,9 @@ def print_summary(summary: dict, out=None) -> None:
         print(f"timestamps that could not be parsed: {bad_times['count']} (kept, without a time), e.g.", file=out)
         for line in bad_times["examples"]:
             print(f"  {line}", file=out)
+    if summary.get("tiny"):
+        print(f"read, but under {summary['tiny_side']} px on a side (too small for their copies to be told apart): "
+              f"{summary['tiny']}", file=out)
     skipped = summary.get("skipped") or {}
     if skipped:
         print(f"skipped as not images by their name: {sum(skipped.values())} ("

@@ -89,10 +89,12 @@ def test_files_that_are_not_images_by_name_are_counted_as_skipped(ws, tmp_path, 
     photo(1, (64, 48)).save(root / "train" / "x" / "a.jpg")
     for name in (".DS_Store", "Thumbs.db", "notes.txt", "more.txt"):
         (root / "train" / "x" / name).write_text("-")
+    photo(2, (16, 12)).save(root / "train" / "x" / "thumb.png")  # read, but too small to judge
     summary = add_dataset(ws, "ds", root)
-    assert summary["skipped"] == {".DS_Store": 1, "Thumbs.db": 1, ".txt": 2}
+    assert summary["skipped"] == {".DS_Store": 1, "Thumbs.db": 1, ".txt": 2} and summary["tiny"] == 1
     print_summary(summary)
-    assert "skipped as not images by their name: 4 (.txt 2, " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "skipped as not images by their name: 4 (.txt 2, " in out and "under 24 px on a side" in out
 
 
 def test_manifest_layouts_and_path_traversal(ws, tmp_path, folder_dataset):

@@ -63,6 +63,9 @@ def add_dataset_ui(ws: Workspace) -> None:
                     f"; skipped {sum(skipped.values())} files that are not images by their name ("
                     + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items(), key=lambda kv: -kv[1])[:6]) + ")"
                     if skipped else ""))
+                if summary.get("tiny"):
+                    st.warning(f"{summary['tiny']} images are under {summary['tiny_side']} px on a side: read, but too "
+                               "small for their copies to be told apart", icon=":material/photo_size_select_small:")
                 data.clear_items()
 
 
