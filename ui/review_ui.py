@@ -462,7 +462,9 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
     c1, c2 = st.columns(2)
     jpeg = {"width": "content", "output_format": "JPEG"}  # a fifth of the PNG's bytes at 448 px
     refined = "then refined" if x.refine_shown else "the refinement not shown: it fitted worse"
-    how = (f"placed where the crop search found it (NCC {found.ncc:.3f})" if by_crop else
+    whole = by_crop and found.box is not None and min(found.box[2], found.box[3]) >= 0.9  # not a crop at all
+    how = (f"matched whole by the crop search (NCC {found.ncc:.3f})" if whole else
+           f"placed where the crop search found it (NCC {found.ncc:.3f})" if by_crop else
            f"placed by its {matches.inliers} local matches' map" + (", mirrored" if matches.view == 1 else "")
            if by_matches else f"moved by the alignment ({x.transform}, {refined})")
     c1.image(moved, caption=f"evaluation, {how}", **jpeg)
