@@ -454,6 +454,12 @@ def fused_model_caption(model) -> str:
         if m.get("threshold_rule", "suite") == "suite":  # soft is the suite's false-positive point, a probability
             fitted += (" (soft: where 0.1% of the suite's negatives score higher; the model is so sure of those "
                        "negatives that this can be a small probability: read it as a rank, not as a chance)")
+    rule = m.get("decisive_matches") or []
+    decisive = ("" if len(rule) < 2 else
+                f" · besides the model, a pair's local matches decide it on their own (from {rule[0]} inliers"
+                + (f", or {rule[3]} where the overlap's tiles agree" if len(rule) > 3 else "")
+                + (", and the crop search where one image is found in the other" if m.get("decisive_crop") else "")
+                + "): a strong edit does not rest on these few fitting pairs")  # two new users read them as thin
     return (f"**Fused score** P(same photograph) from the embedding similarity{second} and the pixel evidence, "
             f"{fitted} · AUC {m.get('auc', float('nan')):.3f} vs {m.get('raw_auc', float('nan')):.3f} for the raw "
-            f"similarity (dashed) · suggested hard **{model.hard:.4f}**, soft **{model.soft:.4f}**")
+            f"similarity (dashed){decisive} · suggested hard **{model.hard:.4f}**, soft **{model.soft:.4f}**")
