@@ -472,6 +472,11 @@ def cmd_resplit(args) -> int:
           f"(largest {s['largest_group']}); groups across splits: {s['cross_split_groups']}")
     print(f"  kept on one side besides the groups: flagged pairs {s.get('flagged_pairs_joined', 0)}, exact copies "
           f"(the same bytes) {s.get('identical_joined', 0)}")
+    if s.get("unreadable_left_out"):
+        print(f"  left out, no check could read them: {s['unreadable_left_out']} files")
+    if s.get("test_duplicate_pairs"):
+        print(f"  note: near-duplicate pairs both in test (each copy counts twice in a test score): "
+              f"{s['test_duplicate_pairs']}; the manifest's group column names each such group")
     if not s.get("train_searched", True):
         print(f"  note: training images were not compared with one another (`leakcore scan {args.dir} --grouping` "
               "does): near-duplicates inside training may fall on both sides; exact copies are kept together")

@@ -52,7 +52,8 @@ def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series,
     # which refused the item ids as a fill (a re-split of a workspace without groups crashed)
     g = g.fillna(explicit.where(items["group"].notna()).astype(object))  # unreadable items keep their explicit group
     g = g.fillna(items["item_id"].astype(object)).astype(str)
-    info = {"flagged_pairs_joined": 0, "identical_joined": 0, "train_searched": bool(groups.train_searched)}
+    info = {"flagged_pairs_joined": 0, "identical_joined": 0, "train_searched": bool(groups.train_searched),
+            "pairs": []}
     ids = items["item_id"].astype(str)
     links = {}  # what joins two items: flagged pairs, then items of one content (the first of each content to the rest)
     pairs = leakage.load_pairs(ws)
@@ -75,6 +76,7 @@ def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series,
         joins[joins] = a[joins] != b[joins]  # ... and in two groups
         info[name] = len({tuple(sorted(pair)) for pair in zip(a_ids[joins], b_ids[joins])})
         ends.append((a[joins].astype(str), b[joins].astype(str)))
+    info["pairs"] = [pair for a_ids, b_ids in links.values() for pair in zip(a_ids, b_ids) if pair[0] != pair[1]]
     a = np.concatenate([e[0] for e in ends]) if ends else np.zeros(0, str)
     b = np.concatenate([e[1] for e in ends]) if ends else np.zeros(0, str)
     if not len(a):
@@ -85,6 +87,12 @@ def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series,
     comp = connected_components(coo_matrix((np.ones(len(ai), np.int8), (ai, bi)), shape=(n, n)), directed=False)[1]
     name = pd.Series(labels).groupby(comp).transform("min").to_numpy()  # the smallest label names a component
     return pd.Series(name[labels.get_indexer(g.to_numpy())], index=g.index).astype(str), info
+
+
+def _same_side(pairs: list, assignment: pd.DataFrame, side: str) -> int:
+    """How many of the near-duplicate pairs (item ids) lie both on `side` of the new split, each pair once."""
+    where = assignment.set_index("item_id")["new_split"]
+    return len({tuple(sorted(p)) for p in pairs if where.get(p[0]) == side and where.get(p[1]) == side})
 
 
 def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | None = "label",
@@ -98,7 +106,12 @@ def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | No
     items = items[items["dataset"] == dataset].sort_values("item_id").reset_index(drop=True)
     if items.empty:
         raise InvalidInput(f"no dataset {dataset!r}; datasets: {', '.join(sorted(ws.datasets)) or 'none'}")
+    # files no check could read are left out, as an export leaves them out of a cleaned split: they were counted in
+    # a side they were never checked for (and two empty files were joined as exact copies)
+    unread = int((items["status"].astype(str) != "ok").sum())
+    items = items[items["status"].astype(str) == "ok"].reset_index(drop=True)
     group, joined = _groups_of(ws, items, use_decisions)
+    near = joined.pop("pairs")
     if time_cutoff:
         try:
             cutoff = pd.Timestamp(time_cutoff)
@@ -143,7 +156,9 @@ def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | No
         "dataset": dataset, "method": method, "items": int(len(items)), "target_test_share": test_size,
         "test": int(is_test.sum()), "train": int((~is_test).sum()), "test_share": float(is_test.mean()),
         "groups": int(group.nunique()), "multi_item_groups": int((group.value_counts() > 1).sum()),
-        "largest_group": int(group.value_counts().max()), "cross_split_groups": 0,
+        "largest_group": int(group.value_counts().max()), "cross_split_groups": 0, "unreadable_left_out": unread,
+        # near-duplicates (flagged pairs, exact copies) that share a side: in test each copy counts twice in a score
+        "test_duplicate_pairs": _same_side(near, assignment, "test"),
         **joined,
         "label_share_overall": {str(k): round(float(v), 4) for k, v in overall.items()},
         "label_share_by_split": {s: {str(k): round(float(v), 4) for k, v in row.items()} for s, row in balance.iterrows()},

@@ -2,6 +2,7 @@
 import io
 import zipfile
 
+import pandas as pd
 import streamlit as st
 
 from leakcore.api import EXPORT_FORMATS, EXPORT_POLICIES, WITHIN_KEPT
@@ -23,10 +24,16 @@ def removed_rows(ws, removed):
         columns={"checks": "check", "reasons": "reason"})  # every check that flags the image, as removed.csv
     text = ["check", "reason", "decision", "reviewer", "note", "matches"]
     out[text] = out[text].astype("string").fillna("")  # an empty cell, not "None"
-    out.insert(0, "image", [data.thumbnail(ws, items.loc[i]) if i in items.index else None for i in removed["item_id"]])
-    out.insert(1, "match", [data.thumbnail(ws, items.loc[m]) if ok else None for m, ok in zip(first, match_ok)])
-    out.insert(2, "review", [pair_url(i, m) if ok else None for i, m, ok in zip(removed["item_id"], first, match_ok)])
+    # a missing picture, link or score is an empty cell: the browser drew None for each (an unreadable file's row)
+    out["similarity"] = [f"{v:.4f}" if pd.notna(v) else "" for v in out["similarity"]]
+    out.insert(0, "image", [(data.thumbnail(ws, items.loc[i]) if i in items.index else None) or BLANK
+                            for i in removed["item_id"]])
+    out.insert(1, "match", [(data.thumbnail(ws, items.loc[m]) if ok else None) or BLANK for m, ok in zip(first, match_ok)])
+    out.insert(2, "review", [pair_url(i, m) if ok else "" for i, m, ok in zip(removed["item_id"], first, match_ok)])
     return out
+
+
+BLANK = "data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw=="  # an empty cell in an image column
 
 ws = page("Export", ":material/download:")
 with user_errors():
@@ -78,9 +85,9 @@ with user_errors():
                                                                           help="its training match"),
                                     "review": st.column_config.LinkColumn("review", display_text="open pair",
                                                                           width="small"),
-                                    "similarity": st.column_config.NumberColumn(
-                                        "fused score" if ws.settings.score == "fused" else "similarity", format="%.4f",
-                                        width="small"),
+                                    "similarity": st.column_config.TextColumn(
+                                        "fused score" if ws.settings.score == "fused" else "similarity",
+                                        width="small", alignment="right"),
                                     "reason": st.column_config.TextColumn(width="medium")})
     if st.button("Write the export into the workspace", key="exp_write", type="primary"):
         result = ws.exports.write(split, policy, fmt=fmt, links=None if links == "none" else links)
@@ -127,6 +134,12 @@ with user_errors():
                    f"{s.get('flagged_pairs_joined', 0)} flagged pairs and {s.get('identical_joined', 0)} exact copies "
                    "that no group linked) · largest class-share gap "
                    f"{100 * s['max_label_share_gap']:.1f} points · {s['method']}")
+        if s.get("unreadable_left_out") or s.get("test_duplicate_pairs"):
+            st.info(" · ".join(([f"Left out: {s['unreadable_left_out']} files no check could read."]
+                                if s.get("unreadable_left_out") else [])
+                               + ([f"Near-duplicate pairs both in test: {s['test_duplicate_pairs']} (each copy counts "
+                                   "twice in a test score; the manifest's group column names each group)."]
+                                  if s.get("test_duplicate_pairs") else [])))
         if not s.get("train_searched", True):
             st.warning("Training images were not compared with one another (`leakcore scan WORKSPACE --grouping` "
                        "does): near-duplicates inside training may fall on both sides of this split; exact copies are "

@@ -167,9 +167,17 @@ def test_exact_copies_inside_training_stay_on_one_side_of_the_re_split(tmp_path,
         a = r.assignment.set_index("key")["new_split"]
         assert all(a[f"cat/copy_{i}.jpg"] == a[f"cat/train_00{2 * i}.jpg"] for i in range(4))
         assert r.summary["identical_joined"] == 4 and r.summary["train_searched"] is False
+    (root / "train" / "cat" / "empty_a.jpg").write_bytes(b"")  # two empty files: left out, not joined as copies
+    (root / "test" / "cat" / "empty_b.jpg").write_bytes(b"")
+    project.add("d", root)
+    project.scan()
+    r = project.resplit("d", test_size=0.3, write=False)
+    assert r.summary["unreadable_left_out"] == 2 and r.summary["identical_joined"] == 4
+    assert not r.assignment["key"].str.startswith("cat/empty").any() and r.summary["train"] + r.summary["test"] == 18
     assert main(["resplit", str(project.path), "--dataset", "d", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "exact copies (the same bytes) 4" in out and "training images were not compared with one another" in out
+    assert "left out, no check could read them: 2 files" in out
 
 
 def test_a_re_split_of_a_folder_dataset_writes_its_images_in_folders_per_new_split(tmp_path):
@@ -189,13 +197,13 @@ def test_a_re_split_of_a_folder_dataset_writes_its_images_in_folders_per_new_spl
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.jpg"))
     assert len(files) == 11 and {f.split("/")[0] for f in files} == {"train", "test"}
     assert not any(f.endswith("link.jpg") for f in files)
-    a = result.assignment[result.assignment["key"] != "cat/link.jpg"]
+    a = result.assignment
     for key, split, old in zip(a["key"], a["new_split"], a["old_split"]):  # under its new split, in its class folder
         folder_name, name = key.rsplit("/", 1)
         assert f"{split}/{key}" in files or f"{split}/{folder_name}/{old}-{name}" in files  # two train_000.jpg
-    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
-    assert len(manifest) == 12 and manifest["new_path"].isna().sum() == 1
-    assert all((tmp_path / "out" / p).is_file() for p in manifest["new_path"].dropna())
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")  # the link out of the folder: left out, unread
+    assert len(manifest) == 11 and result.summary["unreadable_left_out"] == 1
+    assert all((tmp_path / "out" / p).is_file() for p in manifest["new_path"])
     assert main(["resplit", str(project.path), "--dataset", "d", "--out", str(tmp_path / "o2"), "--links", "symlink"]) == 0
     assert all(p.is_symlink() for p in (tmp_path / "o2" / "images").rglob("*.jpg"))
 
