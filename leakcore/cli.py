@@ -216,6 +216,14 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
                 print(shown.to_string())
         for dataset, a in project.audits.shortcut_results().items():
             print(f"\nshortcut audit of {dataset} ({a['created']}): " + "; ".join(a["verdict"]))
+        items = project.workspace.items()
+        bad = items[items["status"].astype(str) != "ok"].sort_values("item_id")
+        if len(bad):  # not checked for leakage: named here as in the HTML report (a reader saw them nowhere else)
+            print(f"\nfiles no check could read (not checked; an export leaves them out): {len(bad)}")
+            for r in bad.head(5).itertuples():
+                print(f"  {r.item_id}: {r.reason}")
+            if len(bad) > 5:
+                print(f"  … and {len(bad) - 5} more (`leakcore report WS --html` names them all)")
         future = project.audits.future_training()
         if len(future):
             print(f"\ntraining on the future: {len(future)} training images are dated after the cutoff "

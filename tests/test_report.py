@@ -357,7 +357,7 @@ def test_the_report_lists_the_re_splits_written_from_the_workspace(ws, tmp_path)
     assert "Re-splits of this workspace" in doc.html()
 
 
-def test_the_report_names_the_files_no_check_could_read_and_why(tmp_path):
+def test_the_report_names_the_files_no_check_could_read_and_why(tmp_path, capsys):
     """A reader saw only a count of unreadable files, and no way to find them without the app."""
     root = make_folder_dataset(tmp_path / "a", n_train=4, n_test=2)
     (root / "test" / "cat" / "empty.jpg").write_bytes(b"")
@@ -370,3 +370,8 @@ def test_the_report_names_the_files_no_check_could_read_and_why(tmp_path):
     assert set(named) == {"a/test/cat/empty.jpg", "a/test/cat/notes.jpg"} and all(named.values())
     page = doc.html()
     assert "Files no check could read" in page and "a/test/cat/notes.jpg" in page
+    from leakcore.cli import main
+
+    assert main(["report", str(project.path)]) == 0
+    out = capsys.readouterr().out
+    assert "files no check could read (not checked; an export leaves them out): 2" in out and "empty.jpg" in out
