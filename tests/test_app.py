@@ -461,6 +461,16 @@ def test_home_scan_can_search_mirrored_queries(ws):
     assert Workspace.open(ws.path).flip_queries is True
 
 
+def test_home_scan_can_compare_training_images_with_one_another(ws):
+    """The re-split's warning sent a new user to `scan --grouping`, which the Home page could not ask for."""
+    at = run("app.py")
+    assert at.checkbox(key="scan_grouping").value is False
+    at.checkbox(key="scan_grouping").check().run()
+    at.button(key="run_scan").click().run()
+    assert not at.exception and not at.error
+    assert Workspace.open(ws.path).grouping is True
+
+
 def test_home_scan_verifies_photos_by_default_and_the_box_follows_the_workspace_until_clicked(tmp_path, monkeypatch):
     """On photos a scan verifies by default: the Home page's box is unchecked while the workspace is empty, checked
     once photos are added, and the scan it runs verifies and puts the fused score in force without storing a choice;

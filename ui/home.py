@@ -94,7 +94,8 @@ def scan_ui(ws: Workspace) -> None:
     if not st.session_state.get("scan_verify_chosen"):
         st.session_state["scan_verify"] = settings.verify
     st.session_state.setdefault("scan_flip", settings.flip_queries)
-    v1, v2 = st.columns([2, 1])
+    st.session_state.setdefault("scan_grouping", settings.grouping)
+    v1, v2, v3 = st.columns([2, 1, 1.2])
     verify = v1.checkbox("Verify candidate pairs on their pixels (second stage; on by default for photos)",
                          key="scan_verify", on_change=lambda: st.session_state.update(scan_verify_chosen=True),
                          help="Alignment over flips, turns, scales and shifts, NCC, SSIM, local features and a crop "
@@ -105,6 +106,10 @@ def scan_ui(ws: Workspace) -> None:
     flip = v2.checkbox("Mirrored queries", key="scan_flip",
                        help="Also search each evaluation image's mirror image, which catches flipped copies "
                             "(`leakcore scan --flip-queries`); every evaluation image is embedded twice.")
+    grouping = v3.checkbox("Training images against one another", key="scan_grouping",
+                           help="Also search every training split against itself and the others (`leakcore scan "
+                                "--grouping`): groups of one source, and near-duplicates inside training that a "
+                                "re-split must keep on one side.")
     c3.write("")
     if c3.button("Run scan", key="run_scan", type="primary", width="stretch"):
         bar = st.progress(0.0, text="starting" if address is None else f"connecting to Ray ({address})")
@@ -114,7 +119,7 @@ def scan_ui(ws: Workspace) -> None:
 
         result = None
         with user_errors(stop=False):
-            result = ws.scan(encoder=encoder, k=int(k), flip_queries=flip, progress=progress,
+            result = ws.scan(encoder=encoder, k=int(k), flip_queries=flip, grouping=grouping, progress=progress,
                              verify=verify if st.session_state.get("scan_verify_chosen") else None,
                              ray=address, workers=workers)
         if result is None:
