@@ -141,8 +141,8 @@ with user_errors():
                                    "twice in a test score; the manifest's group column names each group)."]
                                   if s.get("test_duplicate_pairs") else [])))
         if not s.get("train_searched", True):
-            st.warning("Training images were not compared with one another (a scan with *Training images against "
-                       "one another* on the Home page does, or `leakcore scan WORKSPACE --grouping`): near-duplicates "
+            st.warning("Training images were not compared with one another (a scan with *Compare training images* "
+                       "on the Home page does, or `leakcore scan WORKSPACE --grouping`): near-duplicates "
                        "inside training may fall on both sides of this split; exact copies are kept together.",
                        icon=":material/warning:")
         st.markdown("\n".join(f"- `{f}`" for f in s["files"]))

@@ -106,7 +106,7 @@ def scan_ui(ws: Workspace) -> None:
     flip = v2.checkbox("Mirrored queries", key="scan_flip",
                        help="Also search each evaluation image's mirror image, which catches flipped copies "
                             "(`leakcore scan --flip-queries`); every evaluation image is embedded twice.")
-    grouping = v3.checkbox("Training images against one another", key="scan_grouping",
+    grouping = v3.checkbox("Compare training images", key="scan_grouping",
                            help="Also search every training split against itself and the others (`leakcore scan "
                                 "--grouping`): groups of one source, and near-duplicates inside training that a "
                                 "re-split must keep on one side.")
