@@ -179,9 +179,14 @@ class ExportResult:
         return " and ".join(x for x in (", ".join(folders), ", ".join(names)) if x)
 
 
-def _inputs_time(ws) -> str:
-    """The newest input's modification time: a timestamp that is the same for the same inputs."""
-    paths = [ws.items_path, ws.paths.config, ws.review_db, *ws.neighbors_dir(ws.encoder).glob("*/*.parquet")]
+def _inputs_time(ws, groups: bool = True) -> str:
+    """The newest input's modification time, a timestamp that is the same for the same inputs: the items, the
+    decisions and the evaluation splits' neighbour tables, and with `groups` the training splits' searches too
+    (group links read them). The settings are not inputs here: the thresholds and the encoder are compared on their
+    own, and a scan with `--grouping` called an export that reads no group "made from other inputs"."""
+    tables = [*ws.neighbors_dir(ws.encoder).glob("*/*.parquet"),  # the evaluation splits' searches
+              *(ws.paths.group_pairs(ws.encoder).glob("*/*.parquet") if groups else ())]  # the training splits'
+    paths = [ws.items_path, ws.review_db, *tables]
     newest = max((p.stat().st_mtime for p in paths if p.exists()), default=0)
     return pd.Timestamp(newest, unit="s", tz="UTC").isoformat(timespec="seconds")
 
@@ -245,7 +250,7 @@ def export(
                    "confirmed_leaks": "always removed", "rejected_pairs": "never remove their item"},
         "counts": {"items": int(len(p)), "kept": int(len(kept)), "removed": int(p["removed"].sum()),
                    "by_reason": {str(k): int(v) for k, v in p.loc[p["removed"], "reason"].str.split(" of ").str[0].value_counts().sort_index().items()}},
-        "inputs_as_of": _inputs_time(ws),
+        "inputs_as_of": _inputs_time(ws, groups="group" in policy.selected),
         **(provenance or {}),
     }
     atomic_write_text(folder / "provenance.json", json.dumps(prov, indent=2, sort_keys=True) + "\n")

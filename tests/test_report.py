@@ -375,3 +375,15 @@ def test_the_report_names_the_files_no_check_could_read_and_why(tmp_path, capsys
     assert main(["report", str(project.path)]) == 0
     out = capsys.readouterr().out
     assert "files no check could read (not checked; an export leaves them out): 2" in out and "empty.jpg" in out
+
+
+def test_an_export_stays_current_after_a_scan_that_changes_nothing_it_read(ws, tmp_path):
+    """After `scan --grouping` a new user's export read "no: made from other inputs" though its flags had not
+    changed: the settings file and the training splits' searches moved the inputs' time."""
+    ws.exports.write("animals/test", ws.exports.policy("soft"), out=str(ws.workspace.exports_dir / "clean"))
+    assert [e["current"] for e in ws.report_document().data["provenance"]["exports"]] == [True]
+    import time
+
+    time.sleep(1.1)  # the inputs' time is kept to the second
+    ws.scan(grouping=True)
+    assert [e["current"] for e in ws.report_document().data["provenance"]["exports"]] == [True]
