@@ -114,7 +114,7 @@ with user_errors():
                "Written as a manifest that `leakcore add --format manifest` reads, in the dataset's own format where "
                "it came from a manifest or Hugging Face Parquet, and with image folders per new split (links or copies).")
     with st.form("resplit"):
-        r1, r2, r3, r4, r5 = st.columns([1.2, 1, 1, 1.4, 1])
+        r1, r2, r3, r4, r5, r6 = st.columns([1.2, 0.9, 1, 1.4, 1, 0.7])
         dataset = r1.selectbox("Dataset", sorted(ws.workspace.datasets), key="rs_dataset")
         test_size = r2.number_input("Test share", 0.05, 0.95, 0.2, step=0.05, key="rs_size")
         stratify = r3.toggle("Stratify by label", value=True, key="rs_stratify")
@@ -122,10 +122,13 @@ with user_errors():
         rs_links = r5.selectbox("Image folders", ["symlink", "copy", "none"], key="rs_links",
                                 help="images/train and images/test beside the manifest: links to the files (on "
                                      "this machine), or copies of them (to zip and ship)")
+        seed = r6.number_input("Seed", 0, 2**31 - 1, 0, key="rs_seed", help="Another seed, another split of the same "
+                               "groups (`leakcore resplit --seed`)")
         go = st.form_submit_button("Re-split and write", type="primary")
     if go:
         result = ws.resplit(dataset, test_size=float(test_size), stratify="label" if stratify else None,
-                            time_cutoff=cutoff.strip() or None, links=None if rs_links == "none" else rs_links)
+                            time_cutoff=cutoff.strip() or None, seed=int(seed),
+                            links=None if rs_links == "none" else rs_links)
         st.session_state["rs_last"] = result.summary | {"files": [str(f) for f in result.files]}
     if st.session_state.get("rs_last"):
         s = st.session_state["rs_last"]

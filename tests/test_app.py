@@ -301,6 +301,19 @@ def test_a_heatmap_cell_with_no_flagged_pair_opens_review_on_that_split_only(ws)
     assert any("No pairs match these filters" in m.value for m in at.success)
 
 
+def test_export_page_writes_a_re_split_in_folders_with_its_seed(ws):
+    """The re-split form: its seed (the CLI's --seed, which the page lacked), image folders, and what it kept."""
+    at = run("pages/5_Export.py")
+    at.number_input(key="rs_seed").set_value(3)
+    at.selectbox(key="rs_links").set_value("copy")
+    next(b for b in at.button if b.label == "Re-split and write").click().run()
+    assert not at.exception, at.exception
+    assert any("groups kept whole" in s.value for s in at.success)
+    written = ws.exports_dir / "animals-resplit"
+    stored = json.loads((written / "resplit.json").read_text())
+    assert (written / "images").is_dir() and (stored["links"], stored["seed"]) == ("copy", 3)
+
+
 def test_export_page_previews_and_writes(ws):
     at = run("pages/5_Export.py")
     assert not at.exception
