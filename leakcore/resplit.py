@@ -153,7 +153,8 @@ def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | No
                if items["label"].notna().any() else pd.DataFrame())
     overall = assignment["label"].value_counts(normalize=True) if items["label"].notna().any() else pd.Series(dtype=float)
     summary = {
-        "dataset": dataset, "method": method, "seed": seed, "items": int(len(items)), "target_test_share": test_size,
+        "dataset": dataset, "method": method, "seed": seed, "items": int(len(items)),
+        "target_test_share": test_size,
         "test": int(is_test.sum()), "train": int((~is_test).sum()), "test_share": float(is_test.mean()),
         "groups": int(group.nunique()), "multi_item_groups": int((group.value_counts() > 1).sum()),
         "largest_group": int(group.value_counts().max()), "cross_split_groups": 0, "unreadable_left_out": unread,

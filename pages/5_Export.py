@@ -28,7 +28,8 @@ def removed_rows(ws, removed):
     out["similarity"] = [f"{v:.4f}" if pd.notna(v) else "" for v in out["similarity"]]
     out.insert(0, "image", [(data.thumbnail(ws, items.loc[i]) if i in items.index else None) or BLANK
                             for i in removed["item_id"]])
-    out.insert(1, "match", [(data.thumbnail(ws, items.loc[m]) if ok else None) or BLANK for m, ok in zip(first, match_ok)])
+    out.insert(1, "match", [(data.thumbnail(ws, items.loc[m]) if ok else None) or BLANK
+                            for m, ok in zip(first, match_ok)])
     out.insert(2, "review", [pair_url(i, m) if ok else "" for i, m, ok in zip(removed["item_id"], first, match_ok)])
     return out
 
@@ -112,7 +113,8 @@ with user_errors():
     st.caption("A new train/test assignment of one dataset in which no group (explicit, recovered or confirmed) and no "
                "flagged pair a curator did not call unrelated spans the two: stratified by label, or cut at a time. "
                "Written as a manifest that `leakcore add --format manifest` reads, in the dataset's own format where "
-               "it came from a manifest or Hugging Face Parquet, and with image folders per new split (links or copies).")
+               "it came from a manifest or Hugging Face Parquet, and with image folders per new split (links or "
+               "copies).")
     with st.form("resplit"):
         r1, r2, r3, r4, r5, r6 = st.columns([1.2, 0.9, 1, 1.4, 1, 0.7])
         dataset = r1.selectbox("Dataset", sorted(ws.workspace.datasets), key="rs_dataset")
