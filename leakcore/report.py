@@ -478,6 +478,7 @@ def _provenance(project, decisions: pd.DataFrame) -> dict:
     in_force = project.scores.thresholds(required=False)
     hard, soft = (in_force.hard, in_force.soft) if in_force is not None else (None, None)
     inputs_as_of = _export._inputs_time(ws)
+    read_by = {True: inputs_as_of, False: _export._inputs_time(ws, groups=False)}  # an export without groups reads less
     exports = []
     for f in sorted(ws.exports_dir.glob("*/provenance.json")) if ws.exports_dir.exists() else []:
         try:
@@ -488,9 +489,9 @@ def _provenance(project, decisions: pd.DataFrame) -> dict:
         exports.append({"folder": f.parent.name, "split": p.get("split"), "policy": p.get("policy", {}).get("flags"),
                         "kept": p.get("counts", {}).get("kept"), "removed": p.get("counts", {}).get("removed"),
                         "inputs_as_of": p.get("inputs_as_of"), "thresholds": t,
-                        "current": bool(p.get("inputs_as_of") == _export._inputs_time(
-                            ws, groups=bool(p.get("policy", {}).get("leaking_groups", True)))
-                            and p.get("encoder") == ws.encoder and t.get("hard") == hard and t.get("soft") == soft)})
+                        "current": bool(p.get("inputs_as_of") == read_by[bool(p.get("policy", {}).get(
+                            "leaking_groups", True))] and p.get("encoder") == ws.encoder and t.get("hard") == hard
+                                        and t.get("soft") == soft)})
     resplits = []  # leak-aware re-splits written (`leakcore resplit`): the exports a reader asks about too
     for f in sorted(ws.exports_dir.glob("*/resplit.json")) if ws.exports_dir.exists() else []:
         try:

@@ -31,17 +31,15 @@ class Resplit:
 TOGETHER_DEGREES, TOGETHER_DECISIONS = ("hard", "soft"), ("unsure", "same_source")
 
 
-def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series, dict]:
-    """Per item its group for the re-split, and what joined the groups in force: those groups (explicit, recovered,
+def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series, dict, list]:
+    """Per item its group for the re-split, what joined the groups in force, and the near-duplicate pairs (item ids)
+    that did the joining: those groups (explicit, recovered,
     confirmed) united with every pair the similarity check flags that a curator did not call unrelated, and with
     every other item of the same content (the same bytes: a scan compares training images with one another only
     with `--grouping`, and a new user's exact copy inside train fell on the other side of its original). The groups
     alone let flagged copies fall on both sides too: a new user's re-split of cats_and_dogs put 4 of 30 planted
     copies (text banners, flips) in test and their originals in train, since a group link asks its own local
     matches, which a mirror or a banner defeats, while the scan had flagged all 30."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     from leakcore import grouping, leakage, review
 
     decisions = review.latest_decisions(ws) if use_decisions else None
@@ -50,10 +48,9 @@ def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series,
     explicit = items["dataset"].astype(str) + ":" + items["group"].astype(str)
     g = items["item_id"].map(of).astype(object)  # object: with no group in force the map is all-missing numbers,
     # which refused the item ids as a fill (a re-split of a workspace without groups crashed)
-    g = g.fillna(explicit.where(items["group"].notna()).astype(object))  # unreadable items keep their explicit group
+    g = g.fillna(explicit.where(items["group"].notna()).astype(object))  # an item in no group keeps its explicit one
     g = g.fillna(items["item_id"].astype(object)).astype(str)
-    info = {"flagged_pairs_joined": 0, "identical_joined": 0, "train_searched": bool(groups.train_searched),
-            "pairs": []}
+    info = {"flagged_pairs_joined": 0, "identical_joined": 0, "train_searched": bool(groups.train_searched)}
     ids = items["item_id"].astype(str)
     links = {}  # what joins two items: flagged pairs, then items of one content (the first of each content to the rest)
     pairs = leakage.load_pairs(ws)
@@ -76,17 +73,15 @@ def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series,
         joins[joins] = a[joins] != b[joins]  # ... and in two groups
         info[name] = len({tuple(sorted(pair)) for pair in zip(a_ids[joins], b_ids[joins])})
         ends.append((a[joins].astype(str), b[joins].astype(str)))
-    info["pairs"] = [pair for a_ids, b_ids in links.values() for pair in zip(a_ids, b_ids) if pair[0] != pair[1]]
+    near = [pair for a_ids, b_ids in links.values() for pair in zip(a_ids, b_ids) if pair[0] != pair[1]]
     a = np.concatenate([e[0] for e in ends]) if ends else np.zeros(0, str)
     b = np.concatenate([e[1] for e in ends]) if ends else np.zeros(0, str)
     if not len(a):
-        return g, info
+        return g, info, near
     labels = pd.Index(pd.unique(np.concatenate([g.to_numpy(), a, b]).astype(str)))
-    ai, bi = labels.get_indexer(a), labels.get_indexer(b)
-    n = len(labels)
-    comp = connected_components(coo_matrix((np.ones(len(ai), np.int8), (ai, bi)), shape=(n, n)), directed=False)[1]
+    comp = grouping._components(len(labels), labels.get_indexer(a), labels.get_indexer(b))  # as groups are built
     name = pd.Series(labels).groupby(comp).transform("min").to_numpy()  # the smallest label names a component
-    return pd.Series(name[labels.get_indexer(g.to_numpy())], index=g.index).astype(str), info
+    return pd.Series(name[labels.get_indexer(g.to_numpy())], index=g.index).astype(str), info, near
 
 
 def _same_side(pairs: list, assignment: pd.DataFrame, side: str) -> int:
@@ -110,8 +105,7 @@ def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | No
     # a side they were never checked for (and two empty files were joined as exact copies)
     unread = int((items["status"].astype(str) != "ok").sum())
     items = items[items["status"].astype(str) == "ok"].reset_index(drop=True)
-    group, joined = _groups_of(ws, items, use_decisions)
-    near = joined.pop("pairs")
+    group, joined, near = _groups_of(ws, items, use_decisions)
     if time_cutoff:
         try:
             cutoff = pd.Timestamp(time_cutoff)

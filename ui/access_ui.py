@@ -252,6 +252,6 @@ def audit_view(ws) -> None:
     if chosen:
         table = table[table["action"].isin(chosen)]
     # an entry without a value there (a first setting has nothing before it) shows an empty cell, not NaN or None
-    table = table.astype(object).where(table.notna(), "").replace({"None": "", "nan": ""})
+    table = table.astype(object).where(table.notna(), "")  # (the log's table holds None, never the text "NaN")
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: st.column_config.TextColumn(c, width="medium") for c in ("before", "after", "details")})
