@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: the dashboard and the C
     import pandas as pd
     import torch
 
-VERSION = 15  # evidence of another version is kept apart (verify/evidence-v<VERSION>); 6: ORB at 512 px, 400 features;
+VERSION = 16  # evidence of another version is kept apart (verify/evidence-v<VERSION>); 6: ORB at 512 px, 400 features;
 # 7: 1,000 features on the training image, matches kept by the ratio test, the mirror matched only where aligned;
 # 8: FAST threshold 20 (ORB_FAST_THRESHOLD); 9: a JPEG decoded at the smallest scale that keeps both sides at least
 # ORB_SIDE (`image_inputs`, and the fit's originals before they are edited), not at full size: the same evidence
@@ -60,7 +60,8 @@ VERSION = 15  # evidence of another version is kept apart (verify/evidence-v<VER
 # decide a pair (crop_ncc, crop_detail NaN: `_matches_decide`), and the second way round only where the first does
 # not decide it (`crop_either_way`); 14: no tiles agree where the matches' map puts less than half of the smaller
 # image inside the other (`away_agreement`, AWAY_MIN_COVER); 15: ORB's pyramid of 5 levels 1.4 apart (ORB_LEVELS,
-# ORB_SCALE), not OpenCV's 8 levels 1.2 apart
+# ORB_SCALE), not OpenCV's 8 levels 1.2 apart; 16: a JPEG read as its stored luma (`image_inputs`, `images.decode`
+# with gray), not decoded in colour and converted: within a grey level but at saturated colours
 WORK_SIZE = 32  # working resolution of the alignment (longer side, pixels)
 MAX_SHIFT = 0.25  # translations searched, as a fraction of the working size
 MIN_OVERLAP = 0.5  # an alignment must overlap at least this fraction of the smaller image
@@ -787,7 +788,7 @@ class ImageInputs:
         if self._gray is None:
             if self._image is None:
                 self._image = self._load()
-            self._gray = self._image.convert("L")
+            self._gray = self._image if self._image.mode == "L" else self._image.convert("L")
         return self._gray
 
     def canvas(self) -> tuple[np.ndarray, np.ndarray]:
@@ -858,18 +859,20 @@ def image_inputs(ws, items: "pd.DataFrame") -> list:
     uris, places = rows["uri"].to_numpy(), rows["row"].to_numpy()
     # the evidence reads an image at ORB_SIDE at most (its canvas is 32 px): a large JPEG is decoded at a reduced
     # scale (its DCT's 1/2, 1/4 or 1/8) that keeps both sides at least that
-    for n, img in zip(new, load_images(rows.iloc[new], ws.sources, side=ORB_SIDE)):
-        again = lambda uri=str(uris[n]), row=int(places[n]): _decode(ws.sources.read(uri, row), ORB_SIDE)  # noqa: E731
+    # and in luminance only, which is all the evidence reads (a JPEG's stored luma, its colour not decoded)
+    for n, img in zip(new, load_images(rows.iloc[new], ws.sources, side=ORB_SIDE, gray=True)):
+        again = lambda uri=str(uris[n]), row=int(places[n]): _decode(ws.sources.read(uri, row), ORB_SIDE, True)  # noqa: E731
         found[shas[n]] = kept[shas[n]] = None if img is None else ImageInputs(img, again)
     return [found[sha] for sha in shas]
 
 
-def _decode(data: bytes | None, side: int | None = None) -> Image.Image | None:
+def _decode(data: bytes | None, side: int | None = None, gray: bool = False) -> Image.Image | None:
     """The image, or None where unreadable; with `side`, a JPEG at the smallest scale of its DCT (1/2, 1/4, 1/8)
-    that keeps both sides at least `side` (an image that small or smaller is decoded as it is)."""
+    that keeps both sides at least `side` (an image that small or smaller is decoded as it is); with `gray`, its
+    luminance (`images.decode`)."""
     from leakcore import images
 
-    dec = images.decode(data, draft_size=(side, side) if side else None) if data is not None else None
+    dec = images.decode(data, draft_size=(side, side) if side else None, gray=gray) if data is not None else None
     return dec.image if dec is not None and dec.ok else None
 
 
@@ -1247,9 +1250,9 @@ class EvidenceStore:
         write_parquet(ev.reset_index(drop=True), self.folder / f"part-{content_pair_hash(ev['sha_a'], ev['sha_b'])}.parquet")
 
 
-def load_images(items: "pd.DataFrame", reader=None, *, side: int | None = None) -> list:
+def load_images(items: "pd.DataFrame", reader=None, *, side: int | None = None, gray: bool = False) -> list:
     """PIL images (or None when unreadable) for item rows, in order (`reader`: the workspace's `sources`; `side`: a
-    large JPEG at a reduced scale keeping both sides at least this, as `_decode`). The images are decoded on a thread
+    large JPEG at a reduced scale keeping both sides at least this, as `_decode`; `gray`: luminance only). The images are decoded on a thread
     per core (Pillow lets go of Python's lock while it decodes), a few files read ahead of them: decoded in turn, the
     verification's 350 hymenoptera photos held a core for 0.5 s with the other idle."""
     from leakcore import catalog
@@ -1258,7 +1261,7 @@ def load_images(items: "pd.DataFrame", reader=None, *, side: int | None = None) 
     workers = _cores()
     stream = catalog.iter_item_bytes(items.reset_index(drop=True), reader=reader)  # (position, bytes), read lazily
     with ThreadPoolExecutor(workers) as pool:  # the bytes of a few images in flight, not of the whole table
-        decoded = catalog.bounded_map(pool, lambda pair: (pair[0], _decode(pair[1], side)), stream, window=4 * workers)
+        decoded = catalog.bounded_map(pool, lambda pair: (pair[0], _decode(pair[1], side, gray)), stream, window=4 * workers)
         for pos, image in decoded:
             out[pos] = image
     return out

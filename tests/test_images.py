@@ -61,3 +61,24 @@ def test_draft_mode_keeps_original_size(odd_images):
     result = images.decode(odd_images["ok_jpeg"].read_bytes(), draft_size=(8, 8))
     assert (result.width, result.height) == (64, 48)
     assert result.image.width <= 64
+
+
+@pytest.mark.parametrize("kind", ["ok_jpeg", "cmyk", "png16", "palette_alpha", "rgba", "exif_rotated", "gif_animated",
+                                  "gray"])
+def test_gray_decoding_is_the_luminance_of_the_colour_decoding(odd_images, kind):
+    """What the verification reads: a JPEG's stored luma (its colour not decoded), every other mode through RGB as in
+    colour (alpha on white, EXIF orientation applied): within a grey level or two of the colour image's luminance."""
+    import numpy as np
+
+    data = odd_images[kind].read_bytes()
+    colour, gray = images.decode(data), images.decode(data, gray=True)
+    assert gray.ok and gray.image.mode == "L"
+    assert (gray.width, gray.height) == (colour.width, colour.height)
+    diff = np.abs(np.asarray(gray.image, np.int16) - np.asarray(colour.image.convert("L"), np.int16))
+    assert diff.mean() < 1.0 and diff.max() <= 24
+
+
+def test_gray_decoding_names_bad_input_as_colour_does(odd_images):
+    for kind in ("truncated", "empty", "text"):
+        assert images.decode(odd_images[kind].read_bytes(), gray=True).reason == \
+            images.decode(odd_images[kind].read_bytes()).reason
