@@ -92,6 +92,22 @@ def test_review_decide_persists_undo_and_progress(ws):
     assert first == 0
 
 
+def test_previous_at_the_start_of_the_queue_says_so_and_how_to_go_back_to_a_decided_pair(ws):
+    """A new user decided the first pair, pressed ← to see it again and nothing happened: the decided pair had left
+    the queue of unreviewed pairs. The page now says where it is and the ways back (Z, the State filter)."""
+    at = run("pages/1_Review.py")
+    assert at.session_state["review_pos"] == 0
+    at.button(key="prev").click().run()
+    assert [t.proto.body for t in at.toast] == ["This is the first pair of the queue"]
+    at.button(key="decide_hard").click().run()
+    at.button(key="prev").click().run()
+    assert not at.exception and at.session_state["review_pos"] == 0
+    assert "Z undoes your last decision, and the State filter shows decided pairs" in at.toast[-1].proto.body
+    for _ in range(3):
+        at.button(key="next").click().run()
+    assert at.toast[-1].proto.body == "This is the last pair of the queue"
+
+
 def test_the_review_page_of_a_workspace_with_nothing_flagged_says_so(ws):
     """A clean dataset flags nothing: the page says so (a new user's cats_and_dogs scan met an IndexError here, on
     every link to the page), and it still offers its checks."""

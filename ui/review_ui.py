@@ -42,6 +42,7 @@ def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: 
         return
     data.clear_decision_caches()
     st.session_state["review_note"] = ""
+    st.session_state["review_decided"] = True  # this session decided a pair (what ← at the queue's start says)
     st.session_state["flash"] = f"{DECISION_LABELS[decision]} · {len(pairs)} pair(s) saved"
     if decision == "not_leak" and degree == "hard":  # a slip of the key on a pair the score calls the same picture
         st.session_state["flash"] += " · the score calls this pair hard (the same picture): Z undoes it"
@@ -67,7 +68,16 @@ def _undo(ws_path: str) -> None:
 
 
 def _move(step: int, size: int) -> None:
-    st.session_state["review_pos"] = max(0, min(size - 1, st.session_state["review_pos"] + step))
+    pos = st.session_state["review_pos"]
+    to = max(0, min(size - 1, pos + step))
+    if to == pos:  # at an end of the queue: said, not a key press that does nothing (a new user pressed ← after
+        # deciding the first pair, which had left the queue of unreviewed pairs, and saw nothing happen)
+        edge = "the first" if step < 0 else "the last"
+        decided = "unreviewed" in st.session_state.get("f_states", []) and st.session_state.get("review_decided")
+        st.session_state["flash"] = f"This is {edge} pair of the queue" + (
+            " · a decided pair leaves the unreviewed queue: Z undoes your last decision, and the State filter "
+            "shows decided pairs" if decided and step < 0 else "")
+    st.session_state["review_pos"] = to
     st.session_state["review_current"] = None
 
 
