@@ -861,7 +861,8 @@ def image_inputs(ws, items: "pd.DataFrame") -> list:
     # scale (its DCT's 1/2, 1/4 or 1/8) that keeps both sides at least that
     # and in luminance only, which is all the evidence reads (a JPEG's stored luma, its colour not decoded)
     for n, img in zip(new, load_images(rows.iloc[new], ws.sources, side=ORB_SIDE, gray=True)):
-        again = lambda uri=str(uris[n]), row=int(places[n]): _decode(ws.sources.read(uri, row), ORB_SIDE, True)  # noqa: E731
+        again = lambda uri=str(uris[n]), row=int(places[n]): _decode(  # noqa: E731
+            ws.sources.read(uri, row), ORB_SIDE, True)
         found[shas[n]] = kept[shas[n]] = None if img is None else ImageInputs(img, again)
     return [found[sha] for sha in shas]
 
@@ -1252,16 +1253,17 @@ class EvidenceStore:
 
 def load_images(items: "pd.DataFrame", reader=None, *, side: int | None = None, gray: bool = False) -> list:
     """PIL images (or None when unreadable) for item rows, in order (`reader`: the workspace's `sources`; `side`: a
-    large JPEG at a reduced scale keeping both sides at least this, as `_decode`; `gray`: luminance only). The images are decoded on a thread
-    per core (Pillow lets go of Python's lock while it decodes), a few files read ahead of them: decoded in turn, the
-    verification's 350 hymenoptera photos held a core for 0.5 s with the other idle."""
+    large JPEG at a reduced scale keeping both sides at least this, as `_decode`; `gray`: luminance only). The images
+    are decoded on a thread per core (Pillow lets go of Python's lock while it decodes), a few files read ahead of
+    them: decoded in turn, the verification's 350 hymenoptera photos held a core for 0.5 s with the other idle."""
     from leakcore import catalog
 
     out: list = [None] * len(items)
     workers = _cores()
     stream = catalog.iter_item_bytes(items.reset_index(drop=True), reader=reader)  # (position, bytes), read lazily
     with ThreadPoolExecutor(workers) as pool:  # the bytes of a few images in flight, not of the whole table
-        decoded = catalog.bounded_map(pool, lambda pair: (pair[0], _decode(pair[1], side, gray)), stream, window=4 * workers)
+        decoded = catalog.bounded_map(pool, lambda pair: (pair[0], _decode(pair[1], side, gray)), stream,
+                                      window=4 * workers)
         for pos, image in decoded:
             out[pos] = image
     return out
