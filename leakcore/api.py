@@ -721,6 +721,10 @@ class Exports:
         """Every item of `split`, kept or removed under `policy`, with the reason."""
         return _export.plan(self._p.workspace, split, policy)
 
+    def preview_and_plan(self, split: str, policy: _export.ExportPolicy) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(`preview` of `split` under `policy`'s options, `plan` under `policy`), the plan made once."""
+        return _export.preview_and_plan(self._p.workspace, split, policy)
+
     def write(self, split: str, policy: _export.ExportPolicy, *, fmt: str = "same", out: str | None = None,
               links: str | None = None) -> _export.ExportResult:
         """Write the cleaned split (a lead's act); its provenance names the decisions, thresholds and people."""

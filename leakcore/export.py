@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -137,24 +137,35 @@ def preview(ws, eval_splits: list[str] | None = None, *, keep=frozenset(), dedup
     """How many items each policy removes, per evaluation split (shown before writing anything)."""
     eval_splits = [str(SplitId.parse(s)) for s in eval_splits] if eval_splits else [str(s) for s in ws.split_ids("eval")]
     decisions, pairs = review.latest_decisions(ws), leakage.load_pairs(ws)
-    rows = []
-    for sid in eval_splits:
-        row, within = {"eval_split": sid}, 0
-        for flags in POLICIES:
-            p = plan(ws, sid, ExportPolicy(flags, frozenset(keep), dedupe_within, groups, checks), decisions=decisions,
-                     pairs=pairs)
-            row["items"] = len(p)
-            row[f"removed at {flags}"] = int(p["removed"].sum())
-            if flags == "soft" and not dedupe_within:
-                # what keeping duplicates inside the split leaves in (a new user's cleaned split kept both copies of
-                # three exact duplicates: the option is off by default, and nothing said so)
-                d = plan(ws, sid, ExportPolicy(flags, frozenset(keep), True, groups, checks), decisions=decisions,
-                         pairs=pairs)
-                within = int(d["removed"].sum() - p["removed"].sum())
-        if not dedupe_within:
-            row[WITHIN_KEPT] = within  # last: after the policies' counts
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame([_preview_row(ws, sid, ExportPolicy("soft", frozenset(keep), dedupe_within, groups, checks),
+                                      decisions, pairs)[0] for sid in eval_splits])
+
+
+def preview_and_plan(ws, eval_split: str, policy: ExportPolicy) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(`preview` of one split, its `plan` under `policy`): the plan is the preview's own for the policy's flags, not
+    made again (the Export page drew both; on a queue of 100,000 pairs each plan takes about a second)."""
+    eval_split = str(SplitId.parse(eval_split))
+    row, plans = _preview_row(ws, eval_split, policy, review.latest_decisions(ws), leakage.load_pairs(ws))
+    return pd.DataFrame([row]), plans[policy.flags]
+
+
+def _preview_row(ws, sid: str, policy: ExportPolicy, decisions: pd.DataFrame, pairs: pd.DataFrame
+                 ) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """`preview`'s row of one split under `policy`'s keep-list, dedupe, groups and checks at every level of flags,
+    and the plan of each level."""
+    row, within, plans = {"eval_split": sid}, 0, {}
+    for flags in POLICIES:
+        p = plans[flags] = plan(ws, sid, replace(policy, flags=flags), decisions=decisions, pairs=pairs)
+        row["items"] = len(p)
+        row[f"removed at {flags}"] = int(p["removed"].sum())
+        if flags == "soft" and not policy.dedupe_within:
+            # what keeping duplicates inside the split leaves in (a new user's cleaned split kept both copies of
+            # three exact duplicates: the option is off by default, and nothing said so)
+            d = plan(ws, sid, replace(policy, flags=flags, dedupe_within=True), decisions=decisions, pairs=pairs)
+            within = int(d["removed"].sum() - p["removed"].sum())
+    if not policy.dedupe_within:
+        row[WITHIN_KEPT] = within  # last: after the policies' counts
+    return row, plans
 
 
 @dataclass

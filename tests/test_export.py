@@ -222,3 +222,13 @@ def test_files_no_check_could_read_are_removed_with_their_reason_and_none_from_o
     assert not written & {"cut.jpg", "empty.jpg", "link.jpg"}
     removed = pd.read_csv(tmp_path / "out" / "removed.csv")
     assert (removed["check"] == "unreadable").sum() == 3
+
+
+@pytest.mark.parametrize("policy", [ExportPolicy("hard"), ExportPolicy("none", keep=frozenset({"cat/test_000.jpg"})),
+                                    ExportPolicy("soft", dedupe_within=True)])
+def test_the_pages_preview_and_plan_are_those_of_preview_and_plan_made_once(ws, policy):
+    """The Export page drew the preview (a plan per level of flags) and then the plan under its policy again."""
+    pv, p = export.preview_and_plan(ws, "d/test", policy)
+    pd.testing.assert_frame_equal(pv, export.preview(ws, ["d/test"], keep=policy.keep,
+                                                     dedupe_within=policy.dedupe_within, checks=policy.checks))
+    pd.testing.assert_frame_equal(p, export.plan(ws, "d/test", policy))

@@ -250,8 +250,7 @@ def rates(ws: Workspace, hard: float, soft: float, auto_only: bool = False) -> p
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _export_views(path: str, split: str, policy, stamp: tuple, dstamp: tuple, other: tuple):
-    ws = Project.open(path)
-    return ws.exports.preview([split], policy), ws.exports.plan(split, policy)
+    return Project.open(path).exports.preview_and_plan(split, policy)
 
 
 def export_views(ws: Workspace, split: str, policy) -> tuple[pd.DataFrame, pd.DataFrame]:
