@@ -151,3 +151,14 @@ with user_errors():
                        "inside training may fall on both sides of this split; exact copies are kept together.",
                        icon=":material/warning:")
         st.markdown("\n".join(f"- `{f}`" for f in s["files"]))
+        from pathlib import Path
+
+        written = [Path(f) for f in s["files"] if Path(f).is_file()]  # the manifest and resplit.json: not the
+        # image folders, which a zip made in memory could not hold for a dataset of photos (the workspace holds them)
+        if written:
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w") as zf:
+                for f in written:
+                    zf.write(f, arcname=f.name)
+            st.download_button("Download the manifest files (zip)", buf.getvalue(), f"{s['dataset']}-resplit.zip",
+                               "application/zip", key="rs_download")

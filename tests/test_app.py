@@ -328,6 +328,8 @@ def test_export_page_writes_a_re_split_in_folders_with_its_seed(ws):
     written = ws.exports_dir / "animals-resplit"
     stored = json.loads((written / "resplit.json").read_text())
     assert (written / "images").is_dir() and (stored["links"], stored["seed"]) == ("copy", 3)
+    downloads = [d for d in at.get("download_button") if d.proto.label == "Download the manifest files (zip)"]
+    assert len(downloads) == 1  # the manifest and resplit.json, not the image folders
 
 
 def test_export_page_previews_and_writes(ws):
