@@ -232,3 +232,13 @@ def test_the_pages_preview_and_plan_are_those_of_preview_and_plan_made_once(ws, 
     pd.testing.assert_frame_equal(pv, export.preview(ws, ["d/test"], keep=policy.keep,
                                                      dedupe_within=policy.dedupe_within, checks=policy.checks))
     pd.testing.assert_frame_equal(p, export.plan(ws, "d/test", policy))
+
+
+def test_a_pair_called_one_source_removes_its_evaluation_image_as_a_confirmed_leak(ws):
+    """A new user's K ("one source: keep together") on two groups took their flagged images out of the cleaned
+    split: the decision replaced the automatic flag, and only hard and soft decisions confirmed a leak."""
+    review.decide(ws, "d/test/cat/test_000.jpg", "d/train/cat/train_000.jpg", "same_source", reviewer="r")
+    for flags in ("soft", "none"):
+        p = export.plan(ws, "d/test", ExportPolicy(flags)).set_index("item_id")
+        assert p.loc["d/test/cat/test_000.jpg", "removed"], flags
+        assert p.loc["d/test/cat/test_000.jpg", "reason"] == "confirmed leak"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from leakcore import leakage, scores
-from leakcore.checks.base import FINDING_COLUMNS, REMOVAL_COLUMNS, Check, CheckInputs, Words, register_check
+from leakcore.checks.base import CONFIRMING, FINDING_COLUMNS, REMOVAL_COLUMNS, Check, CheckInputs, Words, register_check
 
 
 @register_check
@@ -72,11 +72,13 @@ class SimilarityCheck(Check):
         """Confirmed pairs always remove their evaluation item, automatic flags at the policy's level, and with
         `dedupe_within` every within-split duplicate but the first (by item id) of its group; a duplicate within the
         split that a curator confirmed is always removed but the first of its group (README: "confirmed leaks are
-        always removed"; a new user's six confirmed duplicates stayed in without the option)."""
+        always removed"; a new user's six confirmed duplicates stayed in without the option). A pair called one source
+        (a group's K, `same_source`) confirms its evaluation item's leak as well: a new user's K on two groups took
+        their flagged images out of the cleaned split, which the automatic flags had removed."""
         pairs = self._pairs(ws, inputs)
         pairs = pairs[pairs["eval_split"] == eval_split]
         cross = leakage.with_degrees(pairs[~pairs["within"]], inputs.hard, inputs.soft, inputs.decisions)
-        confirmed = cross[cross["decision"].isin(["hard", "soft"])]
+        confirmed = cross[cross["decision"].isin(CONFIRMING)]
         rejected = set(cross.loc[cross["decision"] == "not_leak", "eval_item_id"])
         level = {"hard": [leakage.HARD], "soft": [leakage.HARD, leakage.SOFT], "none": []}[policy.flags]
         auto = cross[(cross["decision"].isna() | (cross["decision"] == "unsure")) & cross["auto_degree"].isin(level)]
