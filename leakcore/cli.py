@@ -176,8 +176,9 @@ def cmd_scan(args) -> int:
 
 
 def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_decisions=True, hard=None, soft=None,
-            fail_on_shortcut=False, document=None) -> int:
-    """Print the rates (or the JSON report) and apply the CI gate: `bounds` is {check: {degree: percent}}."""
+            fail_on_shortcut=False, document=None, top: int | None = None) -> int:
+    """Print the rates (or the JSON report) and apply the CI gate: `bounds` is {check: {degree: percent}}; in the
+    terminal, the `top` (10) strongest flagged images of each evaluation split are named with their match."""
     from leakcore.api import matrices
 
     if as_json:
@@ -214,6 +215,7 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
                 print(f"\n{kind} leakage matrix (%, rows = training sources, columns = evaluation splits; * = same dataset)")
                 shown = (100 * mats[f"{kind}_rate"]).round(2).astype(str) + mats["intra"].map(lambda x: "*" if x else "")
                 print(shown.to_string())
+        _strongest(project, hard=hard, soft=soft, use_decisions=use_decisions, top=10 if top is None else top)
         for dataset, a in project.audits.shortcut_results().items():
             print(f"\nshortcut audit of {dataset} ({a['created']}): " + "; ".join(a["verdict"]))
         items = project.workspace.items()
@@ -249,6 +251,32 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
     return 1 if failures else 0
 
 
+def _strongest(project, *, hard, soft, use_decisions: bool, top: int) -> None:
+    """The flagged evaluation images of each split, strongest first, each with its best training match, score and
+    degree (a new user's terminal report gave rates only, and `--top` promised findings it did not show)."""
+    import pandas as pd
+
+    if top <= 0:
+        return
+    f = project.checks.findings("similarity", hard=hard, soft=soft, use_decisions=use_decisions)
+    if f.empty:
+        return
+    f = f.assign(within=f["train_split"] == f["eval_split"]).sort_values(["within", "score"], ascending=[True, False],
+                                                                          kind="stable")
+    ends = np.sort(f[["eval_item_id", "train_item_id"]].to_numpy(str), axis=1)  # a pair within a split once
+    f = f[~(f["within"] & pd.Series(ends[:, 0] + "\0" + ends[:, 1], index=f.index).duplicated())]
+    f = f.drop_duplicates(["eval_split", "eval_item_id", "within"])
+    print(f"\nflagged images, strongest first ({project.settings.score_words}; `leakcore report --html` shows them):")
+    for (split, within), part in f.groupby(["eval_split", "within"], sort=True):
+        print(f"  {split}, " + ("pairs of duplicates inside the split" if within else "with a match in training")
+              + f": {len(part)}")
+        for r in part.head(top).itertuples():
+            said = f", curator: {r.decision}" if isinstance(r.decision, str) else ""
+            print(f"    {r.eval_item_id}  ~ {r.train_item_id}  {r.degree} {r.score:.4f}{said}")
+        if len(part) > top:
+            print(f"    … and {len(part) - top} more (--top N lists more)")
+
+
 def cmd_report(args) -> int:
     project = _project(args.dir)
     document = None
@@ -276,7 +304,7 @@ def cmd_report(args) -> int:
                            cli="add --html FILE and/or --json")
     return _report(project, as_json=args.json, document=document, bounds=_bounds(project, args),
                    use_decisions=not args.auto_only, hard=args.hard, soft=args.soft,
-                   fail_on_shortcut=args.fail_on_shortcut)
+                   fail_on_shortcut=args.fail_on_shortcut, top=args.top)
 
 
 def _bounds(project, args) -> dict:
@@ -688,7 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auto-only", action="store_true", help="ignore curator decisions")
     p.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page (thumbnails, "
                                                   "heatmaps, calibration, provenance; opens without a network)")
-    p.add_argument("--top", type=int, metavar="N", help="strongest findings shown per check (default 60)")
+    p.add_argument("--top", type=int, metavar="N", help="strongest findings listed: per check in --html and --json "
+                   "(default 60), per evaluation split in the terminal (default 10)")
     p.add_argument("--predictions", nargs="+", metavar="FILE", help="add the accuracy impact table (as `leakcore impact`)")
     p.add_argument("--probe", nargs="+", choices=list(api.PROBES), help="built-in probes for the impact table")
     p.add_argument("--leaks", metavar="CSV", help="impact: a human-labelled list of (eval key, train key) pairs")

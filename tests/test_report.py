@@ -387,3 +387,15 @@ def test_an_export_stays_current_after_a_scan_that_changes_nothing_it_read(ws, t
     time.sleep(1.1)  # the inputs' time is kept to the second
     ws.scan(grouping=True)
     assert [e["current"] for e in ws.report_document().data["provenance"]["exports"]] == [True]
+
+
+def test_the_terminal_report_names_the_flagged_images_with_their_match(ws, capsys):
+    """A new user's terminal report gave rates only, and `--top` promised findings it did not show."""
+    assert main(["report", str(ws.path)]) == 0
+    out = capsys.readouterr().out
+    listed = out[out.index("flagged images, strongest first"):]
+    for eval_id, train_id in _flagged(ws):
+        assert f"{eval_id}  ~ {train_id}" in listed
+    assert "animals/test, with a match in training: 3" in listed and "zoo/test, with a match in training: 1" in listed
+    assert main(["report", str(ws.path), "--top", "1"]) == 0
+    assert "… and 2 more (--top N lists more)" in capsys.readouterr().out
