@@ -151,7 +151,10 @@ def _findings(project, ci, items, decisions, top: int, weakest: int, data: dict)
              if c["in_rates"] or (c["name"] in STORED_FINDINGS and data.get("shortcuts"))]
     reviewers = {}
     if decisions is not None and len(decisions):
-        reviewers = dict(zip(zip(decisions["eval_item_id"], decisions["train_item_id"]), decisions["reviewer"]))
+        # either way round, as the decision in force is found (`leakage.with_degrees`): a group's decision is made on
+        # the pairs that link it, in whichever order they were linked (a new user's report named no reviewer there)
+        d = leakage.both_ways(decisions[["eval_item_id", "train_item_id", "reviewer"]])
+        reviewers = dict(zip(zip(d["eval_item_id"], d["train_item_id"]), d["reviewer"]))
     out = {}
     for name in names:
         check = _checks.get_check(name)
@@ -325,18 +328,25 @@ def _verdicts(data: dict, findings: dict, table: pd.DataFrame, items: pd.DataFra
 
 def _decision_counts(decisions, ev: str, split_of: pd.Series, role_of: pd.Series) -> dict:
     """Evaluation images of `ev` that a curator confirmed as leaking to training, rejected, or marked unsure."""
-    zero = {"confirmed": 0, "rejected": 0, "unsure": 0, "reviewers": []}
+    zero = {"confirmed": 0, "rejected": 0, "unsure": 0, "reviewers": [], "within_confirmed": 0, "within_rejected": 0}
     if decisions is None or decisions.empty:
         return zero
-    d = decisions[decisions["eval_item_id"].map(split_of) == ev]
-    d = d[d["train_item_id"].map(role_of).fillna("train") == "train"]  # leaks to training, not within the split
+    # pairs inside the split, counted apart (a new user's two confirmed duplicates read as "confirmed 0"), each once
+    inside = decisions[(decisions["eval_item_id"].map(split_of) == ev) & (decisions["train_item_id"].map(split_of) == ev)]
+    # leaks to training, either way round: a group's decision is made on the pairs that link it, in the order they
+    # were linked (training image first, often)
+    d = leakage.both_ways(decisions)
+    d = d[(d["eval_item_id"].map(split_of) == ev) & (d["train_item_id"].map(role_of).fillna("train") == "train")]
+    out = dict(zero, within_confirmed=int(inside["decision"].isin(CONFIRMING).sum()),
+               within_rejected=int((inside["decision"] == Decision.NOT_LEAK.value).sum()),
+               reviewers=sorted(set(inside["reviewer"])))
     if d.empty:
-        return zero
+        return out
     per_item = d.groupby("eval_item_id")["decision"].agg(set)
     confirmed = per_item.map(lambda s: bool(s & CONFIRMING))
     rejected = per_item.map(lambda s: not (s & CONFIRMING) and Decision.NOT_LEAK.value in s)
-    return {"confirmed": int(confirmed.sum()), "rejected": int(rejected.sum()),
-            "unsure": int((~confirmed & ~rejected).sum()), "reviewers": sorted(set(d["reviewer"]))}
+    return dict(out, confirmed=int(confirmed.sum()), rejected=int(rejected.sum()),
+                unsure=int((~confirmed & ~rejected).sum()), reviewers=sorted(set(d["reviewer"]) | set(out["reviewers"])))
 
 
 def _pct(x: float) -> str:
@@ -364,17 +374,26 @@ def _verdict_words(row: dict) -> list[str]:
     if any(x["soft"] for x in row["checks"].values()) or row["within_split"]:
         # what to do next, in the commands the README gives (a reader of the report may never open the app)
         split, dataset = row["eval_split"], str(row["eval_split"]).split("/")[0]
+        # checks besides the default ones that found something here: the export removes by them only when asked (a
+        # new user's export by this line kept 6 of 8 images whose group reached training)
+        opt_in = {c.name for c in _checks.exportable_checks() if not c.export_default}
+        also = [c for c, x in row["checks"].items() if x["soft"] and c in opt_in]
         out.append(f"next: review the flags (the Review page), then write a cleaned copy of the split "
                    f"(`leakcore export WS --split {split} --policy soft"
                    + (" --dedupe-within" if row["within_split"] else "")
+                   + "".join(f" --also-remove {c}" for c in also)
                    + f"`, or the Export page) or a leak-free re-split (`leakcore resplit WS --dataset {dataset}`)")
     s = row["shortcut"]
     if s is not None and s["found"]:
         out.append(f"the shortcut audit found {s['what']}" + (" that the benchmark rewards" if s["transfers"] else ""))
     d = row["decisions"]
+    inside = (f"confirmed {d.get('within_confirmed', 0):,} and rejected {d.get('within_rejected', 0):,} pairs of "
+              "duplicates inside the split") if d.get("within_confirmed") or d.get("within_rejected") else ""
     if d["confirmed"] or d["rejected"] or d["unsure"]:
         out.append(f"curators confirmed {d['confirmed']:,}, rejected {d['rejected']:,} and were unsure of "
-                   f"{d['unsure']:,} of its images")
+                   f"{d['unsure']:,} of its images with a match in training" + (f"; they {inside}" if inside else ""))
+    elif inside:
+        out.append(f"curators {inside}")
     elif d.get("flagged"):
         out.append("no flag has been reviewed by a curator")
     return out

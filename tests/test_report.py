@@ -199,6 +199,9 @@ def test_groups_are_strips_and_temporal_findings_pairs(tmp_path):
     page = doc.html()
     assert page.count('class="th eval') >= 2 and "members (evaluation first)" in page and "seconds apart" in page
     assert "belong to a group" in page
+    # the next step names the checks an export removes by only when asked (a new user's export by it kept the images
+    # whose group reached training)
+    assert "--also-remove group --also-remove temporal`" in " ".join(verdict["words"])
 
 
 def test_home_page_offers_the_report_built_when_clicked(ws, tmp_path, monkeypatch):
@@ -399,3 +402,26 @@ def test_the_terminal_report_names_the_flagged_images_with_their_match(ws, capsy
     assert "animals/test, with a match in training: 3" in listed and "zoo/test, with a match in training: 1" in listed
     assert main(["report", str(ws.path), "--top", "1"]) == 0
     assert "… and 2 more (--top N lists more)" in capsys.readouterr().out
+
+
+def test_decisions_made_from_the_training_end_and_inside_the_split_are_counted_with_their_reviewer(tmp_path):
+    """A group's K is recorded on the pairs that link it, training image first: the report named no reviewer for them
+    and left them out of "curators confirmed"; a new user's two confirmed duplicates inside the split read as
+    "confirmed 0"."""
+    root = make_folder_dataset(tmp_path / "d", n_train=6, n_test=4, leaks=(0, 1))
+    (root / "test" / "dog" / "test_003_again.jpg").write_bytes((root / "test" / "dog" / "test_003.jpg").read_bytes())
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    project.add("d", root)
+    project.scan()
+    (e1, t1), (e2, t2) = [p for p in _flagged(project)]
+    project.decisions.decide(t1, e1, "same_source", reviewer="kim")  # from the training end
+    project.decisions.decide(e2, t2, "hard", reviewer="ana")
+    project.decisions.decide("d/test/dog/test_003_again.jpg", "d/test/dog/test_003.jpg", "hard", reviewer="ana")
+    d = project.report_document().data
+    counts = d["verdicts"][0]["decisions"]
+    assert (counts["confirmed"], counts["within_confirmed"], counts["reviewers"]) == (2, 1, ["ana", "kim"])
+    rows = {r["eval_item_id"]: r for r in d["findings"]["similarity"]["strongest"]}
+    assert (rows[e1]["decision"], rows[e1]["reviewer"]) == ("same_source", "kim")
+    words = " ".join(d["verdicts"][0]["words"])
+    assert "curators confirmed 2, rejected 0 and were unsure of 0 of its images with a match in training; they " \
+           "confirmed 1 and rejected 0 pairs of duplicates inside the split" in words
