@@ -5,7 +5,7 @@ import zipfile
 import pandas as pd
 import streamlit as st
 
-from leakcore.api import EXPORT_FORMATS, EXPORT_POLICIES, WITHIN_KEPT
+from leakcore.api import ALL_SOURCES, EXPORT_FORMATS, EXPORT_POLICIES, WITHIN_KEPT
 from ui import data
 from ui.review_ui import pair_url
 from ui.widgets import flash, page, user_errors
@@ -70,7 +70,20 @@ with user_errors():
         st.info(f"Near-duplicates of another image inside {split} that stay in: {kept}. Each copy counts twice in a "
                 "test score; tick *Also remove within-split duplicates* to keep one of each.",
                 icon=":material/content_copy:")
+    # the checks the export removes by only when asked, that found images of this split: said, as the report's next
+    # step says it (a new user's cleaned split kept 6 of 8 images whose group reached training, none of it said)
+    hard, soft = ws.scores.thresholds()
+    rates = data.rates(ws, hard, soft)
+    found = rates[(rates["eval_split"] == split) & (rates["train_split"] == ALL_SOURCES) & (rates["soft"] > 0)]
     removed = plan[plan["removed"]]
+    gone = set(removed["item_id"].astype(str))
+    unasked = [(c["name"], len(data.flagged_items(ws, c["name"], hard, soft) & set(plan["item_id"].astype(str)) - gone))
+               for c in others if c["name"] not in also and (found["check"] == c["name"]).any()]
+    unasked = [(name, n) for name, n in unasked if n]
+    if unasked:
+        st.info(" · ".join(f"{ws.checks.words(name).title or name}: {n} image(s) of {split} it flags stay in unless "
+                           f"*{name}* is chosen under *Also remove images flagged by*" for name, n in unasked),
+                icon=":material/group_work:")
     st.caption(f"With these settings: keep {len(plan) - len(removed)} of {len(plan)}, remove {len(removed)}.")
     # short columns first, so the similarity is in view next to the long paths; thumbnails of both images and a link
     # that opens the pair on the Review page, a page of 50 at a time (thumbnails are made for the rows shown)

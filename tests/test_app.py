@@ -723,3 +723,35 @@ def test_a_suggestion_far_from_the_encoder_defaults_is_said(monkeypatch):
     # applied already (`leakcore calibrate --apply`): the warning no longer asks to look before applying
     thresholds_ui.suggestion_check(far, (0.8775, 0.7171), in_force=True)
     assert len(said) == 2 and "Use suggested" not in said[1] and "The thresholds in force are this calibration's" in said[1]
+
+
+def test_the_export_page_says_which_flagged_images_stay_for_want_of_an_opt_in_check(tmp_path, monkeypatch):
+    """A new user's cleaned split kept the images whose group reached training: the group check removes only when
+    asked, and the page did not say so."""
+    import pandas as pd
+
+    from conftest import photo
+
+    from leakcore.api import Project
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    rows = [("a.jpg", "train", "p1", 1), ("a2.jpg", "train", "p1", 7), ("b.jpg", "test", "p1", 2),
+            ("d.jpg", "train", "", 4), ("e.jpg", "test", "", 5)]
+    for path, *_, seed in rows:
+        photo(seed, (64, 48)).save(root / path, quality=92)
+    pd.DataFrame([r[:3] for r in rows], columns=["path", "split", "group"]).to_csv(tmp_path / "m.csv", index=False)
+    project = Project.create(tmp_path / "w", encoder="phash")
+    project.add("m", tmp_path / "m.csv", root=root)
+    project.scan()
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(project.path))
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/5_Export.py")
+    at.run()
+    assert not at.exception
+    said = [i.value for i in at.info if "stay in unless" in i.value]
+    assert len(said) == 1 and "1 image(s) of m/test it flags stay in unless *group* is chosen" in said[0]
+    at.multiselect(key="exp_also").set_value(["group"]).run()
+    assert not any("stay in unless" in i.value for i in at.info)

@@ -242,6 +242,17 @@ def _groups_stamp(ws: Workspace) -> tuple:
     return ws.workspace.stamp("items"), ws.workspace.stamp("config"), ws.workspace.stamp("groups")
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _flagged_items(path: str, check: str, hard: float, soft: float, stamp: tuple, dstamp: tuple, other: tuple) -> set:
+    return set(Project.open(path).checks.findings(check, hard=hard, soft=soft)["eval_item_id"].astype(str))
+
+
+def flagged_items(ws: Workspace, check: str, hard: float, soft: float) -> set:
+    """The evaluation items a check flags (at soft, decisions applied), recomputed when its inputs change."""
+    return _flagged_items(str(ws.path), check, hard, soft, _neighbors_stamp(ws), decisions_stamp(ws),
+                          _groups_stamp(ws))
+
+
 def rates(ws: Workspace, hard: float, soft: float, auto_only: bool = False) -> pd.DataFrame:
     """Rates of every check with rates (similarity, and group and temporal where the workspace has them)."""
     return _rates(str(ws.path), ws.workspace.encoder, hard, soft, _neighbors_stamp(ws), decisions_stamp(ws), auto_only,
