@@ -306,9 +306,15 @@ class Decisions:
     def decide_group(self, group_id: str, decision: "Decision | str", *, reviewer: str, note: str | None = None,
                      groups=None) -> int:
         """Record a decision on a whole group (`group_links`); returns how many links were recorded (0: only
-        explicit metadata links the group). `groups`: the groups in force, when the caller holds them."""
+        explicit metadata links the group, or every link has this decision in force already and no note is given:
+        a second K wrote each link again). `groups`: the groups in force, when the caller holds them."""
         groups = self._p.groups(in_force=True) if groups is None else groups
         pairs = self.group_links(groups, group_id, decision)
+        if pairs and not note:
+            d = leakage.both_ways(self.latest())
+            done = set(zip(d["eval_item_id"], d["train_item_id"], d["decision"])) if len(d) else set()
+            value = Decision.parse(decision).value
+            pairs = [(a, b) for a, b in pairs if (a, b, value) not in done]
         if pairs:
             self.decide_many(pairs, decision, reviewer=reviewer, note=note)
         return len(pairs)

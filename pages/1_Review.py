@@ -25,7 +25,6 @@ with user_errors():
     check = st.sidebar.radio("Check", list(how), key="review_check", horizontal=True,
                              help="; ".join(f"{c['name']}: {c['words']}" for c in shown))
     if how[check] == "groups":
-        review_ui.show_in_url(None)  # the check on show, so that a reload stays on it
         flash()
         st.caption("Groups: images of one source across splits")
         review_ui.group_view(ws, data.items(ws), st.session_state["f_eval_splits"])

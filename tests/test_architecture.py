@@ -443,6 +443,11 @@ def test_a_group_decision_is_made_in_the_core_and_the_cli_can_make_it(tmp_path, 
     assert set(decided["decision"]) == {"same_source"} and set(decided["reviewer"]) == {"ann"}
     assert {*decided["eval_item_id"], *decided["train_item_id"]} == set(
         groups.membership.loc[groups.membership["group_id"] == gid, "item_id"])
+    # a second K on the kept group records nothing again (a new user's extra key press wrote each link once more)
+    made = len(ws.decisions.history())
+    assert ws.decisions.decide_group(gid, "same_source", reviewer="ann", groups=groups) == 0
+    assert len(ws.decisions.history()) == made
+    assert ws.decisions.decide_group(gid, "same_source", reviewer="ann", groups=groups, note="checked twice") == 1
     assert main(["decide", str(ws.path), "d/test/scans/pat03_w.png", "--decision", "hard"]) == 2  # one id is no pair
 
 

@@ -246,6 +246,15 @@ def test_pages_show_groups(ws, monkeypatch, tmp_path):
     if any("linked by *explicit*" in m.value for m in at.markdown):
         at.button(key="group_next").click().run()  # metadata cannot be overruled by a click: go to the recovered one
     assert any("Group **2 / 2**" in m.value or "linked by *identical*" in m.value for m in at.markdown)
+    shown = at.session_state["group_pos"]
+    assert at.query_params["group"] in (str(shown + 1), [str(shown + 1)])  # the group on show, in the address bar
+    again = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)  # a reload
+    again.session_state["reviewer"] = "tester"
+    again.switch_page("pages/1_Review.py")
+    for key in ("check", "group"):
+        again.query_params[key] = at.query_params[key]
+    again.run()
+    assert not again.exception and again.session_state["group_pos"] == shown
     at.button(key="group_not_leak").click().run()  # "unrelated": the recovered link is cut
     assert not at.exception
     assert any("Group **1 / 1**" in m.value for m in at.markdown)

@@ -93,7 +93,7 @@ def pair_url(eval_item_id: str, train_item_id: str, queue_params: dict | None = 
 # ---- the queue in the address bar: a reload, a bookmark or a link opens the same queue at the same pair ----------
 URL_LISTS = {"split": "f_eval_splits", "source": "f_sources", "degree": "f_degrees", "state": "f_states"}
 URL_CHOICES = {"check": "review_check", "labels": "f_labels", "sort": "f_sort", "compare": "compare_mode"}
-URL_KEYS = ("eval", "train", "pos", *URL_LISTS, *URL_CHOICES)
+URL_KEYS = ("eval", "train", "pos", "group", *URL_LISTS, *URL_CHOICES)
 ALL = "all"  # a list filter with nothing chosen (every value); never a split id, which always holds a "/"
 
 
@@ -152,6 +152,12 @@ def parse_url(params: dict[str, list[str]], options: dict[str, list[str]]) -> tu
             state["review_pos"] = int(pos) - 1
         else:
             ignored.append(f"pos={pos}")
+    group = (params.get("group") or [None])[-1]  # the group on show, in group mode (a reload went back to the first)
+    if group is not None:
+        if group.isdigit() and 0 < int(group) <= 10_000_000:
+            state["group_pos"] = int(group) - 1
+        else:
+            ignored.append(f"group={group}")
     link = (params.get("eval") or [None])[-1], (params.get("train") or [None])[-1]
     if None not in link:
         state["review_current"] = link
@@ -195,11 +201,14 @@ def restore_from_url(queue: pd.DataFrame, checks: list[str], splits: dict[str, l
         st.session_state["flash"] = text[0].upper() + text[1:]
 
 
-def url_params(pair: pd.Series | None, pos: int) -> dict[str, list[str]]:
-    """The address bar for the queue on show: check, filters, order, compare mode, position and pair."""
+def url_params(pair: pd.Series | None, pos: int, group: int | None = None) -> dict[str, list[str]]:
+    """The address bar for the queue on show: check, filters, order, compare mode, position and pair (or, in group
+    mode, the group's position)."""
     ss = st.session_state
     out = {} if pair is None else {"eval": [str(pair["eval_item_id"])], "train": [str(pair["train_item_id"])],
                                    "pos": [str(pos + 1)]}
+    if group is not None:
+        out["group"] = [str(group + 1)]
     for key, target in URL_LISTS.items():
         out[key] = [str(v) for v in ss.get(target) or []] or [ALL]
     for key, target in URL_CHOICES.items():
@@ -208,9 +217,9 @@ def url_params(pair: pd.Series | None, pos: int) -> dict[str, list[str]]:
     return out
 
 
-def show_in_url(pair: pd.Series | None, pos: int = 0) -> None:
+def show_in_url(pair: pd.Series | None, pos: int = 0, group: int | None = None) -> None:
     """Keep the address bar on the queue and the pair shown, so it can be reloaded, bookmarked or sent."""
-    params = url_params(pair, pos)
+    params = url_params(pair, pos, group)
     if _url_now() != params:
         named = st.query_params.get_all(state.WORKSPACE_PARAM)  # the workspace stays named
         st.query_params.from_dict({**params, state.WORKSPACE_PARAM: named} if named else params)
@@ -655,6 +664,7 @@ def _jump_to_pair(pair: tuple[str, str] | None) -> None:
 
 
 # ---- groups ----------------------------------------------------------------------------------------------------
+GROUP_PX = 208  # a group member's picture: six to a row at 1,400 px
 GROUP_BUTTONS = [("same_source", "One source: keep together", "K"), ("not_leak", "Unrelated", "N")]
 
 
@@ -672,7 +682,9 @@ def _decide_group(ws_path: str, group_id: str, decision: str) -> None:
         return
     data.clear_decision_caches()
     label = DECISION_LABELS[decision] if decision != "not_leak" else "unrelated"
+    linked = ws.decisions.group_links(data.groups(ws), group_id, decision)
     st.session_state["flash"] = f"{label} · {n} link(s) recorded" if n else \
+        f"{label} is already the decision on this group's {len(linked)} link(s)" if linked else \
         "Only explicit group metadata links this group: change the source's group column to split it"
 
 
@@ -690,10 +702,12 @@ def group_view(ws: Workspace, items: pd.DataFrame, eval_splits: list[str]) -> No
     if groups.guard:
         st.warning(groups.guard[0].upper() + groups.guard[1:] + ".", icon=":material/warning:")
     if table.empty:
+        show_in_url(None)
         st.success("No group spans splits.")
         return
     pos = max(0, min(st.session_state.get("group_pos", 0), len(table) - 1))
     st.session_state["group_pos"] = pos
+    show_in_url(None, group=pos)  # the check and the group on show, so that a reload stays on them
     g = table.iloc[pos]
     members = groups.membership[groups.membership["group_id"] == g["group_id"]].sort_values(["split", "time", "item_id"])
     st.markdown(f"Group **{pos + 1} / {len(table)}** · **{g['size']}** images · {g['splits']} · linked by *{g['links']}*")
@@ -707,11 +721,11 @@ def group_view(ws: Workspace, items: pd.DataFrame, eval_splits: list[str]) -> No
     cols[4].button("Next group", key="group_next", shortcut="Right", width="stretch",
                    on_click=lambda: st.session_state.update(group_pos=min(len(table) - 1, pos + 1)))
     shown = members.head(24)
-    grid = st.columns(6)
-    for i, m in enumerate(shown.itertuples()):
-        with grid[i % 6]:
-            when = "" if pd.isna(m.time) else f" · {pd.Timestamp(m.time).strftime('%Y-%m-%d %H:%M:%S')}"
-            show_image(ws, items.loc[m.item_id], zoom="fit", caption=f"{m.split}{when}")
+    # fixed-size cells that wrap (`image_strip`): in six columns the fitted images, wider than a column, covered one
+    # another (a new user's screenshots at 1500 px)
+    captions = [f"{m.split}" + ("" if pd.isna(m.time) else f" · {pd.Timestamp(m.time).strftime('%Y-%m-%d %H:%M:%S')}")
+                + f" · {str(m.item_id).rsplit('/', 1)[-1]}" for m in shown.itertuples()]
+    image_strip(ws, shown["item_id"].astype(str).tolist(), captions, side=GROUP_PX)
     if len(members) > len(shown):
         st.caption(f"… and {len(members) - len(shown)} more")
     with st.expander("Evidence: the links that make this a group"):
