@@ -354,6 +354,23 @@ def test_geometry_is_cached_per_pair_and_reports_progress(geo_ws, monkeypatch):
     assert main(["groups", str(geo_ws.path)]) == 0
 
 
+def test_the_groups_command_names_each_leaking_group_s_evaluation_images(geo_ws, capsys):
+    """A new user's listing named each group by a training file only, and cut it at 10 without saying so."""
+    groups = geo_ws.groups(in_force=True)
+    leaking = groups.groups[groups.groups["leaks"]]
+    assert len(leaking)
+    assert main(["groups", str(geo_ws.path), "--show", "1"]) == 0
+    out = capsys.readouterr().out
+    first = groups.membership[(groups.membership["group_id"] == leaking["group_id"].iloc[0])
+                              & (groups.membership["role"] == "eval")]["item_id"]
+    assert "    evaluation: " + sorted(first)[0] in out
+    if len(leaking) > 1:
+        assert f"… and {len(leaking) - 1} more groups (--show N lists more)" in out
+    assert main(["groups", str(geo_ws.path), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["leaking_groups"]
+    assert all(g["members"]["eval"] and g["members"]["train"] for g in listed)
+
+
 def test_unreadable_images_are_skipped_with_a_reason(geo_ws):
     items = geo_ws.workspace.items().set_index("item_id")
     Path(items.loc["m/test/patch1.jpg", "uri"]).write_bytes(b"not an image any more")
