@@ -106,7 +106,9 @@ def decode(
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         text = str(exc)
         if "truncated" in text.lower() or isinstance(exc, EOFError) or "broken data stream" in text.lower():
-            return Decoded(None, f"{TRUNCATED}: {text}")
+            # Pillow's "image file is truncated (0 bytes not processed)" read to a new user as if nothing were wrong
+            said = "the file ends before its image data does" if "image file is truncated" in text else text
+            return Decoded(None, f"{TRUNCATED}: {said}")
         return Decoded(None, f"{UNREADABLE}: {text}")
     except Exception as exc:  # noqa: BLE001 - a decoder bug must not crash a scan; keep the reason
         log.warning("unexpected decoder failure: %r", exc)
