@@ -709,13 +709,17 @@ def group_view(ws: Workspace, items: pd.DataFrame, eval_splits: list[str]) -> No
     st.session_state["group_pos"] = pos
     show_in_url(None, group=pos)  # the check and the group on show, so that a reload stays on them
     g = table.iloc[pos]
-    members = groups.membership[groups.membership["group_id"] == g["group_id"]].sort_values(["split", "time", "item_id"])
+    members = groups.membership[groups.membership["group_id"] == g["group_id"]]
+    members = members.assign(_train=members["role"] != "eval").sort_values(["_train", "split", "time", "item_id"])
+    # evaluation members first, as the report's strips show them
     st.markdown(f"Group **{pos + 1} / {len(table)}** · **{g['size']}** images · {g['splits']} · linked by *{g['links']}*")
     cols = st.columns([1.4, 1, 0.2, 1, 1])
     for col, (decision, label, key) in zip(cols[:2], GROUP_BUTTONS):
         col.button(label, key=f"group_{decision}", shortcut=key, on_click=_decide_group,
                    args=(str(ws.path), g["group_id"], decision), width="stretch",
                    disabled=not st.session_state["reviewer"].strip())
+    if not st.session_state["reviewer"].strip():
+        st.caption("Type your name in the Reviewer field (sidebar) to decide: every decision records who made it.")
     cols[3].button("Previous group", key="group_prev", shortcut="Left", width="stretch",
                    on_click=lambda: st.session_state.update(group_pos=max(0, pos - 1)))
     cols[4].button("Next group", key="group_next", shortcut="Right", width="stretch",
