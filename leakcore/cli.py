@@ -226,6 +226,12 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
                 print(f"  {r.item_id}: {r.reason}")
             if len(bad) > 5:
                 print(f"  … and {len(bad) - 5} more (`leakcore report WS --html` names them all)")
+        ok = items[(items["status"].astype(str) == "ok") & items["sha256"].notna()] if "sha256" in items else items[:0]
+        same = ok[ok.duplicated(["dataset", "split", "sha256"])]  # each set but its first (a new user's copies
+        if len(same):  # inside training were seen nowhere)
+            counts = (same["dataset"].astype(str) + "/" + same["split"].astype(str)).value_counts().sort_index()
+            print("\nbyte-identical copies inside a split (the same file again; a re-split keeps each set on one side): "
+                  + ", ".join(f"{s} {n}" for s, n in counts.items()) + " (`leakcore report WS --html` lists them)")
         future = project.audits.future_training()
         if len(future):
             print(f"\ntraining on the future: {len(future)} training images are dated after the cutoff "

@@ -117,15 +117,23 @@ def _datasets(ws, table: pd.DataFrame) -> list[dict]:
     out = []
     for name, ds in ws.datasets.items():
         mine = table[table["dataset"] == name]
+        ok = mine[(mine["status"] == "ok") & mine["sha256"].notna()] if "sha256" in mine else mine.iloc[:0]
         splits = [{"split": str(split), "role": str(role), "items": int(len(g)),
                    "readable": int((g["status"] == "ok").sum()), "unreadable": int((g["status"] != "ok").sum()),
-                   "labels": int(g["label"].nunique())}
+                   "labels": int(g["label"].nunique()),
+                   "identical": int(ok.loc[ok["split"] == split, "sha256"].duplicated().sum())}
                   for (split, role), g in mine.groupby(["split", "role"], sort=True)]
         bad = mine[mine["status"] != "ok"].sort_values("item_id")
+        # byte-identical files inside one split (a new user's two copies inside training were seen nowhere: a scan
+        # compares training images with one another only with --grouping, and then only as groups)
+        same = ok[ok.duplicated(["split", "sha256"], keep=False)].sort_values(["split", "item_id"])
+        sets = [{"split": f"{name}/{sp}", "files": g["item_id"].astype(str).tolist()}
+                for (sp, _), g in same.groupby(["split", "sha256"], sort=False)]
         out.append({"name": name, "format": ds.format, "source": ds.source, "splits": splits,
                     # which files no check could read, and why (a count alone sent a reader to the app)
                     "unreadable": [{"item_id": str(r.item_id), "reason": str(r.reason) if pd.notna(r.reason) else ""}
-                                   for r in bad.head(UNREADABLE_LISTED).itertuples()]})
+                                   for r in bad.head(UNREADABLE_LISTED).itertuples()],
+                    "identical": sorted(sets, key=lambda x: (x["split"], x["files"][0]))[:UNREADABLE_LISTED]})
     return out
 
 
@@ -1023,10 +1031,22 @@ def _summary_html(data: dict) -> str:
                               "confirmed as leaking to training"))
     out.append("<h3>Datasets and splits</h3>")
     drows = [[d["name"], sp["split"], sp["role"], (_fmt_int(sp["items"]), sp["items"]),
-              (_fmt_int(sp["unreadable"]), sp["unreadable"]), (_fmt_int(sp["labels"]), sp["labels"]), d["format"],
+              (_fmt_int(sp["unreadable"]), sp["unreadable"]), (_fmt_int(sp.get("identical", 0)), sp.get("identical", 0)),
+              (_fmt_int(sp["labels"]), sp["labels"]), d["format"],
               Raw(f'<span class=ids>{_e(d["source"])}</span>')] for d in data["datasets"] for sp in d["splits"]]
-    out.append(_table("t-datasets", ["dataset", "split", "role", "items", "unreadable", "labels", "layout", "source"],
-                      drows, numeric={3, 4, 5}))
+    out.append(_table("t-datasets", ["dataset", "split", "role", "items", "unreadable", "byte-identical copies",
+                                     "labels", "layout", "source"], drows, numeric={3, 4, 5, 6},
+                      caption="byte-identical copies: files of a split whose bytes another file of the same split "
+                              "has (each set counted but its first)"))
+    same = [s for d in data["datasets"] for s in d.get("identical", [])]
+    if same:
+        out.append("<h3>Byte-identical files inside a split</h3>")
+        out.append("<p class=note>The same file more than once in one split: in training it weighs twice; in an "
+                   "evaluation split it counts twice in a score (<code>--dedupe-within</code> keeps one). A re-split keeps each "
+                   "set on one side.</p>")
+        out.append(_table("t-identical", ["split", "files"],
+                          [[s["split"], Raw("<br>".join(f'<span class=ids>{_e(f)}</span>' for f in s["files"]))]
+                           for s in same]))
     bad = [(d["name"], u) for d in data["datasets"] for u in d.get("unreadable", [])]
     if bad:
         total = sum(sp["unreadable"] for d in data["datasets"] for sp in d["splits"])

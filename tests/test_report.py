@@ -425,3 +425,21 @@ def test_decisions_made_from_the_training_end_and_inside_the_split_are_counted_w
     words = " ".join(d["verdicts"][0]["words"])
     assert "curators confirmed 2, rejected 0 and were unsure of 0 of its images with a match in training; they " \
            "confirmed 1 and rejected 0 pairs of duplicates inside the split" in words
+
+
+def test_byte_identical_files_inside_a_split_are_counted_and_named(tmp_path, capsys):
+    """A new user's two copies of one file inside training were seen nowhere: a scan compares training images with
+    one another only with --grouping, and then only as groups."""
+    root = make_folder_dataset(tmp_path / "d", n_train=5, n_test=2)
+    (root / "train" / "cat" / "again.jpg").write_bytes((root / "train" / "cat" / "train_000.jpg").read_bytes())
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    project.add("d", root)
+    project.scan()
+    data = project.report_document().data
+    assert data["datasets"][0]["identical"] == [{"split": "d/train",
+                                                 "files": ["d/train/cat/again.jpg", "d/train/cat/train_000.jpg"]}]
+    assert {s["split"]: s["identical"] for s in data["datasets"][0]["splits"]} == {"test": 0, "train": 1}
+    assert "Byte-identical files inside a split" in project.report_document().html()
+    assert main(["report", str(project.path)]) == 0
+    assert "byte-identical copies inside a split (the same file again; a re-split keeps each set on one side): " \
+           "d/train 1" in capsys.readouterr().out
