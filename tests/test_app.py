@@ -179,6 +179,8 @@ def test_grid_mode_decides_many(ws):
     at = run("pages/1_Review.py")
     at.toggle(key="grid_mode").set_value(True).run()
     assert not at.exception
+    # counted by evaluation image, as its ← → move (a new user read "Pair 1 / 25" over one image's neighbours)
+    assert any(m.value.startswith("Evaluation image **1 / 3**") for m in at.markdown)
     at.button(key="grid_decide_soft").click().run()
     assert not at.exception
     assert (review.latest_decisions(ws)["decision"] == "soft").sum() >= 1

@@ -280,12 +280,18 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
             score = f"{ws.settings.score} score **{pair['similarity']:.4f}** (similarity {pair['raw_similarity']:.4f})"
         else:
             score = f"similarity **{pair['similarity']:.4f}**"
+        if st.session_state.get("grid_mode"):  # counted by evaluation image, as its ← → move (a new user read
+            # "Pair 1 / 25" over a grid of one image's neighbours)
+            images = pd.unique(view.column("eval_item_id"))
+            where = f"Evaluation image **{int(np.flatnonzero(images == pair['eval_item_id'])[0]) + 1} / {len(images)}**"
+        else:
+            where = f"Pair **{pos + 1} / {len(view)}**"
         top[0].markdown(
-            f"Pair **{pos + 1} / {len(view)}** · {score} · degree by the score **{pair['degree']}** · "
+            f"{where} · {score} · degree by the score **{pair['degree']}** · "
             f"labels **{pair['label_agreement']}** · state **{pair['state']}**"
             + (f" ({DECISION_LABELS[pair['decision']]} by {as_code(pair['reviewer'], 200)})"
                if pair["state"] != "unreviewed" else ""))
-        top[1].toggle("Grid mode", key="grid_mode", help="Decide all neighbours of this evaluation image at once")
+        top[1].toggle("Grid mode", key="grid_mode", help="Decide the flagged neighbours of this evaluation image in the queue at once")
         top[2].select_slider("Image size", options=["fit", "1×", "2×", "4×", "8×"], key="zoom",
                              help="fit: as large as the column; small images are enlarged pixel by pixel")
         group = data.neighbours_of(ws, hard, soft, queue, pair["eval_item_id"])
