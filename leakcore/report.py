@@ -1058,7 +1058,8 @@ def _summary_html(data: dict) -> str:
                           [[Raw(f'<span class=ids>{_e(u["item_id"])}</span>'), u["reason"]] for _, u in bad]))
     out.append("<h3>What was checked</h3>")
     out.append(_table("t-checked", ["check", "kind", "what it finds", "in this report"],
-                      [[c["name"], c["kind"], c["description"], c["state"]] for c in data["checked"]],
+                      [[c["name"], c["kind"], c["description"], Raw(_CODE.sub(r"<code>\1</code>", _e(c["state"])))]
+                       for c in data["checked"]],
                       filter_box=False))
     out.append("<h3>Rates per evaluation split and training source</h3>")
     rrows = [[r["check"], r["eval_split"], r["train_split"], (_fmt_int(r["n_eval"]), r["n_eval"]),
