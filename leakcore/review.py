@@ -20,7 +20,7 @@ from leakcore.schema import Decision
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DECISIONS = tuple(d.value for d in Decision)
 DECISION_LABELS = {d.value: d.label for d in Decision}
 
@@ -54,6 +54,10 @@ _MIGRATIONS = {
         "DROP TABLE decisions",
         "ALTER TABLE decisions_v2 RENAME TO decisions",
         "CREATE INDEX IF NOT EXISTS decisions_pair ON decisions (eval_item_id, train_item_id, id)",
+    ],
+    3: [  # one act of several decisions (a group's K, the grid's ticked pairs): its rows share `act` (the first
+        # row's id), so that an undo takes the act back whole (it took back one link of a group's four)
+        "ALTER TABLE decisions ADD COLUMN act INTEGER",
     ],
 }
 
@@ -162,10 +166,14 @@ def decide_many(ws, pairs: list[tuple[str, str]], decision: str, *, reviewer: st
             "INSERT INTO decisions (eval_item_id, train_item_id, decision, note, reviewer, created_at) VALUES (?,?,?,?,?,?)",
             [(e, t, decision, note or None, reviewer.strip(), now) for e, t in pairs],
         )
+        if len(pairs) > 1:  # one act: its rows are consecutive (the transaction holds the write lock)
+            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            first = last - len(pairs) + 1
+            conn.execute("UPDATE decisions SET act = ? WHERE id BETWEEN ? AND ?", (first, first, last))
     return len(pairs)
 
 
-_LAST_OF = ("SELECT id, eval_item_id, train_item_id, decision FROM decisions WHERE reviewer = ? AND undone_at IS NULL "
+_LAST_OF = ("SELECT id, eval_item_id, train_item_id, decision, act FROM decisions WHERE reviewer = ? AND undone_at IS NULL "
             "ORDER BY id DESC LIMIT 1")
 
 
@@ -179,13 +187,20 @@ def undoable(ws, reviewer: str) -> bool:
 
 
 def undo_last(ws, reviewer: str) -> dict | None:
-    """Mark `reviewer`'s most recent live decision as undone; the previous one for that pair applies again."""
+    """Mark `reviewer`'s most recent live decision as undone, the whole act where it was one of several made at once
+    (`decide_many`: a group's or the grid's); the previous decision of each pair applies again. Returns the pair
+    undone (the act's last) and `pairs`, how many."""
     with connect(ws) as conn:
         row = conn.execute(_LAST_OF, (reviewer,)).fetchone()
         if row is None:
             return None
-        conn.execute("UPDATE decisions SET undone_at = ? WHERE id = ?", (_now(), row[0]))
-    return {"id": row[0], "eval_item_id": row[1], "train_item_id": row[2], "decision": row[3]}
+        if row[4] is None:
+            conn.execute("UPDATE decisions SET undone_at = ? WHERE id = ?", (_now(), row[0]))
+            n = 1
+        else:
+            n = conn.execute("UPDATE decisions SET undone_at = ? WHERE act = ? AND reviewer = ? AND undone_at IS NULL",
+                             (_now(), row[4], reviewer)).rowcount
+    return {"id": row[0], "eval_item_id": row[1], "train_item_id": row[2], "decision": row[3], "pairs": int(n)}
 
 
 _DECISION_COLUMNS = ["eval_item_id", "train_item_id", "decision", "note", "reviewer", "created_at"]
@@ -195,6 +210,9 @@ _IN_FORCE_OF = """SELECT {extra}d.eval_item_id, d.train_item_id, d.decision, d.n
                    GROUP BY eval_item_id, train_item_id
                ) m ON d.id = m.id ORDER BY d.id"""
 _IN_FORCE = _IN_FORCE_OF.format(extra="")
+
+
+_HISTORY = "id, eval_item_id, train_item_id, decision, note, reviewer, created_at, undone_at"  # as before `act`
 
 
 def latest_decisions(ws) -> pd.DataFrame:
@@ -261,8 +279,9 @@ def history(ws, eval_item_id: str | None = None) -> pd.DataFrame:
         return pd.DataFrame(columns=["id", "eval_item_id", "train_item_id", "decision", "note", "reviewer", "created_at", "undone_at"])
     with connect(ws) as conn:
         if eval_item_id is None:
-            return pd.read_sql_query("SELECT * FROM decisions ORDER BY id", conn)
-        return pd.read_sql_query("SELECT * FROM decisions WHERE eval_item_id = ? ORDER BY id", conn, params=(eval_item_id,))
+            return pd.read_sql_query(f"SELECT {_HISTORY} FROM decisions ORDER BY id", conn)
+        return pd.read_sql_query(f"SELECT {_HISTORY} FROM decisions WHERE eval_item_id = ? ORDER BY id", conn,
+                                 params=(eval_item_id,))
 
 
 # ---- the review queue ------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ with user_errors():
         flash()
         st.caption("Groups: images of one source across splits")
         review_ui.group_view(ws, data.items(ws), st.session_state["f_eval_splits"])
-        st.caption("Keys: K one source (keep together) · N unrelated · ← previous group · → next group")
+        st.caption("Keys: K one source (keep together) · N unrelated · ← previous group · → next group · Z undo")
         st.stop()
     if queue.empty:
         review_ui.nothing_flagged(ws, soft)

@@ -126,19 +126,19 @@ def test_grid_mode_keys_move_between_images_and_decide_the_ticked(server, browse
         expect(page.get_by_role("button", name="Hard leak")).to_be_enabled(timeout=30_000)
         page.get_by_text("Grid mode").click()
         expect(page.get_by_role("button", name="Next image")).to_be_visible(timeout=30_000)
-        expect(page.get_by_text("Pair 1 / 3")).to_be_visible()
+        expect(page.get_by_text("Evaluation image 1 / 3")).to_be_visible()
         page.locator("h1").first.click()  # the page has the focus, not the toggle
         page.keyboard.press("ArrowRight")
-        expect(page.get_by_text("Pair 2 / 3")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Evaluation image 2 / 3")).to_be_visible(timeout=30_000)
         expect(page.get_by_role("button", name="Previous image")).to_be_enabled(timeout=30_000)  # redrawn
         page.keyboard.press("ArrowLeft")
-        expect(page.get_by_text("Pair 1 / 3")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Evaluation image 1 / 3")).to_be_visible(timeout=30_000)
         ticked = page.locator("[data-testid='stMain']").get_by_role("checkbox")  # the Grid mode toggle is a switch
         expect(ticked.first).to_be_checked()
         page.keyboard.press("Shift+N")
         expect(page.get_by_text("Reviewed 1 of 3 flagged pairs")).to_be_visible(timeout=30_000)
         # the decided pair left the queue of unreviewed pairs: the grid shows the next image, its neighbour ticked
-        expect(page.get_by_text("Pair 1 / 2")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Evaluation image 1 / 2")).to_be_visible(timeout=30_000)
         expect(ticked.first).to_be_checked()
         browser.close()
     decisions = review.latest_decisions(ws)

@@ -265,6 +265,34 @@ def test_pages_show_groups(ws, monkeypatch, tmp_path):
     assert not at.exception and any("groups kept whole" in s.value for s in at.success)
 
 
+def test_group_mode_moves_on_after_k_shows_the_state_and_undoes_a_group_whole(ws, monkeypatch, tmp_path):
+    """A new user's K left the page on the same group with nothing filled; their next N, meant for the next group,
+    cut it, and Z did nothing in group mode."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws.path))
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.session_state["reviewer"] = "tester"
+    at.run()
+    at.switch_page("pages/1_Review.py").run()
+    at.radio(key="review_check").set_value("group").run()
+    line = lambda: next(m.value for m in at.markdown if m.value.startswith("Group **"))  # noqa: E731
+    assert line().startswith("Group **1 / 2**") and "state **unreviewed**" in line()
+    assert at.button(key="group_undo").disabled
+    at.button(key="group_same_source").click().run()
+    assert not at.exception and line().startswith("Group **2 / 2**")  # on to the next group
+    at.button(key="group_prev").click().run()
+    assert "state **kept together** (one source, by `tester`)" in line()
+    assert at.button(key="group_same_source").proto.type == "primary"
+    at.button(key="group_next").click().run()
+    at.button(key="group_undo").click().run()  # back to the group undone, unreviewed again
+    assert not at.exception and line().startswith("Group **1 / 2**") and "state **unreviewed**" in line()
+    assert at.toast[-1].proto.body.startswith("Undid one source")
+
+
 # ---- group links verified by geometry ---------------------------------------------------------------------------
 def _textured(base_seed: int, texture_seed: int, size=(360, 270)) -> "Image.Image":
     """Smooth blobs (the look, which a perceptual hash sees) under a fine random block texture (the pixels local

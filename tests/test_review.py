@@ -36,6 +36,37 @@ def test_undo_restores_the_previous_decision_per_reviewer(ws):
     assert review.undo_last(ws, "ann") is None
 
 
+def test_undo_takes_back_a_decision_made_on_several_pairs_at_once_whole(ws):
+    """A group's K records a decision on each of its links (the grid its ticked pairs): Z took back one of them."""
+    review.decide(ws, "e0", "t0", "hard", reviewer="ann")
+    assert review.decide_many(ws, [("e1", "t1"), ("e2", "t2"), ("e3", "t3")], "same_source", reviewer="ann") == 3
+    review.decide_many(ws, [("e4", "t4"), ("e5", "t5")], "soft", reviewer="bob")  # another reviewer's act stays
+    undone = review.undo_last(ws, "ann")
+    assert undone["decision"] == "same_source" and undone["pairs"] == 3
+    assert set(review.latest_decisions(ws)["eval_item_id"]) == {"e0", "e4", "e5"}
+    assert review.undo_last(ws, "ann")["pairs"] == 1  # then the single decision before it
+    assert review.undo_last(ws, "bob")["pairs"] == 2 and review.latest_decisions(ws).empty
+    assert list(review.history(ws).columns) == ["id", "eval_item_id", "train_item_id", "decision", "note", "reviewer",
+                                                "created_at", "undone_at"]
+
+
+def test_a_store_of_schema_2_is_migrated_and_keeps_its_decisions(ws):
+    import sqlite3
+
+    path = review._db_path(ws)
+    conn = sqlite3.connect(path)
+    for v in (1, 2):
+        for stmt in review._MIGRATIONS[v]:
+            conn.execute(stmt)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO decisions (eval_item_id, train_item_id, decision, note, reviewer, created_at) "
+                 "VALUES ('e', 't', 'hard', NULL, 'ann', '2026-01-01T00:00:00.000+00:00')")
+    conn.commit()
+    conn.close()
+    assert list(review.latest_decisions(ws)["decision"]) == ["hard"]
+    assert review.undo_last(ws, "ann")["pairs"] == 1
+
+
 def test_bad_input_is_refused(ws):
     with pytest.raises(ValueError, match="decision must be one of"):
         review.decide(ws, "e", "t", "maybe", reviewer="ann")

@@ -62,9 +62,12 @@ def _undo(ws_path: str) -> None:
         st.session_state["flash"] = f"Not undone: {exc.for_page()}"
         return
     data.clear_decision_caches()
-    st.session_state["flash"] = "Nothing to undo" if undone is None else f"Undid {DECISION_LABELS[undone['decision']]}"
+    st.session_state["flash"] = "Nothing to undo" if undone is None else (
+        f"Undid {DECISION_LABELS[undone['decision']]}"
+        + (f" on {undone['pairs']} pairs (one act: a group's or the grid's)" if undone.get("pairs", 1) > 1 else ""))
     if undone is not None:
         st.session_state["review_current"] = (undone["eval_item_id"], undone["train_item_id"])
+        st.session_state["group_undone"] = (undone["eval_item_id"], undone["train_item_id"])  # group mode shows its group
 
 
 def _move(step: int, size: int) -> None:
@@ -687,11 +690,26 @@ def _decide_group(ws_path: str, group_id: str, decision: str) -> None:
         st.session_state["flash"] = f"Not saved: {exc.for_page()}"
         return
     data.clear_decision_caches()
+    st.session_state["group_decided"] = group_id  # the page moves past it if it is still there (K: a new user's next
+    # key, meant for the next group, went to the same one and cut it)
     label = DECISION_LABELS[decision] if decision != "not_leak" else "unrelated"
     linked = ws.decisions.group_links(data.groups(ws), group_id, decision)
     st.session_state["flash"] = f"{label} · {n} link(s) recorded" if n else \
         f"{label} is already the decision on this group's {len(linked)} link(s)" if linked else \
         "Only explicit group metadata links this group: change the source's group column to split it"
+
+
+def _group_decision(ws: Workspace, groups, group_id: str) -> str | None:
+    """Who kept a group together (the reviewer of a "one source" decision on one of its links), or None."""
+    d = data.decisions(ws)
+    if d.empty:
+        return None
+    ev = groups.evidence[groups.evidence["group_id"] == group_id]
+    kept = d[d["decision"] == "same_source"]
+    links = set(zip(ev["a"].astype(str), ev["b"].astype(str)))
+    links |= {(b, a) for a, b in links}
+    hit = kept[[(e, t) in links for e, t in zip(kept["eval_item_id"], kept["train_item_id"])]]
+    return None if hit.empty else str(hit["reviewer"].iloc[-1])
 
 
 def group_view(ws: Workspace, items: pd.DataFrame, eval_splits: list[str]) -> None:
@@ -712,17 +730,28 @@ def group_view(ws: Workspace, items: pd.DataFrame, eval_splits: list[str]) -> No
         st.success("No group spans splits.")
         return
     pos = max(0, min(st.session_state.get("group_pos", 0), len(table) - 1))
+    undone = st.session_state.pop("group_undone", None)
+    if undone is not None:  # Z: back to the group of the pair undone (a group cut by N comes back)
+        hit = groups.membership.loc[groups.membership["item_id"].isin(undone), "group_id"]
+        at = np.flatnonzero(table["group_id"].isin(set(hit)).to_numpy())
+        pos = int(at[0]) if len(at) else pos
+    elif st.session_state.pop("group_decided", None) == table.iloc[pos]["group_id"] and pos < len(table) - 1:
+        pos += 1  # decided and still here (kept together): on to the next group, as a pair's decision moves on
     st.session_state["group_pos"] = pos
     show_in_url(None, group=pos)  # the check and the group on show, so that a reload stays on them
     g = table.iloc[pos]
     members = groups.membership[groups.membership["group_id"] == g["group_id"]]
     members = members.assign(_train=members["role"] != "eval").sort_values(["_train", "split", "time", "item_id"])
     # evaluation members first, as the report's strips show them
-    st.markdown(f"Group **{pos + 1} / {len(table)}** · **{g['size']}** images · {g['splits']} · linked by *{g['links']}*")
-    cols = st.columns([1.4, 1, 0.2, 1, 1])
+    in_force = _group_decision(ws, groups, g["group_id"])
+    st.markdown(f"Group **{pos + 1} / {len(table)}** · **{g['size']}** images · {g['splits']} · linked by *{g['links']}*"
+                + (f" · state **kept together** (one source, by {as_code(in_force, 200)})" if in_force else
+                   " · state **unreviewed**"))
+    cols = st.columns([1.4, 1, 0.2, 1, 1, 1])
     for col, (decision, label, key) in zip(cols[:2], GROUP_BUTTONS):
         col.button(label, key=f"group_{decision}", shortcut=key, on_click=_decide_group,
                    args=(str(ws.path), g["group_id"], decision), width="stretch",
+                   type="primary" if decision == "same_source" and in_force else "secondary",
                    disabled=not st.session_state["reviewer"].strip())
     if not st.session_state["reviewer"].strip():
         st.caption("Type your name in the Reviewer field (sidebar) to decide: every decision records who made it.")
@@ -730,6 +759,11 @@ def group_view(ws: Workspace, items: pd.DataFrame, eval_splits: list[str]) -> No
                    on_click=lambda: st.session_state.update(group_pos=max(0, pos - 1)))
     cols[4].button("Next group", key="group_next", shortcut="Right", width="stretch",
                    on_click=lambda: st.session_state.update(group_pos=min(len(table) - 1, pos + 1)))
+    reviewer = (st.session_state.get("reviewer") or "").strip()
+    mine = bool(reviewer) and ws.decisions.undoable(reviewer)
+    cols[5].button("Undo", key="group_undo", shortcut="Z", on_click=_undo, args=(str(ws.path),), width="stretch",
+                   disabled=not mine, help="Takes back your last decision, a whole group's at once" if mine else
+                   "Nothing of yours to undo: undo takes back your own last decision")
     shown = members.head(24)
     # fixed-size cells that wrap (`image_strip`): in six columns the fitted images, wider than a column, covered one
     # another (a new user's screenshots at 1500 px)
