@@ -1154,12 +1154,15 @@ def _findings_html(data: dict, thumbs: dict) -> str:
                                       _caption(m["split"], m["time"][11:19] if m["time"] else m["label"]),
                                       "eval" if m["role"] == "eval" else "train") for m in g["members"])
                 more = f'<div class=muted>+{g["more_members"]} more members</div>' if g["more_members"] else ""
+                # each member's file by name, evaluation first (a reader saw the training members as pictures only,
+                # and the group's id, one file's path, where the files were wanted)
+                files = "<br>".join(f'<span class=ids>{_e(m["item_id"])}</span>' for m in g["members"])
                 rows.append([(str(k + 1), k + 1), Raw(f'<div class=strip>{figs}</div>{more}'), _badge(g["degree"]),
                              (_fmt_int(g["size"]), g["size"]), (_fmt_int(g["eval_members"]), g["eval_members"]),
-                             g["splits"], g["links"], Raw(f'<span class=ids>{_e(g["group_id"])}</span>')])
+                             g["splits"], g["links"], Raw(files)])
             if rows:
                 out.append(_table(f"t-find-{name}", ["#", "members (evaluation first)", "degree", "size", "evaluation",
-                                                     "splits", "linked by", "group"], rows, numeric={0, 3, 4}))
+                                                     "splits", "linked by", "files"], rows, numeric={0, 3, 4}))
             continue
         out.append(f'<p class=note>{s["findings"]:,} findings on {s["items"]:,} evaluation images ({_e(by) or "none"}); '
                    f'{len(s["strongest"]):,} strongest shown'

@@ -198,6 +198,8 @@ def test_groups_are_strips_and_temporal_findings_pairs(tmp_path):
     assert verdict["checks"]["group"]["hard"] == 1 and verdict["checks"]["temporal"]["soft"] == 1
     page = doc.html()
     assert page.count('class="th eval') >= 2 and "members (evaluation first)" in page and "seconds apart" in page
+    strip_files = page[page.index('id="t-find-group"'):].split("</table>")[0]
+    assert all(f"/{name}</span>" in strip_files for name in ("b.jpg", "a.jpg", "a2.jpg"))  # every member named
     assert "belong to a group" in page
     # the next step names the checks an export removes by only when asked (a new user's export by it kept the images
     # whose group reached training)
