@@ -20,7 +20,7 @@ from leakcore.schema import Decision
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 2
 DECISIONS = tuple(d.value for d in Decision)
 DECISION_LABELS = {d.value: d.label for d in Decision}
 
@@ -55,11 +55,12 @@ _MIGRATIONS = {
         "ALTER TABLE decisions_v2 RENAME TO decisions",
         "CREATE INDEX IF NOT EXISTS decisions_pair ON decisions (eval_item_id, train_item_id, id)",
     ],
-    3: [  # one act of several decisions (a group's K, the grid's ticked pairs): its rows share `act` (the first
-        # row's id), so that an undo takes the act back whole (it took back one link of a group's four)
-        "ALTER TABLE decisions ADD COLUMN act INTEGER",
-    ],
 }
+# One act of several decisions (a group's K, the grid's ticked pairs) shares `act` (its first row's id), so that an
+# undo takes the act back whole (it took back one link of a group's four). The column is added where missing
+# (`_prepare`), not by a schema version: a store of version 2 with it still opens in a dashboard of the version before
+# it (a new user's running dashboard refused the store once a newer `leakcore report` had migrated it to version 3).
+ACT_COLUMN = "act"
 
 
 def _db_path(ws_or_path) -> Path:
@@ -112,6 +113,12 @@ def _prepare(conn: sqlite3.Connection) -> None:
     if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         conn.execute("PRAGMA journal_mode=WAL")
     _migrate(conn)
+    if ACT_COLUMN not in {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}:
+        try:
+            conn.execute(f"ALTER TABLE decisions ADD COLUMN {ACT_COLUMN} INTEGER")
+        except sqlite3.OperationalError as e:  # another process added it meanwhile
+            if "duplicate column" not in str(e):
+                raise
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

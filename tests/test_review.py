@@ -65,6 +65,10 @@ def test_a_store_of_schema_2_is_migrated_and_keeps_its_decisions(ws):
     conn.close()
     assert list(review.latest_decisions(ws)["decision"]) == ["hard"]
     assert review.undo_last(ws, "ann")["pairs"] == 1
+    conn = sqlite3.connect(path)  # still version 2: a dashboard of the version before opens it
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert "act" in {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
+    conn.close()
 
 
 def test_bad_input_is_refused(ws):
