@@ -148,9 +148,10 @@ with user_errors():
     if st.session_state.get("rs_last"):
         s = st.session_state["rs_last"]
         st.success(f"{s['dataset']}: train {s['train']}, test {s['test']} ({100 * s['test_share']:.1f}% test, target "
-                   f"{100 * s['target_test_share']:.1f}%) · {s['groups']} groups kept whole (with "
-                   f"{s.get('flagged_pairs_joined', 0)} flagged pairs and {s.get('identical_joined', 0)} exact copies "
-                   "that no group linked) · largest class-share gap "
+                   f"{100 * s['target_test_share']:.1f}%) · {s['multi_item_groups']} groups of several images kept "
+                   f"whole (the largest {s['largest_group']}), besides them {s.get('flagged_pairs_joined', 0)} "
+                   f"near-duplicate pairs the similarity check flags and {s.get('identical_joined', 0)} exact copies "
+                   "kept together · largest class-share gap "
                    f"{100 * s['max_label_share_gap']:.1f} points · {s['method']}")
         if s.get("unreadable_left_out") or s.get("test_duplicate_pairs"):
             st.info(" · ".join(([f"Left out: {s['unreadable_left_out']} files no check could read."]

@@ -262,7 +262,7 @@ def test_pages_show_groups(ws, monkeypatch, tmp_path):
     at.multiselect(key="exp_also").set_value(["group"]).run()
     assert not at.exception, at.exception
     at.button[-1].click().run()  # the re-split form's submit button
-    assert not at.exception and any("groups kept whole" in s.value for s in at.success)
+    assert not at.exception and any("groups of several images kept whole" in s.value for s in at.success)
 
 
 def test_group_mode_moves_on_after_k_shows_the_state_and_undoes_a_group_whole(ws, monkeypatch, tmp_path):
