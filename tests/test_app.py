@@ -757,3 +757,31 @@ def test_the_export_page_says_which_flagged_images_stay_for_want_of_an_opt_in_ch
     assert len(said) == 1 and "1 image(s) of m/test it flags stay in unless *group* is chosen" in said[0]
     at.multiselect(key="exp_also").set_value(["group"]).run()
     assert not any("stay in unless" in i.value for i in at.info)
+
+
+def test_a_filter_change_keeps_the_pair_on_show_where_the_new_queue_holds_it(ws):
+    """A new user's view jumped from pair 11 / 14 to 7 / 7 when a filter value went: the old position cut to the new
+    length. The pair on show stays where the new queue holds it, else the queue starts at its first pair."""
+    at = run("pages/1_Review.py")
+    at.button(key="next").click().run()
+    shown = at.session_state["review_shown"]
+    line = lambda: next(m.value for m in at.markdown if m.value.startswith("Pair **"))  # noqa: E731
+    degree = line().split("degree by the score **")[1].split("**")[0]
+    at.sidebar.multiselect(key="f_degrees").set_value([degree]).run()
+    assert not at.exception and at.session_state["review_shown"] == shown
+    at.sidebar.multiselect(key="f_degrees").set_value(["soft"]).run()  # no pair left
+    assert not at.exception and any("No pairs match these filters" in s.value for s in at.success)
+    at.sidebar.multiselect(key="f_degrees").set_value(["hard", "soft"]).run()  # widened again: back to that pair
+    assert not at.exception and at.session_state["review_shown"] == shown and line().startswith("Pair **2 /")
+    at.sidebar.segmented_control(key="f_labels").set_value("different").run()  # no pair: the queue says so
+    assert not at.exception and any("No pairs match these filters" in s.value for s in at.success)
+
+
+def test_widening_the_state_filter_keeps_the_pair_on_show(ws):
+    """With a decided pair back in the queue the old position named another pair: the one on show stays."""
+    at = run("pages/1_Review.py")
+    at.button(key="decide_hard").click().run()  # the first pair leaves the queue of unreviewed pairs
+    at.button(key="next").click().run()
+    shown = at.session_state["review_shown"]
+    at.sidebar.multiselect(key="f_states").set_value([]).run()  # every state: the decided pair is back
+    assert not at.exception and at.session_state["review_shown"] == shown

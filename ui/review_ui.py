@@ -236,11 +236,13 @@ def position(view) -> int:
         hit = (view.column("eval_item_id") == current[0]) & (view.column("train_item_id") == current[1])
         if hit.any():
             st.session_state["review_pos"] = int(hit.argmax())
+        elif st.session_state.get("review_refiltered"):
+            st.session_state["review_pos"] = 0  # the pair on show left the queue with the filter: its first pair
         elif st.session_state.get("review_link_pending"):
             st.session_state["flash"] = ("The linked pair is not in this queue now (decided since, or filtered "
                                          f"out): showing pair {min(st.session_state['review_pos'], len(view) - 1) + 1}")
         st.session_state["review_current"] = None
-    st.session_state["review_link_pending"] = False
+    st.session_state["review_link_pending"] = st.session_state["review_refiltered"] = False
     pos = min(st.session_state["review_pos"], max(len(view) - 1, 0))
     st.session_state["review_pos"] = pos
     return pos
@@ -276,6 +278,7 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         pos = position(view)
         flash()  # what position() had to say about a linked pair
         pair = view.row(pos)
+        st.session_state["review_shown"] = (pair["eval_item_id"], pair["train_item_id"])  # what a filter keeps
         show_in_url(pair, pos)
         items = data.items(ws)
         top = st.columns([3, 1, 1])

@@ -176,18 +176,26 @@ def item_facts(item: pd.Series, extra: dict | None = None) -> None:
                               for k, v in facts.items()))
 
 
+def _keep_shown() -> None:
+    """A filter changed: show the same pair where the new queue holds it, else its first pair (a new user's view
+    jumped from pair 11 / 14 to 7 / 7, the old position cut to the new length)."""
+    st.session_state["review_current"] = st.session_state.get("review_shown")
+    st.session_state["review_refiltered"] = True
+
+
 def queue_filters(queue: pd.DataFrame, splits: dict[str, list[str]]) -> dict:
     """Sidebar filters of the review queue (`splits`: the evaluation splits and training sources offered,
     `review_ui.split_choices`); returns keyword arguments for review.filter_queue."""
+    keep = {"on_change": _keep_shown}  # a filter changed: the pair on show stays if the new queue holds it
     with st.sidebar:
         st.subheader("Filter the queue")
-        st.multiselect("Evaluation split", splits["split"], key="f_eval_splits", placeholder="all")
-        st.multiselect("Training source", splits["source"], key="f_sources", placeholder="all")
+        st.multiselect("Evaluation split", splits["split"], key="f_eval_splits", placeholder="all", **keep)
+        st.multiselect("Training source", splits["source"], key="f_sources", placeholder="all", **keep)
         st.multiselect("Degree", ["hard", "soft", BORDERLINE], key="f_degrees", placeholder="all",
-                       help="borderline = within 0.05 below the soft threshold")
-        st.multiselect("Decision state", list(STATES), key="f_states", placeholder="all")
+                       help="borderline = within 0.05 below the soft threshold", **keep)
+        st.multiselect("Decision state", list(STATES), key="f_states", placeholder="all", **keep)
         # buttons, not radios: a focused radio group takes ← and →, which belong to the pair navigation
-        st.segmented_control("Labels", ["any", "same", "different"], key="f_labels", selection_mode="single")
+        st.segmented_control("Labels", ["any", "same", "different"], key="f_labels", selection_mode="single", **keep)
         sorts = list(SORTS)
         fused = bool(queue["uncertainty"].notna().any())  # only a model is uncertain; the order names its score
         if not fused:
