@@ -780,6 +780,8 @@ def test_a_filter_change_keeps_the_pair_on_show_where_the_new_queue_holds_it(ws)
 def test_widening_the_state_filter_keeps_the_pair_on_show(ws):
     """With a decided pair back in the queue the old position named another pair: the one on show stays."""
     at = run("pages/1_Review.py")
+    sources = at.sidebar.multiselect(key="f_sources").options  # training splits and "(within split)" only
+    assert "animals/train" in sources and "(within split)" in sources and "animals/test" not in sources
     at.button(key="decide_hard").click().run()  # the first pair leaves the queue of unreviewed pairs
     at.button(key="next").click().run()
     shown = at.session_state["review_shown"]

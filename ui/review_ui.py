@@ -107,8 +107,10 @@ def split_choices(ws: Project, queue: pd.DataFrame) -> dict[str, list[str]]:
     def values(column: str) -> set:
         return set(queue[column].unique()) if column in queue else set()  # an empty queue may have no columns
 
+    # sources: the training splits and "(within split)", not the evaluation splits (a new user found `cd/test` offered
+    # as a training source)
     return {"split": sorted(set(data.split_names(ws, "eval")) | values("eval_split")),
-            "source": sorted(set(data.split_names(ws)) | values("source"))}
+            "source": sorted(set(data.split_names(ws, "train")) | values("source") | {WITHIN})}
 
 
 def url_options(queue: pd.DataFrame, checks: list[str], splits: dict[str, list[str]]) -> dict[str, list[str]]:
