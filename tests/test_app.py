@@ -84,7 +84,7 @@ def test_review_decide_persists_undo_and_progress(ws):
     at.button(key="decide_not_leak").click().run()
     assert len(review.latest_decisions(ws)) == 2
     # the pair is hard by the score: a slip of the key is said, with the way back (a new user's N stood unnoticed)
-    assert [t.proto.body for t in at.toast] == ["not a leak · 1 pair(s) saved · the score calls this pair hard (the "
+    assert [t.proto.body for t in at.toast] == ["not a leak · 1 pair saved · the score calls this pair hard (the "
                                                 "same picture): Z undoes it"]
     at.button(key="undo").click().run()
     assert len(review.latest_decisions(ws)) == 1
@@ -754,7 +754,7 @@ def test_the_export_page_says_which_flagged_images_stay_for_want_of_an_opt_in_ch
     at.run()
     assert not at.exception
     said = [i.value for i in at.info if "stay in unless" in i.value]
-    assert len(said) == 1 and "1 image(s) of m/test it flags stay in unless *group* is chosen" in said[0]
+    assert len(said) == 1 and "1 image of m/test it flags stay in unless *group* is chosen" in said[0]
     at.multiselect(key="exp_also").set_value(["group"]).run()
     assert not any("stay in unless" in i.value for i in at.info)
 

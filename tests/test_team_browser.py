@@ -360,7 +360,7 @@ def test_hostile_input_is_text_or_refused_with_a_reason(team_server, browser):
             cora.no_crash()
             cora.shot("hostile-review-" + ("xss" if name.startswith("<") else "sql"))
         page.get_by_role("button", name="Hard leak").click()  # a decision on the SQL-named pair is just a row
-        expect(page.get_by_text("Hard leak · 1 pair(s) saved").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Hard leak · 1 pair saved").first).to_be_visible(timeout=60_000)
         decided = Project.open(ws_path).decisions.latest()
         assert f"team/test/test/{SQL}.jpg" in set(decided["eval_item_id"])
 

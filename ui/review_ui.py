@@ -24,6 +24,11 @@ def _reviewer() -> str | None:
     return name or None
 
 
+def _n(count: int, noun: str) -> str:
+    """'1 pair', '3 pairs' (a toast read "1 pair(s) saved")."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: bool, degree: str = "") -> None:
     ws = data.open_workspace(ws_path)  # with the caches the page's reruns share (the item table among them)
     if ws is None:
@@ -43,7 +48,7 @@ def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: 
     data.clear_decision_caches()
     st.session_state["review_note"] = ""
     st.session_state["review_decided"] = True  # this session decided a pair (what ← at the queue's start says)
-    st.session_state["flash"] = f"{DECISION_LABELS[decision]} · {len(pairs)} pair(s) saved"
+    st.session_state["flash"] = f"{DECISION_LABELS[decision]} · {_n(len(pairs), 'pair')} saved"
     if decision == "not_leak" and degree == "hard":  # a slip of the key on a pair the score calls the same picture
         st.session_state["flash"] += " · the score calls this pair hard (the same picture): Z undoes it"
     if advance:
@@ -699,8 +704,8 @@ def _decide_group(ws_path: str, group_id: str, decision: str) -> None:
     # key, meant for the next group, went to the same one and cut it)
     label = DECISION_LABELS[decision] if decision != "not_leak" else "unrelated"
     linked = ws.decisions.group_links(data.groups(ws), group_id, decision)
-    st.session_state["flash"] = f"{label} · {n} link(s) recorded" if n else \
-        f"{label} is already the decision on this group's {len(linked)} link(s)" if linked else \
+    st.session_state["flash"] = f"{label} · {_n(n, 'link')} recorded" if n else \
+        f"{label} is already the decision on this group's {_n(len(linked), 'link')}" if linked else \
         "Only explicit group metadata links this group: change the source's group column to split it"
 
 
