@@ -224,7 +224,8 @@ def test_calibrate_group_threshold_on_photos(tmp_path):
         ws.calibrate("d/train", kind="pairs")
 
 
-def test_pages_show_groups(ws, monkeypatch, tmp_path):
+def _app_on(ws, monkeypatch, tmp_path, page: str):
+    """The dashboard on `ws` with a reviewer named, switched to `page` as a click in the sidebar would."""
     from pathlib import Path
 
     from streamlit.testing.v1 import AppTest
@@ -234,7 +235,16 @@ def test_pages_show_groups(ws, monkeypatch, tmp_path):
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
     at.session_state["reviewer"] = "tester"
     at.run()
-    at.switch_page("pages/3_Heatmaps.py").run()
+    at.switch_page(page).run()
+    return at
+
+
+def test_pages_show_groups(ws, monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    at = _app_on(ws, monkeypatch, tmp_path, "pages/3_Heatmaps.py")
     assert not at.exception, at.exception
     assert at.radio(key="heat_check").options == ["similarity", "group", "temporal"]
     at.radio(key="heat_check").set_value("group").run()
@@ -268,16 +278,7 @@ def test_pages_show_groups(ws, monkeypatch, tmp_path):
 def test_group_mode_moves_on_after_k_shows_the_state_and_undoes_a_group_whole(ws, monkeypatch, tmp_path):
     """A new user's K left the page on the same group with nothing filled; their next N, meant for the next group,
     cut it, and Z did nothing in group mode."""
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws.path))
-    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
-    at.session_state["reviewer"] = "tester"
-    at.run()
-    at.switch_page("pages/1_Review.py").run()
+    at = _app_on(ws, monkeypatch, tmp_path, "pages/1_Review.py")
     at.radio(key="review_check").set_value("group").run()
     line = lambda: next(m.value for m in at.markdown if m.value.startswith("Group **"))  # noqa: E731
     assert line().startswith("Group **1 / 2**") and "state **unreviewed**" in line()
