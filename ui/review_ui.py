@@ -552,6 +552,7 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
         # every row shown (a table of ten rows with a scrollbar of its own hid the last evidence)
         st.dataframe(pd.DataFrame({"evidence": list(facts), "value": list(facts.values())}), hide_index=True,
                      width="stretch", height="content")
+    with c4:  # beside the evidence, not under it: the two tables stacked made a page a curator scrolled past the keys
         if e.fused is not None:
             st.markdown(f"**Fused score** P(same photograph) = **{e.fused:.4f}**")
             contrib = e.contributions.assign(feature=e.contributions["feature"].replace(
@@ -568,8 +569,10 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
                        "alignment is computed now for display; run `leakcore verify` for the fused score.")
         else:
             st.caption("No fused model is fitted for this encoder: `leakcore verify WS` fits one.")
-    with c4:
+    c7, c8 = st.columns(2)
+    with c7:
         item_facts(ev)
+    with c8:
         item_facts(tr)
 
 
