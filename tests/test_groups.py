@@ -342,6 +342,36 @@ def test_lookalikes_are_candidates_but_never_chain(geo_ws):
     assert not any("alike" in i for i in grouping.group_reach(g)["eval_item_id"])
 
 
+def test_a_mirrored_frame_of_one_photo_is_linked_and_a_mirrored_look_alike_is_not(tmp_path):
+    """ORB is not mirror-invariant: a new user's two flipped copies were linked by nothing but a curator's decision.
+    A pair that shares no region as it is is measured again with its first image mirrored."""
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    shot = _textured(8, 200)
+    rows = []
+    for name, img, split in (("shot.jpg", shot, "train"),
+                             ("frame_mirrored.jpg", shot.crop((40, 20, 320, 250)).transpose(
+                                 Image.Transpose.FLIP_LEFT_RIGHT), "test"),
+                             ("alike.jpg", _textured(8, 201).transpose(Image.Transpose.FLIP_LEFT_RIGHT), "test")):
+        img.save(root / name, quality=95)
+        rows.append({"path": name, "split": split})
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    ws = Project.create(tmp_path / "w", encoder="phash")
+    ws.add("m", tmp_path / "m.csv", root=root)
+    ws.configure(group_threshold=-1.0)  # every stored neighbour is a candidate: the pixels alone decide
+    ws.scan(grouping=True)
+    g = ws.groups()
+    cand = g.candidates.set_index(["a", "b"])
+    frame = cand.loc[("m/test/frame_mirrored.jpg", "m/train/shot.jpg")]
+    assert frame["edge"] and frame["reason"] == grouping.MIRRORED and frame["inliers"] >= grouping.MIN_INLIERS
+    alike = cand.loc[("m/test/alike.jpg", "m/train/shot.jpg")]
+    assert not alike["edge"]
+    reach = set(grouping.group_reach(g)["eval_item_id"])
+    assert "m/test/frame_mirrored.jpg" in reach and "m/test/alike.jpg" not in reach
+
+
 def test_patches_of_one_image_are_linked_with_their_evidence(geo_ws):
     g = geo_ws.groups()
     m = g.membership.set_index("item_id")
