@@ -340,7 +340,8 @@ def _decision_counts(decisions, ev: str, split_of: pd.Series, role_of: pd.Series
     if decisions is None or decisions.empty:
         return zero
     # pairs inside the split, counted apart (a new user's two confirmed duplicates read as "confirmed 0"), each once
-    inside = decisions[(decisions["eval_item_id"].map(split_of) == ev) & (decisions["train_item_id"].map(split_of) == ev)]
+    inside = decisions[(decisions["eval_item_id"].map(split_of) == ev)
+                       & (decisions["train_item_id"].map(split_of) == ev)]
     # leaks to training, either way round: a group's decision is made on the pairs that link it, in the order they
     # were linked (training image first, often)
     d = leakage.both_ways(decisions)

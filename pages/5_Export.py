@@ -81,8 +81,9 @@ with user_errors():
                for c in others if c["name"] not in also and (found["check"] == c["name"]).any()]
     unasked = [(name, n) for name, n in unasked if n]
     if unasked:
-        st.info(" · ".join(f"{ws.checks.words(name).title or name}: {n} image{'' if n == 1 else 's'} of {split} it flags stay in unless "
-                           f"*{name}* is chosen under *Also remove images flagged by*" for name, n in unasked),
+        st.info(" · ".join(f"{ws.checks.words(name).title or name}: {n} image{'' if n == 1 else 's'} of {split} it "
+                           f"flags stay in unless *{name}* is chosen under *Also remove images flagged by*"
+                           for name, n in unasked),
                 icon=":material/group_work:")
     st.caption(f"With these settings: keep {len(plan) - len(removed)} of {len(plan)}, remove {len(removed)}.")
     # short columns first, so the similarity is in view next to the long paths; thumbnails of both images and a link

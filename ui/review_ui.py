@@ -72,7 +72,8 @@ def _undo(ws_path: str) -> None:
         + (f" on {undone['pairs']} pairs (one act: a group's or the grid's)" if undone.get("pairs", 1) > 1 else ""))
     if undone is not None:
         st.session_state["review_current"] = (undone["eval_item_id"], undone["train_item_id"])
-        st.session_state["group_undone"] = (undone["eval_item_id"], undone["train_item_id"])  # group mode shows its group
+        # group mode shows the group of the pair undone
+        st.session_state["group_undone"] = (undone["eval_item_id"], undone["train_item_id"])
 
 
 def _move(step: int, size: int) -> None:
@@ -304,7 +305,8 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
             f"labels **{pair['label_agreement']}** · state **{pair['state']}**"
             + (f" ({DECISION_LABELS[pair['decision']]} by {as_code(pair['reviewer'], 200)})"
                if pair["state"] != "unreviewed" else ""))
-        top[1].toggle("Grid mode", key="grid_mode", help="Decide the flagged neighbours of this evaluation image in the queue at once")
+        top[1].toggle("Grid mode", key="grid_mode",
+                      help="Decide the flagged neighbours of this evaluation image in the queue at once")
         top[2].select_slider("Image size", options=["fit", "1×", "2×", "4×", "8×"], key="zoom",
                              help="fit: as large as the column; small images are enlarged pixel by pixel")
         group = data.neighbours_of(ws, hard, soft, queue, pair["eval_item_id"])
