@@ -31,7 +31,9 @@ def removed_rows(ws, removed):
     out.insert(1, "match", [(data.thumbnail(ws, items.loc[m]) if ok else None) or BLANK
                             for m, ok in zip(first, match_ok)])
     out.insert(2, "review", [pair_url(i, m) if ok else "" for i, m, ok in zip(removed["item_id"], first, match_ok)])
-    return out
+    # the short columns a curator reads first, the long paths last (at 1,400 px the decision column was cut off)
+    return out[["image", "match", "review", "check", "reason", "similarity", "decision", "reviewer", "note", "item_id",
+                "matches"]]
 
 
 BLANK = "data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw=="  # an empty cell in an image column
