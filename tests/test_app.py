@@ -787,3 +787,23 @@ def test_widening_the_state_filter_keeps_the_pair_on_show(ws):
     shown = at.session_state["review_shown"]
     at.sidebar.multiselect(key="f_states").set_value([]).run()  # every state: the decided pair is back
     assert not at.exception and at.session_state["review_shown"] == shown
+
+
+def test_the_demo_box_counts_planted_leaks_by_the_score_in_force(ws, monkeypatch):
+    """A newcomer's demo said "16 of 17 planted leaks found" where Review, the CLI and the report flagged all 17: the
+    box compared the raw similarity with the fused score's thresholds."""
+    import pandas as pd
+
+    from leakcore import leakage
+    from leakcore.api import DEMO_TRUTH
+    from ui import data
+
+    pairs = leakage.load_pairs(ws)
+    e, t = pairs.sort_values("similarity").iloc[-1][["eval_item_id", "train_item_id"]]
+    pd.DataFrame([{"eval_item_id": e, "train_item_id": t, "kind": "crop"}]).to_csv(ws.paths.file(DEMO_TRUTH),
+                                                                                  index=False)
+    scored = pairs.assign(similarity=0.01, score=1.0)  # the score in force flags it, the raw similarity would not
+    monkeypatch.setattr(data, "pairs", lambda w: scored)
+    at = run("app.py")
+    assert not at.exception
+    assert any(x.label == "Demo: 1 of 1 planted leaks found at these thresholds" for x in at.expander)
