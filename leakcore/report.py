@@ -821,12 +821,18 @@ def roc_svg(curves: dict, points: dict, title: str, *, width: int = 560, height:
         y = height - mb - 10 - 15 * (len(legend) - 1 - k)
         out.append(f'<line x1="{width - mr - 150}" y1="{y - 4}" x2="{width - mr - 134}" y2="{y - 4}" stroke="{colour}" '
                    f'stroke-width="2"/><text x="{width - mr - 130}" y="{y}" class=legend>{_e(name)}</text>')
+    placed: list[tuple[float, float]] = []  # labels drawn so far: one near another moves down a line (two close
+    # thresholds' labels were drawn on top of each other)
     for label, p in points.items():
         colour = "#b2182b" if "hard" in label else "#d95f0e"
         x, y = px(p["fpr"]), py(p["tpr"])
+        ty = y + 14
+        while any(abs(x - ox) < 120 and abs(ty - oy) < 13 for ox, oy in placed):
+            ty += 14
+        placed.append((x, ty))
         out.append(f'<g><title>{_e(label)} ≥ {p["threshold"]:.4f}: false positives {_fmt_pct(p["fpr"], 3)}, '
                    f'true positives {_fmt_pct(p["tpr"], 1)}</title><circle cx="{x:.1f}" cy="{y:.1f}" r=5 '
-                   f'fill="{colour}" stroke="#fff"/><text x="{x + 8:.1f}" y="{y + 14:.1f}" class=mark '
+                   f'fill="{colour}" stroke="#fff"/><text x="{x + 8:.1f}" y="{ty:.1f}" class=mark '
                    f'fill="{colour}">{_e(label)} {p["threshold"]:.4f}</text></g>')
     out.append("</svg>")
     return "".join(out)

@@ -445,3 +445,13 @@ def test_byte_identical_files_inside_a_split_are_counted_and_named(tmp_path, cap
     assert main(["report", str(project.path)]) == 0
     assert "byte-identical copies inside a split (the same file again; a re-split keeps each set on one side): " \
            "d/train 1" in capsys.readouterr().out
+
+
+def test_labels_of_two_close_thresholds_on_the_roc_do_not_overlap():
+    """A newcomer's report drew "calibrated hard 0.9436" over "calibrated soft 0.9356"."""
+    curves = {"all edits": {"fpr": [0.0001, 0.001, 0.01, 0.1, 1.0], "tpr": [0.2, 0.5, 0.8, 0.95, 1.0]}}
+    points = {"calibrated hard": {"fpr": 0.001, "tpr": 0.30, "threshold": 0.9436},
+              "calibrated soft": {"fpr": 0.0011, "tpr": 0.31, "threshold": 0.9356}}
+    svg = report.roc_svg(curves, points, "ROC")
+    ys = [float(y) for y in re.findall(r'<text x="[^"]+" y="([^"]+)" class=mark', svg)]
+    assert len(ys) == 2 and abs(ys[0] - ys[1]) >= 13
