@@ -76,7 +76,9 @@ def accuracy_chart(table: pd.DataFrame, models: list[str]) -> None:
     r = t[t["subset"] == "soft-leaked"]
     if not r.empty:
         fig.add_bar(x=r["model"], y=100 * r["random_mean"], name="random, same size as soft-leaked", marker_color="#cbd5e1",
-                    error_y={"type": "data", "symmetric": False, "array": 100 * (r["random_high"] - r["random_mean"]),
+                    # an accuracy stops at 100%: the interval's upper end is drawn there at most (it ran off the axis)
+                    error_y={"type": "data", "symmetric": False,
+                             "array": 100 * (r["random_high"].clip(upper=1.0) - r["random_mean"]).clip(lower=0.0),
                              "arrayminus": 100 * (r["random_mean"] - r["random_low"])})
     lo = max(0.0, 100 * t["accuracy"].min() - 5) if not t.empty else 0
     fig.update_layout(barmode="group", height=440, yaxis_title="accuracy (%)", yaxis_range=[lo, 100.5],
