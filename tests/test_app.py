@@ -687,7 +687,7 @@ def test_the_pages_agree_on_the_counts_with_decisions_applied(ws):
     at = run("app.py")
     home = {m.label: m.value for m in at.metric}
     assert home["animals/test · hard"] == "50.0%" and home["animals/test · soft"] == "50.0%"  # 2 of 4
-    assert any("Counts apply curator decisions (1 so far" in c.value for c in at.caption)
+    assert any("Counts apply curator decisions (1 confirmed or rejected so far" in c.value for c in at.caption)
     at.switch_page("pages/2_Thresholds.py").run()
     at.slider(key="th_hard").set_value(round(hard_t, 3)).run()
     at.slider(key="th_soft").set_value(round(soft_t, 3)).run()

@@ -137,9 +137,10 @@ def flagged_table(ws: Workspace, hard: float, soft: float) -> None:
         "within-split duplicates": table["within_soft"]})
     st.subheader("Flagged evaluation images at these thresholds")
     n = data.decided_pairs(ws)
-    st.caption(f"**hard** and **soft**: with curator decisions applied ({n} pairs confirmed or rejected so far, an "
-               "unsure one counting as unreviewed: a confirmed leak counts whatever its score, a rejected pair does not): the counts Home, Review, Heatmaps and Export show. **Scores only**: "
-               "what the thresholds alone flag, before any decision.")
+    st.caption(f"**hard** and **soft**: with curator decisions applied ({n} confirmed or rejected so far, an "
+               "unsure pair counting as unreviewed: a confirmed leak counts whatever its score, a rejected pair does "
+               "not): the counts Home, Review, Heatmaps and Export show. **Scores only**: what the thresholds alone "
+               "flag, before any decision.")
     st.dataframe(shown, hide_index=True, width="stretch")
     own_scores_chart(data.best_scores(ws), hard, soft, ws.settings.score)
 
