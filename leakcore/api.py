@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -142,6 +143,22 @@ class ImpactResult:
         return downstream.summary(self.table)
 
 
+_HEAVY_IMPORTS = threading.Lock()  # one thread at a time imports the heavy libraries (`import_heavy`)
+
+
+def import_heavy() -> None:
+    """Import torch, OpenCV, SciPy's statistics and scikit-learn's estimators, one thread at a time: two threads
+    importing these graphs at once (the dashboard's warm-up and a page, or two pages of one server) can each find the
+    other's module half-made, and a page then failed with "partially initialized module 'torch' has no attribute
+    'Tensor'" or "module 'scipy.stats' has no attribute 'quantile'" (CI, the every-page walk of the demo). The pages
+    that use them call this first; once imported it costs nothing."""
+    with _HEAVY_IMPORTS:
+        import cv2  # noqa: F401
+        import scipy.stats  # noqa: F401
+        import sklearn.ensemble  # noqa: F401
+        import torch  # noqa: F401
+
+
 @dataclass
 class PairEvidence:
     """`Review.evidence`: the alignment (verify.Explanation), the stored evidence row (None when the pair
@@ -158,8 +175,8 @@ class PairEvidence:
         """Import what the pixel evidence runs on (torch for the alignment, OpenCV for the local features) ahead of
         need: the dashboard calls this on a thread after its first page view, so that the first pair a curator
         shows aligned does not wait for torch's import (1.2 s of the 2.0 s that view took after a server start)."""
-        import cv2  # noqa: F401
-        import torch  # noqa: F401
+        import_heavy()
+
 
     def aligned_views(self, eval_image, train_image, side: int, crop=None, matches=None):
         """The alignment applied to the two photos at `side` px: moved, training, overlay, difference (PIL images);
@@ -1274,7 +1291,7 @@ def open_project(path: str | os.PathLike) -> Project:
     return Project.open(path)
 
 
-__all__ = ["ALL_SOURCES", "AccessDenied", "Action", "Audits", "acting_as", "BORDERLINE", "Checks", "DECIDED_HARD_PRECISION", "DECIDED_PRECISION",
+__all__ = ["ALL_SOURCES", "import_heavy", "AccessDenied", "Action", "Audits", "acting_as", "BORDERLINE", "Checks", "DECIDED_HARD_PRECISION", "DECIDED_PRECISION",
            "DECISION_LABELS", "DEMO_TRUTH", "Decisions", "EXPORT_FORMATS", "EXPORT_POLICIES", "WITHIN_KEPT", "Exports", "ImageSet", "Images",
            "ImpactRequest", "ImpactResult", "LeakSource", "NO_PIXELS", "OUTSIDE_ROOT", "PROBES", "PairEvidence", "Project",
            "ROOTS_ENV", "Review", "Role", "Roles", "SORTS", "STATES", "Scores", "Settings", "Team", "UNCERTAINTY_SORT", "WITHIN",

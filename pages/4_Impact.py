@@ -4,7 +4,7 @@ import streamlit as st
 from ui import data, impact_ui
 from ui.widgets import page, user_errors
 
-ws = page("Impact", ":material/query_stats:")
+ws = page("Impact", ":material/query_stats:", heavy=True)
 with user_errors():
     st.title("Downstream impact")
     st.caption("Accuracy on the full evaluation split, its leaked and non-leaked images, and random subsets of the same "

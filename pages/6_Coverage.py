@@ -5,7 +5,7 @@ import streamlit as st
 from ui import coverage_ui, data
 from ui.widgets import image_strip, page, user_errors
 
-ws = page("Coverage", ":material/join_inner:")
+ws = page("Coverage", ":material/join_inner:", heavy=True)
 with user_errors():
     st.title("Coverage and contamination")
     st.caption("A is the reference set, B is measured against it (k-NN manifolds in the embedding space, k = 5 as "

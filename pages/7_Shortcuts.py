@@ -4,7 +4,7 @@ import streamlit as st
 from ui import data, shortcuts_ui
 from ui.widgets import image_strip, page, user_errors
 
-ws = page("Shortcuts", ":material/visibility_off:")
+ws = page("Shortcuts", ":material/visibility_off:", heavy=True)
 with user_errors():
     st.title("Shortcuts: target leakage")
     st.caption("A model can learn the label from something that is not the content: a marker in a corner, one class "

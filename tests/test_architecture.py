@@ -527,3 +527,24 @@ def test_every_fragment_keeps_the_widget_state_of_the_page_around_it():
     source = (ROOT / "ui" / "state.py").read_text()
     fragment = source[source.index("def fragment("):source.index("def init_state(")]
     assert "keep_widget_state()" in fragment and "st.fragment(run" in fragment
+
+
+def test_the_heavy_libraries_are_imported_one_thread_at_a_time():
+    """Two threads importing torch, SciPy or scikit-learn at once (the dashboard's warm-up and a page) can find each
+    other's module half-made: "partially initialized module 'torch' has no attribute 'Tensor'" on the Shortcuts page
+    in CI. The warm-up and the pages that use them import them through one lock."""
+    import threading
+    import time
+
+    from leakcore import api
+
+    api.import_heavy()  # imported: a second call costs nothing
+    with api._HEAVY_IMPORTS:  # another thread holds it: a page waits
+        waiting = threading.Thread(target=api.import_heavy)
+        waiting.start()
+        time.sleep(0.2)
+        assert waiting.is_alive()
+    waiting.join(timeout=5)
+    assert not waiting.is_alive()
+    pages = {p.name: p.read_text() for p in (ROOT / "pages").glob("*.py")}
+    assert all("heavy=True" in pages[name] for name in ("4_Impact.py", "6_Coverage.py", "7_Shortcuts.py"))

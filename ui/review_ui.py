@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from leakcore.api import BORDERLINE, DECISION_LABELS, SORTS, STATES, UNCERTAINTY_SORT, WITHIN, Project, Scores
+from leakcore.api import (BORDERLINE, DECISION_LABELS, SORTS, STATES, UNCERTAINTY_SORT, WITHIN, Project, Scores,
+                          import_heavy)
 from leakcore.errors import LeakcoreError, as_code
 from ui import data, display, state
 from ui.widgets import FIT_PX, flash, image_strip, item_facts, needs_pan, show_image, user_errors
@@ -481,6 +482,7 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
     from leakcore.errors import LeakcoreError
 
     raw = pair["raw_similarity"] if "raw_similarity" in pair.index else pair["similarity"]
+    import_heavy()  # torch and OpenCV, not beside the warm-up's or another page's import of them
     try:
         e = data.explain_pair(ws, pair["eval_item_id"], pair["train_item_id"], float(raw))
     except LeakcoreError as exc:

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from leakcore.api import BORDERLINE, SORTS, STATES, UNCERTAINTY_SORT, Project
+from leakcore.api import BORDERLINE, SORTS, STATES, UNCERTAINTY_SORT, Project, import_heavy
 from leakcore.errors import LeakcoreError, ThresholdsUncalibrated, as_code
 from ui import access_ui, data, state
 
@@ -73,10 +73,13 @@ FIT_PX = 384  # "fit": enlarge small images to about this width so a curator can
 ICON = Path(__file__).resolve().parents[1] / "assets" / "icon.png"  # local: a ":material/…:" favicon is fetched from the web
 
 
-def page(title: str, icon: str | None = None) -> Workspace:
-    """Every page's start: page config, state, the sidebar; stops the page when no workspace is open."""
+def page(title: str, icon: str | None = None, *, heavy: bool = False) -> Workspace:
+    """Every page's start: page config, state, the sidebar; stops the page when no workspace is open. `heavy`: the
+    page runs on torch, SciPy or scikit-learn, imported first one thread at a time (`import_heavy`)."""
     st.set_page_config(page_title=f"{title} · leak review", page_icon=str(ICON), layout="wide")
     state.init_state()
+    if heavy:
+        import_heavy()
     access_ui.gate(state.default_workspace())
     ws = sidebar_workspace()
     if ws is None:
