@@ -361,6 +361,19 @@ def list_encoders() -> list[dict]:
     return _list()
 
 
+def identical_within_split(items: pd.DataFrame) -> pd.DataFrame:
+    """The readable items whose bytes another item of their split has, every copy of each set
+    (`catalog.identical_within_split`)."""
+    from leakcore import catalog
+
+    return catalog.identical_within_split(items)
+
+
+def listed_once(pairs: pd.DataFrame):
+    """Rows to keep so that a pair within one split found from both ends is listed once (`leakage.one_way`)."""
+    return leakage.one_way(pairs)
+
+
 def degree_of(similarity, hard: float, soft: float):
     """"hard", "soft" or "none" for each score at these thresholds."""
     return leakage.degree_of(similarity, hard, soft)
@@ -1291,7 +1304,7 @@ def open_project(path: str | os.PathLike) -> Project:
     return Project.open(path)
 
 
-__all__ = ["ALL_SOURCES", "import_heavy", "AccessDenied", "Action", "Audits", "acting_as", "BORDERLINE", "Checks", "DECIDED_HARD_PRECISION", "DECIDED_PRECISION",
+__all__ = ["ALL_SOURCES", "identical_within_split", "import_heavy", "listed_once", "AccessDenied", "Action", "Audits", "acting_as", "BORDERLINE", "Checks", "DECIDED_HARD_PRECISION", "DECIDED_PRECISION",
            "DECISION_LABELS", "DEMO_TRUTH", "Decisions", "EXPORT_FORMATS", "EXPORT_POLICIES", "WITHIN_KEPT", "Exports", "ImageSet", "Images",
            "ImpactRequest", "ImpactResult", "LeakSource", "NO_PIXELS", "OUTSIDE_ROOT", "PROBES", "PairEvidence", "Project",
            "ROOTS_ENV", "Review", "Role", "Roles", "SORTS", "STATES", "Scores", "Settings", "Team", "UNCERTAINTY_SORT", "WITHIN",

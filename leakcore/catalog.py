@@ -545,6 +545,15 @@ TINY_SIDE = 24  # images with a shorter side under this many pixels are read but
 # are not): the summary counts them
 
 
+def identical_within_split(items: pd.DataFrame) -> pd.DataFrame:
+    """The readable items whose bytes another item of their split has (sha256), every copy of each set, by split and
+    item id: what the report names and counts (each set but its first) as byte-identical copies."""
+    if "sha256" not in items:
+        return items.iloc[:0]
+    ok = items[(items["status"].astype(str) == "ok") & items["sha256"].notna()]
+    return ok[ok.duplicated(["dataset", "split", "sha256"], keep=False)].sort_values(["dataset", "split", "item_id"])
+
+
 def summarise(items: pd.DataFrame) -> dict:
     """Counts per split and role, labels, unreadable by reason: the end-of-ingest summary."""
     out: dict = {"items": int(len(items)), "splits": [], "unreadable": {}}

@@ -179,7 +179,7 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
             fail_on_shortcut=False, document=None, top: int | None = None) -> int:
     """Print the rates (or the JSON report) and apply the CI gate: `bounds` is {check: {degree: percent}}; in the
     terminal, the `top` (10) strongest flagged images of each evaluation split are named with their match."""
-    from leakcore.api import matrices
+    from leakcore.api import identical_within_split, matrices
 
     if as_json:
         import pandas as pd
@@ -226,9 +226,9 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
                 print(f"  {r.item_id}: {r.reason}")
             if len(bad) > 5:
                 print(f"  … and {len(bad) - 5} more (`leakcore report WS --html` names them all)")
-        ok = items[(items["status"].astype(str) == "ok") & items["sha256"].notna()] if "sha256" in items else items[:0]
-        same = ok[ok.duplicated(["dataset", "split", "sha256"])]  # each set but its first (a new user's copies
-        if len(same):  # inside training were seen nowhere)
+        same = identical_within_split(items)  # a new user's copies inside training were seen nowhere
+        same = same[same.duplicated(["dataset", "split", "sha256"])]  # each set but its first
+        if len(same):
             counts = (same["dataset"].astype(str) + "/" + same["split"].astype(str)).value_counts().sort_index()
             print("\nbyte-identical copies inside a split (the same file again; a re-split keeps each set on one side): "
                   + ", ".join(f"{s} {n}" for s, n in counts.items()) + " (`leakcore report WS --html` lists them)")
@@ -260,17 +260,15 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
 def _strongest(project, *, hard, soft, use_decisions: bool, top: int) -> None:
     """The flagged evaluation images of each split, strongest first, each with its best training match, score and
     degree (a new user's terminal report gave rates only, and `--top` promised findings it did not show)."""
-    import pandas as pd
+    from leakcore.api import listed_once
 
     if top <= 0:
         return
     f = project.checks.findings("similarity", hard=hard, soft=soft, use_decisions=use_decisions)
     if f.empty:
         return
-    f = f.assign(within=f["train_split"] == f["eval_split"]).sort_values(["within", "score"], ascending=[True, False],
-                                                                          kind="stable")
-    ends = np.sort(f[["eval_item_id", "train_item_id"]].to_numpy(str), axis=1)  # a pair within a split once
-    f = f[~(f["within"] & pd.Series(ends[:, 0] + "\0" + ends[:, 1], index=f.index).duplicated())]
+    f = f.assign(within=f["train_split"] == f["eval_split"])
+    f = f[listed_once(f)].sort_values(["within", "score"], ascending=[True, False], kind="stable")
     f = f.drop_duplicates(["eval_split", "eval_item_id", "within"])
     print(f"\nflagged images, strongest first ({project.settings.score_words}; `leakcore report --html` shows them):")
     for (split, within), part in f.groupby(["eval_split", "within"], sort=True):

@@ -117,16 +117,15 @@ def _datasets(ws, table: pd.DataFrame) -> list[dict]:
     out = []
     for name, ds in ws.datasets.items():
         mine = table[table["dataset"] == name]
-        ok = mine[(mine["status"] == "ok") & mine["sha256"].notna()] if "sha256" in mine else mine.iloc[:0]
-        splits = [{"split": str(split), "role": str(role), "items": int(len(g)),
-                   "readable": int((g["status"] == "ok").sum()), "unreadable": int((g["status"] != "ok").sum()),
-                   "labels": int(g["label"].nunique()),
-                   "identical": int(ok.loc[ok["split"] == split, "sha256"].duplicated().sum())}
-                  for (split, role), g in mine.groupby(["split", "role"], sort=True)]
-        bad = mine[mine["status"] != "ok"].sort_values("item_id")
         # byte-identical files inside one split (a new user's two copies inside training were seen nowhere: a scan
         # compares training images with one another only with --grouping, and then only as groups)
-        same = ok[ok.duplicated(["split", "sha256"], keep=False)].sort_values(["split", "item_id"])
+        same = catalog.identical_within_split(mine)
+        copies = same[same.duplicated(["split", "sha256"])]["split"].value_counts()  # each set but its first
+        splits = [{"split": str(split), "role": str(role), "items": int(len(g)),
+                   "readable": int((g["status"] == "ok").sum()), "unreadable": int((g["status"] != "ok").sum()),
+                   "labels": int(g["label"].nunique()), "identical": int(copies.get(split, 0))}
+                  for (split, role), g in mine.groupby(["split", "role"], sort=True)]
+        bad = mine[mine["status"] != "ok"].sort_values("item_id")
         sets = [{"split": f"{name}/{sp}", "files": g["item_id"].astype(str).tolist()}
                 for (sp, _), g in same.groupby(["split", "sha256"], sort=False)]
         out.append({"name": name, "format": ds.format, "source": ds.source, "splits": splits,
