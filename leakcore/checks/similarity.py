@@ -98,13 +98,15 @@ class SimilarityCheck(Check):
                             "degree": ev["degree"].to_numpy(), "decision": ev["decision"].to_numpy(),
                             "confirmed": is_confirmed}, columns=REMOVAL_COLUMNS)
         within = pairs[pairs["within"]]
+        strongest = None  # each within-split item's strongest pair: made once, where a duplicate is removed
         for confirmed_only in (True, False) if policy.dedupe_within else (True,):
             heads = _within_groups(within, inputs.soft, inputs.decisions, confirmed_only=confirmed_only)
             removed = set(out["item_id"])  # once, not once per item of the groups
             dup = {i: h for i, h in heads.items() if i != h and i not in removed}
             if dup:
                 what = "confirmed within-split duplicate" if confirmed_only else "within-split duplicate"
-                best = _strongest_within(within, inputs).reindex(list(dup))
+                strongest = _strongest_within(within, inputs) if strongest is None else strongest
+                best = strongest.reindex(list(dup))
                 out = pd.concat([out, pd.DataFrame({
                     "item_id": list(dup), "check": f"{self.name} (within split)",
                     "reason": [f"{what} of {h}" for h in dup.values()], "matches": list(dup.values()),
