@@ -710,10 +710,12 @@ def _decide_group(ws_path: str, group_id: str, decision: str) -> None:
     st.session_state["group_decided"] = group_id  # the page moves past it if it is still there (K: a new user's next
     # key, meant for the next group, went to the same one and cut it)
     label = DECISION_LABELS[decision] if decision != "not_leak" else "unrelated"
-    linked = ws.decisions.group_links(data.groups(ws), group_id, decision)
-    st.session_state["flash"] = f"{label} · {_n(n, 'link')} recorded" if n else \
-        f"{label} is already the decision on this group's {_n(len(linked), 'link')}" if linked else \
-        "Only explicit group metadata links this group: change the source's group column to split it"
+    if n:
+        st.session_state["flash"] = f"{label} · {_n(n, 'link')} recorded"
+        return
+    linked = ws.decisions.group_links(data.groups(ws), group_id, decision)  # nothing recorded: why (only then)
+    st.session_state["flash"] = f"{label} is already the decision on this group's {_n(len(linked), 'link')}" \
+        if linked else "Only explicit group metadata links this group: change the source's group column to split it"
 
 
 def _group_decision(ws: Workspace, groups, group_id: str) -> str | None:
