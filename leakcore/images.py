@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 #: Default decompression-bomb limit (pixels). Pillow's own default is ~89 Mpx; we allow larger photos.
 DEFAULT_MAX_PIXELS = 178_956_970
+MAX_PIXELS_HINT = "leakcore add WS --dataset NAME --source ROOT --max-pixels N allows larger images"
 
 # Reasons an item can be unreadable; stored in items.parquet and shown to the user.
 MISSING = "missing"
@@ -64,10 +65,25 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def allow(max_pixels: int | None) -> None:
+    """Let Pillow open images of up to `max_pixels` (a workspace's limit, `leakcore add --max-pixels`): Pillow
+    refuses an image over twice its own MAX_IMAGE_PIXELS inside `Image.open`, before `decode`'s own check runs (a
+    108 Mpx photo was refused under a limit of 500 Mpx). Only ever raised, never lowered: one process may open
+    several workspaces, and each one's `decode` calls still check their own limit."""
+    ceiling = Image.MAX_IMAGE_PIXELS
+    if max_pixels is not None and ceiling is not None and max_pixels > 2 * ceiling:
+        Image.MAX_IMAGE_PIXELS = -(-int(max_pixels) // 2)
+
+
+def _too_large(width: int, height: int, max_pixels: int) -> str:
+    return (f"{TOO_LARGE}: {width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,} "
+            f"({MAX_PIXELS_HINT})")
+
+
 def decode(
     data: bytes | None,
     *,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = None,
     draft_size: tuple[int, int] | None = None,
     gray: bool = False,
 ) -> Decoded:
@@ -76,19 +92,25 @@ def decode(
     `draft_size` lets JPEG decode at a reduced scale (never smaller than asked) when that is all
     the caller needs; width and height are always the original's. With `gray` the image is its luminance (mode L)
     instead, a JPEG's read from its stored luma without decoding its colour (a third less time: what the
-    verification's evidence reads, which is luminance only).
+    verification's evidence reads, which is luminance only). `max_pixels` is the decompression-bomb limit: by default
+    the larger of DEFAULT_MAX_PIXELS and what `allow` let Pillow open (a workspace's own limit, once it is open).
     """
+    if max_pixels is None:
+        ceiling = Image.MAX_IMAGE_PIXELS
+        max_pixels = DEFAULT_MAX_PIXELS if ceiling is None else max(DEFAULT_MAX_PIXELS, 2 * ceiling)
+    allow(max_pixels)
     if data is None:
         return Decoded(None, MISSING)
     if len(data) == 0:
         return Decoded(None, EMPTY)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # the limit is `max_pixels`, checked here: Pillow's warning at half its error's size is not an error
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             width, height = img.size
             if width * height > max_pixels:
-                return Decoded(None, f"{TOO_LARGE}: {width}x{height} exceeds {max_pixels} pixels", width, height)
+                return Decoded(None, _too_large(width, height, max_pixels), width, height)
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)
             if img.format == "JPEG" and (draft_size is not None or gray):
@@ -102,7 +124,7 @@ def decode(
     except UnidentifiedImageError:
         return Decoded(None, NOT_IMAGE)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return Decoded(None, f"{TOO_LARGE}: {exc}")
+        return Decoded(None, f"{TOO_LARGE}: {exc} ({MAX_PIXELS_HINT})")
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         text = str(exc)
         if "truncated" in text.lower() or isinstance(exc, EOFError) or "broken data stream" in text.lower():

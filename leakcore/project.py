@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
+from leakcore import images
 from leakcore.encoders import get_spec
 from leakcore.errors import InvalidInput, ThresholdsUncalibrated, WorkspaceError
 from leakcore.io import atomic_write_text, file_stamp, write_parquet  # noqa: F401
@@ -219,6 +220,7 @@ class Workspace:
         self.paths = Layout(self.path)
         self.config = config
         self.caches = Caches()
+        images.allow(self.max_pixels)  # a limit above the default is honoured wherever this workspace's images are read
 
     # ---- creation and loading -------------------------------------------------------------
     @classmethod
@@ -415,6 +417,7 @@ class Workspace:
         the current value."""
         if max_pixels is not None:
             self.config["settings"]["max_pixels"] = int(max_pixels)
+            images.allow(int(max_pixels))
         if verify is not None:
             self.config["settings"]["verify"] = bool(verify)
         if grouping is not None:

@@ -229,3 +229,5 @@ def test_decompression_limit_is_a_workspace_setting(ws, folder_dataset):
     add_dataset(ws, "animals", folder_dataset)  # the limit is remembered
     assert Workspace.open(ws.path).config["settings"]["max_pixels"] == 1000
     assert ws.items().set_index("key").loc["cat/train_000.jpg", "reason"].startswith(images.TOO_LARGE)
+    add_dataset(ws, "animals", folder_dataset, max_pixels=10_000)  # raised: the files refused before are read again
+    assert ws.items()["status"].eq("ok").all() and ws.items()["reason"].isna().all()

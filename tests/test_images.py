@@ -57,6 +57,39 @@ def test_decompression_limit_is_configurable(odd_images):
     assert images.decode(data, max_pixels=100).reason.startswith(images.TOO_LARGE)
 
 
+def test_a_limit_above_pillows_own_is_honoured_and_a_refusal_says_how_to_raise_it(odd_images, monkeypatch):
+    """Pillow warns over its MAX_IMAGE_PIXELS and refuses over twice that before our limit is checked: a new user's
+    108 Mpx photo was refused under `--max-pixels 500000000`. Here Pillow's limit is made smaller than the 64 x 48
+    fixture (3,072 pixels) to stand for that."""
+    from PIL import Image
+
+    data = odd_images["ok_jpeg"].read_bytes()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2_000)  # Pillow: a warning over 2,000, an error over 4,000
+    assert images.decode(data, max_pixels=3_500).ok  # over Pillow's warning, under our limit
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)
+    assert images.decode(data, max_pixels=10_000).ok  # over Pillow's error: Pillow's raised to our limit
+    refused = images.decode(data, max_pixels=3_000).reason
+    assert refused.startswith(images.TOO_LARGE) and "3,072 pixels" in refused and "--max-pixels" in refused, refused
+
+
+def test_a_workspace_limit_is_the_default_wherever_its_images_are_read(tmp_path, odd_images, monkeypatch):
+    """The scan, the verification and the pages decode with the default limit: a workspace's own (`add
+    --max-pixels`) is that default once the workspace is open. DEFAULT_MAX_PIXELS and Pillow's limit are made
+    smaller than the 3,072-pixel fixture here."""
+    from PIL import Image
+
+    from leakcore.project import Workspace
+
+    monkeypatch.setattr(images, "DEFAULT_MAX_PIXELS", 1_000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    data = odd_images["ok_jpeg"].read_bytes()
+    assert images.decode(data).reason.startswith(images.TOO_LARGE)
+    ws = Workspace.create(tmp_path / "ws")
+    ws.set_settings(max_pixels=10_000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # as in a new process, which only opens the workspace
+    assert Workspace.open(ws.path).max_pixels == 10_000 and images.decode(data).ok
+
+
 def test_draft_mode_keeps_original_size(odd_images):
     result = images.decode(odd_images["ok_jpeg"].read_bytes(), draft_size=(8, 8))
     assert (result.width, result.height) == (64, 48)
