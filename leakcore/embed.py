@@ -128,19 +128,24 @@ def embed_items(
         buf_vecs: list[np.ndarray] = []
         buf_reasons: list[str | None] = []
         done = 0
-        for vectors, reasons in encoder.encode(datas(), batch_size=batch_size, workers=workers):
-            batch_pos = [positions.popleft() for _ in range(len(reasons))]
-            buf_shas.extend(shas[batch_pos])
-            buf_vecs.append(vectors)
-            buf_reasons.extend(reasons)
-            done += len(reasons)
-            if len(buf_shas) >= shard_size:
+        try:
+            for vectors, reasons in encoder.encode(datas(), batch_size=batch_size, workers=workers):
+                batch_pos = [positions.popleft() for _ in range(len(reasons))]
+                buf_shas.extend(shas[batch_pos])
+                buf_vecs.append(vectors)
+                buf_reasons.extend(reasons)
+                done += len(reasons)
+                if len(buf_shas) >= shard_size:
+                    cache.add(buf_shas, np.concatenate(buf_vecs), buf_reasons)
+                    buf_shas, buf_vecs, buf_reasons = [], [], []
+                if progress:
+                    progress(done, total)
+        finally:
+            # what was embedded is kept however the loop ends (Ctrl-C included): a new user who stopped a scan at
+            # 192 of 404 images found all 192 to embed again. Whole batches only, so a resumed scan's batches are
+            # the ones an uninterrupted scan makes (the same vectors)
+            if buf_shas:
                 cache.add(buf_shas, np.concatenate(buf_vecs), buf_reasons)
-                buf_shas, buf_vecs, buf_reasons = [], [], []
-            if progress:
-                progress(done, total)
-        if buf_shas:
-            cache.add(buf_shas, np.concatenate(buf_vecs), buf_reasons)
     have = ok.to_numpy().copy()
     vectors = np.zeros((len(items), encoder.spec.dim), dtype=np.float32)
     idx = np.flatnonzero(have)

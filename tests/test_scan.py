@@ -71,6 +71,30 @@ def test_interrupted_scan_resumes_to_identical_results(tmp_path, folder_dataset)
     pd.testing.assert_frame_equal(leakage.load_pairs(ws), leakage.load_pairs(ref))
 
 
+def test_an_interrupted_embedding_keeps_the_batches_it_finished(tmp_path, folder_dataset):
+    """Stopped part way through a split (shards far larger than the split), the images embedded so far are kept:
+    a new user who stopped a scan at 192 of 404 images found all 404 to embed again."""
+    ref = Workspace.create(tmp_path / "ref", encoder="phash")
+    add_dataset(ref, "animals", folder_dataset)
+    scan(ref, batch_size=2)
+
+    ws = Workspace.create(tmp_path / "ws2", encoder="phash")
+    add_dataset(ws, "animals", folder_dataset)
+
+    def explode(stage, done, total):  # the training split has 4 distinct images: stopped after its first batch
+        if stage == "embed animals/train" and done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        scan(ws, batch_size=2, progress=explode)  # the default shard size: 4,096 images
+    kept = pd.concat(pd.read_parquet(f) for f in ws.embeddings_dir("phash").glob("*/shard-*.keys.parquet"))
+    assert len(kept) == 3 + 2, "the evaluation split (3 images) and the finished batch of training images"
+    seen = []
+    scan(ws, batch_size=2, progress=lambda stage, done, total: seen.append((stage, total)))
+    assert [total for stage, total in seen if stage.startswith("embed")][0] == 2, seen  # only what was left
+    pd.testing.assert_frame_equal(leakage.load_pairs(ws), leakage.load_pairs(ref))
+
+
 def test_adding_a_dataset_scans_only_new_pairs_and_finds_inter_leaks(ws, tmp_path):
     scan(ws)
     other = tmp_path / "bench"
