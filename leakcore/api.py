@@ -137,6 +137,7 @@ class ImpactResult:
     hard: int
     soft: int
     source: str
+    notes: tuple[str, ...] = ()  # what the inputs held that was left out (predictions or pairs of other images)
 
     def summary(self) -> pd.DataFrame:
         """Mean over models per subset: accuracy, gain, random interval (the headline table)."""
@@ -1282,7 +1283,9 @@ class Project:
                 dest.parent.mkdir()
                 dest.write_bytes(content)
                 files.append(dest)
-            preds = {f.stem.removesuffix("_predictions"): downstream.load_predictions(f, items) for f in files}
+            notes: list[str] = []
+            preds = {f.stem.removesuffix("_predictions"): downstream.load_predictions(f, items, notes=notes)
+                     for f in files}
             preds.update(downstream.probe_predictions(ws, split, request.probes))
             if not preds:
                 raise InvalidInput("nothing to measure", cli="pass --predictions FILE... and/or --probe knn1 knn20",
@@ -1297,7 +1300,8 @@ class Project:
                 leaks = downstream.leak_sets(ws, split, use_decisions=source == LeakSource.DECISIONS)
         table = downstream.impact(downstream.correctness(items, preds), leaks, n_random=request.n_random,
                                   seed=request.seed)
-        return ImpactResult(split, table, len(preds), int(len(items)), len(leaks.hard), len(leaks.soft), leaks.source)
+        return ImpactResult(split, table, len(preds), int(len(items)), len(leaks.hard), len(leaks.soft), leaks.source,
+                            tuple(notes) + tuple(leaks.notes))
 
 
 def open_project(path: str | os.PathLike) -> Project:

@@ -352,7 +352,10 @@ def cmd_impact(args) -> int:
     table = result.table
     pd.set_option("display.width", 200)
     print(f"{result.split}: {result.models} model(s), leaked set from {result.source}: {result.hard} hard, {result.soft} soft")
-    print("\nmean over models:")
+    for note in result.notes:
+        print(f"note: {note}")
+    print("\nmean over models (the random interval and p of that mean; p two-sided, against random subsets of the "
+          "same size):")
     print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     soft = table[table["subset"] == "soft-leaked"].set_index("model")
     if not soft.empty:

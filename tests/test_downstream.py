@@ -103,6 +103,22 @@ def test_mismatches_are_refused_with_what_did_not_match(ws, tmp_path):
         downstream.load_predictions(tmp_path / "cols.csv", items)
 
 
+def test_predictions_and_a_leak_list_of_a_whole_set_serve_a_subset_of_it(ws, tmp_path):
+    """A cleaned split or a sample of a benchmark: the whole test set's predictions and the whole list (ciFAIR's 286
+    pairs) were refused for naming images not in the split; they are left out, and said."""
+    items = downstream.eval_items(ws, "d/test")
+    ids = list(items["item_id"])
+    pd.DataFrame({"item_id": ids + ["d/test/cat/elsewhere.jpg"], "predicted": ["cat"] * (len(ids) + 1)}).to_csv(
+        tmp_path / "all.csv", index=False)
+    notes = []
+    preds = downstream.load_predictions(tmp_path / "all.csv", items, notes=notes)
+    assert list(preds.index) == ids and notes == ["all.csv: 1 of its 5 predictions are of images not in the split; left out"]
+    pd.DataFrame({"TestID": ["cat/test_000.jpg", "cat/gone.jpg"], "TrainID": ["cat/train_000.jpg", "cat/train_002.jpg"]}
+                 ).to_csv(tmp_path / "whole.csv", index=False)
+    sets = downstream.imported_leak_sets(ws, "d/test", tmp_path / "whole.csv")
+    assert sets.soft == {"d/test/cat/test_000.jpg"} and "1 of its 2 pairs" in sets.notes[0]
+
+
 def test_leak_sets_from_flags_decisions_and_an_imported_list(ws, tmp_path):
     from leakcore import review
 
@@ -177,3 +193,47 @@ def test_a_knn_probe_on_a_test_set_without_a_training_split_remembers_the_one_th
     with pytest.raises(InvalidInput, match="2 training splits of other datasets have its labels") as err:
         downstream.probe_predictions(ws, "planted/test", ["knn1"])
     assert "--predictions" in err.value.for_terminal() and "upload" in err.value.for_page()
+
+
+def test_the_mean_over_models_has_its_own_interval_and_p_value():
+    """A new user's 30 models scored 99.6% on average on the leaked images, above the averaged interval's top of
+    97.6%, at an averaged p of 0.07: the mean row's interval and p are those of the mean over models of each draw."""
+    rng = np.random.default_rng(5)
+    c = rng.random((30, 1000)) < rng.uniform(0.6, 0.95, size=(30, 1))
+    c[:, :60] = rng.random((30, 60)) < 0.995  # leaked: nearly always right, for every model
+    correct = pd.DataFrame(c, columns=[f"i{j}" for j in range(1000)], index=[f"m{k}" for k in range(30)])
+    t = downstream.impact(correct, LeakSets(frozenset(), frozenset(f"i{j}" for j in range(60)), frozenset(), "t"),
+                          n_random=500, seed=0)
+    row = downstream.summary(t).set_index("subset").loc["soft-leaked"]
+    assert row["accuracy"] > row["random_high"] and row["p_value"] <= 2 / 501
+    assert row["p_value"] < t[t["subset"] == "soft-leaked"]["p_value"].mean()
+
+
+def test_an_accuracy_outside_the_interval_is_significant_both_ways():
+    """Equal-tailed: a model at 100% above an interval ending at 98.7% had p 0.06 when draws as far below the mean
+    counted too (near 100% they reach further below than above)."""
+    rng = np.random.default_rng(6)
+    c = rng.random((1, 2000)) < 0.95
+    c[0, :77] = True  # the new user's case: 77 leaked images, all right, the interval ending at 76 of 77
+    correct = pd.DataFrame(c, columns=[f"i{j}" for j in range(2000)], index=["m"])
+    t = downstream.impact(correct, LeakSets(frozenset(), frozenset(f"i{j}" for j in range(77)), frozenset(), "t"),
+                          n_random=999, seed=1).set_index("subset").loc["soft-leaked"]
+    assert t["accuracy"] > t["random_high"] and t["p_value"] <= 0.05  # was 0.07
+
+
+def test_an_imported_list_on_a_split_of_another_dataset_finds_its_training_keys(ws, tmp_path):
+    """A cleaned split added as a dataset of its own has no training split: the list's training keys are looked up
+    in every training split (all six pairs were counted as "different label"), and a made-up key is refused."""
+    clean = make_folder_dataset(tmp_path / "clean", n_train=0, n_test=4, leaks=())
+    add_dataset(ws, "clean", clean)
+    test_items = downstream.eval_items(ws, "clean/test")
+    train = ws.items().query("dataset == 'd' and split == 'train'")
+    pairs = pd.DataFrame({"eval_key": test_items["key"].iloc[:2].to_numpy(), "train_key": train["key"].iloc[:2].to_numpy()})
+    pairs.to_csv(tmp_path / "list.csv", index=False)
+    sets = downstream.imported_leak_sets(ws, "clean/test", tmp_path / "list.csv")
+    labels = ws.items().set_index("item_id")["label"]
+    expected = {e for e, t in zip(test_items["item_id"].iloc[:2], train["item_id"].iloc[:2]) if labels[e] == labels[t]}
+    assert expected and sets.same_label == expected
+    pairs.assign(train_key=["nope.jpg", train["key"].iloc[0]]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(PredictionsMismatch, match="training keys are in no training split"):
+        downstream.imported_leak_sets(ws, "clean/test", tmp_path / "bad.csv")

@@ -87,6 +87,7 @@ def accuracy_chart(table: pd.DataFrame, models: list[str]) -> None:
     st.plotly_chart(fig, key="imp_chart", width="stretch")
 
 
+P_LABEL = "p (two-sided, vs random)"
 PERCENT = {"accuracy": "accuracy %", "gain": "gain (points)", "random_mean": "random mean %",
            "random_low": "random 2.5% %", "random_high": "random 97.5% %"}
 
@@ -100,9 +101,9 @@ def show_percent_table(frame: pd.DataFrame) -> None:
         if col in out.columns:
             out[col] = 100 * out[col].astype(float)
             formats[label] = "{:.2f}"
-    out = out.rename(columns={**PERCENT, "p_value": "p (vs random)", "n": "images"})
-    if "p (vs random)" in out.columns:
-        formats["p (vs random)"] = "{:.4f}"
+    out = out.rename(columns={**PERCENT, "p_value": P_LABEL, "n": "images"})
+    if P_LABEL in out.columns:
+        formats[P_LABEL] = "{:.4f}"
     if "images" in out.columns:
         formats["images"] = "{:,.0f}"
     for col in out.columns:
@@ -123,7 +124,7 @@ def gains_table(table: pd.DataFrame) -> pd.DataFrame:
     if "p_value" in table:  # a split with no leaked image has no leaked subset, so no p-value
         p = table[table["subset"] == "soft-leaked"].set_index("model")["p_value"]
         if not p.empty:
-            wide["p (soft-leaked vs random)"] = p
+            wide["p (soft-leaked vs random, two-sided)"] = p
     return wide.reset_index()  # rounded where shown, once: rounded here to 3 decimals first, 18.7845 read 18.79
 
 
