@@ -62,7 +62,7 @@ with user_errors():
             st.session_state["flash"] = f"Every page and report now use the {score} score"
             st.rerun()
     elif encoder == ws.settings.encoder:
-        thresholds_ui.flagged_table(ws, hard, soft)
+        thresholds_ui.flagged_table(ws, hard, soft, in_force=thresholds_ui.same_thresholds((hard, soft), in_force))
     c1, c2 = st.columns([1, 3])
     if c1.button("Apply to project", key="th_apply", type="primary", disabled=soft > hard):
         ws.configure(thresholds=(hard, soft), thresholds_for=(encoder, score), source="set on the Thresholds page")

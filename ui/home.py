@@ -174,8 +174,8 @@ def overview(ws: Workspace, hard: float, soft: float) -> None:
         col.metric(f"{r.eval_split} · hard", f"{100 * r.hard_rate:.1f}%", help=f"{r.hard} of {r.n_eval} evaluation images")
         col.caption(f"{r.hard:,} of {r.n_eval:,} images")
     st.caption(f"Soft includes hard: every hard leak is also counted as soft (as in the paper). Counts apply "
-               f"curator decisions ({data.decided_pairs(ws)} confirmed or rejected so far, an unsure pair counting as "
-               "unreviewed: a confirmed leak counts whatever its score, a rejected pair does not), as Review, Heatmaps "
+               f"curator decisions ({data.decided_pairs(ws)} confirmed or rejected so far; an unsure pair keeps its "
+               "automatic degree, a confirmed leak counts whatever its score, a rejected pair does not), as Review, Heatmaps "
                "and Export do; the Thresholds page shows the scores-only counts beside them.")
     others = table[(table["train_split"] == ALL_SOURCES) & (table["check"] != "similarity")]
     for check, rows in others.groupby("check", sort=False, observed=True):

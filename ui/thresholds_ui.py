@@ -118,9 +118,10 @@ def suggestion_check(result, defaults: tuple[float, float] | None, in_force: boo
                        f"flag on Review: {risk}", icon=":material/warning:")
 
 
-def flagged_table(ws: Workspace, hard: float, soft: float) -> None:
+def flagged_table(ws: Workspace, hard: float, soft: float, *, in_force: bool = True) -> None:
     """Flagged evaluation images per split at these thresholds, from the scores alone and with the curators'
-    decisions applied (the count Home, Review, Heatmaps and Export show), side by side and named so."""
+    decisions applied (the count Home, Review, Heatmaps and Export show once they are in force), side by side and
+    named so."""
     auto = data.flagged_counts(ws, hard, soft)
     if auto.empty:
         return
@@ -137,10 +138,14 @@ def flagged_table(ws: Workspace, hard: float, soft: float) -> None:
         "within-split duplicates": table["within_soft"]})
     st.subheader("Flagged evaluation images at these thresholds")
     n = data.decided_pairs(ws)
-    st.caption(f"**hard** and **soft**: with curator decisions applied ({n} confirmed or rejected so far, an "
-               "unsure pair counting as unreviewed: a confirmed leak counts whatever its score, a rejected pair does "
-               "not): the counts Home, Review, Heatmaps and Export show. **Scores only**: what the thresholds alone "
-               "flag, before any decision.")
+    # at slider values not applied yet, the other pages still count at the values in force (a new user read 1,971
+    # here beside Home's 77 under "the counts Home ... show")
+    shown_where = ("the counts Home, Review, Heatmaps and Export show" if in_force else
+                   "what Home, Review, Heatmaps and Export will count once these slider values are applied (*Apply "
+                   "to project*); until then they count at the thresholds in force")
+    st.caption(f"**hard** and **soft**: with curator decisions applied ({n} confirmed or rejected so far; an unsure "
+               "pair keeps its automatic degree, a confirmed leak counts whatever its score, a rejected pair does "
+               f"not): {shown_where}. **Scores only**: what the thresholds alone flag, before any decision.")
     st.dataframe(shown, hide_index=True, width="stretch")
     own_scores_chart(data.best_scores(ws), hard, soft, ws.settings.score)
 
