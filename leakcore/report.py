@@ -315,8 +315,8 @@ def _verdicts(data: dict, findings: dict, table: pd.DataFrame, items: pd.DataFra
             row["shortcut"] = None
         else:
             f = a["found"]
-            found = [w for w in ("a metadata shortcut" if f["metadata"] else "",
-                                 f"a {f['marker']} marker" if f["marker"] else "") if w]
+            found = [w for w in (("a metadata shortcut in the file names" if f.get("names") else "a metadata shortcut")
+                                 if f["metadata"] else "", f"a {f['marker']} marker" if f["marker"] else "") if w]
             row["shortcut"] = {"found": bool(found), "what": " and ".join(found) or "none found",
                                "transfers": bool(f["transfers"])}
         row["decisions"] = _decision_counts(decisions, ev, split_of, role_of)

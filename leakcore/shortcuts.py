@@ -124,7 +124,7 @@ def _encode(meta: pd.DataFrame, fit_on: pd.DataFrame | None = None):
     try:
         vec = CountVectorizer(binary=True, min_df=2, max_features=50, token_pattern=r"[a-z0-9]+").fit(fit_on["path_tokens"])
         X.append(vec.transform(meta["path_tokens"]).toarray())
-        families += ["path tokens"] * len(vec.vocabulary_)
+        families += [NAMES] * len(vec.vocabulary_)
     except ValueError:  # no token occurs twice
         pass
     return np.hstack(X), families
@@ -143,6 +143,7 @@ class ProbeResult:
     permutations: int = 0
 
 
+NAMES = "path tokens"  # the metadata family of the words in the file and folder names
 ALPHA = 0.05  # the verdict's level: a shortcut needs p <= ALPHA (and a balanced accuracy 10 points above chance)
 
 
@@ -443,6 +444,9 @@ class ShortcutAudit:
             top = m.importance.iloc[0]["family"] if not m.importance.empty else "?"
             line = (f"metadata predicts the label: balanced accuracy {m.balanced_accuracy:.3f} vs chance {m.chance:.3f} "
                     f"(p = {m.p_value:.3f}); mostly through {top}")
+            if top == NAMES:  # cats_and_dogs' cat.12.jpg: a new user read "a shortcut the benchmark rewards" as a risk
+                line += (" (the file and folder names carry the label: a model that reads only the pixels cannot use "
+                         "them; they matter where the names reach a model, as text or metadata)")
             if m.transfer:
                 t = m.transfer
                 line += ("; it transfers to the evaluation split " if t["balanced_accuracy"] > t["chance"] + 0.1 else
@@ -595,14 +599,17 @@ def timing_words(seconds: dict) -> str:
 
 
 def found(result: ShortcutAudit) -> dict:
-    """{"metadata": bool, "marker": region or None, "transfers": bool}: what a gate checks."""
+    """{"metadata": bool, "marker": region or None, "transfers": bool, "names": bool}: what a gate checks.
+    "names": the metadata finding is mostly the file and folder names (`NAMES`), which a model reading pixels never
+    sees."""
     m = result.metadata
     meta = bool(m.p_value <= ALPHA and m.balanced_accuracy > m.chance + 0.1)
     marker = result.regions.marker if result.regions is not None else None
     transfers = bool((meta and m.transfer and m.transfer["balanced_accuracy"] > m.transfer["chance"] + 0.1) or
                      (marker and result.regions.transfer and
                       result.regions.transfer["balanced_accuracy"] > result.regions.transfer["chance"] + 0.1))
-    return {"metadata": meta, "marker": marker, "transfers": transfers}
+    names = bool(meta and not m.importance.empty and m.importance.iloc[0]["family"] == NAMES)
+    return {"metadata": meta, "marker": marker, "transfers": transfers, "names": names}
 
 
 def load(ws, dataset: str | None = None) -> dict[str, dict]:

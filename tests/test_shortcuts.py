@@ -38,7 +38,8 @@ def _dataset(root: Path, plant: str | None, n: int = 24, seed: int = 0, size: in
                     img.paste(Image.new("RGB", (m // 2, m // 2), (0, 0, 0)), (m // 4, m // 4))
                 if plant == "jpeg" and label == "b":
                     quality = 25
-                img.save(d / f"{i}.jpg", quality=quality)
+                name = f"{'cat' if label == 'a' else 'dog'}.{i}.jpg" if plant == "names" else f"{i}.jpg"
+                img.save(d / name, quality=quality)
     return root
 
 
@@ -208,3 +209,23 @@ def test_a_verdict_of_no_shortcut_says_why_and_names_a_probe_that_scores_on_eval
     line = shortcuts.ShortcutAudit("d", "train", "val", m, r, pd.DataFrame()).verdict[1]
     assert line == ("no corner predicts the label much better than the others (corners 0.630-0.670, the border "
                     "alone 0.758, the whole image 0.810: what the picture itself shows, not a marker)")
+
+
+def test_a_label_in_the_file_names_is_said_to_be_in_the_names(tmp_path, monkeypatch):
+    """cats_and_dogs' cat.12.jpg and dog.7.jpg: the names predict the label on both splits, which a new user read
+    under "A shortcut the benchmark rewards" although a model reading pixels never sees them."""
+    ws = Project.create(tmp_path / "w", encoder="phash")
+    ws.add("d", _dataset(tmp_path / "d", "names"))
+    a = ws.audits.shortcuts("d", permutations=30, regions=False)
+    f = shortcuts.found(a)
+    assert f["metadata"] and f["transfers"] and f["names"], a.verdict
+    assert "the file and folder names carry the label" in a.verdict[0]
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws.path))
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/7_Shortcuts.py").run()
+    assert not at.exception, at.exception
+    shown = [w.value for w in at.warning]
+    assert any(w.startswith("**The file names give the label away**") for w in shown), shown
+    assert not any("A shortcut the benchmark rewards" in w for w in shown)
