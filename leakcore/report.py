@@ -160,8 +160,10 @@ def _findings(project, ci, items, decisions, top: int, weakest: int, data: dict)
     if decisions is not None and len(decisions):
         # either way round, as the decision in force is found (`leakage.with_degrees`): a group's decision is made on
         # the pairs that link it, in whichever order they were linked (a new user's report named no reviewer there)
-        d = leakage.both_ways(decisions[["eval_item_id", "train_item_id", "reviewer"]])
-        reviewers = dict(zip(zip(d["eval_item_id"], d["train_item_id"]), d["reviewer"]))
+        d = leakage.both_ways(decisions[["eval_item_id", "train_item_id", "reviewer", "note"]])
+        # (reviewer, note) per pair: the note says why, for the rest of the team (it was in removed.csv only)
+        reviewers = {k: (who, n if isinstance(n, str) and n.strip() else None)
+                     for k, who, n in zip(zip(d["eval_item_id"], d["train_item_id"]), d["reviewer"], d["note"])}
     out = {}
     for name in names:
         check = _checks.get_check(name)
@@ -176,13 +178,13 @@ def _findings(project, ci, items, decisions, top: int, weakest: int, data: dict)
         else:
             section.update(_pair_section(name, f, items, reviewers, top, weakest))
             if name == "similarity":
-                section["closest"] = _closest(project, f, items, reviewers)
+                section["closest"] = _closest(project, f, items, reviewers, decisions)
         out[name] = section
     return out
 
 
 def _rows(part: pd.DataFrame, items, reviewers: dict, matches: pd.Series) -> list[dict]:
-    """Pair findings (or near misses) as plain rows."""
+    """Pair findings (or near misses) as plain rows (`reviewers`: (reviewer, note) per decided pair)."""
     part = part.reset_index(drop=True)
     train_ids = part["train_item_id"].fillna("").astype(str).tolist()
     return plain([{
@@ -190,7 +192,8 @@ def _rows(part: pd.DataFrame, items, reviewers: dict, matches: pd.Series) -> lis
         "train_item_id": t or None, "train_split": r.train_split or None, "train_label": tl if t else None,
         "score": None if pd.isna(r.score) else round(float(r.score), 6), "degree": r.degree,
         "decision": None if pd.isna(r.decision) else r.decision,
-        "reviewer": reviewers.get((r.eval_item_id, t)), "reason": r.reason,
+        "reviewer": reviewers.get((r.eval_item_id, t), (None, None))[0],
+        "note": reviewers.get((r.eval_item_id, t), (None, None))[1], "reason": r.reason,
         "matches": int(matches.get(r.eval_item_id, 1)),
     } for r, el, tl, t in zip(part.itertuples(), _labels(items, part["eval_item_id"]), _labels(items, train_ids),
                               train_ids)])
@@ -218,13 +221,20 @@ def _pair_section(name: str, f: pd.DataFrame, items, reviewers: dict, top: int, 
 CLOSEST = 12  # evaluation images not flagged that the report shows, closest to soft first
 
 
-def _closest(project, f: pd.DataFrame, items, reviewers: dict, n: int = CLOSEST) -> list[dict]:
+def _closest(project, f: pd.DataFrame, items, reviewers: dict, decisions=None, n: int = CLOSEST) -> list[dict]:
     """The evaluation images that are not flagged, by their nearest training image's score in force, highest first:
-    what a curator looks at to see what was not flagged (a clean dataset's report showed nothing at all)."""
+    what a curator looks at to see what was not flagged (a clean dataset's report showed nothing at all). A pair a
+    curator rejected is named so, with its reviewer (two rejected copies at 0.97 read "not reviewed, below soft")."""
     best = leakage.closest(project.scores.pairs(), set(f["eval_item_id"].astype(str)), n)
     if best.empty:
         return []
-    best = best.assign(degree="none", decision=pd.NA, reason="below soft")
+    best = best.reset_index(drop=True).assign(degree="none", decision=pd.NA, reason="below soft")
+    if decisions is not None and len(decisions):
+        d = leakage.both_ways(decisions[["eval_item_id", "train_item_id", "decision"]])
+        said = best[["eval_item_id", "train_item_id"]].merge(d, on=["eval_item_id", "train_item_id"], how="left")
+        best["decision"] = said["decision"].to_numpy()
+        best.loc[best["decision"] == "not_leak", "reason"] = "rejected by a curator"
+        best.loc[best["decision"] == "unsure", "reason"] = "below soft; a curator was unsure"
     return _rows(best, items, reviewers, pd.Series(dtype=int))
 
 
@@ -543,7 +553,10 @@ def _provenance(project, decisions: pd.DataFrame) -> dict:
                       "by_decision": {str(k): int(v) for k, v in live["decision"].value_counts().items()},
                       "reviewers": {str(k): int(v) for k, v in live["reviewer"].value_counts().items()},
                       "first": history["created_at"].min() if len(history) else None,
-                      "last": history["created_at"].max() if len(history) else None},
+                      "last": history["created_at"].max() if len(history) else None,
+                      # pairs reviewers decided differently, each one's latest (the last in force): on a shared
+                      # server a second curator's decision replaced the first's with nothing to show for it
+                      "disagreements": project.decisions.disagreements().to_dict("records")},
         "exports": exports, "resplits": resplits, "inputs_as_of": inputs_as_of,
     })
 
@@ -702,12 +715,13 @@ def _badge(degree: str | None) -> Raw:
 _DECISION_CLASS = {"hard": "yes", "soft": "yes", "same_source": "yes", "not_leak": "no", "unsure": "maybe"}
 
 
-def _decision(decision: str | None, reviewer: str | None) -> Raw:
+def _decision(decision: str | None, reviewer: str | None, note: str | None = None) -> Raw:
     if not decision:
         return Raw('<span class=muted>not reviewed</span>')
     label = Decision(decision).label if decision in {d.value for d in Decision} else decision
     who = f' <span class=muted>({_e(reviewer)})</span>' if reviewer else ""
-    return Raw(f'<span class="badge dec-{_DECISION_CLASS.get(decision, "maybe")}">{_e(label)}</span>{who}')
+    said = f'<br><span class=muted>note: {_e(note)}</span>' if note else ""  # why, for the rest of the team
+    return Raw(f'<span class="badge dec-{_DECISION_CLASS.get(decision, "maybe")}">{_e(label)}</span>{who}{said}')
 
 
 # colours: hard red, soft orange (the dashboard's reds and oranges)
@@ -1128,7 +1142,7 @@ def _pair_rows(rows: list[dict], thumbs: dict, *, rank0: int = 0) -> list[list]:
         more = f" (+{r['matches'] - 1} more)" if r.get("matches", 1) > 1 else ""
         out.append([(str(rank0 + k + 1), rank0 + k + 1), Raw(f'<span class=pair>{ev}{tr}</span>'),
                     (_fmt_num(r["score"]), r["score"] if r["score"] is not None else -1), _badge(r["degree"]),
-                    _decision(r["decision"], r["reviewer"]), agree,
+                    _decision(r["decision"], r["reviewer"], r.get("note")), agree,
                     Raw(f'{ids}<div class=reason>{_e(r["reason"])}{_e(more)}</div>')])
     return out
 
@@ -1200,8 +1214,8 @@ def _findings_html(data: dict, thumbs: dict) -> str:
         if s.get("closest"):
             out.append(f"<h3>{_e(name)}: the closest not flagged</h3>")
             out.append(f'<p class=note>The {len(s["closest"]):,} evaluation images that are not flagged with the '
-                       'highest score, each beside its nearest training image: what was not flagged, nearest the '
-                       'threshold first.</p>')
+                       'highest score, each beside its nearest training image: what was not flagged (below soft, '
+                       'or rejected by a curator), highest first.</p>')
             out.append(_table(f"t-closest-{name}", cols, _pair_rows(s["closest"], thumbs), numeric={0, 2},
                               cls="findings"))
     out.append("</section>")
@@ -1340,6 +1354,18 @@ def _provenance_html(data: dict) -> str:
                               f"{d['made']:,} made, {d['undone']:,} undone"
                               + (f"; {d['first']} to {d['last']}" if d["first"] else "")),
                 ("reviewers", ", ".join(f"{k} ({v:,})" for k, v in d["reviewers"].items()) or "none")])]
+    split = d.get("disagreements") or []
+    if split:
+        pairs = {}
+        for r in split:
+            pairs.setdefault(tuple(sorted((r["eval_item_id"], r["train_item_id"]))), []).append(r)
+        out.append(f"<h3>Pairs decided differently ({len(pairs):,})</h3><p class=note>Reviewers' latest decisions "
+                   "that disagree, oldest first; the last is the one in force.</p>")
+        rows = [[Raw(f'<span class=ids>{_e(a)}<br>{_e(b)}</span>'),
+                 Raw("<br>".join(f"{_e(r['reviewer'])}: {_e(r['decision'])} ({_e(r['created_at'])})"
+                                 + (f" · note: {_e(r['note'])}" if r.get("note") else "") for r in rs))]
+                for (a, b), rs in pairs.items()]
+        out.append(_table("t-disagreements", ["pair", "decisions"], rows))
     if p["exports"]:
         out.append("<h3>Exports of this workspace</h3>")
         rows = [[x["folder"], x["split"], x["policy"], (_fmt_int(x["kept"]), x["kept"] or 0),

@@ -318,6 +318,17 @@ def test_the_report_shows_the_closest_evaluation_images_that_are_not_flagged(ws)
     assert closest[0]["eval_item_id"] in page and "data:image/" in page
 
 
+def test_a_pair_a_curator_rejected_is_named_so_among_the_closest_not_flagged(ws):
+    """A team lead's report listed two planted copies that curators rejected (0.97 and 0.96) under "the closest not
+    flagged" as "not reviewed", degree none, "below soft"."""
+    (e, t), *_ = _flagged(ws)
+    ws.decisions.decide(e, t, "not_leak", reviewer="cora")
+    closest = {r["eval_item_id"]: r for r in ws.report_document(top=2).data["findings"]["similarity"]["closest"]}
+    row = closest[e]
+    assert (row["decision"], row["reviewer"], row["reason"]) == ("not_leak", "cora", "rejected by a curator"), row
+    assert all(r["reason"] == "below soft" for k, r in closest.items() if k != e)
+
+
 def test_a_pair_within_a_split_found_from_both_ends_counts_once():
     """Review lists such a pair once; the report said "12 pairs inside an evaluation split" for 6."""
     import pandas as pd
