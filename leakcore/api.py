@@ -8,6 +8,7 @@ draw it.
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import os
 import re
@@ -23,9 +24,10 @@ from leakcore import access as _access
 from leakcore import calibrate as _calibrate
 from leakcore import checks as _checks
 from leakcore import coverage as _coverage
+from leakcore import images as _images
 from leakcore import downstream, export as _export, ingest, leakage, review
 from leakcore import scan as _scan
-from leakcore.errors import InvalidInput, LeakcoreError, UnknownName
+from leakcore.errors import InvalidInput, LeakcoreError, UnknownName, as_code
 from leakcore.access import Action
 from leakcore.project import DEFAULT_ENCODER, DEFAULT_K, Thresholds, Workspace
 from leakcore.schema import Decision, SplitId
@@ -259,7 +261,8 @@ class Decisions:
             return
         actor = team.acting_user
         if actor and reviewer and _access.normalise_user(actor) != _access.normalise_user(reviewer):
-            raise _access.AccessDenied(f"{actor} cannot record decisions in the name of {reviewer}",
+            raise _access.AccessDenied(f"{as_code(actor, 120)} cannot record decisions in the name of "
+                                       f"{as_code(reviewer, 120)}",
                                        cli="pass your own name with --reviewer", page="Decide as yourself")
         _access.require(self._p.path, reviewer or actor, Action.DECIDE)
 
@@ -305,6 +308,10 @@ class Decisions:
 
     def history(self, eval_item_id: str | None = None) -> pd.DataFrame:
         return review.history(self._p.workspace, eval_item_id)
+
+    def disagreements(self, pair: tuple[str, str] | None = None) -> pd.DataFrame:
+        """Each reviewer's latest decision on the pairs that reviewers decided differently (`review.disagreements`)."""
+        return review.disagreements(self._p.workspace, pair)
 
     @staticmethod
     def group_links(groups, group_id: str, decision: "Decision | str") -> list[tuple[str, str]]:
@@ -953,8 +960,11 @@ class Project:
     @classmethod
     def create(cls, path: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER, k: int = DEFAULT_K,
                actor: str | None = None) -> "Project":
-        """Create a workspace (or open the one at `path`) as `actor`, under the allowed roots."""
+        """Create a workspace (or open the one at `path`) as `actor`, under the allowed roots: not inside another
+        workspace, nor in a folder of images (a team server's viewer made one in a dataset's val folder, which wrote
+        project.toml among the photos, and one inside the team's workspace)."""
         _access.check_path(path, "workspace")
+        _check_new_workspace_folder(Path(path))
         return cls(Workspace.create(path, encoder=encoder, k=k), actor=actor)
 
     @property
@@ -1131,7 +1141,8 @@ class Project:
         if ws.verification:
             _fused_on_photos(ws)
         self._audit_changes(who, before)
-        self.team.audit(who, "scan", after={"encoder": ws.encoder, "k": ws.k, "ray": ray})  # once it has finished
+        if result.pairs_searched or result.verified:  # a scan that found everything done changed nothing: not logged
+            self.team.audit(who, "scan", after={"encoder": ws.encoder, "k": ws.k, "ray": ray})  # once it has finished
         return result
 
     def report(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True) -> dict:
@@ -1302,6 +1313,31 @@ class Project:
                                   seed=request.seed)
         return ImpactResult(split, table, len(preds), int(len(items)), len(leaks.hard), len(leaks.soft), leaks.source,
                             tuple(notes) + tuple(leaks.notes))
+
+
+def _check_new_workspace_folder(path: Path) -> None:
+    """Refuse a new workspace inside another one or in a folder that holds images (a dataset's); an existing
+    workspace opens as it is."""
+    from leakcore.project import CONFIG_NAME
+
+    path = path.expanduser().resolve()
+    if (path / CONFIG_NAME).exists():
+        return
+    for parent in path.parents:
+        if (parent / CONFIG_NAME).exists():
+            raise InvalidInput(f"{as_code(path, 200)} is inside the workspace {as_code(parent, 200)}: a new workspace "
+                               "needs a folder of its own", cli="choose a folder outside it",
+                               page="Choose a folder outside it")
+    if path.is_dir():
+        def files():  # the folder's files and its subfolders' (a class folder of a split), at most 10,000 looked at
+            for p in path.iterdir():
+                yield p
+                if p.is_dir():
+                    yield from p.iterdir()
+
+        if any(p.suffix.lower() in _images.IMAGE_EXTENSIONS for p in itertools.islice(files(), 10_000)):
+            raise InvalidInput(f"{as_code(path, 200)} holds images: a workspace is kept beside the data, not in it",
+                               cli="choose an empty or new folder", page="Choose an empty or new folder")
 
 
 def open_project(path: str | os.PathLike) -> Project:

@@ -270,15 +270,27 @@ def _strongest(project, *, hard, soft, use_decisions: bool, top: int) -> None:
     f = f.assign(within=f["train_split"] == f["eval_split"])
     f = f[listed_once(f)].sort_values(["within", "score"], ascending=[True, False], kind="stable")
     f = f.drop_duplicates(["eval_split", "eval_item_id", "within"])
+    live = project.decisions.latest() if use_decisions else None
+    who = {} if live is None else {k: r for r in live.itertuples() for k in ((r.eval_item_id, r.train_item_id),
+                                                                            (r.train_item_id, r.eval_item_id))}
+    differ = project.decisions.disagreements() if use_decisions else None
     print(f"\nflagged images, strongest first ({project.settings.score_words}; `leakcore report --html` shows them):")
     for (split, within), part in f.groupby(["eval_split", "within"], sort=True):
         print(f"  {split}, " + ("pairs of duplicates inside the split" if within else "with a match in training")
               + f": {len(part)}")
         for r in part.head(top).itertuples():
-            said = f", curator: {r.decision}" if isinstance(r.decision, str) else ""
+            d = who.get((r.eval_item_id, r.train_item_id))
+            said = (f", curator: {r.decision}" + (f" ({d.reviewer})" if d is not None else "")
+                    + (f", note: {d.note}" if d is not None and isinstance(d.note, str) and d.note.strip() else "")
+                    if isinstance(r.decision, str) else "")
             print(f"    {r.eval_item_id}  ~ {r.train_item_id}  {r.degree} {r.score:.4f}{said}")
         if len(part) > top:
             print(f"    … and {len(part) - top} more (--top N lists more)")
+    if differ is not None and len(differ):
+        pairs = differ.assign(key=[tuple(sorted(p)) for p in zip(differ["eval_item_id"], differ["train_item_id"])])
+        print(f"\npairs decided differently by reviewers (the latest in force): {pairs['key'].nunique()}")
+        for (a, b), rows in list(pairs.groupby("key", sort=False))[:top]:
+            print(f"    {a}  ~ {b}: " + "; ".join(f"{r.reviewer} {r.decision}" for r in rows.itertuples()))
 
 
 def cmd_report(args) -> int:

@@ -291,6 +291,31 @@ def history(ws, eval_item_id: str | None = None) -> pd.DataFrame:
                                  params=(eval_item_id,))
 
 
+def disagreements(ws, pair: tuple[str, str] | None = None) -> pd.DataFrame:
+    """Pairs that curators decided differently: per pair (either way round, as `leakage.both_ways` reads a decision),
+    each reviewer's latest live decision where at least two reviewers' differ, oldest first; columns eval_item_id,
+    train_item_id, reviewer, decision, note, created_at. The latest is the one in force; the others were silently
+    replaced (two curators deciding one queue at once: soft by one, hard a second later by the other, and only
+    "hard by cora" was to be seen anywhere). `pair`: that pair's only."""
+    cols = ["eval_item_id", "train_item_id", "reviewer", "decision", "note", "created_at"]
+    if not _db_path(ws).exists():
+        return pd.DataFrame(columns=cols)
+    where, params = "", ()
+    if pair is not None:
+        where, params = ("AND ((eval_item_id = ? AND train_item_id = ?) OR (eval_item_id = ? AND train_item_id = ?))",
+                         (pair[0], pair[1], pair[1], pair[0]))
+    with connect(ws) as conn:
+        live = pd.read_sql_query(f"SELECT id, eval_item_id, train_item_id, decision, note, reviewer, created_at FROM "
+                                 f"decisions WHERE undone_at IS NULL {where} ORDER BY id", conn, params=params)
+    if live.empty:
+        return pd.DataFrame(columns=cols)
+    a, b = live["eval_item_id"].astype(str), live["train_item_id"].astype(str)
+    live["_key"] = np.where(a <= b, a + "\0" + b, b + "\0" + a)  # one key for both ways round
+    mine = live.drop_duplicates(["_key", "reviewer"], keep="last")  # each reviewer's latest on the pair
+    split = mine.groupby("_key")["decision"].transform("nunique") > 1
+    return mine[split].sort_values("id", kind="stable")[cols].reset_index(drop=True)
+
+
 # ---- the review queue ------------------------------------------------------------------------------
 BORDERLINE = "borderline"
 STATES = ("unreviewed", "confirmed", "rejected", "unsure")

@@ -147,6 +147,13 @@ def test_once_the_queue_is_reviewed_the_page_shows_what_was_not_flagged(ws):
     assert any(f"All {len(queued)} pairs in the queue are reviewed" in s.value for s in at.success)
     closest = at.dataframe[0].value
     assert len(closest) and not set(closest["evaluation item"]) & set(queued["eval_item_id"])
+    assert "undo_empty" not in [b.key for b in at.button]  # ann decided them: this session's "tester" has nothing
+    at.session_state["reviewer"] = "ann"
+    at.run()
+    at.button(key="undo_empty").click().run()  # Z on the "all reviewed" screen: the last pair is back in the queue
+    assert not at.exception
+    assert not any("are reviewed" in s.value for s in at.success)
+    assert "1 match the filters" in at.get("progress")[0].proto.text
 
 
 def test_review_filters(ws):
@@ -173,6 +180,32 @@ def test_a_reviewer_s_name_is_text_on_the_review_page(ws):
     assert not at.exception
     header = next(m.value for m in at.markdown if "state **confirmed**" in m.value)
     assert "by `![x](http://example.com/x.png) **B** http://example.com/y`" in header, header
+
+
+def test_a_pair_decided_differently_by_two_curators_says_so_with_their_notes(ws, capsys):
+    """On a shared server two curators decided one queue at once: the later decision replaced the earlier, and the
+    page showed only "hard leak by cora"; a note was nowhere on the pair."""
+    from leakcore.api import Project
+
+    project = Project.open(ws.path)
+    e, t = project.checks.findings()[["eval_item_id", "train_item_id"]].iloc[0]
+    review.decide(ws, e, t, "soft", reviewer="carl", note="a crop, I think")
+    review.decide(ws, e, t, "hard", reviewer="cora", note="the same shot")
+    at = run("pages/1_Review.py")
+    at.multiselect(key="f_states").set_value(["confirmed"]).run()
+    assert not at.exception
+    assert any("Note by `cora`: `the same shot`" in c.value for c in at.caption), [c.value for c in at.caption]
+    warned = " ".join(w.value for w in at.warning)
+    assert "Decided differently by 2 curators" in warned and "`carl`: soft" in warned and "`cora`: hard" in warned
+    assert "`a crop, I think`" in warned
+    text = project.report_document(top=5).html()
+    assert "Pairs decided differently (1)" in text and "carl: soft" in text and "note: the same shot" in text
+    from leakcore.cli import main
+
+    assert main(["report", str(ws.path)]) == 0
+    out = capsys.readouterr().out
+    assert "curator: hard (cora), note: the same shot" in out and "pairs decided differently by reviewers" in out
+    assert "carl soft; cora hard" in out, out
 
 
 def test_grid_mode_decides_many(ws):

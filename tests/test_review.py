@@ -23,6 +23,27 @@ def test_later_decision_supersedes_and_history_keeps_all(ws):
     assert list(review.history(ws)["decision"]) == ["hard", "not_leak"]
 
 
+def test_pairs_two_reviewers_decided_differently_are_listed_with_each_ones_latest(ws):
+    """Two curators on one queue: soft by one, hard a second later by the other, and only "hard by cora" showed
+    anywhere. Each reviewer's latest counts (a change of mind is not a disagreement), either way round, undone ones
+    not at all."""
+    review.decide(ws, "e1", "t1", "soft", reviewer="carl")
+    review.decide(ws, "e1", "t1", "hard", reviewer="cora", note="same shot")
+    review.decide(ws, "e2", "t2", "hard", reviewer="carl")
+    review.decide(ws, "e2", "t2", "not_leak", reviewer="carl")  # his own mind changed: no disagreement
+    review.decide(ws, "a", "b", "hard", reviewer="ann")
+    review.decide(ws, "b", "a", "not_leak", reviewer="bob")  # the other way round: the same pair
+    review.decide(ws, "e3", "t3", "hard", reviewer="ann")
+    review.decide(ws, "e3", "t3", "soft", reviewer="bob")
+    review.undo_last(ws, "bob")  # undone: no disagreement left on e3
+    split = review.disagreements(ws)
+    assert list(zip(split["reviewer"], split["decision"])) == [("carl", "soft"), ("cora", "hard"), ("ann", "hard"),
+                                                               ("bob", "not_leak")]
+    one = review.disagreements(ws, ("t1", "e1"))
+    assert list(one["reviewer"]) == ["carl", "cora"] and one["note"].iloc[1] == "same shot"
+    assert review.disagreements(ws, ("e2", "t2")).empty
+
+
 def test_undo_restores_the_previous_decision_per_reviewer(ws):
     review.decide(ws, "e1", "t1", "soft", reviewer="ann")
     review.decide(ws, "e1", "t1", "hard", reviewer="ann")

@@ -17,6 +17,21 @@ DECISION_BUTTONS = [("hard", "Hard leak", "H"), ("soft", "Soft leak", "S"), ("no
                     ("unsure", "Unsure", "U")]
 
 
+def decided_by_others(ws, pair) -> None:
+    """The pair's note, and where curators decided it differently, each one's decision: on a shared server two
+    curators deciding one queue at once replaced each other's decisions with nothing to show for it."""
+    if pair["state"] != "unreviewed" and isinstance(pair.get("note"), str) and pair["note"].strip():
+        top = st.container()
+        top.caption(f"Note by {as_code(pair['reviewer'], 200)}: {as_code(pair['note'], 500)}")
+    split = ws.decisions.disagreements((pair["eval_item_id"], pair["train_item_id"]))
+    if len(split):
+        said = "; ".join(f"{as_code(r.reviewer, 120)}: {DECISION_LABELS.get(r.decision, r.decision)} ({r.created_at})"
+                         + (f", note {as_code(r.note, 200)}" if isinstance(r.note, str) and r.note.strip() else "")
+                         for r in split.itertuples())
+        st.warning(f"Decided differently by {split['reviewer'].nunique()} curators: {said}. The latest is in force; "
+                   "decide again to settle it.", icon=":material/forum:")
+
+
 def _reviewer() -> str | None:
     """This session's reviewer, or None (with a message) when the field is empty: no decision is anonymous."""
     name = (st.session_state.get("reviewer") or "").strip()
@@ -280,9 +295,11 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
             if counts["total"] and decided >= counts["total"]:  # the queue is done: what was not flagged is left
                 st.success(f"All {counts['total']} pairs in the queue are reviewed. Below, the evaluation images that "
                            f"are not in it and came closest to soft, each beside its nearest training image.")
+                undo_button(ws)
                 closest_table(ws, set(queue["eval_item_id"].astype(str)))
                 return
             st.success("No pairs match these filters. Widen them in the sidebar to see more.")
+            undo_button(ws)
             return
         pos = position(view)
         flash()  # what position() had to say about a linked pair
@@ -306,6 +323,7 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
             f"labels **{pair['label_agreement']}** · state **{pair['state']}**"
             + (f" ({DECISION_LABELS[pair['decision']]} by {as_code(pair['reviewer'], 200)})"
                if pair["state"] != "unreviewed" else ""))
+        decided_by_others(ws, pair)
         top[1].toggle("Grid mode", key="grid_mode",
                       help="Decide the flagged neighbours of this evaluation image in the queue at once")
         top[2].select_slider("Image size", options=["fit", "1×", "2×", "4×", "8×"], key="zoom",
@@ -367,6 +385,15 @@ def next_strip(ws: Workspace, items: pd.DataFrame, view, pos: int) -> None:
     st.caption(f"Next {len(ahead)} pairs (click one to open it)")
     st.markdown('<div style="display:flex;gap:10px;flex-wrap:wrap">' + "".join(cells) + "</div>",
                 unsafe_allow_html=True)
+
+
+def undo_button(ws: Workspace) -> None:
+    """Undo (Z) where the queue is empty: the last decision took its pair out of the queue, and Z did nothing on the
+    "all reviewed" screen until the State filter was widened."""
+    reviewer = (st.session_state.get("reviewer") or "").strip()
+    if reviewer and ws.decisions.undoable(reviewer):
+        st.button("Undo my last decision", key="undo_empty", shortcut="Z", on_click=_undo, args=(str(ws.path),),
+                  icon=":material/undo:", help="Z: takes back your last decision; its pair returns to the queue")
 
 
 CLOSEST_SHOWN = 20  # evaluation images shown, closest first, where nothing is flagged or all of the queue is reviewed
