@@ -34,7 +34,7 @@ from typing import Callable, Iterator
 import pandas as pd
 import tomli_w
 
-from leakcore.errors import InvalidInput, LeakcoreError, WorkspaceError
+from leakcore.errors import InvalidInput, LeakcoreError, WorkspaceError, as_code
 from leakcore.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,9 @@ def require(ws_path: str | os.PathLike, user: str | None, action: Action) -> Rol
     role = roles.role_of(user)
     if not allows(role, action):
         need = needed_role(action)
-        raise AccessDenied(f"{user} is a {role.value} in this workspace: to {action.value} needs the {need.value} role",
+        # the identity as text (a code span): an identity "[x](http://evil.example/)@example.org" was a link on the page
+        raise AccessDenied(f"{as_code(user, 120)} is a {role.value} in this workspace: to {action.value} needs the "
+                           f"{need.value} role",
                            cli=f"ask a lead to give you the {need.value} role in {roles_path(ws_path)}",
                            page=f"Ask a lead to give you the {need.value} role (Team page)")
     return role
@@ -229,6 +231,8 @@ def save_roles(ws_path: str | os.PathLike, roles: Roles, *, actor: str | None) -
     if roles.role_of(actor) != Role.LEAD:
         raise InvalidInput(f"{actor} would no longer be a lead: let another lead change your own role")
     before = load_roles(ws_path)
+    if before is not None and before.to_dict() == roles.to_dict():
+        return roles  # nothing changed: nothing written or logged (each Save on the Team page logged an entry)
     text = ("# Who may do what in this workspace (leakcore). viewer: reads everything; curator: also decides pairs;\n"
             "# lead: also thresholds, calibration, export, re-split, adding data, scans, roles. `default` is the role\n"
             "# of everyone not listed. Identities are the sign-in e-mail (or login name on the command line).\n"
@@ -367,11 +371,11 @@ def path_allowed(path: str | os.PathLike, roots: list[Path] | None = None) -> bo
 def check_path(path: str | os.PathLike, what: str) -> None:
     """PathNotAllowed unless `path` (symlinks resolved) lies under an allowed root; no path holds a NUL."""
     if "\x00" in str(path):
-        raise PathNotAllowed(f"{what} {str(path)!r} holds a NUL character, which no path can",
+        raise PathNotAllowed(f"{what} {as_code(repr(str(path)), 200)} holds a NUL character, which no path can",
                              cli="check the path", page="Check the path")
     roots = allowed_roots()
     if roots is not None and not path_allowed(path, roots):
-        raise PathNotAllowed(f"{what} {path} is outside the folders this server allows "
+        raise PathNotAllowed(f"{what} {as_code(path, 200)} is outside the folders this server allows "
                              f"({', '.join(map(str, roots)) or 'none'})",
                              cli=f"list its folder in ${ROOTS_ENV}", page="Ask the server's operator to list its folder")
 
@@ -387,7 +391,7 @@ def check_ray_address(address: str | None) -> None:
         return
     listed = set(os.environ.get(RAY_ENV, "").replace(",", " ").split())  # addresses hold ":", so commas or spaces
     if address.strip() not in listed:
-        raise PathNotAllowed(f"Ray address {address!r} is not one this server's operator lists "
+        raise PathNotAllowed(f"Ray address {as_code(repr(address), 200)} is not one this server's operator lists "
                              f"({', '.join(sorted(listed)) or 'none besides local and auto'})",
                              cli=f"list it in ${RAY_ENV}", page="Use local or auto, or ask the server's operator to list the cluster")
 

@@ -91,7 +91,7 @@ def test_a_viewer_changes_nothing(team, verb, tmp_path):
         "roles": lambda: ws.team.set_roles(Roles({VIEWER: Role.LEAD})),
         "score": lambda: ws.configure(score="similarity"),
     }
-    with pytest.raises(AccessDenied, match=f"{VIEWER} is a viewer") as err:
+    with pytest.raises(AccessDenied, match=f"`{VIEWER}` is a viewer") as err:
         calls[verb]()
     assert isinstance(err.value, LeakcoreError) and "Team page" in err.value.for_page()
     assert review.latest_decisions(ws.workspace).equals(before)
@@ -332,7 +332,7 @@ def test_the_cli_acts_as_the_os_user_or_reviewer(team, capsys, monkeypatch):
     path, _ = team
     monkeypatch.setattr(access, "os_user", lambda: "vic@example.org")
     assert main(["export", str(path), "--split", "animals/test"]) != 0
-    assert "vic@example.org is a viewer" in capsys.readouterr().err
+    assert "`vic@example.org` is a viewer" in capsys.readouterr().err
     assert main(["--reviewer", LEAD, "export", str(path), "--split", "animals/test"]) == 0
     assert AuditLog(path).last("export")["user"] == LEAD
     assert access._identity_source is None  # the CLI leaves nothing behind in this process
@@ -481,3 +481,69 @@ def test_a_viewer_on_the_review_page_sees_why_the_decisions_are_off(team, monkey
     at.session_state["reviewer"] = CURATOR
     at.run()
     assert not at.exception and not at.button(key="decide_hard").disabled
+
+
+def test_a_new_workspace_is_not_made_inside_another_or_among_images(team, tmp_path):
+    """A team server's viewer made a workspace inside the team's and one in a dataset's val folder (project.toml
+    and items.parquet among the photos, then "skipped 2 files that are not images" on the next add)."""
+    with pytest.raises(InvalidInput, match="is inside the workspace"):
+        Project.create(team[0] / "mine")
+    data = tmp_path / "animals" / "test"  # the fixture's images: test/cat/*.jpg
+    with pytest.raises(InvalidInput, match="holds images"):
+        Project.create(data)
+    assert not (data / "project.toml").exists()
+    assert Project.create(team[0]).path == team[0].resolve()  # an existing workspace opens as it is
+    assert (Project.create(tmp_path / "fresh").path / "project.toml").exists()
+
+
+def test_on_a_signed_in_server_only_a_lead_creates_a_workspace(team, tmp_path, monkeypatch):
+    from ui import access_ui
+
+    monkeypatch.setattr(access_ui, "sign_in_configured", lambda: True)
+    monkeypatch.setattr(access_ui.st, "error", lambda *a, **k: None)
+    access.set_identity_source(lambda: VIEWER)
+    assert not access_ui.may_create_workspace(str(team[0]))
+    access.set_identity_source(lambda: LEAD)
+    assert access_ui.may_create_workspace(str(team[0]))
+    monkeypatch.setattr(access_ui, "sign_in_configured", lambda: False)
+    access.set_identity_source(lambda: VIEWER)
+    assert access_ui.may_create_workspace(str(team[0]))  # one person's machine: anyone
+
+
+def test_an_identity_in_a_refusal_is_text_not_a_link(team):
+    odd = "[x](http://evil.example/)@example.org"
+    Project.open(team[0], actor=LEAD).team.set_roles(Roles({LEAD: Role.LEAD, odd: Role.VIEWER}))
+    with pytest.raises(AccessDenied) as err:
+        Project.open(team[0], actor=odd).configure(thresholds=(0.5, 0.4))
+    assert err.value.message.startswith(f"`{odd}` is a viewer"), err.value.message
+
+
+def test_what_changed_nothing_is_not_logged(team):
+    """Each Save on the Team page logged an entry with before equal to after, and a scan that found everything done
+    logged a "scan"."""
+    ws = Project.open(team[0], actor=LEAD)
+    before = len(AuditLog(team[0]).entries())
+    ws.team.set_roles(ws.team.roles())
+    ws.scan()
+    assert len(AuditLog(team[0]).entries()) == before
+    ws.team.set_roles(Roles({LEAD: Role.LEAD, CURATOR: Role.CURATOR, VIEWER: Role.CURATOR}))
+    assert [e["action"] for e in AuditLog(team[0]).entries()[before:]] == ["roles"]
+
+
+def test_signing_out_ends_every_session_of_that_user_on_the_server(tmp_path, monkeypatch):
+    """A sign-out cleared only its own tab's cookie: another open tab went on deciding in that name, and a cookie
+    copied before the sign-out still signed in. Sessions signed in before the sign-out are sent to sign in again."""
+    from ui import access_ui
+
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    issued = {"at": 1_000.0}
+    monkeypatch.setattr(access_ui, "_issued_at", lambda: issued["at"])
+    assert not access_ui.signed_out_elsewhere(CURATOR)
+    monkeypatch.setattr(access_ui.time, "time", lambda: 2_000.0)
+    access_ui.record_sign_out(CURATOR.upper())  # identities compare case-blind
+    assert access_ui.signed_out_elsewhere(CURATOR)  # the other tab, or a replayed cookie: signed in at 1,000
+    assert not access_ui.signed_out_elsewhere(LEAD)
+    issued["at"] = 3_000.0  # signed in again afterwards
+    assert not access_ui.signed_out_elsewhere(CURATOR)
+    issued["at"] = None  # a provider whose token says nothing of when: not judged
+    assert not access_ui.signed_out_elsewhere(CURATOR)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import logging
 import os
 import sys
+import time
+from pathlib import Path
 
 import streamlit as st
 
@@ -51,6 +54,53 @@ def signed_in_user() -> str | None:
     except Exception:  # noqa: BLE001 - no session (a thread of its own): nobody
         return None
     return normalise_user(str(who)) or None
+
+
+def _sign_outs_file() -> Path:
+    """The server's record of who signed out when (LEAKCORE_HOME, beside the recent workspaces)."""
+    return Path(os.environ.get("LEAKCORE_HOME", Path.home() / ".leakcore")) / "signed-out.json"
+
+
+def _sign_outs() -> dict:
+    try:
+        return {str(k): float(v) for k, v in json.loads(_sign_outs_file().read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def record_sign_out(user: str) -> None:
+    """Sign `user` out of every session of this server: a sign-out only cleared the cookie of the tab it was
+    pressed in, so another open tab went on deciding in that name, and a cookie copied before still signed in.
+    Sessions whose sign-in is older than this moment are sent to the sign-in page (`signed_out_elsewhere`)."""
+    path = _sign_outs_file()
+    said = _sign_outs()
+    said[normalise_user(user)] = time.time()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(said))
+        os.replace(tmp, path)  # whole or not at all: two sign-outs at once never leave half a file
+    except OSError as exc:
+        log.warning("could not record the sign-out of %s: %s", user, exc)
+
+
+def _issued_at() -> float | None:
+    """When the provider signed this session's identity in (the ID token's `iat`), or None where it does not say."""
+    try:
+        iat = st.user.get("iat")
+    except Exception:  # noqa: BLE001 - no session: nothing to compare
+        return None
+    try:
+        return float(iat) if iat is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def signed_out_elsewhere(user: str) -> bool:
+    """Whether `user` signed out (in any session of this server) after this session signed in."""
+    out = _sign_outs().get(normalise_user(user))
+    issued = _issued_at()
+    return out is not None and issued is not None and issued <= out
 
 
 def session_identity() -> str | None:
@@ -99,6 +149,24 @@ def open_serving_allowed() -> bool:
                 or _operator_settings().get("serve_without_sign_in") is True)
 
 
+def may_create_workspace(current: str | None) -> bool:
+    """On a server with sign-in, a new workspace is made by a lead of the workspace open now (its creator becomes
+    the new one's lead: a viewer made workspaces inside the team's and inside a dataset, and led them); says why
+    not. Without sign-in (one person's machine) anyone may."""
+    if not sign_in_configured() or not current:
+        return True
+    try:
+        role = Project.open(current).team.role()
+    except LeakcoreError as exc:
+        st.error(exc.for_page(), icon=":material/error:")
+        return False
+    if role == Role.LEAD:
+        return True
+    st.error(f"Only a lead of this workspace may create a new one on this server; you are a {role.value} here.",
+             icon=":material/lock:")
+    return False
+
+
 def allowed_roots(start_workspace: str) -> list[str] | None:
     """$LEAKCORE_ROOTS, else roots under [leakcore] in the secrets; with sign-in on and none listed, only the
     workspace the server was started with. None (anywhere) without sign-in and without a list, as before."""
@@ -118,6 +186,9 @@ def gate(start_workspace: str) -> str | None:
     configure_access(session_identity, allowed_roots(start_workspace))
     if sign_in_configured():
         user = signed_in_user()
+        if user is not None and signed_out_elsewhere(user):
+            sign_in_page("You signed out (in this browser or another): sign in again to go on.")
+            st.stop()
         if user is None:
             sign_in_page()
             st.stop()
@@ -146,8 +217,10 @@ def refusal(ws_path: str, action: "Action" = Action.DECIDE) -> str | None:
         return exc.for_page()
 
 
-def sign_in_page() -> None:
+def sign_in_page(why: str | None = None) -> None:
     st.title("Data leakage review")
+    if why:
+        st.info(why, icon=":material/logout:")
     st.markdown("Sign in to review: every decision, threshold and export is recorded in your name.")
     if st.button("Sign in", key="sign_in", type="primary", icon=":material/login:"):
         st.login()
@@ -174,6 +247,7 @@ def identity_sidebar(ws_path: str | None) -> None:
             st.caption(f"Role here: **{role.value}**" + (" (reads everything; deciding needs the curator role)"
                                                         if role == Role.VIEWER else ""))
         if st.button("Sign out", key="sign_out", icon=":material/logout:"):
+            record_sign_out(user)  # every session of this user on this server, not only this tab's cookie
             st.logout()
         return
     st.text_input("Reviewer", key="reviewer", placeholder="your name (needed to decide)",

@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from leakcore.api import ALL_SOURCES, Project, degree_of, format_names, planted_truth
-from ui import data, state
+from ui import access_ui, data, state
 from ui.widgets import user_errors
 
 Workspace = Project  # pages hold a Project: the workspace with the product's verbs
@@ -32,6 +32,8 @@ def _switch(path: str, create: bool) -> None:
     """Open (or create) through the facade first: a folder outside the server's roots is refused before anything
     is looked up there or remembered in the recent list every user of the server sees."""
     project = None
+    if create and not access_ui.may_create_workspace(st.session_state.get("workspace")):
+        return  # refused, with the reason shown
     with user_errors(stop=False):
         project = Project.create(path) if create else Project.open(path)
     if project is None:
