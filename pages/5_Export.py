@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from leakcore.api import ALL_SOURCES, EXPORT_FORMATS, EXPORT_POLICIES, WITHIN_KEPT
+from leakcore.errors import as_code
 from ui import data
 from ui.review_ui import pair_url
 from ui.widgets import flash, page, user_errors
@@ -66,6 +67,10 @@ with user_errors():
     policy = ws.exports.policy(flags, keep_text, dedupe, also=also)
     st.subheader("What each policy removes")
     preview, plan = data.export_views(ws, split, policy)
+    unknown = sorted(set(policy.keep) - set(plan["item_id"].astype(str)) - set(plan["key"].astype(str)))
+    if unknown:  # said, not ignored (a typed "../../etc/passwd" kept nothing and said nothing)
+        c4.caption(f"{len(unknown)} keep-list {'line matches' if len(unknown) == 1 else 'lines match'} no image of {split}: "
+                   + ", ".join(as_code(k, 80) for k in unknown[:5]) + (" …" if len(unknown) > 5 else ""))
     st.dataframe(preview, hide_index=True, width="stretch")
     kept = int(preview[WITHIN_KEPT].iloc[0]) if WITHIN_KEPT in preview and len(preview) else 0
     if kept and not dedupe:

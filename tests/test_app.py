@@ -370,6 +370,10 @@ def test_export_page_writes_a_re_split_in_folders_with_its_seed(ws):
 def test_export_page_previews_and_writes(ws):
     at = run("pages/5_Export.py")
     assert not at.exception
+    at.text_area(key="exp_keep").set_value("../../etc/passwd\ncat/test_000.jpg").run()
+    said = [c.value for c in at.caption if "keep-list line" in c.value]
+    assert said == ["1 keep-list line matches no image of animals/test: `../../etc/passwd`"], said
+    at.text_area(key="exp_keep").set_value("").run()
     preview = at.dataframe[0].value.iloc[0]
     assert (preview["removed at hard"], preview["removed at none"]) == (3, 0)
     at.radio(key="exp_policy").set_value("none").run()

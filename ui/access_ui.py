@@ -242,7 +242,8 @@ def identity_sidebar(ws_path: str | None) -> None:
             has_roles = False
     if user is not None:
         st.caption("Signed in as")
-        st.text(user)  # text, never markup: an identity is shown as it is
+        st.text(user if len(user) <= 80 else user[:79] + "…")  # text, never markup; a 3,000-character one filled the
+        # sidebar
         if role is not None and has_roles:
             st.caption(f"Role here: **{role.value}**" + (" (reads everything; deciding needs the curator role)"
                                                         if role == Role.VIEWER else ""))
