@@ -379,12 +379,14 @@ def test_hostile_input_is_text_or_refused_with_a_reason(team_server, browser):
         other = Project.create(ws_path.parent / "other-ws", encoder="phash").path  # a real workspace, outside them
         page = cora.open("/", "Signed in as")
         page.get_by_text("Open or create a workspace").click()
-        for key, target in (("ws_create", elsewhere), ("ws_open", other)):
+        # a curator creates no workspace on a signed-in server (a lead of the open one does), and opens none outside
+        for key, target, said in (("ws_create", elsewhere, "Only a lead of this workspace may create a new one"),
+                                  ("ws_open", other, "outside the folders this server allows")):
             page.get_by_label("Workspace folder").fill(str(target))
             page.get_by_label("Workspace folder").press("Enter")
             page.wait_for_timeout(500)
             page.locator(f".st-key-{key} button").click()
-            expect(page.get_by_text("outside the folders this server allows").first).to_be_visible(timeout=60_000)
+            expect(page.get_by_text(said).first).to_be_visible(timeout=60_000)
             cora.no_crash()
         cora.shot("outside-roots")
         assert not elsewhere.exists()
@@ -471,11 +473,11 @@ def test_a_viewer_s_hand_made_requests_are_refused_by_the_core(team_server, brow
                                                     for e in drawn)
         click = WidgetState(id=client.button_id(drawn, "decide_hard"), trigger_value=True)
         answer = client.words(client.run("Review", (click,)))
-        assert f"{VIEWER} is a viewer" in answer, answer
+        assert f"`{VIEWER}` is a viewer" in answer, answer
         drawn = client.run("Export")
         click = WidgetState(id=client.button_id(drawn, "exp_write"), trigger_value=True)
         answer = client.words(client.run("Export", (click,)))
-        assert f"{VIEWER} is a viewer" in answer, answer
+        assert f"`{VIEWER}` is a viewer" in answer, answer
     finally:
         client.close()
     assert len(Project.open(ws_path).decisions.history()) == before
