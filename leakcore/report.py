@@ -1362,7 +1362,7 @@ def _provenance_html(data: dict) -> str:
         out.append(f"<h3>Pairs decided differently ({len(pairs):,})</h3><p class=note>Reviewers' latest decisions "
                    "that disagree, oldest first; the last is the one in force.</p>")
         rows = [[Raw(f'<span class=ids>{_e(a)}<br>{_e(b)}</span>'),
-                 Raw("<br>".join(f"{_e(r['reviewer'])}: {_e(r['decision'])} ({_e(r['created_at'])})"
+                 Raw("<br>".join(f"{_e(r['reviewer'])}: {_e(r['decision'])} ({_e(str(r['created_at'])[:19].replace('T', ' '))})"
                                  + (f" · note: {_e(r['note'])}" if r.get("note") else "") for r in rs))]
                 for (a, b), rs in pairs.items()]
         out.append(_table("t-disagreements", ["pair", "decisions"], rows))

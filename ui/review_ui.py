@@ -25,7 +25,8 @@ def decided_by_others(ws, pair) -> None:
         top.caption(f"Note by {as_code(pair['reviewer'], 200)}: {as_code(pair['note'], 500)}")
     split = ws.decisions.disagreements((pair["eval_item_id"], pair["train_item_id"]))
     if len(split):
-        said = "; ".join(f"{as_code(r.reviewer, 120)}: {DECISION_LABELS.get(r.decision, r.decision)} ({r.created_at})"
+        said = "; ".join(f"{as_code(r.reviewer, 120)}: {DECISION_LABELS.get(r.decision, r.decision)} "
+                         f"({str(r.created_at)[:19].replace('T', ' ')})"
                          + (f", note {as_code(r.note, 200)}" if isinstance(r.note, str) and r.note.strip() else "")
                          for r in split.itertuples())
         st.warning(f"Decided differently by {split['reviewer'].nunique()} curators: {said}. The latest is in force; "
