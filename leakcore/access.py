@@ -221,11 +221,18 @@ def template_roles(lead: str) -> Roles:
     return Roles({normalise_user(lead): Role.LEAD}, Role.VIEWER)
 
 
+MAX_IDENTITY = 254  # an e-mail address's longest
+
+
 def save_roles(ws_path: str | os.PathLike, roles: Roles, *, actor: str | None) -> Roles:
     """Write the roles file as `actor` (a lead, or anyone while there is no file yet) and audit the change. A
     file without a lead, or one that would take the lead role from the actor, is refused: someone must be able
     to change it again."""
     role = require(ws_path, actor, Action.ROLES)
+    for user in roles.to_dict().get("users", {}):  # an e-mail or a login name: the Team grid took any text
+        if len(user) > MAX_IDENTITY or any(c.isspace() or not c.isprintable() for c in user):
+            raise InvalidInput(f"{as_code(user, 80)} is not an identity: an e-mail address or a login name, without "
+                               f"spaces, at most {MAX_IDENTITY} characters")
     if not roles.leads():
         raise InvalidInput("the roles file needs at least one lead (who else could change it?)")
     if roles.role_of(actor) != Role.LEAD:

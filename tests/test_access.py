@@ -547,3 +547,11 @@ def test_signing_out_ends_every_session_of_that_user_on_the_server(tmp_path, mon
     assert not access_ui.signed_out_elsewhere(CURATOR)
     issued["at"] = None  # a provider whose token says nothing of when: not judged
     assert not access_ui.signed_out_elsewhere(CURATOR)
+
+
+def test_a_role_is_given_to_an_identity_not_to_any_text(team):
+    ws = Project.open(team[0], actor=LEAD)
+    for odd in ("two words", "tab\tname", "x" * 300):
+        with pytest.raises(InvalidInput, match="is not an identity"):
+            ws.team.set_roles(Roles({LEAD: Role.LEAD, odd: Role.CURATOR}))
+    ws.team.set_roles(Roles({LEAD: Role.LEAD, "dana": Role.CURATOR, "eve.o'neil+x@example.org": Role.VIEWER}))
