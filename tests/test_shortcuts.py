@@ -43,6 +43,17 @@ def _dataset(root: Path, plant: str | None, n: int = 24, seed: int = 0, size: in
     return root
 
 
+def _shortcuts_page(ws, tmp_path, monkeypatch) -> AppTest:
+    """The Shortcuts page of `ws`, opened as a user reaches it (Home first, then the sidebar)."""
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws.path))
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/7_Shortcuts.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
 def test_jpeg_quality_is_estimated_from_the_tables():
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
     for q in (30, 75, 95):
@@ -90,12 +101,7 @@ def test_cli_report_gate_and_page(tmp_path, monkeypatch, capsys):
     assert "shortcut audit of d" in captured.out and "metadata shortcut that the benchmark rewards" in captured.err
     stored = json.loads((ws.path / "shortcuts" / "d.json").read_text())
     assert stored["found"]["metadata"] is True
-    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws.path))
-    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("pages/7_Shortcuts.py").run()
-    assert not at.exception, at.exception
+    at = _shortcuts_page(ws, tmp_path, monkeypatch)
     # a finding, said as a warning with its severity in words (an error box is kept for what went wrong)
     assert not at.error
     assert any("A shortcut the benchmark rewards" in w.value and "metadata predicts the label" in w.value
@@ -220,12 +226,7 @@ def test_a_label_in_the_file_names_is_said_to_be_in_the_names(tmp_path, monkeypa
     f = shortcuts.found(a)
     assert f["metadata"] and f["transfers"] and f["names"], a.verdict
     assert "the file and folder names carry the label" in a.verdict[0]
-    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws.path))
-    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("pages/7_Shortcuts.py").run()
-    assert not at.exception, at.exception
+    at = _shortcuts_page(ws, tmp_path, monkeypatch)
     shown = [w.value for w in at.warning]
     assert any(w.startswith("**The file names give the label away**") for w in shown), shown
     assert not any("A shortcut the benchmark rewards" in w for w in shown)
