@@ -555,3 +555,19 @@ def test_a_role_is_given_to_an_identity_not_to_any_text(team):
         with pytest.raises(InvalidInput, match="is not an identity"):
             ws.team.set_roles(Roles({LEAD: Role.LEAD, odd: Role.CURATOR}))
     ws.team.set_roles(Roles({LEAD: Role.LEAD, "dana": Role.CURATOR, "eve.o'neil+x@example.org": Role.VIEWER}))
+
+
+def test_a_workspace_made_on_a_signed_in_server_is_led_by_its_maker_alone(tmp_path, monkeypatch):
+    """Without a roles file everybody leads a workspace: a viewer of the team's opened a lead's new one and could add
+    data and scan there."""
+    from ui import access_ui
+
+    monkeypatch.setattr(access_ui, "sign_in_configured", lambda: True)
+    monkeypatch.setattr(access_ui, "signed_in_user", lambda: LEAD)
+    access.set_identity_source(lambda: LEAD)
+    made = Project.create(tmp_path / "new-ws", encoder="phash")
+    access_ui.own_new_workspace(made)
+    roles = made.team.roles()
+    assert roles.role_of(LEAD) == Role.LEAD and roles.role_of(VIEWER) == Role.VIEWER
+    with pytest.raises(AccessDenied):
+        Project.open(made.path, actor=VIEWER).scan()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from leakcore.api import ROOTS_ENV, Action, Project, Role, configure_access, normalise_user, os_user
+from leakcore.api import ROOTS_ENV, Action, Project, Role, Roles, configure_access, normalise_user, os_user
 from leakcore.errors import LeakcoreError
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,15 @@ def may_create_workspace(current: str | None) -> bool:
     st.error(f"Only a lead of this workspace may create a new one on this server; you are a {role.value} here.",
              icon=":material/lock:")
     return False
+
+
+def own_new_workspace(project: Project) -> None:
+    """On a server with sign-in, a workspace just created gets a roles file naming its creator its lead and everyone
+    else a viewer: without one everybody leads it (a viewer of the team's workspace opened a lead's new one and could
+    add data and scan there)."""
+    user = signed_in_user() if sign_in_configured() else None
+    if user is not None and project.team.roles() is None:
+        project.team.set_roles(Roles({user: Role.LEAD}, Role.VIEWER))
 
 
 def allowed_roots(start_workspace: str) -> list[str] | None:

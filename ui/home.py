@@ -36,6 +36,8 @@ def _switch(path: str, create: bool) -> None:
         return  # refused, with the reason shown
     with user_errors(stop=False):
         project = Project.create(path) if create else Project.open(path)
+        if create and project is not None:
+            access_ui.own_new_workspace(project)
     if project is None:
         return  # refused, with the reason shown
     path = str(project.path)
