@@ -543,8 +543,10 @@ def test_signing_out_ends_every_session_of_that_user_on_the_server(tmp_path, mon
     access_ui.record_sign_out(CURATOR.upper())  # identities compare case-blind
     assert access_ui.signed_out_elsewhere(CURATOR)  # the other tab, or a replayed cookie: signed in at 1,000
     assert not access_ui.signed_out_elsewhere(LEAD)
+    monkeypatch.setattr(access_ui, "_provider_user", lambda: CURATOR)
+    assert access_ui.signed_in_user() is None  # the identity the core acts for, in a fragment's rerun too
     issued["at"] = 3_000.0  # signed in again afterwards
-    assert not access_ui.signed_out_elsewhere(CURATOR)
+    assert not access_ui.signed_out_elsewhere(CURATOR) and access_ui.signed_in_user() == CURATOR
     issued["at"] = None  # a provider whose token says nothing of when: not judged
     assert not access_ui.signed_out_elsewhere(CURATOR)
 

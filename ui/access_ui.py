@@ -45,8 +45,8 @@ def _operator_settings() -> dict:
     return {}
 
 
-def signed_in_user() -> str | None:
-    """The signed-in user's e-mail (else the provider's subject), normalised; None when nobody is signed in."""
+def _provider_user() -> str | None:
+    """The user the provider signed this session in as (e-mail, else subject), normalised; None when nobody."""
     try:
         if not st.user.is_logged_in:
             return None
@@ -54,6 +54,14 @@ def signed_in_user() -> str | None:
     except Exception:  # noqa: BLE001 - no session (a thread of its own): nobody
         return None
     return normalise_user(str(who)) or None
+
+
+def signed_in_user() -> str | None:
+    """The signed-in user, normalised; None when nobody is signed in, or when that user has signed out since this
+    session signed in (`signed_out_elsewhere`): the core then acts for nobody, in a fragment's rerun too (a key press
+    on Review reruns only its fragment, and another tab of a user who had signed out went on deciding)."""
+    user = _provider_user()
+    return None if user is not None and signed_out_elsewhere(user) else user
 
 
 def _sign_outs_file() -> Path:
@@ -195,11 +203,9 @@ def gate(start_workspace: str) -> str | None:
     configure_access(session_identity, allowed_roots(start_workspace))
     if sign_in_configured():
         user = signed_in_user()
-        if user is not None and signed_out_elsewhere(user):
-            sign_in_page("You signed out (in this browser or another): sign in again to go on.")
-            st.stop()
         if user is None:
-            sign_in_page()
+            sign_in_page("You signed out (in this browser or another): sign in again to go on."
+                         if _provider_user() is not None else None)
             st.stop()
         st.session_state["reviewer"] = user  # the Review page's reviewer: the provider's user, never typed
         return user
