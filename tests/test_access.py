@@ -508,6 +508,9 @@ def test_on_a_signed_in_server_only_a_lead_creates_a_workspace(team, tmp_path, m
     monkeypatch.setattr(access_ui, "sign_in_configured", lambda: False)
     access.set_identity_source(lambda: VIEWER)
     assert access_ui.may_create_workspace(str(team[0]))  # one person's machine: anyone
+    # never inside a dataset folder of the workspace open now, on any server (a lead made one in the validation split)
+    assert not access_ui.may_create_workspace(str(team[0]), str(tmp_path / "animals" / "test" / "newws"))
+    assert access_ui.may_create_workspace(str(team[0]), str(tmp_path / "beside"))
 
 
 def test_an_identity_in_a_refusal_is_text_not_a_link(team):

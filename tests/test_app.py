@@ -198,6 +198,12 @@ def test_a_pair_decided_differently_by_two_curators_says_so_with_their_notes(ws,
     warned = " ".join(w.value for w in at.warning)
     assert "Decided differently by 2 curators" in warned and "`carl`: soft" in warned and "`cora`: hard" in warned
     assert "`a crop, I think`" in warned
+    at.button(key="decide_not_leak").click().run()  # a third view, said at once: not found later on the pair
+    assert not at.exception
+    assert any("cora decided it hard leak before: yours is in force" in t.value for t in at.toast), \
+        [t.value for t in at.toast]
+    at.button(key="undo_empty").click().run()  # the pair left the "confirmed" filter: Z from the empty queue
+    assert any(t.value.startswith("Undid not a leak on ") for t in at.toast), [t.value for t in at.toast]
     text = project.report_document(top=5).html()
     assert "Pairs decided differently (1)" in text and "carl: soft" in text and "note: the same shot" in text
     from leakcore.cli import main

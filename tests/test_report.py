@@ -98,7 +98,7 @@ def test_decisions_reach_the_verdict_the_rows_and_the_provenance(ws):
     prov = d["provenance"]["decisions"]
     assert prov["in_force"] == 3 and prov["reviewers"] == {"ana": 2, "ben": 1}
     page = doc.html()
-    assert "hard leak" in page and "(ana)" in page and "ana (2)" in page
+    assert "hard leak" in page and "(ana)" in page and "ana (2 in force, 2 made)" in page
     auto = ws.report_document(use_decisions=False).data
     assert {r["eval_item_id"] for r in auto["findings"]["similarity"]["strongest"]} >= {e1, e2, e3}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import streamlit as st
 
 from leakcore.api import ROOTS_ENV, Action, Project, Role, Roles, configure_access, normalise_user, os_user
-from leakcore.errors import LeakcoreError
+from leakcore.errors import LeakcoreError, as_code
 
 log = logging.getLogger(__name__)
 
@@ -157,14 +157,26 @@ def open_serving_allowed() -> bool:
                 or _operator_settings().get("serve_without_sign_in") is True)
 
 
-def may_create_workspace(current: str | None) -> bool:
+def may_create_workspace(current: str | None, path: str | None = None) -> bool:
     """On a server with sign-in, a new workspace is made by a lead of the workspace open now (its creator becomes
     the new one's lead: a viewer made workspaces inside the team's and inside a dataset, and led them); says why
-    not. Without sign-in (one person's machine) anyone may."""
-    if not sign_in_configured() or not current:
+    not. Without sign-in (one person's machine) anyone may. Never inside a dataset of the workspace open now (a lead
+    made one in the team's validation folder: its files were skipped on the next add, its exports would have joined
+    the split)."""
+    if not current:
         return True
     try:
-        role = Project.open(current).team.role()
+        project = Project.open(current)
+        if path:
+            target = Path(path).expanduser().resolve()
+            inside = [r for r in project.images.roots if target == Path(r) or Path(r) in target.parents]
+            if inside:
+                st.error(f"{as_code(path, 200)} is inside the dataset folder {as_code(inside[0], 200)}: a workspace is kept beside the data, "
+                         "not in it.", icon=":material/error:")
+                return False
+        if not sign_in_configured():
+            return True
+        role = project.team.role()
     except LeakcoreError as exc:
         st.error(exc.for_page(), icon=":material/error:")
         return False

@@ -32,7 +32,7 @@ def _switch(path: str, create: bool) -> None:
     """Open (or create) through the facade first: a folder outside the server's roots is refused before anything
     is looked up there or remembered in the recent list every user of the server sees."""
     project = None
-    if create and not access_ui.may_create_workspace(st.session_state.get("workspace")):
+    if create and not access_ui.may_create_workspace(st.session_state.get("workspace"), path):
         return  # refused, with the reason shown
     with user_errors(stop=False):
         project = Project.create(path) if create else Project.open(path)

@@ -66,6 +66,13 @@ def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: 
     st.session_state["review_note"] = ""
     st.session_state["review_decided"] = True  # this session decided a pair (what ← at the queue's start says)
     st.session_state["flash"] = f"{DECISION_LABELS[decision]} · {_n(len(pairs), 'pair')} saved"
+    if len(pairs) == 1:  # another curator's decision on it now differs: said at once, not found later on the pair
+        others = ws.decisions.disagreements(pairs[0])
+        others = others[others["reviewer"] != reviewer]
+        if len(others):
+            r = others.iloc[-1]
+            st.session_state["flash"] += (f" · {r['reviewer']} decided it {DECISION_LABELS.get(r['decision'], r['decision'])}"
+                                          " before: yours is in force, both are shown on the pair")
     if decision == "not_leak" and degree == "hard":  # a slip of the key on a pair the score calls the same picture
         st.session_state["flash"] += " · the score calls this pair hard (the same picture): Z undoes it"
     if advance:
@@ -85,7 +92,7 @@ def _undo(ws_path: str) -> None:
         return
     data.clear_decision_caches()
     st.session_state["flash"] = "Nothing to undo" if undone is None else (
-        f"Undid {DECISION_LABELS[undone['decision']]}"
+        f"Undid {DECISION_LABELS[undone['decision']]} on {undone['eval_item_id'].rsplit('/', 1)[-1]}"
         + (f" on {undone['pairs']} pairs (one act: a group's or the grid's)" if undone.get("pairs", 1) > 1 else ""))
     if undone is not None:
         st.session_state["review_current"] = (undone["eval_item_id"], undone["train_item_id"])
@@ -473,7 +480,7 @@ def decision_bar(ws: Workspace, pair: pd.Series, size: int) -> None:
         st.warning(refused, icon=":material/lock:")
     elif anonymous:
         st.warning("Type your name in the Reviewer field (sidebar) to decide: every decision records who made it.")
-    st.text_input("Note (optional, saved with the next decision)", key="review_note")
+    st.text_input("Note (optional, saved with the next decision)", key="review_note", max_chars=1000)
 
 
 COMPARE_MODES = ["side by side", "overlay", "difference", "flicker", "aligned"]
