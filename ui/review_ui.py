@@ -23,6 +23,8 @@ def decided_by_others(ws, pair) -> None:
     if pair["state"] != "unreviewed" and isinstance(pair.get("note"), str) and pair["note"].strip():
         top = st.container()
         top.caption(f"Note by {as_code(pair['reviewer'], 200)}: {as_code(pair['note'], 500)}")
+    if pair["state"] == "unreviewed":
+        return  # no live decision on it, so none that differ: the queue's usual pair costs no read of the store
     split = ws.decisions.disagreements((pair["eval_item_id"], pair["train_item_id"]))
     if len(split):
         said = "; ".join(f"{as_code(r.reviewer, 120)}: {DECISION_LABELS.get(r.decision, r.decision)} "
