@@ -227,8 +227,11 @@ def test_arrows_move_the_pair_after_a_click_in_the_sidebar(shared_server, browse
             # in a fresh clone's whole suite (four workers on two cores) the press was lost 2 runs in 3 while the
             # page looked idle, with nothing focused in the sidebar: settled again, a second press must move it
             _settle(page, 2_000)
+            focused = page.evaluate("() => { const a = document.activeElement; return a ? a.outerHTML.slice(0, 300)"
+                                    " + ' in ' + (a.closest('[data-testid]') || a).getAttribute('data-testid') : ''; }")
             page.keyboard.press("ArrowRight")
-            expect(page.get_by_text("Pair 2 / 3")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("Pair 2 / 3"), f"focused after the first press: {focused}").to_be_visible(
+                timeout=30_000)
         expect(page.get_by_text("3 match the filters")).to_be_visible()
         browser.close()
 
