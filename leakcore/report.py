@@ -160,10 +160,12 @@ def _findings(project, ci, items, decisions, top: int, weakest: int, data: dict)
     if decisions is not None and len(decisions):
         # either way round, as the decision in force is found (`leakage.with_degrees`): a group's decision is made on
         # the pairs that link it, in whichever order they were linked (a new user's report named no reviewer there)
-        d = leakage.both_ways(decisions[["eval_item_id", "train_item_id", "reviewer", "note"]])
-        # (reviewer, note) per pair: the note says why, for the rest of the team (it was in removed.csv only)
-        reviewers = {k: (who, n if isinstance(n, str) and n.strip() else None)
-                     for k, who, n in zip(zip(d["eval_item_id"], d["train_item_id"]), d["reviewer"], d["note"])}
+        d = leakage.both_ways(decisions[["eval_item_id", "train_item_id", "reviewer", "note", "decision"]])
+        # (reviewer, note, decision) per pair: the note says why, for the rest of the team (it was in removed.csv
+        # only); the decision names a near miss a curator rejected (`_closest`)
+        reviewers = {k: (who, n if isinstance(n, str) and n.strip() else None, dec)
+                     for k, who, n, dec in zip(zip(d["eval_item_id"], d["train_item_id"]), d["reviewer"], d["note"],
+                                               d["decision"])}
     out = {}
     for name in names:
         check = _checks.get_check(name)
@@ -178,13 +180,13 @@ def _findings(project, ci, items, decisions, top: int, weakest: int, data: dict)
         else:
             section.update(_pair_section(name, f, items, reviewers, top, weakest))
             if name == "similarity":
-                section["closest"] = _closest(project, f, items, reviewers, decisions)
+                section["closest"] = _closest(project, f, items, reviewers)
         out[name] = section
     return out
 
 
 def _rows(part: pd.DataFrame, items, reviewers: dict, matches: pd.Series) -> list[dict]:
-    """Pair findings (or near misses) as plain rows (`reviewers`: (reviewer, note) per decided pair)."""
+    """Pair findings (or near misses) as plain rows (`reviewers`: (reviewer, note, decision) per decided pair)."""
     part = part.reset_index(drop=True)
     train_ids = part["train_item_id"].fillna("").astype(str).tolist()
     return plain([{
@@ -192,8 +194,8 @@ def _rows(part: pd.DataFrame, items, reviewers: dict, matches: pd.Series) -> lis
         "train_item_id": t or None, "train_split": r.train_split or None, "train_label": tl if t else None,
         "score": None if pd.isna(r.score) else round(float(r.score), 6), "degree": r.degree,
         "decision": None if pd.isna(r.decision) else r.decision,
-        "reviewer": reviewers.get((r.eval_item_id, t), (None, None))[0],
-        "note": reviewers.get((r.eval_item_id, t), (None, None))[1], "reason": r.reason,
+        "reviewer": reviewers.get((r.eval_item_id, t), (None,) * 3)[0],
+        "note": reviewers.get((r.eval_item_id, t), (None,) * 3)[1], "reason": r.reason,
         "matches": int(matches.get(r.eval_item_id, 1)),
     } for r, el, tl, t in zip(part.itertuples(), _labels(items, part["eval_item_id"]), _labels(items, train_ids),
                               train_ids)])
@@ -221,18 +223,16 @@ def _pair_section(name: str, f: pd.DataFrame, items, reviewers: dict, top: int, 
 CLOSEST = 12  # evaluation images not flagged that the report shows, closest to soft first
 
 
-def _closest(project, f: pd.DataFrame, items, reviewers: dict, decisions=None, n: int = CLOSEST) -> list[dict]:
+def _closest(project, f: pd.DataFrame, items, reviewers: dict, n: int = CLOSEST) -> list[dict]:
     """The evaluation images that are not flagged, by their nearest training image's score in force, highest first:
     what a curator looks at to see what was not flagged (a clean dataset's report showed nothing at all). A pair a
     curator rejected is named so, with its reviewer (two rejected copies at 0.97 read "not reviewed, below soft")."""
     best = leakage.closest(project.scores.pairs(), set(f["eval_item_id"].astype(str)), n)
     if best.empty:
         return []
-    best = best.reset_index(drop=True).assign(degree="none", decision=pd.NA, reason="below soft")
-    if decisions is not None and len(decisions):
-        d = leakage.both_ways(decisions[["eval_item_id", "train_item_id", "decision"]])
-        said = best[["eval_item_id", "train_item_id"]].merge(d, on=["eval_item_id", "train_item_id"], how="left")
-        best["decision"] = said["decision"].to_numpy()
+    said = [reviewers.get(k, (None,) * 3)[2] or pd.NA for k in zip(best["eval_item_id"], best["train_item_id"])]
+    best = best.reset_index(drop=True).assign(degree="none", decision=said, reason="below soft")
+    if best["decision"].notna().any():
         best.loc[best["decision"] == "not_leak", "reason"] = "rejected by a curator"
         best.loc[best["decision"] == "unsure", "reason"] = "below soft; a curator was unsure"
     return _rows(best, items, reviewers, pd.Series(dtype=int))
