@@ -66,7 +66,9 @@ def signed_in_user() -> str | None:
 
 def _sign_outs_file() -> Path:
     """The server's record of who signed out when (LEAKCORE_HOME, beside the recent workspaces)."""
-    return Path(os.environ.get("LEAKCORE_HOME", Path.home() / ".leakcore")) / "signed-out.json"
+    from ui import state
+
+    return state.home() / "signed-out.json"
 
 
 def _sign_outs() -> dict:

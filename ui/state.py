@@ -9,7 +9,12 @@ from pathlib import Path
 
 import streamlit as st
 
-RECENT_FILE = Path(os.environ.get("LEAKCORE_HOME", Path.home() / ".leakcore")) / "recent.json"
+def home() -> Path:
+    """The server's own folder (LEAKCORE_HOME, else ~/.leakcore): recent workspaces, sign-outs."""
+    return Path(os.environ.get("LEAKCORE_HOME", Path.home() / ".leakcore"))
+
+
+RECENT_FILE = home() / "recent.json"
 
 
 def default_workspace() -> str:
