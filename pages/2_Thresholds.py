@@ -1,8 +1,9 @@
 """Thresholds: a live ROC of non-semantic edits, the score histogram, flagged counts, and 'apply to project'."""
 import streamlit as st
 
+from leakcore.api import Action
 from ui import data, thresholds_ui
-from ui.widgets import flash, page, user_errors
+from ui.widgets import flash, lock_note, locked, page, user_errors
 
 ws = page("Thresholds", ":material/tune:")
 with user_errors():
@@ -56,7 +57,9 @@ with user_errors():
     if encoder == ws.settings.encoder and score != ws.settings.score:
         st.info(f"The project scores pairs by the **{ws.settings.score}** score; these {score} thresholds apply once you "
                 f"use the {score} score (`leakcore verify WS --use {score}`, or the button below).")
-        if st.button(f"Use the {score} score for this project", key="th_use_score"):
+        why = locked(ws, Action.THRESHOLDS)
+        lock_note(why)
+        if st.button(f"Use the {score} score for this project", key="th_use_score", disabled=why is not None):
             ws.configure(score=score)
             st.cache_data.clear()
             st.session_state["flash"] = f"Every page and report now use the {score} score"
@@ -64,11 +67,14 @@ with user_errors():
     elif encoder == ws.settings.encoder:
         thresholds_ui.flagged_table(ws, hard, soft, in_force=thresholds_ui.same_thresholds((hard, soft), in_force))
     c1, c2 = st.columns([1, 3])
-    if c1.button("Apply to project", key="th_apply", type="primary", disabled=soft > hard):
+    why = locked(ws, Action.THRESHOLDS)
+    if c1.button("Apply to project", key="th_apply", type="primary", disabled=soft > hard or why is not None):
         ws.configure(thresholds=(hard, soft), thresholds_for=(encoder, score), source="set on the Thresholds page")
         st.cache_data.clear()
         st.session_state["flash"] = f"Thresholds for {encoder} ({score}) saved: hard {hard:.4f}, soft {soft:.4f}"
         st.rerun()
+    with c2:
+        lock_note(why)
     if in_force is not None and (encoder, score) != (ws.settings.encoder, ws.settings.score):
         c2.caption(f"Stored for {encoder} ({score}): hard {in_force[0]:.4f}, soft {in_force[1]:.4f}; not in use while "
                    f"the project scores pairs by {ws.settings.encoder} ({ws.settings.score}).")

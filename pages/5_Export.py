@@ -5,11 +5,11 @@ import zipfile
 import pandas as pd
 import streamlit as st
 
-from leakcore.api import ALL_SOURCES, EXPORT_FORMATS, EXPORT_POLICIES, WITHIN_KEPT
+from leakcore.api import ALL_SOURCES, EXPORT_FORMATS, EXPORT_POLICIES, WITHIN_KEPT, Action
 from leakcore.errors import as_code
 from ui import data
 from ui.review_ui import pair_url
-from ui.widgets import flash, page, user_errors
+from ui.widgets import flash, lock_note, locked, page, user_errors
 
 PAGE = 50
 
@@ -111,7 +111,9 @@ with user_errors():
                                         "fused score" if ws.settings.score == "fused" else "similarity",
                                         width="small", alignment="right"),
                                     "reason": st.column_config.TextColumn(width="medium")})
-    if st.button("Write the export into the workspace", key="exp_write", type="primary"):
+    why = locked(ws, Action.EXPORT)
+    lock_note(why)
+    if st.button("Write the export into the workspace", key="exp_write", type="primary", disabled=why is not None):
         result = ws.exports.write(split, policy, fmt=fmt, links=None if links == "none" else links)
         st.session_state["exp_last"] = [str(f) + ("/" if f.is_dir() else "") for f in result.files]  # a tree: its folder
         over = f", over the export of {result.replaced} there" if result.replaced else ""
@@ -147,7 +149,9 @@ with user_errors():
                                      "this machine), or copies of them (to zip and ship)")
         seed = r6.number_input("Seed", 0, 2**31 - 1, 0, key="rs_seed", help="Another seed, another split of the same "
                                "groups (`leakcore resplit --seed`)")
-        go = st.form_submit_button("Re-split and write", type="primary")
+        why = locked(ws, Action.RESPLIT)
+        go = st.form_submit_button("Re-split and write", type="primary", disabled=why is not None)
+        lock_note(why)
     if go:
         result = ws.resplit(dataset, test_size=float(test_size), stratify="label" if stratify else None,
                             time_cutoff=cutoff.strip() or None, seed=int(seed),

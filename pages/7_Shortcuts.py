@@ -1,8 +1,9 @@
 """Shortcuts (target leakage): what gives the label away besides the content: file metadata, a corner marker."""
 import streamlit as st
 
+from leakcore.api import Action
 from ui import data, shortcuts_ui
-from ui.widgets import image_strip, page, user_errors
+from ui.widgets import image_strip, lock_note, locked, page, user_errors
 
 ws = page("Shortcuts", ":material/visibility_off:", heavy=True)
 with user_errors():
@@ -22,7 +23,9 @@ with user_errors():
                                f" (not {', '.join(others)}: no labelled training split)" if others else ""))
     with_regions = c2.toggle("Region probe (embeds regions)", value=True, key="sc_regions")
     c3.write("")
-    if c3.button("Run the audit", key="sc_run", type="primary", width="stretch"):
+    why = locked(ws, Action.ANALYSE)
+    lock_note(why)
+    if c3.button("Run the audit", key="sc_run", type="primary", width="stretch", disabled=why is not None):
         data.run_shortcuts(ws, dataset, with_regions)
     audit = data.shortcut_audits(ws).get(dataset)
     if audit is None:

@@ -483,6 +483,39 @@ def test_a_viewer_on_the_review_page_sees_why_the_decisions_are_off(team, monkey
     assert not at.exception and not at.button(key="decide_hard").disabled
 
 
+def test_a_viewer_sees_every_changing_button_off_with_the_reason(team, monkeypatch, tmp_path):
+    """A viewer on a team server saw "Run scan", "Apply to project" and "Write the export" enabled and was refused
+    only after the click: each button for a change the role may not make is off, with the reason under it."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(team[0]))
+    buttons = {None: ["run_scan"], "pages/2_Thresholds.py": ["th_apply"], "pages/5_Export.py": ["exp_write"],
+               "pages/7_Shortcuts.py": ["sc_run"]}
+
+    def page(name, who):
+        access.set_identity_source(lambda: who)
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+        at.session_state["reviewer"] = who
+        at.run()
+        if name:
+            at.switch_page(name).run()
+        assert not at.exception, name
+        return at
+
+    for name, keys in buttons.items():
+        at = page(name, VIEWER)
+        for key in keys:
+            assert at.button(key=key).disabled, (name, key)
+        assert any("is a viewer in this workspace" in c.value for c in at.caption), name
+        forms = [b for b in at.get("form_submit_button") if b.label in ("Add dataset", "Re-split and write")]
+        assert all(b.disabled for b in forms), name
+    at = page("pages/7_Shortcuts.py", CURATOR)  # a curator runs the audit, and leads the rest
+    assert not at.button(key="sc_run").disabled
+    at = page(None, LEAD)
+    assert not at.button(key="run_scan").disabled and not any("viewer" in c.value for c in at.caption)
+
+
 def test_a_new_workspace_is_not_made_inside_another_or_among_images(team, tmp_path):
     """A team server's viewer made a workspace inside the team's and one in a dataset's val folder (project.toml
     and items.parquet among the photos, then "skipped 2 files that are not images" on the next add)."""

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from leakcore.api import ALL_SOURCES, Project, degree_of, format_names, planted_truth
+from leakcore.api import ALL_SOURCES, Action, Project, degree_of, format_names, planted_truth
 from ui import access_ui, data, state
-from ui.widgets import user_errors
+from ui.widgets import lock_note, locked, user_errors
 
 Workspace = Project  # pages hold a Project: the workspace with the product's verbs
 
@@ -58,7 +58,9 @@ def add_dataset_ui(ws: Workspace) -> None:
             source = st.text_input("Source path", placeholder="/data/my_dataset or /data/manifest.csv")
             fmt = st.selectbox("Layout", ["detect"] + format_names())
             roles = st.text_input("Role overrides", placeholder="test=eval, extra=train")
-            submitted = st.form_submit_button("Add dataset")
+            why = locked(ws, Action.ADD)
+            submitted = st.form_submit_button("Add dataset", disabled=why is not None)
+            lock_note(why)
         if submitted:
             with user_errors(stop=False), st.spinner("Reading and checking every image…"):
                 summary = ws.add(name, source, fmt=None if fmt == "detect" else fmt, roles=roles)
@@ -115,7 +117,9 @@ def scan_ui(ws: Workspace) -> None:
                                 "--grouping`): groups of one source, and near-duplicates inside training that a "
                                 "re-split must keep on one side.")
     c3.write("")
-    if c3.button("Run scan", key="run_scan", type="primary", width="stretch"):
+    why = locked(ws, Action.SCAN)
+    lock_note(why)
+    if c3.button("Run scan", key="run_scan", type="primary", width="stretch", disabled=why is not None):
         bar = st.progress(0.0, text="starting" if address is None else f"connecting to Ray ({address})")
 
         def progress(stage: str, done: int, total: int) -> None:

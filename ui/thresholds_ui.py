@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from leakcore.api import ALL_SOURCES, DECIDED_HARD_PRECISION, DECIDED_PRECISION, Project
-from ui import data, state
+from leakcore.api import ALL_SOURCES, DECIDED_HARD_PRECISION, DECIDED_PRECISION, Action, Project
+from ui import data, state, widgets
 
 Workspace = Project  # pages hold a Project: the workspace with the product's verbs
 
@@ -413,7 +413,9 @@ def calibration_form(ws: Workspace, encoder: str) -> None:
         coll = c1.selectbox("Collection", collections, help="Images to edit and search; the paper used Flickr30k.")
         n = c2.number_input("Queries", 10, 100_000, 1000)
         fpr = c3.number_input("Target false-positive rate", 0.00001, 0.5, 0.001, format="%.5f")
-        go_ = st.form_submit_button(f"Calibrate {encoder}")
+        why = widgets.locked(ws, Action.CALIBRATE)
+        go_ = st.form_submit_button(f"Calibrate {encoder}", disabled=why is not None)
+        widgets.lock_note(why)
     st.caption("Negatives: for each edited query, the most similar other image of the collection, leaving out the "
                "query's own near-duplicates there (images that align with it as the same photograph on their pixels).")
     if go_:

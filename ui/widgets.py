@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from leakcore.api import BORDERLINE, SORTS, STATES, UNCERTAINTY_SORT, Project, import_heavy
+from leakcore.api import BORDERLINE, SORTS, STATES, UNCERTAINTY_SORT, Action, Project, import_heavy
 from leakcore.errors import LeakcoreError, ThresholdsUncalibrated, as_code
 from ui import access_ui, data, state
 
@@ -37,6 +37,19 @@ def user_errors(stop: bool = True):
         st.error(f"Could not read or write a file: {exc}", icon=":material/error:")
         if stop:
             st.stop()
+
+
+def locked(ws: Workspace, action: Action) -> str | None:
+    """Why this session's user may not do `action` in the workspace, or None when they may: the button for it is
+    then off (`disabled=`), with the reason beside it (`lock_note`), instead of a refusal after the click (a viewer
+    on a team server saw "Run scan", "Apply to project" and "Write the export" enabled)."""
+    return ws.team.refusal(action)
+
+
+def lock_note(why: str | None) -> None:
+    """The reason a button is off, under it."""
+    if why:
+        st.caption(f":material/lock: {why}")
 
 
 def sidebar_workspace() -> Workspace | None:
