@@ -68,13 +68,16 @@ def _db_path(ws_or_path) -> Path:
 
 
 @contextlib.contextmanager
-def connect(ws_or_path) -> Iterator[sqlite3.Connection]:
-    """A short-lived connection with the schema migrated; commits on success."""
+def connect(ws_or_path, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+    """A short-lived connection with the schema migrated, in one transaction; commits on success. A writer's
+    transaction takes the write lock at once (IMMEDIATE: two writers never deadlock upgrading a read); a reader's
+    (`write=False`) reads one snapshot of the store and, in WAL mode, waits for no writer and no other reader (every
+    read took the write lock before: on a team server each page's reads queued behind every curator's decision)."""
     path = _db_path(ws_or_path)
     conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
     try:
         _retry_while_locked(lambda: _prepare(conn))
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             yield conn
             conn.execute("COMMIT")
@@ -189,7 +192,7 @@ def undoable(ws, reviewer: str) -> bool:
     every key press, where reading every decision in force cost 39 ms on a store of 5,000)."""
     if not _db_path(ws).exists():
         return False
-    with connect(ws) as conn:
+    with connect(ws, write=False) as conn:
         return conn.execute(_LAST_OF, (reviewer,)).fetchone() is not None
 
 
@@ -226,7 +229,7 @@ def latest_decisions(ws) -> pd.DataFrame:
     """The decision in force per pair (latest live one) with reviewer, note and time."""
     if not _db_path(ws).exists():
         return pd.DataFrame(columns=_DECISION_COLUMNS)
-    with connect(ws) as conn:
+    with connect(ws, write=False) as conn:
         return pd.read_sql_query(_IN_FORCE, conn, params=(0,))
 
 
@@ -264,7 +267,7 @@ def decisions_after(ws, after: int = 0, undone: int | None = None) -> DecisionsC
     queue's decisions)."""
     if not _db_path(ws).exists():
         return DecisionsChange(pd.DataFrame(columns=_DECISION_COLUMNS), 0, 0)
-    with connect(ws) as conn:
+    with connect(ws, write=False) as conn:
         last, count = conn.execute(
             "SELECT COALESCE(MAX(id), 0), COUNT(undone_at) FROM decisions").fetchone()
         if after and undone is not None and count != undone:
@@ -284,7 +287,7 @@ def history(ws, eval_item_id: str | None = None) -> pd.DataFrame:
     """Every decision ever made (undone ones included), oldest first."""
     if not _db_path(ws).exists():
         return pd.DataFrame(columns=["id", "eval_item_id", "train_item_id", "decision", "note", "reviewer", "created_at", "undone_at"])
-    with connect(ws) as conn:
+    with connect(ws, write=False) as conn:
         if eval_item_id is None:
             return pd.read_sql_query(f"SELECT {_HISTORY} FROM decisions ORDER BY id", conn)
         return pd.read_sql_query(f"SELECT {_HISTORY} FROM decisions WHERE eval_item_id = ? ORDER BY id", conn,
@@ -304,7 +307,7 @@ def disagreements(ws, pair: tuple[str, str] | None = None) -> pd.DataFrame:
     if pair is not None:
         where, params = ("AND ((eval_item_id = ? AND train_item_id = ?) OR (eval_item_id = ? AND train_item_id = ?))",
                          (pair[0], pair[1], pair[1], pair[0]))
-    with connect(ws) as conn:
+    with connect(ws, write=False) as conn:
         live = pd.read_sql_query(f"SELECT id, eval_item_id, train_item_id, decision, note, reviewer, created_at FROM "
                                  f"decisions WHERE undone_at IS NULL {where} ORDER BY id", conn, params=params)
     if live.empty:

@@ -154,6 +154,25 @@ def test_setup_retries_while_sqlite_refuses_to_wait(ws, monkeypatch):
         review.decide(ws, "e", "t", "soft", reviewer="ann")
 
 
+def test_reading_the_decisions_waits_for_no_writer(ws, monkeypatch):
+    """Every read took the write lock (BEGIN IMMEDIATE): on a team server a page's reads queued behind a curator's
+    open write. A reader sees the store as last committed, at once, and the writer's decision once it commits."""
+    review.decide(ws, "e1", "t1", "hard", reviewer="ann")
+    monkeypatch.setattr(review, "_BUSY_TIMEOUT_S", 0.3)  # the old reads gave up after this with "database is locked"
+    writer = sqlite3.connect(ws.review_db, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO decisions (eval_item_id, train_item_id, decision, reviewer, created_at) "
+                       "VALUES ('e2', 't2', 'soft', 'bob', '2026-12-05T00:00:00Z')")
+        assert list(review.latest_decisions(ws)["eval_item_id"]) == ["e1"]
+        assert review.decisions_after(ws, 0).last_id == 1 and review.undoable(ws, "ann")
+        assert len(review.history(ws)) == 1 and review.disagreements(ws).empty
+        writer.execute("COMMIT")
+    finally:
+        writer.close()
+    assert list(review.latest_decisions(ws)["eval_item_id"]) == ["e1", "e2"]
+
+
 def test_queue_filters_and_orders(ws):
     import pandas as pd
 
