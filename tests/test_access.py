@@ -546,6 +546,30 @@ def test_on_a_signed_in_server_only_a_lead_creates_a_workspace(team, tmp_path, m
     assert access_ui.may_create_workspace(str(team[0]), str(tmp_path / "beside"))
 
 
+def test_on_a_signed_in_server_each_user_has_their_own_recent_workspaces(tmp_path, monkeypatch):
+    """The Recent list was the server's: every signed-in user saw the workspaces the others had opened."""
+    from ui import access_ui, state
+
+    monkeypatch.setattr(state, "RECENT_FILE", tmp_path / "home" / "recent.json")
+    state.RECENT_FILE.parent.mkdir()
+    state.RECENT_FILE.write_text(json.dumps([str(tmp_path / "old")]))  # the list as written before
+    a, b, c = (Project.create(tmp_path / n, actor=LEAD).path for n in ("a", "b", "old"))
+    assert state.recent_workspaces() == [str(c)]  # this machine's list, as before
+    monkeypatch.setattr(access_ui, "sign_in_configured", lambda: True)
+    user = {"who": "ann@example.org"}
+    monkeypatch.setattr(access_ui, "signed_in_user", lambda: user["who"])
+    assert state.recent_workspaces() == []
+    state.remember_workspace(str(a))
+    user["who"] = "bob@example.org"
+    state.remember_workspace(str(b))
+    assert state.recent_workspaces() == [str(b)]
+    user["who"] = "ann@example.org"
+    assert state.recent_workspaces() == [str(a)]
+    monkeypatch.setattr(access_ui, "sign_in_configured", lambda: False)
+    assert state.recent_workspaces() == [str(c)]
+    assert not list(state.RECENT_FILE.parent.glob(".*tmp"))  # written whole, nothing left beside it
+
+
 def test_an_identity_in_a_refusal_is_text_not_a_link(team):
     odd = "[x](http://evil.example/)@example.org"
     Project.open(team[0], actor=LEAD).team.set_roles(Roles({LEAD: Role.LEAD, odd: Role.VIEWER}))

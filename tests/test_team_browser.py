@@ -186,7 +186,8 @@ class Visitor:
         page.locator('input[name="sub"]').fill(user)  # the provider's own form: who am I
         page.get_by_role("button", name="Authorize").click()
         expect(page.get_by_text("Signed in as")).to_be_visible(timeout=60_000)
-        expect(page.get_by_text(user, exact=True)).to_be_visible()
+        # in the sidebar: a page names the user again where a button is off for their role
+        expect(page.locator("[data-testid='stSidebar']").get_by_text(user, exact=True)).to_be_visible()
 
     def open(self, path: str, ready: str):
         """The page at `path`: through the sidebar's link, as a person moves, where the visitor is on the app
@@ -246,13 +247,15 @@ def test_curator_decides_viewer_cannot_lead_applies_and_exports_then_signs_out(t
         expect(page.get_by_text(f"{VIEWER} is a viewer").first).to_be_visible(timeout=60_000)
         expect(page.get_by_role("button", name="Not a leak")).to_be_disabled()
         vic.shot("viewer-refused-decide")
+        # the buttons for a lead's changes are off, with the reason beside them (they were refused after the click)
         page = vic.open("/Export", "Export a cleaned evaluation split")
-        page.get_by_role("button", name="Write the export into the workspace").click()
-        expect(page.get_by_text(f"{VIEWER} is a viewer").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_role("button", name="Write the export into the workspace")).to_be_disabled()
+        expect(page.get_by_text(f"{VIEWER} is a viewer in this workspace: to export").first).to_be_visible(timeout=60_000)
         vic.shot("viewer-refused-export")
         page = vic.open("/Thresholds", "Thresholds")
-        page.get_by_role("button", name="Apply to project").click()
-        expect(page.get_by_text(f"{VIEWER} is a viewer").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_role("button", name="Apply to project")).to_be_disabled()
+        expect(page.get_by_text(f"{VIEWER} is a viewer in this workspace: to change thresholds").first).to_be_visible(
+            timeout=60_000)
         assert len(Project.open(ws_path).decisions.history()) == 1
         assert not (ws_path / "exports" / "team-test-soft").exists()
 

@@ -186,20 +186,42 @@ def remember_reviewer() -> None:
             "samesite=strict';</script>", unsafe_allow_javascript=True)
 
 
-def recent_workspaces() -> list[str]:
-    try:
-        from leakcore.api import Project
+def _recent_owner() -> str:
+    """Whose list of recent workspaces this session reads: the signed-in user's on a server with sign-in (the list
+    was the server's, so every user saw the workspaces the others had opened), else the one list of this machine."""
+    from ui import access_ui
 
-        # the file is the server's, shared by its users: only workspaces this server may open are offered
-        return [p for p in json.loads(RECENT_FILE.read_text()) if isinstance(p, str) and Project.openable(p)]
+    return (access_ui.signed_in_user() or "") if access_ui.sign_in_configured() else ""
+
+
+def _recent_lists() -> dict[str, list[str]]:
+    """{owner: recent workspace paths} from RECENT_FILE (a plain list, as written before, is this machine's)."""
+    try:
+        raw = json.loads(RECENT_FILE.read_text())
     except (OSError, ValueError):
-        return []
+        return {}
+    if isinstance(raw, list):
+        raw = {"": raw}
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): [p for p in v if isinstance(p, str)] for k, v in raw.items() if isinstance(v, list)}
+
+
+def recent_workspaces() -> list[str]:
+    from leakcore.api import Project
+
+    # only workspaces this server may open are offered
+    return [p for p in _recent_lists().get(_recent_owner(), []) if Project.openable(p)]
 
 
 def remember_workspace(path: str) -> None:
-    paths = [str(Path(path).resolve())] + [p for p in recent_workspaces() if p != str(Path(path).resolve())]
+    """Put `path` first in this session's recent list (at most 10), written whole or not at all."""
+    lists, owner, path = _recent_lists(), _recent_owner(), str(Path(path).resolve())
+    lists[owner] = ([path] + [p for p in lists.get(owner, []) if p != path])[:10]
     try:
         RECENT_FILE.parent.mkdir(parents=True, exist_ok=True)
-        RECENT_FILE.write_text(json.dumps(paths[:10]))
+        tmp = RECENT_FILE.with_name(f".{RECENT_FILE.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(lists))
+        os.replace(tmp, RECENT_FILE)
     except OSError:
         pass
