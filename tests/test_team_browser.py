@@ -177,11 +177,12 @@ class Visitor:
         self.dialogs: list[str] = []
         self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
 
-    def sign_in(self, user: str) -> None:
+    def sign_in(self, user: str, at: str = "") -> None:
+        """Sign in at the provider, from the app's address `at` (its first page by default)."""
         from playwright.sync_api import expect
 
         page = self.page
-        page.goto(self.url)
+        page.goto(self.url + at)
         page.get_by_role("button", name="Sign in").click(timeout=60_000)
         page.locator('input[name="sub"]').fill(user)  # the provider's own form: who am I
         page.get_by_role("button", name="Authorize").click()
@@ -329,6 +330,28 @@ def test_forged_identities_are_not_believed(team_server, browser):
         assert vic.dialogs == stranger.dialogs == []
         browser.close()
     assert len(Project.open(ws_path).decisions.history()) == before
+
+
+def test_a_link_to_a_pair_survives_signing_in(team_server, browser):
+    """Streamlit's sign-in returns to the app's first page: a curator sent a link to a pair signed in and landed on
+    Home, the pair lost. The address asked for is kept in the tab through the provider's round trip."""
+    from playwright.sync_api import expect
+
+    url, _, _ = team_server
+    pair = "/Review?eval=team/test/test/plain2.jpg&train=team/train/train/t2.jpg"
+    with browser:
+        cora = Visitor(browser, url)
+        cora.sign_in(CURATOR, at=pair)
+        expect(cora.page.get_by_text("Review flagged pairs").first).to_be_visible(timeout=60_000)
+        expect(cora.page.get_by_text("team/test/test/plain2.jpg").first).to_be_visible(timeout=60_000)
+        assert "/Review?eval=team%2Ftest%2Ftest%2Fplain2.jpg&train=team%2Ftrain%2Ftrain%2Ft2.jpg" in cora.page.url
+        cora.no_crash()
+        cora.open("/", "Datasets")  # the first page again later in the tab: no jump back to the pair
+        cora.page.reload()
+        expect(cora.page.get_by_text("Datasets").first).to_be_visible(timeout=60_000)
+        _settle(cora.page, 1500)
+        assert "Review" not in cora.page.url
+        browser.close()
 
 
 def test_hostile_input_is_text_or_refused_with_a_reason(team_server, browser):

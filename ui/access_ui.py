@@ -222,6 +222,7 @@ def gate(start_workspace: str) -> str | None:
                          if _provider_user() is not None else None)
             st.stop()
         st.session_state["reviewer"] = user  # the Review page's reviewer: the provider's user, never typed
+        back_to_the_address_asked_for()
         return user
     if not loopback_only():
         where = _bind_address() or "every network interface"
@@ -246,13 +247,42 @@ def refusal(ws_path: str, action: "Action" = Action.DECIDE) -> str | None:
         return exc.for_page()
 
 
+# the address a visitor asked for before signing in (a link to a pair, say), kept in this tab's sessionStorage across
+# the provider's round trip: Streamlit's sign-in always returns to the app's first page, and the link was lost
+AFTER_SIGN_IN_KEY = "leakcore_after_sign_in"
+_KEEP_ADDRESS = f"""<script>
+(() => {{
+  const here = window.location.pathname + window.location.search;
+  if (here !== "/" && here.startsWith("/")) window.sessionStorage.setItem("{AFTER_SIGN_IN_KEY}", here);
+}})();
+</script>"""
+_BACK_TO_ADDRESS = f"""<script>
+(() => {{
+  const next = window.sessionStorage.getItem("{AFTER_SIGN_IN_KEY}");
+  window.sessionStorage.removeItem("{AFTER_SIGN_IN_KEY}");
+  const here = window.location.pathname + window.location.search;
+  // only a path of this site (never "//host" or "https://...") and only where it is not the page on show already
+  if (next && next.startsWith("/") && !next.startsWith("//") && next !== here) window.location.replace(next);
+}})();
+</script>"""
+
+
 def sign_in_page(why: str | None = None) -> None:
     st.title("Data leakage review")
     if why:
         st.info(why, icon=":material/logout:")
     st.markdown("Sign in to review: every decision, threshold and export is recorded in your name.")
+    st.html(_KEEP_ADDRESS, unsafe_allow_javascript=True)  # our own fixed script
     if st.button("Sign in", key="sign_in", type="primary", icon=":material/login:"):
         st.login()
+
+
+def back_to_the_address_asked_for() -> None:
+    """Once per session after sign-in: go on to the address the visitor asked for before signing in (`sign_in_page`
+    kept it), where that was not the first page."""
+    if not st.session_state.get("_after_sign_in_checked"):
+        st.session_state["_after_sign_in_checked"] = True
+        st.html(_BACK_TO_ADDRESS, unsafe_allow_javascript=True)
 
 
 def identity_sidebar(ws_path: str | None) -> None:
