@@ -337,7 +337,7 @@ def test_a_link_to_a_pair_survives_signing_in(team_server, browser):
     Home, the pair lost. The address asked for is kept in the tab through the provider's round trip."""
     from playwright.sync_api import expect
 
-    url, _, _ = team_server
+    url, _, tmp = team_server
     pair = "/Review?eval=team/test/test/plain2.jpg&train=team/train/train/t2.jpg"
     with browser:
         cora = Visitor(browser, url)
@@ -346,6 +346,7 @@ def test_a_link_to_a_pair_survives_signing_in(team_server, browser):
         expect(cora.page.get_by_text("team/test/test/plain2.jpg").first).to_be_visible(timeout=60_000)
         assert "/Review?eval=team%2Ftest%2Ftest%2Fplain2.jpg&train=team%2Ftrain%2Ftrain%2Ft2.jpg" in cora.page.url
         cora.no_crash()
+        assert str(tmp / "data") not in cora.page.inner_text("body")  # the item ids, not where the server keeps them
         cora.open("/", "Datasets")  # the first page again later in the tab: no jump back to the pair
         cora.page.reload()
         expect(cora.page.get_by_text("Datasets").first).to_be_visible(timeout=60_000)

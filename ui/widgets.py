@@ -183,8 +183,9 @@ def item_facts(item: pd.Series, extra: dict | None = None) -> None:
     facts = {
         "id": item["item_id"], "label": item["label"] if pd.notna(item["label"]) else "—",
         "size": f"{item['width']}×{item['height']}" if item["width"] > 0 else "—",
-        "path": item["uri"] + (f" [row {item['row']}]" if item["row"] >= 0 else ""),
     }
+    if not access_ui.sign_in_configured():  # a team server's users read the item id, not where the server keeps it
+        facts["path"] = item["uri"] + (f" [row {item['row']}]" if item["row"] >= 0 else "")
     facts.update(extra or {})
     # markdown, not a data grid: two grids per pair cost the browser more than the rest of the page, and a grid
     # cuts long paths off where text wraps them
