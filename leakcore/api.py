@@ -1096,8 +1096,10 @@ class Project:
     def add(self, name: str, source: str | os.PathLike, *, fmt: str | None = None,
             roles: "dict[str, str] | list[str] | str | None" = None, root: str | os.PathLike | None = None,
             split: str | None = None, encoder: str | None = None, progress: Callable[[int, int], None] | None = None,
-            max_pixels: int | None = None, group_from: str | None = None, group_level: int | None = None) -> dict:
-        """Ingest a dataset (layout detected unless `fmt` names one); returns the ingest summary."""
+            max_pixels: int | None = None, group_from: str | None = None, group_level: int | None = None,
+            follow_links: bool = False) -> dict:
+        """Ingest a dataset (layout detected unless `fmt` names one); returns the ingest summary. `follow_links`:
+        read the files that links under its folder lead to elsewhere, inside the server's allowed folders."""
         who = self.team.require(Action.ADD)
         _access.check_path(source, "dataset source")
         if root is not None:
@@ -1105,7 +1107,7 @@ class Project:
         roles = roles if isinstance(roles, dict) else ingest.parse_roles(roles)
         summary = ingest.add_dataset(self.workspace, name, source, fmt=fmt, roles=roles, root=root, split=split,
                                      encoder=encoder, progress=progress, max_pixels=max_pixels, group_from=group_from,
-                                     group_level=group_level)
+                                     group_level=group_level, follow_links=follow_links, allowed=_access.path_allowed)
         self.team.audit(who, "add dataset", target=name, after={"source": str(source), "items": summary.get("items")})
         return summary
 

@@ -225,13 +225,51 @@ class Source:
     records: list[Record]
     splits: list[str]
     skipped: dict = field(default_factory=dict)  # files left out as not images by their name: count per kind
+    link_roots: list[Path] = field(default_factory=list)  # folders outside the root that followed links lead into
+
+
+FOLLOW_LINKS_HINT = "adding the dataset with links followed reads it (`leakcore add --follow-links`)"
 
 
 def _safe_file(path: Path, root: Path) -> tuple[str, str | None]:
-    """Absolute path string and a reason when the path leaves the root (directly or via a symlink)."""
+    """Absolute path string and a reason when the path leaves the root (directly or via a symlink). A path under the
+    root that a link leads elsewhere says so (`follow_links` reads such files where asked)."""
     if not is_inside(path, root):
+        if _under(path, root):
+            return (str(path.absolute()),
+                    f"{images.OUTSIDE_ROOT}: {path} links to {path.resolve()}, outside {root} ({FOLLOW_LINKS_HINT})")
         return str(path), f"{images.OUTSIDE_ROOT}: {path} resolves outside {root}"
     return str(path.absolute()), None
+
+
+def _under(path: Path, root: Path) -> bool:
+    """Whether `path` lies under `root` by its name alone (".." taken out, links not followed)."""
+    return Path(os.path.normpath(path.absolute())).is_relative_to(root.absolute())
+
+
+def follow_links(source: "Source", allowed: Callable[[Path], bool] | None = None) -> "Source":
+    """The source with its files that a link under its root leads elsewhere read (a dataset built as a tree of links
+    to a shared store, or a re-split's or an export's own image folders, which are links by default, were refused
+    whole): each target's folder joins the dataset's roots (`link_roots`, the folders the app may serve its pictures
+    from), where `allowed` (a server's allowed folders) lets it; a link elsewhere keeps its reason. A path that leaves
+    the root by ".." is never followed."""
+    kept: set[Path] = set()
+    for rec in source.records:
+        if rec.row >= 0 or not rec.reason or not rec.reason.startswith(images.OUTSIDE_ROOT):
+            continue
+        path = Path(rec.uri)
+        if not _under(path, source.root):
+            continue
+        target = path.resolve()
+        if allowed is not None and not allowed(target):
+            rec.reason = f"{images.OUTSIDE_ROOT}: {path} links to {target}, outside the folders this server may read"
+            continue
+        rec.reason = None
+        kept.add(target.parent)
+    # the fewest folders that hold every target: a folder inside another listed one is left out
+    folders = sorted(kept, key=lambda f: len(f.parts))
+    source.link_roots = [f for n, f in enumerate(folders) if not any(f.is_relative_to(g) for g in folders[:n])]
+    return source
 
 
 SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini"}  # named as they are among the skipped files
@@ -573,6 +611,7 @@ def summarise(items: pd.DataFrame) -> dict:
     small = ok[np.minimum(ok["width"].fillna(0), ok["height"].fillna(0)) < TINY_SIDE] if len(ok) else ok
     out["tiny"], out["tiny_side"] = int(len(small)), TINY_SIDE  # read, but too small to tell copies apart (a new
     # user's 16 x 12 copy of a training photo was missed, and nothing said why)
+    out["links_not_followed"] = int(bad["reason"].fillna("").str.contains(FOLLOW_LINKS_HINT, regex=False).sum())
     out["groups"] = int(items["group"].nunique())
     out["timed"] = int(items["time"].notna().sum())
     bad_times = items[items["time_error"].notna()]

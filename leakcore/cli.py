@@ -112,6 +112,9 @@ def print_summary(summary: dict, out=None) -> None:
         print("unreadable by reason:", file=out)
         for reason, n in summary["unreadable"].items():
             print(f"  {reason}: {n}", file=out)
+        if summary.get("links_not_followed"):
+            print(f"  ({summary['links_not_followed']} of them are links to files elsewhere: add again with "
+                  "--follow-links to read them)", file=out)
     else:
         print("unreadable: 0", file=out)
 
@@ -122,7 +125,7 @@ def cmd_add(args) -> int:
     summary = project.add(
         args.dataset, args.source, fmt=args.format, roles=args.role, root=args.root, split=args.split,
         encoder=args.encoder, progress=lambda d, t: bars("probe " + args.dataset, d, t), max_pixels=args.max_pixels,
-        group_from=args.group_from, group_level=args.group_level,
+        group_from=args.group_from, group_level=args.group_level, follow_links=args.follow_links,
     )
     bars.close()
     print_summary(summary)
@@ -542,7 +545,7 @@ def cmd_resplit(args) -> int:
           f"{100 * s['target_test_share']:.1f}%); {s['groups']} groups, {s['multi_item_groups']} of several images "
           f"(largest {s['largest_group']}); groups across splits: {s['cross_split_groups']}")
     print(f"  kept on one side besides the groups, pairs that no group held already: near-duplicate pairs the "
-          f"similarity check flags {s.get('flagged_pairs_joined', 0)}, exact copies (the same bytes) "
+          f"similarity check flags: {s.get('flagged_pairs_joined', 0)}, exact copies (the same bytes): "
           f"{s.get('identical_joined', 0)}")
     if s.get("unreadable_left_out"):
         print(f"  left out, no check could read them: {s['unreadable_left_out']} files")
@@ -556,6 +559,8 @@ def cmd_resplit(args) -> int:
         print(f"  class balance: largest gap from the overall share {100 * s['max_label_share_gap']:.1f} points")
     for f in result.files:
         print(f"  wrote {f}")
+    for command in s.get("add_again", []):
+        print(f"  to scan it: {command}")
     return 0
 
 
@@ -706,6 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-from", metavar="REGEX",
                    help="the item's group from its path, e.g. 'patient_(?P<group>\\d+)' (where the source gives none)")
     p.add_argument("--group-level", type=int, metavar="N", help="the item's group is the N-th folder of its path (0 = first)")
+    p.add_argument("--follow-links", action="store_true",
+                   help="read the files that links under the source's folder lead to elsewhere (a tree of links to a "
+                        "shared store, a re-split's image folders); their folders are then served as the dataset's")
     p.set_defaults(func=cmd_add)
 
     p = sub.add_parser("encoders", help="list encoders and whether they can run here")

@@ -43,13 +43,16 @@ def add_dataset(
     max_pixels: int | None = None,
     group_from: str | None = None,
     group_level: int | None = None,
+    follow_links: bool = False,
+    allowed: Callable[[Path], bool] | None = None,
 ) -> dict:
     """Ingest a source into the workspace as dataset `name`; idempotent; returns the summary.
 
     `max_pixels` (the decompression-bomb limit) is remembered in the workspace; None keeps the current one.
     `group_from` (a regular expression with a group named `group`, or one group, searched in the item's
     path within its split) and `group_level` (the N-th folder of that path, 0 = first) set the item's group
-    where the source gave none: a patient id in a file name, a video folder."""
+    where the source gave none: a patient id in a file name, a video folder. `follow_links` reads the files that links
+    under the source's root lead to elsewhere (`catalog.follow_links`; `allowed`: the folders a server may read)."""
     pattern = _group_pattern(group_from)
     if group_level is not None and group_level < 0:
         raise IngestError(f"group level must be 0 or more (0 = the first folder under the split), got {group_level}")
@@ -64,6 +67,8 @@ def add_dataset(
         raise IngestError("an embeddings-only source must declare the encoder that made it",
                           cli="pass --encoder NAME", page="Name the encoder that made the vectors")
     source = loader.load(path, root=Path(root) if root else None, split=split)
+    if follow_links:
+        source = catalog.follow_links(source, allowed)
     split_roles = {s: catalog.role_from_name(s, roles) for s in source.splits}
     existing = ws.items()
     previous = existing[existing["dataset"] == name]
@@ -75,7 +80,7 @@ def add_dataset(
     ws.write_items(catalog.merge_items(existing, name, new, source.splits))
     ws.register_dataset(
         DatasetConfig(name=name, format=fmt, source=str(path.resolve()), root=str(source.root),
-                      roles=split_roles, encoder=encoder)
+                      roles=split_roles, encoder=encoder, link_roots=[str(r) for r in source.link_roots])
     )
     return {**catalog.summarise(new), "skipped": dict(source.skipped)}
 

@@ -61,11 +61,14 @@ class DatasetConfig:
     root: str
     roles: dict[str, str] = field(default_factory=dict)
     encoder: str | None = None  # embeddings-only sources: the encoder that made the vectors
+    link_roots: list[str] = field(default_factory=list)  # folders outside `root` that its followed links lead into
 
     def to_toml(self) -> dict[str, Any]:
         data = {"format": self.format, "source": self.source, "root": self.root, "roles": dict(self.roles)}
         if self.encoder:
             data["encoder"] = self.encoder
+        if self.link_roots:
+            data["link_roots"] = list(self.link_roots)
         return data
 
 
@@ -501,7 +504,8 @@ class Workspace:
     @property
     def datasets(self) -> dict[str, DatasetConfig]:
         return {
-            name: DatasetConfig(name=name, **{k: v for k, v in cfg.items() if k in ("format", "source", "root", "roles", "encoder")})
+            name: DatasetConfig(name=name, **{k: v for k, v in cfg.items()
+                                              if k in ("format", "source", "root", "roles", "encoder", "link_roots")})
             for name, cfg in self.config["datasets"].items()
         }
 
@@ -515,8 +519,9 @@ class Workspace:
         self.save_config()
 
     def dataset_roots(self) -> list[Path]:
-        """Folders the app may serve files from."""
-        return [Path(ds.root).resolve() for ds in self.datasets.values() if ds.root]
+        """Folders the app may serve files from: each dataset's root, and the folders its followed links lead into
+        (`leakcore add --follow-links`)."""
+        return [Path(r).resolve() for ds in self.datasets.values() for r in ([ds.root] if ds.root else []) + ds.link_roots]
 
     def items(self) -> pd.DataFrame:
         """The item table: read once per version of items.parquet; each caller gets its own copy to change."""

@@ -52,6 +52,11 @@ CONFIRMING = {Decision.HARD.value, Decision.SOFT.value, Decision.SAME_SOURCE.val
 STORED_FINDINGS = ("shortcut",)
 
 
+def _count(n: int, noun: str) -> str:
+    """"1 pair", "2 pairs", "1,200 evaluation images"."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def _words(check: str) -> dict:
     """How a check's degrees and score read: its own `Words` (the report is a view and names no check)."""
     import dataclasses
@@ -1189,12 +1194,15 @@ def _findings_html(data: dict, thumbs: dict) -> str:
                 out.append(_table(f"t-find-{name}", ["#", "members (evaluation first)", "degree", "size", "evaluation",
                                                      "splits", "linked by", "files"], rows, numeric={0, 3, 4}))
             continue
-        out.append(f'<p class=note>{s["findings"]:,} findings on {s["items"]:,} evaluation images ({_e(by) or "none"}); '
+        out.append(f'<p class=note>{_count(s["findings"], "finding")} on {_count(s["items"], "evaluation image")} '
+                   f'({_e(by) or "none"}); '
                    f'{len(s["strongest"]):,} strongest shown'
                    + (f', then the {len(s["weakest"]):,} weakest' if s["weakest"] else "")
                    + (f'; {s["not_shown"]:,} in between not shown' if s["not_shown"] else "")
-                   + (f'. {s["within_split_pairs"]:,} pairs inside an evaluation split ({s["within_split_items"]:,} '
-                      'images) are listed after them' if s.get("within_split_pairs") else "")
+                   + (f'. {_count(s["within_split_pairs"], "pair")} inside an evaluation split '
+                      f'({_count(s["within_split_items"], "image")}) '
+                      + ("is" if s["within_split_pairs"] == 1 else "are") + ' listed after them'
+                      if s.get("within_split_pairs") else "")
                    + ".</p>")
         cols = ["#", "evaluation image · training match", s.get("score_name") or w["score"] or "score", "degree",
                 "decision", "labels", "ids and reason"]
@@ -1231,9 +1239,10 @@ def _impact_html(data: dict) -> str:
     imp = data.get("impact")
     out = ['<section id=impact class=major><h2>Accuracy impact</h2>']
     if not imp:
-        out.append('<p class=note>No predictions were given for this report. With model predictions '
-                   '(<code>leakcore report WS --html OUT --predictions FILE…</code>), this section holds the accuracy '
-                   'on the full, leaked, non-leaked and random subsets of the evaluation split.</p></section>')
+        out.append('<p class=note>Not measured for this report (what the dashboard\'s Impact page measures is not '
+                   'kept). With model predictions or the built-in probes (<code>leakcore report WS --html OUT '
+                   '--predictions FILE…</code>, or <code>--probe knn1</code>), this section holds the accuracy on the '
+                   'full, leaked, non-leaked and random subsets of the evaluation split.</p></section>')
         return "".join(out)
     out.append(f'<p class=note>{_e(imp["split"])}: {imp["models"]:,} model(s) on {imp["items"]:,} images; leaked set '
                f'from {_e(imp["source"])} ({imp["hard"]:,} hard, {imp["soft"]:,} soft). Accuracies in %, gains in '

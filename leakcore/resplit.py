@@ -223,6 +223,16 @@ def write_resplit(ws, result: Resplit, out: str | Path | None = None, links: str
                                 links))
     from leakcore.export import _inputs_time
 
+    # how to read the new split back (a new user's `add` of the manifest found no file without the old root, and of
+    # the image folder, links by default, none inside it)
+    from shlex import quote
+
+    add_again = [f"leakcore add WORKSPACE --dataset {dataset}-resplit --source {quote(str(folder / 'manifest.csv'))} "
+                 f"--format manifest --root {quote(str(ds.root))}"]
+    if targets is not None:
+        add_again.insert(0, f"leakcore add WORKSPACE --dataset {dataset}-resplit --source {quote(str(folder / 'images'))}"
+                            + (" --follow-links" if links == "symlink" else ""))
+    result.summary["add_again"] = add_again
     written = {**result.summary, "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "inputs_as_of": _inputs_time(ws), "links": links}  # what the report's provenance lists
     atomic_write_text(folder / "resplit.json", json.dumps(written, indent=2, default=str) + "\n")

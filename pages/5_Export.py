@@ -177,6 +177,9 @@ with user_errors():
                        "inside training may fall on both sides of this split; exact copies are kept together.",
                        icon=":material/warning:")
         st.markdown("\n".join(f"- `{f}`" for f in s["files"]))
+        if s.get("add_again"):
+            st.caption("To scan the new split, add it to a workspace:")
+            st.code("\n".join(s["add_again"]), language="bash")
         from pathlib import Path
 
         written = [Path(f) for f in s["files"] if Path(f).is_file()]  # the manifest and resplit.json: not the

@@ -231,3 +231,58 @@ def test_decompression_limit_is_a_workspace_setting(ws, folder_dataset):
     assert ws.items().set_index("key").loc["cat/train_000.jpg", "reason"].startswith(images.TOO_LARGE)
     add_dataset(ws, "animals", folder_dataset, max_pixels=10_000)  # raised: the files refused before are read again
     assert ws.items()["status"].eq("ok").all() and ws.items()["reason"].isna().all()
+
+
+def test_a_tree_of_links_is_read_where_links_are_followed(tmp_path):
+    """A dataset built as links to a shared store (and a re-split's own image folders, links by default) was refused
+    whole as "outside dataset root", with nothing to say how to read it. The refusal names the way; `follow_links`
+    reads the files, serves them from their folders, and never follows a path that leaves the root by "..", nor a
+    link outside the folders a server may read."""
+    from conftest import make_folder_dataset
+
+    from leakcore import access
+    from leakcore.api import Project
+
+    store = make_folder_dataset(tmp_path / "store", n_train=4, n_test=2)
+    tree = tmp_path / "tree"
+    for f in sorted(store.rglob("*.jpg")):
+        link = tree / f.relative_to(store)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(f)
+    refused = Project.create(tmp_path / "w1")
+    refused.add("d", tree)
+    items = refused.workspace.items()
+    assert (items["status"] == "unreadable").all()
+    assert items["reason"].str.contains("links to .*--follow-links", regex=True).all()
+
+    ws = Project.create(tmp_path / "w2")
+    assert refused.add("d", tree)["links_not_followed"] == 6  # said at the end of `add`, with the way to read them
+    ws.add("d", tree, follow_links=True)
+    assert (ws.workspace.items()["status"] == "ok").all()
+    assert sorted(ws.images.roots) == sorted([str(tree.resolve())] + [str(p.resolve()) for p in (
+        store / "train" / "cat", store / "train" / "dog", store / "test" / "cat", store / "test" / "dog")])
+    item = ws.workspace.items().iloc[0]
+    image, reason = ws.images.read(item["uri"], -1, ws.images.root_of(item["uri"], ws.images.roots))
+    assert reason is None and image.size == (64, 48)
+
+    # a manifest's "../" is not a link: it stays outside, followed links or not
+    (tree / "m.csv").write_text("path,split\ntrain/cat/train_000.jpg,train\n../store/test/cat/test_000.jpg,test\n")
+    ws.add("m", tree / "m.csv", follow_links=True)
+    m = ws.workspace.items().query("dataset == 'm'").set_index("key")
+    assert m.loc["train/cat/train_000.jpg", "status"] == "ok"
+    assert m.loc["../store/test/cat/test_000.jpg", "reason"].endswith(f"resolves outside {tree.resolve()}")
+
+    # on a server, only links into the folders it may read
+    access.set_allowed_roots([tmp_path / "w3", tree, store / "train"])
+    try:
+        server = Project.create(tmp_path / "w3")
+        server.add("d", tree, follow_links=True)
+        got = server.workspace.items().set_index("key")
+        assert (got.loc[got.index.str.startswith("cat/train") | got.index.str.startswith("dog/train"), "status"]
+                == "ok").all()
+        test = got[got["split"] == "test"]
+        assert (test["status"] == "unreadable").all()
+        assert test["reason"].str.contains("outside the folders this server may read").all()
+        assert str((store / "test" / "cat").resolve()) not in server.images.roots
+    finally:
+        access.set_allowed_roots(None)

@@ -176,11 +176,11 @@ def test_exact_copies_inside_training_stay_on_one_side_of_the_re_split(tmp_path,
     assert not r.assignment["key"].str.startswith("cat/empty").any() and r.summary["train"] + r.summary["test"] == 18
     assert main(["resplit", str(project.path), "--dataset", "d", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "exact copies (the same bytes) 4" in out and "training images were not compared with one another" in out
+    assert "exact copies (the same bytes): 4" in out and "training images were not compared with one another" in out
     assert "left out, no check could read them: 2 files" in out
 
 
-def test_a_re_split_of_a_folder_dataset_writes_its_images_in_folders_per_new_split(tmp_path):
+def test_a_re_split_of_a_folder_dataset_writes_its_images_in_folders_per_new_split(tmp_path, capsys):
     """A folder dataset's own layout is folders: a new user's re-split wrote only the manifest."""
     from conftest import make_folder_dataset
 
@@ -206,6 +206,17 @@ def test_a_re_split_of_a_folder_dataset_writes_its_images_in_folders_per_new_spl
     assert all((tmp_path / "out" / p).is_file() for p in manifest["new_path"])
     assert main(["resplit", str(project.path), "--dataset", "d", "--out", str(tmp_path / "o2"), "--links", "symlink"]) == 0
     assert all(p.is_symlink() for p in (tmp_path / "o2" / "images").rglob("*.jpg"))
+    # the commands it prints read the new split back: its folder of links, and its manifest (a new user's `add` of
+    # either found no image: the links led out of the folder, the manifest's paths were the old root's)
+    import shlex
+
+    commands = [line.split("to scan it: ", 1)[1] for line in capsys.readouterr().out.splitlines() if "to scan it: " in line]
+    assert len(commands) == 2 and "--follow-links" in commands[0]
+    for n, command in enumerate(commands):
+        argv = shlex.split(command.replace("WORKSPACE", str(tmp_path / f"again{n}")))[1:]
+        assert main(argv) == 0
+        again = Project.open(tmp_path / f"again{n}").workspace.items()
+        assert len(again) == 11 and (again["status"] == "ok").all() and set(again["split"]) == {"train", "test"}
 
 
 def test_calibrate_group_threshold_on_photos(tmp_path):

@@ -58,17 +58,23 @@ def add_dataset_ui(ws: Workspace) -> None:
             source = st.text_input("Source path", placeholder="/data/my_dataset or /data/manifest.csv")
             fmt = st.selectbox("Layout", ["detect"] + format_names())
             roles = st.text_input("Role overrides", placeholder="test=eval, extra=train")
+            links = st.checkbox("Follow links", help="Read the files that links in the folder lead to elsewhere (a "
+                                "tree of links to a shared store, a re-split's image folders); without it they are "
+                                "listed as outside the dataset's folder (`leakcore add --follow-links`).")
             why = locked(ws, Action.ADD)
             submitted = st.form_submit_button("Add dataset", disabled=why is not None)
             lock_note(why)
         if submitted:
             with user_errors(stop=False), st.spinner("Reading and checking every image…"):
-                summary = ws.add(name, source, fmt=None if fmt == "detect" else fmt, roles=roles)
+                summary = ws.add(name, source, fmt=None if fmt == "detect" else fmt, roles=roles, follow_links=links)
                 skipped = summary.get("skipped") or {}
                 st.success(f"Added {summary['items']} items to {name}" + (
                     f"; skipped {sum(skipped.values())} files that are not images by their name ("
                     + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items(), key=lambda kv: -kv[1])[:6]) + ")"
                     if skipped else ""))
+                if summary.get("links_not_followed"):
+                    st.warning(f"{summary['links_not_followed']} files are links to files outside the folder: add it "
+                               "again with **Follow links** ticked to read them", icon=":material/link:")
                 if summary.get("tiny"):
                     st.warning(f"{summary['tiny']} images are under {summary['tiny_side']} px on a side: read, but too "
                                "small for their copies to be told apart", icon=":material/photo_size_select_small:")
