@@ -228,7 +228,7 @@ class Source:
     link_roots: list[Path] = field(default_factory=list)  # folders outside the root that followed links lead into
 
 
-FOLLOW_LINKS_HINT = "adding the dataset with links followed reads it (`leakcore add --follow-links`)"
+FOLLOW_LINKS_HINT = "adding the dataset with links followed reads it: `leakcore add --follow-links`"
 
 
 def _safe_file(path: Path, root: Path) -> tuple[str, str | None]:
@@ -237,7 +237,7 @@ def _safe_file(path: Path, root: Path) -> tuple[str, str | None]:
     if not is_inside(path, root):
         if _under(path, root):
             return (str(path.absolute()),
-                    f"{images.OUTSIDE_ROOT}: {path} links to {path.resolve()}, outside {root} ({FOLLOW_LINKS_HINT})")
+                    f"{images.OUTSIDE_ROOT}: {path} links to {path.resolve()}, outside {root}; {FOLLOW_LINKS_HINT}")
         return str(path), f"{images.OUTSIDE_ROOT}: {path} resolves outside {root}"
     return str(path.absolute()), None
 

@@ -120,6 +120,10 @@ def print_summary(summary: dict, out=None) -> None:
 
 
 def cmd_add(args) -> int:
+    from leakcore.errors import IngestError
+
+    if not Path(args.source).exists():  # said before a workspace is made for it (an empty one was left behind)
+        raise IngestError(f"source {args.source} does not exist")
     project = _project(args.dir, create=True)
     bars = _Bars()
     summary = project.add(
@@ -200,6 +204,9 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
         table = project.checks.rates(hard=hard, soft=soft, use_decisions=use_decisions)
         if table.empty:
             print("no results yet: run `leakcore scan`")
+        items = project.workspace.items()
+        unread = (items[items["status"].astype(str) != "ok"].assign(split_id=lambda d: d["dataset"].astype(str) + "/"
+                  + d["split"].astype(str))["split_id"].value_counts())  # per split: images no check read
         for i, (check, part) in enumerate(table.groupby("check", sort=False)):
             if i:  # the headline check first, as before; each other one in its own words, its numbers in a sentence
                 w = project.checks.words(check)
@@ -210,8 +217,12 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
                           f"({100 * r.soft_rate:.2f}%): hard {r.hard} ({100 * r.hard_rate:.2f}%), soft {r.soft}")
                 continue
             for r in part.itertuples():
+                # images the scan could not read are not in n: a rate over a few read images is no all-clear (a
+                # tree of links read as 1 image of 163 reported 0% leakage)
+                missing = int(unread.get(r.eval_split, 0))
                 print(f"  {r.eval_split:<24} vs {r.train_split:<26} n={r.n_eval:>7}  hard {r.hard:>6} ({100 * r.hard_rate:6.2f}%)"
-                      f"  soft {r.soft:>6} ({100 * r.soft_rate:6.2f}%)")
+                      f"  soft {r.soft:>6} ({100 * r.soft_rate:6.2f}%)"
+                      + (f"  ({missing} more not read: not checked, listed below)" if missing else ""))
         mats = matrices(table)
         if not mats["soft_rate"].empty:
             for kind in ("hard", "soft"):
@@ -221,7 +232,6 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
         _strongest(project, hard=hard, soft=soft, use_decisions=use_decisions, top=10 if top is None else top)
         for dataset, a in project.audits.shortcut_results().items():
             print(f"\nshortcut audit of {dataset} ({a['created']}): " + "; ".join(a["verdict"]))
-        items = project.workspace.items()
         bad = items[items["status"].astype(str) != "ok"].sort_values("item_id")
         if len(bad):  # not checked for leakage: named here as in the HTML report (a reader saw them nowhere else)
             print(f"\nfiles no check could read (not checked; an export leaves them out): {len(bad)}")
@@ -912,6 +922,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"leakcore {args.command}: error: {exc.for_terminal()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        for bar in list(getattr(tqdm, "_instances", ())):  # ended on their own lines first: the message was printed
+            bar.close()  # inside the bar's line, and the bar drawn again after it
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `leakcore report DIR | head`: the reader left; stop quietly, as other command-line tools do

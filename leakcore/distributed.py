@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from leakcore import embed, search
-from leakcore.errors import InvalidInput
+from leakcore.errors import ClusterUnreachable, InvalidInput
 from leakcore.scan import EmbedJob, ScanContext, ScanPlan, ScanResult, SplitInput, run_scan
 from leakcore.schema import SplitId
 
@@ -47,8 +47,42 @@ def connect(address: str | None = None, *, num_cpus: int | None = None):
         if address in (None, "", "local"):
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
         else:
-            ray.init(address=address, log_to_driver=False, ignore_reinit_error=True)
+            _answers(address)
+            try:
+                ray.init(address=address, log_to_driver=False, ignore_reinit_error=True)
+            except (ConnectionError, TimeoutError) as exc:
+                raise ClusterUnreachable(
+                    f"could not join the Ray cluster at {address}: {exc}",
+                    cli="check the address (`ray status --address ADDRESS` on this machine says whether Ray can join "
+                        "it); a cluster whose head was started with token authentication (a ~/.ray/auth_token on its "
+                        "machine) needs RAY_AUTH_MODE=token here too (docs/distributed.md)",
+                    page="Check the address; a cluster started with token authentication needs RAY_AUTH_MODE=token "
+                         "where this server runs (docs/distributed.md)") from None
     return ray
+
+
+CONNECT_TIMEOUT_S = 5.0  # a cluster's head answers at once; Ray itself retried a wrong address for minutes in silence
+
+
+def _answers(address: str) -> None:
+    """ClusterUnreachable unless something accepts a connection at the address's host and port ("auto" is Ray's to
+    find): `ray.init` on a wrong address printed warnings for 13 minutes and never failed, and the page waited on
+    "connecting to Ray" the same way."""
+    import socket
+
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidInput(f"a Ray address is host:port, ray://host:port or auto, got {address!r}",
+                           cli="e.g. --ray 10.0.0.5:6379", page="e.g. 10.0.0.5:6379")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ClusterUnreachable(f"nothing answers at {hostport} ({exc.strerror or exc}): no Ray cluster to join there",
+                                 cli="start its head there (`ray start --head --port PORT`) or check the address",
+                                 page="Check the address, and that the cluster's head is running") from None
 
 
 def query_blocks(nq: int, block: int = QUERY_BLOCK) -> list[tuple[int, int]]:

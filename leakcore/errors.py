@@ -82,3 +82,7 @@ __all__ = [
     "ReviewStoreError", "ThresholdsUncalibrated", "UnknownName", "UnknownSplit", "WeightsUnavailable",
     "WorkspaceError",
 ]
+
+
+class ClusterUnreachable(LeakcoreError, ConnectionError):
+    """A Ray cluster that cannot be joined: nothing answers at its address, or it refused this client."""

@@ -286,3 +286,37 @@ def test_a_tree_of_links_is_read_where_links_are_followed(tmp_path):
         assert str((store / "test" / "cat").resolve()) not in server.images.roots
     finally:
         access.set_allowed_roots(None)
+
+
+def test_adding_a_source_that_does_not_exist_leaves_no_workspace_behind(tmp_path, capsys):
+    from leakcore.cli import main
+
+    assert main(["add", str(tmp_path / "ws"), "--dataset", "d", "--source", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "ws").exists()
+
+
+def test_the_report_says_how_many_evaluation_images_were_not_read(tmp_path, capsys):
+    """A tree of links added without --follow-links scanned 1 image of 3 and reported 0% leakage with nothing on
+    its line to say the rest went unchecked (a false all-clear for a CI gate)."""
+    from conftest import make_folder_dataset
+
+    from leakcore.cli import main
+
+    store = make_folder_dataset(tmp_path / "store", n_train=4, n_test=3)
+    tree = tmp_path / "tree"
+    for f in sorted(store.rglob("*.jpg")):
+        link = tree / f.relative_to(store)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if f.name == "test_000.jpg":
+            link.write_bytes(f.read_bytes())  # one real file
+        else:
+            link.symlink_to(f)
+    ws = str(tmp_path / "ws")
+    assert main(["init", ws, "--encoder", "phash"]) == 0
+    assert main(["add", ws, "--dataset", "d", "--source", str(tree)]) == 0
+    assert "6 of them are links to files elsewhere: add again with --follow-links" in capsys.readouterr().out
+    assert main(["scan", ws]) == 0
+    capsys.readouterr()
+    assert main(["report", ws]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("d/test"))
+    assert "n=      1" in row and "(2 more not read: not checked, listed below)" in row

@@ -135,3 +135,35 @@ def test_ray_search_over_precomputed_shards_gives_the_local_neighbours(tmp_path,
     pd.testing.assert_frame_equal(_tables(remote), expected)
     blocks = [(d, t) for s, d, t in seen if s == "blocks of search toy/test -> web/train"]
     assert blocks and blocks[-1] == (8, 8)  # the driver reports every finished task (51 rows in blocks of 7)
+
+
+def test_a_ray_address_where_nothing_answers_is_refused_at_once(tmp_path, monkeypatch):
+    """`--ray 127.0.0.1:6999` with no cluster there printed Ray's warnings for 13 minutes and never failed; a
+    cluster that refused the client (token authentication) ended as "internal error (a bug in leakcore)"."""
+    import socket
+    import time
+
+    from leakcore import distributed
+    from leakcore.errors import ClusterUnreachable, InvalidInput
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as a fresh driver (another test may have joined one)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    with pytest.raises(ClusterUnreachable, match=f"nothing answers at 127.0.0.1:{port}"):
+        distributed.connect(f"127.0.0.1:{port}")
+    assert time.monotonic() - t0 < 10
+    with pytest.raises(InvalidInput, match="host:port"):
+        distributed.connect("my-cluster")
+
+    def refuses(**kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster at 127.0.0.1:1")
+
+    with socket.socket() as server:  # something answers there, but Ray refuses to join
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setattr(ray, "init", refuses)
+        with pytest.raises(ClusterUnreachable, match="could not join the Ray cluster") as err:
+            distributed.connect(f"127.0.0.1:{server.getsockname()[1]}")
+    assert "RAY_AUTH_MODE=token" in err.value.for_terminal()
