@@ -562,6 +562,9 @@ def cmd_resplit(args) -> int:
     if s.get("test_duplicate_pairs"):
         print(f"  note: near-duplicate pairs both in test (each copy counts twice in a test score): "
               f"{s['test_duplicate_pairs']}; the manifest's group column names each such group")
+    if s.get("label_conflicts_kept"):
+        print(f"  note: one picture under two labels, kept on one side: {s['label_conflicts_kept']} (a re-split cannot "
+              "fix a label: the label_conflict check lists them)")
     if not s.get("train_searched", True):
         print(f"  note: training images were not compared with one another (`leakcore scan {args.dir} --grouping` "
               "does): near-duplicates inside training may fall on both sides; exact copies are kept together")

@@ -84,6 +84,13 @@ def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series,
     return pd.Series(name[labels.get_indexer(g.to_numpy())], index=g.index).astype(str), info, near
 
 
+def _label_conflicts(pairs: list, items: pd.DataFrame) -> int:
+    """How many of the near-duplicate pairs (item ids) carry two different labels, each pair once."""
+    label = items.set_index("item_id")["label"]
+    return len({tuple(sorted(p)) for p in pairs if pd.notna(label.get(p[0])) and pd.notna(label.get(p[1]))
+                and label.get(p[0]) != label.get(p[1])})
+
+
 def _same_side(pairs: list, assignment: pd.DataFrame, side: str) -> int:
     """How many of the near-duplicate pairs (item ids) lie both on `side` of the new split, each pair once."""
     where = assignment.set_index("item_id")["new_split"]
@@ -154,6 +161,9 @@ def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | No
         "largest_group": int(group.value_counts().max()), "cross_split_groups": 0, "unreadable_left_out": unread,
         # near-duplicates (flagged pairs, exact copies) that share a side: in test each copy counts twice in a score
         "test_duplicate_pairs": _same_side(near, assignment, "test"),
+        # one picture under two labels, kept on one side: a re-split cannot fix a label (a new user's label conflict
+        # landed in train under both labels, said nowhere)
+        "label_conflicts_kept": _label_conflicts(near, items),
         **joined,
         "label_share_overall": {str(k): round(float(v), 4) for k, v in overall.items()},
         "label_share_by_split": {s: {str(k): round(float(v), 4) for k, v in row.items()} for s, row in balance.iterrows()},

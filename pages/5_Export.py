@@ -165,9 +165,12 @@ with user_errors():
                    f"near-duplicate pairs the similarity check flags and {s.get('identical_joined', 0)} exact copies "
                    "kept together · largest class-share gap "
                    f"{100 * s['max_label_share_gap']:.1f} points · {s['method']}")
-        if s.get("unreadable_left_out") or s.get("test_duplicate_pairs"):
+        if s.get("unreadable_left_out") or s.get("test_duplicate_pairs") or s.get("label_conflicts_kept"):
             st.info(" · ".join(([f"Left out: {s['unreadable_left_out']} files no check could read."]
                                 if s.get("unreadable_left_out") else [])
+                               + ([f"One picture under two labels, kept on one side: {s['label_conflicts_kept']} "
+                                   "(a re-split cannot fix a label: the label_conflict check lists them)."]
+                                  if s.get("label_conflicts_kept") else [])
                                + ([f"Near-duplicate pairs both in test: {s['test_duplicate_pairs']} (each copy counts "
                                    "twice in a test score; the manifest's group column names each group)."]
                                   if s.get("test_duplicate_pairs") else [])))

@@ -531,3 +531,19 @@ def test_matches_in_one_small_area_link_only_where_the_pixels_agree_as_a_copy_s(
     m = pd.DataFrame({"method": "orb", "inliers": [13.0, 13.0, 13.0, 40.0], "spread": [0.01, 0.01, 0.2, 0.0005],
                       "scale": 1.0, "ncc": [0.82, 0.98, 0.82, 0.99]})
     assert grouping.geometry_edge(m).tolist() == [False, True, True, False]
+
+
+def test_a_re_split_says_when_it_keeps_one_picture_under_two_labels(tmp_path, capsys):
+    """A new user's label conflict (a training photo filed in test under the other class) landed in train under both
+    labels, and the re-split said nothing: it cannot fix a label, but it says how many such pairs it kept."""
+    from conftest import make_folder_dataset
+
+    root = make_folder_dataset(tmp_path / "d", n_train=6, n_test=4)
+    (root / "test" / "dog" / "conflict.jpg").write_bytes((root / "train" / "cat" / "train_000.jpg").read_bytes())
+    project = Project.create(tmp_path / "w", encoder="phash")
+    project.add("d", root)
+    project.scan()
+    result = project.resplit("d", test_size=0.3, write=False)
+    assert result.summary["label_conflicts_kept"] == 1
+    assert main(["resplit", str(project.path), "--dataset", "d", "--dry-run"]) == 0
+    assert "one picture under two labels, kept on one side: 1" in capsys.readouterr().out
