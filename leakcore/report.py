@@ -1405,7 +1405,10 @@ def _provenance_html(data: dict) -> str:
 def render_html(data: dict, thumbs: dict[str, Thumbnail] | None = None) -> str:
     """The page: every section drawn from `data`, which is embedded as JSON; nothing is fetched from anywhere."""
     thumbs = thumbs or {}
-    name = Path(data["workspace"]).name
+    # the datasets it covers, then the workspace ("Leakage report: ws" named only a folder)
+    datasets = [d["name"] for d in data.get("datasets", [])]
+    name = (", ".join(datasets[:4]) + (f" and {len(datasets) - 4} more" if len(datasets) > 4 else "")
+            + f" (workspace {Path(data['workspace']).name})") if datasets else Path(data["workspace"]).name
     embedded = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     worst = max((v["checks"].get(_primary(), {}).get("soft_rate") or 0 for v in data["verdicts"]), default=0)
     sections = [_summary_html(data), _heatmaps_html(data), _findings_html(data, thumbs), _impact_html(data),

@@ -65,6 +65,8 @@ def test_html_and_json_come_from_one_structure(ws, tmp_path, capsys):
     verdicts = {v["eval_split"]: v for v in printed["verdicts"]}
     assert verdicts["animals/test"]["verdict"] == "leaks" and verdicts["animals/test"]["checks"]["similarity"]["hard"] == 3
     assert "75.00%" in page and "50.00%" in page  # the rates as the page writes them: animals 3 of 4, zoo 1 of 2
+    # titled by what it covers ("Leakage report: ws" named only a folder)
+    assert f"<title>Leakage report: animals, zoo (workspace {ws.path.name})</title>" in page
 
 
 def test_findings_are_shown_with_embedded_thumbnails_and_nothing_outside(ws, tmp_path):
