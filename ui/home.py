@@ -178,7 +178,9 @@ def overview(ws: Workspace, hard: float, soft: float) -> None:
     st.subheader("Leakage at the thresholds in force")
     table = data.rates(ws, hard, soft)
     if table.empty or not (table["check"] == "similarity").any():  # other checks read the scan's pairs too: before
-        st.info("No scan results yet: run a scan.")  # a scan they would say "0 of N" as if they had looked
+        # a scan stopped by a reload or Stop left its finished parts: said, so nobody starts a new workspace over it
+        st.info("No scan results yet: run a scan (a scan that was stopped goes on from where it stopped: the images "
+                "it embedded are kept).")  # a scan they would say "0 of N" as if they had looked
         return
     overall = table[(table["train_split"] == ALL_SOURCES) & (table["check"] == "similarity")]
     cols = st.columns(max(len(overall), 1))
