@@ -538,7 +538,9 @@ def build_items(
         elif source.format == "embeddings":
             base.update(sha256=None, width=-1, height=-1, status="ok", reason=None)
         elif (old is not None and old["fsize"] == fsize and old["mtime_ns"] == mtime and fsize >= 0 and old["uri"] == rec.uri
-              and not str(old.get("reason") or "").startswith(images.TOO_LARGE)):  # the limit may have been raised
+              # the limit may have been raised; a link out of the folder may be followed now (`--follow-links`: a
+              # re-add that followed them kept the earlier refusal)
+              and not str(old.get("reason") or "").startswith((images.TOO_LARGE, images.OUTSIDE_ROOT))):
             base.update({k: old.get(k) for k in ("sha256", "width", "height", "status", "reason", "camera")})
             if not rec.timestamp and old.get("timestamp"):
                 base["timestamp"] = old["timestamp"]  # an EXIF time found when the file was first probed

@@ -255,10 +255,15 @@ def test_a_tree_of_links_is_read_where_links_are_followed(tmp_path):
     assert (items["status"] == "unreadable").all()
     assert items["reason"].str.contains("links to .*--follow-links", regex=True).all()
 
-    ws = Project.create(tmp_path / "w2")
     assert refused.add("d", tree)["links_not_followed"] == 6  # said at the end of `add`, with the way to read them
+    refused.add("d", tree, follow_links=True)  # again in the same workspace: the earlier refusal is not kept
+    assert (refused.workspace.items()["status"] == "ok").all()
+    ws = Project.create(tmp_path / "w2")
     ws.add("d", tree, follow_links=True)
     assert (ws.workspace.items()["status"] == "ok").all()
+    from ui import display  # the pages' pictures come from the same folders (Review showed "No image" there)
+
+    assert set(display._workspace(ws)[0]) == set(ws.images.roots)
     assert sorted(ws.images.roots) == sorted([str(tree.resolve())] + [str(p.resolve()) for p in (
         store / "train" / "cat", store / "train" / "dog", store / "test" / "cat", store / "test" / "dog")])
     item = ws.workspace.items().iloc[0]
