@@ -191,17 +191,35 @@ def load_roles(ws_path: str | os.PathLike) -> Roles | None:
                              cli=f"fix or remove {path}", page=f"Fix {path} on the server") from exc
 
 
+_without_roles = Role.LEAD  # everyone's role in a workspace without a roles file (`set_without_roles`)
+
+
+def set_without_roles(role: Role) -> None:
+    """Everyone's role in a workspace that has no roles file: lead on one person's machine; a server with sign-in
+    sets viewer, so that such a workspace is read-only there until its operator gives the roles (a viewer of the
+    team's workspace opened another one without roles, led it, and made themselves its lead on the Team page)."""
+    global _without_roles
+    _without_roles = Role(role)
+
+
 def role_of(ws_path: str | os.PathLike, user: str | None) -> Role:
-    """The user's role in the workspace (lead for everyone when it has no roles file)."""
+    """The user's role in the workspace (`set_without_roles`' role, lead by default, when it has no roles file)."""
     roles = load_roles(ws_path)
-    return Role.LEAD if roles is None else roles.role_of(user)
+    return _without_roles if roles is None else roles.role_of(user)
 
 
-def require(ws_path: str | os.PathLike, user: str | None, action: Action) -> Role:
-    """The user's role if it allows `action`, else AccessDenied naming who, what and the role it needs."""
+def require(ws_path: str | os.PathLike, user: str | None, action: Action, *, new_workspace: bool = False) -> Role:
+    """The user's role if it allows `action`, else AccessDenied naming who, what and the role it needs.
+    `new_workspace`: the workspace was made in this very call, so its maker may write its first roles file."""
     roles = load_roles(ws_path)
     if roles is None:
-        return Role.LEAD
+        if new_workspace or allows(_without_roles, action):
+            return Role.LEAD if new_workspace else _without_roles
+        raise AccessDenied(f"this workspace has no roles file, and on this server a workspace without one is "
+                           f"read-only: to {action.value} needs a role its operator gives",
+                           cli=f"write its roles: leakcore --reviewer YOU roles {ws_path} --set YOU=lead",
+                           page="Ask the server's operator to give this workspace its roles (`leakcore roles`, "
+                                "docs/deploy.md)")
     if not normalise_user(user):
         raise AccessDenied(f"nobody is named for this action ({action.value}), and this workspace has roles",
                            cli="pass --reviewer NAME", page="Sign in first")
@@ -224,11 +242,12 @@ def template_roles(lead: str) -> Roles:
 MAX_IDENTITY = 254  # an e-mail address's longest
 
 
-def save_roles(ws_path: str | os.PathLike, roles: Roles, *, actor: str | None) -> Roles:
-    """Write the roles file as `actor` (a lead, or anyone while there is no file yet) and audit the change. A
-    file without a lead, or one that would take the lead role from the actor, is refused: someone must be able
-    to change it again."""
-    role = require(ws_path, actor, Action.ROLES)
+def save_roles(ws_path: str | os.PathLike, roles: Roles, *, actor: str | None, new_workspace: bool = False) -> Roles:
+    """Write the roles file as `actor` (a lead, or anyone while there is no file yet where a workspace without one
+    is led by everyone; `new_workspace`: its maker, in the call that made it) and audit the change. A file without a
+    lead, or one that would take the lead role from the actor, is refused: someone must be able to change it
+    again."""
+    role = require(ws_path, actor, Action.ROLES, new_workspace=new_workspace)
     for user in roles.to_dict().get("users", {}):  # an e-mail or a login name: the Team grid took any text
         if len(user) > MAX_IDENTITY or any(c.isspace() or not c.isprintable() for c in user):
             raise InvalidInput(f"{as_code(user, 80)} is not an identity: an e-mail address or a login name, without "

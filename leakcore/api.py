@@ -29,7 +29,7 @@ from leakcore import downstream, export as _export, ingest, leakage, review
 from leakcore import scan as _scan
 from leakcore.errors import InvalidInput, LeakcoreError, UnknownName, as_code
 from leakcore.access import Action
-from leakcore.project import DEFAULT_ENCODER, DEFAULT_K, Thresholds, Workspace
+from leakcore.project import CONFIG_NAME, DEFAULT_ENCODER, DEFAULT_K, Thresholds, Workspace
 from leakcore.schema import Decision, SplitId
 
 if TYPE_CHECKING:
@@ -406,11 +406,13 @@ def planted_truth(project: "Project") -> "pd.DataFrame | None":
     return pd.read_csv(path) if path.exists() else None
 
 
-def configure_access(identity_source: Callable[[], "str | None"] | None, roots: "list[str] | None") -> None:
-    """Install, for this process, who the signed-in user is and the folders users may open (the dashboard's
-    first step on every page; `leakcore.access`)."""
+def configure_access(identity_source: Callable[[], "str | None"] | None, roots: "list[str] | None",
+                     without_roles: "Role | str" = "lead") -> None:
+    """Install, for this process, who the signed-in user is, the folders users may open and everyone's role in a
+    workspace without a roles file (the dashboard's first step on every page; `leakcore.access`)."""
     _access.set_identity_source(identity_source)
     _access.set_allowed_roots(roots)
+    _access.set_without_roles(Role(without_roles))
 
 
 def acting_as(user: str | None):
@@ -959,13 +961,18 @@ class Project:
 
     @classmethod
     def create(cls, path: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER, k: int = DEFAULT_K,
-               actor: str | None = None) -> "Project":
+               actor: str | None = None, lead: str | None = None) -> "Project":
         """Create a workspace (or open the one at `path`) as `actor`, under the allowed roots: not inside another
         workspace, nor in a folder of images (a team server's viewer made one in a dataset's val folder, which wrote
-        project.toml among the photos, and one inside the team's workspace)."""
+        project.toml among the photos, and one inside the team's workspace). `lead`: a workspace made here gets a
+        roles file naming `lead` its lead and everyone else a viewer (one that existed already is only opened)."""
         _access.check_path(path, "workspace")
         _check_new_workspace_folder(Path(path))
-        return cls(Workspace.create(path, encoder=encoder, k=k), actor=actor)
+        made = not (Path(path) / CONFIG_NAME).exists()
+        project = cls(Workspace.create(path, encoder=encoder, k=k), actor=actor)
+        if lead and made:
+            _access.save_roles(project.path, _access.template_roles(lead), actor=lead, new_workspace=True)
+        return project
 
     @property
     def path(self) -> Path:

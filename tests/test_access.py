@@ -28,6 +28,7 @@ def _no_identity_source(monkeypatch):
     """Whatever an earlier test in this process installed (the app installs one): these tests name the actor."""
     monkeypatch.setattr(access, "_identity_source", None)
     monkeypatch.setattr(access, "_roots_override", None)
+    monkeypatch.setattr(access, "_without_roles", access.Role.LEAD)
     monkeypatch.delenv(access.ROOTS_ENV, raising=False)
 
 
@@ -627,9 +628,48 @@ def test_a_workspace_made_on_a_signed_in_server_is_led_by_its_maker_alone(tmp_pa
     monkeypatch.setattr(access_ui, "sign_in_configured", lambda: True)
     monkeypatch.setattr(access_ui, "signed_in_user", lambda: LEAD)
     access.set_identity_source(lambda: LEAD)
-    made = Project.create(tmp_path / "new-ws", encoder="phash")
-    access_ui.own_new_workspace(made)
+    made = Project.create(tmp_path / "new-ws", encoder="phash", lead=access_ui.new_workspace_lead())
     roles = made.team.roles()
     assert roles.role_of(LEAD) == Role.LEAD and roles.role_of(VIEWER) == Role.VIEWER
     with pytest.raises(AccessDenied):
         Project.open(made.path, actor=VIEWER).scan()
+
+
+def test_on_a_signed_in_server_a_workspace_without_roles_is_read_only(tmp_path, monkeypatch):
+    """A viewer of the team's workspace opened another one that had no roles file (made on the command line): there
+    they led it, exported, and made themselves its lead on the Team page, the team's lead a viewer."""
+    from streamlit.testing.v1 import AppTest
+
+    from ui import access_ui
+
+    root = make_folder_dataset(tmp_path / "animals", n_train=4, n_test=2, leaks=(0,))
+    open_ws = Project.create(tmp_path / "ws", encoder="phash")
+    open_ws.add("animals", root)
+    open_ws.scan()
+    assert open_ws.team.roles() is None
+    access.set_without_roles(Role.VIEWER)  # what the dashboard's gate installs where sign-in is on (reset after)
+    access.set_identity_source(lambda: VIEWER)
+    with pytest.raises(AccessDenied, match="no roles file"):
+        Project.open(open_ws.path).team.start_roles(VIEWER)
+    with pytest.raises(AccessDenied, match="read-only"):
+        Project.open(open_ws.path).exports.write("animals/test", open_ws.exports.policy("soft"),
+                                                 out=str(tmp_path / "x"))
+    assert Project.open(open_ws.path).team.roles() is None
+    # a workspace made here gets its maker as lead, the only way a roles file starts on such a server
+    made = Project.create(tmp_path / "made", encoder="phash", lead=LEAD, actor=LEAD)
+    assert made.team.role() == Role.LEAD and Project.open(made.path, actor=VIEWER).team.role() == Role.VIEWER
+    # ... and "creating" at an existing workspace only opens it: no roles file is claimed there
+    Project.create(open_ws.path, lead=VIEWER)
+    assert open_ws.team.roles() is None
+    # the Team page says so, with no button to claim it
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(open_ws.path))
+    monkeypatch.setattr(access_ui, "sign_in_configured", lambda: True)
+    monkeypatch.setattr(access_ui, "signed_in_user", lambda: VIEWER)
+    monkeypatch.setattr(access_ui, "_provider_user", lambda: VIEWER)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/8_Team.py").run()
+    assert not at.exception
+    assert any("read-only for everyone until its operator gives the roles" in i.value for i in at.info)
+    assert not [b for b in at.button if b.key == "team_start"]

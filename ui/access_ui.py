@@ -189,13 +189,11 @@ def may_create_workspace(current: str | None, path: str | None = None) -> bool:
     return False
 
 
-def own_new_workspace(project: Project) -> None:
-    """On a server with sign-in, a workspace just created gets a roles file naming its creator its lead and everyone
-    else a viewer: without one everybody leads it (a viewer of the team's workspace opened a lead's new one and could
-    add data and scan there)."""
-    user = signed_in_user() if sign_in_configured() else None
-    if user is not None and project.team.roles() is None:
-        project.team.set_roles(Roles({user: Role.LEAD}, Role.VIEWER))
+def new_workspace_lead() -> str | None:
+    """Who leads a workspace created on this server: the signed-in user (`Project.create(lead=…)` writes its roles
+    file, everyone else a viewer); None without sign-in. Without a roles file everybody led it (a viewer of the team's
+    workspace opened a lead's new one and could add data and scan there)."""
+    return signed_in_user() if sign_in_configured() else None
 
 
 def allowed_roots(start_workspace: str) -> list[str] | None:
@@ -214,7 +212,9 @@ def gate(start_workspace: str) -> str | None:
     """Every page's first step after the session state: install the identity source and the allowed roots, stop
     the page for a visitor who has not signed in (sign-in on) or for a network server without sign-in that the
     operator did not allow, warn on every page when it did. Returns the signed-in user (None: sign-in off)."""
-    configure_access(session_identity, allowed_roots(start_workspace))
+    # with sign-in, a workspace without a roles file is read-only (everyone led it, and could make themselves its lead)
+    configure_access(session_identity, allowed_roots(start_workspace),
+                     without_roles=Role.VIEWER if sign_in_configured() else Role.LEAD)
     if sign_in_configured():
         user = signed_in_user()
         if user is None:
@@ -330,6 +330,11 @@ def roles_editor(ws) -> None:
     st.subheader("Roles")
     st.caption("viewer: reads everything · curator: also decides pairs · lead: also thresholds, calibration, export, "
                "re-split, adding data, scans and these roles. Kept in roles.toml in the workspace.")
+    if roles is None and sign_in_configured():
+        st.info("This workspace has no roles file: on this server with sign-in it is read-only for everyone until its "
+                "operator gives the roles, on the server's machine: "
+                + as_code(f"leakcore --reviewer YOU roles {ws.path} --set YOU=lead") + " (docs/deploy.md).")
+        return
     if roles is None:
         st.info("This workspace has no roles file: everyone who reaches the dashboard acts as a lead. Start one to "
                 "give roles; you become its lead and everyone not listed a viewer.")

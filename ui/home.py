@@ -35,9 +35,7 @@ def _switch(path: str, create: bool) -> None:
     if create and not access_ui.may_create_workspace(st.session_state.get("workspace"), path):
         return  # refused, with the reason shown
     with user_errors(stop=False):
-        project = Project.create(path) if create else Project.open(path)
-        if create and project is not None:
-            access_ui.own_new_workspace(project)
+        project = Project.create(path, lead=access_ui.new_workspace_lead()) if create else Project.open(path)
     if project is None:
         return  # refused, with the reason shown
     path = str(project.path)
