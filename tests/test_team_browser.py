@@ -288,7 +288,13 @@ def test_curator_decides_viewer_cannot_lead_applies_and_exports_then_signs_out(t
         assert prov["people"]["decisions_by_reviewer"] == {CURATOR: 1}
         assert prov["people"]["thresholds_set_by"]["user"] == LEAD
 
-        # signing out ends the session: the next visit asks to sign in again
+        # signing out ends the session: the next visit asks to sign in again, and another open tab of the same
+        # person goes to the sign-in page at its next step (a key press on Review reran only its fragment, and that
+        # tab went on browsing pairs as "Signed in as" the lead)
+        other = lea.context.new_page()
+        other.goto(url + "/Review")
+        expect(other.get_by_text("Review flagged pairs").first).to_be_visible(timeout=60_000)
+        _settle(other, 500)
         page = lea.open("/", "Signed in as")
         page.get_by_role("button", name="Sign out").click()
         # Streamlit ends the session at the provider too (RP-initiated logout): the provider asks to confirm
@@ -298,6 +304,9 @@ def test_curator_decides_viewer_cannot_lead_applies_and_exports_then_signs_out(t
         expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
         assert page.get_by_text("Signed in as").count() == 0
         lea.shot("signed-out")
+        other.bring_to_front()
+        other.get_by_role("button", name="Next").click()
+        expect(other.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
         for v in (cora, vic, lea):
             assert v.dialogs == []
         browser.close()

@@ -64,6 +64,11 @@ def signed_in_user() -> str | None:
     return None if user is not None and signed_out_elsewhere(user) else user
 
 
+def signed_out_since() -> bool:
+    """Whether this session's user has signed out (in another tab, say) since this session signed in."""
+    return sign_in_configured() and _provider_user() is not None and signed_in_user() is None
+
+
 def _sign_outs_file() -> Path:
     """The server's record of who signed out when (LEAKCORE_HOME, beside the recent workspaces)."""
     from ui import state

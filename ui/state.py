@@ -84,6 +84,10 @@ def fragment(func=None, *, run_every: float | None = None):
     def make(f):
         @functools.wraps(f)
         def run(*args, **kwargs):
+            from ui import access_ui
+
+            if access_ui.signed_out_since():  # the whole page then runs, and its gate shows the sign-in page: a key
+                st.rerun()  # press reran only this fragment, so a tab of a user who had signed out went on browsing
             keep_widget_state()
             return f(*args, **kwargs)
 
