@@ -628,6 +628,28 @@ def test_a_link_opens_its_pair_whatever_the_filters_and_the_url_follows_the_pair
     assert shown != (target["eval_item_id"], target["train_item_id"]) and shown[0].startswith("animals/test/")
 
 
+def test_a_link_copied_from_the_address_bar_opens_its_pair_once_it_is_decided(ws):
+    """A curator's link carried the page's own filters (state=unreviewed, pos=3): once the pair was decided, a second
+    curator's copy of the link opened another pair, with a passing notice."""
+    from leakcore import leakage
+
+    pairs = leakage.load_pairs(ws).sort_values("similarity")
+    hard, soft = ws.thresholds()
+    target = pairs[pairs["similarity"] >= soft].iloc[0]
+    review.decide(ws, target["eval_item_id"], target["train_item_id"], "hard", reviewer="cora")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["reviewer"] = "carl"
+    at.run()
+    at.switch_page("pages/1_Review.py")
+    for key, value in {"eval": target["eval_item_id"], "train": target["train_item_id"], "state": "unreviewed",
+                       "pos": "3", "degree": "all", "labels": "any"}.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception
+    assert (at.query_params["eval"], at.query_params["train"]) == (target["eval_item_id"], target["train_item_id"])
+    assert at.session_state["f_states"] == [] and not at.toast  # the decided pair in view, no "not in this queue"
+
+
 def test_a_link_to_a_within_split_pair_from_its_other_end_opens_it(tmp_path, monkeypatch):
     """The queue lists a pair within one split from one end (b among a's nearest and a among b's are one pair): a
     link or bookmark made from the other end opens that pair, not another one with a notice."""

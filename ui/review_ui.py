@@ -224,7 +224,8 @@ def restore_from_url(queue: pd.DataFrame, checks: list[str], splits: dict[str, l
         if not found:
             notes.append("the linked pair is not flagged at the thresholds in force")
             values.pop("review_current")
-        elif not any(k in params for k in (*URL_LISTS, "labels")):  # a bare pair link: the whole queue
+        else:  # the whole queue, so the pair shows: a link copied from the address bar carries the sender's filters
+            # (state=unreviewed), which the pair leaves once decided, and the receiver saw another pair
             values.update({target: [] for target in URL_LISTS.values()})
             values.update(f_labels="any", grid_mode=False)
     for key, value in values.items():
