@@ -119,6 +119,16 @@ def print_summary(summary: dict, out=None) -> None:
         print("unreadable: 0", file=out)
 
 
+def _same_files_note(summary: dict) -> str | None:
+    """The note `add` prints where the new dataset's images are byte for byte another dataset's of the workspace."""
+    same = summary.get("same_files_as") or {}
+    if not same:
+        return None
+    return ("note: " + ", ".join(f"{n} of its images are dataset {d}'s, byte for byte" for d, n in same.items())
+            + ": if it is a re-split or a copy of that dataset, add it to a new workspace (scanned beside it, each "
+              "image is its own copy's leak)")
+
+
 def cmd_add(args) -> int:
     from leakcore.errors import IngestError
 
@@ -133,6 +143,8 @@ def cmd_add(args) -> int:
     )
     bars.close()
     print_summary(summary)
+    if _same_files_note(summary):
+        print(_same_files_note(summary))
     return 0
 
 

@@ -82,7 +82,23 @@ def add_dataset(
         DatasetConfig(name=name, format=fmt, source=str(path.resolve()), root=str(source.root),
                       roles=split_roles, encoder=encoder, link_roots=[str(r) for r in source.link_roots])
     )
-    return {**catalog.summarise(new), "skipped": dict(source.skipped)}
+    return {**catalog.summarise(new), "skipped": dict(source.skipped), "same_files_as": _same_files(new, existing, name)}
+
+
+SAME_FILES_SHARE = 0.5  # at least this share of a new dataset's images byte for byte another's: said (a few shared
+# files are what leakage across datasets is about; most of them, a re-split or a copy of that dataset)
+
+
+def _same_files(new, existing, name: str) -> dict[str, int]:
+    """{other dataset: how many of this one's images are byte for byte among its images}, where that is at least
+    SAME_FILES_SHARE of them: a re-split (or a copy of a dataset) added beside the dataset it came from made every
+    image a leak of its own copy, said nowhere."""
+    if new.empty or existing.empty:
+        return {}
+    ok = new.loc[new["status"] == "ok", "sha256"].dropna()
+    others = existing[(existing["dataset"] != name) & existing["sha256"].isin(set(ok))]
+    counts = {str(d): int(ok.isin(set(g["sha256"])).sum()) for d, g in others.groupby("dataset")}
+    return {d: n for d, n in counts.items() if n >= SAME_FILES_SHARE * len(ok)}
 
 
 def _group_pattern(group_from: str | None) -> "re.Pattern | None":

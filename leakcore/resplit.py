@@ -237,10 +237,10 @@ def write_resplit(ws, result: Resplit, out: str | Path | None = None, links: str
     # the image folder, links by default, none inside it)
     from shlex import quote
 
-    add_again = [f"leakcore add WORKSPACE --dataset {dataset}-resplit --source {quote(str(folder / 'manifest.csv'))} "
+    add_again = [f"leakcore add NEW-WORKSPACE --dataset {dataset}-resplit --source {quote(str(folder / 'manifest.csv'))} "
                  f"--format manifest --root {quote(str(ds.root))}"]
     if targets is not None:
-        add_again.insert(0, f"leakcore add WORKSPACE --dataset {dataset}-resplit --source {quote(str(folder / 'images'))}"
+        add_again.insert(0, f"leakcore add NEW-WORKSPACE --dataset {dataset}-resplit --source {quote(str(folder / 'images'))}"
                             + (" --follow-links" if links == "symlink" else ""))
     result.summary["add_again"] = add_again
     written = {**result.summary, "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

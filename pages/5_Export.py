@@ -181,7 +181,8 @@ with user_errors():
                        icon=":material/warning:")
         st.markdown("\n".join(f"- `{f}`" for f in s["files"]))
         if s.get("add_again"):
-            st.caption("To scan the new split, add it to a workspace:")
+            st.caption("To scan the new split, add it to a new workspace (beside its old dataset in this one, every image "
+                       "would be its own copy's leak):")
             st.code("\n".join(s["add_again"]), language="bash")
         from pathlib import Path
 

@@ -213,10 +213,14 @@ def test_a_re_split_of_a_folder_dataset_writes_its_images_in_folders_per_new_spl
     commands = [line.split("to scan it: ", 1)[1] for line in capsys.readouterr().out.splitlines() if "to scan it: " in line]
     assert len(commands) == 2 and "--follow-links" in commands[0]
     for n, command in enumerate(commands):
-        argv = shlex.split(command.replace("WORKSPACE", str(tmp_path / f"again{n}")))[1:]
+        argv = shlex.split(command.replace("NEW-WORKSPACE", str(tmp_path / f"again{n}")))[1:]
         assert main(argv) == 0
         again = Project.open(tmp_path / f"again{n}").workspace.items()
         assert len(again) == 11 and (again["status"] == "ok").all() and set(again["split"]) == {"train", "test"}
+    # added beside the dataset it came from instead, it is said: every image would be its own copy's leak
+    capsys.readouterr()
+    assert main(shlex.split(commands[0].replace("NEW-WORKSPACE", str(project.path)))[1:]) == 0
+    assert "11 of its images are dataset d's, byte for byte" in capsys.readouterr().out
 
 
 def test_calibrate_group_threshold_on_photos(tmp_path):

@@ -6,6 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from leakcore.api import ALL_SOURCES, Action, Project, degree_of, format_names, planted_truth
+from leakcore.errors import as_code
 from ui import access_ui, data, state
 from ui.widgets import lock_note, locked, user_errors
 
@@ -70,6 +71,11 @@ def add_dataset_ui(ws: Workspace) -> None:
                     f"; skipped {sum(skipped.values())} files that are not images by their name ("
                     + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items(), key=lambda kv: -kv[1])[:6]) + ")"
                     if skipped else ""))
+                for other, n in (summary.get("same_files_as") or {}).items():
+                    st.warning(f"{n} of its images are dataset {as_code(other)}'s, byte for byte: if it is a re-split "
+                               "or a copy of that dataset, add it to a new workspace (scanned beside it, each image is "
+                               "its own copy's leak)",
+                               icon=":material/content_copy:")
                 if summary.get("links_not_followed"):
                     st.warning(f"{summary['links_not_followed']} files are links to files outside the folder: add it "
                                "again with **Follow links** ticked to read them", icon=":material/link:")
