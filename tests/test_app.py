@@ -872,3 +872,16 @@ def test_the_demo_box_counts_planted_leaks_by_the_score_in_force(ws, monkeypatch
     at = run("app.py")
     assert not at.exception
     assert any(x.label == "Demo: 1 of 1 planted leaks found at these thresholds" for x in at.expander)
+
+
+def test_the_workspace_box_stays_open_while_it_is_used(ws):
+    """Enter in the folder field closed "Open or create a workspace", and a refused "Create here" then said why
+    inside the closed box: the click seemed to do nothing."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    box = lambda: next(e for e in at.expander if e.label == "Open or create a workspace")  # noqa: E731
+    assert not box().proto.expanded  # a workspace is open: the box starts closed
+    at.text_input(key="ws_path_input").set_value(str(ws.path / "inner")).run()
+    assert box().proto.expanded
+    at.button(key="ws_create").click().run()
+    assert box().proto.expanded and any("is inside the workspace" in e.value for e in at.error)

@@ -15,13 +15,18 @@ Workspace = Project  # pages hold a Project: the workspace with the product's ve
 
 def open_workspace_ui() -> None:
     """Path field and recent workspaces; switching clears per-workspace state."""
-    with st.expander("Open or create a workspace", expanded=not Path(st.session_state["workspace"], "project.toml").exists()):
+    # open while it is being used: Enter in the folder field closed it, and a refused "Create here" then said why
+    # inside the closed box, so the click seemed to do nothing
+    in_use = {"on_click": lambda: st.session_state.update(ws_box_open=True)}
+    opened = not Path(st.session_state["workspace"], "project.toml").exists() or st.session_state.get("ws_box_open")
+    with st.expander("Open or create a workspace", expanded=bool(opened)):
         recent = state.recent_workspaces()
-        path = st.text_input("Workspace folder", value=st.session_state["workspace"], key="ws_path_input")
+        path = st.text_input("Workspace folder", value=st.session_state["workspace"], key="ws_path_input",
+                             on_change=lambda: st.session_state.update(ws_box_open=True))
         c1, c2 = st.columns(2)
-        if c1.button("Open", key="ws_open", width="stretch"):
+        if c1.button("Open", key="ws_open", width="stretch", **in_use):
             _switch(path, create=False)
-        if c2.button("Create here", key="ws_create", width="stretch"):
+        if c2.button("Create here", key="ws_create", width="stretch", **in_use):
             _switch(path, create=True)
         if recent:
             pick = st.selectbox("Recent", recent, index=None, key="ws_recent", placeholder="choose a recent workspace")
@@ -40,6 +45,7 @@ def _switch(path: str, create: bool) -> None:
     if project is None:
         return  # refused, with the reason shown
     path = str(project.path)
+    st.session_state["ws_box_open"] = False  # opened: the box closes as before
     st.session_state["workspace"] = path
     st.session_state["review_pos"] = 0
     st.session_state.pop("scan_verify", None)  # the next workspace's own setting
