@@ -201,10 +201,21 @@ def parse_url(params: dict[str, list[str]], options: dict[str, list[str]]) -> tu
     return state, [i[:80] for i in ignored]
 
 
+def _whole_queue(values: dict) -> None:
+    """Filters that hold every pair of the queue."""
+    values.update({target: [] for target in URL_LISTS.values()})
+    values.update(f_labels="any", grid_mode=False)
+
+
 def restore_from_url(queue: pd.DataFrame, checks: list[str], splits: dict[str, list[str]]) -> None:
     """A reload, a bookmark or a link: put the queue the address bar names (check, filters, order, position, pair)
     into the session before the sidebar draws its check and filters (`checks`, `splits`: what it offers). Our own writes (`show_in_url`) are recognised and skipped.
     A bare pair link (?eval=…&train=…, no filters) opens its pair in the whole queue."""
+    if st.session_state.pop("review_widen", False):  # `position`: the link's filters no longer hold its pair
+        widened: dict = {}
+        _whole_queue(widened)
+        st.session_state.update(widened)
+        return
     params = _url_now()
     if not params or st.session_state.get("review_url") == params:
         return
@@ -224,10 +235,8 @@ def restore_from_url(queue: pd.DataFrame, checks: list[str], splits: dict[str, l
         if not found:
             notes.append("the linked pair is not flagged at the thresholds in force")
             values.pop("review_current")
-        else:  # the whole queue, so the pair shows: a link copied from the address bar carries the sender's filters
-            # (state=unreviewed), which the pair leaves once decided, and the receiver saw another pair
-            values.update({target: [] for target in URL_LISTS.values()})
-            values.update(f_labels="any", grid_mode=False)
+        elif not any(k in params for k in (*URL_LISTS, "labels")):  # a bare pair link: the whole queue
+            _whole_queue(values)
     for key, value in values.items():
         st.session_state[key] = value
     st.session_state["review_link_pending"] = "review_current" in values
@@ -273,11 +282,17 @@ def position(view) -> int:
             st.session_state["review_pos"] = int(hit.argmax())
         elif st.session_state.get("review_refiltered"):
             st.session_state["review_pos"] = 0  # the pair on show left the queue with the filter: its first pair
+        elif st.session_state.get("review_link_pending") and not st.session_state.get("review_widened"):
+            # a link copied from the address bar carries the sender's filters (state=unreviewed), which its pair left
+            # once decided (a second curator's copy opened another pair): the whole queue, then that pair
+            st.session_state["review_widen"] = st.session_state["review_widened"] = True
+            st.rerun()
         elif st.session_state.get("review_link_pending"):
             st.session_state["flash"] = ("The linked pair is not in this queue now (decided since, or filtered "
                                          f"out): showing pair {min(st.session_state['review_pos'], len(view) - 1) + 1}")
         st.session_state["review_current"] = None
     st.session_state["review_link_pending"] = st.session_state["review_refiltered"] = False
+    st.session_state["review_widened"] = False
     pos = min(st.session_state["review_pos"], max(len(view) - 1, 0))
     st.session_state["review_pos"] = pos
     return pos
