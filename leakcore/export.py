@@ -274,4 +274,4 @@ def _link_folder(kept: pd.DataFrame, ds, dest: Path, mode: str) -> Path:
     file of their own)."""
     root = Path(ds.root)
     return link_files(((uri, os.path.relpath(uri, root)) for uri, row in zip(kept["uri"], kept["row"]) if row < 0),
-                      dest, mode)
+                      dest, mode, roots=[ds.root, *ds.link_roots])

@@ -610,6 +610,10 @@ def thumbnails(project, item_ids: list[str], *, side: int = THUMB_SIDE,
     no_pixels = project.images.without_pixels
     have = items.reindex(pd.Index(ids, dtype=object))
     have = have[(have["status"] == "ok") & ~have["dataset"].isin(no_pixels)]
+    # read only inside the registered dataset roots, checked now, as the pages' pictures are: a link swapped after
+    # `add` put two files from outside the server's folders into a viewer's report
+    roots = project.images.roots
+    have = have[[project.images.root_of(str(u), roots) is not None for u in have["uri"]]]
     made: dict[str, Thumbnail] = {}
     rows = have.reset_index(names="item_id")
     for pos, data in catalog.iter_item_bytes(rows):

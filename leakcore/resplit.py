@@ -230,7 +230,7 @@ def write_resplit(ws, result: Resplit, out: str | Path | None = None, links: str
         from leakcore.io import link_files
 
         files.append(link_files([(u, t) for u, t in zip(items["uri"], targets) if t is not None], folder / "images",
-                                links))
+                                links, roots=[ds.root, *ds.link_roots]))
     from leakcore.export import _inputs_time
 
     # how to read the new split back (a new user's `add` of the manifest found no file without the old root, and of

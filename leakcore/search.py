@@ -113,6 +113,8 @@ def merge_blocks(results: Iterable[tuple[np.ndarray, np.ndarray] | None], nq: in
 
 def _drop_self(D: np.ndarray, I: np.ndarray, self_index: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Remove each query's own row; keep the first k of the rest."""
+    if D.shape[0] == 0 or D.shape[1] == 0:  # no query (a split with no readable image) or no column: nothing to drop
+        return D[:, :k], I[:, :k]
     keep = I != self_index[:, None]
     # Rows where self was not found: drop the last column instead.
     no_self = keep.all(axis=1)

@@ -325,3 +325,36 @@ def test_the_report_says_how_many_evaluation_images_were_not_read(tmp_path, caps
     assert main(["report", ws]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("d/test"))
     assert "n=      1" in row and "(2 more not read: not checked, listed below)" in row
+
+
+def test_a_link_swapped_after_add_is_not_read_by_the_report_nor_copied(tmp_path):
+    """A link re-pointed after `add` (to a file outside the server's folders) put that file into a viewer's HTML
+    report and into a re-split's copied images; the pages refused it. Every reader checks the folders at read time."""
+    from conftest import make_folder_dataset
+
+    from leakcore import report
+    from leakcore.api import Project
+
+    store = make_folder_dataset(tmp_path / "store", n_train=4, n_test=2, leaks=(0, 1))
+    tree = tmp_path / "tree"
+    for f in sorted(store.rglob("*.jpg")):
+        link = tree / f.relative_to(store)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(f)
+    ws = Project.create(tmp_path / "ws", encoder="phash")
+    ws.add("d", tree, follow_links=True)
+    ws.scan()
+    secret = tmp_path / "secret.png"
+    photo(77, (64, 48)).save(secret)
+    swapped = tree / "test" / "cat" / "test_000.jpg"
+    swapped.unlink()
+    swapped.symlink_to(secret)
+    item = "d/test/cat/test_000.jpg"
+    other = "d/test/dog/test_001.jpg"
+    thumbs = report.thumbnails(ws, [item, other])
+    assert item not in thumbs and other in thumbs
+    ws.exports.write("d/test", ws.exports.policy("none"), out=str(tmp_path / "exp"), links="copy")
+    assert not list((tmp_path / "exp").rglob("test_000.jpg")) and list((tmp_path / "exp").rglob("test_001.jpg"))
+    ws.resplit("d", test_size=0.3, out=str(tmp_path / "rs"), links="copy")
+    copied = [p.read_bytes() for p in (tmp_path / "rs" / "images").rglob("*.*")]
+    assert copied and secret.read_bytes() not in copied

@@ -250,3 +250,20 @@ def test_scan_progress_counts_images_and_the_cli_bars_print_each_stage_once_at_i
     assert len(final) == 1 and float(re.search(r"([\d.]+)img/s", final[0]).group(1)) < 100, lines  # not 1e6 img/s
     assert not any("/s" in line for line in lines if line.startswith("measure")), lines  # one step: no rate
     assert sum("10/10" in line for line in lines) == 1 and sum("5/5" in line for line in lines) == 1, lines
+
+
+def test_a_split_with_no_readable_image_scans_without_a_crash(tmp_path):
+    """Every evaluation image unreadable (a tree of links added without --follow-links): the search within the split
+    crashed ("cannot reshape array of size 0") as an internal error."""
+    from conftest import make_folder_dataset
+
+    from leakcore.api import Project
+
+    root = make_folder_dataset(tmp_path / "d", n_train=4, n_test=3)
+    for f in (root / "test").rglob("*.jpg"):
+        f.write_bytes(b"")
+    ws = Project.create(tmp_path / "ws", encoder="phash")
+    ws.add("d", root)
+    ws.scan()
+    rates = ws.checks.rates()
+    assert (rates.loc[rates["eval_split"] == "d/test", "n_eval"] == 0).all()
