@@ -513,8 +513,11 @@ def test_a_viewer_sees_every_changing_button_off_with_the_reason(team, monkeypat
         assert all(b.disabled for b in forms), name
     at = page("pages/7_Shortcuts.py", CURATOR)  # a curator runs the audit, and leads the rest
     assert not at.button(key="sc_run").disabled
+    at = page(None, VIEWER)  # the scan's settings too: shown, not to be changed
+    assert at.selectbox(key="scan_encoder").disabled and at.checkbox(key="scan_flip").disabled
     at = page(None, LEAD)
     assert not at.button(key="run_scan").disabled and not any("viewer" in c.value for c in at.caption)
+    assert not at.selectbox(key="scan_encoder").disabled
 
 
 def test_a_new_workspace_is_not_made_inside_another_or_among_images(team, tmp_path):

@@ -95,12 +95,14 @@ def scan_ui(ws: Workspace) -> None:
     """Encoder choice and a scan with a progress bar (the same scan as `leakcore scan`)."""
     available = [r["name"] for r in data.encoders() if r["available"]]
     settings = ws.settings
+    why = locked(ws, Action.SCAN)  # a role that may not scan sees the settings too, not to be changed
+    off = {"disabled": why is not None}
     c1, c2, c3 = st.columns([2, 1, 1])
-    encoder = c1.selectbox("Encoder", available, key="scan_encoder",
+    encoder = c1.selectbox("Encoder", available, key="scan_encoder", **off,
                            index=available.index(settings.encoder) if settings.encoder in available else 0)
-    k = c2.number_input("Neighbours (k)", 1, 100, settings.k, key="scan_k")
+    k = c2.number_input("Neighbours (k)", 1, 100, settings.k, key="scan_k", **off)
     c4, c5, c6 = st.columns([2, 1, 1])
-    where = c4.radio("Run on", ["this machine", "a Ray cluster"], horizontal=True, key="scan_where",
+    where = c4.radio("Run on", ["this machine", "a Ray cluster"], horizontal=True, key="scan_where", **off,
                      help="A Ray cluster runs the embedding in an actor pool and the search as tasks; the stored "
                           "neighbours are the same as this machine's. The workspace must be on a file system every "
                           "node sees at the same path.")
@@ -119,21 +121,20 @@ def scan_ui(ws: Workspace) -> None:
     st.session_state.setdefault("scan_grouping", settings.grouping)
     v1, v2, v3 = st.columns([2, 1, 1.2])
     verify = v1.checkbox("Verify candidate pairs on their pixels (second stage; on by default for photos)",
-                         key="scan_verify", on_change=lambda: st.session_state.update(scan_verify_chosen=True),
+                         key="scan_verify", on_change=lambda: st.session_state.update(scan_verify_chosen=True), **off,
                          help="Alignment over flips, turns, scales and shifts, NCC, SSIM, local features and a crop "
                               "search for every pair above the candidate threshold, and a fused score fitted on the "
                               "workspace's training images. On by default where the training images' median shorter "
                               "side is at least 64 px (`leakcore scan --verify` / `--no-verify`); on photos the flags "
                               "then use the fused score.")
-    flip = v2.checkbox("Mirrored queries", key="scan_flip",
+    flip = v2.checkbox("Mirrored queries", key="scan_flip", **off,
                        help="Also search each evaluation image's mirror image, which catches flipped copies "
                             "(`leakcore scan --flip-queries`); every evaluation image is embedded twice.")
-    grouping = v3.checkbox("Compare training images", key="scan_grouping",
+    grouping = v3.checkbox("Compare training images", key="scan_grouping", **off,
                            help="Also search every training split against itself and the others (`leakcore scan "
                                 "--grouping`): groups of one source, and near-duplicates inside training that a "
                                 "re-split must keep on one side.")
     c3.write("")
-    why = locked(ws, Action.SCAN)
     lock_note(why)
     if c3.button("Run scan", key="run_scan", type="primary", width="stretch", disabled=why is not None):
         bar = st.progress(0.0, text="starting" if address is None else f"connecting to Ray ({address})")
