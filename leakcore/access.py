@@ -401,8 +401,9 @@ def check_path(path: str | os.PathLike, what: str) -> None:
                              cli="check the path", page="Check the path")
     roots = allowed_roots()
     if roots is not None and not path_allowed(path, roots):
-        raise PathNotAllowed(f"{what} {as_code(path, 200)} is outside the folders this server allows "
-                             f"({', '.join(map(str, roots)) or 'none'})",
+        # the allowed folders are not listed: a refusal went to any signed-in user, who learnt the server's layout
+        # (the operator reads them in $LEAKCORE_ROOTS or the secrets)
+        raise PathNotAllowed(f"{what} {as_code(path, 200)} is outside the folders this server allows",
                              cli=f"list its folder in ${ROOTS_ENV}", page="Ask the server's operator to list its folder")
 
 

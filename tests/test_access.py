@@ -235,8 +235,9 @@ def test_paths_outside_the_allowed_roots_are_refused(team, tmp_path, monkeypatch
     path, _ = team
     outside = make_folder_dataset(tmp_path / "outside")
     monkeypatch.setenv(access.ROOTS_ENV, str(path))
-    with pytest.raises(PathNotAllowed, match="outside the folders this server allows"):
+    with pytest.raises(PathNotAllowed, match="outside the folders this server allows") as refused:
         Project.open(tmp_path / "elsewhere")
+    assert str(path) not in str(refused.value)  # a refusal goes to any signed-in user: the server's folders unnamed
     with pytest.raises(PathNotAllowed):
         Project.create(tmp_path / "new-ws")
     ws = Project.open(path, actor=LEAD)
