@@ -146,7 +146,10 @@ def show_image(ws: Workspace, item: pd.Series, *, zoom="fit", caption: str | Non
         shown, shown_width, reason = data.display_image(ws, item, factor)
     if shown is None:
         text = item.get("caption") if isinstance(item.get("caption"), str) else None
-        st.info(f"No image: {reason}" + (f"\n\n{item['uri']}" if item.get("uri") else "") + (f"\n\n“{text}”" if text else ""))
+        # with sign-in, the reason's kind only: its detail names where the server keeps files (as the facts do not)
+        said = str(reason).split(":")[0] if access_ui.sign_in_configured() else (
+            f"{reason}" + (f"\n\n{item['uri']}" if item.get("uri") else ""))
+        st.info(f"No image: {said}" + (f"\n\n“{text}”" if text else ""))
         return
     st.image(shown, caption=caption, width=width or ("stretch" if zoom == "fit" and shown_width >= FIT_PX else
                                                      shown_width if isinstance(shown, str) else "content"))
