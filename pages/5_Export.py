@@ -92,6 +92,16 @@ with user_errors():
                            f"flags stay in unless *{name}* is chosen under *Also remove images flagged by*"
                            for name, n in unasked),
                 icon=":material/group_work:")
+    # pairs reviewers decided differently: the export follows the latest decision on each, which a colleague's later
+    # "not a leak" made (a team's export kept four real leaks a second curator had rejected, said nowhere here)
+    split_items = set(plan["item_id"].astype(str))
+    differ = ws.decisions.disagreements()
+    differ = differ[differ["eval_item_id"].astype(str).isin(split_items) | differ["train_item_id"].astype(str).isin(split_items)]
+    if len(differ):
+        n = differ[["eval_item_id", "train_item_id"]].drop_duplicates().shape[0]
+        st.warning(f"{n} pair{'' if n == 1 else 's'} of {split} {'was' if n == 1 else 'were'} decided differently by "
+                   "reviewers: the export follows the latest decision on each (Review shows every reviewer's, with "
+                   "the *Decision state* filter on all).", icon=":material/rule:")
     st.caption(f"With these settings: keep {len(plan) - len(removed)} of {len(plan)}, remove {len(removed)}.")
     # short columns first, so the similarity is in view next to the long paths; thumbnails of both images and a link
     # that opens the pair on the Review page, a page of 50 at a time (thumbnails are made for the rows shown)

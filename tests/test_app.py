@@ -212,6 +212,10 @@ def test_a_pair_decided_differently_by_two_curators_says_so_with_their_notes(ws,
     out = capsys.readouterr().out
     assert "curator: hard (cora), note: the same shot" in out and "pairs decided differently by reviewers" in out
     assert "carl soft; cora hard" in out, out
+    at = run("pages/5_Export.py")  # the export follows the latest decision on it, and says so
+    assert not at.exception
+    assert any("decided differently by reviewers: the export follows the latest decision" in w.value
+               for w in at.warning), [w.value for w in at.warning]
 
 
 def test_grid_mode_decides_many(ws):
