@@ -98,6 +98,20 @@ def odd_images(tmp_path) -> dict[str, Path]:
     return files
 
 
+def open_page(ws_path, page: str, tmp_path, monkeypatch):
+    """A page of the dashboard on the workspace at `ws_path`, opened as a user reaches it (Home first, then the
+    sidebar), with the server's own folder under `tmp_path`; no exception on the way."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws_path))
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
 def make_folder_dataset(root: Path, n_train: int = 6, n_test: int = 3, leaks=(), seed0: int = 0) -> Path:
     """ROOT/train/<cls>/*.jpg and ROOT/test/<cls>/*.jpg; `leaks` = test indices that copy train images."""
     for split, n, offset in (("train", n_train, seed0), ("test", n_test, seed0 + 1000)):

@@ -1,12 +1,10 @@
 """Coverage audit: the four set metrics against a brute-force reference and on sets with known modes,
 per-image scores, spectra, the CLI verb and the page."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
 from leakcore import coverage
 from leakcore.api import Project
@@ -14,10 +12,7 @@ from leakcore.cli import main
 from leakcore.coverage import ImageSet
 from leakcore.errors import InvalidInput
 
-from conftest import make_folder_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from conftest import make_folder_dataset, open_page
 
 def _clusters(n_per: int, modes, seed: int, dim: int = 32) -> np.ndarray:
     rng = np.random.default_rng(seed)
@@ -159,12 +154,7 @@ def test_cli_coverage_json(ws, capsys):
 
 
 def test_coverage_page(ws, monkeypatch, tmp_path):
-    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws.path))
-    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("pages/6_Coverage.py").run()
-    assert not at.exception, at.exception
+    at = open_page(ws.path, "pages/6_Coverage.py", tmp_path, monkeypatch)
     at.selectbox(key="cov_A").set_value("d/train")
     at.selectbox(key="cov_B").set_value("d/test")
     at.number_input(key="cov_k").set_value(3)

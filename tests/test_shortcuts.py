@@ -14,8 +14,7 @@ from leakcore import shortcuts
 from leakcore.api import Project
 from leakcore.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
-
+from conftest import open_page
 
 def _scene(rng, size=64) -> Image.Image:
     """A smooth random scene, so that JPEG quality and small marks are what differ."""
@@ -45,13 +44,7 @@ def _dataset(root: Path, plant: str | None, n: int = 24, seed: int = 0, size: in
 
 def _shortcuts_page(ws, tmp_path, monkeypatch) -> AppTest:
     """The Shortcuts page of `ws`, opened as a user reaches it (Home first, then the sidebar)."""
-    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(ws.path))
-    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("pages/7_Shortcuts.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(ws.path, "pages/7_Shortcuts.py", tmp_path, monkeypatch)
 
 
 def test_jpeg_quality_is_estimated_from_the_tables():
