@@ -28,6 +28,7 @@ from leakcore import images as _images
 from leakcore import downstream, export as _export, ingest, leakage, review
 from leakcore import scan as _scan
 from leakcore.errors import InvalidInput, LeakcoreError, UnknownName, as_code
+from leakcore.io import atomic_write_text  # noqa: F401  (the pages' own small files: recent workspaces, sign-outs)
 from leakcore.access import Action
 from leakcore.project import CONFIG_NAME, DEFAULT_ENCODER, DEFAULT_K, Thresholds, Workspace
 from leakcore.schema import Decision, SplitId
@@ -1327,8 +1328,6 @@ class Project:
 def _check_new_workspace_folder(path: Path) -> None:
     """Refuse a new workspace inside another one or in a folder that holds images (a dataset's); an existing
     workspace opens as it is."""
-    from leakcore.project import CONFIG_NAME
-
     path = path.expanduser().resolve()
     if (path / CONFIG_NAME).exists():
         return
@@ -1357,5 +1356,5 @@ __all__ = ["ALL_SOURCES", "identical_within_split", "import_heavy", "listed_once
            "DECISION_LABELS", "DEMO_TRUTH", "Decisions", "EXPORT_FORMATS", "EXPORT_POLICIES", "WITHIN_KEPT", "Exports", "ImageSet", "Images",
            "ImpactRequest", "ImpactResult", "LeakSource", "NO_PIXELS", "OUTSIDE_ROOT", "PROBES", "PairEvidence", "Project",
            "ROOTS_ENV", "Review", "Role", "Roles", "SORTS", "STATES", "Scores", "Settings", "Team", "UNCERTAINTY_SORT", "WITHIN",
-           "configure_access", "degree_of", "format_names", "list_encoders", "matrices", "matrix_csv", "normalise_user",
+           "atomic_write_text", "configure_access", "degree_of", "format_names", "list_encoders", "matrices", "matrix_csv", "normalise_user",
            "open_project", "os_user", "planted_truth"]

@@ -74,6 +74,12 @@ def is_inside(path: Path, root: Path) -> bool:
     return True
 
 
+def inside_any(path: str | Path, roots) -> bool:
+    """True when `path`, with symlinks resolved now, lies inside one of `roots` (a dataset's `folders`): what may be
+    read to show, report or copy a picture."""
+    return any(is_inside(Path(path), Path(r)) for r in roots)
+
+
 def _image_column(schema) -> str:
     import pyarrow as pa
 

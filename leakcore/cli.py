@@ -143,8 +143,9 @@ def cmd_add(args) -> int:
     )
     bars.close()
     print_summary(summary)
-    if _same_files_note(summary):
-        print(_same_files_note(summary))
+    note = _same_files_note(summary)
+    if note:
+        print(note)
     return 0
 
 

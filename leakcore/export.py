@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leakcore import __version__, checks, formats, leakage, review
+from leakcore import __version__, catalog, checks, formats, leakage, review
 from leakcore.errors import UnknownName
 from leakcore.images import OUTSIDE_ROOT
 from leakcore.io import atomic_path, atomic_write_text, link_files
@@ -273,5 +273,6 @@ def _link_folder(kept: pd.DataFrame, ds, dest: Path, mode: str) -> Path:
     """A folder of symlinks (or copies) of the kept files, in their original layout (rows inside containers have no
     file of their own)."""
     root = Path(ds.root)
-    return link_files(((uri, os.path.relpath(uri, root)) for uri, row in zip(kept["uri"], kept["row"]) if row < 0),
-                      dest, mode, roots=[ds.root, *ds.link_roots])
+    # only files inside the dataset's folders now (`catalog.inside_any`): a link re-pointed after `add` is not copied
+    return link_files(((uri, os.path.relpath(uri, root)) for uri, row in zip(kept["uri"], kept["row"])
+                       if row < 0 and catalog.inside_any(uri, ds.folders)), dest, mode)

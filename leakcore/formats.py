@@ -243,10 +243,8 @@ class Folder(SourceFormat):
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        # only files inside the dataset's folders now (links followed): a link swapped after `add` is not copied out
-        roots = [Path(r).resolve() for r in (ds.root, *ds.link_roots)]
         for key, uri in zip(kept["key"].astype(str), kept["uri"].astype(str)):
-            if not any(Path(uri).resolve().is_relative_to(r) for r in roots):
+            if not catalog.inside_any(uri, ds.folders):  # a link re-pointed after `add` is not copied out
                 continue
             target = tmp / key
             target.parent.mkdir(parents=True, exist_ok=True)

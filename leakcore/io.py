@@ -70,19 +70,14 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
         df.to_parquet(tmp, index=False)
 
 
-def link_files(files, dest: Path, mode: str, roots=None) -> Path:
+def link_files(files, dest: Path, mode: str) -> Path:
     """A folder `dest` (made anew) of symlinks to (mode "symlink") or copies of files, given as (source path, path
-    under `dest`) pairs: an export's kept images, a re-split's folders. With `roots` (folders), a source that does
-    not lie inside one of them now (links followed) is left out: a link swapped after `add` had a re-split copy a
-    file from outside the server's folders into the workspace."""
+    under `dest`) pairs: an export's kept images, a re-split's folders."""
     import shutil
 
     if dest.exists():
         shutil.rmtree(dest)
-    inside = [Path(r).resolve() for r in roots] if roots is not None else None
     for source, rel in files:
-        if inside is not None and not any(Path(source).resolve().is_relative_to(r) for r in inside):
-            continue
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         if mode == "symlink":

@@ -71,6 +71,11 @@ class DatasetConfig:
             data["link_roots"] = list(self.link_roots)
         return data
 
+    @property
+    def folders(self) -> list[str]:
+        """The folders its files may be read from: its root, and those its followed links lead into."""
+        return ([self.root] if self.root else []) + list(self.link_roots)
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -521,7 +526,7 @@ class Workspace:
     def dataset_roots(self) -> list[Path]:
         """Folders the app may serve files from: each dataset's root, and the folders its followed links lead into
         (`leakcore add --follow-links`)."""
-        return [Path(r).resolve() for ds in self.datasets.values() for r in ([ds.root] if ds.root else []) + ds.link_roots]
+        return [Path(r).resolve() for ds in self.datasets.values() for r in ds.folders]
 
     def items(self) -> pd.DataFrame:
         """The item table: read once per version of items.parquet; each caller gets its own copy to change."""

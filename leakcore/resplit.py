@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leakcore import formats
+from leakcore import catalog, formats
 from leakcore.errors import InvalidInput
 from leakcore.io import atomic_write_text
 
@@ -229,8 +229,9 @@ def write_resplit(ws, result: Resplit, out: str | Path | None = None, links: str
     if targets is not None:
         from leakcore.io import link_files
 
-        files.append(link_files([(u, t) for u, t in zip(items["uri"], targets) if t is not None], folder / "images",
-                                links, roots=[ds.root, *ds.link_roots]))
+        # only files inside the dataset's folders now: a link re-pointed after `add` had a file from outside copied
+        files.append(link_files([(u, t) for u, t in zip(items["uri"], targets)
+                                 if t is not None and catalog.inside_any(u, ds.folders)], folder / "images", links))
     from leakcore.export import _inputs_time
 
     # how to read the new split back (a new user's `add` of the manifest found no file without the old root, and of

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from leakcore.api import ROOTS_ENV, Action, Project, Role, Roles, configure_access, normalise_user, os_user
+from leakcore.api import (ROOTS_ENV, Action, Project, Role, Roles, atomic_write_text, configure_access, normalise_user,
+                          os_user)
 from leakcore.errors import LeakcoreError, as_code
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,7 @@ def record_sign_out(user: str) -> None:
     said[normalise_user(user)] = time.time()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(said))
-        os.replace(tmp, path)  # whole or not at all: two sign-outs at once never leave half a file
+        atomic_write_text(path, json.dumps(said))  # whole or not at all: two sign-outs at once never leave half a file
     except OSError as exc:
         log.warning("could not record the sign-out of %s: %s", user, exc)
 

@@ -42,8 +42,8 @@ class Source:
 def _roots(datasets: tuple) -> tuple[tuple[str, ...], frozenset]:
     """(resolved dataset roots, with the folders followed links lead into, names of datasets without pixels) of a
     workspace's dataset table (a dataset of followed links showed no picture: only its own folder was a root)."""
-    roots = tuple(str(Path(r).resolve()) for _, root, _, links in datasets for r in ([root] if root else []) + list(links))
-    return roots, frozenset(name for name, _, fmt, _ in datasets if fmt == "embeddings")
+    roots = tuple(str(Path(r).resolve()) for _, folders, _ in datasets for r in folders)
+    return roots, frozenset(name for name, _, fmt in datasets if fmt == "embeddings")
 
 
 def _root_of(ws, uri: str, roots: tuple[str, ...]) -> str | None:
@@ -66,7 +66,7 @@ def facts(items: pd.DataFrame) -> dict:
 
 
 def _workspace(ws) -> tuple[tuple[str, ...], frozenset, Path, object]:
-    datasets = tuple((n, d.root, d.format, tuple(d.link_roots)) for n, d in ws.workspace.datasets.items())
+    datasets = tuple((n, tuple(d.folders), d.format) for n, d in ws.workspace.datasets.items())
     roots, no_pixels = ws.workspace.cache("display roots", datasets, lambda: _roots(datasets), entries=4)
     return roots, no_pixels, ws.workspace.paths.display_cache, ws
 

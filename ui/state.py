@@ -222,10 +222,10 @@ def remember_workspace(path: str) -> None:
     """Put `path` first in this session's recent list (at most 10), written whole or not at all."""
     lists, owner, path = _recent_lists(), _recent_owner(), str(Path(path).resolve())
     lists[owner] = ([path] + [p for p in lists.get(owner, []) if p != path])[:10]
+    from leakcore.api import atomic_write_text
+
     try:
         RECENT_FILE.parent.mkdir(parents=True, exist_ok=True)
-        tmp = RECENT_FILE.with_name(f".{RECENT_FILE.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(lists))
-        os.replace(tmp, RECENT_FILE)
+        atomic_write_text(RECENT_FILE, json.dumps(lists))
     except OSError:
         pass
