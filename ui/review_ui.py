@@ -201,7 +201,7 @@ def parse_url(params: dict[str, list[str]], options: dict[str, list[str]]) -> tu
     return state, [i[:80] for i in ignored]
 
 
-def _whole_queue(values: dict) -> None:
+def _whole_queue(values) -> None:
     """Filters that hold every pair of the queue."""
     values.update({target: [] for target in URL_LISTS.values()})
     values.update(f_labels="any", grid_mode=False)
@@ -212,9 +212,7 @@ def restore_from_url(queue: pd.DataFrame, checks: list[str], splits: dict[str, l
     into the session before the sidebar draws its check and filters (`checks`, `splits`: what it offers). Our own writes (`show_in_url`) are recognised and skipped.
     A bare pair link (?eval=…&train=…, no filters) opens its pair in the whole queue."""
     if st.session_state.pop("review_widen", False):  # `position`: the link's filters no longer hold its pair
-        widened: dict = {}
-        _whole_queue(widened)
-        st.session_state.update(widened)
+        _whole_queue(st.session_state)
         return
     params = _url_now()
     if not params or st.session_state.get("review_url") == params:
