@@ -593,7 +593,9 @@ class Review:
                     row[_fused.SECOND_FEATURE] = float(second.of_images([a], tv)[0])
             fused = float(fm.predict(row.to_frame().T)[0])
             contributions = fm.contributions(row)
-        return PairEvidence(verify.explain(a, b), stored if verified else None, similarity, fused, contributions)
+        by_map = verified and pd.to_numeric(stored.get("variant"), errors="coerce") == verify.BY_MATCHES
+        return PairEvidence(verify.explain(a, b, by_matches=bool(by_map)), stored if verified else None, similarity,
+                            fused, contributions)
 
 
 class Scores:

@@ -110,10 +110,11 @@ def model_dir(ws, encoder: str):
 
 def verify_pairs(ws, pairs: pd.DataFrame, fm: "FusedModel", *, progress=None, should_stop=None,
                  stage: str = "verify pairs") -> int:
-    """The second stage for stored pairs: the pixel evidence (verify.compute_evidence, reported as `stage`) and,
-    when the model has one, the second model's vectors. Both are cached; an interrupted run resumes. Returns pairs
-    verified now."""
-    n = verify.compute_evidence(ws, pairs, progress=progress, should_stop=should_stop, stage=stage)
+    """The second stage for stored pairs: the pixel evidence (verify.compute_evidence, reported as `stage`; a pair
+    the match rule decides is aligned by its local matches' map, `verify.evidence(by_matches=True)`) and, when the
+    model has one, the second model's vectors. Both are cached; an interrupted run resumes. Returns pairs verified
+    now."""
+    n = verify.compute_evidence(ws, pairs, progress=progress, should_stop=should_stop, stage=stage, by_matches=True)
     if fm.second and not (should_stop is not None and should_stop()):
         SecondOpinion.of_model(ws, fm).embed(pairs, progress=progress)
     return n
@@ -330,7 +331,7 @@ def lookalike_pairs(ws, coll: pd.DataFrame, vectors: np.ndarray, *, n_images: in
     if pairs.empty:
         return pairs
     verify.compute_evidence(ws, pairs, progress=progress, stage="verify look-alike pairs (fitting set)")
-    ev = verify.evidence_for(ws, pairs[["eval_item_id", "train_item_id"]])
+    ev = verify.searched_evidence_for(ws, pairs[["eval_item_id", "train_item_id"]])
     pairs = pd.concat([pairs.reset_index(drop=True), ev.drop(columns=["eval_item_id", "train_item_id"])], axis=1)
     if second is not None:
         second.embed(pairs, progress=progress)
@@ -355,7 +356,7 @@ def decision_pairs(ws, pairs: pd.DataFrame | None = None, second: SecondOpinion 
     if d.empty:
         return d
     verify.compute_evidence(ws, d)
-    d = verify.evidence_for(ws, d)
+    d = verify.searched_evidence_for(ws, d)  # a pair the scan aligned by its matches' map, searched as the fit's are
     if second is not None:
         second.embed(d)
         d[SECOND_FEATURE] = second.similarity(d)

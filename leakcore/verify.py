@@ -61,7 +61,9 @@ VERSION = 16  # evidence of another version is kept apart (verify/evidence-v<VER
 # not decide it (`crop_either_way`); 14: no tiles agree where the matches' map puts less than half of the smaller
 # image inside the other (`away_agreement`, AWAY_MIN_COVER); 15: ORB's pyramid of 5 levels 1.4 apart (ORB_LEVELS,
 # ORB_SCALE), not OpenCV's 8 levels 1.2 apart; 16: a JPEG read as its stored luma (`image_inputs`, `images.decode`
-# with gray), not decoded in colour and converted: within a grey level but at saturated colours
+# with gray), not decoded in colour and converted: within a grey level but at saturated colours. Within version 16,
+# a scan's candidate pair whose local matches as is decide it is aligned by their map (`evidence(by_matches=True)`,
+# its `variant` BY_MATCHES), not searched for; the fit reads every pair searched (`searched_evidence_for`)
 WORK_SIZE = 32  # working resolution of the alignment (longer side, pixels)
 MAX_SHIFT = 0.25  # translations searched, as a fraction of the working size
 MIN_OVERLAP = 0.5  # an alignment must overlap at least this fraction of the smaller image
@@ -155,6 +157,8 @@ VARIANTS = variants()
 FEATURES = ("similarity", "ncc", "ncc_grad", "ssim", "overlap", "orb_inliers", "orb_ratio", "orb_used", "ncc_detail",
             "abs_diff", "ncc_refined", "detail_refined", "diff_refined", "overlap_refined")
 REFINED = FEATURES[-4:]
+BY_MATCHES = -2  # the `variant` of a pair aligned by its local matches' map (`_align_by_map`), not by one of VARIANTS:
+# a scan's candidate pair the matches decide (`evidence(by_matches=True)`), whatever the model says of it
 _NO_REFINED = {"ncc_refined": 0.0, "detail_refined": 0.0, "diff_refined": 1.0, "overlap_refined": 0.0}
 _NO_EVIDENCE = {"ncc": 0.0, "ncc_grad": 0.0, "ssim": 0.0, "overlap": 0.0, "orb_inliers": 0.0, "orb_ratio": 0.0,
                 "orb_used": 0.0, "ncc_detail": 0.0, "abs_diff": 1.0, **_NO_REFINED, "crop_ncc": 0.0, "crop_detail": 0.0,
@@ -878,13 +882,20 @@ def _decode(data: bytes | None, side: int | None = None, gray: bool = False) -> 
 
 
 def evidence(eval_images: list, train_images: list, *, batch: int = 64,
-             progress: Callable[[int], None] | None = None) -> "pd.DataFrame":
+             progress: Callable[[int], None] | None = None, by_matches: bool = False) -> "pd.DataFrame":
     """Per pair: ncc, ncc_grad, ssim, overlap, orb_inliers (log1p), orb_ratio, orb_used, ncc_detail, abs_diff, the
     evidence after refinement (`REFINED`) and the coarse alignment (variant, dy, dx in working pixels). Images
     (PIL images, or `ImageInputs` kept from earlier calls) that could not be read are passed as None (no
     evidence). An image in several pairs (the same object) has its canvas and local features computed once.
     `progress(done)` is told, on the calling thread, how many pairs are done as batches finish (on photos a call
-    of 537 pairs takes 5 s)."""
+    of 537 pairs takes 5 s).
+
+    With `by_matches`, a pair whose local matches (the eval image as it is) decide it by the match rule is aligned by
+    their map (`_align_by_map`, its `variant` BY_MATCHES) instead of searched for: the scan's candidate pairs, where
+    that rule decides the pair whatever the model says (0.5 ms a pair against 3-5 ms for the search and ECC). The
+    fit's pairs are searched, every one: the model is used on the pairs no rule decides, and map-aligned copies in
+    its fitting set (NCC 0.99 where the search found 0.83) moved it (the demo's fit lost a planted tile and flagged
+    two more)."""
     import pandas as pd
 
     wrapped: dict = {}
@@ -904,7 +915,7 @@ def evidence(eval_images: list, train_images: list, *, batch: int = 64,
         # batches on a thread each, as many at once as there are cores: the FFTs, ORB and the matching release
         # Python's lock, and each pair's evidence is its own (the same numbers in any order)
         workers = min(len(starts), cores)
-        one = lambda s: _evidence_batch(eval_images[s:s + size], train_images[s:s + size])  # noqa: E731
+        one = lambda s: _evidence_batch(eval_images[s:s + size], train_images[s:s + size], by_matches)  # noqa: E731
         parts: list = []
         done = 0
         with ThreadPoolExecutor(workers, initializer=_one_thread) if workers > 1 else nullcontext() as pool:
@@ -950,10 +961,19 @@ def _cores() -> int:
     return max(1, min(cores, int(pinned))) if pinned.isdigit() else cores
 
 
-def _evidence_batch(ea: list, tb: list) -> list[dict]:
+def _evidence_batch(ea: list, tb: list, by_matches: bool = False) -> list[dict]:
     """`evidence` of one batch of pairs (`ImageInputs` or None each)."""
     ok = [i for i, (a, b) in enumerate(zip(ea, tb)) if a is not None and b is not None]
     out = [dict(_NO_EVIDENCE) for _ in ea]
+    if not ok:
+        return out
+    # the local matches as is first: with `by_matches`, a pair they decide is aligned by their map (`_align_by_map`)
+    first = {i: _matches_as_is(ea[i], tb[i]) for i in ok}
+    for i in ok:
+        if by_matches and first[i] is not None and _matches_decide(first[i][0].inliers, first[i][0].ratio,
+                                                                   first[i][1][0]):
+            out[i] = _settled_evidence(ea[i], tb[i], *first[i])
+    ok = [i for i in ok if out[i]["variant"] != BY_MATCHES]
     if not ok:
         return out
     once: dict = {}  # each eval image once (its variants are transformed once), in order
@@ -973,14 +993,15 @@ def _evidence_batch(ea: list, tb: list) -> list[dict]:
         # matched as is): on photos the mirror's features were a third of the ORB work
         inl, ratio, away = 0, 0.0, (float("nan"), 0.0)
         if use_orb:
-            mirrored = VARIANTS[al.variant].dihedral >= 4
-            views = [ea[i].orb()] + ([ea[i].orb(mirrored=True)] if mirrored else [])
-            match = orb_map(views, [tb[i].orb(n_features=ORB_TRAIN_FEATURES)])
+            match, away = first[i]
+            if VARIANTS[al.variant].dihedral >= 4:  # as `orb_map` over both views: the mirror where it finds more
+                mirror = orb_map([None, ea[i].orb(mirrored=True)], [tb[i].orb(n_features=ORB_TRAIN_FEATURES)])
+                if mirror.inliers > match.inliers:
+                    match, away = mirror, (float("nan"), 0.0)
+                    if mirror.inliers >= AWAY_FROM_INLIERS:
+                        ga = ea[i].orb_gray()
+                        away = away_agreement(np.ascontiguousarray(ga[:, ::-1]), tb[i].orb_gray(), mirror)
             inl, ratio = match.inliers, match.ratio
-            if inl >= AWAY_FROM_INLIERS:
-                ga = ea[i].orb_gray()
-                away = away_agreement(np.ascontiguousarray(ga[:, ::-1]) if match.view == 1 else ga,
-                                      tb[i].orb_gray(), match)
         crop_ncc, crop_detail = 0.0, 0.0
         sides = sorted((min(ea[i].size), min(tb[i].size)))
         if _matches_decide(inl, ratio, away[0]):
@@ -1001,6 +1022,93 @@ def _matches_decide(inliers: int, ratio: float, tiles_agree: float) -> bool:
     hymenoptera half of the candidate pairs, each a planted copy whose crop search refines at full size)."""
     return (inliers >= MATCH_RULE[0] and ratio >= MATCH_RULE[1]
             and (math.isnan(tiles_agree) or tiles_agree >= MATCH_RULE[2]))
+
+
+def _matches_as_is(ea: "ImageInputs", tb: "ImageInputs") -> "tuple[OrbMatch, tuple[float, float]] | None":
+    """(the local matches of the eval image as it is against the training image, the tiles that agree under their
+    map: `away_agreement`, where the matches are AWAY_FROM_INLIERS or more), or None where an image is too small for
+    local features."""
+    if min(ea.size) < ORB_MIN_SIDE or min(tb.size) < ORB_MIN_SIDE:
+        return None
+    match = orb_map([ea.orb()], [tb.orb(n_features=ORB_TRAIN_FEATURES)])
+    away = (float("nan"), 0.0)
+    if match.inliers >= AWAY_FROM_INLIERS:
+        away = away_agreement(ea.orb_gray(), tb.orb_gray(), match)
+    return match, away
+
+
+def _settle_by_matches(ea: "ImageInputs", tb: "ImageInputs") -> "tuple[OrbMatch, tuple[float, float]] | None":
+    """`_matches_as_is` where those matches decide the pair (`_matches_decide`), else None."""
+    found = _matches_as_is(ea, tb)
+    if found is None or not _matches_decide(found[0].inliers, found[0].ratio, found[1][0]):
+        return None
+    return found
+
+
+def _settled_evidence(ea: "ImageInputs", tb: "ImageInputs", match: "OrbMatch", away: tuple[float, float]) -> dict:
+    """The evidence of a pair its local matches as is decide: the pixels compared where their map puts the eval
+    image (`_align_by_map`), the refined evidence on the same map (`_on_map`), no crop search (NaN, as version 13)."""
+    la, ma = ea.canvas()
+    lb, mb = tb.canvas()
+    al, moved, moved_mask = _align_by_map(la, ma, lb, mb, match, ea.size, tb.size)
+    m = moved_mask * mb
+    ssim, detail, diff = _on_overlap(moved, lb, m, al)
+    refined = _on_map(al, detail, diff, m)
+    return {"ncc": al.ncc, "ncc_grad": al.ncc_grad, "ssim": ssim, "overlap": al.overlap,
+            "orb_inliers": float(np.log1p(match.inliers)), "orb_ratio": match.ratio, "orb_used": 1.0,
+            "ncc_detail": detail, "abs_diff": diff, **refined, "crop_ncc": float("nan"), "crop_detail": float("nan"),
+            "tiles_agree": away[0], "tiles_textured": away[1], "variant": BY_MATCHES, "dy": 0, "dx": 0}
+
+
+def _on_map(al: Alignment, detail: float, diff: float, overlap_mask: np.ndarray) -> dict:
+    """The refined evidence (`REFINED`) of a pair aligned by its local matches' map: the evidence on that map, which
+    needs no refinement (ECC at REFINE_SIZE fits an affine map from 48 px canvases; the matches' map was found at
+    ORB_SIDE). No refined evidence where the map leaves too little overlap, as `refine` is skipped there."""
+    if al.overlap <= 0:
+        return dict(_NO_REFINED)
+    return {"ncc_refined": al.ncc, "detail_refined": detail, "diff_refined": diff,
+            "overlap_refined": float((overlap_mask > 0.5).mean())}
+
+
+def _align_by_map(lum_a: np.ndarray, mask_a: np.ndarray, lum_b: np.ndarray, mask_b: np.ndarray, match: "OrbMatch",
+                  eval_size: tuple[int, int], train_size: tuple[int, int]) -> tuple[Alignment, np.ndarray, np.ndarray]:
+    """The eval canvas (S, S) moved onto the training canvas by the local matches' map (`matches_transform` at the
+    canvas's size), and the alignment's evidence there as `_align` measures it at its best shift: the masked NCC of
+    luminance and of gradients, and the overlap's share of the smaller image (0 for all three under MIN_OVERLAP).
+    Where the matches decide a pair their map is found at ORB_SIDE, sixteen times the canvas: the search among 20
+    variants and 33 x 33 shifts at 32 px, and ECC after it, would only approximate it (they cost 5 ms a pair)."""
+    import cv2
+    import torch
+
+    s = lum_a.shape[-1]
+    to_eval = (np.linalg.inv(_fit_matrix(*eval_size, s)) @ matches_transform(match, eval_size, train_size, s))[:2]
+    flags = cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP
+    mask = (cv2.warpAffine(np.asarray(mask_a, np.float32), to_eval.astype(np.float32), (s, s), flags=flags)
+            > 0.999).astype(np.float32)
+    moved = cv2.warpAffine(np.asarray(lum_a, np.float32), to_eval.astype(np.float32), (s, s), flags=flags) * mask
+    both = float((mask * mask_b).sum())
+    if both < MIN_OVERLAP * max(1.0, min(float(mask.sum()), float(mask_b.sum()))):
+        return Alignment(BY_MATCHES, 0, 0, 0.0, 0.0, 0.0), moved, mask
+    ga, gma = gradient(torch.from_numpy(moved), torch.from_numpy(mask))
+    gb, gmb = gradient(torch.from_numpy(np.asarray(lum_b, np.float32)), torch.from_numpy(np.asarray(mask_b, np.float32)))
+    ncc = _masked_ncc_here(moved, mask, lum_b, mask_b, FLAT_STD)
+    ncc_grad = _masked_ncc_here(ga.numpy(), gma.numpy(), gb.numpy(), gmb.numpy(), FLAT_GRAD_STD)
+    return (Alignment(BY_MATCHES, 0, 0, ncc, ncc_grad, both / max(1.0, min(float(mask.sum()), float(mask_b.sum())))),
+            moved, mask)
+
+
+def _masked_ncc_here(a: np.ndarray, ma: np.ndarray, b: np.ndarray, mb: np.ndarray, flat_std: float) -> float:
+    """`masked_ncc` at the one shift (0, 0), in numpy: the NCC of a and b over both masks, flat overlaps damped."""
+    a, ma, b, mb = (np.asarray(x, np.float64) for x in (a, ma, b, mb))
+    am, bm = a * ma, b * mb
+    cnt = max(0.0, float(np.round((ma * mb).sum())))
+    safe = max(cnt, 1.0)
+    sa, sb, sab = float((am * mb).sum()), float((ma * bm).sum()), float((am * bm).sum())
+    saa, sbb = float((a * am * mb).sum()), float((ma * b * bm).sum())
+    floor = safe * flat_std ** 2
+    va = max(max(saa - sa * sa / safe, 0.0), floor)
+    vb = max(max(sbb - sb * sb / safe, 0.0), floor)
+    return float(np.clip((sab - sa * sb / safe) / math.sqrt(va * vb), -1.0, 1.0))
 
 
 @dataclass
@@ -1024,12 +1132,25 @@ class Explanation:
     # whether the pictures show the refinement (`display_transform`): not where it lowered the overlap's NCC (ECC
     # can turn and shrink a copy that the coarse alignment already placed, as a bannered copy "as is")
     refine_shown: bool = True
+    # where the local matches as is decide the pair: their map, which aligned it (`_align_by_map`); else None
+    matches: "OrbMatch | None" = None
 
 
-def explain(eval_image: Image.Image, train_image: Image.Image) -> Explanation:
-    """The alignment and aligned canvases of one pair (the same computation as `evidence`, kept for display)."""
-    la, ma = canvas(eval_image)
-    lb, mb = canvas(train_image)
+def explain(eval_image: Image.Image, train_image: Image.Image, *, by_matches: bool = False) -> Explanation:
+    """The alignment and aligned canvases of one pair (the same computation as `evidence`, kept for display): the
+    search among the variants refined by ECC, or with `by_matches` (a pair its stored evidence aligned so), the local
+    matches' map where they decide the pair as is."""
+    ea, tb = ImageInputs(eval_image), ImageInputs(train_image)
+    la, ma = ea.canvas()
+    lb, mb = tb.canvas()
+    settled = _settle_by_matches(ea, tb) if by_matches else None
+    if settled is not None:
+        al, a, moved_mask = _align_by_map(la, ma, lb, mb, settled[0], ea.size, tb.size)
+        m = moved_mask * mb
+        ssim, detail, diff = _on_overlap(a, lb, m, al)
+        refined, ra, rm = _on_map(al, detail, diff, m), a * m, m
+        return Explanation(al, f"aligned by its {settled[0].inliers} local matches' map", lb, a, m, ssim, detail, diff,
+                           refined, ra, rm, matches=settled[0])
     (al,), moved, moved_mask = _align(la[None], ma[None], lb[None], mb[None])
     a, m = moved[0], moved_mask[0] * mb
     ssim, detail, diff = _on_overlap(a, lb, m, al)
@@ -1084,6 +1205,8 @@ def display_transform(x: Explanation, eval_size: tuple[int, int], train_size: tu
     """3 x 3: a pixel of the training image's side x side display canvas -> the pixel of the evaluation image
     (full resolution) that the alignment puts there: the canvas fits, the variant (flip, turn, scale), the shift
     and the refinement's affine map, all found at WORK_SIZE, chained and scaled to the photos' own pixels."""
+    if x.matches is not None:  # aligned by the local matches' map (`_align_by_map`)
+        return matches_transform(x.matches, eval_size, train_size, side)
     s = x.train.shape[0]
     theta = _thetas((VARIANTS[x.alignment.variant],))[0].double().numpy()  # output -> input, normalised coordinates
     norm = np.array([[2 / s, 0, 1 / s - 1], [0, 2 / s, 1 / s - 1], [0, 0, 1]], dtype=np.float64)
@@ -1270,9 +1393,10 @@ def load_images(items: "pd.DataFrame", reader=None, *, side: int | None = None, 
 
 
 def compute_evidence(ws, pairs: "pd.DataFrame", *, chunk: int = 1024, progress=None,
-                     should_stop=None, stage: str = "verify pairs") -> int:
+                     should_stop=None, stage: str = "verify pairs", by_matches: bool = False) -> int:
     """Evidence for every (eval_item_id, train_item_id) pair the store lacks; returns how many were computed.
-    `progress(stage, done, total)` is told as chunks finish."""
+    `progress(stage, done, total)` is told as chunks finish; `by_matches` as `evidence`'s (the scan's candidate
+    pairs)."""
     import pandas as pd
 
     items = ws.items().drop_duplicates("item_id").set_index("item_id")
@@ -1291,7 +1415,7 @@ def compute_evidence(ws, pairs: "pd.DataFrame", *, chunk: int = 1024, progress=N
         loaded = dict(zip(ids, image_inputs(ws, items.loc[ids].reset_index())))
         told = (lambda done, start=start: progress(stage, start + done, len(todo))) if progress else None
         ev = evidence([loaded[i] for i in part["eval_item_id"]], [loaded[i] for i in part["train_item_id"]],
-                      progress=told)
+                      progress=told, by_matches=by_matches)
         # `evidence` reported the chunk done: a second report would open a finished stage's bar anew
         store.add(pd.concat([part[["sha_a", "sha_b"]].reset_index(drop=True), ev], axis=1))
     return len(todo)
@@ -1315,3 +1439,22 @@ def evidence_for(ws, pairs: "pd.DataFrame") -> "pd.DataFrame":
             ev.rename(columns={"sha_a": "sha_b", "sha_b": "sha_a"}), on=["sha_a", "sha_b"], how="left")
         joined.loc[missing, cols] = reverse[cols].to_numpy()
     return joined.drop(columns=["sha_a", "sha_b"])
+
+
+def searched_evidence_for(ws, pairs: "pd.DataFrame") -> "pd.DataFrame":
+    """`evidence_for`, with each pair a scan aligned by its local matches' map (`variant` BY_MATCHES) searched for now,
+    in memory (the stored row stays the scan's): what the fit reads, as the model sees the pairs it scores."""
+    import pandas as pd
+
+    out = evidence_for(ws, pairs)
+    by_map = (pd.to_numeric(out["variant"], errors="coerce") == BY_MATCHES).to_numpy()
+    if not by_map.any():
+        return out
+    items = ws.items().drop_duplicates("item_id").set_index("item_id")
+    sub = out.loc[by_map]
+    ids = pd.unique(pd.concat([sub["eval_item_id"], sub["train_item_id"]]))
+    loaded = dict(zip(ids, image_inputs(ws, items.loc[ids].reset_index())))
+    ev = evidence([loaded[i] for i in sub["eval_item_id"]], [loaded[i] for i in sub["train_item_id"]])
+    cols = [*EVIDENCE, "variant", "dy", "dx"]
+    out.loc[by_map, cols] = ev[cols].to_numpy()
+    return out

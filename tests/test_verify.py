@@ -914,6 +914,79 @@ def test_no_crop_search_where_the_local_matches_decide_and_the_flags_stay_the_sa
     assert list(fm.predict(rows)) == pytest.approx([DECIDED, DECIDED, 0.05])
 
 
+def test_a_candidate_pair_its_local_matches_decide_is_aligned_by_their_map_and_explained_the_same_way():
+    """A scan's candidate pair whose local matches as is decide it is measured where their map puts the eval image
+    (`evidence(by_matches=True)`: no search among the variants, no ECC): a crop of a photo, rescaled, aligns there as a
+    copy does; the Review page's explanation of such a pair is the same computation and its pictures show the map. A
+    pair they do not decide is searched for as before, and so is every pair without `by_matches` (the fit's)."""
+    big = _scene(5)
+    crop = big.crop((100, 80, 560, 425)).resize((368, 276), Image.Resampling.BILINEAR)
+    look_alike = _scene(6)
+    ev = verify.evidence([crop, look_alike], [big, big], by_matches=True)
+    settled, other = ev.iloc[0], ev.iloc[1]
+    assert settled["variant"] == verify.BY_MATCHES and fused.decided_by_matches(ev).tolist() == [True, False]
+    assert settled["ncc"] > 0.95 and settled["ssim"] > 0.8 and settled["overlap"] > 0.95
+    assert settled["ncc_refined"] > 0.95 and settled["detail_refined"] > 0.6 and np.isnan(settled["crop_ncc"])
+    searched = verify.evidence([crop, look_alike], [big, big])
+    assert searched["variant"].tolist()[0] >= 0 and searched["ncc"].iloc[0] < settled["ncc"]
+    # the pairs no rule decides (and the local matches' own evidence) are the same either way
+    pd.testing.assert_series_equal(searched.iloc[1], ev.iloc[1], check_names=False)
+    assert searched.loc[0, ["orb_inliers", "orb_ratio", "tiles_agree", "tiles_textured"]].tolist() == \
+        ev.loc[0, ["orb_inliers", "orb_ratio", "tiles_agree", "tiles_textured"]].tolist()
+    assert other["variant"] >= 0 and other["ncc"] < 0.6
+    x = verify.explain(crop, big, by_matches=True)
+    assert x.matches is not None and x.alignment.variant == verify.BY_MATCHES
+    for got, stored in ((x.alignment.ncc, "ncc"), (x.alignment.ncc_grad, "ncc_grad"), (x.ssim, "ssim"),
+                        (x.ncc_detail, "ncc_detail"), (x.refined["ncc_refined"], "ncc_refined"),
+                        (x.refined["detail_refined"], "detail_refined")):
+        assert got == pytest.approx(settled[stored], abs=1e-5), stored
+    np.testing.assert_allclose(verify.display_transform(x, crop.size, big.size, 320),
+                               verify.matches_transform(x.matches, crop.size, big.size, 320))
+    assert verify.explain(crop, big).matches is None and verify.explain(crop, big).alignment.variant >= 0
+
+
+def test_the_fit_reads_a_pair_the_scan_aligned_by_its_matches_map_as_searched(tmp_path):
+    """The scan stores a decided candidate pair aligned by its matches' map; the fit (look-alikes, decisions) reads
+    every pair searched for, as the model sees the pairs it scores (`searched_evidence_for`), and the stored row
+    stays the scan's."""
+    big = _scene(5)
+    for split, img in (("train", big), ("test", big.crop((100, 80, 560, 425)).resize((368, 276)))):
+        (tmp_path / "data" / split / "x").mkdir(parents=True)
+        img.save(tmp_path / "data" / split / "x" / "a.png")
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    project.add("toy", tmp_path / "data")
+    ws = project.workspace
+    ids = ws.items().drop_duplicates("item_id").set_index("split")["item_id"]
+    pair = pd.DataFrame({"eval_item_id": [ids.filter(like="test").iloc[0]],
+                         "train_item_id": [ids.filter(like="train").iloc[0]]})
+    assert verify.compute_evidence(ws, pair, by_matches=True) == 1
+    stored = verify.evidence_for(ws, pair).iloc[0]
+    read = verify.searched_evidence_for(ws, pair).iloc[0]
+    assert stored["variant"] == verify.BY_MATCHES and read["variant"] >= 0
+    items = ws.items().drop_duplicates("item_id").set_index("item_id")
+    a, b = verify.load_images(items.loc[[pair.at[0, "eval_item_id"], pair.at[0, "train_item_id"]]].reset_index(),
+                              side=verify.ORB_SIDE, gray=True)
+    searched = verify.evidence([a], [b])
+    assert read["ncc"] == pytest.approx(searched["ncc"].iloc[0]) and read["ncc"] < stored["ncc"]
+    assert verify.evidence_for(ws, pair).iloc[0]["variant"] == verify.BY_MATCHES
+
+
+def test_the_ncc_at_one_shift_is_the_masked_ncc_at_that_shift():
+    """`_align_by_map` measures the alignment's NCC with `_masked_ncc_here`: the search's masked NCC (flat overlaps
+    damped the same way) at shift (0, 0)."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    for flat in (verify.FLAT_STD, verify.FLAT_GRAD_STD, 0.5):
+        a, b = rng.random((32, 32), np.float32), rng.random((32, 32), np.float32)
+        b = (0.7 * a + 0.3 * b).astype(np.float32)
+        ma, mb = np.zeros((32, 32), np.float32), np.zeros((32, 32), np.float32)
+        ma[2:30, 4:28], mb[0:26, 1:32] = 1, 1
+        ncc, _ = verify.masked_ncc(torch.from_numpy(a * ma)[None, None], torch.from_numpy(ma)[None, None],
+                                   torch.from_numpy(b)[None, None], torch.from_numpy(mb)[None, None], 2, flat)
+        assert verify._masked_ncc_here(a * ma, ma, b, mb, flat) == pytest.approx(float(ncc[0, 0, 2, 2]), abs=1e-5)
+
+
 def test_no_crop_search_on_cifar_sized_images():
     """At 32 px a crop is a blur: no crop search (its evidence stays 0, and the fit stores no crop rule there)."""
     tiny = _fur(4, (32, 32))

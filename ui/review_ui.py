@@ -575,12 +575,17 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
     with c3:
         al = x.alignment
         placed = ("the crop search's place" if by_crop else "the local matches' map" if by_matches else None)
-        st.markdown((f"**The pictures show {placed}.** " if placed else "")
-                    + f"**Best alignment{' of the whole image, which the features below measure' if placed else ''}**: "
-                    f"{x.transform}, shifted by ({al.dx:+d}, {al.dy:+d}) px at "
-                    f"{x.train.shape[0]} px, then refined by an affine warp (ECC)"
-                    + ("" if x.refine_shown or placed else "; the pictures leave the warp out, which lowered the NCC "
-                       f"from {al.ncc:.3f} to {x.refined['ncc_refined']:.3f}"))
+        if x.matches is not None and not by_crop:  # aligned by the matches' map: the features were measured there
+            st.markdown(f"**The pictures show the local matches' map** ({x.matches.inliers} matches), **which the "
+                        f"features below measure**: a map that many matches agree on is finer than the search at "
+                        f"{x.train.shape[0]} px, so none is run.")
+        else:
+            st.markdown((f"**The pictures show {placed}.** " if placed else "")
+                        + f"**Best alignment{' of the whole image, which the features below measure' if placed else ''}**: "
+                        f"{x.transform}, shifted by ({al.dx:+d}, {al.dy:+d}) px at "
+                        f"{x.train.shape[0]} px, then refined by an affine warp (ECC)"
+                        + ("" if x.refine_shown or placed else "; the pictures leave the warp out, which lowered the NCC "
+                           f"from {al.ncc:.3f} to {x.refined['ncc_refined']:.3f}"))
         facts = {"raw similarity": f"{raw:.4f}", "NCC (luminance)": f"{al.ncc:.3f}",
                  "NCC (gradients)": f"{al.ncc_grad:.3f}", "SSIM on the overlap": f"{x.ssim:.3f}",
                  "NCC (fine detail)": f"{x.ncc_detail:.3f}",
