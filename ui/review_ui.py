@@ -576,9 +576,8 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
         al = x.alignment
         placed = ("the crop search's place" if by_crop else "the local matches' map" if by_matches else None)
         if x.matches is not None and not by_crop:  # aligned by the matches' map: the features were measured there
-            st.markdown(f"**The pictures show the local matches' map** ({x.matches.inliers} matches), **which the "
-                        f"features below measure**: a map that many matches agree on is finer than the search at "
-                        f"{x.train.shape[0]} px, so none is run.")
+            st.markdown(f"**The pictures show the local matches' map, which the features below measure**: a map that "
+                        f"many matches agree on is finer than the search at {x.train.shape[0]} px, so none is run.")
         else:
             st.markdown((f"**The pictures show {placed}.** " if placed else "")
                         + f"**Best alignment{' of the whole image, which the features below measure' if placed else ''}**: "
