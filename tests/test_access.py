@@ -575,6 +575,20 @@ def test_on_a_signed_in_server_each_user_has_their_own_recent_workspaces(tmp_pat
     assert not list(state.RECENT_FILE.parent.glob(".*tmp"))  # written whole, nothing left beside it
 
 
+def test_on_a_signed_in_server_home_lists_unreadable_items_without_the_servers_paths():
+    """Home's unreadable items showed each file's path and the reader's message with it: on a shared server, where
+    the Review page already says only the reason's kind, they named where the server keeps its files."""
+    import pandas as pd
+
+    from ui.home import unreadable_table
+
+    bad = pd.DataFrame({"item_id": ["pets/test/cat/7.jpg"], "uri": ["/srv/team/pets/test/cat/7.jpg"],
+                        "reason": ["cannot decode: cannot identify image file '/srv/team/pets/test/cat/7.jpg'"]})
+    shared = unreadable_table(bad, shared=True)
+    assert shared.to_dict("records") == [{"item_id": "pets/test/cat/7.jpg", "reason": "cannot decode"}]
+    assert "/srv" in unreadable_table(bad, shared=False).to_string()  # one person's machine: the whole story
+
+
 def test_an_identity_in_a_refusal_is_text_not_a_link(team):
     odd = "[x](http://evil.example/)@example.org"
     Project.open(team[0], actor=LEAD).team.set_roles(Roles({LEAD: Role.LEAD, odd: Role.VIEWER}))

@@ -172,6 +172,15 @@ def _scan_summary(ws: Workspace, result) -> str:
            f"Images flagged: {counts}; {using}."
 
 
+def unreadable_table(bad, shared: bool):
+    """The unreadable items as Home lists them: item id, reason and file; on a shared (signed-in) server the reason's
+    kind only and no file, which name where the server keeps its files (as the Review page's facts and "No image"
+    notes; the item id names the file within its dataset)."""
+    if not shared:
+        return bad[["item_id", "reason", "uri"]]
+    return bad.assign(reason=bad["reason"].astype(str).str.split(":").str[0])[["item_id", "reason"]]
+
+
 def overview(ws: Workspace, hard: float, soft: float) -> None:
     """Items per dataset/split/role, labels, unreadable items with reasons, and leakage rates."""
     items = data.items(ws)
@@ -185,7 +194,7 @@ def overview(ws: Workspace, hard: float, soft: float) -> None:
     bad = items[items["status"] != "ok"]
     if not bad.empty:
         with st.expander(f"{len(bad)} unreadable item(s)", expanded=False):
-            st.dataframe(bad[["item_id", "reason", "uri"]], hide_index=True, width="stretch")
+            st.dataframe(unreadable_table(bad, shared=access_ui.sign_in_configured()), hide_index=True, width="stretch")
     st.subheader("Leakage at the thresholds in force")
     table = data.rates(ws, hard, soft)
     if table.empty or not (table["check"] == "similarity").any():  # other checks read the scan's pairs too: before
