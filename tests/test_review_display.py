@@ -7,6 +7,7 @@ import dataclasses
 import io
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image, ImageOps
 
@@ -160,3 +161,17 @@ def test_refine_warp_is_the_map_refine_applies():
     inside = x.refined_mask > 0.5
     assert inside.sum() > 100 and not np.allclose(x.refine_warp, np.eye(2, 3))
     np.testing.assert_allclose(down[inside], x.refined_aligned[inside], atol=1e-5)
+
+
+def test_the_fused_scores_shares_are_listed_by_plain_names_with_the_inliers_counted():
+    """A new user read `orb_inliers` 5.613 beside "ORB + RANSAC inliers 273": the model reads log(1 + n)."""
+    import math
+
+    from ui.review_ui import contributions_shown
+
+    c = pd.DataFrame({"feature": ["orb_inliers", "ncc", "similarity_2", "overlap_refined"],
+                      "value": [math.log1p(273), 0.99612, 0.7, 0.28], "contribution": [1.094, 0.694, 0.1, -0.16]})
+    shown = contributions_shown(c)
+    assert shown["feature"].tolist() == ["ORB + RANSAC inliers", "NCC (luminance)", "similarity (second model)",
+                                         "overlap after refinement (canvas)"]
+    assert shown["value"].tolist() == [273, 0.996, 0.7, 0.28] and shown["log-odds share"].tolist()[:2] == [1.09, 0.69]

@@ -411,6 +411,12 @@ def _review_page_shows_the_evidence(project, pair):
         text = " ".join(m.value for m in at.markdown)
         assert "Best alignment" in text and "Fused score" in text
         assert len(at.dataframe) >= 2  # the evidence and the features' shares
+        shares = at.dataframe[1].value  # the model's features by the evidence table's plain names, inliers counted
+        assert "NCC (luminance)" in set(shares["feature"]) and not set(shares["feature"]) & set(verify.FEATURES)
+        # a second click on the mode already chosen keeps it (Streamlit's control cleared it: side by side again)
+        at.button_group(key="compare_mode").set_value(None).run()
+        assert at.button_group(key="compare_mode").value == "aligned" and "Fused score" in " ".join(
+            m.value for m in at.markdown)
         # the Thresholds page opens on the fused score: its ROC, its thresholds, the raw ROC beside it
         at.switch_page("pages/2_Thresholds.py").run()
         assert not at.exception and at.button_group(key="th_score").value == "fused"

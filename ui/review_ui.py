@@ -527,6 +527,37 @@ def _comparison(a, b, mode: str, side: int = 512):
 ALIGNED_PX = 448  # the aligned view's images, drawn at their native size (two to a row at 1400 px)
 
 
+FEATURE_WORDS = {  # the fused model's features as the evidence table beside them names them
+    "similarity": "similarity (this encoder)", "similarity_2": "similarity (second model)",
+    "ncc": "NCC (luminance)", "ncc_grad": "NCC (gradients)", "ssim": "SSIM on the overlap",
+    "overlap": "overlap (share of the smaller image)", "orb_inliers": "ORB + RANSAC inliers",
+    "orb_ratio": "share of matches that are inliers", "orb_used": "local features used (1 = yes)",
+    "ncc_detail": "NCC (fine detail)", "abs_diff": "median |difference| (0-1)",
+    "ncc_refined": "NCC after refinement", "detail_refined": "fine detail after refinement",
+    "diff_refined": "|difference| after refinement (0-1)", "overlap_refined": "overlap after refinement (canvas)"}
+
+
+def contributions_shown(contributions: pd.DataFrame) -> pd.DataFrame:
+    """The fused score's per-feature shares as the Review page lists them: plain names (a new user read `orb_inliers`
+    5.613 beside "ORB + RANSAC inliers 273": the model reads log(1 + n)), the inliers as their count."""
+    import numpy as np
+
+    value = contributions["value"].astype(float)
+    count = contributions["feature"] == "orb_inliers"
+    shown = np.where(count, np.round(np.expm1(value)), value.round(3))
+    return pd.DataFrame({"feature": contributions["feature"].map(lambda f: FEATURE_WORDS.get(f, f)), "value": shown,
+                         "log-odds share": contributions["contribution"].round(2)})
+
+
+def _matches_count(e, found=None) -> int:
+    """The pair's local matches as the stored evidence counts them (the one count the page says; matches found
+    again on the photo for the pictures' map can differ by a few: the evidence reads a JPEG's stored luma)."""
+    import math
+
+    stored = e.stored.get("orb_inliers") if e.stored is not None else None
+    return round(math.expm1(float(stored))) if stored is not None and pd.notna(stored) else found.inliers
+
+
 def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) -> None:
     """The alignment the second stage found, applied to the photos at display resolution: both images in the
     training image's frame, their overlay and difference, and which features decided."""
@@ -549,16 +580,19 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
     # (at 128-512 px, where the whole-image alignment works at 32-48 px, misplaced strong crops and was pulled by
     # banners)
     found = e.crop_found(a, b)
-    matches = e.matches_found(a, b) if found is None else None
-    by_crop, by_matches = found is not None, matches is not None
-    moved, train, overlay, diff = e.aligned_views(a, b, ALIGNED_PX, crop=found, matches=matches)
+    # a pair whose features were measured on its matches' map (`x.matches`) is shown by that map, a crop found as well
+    # (a new user saw a 60% crop drawn by the crop search's place, double-edged, under a table measured on the map)
+    matches = e.matches_found(a, b) if found is None or x.matches is not None else None
+    by_matches = matches is not None
+    by_crop = found is not None and not by_matches
+    moved, train, overlay, diff = e.aligned_views(a, b, ALIGNED_PX, crop=found if by_crop else None, matches=matches)
     c1, c2 = st.columns(2)
     jpeg = {"width": "content", "output_format": "JPEG"}  # a fifth of the PNG's bytes at 448 px
     refined = "then refined" if x.refine_shown else "the refinement not shown: it fitted worse"
     whole = by_crop and found.box is not None and min(found.box[2], found.box[3]) >= 0.9  # not a crop at all
     how = (f"matched whole by the crop search (NCC {found.ncc:.3f})" if whole else
            f"placed where the crop search found it (NCC {found.ncc:.3f})" if by_crop else
-           f"placed by its {matches.inliers} local matches' map" + (", mirrored" if matches.view == 1 else "")
+           f"placed by its {_matches_count(e, matches)} local matches' map" + (", mirrored" if matches.view == 1 else "")
            if by_matches else f"moved by the alignment ({x.transform}, {refined})")
     c1.image(moved, caption=f"evaluation, {how}", **jpeg)
     c2.image(train, caption="training image, same frame", **jpeg)
@@ -575,9 +609,10 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
     with c3:
         al = x.alignment
         placed = ("the crop search's place" if by_crop else "the local matches' map" if by_matches else None)
-        if x.matches is not None and not by_crop:  # aligned by the matches' map: the features were measured there
-            st.markdown(f"**The pictures show the local matches' map, which the features below measure**: a map that "
-                        f"many matches agree on is finer than the search at {x.train.shape[0]} px, so none is run.")
+        if x.matches is not None:  # aligned by the matches' map: the features were measured there
+            st.markdown("**The features below were measured where the local matches' map puts the evaluation image**, "
+                        "as the pictures show it: with that many matches agreeing the map is exact, so the tool's own "
+                        f"alignment search (at {x.train.shape[0]} px) and its refinement are not run.")
         else:
             st.markdown((f"**The pictures show {placed}.** " if placed else "")
                         + f"**Best alignment{' of the whole image, which the features below measure' if placed else ''}**: "
@@ -589,14 +624,13 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
                  "NCC (gradients)": f"{al.ncc_grad:.3f}", "SSIM on the overlap": f"{x.ssim:.3f}",
                  "NCC (fine detail)": f"{x.ncc_detail:.3f}",
                  "median |difference|": f"{255 * x.abs_diff:.1f} grey levels",
-                 "overlap": f"{100 * al.overlap:.0f}% of the smaller image",
-                 "NCC after refinement": f"{x.refined['ncc_refined']:.3f}",
-                 "NCC (fine detail) after refinement": f"{x.refined['detail_refined']:.3f}",
-                 "median |difference| after refinement": f"{255 * x.refined['diff_refined']:.1f} grey levels"}
+                 "overlap": f"{100 * al.overlap:.0f}% of the smaller image"}
+        if x.matches is None:  # on the matches' map the refined evidence is the same measurement (none is run)
+            facts |= {"NCC after refinement": f"{x.refined['ncc_refined']:.3f}",
+                      "NCC (fine detail) after refinement": f"{x.refined['detail_refined']:.3f}",
+                      "median |difference| after refinement": f"{255 * x.refined['diff_refined']:.1f} grey levels"}
         if e.stored is not None and e.stored["orb_used"]:
-            import math
-
-            facts["ORB + RANSAC inliers"] = f"{round(math.expm1(e.stored['orb_inliers']))} ({100 * e.stored['orb_ratio']:.0f}%)"
+            facts["ORB + RANSAC inliers"] = f"{_matches_count(e)} ({100 * e.stored['orb_ratio']:.0f}%)"
         if e.stored is not None and float(e.stored.get("tiles_textured", 0.0) or 0.0) > 0:
             # where the matches are many: how much of the photo agrees under their map (an overlay's letters alone do
             # not make two photos one, verify.away_agreement)
@@ -614,13 +648,8 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
     with c4:  # beside the evidence, not under it: the two tables stacked made a page a curator scrolled past the keys
         if e.fused is not None:
             st.markdown(f"**Fused score** P(same photograph) = **{e.fused:.4f}**")
-            contrib = e.contributions.assign(feature=e.contributions["feature"].replace(
-                                                 {"similarity": "similarity (this encoder)",
-                                                  "similarity_2": "similarity (second model)"}),
-                                             value=e.contributions["value"].round(3),
-                                             contribution=e.contributions["contribution"].round(2))
-            st.dataframe(contrib.rename(columns={"contribution": "log-odds share"}), hide_index=True, width="stretch",
-                         height="content")
+            contrib = contributions_shown(e.contributions)
+            st.dataframe(contrib, hide_index=True, width="stretch", height="content")
             st.caption("Log-odds share: how far each feature moved this pair from an average pair of the fitting "
                        "set (positive: towards the same photograph).")
         elif e.stored is None:
@@ -635,15 +664,24 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
         item_facts(tr)
 
 
+def _keep_a_compare_mode() -> None:
+    """A click on the mode already chosen leaves it chosen: Streamlit's single-choice control clears it instead, and
+    the view fell back to side by side (a new user's second click on "aligned", carried to the next pair)."""
+    if st.session_state.get("compare_mode") is None:
+        st.session_state["compare_mode"] = st.session_state.get("compare_last", COMPARE_MODES[0])
+
+
 def pair_view(ws: Workspace, items: pd.DataFrame, pair: pd.Series, group: pd.DataFrame) -> None:
     """The evaluation image and its training neighbour side by side (or overlaid, as a difference, flickering),
     with what a curator needs to judge."""
     ev, tr = items.loc[pair["eval_item_id"]], items.loc[pair["train_item_id"]]
     zoom = st.session_state["zoom"]
     mode = st.segmented_control("Compare", COMPARE_MODES, key="compare_mode", selection_mode="single",
+                                on_change=_keep_a_compare_mode,
                                 help="aligned: the second stage's view: the evaluation image moved by the flip, turn, "
                                      "scale and shift that fit the training image best, and what decided the fused "
                                      "score") or COMPARE_MODES[0]
+    st.session_state["compare_last"] = mode
     if mode == "aligned":
         evidence_view(ws, ev, tr, pair)
         return
