@@ -175,3 +175,19 @@ def test_the_fused_scores_shares_are_listed_by_plain_names_with_the_inliers_coun
     assert shown["feature"].tolist() == ["ORB + RANSAC inliers", "NCC (luminance)", "similarity (second model)",
                                          "overlap after refinement (canvas)"]
     assert shown["value"].tolist() == [273, 0.996, 0.7, 0.28] and shown["log-odds share"].tolist()[:2] == [1.09, 0.69]
+
+
+def test_a_refinement_that_fitted_worse_is_said_to():
+    """A mirrored copy's fine detail went from 0.998 to 0.963 under ECC, and the page said "then refined" as if
+    better; it now says the refinement fitted worse where any row after it is lower."""
+    from types import SimpleNamespace
+
+    from ui.review_ui import _refined_worse
+
+    def x(ncc, detail, diff, r_ncc, r_detail, r_diff):
+        return SimpleNamespace(alignment=SimpleNamespace(ncc=ncc), ncc_detail=detail, abs_diff=diff,
+                               refined={"ncc_refined": r_ncc, "detail_refined": r_detail, "diff_refined": r_diff})
+
+    assert _refined_worse(x(0.99, 0.998, 1 / 255, 0.99, 0.963, 4.5 / 255))
+    assert not _refined_worse(x(0.90, 0.70, 6 / 255, 0.95, 0.85, 3 / 255))
+    assert _refined_worse(x(0.95, 0.80, 3 / 255, 0.90, 0.80, 3 / 255))
