@@ -774,6 +774,12 @@ class Exports:
         """(`preview` of `split` under `policy`'s options, `plan` under `policy`), the plan made once."""
         return _export.preview_and_plan(self._p.workspace, split, policy)
 
+    def check_folder(self, out: str) -> None:
+        """Refuse a folder an export may not write into (outside the server's allowed folders, where a dataset keeps
+        its files, inside the workspace, or among other files: `export.output_folder`), before anything is written."""
+        _access.check_path(out, "export folder")
+        _export.output_folder(self._p.workspace, out, "export", "provenance.json")
+
     def write(self, split: str, policy: _export.ExportPolicy, *, fmt: str = "same", out: str | None = None,
               links: str | None = None) -> _export.ExportResult:
         """Write the cleaned split (a lead's act); its provenance names the decisions, thresholds and people."""

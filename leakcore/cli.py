@@ -411,8 +411,10 @@ def cmd_export(args) -> int:
                                     args.dedupe_within, args.groups, also=args.also_remove or ())
     from leakcore.api import WITHIN_KEPT
 
+    preview = project.exports.preview([args.split], policy)  # a split it lacks, or a folder it may not write
+    if args.out:  # into, is said before anything is printed (a new user read the preview's heading over an error)
+        project.exports.check_folder(args.out)
     print("items each policy removes (before writing):")
-    preview = project.exports.preview([args.split], policy)
     print(preview.to_string(index=False))
     result = project.exports.write(args.split, policy, fmt=args.format, out=args.out, links=args.links)
     print(f"\nkept {result.kept}, removed {result.removed}; wrote"

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from leakcore import __version__, catalog, checks, formats, leakage, review
-from leakcore.errors import UnknownName
+from leakcore.errors import InvalidInput, UnknownName
 from leakcore.images import OUTSIDE_ROOT
 from leakcore.io import atomic_path, atomic_write_text, link_files
 from leakcore.schema import SplitId, split_items
@@ -202,6 +202,39 @@ def _inputs_time(ws, groups: bool = True) -> str:
     return pd.Timestamp(newest, unit="s", tz="UTC").isoformat(timespec="seconds")
 
 
+def output_folder(ws, out: str | os.PathLike, what: str, marker: str) -> Path:
+    """`out` as a folder an export or re-split may write into, else InvalidInput: not inside a dataset's folders
+    where its images are files (its root, its followed links' folders; the cleaned split's folder replaced the
+    dataset's own `val` folder there), nor the folder that holds its manifest or Parquet file (a re-split's
+    manifest.csv would replace one; a folder beside it is fine where the images are rows of the file), not inside the
+    workspace's own files but its exports, and not a folder that holds other files than an earlier one (`marker`:
+    its provenance.json or resplit.json), into which it would mix."""
+    folder = Path(out).expanduser()
+    where = folder.resolve()
+    items = ws.items()
+    for name, ds in ws.datasets.items():
+        source = Path(ds.source) if ds.source else None
+        # its images' folders where they are files of their own (not rows of a Parquet file or of CIFAR's batches)
+        files = bool((items.loc[items["dataset"] == name, "row"] < 0).any())
+        places = (list(ds.folders) + ([str(source)] if source is not None and source.is_dir() else [])) if files else []
+        beside = source is not None and source.is_file() and where == source.parent.resolve()  # its manifest's folder
+        if catalog.inside_any(where, places) or beside or (source is not None and where == source.resolve()):
+            raise InvalidInput(f"the {what} folder {folder} is where dataset {name!r} keeps its files: writing there would "
+                               "replace or mix with them", cli="choose a folder outside every dataset with --out "
+                               "(or leave --out out: the workspace's exports folder)",
+                               page="Choose a folder outside every dataset's folders")
+    if catalog.is_inside(where, Path(ws.path)) and not catalog.is_inside(where, Path(ws.exports_dir)):
+        raise InvalidInput(f"the {what} folder {folder} is inside the workspace's own files", cli="choose a folder outside "
+                           "the workspace, or leave --out out (its exports folder)", page="Choose another folder")
+    if where.exists() and not where.is_dir():
+        raise InvalidInput(f"the {what} folder {folder} is a file, not a folder")
+    if where.is_dir() and not (where / marker).exists() and any(where.iterdir()):
+        raise InvalidInput(f"the {what} folder {folder} already holds other files (it is not an earlier {what}'s: no "
+                           f"{marker}), which the {what} would mix with", cli="choose a new or empty folder",
+                           page="Choose a new or empty folder")
+    return folder
+
+
 def export(
     ws,
     eval_split: str,
@@ -222,7 +255,8 @@ def export(
     pairs = leakage.load_pairs(ws)  # read once: the plan's and removed.csv's
     p = plan(ws, eval_split, policy, pairs=pairs)
     ds = ws.datasets[SplitId.parse(eval_split).dataset]
-    folder = Path(out) if out else ws.exports_dir / f"{eval_split.replace('/', '-')}-{policy.flags}"
+    folder = (output_folder(ws, out, "export", "provenance.json") if out
+              else ws.exports_dir / f"{eval_split.replace('/', '-')}-{policy.flags}")
     earlier = folder / "provenance.json"  # an export is written over the last one of its split and policy: say so
     replaced = (pd.Timestamp(earlier.stat().st_mtime, unit="s", tz="UTC").isoformat(timespec="seconds")
                 if earlier.exists() else None)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from leakcore import catalog, formats
 from leakcore.errors import InvalidInput
+from leakcore.export import output_folder
 from leakcore.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ def write_resplit(ws, result: Resplit, out: str | Path | None = None, links: str
 
     dataset = result.summary["dataset"]
     ds = ws.datasets[dataset]
-    folder = Path(out) if out else ws.exports_dir / f"{dataset}-resplit"
+    folder = output_folder(ws, out, "re-split", "resplit.json") if out else ws.exports_dir / f"{dataset}-resplit"
     folder.mkdir(parents=True, exist_ok=True)
     items = ws.items().set_index("item_id").loc[result.assignment["item_id"]].reset_index()
     items["split"] = result.assignment["new_split"].to_numpy()

@@ -97,14 +97,50 @@ def test_export_never_touches_the_source(ws, tmp_path):
     assert len(list((tmp_path / "y" / "test").rglob("*.jpg"))) == 3 and not (tmp_path / "y" / "images").exists()
 
 
+def test_an_export_or_re_split_into_a_datasets_folders_or_among_other_files_is_refused(ws, tmp_path):
+    """A new user's `export --out DATA` replaced the dataset's own test folder by the cleaned one (its removed images
+    gone) and exited 0; `--out DATA/test` nested a copy a later `add` read as a split; an existing folder of other
+    files got the export mixed in. Each is refused now, touching nothing; an earlier export is written over."""
+    from pathlib import Path
+
+    from leakcore.errors import InvalidInput
+    from leakcore.resplit import plan_resplit as resplit, write_resplit
+
+    root = Path(ws.datasets["d"].root)
+    before = sorted((p, p.stat().st_mtime_ns) for p in root.rglob("*"))
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    for out, said in ((root, "where dataset 'd' keeps its files"), (root / "test", "keeps its files"),
+                      (ws.path / "embeddings", "inside the workspace's own files"),
+                      (other, "already holds other files"), (other / "notes.txt", "is a file")):
+        with pytest.raises(InvalidInput, match=said):
+            export.export(ws, "d/test", ExportPolicy("soft"), out=out)
+        with pytest.raises(InvalidInput):
+            write_resplit(ws, resplit(ws, "d", test_size=0.4), out=out)
+    assert sorted((p, p.stat().st_mtime_ns) for p in root.rglob("*")) == before
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+    first = export.export(ws, "d/test", ExportPolicy("soft"), out=tmp_path / "clean")
+    again = export.export(ws, "d/test", ExportPolicy("hard"), out=tmp_path / "clean")  # an earlier export: over it
+    assert first.folder == again.folder and again.replaced
+    assert export.export(ws, "d/test", ExportPolicy("soft"), out=ws.exports_dir / "mine").kept == first.kept
+    made = write_resplit(ws, resplit(ws, "d", test_size=0.4), out=tmp_path / "re")
+    write_resplit(ws, made, out=tmp_path / "re")  # an earlier re-split: over it
+    assert (tmp_path / "re" / "resplit.json").exists()
+
+
 def test_hf_parquet_and_cifar_exports(tmp_path, hf_parquet, cifar_folder):
     import pyarrow.parquet as pq
 
     ws = Workspace.create(tmp_path / "w", encoder="phash")
     add_dataset(ws, "hf", hf_parquet)
     scan(ws)
-    res = export.export(ws, "hf/test", ExportPolicy("soft"), out=tmp_path / "hf")
-    table = pq.read_table(res.files[0])
+    from leakcore.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="keeps its files"):  # beside the Parquet file: an export named as it is
+        export.export(ws, "hf/test", ExportPolicy("soft"), out=tmp_path)  # (a re-split's) would replace it
+    res = export.export(ws, "hf/test", ExportPolicy("soft"), out=tmp_path / "hf")  # a folder of its own: its images
+    table = pq.read_table(res.files[0])  # are rows of the file, nothing there is the dataset's
     assert table.num_rows == res.kept and "image" in table.column_names
     ws2 = Workspace.create(tmp_path / "re", encoder="phash")
     add_dataset(ws2, "hf", res.files[0])
