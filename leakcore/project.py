@@ -258,7 +258,14 @@ class Workspace:
         path = Path(path)
         cfg_path = path / CONFIG_NAME
         if not cfg_path.exists():
-            raise WorkspaceError(f"{path} is not a workspace (no {CONFIG_NAME})", cli=f"create one with `leakcore init {path}`",
+            if not path.exists():  # a typo, most often: a new user's `scan wss` was told to create `wss`
+                raise WorkspaceError(f"there is no folder {path}", cli="check the path; a new workspace is made by "
+                                     "`leakcore init DIR` or `leakcore add DIR --dataset NAME --source DATA`",
+                                     page="Check the path, or use 'Create here' to make a workspace there")
+            near = sorted(p.parent.name for p in path.parent.glob(f"*/{CONFIG_NAME}"))[:3] if path.parent.is_dir() else []
+            raise WorkspaceError(f"{path} is not a workspace (no {CONFIG_NAME})",
+                                 cli=(f"workspaces beside it: {', '.join(near)}; " if near else "")
+                                 + f"`leakcore init DIR` makes one in a new folder beside the data, not in it",
                                  page="Use 'Create here' to make one")
         try:
             config = tomllib.loads(cfg_path.read_text("utf-8"))

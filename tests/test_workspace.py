@@ -134,3 +134,18 @@ def test_the_dashboard_keeps_one_workspace_cache_across_reruns(ws):
     assert first is not again and first.workspace.caches is again.workspace.caches
     kept = first.workspace.cache("pictures", "key", object)
     assert again.workspace.cache("pictures", "key", object) is kept
+
+
+def test_a_path_that_is_no_workspace_is_said_plainly_with_the_workspaces_beside_it(tmp_path):
+    """A new user's typo (`scan wss`) was told to create `wss`, and `report DATA` to make a workspace inside the
+    dataset: a missing folder is said to be missing, and a folder that is no workspace names those beside it."""
+    from leakcore.errors import WorkspaceError
+
+    Workspace.create(tmp_path / "ws", encoder="phash")
+    (tmp_path / "data").mkdir()
+    with pytest.raises(WorkspaceError, match="there is no folder") as missing:
+        Workspace.open(tmp_path / "wss")
+    assert "init" in missing.value.cli_hint and str(tmp_path / "wss") not in missing.value.cli_hint
+    with pytest.raises(WorkspaceError, match="is not a workspace") as data:
+        Workspace.open(tmp_path / "data")
+    assert "workspaces beside it: ws" in data.value.cli_hint and "not in it" in data.value.cli_hint
