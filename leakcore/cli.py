@@ -300,6 +300,12 @@ def _strongest(project, *, hard, soft, use_decisions: bool, top: int) -> None:
     who = {} if live is None else {k: r for r in live.itertuples() for k in ((r.eval_item_id, r.train_item_id),
                                                                             (r.train_item_id, r.eval_item_id))}
     differ = project.decisions.disagreements() if use_decisions else None
+    # a flagged pair whose two images carry different labels says so (a new user could not tell which of the flags
+    # were the label conflicts the report counted)
+    conflicts = project.checks.findings("label_conflict", hard=hard, soft=soft, use_decisions=use_decisions)
+    label = project.workspace.items().drop_duplicates("item_id").set_index("item_id")["label"] if len(conflicts) else {}
+    labels_of = {(e, t): f"{label.get(e)!r} / {label.get(t)!r}"
+                 for e, t in zip(conflicts["eval_item_id"], conflicts["train_item_id"])}
     print(f"\nflagged images, strongest first ({project.settings.score_words}; `leakcore report --html` shows them):")
     for (split, within), part in f.groupby(["eval_split", "within"], sort=True):
         print(f"  {split}, " + ("pairs of duplicates inside the split" if within else "with a match in training")
@@ -309,6 +315,8 @@ def _strongest(project, *, hard, soft, use_decisions: bool, top: int) -> None:
             said = (f", curator: {r.decision}" + (f" ({d.reviewer})" if d is not None else "")
                     + (f", note: {d.note}" if d is not None and isinstance(d.note, str) and d.note.strip() else "")
                     if isinstance(r.decision, str) else "")
+            other = labels_of.get((r.eval_item_id, r.train_item_id))
+            said += f", labels differ: {other}" if other else ""
             print(f"    {r.eval_item_id}  ~ {r.train_item_id}  {r.degree} {r.score:.4f}{said}")
         if len(part) > top:
             print(f"    … and {len(part) - top} more (--top N lists more)")

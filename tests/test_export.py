@@ -278,3 +278,27 @@ def test_a_pair_called_one_source_removes_its_evaluation_image_as_a_confirmed_le
         p = export.plan(ws, "d/test", ExportPolicy(flags)).set_index("item_id")
         assert p.loc["d/test/cat/test_000.jpg", "removed"], flags
         assert p.loc["d/test/cat/test_000.jpg", "reason"] == "confirmed leak"
+
+
+def test_the_terminal_report_marks_the_flags_whose_labels_differ(tmp_path, capsys):
+    """A new user could not tell which flags were the label conflicts the report counted, and read a conflict's
+    reason naming "similarity" for the fused score. The flagged list now says "labels differ" on those pairs, and a
+    conflict's reason names the score in force."""
+    from leakcore.cli import main
+
+    root = make_folder_dataset(tmp_path / "d", n_train=6, n_test=5, leaks=(0, 1, 2))
+    (root / "test" / "dog").mkdir(exist_ok=True)
+    (root / "test" / "cat" / "test_002.jpg").rename(root / "test" / "dog" / "test_002.jpg")  # a cat copy filed as dog
+    ws = Workspace.create(tmp_path / "w", encoder="phash")
+    add_dataset(ws, "d", root)
+    scan(ws)
+    capsys.readouterr()
+    assert main(["report", str(ws.path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    marked = [line for line in lines if "labels differ" in line]
+    assert len(marked) == 1 and "d/test/dog/test_002.jpg" in marked[0] and "'dog' / 'cat'" in marked[0]
+    assert not any("labels differ" in line for line in lines if "test_000" in line)
+    from leakcore.api import Project
+
+    found = Project.open(ws.path).checks.findings("label_conflict", hard=0.99, soft=0.5, use_decisions=True)
+    assert found["reason"].str.contains(r"similarity \d", regex=True).all()  # the raw score is in force here

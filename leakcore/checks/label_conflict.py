@@ -68,7 +68,7 @@ def conflict_pairs(ws, inputs: CheckInputs) -> pd.DataFrame:
     p = p.assign(degree=np.where(confirmed | (p["auto_degree"] == leakage.HARD), "hard", "soft"),
                  how=np.where(confirmed, "confirmed near-duplicate", np.where(p["auto_degree"] == leakage.HARD,
                                                                              "scored as the same picture",
-                                                                             "near-duplicate, unconfirmed")))
+                                                                             "near-duplicate or edited copy, unconfirmed")))
     # a neighbour pair whose two files are the same bytes says so, whatever its score or decision says
     sha = info["sha256"]
     same_bytes = (p["eval_item_id"].map(sha) == p["train_item_id"].map(sha)).fillna(False).to_numpy(dtype=bool)
@@ -113,12 +113,15 @@ class LabelConflictCheck(Check):
     name = "label_conflict"
     kind = "pairs"
     description = "the same picture, or a confirmed near-duplicate, carrying different labels (across and within splits)"
-    words = Words(title="Label conflicts", hard="the same picture under another label", soft="a near-duplicate under another label (unconfirmed)",
+    # hard and soft as the similarity's: an edited copy (a crop, a banner) is soft, so the words say "as it is" and
+    # "edited": a new user read "2 are the same picture under a different label" beside "hard 0 (the same picture)"
+    words = Words(title="Label conflicts", hard="the same picture as it is, under another label",
+                  soft="the same picture edited, or a near-duplicate, under another label (not confirmed)",
                   score="similarity", strong="high", hard_title="Label conflicts: the same picture or confirmed",
                   soft_title="Label conflicts: any near-duplicate",
                   caption="Share of each evaluation split (columns) that is the same picture as an image of each "
                           "training source (rows) under another label.",
-                  verdict="are the same picture as another image under a different label",
+                  verdict="match an image under a different label (the same picture, as it is or edited)",
                   review="one picture under two labels")
     review = "pairs"
 
@@ -126,7 +129,8 @@ class LabelConflictCheck(Check):
         c = conflict_pairs(ws, inputs)
         if c.empty:
             return empty_findings()
-        reason = [f"labelled {a!r} here, {b!r} in {t} ({how}, similarity {s:.3f})"
+        scored = "similarity" if ws.score == "similarity" else f"{ws.score} score"  # the score in force, named
+        reason = [f"labelled {a!r} here, {b!r} in {t} ({how}, {scored} {s:.3f})"
                   for a, b, t, how, s in zip(c["eval_label"], c["train_label"], c["train_split"], c["how"],
                                              c["similarity"])]
         return pd.DataFrame({"check": self.name, "eval_split": c["eval_split"], "train_split": c["train_split"],
