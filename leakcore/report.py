@@ -343,7 +343,7 @@ def _verdicts(data: dict, findings: dict, table: pd.DataFrame, items: pd.DataFra
                                                        if r["eval_split"] == ev and r["eval_item_id"] not in reviewed)
         leaks = any(c["soft"] for c in row["checks"].values()) or bool(row["shortcut"] and row["shortcut"]["found"])
         row["verdict"] = "leaks" if leaks else "clean"
-        row["words"] = _verdict_words(row)
+        row["words"] = _verdict_words(row, _ws(data))
         out.append(row)
     return out
 
@@ -372,11 +372,38 @@ def _decision_counts(decisions, ev: str, split_of: pd.Series, role_of: pd.Series
                 unsure=int((~confirmed & ~rejected).sum()), reviewers=sorted(set(d["reviewer"]) | set(out["reviewers"])))
 
 
+_FEATURE_WORDS = {  # the fused model's features in words (the Review page's names)
+    "similarity": "the embedding similarity", "similarity_2": "a second model's similarity",
+    "ncc": "NCC of luminance", "ncc_grad": "NCC of gradients", "ssim": "SSIM", "overlap": "overlap",
+    "orb_inliers": "local feature matches", "orb_ratio": "share of matches that agree", "orb_used": "local features used",
+    "ncc_detail": "fine detail", "abs_diff": "median difference", "ncc_refined": "NCC after refinement",
+    "detail_refined": "fine detail after refinement", "diff_refined": "median difference after refinement",
+    "overlap_refined": "overlap after refinement"}
+
+
+def _title(check: str) -> str:
+    """A check as the report's headings name it: its title in words (a new user read `label_conflict`), its name
+    where it has none (a check the registry does not know)."""
+    from leakcore.errors import UnknownName
+
+    try:
+        return _words(check)["title"] or check
+    except UnknownName:  # a check this version does not know (a report of another version's data): as it is
+        return check
+
+
+def _ws(data: dict) -> str:
+    """The workspace as the report's commands name it (a reader copies them: `WS` was left for them to fill in)."""
+    import shlex
+
+    return shlex.quote(str(data.get("workspace") or "WS"))
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
-def _verdict_words(row: dict) -> list[str]:
+def _verdict_words(row: dict, ws: str = "WS") -> list[str]:
     n = row["n_eval"]
     out = []
     primary = _primary()
@@ -402,10 +429,10 @@ def _verdict_words(row: dict) -> list[str]:
         opt_in = {c.name for c in _checks.exportable_checks() if not c.export_default}
         also = [c for c, x in row["checks"].items() if x["soft"] and c in opt_in]
         out.append(f"next: review the flags (the Review page), then write a cleaned copy of the split "
-                   f"(`leakcore export WS --split {split} --policy soft"
+                   f"(`leakcore export {ws} --split {split} --policy soft"
                    + (" --dedupe-within" if row["within_split"] else "")
                    + "".join(f" --also-remove {c}" for c in also)
-                   + f"`, or the Export page) or a leak-free re-split (`leakcore resplit WS --dataset {dataset}`)")
+                   + f"`, or the Export page) or a leak-free re-split (`leakcore resplit {ws} --dataset {dataset}`)")
     s = row["shortcut"]
     if s is not None and s["found"]:
         out.append(f"the shortcut audit found {s['what']}" + (" that the benchmark rewards" if s["transfers"] else ""))
@@ -1042,7 +1069,7 @@ def _summary_html(data: dict) -> str:
     checks = list(dict.fromkeys(c for v in data["verdicts"] for c in v["checks"]))
     cols = ["evaluation split", "images"]
     for c in checks:
-        cols += [f"{c} hard", f"{c} soft"]
+        cols += [f"{_title(c)} · hard", f"{_title(c)} · soft"]
     cols += ["within split", "shortcut", "confirmed", "rejected", "unsure", "verdict"]
     rows = []
     for v in data["verdicts"]:
@@ -1122,18 +1149,18 @@ def _heatmaps_html(data: dict) -> str:
         soft = [v for r in mats.get("soft_rate", {}).values() for v in r.values() if v is not None]
         top = max([100 * v for v in soft] + [1.0])
         w = _words(check)
-        maps = [heatmap_svg(mats, k, f"{check}: {k} ({w[k]})" if w[k] else f"{check}: {k}", top)
+        maps = [heatmap_svg(mats, k, f"{_title(check)}: {k} ({w[k]})" if w[k] else f"{_title(check)}: {k}", top)
                 for k in ("hard", "soft")]
         if not any(maps):
             continue
         any_map = True
-        out.append(f"<h3>{_e(check)}</h3><div class=charts>")
+        out.append(f"<h3>{_e(_title(check))}</h3><div class=charts>")
         for k, svg in zip(("hard", "soft"), maps):
             cap = f"{k}" + (f": {w[k]}" if w[k] else "")
             out.append(f"<figure>{svg}<figcaption>{_e(cap)}</figcaption></figure>")
         out.append("</div>")
     if not any_map:
-        out.append("<p>No scan results yet: run <code>leakcore scan WS</code>.</p>")
+        out.append(f"<p>No scan results yet: run <code>leakcore scan {_e(_ws(data))}</code>.</p>")
     out.append("</section>")
     return "".join(out)
 
@@ -1173,10 +1200,10 @@ def _findings_html(data: dict, thumbs: dict) -> str:
     for name, s in data["findings"].items():
         w = _words(name)
         if not s["findings"] and checked.get(name, "checked") not in ("checked", "read from the stored audit"):
-            out.append(f'<h3 id="findings-{_e(name)}">{_e(name)} <small class=muted>— {_e(checked[name])}</small></h3>')
+            out.append(f'<h3 id="findings-{_e(name)}">{_e(_title(name))} <small class=muted>— {_e(checked[name])}</small></h3>')
             continue
         by = ", ".join(f"{v:,} {k}" for k, v in sorted(s.get("by_degree", {}).items()))
-        out.append(f'<h3 id="findings-{_e(name)}">{_e(name)} <small class=muted>— {_e(s["description"])}</small></h3>')
+        out.append(f'<h3 id="findings-{_e(name)}">{_e(_title(name))} <small class=muted>— {_e(s["description"])}</small></h3>')
         if s["kind"] == "groups":
             out.append(f'<p class=note>{s.get("groups", 0):,} groups reach training data ({_e(by) or "none"}), '
                        f'{s["items"]:,} evaluation images in them; {len(s["strongest"]):,} shown'
@@ -1214,13 +1241,13 @@ def _findings_html(data: dict, thumbs: dict) -> str:
             out.append(_table(f"t-find-{name}", cols, _pair_rows(s["strongest"], thumbs), numeric={0, 2},
                               cls="findings"))
         if s["weakest"]:
-            out.append(f"<h3>{_e(name)}: the weakest flags</h3>")
+            out.append(f"<h3>{_e(_title(name))}: the weakest flags</h3>")
             out.append(_table(f"t-weak-{name}", cols,
                               _pair_rows(s["weakest"], thumbs, rank0=s["items"] - len(s["weakest"])), numeric={0, 2},
                               cls="findings"))
         if s.get("within"):
             more = s["within_split_pairs"] - len(s["within"])
-            out.append(f"<h3>{_e(name)}: pairs inside an evaluation split</h3>")
+            out.append(f"<h3>{_e(_title(name))}: pairs inside an evaluation split</h3>")
             out.append(f'<p class=note>Near-duplicates within one evaluation split ({s["within_split_pairs"]:,} pairs'
                        + (f", the {len(s['within']):,} strongest shown" if more > 0 else "") + '): not leaks to '
                        'training, but each copy counts twice in a test score. An export removes all but the first '
@@ -1229,7 +1256,7 @@ def _findings_html(data: dict, thumbs: dict) -> str:
             out.append(_table(f"t-within-{name}", ["#", "evaluation image · its duplicate in the split"] + cols[2:],
                               _pair_rows(s["within"], thumbs), numeric={0, 2}, cls="findings"))
         if s.get("closest"):
-            out.append(f"<h3>{_e(name)}: the closest not flagged</h3>")
+            out.append(f"<h3>{_e(_title(name))}: the closest not flagged</h3>")
             out.append(f'<p class=note>The {len(s["closest"]):,} evaluation images that are not flagged with the '
                        'highest score, each beside its nearest training image: what was not flagged (below soft, '
                        'or rejected by a curator), highest first.</p>')
@@ -1244,7 +1271,7 @@ def _impact_html(data: dict) -> str:
     out = ['<section id=impact class=major><h2>Accuracy impact</h2>']
     if not imp:
         out.append('<p class=note>Not measured for this report (what the dashboard\'s Impact page measures is not '
-                   'kept). With model predictions or the built-in probes (<code>leakcore report WS --html OUT '
+                   f'kept). With model predictions or the built-in probes (<code>leakcore report {_e(_ws(data))} --html OUT '
                    '--predictions FILE…</code>, or <code>--probe knn1</code>), this section holds the accuracy on the '
                    'full, leaked, non-leaked and random subsets of the evaluation split.</p></section>')
         return "".join(out)
@@ -1323,10 +1350,11 @@ def _thresholds_html(data: dict) -> str:
     elif c.get("fused") and c["fused"]["in_use"]:  # the thresholds in force are the fused model's, not the encoder's
         out.append("<p class=note>The thresholds in force are the fused score's, chosen by its fit on this workspace's "
                    "own images (below). The raw similarity has no calibration stored here: its thresholds would be the "
-                   "encoder's defaults (<code>leakcore calibrate WS --collection DATASET/SPLIT</code> measures them).</p>")
+                   f"encoder's defaults (<code>leakcore calibrate {_e(_ws(data))} --collection DATASET/SPLIT</code> measures "
+                   "them).</p>")
     else:
         out.append("<p class=note>No calibration is stored in this workspace: the thresholds are the encoder's "
-                   "defaults (or set by hand). <code>leakcore calibrate WS --collection DATASET/SPLIT</code> measures "
+                   f"defaults (or set by hand). <code>leakcore calibrate {_e(_ws(data))} --collection DATASET/SPLIT</code> measures "
                    "them on your own images.</p>")
     f = c.get("fused")
     if f:
@@ -1334,13 +1362,15 @@ def _thresholds_html(data: dict) -> str:
         out.append(_kv([("in use", "yes" if f["in_use"] else "no (pairs are scored by the raw similarity)"),
                         ("thresholds", f"hard ≥ {f['hard']:.4f}, soft ≥ {f['soft']:.4f}; pairs verified from raw "
                                        f"similarity ≥ {f['candidate']:.4f}"),
-                        ("fitted on", f"{f.get('suite_pairs')} suite pairs from {f.get('queries')} images + "
+                        ("fitted on", f"{f.get('suite_pairs')} pairs: edited copies of {f.get('queries')} training "
+                                      "images against their originals, and the collection's own look-alikes; plus "
                                       f"{f.get('decisions_used')} curator decisions"),
                         ("AUC", f"{_fmt_num(f.get('auc'))}"
                                 + (" out of fold" if f.get("auc_in_sample") is not None else "")  # fitted since then
                                 + f" (raw similarity {_fmt_num(f.get('raw_auc'))})"),
                         ("threshold rule", f.get("threshold_rule")),
-                        ("features", ", ".join(f.get("features") or [])), ("made", f.get("created"))]))
+                        ("evidence it weighs", ", ".join(_FEATURE_WORDS.get(x, x) for x in f.get("features") or [])),
+                        ("made", f.get("created"))]))
     dr = c.get("decisions_roc")
     if dr:
         out.append(f"<h3>ROC from curator decisions ({dr['pairs']:,} decided pairs, {dr['leaks']:,} leaks)</h3>")
@@ -1401,8 +1431,9 @@ def _provenance_html(data: dict) -> str:
                  {True: "yes", False: "no: made from other inputs", None: ""}[x["current"]]] for x in p["resplits"]]
         out.append(_table("t-resplits", ["folder", "dataset", "train", "test", "method", "written",
                                          "describes these results"], rows, numeric={2, 3}))
-    out.append("<p class=note>The whole report as data is embedded in this page "
-               "(<code>script#leakcore-report</code>, the same as <code>leakcore report WS --json</code>).</p></section>")
+    out.append("<p class=note>The whole report as data is embedded in this page, the same as "
+               f"<code>leakcore report {_e(_ws(data))} --json</code> prints (a script element of the page's source, "
+               "id leakcore-report).</p></section>")
     return "".join(out)
 
 

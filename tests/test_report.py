@@ -361,8 +361,10 @@ def test_pairs_inside_a_split_are_shown_with_their_pictures_and_the_report_says_
     for item in inside.pop():
         assert f'alt="{item}"' in page  # its picture
     words = " ".join(rep.data["verdicts"][0]["words"])
-    assert "leakcore export WS --split d/test --policy soft --dedupe-within" in words
-    assert "leakcore resplit WS --dataset d" in words
+    assert f"leakcore export {project.path} --split d/test --policy soft --dedupe-within" in words  # its own path
+    assert f"leakcore resplit {project.path} --dataset d" in words and " WS " not in page
+    # checks by their titles, not their names (a new user read `label_conflict` as a column heading)
+    assert "Near-duplicates in training · soft" in page and "<h3>similarity" not in page
 
 
 def test_the_report_lists_the_re_splits_written_from_the_workspace(ws, tmp_path):
