@@ -577,9 +577,11 @@ def cmd_resplit(args) -> int:
     print(f"  train {s['train']}, test {s['test']} (test share {100 * s['test_share']:.1f}%, target "
           f"{100 * s['target_test_share']:.1f}%); {s['groups']} groups, {s['multi_item_groups']} of several images "
           f"(largest {s['largest_group']}); groups across splits: {s['cross_split_groups']}")
-    print(f"  kept on one side besides the groups, pairs that no group held already: near-duplicate pairs the "
-          f"similarity check flags: {s.get('flagged_pairs_joined', 0)}, exact copies (the same bytes): "
-          f"{s.get('identical_joined', 0)}")
+    # every flagged pair, then how many of them the re-split joined itself (a new user read "pairs that no group held
+    # already: 2" beside 8 flagged pairs and could not tell whether the other 6 were kept together)
+    print(f"  flagged near-duplicate pairs, each kept on one side: {s.get('flagged_pairs', 0)} ("
+          f"{s.get('flagged_pairs_joined', 0)} of them in no common group before, joined by the re-split); exact "
+          f"copies (the same bytes) joined likewise: {s.get('identical_joined', 0)}")
     if s.get("unreadable_left_out"):
         print(f"  left out, no check could read them: {s['unreadable_left_out']} files")
     if s.get("test_duplicate_pairs"):

@@ -51,7 +51,8 @@ def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series,
     # which refused the item ids as a fill (a re-split of a workspace without groups crashed)
     g = g.fillna(explicit.where(items["group"].notna()).astype(object))  # an item in no group keeps its explicit one
     g = g.fillna(items["item_id"].astype(object)).astype(str)
-    info = {"flagged_pairs_joined": 0, "identical_joined": 0, "train_searched": bool(groups.train_searched)}
+    info = {"flagged_pairs": 0, "flagged_pairs_joined": 0, "identical_joined": 0,
+            "train_searched": bool(groups.train_searched)}
     ids = items["item_id"].astype(str)
     links = {}  # what joins two items: flagged pairs, then items of one content (the first of each content to the rest)
     pairs = leakage.load_pairs(ws)
@@ -71,6 +72,9 @@ def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series,
     for name, (a_ids, b_ids) in links.items():
         a, b = group_of.reindex(a_ids).to_numpy(), group_of.reindex(b_ids).to_numpy()
         joins = pd.notna(a) & pd.notna(b)  # both images in this dataset ...
+        if name == "flagged_pairs_joined":  # every flagged pair of the dataset, kept on one side whatever held it
+            info["flagged_pairs"] = len({tuple(sorted(pair)) for pair in zip(a_ids[joins], b_ids[joins])
+                                         if pair[0] != pair[1]})
         joins[joins] = a[joins] != b[joins]  # ... and in two groups
         info[name] = len({tuple(sorted(pair)) for pair in zip(a_ids[joins], b_ids[joins])})
         ends.append((a[joins].astype(str), b[joins].astype(str)))

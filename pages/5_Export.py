@@ -171,9 +171,9 @@ with user_errors():
         s = st.session_state["rs_last"]
         st.success(f"{s['dataset']}: train {s['train']}, test {s['test']} ({100 * s['test_share']:.1f}% test, target "
                    f"{100 * s['target_test_share']:.1f}%) · {s['multi_item_groups']} groups of several images kept "
-                   f"whole (the largest {s['largest_group']}), besides them {s.get('flagged_pairs_joined', 0)} "
-                   f"near-duplicate pairs the similarity check flags and {s.get('identical_joined', 0)} exact copies "
-                   "kept together · largest class-share gap "
+                   f"whole (the largest {s['largest_group']}) · {s.get('flagged_pairs', 0)} flagged near-duplicate "
+                   f"pairs each kept on one side ({s.get('flagged_pairs_joined', 0)} of them in no common group "
+                   f"before), and {s.get('identical_joined', 0)} exact copies joined likewise · largest class-share gap "
                    f"{100 * s['max_label_share_gap']:.1f} points · {s['method']}")
         if s.get("unreadable_left_out") or s.get("test_duplicate_pairs") or s.get("label_conflicts_kept"):
             st.info(" · ".join(([f"Left out: {s['unreadable_left_out']} files no check could read."]

@@ -143,6 +143,7 @@ def test_a_flagged_pair_no_group_links_stays_on_one_side_of_the_re_split(ws, mon
     for r in together:
         a = r.assignment.set_index("item_id")["new_split"]
         assert a["m/train/c.jpg"] == a["m/test/c2.jpg"] and r.summary["flagged_pairs_joined"] == 1
+        assert r.summary["flagged_pairs"] >= r.summary["flagged_pairs_joined"]  # every flagged pair, joined or not
     ws.decisions.decide("m/test/c2.jpg", "m/train/c.jpg", "not_leak", reviewer="ann")
     apart = [resplit.plan_resplit(ws.workspace, "m", test_size=0.3, seed=s) for s in seeds]
     assert all(r.summary["flagged_pairs_joined"] == 0 for r in apart)
@@ -176,7 +177,7 @@ def test_exact_copies_inside_training_stay_on_one_side_of_the_re_split(tmp_path,
     assert not r.assignment["key"].str.startswith("cat/empty").any() and r.summary["train"] + r.summary["test"] == 18
     assert main(["resplit", str(project.path), "--dataset", "d", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "exact copies (the same bytes): 4" in out and "training images were not compared with one another" in out
+    assert "exact copies (the same bytes) joined likewise: 4" in out and "training images were not compared with one another" in out
     assert "left out, no check could read them: 2 files" in out
 
 
