@@ -345,6 +345,10 @@ def cmd_report(args) -> int:
                                            top=args.top, impact=impact)
         if args.html:
             size = document.write_html(args.html)
+            if document.pictures_unreadable:
+                print(f"warning: {len(document.pictures_unreadable)} of the findings' images could not be read now "
+                      f"(moved, deleted or damaged since the scan; the page says so), e.g. "
+                      f"{document.pictures_unreadable[0]}", file=sys.stderr)
             print(f"wrote {args.html}: {size / 2**20:.2f} MB, self-contained, in {time.perf_counter() - t0:.1f} s",
                   file=sys.stderr if args.json else sys.stdout)
     elif args.predictions or args.probe:

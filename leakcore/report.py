@@ -627,9 +627,10 @@ def _encode_thumbnail(data: bytes | None, side: int) -> Thumbnail | None:
                      img.height, max(img.size) < side * 0.75)
 
 
-def thumbnails(project, item_ids: list[str], *, side: int = THUMB_SIDE,
-               budget: int = THUMB_BUDGET) -> dict[str, Thumbnail]:
-    """Thumbnails of items, in the order asked, until the byte budget is spent (items without pixels have none)."""
+def thumbnails(project, item_ids: list[str], *, side: int = THUMB_SIDE, budget: int = THUMB_BUDGET,
+               unreadable: list | None = None) -> dict[str, Thumbnail]:
+    """Thumbnails of items, in the order asked, until the byte budget is spent (items without pixels have none).
+    `unreadable` gets the ids that were read at the scan but cannot be now (moved, deleted or damaged since)."""
     ids = list(dict.fromkeys(i for i in item_ids if i))
     if not ids:
         return {}
@@ -647,6 +648,8 @@ def thumbnails(project, item_ids: list[str], *, side: int = THUMB_SIDE,
         t = _encode_thumbnail(data, side)
         if t is not None:
             made[rows.at[pos, "item_id"]] = t
+        elif unreadable is not None:
+            unreadable.append(rows.at[pos, "item_id"])
     out, used = {}, 0
     for i in ids:  # the budget goes to the findings shown first
         t = made.get(i)
@@ -677,14 +680,18 @@ class LeakageReport:
 
     data: dict
     project: object = field(repr=False, default=None)
+    pictures_unreadable: list = field(repr=False, default_factory=list)  # set by `html`
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.data, indent=indent, allow_nan=False)
 
     def html(self, *, side: int = THUMB_SIDE, budget: int = THUMB_BUDGET) -> str:
-        """One self-contained page: the data drawn, with thumbnails of the findings shown and the data embedded."""
-        thumbs = thumbnails(self.project, shown_items(self.data), side=side, budget=budget) if self.project else {}
-        return render_html(self.data, thumbs)
+        """One self-contained page: the data drawn, with thumbnails of the findings shown and the data embedded.
+        `pictures_unreadable` then lists the findings' images that could not be read now (the page says how many)."""
+        self.pictures_unreadable = []
+        thumbs = (thumbnails(self.project, shown_items(self.data), side=side, budget=budget,
+                             unreadable=self.pictures_unreadable) if self.project else {})
+        return render_html(self.data, thumbs, unreadable=len(self.pictures_unreadable))
 
     def write_html(self, path, **kwargs) -> int:
         """Write the page atomically; returns its size in bytes."""
@@ -952,6 +959,7 @@ h2{font-size:19px;margin:30px 0 8px;padding-bottom:4px;border-bottom:2px solid v
 h3{font-size:15px;margin:22px 0 6px}
 p.note,.muted{color:var(--muted)}
 p.note{font-size:13px;margin:4px 0 10px}
+p.warn{font-size:13px;margin:4px 0 10px;padding:6px 10px;border-left:4px solid #b45309;background:#fff7ed}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:var(--panel);padding:1px 4px;border-radius:3px}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:10px 0}
 .card{border:1px solid var(--line);border-radius:8px;padding:12px 14px;min-width:300px;flex:1 1 340px;background:#fff}
@@ -1188,12 +1196,16 @@ def _pair_rows(rows: list[dict], thumbs: dict, *, rank0: int = 0) -> list[list]:
     return out
 
 
-def _findings_html(data: dict, thumbs: dict) -> str:
+def _findings_html(data: dict, thumbs: dict, unreadable: int = 0) -> str:
     top = data["settings"]["top"]
     out = ['<section id=findings class=major><h2>Strongest findings</h2>'
            f'<p class=note>Per check, the {top} strongest findings (one row per evaluation image, its strongest match), '
            'then the weakest flags nearest the threshold, and the counts of the rest. Orange frame: the evaluation '
            'image; blue: the training image. Decisions are the curators\' (latest in force).</p>']
+    if unreadable:  # a new user's report showed "no picture" for files moved since the scan, and said nothing else
+        out.append(f"<p class=warn>{unreadable:,} of the images below could not be read when this report was made "
+                   "(moved, deleted or damaged since the scan): they show as \u201cno picture\u201d. Scan again to "
+                   "see what the workspace holds now.</p>")
     if not data["findings"]:
         out.append("<p>No checks with findings.</p>")
     checked = {c["name"]: c["state"] for c in data.get("checked", [])}
@@ -1437,8 +1449,9 @@ def _provenance_html(data: dict) -> str:
     return "".join(out)
 
 
-def render_html(data: dict, thumbs: dict[str, Thumbnail] | None = None) -> str:
-    """The page: every section drawn from `data`, which is embedded as JSON; nothing is fetched from anywhere."""
+def render_html(data: dict, thumbs: dict[str, Thumbnail] | None = None, unreadable: int = 0) -> str:
+    """The page: every section drawn from `data`, which is embedded as JSON; nothing is fetched from anywhere.
+    `unreadable`: how many of the findings' images could not be read when it was made (said above the findings)."""
     thumbs = thumbs or {}
     # the datasets it covers, then the workspace ("Leakage report: ws" named only a folder)
     datasets = [d["name"] for d in data.get("datasets", [])]
@@ -1446,7 +1459,7 @@ def render_html(data: dict, thumbs: dict[str, Thumbnail] | None = None) -> str:
             + f" (workspace {Path(data['workspace']).name})") if datasets else Path(data["workspace"]).name
     embedded = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     worst = max((v["checks"].get(_primary(), {}).get("soft_rate") or 0 for v in data["verdicts"]), default=0)
-    sections = [_summary_html(data), _heatmaps_html(data), _findings_html(data, thumbs), _impact_html(data),
+    sections = [_summary_html(data), _heatmaps_html(data), _findings_html(data, thumbs, unreadable), _impact_html(data),
                 _thresholds_html(data), _provenance_html(data)]
     toc = "".join(f'<a href="#{a}">{t}</a>' for a, t in (
         ("summary", "Summary"), ("heatmaps", "Heatmaps"), ("findings", "Findings"), ("impact", "Impact"),

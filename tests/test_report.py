@@ -470,3 +470,19 @@ def test_labels_of_two_close_thresholds_on_the_roc_do_not_overlap():
     svg = report.roc_svg(curves, points, "ROC")
     ys = [float(y) for y in re.findall(r'<text x="[^"]+" y="([^"]+)" class=mark', svg)]
     assert len(ys) == 2 and abs(ys[0] - ys[1]) >= 13
+
+
+def test_a_picture_that_cannot_be_read_now_is_said_on_the_page_and_in_the_terminal(tmp_path, capsys):
+    """A new user's report showed "no picture" for files moved since the scan, and said nothing else."""
+    from leakcore.cli import main
+
+    root = make_folder_dataset(tmp_path / "d", n_train=6, n_test=4, leaks=(0, 2))
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    project.add("d", root)
+    project.scan()
+    (root / "test" / "cat" / "test_000.jpg").unlink()  # a flagged image, gone since the scan
+    rep = project.report_document()
+    page = rep.html()
+    assert rep.pictures_unreadable == ["d/test/cat/test_000.jpg"] and "1 of the images below could not be read" in page
+    assert main(["report", str(project.path), "--html", str(tmp_path / "r.html")]) == 0
+    assert "warning: 1 of the findings' images could not be read now" in capsys.readouterr().err
