@@ -837,7 +837,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default="soft", choices=list(api.EXPORT_POLICIES),
                    help="which unreviewed automatic flags remove an item (confirmed leaks are always removed)")
     p.add_argument("--format", default="same", choices=list(api.EXPORT_FORMATS))
-    p.add_argument("--out", help="output folder (default: WORKSPACE/exports/<split>-<policy>)")
+    p.add_argument("--out", help="output folder (default: WORKSPACE/exports/<split>-<policy>): new, empty or an earlier "
+                                 "export's; never where a dataset keeps its files")
     p.add_argument("--keep", metavar="FILE", help="item ids or keys, one per line, never removed by automatic flags")
     p.add_argument("--dedupe-within", action="store_true", help="also remove within-split duplicates, keeping the first")
     p.add_argument("--links", choices=["symlink", "copy"], help="also make a folder of the kept image files")
@@ -895,7 +896,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stratify", default="label", choices=["label", "none"])
     p.add_argument("--time-cutoff", metavar="TIME", help="split by time instead: groups first seen at or after TIME are test")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="output folder (default WORKSPACE/exports/<dataset>-resplit)")
+    p.add_argument("--out", help="output folder (default WORKSPACE/exports/<dataset>-resplit): new, empty or an "
+                                 "earlier re-split's; never where a dataset keeps its files")
     p.add_argument("--links", choices=["symlink", "copy"],
                    help="also the image files, in images/<train|test>/ (a folder dataset's own layout)")
     p.add_argument("--dry-run", action="store_true", help="report sizes and balance, write nothing")
