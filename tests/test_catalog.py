@@ -208,8 +208,10 @@ def test_workspace_schema_guard(tmp_path):
     (ws.path / "project.toml").write_text(text)
     with pytest.raises(WorkspaceError, match="newer leakcore"):
         Workspace.open(ws.path)
-    with pytest.raises(WorkspaceError, match="not a workspace"):
+    with pytest.raises(WorkspaceError, match="there is no folder"):
         Workspace.open(tmp_path / "nowhere")
+    with pytest.raises(WorkspaceError, match="not a workspace"):
+        Workspace.open(tmp_path)
 
 
 def test_cli_add_prints_summary(tmp_path, folder_dataset, capsys):
