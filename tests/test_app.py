@@ -369,7 +369,8 @@ def test_export_page_writes_a_re_split_in_folders_with_its_seed(ws):
     at.selectbox(key="rs_links").set_value("copy")
     next(b for b in at.button if b.label == "Re-split and write").click().run()
     assert not at.exception, at.exception
-    assert any("groups of several images kept whole" in s.value for s in at.success)
+    assert any("groups of several images kept whole" in s.value and "flagged near-duplicate pairs each kept on one "
+               "side" in s.value for s in at.success)
     written = ws.exports_dir / "animals-resplit"
     stored = json.loads((written / "resplit.json").read_text())
     assert (written / "images").is_dir() and (stored["links"], stored["seed"]) == ("copy", 3)
