@@ -1045,15 +1045,22 @@ def _settle_by_matches(ea: "ImageInputs", tb: "ImageInputs") -> "tuple[OrbMatch,
     return found
 
 
-def _settled_evidence(ea: "ImageInputs", tb: "ImageInputs", match: "OrbMatch", away: tuple[float, float]) -> dict:
-    """The evidence of a pair its local matches as is decide: the pixels compared where their map puts the eval
-    image (`_align_by_map`), the refined evidence on the same map (`_on_map`), no crop search (NaN, as version 13)."""
+def _measured_on_map(ea: "ImageInputs", tb: "ImageInputs", match: "OrbMatch"):
+    """(alignment, moved eval canvas, overlap mask, training canvas, SSIM, detail NCC, median difference, refined
+    evidence) of a pair measured where its local matches' map puts the eval image: what `evidence` stores and
+    `explain` shows of such a pair, computed in one place."""
     la, ma = ea.canvas()
     lb, mb = tb.canvas()
     al, moved, moved_mask = _align_by_map(la, ma, lb, mb, match, ea.size, tb.size)
     m = moved_mask * mb
     ssim, detail, diff = _on_overlap(moved, lb, m, al)
-    refined = _on_map(al, detail, diff, m)
+    return al, moved, m, lb, ssim, detail, diff, _on_map(al, detail, diff, m)
+
+
+def _settled_evidence(ea: "ImageInputs", tb: "ImageInputs", match: "OrbMatch", away: tuple[float, float]) -> dict:
+    """The evidence of a pair its local matches as is decide: the pixels compared where their map puts the eval
+    image (`_measured_on_map`), no crop search (NaN, as version 13)."""
+    al, _, _, _, ssim, detail, diff, refined = _measured_on_map(ea, tb, match)
     return {"ncc": al.ncc, "ncc_grad": al.ncc_grad, "ssim": ssim, "overlap": al.overlap,
             "orb_inliers": float(np.log1p(match.inliers)), "orb_ratio": match.ratio, "orb_used": 1.0,
             "ncc_detail": detail, "abs_diff": diff, **refined, "crop_ncc": float("nan"), "crop_detail": float("nan"),
@@ -1141,16 +1148,13 @@ def explain(eval_image: Image.Image, train_image: Image.Image, *, by_matches: bo
     search among the variants refined by ECC, or with `by_matches` (a pair its stored evidence aligned so), the local
     matches' map where they decide the pair as is."""
     ea, tb = ImageInputs(eval_image), ImageInputs(train_image)
-    la, ma = ea.canvas()
-    lb, mb = tb.canvas()
     settled = _settle_by_matches(ea, tb) if by_matches else None
     if settled is not None:
-        al, a, moved_mask = _align_by_map(la, ma, lb, mb, settled[0], ea.size, tb.size)
-        m = moved_mask * mb
-        ssim, detail, diff = _on_overlap(a, lb, m, al)
-        refined, ra, rm = _on_map(al, detail, diff, m), a * m, m
+        al, a, m, lb, ssim, detail, diff, refined = _measured_on_map(ea, tb, settled[0])
         return Explanation(al, f"aligned by its {settled[0].inliers} local matches' map", lb, a, m, ssim, detail, diff,
-                           refined, ra, rm, matches=settled[0])
+                           refined, a * m, m, matches=settled[0])
+    la, ma = ea.canvas()
+    lb, mb = tb.canvas()
     (al,), moved, moved_mask = _align(la[None], ma[None], lb[None], mb[None])
     a, m = moved[0], moved_mask[0] * mb
     ssim, detail, diff = _on_overlap(a, lb, m, al)
