@@ -1143,6 +1143,15 @@ class Explanation:
     matches: "OrbMatch | None" = None
 
 
+def refined_worse(x: "Explanation") -> bool:
+    """Whether ECC's refinement lowered the overlap's agreement (its NCC or its fine detail's, or raised the median
+    difference): a mirrored copy's detail went from 0.998 to 0.963 under it. `Explanation.refine_shown` asks the NCC
+    alone, for the pictures."""
+    r = x.refined
+    return bool(r["ncc_refined"] < x.alignment.ncc - 0.005 or r["detail_refined"] < x.ncc_detail - 0.01
+                or r["diff_refined"] > x.abs_diff + 1 / 255)
+
+
 def explain(eval_image: Image.Image, train_image: Image.Image, *, by_matches: bool = False) -> Explanation:
     """The alignment and aligned canvases of one pair (the same computation as `evidence`, kept for display): the
     search among the variants refined by ECC, or with `by_matches` (a pair its stored evidence aligned so), the local

@@ -182,7 +182,7 @@ def test_a_refinement_that_fitted_worse_is_said_to():
     better; it now says the refinement fitted worse where any row after it is lower."""
     from types import SimpleNamespace
 
-    from ui.review_ui import _refined_worse
+    from leakcore.api import refined_worse as _refined_worse
 
     def x(ncc, detail, diff, r_ncc, r_detail, r_diff):
         return SimpleNamespace(alignment=SimpleNamespace(ncc=ncc), ncc_detail=detail, abs_diff=diff,

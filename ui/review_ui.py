@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from leakcore.api import (BORDERLINE, DECISION_LABELS, SORTS, STATES, UNCERTAINTY_SORT, WITHIN, Project, Scores,
-                          import_heavy)
+                          import_heavy, refined_worse)
 from leakcore.errors import LeakcoreError, as_code
 from ui import data, display, state
 from ui.widgets import FIT_PX, flash, image_strip, item_facts, needs_pan, show_image, user_errors
@@ -549,14 +549,6 @@ def contributions_shown(contributions: pd.DataFrame) -> pd.DataFrame:
                          "log-odds share": contributions["contribution"].round(2)})
 
 
-def _refined_worse(x) -> bool:
-    """Whether ECC's refinement lowered the overlap's agreement (its NCC, or its fine detail's, or raised the
-    median difference): a mirrored copy's detail went from 0.998 to 0.963 under it."""
-    r = x.refined
-    return bool(r["ncc_refined"] < x.alignment.ncc - 0.005 or r["detail_refined"] < x.ncc_detail - 0.01
-                or r["diff_refined"] > x.abs_diff + 1 / 255)
-
-
 def _matches_count(e, found=None) -> int:
     """The pair's local matches as the stored evidence counts them (the one count the page says; matches found
     again on the photo for the pictures' map can differ by a few: the evidence reads a JPEG's stored luma)."""
@@ -630,7 +622,7 @@ def evidence_view(ws: Workspace, ev: pd.Series, tr: pd.Series, pair: pd.Series) 
                            f"from {al.ncc:.3f} to {x.refined['ncc_refined']:.3f}")
                         # a new user read "then refined" as better where the rows after refinement were lower
                         + ("; the refinement fitted worse here (the rows after it are lower)"
-                           if placed and _refined_worse(x) else ""))
+                           if placed and refined_worse(x) else ""))
         facts = {"raw similarity": f"{raw:.4f}", "NCC (luminance)": f"{al.ncc:.3f}",
                  "NCC (gradients)": f"{al.ncc_grad:.3f}", "SSIM on the overlap": f"{x.ssim:.3f}",
                  "NCC (fine detail)": f"{x.ncc_detail:.3f}",
