@@ -32,7 +32,6 @@ from leakcore.io import atomic_write_text  # noqa: F401  (the pages' own small f
 from leakcore.access import Action
 from leakcore.project import CONFIG_NAME, DEFAULT_ENCODER, DEFAULT_K, Thresholds, Workspace
 from leakcore.schema import Decision, SplitId
-from leakcore.verify import refined_worse  # noqa: F401  (the Review page's aligned view says when ECC fitted worse)
 
 if TYPE_CHECKING:
     from leakcore import fused as _fused
@@ -406,6 +405,14 @@ def planted_truth(project: "Project") -> "pd.DataFrame | None":
     """The demo workspace's planted pairs (kind, eval_item_id, train_item_id), or None for any other workspace."""
     path = project.workspace.paths.file(DEMO_TRUTH)
     return pd.read_csv(path) if path.exists() else None
+
+
+def refined_worse(explanation) -> bool:
+    """`verify.refined_worse` (the Review page's aligned view says when ECC fitted worse), verify imported when asked:
+    importing it took 15 ms of every start of the app and the CLI."""
+    from leakcore import verify
+
+    return verify.refined_worse(explanation)
 
 
 def configure_access(identity_source: Callable[[], "str | None"] | None, roots: "list[str] | None",
