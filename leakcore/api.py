@@ -31,7 +31,7 @@ from leakcore.errors import InvalidInput, LeakcoreError, UnknownName, as_code
 from leakcore.io import atomic_write_text  # noqa: F401  (the pages' own small files: recent workspaces, sign-outs)
 from leakcore.access import Action
 from leakcore.project import CONFIG_NAME, DEFAULT_ENCODER, DEFAULT_K, Thresholds, Workspace
-from leakcore.schema import Decision, SplitId
+from leakcore.schema import FEATURE_WORDS, Decision, SplitId
 
 if TYPE_CHECKING:
     from leakcore import fused as _fused
@@ -1372,5 +1372,5 @@ __all__ = ["ALL_SOURCES", "identical_within_split", "import_heavy", "listed_once
            "DECISION_LABELS", "DEMO_TRUTH", "Decisions", "EXPORT_FORMATS", "EXPORT_POLICIES", "WITHIN_KEPT", "Exports", "ImageSet", "Images",
            "ImpactRequest", "ImpactResult", "LeakSource", "NO_PIXELS", "OUTSIDE_ROOT", "PROBES", "PairEvidence", "Project",
            "ROOTS_ENV", "Review", "Role", "Roles", "SORTS", "STATES", "Scores", "Settings", "Team", "UNCERTAINTY_SORT", "WITHIN",
-           "atomic_write_text", "configure_access", "refined_worse", "degree_of", "format_names", "list_encoders", "matrices", "matrix_csv", "normalise_user",
+           "FEATURE_WORDS", "atomic_write_text", "configure_access", "refined_worse", "degree_of", "format_names", "list_encoders", "matrices", "matrix_csv", "normalise_user",
            "open_project", "os_user", "planted_truth"]

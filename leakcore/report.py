@@ -34,7 +34,7 @@ from leakcore import calibrate as _calibrate
 from leakcore import checks as _checks
 from leakcore import scores as _scores
 from leakcore.io import atomic_write_bytes, plain
-from leakcore.schema import Decision, SplitId
+from leakcore.schema import FEATURE_WORDS, Decision, SplitId
 
 log = logging.getLogger(__name__)
 
@@ -370,15 +370,6 @@ def _decision_counts(decisions, ev: str, split_of: pd.Series, role_of: pd.Series
     rejected = per_item.map(lambda s: not (s & CONFIRMING) and Decision.NOT_LEAK.value in s)
     return dict(out, confirmed=int(confirmed.sum()), rejected=int(rejected.sum()),
                 unsure=int((~confirmed & ~rejected).sum()), reviewers=sorted(set(d["reviewer"]) | set(out["reviewers"])))
-
-
-_FEATURE_WORDS = {  # the fused model's features in words (the Review page's names)
-    "similarity": "the embedding similarity", "similarity_2": "a second model's similarity",
-    "ncc": "NCC of luminance", "ncc_grad": "NCC of gradients", "ssim": "SSIM", "overlap": "overlap",
-    "orb_inliers": "local feature matches", "orb_ratio": "share of matches that agree", "orb_used": "local features used",
-    "ncc_detail": "fine detail", "abs_diff": "median difference", "ncc_refined": "NCC after refinement",
-    "detail_refined": "fine detail after refinement", "diff_refined": "median difference after refinement",
-    "overlap_refined": "overlap after refinement"}
 
 
 def _title(check: str) -> str:
@@ -1381,7 +1372,7 @@ def _thresholds_html(data: dict) -> str:
                                 + (" out of fold" if f.get("auc_in_sample") is not None else "")  # fitted since then
                                 + f" (raw similarity {_fmt_num(f.get('raw_auc'))})"),
                         ("threshold rule", f.get("threshold_rule")),
-                        ("evidence it weighs", ", ".join(_FEATURE_WORDS.get(x, x) for x in f.get("features") or [])),
+                        ("evidence it weighs", ", ".join(FEATURE_WORDS.get(x, x) for x in f.get("features") or [])),
                         ("made", f.get("created"))]))
     dr = c.get("decisions_roc")
     if dr:

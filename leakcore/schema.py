@@ -162,5 +162,17 @@ class Decision(enum.StrEnum):
                 f"decision must be one of {', '.join(d.value for d in cls)}, got {value!r}") from None
 
 
-__all__ = ["Decision", "ITEM_COLUMNS", "SplitId", "empty_items", "normalise_items", "split_column", "split_ids",
+# the fused score's features (`verify.FEATURES` and the second model's `similarity_2`) in the words the Review page's
+# evidence table and the HTML report name them (a new user read `orb_inliers` and `overlap_refined`)
+FEATURE_WORDS = {
+    "similarity": "similarity (this encoder)", "similarity_2": "similarity (second model)",
+    "ncc": "NCC (luminance)", "ncc_grad": "NCC (gradients)", "ssim": "SSIM on the overlap",
+    "overlap": "overlap (share of the smaller image)", "orb_inliers": "ORB + RANSAC inliers",
+    "orb_ratio": "share of matches that are inliers", "orb_used": "local features used (1 = yes)",
+    "ncc_detail": "NCC (fine detail)", "abs_diff": "median |difference| (0-1)",
+    "ncc_refined": "NCC after refinement", "detail_refined": "fine detail after refinement",
+    "diff_refined": "|difference| after refinement (0-1)", "overlap_refined": "overlap after refinement (canvas)"}
+
+
+__all__ = ["Decision", "FEATURE_WORDS", "ITEM_COLUMNS", "SplitId", "empty_items", "normalise_items", "split_column", "split_ids",
            "split_items"]

@@ -175,6 +175,12 @@ def test_the_fused_scores_shares_are_listed_by_plain_names_with_the_inliers_coun
     assert shown["feature"].tolist() == ["ORB + RANSAC inliers", "NCC (luminance)", "similarity (second model)",
                                          "overlap after refinement (canvas)"]
     assert shown["value"].tolist() == [273, 0.996, 0.7, 0.28] and shown["log-odds share"].tolist()[:2] == [1.09, 0.69]
+    # one set of words for every feature, the Review page's and the HTML report's
+    from leakcore import verify
+    from leakcore.schema import FEATURE_WORDS
+    from leakcore.scores.fused import SECOND_FEATURE
+
+    assert set(FEATURE_WORDS) == {*verify.FEATURES, SECOND_FEATURE}
 
 
 def test_a_refinement_that_fitted_worse_is_said_to():

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from leakcore.api import (BORDERLINE, DECISION_LABELS, SORTS, STATES, UNCERTAINTY_SORT, WITHIN, Project, Scores,
-                          import_heavy, refined_worse)
+from leakcore.api import (BORDERLINE, DECISION_LABELS, FEATURE_WORDS, SORTS, STATES, UNCERTAINTY_SORT, WITHIN, Project,
+                          Scores, import_heavy, refined_worse)
 from leakcore.errors import LeakcoreError, as_code
 from ui import data, display, state
 from ui.widgets import FIT_PX, flash, image_strip, item_facts, needs_pan, show_image, user_errors
@@ -525,16 +525,6 @@ def _comparison(a, b, mode: str, side: int = 512):
 
 
 ALIGNED_PX = 448  # the aligned view's images, drawn at their native size (two to a row at 1400 px)
-
-
-FEATURE_WORDS = {  # the fused model's features as the evidence table beside them names them
-    "similarity": "similarity (this encoder)", "similarity_2": "similarity (second model)",
-    "ncc": "NCC (luminance)", "ncc_grad": "NCC (gradients)", "ssim": "SSIM on the overlap",
-    "overlap": "overlap (share of the smaller image)", "orb_inliers": "ORB + RANSAC inliers",
-    "orb_ratio": "share of matches that are inliers", "orb_used": "local features used (1 = yes)",
-    "ncc_detail": "NCC (fine detail)", "abs_diff": "median |difference| (0-1)",
-    "ncc_refined": "NCC after refinement", "detail_refined": "fine detail after refinement",
-    "diff_refined": "|difference| after refinement (0-1)", "overlap_refined": "overlap after refinement (canvas)"}
 
 
 def contributions_shown(contributions: pd.DataFrame) -> pd.DataFrame:
