@@ -242,7 +242,7 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
                 print(f"\n{kind} leakage matrix (%, rows = training sources, columns = evaluation splits; * = same dataset)")
                 shown = (100 * mats[f"{kind}_rate"]).round(2).astype(str) + mats["intra"].map(lambda x: "*" if x else "")
                 print(shown.to_string())
-        _strongest(project, hard=hard, soft=soft, use_decisions=use_decisions, top=10 if top is None else top)
+        _strongest(project, items, hard=hard, soft=soft, use_decisions=use_decisions, top=10 if top is None else top)
         for dataset, a in project.audits.shortcut_results().items():
             print(f"\nshortcut audit of {dataset} ({a['created']}): " + "; ".join(a["verdict"]))
         bad = items[items["status"].astype(str) != "ok"].sort_values("item_id")
@@ -283,9 +283,10 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
     return 1 if failures else 0
 
 
-def _strongest(project, *, hard, soft, use_decisions: bool, top: int) -> None:
+def _strongest(project, items, *, hard, soft, use_decisions: bool, top: int) -> None:
     """The flagged evaluation images of each split, strongest first, each with its best training match, score and
-    degree (a new user's terminal report gave rates only, and `--top` promised findings it did not show)."""
+    degree (a new user's terminal report gave rates only, and `--top` promised findings it did not show). `items`: the
+    workspace's item table, read by the caller."""
     from leakcore.api import listed_once
 
     if top <= 0:
@@ -303,7 +304,7 @@ def _strongest(project, *, hard, soft, use_decisions: bool, top: int) -> None:
     # a flagged pair whose two images carry different labels says so (a new user could not tell which of the flags
     # were the label conflicts the report counted)
     conflicts = project.checks.findings("label_conflict", hard=hard, soft=soft, use_decisions=use_decisions)
-    label = project.workspace.items().drop_duplicates("item_id").set_index("item_id")["label"] if len(conflicts) else {}
+    label = items.drop_duplicates("item_id").set_index("item_id")["label"] if len(conflicts) else {}
     labels_of = {(e, t): f"{label.get(e)!r} / {label.get(t)!r}"
                  for e, t in zip(conflicts["eval_item_id"], conflicts["train_item_id"])}
     print(f"\nflagged images, strongest first ({project.settings.score_words}; `leakcore report --html` shows them):")

@@ -374,13 +374,8 @@ def _decision_counts(decisions, ev: str, split_of: pd.Series, role_of: pd.Series
 
 def _title(check: str) -> str:
     """A check as the report's headings name it: its title in words (a new user read `label_conflict`), its name
-    where it has none (a check the registry does not know)."""
-    from leakcore.errors import UnknownName
-
-    try:
-        return _words(check)["title"] or check
-    except UnknownName:  # a check this version does not know (a report of another version's data): as it is
-        return check
+    where it has none."""
+    return _words(check)["title"] or check
 
 
 def _ws(data: dict) -> str:
