@@ -214,7 +214,9 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
         print(f"encoder {project.workspace.encoder}, {project.settings.score_words}: hard >= {ci.hard:.4f}, soft >= {ci.soft:.4f} ({source})"
               + (" (curator decisions applied where they exist)" if use_decisions else "")
               + "; the soft counts include the hard ones")
-        table = project.checks.rates(hard=hard, soft=soft, use_decisions=use_decisions)
+        # the pairs read and scored once for every check and list below (the fused score's were scored five times)
+        pairs = project.scores.pairs()
+        table = project.checks.rates(hard=hard, soft=soft, use_decisions=use_decisions, pairs=pairs)
         if table.empty:
             print("no results yet: run `leakcore scan`")
         items = project.workspace.items()
@@ -242,7 +244,8 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
                 print(f"\n{kind} leakage matrix (%, rows = training sources, columns = evaluation splits; * = same dataset)")
                 shown = (100 * mats[f"{kind}_rate"]).round(2).astype(str) + mats["intra"].map(lambda x: "*" if x else "")
                 print(shown.to_string())
-        _strongest(project, items, hard=hard, soft=soft, use_decisions=use_decisions, top=10 if top is None else top)
+        _strongest(project, items, pairs, hard=hard, soft=soft, use_decisions=use_decisions,
+                   top=10 if top is None else top)
         for dataset, a in project.audits.shortcut_results().items():
             print(f"\nshortcut audit of {dataset} ({a['created']}): " + "; ".join(a["verdict"]))
         bad = items[items["status"].astype(str) != "ok"].sort_values("item_id")
@@ -283,15 +286,15 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
     return 1 if failures else 0
 
 
-def _strongest(project, items, *, hard, soft, use_decisions: bool, top: int) -> None:
+def _strongest(project, items, pairs, *, hard, soft, use_decisions: bool, top: int) -> None:
     """The flagged evaluation images of each split, strongest first, each with its best training match, score and
     degree (a new user's terminal report gave rates only, and `--top` promised findings it did not show). `items`: the
-    workspace's item table, read by the caller."""
+    workspace's item table and `pairs` the scored pairs, both read by the caller."""
     from leakcore.api import listed_once
 
     if top <= 0:
         return
-    f = project.checks.findings("similarity", hard=hard, soft=soft, use_decisions=use_decisions)
+    f = project.checks.findings("similarity", hard=hard, soft=soft, use_decisions=use_decisions, pairs=pairs)
     if f.empty:
         return
     f = f.assign(within=f["train_split"] == f["eval_split"])
@@ -303,7 +306,8 @@ def _strongest(project, items, *, hard, soft, use_decisions: bool, top: int) -> 
     differ = project.decisions.disagreements() if use_decisions else None
     # a flagged pair whose two images carry different labels says so (a new user could not tell which of the flags
     # were the label conflicts the report counted)
-    conflicts = project.checks.findings("label_conflict", hard=hard, soft=soft, use_decisions=use_decisions)
+    conflicts = project.checks.findings("label_conflict", hard=hard, soft=soft, use_decisions=use_decisions,
+                                        pairs=pairs)
     label = items.drop_duplicates("item_id").set_index("item_id")["label"] if len(conflicts) else {}
     labels_of = {(e, t): f"{label.get(e)!r} / {label.get(t)!r}"
                  for e, t in zip(conflicts["eval_item_id"], conflicts["train_item_id"])}
