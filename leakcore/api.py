@@ -261,11 +261,19 @@ class Decisions:
         if team.roles() is None:
             return
         actor = team.acting_user
-        if actor and reviewer and _access.normalise_user(actor) != _access.normalise_user(reviewer):
+        if not _access.normalise_user(actor):
+            # the session's identity source answers nobody (its user signed out, in this tab or another; or no session
+            # runs the code): the reviewer a page passes is not proof of who acts (a tab whose user had signed out
+            # elsewhere recorded a decision in that name on its next key press)
+            raise _access.AccessDenied("nobody is signed in to record this decision",
+                                       cli="pass your own name with --reviewer",
+                                       page="You are signed out (in this tab or another): sign in again; nothing was "
+                                            "saved")
+        if reviewer and _access.normalise_user(actor) != _access.normalise_user(reviewer):
             raise _access.AccessDenied(f"{as_code(actor, 120)} cannot record decisions in the name of "
                                        f"{as_code(reviewer, 120)}",
                                        cli="pass your own name with --reviewer", page="Decide as yourself")
-        _access.require(self._p.path, reviewer or actor, Action.DECIDE)
+        _access.require(self._p.path, actor, Action.DECIDE)
 
     def _known(self, pairs) -> None:
         """Refuse ids that are not the workspace's items: decisions are append-only, a typo would stay for good."""

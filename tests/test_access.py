@@ -128,6 +128,14 @@ def test_nobody_decides_in_another_name(team):
     access.set_identity_source(lambda: None)  # a thread outside any session: nobody is named
     with pytest.raises(AccessDenied, match="nobody is named"):
         Project.open(path).configure(thresholds=(0.9, 0.8))
+    # ... nor a session whose user signed out in another tab: the reviewer its page still holds is no proof (such a
+    # tab recorded a decision in the signed-out curator's name on its next key press)
+    for act in (lambda p: p.decisions.decide(*pairs[0], "hard", reviewer=CURATOR),
+                lambda p: p.decisions.decide_many(pairs[:2], "hard", reviewer=CURATOR),
+                lambda p: p.decisions.undo_last(CURATOR)):
+        with pytest.raises(AccessDenied, match="nobody is signed in") as err:
+            act(Project.open(path))
+        assert "sign in again" in err.value.for_page()
     assert review.latest_decisions(ws.workspace).empty
 
 
