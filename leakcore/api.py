@@ -811,6 +811,16 @@ class Exports:
                             "groups": policy.groups, "format": fmt})
         return result
 
+    def archive_plan(self, result: _export.ExportResult) -> _export.ArchivePlan:
+        """What a zip of a written export holds (`export.archive_plan`): its files, and its images read through their
+        links where they lead into a dataset's folder."""
+        return _export.archive_plan(result, self._p.images.roots)
+
+    @staticmethod
+    def archive(plan: _export.ArchivePlan) -> bytes:
+        """The zip of an `archive_plan` (`export.write_archive`)."""
+        return _export.write_archive(plan)
+
     def _people(self, split: str, exported_by: str) -> dict:
         """Who shaped an export: who exported it, who decided its pairs (how many, in force), who set its thresholds."""
         ws, team = self._p.workspace, self._p.team

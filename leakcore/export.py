@@ -190,6 +190,63 @@ class ExportResult:
         return " and ".join(x for x in (", ".join(folders), ", ".join(names)) if x)
 
 
+ARCHIVE_LIMIT = 512 * 2**20  # bytes an export may hold for a page to offer it as one zip (built in memory on click)
+
+
+@dataclass(frozen=True)
+class ArchivePlan:
+    """What a page's zip of a written export holds: (file, its name in the zip) each, their bytes, and the files left
+    out (a link in the export that now leads outside every dataset folder: it is not read)."""
+
+    entries: tuple
+    size: int
+    images: int
+    left_out: tuple = ()
+
+    @property
+    def whole(self) -> bool:
+        """Whether the images fit in one zip (ARCHIVE_LIMIT): else the zip holds the export's small files only."""
+        return self.size <= ARCHIVE_LIMIT
+
+
+def archive_plan(result: ExportResult, roots) -> ArchivePlan:
+    """The files of a written export for a zip: its own files, and the images of its folders (read through their
+    links) where the file a link leads to lies inside one of `roots` (the datasets' folders) or the export's folder.
+    A page offered "these files (zip)" under a list naming the image folder and zipped only removed.csv and
+    provenance.json."""
+    allowed = [Path(r).resolve() for r in roots] + [result.folder.resolve()]
+    inside = lambda p: any(p == r or r in p.parents for r in allowed)  # noqa: E731
+    entries, left_out, size, images = [], [], 0, 0
+    for f in result.files:
+        paths = sorted(q for q in f.rglob("*") if not q.is_dir()) if f.is_dir() else [f]
+        for q in paths:
+            real = q.resolve()
+            name = q.relative_to(result.folder).as_posix() if q.is_relative_to(result.folder) else q.name
+            if not (real.is_file() and inside(real)):
+                left_out.append(name)
+                continue
+            entries.append((str(q), name))
+            size += real.stat().st_size
+            images += f.is_dir()
+    return ArchivePlan(tuple(entries), size, images, tuple(left_out))
+
+
+def write_archive(plan: ArchivePlan) -> bytes:
+    """The zip of an `archive_plan`: every entry where the images fit (`whole`), else the export's own files only.
+    Images are stored as they are (JPEG and PNG do not shrink), the rest deflated."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path, name in plan.entries:
+            if not plan.whole and "/" in name:  # an image in the export's folder: too many to zip in memory
+                continue
+            kind = zipfile.ZIP_STORED if "/" in name else zipfile.ZIP_DEFLATED
+            zf.write(path, arcname=name, compress_type=kind)
+    return buf.getvalue()
+
+
 def _inputs_time(ws, groups: bool = True) -> str:
     """The newest input's modification time, a timestamp that is the same for the same inputs: the items, the
     decisions and the evaluation splits' neighbour tables, and with `groups` the training splits' searches too

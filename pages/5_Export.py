@@ -126,6 +126,7 @@ with user_errors():
     if st.button("Write the export into the workspace", key="exp_write", type="primary", disabled=why is not None):
         result = ws.exports.write(split, policy, fmt=fmt, links=None if links == "none" else links)
         st.session_state["exp_last"] = [str(f) + ("/" if f.is_dir() else "") for f in result.files]  # a tree: its folder
+        st.session_state["exp_archive"] = ws.exports.archive_plan(result)  # what its zip holds: files and images
         over = f", over the export of {result.replaced} there" if result.replaced else ""
         st.session_state["exp_over"] = over
         st.session_state["flash"] = f"Wrote {result.written()} to {result.folder}{over}"
@@ -133,13 +134,24 @@ with user_errors():
     if st.session_state.get("exp_last"):
         files = st.session_state["exp_last"]
         st.success(f"Written{st.session_state.get('exp_over', '')}:\n\n" + "\n".join(f"- `{f}`" for f in files))
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as zf:
-            for f in files:
-                if not f.endswith("/"):  # the files, not the image folders (the workspace holds those)
-                    zf.write(f, arcname=f.rsplit("/", 1)[-1])
-        st.download_button("Download these files (zip)", buf.getvalue(), f"{split.replace('/', '-')}-{flags}.zip",
-                           "application/zip", key="exp_download")
+        plan = st.session_state.get("exp_archive")
+        if plan is not None:
+            # the zip is made when the button is pressed (on its own thread), not on every rerun of the page
+            size = f"{plan.size / 2**20:,.1f} MB"
+            label = (f"Download the export (zip: {plan.images:,} image{'' if plan.images == 1 else 's'} and its files, "
+                     f"{size})" if plan.whole else
+                     "Download removed.csv and provenance.json (zip)")
+            st.download_button(label, lambda: ws.exports.archive(plan), f"{split.replace('/', '-')}-{flags}.zip",
+                               "application/zip", key="exp_download")
+            if not plan.whole:
+                st.caption(f"The {plan.images:,} images ({size}) are too many to zip in the browser: they are in the "
+                           "folder above on the server (`leakcore export --out FOLDER` writes them where you choose).")
+            if plan.left_out:
+                st.warning(f"{len(plan.left_out)} file{'' if len(plan.left_out) == 1 else 's'} of the export "
+                           f"{'is' if len(plan.left_out) == 1 else 'are'} left out of the zip: "
+                           f"{', '.join(plan.left_out[:3])}{' …' if len(plan.left_out) > 3 else ''} (a link that now "
+                           "leads outside the dataset's folders, or a file gone since the export)",
+                           icon=":material/warning:")
 
     st.divider()
     st.subheader("A leak-aware re-split")

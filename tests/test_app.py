@@ -399,7 +399,8 @@ def test_export_page_previews_and_writes(ws):
     at.button(key="exp_write").click().run()  # the same split and policy again: written over the first, and said so
     assert len(at.toast) == 1 and ", over the export of 20" in at.toast[0].value
     assert any(", over the export of 20" in m.value for m in at.success)  # in the box that stays, too
-    assert at.get("download_button")
+    (button,) = at.get("download_button")  # the whole export, images too (it named test/ and zipped two files)
+    assert "Download the export (zip: 1 image and its files" in button.proto.label, button.proto.label
 
 
 def test_missing_weights_are_a_message_on_the_page(ws):

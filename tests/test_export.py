@@ -302,3 +302,33 @@ def test_the_terminal_report_marks_the_flags_whose_labels_differ(tmp_path, capsy
 
     found = Project.open(ws.path).checks.findings("label_conflict", hard=0.99, soft=0.5, use_decisions=True)
     assert found["reason"].str.contains(r"similarity \d", regex=True).all()  # the raw score is in force here
+
+
+def test_a_pages_zip_of_an_export_holds_its_images_and_never_a_file_outside_the_datasets(ws, tmp_path):
+    """A new user's "Download these files (zip)" under a list naming the image folder held removed.csv and
+    provenance.json only; and a link in an export must not carry a file from outside the datasets into a zip."""
+    import io
+    import zipfile
+
+    from leakcore.api import Project
+
+    result = export.export(ws, "d/test", ExportPolicy("soft"), links="symlink")
+    project = Project.open(ws.path)
+    plan = project.exports.archive_plan(result)
+    # a folder dataset's export: its cleaned tree (test/) and, with links, images/ of links to the kept files
+    assert plan.whole and plan.images == 6 and not plan.left_out
+    names = zipfile.ZipFile(io.BytesIO(project.exports.archive(plan))).namelist()
+    assert {"removed.csv", "provenance.json"} <= set(names) and sum(n.endswith(".jpg") for n in names) == 6
+    assert sum(n.startswith("test/") for n in names) == 3
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(b"not for the zip")
+    link = next(p for p in result.folder.rglob("*.jpg") if p.is_symlink())
+    link.unlink()
+    link.symlink_to(secret)  # swapped after the export: now leads outside every dataset folder
+    plan = project.exports.archive_plan(result)
+    assert plan.images == 5 and plan.left_out == (link.relative_to(result.folder).as_posix(),)
+    with zipfile.ZipFile(io.BytesIO(project.exports.archive(plan))) as zf:
+        assert b"not for the zip" not in b"".join(zf.read(n) for n in zf.namelist())
+    # an export too large to zip in memory: its own files only, named so on the page
+    big = export.ArchivePlan(plan.entries, export.ARCHIVE_LIMIT + 1, plan.images)
+    assert set(zipfile.ZipFile(io.BytesIO(export.write_archive(big))).namelist()) == {"removed.csv", "provenance.json"}
