@@ -241,7 +241,12 @@ def test_a_confirmed_near_duplicate_under_another_label_is_a_conflict_and_a_reje
     assert key not in set(p.checks.findings("label_conflict").set_index(["eval_item_id", "train_item_id"]).index)
     p.decisions.decide(*key, "hard", reviewer="r")
     f = p.checks.findings("label_conflict").set_index(["eval_item_id", "train_item_id"])
-    assert f.loc[key, "degree"] == "hard" and "confirmed near-duplicate" in f.loc[key, "reason"]
+    assert f.loc[key, "degree"] == "hard" and "confirmed the same picture" in f.loc[key, "reason"]
+    # confirmed soft (an edited copy): a soft conflict, not "the same picture as it is" (a new user's colour-graded
+    # copy, decided soft, was counted hard)
+    p.decisions.decide(*key, "soft", reviewer="r")
+    f = p.checks.findings("label_conflict").set_index(["eval_item_id", "train_item_id"])
+    assert f.loc[key, "degree"] == "soft" and "confirmed near-duplicate or edited copy" in f.loc[key, "reason"]
     p.decisions.decide("d/test/cat/across.jpg", "d/train/dog/train_001.jpg", "not_leak", reviewer="r")
     f = p.checks.findings("label_conflict").set_index(["eval_item_id", "train_item_id"])
     assert ("d/test/cat/across.jpg", "d/train/dog/train_001.jpg") not in f.index

@@ -65,10 +65,15 @@ def conflict_pairs(ws, inputs: CheckInputs) -> pd.DataFrame:
     # an undecided pair's decision is missing (NA): `!=` on it is NA, which a mask reads as False
     p = p[(p["degree"] != leakage.NONE) & ~p["decision"].eq("not_leak").fillna(False).to_numpy(dtype=bool)]
     confirmed = confirmed.reindex(p.index)
-    p = p.assign(degree=np.where(confirmed | (p["auto_degree"] == leakage.HARD), "hard", "soft"),
-                 how=np.where(confirmed, "confirmed near-duplicate", np.where(p["auto_degree"] == leakage.HARD,
-                                                                             "scored as the same picture",
-                                                                             "near-duplicate or edited copy, unconfirmed")))
+    # the degree the curator gave where there is one (a colour-graded copy confirmed soft was reported as a hard
+    # conflict, "the same picture as it is"), else the score's
+    said_hard = p["decision"].eq("hard").fillna(False).to_numpy(dtype=bool)
+    auto_hard = (p["auto_degree"] == leakage.HARD).to_numpy()
+    p = p.assign(degree=np.where(said_hard | (~confirmed.to_numpy(dtype=bool) & auto_hard), "hard", "soft"),
+                 how=np.where(said_hard, "confirmed the same picture",
+                              np.where(confirmed, "confirmed near-duplicate or edited copy",
+                                       np.where(auto_hard, "scored as the same picture",
+                                                "near-duplicate or edited copy, unconfirmed"))))
     # a neighbour pair whose two files are the same bytes says so, whatever its score or decision says
     sha = info["sha256"]
     same_bytes = (p["eval_item_id"].map(sha) == p["train_item_id"].map(sha)).fillna(False).to_numpy(dtype=bool)
@@ -117,7 +122,7 @@ class LabelConflictCheck(Check):
     # "edited": a new user read "2 are the same picture under a different label" beside "hard 0 (the same picture)"
     words = Words(title="Label conflicts", hard="the same picture as it is, under another label",
                   soft="the same picture edited, or a near-duplicate, under another label (not confirmed)",
-                  score="similarity", strong="high", hard_title="Label conflicts: the same picture or confirmed",
+                  score="similarity", strong="high", hard_title="Label conflicts: the same picture as it is",
                   soft_title="Label conflicts: any near-duplicate",
                   caption="Share of each evaluation split (columns) that is the same picture as an image of each "
                           "training source (rows) under another label.",
