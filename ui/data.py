@@ -204,6 +204,7 @@ def _review_view(path: str, encoder: str, hard: float, soft: float, stamp: tuple
     mine = q["check"].isin(asked["checks"]).to_numpy() if asked.get("checks") else np.ones(len(q), bool)
     within = q["within"].fillna(False).to_numpy(dtype=bool) if "within" in q.columns else np.zeros(len(q), bool)
     return QueueView(q, rows), {"decided": int(((q["state"] != "unreviewed").to_numpy() & mine).sum()),
+                                "unsure": int(((q["state"] == "unsure").to_numpy() & mine).sum()),
                                 "total": int(mine.sum()), "within": int((within & mine).sum()),
                                 "images": int(q.loc[mine & ~within, "eval_item_id"].nunique()),
                                 "borderline": int(((q["degree"] == Review.BORDERLINE).to_numpy() & mine).sum())}

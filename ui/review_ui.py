@@ -271,6 +271,18 @@ def show_in_url(pair: pd.Series | None, pos: int = 0, group: int | None = None) 
     st.session_state["review_url"] = params  # our own write, not a link to open
 
 
+def _widen_for_link() -> bool:
+    """A link's filters (state=unreviewed) that no longer hold its pair: the whole queue, once, then the pair (asks
+    for a rerun and says True). `position` does it where the filters hold other pairs; here they hold none (every
+    pair decided: a link to a decided pair showed "all reviewed" and not the pair, without a word)."""
+    ss = st.session_state
+    if ss.get("review_current") is None or not ss.get("review_link_pending") or ss.get("review_widened"):
+        return False
+    ss["review_widen"] = ss["review_widened"] = True
+    st.rerun()
+    return True
+
+
 def position(view) -> int:
     """Index of the pair to show: the one just undone (or linked) if asked for, else the remembered position."""
     current = st.session_state.get("review_current")
@@ -280,11 +292,10 @@ def position(view) -> int:
             st.session_state["review_pos"] = int(hit.argmax())
         elif st.session_state.get("review_refiltered"):
             st.session_state["review_pos"] = 0  # the pair on show left the queue with the filter: its first pair
-        elif st.session_state.get("review_link_pending") and not st.session_state.get("review_widened"):
+        elif _widen_for_link():
             # a link copied from the address bar carries the sender's filters (state=unreviewed), which its pair left
             # once decided (a second curator's copy opened another pair): the whole queue, then that pair
-            st.session_state["review_widen"] = st.session_state["review_widened"] = True
-            st.rerun()
+            pass
         elif st.session_state.get("review_link_pending"):
             st.session_state["flash"] = ("The linked pair is not in this queue now (decided since, or filtered "
                                          f"out): showing pair {min(st.session_state['review_pos'], len(view) - 1) + 1}")
@@ -312,13 +323,19 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         if within or (counts.get("images") and counts["images"] != across):
             what += (f"; {across} against training on {counts.get('images', 0)} evaluation images"
                      + (f", {within} within one split" if within else ""))
-        st.progress(decided / total, text=f"Reviewed {decided} of {what} · {len(view)} match the filters")
+        unsure = counts.get("unsure", 0)  # decided "unsure": looked at, not settled (a curator read "all reviewed")
+        st.progress(decided / total, text=f"Reviewed {decided} of {what}" + (f" ({unsure} unsure)" if unsure else "")
+                    + f" · {len(view)} match the filters")
+        if view.empty and _widen_for_link():
+            return
         flash()
         if view.empty:
             show_in_url(None)
             if counts["total"] and decided >= counts["total"]:  # the queue is done: what was not flagged is left
-                st.success(f"All {counts['total']} pairs in the queue are reviewed. Below, the evaluation images that "
-                           f"are not in it and came closest to soft, each beside its nearest training image.")
+                left = (f" {unsure} of them {'is' if unsure == 1 else 'are'} marked unsure, still to settle (the "
+                        "sidebar's *Decision state* filter on unsure lists them)." if unsure else "")
+                st.success(f"All {counts['total']} pairs in the queue are reviewed.{left} Below, the evaluation images "
+                           f"that are not in it and came closest to soft, each beside its nearest training image.")
                 undo_button(ws)
                 closest_table(ws, set(queue["eval_item_id"].astype(str)))
                 return
