@@ -77,11 +77,20 @@ def test_a_photo_is_sent_as_a_display_sized_jpeg_cached_in_the_workspace(photo_w
     assert img.size == (576, 384) == (width, 384)  # fitted into 576 x 576, never the 900 px original
     display._WRITER.submit(lambda: None).result()  # the cache file is written in the background
     sha = items.at[big, "sha256"]
-    cached = photo_ws.path / "cache" / "display" / sha[:2] / f"{sha}-576.jpg"
-    assert cached.exists() and not list(cached.parent.glob("*.tmp"))
+    (cached,) = (photo_ws.path / "cache" / "display" / sha[:2]).glob(f"{sha}-*-576.jpg")
+    assert not list(cached.parent.glob("*.tmp"))
     photo_ws.clear_caches("pictures")  # the memory cache lives on the workspace
     assert display.picture(src_big, 576)[0] == uri  # read back from the workspace, same bytes
     assert display.picture(src_small, 576)[1] == 300  # smaller than the box: never enlarged
+    # the file cut short after the scan: its picture is read again and said unreadable, not the one made before
+    # (the Review page showed a truncated photo whole, where the HTML report said "no picture")
+    path = items.at[big, "uri"]
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:200])
+    src_now = display.sources(Project(photo_ws), items, [big])[0]
+    assert src_now.cache != src_big.cache
+    uri_now, _, reason = display.picture(src_now, 576)
+    assert uri_now is None and reason
 
 
 def test_pictures_without_a_content_hash_stay_in_memory_and_outside_the_roots_are_refused(photo_ws, tmp_path):

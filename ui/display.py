@@ -1,10 +1,11 @@
 """Display-sized pictures for the review loop: a photo is sent as a JPEG of the size it is drawn at, never as its
 original file, cached per item in the workspace's memory (`ws.workspace.cache`) and on its disk
-(cache/display/<sha256>-<side>.jpg, written atomically), and the next pairs' pictures are made ahead in a background
+(cache/display/<sha256>-<file stamp>-<side>.jpg, written atomically), and the next pairs' pictures are made ahead in a background
 thread, so a key press finds them ready."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import logging
 import re
@@ -76,8 +77,13 @@ def _source(where: tuple, dataset, uri, row, sha, *_) -> Source | None:
     if dataset in no_pixels:
         return None
     uri, sha = str(uri), str(sha or "")
-    return Source(uri, int(row), _root_of(ws, uri, roots), ws.workspace.stamp("source", uri),
-                  cache / sha[:2] / sha if _SHA.fullmatch(sha) else None, ws)
+    stamp = ws.workspace.stamp("source", uri)
+    # the cache file names the content the scan read and the file as it is now (its stamp): a file replaced, cut
+    # short or linked elsewhere since the scan is read again (the page went on showing the picture it had made from
+    # the file before, where the HTML report said "no picture")
+    made = hashlib.sha1(repr(stamp[0][1:] if stamp and stamp[0] else None).encode()).hexdigest()[:12]
+    return Source(uri, int(row), _root_of(ws, uri, roots), stamp,
+                  cache / sha[:2] / f"{sha}-{made}" if _SHA.fullmatch(sha) else None, ws)
 
 
 def sources(ws, items: pd.DataFrame, ids) -> list[Source | None]:
