@@ -25,13 +25,18 @@ with user_errors():
     c3.write("")
     why = locked(ws, Action.ANALYSE)
     lock_note(why)
+    # one slot for the run's progress and the "no audit yet" note: while the audit ran, the note of the run before
+    # stayed on the page under its progress bar ("No audit of this dataset yet: press Run the audit")
+    slot = st.empty()
     if c3.button("Run the audit", key="sc_run", type="primary", width="stretch", disabled=why is not None):
-        data.run_shortcuts(ws, dataset, with_regions)
+        with slot.container():
+            data.run_shortcuts(ws, dataset, with_regions)
+        slot.empty()
     audit = data.shortcut_audits(ws).get(dataset)
     if audit is None:
-        st.info("No audit of this dataset yet: press Run the audit. A progress bar shows each stage (about half a "
-                "minute for the demo on 2 cores, a minute or two for a few thousand photos; the region probe embeds each "
-                "image six times).")
+        slot.info("No audit of this dataset yet: press Run the audit. A progress bar shows each stage (about half a "
+                  "minute for the demo on 2 cores, a minute or two for a few thousand photos; the region probe embeds "
+                  "each image six times).")
         st.stop()
     shortcuts_ui.verdict(audit)
     st.subheader("Metadata probe")
