@@ -233,6 +233,14 @@ def test_arrows_move_the_pair_after_a_click_in_the_sidebar(shared_server, browse
             expect(page.get_by_text("Pair 2 / 3"), f"focused after the first press: {focused}").to_be_visible(
                 timeout=30_000)
         expect(page.get_by_text("3 match the filters")).to_be_visible()
+        # the same after a click on the panel's Compare control (→ changed the compare mode instead)
+        overlay = page.locator("[data-testid='stButtonGroup'] button", has_text="overlay")
+        overlay.click()
+        expect(overlay).to_have_attribute("aria-checked", "true", timeout=10_000)
+        _settle(page)
+        page.keyboard.press("ArrowRight")
+        expect(page.get_by_text("Pair 3 / 3")).to_be_visible(timeout=30_000)
+        expect(overlay).to_have_attribute("aria-checked", "true")  # the mode stays
         browser.close()
 
 

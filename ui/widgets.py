@@ -244,8 +244,9 @@ _RELEASE_FOCUS = """<script>
   const doc = window.parent.document;
   if (doc.__leakReleaseFocus) return;
   doc.__leakReleaseFocus = true;
-  const choice = (t) => t && t.closest && t.closest('[data-testid="stSidebar"]')
-    && t.closest('[role="radio"], [role="radiogroup"]');
+  // ... and the Review panel's Compare control (after a click on "overlay", → changed the mode, not the pair)
+  const choice = (t) => t && t.closest && t.closest('[role="radio"], [role="radiogroup"]')
+    && (t.closest('[data-testid="stSidebar"]') || t.closest('.st-key-compare_mode'));
   doc.addEventListener("click", (e) => {
     if (choice(e.target)) {
       doc.__leakClickedChoice = performance.now();
