@@ -1316,6 +1316,8 @@ class Project:
         fm = fm or _fused.fit(ws, queries=queries, progress=progress)
         _fused_on_photos(ws)
         self._audit_changes(who, before)  # a fit stores the fused score's thresholds (and it may be put in force)
+        for path in sorted(ws.neighbors_dir(ws.encoder).glob("*/*.parquet")):  # pairs checked below the candidates'
+            _fused.rescue_table(ws, path, fm)  # threshold, stored in each table once per model
         pairs = leakage.load_pairs(ws, raw=True)  # cross-split and within-split pairs alike
         _fused.verify_pairs(ws, _fused.candidates(pairs, fm), fm, progress=progress, should_stop=should_stop)
         self.team.audit(who, "verification", target=ws.encoder, after={"refit": refit, "hard": fm.hard, "soft": fm.soft})

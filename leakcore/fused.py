@@ -54,7 +54,7 @@ from leakcore.project import MIN_FIT_IMAGES
 from leakcore.scores.fused import (  # noqa: F401  (the fitted model and scoring pairs with it live there)
     MATCH_RULE, SECOND_FEATURE, SECOND_INPUT_SIZE, TWIN_CROP_DETAIL, TWIN_CROP_NCC, TWIN_ORB_INLIERS, TWIN_ORB_RATIO,
     TWIN_TILES_AGREE, FusedModel, SecondOpinion, _estimator, _folds, decided_by_crop, decided_by_matches,
-    decided_by_pixels, floor_matched, load, outdated, second_encoder_name, small_images, with_fused)
+    decided_by_pixels, floor_matched, load, outdated, second_encoder_name, small_images, was_rescued, with_fused)
 from leakcore.io import atomic_write_text, plain, write_parquet
 from leakcore.scores.base import DECIDED_HARD_PRECISION, DECIDED_PRECISION
 from leakcore.scores.logistic import grouped_folds, held_out_proba, stratified_folds
@@ -101,6 +101,13 @@ SOFT_FLOOR_MATCHED = 0.5  # ... and on photos, where local matches decide strong
 # below even odds (`soft_floor`): on hymenoptera 119 of 120 planted copies are decided by their matches, and any soft
 # from 0.2 to 0.5 finds the same copies with no other flag; on cats_and_dogs the look-alike rule's 0.12 let 8 other
 # photos of the same kind of animal through (0.13-0.35), and 0.5 none, at 3 more planted crops missed (195 of 200)
+
+
+RESCUE_NCC = 0.95  # an evaluation image's nearest image under the candidate threshold is checked too where their 32 px
+# canvases agree this well (`verify.canvas_agreement`): a new user's JPEG copy at quality 8, which the embedding scored
+# 0.29 against a candidate threshold of 0.31, agreed at 1.000; the best other such pair 0.68 on hymenoptera, 0.81 on
+# cats_and_dogs (1,200 evaluation photos), none above 0.9 (`bench/verify_below_candidate.py`)
+RESCUE_SIDE = 64  # the images are decoded for it at a JPEG's reduced scale keeping this (their canvas is 32 px)
 
 
 def model_dir(ws, encoder: str):
@@ -625,15 +632,60 @@ def held_out_scores(fm: FusedModel, suite: pd.DataFrame) -> np.ndarray:
     return fm.floor(suite, _suite_out_of_fold(suite, list(fm.features), int(fm.meta_.get("seed", 0))))
 
 
+def rescued(ws, table: pd.DataFrame, fm: FusedModel) -> np.ndarray:
+    """Per row of one neighbour table: whether it is an evaluation image's nearest pair under the candidate threshold
+    whose two images' canvases agree as one photograph in one framing (RESCUE_NCC): a copy the embedding ranks first
+    but scores low (heavy recompression) is checked on its pixels too. On small images (`small_images`) none: their
+    search and second model stand in."""
+    out = np.zeros(len(table), bool)
+    if table.empty or small_images(ws):
+        return out
+    t = table.reset_index(drop=True)
+    nearest = t.sort_values("similarity", ascending=False, kind="stable").drop_duplicates("eval_item_id")
+    nearest = nearest[nearest["similarity"].to_numpy(float) < fm.candidate_]
+    if nearest.empty:
+        return out
+    items = ws.items().drop_duplicates("item_id").set_index("item_id")
+    ids = [i for i in pd.unique(pd.concat([nearest["eval_item_id"], nearest["train_item_id"]])) if i in items.index]
+    images = dict(zip(ids, verify.load_images(items.loc[ids].reset_index(), ws.sources, side=RESCUE_SIDE, gray=True)))
+    for row, e, tr in zip(nearest.index, nearest["eval_item_id"], nearest["train_item_id"]):
+        a, b = images.get(e), images.get(tr)
+        out[row] = a is not None and b is not None and verify.canvas_agreement(a, b) >= RESCUE_NCC
+    return out
+
+
+def rescue_current(path, fm: FusedModel) -> bool:
+    """Whether the neighbour table at `path` holds its `rescued` column for this model (`rescue_table`)."""
+    try:
+        return json.loads(path.with_suffix(".json").read_text()).get("rescued_for") == fm.meta_.get("key")
+    except (OSError, ValueError):
+        return False
+
+
+def rescue_table(ws, path, fm: FusedModel) -> pd.DataFrame:
+    """The neighbour table at `path` with its `rescued` column (`rescued`) for this model: computed once per model
+    and stored in the table (its sidecar names the model; the table first, so an interrupted write is done again)."""
+    table = pd.read_parquet(path)
+    if "rescued" in table.columns and rescue_current(path, fm):
+        return table
+    table = table.assign(rescued=rescued(ws, table, fm))
+    meta = json.loads(path.with_suffix(".json").read_text())
+    write_parquet(table, path)
+    atomic_write_text(path.with_suffix(".json"), json.dumps({**meta, "rescued_for": fm.meta_.get("key")}))
+    return table
+
+
 def candidates(pairs: pd.DataFrame, fm: FusedModel) -> pd.DataFrame:
     """The stored pairs the verification stage checks: raw similarity at or above the candidate threshold, among
     each eval image's CANDIDATE_RANK nearest or at least the raw soft threshold of the fit (an image with many
-    copies keeps all of them; every rank when the fit had no raw thresholds). A model fitted before the rank
-    limit checks every rank. A pair within a split found from both ends is listed once."""
+    copies keeps all of them; every rank when the fit had no raw thresholds), and the pairs `rescued` below it. A
+    model fitted before the rank limit checks every rank. A pair within a split found from both ends is listed
+    once."""
     keep = pairs["similarity"] >= fm.candidate_
     rank, beyond = fm.meta_.get("candidate_rank"), fm.meta_.get("verify_beyond_rank_above")
     if rank is not None and "rank" in pairs:
         keep &= (pairs["rank"] <= rank) | (pairs["similarity"] >= (beyond if beyond is not None else fm.candidate_))
+    keep |= was_rescued(pairs)
     out = pairs[keep]
     # a pair within one split found from both ends (b among a's nearest, a among b's) is verified once, from the
     # end with the lower item id; `verify.evidence_for` gives the other direction that evidence (on hymenoptera

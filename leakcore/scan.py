@@ -295,7 +295,7 @@ def _verify_jobs(ws, settings: ScanSettings, searches: list[SearchJob]) -> list[
     for s in searches:
         done = False
         path = pair_path(ws, settings.encoder, s.eval_split, s.train_split)
-        if s.done and model is not None and path.exists():
+        if s.done and model is not None and path.exists() and fused.rescue_current(path, model):
             table = fused.candidates(pd.read_parquet(path), model)
             done = not store.missing(items.reindex(table["eval_item_id"]).to_numpy(),
                                      items.reindex(table["train_item_id"]).to_numpy()).any()
@@ -376,7 +376,9 @@ def run_job(ctx: ScanContext, job: Job) -> None:
         from leakcore import fused
 
         model = fused.load(ctx.ws, ctx.plan.settings.encoder)
-        table = pd.read_parquet(pair_path(ctx.ws, ctx.plan.settings.encoder, job.eval_split, job.train_split))
+        # the table with its pairs checked below the candidate threshold (`fused.rescued`), stored in it once per model
+        table = fused.rescue_table(ctx.ws, pair_path(ctx.ws, ctx.plan.settings.encoder, job.eval_split, job.train_split),
+                                   model)
         fused.verify_pairs(ctx.ws, fused.candidates(table, model), model, progress=ctx.progress,
                            stage=f"verify pairs {job.eval_split} -> {job.train_split}")
         return

@@ -1291,3 +1291,62 @@ def test_hard_under_the_fused_score_is_the_same_picture_by_the_raw_similarity_to
     assert 0.5 <= after[2] < after[1] < 0.95 and 0.5 <= after[3] < 0.95  # the rest soft, in the model's order
     assert after[4] == pytest.approx(0.2)  # below soft stays where it was
     assert list(after >= 0.5) == list(before >= 0.5)  # the same flags at soft
+
+
+def test_canvases_agree_for_one_photograph_in_one_framing_only():
+    """`canvas_agreement`, the cheap test that sends a pair under the candidate threshold to verification: a copy at
+    JPEG quality 5 and its mirror agree as one photograph; another photo, a crop and a flat image do not."""
+    import io
+
+    from conftest import photo
+
+    a = photo(3, (160, 120))
+    buf = io.BytesIO()
+    a.save(buf, format="JPEG", quality=5)
+    heavy = Image.open(io.BytesIO(buf.getvalue()))
+    assert verify.canvas_agreement(heavy, a) >= fused.RESCUE_NCC
+    assert verify.canvas_agreement(ImageOps.mirror(heavy), a) >= fused.RESCUE_NCC
+    # the test's photos are smooth colour fields (up to 0.91 here); real photos' nearest other pairs reached 0.81
+    assert max(verify.canvas_agreement(photo(s, (160, 120)), a) for s in range(4, 14)) < fused.RESCUE_NCC
+    assert verify.canvas_agreement(a.crop((40, 30, 120, 90)), a) < fused.RESCUE_NCC
+    assert verify.canvas_agreement(Image.new("RGB", (160, 120), "grey"), a) == 0.0
+
+
+def test_a_copy_the_embedding_scores_under_the_candidate_threshold_is_checked_where_its_canvas_agrees(tmp_path):
+    """A new user's JPEG copy at quality 8 scored 0.29 by the embedding against a candidate threshold of 0.31: it was
+    never checked on its pixels and stayed in the cleaned export. An evaluation image's nearest pair under the
+    threshold is checked where the two canvases agree as one photograph (`fused.rescued`), stored in its table once
+    per model; the other images' nearest pairs are not."""
+    from conftest import make_photo_folder
+
+    from leakcore import leakage
+    from leakcore.scan import pair_path
+
+    root = make_photo_folder(tmp_path / "photos", 22, n_test=4, leaks=())
+    photo(5, (96, 80)).save(root / "test" / "x" / "test_000.jpg", quality=8)  # a heavy JPEG copy of train_005
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    project.add("toy", root)
+    project.scan()
+    ws = project.workspace
+    fm = fused.load(ws)
+    path = pair_path(ws, ws.encoder, "toy/test", "toy/train")
+    copy = ("toy/test/x/test_000.jpg", "toy/train/x/train_005.jpg")
+    # the embedding as the new user's: every pair of the copy under the candidate threshold, its own the nearest
+    table = pd.read_parquet(path).drop(columns="rescued")
+    mine = (table["eval_item_id"] == copy[0]).to_numpy()
+    own = mine & (table["train_item_id"] == copy[1]).to_numpy()
+    table.loc[mine, "similarity"] = np.float32(fm.candidate_ - 0.1)
+    table.loc[own, "similarity"] = np.float32(fm.candidate_ - 0.01)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta.pop("rescued_for")
+    table.to_parquet(path)
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    assert fused.rescued(ws, table, fm).tolist() == own.tolist()  # the copy's nearest pair only
+    ws.clear_caches()
+    flagged = lambda: set(leakage.load_pairs(ws).loc[lambda p: p["score"] >= fm.soft_, "eval_item_id"])  # noqa: E731
+    assert copy[0] not in flagged()  # not checked: fused 0, whatever evidence is stored
+    project.scan()  # the plan sees the table without its check for this model, and checks it
+    stored = pd.read_parquet(path)
+    assert stored["rescued"].tolist() == own.tolist() and fused.rescue_current(path, fm)
+    ws.clear_caches()
+    assert copy[0] in flagged()

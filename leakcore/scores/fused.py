@@ -404,6 +404,14 @@ def load(ws, encoder: str | None = None) -> FusedModel | None:
     return ws.cache(f"fused model {encoder}", stamp, read)
 
 
+def was_rescued(pairs: pd.DataFrame) -> np.ndarray:
+    """Rows a verification checked below the candidate threshold (`fused.rescued`: their canvases agree as one
+    photograph); none in a table stored before it (the column is missing, or missing for some tables: NA)."""
+    if "rescued" not in pairs.columns:
+        return np.zeros(len(pairs), bool)
+    return pairs["rescued"].fillna(False).to_numpy(dtype=bool)
+
+
 def with_fused(ws, pairs: pd.DataFrame, fm: FusedModel) -> pd.DataFrame:
     """`pairs` plus `fused` (P(same photograph); 0 where a pair is not verified, or under the candidate threshold)
     and `verified`; `similarity` stays the raw cosine. (`raw_similarity`, a copy of it, is still added for callers
@@ -413,7 +421,8 @@ def with_fused(ws, pairs: pd.DataFrame, fm: FusedModel) -> pd.DataFrame:
     ev = verify.evidence_for(ws, pairs)
     # a pair under the model's candidate threshold is not its to score, even where evidence for it is stored (from
     # an earlier model with a lower threshold, or a curator's decision): the flags are those a scan from empty gives
-    verified = ev["ncc"].notna().to_numpy() & (pairs["similarity"].to_numpy(float) >= fm.candidate_)
+    verified = ev["ncc"].notna().to_numpy() & ((pairs["similarity"].to_numpy(float) >= fm.candidate_)
+                                               | was_rescued(pairs))
     # the second model and the model read the verified pairs only (the rest score 0): on CIFAR-10, 5,242 of the
     # 200,000 stored pairs, and the second model's similarity of them all was most of a load of the pairs (1.1 s)
     if fm.second:
