@@ -184,7 +184,8 @@ def cmd_scan(args) -> int:
     print(f"scan with {result.encoder}: {len(result.pairs_searched)} split pairs searched, "
           f"{len(result.pairs_skipped)} unchanged, {result.seconds:.1f}s" + (" (verification included)" if fm else ""))
     if fm is not None:  # say what verification did and whether the rates below use it
-        print(f"verification: candidate pairs (raw similarity >= {fm.candidate:.4f}) checked on their pixels; "
+        print(f"verification: candidate pairs (raw similarity >= {fm.candidate:.4f}, and each image's nearest below "
+              "it whose thumbnails agree as one photograph) checked on their pixels; "
               f"fused score hard {fm.hard:.4f}, soft {fm.soft:.4f}")
         print(project.scores.verification_table(fm).to_string(index=False))
         if project.settings.score == "fused":

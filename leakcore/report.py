@@ -1359,7 +1359,8 @@ def _thresholds_html(data: dict) -> str:
         out.append("<h3>The fused score</h3>")
         out.append(_kv([("in use", "yes" if f["in_use"] else "no (pairs are scored by the raw similarity)"),
                         ("thresholds", f"hard ≥ {f['hard']:.4f}, soft ≥ {f['soft']:.4f}; pairs verified from raw "
-                                       f"similarity ≥ {f['candidate']:.4f}"),
+                                       f"similarity ≥ {f['candidate']:.4f}, and each image's nearest below it "
+                                       "whose thumbnails agree as one photograph"),
                         ("fitted on", f"{f.get('suite_pairs')} pairs: edited copies of {f.get('queries')} training "
                                       "images against their originals, and the collection's own look-alikes; plus "
                                       f"{f.get('decisions_used')} curator decisions"),
