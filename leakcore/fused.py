@@ -105,9 +105,9 @@ SOFT_FLOOR_MATCHED = 0.5  # ... and on photos, where local matches decide strong
 
 RESCUE_NCC = 0.95  # an evaluation image's nearest image under the candidate threshold is checked too where their 32 px
 # canvases agree this well (`verify.canvas_agreement`): a new user's JPEG copy at quality 8, which the embedding scored
-# 0.29 against a candidate threshold of 0.31, agreed at 1.000; the best other such pair 0.68 on hymenoptera, 0.81 on
+# 0.29 against a candidate threshold of 0.31, agreed at 1.000; the best other such pair 0.70 on hymenoptera, 0.81 on
 # cats_and_dogs (1,200 evaluation photos), none above 0.9 (`bench/verify_below_candidate.py`)
-RESCUE_SIDE = 64  # the images are decoded for it at a JPEG's reduced scale keeping this (their canvas is 32 px)
+RESCUE_SIDE = 32  # the images are decoded for it at a JPEG's reduced scale keeping this (a 500 px photo at 1/8)
 
 
 def model_dir(ws, encoder: str):
