@@ -1170,6 +1170,7 @@ class Project:
         _access.check_ray_address(ray)
         ws = self.workspace
         before = self._snapshot()
+        refreshed = self._read_changed_files()
         if ray is None:
             result = _scan.scan(ws, encoder_name=encoder, k=k, flip_queries=flip_queries,
                                 encoder_overrides=encoder_options, grouping=grouping, verify=verify, progress=progress,
@@ -1182,12 +1183,25 @@ class Project:
             plan = _scan.plan_scan(ws, settings=settings)
             result = distributed.run_scan_ray(ws, plan, address=None if ray == "local" else ray, workers=workers,
                                               progress=progress, batch_size=batch_size)
+        result.refreshed = refreshed
         if ws.verification:
             _fused_on_photos(ws)
         self._audit_changes(who, before)
         if result.pairs_searched or result.verified:  # a scan that found everything done changed nothing: not logged
             self.team.audit(who, "scan", after={"encoder": ws.encoder, "k": ws.k, "ray": ray})  # once it has finished
         return result
+
+    def _read_changed_files(self) -> int:
+        """Probe again the image files that changed on disk since they were added (`catalog.changed_files`), before a
+        scan plans: the scan then embeds and searches them as they are now. Returns how many."""
+        ws = self.workspace
+        from leakcore import catalog
+
+        items, changed = catalog.changed_files(ws.items(), {n: d.folders for n, d in ws.datasets.items()},
+                                               ws.max_pixels or _images.DEFAULT_MAX_PIXELS)
+        if changed:
+            ws.write_items(items)
+        return changed
 
     def report(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True) -> dict:
         """Everything `leakcore report --json` prints: thresholds, rates and the matrices."""

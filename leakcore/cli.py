@@ -180,6 +180,10 @@ def cmd_scan(args) -> int:
                           flip_queries=args.flip_queries, encoder_options=options, grouping=args.grouping,
                           verify=args.verify, ray=args.ray, workers=args.workers)
     bars.close()
+    if result.refreshed:
+        print(f"{result.refreshed} image file{'s' if result.refreshed != 1 else ''} had changed on disk since "
+              f"{'they were' if result.refreshed != 1 else 'it was'} added: read again, and scanned as "
+              f"{'they are' if result.refreshed != 1 else 'it is'} now")
     fm = project.scores.fused_model() if project.settings.verify else None
     print(f"scan with {result.encoder}: {len(result.pairs_searched)} split pairs searched, "
           f"{len(result.pairs_skipped)} unchanged, {result.seconds:.1f}s" + (" (verification included)" if fm else ""))

@@ -41,6 +41,7 @@ class ScanResult:
     embedded_splits: list[str] = field(default_factory=list)
     verified: list[str] = field(default_factory=list)  # fit and verification jobs run
     seconds: float = 0.0
+    refreshed: int = 0  # image files that had changed on disk since they were added, probed again first
 
 
 def split_id(dataset: str, split: str) -> str:

@@ -267,3 +267,48 @@ def test_a_split_with_no_readable_image_scans_without_a_crash(tmp_path):
     ws.scan()
     rates = ws.checks.rates()
     assert (rates.loc[rates["eval_split"] == "d/test", "n_eval"] == 0).all()
+
+
+def test_a_scan_reads_again_the_files_changed_on_disk_since_they_were_added(tmp_path, capsys):
+    """A new user copied another photo over a training photo (same name): every view went on calling the pair a leak,
+    and `leakcore scan` said everything was unchanged (only `leakcore add` noticed). A scan probes such files again
+    first: the replaced one by its new content, a removed one as missing, one linked out of the folder refused."""
+    import os
+
+    from conftest import make_folder_dataset, photo
+
+    from leakcore import leakage
+    from leakcore.api import Project
+    from leakcore.cli import main
+
+    root = make_folder_dataset(tmp_path / "d", n_train=6, n_test=3, leaks=(0,))
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    project.add("d", root)
+    project.scan()
+    ws = project.workspace
+    hard, soft = ws.thresholds()
+    leak = "d/test/cat/test_000.jpg"
+    assert leak in set(leakage.load_pairs(ws).loc[lambda p: p["similarity"] >= soft, "eval_item_id"])
+    original = next(root.glob("train/*/train_000.jpg"))
+    before = ws.items().set_index("item_id")
+    photo(999, (48, 40)).save(original, quality=90)  # another photo under the same name
+    os.utime(original, ns=(1, 1))  # even with an old time: the size differs
+    gone = next(root.glob("train/*/train_001.jpg"))
+    gone.unlink()
+    outside = tmp_path / "elsewhere.jpg"
+    photo(5, (48, 40)).save(outside)
+    swapped = next(root.glob("train/*/train_002.jpg"))
+    swapped.unlink()
+    swapped.symlink_to(outside)
+    assert main(["scan", str(tmp_path / "ws")]) == 0
+    assert "3 image files had changed on disk since they were added" in capsys.readouterr().out
+    ws.clear_caches()
+    after = ws.items().set_index("item_id")
+    key = lambda p: f"d/train/{p.parent.name}/{p.name}"  # noqa: E731
+    assert after.at[key(original), "sha256"] != before.at[key(original), "sha256"]
+    assert after.at[key(original), "status"] == "ok"
+    assert after.at[key(gone), "status"] == "unreadable" and after.at[key(swapped), "status"] == "unreadable"
+    assert "outside" in after.at[key(swapped), "reason"]
+    assert leak not in set(leakage.load_pairs(ws).loc[lambda p: p["similarity"] >= soft, "eval_item_id"])
+    assert main(["scan", str(tmp_path / "ws")]) == 0
+    assert "had changed on disk" not in capsys.readouterr().out  # read once
