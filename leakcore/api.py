@@ -534,6 +534,23 @@ class Images:
         return result.image, result.reason
 
     @staticmethod
+    def changed_since_added(items: pd.DataFrame, ids) -> list[str]:
+        """Those of `ids` (items indexed by item_id) whose image file's size or time is no longer the one it was
+        scanned with: its picture is the file as it is now, its scores the file as it was (a scan reads it again)."""
+        from leakcore import catalog
+
+        out = []
+        for i in ids:
+            if i not in items.index:
+                continue
+            fsize, mtime, row = items.at[i, "fsize"], items.at[i, "mtime_ns"], items.at[i, "row"]
+            if pd.isna(fsize) or pd.isna(mtime) or int(fsize) < 0 or int(row) >= 0:  # no file of its own to compare
+                continue
+            if catalog.file_stat(str(items.at[i, "uri"])) != (int(fsize), int(mtime)):
+                out.append(str(i))
+        return out
+
+    @staticmethod
     def save(path: "str | os.PathLike", data: bytes) -> None:
         """Write a derived picture (a display cache file) atomically."""
         from leakcore.io import atomic_write_bytes

@@ -507,7 +507,8 @@ def probe_bytes(data: bytes | None, max_pixels: int = images.DEFAULT_MAX_PIXELS)
     }
 
 
-def _file_stat(uri: str) -> tuple[int, int]:
+def file_stat(uri: str) -> tuple[int, int]:
+    """(size, modification time in ns) of a file, (-1, -1) where there is none: what an item was probed with."""
     try:
         st = os.stat(uri)
         return st.st_size, st.st_mtime_ns
@@ -532,7 +533,7 @@ def build_items(
     todo: list[tuple[int, Record]] = []
     for rec in source.records:
         item_id = f"{dataset}/{rec.split}/{rec.key}"
-        fsize, mtime = _file_stat(rec.uri) if source.format != "embeddings" else (-1, -1)
+        fsize, mtime = file_stat(rec.uri) if source.format != "embeddings" else (-1, -1)
         base = {
             "item_id": item_id, "dataset": dataset, "split": rec.split, "role": roles[rec.split],
             "key": rec.key, "uri": rec.uri, "row": rec.row, "label": rec.label, "group": rec.group,
@@ -592,7 +593,7 @@ def changed_files(items: pd.DataFrame, folders: dict[str, list[str]], max_pixels
                   & (items["fsize"].to_numpy(dtype=np.float64) >= 0)]
     if files.empty:
         return items, 0
-    stats = [_file_stat(u) for u in files["uri"].astype(str)]
+    stats = [file_stat(u) for u in files["uri"].astype(str)]
     now = np.array(stats, dtype=np.int64).reshape(-1, 2)
     moved = (now[:, 0] != files["fsize"].to_numpy(dtype=np.int64)) | (now[:, 1] != files["mtime_ns"].to_numpy(dtype=np.int64))
     if not moved.any():

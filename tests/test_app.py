@@ -918,3 +918,31 @@ def test_the_workspace_box_stays_open_while_it_is_used(ws):
     assert box().proto.expanded
     at.button(key="ws_create").click().run()
     assert box().proto.expanded and any("is inside the workspace" in e.value for e in at.error)
+
+
+def test_the_review_page_says_when_a_pairs_file_changed_on_disk_since_the_scan(tmp_path, monkeypatch):
+    """A training photo replaced under its name: the page showed the new picture under the old scores and decision,
+    without a word. It says which file changed and to scan again."""
+    import os
+
+    from conftest import make_folder_dataset
+
+    from leakcore.api import Project
+
+    root = make_folder_dataset(tmp_path / "d", n_train=6, n_test=3, leaks=(0,))
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    project.add("d", root)
+    project.scan()
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(project.path))
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    pair = project.review.queue(*project.scores.thresholds()).iloc[0]
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/1_Review.py")
+    at.run()
+    assert not at.exception and not [w for w in at.warning if "changed on disk" in w.value]
+    train_file = project.workspace.items().set_index("item_id").at[pair["train_item_id"], "uri"]
+    os.utime(train_file, ns=(10**18, 10**18))  # written again since the scan
+    at.run()
+    said = [w.value for w in at.warning if "changed on disk" in w.value]
+    assert len(said) == 1 and pair["train_item_id"] in said[0] and "Scan again" in said[0]

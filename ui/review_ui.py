@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from leakcore.api import (BORDERLINE, DECISION_LABELS, FEATURE_WORDS, SORTS, STATES, UNCERTAINTY_SORT, WITHIN, Project,
-                          Scores, import_heavy, refined_worse)
+from leakcore.api import (BORDERLINE, DECISION_LABELS, FEATURE_WORDS, SORTS, STATES, UNCERTAINTY_SORT, WITHIN, Images,
+                          Project, Scores, import_heavy, refined_worse)
 from leakcore.errors import LeakcoreError, as_code
 from ui import data, display, state
 from ui.widgets import FIT_PX, flash, image_strip, item_facts, needs_pan, show_image, user_errors
@@ -365,6 +365,11 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
             + (f" ({DECISION_LABELS[pair['decision']]} by {as_code(pair['reviewer'], 200)})"
                if pair["state"] != "unreviewed" else ""))
         decided_by_others(ws, pair)
+        moved = Images.changed_since_added(items, (pair["eval_item_id"], pair["train_item_id"]))
+        if moved:  # a file replaced on disk: the picture is the new file, the scores the old one
+            st.warning(f"{' and '.join(as_code(m, 200) for m in moved)} changed on disk since the scan: the picture "
+                       "shows the file as it is now, the scores and the decision the file as it was. Scan again "
+                       "(Home, or `leakcore scan`) before deciding.", icon=":material/sync_problem:")
         top[1].toggle("Grid mode", key="grid_mode",
                       help="Decide the flagged neighbours of this evaluation image in the queue at once")
         top[2].select_slider("Image size", options=["fit", "1×", "2×", "4×", "8×"], key="zoom",
