@@ -183,7 +183,7 @@ def decide_many(ws, pairs: list[tuple[str, str]], decision: str, *, reviewer: st
     return len(pairs)
 
 
-_LAST_OF = ("SELECT id, eval_item_id, train_item_id, decision, act FROM decisions WHERE reviewer = ? AND undone_at IS NULL "
+_LAST_OF = ("SELECT id, eval_item_id, train_item_id, decision, act, note FROM decisions WHERE reviewer = ? AND undone_at IS NULL "
             "ORDER BY id DESC LIMIT 1")
 
 
@@ -199,7 +199,7 @@ def undoable(ws, reviewer: str) -> bool:
 def undo_last(ws, reviewer: str) -> dict | None:
     """Mark `reviewer`'s most recent live decision as undone, the whole act where it was one of several made at once
     (`decide_many`: a group's or the grid's); the previous decision of each pair applies again. Returns the pair
-    undone (the act's last) and `pairs`, how many."""
+    undone (the act's last), its `note` and `pairs`, how many."""
     with connect(ws) as conn:
         row = conn.execute(_LAST_OF, (reviewer,)).fetchone()
         if row is None:
@@ -210,7 +210,8 @@ def undo_last(ws, reviewer: str) -> dict | None:
         else:
             n = conn.execute("UPDATE decisions SET undone_at = ? WHERE act = ? AND reviewer = ? AND undone_at IS NULL",
                              (_now(), row[4], reviewer)).rowcount
-    return {"id": row[0], "eval_item_id": row[1], "train_item_id": row[2], "decision": row[3], "pairs": int(n)}
+    return {"id": row[0], "eval_item_id": row[1], "train_item_id": row[2], "decision": row[3], "note": row[5],
+            "pairs": int(n)}
 
 
 _DECISION_COLUMNS = ["eval_item_id", "train_item_id", "decision", "note", "reviewer", "created_at"]

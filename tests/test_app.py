@@ -90,6 +90,14 @@ def test_review_decide_persists_undo_and_progress(ws):
     assert len(review.latest_decisions(ws)) == 1
     assert "Reviewed 1 of 3" in at.get("progress")[0].proto.text
     assert first == 0
+    # a note goes with its decision, and back into its box with an undo (a new user's was lost after S, Z, S)
+    at.text_input(key="review_note").set_value("same bee, cropped").run()
+    at.button(key="decide_soft").click().run()
+    assert at.text_input(key="review_note").value == ""
+    at.button(key="undo").click().run()
+    assert at.text_input(key="review_note").value == "same bee, cropped"
+    at.button(key="decide_soft").click().run()
+    assert "same bee, cropped" in set(review.latest_decisions(ws)["note"].dropna())
 
 
 def test_previous_at_the_start_of_the_queue_says_so_and_how_to_go_back_to_a_decided_pair(ws):

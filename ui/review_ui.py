@@ -98,6 +98,8 @@ def _undo(ws_path: str) -> None:
         + (f" on {undone['pairs']} pairs (one act: a group's or the grid's)" if undone.get("pairs", 1) > 1 else ""))
     if undone is not None:
         st.session_state["review_current"] = (undone["eval_item_id"], undone["train_item_id"])
+        if undone.get("note"):  # the note goes back in its box with the pair (a new user's was gone after Z, S)
+            st.session_state["review_note"] = undone["note"]
         # group mode shows the group of the pair undone
         st.session_state["group_undone"] = (undone["eval_item_id"], undone["train_item_id"])
 
