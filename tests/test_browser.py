@@ -241,6 +241,14 @@ def test_arrows_move_the_pair_after_a_click_in_the_sidebar(shared_server, browse
         page.keyboard.press("ArrowRight")
         expect(page.get_by_text("Pair 3 / 3")).to_be_visible(timeout=30_000)
         expect(overlay).to_have_attribute("aria-checked", "true")  # the mode stays
+        # a sidebar filter's box opened and closed with Escape: the focus stayed in it and the arrows moved nothing
+        states = page.locator("[data-testid='stSidebar'] [data-testid='stMultiSelect']").filter(
+            has=page.get_by_text("Decision state", exact=True))
+        states.locator("input").click()
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(300)
+        page.keyboard.press("ArrowLeft")
+        expect(page.get_by_text("Pair 2 / 3")).to_be_visible(timeout=30_000)
         browser.close()
 
 

@@ -263,10 +263,12 @@ _RELEASE_FOCUS = """<script>
   }, true);
   // Enter in a sidebar text box (the Reviewer's name) commits it and gives the keys back to the page: a new user
   // typed a name, pressed Enter, and found H and the arrows did nothing (H would have typed into the name)
+  // Escape in a sidebar filter's box (a multiselect's) closes it and gives the keys back too: the focus stayed in
+  // the box, and the arrows moved nothing until a click on the page
   doc.addEventListener("keydown", (e) => {
     const t = e.target;
-    if (e.key === "Enter" && t.tagName === "INPUT" && t.type === "text" && t.closest
-        && t.closest('[data-testid="stSidebar"]')) {
+    const inSidebar = t.tagName === "INPUT" && t.closest && t.closest('[data-testid="stSidebar"]');
+    if (inSidebar && ((e.key === "Enter" && t.type === "text") || e.key === "Escape")) {
       setTimeout(() => t.blur(), 0);
     }
   }, true);
