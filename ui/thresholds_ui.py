@@ -319,8 +319,9 @@ def charts(ws: Workspace, encoder: str, score: str, points, curves: dict, hist, 
     st.markdown(f"At **hard {hard:.4f}**: catches {100 * tpr_h:.1f}% of edited copies, {100 * fpr_h:.3f}% false positives · "
                 f"at **soft {soft:.4f}**: {100 * tpr_s:.1f}% of copies, {100 * fpr_s:.3f}% false positives")
     if score == "fused" and tpr_h < 0.9:  # a new user read "catches 50% at hard" as half the copies missed
-        st.caption("Hard is kept for the same picture (an exact or re-encoded copy); the suite's stronger edits "
-                   "(crops, banners, colour) are caught at soft, as leaks of the soft degree.")
+        st.caption("Hard is kept for pairs the raw similarity also calls the same picture (an exact or re-encoded "
+                   "copy, and the light edits the encoder sees through, such as a flip or a small crop); the "
+                   "suite's stronger edits (crops, banners, colour) are caught at soft, as leaks of the soft degree.")
 
 
 def histogram_chart(hist, hard: float, soft: float, fused: bool = False) -> None:

@@ -118,11 +118,14 @@ class LabelConflictCheck(Check):
     name = "label_conflict"
     kind = "pairs"
     description = "the same picture, or a confirmed near-duplicate, carrying different labels (across and within splits)"
-    # hard and soft as the similarity's: an edited copy (a crop, a banner) is soft, so the words say "as it is" and
-    # "edited": a new user read "2 are the same picture under a different label" beside "hard 0 (the same picture)"
-    words = Words(title="Label conflicts", hard="the same picture as it is, under another label",
-                  soft="the same picture edited, or a near-duplicate, under another label (not confirmed)",
-                  score="similarity", strong="high", hard_title="Label conflicts: the same picture as it is",
+    # hard and soft as the similarity's (a curator's where one decided): an edited copy (a crop, a banner) is mostly
+    # soft. A new user read "2 are the same picture under a different label" beside "hard 0 (the same picture)", and
+    # another "the same picture as it is" for a mirrored crop the score calls hard, and "not confirmed" for two
+    # copies they had confirmed
+    words = Words(title="Label conflicts",
+                  hard="the same picture (hard by the score, or confirmed hard), under another label",
+                  soft="the same picture edited, or a near-duplicate, under another label",
+                  score="similarity", strong="high", hard_title="Label conflicts: the same picture",
                   soft_title="Label conflicts: any near-duplicate",
                   caption="Share of each evaluation split (columns) that is the same picture as an image of each "
                           "training source (rows) under another label.",
