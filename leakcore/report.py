@@ -570,11 +570,14 @@ def _provenance(project, decisions: pd.DataFrame) -> dict:
                       "undone": int(history["undone_at"].notna().sum()) if len(history) else 0,
                       "by_decision": {str(k): int(v) for k, v in live["decision"].value_counts().items()},
                       "reviewers": {str(k): int(v) for k, v in live["reviewer"].value_counts().items()},
-                      # every live decision each reviewer made, the ones a colleague's later decision replaced too
-                      # (16 decisions by two curators read "carl (8)")
-                      "made_by": ({str(k): int(v) for k, v in
-                                   history.loc[history["undone_at"].isna(), "reviewer"].value_counts().items()}
+                      # every decision each reviewer made, the ones a colleague's later decision replaced and the
+                      # ones undone too, as the line above counts them (16 decisions by two curators read "carl (8)";
+                      # "11 made, 1 undone" stood beside the only reviewer's "10 made")
+                      "made_by": ({str(k): int(v) for k, v in history["reviewer"].value_counts().items()}
                                   if len(history) else {}),
+                      "undone_by": ({str(k): int(v) for k, v in
+                                     history.loc[history["undone_at"].notna(), "reviewer"].value_counts().items()}
+                                    if len(history) else {}),
                       "first": history["created_at"].min() if len(history) else None,
                       "last": history["created_at"].max() if len(history) else None,
                       # pairs reviewers decided differently, each one's latest (the last in force): on a shared
@@ -1400,7 +1403,9 @@ def _provenance_html(data: dict) -> str:
                 ("decisions", f"{d['in_force']:,} in force ({by_decision or 'none'}); "
                               f"{d['made']:,} made, {d['undone']:,} undone"
                               + (f"; {d['first']} to {d['last']}" if d["first"] else "")),
-                ("reviewers", ", ".join(f"{k} ({d['reviewers'].get(k, 0):,} in force, {v:,} made)"
+                ("reviewers", ", ".join(f"{k} ({d['reviewers'].get(k, 0):,} in force, {v:,} made"
+                                        + (f", {d['undone_by'][k]:,} undone" if (d.get("undone_by") or {}).get(k) else "")
+                                        + ")"
                                         for k, v in (d.get("made_by") or d["reviewers"]).items()) or "none")])]
     split = d.get("disagreements") or []
     if split:

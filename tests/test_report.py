@@ -101,6 +101,12 @@ def test_decisions_reach_the_verdict_the_rows_and_the_provenance(ws):
     assert prov["in_force"] == 3 and prov["reviewers"] == {"ana": 2, "ben": 1}
     page = doc.html()
     assert "hard leak" in page and "(ana)" in page and "ana (2 in force, 2 made)" in page
+    # an undone decision counts among those made, as the total line counts it ("11 made, 1 undone" stood beside the
+    # only reviewer's "10 made")
+    ws.decisions.decide(e2, t2, "soft", reviewer="ana")
+    ws.decisions.undo_last("ana")
+    page = ws.report_document().html()
+    assert "4 made, 1 undone" in page and "ana (2 in force, 3 made, 1 undone)" in page
     auto = ws.report_document(use_decisions=False).data
     assert {r["eval_item_id"] for r in auto["findings"]["similarity"]["strongest"]} >= {e1, e2, e3}
 
