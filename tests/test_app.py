@@ -665,7 +665,9 @@ def test_a_link_copied_from_the_address_bar_opens_its_pair_once_it_is_decided(ws
     at.run()
     assert not at.exception
     assert (at.query_params["eval"], at.query_params["train"]) == (target["eval_item_id"], target["train_item_id"])
-    assert at.session_state["f_states"] == [] and not at.toast  # the decided pair in view, no "not in this queue"
+    assert at.session_state["f_states"] == []  # the decided pair in view, no "not in this queue", and said so
+    assert [t.value for t in at.toast] == ["The link's filters no longer hold its pair (decided since): it is shown "
+                                           "in the whole queue"]
 
 
 def test_a_link_to_a_decided_pair_opens_it_when_every_pair_is_decided(ws):

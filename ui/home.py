@@ -120,7 +120,7 @@ def scan_ui(ws: Workspace) -> None:
     st.session_state.setdefault("scan_flip", settings.flip_queries)
     st.session_state.setdefault("scan_grouping", settings.grouping)
     v1, v2, v3 = st.columns([2, 1, 1.2])
-    verify = v1.checkbox("Verify candidate pairs on their pixels (second stage; on by default for photos)",
+    verify = v1.checkbox("Verify pairs on their pixels (on for photos)",  # a longer label was cut at 1,400 px
                          key="scan_verify", on_change=lambda: st.session_state.update(scan_verify_chosen=True), **off,
                          help="Alignment over flips, turns, scales and shifts, NCC, SSIM, local features and a crop "
                               "search for every pair above the candidate threshold, and a fused score fitted on the "

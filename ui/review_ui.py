@@ -215,6 +215,8 @@ def restore_from_url(queue: pd.DataFrame, checks: list[str], splits: dict[str, l
     A bare pair link (?eval=…&train=…, no filters) opens its pair in the whole queue."""
     if st.session_state.pop("review_widen", False):  # `position`: the link's filters no longer hold its pair
         _whole_queue(st.session_state)
+        st.session_state["flash"] = ("The link's filters no longer hold its pair (decided since): it is shown in the "
+                                     "whole queue")  # said, not the sidebar's filters changed without a word
         return
     params = _url_now()
     if not params or st.session_state.get("review_url") == params:
@@ -430,7 +432,7 @@ def next_strip(ws: Workspace, items: pd.DataFrame, view, pos: int) -> None:
         cells.append(f'<a href="{html.escape(link, quote=True)}" '
                      f'target="_self" title="{tip}" style="text-decoration:none;color:inherit;text-align:center">'
                      f'{imgs}<span style="font-size:0.75rem">{similarity:.4f}</span></a>')
-    st.caption(f"Next {len(ahead)} pairs (click one to open it)")
+    st.caption(f"Next {len(ahead)} pair{'' if len(ahead) == 1 else 's'} (click one to open it)")
     st.markdown('<div style="display:flex;gap:10px;flex-wrap:wrap">' + "".join(cells) + "</div>",
                 unsafe_allow_html=True)
 
