@@ -207,12 +207,13 @@ def canvas(img: Image.Image, size: int = WORK_SIZE) -> tuple[np.ndarray, np.ndar
     return lum, mask
 
 
-def canvas_agreement(a: Image.Image, b: Image.Image) -> float:
-    """The NCC of two images' canvases (WORK_SIZE, each fitted by its longer side) where both hold pixels, as they
-    are or the first mirrored, the better of the two; 0 where either is flat. A cheap test of "one photograph, the
-    same framing": a JPEG copy at quality 8 of a pet photo scored 1.000, the best other pair of three photo sets 0.81."""
-    ca, ma = canvas(a)
-    cb, mb = canvas(b)
+def canvas_agreement(a: "Image.Image | tuple", b: "Image.Image | tuple") -> float:
+    """The NCC of two images' canvases (WORK_SIZE, each fitted by its longer side; an image, or its `canvas` made
+    before) where both hold pixels, as they are or the first mirrored, the better of the two; 0 where either is flat.
+    A cheap test of "one photograph, the same framing": a JPEG copy at quality 8 of a pet photo scored 1.000, the
+    best other pair of three photo sets 0.81."""
+    ca, ma = a if isinstance(a, tuple) else canvas(a)
+    cb, mb = b if isinstance(b, tuple) else canvas(b)
 
     def ncc(x: np.ndarray, m: np.ndarray) -> float:
         inside = (m * mb) > 0
