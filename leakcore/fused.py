@@ -647,19 +647,22 @@ def rescued(ws, table: pd.DataFrame, fm: FusedModel) -> np.ndarray:
         return out
     items = ws.items().drop_duplicates("item_id").set_index("item_id")
     ids = [i for i in pd.unique(pd.concat([nearest["eval_item_id"], nearest["train_item_id"]])) if i in items.index]
-    sha = items["sha256"]
     # each image's canvas (8 KB) kept by content for the workspace's next tables (an evaluation split against several
-    # training sources asks for its images again), the most recent INPUTS_KEPT
+    # training sources asks for its images again), the most recent INPUTS_KEPT; an item without a real content hash
+    # (a synthetic table's) is not kept
+    sha = {i: h for i, h in items["sha256"].items() if isinstance(h, str) and len(h) == 64}
     kept = ws.cache("rescue canvases", ws.stamp("items"), lambda: verify._Recent(verify.INPUTS_KEPT))
     here = {}
     new = []
     for i in ids:
-        if sha.get(i) in kept:
-            here[i] = kept[sha.get(i)]
+        if i in sha and sha[i] in kept:
+            here[i] = kept[sha[i]]
         else:
             new.append(i)
     for i, image in zip(new, verify.load_images(items.loc[new].reset_index(), ws.sources, side=RESCUE_SIDE, gray=True)):
-        here[i] = kept[sha.get(i)] = None if image is None else verify.canvas(image)
+        here[i] = None if image is None else verify.canvas(image)
+        if i in sha:
+            kept[sha[i]] = here[i]
     for row, e, tr in zip(nearest.index, nearest["eval_item_id"], nearest["train_item_id"]):
         a, b = here.get(e), here.get(tr)
         out[row] = a is not None and b is not None and verify.canvas_agreement(a, b) >= RESCUE_NCC
