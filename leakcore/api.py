@@ -1208,17 +1208,32 @@ class Project:
             self.team.audit(who, "scan", after={"encoder": ws.encoder, "k": ws.k, "ray": ray})  # once it has finished
         return result
 
-    def _read_changed_files(self) -> int:
+    def _read_changed_files(self) -> dict:
         """Probe again the image files that changed on disk since they were added (`catalog.changed_files`), before a
-        scan plans: the scan then embeds and searches them as they are now. Returns how many."""
-        ws = self.workspace
-        from leakcore import catalog
+        scan plans: the scan then embeds and searches them as they are now. Returns {"changed": n, "gone": of them
+        removed, "new": {dataset: files under a folder dataset's root that are not items yet}}: new files are said,
+        not added (`leakcore add` adds them with the options the dataset was added with, which a scan does not
+        know: a pattern that names groups, links followed)."""
+        from leakcore import catalog, formats
 
-        items, changed = catalog.changed_files(ws.items(), {n: d.folders for n, d in ws.datasets.items()},
-                                               ws.max_pixels or _images.DEFAULT_MAX_PIXELS)
+        ws = self.workspace
+        items, changed, gone = catalog.changed_files(ws.items(), {n: d.folders for n, d in ws.datasets.items()},
+                                                     ws.max_pixels or _images.DEFAULT_MAX_PIXELS)
         if changed:
             ws.write_items(items)
-        return changed
+        new = {}
+        for name, d in ws.datasets.items():
+            if d.format != "folder" or not d.source or not Path(d.source).is_dir():
+                continue
+            try:
+                source = formats.load_source(Path(d.source), "folder", root=Path(d.root) if d.root else None)
+            except LeakcoreError:
+                continue
+            known = set(items.loc[items["dataset"] == name, "item_id"].astype(str))
+            n = sum(f"{name}/{r.split}/{r.key}" not in known for r in source.records)
+            if n:
+                new[name] = n
+        return {"changed": changed, "gone": gone, "new": new}
 
     def report(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True) -> dict:
         """Everything `leakcore report --json` prints: thresholds, rates and the matrices."""

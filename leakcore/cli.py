@@ -180,10 +180,20 @@ def cmd_scan(args) -> int:
                           flip_queries=args.flip_queries, encoder_options=options, grouping=args.grouping,
                           verify=args.verify, ray=args.ray, workers=args.workers)
     bars.close()
-    if result.refreshed:
-        print(f"{result.refreshed} image file{'s' if result.refreshed != 1 else ''} had changed on disk since "
-              f"{'they were' if result.refreshed != 1 else 'it was'} added: read again, and scanned as "
-              f"{'they are' if result.refreshed != 1 else 'it is'} now")
+    files = result.refreshed or {}
+    changed, gone = files.get("changed", 0) - files.get("gone", 0), files.get("gone", 0)
+    if changed:
+        print(f"{changed} image file{'s' if changed != 1 else ''} had changed on disk since "
+              f"{'they were' if changed != 1 else 'it was'} added: read again, and scanned as "
+              f"{'they are' if changed != 1 else 'it is'} now")
+    if gone:
+        print(f"{gone} image file{'s' if gone != 1 else ''} {'are' if gone != 1 else 'is'} gone from disk since "
+              f"{'they were' if gone != 1 else 'it was'} added: listed as missing, and no longer checked")
+    for name, n in (files.get("new") or {}).items():
+        source = project.workspace.datasets[name].source
+        print(f"{n} new image file{'s' if n != 1 else ''} under {source} {'are' if n != 1 else 'is'} not in the "
+              f"workspace yet, so not checked: `leakcore add {project.path} --dataset {name} --source {source}` "
+              "adds them (run it before a scan in CI)")
     fm = project.scores.fused_model() if project.settings.verify else None
     print(f"scan with {result.encoder}: {len(result.pairs_searched)} split pairs searched, "
           f"{len(result.pairs_skipped)} unchanged, {result.seconds:.1f}s" + (" (verification included)" if fm else ""))

@@ -41,7 +41,8 @@ class ScanResult:
     embedded_splits: list[str] = field(default_factory=list)
     verified: list[str] = field(default_factory=list)  # fit and verification jobs run
     seconds: float = 0.0
-    refreshed: int = 0  # image files that had changed on disk since they were added, probed again first
+    refreshed: dict = field(default_factory=dict)  # files changed or gone on disk since they were added (probed again
+    # first), and new ones under a folder dataset not added (`Project._read_changed_files`)
 
 
 def split_id(dataset: str, split: str) -> str:

@@ -300,8 +300,12 @@ def test_a_scan_reads_again_the_files_changed_on_disk_since_they_were_added(tmp_
     swapped = next(root.glob("train/*/train_002.jpg"))
     swapped.unlink()
     swapped.symlink_to(outside)
+    photo(31, (48, 40)).save(root / "test" / "cat" / "new_one.jpg")  # a file added: said, not added behind a pattern
     assert main(["scan", str(tmp_path / "ws")]) == 0
-    assert "3 image files had changed on disk since they were added" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 image files had changed on disk since they were added" in out
+    assert "1 image file is gone from disk since it was added: listed as missing" in out
+    assert f"1 new image file under {root} is not in the workspace yet" in out and "leakcore add" in out
     ws.clear_caches()
     after = ws.items().set_index("item_id")
     key = lambda p: f"d/train/{p.parent.name}/{p.name}"  # noqa: E731
@@ -311,4 +315,6 @@ def test_a_scan_reads_again_the_files_changed_on_disk_since_they_were_added(tmp_
     assert "outside" in after.at[key(swapped), "reason"]
     assert leak not in set(leakage.load_pairs(ws).loc[lambda p: p["similarity"] >= soft, "eval_item_id"])
     assert main(["scan", str(tmp_path / "ws")]) == 0
-    assert "had changed on disk" not in capsys.readouterr().out  # read once
+    out = capsys.readouterr().out
+    assert "had changed on disk" not in out and "gone from disk" not in out  # read once
+    assert "1 new image file" in out  # until it is added

@@ -160,6 +160,16 @@ def _scan_summary(ws: Workspace, result) -> str:
     """What a scan from the page did, in the CLI's terms: time, split pairs searched, and what verification changed."""
     text = (f"Scan done in {result.seconds:.1f}s: {len(result.pairs_searched)} pairs of splits searched, "
             f"{len(result.pairs_skipped)} unchanged.")
+    files = getattr(result, "refreshed", None) or {}  # files changed, gone or new on disk since they were added
+    changed, gone = files.get("changed", 0) - files.get("gone", 0), files.get("gone", 0)
+    if changed:
+        text += f" {changed} image file{'s' if changed != 1 else ''} had changed on disk: read again."
+    if gone:
+        text += f" {gone} image file{'s' if gone != 1 else ''} {'are' if gone != 1 else 'is'} gone: listed as missing."
+    for name, n in (files.get("new") or {}).items():
+        text += (f" {n} new image file{'s' if n != 1 else ''} in the folder of {name} {'are' if n != 1 else 'is'} "
+                 "not in the workspace yet, so not checked: add the dataset again (Add a dataset, same name and "
+                 "folder) to include them.")
     fm = ws.scores.fused_model() if ws.settings.verify else None
     if fm is None:
         return text
