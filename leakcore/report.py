@@ -535,13 +535,23 @@ def _provenance(project, decisions: pd.DataFrame) -> dict:
     inputs_as_of = _export._inputs_time(ws)
     read_by = {True: inputs_as_of, False: _export._inputs_time(ws, groups=False)}  # an export without groups reads less
     exports = []
-    for f in sorted(ws.exports_dir.glob("*/provenance.json")) if ws.exports_dir.exists() else []:
+    # the workspace's own exports, and those written elsewhere (`export --out`: the audit log names their folders; a
+    # new user's export to a folder of their choosing was "No export has been written" in the report)
+    written = sorted(ws.exports_dir.glob("*/provenance.json")) if ws.exports_dir.exists() else []
+    elsewhere = [Path(str(e["after"]["folder"])) / "provenance.json" for e in project.team.audit_log.entries()
+                 if e.get("action") == "export" and isinstance(e.get("after"), dict) and e["after"].get("folder")]
+    inside = {f.resolve() for f in written}
+    for f in dict.fromkeys(f for f in elsewhere if f.resolve() not in inside):
+        if f.is_file():
+            written.append(f)
+    for f in written:
         try:
             p = json.loads(f.read_text())
         except (OSError, json.JSONDecodeError):
             continue
         t = p.get("thresholds", {})
-        exports.append({"folder": f.parent.name, "split": p.get("split"), "policy": p.get("policy", {}).get("flags"),
+        folder = f.parent.name if f.parent.parent == ws.exports_dir else str(f.parent)
+        exports.append({"folder": folder, "split": p.get("split"), "policy": p.get("policy", {}).get("flags"),
                         "kept": p.get("counts", {}).get("kept"), "removed": p.get("counts", {}).get("removed"),
                         "inputs_as_of": p.get("inputs_as_of"), "thresholds": t,
                         "current": bool(p.get("inputs_as_of") == read_by[bool(p.get("policy", {}).get(

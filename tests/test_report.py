@@ -413,6 +413,11 @@ def test_an_export_stays_current_after_a_scan_that_changes_nothing_it_read(ws, t
     time.sleep(1.1)  # the inputs' time is kept to the second
     ws.scan(grouping=True)
     assert [e["current"] for e in ws.report_document().data["provenance"]["exports"]] == [True]
+    # an export written outside the workspace (`export --out`) is listed too, by its folder (the report said "No
+    # export has been written" after a new user's export to a folder of their own)
+    ws.exports.write("animals/test", ws.exports.policy("hard"), out=str(tmp_path / "mine"))
+    listed = ws.report_document().data["provenance"]["exports"]
+    assert [e["folder"] for e in listed] == ["clean", str(tmp_path / "mine")]
 
 
 def test_the_terminal_report_names_the_flagged_images_with_their_match(ws, capsys):
