@@ -104,6 +104,9 @@ def test_the_gate_refuses_what_it_cannot_bound(project):
         project.checks.parse_bounds(["similarity"])
     with pytest.raises(Exception, match="percentage"):
         project.checks.parse_bounds(["similarity=lots"])
+    for out_of_range in ("similarity=-1", "similarity:hard=101"):  # -1 was taken, and failed every split
+        with pytest.raises(Exception, match="from 0 to 100"):
+            project.checks.parse_bounds([out_of_range])
     with pytest.raises(Exception, match="no rates"):
         project.checks.parse_bounds(["coverage=1"])
     # a workspace nothing has measured yet fails any bound instead of passing it

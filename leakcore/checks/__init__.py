@@ -110,6 +110,9 @@ def parse_bounds(specs) -> dict[str, dict[str, float]]:
             value = float(pct)
         except ValueError:
             raise InvalidInput(f"a bound is a percentage, got {pct!r} in {spec!r}") from None
+        if not 0 <= value <= 100:  # -1 was taken, and failed every split whatever it held
+            raise InvalidInput(f"a bound is a percentage from 0 to 100, got {pct!r} in {spec!r}",
+                               cli="--fail-above similarity=0 fails on any leak at all")
         out.setdefault(name, {})[degree] = value
     return out
 
