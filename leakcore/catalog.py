@@ -584,26 +584,27 @@ def build_items(
 
 def changed_files(items: pd.DataFrame, folders: dict[str, list[str]], max_pixels: int = images.DEFAULT_MAX_PIXELS,
                   workers: int | None = None) -> tuple[pd.DataFrame, int, int]:
-    """(the item table, how many items changed, how many of them are gone): each image file (not a row of a container: a Parquet file, a CIFAR
-    batch) whose size or modification time differs from those it was probed with is probed again, as `add` would:
-    its content hash, size and status; a file gone is missing, one that now resolves outside its dataset's
-    `folders` is refused. A scan read a training photo replaced by another under its name as the old one (its
-    embedding, its pairs, a confirmed leak), and only `leakcore add` noticed."""
+    """(the item table, how many items changed, how many of them are gone): each image file (not a row of a
+    container: a Parquet file, a CIFAR batch) whose size or modification time differs from those it was probed with
+    is probed again, as `add` would: its content hash, size and status; a file gone is missing, one that now resolves
+    outside its dataset's `folders` is refused. A scan read a training photo replaced by another under its name as
+    the old one (its embedding, its pairs, a confirmed leak), and only `leakcore add` noticed."""
     files = items[(items["row"].to_numpy() < 0) & items["fsize"].notna().to_numpy()
                   & (items["fsize"].to_numpy(dtype=np.float64) >= 0)]
     if files.empty:
         return items, 0, 0
     stats = [file_stat(u) for u in files["uri"].astype(str)]
     now = np.array(stats, dtype=np.int64).reshape(-1, 2)
-    moved = (now[:, 0] != files["fsize"].to_numpy(dtype=np.int64)) | (now[:, 1] != files["mtime_ns"].to_numpy(dtype=np.int64))
+    moved = ((now[:, 0] != files["fsize"].to_numpy(dtype=np.int64))
+             | (now[:, 1] != files["mtime_ns"].to_numpy(dtype=np.int64)))
     if not moved.any():
         return items, 0, 0
     changed = files[moved]
     out = items.copy()
     inside = {d: [Path(f) for f in fs] for d, fs in folders.items()}
     todo = []
-    for idx, uri, dataset, (fsize, mtime) in zip(changed.index, changed["uri"].astype(str), changed["dataset"].astype(str),
-                                                 now[moved]):
+    for idx, uri, dataset, (fsize, mtime) in zip(changed.index, changed["uri"].astype(str),
+                                                 changed["dataset"].astype(str), now[moved]):
         out.loc[idx, ["fsize", "mtime_ns"]] = [int(fsize), int(mtime)]
         if fsize < 0:
             out.loc[idx, ["sha256", "width", "height", "status", "reason"]] = [None, -1, -1, "unreadable", images.MISSING]
