@@ -298,6 +298,9 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
                     + (" that the benchmark rewards" if f["transfers"] else ""))
     for f in failures:
         print(f"FAIL {f}", file=sys.stderr)
+    if bounds and not failures:  # a passing gate says what it held to (a CI log showed nothing either way)
+        held = "; ".join(f"{check} {degree} <= {pct:g}%" for check, by in bounds.items() for degree, pct in by.items())
+        print(f"PASS every evaluation split within the bounds: {held}", file=sys.stderr)
     return 1 if failures else 0
 
 
