@@ -459,7 +459,7 @@ class ShortcutAudit:
             line = (f"no metadata shortcut on training: balanced accuracy {m.balanced_accuracy:.3f} vs chance "
                     f"{m.chance:.3f} ({why})")
             t = m.transfer
-            if t and t["balanced_accuracy"] > t["chance"] + 0.1:  # not settled on training, yet it scores on eval
+            if _scores_on_evaluation(m):  # not settled on training, yet it scores on eval
                 line += (f"; but fit on training it scores {t['balanced_accuracy']:.3f} on the evaluation split "
                          f"(chance {t['chance']:.3f}, {t.get('n_eval', '?')} images): worth a look")
             out.append(line)
@@ -598,10 +598,17 @@ def timing_words(seconds: dict) -> str:
     return ", ".join(f"{names.get(k, k)} {words(v)}" for k, v in (seconds or {}).items()) or "time not recorded"
 
 
+def _scores_on_evaluation(m: "ProbeResult") -> bool:
+    """Whether the metadata probe, fit on training, scores on the evaluation split more than 0.1 over chance."""
+    t = m.transfer
+    return bool(t) and t["balanced_accuracy"] > t["chance"] + 0.1
+
+
 def found(result: ShortcutAudit) -> dict:
-    """{"metadata": bool, "marker": region or None, "transfers": bool, "names": bool}: what a gate checks.
-    "names": the metadata finding is mostly the file and folder names (`NAMES`), which a model reading pixels never
-    sees."""
+    """{"metadata": bool, "marker": region or None, "transfers": bool, "names": bool, "on_evaluation": bool}: what a
+    gate checks. "names": the metadata finding is mostly the file and folder names (`NAMES`), which a model reading
+    pixels never sees; "on_evaluation": the metadata probe scores on the evaluation split whether or not it is settled
+    on training (the verdict's "worth a look")."""
     m = result.metadata
     meta = bool(m.p_value <= ALPHA and m.balanced_accuracy > m.chance + 0.1)
     marker = result.regions.marker if result.regions is not None else None
@@ -609,7 +616,8 @@ def found(result: ShortcutAudit) -> dict:
                      (marker and result.regions.transfer and
                       result.regions.transfer["balanced_accuracy"] > result.regions.transfer["chance"] + 0.1))
     names = bool(meta and not m.importance.empty and m.importance.iloc[0]["family"] == NAMES)
-    return {"metadata": meta, "marker": marker, "transfers": transfers, "names": names}
+    return {"metadata": meta, "marker": marker, "transfers": transfers, "names": names,
+            "on_evaluation": _scores_on_evaluation(m)}
 
 
 def load(ws, dataset: str | None = None) -> dict[str, dict]:

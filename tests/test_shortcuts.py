@@ -200,12 +200,14 @@ def test_a_verdict_of_no_shortcut_says_why_and_names_a_probe_that_scores_on_eval
     assert "scores 0.680 on the evaluation split (chance 0.500, 100 images): worth a look" in line
     line = verdict(0.01, 0.55, {"balanced_accuracy": 0.52, "chance": 0.5, "n_eval": 100})
     assert "less than 0.1 over chance" in line and "worth a look" not in line
-    # the page's box for "worth a look" is a note, not a green tick (two signals at once)
-    from ui.shortcuts_ui import _scores_on_evaluation
+    # the page's box for "worth a look" is a note, not a green tick (two signals at once): `found` says which
+    def found(p, acc, transfer):
+        m = shortcuts.ProbeResult("metadata", acc, 0.5, p, 200, 2, transfer=transfer)
+        return shortcuts.found(shortcuts.ShortcutAudit("d", "train", "val", m, None, pd.DataFrame()))
 
-    assert _scores_on_evaluation({"metadata": {"transfer": {"balanced_accuracy": 0.68, "chance": 0.5}}})
-    assert not _scores_on_evaluation({"metadata": {"transfer": {"balanced_accuracy": 0.52, "chance": 0.5}}})
-    assert not _scores_on_evaluation({"metadata": {"transfer": None}})
+    assert found(0.0505, 0.579, {"balanced_accuracy": 0.68, "chance": 0.5, "n_eval": 100})["on_evaluation"]
+    assert not found(0.01, 0.55, {"balanced_accuracy": 0.52, "chance": 0.5, "n_eval": 100})["on_evaluation"]
+    assert not found(0.01, 0.8, {})["on_evaluation"]
     assert verdict(0.01, 0.8, {}).startswith("metadata predicts the label")
     table = pd.DataFrame({"region": ["whole", "border", "top-left", "top-right", "bottom-left", "bottom-right"],
                           "balanced_accuracy": [0.81, 0.758, 0.63, 0.67, 0.64, 0.65], "chance": 0.5})

@@ -20,21 +20,14 @@ def verdict(audit: dict) -> None:
         st.warning("**A shortcut the benchmark rewards.** " + text, icon=":material/report:")
     elif f["metadata"] or f["marker"]:
         st.warning(text, icon=":material/warning:")
-    elif _scores_on_evaluation(audit):  # not settled on training, yet it scores on the evaluation split: a green
-        # tick beside "worth a look" sent two signals
+    elif f.get("on_evaluation"):  # not settled on training, yet it scores on the evaluation split: a green tick
+        # beside "worth a look" sent two signals (an audit stored before says nothing of it)
         st.info(text, icon=":material/search:")
     else:
         st.success(text, icon=":material/check_circle:")
     st.caption(f"Fit on {audit['dataset']}/{audit['train_split']}"
                + (f", scored on {audit['dataset']}/{audit['eval_split']}" if audit["eval_split"] else "")
                + f" · run {audit['created']} · {audit.get('timing') or 'time not recorded'}")
-
-
-def _scores_on_evaluation(audit: dict) -> bool:
-    """Whether the metadata probe, fit on training, scores on the evaluation split clearly over chance (the
-    verdict's "worth a look")."""
-    t = (audit.get("metadata") or {}).get("transfer") or {}
-    return bool(t) and t.get("balanced_accuracy", 0) > t.get("chance", 1) + 0.1
 
 
 def metadata(audit: dict) -> None:
