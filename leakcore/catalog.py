@@ -516,6 +516,16 @@ def file_stat(uri: str) -> tuple[int, int]:
         return -1, -1
 
 
+def probe_files(uris, rows, max_pixels: int = images.DEFAULT_MAX_PIXELS,
+                workers: int | None = None) -> Iterator[tuple[int, dict]]:
+    """(position, `probe_bytes` of its bytes) for parallel sequences of uris and rows, each container read once
+    (`iter_bytes`: in container order, not the given one), probed on a thread per core (hashing and decoding let go of
+    Python's lock)."""
+    probe = functools.partial(probe_bytes, max_pixels=max_pixels)
+    with ThreadPoolExecutor(max_workers=workers or (os.cpu_count() or 2)) as pool:
+        yield from bounded_map(pool, lambda pair: (pair[0], probe(pair[1])), iter_bytes(uris, rows))
+
+
 def build_items(
     dataset: str,
     source: Source,
@@ -556,26 +566,17 @@ def build_items(
         rows.append(base)
 
     total = len(todo)
-    stream = iter_bytes([r.uri for _, r in todo], [r.row for _, r in todo])
-    order: list[int] = []
-
-    def datas():
-        for pos, data in stream:
-            order.append(pos)
-            yield data
-
     if progress and total:
         progress(0, total)  # the stage starts now: its first reported images are timed from here
-    with ThreadPoolExecutor(max_workers=workers or (os.cpu_count() or 2)) as pool:
-        probe = functools.partial(probe_bytes, max_pixels=max_pixels)
-        for done, result in enumerate(bounded_map(pool, probe, datas()), 1):
-            row = rows[todo[order[done - 1]][0]]
-            exif_time = result.pop("exif_time")
-            if not row["timestamp"] and exif_time:
-                row["timestamp"] = exif_time
-            row.update(result)
-            if progress and (done % 500 == 0 or done == total):
-                progress(done, total)
+    probed = probe_files([r.uri for _, r in todo], [r.row for _, r in todo], max_pixels, workers)
+    for done, (pos, result) in enumerate(probed, 1):
+        row = rows[todo[pos][0]]
+        exif_time = result.pop("exif_time")
+        if not row["timestamp"] and exif_time:
+            row["timestamp"] = exif_time
+        row.update(result)
+        if progress and (done % 500 == 0 or done == total):
+            progress(done, total)
     df = pd.DataFrame(rows) if rows else empty_items()
     if rows:
         df["time"], df["time_error"] = parse_times(df["timestamp"])
@@ -613,23 +614,11 @@ def changed_files(items: pd.DataFrame, folders: dict[str, list[str]], max_pixels
                 None, -1, -1, "unreadable", f"{images.OUTSIDE_ROOT}: {uri} resolves outside its dataset's folder"]
         else:
             todo.append(idx)
-    if todo:
-        with ThreadPoolExecutor(max_workers=workers or (os.cpu_count() or 2)) as pool:
-            probe = functools.partial(probe_bytes, max_pixels=max_pixels)
-            found = bounded_map(pool, lambda pair: (pair[0], probe(pair[1])),
-                                ((idx, _read_file(out.at[idx, "uri"])) for idx in todo))
-            for idx, result in found:
-                result.pop("exif_time", None)
-                for key, value in result.items():
-                    out.at[idx, key] = value
+    for pos, result in probe_files([out.at[idx, "uri"] for idx in todo], [-1] * len(todo), max_pixels, workers):
+        result.pop("exif_time", None)
+        for key, value in result.items():
+            out.at[todo[pos], key] = value
     return normalise_items(out), int(moved.sum()), int((now[moved][:, 0] < 0).sum())
-
-
-def _read_file(uri: str) -> bytes | None:
-    try:
-        return Path(uri).read_bytes()
-    except OSError:
-        return None
 
 
 def merge_items(existing: pd.DataFrame, dataset: str, new: pd.DataFrame, splits: Iterable[str]) -> pd.DataFrame:

@@ -214,15 +214,14 @@ def archive_plan(result: ExportResult, roots) -> ArchivePlan:
     links) where the file a link leads to lies inside one of `roots` (the datasets' folders) or the export's folder.
     A page offered "these files (zip)" under a list naming the image folder and zipped only removed.csv and
     provenance.json."""
-    allowed = [Path(r).resolve() for r in roots] + [result.folder.resolve()]
-    inside = lambda p: any(p == r or r in p.parents for r in allowed)  # noqa: E731
+    allowed = [Path(r) for r in roots] + [result.folder]
     entries, left_out, size, images = [], [], 0, 0
     for f in result.files:
         paths = sorted(q for q in f.rglob("*") if not q.is_dir()) if f.is_dir() else [f]
         for q in paths:
             real = q.resolve()
             name = q.relative_to(result.folder).as_posix() if q.is_relative_to(result.folder) else q.name
-            if not (real.is_file() and inside(real)):
+            if not (real.is_file() and any(catalog.is_inside(real, r) for r in allowed)):
                 left_out.append(name)
                 continue
             entries.append((str(q), name))
