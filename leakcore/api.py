@@ -1210,10 +1210,10 @@ class Project:
 
     def _read_changed_files(self) -> dict:
         """Probe again the image files that changed on disk since they were added (`catalog.changed_files`), before a
-        scan plans: the scan then embeds and searches them as they are now. Returns {"changed": n, "gone": of them
-        removed, "new": {dataset: files under a folder dataset's root that are not items yet}}: new files are said,
-        not added (`leakcore add` adds them with the options the dataset was added with, which a scan does not
-        know: a pattern that names groups, links followed)."""
+        scan plans: the scan then embeds and searches them as they are now. Returns {"changed": files read again,
+        "gone": files removed, "new": {dataset: files under a folder dataset's root that are not items yet}}: new
+        files are said, not added (`leakcore add` adds them with the options the dataset was added with, which a scan
+        does not know: a pattern that names groups, links followed)."""
         from leakcore import catalog, formats
 
         ws = self.workspace
@@ -1233,7 +1233,7 @@ class Project:
             n = sum(f"{name}/{r.split}/{r.key}" not in known for r in source.records)
             if n:
                 new[name] = n
-        return {"changed": changed, "gone": gone, "new": new}
+        return {"changed": changed - gone, "gone": gone, "new": new}
 
     def report(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True) -> dict:
         """Everything `leakcore report --json` prints: thresholds, rates and the matrices."""

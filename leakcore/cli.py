@@ -181,7 +181,7 @@ def cmd_scan(args) -> int:
                           verify=args.verify, ray=args.ray, workers=args.workers)
     bars.close()
     files = result.refreshed or {}
-    changed, gone = files.get("changed", 0) - files.get("gone", 0), files.get("gone", 0)
+    changed, gone = files.get("changed", 0), files.get("gone", 0)
     if changed:
         print(f"{changed} image file{'s' if changed != 1 else ''} had changed on disk since "
               f"{'they were' if changed != 1 else 'it was'} added: read again, and scanned as "

@@ -161,7 +161,7 @@ def _scan_summary(ws: Workspace, result) -> str:
     text = (f"Scan done in {result.seconds:.1f}s: {len(result.pairs_searched)} pairs of splits searched, "
             f"{len(result.pairs_skipped)} unchanged.")
     files = getattr(result, "refreshed", None) or {}  # files changed, gone or new on disk since they were added
-    changed, gone = files.get("changed", 0) - files.get("gone", 0), files.get("gone", 0)
+    changed, gone = files.get("changed", 0), files.get("gone", 0)
     if changed:
         text += f" {changed} image file{'s' if changed != 1 else ''} had changed on disk: read again."
     if gone:
