@@ -413,7 +413,8 @@ def was_rescued(pairs: pd.DataFrame) -> np.ndarray:
 
 
 def with_fused(ws, pairs: pd.DataFrame, fm: FusedModel) -> pd.DataFrame:
-    """`pairs` plus `fused` (P(same photograph); 0 where a pair is not verified, or under the candidate threshold)
+    """`pairs` plus `fused` (P(same photograph); 0 where a pair is not verified, or under the candidate threshold
+    and not `was_rescued`)
     and `verified`; `similarity` stays the raw cosine. (`raw_similarity`, a copy of it, is still added for callers
     written when `similarity` held the fused score; read `similarity`.)"""
     if pairs.empty:
