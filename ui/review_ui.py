@@ -275,16 +275,18 @@ def show_in_url(pair: pd.Series | None, pos: int = 0, group: int | None = None) 
     st.session_state["review_url"] = params  # our own write, not a link to open
 
 
-def _widen_for_link() -> bool:
-    """A link's filters (state=unreviewed) that no longer hold its pair: the whole queue, once, then the pair (asks
-    for a rerun and says True). `position` does it where the filters hold other pairs; here they hold none (every
-    pair decided: a link to a decided pair showed "all reviewed" and not the pair, without a word)."""
+def _link_to_widen() -> bool:
+    """Whether a link's pair is waiting to be shown and its filters have not been widened for it yet."""
     ss = st.session_state
-    if ss.get("review_current") is None or not ss.get("review_link_pending") or ss.get("review_widened"):
-        return False
-    ss["review_widen"] = ss["review_widened"] = True
+    return ss.get("review_current") is not None and bool(ss.get("review_link_pending")) and not ss.get("review_widened")
+
+
+def _widen_for_link() -> None:
+    """A link's filters (state=unreviewed) that no longer hold its pair: the whole queue, once, then the pair (a
+    rerun: this does not return). `position` does it where the filters hold other pairs; the panel where they hold
+    none (every pair decided: a link to a decided pair showed "all reviewed" and not the pair, without a word)."""
+    st.session_state["review_widen"] = st.session_state["review_widened"] = True
     st.rerun()
-    return True
 
 
 def position(view) -> int:
@@ -296,10 +298,10 @@ def position(view) -> int:
             st.session_state["review_pos"] = int(hit.argmax())
         elif st.session_state.get("review_refiltered"):
             st.session_state["review_pos"] = 0  # the pair on show left the queue with the filter: its first pair
-        elif _widen_for_link():
+        elif _link_to_widen():
             # a link copied from the address bar carries the sender's filters (state=unreviewed), which its pair left
             # once decided (a second curator's copy opened another pair): the whole queue, then that pair
-            pass
+            _widen_for_link()
         elif st.session_state.get("review_link_pending"):
             st.session_state["flash"] = ("The linked pair is not in this queue now (decided since, or filtered "
                                          f"out): showing pair {min(st.session_state['review_pos'], len(view) - 1) + 1}")
@@ -330,8 +332,8 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         unsure = counts.get("unsure", 0)  # decided "unsure": looked at, not settled (a curator read "all reviewed")
         st.progress(decided / total, text=f"Reviewed {decided} of {what}" + (f" ({unsure} unsure)" if unsure else "")
                     + f" · {len(view)} match the filters")
-        if view.empty and _widen_for_link():
-            return
+        if view.empty and _link_to_widen():
+            _widen_for_link()
         flash()
         if view.empty:
             show_in_url(None)
