@@ -725,19 +725,22 @@ class Scores:
         """Top-1 accuracy per edit of a calibration."""
         return _calibrate.robustness_table(result)
 
-    def verification_table(self, fm: "_fused.FusedModel") -> pd.DataFrame:
+    def verification_table(self, fm: "_fused.FusedModel", pairs: pd.DataFrame | None = None) -> pd.DataFrame:
         """Per evaluation split: verified pairs, and images flagged at the raw score's soft threshold and at the
-        fused score's (what `leakcore verify` prints after a run)."""
+        fused score's (what `leakcore verify` prints after a run). `pairs`: the stored pairs already scored by this
+        model (`pairs()` where the fused score is in force), else they are read and scored here."""
         from leakcore import fused as _fused
 
         ws = self._p.workspace
-        pairs = leakage.load_pairs(ws, raw=True)
-        scored = _fused.with_fused(ws, pairs[~pairs["within"]], fm)
+        if pairs is None or "fused" not in pairs or "verified" not in pairs:
+            pairs = leakage.load_pairs(ws, raw=True)
+            pairs = _fused.with_fused(ws, pairs[~pairs["within"]], fm)
+        scored = pairs[~pairs["within"]]
         raw = ws.thresholds(score="similarity")
         rows = []
         for ev, grp in scored.groupby("eval_split", sort=True):
             rows.append({"eval split": ev, "verified pairs": int(grp["verified"].sum()),
-                         "flagged (raw soft)": int(grp.loc[grp["raw_similarity"] >= raw.soft, "eval_item_id"].nunique()),
+                         "flagged (raw soft)": int(grp.loc[grp["similarity"] >= raw.soft, "eval_item_id"].nunique()),
                          "flagged (fused soft)": int(grp.loc[grp["fused"] >= fm.soft, "eval_item_id"].nunique())})
         return pd.DataFrame(rows)
 

@@ -201,19 +201,23 @@ def cmd_scan(args) -> int:
         print(f"verification: candidate pairs (raw similarity >= {fm.candidate:.4f}, and each image's nearest below "
               "it whose thumbnails agree as one photograph) checked on their pixels; "
               f"fused score hard {fm.hard:.4f}, soft {fm.soft:.4f}")
-        print(project.scores.verification_table(fm).to_string(index=False))
+        # the pairs read and scored once, for this table and the report below, where the fused score is in force
+        pairs = project.scores.pairs() if project.settings.score == "fused" else None
+        print(project.scores.verification_table(fm, pairs).to_string(index=False))
         if project.settings.score == "fused":
             print("the rates below use the fused score")
         else:
             print(f"the rates below use the raw similarity; to flag by the fused score: "
                   f"leakcore verify {args.dir} --use fused")
+        return _report(project, pairs=pairs)
     return _report(project)
 
 
 def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_decisions=True, hard=None, soft=None,
-            fail_on_shortcut=False, document=None, top: int | None = None) -> int:
+            fail_on_shortcut=False, document=None, top: int | None = None, pairs=None) -> int:
     """Print the rates (or the JSON report) and apply the CI gate: `bounds` is {check: {degree: percent}}; in the
-    terminal, the `top` (10) strongest flagged images of each evaluation split are named with their match."""
+    terminal, the `top` (10) strongest flagged images of each evaluation split are named with their match. `pairs`:
+    the stored pairs already scored by the score in force (`project.scores.pairs()`), else read here."""
     from leakcore.api import identical_within_split, matrices
 
     if as_json:
@@ -230,7 +234,7 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
               + (" (curator decisions applied where they exist)" if use_decisions else "")
               + "; the soft counts include the hard ones")
         # the pairs read and scored once for every check and list below (the fused score's were scored five times)
-        pairs = project.scores.pairs()
+        pairs = project.scores.pairs() if pairs is None else pairs
         table = project.checks.rates(hard=hard, soft=soft, use_decisions=use_decisions, pairs=pairs)
         if table.empty:
             print("no results yet: run `leakcore scan`")

@@ -375,14 +375,7 @@ def run_job(ctx: ScanContext, job: Job) -> None:
         fused.fit(ctx.ws, encoder_name=job.encoder, progress=ctx.progress, encoder=ctx.encoder)  # the scan's encoder
         return
     if isinstance(job, VerifyJob):
-        from leakcore import fused
-
-        model = fused.load(ctx.ws, ctx.plan.settings.encoder)
-        # the table with its pairs checked below the candidate threshold (`fused.rescued`), stored in it once per model
-        table = fused.rescue_table(ctx.ws, pair_path(ctx.ws, ctx.plan.settings.encoder, job.eval_split, job.train_split),
-                                   model)
-        fused.verify_pairs(ctx.ws, fused.candidates(table, model), model, progress=ctx.progress,
-                           stage=f"verify pairs {job.eval_split} -> {job.train_split}")
+        run_verify_jobs(ctx, [job])
         return
     if isinstance(job, EmbedJob):
         ctx.embed(job)
@@ -410,6 +403,20 @@ def run_job(ctx: ScanContext, job: Job) -> None:
         ctx.progress(job.name, total, total)  # reported once the table is stored
 
 
+def run_verify_jobs(ctx: ScanContext, jobs: list[VerifyJob]) -> None:
+    """Verify the candidate pairs of several tables in one run of the evidence: the cores share one queue of pairs,
+    so that a small table (an evaluation split against itself) does not end each table with one core idle."""
+    from leakcore import fused
+
+    model = fused.load(ctx.ws, ctx.plan.settings.encoder)
+    # each table with its pairs checked below the candidate threshold (`fused.rescued`), stored in it once per model
+    tables = [fused.rescue_table(ctx.ws, pair_path(ctx.ws, ctx.plan.settings.encoder, j.eval_split, j.train_split),
+                                 model) for j in jobs]
+    pairs = pd.concat([fused.candidates(t, model) for t in tables], ignore_index=True)
+    fused.verify_pairs(ctx.ws, pairs, model, progress=ctx.progress,
+                       stage="verify pairs " + ", ".join(f"{j.eval_split} -> {j.train_split}" for j in jobs))
+
+
 def run_scan(ws, plan: ScanPlan, *, encoder: Encoder | None = None, progress: ScanProgress | None = None,
              batch_size: int = 64, shard_size: int = 4096, budget_bytes: int = search.DEFAULT_BLOCK_BYTES,
              context: ScanContext | None = None) -> ScanResult:
@@ -419,7 +426,14 @@ def run_scan(ws, plan: ScanPlan, *, encoder: Encoder | None = None, progress: Sc
     ctx = context or ScanContext(ws, plan, encoder=encoder, batch_size=batch_size, shard_size=shard_size,
                                  budget_bytes=budget_bytes, progress=progress)
     result = ScanResult(encoder=plan.settings.encoder)
+    pending_verify = [j for j in plan.jobs if isinstance(j, VerifyJob) and not j.done]
     for job in plan.jobs:
+        if isinstance(job, VerifyJob) and not job.done:
+            # every table's pairs at once, where the first is reached (the fit and the searches are done by then)
+            if job is pending_verify[0]:
+                run_verify_jobs(ctx, pending_verify)
+            result.verified.append(job.name)
+            continue
         if isinstance(job, EmbedJob):
             if not job.mirror:
                 result.embedded_splits.append(str(job.split))
