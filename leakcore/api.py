@@ -1217,13 +1217,31 @@ class Project:
         "gone": files removed, "new": {dataset: files under a folder dataset's root that are not items yet}}: new
         files are said, not added (`leakcore add` adds them with the options the dataset was added with, which a scan
         does not know: a pattern that names groups, links followed)."""
-        from leakcore import catalog, formats
+        from leakcore import catalog
 
         ws = self.workspace
         items, changed, gone = catalog.changed_files(ws.items(), {n: d.folders for n, d in ws.datasets.items()},
                                                      ws.max_pixels or _images.DEFAULT_MAX_PIXELS)
         if changed:
             ws.write_items(items)
+        return {"changed": changed - gone, "gone": gone, "new": self._new_files(items)}
+
+    def files_since_added(self) -> dict:
+        """What a scan would find on disk first (`_read_changed_files`), read only: {"changed": image files whose size
+        or time changed since they were added, "gone": files removed, "new": {dataset: files not items yet}}; what
+        `leakcore scan --plan` says beside its jobs (which are planned on the files as they were added)."""
+        from leakcore import catalog
+
+        items = self.workspace.items()
+        _, now, moved = catalog.moved_files(items)
+        gone = int((now[moved][:, 0] < 0).sum())
+        return {"changed": int(moved.sum()) - gone, "gone": gone, "new": self._new_files(items)}
+
+    def _new_files(self, items: pd.DataFrame) -> dict:
+        """{dataset: image files under a folder dataset's root that are not among `items`}, where there are any."""
+        from leakcore import formats
+
+        ws = self.workspace
         new = {}
         for name, d in ws.datasets.items():
             if d.format != "folder" or not d.source or not Path(d.source).is_dir():
@@ -1236,7 +1254,7 @@ class Project:
             n = sum(f"{name}/{r.split}/{r.key}" not in known for r in source.records)
             if n:
                 new[name] = n
-        return {"changed": changed - gone, "gone": gone, "new": new}
+        return new
 
     def report(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True) -> dict:
         """Everything `leakcore report --json` prints: thresholds, rates and the matrices."""

@@ -583,6 +583,19 @@ def build_items(
     return normalise_items(df)
 
 
+def moved_files(items: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """(the items that are image files of their own, their (size, modification time) now, -1 where gone, and which
+    of them differ from those they were probed with): what `changed_files` reads again; reads, never writes."""
+    files = items[(items["row"].to_numpy() < 0) & items["fsize"].notna().to_numpy()
+                  & (items["fsize"].to_numpy(dtype=np.float64) >= 0)]
+    if files.empty:
+        return files, np.zeros((0, 2), np.int64), np.zeros(0, bool)
+    now = np.array([file_stat(u) for u in files["uri"].astype(str)], dtype=np.int64).reshape(-1, 2)
+    moved = ((now[:, 0] != files["fsize"].to_numpy(dtype=np.int64))
+             | (now[:, 1] != files["mtime_ns"].to_numpy(dtype=np.int64)))
+    return files, now, moved
+
+
 def changed_files(items: pd.DataFrame, folders: dict[str, list[str]], max_pixels: int = images.DEFAULT_MAX_PIXELS,
                   workers: int | None = None) -> tuple[pd.DataFrame, int, int]:
     """(the item table, how many items changed, how many of them are gone): each image file (not a row of a
@@ -590,14 +603,7 @@ def changed_files(items: pd.DataFrame, folders: dict[str, list[str]], max_pixels
     is probed again, as `add` would: its content hash, size and status; a file gone is missing, one that now resolves
     outside its dataset's `folders` is refused. A scan read a training photo replaced by another under its name as
     the old one (its embedding, its pairs, a confirmed leak), and only `leakcore add` noticed."""
-    files = items[(items["row"].to_numpy() < 0) & items["fsize"].notna().to_numpy()
-                  & (items["fsize"].to_numpy(dtype=np.float64) >= 0)]
-    if files.empty:
-        return items, 0, 0
-    stats = [file_stat(u) for u in files["uri"].astype(str)]
-    now = np.array(stats, dtype=np.int64).reshape(-1, 2)
-    moved = ((now[:, 0] != files["fsize"].to_numpy(dtype=np.int64))
-             | (now[:, 1] != files["mtime_ns"].to_numpy(dtype=np.int64)))
+    files, now, moved = moved_files(items)
     if not moved.any():
         return items, 0, 0
     changed = files[moved]

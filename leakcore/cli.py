@@ -174,26 +174,14 @@ def cmd_scan(args) -> int:
                             grouping=args.grouping, verify=args.verify, plan_only=True)
         print(plan.describe().to_string(index=False))
         print(f"{len(plan.todo)} of {len(plan.jobs)} jobs to do")
+        _say_files(project, project.files_since_added(), planned=True)
         return 0
     bars = _Bars()
     result = project.scan(progress=bars, batch_size=args.batch_size, encoder=args.encoder, k=args.k,
                           flip_queries=args.flip_queries, encoder_options=options, grouping=args.grouping,
                           verify=args.verify, ray=args.ray, workers=args.workers)
     bars.close()
-    files = result.refreshed or {}
-    changed, gone = files.get("changed", 0), files.get("gone", 0)
-    if changed:
-        print(f"{changed} image file{'s' if changed != 1 else ''} had changed on disk since "
-              f"{'they were' if changed != 1 else 'it was'} added: read again, and scanned as "
-              f"{'they are' if changed != 1 else 'it is'} now")
-    if gone:
-        print(f"{gone} image file{'s' if gone != 1 else ''} {'are' if gone != 1 else 'is'} gone from disk since "
-              f"{'they were' if gone != 1 else 'it was'} added: listed as missing, and no longer checked")
-    for name, n in (files.get("new") or {}).items():
-        source = project.workspace.datasets[name].source
-        print(f"{n} new image file{'s' if n != 1 else ''} under {source} {'are' if n != 1 else 'is'} not in the "
-              f"workspace yet, so not checked: `leakcore add {project.path} --dataset {name} --source {source}` "
-              "adds them (run it before a scan in CI)")
+    _say_files(project, result.refreshed or {})
     fm = project.scores.fused_model() if project.settings.verify else None
     print(f"scan with {result.encoder}: {len(result.pairs_searched)} split pairs searched, "
           f"{len(result.pairs_skipped)} unchanged, {result.seconds:.1f}s" + (" (verification included)" if fm else ""))
@@ -211,6 +199,30 @@ def cmd_scan(args) -> int:
                   f"leakcore verify {args.dir} --use fused")
         return _report(project, pairs=pairs)
     return _report(project)
+
+
+def _say_files(project, files: dict, planned: bool = False) -> None:
+    """What a scan found on disk first (`ScanResult.refreshed`), or, `planned`, what it will find
+    (`Project.files_since_added`): files changed, gone, and new under a folder dataset."""
+    changed, gone = files.get("changed", 0), files.get("gone", 0)
+    if changed:
+        have = ("have" if changed != 1 else "has") if planned else "had"
+        print(f"{changed} image file{'s' if changed != 1 else ''} {have} changed on disk "
+              f"since {'they were' if changed != 1 else 'it was'} added: "
+              + ("a scan reads them again first, and embeds and searches them as they are now (the jobs above are "
+                 "planned on the files as they were)" if planned else
+                 f"read again, and scanned as {'they are' if changed != 1 else 'it is'} now"))
+    if gone:
+        print(f"{gone} image file{'s' if gone != 1 else ''} {'are' if gone != 1 else 'is'} gone from disk since "
+              f"{'they were' if gone != 1 else 'it was'} added: "
+              + (f"a scan lists {'them' if gone != 1 else 'it'} as missing, and no longer checks "
+                 f"{'them' if gone != 1 else 'it'}" if planned else
+                 "listed as missing, and no longer checked"))
+    for name, n in (files.get("new") or {}).items():
+        source = project.workspace.datasets[name].source
+        print(f"{n} new image file{'s' if n != 1 else ''} under {source} {'are' if n != 1 else 'is'} not in the "
+              f"workspace yet, so not checked: `leakcore add {project.path} --dataset {name} --source {source}` "
+              "adds them (run it before a scan in CI)")
 
 
 def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_decisions=True, hard=None, soft=None,

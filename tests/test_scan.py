@@ -301,6 +301,14 @@ def test_a_scan_reads_again_the_files_changed_on_disk_since_they_were_added(tmp_
     swapped.unlink()
     swapped.symlink_to(outside)
     photo(31, (48, 40)).save(root / "test" / "cat" / "new_one.jpg")  # a file added: said, not added behind a pattern
+    for _ in range(2):  # the plan says what a scan will find, and reads only
+        assert main(["scan", str(tmp_path / "ws"), "--plan"]) == 0
+        out = capsys.readouterr().out
+        assert "2 image files have changed on disk since they were added: a scan reads them again first" in out
+        assert "1 image file is gone from disk since it was added: a scan lists it as missing" in out
+        assert f"1 new image file under {root} is not in the workspace yet" in out
+    ws.clear_caches()
+    assert ws.items().set_index("item_id").equals(before)
     assert main(["scan", str(tmp_path / "ws")]) == 0
     out = capsys.readouterr().out
     assert "2 image files had changed on disk since they were added" in out
