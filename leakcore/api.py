@@ -141,10 +141,21 @@ class ImpactResult:
     soft: int
     source: str
     notes: tuple[str, ...] = ()  # what the inputs held that was left out (predictions or pairs of other images)
+    in_mean: int | None = None  # the models the mean is over (`downstream.mean_models`); None: all `models`
 
     def summary(self) -> pd.DataFrame:
         """Mean over models per subset: accuracy, gain, random interval (the headline table)."""
         return downstream.summary(self.table)
+
+    @property
+    def mean_words(self) -> str:
+        """What the mean is over, in words: "30 models (the probe knn1 shown apart)"."""
+        n = self.models if self.in_mean is None else self.in_mean
+        apart = sorted(m.removeprefix(downstream.PROBE_PREFIX) for m in set(self.table["model"])
+                       if self.in_mean is not None and self.in_mean < self.models
+                       and str(m).startswith(downstream.PROBE_PREFIX))
+        return f"{n} model{'s' if n != 1 else ''}" + (
+            f" (the probe{'s' if len(apart) != 1 else ''} {', '.join(apart)} shown apart)" if apart else "")
 
 
 _HEAVY_IMPORTS = threading.Lock()  # one thread at a time imports the heavy libraries (`import_heavy`)
@@ -1422,10 +1433,11 @@ class Project:
                 leaks = downstream.imported_leak_sets(ws, split, leak_list)
             else:
                 leaks = downstream.leak_sets(ws, split, use_decisions=source == LeakSource.DECISIONS)
+        mean_over = downstream.mean_models(preds)
         table = downstream.impact(downstream.correctness(items, preds), leaks, n_random=request.n_random,
-                                  seed=request.seed)
+                                  seed=request.seed, mean_over=mean_over)
         return ImpactResult(split, table, len(preds), int(len(items)), len(leaks.hard), len(leaks.soft), leaks.source,
-                            tuple(notes) + tuple(leaks.notes))
+                            downstream.said_once(notes) + tuple(leaks.notes), len(mean_over))
 
 
 def _check_new_workspace_folder(path: Path) -> None:

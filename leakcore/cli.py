@@ -192,6 +192,7 @@ def cmd_scan(args) -> int:
         # the pairs read and scored once, for this table and the report below, where the fused score is in force
         pairs = project.scores.pairs() if project.settings.score == "fused" else None
         print(project.scores.verification_table(fm, pairs).to_string(index=False))
+        print("(each score's own flags, before curator decisions; the rates below apply the decisions)")
         if project.settings.score == "fused":
             print("the rates below use the fused score")
         else:
@@ -443,17 +444,31 @@ def cmd_impact(args) -> int:
     print(f"{result.split}: {result.models} model(s), leaked set from {result.source}: {result.hard} hard, {result.soft} soft")
     for note in result.notes:
         print(f"note: {note}")
-    print("\nmean over models (the random interval and p of that mean; p two-sided, against random subsets of the "
-          "same size):")
-    print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"\nmean over {result.mean_words}; accuracies in %, gains in percentage points (the random interval and p "
+          "of that mean; p two-sided, against random subsets of the same size):")
+    print(_in_percent(result.summary()).to_string(index=False))
     soft = table[table["subset"] == "soft-leaked"].set_index("model")
     if not soft.empty:
         print("\nper model, soft-leaked subset:")
-        print(soft[["n", "accuracy", "gain", "random_low", "random_high", "p_value"]].to_string(float_format=lambda v: f"{v:.4f}"))
+        print(_in_percent(soft[["n", "accuracy", "gain", "random_low", "random_high", "p_value"]]).to_string())
     if args.csv:
         table.to_csv(args.csv, index=False)
         print(f"\nfull table written to {args.csv}")
     return 0
+
+
+def _in_percent(frame):
+    """An impact table as the page and the HTML report show it: accuracies in %, gains in percentage points, p as
+    it is (the CLI printed 0.9585 where they show 95.85%)."""
+    out = frame.copy()
+    for col in out.columns:
+        if col in ("accuracy", "random_mean", "random_low", "random_high"):
+            out[col] = out[col].map(lambda v: "" if v != v else f"{100 * v:.2f}")
+        elif col == "gain":
+            out[col] = out[col].map(lambda v: "" if v != v else f"{100 * v:+.2f}")
+        elif col == "p_value":
+            out[col] = out[col].map(lambda v: "" if v != v else f"{v:.4f}")
+    return out
 
 
 def cmd_export(args) -> int:
@@ -846,7 +861,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", nargs="+", metavar="FILE", help="add the accuracy impact table (as `leakcore impact`)")
     p.add_argument("--probe", nargs="+", choices=list(api.PROBES), help="built-in probes for the impact table")
     p.add_argument("--leaks", metavar="CSV", help="impact: a human-labelled list of (eval key, train key) pairs")
-    p.add_argument("--impact-split", metavar="DATASET/SPLIT", help="impact: the evaluation split (when there are several)")
+    p.add_argument("--impact-split", "--split", dest="impact_split", metavar="DATASET/SPLIT",
+                   help="impact: the evaluation split (when there are several)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("calibrate", help="robustness table, ROC and thresholds from non-semantic edits of a collection")
     p.add_argument("dir", metavar="WS", help="the workspace folder")

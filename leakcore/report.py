@@ -443,7 +443,8 @@ def _impact(result) -> dict | None:
 
     table = result.table
     soft = table[table["subset"] == "soft-leaked"]
-    return {"split": result.split, "models": int(result.models), "items": int(result.items),
+    return {"split": result.split, "models": int(result.models), "mean_over": result.mean_words,
+            "items": int(result.items),
             "hard": int(result.hard), "soft": int(result.soft), "source": result.source,
             "summary": _records(downstream.summary(table)),
             "per_model": _records(soft.drop(columns="subset") if len(soft) else soft)}
@@ -1287,7 +1288,8 @@ def _impact_html(data: dict) -> str:
                    'full, leaked, non-leaked and random subsets of the evaluation split.</p></section>')
         return "".join(out)
     out.append(f'<p class=note>{_e(imp["split"])}: {imp["models"]:,} model(s) on {imp["items"]:,} images; leaked set '
-               f'from {_e(imp["source"])} ({imp["hard"]:,} hard, {imp["soft"]:,} soft). Accuracies in %, gains in '
+               f'from {_e(imp["source"])} ({imp["hard"]:,} hard, {imp["soft"]:,} soft); the first table is the mean '
+               f'over {_e(imp.get("mean_over") or "them")}. Accuracies in %, gains in '
                'percentage points against the full set; random: subsets of the same size, mean and 95% interval; '
                'p: permutation p-value.</p>')
 

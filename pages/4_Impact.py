@@ -32,13 +32,13 @@ with user_errors():
     shown = st.multiselect("Models in the chart", models, default=models[:12], key="imp_models")
     impact_ui.accuracy_chart(table, shown or models)
     # the whole width: in half of it the p-value was off the table's right edge (a new user scrolled for it)
-    st.subheader("Mean over models")
+    st.subheader(f"Mean over {result.mean_words}")
     impact_ui.show_percent_table(result.summary())
     st.caption("The random interval and p are those of the mean over models: each random subset's accuracy averaged "
                "over the models. p is two-sided: twice the share of random subsets at least as far out on the "
                "leaked set's side.")
     st.subheader("Label agreement of leaked images")
-    agree = table[table["subset"].str.startswith("soft-leaked,")]
+    agree = table[table["subset"].str.startswith("soft-leaked,") & table.get("in_mean", True)]  # the mean's models
     if agree.empty:
         st.caption("No soft-leaked images, or no labels to compare (an imported list whose training images are "
                    "in no training split of this workspace).")

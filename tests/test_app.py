@@ -329,6 +329,16 @@ def test_impact_page_with_a_probe(ws):
     table = pd.DataFrame({"model": "m", "subset": ["full", "soft-leaked"], "accuracy": [0.812155, 1.0],
                           "gain": [0.0, 0.187845]})
     assert gains_table(table).loc[0, "soft-leaked"] == pytest.approx(18.7845)  # 18.79 once rounded to 3 decimals first
+    # another page and back: the form still says what the result below it was measured with (a new user saw the
+    # defaults, another split and no paths, above the last result)
+    at.text_area(key="imp_paths").set_value("/nowhere/*.csv")
+    at.button[0].click().run()  # refused (no such file), above the last result
+    at.switch_page("pages/3_Heatmaps.py").run()
+    at.switch_page("pages/4_Impact.py").run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="imp_probes").value == ["knn1"] and at.number_input(key="imp_random").value == 200
+    assert at.text_area(key="imp_paths").value == "/nowhere/*.csv"
+    assert any("leaked set from" in m.value for m in at.markdown)
 
 
 def test_impact_page_on_a_split_with_no_leak_says_so(tmp_path, monkeypatch):

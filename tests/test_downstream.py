@@ -90,8 +90,9 @@ def test_each_prediction_format(ws, tmp_path):
 def test_mismatches_are_refused_with_what_did_not_match(ws, tmp_path):
     items = downstream.eval_items(ws, "d/test")
     (tmp_path / "short.json").write_text(json.dumps(["cat"]))
-    with pytest.raises(PredictionsMismatch, match="1 predictions but the split has 4 items"):
+    with pytest.raises(PredictionsMismatch, match="1 predictions but the split has 4 images") as err:
         downstream.load_predictions(tmp_path / "short.json", items)
+    assert "a column key" in err.value.for_terminal() and "a column key" in err.value.for_page()  # what to do
     pd.DataFrame({"item_id": ["nope"], "predicted": ["cat"]}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(PredictionsMismatch, match="keys match no item"):
         downstream.load_predictions(tmp_path / "bad.csv", items)
@@ -155,6 +156,7 @@ def test_cli_impact(ws, tmp_path, capsys):
                  "--random", "50", "--csv", str(tmp_path / "out.csv")]) == 0
     out = capsys.readouterr().out
     assert "soft-leaked" in out and "probe-knn1" in out
+    assert "mean over 1 model (the probe knn1 shown apart)" in out and "100.00" in out  # in %, as the page shows
     assert next(x for x in out.splitlines() if x.split()[:1] == ["full"]).split()[1] == "4"  # a count, not 4.0000
     assert set(pd.read_csv(tmp_path / "out.csv")["model"]) == {"m", "probe-knn1"}
     (tmp_path / "bad.json").write_text("[1]")
@@ -207,6 +209,32 @@ def test_the_mean_over_models_has_its_own_interval_and_p_value():
     row = downstream.summary(t).set_index("subset").loc["soft-leaked"]
     assert row["accuracy"] > row["random_high"] and row["p_value"] <= 2 / 501
     assert row["p_value"] < t[t["subset"] == "soft-leaked"]["p_value"].mean()
+
+
+def test_the_mean_over_models_leaves_the_probes_apart():
+    """A new user's "mean over models" of 30 classifiers averaged in the k-NN probe (it remembers by construction):
+    92.96% became 91.72% on the full set. The mean is over the real models, the probe shown beside them."""
+    rng = np.random.default_rng(1)
+    c = rng.random((3, 200)) < 0.9
+    c[2] = False  # the probe: always wrong, so that averaging it in shows
+    c[2, :20] = True  # ... but right on the leaked images
+    correct = pd.DataFrame(c, columns=[f"i{j}" for j in range(200)], index=["a", "b", "probe-knn1"])
+    leaks = LeakSets(frozenset(), frozenset(f"i{j}" for j in range(20)), frozenset(), "t")
+    assert downstream.mean_models(correct.index) == ["a", "b"]
+    assert downstream.mean_models(["probe-knn1"]) == ["probe-knn1"]  # the probes alone: their mean
+    t = downstream.impact(correct, leaks, n_random=100, seed=0, mean_over=["a", "b"])
+    full = downstream.summary(t).set_index("subset").loc["full", "accuracy"]
+    assert full == pytest.approx(c[:2].mean())
+    assert set(t.loc[~t["in_mean"], "model"]) == {"probe-knn1"}  # still in the table, per model
+    every = downstream.summary(downstream.impact(correct, leaks, n_random=100, seed=0)).set_index("subset")
+    assert every.loc["full", "accuracy"] == pytest.approx(c.mean())
+
+
+def test_many_prediction_files_with_the_same_part_left_out_are_said_once():
+    notes = [f"m{i}.json: 8000 of its 10000 predictions are of images not in the split; left out" for i in range(30)]
+    said = downstream.said_once(notes + ["x.csv: 1 of its 5 predictions are of images not in the split; left out"])
+    assert said == ("30 prediction files: 8000 of each one's 10000 predictions are of images not in the split; left out",
+                    "x.csv: 1 of its 5 predictions are of images not in the split; left out")
 
 
 def test_an_accuracy_outside_the_interval_is_significant_both_ways():

@@ -155,8 +155,9 @@ def test_cli_report_impact_options_and_errors(ws, tmp_path, capsys):
     preds = tmp_path / "m_predictions.json"
     preds.write_text(json.dumps(list(items["label"])))
     out = tmp_path / "r.html"
+    # --split, as the error of a workspace with several evaluation splits says (and the impact command takes)
     assert main(["report", str(ws.path), "--html", str(out), "--predictions", str(preds),
-                 "--impact-split", "animals/test", "--top", "2"]) == 0
+                 "--split", "animals/test", "--top", "2"]) == 0
     said = capsys.readouterr().out
     assert f"wrote {out}" in said and "self-contained" in said and "hard >=" in said  # the terminal report too
     data = report.embedded_data(out.read_text())

@@ -57,7 +57,9 @@ DEFAULTS = {
 # which Streamlit keeps (its documented way to keep widget state across pages).
 PERSISTENT = ("reviewer", "f_eval_splits", "f_sources", "f_degrees", "f_states", "f_labels", "f_sort", "zoom", "pan_x",
               "pan_y", "grid_mode", "review_check", "compare_mode", "th_hard", "th_soft", "th_hard_n", "th_soft_n", "th_click_moves", "heat_order",
-              "heat_check", "th_score", "scan_where", "scan_ray_address", "scan_workers", "scan_verify")
+              "heat_check", "th_score", "scan_where", "scan_ray_address", "scan_workers", "scan_verify",
+              # the Impact page's form: it showed its defaults (another split, no paths) above the last result
+              "imp_split", "imp_probes", "imp_paths", "imp_source", "imp_random")
 
 
 def keep_widget_state() -> None:
