@@ -661,6 +661,23 @@ class Scores:
         root = self._p.workspace.paths.calibrations
         return sorted(p.parent.name for p in root.glob("*/thresholds.json"))
 
+    def verification_off_note(self, page: bool = False) -> str | None:
+        """Where verification is off by default although some datasets are photos (`Workspace.photos_apart`: their
+        training images beside many more small ones), what that means and what to do, for the terminal or (`page`)
+        for the Home page; None elsewhere."""
+        ws = self._p.workspace
+        apart = ws.photos_apart()
+        if not apart:
+            return None
+        side = ws._training_shape()[0]
+        names = ", ".join(apart)
+        todo = ("tick “Verify pairs on their pixels” to check every dataset's pairs" if page else
+                f"`leakcore scan {ws.path} --verify` checks every dataset's pairs")
+        return (f"Verification is off: the training images' median shorter side is {side:.0f} px (small images, where the "
+                f"raw similarity does better), so the pairs of {names}, whose images are photos, are not checked on "
+                f"their pixels either. Strong crops and heavy edits of photos may be missed: {todo}, or give the "
+                "photos a workspace of their own, where it is on by default.")
+
     def fused_model(self, encoder: str | None = None) -> "_fused.FusedModel | None":
         """The fused score's fitted model for `encoder` (default: the one in use), or None."""
         return _stored_model(self._p.workspace, encoder)

@@ -174,6 +174,9 @@ def cmd_scan(args) -> int:
                             grouping=args.grouping, verify=args.verify, plan_only=True)
         print(plan.describe().to_string(index=False))
         print(f"{len(plan.todo)} of {len(plan.jobs)} jobs to do")
+        note = project.scores.verification_off_note()
+        if note:
+            print(note)
         _say_files(project, project.files_since_added(), planned=True)
         return 0
     bars = _Bars()
@@ -183,6 +186,9 @@ def cmd_scan(args) -> int:
     bars.close()
     _say_files(project, result.refreshed or {})
     fm = project.scores.fused_model() if project.settings.verify else None
+    note = None if fm is not None else project.scores.verification_off_note()
+    if note:
+        print(note)
     print(f"scan with {result.encoder}: {len(result.pairs_searched)} split pairs searched, "
           f"{len(result.pairs_skipped)} unchanged, {result.seconds:.1f}s" + (" (verification included)" if fm else ""))
     if fm is not None:  # say what verification did and whether the rates below use it

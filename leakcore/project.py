@@ -412,6 +412,27 @@ class Workspace:
         side = self._training_shape()[0]
         return side is not None and side >= ORB_MIN_SIDE
 
+    def photos_apart(self) -> list[str]:
+        """The datasets whose own training images are photos (median shorter side at least verify.ORB_MIN_SIDE) in a
+        workspace whose training images as a whole are not (`photos`: a few hundred photos beside CIFAR-10's 32 px
+        images), where verification was not chosen: it is then off for them too, and said so (a new user's three
+        datasets scanned with no word that the photos were not checked on their pixels). Empty otherwise."""
+        from leakcore.verify import ORB_MIN_SIDE
+
+        if self.verification_chosen or self.photos():
+            return []
+
+        def read() -> list[str]:
+            items = self._items()
+            if items.empty or "width" not in items:
+                return []
+            train = items[(items["role"] == "train") & (items["status"] == "ok")]
+            side = np.minimum(train["width"].to_numpy(float), train["height"].to_numpy(float))
+            medians = pd.Series(side, index=train["dataset"].astype(str).to_numpy()).groupby(level=0).median()
+            return sorted(medians[medians >= ORB_MIN_SIDE].index)
+
+        return self.cache("photo datasets", self.stamp("items"), read)
+
     def _training_shape(self) -> tuple[float | None, int]:
         """(median shorter side, count) of the readable training images, read once per version of the items."""
         def read() -> tuple[float | None, int]:

@@ -575,6 +575,7 @@ def _provenance(project, decisions: pd.DataFrame) -> dict:
                     "options": ws.encoder_options, "weights_fingerprints": fingerprints},
         "scan": {"k": ws.k, "flip_queries": ws.flip_queries, "grouping": ws.grouping,
                  "verification": ws.verification, "score": ws.score,
+                 "verification_off_note": project.scores.verification_off_note(),
                  "group_settings": ws.group_settings},
         "versions": _versions(),
         "decisions": {"in_force": int(len(live)), "made": int(len(history)),
@@ -1410,7 +1411,8 @@ def _provenance_html(data: dict) -> str:
                 ("encoder options", json.dumps(e["options"]) if e["options"] else "defaults"),
                 ("scan", f"k = {p['scan']['k']}, query flips {'on' if p['scan']['flip_queries'] else 'off'}, "
                          f"grouping {'on' if p['scan']['grouping'] else 'off'}, verification "
-                         f"{'on' if p['scan']['verification'] else 'off'}, scored by {p['scan']['score']}"),
+                         f"{'on' if p['scan']['verification'] else 'off'}, scored by {p['scan']['score']}"
+                         + (f". {p['scan']['verification_off_note']}" if p['scan'].get('verification_off_note') else "")),
                 ("versions", ", ".join(f"{k} {v}" for k, v in p["versions"].items())),
                 ("decisions", f"{d['in_force']:,} in force ({by_decision or 'none'}); "
                               f"{d['made']:,} made, {d['undone']:,} undone"

@@ -127,6 +127,10 @@ def scan_ui(ws: Workspace) -> None:
                               "workspace's training images. On by default where the training images' median shorter "
                               "side is at least 64 px (`leakcore scan --verify` / `--no-verify`); on photos the flags "
                               "then use the fused score.")
+    if not verify:  # off by default in a workspace whose photos sit beside many more small images: said, not hidden
+        note = ws.scores.verification_off_note(page=True)
+        if note:
+            st.info(note, icon=":material/info:")
     flip = v2.checkbox("Mirrored queries", key="scan_flip", **off,
                        help="Also search each evaluation image's mirror image, which catches flipped copies "
                             "(`leakcore scan --flip-queries`); every evaluation image is embedded twice.")
