@@ -651,6 +651,12 @@ def cmd_resplit(args) -> int:
     if s.get("test_duplicate_pairs"):
         print(f"  note: near-duplicate pairs both in test (each copy counts twice in a test score): "
               f"{s['test_duplicate_pairs']}; the manifest's group column names each such group")
+    if s.get("other_datasets_matched"):
+        n = s["other_datasets_matched"]
+        print(f"  note: {n} image{'s' if n != 1 else ''} match{'es' if n == 1 else ''} training images of other datasets "
+              f"({', '.join(s['other_training_sources'])}), {s['other_datasets_matched_in_test']} of them now in test: "
+              "a re-split of one dataset cannot move them; once it is scanned, an export of its test split leaves out those "
+              "in test")
     if s.get("label_conflicts_kept"):
         print(f"  note: one picture under two labels, kept on one side: {s['label_conflicts_kept']} (a re-split cannot "
               "fix a label: the label_conflict check lists them)")

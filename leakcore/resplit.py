@@ -52,7 +52,7 @@ def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series,
     g = g.fillna(explicit.where(items["group"].notna()).astype(object))  # an item in no group keeps its explicit one
     g = g.fillna(items["item_id"].astype(object)).astype(str)
     info = {"flagged_pairs": 0, "flagged_pairs_joined": 0, "identical_joined": 0,
-            "train_searched": bool(groups.train_searched)}
+            "train_searched": bool(groups.train_searched), "elsewhere": {}}
     ids = items["item_id"].astype(str)
     links = {}  # what joins two items: flagged pairs, then items of one content (the first of each content to the rest)
     pairs = leakage.load_pairs(ws)
@@ -63,6 +63,10 @@ def _groups_of(ws, items: pd.DataFrame, use_decisions: bool) -> tuple[pd.Series,
         p = p[p["degree"].isin(TOGETHER_DEGREES) | p["decision"].isin(TOGETHER_DECISIONS).fillna(False).to_numpy(bool)]
         links["flagged_pairs_joined"] = (p["eval_item_id"].astype(str).to_numpy(),
                                          p["train_item_id"].astype(str).to_numpy())
+        # this dataset's images flagged against another dataset's training images: a re-split of one dataset cannot
+        # move those (a new user's 8 copies of hymenoptera photos in cats_and_dogs were said nowhere)
+        ours = p["eval_item_id"].astype(str).isin(set(ids)) & ~p["train_item_id"].astype(str).isin(set(ids))
+        info["elsewhere"] = {str(i): sorted(set(g)) for i, g in p.loc[ours].groupby("eval_item_id")["train_split"]}
     if "sha256" in items:
         sha = items["sha256"].where(items["sha256"].notna() & (items["sha256"].astype(str) != ""))
         first = ids.groupby(sha).transform("first")
@@ -118,6 +122,7 @@ def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | No
     unread = int((items["status"].astype(str) != "ok").sum())
     items = items[items["status"].astype(str) == "ok"].reset_index(drop=True)
     group, joined, near = _groups_of(ws, items, use_decisions)
+    elsewhere = joined.pop("elsewhere")
     if time_cutoff:
         try:
             cutoff = pd.Timestamp(time_cutoff)
@@ -169,6 +174,11 @@ def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | No
         # one picture under two labels, kept on one side: a re-split cannot fix a label (a new user's label conflict
         # landed in train under both labels, said nowhere)
         "label_conflicts_kept": _label_conflicts(near, items),
+        # images flagged against another dataset's training images (`_groups_of`), and how many of them are in test
+        "other_datasets_matched": len(elsewhere),
+        "other_datasets_matched_in_test": int(assignment["item_id"].astype(str).isin(
+            set(elsewhere)).to_numpy()[is_test].sum()),
+        "other_training_sources": sorted({t for ts in elsewhere.values() for t in ts}),
         **joined,
         "label_share_overall": {str(k): round(float(v), 4) for k, v in overall.items()},
         "label_share_by_split": {s: {str(k): round(float(v), 4) for k, v in row.items()} for s, row in balance.iterrows()},

@@ -187,6 +187,12 @@ with user_errors():
                    f"pairs each kept on one side ({s.get('flagged_pairs_joined', 0)} of them in no common group "
                    f"before), and {s.get('identical_joined', 0)} exact copies joined likewise · largest class-share gap "
                    f"{100 * s['max_label_share_gap']:.1f} points · {s['method']}")
+        if s.get("other_datasets_matched"):
+            n = s["other_datasets_matched"]
+            st.info(f"{n} image{'s' if n != 1 else ''} match{'es' if n == 1 else ''} training images of other datasets "
+                    f"({', '.join(s['other_training_sources'])}), {s['other_datasets_matched_in_test']} of them now in "
+                    "test: a re-split of one dataset cannot move them; once it is scanned, an export of its test split "
+                    "leaves out those in test.")
         if s.get("unreadable_left_out") or s.get("test_duplicate_pairs") or s.get("label_conflicts_kept"):
             st.info(" · ".join(([f"Left out: {s['unreadable_left_out']} files no check could read."]
                                 if s.get("unreadable_left_out") else [])

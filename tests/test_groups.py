@@ -552,3 +552,24 @@ def test_a_re_split_says_when_it_keeps_one_picture_under_two_labels(tmp_path, ca
     assert result.summary["label_conflicts_kept"] == 1
     assert main(["resplit", str(project.path), "--dataset", "d", "--dry-run"]) == 0
     assert "one picture under two labels, kept on one side: 1" in capsys.readouterr().out
+
+
+def test_a_re_split_says_which_images_match_another_datasets_training_images(tmp_path, capsys):
+    """A new user's re-split of cats_and_dogs said nothing of 8 copies of hymenoptera training photos in it: a
+    re-split of one dataset cannot move them, but it says how many there are, against which sources, and how many
+    landed in test."""
+    from conftest import make_folder_dataset
+
+    a = make_folder_dataset(tmp_path / "a", n_train=6, n_test=2)
+    b = make_folder_dataset(tmp_path / "b", n_train=6, n_test=4, seed0=50)
+    (b / "test" / "cat" / "copy.jpg").write_bytes((a / "train" / "cat" / "train_000.jpg").read_bytes())
+    project = Project.create(tmp_path / "w", encoder="phash")
+    project.add("a", a)
+    project.add("b", b)
+    project.scan()
+    s = project.resplit("b", test_size=0.3, write=False).summary
+    assert s["other_datasets_matched"] == 1 and s["other_training_sources"] == ["a/train"]
+    assert s["other_datasets_matched_in_test"] in (0, 1)
+    assert project.resplit("a", test_size=0.3, write=False).summary["other_datasets_matched"] == 0
+    assert main(["resplit", str(project.path), "--dataset", "b", "--dry-run"]) == 0
+    assert "1 image matches training images of other datasets (a/train)" in capsys.readouterr().out
