@@ -94,12 +94,34 @@ def plan(ws, eval_split: str, policy: ExportPolicy, *, decisions: pd.DataFrame |
         info = mirrored.set_index(mirrored["eval_item_id"]).groupby(level=0).last()
         decided = (out["decision"].notna() & (out["decision"].astype(str) != "")) | \
             out["item_id"].map(removals["confirmed"]).fillna(False).astype(bool)
-        out["reviewer"] = out["item_id"].map(info["reviewer"]).where(decided | ~hit)
-        out["note"] = out["item_id"].map(info["note"]).where(decided | ~hit)
+        reviewer, note = out["item_id"].map(info["reviewer"]), out["item_id"].map(info["note"])
+        # a removal by a decision names who made that decision: on the pairs it names, with its word (the item's
+        # latest decision on another pair named a second curator's "not a leak" beside the first's "same source")
+        made = _decided_by(out[hit & decided], removals, mirrored)
+        reviewer, note = made["reviewer"].combine_first(reviewer), made["note"].where(
+            made["reviewer"].notna()).combine_first(note)
+        out["reviewer"] = reviewer.where(decided | ~hit)
+        out["note"] = note.where(decided | ~hit)
     else:
         out["reviewer"] = None
         out["note"] = None
     return out
+
+
+def _decided_by(removed: pd.DataFrame, removals: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFrame:
+    """(reviewer, note) by the index of `removed`: of the latest decision with the removal's word on a pair it names
+    (`matches`, "; "-separated), where there is one."""
+    if removed.empty:
+        return pd.DataFrame({"reviewer": pd.Series(dtype=object), "note": pd.Series(dtype=object)})
+    wanted = pd.DataFrame({"row": removed.index, "item_id": removed["item_id"].to_numpy(),
+                           "match": removed["item_id"].map(removals["matches"]).astype(str).str.split(";").to_numpy(),
+                           "decision": removed["decision"].astype(object).to_numpy()}).explode("match")
+    wanted["match"] = wanted["match"].str.strip()
+    found = wanted.merge(decisions.rename(columns={"eval_item_id": "item_id", "train_item_id": "match"})
+                         [["item_id", "match", "decision", "reviewer", "note", "created_at"]],
+                         on=["item_id", "match", "decision"], how="inner")
+    last = found.sort_values("created_at", kind="stable").groupby("row").last()
+    return last[["reviewer", "note"]].reindex(removed.index)
 
 
 UNCHECKED = "unreadable"  # the removal check of items no check could read: a cleaned split holds only what was checked

@@ -35,6 +35,11 @@ def test_policy_counts_decisions_and_keep_list(ws):
     assert not plan.loc["d/test/cat/test_000.jpg", "removed"]  # rejected by a curator
     assert plan.loc["d/test/dog/test_001.jpg", "removed"]
     assert plan.loc["d/test/cat/test_002.jpg", "reviewer"] == "r"  # removed by r's decision
+    # ... and still named after another curator's later word on another pair of the image (a new user's removed.csv
+    # named the second curator's "not a leak" beside the first's decision that removed it)
+    review.decide(ws, "d/test/cat/test_002.jpg", "d/train/dog/train_001.jpg", "not_leak", reviewer="s", note="other")
+    named = export.plan(ws, "d/test", ExportPolicy("soft")).set_index("item_id").loc["d/test/cat/test_002.jpg"]
+    assert named["removed"] and (named["decision"], named["reviewer"], named["note"]) == ("hard", "r", "same photo")
     review.decide(ws, "d/test/dog/test_001.jpg", "d/train/cat/train_000.jpg", "not_leak", reviewer="q")  # another pair
     plan = export.plan(ws, "d/test", ExportPolicy("soft")).set_index("item_id")
     auto = plan.loc["d/test/dog/test_001.jpg"]
