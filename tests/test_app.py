@@ -634,6 +634,23 @@ def test_the_address_bar_keeps_the_workspace_opened_on_home_and_refuses_one_the_
     assert "ws" not in bad.query_params  # the server's own workspace is not named
 
 
+def test_the_scan_boxes_show_the_settings_of_the_workspace_opened(ws, tmp_path):
+    """A new user opened a second workspace and came back to the first, saved with training images compared: the box
+    still showed the second's "unticked", and a scan from there would have changed the setting."""
+    from leakcore.api import Project
+
+    ws.set_settings(grouping=True, flip_queries=True, k=7)
+    other = Project.create(tmp_path / "other", encoder="phash")
+    at = run("app.py")
+    assert at.checkbox(key="scan_grouping").value and at.checkbox(key="scan_flip").value
+    for project, on, k in ((other, False, 10), (ws, True, 7)):
+        at.text_input(key="ws_path_input").set_value(str(project.path)).run()
+        at.button(key="ws_open").click().run()
+        assert not at.exception, at.exception
+        assert at.checkbox(key="scan_grouping").value is on and at.checkbox(key="scan_flip").value is on, project.path
+        assert at.number_input(key="scan_k").value == k
+
+
 def test_a_link_opens_its_pair_whatever_the_filters_and_the_url_follows_the_pair(ws):
     from leakcore import leakage
 

@@ -48,8 +48,10 @@ def _switch(path: str, create: bool) -> None:
     st.session_state["ws_box_open"] = False  # opened: the box closes as before
     st.session_state["workspace"] = path
     st.session_state["review_pos"] = 0
-    st.session_state.pop("scan_verify", None)  # the next workspace's own setting
-    st.session_state.pop("scan_verify_chosen", None)
+    # the next workspace's own settings: the boxes kept the last workspace's values (a new user's workspace saved with
+    # grouping on showed "Compare training images" unticked, and a scan from there would have turned it off)
+    for key in ("scan_verify", "scan_verify_chosen", "scan_flip", "scan_grouping", "scan_encoder", "scan_k"):
+        st.session_state.pop(key, None)
     st.session_state.pop("scan_done", None)
     state.remember_workspace(path)
     st.rerun()
