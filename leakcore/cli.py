@@ -591,8 +591,9 @@ def cmd_groups(args) -> int:
                           "guard": groups.guard,
                           "groups": int(len(g)), "cross_split": int(g["cross_split"].sum()),
                           "leaking": int(len(leaking)), "sizes": g["size"].value_counts().sort_index().to_dict(),
-                          "leaking_groups": [dict(r, members=_members(groups, r["group_id"]))
-                                             for r in leaking.head(args.show).to_dict("records")],
+                          # every one unless --show says how many (a script read 10 of 22 with no word of the rest)
+                          "leaking_groups": [dict(r, members=_members(groups, r["group_id"])) for r in (
+                              leaking if args.show is None else leaking.head(args.show)).to_dict("records")],
                           "training_after_cutoff": int(len(future))}, indent=2, default=str))
         return 0
     print(f"candidate links at similarity >= {groups.threshold:.4f} ({project.settings.encoder}); training splits searched "
@@ -609,14 +610,15 @@ def cmd_groups(args) -> int:
         print("sizes: " + ", ".join(f"{n}×{c}" for n, c in sizes.head(12).items()) + (" …" if len(sizes) > 12 else ""))
     if len(leaking):
         print("groups reaching from evaluation into training, each with its evaluation images:")
-    for r in leaking.head(args.show).itertuples():
+    show = 10 if args.show is None else args.show
+    for r in leaking.head(show).itertuples():
         print(f"  {r.group_id:<44} size {r.size:>4}  {r.splits}  (linked by {r.links})")
         m = _members(groups, r.group_id)
         shown = m["eval"][:3]
         print("    evaluation: " + ", ".join(shown) + (f" … and {len(m['eval']) - 3} more" if len(m["eval"]) > 3 else "")
               + f"; training images: {len(m['train'])}")
-    if len(leaking) > args.show:
-        print(f"  … and {len(leaking) - args.show} more groups (--show N lists more)")
+    if len(leaking) > show:
+        print(f"  … and {len(leaking) - show} more groups (--show N lists more)")
     if len(future):
         print(f"training on the future: {len(future)} training images after {project.settings.group_cutoff}")
     if groups.guard:
@@ -950,8 +952,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", metavar="DATASET/SPLIT",
                    help="measure the threshold on this collection's patches and pan frames, and keep it")
     p.add_argument("--queries", type=int, default=200, help="images to calibrate on")
-    p.add_argument("--show", type=int, default=10, metavar="N",
-                   help="groups reaching into training listed, with their evaluation images (default 10)")
+    p.add_argument("--show", type=int, default=None, metavar="N",
+                   help="groups reaching into training listed, with their evaluation images (default 10; --json: all)")
     p.add_argument("--auto-only", action="store_true", help="ignore curator decisions")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_groups)

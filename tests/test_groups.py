@@ -444,6 +444,9 @@ def test_the_groups_command_names_each_leaking_group_s_evaluation_images(geo_ws,
     assert main(["groups", str(geo_ws.path), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)["leaking_groups"]
     assert all(g["members"]["eval"] and g["members"]["train"] for g in listed)
+    assert len(listed) == len(leaking)  # every one: a script read 10 of 22 with no word of the rest
+    assert main(["groups", str(geo_ws.path), "--json", "--show", "1"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["leaking_groups"]) == 1
 
 
 def test_unreadable_images_are_skipped_with_a_reason(geo_ws):
