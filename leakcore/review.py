@@ -331,13 +331,30 @@ UNCERTAINTY_SORT = SORTS[2]  # only with the fused score: P(same photograph) nea
 
 
 def build_queue(pairs: pd.DataFrame, items: pd.DataFrame, hard: float, soft: float, *, margin: float = 0.05,
-                check: str = "") -> pd.DataFrame:
+                check: str = "", confirmed: pd.DataFrame | None = None) -> pd.DataFrame:
     """Flagged pairs (similarity >= soft - margin) with degree, labels and label agreement, ordered by
     similarity (then id), each row naming the `check` that queues it (`Check.review_rows` passes its name);
-    filter columns are categorical so that filtering 100,000 pairs stays fast."""
-    q = pairs[pairs["similarity"] >= soft - margin]
+    filter columns are categorical so that filtering 100,000 pairs stays fast. `confirmed`: decisions that confirm
+    a leak (hard, soft, same source): their pairs are queued whatever their score, with the decision's degree (a
+    confirmed leak counts as one everywhere else; after soft was raised it left the queue, and its link opened
+    nothing)."""
+    keep = (pairs["similarity"] >= soft - margin).to_numpy().copy()
+    by_decision = None
+    if confirmed is not None and len(confirmed):
+        pairs = pairs.reset_index(drop=True)  # positions, as `keep` counts them
+        c = both_ways(confirmed)
+        said = pd.Series(c["decision"].to_numpy(), index=(c["eval_item_id"] + "\t" + c["train_item_id"]).to_numpy())
+        said = said[~said.index.duplicated(keep="last")]
+        near = np.flatnonzero(~keep & pairs["eval_item_id"].isin(set(c["eval_item_id"])).to_numpy())
+        keys = pairs["eval_item_id"].iloc[near] + "\t" + pairs["train_item_id"].iloc[near]
+        by_decision = pd.Series(keys.map(said).to_numpy(), index=near).dropna()
+        keep[by_decision.index.to_numpy()] = True
+    q = pairs[keep]
     q = q[one_way(q)].copy()  # a pair within a split once, not once from each end
     q["degree"] = degree_of(q["similarity"], hard, soft)
+    if by_decision is not None and len(by_decision):
+        below = by_decision.reindex(q.index).dropna()
+        q.loc[below.index, "degree"] = np.where(below.to_numpy() == "hard", "hard", "soft")  # same source: soft
     q.loc[q["degree"] == "none", "degree"] = BORDERLINE
     q["source"] = q["train_split"].where(~q["within"], WITHIN)
     labels = (items["label"] if items.index.name == "item_id" else items.set_index("item_id")["label"])

@@ -195,6 +195,28 @@ def test_queue_filters_and_orders(ws):
     assert review.filter_queue(q, label_agreement="different")["eval_item_id"].tolist() == ["d/test/b"]
 
 
+def test_a_confirmed_pair_stays_queued_whatever_its_score(ws):
+    """A new user confirmed a pair soft, then raised soft on the Thresholds page: the pair left the Review queue (its
+    header counted one image fewer than Home), and its link showed "all reviewed" with the image listed as not
+    flagged. A pair whose decision confirms a leak is queued whatever its score, with the decision's degree."""
+    import pandas as pd
+
+    pairs = pd.DataFrame({
+        "eval_split": "d/test", "train_split": "d/train", "rank": 1, "within": False,
+        "eval_item_id": ["d/test/a", "d/test/b", "d/test/c", "d/test/d"],
+        "train_item_id": ["d/train/x", "d/train/y", "d/train/z", "d/train/w"], "similarity": [0.99, 0.4, 0.3, 0.2],
+    }, index=[7, 3, 5, 1])  # any index
+    items = pd.DataFrame({"item_id": ["d/test/a", "d/test/b", "d/test/c", "d/test/d"], "label": "cat"})
+    review.decide(ws, "d/test/b", "d/train/y", "soft", reviewer="ann")
+    review.decide(ws, "d/train/z", "d/test/c", "same_source", reviewer="ann")  # decided from the other end
+    review.decide(ws, "d/test/d", "d/train/w", "not_leak", reviewer="ann")  # rejected: not queued below soft
+    decided = review.latest_decisions(ws)
+    q = review.build_queue(pairs, items, hard=0.95, soft=0.7, confirmed=decided[decided["decision"] != "not_leak"])
+    assert list(q["eval_item_id"]) == ["d/test/a", "d/test/b", "d/test/c"]
+    assert list(q["degree"]) == ["hard", "soft", "soft"]
+    assert list(review.build_queue(pairs, items, hard=0.95, soft=0.7)["eval_item_id"]) == ["d/test/a"]
+
+
 def test_with_decisions_reuses_a_lookup_and_keeps_every_queued_copy(ws):
     import pandas as pd
 

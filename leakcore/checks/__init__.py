@@ -54,16 +54,19 @@ def reviewable_checks() -> list[Check]:
 
 def review_queue(ws, hard: float, soft: float, *, pairs=None):
     """The Review page's queue of pairs: every check reviewed as pairs (`Check.review == "pairs"`) adds its rows
-    (`Check.review_rows`), in registry order, each row naming its check; built without decisions (they are merged
-    in by `review.with_decisions`, so one decision shows on every row of its pair, whichever check queued it)."""
+    (`Check.review_rows`), in registry order, each row naming its check; built with the decisions that confirm a
+    leak only, so that a confirmed pair stays queued whatever its score (the others are merged in by
+    `review.with_decisions`, so one decision shows on every row of its pair, whichever check queued it)."""
     import pandas as pd
 
     from leakcore import leakage
-    from leakcore.review import CATEGORICAL, build_queue
+    from leakcore.checks.base import CONFIRMING
+    from leakcore.review import CATEGORICAL, build_queue, latest_decisions
 
     _load()
     pairs = leakage.load_pairs(ws) if pairs is None else pairs
-    inputs = CheckInputs(hard, soft, pairs=pairs)
+    decisions = latest_decisions(ws)
+    inputs = CheckInputs(hard, soft, decisions=decisions[decisions["decision"].isin(CONFIRMING)], pairs=pairs)
     frames = [c.review_rows(ws, inputs) for c in _REGISTRY.values() if c.review == "pairs"]
     frames = [f for f in frames if not f.empty]
     if not frames:

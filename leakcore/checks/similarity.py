@@ -66,7 +66,8 @@ class SimilarityCheck(Check):
 
         pairs = self._pairs(ws, inputs)
         in_force = pairs.attrs.get(scores.SCORE) or self.score(ws).name
-        return build_queue(scores.as_similarity(pairs, in_force), ws.items(), inputs.hard, inputs.soft, check=self.name)
+        return build_queue(scores.as_similarity(pairs, in_force), ws.items(), inputs.hard, inputs.soft, check=self.name,
+                           confirmed=inputs.decisions)
 
     def removals(self, ws, eval_split: str, inputs: CheckInputs, policy) -> pd.DataFrame:
         """Confirmed pairs always remove their evaluation item, automatic flags at the policy's level, and with
