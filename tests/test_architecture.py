@@ -437,6 +437,12 @@ def test_a_group_decision_is_made_in_the_core_and_the_cli_can_make_it(tmp_path, 
     groups = ws.groups(in_force=True)
     gid = groups.membership.loc[groups.membership["item_id"] == "d/test/scans/pat01_z.png", "group_id"].iloc[0]
     assert ws.decisions.group_links(groups, gid, "not_leak") == []  # explicit metadata links stay
+    # N on a group explicit metadata alone links records nothing, and says why with a failing status (it said the
+    # source's group column for a group named by file names, and exited 0)
+    assert main(["--reviewer", "ann", "decide", str(ws.path), "--group", gid, "--decision", "not_leak"]) == 2
+    assert "only explicit group metadata links it" in capsys.readouterr().err
+    assert main(["--reviewer", "ann", "decide", str(ws.path), "--group", "no-such-group", "--decision", "not_leak"]) == 2
+    assert "no group no-such-group" in capsys.readouterr().err
     assert main(["--reviewer", "ann", "decide", str(ws.path), "--group", gid, "--decision", "same_source"]) == 0
     assert "1 link(s) recorded by ann" in capsys.readouterr().out
     decided = ws.decisions.latest()

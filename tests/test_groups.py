@@ -270,7 +270,10 @@ def test_pages_show_groups(ws, monkeypatch, tmp_path):
     assert not at.exception, at.exception
     assert any("Group **1 / 2**" in m.value for m in at.markdown)
     if any("linked by *explicit*" in m.value for m in at.markdown):
-        at.button(key="group_next").click().run()  # metadata cannot be overruled by a click: go to the recovered one
+        # metadata cannot be overruled by a click, and the page says so (N recorded nothing and moved on, unsaid)
+        assert at.button(key="group_not_leak").disabled and any("Only explicit group metadata" in c.value
+                                                                for c in at.caption)
+        at.button(key="group_next").click().run()  # go to the recovered one
     assert any("Group **2 / 2**" in m.value or "linked by *identical*" in m.value for m in at.markdown)
     shown = at.session_state["group_pos"]
     assert at.query_params["group"] in (str(shown + 1), [str(shown + 1)])  # the group on show, in the address bar

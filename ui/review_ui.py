@@ -806,6 +806,9 @@ def _jump_to_pair(pair: tuple[str, str] | None) -> None:
 # ---- groups ----------------------------------------------------------------------------------------------------
 GROUP_PX = 208  # a group member's picture: six to a row at 1,400 px
 GROUP_BUTTONS = [("same_source", "One source: keep together", "K"), ("not_leak", "Unrelated", "N")]
+EXPLICIT_ONLY = ("Only explicit group metadata links this group (the dataset's group column, or the file names read by "
+                 "the pattern it was added with, `--group-from`): it cannot be called unrelated here; add the dataset "
+                 "again with other group ids to split it")
 
 
 def _decide_group(ws_path: str, group_id: str, decision: str) -> None:
@@ -829,7 +832,9 @@ def _decide_group(ws_path: str, group_id: str, decision: str) -> None:
         return
     linked = ws.decisions.group_links(data.groups(ws), group_id, decision)  # nothing recorded: why (only then)
     st.session_state["flash"] = f"{label} is already the decision on this group's {_n(len(linked), 'link')}" \
-        if linked else "Only explicit group metadata links this group: change the source's group column to split it"
+        if linked else EXPLICIT_ONLY
+    if not linked:
+        st.session_state.pop("group_decided", None)  # nothing recorded: the group stays on show, with the reason
 
 
 def _group_decision(ws: Workspace, groups, group_id: str) -> str | None:
@@ -881,11 +886,17 @@ def group_view(ws: Workspace, items: pd.DataFrame, eval_splits: list[str]) -> No
                 + (f" · state **kept together** (one source, by {as_code(in_force, 200)})" if in_force else
                    " · state **unreviewed**"))
     cols = st.columns([1.4, 1, 0.2, 1, 1, 1])
+    # a group that explicit metadata alone links cannot be called unrelated here (N recorded nothing, and moved on)
+    explicit_only = not ws.decisions.group_links(groups, g["group_id"], "not_leak")
     for col, (decision, label, key) in zip(cols[:2], GROUP_BUTTONS):
+        fixed = decision == "not_leak" and explicit_only
         col.button(label, key=f"group_{decision}", shortcut=key, on_click=_decide_group,
                    args=(str(ws.path), g["group_id"], decision), width="stretch",
                    type="primary" if decision == "same_source" and in_force else "secondary",
-                   disabled=not st.session_state["reviewer"].strip())
+                   disabled=not st.session_state["reviewer"].strip() or fixed,
+                   help=EXPLICIT_ONLY if fixed else None)
+    if explicit_only:
+        st.caption(EXPLICIT_ONLY)
     if not st.session_state["reviewer"].strip():
         st.caption("Type your name in the Reviewer field (sidebar) to decide: every decision records who made it.")
     cols[3].button("Previous group", key="group_prev", shortcut="Left", width="stretch",
