@@ -81,6 +81,14 @@ def test_review_decide_persists_undo_and_progress(ws):
     assert list(d["decision"]) == ["hard"] and list(d["reviewer"]) == ["tester"]
     at.run()  # survives a rerun
     assert "Reviewed 1 of 3" in at.get("progress")[0].proto.text
+    # a key that reaches the page before the run that draws its pair has finished is refused: here the last run
+    # finished drawing another pair (four N presses 30 ms apart decided three pairs a curator never saw)
+    drawn = at.session_state["review_drawn"]
+    at.session_state["review_drawn"] = ("d/test/x.jpg", "d/train/y.jpg")
+    at.button(key="decide_not_leak").click().run()
+    assert len(review.latest_decisions(ws)) == 1 and any("Not saved: the key came before" in t.proto.body
+                                                          for t in at.toast)
+    assert at.session_state["review_drawn"] == drawn  # drawn again, whole: the next key decides it
     at.button(key="decide_not_leak").click().run()
     assert len(review.latest_decisions(ws)) == 2
     # the pair is hard by the score: a slip of the key is said, with the way back (a new user's N stood unnoticed)

@@ -55,6 +55,10 @@ def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: 
     reviewer = _reviewer()
     if reviewer is None:
         return
+    if advance and len(pairs) == 1 and tuple(pairs[0]) != st.session_state.get("review_drawn"):
+        st.session_state["flash"] = ("Not saved: the key came before this pair was on screen (a key decides only the "
+                                     "pair drawn; press it again)")
+        return
     note = st.session_state.get("review_note") or None
     try:
         if len(pairs) == 1:
@@ -387,6 +391,9 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
         else:
             decision_bar(ws, pair, len(view))
             pair_view(ws, items, pair, group)
+            # the pair this run drew whole: a key pressed before a run finished drawing the next pair is refused, not
+            # applied to a pair the curator never saw (four N presses 30 ms apart decided three pairs never shown)
+            st.session_state["review_drawn"] = (pair["eval_item_id"], pair["train_item_id"])
         if not st.session_state["grid_mode"]:  # grid mode says its own keys (Shift+H / S / N / U)
             st.caption("Keys: H hard leak · S soft leak · N not a leak · U unsure · ← previous · → next · Z undo")
             next_strip(ws, items, view, pos)
