@@ -874,7 +874,9 @@ class Exports:
         ws, team = self._p.workspace, self._p.team
         ids = set(ws.split_items(split)["item_id"].astype(str))
         decided = review.latest_decisions(ws)
-        decided = decided[decided["eval_item_id"].astype(str).isin(ids)]
+        # on a pair with an image of the split at either end: a group's links are decided in the order they were
+        # linked, often training image first (an export counted 1 of its 16 "same source" removals' decisions)
+        decided = decided[decided["eval_item_id"].astype(str).isin(ids) | decided["train_item_id"].astype(str).isin(ids)]
         set_by = team.audit_log.last("thresholds", target=f"{ws.encoder} ({ws.score})")
         roles = team.roles()
         return {

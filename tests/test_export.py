@@ -337,3 +337,16 @@ def test_a_pages_zip_of_an_export_holds_its_images_and_never_a_file_outside_the_
     # an export too large to zip in memory: its own files only, named so on the page
     big = export.ArchivePlan(plan.entries, export.ARCHIVE_LIMIT + 1, plan.images)
     assert set(zipfile.ZipFile(io.BytesIO(export.write_archive(big))).namelist()) == {"removed.csv", "provenance.json"}
+
+
+def test_an_exports_provenance_counts_decisions_made_from_either_end_of_a_pair(ws, tmp_path):
+    """A group's links are decided in the order they were linked, often training image first: an export's
+    provenance counted 1 of the 16 "same source" decisions that removed its images."""
+    from leakcore.api import Project
+
+    review.decide(ws, "d/train/cat/train_000.jpg", "d/test/cat/test_000.jpg", "same_source", reviewer="ann")
+    review.decide(ws, "d/test/cat/test_002.jpg", "d/train/cat/train_002.jpg", "hard", reviewer="bob")
+    review.decide(ws, "d/train/cat/train_000.jpg", "d/train/cat/train_002.jpg", "same_source", reviewer="cy")  # not it
+    result = Project.open(ws.path).exports.write("d/test", ExportPolicy("soft"), out=str(tmp_path / "out"))
+    people = json.loads((result.folder / "provenance.json").read_text())["people"]
+    assert people["decisions_in_force"] == 2 and people["decisions_by_reviewer"] == {"ann": 1, "bob": 1}
