@@ -426,8 +426,13 @@ def _verdict_words(row: dict, ws: str = "WS") -> list[str]:
     inside = (f"confirmed {d.get('within_confirmed', 0):,} and rejected {d.get('within_rejected', 0):,} pairs of "
               "duplicates inside the split") if d.get("within_confirmed") or d.get("within_rejected") else ""
     if d["confirmed"] or d["rejected"] or d["unsure"]:
+        # counted by image, a near-duplicate's or a group's decision alike (a new user read "confirmed 36" beside
+        # "35 have a near-duplicate": the 36th was kept together with its shoot), an image with one pair confirmed
+        # and another unsure among the confirmed
         out.append(f"curators confirmed {d['confirmed']:,}, rejected {d['rejected']:,} and were unsure of "
-                   f"{d['unsure']:,} of its images with a match in training" + (f"; they {inside}" if inside else ""))
+                   f"{d['unsure']:,} of its images with a match in training (by image: as a near-duplicate or as one "
+                   "source with a training image; an image with any pair confirmed counts as confirmed)"
+                   + (f"; they {inside}" if inside else ""))
     elif inside:
         out.append(f"curators {inside}")
     elif d.get("flagged"):

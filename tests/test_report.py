@@ -452,8 +452,9 @@ def test_decisions_made_from_the_training_end_and_inside_the_split_are_counted_w
     rows = {r["eval_item_id"]: r for r in d["findings"]["similarity"]["strongest"]}
     assert (rows[e1]["decision"], rows[e1]["reviewer"]) == ("same_source", "kim")
     words = " ".join(d["verdicts"][0]["words"])
-    assert "curators confirmed 2, rejected 0 and were unsure of 0 of its images with a match in training; they " \
-           "confirmed 1 and rejected 0 pairs of duplicates inside the split" in words
+    assert "curators confirmed 2, rejected 0 and were unsure of 0 of its images with a match in training (by " \
+           "image: as a near-duplicate or as one source" in words
+    assert "; they confirmed 1 and rejected 0 pairs of duplicates inside the split" in words
 
 
 def test_byte_identical_files_inside_a_split_are_counted_and_named(tmp_path, capsys):
