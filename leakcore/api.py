@@ -151,6 +151,10 @@ class ImpactResult:
     def mean_words(self) -> str:
         """What the mean is over, in words: "30 models (the probe knn1 shown apart)"."""
         n = self.models if self.in_mean is None else self.in_mean
+        names = sorted(str(m) for m in set(self.table["model"]))
+        if names and all(m.startswith(downstream.PROBE_PREFIX) for m in names):  # the probes alone: named
+            probes = [m.removeprefix(downstream.PROBE_PREFIX) for m in names]
+            return f"the probe{'s' if len(probes) != 1 else ''} {', '.join(probes)}"
         apart = sorted(m.removeprefix(downstream.PROBE_PREFIX) for m in set(self.table["model"])
                        if self.in_mean is not None and self.in_mean < self.models
                        and str(m).startswith(downstream.PROBE_PREFIX))
@@ -670,7 +674,7 @@ class Scores:
         if not apart:
             return None
         side = ws._training_shape()[0]
-        names = ", ".join(apart)
+        names = apart[0] if len(apart) == 1 else ", ".join(apart[:-1]) + " and " + apart[-1]
         todo = ("tick “Verify pairs on their pixels” to check every dataset's pairs" if page else
                 f"`leakcore scan {ws.path} --verify` checks every dataset's pairs")
         return (f"Verification is off: the training images' median shorter side is {side:.0f} px (small images, where the "
