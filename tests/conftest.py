@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -21,6 +22,11 @@ try:
     expect.set_options(timeout=20_000)
 except ImportError:  # without Playwright the browser tests skip
     pass
+
+
+# the Review page takes a decision key only 0.2 s after its pair was drawn (ui/review_ui.LOOK_S); a test's scripted
+# click follows the run at once (the guard's own test sets the wait back)
+os.environ.setdefault("LEAKCORE_REVIEW_LOOK_S", "0")
 
 
 def photo(seed: int, size=(48, 40)) -> Image.Image:

@@ -62,7 +62,7 @@ def test_home_shows_datasets_and_rates(ws):
     assert warm.function is PairEvidence.warm_up and warm.interval == WARM_UP_AFTER_S
 
 
-def test_review_decide_persists_undo_and_progress(ws):
+def test_review_decide_persists_undo_and_progress(ws, monkeypatch):
     at = run("pages/1_Review.py")
     assert not at.exception
     assert "Reviewed 0 of 3" in at.get("progress")[0].proto.text
@@ -84,11 +84,15 @@ def test_review_decide_persists_undo_and_progress(ws):
     # a key that reaches the page before the run that draws its pair has finished is refused: here the last run
     # finished drawing another pair (four N presses 30 ms apart decided three pairs a curator never saw)
     drawn = at.session_state["review_drawn"]
-    at.session_state["review_drawn"] = ("d/test/x.jpg", "d/train/y.jpg")
+    at.session_state["review_drawn"] = (("d/test/x.jpg", "d/train/y.jpg"), drawn[1])
     at.button(key="decide_not_leak").click().run()
     assert len(review.latest_decisions(ws)) == 1 and any("Not saved: the key came before" in t.proto.body
                                                           for t in at.toast)
-    assert at.session_state["review_drawn"] == drawn  # drawn again, whole: the next key decides it
+    assert at.session_state["review_drawn"][0] == drawn[0]  # drawn again, whole: the next key decides it
+    monkeypatch.setenv("LEAKCORE_REVIEW_LOOK_S", "30")  # ... once it has been on screen a moment (here: never)
+    at.button(key="decide_not_leak").click().run()
+    assert len(review.latest_decisions(ws)) == 1 and any("Not saved" in t.proto.body for t in at.toast)
+    monkeypatch.setenv("LEAKCORE_REVIEW_LOOK_S", "0")
     at.button(key="decide_not_leak").click().run()
     assert len(review.latest_decisions(ws)) == 2
     # the pair is hard by the score: a slip of the key is said, with the way back (a new user's N stood unnoticed)

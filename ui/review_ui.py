@@ -1,6 +1,9 @@
 """The review page's pieces: the pair view, decision buttons with shortcuts, the grid mode."""
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -48,6 +51,20 @@ def _n(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
+LOOK_S = 0.2  # a decision key is taken only this long after its pair was drawn: the events of keys pressed faster
+# than the page draws are run one after another, each on the pair the last run drew (four N presses 30 ms apart
+# decided four pairs, three of them never seen); no one judges a pair of photos in 0.2 s. The tests' scripted clicks
+# follow a run at once: they set LEAKCORE_REVIEW_LOOK_S=0 (tests/conftest.py)
+
+
+def look_s() -> float:
+    """LOOK_S, or the tests' LEAKCORE_REVIEW_LOOK_S."""
+    try:
+        return float(os.environ.get("LEAKCORE_REVIEW_LOOK_S", LOOK_S))
+    except ValueError:
+        return LOOK_S
+
+
 def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: bool, degree: str = "") -> None:
     ws = data.open_workspace(ws_path)  # with the caches the page's reruns share (the item table among them)
     if ws is None:
@@ -55,7 +72,8 @@ def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: 
     reviewer = _reviewer()
     if reviewer is None:
         return
-    if advance and len(pairs) == 1 and tuple(pairs[0]) != st.session_state.get("review_drawn"):
+    drawn = st.session_state.get("review_drawn") or (None, 0.0)
+    if advance and len(pairs) == 1 and (tuple(pairs[0]) != drawn[0] or time.monotonic() - drawn[1] < look_s()):
         st.session_state["flash"] = ("Not saved: the key came before this pair was on screen (a key decides only the "
                                      "pair drawn; press it again)")
         return
@@ -393,7 +411,7 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
             pair_view(ws, items, pair, group)
             # the pair this run drew whole: a key pressed before a run finished drawing the next pair is refused, not
             # applied to a pair the curator never saw (four N presses 30 ms apart decided three pairs never shown)
-            st.session_state["review_drawn"] = (pair["eval_item_id"], pair["train_item_id"])
+            st.session_state["review_drawn"] = ((pair["eval_item_id"], pair["train_item_id"]), time.monotonic())
         if not st.session_state["grid_mode"]:  # grid mode says its own keys (Shift+H / S / N / U)
             st.caption("Keys: H hard leak · S soft leak · N not a leak · U unsure · ← previous · → next · Z undo")
             next_strip(ws, items, view, pos)
