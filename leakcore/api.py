@@ -548,6 +548,36 @@ class Images:
         result = images.decode(catalog.read_bytes(uri, row, root=root, reader=reader), **kwargs)
         return result.image, result.reason
 
+    def files_since_added(self) -> dict:
+        """What a scan would find on disk first (`Project._read_changed_files`), read only: {"changed": image files whose size
+        or time changed since they were added, "gone": files removed, "new": {dataset: files not items yet}}; what
+        `leakcore scan --plan` says beside its jobs (which are planned on the files as they were added)."""
+        from leakcore import catalog
+
+        items = self._p.workspace.items()
+        _, now, moved = catalog.moved_files(items)
+        gone = int((now[moved][:, 0] < 0).sum())
+        return {"changed": int(moved.sum()) - gone, "gone": gone, "new": self.new_files(items)}
+
+    def new_files(self, items: pd.DataFrame) -> dict:
+        """{dataset: image files under a folder dataset's root that are not among `items`}, where there are any."""
+        from leakcore import formats
+
+        ws = self._p.workspace
+        new = {}
+        for name, d in ws.datasets.items():
+            if d.format != "folder" or not d.source or not Path(d.source).is_dir():
+                continue
+            try:
+                source = formats.load_source(Path(d.source), "folder", root=Path(d.root) if d.root else None)
+            except LeakcoreError:
+                continue
+            known = set(items.loc[items["dataset"] == name, "item_id"].astype(str))
+            n = sum(f"{name}/{r.split}/{r.key}" not in known for r in source.records)
+            if n:
+                new[name] = n
+        return new
+
     @staticmethod
     def changed_since_added(items: pd.DataFrame, ids) -> list[str]:
         """Those of `ids` (items indexed by item_id) whose image file's size or time is no longer the one it was
@@ -1258,37 +1288,7 @@ class Project:
                                                      ws.max_pixels or _images.DEFAULT_MAX_PIXELS)
         if changed:
             ws.write_items(items)
-        return {"changed": changed - gone, "gone": gone, "new": self._new_files(items)}
-
-    def files_since_added(self) -> dict:
-        """What a scan would find on disk first (`_read_changed_files`), read only: {"changed": image files whose size
-        or time changed since they were added, "gone": files removed, "new": {dataset: files not items yet}}; what
-        `leakcore scan --plan` says beside its jobs (which are planned on the files as they were added)."""
-        from leakcore import catalog
-
-        items = self.workspace.items()
-        _, now, moved = catalog.moved_files(items)
-        gone = int((now[moved][:, 0] < 0).sum())
-        return {"changed": int(moved.sum()) - gone, "gone": gone, "new": self._new_files(items)}
-
-    def _new_files(self, items: pd.DataFrame) -> dict:
-        """{dataset: image files under a folder dataset's root that are not among `items`}, where there are any."""
-        from leakcore import formats
-
-        ws = self.workspace
-        new = {}
-        for name, d in ws.datasets.items():
-            if d.format != "folder" or not d.source or not Path(d.source).is_dir():
-                continue
-            try:
-                source = formats.load_source(Path(d.source), "folder", root=Path(d.root) if d.root else None)
-            except LeakcoreError:
-                continue
-            known = set(items.loc[items["dataset"] == name, "item_id"].astype(str))
-            n = sum(f"{name}/{r.split}/{r.key}" not in known for r in source.records)
-            if n:
-                new[name] = n
-        return new
+        return {"changed": changed - gone, "gone": gone, "new": self.images.new_files(items)}
 
     def report(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True) -> dict:
         """Everything `leakcore report --json` prints: thresholds, rates and the matrices."""

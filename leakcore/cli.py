@@ -177,7 +177,7 @@ def cmd_scan(args) -> int:
         note = project.scores.verification_off_note()
         if note:
             print(note)
-        _say_files(project, project.files_since_added(), planned=True)
+        _say_files(project, project.images.files_since_added(), planned=True)
         return 0
     bars = _Bars()
     result = project.scan(progress=bars, batch_size=args.batch_size, encoder=args.encoder, k=args.k,
@@ -210,7 +210,7 @@ def cmd_scan(args) -> int:
 
 def _say_files(project, files: dict, planned: bool = False) -> None:
     """What a scan found on disk first (`ScanResult.refreshed`), or, `planned`, what it will find
-    (`Project.files_since_added`): files changed, gone, and new under a folder dataset."""
+    (`Images.files_since_added`): files changed, gone, and new under a folder dataset."""
     changed, gone = files.get("changed", 0), files.get("gone", 0)
     if changed:
         have = ("have" if changed != 1 else "has") if planned else "had"
