@@ -89,6 +89,10 @@ def test_review_decide_persists_undo_and_progress(ws, monkeypatch):
     assert len(review.latest_decisions(ws)) == 1 and any("Not saved: the key came before" in t.proto.body
                                                           for t in at.toast)
     assert at.session_state["review_drawn"][0] == drawn[0]  # drawn again, whole: the next key decides it
+    since = at.session_state["review_drawn"][1]
+    at.text_input(key="review_note").set_value("looked twice").run()  # a rerun drawing the same pair: still since then
+    assert at.session_state["review_drawn"][1] == since  # (a key right after a note's commit was refused)
+    at.text_input(key="review_note").set_value("").run()
     monkeypatch.setenv("LEAKCORE_REVIEW_LOOK_S", "30")  # ... once it has been on screen a moment (here: never)
     at.button(key="decide_not_leak").click().run()
     assert len(review.latest_decisions(ws)) == 1 and any("Not saved" in t.proto.body for t in at.toast)

@@ -44,7 +44,8 @@ def inputs(ws: Project) -> ImpactRequest | None:
         c3, c4 = st.columns([2, 1])
         source = c3.radio("Leaked set", list(LeakSource), key="imp_source", format_func=LEAK_SOURCE_TEXT.get)
         leak_file = c3.file_uploader("Leak list (for an imported list)", type=["csv"], key="imp_leak_file")
-        n_random = c4.number_input("Random subsets", 100, 20_000, 1000, step=100, key="imp_random")
+        st.session_state.setdefault("imp_random", 1000)  # kept across pages (ui/state.PERSISTENT): no default here
+        n_random = c4.number_input("Random subsets", 100, 20_000, step=100, key="imp_random")
         submitted = st.form_submit_button("Measure impact", type="primary")
     if not submitted and "imp_result" not in st.session_state:
         return None

@@ -411,7 +411,12 @@ def review_panel(ws: Workspace, hard: float, soft: float, filters: dict) -> None
             pair_view(ws, items, pair, group)
             # the pair this run drew whole: a key pressed before a run finished drawing the next pair is refused, not
             # applied to a pair the curator never saw (four N presses 30 ms apart decided three pairs never shown)
-            st.session_state["review_drawn"] = ((pair["eval_item_id"], pair["train_item_id"]), time.monotonic())
+            # since when: a rerun that draws the same pair again (a note committed, a compare mode chosen) keeps the
+            # first time (a key pressed right after a click that committed a note was refused, unsaid)
+            shown = (pair["eval_item_id"], pair["train_item_id"])
+            before = st.session_state.get("review_drawn")
+            if not before or before[0] != shown:
+                st.session_state["review_drawn"] = (shown, time.monotonic())
         if not st.session_state["grid_mode"]:  # grid mode says its own keys (Shift+H / S / N / U)
             st.caption("Keys: H hard leak · S soft leak · N not a leak · U unsure · ← previous · → next · Z undo")
             next_strip(ws, items, view, pos)
