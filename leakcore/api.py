@@ -1353,7 +1353,7 @@ class Project:
                                       seed=seed)
         if not write:
             return result
-        written = resplit.write_resplit(ws, result, out, links=links)
+        written = resplit.write_resplit(ws, result, out, links=links, made_by=who[0])
         self.team.audit(who, "re-split", target=dataset,
                         after={**{k: v for k, v in written.summary.items() if not isinstance(v, (list, dict))},
                                "files": [str(f) for f in written.files]},

@@ -187,7 +187,8 @@ def plan_resplit(ws, dataset: str, *, test_size: float = 0.2, stratify: str | No
     return Resplit(assignment, summary, [])
 
 
-def write_resplit(ws, result: Resplit, out: str | Path | None = None, links: str | None = None) -> Resplit:
+def write_resplit(ws, result: Resplit, out: str | Path | None = None, links: str | None = None,
+                  made_by: str | None = None) -> Resplit:
     """The new splits in the dataset's own format where it has a per-row one (manifest, Hugging Face Parquet),
     and always `manifest.csv` (path, split, label, group, timestamp, id, old_split), re-importable with
     `leakcore add --format manifest --root ROOT`. With `links` ("symlink" or "copy"), the image files too, as
@@ -260,7 +261,8 @@ def write_resplit(ws, result: Resplit, out: str | Path | None = None, links: str
                             + (" --follow-links" if links == "symlink" else ""))
     result.summary["add_again"] = add_again
     written = {**result.summary, "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               "inputs_as_of": _inputs_time(ws), "links": links}  # what the report's provenance lists
+               "inputs_as_of": _inputs_time(ws), "links": links,  # what the report's provenance lists
+               "made_by": made_by}  # who, as an export's provenance names who exported it
     atomic_write_text(folder / "resplit.json", json.dumps(written, indent=2, default=str) + "\n")
     files.append(folder / "resplit.json")
     result.files = files

@@ -146,7 +146,7 @@ def _stub_resplit(monkeypatch):
     from leakcore import resplit
 
     monkeypatch.setattr(resplit, "plan_resplit", lambda ws, dataset, **kw: SimpleNamespace(dataset=dataset))
-    monkeypatch.setattr(resplit, "write_resplit", lambda ws, result, out, links=None: SimpleNamespace(
+    monkeypatch.setattr(resplit, "write_resplit", lambda ws, result, out, links=None, made_by=None: SimpleNamespace(
         summary={"dataset": result.dataset, "train": 7, "test": 3}, files=[ws.path / "resplit.csv"]))
 
 

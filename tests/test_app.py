@@ -411,6 +411,7 @@ def test_export_page_writes_a_re_split_in_folders_with_its_seed(ws):
                "side" in s.value for s in at.success)
     written = ws.exports_dir / "animals-resplit"
     stored = json.loads((written / "resplit.json").read_text())
+    assert stored["made_by"]  # who made it
     assert (written / "images").is_dir() and (stored["links"], stored["seed"]) == ("copy", 3)
     downloads = [d for d in at.get("download_button") if d.proto.label == "Download the manifest files (zip)"]
     assert len(downloads) == 1  # the manifest and resplit.json, not the image folders
