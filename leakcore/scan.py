@@ -413,8 +413,9 @@ def run_verify_jobs(ctx: ScanContext, jobs: list[VerifyJob]) -> None:
     tables = [fused.rescue_table(ctx.ws, pair_path(ctx.ws, ctx.plan.settings.encoder, j.eval_split, j.train_split),
                                  model) for j in jobs]
     pairs = pd.concat([fused.candidates(t, model) for t in tables], ignore_index=True)
+    more = f" and {len(jobs) - 1} more table{'s' if len(jobs) > 2 else ''}" if len(jobs) > 1 else ""  # a bar's name
     fused.verify_pairs(ctx.ws, pairs, model, progress=ctx.progress,
-                       stage="verify pairs " + ", ".join(f"{j.eval_split} -> {j.train_split}" for j in jobs))
+                       stage=f"verify pairs {jobs[0].eval_split} -> {jobs[0].train_split}{more}")
 
 
 def run_scan(ws, plan: ScanPlan, *, encoder: Encoder | None = None, progress: ScanProgress | None = None,
