@@ -651,6 +651,18 @@ def test_the_address_bar_keeps_the_workspace_opened_on_home_and_refuses_one_the_
     assert "ws" not in bad.query_params  # the server's own workspace is not named
 
 
+def test_a_decision_on_the_last_pair_of_a_queue_says_it_stays(ws):
+    """With decided pairs in the queue a decision steps past its pair; on the last one there is nowhere to go, and four
+    keys decided it four times with nothing but "saved" said."""
+    at = run("pages/1_Review.py")
+    at.sidebar.multiselect(key="f_states").set_value([]).run()  # every state
+    at.session_state["review_pos"] = 99
+    at.run()
+    at.button(key="decide_unsure").click().run()
+    assert not at.exception, at.exception
+    assert any("the last pair of the queue: it stays on show" in t.proto.body for t in at.toast)
+
+
 def test_the_scan_boxes_show_the_settings_of_the_workspace_opened(ws, tmp_path):
     """A new user opened a second workspace and came back to the first, saved with training images compared: the box
     still showed the second's "unticked", and a scan from there would have changed the setting."""

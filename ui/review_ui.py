@@ -65,7 +65,8 @@ def look_s() -> float:
         return LOOK_S
 
 
-def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: bool, degree: str = "") -> None:
+def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: bool, degree: str = "",
+            last: bool = False) -> None:
     ws = data.open_workspace(ws_path)  # with the caches the page's reruns share (the item table among them)
     if ws is None:
         return
@@ -103,6 +104,8 @@ def _decide(ws_path: str, pairs: list[tuple[str, str]], decision: str, advance: 
         # The decided pair usually leaves an 'unreviewed' queue; otherwise step past it.
         if "unreviewed" not in st.session_state["f_states"]:
             st.session_state["review_pos"] += 1
+            if last:  # nothing to step to: said (four keys on the last pair decided it four times, unsaid)
+                st.session_state["flash"] += " · the last pair of the queue: it stays on show"
 
 
 def _undo(ws_path: str) -> None:
@@ -538,7 +541,7 @@ def decision_bar(ws: Workspace, pair: pd.Series, size: int) -> None:
     # suggestion for a decision already made (the suggestion is the degree the line above names, and the tooltip's)
     for col, (decision, label, key) in zip(cols[:4], DECISION_BUTTONS):
         col.button(f"{label}", key=f"decide_{decision}", shortcut=key, on_click=_decide,
-                   args=(*args, decision, True, str(pair.get("degree", ""))),
+                   args=(*args, decision, True, str(pair.get("degree", "")), st.session_state["review_pos"] >= size - 1),
                    type="primary" if decision == in_force else "secondary", width="stretch", disabled=anonymous,
                    help=" · ".join(([f"Suggested for this pair: its degree is {pair['degree']}"]
                                     if decision == suggested else [])
