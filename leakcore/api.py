@@ -72,6 +72,7 @@ class LeakSource(enum.StrEnum):
 
 
 PROBES = downstream.PROBES
+PROBE_PREFIX = downstream.PROBE_PREFIX  # the built-in probes' names in an impact table start so
 ALL_SOURCES = leakage.ALL_SOURCES  # the `train_split` of a rates row over every training source together
 CALIBRATION_KINDS = ("thresholds", "groups")  # what `Project.calibrate(kind=...)` measures
 

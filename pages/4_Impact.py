@@ -29,7 +29,7 @@ with user_errors():
         st.info(f"No image of {result.split} is leaked at the thresholds in force, so no measured accuracy here is "
                 "inflated by leakage: the tables show the full split's accuracy only.")
     models = sorted(table["model"].unique())
-    shown = st.multiselect("Models in the chart", models, default=models[:12], key="imp_models")
+    shown = st.multiselect("Models in the chart", models, default=impact_ui.chart_models(table), key="imp_models")
     impact_ui.accuracy_chart(table, shown or models)
     # the whole width: in half of it the p-value was off the table's right edge (a new user scrolled for it)
     st.subheader(f"Mean over {result.mean_words}")

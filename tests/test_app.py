@@ -357,6 +357,20 @@ def test_impact_page_with_a_probe(ws):
     assert any("leaked set from" in m.value for m in at.markdown)
 
 
+def test_the_impact_chart_shows_first_models_across_the_range_of_accuracy():
+    """The first 12 by name left the best-known models out of a chart of 31: the default spreads over full-set
+    accuracy, the weakest and the strongest among them, with the probe."""
+    import pandas as pd
+
+    from ui.impact_ui import chart_models
+
+    table = pd.DataFrame({"model": [f"m{i:02d}" for i in range(30)] + ["probe-knn1"], "subset": "full",
+                          "accuracy": [i / 30 for i in range(30)] + [0.5]})
+    shown = chart_models(table)
+    assert len(shown) == 12 and {"m00", "m29", "probe-knn1"} <= set(shown)
+    assert chart_models(table.head(5)) == ["m00", "m01", "m02", "m03", "m04"]
+
+
 def test_impact_page_on_a_split_with_no_leak_says_so(tmp_path, monkeypatch):
     """Clean data is the usual case: the probe runs, the page says nothing is leaked, and no table breaks (a split
     with no leaked image has no p-value column: "KeyError: 'p_value'" was the page's answer)."""

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 
-from leakcore.api import PROBES, ImpactRequest, LeakSource, Project
+from leakcore.api import PROBE_PREFIX, PROBES, ImpactRequest, LeakSource, Project
 from ui import data
 
 LEAK_SOURCE_TEXT = {LeakSource.DECISIONS: "our flags, curator decisions first", LeakSource.FLAGS: "our flags only",
@@ -63,6 +63,21 @@ def inputs(ws: Project) -> ImpactRequest | None:
     st.session_state["imp_args"] = args
     st.session_state.pop("imp_result", None)
     return args
+
+
+def chart_models(table: pd.DataFrame, at_most: int = 12) -> list[str]:
+    """The models the chart shows first: at most `at_most`, spread over the range of full-set accuracy (weak models
+    gain most; the first 12 by name left out the best known), the built-in probes among them."""
+    import numpy as np
+
+    full = table[table["subset"] == "full"].sort_values("accuracy")
+    names = full["model"].astype(str).tolist()
+    if len(names) <= at_most:
+        return sorted(names)
+    probes = [m for m in names if m.startswith(PROBE_PREFIX)][:at_most // 3]
+    rest = [m for m in names if m not in probes]
+    picks = np.unique(np.linspace(0, len(rest) - 1, at_most - len(probes)).round().astype(int))
+    return sorted(probes + [rest[i] for i in picks])
 
 
 def accuracy_chart(table: pd.DataFrame, models: list[str]) -> None:
