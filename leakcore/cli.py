@@ -645,9 +645,9 @@ def cmd_resplit(args) -> int:
           f"(largest {s['largest_group']}); groups across splits: {s['cross_split_groups']}")
     # every flagged pair, then how many of them the re-split joined itself (a new user read "pairs that no group held
     # already: 2" beside 8 flagged pairs and could not tell whether the other 6 were kept together)
-    print(f"  flagged near-duplicate pairs, each kept on one side: {s.get('flagged_pairs', 0)} ("
-          f"{s.get('flagged_pairs_joined', 0)} of them in no common group before, joined by the re-split); exact "
-          f"copies (the same bytes) joined likewise: {s.get('identical_joined', 0)}")
+    n, joined = s.get("flagged_pairs", 0), s.get("flagged_pairs_joined", 0)
+    print(f"  flagged near-duplicate pairs, each kept on one side: {n} ({n - joined} already in one group, {joined} "
+          f"joined by the re-split itself); exact copies (the same bytes) joined likewise: {s.get('identical_joined', 0)}")
     if s.get("unreadable_left_out"):
         print(f"  left out, no check could read them: {s['unreadable_left_out']} files")
     if s.get("test_duplicate_pairs"):
