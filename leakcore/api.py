@@ -1045,6 +1045,18 @@ class Checks:
         """Every bound a rates table (`rates`) breaks, in words; empty when the gate passes."""
         return _checks.gate(table, bounds)
 
+    def unscanned(self) -> list[tuple[str, str]]:
+        """(evaluation split, training split) pairs with readable images whose neighbour table is not stored for the
+        encoder in use: never scanned, or a scan stopped before their search. Their rates read 0%: a report called a
+        workspace that was only added "clean", and the CI gate passed it."""
+        from leakcore.schema import split_ids
+
+        ws = self._p.workspace
+        items = ws.items()
+        ok = items[items["status"].astype(str) == "ok"]
+        return [(str(e), str(t)) for e in split_ids(ok, "eval") for t in split_ids(ok, "train")
+                if not _scan.pair_path(ws, ws.encoder, e, t).exists()]
+
 
 class Project:
     """A leakage project: the product's verbs over a `Workspace` it holds. Open with `Project.open(path)` or

@@ -304,6 +304,13 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
             print(f"\ntraining on the future: {len(future)} training images are dated after the cutoff "
                   f"{project.workspace.group_settings['cutoff']} (e.g. {', '.join(future['item_id'].head(3))})")
     failures = project.checks.gate(table, bounds or {})
+    unscanned = project.checks.unscanned()
+    if unscanned:  # their rates read 0%: an added, never scanned workspace was "clean" and passed the gate
+        said = ", ".join(f"{e} vs {t}" for e, t in unscanned[:4]) + (" …" if len(unscanned) > 4 else "")
+        print(f"NOT SCANNED: {said} (no search stored, so their rates read 0%): run `leakcore scan {project.path}`",
+              file=sys.stderr)
+        if bounds or fail_on_shortcut:
+            failures.insert(0, f"not scanned: {said}")
     if not table.empty:
         for check in bounds or {}:
             if not (table["check"] == check).any():

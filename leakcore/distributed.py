@@ -231,10 +231,18 @@ def run_scan_ray(ws, plan: ScanPlan, *, address: str | None = None, workers: int
                  chunk: int = CHUNK, num_cpus: int | None = None) -> ScanResult:
     """Run a plan's jobs on a Ray cluster (a local one when `address` is None) and store what the local scan
     stores. The fit and verification jobs, if any, run on the driver."""
+    import ray
+
+    joined = ray.is_initialized()  # a connection this call did not make (a caller's, a test's) is left as it was
     ctx = RayContext(ws, plan, address=address, workers=workers, chunk=chunk, num_cpus=num_cpus,
                      batch_size=batch_size, budget_bytes=budget_bytes, progress=progress)
     try:
         return run_scan(ws, plan, context=ctx)
     finally:
         ctx.close()
+        if not joined:
+            # the connection (and a local cluster) ends with the scan: a dashboard that ran a Ray scan from its Home page
+            # kept its driver, and about a minute after the scan the process ended itself ("Failed to connect to GCS
+            # within 60 seconds ... The program will terminate"), taking the dashboard down
+            ray.shutdown()
 

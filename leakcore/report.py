@@ -107,6 +107,7 @@ def build(project, *, hard: float | None = None, soft: float | None = None, use_
                      "score": ws.score},
         "datasets": _datasets(ws, table),
     })
+    data["unscanned"] = [list(p) for p in project.checks.unscanned()]
     findings = _findings(project, ci, items, decisions, top, weakest, data)
     data["checked"] = _checked(data, findings)
     data["verdicts"] = _verdicts(data, findings, table, items, all_decisions if use_decisions else None)
@@ -342,7 +343,9 @@ def _verdicts(data: dict, findings: dict, table: pd.DataFrame, items: pd.DataFra
             row["decisions"]["unreviewed_shown"] = sum(1 for r in sim["strongest"] + sim["weakest"]
                                                        if r["eval_split"] == ev and r["eval_item_id"] not in reviewed)
         leaks = any(c["soft"] for c in row["checks"].values()) or bool(row["shortcut"] and row["shortcut"]["found"])
-        row["verdict"] = "leaks" if leaks else "clean"
+        missing = [t for e, t in data.get("unscanned", []) if e == ev]
+        row["unscanned"] = missing  # no search stored against these: their rates read 0%, which is no all-clear
+        row["verdict"] = "leaks" if leaks else "unscanned" if missing else "clean"
         row["words"] = _verdict_words(row, _ws(data))
         out.append(row)
     return out
@@ -392,6 +395,9 @@ def _pct(x: float) -> str:
 def _verdict_words(row: dict, ws: str = "WS") -> list[str]:
     n = row["n_eval"]
     out = []
+    if row.get("unscanned"):  # first: the rates below read 0% against these
+        out.append(f"not scanned against {', '.join(row['unscanned'])}: no search is stored, so its rates there read "
+                   f"0%; run `leakcore scan {ws}`")
     primary = _primary()
     c = row["checks"].get(primary)
     if c is not None:
@@ -976,6 +982,7 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:v
 .card.leaks{border-left:5px solid var(--hard)}.card.clean{border-left:5px solid var(--ok)}
 .verdict{font-size:12px;font-weight:700;text-transform:uppercase;letter-spacing:.04em;padding:2px 8px;border-radius:10px}
 .verdict.leaks{background:#fde0e0;color:var(--hard)}.verdict.clean{background:#dcf2e2;color:var(--ok)}
+.verdict.unscanned{background:#fff3cd;color:#7a5a00}
 .tablewrap{overflow-x:auto;margin:6px 0 14px}
 table.data{border-collapse:collapse;width:100%;font-size:13px}
 table.data caption{text-align:left;color:var(--muted);font-size:12px;padding:2px 0}
@@ -1059,6 +1066,7 @@ def _kv(pairs: list[tuple[str, object]]) -> str:
                                      for k, v in pairs if v not in (None, "")) + "</dl>"
 
 
+_VERDICT_SHOWN = {"unscanned": "not scanned"}
 _CODE = re.compile(r"`([^`<>]+)`")  # a command in a verdict's words, drawn as code (escaped first)
 
 
@@ -1076,7 +1084,7 @@ def _summary_html(data: dict) -> str:
         lines = "".join("<li>" + _CODE.sub(r"<code>\1</code>", _e(w)) + "</li>" for w in v["words"])  # `x`: code
         out.append(f'<div class="card {v["verdict"]}"><h3><span>{_e(v["eval_split"])} '
                    f'<small class=muted>{v["n_eval"]:,} images</small></span>'
-                   f'<span class="verdict {v["verdict"]}">{_e(v["verdict"])}</span></h3>'
+                   f'<span class="verdict {v["verdict"]}">{_e(_VERDICT_SHOWN.get(v["verdict"], v["verdict"]))}</span></h3>'
                    f'<div class=big>{_fmt_pct(sim.get("soft_rate"))} <small>soft</small> · '
                    f'{_fmt_pct(sim.get("hard_rate"))} <small>hard</small></div><ul>{lines}</ul></div>')
     out.append("</div>")
@@ -1097,7 +1105,7 @@ def _summary_html(data: dict) -> str:
         r += [(_fmt_int(v["within_split"]), v["within_split"]), "not audited" if sc is None else sc["what"],
               (_fmt_int(d["confirmed"]), d["confirmed"]), (_fmt_int(d["rejected"]), d["rejected"]),
               (_fmt_int(d["unsure"]), d["unsure"]),
-              Raw(f'<span class="verdict {v["verdict"]}">{_e(v["verdict"])}</span>')]
+              Raw(f'<span class="verdict {v["verdict"]}">{_e(_VERDICT_SHOWN.get(v["verdict"], v["verdict"]))}</span>')]
         rows.append(r)
     numeric = set(range(1, len(cols) - 5)) | {len(cols) - 6, len(cols) - 4, len(cols) - 3, len(cols) - 2}
     out.append("<h3>Verdict per evaluation split</h3>")

@@ -1,6 +1,7 @@
 """The scan on a local Ray cluster: the same neighbours as the local scan, through a killed actor and a killed
 task, and after a stopped driver."""
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -167,3 +168,21 @@ def test_a_ray_address_where_nothing_answers_is_refused_at_once(tmp_path, monkey
         with pytest.raises(ClusterUnreachable, match="could not join the Ray cluster") as err:
             distributed.connect(f"127.0.0.1:{server.getsockname()[1]}")
     assert "RAY_AUTH_MODE=token" in err.value.for_terminal()
+
+
+def test_a_ray_scan_ends_the_connection_it_made_and_keeps_one_it_found(monkeypatch):
+    """A dashboard that ran a Ray scan from its Home page kept its driver connected to the local cluster the scan had
+    started, and about a minute later the process ended itself ("Failed to connect to GCS within 60 seconds"): the
+    scan ends the connection it made; one it found (a caller's) is left as it was."""
+    import ray
+
+    from leakcore import distributed
+
+    calls = []
+    monkeypatch.setattr(distributed, "RayContext", lambda *a, **k: SimpleNamespace(close=lambda: calls.append("close")))
+    monkeypatch.setattr(distributed, "run_scan", lambda ws, plan, context: "result")
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+    for initialized, expected in ((False, ["close", "shutdown"]), (True, ["close"])):
+        calls.clear()
+        monkeypatch.setattr(ray, "is_initialized", lambda: initialized)
+        assert distributed.run_scan_ray(None, None) == "result" and calls == expected

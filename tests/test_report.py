@@ -499,3 +499,28 @@ def test_a_picture_that_cannot_be_read_now_is_said_on_the_page_and_in_the_termin
     assert rep.pictures_unreadable == ["d/test/cat/test_000.jpg"] and "1 of the images below could not be read" in page
     assert main(["report", str(project.path), "--html", str(tmp_path / "r.html")]) == 0
     assert "warning: 1 of the findings' images could not be read now" in capsys.readouterr().err
+
+
+def test_a_workspace_never_scanned_is_not_called_clean_and_fails_the_gate(tmp_path, capsys):
+    """A new user's workspace that was only added (or whose scan was stopped before its search) read 0% everywhere:
+    the HTML report's badge said CLEAN, the JSON verdict "clean", and `report --fail-above similarity=1` passed it."""
+    from conftest import make_folder_dataset
+
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    project.add("d", make_folder_dataset(tmp_path / "d", n_train=4, n_test=2, leaks=(0,)))
+    assert project.checks.unscanned() == [("d/test", "d/train")]
+    assert main(["report", str(project.path), "--fail-above", "similarity=1"]) == 1
+    err = capsys.readouterr().err
+    assert "NOT SCANNED: d/test vs d/train" in err and "FAIL not scanned: d/test vs d/train" in err
+    assert "PASS" not in err
+    data = Project.open(project.path).report_document().data
+    v = data["verdicts"][0]
+    assert v["verdict"] == "unscanned" and v["words"][0].startswith("not scanned against d/train")
+    out = tmp_path / "r.html"
+    assert main(["report", str(project.path), "--html", str(out)]) == 0  # no gate asked: said, not failed
+    assert "not scanned" in out.read_text() and ">clean<" not in out.read_text()
+    capsys.readouterr()
+    project.scan()
+    assert Project.open(project.path).checks.unscanned() == []
+    assert main(["report", str(project.path), "--fail-above", "similarity=100"]) == 0
+    assert "NOT SCANNED" not in capsys.readouterr().err
