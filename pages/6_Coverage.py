@@ -17,8 +17,10 @@ with user_errors():
     with right:
         b = coverage_ui.set_picker(ws, "B", 1)
     c1, c2, c3 = st.columns([1, 1, 2])
-    k = c1.number_input("k (neighbours per ball)", 1, 50, 5, key="cov_k")
-    n_boot = c2.number_input("Bootstrap resamples", 0, 5000, 1000, step=100, key="cov_boot")
+    st.session_state.setdefault("cov_k", 5)  # kept across pages (ui/state.PERSISTENT): no second default here
+    st.session_state.setdefault("cov_boot", 1000)
+    k = c1.number_input("k (neighbours per ball)", 1, 50, key="cov_k")
+    n_boot = c2.number_input("Bootstrap resamples", 0, 5000, step=100, key="cov_boot")
     with_spectra = c3.toggle("Also compare the power spectra (decodes every image)", key="cov_spectra_on")
     if st.button("Measure", key="cov_run", type="primary"):
         st.session_state["cov_request"] = (a, b, int(k), int(n_boot), bool(with_spectra))

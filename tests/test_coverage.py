@@ -165,3 +165,12 @@ def test_coverage_page(ws, monkeypatch, tmp_path):
     at.text_input(key="cov_B_where").set_value("colour == 1")
     at.button(key="cov_run").click().run()
     assert not at.exception and any("not a column" in e.value for e in at.error)
+    # another page and back: the choices the last result was measured with are still there (a new user found the
+    # filter empty and the spectra off under a result measured with both)
+    at.text_input(key="cov_B_where").set_value("").run()
+    at.toggle(key="cov_spectra_on").set_value(True).run()
+    at.switch_page("pages/3_Heatmaps.py").run()
+    at.switch_page("pages/6_Coverage.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="cov_A").value == "d/train" and at.selectbox(key="cov_B").value == "d/test"
+    assert at.number_input(key="cov_k").value == 3 and at.toggle(key="cov_spectra_on").value

@@ -27,7 +27,9 @@ def default_sets(ws: Project) -> tuple[str, str]:
 def set_picker(ws: Project, which: str, default: int) -> ImageSet:
     """A dataset or split, and an optional filter over the item table."""
     options = data.dataset_names(ws) + data.split_names(ws)
-    st.selectbox(f"Set {which}", options, index=options.index(default_sets(ws)[default]), key=f"cov_{which}")
+    if st.session_state.get(f"cov_{which}") not in options:  # kept across pages (ui/state.PERSISTENT), or this one's
+        st.session_state[f"cov_{which}"] = default_sets(ws)[default]
+    st.selectbox(f"Set {which}", options, key=f"cov_{which}")
     labels = data.items(ws)["label"].dropna()  # the example names one of this workspace's labels (it said 'cat')
     example = str(labels.iloc[0]).replace("'", "")[:40] if len(labels) else "cat"
     st.text_input(f"Filter {which} (optional)", key=f"cov_{which}_where", placeholder=f"label != '{example}'",

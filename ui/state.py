@@ -59,7 +59,9 @@ PERSISTENT = ("reviewer", "f_eval_splits", "f_sources", "f_degrees", "f_states",
               "pan_y", "grid_mode", "review_check", "compare_mode", "th_hard", "th_soft", "th_hard_n", "th_soft_n", "th_click_moves", "heat_order",
               "heat_check", "th_score", "scan_where", "scan_ray_address", "scan_workers", "scan_verify",
               # the Impact page's form: it showed its defaults (another split, no paths) above the last result
-              "imp_split", "imp_probes", "imp_paths", "imp_source", "imp_random")
+              "imp_split", "imp_probes", "imp_paths", "imp_source", "imp_random",
+              # the Coverage page's sets, filters and options: a page switch emptied them under the last result
+              "cov_A", "cov_B", "cov_A_where", "cov_B_where", "cov_k", "cov_boot", "cov_spectra_on")
 
 
 def keep_widget_state() -> None:
