@@ -1045,6 +1045,13 @@ class Checks:
         """Every bound a rates table (`rates`) breaks, in words; empty when the gate passes."""
         return _checks.gate(table, bounds)
 
+    def verification_pending(self) -> bool:
+        """Whether verification is on but its model is not fitted yet (a scan stopped before its fit ended, or one
+        made before it was turned on): the rates use the raw similarity until a scan finishes it, which a report of
+        a stopped scan did not say."""
+        ws = self._p.workspace
+        return bool(ws.verification) and not self.unscanned() and _stored_model(ws) is None
+
     def unscanned(self) -> list[tuple[str, str]]:
         """(evaluation split, training split) pairs with readable images whose neighbour table is not stored for the
         encoder in use: never scanned, or a scan stopped before their search. Their rates read 0%: a report called a

@@ -311,6 +311,9 @@ def _report(project, *, as_json: bool = False, bounds: dict | None = None, use_d
               file=sys.stderr)
         if bounds or fail_on_shortcut:
             failures.insert(0, f"not scanned: {said}")
+    elif project.checks.verification_pending():  # a scan stopped before its fit: the raw similarity's rates, said
+        print(f"note: verification is on but not done yet (a scan stopped before it), so these rates use the raw "
+              f"similarity; `leakcore scan {project.path}` finishes it", file=sys.stderr)
     if not table.empty:
         for check in bounds or {}:
             if not (table["check"] == check).any():

@@ -522,5 +522,10 @@ def test_a_workspace_never_scanned_is_not_called_clean_and_fails_the_gate(tmp_pa
     capsys.readouterr()
     project.scan()
     assert Project.open(project.path).checks.unscanned() == []
+    assert not Project.open(project.path).checks.verification_pending()  # small images: verification off
+    Project.open(project.path).configure(verify=True)  # on, and not fitted yet (as a scan stopped before its fit)
+    assert Project.open(project.path).checks.verification_pending()
+    assert main(["report", str(project.path)]) == 0
+    assert "verification is on but not done yet" in capsys.readouterr().err
     assert main(["report", str(project.path), "--fail-above", "similarity=100"]) == 0
     assert "NOT SCANNED" not in capsys.readouterr().err
