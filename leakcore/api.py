@@ -142,7 +142,6 @@ class ImpactResult:
     soft: int
     source: str
     notes: tuple[str, ...] = ()  # what the inputs held that was left out (predictions or pairs of other images)
-    in_mean: int | None = None  # the models the mean is over (`downstream.mean_models`); None: all `models`
 
     def summary(self) -> pd.DataFrame:
         """Mean over models per subset: accuracy, gain, random interval (the headline table)."""
@@ -150,17 +149,16 @@ class ImpactResult:
 
     @property
     def mean_words(self) -> str:
-        """What the mean is over, in words: "30 models (the probe knn1 shown apart)"."""
-        n = self.models if self.in_mean is None else self.in_mean
-        names = sorted(str(m) for m in set(self.table["model"]))
-        if names and all(m.startswith(downstream.PROBE_PREFIX) for m in names):  # the probes alone: named
-            probes = [m.removeprefix(downstream.PROBE_PREFIX) for m in names]
-            return f"the probe{'s' if len(probes) != 1 else ''} {', '.join(probes)}"
-        apart = sorted(m.removeprefix(downstream.PROBE_PREFIX) for m in set(self.table["model"])
-                       if self.in_mean is not None and self.in_mean < self.models
-                       and str(m).startswith(downstream.PROBE_PREFIX))
-        return f"{n} model{'s' if n != 1 else ''}" + (
-            f" (the probe{'s' if len(apart) != 1 else ''} {', '.join(apart)} shown apart)" if apart else "")
+        """What the mean is over, in words (the table's `in_mean` rows): "30 models (the probe knn1 shown apart)", or
+        "the probe knn1" where the probes are all there is."""
+        in_mean = (self.table.groupby("model")["in_mean"].first() if "in_mean" in self.table
+                   else pd.Series(True, index=pd.unique(self.table["model"])))
+        named = lambda ms: ", ".join(sorted(str(m).removeprefix(downstream.PROBE_PREFIX) for m in ms))  # noqa: E731
+        counted, apart = list(in_mean.index[in_mean.astype(bool)]), list(in_mean.index[~in_mean.astype(bool)])
+        if counted and all(str(m).startswith(downstream.PROBE_PREFIX) for m in counted):
+            return f"the probe{'s' if len(counted) != 1 else ''} {named(counted)}"
+        return f"{len(counted)} model{'s' if len(counted) != 1 else ''}" + (
+            f" (the probe{'s' if len(apart) != 1 else ''} {named(apart)} shown apart)" if apart else "")
 
 
 _HEAVY_IMPORTS = threading.Lock()  # one thread at a time imports the heavy libraries (`import_heavy`)
@@ -1048,9 +1046,9 @@ class Checks:
     def verification_pending(self) -> bool:
         """Whether verification is on but its model is not fitted yet (a scan stopped before its fit ended, or one
         made before it was turned on): the rates use the raw similarity until a scan finishes it, which a report of
-        a stopped scan did not say."""
+        a stopped scan did not say. Asked once every search is stored (`unscanned` says the rest)."""
         ws = self._p.workspace
-        return bool(ws.verification) and not self.unscanned() and _stored_model(ws) is None
+        return bool(ws.verification) and _stored_model(ws) is None
 
     def unscanned(self) -> list[tuple[str, str]]:
         """(evaluation split, training split) pairs with readable images whose neighbour table is not stored for the
@@ -1480,7 +1478,7 @@ class Project:
         table = downstream.impact(downstream.correctness(items, preds), leaks, n_random=request.n_random,
                                   seed=request.seed, mean_over=mean_over)
         return ImpactResult(split, table, len(preds), int(len(items)), len(leaks.hard), len(leaks.soft), leaks.source,
-                            downstream.said_once(notes) + tuple(leaks.notes), len(mean_over))
+                            downstream.said_once(notes) + tuple(leaks.notes))
 
 
 def _check_new_workspace_folder(path: Path) -> None:
