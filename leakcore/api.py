@@ -71,6 +71,8 @@ class LeakSource(enum.StrEnum):
         return {"decisions": "decisions first", "flags": "automatic flags only", "list": "an imported list"}[self.value]
 
 
+EXPLICIT_ONLY = ("only explicit group metadata links it (the dataset's group column, or the file names read by the "
+                 "pattern it was added with, `--group-from`), so this group cannot be called unrelated")
 PROBES = downstream.PROBES
 PROBE_PREFIX = downstream.PROBE_PREFIX  # the built-in probes' names in an impact table start so
 ALL_SOURCES = leakage.ALL_SOURCES  # the `train_split` of a rates row over every training source together
@@ -353,11 +355,15 @@ class Decisions:
 
     def decide_group(self, group_id: str, decision: "Decision | str", *, reviewer: str, note: str | None = None,
                      groups=None) -> int:
-        """Record a decision on a whole group (`group_links`); returns how many links were recorded (0: only
-        explicit metadata links the group, or every link has this decision in force already and no note is given:
-        a second K wrote each link again). `groups`: the groups in force, when the caller holds them."""
+        """Record a decision on a whole group (`group_links`); returns how many links were recorded (0: every link
+        has this decision in force already and no note is given: a second K wrote each link again). "Unrelated" on
+        a group that explicit metadata alone links is refused (InvalidInput, EXPLICIT_ONLY). `groups`: the groups
+        in force, when the caller holds them."""
         groups = self._p.groups(in_force=True) if groups is None else groups
         pairs = self.group_links(groups, group_id, decision)
+        if not pairs and Decision.parse(decision) == Decision.NOT_LEAK:  # said in one place, for the page and the CLI
+            raise InvalidInput(EXPLICIT_ONLY, cli="add the dataset again with other group ids (--group-from) to split it",
+                               page="Add the dataset again with other group ids to split it")
         if pairs and not note:
             d = leakage.both_ways(self.latest())
             done = set(zip(d["eval_item_id"], d["train_item_id"], d["decision"])) if len(d) else set()

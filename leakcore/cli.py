@@ -751,12 +751,8 @@ def cmd_decide(args) -> int:
         if n:
             print(f"{args.decision} on group {args.group}: {n} link(s) recorded by {reviewer}")
             return 0
-        if project.decisions.group_links(groups, args.group, args.decision):
-            print(f"group {args.group}: {args.decision} is already the decision on each of its links; nothing recorded")
-            return 0
-        raise InvalidInput(f"group {args.group}: only explicit group metadata links it (the dataset's group column, or "
-                           "the file names read by the pattern it was added with), so it cannot be called unrelated",
-                           cli="add the dataset again with other group ids (--group-from) to split it")
+        print(f"group {args.group}: {args.decision} is already the decision on each of its links; nothing recorded")
+        return 0
     if len(args.pair) != 2:
         raise InvalidInput("a pair is two item ids", cli="pass EVAL_ID TRAIN_ID, or --group GROUP_ID")
     project.decisions.decide(*args.pair, args.decision, reviewer=reviewer, note=args.note)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from leakcore.api import (BORDERLINE, DECISION_LABELS, FEATURE_WORDS, SORTS, STATES, UNCERTAINTY_SORT, WITHIN, Images,
-                          Project, Scores, import_heavy, refined_worse)
+from leakcore.api import (BORDERLINE, DECISION_LABELS, EXPLICIT_ONLY, FEATURE_WORDS, SORTS, STATES, UNCERTAINTY_SORT,
+                          WITHIN, Images, Project, Scores, import_heavy, refined_worse)
 from leakcore.errors import LeakcoreError, as_code
 from ui import data, display, state
 from ui.widgets import FIT_PX, flash, image_strip, item_facts, needs_pan, show_image, user_errors
@@ -839,9 +839,11 @@ def _jump_to_pair(pair: tuple[str, str] | None) -> None:
 # ---- groups ----------------------------------------------------------------------------------------------------
 GROUP_PX = 208  # a group member's picture: six to a row at 1,400 px
 GROUP_BUTTONS = [("same_source", "One source: keep together", "K"), ("not_leak", "Unrelated", "N")]
-EXPLICIT_ONLY = ("Only explicit group metadata links this group (the dataset's group column, or the file names read by "
-                 "the pattern it was added with, `--group-from`): it cannot be called unrelated here; add the dataset "
-                 "again with other group ids to split it")
+
+
+def _explicit_only_words() -> str:
+    """Why Unrelated is off on a group explicit metadata alone links (the facade's refusal, as a sentence)."""
+    return EXPLICIT_ONLY[0].upper() + EXPLICIT_ONLY[1:] + "; add the dataset again with other group ids to split it"
 
 
 def _decide_group(ws_path: str, group_id: str, decision: str) -> None:
@@ -863,11 +865,8 @@ def _decide_group(ws_path: str, group_id: str, decision: str) -> None:
     if n:
         st.session_state["flash"] = f"{label} · {_n(n, 'link')} recorded"
         return
-    linked = ws.decisions.group_links(data.groups(ws), group_id, decision)  # nothing recorded: why (only then)
-    st.session_state["flash"] = f"{label} is already the decision on this group's {_n(len(linked), 'link')}" \
-        if linked else EXPLICIT_ONLY
-    if not linked:
-        st.session_state.pop("group_decided", None)  # nothing recorded: the group stays on show, with the reason
+    linked = ws.decisions.group_links(data.groups(ws), group_id, decision)  # nothing recorded: how many (only then)
+    st.session_state["flash"] = f"{label} is already the decision on this group's {_n(len(linked), 'link')}"
 
 
 def _group_decision(ws: Workspace, groups, group_id: str) -> str | None:
@@ -927,9 +926,9 @@ def group_view(ws: Workspace, items: pd.DataFrame, eval_splits: list[str]) -> No
                    args=(str(ws.path), g["group_id"], decision), width="stretch",
                    type="primary" if decision == "same_source" and in_force else "secondary",
                    disabled=not st.session_state["reviewer"].strip() or fixed,
-                   help=EXPLICIT_ONLY if fixed else None)
+                   help=_explicit_only_words() if fixed else None)
     if explicit_only:
-        st.caption(EXPLICIT_ONLY)
+        st.caption(_explicit_only_words())
     if not st.session_state["reviewer"].strip():
         st.caption("Type your name in the Reviewer field (sidebar) to decide: every decision records who made it.")
     cols[3].button("Previous group", key="group_prev", shortcut="Left", width="stretch",
