@@ -2,7 +2,7 @@
 import streamlit as st
 
 from leakcore.api import Action
-from ui import data, thresholds_ui
+from ui import data, job_ui, thresholds_ui
 from ui.widgets import flash, lock_note, locked, page, user_errors
 
 ws = page("Thresholds", ":material/tune:")
@@ -86,5 +86,5 @@ with user_errors():
             st.dataframe(ws.scores.robustness_table(result).assign(top1=lambda d: (100 * d["top1"]).round(1)),
                          hide_index=True, width="stretch")
             st.dataframe(result.auc, hide_index=True)
-        with st.expander("Run a new calibration", expanded="cal_job" in st.session_state):
+        with st.expander("Run a new calibration", expanded=job_ui.running("calibration", str(ws.path))):
             thresholds_ui.calibration_form(ws, encoder)

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from leakcore.api import Action
-from ui import data, shortcuts_ui
+from ui import data, job_ui, shortcuts_ui
 from ui.widgets import image_strip, lock_note, locked, page, user_errors
 
 ws = page("Shortcuts", ":material/visibility_off:", heavy=True)
@@ -28,15 +28,27 @@ with user_errors():
     # one slot for the run's progress and the "no audit yet" note: while the audit ran, the note of the run before
     # stayed on the page under its progress bar ("No audit of this dataset yet: press Run the audit")
     slot = st.empty()
-    if c3.button("Run the audit", key="sc_run", type="primary", width="stretch", disabled=why is not None):
-        with slot.container():
-            data.run_shortcuts(ws, dataset, with_regions)
-        slot.empty()
+    path = str(ws.path)
+    busy = job_ui.running("shortcuts", path)
+    if c3.button("Run the audit", key="sc_run", type="primary", width="stretch", disabled=why is not None or busy,
+                 help="The audit runs in the server: switch pages meanwhile; its bar is here and in the sidebar"):
+        actor = ws.team.acting_user
+
+        def work(progress, dataset=dataset, regions=with_regions) -> str:
+            data.shortcut_audit(path, actor, dataset, regions, progress)
+            return f"Shortcut audit of {dataset} done."
+
+        if job_ui.start("shortcuts", ws, f"Shortcut audit of {dataset}", work, page="pages/7_Shortcuts.py"):
+            st.rerun()
+    with slot.container():
+        job_ui.bar("shortcuts", path, stop_key="sc_stop")
+        job_ui.outcome("shortcuts", path)
     audit = data.shortcut_audits(ws).get(dataset)
     if audit is None:
-        slot.info("No audit of this dataset yet: press Run the audit. A progress bar shows each stage (about half a "
-                  "minute for the demo on 2 cores, a minute or two for a few thousand photos; the region probe embeds "
-                  "each image six times).")
+        if not busy:
+            st.info("No audit of this dataset yet: press Run the audit. A progress bar shows each stage (about half a "
+                    "minute for the demo on 2 cores, a minute or two for a few thousand photos; the region probe "
+                    "embeds each image six times).")
         st.stop()
     shortcuts_ui.verdict(audit)
     st.subheader("Metadata probe")

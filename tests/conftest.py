@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import os
+import sys
 import pickle
 import shutil
 from pathlib import Path
@@ -27,6 +28,23 @@ except ImportError:  # without Playwright the browser tests skip
 # the Review page takes a decision key only 0.2 s after its pair was drawn (ui/review_ui.LOOK_S); a test's scripted
 # click follows the run at once (the guard's own test sets the wait back)
 os.environ.setdefault("LEAKCORE_REVIEW_LOOK_S", "0")
+
+
+def finish_jobs(at):
+    """Wait for the dashboard's server jobs (`ui.jobs`: a scan, a calibration, an audit, a coverage measurement run
+    in a thread of the server) and draw the page again, as its bar's fragment does in a browser once a job ends."""
+    from ui import jobs
+
+    jobs.wait()
+    return at.run()
+
+
+@pytest.fixture(autouse=True)
+def _jobs_end_with_their_test():
+    """A job a test's page started ends before the next test (its workspace is the test's temporary folder)."""
+    yield
+    if "ui.jobs" in sys.modules:
+        sys.modules["ui.jobs"].wait()
 
 
 def photo(seed: int, size=(48, 40)) -> Image.Image:

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from leakcore import review
 from leakcore.project import Workspace
 
-from conftest import copy_workspace, make_photo_folder
+from conftest import copy_workspace, finish_jobs, make_photo_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -466,7 +466,7 @@ def test_missing_weights_are_a_message_on_the_page(ws):
     at = run("pages/6_Coverage.py")
     at.selectbox(key="cov_A").set_value("animals/train")
     at.selectbox(key="cov_B").set_value("animals/test")
-    at.button(key="cov_run").click().run()
+    finish_jobs(at.button(key="cov_run").click().run())
     assert not at.exception, at.exception
     errors = [e.value for e in at.error]
     assert errors and "weights" in errors[0] and "Traceback" not in errors[0]
@@ -574,7 +574,7 @@ def test_home_scan_runs_on_a_ray_cluster_from_the_page(ws):
     assert at.text_input(key="scan_ray_address").value == "local"
     at.number_input(key="scan_workers").set_value(1).run()
     try:
-        at.button(key="run_scan").click().run()
+        finish_jobs(at.button(key="run_scan").click().run())
     finally:
         ray.shutdown()
     assert not at.exception and not at.error
@@ -584,13 +584,73 @@ def test_home_scan_runs_on_a_ray_cluster_from_the_page(ws):
         before[["eval_item_id", "train_item_id", "similarity"]])
 
 
+@pytest.fixture
+def gated_scan(monkeypatch):
+    """Project.scan held at its first progress step until the test opens the gate (a scan long enough to switch
+    pages, reload and press Stop during it)."""
+    import threading
+
+    from leakcore.api import Project
+
+    gate, started = threading.Event(), threading.Event()
+    real = Project.scan
+
+    def held(self, *, progress=None, **kwargs):
+        started.set()
+        while not gate.wait(0.02):
+            if progress is not None:
+                progress("embed animals/train", 1, 10)
+        if progress is not None:
+            progress("embed animals/train", 2, 10)
+        return real(self, progress=progress, **kwargs)
+
+    monkeypatch.setattr(Project, "scan", held)
+    yield gate, started
+    gate.set()
+
+
+def test_a_page_scan_goes_on_through_a_page_switch_and_a_reload_and_shows_everywhere(ws, gated_scan):
+    """A page scan ran in the page's script, which a page switch or a reload stops: a curator who started a scan on
+    Home and went to Review lost it. It runs in the server: another page's sidebar shows it, a reloaded Home shows
+    its bar with the Run button off, and both sessions show how it ended."""
+    gate, started = gated_scan
+    at = run("app.py")
+    at.button(key="run_scan").click().run()
+    assert started.wait(10) and not at.exception
+    assert at.button(key="run_scan").disabled and at.button(key="scan_stop").label == "Stop"
+    at.switch_page("pages/1_Review.py").run()
+    assert not at.exception and any("Scan · embed animals/train" in c.value for c in at.sidebar.caption)
+    again = run("app.py")  # a reload: a new session on the same server
+    assert again.button(key="run_scan").disabled and not again.exception
+    assert any("Scan · embed animals/train: 1/10" in c.value for c in again.sidebar.caption)
+    gate.set()
+    finish_jobs(again)
+    assert "Scan done in" in again.success[0].value and not again.button(key="run_scan").disabled
+    at.switch_page("app.py").run()
+    assert not at.exception and "Scan done in" in at.success[0].value
+
+
+def test_stop_ends_a_page_scan_where_it_can_go_on(ws, gated_scan):
+    """Stop under the bar ends the scan at its next step and says so; the next scan runs to the end."""
+    gate, started = gated_scan
+    at = run("app.py")
+    at.button(key="run_scan").click().run()
+    assert started.wait(10)
+    at.button(key="scan_stop").click().run()
+    gate.set()
+    finish_jobs(at)
+    assert not at.exception and any("Scan was stopped at embed animals/train" in w.value for w in at.warning)
+    finish_jobs(at.button(key="run_scan").click().run())
+    assert not at.exception and "Scan done in" in at.success[0].value
+
+
 def test_home_scan_can_search_mirrored_queries(ws):
     """A new user found no way to ask the page for mirrored queries (`scan --flip-queries`): the box starts at the
     workspace's setting and the scan it runs keeps it."""
     at = run("app.py")
     assert at.checkbox(key="scan_flip").value is False
     at.checkbox(key="scan_flip").check().run()
-    at.button(key="run_scan").click().run()
+    finish_jobs(at.button(key="run_scan").click().run())
     assert not at.exception and not at.error
     assert "Scan done in" in at.success[0].value
     assert Workspace.open(ws.path).flip_queries is True
@@ -601,7 +661,7 @@ def test_home_scan_can_compare_training_images_with_one_another(ws):
     at = run("app.py")
     assert at.checkbox(key="scan_grouping").value is False
     at.checkbox(key="scan_grouping").check().run()
-    at.button(key="run_scan").click().run()
+    finish_jobs(at.button(key="run_scan").click().run())
     assert not at.exception and not at.error
     assert Workspace.open(ws.path).grouping is True
 
@@ -622,7 +682,7 @@ def test_home_scan_verifies_photos_by_default_and_the_box_follows_the_workspace_
     assert at.checkbox(key="scan_verify").value is True  # photos: the workspace's default, not a choice
     assert any("No scan results yet" in i.value for i in at.info)  # not "0 of 4" label conflicts before a scan
     assert not any("Label conflicts" in m.value for m in at.markdown)
-    at.button(key="run_scan").click().run()
+    finish_jobs(at.button(key="run_scan").click().run())
     assert not at.exception and not at.error
     ws = Workspace.open(project.path)
     assert ws.verification and not ws.verification_chosen and ws.score == "fused"
@@ -637,7 +697,7 @@ def test_home_scan_verifies_photos_by_default_and_the_box_follows_the_workspace_
     assert not at.exception and "fused score" in [str(o) for o in at.segmented_control(key="f_sort").options]
     at.switch_page("app.py").run()
     at.checkbox(key="scan_verify").uncheck().run()
-    at.button(key="run_scan").click().run()
+    finish_jobs(at.button(key="run_scan").click().run())
     ws = Workspace.open(project.path)
     assert ws.verification_chosen and not ws.verification
 
@@ -1026,3 +1086,45 @@ def test_the_review_page_says_when_a_pairs_file_changed_on_disk_since_the_scan(t
     at.run()
     said = [w.value for w in at.warning if "changed on disk" in w.value]
     assert len(said) == 1 and pair["train_item_id"] in said[0] and "Scan again" in said[0]
+
+
+def test_a_server_job_runs_once_per_workspace_and_ends_in_words():
+    """One job of a kind runs on a workspace at a time (two scans would write the same files); its end is said in
+    the page's words: done, stopped (kept or not), or the error without a traceback."""
+    import threading
+
+    from leakcore.errors import InvalidInput
+    from ui import jobs
+
+    gate = threading.Event()
+
+    def held(progress):
+        while not gate.wait(0.01):
+            progress("embed", 1, 4)
+        return "Scan done."
+
+    first = jobs.start("scan", "/ws/a", "Scan", held, page="app.py", started_by="alice")
+    with pytest.raises(jobs.AlreadyRunning, match="started by alice"):
+        jobs.start("scan", "/ws/a", "Scan", held, page="app.py")
+    other = jobs.start("scan", "/ws/b", "Scan", lambda progress: "Scan done.", page="app.py")  # another workspace
+    gate.set()
+    jobs.wait()
+    assert first.outcome() == ("success", "Scan done.") and other.outcome()[0] == "success"
+
+    def bad(progress):
+        raise InvalidInput("no such split", page="Choose another")
+
+    def broken(progress):
+        raise RuntimeError("boom")
+
+    assert jobs.start("audit", "/ws/a", "Audit", bad, page="app.py").thread.join() is None
+    assert jobs.latest("audit", "/ws/a").outcome() == ("error", "no such split. Choose another")
+    jobs.start("audit", "/ws/a", "Audit", broken, page="app.py").thread.join()
+    assert jobs.latest("audit", "/ws/a").outcome() == ("error", "Audit failed: boom")
+    gate.clear()
+    stopped = jobs.start("coverage", "/ws/a", "Coverage", held, page="app.py", resumes=False)
+    stopped.stop.set()
+    stopped.thread.join(5)
+    gate.set()
+    level, words = stopped.outcome()
+    assert level == "warning" and "stopped at" in words and "Nothing of it is kept" in words

@@ -12,7 +12,7 @@ from leakcore.cli import main
 from leakcore.coverage import ImageSet
 from leakcore.errors import InvalidInput
 
-from conftest import make_folder_dataset, open_page
+from conftest import finish_jobs, make_folder_dataset, open_page
 
 def _clusters(n_per: int, modes, seed: int, dim: int = 32) -> np.ndarray:
     rng = np.random.default_rng(seed)
@@ -158,12 +158,12 @@ def test_coverage_page(ws, monkeypatch, tmp_path):
     at.selectbox(key="cov_A").set_value("d/train")
     at.selectbox(key="cov_B").set_value("d/test")
     at.number_input(key="cov_k").set_value(3)
-    at.button(key="cov_run").click().run()
+    finish_jobs(at.button(key="cov_run").click().run())
     assert not at.exception, at.exception
     assert [m.label for m in at.metric] == ["precision", "recall", "density", "coverage"]
     assert any("least like A" in h.value for h in at.subheader)
     at.text_input(key="cov_B_where").set_value("colour == 1")
-    at.button(key="cov_run").click().run()
+    finish_jobs(at.button(key="cov_run").click().run())
     assert not at.exception and any("not a column" in e.value for e in at.error)
     # another page and back: the choices the last result was measured with are still there (a new user found the
     # filter empty and the spectra off under a result measured with both)

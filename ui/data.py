@@ -10,6 +10,7 @@ from PIL import Image
 
 from leakcore.api import Images, ImpactRequest, Project, Review, Scores, list_encoders
 from leakcore.errors import WorkspaceError
+from ui import job_ui, jobs
 
 Workspace = Project  # the pages hold a Project: the product's verbs; its storage is `ws.workspace`
 
@@ -452,22 +453,37 @@ def encoders() -> list[dict]:
     return list_encoders()
 
 
-def _progress_bar(text: str):
-    bar = st.progress(0.0, text=text)
-    return bar, lambda stage, done, total: bar.progress(min(done / max(total, 1), 1.0), text=f"{stage}: {done}/{total}")
-
-
-def _session_cached(key: tuple, compute):
-    """A result kept in this browser session (it survives page switches) until its inputs' stamps change;
-    computed here with a live progress bar, which a shared cache could not show."""
+def _session_cached(ws: Workspace, key, compute, title: str):
+    """A result kept in this browser session (it survives page switches) until its inputs' stamps change, computed
+    in a server job (`ui.jobs`: it goes on through a page switch or a reload, with its bar and Stop button here and
+    a line in the sidebar); the page stops under the bar until the job ends, which draws it again. While a job of
+    the kind measures other inputs, it is shown, to be waited for or stopped. `key()` names the inputs with their
+    stamps; it is taken again when the job ends (a measurement that embeds images changes the stamp it read)."""
     store = st.session_state.setdefault("_results", {})
-    if key not in store:
-        for old in [k for k in store if k[0] == key[0]]:  # one result per kind at a time: they hold per-image tables
+    now = key()
+    if now in store:
+        return store[now]
+    kind, path = now[0], str(ws.path)
+    job, again = jobs.latest(kind, path), False
+    mine = job is not None and (job.result[1] if job.finished and job.result else getattr(job, "key", None)) == now
+    if mine and job.finished and not (job.error or job.stopped):
+        for old in [k for k in store if k[0] == kind]:  # one result per kind at a time: they hold per-image tables
             del store[old]
-        bar, progress = _progress_bar("starting")
-        store[key] = compute(progress)
-        bar.empty()
-    return store[key]
+        store[now] = job.result[0]
+        return job.result[0]
+    if mine and job.finished:  # stopped or failed: said, and started again only when asked
+        job_ui.outcome(kind, path)
+        again = st.button("Measure again", key=f"{kind}_again")
+    if job is None or job.finished and (not mine or again):
+        started = job_ui.start(kind, ws, title, lambda progress: (compute(progress), key()),
+                               page="pages/6_Coverage.py", resumes=False)
+        if started is not None:
+            started.key = now
+            st.rerun()
+    elif job.running and not mine:
+        st.info(f"{job.title} is still running: measure these sets once it has ended, or press its Stop button.")
+    job_ui.bar(kind, path, stop_key=f"{kind}_stop")
+    st.stop()
 
 
 def _embeddings_stamp(ws: Workspace) -> tuple:
@@ -476,13 +492,19 @@ def _embeddings_stamp(ws: Workspace) -> tuple:
 
 def coverage(ws: Workspace, a, b, k: int, n_boot: int):
     """`Project.audits.coverage`, kept while the item table and the embeddings are unchanged."""
-    key = ("coverage", str(ws.path), a, b, k, n_boot, ws.workspace.stamp("items"), _embeddings_stamp(ws))
-    return _session_cached(key, lambda progress: ws.audits.coverage(a, b, k=k, bootstrap=n_boot, progress=progress))
+    path, actor = str(ws.path), ws.team.acting_user
+    return _session_cached(ws, lambda: ("coverage", path, a, b, k, n_boot, ws.workspace.stamp("items"),
+                                        _embeddings_stamp(ws)),
+                           lambda progress: Project.open(path, actor=actor).audits.coverage(
+                               a, b, k=k, bootstrap=n_boot, progress=progress),
+                           f"Coverage of {b} against {a}")
 
 
 def spectra(ws: Workspace, a, b):
-    key = ("spectra", str(ws.path), a, b, ws.workspace.stamp("items"))
-    return _session_cached(key, lambda progress: ws.audits.spectra(a, b, progress=progress))
+    path, actor = str(ws.path), ws.team.acting_user
+    return _session_cached(ws, lambda: ("spectra", path, a, b, ws.workspace.stamp("items")),
+                           lambda progress: Project.open(path, actor=actor).audits.spectra(a, b, progress=progress),
+                           f"Spectral fingerprint of {b} against {a}")
 
 
 @st.cache_resource(show_spinner="Linking groups…", max_entries=4)
@@ -504,12 +526,10 @@ def shortcut_audits(ws: Workspace) -> dict:
     return _shortcut_audits(str(ws.path), ws.workspace.stamp("shortcuts"))
 
 
-def run_shortcuts(ws: Workspace, dataset: str, regions: bool) -> None:
-    """Run the shortcut audit with a live progress bar; the result is stored in the workspace."""
-    bar, progress = _progress_bar("starting")
-    ws.audits.shortcuts(dataset, regions=regions, progress=progress)
-    bar.empty()
-    _shortcut_audits.clear()
+def shortcut_audit(path: str, actor: str | None, dataset: str, regions: bool, progress) -> None:
+    """Run the shortcut audit (in a server job, `ui.jobs`: no Streamlit here); the result is stored in the workspace
+    and read back through `shortcut_audits` once the job's end drops the caches."""
+    Project.open(path, actor=actor).audits.shortcuts(dataset, regions=regions, progress=progress)
 
 
 def encoder_defaults(name: str) -> tuple[float, float] | None:

@@ -7,7 +7,7 @@ import streamlit as st
 
 from leakcore.api import ALL_SOURCES, Action, Project, degree_of, format_names, planted_truth
 from leakcore.errors import as_code
-from ui import access_ui, data, state
+from ui import access_ui, data, job_ui, state
 from ui.widgets import lock_note, locked, user_errors
 
 Workspace = Project  # pages hold a Project: the workspace with the product's verbs
@@ -52,7 +52,6 @@ def _switch(path: str, create: bool) -> None:
     # grouping on showed "Compare training images" unticked, and a scan from there would have turned it off)
     for key in ("scan_verify", "scan_verify_chosen", "scan_flip", "scan_grouping", "scan_encoder", "scan_k"):
         st.session_state.pop(key, None)
-    st.session_state.pop("scan_done", None)
     state.remember_workspace(path)
     st.rerun()
 
@@ -142,24 +141,26 @@ def scan_ui(ws: Workspace) -> None:
                                 "re-split must keep on one side.")
     c3.write("")
     lock_note(why)
-    if c3.button("Run scan", key="run_scan", type="primary", width="stretch", disabled=why is not None):
-        bar = st.progress(0.0, text="starting" if address is None else f"connecting to Ray ({address})")
+    path = str(ws.path)
+    busy = job_ui.running("scan", path)
+    if c3.button("Run scan", key="run_scan", type="primary", width="stretch", disabled=why is not None or busy,
+                 help="The scan runs in the server: switch pages or reload meanwhile; its bar is here and in the "
+                      "sidebar of every page"):
+        options = dict(encoder=encoder, k=int(k), flip_queries=flip, grouping=grouping, ray=address, workers=workers,
+                       verify=verify if st.session_state.get("scan_verify_chosen") else None)
+        actor = ws.team.acting_user
 
-        def progress(stage: str, done: int, total: int) -> None:
-            bar.progress(min(done / max(total, 1), 1.0), text=f"{stage}: {done}/{total}")
+        def work(progress) -> str:
+            project = Project.open(path, actor=actor)
+            if address is not None:
+                progress(f"connecting to Ray ({address})", 0, 1)
+            return _scan_summary(project, project.scan(progress=progress, **options))
 
-        result = None
-        with user_errors(stop=False):
-            result = ws.scan(encoder=encoder, k=int(k), flip_queries=flip, grouping=grouping, progress=progress,
-                             verify=verify if st.session_state.get("scan_verify_chosen") else None,
-                             ray=address, workers=workers)
-        if result is None:
-            return
-        st.session_state["scan_done"] = _scan_summary(ws, result)
-        st.cache_data.clear()
-        st.rerun()  # the sidebar and the counts below follow what the scan changed (the score in force with them)
-    if st.session_state.get("scan_done"):
-        st.success(st.session_state["scan_done"])
+        if job_ui.start("scan", ws, "Scan" if address is None else f"Scan on Ray ({address})", work,
+                        page="app.py") is not None:
+            st.rerun()  # the button shows the scan running, and the bar below follows it
+    job_ui.bar("scan", path, stop_key="scan_stop")
+    job_ui.outcome("scan", path)
 
 
 def _scan_summary(ws: Workspace, result) -> str:
@@ -215,7 +216,8 @@ def overview(ws: Workspace, hard: float, soft: float) -> None:
     table = data.rates(ws, hard, soft)
     if table.empty or not (table["check"] == "similarity").any():  # other checks read the scan's pairs too: before
         # a scan stopped by a reload or Stop left its finished parts: said, so nobody starts a new workspace over it
-        st.info("No scan results yet: run a scan (a scan that was stopped goes on from where it stopped: the images "
+        st.info("No scan results yet: the scan above is running." if job_ui.running("scan", str(ws.path)) else
+                "No scan results yet: run a scan (a scan that was stopped goes on from where it stopped: the images "
                 "it embedded are kept).")  # a scan they would say "0 of N" as if they had looked
         return
     overall = table[(table["train_split"] == ALL_SOURCES) & (table["check"] == "similarity")]

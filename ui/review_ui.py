@@ -11,7 +11,7 @@ import streamlit as st
 from leakcore.api import (BORDERLINE, DECISION_LABELS, EXPLICIT_ONLY, FEATURE_WORDS, SORTS, STATES, UNCERTAINTY_SORT,
                           WITHIN, Images, Project, Scores, import_heavy, refined_worse)
 from leakcore.errors import LeakcoreError, as_code
-from ui import data, display, state
+from ui import data, display, job_ui, state
 from ui.widgets import FIT_PX, flash, image_strip, item_facts, needs_pan, show_image, user_errors
 
 Workspace = Project  # pages hold a Project: the workspace with the product's verbs
@@ -490,7 +490,9 @@ def nothing_flagged(ws: Workspace, soft: float) -> None:
     photos flagged nothing, and the only way to look at the near misses was to read the neighbour tables)."""
     pairs = data.pairs(ws)
     if pairs.empty:
-        st.info("Nothing flagged yet: no scan results. Run a scan from the home page.")
+        st.info("Nothing flagged yet: the scan is running (its bar is in the sidebar); flagged pairs show here when it "
+                "ends." if job_ui.running("scan", str(ws.path)) else
+                "Nothing flagged yet: no scan results. Run a scan from the home page.")
         return
     st.info(f"Nothing is flagged or borderline: no pair scores near soft ({soft:.4f}, {ws.settings.score}). Below "
             f"are the evaluation images that came closest, each beside its nearest training image: look at them to "

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from leakcore.api import ALL_SOURCES, DECIDED_HARD_PRECISION, DECIDED_PRECISION, Action, Project
-from ui import data, state, widgets
+from ui import data, job_ui, jobs, state, widgets
 
 Workspace = Project  # pages hold a Project: the workspace with the product's verbs
 
@@ -366,47 +366,20 @@ def histogram_chart(hist, hard: float, soft: float, fused: bool = False) -> None
     st.vega_lite_chart(ops, spec, key="hist_chart", width="stretch")
 
 
-class CalibrationJob:
-    """A calibration running in a thread of the server, so the page stays usable: progress and the outcome are
-    plain attributes the page reads (the thread never touches Streamlit), `stop` asks it to end."""
-
-    def __init__(self, path: str, encoder: str, collection: str, queries: int, target_fpr: float):
-        import threading
-
-        self.encoder, self.collection = encoder, collection
-        self.stage, self.done, self.total = "starting", 0, 1
-        self.error: str | None = None
-        self.finished = False
-        self.stop = threading.Event()
-        # the page's user, taken now: the thread has no session, so it cannot ask who is signed in
-        self.actor = Project.open(path).team.acting_user
-        self.thread = threading.Thread(target=self._run, args=(path, queries, target_fpr), daemon=True)
-        self.thread.start()
-
-    def _run(self, path: str, queries: int, target_fpr: float) -> None:
-        from leakcore.errors import LeakcoreError
-
-        try:
-            Project.open(path, actor=self.actor).calibrate(self.collection, encoder=self.encoder, queries=queries, target_fpr=target_fpr,
-                                         progress=self._progress, should_stop=self.stop.is_set)
-        except LeakcoreError as exc:
-            self.error = exc.for_page()
-        except Exception as exc:  # noqa: BLE001 - shown as a message on the page, never a traceback
-            self.error = f"The calibration failed: {exc}"
-        finally:
-            self.finished = True
-
-    def _progress(self, stage: str, done: int, total: int) -> None:
-        self.stage, self.done, self.total = stage, done, total
-
-
 def calibration_form(ws: Workspace, encoder: str) -> None:
-    """Run the robustness protocol from the page (the same as `leakcore calibrate`) in the background, with live
-    progress and a Stop button; the rest of the page stays usable meanwhile."""
-    job: CalibrationJob | None = st.session_state.get("cal_job")
-    if job is not None:
-        calibration_progress()
+    """Run the robustness protocol from the page (the same as `leakcore calibrate`) in a server job (`ui.jobs`),
+    with live progress and a Stop button; the rest of the page stays usable meanwhile, and the calibration goes on
+    through a page switch or a reload."""
+    path = str(ws.path)
+    job = jobs.latest("calibration", path)
+    if job is not None and job.finished and st.session_state.get("cal_seen") != job.id:
+        st.session_state["cal_seen"] = job.id  # its thresholds are the suggestion now: the sliders read them again
+        st.session_state.pop("th_loaded_for", None)
+    if job_ui.running("calibration", path):
+        job_ui.bar("calibration", path, stop_key="cal_stop")
         return
+    job_ui.bar("calibration", path, stop_key="cal_stop")  # ended unseen: drawn once more, which reruns the page
+    job_ui.outcome("calibration", path)
     training = data.split_names(ws, "train")  # a training collection first: the README's and the demo's choice
     collections = training + [s for s in data.split_names(ws) if s not in training]
     with st.form("calibrate", enter_to_submit=False):  # a calibration takes minutes: only the button starts one
@@ -420,30 +393,15 @@ def calibration_form(ws: Workspace, encoder: str) -> None:
     st.caption("Negatives: for each edited query, the most similar other image of the collection, leaving out the "
                "query's own near-duplicates there (images that align with it as the same photograph on their pixels).")
     if go_:
-        st.session_state["cal_job"] = CalibrationJob(str(ws.path), encoder, coll, int(n), float(fpr))
-        st.rerun()
+        actor = ws.team.acting_user
 
+        def work(progress, coll=coll, queries=int(n), target_fpr=float(fpr)) -> str:
+            Project.open(path, actor=actor).calibrate(coll, encoder=encoder, queries=queries, target_fpr=target_fpr,
+                                                      progress=progress)
+            return f"Calibration of {encoder} on {coll} done: suggested thresholds below"
 
-@state.fragment(run_every=0.5)
-def calibration_progress() -> None:
-    """The running calibration's bar and Stop button, redrawn twice a second without rerunning the page (a
-    `state.fragment`: the other widgets' values are kept)."""
-    job: CalibrationJob | None = st.session_state.get("cal_job")
-    if job is None:
-        return
-    if job.finished:
-        st.session_state.pop("cal_job", None)
-        st.session_state.pop("th_loaded_for", None)
-        if job.error:
-            st.session_state["flash"] = job.error
-        else:
-            st.session_state["flash"] = f"Calibration of {job.encoder} on {job.collection} done: suggested thresholds below"
-        st.rerun(scope="app")
-    c1, c2 = st.columns([4, 1])
-    c1.progress(min(job.done / max(job.total, 1), 1.0),
-                text=f"Calibrating {job.encoder} on {job.collection} · {job.stage}: {job.done}/{job.total}"
-                     + (" · stopping…" if job.stop.is_set() else ""))
-    c2.button("Stop", key="cal_stop", on_click=job.stop.set, disabled=job.stop.is_set(), width="stretch")
+        if job_ui.start("calibration", ws, f"Calibrating {encoder} on {coll}", work, page="pages/2_Thresholds.py"):
+            st.rerun()
 
 
 def fused_model_caption(model) -> str:

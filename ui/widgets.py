@@ -11,7 +11,7 @@ from PIL import Image
 
 from leakcore.api import BORDERLINE, SORTS, STATES, UNCERTAINTY_SORT, Action, Project, import_heavy
 from leakcore.errors import LeakcoreError, ThresholdsUncalibrated, as_code
-from ui import access_ui, data, state
+from ui import access_ui, data, job_ui, state
 
 log = logging.getLogger(__name__)
 Workspace = Project
@@ -77,6 +77,7 @@ def sidebar_workspace() -> Workspace | None:
         t = ws.scores.thresholds(required=False)
         st.sidebar.caption(f"Encoder **{ws.settings.encoder}** · " + (f"{ws.settings.score_words} hard ≥ {t.hard:.4f} · soft ≥ {t.soft:.4f}"
                                                                        if t else "thresholds: not calibrated yet"))
+        job_ui.sidebar(str(ws.path))  # a scan, calibration or audit running in the server, whichever page started it
     return ws
 
 

@@ -1,0 +1,97 @@
+"""The server's jobs (`ui.jobs`) on the pages: a live bar with a Stop button where the work is started, a line in
+every page's sidebar while it runs, and its outcome once it ends. Whichever page a session is on when a job ends,
+it is drawn again once, so what the job changed shows at once."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from ui import jobs, state
+
+
+def page_name(page: str) -> str:
+    """A page file's name in the sidebar: app.py is Home, pages/7_Shortcuts.py is Shortcuts."""
+    return "Home" if page == "app.py" else Path(page).stem.split("_", 1)[-1]
+
+
+def _seen() -> set:
+    """Ids of the jobs whose end this session has drawn (so it reruns once for each, not twice a second)."""
+    return st.session_state.setdefault("jobs_seen", set())
+
+
+def _ended(job: jobs.Job) -> None:
+    """A job this session sees ended for the first time: the shared caches of what it changed are dropped (once per
+    job, by the first session to see it), and the whole page is drawn again."""
+    _seen().add(job.id)
+    if not getattr(job, "caches_dropped", False):
+        job.caches_dropped = True
+        st.cache_data.clear()
+    st.rerun(scope="app")
+
+
+def start(kind: str, ws, title: str, work, *, page: str, resumes: bool = True) -> jobs.Job | None:
+    """Start a job for the workspace open in this session, as its user (the thread has no session to ask who is
+    signed in); a refusal (one already running) is shown, not raised. Marks older jobs of the kind as seen."""
+    from ui.widgets import user_errors
+
+    job = None
+    with user_errors(stop=False):
+        job = jobs.start(kind, str(ws.path), title, work, page=page, actor=ws.team.acting_user,
+                         started_by=ws.team.acting_user, resumes=resumes)
+    return job
+
+
+def bar(kind: str, path: str, *, stop_key: str) -> None:
+    """The running job's bar and Stop button, redrawn twice a second without rerunning the page; nothing once it
+    ended (`outcome` then says how)."""
+    job = jobs.latest(kind, path)
+    if job is not None and (job.running or job.id not in _seen()):
+        _live_bar(kind, path, stop_key)
+
+
+@state.fragment(run_every=0.5)
+def _live_bar(kind: str, path: str, stop_key: str) -> None:
+    job = jobs.latest(kind, path)
+    if job is None:
+        return
+    if job.finished:
+        if job.id not in _seen():
+            _ended(job)
+        return
+    c1, c2 = st.columns([4, 1])
+    c1.progress(job.fraction, text=job.status_text())
+    c2.button("Stop", key=stop_key, on_click=job.stop.set, disabled=job.stop.is_set(), width="stretch",
+              help="Ends the work at its next step; what it finished is kept, and running it again goes on from there")
+
+
+def outcome(kind: str, path: str) -> None:
+    """How the latest job of this kind on the workspace ended: its words, a stop, or its error."""
+    job = jobs.latest(kind, path)
+    if job is None or job.running:
+        return
+    level, words = job.outcome()
+    {"success": st.success, "warning": st.warning, "error": st.error}[level](words)
+
+
+def running(kind: str, path: str) -> bool:
+    job = jobs.latest(kind, path)
+    return job is not None and job.running
+
+
+def sidebar(path: str) -> None:
+    """Every page: a line per job running on the open workspace, with a link to the page that shows its bar."""
+    if jobs.running(path):
+        with st.sidebar:
+            _sidebar_lines(path)
+
+
+@state.fragment(run_every=1.0)
+def _sidebar_lines(path: str) -> None:
+    for job in jobs.running(path):
+        st.caption(f":material/progress_activity: {job.status_text()}")
+        st.progress(job.fraction)
+        st.page_link(job.page, label=f"Its bar on {page_name(job.page)}", icon=":material/arrow_forward:")
+    for job in jobs.finished_since(path, 0):
+        if job.id not in _seen():  # it ended while this page was open: drawn again with what it changed
+            _ended(job)
