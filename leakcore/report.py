@@ -292,10 +292,10 @@ def _checked(data: dict, findings: dict) -> list[dict]:
         elif name in findings:
             state = "read from the stored audit"
         elif name in STORED_FINDINGS:  # stored by its own command, read by the next report
-            state = f"not run yet: `leakcore {'shortcuts' if name == 'shortcut' else name} WS` stores it for the next report"
+            state = f"not run yet: `leakcore {'shortcuts' if name == 'shortcut' else name} {_ws(data)}` stores it for the next report"
         else:  # measured on request and not stored (a new user ran `leakcore coverage` and still read "not run")
-            state = (f"not in reports: measured on request between two sets (`leakcore {name} WS --a A --b B`, or "
-                     f"the {name.title()} page), not stored")
+            state = (f"not in reports: measured on request between two sets (`leakcore {name} {_ws(data)} --a SET --b "
+                     f"SET`, or the {name.title()} page), not stored")
         out.append({"name": name, "kind": c["kind"], "description": c["description"], "state": state})
     return out
 
