@@ -1128,3 +1128,26 @@ def test_a_server_job_runs_once_per_workspace_and_ends_in_words():
     gate.set()
     level, words = stopped.outcome()
     assert level == "warning" and "stopped at" in words and "Nothing of it is kept" in words
+
+
+def test_a_dataset_added_on_home_is_read_in_the_server_and_said(tmp_path, monkeypatch):
+    """Adding a dataset reads and checks every image: a server job (a page switch no longer stops it), whose end
+    says what was added, and a source that cannot be read in words, never a traceback."""
+    from leakcore.api import Project
+
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(project.path))
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    at = run("app.py")
+
+    def add(name, source):
+        next(t for t in at.text_input if t.label == "Dataset name").input(name)
+        next(t for t in at.text_input if t.label == "Source path").input(str(source))
+        return finish_jobs(next(b for b in at.button if b.label == "Add dataset").click().run())
+
+    add("toy", make_photo_folder(tmp_path / "photos", 6))
+    assert not at.exception and any(s.value.startswith("Added 10 items to toy") for s in at.success)
+    assert any("started by tester" in c.value for c in at.caption)
+    assert len(Project.open(project.path).workspace.items()) == 10
+    add("gone", tmp_path / "nowhere")
+    assert not at.exception and at.error and "Traceback" not in at.error[0].value

@@ -9,7 +9,7 @@ import streamlit as st
 from PIL import Image
 
 from leakcore.api import Images, ImpactRequest, Project, Review, Scores, list_encoders
-from leakcore.errors import WorkspaceError
+from leakcore.errors import WorkspaceError, as_code
 from ui import job_ui, jobs
 
 Workspace = Project  # the pages hold a Project: the product's verbs; its storage is `ws.workspace`
@@ -497,14 +497,14 @@ def coverage(ws: Workspace, a, b, k: int, n_boot: int):
                                         _embeddings_stamp(ws)),
                            lambda progress: Project.open(path, actor=actor).audits.coverage(
                                a, b, k=k, bootstrap=n_boot, progress=progress),
-                           f"Coverage of {b} against {a}")
+                           f"Coverage of {as_code(b, 120)} against {as_code(a, 120)}")
 
 
 def spectra(ws: Workspace, a, b):
     path, actor = str(ws.path), ws.team.acting_user
     return _session_cached(ws, lambda: ("spectra", path, a, b, ws.workspace.stamp("items")),
                            lambda progress: Project.open(path, actor=actor).audits.spectra(a, b, progress=progress),
-                           f"Spectral fingerprint of {b} against {a}")
+                           f"Spectral fingerprint of {as_code(b, 120)} against {as_code(a, 120)}")
 
 
 @st.cache_resource(show_spinner="Linking groups…", max_entries=4)

@@ -70,26 +70,48 @@ def add_dataset_ui(ws: Workspace) -> None:
             why = locked(ws, Action.ADD)
             submitted = st.form_submit_button("Add dataset", disabled=why is not None)
             lock_note(why)
-        if submitted:
-            with user_errors(stop=False), st.spinner("Reading and checking every image…"):
-                summary = ws.add(name, source, fmt=None if fmt == "detect" else fmt, roles=roles, follow_links=links)
-                skipped = summary.get("skipped") or {}
-                st.success(f"Added {summary['items']} items to {name}" + (
-                    f"; skipped {sum(skipped.values())} files that are not images by their name ("
-                    + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items(), key=lambda kv: -kv[1])[:6]) + ")"
-                    if skipped else ""))
-                for other, n in (summary.get("same_files_as") or {}).items():
-                    st.warning(f"{n} of its images are dataset {as_code(other)}'s, byte for byte: if it is a re-split "
-                               "or a copy of that dataset, add it to a new workspace (scanned beside it, each image is "
-                               "its own copy's leak)",
-                               icon=":material/content_copy:")
-                if summary.get("links_not_followed"):
-                    st.warning(f"{summary['links_not_followed']} files are links to files outside the folder: add it "
-                               "again with **Follow links** ticked to read them", icon=":material/link:")
-                if summary.get("tiny"):
-                    st.warning(f"{summary['tiny']} images are under {summary['tiny_side']} px on a side: read, but too "
-                               "small for their copies to be told apart", icon=":material/photo_size_select_small:")
-                data.clear_items()
+    path = str(ws.path)
+    if submitted and not job_ui.running("add", path):
+        actor, options = ws.team.acting_user, dict(fmt=None if fmt == "detect" else fmt, roles=roles,
+                                                   follow_links=links)
+
+        def work(progress, name=name, source=source) -> dict:
+            return {"name": name, **Project.open(path, actor=actor).add(
+                name, source, progress=lambda done, total: progress("read and check images", done, total),
+                **options)}
+
+        if job_ui.start("add", ws, f"Adding {as_code(name, 80) if name else 'a dataset'}", work, page="app.py", resumes=False):
+            st.rerun()
+    elif submitted:
+        st.info("A dataset is still being added: add the next one when it is done.")
+    job_ui.bar("add", path, stop_key="add_stop")
+    job = job_ui.latest_ended("add", path)
+    if job is not None and isinstance(job.result, dict):
+        _added(job.result)
+        st.caption(job_ui.ended_words(job))
+    elif job is not None:
+        job_ui.outcome("add", path)
+
+
+def _added(summary: dict) -> None:
+    """What adding a dataset found: items, files skipped by their name, copies of another dataset, links, tiny
+    images."""
+    name, skipped = summary["name"], summary.get("skipped") or {}
+    st.success(f"Added {summary['items']} items to {name}" + (
+        f"; skipped {sum(skipped.values())} files that are not images by their name ("
+        + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items(), key=lambda kv: -kv[1])[:6]) + ")"
+        if skipped else ""))
+    for other, n in (summary.get("same_files_as") or {}).items():
+        st.warning(f"{n} of its images are dataset {as_code(other)}'s, byte for byte: if it is a re-split "
+                   "or a copy of that dataset, add it to a new workspace (scanned beside it, each image is "
+                   "its own copy's leak)",
+                   icon=":material/content_copy:")
+    if summary.get("links_not_followed"):
+        st.warning(f"{summary['links_not_followed']} files are links to files outside the folder: add it "
+                   "again with **Follow links** ticked to read them", icon=":material/link:")
+    if summary.get("tiny"):
+        st.warning(f"{summary['tiny']} images are under {summary['tiny_side']} px on a side: read, but too "
+                   "small for their copies to be told apart", icon=":material/photo_size_select_small:")
 
 
 def scan_ui(ws: Workspace) -> None:

@@ -65,13 +65,28 @@ def _live_bar(kind: str, path: str, stop_key: str) -> None:
               help="Ends the work at its next step; what it finished is kept, and running it again goes on from there")
 
 
-def outcome(kind: str, path: str) -> None:
-    """How the latest job of this kind on the workspace ended: its words, a stop, or its error."""
+def latest_ended(kind: str, path: str) -> jobs.Job | None:
+    """The latest job of this kind on the workspace once it has ended (None while one runs)."""
     job = jobs.latest(kind, path)
-    if job is None or job.running:
+    return job if job is not None and job.finished else None
+
+
+def outcome(kind: str, path: str) -> None:
+    """How the latest job of this kind on the workspace ended: its words, a stop, or its error; when and by whom
+    (a teammate's Home shows the scan they did not start)."""
+    job = latest_ended(kind, path)
+    if job is None:
         return
     level, words = job.outcome()
     {"success": st.success, "warning": st.warning, "error": st.error}[level](words)
+    st.caption(ended_words(job))
+
+
+def ended_words(job: jobs.Job) -> str:
+    import time
+
+    when = time.strftime("%H:%M", time.localtime(job.ended or job.started))
+    return f"Ended at {when}" + (f", started by {job.started_by}" if job.started_by else "")
 
 
 def running(kind: str, path: str) -> bool:

@@ -20,7 +20,7 @@ from leakcore.errors import LeakcoreError
 
 log = logging.getLogger(__name__)
 
-KEEP_FINISHED_S = 24 * 3600  # a finished job's outcome is shown this long (until the next of its kind replaces it)
+KEEP_FINISHED_S = 3600  # a finished job's outcome is shown this long (or until the next of its kind replaces it)
 
 Progress = Callable[[str, int, int], None]
 
