@@ -38,7 +38,8 @@ with user_errors():
             data.shortcut_audit(path, actor, dataset, regions, progress)
             return f"Shortcut audit of {dataset} done."
 
-        if job_ui.start("shortcuts", ws, f"Shortcut audit of {dataset}", work, page="pages/7_Shortcuts.py"):
+        if job_ui.start("shortcuts", ws, f"Shortcut audit of {dataset}", work, page="pages/7_Shortcuts.py",
+                        resumes=False):
             st.rerun()
     with slot.container():
         job_ui.bar("shortcuts", path, stop_key="sc_stop")

@@ -400,7 +400,8 @@ def calibration_form(ws: Workspace, encoder: str) -> None:
                                                       progress=progress)
             return f"Calibration of {encoder} on {coll} done: suggested thresholds below"
 
-        if job_ui.start("calibration", ws, f"Calibrating {encoder} on {coll}", work, page="pages/2_Thresholds.py"):
+        if job_ui.start("calibration", ws, f"Calibrating {encoder} on {coll}", work, page="pages/2_Thresholds.py",
+                        resumes=False):
             st.rerun()
 
 
