@@ -1127,7 +1127,7 @@ def test_a_server_job_runs_once_per_workspace_and_ends_in_words():
     stopped.thread.join(5)
     gate.set()
     level, words = stopped.outcome()
-    assert level == "warning" and "stopped at" in words and "Nothing of it is kept" in words
+    assert level == "warning" and "stopped at" in words and "Nothing of it is stored" in words
 
 
 def test_a_dataset_added_on_home_is_read_in_the_server_and_said(tmp_path, monkeypatch):

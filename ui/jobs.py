@@ -76,7 +76,7 @@ class Job:
         if self.stopped:
             return "warning", (f"{self.title} was stopped at {self.stage} ({self.done}/{self.total}). "
                                + ("What it finished is kept: run it again to go on from there." if self.resumes
-                                  else "Nothing of it is kept: run it again to measure it."))
+                                  else "Nothing of it is stored: run it again."))
         return "success", self.result if isinstance(self.result, str) else f"{self.title} done."
 
     def _run(self) -> None:
