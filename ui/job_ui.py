@@ -94,16 +94,19 @@ def running(kind: str, path: str) -> bool:
     return job is not None and job.running
 
 
-def sidebar(path: str) -> None:
-    """Every page: a line per job running on the open workspace, with a link to the page that shows its bar."""
-    if jobs.running(path):
+def sidebar(path: str, current: str) -> None:
+    """Every page: a line per job running on the open workspace, with a link to the page that shows its bar; not
+    on that page itself, whose own bar follows the job (one fragment redrawn twice a second, not two)."""
+    if any(page_name(j.page) != current for j in jobs.running(path)):
         with st.sidebar:
-            _sidebar_lines(path)
+            _sidebar_lines(path, current)
 
 
 @state.fragment(run_every=1.0)
-def _sidebar_lines(path: str) -> None:
+def _sidebar_lines(path: str, current: str) -> None:
     for job in jobs.running(path):
+        if page_name(job.page) == current:
+            continue
         st.caption(f":material/progress_activity: {job.status_text()}")
         st.progress(job.fraction)
         st.page_link(job.page, label=f"Its bar on {page_name(job.page)}", icon=":material/arrow_forward:")

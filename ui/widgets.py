@@ -52,8 +52,9 @@ def lock_note(why: str | None) -> None:
         st.caption(f":material/lock: {why}")
 
 
-def sidebar_workspace() -> Workspace | None:
-    """Sidebar: the open workspace, who is reviewing (signed in, or a typed name), the encoder and thresholds."""
+def sidebar_workspace(current: str = "Home") -> Workspace | None:
+    """Sidebar: the open workspace, who is reviewing (signed in, or a typed name), the encoder and thresholds, and
+    the server's jobs running on it (but the ones the `current` page shows with their own bar)."""
     with st.sidebar:
         st.page_link("app.py", label="Home", icon=":material/home:")
         st.page_link("pages/1_Review.py", label="Review", icon=":material/rate_review:")
@@ -77,7 +78,7 @@ def sidebar_workspace() -> Workspace | None:
         t = ws.scores.thresholds(required=False)
         st.sidebar.caption(f"Encoder **{ws.settings.encoder}** · " + (f"{ws.settings.score_words} hard ≥ {t.hard:.4f} · soft ≥ {t.soft:.4f}"
                                                                        if t else "thresholds: not calibrated yet"))
-        job_ui.sidebar(str(ws.path))  # a scan, calibration or audit running in the server, whichever page started it
+        job_ui.sidebar(str(ws.path), current)  # a scan, calibration or audit running in the server, whichever page
     return ws
 
 
@@ -95,7 +96,7 @@ def page(title: str, icon: str | None = None, *, heavy: bool = False) -> Workspa
     if heavy:
         import_heavy()
     access_ui.gate(state.default_workspace())
-    ws = sidebar_workspace()
+    ws = sidebar_workspace(title)
     if ws is None:
         st.stop()
     return ws
