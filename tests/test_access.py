@@ -557,6 +557,12 @@ def test_on_a_signed_in_server_only_a_lead_creates_a_workspace(team, tmp_path, m
     # never inside a dataset folder of the workspace open now, on any server (a lead made one in the validation split)
     assert not access_ui.may_create_workspace(str(team[0]), str(tmp_path / "animals" / "test" / "newws"))
     assert access_ui.may_create_workspace(str(team[0]), str(tmp_path / "beside"))
+    # a server started on a folder still to be made: anyone on one person's machine (a new user could not create any
+    # workspace, each refusal naming the missing folder), nobody on a signed-in server (nobody leads it)
+    assert access_ui.may_create_workspace(str(tmp_path / "not-yet"), str(tmp_path / "beside"))
+    monkeypatch.setattr(access_ui, "sign_in_configured", lambda: True)
+    access.set_identity_source(lambda: LEAD)
+    assert not access_ui.may_create_workspace(str(tmp_path / "not-yet"), str(tmp_path / "beside"))
 
 
 def test_on_a_signed_in_server_each_user_has_their_own_recent_workspaces(tmp_path, monkeypatch):

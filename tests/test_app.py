@@ -1152,3 +1152,17 @@ def test_a_dataset_added_on_home_is_read_in_the_server_and_said(tmp_path, monkey
     assert len(Project.open(project.path).workspace.items()) == 10
     add("gone", tmp_path / "nowhere")
     assert not at.exception and at.error and "Traceback" not in at.error[0].value
+
+
+def test_create_here_works_on_a_server_started_on_a_folder_still_to_be_made(tmp_path, monkeypatch):
+    """A new user started the dashboard with `--workspace` on a new folder: every "Create here" was refused with
+    "there is no folder ..." naming the server's folder, whatever path was typed."""
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(tmp_path / "new-ws"))
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    at.text_input(key="ws_path_input").set_value(str(tmp_path / "new-ws")).run()
+    at.button(key="ws_create").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert (tmp_path / "new-ws" / "project.toml").exists() and at.session_state["workspace"] == str(tmp_path / "new-ws")

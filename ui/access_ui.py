@@ -171,6 +171,13 @@ def may_create_workspace(current: str | None, path: str | None = None) -> bool:
     the split)."""
     if not current:
         return True
+    if not Path(current, "project.toml").exists():  # the server was started on a folder still to be made
+        if not sign_in_configured():
+            return True  # one person's machine: nothing to judge by, nothing to refuse
+        st.error(f"The server's workspace {as_code(current, 200)} does not exist yet, so nobody leads it: on a server "
+                 "with sign-in the first workspace is made in a terminal (`leakcore init DIR`, then `leakcore roles DIR "
+                 "--set YOU=lead`), and its lead makes the next ones here.", icon=":material/lock:")
+        return False
     try:
         project = Project.open(current)
         if path:
