@@ -1,5 +1,6 @@
 """AppTest smoke and behaviour tests of the home and review pages on a small fixture workspace."""
 import json
+from urllib.parse import quote
 from pathlib import Path
 
 import pytest
@@ -1166,3 +1167,16 @@ def test_create_here_works_on_a_server_started_on_a_folder_still_to_be_made(tmp_
     at.button(key="ws_create").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert (tmp_path / "new-ws" / "project.toml").exists() and at.session_state["workspace"] == str(tmp_path / "new-ws")
+
+
+def test_a_pair_link_keeps_the_workspace_opened_on_home(ws, tmp_path):
+    """The Export page's "open pair" opened the server's own workspace, not the one opened on Home: a pair's link
+    names it as the address bar does."""
+    other = copy_workspace(ws.path, tmp_path / "other")
+    at = run("app.py")
+    at.text_input(key="ws_path_input").set_value(str(other)).run()
+    at.button(key="ws_open").click().run()
+    at.switch_page("pages/5_Export.py").run()
+    assert not at.exception
+    links = [v for d in at.dataframe if "review" in d.value.columns for v in d.value["review"] if v]
+    assert links and all(f"ws={quote(str(other), safe='')}" in v for v in links), links

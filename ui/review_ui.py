@@ -149,7 +149,10 @@ def pair_url(eval_item_id: str, train_item_id: str, queue_params: dict | None = 
     from urllib.parse import urlencode
 
     params = {k: v for k, v in (queue_params or {}).items() if k not in ("eval", "train", "pos")}
-    return "./Review?" + urlencode({"eval": eval_item_id, "train": train_item_id, **params}, doseq=True)
+    # the workspace opened on Home stays named: the Export page's "open pair" opened the server's own workspace
+    named = st.query_params.get(state.WORKSPACE_PARAM)
+    return "./Review?" + urlencode({"eval": eval_item_id, "train": train_item_id, **params,
+                                    **({state.WORKSPACE_PARAM: named} if named else {})}, doseq=True)
 
 
 # ---- the queue in the address bar: a reload, a bookmark or a link opens the same queue at the same pair ----------
