@@ -81,6 +81,9 @@ with user_errors():
     elif in_force is not None:
         c2.caption(f"In force for {encoder} ({score}): hard {in_force[0]:.4f}, soft {in_force[1]:.4f}. Every page and "
                    "`leakcore report` use the applied values at once, without re-scanning.")
+        if not thresholds_ui.same_thresholds((hard, soft), in_force):  # a reload showed the values in force, unsaid
+            c2.caption(f":material/warning: Not applied yet: the sliders' hard {hard:.4f} and soft {soft:.4f} count "
+                       "on this page only, until *Apply to project* (a reload shows the values in force again).")
     if views is not None and not fused:
         with st.expander("Robustness table (top-1 accuracy per edit)", expanded=False):
             st.dataframe(ws.scores.robustness_table(result).assign(top1=lambda d: (100 * d["top1"]).round(1)),

@@ -302,8 +302,10 @@ def test_thresholds_page_calibrate_slide_and_apply(ws):
     assert not at.exception
     counts = at.dataframe[0].value.set_index("evaluation split")
     assert counts.loc["animals/test", "hard"] == 3 and counts.loc["animals/test", "hard, scores only"] == 3
+    assert any("Not applied yet" in c.value for c in at.caption)  # a reload would show the values in force again
     at.button(key="th_apply").click().run()
     assert Workspace.open(ws.path).thresholds("phash") == (0.99, 0.5)
+    assert not any("Not applied yet" in c.value for c in at.caption)
 
 
 def test_heatmaps_page(ws):
