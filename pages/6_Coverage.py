@@ -31,7 +31,7 @@ with user_errors():
     a, b, k, n_boot, with_spectra = request
     result = data.coverage(ws, a, b, k, n_boot)
     st.subheader(f"B = {result.b} against A = {result.a}")
-    st.caption(f"{result.settings['a_images']} and {result.settings['b_images']} images · encoder "
+    st.caption(f"B: {result.settings['b_images']} images, A: {result.settings['a_images']} · encoder "
                f"{result.settings['encoder']} · intervals: 95% percentile bootstrap over images, radii held fixed")
     coverage_ui.metrics(result)
     coverage_ui.map_chart(result)
@@ -41,7 +41,8 @@ with user_errors():
                "manifold): in a test set, images nothing in training resembles; in a training set, images that do "
                "not belong.")
     far = result.b_scores.sort_values("realism").head(n_strip)
-    image_strip(ws, list(far["item_id"]), [f"realism {r:.2f}" for r in far["realism"]])
+    # to 3 places, and never rounded up to 1 from below it (outside A): "1.00" read as inside
+    image_strip(ws, list(far["item_id"]), [f"realism {min(r, 0.999) if r < 1 else r:.3f}" for r in far["realism"]])
     lonely = result.a_scores[~result.a_scores["covered"]].sort_values("nearest_similarity").head(n_strip)
     st.subheader(f"A images that no B image covers ({int((~result.a_scores['covered']).sum())} of "
                  f"{len(result.a_scores)})")

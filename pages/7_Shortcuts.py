@@ -64,4 +64,4 @@ with user_errors():
     if r.get("carriers"):
         st.markdown("Images whose class score drops most when their class's strongest cell is masked")
         top = r["carriers"][:16]
-        image_strip(ws, [c["item_id"] for c in top], [f"{c['label']} · −{c['drop']:.2f}" for c in top])
+        image_strip(ws, [c["item_id"] for c in top], [f"{c['label']} · drops {c['drop']:.2f}" for c in top])

@@ -81,25 +81,30 @@ def chart_models(table: pd.DataFrame, at_most: int = 12) -> list[str]:
 
 
 def accuracy_chart(table: pd.DataFrame, models: list[str]) -> None:
-    """Grouped bars per model and subset; the random subsets as a bar with its 95% interval."""
+    """Per model, a dot per subset side by side; the random subsets as a dot with its 95% interval. Dots, not bars:
+    the axis starts near the lowest accuracy so that points apart are seen apart, and bars cut off there made the
+    gaps look several times their size (a new user's reading)."""
     t = table[table["model"].isin(models)]
     fig = go.Figure()
-    colours = {"full": "#94a3b8", "hard-leaked": "#b91c1c", "soft-leaked": "#ea580c", "non-leaked": "#16a34a"}
+    colours = {"full": "#64748b", "hard-leaked": "#b91c1c", "soft-leaked": "#ea580c", "non-leaked": "#16a34a"}
     for subset, colour in colours.items():
         s = t[t["subset"] == subset]
         if not s.empty:
-            fig.add_bar(x=s["model"], y=100 * s["accuracy"], name=f"{subset} (n={int(s['n'].iloc[0])})", marker_color=colour)
+            fig.add_scatter(x=s["model"], y=100 * s["accuracy"], name=f"{subset} (n={int(s['n'].iloc[0])})",
+                            mode="markers", marker={"color": colour, "size": 11})
     r = t[t["subset"] == "soft-leaked"]
     if not r.empty:
-        fig.add_bar(x=r["model"], y=100 * r["random_mean"], name="random, same size as soft-leaked", marker_color="#cbd5e1",
-                    # an accuracy stops at 100%: the interval's upper end is drawn there at most (it ran off the axis)
-                    error_y={"type": "data", "symmetric": False,
-                             "array": 100 * (r["random_high"].clip(upper=1.0) - r["random_mean"]).clip(lower=0.0),
-                             "arrayminus": 100 * (r["random_mean"] - r["random_low"])})
-    lo = max(0.0, 100 * t["accuracy"].min() - 5) if not t.empty else 0
-    fig.update_layout(barmode="group", height=440, yaxis_title="accuracy (%)", yaxis_range=[lo, 100.5],
+        fig.add_scatter(x=r["model"], y=100 * r["random_mean"], name="random, same size as soft-leaked",
+                        mode="markers", marker={"color": "#94a3b8", "size": 11, "symbol": "diamond"},
+                        # an accuracy stops at 100%: the interval's upper end is drawn there at most (it ran off the axis)
+                        error_y={"type": "data", "symmetric": False,
+                                 "array": 100 * (r["random_high"].clip(upper=1.0) - r["random_mean"]).clip(lower=0.0),
+                                 "arrayminus": 100 * (r["random_mean"] - r["random_low"])})
+    low = pd.concat([t["accuracy"], r["random_low"]]).min() if not t.empty else 0.0  # the intervals drawn whole too
+    lo = max(0.0, 100 * low - 5) if not t.empty else 0
+    fig.update_layout(scattermode="group", height=440, yaxis_title="accuracy (%)", yaxis_range=[lo, 100.5],
                       legend={"orientation": "h", "y": -0.3}, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      title="Accuracy per subset (error bars: 95% interval of random subsets)")
+                      title=f"Accuracy per subset (axis from {lo:.0f}%; error bars: 95% interval of random subsets)")
     st.plotly_chart(fig, key="imp_chart", width="stretch")
 
 
