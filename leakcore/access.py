@@ -45,8 +45,10 @@ ROOTS_ENV = "LEAKCORE_ROOTS"
 
 
 class Role(enum.StrEnum):
-    """What a user may do in one workspace; each role includes the ones before it."""
+    """What a user may do in one workspace; each role includes the ones before it. NONE may not even look: on a
+    server whose sign-in accepts anyone (a public provider), `--default none` keeps everyone unlisted out."""
 
+    NONE = "none"
     VIEWER = "viewer"
     CURATOR = "curator"
     LEAD = "lead"
@@ -74,7 +76,7 @@ class Action(enum.StrEnum):
 
 
 NEEDS = {Action.DECIDE: Role.CURATOR, Action.ANALYSE: Role.CURATOR}  # everything else needs a lead
-_RANK = {Role.VIEWER: 0, Role.CURATOR: 1, Role.LEAD: 2}
+_RANK = {Role.NONE: -1, Role.VIEWER: 0, Role.CURATOR: 1, Role.LEAD: 2}
 
 
 def needed_role(action: Action) -> Role:
@@ -224,6 +226,10 @@ def require(ws_path: str | os.PathLike, user: str | None, action: Action, *, new
         raise AccessDenied(f"nobody is named for this action ({action.value}), and this workspace has roles",
                            cli="pass --reviewer NAME", page="Sign in first")
     role = roles.role_of(user)
+    if role == Role.NONE:
+        raise AccessDenied(f"{as_code(user, 120)} is not on this workspace's team: to {action.value} needs the "
+                           f"{needed_role(action).value} role",
+                           cli=f"ask a lead to add you in {roles_path(ws_path)}", page="Ask a lead to add you")
     if not allows(role, action):
         need = needed_role(action)
         # the identity as text (a code span): an identity "[x](http://evil.example/)@example.org" was a link on the page

@@ -1008,7 +1008,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="WS", help="the workspace folder")
     p.add_argument("--set", action="append", metavar="USER=ROLE", help="give USER a role (repeatable)")
     p.add_argument("--remove", action="append", metavar="USER", help="take USER off the list (repeatable)")
-    p.add_argument("--default", choices=["viewer", "curator", "lead"], help="the role of everyone not listed")
+    p.add_argument("--default", choices=["none", "viewer", "curator", "lead"],
+                   help="the role of everyone not listed (none: the dashboard shows them nothing; for a sign-in that "
+                        "accepts anyone)")
     p.set_defaults(func=cmd_roles)
 
     p = sub.add_parser("audit", help="the audit log: every threshold change, calibration, export, re-split, role change")

@@ -705,3 +705,29 @@ def test_on_a_signed_in_server_a_workspace_without_roles_is_read_only(tmp_path, 
     assert not at.exception
     assert any("read-only for everyone until its operator gives the roles" in i.value for i in at.info)
     assert not [b for b in at.button if b.key == "team_start"]
+
+
+def test_a_workspace_can_keep_everyone_unlisted_out(team, monkeypatch, tmp_path):
+    """With a sign-in that accepts any account, `default` viewer let a stranger read the roster, the audit log, every
+    image and the report: `--default none` shows them only that they are not on the team, and refuses every change."""
+    from leakcore import cli
+    from ui import access_ui
+
+    assert cli.main(["--reviewer", LEAD, "roles", str(team[0]), "--default", "none"]) == 0
+    project = Project.open(team[0])
+    assert project.team.roles().default == Role.NONE and project.team.role("stranger@example.org") == Role.NONE
+    with pytest.raises(AccessDenied, match="not on this workspace's team"):
+        access.require(team[0], "stranger@example.org", access.Action.DECIDE)
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(access_ui, "sign_in_configured", lambda: True)
+    who = {"user": "stranger@example.org"}
+    monkeypatch.setattr(access_ui, "signed_in_user", lambda: who["user"])
+    for page in (None, "pages/1_Review.py", "pages/8_Team.py"):
+        at = _app(team[0], monkeypatch, page)
+        assert not at.exception, page
+        assert any("not on this workspace's team" in e.value for e in at.error), page
+        assert [b.label for b in at.button] == ["Sign out"] and not at.dataframe and not at.get("image"), page
+    who["user"] = VIEWER  # a listed viewer reads as before
+    at = _app(team[0], monkeypatch, "pages/8_Team.py")
+    assert not at.exception and not any("not on this workspace's team" in e.value for e in at.error)
+    assert at.dataframe

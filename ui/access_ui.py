@@ -233,6 +233,7 @@ def gate(start_workspace: str) -> str | None:
                          if _provider_user() is not None else None)
             st.stop()
         st.session_state["reviewer"] = user  # the Review page's reviewer: the provider's user, never typed
+        not_on_the_team(user, st.session_state.get("workspace") or start_workspace)
         back_to_the_address_asked_for()
         return user
     if not loopback_only():
@@ -247,6 +248,27 @@ def gate(start_workspace: str) -> str | None:
                    "move thresholds and export. Configure sign-in for a team (docs/deploy.md).",
                    icon=":material/warning:")
     return None
+
+
+def not_on_the_team(user: str, ws_path: str) -> None:
+    """Stop the page for a signed-in user whose role in the open workspace is none (`leakcore roles --default none`
+    keeps everyone unlisted out: with a provider that accepts any account, a stranger read the roster, the audit log,
+    every image and the report). Only this is shown, and a way to sign out."""
+    if not Path(ws_path, "project.toml").exists():
+        return
+    try:
+        role = Project.open(ws_path).team.role(user)
+    except LeakcoreError:
+        return  # a workspace that cannot be opened is said by the page, which shows nothing of it either
+    if role != Role.NONE:
+        return
+    st.title("Data leakage review")
+    st.error(f"You are signed in as {as_code(user, 120)}, who is not on this workspace's team: nothing of it is shown. "
+             "A lead adds you on the Team page (or `leakcore roles WS --set YOU=viewer`).", icon=":material/lock:")
+    if st.button("Sign out", key="not_on_team_sign_out", icon=":material/logout:"):
+        record_sign_out(user)
+        st.logout()
+    st.stop()
 
 
 def refusal(ws_path: str, action: "Action" = Action.DECIDE) -> str | None:
@@ -367,7 +389,12 @@ def roles_editor(ws) -> None:
                                            "role": st.column_config.SelectboxColumn("role", options=choices,
                                                                                     required=True)})
     default = st.selectbox("Everyone not listed", choices, index=choices.index(roles.default.value),
-                           key="team_default")
+                           key="team_default",
+                           help="none: the dashboard shows them nothing. Keep it none where the sign-in accepts "
+                                "accounts outside the team (a public provider), or anyone signed in reads everything")
+    if sign_in_configured() and roles.default != Role.NONE:
+        st.caption(f":material/warning: Everyone the sign-in accepts and this list does not name is a "
+                   f"{roles.default.value} here. Choose none to keep them out.")
     if st.button("Save roles", key="team_save", type="primary"):
         rows = edited.dropna(how="all")
         users = {str(u): str(r) for u, r in zip(rows["user"], rows["role"]) if str(u).strip()}
