@@ -13,6 +13,16 @@ def as_code(text, limit: int = 300) -> str:
     return "`" + str(text).replace("`", "'").replace("\n", " ")[:limit] + "`"
 
 
+def page_text(text) -> str:
+    """A message for a page's markdown: outside its code spans, the characters that make a link, an image or an
+    autolink are escaped, so that a name a user typed into it (`dataset name '![x](http://host/x.png)' must be ...`)
+    is text, and never an image the browser fetches from another host. Code spans (`as_code`) are left as they are."""
+    parts = str(text).split("`")
+    for i in range(0, len(parts), 2):  # outside the code spans (an odd count of backticks leaves the rest outside)
+        parts[i] = "".join("\\" + ch if ch in "[]<>" else ch for ch in parts[i])
+    return "`".join(parts)
+
+
 class LeakcoreError(Exception):
     """Base of every error leakcore raises for bad input, missing data or an unusable setup."""
 
@@ -26,7 +36,7 @@ class LeakcoreError(Exception):
         return self.message + (f"; {self.cli_hint}" if self.cli_hint else "")
 
     def for_page(self) -> str:
-        return self.message + (f". {self.page_hint}" if self.page_hint else "")
+        return page_text(self.message + (f". {self.page_hint}" if self.page_hint else ""))
 
 
 class InvalidInput(LeakcoreError, ValueError):

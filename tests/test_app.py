@@ -1182,3 +1182,24 @@ def test_a_pair_link_keeps_the_workspace_opened_on_home(ws, tmp_path):
     assert not at.exception
     links = [v for d in at.dataframe if "review" in d.value.columns for v in d.value["review"] if v]
     assert links and all(f"ws={quote(str(other), safe='')}" in v for v in links), links
+
+
+def test_a_typed_name_in_an_error_is_text_not_an_image(tmp_path, monkeypatch):
+    """A dataset name '![d](http://host/ds.png)' came back in the refusal as an image the browser fetched from that
+    host: a page's error shows what was typed as text (outside code spans, link and image marks are escaped)."""
+    from leakcore.api import Project
+    from leakcore.errors import IngestError, as_code, page_text
+
+    assert page_text("name '![d](http://h/x.png)' and <http://h>") == "name '!\\[d\\](http://h/x.png)' and \\<http://h\\>"
+    assert page_text(f"see {as_code('[a](b)')} [c](d)") == "see `[a](b)` \\[c\\](d)"
+    assert "![" not in IngestError("dataset name '![d](http://h/x.png)' must be letters").for_page()
+    project = Project.create(tmp_path / "ws", encoder="phash")
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(project.path))
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    at = run("app.py")
+    next(t for t in at.text_input if t.label == "Dataset name").input("![d](http://127.0.0.1:9/ds.png)")
+    next(t for t in at.text_input if t.label == "Source path").input(str(make_photo_folder(tmp_path / "p", 6)))
+    finish_jobs(next(b for b in at.button if b.label == "Add dataset").click().run())
+    assert not at.exception and at.error
+    shown = " ".join(e.value for e in at.error) + " ".join(s.value for s in at.sidebar.caption)
+    assert "![d](" not in shown and "must be letters" in shown

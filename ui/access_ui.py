@@ -20,7 +20,7 @@ import streamlit as st
 
 from leakcore.api import (ROOTS_ENV, Action, Project, Role, Roles, atomic_write_text, configure_access, normalise_user,
                           os_user)
-from leakcore.errors import LeakcoreError, as_code
+from leakcore.errors import LeakcoreError, as_code, page_text
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +330,7 @@ def identity_sidebar(ws_path: str | None) -> None:
             role = team.role(user or st.session_state.get("reviewer") or os_user())
             has_roles = team.roles() is not None
         except Exception as exc:  # noqa: BLE001 - a broken roles file is reported, not a crash of the sidebar
-            st.caption(f"Roles: {exc}")
+            st.caption(page_text(f"Roles: {exc}"))
             has_roles = False
     if user is not None:
         st.caption("Signed in as")

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from leakcore.errors import LeakcoreError
+from leakcore.errors import LeakcoreError, page_text
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +88,10 @@ class Job:
             self.error = exc.for_page()
         except OSError as exc:  # a file vanished or is unreadable: said, as `widgets.user_errors` says it
             log.warning("%s failed: %s", self.kind, exc)
-            self.error = f"Could not read or write a file: {exc}"
+            self.error = page_text(f"Could not read or write a file: {exc}")
         except Exception as exc:  # noqa: BLE001 - shown as a message on the page, never a traceback
             log.exception("%s failed", self.kind)
-            self.error = f"{self.title} failed: {exc}"
+            self.error = f"{self.title} failed: {page_text(exc)}"
         finally:
             self.ended = time.time()
             self.finished = True

@@ -10,7 +10,7 @@ import streamlit as st
 from PIL import Image
 
 from leakcore.api import BORDERLINE, SORTS, STATES, UNCERTAINTY_SORT, Action, Project, import_heavy
-from leakcore.errors import LeakcoreError, ThresholdsUncalibrated, as_code
+from leakcore.errors import LeakcoreError, ThresholdsUncalibrated, as_code, page_text
 from ui import access_ui, data, job_ui, state
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def user_errors(stop: bool = True):
             st.stop()
     except OSError as exc:  # a file vanished or is unreadable: say which, keep the page alive
         log.warning("page error: %s", exc)
-        st.error(f"Could not read or write a file: {exc}", icon=":material/error:")
+        st.error(page_text(f"Could not read or write a file: {exc}"), icon=":material/error:")
         if stop:
             st.stop()
 
