@@ -100,7 +100,8 @@ def accuracy_chart(table: pd.DataFrame, models: list[str]) -> None:
                         error_y={"type": "data", "symmetric": False,
                                  "array": 100 * (r["random_high"].clip(upper=1.0) - r["random_mean"]).clip(lower=0.0),
                                  "arrayminus": 100 * (r["random_mean"] - r["random_low"])})
-    low = pd.concat([t["accuracy"], r["random_low"]]).min() if not t.empty else 0.0  # the intervals drawn whole too
+    # the random intervals drawn whole too (none on a split with no leak)
+    low = pd.concat([t["accuracy"]] + ([r["random_low"]] if not r.empty and "random_low" in r else [])).min()
     lo = max(0.0, 100 * low - 5) if not t.empty else 0
     fig.update_layout(scattermode="group", height=440, yaxis_title="accuracy (%)", yaxis_range=[lo, 100.5],
                       legend={"orientation": "h", "y": -0.3}, margin={"l": 10, "r": 10, "t": 30, "b": 10},
