@@ -168,7 +168,9 @@ def cmd_encoders(args) -> int:
 
 def cmd_scan(args) -> int:
     project = _project(args.dir)
-    options = {"input_size": args.input_size, "weights": args.weights}
+    # only the options given: a plan with none given changes nothing and is anyone's to read (a viewer's
+    # `scan --plan` was refused as a change of the scan's settings)
+    options = {k: v for k, v in {"input_size": args.input_size, "weights": args.weights}.items() if v is not None} or None
     if args.plan:
         plan = project.scan(encoder=args.encoder, k=args.k, flip_queries=args.flip_queries, encoder_options=options,
                             grouping=args.grouping, verify=args.verify, plan_only=True)

@@ -731,3 +731,10 @@ def test_a_workspace_can_keep_everyone_unlisted_out(team, monkeypatch, tmp_path)
     at = _app(team[0], monkeypatch, "pages/8_Team.py")
     assert not at.exception and not any("not on this workspace's team" in e.value for e in at.error)
     assert at.dataframe
+
+
+def test_a_viewer_reads_the_scan_plan(team, capsys):
+    """`scan --plan` runs nothing: a viewer was refused it as a change of the scan's settings."""
+    assert main(["--reviewer", VIEWER, "scan", str(team[0]), "--plan"]) == 0
+    assert "jobs to do" in capsys.readouterr().out
+    assert main(["--reviewer", VIEWER, "scan", str(team[0]), "--plan", "--k", "5"]) != 0  # a change: a lead's
