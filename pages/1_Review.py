@@ -19,7 +19,9 @@ with user_errors():
              or (c["review"] == "pairs" and (c["name"] == first_pairs or (queue["check"] == c["name"]).any()))]
     how = {c["name"]: c["review"] for c in shown}
     splits = review_ui.split_choices(ws, queue)
-    review_ui.restore_from_url(queue, list(how), splits)  # a reload, a bookmark or a link: the check, queue and pair
+    held = data.items(ws).index
+    review_ui.restore_from_url(queue, list(how), splits, holds=lambda ids: all(i in held for i in ids))  # a reload, a
+    # bookmark or a link: the check, queue and pair
     if st.session_state.get("review_check") not in how:
         st.session_state["review_check"] = shown[0]["name"]
     check = st.sidebar.radio("Check", list(how), key="review_check", horizontal=True,

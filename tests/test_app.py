@@ -780,6 +780,18 @@ def test_a_link_opens_its_pair_whatever_the_filters_and_the_url_follows_the_pair
     assert shown != (target["eval_item_id"], target["train_item_id"]) and shown[0].startswith("animals/test/")
 
 
+def test_a_link_to_images_the_workspace_does_not_hold_says_so(ws):
+    """A link with unknown ids said "not flagged at the thresholds in force", as if the pair were there below soft."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/1_Review.py")
+    at.query_params["eval"], at.query_params["train"] = "../../etc/passwd", "animals/train/x.png"
+    at.run()
+    assert not at.exception
+    told = " ".join(t.proto.body for t in at.toast) + " ".join(i.value for i in at.info)
+    assert "does not hold" in told and "not flagged" not in told, told
+
+
 def test_a_link_copied_from_the_address_bar_opens_its_pair_once_it_is_decided(ws):
     """A curator's link carried the page's own filters (state=unreviewed, pos=3): once the pair was decided, a second
     curator's copy of the link opened another pair, with a passing notice."""

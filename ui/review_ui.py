@@ -237,7 +237,8 @@ def _whole_queue(values) -> None:
     values.update(f_labels="any", grid_mode=False)
 
 
-def restore_from_url(queue: pd.DataFrame, checks: list[str], splits: dict[str, list[str]]) -> None:
+def restore_from_url(queue: pd.DataFrame, checks: list[str], splits: dict[str, list[str]],
+                     holds=None) -> None:
     """A reload, a bookmark or a link: put the queue the address bar names (check, filters, order, position, pair)
     into the session before the sidebar draws its check and filters (`checks`, `splits`: what it offers). Our own writes (`show_in_url`) are recognised and skipped.
     A bare pair link (?eval=…&train=…, no filters) opens its pair in the whole queue."""
@@ -253,7 +254,12 @@ def restore_from_url(queue: pd.DataFrame, checks: list[str], splits: dict[str, l
     values, ignored = parse_url(params, url_options(queue, checks, splits))
     link = values.get("review_current")
     notes = []
-    if link is not None and queue.empty:
+    unknown = link is not None and holds is not None and not holds(link)  # `holds(ids)`: the workspace has them
+    if unknown:  # not "not flagged": a mistyped or stale link names images this workspace does not hold
+        notes.append("the link names an image this workspace does not hold (another workspace's link, or a file "
+                     "added under another name)")
+        values.pop("review_current")
+    elif link is not None and queue.empty:
         notes.append("the linked pair is not flagged at the thresholds in force")
         values.pop("review_current")
     elif link is not None:
