@@ -1514,9 +1514,23 @@ def open_project(path: str | os.PathLike) -> Project:
     return Project.open(path)
 
 
+def resplit_pairs_words(summary: dict) -> str:
+    """A re-split's flagged pairs in one sentence (`resplit.pairs_words`), as the terminal and the Export page say it."""
+    from leakcore import resplit
+
+    return resplit.pairs_words(summary)
+
+
+def resplit_other_datasets_words(summary: dict) -> str | None:
+    """A re-split's images that copy other datasets' training images (`resplit.other_datasets_words`), or None."""
+    from leakcore import resplit
+
+    return resplit.other_datasets_words(summary)
+
+
 __all__ = ["ALL_SOURCES", "identical_within_split", "import_heavy", "listed_once", "AccessDenied", "Action", "Audits", "acting_as", "BORDERLINE", "Checks", "DECIDED_HARD_PRECISION", "DECIDED_PRECISION",
            "DECISION_LABELS", "DEMO_TRUTH", "Decisions", "EXPORT_FORMATS", "EXPORT_POLICIES", "WITHIN_KEPT", "Exports", "ImageSet", "Images",
            "ImpactRequest", "ImpactResult", "LeakSource", "NO_PIXELS", "OUTSIDE_ROOT", "PROBES", "PairEvidence", "Project",
            "ROOTS_ENV", "Review", "Role", "Roles", "SORTS", "STATES", "Scores", "Settings", "Team", "UNCERTAINTY_SORT", "WITHIN",
            "FEATURE_WORDS", "atomic_write_text", "configure_access", "refined_worse", "degree_of", "format_names", "list_encoders", "matrices", "matrix_csv", "normalise_user",
-           "open_project", "os_user", "planted_truth"]
+           "open_project", "os_user", "planted_truth", "resplit_other_datasets_words", "resplit_pairs_words"]

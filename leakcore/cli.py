@@ -646,6 +646,8 @@ def _members(groups, group_id: str) -> dict:
 
 
 def cmd_resplit(args) -> int:
+    from leakcore.api import resplit_other_datasets_words, resplit_pairs_words
+
     project = _project(args.dir)
     result = project.resplit(args.dataset, test_size=args.test_size, stratify=None if args.stratify == "none" else args.stratify,
                              time_cutoff=args.time_cutoff, seed=args.seed, out=args.out, write=not args.dry_run,
@@ -655,22 +657,14 @@ def cmd_resplit(args) -> int:
     print(f"  train {s['train']}, test {s['test']} (test share {100 * s['test_share']:.1f}%, target "
           f"{100 * s['target_test_share']:.1f}%); {s['groups']} groups, {s['multi_item_groups']} of several images "
           f"(largest {s['largest_group']}); groups across splits: {s['cross_split_groups']}")
-    # every flagged pair, then how many of them the re-split joined itself (a new user read "pairs that no group held
-    # already: 2" beside 8 flagged pairs and could not tell whether the other 6 were kept together)
-    n, joined = s.get("flagged_pairs", 0), s.get("flagged_pairs_joined", 0)
-    print(f"  flagged near-duplicate pairs, each kept on one side: {n} ({n - joined} already in one group, {joined} "
-          f"joined by the re-split itself); exact copies (the same bytes) joined likewise: {s.get('identical_joined', 0)}")
+    print(f"  {resplit_pairs_words(s)}")
     if s.get("unreadable_left_out"):
         print(f"  left out, no check could read them: {s['unreadable_left_out']} files")
     if s.get("test_duplicate_pairs"):
         print(f"  note: near-duplicate pairs both in test (each copy counts twice in a test score): "
               f"{s['test_duplicate_pairs']}; the manifest's group column names each such group")
-    if s.get("other_datasets_matched"):
-        n = s["other_datasets_matched"]
-        print(f"  note: {n} image{'s' if n != 1 else ''} match{'es' if n == 1 else ''} training images of other datasets "
-              f"({', '.join(s['other_training_sources'])}), {s['other_datasets_matched_in_test']} of them now in test: "
-              "a re-split of one dataset cannot move them; once it is scanned, an export of its test split leaves out those "
-              "in test")
+    if resplit_other_datasets_words(s):
+        print(f"  note: {resplit_other_datasets_words(s)}")
     if s.get("label_conflicts_kept"):
         print(f"  note: one picture under two labels, kept on one side: {s['label_conflicts_kept']} (a re-split cannot "
               "fix a label: the label_conflict check lists them)")

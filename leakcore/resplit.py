@@ -290,3 +290,23 @@ def _split_targets(items: pd.DataFrame, ds) -> list[Path | None]:
         taken.add(target)
         out.append(target)
     return out
+
+
+def pairs_words(s: dict) -> str:
+    """The re-split's flagged pairs in one sentence, for the terminal and the Export page alike: every flagged pair,
+    then how many of them the re-split joined itself (a new user read "pairs that no group held already: 2" beside 8
+    flagged pairs and could not tell whether the other 6 were kept together)."""
+    n, joined = s.get("flagged_pairs", 0), s.get("flagged_pairs_joined", 0)
+    return (f"flagged near-duplicate pairs, each kept on one side: {n} ({n - joined} already in one group, {joined} "
+            f"joined by the re-split itself); exact copies (the same bytes) joined likewise: {s.get('identical_joined', 0)}")
+
+
+def other_datasets_words(s: dict) -> str | None:
+    """The dataset's images that copy other datasets' training images, which a re-split of one dataset cannot move."""
+    n = s.get("other_datasets_matched")
+    if not n:
+        return None
+    return (f"{n} image{'s' if n != 1 else ''} match{'es' if n == 1 else ''} training images of other datasets "
+            f"({', '.join(s['other_training_sources'])}), {s['other_datasets_matched_in_test']} of them now in test: "
+            "a re-split of one dataset cannot move them; once it is scanned, an export of its test split leaves out "
+            "those in test")

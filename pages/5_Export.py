@@ -5,7 +5,8 @@ import zipfile
 import pandas as pd
 import streamlit as st
 
-from leakcore.api import ALL_SOURCES, EXPORT_FORMATS, EXPORT_POLICIES, WITHIN_KEPT, Action
+from leakcore.api import (ALL_SOURCES, EXPORT_FORMATS, EXPORT_POLICIES, WITHIN_KEPT, Action,
+                          resplit_other_datasets_words, resplit_pairs_words)
 from leakcore.errors import as_code
 from ui import data
 from ui.review_ui import pair_url
@@ -48,8 +49,13 @@ with user_errors():
         st.info("No evaluation splits in this workspace.")
         st.stop()
     c1, c2, c3 = st.columns([2, 2, 1])
+    # the choices are kept across pages (ui/state.PERSISTENT): a new user's pets/validation was back to the first
+    # split after Heatmaps and back, and an export of the wrong split was a click away; so no second default here
+    if st.session_state.get("exp_split") not in options:
+        st.session_state.pop("exp_split", None)
+    st.session_state.setdefault("exp_policy", list(EXPORT_POLICIES)[1])
     split = c1.selectbox("Evaluation split", options, key="exp_split")
-    flags = c2.radio("Unreviewed automatic flags to remove", list(EXPORT_POLICIES), index=1, horizontal=True, key="exp_policy",
+    flags = c2.radio("Unreviewed automatic flags to remove", list(EXPORT_POLICIES), horizontal=True, key="exp_policy",
                      help="Confirmed leaks are always removed; pairs a curator rejected never remove their image.")
     fmt = c3.selectbox("Format", list(EXPORT_FORMATS), key="exp_format", help="same: the input's own format")
     c4, c5 = st.columns([2, 2])
@@ -160,16 +166,20 @@ with user_errors():
                "Written as a manifest that `leakcore add --format manifest` reads, in the dataset's own format where "
                "it came from a manifest or Hugging Face Parquet, and with image folders per new split (links or "
                "copies).")
+    if st.session_state.get("rs_dataset") not in ws.workspace.datasets:
+        st.session_state.pop("rs_dataset", None)
+    for key, value in (("rs_size", 0.2), ("rs_stratify", True), ("rs_seed", 0)):
+        st.session_state.setdefault(key, value)  # kept across pages (ui/state.PERSISTENT): no second default below
     with st.form("resplit"):
         r1, r2, r3, r4, r5, r6 = st.columns([1.2, 0.9, 1, 1.4, 1, 0.7])
         dataset = r1.selectbox("Dataset", sorted(ws.workspace.datasets), key="rs_dataset")
-        test_size = r2.number_input("Test share", 0.05, 0.95, 0.2, step=0.05, key="rs_size")
-        stratify = r3.toggle("Stratify by label", value=True, key="rs_stratify")
+        test_size = r2.number_input("Test share", 0.05, 0.95, step=0.05, key="rs_size")
+        stratify = r3.toggle("Stratify by label", key="rs_stratify")
         cutoff = r4.text_input("…or split at a time", key="rs_cutoff", placeholder="2024-06-01T00:00:00Z")
         rs_links = r5.selectbox("Image folders", ["symlink", "copy", "none"], key="rs_links",
                                 help="images/train and images/test beside the manifest: links to the files (on "
                                      "this machine), or copies of them (to zip and ship)")
-        seed = r6.number_input("Seed", 0, 2**31 - 1, 0, key="rs_seed", help="Another seed, another split of the same "
+        seed = r6.number_input("Seed", 0, 2**31 - 1, key="rs_seed", help="Another seed, another split of the same "
                                "groups (`leakcore resplit --seed`)")
         why = locked(ws, Action.RESPLIT)
         go = st.form_submit_button("Re-split and write", type="primary", disabled=why is not None)
@@ -183,16 +193,10 @@ with user_errors():
         s = st.session_state["rs_last"]
         st.success(f"{s['dataset']}: train {s['train']}, test {s['test']} ({100 * s['test_share']:.1f}% test, target "
                    f"{100 * s['target_test_share']:.1f}%) · {s['multi_item_groups']} groups of several images kept "
-                   f"whole (the largest {s['largest_group']}) · {s.get('flagged_pairs', 0)} flagged near-duplicate "
-                   f"pairs each kept on one side ({s.get('flagged_pairs_joined', 0)} of them in no common group "
-                   f"before), and {s.get('identical_joined', 0)} exact copies joined likewise · largest class-share gap "
+                   f"whole (the largest {s['largest_group']}) · {resplit_pairs_words(s)} · largest class-share gap "
                    f"{100 * s['max_label_share_gap']:.1f} points · {s['method']}")
-        if s.get("other_datasets_matched"):
-            n = s["other_datasets_matched"]
-            st.info(f"{n} image{'s' if n != 1 else ''} match{'es' if n == 1 else ''} training images of other datasets "
-                    f"({', '.join(s['other_training_sources'])}), {s['other_datasets_matched_in_test']} of them now in "
-                    "test: a re-split of one dataset cannot move them; once it is scanned, an export of its test split "
-                    "leaves out those in test.")
+        if resplit_other_datasets_words(s):
+            st.info(resplit_other_datasets_words(s) + ".")
         if s.get("unreadable_left_out") or s.get("test_duplicate_pairs") or s.get("label_conflicts_kept"):
             st.info(" · ".join(([f"Left out: {s['unreadable_left_out']} files no check could read."]
                                 if s.get("unreadable_left_out") else [])

@@ -61,7 +61,11 @@ PERSISTENT = ("reviewer", "f_eval_splits", "f_sources", "f_degrees", "f_states",
               # the Impact page's form: it showed its defaults (another split, no paths) above the last result
               "imp_split", "imp_probes", "imp_paths", "imp_source", "imp_random",
               # the Coverage page's sets, filters and options: a page switch emptied them under the last result
-              "cov_A", "cov_B", "cov_A_where", "cov_B_where", "cov_k", "cov_boot", "cov_spectra_on")
+              "cov_A", "cov_B", "cov_A_where", "cov_B_where", "cov_k", "cov_boot", "cov_spectra_on",
+              # the Export page's choices and its re-split form: a new user's split was back to the first one after
+              # another page, an export of the wrong split a click away
+              "exp_split", "exp_policy", "exp_format", "exp_keep", "exp_dedupe", "exp_links", "exp_also",
+              "rs_dataset", "rs_size", "rs_stratify", "rs_cutoff", "rs_links", "rs_seed")
 
 
 def keep_widget_state() -> None:
