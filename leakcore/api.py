@@ -1338,15 +1338,16 @@ class Project:
         return data
 
     def report_document(self, *, hard: float | None = None, soft: float | None = None, use_decisions: bool = True,
-                        top: int | None = None, impact: ImpactRequest | None = None):
+                        top: int | None = None, impact: "ImpactRequest | ImpactResult | None" = None):
         """The whole leakage report as one data structure (`.data`: what `report --json` prints; `report()`'s keys
-        and summary, verdicts, findings, impact when `impact` asks, thresholds, provenance) that draws itself as one
-        self-contained HTML page (`.html()`, `.write_html(path)`); see `leakcore.report`."""
+        and summary, verdicts, findings, impact when `impact` asks (a request, measured now, or a result measured
+        already: the Impact page's), thresholds, provenance) that draws itself as one self-contained HTML page
+        (`.html()`, `.write_html(path)`); see `leakcore.report`."""
         from leakcore import report as _report
 
         return _report.build(self, hard=hard, soft=soft, use_decisions=use_decisions,
                              top=_report.DEFAULT_TOP if top is None else top,
-                             impact=None if impact is None else self.impact(impact))
+                             impact=impact if impact is None or isinstance(impact, ImpactResult) else self.impact(impact))
 
     # ---- groups and time ---------------------------------------------------------------------------------
     def groups(self, *, threshold: float | None = None, use_decisions: bool = True, progress=None,

@@ -1299,10 +1299,11 @@ def _impact_html(data: dict) -> str:
     imp = data.get("impact")
     out = ['<section id=impact class=major><h2>Accuracy impact</h2>']
     if not imp:
-        out.append('<p class=note>Not measured for this report (what the dashboard\'s Impact page measures is not '
-                   f'kept). With model predictions or the built-in probes (<code>leakcore report {_e(_ws(data))} --html OUT '
-                   '--predictions FILE…</code>, or <code>--probe knn1</code>), this section holds the accuracy on the '
-                   'full, leaked, non-leaked and random subsets of the evaluation split.</p></section>')
+        out.append('<p class=note>Not measured for this report. With model predictions or the built-in probes (the '
+                   'dashboard\'s Impact page, then its "Download the leakage report with this impact"; or '
+                   f'<code>leakcore report {_e(_ws(data))} --html OUT --predictions FILE…</code>, or <code>--probe '
+                   'knn1</code>), this section holds the accuracy on the full, leaked, non-leaked and random subsets of '
+                   'the evaluation split.</p></section>')
         return "".join(out)
     out.append(f'<p class=note>{_e(imp["split"])}: {imp["models"]:,} model(s) on {imp["items"]:,} images; leaked set '
                f'from {_e(imp["source"])} ({imp["hard"]:,} hard, {imp["soft"]:,} soft); the first table is the mean '

@@ -51,4 +51,10 @@ with user_errors():
     model = st.selectbox("Drill down into one model", models, key="imp_drill")
     impact_ui.show_percent_table(table[table["model"] == model].drop(
         columns=["model"] + [c for c in table.columns if c.startswith("mean_")]))  # the mean's: shown above
-    st.download_button("Download the full table (CSV)", table.to_csv(index=False), "impact.csv", "text/csv", key="imp_csv")
+    c1, c2 = st.columns(2)
+    c1.download_button("Download the full table (CSV)", table.to_csv(index=False), "impact.csv", "text/csv", key="imp_csv")
+    # the report Home downloads has no impact (a dashboard-only user could not put one in it): this one holds this result
+    c2.download_button("Download the leakage report with this impact (one HTML page)",
+                       data=lambda: ws.report_document(impact=result).html(), on_click="ignore",
+                       file_name=f"leakage-report-{ws.path.name}.html", mime="text/html", key="imp_report",
+                       icon=":material/download:")

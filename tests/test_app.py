@@ -338,6 +338,7 @@ def test_impact_page_with_a_probe(ws):
     assert not at.exception, at.exception
     assert any("leaked set from" in m.value for m in at.markdown)
     assert at.get("download_button") and len(at.get("plotly_chart")) == 1
+    assert any("report with this impact" in d.proto.label for d in at.get("download_button"))
     # a subset without a random interval shows empty cells (the browser drew "None"), the gains one rounding only
     drill = at.dataframe[-1].value
     assert not drill.isna().any().any() and (drill["random mean %"] == "").any()

@@ -148,6 +148,10 @@ def test_calibration_and_impact_sections(ws, tmp_path):
     assert page.count("<polyline") >= 2
     assert not re.search(r'=[^"\s>]+/>', page)  # `a=b/>` would swallow the slash: the SVG's next elements vanish
     assert _outside_references(page) == []
+    # a result measured already (the Impact page's download: a dashboard-only user could not put impact in a report)
+    measured = ws.impact(ImpactRequest("animals/test", (str(preds),), n_random=50))
+    again = ws.report_document(impact=measured).data["impact"]
+    assert again["summary"] == imp["summary"] and again["models"] == 1
 
 
 def test_cli_report_impact_options_and_errors(ws, tmp_path, capsys):
