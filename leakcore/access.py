@@ -240,9 +240,9 @@ def require(ws_path: str | os.PathLike, user: str | None, action: Action, *, new
     return role
 
 
-def template_roles(lead: str) -> Roles:
-    """The first roles file: the user who writes it is its lead, everyone else a viewer."""
-    return Roles({normalise_user(lead): Role.LEAD}, Role.VIEWER)
+def template_roles(lead: str, default: "Role | str" = Role.VIEWER) -> Roles:
+    """The first roles file: the user who writes it is its lead, everyone else `default` (a viewer unless said)."""
+    return Roles({normalise_user(lead): Role.LEAD}, Role.parse(default))
 
 
 MAX_IDENTITY = 254  # an e-mail address's longest

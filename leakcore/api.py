@@ -1104,17 +1104,20 @@ class Project:
 
     @classmethod
     def create(cls, path: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER, k: int = DEFAULT_K,
-               actor: str | None = None, lead: str | None = None) -> "Project":
+               actor: str | None = None, lead: str | None = None, others: "Role | str | None" = None) -> "Project":
         """Create a workspace (or open the one at `path`) as `actor`, under the allowed roots: not inside another
         workspace, nor in a folder of images (a team server's viewer made one in a dataset's val folder, which wrote
         project.toml among the photos, and one inside the team's workspace). `lead`: a workspace made here gets a
-        roles file naming `lead` its lead and everyone else a viewer (one that existed already is only opened)."""
+        roles file naming `lead` its lead and everyone else `others` (a viewer unless said; a team server passes the
+        open workspace's, so that one whose strangers see nothing does not make one they read); one that existed
+        already is only opened."""
         _access.check_path(path, "workspace")
         _check_new_workspace_folder(Path(path))
         made = not (Path(path) / CONFIG_NAME).exists()
         project = cls(Workspace.create(path, encoder=encoder, k=k), actor=actor)
         if lead and made:
-            _access.save_roles(project.path, _access.template_roles(lead), actor=lead, new_workspace=True)
+            _access.save_roles(project.path, _access.template_roles(lead, others or Role.VIEWER), actor=lead,
+                               new_workspace=True)
         return project
 
     @property

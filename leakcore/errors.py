@@ -19,7 +19,9 @@ def page_text(text) -> str:
     is text, and never an image the browser fetches from another host. Code spans (`as_code`) are left as they are."""
     parts = str(text).split("`")
     for i in range(0, len(parts), 2):  # outside the code spans (an odd count of backticks leaves the rest outside)
-        parts[i] = "".join("\\" + ch if ch in "[]<>" else ch for ch in parts[i])
+        part = "".join("\\" + ch if ch in "[]<>" else ch for ch in parts[i])
+        # a bare address is made a link by the page's markdown: broken by a zero-width space after its scheme
+        parts[i] = part.replace("://", ":\u200b//").replace("www.", "www\u200b.")
     return "`".join(parts)
 
 

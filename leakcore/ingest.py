@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from leakcore import catalog, formats, images
-from leakcore.errors import IngestError
+from leakcore.errors import IngestError, as_code
 from leakcore.project import DatasetConfig
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def add_dataset(
     if group_level is not None and group_level < 0:
         raise IngestError(f"group level must be 0 or more (0 = the first folder under the split), got {group_level}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", name or ""):
-        raise IngestError(f"dataset name {name!r} must be letters, digits, '_', '-' or '.'")
+        raise IngestError(f"dataset name {as_code(name, 80)} must be letters, digits, '_', '-' or '.'")
     path = Path(source_path)
     if not path.exists():
         raise IngestError(f"source {path} does not exist")

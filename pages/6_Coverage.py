@@ -2,6 +2,7 @@
 images do not belong, and the sets' spectral fingerprints."""
 import streamlit as st
 
+from leakcore.errors import as_code
 from ui import coverage_ui, data
 from ui.widgets import image_strip, page, user_errors
 
@@ -30,7 +31,8 @@ with user_errors():
         st.stop()
     a, b, k, n_boot, with_spectra = request
     result = data.coverage(ws, a, b, k, n_boot)
-    st.subheader(f"B = {result.b} against A = {result.a}")
+    # the sets as text: a typed filter "![x](http://host/x.png)" drew an image fetched from that host here
+    st.subheader(f"B = {as_code(result.b, 200)} against A = {as_code(result.a, 200)}")
     st.caption(f"B: {result.settings['b_images']} images, A: {result.settings['a_images']} · encoder "
                f"{result.settings['encoder']} · intervals: 95% percentile bootstrap over images, radii held fixed")
     coverage_ui.metrics(result)

@@ -560,7 +560,12 @@ def test_on_a_signed_in_server_only_a_lead_creates_a_workspace(team, tmp_path, m
     # a server started on a folder still to be made: anyone on one person's machine (a new user could not create any
     # workspace, each refusal naming the missing folder), nobody on a signed-in server (nobody leads it)
     assert access_ui.may_create_workspace(str(tmp_path / "not-yet"), str(tmp_path / "beside"))
+    # a workspace made on a server keeps strangers out where the open one does (a lead's new one was a viewer's to
+    # read for every signed-in stranger): its unlisted users get the open workspace's role
     monkeypatch.setattr(access_ui, "sign_in_configured", lambda: True)
+    Project.open(team[0], actor=LEAD).team.set_roles(Roles({LEAD: Role.LEAD}, Role.NONE))
+    made = Project.create(tmp_path / "made", lead=LEAD, others=access_ui.new_workspace_others(str(team[0])))
+    assert made.team.roles().default == Role.NONE and made.team.role(LEAD) == Role.LEAD
     access.set_identity_source(lambda: LEAD)
     assert not access_ui.may_create_workspace(str(tmp_path / "not-yet"), str(tmp_path / "beside"))
 
@@ -738,3 +743,48 @@ def test_a_viewer_reads_the_scan_plan(team, capsys):
     assert main(["--reviewer", VIEWER, "scan", str(team[0]), "--plan"]) == 0
     assert "jobs to do" in capsys.readouterr().out
     assert main(["--reviewer", VIEWER, "scan", str(team[0]), "--plan", "--k", "5"]) != 0  # a change: a lead's
+
+
+def test_only_whoever_may_run_a_job_stops_it_and_the_lead_reads_who_did(team, monkeypatch, tmp_path):
+    """A curator pressed Stop on the lead's scan and a viewer on the lead's calibration, and the lead's page said
+    only that it was stopped: Stop is off, with the reason, for a role that may not run the job; whoever started it
+    or may run it stops it, and the outcome names them."""
+    import threading
+
+    from streamlit.testing.v1 import AppTest
+
+    from ui import jobs
+
+    monkeypatch.setenv("LEAKCORE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LEAKCORE_WORKSPACE", str(team[0]))
+    gate, real = threading.Event(), Project.scan
+
+    def held(self, *, progress=None, **kwargs):
+        while not gate.wait(0.02):
+            progress("embed animals/train", 1, 10)
+        return real(self, progress=progress, **kwargs)
+
+    monkeypatch.setattr(Project, "scan", held)
+
+    def home(who):
+        access.set_identity_source(lambda: who)
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+        at.session_state["reviewer"] = who
+        return at.run()
+
+    try:
+        home(LEAD).button(key="run_scan").click().run()
+        for who in (VIEWER, CURATOR):
+            at = home(who)
+            assert not at.exception and at.button(key="scan_stop").disabled, who
+        other_lead = "leo@example.org"
+        Project.open(team[0], actor=LEAD).team.set_roles(
+            Roles({LEAD: Role.LEAD, CURATOR: Role.CURATOR, VIEWER: Role.VIEWER, other_lead: Role.LEAD}))
+        at = home(other_lead)
+        assert not at.button(key="scan_stop").disabled
+        at.button(key="scan_stop").click().run()
+    finally:
+        gate.set()
+        jobs.wait()
+    at = home(LEAD)
+    assert any(f"was stopped by {other_lead}" in w.value for w in at.warning)

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from leakcore import review
 from leakcore.project import Workspace
 
-from conftest import copy_workspace, finish_jobs, make_photo_folder
+from conftest import copy_workspace, finish_jobs, make_folder_dataset, make_photo_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -647,7 +647,7 @@ def test_stop_ends_a_page_scan_where_it_can_go_on(ws, gated_scan):
     at.button(key="scan_stop").click().run()
     gate.set()
     finish_jobs(at)
-    assert not at.exception and any("Scan was stopped at embed animals/train" in w.value for w in at.warning)
+    assert not at.exception and any("Scan was stopped by tester at embed animals/train" in w.value for w in at.warning)
     finish_jobs(at.button(key="run_scan").click().run())
     assert not at.exception and "Scan done in" in at.success[0].value
 
@@ -1206,7 +1206,8 @@ def test_a_typed_name_in_an_error_is_text_not_an_image(tmp_path, monkeypatch):
     from leakcore.api import Project
     from leakcore.errors import IngestError, as_code, page_text
 
-    assert page_text("name '![d](http://h/x.png)' and <http://h>") == "name '!\\[d\\](http://h/x.png)' and \\<http://h\\>"
+    assert page_text("name '![d](http://h/x.png)' and <http://h>") == ("name '!\\[d\\](http:\u200b//h/x.png)' and "
+                                                                        "\\<http:\u200b//h\\>")  # nor a bare link
     assert page_text(f"see {as_code('[a](b)')} [c](d)") == "see `[a](b)` \\[c\\](d)"
     assert "![" not in IngestError("dataset name '![d](http://h/x.png)' must be letters").for_page()
     project = Project.create(tmp_path / "ws", encoder="phash")
@@ -1218,4 +1219,15 @@ def test_a_typed_name_in_an_error_is_text_not_an_image(tmp_path, monkeypatch):
     finish_jobs(next(b for b in at.button if b.label == "Add dataset").click().run())
     assert not at.exception and at.error
     shown = " ".join(e.value for e in at.error) + " ".join(s.value for s in at.sidebar.caption)
-    assert "![d](" not in shown and "must be letters" in shown
+    assert "`![d](http://127.0.0.1:9/ds.png)`" in shown and "must be letters" in shown  # as code: text
+
+
+def test_home_says_which_sources_are_not_scanned_yet(ws, tmp_path):
+    """A training source added after the scan read 0% on Home, final-looking, with no word (the report said it)."""
+    from leakcore.ingest import add_dataset
+
+    add_dataset(ws, "more", make_folder_dataset(tmp_path / "more", n_train=4, n_test=2, seed0=300))
+    at = run("app.py")
+    assert not at.exception
+    told = " ".join(w.value for w in at.warning)
+    assert "Not scanned yet" in told and "against more/train" in told, told

@@ -200,6 +200,18 @@ def may_create_workspace(current: str | None, path: str | None = None) -> bool:
     return False
 
 
+def new_workspace_others(current: str | None) -> "Role | None":
+    """The role of everyone unlisted in a workspace created on this server: the open workspace's (a lead of a team
+    workspace kept from strangers, `default = "none"`, made one from Home that every signed-in stranger could read)."""
+    if not (sign_in_configured() and current and Path(current, "project.toml").exists()):
+        return None
+    try:
+        roles = Project.open(current).team.roles()
+    except LeakcoreError:
+        return None
+    return roles.default if roles is not None else None
+
+
 def new_workspace_lead() -> str | None:
     """Who leads a workspace created on this server: the signed-in user (`Project.create(lead=…)` writes its roles
     file, everyone else a viewer); None without sign-in. Without a roles file everybody led it (a viewer of the team's

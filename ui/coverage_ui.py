@@ -1,6 +1,8 @@
 """Coverage page pieces: the two set pickers, the metrics with intervals, the map, the strips and the spectra."""
 from __future__ import annotations
 
+import html
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -53,7 +55,8 @@ def map_chart(result) -> None:
     fig = go.Figure()
     for name, colour, label in (("A", A_COLOUR, result.a), ("B", B_COLOUR, result.b)):
         sub = m[m["set"] == name]
-        fig.add_trace(go.Scattergl(x=sub["x"], y=sub["y"], mode="markers", name=f"{name}: {label}",
+        # plotly draws <a href> and <b> in a legend: a typed filter is escaped there
+        fig.add_trace(go.Scattergl(x=sub["x"], y=sub["y"], mode="markers", name=f"{name}: {html.escape(str(label))}",
                                    marker={"size": 4, "color": colour, "opacity": 0.5}, text=sub["item_id"],
                                    hovertemplate="%{text}<extra></extra>"))
     fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"},

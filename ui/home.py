@@ -41,7 +41,9 @@ def _switch(path: str, create: bool) -> None:
     if create and not access_ui.may_create_workspace(st.session_state.get("workspace"), path):
         return  # refused, with the reason shown
     with user_errors(stop=False):
-        project = Project.create(path, lead=access_ui.new_workspace_lead()) if create else Project.open(path)
+        project = (Project.create(path, lead=access_ui.new_workspace_lead(),
+                                  others=access_ui.new_workspace_others(st.session_state.get("workspace")))
+                   if create else Project.open(path))
     if project is None:
         return  # refused, with the reason shown
     path = str(project.path)
@@ -242,6 +244,12 @@ def overview(ws: Workspace, hard: float, soft: float) -> None:
                 "No scan results yet: run a scan (a scan that was stopped goes on from where it stopped: the images "
                 "it embedded are kept).")  # a scan they would say "0 of N" as if they had looked
         return
+    unscanned = ws.checks.unscanned()  # a source added after the scan: its rates read 0%, final-looking, unsaid
+    if unscanned:
+        pairs = ", ".join(f"{e} against {t}" for e, t in unscanned[:6]) + (f" and {len(unscanned) - 6} more"
+                                                                        if len(unscanned) > 6 else "")
+        st.warning(f"Not scanned yet: {pairs}. Their rates below read 0% until a scan searches them (Run scan above "
+                   "goes on from what is done).", icon=":material/warning:")
     overall = table[(table["train_split"] == ALL_SOURCES) & (table["check"] == "similarity")]
     cols = st.columns(max(len(overall), 1))
     for col, r in zip(cols, overall.itertuples()):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from leakcore.api import Action, Project, normalise_user
 from ui import jobs, state
 
 
@@ -50,6 +51,23 @@ def bar(kind: str, path: str, *, stop_key: str) -> None:
         _live_bar(kind, path, stop_key)
 
 
+# the right a job's work needs, which stopping it needs too (or having started it): a curator pressed Stop on the
+# lead's scan, a viewer on the lead's calibration, and the lead's page did not say who
+KIND_ACTION = {"scan": Action.SCAN, "add": Action.ADD, "calibration": Action.CALIBRATE, "shortcuts": Action.ANALYSE}
+
+
+def stop_refusal(job: jobs.Job) -> str | None:
+    """Why this session's user may not stop the job, or None: whoever started it may, and whoever may run its kind."""
+    team = Project.open(job.path).team
+    me = team.acting_user
+    if me and job.started_by and normalise_user(me) == normalise_user(job.started_by):
+        return None
+    action = KIND_ACTION.get(job.kind)
+    if action is None:
+        return f"Only {job.started_by or 'whoever started it'} may stop it"
+    return team.refusal(action)
+
+
 @state.fragment(run_every=0.5)
 def _live_bar(kind: str, path: str, stop_key: str) -> None:
     job = jobs.latest(kind, path)
@@ -61,8 +79,11 @@ def _live_bar(kind: str, path: str, stop_key: str) -> None:
         return
     c1, c2 = st.columns([4, 1])
     c1.progress(job.fraction, text=job.status_text())
-    c2.button("Stop", key=stop_key, on_click=job.stop.set, disabled=job.stop.is_set(), width="stretch",
-              help="Ends the work at its next step; what it finished is kept, and running it again goes on from there")
+    why = stop_refusal(job)
+    c2.button("Stop", key=stop_key, on_click=job.request_stop, args=(Project.open(path).team.acting_user,),
+              disabled=job.stop.is_set() or why is not None, width="stretch",
+              help=why or ("Ends the work at its next step: a scan keeps what it finished and goes on from there "
+                           "when run again"))
 
 
 def latest_ended(kind: str, path: str) -> jobs.Job | None:

@@ -44,11 +44,18 @@ class Job:
         self.result: Any = None
         self.error: str | None = None
         self.stopped = False
+        self.stopped_by: str | None = None  # who pressed Stop (a teammate's page shows the job too)
         self.finished = False
         self.started, self.ended = time.time(), None
         self.stop = threading.Event()
         self._work = work
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"leakcore-{kind}")
+
+    def request_stop(self, by: str | None) -> None:
+        """Stop at the next progress step, saying who asked."""
+        if not self.stop.is_set():
+            self.stopped_by = by
+            self.stop.set()
 
     def progress(self, stage: str, done: int, total: int) -> None:
         if self.stop.is_set():
@@ -74,7 +81,8 @@ class Job:
         if self.error:
             return "error", self.error
         if self.stopped:
-            return "warning", (f"{self.title} was stopped at {self.stage} ({self.done}/{self.total}). "
+            by = f" by {self.stopped_by}" if self.stopped_by else ""
+            return "warning", (f"{self.title} was stopped{by} at {self.stage} ({self.done}/{self.total}). "
                                + ("What it finished is kept: run it again to go on from there." if self.resumes
                                   else "Nothing of it is stored: run it again."))
         return "success", self.result if isinstance(self.result, str) else f"{self.title} done."
