@@ -69,6 +69,17 @@ def add_dataset(
     source = loader.load(path, root=Path(root) if root else None, split=split)
     if follow_links:
         source = catalog.follow_links(source, allowed)
+    # an override naming no split of the source, or no role, was ignored without a word (the dataset was added with
+    # the roles its split names gave)
+    for key, role in (roles or {}).items():
+        if role not in ("train", "eval"):
+            raise IngestError(f"the role override {as_code(f'{key}={role}', 80)} names no role: a role is train or "
+                              "eval", cli="pass --role SPLIT=train or --role SPLIT=eval",
+                              page="Write each override as SPLIT=train or SPLIT=eval")
+        if key != "*" and key not in source.splits:
+            raise IngestError(f"the role override {as_code(f'{key}={role}', 80)} names no split of this source; its "
+                              f"splits are {', '.join(map(str, source.splits)) or 'none'}",
+                              page="Name one of those splits, or * for all")
     split_roles = {s: catalog.role_from_name(s, roles) for s in source.splits}
     existing = ws.items()
     previous = existing[existing["dataset"] == name]

@@ -360,3 +360,22 @@ def test_a_link_swapped_after_add_is_not_read_by_the_report_nor_copied(tmp_path)
     ws.resplit("d", test_size=0.3, out=str(tmp_path / "rs"), links="copy")
     copied = [p.read_bytes() for p in (tmp_path / "rs" / "images").rglob("*.*")]
     assert copied and secret.read_bytes() not in copied
+
+
+def test_a_role_override_naming_no_split_or_no_role_is_refused(tmp_path):
+    """Garbage in the role overrides was ignored without a word: the dataset went in with the roles its names gave."""
+    from leakcore.errors import IngestError
+    from leakcore.ingest import add_dataset, parse_roles
+    from leakcore.project import Workspace
+
+    from conftest import make_folder_dataset
+
+    root = make_folder_dataset(tmp_path / "d", n_train=3, n_test=2)
+    ws = Workspace.create(tmp_path / "ws", encoder="phash")
+    with pytest.raises(IngestError, match="names no split of this source; its splits are"):
+        add_dataset(ws, "d", root, roles=parse_roles("foo=train"))
+    with pytest.raises(IngestError, match="names no role"):
+        add_dataset(ws, "d", root, roles=parse_roles("test=bar"))
+    assert ws.items().empty
+    add_dataset(ws, "d", root, roles=parse_roles("test=train"))
+    assert set(ws.items()["role"]) == {"train"}
