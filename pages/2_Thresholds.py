@@ -89,5 +89,6 @@ with user_errors():
             st.dataframe(ws.scores.robustness_table(result).assign(top1=lambda d: (100 * d["top1"]).round(1)),
                          hide_index=True, width="stretch")
             st.dataframe(result.auc, hide_index=True)
+        job_ui.outcome("calibration", str(ws.path))  # done, stopped or failed, when and by whom: not in the folded box
         with st.expander("Run a new calibration", expanded=job_ui.running("calibration", str(ws.path))):
-            thresholds_ui.calibration_form(ws, encoder)
+            thresholds_ui.calibration_form(ws, encoder, outcome_here=False)

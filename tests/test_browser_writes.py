@@ -168,6 +168,8 @@ def test_a_calibration_runs_in_the_background_and_the_page_shows_its_result(serv
         page.get_by_role("button", name="Calibrate phash").click()
         expect(page.get_by_text("ROC of non-semantic edits")).to_be_visible(timeout=120_000)
         expect(page.get_by_text("suggested hard").first).to_be_visible()
+        # how it ended, outside the folded "Run a new calibration" box (it was hidden in it)
+        expect(page.get_by_text("Calibration of phash on animals/train done").first).to_be_visible()
         assert page.locator("[data-testid='stException']").count() == 0
         page.locator("[data-testid='stSidebar']").get_by_role("link", name="Heatmaps", exact=True).click()
         expect(page.get_by_text("Hard leakage").first).to_be_visible(timeout=60_000)

@@ -366,7 +366,7 @@ def histogram_chart(hist, hard: float, soft: float, fused: bool = False) -> None
     st.vega_lite_chart(ops, spec, key="hist_chart", width="stretch")
 
 
-def calibration_form(ws: Workspace, encoder: str) -> None:
+def calibration_form(ws: Workspace, encoder: str, *, outcome_here: bool = True) -> None:
     """Run the robustness protocol from the page (the same as `leakcore calibrate`) in a server job (`ui.jobs`),
     with live progress and a Stop button; the rest of the page stays usable meanwhile, and the calibration goes on
     through a page switch or a reload."""
@@ -379,7 +379,8 @@ def calibration_form(ws: Workspace, encoder: str) -> None:
         job_ui.bar("calibration", path, stop_key="cal_stop")
         return
     job_ui.bar("calibration", path, stop_key="cal_stop")  # ended unseen: drawn once more, which reruns the page
-    job_ui.outcome("calibration", path)
+    if outcome_here:  # else the page says it outside the folded box (a finished calibration's line was hidden in it)
+        job_ui.outcome("calibration", path)
     training = data.split_names(ws, "train")  # a training collection first: the README's and the demo's choice
     collections = training + [s for s in data.split_names(ws) if s not in training]
     with st.form("calibrate", enter_to_submit=False):  # a calibration takes minutes: only the button starts one
