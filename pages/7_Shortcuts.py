@@ -1,7 +1,7 @@
 """Shortcuts (target leakage): what gives the label away besides the content: file metadata, a corner marker."""
 import streamlit as st
 
-from leakcore.api import Action
+from leakcore.api import Action, Project
 from ui import data, job_ui, shortcuts_ui
 from ui.widgets import image_strip, lock_note, locked, page, user_errors
 
@@ -35,7 +35,7 @@ with user_errors():
         actor = ws.team.acting_user
 
         def work(progress, dataset=dataset, regions=with_regions) -> str:
-            data.shortcut_audit(path, actor, dataset, regions, progress)
+            Project.open(path, actor=actor).audits.shortcuts(dataset, regions=regions, progress=progress)
             return f"Shortcut audit of {dataset} done."
 
         if job_ui.start("shortcuts", ws, f"Shortcut audit of {dataset}", work, page="pages/7_Shortcuts.py",

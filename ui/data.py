@@ -437,11 +437,6 @@ def impact(ws: Workspace, request: ImpactRequest):
     return _impact(str(ws.path), request, stamp=_neighbors_stamp(ws), dstamp=decisions_stamp(ws))
 
 
-def clear_items() -> None:
-    """Drop the cached item table (after a dataset was added)."""
-    _items.clear()
-
-
 @st.cache_data(show_spinner="Measuring…", max_entries=8)
 def _impact(path: str, request: ImpactRequest, stamp: tuple, dstamp: tuple):
     return Project.open(path).impact(request)
@@ -465,7 +460,8 @@ def _session_cached(ws: Workspace, key, compute, title: str):
         return store[now]
     kind, path = now[0], str(ws.path)
     job, again = jobs.latest(kind, path), False
-    mine = job is not None and (job.result[1] if job.finished and job.result else getattr(job, "key", None)) == now
+    # the inputs it measured: its key when it started, taken again when it ended (the work returns it beside its result)
+    mine = job is not None and (job.result[1] if job.finished and job.result else job.key) == now
     if mine and job.finished and not (job.error or job.stopped):
         for old in [k for k in store if k[0] == kind]:  # one result per kind at a time: they hold per-image tables
             del store[old]
@@ -475,10 +471,8 @@ def _session_cached(ws: Workspace, key, compute, title: str):
         job_ui.outcome(kind, path)
         again = st.button("Measure again", key=f"{kind}_again")
     if job is None or job.finished and (not mine or again):
-        started = job_ui.start(kind, ws, title, lambda progress: (compute(progress), key()),
-                               page="pages/6_Coverage.py", resumes=False)
-        if started is not None:
-            started.key = now
+        if job_ui.start(kind, ws, title, lambda progress: (compute(progress), key()), page="pages/6_Coverage.py",
+                        resumes=False, key=now) is not None:
             st.rerun()
     elif job.running and not mine:
         st.info(f"{job.title} is still running: measure these sets once it has ended, or press its Stop button.")
@@ -524,12 +518,6 @@ def _shortcut_audits(path: str, stamp: tuple) -> dict:
 
 def shortcut_audits(ws: Workspace) -> dict:
     return _shortcut_audits(str(ws.path), ws.workspace.stamp("shortcuts"))
-
-
-def shortcut_audit(path: str, actor: str | None, dataset: str, regions: bool, progress) -> None:
-    """Run the shortcut audit (in a server job, `ui.jobs`: no Streamlit here); the result is stored in the workspace
-    and read back through `shortcut_audits` once the job's end drops the caches."""
-    Project.open(path, actor=actor).audits.shortcuts(dataset, regions=regions, progress=progress)
 
 
 def encoder_defaults(name: str) -> tuple[float, float] | None:

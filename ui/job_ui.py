@@ -3,6 +3,7 @@ every page's sidebar while it runs, and its outcome once it ends. Whichever page
 it is drawn again once, so what the job changed shows at once."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -25,21 +26,22 @@ def _ended(job: jobs.Job) -> None:
     """A job this session sees ended for the first time: the shared caches of what it changed are dropped (once per
     job, by the first session to see it), and the whole page is drawn again."""
     _seen().add(job.id)
-    if not getattr(job, "caches_dropped", False):
+    if not job.caches_dropped:
         job.caches_dropped = True
         st.cache_data.clear()
     st.rerun(scope="app")
 
 
-def start(kind: str, ws, title: str, work, *, page: str, resumes: bool = True) -> jobs.Job | None:
-    """Start a job for the workspace open in this session, as its user (the thread has no session to ask who is
-    signed in); a refusal (one already running) is shown, not raised. Marks older jobs of the kind as seen."""
+def start(kind: str, ws, title: str, work, *, page: str, resumes: bool = True, key=None) -> jobs.Job | None:
+    """Start a job for the workspace open in this session, started by its user (the work opens the project as that
+    user itself: the thread has no session to ask who is signed in); a refusal (one already running) is shown, not
+    raised."""
     from ui.widgets import user_errors
 
     job = None
     with user_errors(stop=False):
-        job = jobs.start(kind, str(ws.path), title, work, page=page, actor=ws.team.acting_user,
-                         started_by=ws.team.acting_user, resumes=resumes)
+        job = jobs.start(kind, str(ws.path), title, work, page=page, started_by=ws.team.acting_user,
+                         resumes=resumes, key=key)
     return job
 
 
@@ -56,9 +58,8 @@ def bar(kind: str, path: str, *, stop_key: str) -> None:
 KIND_ACTION = {"scan": Action.SCAN, "add": Action.ADD, "calibration": Action.CALIBRATE, "shortcuts": Action.ANALYSE}
 
 
-def stop_refusal(job: jobs.Job) -> str | None:
-    """Why this session's user may not stop the job, or None: whoever started it may, and whoever may run its kind."""
-    team = Project.open(job.path).team
+def stop_refusal(job: jobs.Job, team) -> str | None:
+    """Why `team`'s acting user may not stop the job, or None: whoever started it may, and whoever may run its kind."""
     me = team.acting_user
     if me and job.started_by and normalise_user(me) == normalise_user(job.started_by):
         return None
@@ -79,8 +80,9 @@ def _live_bar(kind: str, path: str, stop_key: str) -> None:
         return
     c1, c2 = st.columns([4, 1])
     c1.progress(job.fraction, text=job.status_text())
-    why = stop_refusal(job)
-    c2.button("Stop", key=stop_key, on_click=job.request_stop, args=(Project.open(path).team.acting_user,),
+    team = Project.open(path).team  # once a tick: who is asking, and what they may do
+    why = stop_refusal(job, team)
+    c2.button("Stop", key=stop_key, on_click=job.request_stop, args=(team.acting_user,),
               disabled=job.stop.is_set() or why is not None, width="stretch",
               help=why or ("Ends the work at its next step: a scan keeps what it finished and goes on from there "
                            "when run again"))
@@ -104,8 +106,6 @@ def outcome(kind: str, path: str) -> None:
 
 
 def ended_words(job: jobs.Job) -> str:
-    import time
-
     when = time.strftime("%H:%M", time.localtime(job.ended or job.started))
     return f"Ended at {when}" + (f", started by {job.started_by}" if job.started_by else "")
 
@@ -131,6 +131,6 @@ def _sidebar_lines(path: str, current: str) -> None:
         st.caption(f":material/progress_activity: {job.status_text()}")
         st.progress(job.fraction)
         st.page_link(job.page, label=f"Its bar on {page_name(job.page)}", icon=":material/arrow_forward:")
-    for job in jobs.finished_since(path, 0):
+    for job in jobs.finished(path):
         if job.id not in _seen():  # it ended while this page was open: drawn again with what it changed
             _ended(job)

@@ -35,10 +35,12 @@ class Job:
     any result the page reads from `result`); a LeakcoreError becomes the page's message, never a traceback."""
 
     def __init__(self, kind: str, path: str, title: str, work: Callable[[Progress], Any], *, page: str,
-                 actor: str | None = None, started_by: str | None = None, resumes: bool = True):
+                 started_by: str | None = None, resumes: bool = True, key: Any = None):
         self.id = uuid.uuid4().hex
         self.kind, self.path, self.title, self.page = kind, path, title, page
-        self.actor, self.started_by = actor, started_by
+        self.started_by = started_by  # the page's user, taken when it started (the thread has no session to ask)
+        self.key = key  # what it measures, for a page that keeps one result per inputs (`ui.data._session_cached`)
+        self.caches_dropped = False  # the shared caches of what it changed, dropped once by the first page to see it end
         self.resumes = resumes  # a stopped run keeps what it finished (a scan, an audit), or starts over (coverage)
         self.stage, self.done, self.total = "starting", 0, 1
         self.result: Any = None
@@ -117,7 +119,7 @@ class AlreadyRunning(LeakcoreError):
 
 
 def start(kind: str, path: str, title: str, work: Callable[[Progress], Any], *, page: str,
-          actor: str | None = None, started_by: str | None = None, resumes: bool = True) -> Job:
+          started_by: str | None = None, resumes: bool = True, key: Any = None) -> Job:
     """Start `work` in a thread of the server, unless one of its kind already runs on this workspace (refused with
     who started it: two scans of one workspace would write the same files)."""
     lock, registry = _registry()
@@ -127,7 +129,7 @@ def start(kind: str, path: str, title: str, work: Callable[[Progress], Any], *, 
             raise AlreadyRunning(f"{old.title} is already running on this workspace"
                                  + (f" (started by {old.started_by})" if old.started_by else "")
                                  + ": its progress is on this page; wait for it or press its Stop button.")
-        job = Job(kind, path, title, work, page=page, actor=actor, started_by=started_by, resumes=resumes)
+        job = Job(kind, path, title, work, page=page, started_by=started_by, resumes=resumes, key=key)
         registry[(kind, path)] = job
         job.thread.start()
     return job
@@ -151,11 +153,11 @@ def running(path: str) -> list[Job]:
     return sorted(jobs, key=lambda j: j.started)
 
 
-def finished_since(path: str, since: float) -> list[Job]:
-    """The jobs on this workspace that ended after `since` (a page refreshes what they changed)."""
+def finished(path: str) -> list[Job]:
+    """The jobs on this workspace that have ended (a page refreshes what they changed)."""
     lock, registry = _registry()
     with lock:
-        return [j for (_, p), j in registry.items() if p == path and j.finished and (j.ended or 0) > since]
+        return [j for (_, p), j in registry.items() if p == path and j.finished]
 
 
 def wait(timeout: float = 120.0) -> None:
